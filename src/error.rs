@@ -1,0 +1,75 @@
+//! The library's one error type. Every error that concerns a file names the path,
+//! every config error names the key, so a survey operator can fix the input without
+//! reading the source.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in lensmae's library code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A FITS file could not be read or written.
+    #[error("{path}: FITS error: {message}")]
+    Fits {
+        /// The FITS file.
+        path: PathBuf,
+        /// What cfitsio or lensmae reported.
+        message: String,
+    },
+    /// A Parquet or Arrow operation failed.
+    #[error("{path}: Parquet error: {message}")]
+    Parquet {
+        /// The Parquet file.
+        path: PathBuf,
+        /// What arrow/parquet reported.
+        message: String,
+    },
+    /// A `.npy` file could not be read or written.
+    #[error("{path}: npy error: {message}")]
+    Npy {
+        /// The `.npy` file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A configuration value is missing, unknown or impossible.
+    #[error("config error at `{key}`: {message}")]
+    Config {
+        /// Dotted path of the offending key, e.g. `source.r_sersic`.
+        key: String,
+        /// Why the value is refused.
+        message: String,
+    },
+    /// Array shapes do not fit together.
+    #[error("shape error: {0}")]
+    Shape(String),
+}
+
+impl Error {
+    /// A config error for `key`.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error that names its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

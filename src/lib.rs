@@ -1,0 +1,14 @@
+//! lensmae: strong-lensing simulation, masked-autoencoder training and streaming
+//! inference for dark-matter substructure studies.
+//!
+//! Data flows one way through the modules:
+//! [`sim`] (physics and presets) -> [`data`] (dataset writers) -> [`cli`] (thin
+//! command-line layer). The model, training and streaming stages build on these.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod sim;
+
+pub use error::{Error, Result};

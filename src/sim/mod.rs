@@ -1,0 +1,28 @@
+//! The strong-lensing simulator.
+//!
+//! Physics follows lenstronomy's conventions, one file per profile
+//! ([`mass`], [`light`]), with the PSF, noise, instruments and cosmology beside
+//! them. A [`SimConfig`] (a built-in preset or a TOML file) says what to draw; the
+//! [`Simulator`] draws per-image parameters, builds a [`Scene`] and renders it.
+//!
+//! Coordinates are arcsec on the sky, x along image columns and y along rows,
+//! centred on the image centre.
+
+pub mod config;
+pub mod cosmology;
+pub mod distribution;
+pub mod ellipticity;
+pub mod grid;
+pub mod instrument;
+pub mod light;
+pub mod mass;
+pub mod noise;
+pub mod presets;
+pub mod psf;
+pub mod scene;
+pub mod simulator;
+
+pub use config::SimConfig;
+pub use grid::{Image, PixelGrid};
+pub use scene::{Camera, Scene};
+pub use simulator::{ImageParams, SimulatedImage, Simulator};

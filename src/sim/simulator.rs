@@ -1,0 +1,536 @@
+//! From a validated [`SimConfig`] to images: draw the per-image parameters, build
+//! the [`Scene`], render it, add noise.
+//!
+//! Randomness: image `index` of a dataset made with `seed` uses its own ChaCha8
+//! stream (`seed`, stream = `index`), so every image is reproducible on its own and
+//! the output does not depend on the number of threads or the order of work.
+
+use super::config::{
+    Count, EinsteinRadiusConvention, HaloProfile, MassFunction, NoiseConfig, Placement, PsfConfig,
+    SimConfig, Substructure,
+};
+use super::cosmology::{FlatLcdm, LensPlane};
+use super::grid::{Image, PixelGrid};
+use super::instrument::Instrument;
+use super::light::{LightProfile, Sersic};
+use super::mass::{MassModel, Nfw, PointMass, Shear, Sie, Tnfw};
+use super::noise::Noise;
+use super::psf::Psf;
+use super::scene::{Camera, Scene};
+use crate::Result;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution as _, Poisson};
+use std::f64::consts::TAU;
+
+/// One drawn subhalo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubhaloDraw {
+    /// Mass (point mass) or M200 (halo), Msun.
+    pub mass: f64,
+    /// Position x, arcsec.
+    pub x: f64,
+    /// Position y, arcsec.
+    pub y: f64,
+    /// Concentration (halos only).
+    pub concentration: Option<f64>,
+    /// Truncation radius over scale radius (TNFW only).
+    pub truncation: Option<f64>,
+}
+
+/// The drawn axion vortex.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VortexDraw {
+    /// Axion mass, eV.
+    pub axion_mass: f64,
+    /// Orientation of the line, radians.
+    pub angle: f64,
+    /// Total mass, Msun.
+    pub total_mass: f64,
+}
+
+/// Every random quantity behind one image; with the config it fixes the image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageParams {
+    /// Main-lens Einstein radius, arcsec (before any deflection rescaling).
+    pub lens_theta_e: f64,
+    /// Main-lens e1.
+    pub lens_e1: f64,
+    /// Main-lens e2.
+    pub lens_e2: f64,
+    /// Main-lens centre x, arcsec.
+    pub lens_center_x: f64,
+    /// Main-lens centre y, arcsec.
+    pub lens_center_y: f64,
+    /// Shear gamma1.
+    pub shear_gamma1: f64,
+    /// Shear gamma2.
+    pub shear_gamma2: f64,
+    /// Source amplitude, flux / arcsec^2.
+    pub source_amp: f64,
+    /// Source half-light radius, arcsec.
+    pub source_r_sersic: f64,
+    /// Source Sersic index.
+    pub source_n_sersic: f64,
+    /// Source e1.
+    pub source_e1: f64,
+    /// Source e2.
+    pub source_e2: f64,
+    /// Source centre x, arcsec.
+    pub source_x: f64,
+    /// Source centre y, arcsec.
+    pub source_y: f64,
+    /// PSF FWHM, arcsec (0 without PSF).
+    pub psf_fwhm: f64,
+    /// Exposure time, s (None when noise-free).
+    pub exposure_time: Option<f64>,
+    /// Subhalos (point masses or halos).
+    pub subhalos: Vec<SubhaloDraw>,
+    /// Axion vortex, for vortex classes.
+    pub vortex: Option<VortexDraw>,
+}
+
+impl ImageParams {
+    /// Number of substructure deflectors.
+    pub fn n_subhalos(&self, vortex_points: u32) -> usize {
+        self.subhalos.len()
+            + if self.vortex.is_some() {
+                vortex_points as usize
+            } else {
+                0
+            }
+    }
+
+    /// Total substructure mass, Msun.
+    pub fn subhalo_mass_total(&self) -> f64 {
+        self.subhalos.iter().map(|s| s.mass).sum::<f64>()
+            + self.vortex.as_ref().map_or(0.0, |v| v.total_mass)
+    }
+}
+
+/// One simulated image with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedImage {
+    /// Index into the class names.
+    pub class_idx: usize,
+    /// The final image (noise and output scale applied).
+    pub image: Image,
+    /// What was drawn.
+    pub params: ImageParams,
+}
+
+/// A validated config with its cosmology pre-computed.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    config: SimConfig,
+    class_names: Vec<String>,
+    instrument: Option<Instrument>,
+    lens_plane: LensPlane,
+    /// Einstein radius of 1 Msun in the config's convention; theta_E ~ sqrt(M).
+    theta_e_per_sqrt_msun: f64,
+    deflection_scale: f64,
+}
+
+impl Simulator {
+    /// Validate `config` and pre-compute distances.
+    pub fn new(config: SimConfig) -> Result<Simulator> {
+        config.validate()?;
+        let c = &config.cosmology;
+        let cosmo = FlatLcdm {
+            h0: c.h0,
+            om0: c.om0,
+        };
+        let lens_plane = cosmo.lens_plane(c.z_lens, c.z_source);
+        let theta_e_per_sqrt_msun = match c.einstein_radius {
+            EinsteinRadiusConvention::AngularDiameter => lens_plane.einstein_radius(1.0),
+            EinsteinRadiusConvention::DeeplenseLuminosity => {
+                cosmo.einstein_radius_deeplense(1.0, c.z_lens, c.z_source)
+            }
+        };
+        let deflection_scale = config.ray_tracing.as_ref().map_or(1.0, |rt| {
+            FlatLcdm {
+                h0: rt.h0,
+                om0: rt.om0,
+            }
+            .deflection_rescaling(c.z_lens, c.z_source, rt.z_source_convention)
+        });
+        Ok(Simulator {
+            class_names: config.class_names(),
+            instrument: config.resolved_instrument()?,
+            config,
+            lens_plane,
+            theta_e_per_sqrt_msun,
+            deflection_scale,
+        })
+    }
+
+    /// The config this simulator runs.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Class names in `label_idx` order.
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    /// The factor applied to all deflections (1 without a ray-tracing convention).
+    pub fn deflection_scale(&self) -> f64 {
+        self.deflection_scale
+    }
+
+    /// Einstein radius (arcsec) of a point mass of `mass` Msun.
+    pub fn einstein_radius(&self, mass: f64) -> f64 {
+        self.theta_e_per_sqrt_msun * mass.sqrt()
+    }
+
+    /// Number of point masses in a vortex of `class_idx` (0 for other classes).
+    pub fn vortex_points(&self, class_idx: usize) -> u32 {
+        match self.substructure(class_idx) {
+            Substructure::Vortex { points, .. } => *points,
+            _ => 0,
+        }
+    }
+
+    fn substructure(&self, class_idx: usize) -> &Substructure {
+        &self.config.classes[&self.class_names[class_idx]]
+    }
+
+    /// Draw the parameters of one image of class `class_idx`.
+    pub fn sample_params<R: Rng>(&self, class_idx: usize, rng: &mut R) -> ImageParams {
+        let cfg = &self.config;
+        let lens_theta_e = match (&cfg.lens.theta_e, &cfg.lens.mass) {
+            (Some(t), _) => t.sample(rng),
+            (None, Some(m)) => self.einstein_radius(m.sample(rng)),
+            (None, None) => unreachable!("validated: the lens has theta_e or mass"),
+        };
+        let (lens_e1, lens_e2) = (cfg.lens.e1.sample(rng), cfg.lens.e2.sample(rng));
+        let (lens_center_x, lens_center_y) =
+            (cfg.lens.center_x.sample(rng), cfg.lens.center_y.sample(rng));
+        let (shear_gamma1, shear_gamma2) =
+            (cfg.shear.gamma1.sample(rng), cfg.shear.gamma2.sample(rng));
+        let s = &cfg.source;
+        let amp_or_mag = s
+            .amp
+            .as_ref()
+            .or(s.magnitude.as_ref())
+            .expect("validated")
+            .sample(rng);
+        let source_r_sersic = s.r_sersic.sample(rng);
+        let source_n_sersic = s.n_sersic.sample(rng);
+        let source_amp = if s.magnitude.is_some() {
+            let unit = Sersic {
+                amp: 1.0,
+                r_sersic: source_r_sersic,
+                n_sersic: source_n_sersic,
+                ..Sersic::default()
+            };
+            let instrument = self
+                .instrument
+                .as_ref()
+                .expect("validated: magnitudes need an instrument");
+            instrument.magnitude_to_cps(amp_or_mag) / unit.total_flux_per_amp()
+        } else {
+            amp_or_mag
+        };
+        let (source_e1, source_e2) = (s.e1.sample(rng), s.e2.sample(rng));
+        let (source_x, source_y) = (s.center_x.sample(rng), s.center_y.sample(rng));
+        let psf_fwhm = match &cfg.psf {
+            PsfConfig::None => 0.0,
+            PsfConfig::Gaussian { fwhm, .. } => fwhm.sample(rng),
+        };
+        let exposure_time = match &cfg.noise {
+            NoiseConfig::None => None,
+            NoiseConfig::DeeplenseCounts { exposure_time, .. } => Some(exposure_time.sample(rng)),
+            NoiseConfig::Instrument { exposure_time } => Some(match exposure_time {
+                Some(t) => t.sample(rng),
+                None => {
+                    let i = self.instrument.as_ref().expect("validated");
+                    i.exposure_time * i.num_exposures as f64
+                }
+            }),
+        };
+        let (subhalos, vortex) = self.sample_substructure(class_idx, rng);
+        ImageParams {
+            lens_theta_e,
+            lens_e1,
+            lens_e2,
+            lens_center_x,
+            lens_center_y,
+            shear_gamma1,
+            shear_gamma2,
+            source_amp,
+            source_r_sersic,
+            source_n_sersic,
+            source_e1,
+            source_e2,
+            source_x,
+            source_y,
+            psf_fwhm,
+            exposure_time,
+            subhalos,
+            vortex,
+        }
+    }
+
+    fn sample_substructure<R: Rng>(
+        &self,
+        class_idx: usize,
+        rng: &mut R,
+    ) -> (Vec<SubhaloDraw>, Option<VortexDraw>) {
+        match self.substructure(class_idx) {
+            Substructure::None => (Vec::new(), None),
+            Substructure::PointMasses {
+                count,
+                mass_function,
+                radius,
+                placement,
+            } => {
+                let n = draw_count(count, rng);
+                // Masses first, then positions: the DeepLense order.
+                let masses: Vec<f64> = (0..n).map(|_| draw_mass(mass_function, rng)).collect();
+                let subs = masses
+                    .into_iter()
+                    .map(|mass| {
+                        let (x, y) = draw_position(radius, *placement, rng);
+                        SubhaloDraw {
+                            mass,
+                            x,
+                            y,
+                            concentration: None,
+                            truncation: None,
+                        }
+                    })
+                    .collect();
+                (subs, None)
+            }
+            Substructure::Halos {
+                count,
+                mass_function,
+                concentration,
+                truncation,
+                radius,
+                placement,
+                ..
+            } => {
+                let n = draw_count(count, rng);
+                let subs = (0..n)
+                    .map(|_| {
+                        let mass = draw_mass(mass_function, rng);
+                        let (x, y) = draw_position(radius, *placement, rng);
+                        let concentration = Some(concentration.sample(rng));
+                        let truncation = truncation.as_ref().map(|t| t.sample(rng));
+                        SubhaloDraw {
+                            mass,
+                            x,
+                            y,
+                            concentration,
+                            truncation,
+                        }
+                    })
+                    .collect();
+                (subs, None)
+            }
+            Substructure::Vortex {
+                total_mass,
+                axion_mass_log10,
+                angle,
+                ..
+            } => {
+                let axion_mass = 10f64.powf(axion_mass_log10.sample(rng));
+                let angle = angle.sample(rng);
+                let total_mass = total_mass.sample(rng);
+                (
+                    Vec::new(),
+                    Some(VortexDraw {
+                        axion_mass,
+                        angle,
+                        total_mass,
+                    }),
+                )
+            }
+        }
+    }
+
+    /// The camera for one image.
+    pub fn camera(&self, params: &ImageParams) -> Camera {
+        let im = &self.config.image;
+        let psf = match &self.config.psf {
+            PsfConfig::None => Psf::None,
+            PsfConfig::Gaussian { truncation, .. } => Psf::Gaussian {
+                fwhm: params.psf_fwhm,
+                truncation: *truncation,
+            },
+        };
+        Camera {
+            grid: PixelGrid {
+                size: im.size,
+                pixel_scale: im.pixel_scale,
+            },
+            supersampling: im.supersampling,
+            psf,
+        }
+    }
+
+    /// The scene of one image of class `class_idx` with parameters `params`.
+    pub fn scene(&self, class_idx: usize, params: &ImageParams) -> Scene {
+        let p = params;
+        let mut lenses = vec![
+            MassModel::Sie(Sie {
+                theta_e: p.lens_theta_e,
+                e1: p.lens_e1,
+                e2: p.lens_e2,
+                center_x: p.lens_center_x,
+                center_y: p.lens_center_y,
+            }),
+            MassModel::Shear(Shear {
+                gamma1: p.shear_gamma1,
+                gamma2: p.shear_gamma2,
+            }),
+        ];
+        let sub = self.substructure(class_idx);
+        for s in &p.subhalos {
+            lenses.push(match (sub, s.concentration) {
+                (Substructure::Halos { profile, .. }, Some(c)) => {
+                    let (rs, alpha_rs) = self.lens_plane.nfw_angles(s.mass, c);
+                    let (center_x, center_y) = (p.lens_center_x + s.x, p.lens_center_y + s.y);
+                    match profile {
+                        HaloProfile::Nfw => MassModel::Nfw(Nfw {
+                            rs,
+                            alpha_rs,
+                            center_x,
+                            center_y,
+                        }),
+                        HaloProfile::Tnfw => MassModel::Tnfw(Tnfw {
+                            rs,
+                            alpha_rs,
+                            r_trunc: rs * s.truncation.unwrap_or(f64::INFINITY),
+                            center_x,
+                            center_y,
+                        }),
+                    }
+                }
+                _ => MassModel::PointMass(PointMass {
+                    theta_e: self.einstein_radius(s.mass),
+                    center_x: p.lens_center_x + s.x,
+                    center_y: p.lens_center_y + s.y,
+                }),
+            });
+        }
+        if let (
+            Some(v),
+            Substructure::Vortex {
+                points,
+                length_constant,
+                ..
+            },
+        ) = (&p.vortex, sub)
+        {
+            let half_length = length_constant / v.axion_mass;
+            let theta_e = self.einstein_radius(v.total_mass / *points as f64);
+            let (c, s) = (v.angle.cos(), v.angle.sin());
+            for i in 0..*points {
+                // numpy.linspace(-L, L, points)
+                let t = if *points == 1 {
+                    -half_length
+                } else {
+                    -half_length + 2.0 * half_length * i as f64 / (*points - 1) as f64
+                };
+                lenses.push(MassModel::PointMass(PointMass {
+                    theta_e,
+                    center_x: p.lens_center_x + t * c,
+                    center_y: p.lens_center_y + t * s,
+                }));
+            }
+        }
+        Scene {
+            lenses,
+            deflection_scale: self.deflection_scale,
+            source: Sersic {
+                amp: p.source_amp,
+                r_sersic: p.source_r_sersic,
+                n_sersic: p.source_n_sersic,
+                e1: p.source_e1,
+                e2: p.source_e2,
+                center_x: p.source_x,
+                center_y: p.source_y,
+            },
+        }
+    }
+
+    /// The noise model of one image.
+    pub fn noise(&self, params: &ImageParams) -> Noise {
+        match (&self.config.noise, params.exposure_time) {
+            (NoiseConfig::DeeplenseCounts { background_rms, .. }, Some(t)) => {
+                Noise::DeepLenseCounts {
+                    exposure_time: t,
+                    background_rms: *background_rms,
+                }
+            }
+            (NoiseConfig::Instrument { .. }, Some(t)) => Noise::Instrument {
+                instrument: self.instrument.clone().expect("validated"),
+                exposure_time: t,
+            },
+            _ => Noise::None,
+        }
+    }
+
+    /// The noise-free image for `params`, output scale applied.
+    pub fn render_noise_free(&self, class_idx: usize, params: &ImageParams) -> Image {
+        let mut image = self.scene(class_idx, params).render(&self.camera(params));
+        let scale = self.config.image.output_scale;
+        if scale != 1.0 {
+            image.pixels.iter_mut().for_each(|v| *v *= scale);
+        }
+        image
+    }
+
+    /// Simulate image `index` of class `class_idx` of a dataset made with `seed`.
+    pub fn simulate(&self, class_idx: usize, seed: u64, index: u64) -> SimulatedImage {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(index);
+        let params = self.sample_params(class_idx, &mut rng);
+        let mut image = self.scene(class_idx, &params).render(&self.camera(&params));
+        self.noise(&params)
+            .apply(&mut image, self.config.image.pixel_scale, &mut rng);
+        let scale = self.config.image.output_scale;
+        if scale != 1.0 {
+            image.pixels.iter_mut().for_each(|v| *v *= scale);
+        }
+        SimulatedImage {
+            class_idx,
+            image,
+            params,
+        }
+    }
+}
+
+fn draw_count<R: Rng>(count: &Count, rng: &mut R) -> usize {
+    match *count {
+        Count::Fixed(n) => n as usize,
+        Count::Poisson { poisson } if poisson > 0.0 => {
+            Poisson::new(poisson).expect("validated mean").sample(rng) as usize
+        }
+        Count::Poisson { .. } => 0,
+    }
+}
+
+/// Inverse-transform draw from dN/dm ~ m^slope on [min, max].
+fn draw_mass<R: Rng>(mf: &MassFunction, rng: &mut R) -> f64 {
+    let u: f64 = rng.random();
+    let b1 = mf.slope + 1.0;
+    let (lo, hi) = (mf.min.powf(b1), mf.max.powf(b1));
+    (lo + (hi - lo) * u).powf(1.0 / b1)
+}
+
+fn draw_position<R: Rng>(radius: &[f64; 2], placement: Placement, rng: &mut R) -> (f64, f64) {
+    let r = match placement {
+        Placement::UniformRadius => radius[0] + (radius[1] - radius[0]) * rng.random::<f64>(),
+        Placement::UniformArea => {
+            let (a, b) = (radius[0] * radius[0], radius[1] * radius[1]);
+            (a + (b - a) * rng.random::<f64>()).sqrt()
+        }
+    };
+    let phi = TAU * rng.random::<f64>();
+    (r * phi.sin(), r * phi.cos())
+}
