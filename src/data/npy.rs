@@ -1,0 +1,119 @@
+//! NumPy `.npy` files: the DeepLense release layout and the oracle goldens.
+//!
+//! Reading accepts float and integer arrays of any shape (converted to f64);
+//! writing produces little-endian float64 arrays, as the DeepLense release has.
+
+use crate::{Error, Result};
+use npyz::{DType, TypeChar, WriterBuilder};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+/// An n-dimensional array read from a `.npy` file, C order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// Values in C order.
+    pub data: Vec<f64>,
+}
+
+/// Read a numeric `.npy` file into f64.
+pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    let err = |message: String| Error::Npy {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| {
+        if is_object_array(path) {
+            err("a pickled object array (like a DeepLense axion [image, m_a] file), not a numeric array".into())
+        } else {
+            err(e.to_string())
+        }
+    })?;
+    if npy.order() != npyz::Order::C {
+        return Err(err(
+            "Fortran-ordered arrays are not supported; save with order='C'".into(),
+        ));
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let dtype = npy.dtype();
+    let DType::Plain(ts) = &dtype else {
+        return Err(err(format!("unsupported dtype {}", dtype.descr())));
+    };
+    let data = match (ts.type_char(), ts.size_field()) {
+        (TypeChar::Float, 8) => npy.into_vec::<f64>(),
+        (TypeChar::Float, 4) => npy
+            .into_vec::<f32>()
+            .map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 8) => npy
+            .into_vec::<i64>()
+            .map(|v| v.into_iter().map(|x| x as f64).collect()),
+        (TypeChar::Int, 4) => npy
+            .into_vec::<i32>()
+            .map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 2) => npy
+            .into_vec::<i16>()
+            .map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 1) => npy
+            .into_vec::<u8>()
+            .map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 2) => npy
+            .into_vec::<u16>()
+            .map(|v| v.into_iter().map(f64::from).collect()),
+        _ => return Err(err(format!("unsupported dtype {ts}"))),
+    }
+    .map_err(|e| err(e.to_string()))?;
+    Ok(NpyArray { shape, data })
+}
+
+/// Whether the header declares numpy's object dtype `|O` (pickled Python objects).
+fn is_object_array(path: &Path) -> bool {
+    let mut head = [0u8; 256];
+    let n = File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    String::from_utf8_lossy(&head[..n]).contains("'|O'")
+}
+
+/// Write `data` (C order, `shape`) as a little-endian float64 `.npy` file.
+pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    if n != data.len() {
+        return Err(Error::Shape(format!(
+            "{} values for shape {shape:?}",
+            data.len()
+        )));
+    }
+    let io = |e: std::io::Error| Error::io(path, e);
+    let mut out = BufWriter::new(File::create(path).map_err(io)?);
+    let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape64)
+        .writer(&mut out)
+        .begin_nd()
+        .map_err(io)?;
+    writer.extend(data.iter().copied()).map_err(io)?;
+    writer.finish().map_err(io)?;
+    out.flush().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        write_npy_f64(&p, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let a = read_npy(&p).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+        assert_eq!(a.data[5], 6.5);
+        std::fs::write(&p, b"not an npy file").unwrap();
+        let e = read_npy(&p).unwrap_err().to_string();
+        assert!(e.contains("a.npy"), "{e}");
+    }
+}

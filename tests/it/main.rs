@@ -1,0 +1,14 @@
+//! Integration tests: one binary, one module per concern.
+
+mod profiles;
+mod real_data;
+mod sim_oracle;
+
+use std::path::PathBuf;
+
+/// Path of a file under `fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
