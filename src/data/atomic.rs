@@ -1,0 +1,107 @@
+//! Atomic output: write to a hidden temporary beside the target, rename on success.
+//!
+//! A crash or Ctrl-C leaves at most a `.<name>.tmp-<pid>` file, never a file under
+//! the final name that looks complete but is not.
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A file or folder being written under a temporary name.
+#[derive(Debug)]
+pub struct AtomicPath {
+    target: PathBuf,
+    temp: PathBuf,
+    committed: bool,
+}
+
+impl AtomicPath {
+    /// Prepare to write `target`; refuses to replace an existing target unless
+    /// `overwrite` is set.
+    pub fn new(target: &Path, overwrite: bool) -> Result<AtomicPath> {
+        if target.exists() && !overwrite {
+            return Err(Error::io(
+                target,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "already exists (pass --overwrite to replace it)",
+                ),
+            ));
+        }
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        remove_any(&temp);
+        Ok(AtomicPath {
+            target: target.to_path_buf(),
+            temp,
+            committed: false,
+        })
+    }
+
+    /// Where to write.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The final name.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Move the finished temporary into place.
+    pub fn commit(mut self) -> Result<()> {
+        if self.target.is_dir() {
+            std::fs::remove_dir_all(&self.target).map_err(|e| Error::io(&self.target, e))?;
+        }
+        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicPath {
+    fn drop(&mut self) {
+        if !self.committed {
+            remove_any(&self.temp);
+        }
+    }
+}
+
+fn remove_any(path: &Path) {
+    if path.is_dir() {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_committed_file_appears_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        {
+            let a = AtomicPath::new(&target, false).unwrap();
+            std::fs::write(a.temp_path(), b"partial").unwrap();
+            // dropped without commit: as if the run crashed
+        }
+        assert!(!target.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let a = AtomicPath::new(&target, false).unwrap();
+        std::fs::write(a.temp_path(), b"done").unwrap();
+        a.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"done");
+        assert!(AtomicPath::new(&target, false).is_err());
+        assert!(AtomicPath::new(&target, true).is_ok());
+    }
+}

@@ -1,0 +1,204 @@
+//! The simulator's Parquet writer.
+//!
+//! Images are `FixedSizeList<Float32>` columns marked as Arrow's canonical
+//! `arrow.fixed_shape_tensor` extension through field metadata, with a *nullable*
+//! child named `item`: the form pyarrow reads back as a tensor column
+//! (`to_numpy_ndarray()` gives `(n, H, W)`), polars as an Array column and pandas as
+//! arrays per row. The metadata is written by hand because arrow-rs' own
+//! `FixedShapeTensor` writes `"dim_names": null`, which pyarrow refuses.
+//!
+//! ```
+//! use lensmae::data::parquet::tensor_field;
+//! let field = tensor_field("image", 4, 4);
+//! assert_eq!(field.metadata()["ARROW:extension:name"], "arrow.fixed_shape_tensor");
+//! ```
+
+use super::atomic::AtomicPath;
+use super::record::{DatasetInfo, Record, PARAM_COLUMNS};
+use super::{DatasetWriter, WriteSummary};
+use crate::{Error, Result};
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use arrow_array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Field metadata key of an Arrow extension type's name.
+pub const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
+/// Field metadata key of an Arrow extension type's parameters.
+pub const EXTENSION_METADATA_KEY: &str = "ARROW:extension:metadata";
+/// Arrow's canonical fixed-shape tensor extension.
+pub const FIXED_SHAPE_TENSOR: &str = "arrow.fixed_shape_tensor";
+
+/// A `[height, width]` float32 image column in the canonical tensor form.
+pub fn tensor_field(name: &str, height: usize, width: usize) -> Field {
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let metadata = HashMap::from([
+        (
+            EXTENSION_NAME_KEY.to_string(),
+            FIXED_SHAPE_TENSOR.to_string(),
+        ),
+        (
+            EXTENSION_METADATA_KEY.to_string(),
+            format!("{{\"shape\":[{height},{width}]}}"),
+        ),
+    ]);
+    Field::new(
+        name,
+        DataType::FixedSizeList(item, (height * width) as i32),
+        false,
+    )
+    .with_metadata(metadata)
+}
+
+/// The Arrow schema of a simulated dataset.
+pub fn dataset_schema(info: &DatasetInfo) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("label_idx", DataType::Int8, false),
+    ];
+    for (name, size) in info.image_columns() {
+        fields.push(tensor_field(name, size, size));
+    }
+    fields.push(Field::new("n_subhalos", DataType::Int32, false));
+    for col in &PARAM_COLUMNS {
+        fields.push(Field::new(col.name, DataType::Float64, col.nullable));
+    }
+    let metadata: HashMap<String, String> = info.metadata.clone().into_iter().collect();
+    Arc::new(Schema::new(fields).with_metadata(metadata))
+}
+
+/// Streams record batches into `dataset.parquet`, atomically.
+pub struct ParquetDatasetWriter {
+    info: DatasetInfo,
+    schema: SchemaRef,
+    writer: Option<ArrowWriter<File>>,
+    atomic: AtomicPath,
+    rows: usize,
+}
+
+impl ParquetDatasetWriter {
+    /// Start writing `path`; `overwrite` allows replacing an existing file.
+    pub fn create(path: &Path, info: DatasetInfo, overwrite: bool) -> Result<Self> {
+        let atomic = AtomicPath::new(path, overwrite)?;
+        let file =
+            File::create(atomic.temp_path()).map_err(|e| Error::io(atomic.temp_path(), e))?;
+        let schema = dataset_schema(&info);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("valid level"),
+            ))
+            .set_max_row_group_row_count(Some(4096))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+            .map_err(|e| parquet_error(path, e))?;
+        Ok(ParquetDatasetWriter {
+            info,
+            schema,
+            writer: Some(writer),
+            atomic,
+            rows: 0,
+        })
+    }
+
+    fn batch(&self, records: &[Record]) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.id))),
+            Arc::new(StringArray::from_iter_values(
+                records
+                    .iter()
+                    .map(|r| self.info.class_names[r.class_idx].as_str()),
+            )),
+            Arc::new(Int8Array::from_iter_values(
+                records.iter().map(|r| r.class_idx as i8),
+            )),
+        ];
+        for (k, (_, size)) in self.info.image_columns().iter().enumerate() {
+            let n = size * size;
+            let item = Arc::new(Field::new("item", DataType::Float32, true));
+            let mut builder = FixedSizeListBuilder::with_capacity(
+                Float32Builder::with_capacity(n * records.len()),
+                n as i32,
+                records.len(),
+            )
+            .with_field(item);
+            for r in records {
+                let img = &r.images[k];
+                if img.pixels.len() != n {
+                    return Err(Error::Shape(format!(
+                        "row {}: image has {} pixels, column wants {n}",
+                        r.id,
+                        img.pixels.len()
+                    )));
+                }
+                builder
+                    .values()
+                    .append_slice(&img.pixels.iter().map(|&v| v as f32).collect::<Vec<f32>>());
+                builder.append(true);
+            }
+            columns.push(Arc::new(builder.finish()));
+        }
+        columns.push(Arc::new(Int32Array::from_iter_values(
+            records.iter().map(|r| r.n_subhalos),
+        )));
+        for col in &PARAM_COLUMNS {
+            columns.push(Arc::new(
+                records
+                    .iter()
+                    .map(|r| (col.get)(r))
+                    .collect::<Float64Array>(),
+            ));
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| parquet_error(self.atomic.target(), e))
+    }
+}
+
+impl DatasetWriter for ParquetDatasetWriter {
+    fn write_batch(&mut self, records: &[Record]) -> Result<()> {
+        let batch = self.batch(records)?;
+        let target = self.atomic.target().to_path_buf();
+        self.writer
+            .as_mut()
+            .expect("not finished")
+            .write(&batch)
+            .map_err(|e| parquet_error(&target, e))?;
+        self.rows += records.len();
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<WriteSummary> {
+        let target = self.atomic.target().to_path_buf();
+        let file = self
+            .writer
+            .take()
+            .expect("not finished")
+            .into_inner()
+            .map_err(|e| parquet_error(&target, e))?;
+        file.sync_all().map_err(|e| Error::io(&target, e))?;
+        let bytes = file.metadata().map_err(|e| Error::io(&target, e))?.len();
+        drop(file);
+        let rows = self.rows;
+        self.atomic.commit()?;
+        Ok(WriteSummary {
+            rows,
+            bytes,
+            path: target,
+        })
+    }
+}
+
+fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,208 @@
+//! What a simulated dataset holds per row, and the one table of its parameter
+//! columns that every writer (Parquet, FITS, CSV) and `schemas/` share.
+
+use crate::sim::{Image, ImageParams};
+use std::collections::BTreeMap;
+
+/// Which images a dataset row carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// One `image` per row (classification).
+    Classify,
+    /// A high-resolution `hr` image and its area-averaged `lr` version.
+    Superres {
+        /// Downsampling factor from `hr` to `lr`.
+        factor: usize,
+    },
+}
+
+impl Task {
+    /// Image column names and their side lengths for simulator images of `size`.
+    pub fn image_columns(&self, size: usize) -> Vec<(&'static str, usize)> {
+        match *self {
+            Task::Classify => vec![("image", size)],
+            Task::Superres { factor } => vec![("lr", size / factor), ("hr", size)],
+        }
+    }
+
+    /// Short name, as written in metadata.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Task::Classify => "classify",
+            Task::Superres { .. } => "superres",
+        }
+    }
+}
+
+/// One row of a simulated dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Row id (also the random stream of the image).
+    pub id: i64,
+    /// Index into the class names.
+    pub class_idx: usize,
+    /// Images, in the order of [`Task::image_columns`].
+    pub images: Vec<Image>,
+    /// Drawn parameters.
+    pub params: ImageParams,
+    /// Number of substructure deflectors.
+    pub n_subhalos: i32,
+}
+
+/// Everything a writer needs besides the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetInfo {
+    /// Class names in `label_idx` order.
+    pub class_names: Vec<String>,
+    /// What each row carries.
+    pub task: Task,
+    /// Side of the simulator's images.
+    pub image_size: usize,
+    /// Key-value metadata written into the file (lensmae version, preset, seed...).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl DatasetInfo {
+    /// Image column names and sizes.
+    pub fn image_columns(&self) -> Vec<(&'static str, usize)> {
+        self.task.image_columns(self.image_size)
+    }
+}
+
+/// A float parameter column: name, unit/description, whether it can be null, getter.
+pub struct ParamColumn {
+    /// Column name.
+    pub name: &'static str,
+    /// Unit and meaning, for schemas and FITS TUNIT/comments.
+    pub description: &'static str,
+    /// Whether rows may lack a value.
+    pub nullable: bool,
+    /// Value of a row.
+    pub get: fn(&Record) -> Option<f64>,
+}
+
+/// The float parameter columns, in file order (`n_subhalos` is written separately
+/// as an integer).
+pub const PARAM_COLUMNS: [ParamColumn; 20] = [
+    ParamColumn {
+        name: "lens_theta_e",
+        description: "main-lens Einstein radius, arcsec",
+        nullable: false,
+        get: |r| Some(r.params.lens_theta_e),
+    },
+    ParamColumn {
+        name: "lens_e1",
+        description: "main-lens ellipticity e1",
+        nullable: false,
+        get: |r| Some(r.params.lens_e1),
+    },
+    ParamColumn {
+        name: "lens_e2",
+        description: "main-lens ellipticity e2",
+        nullable: false,
+        get: |r| Some(r.params.lens_e2),
+    },
+    ParamColumn {
+        name: "lens_center_x",
+        description: "main-lens centre x, arcsec",
+        nullable: false,
+        get: |r| Some(r.params.lens_center_x),
+    },
+    ParamColumn {
+        name: "lens_center_y",
+        description: "main-lens centre y, arcsec",
+        nullable: false,
+        get: |r| Some(r.params.lens_center_y),
+    },
+    ParamColumn {
+        name: "shear_gamma1",
+        description: "external shear gamma1",
+        nullable: false,
+        get: |r| Some(r.params.shear_gamma1),
+    },
+    ParamColumn {
+        name: "shear_gamma2",
+        description: "external shear gamma2",
+        nullable: false,
+        get: |r| Some(r.params.shear_gamma2),
+    },
+    ParamColumn {
+        name: "source_amp",
+        description: "source Sersic amplitude, flux/arcsec^2",
+        nullable: false,
+        get: |r| Some(r.params.source_amp),
+    },
+    ParamColumn {
+        name: "source_r_sersic",
+        description: "source half-light radius, arcsec",
+        nullable: false,
+        get: |r| Some(r.params.source_r_sersic),
+    },
+    ParamColumn {
+        name: "source_n_sersic",
+        description: "source Sersic index",
+        nullable: false,
+        get: |r| Some(r.params.source_n_sersic),
+    },
+    ParamColumn {
+        name: "source_e1",
+        description: "source ellipticity e1",
+        nullable: false,
+        get: |r| Some(r.params.source_e1),
+    },
+    ParamColumn {
+        name: "source_e2",
+        description: "source ellipticity e2",
+        nullable: false,
+        get: |r| Some(r.params.source_e2),
+    },
+    ParamColumn {
+        name: "source_x",
+        description: "source centre x, arcsec",
+        nullable: false,
+        get: |r| Some(r.params.source_x),
+    },
+    ParamColumn {
+        name: "source_y",
+        description: "source centre y, arcsec",
+        nullable: false,
+        get: |r| Some(r.params.source_y),
+    },
+    ParamColumn {
+        name: "psf_fwhm",
+        description: "PSF FWHM, arcsec (0 = no PSF)",
+        nullable: false,
+        get: |r| Some(r.params.psf_fwhm),
+    },
+    ParamColumn {
+        name: "exposure_time",
+        description: "exposure time, s (null = noise-free)",
+        nullable: true,
+        get: |r| r.params.exposure_time,
+    },
+    ParamColumn {
+        name: "subhalo_mass_total",
+        description: "total substructure mass, Msun",
+        nullable: false,
+        get: |r| Some(r.params.subhalo_mass_total()),
+    },
+    ParamColumn {
+        name: "axion_mass",
+        description: "axion mass m_a, eV (vortex classes)",
+        nullable: true,
+        get: |r| r.params.vortex.as_ref().map(|v| v.axion_mass),
+    },
+    ParamColumn {
+        name: "vortex_angle",
+        description: "vortex orientation, rad (vortex classes)",
+        nullable: true,
+        get: |r| r.params.vortex.as_ref().map(|v| v.angle),
+    },
+    ParamColumn {
+        name: "vortex_total_mass",
+        description: "vortex mass, Msun (vortex classes)",
+        nullable: true,
+        get: |r| r.params.vortex.as_ref().map(|v| v.total_mass),
+    },
+];
