@@ -81,8 +81,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
     fn try_from(args: SimulateArgs) -> anyhow::Result<SimulateRun> {
         let config = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
                 SimConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
             }
             None => SimConfig::from_toml(preset_toml(&args.preset)?).context("--preset")?,
@@ -92,17 +91,14 @@ impl TryFrom<SimulateArgs> for SimulateRun {
         }
         let task = match args.task {
             TaskArg::Classify => Task::Classify,
-            TaskArg::Superres => Task::Superres {
-                factor: args.factor,
-            },
+            TaskArg::Superres => Task::Superres { factor: args.factor },
         };
         let format = match args.format {
             FormatArg::Parquet => Format::Parquet,
             FormatArg::Fits => Format::Fits,
             FormatArg::Npy => Format::Npy,
         };
-        let mut options =
-            SimulateOptions::new(args.n_per_class, args.seed, args.out.unwrap_or_default());
+        let mut options = SimulateOptions::new(args.n_per_class, args.seed, args.out.unwrap_or_default());
         options.task = task;
         options.format = format;
         options.classes = args.classes;

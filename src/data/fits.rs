@@ -26,16 +26,15 @@ pub struct FitsDatasetWriter {
     atomic: AtomicPath,
     total_rows: usize,
     rows: usize,
+    /// Class of every row so far; the `label` strings are written at the end,
+    /// because fitsio 0.21's string `write_col_range` indexes its input by absolute
+    /// row number and so only works for ranges starting at row 0.
+    class_of_row: Vec<u16>,
 }
 
 impl FitsDatasetWriter {
     /// Start writing `path` for exactly `total_rows` rows.
-    pub fn create(
-        path: &Path,
-        info: DatasetInfo,
-        total_rows: usize,
-        overwrite: bool,
-    ) -> Result<Self> {
+    pub fn create(path: &Path, info: DatasetInfo, total_rows: usize, overwrite: bool) -> Result<Self> {
         let atomic = AtomicPath::new(path, overwrite)?;
         let err = fits_error(path);
         let columns = info.image_columns();
@@ -48,16 +47,13 @@ impl FitsDatasetWriter {
             .open()
             .map_err(&err)?;
         let primary = file.primary_hdu().map_err(&err)?;
-        primary
-            .write_key(&mut file, "EXTNAME", columns[0].0.to_uppercase())
-            .map_err(&err)?;
+        // fitsio names a custom primary `_PRIMARY`; give it the column's name instead.
+        update_string_key(&mut file, "EXTNAME", &columns[0].0.to_uppercase()).map_err(&err)?;
         for (key, value) in &info.metadata {
             // Short values only: long ones (the config) go to config.toml beside the file.
             let short_key = key.trim_start_matches("lensmae:").to_uppercase();
             if short_key.len() <= 8 && value.len() <= 68 && !value.contains('\n') {
-                primary
-                    .write_key(&mut file, &short_key, value.clone())
-                    .map_err(&err)?;
+                primary.write_key(&mut file, &short_key, value.clone()).map_err(&err)?;
             }
         }
         let mut cubes = vec![primary];
@@ -66,18 +62,9 @@ impl FitsDatasetWriter {
                 data_type: ImageType::Float,
                 dimensions: &dims[k],
             };
-            cubes.push(
-                file.create_image(name.to_uppercase(), &desc)
-                    .map_err(&err)?,
-            );
+            cubes.push(file.create_image(name.to_uppercase(), &desc).map_err(&err)?);
         }
-        let label_width = info
-            .class_names
-            .iter()
-            .map(|c| c.len())
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let label_width = info.class_names.iter().map(|c| c.len()).max().unwrap_or(1).max(1);
         let mut table_columns = vec![
             ColumnDescription::new("id")
                 .with_type(ColumnDataType::LongLong)
@@ -114,6 +101,7 @@ impl FitsDatasetWriter {
             atomic,
             total_rows,
             rows: 0,
+            class_of_row: Vec::new(),
         })
     }
 }
@@ -144,26 +132,13 @@ impl DatasetWriter for FitsDatasetWriter {
         }
         let rows = self.rows..self.rows + records.len();
         let t = &self.table;
-        t.write_col_range(
-            file,
-            "id",
-            &records.iter().map(|r| r.id).collect::<Vec<i64>>(),
-            &rows,
-        )
-        .map_err(&err)?;
-        let labels: Vec<String> = records
-            .iter()
-            .map(|r| self.info.class_names[r.class_idx].clone())
-            .collect();
-        t.write_col_range(file, "label", &labels, &rows)
+        t.write_col_range(file, "id", &records.iter().map(|r| r.id).collect::<Vec<i64>>(), &rows)
             .map_err(&err)?;
+        self.class_of_row.extend(records.iter().map(|r| r.class_idx as u16));
         t.write_col_range(
             file,
             "label_idx",
-            &records
-                .iter()
-                .map(|r| r.class_idx as i16)
-                .collect::<Vec<_>>(),
+            &records.iter().map(|r| r.class_idx as i16).collect::<Vec<_>>(),
             &rows,
         )
         .map_err(&err)?;
@@ -175,12 +150,8 @@ impl DatasetWriter for FitsDatasetWriter {
         )
         .map_err(&err)?;
         for col in &PARAM_COLUMNS {
-            let values: Vec<f64> = records
-                .iter()
-                .map(|r| (col.get)(r).unwrap_or(f64::NAN))
-                .collect();
-            t.write_col_range(file, col.name, &values, &rows)
-                .map_err(&err)?;
+            let values: Vec<f64> = records.iter().map(|r| (col.get)(r).unwrap_or(f64::NAN)).collect();
+            t.write_col_range(file, col.name, &values, &rows).map_err(&err)?;
         }
         self.rows += records.len();
         Ok(())
@@ -196,7 +167,16 @@ impl DatasetWriter for FitsDatasetWriter {
                 self.total_rows
             )));
         }
-        drop(self.file.take()); // closes and flushes the file
+        let mut file = self.file.take().expect("not finished");
+        let labels: Vec<String> = self
+            .class_of_row
+            .iter()
+            .map(|&c| self.info.class_names[c as usize].clone())
+            .collect();
+        self.table
+            .write_col_range(&mut file, "label", &labels, &(0..labels.len()))
+            .map_err(fits_error(&path))?;
+        drop(file); // closes and flushes the file
         let bytes = std::fs::metadata(self.atomic.temp_path())
             .map_err(|e| Error::io(&path, e))?
             .len();
@@ -204,6 +184,26 @@ impl DatasetWriter for FitsDatasetWriter {
         self.atomic.commit()?;
         Ok(WriteSummary { rows, bytes, path })
     }
+}
+
+/// Set a string keyword of the current HDU, replacing an existing one
+/// (fitsio's `write_key` always appends, which would leave two EXTNAME cards).
+fn update_string_key(file: &mut FitsFile, key: &str, value: &str) -> Result<(), fitsio::errors::Error> {
+    let key = std::ffi::CString::new(key)?;
+    let value = std::ffi::CString::new(value)?;
+    let mut status = 0;
+    // SAFETY: the pointer comes from an open FitsFile that outlives the call, and
+    // the strings are NUL-terminated CStrings that live until it returns.
+    unsafe {
+        fitsio::sys::ffukys(
+            file.as_raw(),
+            key.as_ptr(),
+            value.as_ptr(),
+            std::ptr::null(),
+            &mut status,
+        );
+    }
+    fitsio::errors::check_status(status)
 }
 
 fn fits_error(path: &Path) -> impl Fn(fitsio::errors::Error) -> Error {

@@ -34,7 +34,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
     })?;
     if npy.order() != npyz::Order::C {
         return Err(err(
-            "Fortran-ordered arrays are not supported; save with order='C'".into(),
+            "Fortran-ordered arrays are not supported; save with order='C'".into()
         ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
@@ -44,24 +44,12 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
     };
     let data = match (ts.type_char(), ts.size_field()) {
         (TypeChar::Float, 8) => npy.into_vec::<f64>(),
-        (TypeChar::Float, 4) => npy
-            .into_vec::<f32>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Int, 8) => npy
-            .into_vec::<i64>()
-            .map(|v| v.into_iter().map(|x| x as f64).collect()),
-        (TypeChar::Int, 4) => npy
-            .into_vec::<i32>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Int, 2) => npy
-            .into_vec::<i16>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Uint, 1) => npy
-            .into_vec::<u8>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Uint, 2) => npy
-            .into_vec::<u16>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Float, 4) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 8) => npy.into_vec::<i64>().map(|v| v.into_iter().map(|x| x as f64).collect()),
+        (TypeChar::Int, 4) => npy.into_vec::<i32>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 2) => npy.into_vec::<i16>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 1) => npy.into_vec::<u8>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 2) => npy.into_vec::<u16>().map(|v| v.into_iter().map(f64::from).collect()),
         _ => return Err(err(format!("unsupported dtype {ts}"))),
     }
     .map_err(|e| err(e.to_string()))?;
@@ -81,10 +69,7 @@ fn is_object_array(path: &Path) -> bool {
 pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
     let n: usize = shape.iter().product();
     if n != data.len() {
-        return Err(Error::Shape(format!(
-            "{} values for shape {shape:?}",
-            data.len()
-        )));
+        return Err(Error::Shape(format!("{} values for shape {shape:?}", data.len())));
     }
     let io = |e: std::io::Error| Error::io(path, e);
     let mut out = BufWriter::new(File::create(path).map_err(io)?);

@@ -18,9 +18,7 @@ use super::record::{DatasetInfo, Record, PARAM_COLUMNS};
 use super::{DatasetWriter, WriteSummary};
 use crate::{Error, Result};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
-use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch, StringArray,
-};
+use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -41,21 +39,13 @@ pub const FIXED_SHAPE_TENSOR: &str = "arrow.fixed_shape_tensor";
 pub fn tensor_field(name: &str, height: usize, width: usize) -> Field {
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     let metadata = HashMap::from([
-        (
-            EXTENSION_NAME_KEY.to_string(),
-            FIXED_SHAPE_TENSOR.to_string(),
-        ),
+        (EXTENSION_NAME_KEY.to_string(), FIXED_SHAPE_TENSOR.to_string()),
         (
             EXTENSION_METADATA_KEY.to_string(),
             format!("{{\"shape\":[{height},{width}]}}"),
         ),
     ]);
-    Field::new(
-        name,
-        DataType::FixedSizeList(item, (height * width) as i32),
-        false,
-    )
-    .with_metadata(metadata)
+    Field::new(name, DataType::FixedSizeList(item, (height * width) as i32), false).with_metadata(metadata)
 }
 
 /// The Arrow schema of a simulated dataset.
@@ -89,17 +79,13 @@ impl ParquetDatasetWriter {
     /// Start writing `path`; `overwrite` allows replacing an existing file.
     pub fn create(path: &Path, info: DatasetInfo, overwrite: bool) -> Result<Self> {
         let atomic = AtomicPath::new(path, overwrite)?;
-        let file =
-            File::create(atomic.temp_path()).map_err(|e| Error::io(atomic.temp_path(), e))?;
+        let file = File::create(atomic.temp_path()).map_err(|e| Error::io(atomic.temp_path(), e))?;
         let schema = dataset_schema(&info);
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).expect("valid level"),
-            ))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
             .set_max_row_group_row_count(Some(4096))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-            .map_err(|e| parquet_error(path, e))?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_error(path, e))?;
         Ok(ParquetDatasetWriter {
             info,
             schema,
@@ -113,13 +99,9 @@ impl ParquetDatasetWriter {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.id))),
             Arc::new(StringArray::from_iter_values(
-                records
-                    .iter()
-                    .map(|r| self.info.class_names[r.class_idx].as_str()),
+                records.iter().map(|r| self.info.class_names[r.class_idx].as_str()),
             )),
-            Arc::new(Int8Array::from_iter_values(
-                records.iter().map(|r| r.class_idx as i8),
-            )),
+            Arc::new(Int8Array::from_iter_values(records.iter().map(|r| r.class_idx as i8))),
         ];
         for (k, (_, size)) in self.info.image_columns().iter().enumerate() {
             let n = size * size;
@@ -150,15 +132,9 @@ impl ParquetDatasetWriter {
             records.iter().map(|r| r.n_subhalos),
         )));
         for col in &PARAM_COLUMNS {
-            columns.push(Arc::new(
-                records
-                    .iter()
-                    .map(|r| (col.get)(r))
-                    .collect::<Float64Array>(),
-            ));
+            columns.push(Arc::new(records.iter().map(|r| (col.get)(r)).collect::<Float64Array>()));
         }
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| parquet_error(self.atomic.target(), e))
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| parquet_error(self.atomic.target(), e))
     }
 }
 

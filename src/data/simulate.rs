@@ -75,10 +75,7 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
     let cfg = sim.config();
     let mut m = BTreeMap::new();
     m.insert("lensmae:version".into(), env!("CARGO_PKG_VERSION").into());
-    m.insert(
-        "lensmae:schema_version".into(),
-        DATASET_SCHEMA_VERSION.into(),
-    );
+    m.insert("lensmae:schema_version".into(), DATASET_SCHEMA_VERSION.into());
     m.insert("lensmae:preset".into(), cfg.name.clone());
     m.insert("lensmae:seed".into(), opts.seed.to_string());
     m.insert("lensmae:task".into(), opts.task.name().into());
@@ -87,10 +84,7 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
         "lensmae:class_names".into(),
         serde_json::to_string(sim.class_names()).expect("strings serialise"),
     );
-    m.insert(
-        "lensmae:pixel_scale".into(),
-        cfg.image.pixel_scale.to_string(),
-    );
+    m.insert("lensmae:pixel_scale".into(), cfg.image.pixel_scale.to_string());
     m.insert("lensmae:config".into(), cfg.to_toml());
     if let Task::Superres { factor } = opts.task {
         m.insert("lensmae:superres_factor".into(), factor.to_string());
@@ -114,18 +108,12 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
         Some(names) => names
             .iter()
             .map(|n| {
-                sim.class_names()
-                    .iter()
-                    .position(|c| c == n)
-                    .ok_or_else(|| {
-                        Error::config(
-                            "classes",
-                            format!(
-                                "unknown class `{n}` (known: {})",
-                                sim.class_names().join(", ")
-                            ),
-                        )
-                    })
+                sim.class_names().iter().position(|c| c == n).ok_or_else(|| {
+                    Error::config(
+                        "classes",
+                        format!("unknown class `{n}` (known: {})", sim.class_names().join(", ")),
+                    )
+                })
             })
             .collect::<Result<_>>()?,
     };
@@ -142,12 +130,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
     let path = dataset_path(&opts.out_dir, opts.format);
     let mut writer: Box<dyn DatasetWriter> = match opts.format {
         Format::Parquet => Box::new(ParquetDatasetWriter::create(&path, info, opts.overwrite)?),
-        Format::Fits => Box::new(FitsDatasetWriter::create(
-            &path,
-            info,
-            total,
-            opts.overwrite,
-        )?),
+        Format::Fits => Box::new(FitsDatasetWriter::create(&path, info, total, opts.overwrite)?),
         Format::Npy => Box::new(NpyTreeWriter::create(&path, info, opts.overwrite)?),
     };
     let bar = if opts.progress {

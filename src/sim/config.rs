@@ -322,10 +322,7 @@ fn vortex_length_constant() -> f64 {
     3e-24
 }
 fn full_turn() -> Param {
-    Param::Random(super::distribution::Distribution::Uniform([
-        0.0,
-        std::f64::consts::TAU,
-    ]))
+    Param::Random(super::distribution::Distribution::Uniform([0.0, std::f64::consts::TAU]))
 }
 
 const INF: f64 = f64::INFINITY;
@@ -333,8 +330,7 @@ const INF: f64 = f64::INFINITY;
 impl SimConfig {
     /// Parse a TOML recipe; errors name the key (and line).
     pub fn from_toml(text: &str) -> Result<SimConfig> {
-        let cfg: SimConfig =
-            toml::from_str(text).map_err(|e| Error::config("toml", e.to_string()))?;
+        let cfg: SimConfig = toml::from_str(text).map_err(|e| Error::config("toml", e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -353,10 +349,7 @@ impl SimConfig {
 
     /// The resolved instrument, if any.
     pub fn resolved_instrument(&self) -> Result<Option<Instrument>> {
-        self.instrument
-            .as_ref()
-            .map(|i| i.resolve("instrument"))
-            .transpose()
+        self.instrument.as_ref().map(|i| i.resolve("instrument")).transpose()
     }
 
     /// Check every value; the error names the first offending key.
@@ -431,12 +424,7 @@ impl SimConfig {
         match (&l.theta_e, &l.mass) {
             (Some(t), None) => t.validate("lens.theta_e", 0.0, 100.0)?,
             (None, Some(m)) => m.validate("lens.mass", 0.0, 1e16)?,
-            _ => {
-                return Err(Error::config(
-                    "lens",
-                    "give exactly one of `theta_e` and `mass`",
-                ))
-            }
+            _ => return Err(Error::config("lens", "give exactly one of `theta_e` and `mass`")),
         }
         l.e1.validate("lens.e1", -0.9, 0.9)?;
         l.e2.validate("lens.e2", -0.9, 0.9)?;
@@ -455,12 +443,7 @@ impl SimConfig {
                     "needs an `instrument` for the zero point",
                 )?;
             }
-            _ => {
-                return Err(Error::config(
-                    "source",
-                    "give exactly one of `amp` and `magnitude`",
-                ))
-            }
+            _ => return Err(Error::config("source", "give exactly one of `amp` and `magnitude`")),
         }
         s.r_sersic.validate("source.r_sersic", 1e-4, 100.0)?;
         s.n_sersic.validate("source.n_sersic", 0.2, 10.0)?;
@@ -475,11 +458,7 @@ impl SimConfig {
                 background_rms,
             } => {
                 exposure_time.validate("noise.exposure_time", 1e-9, INF)?;
-                check(
-                    *background_rms >= 0.0,
-                    "noise.background_rms",
-                    "must be >= 0",
-                )?;
+                check(*background_rms >= 0.0, "noise.background_rms", "must be >= 0")?;
             }
             NoiseConfig::Instrument { exposure_time } => {
                 check(
@@ -492,17 +471,10 @@ impl SimConfig {
                 }
             }
         }
-        check(
-            !self.classes.is_empty(),
-            "classes",
-            "at least one class is needed",
-        )?;
+        check(!self.classes.is_empty(), "classes", "at least one class is needed")?;
         for (name, sub) in &self.classes {
             check(
-                !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
                 &format!("classes.{name}"),
                 "class names may use letters, digits, `_` and `-` only",
             )?;
@@ -512,11 +484,7 @@ impl SimConfig {
             let mut sorted = order.clone();
             sorted.sort();
             let names: Vec<String> = self.classes.keys().cloned().collect();
-            check(
-                sorted == names,
-                "class_order",
-                "must list every class exactly once",
-            )?;
+            check(sorted == names, "class_order", "must list every class exactly once")?;
         }
         Ok(())
     }
@@ -552,16 +520,10 @@ impl Substructure {
                 match (profile, truncation) {
                     (HaloProfile::Tnfw, Some(t)) => t.validate(&k("truncation"), 1e-3, 1e6)?,
                     (HaloProfile::Tnfw, None) => {
-                        return Err(Error::config(
-                            k("truncation"),
-                            "a tnfw profile needs a truncation",
-                        ))
+                        return Err(Error::config(k("truncation"), "a tnfw profile needs a truncation"))
                     }
                     (HaloProfile::Nfw, Some(_)) => {
-                        return Err(Error::config(
-                            k("truncation"),
-                            "only the tnfw profile is truncated",
-                        ))
+                        return Err(Error::config(k("truncation"), "only the tnfw profile is truncated"))
                     }
                     (HaloProfile::Nfw, None) => {}
                 }
@@ -599,20 +561,12 @@ fn check(ok: bool, key: &str, message: &str) -> Result<()> {
 fn validate_count(count: &Count, key: &str) -> Result<()> {
     match *count {
         Count::Fixed(n) => check(n <= 100_000, key, "at most 100000 subhalos"),
-        Count::Poisson { poisson } => check(
-            (0.0..=100_000.0).contains(&poisson),
-            key,
-            "mean must be in [0, 100000]",
-        ),
+        Count::Poisson { poisson } => check((0.0..=100_000.0).contains(&poisson), key, "mean must be in [0, 100000]"),
     }
 }
 
 fn validate_mass_function(mf: &MassFunction, key: &str) -> Result<()> {
-    check(
-        mf.min > 0.0 && mf.max >= mf.min,
-        key,
-        "needs 0 < min <= max",
-    )?;
+    check(mf.min > 0.0 && mf.max >= mf.min, key, "needs 0 < min <= max")?;
     check(
         mf.slope.is_finite() && mf.slope != -1.0,
         key,

@@ -84,9 +84,7 @@ impl FlatLcdm {
             ds,
             dls,
             critical_density: self.critical_density(z_lens),
-            critical_surface_density: C_M_S * C_M_S / (4.0 * std::f64::consts::PI * G_SI) * ds
-                / (dl * dls)
-                / M_SUN_KG
+            critical_surface_density: C_M_S * C_M_S / (4.0 * std::f64::consts::PI * G_SI) * ds / (dl * dls) / M_SUN_KG
                 * MPC_M,
         }
     }
@@ -104,9 +102,7 @@ impl FlatLcdm {
     /// multiplied for a source at `z_source` (single lens plane at `z_lens`):
     /// `[D_ls/D_s](z_source) / [D_ls/D_s](z_convention)`.
     pub fn deflection_rescaling(&self, z_lens: f64, z_source: f64, z_convention: f64) -> f64 {
-        let ratio = |zs: f64| {
-            self.angular_diameter_distance_z1z2(z_lens, zs) / self.angular_diameter_distance(zs)
-        };
+        let ratio = |zs: f64| self.angular_diameter_distance_z1z2(z_lens, zs) / self.angular_diameter_distance(zs);
         ratio(z_source) / ratio(z_convention)
     }
 }
@@ -167,10 +163,7 @@ mod tests {
 
     #[test]
     fn multi_plane_factor_is_0_633() {
-        let c = FlatLcdm {
-            h0: 67.5,
-            om0: 0.309,
-        };
+        let c = FlatLcdm { h0: 67.5, om0: 0.309 };
         let f = c.deflection_rescaling(0.5, 1.0, 2.5);
         assert!((f - 0.633).abs() < 2e-3, "{f}");
     }

@@ -80,9 +80,7 @@ impl Param {
         if !(lo >= min && hi <= max) {
             return Err(crate::Error::config(
                 key,
-                format!(
-                    "values from {lo} to {hi} are possible, but it must stay within [{min}, {max}]"
-                ),
+                format!("values from {lo} to {hi} are possible, but it must stay within [{min}, {max}]"),
             ));
         }
         Ok(())
@@ -94,9 +92,7 @@ impl Distribution {
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
         match *self {
             Distribution::Uniform([a, b]) => a + (b - a) * rng.random::<f64>(),
-            Distribution::LogUniform([a, b]) => {
-                (a.ln() + (b.ln() - a.ln()) * rng.random::<f64>()).exp()
-            }
+            Distribution::LogUniform([a, b]) => (a.ln() + (b.ln() - a.ln()) * rng.random::<f64>()).exp(),
             Distribution::Log10Uniform([p, q]) => 10f64.powf(p + (q - p) * rng.random::<f64>()),
             Distribution::Normal([m, s]) => m + s * rng.sample::<f64, _>(StandardNormal),
             Distribution::TruncatedNormal([m, s, lo, hi]) => loop {
@@ -184,9 +180,7 @@ mod tests {
             assert!((-0.05..=0.2).contains(&v));
         }
         let e = Param::Random(Distribution::Log10Uniform([3.0, 3.5]));
-        assert!(e
-            .validate("noise.exposure_time", 0.0, f64::INFINITY)
-            .is_ok());
+        assert!(e.validate("noise.exposure_time", 0.0, f64::INFINITY).is_ok());
         assert!(e.validate("x", 2000.0, 3000.0).is_err());
     }
 }

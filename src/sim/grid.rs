@@ -71,10 +71,7 @@ impl Image {
         let mut out = Image::zeros(out_size);
         for row in 0..self.size {
             let out_row = &mut out.pixels[(row / factor) * out_size..(row / factor + 1) * out_size];
-            for (col, value) in self.pixels[row * self.size..(row + 1) * self.size]
-                .iter()
-                .enumerate()
-            {
+            for (col, value) in self.pixels[row * self.size..(row + 1) * self.size].iter().enumerate() {
                 out_row[col / factor] += value;
             }
         }
@@ -84,10 +81,7 @@ impl Image {
 
     /// Largest pixel value.
     pub fn max(&self) -> f64 {
-        self.pixels
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max)
+        self.pixels.iter().copied().fold(f64::NEG_INFINITY, f64::max)
     }
 }
 

@@ -93,10 +93,7 @@ impl InstrumentSpec {
             InstrumentSpec::Named(name) => Instrument::named(name).ok_or_else(|| {
                 crate::Error::config(
                     key,
-                    format!(
-                        "unknown instrument `{name}` (known: {})",
-                        INSTRUMENT_NAMES.join(", ")
-                    ),
+                    format!("unknown instrument `{name}` (known: {})", INSTRUMENT_NAMES.join(", ")),
                 )
             }),
         }

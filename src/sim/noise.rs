@@ -53,8 +53,7 @@ impl Noise {
             } => {
                 let sky = instrument.sky_per_pixel(pixel_scale);
                 let read_sigma = instrument.read_noise * (instrument.num_exposures as f64).sqrt();
-                let read =
-                    Normal::new(0.0, read_sigma).expect("read noise is validated to be >= 0");
+                let read = Normal::new(0.0, read_sigma).expect("read noise is validated to be >= 0");
                 for v in image.pixels.iter_mut() {
                     let electrons = poisson(((*v + sky) * t).max(0.0), rng) + read.sample(rng);
                     *v = electrons / t - sky;
@@ -68,9 +67,7 @@ fn poisson<R: Rng>(mean: f64, rng: &mut R) -> f64 {
     if mean <= 0.0 {
         0.0
     } else {
-        Poisson::new(mean)
-            .expect("positive finite mean")
-            .sample(rng)
+        Poisson::new(mean).expect("positive finite mean").sample(rng)
     }
 }
 

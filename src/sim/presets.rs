@@ -13,18 +13,9 @@ use crate::{Error, Result};
 
 /// (name, TOML text) of every preset.
 pub const PRESETS: [(&str, &str); 4] = [
-    (
-        "deeplense-model1",
-        include_str!("presets/deeplense-model1.toml"),
-    ),
-    (
-        "deeplense-model2",
-        include_str!("presets/deeplense-model2.toml"),
-    ),
-    (
-        "deeplense-model3",
-        include_str!("presets/deeplense-model3.toml"),
-    ),
+    ("deeplense-model1", include_str!("presets/deeplense-model1.toml")),
+    ("deeplense-model2", include_str!("presets/deeplense-model2.toml")),
+    ("deeplense-model3", include_str!("presets/deeplense-model3.toml")),
     ("survey", include_str!("presets/survey.toml")),
 ];
 

@@ -106,10 +106,7 @@ impl Scene {
             let (ax, ay) = l.deflection(x, y);
             (sx + ax, sy + ay)
         });
-        (
-            x - self.deflection_scale * ax,
-            y - self.deflection_scale * ay,
-        )
+        (x - self.deflection_scale * ax, y - self.deflection_scale * ay)
     }
 
     /// Lensed surface brightness sampled on the camera grid, before the PSF and
@@ -232,11 +229,6 @@ mod tests {
             img.pixels.iter().sum::<f64>()
         };
         let total = sc.source_flux_per_amp();
-        assert!(
-            (flux(5) - total).abs() / total < 2e-3,
-            "{} {}",
-            flux(5),
-            total
-        );
+        assert!((flux(5) - total).abs() / total < 2e-3, "{} {}", flux(5), total);
     }
 }

@@ -6,8 +6,8 @@
 //! the output does not depend on the number of threads or the order of work.
 
 use super::config::{
-    Count, EinsteinRadiusConvention, HaloProfile, MassFunction, NoiseConfig, Placement, PsfConfig,
-    SimConfig, Substructure,
+    Count, EinsteinRadiusConvention, HaloProfile, MassFunction, NoiseConfig, Placement, PsfConfig, SimConfig,
+    Substructure,
 };
 use super::cosmology::{FlatLcdm, LensPlane};
 use super::grid::{Image, PixelGrid};
@@ -103,8 +103,7 @@ impl ImageParams {
 
     /// Total substructure mass, Msun.
     pub fn subhalo_mass_total(&self) -> f64 {
-        self.subhalos.iter().map(|s| s.mass).sum::<f64>()
-            + self.vortex.as_ref().map_or(0.0, |v| v.total_mass)
+        self.subhalos.iter().map(|s| s.mass).sum::<f64>() + self.vortex.as_ref().map_or(0.0, |v| v.total_mass)
     }
 }
 
@@ -136,23 +135,14 @@ impl Simulator {
     pub fn new(config: SimConfig) -> Result<Simulator> {
         config.validate()?;
         let c = &config.cosmology;
-        let cosmo = FlatLcdm {
-            h0: c.h0,
-            om0: c.om0,
-        };
+        let cosmo = FlatLcdm { h0: c.h0, om0: c.om0 };
         let lens_plane = cosmo.lens_plane(c.z_lens, c.z_source);
         let theta_e_per_sqrt_msun = match c.einstein_radius {
             EinsteinRadiusConvention::AngularDiameter => lens_plane.einstein_radius(1.0),
-            EinsteinRadiusConvention::DeeplenseLuminosity => {
-                cosmo.einstein_radius_deeplense(1.0, c.z_lens, c.z_source)
-            }
+            EinsteinRadiusConvention::DeeplenseLuminosity => cosmo.einstein_radius_deeplense(1.0, c.z_lens, c.z_source),
         };
         let deflection_scale = config.ray_tracing.as_ref().map_or(1.0, |rt| {
-            FlatLcdm {
-                h0: rt.h0,
-                om0: rt.om0,
-            }
-            .deflection_rescaling(c.z_lens, c.z_source, rt.z_source_convention)
+            FlatLcdm { h0: rt.h0, om0: rt.om0 }.deflection_rescaling(c.z_lens, c.z_source, rt.z_source_convention)
         });
         Ok(Simulator {
             class_names: config.class_names(),
@@ -205,17 +195,10 @@ impl Simulator {
             (None, None) => unreachable!("validated: the lens has theta_e or mass"),
         };
         let (lens_e1, lens_e2) = (cfg.lens.e1.sample(rng), cfg.lens.e2.sample(rng));
-        let (lens_center_x, lens_center_y) =
-            (cfg.lens.center_x.sample(rng), cfg.lens.center_y.sample(rng));
-        let (shear_gamma1, shear_gamma2) =
-            (cfg.shear.gamma1.sample(rng), cfg.shear.gamma2.sample(rng));
+        let (lens_center_x, lens_center_y) = (cfg.lens.center_x.sample(rng), cfg.lens.center_y.sample(rng));
+        let (shear_gamma1, shear_gamma2) = (cfg.shear.gamma1.sample(rng), cfg.shear.gamma2.sample(rng));
         let s = &cfg.source;
-        let amp_or_mag = s
-            .amp
-            .as_ref()
-            .or(s.magnitude.as_ref())
-            .expect("validated")
-            .sample(rng);
+        let amp_or_mag = s.amp.as_ref().or(s.magnitude.as_ref()).expect("validated").sample(rng);
         let source_r_sersic = s.r_sersic.sample(rng);
         let source_n_sersic = s.n_sersic.sample(rng);
         let source_amp = if s.magnitude.is_some() {
@@ -273,11 +256,7 @@ impl Simulator {
         }
     }
 
-    fn sample_substructure<R: Rng>(
-        &self,
-        class_idx: usize,
-        rng: &mut R,
-    ) -> (Vec<SubhaloDraw>, Option<VortexDraw>) {
+    fn sample_substructure<R: Rng>(&self, class_idx: usize, rng: &mut R) -> (Vec<SubhaloDraw>, Option<VortexDraw>) {
         match self.substructure(class_idx) {
             Substructure::None => (Vec::new(), None),
             Substructure::PointMasses {
@@ -461,12 +440,10 @@ impl Simulator {
     /// The noise model of one image.
     pub fn noise(&self, params: &ImageParams) -> Noise {
         match (&self.config.noise, params.exposure_time) {
-            (NoiseConfig::DeeplenseCounts { background_rms, .. }, Some(t)) => {
-                Noise::DeepLenseCounts {
-                    exposure_time: t,
-                    background_rms: *background_rms,
-                }
-            }
+            (NoiseConfig::DeeplenseCounts { background_rms, .. }, Some(t)) => Noise::DeepLenseCounts {
+                exposure_time: t,
+                background_rms: *background_rms,
+            },
             (NoiseConfig::Instrument { .. }, Some(t)) => Noise::Instrument {
                 instrument: self.instrument.clone().expect("validated"),
                 exposure_time: t,

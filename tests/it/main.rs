@@ -1,5 +1,8 @@
 //! Integration tests: one binary, one module per concern.
 
+mod cli;
+mod config;
+mod io;
 mod profiles;
 mod real_data;
 mod sim_oracle;
@@ -8,7 +11,5 @@ use std::path::PathBuf;
 
 /// Path of a file under `fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
 }

@@ -13,11 +13,7 @@ use rand::SeedableRng;
 
 fn best_residual(preset_name: &str, target: &[f64]) -> (f64, f64, f64) {
     let sim = Simulator::new(preset(preset_name).unwrap()).unwrap();
-    let no_sub = sim
-        .class_names()
-        .iter()
-        .position(|c| c == "no_sub")
-        .unwrap();
+    let no_sub = sim.class_names().iter().position(|c| c == "no_sub").unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut params = sim.sample_params(no_sub, &mut rng);
     let mut residual_at = |x: f64, y: f64| {

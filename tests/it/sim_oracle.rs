@@ -20,11 +20,7 @@ fn json(name: &str) -> Value {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
 fn points() -> Vec<(f64, f64)> {
@@ -117,10 +113,7 @@ fn gaussian_psf_matches_scipy() {
         };
         let out = psf.convolve(&image, 1.0);
         for (mine, theirs) in out.pixels.iter().zip(floats(&case["output"])) {
-            assert!(
-                (mine - theirs).abs() < 1e-12,
-                "sigma {sigma}: {mine} vs {theirs}"
-            );
+            assert!((mine - theirs).abs() < 1e-12, "sigma {sigma}: {mine} vs {theirs}");
         }
     }
 }
@@ -130,46 +123,23 @@ fn cosmology_matches_astropy_and_lenstronomy() {
     let c = &json("sim_profiles.json")["cosmology"];
     let dl = FlatLcdm { h0: 70.0, om0: 0.3 };
     let t = dl.einstein_radius_deeplense(1e12, 0.5, 1.0);
-    assert!(
-        (t - c["deeplense_theta_e_1e12"].as_f64().unwrap()).abs() < 1e-9,
-        "{t}"
-    );
-    let f = FlatLcdm {
-        h0: 67.5,
-        om0: 0.309,
-    }
-    .deflection_rescaling(0.5, 1.0, 2.5);
-    assert!(
-        (f - c["multi_plane_factor"].as_f64().unwrap()).abs() < 1e-9,
-        "{f}"
-    );
-    let survey = FlatLcdm {
-        h0: 67.7,
-        om0: 0.31,
-    }
-    .lens_plane(0.5, 1.5);
+    assert!((t - c["deeplense_theta_e_1e12"].as_f64().unwrap()).abs() < 1e-9, "{t}");
+    let f = FlatLcdm { h0: 67.5, om0: 0.309 }.deflection_rescaling(0.5, 1.0, 2.5);
+    assert!((f - c["multi_plane_factor"].as_f64().unwrap()).abs() < 1e-9, "{f}");
+    let survey = FlatLcdm { h0: 67.7, om0: 0.31 }.lens_plane(0.5, 1.5);
     let te = survey.einstein_radius(1e11);
     assert!(
         (te / c["survey_point_mass_theta_e_1e11"].as_f64().unwrap() - 1.0).abs() < 1e-8,
         "{te}"
     );
     for case in c["survey_nfw"].as_array().unwrap() {
-        let (rs, alpha) = survey.nfw_angles(
-            case["m200"].as_f64().unwrap(),
-            case["concentration"].as_f64().unwrap(),
-        );
-        assert!(
-            (rs / case["rs"].as_f64().unwrap() - 1.0).abs() < 1e-6,
-            "rs {rs}"
-        );
+        let (rs, alpha) = survey.nfw_angles(case["m200"].as_f64().unwrap(), case["concentration"].as_f64().unwrap());
+        assert!((rs / case["rs"].as_f64().unwrap() - 1.0).abs() < 1e-6, "rs {rs}");
         // lenstronomy uses G = 6.67384e-11 and M_sun = 1.9891e30; lensmae uses astropy's
         // CODATA 2018 / IAU 2015 values. alpha_rs scales with G M_sun, whose ratio is
         // 1.000276, so that is the expected difference.
         let ratio = alpha / case["alpha_rs"].as_f64().unwrap();
-        assert!(
-            (ratio - 1.0 / 1.000276).abs() < 1e-5,
-            "alpha_rs {alpha}, ratio {ratio}"
-        );
+        assert!((ratio - 1.0 / 1.000276).abs() < 1e-5, "alpha_rs {alpha}, ratio {ratio}");
     }
 }
 
@@ -229,12 +199,7 @@ fn deeplense_preset_renders_match_lenstronomy() {
         }
         let image = sim.render_noise_free(class_idx, &params);
         let peak = case["peak"].as_f64().unwrap();
-        assert_image_close(
-            &image,
-            case["file"].as_str().unwrap(),
-            peak,
-            &format!("{name}/{class}"),
-        );
+        assert_image_close(&image, case["file"].as_str().unwrap(), peak, &format!("{name}/{class}"));
     }
 }
 

@@ -59,9 +59,7 @@ impl SersicKernel {
     /// Surface brightness at (x, y), identical to [`Sersic::surface_brightness`].
     #[inline]
     pub fn surface_brightness(&self, x: f64, y: f64) -> f64 {
-        let (xp, yp) = self
-            .ellipse
-            .to_profile_frame(x - self.center_x, y - self.center_y);
+        let (xp, yp) = self.ellipse.to_profile_frame(x - self.center_x, y - self.center_y);
         let (xs, ys) = (xp * self.sqrt_q, yp / self.sqrt_q);
         let r_frac = (xs * xs + ys * ys).sqrt().max(R_FLOOR) * self.inv_r_s;
         if r_frac > MAX_R_FRAC {
@@ -103,14 +101,7 @@ impl LightProfile for Sersic {
     fn total_flux_per_amp(&self) -> f64 {
         let n = self.n_sersic;
         let b = sersic_b_n(n);
-        self.r_sersic
-            * self.r_sersic
-            * 2.0
-            * PI
-            * n
-            * b.exp()
-            * b.powf(-2.0 * n)
-            * libm::tgamma(2.0 * n)
+        self.r_sersic * self.r_sersic * 2.0 * PI * n * b.exp() * b.powf(-2.0 * n) * libm::tgamma(2.0 * n)
     }
 }
 

@@ -132,9 +132,7 @@ impl MassModel {
                 "shear.gamma1",
                 "must be finite",
             ),
-            MassModel::PointMass(p) => {
-                check(p.theta_e >= 0.0, "point_mass.theta_e", "must be >= 0")
-            }
+            MassModel::PointMass(p) => check(p.theta_e >= 0.0, "point_mass.theta_e", "must be >= 0"),
             MassModel::Nfw(p) => check(p.rs > 0.0, "nfw.rs", "must be > 0"),
             MassModel::Tnfw(p) => {
                 check(p.rs > 0.0, "tnfw.rs", "must be > 0")?;

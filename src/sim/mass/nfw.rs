@@ -107,10 +107,7 @@ impl MassProfile for Nfw {
         let rho0 = self.rho0();
         let kappa = 2.0 * rho0 * self.rs * nfw_projected(xr.max(X_MIN));
         let a = 2.0 * rho0 * self.rs * (2.0 * g(xr) / (xr * xr) - nfw_projected(xr.max(X_MIN)));
-        let (g1, g2) = (
-            a * (dy * dy - dx * dx) / (r * r),
-            -2.0 * a * dx * dy / (r * r),
-        );
+        let (g1, g2) = (a * (dy * dy - dx * dx) / (r * r), -2.0 * a * dx * dy / (r * r));
         Hessian {
             xx: kappa + g1,
             xy: g2,
@@ -137,10 +134,7 @@ mod tests {
 
     #[test]
     fn kernels_are_continuous_through_one() {
-        for &(a, b) in &[
-            (1.0 - 1.0001e-4, 1.0 - 0.9999e-4),
-            (1.0 + 0.9999e-4, 1.0 + 1.0001e-4),
-        ] {
+        for &(a, b) in &[(1.0 - 1.0001e-4, 1.0 - 0.9999e-4), (1.0 + 0.9999e-4, 1.0 + 1.0001e-4)] {
             assert!((nfw_f(a) - nfw_f(b)).abs() < 1e-6);
             assert!((nfw_projected(a) - nfw_projected(b)).abs() < 1e-6);
         }

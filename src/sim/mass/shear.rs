@@ -25,10 +25,7 @@ impl MassProfile for Shear {
 
     #[inline]
     fn deflection(&self, x: f64, y: f64) -> (f64, f64) {
-        (
-            self.gamma1 * x + self.gamma2 * y,
-            self.gamma2 * x - self.gamma1 * y,
-        )
+        (self.gamma1 * x + self.gamma2 * y, self.gamma2 * x - self.gamma1 * y)
     }
 
     fn hessian(&self, _x: f64, _y: f64) -> Hessian {

@@ -49,10 +49,7 @@ impl SieKernel {
     /// Deflection at (x, y), identical to [`Sie::deflection`].
     #[inline]
     pub fn deflection(&self, x: f64, y: f64) -> (f64, f64) {
-        let (xp, yp) = self
-            .nie
-            .ellipse
-            .to_profile_frame(x - self.center_x, y - self.center_y);
+        let (xp, yp) = self.nie.ellipse.to_profile_frame(x - self.center_x, y - self.center_y);
         let (ax, ay) = self.nie.deflection_major_axis(xp, yp);
         self.nie.ellipse.to_sky_frame(ax, ay)
     }
@@ -111,13 +108,10 @@ impl Nie {
 impl MassProfile for Sie {
     fn potential(&self, x: f64, y: f64) -> f64 {
         let nie = self.nie();
-        let (xp, yp) = nie
-            .ellipse
-            .to_profile_frame(x - self.center_x, y - self.center_y);
+        let (xp, yp) = nie.ellipse.to_profile_frame(x - self.center_x, y - self.center_y);
         let (ax, ay) = nie.deflection_major_axis(xp, yp);
         let psi = nie.psi(xp, yp);
-        xp * ax + yp * ay
-            - nie.b * nie.s * 0.5 * ((psi + nie.s).powi(2) + (1.0 - nie.q * nie.q) * xp * xp).ln()
+        xp * ax + yp * ay - nie.b * nie.s * 0.5 * ((psi + nie.s).powi(2) + (1.0 - nie.q * nie.q) * xp * xp).ln()
     }
 
     fn deflection(&self, x: f64, y: f64) -> (f64, f64) {
@@ -128,9 +122,7 @@ impl MassProfile for Sie {
         // Analytic derivatives of the major-axis deflection (lenstronomy differences
         // them numerically instead).
         let nie = self.nie();
-        let (xp, yp) = nie
-            .ellipse
-            .to_profile_frame(x - self.center_x, y - self.center_y);
+        let (xp, yp) = nie.ellipse.to_profile_frame(x - self.center_x, y - self.center_y);
         let (q2, s, t) = (nie.q * nie.q, nie.s, nie.sq);
         let psi = nie.psi(xp, yp);
         let (dpsi_dx, dpsi_dy) = (q2 * xp / psi, yp / psi);
@@ -170,10 +162,7 @@ mod tests {
         for &(x, y) in &[(1.0, 0.5), (-0.4, 2.0), (0.0, -1.0)] {
             let (a, b) = sie.deflection(x, y);
             let (c, d) = sis.deflection(x, y);
-            assert!(
-                (a - c).abs() < 1e-7 && (b - d).abs() < 1e-7,
-                "{a} {c} {b} {d}"
-            );
+            assert!((a - c).abs() < 1e-7 && (b - d).abs() < 1e-7, "{a} {c} {b} {d}");
         }
     }
 

@@ -117,10 +117,7 @@ impl MassProfile for Tnfw {
         let f = projected(xr, tau);
         let kappa = 2.0 * rho0 * self.rs * f;
         let a = 2.0 * rho0 * self.rs * (2.0 * g(xr, tau) / (xr * xr) - f);
-        let (g1, g2) = (
-            a * (dy * dy - dx * dx) / (r * r),
-            -2.0 * a * dx * dy / (r * r),
-        );
+        let (g1, g2) = (a * (dy * dy - dx * dx) / (r * r), -2.0 * a * dx * dy / (r * r));
         Hessian {
             xx: kappa + g1,
             xy: g2,

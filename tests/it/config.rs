@@ -1,0 +1,58 @@
+//! Bad recipes are refused with the offending key named.
+
+use lensmae::sim::presets::preset_toml;
+use lensmae::sim::SimConfig;
+
+fn with(preset: &str, from: &str, to: &str) -> String {
+    let text = preset_toml(preset).unwrap();
+    assert!(text.contains(from), "{from:?} not in {preset}");
+    text.replacen(from, to, 1)
+}
+
+fn error_of(text: &str) -> String {
+    SimConfig::from_toml(text).unwrap_err().to_string()
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = error_of(&with(
+        "deeplense-model2",
+        "r_sersic = 0.25",
+        "r_sersic = 0.25\nradius = 3",
+    ));
+    assert!(e.contains("radius"), "{e}");
+    let e = error_of(&with("deeplense-model2", "type = \"vortex\"", "type = \"wormhole\""));
+    assert!(e.contains("wormhole"), "{e}");
+}
+
+#[test]
+fn impossible_values_name_their_key() {
+    let cases = [
+        ("pixel_scale = 0.101", "pixel_scale = -0.1", "image.pixel_scale"),
+        (
+            "r_sersic = 0.25",
+            "r_sersic = { uniform = [0.3, 0.1] }",
+            "source.r_sersic",
+        ),
+        ("n_sersic = 1.0", "n_sersic = 30.0", "source.n_sersic"),
+        ("z_source = 1.0", "z_source = 0.2", "cosmology.z_source"),
+        ("radius = [0.25, 2.0]", "radius = [2.0, 0.25]", "classes.cdm.radius"),
+        ("e1 = 0.1", "e1 = { normal = [0.0, 0.1] }", "lens.e1"),
+        ("instrument = \"euclid-vis\"", "instrument = \"jwst\"", "instrument"),
+        (
+            "class_order = [\"axion\", \"cdm\", \"no_sub\"]",
+            "class_order = [\"cdm\", \"no_sub\"]",
+            "class_order",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let e = error_of(&with("deeplense-model2", from, to));
+        assert!(e.contains(key), "{to}: {e}");
+    }
+}
+
+#[test]
+fn magnitudes_need_an_instrument() {
+    let e = error_of(&with("deeplense-model2", "instrument = \"euclid-vis\"\n", ""));
+    assert!(e.contains("source.magnitude"), "{e}");
+}

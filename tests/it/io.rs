@@ -1,0 +1,274 @@
+//! Dataset writers: schemas, round trips through the readers of each format,
+//! determinism, atomic output.
+
+use crate::fixture;
+use arrow_array::{Array, FixedSizeListArray, Float32Array, Int8Array, StringArray};
+use lensmae::data::npy::read_npy;
+use lensmae::data::parquet::dataset_schema;
+use lensmae::data::schema::schema_to_json;
+use lensmae::data::simulate::{simulate_dataset, SimulateOptions};
+use lensmae::data::{DatasetInfo, Format, Task};
+use lensmae::sim::presets::preset;
+use lensmae::sim::Simulator;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::Path;
+
+fn simulator(name: &str) -> Simulator {
+    Simulator::new(preset(name).unwrap()).unwrap()
+}
+
+fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+fn parquet_metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    let file = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .schema()
+        .metadata()
+        .clone()
+        .into_iter()
+        .collect()
+}
+
+fn info(task: Task) -> DatasetInfo {
+    let sim = simulator("deeplense-model2");
+    let opts = SimulateOptions {
+        task,
+        ..SimulateOptions::new(1, 0, "unused")
+    };
+    DatasetInfo {
+        class_names: sim.class_names().to_vec(),
+        task,
+        image_size: 64,
+        metadata: lensmae::data::simulate::dataset_metadata(&sim, &opts),
+    }
+}
+
+#[test]
+fn written_schemas_match_the_committed_ones() {
+    for (task, file) in [
+        (Task::Classify, "dataset-classify.json"),
+        (Task::Superres { factor: 4 }, "dataset-superres.json"),
+    ] {
+        let written = schema_to_json(&dataset_schema(&info(task)));
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
+        if std::env::var_os("LENSMAE_BLESS").is_some() {
+            std::fs::write(&path, serde_json::to_string_pretty(&written).unwrap() + "\n").unwrap();
+        }
+        let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            written, committed,
+            "{file} differs from the writer's schema (LENSMAE_BLESS=1 rewrites it)"
+        );
+    }
+}
+
+#[test]
+fn parquet_round_trip_keeps_images_labels_and_tensor_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("deeplense-model2");
+    let summary = simulate_dataset(&sim, &SimulateOptions::new(4, 7, dir.path())).unwrap();
+    assert_eq!(summary.rows, 12);
+    let batches = read_parquet(&summary.path);
+    let schema = batches[0].schema();
+    let field = schema.field_with_name("image").unwrap();
+    // What pyarrow needs to see a tensor column: the extension metadata without
+    // `dim_names: null`, and a nullable child called `item`.
+    assert_eq!(field.metadata()["ARROW:extension:name"], "arrow.fixed_shape_tensor");
+    assert_eq!(field.metadata()["ARROW:extension:metadata"], r#"{"shape":[64,64]}"#);
+    match field.data_type() {
+        arrow_schema::DataType::FixedSizeList(item, 4096) => assert!(item.is_nullable() && item.name() == "item"),
+        other => panic!("image column is {other:?}"),
+    }
+    let meta = parquet_metadata(&summary.path);
+    assert_eq!(meta["lensmae:seed"], "7");
+    assert_eq!(meta["lensmae:class_names"], r#"["axion","cdm","no_sub"]"#);
+    assert!(meta["lensmae:config"].contains("deeplense-model2"));
+    let b = &batches[0];
+    let labels = b
+        .column_by_name("label")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let idx = b
+        .column_by_name("label_idx")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int8Array>()
+        .unwrap();
+    assert_eq!(labels.value(0), "axion");
+    assert_eq!(labels.value(1), "cdm");
+    assert_eq!(labels.value(2), "no_sub");
+    assert_eq!((idx.value(0), idx.value(2)), (0, 2));
+    let images = b
+        .column_by_name("image")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .unwrap();
+    let row5 = images.value(5);
+    let pixels = row5.as_any().downcast_ref::<Float32Array>().unwrap();
+    let expected = sim.simulate(2, 7, 5).image;
+    for (a, b) in pixels.values().iter().zip(&expected.pixels) {
+        assert_eq!(*a, *b as f32);
+    }
+    // Nullable parameters are null exactly where they do not apply.
+    let axion_mass = b.column_by_name("axion_mass").unwrap();
+    assert!(axion_mass.is_valid(0) && axion_mass.is_null(1) && axion_mass.is_null(2));
+    assert!(dir.path().join("config.toml").exists());
+}
+
+#[test]
+fn same_seed_same_bytes_whatever_the_thread_count() {
+    let sim = simulator("survey");
+    let mut outputs = Vec::new();
+    for threads in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = SimulateOptions::new(5, 11, dir.path());
+        opts.chunk_size = 4;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let summary = pool.install(|| simulate_dataset(&sim, &opts)).unwrap();
+        outputs.push(std::fs::read(summary.path).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let dir = tempfile::tempdir().unwrap();
+    let other = simulate_dataset(&sim, &SimulateOptions::new(5, 12, dir.path())).unwrap();
+    assert_ne!(std::fs::read(other.path).unwrap(), outputs[0]);
+}
+
+#[test]
+fn superres_pairs_are_area_averages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("deeplense-model2");
+    let mut opts = SimulateOptions::new(2, 3, dir.path());
+    opts.task = Task::Superres { factor: 4 };
+    opts.classes = Some(vec!["no_sub".into()]);
+    let summary = simulate_dataset(&sim, &opts).unwrap();
+    let b = &read_parquet(&summary.path)[0];
+    assert_eq!(b.num_rows(), 2);
+    let get = |name: &str| {
+        let col = b
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .unwrap();
+        col.value(1)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    };
+    let (lr, hr) = (get("lr"), get("hr"));
+    assert_eq!((lr.len(), hr.len()), (256, 4096));
+    let mut block = 0.0f64;
+    for r in 0..4 {
+        for c in 0..4 {
+            block += hr[(4 + r) * 64 + 8 + c] as f64;
+        }
+    }
+    assert!((lr[16 + 2] as f64 - block / 16.0).abs() < 1e-5);
+    let labels = b
+        .column_by_name("label")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert!(labels.iter().all(|l| l == Some("no_sub")));
+    opts.task = Task::Superres { factor: 5 };
+    opts.overwrite = true;
+    let err = simulate_dataset(&sim, &opts).unwrap_err().to_string();
+    assert!(err.contains("factor"), "{err}");
+}
+
+#[test]
+fn fits_output_holds_a_cube_and_a_parameter_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("deeplense-model2");
+    let mut opts = SimulateOptions::new(2, 5, dir.path());
+    opts.format = Format::Fits;
+    opts.chunk_size = 4; // two batches
+    let summary = simulate_dataset(&sim, &opts).unwrap();
+    let mut f = fitsio::FitsFile::open(&summary.path).unwrap();
+    let primary = f.primary_hdu().unwrap();
+    match &primary.info {
+        fitsio::hdu::HduInfo::ImageInfo { shape, .. } => assert_eq!(shape, &vec![6, 64, 64]),
+        other => panic!("{other:?}"),
+    }
+    let cube: Vec<f32> = primary.read_image(&mut f).unwrap();
+    let expected = sim.simulate(1, 5, 4).image;
+    assert_eq!(cube[4 * 4096 + 1000], expected.pixels[1000] as f32);
+    let seed: String = primary.read_key(&mut f, "SEED").unwrap();
+    assert_eq!(seed, "5");
+    let table = f.hdu("PARAMS").unwrap();
+    let ids: Vec<i64> = table.read_col(&mut f, "id").unwrap();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
+    let labels: Vec<String> = table.read_col(&mut f, "label").unwrap();
+    assert_eq!(labels[4], "cdm");
+    let n_sub: Vec<i32> = table.read_col(&mut f, "n_subhalos").unwrap();
+    assert_eq!(n_sub, vec![100, 25, 0, 100, 25, 0]);
+    let axion: Vec<f64> = table.read_col(&mut f, "axion_mass").unwrap();
+    assert!(axion[0] > 1e-25 && axion[1].is_nan());
+}
+
+#[test]
+fn npy_tree_follows_the_deeplense_release_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("deeplense-model2");
+    let mut opts = SimulateOptions::new(2, 9, dir.path());
+    opts.format = Format::Npy;
+    let summary = simulate_dataset(&sim, &opts).unwrap();
+    let root = dir.path().join("dataset");
+    assert_eq!(summary.path, root);
+    for class in ["axion", "cdm", "no_sub"] {
+        assert_eq!(std::fs::read_dir(root.join(class)).unwrap().count(), 2, "{class}");
+    }
+    let a = read_npy(&root.join("cdm/cdm_sim_4.npy")).unwrap();
+    assert_eq!(a.shape, vec![64, 64]);
+    assert_eq!(a.data, sim.simulate(1, 9, 4).image.pixels);
+    let csv = std::fs::read_to_string(root.join("params.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7);
+    assert!(csv.lines().nth(5).unwrap().starts_with("4,cdm,1,cdm/cdm_sim_4.npy,25,"));
+    // Leftover temporaries would show up as hidden entries.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+#[test]
+fn an_existing_dataset_is_never_clobbered_without_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("deeplense-model2");
+    let summary = simulate_dataset(&sim, &SimulateOptions::new(1, 1, dir.path())).unwrap();
+    let before = std::fs::read(&summary.path).unwrap();
+    let err = simulate_dataset(&sim, &SimulateOptions::new(2, 2, dir.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dataset.parquet") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read(&summary.path).unwrap(), before);
+    let mut opts = SimulateOptions::new(2, 2, dir.path());
+    opts.overwrite = true;
+    assert_eq!(simulate_dataset(&sim, &opts).unwrap().rows, 6);
+}
+
+#[test]
+fn the_real_released_samples_read_as_64x64_float_images() {
+    for name in ["axion", "cdm", "nosub"] {
+        let a = read_npy(&fixture(&format!("deeplense-samples/{name}.npy"))).unwrap();
+        assert_eq!(a.shape, vec![64, 64]);
+        let peak = a.data.iter().copied().fold(f64::MIN, f64::max);
+        assert!((peak - 1.0).abs() < 1e-9);
+    }
+}
