@@ -29,6 +29,16 @@ impl Ellipse {
         }
     }
 
+    /// cos of the position angle.
+    pub fn cos_phi(&self) -> f64 {
+        self.cos_phi
+    }
+
+    /// sin of the position angle.
+    pub fn sin_phi(&self) -> f64 {
+        self.sin_phi
+    }
+
     /// Rotate an offset from the profile centre into the frame of the major axis.
     #[inline]
     pub fn to_profile_frame(&self, dx: f64, dy: f64) -> (f64, f64) {

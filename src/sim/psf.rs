@@ -52,29 +52,33 @@ pub fn gaussian_kernel_1d(sigma: f64, truncation: f64) -> Vec<f64> {
 /// Correlate along axis 0 (rows) then axis 1, with "nearest" edges.
 fn separable_filter_nearest(image: &Image, kernel: &[f64]) -> Image {
     let n = image.size;
-    let radius = (kernel.len() / 2) as isize;
+    let radius = kernel.len() / 2;
     let clamp = |i: isize| i.clamp(0, n as isize - 1) as usize;
-    // scipy filters the first axis (down the columns) first.
+    // scipy filters the first axis (down the columns) first: whole rows at a time.
     let mut tmp = vec![0.0; n * n];
     for row in 0..n {
         let out = &mut tmp[row * n..(row + 1) * n];
         for (k, w) in kernel.iter().enumerate() {
-            let src = clamp(row as isize + k as isize - radius);
-            let src_row = &image.pixels[src * n..(src + 1) * n];
-            for (o, s) in out.iter_mut().zip(src_row) {
+            let src = clamp(row as isize + k as isize - radius as isize);
+            for (o, s) in out.iter_mut().zip(&image.pixels[src * n..(src + 1) * n]) {
                 *o += w * s;
             }
         }
     }
+    // Then along each row, through a copy padded with the edge values.
     let mut out = Image::zeros(n);
+    let mut padded = vec![0.0; n + 2 * radius];
     for row in 0..n {
-        let src_row = &tmp[row * n..(row + 1) * n];
+        let src = &tmp[row * n..(row + 1) * n];
+        padded[..radius].fill(src[0]);
+        padded[radius..radius + n].copy_from_slice(src);
+        padded[radius + n..].fill(src[n - 1]);
         for (col, o) in out.pixels[row * n..(row + 1) * n].iter_mut().enumerate() {
-            let mut acc = 0.0;
-            for (k, w) in kernel.iter().enumerate() {
-                acc += w * src_row[clamp(col as isize + k as isize - radius)];
-            }
-            *o = acc;
+            *o = kernel
+                .iter()
+                .zip(&padded[col..col + kernel.len()])
+                .map(|(w, v)| w * v)
+                .sum();
         }
     }
     out

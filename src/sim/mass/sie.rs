@@ -11,6 +11,7 @@
 use super::{Hessian, MassProfile};
 use crate::sim::ellipticity::Ellipse;
 use serde::{Deserialize, Serialize};
+use wide::f64x4;
 
 /// lenstronomy's SIE core size before the sqrt(q) scaling.
 const S_SCALE: f64 = 1e-10;
@@ -52,6 +53,27 @@ impl SieKernel {
         let (xp, yp) = self.nie.ellipse.to_profile_frame(x - self.center_x, y - self.center_y);
         let (ax, ay) = self.nie.deflection_major_axis(xp, yp);
         self.nie.ellipse.to_sky_frame(ax, ay)
+    }
+
+    /// Deflection at four points at once (SIMD lanes; the transcendental
+    /// functions are Cephes-type polynomials accurate to a few ulp, and
+    /// `atanh(z) = ln((1 + z) / (1 - z)) / 2`). Agrees with [`Self::deflection`]
+    /// to ~1e-13 arcsec.
+    #[inline]
+    pub fn deflection_x4(&self, x: f64x4, y: f64x4) -> (f64x4, f64x4) {
+        let e = &self.nie.ellipse;
+        let (c, s) = (f64x4::splat(e.cos_phi()), f64x4::splat(e.sin_phi()));
+        let (dx, dy) = (x - f64x4::splat(self.center_x), y - f64x4::splat(self.center_y));
+        let xp = c * dx + s * dy;
+        let yp = c * dy - s * dx;
+        let (q2, core, sq) = (self.nie.q * self.nie.q, self.nie.s, self.nie.sq);
+        let psi = (f64x4::splat(q2) * (f64x4::splat(core * core) + xp * xp) + yp * yp).sqrt();
+        let k = f64x4::splat(self.nie.b / sq);
+        let ax = k * (f64x4::splat(sq) * xp / (psi + f64x4::splat(core))).atan();
+        let z = f64x4::splat(sq) * yp / (psi + f64x4::splat(q2 * core));
+        let one = f64x4::ONE;
+        let ay = k * f64x4::splat(0.5) * ((one + z) / (one - z)).ln();
+        (c * ax - s * ay, s * ax + c * ay)
     }
 }
 
@@ -144,6 +166,30 @@ impl MassProfile for Sie {
 mod tests {
     use super::*;
     use crate::sim::mass::Sis;
+
+    #[test]
+    fn simd_lanes_agree_with_the_scalar_deflection() {
+        let sie = Sie {
+            theta_e: 1.2815,
+            e1: 0.1,
+            e2: -0.07,
+            center_x: 0.01,
+            center_y: -0.02,
+        };
+        let k = sie.kernel();
+        let xs = [0.3, -1.7, 2.9, 1e-7];
+        let ys = [0.01, 1.2, -3.1, 0.0];
+        let (ax, ay) = k.deflection_x4(f64x4::from(xs), f64x4::from(ys));
+        for i in 0..4 {
+            let (a, b) = k.deflection(xs[i], ys[i]);
+            assert!(
+                (ax.to_array()[i] - a).abs() < 1e-12 && (ay.to_array()[i] - b).abs() < 1e-12,
+                "{i}: {:?} {:?} vs {a} {b}",
+                ax.to_array(),
+                ay.to_array()
+            );
+        }
+    }
 
     #[test]
     fn round_sie_is_an_sis() {
