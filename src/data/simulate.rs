@@ -128,10 +128,23 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
         metadata: dataset_metadata(sim, opts),
     };
     let path = dataset_path(&opts.out_dir, opts.format);
-    let mut writer: Box<dyn DatasetWriter> = match opts.format {
-        Format::Parquet => Box::new(ParquetDatasetWriter::create(&path, info, opts.overwrite)?),
-        Format::Fits => Box::new(FitsDatasetWriter::create(&path, info, total, opts.overwrite)?),
-        Format::Npy => Box::new(NpyTreeWriter::create(&path, info, opts.overwrite)?),
+    // Fail before any rendering if the output exists (the writer checks again).
+    if path.exists() && !opts.overwrite {
+        return Err(Error::io(
+            &path,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "already exists (pass --overwrite to replace it)",
+            ),
+        ));
+    }
+    // FITS handles are not Send: the writer lives on its own thread from the start.
+    let open_writer = move || -> Result<Box<dyn DatasetWriter>> {
+        Ok(match opts.format {
+            Format::Parquet => Box::new(ParquetDatasetWriter::create(&path, info, opts.overwrite)?),
+            Format::Fits => Box::new(FitsDatasetWriter::create(&path, info, total, opts.overwrite)?),
+            Format::Npy => Box::new(NpyTreeWriter::create(&path, info, opts.overwrite)?),
+        })
     };
     let bar = if opts.progress {
         ProgressBar::new(total as u64)
@@ -143,17 +156,33 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
             .expect("valid template"),
     );
     let chunk = opts.chunk_size.max(1);
-    for start in (0..total).step_by(chunk) {
-        let end = (start + chunk).min(total);
-        let records: Vec<Record> = (start..end)
-            .into_par_iter()
-            .map(|row| make_record(sim, opts, class_idx[row % class_idx.len()], row as u64))
-            .collect();
-        writer.write_batch(&records)?;
-        bar.inc((end - start) as u64);
-    }
+    // The writer works on chunk k while rayon renders chunk k + 1; the channel holds
+    // one chunk, so at most three chunks are in memory.
+    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
+    let written = std::thread::scope(|scope| {
+        let writing = scope.spawn(move || -> Result<WriteSummary> {
+            let mut writer = open_writer()?;
+            for records in receive {
+                writer.write_batch(&records)?;
+            }
+            writer.finish()
+        });
+        for start in (0..total).step_by(chunk) {
+            let end = (start + chunk).min(total);
+            let records: Vec<Record> = (start..end)
+                .into_par_iter()
+                .map(|row| make_record(sim, opts, class_idx[row % class_idx.len()], row as u64))
+                .collect();
+            if send.send(records).is_err() {
+                break; // the writer failed; its error is reported below
+            }
+            bar.inc((end - start) as u64);
+        }
+        drop(send);
+        writing.join().expect("the writer thread does not panic")
+    });
     bar.finish_and_clear();
-    let summary = writer.finish()?;
+    let summary = written?;
     write_config(sim, opts)?;
     Ok(summary)
 }
