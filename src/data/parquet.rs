@@ -17,8 +17,10 @@ use super::atomic::AtomicPath;
 use super::record::{DatasetInfo, Record, PARAM_COLUMNS};
 use super::{DatasetWriter, WriteSummary};
 use crate::{Error, Result};
-use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
-use arrow_array::{ArrayRef, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch, StringArray};
+use arrow_array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch,
+    StringArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -115,13 +117,7 @@ impl ParquetDatasetWriter {
         ];
         for (k, (_, size)) in self.info.image_columns().iter().enumerate() {
             let n = size * size;
-            let item = Arc::new(Field::new("item", DataType::Float32, true));
-            let mut builder = FixedSizeListBuilder::with_capacity(
-                Float32Builder::with_capacity(n * records.len()),
-                n as i32,
-                records.len(),
-            )
-            .with_field(item);
+            let mut values: Vec<f32> = Vec::with_capacity(n * records.len());
             for r in records {
                 let img = &r.images[k];
                 if img.pixels.len() != n {
@@ -131,12 +127,12 @@ impl ParquetDatasetWriter {
                         img.pixels.len()
                     )));
                 }
-                builder
-                    .values()
-                    .append_slice(&img.pixels.iter().map(|&v| v as f32).collect::<Vec<f32>>());
-                builder.append(true);
+                values.extend(img.pixels.iter().map(|&v| v as f32));
             }
-            columns.push(Arc::new(builder.finish()));
+            let item = Arc::new(Field::new("item", DataType::Float32, true));
+            let list = FixedSizeListArray::try_new(item, n as i32, Arc::new(Float32Array::from(values)), None)
+                .map_err(|e| parquet_error(self.atomic.target(), e))?;
+            columns.push(Arc::new(list));
         }
         columns.push(Arc::new(Int32Array::from_iter_values(
             records.iter().map(|r| r.n_subhalos),

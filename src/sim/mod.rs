@@ -12,6 +12,7 @@ pub mod config;
 pub mod cosmology;
 pub mod distribution;
 pub mod ellipticity;
+pub mod fastmath;
 pub mod grid;
 pub mod instrument;
 pub mod light;
@@ -24,5 +25,5 @@ pub mod simulator;
 
 pub use config::SimConfig;
 pub use grid::{Image, PixelGrid};
-pub use scene::{Camera, Scene};
+pub use scene::{Camera, DeflectionField, Scene};
 pub use simulator::{ImageParams, SimulatedImage, Simulator};

@@ -49,7 +49,9 @@ pub fn gaussian_kernel_1d(sigma: f64, truncation: f64) -> Vec<f64> {
     weights
 }
 
-/// Correlate along axis 0 (rows) then axis 1, with "nearest" edges.
+/// Correlate along axis 0 (rows) then axis 1, with "nearest" edges. The inner
+/// loops are plain multiply-adds, compiled per SIMD width and picked at run time.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn separable_filter_nearest(image: &Image, kernel: &[f64]) -> Image {
     let n = image.size;
     let radius = kernel.len() / 2;

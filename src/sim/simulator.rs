@@ -10,13 +10,14 @@ use super::config::{
     Substructure,
 };
 use super::cosmology::{FlatLcdm, LensPlane};
+use super::distribution::Param;
 use super::grid::{Image, PixelGrid};
 use super::instrument::Instrument;
 use super::light::{LightProfile, Sersic};
 use super::mass::{MassModel, Nfw, PointMass, Shear, Sie, Tnfw};
 use super::noise::Noise;
 use super::psf::Psf;
-use super::scene::{Camera, Scene};
+use super::scene::{Camera, DeflectionField, Scene};
 use crate::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -128,6 +129,8 @@ pub struct Simulator {
     /// Einstein radius of 1 Msun in the config's convention; theta_E ~ sqrt(M).
     theta_e_per_sqrt_msun: f64,
     deflection_scale: f64,
+    /// Deflection of the main lens and shear when the config fixes them.
+    fixed_field: Option<DeflectionField>,
 }
 
 impl Simulator {
@@ -144,14 +147,40 @@ impl Simulator {
         let deflection_scale = config.ray_tracing.as_ref().map_or(1.0, |rt| {
             FlatLcdm { h0: rt.h0, om0: rt.om0 }.deflection_rescaling(c.z_lens, c.z_source, rt.z_source_convention)
         });
-        Ok(Simulator {
+        let mut sim = Simulator {
             class_names: config.class_names(),
             instrument: config.resolved_instrument()?,
             config,
             lens_plane,
             theta_e_per_sqrt_msun,
             deflection_scale,
-        })
+            fixed_field: None,
+        };
+        sim.fixed_field = sim.main_lens_field();
+        Ok(sim)
+    }
+
+    /// The main lens and shear evaluated once on the grid, if nothing about them
+    /// varies between images.
+    fn main_lens_field(&self) -> Option<DeflectionField> {
+        let (l, sh) = (&self.config.lens, &self.config.shear);
+        let params = [
+            l.theta_e.as_ref(),
+            l.mass.as_ref(),
+            Some(&l.e1),
+            Some(&l.e2),
+            Some(&l.center_x),
+        ]
+        .into_iter()
+        .chain([Some(&l.center_y), Some(&sh.gamma1), Some(&sh.gamma2)]);
+        if !params.flatten().all(|p| matches!(p, Param::Fixed(_))) {
+            return None;
+        }
+        // With the lens fixed, any draw gives the same main lens, shear and grid.
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let template = self.sample_params(0, &mut rng);
+        let scene = self.scene(0, &template);
+        Some(DeflectionField::new(&scene.lenses[..2], &self.camera(&template)))
     }
 
     /// The config this simulator runs.
@@ -454,7 +483,9 @@ impl Simulator {
 
     /// The noise-free image for `params`, output scale applied.
     pub fn render_noise_free(&self, class_idx: usize, params: &ImageParams) -> Image {
-        let mut image = self.scene(class_idx, params).render(&self.camera(params));
+        let mut image = self
+            .scene(class_idx, params)
+            .render_with(&self.camera(params), self.fixed_field.as_ref());
         let scale = self.config.image.output_scale;
         if scale != 1.0 {
             image.pixels.iter_mut().for_each(|v| *v *= scale);
@@ -467,7 +498,9 @@ impl Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(index);
         let params = self.sample_params(class_idx, &mut rng);
-        let mut image = self.scene(class_idx, &params).render(&self.camera(&params));
+        let mut image = self
+            .scene(class_idx, &params)
+            .render_with(&self.camera(&params), self.fixed_field.as_ref());
         self.noise(&params)
             .apply(&mut image, self.config.image.pixel_scale, &mut rng);
         let scale = self.config.image.output_scale;
