@@ -16,12 +16,8 @@ fn main() {
     for (class, label) in sim.class_names().iter().enumerate() {
         pool.install(|| (0..64).into_par_iter().for_each(|i| drop(sim.simulate(class, 0, i)))); // warm-up
         let started = Instant::now();
-        let checksum: f64 = pool.install(|| {
-            (0..n)
-                .into_par_iter()
-                .map(|i| sim.simulate(class, 1, i).image.pixels[2080])
-                .sum()
-        });
+        let checksum: f64 =
+            pool.install(|| (0..n).into_par_iter().map(|i| sim.simulate(class, 1, i).image.pixels[2080]).sum());
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "{{\"preset\":\"{name}\",\"class\":\"{label}\",\"threads\":{threads},\"images\":{n},\"images_per_s\":{:.1},\"checksum\":{checksum:.6}}}",

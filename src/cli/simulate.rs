@@ -104,12 +104,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
         options.classes = args.classes;
         options.overwrite = args.overwrite;
         options.progress = !args.quiet && std::io::stderr().is_terminal();
-        Ok(SimulateRun {
-            simulator: Simulator::new(config)?,
-            options,
-            threads: args.threads,
-            quiet: args.quiet,
-        })
+        Ok(SimulateRun { simulator: Simulator::new(config)?, options, threads: args.threads, quiet: args.quiet })
     }
 }
 

@@ -27,22 +27,12 @@ impl AtomicPath {
                 ),
             ));
         }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         remove_any(&temp);
-        Ok(AtomicPath {
-            target: target.to_path_buf(),
-            temp,
-            committed: false,
-        })
+        Ok(AtomicPath { target: target.to_path_buf(), temp, committed: false })
     }
 
     /// Where to write.

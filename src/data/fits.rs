@@ -40,10 +40,7 @@ impl FitsDatasetWriter {
         let columns = info.image_columns();
         let dims: Vec<[usize; 3]> = columns.iter().map(|(_, s)| [total_rows, *s, *s]).collect();
         let mut file = FitsFile::create(atomic.temp_path())
-            .with_custom_primary(&ImageDescription {
-                data_type: ImageType::Float,
-                dimensions: &dims[0],
-            })
+            .with_custom_primary(&ImageDescription { data_type: ImageType::Float, dimensions: &dims[0] })
             .open()
             .map_err(&err)?;
         let primary = file.primary_hdu().map_err(&err)?;
@@ -58,39 +55,23 @@ impl FitsDatasetWriter {
         }
         let mut cubes = vec![primary];
         for (k, (name, _)) in columns.iter().enumerate().skip(1) {
-            let desc = ImageDescription {
-                data_type: ImageType::Float,
-                dimensions: &dims[k],
-            };
+            let desc = ImageDescription { data_type: ImageType::Float, dimensions: &dims[k] };
             cubes.push(file.create_image(name.to_uppercase(), &desc).map_err(&err)?);
         }
         let label_width = info.class_names.iter().map(|c| c.len()).max().unwrap_or(1).max(1);
         let mut table_columns = vec![
-            ColumnDescription::new("id")
-                .with_type(ColumnDataType::LongLong)
-                .create()
-                .map_err(&err)?,
+            ColumnDescription::new("id").with_type(ColumnDataType::LongLong).create().map_err(&err)?,
             ColumnDescription::new("label")
                 .with_type(ColumnDataType::String)
                 .that_repeats(label_width)
                 .create()
                 .map_err(&err)?,
-            ColumnDescription::new("label_idx")
-                .with_type(ColumnDataType::Short)
-                .create()
-                .map_err(&err)?,
-            ColumnDescription::new("n_subhalos")
-                .with_type(ColumnDataType::Int)
-                .create()
-                .map_err(&err)?,
+            ColumnDescription::new("label_idx").with_type(ColumnDataType::Short).create().map_err(&err)?,
+            ColumnDescription::new("n_subhalos").with_type(ColumnDataType::Int).create().map_err(&err)?,
         ];
         for col in &PARAM_COLUMNS {
-            table_columns.push(
-                ColumnDescription::new(col.name)
-                    .with_type(ColumnDataType::Double)
-                    .create()
-                    .map_err(&err)?,
-            );
+            table_columns
+                .push(ColumnDescription::new(col.name).with_type(ColumnDataType::Double).create().map_err(&err)?);
         }
         let table = file.create_table("PARAMS", &table_columns).map_err(&err)?;
         Ok(FitsDatasetWriter {
@@ -111,11 +92,7 @@ impl DatasetWriter for FitsDatasetWriter {
         let path = self.atomic.target().to_path_buf();
         let err = fits_error(&path);
         if self.rows + records.len() > self.total_rows {
-            return Err(Error::Shape(format!(
-                "{}: more rows than the {} declared",
-                path.display(),
-                self.total_rows
-            )));
+            return Err(Error::Shape(format!("{}: more rows than the {} declared", path.display(), self.total_rows)));
         }
         let file = self.file.as_mut().expect("not finished");
         let columns = self.info.image_columns();
@@ -126,29 +103,16 @@ impl DatasetWriter for FitsDatasetWriter {
                 data.extend(r.images[k].pixels.iter().map(|&v| v as f32));
             }
             let start = self.rows * n;
-            self.cubes[k]
-                .write_section(file, start, start + data.len(), &data)
-                .map_err(&err)?;
+            self.cubes[k].write_section(file, start, start + data.len(), &data).map_err(&err)?;
         }
         let rows = self.rows..self.rows + records.len();
         let t = &self.table;
-        t.write_col_range(file, "id", &records.iter().map(|r| r.id).collect::<Vec<i64>>(), &rows)
-            .map_err(&err)?;
+        t.write_col_range(file, "id", &records.iter().map(|r| r.id).collect::<Vec<i64>>(), &rows).map_err(&err)?;
         self.class_of_row.extend(records.iter().map(|r| r.class_idx as u16));
-        t.write_col_range(
-            file,
-            "label_idx",
-            &records.iter().map(|r| r.class_idx as i16).collect::<Vec<_>>(),
-            &rows,
-        )
-        .map_err(&err)?;
-        t.write_col_range(
-            file,
-            "n_subhalos",
-            &records.iter().map(|r| r.n_subhalos).collect::<Vec<i32>>(),
-            &rows,
-        )
-        .map_err(&err)?;
+        t.write_col_range(file, "label_idx", &records.iter().map(|r| r.class_idx as i16).collect::<Vec<_>>(), &rows)
+            .map_err(&err)?;
+        t.write_col_range(file, "n_subhalos", &records.iter().map(|r| r.n_subhalos).collect::<Vec<i32>>(), &rows)
+            .map_err(&err)?;
         for col in &PARAM_COLUMNS {
             let values: Vec<f64> = records.iter().map(|r| (col.get)(r).unwrap_or(f64::NAN)).collect();
             t.write_col_range(file, col.name, &values, &rows).map_err(&err)?;
@@ -168,18 +132,11 @@ impl DatasetWriter for FitsDatasetWriter {
             )));
         }
         let mut file = self.file.take().expect("not finished");
-        let labels: Vec<String> = self
-            .class_of_row
-            .iter()
-            .map(|&c| self.info.class_names[c as usize].clone())
-            .collect();
-        self.table
-            .write_col_range(&mut file, "label", &labels, &(0..labels.len()))
-            .map_err(fits_error(&path))?;
+        let labels: Vec<String> =
+            self.class_of_row.iter().map(|&c| self.info.class_names[c as usize].clone()).collect();
+        self.table.write_col_range(&mut file, "label", &labels, &(0..labels.len())).map_err(fits_error(&path))?;
         drop(file); // closes and flushes the file
-        let bytes = std::fs::metadata(self.atomic.temp_path())
-            .map_err(|e| Error::io(&path, e))?
-            .len();
+        let bytes = std::fs::metadata(self.atomic.temp_path()).map_err(|e| Error::io(&path, e))?.len();
         let rows = self.rows;
         self.atomic.commit()?;
         Ok(WriteSummary { rows, bytes, path })
@@ -195,21 +152,12 @@ fn update_string_key(file: &mut FitsFile, key: &str, value: &str) -> Result<(), 
     // SAFETY: the pointer comes from an open FitsFile that outlives the call, and
     // the strings are NUL-terminated CStrings that live until it returns.
     unsafe {
-        fitsio::sys::ffukys(
-            file.as_raw(),
-            key.as_ptr(),
-            value.as_ptr(),
-            std::ptr::null(),
-            &mut status,
-        );
+        fitsio::sys::ffukys(file.as_raw(), key.as_ptr(), value.as_ptr(), std::ptr::null(), &mut status);
     }
     fitsio::errors::check_status(status)
 }
 
 fn fits_error(path: &Path) -> impl Fn(fitsio::errors::Error) -> Error {
     let path: PathBuf = path.to_path_buf();
-    move |e| Error::Fits {
-        path: path.clone(),
-        message: e.to_string(),
-    }
+    move |e| Error::Fits { path: path.clone(), message: e.to_string() }
 }

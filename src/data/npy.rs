@@ -20,10 +20,7 @@ pub struct NpyArray {
 
 /// Read a numeric `.npy` file into f64.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let err = |message: String| Error::Npy {
-        path: path.to_path_buf(),
-        message,
-    };
+    let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| {
         if is_object_array(path) {
@@ -33,9 +30,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
         }
     })?;
     if npy.order() != npyz::Order::C {
-        return Err(err(
-            "Fortran-ordered arrays are not supported; save with order='C'".into()
-        ));
+        return Err(err("Fortran-ordered arrays are not supported; save with order='C'".into()));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let dtype = npy.dtype();
@@ -59,9 +54,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
 /// Whether the header declares numpy's object dtype `|O` (pickled Python objects).
 fn is_object_array(path: &Path) -> bool {
     let mut head = [0u8; 256];
-    let n = File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .unwrap_or(0);
+    let n = File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
     String::from_utf8_lossy(&head[..n]).contains("'|O'")
 }
 
@@ -74,12 +67,8 @@ pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
     let mut out = BufWriter::new(File::create(path).map_err(io)?);
     let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape64)
-        .writer(&mut out)
-        .begin_nd()
-        .map_err(io)?;
+    let mut writer =
+        npyz::WriteOptions::new().default_dtype().shape(&shape64).writer(&mut out).begin_nd().map_err(io)?;
     writer.extend(data.iter().copied()).map_err(io)?;
     writer.finish().map_err(io)?;
     out.flush().map_err(io)

@@ -43,13 +43,7 @@ impl NpyTreeWriter {
             .chain(PARAM_COLUMNS.iter().map(|c| c.name))
             .collect();
         writeln!(csv, "{}", header.join(",")).map_err(|e| Error::io(&csv_path, e))?;
-        Ok(NpyTreeWriter {
-            info,
-            atomic,
-            csv,
-            csv_path,
-            rows: 0,
-        })
+        Ok(NpyTreeWriter { info, atomic, csv, csv_path, rows: 0 })
     }
 
     fn files(&self, r: &Record) -> Vec<(PathBuf, Vec<usize>)> {
@@ -58,18 +52,12 @@ impl NpyTreeWriter {
             Task::Classify => {
                 let class = &self.info.class_names[r.class_idx];
                 let s = columns[0].1;
-                vec![(
-                    PathBuf::from(class).join(format!("{class}_sim_{}.npy", r.id)),
-                    vec![s, s],
-                )]
+                vec![(PathBuf::from(class).join(format!("{class}_sim_{}.npy", r.id)), vec![s, s])]
             }
             Task::Superres { .. } => columns
                 .iter()
                 .map(|(name, s)| {
-                    (
-                        PathBuf::from(name.to_uppercase()).join(format!("sample{}.npy", r.id)),
-                        vec![1, *s, *s],
-                    )
+                    (PathBuf::from(name.to_uppercase()).join(format!("sample{}.npy", r.id)), vec![1, *s, *s])
                 })
                 .collect(),
         }
@@ -110,11 +98,7 @@ impl DatasetWriter for NpyTreeWriter {
         let bytes = dir_size(&root);
         let path = self.atomic.target().to_path_buf();
         self.atomic.commit()?;
-        Ok(WriteSummary {
-            rows: self.rows,
-            bytes,
-            path,
-        })
+        Ok(WriteSummary { rows: self.rows, bytes, path })
     }
 }
 

@@ -43,10 +43,7 @@ pub fn tensor_field(name: &str, height: usize, width: usize) -> Field {
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     let metadata = HashMap::from([
         (EXTENSION_NAME_KEY.to_string(), FIXED_SHAPE_TENSOR.to_string()),
-        (
-            EXTENSION_METADATA_KEY.to_string(),
-            format!("{{\"shape\":[{height},{width}]}}"),
-        ),
+        (EXTENSION_METADATA_KEY.to_string(), format!("{{\"shape\":[{height},{width}]}}")),
     ]);
     Field::new(name, DataType::FixedSizeList(item, (height * width) as i32), false).with_metadata(metadata)
 }
@@ -98,13 +95,7 @@ impl ParquetDatasetWriter {
         }
         let props = props.build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_error(path, e))?;
-        Ok(ParquetDatasetWriter {
-            info,
-            schema,
-            writer: Some(writer),
-            atomic,
-            rows: 0,
-        })
+        Ok(ParquetDatasetWriter { info, schema, writer: Some(writer), atomic, rows: 0 })
     }
 
     fn batch(&self, records: &[Record]) -> Result<RecordBatch> {
@@ -134,9 +125,7 @@ impl ParquetDatasetWriter {
                 .map_err(|e| parquet_error(self.atomic.target(), e))?;
             columns.push(Arc::new(list));
         }
-        columns.push(Arc::new(Int32Array::from_iter_values(
-            records.iter().map(|r| r.n_subhalos),
-        )));
+        columns.push(Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.n_subhalos))));
         for col in &PARAM_COLUMNS {
             columns.push(Arc::new(records.iter().map(|r| (col.get)(r)).collect::<Float64Array>()));
         }
@@ -148,39 +137,23 @@ impl DatasetWriter for ParquetDatasetWriter {
     fn write_batch(&mut self, records: &[Record]) -> Result<()> {
         let batch = self.batch(records)?;
         let target = self.atomic.target().to_path_buf();
-        self.writer
-            .as_mut()
-            .expect("not finished")
-            .write(&batch)
-            .map_err(|e| parquet_error(&target, e))?;
+        self.writer.as_mut().expect("not finished").write(&batch).map_err(|e| parquet_error(&target, e))?;
         self.rows += records.len();
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<WriteSummary> {
         let target = self.atomic.target().to_path_buf();
-        let file = self
-            .writer
-            .take()
-            .expect("not finished")
-            .into_inner()
-            .map_err(|e| parquet_error(&target, e))?;
+        let file = self.writer.take().expect("not finished").into_inner().map_err(|e| parquet_error(&target, e))?;
         file.sync_all().map_err(|e| Error::io(&target, e))?;
         let bytes = file.metadata().map_err(|e| Error::io(&target, e))?.len();
         drop(file);
         let rows = self.rows;
         self.atomic.commit()?;
-        Ok(WriteSummary {
-            rows,
-            bytes,
-            path: target,
-        })
+        Ok(WriteSummary { rows, bytes, path: target })
     }
 }
 
 fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    Error::Parquet { path: path.to_path_buf(), message: e.to_string() }
 }

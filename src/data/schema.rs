@@ -21,11 +21,7 @@ pub fn type_name(dt: &DataType) -> String {
         DataType::Binary => "binary".into(),
         DataType::FixedSizeList(item, n) => {
             let null = if item.is_nullable() { "" } else { " not null" };
-            format!(
-                "fixed_size_list<{}: {}{null}>[{n}]",
-                item.name(),
-                type_name(item.data_type())
-            )
+            format!("fixed_size_list<{}: {}{null}>[{n}]", item.name(), type_name(item.data_type()))
         }
         DataType::List(item) => format!("list<{}: {}>", item.name(), type_name(item.data_type())),
         other => format!("{other:?}"),

@@ -80,10 +80,7 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
     m.insert("lensmae:seed".into(), opts.seed.to_string());
     m.insert("lensmae:task".into(), opts.task.name().into());
     m.insert("lensmae:n_per_class".into(), opts.n_per_class.to_string());
-    m.insert(
-        "lensmae:class_names".into(),
-        serde_json::to_string(sim.class_names()).expect("strings serialise"),
-    );
+    m.insert("lensmae:class_names".into(), serde_json::to_string(sim.class_names()).expect("strings serialise"));
     m.insert("lensmae:pixel_scale".into(), cfg.image.pixel_scale.to_string());
     m.insert("lensmae:config".into(), cfg.to_toml());
     if let Task::Superres { factor } = opts.task {
@@ -97,10 +94,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
     let size = sim.config().image.size;
     if let Task::Superres { factor } = opts.task {
         if factor < 2 || size % factor != 0 {
-            return Err(Error::config(
-                "factor",
-                format!("must be >= 2 and divide the image size {size}"),
-            ));
+            return Err(Error::config("factor", format!("must be >= 2 and divide the image size {size}")));
         }
     }
     let class_idx: Vec<usize> = match &opts.classes {
@@ -109,10 +103,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
             .iter()
             .map(|n| {
                 sim.class_names().iter().position(|c| c == n).ok_or_else(|| {
-                    Error::config(
-                        "classes",
-                        format!("unknown class `{n}` (known: {})", sim.class_names().join(", ")),
-                    )
+                    Error::config("classes", format!("unknown class `{n}` (known: {})", sim.class_names().join(", ")))
                 })
             })
             .collect::<Result<_>>()?,
@@ -132,10 +123,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
     if path.exists() && !opts.overwrite {
         return Err(Error::io(
             &path,
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "already exists (pass --overwrite to replace it)",
-            ),
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists (pass --overwrite to replace it)"),
         ));
     }
     // FITS handles are not Send: the writer lives on its own thread from the start.
@@ -146,11 +134,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
             Format::Npy => Box::new(NpyTreeWriter::create(&path, info, opts.overwrite)?),
         })
     };
-    let bar = if opts.progress {
-        ProgressBar::new(total as u64)
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
             .expect("valid template"),

@@ -342,9 +342,7 @@ impl SimConfig {
 
     /// Class names in `label_idx` order.
     pub fn class_names(&self) -> Vec<String> {
-        self.class_order
-            .clone()
-            .unwrap_or_else(|| self.classes.keys().cloned().collect())
+        self.class_order.clone().unwrap_or_else(|| self.classes.keys().cloned().collect())
     }
 
     /// The resolved instrument, if any.
@@ -356,11 +354,7 @@ impl SimConfig {
     pub fn validate(&self) -> Result<()> {
         let instrument = self.resolved_instrument()?;
         if let Some(i) = &instrument {
-            check(
-                i.pixel_scale > 0.0 && i.psf_fwhm > 0.0,
-                "instrument",
-                "pixel_scale and psf_fwhm must be > 0",
-            )?;
+            check(i.pixel_scale > 0.0 && i.psf_fwhm > 0.0, "instrument", "pixel_scale and psf_fwhm must be > 0")?;
             check(
                 i.read_noise >= 0.0 && i.exposure_time > 0.0 && i.num_exposures > 0,
                 "instrument",
@@ -368,57 +362,21 @@ impl SimConfig {
             )?;
         }
         let im = &self.image;
-        check(
-            (4..=4096).contains(&im.size),
-            "image.size",
-            "must be between 4 and 4096",
-        )?;
-        check(
-            im.pixel_scale > 0.0 && im.pixel_scale.is_finite(),
-            "image.pixel_scale",
-            "must be > 0",
-        )?;
-        check(
-            (1..=16).contains(&im.supersampling),
-            "image.supersampling",
-            "must be between 1 and 16",
-        )?;
-        check(
-            im.output_scale > 0.0 && im.output_scale.is_finite(),
-            "image.output_scale",
-            "must be > 0",
-        )?;
+        check((4..=4096).contains(&im.size), "image.size", "must be between 4 and 4096")?;
+        check(im.pixel_scale > 0.0 && im.pixel_scale.is_finite(), "image.pixel_scale", "must be > 0")?;
+        check((1..=16).contains(&im.supersampling), "image.supersampling", "must be between 1 and 16")?;
+        check(im.output_scale > 0.0 && im.output_scale.is_finite(), "image.output_scale", "must be > 0")?;
         if let PsfConfig::Gaussian { fwhm, truncation } = &self.psf {
             fwhm.validate("psf.fwhm", 1e-6, INF)?;
-            check(
-                *truncation > 0.0 && *truncation <= 20.0,
-                "psf.truncation",
-                "must be in (0, 20]",
-            )?;
+            check(*truncation > 0.0 && *truncation <= 20.0, "psf.truncation", "must be in (0, 20]")?;
         }
         let c = &self.cosmology;
-        check(
-            c.h0 > 0.0 && (0.0..=1.0).contains(&c.om0),
-            "cosmology",
-            "needs h0 > 0 and 0 <= om0 <= 1",
-        )?;
+        check(c.h0 > 0.0 && (0.0..=1.0).contains(&c.om0), "cosmology", "needs h0 > 0 and 0 <= om0 <= 1")?;
         check(c.z_lens > 0.0, "cosmology.z_lens", "must be > 0")?;
-        check(
-            c.z_source > c.z_lens,
-            "cosmology.z_source",
-            "must be larger than z_lens",
-        )?;
+        check(c.z_source > c.z_lens, "cosmology.z_source", "must be larger than z_lens")?;
         if let Some(rt) = &self.ray_tracing {
-            check(
-                rt.h0 > 0.0 && (0.0..=1.0).contains(&rt.om0),
-                "ray_tracing",
-                "needs h0 > 0 and 0 <= om0 <= 1",
-            )?;
-            check(
-                rt.z_source_convention > c.z_lens,
-                "ray_tracing.z_source_convention",
-                "must be larger than z_lens",
-            )?;
+            check(rt.h0 > 0.0 && (0.0..=1.0).contains(&rt.om0), "ray_tracing", "needs h0 > 0 and 0 <= om0 <= 1")?;
+            check(rt.z_source_convention > c.z_lens, "ray_tracing.z_source_convention", "must be larger than z_lens")?;
         }
         let l = &self.lens;
         match (&l.theta_e, &l.mass) {
@@ -437,11 +395,7 @@ impl SimConfig {
             (Some(a), None) => a.validate("source.amp", 0.0, INF)?,
             (None, Some(m)) => {
                 m.validate("source.magnitude", -10.0, 50.0)?;
-                check(
-                    instrument.is_some(),
-                    "source.magnitude",
-                    "needs an `instrument` for the zero point",
-                )?;
+                check(instrument.is_some(), "source.magnitude", "needs an `instrument` for the zero point")?;
             }
             _ => return Err(Error::config("source", "give exactly one of `amp` and `magnitude`")),
         }
@@ -453,19 +407,12 @@ impl SimConfig {
         s.center_y.validate("source.center_y", -INF, INF)?;
         match &self.noise {
             NoiseConfig::None => {}
-            NoiseConfig::DeeplenseCounts {
-                exposure_time,
-                background_rms,
-            } => {
+            NoiseConfig::DeeplenseCounts { exposure_time, background_rms } => {
                 exposure_time.validate("noise.exposure_time", 1e-9, INF)?;
                 check(*background_rms >= 0.0, "noise.background_rms", "must be >= 0")?;
             }
             NoiseConfig::Instrument { exposure_time } => {
-                check(
-                    instrument.is_some(),
-                    "noise",
-                    "type = \"instrument\" needs an `instrument`",
-                )?;
+                check(instrument.is_some(), "noise", "type = \"instrument\" needs an `instrument`")?;
                 if let Some(t) = exposure_time {
                     t.validate("noise.exposure_time", 1e-9, INF)?;
                 }
@@ -495,25 +442,12 @@ impl Substructure {
         let k = |sub: &str| format!("{key}.{sub}");
         match self {
             Substructure::None => Ok(()),
-            Substructure::PointMasses {
-                count,
-                mass_function,
-                radius,
-                ..
-            } => {
+            Substructure::PointMasses { count, mass_function, radius, .. } => {
                 validate_count(count, &k("count"))?;
                 validate_mass_function(mass_function, &k("mass_function"))?;
                 validate_annulus(radius, &k("radius"))
             }
-            Substructure::Halos {
-                count,
-                mass_function,
-                concentration,
-                truncation,
-                radius,
-                profile,
-                ..
-            } => {
+            Substructure::Halos { count, mass_function, concentration, truncation, radius, profile, .. } => {
                 validate_count(count, &k("count"))?;
                 validate_mass_function(mass_function, &k("mass_function"))?;
                 concentration.validate(&k("concentration"), 0.1, 1000.0)?;
@@ -529,19 +463,9 @@ impl Substructure {
                 }
                 validate_annulus(radius, &k("radius"))
             }
-            Substructure::Vortex {
-                total_mass,
-                points,
-                axion_mass_log10,
-                length_constant,
-                angle,
-            } => {
+            Substructure::Vortex { total_mass, points, axion_mass_log10, length_constant, angle } => {
                 total_mass.validate(&k("total_mass"), 0.0, 1e14)?;
-                check(
-                    (1..=100_000).contains(points),
-                    &k("points"),
-                    "must be between 1 and 100000",
-                )?;
+                check((1..=100_000).contains(points), &k("points"), "must be between 1 and 100000")?;
                 axion_mass_log10.validate(&k("axion_mass_log10"), -40.0, 0.0)?;
                 check(*length_constant > 0.0, &k("length_constant"), "must be > 0")?;
                 angle.validate(&k("angle"), -1e3, 1e3)
@@ -567,17 +491,9 @@ fn validate_count(count: &Count, key: &str) -> Result<()> {
 
 fn validate_mass_function(mf: &MassFunction, key: &str) -> Result<()> {
     check(mf.min > 0.0 && mf.max >= mf.min, key, "needs 0 < min <= max")?;
-    check(
-        mf.slope.is_finite() && mf.slope != -1.0,
-        key,
-        "slope must be finite and not -1",
-    )
+    check(mf.slope.is_finite() && mf.slope != -1.0, key, "slope must be finite and not -1")
 }
 
 fn validate_annulus(r: &[f64; 2], key: &str) -> Result<()> {
-    check(
-        r[0] >= 0.0 && r[1] >= r[0] && r[1].is_finite(),
-        key,
-        "needs 0 <= r_min <= r_max",
-    )
+    check(r[0] >= 0.0 && r[1] >= r[0] && r[1].is_finite(), key, "needs 0 <= r_min <= r_max")
 }

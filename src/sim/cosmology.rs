@@ -139,10 +139,7 @@ impl LensPlane {
         let rs = r200 / c;
         let arcsec = 1.0 / ARCSEC_PER_RAD;
         let alpha_rs = rho0 * 4.0 * rs * rs * (1.0 + 0.5f64.ln());
-        (
-            rs / self.dl / arcsec,
-            alpha_rs / self.critical_surface_density / self.dl / arcsec,
-        )
+        (rs / self.dl / arcsec, alpha_rs / self.critical_surface_density / self.dl / arcsec)
     }
 }
 

@@ -21,12 +21,7 @@ impl Ellipse {
         let phi = e2.atan2(e1) / 2.0;
         let c = (e1 * e1 + e2 * e2).sqrt().min(0.9999);
         let q = (1.0 - c) / (1.0 + c);
-        Ellipse {
-            phi,
-            q,
-            cos_phi: phi.cos(),
-            sin_phi: phi.sin(),
-        }
+        Ellipse { phi, q, cos_phi: phi.cos(), sin_phi: phi.sin() }
     }
 
     /// cos of the position angle.
@@ -42,19 +37,13 @@ impl Ellipse {
     /// Rotate an offset from the profile centre into the frame of the major axis.
     #[inline]
     pub fn to_profile_frame(&self, dx: f64, dy: f64) -> (f64, f64) {
-        (
-            self.cos_phi * dx + self.sin_phi * dy,
-            -self.sin_phi * dx + self.cos_phi * dy,
-        )
+        (self.cos_phi * dx + self.sin_phi * dy, -self.sin_phi * dx + self.cos_phi * dy)
     }
 
     /// Rotate a vector from the major-axis frame back to the sky frame.
     #[inline]
     pub fn to_sky_frame(&self, vx: f64, vy: f64) -> (f64, f64) {
-        (
-            self.cos_phi * vx - self.sin_phi * vy,
-            self.sin_phi * vx + self.cos_phi * vy,
-        )
+        (self.cos_phi * vx - self.sin_phi * vy, self.sin_phi * vx + self.cos_phi * vy)
     }
 
     /// Rotate a symmetric tensor `(txx, txy, tyy)` from the major-axis frame to the sky.

@@ -22,10 +22,7 @@ impl PixelGrid {
 
     /// The same field of view with `factor` times more pixels per side.
     pub fn supersampled(&self, factor: usize) -> PixelGrid {
-        PixelGrid {
-            size: self.size * factor,
-            pixel_scale: self.pixel_scale / factor as f64,
-        }
+        PixelGrid { size: self.size * factor, pixel_scale: self.pixel_scale / factor as f64 }
     }
 
     /// Area of one pixel, arcsec^2.
@@ -46,10 +43,7 @@ pub struct Image {
 impl Image {
     /// An image of zeros.
     pub fn zeros(size: usize) -> Self {
-        Image {
-            size,
-            pixels: vec![0.0; size * size],
-        }
+        Image { size, pixels: vec![0.0; size * size] }
     }
 
     /// Sum blocks of `factor x factor` pixels into one (flux-conserving rebinning).
@@ -63,10 +57,7 @@ impl Image {
     }
 
     fn bin(&self, factor: usize, weight: f64) -> Image {
-        assert!(
-            factor > 0 && self.size % factor == 0,
-            "binning factor must divide the image size"
-        );
+        assert!(factor > 0 && self.size % factor == 0, "binning factor must divide the image size");
         let out_size = self.size / factor;
         let mut out = Image::zeros(out_size);
         for row in 0..self.size {
@@ -91,20 +82,14 @@ mod tests {
 
     #[test]
     fn even_grids_have_no_central_pixel() {
-        let g = PixelGrid {
-            size: 4,
-            pixel_scale: 0.1,
-        };
+        let g = PixelGrid { size: 4, pixel_scale: 0.1 };
         assert!((g.coordinate(0) + 0.15).abs() < 1e-15);
         assert!((g.coordinate(2) - 0.05).abs() < 1e-15);
     }
 
     #[test]
     fn binning_conserves_flux_or_mean() {
-        let img = Image {
-            size: 4,
-            pixels: (0..16).map(|v| v as f64).collect(),
-        };
+        let img = Image { size: 4, pixels: (0..16).map(|v| v as f64).collect() };
         let sum = img.bin_sum(2);
         assert_eq!(sum.pixels, vec![10.0, 18.0, 42.0, 50.0]);
         assert_eq!(img.bin_mean(2).pixels, vec![2.5, 4.5, 10.5, 12.5]);

@@ -34,10 +34,7 @@ impl Noise {
     pub fn apply<R: Rng>(&self, image: &mut Image, pixel_scale: f64, rng: &mut R) {
         match self {
             Noise::None => {}
-            Noise::DeepLenseCounts {
-                exposure_time: t,
-                background_rms,
-            } => {
+            Noise::DeepLenseCounts { exposure_time: t, background_rms } => {
                 for v in image.pixels.iter_mut() {
                     let shot: f64 = rng.sample::<f64, _>(StandardNormal) * (v.abs() / t).sqrt();
                     let background: f64 = rng.sample::<f64, _>(StandardNormal) * background_rms;
@@ -47,10 +44,7 @@ impl Noise {
                     *v = poisson(v.max(0.0), rng);
                 }
             }
-            Noise::Instrument {
-                instrument,
-                exposure_time: t,
-            } => {
+            Noise::Instrument { instrument, exposure_time: t } => {
                 let sky = instrument.sky_per_pixel(pixel_scale);
                 let read_sigma = instrument.read_noise * (instrument.num_exposures as f64).sqrt();
                 let read = Normal::new(0.0, read_sigma).expect("read noise is validated to be >= 0");
@@ -79,15 +73,8 @@ mod tests {
     #[test]
     fn deeplense_counts_are_non_negative_integers_around_the_scaled_model() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let mut img = Image {
-            size: 64,
-            pixels: vec![0.5; 64 * 64],
-        };
-        Noise::DeepLenseCounts {
-            exposure_time: 2000.0,
-            background_rms: 0.01,
-        }
-        .apply(&mut img, 0.05, &mut rng);
+        let mut img = Image { size: 64, pixels: vec![0.5; 64 * 64] };
+        Noise::DeepLenseCounts { exposure_time: 2000.0, background_rms: 0.01 }.apply(&mut img, 0.05, &mut rng);
         assert!(img.pixels.iter().all(|v| *v >= 0.0 && v.fract() == 0.0));
         let mean = img.pixels.iter().sum::<f64>() / img.pixels.len() as f64;
         assert!((mean / 1000.0 - 1.0).abs() < 0.01, "{mean}");

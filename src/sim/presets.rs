@@ -21,17 +21,10 @@ pub const PRESETS: [(&str, &str); 4] = [
 
 /// The TOML text of preset `name`.
 pub fn preset_toml(name: &str) -> Result<&'static str> {
-    PRESETS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| {
-            let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-            Error::config(
-                "preset",
-                format!("unknown preset `{name}` (known: {})", known.join(", ")),
-            )
-        })
+    PRESETS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).ok_or_else(|| {
+        let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        Error::config("preset", format!("unknown preset `{name}` (known: {})", known.join(", ")))
+    })
 }
 
 /// The parsed, validated preset `name`.

@@ -41,9 +41,7 @@ impl Psf {
 /// The normalised 1-D Gaussian kernel scipy builds for `sigma` (pixels).
 pub fn gaussian_kernel_1d(sigma: f64, truncation: f64) -> Vec<f64> {
     let radius = (truncation * sigma + 0.5) as i64;
-    let mut weights: Vec<f64> = (-radius..=radius)
-        .map(|x| (-0.5 / (sigma * sigma) * (x * x) as f64).exp())
-        .collect();
+    let mut weights: Vec<f64> = (-radius..=radius).map(|x| (-0.5 / (sigma * sigma) * (x * x) as f64).exp()).collect();
     let sum: f64 = weights.iter().sum();
     weights.iter_mut().for_each(|w| *w /= sum);
     weights
@@ -95,15 +93,8 @@ mod tests {
         let k = gaussian_kernel_1d(0.7, 4.0);
         assert_eq!(k.len(), 7);
         assert!((k.iter().sum::<f64>() - 1.0).abs() < 1e-15);
-        let flat = Image {
-            size: 8,
-            pixels: vec![2.0; 64],
-        };
-        let out = Psf::Gaussian {
-            fwhm: 0.2,
-            truncation: 4.0,
-        }
-        .convolve(&flat, 0.1);
+        let flat = Image { size: 8, pixels: vec![2.0; 64] };
+        let out = Psf::Gaussian { fwhm: 0.2, truncation: 4.0 }.convolve(&flat, 0.1);
         assert!(out.pixels.iter().all(|v| (v - 2.0).abs() < 1e-14));
     }
 }

@@ -59,12 +59,7 @@ impl DeflectionField {
                 d.accumulate_row(&coords, y, &mut ax[span.clone()], &mut ay[span.clone()]);
             }
         }
-        DeflectionField {
-            lenses: lenses.to_vec(),
-            grid,
-            ax,
-            ay,
-        }
+        DeflectionField { lenses: lenses.to_vec(), grid, ax, ay }
     }
 
     /// Whether this field holds the first lenses of `scene` on `camera`'s grid.
@@ -78,11 +73,7 @@ impl DeflectionField {
 enum Deflector {
     Sie(SieKernel),
     Shear(Shear),
-    PointMasses {
-        x: Vec<f64>,
-        y: Vec<f64>,
-        theta_e_sq: Vec<f64>,
-    },
+    PointMasses { x: Vec<f64>, y: Vec<f64>, theta_e_sq: Vec<f64> },
     Other(MassModel),
 }
 
@@ -106,11 +97,7 @@ impl Deflector {
             }
         }
         if !px.is_empty() {
-            out.push(Deflector::PointMasses {
-                x: px,
-                y: py,
-                theta_e_sq: pt,
-            });
+            out.push(Deflector::PointMasses { x: px, y: py, theta_e_sq: pt });
         }
         out
     }
@@ -121,11 +108,7 @@ impl Deflector {
     /// iterations, so the compiler vectorises them (point masses especially).
     fn accumulate_row(&self, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
         match self {
-            Deflector::PointMasses {
-                x: cx,
-                y: cy,
-                theta_e_sq,
-            } => point_masses_row(cx, cy, theta_e_sq, xs, y, ax, ay),
+            Deflector::PointMasses { x: cx, y: cy, theta_e_sq } => point_masses_row(cx, cy, theta_e_sq, xs, y, ax, ay),
             Deflector::Shear(s) => {
                 for ((x, ax), ay) in xs.iter().zip(ax.iter_mut()).zip(ay.iter_mut()) {
                     *ax += s.gamma1 * x + s.gamma2 * y;
@@ -134,10 +117,7 @@ impl Deflector {
             }
             Deflector::Sie(k) => {
                 let y4 = f64x4::splat(y);
-                let mut chunks = xs
-                    .chunks_exact(4)
-                    .zip(ax.chunks_exact_mut(4))
-                    .zip(ay.chunks_exact_mut(4));
+                let mut chunks = xs.chunks_exact(4).zip(ax.chunks_exact_mut(4)).zip(ay.chunks_exact_mut(4));
                 for ((x, ax), ay) in &mut chunks {
                     let (dx, dy) = k.deflection_x4(f64x4::from([x[0], x[1], x[2], x[3]]), y4);
                     for (a, d) in ax.iter_mut().zip(dx.to_array()) {
@@ -148,9 +128,7 @@ impl Deflector {
                     }
                 }
                 let done = xs.len() - xs.len() % 4;
-                Self::accumulate_with(&xs[done..], y, &mut ax[done..], &mut ay[done..], |x, y| {
-                    k.deflection(x, y)
-                });
+                Self::accumulate_with(&xs[done..], y, &mut ax[done..], &mut ay[done..], |x, y| k.deflection(x, y));
             }
             Deflector::Other(m) => Self::accumulate_with(xs, y, ax, ay, |x, y| m.deflection(x, y)),
         }
@@ -244,12 +222,7 @@ impl Scene {
             for (b, a) in by.iter_mut().zip(&ay) {
                 *b = y - scale * a;
             }
-            source.surface_brightness_row(
-                &bx,
-                &by,
-                area,
-                &mut image.pixels[row * grid.size..(row + 1) * grid.size],
-            );
+            source.surface_brightness_row(&bx, &by, area, &mut image.pixels[row * grid.size..(row + 1) * grid.size]);
         }
         if s > 1 {
             image.bin_sum(s)
@@ -260,16 +233,12 @@ impl Scene {
 
     /// The noise-free image, taking fixed lenses' deflection from `fixed` where it applies.
     pub fn render_with(&self, camera: &Camera, fixed: Option<&DeflectionField>) -> Image {
-        camera
-            .psf
-            .convolve(&self.render_unconvolved_with(camera, fixed), camera.grid.pixel_scale)
+        camera.psf.convolve(&self.render_unconvolved_with(camera, fixed), camera.grid.pixel_scale)
     }
 
     /// The noise-free image: lensed, pixelated and PSF-convolved.
     pub fn render(&self, camera: &Camera) -> Image {
-        camera
-            .psf
-            .convolve(&self.render_unconvolved(camera), camera.grid.pixel_scale)
+        camera.psf.convolve(&self.render_unconvolved(camera), camera.grid.pixel_scale)
     }
 
     /// Total flux of the unlensed source per unit amplitude.
@@ -287,48 +256,19 @@ mod tests {
         Scene {
             lenses,
             deflection_scale: 1.0,
-            source: Sersic {
-                amp: 1.0,
-                r_sersic: 0.2,
-                n_sersic: 1.0,
-                e1: 0.0,
-                e2: 0.0,
-                center_x: 0.0,
-                center_y: 0.0,
-            },
+            source: Sersic { amp: 1.0, r_sersic: 0.2, n_sersic: 1.0, e1: 0.0, e2: 0.0, center_x: 0.0, center_y: 0.0 },
         }
     }
 
     #[test]
     fn prepared_deflectors_agree_with_the_profiles() {
         let lenses = vec![
-            MassModel::Sie(Sie {
-                theta_e: 1.1,
-                e1: 0.1,
-                e2: -0.05,
-                center_x: 0.02,
-                center_y: 0.0,
-            }),
-            MassModel::PointMass(PointMass {
-                theta_e: 0.01,
-                center_x: 0.5,
-                center_y: 0.5,
-            }),
-            MassModel::PointMass(PointMass {
-                theta_e: 0.02,
-                center_x: -0.5,
-                center_y: 0.3,
-            }),
+            MassModel::Sie(Sie { theta_e: 1.1, e1: 0.1, e2: -0.05, center_x: 0.02, center_y: 0.0 }),
+            MassModel::PointMass(PointMass { theta_e: 0.01, center_x: 0.5, center_y: 0.5 }),
+            MassModel::PointMass(PointMass { theta_e: 0.02, center_x: -0.5, center_y: 0.3 }),
         ];
         let sc = scene(lenses);
-        let camera = Camera {
-            grid: PixelGrid {
-                size: 16,
-                pixel_scale: 0.2,
-            },
-            supersampling: 1,
-            psf: Psf::None,
-        };
+        let camera = Camera { grid: PixelGrid { size: 16, pixel_scale: 0.2 }, supersampling: 1, psf: Psf::None };
         let img = sc.render(&camera);
         let g = camera.grid;
         for (row, col) in [(0, 0), (3, 7), (15, 2)] {
@@ -340,56 +280,26 @@ mod tests {
 
     #[test]
     fn a_precomputed_field_gives_the_same_image_and_is_ignored_when_it_does_not_apply() {
-        let main = MassModel::Sie(Sie {
-            theta_e: 1.1,
-            e1: 0.1,
-            e2: -0.05,
-            center_x: 0.02,
-            center_y: 0.0,
-        });
-        let sub = MassModel::PointMass(PointMass {
-            theta_e: 0.02,
-            center_x: 0.5,
-            center_y: 0.5,
-        });
+        let main = MassModel::Sie(Sie { theta_e: 1.1, e1: 0.1, e2: -0.05, center_x: 0.02, center_y: 0.0 });
+        let sub = MassModel::PointMass(PointMass { theta_e: 0.02, center_x: 0.5, center_y: 0.5 });
         let sc = scene(vec![main.clone(), sub]);
-        let camera = Camera {
-            grid: PixelGrid {
-                size: 16,
-                pixel_scale: 0.2,
-            },
-            supersampling: 2,
-            psf: Psf::None,
-        };
+        let camera = Camera { grid: PixelGrid { size: 16, pixel_scale: 0.2 }, supersampling: 2, psf: Psf::None };
         let field = DeflectionField::new(&[main], &camera);
         let direct = sc.render(&camera);
         let cached = sc.render_with(&camera, Some(&field));
         for (a, b) in direct.pixels.iter().zip(&cached.pixels) {
             assert!((a - b).abs() <= 1e-14 * a.abs().max(1e-12));
         }
-        let other = scene(vec![MassModel::Sie(Sie {
-            theta_e: 0.9,
-            e1: 0.0,
-            e2: 0.0,
-            center_x: 0.0,
-            center_y: 0.0,
-        })]);
+        let other = scene(vec![MassModel::Sie(Sie { theta_e: 0.9, e1: 0.0, e2: 0.0, center_x: 0.0, center_y: 0.0 })]);
         assert_eq!(other.render_with(&camera, Some(&field)), other.render(&camera));
     }
 
     #[test]
     fn supersampling_converges_to_the_pixel_integral() {
         let sc = scene(vec![]);
-        let grid = PixelGrid {
-            size: 64,
-            pixel_scale: 0.05,
-        };
+        let grid = PixelGrid { size: 64, pixel_scale: 0.05 };
         let flux = |s| {
-            let img = sc.render(&Camera {
-                grid,
-                supersampling: s,
-                psf: Psf::None,
-            });
+            let img = sc.render(&Camera { grid, supersampling: s, psf: Psf::None });
             img.pixels.iter().sum::<f64>()
         };
         let total = sc.source_flux_per_amp();

@@ -94,12 +94,7 @@ pub struct ImageParams {
 impl ImageParams {
     /// Number of substructure deflectors.
     pub fn n_subhalos(&self, vortex_points: u32) -> usize {
-        self.subhalos.len()
-            + if self.vortex.is_some() {
-                vortex_points as usize
-            } else {
-                0
-            }
+        self.subhalos.len() + if self.vortex.is_some() { vortex_points as usize } else { 0 }
     }
 
     /// Total substructure mass, Msun.
@@ -164,15 +159,9 @@ impl Simulator {
     /// varies between images.
     fn main_lens_field(&self) -> Option<DeflectionField> {
         let (l, sh) = (&self.config.lens, &self.config.shear);
-        let params = [
-            l.theta_e.as_ref(),
-            l.mass.as_ref(),
-            Some(&l.e1),
-            Some(&l.e2),
-            Some(&l.center_x),
-        ]
-        .into_iter()
-        .chain([Some(&l.center_y), Some(&sh.gamma1), Some(&sh.gamma2)]);
+        let params = [l.theta_e.as_ref(), l.mass.as_ref(), Some(&l.e1), Some(&l.e2), Some(&l.center_x)]
+            .into_iter()
+            .chain([Some(&l.center_y), Some(&sh.gamma1), Some(&sh.gamma2)]);
         if !params.flatten().all(|p| matches!(p, Param::Fixed(_))) {
             return None;
         }
@@ -231,16 +220,8 @@ impl Simulator {
         let source_r_sersic = s.r_sersic.sample(rng);
         let source_n_sersic = s.n_sersic.sample(rng);
         let source_amp = if s.magnitude.is_some() {
-            let unit = Sersic {
-                amp: 1.0,
-                r_sersic: source_r_sersic,
-                n_sersic: source_n_sersic,
-                ..Sersic::default()
-            };
-            let instrument = self
-                .instrument
-                .as_ref()
-                .expect("validated: magnitudes need an instrument");
+            let unit = Sersic { amp: 1.0, r_sersic: source_r_sersic, n_sersic: source_n_sersic, ..Sersic::default() };
+            let instrument = self.instrument.as_ref().expect("validated: magnitudes need an instrument");
             instrument.magnitude_to_cps(amp_or_mag) / unit.total_flux_per_amp()
         } else {
             amp_or_mag
@@ -288,12 +269,7 @@ impl Simulator {
     fn sample_substructure<R: Rng>(&self, class_idx: usize, rng: &mut R) -> (Vec<SubhaloDraw>, Option<VortexDraw>) {
         match self.substructure(class_idx) {
             Substructure::None => (Vec::new(), None),
-            Substructure::PointMasses {
-                count,
-                mass_function,
-                radius,
-                placement,
-            } => {
+            Substructure::PointMasses { count, mass_function, radius, placement } => {
                 let n = draw_count(count, rng);
                 // Masses first, then positions: the DeepLense order.
                 let masses: Vec<f64> = (0..n).map(|_| draw_mass(mass_function, rng)).collect();
@@ -301,26 +277,12 @@ impl Simulator {
                     .into_iter()
                     .map(|mass| {
                         let (x, y) = draw_position(radius, *placement, rng);
-                        SubhaloDraw {
-                            mass,
-                            x,
-                            y,
-                            concentration: None,
-                            truncation: None,
-                        }
+                        SubhaloDraw { mass, x, y, concentration: None, truncation: None }
                     })
                     .collect();
                 (subs, None)
             }
-            Substructure::Halos {
-                count,
-                mass_function,
-                concentration,
-                truncation,
-                radius,
-                placement,
-                ..
-            } => {
+            Substructure::Halos { count, mass_function, concentration, truncation, radius, placement, .. } => {
                 let n = draw_count(count, rng);
                 let subs = (0..n)
                     .map(|_| {
@@ -328,34 +290,16 @@ impl Simulator {
                         let (x, y) = draw_position(radius, *placement, rng);
                         let concentration = Some(concentration.sample(rng));
                         let truncation = truncation.as_ref().map(|t| t.sample(rng));
-                        SubhaloDraw {
-                            mass,
-                            x,
-                            y,
-                            concentration,
-                            truncation,
-                        }
+                        SubhaloDraw { mass, x, y, concentration, truncation }
                     })
                     .collect();
                 (subs, None)
             }
-            Substructure::Vortex {
-                total_mass,
-                axion_mass_log10,
-                angle,
-                ..
-            } => {
+            Substructure::Vortex { total_mass, axion_mass_log10, angle, .. } => {
                 let axion_mass = 10f64.powf(axion_mass_log10.sample(rng));
                 let angle = angle.sample(rng);
                 let total_mass = total_mass.sample(rng);
-                (
-                    Vec::new(),
-                    Some(VortexDraw {
-                        axion_mass,
-                        angle,
-                        total_mass,
-                    }),
-                )
+                (Vec::new(), Some(VortexDraw { axion_mass, angle, total_mass }))
             }
         }
     }
@@ -365,19 +309,9 @@ impl Simulator {
         let im = &self.config.image;
         let psf = match &self.config.psf {
             PsfConfig::None => Psf::None,
-            PsfConfig::Gaussian { truncation, .. } => Psf::Gaussian {
-                fwhm: params.psf_fwhm,
-                truncation: *truncation,
-            },
+            PsfConfig::Gaussian { truncation, .. } => Psf::Gaussian { fwhm: params.psf_fwhm, truncation: *truncation },
         };
-        Camera {
-            grid: PixelGrid {
-                size: im.size,
-                pixel_scale: im.pixel_scale,
-            },
-            supersampling: im.supersampling,
-            psf,
-        }
+        Camera { grid: PixelGrid { size: im.size, pixel_scale: im.pixel_scale }, supersampling: im.supersampling, psf }
     }
 
     /// The scene of one image of class `class_idx` with parameters `params`.
@@ -391,10 +325,7 @@ impl Simulator {
                 center_x: p.lens_center_x,
                 center_y: p.lens_center_y,
             }),
-            MassModel::Shear(Shear {
-                gamma1: p.shear_gamma1,
-                gamma2: p.shear_gamma2,
-            }),
+            MassModel::Shear(Shear { gamma1: p.shear_gamma1, gamma2: p.shear_gamma2 }),
         ];
         let sub = self.substructure(class_idx);
         for s in &p.subhalos {
@@ -403,12 +334,7 @@ impl Simulator {
                     let (rs, alpha_rs) = self.lens_plane.nfw_angles(s.mass, c);
                     let (center_x, center_y) = (p.lens_center_x + s.x, p.lens_center_y + s.y);
                     match profile {
-                        HaloProfile::Nfw => MassModel::Nfw(Nfw {
-                            rs,
-                            alpha_rs,
-                            center_x,
-                            center_y,
-                        }),
+                        HaloProfile::Nfw => MassModel::Nfw(Nfw { rs, alpha_rs, center_x, center_y }),
                         HaloProfile::Tnfw => MassModel::Tnfw(Tnfw {
                             rs,
                             alpha_rs,
@@ -425,15 +351,7 @@ impl Simulator {
                 }),
             });
         }
-        if let (
-            Some(v),
-            Substructure::Vortex {
-                points,
-                length_constant,
-                ..
-            },
-        ) = (&p.vortex, sub)
-        {
+        if let (Some(v), Substructure::Vortex { points, length_constant, .. }) = (&p.vortex, sub) {
             let half_length = length_constant / v.axion_mass;
             let theta_e = self.einstein_radius(v.total_mass / *points as f64);
             let (c, s) = (v.angle.cos(), v.angle.sin());
@@ -469,23 +387,19 @@ impl Simulator {
     /// The noise model of one image.
     pub fn noise(&self, params: &ImageParams) -> Noise {
         match (&self.config.noise, params.exposure_time) {
-            (NoiseConfig::DeeplenseCounts { background_rms, .. }, Some(t)) => Noise::DeepLenseCounts {
-                exposure_time: t,
-                background_rms: *background_rms,
-            },
-            (NoiseConfig::Instrument { .. }, Some(t)) => Noise::Instrument {
-                instrument: self.instrument.clone().expect("validated"),
-                exposure_time: t,
-            },
+            (NoiseConfig::DeeplenseCounts { background_rms, .. }, Some(t)) => {
+                Noise::DeepLenseCounts { exposure_time: t, background_rms: *background_rms }
+            }
+            (NoiseConfig::Instrument { .. }, Some(t)) => {
+                Noise::Instrument { instrument: self.instrument.clone().expect("validated"), exposure_time: t }
+            }
             _ => Noise::None,
         }
     }
 
     /// The noise-free image for `params`, output scale applied.
     pub fn render_noise_free(&self, class_idx: usize, params: &ImageParams) -> Image {
-        let mut image = self
-            .scene(class_idx, params)
-            .render_with(&self.camera(params), self.fixed_field.as_ref());
+        let mut image = self.scene(class_idx, params).render_with(&self.camera(params), self.fixed_field.as_ref());
         let scale = self.config.image.output_scale;
         if scale != 1.0 {
             image.pixels.iter_mut().for_each(|v| *v *= scale);
@@ -498,20 +412,13 @@ impl Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(index);
         let params = self.sample_params(class_idx, &mut rng);
-        let mut image = self
-            .scene(class_idx, &params)
-            .render_with(&self.camera(&params), self.fixed_field.as_ref());
-        self.noise(&params)
-            .apply(&mut image, self.config.image.pixel_scale, &mut rng);
+        let mut image = self.scene(class_idx, &params).render_with(&self.camera(&params), self.fixed_field.as_ref());
+        self.noise(&params).apply(&mut image, self.config.image.pixel_scale, &mut rng);
         let scale = self.config.image.output_scale;
         if scale != 1.0 {
             image.pixels.iter_mut().for_each(|v| *v *= scale);
         }
-        SimulatedImage {
-            class_idx,
-            image,
-            params,
-        }
+        SimulatedImage { class_idx, image, params }
     }
 }
 

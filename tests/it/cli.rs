@@ -54,13 +54,7 @@ fn bad_input_exits_2_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\nfoo = 1\n").unwrap();
-    let run = lensmae(&[
-        "simulate",
-        "--config",
-        bad.to_str().unwrap(),
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+    let run = lensmae(&["simulate", "--config", bad.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("bad.toml") && stderr.contains("foo"), "{stderr}");

@@ -15,11 +15,7 @@ fn error_of(text: &str) -> String {
 
 #[test]
 fn unknown_keys_are_named() {
-    let e = error_of(&with(
-        "deeplense-model2",
-        "r_sersic = 0.25",
-        "r_sersic = 0.25\nradius = 3",
-    ));
+    let e = error_of(&with("deeplense-model2", "r_sersic = 0.25", "r_sersic = 0.25\nradius = 3"));
     assert!(e.contains("radius"), "{e}");
     let e = error_of(&with("deeplense-model2", "type = \"vortex\"", "type = \"wormhole\""));
     assert!(e.contains("wormhole"), "{e}");
@@ -29,21 +25,13 @@ fn unknown_keys_are_named() {
 fn impossible_values_name_their_key() {
     let cases = [
         ("pixel_scale = 0.101", "pixel_scale = -0.1", "image.pixel_scale"),
-        (
-            "r_sersic = 0.25",
-            "r_sersic = { uniform = [0.3, 0.1] }",
-            "source.r_sersic",
-        ),
+        ("r_sersic = 0.25", "r_sersic = { uniform = [0.3, 0.1] }", "source.r_sersic"),
         ("n_sersic = 1.0", "n_sersic = 30.0", "source.n_sersic"),
         ("z_source = 1.0", "z_source = 0.2", "cosmology.z_source"),
         ("radius = [0.25, 2.0]", "radius = [2.0, 0.25]", "classes.cdm.radius"),
         ("e1 = 0.1", "e1 = { normal = [0.0, 0.1] }", "lens.e1"),
         ("instrument = \"euclid-vis\"", "instrument = \"jwst\"", "instrument"),
-        (
-            "class_order = [\"axion\", \"cdm\", \"no_sub\"]",
-            "class_order = [\"cdm\", \"no_sub\"]",
-            "class_order",
-        ),
+        ("class_order = [\"axion\", \"cdm\", \"no_sub\"]", "class_order = [\"cdm\", \"no_sub\"]", "class_order"),
     ];
     for (from, to, key) in cases {
         let e = error_of(&with("deeplense-model2", from, to));

@@ -19,31 +19,17 @@ fn simulator(name: &str) -> Simulator {
 
 fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
     let file = std::fs::File::open(path).unwrap();
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
+    ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
 }
 
 fn parquet_metadata(path: &Path) -> std::collections::HashMap<String, String> {
     let file = std::fs::File::open(path).unwrap();
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .schema()
-        .metadata()
-        .clone()
-        .into_iter()
-        .collect()
+    ParquetRecordBatchReaderBuilder::try_new(file).unwrap().schema().metadata().clone().into_iter().collect()
 }
 
 fn info(task: Task) -> DatasetInfo {
     let sim = simulator("deeplense-model2");
-    let opts = SimulateOptions {
-        task,
-        ..SimulateOptions::new(1, 0, "unused")
-    };
+    let opts = SimulateOptions { task, ..SimulateOptions::new(1, 0, "unused") };
     DatasetInfo {
         class_names: sim.class_names().to_vec(),
         task,
@@ -54,20 +40,16 @@ fn info(task: Task) -> DatasetInfo {
 
 #[test]
 fn written_schemas_match_the_committed_ones() {
-    for (task, file) in [
-        (Task::Classify, "dataset-classify.json"),
-        (Task::Superres { factor: 4 }, "dataset-superres.json"),
-    ] {
+    for (task, file) in
+        [(Task::Classify, "dataset-classify.json"), (Task::Superres { factor: 4 }, "dataset-superres.json")]
+    {
         let written = schema_to_json(&dataset_schema(&info(task)));
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
         if std::env::var_os("LENSMAE_BLESS").is_some() {
             std::fs::write(&path, serde_json::to_string_pretty(&written).unwrap() + "\n").unwrap();
         }
         let committed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(
-            written, committed,
-            "{file} differs from the writer's schema (LENSMAE_BLESS=1 rewrites it)"
-        );
+        assert_eq!(written, committed, "{file} differs from the writer's schema (LENSMAE_BLESS=1 rewrites it)");
     }
 }
 
@@ -93,28 +75,13 @@ fn parquet_round_trip_keeps_images_labels_and_tensor_metadata() {
     assert_eq!(meta["lensmae:class_names"], r#"["axion","cdm","no_sub"]"#);
     assert!(meta["lensmae:config"].contains("deeplense-model2"));
     let b = &batches[0];
-    let labels = b
-        .column_by_name("label")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
-    let idx = b
-        .column_by_name("label_idx")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Int8Array>()
-        .unwrap();
+    let labels = b.column_by_name("label").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let idx = b.column_by_name("label_idx").unwrap().as_any().downcast_ref::<Int8Array>().unwrap();
     assert_eq!(labels.value(0), "axion");
     assert_eq!(labels.value(1), "cdm");
     assert_eq!(labels.value(2), "no_sub");
     assert_eq!((idx.value(0), idx.value(2)), (0, 2));
-    let images = b
-        .column_by_name("image")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<FixedSizeListArray>()
-        .unwrap();
+    let images = b.column_by_name("image").unwrap().as_any().downcast_ref::<FixedSizeListArray>().unwrap();
     let row5 = images.value(5);
     let pixels = row5.as_any().downcast_ref::<Float32Array>().unwrap();
     let expected = sim.simulate(2, 7, 5).image;
@@ -156,18 +123,8 @@ fn superres_pairs_are_area_averages() {
     let b = &read_parquet(&summary.path)[0];
     assert_eq!(b.num_rows(), 2);
     let get = |name: &str| {
-        let col = b
-            .column_by_name(name)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .unwrap();
-        col.value(1)
-            .as_any()
-            .downcast_ref::<Float32Array>()
-            .unwrap()
-            .values()
-            .to_vec()
+        let col = b.column_by_name(name).unwrap().as_any().downcast_ref::<FixedSizeListArray>().unwrap();
+        col.value(1).as_any().downcast_ref::<Float32Array>().unwrap().values().to_vec()
     };
     let (lr, hr) = (get("lr"), get("hr"));
     assert_eq!((lr.len(), hr.len()), (256, 4096));
@@ -178,12 +135,7 @@ fn superres_pairs_are_area_averages() {
         }
     }
     assert!((lr[16 + 2] as f64 - block / 16.0).abs() < 1e-5);
-    let labels = b
-        .column_by_name("label")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    let labels = b.column_by_name("label").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
     assert!(labels.iter().all(|l| l == Some("no_sub")));
     opts.task = Task::Superres { factor: 5 };
     opts.overwrite = true;
@@ -240,10 +192,8 @@ fn npy_tree_follows_the_deeplense_release_layout() {
     assert_eq!(csv.lines().count(), 7);
     assert!(csv.lines().nth(5).unwrap().starts_with("4,cdm,1,cdm/cdm_sim_4.npy,25,"));
     // Leftover temporaries would show up as hidden entries.
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into())
-        .collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 }
 
@@ -253,9 +203,7 @@ fn an_existing_dataset_is_never_clobbered_without_overwrite() {
     let sim = simulator("deeplense-model2");
     let summary = simulate_dataset(&sim, &SimulateOptions::new(1, 1, dir.path())).unwrap();
     let before = std::fs::read(&summary.path).unwrap();
-    let err = simulate_dataset(&sim, &SimulateOptions::new(2, 2, dir.path()))
-        .unwrap_err()
-        .to_string();
+    let err = simulate_dataset(&sim, &SimulateOptions::new(2, 2, dir.path())).unwrap_err().to_string();
     assert!(err.contains("dataset.parquet") && err.contains("--overwrite"), "{err}");
     assert_eq!(std::fs::read(&summary.path).unwrap(), before);
     let mut opts = SimulateOptions::new(2, 2, dir.path());

@@ -21,11 +21,7 @@ fn best_residual(preset_name: &str, target: &[f64]) -> (f64, f64, f64) {
         params.source_y = y;
         let img = sim.render_noise_free(no_sub, &params);
         let peak = img.max();
-        img.pixels
-            .iter()
-            .zip(target)
-            .map(|(a, b)| (a / peak - b).powi(2))
-            .sum::<f64>()
+        img.pixels.iter().zip(target).map(|(a, b)| (a / peak - b).powi(2)).sum::<f64>()
     };
     // Coarse grid over the recipe's source box, then a finer one around the best.
     let mut best = (f64::INFINITY, 0.0, 0.0);

@@ -38,16 +38,8 @@ fn mass_profiles_match_lenstronomy() {
     let pts = points();
     for case in golden["mass_profiles"].as_array().unwrap() {
         let model = MassModel::deserialize(&case["model"]).unwrap();
-        let (ax, ay, pot) = (
-            floats(&case["alpha_x"]),
-            floats(&case["alpha_y"]),
-            floats(&case["potential"]),
-        );
-        let (hxx, hxy, hyy) = (
-            floats(&case["hessian_xx"]),
-            floats(&case["hessian_xy"]),
-            floats(&case["hessian_yy"]),
-        );
+        let (ax, ay, pot) = (floats(&case["alpha_x"]), floats(&case["alpha_y"]), floats(&case["potential"]));
+        let (hxx, hxy, hyy) = (floats(&case["hessian_xx"]), floats(&case["hessian_xy"]), floats(&case["hessian_yy"]));
         let numerical = case["hessian_is_numerical"].as_bool().unwrap();
         let scale = ax.iter().chain(&ay).fold(0.0f64, |m, v| m.max(v.abs()));
         for (i, &(x, y)) in pts.iter().enumerate() {
@@ -68,10 +60,7 @@ fn mass_profiles_match_lenstronomy() {
             let tol = if numerical { 1e-4 } else { 1e-9 };
             let hs = hxx[i].abs().max(hyy[i].abs()).max(hxy[i].abs()).max(1e-3);
             for (mine, theirs) in [(h.xx, hxx[i]), (h.xy, hxy[i]), (h.yy, hyy[i])] {
-                assert!(
-                    (mine - theirs).abs() <= tol * hs,
-                    "{model:?} hessian at {x},{y}: {mine} vs {theirs}"
-                );
+                assert!((mine - theirs).abs() <= tol * hs, "{model:?} hessian at {x},{y}: {mine} vs {theirs}");
             }
         }
     }
@@ -86,11 +75,7 @@ fn sersic_matches_lenstronomy() {
         let sb = floats(&case["surface_brightness"]);
         for (i, &(x, y)) in pts.iter().enumerate() {
             let mine = s.surface_brightness(x, y);
-            assert!(
-                (mine - sb[i]).abs() <= 1e-10 * sb[i].abs().max(1e-12),
-                "{s:?} at {x},{y}: {mine} vs {}",
-                sb[i]
-            );
+            assert!((mine - sb[i]).abs() <= 1e-10 * sb[i].abs().max(1e-12), "{s:?} at {x},{y}: {mine} vs {}", sb[i]);
         }
         let total = case["total_flux_per_amp"].as_f64().unwrap();
         assert!((s.total_flux_per_amp() - total).abs() < 1e-10 * total);
@@ -102,15 +87,9 @@ fn gaussian_psf_matches_scipy() {
     let golden = json("sim_profiles.json");
     for case in golden["psf"].as_array().unwrap() {
         let sigma = case["sigma_pixels"].as_f64().unwrap();
-        let image = Image {
-            size: 16,
-            pixels: floats(&case["input"]),
-        };
+        let image = Image { size: 16, pixels: floats(&case["input"]) };
         // sigma in pixels with a pixel scale of 1.
-        let psf = Psf::Gaussian {
-            fwhm: sigma * FWHM_PER_SIGMA,
-            truncation: case["truncation"].as_f64().unwrap(),
-        };
+        let psf = Psf::Gaussian { fwhm: sigma * FWHM_PER_SIGMA, truncation: case["truncation"].as_f64().unwrap() };
         let out = psf.convolve(&image, 1.0);
         for (mine, theirs) in out.pixels.iter().zip(floats(&case["output"])) {
             assert!((mine - theirs).abs() < 1e-12, "sigma {sigma}: {mine} vs {theirs}");
@@ -128,10 +107,7 @@ fn cosmology_matches_astropy_and_lenstronomy() {
     assert!((f - c["multi_plane_factor"].as_f64().unwrap()).abs() < 1e-9, "{f}");
     let survey = FlatLcdm { h0: 67.7, om0: 0.31 }.lens_plane(0.5, 1.5);
     let te = survey.einstein_radius(1e11);
-    assert!(
-        (te / c["survey_point_mass_theta_e_1e11"].as_f64().unwrap() - 1.0).abs() < 1e-8,
-        "{te}"
-    );
+    assert!((te / c["survey_point_mass_theta_e_1e11"].as_f64().unwrap() - 1.0).abs() < 1e-8, "{te}");
     for case in c["survey_nfw"].as_array().unwrap() {
         let (rs, alpha) = survey.nfw_angles(case["m200"].as_f64().unwrap(), case["concentration"].as_f64().unwrap());
         assert!((rs / case["rs"].as_f64().unwrap() - 1.0).abs() < 1e-6, "rs {rs}");
@@ -146,16 +122,8 @@ fn cosmology_matches_astropy_and_lenstronomy() {
 fn assert_image_close(mine: &Image, golden: &str, peak: f64, what: &str) {
     let g = read_npy(&fixture(&format!("oracle/{golden}"))).unwrap();
     assert_eq!(g.shape, vec![mine.size, mine.size], "{what}");
-    let worst = mine
-        .pixels
-        .iter()
-        .zip(&g.data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    assert!(
-        worst <= 1e-5 * peak,
-        "{what}: max |diff| {worst:.3e} > 1e-5 x peak {peak}"
-    );
+    let worst = mine.pixels.iter().zip(&g.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-5 * peak, "{what}: max |diff| {worst:.3e} > 1e-5 x peak {peak}");
 }
 
 #[test]
@@ -173,11 +141,7 @@ fn deeplense_preset_renders_match_lenstronomy() {
         params.source_x = case["source_x"].as_f64().unwrap();
         params.source_y = case["source_y"].as_f64().unwrap();
         let amp = case["source_amp"].as_f64().unwrap();
-        assert!(
-            (params.source_amp / amp - 1.0).abs() < 1e-9,
-            "{name}: amp {} vs {amp}",
-            params.source_amp
-        );
+        assert!((params.source_amp / amp - 1.0).abs() < 1e-9, "{name}: amp {} vs {amp}", params.source_amp);
         params.subhalos = case["subhalos"]
             .as_array()
             .unwrap()
@@ -206,32 +170,13 @@ fn deeplense_preset_renders_match_lenstronomy() {
 #[test]
 fn every_profile_in_one_supersampled_scene_matches_lenstronomy() {
     let c = &json("sim_renders.json")["custom"];
-    let lenses: Vec<MassModel> = c["lenses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| MassModel::deserialize(l).unwrap())
-        .collect();
-    let scene = Scene {
-        lenses,
-        deflection_scale: 1.0,
-        source: Sersic::deserialize(&c["source"]).unwrap(),
-    };
+    let lenses: Vec<MassModel> =
+        c["lenses"].as_array().unwrap().iter().map(|l| MassModel::deserialize(l).unwrap()).collect();
+    let scene = Scene { lenses, deflection_scale: 1.0, source: Sersic::deserialize(&c["source"]).unwrap() };
     let camera = Camera {
-        grid: PixelGrid {
-            size: c["size"].as_u64().unwrap() as usize,
-            pixel_scale: c["pixel_scale"].as_f64().unwrap(),
-        },
+        grid: PixelGrid { size: c["size"].as_u64().unwrap() as usize, pixel_scale: c["pixel_scale"].as_f64().unwrap() },
         supersampling: c["supersampling"].as_u64().unwrap() as usize,
-        psf: Psf::Gaussian {
-            fwhm: c["psf_fwhm"].as_f64().unwrap(),
-            truncation: 4.0,
-        },
+        psf: Psf::Gaussian { fwhm: c["psf_fwhm"].as_f64().unwrap(), truncation: 4.0 },
     };
-    assert_image_close(
-        &scene.render(&camera),
-        c["file"].as_str().unwrap(),
-        c["peak"].as_f64().unwrap(),
-        "custom",
-    );
+    assert_image_close(&scene.render(&camera), c["file"].as_str().unwrap(), c["peak"].as_f64().unwrap(), "custom");
 }

@@ -67,11 +67,7 @@ impl SersicKernel {
         if r_frac > MAX_R_FRAC {
             return 0.0;
         }
-        let reduced = if self.inv_n == 1.0 {
-            r_frac
-        } else {
-            r_frac.powf(self.inv_n)
-        };
+        let reduced = if self.inv_n == 1.0 { r_frac } else { r_frac.powf(self.inv_n) };
         self.amp * (-self.b_n * (reduced - 1.0)).exp()
     }
 
@@ -98,19 +94,12 @@ impl SersicKernel {
     /// agrees with [`Self::surface_brightness`] to ~1e-12 relative.
     #[inline]
     pub fn surface_brightness_x4(&self, x: f64x4, y: f64x4) -> f64x4 {
-        let (c, s) = (
-            f64x4::splat(self.ellipse.cos_phi()),
-            f64x4::splat(self.ellipse.sin_phi()),
-        );
+        let (c, s) = (f64x4::splat(self.ellipse.cos_phi()), f64x4::splat(self.ellipse.sin_phi()));
         let (dx, dy) = (x - f64x4::splat(self.center_x), y - f64x4::splat(self.center_y));
         let xs = (c * dx + s * dy) * f64x4::splat(self.sqrt_q);
         let ys = (c * dy - s * dx) / f64x4::splat(self.sqrt_q);
         let r_frac = (xs * xs + ys * ys).sqrt().max(f64x4::splat(R_FLOOR)) * f64x4::splat(self.inv_r_s);
-        let reduced = if self.inv_n == 1.0 {
-            r_frac
-        } else {
-            (r_frac.ln() * f64x4::splat(self.inv_n)).exp()
-        };
+        let reduced = if self.inv_n == 1.0 { r_frac } else { (r_frac.ln() * f64x4::splat(self.inv_n)).exp() };
         let sb = f64x4::splat(self.amp) * (f64x4::splat(-self.b_n) * (reduced - f64x4::ONE)).exp();
         r_frac.cmp_gt(f64x4::splat(MAX_R_FRAC)).blend(f64x4::ZERO, sb)
     }
@@ -167,15 +156,7 @@ mod tests {
 
     #[test]
     fn amp_is_the_brightness_at_the_half_light_radius() {
-        let s = Sersic {
-            amp: 3.0,
-            r_sersic: 0.25,
-            n_sersic: 1.0,
-            e1: 0.0,
-            e2: 0.0,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
+        let s = Sersic { amp: 3.0, r_sersic: 0.25, n_sersic: 1.0, e1: 0.0, e2: 0.0, center_x: 0.0, center_y: 0.0 };
         assert!((s.surface_brightness(0.25, 0.0) - 3.0).abs() < 1e-14);
         assert_eq!(s.surface_brightness(30.0, 0.0), 0.0);
     }
@@ -183,26 +164,14 @@ mod tests {
     #[test]
     fn simd_lanes_agree_with_the_scalar_profile() {
         for n in [1.0, 2.7] {
-            let s = Sersic {
-                amp: 3.0,
-                r_sersic: 0.25,
-                n_sersic: n,
-                e1: 0.1,
-                e2: -0.2,
-                center_x: 0.1,
-                center_y: 0.0,
-            };
+            let s = Sersic { amp: 3.0, r_sersic: 0.25, n_sersic: n, e1: 0.1, e2: -0.2, center_x: 0.1, center_y: 0.0 };
             let k = s.kernel();
             let xs = [0.3, -1.7, 40.0, 0.1];
             let ys = [0.01, 1.2, -3.1, 0.0];
             let v = k.surface_brightness_x4(f64x4::from(xs), f64x4::from(ys)).to_array();
             for i in 0..4 {
                 let e = k.surface_brightness(xs[i], ys[i]);
-                assert!(
-                    (v[i] - e).abs() <= 1e-11 * e.abs().max(1e-300),
-                    "n={n} {i}: {} vs {e}",
-                    v[i]
-                );
+                assert!((v[i] - e).abs() <= 1e-11 * e.abs().max(1e-300), "n={n} {i}: {} vs {e}", v[i]);
             }
         }
     }
@@ -210,15 +179,7 @@ mod tests {
     #[test]
     fn the_row_path_agrees_with_the_scalar_profile() {
         for n in [1.0, 2.7] {
-            let s = Sersic {
-                amp: 3.0,
-                r_sersic: 0.25,
-                n_sersic: n,
-                e1: 0.1,
-                e2: -0.2,
-                center_x: 0.1,
-                center_y: 0.0,
-            };
+            let s = Sersic { amp: 3.0, r_sersic: 0.25, n_sersic: n, e1: 0.1, e2: -0.2, center_x: 0.1, center_y: 0.0 };
             let k = s.kernel();
             let bx: Vec<f64> = (0..37).map(|i| -2.0 + 0.11 * i as f64).collect();
             let by: Vec<f64> = (0..37).map(|i| 0.9 - 0.07 * i as f64).collect();
@@ -233,15 +194,7 @@ mod tests {
 
     #[test]
     fn deeplense_magnitude_20_on_euclid_gives_amp_53() {
-        let s = Sersic {
-            amp: 1.0,
-            r_sersic: 0.25,
-            n_sersic: 1.0,
-            e1: -0.1,
-            e2: 0.1,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
+        let s = Sersic { amp: 1.0, r_sersic: 0.25, n_sersic: 1.0, e1: -0.1, e2: 0.1, center_x: 0.0, center_y: 0.0 };
         let amp = 10f64.powf(-0.4 * (20.0 - 24.0)) / s.total_flux_per_amp();
         assert!((amp - 53.24).abs() < 0.01, "{amp}");
     }

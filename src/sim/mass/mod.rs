@@ -40,6 +40,16 @@ impl Hessian {
     }
 }
 
+impl Hessian {
+    /// The Hessian of a circularly symmetric profile at offset (dx, dy), radius r,
+    /// from its convergence and the amplitude `a` of its tangential shear
+    /// (gamma = a (dy^2 - dx^2, -2 dx dy) / r^2).
+    pub(crate) fn circular(kappa: f64, a: f64, dx: f64, dy: f64, r: f64) -> Hessian {
+        let (g1, g2) = (a * (dy * dy - dx * dx) / (r * r), -2.0 * a * dx * dy / (r * r));
+        Hessian { xx: kappa + g1, xy: g2, yy: kappa - g1 }
+    }
+}
+
 /// What every lens mass profile provides.
 pub trait MassProfile {
     /// Lensing potential psi(x, y), arcsec^2.
@@ -127,11 +137,9 @@ impl MassModel {
         match self {
             MassModel::Sis(p) => check(p.theta_e >= 0.0, "sis.theta_e", "must be >= 0"),
             MassModel::Sie(p) => check(p.theta_e >= 0.0, "sie.theta_e", "must be >= 0"),
-            MassModel::Shear(p) => check(
-                p.gamma1.is_finite() && p.gamma2.is_finite(),
-                "shear.gamma1",
-                "must be finite",
-            ),
+            MassModel::Shear(p) => {
+                check(p.gamma1.is_finite() && p.gamma2.is_finite(), "shear.gamma1", "must be finite")
+            }
             MassModel::PointMass(p) => check(p.theta_e >= 0.0, "point_mass.theta_e", "must be >= 0"),
             MassModel::Nfw(p) => check(p.rs > 0.0, "nfw.rs", "must be > 0"),
             MassModel::Tnfw(p) => {

@@ -107,12 +107,7 @@ impl MassProfile for Nfw {
         let rho0 = self.rho0();
         let kappa = 2.0 * rho0 * self.rs * nfw_projected(xr.max(X_MIN));
         let a = 2.0 * rho0 * self.rs * (2.0 * g(xr) / (xr * xr) - nfw_projected(xr.max(X_MIN)));
-        let (g1, g2) = (a * (dy * dy - dx * dx) / (r * r), -2.0 * a * dx * dy / (r * r));
-        Hessian {
-            xx: kappa + g1,
-            xy: g2,
-            yy: kappa - g1,
-        }
+        Hessian::circular(kappa, a, dx, dy, r)
     }
 }
 
@@ -122,12 +117,7 @@ mod tests {
 
     #[test]
     fn deflection_at_the_scale_radius_is_alpha_rs() {
-        let nfw = Nfw {
-            rs: 0.5,
-            alpha_rs: 0.02,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
+        let nfw = Nfw { rs: 0.5, alpha_rs: 0.02, center_x: 0.0, center_y: 0.0 };
         let (ax, ay) = nfw.deflection(0.0, 0.5);
         assert!(ax.abs() < 1e-18 && (ay - 0.02).abs() < 1e-9, "{ay}");
     }

@@ -40,11 +40,7 @@ impl MassProfile for PointMass {
         let (dx, dy) = (x - self.center_x, y - self.center_y);
         let r2 = (dx * dx + dy * dy).max(R_MIN * R_MIN);
         let c = self.theta_e * self.theta_e / (r2 * r2);
-        Hessian {
-            xx: c * (dy * dy - dx * dx),
-            xy: -2.0 * c * dx * dy,
-            yy: c * (dx * dx - dy * dy),
-        }
+        Hessian { xx: c * (dy * dy - dx * dx), xy: -2.0 * c * dx * dy, yy: c * (dx * dx - dy * dy) }
     }
 }
 
@@ -54,11 +50,7 @@ mod tests {
 
     #[test]
     fn deflection_at_the_einstein_radius_is_the_einstein_radius() {
-        let p = PointMass {
-            theta_e: 0.01,
-            center_x: 1.0,
-            center_y: 0.0,
-        };
+        let p = PointMass { theta_e: 0.01, center_x: 1.0, center_y: 0.0 };
         let (ax, ay) = p.deflection(1.01, 0.0);
         assert!((ax - 0.01).abs() < 1e-15 && ay == 0.0);
         assert_eq!(p.hessian(3.0, 1.0).kappa(), 0.0);

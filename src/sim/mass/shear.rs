@@ -29,11 +29,7 @@ impl MassProfile for Shear {
     }
 
     fn hessian(&self, _x: f64, _y: f64) -> Hessian {
-        Hessian {
-            xx: self.gamma1,
-            xy: self.gamma2,
-            yy: -self.gamma1,
-        }
+        Hessian { xx: self.gamma1, xy: self.gamma2, yy: -self.gamma1 }
     }
 }
 
@@ -43,10 +39,7 @@ mod tests {
 
     #[test]
     fn shear_has_no_convergence() {
-        let s = Shear {
-            gamma1: 0.05,
-            gamma2: -0.02,
-        };
+        let s = Shear { gamma1: 0.05, gamma2: -0.02 };
         assert_eq!(s.hessian(1.0, 2.0).kappa(), 0.0);
         assert_eq!(s.deflection(0.0, 0.0), (0.0, 0.0));
         assert_eq!(s.deflection(1.0, 0.0), (0.05, -0.02));

@@ -90,23 +90,13 @@ struct Nie {
 impl Sie {
     /// Pre-compute the constants of this profile for repeated evaluation.
     pub fn kernel(&self) -> SieKernel {
-        SieKernel {
-            center_x: self.center_x,
-            center_y: self.center_y,
-            nie: self.nie(),
-        }
+        SieKernel { center_x: self.center_x, center_y: self.center_y, nie: self.nie() }
     }
 
     fn nie(&self) -> Nie {
         let ellipse = Ellipse::from_e1e2(self.e1, self.e2);
         let q = ellipse.q.min(Q_MAX);
-        Nie {
-            ellipse,
-            b: self.theta_e * ellipse.q.sqrt(),
-            s: S_SCALE / ellipse.q.sqrt(),
-            q,
-            sq: (1.0 - q * q).sqrt(),
-        }
+        Nie { ellipse, b: self.theta_e * ellipse.q.sqrt(), s: S_SCALE / ellipse.q.sqrt(), q, sq: (1.0 - q * q).sqrt() }
     }
 }
 
@@ -120,10 +110,7 @@ impl Nie {
     fn deflection_major_axis(&self, x: f64, y: f64) -> (f64, f64) {
         let psi = self.psi(x, y);
         let k = self.b / self.sq;
-        (
-            k * (self.sq * x / (psi + self.s)).atan(),
-            k * (self.sq * y / (psi + self.q * self.q * self.s)).atanh(),
-        )
+        (k * (self.sq * x / (psi + self.s)).atan(), k * (self.sq * y / (psi + self.q * self.q * self.s)).atanh())
     }
 }
 
@@ -169,13 +156,7 @@ mod tests {
 
     #[test]
     fn simd_lanes_agree_with_the_scalar_deflection() {
-        let sie = Sie {
-            theta_e: 1.2815,
-            e1: 0.1,
-            e2: -0.07,
-            center_x: 0.01,
-            center_y: -0.02,
-        };
+        let sie = Sie { theta_e: 1.2815, e1: 0.1, e2: -0.07, center_x: 0.01, center_y: -0.02 };
         let k = sie.kernel();
         let xs = [0.3, -1.7, 2.9, 1e-7];
         let ys = [0.01, 1.2, -3.1, 0.0];
@@ -193,18 +174,8 @@ mod tests {
 
     #[test]
     fn round_sie_is_an_sis() {
-        let sie = Sie {
-            theta_e: 1.2,
-            e1: 0.0,
-            e2: 0.0,
-            center_x: 0.3,
-            center_y: 0.1,
-        };
-        let sis = Sis {
-            theta_e: 1.2,
-            center_x: 0.3,
-            center_y: 0.1,
-        };
+        let sie = Sie { theta_e: 1.2, e1: 0.0, e2: 0.0, center_x: 0.3, center_y: 0.1 };
+        let sis = Sis { theta_e: 1.2, center_x: 0.3, center_y: 0.1 };
         for &(x, y) in &[(1.0, 0.5), (-0.4, 2.0), (0.0, -1.0)] {
             let (a, b) = sie.deflection(x, y);
             let (c, d) = sis.deflection(x, y);
@@ -214,13 +185,7 @@ mod tests {
 
     #[test]
     fn convergence_matches_the_closed_form() {
-        let sie = Sie {
-            theta_e: 1.0,
-            e1: 0.2,
-            e2: 0.0,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
+        let sie = Sie { theta_e: 1.0, e1: 0.2, e2: 0.0, center_x: 0.0, center_y: 0.0 };
         let q = Ellipse::from_e1e2(0.2, 0.0).q;
         let (x, y) = (0.7, 0.4);
         let expected = 0.5 / (q * x * x + y * y / q).sqrt();

@@ -42,11 +42,7 @@ impl MassProfile for Sis {
         let (dx, dy) = (x - self.center_x, y - self.center_y);
         let r = (dx * dx + dy * dy).sqrt().max(R_MIN);
         let r3 = r * r * r;
-        Hessian {
-            xx: self.theta_e * dy * dy / r3,
-            xy: -self.theta_e * dx * dy / r3,
-            yy: self.theta_e * dx * dx / r3,
-        }
+        Hessian { xx: self.theta_e * dy * dy / r3, xy: -self.theta_e * dx * dy / r3, yy: self.theta_e * dx * dx / r3 }
     }
 }
 
@@ -56,11 +52,7 @@ mod tests {
 
     #[test]
     fn deflection_modulus_is_theta_e_everywhere_but_the_centre() {
-        let sis = Sis {
-            theta_e: 1.3,
-            center_x: 0.1,
-            center_y: -0.2,
-        };
+        let sis = Sis { theta_e: 1.3, center_x: 0.1, center_y: -0.2 };
         for &(x, y) in &[(1.0, 0.0), (0.1, 2.0), (-3.0, 0.7)] {
             let (ax, ay) = sis.deflection(x, y);
             assert!(((ax * ax + ay * ay).sqrt() - 1.3).abs() < 1e-14);

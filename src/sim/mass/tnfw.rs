@@ -69,11 +69,7 @@ fn h(x: f64, tau: f64) -> f64 {
     let t2 = tau * tau;
     let root = (t2 + u).sqrt();
     let lx = big_l(x, tau);
-    let cos_term = if x < 1.0 {
-        -(1.0 / x).acosh().powi(2)
-    } else {
-        (1.0 / x).acos().powi(2)
-    };
+    let cos_term = if x < 1.0 { -(1.0 / x).acosh().powi(2) } else { (1.0 / x).acos().powi(2) };
     let lt = tau.ln();
     (2.0 * t2 * PI * (tau - root + tau * (tau + root).ln())
         + 2.0 * (t2 - 1.0) * tau * root * lx
@@ -117,12 +113,7 @@ impl MassProfile for Tnfw {
         let f = projected(xr, tau);
         let kappa = 2.0 * rho0 * self.rs * f;
         let a = 2.0 * rho0 * self.rs * (2.0 * g(xr, tau) / (xr * xr) - f);
-        let (g1, g2) = (a * (dy * dy - dx * dx) / (r * r), -2.0 * a * dx * dy / (r * r));
-        Hessian {
-            xx: kappa + g1,
-            xy: g2,
-            yy: kappa - g1,
-        }
+        Hessian::circular(kappa, a, dx, dy, r)
     }
 }
 
@@ -133,19 +124,8 @@ mod tests {
 
     #[test]
     fn a_far_truncation_recovers_the_nfw() {
-        let t = Tnfw {
-            rs: 0.3,
-            alpha_rs: 0.05,
-            r_trunc: 3000.0,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
-        let n = Nfw {
-            rs: 0.3,
-            alpha_rs: 0.05,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
+        let t = Tnfw { rs: 0.3, alpha_rs: 0.05, r_trunc: 3000.0, center_x: 0.0, center_y: 0.0 };
+        let n = Nfw { rs: 0.3, alpha_rs: 0.05, center_x: 0.0, center_y: 0.0 };
         let (a, _) = t.deflection(0.4, 0.0);
         let (b, _) = n.deflection(0.4, 0.0);
         assert!((a - b).abs() / b < 1e-3, "{a} {b}");
@@ -153,19 +133,8 @@ mod tests {
 
     #[test]
     fn truncation_reduces_the_deflection_far_out() {
-        let t = Tnfw {
-            rs: 0.3,
-            alpha_rs: 0.05,
-            r_trunc: 0.6,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
-        let n = Nfw {
-            rs: 0.3,
-            alpha_rs: 0.05,
-            center_x: 0.0,
-            center_y: 0.0,
-        };
+        let t = Tnfw { rs: 0.3, alpha_rs: 0.05, r_trunc: 0.6, center_x: 0.0, center_y: 0.0 };
+        let n = Nfw { rs: 0.3, alpha_rs: 0.05, center_x: 0.0, center_y: 0.0 };
         assert!(t.deflection(3.0, 0.0).0 < n.deflection(3.0, 0.0).0);
     }
 }
