@@ -71,6 +71,22 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn instrument_noise_is_unbiased_with_the_expected_variance() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let euclid = Instrument::named("euclid-vis").unwrap();
+        let (signal, t, pixel) = (0.2, 2260.0, 0.101);
+        let mut img = Image { size: 128, pixels: vec![signal; 128 * 128] };
+        Noise::Instrument { instrument: euclid.clone(), exposure_time: t }.apply(&mut img, pixel, &mut rng);
+        let n = img.pixels.len() as f64;
+        let mean = img.pixels.iter().sum::<f64>() / n;
+        let var = img.pixels.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let sky = euclid.sky_per_pixel(pixel);
+        let expected = (signal + sky) / t + euclid.read_noise.powi(2) * euclid.num_exposures as f64 / (t * t);
+        assert!((mean - signal).abs() < 4.0 * (expected / n).sqrt(), "mean {mean}");
+        assert!((var / expected - 1.0).abs() < 0.05, "variance {var} vs {expected}");
+    }
+
+    #[test]
     fn deeplense_counts_are_non_negative_integers_around_the_scaled_model() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let mut img = Image { size: 64, pixels: vec![0.5; 64 * 64] };

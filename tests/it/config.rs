@@ -19,6 +19,10 @@ fn unknown_keys_are_named() {
     assert!(e.contains("radius"), "{e}");
     let e = error_of(&with("deeplense-model2", "type = \"vortex\"", "type = \"wormhole\""));
     assert!(e.contains("wormhole"), "{e}");
+    let e = error_of(&with("deeplense-model2", "points = 100", "points = 100\nwidth = 0.1"));
+    assert!(e.contains("width"), "{e}");
+    let e = error_of(&with("deeplense-model2", "[psf]", "[psf]\nbeta = 2.5"));
+    assert!(e.contains("beta"), "{e}");
 }
 
 #[test]
