@@ -18,24 +18,35 @@ trap 'rm -rf "$OUT"' EXIT
 cargo build --release --quiet --bin lensmae --example render_speed
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
 
+# Every figure is the best of three runs (caustics: of three batches): the machine
+# is shared and a single run can lose a third of its speed to neighbours.
 declare -A e2e
 for t in 1 2; do
     for c in no_sub cdm axion; do
-        rate=$(./target/release/lensmae simulate --preset deeplense-model2 --classes "$c" --n-per-class "$N" \
-            --seed 1 --threads "$t" --out "$OUT/d" --overwrite 2>&1 | sed -E 's/.*\(([0-9]+) images\/s\).*/\1/')
-        e2e[$c,$t]=$rate
+        best=0
+        for _ in 1 2 3; do
+            rate=$(./target/release/lensmae simulate --preset deeplense-model2 --classes "$c" --n-per-class "$N" \
+                --seed 1 --threads "$t" --out "$OUT/d" --overwrite 2>&1 | sed -E 's/.*\(([0-9]+) images\/s\).*/\1/')
+            (( rate > best )) && best=$rate
+        done
+        e2e[$c,$t]=$best
     done
 done
-mem1=$(./target/release/examples/render_speed deeplense-model2 1 "$N")
-mem2=$(./target/release/examples/render_speed deeplense-model2 2 "$N")
-lens=$("$LENSTRONOMY_PY" bench/lenstronomy_sim.py 200 2>/dev/null | tail -1)
+mem1=$(for _ in 1 2 3; do ./target/release/examples/render_speed deeplense-model2 1 "$N"; done)
+mem2=$(for _ in 1 2 3; do ./target/release/examples/render_speed deeplense-model2 2 "$N"; done)
+lens=$("$LENSTRONOMY_PY" bench/lenstronomy_sim.py 200 3 2>/dev/null | tail -1)
 caus=$("$CAUSTICS_PY" bench/caustics_sim.py 2 256 3 2>/dev/null | tail -1)
 
 python3 - "$mem1" "$mem2" "$lens" "$caus" "${e2e[no_sub,1]}" "${e2e[cdm,1]}" "${e2e[axion,1]}" \
     "${e2e[no_sub,2]}" "${e2e[cdm,2]}" "${e2e[axion,2]}" <<'PY'
 import json, sys
-mem1 = {json.loads(l)["class"]: json.loads(l)["images_per_s"] for l in sys.argv[1].splitlines()}
-mem2 = {json.loads(l)["class"]: json.loads(l)["images_per_s"] for l in sys.argv[2].splitlines()}
+def best(lines):
+    out = {}
+    for line in lines.splitlines():
+        r = json.loads(line)
+        out[r["class"]] = max(out.get(r["class"], 0.0), r["images_per_s"])
+    return out
+mem1, mem2 = best(sys.argv[1]), best(sys.argv[2])
 lens = json.loads(sys.argv[3])["results"]
 caus = json.loads(sys.argv[4])["results"]
 classes = ["no_sub", "cdm", "axion"]
