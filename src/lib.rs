@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod model;
 pub mod sim;
 
 pub use error::{Error, Result};

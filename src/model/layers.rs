@@ -1,0 +1,178 @@
+//! Differentiable transformer building blocks, each with `new(cfg, vb)` and
+//! `forward`, named so that `vb.pp(..)` paths are the checkpoint keys.
+//!
+//! Shapes: tokens are `[B, N, D]` (batch, tokens, embedding).
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+/// Weight initialisations, recorded in each parameter's hint and applied by
+/// [`super::mae::init_weights`] with a seeded generator (candle's CPU generator
+/// cannot be seeded).
+pub const ZERO: Init = Init::Const(0.0);
+/// LayerNorm scale starts at one.
+pub const ONE: Init = Init::Const(1.0);
+
+/// Layer normalisation over the last dimension, written with differentiable ops.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// `weight` (ones) and `bias` (zeros) of size `dim`.
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get_with_hints(dim, "weight", ONE)?,
+            bias: vb.get_with_hints(dim, "bias", ZERO)?,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax over the last dimension from differentiable ops (max-shifted for
+/// stability; the shift is a constant, so it is detached).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// `y = x W^T + b`, weights xavier-uniform, bias zero (MAE's initialisation).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    /// A `[in_dim] -> [out_dim]` layer.
+    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = (6.0 / (in_dim + out_dim) as f64).sqrt();
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", Init::Uniform { lo: -bound, up: bound })?;
+        Ok(Linear { weight, bias: vb.get_with_hints(out_dim, "bias", ZERO)? })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.weight.t()?;
+        let y = match x.dims() {
+            [b, n, d] => x.reshape((b * n, *d))?.matmul(&w)?.reshape((*b, *n, ())),
+            _ => x.matmul(&w),
+        }?;
+        y.broadcast_add(&self.bias)
+    }
+}
+
+/// Multi-head self-attention.
+#[derive(Debug, Clone)]
+struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: usize,
+}
+
+impl Attention {
+    fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Attention {
+            qkv: Linear::new(dim, 3 * dim, vb.pp("qkv"))?,
+            proj: Linear::new(dim, dim, vb.pp("proj"))?,
+            num_heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let h = self.num_heads;
+        // [B, N, 3D] -> [3, B, H, N, D/H]
+        let qkv = self.qkv.forward(x)?.reshape((b, n, 3, h, d / h))?.permute((2, 0, 3, 1, 4))?;
+        let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
+        let scale = 1.0 / ((d / h) as f64).sqrt();
+        let attn = softmax_last_dim(&(q.matmul(&k.t()?.contiguous()?)? * scale)?)?;
+        // [B, H, N, D/H] -> [B, N, D]
+        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        self.proj.forward(&out)
+    }
+}
+
+/// Two-layer perceptron with exact (erf) GELU, as PyTorch's default.
+#[derive(Debug, Clone)]
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Mlp { fc1: Linear::new(dim, hidden, vb.pp("fc1"))?, fc2: Linear::new(hidden, dim, vb.pp("fc2"))? })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+    }
+}
+
+/// Pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
+#[derive(Debug, Clone)]
+pub struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    /// A block of width `dim`, `num_heads` heads and MLP width `mlp_ratio * dim`.
+    pub fn new(dim: usize, num_heads: usize, mlp_ratio: f64, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Block {
+            norm1: LayerNorm::new(dim, eps, vb.pp("norm1"))?,
+            attn: Attention::new(dim, num_heads, vb.pp("attn"))?,
+            norm2: LayerNorm::new(dim, eps, vb.pp("norm2"))?,
+            mlp: Mlp::new(dim, (dim as f64 * mlp_ratio) as usize, vb.pp("mlp"))?,
+        })
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.norm1.forward(x)?)?)?;
+        &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+    }
+}
+
+/// MAE's fixed 2-D sine-cosine positional embedding for a `grid x grid` patch
+/// grid, with a leading all-zero row for the CLS token: `[1 + grid^2, dim]`.
+pub fn sincos_pos_embed(dim: usize, grid: usize) -> Vec<f32> {
+    assert!(dim % 4 == 0, "the embedding width must be a multiple of 4");
+    let quarter = dim / 4;
+    let omega: Vec<f64> = (0..quarter).map(|i| 1.0 / 10000f64.powf(i as f64 / quarter as f64)).collect();
+    let mut out = vec![0.0f32; dim]; // CLS
+    for row in 0..grid {
+        for col in 0..grid {
+            // MAE's meshgrid puts the column index (w) first.
+            for pos in [col as f64, row as f64] {
+                out.extend(omega.iter().map(|w| (pos * w).sin() as f32));
+                out.extend(omega.iter().map(|w| (pos * w).cos() as f32));
+            }
+        }
+    }
+    out
+}
+
+/// A constant tensor from f32 values.
+pub fn constant(values: Vec<f32>, shape: &[usize], device: &candle_core::Device) -> Result<Tensor> {
+    Tensor::from_vec(values, shape, device)?.to_dtype(DType::F32)
+}
