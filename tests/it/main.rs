@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod io;
+mod model_twin;
 mod profiles;
 mod real_data;
 mod sim_oracle;

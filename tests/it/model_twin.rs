@@ -1,0 +1,47 @@
+//! lensmae's model against its PyTorch twin (tests/oracle/mae_twin.py): the same
+//! weights and inputs must give the same MAE loss, predictions, mask and logits.
+
+use crate::fixture;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use lensmae::model::mae::Pooling;
+use lensmae::model::{Mae, MaeConfig, VitClassifier};
+
+fn relative_difference(a: &Tensor, b: &Tensor) -> f32 {
+    let diff: f32 = (a - b).unwrap().sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar().unwrap();
+    let norm: f32 = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar().unwrap();
+    diff / norm
+}
+
+#[test]
+fn mae_and_classifier_match_the_pytorch_twin() {
+    let dev = Device::Cpu;
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("model/twin_config.json")).unwrap()).unwrap();
+    let mut cfg: MaeConfig = serde_json::from_value(meta["config"].clone()).unwrap();
+    let weights = candle_core::safetensors::load(fixture("model/twin_weights.safetensors"), &dev).unwrap();
+    let io = candle_core::safetensors::load(fixture("model/twin_io.safetensors"), &dev).unwrap();
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &dev);
+    let mask_ratio = meta["mask_ratio"].as_f64().unwrap();
+
+    let mae = Mae::new(&cfg, vb.clone()).unwrap();
+    let out = mae.forward(&io["images"], mask_ratio, &io["noise"]).unwrap();
+    assert_eq!(out.mask.to_vec2::<f32>().unwrap(), io["mask"].to_vec2::<f32>().unwrap());
+    let pred_diff = relative_difference(&out.pred, &io["pred"]);
+    assert!(pred_diff <= 1e-4, "predictions differ by {pred_diff:e}");
+    let loss_diff = relative_difference(&out.loss.reshape(1).unwrap(), &io["loss"]);
+    assert!(loss_diff <= 1e-4, "loss differs by {loss_diff:e}");
+
+    cfg.norm_pix_loss = true;
+    let mae = Mae::new(&cfg, vb.clone()).unwrap();
+    let out = mae.forward(&io["images"], mask_ratio, &io["noise"]).unwrap();
+    let loss_diff = relative_difference(&out.loss.reshape(1).unwrap(), &io["loss_norm_pix"]);
+    assert!(loss_diff <= 1e-4, "norm-pix loss differs by {loss_diff:e}");
+
+    let num_classes = meta["num_classes"].as_u64().unwrap() as usize;
+    let classifier = VitClassifier::new(&cfg, num_classes, Pooling::Cls, 0.0, vb).unwrap();
+    let logits = classifier.forward(&io["images"], false).unwrap();
+    let logit_diff = relative_difference(&logits, &io["logits"]);
+    assert!(logit_diff <= 1e-4, "logits differ by {logit_diff:e}");
+    eprintln!("relative differences: pred {pred_diff:e}, logits {logit_diff:e}");
+}
