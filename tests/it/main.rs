@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod io;
+mod metrics;
 mod model_twin;
 mod profiles;
 mod real_data;

@@ -1,0 +1,171 @@
+//! Classification metrics: one-vs-rest ROC AUC (macro and per class), accuracy,
+//! macro F1, confusion matrix and ROC curves.
+//!
+//! The binary AUC is the Mann-Whitney statistic with average ranks for tied
+//! scores, which equals the area under scikit-learn's trapezoidal ROC curve, ties
+//! included; the macro AUC is the unweighted mean over classes, as
+//! `roc_auc_score(average="macro", multi_class="ovr")`.
+
+use serde::{Deserialize, Serialize};
+
+/// Area under the ROC curve of `scores` for the binary labels `positive`.
+/// `None` when one of the two groups is empty (the AUC is undefined).
+pub fn binary_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|p| **p).count();
+    let n_neg = positive.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Sum of the (1-based, tie-averaged) ranks of the positives.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let average_rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += average_rank * order[i..=j].iter().filter(|&&k| positive[k]).count() as f64;
+        i = j + 1;
+    }
+    let u = rank_sum - (n_pos * (n_pos + 1)) as f64 / 2.0;
+    Some(u / (n_pos as f64 * n_neg as f64))
+}
+
+/// Points `(false positive rate, true positive rate)` of the ROC curve, one per
+/// distinct score threshold, from (0, 0) to (1, 1).
+pub fn roc_curve(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
+    let n_pos = positive.iter().filter(|p| **p).count().max(1) as f64;
+    let n_neg = (positive.len() - positive.iter().filter(|p| **p).count()).max(1) as f64;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut points = vec![(0.0, 0.0)];
+    for (idx, &k) in order.iter().enumerate() {
+        if positive[k] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        let last_of_tie = idx + 1 == order.len() || scores[order[idx + 1]] != scores[k];
+        if last_of_tie {
+            points.push((fp / n_neg, tp / n_pos));
+        }
+    }
+    points
+}
+
+/// The metrics of a classifier on a labelled set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassificationMetrics {
+    /// Macro one-vs-rest ROC AUC (mean over the classes whose AUC is defined).
+    pub macro_auc: f64,
+    /// One-vs-rest AUC of each class (`None` when the class is absent or alone).
+    pub per_class_auc: Vec<Option<f64>>,
+    /// Fraction of correct arg-max predictions.
+    pub accuracy: f64,
+    /// Unweighted mean of the per-class F1 scores (0 for undefined ones).
+    pub macro_f1: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// Metrics plus the data for ROC plots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassificationReport {
+    /// Class names in index order.
+    pub class_names: Vec<String>,
+    /// Number of examples.
+    pub n: usize,
+    /// The metrics.
+    pub metrics: ClassificationMetrics,
+    /// One-vs-rest ROC curve of each class.
+    pub roc_curves: Vec<Vec<(f64, f64)>>,
+}
+
+impl ClassificationMetrics {
+    /// Metrics of class probabilities `probs` (`n x k`, row-major) against `labels`.
+    pub fn compute(probs: &[f32], labels: &[usize], num_classes: usize) -> ClassificationMetrics {
+        let n = labels.len();
+        assert_eq!(probs.len(), n * num_classes, "probabilities must be n x num_classes");
+        let column = |c: usize| -> Vec<f64> { (0..n).map(|i| probs[i * num_classes + c] as f64).collect() };
+        let per_class_auc: Vec<Option<f64>> = (0..num_classes)
+            .map(|c| binary_auc(&column(c), &labels.iter().map(|&l| l == c).collect::<Vec<_>>()))
+            .collect();
+        let defined: Vec<f64> = per_class_auc.iter().flatten().copied().collect();
+        let macro_auc = if defined.is_empty() { f64::NAN } else { defined.iter().sum::<f64>() / defined.len() as f64 };
+        let mut confusion = vec![vec![0u64; num_classes]; num_classes];
+        for (i, &label) in labels.iter().enumerate() {
+            let row = &probs[i * num_classes..(i + 1) * num_classes];
+            // First maximum on ties, as numpy's argmax.
+            let pred = (0..num_classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+            confusion[label][pred] += 1;
+        }
+        let correct: u64 = (0..num_classes).map(|c| confusion[c][c]).sum();
+        let f1: Vec<f64> = (0..num_classes)
+            .map(|c| {
+                let tp = confusion[c][c] as f64;
+                let predicted: u64 = (0..num_classes).map(|r| confusion[r][c]).sum();
+                let actual: u64 = confusion[c].iter().sum();
+                if predicted + actual == 0 {
+                    0.0
+                } else {
+                    2.0 * tp / (predicted + actual) as f64
+                }
+            })
+            .collect();
+        ClassificationMetrics {
+            macro_auc,
+            per_class_auc,
+            accuracy: correct as f64 / n.max(1) as f64,
+            macro_f1: f1.iter().sum::<f64>() / num_classes as f64,
+            confusion,
+        }
+    }
+}
+
+impl ClassificationReport {
+    /// Metrics and ROC curves of `probs` against `labels`.
+    pub fn compute(probs: &[f32], labels: &[usize], class_names: &[String]) -> ClassificationReport {
+        let k = class_names.len();
+        let n = labels.len();
+        let roc_curves = (0..k)
+            .map(|c| {
+                let scores: Vec<f64> = (0..n).map(|i| probs[i * k + c] as f64).collect();
+                roc_curve(&scores, &labels.iter().map(|&l| l == c).collect::<Vec<_>>())
+            })
+            .collect();
+        ClassificationReport {
+            class_names: class_names.to_vec(),
+            n,
+            metrics: ClassificationMetrics::compute(probs, labels, k),
+            roc_curves,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_simple_cases() {
+        assert_eq!(binary_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]), Some(1.0));
+        assert_eq!(binary_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
+        assert_eq!(binary_auc(&[0.9, 0.1, 0.8, 0.2], &[false, true, true, false]), Some(0.5));
+        assert_eq!(binary_auc(&[0.3, 0.4], &[true, true]), None);
+    }
+
+    #[test]
+    fn the_roc_curve_runs_from_the_origin_to_one_and_its_area_is_the_auc() {
+        let scores = [0.1, 0.4, 0.35, 0.8, 0.35];
+        let positive = [false, true, false, true, true];
+        let curve = roc_curve(&scores, &positive);
+        assert_eq!(curve.first(), Some(&(0.0, 0.0)));
+        assert_eq!(curve.last(), Some(&(1.0, 1.0)));
+        let area: f64 = curve.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+        assert!((area - binary_auc(&scores, &positive).unwrap()).abs() < 1e-12);
+    }
+}
