@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod fits;
+pub mod images;
 pub mod npy;
 pub mod npy_tree;
 pub mod parquet;

@@ -220,3 +220,54 @@ fn the_real_released_samples_read_as_64x64_float_images() {
         assert!((peak - 1.0).abs() < 1e-9);
     }
 }
+
+#[test]
+fn a_simulated_dataset_reads_back_as_labelled_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("deeplense-model2");
+    let summary = simulate_dataset(&sim, &SimulateOptions::new(3, 2, dir.path())).unwrap();
+    let set = lensmae::data::images::read_parquet_images(&summary.path, "image").unwrap();
+    assert_eq!(set.len(), 9);
+    assert_eq!(set.size, 64);
+    assert_eq!(set.class_names, vec!["axion", "cdm", "no_sub"]);
+    assert_eq!(set.labels[..3], [0, 1, 2]);
+    assert_eq!(set.image(4)[100], sim.simulate(1, 2, 4).image.pixels[100] as f32);
+    assert!(lensmae::data::images::read_parquet_images(&summary.path, "pixels")
+        .unwrap_err()
+        .to_string()
+        .contains("pixels"));
+}
+
+#[test]
+fn bad_image_tables_are_refused_naming_the_row() {
+    use arrow_array::{FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pixels: Vec<f32>| {
+        let item = Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true));
+        let images = FixedSizeListArray::try_new(item, 4, Arc::new(Float32Array::from(pixels)), None).unwrap();
+        let batch = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(vec![10, 11])) as arrow_array::ArrayRef),
+            ("label", Arc::new(StringArray::from(vec!["cdm", "no_sub"])) as arrow_array::ArrayRef),
+            ("image", Arc::new(images) as arrow_array::ArrayRef),
+        ])
+        .unwrap();
+        let path = dir.path().join(name);
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let good = write("good.parquet", vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    let set = lensmae::data::images::read_parquet_images(&good, "image").unwrap();
+    assert_eq!(
+        (set.size, set.labels.clone(), set.class_names.clone()),
+        (2, vec![0, 1], vec!["cdm".to_string(), "no_sub".to_string()])
+    );
+    let nan = write("nan.parquet", vec![0.0, 1.0, 2.0, 3.0, 4.0, f32::NAN, 6.0, 7.0]);
+    let e = lensmae::data::images::read_parquet_images(&nan, "image").unwrap_err().to_string();
+    assert!(e.contains("nan.parquet") && e.contains("row id 11") && e.contains("non-finite"), "{e}");
+    let e = lensmae::data::images::read_parquet_images(&good, "label").unwrap_err().to_string();
+    assert!(e.contains("`label`") && e.contains("float"), "{e}");
+}

@@ -1,0 +1,271 @@
+//! Labelled image sets in memory, read from the simulator's Parquet datasets (or
+//! any Parquet table with an image column and labels), for training and
+//! evaluation.
+//!
+//! The image column may be a `FixedSizeList` or `List` of float32/float64 (shape
+//! from the `arrow.fixed_shape_tensor` metadata, else a square), labels come from
+//! `label_idx` (any integer type) or from `label` strings. A missing column, a
+//! wrong type, a wrong size or a non-finite pixel is an error that names the file,
+//! the column and the row.
+
+use crate::{Error, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+
+/// Single-band square images with integer labels, row-major `[n, size, size]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledImages {
+    /// Class names in label order.
+    pub class_names: Vec<String>,
+    /// Image side, pixels.
+    pub size: usize,
+    /// Pixels, `n * size * size`.
+    pub pixels: Vec<f32>,
+    /// Label of each image.
+    pub labels: Vec<usize>,
+    /// Row id of each image (the `id` column, else the row number).
+    pub ids: Vec<i64>,
+    /// Where the images came from.
+    pub source: PathBuf,
+}
+
+impl LabelledImages {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let n = self.size * self.size;
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> LabelledImages {
+        let mut pixels = Vec::with_capacity(indices.len() * self.size * self.size);
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        LabelledImages {
+            class_names: self.class_names.clone(),
+            size: self.size,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            ids: indices.iter().map(|&i| self.ids[i]).collect(),
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// Read a labelled Parquet dataset (see the module doc) from `path`.
+pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
+    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
+    let schema = builder.schema().clone();
+    let field = schema.field_with_name(image_column).map_err(|_| err(format!("no column `{image_column}`")))?;
+    let size = image_size(field).map_err(|m| err(format!("column `{image_column}`: {m}")))?;
+    let mut class_names: Option<Vec<String>> =
+        schema.metadata().get("lensmae:class_names").and_then(|s| serde_json::from_str(s).ok());
+    let has_idx = schema.field_with_name("label_idx").is_ok();
+    if !has_idx && schema.field_with_name("label").is_err() {
+        return Err(err("no `label_idx` or `label` column".into()));
+    }
+    let reader = builder.with_batch_size(1024).build().map_err(|e| err(e.to_string()))?;
+    let (mut pixels, mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut row0 = 0i64;
+    for batch in reader {
+        let batch = batch.map_err(|e| err(e.to_string()))?;
+        let batch_ids = id_column(&batch, row0).map_err(&err)?;
+        append_images(batch.column_by_name(image_column).expect("checked"), size, &batch_ids, &mut pixels)
+            .map_err(|m| err(format!("column `{image_column}`: {m}")))?;
+        if has_idx {
+            labels.extend(integer_column(&batch, "label_idx").map_err(&err)?);
+        } else {
+            let col = batch.column_by_name("label").expect("checked");
+            let strings =
+                col.as_string_opt::<i32>().ok_or_else(|| err("column `label` is not a string column".into()))?;
+            for (k, s) in strings.iter().enumerate() {
+                label_strings.push(s.ok_or_else(|| err(format!("row id {}: null label", batch_ids[k])))?.to_string());
+            }
+        }
+        row0 += batch.num_rows() as i64;
+        ids.extend(batch_ids);
+    }
+    if !has_idx {
+        let names = class_names.get_or_insert_with(|| {
+            let mut u: Vec<String> = label_strings.clone();
+            u.sort();
+            u.dedup();
+            u
+        });
+        for (k, s) in label_strings.iter().enumerate() {
+            let idx = names
+                .iter()
+                .position(|n| n == s)
+                .ok_or_else(|| err(format!("row id {}: unknown label `{s}`", ids[k])))?;
+            labels.push(idx);
+        }
+    }
+    let max_label = labels.iter().copied().max().unwrap_or(0);
+    let class_names = class_names.unwrap_or_else(|| (0..=max_label).map(|i| format!("class_{i}")).collect());
+    if let Some(k) = labels.iter().position(|&l| l >= class_names.len()) {
+        return Err(err(format!("row id {}: label_idx {} but only {} classes", ids[k], labels[k], class_names.len())));
+    }
+    Ok(LabelledImages { class_names, size, pixels, labels, ids, source: path.to_path_buf() })
+}
+
+fn image_size(field: &arrow_schema::Field) -> std::result::Result<usize, String> {
+    let len = match field.data_type() {
+        DataType::FixedSizeList(item, n) if matches!(item.data_type(), DataType::Float32 | DataType::Float64) => {
+            Some(*n as usize)
+        }
+        DataType::List(item) if matches!(item.data_type(), DataType::Float32 | DataType::Float64) => None,
+        other => return Err(format!("images must be lists of float32/float64, found {other}")),
+    };
+    if let Some(meta) = field.metadata().get(crate::data::parquet::EXTENSION_METADATA_KEY) {
+        let v: serde_json::Value = serde_json::from_str(meta).map_err(|e| format!("bad tensor metadata: {e}"))?;
+        let shape: Vec<usize> =
+            serde_json::from_value(v["shape"].clone()).map_err(|e| format!("bad tensor shape: {e}"))?;
+        return match shape.as_slice() {
+            [h, w] if h == w => Ok(*h),
+            [1, h, w] if h == w => Ok(*h),
+            other => Err(format!("images must be square and single-band, shape is {other:?}")),
+        };
+    }
+    let len = len.ok_or("variable-length lists need a fixed_shape_tensor shape")?;
+    let side = (len as f64).sqrt().round() as usize;
+    if side * side != len {
+        return Err(format!("{len} values per row is not a square image"));
+    }
+    Ok(side)
+}
+
+fn append_images(col: &ArrayRef, size: usize, ids: &[i64], out: &mut Vec<f32>) -> std::result::Result<(), String> {
+    let n = size * size;
+    let (values, offsets): (ArrayRef, Vec<usize>) = match col.data_type() {
+        DataType::FixedSizeList(_, _) => {
+            let l = col.as_fixed_size_list();
+            (l.values().slice(l.value_offset_at(0) as usize, l.len() * n), (0..=l.len()).map(|i| i * n).collect())
+        }
+        DataType::List(_) => {
+            let l = col.as_list::<i32>();
+            let o = l.value_offsets();
+            let base = o[0] as usize;
+            (l.values().clone(), o.iter().map(|&v| v as usize - base).collect())
+        }
+        other => return Err(format!("unexpected type {other}")),
+    };
+    let floats: Vec<f32> = match values.data_type() {
+        DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
+        DataType::Float64 => values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect(),
+        other => return Err(format!("values are {other}, not float")),
+    };
+    for row in 0..offsets.len() - 1 {
+        if col.is_null(row) {
+            return Err(format!("row id {}: null image", ids[row]));
+        }
+        let (a, b) = (offsets[row], offsets[row + 1]);
+        if b - a != n {
+            return Err(format!("row id {}: {} pixels, expected {size}x{size}", ids[row], b - a));
+        }
+        let img = &floats[a..b];
+        if let Some(k) = img.iter().position(|v| !v.is_finite()) {
+            return Err(format!("row id {}: non-finite pixel {} at index {k}", ids[row], img[k]));
+        }
+        out.extend_from_slice(img);
+    }
+    Ok(())
+}
+
+fn id_column(batch: &RecordBatch, row0: i64) -> std::result::Result<Vec<i64>, String> {
+    match batch.column_by_name("id") {
+        None => Ok((0..batch.num_rows() as i64).map(|i| row0 + i).collect()),
+        Some(_) => integer_column(batch, "id").map(|v| v.into_iter().map(|x| x as i64).collect()),
+    }
+}
+
+fn integer_column(batch: &RecordBatch, name: &str) -> std::result::Result<Vec<usize>, String> {
+    let col = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"))?;
+    if col.null_count() > 0 {
+        return Err(format!("column `{name}` has nulls"));
+    }
+    let to_usize = |v: i64| usize::try_from(v).map_err(|_| format!("column `{name}` has a negative value {v}"));
+    match col.data_type() {
+        DataType::Int8 => col.as_primitive::<Int8Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
+        DataType::Int16 => col.as_primitive::<Int16Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
+        DataType::Int32 => col.as_primitive::<Int32Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().values().iter().map(|&v| to_usize(v)).collect(),
+        other => Err(format!("column `{name}` is {other}, not an integer")),
+    }
+}
+
+/// Scale each image to [0, 1] by its own minimum and maximum (a constant image
+/// becomes zeros), in place.
+pub fn minmax_normalise(pixels: &mut [f32], image_len: usize) {
+    for img in pixels.chunks_mut(image_len) {
+        let (lo, hi) = img.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let range = hi - lo;
+        for v in img.iter_mut() {
+            *v = if range > 0.0 { (*v - lo) / range } else { 0.0 };
+        }
+    }
+}
+
+/// Deterministic stratified split: within each class, indices are shuffled with
+/// `seed` and cut by the fractions. Returns (train, validation, test) indices.
+pub fn stratified_split(labels: &[usize], val_fraction: f64, test_fraction: f64, seed: u64) -> [Vec<usize>; 3] {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let num_classes = labels.iter().copied().max().map_or(0, |m| m + 1);
+    let mut out: [Vec<usize>; 3] = Default::default();
+    for c in 0..num_classes {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        idx.shuffle(&mut rng);
+        let n_test = (idx.len() as f64 * test_fraction).round() as usize;
+        let n_val = (idx.len() as f64 * val_fraction).round() as usize;
+        out[2].extend_from_slice(&idx[..n_test]);
+        out[1].extend_from_slice(&idx[n_test..n_test + n_val]);
+        out[0].extend_from_slice(&idx[n_test + n_val..]);
+    }
+    for part in out.iter_mut() {
+        part.sort_unstable();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_are_disjoint_stratified_and_seeded() {
+        let labels: Vec<usize> = (0..300).map(|i| i % 3).collect();
+        let [train, val, test] = stratified_split(&labels, 0.1, 0.2, 5);
+        assert_eq!((train.len(), val.len(), test.len()), (210, 30, 60));
+        let mut all: Vec<usize> = train.iter().chain(&val).chain(&test).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..300).collect::<Vec<_>>());
+        assert_eq!(test.iter().filter(|&&i| labels[i] == 1).count(), 20);
+        assert_eq!(stratified_split(&labels, 0.1, 0.2, 5)[2], test);
+        assert_ne!(stratified_split(&labels, 0.1, 0.2, 6)[2], test);
+    }
+
+    #[test]
+    fn minmax_maps_each_image_to_the_unit_interval() {
+        let mut px = vec![2.0, 4.0, 3.0, 2.0, 5.0, 5.0, 5.0, 5.0];
+        minmax_normalise(&mut px, 4);
+        assert_eq!(px, vec![0.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
