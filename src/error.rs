@@ -43,6 +43,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A model checkpoint could not be written, read, or used as asked.
+    #[error("{path}: checkpoint error: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A configuration value is missing, unknown or impossible.
     #[error("config error at `{key}`: {message}")]
     Config {
@@ -51,6 +59,9 @@ pub enum Error {
         /// Why the value is refused.
         message: String,
     },
+    /// A tensor operation failed (shapes, dtypes, devices).
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
     /// Array shapes do not fit together.
     #[error("shape error: {0}")]
     Shape(String),
@@ -60,6 +71,11 @@ impl Error {
     /// A config error for `key`.
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config { key: key.into(), message: message.into() }
+    }
+
+    /// A checkpoint error for `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Checkpoint { path: path.into(), message: message.into() }
     }
 
     /// An I/O error that names its path.

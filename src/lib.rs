@@ -12,5 +12,6 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod sim;
+pub mod train;
 
 pub use error::{Error, Result};

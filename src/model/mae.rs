@@ -375,15 +375,28 @@ impl VitClassifier {
         })
     }
 
-    /// Class logits `[B, num_classes]`; `train` switches dropout on the pooled features.
-    pub fn forward(&self, imgs: &Tensor, train: bool) -> Result<Tensor> {
+    /// Pooled encoder features `[B, D]` (dropout applied when `train`).
+    pub fn features(&self, imgs: &Tensor, train: bool) -> Result<Tensor> {
         let tokens = self.encoder.forward(imgs)?;
         let pooled = match self.pooling {
             Pooling::Cls => tokens.i((.., 0))?,
             Pooling::Mean => tokens.narrow(1, 1, tokens.dim(1)? - 1)?.mean(1)?,
         };
-        let pooled = if train && self.dropout > 0.0 { candle_nn::ops::dropout(&pooled, self.dropout)? } else { pooled };
-        self.head.forward(&pooled)
+        if train && self.dropout > 0.0 {
+            candle_nn::ops::dropout(&pooled, self.dropout)
+        } else {
+            Ok(pooled)
+        }
+    }
+
+    /// Class logits from pooled features.
+    pub fn head(&self, features: &Tensor) -> Result<Tensor> {
+        self.head.forward(features)
+    }
+
+    /// Class logits `[B, num_classes]`; `train` switches dropout on the pooled features.
+    pub fn forward(&self, imgs: &Tensor, train: bool) -> Result<Tensor> {
+        self.head(&self.features(imgs, train)?)
     }
 }
 

@@ -6,6 +6,7 @@
 //! stop there), so every layer here is composed from differentiable primitives;
 //! a test checks that every trainable tensor receives a gradient.
 
+pub mod checkpoint;
 pub mod layers;
 pub mod mae;
 

@@ -1,0 +1,98 @@
+//! Checkpoints: one `.safetensors` file per model, weights under their `vb.pp`
+//! keys, and in the header's metadata (key `lensmae`) a JSON description: the
+//! model config, the task, the class names, the preprocessing inference must
+//! repeat, and how the model was made (command, data, seed, metrics). Written to
+//! a temporary file and renamed.
+
+use super::mae::{MaeConfig, Pooling};
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Identifies lensmae checkpoints, and their layout version.
+pub const CHECKPOINT_FORMAT: &str = "lensmae-checkpoint-1";
+
+/// What a checkpoint's weights are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTask {
+    /// A masked autoencoder (encoder + decoder).
+    Mae,
+    /// A classifier (encoder + linear head).
+    Classify,
+}
+
+/// How images are prepared before the model sees them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    /// Per-image scaling: `minmax` maps each image to [0, 1].
+    pub normalisation: String,
+    /// Image side the model takes, pixels.
+    pub image_size: usize,
+}
+
+/// Everything a checkpoint says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Always [`CHECKPOINT_FORMAT`].
+    pub format: String,
+    /// What the weights are for.
+    pub task: ModelTask,
+    /// Encoder (and decoder) sizes.
+    pub model: MaeConfig,
+    /// Class names in output order (classifiers).
+    #[serde(default)]
+    pub class_names: Vec<String>,
+    /// Token pooling of a classifier.
+    #[serde(default)]
+    pub pooling: Option<Pooling>,
+    /// Input preparation.
+    pub preprocessing: Preprocessing,
+    /// How the model was trained: command, data, seed, epochs, metrics, version.
+    pub provenance: serde_json::Value,
+}
+
+/// Write `tensors` and `meta` to `path` atomically.
+pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>, meta: &CheckpointMeta) -> Result<()> {
+    let atomic = crate::data::atomic::AtomicPath::new(path, true)?;
+    let metadata = HashMap::from([("lensmae".to_string(), serde_json::to_string(meta).expect("metadata serialises"))]);
+    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    safetensors::serialize_to_file(sorted, Some(metadata), atomic.temp_path())
+        .map_err(|e| Error::checkpoint(path, format!("writing safetensors: {e}")))?;
+    atomic.commit()
+}
+
+/// Read a checkpoint's weights and description; files that are not lensmae
+/// checkpoints are refused with the reason.
+pub fn load_checkpoint(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, CheckpointMeta)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let meta = read_meta(path, &bytes)?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| Error::checkpoint(path, format!("reading weights: {e}")))?;
+    Ok((tensors, meta))
+}
+
+/// Only the description of a checkpoint (no weights loaded).
+pub fn read_checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    read_meta(path, &bytes)
+}
+
+fn read_meta(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
+    let bad = |m: String| Error::checkpoint(path, m);
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let text = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("lensmae"))
+        .ok_or_else(|| bad("a safetensors file without lensmae metadata (not a lensmae checkpoint)".into()))?;
+    let meta: CheckpointMeta = serde_json::from_str(text).map_err(|e| bad(format!("bad lensmae metadata: {e}")))?;
+    if meta.format != CHECKPOINT_FORMAT {
+        return Err(bad(format!("checkpoint format `{}`, this lensmae reads `{CHECKPOINT_FORMAT}`", meta.format)));
+    }
+    Ok(meta)
+}

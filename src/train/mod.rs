@@ -1,0 +1,566 @@
+//! Training: MAE pretraining and classification fine-tuning (from an MAE
+//! encoder, from scratch, or as a frozen-encoder linear probe).
+//!
+//! One loop for both: seeded stratified splits, per-image min-max
+//! normalisation, shuffled batches (seeded per epoch), AdamW without decay on
+//! biases/norms/tokens, warm-up + cosine schedule per step, global-norm
+//! clipping, a JSON line per epoch, the best-on-validation checkpoint, a
+//! resumable state after every epoch, and a stop on a non-finite loss.
+
+pub mod optim;
+
+use crate::data::images::{minmax_normalise, stratified_split, LabelledImages};
+use crate::eval::ClassificationMetrics;
+use crate::model::checkpoint::{
+    load_checkpoint, save_checkpoint, CheckpointMeta, ModelTask, Preprocessing, CHECKPOINT_FORMAT,
+};
+use crate::model::mae::{init_weights, masking_noise, Pooling};
+use crate::model::{Mae, MaeConfig, VitClassifier};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use optim::{warmup_cosine, AdamW};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Settings shared by every training command.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of the cosine.
+    pub min_lr: f64,
+    /// Decoupled weight decay (matrices only).
+    pub weight_decay: f64,
+    /// Linear warm-up length, epochs.
+    pub warmup_epochs: f64,
+    /// Global gradient-norm clip (infinite = none).
+    pub clip_grad: f64,
+    /// Seed of splits, initialisation, shuffling and masking.
+    pub seed: u64,
+    /// Fraction of each class held out for validation.
+    pub val_fraction: f64,
+    /// Fraction of each class held out for the final test.
+    pub test_fraction: f64,
+    /// Checkpoint path (the best model on validation).
+    pub out: PathBuf,
+    /// Continue from `<out>.state.safetensors` if it exists.
+    pub resume: bool,
+    /// Stop after this many epochs in this run (continue later with `resume`),
+    /// for runs longer than one sitting.
+    pub stop_after: Option<usize>,
+    /// The command line, for provenance.
+    pub command: String,
+}
+
+/// One epoch's record (a line of the JSONL log).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation macro AUC (classification).
+    pub val_macro_auc: Option<f64>,
+    /// Validation accuracy (classification).
+    pub val_accuracy: Option<f64>,
+    /// Mask ratio used (pretraining).
+    pub mask_ratio: Option<f64>,
+    /// Training throughput.
+    pub images_per_s: f64,
+}
+
+/// What a training run produced.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The best checkpoint.
+    pub checkpoint: PathBuf,
+    /// Epoch of the best checkpoint.
+    pub best_epoch: usize,
+    /// Per-epoch records.
+    pub epochs: Vec<EpochLog>,
+    /// Held-out test metrics of the best classifier.
+    pub test: Option<ClassificationMetrics>,
+    /// Held-out test MAE loss of the best autoencoder.
+    pub test_loss: Option<f64>,
+}
+
+/// MAE pretraining settings.
+#[derive(Debug, Clone)]
+pub struct PretrainOptions {
+    /// Shared settings.
+    pub train: TrainOptions,
+    /// Model sizes.
+    pub model: MaeConfig,
+    /// Mask ratio at the first and the last epoch (linear in between).
+    pub mask_ratio: (f64, f64),
+    /// Pretrain on these classes only (the paper: `no_sub`); all when empty.
+    pub classes: Vec<String>,
+}
+
+/// Where a classifier's encoder starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncoderInit {
+    /// Seeded random weights.
+    Scratch,
+    /// The encoder of an MAE checkpoint.
+    Mae(PathBuf),
+}
+
+/// Classification fine-tuning settings.
+#[derive(Debug, Clone)]
+pub struct FinetuneOptions {
+    /// Shared settings.
+    pub train: TrainOptions,
+    /// Model sizes (must match the MAE checkpoint when initialising from one).
+    pub model: MaeConfig,
+    /// Encoder initialisation.
+    pub init: EncoderInit,
+    /// Train only the head (a linear probe).
+    pub freeze_encoder: bool,
+    /// Token pooling.
+    pub pooling: Pooling,
+    /// Dropout on the pooled features during training.
+    pub dropout: f32,
+}
+
+/// Images at `indices` as a `[B, 1, H, W]` tensor.
+pub fn batch_tensor(data: &LabelledImages, indices: &[usize], device: &Device) -> Result<Tensor> {
+    let n = data.size * data.size;
+    let mut v = Vec::with_capacity(indices.len() * n);
+    for &i in indices {
+        v.extend_from_slice(data.image(i));
+    }
+    Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), device)?)
+}
+
+/// A copy of `data` with every image min-max normalised.
+pub fn normalised(data: &LabelledImages) -> LabelledImages {
+    let mut out = data.clone();
+    minmax_normalise(&mut out.pixels, data.size * data.size);
+    out
+}
+
+fn check_data(data: &LabelledImages, model: &MaeConfig, opts: &TrainOptions) -> Result<()> {
+    if data.size != model.image_size {
+        let (s, m) = (data.size, model.image_size);
+        return Err(Error::config(
+            "data",
+            format!("{}: images are {s}x{s}, the model takes {m}x{m}", data.source.display()),
+        ));
+    }
+    if opts.batch_size == 0 || opts.epochs == 0 {
+        return Err(Error::config("batch_size/epochs", "must be at least 1"));
+    }
+    model.validate()
+}
+
+fn state_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".state.safetensors");
+    PathBuf::from(s)
+}
+
+fn log_path(out: &Path) -> PathBuf {
+    out.with_extension("log.jsonl")
+}
+
+fn named_vars(varmap: &VarMap, keep: impl Fn(&str) -> bool) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("VarMap lock");
+    let mut v: Vec<(String, Var)> = data.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn tensors_of(varmap: &VarMap) -> HashMap<String, Tensor> {
+    named_vars(varmap, |_| true).into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect()
+}
+
+fn set_vars(varmap: &VarMap, tensors: &HashMap<String, Tensor>, prefix: &str, source: &Path) -> Result<()> {
+    for (name, var) in named_vars(varmap, |k| k.starts_with(prefix)) {
+        let t = tensors.get(&name).ok_or_else(|| Error::checkpoint(source, format!("has no tensor `{name}`")))?;
+        if t.dims() != var.dims() {
+            return Err(Error::checkpoint(
+                source,
+                format!("`{name}` is {:?}, the model wants {:?}", t.dims(), var.dims()),
+            ));
+        }
+        var.set(t)?;
+    }
+    Ok(())
+}
+
+/// The resumable training state: weights, moments, epoch, best score so far.
+struct Resume {
+    epoch: usize,
+    step: usize,
+    best: f64,
+    best_epoch: usize,
+    tensors: HashMap<String, Tensor>,
+    logs: Vec<EpochLog>,
+}
+
+fn save_state(opts: &TrainOptions, varmap: &VarMap, opt: &AdamW, r: &Resume) -> Result<()> {
+    let path = state_path(&opts.out);
+    let mut tensors = tensors_of(varmap);
+    for (k, v) in opt.state() {
+        tensors.insert(format!("optimizer.{k}"), v);
+    }
+    let meta = serde_json::json!({"epoch": r.epoch, "step": r.step, "best": r.best, "best_epoch": r.best_epoch,
+        "seed": opts.seed, "logs": r.logs});
+    let atomic = crate::data::atomic::AtomicPath::new(&path, true)?;
+    let metadata = HashMap::from([("lensmae_state".to_string(), meta.to_string())]);
+    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    safetensors::serialize_to_file(sorted, Some(metadata), atomic.temp_path())
+        .map_err(|e| Error::checkpoint(&path, e.to_string()))?;
+    atomic.commit()
+}
+
+fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<Resume>> {
+    let path = state_path(&opts.out);
+    if !opts.resume || !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::checkpoint(&path, e.to_string()))?;
+    let text = header.metadata().as_ref().and_then(|m| m.get("lensmae_state")).cloned().unwrap_or_default();
+    let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, e.to_string()))?;
+    if meta["seed"].as_u64() != Some(opts.seed) {
+        return Err(Error::checkpoint(&path, "was made with another --seed; resume with the same one"));
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
+    Ok(Some(Resume {
+        epoch: meta["epoch"].as_u64().unwrap_or(0) as usize,
+        step: meta["step"].as_u64().unwrap_or(0) as usize,
+        best: meta["best"].as_f64().unwrap_or(f64::NEG_INFINITY),
+        best_epoch: meta["best_epoch"].as_u64().unwrap_or(0) as usize,
+        logs: serde_json::from_value(meta["logs"].clone()).unwrap_or_default(),
+        tensors,
+    }))
+}
+
+fn append_log(opts: &TrainOptions, log: &EpochLog) -> Result<()> {
+    let path = log_path(&opts.out);
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    writeln!(f, "{}", serde_json::to_string(log).expect("log serialises")).map_err(|e| Error::io(&path, e))
+}
+
+fn provenance(opts: &TrainOptions, data: &LabelledImages, extra: serde_json::Value) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "command": opts.command, "data": data.source.display().to_string(), "seed": opts.seed,
+        "epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr, "weight_decay": opts.weight_decay,
+        "lensmae_version": env!("CARGO_PKG_VERSION"),
+    });
+    if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    p
+}
+
+/// Mean MAE loss over `indices` with masks drawn from `seed`.
+fn mae_loss(mae: &Mae, data: &LabelledImages, indices: &[usize], batch: usize, ratio: f64, seed: u64) -> Result<f64> {
+    let dev = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut sum, mut n) = (0.0, 0usize);
+    for chunk in indices.chunks(batch) {
+        let noise = masking_noise(&mut rng, chunk.len(), mae.config().num_patches(), &dev)?;
+        let out = mae.forward(&batch_tensor(data, chunk, &dev)?, ratio, &noise)?;
+        sum += out.loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        n += chunk.len();
+    }
+    Ok(sum / n.max(1) as f64)
+}
+
+/// Pretrain an MAE on `data` (raw images; normalised here).
+pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOutcome> {
+    let t = &opts.train;
+    check_data(data, &opts.model, t)?;
+    let dev = Device::Cpu;
+    let data = normalised(data);
+    let [mut train, mut val, mut test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
+    if !opts.classes.is_empty() {
+        let wanted: Vec<usize> = opts
+            .classes
+            .iter()
+            .map(|c| {
+                data.class_names
+                    .iter()
+                    .position(|n| n == c)
+                    .ok_or_else(|| Error::config("classes", format!("no class `{c}` in the data")))
+            })
+            .collect::<Result<_>>()?;
+        for part in [&mut train, &mut val, &mut test] {
+            part.retain(|&i| wanted.contains(&data.labels[i]));
+        }
+    }
+    let varmap = VarMap::new();
+    let mae = Mae::new(&opts.model, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    init_weights(&varmap, t.seed)?;
+    let mut opt = AdamW::new(named_vars(&varmap, |_| true), 0.9, 0.95, t.weight_decay)?;
+    let steps_per_epoch = train.len().div_ceil(t.batch_size);
+    let total = steps_per_epoch * t.epochs;
+    let warmup = (t.warmup_epochs * steps_per_epoch as f64) as usize;
+    let ratio_at = |epoch: usize| {
+        let f = if t.epochs > 1 { (epoch - 1) as f64 / (t.epochs - 1) as f64 } else { 1.0 };
+        opts.mask_ratio.0 + (opts.mask_ratio.1 - opts.mask_ratio.0) * f
+    };
+    let mut r =
+        Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, tensors: HashMap::new(), logs: vec![] };
+    if let Some(saved) = load_state(t, &dev)? {
+        set_vars(&varmap, &saved.tensors, "", &state_path(&t.out))?;
+        let moments: HashMap<String, Tensor> = saved
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("optimizer.").map(|k| (k.to_string(), v.clone())))
+            .collect();
+        opt.load_state(&moments, saved.step)?;
+        r = saved;
+    }
+    let meta = |epoch_metrics: serde_json::Value| CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        task: ModelTask::Mae,
+        model: opts.model.clone(),
+        class_names: data.class_names.clone(),
+        pooling: None,
+        preprocessing: Preprocessing { normalisation: "minmax".into(), image_size: data.size },
+        provenance: provenance(t, &data, epoch_metrics),
+    };
+    let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
+    for epoch in r.epoch + 1..=last {
+        let ratio = ratio_at(epoch);
+        let mut order = train.clone();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x5851_F42D)));
+        let started = Instant::now();
+        let (mut sum, mut lr) = (0.0, t.lr);
+        for chunk in order.chunks(t.batch_size) {
+            lr = warmup_cosine(r.step, total, warmup, t.lr, t.min_lr);
+            let mut rng = ChaCha8Rng::seed_from_u64(t.seed.wrapping_add(r.step as u64 * 7919));
+            let noise = masking_noise(&mut rng, chunk.len(), opts.model.num_patches(), &dev)?;
+            let loss = mae.forward(&batch_tensor(&data, chunk, &dev)?, ratio, &noise)?.loss;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                return Err(Error::config(
+                    "training",
+                    format!("non-finite loss {value} at epoch {epoch}, step {}", r.step),
+                ));
+            }
+            opt.step(&loss.backward()?, lr, t.clip_grad)?;
+            sum += value * chunk.len() as f64;
+            r.step += 1;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let val_loss = mae_loss(&mae, &data, &val, t.batch_size, ratio, t.seed)?;
+        let log = EpochLog {
+            epoch,
+            lr,
+            train_loss: sum / order.len().max(1) as f64,
+            val_loss,
+            val_macro_auc: None,
+            val_accuracy: None,
+            mask_ratio: Some(ratio),
+            images_per_s: order.len() as f64 / seconds,
+        };
+        append_log(t, &log)?;
+        r.logs.push(log);
+        if -val_loss > r.best {
+            r.best = -val_loss;
+            r.best_epoch = epoch;
+            save_checkpoint(
+                &t.out,
+                &tensors_of(&varmap),
+                &meta(serde_json::json!({"best_epoch": epoch, "val_loss": val_loss})),
+            )?;
+        }
+        r.epoch = epoch;
+        save_state(t, &varmap, &opt, &r)?;
+    }
+    let (best, _) = load_checkpoint(&t.out, &dev)?;
+    set_vars(&varmap, &best, "", &t.out)?;
+    let test_loss = mae_loss(&mae, &data, &test, t.batch_size, opts.mask_ratio.1, t.seed)?;
+    let mut m = meta(serde_json::json!({"best_epoch": r.best_epoch, "val_loss": -r.best, "test_loss": test_loss}));
+    m.provenance["test_split"] = serde_json::json!(test.len());
+    save_checkpoint(&t.out, &best, &m)?;
+    Ok(TrainOutcome {
+        checkpoint: t.out.clone(),
+        best_epoch: r.best_epoch,
+        epochs: r.logs,
+        test: None,
+        test_loss: Some(test_loss),
+    })
+}
+
+/// Class probabilities `[n * k]` of `indices` (images already normalised).
+pub fn predict_probs(
+    model: &VitClassifier,
+    data: &LabelledImages,
+    indices: &[usize],
+    batch: usize,
+) -> Result<Vec<f32>> {
+    let dev = Device::Cpu;
+    let mut out = Vec::new();
+    for chunk in indices.chunks(batch.max(1)) {
+        let logits = model.forward(&batch_tensor(data, chunk, &dev)?, false)?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        out.extend(probs.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// Fine-tune a classifier on `data` (raw images; normalised here).
+pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Result<TrainOutcome> {
+    let t = &opts.train;
+    let dev = Device::Cpu;
+    let mut model_cfg = opts.model.clone();
+    let init_tensors = match &opts.init {
+        EncoderInit::Scratch => None,
+        EncoderInit::Mae(path) => {
+            let (tensors, meta) = load_checkpoint(path, &dev)?;
+            if meta.task != ModelTask::Mae {
+                return Err(Error::checkpoint(path, format!("is a {:?} checkpoint, --init needs an MAE", meta.task)));
+            }
+            model_cfg = meta.model.clone();
+            Some((tensors, path.clone()))
+        }
+    };
+    check_data(data, &model_cfg, t)?;
+    let data = normalised(data);
+    let k = data.class_names.len();
+    let [train, val, test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
+    let varmap = VarMap::new();
+    let model = VitClassifier::new(
+        &model_cfg,
+        k,
+        opts.pooling,
+        opts.dropout,
+        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
+    )?;
+    init_weights(&varmap, t.seed)?;
+    if let Some((tensors, path)) = &init_tensors {
+        set_vars(&varmap, tensors, "encoder.", path)?;
+    }
+    let trainable = named_vars(&varmap, |name| !opts.freeze_encoder || name.starts_with("head."));
+    let mut opt = AdamW::new(trainable, 0.9, 0.999, t.weight_decay)?;
+    let steps_per_epoch = train.len().div_ceil(t.batch_size);
+    let total = steps_per_epoch * t.epochs;
+    let warmup = (t.warmup_epochs * steps_per_epoch as f64) as usize;
+    let mut r =
+        Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, tensors: HashMap::new(), logs: vec![] };
+    if let Some(saved) = load_state(t, &dev)? {
+        set_vars(&varmap, &saved.tensors, "", &state_path(&t.out))?;
+        let moments: HashMap<String, Tensor> = saved
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("optimizer.").map(|k| (k.to_string(), v.clone())))
+            .collect();
+        opt.load_state(&moments, saved.step)?;
+        r = saved;
+    }
+    let labels_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| data.labels[i]).collect() };
+    let meta = |extra: serde_json::Value| CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        task: ModelTask::Classify,
+        model: model_cfg.clone(),
+        class_names: data.class_names.clone(),
+        pooling: Some(opts.pooling),
+        preprocessing: Preprocessing { normalisation: "minmax".into(), image_size: data.size },
+        provenance: provenance(t, &data, extra),
+    };
+    let init_name = match &opts.init {
+        EncoderInit::Scratch => "scratch".to_string(),
+        EncoderInit::Mae(p) => p.display().to_string(),
+    };
+    let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
+    for epoch in r.epoch + 1..=last {
+        let mut order = train.clone();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x5851_F42D)));
+        let started = Instant::now();
+        let (mut sum, mut lr) = (0.0, t.lr);
+        for chunk in order.chunks(t.batch_size) {
+            lr = warmup_cosine(r.step, total, warmup, t.lr, t.min_lr);
+            let imgs = batch_tensor(&data, chunk, &dev)?;
+            let mut features = model.features(&imgs, true)?;
+            if opts.freeze_encoder {
+                features = features.detach();
+            }
+            let labels = Tensor::from_vec(
+                chunk.iter().map(|&i| data.labels[i] as u32).collect::<Vec<u32>>(),
+                chunk.len(),
+                &dev,
+            )?;
+            let loss = candle_nn::loss::cross_entropy(&model.head(&features)?, &labels)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                return Err(Error::config(
+                    "training",
+                    format!("non-finite loss {value} at epoch {epoch}, step {}", r.step),
+                ));
+            }
+            opt.step(&loss.backward()?, lr, t.clip_grad)?;
+            sum += value * chunk.len() as f64;
+            r.step += 1;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let probs = predict_probs(&model, &data, &val, t.batch_size)?;
+        let val_labels = labels_of(&val);
+        let metrics = ClassificationMetrics::compute(&probs, &val_labels, k);
+        let val_loss = cross_entropy_of(&probs, &val_labels, k);
+        let log = EpochLog {
+            epoch,
+            lr,
+            train_loss: sum / order.len().max(1) as f64,
+            val_loss,
+            val_macro_auc: Some(metrics.macro_auc),
+            val_accuracy: Some(metrics.accuracy),
+            mask_ratio: None,
+            images_per_s: order.len() as f64 / seconds,
+        };
+        append_log(t, &log)?;
+        r.logs.push(log);
+        // Best on validation AUC, ties broken by the lower loss.
+        let score = metrics.macro_auc - 1e-9 * val_loss;
+        if score > r.best {
+            r.best = score;
+            r.best_epoch = epoch;
+            let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": epoch,
+                "val": metrics});
+            save_checkpoint(&t.out, &tensors_of(&varmap), &meta(extra))?;
+        }
+        r.epoch = epoch;
+        save_state(t, &varmap, &opt, &r)?;
+    }
+    let (best, _) = load_checkpoint(&t.out, &dev)?;
+    set_vars(&varmap, &best, "", &t.out)?;
+    let probs = predict_probs(&model, &data, &test, t.batch_size)?;
+    let test_metrics = ClassificationMetrics::compute(&probs, &labels_of(&test), k);
+    let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": r.best_epoch,
+        "test": test_metrics, "test_split": test.len()});
+    save_checkpoint(&t.out, &best, &meta(extra))?;
+    Ok(TrainOutcome {
+        checkpoint: t.out.clone(),
+        best_epoch: r.best_epoch,
+        epochs: r.logs,
+        test: Some(test_metrics),
+        test_loss: None,
+    })
+}
+
+fn cross_entropy_of(probs: &[f32], labels: &[usize], k: usize) -> f64 {
+    let n = labels.len().max(1);
+    labels.iter().enumerate().map(|(i, &l)| -(probs[i * k + l].max(1e-12) as f64).ln()).sum::<f64>() / n as f64
+}
