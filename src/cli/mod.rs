@@ -7,6 +7,7 @@
 //! the flag.
 
 mod simulate;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,15 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// List the built-in simulation presets.
     Presets,
+    /// Pretrain a ViT as a masked autoencoder on lensing images.
+    Pretrain(train::PretrainArgs),
+    /// Fine-tune a classifier (from an MAE encoder, from scratch, or as a frozen probe).
+    Finetune(train::FinetuneArgs),
+    /// Evaluate a classifier on labelled images: metrics and ROC curves as JSON.
+    Evaluate(train::EvaluateArgs),
+    /// Inspect model checkpoints.
+    #[command(subcommand)]
+    Model(train::ModelCommand),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -33,6 +43,10 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Pretrain(args) => train::pretrain_cmd(args),
+        Command::Finetune(args) => train::finetune_cmd(args),
+        Command::Evaluate(args) => train::evaluate_cmd(args),
+        Command::Model(cmd) => train::model_cmd(cmd),
         Command::Presets => {
             for (name, _) in crate::sim::presets::PRESETS {
                 let cfg = crate::sim::presets::preset(name)?;

@@ -77,3 +77,55 @@ fn print_config_round_trips_and_presets_are_listed() {
         assert!(list.contains(name), "{list}");
     }
 }
+
+#[test]
+fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    // A 16x16 version of the Model II recipe, for the tiny model.
+    let recipe = lensmae::sim::presets::preset_toml("deeplense-model2")
+        .unwrap()
+        .replace("size = 64", "size = 16")
+        .replace("pixel_scale = 0.101", "pixel_scale = 0.404");
+    std::fs::write(d("small.toml"), recipe).unwrap();
+    let ok = |args: &[&str]| {
+        let run = lensmae(args);
+        assert!(run.status.success(), "{args:?}: {}", String::from_utf8_lossy(&run.stderr));
+        run
+    };
+    ok(&["simulate", "--config", &d("small.toml"), "--n-per-class", "20", "--out", &d("data"), "-q"]);
+    let data = d("data/dataset.parquet");
+    let common = ["--data", &data, "--model", "tiny", "--epochs", "1", "--batch-size", "16", "--threads", "1"];
+    ok(&[&["pretrain"], &common[..], &["--out", &d("mae.safetensors"), "--mask-ratio", "0.75"]].concat());
+    ok(&[&["finetune", "--init", &d("mae.safetensors")], &common[..], &["--out", &d("clf.safetensors")]].concat());
+    ok(&["evaluate", "--model", &d("clf.safetensors"), "--input", &data, "--report", &d("report.json")]);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d("report.json")).unwrap()).unwrap();
+    assert_eq!(report["report"]["n"], 60);
+    assert!(report["report"]["metrics"]["macro_auc"].as_f64().unwrap() >= 0.0);
+    let info = String::from_utf8(ok(&["model", "info", &d("mae.safetensors")]).stdout).unwrap();
+    assert!(info.contains("\"task\": \"mae\"") && info.contains("\"seed\": 42"), "{info}");
+
+    let fails = |args: &[&str], needle: &str| {
+        let run = lensmae(args);
+        assert_eq!(run.status.code(), Some(2), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    };
+    fails(&["evaluate", "--model", &d("mae.safetensors"), "--input", &data], "needs a classifier");
+    fails(&["pretrain", "--data", &data, "--epochs", "1", "--out", &d("big.safetensors")], "the model takes 64x64");
+    fails(&["model", "info", &data], "not a safetensors file");
+    fails(
+        &[
+            "finetune",
+            "--init",
+            &d("clf.safetensors"),
+            "--data",
+            &data,
+            "--model",
+            "tiny",
+            "--out",
+            &d("x.safetensors"),
+        ],
+        "MAE",
+    );
+}

@@ -1,0 +1,328 @@
+//! `lensmae pretrain`, `lensmae finetune`, `lensmae evaluate`, `lensmae model info`.
+
+use crate::data::images::read_parquet_images;
+use crate::eval::ClassificationReport;
+use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, ModelTask};
+use crate::model::mae::Pooling;
+use crate::model::{MaeConfig, VitClassifier};
+use crate::train::{
+    finetune_classify, normalised, predict_probs, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions,
+};
+use anyhow::{bail, Context};
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Flags every training command takes.
+#[derive(Debug, Args)]
+pub struct CommonTrainArgs {
+    /// Labelled images: a Parquet dataset (e.g. from `lensmae simulate`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Image column of the dataset.
+    #[arg(long, default_value = "image")]
+    image_col: String,
+    /// Passes over the training split.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Decoupled weight decay on weight matrices.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Linear warm-up, epochs.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_epochs: f64,
+    /// Clip the global gradient norm to this value (0 = no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip_grad: f64,
+    /// Seed of splits, initialisation, shuffling and masks.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Fraction of each class held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Fraction of each class held out for the final test.
+    #[arg(long, default_value_t = 0.1)]
+    test_fraction: f64,
+    /// Output checkpoint (the best epoch on validation); logs go beside it.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run from `<out>.state.safetensors`.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many epochs in this run (continue later with --resume).
+    #[arg(long)]
+    stop_after_epochs: Option<usize>,
+    /// Model sizes: `paper` (64x64, 192 wide, 6 blocks), `tiny` (16x16), or a JSON file.
+    #[arg(long, default_value = "paper")]
+    model: String,
+}
+
+impl CommonTrainArgs {
+    fn options(&self, default_lr: f64, default_wd: f64) -> anyhow::Result<TrainOptions> {
+        if let Some(n) = self.threads {
+            if n == 0 {
+                bail!("--threads must be at least 1");
+            }
+            // Ignored when a pool exists already (only in tests).
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        }
+        for (name, v) in [("--val-fraction", self.val_fraction), ("--test-fraction", self.test_fraction)] {
+            if !(0.0..0.5).contains(&v) {
+                bail!("{name} must be in [0, 0.5)");
+            }
+        }
+        Ok(TrainOptions {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr.unwrap_or(default_lr),
+            min_lr: self.lr.unwrap_or(default_lr) * 0.01,
+            weight_decay: self.weight_decay.unwrap_or(default_wd),
+            warmup_epochs: self.warmup_epochs,
+            clip_grad: if self.clip_grad > 0.0 { self.clip_grad } else { f64::INFINITY },
+            seed: self.seed,
+            val_fraction: self.val_fraction,
+            test_fraction: self.test_fraction,
+            out: self.out.clone(),
+            resume: self.resume,
+            stop_after: self.stop_after_epochs,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        })
+    }
+
+    fn model_config(&self) -> anyhow::Result<MaeConfig> {
+        let cfg = match self.model.as_str() {
+            "paper" => MaeConfig::paper_64(),
+            "tiny" => MaeConfig::tiny_16(),
+            path => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading --model {path}"))?;
+                serde_json::from_str(&text).with_context(|| format!("in --model {path}"))?
+            }
+        };
+        cfg.validate().context("--model")?;
+        Ok(cfg)
+    }
+}
+
+/// Arguments of `lensmae pretrain`.
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    common: CommonTrainArgs,
+    /// Fraction of patches hidden from the encoder (at the last epoch).
+    #[arg(long, default_value_t = 0.9)]
+    mask_ratio: f64,
+    /// Mask ratio at the first epoch, rising linearly to --mask-ratio (a curriculum).
+    #[arg(long)]
+    mask_ratio_start: Option<f64>,
+    /// Pretrain on these classes only (comma-separated; the paper uses no_sub).
+    #[arg(long, value_delimiter = ',')]
+    classes: Vec<String>,
+    /// Predict per-patch normalised pixels.
+    #[arg(long)]
+    norm_pix_loss: bool,
+}
+
+/// Arguments of `lensmae finetune`.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    common: CommonTrainArgs,
+    /// What to fine-tune for.
+    #[arg(long, value_enum, default_value_t = FinetuneTask::Classify)]
+    task: FinetuneTask,
+    /// Start the encoder from this MAE checkpoint.
+    #[arg(long, conflicts_with = "scratch", required_unless_present = "scratch")]
+    init: Option<PathBuf>,
+    /// Start from random weights.
+    #[arg(long)]
+    scratch: bool,
+    /// Train only the head (a linear probe of the encoder).
+    #[arg(long)]
+    freeze_encoder: bool,
+    /// Token pooling for the head.
+    #[arg(long, value_enum, default_value_t = PoolingArg::Cls)]
+    pooling: PoolingArg,
+    /// Dropout on the pooled features while training.
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FinetuneTask {
+    Classify,
+    Superres,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PoolingArg {
+    Cls,
+    Mean,
+}
+
+/// Arguments of `lensmae evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Classifier checkpoint.
+    #[arg(long)]
+    model: PathBuf,
+    /// Labelled images (Parquet).
+    #[arg(long)]
+    input: PathBuf,
+    /// Image column.
+    #[arg(long, default_value = "image")]
+    image_col: String,
+    /// Write the JSON report here (default: print it).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+}
+
+/// `lensmae model ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Print a checkpoint's description (config, task, classes, provenance).
+    Info {
+        /// The checkpoint.
+        checkpoint: PathBuf,
+    },
+}
+
+fn read_data(path: &PathBuf, col: &str) -> anyhow::Result<crate::data::images::LabelledImages> {
+    read_parquet_images(path, col).with_context(|| format!("reading {}", path.display()))
+}
+
+fn print_outcome(outcome: &crate::train::TrainOutcome) {
+    if let Some(last) = outcome.epochs.last() {
+        eprintln!("last epoch {}: train loss {:.4}, val loss {:.4}", last.epoch, last.train_loss, last.val_loss);
+    }
+    eprintln!("best epoch {} -> {}", outcome.best_epoch, outcome.checkpoint.display());
+    if let Some(t) = &outcome.test {
+        eprintln!("test: macro AUC {:.4}, accuracy {:.4}, macro F1 {:.4}", t.macro_auc, t.accuracy, t.macro_f1);
+    }
+    if let Some(l) = outcome.test_loss {
+        eprintln!("test MAE loss {l:.5}");
+    }
+}
+
+/// Run `lensmae pretrain`.
+pub fn pretrain_cmd(args: PretrainArgs) -> anyhow::Result<()> {
+    let mut model = args.common.model_config()?;
+    model.norm_pix_loss = args.norm_pix_loss;
+    for (name, r) in [("--mask-ratio", Some(args.mask_ratio)), ("--mask-ratio-start", args.mask_ratio_start)] {
+        if let Some(r) = r {
+            if !(0.0..1.0).contains(&r) {
+                bail!("{name} must be in [0, 1)");
+            }
+        }
+    }
+    let opts = PretrainOptions {
+        train: args.common.options(1.5e-4 * args.common.batch_size as f64 / 256.0 * 4.0, 0.05)?,
+        model,
+        mask_ratio: (args.mask_ratio_start.unwrap_or(args.mask_ratio), args.mask_ratio),
+        classes: args.classes,
+    };
+    let data = read_data(&args.common.data, &args.common.image_col)?;
+    print_outcome(&pretrain(&data, &opts)?);
+    Ok(())
+}
+
+/// Run `lensmae finetune`.
+pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
+    if let FinetuneTask::Superres = args.task {
+        bail!("--task superres is not available yet (it comes with the super-resolution model)");
+    }
+    let opts = FinetuneOptions {
+        train: args
+            .common
+            .options(if args.freeze_encoder { 1e-2 } else { 5e-4 }, if args.freeze_encoder { 0.0 } else { 0.05 })?,
+        model: args.common.model_config()?,
+        init: match args.init {
+            Some(p) => EncoderInit::Mae(p),
+            None => EncoderInit::Scratch,
+        },
+        freeze_encoder: args.freeze_encoder,
+        pooling: match args.pooling {
+            PoolingArg::Cls => Pooling::Cls,
+            PoolingArg::Mean => Pooling::Mean,
+        },
+        dropout: args.dropout,
+    };
+    let data = read_data(&args.common.data, &args.common.image_col)?;
+    print_outcome(&finetune_classify(&data, &opts)?);
+    Ok(())
+}
+
+/// Run `lensmae evaluate`.
+pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let (tensors, meta) = load_checkpoint(&args.model, &dev)?;
+    if meta.task != ModelTask::Classify {
+        bail!("{}: a {:?} checkpoint; evaluate needs a classifier", args.model.display(), meta.task);
+    }
+    let data = read_data(&args.input, &args.image_col)?;
+    if data.size != meta.preprocessing.image_size {
+        let (s, m) = (data.size, meta.preprocessing.image_size);
+        bail!("{}: images are {s}x{s}, the model takes {m}x{m}", args.input.display());
+    }
+    // The data's labels, mapped onto the model's class order by name.
+    let mut mapped = data.clone();
+    for (i, &l) in data.labels.iter().enumerate() {
+        let name = &data.class_names[l];
+        mapped.labels[i] = meta.class_names.iter().position(|c| c == name).with_context(|| {
+            format!(
+                "{}: class `{name}` is not one the model knows ({})",
+                args.input.display(),
+                meta.class_names.join(", ")
+            )
+        })?;
+    }
+    mapped.class_names = meta.class_names.clone();
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    let model = VitClassifier::new(&meta.model, meta.class_names.len(), meta.pooling.unwrap_or(Pooling::Cls), 0.0, vb)
+        .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;
+    let data = normalised(&mapped);
+    let all: Vec<usize> = (0..data.len()).collect();
+    let probs = predict_probs(&model, &data, &all, args.batch_size)?;
+    let report = ClassificationReport::compute(&probs, &data.labels, &data.class_names);
+    let json = serde_json::json!({
+        "model": args.model.display().to_string(), "input": args.input.display().to_string(), "report": report,
+    });
+    let text = serde_json::to_string_pretty(&json)?;
+    match &args.report {
+        Some(path) => {
+            let atomic = crate::data::atomic::AtomicPath::new(path, true)?;
+            std::fs::write(atomic.temp_path(), text).with_context(|| format!("writing {}", path.display()))?;
+            atomic.commit()?;
+            let m = &report.metrics;
+            eprintln!(
+                "macro AUC {:.4}, accuracy {:.4}, macro F1 {:.4} on {} images",
+                m.macro_auc, m.accuracy, m.macro_f1, report.n
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// Run `lensmae model ...`.
+pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::Info { checkpoint } => {
+            let meta = read_checkpoint_meta(&checkpoint)?;
+            println!("{}", serde_json::to_string_pretty(&meta)?);
+            Ok(())
+        }
+    }
+}
