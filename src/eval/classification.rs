@@ -154,7 +154,7 @@ mod tests {
     fn auc_of_simple_cases() {
         assert_eq!(binary_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]), Some(1.0));
         assert_eq!(binary_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
-        assert_eq!(binary_auc(&[0.9, 0.1, 0.8, 0.2], &[false, true, true, false]), Some(0.5));
+        assert_eq!(binary_auc(&[0.9, 0.1, 0.8, 0.2], &[false, true, true, false]), Some(0.25));
         assert_eq!(binary_auc(&[0.3, 0.4], &[true, true]), None);
     }
 
