@@ -210,7 +210,6 @@ struct Resume {
     step: usize,
     best: f64,
     best_epoch: usize,
-    tensors: HashMap<String, Tensor>,
     logs: Vec<EpochLog>,
 }
 
@@ -231,7 +230,7 @@ fn save_state(opts: &TrainOptions, varmap: &VarMap, opt: &AdamW, r: &Resume) -> 
     atomic.commit()
 }
 
-fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<Resume>> {
+fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<(Resume, HashMap<String, Tensor>)>> {
     let path = state_path(&opts.out);
     if !opts.resume || !path.exists() {
         return Ok(None);
@@ -245,14 +244,16 @@ fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<Resume>> {
         return Err(Error::checkpoint(&path, "was made with another --seed; resume with the same one"));
     }
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
-    Ok(Some(Resume {
-        epoch: meta["epoch"].as_u64().unwrap_or(0) as usize,
-        step: meta["step"].as_u64().unwrap_or(0) as usize,
-        best: meta["best"].as_f64().unwrap_or(f64::NEG_INFINITY),
-        best_epoch: meta["best_epoch"].as_u64().unwrap_or(0) as usize,
-        logs: serde_json::from_value(meta["logs"].clone()).unwrap_or_default(),
+    Ok(Some((
+        Resume {
+            epoch: meta["epoch"].as_u64().unwrap_or(0) as usize,
+            step: meta["step"].as_u64().unwrap_or(0) as usize,
+            best: meta["best"].as_f64().unwrap_or(f64::NEG_INFINITY),
+            best_epoch: meta["best_epoch"].as_u64().unwrap_or(0) as usize,
+            logs: serde_json::from_value(meta["logs"].clone()).unwrap_or_default(),
+        },
         tensors,
-    }))
+    )))
 }
 
 fn append_log(opts: &TrainOptions, log: &EpochLog) -> Result<()> {
@@ -271,6 +272,69 @@ fn provenance(opts: &TrainOptions, data: &LabelledImages, extra: serde_json::Val
         p.extend(e.clone());
     }
     p
+}
+
+/// Schedule of one run: steps per epoch, total steps, warm-up steps.
+struct Schedule {
+    total: usize,
+    warmup: usize,
+}
+
+impl Schedule {
+    fn new(t: &TrainOptions, train_len: usize) -> Schedule {
+        let per_epoch = train_len.div_ceil(t.batch_size);
+        Schedule { total: per_epoch * t.epochs, warmup: (t.warmup_epochs * per_epoch as f64) as usize }
+    }
+}
+
+/// One epoch over a seeded shuffle of `train`: `loss_of(batch, step)` gives each
+/// batch's loss, which is checked, back-propagated and applied. Returns
+/// (mean loss, last learning rate, images/s, the shuffled order's length).
+fn run_epoch(
+    t: &TrainOptions,
+    opt: &mut AdamW,
+    r: &mut Resume,
+    schedule: &Schedule,
+    epoch: usize,
+    train: &[usize],
+    mut loss_of: impl FnMut(&[usize], usize) -> Result<Tensor>,
+) -> Result<(f64, f64, f64)> {
+    let mut order = train.to_vec();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x5851_F42D)));
+    let started = Instant::now();
+    let (mut sum, mut lr) = (0.0, t.lr);
+    for chunk in order.chunks(t.batch_size) {
+        lr = warmup_cosine(r.step, schedule.total, schedule.warmup, t.lr, t.min_lr);
+        let loss = loss_of(chunk, r.step)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            return Err(Error::config(
+                "training",
+                format!("non-finite loss {value} at epoch {epoch}, step {}", r.step),
+            ));
+        }
+        opt.step(&loss.backward()?, lr, t.clip_grad)?;
+        sum += value * chunk.len() as f64;
+        r.step += 1;
+    }
+    let n = order.len().max(1) as f64;
+    Ok((sum / n, lr, n / started.elapsed().as_secs_f64()))
+}
+
+/// A fresh training state, or the saved one when resuming (weights and moments restored).
+fn start_or_resume(t: &TrainOptions, varmap: &VarMap, opt: &mut AdamW, dev: &Device) -> Result<Resume> {
+    match load_state(t, dev)? {
+        None => Ok(Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, logs: vec![] }),
+        Some((saved, tensors)) => {
+            set_vars(varmap, &tensors, "", &state_path(&t.out))?;
+            let moments: HashMap<String, Tensor> = tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("optimizer.").map(|k| (k.to_string(), v.clone())))
+                .collect();
+            opt.load_state(&moments, saved.step)?;
+            Ok(saved)
+        }
+    }
 }
 
 /// Mean MAE loss over `indices` with masks drawn from `seed`.
@@ -313,25 +377,12 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     let mae = Mae::new(&opts.model, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     init_weights(&varmap, t.seed)?;
     let mut opt = AdamW::new(named_vars(&varmap, |_| true), 0.9, 0.95, t.weight_decay)?;
-    let steps_per_epoch = train.len().div_ceil(t.batch_size);
-    let total = steps_per_epoch * t.epochs;
-    let warmup = (t.warmup_epochs * steps_per_epoch as f64) as usize;
+    let schedule = Schedule::new(t, train.len());
     let ratio_at = |epoch: usize| {
         let f = if t.epochs > 1 { (epoch - 1) as f64 / (t.epochs - 1) as f64 } else { 1.0 };
         opts.mask_ratio.0 + (opts.mask_ratio.1 - opts.mask_ratio.0) * f
     };
-    let mut r =
-        Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, tensors: HashMap::new(), logs: vec![] };
-    if let Some(saved) = load_state(t, &dev)? {
-        set_vars(&varmap, &saved.tensors, "", &state_path(&t.out))?;
-        let moments: HashMap<String, Tensor> = saved
-            .tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("optimizer.").map(|k| (k.to_string(), v.clone())))
-            .collect();
-        opt.load_state(&moments, saved.step)?;
-        r = saved;
-    }
+    let mut r = start_or_resume(t, &varmap, &mut opt, &dev)?;
     let meta = |epoch_metrics: serde_json::Value| CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
         task: ModelTask::Mae,
@@ -344,37 +395,22 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
         let ratio = ratio_at(epoch);
-        let mut order = train.clone();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x5851_F42D)));
-        let started = Instant::now();
-        let (mut sum, mut lr) = (0.0, t.lr);
-        for chunk in order.chunks(t.batch_size) {
-            lr = warmup_cosine(r.step, total, warmup, t.lr, t.min_lr);
-            let mut rng = ChaCha8Rng::seed_from_u64(t.seed.wrapping_add(r.step as u64 * 7919));
-            let noise = masking_noise(&mut rng, chunk.len(), opts.model.num_patches(), &dev)?;
-            let loss = mae.forward(&batch_tensor(&data, chunk, &dev)?, ratio, &noise)?.loss;
-            let value = loss.to_scalar::<f32>()? as f64;
-            if !value.is_finite() {
-                return Err(Error::config(
-                    "training",
-                    format!("non-finite loss {value} at epoch {epoch}, step {}", r.step),
-                ));
-            }
-            opt.step(&loss.backward()?, lr, t.clip_grad)?;
-            sum += value * chunk.len() as f64;
-            r.step += 1;
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        let (train_loss, lr, images_per_s) =
+            run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
+                let mut rng = ChaCha8Rng::seed_from_u64(t.seed.wrapping_add(step as u64 * 7919));
+                let noise = masking_noise(&mut rng, chunk.len(), opts.model.num_patches(), &dev)?;
+                Ok(mae.forward(&batch_tensor(&data, chunk, &dev)?, ratio, &noise)?.loss)
+            })?;
         let val_loss = mae_loss(&mae, &data, &val, t.batch_size, ratio, t.seed)?;
         let log = EpochLog {
             epoch,
             lr,
-            train_loss: sum / order.len().max(1) as f64,
+            train_loss,
             val_loss,
             val_macro_auc: None,
             val_accuracy: None,
             mask_ratio: Some(ratio),
-            images_per_s: order.len() as f64 / seconds,
+            images_per_s,
         };
         append_log(t, &log)?;
         r.logs.push(log);
@@ -456,21 +492,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     }
     let trainable = named_vars(&varmap, |name| !opts.freeze_encoder || name.starts_with("head."));
     let mut opt = AdamW::new(trainable, 0.9, 0.999, t.weight_decay)?;
-    let steps_per_epoch = train.len().div_ceil(t.batch_size);
-    let total = steps_per_epoch * t.epochs;
-    let warmup = (t.warmup_epochs * steps_per_epoch as f64) as usize;
-    let mut r =
-        Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, tensors: HashMap::new(), logs: vec![] };
-    if let Some(saved) = load_state(t, &dev)? {
-        set_vars(&varmap, &saved.tensors, "", &state_path(&t.out))?;
-        let moments: HashMap<String, Tensor> = saved
-            .tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("optimizer.").map(|k| (k.to_string(), v.clone())))
-            .collect();
-        opt.load_state(&moments, saved.step)?;
-        r = saved;
-    }
+    let schedule = Schedule::new(t, train.len());
+    let mut r = start_or_resume(t, &varmap, &mut opt, &dev)?;
     let labels_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| data.labels[i]).collect() };
     let meta = |extra: serde_json::Value| CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
@@ -487,35 +510,15 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     };
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
-        let mut order = train.clone();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x5851_F42D)));
-        let started = Instant::now();
-        let (mut sum, mut lr) = (0.0, t.lr);
-        for chunk in order.chunks(t.batch_size) {
-            lr = warmup_cosine(r.step, total, warmup, t.lr, t.min_lr);
-            let imgs = batch_tensor(&data, chunk, &dev)?;
-            let mut features = model.features(&imgs, true)?;
+        let (train_loss, lr, images_per_s) = run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, _| {
+            let mut features = model.features(&batch_tensor(&data, chunk, &dev)?, true)?;
             if opts.freeze_encoder {
                 features = features.detach();
             }
-            let labels = Tensor::from_vec(
-                chunk.iter().map(|&i| data.labels[i] as u32).collect::<Vec<u32>>(),
-                chunk.len(),
-                &dev,
-            )?;
-            let loss = candle_nn::loss::cross_entropy(&model.head(&features)?, &labels)?;
-            let value = loss.to_scalar::<f32>()? as f64;
-            if !value.is_finite() {
-                return Err(Error::config(
-                    "training",
-                    format!("non-finite loss {value} at epoch {epoch}, step {}", r.step),
-                ));
-            }
-            opt.step(&loss.backward()?, lr, t.clip_grad)?;
-            sum += value * chunk.len() as f64;
-            r.step += 1;
-        }
-        let seconds = started.elapsed().as_secs_f64();
+            let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i] as u32).collect();
+            let labels = Tensor::from_vec(labels, chunk.len(), &dev)?;
+            Ok(candle_nn::loss::cross_entropy(&model.head(&features)?, &labels)?)
+        })?;
         let probs = predict_probs(&model, &data, &val, t.batch_size)?;
         let val_labels = labels_of(&val);
         let metrics = ClassificationMetrics::compute(&probs, &val_labels, k);
@@ -523,12 +526,12 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         let log = EpochLog {
             epoch,
             lr,
-            train_loss: sum / order.len().max(1) as f64,
+            train_loss,
             val_loss,
             val_macro_auc: Some(metrics.macro_auc),
             val_accuracy: Some(metrics.accuracy),
             mask_ratio: None,
-            images_per_s: order.len() as f64 / seconds,
+            images_per_s,
         };
         append_log(t, &log)?;
         r.logs.push(log);
