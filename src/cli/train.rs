@@ -96,6 +96,7 @@ impl CommonTrainArgs {
             resume: self.resume,
             stop_after: self.stop_after_epochs,
             command: std::env::args().collect::<Vec<_>>().join(" "),
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         })
     }
 
@@ -228,7 +229,7 @@ pub fn pretrain_cmd(args: PretrainArgs) -> anyhow::Result<()> {
         }
     }
     let opts = PretrainOptions {
-        train: args.common.options(1.5e-4 * args.common.batch_size as f64 / 256.0 * 4.0, 0.05)?,
+        train: args.common.options(1.5e-4, 0.05)?,
         model,
         mask_ratio: (args.mask_ratio_start.unwrap_or(args.mask_ratio), args.mask_ratio),
         classes: args.classes,

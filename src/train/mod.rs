@@ -61,6 +61,8 @@ pub struct TrainOptions {
     pub stop_after: Option<usize>,
     /// The command line, for provenance.
     pub command: String,
+    /// Show a progress bar with the loss and images/s (only drawn on a terminal).
+    pub progress: bool,
 }
 
 /// One epoch's record (a line of the JSONL log).
@@ -303,6 +305,12 @@ fn run_epoch(
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x5851_F42D)));
     let started = Instant::now();
     let (mut sum, mut lr) = (0.0, t.lr);
+    let bar = if t.progress { indicatif::ProgressBar::new(order.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} loss {msg} {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(format!("{epoch}/{}", t.epochs));
     for chunk in order.chunks(t.batch_size) {
         lr = warmup_cosine(r.step, schedule.total, schedule.warmup, t.lr, t.min_lr);
         let loss = loss_of(chunk, r.step)?;
@@ -316,7 +324,10 @@ fn run_epoch(
         opt.step(&loss.backward()?, lr, t.clip_grad)?;
         sum += value * chunk.len() as f64;
         r.step += 1;
+        bar.inc(chunk.len() as u64);
+        bar.set_message(format!("{value:.4}"));
     }
+    bar.finish_and_clear();
     let n = order.len().max(1) as f64;
     Ok((sum / n, lr, n / started.elapsed().as_secs_f64()))
 }

@@ -53,6 +53,7 @@ fn options(out: &Path, epochs: usize) -> TrainOptions {
         resume: false,
         stop_after: None,
         command: "test".into(),
+        progress: false,
     }
 }
 
