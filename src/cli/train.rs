@@ -1,6 +1,6 @@
 //! `lensmae pretrain`, `lensmae finetune`, `lensmae evaluate`, `lensmae model info`.
 
-use crate::data::images::read_parquet_images;
+use crate::data::images::read_labelled_images;
 use crate::eval::ClassificationReport;
 use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, ModelTask};
 use crate::model::mae::Pooling;
@@ -17,7 +17,7 @@ use std::path::PathBuf;
 /// Flags every training command takes.
 #[derive(Debug, Args)]
 pub struct CommonTrainArgs {
-    /// Labelled images: a Parquet dataset (e.g. from `lensmae simulate`).
+    /// Labelled images: a Parquet or FITS dataset (e.g. from `lensmae simulate`).
     #[arg(long)]
     data: PathBuf,
     /// Image column of the dataset.
@@ -176,7 +176,7 @@ pub struct EvaluateArgs {
     /// Classifier checkpoint.
     #[arg(long)]
     model: PathBuf,
-    /// Labelled images (Parquet).
+    /// Labelled images (Parquet or FITS).
     #[arg(long)]
     input: PathBuf,
     /// Image column.
@@ -201,7 +201,7 @@ pub enum ModelCommand {
 }
 
 fn read_data(path: &PathBuf, col: &str) -> anyhow::Result<crate::data::images::LabelledImages> {
-    read_parquet_images(path, col).with_context(|| format!("reading {}", path.display()))
+    read_labelled_images(path, col).with_context(|| format!("reading {}", path.display()))
 }
 
 fn print_outcome(outcome: &crate::train::TrainOutcome) {

@@ -125,6 +125,72 @@ pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledIm
     Ok(LabelledImages { class_names, size, pixels, labels, ids, source: path.to_path_buf() })
 }
 
+/// Read labelled images from a FITS file as `lensmae simulate --format fits`
+/// writes it (and as survey tools commonly lay cutouts out): a cube of NAXIS3
+/// images in the primary HDU (or `image_hdu`), and a binary table with `label_idx`
+/// and/or `label` columns, one row per image. Pixel scaling (BSCALE/BZERO) is
+/// applied by cfitsio; non-finite pixels are refused, naming the image.
+pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
+    let err = |message: String| Error::Fits { path: path.to_path_buf(), message };
+    let mut f = fitsio::FitsFile::open(path).map_err(|e| err(e.to_string()))?;
+    let primary = f.primary_hdu().map_err(|e| err(e.to_string()))?;
+    let shape = match &primary.info {
+        fitsio::hdu::HduInfo::ImageInfo { shape, .. } => shape.clone(),
+        _ => return Err(err("the primary HDU is not an image".into())),
+    };
+    let (n, size) = match shape.as_slice() {
+        [n, h, w] if h == w => (*n, *h),
+        [h, w] if h == w => (1, *h),
+        other => return Err(err(format!("the primary image is {other:?}; expected a cube of square images"))),
+    };
+    let pixels: Vec<f32> = primary.read_image(&mut f).map_err(|e| err(e.to_string()))?;
+    if let Some(k) = pixels.iter().position(|v| !v.is_finite()) {
+        return Err(err(format!("image {}: non-finite pixel at index {}", k / (size * size), k % (size * size))));
+    }
+    let table = (1..f.iter().count())
+        .find_map(|i| {
+            let hdu = f.hdu(i).ok()?;
+            matches!(hdu.info, fitsio::hdu::HduInfo::TableInfo { .. }).then_some(hdu)
+        })
+        .ok_or_else(|| err("no binary table of labels".into()))?;
+    let idx: Option<Vec<i64>> = table.read_col(&mut f, "label_idx").ok();
+    let names: Option<Vec<String>> = table.read_col(&mut f, "label").ok();
+    let ids: Vec<i64> = table.read_col(&mut f, "id").unwrap_or_else(|_| (0..n as i64).collect());
+    let (labels, class_names) = match (idx, names) {
+        (Some(idx), names) => {
+            let labels: Vec<usize> = idx.iter().map(|&v| v.max(0) as usize).collect();
+            let k = labels.iter().max().map_or(0, |m| m + 1);
+            let mut class_names: Vec<String> = (0..k).map(|i| format!("class_{i}")).collect();
+            if let Some(names) = names {
+                for (&l, name) in labels.iter().zip(&names) {
+                    class_names[l] = name.trim().to_string();
+                }
+            }
+            (labels, class_names)
+        }
+        (None, Some(names)) => {
+            let mut unique: Vec<String> = names.iter().map(|s| s.trim().to_string()).collect();
+            unique.sort();
+            unique.dedup();
+            (names.iter().map(|s| unique.iter().position(|u| u == s.trim()).expect("present")).collect(), unique)
+        }
+        (None, None) => return Err(err("the table has no `label_idx` or `label` column".into())),
+    };
+    if labels.len() != n {
+        return Err(err(format!("{} labels for {n} images", labels.len())));
+    }
+    Ok(LabelledImages { class_names, size, pixels, labels, ids, source: path.to_path_buf() })
+}
+
+/// Read labelled images from a Parquet (`.parquet`) or FITS (`.fits`, `.fit`) file.
+pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "fits" | "fit" | "fts" => read_fits_images(path),
+        _ => read_parquet_images(path, image_column),
+    }
+}
+
 fn image_size(field: &arrow_schema::Field) -> std::result::Result<usize, String> {
     let len = match field.data_type() {
         DataType::FixedSizeList(item, n) if matches!(item.data_type(), DataType::Float32 | DataType::Float64) => {

@@ -305,7 +305,8 @@ fn run_epoch(
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x5851_F42D)));
     let started = Instant::now();
     let (mut sum, mut lr) = (0.0, t.lr);
-    let bar = if t.progress { indicatif::ProgressBar::new(order.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    let bar =
+        if t.progress { indicatif::ProgressBar::new(order.len() as u64) } else { indicatif::ProgressBar::hidden() };
     bar.set_style(
         indicatif::ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} loss {msg} {per_sec} eta {eta}")
             .expect("valid template"),

@@ -271,3 +271,17 @@ fn bad_image_tables_are_refused_naming_the_row() {
     let e = lensmae::data::images::read_parquet_images(&good, "label").unwrap_err().to_string();
     assert!(e.contains("`label`") && e.contains("float"), "{e}");
 }
+
+#[test]
+fn a_simulated_fits_dataset_reads_back_as_the_same_labelled_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("deeplense-model2");
+    let mut opts = SimulateOptions::new(2, 8, dir.path());
+    let parquet = simulate_dataset(&sim, &opts).unwrap();
+    opts.format = Format::Fits;
+    let fits = simulate_dataset(&sim, &opts).unwrap();
+    let a = lensmae::data::images::read_labelled_images(&parquet.path, "image").unwrap();
+    let b = lensmae::data::images::read_labelled_images(&fits.path, "image").unwrap();
+    assert_eq!((a.size, &a.labels, &a.class_names, &a.ids), (b.size, &b.labels, &b.class_names, &b.ids));
+    assert_eq!(a.pixels, b.pixels);
+}
