@@ -182,8 +182,67 @@ pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
     Ok(LabelledImages { class_names, size, pixels, labels, ids, source: path.to_path_buf() })
 }
 
-/// Read labelled images from a Parquet (`.parquet`) or FITS (`.fits`, `.fit`) file.
+/// Read a DeepLense-style folder tree: one sub-folder per class (classes in
+/// name order), `.npy` images inside, in file-name order. The release's pickled
+/// axion files (`[image, m_a]`) are read too. Ids are the trailing number of each
+/// file name (`cdm_sim_123.npy` -> 123) or the running index.
+pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
+    let err = |message: String| Error::Npy { path: dir.to_path_buf(), message };
+    let entries = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(d).map_err(|e| Error::io(d, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        v.sort();
+        Ok(v)
+    };
+    let classes: Vec<PathBuf> = entries(dir)?.into_iter().filter(|p| p.is_dir()).collect();
+    if classes.is_empty() {
+        return Err(err("no class folders".into()));
+    }
+    let mut out = LabelledImages {
+        class_names: classes.iter().map(|c| c.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect(),
+        size: 0,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        ids: Vec::new(),
+        source: dir.to_path_buf(),
+    };
+    for (label, class_dir) in classes.iter().enumerate() {
+        for file in entries(class_dir)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "npy")) {
+            let (array, _) = crate::data::npy::read_npy_image(&file)?;
+            let side = match array.shape.as_slice() {
+                [h, w] | [1, h, w] if h == w => *h,
+                other => {
+                    return Err(Error::Npy { path: file, message: format!("shape {other:?} is not a square image") })
+                }
+            };
+            if out.size == 0 {
+                out.size = side;
+            } else if side != out.size {
+                return Err(Error::Npy {
+                    path: file,
+                    message: format!("{side}x{side}, the others are {0}x{0}", out.size),
+                });
+            }
+            if array.data.iter().any(|v| !v.is_finite()) {
+                return Err(Error::Npy { path: file, message: "non-finite pixels".into() });
+            }
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+            let digits: String =
+                stem.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+            out.ids.push(digits.parse().unwrap_or(out.ids.len() as i64));
+            out.pixels.extend(array.data.iter().map(|&v| v as f32));
+            out.labels.push(label);
+        }
+    }
+    Ok(out)
+}
+
+/// Read labelled images from a Parquet (`.parquet`) or FITS (`.fits`, `.fit`)
+/// file, or a DeepLense-style folder of `.npy` class folders.
 pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
+    if path.is_dir() {
+        return read_npy_tree(path);
+    }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "fits" | "fit" | "fts" => read_fits_images(path),

@@ -10,6 +10,7 @@ pub mod images;
 pub mod npy;
 pub mod npy_tree;
 pub mod parquet;
+pub mod pickle;
 pub mod record;
 pub mod schema;
 pub mod simulate;

@@ -51,6 +51,26 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
     Ok(NpyArray { shape, data })
 }
 
+/// Read a `.npy` image, including the DeepLense release's pickled object arrays
+/// `[image, m_a]`: returns the (first) numeric array and the (first) float found
+/// beside it, if any.
+pub fn read_npy_image(path: &Path) -> Result<(NpyArray, Option<f64>)> {
+    if !is_object_array(path) {
+        return Ok((read_npy(path)?, None));
+    }
+    let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let start = match bytes.get(6) {
+        Some(1) if bytes.len() > 10 => 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize,
+        Some(2 | 3) if bytes.len() > 12 => 12 + u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
+        _ => return Err(err("not an .npy file".into())),
+    };
+    let value = super::pickle::unpickle(bytes.get(start..).unwrap_or_default()).map_err(&err)?;
+    let (arrays, floats) = super::pickle::arrays_and_floats(&value).map_err(&err)?;
+    let image = arrays.into_iter().next().ok_or_else(|| err("the object array holds no numeric array".into()))?;
+    Ok((NpyArray { shape: image.shape, data: image.data }, floats.first().copied()))
+}
+
 /// Whether the header declares numpy's object dtype `|O` (pickled Python objects).
 fn is_object_array(path: &Path) -> bool {
     let mut head = [0u8; 256];

@@ -285,3 +285,24 @@ fn a_simulated_fits_dataset_reads_back_as_the_same_labelled_images() {
     assert_eq!((a.size, &a.labels, &a.class_names, &a.ids), (b.size, &b.labels, &b.class_names, &b.ids));
     assert_eq!(a.pixels, b.pixels);
 }
+
+#[test]
+fn a_deeplense_npy_tree_with_pickled_axion_files_reads_as_labelled_images() {
+    let set = lensmae::data::images::read_labelled_images(&fixture("npy-tree"), "image").unwrap();
+    assert_eq!(set.class_names, vec!["axion", "cdm", "no_sub"]);
+    assert_eq!(set.labels, vec![0, 0, 0, 1, 1, 2, 2]);
+    assert_eq!(set.ids, vec![1000, 1001, 1002, 1000, 1001, 1000, 1001]);
+    assert_eq!(set.size, 8);
+    // numpy wrote the same pixels as text beside each file.
+    // 1002 is pickled with protocol 2 and a numpy-scalar m_a, as numpy 1.x wrote the release.
+    for (k, (class, id)) in [("axion", 1000), ("axion", 1002), ("cdm", 1000), ("no_sub", 1001)].iter().enumerate() {
+        let txt = std::fs::read_to_string(fixture(&format!("npy-tree/{class}/{class}_sim_{id}.txt"))).unwrap();
+        let want: Vec<f32> = txt.split_whitespace().map(|v| v.parse::<f64>().unwrap() as f32).collect();
+        let index = [0, 2, 3, 6][k];
+        assert_eq!(set.image(index), &want[..], "{class} {id}");
+    }
+    let (_, m_a) = lensmae::data::npy::read_npy_image(&fixture("npy-tree/axion/axion_sim_1000.npy")).unwrap();
+    assert!(m_a.is_some_and(|m| (1e-24..=1e-22).contains(&m)), "{m_a:?}");
+    let (_, m_a) = lensmae::data::npy::read_npy_image(&fixture("npy-tree/axion/axion_sim_1002.npy")).unwrap();
+    assert_eq!(m_a, Some(3.3e-23));
+}
