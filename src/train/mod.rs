@@ -258,6 +258,18 @@ fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<(Resume, Ha
     )))
 }
 
+/// Write the row ids of each split to `<out>.split.json`, so that other tools
+/// (baselines, reports) can use exactly the same held-out rows.
+fn write_split(t: &TrainOptions, data: &LabelledImages, parts: [&[usize]; 3]) -> Result<()> {
+    let ids = |idx: &[usize]| -> Vec<i64> { idx.iter().map(|&i| data.ids[i]).collect() };
+    let json = serde_json::json!({"data": data.source.display().to_string(), "seed": t.seed,
+        "train": ids(parts[0]), "validation": ids(parts[1]), "test": ids(parts[2])});
+    let path = t.out.with_extension("split.json");
+    let atomic = crate::data::atomic::AtomicPath::new(&path, true)?;
+    std::fs::write(atomic.temp_path(), json.to_string()).map_err(|e| Error::io(&path, e))?;
+    atomic.commit()
+}
+
 fn append_log(opts: &TrainOptions, log: &EpochLog) -> Result<()> {
     let path = log_path(&opts.out);
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
@@ -490,6 +502,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let data = normalised(data);
     let k = data.class_names.len();
     let [train, val, test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
+    write_split(t, &data, [&train, &val, &test])?;
     let varmap = VarMap::new();
     let model = VitClassifier::new(
         &model_cfg,

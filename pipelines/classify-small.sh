@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# A small version of the paper's classification protocol on deeplense-model2 data:
+# MAE pretraining on no_sub (mask 0.9), then MAE-initialised fine-tuning, training
+# from scratch and a frozen-encoder linear probe at the same budget, plus the
+# logistic-regression baseline on the same test split. Sized for a 2-core CPU in
+# about half an hour; RESULTS.md records what it printed.
+#
+#   bash pipelines/classify-small.sh [RUN_DIR] [PER_CLASS] [EPOCHS]
+#
+# (This becomes a TOML pipeline for `lensmae run` when that exists.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-runs/classify-small}
+PER_CLASS=${2:-300}
+EPOCHS=${3:-5}
+SEED=42
+L=target/release/lensmae
+cargo build --release --quiet --bin lensmae
+mkdir -p "$RUN"
+$L simulate --preset deeplense-model2 --n-per-class "$PER_CLASS" --seed 1 --out "$RUN/data" --overwrite -q
+D="$RUN/data/dataset.parquet"
+common=(--data "$D" --seed "$SEED" --batch-size 64 --val-fraction 0.1 --test-fraction 0.2)
+$L pretrain "${common[@]}" --classes no_sub --mask-ratio 0.9 --epochs $((2 * EPOCHS)) --out "$RUN/mae.safetensors"
+$L finetune --task classify --init "$RUN/mae.safetensors" "${common[@]}" --epochs "$EPOCHS" --out "$RUN/mae-finetuned.safetensors"
+$L finetune --task classify --scratch "${common[@]}" --epochs "$EPOCHS" --out "$RUN/scratch.safetensors"
+$L finetune --task classify --init "$RUN/mae.safetensors" --freeze-encoder "${common[@]}" --epochs "$EPOCHS" --out "$RUN/probe.safetensors"
+for m in mae-finetuned scratch probe; do
+    echo "== $m"
+    $L model info "$RUN/$m.safetensors" | python3 -c 'import json,sys; p=json.load(sys.stdin)["provenance"]; print(json.dumps({"test": p["test"], "test_split": p["test_split"], "best_epoch": p["best_epoch"]}))'
+done
+echo "== logistic regression baseline (needs numpy, pyarrow, scikit-learn)"
+"${PYTHON:-python3}" bench/baseline_logreg.py "$D" "$RUN/scratch.split.json"
