@@ -303,9 +303,7 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&json)?;
     match &args.report {
         Some(path) => {
-            let atomic = crate::data::atomic::AtomicPath::new(path, true)?;
-            std::fs::write(atomic.temp_path(), text).with_context(|| format!("writing {}", path.display()))?;
-            atomic.commit()?;
+            crate::data::atomic::write_atomically(path, text)?;
             let m = &report.metrics;
             eprintln!(
                 "macro AUC {:.4}, accuracy {:.4}, macro F1 {:.4} on {} images",

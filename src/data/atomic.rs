@@ -18,15 +18,7 @@ impl AtomicPath {
     /// Prepare to write `target`; refuses to replace an existing target unless
     /// `overwrite` is set.
     pub fn new(target: &Path, overwrite: bool) -> Result<AtomicPath> {
-        if target.exists() && !overwrite {
-            return Err(Error::io(
-                target,
-                std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    "already exists (pass --overwrite to replace it)",
-                ),
-            ));
-        }
+        refuse_existing(target, overwrite)?;
         let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -62,6 +54,24 @@ impl Drop for AtomicPath {
             remove_any(&self.temp);
         }
     }
+}
+
+/// An error if `target` exists and may not be replaced.
+pub fn refuse_existing(target: &Path, overwrite: bool) -> Result<()> {
+    if target.exists() && !overwrite {
+        return Err(Error::io(
+            target,
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists (pass --overwrite to replace it)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Write a whole small file (a config, a report) atomically, replacing any old one.
+pub fn write_atomically(target: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    let atomic = AtomicPath::new(target, true)?;
+    std::fs::write(atomic.temp_path(), contents).map_err(|e| Error::io(target, e))?;
+    atomic.commit()
 }
 
 fn remove_any(path: &Path) {

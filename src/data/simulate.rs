@@ -120,12 +120,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
     };
     let path = dataset_path(&opts.out_dir, opts.format);
     // Fail before any rendering if the output exists (the writer checks again).
-    if path.exists() && !opts.overwrite {
-        return Err(Error::io(
-            &path,
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists (pass --overwrite to replace it)"),
-        ));
-    }
+    super::atomic::refuse_existing(&path, opts.overwrite)?;
     // FITS handles are not Send: the writer lives on its own thread from the start.
     let open_writer = move || -> Result<Box<dyn DatasetWriter>> {
         Ok(match opts.format {
@@ -188,8 +183,6 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
 
 /// The effective recipe beside the data, so a dataset can be remade exactly.
 fn write_config(sim: &Simulator, opts: &SimulateOptions) -> Result<()> {
-    let path = opts.out_dir.join("config.toml");
-    let atomic = super::atomic::AtomicPath::new(&path, true)?;
     let text = format!(
         "# Recipe of the dataset beside this file: lensmae {} simulate, seed {}, {} per class\n{}",
         env!("CARGO_PKG_VERSION"),
@@ -197,6 +190,5 @@ fn write_config(sim: &Simulator, opts: &SimulateOptions) -> Result<()> {
         opts.n_per_class,
         sim.config().to_toml()
     );
-    std::fs::write(atomic.temp_path(), text).map_err(|e| Error::io(&path, e))?;
-    atomic.commit()
+    super::atomic::write_atomically(&opts.out_dir.join("config.toml"), text)
 }

@@ -54,15 +54,26 @@ pub struct CheckpointMeta {
     pub provenance: serde_json::Value,
 }
 
-/// Write `tensors` and `meta` to `path` atomically.
-pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>, meta: &CheckpointMeta) -> Result<()> {
+/// Write `tensors` (sorted by key) with one metadata entry `key: value` to `path`, atomically.
+pub fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>, key: &str, value: String) -> Result<()> {
     let atomic = crate::data::atomic::AtomicPath::new(path, true)?;
-    let metadata = HashMap::from([("lensmae".to_string(), serde_json::to_string(meta).expect("metadata serialises"))]);
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    safetensors::serialize_to_file(sorted, Some(metadata), atomic.temp_path())
+    safetensors::serialize_to_file(sorted, Some(HashMap::from([(key.to_string(), value)])), atomic.temp_path())
         .map_err(|e| Error::checkpoint(path, format!("writing safetensors: {e}")))?;
     atomic.commit()
+}
+
+/// The metadata entry `key` of the safetensors file held in `bytes` (read from `path`).
+pub fn safetensors_metadata(path: &Path, bytes: &[u8], key: &str) -> Result<Option<String>> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::checkpoint(path, format!("not a safetensors file: {e}")))?;
+    Ok(header.metadata().as_ref().and_then(|m| m.get(key)).cloned())
+}
+
+/// Write `tensors` and `meta` to `path` atomically.
+pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>, meta: &CheckpointMeta) -> Result<()> {
+    write_safetensors(path, tensors, "lensmae", serde_json::to_string(meta).expect("metadata serialises"))
 }
 
 /// Read a checkpoint's weights and description; files that are not lensmae
@@ -83,14 +94,9 @@ pub fn read_checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
 
 fn read_meta(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
     let bad = |m: String| Error::checkpoint(path, m);
-    let (_, header) =
-        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let text = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("lensmae"))
+    let text = safetensors_metadata(path, bytes, "lensmae")?
         .ok_or_else(|| bad("a safetensors file without lensmae metadata (not a lensmae checkpoint)".into()))?;
-    let meta: CheckpointMeta = serde_json::from_str(text).map_err(|e| bad(format!("bad lensmae metadata: {e}")))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).map_err(|e| bad(format!("bad lensmae metadata: {e}")))?;
     if meta.format != CHECKPOINT_FORMAT {
         return Err(bad(format!("checkpoint format `{}`, this lensmae reads `{CHECKPOINT_FORMAT}`", meta.format)));
     }

@@ -3,7 +3,7 @@
 //!
 //! Shapes: tokens are `[B, N, D]` (batch, tokens, embedding).
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 /// Weight initialisations, recorded in each parameter's hint and applied by
@@ -170,9 +170,4 @@ pub fn sincos_pos_embed(dim: usize, grid: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// A constant tensor from f32 values.
-pub fn constant(values: Vec<f32>, shape: &[usize], device: &candle_core::Device) -> Result<Tensor> {
-    Tensor::from_vec(values, shape, device)?.to_dtype(DType::F32)
 }

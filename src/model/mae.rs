@@ -13,7 +13,7 @@
 //! the algorithm runs: config, encoder, decoder, then `patchify`, `random_masking`,
 //! `forward_encoder`, `forward_decoder`, `forward_loss`, `forward`.
 
-use super::layers::{constant, sincos_pos_embed, Block, LayerNorm, Linear};
+use super::layers::{sincos_pos_embed, Block, LayerNorm, Linear};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -143,7 +143,7 @@ impl Encoder {
         Ok(Encoder {
             patch_embed: Linear::new(cfg.patch_dim(), d, vb.pp("patch_embed"))?,
             cls_token: vb.get_with_hints((1, 1, d), "cls_token", TOKEN_INIT)?,
-            pos_embed: constant(pos, &[1, cfg.num_patches() + 1, d], vb.device())?,
+            pos_embed: Tensor::from_vec(pos, (1, cfg.num_patches() + 1, d), vb.device())?,
             blocks: (0..cfg.depth)
                 .map(|i| Block::new(d, cfg.num_heads, cfg.mlp_ratio, cfg.layer_norm_eps, vb.pp("blocks").pp(i)))
                 .collect::<Result<_>>()?,
@@ -193,7 +193,7 @@ impl Decoder {
         Ok(Decoder {
             embed: Linear::new(cfg.embed_dim, d, vb.pp("embed"))?,
             mask_token: vb.get_with_hints((1, 1, d), "mask_token", TOKEN_INIT)?,
-            pos_embed: constant(pos, &[1, cfg.num_patches() + 1, d], vb.device())?,
+            pos_embed: Tensor::from_vec(pos, (1, cfg.num_patches() + 1, d), vb.device())?,
             blocks: (0..cfg.decoder_depth)
                 .map(|i| Block::new(d, cfg.decoder_num_heads, cfg.mlp_ratio, cfg.layer_norm_eps, vb.pp("blocks").pp(i)))
                 .collect::<Result<_>>()?,

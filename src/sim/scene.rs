@@ -7,7 +7,7 @@
 //! applied after binning supersampled pixels back to the native grid.
 
 use super::grid::{Image, PixelGrid};
-use super::light::{LightProfile, Sersic, SersicKernel};
+use super::light::{Sersic, SersicKernel};
 use super::mass::{MassModel, MassProfile, Shear, SieKernel};
 use super::psf::Psf;
 use wide::f64x4;
@@ -240,16 +240,12 @@ impl Scene {
     pub fn render(&self, camera: &Camera) -> Image {
         camera.psf.convolve(&self.render_unconvolved(camera), camera.grid.pixel_scale)
     }
-
-    /// Total flux of the unlensed source per unit amplitude.
-    pub fn source_flux_per_amp(&self) -> f64 {
-        self.source.total_flux_per_amp()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::light::LightProfile;
     use crate::sim::mass::{PointMass, Sie};
 
     fn scene(lenses: Vec<MassModel>) -> Scene {
@@ -328,7 +324,7 @@ mod tests {
             let img = sc.render(&Camera { grid, supersampling: s, psf: Psf::None });
             img.pixels.iter().sum::<f64>()
         };
-        let total = sc.source_flux_per_amp();
+        let total = sc.source.total_flux_per_amp();
         assert!((flux(5) - total).abs() / total < 2e-3, "{} {}", flux(5), total);
     }
 }

@@ -399,11 +399,8 @@ impl Simulator {
 
     /// The noise-free image for `params`, output scale applied.
     pub fn render_noise_free(&self, class_idx: usize, params: &ImageParams) -> Image {
-        let mut image = self.scene(class_idx, params).render_with(&self.camera(params), self.fixed_field.as_ref());
-        let scale = self.config.image.output_scale;
-        if scale != 1.0 {
-            image.pixels.iter_mut().for_each(|v| *v *= scale);
-        }
+        let mut image = self.render(class_idx, params);
+        self.apply_output_scale(&mut image);
         image
     }
 
@@ -412,13 +409,23 @@ impl Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(index);
         let params = self.sample_params(class_idx, &mut rng);
-        let mut image = self.scene(class_idx, &params).render_with(&self.camera(&params), self.fixed_field.as_ref());
+        let mut image = self.render(class_idx, &params);
         self.noise(&params).apply(&mut image, self.config.image.pixel_scale, &mut rng);
+        self.apply_output_scale(&mut image);
+        SimulatedImage { class_idx, image, params }
+    }
+
+    /// Lensed, pixelated, PSF-convolved image, taking the main lens from the
+    /// pre-computed field when the config fixes it.
+    fn render(&self, class_idx: usize, params: &ImageParams) -> Image {
+        self.scene(class_idx, params).render_with(&self.camera(params), self.fixed_field.as_ref())
+    }
+
+    fn apply_output_scale(&self, image: &mut Image) {
         let scale = self.config.image.output_scale;
         if scale != 1.0 {
             image.pixels.iter_mut().for_each(|v| *v *= scale);
         }
-        SimulatedImage { class_idx, image, params }
     }
 }
 

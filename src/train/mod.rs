@@ -12,7 +12,8 @@ pub mod optim;
 use crate::data::images::{minmax_normalise, stratified_split, LabelledImages};
 use crate::eval::ClassificationMetrics;
 use crate::model::checkpoint::{
-    load_checkpoint, save_checkpoint, CheckpointMeta, ModelTask, Preprocessing, CHECKPOINT_FORMAT,
+    load_checkpoint, safetensors_metadata, save_checkpoint, write_safetensors, CheckpointMeta, ModelTask,
+    Preprocessing, CHECKPOINT_FORMAT,
 };
 use crate::model::mae::{init_weights, masking_noise, Pooling};
 use crate::model::{Mae, MaeConfig, VitClassifier};
@@ -215,6 +216,9 @@ struct Resume {
     logs: Vec<EpochLog>,
 }
 
+/// Metadata key of the resumable training state.
+const STATE_KEY: &str = "lensmae_state";
+
 fn save_state(opts: &TrainOptions, varmap: &VarMap, opt: &AdamW, r: &Resume) -> Result<()> {
     let path = state_path(&opts.out);
     let mut tensors = tensors_of(varmap);
@@ -223,13 +227,7 @@ fn save_state(opts: &TrainOptions, varmap: &VarMap, opt: &AdamW, r: &Resume) -> 
     }
     let meta = serde_json::json!({"epoch": r.epoch, "step": r.step, "best": r.best, "best_epoch": r.best_epoch,
         "seed": opts.seed, "logs": r.logs});
-    let atomic = crate::data::atomic::AtomicPath::new(&path, true)?;
-    let metadata = HashMap::from([("lensmae_state".to_string(), meta.to_string())]);
-    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    safetensors::serialize_to_file(sorted, Some(metadata), atomic.temp_path())
-        .map_err(|e| Error::checkpoint(&path, e.to_string()))?;
-    atomic.commit()
+    write_safetensors(&path, &tensors, STATE_KEY, meta.to_string())
 }
 
 fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<(Resume, HashMap<String, Tensor>)>> {
@@ -238,9 +236,7 @@ fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<(Resume, Ha
         return Ok(None);
     }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let (_, header) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::checkpoint(&path, e.to_string()))?;
-    let text = header.metadata().as_ref().and_then(|m| m.get("lensmae_state")).cloned().unwrap_or_default();
+    let text = safetensors_metadata(&path, &bytes, STATE_KEY)?.unwrap_or_default();
     let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, e.to_string()))?;
     if meta["seed"].as_u64() != Some(opts.seed) {
         return Err(Error::checkpoint(&path, "was made with another --seed; resume with the same one"));
@@ -264,10 +260,7 @@ fn write_split(t: &TrainOptions, data: &LabelledImages, parts: [&[usize]; 3]) ->
     let ids = |idx: &[usize]| -> Vec<i64> { idx.iter().map(|&i| data.ids[i]).collect() };
     let json = serde_json::json!({"data": data.source.display().to_string(), "seed": t.seed,
         "train": ids(parts[0]), "validation": ids(parts[1]), "test": ids(parts[2])});
-    let path = t.out.with_extension("split.json");
-    let atomic = crate::data::atomic::AtomicPath::new(&path, true)?;
-    std::fs::write(atomic.temp_path(), json.to_string()).map_err(|e| Error::io(&path, e))?;
-    atomic.commit()
+    crate::data::atomic::write_atomically(&t.out.with_extension("split.json"), json.to_string())
 }
 
 fn append_log(opts: &TrainOptions, log: &EpochLog) -> Result<()> {

@@ -59,11 +59,18 @@ impl AdamW {
     }
 
     /// One update at learning rate `lr`; gradients are scaled down first when
-    /// their global norm exceeds `clip` (no clipping when `clip` is infinite).
-    /// Returns the norm before clipping.
-    pub fn step(&mut self, grads: &GradStore, lr: f64, clip: f64) -> Result<f64> {
-        let norm = self.grad_norm(grads)?;
-        let scale = if norm.is_finite() && norm > clip { clip / norm } else { 1.0 };
+    /// their global norm exceeds `clip` (with an infinite `clip` the norm is not computed).
+    pub fn step(&mut self, grads: &GradStore, lr: f64, clip: f64) -> Result<()> {
+        let scale = if clip.is_finite() {
+            let norm = self.grad_norm(grads)?;
+            if norm.is_finite() && norm > clip {
+                clip / norm
+            } else {
+                1.0
+            }
+        } else {
+            1.0
+        };
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
@@ -79,7 +86,7 @@ impl AdamW {
             }
             s.var.set(&(w - (update * lr)?)?)?;
         }
-        Ok(norm)
+        Ok(())
     }
 
     /// The moments, keyed `m.<name>` / `v.<name>`, for saving.
