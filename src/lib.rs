@@ -10,6 +10,7 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod fastmath;
 pub mod model;
 pub mod sim;
 pub mod train;

@@ -6,6 +6,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use super::fused::{self, Activation};
+
 /// Weight initialisations, recorded in each parameter's hint and applied by
 /// [`super::mae::init_weights`] with a seeded generator (candle's CPU generator
 /// cannot be seeded).
@@ -13,7 +15,9 @@ pub const ZERO: Init = Init::Const(0.0);
 /// LayerNorm scale starts at one.
 pub const ONE: Init = Init::Const(1.0);
 
-/// Layer normalisation over the last dimension, written with differentiable ops.
+/// Layer normalisation over the last dimension: the fused kernel where it
+/// applies, else differentiable composed ops (candle's own fused LayerNorm
+/// drops gradients).
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -34,6 +38,9 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if fused::applies_to(x) {
+            return fused::layer_norm(x, &self.weight, &self.bias, self.eps);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -66,27 +73,42 @@ impl Linear {
     }
 }
 
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl Linear {
+    /// `act(x W^T + b)`, with the bias and activation fused into the product
+    /// where the fused kernels apply.
+    pub fn forward_with(&self, x: &Tensor, activation: Activation) -> Result<Tensor> {
+        if fused::applies_to(x) {
+            return fused::linear(x, &self.weight, &self.bias, activation);
+        }
         let w = self.weight.t()?;
         let y = match x.dims() {
             [b, n, d] => x.reshape((b * n, *d))?.matmul(&w)?.reshape((*b, *n, ())),
             _ => x.matmul(&w),
         }?;
-        y.broadcast_add(&self.bias)
+        let y = y.broadcast_add(&self.bias)?;
+        match activation {
+            Activation::Identity => Ok(y),
+            Activation::Gelu => y.gelu_erf(),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, Activation::Identity)
     }
 }
 
 /// Multi-head self-attention.
 #[derive(Debug, Clone)]
-struct Attention {
+pub(crate) struct Attention {
     qkv: Linear,
     proj: Linear,
     num_heads: usize,
 }
 
 impl Attention {
-    fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Attention {
             qkv: Linear::new(dim, 3 * dim, vb.pp("qkv"))?,
             proj: Linear::new(dim, dim, vb.pp("proj"))?,
@@ -94,11 +116,15 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
         let h = self.num_heads;
+        let qkv = self.qkv.forward(x)?;
+        if fused::applies_to(&qkv) {
+            return self.proj.forward(&fused::attention(&qkv, h)?);
+        }
         // [B, N, 3D] -> [3, B, H, N, D/H]
-        let qkv = self.qkv.forward(x)?.reshape((b, n, 3, h, d / h))?.permute((2, 0, 3, 1, 4))?;
+        let qkv = qkv.reshape((b, n, 3, h, d / h))?.permute((2, 0, 3, 1, 4))?;
         let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
         let scale = 1.0 / ((d / h) as f64).sqrt();
         let attn = softmax_last_dim(&(q.matmul(&k.t()?.contiguous()?)? * scale)?)?;
@@ -121,7 +147,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        self.fc2.forward(&self.fc1.forward_with(x, Activation::Gelu)?)
     }
 }
 

@@ -433,6 +433,7 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fused::{with_kernels, Kernels};
     use candle_core::backprop::GradStore;
     use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
@@ -491,21 +492,24 @@ mod tests {
         let (varmap, mae) = build(3, |vb| Mae::new(&cfg, vb));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let noise = masking_noise(&mut rng, 3, cfg.num_patches(), &Device::Cpu).unwrap();
-        let out = mae.forward(&images(3, 16, 5), 0.75, &noise).unwrap();
-        assert_eq!(out.mask.sum_all().unwrap().to_scalar::<f32>().unwrap(), 3.0 * 12.0);
-        assert_every_var_has_a_gradient(&varmap, &out.loss.backward().unwrap());
+        for kernels in [Kernels::Fused, Kernels::Composed] {
+            let out = with_kernels(kernels, || mae.forward(&images(3, 16, 5), 0.75, &noise)).unwrap();
+            assert_eq!(out.mask.sum_all().unwrap().to_scalar::<f32>().unwrap(), 3.0 * 12.0);
+            assert_every_var_has_a_gradient(&varmap, &out.loss.backward().unwrap());
+        }
     }
 
     #[test]
     fn every_trainable_tensor_of_the_classifier_gets_a_gradient() {
         let cfg = MaeConfig::tiny_16();
         let (varmap, model) = build(3, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
-        let logits = model.forward(&images(4, 16, 6), true).unwrap();
         let labels = Tensor::new(&[0u32, 1, 2, 1], &Device::Cpu).unwrap();
-        let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
-        let grads = loss.backward().unwrap();
-        // The classifier's encoder has no decoder and no mask token.
-        assert_every_var_has_a_gradient(&varmap, &grads);
+        for kernels in [Kernels::Fused, Kernels::Composed] {
+            let logits = with_kernels(kernels, || model.forward(&images(4, 16, 6), true)).unwrap();
+            let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
+            // The classifier's encoder has no decoder and no mask token.
+            assert_every_var_has_a_gradient(&varmap, &loss.backward().unwrap());
+        }
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! ([`layers`]) they share.
 //!
 //! candle's fused LayerNorm and softmax have no backward pass (gradients silently
-//! stop there), so every layer here is composed from differentiable primitives;
-//! a test checks that every trainable tensor receives a gradient.
+//! stop there), so the layers use either our own fused CPU kernels with analytic
+//! backward passes ([`fused`]) or, as the reference and off the CPU, compositions
+//! of differentiable primitives; tests check that both agree and that every
+//! trainable tensor receives a gradient.
 
 pub mod checkpoint;
+pub mod fused;
 pub mod layers;
 pub mod mae;
 

@@ -12,7 +12,6 @@ pub mod config;
 pub mod cosmology;
 pub mod distribution;
 pub mod ellipticity;
-pub mod fastmath;
 pub mod grid;
 pub mod instrument;
 pub mod light;

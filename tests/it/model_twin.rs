@@ -4,6 +4,7 @@
 use crate::fixture;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use lensmae::model::fused::{with_kernels, Kernels};
 use lensmae::model::mae::Pooling;
 use lensmae::model::{Mae, MaeConfig, VitClassifier};
 
@@ -15,6 +16,13 @@ fn relative_difference(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn mae_and_classifier_match_the_pytorch_twin() {
+    // Both kernel sets: the fused CPU kernels and the composed reference ops.
+    for kernels in [Kernels::Fused, Kernels::Composed] {
+        with_kernels(kernels, match_the_twin);
+    }
+}
+
+fn match_the_twin() {
     let dev = Device::Cpu;
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("model/twin_config.json")).unwrap()).unwrap();

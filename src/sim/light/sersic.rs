@@ -7,7 +7,7 @@
 
 use super::LightProfile;
 use crate::sim::ellipticity::Ellipse;
-use crate::sim::fastmath;
+use crate::fastmath;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use wide::{f64x4, CmpGt};

@@ -1,0 +1,682 @@
+//! Fused CPU kernels for the transformer's hot spots, as candle custom ops with
+//! analytic backward passes: LayerNorm, a linear layer with its bias (and
+//! optionally exact GELU) in the matrix product's epilogue, and whole multi-head
+//! attention from the packed `qkv` projection.
+//!
+//! Why: composed from candle's elementwise ops, each of these is 5-15 passes
+//! over memory forward and as many again backward (plus a zero-filled gradient
+//! buffer per node), which cost more than the matrix products themselves. Here
+//! each is one pass around a `gemm` call, and attention never materialises the
+//! per-head copies of `q`, `k`, `v`.
+//!
+//! The ops run for f32 tensors on the CPU; everywhere else, and inside
+//! [`with_kernels`]`(Kernels::Composed, ..)`, the layers use the composed
+//! reference path, which the tests compare these kernels against.
+
+use std::cell::Cell;
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::fastmath::{erf_f32, exp_f32};
+
+/// Which implementation the layers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// The fused CPU kernels of this module (the default where they apply).
+    Fused,
+    /// candle's composed, individually differentiated ops: the reference.
+    Composed,
+}
+
+thread_local! {
+    static KERNELS: Cell<Kernels> = const { Cell::new(Kernels::Fused) };
+}
+
+/// Runs `f` with the layers on this thread using `kernels`, then restores the
+/// previous choice. A thread-local switch, so parallel tests do not interfere.
+pub fn with_kernels<R>(kernels: Kernels, f: impl FnOnce() -> R) -> R {
+    let previous = KERNELS.with(|k| k.replace(kernels));
+    let result = f();
+    KERNELS.with(|k| k.set(previous));
+    result
+}
+
+/// Whether the fused kernels apply to `x`: f32 on the CPU, not switched off.
+pub fn applies_to(x: &Tensor) -> bool {
+    KERNELS.with(Cell::get) == Kernels::Fused && x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+// ---------------------------------------------------------------------------
+// Plumbing: slices in and out of candle tensors, and strided matrix products.
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("fused {what}: input must be contiguous"),
+    }
+}
+
+/// Runs `f` on the contiguous f32 data of `t` (copied to contiguous if needed).
+fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(contiguous_f32(cpu, layout, "op")?),
+        _ => candle_core::bail!("fused kernels run on the CPU only"),
+    }
+}
+
+fn cpu_tensor(data: Vec<f32>, shape: &Shape) -> Result<Tensor> {
+    Tensor::from_vec(data, shape, &candle_core::Device::Cpu)
+}
+
+/// A matrix operand in memory: element (i, j) is at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+impl Mat {
+    fn rows(ptr: *const f32, row_stride: usize) -> Mat {
+        Mat { ptr, rs: row_stride as isize, cs: 1 }
+    }
+    fn t(self) -> Mat {
+        Mat { ptr: self.ptr, rs: self.cs, cs: self.rs }
+    }
+}
+
+/// A raw output pointer that rayon tasks writing disjoint regions may share.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every use writes regions no other task touches.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+struct InPtr(*const f32);
+unsafe impl Send for InPtr {}
+unsafe impl Sync for InPtr {}
+
+// Accessors, so closures capture the Send wrapper rather than its raw field.
+impl OutPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+impl InPtr {
+    fn get(&self) -> *const f32 {
+        self.0
+    }
+}
+
+/// `dst[m x n] (+)= scale * lhs[m x k] * rhs[k x n]`, dst rows `dst_rs` apart.
+///
+/// # Safety
+/// The operands must be valid for the given shapes and strides, and nothing else
+/// may write `dst`'s region during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    scale: f32,
+    parallelism: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs,
+        lhs.rs,
+        rhs.ptr,
+        rhs.cs,
+        rhs.rs,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        parallelism,
+    )
+}
+
+fn threads() -> Parallelism {
+    match rayon::current_num_threads() {
+        1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// Rows per rayon task for row-wise kernels: enough work to amortise the task.
+const ROW_BLOCK: usize = 64;
+
+// ---------------------------------------------------------------------------
+// LayerNorm
+
+/// Layer normalisation over the last dimension of `x`, scaled by `weight` and
+/// shifted by `bias` (PyTorch's `LayerNorm` with biased variance).
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(weight, bias, LayerNormOp { eps: eps as f32 })
+}
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+/// Mean and 1/std of one row.
+fn moments(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, xl, "layer norm")?;
+        let (w, b) = (contiguous_f32(ws, wl, "layer norm")?, contiguous_f32(bs, bl, "layer norm")?);
+        let d = w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d * ROW_BLOCK).zip(x.par_chunks(d * ROW_BLOCK)).for_each(|(out, x)| {
+            for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                let (mean, rstd) = moments(x, self.eps);
+                for (((o, x), w), b) in o.iter_mut().zip(x).zip(w).zip(b) {
+                    *o = (x - mean) * rstd * w + b;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = weight.elem_count();
+        let (dx, dw, db) = with_data(x, |x| {
+            with_data(weight, |w| {
+                with_data(grad, |g| {
+                    let mut dx = vec![0f32; x.len()];
+                    let (dw, db) = dx
+                        .par_chunks_mut(d * ROW_BLOCK)
+                        .zip(x.par_chunks(d * ROW_BLOCK).zip(g.par_chunks(d * ROW_BLOCK)))
+                        .map(|(dx, (x, g))| {
+                            let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
+                            for ((dx, x), g) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(g.chunks_exact(d)) {
+                                let (mean, rstd) = moments(x, self.eps);
+                                // dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat))
+                                let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
+                                for i in 0..d {
+                                    let xhat = (x[i] - mean) * rstd;
+                                    let gw = g[i] * w[i];
+                                    sum_gw += gw;
+                                    sum_gw_xhat += gw * xhat;
+                                    dw[i] += g[i] * xhat;
+                                    db[i] += g[i];
+                                }
+                                let (mean_gw, mean_gw_xhat) = (sum_gw / d as f32, sum_gw_xhat / d as f32);
+                                for i in 0..d {
+                                    let xhat = (x[i] - mean) * rstd;
+                                    dx[i] = rstd * (g[i] * w[i] - mean_gw - xhat * mean_gw_xhat);
+                                }
+                            }
+                            (dw, db)
+                        })
+                        .reduce(|| (vec![0f32; d], vec![0f32; d]), add_pairs);
+                    Ok((dx, dw, db))
+                })
+            })
+        })?;
+        let wshape = weight.shape();
+        Ok((Some(cpu_tensor(dx, x.shape())?), Some(cpu_tensor(dw, wshape)?), Some(cpu_tensor(db, wshape)?)))
+    }
+}
+
+fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+    a
+}
+
+fn add_pairs(a: (Vec<f32>, Vec<f32>), b: (Vec<f32>, Vec<f32>)) -> (Vec<f32>, Vec<f32>) {
+    (add_into(a.0, b.0), add_into(a.1, b.1))
+}
+
+// ---------------------------------------------------------------------------
+// Linear (+ GELU)
+
+/// What follows the matrix product and bias in [`linear`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing: `x W^T + b`.
+    Identity,
+    /// Exact (erf) GELU, PyTorch's default.
+    Gelu,
+}
+
+/// `act(x W^T + b)` over the last dimension of `x`: one matrix product with the
+/// bias and activation applied as it is written.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, activation: Activation) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(weight, bias, LinearOp { activation, pre_activation: Mutex::new(None) })
+}
+
+struct LinearOp {
+    activation: Activation,
+    /// `x W^T + b` before GELU, kept for the backward pass.
+    pre_activation: Mutex<Option<Vec<f32>>>,
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1 / sqrt(2 pi)
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_f32(x * FRAC_1_SQRT_2))
+}
+
+#[inline(always)]
+fn gelu_derivative(x: f32) -> f32 {
+    0.5 * (1.0 + erf_f32(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * exp_f32(-0.5 * x * x)
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(xs, xl, "linear")?;
+        let (w, b) = (contiguous_f32(ws, wl, "linear")?, contiguous_f32(bs, bl, "linear")?);
+        let (out_dim, in_dim) = wl.shape().dims2()?;
+        let dims = xl.shape().dims();
+        if dims.last() != Some(&in_dim) || b.len() != out_dim {
+            candle_core::bail!("fused linear: input {:?}, weight {:?}, bias {}", dims, (out_dim, in_dim), b.len());
+        }
+        let rows = x.len() / in_dim;
+        let mut out: Vec<f32> = Vec::with_capacity(rows * out_dim);
+        for _ in 0..rows {
+            out.extend_from_slice(b);
+        }
+        // SAFETY: shapes checked above; `out` is ours alone.
+        unsafe {
+            matmul(
+                (rows, out_dim, in_dim),
+                out.as_mut_ptr(),
+                out_dim,
+                true,
+                Mat::rows(x.as_ptr(), in_dim),
+                Mat::rows(w.as_ptr(), in_dim).t(),
+                1.0,
+                threads(),
+            )
+        };
+        if self.activation == Activation::Gelu {
+            let pre = out.clone();
+            out.par_chunks_mut(4096).for_each(|c| c.iter_mut().for_each(|v| *v = gelu(*v)));
+            *self.pre_activation.lock().expect("pre-activation lock") = Some(pre);
+        }
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("rank >= 1") = out_dim;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let mut g = with_data(grad, |g| Ok(g.to_vec()))?;
+        if self.activation == Activation::Gelu {
+            let pre = self.pre_activation.lock().expect("pre-activation lock");
+            let pre = pre.as_ref().ok_or_else(|| candle_core::Error::Msg("fused linear: no saved forward".into()))?;
+            g.par_chunks_mut(4096)
+                .zip(pre.par_chunks(4096))
+                .for_each(|(g, p)| g.iter_mut().zip(p).for_each(|(g, p)| *g *= gelu_derivative(*p)));
+        }
+        let rows = g.len() / out_dim;
+        let db = g
+            .par_chunks(out_dim * ROW_BLOCK)
+            .map(|block| {
+                let mut acc = vec![0f32; out_dim];
+                block.chunks_exact(out_dim).for_each(|row| acc.iter_mut().zip(row).for_each(|(a, v)| *a += v));
+                acc
+            })
+            .reduce(|| vec![0f32; out_dim], add_into);
+        let (dx, dw) = with_data(x, |x| {
+            with_data(weight, |w| {
+                let mut dx = vec![0f32; rows * in_dim];
+                let mut dw = vec![0f32; out_dim * in_dim];
+                // SAFETY: all buffers hold the shapes used; outputs are ours alone.
+                unsafe {
+                    // dx[rows x in] = g[rows x out] W[out x in]
+                    matmul(
+                        (rows, in_dim, out_dim),
+                        dx.as_mut_ptr(),
+                        in_dim,
+                        false,
+                        Mat::rows(g.as_ptr(), out_dim),
+                        Mat::rows(w.as_ptr(), in_dim),
+                        1.0,
+                        threads(),
+                    );
+                    // dW[out x in] = g^T[out x rows] x[rows x in]
+                    matmul(
+                        (out_dim, in_dim, rows),
+                        dw.as_mut_ptr(),
+                        in_dim,
+                        false,
+                        Mat::rows(g.as_ptr(), out_dim).t(),
+                        Mat::rows(x.as_ptr(), in_dim),
+                        1.0,
+                        threads(),
+                    );
+                }
+                Ok((dx, dw))
+            })
+        })?;
+        Ok((
+            Some(cpu_tensor(dx, x.shape())?),
+            Some(cpu_tensor(dw, weight.shape())?),
+            Some(cpu_tensor(db, bias.shape())?),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Attention
+
+/// Multi-head scaled dot-product attention from the packed projection
+/// `qkv: [B, N, 3 * D]` (laid out `[3, heads, D / heads]` in the last axis, as
+/// `nn.Linear(D, 3 D)` and MAE's reshape have it); returns `[B, N, D]` with the
+/// heads concatenated. The attention probabilities are kept for the backward
+/// pass (B x heads x N x N floats), not recomputed.
+pub fn attention(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1(AttentionOp { num_heads, probs: Mutex::new(None) })
+}
+
+struct AttentionOp {
+    num_heads: usize,
+    probs: Mutex<Option<Vec<f32>>>,
+}
+
+/// Shapes of one attention call.
+#[derive(Clone, Copy)]
+struct Heads {
+    batch: usize,
+    tokens: usize,
+    dim: usize,
+    heads: usize,
+}
+
+impl Heads {
+    fn of(dims: &[usize], heads: usize) -> Result<Heads> {
+        match *dims {
+            [batch, tokens, three_d] if three_d % 3 == 0 && (three_d / 3) % heads == 0 => {
+                Ok(Heads { batch, tokens, dim: three_d / 3, heads })
+            }
+            _ => candle_core::bail!("fused attention: qkv {dims:?} is not [B, N, 3 * D] with D divisible by {heads}"),
+        }
+    }
+    fn head_dim(&self) -> usize {
+        self.dim / self.heads
+    }
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim() as f32).sqrt()
+    }
+    /// Offset in `qkv` of part `which` (0 q, 1 k, 2 v) of `head` in image `b`.
+    fn qkv_offset(&self, b: usize, head: usize, which: usize) -> usize {
+        b * self.tokens * 3 * self.dim + which * self.dim + head * self.head_dim()
+    }
+    /// Offset in the `[B, N, D]` output of `head` in image `b`.
+    fn out_offset(&self, b: usize, head: usize) -> usize {
+        b * self.tokens * self.dim + head * self.head_dim()
+    }
+}
+
+/// Softmax of each row of `rows` (rows of `n`), in place.
+fn softmax_rows(rows: &mut [f32], n: usize) {
+    for row in rows.chunks_exact_mut(n) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = exp_f32(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+impl CustomOp1 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let qkv = contiguous_f32(storage, layout, "attention")?;
+        let s = Heads::of(layout.shape().dims(), self.num_heads)?;
+        let (n, hd) = (s.tokens, s.head_dim());
+        let mut out = vec![0f32; s.batch * n * s.dim];
+        let mut probs = vec![0f32; s.batch * s.heads * n * n];
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        let qkv_ptr = InPtr(qkv.as_ptr());
+        probs.par_chunks_mut(n * n).enumerate().for_each(|(task, p)| {
+            let (b, head) = (task / s.heads, task % s.heads);
+            let base = qkv_ptr.get();
+            // SAFETY: offsets stay inside qkv/out for these shapes; each task
+            // writes its own probability block and its own head's output columns.
+            unsafe {
+                let q = Mat::rows(base.add(s.qkv_offset(b, head, 0)), 3 * s.dim);
+                let k = Mat::rows(base.add(s.qkv_offset(b, head, 1)), 3 * s.dim);
+                let v = Mat::rows(base.add(s.qkv_offset(b, head, 2)), 3 * s.dim);
+                matmul((n, n, hd), p.as_mut_ptr(), n, false, q, k.t(), s.scale(), Parallelism::None);
+                softmax_rows(p, n);
+                let o = out_ptr.get().add(s.out_offset(b, head));
+                matmul((n, hd, n), o, s.dim, false, Mat::rows(p.as_ptr(), n), v, 1.0, Parallelism::None);
+            }
+        });
+        *self.probs.lock().expect("attention probabilities lock") = Some(probs);
+        let shape = Shape::from((s.batch, n, s.dim));
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let s = Heads::of(qkv.dims(), self.num_heads)?;
+        let (n, hd) = (s.tokens, s.head_dim());
+        let probs = self.probs.lock().expect("attention probabilities lock");
+        let probs = probs.as_ref().ok_or_else(|| candle_core::Error::Msg("fused attention: no saved forward".into()))?;
+        let dqkv = with_data(qkv, |qkv| {
+            with_data(grad, |g| {
+                let mut dqkv = vec![0f32; qkv.len()];
+                let (d_ptr, qkv_ptr, g_ptr) = (OutPtr(dqkv.as_mut_ptr()), InPtr(qkv.as_ptr()), InPtr(g.as_ptr()));
+                probs.par_chunks(n * n).enumerate().for_each_init(
+                    || vec![0f32; n * n],
+                    |dp, (task, p)| {
+                        let (b, head) = (task / s.heads, task % s.heads);
+                        // SAFETY: as in the forward pass; each task writes only its
+                        // head's q, k and v columns of dqkv.
+                        unsafe {
+                            let at = |which| qkv_ptr.get().add(s.qkv_offset(b, head, which));
+                            let (q, k, v) = (Mat::rows(at(0), 3 * s.dim), Mat::rows(at(1), 3 * s.dim), Mat::rows(at(2), 3 * s.dim));
+                            let d_at = |which| d_ptr.get().add(s.qkv_offset(b, head, which));
+                            let go = Mat::rows(g_ptr.get().add(s.out_offset(b, head)), s.dim);
+                            let p_mat = Mat::rows(p.as_ptr(), n);
+                            // dV = P^T dO
+                            matmul((n, hd, n), d_at(2), 3 * s.dim, false, p_mat.t(), go, 1.0, Parallelism::None);
+                            // dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale
+                            matmul((n, n, hd), dp.as_mut_ptr(), n, false, go, v.t(), 1.0, Parallelism::None);
+                            for (dp_row, p_row) in dp.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
+                                let dot: f32 = dp_row.iter().zip(p_row).map(|(a, b)| a * b).sum();
+                                dp_row.iter_mut().zip(p_row).for_each(|(d, p)| *d = p * (*d - dot) * s.scale());
+                            }
+                            let ds = Mat::rows(dp.as_ptr(), n);
+                            // dQ = dS K, dK = dS^T Q
+                            matmul((n, hd, n), d_at(0), 3 * s.dim, false, ds, k, 1.0, Parallelism::None);
+                            matmul((n, hd, n), d_at(1), 3 * s.dim, false, ds.t(), q, 1.0, Parallelism::None);
+                        }
+                    },
+                );
+                Ok(dqkv)
+            })
+        })?;
+        Ok(Some(cpu_tensor(dqkv, qkv.shape())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::{self, Attention, LayerNorm};
+    use crate::model::mae::{init_weights, masking_noise, Pooling};
+    use crate::model::{Mae, MaeConfig, VitClassifier};
+    use candle_core::{Device, Module, Var};
+    use candle_nn::{VarBuilder, VarMap};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(rng: &mut ChaCha8Rng, dims: &[usize], scale: f32) -> Tensor {
+        let n = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect();
+        Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    }
+
+    /// ||a - b|| / ||b||
+    fn relative_difference(a: &Tensor, b: &Tensor) -> f32 {
+        let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+        norm(&(a - b).unwrap()) / norm(b).max(1e-30)
+    }
+
+    /// Runs `forward` with both kernel sets on the same input and parameters and
+    /// compares the outputs and the gradients of `sum(y * r)` for a fixed random
+    /// `r` with respect to the input and every parameter.
+    fn compare_paths(
+        rng: &mut ChaCha8Rng,
+        input: Tensor,
+        varmap: &VarMap,
+        forward: impl Fn(&Tensor) -> Result<Tensor>,
+        tolerance: f32,
+    ) {
+        let x = Var::from_tensor(&input).unwrap();
+        let run = |kernels| with_kernels(kernels, || forward(x.as_tensor()).unwrap());
+        let (fused, composed) = (run(Kernels::Fused), run(Kernels::Composed));
+        let diff = relative_difference(&fused, &composed);
+        assert!(diff <= tolerance, "outputs differ by {diff:e}");
+        let r = random(rng, fused.dims(), 1.0);
+        let grads = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let (gf, gc) = (grads(&fused), grads(&composed));
+        let mut named = vec![("input".to_string(), x.as_tensor().clone())];
+        named.extend(varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())));
+        for (name, t) in named {
+            let (a, b) = (gf.get(&t), gc.get(&t));
+            let (a, b) = match (a, b) {
+                (Some(a), Some(b)) => (a, b),
+                (None, None) => continue, // e.g. a decoder variable the classifier never uses
+                _ => panic!("gradient of {name} present on one path only"),
+            };
+            let diff = relative_difference(a, b);
+            assert!(diff <= tolerance, "gradients of {name} differ by {diff:e}");
+        }
+    }
+
+    fn varmap_with<T>(seed: u64, make: impl FnOnce(VarBuilder) -> Result<T>) -> (VarMap, T) {
+        let varmap = VarMap::new();
+        let model = make(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        init_weights(&varmap, seed).unwrap();
+        // Non-trivial norm parameters, so their gradients are tested too.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            if name.ends_with("bias") || name.contains("norm") {
+                var.set(&random(&mut rng, var.dims(), 0.5).broadcast_add(&Tensor::new(1f32, &Device::Cpu).unwrap()).unwrap())
+                    .unwrap();
+            }
+        }
+        (varmap, model)
+    }
+
+    #[test]
+    fn fused_layer_norm_matches_the_composed_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..4 {
+            let (rows, dim) = (rng.random_range(1..150), rng.random_range(2..300));
+            let (varmap, norm) = varmap_with(rng.random(), |vb| LayerNorm::new(dim, 1e-6, vb.pp("norm")));
+            let x = random(&mut rng, &[rows, dim], 3.0).broadcast_add(&random(&mut rng, &[rows, 1], 2.0)).unwrap();
+            compare_paths(&mut rng, x, &varmap, |x| norm.forward(x), 1e-5);
+        }
+    }
+
+    #[test]
+    fn fused_linear_and_gelu_match_the_composed_ones() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for activation in [Activation::Identity, Activation::Gelu, Activation::Gelu] {
+            let (b, n, i, o) = (rng.random_range(1..5), rng.random_range(1..70), rng.random_range(1..200), rng.random_range(1..200));
+            let (varmap, lin) = varmap_with(rng.random(), |vb| layers::Linear::new(i, o, vb.pp("fc")));
+            let x = random(&mut rng, &[b, n, i], 2.0);
+            compare_paths(&mut rng, x, &varmap, |x| lin.forward_with(x, activation), 1e-5);
+        }
+    }
+
+    #[test]
+    fn fused_attention_matches_the_composed_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..4 {
+            let heads = rng.random_range(1..5);
+            let dim = heads * rng.random_range(1..24);
+            let (b, n) = (rng.random_range(1..4), rng.random_range(1..90));
+            let (varmap, attn) = varmap_with(rng.random(), |vb| Attention::new(dim, heads, vb));
+            let x = random(&mut rng, &[b, n, dim], 2.0);
+            compare_paths(&mut rng, x, &varmap, |x| attn.forward(x), 1e-5);
+        }
+    }
+
+    #[test]
+    fn fused_models_match_the_composed_ones() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let cfg = MaeConfig::tiny_16();
+        let images = random(&mut rng, &[3, 1, 16, 16], 1.0).abs().unwrap();
+        let (varmap, clf) = varmap_with(5, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
+        compare_paths(&mut rng, images.clone(), &varmap, |x| clf.forward(x, false), 1e-4);
+        let (varmap, mae) = varmap_with(6, |vb| Mae::new(&cfg, vb));
+        let noise = masking_noise(&mut rng, 3, cfg.num_patches(), &Device::Cpu).unwrap();
+        compare_paths(&mut rng, images, &varmap, |x| Ok(mae.forward(x, 0.75, &noise)?.pred), 1e-4);
+    }
+}
