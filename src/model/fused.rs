@@ -163,6 +163,145 @@ fn threads() -> Parallelism {
 const ROW_BLOCK: usize = 64;
 
 // ---------------------------------------------------------------------------
+// Row kernels. Sums use 16 independent accumulators so that the compiler may
+// vectorise them (a single running sum is a sequential dependency); each kernel
+// is compiled for AVX-512, AVX2 and the baseline, picked at run time.
+
+const LANES: usize = 16;
+
+#[inline(always)]
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        acc.iter_mut().zip(c).for_each(|(a, x)| *a += x);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn max(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        acc.iter_mut().zip(c).for_each(|(a, x)| *a = if *x > *a { *x } else { *a });
+    }
+    acc.iter().copied().fold(tail, f32::max)
+}
+
+/// Mean and 1/std of one row.
+#[inline(always)]
+fn moments(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = sum(row) / n;
+    let mut acc = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+    for c in chunks {
+        acc.iter_mut().zip(c).for_each(|(a, v)| *a += (v - mean) * (v - mean));
+    }
+    let var = (acc.iter().sum::<f32>() + tail) / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn layer_norm_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let (mean, rstd) = moments(x, eps);
+        for (((o, x), w), b) in o.iter_mut().zip(x).zip(w).zip(b) {
+            *o = (x - mean) * rstd * w + b;
+        }
+    }
+}
+
+/// Backward of [`layer_norm_rows`] for a block of rows: writes `dx`, adds the
+/// block's contributions to `dw` and `db`. `scratch` holds one row.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_backward_rows(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    xhat: &mut [f32],
+) {
+    let d = w.len();
+    for ((dx, x), g) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(g.chunks_exact(d)) {
+        let (mean, rstd) = moments(x, eps);
+        xhat.iter_mut().zip(x).for_each(|(h, x)| *h = (x - mean) * rstd);
+        // dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat)); dx holds g w first.
+        dx.iter_mut().zip(g).zip(w).for_each(|((dx, g), w)| *dx = g * w);
+        let mean_gw = sum(dx) / d as f32;
+        let mean_gw_xhat = dot(dx, xhat) / d as f32;
+        for (dx, h) in dx.iter_mut().zip(xhat.iter()) {
+            *dx = rstd * (*dx - mean_gw - h * mean_gw_xhat);
+        }
+        for (((dw, db), g), h) in dw.iter_mut().zip(db.iter_mut()).zip(g).zip(xhat.iter()) {
+            *dw += g * h;
+            *db += g;
+        }
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn gelu_in_place(v: &mut [f32]) {
+    v.iter_mut().for_each(|v| *v = gelu(*v));
+}
+
+/// `g *= gelu'(pre)`
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn gelu_backward_in_place(g: &mut [f32], pre: &[f32]) {
+    g.iter_mut().zip(pre).for_each(|(g, p)| *g *= gelu_derivative(*p));
+}
+
+/// `acc += sum of the rows of `rows``
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn add_rows(acc: &mut [f32], rows: &[f32]) {
+    for row in rows.chunks_exact(acc.len()) {
+        acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+    }
+}
+
+/// Softmax of each row of `rows` (rows of `n`), in place.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn softmax_rows(rows: &mut [f32], n: usize) {
+    for row in rows.chunks_exact_mut(n) {
+        let m = max(row);
+        row.iter_mut().for_each(|v| *v = exp_f32(*v - m));
+        let inv = 1.0 / sum(row);
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// Softmax backward with the logits' scale: `dP -> P (dP - rowsum(P dP)) scale`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn softmax_backward_rows(dp: &mut [f32], p: &[f32], n: usize, scale: f32) {
+    for (dp_row, p_row) in dp.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
+        let d = dot(dp_row, p_row);
+        dp_row.iter_mut().zip(p_row).for_each(|(g, p)| *g = p * (*g - d) * scale);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // LayerNorm
 
 /// Layer normalisation over the last dimension of `x`, scaled by `weight` and
@@ -173,14 +312,6 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
 
 struct LayerNormOp {
     eps: f32,
-}
-
-/// Mean and 1/std of one row.
-fn moments(row: &[f32], eps: f32) -> (f32, f32) {
-    let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    (mean, 1.0 / (var + eps).sqrt())
 }
 
 impl CustomOp3 for LayerNormOp {
@@ -201,14 +332,9 @@ impl CustomOp3 for LayerNormOp {
         let (w, b) = (contiguous_f32(ws, wl, "layer norm")?, contiguous_f32(bs, bl, "layer norm")?);
         let d = w.len();
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(d * ROW_BLOCK).zip(x.par_chunks(d * ROW_BLOCK)).for_each(|(out, x)| {
-            for (o, x) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                let (mean, rstd) = moments(x, self.eps);
-                for (((o, x), w), b) in o.iter_mut().zip(x).zip(w).zip(b) {
-                    *o = (x - mean) * rstd * w + b;
-                }
-            }
-        });
+        out.par_chunks_mut(d * ROW_BLOCK)
+            .zip(x.par_chunks(d * ROW_BLOCK))
+            .for_each(|(out, x)| layer_norm_rows(x, w, b, self.eps, out));
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
@@ -229,25 +355,8 @@ impl CustomOp3 for LayerNormOp {
                         .par_chunks_mut(d * ROW_BLOCK)
                         .zip(x.par_chunks(d * ROW_BLOCK).zip(g.par_chunks(d * ROW_BLOCK)))
                         .map(|(dx, (x, g))| {
-                            let (mut dw, mut db) = (vec![0f32; d], vec![0f32; d]);
-                            for ((dx, x), g) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(g.chunks_exact(d)) {
-                                let (mean, rstd) = moments(x, self.eps);
-                                // dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat))
-                                let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
-                                for i in 0..d {
-                                    let xhat = (x[i] - mean) * rstd;
-                                    let gw = g[i] * w[i];
-                                    sum_gw += gw;
-                                    sum_gw_xhat += gw * xhat;
-                                    dw[i] += g[i] * xhat;
-                                    db[i] += g[i];
-                                }
-                                let (mean_gw, mean_gw_xhat) = (sum_gw / d as f32, sum_gw_xhat / d as f32);
-                                for i in 0..d {
-                                    let xhat = (x[i] - mean) * rstd;
-                                    dx[i] = rstd * (g[i] * w[i] - mean_gw - xhat * mean_gw_xhat);
-                                }
-                            }
+                            let (mut dw, mut db, mut xhat) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
+                            layer_norm_backward_rows(x, w, g, self.eps, dx, &mut dw, &mut db, &mut xhat);
                             (dw, db)
                         })
                         .reduce(|| (vec![0f32; d], vec![0f32; d]), add_pairs);
@@ -348,7 +457,7 @@ impl CustomOp3 for LinearOp {
         };
         if self.activation == Activation::Gelu {
             let pre = out.clone();
-            out.par_chunks_mut(4096).for_each(|c| c.iter_mut().for_each(|v| *v = gelu(*v)));
+            out.par_chunks_mut(1 << 14).for_each(gelu_in_place);
             *self.pre_activation.lock().expect("pre-activation lock") = Some(pre);
         }
         let mut shape = dims.to_vec();
@@ -369,16 +478,14 @@ impl CustomOp3 for LinearOp {
         if self.activation == Activation::Gelu {
             let pre = self.pre_activation.lock().expect("pre-activation lock");
             let pre = pre.as_ref().ok_or_else(|| candle_core::Error::Msg("fused linear: no saved forward".into()))?;
-            g.par_chunks_mut(4096)
-                .zip(pre.par_chunks(4096))
-                .for_each(|(g, p)| g.iter_mut().zip(p).for_each(|(g, p)| *g *= gelu_derivative(*p)));
+            g.par_chunks_mut(1 << 14).zip(pre.par_chunks(1 << 14)).for_each(|(g, p)| gelu_backward_in_place(g, p));
         }
         let rows = g.len() / out_dim;
         let db = g
             .par_chunks(out_dim * ROW_BLOCK)
             .map(|block| {
                 let mut acc = vec![0f32; out_dim];
-                block.chunks_exact(out_dim).for_each(|row| acc.iter_mut().zip(row).for_each(|(a, v)| *a += v));
+                add_rows(&mut acc, block);
                 acc
             })
             .reduce(|| vec![0f32; out_dim], add_into);
@@ -473,19 +580,6 @@ impl Heads {
     }
 }
 
-/// Softmax of each row of `rows` (rows of `n`), in place.
-fn softmax_rows(rows: &mut [f32], n: usize) {
-    for row in rows.chunks_exact_mut(n) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = exp_f32(*v - max);
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
-    }
-}
 
 impl CustomOp1 for AttentionOp {
     fn name(&self) -> &'static str {
@@ -545,10 +639,7 @@ impl CustomOp1 for AttentionOp {
                             matmul((n, hd, n), d_at(2), 3 * s.dim, false, p_mat.t(), go, 1.0, Parallelism::None);
                             // dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale
                             matmul((n, n, hd), dp.as_mut_ptr(), n, false, go, v.t(), 1.0, Parallelism::None);
-                            for (dp_row, p_row) in dp.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
-                                let dot: f32 = dp_row.iter().zip(p_row).map(|(a, b)| a * b).sum();
-                                dp_row.iter_mut().zip(p_row).for_each(|(d, p)| *d = p * (*d - dot) * s.scale());
-                            }
+                            softmax_backward_rows(dp, p, n, s.scale());
                             let ds = Mat::rows(dp.as_ptr(), n);
                             // dQ = dS K, dK = dS^T Q
                             matmul((n, hd, n), d_at(0), 3 * s.dim, false, ds, k, 1.0, Parallelism::None);
