@@ -1,5 +1,6 @@
 //! `lensmae pretrain`, `lensmae finetune`, `lensmae evaluate`, `lensmae model info`.
 
+use crate::data::augment::Augment;
 use crate::data::images::read_labelled_images;
 use crate::eval::ClassificationReport;
 use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, ModelTask};
@@ -44,6 +45,10 @@ pub struct CommonTrainArgs {
     /// Seed of splits, initialisation, shuffling and masks.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Augmentation of training images: `dihedral` (a random rotation by a
+    /// multiple of 90 degrees and/or mirror per image) or `none`.
+    #[arg(long, value_enum, default_value_t = AugmentArg::Dihedral)]
+    augment: AugmentArg,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -90,6 +95,10 @@ impl CommonTrainArgs {
             warmup_epochs: self.warmup_epochs,
             clip_grad: if self.clip_grad > 0.0 { self.clip_grad } else { f64::INFINITY },
             seed: self.seed,
+            augment: match self.augment {
+                AugmentArg::None => Augment::None,
+                AugmentArg::Dihedral => Augment::Dihedral,
+            },
             val_fraction: self.val_fraction,
             test_fraction: self.test_fraction,
             out: self.out.clone(),
@@ -162,6 +171,12 @@ pub struct FinetuneArgs {
 enum FinetuneTask {
     Classify,
     Superres,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AugmentArg {
+    None,
+    Dihedral,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,6 +5,7 @@
 //! the complete output into place and reports what was written.
 
 pub mod atomic;
+pub mod augment;
 pub mod fits;
 pub mod images;
 pub mod npy;

@@ -9,6 +9,7 @@
 
 pub mod optim;
 
+use crate::data::augment::{augment_images, Augment};
 use crate::data::images::{minmax_normalise, stratified_split, LabelledImages};
 use crate::eval::ClassificationMetrics;
 use crate::model::checkpoint::{
@@ -47,8 +48,10 @@ pub struct TrainOptions {
     pub warmup_epochs: f64,
     /// Global gradient-norm clip (infinite = none).
     pub clip_grad: f64,
-    /// Seed of splits, initialisation, shuffling and masking.
+    /// Seed of splits, initialisation, shuffling, masking and augmentation.
     pub seed: u64,
+    /// Augmentation of training batches (never of validation or test images).
+    pub augment: Augment,
     /// Fraction of each class held out for validation.
     pub val_fraction: f64,
     /// Fraction of each class held out for the final test.
@@ -149,6 +152,19 @@ pub fn batch_tensor(data: &LabelledImages, indices: &[usize], device: &Device) -
         v.extend_from_slice(data.image(i));
     }
     Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), device)?)
+}
+
+/// The training batch at `indices` for optimiser step `step`, augmented as
+/// `t.augment` says with transforms drawn from (seed, step), so a resumed run
+/// sees the same batches.
+fn training_batch(t: &TrainOptions, data: &LabelledImages, indices: &[usize], step: usize) -> Result<Tensor> {
+    let mut v = Vec::with_capacity(indices.len() * data.size * data.size);
+    for &i in indices {
+        v.extend_from_slice(data.image(i));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xA5A5_5A5A ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    augment_images(&mut v, data.size, t.augment, &mut rng);
+    Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), &Device::Cpu)?)
 }
 
 /// A copy of `data` with every image min-max normalised.
@@ -416,7 +432,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
             run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
                 let mut rng = ChaCha8Rng::seed_from_u64(t.seed.wrapping_add(step as u64 * 7919));
                 let noise = masking_noise(&mut rng, chunk.len(), opts.model.num_patches(), &dev)?;
-                Ok(mae.forward(&batch_tensor(&data, chunk, &dev)?, ratio, &noise)?.loss)
+                Ok(mae.forward(&training_batch(t, &data, chunk, step)?, ratio, &noise)?.loss)
             })?;
         let val_loss = mae_loss(&mae, &data, &val, t.batch_size, ratio, t.seed)?;
         let log = EpochLog {
@@ -528,8 +544,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     };
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
-        let (train_loss, lr, images_per_s) = run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, _| {
-            let mut features = model.features(&batch_tensor(&data, chunk, &dev)?, true)?;
+        let (train_loss, lr, images_per_s) = run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
+            let mut features = model.features(&training_batch(t, &data, chunk, step)?, true)?;
             if opts.freeze_encoder {
                 features = features.detach();
             }

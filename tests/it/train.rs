@@ -2,6 +2,7 @@
 //! pretrains and initialises a classifier, a frozen probe trains only its head,
 //! and an interrupted run resumed gives the same model as an uninterrupted one.
 
+use lensmae::data::augment::Augment;
 use lensmae::data::images::LabelledImages;
 use lensmae::model::checkpoint::{load_checkpoint, read_checkpoint_meta, ModelTask};
 use lensmae::model::mae::Pooling;
@@ -47,6 +48,8 @@ fn options(out: &Path, epochs: usize) -> TrainOptions {
         warmup_epochs: 1.0,
         clip_grad: 1.0,
         seed: 3,
+        // The classes are left/right blobs, which mirrors would swap.
+        augment: Augment::None,
         val_fraction: 0.15,
         test_fraction: 0.15,
         out: out.to_path_buf(),
@@ -123,13 +126,19 @@ fn an_mae_pretrains_and_initialises_a_classifier_and_a_frozen_probe() {
 fn resuming_an_interrupted_run_gives_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = blobs(64, 6);
+    // Augmented batches too must repeat exactly after resuming.
+    let augmented = |out: &Path| {
+        let mut o = finetune(out, 3, EncoderInit::Scratch, false);
+        o.train.augment = Augment::Dihedral;
+        o
+    };
     let whole = dir.path().join("whole.safetensors");
-    finetune_classify(&data, &finetune(&whole, 3, EncoderInit::Scratch, false)).unwrap();
+    finetune_classify(&data, &augmented(&whole)).unwrap();
     let parts = dir.path().join("parts.safetensors");
-    let mut first = finetune(&parts, 3, EncoderInit::Scratch, false);
+    let mut first = augmented(&parts);
     first.train.stop_after = Some(2);
     let _ = finetune_classify(&data, &first);
-    let mut rest = finetune(&parts, 3, EncoderInit::Scratch, false);
+    let mut rest = augmented(&parts);
     rest.train.resume = true;
     finetune_classify(&data, &rest).unwrap();
     let (a, ma) = load_checkpoint(&whole, &candle_core::Device::Cpu).unwrap();

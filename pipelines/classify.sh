@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# A small version of the paper's classification protocol on deeplense-model2 data:
+# The paper's classification protocol on deeplense-model2 data:
 # MAE pretraining on no_sub (mask 0.9), then MAE-initialised fine-tuning, training
 # from scratch and a frozen-encoder linear probe at the same budget, plus the
-# logistic-regression baseline on the same test split. Sized for a 2-core CPU in
-# about half an hour; RESULTS.md records what it printed.
+# logistic-regression baseline on the same test split. PER_CLASS images per class
+# are simulated; EPOCHS is the fine-tuning budget (pretraining gets twice as
+# many). RESULTS.md records what it printed at each scale it was run at.
 #
-#   bash pipelines/classify-small.sh [RUN_DIR] [PER_CLASS] [EPOCHS]
+#   bash pipelines/classify.sh [RUN_DIR] [PER_CLASS] [EPOCHS]
 #
 # (This becomes a TOML pipeline for `lensmae run` when that exists.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${1:-runs/classify-small}
+RUN=${1:-runs/classify}
 PER_CLASS=${2:-300}
 EPOCHS=${3:-5}
 SEED=42
