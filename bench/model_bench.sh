@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Model speed: lensmae (candle) against its PyTorch twin, the paper's architecture
-# (64x64, patch 4, width 192, 6 blocks), batch 64, on this machine's CPU cores.
+# Model speed: lensmae (candle + fused CPU kernels) against its PyTorch twin, the
+# paper's architecture (64x64, patch 4, width 192, 6 blocks), batch 64, on this
+# machine's CPU cores, in one run: images/s, the ratio to PyTorch (with its fused
+# scaled_dot_product_attention, and with attention written out), the achieved
+# GFLOP/s of the matrix products and their fraction of the measured sgemm peak
+# (the faster of gemm's and torch.mm's 2048^3 products), and the peak memory of a
+# process doing classifier training steps.
 #
 #   TORCH_PY=/path/to/python bench/model_bench.sh [steps]
 #
@@ -13,13 +18,24 @@ cargo build --release --quiet --example model_speed
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)" >&2
 ours=$(./target/release/examples/model_speed 64 "$STEPS")
 theirs=$("$TORCH_PY" bench/model_torch.py "$(nproc)" 64 "$STEPS" 2>/dev/null | tail -1)
-python3 - "$ours" "$theirs" <<'PY'
+peak_kb() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+ours_mem=$(peak_kb ./target/release/examples/model_speed 64 2 classify_train)
+theirs_mem=$(peak_kb "$TORCH_PY" bench/model_torch.py "$(nproc)" 64 2 classify_train)
+python3 - "$ours" "$theirs" "$ours_mem" "$theirs_mem" <<'PY'
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"| measure (batch 64, images/s, best of steps) | lensmae | PyTorch {b['version']} | lensmae / PyTorch |")
-print("|---|---|---|---|")
-for key, name in [("classify_train_images_per_s", "classifier training step (fwd + bwd + AdamW)"),
-                  ("mae_train_images_per_s", "MAE training step, mask 0.9"),
-                  ("inference_images_per_s", "classifier inference")]:
-    print(f"| {name} | {a[key]:.1f} | {b[key]:.1f} | {a[key] / b[key]:.2f}x |")
+roof = max(a["sgemm_gflops"], b["sgemm_gflops"])
+print(f"sgemm 2048^3: gemm {a['sgemm_gflops']:.0f} GFLOP/s, torch.mm {b['sgemm_gflops']:.0f} GFLOP/s; roofline {roof:.0f}\n")
+print(f"| measure (batch 64, images/s, best of steps) | lensmae | PyTorch {b['version']} (SDPA) | PyTorch, attention written out "
+      "| lensmae / PyTorch SDPA | lensmae / PyTorch written out | lensmae GFLOP/s | of roofline |")
+print("|---|---|---|---|---|---|---|---|")
+for key, name in [("classify_train", "classifier training step (fwd + bwd + AdamW)"),
+                  ("mae_train_075", "MAE training step, mask 0.75"),
+                  ("mae_train_090", "MAE training step, mask 0.9"),
+                  ("classify_infer", "classifier inference")]:
+    gflops = a[key] * a["gflop_per_image"][key]
+    print(f"| {name} | {a[key]:.1f} | {b[key]:.1f} | {b[key + '_unfused']:.1f} | {a[key] / b[key]:.2f}x "
+          f"| {a[key] / b[key + '_unfused']:.2f}x | {gflops:.0f} | {gflops / roof:.0%} |")
+print(f"\npeak RSS of a process running batch-64 classifier training steps: lensmae {int(sys.argv[3]) / 1e6:.2f} GB, "
+      f"PyTorch {int(sys.argv[4]) / 1e6:.2f} GB")
 PY

@@ -1,7 +1,10 @@
 """Training and inference speed of the PyTorch twin (tests/oracle/twin_model.py)
-with the paper's architecture, CPU, as images/s. Prints JSON.
+with the paper's architecture, CPU, as images/s, with PyTorch's fused attention
+(scaled_dot_product_attention) and with attention written out; plus the sgemm
+rate of torch.mm on this machine. Prints JSON.
 
-Usage: python bench/model_torch.py [threads] [batch] [steps]
+Usage: python bench/model_torch.py [threads] [batch] [steps] [only]
+  only: run just this measure (e.g. classify_train, for a peak-memory run)
 """
 import json
 import os
@@ -11,11 +14,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "oracle"))
-from twin_model import Twin  # noqa: E402
+from twin_model import Attention, Twin  # noqa: E402
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 steps = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+only = sys.argv[4] if len(sys.argv) > 4 else None
 torch.set_num_threads(threads)
 PAPER = {"image_size": 64, "in_channels": 1, "patch_size": 4, "embed_dim": 192, "depth": 6, "num_heads": 3,
          "decoder_embed_dim": 128, "decoder_depth": 2, "decoder_num_heads": 4, "mlp_ratio": 4.0,
@@ -43,11 +47,13 @@ def classify_train():
     opt.step()
 
 
-def mae_train():
-    opt.zero_grad()
-    loss, _, _ = model.mae(imgs, torch.rand(batch, 256), 0.9, False)
-    loss.backward()
-    opt.step()
+def mae_train(ratio):
+    def step():
+        opt.zero_grad()
+        loss, _, _ = model.mae(imgs, torch.rand(batch, 256), ratio, False)
+        loss.backward()
+        opt.step()
+    return step
 
 
 def infer():
@@ -55,6 +61,30 @@ def infer():
         model.classify(imgs)
 
 
-print(json.dumps({"tool": "pytorch", "version": torch.__version__, "threads": threads, "batch": batch,
-                  "classify_train_images_per_s": rate(classify_train), "mae_train_images_per_s": rate(mae_train),
-                  "inference_images_per_s": rate(infer)}))
+def sgemm_gflops(size=2048, repeats=5):
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+measures = {"classify_train": classify_train, "mae_train_075": mae_train(0.75), "mae_train_090": mae_train(0.9),
+            "classify_infer": infer}
+out = {"tool": "pytorch", "version": torch.__version__, "threads": threads, "batch": batch}
+if only:
+    Attention.fused = True
+    out[only] = rate(measures[only])
+else:
+    for fused in (True, False):
+        Attention.fused = fused
+        suffix = "" if fused else "_unfused"
+        for name, step in measures.items():
+            out[name + suffix] = rate(step)
+    out["sgemm_gflops"] = sgemm_gflops()
+print(json.dumps(out))

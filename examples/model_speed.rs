@@ -1,6 +1,9 @@
 //! Training and inference speed of lensmae's paper-size model on the CPU, as
-//! images/s (best of N steps): `cargo run --release --example model_speed -- [batch] [steps]`.
+//! images/s (best of N steps), with the matrix-product work per image and this
+//! machine's sgemm rate through the same `gemm` crate the kernels use:
+//! `cargo run --release --example model_speed -- [batch] [steps] [only]`.
 //! Prints JSON; bench/model_bench.sh compares it with the PyTorch twin.
+//! `only` runs a single measure (e.g. `classify_train`, for a peak-memory run).
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use lensmae::model::mae::{init_weights, masking_noise, Pooling};
@@ -23,12 +26,76 @@ fn rate(batch: usize, steps: usize, mut step: impl FnMut()) -> f64 {
     batch as f64 / best
 }
 
+/// Floating-point operations (a multiply-add is 2) of the matrix products of
+/// `depth` pre-norm blocks of width `dim` over `tokens` tokens.
+fn blocks_flops(tokens: f64, dim: f64, depth: usize, mlp_ratio: f64) -> f64 {
+    let per_block = 2.0 * tokens * dim * 3.0 * dim // qkv
+        + 2.0 * tokens * dim * dim // proj
+        + 2.0 * 2.0 * tokens * dim * mlp_ratio * dim // fc1, fc2
+        + 2.0 * 2.0 * tokens * tokens * dim; // q k^T, p v
+    per_block * depth as f64
+}
+
+/// Forward matrix-product flops per image: the encoder over the visible patches
+/// (all of them without masking), plus the MAE decoder when `mask_ratio` is given.
+fn forward_flops(cfg: &MaeConfig, mask_ratio: Option<f64>) -> f64 {
+    let patches = cfg.num_patches() as f64;
+    let visible = (patches * (1.0 - mask_ratio.unwrap_or(0.0))).floor();
+    let (d, pd) = (cfg.embed_dim as f64, cfg.patch_dim() as f64);
+    let mut flops = 2.0 * visible * pd * d + blocks_flops(visible + 1.0, d, cfg.depth, cfg.mlp_ratio);
+    if mask_ratio.is_some() {
+        let dd = cfg.decoder_embed_dim as f64;
+        flops += 2.0 * (visible + 1.0) * d * dd
+            + blocks_flops(patches + 1.0, dd, cfg.decoder_depth, cfg.mlp_ratio)
+            + 2.0 * patches * dd * pd;
+    }
+    flops
+}
+
+/// Best sgemm rate (GFLOP/s) of `gemm` on square `size` matrices, all threads.
+fn sgemm_gflops(size: usize) -> f64 {
+    let (a, b) = (vec![1.0f32; size * size], vec![0.5f32; size * size]);
+    let mut c = vec![0.0f32; size * size];
+    let threads = rayon::current_num_threads();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t = Instant::now();
+        // SAFETY: three row-major size x size buffers.
+        unsafe {
+            gemm::gemm(
+                size,
+                size,
+                size,
+                c.as_mut_ptr(),
+                1,
+                size as isize,
+                false,
+                a.as_ptr(),
+                1,
+                size as isize,
+                b.as_ptr(),
+                1,
+                size as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(threads),
+            )
+        };
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (size as f64).powi(3) / best / 1e9
+}
+
 fn main() -> candle_core::Result<()> {
     // SAFETY: set before any thread starts (as the lensmae binary does).
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     let args: Vec<String> = std::env::args().collect();
     let batch: usize = args.get(1).map_or(64, |s| s.parse().expect("batch"));
     let steps: usize = args.get(2).map_or(5, |s| s.parse().expect("steps"));
+    let only = args.get(3).cloned();
     let dev = Device::Cpu;
     let cfg = MaeConfig::paper_64();
     let varmap = VarMap::new();
@@ -41,20 +108,43 @@ fn main() -> candle_core::Result<()> {
     let imgs = Tensor::rand(0f32, 1.0, (batch, 1, 64, 64), &dev)?;
     let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, &dev)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let classify = rate(batch, steps, || {
-        let loss = candle_nn::loss::cross_entropy(&clf.forward(&imgs, true).unwrap(), &labels).unwrap();
-        opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
-    });
-    let mae_rate = rate(batch, steps, || {
-        let noise = masking_noise(&mut rng, batch, cfg.num_patches(), &dev).unwrap();
-        let loss = mae.forward(&imgs, 0.9, &noise).unwrap().loss;
-        opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
-    });
-    let infer = rate(batch, steps, || {
-        clf.forward(&imgs, false).unwrap();
-    });
-    println!(
-        "{{\"tool\":\"lensmae\",\"batch\":{batch},\"classify_train_images_per_s\":{classify:.2},\"mae_train_images_per_s\":{mae_rate:.2},\"inference_images_per_s\":{infer:.2}}}"
-    );
+
+    let mut out = serde_json::json!({"tool": "lensmae", "batch": batch, "threads": rayon::current_num_threads()});
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wanted("classify_train") {
+        out["classify_train"] = rate(batch, steps, || {
+            let loss = candle_nn::loss::cross_entropy(&clf.forward(&imgs, true).unwrap(), &labels).unwrap();
+            opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
+        })
+        .into();
+    }
+    for (name, ratio) in [("mae_train_075", 0.75), ("mae_train_090", 0.9)] {
+        if wanted(name) {
+            out[name] = rate(batch, steps, || {
+                let noise = masking_noise(&mut rng, batch, cfg.num_patches(), &dev).unwrap();
+                let loss = mae.forward(&imgs, ratio, &noise).unwrap().loss;
+                opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
+            })
+            .into();
+        }
+    }
+    if wanted("classify_infer") {
+        out["classify_infer"] = rate(batch, steps, || {
+            clf.forward(&imgs, false).unwrap();
+        })
+        .into();
+    }
+    if only.is_none() {
+        // Training costs about three forward passes (forward, and two products per
+        // product backward).
+        out["gflop_per_image"] = serde_json::json!({
+            "classify_train": 3.0 * forward_flops(&cfg, None) / 1e9,
+            "mae_train_075": 3.0 * forward_flops(&cfg, Some(0.75)) / 1e9,
+            "mae_train_090": 3.0 * forward_flops(&cfg, Some(0.9)) / 1e9,
+            "classify_infer": forward_flops(&cfg, None) / 1e9,
+        });
+        out["sgemm_gflops"] = sgemm_gflops(2048).into();
+    }
+    println!("{out}");
     Ok(())
 }

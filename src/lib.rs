@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod fastmath;
 pub mod model;
+pub mod report;
 pub mod sim;
 pub mod train;
 

@@ -200,6 +200,10 @@ pub struct EvaluateArgs {
     /// Write the JSON report here (default: print it).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write the ROC curves as a PNG here (default: beside --report, as
+    /// `<report stem>.roc.png`; none when the report is printed).
+    #[arg(long)]
+    roc_plot: Option<PathBuf>,
     /// Images per inference batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -327,7 +331,19 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         }
         None => println!("{text}"),
     }
+    let roc_path = args.roc_plot.clone().or_else(|| {
+        args.report.as_ref().map(|r| r.with_file_name(format!("{}.roc.png", r.file_stem().unwrap_or_default().to_string_lossy())))
+    });
+    if let Some(path) = roc_path {
+        let title = format!("{} on {}", file_name(&args.model), file_name(&args.input));
+        crate::data::atomic::write_atomically(&path, crate::report::plot::roc_png(&report, &title)?)?;
+        eprintln!("ROC curves -> {}", path.display());
+    }
     Ok(())
+}
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Run `lensmae model ...`.

@@ -102,6 +102,8 @@ fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d("report.json")).unwrap()).unwrap();
     assert_eq!(report["report"]["n"], 60);
     assert!(report["report"]["metrics"]["macro_auc"].as_f64().unwrap() >= 0.0);
+    let png = std::fs::read(d("report.roc.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "the ROC plot beside the report is a PNG");
     let info = String::from_utf8(ok(&["model", "info", &d("mae.safetensors")]).stdout).unwrap();
     assert!(info.contains("\"task\": \"mae\"") && info.contains("\"seed\": 42"), "{info}");
 

@@ -1,0 +1,172 @@
+//! Line charts as PNG bytes. Rendered into memory (plotters' bitmap backend),
+//! encoded with `png`, so callers write the bytes atomically like any output.
+
+use crate::eval::ClassificationReport;
+use crate::{Error, Result};
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
+const FONT_NAME: &str = "lensmae-sans";
+
+fn ensure_font() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // The bundled font is a valid TrueType file; a failure here is a build defect.
+        register_font(FONT_NAME, FontStyle::Normal, FONT).unwrap_or_else(|_| panic!("the bundled font does not load"));
+    });
+}
+
+/// One named line.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend entry.
+    pub name: String,
+    /// Points in drawing order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart's frame.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// Title above the plot.
+    pub title: String,
+    /// x-axis label.
+    pub x_label: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// x range.
+    pub x_range: (f64, f64),
+    /// y range.
+    pub y_range: (f64, f64),
+    /// Draw the y = x diagonal (chance line of a ROC plot).
+    pub diagonal: bool,
+    /// Size in pixels.
+    pub size: (u32, u32),
+}
+
+/// Colour-blind-safe line colours (Okabe-Ito).
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+];
+
+fn plot_error(e: impl std::fmt::Display) -> Error {
+    Error::Shape(format!("drawing a chart: {e}"))
+}
+
+/// Renders `series` in `chart` and returns PNG bytes.
+pub fn line_chart_png(chart: &Chart, series: &[Series]) -> Result<Vec<u8>> {
+    ensure_font();
+    let (w, h) = chart.size;
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(&chart.title, (FONT_NAME, 22))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(chart.x_range.0..chart.x_range.1, chart.y_range.0..chart.y_range.1)
+            .map_err(plot_error)?;
+        c.configure_mesh()
+            .x_desc(&chart.x_label)
+            .y_desc(&chart.y_label)
+            .label_style((FONT_NAME, 14))
+            .axis_desc_style((FONT_NAME, 16))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(plot_error)?;
+        if chart.diagonal {
+            let (lo, hi) = (chart.x_range.0.max(chart.y_range.0), chart.x_range.1.min(chart.y_range.1));
+            c.draw_series(LineSeries::new([(lo, lo), (hi, hi)], RGBColor(160, 160, 160).stroke_width(1)))
+                .map_err(plot_error)?;
+        }
+        for (i, s) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            c.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(&s.name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        c.configure_series_labels()
+            .label_font((FONT_NAME, 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    encode_png(&rgb, w, h)
+}
+
+/// 8-bit RGB pixels (row-major) as PNG bytes.
+pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(plot_error)?;
+    writer.write_image_data(rgb).map_err(plot_error)?;
+    writer.finish().map_err(plot_error)?;
+    Ok(out)
+}
+
+/// The one-vs-rest ROC curves of a classification report, one line per class
+/// with its AUC in the legend.
+pub fn roc_png(report: &ClassificationReport, title: &str) -> Result<Vec<u8>> {
+    let series: Vec<Series> = report
+        .class_names
+        .iter()
+        .zip(&report.roc_curves)
+        .zip(&report.metrics.per_class_auc)
+        .map(|((name, curve), auc)| Series {
+            name: match auc {
+                Some(a) => format!("{name} (AUC {a:.4})"),
+                None => format!("{name} (no positives)"),
+            },
+            points: curve.clone(),
+        })
+        .collect();
+    let chart = Chart {
+        title: title.to_string(),
+        x_label: "false positive rate".into(),
+        y_label: "true positive rate".into(),
+        x_range: (0.0, 1.0),
+        y_range: (0.0, 1.0),
+        diagonal: true,
+        size: (640, 560),
+    };
+    line_chart_png(&chart, &series)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_roc_plot_is_a_png_with_the_curves_drawn() {
+        let probs = [0.8f32, 0.1, 0.1, 0.2, 0.7, 0.1, 0.3, 0.3, 0.4, 0.6, 0.2, 0.2];
+        let report = ClassificationReport::compute(&probs, &[0, 1, 2, 1], &["a".into(), "b".into(), "c".into()]);
+        let bytes = roc_png(&report, "test").unwrap();
+        if let Ok(p) = std::env::var("LENSMAE_PLOT_OUT") {
+            std::fs::write(p, &bytes).unwrap();
+        }
+        let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (640, 560));
+        // Class b's curve (second palette colour, not hidden under another) is drawn.
+        let orange = buf.chunks_exact(3).filter(|p| p == &[213, 94, 0]).count();
+        assert!(orange > 500, "{orange} pixels of class b's curve");
+    }
+}
