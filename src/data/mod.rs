@@ -13,6 +13,7 @@ pub mod npy_tree;
 pub mod parquet;
 pub mod pickle;
 pub mod record;
+pub mod resample;
 pub mod schema;
 pub mod simulate;
 

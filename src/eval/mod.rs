@@ -1,6 +1,9 @@
-//! Evaluation metrics, computed as scikit-learn computes them (golden values from
-//! scikit-learn in `fixtures/oracle/` are checked by the tests).
+//! Evaluation metrics, computed as scikit-learn (classification) and
+//! scikit-image (super-resolution) compute them; golden values from those
+//! libraries in `fixtures/oracle/` are checked by the tests.
 
 pub mod classification;
+pub mod superres;
 
 pub use classification::{ClassificationMetrics, ClassificationReport};
+pub use superres::SuperresMetrics;
