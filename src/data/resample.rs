@@ -77,3 +77,16 @@ pub fn downsample_mean(src: &[f32], size: usize, factor: usize) -> Vec<f32> {
     out.iter_mut().for_each(|v| *v *= inv);
     out
 }
+
+/// Bicubic upsampling as a matrix `U` (`size * factor` rows, `size` columns,
+/// row-major) such that the upsampled image is `U X U^T`: the form a model uses
+/// to add the bicubic image to its output with two matrix products.
+pub fn bicubic_matrix(size: usize, factor: usize) -> Vec<f32> {
+    let mut m = vec![0f32; size * factor * size];
+    for (o, (idx, w)) in taps(size, factor).into_iter().enumerate() {
+        for k in 0..4 {
+            m[o * size + idx[k]] += w[k] as f32;
+        }
+    }
+    m
+}

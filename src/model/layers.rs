@@ -99,6 +99,42 @@ impl Module for Linear {
     }
 }
 
+/// A 2-D convolution with a square kernel, stride 1 and "same" zero padding:
+/// `[B, C_in, H, W] -> [B, C_out, H, W]` (weights `[C_out, C_in, k, k]`).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// A `k x k` convolution (k odd), initialised as PyTorch's `nn.Conv2d`.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / ((in_channels * kernel * kernel) as f64).sqrt();
+        let init = Init::Uniform { lo: -bound, up: bound };
+        Ok(Conv2d {
+            weight: vb.get_with_hints((out_channels, in_channels, kernel, kernel), "weight", init)?,
+            bias: vb.get_with_hints(out_channels, "bias", ZERO)?,
+            padding: kernel / 2,
+        })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, 1, 1, 1)?;
+        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}
+
+/// PyTorch's `pixel_shuffle`: `[B, C r^2, H, W] -> [B, C, H r, W r]`.
+pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let c_out = c / (r * r);
+    x.reshape((b, c_out, r, r, h, w))?.permute((0, 1, 4, 2, 5, 3))?.reshape((b, c_out, h * r, w * r))
+}
+
 /// Multi-head self-attention.
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {

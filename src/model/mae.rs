@@ -402,7 +402,8 @@ impl VitClassifier {
 
 /// Give every variable of `varmap` its initial value from a generator seeded with
 /// `seed`, following each variable's role (named by its key): LayerNorm weights 1,
-/// biases 0, CLS/mask tokens N(0, 0.02), linear weights xavier-uniform. Variables
+/// biases 0, CLS/mask tokens N(0, 0.02), linear weights xavier-uniform,
+/// convolution weights uniform within 1/sqrt(fan_in). Variables
 /// are visited in sorted key order, so the result depends only on the seed.
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap.data().lock().expect("the VarMap lock is not poisoned");
@@ -421,6 +422,10 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
             vec![1.0; n]
         } else if name.ends_with(".weight") && dims.len() == 2 {
             let bound = (6.0 / (dims[0] + dims[1]) as f64).sqrt() as f32;
+            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+        } else if name.ends_with(".weight") && dims.len() == 4 {
+            // Convolutions: PyTorch's default, uniform within 1/sqrt(fan_in).
+            let bound = (1.0 / (dims[1] * dims[2] * dims[3]) as f64).sqrt() as f32;
             (0..n).map(|_| rng.random_range(-bound..bound)).collect()
         } else {
             candle_core::bail!("no initialisation rule for variable `{name}`")

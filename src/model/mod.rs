@@ -12,5 +12,6 @@ pub mod checkpoint;
 pub mod fused;
 pub mod layers;
 pub mod mae;
+pub mod superres;
 
 pub use mae::{Mae, MaeConfig, MaeOutput, VitClassifier};

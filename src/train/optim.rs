@@ -26,10 +26,10 @@ pub struct AdamW {
     weight_decay: f64,
 }
 
-/// Whether a variable gets weight decay: only matrices (not biases, LayerNorm
+/// Whether a variable gets weight decay: only matrices and convolution kernels (not biases, LayerNorm
 /// weights, or the CLS/mask tokens).
 pub fn decays(name: &str, var: &Var) -> bool {
-    var.rank() == 2 && name.ends_with(".weight") && !name.contains("norm")
+    var.rank() >= 2 && name.ends_with(".weight") && !name.contains("norm")
 }
 
 impl AdamW {
