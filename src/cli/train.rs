@@ -1,11 +1,13 @@
 //! `lensmae pretrain`, `lensmae finetune`, `lensmae evaluate`, `lensmae model info`.
 
 use crate::data::augment::Augment;
-use crate::data::images::read_labelled_images;
+use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::eval::ClassificationReport;
-use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, ModelTask};
+use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, CheckpointMeta, ModelTask};
 use crate::model::mae::Pooling;
+use crate::model::superres::{SuperResolver, SuperresConfig};
 use crate::model::{MaeConfig, VitClassifier};
+use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
 use crate::train::{
     finetune_classify, normalised, predict_probs, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions,
 };
@@ -13,6 +15,7 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use clap::{Args, Subcommand, ValueEnum};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Flags every training command takes.
@@ -165,6 +168,24 @@ pub struct FinetuneArgs {
     /// Dropout on the pooled features while training.
     #[arg(long, default_value_t = 0.1)]
     dropout: f32,
+    /// Super-resolution: add the bicubic upsampling to the network's output.
+    #[arg(long)]
+    residual: bool,
+    /// Super-resolution: make each block of the output average to its LR pixel.
+    #[arg(long)]
+    flux_conserving: bool,
+    /// Super-resolution: channels of the convolutional decoder.
+    #[arg(long, default_value_t = 64)]
+    channels: usize,
+    /// Super-resolution: the pixel loss.
+    #[arg(long, value_enum, default_value_t = LossArg::L1)]
+    loss: LossArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LossArg {
+    L1,
+    Mse,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -188,10 +209,11 @@ enum PoolingArg {
 /// Arguments of `lensmae evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// Classifier checkpoint.
+    /// Classifier or super-resolution checkpoint.
     #[arg(long)]
     model: PathBuf,
-    /// Labelled images (Parquet or FITS).
+    /// Labelled images (Parquet, FITS, `.npy` tree) for a classifier; LR/HR
+    /// pairs (Parquet with `lr` and `hr` columns) for a super-resolution model.
     #[arg(long)]
     input: PathBuf,
     /// Image column.
@@ -204,6 +226,13 @@ pub struct EvaluateArgs {
     /// `<report stem>.roc.png`; none when the report is printed).
     #[arg(long)]
     roc_plot: Option<PathBuf>,
+    /// Super-resolution: write a PNG grid of LR / bicubic / model / HR /
+    /// residual here (default: beside --report, as `<report stem>.grid.png`).
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    /// Super-resolution: examples (rows) in the grid.
+    #[arg(long, default_value_t = 4)]
+    grid_rows: usize,
     /// Images per inference batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -260,18 +289,42 @@ pub fn pretrain_cmd(args: PretrainArgs) -> anyhow::Result<()> {
 
 /// Run `lensmae finetune`.
 pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
+    let init = match &args.init {
+        Some(p) => EncoderInit::Mae(p.clone()),
+        None => EncoderInit::Scratch,
+    };
     if let FinetuneTask::Superres = args.task {
-        bail!("--task superres is not available yet (it comes with the super-resolution model)");
+        if args.freeze_encoder {
+            bail!("--freeze-encoder is for classification probes; super-resolution trains the whole model");
+        }
+        let pairs =
+            read_image_pairs(&args.common.data).with_context(|| format!("reading {}", args.common.data.display()))?;
+        let opts = SuperresOptions {
+            train: args.common.options(5e-4, 0.05)?,
+            model: args.common.model_config()?,
+            head: SuperresConfig {
+                factor: pairs.factor(),
+                channels: args.channels,
+                residual: args.residual,
+                flux_conserving: args.flux_conserving,
+            },
+            init,
+            loss: match args.loss {
+                LossArg::L1 => PixelLoss::L1,
+                LossArg::Mse => PixelLoss::Mse,
+            },
+        };
+        let outcome = finetune_superres(&pairs, &opts)?;
+        eprintln!("best epoch {} -> {}", outcome.best_epoch, outcome.checkpoint.display());
+        print_superres(&outcome.test, "test");
+        return Ok(());
     }
     let opts = FinetuneOptions {
         train: args
             .common
             .options(if args.freeze_encoder { 1e-2 } else { 5e-4 }, if args.freeze_encoder { 0.0 } else { 0.05 })?,
         model: args.common.model_config()?,
-        init: match args.init {
-            Some(p) => EncoderInit::Mae(p),
-            None => EncoderInit::Scratch,
-        },
+        init,
         freeze_encoder: args.freeze_encoder,
         pooling: match args.pooling {
             PoolingArg::Cls => Pooling::Cls,
@@ -284,12 +337,79 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print_superres(e: &SuperresEvaluation, split: &str) {
+    for (name, m) in [("model", &e.model), ("bicubic", &e.bicubic), ("nearest", &e.nearest)] {
+        eprintln!("{split} {name:>8}: SSIM {:.4}, PSNR {:.2} dB, MSE {:.3e} ({} images)", m.ssim, m.psnr, m.mse, m.n);
+    }
+}
+
+/// The default path of a figure beside the report: `<report stem>.<suffix>`.
+fn beside_report(report: &Option<PathBuf>, explicit: &Option<PathBuf>, suffix: &str) -> Option<PathBuf> {
+    explicit.clone().or_else(|| {
+        report
+            .as_ref()
+            .map(|r| r.with_file_name(format!("{}.{suffix}", r.file_stem().unwrap_or_default().to_string_lossy())))
+    })
+}
+
+/// `lensmae evaluate` of a super-resolution checkpoint on LR/HR pairs.
+fn evaluate_superres_cmd(
+    args: &EvaluateArgs,
+    tensors: HashMap<String, candle_core::Tensor>,
+    meta: &CheckpointMeta,
+) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let head = meta
+        .superres
+        .as_ref()
+        .with_context(|| format!("{}: no super-resolution head described", args.model.display()))?;
+    let pairs = read_image_pairs(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    if pairs.hr.size != meta.model.image_size || pairs.factor() != head.factor {
+        bail!(
+            "{}: pairs are {1}x{1} -> {2}x{2}, the model takes {3}x{3} -> {4}x{4}",
+            args.input.display(),
+            pairs.lr.size,
+            pairs.hr.size,
+            head.lr_size(&meta.model),
+            meta.model.image_size
+        );
+    }
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    let model = SuperResolver::new(&meta.model, head, vb)
+        .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;
+    let all: Vec<usize> = (0..pairs.hr.len()).collect();
+    let evaluation = evaluate_superres(&model, &pairs, &all, args.batch_size)?;
+    let json = serde_json::json!({
+        "model": args.model.display().to_string(), "input": args.input.display().to_string(), "superres": evaluation,
+    });
+    let text = serde_json::to_string_pretty(&json)?;
+    match &args.report {
+        Some(path) => crate::data::atomic::write_atomically(path, text)?,
+        None => println!("{text}"),
+    }
+    print_superres(&evaluation, "all");
+    if let Some(path) = beside_report(&args.report, &args.grid, "grid.png") {
+        let shown: Vec<usize> = all.iter().copied().take(args.grid_rows).collect();
+        let png = crate::report::superres_grid_png(&model, &pairs, &shown)?;
+        crate::data::atomic::write_atomically(&path, png)?;
+        eprintln!("example grid -> {}", path.display());
+    }
+    Ok(())
+}
+
 /// Run `lensmae evaluate`.
 pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let (tensors, meta) = load_checkpoint(&args.model, &dev)?;
+    if meta.task == ModelTask::Superres {
+        return evaluate_superres_cmd(&args, tensors, &meta);
+    }
     if meta.task != ModelTask::Classify {
-        bail!("{}: a {:?} checkpoint; evaluate needs a classifier", args.model.display(), meta.task);
+        bail!(
+            "{}: a {:?} checkpoint; evaluate needs a classifier or a super-resolution model",
+            args.model.display(),
+            meta.task
+        );
     }
     let data = read_data(&args.input, &args.image_col)?;
     if data.size != meta.preprocessing.image_size {
@@ -331,10 +451,7 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         }
         None => println!("{text}"),
     }
-    let roc_path = args.roc_plot.clone().or_else(|| {
-        args.report.as_ref().map(|r| r.with_file_name(format!("{}.roc.png", r.file_stem().unwrap_or_default().to_string_lossy())))
-    });
-    if let Some(path) = roc_path {
+    if let Some(path) = beside_report(&args.report, &args.roc_plot, "roc.png") {
         let title = format!("{} on {}", file_name(&args.model), file_name(&args.input));
         crate::data::atomic::write_atomically(&path, crate::report::plot::roc_png(&report, &title)?)?;
         eprintln!("ROC curves -> {}", path.display());

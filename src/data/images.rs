@@ -67,6 +67,41 @@ impl LabelledImages {
     }
 }
 
+/// Low- and high-resolution versions of the same images, row by row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagePairs {
+    /// The low-resolution images (with the labels and ids).
+    pub lr: LabelledImages,
+    /// The high-resolution images.
+    pub hr: LabelledImages,
+}
+
+impl ImagePairs {
+    /// The HR/LR side ratio.
+    pub fn factor(&self) -> usize {
+        self.hr.size / self.lr.size.max(1)
+    }
+}
+
+/// Read LR/HR pairs: a Parquet file with `lr` and `hr` image columns (as the
+/// simulator writes them with `--task superres`). Refuses pairs whose sizes are
+/// not an integer factor apart.
+pub fn read_image_pairs(path: &Path) -> Result<ImagePairs> {
+    let lr = read_parquet_images(path, "lr")?;
+    let hr = read_parquet_images(path, "hr")?;
+    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    if lr.size == 0 || hr.size % lr.size != 0 || hr.size == lr.size {
+        return Err(err(format!(
+            "`hr` images are {0}x{0} and `lr` {1}x{1}: not an integer upsampling",
+            hr.size, lr.size
+        )));
+    }
+    if lr.len() != hr.len() {
+        return Err(err(format!("{} `lr` rows but {} `hr` rows", lr.len(), hr.len())));
+    }
+    Ok(ImagePairs { lr, hr })
+}
+
 /// Read a labelled Parquet dataset (see the module doc) from `path`.
 pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };

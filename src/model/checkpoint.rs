@@ -5,6 +5,7 @@
 //! a temporary file and renamed.
 
 use super::mae::{MaeConfig, Pooling};
+use super::superres::SuperresConfig;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -22,12 +23,15 @@ pub enum ModelTask {
     Mae,
     /// A classifier (encoder + linear head).
     Classify,
+    /// A super-resolution model (encoder + convolutional decoder).
+    Superres,
 }
 
 /// How images are prepared before the model sees them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessing {
-    /// Per-image scaling: `minmax` maps each image to [0, 1].
+    /// Per-image scaling: `minmax` maps each image to [0, 1]; `minmax-lr` maps
+    /// each LR image to [0, 1] and the model's output back by the inverse.
     pub normalisation: String,
     /// Image side the model takes, pixels.
     pub image_size: usize,
@@ -48,6 +52,9 @@ pub struct CheckpointMeta {
     /// Token pooling of a classifier.
     #[serde(default)]
     pub pooling: Option<Pooling>,
+    /// The head of a super-resolution model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superres: Option<SuperresConfig>,
     /// Input preparation.
     pub preprocessing: Preprocessing,
     /// How the model was trained: command, data, seed, epochs, metrics, version.

@@ -580,7 +580,6 @@ impl Heads {
     }
 }
 
-
 impl CustomOp1 for AttentionOp {
     fn name(&self) -> &'static str {
         "fused-attention"
@@ -618,7 +617,8 @@ impl CustomOp1 for AttentionOp {
         let s = Heads::of(qkv.dims(), self.num_heads)?;
         let (n, hd) = (s.tokens, s.head_dim());
         let probs = self.probs.lock().expect("attention probabilities lock");
-        let probs = probs.as_ref().ok_or_else(|| candle_core::Error::Msg("fused attention: no saved forward".into()))?;
+        let probs =
+            probs.as_ref().ok_or_else(|| candle_core::Error::Msg("fused attention: no saved forward".into()))?;
         let dqkv = with_data(qkv, |qkv| {
             with_data(grad, |g| {
                 let mut dqkv = vec![0f32; qkv.len()];
@@ -631,7 +631,8 @@ impl CustomOp1 for AttentionOp {
                         // head's q, k and v columns of dqkv.
                         unsafe {
                             let at = |which| qkv_ptr.get().add(s.qkv_offset(b, head, which));
-                            let (q, k, v) = (Mat::rows(at(0), 3 * s.dim), Mat::rows(at(1), 3 * s.dim), Mat::rows(at(2), 3 * s.dim));
+                            let (q, k, v) =
+                                (Mat::rows(at(0), 3 * s.dim), Mat::rows(at(1), 3 * s.dim), Mat::rows(at(2), 3 * s.dim));
                             let d_at = |which| d_ptr.get().add(s.qkv_offset(b, head, which));
                             let go = Mat::rows(g_ptr.get().add(s.out_offset(b, head)), s.dim);
                             let p_mat = Mat::rows(p.as_ptr(), n);
@@ -717,8 +718,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for (name, var) in varmap.data().lock().unwrap().iter() {
             if name.ends_with("bias") || name.contains("norm") {
-                var.set(&random(&mut rng, var.dims(), 0.5).broadcast_add(&Tensor::new(1f32, &Device::Cpu).unwrap()).unwrap())
-                    .unwrap();
+                var.set(
+                    &random(&mut rng, var.dims(), 0.5)
+                        .broadcast_add(&Tensor::new(1f32, &Device::Cpu).unwrap())
+                        .unwrap(),
+                )
+                .unwrap();
             }
         }
         (varmap, model)
@@ -739,7 +744,8 @@ mod tests {
     fn fused_linear_and_gelu_match_the_composed_ones() {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for activation in [Activation::Identity, Activation::Gelu, Activation::Gelu] {
-            let (b, n, i, o) = (rng.random_range(1..5), rng.random_range(1..70), rng.random_range(1..200), rng.random_range(1..200));
+            let (b, n, i, o) =
+                (rng.random_range(1..5), rng.random_range(1..70), rng.random_range(1..200), rng.random_range(1..200));
             let (varmap, lin) = varmap_with(rng.random(), |vb| layers::Linear::new(i, o, vb.pp("fc")));
             let x = random(&mut rng, &[b, n, i], 2.0);
             compare_paths(&mut rng, x, &varmap, |x| lin.forward_with(x, activation), 1e-5);

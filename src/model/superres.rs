@@ -43,7 +43,10 @@ impl SuperresConfig {
             return fail("factor", format!("must be >= 2 and divide the image size {}", model.image_size));
         }
         if !model.patch_size.is_power_of_two() || model.patch_size < 2 {
-            return fail("patch_size", "super-resolution decodes with x2 stages: the patch must be a power of two".into());
+            return fail(
+                "patch_size",
+                "super-resolution decodes with x2 stages: the patch must be a power of two".into(),
+            );
         }
         if self.channels == 0 {
             return fail("channels", "must be at least 1".into());
@@ -170,7 +173,8 @@ mod tests {
         let (_, model) = build(&SuperresConfig { factor: 4, channels: 8, residual: false, flux_conserving: true });
         let lr = lr_images();
         let y = model.forward(&lr).unwrap();
-        let diff: f32 = (y.avg_pool2d(4).unwrap() - &lr).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let diff: f32 =
+            (y.avg_pool2d(4).unwrap() - &lr).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         assert!(diff < 1e-5, "block means differ by {diff}");
     }
 

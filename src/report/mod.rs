@@ -1,5 +1,41 @@
-//! Figures for reports: line charts (ROC curves, loss curves) rendered to PNG
-//! with plotters and a bundled font, so they look the same on every machine
-//! and need no system fonts.
+//! Figures for reports: line charts (ROC curves, loss curves) and image grids
+//! rendered to PNG with plotters and a bundled font, so they look the same on
+//! every machine and need no system fonts.
 
 pub mod plot;
+
+use crate::data::images::ImagePairs;
+use crate::model::superres::SuperResolver;
+use crate::train::superres::{classical_upsamplings, evaluate_model};
+use crate::Result;
+use plot::{image_grid_png, Panel, Shading};
+
+/// A PNG grid with one row per pair at `indices`: the LR image, its bicubic
+/// upsampling, the model's SR image, the HR image (all shaded by the HR image's
+/// range) and the residual SR - HR (blue negative, red positive, saturating at
+/// a tenth of the HR range).
+pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[usize]) -> Result<Vec<u8>> {
+    let (_, sr) = evaluate_model(model, pairs, indices, 64)?;
+    let (bicubic, _) = classical_upsamplings(pairs, indices);
+    let (hs, ls) = (pairs.hr.size, pairs.lr.size);
+    let per = hs * hs;
+    let rows: Vec<Vec<Panel>> = indices
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let hr = pairs.hr.image(i);
+            let (lo, hi) = hr.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let grey = Shading::Grey { lo, hi };
+            let sr_k = &sr[k * per..(k + 1) * per];
+            let residual: Vec<f32> = sr_k.iter().zip(hr).map(|(s, h)| s - h).collect();
+            vec![
+                Panel { pixels: pairs.lr.image(i).to_vec(), size: ls, shading: grey },
+                Panel { pixels: bicubic[k * per..(k + 1) * per].to_vec(), size: hs, shading: grey },
+                Panel { pixels: sr_k.to_vec(), size: hs, shading: grey },
+                Panel { pixels: hr.to_vec(), size: hs, shading: grey },
+                Panel { pixels: residual, size: hs, shading: Shading::Diverging { limit: 0.1 * (hi - lo) } },
+            ]
+        })
+        .collect();
+    image_grid_png(&rows, &["LR", "bicubic", "model", "HR", "model - HR"], 160)
+}

@@ -170,3 +170,82 @@ mod tests {
         assert!(orange > 500, "{orange} pixels of class b's curve");
     }
 }
+
+/// How one panel of an image grid maps values to colours.
+#[derive(Debug, Clone, Copy)]
+pub enum Shading {
+    /// Grey levels from `lo` (black) to `hi` (white), clamped.
+    Grey {
+        /// Value shown black.
+        lo: f32,
+        /// Value shown white.
+        hi: f32,
+    },
+    /// Blue (negative) - white (0) - red (positive), saturating at `+-limit`.
+    Diverging {
+        /// Magnitude shown fully saturated.
+        limit: f32,
+    },
+}
+
+/// One panel: a square image and its shading.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    /// Pixels, row-major.
+    pub pixels: Vec<f32>,
+    /// Side, pixels.
+    pub size: usize,
+    /// Colour mapping.
+    pub shading: Shading,
+}
+
+fn shade(v: f32, shading: Shading) -> [u8; 3] {
+    match shading {
+        Shading::Grey { lo, hi } => {
+            let g = (((v - lo) / (hi - lo).max(f32::MIN_POSITIVE)).clamp(0.0, 1.0) * 255.0).round() as u8;
+            [g, g, g]
+        }
+        Shading::Diverging { limit } => {
+            let t = (v / limit.max(f32::MIN_POSITIVE)).clamp(-1.0, 1.0);
+            let fade = (255.0 * (1.0 - t.abs())).round() as u8;
+            if t >= 0.0 {
+                [255, fade, fade]
+            } else {
+                [fade, fade, 255]
+            }
+        }
+    }
+}
+
+/// A grid of image panels (`rows[r][c]`), each drawn `cell` pixels wide by
+/// nearest-neighbour scaling, with a title over each column; PNG bytes.
+pub fn image_grid_png(rows: &[Vec<Panel>], column_titles: &[&str], cell: u32) -> Result<Vec<u8>> {
+    ensure_font();
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let (pad, header) = (6u32, 28u32);
+    let (w, h) = (cols * (cell + pad) + pad, header + rows.len() as u32 * (cell + pad) + pad);
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    for (r, row) in rows.iter().enumerate() {
+        for (c, panel) in row.iter().enumerate() {
+            let (x0, y0) = (pad + c as u32 * (cell + pad), header + r as u32 * (cell + pad));
+            for y in 0..cell {
+                for x in 0..cell {
+                    let (py, px) =
+                        ((y as usize * panel.size) / cell as usize, (x as usize * panel.size) / cell as usize);
+                    let color = shade(panel.pixels[py * panel.size + px], panel.shading);
+                    let at = (((y0 + y) * w + x0 + x) * 3) as usize;
+                    rgb[at..at + 3].copy_from_slice(&color);
+                }
+            }
+        }
+    }
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        let style = TextStyle::from((FONT_NAME, 16).into_font()).color(&BLACK);
+        for (c, title) in column_titles.iter().enumerate() {
+            root.draw_text(title, &style, ((pad + c as u32 * (cell + pad)) as i32 + 4, 6)).map_err(plot_error)?;
+        }
+        root.present().map_err(plot_error)?;
+    }
+    encode_png(&rgb, w, h)
+}

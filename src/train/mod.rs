@@ -8,6 +8,7 @@
 //! resumable state after every epoch, and a stop on a non-finite loss.
 
 pub mod optim;
+pub mod superres;
 
 use crate::data::augment::{augment_images, Augment};
 use crate::data::images::{minmax_normalise, stratified_split, LabelledImages};
@@ -86,6 +87,12 @@ pub struct EpochLog {
     pub val_accuracy: Option<f64>,
     /// Mask ratio used (pretraining).
     pub mask_ratio: Option<f64>,
+    /// Validation SSIM (super-resolution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_ssim: Option<f64>,
+    /// Validation PSNR, dB (super-resolution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_psnr: Option<f64>,
     /// Training throughput.
     pub images_per_s: f64,
 }
@@ -422,6 +429,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         model: opts.model.clone(),
         class_names: data.class_names.clone(),
         pooling: None,
+        superres: None,
         preprocessing: Preprocessing { normalisation: "minmax".into(), image_size: data.size },
         provenance: provenance(t, &data, epoch_metrics),
     };
@@ -443,6 +451,8 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
             val_macro_auc: None,
             val_accuracy: None,
             mask_ratio: Some(ratio),
+            val_ssim: None,
+            val_psnr: None,
             images_per_s,
         };
         append_log(t, &log)?;
@@ -496,17 +506,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let t = &opts.train;
     let dev = Device::Cpu;
     let mut model_cfg = opts.model.clone();
-    let init_tensors = match &opts.init {
-        EncoderInit::Scratch => None,
-        EncoderInit::Mae(path) => {
-            let (tensors, meta) = load_checkpoint(path, &dev)?;
-            if meta.task != ModelTask::Mae {
-                return Err(Error::checkpoint(path, format!("is a {:?} checkpoint, --init needs an MAE", meta.task)));
-            }
-            model_cfg = meta.model.clone();
-            Some((tensors, path.clone()))
-        }
-    };
+    let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
     check_data(data, &model_cfg, t)?;
     let data = normalised(data);
     let k = data.class_names.len();
@@ -535,24 +535,23 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         model: model_cfg.clone(),
         class_names: data.class_names.clone(),
         pooling: Some(opts.pooling),
+        superres: None,
         preprocessing: Preprocessing { normalisation: "minmax".into(), image_size: data.size },
         provenance: provenance(t, &data, extra),
     };
-    let init_name = match &opts.init {
-        EncoderInit::Scratch => "scratch".to_string(),
-        EncoderInit::Mae(p) => p.display().to_string(),
-    };
+    let init_name = init_label(&opts.init);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
-        let (train_loss, lr, images_per_s) = run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-            let mut features = model.features(&training_batch(t, &data, chunk, step)?, true)?;
-            if opts.freeze_encoder {
-                features = features.detach();
-            }
-            let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i] as u32).collect();
-            let labels = Tensor::from_vec(labels, chunk.len(), &dev)?;
-            Ok(candle_nn::loss::cross_entropy(&model.head(&features)?, &labels)?)
-        })?;
+        let (train_loss, lr, images_per_s) =
+            run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
+                let mut features = model.features(&training_batch(t, &data, chunk, step)?, true)?;
+                if opts.freeze_encoder {
+                    features = features.detach();
+                }
+                let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i] as u32).collect();
+                let labels = Tensor::from_vec(labels, chunk.len(), &dev)?;
+                Ok(candle_nn::loss::cross_entropy(&model.head(&features)?, &labels)?)
+            })?;
         let probs = predict_probs(&model, &data, &val, t.batch_size)?;
         let val_labels = labels_of(&val);
         let metrics = ClassificationMetrics::compute(&probs, &val_labels, k);
@@ -565,6 +564,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
             val_macro_auc: Some(metrics.macro_auc),
             val_accuracy: Some(metrics.accuracy),
             mask_ratio: None,
+            val_ssim: None,
+            val_psnr: None,
             images_per_s,
         };
         append_log(t, &log)?;
@@ -595,6 +596,33 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         test: Some(test_metrics),
         test_loss: None,
     })
+}
+
+/// The MAE checkpoint's weights for `EncoderInit::Mae` (its model sizes replace
+/// `model_cfg`), or none for `Scratch`; refuses a checkpoint of another task.
+fn load_mae_init(
+    init: &EncoderInit,
+    dev: &Device,
+    model_cfg: &mut MaeConfig,
+) -> Result<Option<(HashMap<String, Tensor>, PathBuf)>> {
+    match init {
+        EncoderInit::Scratch => Ok(None),
+        EncoderInit::Mae(path) => {
+            let (tensors, meta) = load_checkpoint(path, dev)?;
+            if meta.task != ModelTask::Mae {
+                return Err(Error::checkpoint(path, format!("is a {:?} checkpoint, --init needs an MAE", meta.task)));
+            }
+            *model_cfg = meta.model.clone();
+            Ok(Some((tensors, path.clone())))
+        }
+    }
+}
+
+fn init_label(init: &EncoderInit) -> String {
+    match init {
+        EncoderInit::Scratch => "scratch".to_string(),
+        EncoderInit::Mae(p) => p.display().to_string(),
+    }
 }
 
 fn cross_entropy_of(probs: &[f32], labels: &[usize], k: usize) -> f64 {

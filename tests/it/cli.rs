@@ -131,3 +131,60 @@ fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
         "MAE",
     );
 }
+
+#[test]
+fn superres_finetune_and_evaluate_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let recipe = lensmae::sim::presets::preset_toml("deeplense-model2")
+        .unwrap()
+        .replace("size = 64", "size = 16")
+        .replace("pixel_scale = 0.101", "pixel_scale = 0.404");
+    std::fs::write(d("small.toml"), recipe).unwrap();
+    let ok = |args: &[&str]| {
+        let run = lensmae(args);
+        assert!(run.status.success(), "{args:?}: {}", String::from_utf8_lossy(&run.stderr));
+        run
+    };
+    let sim = ["simulate", "--config", &d("small.toml"), "--n-per-class", "12", "--task", "superres", "-q"];
+    ok(&[&sim[..], &["--factor", "4", "--out", &d("x4")]].concat());
+    ok(&[&sim[..], &["--factor", "2", "--out", &d("x2")]].concat());
+    let pairs = d("x4/dataset.parquet");
+    let common = ["--data", &pairs, "--model", "tiny", "--epochs", "1", "--batch-size", "8", "--threads", "1"];
+    ok(&[
+        &["finetune", "--task", "superres", "--scratch", "--residual"],
+        &common[..],
+        &["--out", &d("sr.safetensors")],
+    ]
+    .concat());
+    ok(&["evaluate", "--model", &d("sr.safetensors"), "--input", &pairs, "--report", &d("sr.json")]);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d("sr.json")).unwrap()).unwrap();
+    for method in ["model", "bicubic", "nearest"] {
+        let m = &report["superres"][method];
+        assert_eq!(m["n"], 36, "{method}");
+        assert!(m["ssim"].as_f64().unwrap() > 0.0 && m["psnr"].as_f64().unwrap() > 0.0, "{method}: {m}");
+    }
+    assert_eq!(&std::fs::read(d("sr.grid.png")).unwrap()[..4], b"\x89PNG");
+    let info = String::from_utf8(ok(&["model", "info", &d("sr.safetensors")]).stdout).unwrap();
+    assert!(info.contains("\"task\": \"superres\"") && info.contains("\"residual\": true"), "{info}");
+
+    let fails = |args: &[&str], needle: &str| {
+        let run = lensmae(args);
+        assert_eq!(run.status.code(), Some(2), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    };
+    // A x4 model on x2 pairs, and pairs without an `lr` column.
+    fails(&["evaluate", "--model", &d("sr.safetensors"), "--input", &d("x2/dataset.parquet")], "the model takes 4x4");
+    let classify = d("x4/../c");
+    ok(&["simulate", "--config", &d("small.toml"), "--n-per-class", "2", "--out", &classify, "-q"]);
+    fails(
+        &[
+            &["finetune", "--task", "superres", "--scratch", "--data", &format!("{classify}/dataset.parquet")],
+            &common[2..],
+            &["--out", &d("y.safetensors")],
+        ]
+        .concat(),
+        "lr",
+    );
+}

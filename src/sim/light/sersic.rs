@@ -6,8 +6,8 @@
 //! 100 R_s, as in lenstronomy.
 
 use super::LightProfile;
-use crate::sim::ellipticity::Ellipse;
 use crate::fastmath;
+use crate::sim::ellipticity::Ellipse;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 use wide::{f64x4, CmpGt};

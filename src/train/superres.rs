@@ -1,0 +1,249 @@
+//! Fine-tuning for super-resolution (the paper's second task) and SR inference.
+//!
+//! Each pair is scaled by its LR image's min-max (the only scale known at
+//! inference); the model's output is scaled back, so SR images come out in the
+//! input's units. Metrics compare SR and HR after mapping both by the HR
+//! image's own min-max to [0, 1], as the paper's protocol does, beside the
+//! bicubic and nearest-neighbour upsamplings of the same LR images.
+
+use super::*;
+use crate::data::augment::dihedral;
+use crate::data::images::ImagePairs;
+use crate::data::resample::{upsample_bicubic, upsample_nearest};
+use crate::eval::SuperresMetrics;
+use crate::model::superres::{SuperResolver, SuperresConfig};
+use rand::Rng;
+
+/// The pixel loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelLoss {
+    /// Mean absolute error.
+    L1,
+    /// Mean squared error.
+    Mse,
+}
+
+/// Super-resolution fine-tuning settings.
+#[derive(Debug, Clone)]
+pub struct SuperresOptions {
+    /// Shared settings.
+    pub train: TrainOptions,
+    /// Encoder sizes (taken from the MAE checkpoint when initialising from one).
+    pub model: MaeConfig,
+    /// The decoder head.
+    pub head: SuperresConfig,
+    /// Encoder initialisation.
+    pub init: EncoderInit,
+    /// The training loss.
+    pub loss: PixelLoss,
+}
+
+/// Held-out metrics of the model beside the two classical upsamplings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SuperresEvaluation {
+    /// The model.
+    pub model: SuperresMetrics,
+    /// Bicubic upsampling (PyTorch's, a = -0.75).
+    pub bicubic: SuperresMetrics,
+    /// Nearest-neighbour upsampling.
+    pub nearest: SuperresMetrics,
+}
+
+/// (offset, range) of each image's min-max scaling; a flat image gets range 1.
+fn minmax_scales(pixels: &[f32], image_len: usize) -> Vec<(f32, f32)> {
+    pixels
+        .chunks_exact(image_len)
+        .map(|img| {
+            let (lo, hi) = img.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            (lo, if hi > lo { hi - lo } else { 1.0 })
+        })
+        .collect()
+}
+
+fn scaled(img: &[f32], (lo, range): (f32, f32)) -> impl Iterator<Item = f32> + '_ {
+    img.iter().map(move |v| (v - lo) / range)
+}
+
+/// SR images (rows of `(lr_size * factor)^2`) of the LR images `lr` (rows of
+/// `lr_size^2`), in the LR images' units.
+pub fn super_resolve(model: &SuperResolver, lr: &[f32], lr_size: usize, batch: usize) -> Result<Vec<f32>> {
+    let per = lr_size * lr_size;
+    let scales = minmax_scales(lr, per);
+    let mut out = Vec::with_capacity(lr.len() * model.head_config().factor.pow(2));
+    for (chunk, chunk_scales) in lr.chunks(per * batch.max(1)).zip(scales.chunks(batch.max(1))) {
+        let n = chunk_scales.len();
+        let x: Vec<f32> = chunk.chunks_exact(per).zip(chunk_scales).flat_map(|(img, &s)| scaled(img, s)).collect();
+        let y = model.forward(&Tensor::from_vec(x, (n, 1, lr_size, lr_size), &Device::Cpu)?)?;
+        let y = y.flatten_all()?.to_vec1::<f32>()?;
+        let hr_per = y.len() / n;
+        for (img, &(lo, range)) in y.chunks_exact(hr_per).zip(chunk_scales) {
+            out.extend(img.iter().map(|v| v * range + lo));
+        }
+    }
+    Ok(out)
+}
+
+/// Metrics of `sr` against the HR images at `indices`, both mapped by each HR
+/// image's min-max.
+fn metrics_against_hr(pairs: &ImagePairs, indices: &[usize], sr: &[f32]) -> SuperresMetrics {
+    let per = pairs.hr.size * pairs.hr.size;
+    let (mut reference, mut test) = (Vec::with_capacity(sr.len()), Vec::with_capacity(sr.len()));
+    for (k, &i) in indices.iter().enumerate() {
+        let hr = pairs.hr.image(i);
+        let s = minmax_scales(hr, per)[0];
+        reference.extend(scaled(hr, s));
+        test.extend(scaled(&sr[k * per..(k + 1) * per], s));
+    }
+    SuperresMetrics::compute(&reference, &test, pairs.hr.size)
+}
+
+fn lr_rows(pairs: &ImagePairs, indices: &[usize]) -> Vec<f32> {
+    indices.iter().flat_map(|&i| pairs.lr.image(i).iter().copied()).collect()
+}
+
+/// The model's SR images of the pairs at `indices` and its metrics.
+pub fn evaluate_model(
+    model: &SuperResolver,
+    pairs: &ImagePairs,
+    indices: &[usize],
+    batch: usize,
+) -> Result<(SuperresMetrics, Vec<f32>)> {
+    let sr = super_resolve(model, &lr_rows(pairs, indices), pairs.lr.size, batch)?;
+    Ok((metrics_against_hr(pairs, indices, &sr), sr))
+}
+
+/// Bicubic and nearest-neighbour upsamplings of the LR images at `indices`.
+pub fn classical_upsamplings(pairs: &ImagePairs, indices: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let (size, f) = (pairs.lr.size, pairs.factor());
+    let bicubic = indices.iter().flat_map(|&i| upsample_bicubic(pairs.lr.image(i), size, f)).collect();
+    let nearest = indices.iter().flat_map(|&i| upsample_nearest(pairs.lr.image(i), size, f)).collect();
+    (bicubic, nearest)
+}
+
+/// The model and the classical baselines on the pairs at `indices`.
+pub fn evaluate_superres(
+    model: &SuperResolver,
+    pairs: &ImagePairs,
+    indices: &[usize],
+    batch: usize,
+) -> Result<SuperresEvaluation> {
+    let (model_metrics, _) = evaluate_model(model, pairs, indices, batch)?;
+    let (bicubic, nearest) = classical_upsamplings(pairs, indices);
+    Ok(SuperresEvaluation {
+        model: model_metrics,
+        bicubic: metrics_against_hr(pairs, indices, &bicubic),
+        nearest: metrics_against_hr(pairs, indices, &nearest),
+    })
+}
+
+/// A training batch: LR and HR of each pair scaled by the LR's min-max, both
+/// given the same random dihedral transform when augmenting.
+fn training_pairs(t: &TrainOptions, pairs: &ImagePairs, indices: &[usize], step: usize) -> Result<(Tensor, Tensor)> {
+    let (ls, hs) = (pairs.lr.size, pairs.hr.size);
+    let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x5EED_5A5A ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let (mut lr, mut hr) = (Vec::with_capacity(indices.len() * ls * ls), Vec::with_capacity(indices.len() * hs * hs));
+    let (mut lr_buf, mut hr_buf) = (vec![0f32; ls * ls], vec![0f32; hs * hs]);
+    for &i in indices {
+        let s = minmax_scales(pairs.lr.image(i), ls * ls)[0];
+        let (l, h): (Vec<f32>, Vec<f32>) =
+            (scaled(pairs.lr.image(i), s).collect(), scaled(pairs.hr.image(i), s).collect());
+        let k = if t.augment == Augment::Dihedral { rng.random_range(0..8u8) } else { 0 };
+        dihedral(&l, ls, k, &mut lr_buf);
+        dihedral(&h, hs, k, &mut hr_buf);
+        lr.extend_from_slice(&lr_buf);
+        hr.extend_from_slice(&hr_buf);
+    }
+    let n = indices.len();
+    Ok((Tensor::from_vec(lr, (n, 1, ls, ls), &Device::Cpu)?, Tensor::from_vec(hr, (n, 1, hs, hs), &Device::Cpu)?))
+}
+
+/// Fine-tune a super-resolution model on `pairs`; best checkpoint by validation
+/// PSNR; test metrics (model, bicubic, nearest) in the checkpoint's provenance.
+pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<SuperresOutcome> {
+    let t = &opts.train;
+    let dev = Device::Cpu;
+    let mut model_cfg = opts.model.clone();
+    let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
+    check_data(&pairs.hr, &model_cfg, t)?;
+    let head = SuperresConfig { factor: pairs.factor(), ..opts.head.clone() };
+    head.validate(&model_cfg)?;
+    let [train, val, test] = stratified_split(&pairs.hr.labels, t.val_fraction, t.test_fraction, t.seed);
+    write_split(t, &pairs.hr, [&train, &val, &test])?;
+    let varmap = VarMap::new();
+    let model = SuperResolver::new(&model_cfg, &head, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    init_weights(&varmap, t.seed)?;
+    if let Some((tensors, path)) = &init_tensors {
+        set_vars(&varmap, tensors, "encoder.", path)?;
+    }
+    let mut opt = AdamW::new(named_vars(&varmap, |_| true), 0.9, 0.999, t.weight_decay)?;
+    let schedule = Schedule::new(t, train.len());
+    let mut r = start_or_resume(t, &varmap, &mut opt, &dev)?;
+    let init_name = init_label(&opts.init);
+    let meta = |extra: serde_json::Value| CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        task: ModelTask::Superres,
+        model: model_cfg.clone(),
+        class_names: pairs.hr.class_names.clone(),
+        pooling: None,
+        superres: Some(head.clone()),
+        preprocessing: Preprocessing { normalisation: "minmax-lr".into(), image_size: pairs.hr.size },
+        provenance: provenance(t, &pairs.hr, extra),
+    };
+    let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
+    for epoch in r.epoch + 1..=last {
+        let (train_loss, lr, images_per_s) =
+            run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
+                let (x, y) = training_pairs(t, pairs, chunk, step)?;
+                let diff = (model.forward(&x)? - y)?;
+                Ok(match opts.loss {
+                    PixelLoss::L1 => diff.abs()?.mean_all()?,
+                    PixelLoss::Mse => diff.sqr()?.mean_all()?,
+                })
+            })?;
+        let (val_metrics, _) = evaluate_model(&model, pairs, &val, t.batch_size)?;
+        let log = EpochLog {
+            epoch,
+            lr,
+            train_loss,
+            val_loss: val_metrics.mse,
+            val_macro_auc: None,
+            val_accuracy: None,
+            mask_ratio: None,
+            val_ssim: Some(val_metrics.ssim),
+            val_psnr: Some(val_metrics.psnr),
+            images_per_s,
+        };
+        append_log(t, &log)?;
+        r.logs.push(log);
+        if val_metrics.psnr > r.best {
+            r.best = val_metrics.psnr;
+            r.best_epoch = epoch;
+            let extra =
+                serde_json::json!({"init": init_name, "best_epoch": epoch, "loss": opts.loss, "val": val_metrics});
+            save_checkpoint(&t.out, &tensors_of(&varmap), &meta(extra))?;
+        }
+        r.epoch = epoch;
+        save_state(t, &varmap, &opt, &r)?;
+    }
+    let (best, _) = load_checkpoint(&t.out, &dev)?;
+    set_vars(&varmap, &best, "", &t.out)?;
+    let test_eval = evaluate_superres(&model, pairs, &test, t.batch_size)?;
+    let extra = serde_json::json!({"init": init_name, "best_epoch": r.best_epoch, "loss": opts.loss,
+        "test": test_eval, "test_split": test.len()});
+    save_checkpoint(&t.out, &best, &meta(extra))?;
+    Ok(SuperresOutcome { checkpoint: t.out.clone(), best_epoch: r.best_epoch, epochs: r.logs, test: test_eval })
+}
+
+/// What a super-resolution training run produced.
+#[derive(Debug, Clone)]
+pub struct SuperresOutcome {
+    /// The best checkpoint.
+    pub checkpoint: PathBuf,
+    /// Epoch of the best checkpoint.
+    pub best_epoch: usize,
+    /// Per-epoch records.
+    pub epochs: Vec<EpochLog>,
+    /// Held-out test metrics of the best model and the baselines.
+    pub test: SuperresEvaluation,
+}
