@@ -7,6 +7,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use lensmae::model::mae::{init_weights, masking_noise, Pooling};
+use lensmae::model::superres::{SuperResolver, SuperresConfig};
 use lensmae::model::{Mae, MaeConfig, VitClassifier};
 use lensmae::train::optim::AdamW;
 use rand::SeedableRng;
@@ -50,6 +51,20 @@ fn forward_flops(cfg: &MaeConfig, mask_ratio: Option<f64>) -> f64 {
             + 2.0 * patches * dd * pd;
     }
     flops
+}
+
+/// Forward flops per image of the SR model: the encoder on all patches plus
+/// the 3x3 convolutions of the PixelShuffle decoder (`channels` wide).
+fn superres_flops(cfg: &MaeConfig, channels: usize) -> f64 {
+    let mut flops = forward_flops(cfg, None);
+    let (mut side, mut c_in) = (cfg.grid() as f64, cfg.embed_dim as f64);
+    let c = channels as f64;
+    for _ in 0..cfg.patch_size.trailing_zeros() {
+        flops += 2.0 * side * side * 9.0 * c_in * 4.0 * c;
+        side *= 2.0;
+        c_in = c;
+    }
+    flops + 2.0 * side * side * 9.0 * c
 }
 
 /// Best sgemm rate (GFLOP/s) of `gemm` on square `size` matrices, all threads.
@@ -101,11 +116,13 @@ fn main() -> candle_core::Result<()> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let mae = Mae::new(&cfg, vb.clone())?;
-    let clf = VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb)?;
+    let clf = VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb.clone())?;
+    let sr = SuperResolver::new(&cfg, &SuperresConfig::paper(4), vb.pp("sr")).expect("the paper SR head fits");
     init_weights(&varmap, 0)?;
     let vars = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut opt = AdamW::new(vars, 0.9, 0.999, 0.05)?;
     let imgs = Tensor::rand(0f32, 1.0, (batch, 1, 64, 64), &dev)?;
+    let lr_imgs = Tensor::rand(0f32, 1.0, (batch, 1, 16, 16), &dev)?;
     let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, &dev)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 
@@ -134,6 +151,19 @@ fn main() -> candle_core::Result<()> {
         })
         .into();
     }
+    if wanted("superres_train") {
+        out["superres_train"] = rate(batch, steps, || {
+            let loss = (sr.forward(&lr_imgs).unwrap() - &imgs).unwrap().abs().unwrap().mean_all().unwrap();
+            opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
+        })
+        .into();
+    }
+    if wanted("superres_infer") {
+        out["superres_infer"] = rate(batch, steps, || {
+            sr.forward(&lr_imgs).unwrap();
+        })
+        .into();
+    }
     if only.is_none() {
         // Training costs about three forward passes (forward, and two products per
         // product backward).
@@ -142,6 +172,8 @@ fn main() -> candle_core::Result<()> {
             "mae_train_075": 3.0 * forward_flops(&cfg, Some(0.75)) / 1e9,
             "mae_train_090": 3.0 * forward_flops(&cfg, Some(0.9)) / 1e9,
             "classify_infer": forward_flops(&cfg, None) / 1e9,
+            "superres_train": 3.0 * superres_flops(&cfg, 64) / 1e9,
+            "superres_infer": superres_flops(&cfg, 64) / 1e9,
         });
         out["sgemm_gflops"] = sgemm_gflops(2048).into();
     }
