@@ -32,7 +32,9 @@ print("|---|---|---|---|---|---|---|---|")
 for key, name in [("classify_train", "classifier training step (fwd + bwd + AdamW)"),
                   ("mae_train_075", "MAE training step, mask 0.75"),
                   ("mae_train_090", "MAE training step, mask 0.9"),
-                  ("classify_infer", "classifier inference")]:
+                  ("classify_infer", "classifier inference"),
+                  ("superres_train", "SR training step (16x16 -> 64x64, L1)"),
+                  ("superres_infer", "SR inference")]:
     gflops = a[key] * a["gflop_per_image"][key]
     print(f"| {name} | {a[key]:.1f} | {b[key]:.1f} | {b[key + '_unfused']:.1f} | {a[key] / b[key]:.2f}x "
           f"| {a[key] / b[key + '_unfused']:.2f}x | {gflops:.0f} | {gflops / roof:.0%} |")

@@ -14,7 +14,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "oracle"))
-from twin_model import Attention, Twin  # noqa: E402
+from twin_model import Attention, SrTwin, Twin  # noqa: E402
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64
@@ -27,6 +27,9 @@ PAPER = {"image_size": 64, "in_channels": 1, "patch_size": 4, "embed_dim": 192, 
 torch.manual_seed(0)
 model = Twin(PAPER, 3)
 imgs = torch.rand(batch, 1, 64, 64)
+lr_imgs = torch.rand(batch, 1, 16, 16)
+sr_model = SrTwin(PAPER)
+sr_opt = torch.optim.AdamW(sr_model.parameters(), lr=1e-4)
 labels = torch.randint(0, 3, (batch,))
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -61,6 +64,17 @@ def infer():
         model.classify(imgs)
 
 
+def superres_train():
+    sr_opt.zero_grad()
+    (sr_model(lr_imgs) - imgs).abs().mean().backward()
+    sr_opt.step()
+
+
+def superres_infer():
+    with torch.no_grad():
+        sr_model(lr_imgs)
+
+
 def sgemm_gflops(size=2048, repeats=5):
     a, b = torch.rand(size, size), torch.rand(size, size)
     torch.mm(a, b)
@@ -75,7 +89,7 @@ def _timed(f):
 
 
 measures = {"classify_train": classify_train, "mae_train_075": mae_train(0.75), "mae_train_090": mae_train(0.9),
-            "classify_infer": infer}
+            "classify_infer": infer, "superres_train": superres_train, "superres_infer": superres_infer}
 out = {"tool": "pytorch", "version": torch.__version__, "threads": threads, "batch": batch}
 if only:
     Attention.fused = True

@@ -53,3 +53,21 @@ fn match_the_twin() {
     assert!(logit_diff <= 1e-4, "logits differ by {logit_diff:e}");
     eprintln!("relative differences: pred {pred_diff:e}, logits {logit_diff:e}");
 }
+
+#[test]
+fn the_superres_model_matches_the_pytorch_twin() {
+    use lensmae::model::superres::{SuperResolver, SuperresConfig};
+    let dev = Device::Cpu;
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("model/twin_config.json")).unwrap()).unwrap();
+    let cfg: MaeConfig = serde_json::from_value(meta["config"].clone()).unwrap();
+    let weights = candle_core::safetensors::load(fixture("model/sr_twin_weights.safetensors"), &dev).unwrap();
+    let io = candle_core::safetensors::load(fixture("model/sr_twin_io.safetensors"), &dev).unwrap();
+    let head = SuperresConfig { factor: 4, channels: 8, residual: false, flux_conserving: false };
+    let model = SuperResolver::new(&cfg, &head, VarBuilder::from_tensors(weights, DType::F32, &dev)).unwrap();
+    for kernels in [Kernels::Fused, Kernels::Composed] {
+        let sr = with_kernels(kernels, || model.forward(&io["lr"])).unwrap();
+        let diff = relative_difference(&sr, &io["sr"]);
+        assert!(diff <= 1e-4, "{kernels:?}: SR images differ by {diff:e}");
+    }
+}

@@ -139,3 +139,31 @@ class Twin(nn.Module):
 
     def classify(self, imgs):
         return self.head(self.encoder.run(self.encoder.embed(self.patchify(imgs)))[:, 0])
+
+
+class SrTwin(nn.Module):
+    """lensmae's super-resolution model (src/model/superres.rs): the encoder on
+    the nearest-upsampled LR image, PixelShuffle x2 stages of 3x3 convolutions
+    with ReLU, a final 3x3 convolution (keys `encoder.*`, `up.i.*`, `out.*`)."""
+
+    def __init__(self, c, factor=4, channels=64):
+        super().__init__()
+        self.c, self.factor = c, factor
+        self.encoder = Encoder(c)
+        stages, c_in = [], c["embed_dim"]
+        for _ in range(int(c["patch_size"]).bit_length() - 1):
+            stages.append(nn.Conv2d(c_in, 4 * channels, 3, padding=1))
+            c_in = channels
+        self.up = nn.ModuleList(stages)
+        self.out = nn.Conv2d(channels, c["in_channels"], 3, padding=1)
+
+    def forward(self, lr):
+        size, p = self.c["image_size"], self.c["patch_size"]
+        x = nn.functional.interpolate(lr, size=(size, size), mode="nearest")
+        b, g = x.shape[0], size // p
+        patches = torch.einsum("nchpwq->nhwpqc", x.reshape(b, self.c["in_channels"], g, p, g, p)).reshape(b, g * g, -1)
+        tokens = self.encoder.run(self.encoder.embed(patches))[:, 1:]
+        y = tokens.transpose(1, 2).reshape(b, -1, g, g)
+        for conv in self.up:
+            y = torch.relu(nn.functional.pixel_shuffle(conv(y), 2))
+        return self.out(y)
