@@ -67,6 +67,40 @@ impl LabelledImages {
     }
 }
 
+/// The files of `dir`, sorted by name.
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Appends the `.npy` images of `folder` (file-name order) to `out` with `label`.
+fn read_npy_folder(folder: &Path, label: usize, out: &mut LabelledImages) -> Result<()> {
+    for file in sorted_entries(folder)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "npy")) {
+        let (array, _) = crate::data::npy::read_npy_image(&file)?;
+        let side = match array.shape.as_slice() {
+            [h, w] | [1, h, w] if h == w => *h,
+            other => return Err(Error::Npy { path: file, message: format!("shape {other:?} is not a square image") }),
+        };
+        if out.size == 0 {
+            out.size = side;
+        } else if side != out.size {
+            return Err(Error::Npy { path: file, message: format!("{side}x{side}, the others are {0}x{0}", out.size) });
+        }
+        if array.data.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Npy { path: file, message: "non-finite pixels".into() });
+        }
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let digits: String =
+            stem.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+        out.ids.push(digits.parse().unwrap_or(out.ids.len() as i64));
+        out.pixels.extend(array.data.iter().map(|&v| v as f32));
+        out.labels.push(label);
+    }
+    Ok(())
+}
+
 /// Low- and high-resolution versions of the same images, row by row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImagePairs {
@@ -84,11 +118,16 @@ impl ImagePairs {
 }
 
 /// Read LR/HR pairs: a Parquet file with `lr` and `hr` image columns (as the
-/// simulator writes them with `--task superres`). Refuses pairs whose sizes are
-/// not an integer factor apart.
+/// simulator writes them with `--task superres`), or a folder with `LR/` and
+/// `HR/` subfolders of `.npy` images with the same file names (the DeepLense
+/// super-resolution release's layout). Refuses pairs whose sizes are not an
+/// integer factor apart.
 pub fn read_image_pairs(path: &Path) -> Result<ImagePairs> {
-    let lr = read_parquet_images(path, "lr")?;
-    let hr = read_parquet_images(path, "hr")?;
+    let (lr, hr) = if path.is_dir() {
+        read_npy_pairs(path)?
+    } else {
+        (read_parquet_images(path, "lr")?, read_parquet_images(path, "hr")?)
+    };
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     if lr.size == 0 || hr.size % lr.size != 0 || hr.size == lr.size {
         return Err(err(format!(
@@ -100,6 +139,43 @@ pub fn read_image_pairs(path: &Path) -> Result<ImagePairs> {
         return Err(err(format!("{} `lr` rows but {} `hr` rows", lr.len(), hr.len())));
     }
     Ok(ImagePairs { lr, hr })
+}
+
+fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
+    let err = |message: String| Error::Npy { path: dir.to_path_buf(), message };
+    let sub = |name: &str| -> Result<PathBuf> {
+        sorted_entries(dir)?
+            .into_iter()
+            .find(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case(name)))
+            .ok_or_else(|| err(format!("no `{name}/` folder of .npy images")))
+    };
+    let names = |d: &Path| -> Result<Vec<std::ffi::OsString>> {
+        Ok(sorted_entries(d)?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+            .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+            .collect())
+    };
+    let (lr_dir, hr_dir) = (sub("LR")?, sub("HR")?);
+    let (lr_names, hr_names) = (names(&lr_dir)?, names(&hr_dir)?);
+    if let Some(missing) =
+        lr_names.iter().find(|n| !hr_names.contains(n)).or(hr_names.iter().find(|n| !lr_names.contains(n)))
+    {
+        return Err(err(format!("{} has no partner in the other of LR/ and HR/", missing.to_string_lossy())));
+    }
+    let read = |d: &Path| -> Result<LabelledImages> {
+        let mut out = LabelledImages {
+            class_names: vec!["unlabelled".into()],
+            size: 0,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            ids: Vec::new(),
+            source: dir.to_path_buf(),
+        };
+        read_npy_folder(d, 0, &mut out)?;
+        Ok(out)
+    };
+    Ok((read(&lr_dir)?, read(&hr_dir)?))
 }
 
 /// Read a labelled Parquet dataset (see the module doc) from `path`.
@@ -223,13 +299,7 @@ pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
 /// file name (`cdm_sim_123.npy` -> 123) or the running index.
 pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
     let err = |message: String| Error::Npy { path: dir.to_path_buf(), message };
-    let entries = |d: &Path| -> Result<Vec<PathBuf>> {
-        let mut v: Vec<PathBuf> =
-            std::fs::read_dir(d).map_err(|e| Error::io(d, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        v.sort();
-        Ok(v)
-    };
-    let classes: Vec<PathBuf> = entries(dir)?.into_iter().filter(|p| p.is_dir()).collect();
+    let classes: Vec<PathBuf> = sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()).collect();
     if classes.is_empty() {
         return Err(err("no class folders".into()));
     }
@@ -242,32 +312,7 @@ pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
         source: dir.to_path_buf(),
     };
     for (label, class_dir) in classes.iter().enumerate() {
-        for file in entries(class_dir)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "npy")) {
-            let (array, _) = crate::data::npy::read_npy_image(&file)?;
-            let side = match array.shape.as_slice() {
-                [h, w] | [1, h, w] if h == w => *h,
-                other => {
-                    return Err(Error::Npy { path: file, message: format!("shape {other:?} is not a square image") })
-                }
-            };
-            if out.size == 0 {
-                out.size = side;
-            } else if side != out.size {
-                return Err(Error::Npy {
-                    path: file,
-                    message: format!("{side}x{side}, the others are {0}x{0}", out.size),
-                });
-            }
-            if array.data.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Npy { path: file, message: "non-finite pixels".into() });
-            }
-            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
-            let digits: String =
-                stem.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
-            out.ids.push(digits.parse().unwrap_or(out.ids.len() as i64));
-            out.pixels.extend(array.data.iter().map(|&v| v as f32));
-            out.labels.push(label);
-        }
+        read_npy_folder(class_dir, label, &mut out)?;
     }
     Ok(out)
 }

@@ -1011,6 +1011,12 @@ mod tests {
             SuperResolver::new(&cfg, &head, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))
         });
         let lr = random(&mut rng, &[2, 1, 4, 4], 1.0).abs().unwrap();
-        compare_paths(&mut rng, lr, &varmap, |x| sr.forward(x).map_err(|e| candle_core::Error::Msg(e.to_string())), 1e-4);
+        compare_paths(
+            &mut rng,
+            lr,
+            &varmap,
+            |x| sr.forward(x).map_err(|e| candle_core::Error::Msg(e.to_string())),
+            1e-4,
+        );
     }
 }

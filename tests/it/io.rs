@@ -306,3 +306,26 @@ fn a_deeplense_npy_tree_with_pickled_axion_files_reads_as_labelled_images() {
     let (_, m_a) = lensmae::data::npy::read_npy_image(&fixture("npy-tree/axion/axion_sim_1002.npy")).unwrap();
     assert_eq!(m_a, Some(3.3e-23));
 }
+
+#[test]
+fn npy_lr_hr_folders_read_as_image_pairs() {
+    use lensmae::data::images::read_image_pairs;
+    use lensmae::data::npy::write_npy_f64;
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["LR", "HR"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    for (k, name) in ["lens_1.npy", "lens_2.npy"].iter().enumerate() {
+        let lr: Vec<f64> = (0..16).map(|v| (v + k) as f64).collect();
+        let hr: Vec<f64> = (0..256).map(|v| (v * (k + 1)) as f64).collect();
+        write_npy_f64(&dir.path().join("LR").join(name), &[4, 4], &lr).unwrap();
+        write_npy_f64(&dir.path().join("HR").join(name), &[16, 16], &hr).unwrap();
+    }
+    let pairs = read_image_pairs(dir.path()).unwrap();
+    assert_eq!((pairs.lr.size, pairs.hr.size, pairs.factor(), pairs.hr.len()), (4, 16, 4, 2));
+    assert_eq!(pairs.lr.ids, vec![1, 2]);
+    assert_eq!(pairs.hr.image(1)[3], 6.0);
+    std::fs::remove_file(dir.path().join("HR").join("lens_2.npy")).unwrap();
+    let e = read_image_pairs(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("lens_2.npy has no partner"), "{e}");
+}
