@@ -985,6 +985,16 @@ mod tests {
     }
 
     #[test]
+    fn fused_paper_size_classifier_matches_the_composed_one() {
+        // The shapes training runs at (257 tokens, width 192, multi-threaded gemm).
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let cfg = MaeConfig::paper_64();
+        let images = random(&mut rng, &[2, 1, 64, 64], 1.0).abs().unwrap();
+        let (varmap, clf) = varmap_with(9, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
+        compare_paths(&mut rng, images, &varmap, |x| clf.forward(x, false), 1e-4);
+    }
+
+    #[test]
     fn fused_convolution_matches_candles() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for k in [3, 3, 1, 5] {
