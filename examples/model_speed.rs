@@ -119,6 +119,13 @@ fn main() -> candle_core::Result<()> {
     let clf = VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb.clone())?;
     let sr = SuperResolver::new(&cfg, &SuperresConfig::paper(4), vb.pp("sr")).expect("the paper SR head fits");
     init_weights(&varmap, 0)?;
+    // Inference runs on weights loaded as plain tensors, as from a checkpoint
+    // (no gradient tracking, so no graph is kept).
+    let loaded = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let loaded = VarBuilder::from_tensors(loaded, DType::F32, &dev);
+    let clf_infer = VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, loaded.clone())?;
+    let sr_infer =
+        SuperResolver::new(&cfg, &SuperresConfig::paper(4), loaded.pp("sr")).expect("the paper SR head fits");
     let vars = varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut opt = AdamW::new(vars, 0.9, 0.999, 0.05)?;
     let imgs = Tensor::rand(0f32, 1.0, (batch, 1, 64, 64), &dev)?;
@@ -147,7 +154,7 @@ fn main() -> candle_core::Result<()> {
     }
     if wanted("classify_infer") {
         out["classify_infer"] = rate(batch, steps, || {
-            clf.forward(&imgs, false).unwrap();
+            clf_infer.forward(&imgs, false).unwrap();
         })
         .into();
     }
@@ -160,7 +167,7 @@ fn main() -> candle_core::Result<()> {
     }
     if wanted("superres_infer") {
         out["superres_infer"] = rate(batch, steps, || {
-            sr.forward(&lr_imgs).unwrap();
+            sr_infer.forward(&lr_imgs).unwrap();
         })
         .into();
     }

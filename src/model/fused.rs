@@ -269,6 +269,11 @@ fn gelu_in_place(v: &mut [f32]) {
     v.iter_mut().for_each(|v| *v = gelu(*v));
 }
 
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn gelu_into(pre: &[f32], out: &mut [f32]) {
+    out.iter_mut().zip(pre).for_each(|(o, p)| *o = gelu(*p));
+}
+
 /// `g *= gelu'(pre)`
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn gelu_backward_in_place(g: &mut [f32], pre: &[f32]) {
@@ -395,11 +400,14 @@ pub enum Activation {
 /// `act(x W^T + b)` over the last dimension of `x`: one matrix product with the
 /// bias and activation applied as it is written.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, activation: Activation) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(weight, bias, LinearOp { activation, pre_activation: Mutex::new(None) })
+    let save = x.track_op() || weight.track_op() || bias.track_op();
+    x.contiguous()?.apply_op3(weight, bias, LinearOp { activation, save, pre_activation: Mutex::new(None) })
 }
 
 struct LinearOp {
     activation: Activation,
+    /// Keep what the backward pass needs (only when a gradient can be asked for).
+    save: bool,
     /// `x W^T + b` before GELU, kept for the backward pass.
     pre_activation: Mutex<Option<Vec<f32>>>,
 }
@@ -458,9 +466,13 @@ impl CustomOp3 for LinearOp {
             )
         };
         if self.activation == Activation::Gelu {
-            let pre = out.clone();
-            out.par_chunks_mut(1 << 14).for_each(gelu_in_place);
-            *self.pre_activation.lock().expect("pre-activation lock") = Some(pre);
+            if self.save {
+                let mut activated = vec![0f32; out.len()];
+                activated.par_chunks_mut(1 << 14).zip(out.par_chunks(1 << 14)).for_each(|(a, p)| gelu_into(p, a));
+                *self.pre_activation.lock().expect("pre-activation lock") = Some(std::mem::replace(&mut out, activated));
+            } else {
+                out.par_chunks_mut(1 << 14).for_each(gelu_in_place);
+            }
         }
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("rank >= 1") = out_dim;
@@ -540,11 +552,14 @@ impl CustomOp3 for LinearOp {
 /// heads concatenated. The attention probabilities are kept for the backward
 /// pass (B x heads x N x N floats), not recomputed.
 pub fn attention(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
-    qkv.contiguous()?.apply_op1(AttentionOp { num_heads, probs: Mutex::new(None) })
+    let save = qkv.track_op();
+    qkv.contiguous()?.apply_op1(AttentionOp { num_heads, save, probs: Mutex::new(None) })
 }
 
 struct AttentionOp {
     num_heads: usize,
+    /// Keep the probabilities for the backward pass (only when a gradient can be asked for).
+    save: bool,
     probs: Mutex<Option<Vec<f32>>>,
 }
 
@@ -592,10 +607,11 @@ impl CustomOp1 for AttentionOp {
         let s = Heads::of(layout.shape().dims(), self.num_heads)?;
         let (n, hd) = (s.tokens, s.head_dim());
         let mut out = vec![0f32; s.batch * n * s.dim];
-        let mut probs = vec![0f32; s.batch * s.heads * n * n];
+        // Without a backward pass to serve, each task reuses one scratch block.
+        let mut probs = vec![0f32; if self.save { s.batch * s.heads * n * n } else { 0 }];
         let out_ptr = OutPtr(out.as_mut_ptr());
         let qkv_ptr = InPtr(qkv.as_ptr());
-        probs.par_chunks_mut(n * n).enumerate().for_each(|(task, p)| {
+        let head_task = |task: usize, p: &mut [f32]| {
             let (b, head) = (task / s.heads, task % s.heads);
             let base = qkv_ptr.get();
             // SAFETY: offsets stay inside qkv/out for these shapes; each task
@@ -609,8 +625,13 @@ impl CustomOp1 for AttentionOp {
                 let o = out_ptr.get().add(s.out_offset(b, head));
                 matmul((n, hd, n), o, s.dim, false, Mat::rows(p.as_ptr(), n), v, 1.0, Parallelism::None);
             }
-        });
-        *self.probs.lock().expect("attention probabilities lock") = Some(probs);
+        };
+        if self.save {
+            probs.par_chunks_mut(n * n).enumerate().for_each(|(task, p)| head_task(task, p));
+            *self.probs.lock().expect("attention probabilities lock") = Some(probs);
+        } else {
+            (0..s.batch * s.heads).into_par_iter().for_each_init(|| vec![0f32; n * n], |p, task| head_task(task, p));
+        }
         let shape = Shape::from((s.batch, n, s.dim));
         Ok((CpuStorage::F32(out), shape))
     }
