@@ -62,6 +62,21 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> R
     }
 }
 
+/// The three contiguous f32 inputs of a [`CustomOp3`]'s `cpu_fwd`.
+fn inputs3<'a>(
+    (s1, l1): (&'a CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+    (s3, l3): (&'a CpuStorage, &Layout),
+    what: &str,
+) -> Result<(&'a [f32], &'a [f32], &'a [f32])> {
+    Ok((contiguous_f32(s1, l1, what)?, contiguous_f32(s2, l2, what)?, contiguous_f32(s3, l3, what)?))
+}
+
+/// Runs `f` on the contiguous f32 data of three tensors (as [`with_data`]).
+fn with_data3<R>(a: &Tensor, b: &Tensor, c: &Tensor, f: impl FnOnce(&[f32], &[f32], &[f32]) -> Result<R>) -> Result<R> {
+    with_data(a, |a| with_data(b, |b| with_data(c, |c| f(a, b, c))))
+}
+
 /// Runs `f` on the contiguous f32 data of `t` (copied to contiguous if needed).
 fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
@@ -335,8 +350,7 @@ impl CustomOp3 for LayerNormOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(xs, xl, "layer norm")?;
-        let (w, b) = (contiguous_f32(ws, wl, "layer norm")?, contiguous_f32(bs, bl, "layer norm")?);
+        let (x, w, b) = inputs3((xs, xl), (ws, wl), (bs, bl), "layer norm")?;
         let d = w.len();
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(d * ROW_BLOCK)
@@ -354,22 +368,18 @@ impl CustomOp3 for LayerNormOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = weight.elem_count();
-        let (dx, dw, db) = with_data(x, |x| {
-            with_data(weight, |w| {
-                with_data(grad, |g| {
-                    let mut dx = vec![0f32; x.len()];
-                    let (dw, db) = dx
-                        .par_chunks_mut(d * ROW_BLOCK)
-                        .zip(x.par_chunks(d * ROW_BLOCK).zip(g.par_chunks(d * ROW_BLOCK)))
-                        .map(|(dx, (x, g))| {
-                            let (mut dw, mut db, mut xhat) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
-                            layer_norm_backward_rows(x, w, g, self.eps, dx, &mut dw, &mut db, &mut xhat);
-                            (dw, db)
-                        })
-                        .reduce(|| (vec![0f32; d], vec![0f32; d]), add_pairs);
-                    Ok((dx, dw, db))
+        let (dx, dw, db) = with_data3(x, weight, grad, |x, w, g| {
+            let mut dx = vec![0f32; x.len()];
+            let (dw, db) = dx
+                .par_chunks_mut(d * ROW_BLOCK)
+                .zip(x.par_chunks(d * ROW_BLOCK).zip(g.par_chunks(d * ROW_BLOCK)))
+                .map(|(dx, (x, g))| {
+                    let (mut dw, mut db, mut xhat) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
+                    layer_norm_backward_rows(x, w, g, self.eps, dx, &mut dw, &mut db, &mut xhat);
+                    (dw, db)
                 })
-            })
+                .reduce(|| (vec![0f32; d], vec![0f32; d]), add_pairs);
+            Ok((dx, dw, db))
         })?;
         let wshape = weight.shape();
         Ok((Some(cpu_tensor(dx, x.shape())?), Some(cpu_tensor(dw, wshape)?), Some(cpu_tensor(db, wshape)?)))
@@ -440,8 +450,7 @@ impl CustomOp3 for LinearOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(xs, xl, "linear")?;
-        let (w, b) = (contiguous_f32(ws, wl, "linear")?, contiguous_f32(bs, bl, "linear")?);
+        let (x, w, b) = inputs3((xs, xl), (ws, wl), (bs, bl), "linear")?;
         let (out_dim, in_dim) = wl.shape().dims2()?;
         let dims = xl.shape().dims();
         if dims.last() != Some(&in_dim) || b.len() != out_dim {
@@ -469,7 +478,8 @@ impl CustomOp3 for LinearOp {
             if self.save {
                 let mut activated = vec![0f32; out.len()];
                 activated.par_chunks_mut(1 << 14).zip(out.par_chunks(1 << 14)).for_each(|(a, p)| gelu_into(p, a));
-                *self.pre_activation.lock().expect("pre-activation lock") = Some(std::mem::replace(&mut out, activated));
+                *self.pre_activation.lock().expect("pre-activation lock") =
+                    Some(std::mem::replace(&mut out, activated));
             } else {
                 out.par_chunks_mut(1 << 14).for_each(gelu_in_place);
             }
@@ -797,8 +807,7 @@ impl CustomOp3 for ConvOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(xs, xl, "conv")?;
-        let (w, b) = (contiguous_f32(ws, wl, "conv")?, contiguous_f32(bs, bl, "conv")?);
+        let (x, w, b) = inputs3((xs, xl), (ws, wl), (bs, bl), "conv")?;
         let s = ConvShape::of(xl.shape().dims(), wl.shape().dims())?;
         let (px, patch) = (s.pixels(), s.patch());
         let mut out = vec![0f32; s.batch * s.c_out * px];
@@ -837,54 +846,50 @@ impl CustomOp3 for ConvOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let s = ConvShape::of(x.dims(), weight.dims())?;
         let (px, patch) = (s.pixels(), s.patch());
-        let (dx, dw, db) = with_data(x, |x| {
-            with_data(weight, |w| {
-                with_data(grad, |g| {
-                    let mut dx = vec![0f32; x.len()];
-                    let (dw, db) = dx
-                        .par_chunks_mut(s.c_in * px)
-                        .zip(x.par_chunks(s.c_in * px).zip(g.par_chunks(s.c_out * px)))
-                        .fold(
-                            || (vec![0f32; s.c_out * patch], vec![0f32; s.c_out], vec![0f32; patch * px]),
-                            |(mut dw, mut db, mut cols), (dx, (x, g))| {
-                                for (d, row) in db.iter_mut().zip(g.chunks_exact(px)) {
-                                    *d += sum(row);
-                                }
-                                im2col_t(x, s, &mut cols);
-                                // SAFETY: g is [c_out, px], cols [patch, px], w [c_out, patch].
-                                unsafe {
-                                    // dW += g cols^T
-                                    matmul(
-                                        (s.c_out, patch, px),
-                                        dw.as_mut_ptr(),
-                                        patch,
-                                        true,
-                                        Mat::rows(g.as_ptr(), px),
-                                        Mat::rows(cols.as_ptr(), px).t(),
-                                        1.0,
-                                        Parallelism::None,
-                                    );
-                                    // dcols = W^T g, then scattered back onto dx
-                                    matmul(
-                                        (patch, px, s.c_out),
-                                        cols.as_mut_ptr(),
-                                        px,
-                                        false,
-                                        Mat::rows(w.as_ptr(), patch).t(),
-                                        Mat::rows(g.as_ptr(), px),
-                                        1.0,
-                                        Parallelism::None,
-                                    );
-                                }
-                                col2im_t(&cols, s, dx);
-                                (dw, db, cols)
-                            },
-                        )
-                        .map(|(dw, db, _)| (dw, db))
-                        .reduce(|| (vec![0f32; s.c_out * patch], vec![0f32; s.c_out]), add_pairs);
-                    Ok((dx, dw, db))
-                })
-            })
+        let (dx, dw, db) = with_data3(x, weight, grad, |x, w, g| {
+            let mut dx = vec![0f32; x.len()];
+            let (dw, db) = dx
+                .par_chunks_mut(s.c_in * px)
+                .zip(x.par_chunks(s.c_in * px).zip(g.par_chunks(s.c_out * px)))
+                .fold(
+                    || (vec![0f32; s.c_out * patch], vec![0f32; s.c_out], vec![0f32; patch * px]),
+                    |(mut dw, mut db, mut cols), (dx, (x, g))| {
+                        for (d, row) in db.iter_mut().zip(g.chunks_exact(px)) {
+                            *d += sum(row);
+                        }
+                        im2col_t(x, s, &mut cols);
+                        // SAFETY: g is [c_out, px], cols [patch, px], w [c_out, patch].
+                        unsafe {
+                            // dW += g cols^T
+                            matmul(
+                                (s.c_out, patch, px),
+                                dw.as_mut_ptr(),
+                                patch,
+                                true,
+                                Mat::rows(g.as_ptr(), px),
+                                Mat::rows(cols.as_ptr(), px).t(),
+                                1.0,
+                                Parallelism::None,
+                            );
+                            // dcols = W^T g, then scattered back onto dx
+                            matmul(
+                                (patch, px, s.c_out),
+                                cols.as_mut_ptr(),
+                                px,
+                                false,
+                                Mat::rows(w.as_ptr(), patch).t(),
+                                Mat::rows(g.as_ptr(), px),
+                                1.0,
+                                Parallelism::None,
+                            );
+                        }
+                        col2im_t(&cols, s, dx);
+                        (dw, db, cols)
+                    },
+                )
+                .map(|(dw, db, _)| (dw, db))
+                .reduce(|| (vec![0f32; s.c_out * patch], vec![0f32; s.c_out]), add_pairs);
+            Ok((dx, dw, db))
         })?;
         Ok((
             Some(cpu_tensor(dx, x.shape())?),

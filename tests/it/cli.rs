@@ -6,6 +6,30 @@ fn lensmae(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lensmae")).args(args).output().unwrap()
 }
 
+/// Runs lensmae and asserts success.
+fn ok(args: &[&str]) -> std::process::Output {
+    let run = lensmae(args);
+    assert!(run.status.success(), "{args:?}: {}", String::from_utf8_lossy(&run.stderr));
+    run
+}
+
+/// Runs lensmae and asserts exit code 2 with `needle` in the message.
+fn fails(args: &[&str], needle: &str) {
+    let run = lensmae(args);
+    assert_eq!(run.status.code(), Some(2), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+}
+
+/// Writes a 16x16 version of the Model II recipe (for the tiny model) to `path`.
+fn write_small_recipe(path: &str) {
+    let recipe = lensmae::sim::presets::preset_toml("deeplense-model2")
+        .unwrap()
+        .replace("size = 64", "size = 16")
+        .replace("pixel_scale = 0.101", "pixel_scale = 0.404");
+    std::fs::write(path, recipe).unwrap();
+}
+
 #[test]
 fn simulate_writes_a_dataset_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,17 +106,7 @@ fn print_config_round_trips_and_presets_are_listed() {
 fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    // A 16x16 version of the Model II recipe, for the tiny model.
-    let recipe = lensmae::sim::presets::preset_toml("deeplense-model2")
-        .unwrap()
-        .replace("size = 64", "size = 16")
-        .replace("pixel_scale = 0.101", "pixel_scale = 0.404");
-    std::fs::write(d("small.toml"), recipe).unwrap();
-    let ok = |args: &[&str]| {
-        let run = lensmae(args);
-        assert!(run.status.success(), "{args:?}: {}", String::from_utf8_lossy(&run.stderr));
-        run
-    };
+    write_small_recipe(&d("small.toml"));
     ok(&["simulate", "--config", &d("small.toml"), "--n-per-class", "20", "--out", &d("data"), "-q"]);
     let data = d("data/dataset.parquet");
     let common = ["--data", &data, "--model", "tiny", "--epochs", "1", "--batch-size", "16", "--threads", "1"];
@@ -107,12 +121,6 @@ fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
     let info = String::from_utf8(ok(&["model", "info", &d("mae.safetensors")]).stdout).unwrap();
     assert!(info.contains("\"task\": \"mae\"") && info.contains("\"seed\": 42"), "{info}");
 
-    let fails = |args: &[&str], needle: &str| {
-        let run = lensmae(args);
-        assert_eq!(run.status.code(), Some(2), "{args:?} should fail");
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
-    };
     fails(&["evaluate", "--model", &d("mae.safetensors"), "--input", &data], "needs a classifier");
     fails(&["pretrain", "--data", &data, "--epochs", "1", "--out", &d("big.safetensors")], "the model takes 64x64");
     fails(&["model", "info", &data], "not a safetensors file");
@@ -136,16 +144,7 @@ fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
 fn superres_finetune_and_evaluate_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let recipe = lensmae::sim::presets::preset_toml("deeplense-model2")
-        .unwrap()
-        .replace("size = 64", "size = 16")
-        .replace("pixel_scale = 0.101", "pixel_scale = 0.404");
-    std::fs::write(d("small.toml"), recipe).unwrap();
-    let ok = |args: &[&str]| {
-        let run = lensmae(args);
-        assert!(run.status.success(), "{args:?}: {}", String::from_utf8_lossy(&run.stderr));
-        run
-    };
+    write_small_recipe(&d("small.toml"));
     let sim = ["simulate", "--config", &d("small.toml"), "--n-per-class", "12", "--task", "superres", "-q"];
     ok(&[&sim[..], &["--factor", "4", "--out", &d("x4")]].concat());
     ok(&[&sim[..], &["--factor", "2", "--out", &d("x2")]].concat());
@@ -168,12 +167,6 @@ fn superres_finetune_and_evaluate_from_the_command_line() {
     let info = String::from_utf8(ok(&["model", "info", &d("sr.safetensors")]).stdout).unwrap();
     assert!(info.contains("\"task\": \"superres\"") && info.contains("\"residual\": true"), "{info}");
 
-    let fails = |args: &[&str], needle: &str| {
-        let run = lensmae(args);
-        assert_eq!(run.status.code(), Some(2), "{args:?} should fail");
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
-    };
     // A x4 model on x2 pairs, and pairs without an `lr` column.
     fails(&["evaluate", "--model", &d("sr.safetensors"), "--input", &d("x2/dataset.parquet")], "the model takes 4x4");
     let classify = d("x4/../c");

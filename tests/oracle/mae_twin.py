@@ -25,20 +25,26 @@ NUM_CLASSES, BATCH, MASK_RATIO = 3, 4, 0.75
 OUT = os.path.join("fixtures", "model")
 
 
+def init_params(model):
+    """Tokens N(0, 0.02), norms near (not at) 1 / 0 so that a scale or shift in the
+    wrong place shows, matrices xavier-uniform, convolutions PyTorch's default,
+    biases N(0, 0.05)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("_token"):
+                p.normal_(0, 0.02)
+            elif "norm" in name:
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
+            elif name.endswith("weight") and p.dim() == 2:
+                nn.init.xavier_uniform_(p)
+            elif not name.endswith("weight"):
+                p.normal_(0, 0.05)
+    model.eval()
+
+
 torch.manual_seed(20261126)
 model = Twin(CFG, NUM_CLASSES)
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if name.endswith("_token"):
-            p.normal_(0, 0.02)
-        elif "norm" in name:
-            # Away from 1 / 0 so that a scale or shift in the wrong place shows.
-            p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
-        elif name.endswith("weight"):
-            nn.init.xavier_uniform_(p)
-        else:
-            p.normal_(0, 0.05)
-model.eval()
+init_params(model)
 g = torch.Generator().manual_seed(7)
 imgs = torch.rand(BATCH, CFG["in_channels"], CFG["image_size"], CFG["image_size"], generator=g)
 noise = torch.rand(BATCH, (CFG["image_size"] // CFG["patch_size"]) ** 2, generator=g)
@@ -59,19 +65,7 @@ print("loss", float(loss), "loss_norm_pix", float(loss_norm_pix), "logits[0]", l
 # The super-resolution model on the same encoder sizes: x4, 8 channels.
 SR_FACTOR, SR_CHANNELS = 4, 8
 sr = SrTwin(CFG, SR_FACTOR, SR_CHANNELS)
-with torch.no_grad():
-    for name, p in sr.named_parameters():
-        if name.endswith("_token"):
-            p.normal_(0, 0.02)
-        elif "norm" in name:
-            p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn_like(p))
-        elif name.endswith("weight") and p.dim() == 2:
-            nn.init.xavier_uniform_(p)
-        elif name.endswith("weight"):
-            pass  # PyTorch's conv default
-        else:
-            p.normal_(0, 0.05)
-sr.eval()
+init_params(sr)
 lr = torch.rand(BATCH, CFG["in_channels"], CFG["image_size"] // SR_FACTOR, CFG["image_size"] // SR_FACTOR, generator=g)
 with torch.no_grad():
     sr_out = sr(lr)
