@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use lensmae::model::mae::{init_weights, masking_noise, Pooling};
-use lensmae::model::superres::{SuperResolver, SuperresConfig};
+use lensmae::model::superres::{shuffle_stages, SuperResolver, SuperresConfig};
 use lensmae::model::{Mae, MaeConfig, VitClassifier};
 use lensmae::train::optim::AdamW;
 use rand::SeedableRng;
@@ -59,9 +59,10 @@ fn superres_flops(cfg: &MaeConfig, channels: usize) -> f64 {
     let mut flops = forward_flops(cfg, None);
     let (mut side, mut c_in) = (cfg.grid() as f64, cfg.embed_dim as f64);
     let c = channels as f64;
-    for _ in 0..cfg.patch_size.trailing_zeros() {
-        flops += 2.0 * side * side * 9.0 * c_in * 4.0 * c;
-        side *= 2.0;
+    for r in shuffle_stages(cfg.patch_size) {
+        let r = r as f64;
+        flops += 2.0 * side * side * 9.0 * c_in * r * r * c;
+        side *= r;
         c_in = c;
     }
     flops + 2.0 * side * side * 9.0 * c

@@ -1,8 +1,9 @@
 //! Super-resolution with the MAE encoder (the paper's second task): the LR
 //! image is upsampled by nearest neighbour to the encoder's input size,
 //! patch-embedded and encoded; the grid of patch tokens is decoded to pixels by
-//! PixelShuffle x2 stages (3x3 convolution to 4C channels, shuffle, ReLU) until
-//! it is back at the input size, and a final 3x3 convolution gives the image.
+//! PixelShuffle stages (3x3 convolution to r^2 C channels, shuffle by r, ReLU;
+//! r = 2, 2 for the paper's 4x4 patches) until it is back at the input size, and
+//! a final 3x3 convolution gives the image.
 //!
 //! Options: `residual` adds the bicubic upsampling of the LR image to the output
 //! (the network then learns what bicubic misses); `flux_conserving` projects the
@@ -42,10 +43,10 @@ impl SuperresConfig {
         if self.factor < 2 || model.image_size % self.factor != 0 {
             return fail("factor", format!("must be >= 2 and divide the image size {}", model.image_size));
         }
-        if !model.patch_size.is_power_of_two() || model.patch_size < 2 {
+        if model.patch_size < 2 {
             return fail(
                 "patch_size",
-                "super-resolution decodes with x2 stages: the patch must be a power of two".into(),
+                "super-resolution decodes patch tokens to pixels: the patch must be >= 2".into(),
             );
         }
         if self.channels == 0 {
@@ -60,12 +61,29 @@ impl SuperresConfig {
     }
 }
 
+/// The PixelShuffle factors that take the token grid back to pixels: the prime
+/// factors of the patch size, smallest first (patch 4: x2, x2 as in the paper;
+/// patch 5 for 150x150 images: x5; patch 6: x2, x3).
+pub fn shuffle_stages(patch_size: usize) -> Vec<usize> {
+    let (mut n, mut f, mut out) = (patch_size, 2, Vec::new());
+    while n > 1 {
+        if n % f == 0 {
+            out.push(f);
+            n /= f;
+        } else {
+            f += 1;
+        }
+    }
+    out
+}
+
 /// Encoder plus convolutional PixelShuffle decoder (keys `encoder.*`, `up.i.*`, `out.*`).
 #[derive(Debug, Clone)]
 pub struct SuperResolver {
     /// The encoder, loadable from an MAE checkpoint.
     pub encoder: Encoder,
-    stages: Vec<Conv2d>,
+    /// Convolution and shuffle factor of each upsampling stage.
+    stages: Vec<(Conv2d, usize)>,
     out: Conv2d,
     model: MaeConfig,
     head: SuperresConfig,
@@ -77,12 +95,13 @@ impl SuperResolver {
     /// Build (or load) the model.
     pub fn new(model: &MaeConfig, head: &SuperresConfig, vb: VarBuilder) -> Result<Self> {
         head.validate(model)?;
-        let n_stages = model.patch_size.trailing_zeros() as usize;
         let c = head.channels;
-        let stages = (0..n_stages)
-            .map(|i| {
+        let stages = shuffle_stages(model.patch_size)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
                 let c_in = if i == 0 { model.embed_dim } else { c };
-                Conv2d::new(c_in, 4 * c, 3, vb.pp("up").pp(i))
+                Ok((Conv2d::new(c_in, r * r * c, 3, vb.pp("up").pp(i))?, r))
             })
             .collect::<candle_core::Result<_>>()?;
         let lr = head.lr_size(model);
@@ -117,8 +136,8 @@ impl SuperResolver {
         let tokens = self.encoder.forward(&lr.upsample_nearest2d(size, size)?)?;
         let (g, d) = (self.model.grid(), self.model.embed_dim);
         let mut x = tokens.narrow(1, 1, g * g)?.transpose(1, 2)?.reshape((b, d, g, g))?;
-        for stage in &self.stages {
-            x = pixel_shuffle(&stage.forward(&x)?, 2)?.relu()?;
+        for (conv, r) in &self.stages {
+            x = pixel_shuffle(&conv.forward(&x)?, *r)?.relu()?;
         }
         let mut y = self.out.forward(&x)?;
         if let Some(u) = &self.bicubic {
@@ -194,6 +213,22 @@ mod tests {
         let got: Vec<f32> = y.get(0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-5, "residual differs from bicubic by {worst}");
+    }
+
+    #[test]
+    fn the_stages_undo_any_patch_size() {
+        assert_eq!(shuffle_stages(4), vec![2, 2]);
+        assert_eq!(shuffle_stages(5), vec![5]);
+        assert_eq!(shuffle_stages(6), vec![2, 3]);
+        // 150x150 HR from 75x75 LR (the DeepLense SR release) with 5x5 patches.
+        let cfg =
+            MaeConfig { image_size: 150, patch_size: 5, embed_dim: 16, depth: 1, num_heads: 2, ..MaeConfig::tiny_16() };
+        let varmap = VarMap::new();
+        let head = SuperresConfig { channels: 4, ..SuperresConfig::paper(2) };
+        let m = SuperResolver::new(&cfg, &head, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        init_weights(&varmap, 2).unwrap();
+        let y = m.forward(&Tensor::rand(0f32, 1.0, (1, 1, 75, 75), &Device::Cpu).unwrap()).unwrap();
+        assert_eq!(y.dims(), &[1, 1, 150, 150]);
     }
 
     #[test]
