@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The paper's super-resolution protocol on deeplense-model2 data (16x16 -> 64x64,
-# LR = 4x4 block means of HR): fine-tuning from an MAE checkpoint (the paper's
-# head, and the variant with a bicubic residual), from scratch, and the bicubic /
-# nearest baselines on the same held-out pairs. PER_CLASS pairs per class are
-# simulated; EPOCHS is each run's budget. RESULTS.md records what it printed.
+# LR = 4x4 block means of HR): the paper's head fine-tuned from an MAE checkpoint
+# and from scratch, the flux-conserving option and the bicubic-residual variant,
+# beside the bicubic and nearest baselines on the same held-out pairs. PER_CLASS
+# pairs per class are simulated; EPOCHS is each run's budget. RESULTS.md records
+# what it printed.
 #
 #   bash pipelines/superres.sh [RUN_DIR] [PER_CLASS] [EPOCHS] [MAE_CHECKPOINT]
 #
 # MAE_CHECKPOINT defaults to the one pipelines/classify.sh pretrains
-# (runs/classify/mae.safetensors); steps whose output exists are kept.
+# (runs/classify/mae.safetensors); runs resume (a finished one is kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/superres}
@@ -25,10 +26,11 @@ D="$RUN/data/dataset.parquet"
 ft=(finetune --task superres --data "$D" --seed "$SEED" --batch-size 32 --val-fraction 0.1 --test-fraction 0.2
     --epochs "$EPOCHS" --resume)
 $L "${ft[@]}" --init "$MAE" --out "$RUN/mae-paper-head.safetensors"
+$L "${ft[@]}" --scratch --out "$RUN/scratch-paper-head.safetensors"
+$L "${ft[@]}" --init "$MAE" --flux-conserving --out "$RUN/mae-flux-conserving.safetensors"
 $L "${ft[@]}" --init "$MAE" --residual --out "$RUN/mae-residual.safetensors"
-$L "${ft[@]}" --scratch --residual --out "$RUN/scratch-residual.safetensors"
-for m in mae-paper-head mae-residual scratch-residual; do
+for m in mae-paper-head scratch-paper-head mae-flux-conserving mae-residual; do
     echo "== $m (held-out test split)"
     $L model info "$RUN/$m.safetensors" | python3 -c 'import json,sys; p=json.load(sys.stdin)["provenance"]; print(json.dumps({"best_epoch": p["best_epoch"], "test_split": p["test_split"], "test": p["test"]}))'
 done
-$L evaluate --model "$RUN/mae-residual.safetensors" --input "$D" --report "$RUN/mae-residual-all.json" --grid "$RUN/grid.png"
+$L evaluate --model "$RUN/mae-paper-head.safetensors" --input "$D" --report "$RUN/mae-paper-head-all.json" --grid "$RUN/grid.png"
