@@ -329,3 +329,38 @@ fn npy_lr_hr_folders_read_as_image_pairs() {
     let e = read_image_pairs(dir.path()).unwrap_err().to_string();
     assert!(e.contains("lens_2.npy has no partner"), "{e}");
 }
+
+#[test]
+fn bad_lr_hr_pairs_are_refused_naming_the_row_or_the_sizes() {
+    use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+    use lensmae::data::images::read_image_pairs;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let column = |side: i32, values: Vec<f32>| -> ArrayRef {
+        let item = Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true));
+        Arc::new(FixedSizeListArray::try_new(item, side * side, Arc::new(Float32Array::from(values)), None).unwrap())
+    };
+    let write = |name: &str, hr_side: i32, hr: Vec<f32>| {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(vec![5, 6])) as ArrayRef),
+            ("label", Arc::new(StringArray::from(vec!["cdm", "cdm"])) as ArrayRef),
+            ("lr", column(2, (0..8).map(|v| v as f32).collect())),
+            ("hr", column(hr_side, hr)),
+        ])
+        .unwrap();
+        let path = dir.path().join(name);
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let good = read_image_pairs(&write("good.parquet", 4, vec![1.0; 32])).unwrap();
+    assert_eq!((good.factor(), good.hr.len()), (2, 2));
+    let mut with_nan = vec![1.0; 32];
+    with_nan[20] = f32::NAN;
+    let e = read_image_pairs(&write("nan.parquet", 4, with_nan)).unwrap_err().to_string();
+    assert!(e.contains("nan.parquet") && e.contains("row id 6") && e.contains("non-finite"), "{e}");
+    let e = read_image_pairs(&write("odd.parquet", 3, vec![1.0; 18])).unwrap_err().to_string();
+    assert!(e.contains("odd.parquet") && e.contains("not an integer upsampling"), "{e}");
+}
