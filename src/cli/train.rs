@@ -9,7 +9,8 @@ use crate::model::superres::{SuperResolver, SuperresConfig};
 use crate::model::{MaeConfig, VitClassifier};
 use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
 use crate::train::{
-    finetune_classify, normalised, predict_probs, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions,
+    finetune_classify, normalised, predict_probs, pretrain, standardise_pixels, EncoderInit, FinetuneOptions,
+    PretrainOptions, TrainOptions, MINMAX_STANDARDISED, PIXEL_MEAN_KEY, PIXEL_STD_KEY,
 };
 use anyhow::{bail, Context};
 use candle_core::{DType, Device};
@@ -168,6 +169,10 @@ pub struct FinetuneArgs {
     /// Dropout on the pooled features while training.
     #[arg(long, default_value_t = 0.1)]
     dropout: f32,
+    /// Classification: after min-max scaling, standardise each pixel by its mean
+    /// and standard deviation over the training split (stored in the checkpoint).
+    #[arg(long)]
+    standardise_pixels: bool,
     /// Super-resolution: add the bicubic upsampling to the network's output.
     #[arg(long)]
     residual: bool,
@@ -331,6 +336,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
             PoolingArg::Mean => Pooling::Mean,
         },
         dropout: args.dropout,
+        standardise_pixels: args.standardise_pixels,
     };
     let data = read_data(&args.common.data, &args.common.image_col)?;
     print_outcome(&finetune_classify(&data, &opts)?);
@@ -429,10 +435,24 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         })?;
     }
     mapped.class_names = meta.class_names.clone();
+    let standardisation = match meta.preprocessing.normalisation.as_str() {
+        "minmax" => None,
+        MINMAX_STANDARDISED => {
+            let get = |key: &str| -> anyhow::Result<Vec<f32>> {
+                let t = tensors.get(key).with_context(|| format!("{}: no `{key}` tensor", args.model.display()))?;
+                Ok(t.flatten_all()?.to_vec1::<f32>()?)
+            };
+            Some((get(PIXEL_MEAN_KEY)?, get(PIXEL_STD_KEY)?))
+        }
+        other => bail!("{}: unknown normalisation `{other}`", args.model.display()),
+    };
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
     let model = VitClassifier::new(&meta.model, meta.class_names.len(), meta.pooling.unwrap_or(Pooling::Cls), 0.0, vb)
         .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;
-    let data = normalised(&mapped);
+    let mut data = normalised(&mapped);
+    if let Some((mean, std)) = &standardisation {
+        standardise_pixels(&mut data, mean, std);
+    }
     let all: Vec<usize> = (0..data.len()).collect();
     let probs = predict_probs(&model, &data, &all, args.batch_size)?;
     let report = ClassificationReport::compute(&probs, &data.labels, &data.class_names);

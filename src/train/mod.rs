@@ -149,6 +149,42 @@ pub struct FinetuneOptions {
     pub pooling: Pooling,
     /// Dropout on the pooled features during training.
     pub dropout: f32,
+    /// After min-max scaling, standardise each pixel by its mean and standard
+    /// deviation over the training split (kept in the checkpoint for inference).
+    pub standardise_pixels: bool,
+}
+
+/// Checkpoint keys of the per-pixel standardisation.
+pub const PIXEL_MEAN_KEY: &str = "preprocess.pixel_mean";
+/// See [`PIXEL_MEAN_KEY`].
+pub const PIXEL_STD_KEY: &str = "preprocess.pixel_std";
+/// The `normalisation` a checkpoint records when pixels are standardised.
+pub const MINMAX_STANDARDISED: &str = "minmax+pixel-standardise";
+
+/// Per-pixel mean and standard deviation (floored at 1e-3 of the [0, 1] range, so
+/// constant pixels stay finite) of the images at `indices`.
+pub fn pixel_statistics(data: &LabelledImages, indices: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let per = data.size * data.size;
+    let (mut sum, mut sq) = (vec![0f64; per], vec![0f64; per]);
+    for &i in indices {
+        for (k, &v) in data.image(i).iter().enumerate() {
+            sum[k] += v as f64;
+            sq[k] += (v as f64) * (v as f64);
+        }
+    }
+    let n = indices.len().max(1) as f64;
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std = sq.iter().zip(&sum).map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt().max(1e-3)) as f32).collect();
+    (mean, std)
+}
+
+/// Applies `(v - mean) / std` pixel by pixel to every image of `data`.
+pub fn standardise_pixels(data: &mut LabelledImages, mean: &[f32], std: &[f32]) {
+    for img in data.pixels.chunks_exact_mut(mean.len()) {
+        for ((v, m), s) in img.iter_mut().zip(mean).zip(std) {
+            *v = (*v - m) / s;
+        }
+    }
 }
 
 /// Images at `indices` as a `[B, 1, H, W]` tensor.
@@ -508,9 +544,22 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let mut model_cfg = opts.model.clone();
     let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
     check_data(data, &model_cfg, t)?;
-    let data = normalised(data);
+    let mut data = normalised(data);
     let k = data.class_names.len();
     let [train, val, test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
+    let mut preprocess_tensors = HashMap::new();
+    if opts.standardise_pixels {
+        let (mean, std) = pixel_statistics(&data, &train);
+        standardise_pixels(&mut data, &mean, &std);
+        let side = (data.size, data.size);
+        preprocess_tensors.insert(PIXEL_MEAN_KEY.to_string(), Tensor::from_vec(mean, side, &dev)?);
+        preprocess_tensors.insert(PIXEL_STD_KEY.to_string(), Tensor::from_vec(std, side, &dev)?);
+    }
+    let with_preprocess = |mut tensors: HashMap<String, Tensor>| {
+        tensors.extend(preprocess_tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
+        tensors
+    };
+    let data = data;
     write_split(t, &data, [&train, &val, &test])?;
     let varmap = VarMap::new();
     let model = VitClassifier::new(
@@ -536,7 +585,10 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         class_names: data.class_names.clone(),
         pooling: Some(opts.pooling),
         superres: None,
-        preprocessing: Preprocessing { normalisation: "minmax".into(), image_size: data.size },
+        preprocessing: Preprocessing {
+            normalisation: if opts.standardise_pixels { MINMAX_STANDARDISED } else { "minmax" }.into(),
+            image_size: data.size,
+        },
         provenance: provenance(t, &data, extra),
     };
     let init_name = init_label(&opts.init);
@@ -577,7 +629,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
             r.best_epoch = epoch;
             let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": epoch,
                 "val": metrics});
-            save_checkpoint(&t.out, &tensors_of(&varmap), &meta(extra))?;
+            save_checkpoint(&t.out, &with_preprocess(tensors_of(&varmap)), &meta(extra))?;
         }
         r.epoch = epoch;
         save_state(t, &varmap, &opt, &r)?;

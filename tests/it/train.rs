@@ -68,6 +68,7 @@ fn finetune(out: &Path, epochs: usize, init: EncoderInit, freeze: bool) -> Finet
         freeze_encoder: freeze,
         pooling: Pooling::Cls,
         dropout: 0.0,
+        standardise_pixels: false,
     }
 }
 
