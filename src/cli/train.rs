@@ -238,6 +238,11 @@ pub struct EvaluateArgs {
     /// Super-resolution: examples (rows) in the grid.
     #[arg(long, default_value_t = 4)]
     grid_rows: usize,
+    /// Super-resolution: apply the flux-conserving projection at inference
+    /// (each block of the output then averages to its LR pixel) even if the
+    /// model was trained without it.
+    #[arg(long)]
+    flux_conserving: bool,
     /// Images per inference batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -380,6 +385,7 @@ fn evaluate_superres_cmd(
             meta.model.image_size
         );
     }
+    let head = &SuperresConfig { flux_conserving: head.flux_conserving || args.flux_conserving, ..head.clone() };
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
     let model = SuperResolver::new(&meta.model, head, vb)
         .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;
