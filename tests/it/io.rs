@@ -252,12 +252,7 @@ fn bad_image_tables_are_refused_naming_the_row() {
             ("image", Arc::new(images) as arrow_array::ArrayRef),
         ])
         .unwrap();
-        let path = dir.path().join(name);
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        path
+        write_parquet(&dir.path().join(name), &batch)
     };
     let good = write("good.parquet", vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
     let set = lensmae::data::images::read_parquet_images(&good, "image").unwrap();
@@ -348,12 +343,7 @@ fn bad_lr_hr_pairs_are_refused_naming_the_row_or_the_sizes() {
             ("hr", column(hr_side, hr)),
         ])
         .unwrap();
-        let path = dir.path().join(name);
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        path
+        write_parquet(&dir.path().join(name), &batch)
     };
     let good = read_image_pairs(&write("good.parquet", 4, vec![1.0; 32])).unwrap();
     assert_eq!((good.factor(), good.hr.len()), (2, 2));
@@ -363,4 +353,13 @@ fn bad_lr_hr_pairs_are_refused_naming_the_row_or_the_sizes() {
     assert!(e.contains("nan.parquet") && e.contains("row id 6") && e.contains("non-finite"), "{e}");
     let e = read_image_pairs(&write("odd.parquet", 3, vec![1.0; 18])).unwrap_err().to_string();
     assert!(e.contains("odd.parquet") && e.contains("not an integer upsampling"), "{e}");
+}
+
+/// Writes one record batch to a Parquet file at `path` and returns the path.
+fn write_parquet(path: &std::path::Path, batch: &arrow_array::RecordBatch) -> std::path::PathBuf {
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    path.to_path_buf()
 }
