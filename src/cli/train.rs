@@ -9,8 +9,8 @@ use crate::model::superres::{SuperResolver, SuperresConfig};
 use crate::model::{MaeConfig, VitClassifier};
 use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
 use crate::train::{
-    finetune_classify, normalised, predict_probs, pretrain, standardise_pixels, EncoderInit, FinetuneOptions,
-    PretrainOptions, TrainOptions, MINMAX_STANDARDISED, PIXEL_MEAN_KEY, PIXEL_STD_KEY,
+    finetune_classify, normalised, pixel_standardisation, predict_probs, pretrain, standardise_pixels, EncoderInit,
+    FinetuneOptions, PretrainOptions, TrainOptions,
 };
 use anyhow::{bail, Context};
 use candle_core::{DType, Device};
@@ -441,17 +441,7 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         })?;
     }
     mapped.class_names = meta.class_names.clone();
-    let standardisation = match meta.preprocessing.normalisation.as_str() {
-        "minmax" => None,
-        MINMAX_STANDARDISED => {
-            let get = |key: &str| -> anyhow::Result<Vec<f32>> {
-                let t = tensors.get(key).with_context(|| format!("{}: no `{key}` tensor", args.model.display()))?;
-                Ok(t.flatten_all()?.to_vec1::<f32>()?)
-            };
-            Some((get(PIXEL_MEAN_KEY)?, get(PIXEL_STD_KEY)?))
-        }
-        other => bail!("{}: unknown normalisation `{other}`", args.model.display()),
-    };
+    let standardisation = pixel_standardisation(&args.model, &meta, &tensors)?;
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
     let model = VitClassifier::new(&meta.model, meta.class_names.len(), meta.pooling.unwrap_or(Pooling::Cls), 0.0, vb)
         .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;

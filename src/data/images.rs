@@ -192,7 +192,12 @@ pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledIm
     if !has_idx && schema.field_with_name("label").is_err() {
         return Err(err("no `label_idx` or `label` column".into()));
     }
-    let reader = builder.with_batch_size(1024).build().map_err(|e| err(e.to_string()))?;
+    // Decode only the columns used: a dataset also holds parameter columns, and a
+    // super-resolution file a second image column.
+    let wanted: Vec<usize> =
+        ["id", "label", "label_idx", image_column].iter().filter_map(|name| schema.index_of(name).ok()).collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder.with_projection(mask).with_batch_size(1024).build().map_err(|e| err(e.to_string()))?;
     let (mut pixels, mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut row0 = 0i64;
     for batch in reader {
@@ -419,12 +424,17 @@ fn integer_column(batch: &RecordBatch, name: &str) -> std::result::Result<Vec<us
 /// becomes zeros), in place.
 pub fn minmax_normalise(pixels: &mut [f32], image_len: usize) {
     for img in pixels.chunks_mut(image_len) {
-        let (lo, hi) = img.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = value_range(img);
         let range = hi - lo;
         for v in img.iter_mut() {
             *v = if range > 0.0 { (*v - lo) / range } else { 0.0 };
         }
     }
+}
+
+/// The smallest and largest value of `img`.
+pub fn value_range(img: &[f32]) -> (f32, f32) {
+    img.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)))
 }
 
 /// Deterministic stratified split: within each class, indices are shuffled with

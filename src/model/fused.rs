@@ -497,13 +497,34 @@ impl CustomOp3 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // The gradient at the product: grad itself, or grad * gelu'(pre) (a new buffer).
+        let grad = grad.contiguous()?;
+        let scaled = match self.activation {
+            Activation::Identity => None,
+            Activation::Gelu => {
+                let pre = self.pre_activation.lock().expect("pre-activation lock");
+                let pre =
+                    pre.as_ref().ok_or_else(|| candle_core::Error::Msg("fused linear: no saved forward".into()))?;
+                let mut g = with_data(&grad, |g| Ok(g.to_vec()))?;
+                g.par_chunks_mut(1 << 14).zip(pre.par_chunks(1 << 14)).for_each(|(g, p)| gelu_backward_in_place(g, p));
+                Some(cpu_tensor(g, grad.shape())?)
+            }
+        };
+        let grad = scaled.unwrap_or(grad);
+        with_data(&grad, |g| self.backward_products(x, weight, bias, g))
+    }
+}
+
+impl LinearOp {
+    /// Gradients of x, W and b from the gradient `g` at `x W^T + b`.
+    fn backward_products(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        g: &[f32],
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (out_dim, in_dim) = weight.dims2()?;
-        let mut g = with_data(grad, |g| Ok(g.to_vec()))?;
-        if self.activation == Activation::Gelu {
-            let pre = self.pre_activation.lock().expect("pre-activation lock");
-            let pre = pre.as_ref().ok_or_else(|| candle_core::Error::Msg("fused linear: no saved forward".into()))?;
-            g.par_chunks_mut(1 << 14).zip(pre.par_chunks(1 << 14)).for_each(|(g, p)| gelu_backward_in_place(g, p));
-        }
         let rows = g.len() / out_dim;
         let db = g
             .par_chunks(out_dim * ROW_BLOCK)

@@ -4,9 +4,10 @@
 
 pub mod plot;
 
+use crate::data::images::value_range;
 use crate::data::images::ImagePairs;
 use crate::model::superres::SuperResolver;
-use crate::train::superres::{classical_upsamplings, evaluate_model};
+use crate::train::superres::{classical_upsamplings, lr_rows, super_resolve};
 use crate::Result;
 use plot::{image_grid_png, Panel, Shading};
 
@@ -15,7 +16,7 @@ use plot::{image_grid_png, Panel, Shading};
 /// range) and the residual SR - HR (blue negative, red positive, saturating at
 /// a tenth of the HR range).
 pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[usize]) -> Result<Vec<u8>> {
-    let (_, sr) = evaluate_model(model, pairs, indices, 64)?;
+    let sr = super_resolve(model, &lr_rows(pairs, indices), pairs.lr.size, 64)?;
     let (bicubic, _) = classical_upsamplings(pairs, indices);
     let (hs, ls) = (pairs.hr.size, pairs.lr.size);
     let per = hs * hs;
@@ -24,7 +25,7 @@ pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[u
         .enumerate()
         .map(|(k, &i)| {
             let hr = pairs.hr.image(i);
-            let (lo, hi) = hr.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let (lo, hi) = value_range(hr);
             let grey = Shading::Grey { lo, hi };
             let sr_k = &sr[k * per..(k + 1) * per];
             let residual: Vec<f32> = sr_k.iter().zip(hr).map(|(s, h)| s - h).collect();

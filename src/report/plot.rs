@@ -157,9 +157,6 @@ mod tests {
         let probs = [0.8f32, 0.1, 0.1, 0.2, 0.7, 0.1, 0.3, 0.3, 0.4, 0.6, 0.2, 0.2];
         let report = ClassificationReport::compute(&probs, &[0, 1, 2, 1], &["a".into(), "b".into(), "c".into()]);
         let bytes = roc_png(&report, "test").unwrap();
-        if let Ok(p) = std::env::var("LENSMAE_PLOT_OUT") {
-            std::fs::write(p, &bytes).unwrap();
-        }
         let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size()];

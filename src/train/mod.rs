@@ -178,6 +178,26 @@ pub fn pixel_statistics(data: &LabelledImages, indices: &[usize]) -> (Vec<f32>, 
     (mean, std)
 }
 
+/// The per-pixel (mean, std) a classifier checkpoint asks inference to apply
+/// after min-max scaling, or none; an unknown normalisation is refused.
+pub fn pixel_standardisation(
+    path: &Path,
+    meta: &CheckpointMeta,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+    match meta.preprocessing.normalisation.as_str() {
+        "minmax" => Ok(None),
+        MINMAX_STANDARDISED => {
+            let get = |key: &str| -> Result<Vec<f32>> {
+                let t = tensors.get(key).ok_or_else(|| Error::checkpoint(path, format!("has no `{key}` tensor")))?;
+                Ok(t.flatten_all()?.to_vec1::<f32>()?)
+            };
+            Ok(Some((get(PIXEL_MEAN_KEY)?, get(PIXEL_STD_KEY)?)))
+        }
+        other => Err(Error::checkpoint(path, format!("unknown normalisation `{other}`"))),
+    }
+}
+
 /// Applies `(v - mean) / std` pixel by pixel to every image of `data`.
 pub fn standardise_pixels(data: &mut LabelledImages, mean: &[f32], std: &[f32]) {
     for img in data.pixels.chunks_exact_mut(mean.len()) {
@@ -189,22 +209,19 @@ pub fn standardise_pixels(data: &mut LabelledImages, mean: &[f32], std: &[f32]) 
 
 /// Images at `indices` as a `[B, 1, H, W]` tensor.
 pub fn batch_tensor(data: &LabelledImages, indices: &[usize], device: &Device) -> Result<Tensor> {
-    let n = data.size * data.size;
-    let mut v = Vec::with_capacity(indices.len() * n);
-    for &i in indices {
-        v.extend_from_slice(data.image(i));
-    }
-    Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), device)?)
+    Ok(Tensor::from_vec(gather_images(data, indices), (indices.len(), 1, data.size, data.size), device)?)
+}
+
+/// The pixels of the images at `indices`, concatenated.
+fn gather_images(data: &LabelledImages, indices: &[usize]) -> Vec<f32> {
+    indices.iter().flat_map(|&i| data.image(i).iter().copied()).collect()
 }
 
 /// The training batch at `indices` for optimiser step `step`, augmented as
 /// `t.augment` says with transforms drawn from (seed, step), so a resumed run
 /// sees the same batches.
 fn training_batch(t: &TrainOptions, data: &LabelledImages, indices: &[usize], step: usize) -> Result<Tensor> {
-    let mut v = Vec::with_capacity(indices.len() * data.size * data.size);
-    for &i in indices {
-        v.extend_from_slice(data.image(i));
-    }
+    let mut v = gather_images(data, indices);
     let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xA5A5_5A5A ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     augment_images(&mut v, data.size, t.augment, &mut rng);
     Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), &Device::Cpu)?)

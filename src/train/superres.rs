@@ -8,7 +8,7 @@
 
 use super::*;
 use crate::data::augment::dihedral;
-use crate::data::images::ImagePairs;
+use crate::data::images::{value_range, ImagePairs};
 use crate::data::resample::{upsample_bicubic, upsample_nearest};
 use crate::eval::SuperresMetrics;
 use crate::model::superres::{SuperResolver, SuperresConfig};
@@ -50,15 +50,10 @@ pub struct SuperresEvaluation {
     pub nearest: SuperresMetrics,
 }
 
-/// (offset, range) of each image's min-max scaling; a flat image gets range 1.
-fn minmax_scales(pixels: &[f32], image_len: usize) -> Vec<(f32, f32)> {
-    pixels
-        .chunks_exact(image_len)
-        .map(|img| {
-            let (lo, hi) = img.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-            (lo, if hi > lo { hi - lo } else { 1.0 })
-        })
-        .collect()
+/// (offset, range) of an image's min-max scaling; a flat image gets range 1.
+fn minmax_scale(img: &[f32]) -> (f32, f32) {
+    let (lo, hi) = value_range(img);
+    (lo, if hi > lo { hi - lo } else { 1.0 })
 }
 
 fn scaled(img: &[f32], (lo, range): (f32, f32)) -> impl Iterator<Item = f32> + '_ {
@@ -69,7 +64,7 @@ fn scaled(img: &[f32], (lo, range): (f32, f32)) -> impl Iterator<Item = f32> + '
 /// `lr_size^2`), in the LR images' units.
 pub fn super_resolve(model: &SuperResolver, lr: &[f32], lr_size: usize, batch: usize) -> Result<Vec<f32>> {
     let per = lr_size * lr_size;
-    let scales = minmax_scales(lr, per);
+    let scales: Vec<(f32, f32)> = lr.chunks_exact(per).map(minmax_scale).collect();
     let mut out = Vec::with_capacity(lr.len() * model.head_config().factor.pow(2));
     for (chunk, chunk_scales) in lr.chunks(per * batch.max(1)).zip(scales.chunks(batch.max(1))) {
         let n = chunk_scales.len();
@@ -91,15 +86,16 @@ fn metrics_against_hr(pairs: &ImagePairs, indices: &[usize], sr: &[f32]) -> Supe
     let (mut reference, mut test) = (Vec::with_capacity(sr.len()), Vec::with_capacity(sr.len()));
     for (k, &i) in indices.iter().enumerate() {
         let hr = pairs.hr.image(i);
-        let s = minmax_scales(hr, per)[0];
+        let s = minmax_scale(hr);
         reference.extend(scaled(hr, s));
         test.extend(scaled(&sr[k * per..(k + 1) * per], s));
     }
     SuperresMetrics::compute(&reference, &test, pairs.hr.size)
 }
 
-fn lr_rows(pairs: &ImagePairs, indices: &[usize]) -> Vec<f32> {
-    indices.iter().flat_map(|&i| pairs.lr.image(i).iter().copied()).collect()
+/// The LR images at `indices`, concatenated.
+pub fn lr_rows(pairs: &ImagePairs, indices: &[usize]) -> Vec<f32> {
+    gather_images(&pairs.lr, indices)
 }
 
 /// The model's SR images of the pairs at `indices` and its metrics.
@@ -145,7 +141,7 @@ fn training_pairs(t: &TrainOptions, pairs: &ImagePairs, indices: &[usize], step:
     let (mut lr, mut hr) = (Vec::with_capacity(indices.len() * ls * ls), Vec::with_capacity(indices.len() * hs * hs));
     let (mut lr_buf, mut hr_buf) = (vec![0f32; ls * ls], vec![0f32; hs * hs]);
     for &i in indices {
-        let s = minmax_scales(pairs.lr.image(i), ls * ls)[0];
+        let s = minmax_scale(pairs.lr.image(i));
         let (l, h): (Vec<f32>, Vec<f32>) =
             (scaled(pairs.lr.image(i), s).collect(), scaled(pairs.hr.image(i), s).collect());
         let k = if t.augment == Augment::Dihedral { rng.random_range(0..8u8) } else { 0 };
