@@ -3,8 +3,9 @@ with the paper's architecture, CPU, as images/s, with PyTorch's fused attention
 (scaled_dot_product_attention) and with attention written out; plus the sgemm
 rate of torch.mm on this machine. Prints JSON.
 
-Usage: python bench/model_torch.py [threads] [batch] [steps] [only]
+Usage: python bench/model_torch.py [threads] [batch] [steps] [only|all] [device] [tf32]
   only: run just this measure (e.g. classify_train, for a peak-memory run)
+  device: cpu (default) or cuda; tf32 lets f32 matrix products use TF32
 """
 import json
 import os
@@ -19,29 +20,28 @@ from twin_model import Attention, SrTwin, Twin  # noqa: E402
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 steps = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-only = sys.argv[4] if len(sys.argv) > 4 else None
+only = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] != "all" else None
+device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
+tf32 = len(sys.argv) > 6 and sys.argv[6] == "tf32"
+torch.backends.cuda.matmul.allow_tf32 = tf32
+torch.backends.cudnn.allow_tf32 = tf32
 torch.set_num_threads(threads)
 PAPER = {"image_size": 64, "in_channels": 1, "patch_size": 4, "embed_dim": 192, "depth": 6, "num_heads": 3,
          "decoder_embed_dim": 128, "decoder_depth": 2, "decoder_num_heads": 4, "mlp_ratio": 4.0,
          "layer_norm_eps": 1e-6, "norm_pix_loss": False}
 torch.manual_seed(0)
-model = Twin(PAPER, 3)
-imgs = torch.rand(batch, 1, 64, 64)
-lr_imgs = torch.rand(batch, 1, 16, 16)
-sr_model = SrTwin(PAPER)
+model = Twin(PAPER, 3).to(device)
+imgs = torch.rand(batch, 1, 64, 64, device=device)
+lr_imgs = torch.rand(batch, 1, 16, 16, device=device)
+sr_model = SrTwin(PAPER).to(device)
 sr_opt = torch.optim.AdamW(sr_model.parameters(), lr=1e-4)
-labels = torch.randint(0, 3, (batch,))
+labels = torch.randint(0, 3, (batch,), device=device)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
 
 def rate(step, n=steps):
     step()  # warm-up
-    best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t)
-    return batch / best
+    return batch / min(_timed(step) for _ in range(n))
 
 
 def classify_train():
@@ -53,7 +53,7 @@ def classify_train():
 def mae_train(ratio):
     def step():
         opt.zero_grad()
-        loss, _, _ = model.mae(imgs, torch.rand(batch, 256), ratio, False)
+        loss, _, _ = model.mae(imgs, torch.rand(batch, 256, device=device), ratio, False)
         loss.backward()
         opt.step()
     return step
@@ -76,21 +76,29 @@ def superres_infer():
 
 
 def sgemm_gflops(size=2048, repeats=5):
-    a, b = torch.rand(size, size), torch.rand(size, size)
+    a, b = torch.rand(size, size, device=device), torch.rand(size, size, device=device)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
+def _sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def _timed(f):
+    _sync()
     t = time.perf_counter()
     f()
+    _sync()
     return time.perf_counter() - t
 
 
 measures = {"classify_train": classify_train, "mae_train_075": mae_train(0.75), "mae_train_090": mae_train(0.9),
             "classify_infer": infer, "superres_train": superres_train, "superres_infer": superres_infer}
-out = {"tool": "pytorch", "version": torch.__version__, "threads": threads, "batch": batch}
+out = {"tool": "pytorch", "version": torch.__version__, "threads": threads, "batch": batch, "device": str(device),
+       "tf32": tf32}
 if only:
     Attention.fused = True
     out[only] = rate(measures[only])
@@ -100,5 +108,5 @@ else:
         suffix = "" if fused else "_unfused"
         for name, step in measures.items():
             out[name + suffix] = rate(step)
-    out["sgemm_gflops"] = sgemm_gflops()
+    out["sgemm_gflops"] = sgemm_gflops(8192 if device.type == "cuda" else 2048)
 print(json.dumps(out))

@@ -1,9 +1,11 @@
 //! Training and inference speed of lensmae's paper-size model on the CPU, as
 //! images/s (best of N steps), with the matrix-product work per image and this
 //! machine's sgemm rate through the same `gemm` crate the kernels use:
-//! `cargo run --release --example model_speed -- [batch] [steps] [only]`.
+//! `cargo run --release --example model_speed -- [batch] [steps] [only|all] [device] [tf32]`.
 //! Prints JSON; bench/model_bench.sh compares it with the PyTorch twin.
-//! `only` runs a single measure (e.g. `classify_train`, for a peak-memory run).
+//! `only` runs a single measure (e.g. `classify_train`, for a peak-memory run);
+//! `device` is `cpu` (default) or `cuda[:N]` (a `--features cuda` build;
+//! bench/gpu-check.sh), where the roofline is cuBLAS's sgemm rate instead.
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use lensmae::model::mae::{init_weights, masking_noise, Pooling};
@@ -16,15 +18,35 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn rate(batch: usize, steps: usize, mut step: impl FnMut()) -> f64 {
+/// Images/s of the fastest of `steps` steps; waits for the device after each
+/// step, since CUDA work is queued asynchronously.
+fn rate(dev: &Device, batch: usize, steps: usize, mut step: impl FnMut()) -> f64 {
     step(); // warm-up
+    dev.synchronize().unwrap();
     let mut best = f64::INFINITY;
     for _ in 0..steps {
         let t = Instant::now();
         step();
+        dev.synchronize().unwrap();
         best = best.min(t.elapsed().as_secs_f64());
     }
     batch as f64 / best
+}
+
+/// Best f32 matrix-product rate (GFLOP/s) of candle on `dev` (cuBLAS on CUDA)
+/// on square `size` matrices.
+fn device_sgemm_gflops(dev: &Device, size: usize) -> f64 {
+    let a = Tensor::rand(0f32, 1.0, (size, size), dev).unwrap();
+    let b = Tensor::rand(0f32, 1.0, (size, size), dev).unwrap();
+    let mut best = f64::INFINITY;
+    for _ in 0..10 {
+        dev.synchronize().unwrap();
+        let t = Instant::now();
+        let _c = a.matmul(&b).unwrap();
+        dev.synchronize().unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (size as f64).powi(3) / best / 1e9
 }
 
 /// Floating-point operations (a multiply-add is 2) of the matrix products of
@@ -111,8 +133,10 @@ fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let batch: usize = args.get(1).map_or(64, |s| s.parse().expect("batch"));
     let steps: usize = args.get(2).map_or(5, |s| s.parse().expect("steps"));
-    let only = args.get(3).cloned();
-    let dev = Device::Cpu;
+    let only = args.get(3).cloned().filter(|o| o != "all");
+    let device_spec = args.get(4).map_or("cpu", |s| s.as_str());
+    let tf32 = args.get(5).is_some_and(|s| s == "tf32");
+    let dev = lensmae::model::device::open_device(device_spec, tf32).expect("device");
     let cfg = MaeConfig::paper_64();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
@@ -134,10 +158,11 @@ fn main() -> candle_core::Result<()> {
     let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, &dev)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 
-    let mut out = serde_json::json!({"tool": "lensmae", "batch": batch, "threads": rayon::current_num_threads()});
+    let mut out = serde_json::json!({"tool": "lensmae", "batch": batch, "threads": rayon::current_num_threads(),
+        "device": lensmae::model::device::device_name(&dev), "tf32": tf32});
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wanted("classify_train") {
-        out["classify_train"] = rate(batch, steps, || {
+        out["classify_train"] = rate(&dev, batch, steps, || {
             let loss = candle_nn::loss::cross_entropy(&clf.forward(&imgs, true).unwrap(), &labels).unwrap();
             opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
         })
@@ -145,7 +170,7 @@ fn main() -> candle_core::Result<()> {
     }
     for (name, ratio) in [("mae_train_075", 0.75), ("mae_train_090", 0.9)] {
         if wanted(name) {
-            out[name] = rate(batch, steps, || {
+            out[name] = rate(&dev, batch, steps, || {
                 let noise = masking_noise(&mut rng, batch, cfg.num_patches(), &dev).unwrap();
                 let loss = mae.forward(&imgs, ratio, &noise).unwrap().loss;
                 opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
@@ -154,20 +179,20 @@ fn main() -> candle_core::Result<()> {
         }
     }
     if wanted("classify_infer") {
-        out["classify_infer"] = rate(batch, steps, || {
+        out["classify_infer"] = rate(&dev, batch, steps, || {
             clf_infer.forward(&imgs, false).unwrap();
         })
         .into();
     }
     if wanted("superres_train") {
-        out["superres_train"] = rate(batch, steps, || {
+        out["superres_train"] = rate(&dev, batch, steps, || {
             let loss = (sr.forward(&lr_imgs).unwrap() - &imgs).unwrap().abs().unwrap().mean_all().unwrap();
             opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
         })
         .into();
     }
     if wanted("superres_infer") {
-        out["superres_infer"] = rate(batch, steps, || {
+        out["superres_infer"] = rate(&dev, batch, steps, || {
             sr_infer.forward(&lr_imgs).unwrap();
         })
         .into();
@@ -183,7 +208,7 @@ fn main() -> candle_core::Result<()> {
             "superres_train": 3.0 * superres_flops(&cfg, 64) / 1e9,
             "superres_infer": superres_flops(&cfg, 64) / 1e9,
         });
-        out["sgemm_gflops"] = sgemm_gflops(2048).into();
+        out["sgemm_gflops"] = if dev.is_cpu() { sgemm_gflops(2048) } else { device_sgemm_gflops(&dev, 8192) }.into();
     }
     println!("{out}");
     Ok(())

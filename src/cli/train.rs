@@ -4,6 +4,7 @@ use crate::data::augment::Augment;
 use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::eval::ClassificationReport;
 use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, CheckpointMeta, ModelTask};
+use crate::model::device::open_device;
 use crate::model::mae::Pooling;
 use crate::model::superres::{SuperResolver, SuperresConfig};
 use crate::model::{MaeConfig, VitClassifier};
@@ -18,6 +19,24 @@ use candle_nn::VarBuilder;
 use clap::{Args, Subcommand, ValueEnum};
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// Where a command computes.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// Compute device: `cpu`, `cuda` or `cuda:N` (CUDA needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Let CUDA's f32 matrix products use TF32 tensor cores (faster, ~3 decimal digits).
+    #[arg(long)]
+    tf32: bool,
+}
+
+impl DeviceArgs {
+    /// Opens the device, with an error that says what is missing.
+    pub fn open(&self) -> anyhow::Result<Device> {
+        Ok(open_device(&self.device, self.tf32)?)
+    }
+}
 
 /// Flags every training command takes.
 #[derive(Debug, Args)]
@@ -74,6 +93,8 @@ pub struct CommonTrainArgs {
     /// Model sizes: `paper` (64x64, 192 wide, 6 blocks), `tiny` (16x16), or a JSON file.
     #[arg(long, default_value = "paper")]
     model: String,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 impl CommonTrainArgs {
@@ -110,6 +131,7 @@ impl CommonTrainArgs {
             stop_after: self.stop_after_epochs,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            device: self.device.open()?,
         })
     }
 
@@ -246,6 +268,8 @@ pub struct EvaluateArgs {
     /// Images per inference batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// `lensmae model ...`
@@ -368,8 +392,8 @@ fn evaluate_superres_cmd(
     args: &EvaluateArgs,
     tensors: HashMap<String, candle_core::Tensor>,
     meta: &CheckpointMeta,
+    dev: &Device,
 ) -> anyhow::Result<()> {
-    let dev = Device::Cpu;
     let head = meta
         .superres
         .as_ref()
@@ -386,7 +410,7 @@ fn evaluate_superres_cmd(
         );
     }
     let head = &SuperresConfig { flux_conserving: head.flux_conserving || args.flux_conserving, ..head.clone() };
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
     let model = SuperResolver::new(&meta.model, head, vb)
         .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;
     let all: Vec<usize> = (0..pairs.hr.len()).collect();
@@ -411,10 +435,10 @@ fn evaluate_superres_cmd(
 
 /// Run `lensmae evaluate`.
 pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
-    let dev = Device::Cpu;
+    let dev = args.device.open()?;
     let (tensors, meta) = load_checkpoint(&args.model, &dev)?;
     if meta.task == ModelTask::Superres {
-        return evaluate_superres_cmd(&args, tensors, &meta);
+        return evaluate_superres_cmd(&args, tensors, &meta, &dev);
     }
     if meta.task != ModelTask::Classify {
         bail!(

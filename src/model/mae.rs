@@ -169,6 +169,11 @@ impl Encoder {
         self.norm.forward(&x)
     }
 
+    /// The device the weights live on (inputs must be there too).
+    pub fn device(&self) -> &Device {
+        self.cls_token.device()
+    }
+
     /// Encode whole images `[B, C, H, W]` (no masking): `[B, 1 + L, D]`.
     pub fn forward(&self, imgs: &Tensor) -> Result<Tensor> {
         self.run(&self.embed(&patchify(&self.cfg, imgs)?)?)

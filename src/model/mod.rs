@@ -9,6 +9,7 @@
 //! trainable tensor receives a gradient.
 
 pub mod checkpoint;
+pub mod device;
 pub mod fused;
 pub mod layers;
 pub mod mae;

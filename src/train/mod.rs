@@ -68,6 +68,8 @@ pub struct TrainOptions {
     pub command: String,
     /// Show a progress bar with the loss and images/s (only drawn on a terminal).
     pub progress: bool,
+    /// Where to compute (batches are built on the CPU and moved there).
+    pub device: Device,
 }
 
 /// One epoch's record (a line of the JSONL log).
@@ -224,7 +226,7 @@ fn training_batch(t: &TrainOptions, data: &LabelledImages, indices: &[usize], st
     let mut v = gather_images(data, indices);
     let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0xA5A5_5A5A ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     augment_images(&mut v, data.size, t.augment, &mut rng);
-    Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), &Device::Cpu)?)
+    Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), &t.device)?)
 }
 
 /// A copy of `data` with every image min-max normalised.
@@ -349,7 +351,7 @@ fn provenance(opts: &TrainOptions, data: &LabelledImages, extra: serde_json::Val
     let mut p = serde_json::json!({
         "command": opts.command, "data": data.source.display().to_string(), "seed": opts.seed,
         "epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr, "weight_decay": opts.weight_decay,
-        "lensmae_version": env!("CARGO_PKG_VERSION"),
+        "lensmae_version": env!("CARGO_PKG_VERSION"), "device": crate::model::device::device_name(&opts.device),
     });
     if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
         p.extend(e.clone());
@@ -432,7 +434,7 @@ fn start_or_resume(t: &TrainOptions, varmap: &VarMap, opt: &mut AdamW, dev: &Dev
 
 /// Mean MAE loss over `indices` with masks drawn from `seed`.
 fn mae_loss(mae: &Mae, data: &LabelledImages, indices: &[usize], batch: usize, ratio: f64, seed: u64) -> Result<f64> {
-    let dev = Device::Cpu;
+    let dev = mae.encoder.device().clone();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut sum, mut n) = (0.0, 0usize);
     for chunk in indices.chunks(batch) {
@@ -448,7 +450,7 @@ fn mae_loss(mae: &Mae, data: &LabelledImages, indices: &[usize], batch: usize, r
 pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOutcome> {
     let t = &opts.train;
     check_data(data, &opts.model, t)?;
-    let dev = Device::Cpu;
+    let dev = t.device.clone();
     let data = normalised(data);
     let [mut train, mut val, mut test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
     if !opts.classes.is_empty() {
@@ -544,7 +546,7 @@ pub fn predict_probs(
     indices: &[usize],
     batch: usize,
 ) -> Result<Vec<f32>> {
-    let dev = Device::Cpu;
+    let dev = model.encoder.device().clone();
     let mut out = Vec::new();
     for chunk in indices.chunks(batch.max(1)) {
         let logits = model.forward(&batch_tensor(data, chunk, &dev)?, false)?;
@@ -557,7 +559,7 @@ pub fn predict_probs(
 /// Fine-tune a classifier on `data` (raw images; normalised here).
 pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Result<TrainOutcome> {
     let t = &opts.train;
-    let dev = Device::Cpu;
+    let dev = t.device.clone();
     let mut model_cfg = opts.model.clone();
     let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
     check_data(data, &model_cfg, t)?;

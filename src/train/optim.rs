@@ -48,14 +48,20 @@ impl AdamW {
     }
 
     /// Global L2 norm of the gradients of the optimised variables.
+    /// The per-tensor sums stay on the device and are read back once (on a GPU
+    /// each read is a synchronisation).
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut sum = 0.0f64;
-        for s in &self.slots {
-            if let Some(g) = grads.get(s.var.as_tensor()) {
-                sum += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            }
+        let sums = self
+            .slots
+            .iter()
+            .filter_map(|s| grads.get(s.var.as_tensor()))
+            .map(|g| g.sqr()?.sum_all())
+            .collect::<Result<Vec<_>>>()?;
+        if sums.is_empty() {
+            return Ok(0.0);
         }
-        Ok(sum.sqrt())
+        let squares = Tensor::stack(&sums, 0)?.to_vec1::<f32>()?;
+        Ok(squares.iter().map(|&v| v as f64).sum::<f64>().sqrt())
     }
 
     /// One update at learning rate `lr`; gradients are scaled down first when

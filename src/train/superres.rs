@@ -69,7 +69,7 @@ pub fn super_resolve(model: &SuperResolver, lr: &[f32], lr_size: usize, batch: u
     for (chunk, chunk_scales) in lr.chunks(per * batch.max(1)).zip(scales.chunks(batch.max(1))) {
         let n = chunk_scales.len();
         let x: Vec<f32> = chunk.chunks_exact(per).zip(chunk_scales).flat_map(|(img, &s)| scaled(img, s)).collect();
-        let y = model.forward(&Tensor::from_vec(x, (n, 1, lr_size, lr_size), &Device::Cpu)?)?;
+        let y = model.forward(&Tensor::from_vec(x, (n, 1, lr_size, lr_size), model.encoder.device())?)?;
         let y = y.flatten_all()?.to_vec1::<f32>()?;
         let hr_per = y.len() / n;
         for (img, &(lo, range)) in y.chunks_exact(hr_per).zip(chunk_scales) {
@@ -151,14 +151,14 @@ fn training_pairs(t: &TrainOptions, pairs: &ImagePairs, indices: &[usize], step:
         hr.extend_from_slice(&hr_buf);
     }
     let n = indices.len();
-    Ok((Tensor::from_vec(lr, (n, 1, ls, ls), &Device::Cpu)?, Tensor::from_vec(hr, (n, 1, hs, hs), &Device::Cpu)?))
+    Ok((Tensor::from_vec(lr, (n, 1, ls, ls), &t.device)?, Tensor::from_vec(hr, (n, 1, hs, hs), &t.device)?))
 }
 
 /// Fine-tune a super-resolution model on `pairs`; best checkpoint by validation
 /// PSNR; test metrics (model, bicubic, nearest) in the checkpoint's provenance.
 pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<SuperresOutcome> {
     let t = &opts.train;
-    let dev = Device::Cpu;
+    let dev = opts.train.device.clone();
     let mut model_cfg = opts.model.clone();
     let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
     check_data(&pairs.hr, &model_cfg, t)?;

@@ -91,6 +91,25 @@ fn bad_input_exits_2_with_a_clear_message() {
 }
 
 #[test]
+fn a_device_this_build_cannot_use_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let train = |device: &str| {
+        let args = ["pretrain", "--data", "nowhere.parquet", "--out", out.to_str().unwrap(), "--device", device];
+        lensmae(&args)
+    };
+    let run = train("tpu:0");
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("`tpu:0` is not a device"));
+    if !lensmae::model::device::CUDA_COMPILED {
+        fails(&["evaluate", "--model", "m.safetensors", "--input", "x.parquet", "--device", "cuda:1"], "without CUDA");
+        let run = train("cuda");
+        assert_eq!(run.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&run.stderr).contains("built without CUDA"));
+    }
+}
+
+#[test]
 fn print_config_round_trips_and_presets_are_listed() {
     let run = lensmae(&["simulate", "--preset", "survey", "--print-config"]);
     assert!(run.status.success());

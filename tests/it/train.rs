@@ -57,6 +57,7 @@ fn options(out: &Path, epochs: usize) -> TrainOptions {
         stop_after: None,
         command: "test".into(),
         progress: false,
+        device: candle_core::Device::Cpu,
     }
 }
 
