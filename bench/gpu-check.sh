@@ -19,8 +19,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN_DIR=${1:-.gpu}
 OUT_DIR=${2:-${OUT:-gpu-check}}
-PER_CLASS=${3:-30000}
+PER_CLASS=${3:-${PER_CLASS:-30000}}
 STAGES=${STAGES:-parity speed protocol}
+DEVICE=${DEVICE:-cuda}   # cpu: a dry run of the script itself on a machine without a GPU
 mkdir -p "$OUT_DIR"
 W=$(mktemp -d)
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT_DIR/gpu-check.log"; }
@@ -47,18 +48,18 @@ log "environment: $(head -2 "$OUT_DIR/env.txt" | tail -1)"
 
 if [[ " $STAGES " == *" parity "* ]]; then
   log "parity f32"
-  timeout 120 "$W/device_parity" cuda 16 > "$OUT_DIR/parity.json" 2>> "$OUT_DIR/gpu-check.log"
+  timeout 120 "$W/device_parity" "$DEVICE" 16 > "$OUT_DIR/parity.json" 2>> "$OUT_DIR/gpu-check.log"
   log "parity f32 exit $? $(grep -E '"(pass|worst_rel)"' "$OUT_DIR/parity.json" | tr -d ' \n')"
-  timeout 120 "$W/device_parity" cuda 16 tf32 > "$OUT_DIR/parity-tf32.json" 2>> "$OUT_DIR/gpu-check.log"
+  timeout 120 "$W/device_parity" "$DEVICE" 16 tf32 > "$OUT_DIR/parity-tf32.json" 2>> "$OUT_DIR/gpu-check.log"
   log "parity tf32 exit $? $(grep -E '"(pass|worst_rel)"' "$OUT_DIR/parity-tf32.json" | tr -d ' \n')"
 fi
 
 if [[ " $STAGES " == *" speed "* ]]; then
   for precision in f32 tf32; do
     log "speed lensmae $precision"
-    timeout 150 "$W/model_speed" 256 10 all cuda "$precision" >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
+    timeout 150 "$W/model_speed" 256 10 all "$DEVICE" "$precision" >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
     log "speed pytorch $precision"
-    timeout 150 python3 bench/model_torch.py 16 256 10 all cuda "$precision" >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
+    timeout 150 python3 bench/model_torch.py "$(nproc)" 256 10 all "$DEVICE" "$precision" >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
   done
   log "speed done: $(wc -l < "$OUT_DIR/speed.jsonl") lines"
 fi
@@ -69,14 +70,14 @@ if [[ " $STAGES " == *" protocol "* ]]; then
   timeout 120 "$L" simulate --preset deeplense-model2 --n-per-class "$PER_CLASS" --seed 1 --out "$W/data" -q \
     2>> "$OUT_DIR/gpu-check.log"
   log "simulate $PER_CLASS per class exit $? in ${SECONDS} s"
-  common=(--data "$W/data/dataset.parquet" --seed 42 --batch-size 64 --val-fraction 0.1 --test-fraction 0.2 --device cuda)
+  common=(--data "$W/data/dataset.parquet" --seed 42 --batch-size 64 --val-fraction 0.1 --test-fraction 0.2 --device "$DEVICE")
   SECONDS=0
   timeout "${PRETRAIN_LIMIT:-150}" "$L" pretrain "${common[@]}" --classes no_sub --mask-ratio 0.9 --epochs 10 \
     --out "$W/mae.safetensors" > "$OUT_DIR/protocol.txt" 2>> "$OUT_DIR/gpu-check.log"
   log "pretrain exit $? in ${SECONDS} s"
   SECONDS=0
   timeout "${FINETUNE_LIMIT:-200}" "$L" finetune --task classify "${common[@]}" --epochs 5 --lr 1e-4 \
-    --standardise-pixels --init "$W/mae.safetensors" --out "$W/finetuned.safetensors" \
+    --standardise-pixels $([ -f "$W/mae.safetensors" ] && echo --init "$W/mae.safetensors" || echo --scratch) --out "$W/finetuned.safetensors" \
     >> "$OUT_DIR/protocol.txt" 2>> "$OUT_DIR/gpu-check.log"
   log "finetune exit $? in ${SECONDS} s"
   for f in "$W"/mae.log.jsonl "$W"/finetuned.log.jsonl; do
