@@ -80,6 +80,8 @@ impl Linear {
         if fused::applies_to(x) {
             return fused::linear(x, &self.weight, &self.bias, activation);
         }
+        // CUDA's matmul takes only contiguous rows (the CLS token is a strided view).
+        let x = x.contiguous()?;
         let w = self.weight.t()?;
         let y = match x.dims() {
             [b, n, d] => x.reshape((b * n, *d))?.matmul(&w)?.reshape((*b, *n, ())),
