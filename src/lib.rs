@@ -2,8 +2,9 @@
 //! inference for dark-matter substructure studies.
 //!
 //! Data flows one way through the modules:
-//! [`sim`] (physics and presets) -> [`data`] (dataset writers) -> [`cli`] (thin
-//! command-line layer). The model, training and streaming stages build on these.
+//! [`sim`] (physics and presets) -> [`data`] (datasets, readers, writers) ->
+//! [`model`] -> [`train`] / [`eval`] -> [`stage`] (streaming inference over survey
+//! cutouts) -> [`cli`] (thin command-line layer).
 #![deny(missing_docs)]
 
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod fastmath;
 pub mod model;
 pub mod report;
 pub mod sim;
+pub mod stage;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@
 //! validated library options (configs loaded, paths resolved), with errors that name
 //! the flag.
 
+mod predict;
 mod simulate;
 mod train;
 
@@ -36,6 +37,10 @@ pub enum Command {
     /// Inspect model checkpoints.
     #[command(subcommand)]
     Model(train::ModelCommand),
+    /// Classify and/or super-resolve survey cutouts (Parquet, FITS, .npy) into a Parquet table.
+    Predict(predict::PredictArgs),
+    /// Show what an input holds and what `predict` would do with it (a dry run).
+    Inspect(predict::InspectArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -47,6 +52,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Finetune(args) => train::finetune_cmd(args),
         Command::Evaluate(args) => train::evaluate_cmd(args),
         Command::Model(cmd) => train::model_cmd(cmd),
+        Command::Predict(args) => predict::predict_cmd(args),
+        Command::Inspect(args) => predict::inspect_cmd(args),
         Command::Presets => {
             for (name, _) in crate::sim::presets::PRESETS {
                 let cfg = crate::sim::presets::preset(name)?;

@@ -282,7 +282,7 @@ pub enum ModelCommand {
     },
 }
 
-fn read_data(path: &PathBuf, col: &str) -> anyhow::Result<crate::data::images::LabelledImages> {
+fn read_data(path: &std::path::Path, col: &str) -> anyhow::Result<crate::data::images::LabelledImages> {
     read_labelled_images(path, col).with_context(|| format!("reading {}", path.display()))
 }
 

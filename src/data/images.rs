@@ -68,7 +68,7 @@ impl LabelledImages {
 }
 
 /// The files of `dir`, sorted by name.
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> =
         std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
@@ -343,11 +343,8 @@ fn image_size(field: &arrow_schema::Field) -> std::result::Result<usize, String>
         DataType::List(item) if matches!(item.data_type(), DataType::Float32 | DataType::Float64) => None,
         other => return Err(format!("images must be lists of float32/float64, found {other}")),
     };
-    if let Some(meta) = field.metadata().get(crate::data::parquet::EXTENSION_METADATA_KEY) {
-        let v: serde_json::Value = serde_json::from_str(meta).map_err(|e| format!("bad tensor metadata: {e}"))?;
-        let shape: Vec<usize> =
-            serde_json::from_value(v["shape"].clone()).map_err(|e| format!("bad tensor shape: {e}"))?;
-        return match shape.as_slice() {
+    if let Some(shape) = tensor_shape(field) {
+        return match shape?.as_slice() {
             [h, w] if h == w => Ok(*h),
             [1, h, w] if h == w => Ok(*h),
             other => Err(format!("images must be square and single-band, shape is {other:?}")),
@@ -361,26 +358,49 @@ fn image_size(field: &arrow_schema::Field) -> std::result::Result<usize, String>
     Ok(side)
 }
 
-fn append_images(col: &ArrayRef, size: usize, ids: &[i64], out: &mut Vec<f32>) -> std::result::Result<(), String> {
-    let n = size * size;
+/// The values of a list-of-floats image column as f32, with each row's offsets
+/// into them (`offsets[r]..offsets[r + 1]`); nulls are left to the caller.
+pub(crate) fn list_rows(col: &ArrayRef) -> std::result::Result<(Vec<f32>, Vec<usize>), String> {
     let (values, offsets): (ArrayRef, Vec<usize>) = match col.data_type() {
-        DataType::FixedSizeList(_, _) => {
-            let l = col.as_fixed_size_list();
-            (l.values().slice(l.value_offset_at(0) as usize, l.len() * n), (0..=l.len()).map(|i| i * n).collect())
+        DataType::FixedSizeList(_, n) => {
+            let (l, n) = (col.as_fixed_size_list(), *n as usize);
+            (l.values().slice(l.value_offset_at(0), l.len() * n), (0..=l.len()).map(|i| i * n).collect())
         }
         DataType::List(_) => {
             let l = col.as_list::<i32>();
             let o = l.value_offsets();
             let base = o[0] as usize;
-            (l.values().clone(), o.iter().map(|&v| v as usize - base).collect())
+            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
         }
-        other => return Err(format!("unexpected type {other}")),
+        DataType::LargeList(_) => {
+            let l = col.as_list::<i64>();
+            let o = l.value_offsets();
+            let base = o[0] as usize;
+            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
+        }
+        other => return Err(format!("images must be lists of float32/float64, found {other}")),
     };
     let floats: Vec<f32> = match values.data_type() {
         DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
         DataType::Float64 => values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect(),
-        other => return Err(format!("values are {other}, not float")),
+        other => return Err(format!("image values are {other}, not float32/float64")),
     };
+    Ok((floats, offsets))
+}
+
+/// The `[H, W, ...]` shape an `arrow.fixed_shape_tensor` field declares, if any.
+pub(crate) fn tensor_shape(field: &arrow_schema::Field) -> Option<std::result::Result<Vec<usize>, String>> {
+    let meta = field.metadata().get(crate::data::parquet::EXTENSION_METADATA_KEY)?;
+    Some(
+        serde_json::from_str::<serde_json::Value>(meta)
+            .map_err(|e| format!("bad tensor metadata: {e}"))
+            .and_then(|v| serde_json::from_value(v["shape"].clone()).map_err(|e| format!("bad tensor shape: {e}"))),
+    )
+}
+
+fn append_images(col: &ArrayRef, size: usize, ids: &[i64], out: &mut Vec<f32>) -> std::result::Result<(), String> {
+    let n = size * size;
+    let (floats, offsets) = list_rows(col)?;
     for row in 0..offsets.len() - 1 {
         if col.is_null(row) {
             return Err(format!("row id {}: null image", ids[row]));

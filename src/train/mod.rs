@@ -202,7 +202,12 @@ pub fn pixel_standardisation(
 
 /// Applies `(v - mean) / std` pixel by pixel to every image of `data`.
 pub fn standardise_pixels(data: &mut LabelledImages, mean: &[f32], std: &[f32]) {
-    for img in data.pixels.chunks_exact_mut(mean.len()) {
+    standardise_pixel_rows(&mut data.pixels, mean, std)
+}
+
+/// Applies `(v - mean) / std` pixel by pixel to every image (row of `mean.len()`) of `pixels`.
+pub fn standardise_pixel_rows(pixels: &mut [f32], mean: &[f32], std: &[f32]) {
+    for img in pixels.chunks_exact_mut(mean.len()) {
         for ((v, m), s) in img.iter_mut().zip(mean).zip(std) {
             *v = (*v - m) / s;
         }

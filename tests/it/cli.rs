@@ -110,6 +110,24 @@ fn a_device_this_build_cannot_use_is_refused_by_name() {
 }
 
 #[test]
+fn inspect_describes_an_input_and_predict_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write_small_recipe(&d("small.toml"));
+    ok(&["simulate", "--config", &d("small.toml"), "--n-per-class", "2", "--out", &d("data"), "-q"]);
+    let data = d("data/dataset.parquet");
+    let report: serde_json::Value = serde_json::from_slice(&ok(&["inspect", "--input", &data]).stdout).unwrap();
+    assert_eq!(report["input"]["rows"], 6);
+    assert_eq!(report["input"]["image_shape"], serde_json::json!([16, 16]));
+    assert_eq!(report["first_rows_usable"], 6);
+    fails(&["predict", "--input", &data, "--out", &d("p.parquet")], "needs --model");
+    fails(&["predict", "--input", &data, "--model", &data, "--out", &d("p.parquet")], "not a safetensors");
+    fails(&["inspect", "--input", &d("missing.parquet")], "missing.parquet");
+    fails(&["inspect", "--input", &data, "--image-col", "flux"], "no column `flux`");
+    assert!(!dir.path().join("p.parquet").exists());
+}
+
+#[test]
 fn print_config_round_trips_and_presets_are_listed() {
     let run = lensmae(&["simulate", "--preset", "survey", "--print-config"]);
     assert!(run.status.success());

@@ -43,7 +43,17 @@ fn written_schemas_match_the_committed_ones() {
     for (task, file) in
         [(Task::Classify, "dataset-classify.json"), (Task::Superres { factor: 4 }, "dataset-superres.json")]
     {
-        let written = schema_to_json(&dataset_schema(&info(task)));
+        check_committed_schema(schema_to_json(&dataset_schema(&info(task))), file);
+    }
+    // `lensmae predict --task all` on a simulated dataset (carried `id`).
+    let classes = ["axion", "cdm", "no_sub"].map(String::from);
+    let id = arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false);
+    let predictions = lensmae::stage::output::predictions_schema(&[id], &classes, Some([64, 64]), Default::default());
+    check_committed_schema(schema_to_json(&predictions), "predictions.json");
+}
+
+fn check_committed_schema(written: serde_json::Value, file: &str) {
+    {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file);
         if std::env::var_os("LENSMAE_BLESS").is_some() {
             std::fs::write(&path, serde_json::to_string_pretty(&written).unwrap() + "\n").unwrap();

@@ -8,6 +8,7 @@ mod model_twin;
 mod profiles;
 mod real_data;
 mod sim_oracle;
+mod stage;
 mod train;
 
 use std::path::PathBuf;

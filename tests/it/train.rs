@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use std::path::Path;
 
 /// Two classes of 16x16 images: a bright blob left of centre or right of it, in noise.
-fn blobs(n: usize, seed: u64) -> LabelledImages {
+pub fn blobs(n: usize, seed: u64) -> LabelledImages {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
@@ -38,7 +38,7 @@ fn blobs(n: usize, seed: u64) -> LabelledImages {
     }
 }
 
-fn options(out: &Path, epochs: usize) -> TrainOptions {
+pub fn options(out: &Path, epochs: usize) -> TrainOptions {
     TrainOptions {
         epochs,
         batch_size: 16,

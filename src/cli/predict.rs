@@ -1,0 +1,155 @@
+//! `lensmae predict` and `lensmae inspect`.
+
+use crate::cli::train::DeviceArgs;
+use crate::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, StageTask};
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// Where the cutouts are and how to find the images in them.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input files of one kind (Parquet, FITS, `.npy`; shell globs expand to many),
+    /// or a folder of `.npy` images or class folders.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Parquet: the image column (default `image`, else the only image-like column).
+    #[arg(long)]
+    image_col: Option<String>,
+    /// Parquet: the id column (default `id` when present).
+    #[arg(long)]
+    id_col: Option<String>,
+    /// Parquet: more columns to carry into the output, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
+    /// Parquet: the image shape `H,W` of plain list columns.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    shape: Option<Vec<usize>>,
+    /// FITS: read the image extension with this EXTNAME (default: the primary
+    /// image, else every image extension).
+    #[arg(long)]
+    hdu: Option<String>,
+}
+
+impl InputArgs {
+    fn options(&self) -> anyhow::Result<InputOptions> {
+        let shape = match self.shape.as_deref() {
+            None => None,
+            Some([h, w]) if *h > 0 && *w > 0 => Some([*h, *w]),
+            Some(other) => bail!("--shape wants H,W (two positive numbers), got {other:?}"),
+        };
+        Ok(InputOptions {
+            image_column: self.image_col.clone(),
+            id_column: self.id_col.clone(),
+            keep: self.keep.clone(),
+            shape,
+            hdu: self.hdu.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Classify,
+    Superres,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NanArg {
+    Fail,
+    Zero,
+    SkipRow,
+}
+
+/// Arguments of `lensmae predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Classifier checkpoint.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Super-resolution checkpoint.
+    #[arg(long)]
+    sr_model: Option<PathBuf>,
+    /// What runs: `classify`, `superres`, or `all` (super-resolve, then classify the result).
+    #[arg(long, value_enum)]
+    task: Option<TaskArg>,
+    /// Output Parquet file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing output.
+    #[arg(long)]
+    overwrite: bool,
+    /// Images per batch.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Images with NaN/infinite pixels: `fail`, `zero` (set them to 0), or
+    /// `skip-row` (no prediction; the row stays, with its status).
+    #[arg(long, value_enum, default_value_t = NanArg::Fail)]
+    nan_policy: NanArg,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// Run `lensmae predict`.
+pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    let task = match (args.task, &args.model, &args.sr_model) {
+        (Some(TaskArg::Classify), ..) => StageTask::Classify,
+        (Some(TaskArg::Superres), ..) => StageTask::Superres,
+        (Some(TaskArg::All), ..) | (None, Some(_), Some(_)) => StageTask::All,
+        (None, None, Some(_)) => StageTask::Superres,
+        (None, ..) => StageTask::Classify,
+    };
+    let opts = PredictOptions {
+        inputs: args.input.input.clone(),
+        input: args.input.options()?,
+        model: args.model.clone(),
+        sr_model: args.sr_model.clone(),
+        task,
+        out: args.out.clone(),
+        batch_size: args.batch_size,
+        device: args.device.open()?,
+        nan_policy: match args.nan_policy {
+            NanArg::Fail => NanPolicy::Fail,
+            NanArg::Zero => NanPolicy::Zero,
+            NanArg::SkipRow => NanPolicy::SkipRow,
+        },
+        overwrite: args.overwrite,
+    };
+    let summary = predict(&opts).with_context(|| format!("predict -> {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} rows ({} predicted) to {} in {:.1} s ({:.0} rows/s)",
+        summary.rows,
+        summary.predicted,
+        summary.out.display(),
+        summary.seconds,
+        summary.rows as f64 / summary.seconds.max(1e-9)
+    );
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// Arguments of `lensmae inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    input: InputArgs,
+}
+
+/// Run `lensmae inspect`.
+pub fn inspect_cmd(args: InspectArgs) -> anyhow::Result<()> {
+    let report = inspect(&args.input.input, &args.input.options()?)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Cutout readers: every input layout behind one streaming trait.
+//!
+//! A reader yields [`CutoutBatch`]es of at most `max_rows` images. Problems with a
+//! single row (a null image, a wrong pixel count) become that row's `problem`, so
+//! the row still reaches the output with its status; problems with the input as a
+//! whole (an unreadable file, a missing column) are errors naming the file.
+
+use super::{fits_input::FitsCutouts, npy_input::NpyCutouts, parquet_input::ParquetCutouts};
+use crate::{Error, Result};
+use arrow_array::ArrayRef;
+use arrow_schema::Field;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Images of one batch, row-major `[n, height, width]`, with what travels beside them.
+#[derive(Debug, Clone)]
+pub struct CutoutBatch {
+    /// Pixels (non-finite values are kept; the stage applies the NaN policy).
+    pub pixels: Vec<f32>,
+    /// Per row: why its image could not be decoded (its pixels are then zeros).
+    pub problems: Vec<Option<String>>,
+    /// Columns carried into the output unchanged (ids, coordinates, `--keep`).
+    pub carried: Vec<(Field, ArrayRef)>,
+}
+
+impl CutoutBatch {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What an input holds, before any image is decoded (`lensmae inspect`).
+#[derive(Debug, Clone, Serialize)]
+pub struct InputDescription {
+    /// `parquet`, `fits` or `npy`.
+    pub format: String,
+    /// Files read, in order (a long list is shortened by the printer).
+    pub files: Vec<PathBuf>,
+    /// Rows (images) in all.
+    pub rows: usize,
+    /// Image shape `[height, width]`.
+    pub image_shape: [usize; 2],
+    /// Where the images come from (column, HDU, folder layout).
+    pub layout: String,
+    /// Columns carried into the output.
+    pub carried_columns: Vec<String>,
+}
+
+/// A source of cutouts, read batch by batch with bounded memory.
+pub trait CutoutReader: Send {
+    /// The input's layout, size and image shape.
+    fn describe(&self) -> &InputDescription;
+    /// The columns every batch carries, in order.
+    fn carried_fields(&self) -> Vec<Field>;
+    /// The next at most `max_rows` images, or `None` at the end.
+    fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>>;
+}
+
+/// How the reader finds the images.
+#[derive(Debug, Clone, Default)]
+pub struct InputOptions {
+    /// Parquet: the image column (default: `image`, else the only tensor column).
+    pub image_column: Option<String>,
+    /// Parquet: the id column carried first (default: `id` when present).
+    pub id_column: Option<String>,
+    /// Parquet: more columns to carry through.
+    pub keep: Vec<String>,
+    /// Parquet: the image shape of plain list columns without tensor metadata.
+    pub shape: Option<[usize; 2]>,
+    /// FITS: the image extension by name (default: the primary HDU if it holds an
+    /// image, else every image extension).
+    pub hdu: Option<String>,
+}
+
+/// Columns carried automatically when a Parquet input has them (survey and HATS conventions).
+pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
+
+/// Opens `inputs` (Parquet files, FITS files, or one folder of `.npy` images or
+/// class folders) as one reader; every path must be of the same kind.
+pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
+    let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
+    for path in inputs {
+        if !path.exists() {
+            return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
+        }
+    }
+    let kind = |p: &Path| -> &'static str {
+        if p.is_dir() {
+            return "npy";
+        }
+        match p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
+            "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
+            "npy" => "npy",
+            _ => "parquet",
+        }
+    };
+    let k = kind(first);
+    if let Some(other) = inputs.iter().find(|p| kind(p) != k) {
+        return Err(Error::config(
+            "input",
+            format!("{} is {}, {} is {k}: give inputs of one kind", other.display(), kind(other), first.display()),
+        ));
+    }
+    Ok(match k {
+        "fits" => Box::new(FitsCutouts::open(inputs, opts)?),
+        "npy" => Box::new(NpyCutouts::open(inputs)?),
+        _ => Box::new(ParquetCutouts::open(inputs, opts)?),
+    })
+}

@@ -1,0 +1,375 @@
+//! The streaming survey stage: cutouts in (Parquet, FITS, `.npy`), class
+//! probabilities and super-resolved cutouts out, as one Parquet table.
+//!
+//! A reader thread decodes batch `k + 1` while the model runs on batch `k`; the
+//! queue between them holds two batches, so memory follows the batch size, not the
+//! catalogue's. Every input row gives exactly one output row: an image that cannot
+//! be used (undecodable, wrong size, non-finite pixels under `skip-row`) keeps its
+//! row, with nulls and the reason in `status`. The output appears under its name
+//! only when complete.
+
+pub mod fits_input;
+pub mod input;
+pub mod models;
+pub mod npy_input;
+pub mod output;
+pub mod parquet_input;
+
+use crate::train::superres::super_resolve;
+use crate::{Error, Result};
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
+use candle_core::Device;
+pub use input::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
+use models::{file_sha256, LoadedClassifier, LoadedSuperres};
+use output::{predictions_schema, PredictionWriter, PREDICTIONS_SCHEMA_VERSION};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to do with an image that has NaN or infinite pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NanPolicy {
+    /// Stop with an error naming the row.
+    Fail,
+    /// Set them to 0 and predict (the status says how many).
+    Zero,
+    /// Predict nothing for the row; its status says why.
+    SkipRow,
+}
+
+/// What `predict` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageTask {
+    /// Class probabilities.
+    Classify,
+    /// Super-resolved cutouts.
+    Superres,
+    /// Super-resolve, then classify the super-resolved cutouts.
+    All,
+}
+
+/// Everything `lensmae predict` needs.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Input files (one kind), or a folder of `.npy` images.
+    pub inputs: Vec<PathBuf>,
+    /// How to find the images in them.
+    pub input: InputOptions,
+    /// The classifier checkpoint (classify, all).
+    pub model: Option<PathBuf>,
+    /// The super-resolution checkpoint (superres, all).
+    pub sr_model: Option<PathBuf>,
+    /// What runs.
+    pub task: StageTask,
+    /// The output Parquet file.
+    pub out: PathBuf,
+    /// Images per inference batch (and per read).
+    pub batch_size: usize,
+    /// Where the models run.
+    pub device: Device,
+    /// Non-finite pixels.
+    pub nan_policy: NanPolicy,
+    /// Replace an existing output.
+    pub overwrite: bool,
+}
+
+/// What a finished `predict` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictSummary {
+    /// The output file.
+    pub out: PathBuf,
+    /// Rows written (= rows read).
+    pub rows: usize,
+    /// Rows with a prediction.
+    pub predicted: usize,
+    /// Rows without one, by reason.
+    pub not_predicted: HashMap<String, usize>,
+    /// Rows predicted as each class.
+    pub per_class: HashMap<String, usize>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// The models of a run, checked against the input before any work.
+struct Models {
+    classifier: Option<LoadedClassifier>,
+    superres: Option<LoadedSuperres>,
+}
+
+fn load_models(opts: &PredictOptions, desc: &InputDescription) -> Result<Models> {
+    let need = |path: &Option<PathBuf>, flag: &str| {
+        path.clone().ok_or_else(|| Error::config(flag, format!("--task {:?} needs {flag}", opts.task).to_lowercase()))
+    };
+    let classifier = match opts.task {
+        StageTask::Classify | StageTask::All => {
+            Some(LoadedClassifier::load(&need(&opts.model, "--model")?, &opts.device)?)
+        }
+        StageTask::Superres => None,
+    };
+    let superres = match opts.task {
+        StageTask::Superres | StageTask::All => {
+            Some(LoadedSuperres::load(&need(&opts.sr_model, "--sr-model")?, &opts.device)?)
+        }
+        StageTask::Classify => None,
+    };
+    let [h, w] = desc.image_shape;
+    let input = desc.files.first().map(|p| p.display().to_string()).unwrap_or_default();
+    // The first model's input must be the cutouts; with both, the classifier takes the SR output.
+    let (first_size, first_path) = match (&superres, &classifier) {
+        (Some(sr), _) => (sr.lr_size(), &sr.path),
+        (None, Some(c)) => (c.image_size(), &c.path),
+        (None, None) => unreachable!("every task loads a model"),
+    };
+    if h != first_size || w != first_size {
+        return Err(Error::config(
+            "input",
+            format!("{input}: cutouts are {h}x{w}, {} takes {first_size}x{first_size}", first_path.display()),
+        ));
+    }
+    if let (Some(sr), Some(c)) = (&superres, &classifier) {
+        if sr.hr_size() != c.image_size() {
+            return Err(Error::config(
+                "--model",
+                format!(
+                    "{} makes {2}x{2} images, the classifier {} takes {3}x{3}",
+                    sr.path.display(),
+                    c.path.display(),
+                    sr.hr_size(),
+                    c.image_size()
+                ),
+            ));
+        }
+    }
+    Ok(Models { classifier, superres })
+}
+
+/// The file metadata of the output: versions, models (with SHA-256), input, task.
+fn output_metadata(opts: &PredictOptions, models: &Models) -> Result<HashMap<String, String>> {
+    let mut m = HashMap::from([
+        ("lensmae:version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("lensmae:schema_version".to_string(), PREDICTIONS_SCHEMA_VERSION.to_string()),
+        ("lensmae:task".to_string(), format!("{:?}", opts.task).to_lowercase()),
+        (
+            "lensmae:input".to_string(),
+            serde_json::to_string(&opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())
+                .expect("strings serialise"),
+        ),
+        (
+            "lensmae:nan_policy".to_string(),
+            serde_json::to_value(opts.nan_policy).expect("enum").as_str().unwrap_or_default().to_string(),
+        ),
+    ]);
+    if let Some(c) = &models.classifier {
+        m.insert("lensmae:model".into(), c.path.display().to_string());
+        m.insert("lensmae:model_sha256".into(), file_sha256(&c.path)?);
+        m.insert("lensmae:class_names".into(), serde_json::to_string(&c.meta.class_names).expect("strings"));
+    }
+    if let Some(sr) = &models.superres {
+        m.insert("lensmae:sr_model".into(), sr.path.display().to_string());
+        m.insert("lensmae:sr_model_sha256".into(), file_sha256(&sr.path)?);
+    }
+    Ok(m)
+}
+
+/// Status of each row and the pixels the model may use (non-finite pixels
+/// handled by the policy); `Err` under `fail`.
+fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, first_row: usize) -> Result<Vec<String>> {
+    let mut status = Vec::with_capacity(batch.len());
+    for (r, img) in batch.pixels.chunks_exact_mut(image_len).enumerate() {
+        if let Some(problem) = &batch.problems[r] {
+            status.push(format!("skipped: {problem}"));
+            continue;
+        }
+        let bad = img.iter().filter(|v| !v.is_finite()).count();
+        status.push(match (bad, policy) {
+            (0, _) => "ok".to_string(),
+            (_, NanPolicy::Fail) => {
+                return Err(Error::config(
+                    "--nan-policy",
+                    format!(
+                        "row {}{}: {bad} non-finite pixels (use --nan-policy zero or skip-row)",
+                        first_row + r,
+                        source_of(batch, r).map(|s| format!(" ({s})")).unwrap_or_default()
+                    ),
+                ))
+            }
+            (_, NanPolicy::Zero) => {
+                img.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
+                format!("ok: {bad} non-finite pixels set to 0")
+            }
+            (_, NanPolicy::SkipRow) => format!("skipped: {bad} non-finite pixels"),
+        });
+    }
+    Ok(status)
+}
+
+/// The `source` (file) or `id` of row `r`, for messages.
+fn source_of(batch: &CutoutBatch, r: usize) -> Option<String> {
+    let (_, col) = batch.carried.iter().find(|(f, _)| f.name() == "source" || f.name() == "id")?;
+    arrow_cast_display(col, r)
+}
+
+fn arrow_cast_display(col: &ArrayRef, r: usize) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    match col.data_type() {
+        arrow_schema::DataType::Utf8 => Some(col.as_string::<i32>().value(r).to_string()),
+        arrow_schema::DataType::Int64 => Some(format!("id {}", col.as_primitive::<Int64Type>().value(r))),
+        _ => None,
+    }
+}
+
+/// Runs one batch through the models and builds its output record batch.
+fn predict_batch(
+    mut batch: CutoutBatch,
+    first_row: usize,
+    models: &Models,
+    opts: &PredictOptions,
+    schema: &arrow_schema::SchemaRef,
+    summary: &mut PredictSummary,
+) -> Result<RecordBatch> {
+    let image_len = {
+        let n = batch.len().max(1);
+        batch.pixels.len() / n
+    };
+    let status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
+    let usable: Vec<usize> = (0..batch.len()).filter(|&r| status[r].starts_with("ok")).collect();
+    let inputs: Vec<f32> =
+        usable.iter().flat_map(|&r| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect();
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
+    columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
+    let sr = match &models.superres {
+        Some(sr) => Some(super_resolve(&sr.model, &inputs, sr.lr_size(), opts.batch_size)?),
+        None => None,
+    };
+    if let Some(c) = &models.classifier {
+        let k = c.meta.class_names.len();
+        let probs = c.probabilities(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?;
+        let mut per_row: Vec<Option<&[f32]>> = vec![None; batch.len()];
+        for (i, &r) in usable.iter().enumerate() {
+            per_row[r] = Some(&probs[i * k..(i + 1) * k]);
+        }
+        for j in 0..k {
+            columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[j])))));
+        }
+        let best = |p: &[f32]| (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+        let pred: Vec<Option<String>> =
+            per_row.iter().map(|p| p.map(|p| c.meta.class_names[best(p)].clone())).collect();
+        for name in pred.iter().flatten() {
+            *summary.per_class.entry(name.clone()).or_default() += 1;
+        }
+        columns.push(Arc::new(StringArray::from(pred)));
+        columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[best(p)])))));
+        let entropy = |p: &[f32]| -p.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f32>();
+        columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(entropy)))));
+    }
+    if let (Some(sr), Some(images)) = (&models.superres, &sr) {
+        let hr = sr.hr_size() * sr.hr_size();
+        let mut builder = FixedSizeListBuilder::new(Float32Builder::with_capacity(batch.len() * hr), hr as i32)
+            .with_field(Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true)));
+        let mut next = images.chunks_exact(hr);
+        for s in &status {
+            if s.starts_with("ok") {
+                builder.values().append_slice(next.next().expect("one SR image per usable row"));
+                builder.append(true);
+            } else {
+                builder.values().append_nulls(hr);
+                builder.append(false);
+            }
+        }
+        columns.push(Arc::new(builder.finish()));
+    }
+    summary.predicted += usable.len();
+    for s in status.iter().filter(|s| !s.starts_with("ok")) {
+        *summary.not_predicted.entry(s.clone()).or_default() += 1;
+    }
+    columns.push(Arc::new(StringArray::from(status)));
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Parquet { path: opts.out.clone(), message: format!("building the output: {e}") })
+}
+
+/// Reads the inputs, runs the models, writes the predictions table.
+pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
+    if opts.batch_size == 0 {
+        return Err(Error::config("--batch-size", "must be at least 1"));
+    }
+    let started = Instant::now();
+    let reader = open_input(&opts.inputs, &opts.input)?;
+    let models = load_models(opts, reader.describe())?;
+    let class_names = models.classifier.as_ref().map(|c| c.meta.class_names.clone()).unwrap_or_default();
+    let sr_shape = models.superres.as_ref().map(|s| [s.hr_size(), s.hr_size()]);
+    let schema = predictions_schema(&reader.carried_fields(), &class_names, sr_shape, output_metadata(opts, &models)?);
+    let mut writer = PredictionWriter::create(&opts.out, schema.clone(), opts.overwrite)?;
+    let mut summary = PredictSummary {
+        out: opts.out.clone(),
+        rows: 0,
+        predicted: 0,
+        not_predicted: HashMap::new(),
+        per_class: HashMap::new(),
+        seconds: 0.0,
+    };
+    let batch_size = opts.batch_size;
+    std::thread::scope(|scope| -> Result<()> {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Result<CutoutBatch>>(2);
+        let mut reader = reader;
+        scope.spawn(move || loop {
+            let next = reader.next_batch(batch_size).transpose();
+            let end = !matches!(next, Some(Ok(_)));
+            if let Some(item) = next {
+                if send.send(item).is_err() {
+                    return; // the consumer stopped on an error
+                }
+            }
+            if end {
+                return;
+            }
+        });
+        for item in receive {
+            let batch = item?;
+            let rows = batch.len();
+            let out = predict_batch(batch, summary.rows, &models, opts, &schema, &mut summary)?;
+            writer.write(&out)?;
+            summary.rows += rows;
+        }
+        Ok(())
+    })?;
+    writer.finish()?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// What `lensmae inspect` prints: the input, and what `predict` would do with it.
+pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Value> {
+    let mut reader = open_input(inputs, opts)?;
+    let desc = reader.describe().clone();
+    let sample = reader.next_batch(16)?;
+    let (mut usable, mut nonfinite, mut problems) = (0, 0, Vec::new());
+    if let Some(b) = &sample {
+        let n = desc.image_shape[0] * desc.image_shape[1];
+        for (r, img) in b.pixels.chunks_exact(n).enumerate() {
+            match &b.problems[r] {
+                Some(p) => problems.push(p.clone()),
+                None if img.iter().any(|v| !v.is_finite()) => nonfinite += 1,
+                None => usable += 1,
+            }
+        }
+    }
+    let [h, w] = desc.image_shape;
+    Ok(serde_json::json!({
+        "input": desc,
+        "first_rows_checked": sample.as_ref().map_or(0, |b| b.len()),
+        "first_rows_usable": usable,
+        "first_rows_with_nonfinite_pixels": nonfinite,
+        "first_rows_problems": problems,
+        "predict_would": format!(
+            "read {} rows of {h}x{w} cutouts ({}), carry {:?}, and write one output row per input row",
+            desc.rows, desc.layout, desc.carried_columns
+        ),
+    }))
+}

@@ -1,0 +1,116 @@
+//! Checkpoints loaded for inference, with the preprocessing they were trained with.
+
+use crate::data::images::minmax_normalise;
+use crate::model::checkpoint::{load_checkpoint, CheckpointMeta, ModelTask};
+use crate::model::mae::Pooling;
+use crate::model::superres::SuperResolver;
+use crate::model::VitClassifier;
+use crate::train::{pixel_standardisation, standardise_pixel_rows};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Hex SHA-256 of a file (recorded beside predictions so they name their model exactly).
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn load(
+    path: &Path,
+    dev: &Device,
+    want: ModelTask,
+) -> Result<(std::collections::HashMap<String, Tensor>, CheckpointMeta)> {
+    let (tensors, meta) = load_checkpoint(path, dev)?;
+    if meta.task != want {
+        return Err(Error::checkpoint(
+            path,
+            format!("is a {:?} checkpoint, a {want:?} model is needed here", meta.task),
+        ));
+    }
+    Ok((tensors, meta))
+}
+
+/// A classifier and its input preparation.
+pub struct LoadedClassifier {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// Its description (classes in output order, image size, provenance).
+    pub meta: CheckpointMeta,
+    model: VitClassifier,
+    standardisation: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl LoadedClassifier {
+    /// Loads a `classify` checkpoint onto `dev`.
+    pub fn load(path: &Path, dev: &Device) -> Result<LoadedClassifier> {
+        let (tensors, meta) = load(path, dev, ModelTask::Classify)?;
+        let standardisation = pixel_standardisation(path, &meta, &tensors)?;
+        let pooling = meta.pooling.unwrap_or(Pooling::Cls);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
+        let model = VitClassifier::new(&meta.model, meta.class_names.len(), pooling, 0.0, vb)
+            .map_err(|e| Error::checkpoint(path, format!("weights do not fit the described model: {e}")))?;
+        Ok(LoadedClassifier { path: path.to_path_buf(), meta, model, standardisation })
+    }
+
+    /// The side of the square images it takes.
+    pub fn image_size(&self) -> usize {
+        self.meta.preprocessing.image_size
+    }
+
+    /// Class probabilities `[n * k]` of raw images (rows of `image_size^2`),
+    /// prepared as in training (per-image min-max, then any per-pixel standardisation).
+    pub fn probabilities(&self, raw: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let s = self.image_size();
+        let mut pixels = raw.to_vec();
+        minmax_normalise(&mut pixels, s * s);
+        if let Some((mean, std)) = &self.standardisation {
+            standardise_pixel_rows(&mut pixels, mean, std);
+        }
+        let dev = self.model.encoder.device();
+        let mut out = Vec::with_capacity(pixels.len() / (s * s) * self.meta.class_names.len());
+        for chunk in pixels.chunks(batch.max(1) * s * s) {
+            let x = Tensor::from_slice(chunk, (chunk.len() / (s * s), 1, s, s), dev)?;
+            let probs = candle_nn::ops::softmax_last_dim(&self.model.forward(&x, false)?)?;
+            out.extend(probs.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+}
+
+/// A super-resolution model.
+pub struct LoadedSuperres {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// Its description.
+    pub meta: CheckpointMeta,
+    /// The model.
+    pub model: SuperResolver,
+}
+
+impl LoadedSuperres {
+    /// Loads a `superres` checkpoint onto `dev`.
+    pub fn load(path: &Path, dev: &Device) -> Result<LoadedSuperres> {
+        let (tensors, meta) = load(path, dev, ModelTask::Superres)?;
+        let head =
+            meta.superres.clone().ok_or_else(|| Error::checkpoint(path, "no super-resolution head described"))?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
+        let model = SuperResolver::new(&meta.model, &head, vb)
+            .map_err(|e| Error::checkpoint(path, format!("weights do not fit the described model: {e}")))?;
+        Ok(LoadedSuperres { path: path.to_path_buf(), meta, model })
+    }
+
+    /// The side of the LR images it takes.
+    pub fn lr_size(&self) -> usize {
+        self.model.head_config().lr_size(&self.meta.model)
+    }
+
+    /// The side of the images it makes.
+    pub fn hr_size(&self) -> usize {
+        self.meta.model.image_size
+    }
+}

@@ -1,0 +1,92 @@
+//! The predictions table (schema: `schemas/predictions.json`), written to a hidden
+//! temporary file batch by batch and renamed into place when complete.
+//!
+//! Columns: `row` (the input's row number, from 0 over all inputs), the carried
+//! columns as read, `p_<class>` for each class of the classifier, `pred_class`,
+//! `max_prob`, `entropy` (nats), `sr_image` (a fixed-shape tensor, when a
+//! super-resolution model ran) and `status` (`ok`, or why the row has no
+//! prediction). Rows without a prediction hold nulls, never a made-up value.
+
+use crate::data::atomic::AtomicPath;
+use crate::data::parquet::tensor_field;
+use crate::{Error, Result};
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Version of the predictions table's layout (file metadata `lensmae:schema_version`).
+pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
+
+/// The output columns for these carried columns, classes and SR image shape.
+pub fn predictions_schema(
+    carried: &[Field],
+    class_names: &[String],
+    sr_shape: Option<[usize; 2]>,
+    metadata: HashMap<String, String>,
+) -> SchemaRef {
+    let mut fields = vec![Field::new("row", DataType::Int64, false)];
+    fields.extend(carried.iter().cloned());
+    fields.extend(class_names.iter().map(|c| Field::new(format!("p_{c}"), DataType::Float32, true)));
+    if !class_names.is_empty() {
+        fields.push(Field::new("pred_class", DataType::Utf8, true));
+        fields.push(Field::new("max_prob", DataType::Float32, true));
+        fields.push(Field::new("entropy", DataType::Float32, true));
+    }
+    if let Some([h, w]) = sr_shape {
+        fields.push(tensor_field("sr_image", h, w).with_nullable(true));
+    }
+    fields.push(Field::new("status", DataType::Utf8, false));
+    Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// Streams record batches into a Parquet file that appears only when finished.
+pub struct PredictionWriter {
+    atomic: AtomicPath,
+    writer: ArrowWriter<File>,
+    rows: usize,
+}
+
+impl PredictionWriter {
+    /// Starts `target` (refused if it exists, unless `overwrite`).
+    pub fn create(target: &Path, schema: SchemaRef, overwrite: bool) -> Result<PredictionWriter> {
+        let atomic = AtomicPath::new(target, overwrite)?;
+        let file = File::create(atomic.temp_path()).map_err(|e| Error::io(atomic.temp_path(), e))?;
+        // The same key-values in the Parquet footer, for readers that ignore the Arrow schema.
+        let footer: Vec<KeyValue> =
+            schema.metadata().iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(footer))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+            .set_max_row_group_row_count(Some(16 * 1024))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema, Some(props))
+            .map_err(|e| Error::Parquet { path: target.to_path_buf(), message: e.to_string() })?;
+        Ok(PredictionWriter { atomic, writer, rows: 0 })
+    }
+
+    /// Appends one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| self.error(e))?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Writes the footer and moves the file into place; returns the rows written.
+    pub fn finish(self) -> Result<usize> {
+        let PredictionWriter { atomic, writer, rows } = self;
+        writer.close().map_err(|e| Error::Parquet { path: atomic.target().to_path_buf(), message: e.to_string() })?;
+        atomic.commit()?;
+        Ok(rows)
+    }
+
+    fn error(&self, e: parquet::errors::ParquetError) -> Error {
+        Error::Parquet { path: self.atomic.target().to_path_buf(), message: e.to_string() }
+    }
+}

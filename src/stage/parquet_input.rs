@@ -1,0 +1,240 @@
+//! Parquet cutout tables, one file after another, decoded batch by batch.
+//!
+//! The image column is an `arrow.fixed_shape_tensor` (shape from its metadata), or a
+//! `FixedSizeList`/`List` of float32/float64 (square, or `--shape H,W`). Only the
+//! image column and the carried columns are decoded.
+
+use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, AUTO_CARRIED};
+use crate::data::images::{list_rows, tensor_shape};
+use crate::{Error, Result};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use std::path::{Path, PathBuf};
+
+/// Parquet files read as one table.
+pub struct ParquetCutouts {
+    files: Vec<PathBuf>,
+    image_column: String,
+    carried: Vec<String>,
+    carried_fields: Vec<Field>,
+    desc: InputDescription,
+    next_file: usize,
+    current: Option<(PathBuf, ParquetRecordBatchReader)>,
+}
+
+fn parquet_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Parquet { path: path.to_path_buf(), message: message.into() }
+}
+
+fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e.to_string()))
+}
+
+fn is_float_list(dt: &DataType) -> bool {
+    match dt {
+        DataType::FixedSizeList(item, _) | DataType::List(item) | DataType::LargeList(item) => {
+            matches!(item.data_type(), DataType::Float32 | DataType::Float64)
+        }
+        _ => false,
+    }
+}
+
+/// The image column: the one asked for, else `image`, else the only tensor or
+/// float-list column.
+fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Result<String> {
+    if let Some(name) = asked {
+        return match schema.field_with_name(name) {
+            Ok(_) => Ok(name.to_string()),
+            Err(_) => Err(parquet_error(path, format!("no column `{name}` (--image-col)"))),
+        };
+    }
+    if schema.field_with_name("image").is_ok() {
+        return Ok("image".into());
+    }
+    let lists: Vec<&str> =
+        schema.fields().iter().filter(|f| is_float_list(f.data_type())).map(|f| f.name().as_str()).collect();
+    match lists.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(parquet_error(path, "no image column: no list-of-float or tensor column (--image-col)")),
+        many => Err(parquet_error(
+            path,
+            format!("several image columns ({}): choose one with --image-col", many.join(", ")),
+        )),
+    }
+}
+
+/// `[height, width]` of the image column: tensor metadata, `--shape`, or a square fixed size.
+fn image_shape(field: &Field, asked: Option<[usize; 2]>, path: &Path) -> Result<[usize; 2]> {
+    let err = |m: String| parquet_error(path, format!("column `{}`: {m}", field.name()));
+    if !is_float_list(field.data_type()) {
+        return Err(err(format!("images must be lists of float32/float64, found {}", field.data_type())));
+    }
+    if let Some(shape) = tensor_shape(field) {
+        let shape = shape.map_err(err)?;
+        return match shape.as_slice() {
+            [h, w] | [1, h, w] => Ok([*h, *w]),
+            other => Err(err(format!("tensor shape {other:?} is not a single-band image"))),
+        };
+    }
+    if let Some(shape) = asked {
+        return Ok(shape);
+    }
+    match field.data_type() {
+        DataType::FixedSizeList(_, n) => {
+            let side = (*n as f64).sqrt().round() as usize;
+            if side * side == *n as usize {
+                Ok([side, side])
+            } else {
+                Err(err(format!("{n} values per row is not square: give --shape H,W")))
+            }
+        }
+        _ => Err(err("variable-length lists without tensor metadata: give --shape H,W".into())),
+    }
+}
+
+impl ParquetCutouts {
+    /// Reads the footers of `files` and checks that they agree on the columns used.
+    pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<ParquetCutouts> {
+        let first = &files[0];
+        let schema = open_builder(first)?.schema().clone();
+        let image_column = find_image_column(&schema, opts.image_column.as_deref(), first)?;
+        let image_field = schema.field_with_name(&image_column).expect("found above").clone();
+        let shape = image_shape(&image_field, opts.shape, first)?;
+        let id = match &opts.id_column {
+            Some(name) if schema.field_with_name(name).is_err() => {
+                return Err(parquet_error(first, format!("no column `{name}` (--id-col)")))
+            }
+            Some(name) => Some(name.clone()),
+            None => schema.field_with_name("id").ok().map(|_| "id".to_string()),
+        };
+        let mut carried: Vec<String> = id.into_iter().collect();
+        for name in AUTO_CARRIED.iter().map(|s| s.to_string()).chain(opts.keep.iter().cloned()) {
+            if carried.contains(&name) || name == image_column {
+                continue;
+            }
+            match schema.field_with_name(&name) {
+                Ok(_) => carried.push(name),
+                Err(_) if opts.keep.contains(&name) => {
+                    return Err(parquet_error(first, format!("no column `{name}` (--keep)")))
+                }
+                Err(_) => {}
+            }
+        }
+        let mut rows = 0usize;
+        for path in files {
+            let builder = open_builder(path)?;
+            let other = builder.schema();
+            for name in carried.iter().chain(std::iter::once(&image_column)) {
+                let want = schema.field_with_name(name).expect("checked").data_type();
+                match other.field_with_name(name) {
+                    Ok(f) if f.data_type() == want => {}
+                    Ok(f) => {
+                        return Err(parquet_error(
+                            path,
+                            format!("column `{name}` is {}, in {} it is {want}", f.data_type(), first.display()),
+                        ))
+                    }
+                    Err(_) => return Err(parquet_error(path, format!("no column `{name}` (the first file has it)"))),
+                }
+            }
+            rows += builder.metadata().file_metadata().num_rows() as usize;
+        }
+        let layout = format!("column `{image_column}` ({})", image_field.data_type());
+        let carried_fields = carried.iter().map(|n| schema.field_with_name(n).expect("checked").clone()).collect();
+        Ok(ParquetCutouts {
+            files: files.to_vec(),
+            desc: InputDescription {
+                format: "parquet".into(),
+                files: files.to_vec(),
+                rows,
+                image_shape: shape,
+                layout,
+                carried_columns: carried.clone(),
+            },
+            image_column,
+            carried,
+            carried_fields,
+            next_file: 0,
+            current: None,
+        })
+    }
+
+    fn start_file(&mut self, max_rows: usize) -> Result<bool> {
+        let Some(path) = self.files.get(self.next_file).cloned() else { return Ok(false) };
+        self.next_file += 1;
+        let builder = open_builder(&path)?;
+        let schema = builder.schema().clone();
+        let wanted: Vec<usize> = self
+            .carried
+            .iter()
+            .chain(std::iter::once(&self.image_column))
+            .map(|n| schema.index_of(n).expect("checked at open"))
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(max_rows.max(1))
+            .build()
+            .map_err(|e| parquet_error(&path, e.to_string()))?;
+        self.current = Some((path, reader));
+        Ok(true)
+    }
+
+    fn decode(&self, path: &Path, batch: &RecordBatch) -> Result<CutoutBatch> {
+        let [h, w] = self.desc.image_shape;
+        let n = h * w;
+        let col = batch.column_by_name(&self.image_column).expect("projected");
+        let (floats, offsets) =
+            list_rows(col).map_err(|m| parquet_error(path, format!("column `{}`: {m}", self.image_column)))?;
+        let mut pixels = vec![0f32; batch.num_rows() * n];
+        let mut problems = vec![None; batch.num_rows()];
+        for row in 0..batch.num_rows() {
+            let (a, b) = (offsets[row], offsets[row + 1]);
+            problems[row] = if col.is_null(row) {
+                Some("null image".to_string())
+            } else if b - a != n {
+                Some(format!("{} pixels, expected {h}x{w}", b - a))
+            } else {
+                pixels[row * n..(row + 1) * n].copy_from_slice(&floats[a..b]);
+                None
+            };
+        }
+        let carried = self
+            .carried_fields
+            .iter()
+            .map(|field| (field.clone(), batch.column_by_name(field.name()).expect("projected").clone()))
+            .collect();
+        Ok(CutoutBatch { pixels, problems, carried })
+    }
+}
+
+impl CutoutReader for ParquetCutouts {
+    fn describe(&self) -> &InputDescription {
+        &self.desc
+    }
+
+    fn carried_fields(&self) -> Vec<Field> {
+        self.carried_fields.clone()
+    }
+
+    fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
+        loop {
+            if self.current.is_none() && !self.start_file(max_rows)? {
+                return Ok(None);
+            }
+            let (path, reader) = self.current.as_mut().expect("started");
+            match reader.next() {
+                Some(Ok(batch)) if batch.num_rows() > 0 => {
+                    let path = path.clone();
+                    return self.decode(&path, &batch).map(Some);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(parquet_error(path, e.to_string())),
+                None => self.current = None,
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! `lensmae predict` as a library: every reader, the NaN policies, per-row
+//! statuses, the output's columns and metadata, and refusals before any work.
+
+use crate::train::{blobs, options};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float64Array, Int64Array, ListArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use fitsio::images::{ImageDescription, ImageType};
+use lensmae::data::images::{ImagePairs, LabelledImages};
+use lensmae::data::parquet::tensor_field;
+use lensmae::data::resample::downsample_mean;
+use lensmae::model::mae::Pooling;
+use lensmae::model::superres::SuperresConfig;
+use lensmae::model::MaeConfig;
+use lensmae::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, StageTask};
+use lensmae::train::superres::{finetune_superres, PixelLoss, SuperresOptions};
+use lensmae::train::{finetune_classify, EncoderInit, FinetuneOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// A tiny left/right blob classifier and a x4 SR model on the same blobs,
+/// trained once for all the tests of this file.
+fn models() -> &'static (PathBuf, PathBuf) {
+    static MODELS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let clf = dir.join("clf.safetensors");
+        let opts = FinetuneOptions {
+            train: options(&clf, 6),
+            model: MaeConfig::tiny_16(),
+            init: EncoderInit::Scratch,
+            freeze_encoder: false,
+            pooling: Pooling::Cls,
+            dropout: 0.0,
+            standardise_pixels: false,
+        };
+        let outcome = finetune_classify(&blobs(160, 1), &opts).unwrap();
+        assert!(outcome.test.unwrap().accuracy > 0.9);
+        let sr = dir.join("sr.safetensors");
+        let hr = blobs(64, 2);
+        let lr = LabelledImages { size: 4, pixels: shrink(&hr.pixels), ..hr.clone() };
+        let opts = SuperresOptions {
+            train: options(&sr, 1),
+            model: MaeConfig::tiny_16(),
+            head: SuperresConfig { factor: 4, channels: 8, residual: false, flux_conserving: false },
+            init: EncoderInit::Scratch,
+            loss: PixelLoss::L1,
+        };
+        finetune_superres(&ImagePairs { lr, hr }, &opts).unwrap();
+        (clf, sr)
+    })
+}
+
+/// Each 16x16 image of `pixels` averaged down to 4x4.
+fn shrink(pixels: &[f32]) -> Vec<f32> {
+    pixels.chunks(256).flat_map(|img| downsample_mean(img, 16, 4)).collect()
+}
+
+fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy, out: &Path) -> lensmae::Result<()> {
+    let (clf, sr) = models();
+    predict(&PredictOptions {
+        inputs: inputs.to_vec(),
+        input,
+        model: Some(clf.clone()),
+        sr_model: Some(sr.clone()),
+        task,
+        out: out.to_path_buf(),
+        batch_size: 5,
+        device: candle_core::Device::Cpu,
+        nan_policy: nan,
+        overwrite: true,
+    })
+    .map(|_| ())
+}
+
+fn read(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let mut reader = builder.with_batch_size(1 << 20).build().unwrap();
+    reader.next().unwrap().unwrap()
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    batch.column_by_name(name).unwrap().as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect()
+}
+
+fn write_parquet(path: &Path, columns: Vec<(Field, ArrayRef)>) {
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().unzip();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn a_tensor_table_gets_one_row_per_input_with_probabilities_and_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(12, 7);
+    let mut pixels = data.pixels.clone();
+    pixels[3 * 256 + 17] = f32::NAN; // row 3
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let images = FixedSizeListArray::new(item, 256, Arc::new(arrow_array::Float32Array::from(pixels)), None);
+    let ids: Vec<i64> = (100..112).collect();
+    let input = dir.path().join("cutouts.parquet");
+    write_parquet(
+        &input,
+        vec![
+            (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from(ids))),
+            (Field::new("ra", DataType::Float64, false), Arc::new(Float64Array::from(vec![150.0; 12]))),
+            (tensor_field("image", 16, 16), Arc::new(images)),
+        ],
+    );
+    let out = dir.path().join("pred.parquet");
+    let inputs = [input.clone()];
+    let err = run(&inputs, InputOptions::default(), StageTask::Classify, NanPolicy::Fail, &out).unwrap_err();
+    assert!(err.to_string().contains("row 3 (id 103)") && err.to_string().contains("1 non-finite"), "{err}");
+    assert!(!out.exists(), "a failed run leaves no output");
+
+    run(&inputs, InputOptions::default(), StageTask::Classify, NanPolicy::SkipRow, &out).unwrap();
+    let b = read(&out);
+    assert_eq!(b.num_rows(), 12);
+    let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["row", "id", "ra", "p_left", "p_right", "pred_class", "max_prob", "entropy", "status"]);
+    let status = strings(&b, "status");
+    assert_eq!(status[3].as_deref(), Some("skipped: 1 non-finite pixels"));
+    assert!(status.iter().enumerate().all(|(i, s)| i == 3 || s.as_deref() == Some("ok")));
+    let pred = strings(&b, "pred_class");
+    assert_eq!(pred[3], None);
+    let right = ["left", "right"];
+    let correct = (0..12).filter(|&i| i != 3 && pred[i].as_deref() == Some(right[data.labels[i]])).count();
+    assert!(correct >= 10, "{correct} of 11 right: {pred:?}");
+    let p = b.column_by_name("p_left").unwrap().as_primitive::<Float32Type>();
+    let q = b.column_by_name("p_right").unwrap().as_primitive::<Float32Type>();
+    assert!(p.is_null(3) && (0..12).filter(|&i| i != 3).all(|i| (p.value(i) + q.value(i) - 1.0).abs() < 1e-5));
+    assert_eq!(b.column_by_name("id").unwrap().as_primitive::<Int64Type>().value(11), 111);
+    let file = std::fs::File::open(&out).unwrap();
+    let meta = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .schema()
+        .metadata()
+        .clone();
+    assert_eq!(meta["lensmae:schema_version"], "1");
+    assert_eq!(meta["lensmae:model_sha256"].len(), 64);
+
+    run(&inputs, InputOptions::default(), StageTask::Classify, NanPolicy::Zero, &out).unwrap();
+    assert_eq!(strings(&read(&out), "status")[3].as_deref(), Some("ok: 1 non-finite pixels set to 0"));
+}
+
+#[test]
+fn list_columns_with_a_shape_keep_bad_rows_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(4, 3);
+    // Rows: good, 10 values, null, good; float64 values.
+    let mut values: Vec<f64> = data.image(0).iter().map(|&v| v as f64).collect();
+    values.extend(vec![0.5; 10]);
+    values.extend(data.image(3).iter().map(|&v| v as f64));
+    let offsets = arrow_buffer::OffsetBuffer::new(vec![0i32, 256, 266, 266, 522].into());
+    let nulls = arrow_buffer::NullBuffer::from(vec![true, true, false, true]);
+    let item = Arc::new(Field::new("item", DataType::Float64, true));
+    let list = ListArray::new(item.clone(), offsets, Arc::new(Float64Array::from(values)), Some(nulls));
+    let input = dir.path().join("lists.parquet");
+    write_parquet(&input, vec![(Field::new("stamp", DataType::List(item), true), Arc::new(list))]);
+    let inputs = [input];
+    let opts = |shape| InputOptions { shape, ..Default::default() };
+    let err = inspect(&inputs, &opts(None)).unwrap_err().to_string();
+    assert!(err.contains("--shape") && err.contains("stamp"), "{err}");
+    let report = inspect(&inputs, &opts(Some([16, 16]))).unwrap();
+    assert_eq!(report["input"]["rows"], 4);
+    assert_eq!(report["first_rows_problems"].as_array().unwrap().len(), 2);
+    let out = dir.path().join("pred.parquet");
+    run(&inputs, opts(Some([16, 16])), StageTask::Classify, NanPolicy::Fail, &out).unwrap();
+    let status = strings(&read(&out), "status");
+    assert_eq!(
+        status.iter().map(|s| s.as_deref().unwrap()).collect::<Vec<_>>(),
+        ["ok", "skipped: 10 pixels, expected 16x16", "skipped: null image", "ok"]
+    );
+}
+
+#[test]
+fn fits_cubes_extensions_scaling_blank_and_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(3, 5);
+    // A 16-bit cube with BSCALE/BZERO and a BLANK pixel in plane 1.
+    let cube = dir.path().join("cube.fits");
+    let raw: Vec<i16> = data
+        .pixels
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| if i == 256 + 5 { -32768 } else { (v * 1000.0) as i16 - 100 })
+        .collect();
+    {
+        let desc = ImageDescription { data_type: ImageType::Short, dimensions: &[3, 16, 16] };
+        let mut f = fitsio::FitsFile::create(&cube).with_custom_primary(&desc).open().unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        hdu.write_image(&mut f, &raw).unwrap();
+        hdu.write_key(&mut f, "BSCALE", 0.001f64).unwrap();
+        hdu.write_key(&mut f, "BZERO", 0.1f64).unwrap();
+        hdu.write_key(&mut f, "BLANK", -32768i64).unwrap();
+    }
+    // A multi-extension file: an empty primary, a SCI and a WHT image.
+    let mef = dir.path().join("mef.fits");
+    {
+        let mut f = fitsio::FitsFile::create(&mef).open().unwrap();
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] };
+        let sci = f.create_image("SCI", &desc).unwrap();
+        sci.write_image(&mut f, data.image(2)).unwrap();
+        let wht = f.create_image("WHT", &desc).unwrap();
+        wht.write_image(&mut f, &vec![1f32; 256]).unwrap();
+    }
+    let broken = dir.path().join("broken.fits");
+    std::fs::write(&broken, b"SIMPLE  =                    T / truncated").unwrap();
+    let out = dir.path().join("pred.parquet");
+    run(&[cube.clone(), broken.clone()], InputOptions::default(), StageTask::Classify, NanPolicy::SkipRow, &out)
+        .unwrap();
+    let b = read(&out);
+    let status = strings(&b, "status");
+    let sources = strings(&b, "source");
+    assert_eq!(b.num_rows(), 4);
+    assert_eq!(status[0].as_deref(), Some("ok"));
+    assert_eq!(status[1].as_deref(), Some("skipped: 1 non-finite pixels"), "BLANK becomes NaN");
+    assert!(status[3].as_deref().unwrap().starts_with("skipped: unreadable FITS file"), "{status:?}");
+    assert!(sources[2].as_deref().unwrap().ends_with("cube.fits[0][2]"), "{sources:?}");
+    // A multi-extension file: every image extension, or the one named.
+    assert_eq!(inspect(&[mef.clone()], &InputOptions::default()).unwrap()["input"]["rows"], 2);
+    let sci = InputOptions { hdu: Some("sci".into()), ..Default::default() };
+    let mef_out = dir.path().join("mef.parquet");
+    run(&[mef.clone()], sci.clone(), StageTask::Classify, NanPolicy::Fail, &mef_out).unwrap();
+    let m = read(&mef_out);
+    assert_eq!(m.num_rows(), 1);
+    assert!(strings(&m, "source")[0].as_deref().unwrap().ends_with("mef.fits[1]"));
+    let missing = InputOptions { hdu: Some("VAR".into()), ..Default::default() };
+    assert_eq!(
+        inspect(&[mef.clone(), cube.clone()], &missing).unwrap_err().to_string().contains("no readable image"),
+        true
+    );
+    // The scaled pixels are what the model sees: the same prediction as from floats.
+    let pred = strings(&b, "pred_class");
+    let right = ["left", "right"];
+    assert_eq!(pred[0].as_deref(), Some(right[data.labels[0]]));
+    assert_eq!(pred[2].as_deref(), Some(right[data.labels[2]]));
+    assert_eq!(strings(&m, "pred_class")[0].as_deref(), Some(right[data.labels[2]]));
+}
+
+#[test]
+fn npy_class_folders_and_superresolution_then_classification() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(6, 9);
+    let lr = shrink(&data.pixels);
+    for (i, img) in lr.chunks(16).enumerate() {
+        let class = ["left", "right"][data.labels[i]];
+        std::fs::create_dir_all(dir.path().join("lr").join(class)).unwrap();
+        let v: Vec<f64> = img.iter().map(|&x| x as f64).collect();
+        lensmae::data::npy::write_npy_f64(&dir.path().join(format!("lr/{class}/img_{i}.npy")), &[4, 4], &v).unwrap();
+    }
+    std::fs::write(dir.path().join("lr/left/broken.npy"), b"not numpy").unwrap();
+    let out = dir.path().join("pred.parquet");
+    let inputs = [dir.path().join("lr")];
+    run(&inputs, InputOptions::default(), StageTask::All, NanPolicy::Fail, &out).unwrap();
+    let b = read(&out);
+    assert_eq!(b.num_rows(), 7);
+    let field = b.schema().field_with_name("sr_image").unwrap().clone();
+    assert_eq!(field.metadata()["ARROW:extension:name"], "arrow.fixed_shape_tensor");
+    assert_eq!(field.metadata()["ARROW:extension:metadata"], "{\"shape\":[16,16]}");
+    let sr = b.column_by_name("sr_image").unwrap().as_fixed_size_list();
+    let status = strings(&b, "status");
+    let broken = status.iter().position(|s| s.as_deref().unwrap().starts_with("skipped: unreadable")).unwrap();
+    assert!(sr.is_null(broken) && strings(&b, "label")[broken].as_deref() == Some("left"));
+    assert_eq!(sr.null_count(), 1);
+    // SR images come out in the input's units: each block's mean is near its LR pixel.
+    let row = (0..7).find(|&r| r != broken).unwrap();
+    let img = sr.value(row);
+    let img = img.as_primitive::<Float32Type>().values();
+    assert!(img.iter().all(|v| v.is_finite()) && img.len() == 256);
+    // A classifier on 16x16 cannot take the 4x4 cutouts directly.
+    let err = run(&inputs, InputOptions::default(), StageTask::Classify, NanPolicy::Fail, &out).unwrap_err();
+    assert!(err.to_string().contains("cutouts are 4x4") && err.to_string().contains("takes 16x16"), "{err}");
+}
