@@ -41,6 +41,8 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Show what an input holds and what `predict` would do with it (a dry run).
     Inspect(predict::InspectArgs),
+    /// Join the chunk files of a `predict --out DIR` run (every shard) into one Parquet file.
+    Merge(predict::MergeArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -54,6 +56,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Model(cmd) => train::model_cmd(cmd),
         Command::Predict(args) => predict::predict_cmd(args),
         Command::Inspect(args) => predict::inspect_cmd(args),
+        Command::Merge(args) => predict::merge_cmd(args),
         Command::Presets => {
             for (name, _) in crate::sim::presets::PRESETS {
                 let cfg = crate::sim::presets::preset(name)?;

@@ -1,6 +1,7 @@
 //! `lensmae predict` and `lensmae inspect`.
 
 use crate::cli::train::DeviceArgs;
+use crate::stage::chunks::{merge, Shard};
 use crate::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, StageTask};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -76,12 +77,23 @@ pub struct PredictArgs {
     /// What runs: `classify`, `superres`, or `all` (super-resolve, then classify the result).
     #[arg(long, value_enum)]
     task: Option<TaskArg>,
-    /// Output Parquet file.
+    /// Output: a `.parquet` file, or a folder of chunk files (needed by --resume
+    /// and --shard; `lensmae merge` joins them).
     #[arg(long)]
     out: PathBuf,
     /// Replace an existing output.
     #[arg(long)]
     overwrite: bool,
+    /// Rows per chunk file (folder output).
+    #[arg(long, default_value_t = 65536)]
+    chunk_rows: usize,
+    /// Write only chunks i, i+N, i+2N... (`i/N`, from 0) of a folder output: one
+    /// array job each, then `lensmae merge`.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Keep the chunk files an interrupted run finished, write the rest.
+    #[arg(long)]
+    resume: bool,
     /// Images per batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -126,6 +138,9 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
             NanArg::SkipRow => NanPolicy::SkipRow,
         },
         overwrite: args.overwrite,
+        chunk_rows: args.chunk_rows,
+        shard: args.shard,
+        resume: args.resume,
     };
     let summary = predict(&opts).with_context(|| format!("predict -> {}", args.out.display()))?;
     eprintln!(
@@ -151,5 +166,25 @@ pub struct InspectArgs {
 pub fn inspect_cmd(args: InspectArgs) -> anyhow::Result<()> {
     let report = inspect(&args.input.input, &args.input.options()?)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Arguments of `lensmae merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// A folder written by `predict --out DIR` (all shards finished).
+    dir: PathBuf,
+    /// The joined Parquet file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing output.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Run `lensmae merge`.
+pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<()> {
+    let rows = merge(&args.dir, &args.out, args.overwrite)?;
+    eprintln!("wrote {rows} rows to {}", args.out.display());
     Ok(())
 }

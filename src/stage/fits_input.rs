@@ -209,4 +209,9 @@ impl CutoutReader for FitsCutouts {
         let source: ArrayRef = Arc::new(StringArray::from(sources));
         Ok(Some(CutoutBatch { pixels, problems, carried: vec![(self.carried_fields().remove(0), source)] }))
     }
+
+    fn skip_rows(&mut self, n: usize) -> Result<()> {
+        self.next = (self.next + n).min(self.plan.len());
+        Ok(())
+    }
 }

@@ -60,6 +60,9 @@ pub trait CutoutReader: Send {
     fn carried_fields(&self) -> Vec<Field>;
     /// The next at most `max_rows` images, or `None` at the end.
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>>;
+    /// Passes over the next `n` rows without decoding them (chunks done already,
+    /// or another shard's).
+    fn skip_rows(&mut self, n: usize) -> Result<()>;
 }
 
 /// How the reader finds the images.

@@ -8,6 +8,7 @@
 //! row, with nulls and the reason in `status`. The output appears under its name
 //! only when complete.
 
+pub mod chunks;
 pub mod fits_input;
 pub mod input;
 pub mod models;
@@ -74,8 +75,14 @@ pub struct PredictOptions {
     pub device: Device,
     /// Non-finite pixels.
     pub nan_policy: NanPolicy,
-    /// Replace an existing output.
+    /// Replace an existing output (file, or chunk files).
     pub overwrite: bool,
+    /// Rows per chunk file when `out` is a folder.
+    pub chunk_rows: usize,
+    /// Write only this shard's chunks (folder output).
+    pub shard: Option<chunks::Shard>,
+    /// Keep the chunks a previous run finished (folder output).
+    pub resume: bool,
 }
 
 /// What a finished `predict` reports.
@@ -91,6 +98,10 @@ pub struct PredictSummary {
     pub not_predicted: HashMap<String, usize>,
     /// Rows predicted as each class.
     pub per_class: HashMap<String, usize>,
+    /// Chunk files written by this run.
+    pub chunks_written: usize,
+    /// Chunks left to other shards or finished before (resume).
+    pub chunks_skipped: usize,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -294,52 +305,118 @@ fn predict_batch(
         .map_err(|e| Error::Parquet { path: opts.out.clone(), message: format!("building the output: {e}") })
 }
 
-/// Reads the inputs, runs the models, writes the predictions table.
+/// What the reader thread sends: a batch of chunk `k`, or the end of chunk `k`.
+enum Message {
+    Batch(usize, CutoutBatch),
+    EndOfChunk(usize),
+}
+
+/// Reads the inputs, runs the models, writes the predictions table (one file, or
+/// the chunks of a folder: see [`chunks`]).
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
-    if opts.batch_size == 0 {
-        return Err(Error::config("--batch-size", "must be at least 1"));
+    if opts.batch_size == 0 || opts.chunk_rows == 0 {
+        return Err(Error::config("--batch-size", "--batch-size and --chunk-rows must be at least 1"));
+    }
+    let single = chunks::is_single_file(&opts.out);
+    if single && (opts.resume || opts.shard.is_some()) {
+        return Err(Error::config("--out", "--resume and --shard write a folder of chunks: give --out a folder"));
     }
     let started = Instant::now();
     let reader = open_input(&opts.inputs, &opts.input)?;
     let models = load_models(opts, reader.describe())?;
     let class_names = models.classifier.as_ref().map(|c| c.meta.class_names.clone()).unwrap_or_default();
     let sr_shape = models.superres.as_ref().map(|s| [s.hr_size(), s.hr_size()]);
-    let schema = predictions_schema(&reader.carried_fields(), &class_names, sr_shape, output_metadata(opts, &models)?);
-    let mut writer = PredictionWriter::create(&opts.out, schema.clone(), opts.overwrite)?;
+    let metadata = output_metadata(opts, &models)?;
+    let rows = reader.describe().rows;
+    let manifest = chunks::Manifest {
+        rows,
+        chunk_rows: if single { rows.max(1) } else { opts.chunk_rows },
+        inputs: opts.inputs.iter().map(|p| p.display().to_string()).collect(),
+        identity: metadata
+            .iter()
+            .filter(|(k, _)| *k != "lensmae:version")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let schema = predictions_schema(&reader.carried_fields(), &class_names, sr_shape, metadata);
+    // Which chunks this run writes: its shard's, less those done (resume).
+    let path_of = |k: usize| if single { opts.out.clone() } else { chunks::chunk_path(&opts.out, k) };
+    let owed: Vec<bool> = (0..manifest.chunks().max(1))
+        .map(|k| opts.shard.map_or(true, |s| k % s.count == s.index) && !(opts.resume && path_of(k).exists()))
+        .collect();
+    if single {
+        crate::data::atomic::refuse_existing(&opts.out, opts.overwrite)?;
+    } else {
+        chunks::claim_folder(&opts.out, &manifest)?;
+        if let Some(k) = (0..owed.len()).find(|&k| owed[k] && path_of(k).exists() && !opts.overwrite) {
+            return Err(Error::config(
+                "--out",
+                format!("{} exists: --resume to keep finished chunks, or --overwrite", path_of(k).display()),
+            ));
+        }
+    }
     let mut summary = PredictSummary {
         out: opts.out.clone(),
         rows: 0,
         predicted: 0,
         not_predicted: HashMap::new(),
         per_class: HashMap::new(),
+        chunks_written: 0,
+        chunks_skipped: owed.iter().filter(|o| !**o).count(),
         seconds: 0.0,
     };
     let batch_size = opts.batch_size;
     std::thread::scope(|scope| -> Result<()> {
-        let (send, receive) = std::sync::mpsc::sync_channel::<Result<CutoutBatch>>(2);
+        let (send, receive) = std::sync::mpsc::sync_channel::<Result<Message>>(2);
         let mut reader = reader;
-        scope.spawn(move || loop {
-            let next = reader.next_batch(batch_size).transpose();
-            let end = !matches!(next, Some(Ok(_)));
-            if let Some(item) = next {
-                if send.send(item).is_err() {
-                    return; // the consumer stopped on an error
+        let (manifest, owed) = (&manifest, &owed);
+        scope.spawn(move || {
+            let mut run = || -> Result<()> {
+                for (k, &todo) in owed.iter().enumerate() {
+                    let mut left = manifest.range(k).len();
+                    if !todo {
+                        reader.skip_rows(left)?;
+                        continue;
+                    }
+                    while left > 0 {
+                        let Some(batch) = reader.next_batch(batch_size.min(left))? else { break };
+                        left -= batch.len();
+                        send.send(Ok(Message::Batch(k, batch))).map_err(|_| Error::config("predict", "stopped"))?;
+                    }
+                    send.send(Ok(Message::EndOfChunk(k))).map_err(|_| Error::config("predict", "stopped"))?;
                 }
-            }
-            if end {
-                return;
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = send.send(Err(e)); // fails only when the consumer has stopped already
             }
         });
-        for item in receive {
-            let batch = item?;
-            let rows = batch.len();
-            let out = predict_batch(batch, summary.rows, &models, opts, &schema, &mut summary)?;
-            writer.write(&out)?;
-            summary.rows += rows;
+        let mut open: Option<(PredictionWriter, usize)> = None;
+        for message in receive {
+            match message? {
+                Message::Batch(k, batch) => {
+                    if open.is_none() {
+                        let writer = PredictionWriter::create(&path_of(k), schema.clone(), true)?;
+                        open = Some((writer, manifest.range(k).start));
+                    }
+                    let (writer, next_row) = open.as_mut().expect("opened");
+                    let n = batch.len();
+                    writer.write(&predict_batch(batch, *next_row, &models, opts, &schema, &mut summary)?)?;
+                    *next_row += n;
+                    summary.rows += n;
+                }
+                Message::EndOfChunk(k) => {
+                    let writer = match open.take() {
+                        Some((w, _)) => w,
+                        None => PredictionWriter::create(&path_of(k), schema.clone(), true)?, // an empty input
+                    };
+                    writer.finish()?;
+                    summary.chunks_written += 1;
+                }
+            }
         }
         Ok(())
     })?;
-    writer.finish()?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

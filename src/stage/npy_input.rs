@@ -125,4 +125,9 @@ impl CutoutReader for NpyCutouts {
         self.next = end;
         Ok(Some(CutoutBatch { pixels, problems, carried }))
     }
+
+    fn skip_rows(&mut self, n: usize) -> Result<()> {
+        self.next = (self.next + n).min(self.files.len());
+        Ok(())
+    }
 }

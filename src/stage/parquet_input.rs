@@ -20,8 +20,13 @@ pub struct ParquetCutouts {
     carried: Vec<String>,
     carried_fields: Vec<Field>,
     desc: InputDescription,
-    next_file: usize,
+    /// Rows of each file, from the footers.
+    file_rows: Vec<usize>,
+    /// The next row to hand out, counted over all files.
+    position: usize,
     current: Option<(PathBuf, ParquetRecordBatchReader)>,
+    /// Rows read but not yet handed out (a batch larger than asked for).
+    pending: Option<RecordBatch>,
 }
 
 fn parquet_error(path: &Path, message: impl Into<String>) -> Error {
@@ -123,7 +128,7 @@ impl ParquetCutouts {
                 Err(_) => {}
             }
         }
-        let mut rows = 0usize;
+        let mut file_rows = Vec::with_capacity(files.len());
         for path in files {
             let builder = open_builder(path)?;
             let other = builder.schema();
@@ -140,7 +145,7 @@ impl ParquetCutouts {
                     Err(_) => return Err(parquet_error(path, format!("no column `{name}` (the first file has it)"))),
                 }
             }
-            rows += builder.metadata().file_metadata().num_rows() as usize;
+            file_rows.push(builder.metadata().file_metadata().num_rows() as usize);
         }
         let layout = format!("column `{image_column}` ({})", image_field.data_type());
         let carried_fields = carried.iter().map(|n| schema.field_with_name(n).expect("checked").clone()).collect();
@@ -149,7 +154,7 @@ impl ParquetCutouts {
             desc: InputDescription {
                 format: "parquet".into(),
                 files: files.to_vec(),
-                rows,
+                rows: file_rows.iter().sum(),
                 image_shape: shape,
                 layout,
                 carried_columns: carried.clone(),
@@ -157,14 +162,24 @@ impl ParquetCutouts {
             image_column,
             carried,
             carried_fields,
-            next_file: 0,
+            file_rows,
+            position: 0,
             current: None,
+            pending: None,
         })
     }
 
+    /// Opens the file holding row `position`, at that row; false at the end.
     fn start_file(&mut self, max_rows: usize) -> Result<bool> {
-        let Some(path) = self.files.get(self.next_file).cloned() else { return Ok(false) };
-        self.next_file += 1;
+        let mut start = 0;
+        let Some(k) = self.file_rows.iter().position(|&n| {
+            start += n;
+            self.position < start
+        }) else {
+            return Ok(false);
+        };
+        let offset = self.position - (start - self.file_rows[k]);
+        let path = self.files[k].clone();
         let builder = open_builder(&path)?;
         let schema = builder.schema().clone();
         let wanted: Vec<usize> = self
@@ -176,6 +191,7 @@ impl ParquetCutouts {
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
         let reader = builder
             .with_projection(mask)
+            .with_offset(offset)
             .with_batch_size(max_rows.max(1))
             .build()
             .map_err(|e| parquet_error(&path, e.to_string()))?;
@@ -221,20 +237,33 @@ impl CutoutReader for ParquetCutouts {
     }
 
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
+        let max_rows = max_rows.max(1);
         loop {
+            if let Some(batch) = self.pending.take() {
+                let take = batch.num_rows().min(max_rows);
+                if take < batch.num_rows() {
+                    self.pending = Some(batch.slice(take, batch.num_rows() - take));
+                }
+                self.position += take;
+                let path = self.current.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
+                return self.decode(&path, &batch.slice(0, take)).map(Some);
+            }
             if self.current.is_none() && !self.start_file(max_rows)? {
                 return Ok(None);
             }
             let (path, reader) = self.current.as_mut().expect("started");
             match reader.next() {
-                Some(Ok(batch)) if batch.num_rows() > 0 => {
-                    let path = path.clone();
-                    return self.decode(&path, &batch).map(Some);
-                }
-                Some(Ok(_)) => {}
+                Some(Ok(batch)) => self.pending = Some(batch).filter(|b| b.num_rows() > 0),
                 Some(Err(e)) => return Err(parquet_error(path, e.to_string())),
                 None => self.current = None,
             }
         }
+    }
+
+    fn skip_rows(&mut self, n: usize) -> Result<()> {
+        self.position += n;
+        self.pending = None;
+        self.current = None;
+        Ok(())
     }
 }

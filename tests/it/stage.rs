@@ -70,6 +70,9 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         device: candle_core::Device::Cpu,
         nan_policy: nan,
         overwrite: true,
+        chunk_rows: 4,
+        shard: None,
+        resume: false,
     })
     .map(|_| ())
 }
@@ -276,4 +279,80 @@ fn npy_class_folders_and_superresolution_then_classification() {
     // A classifier on 16x16 cannot take the 4x4 cutouts directly.
     let err = run(&inputs, InputOptions::default(), StageTask::Classify, NanPolicy::Fail, &out).unwrap_err();
     assert!(err.to_string().contains("cutouts are 4x4") && err.to_string().contains("takes 16x16"), "{err}");
+}
+
+fn tensor_table(path: &Path, data: &LabelledImages) {
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let images =
+        FixedSizeListArray::new(item, 256, Arc::new(arrow_array::Float32Array::from(data.pixels.clone())), None);
+    write_parquet(
+        path,
+        vec![
+            (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from(data.ids.clone()))),
+            (tensor_field("image", 16, 16), Arc::new(images)),
+        ],
+    );
+}
+
+#[test]
+fn shards_and_resumed_runs_merge_into_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+    tensor_table(&a, &blobs(10, 11));
+    let mut second = blobs(7, 12);
+    second.ids = (1000..1007).collect();
+    tensor_table(&b, &second);
+    let (clf, sr) = models();
+    let opts = |out: &str, shard: Option<&str>, resume: bool| PredictOptions {
+        inputs: vec![a.clone(), b.clone()],
+        input: InputOptions::default(),
+        model: Some(clf.clone()),
+        sr_model: Some(sr.clone()),
+        task: StageTask::Classify,
+        out: dir.path().join(out),
+        batch_size: 3,
+        device: candle_core::Device::Cpu,
+        nan_policy: NanPolicy::Fail,
+        overwrite: false,
+        chunk_rows: 4,
+        shard: shard.map(|s| s.parse().unwrap()),
+        resume,
+    };
+    let single = predict(&opts("single.parquet", None, false)).unwrap();
+    assert_eq!((single.rows, single.chunks_written), (17, 1));
+    let want = read(&dir.path().join("single.parquet"));
+    let merged = |folder: &str| {
+        let out = dir.path().join(format!("{folder}.parquet"));
+        lensmae::stage::chunks::merge(&dir.path().join(folder), &out, true).unwrap();
+        read(&out)
+    };
+
+    // Three shards (chunks of 4 rows cross the file boundary at row 10).
+    let mut written = 0;
+    for s in ["2/3", "0/3", "1/3"] {
+        let part = predict(&opts("sharded", Some(s), false)).unwrap();
+        written += part.chunks_written;
+    }
+    assert_eq!(written, 5);
+    assert_eq!(merged("sharded"), want);
+
+    // An interrupted run: one shard of two done, then resumed without --shard.
+    predict(&opts("resumed", Some("1/2"), false)).unwrap();
+    let err = lensmae::stage::chunks::merge(&dir.path().join("resumed"), &dir.path().join("x.parquet"), true);
+    assert!(err.unwrap_err().to_string().contains("3 of 5 chunks are missing"));
+    let rest = predict(&opts("resumed", None, true)).unwrap();
+    assert_eq!((rest.chunks_written, rest.chunks_skipped, rest.rows), (3, 2, 9));
+    assert_eq!(merged("resumed"), want);
+    // A chunk lost later is the only one redone.
+    std::fs::remove_file(dir.path().join("resumed/part-000002.parquet")).unwrap();
+    assert_eq!(predict(&opts("resumed", None, true)).unwrap().chunks_written, 1);
+    assert_eq!(merged("resumed"), want);
+
+    // Refusals: chunks without --resume, other chunk sizes, --resume into one file.
+    let e = predict(&opts("resumed", None, false)).unwrap_err().to_string();
+    assert!(e.contains("--resume to keep finished chunks"), "{e}");
+    let e = predict(&PredictOptions { chunk_rows: 5, ..opts("resumed", None, true) }).unwrap_err().to_string();
+    assert!(e.contains("--chunk-rows (4)"), "{e}");
+    let e = predict(&opts("one.parquet", None, true)).unwrap_err().to_string();
+    assert!(e.contains("give --out a folder"), "{e}");
 }
