@@ -104,6 +104,9 @@ pub struct PredictSummary {
     pub chunks_skipped: usize,
     /// Wall time, seconds.
     pub seconds: f64,
+    /// Of which in the models (preprocessing included), seconds: the rest is the
+    /// stage's own cost where reading does not overlap inference.
+    pub model_seconds: f64,
 }
 
 /// The models of a run, checked against the input before any work.
@@ -255,6 +258,7 @@ fn predict_batch(
     let mut columns: Vec<ArrayRef> =
         vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
     columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
+    let model_started = Instant::now();
     let sr = match &models.superres {
         Some(sr) => Some(super_resolve(&sr.model, &inputs, sr.lr_size(), opts.batch_size)?),
         None => None,
@@ -262,6 +266,7 @@ fn predict_batch(
     if let Some(c) = &models.classifier {
         let k = c.meta.class_names.len();
         let probs = c.probabilities(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?;
+        summary.model_seconds += model_started.elapsed().as_secs_f64();
         let mut per_row: Vec<Option<&[f32]>> = vec![None; batch.len()];
         for (i, &r) in usable.iter().enumerate() {
             per_row[r] = Some(&probs[i * k..(i + 1) * k]);
@@ -279,6 +284,9 @@ fn predict_batch(
         columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[best(p)])))));
         let entropy = |p: &[f32]| -p.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f32>();
         columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(entropy)))));
+    }
+    if models.classifier.is_none() {
+        summary.model_seconds += model_started.elapsed().as_secs_f64();
     }
     if let (Some(sr), Some(images)) = (&models.superres, &sr) {
         let hr = sr.hr_size() * sr.hr_size();
@@ -364,6 +372,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         chunks_written: 0,
         chunks_skipped: owed.iter().filter(|o| !**o).count(),
         seconds: 0.0,
+        model_seconds: 0.0,
     };
     let batch_size = opts.batch_size;
     std::thread::scope(|scope| -> Result<()> {
