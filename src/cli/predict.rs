@@ -24,7 +24,7 @@ pub struct InputArgs {
     #[arg(long, value_delimiter = ',')]
     keep: Vec<String>,
     /// Parquet: the image shape `H,W` of plain list columns.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     shape: Option<Vec<usize>>,
     /// FITS: read the image extension with this EXTNAME (default: the primary
     /// image, else every image extension).

@@ -55,23 +55,38 @@ pub struct Manifest {
     pub inputs: Vec<String>,
     /// The output file metadata of the run (task, models and their SHA-256).
     pub identity: std::collections::BTreeMap<String, String>,
+    /// Chunks the input itself defines (a HATS catalogue's partition files): the
+    /// path under the output folder and the rows of each; empty for row chunks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub natural_chunks: Vec<(String, usize)>,
 }
 
 impl Manifest {
     /// Chunks in all.
     pub fn chunks(&self) -> usize {
-        self.rows.div_ceil(self.chunk_rows.max(1))
+        if self.natural_chunks.is_empty() {
+            self.rows.div_ceil(self.chunk_rows.max(1))
+        } else {
+            self.natural_chunks.len()
+        }
     }
 
     /// The rows of chunk `k`.
     pub fn range(&self, k: usize) -> Range<usize> {
-        k * self.chunk_rows..((k + 1) * self.chunk_rows).min(self.rows)
+        if self.natural_chunks.is_empty() {
+            return k * self.chunk_rows..((k + 1) * self.chunk_rows).min(self.rows);
+        }
+        let start: usize = self.natural_chunks[..k].iter().map(|c| c.1).sum();
+        start..start + self.natural_chunks[k].1
     }
-}
 
-/// Where chunk `k` of a folder output goes.
-pub fn chunk_path(dir: &Path, k: usize) -> PathBuf {
-    dir.join(format!("part-{k:06}.parquet"))
+    /// Where chunk `k` goes in the output folder `dir`.
+    pub fn chunk_path(&self, dir: &Path, k: usize) -> PathBuf {
+        match self.natural_chunks.get(k) {
+            Some((relative, _)) => dir.join(relative),
+            None => dir.join(format!("part-{k:06}.parquet")),
+        }
+    }
 }
 
 /// Whether `--out` names one file (rather than a folder of chunks).
@@ -89,7 +104,7 @@ pub fn claim_folder(dir: &Path, manifest: &Manifest) -> Result<()> {
         let differs = |what: &str| {
             Error::config("--out", format!("{} holds chunks made with other {what}; use another folder", dir.display()))
         };
-        if old.rows != manifest.rows || old.inputs != manifest.inputs {
+        if old.rows != manifest.rows || old.inputs != manifest.inputs || old.natural_chunks != manifest.natural_chunks {
             return Err(differs("inputs"));
         }
         if old.chunk_rows != manifest.chunk_rows {
@@ -117,9 +132,10 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let manifest: Manifest =
         serde_json::from_str(&text).map_err(|e| Error::config("merge", format!("{}: {e}", path.display())))?;
-    let missing: Vec<usize> = (0..manifest.chunks()).filter(|&k| !chunk_path(dir, k).exists()).collect();
+    let missing: Vec<usize> = (0..manifest.chunks()).filter(|&k| !manifest.chunk_path(dir, k).exists()).collect();
     if !missing.is_empty() {
-        let shown: Vec<String> = missing.iter().take(10).map(|k| chunk_path(dir, *k).display().to_string()).collect();
+        let shown: Vec<String> =
+            missing.iter().take(10).map(|k| manifest.chunk_path(dir, *k).display().to_string()).collect();
         return Err(Error::config(
             "merge",
             format!(
@@ -132,7 +148,7 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
     }
     let mut writer: Option<PredictionWriter> = None;
     for k in 0..manifest.chunks() {
-        let part = chunk_path(dir, k);
+        let part = manifest.chunk_path(dir, k);
         let file = std::fs::File::open(&part).map_err(|e| Error::io(&part, e))?;
         let perr = |e: parquet::errors::ParquetError| Error::Parquet { path: part.clone(), message: e.to_string() };
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;

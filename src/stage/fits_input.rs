@@ -124,6 +124,8 @@ impl FitsCutouts {
                 image_shape,
                 layout,
                 carried_columns: vec!["source".into()],
+                natural_chunks: vec![],
+                hats_properties: None,
             },
             plan,
             next: 0,

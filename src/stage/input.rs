@@ -50,6 +50,13 @@ pub struct InputDescription {
     pub layout: String,
     /// Columns carried into the output.
     pub carried_columns: Vec<String>,
+    /// Chunks the input defines itself (a HATS catalogue's partition files, as
+    /// paths relative to the catalogue, with their rows); folder outputs mirror them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub natural_chunks: Vec<(String, usize)>,
+    /// The HATS catalogue's `hats.properties`, when the input is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hats_properties: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A source of cutouts, read batch by batch with bounded memory.
@@ -84,10 +91,13 @@ pub struct InputOptions {
 /// Columns carried automatically when a Parquet input has them (survey and HATS conventions).
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 
-/// Opens `inputs` (Parquet files, FITS files, or one folder of `.npy` images or
-/// class folders) as one reader; every path must be of the same kind.
+/// Opens `inputs` (Parquet files, FITS files, one HATS catalogue, or one folder of
+/// `.npy` images or class folders) as one reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
     let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
+    if inputs.len() == 1 && super::hats::is_catalogue(first) {
+        return Ok(Box::new(ParquetCutouts::open_hats(first, opts)?));
+    }
     for path in inputs {
         if !path.exists() {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));

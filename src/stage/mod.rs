@@ -10,6 +10,7 @@
 
 pub mod chunks;
 pub mod fits_input;
+pub mod hats;
 pub mod input;
 pub mod models;
 pub mod npy_input;
@@ -102,6 +103,9 @@ pub struct PredictSummary {
     pub chunks_written: usize,
     /// Chunks left to other shards or finished before (resume).
     pub chunks_skipped: usize,
+    /// HATS input: whether this run completed the sibling catalogue's metadata
+    /// (the run that finishes its last partition does).
+    pub catalogue_finished: bool,
     /// Wall time, seconds.
     pub seconds: f64,
     /// Of which in the models (preprocessing included), seconds: the rest is the
@@ -336,6 +340,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     let sr_shape = models.superres.as_ref().map(|s| [s.hr_size(), s.hr_size()]);
     let metadata = output_metadata(opts, &models)?;
     let rows = reader.describe().rows;
+    let hats_properties = reader.describe().hats_properties.clone();
     let manifest = chunks::Manifest {
         rows,
         chunk_rows: if single { rows.max(1) } else { opts.chunk_rows },
@@ -345,10 +350,11 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
             .filter(|(k, _)| *k != "lensmae:version")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        natural_chunks: if single { vec![] } else { reader.describe().natural_chunks.clone() },
     };
     let schema = predictions_schema(&reader.carried_fields(), &class_names, sr_shape, metadata);
     // Which chunks this run writes: its shard's, less those done (resume).
-    let path_of = |k: usize| if single { opts.out.clone() } else { chunks::chunk_path(&opts.out, k) };
+    let path_of = |k: usize| if single { opts.out.clone() } else { manifest.chunk_path(&opts.out, k) };
     let owed: Vec<bool> = (0..manifest.chunks().max(1))
         .map(|k| opts.shard.map_or(true, |s| k % s.count == s.index) && !(opts.resume && path_of(k).exists()))
         .collect();
@@ -371,6 +377,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         per_class: HashMap::new(),
         chunks_written: 0,
         chunks_skipped: owed.iter().filter(|o| !**o).count(),
+        catalogue_finished: false,
         seconds: 0.0,
         model_seconds: 0.0,
     };
@@ -426,6 +433,9 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         }
         Ok(())
     })?;
+    if let (Some(props), false) = (&hats_properties, single) {
+        summary.catalogue_finished = hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?;
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

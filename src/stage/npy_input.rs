@@ -73,6 +73,8 @@ impl NpyCutouts {
                 image_shape: shape,
                 layout: if classes { "class folders of .npy images" } else { ".npy images" }.into(),
                 carried_columns: carried,
+                natural_chunks: vec![],
+                hats_properties: None,
             },
             files,
             next: 0,

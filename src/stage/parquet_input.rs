@@ -158,6 +158,8 @@ impl ParquetCutouts {
                 image_shape: shape,
                 layout,
                 carried_columns: carried.clone(),
+                natural_chunks: vec![],
+                hats_properties: None,
             },
             image_column,
             carried,
@@ -170,6 +172,20 @@ impl ParquetCutouts {
     }
 
     /// Opens the file holding row `position`, at that row; false at the end.
+    /// A HATS catalogue: its partition files in (order, pixel) order, each a chunk.
+    pub fn open_hats(dir: &Path, opts: &InputOptions) -> Result<ParquetCutouts> {
+        let relative = super::hats::partition_files(dir)?;
+        let files: Vec<PathBuf> = relative.iter().map(|r| dir.join(r)).collect();
+        let mut reader = ParquetCutouts::open(&files, opts)?;
+        reader.desc.format = "hats".into();
+        reader.desc.layout = format!("HATS catalogue, {} partition files; {}", files.len(), reader.desc.layout);
+        reader.desc.files = vec![dir.to_path_buf()];
+        reader.desc.natural_chunks =
+            relative.iter().map(|r| r.display().to_string()).zip(reader.file_rows.iter().copied()).collect();
+        reader.desc.hats_properties = Some(super::hats::read_properties(dir)?);
+        Ok(reader)
+    }
+
     fn start_file(&mut self, max_rows: usize) -> Result<bool> {
         let mut start = 0;
         let Some(k) = self.file_rows.iter().position(|&n| {

@@ -356,3 +356,52 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     let e = predict(&opts("one.parquet", None, true)).unwrap_err().to_string();
     assert!(e.contains("give --out a folder"), "{e}");
 }
+
+#[test]
+fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
+    let input = crate::fixture("hats-cutouts"); // written by LSDB (tests/oracle/hats_fixture.py)
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("predictions");
+    let (clf, _) = models();
+    let opts = |shard: &str| PredictOptions {
+        inputs: vec![input.clone()],
+        input: InputOptions { shape: Some([16, 16]), ..Default::default() },
+        model: Some(clf.clone()),
+        sr_model: None,
+        task: StageTask::Classify,
+        out: out.clone(),
+        batch_size: 8,
+        device: candle_core::Device::Cpu,
+        nan_policy: NanPolicy::Fail,
+        overwrite: false,
+        chunk_rows: 4,
+        shard: Some(shard.parse().unwrap()),
+        resume: false,
+    };
+    let first = predict(&opts("0/2")).unwrap();
+    assert!(!first.catalogue_finished && !out.join("hats.properties").exists());
+    let second = predict(&opts("1/2")).unwrap();
+    assert!(second.catalogue_finished);
+    assert_eq!(first.rows + second.rows, 40);
+    // Every partition file mirrored, with its rows, ids and HEALPix index.
+    let partitions = lensmae::stage::hats::partition_files(&input).unwrap();
+    assert_eq!(partitions.len(), 11);
+    for relative in &partitions {
+        let (a, b) = (read(&input.join(relative)), read(&out.join(relative)));
+        assert_eq!(a.num_rows(), b.num_rows(), "{}", relative.display());
+        for column in ["id", "_healpix_29"] {
+            assert_eq!(a.column_by_name(column), b.column_by_name(column), "{column} of {}", relative.display());
+        }
+    }
+    let csv = |root: &Path| {
+        let mut lines: Vec<String> =
+            std::fs::read_to_string(root.join("partition_info.csv")).unwrap().lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(csv(&out), csv(&input));
+    let props = lensmae::stage::hats::read_properties(&out).unwrap();
+    assert_eq!(props["hats_nrows"], "40");
+    assert_eq!(props["hats_col_healpix"], "_healpix_29");
+    assert!(out.join("dataset/_common_metadata").exists());
+}

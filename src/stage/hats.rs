@@ -1,0 +1,132 @@
+//! HATS catalogues (what LSDB opens): `hats.properties` at the root, partition
+//! files at `dataset/Norder=k/Dir=D/Npix=n.parquet`, `partition_info.csv`.
+//!
+//! An input catalogue is read partition by partition (each partition file is a
+//! chunk), and a folder output mirrors its partitions, so the predictions form a
+//! sibling catalogue with the same HEALPix pixels, carrying `_healpix_29`, `ra`,
+//! `dec` and the id: LSDB joins the two without repartitioning. The catalogue's
+//! metadata is written once every partition is done.
+
+use super::output::PredictionWriter;
+use crate::data::atomic::write_atomically;
+use crate::{Error, Result};
+use arrow_schema::SchemaRef;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The properties file of a catalogue root (older catalogues call it `properties`).
+fn properties_path(dir: &Path) -> Option<PathBuf> {
+    ["hats.properties", "properties"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+/// Whether `dir` is a HATS catalogue.
+pub fn is_catalogue(dir: &Path) -> bool {
+    dir.is_dir() && properties_path(dir).is_some() && dir.join("dataset").is_dir()
+}
+
+/// `key=value` lines of a properties file (comments and blank lines skipped).
+pub fn read_properties(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let path =
+        properties_path(dir).ok_or_else(|| Error::config("input", format!("{}: no hats.properties", dir.display())))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect())
+}
+
+/// `Norder=k` / `Npix=n` of a partition path.
+fn order_and_pixel(relative: &Path) -> Option<(u8, u64)> {
+    let mut order = None;
+    let mut pixel = None;
+    for part in relative.components() {
+        let part = part.as_os_str().to_string_lossy();
+        let stem = part.strip_suffix(".parquet").unwrap_or(&part);
+        if let Some(k) = stem.strip_prefix("Norder=") {
+            order = k.parse().ok();
+        } else if let Some(n) = stem.strip_prefix("Npix=") {
+            pixel = n.parse().ok();
+        }
+    }
+    Some((order?, pixel?))
+}
+
+/// The partition files of a catalogue, paths relative to its root, in (order,
+/// pixel) order; `Npix=n/` folders of several files are read file by file.
+pub fn partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.join("dataset")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let path = entry.map_err(|e| Error::io(&d, e))?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if path.is_dir() && (name.starts_with("Norder=") || name.starts_with("Dir=") || name.starts_with("Npix=")) {
+                stack.push(path);
+            } else if path.is_file() && name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.') {
+                let relative = path.strip_prefix(dir).expect("under the root").to_path_buf();
+                if order_and_pixel(&relative).is_some() {
+                    found.push(relative);
+                }
+            }
+        }
+    }
+    found.sort_by_key(|p| (order_and_pixel(p), p.clone()));
+    if found.is_empty() {
+        return Err(Error::config("input", format!("{}: a HATS catalogue without partition files", dir.display())));
+    }
+    Ok(found)
+}
+
+/// Writes `hats.properties`, `partition_info.csv` and `dataset/_common_metadata` of
+/// the predictions catalogue `out`, once every partition file in `partitions`
+/// (relative paths) exists; returns whether it did.
+pub fn finish_catalogue(
+    out: &Path,
+    input: &BTreeMap<String, String>,
+    partitions: &[(String, usize)],
+    schema: SchemaRef,
+) -> Result<bool> {
+    if partitions.iter().any(|(p, _)| !out.join(p).exists()) {
+        return Ok(false);
+    }
+    let rows: usize = partitions.iter().map(|p| p.1).sum();
+    let name =
+        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "lensmae_predictions".into());
+    let mut props = BTreeMap::from([
+        ("obs_collection".to_string(), name),
+        ("dataproduct_type".to_string(), input.get("dataproduct_type").cloned().unwrap_or_else(|| "object".into())),
+        ("hats_nrows".to_string(), rows.to_string()),
+        ("hats_builder".to_string(), format!("lensmae v{}", env!("CARGO_PKG_VERSION"))),
+    ]);
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let copied = [
+        "hats_col_ra",
+        "hats_col_dec",
+        "hats_col_healpix",
+        "hats_col_healpix_order",
+        "hats_npix_suffix",
+        "hats_max_rows",
+        "hats_order",
+        "hats_version",
+        "moc_sky_fraction",
+    ];
+    for key in copied {
+        if let Some(v) = input.get(key) {
+            // A column key only where the predictions carry that column.
+            if !key.starts_with("hats_col_") || key == "hats_col_healpix_order" || columns.contains(&v.as_str()) {
+                props.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    write_atomically(&out.join("hats.properties"), text)?;
+    let mut pixels: Vec<(u8, u64)> = partitions.iter().filter_map(|(p, _)| order_and_pixel(Path::new(p))).collect();
+    pixels.dedup();
+    let csv: String =
+        std::iter::once("Norder,Npix\n".to_string()).chain(pixels.iter().map(|(k, n)| format!("{k},{n}\n"))).collect();
+    write_atomically(&out.join("partition_info.csv"), csv)?;
+    PredictionWriter::create(&out.join("dataset").join("_common_metadata"), schema, true)?.finish()?;
+    Ok(true)
+}
