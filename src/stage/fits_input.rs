@@ -134,23 +134,46 @@ impl FitsCutouts {
 
     /// The pixels of planes `first..first + count` of one HDU, BLANK as NaN.
     fn read_planes(f: &mut FitsFile, p: &Plane, count: usize) -> std::result::Result<Vec<f32>, String> {
-        let hdu = f.hdu(p.hdu).map_err(|e| e.to_string())?;
         let n = p.shape[0] * p.shape[1];
-        let mut pixels: Vec<f32> =
-            hdu.read_section(f, p.plane * n, (p.plane + count) * n).map_err(|e| e.to_string())?;
-        // BITPIX itself: the image type cfitsio reports is the scaled one (float
-        // for a fractional BSCALE), while BLANK applies to the stored integers.
-        let integer = hdu.read_key::<i64>(f, "BITPIX").is_ok_and(|b| b > 0);
-        if integer {
-            if let Ok(blank) = hdu.read_key::<i64>(f, "BLANK") {
-                let scale: f64 = hdu.read_key(f, "BSCALE").unwrap_or(1.0);
-                let zero: f64 = hdu.read_key(f, "BZERO").unwrap_or(0.0);
-                let blank = (blank as f64 * scale + zero) as f32;
-                pixels.iter_mut().filter(|v| **v == blank).for_each(|v| *v = f32::NAN);
-            }
-        }
-        Ok(pixels)
+        read_pixels(f, p.hdu, p.plane * n..(p.plane + count) * n)
     }
+}
+
+/// Pixels `range` (flattened) of image HDU `hdu`, scaled by BSCALE/BZERO, BLANK as NaN.
+fn read_pixels(f: &mut FitsFile, hdu: usize, range: std::ops::Range<usize>) -> std::result::Result<Vec<f32>, String> {
+    let hdu = f.hdu(hdu).map_err(|e| e.to_string())?;
+    let mut pixels: Vec<f32> = hdu.read_section(f, range.start, range.end).map_err(|e| e.to_string())?;
+    // BITPIX itself: the image type cfitsio reports is the scaled one (float
+    // for a fractional BSCALE), while BLANK applies to the stored integers.
+    let integer = hdu.read_key::<i64>(f, "BITPIX").is_ok_and(|b| b > 0);
+    if integer {
+        if let Ok(blank) = hdu.read_key::<i64>(f, "BLANK") {
+            let scale: f64 = hdu.read_key(f, "BSCALE").unwrap_or(1.0);
+            let zero: f64 = hdu.read_key(f, "BZERO").unwrap_or(0.0);
+            let blank = (blank as f64 * scale + zero) as f32;
+            pixels.iter_mut().filter(|v| **v == blank).for_each(|v| *v = f32::NAN);
+        }
+    }
+    Ok(pixels)
+}
+
+/// The first 2-D image of a FITS file held in memory (an alert stamp; gzipped or
+/// not): its `[height, width]` and pixels. cfitsio reads files, so the bytes go
+/// through a temporary file.
+pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<([usize; 2], Vec<f32>), String> {
+    let gzipped = bytes.starts_with(&[0x1f, 0x8b]);
+    let file = tempfile::Builder::new()
+        .suffix(if gzipped { ".fits.gz" } else { ".fits" })
+        .tempfile()
+        .map_err(|e| format!("temporary file: {e}"))?;
+    std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
+    let mut f = FitsFile::open(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
+    let (hdu, dims) = image_hdus(&mut f, None)?.remove(0);
+    let shape = match dims.as_slice() {
+        [h, w] | [1, h, w] => [*h, *w],
+        other => return Err(format!("a {other:?} image, not a single cutout")),
+    };
+    Ok((shape, read_pixels(&mut f, hdu, 0..shape[0] * shape[1])?))
 }
 
 impl CutoutReader for FitsCutouts {

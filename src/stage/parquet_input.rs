@@ -4,6 +4,7 @@
 //! `FixedSizeList`/`List` of float32/float64 (square, or `--shape H,W`). Only the
 //! image column and the carried columns are decoded.
 
+use super::fits_input::decode_fits_bytes;
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, AUTO_CARRIED};
 use crate::data::images::{list_rows, tensor_shape};
 use crate::{Error, Result};
@@ -38,6 +39,10 @@ fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e.to_string()))
 }
 
+fn is_fits_bytes(dt: &DataType) -> bool {
+    matches!(dt, DataType::Binary | DataType::LargeBinary)
+}
+
 fn is_float_list(dt: &DataType) -> bool {
     match dt {
         DataType::FixedSizeList(item, _) | DataType::List(item) | DataType::LargeList(item) => {
@@ -59,8 +64,12 @@ fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Resul
     if schema.field_with_name("image").is_ok() {
         return Ok("image".into());
     }
-    let lists: Vec<&str> =
-        schema.fields().iter().filter(|f| is_float_list(f.data_type())).map(|f| f.name().as_str()).collect();
+    let lists: Vec<&str> = schema
+        .fields()
+        .iter()
+        .filter(|f| is_float_list(f.data_type()) || is_fits_bytes(f.data_type()))
+        .map(|f| f.name().as_str())
+        .collect();
     match lists.as_slice() {
         [one] => Ok(one.to_string()),
         [] => Err(parquet_error(path, "no image column: no list-of-float or tensor column (--image-col)")),
@@ -71,9 +80,16 @@ fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Resul
     }
 }
 
-/// `[height, width]` of the image column: tensor metadata, `--shape`, or a square fixed size.
+/// `[height, width]` of the image column: tensor metadata, `--shape`, a square
+/// fixed size, or (FITS bytes) the first decodable stamp.
 fn image_shape(field: &Field, asked: Option<[usize; 2]>, path: &Path) -> Result<[usize; 2]> {
     let err = |m: String| parquet_error(path, format!("column `{}`: {m}", field.name()));
+    if is_fits_bytes(field.data_type()) {
+        return match asked {
+            Some(shape) => Ok(shape),
+            None => first_stamp_shape(path, field.name()).map_err(err),
+        };
+    }
     if !is_float_list(field.data_type()) {
         return Err(err(format!("images must be lists of float32/float64, found {}", field.data_type())));
     }
@@ -98,6 +114,36 @@ fn image_shape(field: &Field, asked: Option<[usize; 2]>, path: &Path) -> Result<
         }
         _ => Err(err("variable-length lists without tensor metadata: give --shape H,W".into())),
     }
+}
+
+/// The shape of the first FITS stamp in column `name` of `path` that decodes.
+fn first_stamp_shape(path: &Path, name: &str) -> std::result::Result<[usize; 2], String> {
+    let builder = open_builder(path).map_err(|e| e.to_string())?;
+    let index = builder.schema().index_of(name).map_err(|e| e.to_string())?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let reader = builder.with_projection(mask).with_batch_size(64).build().map_err(|e| e.to_string())?;
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let col = batch.column(0);
+        for row in 0..col.len() {
+            if let Some(Ok((shape, _))) = binary_value(col, row).map(decode_fits_bytes) {
+                return Ok(shape);
+            }
+        }
+    }
+    Err("no decodable FITS stamp: give --shape H,W".into())
+}
+
+/// Row `row` of a binary column, or none if null.
+fn binary_value(col: &dyn Array, row: usize) -> Option<&[u8]> {
+    use arrow_array::cast::AsArray;
+    if col.is_null(row) {
+        return None;
+    }
+    Some(match col.data_type() {
+        DataType::LargeBinary => col.as_binary::<i64>().value(row),
+        _ => col.as_binary::<i32>().value(row),
+    })
 }
 
 impl ParquetCutouts {
@@ -219,6 +265,9 @@ impl ParquetCutouts {
         let [h, w] = self.desc.image_shape;
         let n = h * w;
         let col = batch.column_by_name(&self.image_column).expect("projected");
+        if is_fits_bytes(col.data_type()) {
+            return Ok(self.decode_stamps(col.as_ref(), batch));
+        }
         let (floats, offsets) =
             list_rows(col).map_err(|m| parquet_error(path, format!("column `{}`: {m}", self.image_column)))?;
         let mut pixels = vec![0f32; batch.num_rows() * n];
@@ -234,12 +283,38 @@ impl ParquetCutouts {
                 None
             };
         }
-        let carried = self
-            .carried_fields
-            .iter()
-            .map(|field| (field.clone(), batch.column_by_name(field.name()).expect("projected").clone()))
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(batch) })
+    }
+
+    fn carried_of(&self, batch: &RecordBatch) -> Vec<(Field, arrow_array::ArrayRef)> {
+        let column = |field: &Field| batch.column_by_name(field.name()).expect("projected").clone();
+        self.carried_fields.iter().map(|field| (field.clone(), column(field))).collect()
+    }
+
+    /// A column of FITS files in bytes (alert stamps), decoded row by row in parallel.
+    fn decode_stamps(&self, col: &dyn Array, batch: &RecordBatch) -> CutoutBatch {
+        use rayon::prelude::*;
+        let [h, w] = self.desc.image_shape;
+        let decoded: Vec<std::result::Result<Vec<f32>, String>> = (0..col.len())
+            .into_par_iter()
+            .map(|row| {
+                let bytes = binary_value(col, row).ok_or_else(|| "null image".to_string())?;
+                let (shape, pixels) = decode_fits_bytes(bytes).map_err(|e| format!("FITS stamp: {e}"))?;
+                if shape != [h, w] {
+                    return Err(format!("FITS stamp is {}x{}, expected {h}x{w}", shape[0], shape[1]));
+                }
+                Ok(pixels)
+            })
             .collect();
-        Ok(CutoutBatch { pixels, problems, carried })
+        let mut pixels = vec![0f32; col.len() * h * w];
+        let mut problems = vec![None; col.len()];
+        for (row, result) in decoded.into_iter().enumerate() {
+            match result {
+                Ok(p) => pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&p),
+                Err(problem) => problems[row] = Some(problem),
+            }
+        }
+        CutoutBatch { pixels, problems, carried: self.carried_of(batch) }
     }
 }
 

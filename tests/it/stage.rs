@@ -405,3 +405,86 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
     assert_eq!(props["hats_col_healpix"], "_healpix_29");
     assert!(out.join("dataset/_common_metadata").exists());
 }
+
+/// All pixels of an input, through the stage's own readers.
+fn read_pixels(path: &Path, input: InputOptions) -> (Vec<f32>, Vec<Option<String>>) {
+    let mut reader = lensmae::stage::open_input(&[path.to_path_buf()], &input).unwrap();
+    let (mut pixels, mut problems) = (Vec::new(), Vec::new());
+    while let Some(b) = reader.next_batch(3).unwrap() {
+        pixels.extend(b.pixels);
+        problems.extend(b.problems);
+    }
+    (pixels, problems)
+}
+
+fn expected(name: &str) -> Vec<f32> {
+    let path = crate::fixture(&format!("stage/expected_{name}.npy"));
+    lensmae::data::npy::read_npy(&path).unwrap().data.iter().map(|&v| v as f32).collect()
+}
+
+fn assert_same_pixels(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.is_nan() == w.is_nan() && (w.is_nan() || (g - w).abs() <= 1e-6 * w.abs().max(1.0)),
+            "{what}[{i}]: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn files_written_by_astropy_and_pyarrow_read_as_those_libraries_read_them() {
+    // tests/oracle/stage_fixtures.py: astropy's scaled values (BSCALE/BZERO, BLANK as NaN, uint16).
+    let (cube, _) = read_pixels(&crate::fixture("stage/cube_int16.fits"), InputOptions::default());
+    assert_same_pixels(&cube, &expected("cube_int16_fits"), "int16 cube");
+    assert_eq!(cube.iter().filter(|v| v.is_nan()).count(), 1);
+    for ext in ["SCI", "ERR"] {
+        let opts = InputOptions { hdu: Some(ext.into()), ..Default::default() };
+        let (mef, _) = read_pixels(&crate::fixture("stage/mef_uint16.fits"), opts);
+        assert_same_pixels(&mef, &expected(&format!("mef_uint16_fits_{ext}")), ext);
+    }
+    // One table, the same images as a tensor, a list<double> and gzipped FITS bytes.
+    let table = crate::fixture("stage/stamps.parquet");
+    let column =
+        |name: &str| InputOptions { image_column: Some(name.into()), shape: Some([16, 16]), ..Default::default() };
+    let want = expected("stamps_parquet");
+    assert_same_pixels(&read_pixels(&table, column("tensor")).0, &want, "tensor");
+    assert_same_pixels(&read_pixels(&table, column("stamp_list")).0, &want, "list<double>");
+    let (stamps, problems) =
+        read_pixels(&table, InputOptions { image_column: Some("cutoutScience".into()), ..Default::default() });
+    assert_same_pixels(&stamps[..3 * 256], &want[..3 * 256], "FITS bytes");
+    assert!(problems[3].as_deref().unwrap().starts_with("FITS stamp: not a FITS image"), "{problems:?}");
+    let err = inspect(&[table.clone()], &InputOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("several image columns") && err.contains("--image-col"), "{err}");
+
+    // Through predict: the alert ids are carried, the broken stamp keeps its row.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pred.parquet");
+    let opts = InputOptions { image_column: Some("cutoutScience".into()), ..Default::default() };
+    run(&[table], opts, StageTask::Classify, NanPolicy::Fail, &out).unwrap();
+    let b = read(&out);
+    assert_eq!(strings(&b, "objectId")[3].as_deref(), Some("ZTF3"));
+    assert!(strings(&b, "status")[3].as_deref().unwrap().starts_with("skipped: FITS stamp"));
+}
+
+#[test]
+fn pyarrow_read_our_columns_and_tensor_as_the_golden_records() {
+    // fixtures/stage/pyarrow_read.json: what pyarrow 26 saw in a `predict --task all`
+    // output on stamps.parquet (tests/oracle/stage_fixtures.py check).
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(crate::fixture("stage/pyarrow_read.json")).unwrap()).unwrap();
+    assert_eq!(golden["sr_image_type"], "extension<arrow.fixed_shape_tensor[value_type=float, shape=[64,64]]>");
+    assert_eq!(golden["sr_image_numpy_shape"], serde_json::json!([3, 64, 64]));
+    let carried = [
+        Field::new("ra", DataType::Float64, true),
+        Field::new("dec", DataType::Float64, true),
+        Field::new("objectId", DataType::Utf8, true),
+    ];
+    let classes = ["axion", "cdm", "no_sub"].map(String::from);
+    let schema = lensmae::stage::output::predictions_schema(&carried, &classes, Some([64, 64]), Default::default());
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(serde_json::json!(names), golden["columns"]);
+    let sr = schema.field_with_name("sr_image").unwrap();
+    assert_eq!(sr.metadata()["ARROW:extension:metadata"], "{\"shape\":[64,64]}");
+    assert!(sr.is_nullable());
+}
