@@ -317,6 +317,10 @@ fn predict_batch(
         .map_err(|e| Error::Parquet { path: opts.out.clone(), message: format!("building the output: {e}") })
 }
 
+/// Set by an interrupt (Ctrl-C): the run stops between batches, the chunk being
+/// written is dropped (its temporary file removed), finished chunks stay.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// What the reader thread sends: a batch of chunk `k`, or the end of chunk `k`.
 enum Message {
     Batch(usize, CutoutBatch),
@@ -409,6 +413,12 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         });
         let mut open: Option<(PredictionWriter, usize)> = None;
         for message in receive {
+            if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(Error::config(
+                    "predict",
+                    "interrupted: finished chunk files are kept (a folder output continues with --resume)",
+                ));
+            }
             match message? {
                 Message::Batch(k, batch) => {
                     if open.is_none() {

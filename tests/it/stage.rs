@@ -336,8 +336,10 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     assert_eq!(written, 5);
     assert_eq!(merged("sharded"), want);
 
-    // An interrupted run: one shard of two done, then resumed without --shard.
+    // An interrupted run: one shard of two done and a half-written chunk left
+    // under its temporary name (as a killed process leaves it), then resumed.
     predict(&opts("resumed", Some("1/2"), false)).unwrap();
+    std::fs::write(dir.path().join("resumed/.part-000002.parquet.tmp-999999"), b"PAR1 half").unwrap();
     let err = lensmae::stage::chunks::merge(&dir.path().join("resumed"), &dir.path().join("x.parquet"), true);
     assert!(err.unwrap_err().to_string().contains("3 of 5 chunks are missing"));
     let rest = predict(&opts("resumed", None, true)).unwrap();
@@ -456,6 +458,9 @@ fn files_written_by_astropy_and_pyarrow_read_as_those_libraries_read_them() {
     assert!(problems[3].as_deref().unwrap().starts_with("FITS stamp: not a FITS image"), "{problems:?}");
     let err = inspect(&[table.clone()], &InputOptions::default()).unwrap_err().to_string();
     assert!(err.contains("several image columns") && err.contains("--image-col"), "{err}");
+    let wrong = InputOptions { image_column: Some("ra".into()), ..Default::default() };
+    let err = inspect(&[table.clone()], &wrong).unwrap_err().to_string();
+    assert!(err.contains("stamps.parquet") && err.contains("column `ra`") && err.contains("float32/float64"), "{err}");
 
     // Through predict: the alert ids are carried, the broken stamp keeps its row.
     let dir = tempfile::tempdir().unwrap();
