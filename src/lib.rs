@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod fastmath;
 pub mod model;
+pub mod pipeline;
 pub mod report;
 pub mod sim;
 pub mod stage;

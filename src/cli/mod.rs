@@ -7,6 +7,7 @@
 //! the flag.
 
 mod predict;
+mod run;
 mod simulate;
 mod train;
 
@@ -43,12 +44,18 @@ pub enum Command {
     Inspect(predict::InspectArgs),
     /// Join the chunk files of a `predict --out DIR` run (every shard) into one Parquet file.
     Merge(predict::MergeArgs),
+    /// Run a pipeline (TOML): its steps in order, skipping those already done.
+    Run(run::RunArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
 pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+    dispatch(Cli::parse().command)
+}
+
+/// Run one parsed subcommand.
+pub fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Simulate(args) => simulate::run(args),
         Command::Pretrain(args) => train::pretrain_cmd(args),
         Command::Finetune(args) => train::finetune_cmd(args),
@@ -57,6 +64,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Predict(args) => predict::predict_cmd(args),
         Command::Inspect(args) => predict::inspect_cmd(args),
         Command::Merge(args) => predict::merge_cmd(args),
+        Command::Run(args) => run::run_cmd(args),
         Command::Presets => {
             for (name, _) in crate::sim::presets::PRESETS {
                 let cfg = crate::sim::presets::preset(name)?;

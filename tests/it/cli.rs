@@ -223,3 +223,65 @@ fn superres_finetune_and_evaluate_from_the_command_line() {
         "lr",
     );
 }
+
+#[test]
+fn a_pipeline_runs_its_steps_and_a_rerun_skips_what_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write_small_recipe(&d("small.toml"));
+    let pipeline = |finetune_epochs: usize, extra: &str| {
+        format!(
+            r#"[pipeline]
+dir = "{run}"
+
+[[step]]
+name = "data"
+command = "simulate"
+args = {{ config = "{recipe}", n-per-class = 8, seed = 1, out = "{{dir}}/data", overwrite = true, quiet = true }}
+
+[[step]]
+name = "mae"
+command = "pretrain"
+args = {{ data = "{{dir}}/data/dataset.parquet", model = "tiny", epochs = 1, batch-size = 8, threads = 1, out = "{{dir}}/mae.safetensors" }}
+
+[[step]]
+name = "clf"
+command = "finetune"
+args = {{ task = "classify", data = "{{dir}}/data/dataset.parquet", init = "{{dir}}/mae.safetensors", epochs = {finetune_epochs}, batch-size = 8, out = "{{dir}}/clf.safetensors"{extra} }}
+
+[[step]]
+name = "eval"
+command = "evaluate"
+args = {{ model = "{{dir}}/clf.safetensors", input = "{{dir}}/data/dataset.parquet", report = "{{dir}}/eval.json" }}
+
+[[step]]
+name = "predict"
+command = "predict"
+args = {{ input = ["{{dir}}/data/dataset.parquet"], model = "{{dir}}/clf.safetensors", out = "{{dir}}/pred.parquet", overwrite = true }}
+"#,
+            run = d("run"),
+            recipe = d("small.toml"),
+        )
+    };
+    let file = d("pipeline.toml");
+    std::fs::write(&file, pipeline(1, "")).unwrap();
+    let first = ok(&["run", &file]);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("| eval | classifier | macro AUC |"));
+    assert!(dir.path().join("run/pred.parquet").exists());
+    let again = String::from_utf8(ok(&["run", &file]).stderr).unwrap();
+    assert_eq!(again.matches("unchanged: skipped").count(), 5, "{again}");
+    // Another fine-tuning budget reruns it and what reads its output, nothing before.
+    std::fs::write(&file, pipeline(2, "")).unwrap();
+    let changed = String::from_utf8(ok(&["run", &file]).stderr).unwrap();
+    for (step, skipped) in [("data", true), ("mae", true), ("clf", false), ("eval", false), ("predict", false)] {
+        assert_eq!(changed.contains(&format!("[{step}] done before, unchanged")), skipped, "{step}: {changed}");
+    }
+    // A bad key is refused before any step runs, naming the step.
+    std::fs::write(&file, pipeline(3, ", epoks = 2")).unwrap();
+    fails(&["run", &file], "step `clf`");
+    assert!(std::fs::read_to_string(dir.path().join("run/.lensmae-run/clf.sha256")).is_ok());
+    let unknown = d("unknown.toml");
+    std::fs::write(&unknown, "[pipeline]\ndir = \"x\"\n[[step]]\nname = \"a\"\ncommand = \"simulate\"\nargz = {}\n")
+        .unwrap();
+    fails(&["run", &unknown], "argz");
+}

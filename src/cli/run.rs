@@ -1,0 +1,73 @@
+//! `lensmae run PIPELINE.toml`: every step is parsed as a lensmae command line
+//! before any runs, so a bad key fails at once, naming its step.
+
+use crate::cli::{dispatch, Cli};
+use crate::pipeline::{is_done, mark_done, report_rows, Pipeline};
+use anyhow::Context;
+use clap::{Args, Parser};
+use std::path::PathBuf;
+
+/// Arguments of `lensmae run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Print the steps and what would be skipped, run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run every step, done or not.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Run `lensmae run`.
+pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(&args.pipeline)?;
+    let dir = pipeline.dir().to_path_buf();
+    let mut parsed = Vec::new();
+    for step in &pipeline.steps {
+        let argv = step.argv(&dir)?;
+        let cli =
+            Cli::try_parse_from(std::iter::once("lensmae".to_string()).chain(argv.iter().cloned())).map_err(|e| {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+                anyhow::anyhow!("{}: step `{}`: {first}", args.pipeline.display(), step.name)
+            })?;
+        parsed.push((step, argv, cli.command));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let started = std::time::Instant::now();
+    for (step, argv, command) in parsed {
+        let done = !args.force && is_done(&dir, step)?;
+        let line = format!("lensmae {}", argv.join(" "));
+        if done {
+            eprintln!("[{}] done before, unchanged: skipped ({line})", step.name);
+            continue;
+        }
+        eprintln!("[{}] {line}", step.name);
+        if args.dry_run {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        dispatch(command).with_context(|| format!("{}: step `{}`", args.pipeline.display(), step.name))?;
+        mark_done(&dir, step)?;
+        eprintln!("[{}] finished in {:.1} s", step.name, t.elapsed().as_secs_f64());
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    let rows: Vec<_> = pipeline.steps.iter().flat_map(|s| report_rows(s, &dir)).collect();
+    if !rows.is_empty() {
+        println!("\n| step | what | metric | value |\n|---|---|---|---|");
+        for (step, what, metric, value) in rows {
+            println!("| {step} | {what} | {metric} | {value:.4} |");
+        }
+    }
+    eprintln!(
+        "pipeline {} finished in {:.0} s; outputs in {}",
+        args.pipeline.display(),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Pipelines: a TOML file of steps, each one lensmae command with its arguments,
+//! run in order in one run folder.
+//!
+//! ```toml
+//! [pipeline]
+//! dir = "runs/quickstart"          # `{dir}` in any argument is replaced by this
+//!
+//! [[step]]
+//! name = "data"
+//! command = "simulate"
+//! args = { preset = "deeplense-model2", n-per-class = 300, out = "{dir}/data" }
+//! ```
+//!
+//! Arguments become flags (`key = value` -> `--key value`, `true` -> `--key`,
+//! a list -> `--key a b`). A step is skipped when its outputs (`out`, `report`,
+//! `grid`, `roc-plot`) exist and its fingerprint (the command, the arguments and
+//! the contents of its input files) equals the one recorded when it last finished,
+//! so an interrupted pipeline continues where it stopped and an edited one reruns
+//! what changed and what depends on it.
+
+use crate::{Error, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Argument keys naming files a step reads (their contents enter the fingerprint).
+const INPUT_KEYS: [&str; 7] = ["data", "input", "init", "model", "sr-model", "config", "dir"];
+/// Argument keys naming what a step writes.
+const OUTPUT_KEYS: [&str; 4] = ["out", "report", "grid", "roc-plot"];
+
+/// A parsed pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Settings shared by the steps.
+    #[serde(default)]
+    pub pipeline: PipelineSettings,
+    /// The steps, in order.
+    #[serde(rename = "step", default)]
+    pub steps: Vec<Step>,
+}
+
+/// The `[pipeline]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// The run folder (default `runs/<file stem>`).
+    pub dir: Option<PathBuf>,
+    /// What the pipeline is for.
+    pub description: Option<String>,
+}
+
+/// One `[[step]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique name (the fingerprint file is named after it).
+    pub name: String,
+    /// The lensmae subcommand (`simulate`, `pretrain`, `finetune`, `evaluate`, `predict`, ...).
+    pub command: String,
+    /// Its arguments, without the leading `--`.
+    #[serde(default)]
+    pub args: BTreeMap<String, toml::Value>,
+}
+
+impl Pipeline {
+    /// Reads and checks a pipeline file; `dir` defaults to `runs/<stem>`.
+    pub fn load(path: &Path) -> Result<Pipeline> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut p: Pipeline =
+            toml::from_str(&text).map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
+        if p.pipeline.dir.is_none() {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            p.pipeline.dir = Some(PathBuf::from("runs").join(stem));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for step in &p.steps {
+            if !seen.insert(step.name.as_str()) {
+                return Err(Error::config(format!("step `{}`", step.name), "two steps have this name"));
+            }
+            if step.command == "run" {
+                return Err(Error::config(format!("step `{}`", step.name), "a pipeline cannot run a pipeline"));
+            }
+        }
+        if p.steps.is_empty() {
+            return Err(Error::config(path.display().to_string(), "no [[step]]"));
+        }
+        Ok(p)
+    }
+
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        self.pipeline.dir.as_deref().expect("set by load")
+    }
+}
+
+fn substitute(value: &str, dir: &Path) -> String {
+    value.replace("{dir}", &dir.display().to_string())
+}
+
+/// A TOML argument value as command-line words; a bad type names the step and key.
+fn words(step: &Step, key: &str, value: &toml::Value, dir: &Path) -> Result<Vec<String>> {
+    let scalar = |v: &toml::Value| -> Result<String> {
+        Ok(match v {
+            toml::Value::String(s) => substitute(s, dir),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(Error::config(
+                    format!("step `{}`, key `{key}`", step.name),
+                    format!("a {} is not an argument value", other.type_str()),
+                ))
+            }
+        })
+    };
+    Ok(match value {
+        toml::Value::Boolean(true) => vec![format!("--{key}")],
+        toml::Value::Boolean(false) => vec![],
+        toml::Value::Array(items) => {
+            let mut w = vec![format!("--{key}")];
+            for item in items {
+                w.push(scalar(item)?);
+            }
+            w
+        }
+        v => vec![format!("--{key}"), scalar(v)?],
+    })
+}
+
+impl Step {
+    /// The command line of this step (without the program name).
+    pub fn argv(&self, dir: &Path) -> Result<Vec<String>> {
+        let mut argv = vec![self.command.clone()];
+        for (key, value) in &self.args {
+            argv.extend(words(self, key, value, dir)?);
+        }
+        Ok(argv)
+    }
+
+    fn paths(&self, keys: &[&str], dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for (key, value) in &self.args {
+            if !keys.contains(&key.as_str()) {
+                continue;
+            }
+            let values = match value {
+                toml::Value::Array(items) => items.clone(),
+                v => vec![v.clone()],
+            };
+            out.extend(values.iter().filter_map(|v| v.as_str()).map(|s| PathBuf::from(substitute(s, dir))));
+        }
+        out
+    }
+
+    /// What the step writes.
+    pub fn outputs(&self, dir: &Path) -> Vec<PathBuf> {
+        self.paths(&OUTPUT_KEYS, dir)
+    }
+
+    /// SHA-256 of the command line and the contents of every input file (folders
+    /// walked in name order).
+    pub fn fingerprint(&self, dir: &Path) -> Result<String> {
+        let mut hasher = Sha256::new();
+        for word in self.argv(dir)? {
+            hasher.update(word.as_bytes());
+            hasher.update([0]);
+        }
+        for input in self.paths(&INPUT_KEYS, dir).into_iter().filter(|p| p.exists()) {
+            hash_path(&input, &mut hasher)?;
+        }
+        Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+fn hash_path(path: &Path, hasher: &mut Sha256) -> Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(path).map_err(|e| Error::io(path, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for entry in entries {
+            hasher.update(entry.file_name().unwrap_or_default().to_string_lossy().as_bytes());
+            hash_path(&entry, hasher)?;
+        }
+        return Ok(());
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    std::io::copy(&mut file, hasher).map_err(|e| Error::io(path, e))?;
+    Ok(())
+}
+
+/// Where a finished step's fingerprint is kept.
+fn marker(dir: &Path, step: &Step) -> PathBuf {
+    dir.join(".lensmae-run").join(format!("{}.sha256", step.name))
+}
+
+/// Whether `step` finished before with the same fingerprint and its outputs are there.
+pub fn is_done(dir: &Path, step: &Step) -> Result<bool> {
+    let recorded = std::fs::read_to_string(marker(dir, step)).unwrap_or_default();
+    Ok(!recorded.is_empty()
+        && recorded.trim() == step.fingerprint(dir)?
+        && step.outputs(dir).iter().all(|p| p.exists()))
+}
+
+/// Records that `step` finished.
+pub fn mark_done(dir: &Path, step: &Step) -> Result<()> {
+    crate::data::atomic::write_atomically(&marker(dir, step), step.fingerprint(dir)? + "\n")
+}
+
+/// The metrics of an `evaluate` step's JSON report, as table cells:
+/// (step, what, metric, value).
+pub fn report_rows(step: &Step, dir: &Path) -> Vec<(String, String, String, f64)> {
+    let Some(path) = step.paths(&["report"], dir).into_iter().next() else { return vec![] };
+    let Ok(text) = std::fs::read_to_string(&path) else { return vec![] };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return vec![] };
+    let mut rows = Vec::new();
+    let mut push = |what: &str, metric: &str, v: &serde_json::Value| {
+        if let Some(x) = v.as_f64() {
+            rows.push((step.name.clone(), what.to_string(), metric.to_string(), x));
+        }
+    };
+    let m = &json["report"]["metrics"];
+    push("classifier", "macro AUC", &m["macro_auc"]);
+    push("classifier", "accuracy", &m["accuracy"]);
+    for method in ["model", "bicubic"] {
+        let s = &json["superres"][method];
+        push(method, "SSIM", &s["ssim"]);
+        push(method, "PSNR dB", &s["psnr"]);
+    }
+    rows
+}
