@@ -132,8 +132,8 @@ fn main() -> anyhow::Result<()> {
     let forward = [
         (
             "clf.forward_logits",
-            host(&cpu.clf.forward(&imgs, false)?),
-            host(&composed(|| gpu.clf.forward(&on(&gpu, &imgs), false))?),
+            host(&cpu.clf.forward(&imgs, None)?),
+            host(&composed(|| gpu.clf.forward(&on(&gpu, &imgs), None))?),
         ),
         (
             "mae.forward_pred",
@@ -151,7 +151,7 @@ fn main() -> anyhow::Result<()> {
     }
     let xent = |m: &Models| {
         let y = Tensor::from_vec(labels.clone(), batch, m.clf.encoder.device()).unwrap();
-        candle_nn::loss::cross_entropy(&m.clf.forward(&on(m, &imgs), false).unwrap(), &y).unwrap()
+        candle_nn::loss::cross_entropy(&m.clf.forward(&on(m, &imgs), None).unwrap(), &y).unwrap()
     };
     step_parity("clf.", &cpu, &gpu, xent, &mut out);
     step_parity("mae.", &cpu, &gpu, |m| m.mae.forward(&on(m, &imgs), 0.75, &on(m, &noise)).unwrap().loss, &mut out);

@@ -163,7 +163,7 @@ fn main() -> candle_core::Result<()> {
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wanted("classify_train") {
         out["classify_train"] = rate(&dev, batch, steps, || {
-            let loss = candle_nn::loss::cross_entropy(&clf.forward(&imgs, true).unwrap(), &labels).unwrap();
+            let loss = candle_nn::loss::cross_entropy(&clf.forward(&imgs, Some(0)).unwrap(), &labels).unwrap();
             opt.step(&loss.backward().unwrap(), 1e-4, f64::INFINITY).unwrap();
         })
         .into();
@@ -180,7 +180,7 @@ fn main() -> candle_core::Result<()> {
     }
     if wanted("classify_infer") {
         out["classify_infer"] = rate(&dev, batch, steps, || {
-            clf_infer.forward(&imgs, false).unwrap();
+            clf_infer.forward(&imgs, None).unwrap();
         })
         .into();
     }

@@ -1038,7 +1038,7 @@ mod tests {
         let cfg = MaeConfig::paper_64();
         let images = random(&mut rng, &[2, 1, 64, 64], 1.0).abs().unwrap();
         let (varmap, clf) = varmap_with(9, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
-        compare_paths(&mut rng, images, &varmap, |x| clf.forward(x, false), 1e-4);
+        compare_paths(&mut rng, images, &varmap, |x| clf.forward(x, None), 1e-4);
     }
 
     #[test]
@@ -1059,7 +1059,7 @@ mod tests {
         let cfg = MaeConfig::tiny_16();
         let images = random(&mut rng, &[3, 1, 16, 16], 1.0).abs().unwrap();
         let (varmap, clf) = varmap_with(5, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
-        compare_paths(&mut rng, images.clone(), &varmap, |x| clf.forward(x, false), 1e-4);
+        compare_paths(&mut rng, images.clone(), &varmap, |x| clf.forward(x, None), 1e-4);
         let (varmap, mae) = varmap_with(6, |vb| Mae::new(&cfg, vb));
         let noise = masking_noise(&mut rng, 3, cfg.num_patches(), &Device::Cpu).unwrap();
         compare_paths(&mut rng, images, &varmap, |x| Ok(mae.forward(x, 0.75, &noise)?.pred), 1e-4);

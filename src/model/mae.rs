@@ -380,17 +380,25 @@ impl VitClassifier {
         })
     }
 
-    /// Pooled encoder features `[B, D]` (dropout applied when `train`).
-    pub fn features(&self, imgs: &Tensor, train: bool) -> Result<Tensor> {
+    /// Pooled encoder features `[B, D]`; with `dropout_seed` (training) the
+    /// dropout mask is drawn from that seed, so a run repeats exactly (candle's own
+    /// dropout draws from an unseeded generator).
+    pub fn features(&self, imgs: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
         let tokens = self.encoder.forward(imgs)?;
         let pooled = match self.pooling {
             Pooling::Cls => tokens.i((.., 0))?,
             Pooling::Mean => tokens.narrow(1, 1, tokens.dim(1)? - 1)?.mean(1)?,
         };
-        if train && self.dropout > 0.0 {
-            candle_nn::ops::dropout(&pooled, self.dropout)
-        } else {
-            Ok(pooled)
+        match dropout_seed {
+            Some(seed) if self.dropout > 0.0 => {
+                let p = self.dropout;
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let keep = 1.0 / (1.0 - p);
+                let mask: Vec<f32> =
+                    (0..pooled.elem_count()).map(|_| if rng.random::<f32>() >= p { keep } else { 0.0 }).collect();
+                pooled.mul(&Tensor::from_vec(mask, pooled.shape(), pooled.device())?)
+            }
+            _ => Ok(pooled),
         }
     }
 
@@ -399,9 +407,10 @@ impl VitClassifier {
         self.head.forward(features)
     }
 
-    /// Class logits `[B, num_classes]`; `train` switches dropout on the pooled features.
-    pub fn forward(&self, imgs: &Tensor, train: bool) -> Result<Tensor> {
-        self.head(&self.features(imgs, train)?)
+    /// Class logits `[B, num_classes]`; `dropout_seed` (training) switches dropout
+    /// on the pooled features.
+    pub fn forward(&self, imgs: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
+        self.head(&self.features(imgs, dropout_seed)?)
     }
 }
 
@@ -515,7 +524,7 @@ mod tests {
         let (varmap, model) = build(3, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
         let labels = Tensor::new(&[0u32, 1, 2, 1], &Device::Cpu).unwrap();
         for kernels in [Kernels::Fused, Kernels::Composed] {
-            let logits = with_kernels(kernels, || model.forward(&images(4, 16, 6), true)).unwrap();
+            let logits = with_kernels(kernels, || model.forward(&images(4, 16, 6), Some(1))).unwrap();
             let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
             // The classifier's encoder has no decoder and no mask token.
             assert_every_var_has_a_gradient(&varmap, &loss.backward().unwrap());
@@ -545,7 +554,7 @@ mod tests {
             AdamW::new(varmap.all_vars(), ParamsAdamW { lr: 3e-3, weight_decay: 0.0, ..Default::default() }).unwrap();
         let mut last = f32::INFINITY;
         for _ in 0..60 {
-            let loss = candle_nn::loss::cross_entropy(&model.forward(&imgs, true).unwrap(), &labels).unwrap();
+            let loss = candle_nn::loss::cross_entropy(&model.forward(&imgs, Some(1)).unwrap(), &labels).unwrap();
             last = loss.to_scalar::<f32>().unwrap();
             opt.backward_step(&loss).unwrap();
         }

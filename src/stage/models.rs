@@ -75,7 +75,7 @@ impl LoadedClassifier {
         let mut out = Vec::with_capacity(pixels.len() / (s * s) * self.meta.class_names.len());
         for chunk in pixels.chunks(batch.max(1) * s * s) {
             let x = Tensor::from_slice(chunk, (chunk.len() / (s * s), 1, s, s), dev)?;
-            let probs = candle_nn::ops::softmax_last_dim(&self.model.forward(&x, false)?)?;
+            let probs = candle_nn::ops::softmax_last_dim(&self.model.forward(&x, None)?)?;
             out.extend(probs.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)

@@ -554,7 +554,7 @@ pub fn predict_probs(
     let dev = model.encoder.device().clone();
     let mut out = Vec::new();
     for chunk in indices.chunks(batch.max(1)) {
-        let logits = model.forward(&batch_tensor(data, chunk, &dev)?, false)?;
+        let logits = model.forward(&batch_tensor(data, chunk, &dev)?, None)?;
         let probs = candle_nn::ops::softmax_last_dim(&logits)?;
         out.extend(probs.flatten_all()?.to_vec1::<f32>()?);
     }
@@ -620,7 +620,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     for epoch in r.epoch + 1..=last {
         let (train_loss, lr, images_per_s) =
             run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-                let mut features = model.features(&training_batch(t, &data, chunk, step)?, true)?;
+                let dropout_seed = t.seed ^ 0xD50D_0A7u64 ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut features = model.features(&training_batch(t, &data, chunk, step)?, Some(dropout_seed))?;
                 if opts.freeze_encoder {
                     features = features.detach();
                 }

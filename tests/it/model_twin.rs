@@ -48,7 +48,7 @@ fn match_the_twin() {
 
     let num_classes = meta["num_classes"].as_u64().unwrap() as usize;
     let classifier = VitClassifier::new(&cfg, num_classes, Pooling::Cls, 0.0, vb).unwrap();
-    let logits = classifier.forward(&io["images"], false).unwrap();
+    let logits = classifier.forward(&io["images"], None).unwrap();
     let logit_diff = relative_difference(&logits, &io["logits"]);
     assert!(logit_diff <= 1e-4, "logits differ by {logit_diff:e}");
     eprintln!("relative differences: pred {pred_diff:e}, logits {logit_diff:e}");

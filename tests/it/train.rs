@@ -151,3 +151,18 @@ fn resuming_an_interrupted_run_gives_the_same_model() {
     }
     assert_eq!(ma.provenance["test"], mb.provenance["test"]);
 }
+
+#[test]
+fn dropout_is_drawn_from_the_seed_so_runs_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: u64| {
+        let out = dir.path().join(name);
+        let mut opts = finetune(&out, 2, EncoderInit::Scratch, false);
+        opts.dropout = 0.5;
+        opts.train.seed = seed;
+        let outcome = finetune_classify(&blobs(48, 4), &opts).unwrap();
+        outcome.epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>()
+    };
+    assert_eq!(run("a.safetensors", 3), run("b.safetensors", 3));
+    assert_ne!(run("c.safetensors", 3), run("d.safetensors", 4));
+}
