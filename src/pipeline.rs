@@ -11,7 +11,8 @@
 //! args = { preset = "deeplense-model2", n-per-class = 300, out = "{dir}/data" }
 //! ```
 //!
-//! Arguments become flags (`key = value` -> `--key value`, `true` -> `--key`,
+//! `[vars]` holds the pipeline's knobs (`{name}` in any argument; `lensmae run
+//! --set name=value` overrides one). Arguments become flags (`key = value` -> `--key value`, `true` -> `--key`,
 //! a list -> `--key a b`). A step is skipped when its outputs (`out`, `report`,
 //! `grid`, `roc-plot`) exist and its fingerprint (the command, the arguments and
 //! the contents of its input files) equals the one recorded when it last finished,
@@ -36,6 +37,10 @@ pub struct Pipeline {
     /// Settings shared by the steps.
     #[serde(default)]
     pub pipeline: PipelineSettings,
+    /// Named values, `{name}` in any argument (`lensmae run --set name=value`
+    /// overrides them): the pipeline's knobs, such as its scale.
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
     /// The steps, in order.
     #[serde(rename = "step", default)]
     pub steps: Vec<Step>,
@@ -65,11 +70,37 @@ pub struct Step {
 }
 
 impl Pipeline {
-    /// Reads and checks a pipeline file; `dir` defaults to `runs/<stem>`.
-    pub fn load(path: &Path) -> Result<Pipeline> {
+    /// Reads and checks a pipeline file, with `overrides` (`name`, `value`) of its
+    /// `[vars]` applied; `dir` defaults to `runs/<stem>`.
+    pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Pipeline> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut p: Pipeline =
             toml::from_str(&text).map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
+        for (name, value) in overrides {
+            if !p.vars.contains_key(name) {
+                let known: Vec<&str> = p.vars.keys().map(String::as_str).collect();
+                return Err(Error::config(
+                    format!("--set {name}"),
+                    format!("{} has no var `{name}` (it has: {})", path.display(), known.join(", ")),
+                ));
+            }
+            p.vars.insert(name.clone(), toml::Value::String(value.clone()));
+        }
+        let vars: Vec<(String, String)> = p
+            .vars
+            .iter()
+            .map(|(k, v)| (format!("{{{k}}}"), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .collect();
+        for step in &mut p.steps {
+            for value in step.args.values_mut() {
+                substitute_vars(value, &vars);
+            }
+        }
+        if let Some(dir) = &p.pipeline.dir {
+            let mut value = toml::Value::String(dir.display().to_string());
+            substitute_vars(&mut value, &vars);
+            p.pipeline.dir = value.as_str().map(PathBuf::from);
+        }
         if p.pipeline.dir.is_none() {
             let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
             p.pipeline.dir = Some(PathBuf::from("runs").join(stem));
@@ -92,6 +123,19 @@ impl Pipeline {
     /// The run folder.
     pub fn dir(&self) -> &Path {
         self.pipeline.dir.as_deref().expect("set by load")
+    }
+}
+
+/// Replaces `{name}` of every var in the strings of `value`.
+fn substitute_vars(value: &mut toml::Value, vars: &[(String, String)]) {
+    match value {
+        toml::Value::String(s) => {
+            for (pattern, replacement) in vars {
+                *s = s.replace(pattern.as_str(), replacement);
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(|v| substitute_vars(v, vars)),
+        _ => {}
     }
 }
 

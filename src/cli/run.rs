@@ -18,11 +18,20 @@ pub struct RunArgs {
     /// Run every step, done or not.
     #[arg(long)]
     force: bool,
+    /// Override a pipeline var: `--set per_class=300` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
 }
 
 /// Run `lensmae run`.
 pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
-    let pipeline = Pipeline::load(&args.pipeline)?;
+    let overrides = args
+        .set
+        .iter()
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect::<Option<Vec<_>>>()
+        .context("--set wants NAME=VALUE")?;
+    let pipeline = Pipeline::load(&args.pipeline, &overrides)?;
     let dir = pipeline.dir().to_path_buf();
     let mut parsed = Vec::new();
     for step in &pipeline.steps {
@@ -35,7 +44,9 @@ pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
             })?;
         parsed.push((step, argv, cli.command));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !args.dry_run {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let started = std::time::Instant::now();
     for (step, argv, command) in parsed {
         let done = !args.force && is_done(&dir, step)?;

@@ -285,3 +285,21 @@ args = {{ input = ["{{dir}}/data/dataset.parquet"], model = "{{dir}}/clf.safeten
         .unwrap();
     fails(&["run", &unknown], "argz");
 }
+
+#[test]
+fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, steps) in [("pipelines/quickstart.toml", 10), ("pipelines/paper.toml", 31)] {
+        let path = root.join(file);
+        let run = ok(&["run", path.to_str().unwrap(), "--dry-run", "--force"]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(stderr.lines().filter(|l| l.starts_with('[')).count(), steps, "{file}: {stderr}");
+    }
+    let paper = root.join("pipelines/paper.toml");
+    let paper = paper.to_str().unwrap();
+    let scaled = ok(&["run", paper, "--dry-run", "--force", "--set", "per_class=30000", "--set", "pretrain_epochs=10"]);
+    let stderr = String::from_utf8_lossy(&scaled.stderr);
+    assert!(stderr.contains("--n-per-class 30000 --out runs/paper-30000/data"), "{stderr}");
+    fails(&["run", paper, "--dry-run", "--set", "per_klass=3"], "no var `per_klass`");
+    fails(&["run", paper, "--dry-run", "--set", "per_class"], "NAME=VALUE");
+}
