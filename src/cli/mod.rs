@@ -46,6 +46,8 @@ pub enum Command {
     Merge(predict::MergeArgs),
     /// Run a pipeline (TOML): its steps in order, skipping those already done.
     Run(run::RunArgs),
+    /// Write a pipeline run's report.md: tables beside the paper's, curves, figures.
+    Report(run::ReportArgs),
 }
 
 /// Parse the command line and run the chosen subcommand.
@@ -65,6 +67,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Inspect(args) => predict::inspect_cmd(args),
         Command::Merge(args) => predict::merge_cmd(args),
         Command::Run(args) => run::run_cmd(args),
+        Command::Report(args) => run::report_cmd(args),
         Command::Presets => {
             for (name, _) in crate::sim::presets::PRESETS {
                 let cfg = crate::sim::presets::preset(name)?;

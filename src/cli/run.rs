@@ -25,13 +25,7 @@ pub struct RunArgs {
 
 /// Run `lensmae run`.
 pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
-    let overrides = args
-        .set
-        .iter()
-        .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
-        .collect::<Option<Vec<_>>>()
-        .context("--set wants NAME=VALUE")?;
-    let pipeline = Pipeline::load(&args.pipeline, &overrides)?;
+    let pipeline = Pipeline::load(&args.pipeline, &overrides(&args.set)?)?;
     let dir = pipeline.dir().to_path_buf();
     let mut parsed = Vec::new();
     for step in &pipeline.steps {
@@ -74,11 +68,40 @@ pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
             println!("| {step} | {what} | {metric} | {value:.4} |");
         }
     }
+    if pipeline.steps.iter().any(|s| s.command == "evaluate") {
+        let report = crate::report::run_report::write_run_report(&pipeline, &args.pipeline)?;
+        eprintln!("report -> {}", report.display());
+    }
     eprintln!(
         "pipeline {} finished in {:.0} s; outputs in {}",
         args.pipeline.display(),
         started.elapsed().as_secs_f64(),
         dir.display()
     );
+    Ok(())
+}
+
+fn overrides(set: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    set.iter()
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect::<Option<Vec<_>>>()
+        .context("--set wants NAME=VALUE")
+}
+
+/// Arguments of `lensmae report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The pipeline whose run folder to report on.
+    pipeline: PathBuf,
+    /// The same `--set NAME=VALUE` overrides the run used.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+/// Run `lensmae report`: (re)writes `<run folder>/report.md` and its figures.
+pub fn report_cmd(args: ReportArgs) -> anyhow::Result<()> {
+    let pipeline = Pipeline::load(&args.pipeline, &overrides(&args.set)?)?;
+    let path = crate::report::run_report::write_run_report(&pipeline, &args.pipeline)?;
+    println!("{}", path.display());
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! every machine and need no system fonts.
 
 pub mod plot;
+pub mod run_report;
 
 use crate::data::images::value_range;
 use crate::data::images::ImagePairs;

@@ -268,6 +268,9 @@ args = {{ input = ["{{dir}}/data/dataset.parquet"], model = "{{dir}}/clf.safeten
     let first = ok(&["run", &file]);
     assert!(String::from_utf8_lossy(&first.stdout).contains("| eval | classifier | macro AUC |"));
     assert!(dir.path().join("run/pred.parquet").exists());
+    let report = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
+    assert!(report.contains("| eval | ") && report.contains("eval.roc.png"), "{report}");
+    assert!(dir.path().join("run/curves-classify.png").exists());
     let again = String::from_utf8(ok(&["run", &file]).stderr).unwrap();
     assert_eq!(again.matches("unchanged: skipped").count(), 5, "{again}");
     // Another fine-tuning budget reruns it and what reads its output, nothing before.
