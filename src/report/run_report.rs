@@ -53,6 +53,16 @@ fn relative(path: &Path, dir: &Path) -> String {
     path.strip_prefix(dir).unwrap_or(path).display().to_string()
 }
 
+/// Links the figure `evaluate` drew beside a step's report (`<report stem>.<suffix>`).
+fn link_figure(figures: &mut String, step: &Step, dir: &Path, suffix: &str, caption: &str) {
+    let Some(report) = arg(step, dir, "report") else { return };
+    let stem = report.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let figure = report.with_file_name(format!("{stem}.{suffix}"));
+    if figure.exists() {
+        let _ = writeln!(figures, "![{caption} of {}]({})\n", step.name, relative(&figure, dir));
+    }
+}
+
 /// One chart of `field` per epoch over the training steps `steps`.
 fn curves(dir: &Path, steps: &[&Step], field: &str, title: &str, file: &str) -> Result<Option<String>> {
     let series: Vec<Series> = steps
@@ -141,13 +151,7 @@ pub fn write_run_report(pipeline: &Pipeline, source: &Path) -> Result<PathBuf> {
                 }
             }
         }
-        if let Some(report) = arg(step, dir, "report") {
-            let roc =
-                report.with_file_name(format!("{}.roc.png", report.file_stem().unwrap_or_default().to_string_lossy()));
-            if roc.exists() {
-                let _ = writeln!(figures, "![ROC curves of {}]({})\n", step.name, relative(&roc, dir));
-            }
-        }
+        link_figure(&mut figures, step, dir, "roc.png", "ROC curves");
     }
     let _ = writeln!(md, "\n{figures}");
     figures.clear();
@@ -188,13 +192,7 @@ pub fn write_run_report(pipeline: &Pipeline, source: &Path) -> Result<PathBuf> {
             fmt(&b["psnr"]),
             fmt(&b["ssim"])
         );
-        if let Some(report) = arg(step, dir, "report") {
-            let grid =
-                report.with_file_name(format!("{}.grid.png", report.file_stem().unwrap_or_default().to_string_lossy()));
-            if grid.exists() {
-                let _ = writeln!(figures, "![SR examples of {}]({})\n", step.name, relative(&grid, dir));
-            }
-        }
+        link_figure(&mut figures, step, dir, "grid.png", "SR examples");
     }
     let _ = writeln!(md, "\n{figures}");
 
