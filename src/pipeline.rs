@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Argument keys naming files a step reads (their contents enter the fingerprint).
-const INPUT_KEYS: [&str; 7] = ["data", "input", "init", "model", "sr-model", "config", "dir"];
+const INPUT_KEYS: [&str; 6] = ["data", "input", "init", "model", "sr-model", "config"];
 /// Argument keys naming what a step writes.
 const OUTPUT_KEYS: [&str; 4] = ["out", "report", "grid", "roc-plot"];
 
@@ -197,6 +197,11 @@ impl Step {
         out
     }
 
+    /// The path argument `key` (the first, for a list), `{dir}` substituted.
+    pub fn path(&self, key: &str, dir: &Path) -> Option<PathBuf> {
+        self.paths(&[key], dir).into_iter().next()
+    }
+
     /// What the step writes.
     pub fn outputs(&self, dir: &Path) -> Vec<PathBuf> {
         self.paths(&OUTPUT_KEYS, dir)
@@ -254,7 +259,7 @@ pub fn mark_done(dir: &Path, step: &Step) -> Result<()> {
 /// The metrics of an `evaluate` step's JSON report, as table cells:
 /// (step, what, metric, value).
 pub fn report_rows(step: &Step, dir: &Path) -> Vec<(String, String, String, f64)> {
-    let Some(path) = step.paths(&["report"], dir).into_iter().next() else { return vec![] };
+    let Some(path) = step.path("report", dir) else { return vec![] };
     let Ok(text) = std::fs::read_to_string(&path) else { return vec![] };
     let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return vec![] };
     let mut rows = Vec::new();

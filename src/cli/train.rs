@@ -6,16 +6,13 @@ use crate::eval::ClassificationReport;
 use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, CheckpointMeta, ModelTask};
 use crate::model::device::open_device;
 use crate::model::mae::Pooling;
-use crate::model::superres::{SuperResolver, SuperresConfig};
-use crate::model::{MaeConfig, VitClassifier};
+use crate::model::superres::SuperresConfig;
+use crate::model::MaeConfig;
+use crate::stage::models::{LoadedClassifier, LoadedSuperres};
 use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
-use crate::train::{
-    finetune_classify, normalised, pixel_standardisation, predict_probs, pretrain, standardise_pixels, EncoderInit,
-    FinetuneOptions, PretrainOptions, TrainOptions,
-};
+use crate::train::{finetune_classify, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions};
 use anyhow::{bail, Context};
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
+use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -380,24 +377,22 @@ fn print_superres(e: &SuperresEvaluation, split: &str) {
 
 /// The default path of a figure beside the report: `<report stem>.<suffix>`.
 fn beside_report(report: &Option<PathBuf>, explicit: &Option<PathBuf>, suffix: &str) -> Option<PathBuf> {
-    explicit.clone().or_else(|| {
-        report
-            .as_ref()
-            .map(|r| r.with_file_name(format!("{}.{suffix}", r.file_stem().unwrap_or_default().to_string_lossy())))
-    })
+    explicit.clone().or_else(|| report.as_deref().map(|r| crate::report::beside(r, suffix)))
 }
 
 /// `lensmae evaluate` of a super-resolution checkpoint on LR/HR pairs.
 fn evaluate_superres_cmd(
     args: &EvaluateArgs,
     tensors: HashMap<String, candle_core::Tensor>,
-    meta: &CheckpointMeta,
+    mut meta: CheckpointMeta,
     dev: &Device,
 ) -> anyhow::Result<()> {
     let head = meta
         .superres
-        .as_ref()
+        .as_mut()
         .with_context(|| format!("{}: no super-resolution head described", args.model.display()))?;
+    head.flux_conserving |= args.flux_conserving;
+    let head = head.clone();
     let pairs = read_image_pairs(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     if pairs.hr.size != meta.model.image_size || pairs.factor() != head.factor {
         bail!(
@@ -409,10 +404,7 @@ fn evaluate_superres_cmd(
             meta.model.image_size
         );
     }
-    let head = &SuperresConfig { flux_conserving: head.flux_conserving || args.flux_conserving, ..head.clone() };
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
-    let model = SuperResolver::new(&meta.model, head, vb)
-        .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;
+    let model = LoadedSuperres::from_checkpoint(&args.model, tensors, meta, dev)?.model;
     let all: Vec<usize> = (0..pairs.hr.len()).collect();
     let evaluation = evaluate_superres(&model, &pairs, &all, args.batch_size)?;
     let json = serde_json::json!({
@@ -438,7 +430,7 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
     let dev = args.device.open()?;
     let (tensors, meta) = load_checkpoint(&args.model, &dev)?;
     if meta.task == ModelTask::Superres {
-        return evaluate_superres_cmd(&args, tensors, &meta, &dev);
+        return evaluate_superres_cmd(&args, tensors, meta, &dev);
     }
     if meta.task != ModelTask::Classify {
         bail!(
@@ -447,9 +439,11 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
             meta.task
         );
     }
+    let classifier = LoadedClassifier::from_checkpoint(&args.model, tensors, meta, &dev)?;
+    let meta = &classifier.meta;
     let data = read_data(&args.input, &args.image_col)?;
-    if data.size != meta.preprocessing.image_size {
-        let (s, m) = (data.size, meta.preprocessing.image_size);
+    if data.size != classifier.image_size() {
+        let (s, m) = (data.size, classifier.image_size());
         bail!("{}: images are {s}x{s}, the model takes {m}x{m}", args.input.display());
     }
     // The data's labels, mapped onto the model's class order by name.
@@ -465,17 +459,8 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         })?;
     }
     mapped.class_names = meta.class_names.clone();
-    let standardisation = pixel_standardisation(&args.model, &meta, &tensors)?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
-    let model = VitClassifier::new(&meta.model, meta.class_names.len(), meta.pooling.unwrap_or(Pooling::Cls), 0.0, vb)
-        .with_context(|| format!("{}: weights do not fit the described model", args.model.display()))?;
-    let mut data = normalised(&mapped);
-    if let Some((mean, std)) = &standardisation {
-        standardise_pixels(&mut data, mean, std);
-    }
-    let all: Vec<usize> = (0..data.len()).collect();
-    let probs = predict_probs(&model, &data, &all, args.batch_size)?;
-    let report = ClassificationReport::compute(&probs, &data.labels, &data.class_names);
+    let probs = classifier.probabilities(&mapped.pixels, args.batch_size)?;
+    let report = ClassificationReport::compute(&probs, &mapped.labels, &mapped.class_names);
     let json = serde_json::json!({
         "model": args.model.display().to_string(), "input": args.input.display().to_string(), "report": report,
     });

@@ -41,3 +41,8 @@ pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[u
         .collect();
     image_grid_png(&rows, &["LR", "bicubic", "model", "HR", "model - HR"], 160)
 }
+
+/// A figure drawn beside a JSON report: `<report stem>.<suffix>` in its folder.
+pub fn beside(report: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    report.with_file_name(format!("{}.{suffix}", report.file_stem().unwrap_or_default().to_string_lossy()))
+}

@@ -34,14 +34,10 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
-fn arg(step: &Step, dir: &Path, key: &str) -> Option<PathBuf> {
-    step.args.get(key)?.as_str().map(|s| PathBuf::from(s.replace("{dir}", &dir.display().to_string())))
-}
-
 /// A step's epoch logs (`<out>.log.jsonl`).
 fn epoch_logs(step: &Step, dir: &Path) -> Vec<serde_json::Value> {
-    let Some(out) = arg(step, dir, "out") else { return vec![] };
-    let text = std::fs::read_to_string(out.with_extension("log.jsonl")).unwrap_or_default();
+    let Some(out) = step.path("out", dir) else { return vec![] };
+    let text = std::fs::read_to_string(crate::train::log_path(&out)).unwrap_or_default();
     text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
@@ -55,9 +51,8 @@ fn relative(path: &Path, dir: &Path) -> String {
 
 /// Links the figure `evaluate` drew beside a step's report (`<report stem>.<suffix>`).
 fn link_figure(figures: &mut String, step: &Step, dir: &Path, suffix: &str, caption: &str) {
-    let Some(report) = arg(step, dir, "report") else { return };
-    let stem = report.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    let figure = report.with_file_name(format!("{stem}.{suffix}"));
+    let Some(report) = step.path("report", dir) else { return };
+    let figure = super::beside(&report, suffix);
     if figure.exists() {
         let _ = writeln!(figures, "![{caption} of {}]({})\n", step.name, relative(&figure, dir));
     }
@@ -116,7 +111,7 @@ pub fn write_run_report(pipeline: &Pipeline, source: &Path) -> Result<PathBuf> {
         .steps
         .iter()
         .filter(|s| s.command == "evaluate")
-        .filter_map(|s| Some((s, read_json(&arg(s, dir, "report")?)?)))
+        .filter_map(|s| Some((s, read_json(&s.path("report", dir)?)?)))
         .collect();
 
     let _ = writeln!(md, "## Classification (held-out)\n");

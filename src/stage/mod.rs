@@ -228,13 +228,9 @@ fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, fir
 
 /// The `source` (file) or `id` of row `r`, for messages.
 fn source_of(batch: &CutoutBatch, r: usize) -> Option<String> {
-    let (_, col) = batch.carried.iter().find(|(f, _)| f.name() == "source" || f.name() == "id")?;
-    arrow_cast_display(col, r)
-}
-
-fn arrow_cast_display(col: &ArrayRef, r: usize) -> Option<String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
+    let (_, col) = batch.carried.iter().find(|(f, _)| f.name() == "source" || f.name() == "id")?;
     match col.data_type() {
         arrow_schema::DataType::Utf8 => Some(col.as_string::<i32>().value(r).to_string()),
         arrow_schema::DataType::Int64 => Some(format!("id {}", col.as_primitive::<Int64Type>().value(r))),
@@ -256,21 +252,29 @@ fn predict_batch(
         batch.pixels.len() / n
     };
     let status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
-    let usable: Vec<usize> = (0..batch.len()).filter(|&r| status[r].starts_with("ok")).collect();
-    let inputs: Vec<f32> =
-        usable.iter().flat_map(|&r| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect();
-    let mut columns: Vec<ArrayRef> =
-        vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
-    columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
+    let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();
+    let usable: Vec<usize> = (0..batch.len()).filter(|&r| ok[r]).collect();
+    // Only the usable rows go to the models (all of them, usually: no copy then).
+    let inputs: std::borrow::Cow<[f32]> = if usable.len() == batch.len() {
+        std::borrow::Cow::Borrowed(&batch.pixels)
+    } else {
+        usable.iter().flat_map(|&r| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect()
+    };
     let model_started = Instant::now();
     let sr = match &models.superres {
         Some(sr) => Some(super_resolve(&sr.model, &inputs, sr.lr_size(), opts.batch_size)?),
         None => None,
     };
-    if let Some(c) = &models.classifier {
+    let probs = match &models.classifier {
+        Some(c) => Some(c.probabilities(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?),
+        None => None,
+    };
+    summary.model_seconds += model_started.elapsed().as_secs_f64();
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
+    columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
+    if let (Some(c), Some(probs)) = (&models.classifier, &probs) {
         let k = c.meta.class_names.len();
-        let probs = c.probabilities(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?;
-        summary.model_seconds += model_started.elapsed().as_secs_f64();
         let mut per_row: Vec<Option<&[f32]>> = vec![None; batch.len()];
         for (i, &r) in usable.iter().enumerate() {
             per_row[r] = Some(&probs[i * k..(i + 1) * k]);
@@ -289,16 +293,13 @@ fn predict_batch(
         let entropy = |p: &[f32]| -p.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f32>();
         columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(entropy)))));
     }
-    if models.classifier.is_none() {
-        summary.model_seconds += model_started.elapsed().as_secs_f64();
-    }
     if let (Some(sr), Some(images)) = (&models.superres, &sr) {
         let hr = sr.hr_size() * sr.hr_size();
         let mut builder = FixedSizeListBuilder::new(Float32Builder::with_capacity(batch.len() * hr), hr as i32)
             .with_field(Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true)));
         let mut next = images.chunks_exact(hr);
-        for s in &status {
-            if s.starts_with("ok") {
+        for &row_ok in &ok {
+            if row_ok {
                 builder.values().append_slice(next.next().expect("one SR image per usable row"));
                 builder.append(true);
             } else {
@@ -330,8 +331,11 @@ enum Message {
 /// Reads the inputs, runs the models, writes the predictions table (one file, or
 /// the chunks of a folder: see [`chunks`]).
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
-    if opts.batch_size == 0 || opts.chunk_rows == 0 {
-        return Err(Error::config("--batch-size", "--batch-size and --chunk-rows must be at least 1"));
+    if opts.batch_size == 0 {
+        return Err(Error::config("--batch-size", "must be at least 1"));
+    }
+    if opts.chunk_rows == 0 {
+        return Err(Error::config("--chunk-rows", "must be at least 1"));
     }
     let single = chunks::is_single_file(&opts.out);
     if single && (opts.resume || opts.shard.is_some()) {

@@ -10,6 +10,7 @@ use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Hex SHA-256 of a file (recorded beside predictions so they name their model exactly).
@@ -20,19 +21,14 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn load(
-    path: &Path,
-    dev: &Device,
-    want: ModelTask,
-) -> Result<(std::collections::HashMap<String, Tensor>, CheckpointMeta)> {
-    let (tensors, meta) = load_checkpoint(path, dev)?;
+fn check_task(path: &Path, meta: &CheckpointMeta, want: ModelTask) -> Result<()> {
     if meta.task != want {
         return Err(Error::checkpoint(
             path,
             format!("is a {:?} checkpoint, a {want:?} model is needed here", meta.task),
         ));
     }
-    Ok((tensors, meta))
+    Ok(())
 }
 
 /// A classifier and its input preparation.
@@ -48,7 +44,18 @@ pub struct LoadedClassifier {
 impl LoadedClassifier {
     /// Loads a `classify` checkpoint onto `dev`.
     pub fn load(path: &Path, dev: &Device) -> Result<LoadedClassifier> {
-        let (tensors, meta) = load(path, dev, ModelTask::Classify)?;
+        let (tensors, meta) = load_checkpoint(path, dev)?;
+        Self::from_checkpoint(path, tensors, meta, dev)
+    }
+
+    /// The classifier of a checkpoint already read from `path`.
+    pub fn from_checkpoint(
+        path: &Path,
+        tensors: HashMap<String, Tensor>,
+        meta: CheckpointMeta,
+        dev: &Device,
+    ) -> Result<LoadedClassifier> {
+        check_task(path, &meta, ModelTask::Classify)?;
         let standardisation = pixel_standardisation(path, &meta, &tensors)?;
         let pooling = meta.pooling.unwrap_or(Pooling::Cls);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
@@ -95,7 +102,18 @@ pub struct LoadedSuperres {
 impl LoadedSuperres {
     /// Loads a `superres` checkpoint onto `dev`.
     pub fn load(path: &Path, dev: &Device) -> Result<LoadedSuperres> {
-        let (tensors, meta) = load(path, dev, ModelTask::Superres)?;
+        let (tensors, meta) = load_checkpoint(path, dev)?;
+        Self::from_checkpoint(path, tensors, meta, dev)
+    }
+
+    /// The model of a checkpoint already read from `path` (its head as `meta` describes it).
+    pub fn from_checkpoint(
+        path: &Path,
+        tensors: HashMap<String, Tensor>,
+        meta: CheckpointMeta,
+        dev: &Device,
+    ) -> Result<LoadedSuperres> {
+        check_task(path, &meta, ModelTask::Superres)?;
         let head =
             meta.superres.clone().ok_or_else(|| Error::checkpoint(path, "no super-resolution head described"))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);

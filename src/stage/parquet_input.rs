@@ -1,8 +1,9 @@
 //! Parquet cutout tables, one file after another, decoded batch by batch.
 //!
-//! The image column is an `arrow.fixed_shape_tensor` (shape from its metadata), or a
-//! `FixedSizeList`/`List` of float32/float64 (square, or `--shape H,W`). Only the
-//! image column and the carried columns are decoded.
+//! The image column is an `arrow.fixed_shape_tensor` (shape from its metadata), a
+//! `FixedSizeList`/`List` of float32/float64 (square, or `--shape H,W`), or FITS
+//! files in bytes (alert stamps). Only the image column and the carried columns
+//! are decoded.
 
 use super::fits_input::decode_fits_bytes;
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, AUTO_CARRIED};
@@ -18,7 +19,6 @@ use std::path::{Path, PathBuf};
 pub struct ParquetCutouts {
     files: Vec<PathBuf>,
     image_column: String,
-    carried: Vec<String>,
     carried_fields: Vec<Field>,
     desc: InputDescription,
     /// Rows of each file, from the footers.
@@ -203,12 +203,11 @@ impl ParquetCutouts {
                 rows: file_rows.iter().sum(),
                 image_shape: shape,
                 layout,
-                carried_columns: carried.clone(),
+                carried_columns: carried,
                 natural_chunks: vec![],
                 hats_properties: None,
             },
             image_column,
-            carried,
             carried_fields,
             file_rows,
             position: 0,
@@ -217,7 +216,6 @@ impl ParquetCutouts {
         })
     }
 
-    /// Opens the file holding row `position`, at that row; false at the end.
     /// A HATS catalogue: its partition files in (order, pixel) order, each a chunk.
     pub fn open_hats(dir: &Path, opts: &InputOptions) -> Result<ParquetCutouts> {
         let relative = super::hats::partition_files(dir)?;
@@ -232,6 +230,7 @@ impl ParquetCutouts {
         Ok(reader)
     }
 
+    /// Opens the file holding row `position`, at that row; false at the end.
     fn start_file(&mut self, max_rows: usize) -> Result<bool> {
         let mut start = 0;
         let Some(k) = self.file_rows.iter().position(|&n| {
@@ -245,8 +244,9 @@ impl ParquetCutouts {
         let builder = open_builder(&path)?;
         let schema = builder.schema().clone();
         let wanted: Vec<usize> = self
-            .carried
+            .carried_fields
             .iter()
+            .map(|f| f.name())
             .chain(std::iter::once(&self.image_column))
             .map(|n| schema.index_of(n).expect("checked at open"))
             .collect();

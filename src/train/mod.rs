@@ -261,7 +261,8 @@ fn state_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn log_path(out: &Path) -> PathBuf {
+/// The JSONL epoch log beside a training run's checkpoint `out`.
+pub fn log_path(out: &Path) -> PathBuf {
     out.with_extension("log.jsonl")
 }
 
