@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 /// Argument keys naming files a step reads (their contents enter the fingerprint).
 const INPUT_KEYS: [&str; 6] = ["data", "input", "init", "model", "sr-model", "config"];
 /// Argument keys naming what a step writes.
-const OUTPUT_KEYS: [&str; 4] = ["out", "report", "grid", "roc-plot"];
+const OUTPUT_KEYS: [&str; 5] = ["out", "superres-out", "report", "grid", "roc-plot"];
 
 /// A parsed pipeline file.
 #[derive(Debug, Clone, Deserialize)]
@@ -175,7 +175,8 @@ fn words(step: &Step, key: &str, value: &toml::Value, dir: &Path) -> Result<Vec<
 impl Step {
     /// The command line of this step (without the program name).
     pub fn argv(&self, dir: &Path) -> Result<Vec<String>> {
-        let mut argv = vec![self.command.clone()];
+        // `command = "model export"`: a subcommand is more than one word.
+        let mut argv: Vec<String> = self.command.split_whitespace().map(String::from).collect();
         for (key, value) in &self.args {
             argv.extend(words(self, key, value, dir)?);
         }

@@ -55,6 +55,35 @@ pub fn run() -> anyhow::Result<()> {
     dispatch(Cli::parse().command)
 }
 
+/// The command line of the step `lensmae run` is running (steps run in this process).
+static STEP_COMMAND: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The command line that asked for the work, for a checkpoint's provenance: the
+/// pipeline step's within `lensmae run`, else this process's.
+pub fn command_line() -> String {
+    let step = STEP_COMMAND.lock().map(|s| s.clone()).unwrap_or_default();
+    step.unwrap_or_else(|| {
+        let mut words: Vec<String> = std::env::args().collect();
+        words[0] = "lensmae".into();
+        words.join(" ")
+    })
+}
+
+/// Run one pipeline step's command, with its command line for provenance.
+pub fn dispatch_step(command: Command, line: String) -> anyhow::Result<()> {
+    *STEP_COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
+    let result = dispatch(command);
+    *STEP_COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    result
+}
+
+/// Prints a line on stdout; a closed pipe (`lensmae ... | head`) comes back as
+/// an error the binary treats as a normal end, where `println!` would panic.
+pub fn out(line: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{line}")
+}
+
 /// Run one parsed subcommand.
 pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
@@ -71,7 +100,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Presets => {
             for (name, _) in crate::sim::presets::PRESETS {
                 let cfg = crate::sim::presets::preset(name)?;
-                println!("{name:<18} {}", cfg.description);
+                crate::cli::out(format_args!("{name:<18} {}", cfg.description))?;
             }
             Ok(())
         }

@@ -68,10 +68,10 @@ enum NanArg {
 pub struct PredictArgs {
     #[command(flatten)]
     input: InputArgs,
-    /// Classifier checkpoint.
+    /// Classifier checkpoint (default: the bundled classifier, `bundled:classifier`).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Super-resolution checkpoint.
+    /// Super-resolution checkpoint (default: the bundled model, `bundled:superres`).
     #[arg(long)]
     sr_model: Option<PathBuf>,
     /// What runs: `classify`, `superres`, or `all` (super-resolve, then classify the result).
@@ -156,7 +156,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         summary.seconds,
         summary.rows as f64 / summary.seconds.max(1e-9)
     );
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
     Ok(())
 }
 
@@ -170,7 +170,7 @@ pub struct InspectArgs {
 /// Run `lensmae inspect`.
 pub fn inspect_cmd(args: InspectArgs) -> anyhow::Result<()> {
     let report = inspect(&args.input.input, &args.input.options()?)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&report)?))?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `lensmae run PIPELINE.toml`: every step is parsed as a lensmae command line
 //! before any runs, so a bad key fails at once, naming its step.
 
-use crate::cli::{dispatch, Cli};
+use crate::cli::{dispatch_step, Cli};
 use crate::pipeline::{is_done, mark_done, report_rows, Pipeline};
 use anyhow::Context;
 use clap::{Args, Parser};
@@ -54,7 +54,9 @@ pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
             continue;
         }
         let t = std::time::Instant::now();
-        dispatch(command).with_context(|| format!("{}: step `{}`", args.pipeline.display(), step.name))?;
+        let provenance = format!("{line} (step `{}` of {})", step.name, args.pipeline.display());
+        dispatch_step(command, provenance)
+            .with_context(|| format!("{}: step `{}`", args.pipeline.display(), step.name))?;
         mark_done(&dir, step)?;
         eprintln!("[{}] finished in {:.1} s", step.name, t.elapsed().as_secs_f64());
     }
@@ -63,9 +65,9 @@ pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
     }
     let rows: Vec<_> = pipeline.steps.iter().flat_map(|s| report_rows(s, &dir)).collect();
     if !rows.is_empty() {
-        println!("\n| step | what | metric | value |\n|---|---|---|---|");
+        crate::cli::out(format_args!("\n| step | what | metric | value |\n|---|---|---|---|"))?;
         for (step, what, metric, value) in rows {
-            println!("| {step} | {what} | {metric} | {value:.4} |");
+            crate::cli::out(format_args!("| {step} | {what} | {metric} | {value:.4} |"))?;
         }
     }
     if pipeline.steps.iter().any(|s| s.command == "evaluate") {
@@ -102,6 +104,6 @@ pub struct ReportArgs {
 pub fn report_cmd(args: ReportArgs) -> anyhow::Result<()> {
     let pipeline = Pipeline::load(&args.pipeline, &overrides(&args.set)?)?;
     let path = crate::report::run_report::write_run_report(&pipeline, &args.pipeline)?;
-    println!("{}", path.display());
+    crate::cli::out(format_args!("{}", path.display()))?;
     Ok(())
 }

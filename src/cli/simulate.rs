@@ -115,7 +115,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             Some(path) => SimConfig::from_toml(&std::fs::read_to_string(path)?)?,
             None => SimConfig::from_toml(preset_toml(&args.preset)?)?,
         };
-        print!("{}", config.to_toml());
+        crate::cli::out(format_args!("{}", config.to_toml().trim_end()))?;
         return Ok(());
     }
     let run = SimulateRun::try_from(args)?;

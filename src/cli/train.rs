@@ -3,12 +3,15 @@
 use crate::data::augment::Augment;
 use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::eval::ClassificationReport;
-use crate::model::checkpoint::{load_checkpoint, read_checkpoint_meta, CheckpointMeta, ModelTask};
+use crate::model::checkpoint::{
+    compact_tensors, load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta, ModelTask,
+};
 use crate::model::device::open_device;
 use crate::model::mae::Pooling;
 use crate::model::superres::SuperresConfig;
 use crate::model::MaeConfig;
 use crate::stage::models::{LoadedClassifier, LoadedSuperres};
+use crate::train::joint::{finetune_joint, JointOptions};
 use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
 use crate::train::{finetune_classify, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions};
 use anyhow::{bail, Context};
@@ -126,7 +129,7 @@ impl CommonTrainArgs {
             out: self.out.clone(),
             resume: self.resume,
             stop_after: self.stop_after_epochs,
-            command: std::env::args().collect::<Vec<_>>().join(" "),
+            command: super::command_line(),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             device: self.device.open()?,
         })
@@ -204,6 +207,12 @@ pub struct FinetuneArgs {
     /// Super-resolution: the pixel loss.
     #[arg(long, value_enum, default_value_t = LossArg::L1)]
     loss: LossArg,
+    /// Joint: where the super-resolution checkpoint goes (--out is the classifier's).
+    #[arg(long, required_if_eq("task", "joint"))]
+    superres_out: Option<PathBuf>,
+    /// Joint: weight of the super-resolution pixel loss beside the cross-entropy.
+    #[arg(long, default_value_t = 10.0)]
+    superres_weight: f64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -216,6 +225,9 @@ enum LossArg {
 enum FinetuneTask {
     Classify,
     Superres,
+    /// Classification and super-resolution at once, one shared encoder, on
+    /// LR/HR pairs with labels; writes two checkpoints (--out, --superres-out).
+    Joint,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -274,8 +286,18 @@ pub struct EvaluateArgs {
 pub enum ModelCommand {
     /// Print a checkpoint's description (config, task, classes, provenance).
     Info {
-        /// The checkpoint.
+        /// The checkpoint (or `bundled:classifier`, `bundled:superres`).
         checkpoint: PathBuf,
+    },
+    /// Write a compact copy of a checkpoint for shipping: weights in f16
+    /// (preprocessing statistics stay f32), same description.
+    Export {
+        /// The checkpoint.
+        #[arg(long)]
+        model: PathBuf,
+        /// The compact checkpoint to write.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -324,27 +346,56 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
         Some(p) => EncoderInit::Mae(p.clone()),
         None => EncoderInit::Scratch,
     };
-    if let FinetuneTask::Superres = args.task {
-        if args.freeze_encoder {
-            bail!("--freeze-encoder is for classification probes; super-resolution trains the whole model");
-        }
+    if args.freeze_encoder && !matches!(args.task, FinetuneTask::Classify) {
+        bail!("--freeze-encoder is for classification probes; super-resolution trains the whole model");
+    }
+    if args.superres_out.is_some() && !matches!(args.task, FinetuneTask::Joint) {
+        bail!("--superres-out is for --task joint");
+    }
+    let loss = match args.loss {
+        LossArg::L1 => PixelLoss::L1,
+        LossArg::Mse => PixelLoss::Mse,
+    };
+    let pooling = match args.pooling {
+        PoolingArg::Cls => Pooling::Cls,
+        PoolingArg::Mean => Pooling::Mean,
+    };
+    if !matches!(args.task, FinetuneTask::Classify) {
         let pairs =
             read_image_pairs(&args.common.data).with_context(|| format!("reading {}", args.common.data.display()))?;
-        let opts = SuperresOptions {
-            train: args.common.options(5e-4, 0.05)?,
-            model: args.common.model_config()?,
-            head: SuperresConfig {
-                factor: pairs.factor(),
-                channels: args.channels,
-                residual: args.residual,
-                flux_conserving: args.flux_conserving,
-            },
-            init,
-            loss: match args.loss {
-                LossArg::L1 => PixelLoss::L1,
-                LossArg::Mse => PixelLoss::Mse,
-            },
+        let head = SuperresConfig {
+            factor: pairs.factor(),
+            channels: args.channels,
+            residual: args.residual,
+            flux_conserving: args.flux_conserving,
         };
+        let model = args.common.model_config()?;
+        if let Some(superres_out) = args.superres_out {
+            let opts = JointOptions {
+                train: args.common.options(5e-4, 0.05)?,
+                model,
+                head,
+                init,
+                pooling,
+                dropout: args.dropout,
+                standardise_pixels: args.standardise_pixels,
+                loss,
+                superres_weight: args.superres_weight,
+                superres_out,
+            };
+            let outcome = finetune_joint(&pairs, &opts)?;
+            eprintln!(
+                "best epoch {} -> {} and {}",
+                outcome.best_epoch,
+                outcome.classifier.display(),
+                outcome.superres.display()
+            );
+            let t = &outcome.classify_test;
+            eprintln!("test: macro AUC {:.4}, accuracy {:.4}, macro F1 {:.4}", t.macro_auc, t.accuracy, t.macro_f1);
+            print_superres(&outcome.superres_test, "test");
+            return Ok(());
+        }
+        let opts = SuperresOptions { train: args.common.options(5e-4, 0.05)?, model, head, init, loss };
         let outcome = finetune_superres(&pairs, &opts)?;
         eprintln!("best epoch {} -> {}", outcome.best_epoch, outcome.checkpoint.display());
         print_superres(&outcome.test, "test");
@@ -357,10 +408,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
         model: args.common.model_config()?,
         init,
         freeze_encoder: args.freeze_encoder,
-        pooling: match args.pooling {
-            PoolingArg::Cls => Pooling::Cls,
-            PoolingArg::Mean => Pooling::Mean,
-        },
+        pooling,
         dropout: args.dropout,
         standardise_pixels: args.standardise_pixels,
     };
@@ -413,7 +461,7 @@ fn evaluate_superres_cmd(
     let text = serde_json::to_string_pretty(&json)?;
     match &args.report {
         Some(path) => crate::data::atomic::write_atomically(path, text)?,
-        None => println!("{text}"),
+        None => crate::cli::out(format_args!("{text}"))?,
     }
     print_superres(&evaluation, "all");
     if let Some(path) = beside_report(&args.report, &args.grid, "grid.png") {
@@ -474,7 +522,7 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
                 m.macro_auc, m.accuracy, m.macro_f1, report.n
             );
         }
-        None => println!("{text}"),
+        None => crate::cli::out(format_args!("{text}"))?,
     }
     if let Some(path) = beside_report(&args.report, &args.roc_plot, "roc.png") {
         let title = format!("{} on {}", file_name(&args.model), file_name(&args.input));
@@ -493,7 +541,18 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Info { checkpoint } => {
             let meta = read_checkpoint_meta(&checkpoint)?;
-            println!("{}", serde_json::to_string_pretty(&meta)?);
+            crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&meta)?))?;
+            Ok(())
+        }
+        ModelCommand::Export { model: checkpoint, out } => {
+            let (tensors, mut meta) = load_checkpoint(&checkpoint, &Device::Cpu)?;
+            if let Some(p) = meta.provenance.as_object_mut() {
+                p.insert("exported_from".into(), checkpoint.display().to_string().into());
+                p.insert("weights_dtype".into(), "f16".into());
+            }
+            save_checkpoint(&out, &compact_tensors(&tensors)?, &meta)?;
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            eprintln!("{} -> {} ({:.2} MB, f16 weights)", checkpoint.display(), out.display(), size as f64 / 1e6);
             Ok(())
         }
     }

@@ -7,10 +7,37 @@
 use super::mae::{MaeConfig, Pooling};
 use super::superres::SuperresConfig;
 use crate::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
+
+/// The models compiled into lensmae (`models/*.safetensors`, trained by
+/// `pipelines/bundled.toml`; model cards beside them), reachable everywhere a
+/// checkpoint path is taken under these names, so `predict` works on day one
+/// from any folder and after `cargo install`.
+pub const BUNDLED: [(&str, &[u8]); 2] = [
+    ("bundled:classifier", include_bytes!("../../models/classifier.safetensors")),
+    ("bundled:superres", include_bytes!("../../models/superres.safetensors")),
+];
+
+/// The bundled classifier's name.
+pub const BUNDLED_CLASSIFIER: &str = BUNDLED[0].0;
+/// The bundled super-resolution model's name.
+pub const BUNDLED_SUPERRES: &str = BUNDLED[1].0;
+
+/// The bytes of a checkpoint: a bundled model by name, or a file.
+pub fn checkpoint_bytes(path: &Path) -> Result<Cow<'static, [u8]>> {
+    if let Some((_, bytes)) = BUNDLED.iter().find(|(name, _)| path.as_os_str() == *name) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    if path.to_str().is_some_and(|p| p.starts_with("bundled:")) {
+        let names: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+        return Err(Error::checkpoint(path, format!("no such bundled model (there are {})", names.join(", "))));
+    }
+    Ok(Cow::Owned(std::fs::read(path).map_err(|e| Error::io(path, e))?))
+}
 
 /// Identifies lensmae checkpoints, and their layout version.
 pub const CHECKPOINT_FORMAT: &str = "lensmae-checkpoint-1";
@@ -66,8 +93,11 @@ pub fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>, key: &s
     let atomic = crate::data::atomic::AtomicPath::new(path, true)?;
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    safetensors::serialize_to_file(sorted, Some(HashMap::from([(key.to_string(), value)])), atomic.temp_path())
+    // Serialised in memory and written with std::fs, so the file gets the usual
+    // permissions (safetensors' own file writer makes it readable by its owner only).
+    let bytes = safetensors::serialize(sorted, Some(HashMap::from([(key.to_string(), value)])))
         .map_err(|e| Error::checkpoint(path, format!("writing safetensors: {e}")))?;
+    std::fs::write(atomic.temp_path(), bytes).map_err(|e| Error::io(path, e))?;
     atomic.commit()
 }
 
@@ -85,18 +115,38 @@ pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>, meta: &Ch
 
 /// Read a checkpoint's weights and description; files that are not lensmae
 /// checkpoints are refused with the reason.
+/// Weights stored in half precision (see [`compact_tensors`]) come back as f32.
 pub fn load_checkpoint(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, CheckpointMeta)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = checkpoint_bytes(path)?;
     let meta = read_meta(path, &bytes)?;
+    let read = |e: candle_core::Error| Error::checkpoint(path, format!("reading weights: {e}"));
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| Error::checkpoint(path, format!("reading weights: {e}")))?;
+        .map_err(read)?
+        .into_iter()
+        .map(|(k, t)| match t.dtype() {
+            DType::F16 | DType::BF16 => Ok((k, t.to_dtype(DType::F32).map_err(read)?)),
+            _ => Ok((k, t)),
+        })
+        .collect::<Result<_>>()?;
     Ok((tensors, meta))
 }
 
 /// Only the description of a checkpoint (no weights loaded).
 pub fn read_checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    read_meta(path, &bytes)
+    read_meta(path, &checkpoint_bytes(path)?)
+}
+
+/// The weights of a checkpoint in f16 for shipping (half the bytes; the f32
+/// model's outputs move by ~1e-3, see the bundled models' cards), except the
+/// preprocessing statistics, which stay f32.
+pub fn compact_tensors(tensors: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    tensors
+        .iter()
+        .map(|(k, t)| {
+            let keep = k.starts_with("preprocess.") || t.dtype() != DType::F32;
+            Ok((k.clone(), if keep { t.clone() } else { t.to_dtype(DType::F16)? }))
+        })
+        .collect()
 }
 
 fn read_meta(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {

@@ -192,24 +192,26 @@ pub fn write_run_report(pipeline: &Pipeline, source: &Path) -> Result<PathBuf> {
     let _ = writeln!(md, "\n{figures}");
 
     let _ = writeln!(md, "\n## Training curves\n");
-    let of = |command: &str, task: Option<&str>| -> Vec<&Step> {
+    // Joint fine-tuning logs both tasks' validation metrics, so it joins both charts.
+    let of = |command: &str, tasks: &[&str]| -> Vec<&Step> {
         pipeline
             .steps
             .iter()
             .filter(|s| {
-                s.command == command && task.map_or(true, |t| s.args.get("task").and_then(|v| v.as_str()) == Some(t))
+                let task = s.args.get("task").and_then(|v| v.as_str()).unwrap_or("classify");
+                s.command == command && (tasks.is_empty() || tasks.contains(&task))
             })
             .collect()
     };
     for (steps, field, title, file) in [
-        (of("pretrain", None), "val_loss", "MAE validation loss", "curves-pretrain.png"),
+        (of("pretrain", &[]), "val_loss", "MAE validation loss", "curves-pretrain.png"),
         (
-            of("finetune", Some("classify")),
+            of("finetune", &["classify", "joint"]),
             "val_macro_auc",
             "Classification validation macro AUC",
             "curves-classify.png",
         ),
-        (of("finetune", Some("superres")), "val_psnr", "Super-resolution validation PSNR", "curves-superres.png"),
+        (of("finetune", &["superres", "joint"]), "val_psnr", "Super-resolution validation PSNR", "curves-superres.png"),
     ] {
         if let Some(line) = curves(dir, &steps, field, title, file)? {
             let _ = writeln!(md, "{line}");

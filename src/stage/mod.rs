@@ -17,6 +17,7 @@ pub mod npy_input;
 pub mod output;
 pub mod parquet_input;
 
+use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::train::superres::super_resolve;
 use crate::{Error, Result};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
@@ -27,7 +28,7 @@ use models::{file_sha256, LoadedClassifier, LoadedSuperres};
 use output::{predictions_schema, PredictionWriter, PREDICTIONS_SCHEMA_VERSION};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -120,18 +121,17 @@ struct Models {
 }
 
 fn load_models(opts: &PredictOptions, desc: &InputDescription) -> Result<Models> {
-    let need = |path: &Option<PathBuf>, flag: &str| {
-        path.clone().ok_or_else(|| Error::config(flag, format!("--task {:?} needs {flag}", opts.task).to_lowercase()))
-    };
+    // Without a model argument the bundled models run.
+    let or_bundled = |path: &Option<PathBuf>, name: &str| path.clone().unwrap_or_else(|| PathBuf::from(name));
     let classifier = match opts.task {
         StageTask::Classify | StageTask::All => {
-            Some(LoadedClassifier::load(&need(&opts.model, "--model")?, &opts.device)?)
+            Some(LoadedClassifier::load(&or_bundled(&opts.model, BUNDLED_CLASSIFIER), &opts.device)?)
         }
         StageTask::Superres => None,
     };
     let superres = match opts.task {
         StageTask::Superres | StageTask::All => {
-            Some(LoadedSuperres::load(&need(&opts.sr_model, "--sr-model")?, &opts.device)?)
+            Some(LoadedSuperres::load(&or_bundled(&opts.sr_model, BUNDLED_SUPERRES), &opts.device)?)
         }
         StageTask::Classify => None,
     };
@@ -144,9 +144,18 @@ fn load_models(opts: &PredictOptions, desc: &InputDescription) -> Result<Models>
         (None, None) => unreachable!("every task loads a model"),
     };
     if h != first_size || w != first_size {
+        // Low-resolution cutouts for the classifier: say how to super-resolve them first.
+        let bundled_sr = crate::model::checkpoint::read_checkpoint_meta(Path::new(BUNDLED_SUPERRES))?;
+        let bundled_lr = bundled_sr.superres.as_ref().map(|head| head.lr_size(&bundled_sr.model));
+        let hint = match (&superres, &classifier) {
+            (None, Some(_)) if h == w && bundled_lr == Some(h) && bundled_sr.model.image_size == first_size => {
+                " (`--task all` super-resolves them first with the bundled super-resolution model)"
+            }
+            _ => "",
+        };
         return Err(Error::config(
             "input",
-            format!("{input}: cutouts are {h}x{w}, {} takes {first_size}x{first_size}", first_path.display()),
+            format!("{input}: cutouts are {h}x{w}, {} takes {first_size}x{first_size}{hint}", first_path.display()),
         ));
     }
     if let (Some(sr), Some(c)) = (&superres, &classifier) {

@@ -1,7 +1,7 @@
 //! Checkpoints loaded for inference, with the preprocessing they were trained with.
 
 use crate::data::images::minmax_normalise;
-use crate::model::checkpoint::{load_checkpoint, CheckpointMeta, ModelTask};
+use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
 use crate::model::mae::Pooling;
 use crate::model::superres::SuperResolver;
 use crate::model::VitClassifier;
@@ -13,12 +13,11 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Hex SHA-256 of a file (recorded beside predictions so they name their model exactly).
+/// Hex SHA-256 of a checkpoint (a file or a bundled model), recorded beside
+/// predictions so they name their model exactly.
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::io(path, e))?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let bytes = checkpoint_bytes(path)?;
+    Ok(Sha256::digest(&bytes[..]).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn check_task(path: &Path, meta: &CheckpointMeta, want: ModelTask) -> Result<()> {

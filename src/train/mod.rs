@@ -7,6 +7,7 @@
 //! clipping, a JSON line per epoch, the best-on-validation checkpoint, a
 //! resumable state after every epoch, and a stop on a non-finite loss.
 
+pub mod joint;
 pub mod optim;
 pub mod superres;
 
@@ -255,6 +256,28 @@ fn check_data(data: &LabelledImages, model: &MaeConfig, opts: &TrainOptions) -> 
     model.validate()
 }
 
+/// Refuses splits that leave nothing to train on or nothing to choose the best
+/// epoch by (small data with small fractions), before any work.
+fn check_split(data: &LabelledImages, t: &TrainOptions, train: &[usize], val: &[usize]) -> Result<()> {
+    let source = data.source.display();
+    if train.is_empty() {
+        return Err(Error::config("data", format!("{source}: no training images left after the split")));
+    }
+    if val.is_empty() {
+        return Err(Error::config(
+            "val_fraction",
+            format!(
+                "{source}: --val-fraction {} leaves no validation images ({} images in {} classes); \
+                 raise it or give more data",
+                t.val_fraction,
+                data.len(),
+                data.class_names.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn state_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".state.safetensors");
@@ -438,6 +461,40 @@ fn start_or_resume(t: &TrainOptions, varmap: &VarMap, opt: &mut AdamW, dev: &Dev
     }
 }
 
+/// A fine-tuning run's start: seeded weights, the MAE encoder when given, AdamW
+/// over the variables `trainable` keeps, the schedule, and the saved state when
+/// resuming.
+fn start_finetuning(
+    t: &TrainOptions,
+    varmap: &VarMap,
+    init: &Option<(HashMap<String, Tensor>, PathBuf)>,
+    trainable: impl Fn(&str) -> bool,
+    train_len: usize,
+) -> Result<(AdamW, Schedule, Resume)> {
+    init_weights(varmap, t.seed)?;
+    if let Some((tensors, path)) = init {
+        set_vars(varmap, tensors, "encoder.", path)?;
+    }
+    let mut opt = AdamW::new(named_vars(varmap, trainable), 0.9, 0.999, t.weight_decay)?;
+    let schedule = Schedule::new(t, train_len);
+    let r = start_or_resume(t, varmap, &mut opt, &t.device)?;
+    Ok((opt, schedule, r))
+}
+
+/// Logs an epoch; true when its `score` (higher is better) is the best so far,
+/// which is then remembered.
+fn record_epoch(t: &TrainOptions, r: &mut Resume, log: EpochLog, score: f64) -> Result<bool> {
+    append_log(t, &log)?;
+    let epoch = log.epoch;
+    r.logs.push(log);
+    if score > r.best {
+        r.best = score;
+        r.best_epoch = epoch;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Mean MAE loss over `indices` with masks drawn from `seed`.
 fn mae_loss(mae: &Mae, data: &LabelledImages, indices: &[usize], batch: usize, ratio: f64, seed: u64) -> Result<f64> {
     let dev = mae.encoder.device().clone();
@@ -474,6 +531,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
             part.retain(|&i| wanted.contains(&data.labels[i]));
         }
     }
+    check_split(&data, t, &train, &val)?;
     let varmap = VarMap::new();
     let mae = Mae::new(&opts.model, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     init_weights(&varmap, t.seed)?;
@@ -516,11 +574,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
             val_psnr: None,
             images_per_s,
         };
-        append_log(t, &log)?;
-        r.logs.push(log);
-        if -val_loss > r.best {
-            r.best = -val_loss;
-            r.best_epoch = epoch;
+        if record_epoch(t, &mut r, log, -val_loss)? {
             save_checkpoint(
                 &t.out,
                 &tensors_of(&varmap),
@@ -562,6 +616,84 @@ pub fn predict_probs(
     Ok(out)
 }
 
+/// The classifier's view of `data`: min-max normalised and, when asked, each
+/// pixel standardised by its statistics over `train`; with the checkpoint
+/// tensors that make inference repeat the standardisation.
+fn classifier_inputs(
+    data: &LabelledImages,
+    train: &[usize],
+    standardise: bool,
+    dev: &Device,
+) -> Result<(LabelledImages, HashMap<String, Tensor>)> {
+    let mut data = normalised(data);
+    let mut tensors = HashMap::new();
+    if standardise {
+        let (mean, std) = pixel_statistics(&data, train);
+        standardise_pixels(&mut data, &mean, &std);
+        let side = (data.size, data.size);
+        tensors.insert(PIXEL_MEAN_KEY.to_string(), Tensor::from_vec(mean, side, dev)?);
+        tensors.insert(PIXEL_STD_KEY.to_string(), Tensor::from_vec(std, side, dev)?);
+    }
+    Ok((data, tensors))
+}
+
+/// A classifier checkpoint's description.
+fn classifier_meta(
+    t: &TrainOptions,
+    model: &MaeConfig,
+    data: &LabelledImages,
+    pooling: Pooling,
+    standardised: bool,
+    extra: serde_json::Value,
+) -> CheckpointMeta {
+    CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        task: ModelTask::Classify,
+        model: model.clone(),
+        class_names: data.class_names.clone(),
+        pooling: Some(pooling),
+        superres: None,
+        preprocessing: Preprocessing {
+            normalisation: if standardised { MINMAX_STANDARDISED } else { "minmax" }.into(),
+            image_size: data.size,
+        },
+        provenance: provenance(t, data, extra),
+    }
+}
+
+/// Cross-entropy of the (augmented) training batch `chunk` at optimiser step
+/// `step`, with dropout drawn from (seed, step); a frozen encoder gets no gradient.
+fn classify_batch_loss(
+    model: &VitClassifier,
+    t: &TrainOptions,
+    data: &LabelledImages,
+    chunk: &[usize],
+    step: usize,
+    freeze_encoder: bool,
+) -> Result<Tensor> {
+    let dropout_seed = t.seed ^ 0xD50D_0A7u64 ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut features = model.features(&training_batch(t, data, chunk, step)?, Some(dropout_seed))?;
+    if freeze_encoder {
+        features = features.detach();
+    }
+    let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i] as u32).collect();
+    let labels = Tensor::from_vec(labels, chunk.len(), &t.device)?;
+    Ok(candle_nn::loss::cross_entropy(&model.head(&features)?, &labels)?)
+}
+
+/// Metrics and cross-entropy of the classifier on the images at `indices`.
+fn classify_validation(
+    model: &VitClassifier,
+    data: &LabelledImages,
+    indices: &[usize],
+    batch: usize,
+) -> Result<(ClassificationMetrics, f64)> {
+    let k = data.class_names.len();
+    let probs = predict_probs(model, data, indices, batch)?;
+    let labels: Vec<usize> = indices.iter().map(|&i| data.labels[i]).collect();
+    Ok((ClassificationMetrics::compute(&probs, &labels, k), cross_entropy_of(&probs, &labels, k)))
+}
+
 /// Fine-tune a classifier on `data` (raw images; normalised here).
 pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Result<TrainOutcome> {
     let t = &opts.train;
@@ -569,22 +701,14 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let mut model_cfg = opts.model.clone();
     let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
     check_data(data, &model_cfg, t)?;
-    let mut data = normalised(data);
     let k = data.class_names.len();
     let [train, val, test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
-    let mut preprocess_tensors = HashMap::new();
-    if opts.standardise_pixels {
-        let (mean, std) = pixel_statistics(&data, &train);
-        standardise_pixels(&mut data, &mean, &std);
-        let side = (data.size, data.size);
-        preprocess_tensors.insert(PIXEL_MEAN_KEY.to_string(), Tensor::from_vec(mean, side, &dev)?);
-        preprocess_tensors.insert(PIXEL_STD_KEY.to_string(), Tensor::from_vec(std, side, &dev)?);
-    }
+    check_split(data, t, &train, &val)?;
+    let (data, preprocess_tensors) = classifier_inputs(data, &train, opts.standardise_pixels, &dev)?;
     let with_preprocess = |mut tensors: HashMap<String, Tensor>| {
         tensors.extend(preprocess_tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
         tensors
     };
-    let data = data;
     write_split(t, &data, [&train, &val, &test])?;
     let varmap = VarMap::new();
     let model = VitClassifier::new(
@@ -594,46 +718,18 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         opts.dropout,
         VarBuilder::from_varmap(&varmap, DType::F32, &dev),
     )?;
-    init_weights(&varmap, t.seed)?;
-    if let Some((tensors, path)) = &init_tensors {
-        set_vars(&varmap, tensors, "encoder.", path)?;
-    }
-    let trainable = named_vars(&varmap, |name| !opts.freeze_encoder || name.starts_with("head."));
-    let mut opt = AdamW::new(trainable, 0.9, 0.999, t.weight_decay)?;
-    let schedule = Schedule::new(t, train.len());
-    let mut r = start_or_resume(t, &varmap, &mut opt, &dev)?;
-    let labels_of = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| data.labels[i]).collect() };
-    let meta = |extra: serde_json::Value| CheckpointMeta {
-        format: CHECKPOINT_FORMAT.into(),
-        task: ModelTask::Classify,
-        model: model_cfg.clone(),
-        class_names: data.class_names.clone(),
-        pooling: Some(opts.pooling),
-        superres: None,
-        preprocessing: Preprocessing {
-            normalisation: if opts.standardise_pixels { MINMAX_STANDARDISED } else { "minmax" }.into(),
-            image_size: data.size,
-        },
-        provenance: provenance(t, &data, extra),
-    };
+    let trainable = |name: &str| !opts.freeze_encoder || name.starts_with("head.");
+    let (mut opt, schedule, mut r) = start_finetuning(t, &varmap, &init_tensors, trainable, train.len())?;
+    let meta =
+        |extra: serde_json::Value| classifier_meta(t, &model_cfg, &data, opts.pooling, opts.standardise_pixels, extra);
     let init_name = init_label(&opts.init);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
         let (train_loss, lr, images_per_s) =
             run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-                let dropout_seed = t.seed ^ 0xD50D_0A7u64 ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let mut features = model.features(&training_batch(t, &data, chunk, step)?, Some(dropout_seed))?;
-                if opts.freeze_encoder {
-                    features = features.detach();
-                }
-                let labels: Vec<u32> = chunk.iter().map(|&i| data.labels[i] as u32).collect();
-                let labels = Tensor::from_vec(labels, chunk.len(), &dev)?;
-                Ok(candle_nn::loss::cross_entropy(&model.head(&features)?, &labels)?)
+                classify_batch_loss(&model, t, &data, chunk, step, opts.freeze_encoder)
             })?;
-        let probs = predict_probs(&model, &data, &val, t.batch_size)?;
-        let val_labels = labels_of(&val);
-        let metrics = ClassificationMetrics::compute(&probs, &val_labels, k);
-        let val_loss = cross_entropy_of(&probs, &val_labels, k);
+        let (metrics, val_loss) = classify_validation(&model, &data, &val, t.batch_size)?;
         let log = EpochLog {
             epoch,
             lr,
@@ -646,13 +742,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
             val_psnr: None,
             images_per_s,
         };
-        append_log(t, &log)?;
-        r.logs.push(log);
         // Best on validation AUC, ties broken by the lower loss.
-        let score = metrics.macro_auc - 1e-9 * val_loss;
-        if score > r.best {
-            r.best = score;
-            r.best_epoch = epoch;
+        if record_epoch(t, &mut r, log, metrics.macro_auc - 1e-9 * val_loss)? {
             let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": epoch,
                 "val": metrics});
             save_checkpoint(&t.out, &with_preprocess(tensors_of(&varmap)), &meta(extra))?;
@@ -662,8 +753,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     }
     let (best, _) = load_checkpoint(&t.out, &dev)?;
     set_vars(&varmap, &best, "", &t.out)?;
-    let probs = predict_probs(&model, &data, &test, t.batch_size)?;
-    let test_metrics = ClassificationMetrics::compute(&probs, &labels_of(&test), k);
+    let (test_metrics, _) = classify_validation(&model, &data, &test, t.batch_size)?;
     let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": r.best_epoch,
         "test": test_metrics, "test_split": test.len()});
     save_checkpoint(&t.out, &best, &meta(extra))?;

@@ -154,6 +154,43 @@ fn training_pairs(t: &TrainOptions, pairs: &ImagePairs, indices: &[usize], step:
     Ok((Tensor::from_vec(lr, (n, 1, ls, ls), &t.device)?, Tensor::from_vec(hr, (n, 1, hs, hs), &t.device)?))
 }
 
+/// A super-resolution checkpoint's description.
+pub(super) fn superres_meta(
+    t: &TrainOptions,
+    model: &MaeConfig,
+    head: &SuperresConfig,
+    pairs: &ImagePairs,
+    extra: serde_json::Value,
+) -> CheckpointMeta {
+    CheckpointMeta {
+        format: CHECKPOINT_FORMAT.into(),
+        task: ModelTask::Superres,
+        model: model.clone(),
+        class_names: pairs.hr.class_names.clone(),
+        pooling: None,
+        superres: Some(head.clone()),
+        preprocessing: Preprocessing { normalisation: "minmax-lr".into(), image_size: pairs.hr.size },
+        provenance: provenance(t, &pairs.hr, extra),
+    }
+}
+
+/// The pixel loss of the (augmented) training pairs `chunk` at optimiser step `step`.
+pub(super) fn pixel_loss(
+    model: &SuperResolver,
+    t: &TrainOptions,
+    pairs: &ImagePairs,
+    chunk: &[usize],
+    step: usize,
+    loss: PixelLoss,
+) -> Result<Tensor> {
+    let (x, y) = training_pairs(t, pairs, chunk, step)?;
+    let diff = (model.forward(&x)? - y)?;
+    Ok(match loss {
+        PixelLoss::L1 => diff.abs()?.mean_all()?,
+        PixelLoss::Mse => diff.sqr()?.mean_all()?,
+    })
+}
+
 /// Fine-tune a super-resolution model on `pairs`; best checkpoint by validation
 /// PSNR; test metrics (model, bicubic, nearest) in the checkpoint's provenance.
 pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<SuperresOutcome> {
@@ -165,37 +202,18 @@ pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<S
     let head = SuperresConfig { factor: pairs.factor(), ..opts.head.clone() };
     head.validate(&model_cfg)?;
     let [train, val, test] = stratified_split(&pairs.hr.labels, t.val_fraction, t.test_fraction, t.seed);
+    check_split(&pairs.hr, t, &train, &val)?;
     write_split(t, &pairs.hr, [&train, &val, &test])?;
     let varmap = VarMap::new();
     let model = SuperResolver::new(&model_cfg, &head, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
-    init_weights(&varmap, t.seed)?;
-    if let Some((tensors, path)) = &init_tensors {
-        set_vars(&varmap, tensors, "encoder.", path)?;
-    }
-    let mut opt = AdamW::new(named_vars(&varmap, |_| true), 0.9, 0.999, t.weight_decay)?;
-    let schedule = Schedule::new(t, train.len());
-    let mut r = start_or_resume(t, &varmap, &mut opt, &dev)?;
+    let (mut opt, schedule, mut r) = start_finetuning(t, &varmap, &init_tensors, |_| true, train.len())?;
     let init_name = init_label(&opts.init);
-    let meta = |extra: serde_json::Value| CheckpointMeta {
-        format: CHECKPOINT_FORMAT.into(),
-        task: ModelTask::Superres,
-        model: model_cfg.clone(),
-        class_names: pairs.hr.class_names.clone(),
-        pooling: None,
-        superres: Some(head.clone()),
-        preprocessing: Preprocessing { normalisation: "minmax-lr".into(), image_size: pairs.hr.size },
-        provenance: provenance(t, &pairs.hr, extra),
-    };
+    let meta = |extra: serde_json::Value| superres_meta(t, &model_cfg, &head, pairs, extra);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
         let (train_loss, lr, images_per_s) =
             run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-                let (x, y) = training_pairs(t, pairs, chunk, step)?;
-                let diff = (model.forward(&x)? - y)?;
-                Ok(match opts.loss {
-                    PixelLoss::L1 => diff.abs()?.mean_all()?,
-                    PixelLoss::Mse => diff.sqr()?.mean_all()?,
-                })
+                pixel_loss(&model, t, pairs, chunk, step, opts.loss)
             })?;
         let (val_metrics, _) = evaluate_model(&model, pairs, &val, t.batch_size)?;
         let log = EpochLog {
@@ -210,11 +228,7 @@ pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<S
             val_psnr: Some(val_metrics.psnr),
             images_per_s,
         };
-        append_log(t, &log)?;
-        r.logs.push(log);
-        if val_metrics.psnr > r.best {
-            r.best = val_metrics.psnr;
-            r.best_epoch = epoch;
+        if record_epoch(t, &mut r, log, val_metrics.psnr)? {
             let extra =
                 serde_json::json!({"init": init_name, "best_epoch": epoch, "loss": opts.loss, "val": val_metrics});
             save_checkpoint(&t.out, &tensors_of(&varmap), &meta(extra))?;

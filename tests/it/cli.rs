@@ -110,6 +110,73 @@ fn a_device_this_build_cannot_use_is_refused_by_name() {
 }
 
 #[test]
+fn predict_runs_the_bundled_models_when_no_model_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let catalog = root.join("fixtures/catalog/deeplense-model2-12.parquet");
+    ok(&["predict", "--input", catalog.to_str().unwrap(), "--keep", "label", "--out", &d("p.parquet")]);
+    let batch = crate::stage::read(std::path::Path::new(&d("p.parquet")));
+    let file = std::fs::File::open(d("p.parquet")).unwrap();
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let meta = builder.schema().metadata().clone();
+    assert_eq!(meta["lensmae:model"], "bundled:classifier");
+    assert_eq!(meta["lensmae:model_sha256"].len(), 64);
+    assert_eq!(batch.num_rows(), 12);
+    let strings = |name: &str| -> Vec<String> {
+        crate::stage::strings(&batch, name).into_iter().map(Option::unwrap_or_default).collect()
+    };
+    assert!(strings("status").iter().all(|s| s == "ok"), "{:?}", strings("status"));
+    // Unseen lenses (seed 99): the bundled classifier is far above chance (4 of 12).
+    let correct = strings("pred_class").iter().zip(strings("label")).filter(|(p, l)| *p == l).count();
+    assert!(correct >= 8, "{correct} of 12 right");
+
+    // 16x16 cutouts of a HATS catalogue: super-resolved, then classified, by the bundled pair.
+    let hats = root.join("fixtures/hats-cutouts");
+    ok(&[
+        "predict",
+        "--input",
+        hats.to_str().unwrap(),
+        "--shape",
+        "16,16",
+        "--task",
+        "all",
+        "--out",
+        &d("hats.parquet"),
+    ]);
+    let info = String::from_utf8(ok(&["model", "info", "bundled:superres"]).stdout).unwrap();
+    assert!(info.contains("\"task\": \"superres\"") && info.contains("\"weights_dtype\": \"f16\""), "{info}");
+    fails(&["model", "info", "bundled:nothing"], "no such bundled model");
+
+    // Export: f16 weights, half the bytes, the same predictions to ~1e-3.
+    let full = d("full.safetensors");
+    ok(&["simulate", "--preset", "deeplense-model2", "--n-per-class", "4", "--seed", "5", "--out", &d("data"), "-q"]);
+    let data = d("data/dataset.parquet");
+    // 4 images a class leave no validation images at the default 10%: said before any work.
+    fails(&["finetune", "--scratch", "--data", &data, "--out", &full], "leaves no validation images");
+    let small = root.join("pipelines/models/vit-w64-d2-p8.json");
+    let small = small.to_str().unwrap();
+    let common = ["--data", &data, "--model", small, "--epochs", "1", "--batch-size", "4", "--val-fraction", "0.25"];
+    let common = [&common[..], &["--standardise-pixels"]].concat();
+    ok(&[&["finetune", "--scratch", "--out", &full][..], &common[..]].concat());
+    ok(&["model", "export", "--model", &full, "--out", &d("half.safetensors")]);
+    let half = candle_core::safetensors::load(d("half.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(half["head.weight"].dtype(), candle_core::DType::F16);
+    assert_eq!(half["preprocess.pixel_std"].dtype(), candle_core::DType::F32, "statistics stay f32");
+    let size = |p: &str| std::fs::metadata(p).unwrap().len() as f64;
+    assert!(size(&d("half.safetensors")) < 0.6 * size(&full));
+    let probs = |model: &str, out: &str| {
+        ok(&["predict", "--input", &data, "--model", model, "--out", &d(out)]);
+        let batch = crate::stage::read(std::path::Path::new(&d(out)));
+        let col = batch.column_by_name("p_cdm").unwrap();
+        col.as_any().downcast_ref::<arrow_array::Float32Array>().unwrap().values().to_vec()
+    };
+    let (p32, p16) = (probs(&full, "p32.parquet"), probs(&d("half.safetensors"), "p16.parquet"));
+    let worst = p32.iter().zip(&p16).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 5e-3, "f16 weights moved a probability by {worst}");
+}
+
+#[test]
 fn inspect_describes_an_input_and_predict_names_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
@@ -120,7 +187,8 @@ fn inspect_describes_an_input_and_predict_names_what_is_missing() {
     assert_eq!(report["input"]["rows"], 6);
     assert_eq!(report["input"]["image_shape"], serde_json::json!([16, 16]));
     assert_eq!(report["first_rows_usable"], 6);
-    fails(&["predict", "--input", &data, "--out", &d("p.parquet")], "needs --model");
+    // No --model: the bundled 64x64 classifier, which names the way to use 16x16 cutouts.
+    fails(&["predict", "--input", &data, "--out", &d("p.parquet")], "bundled:classifier takes 64x64 (`--task all`");
     fails(&["predict", "--input", &data, "--model", &data, "--out", &d("p.parquet")], "not a safetensors");
     fails(&["inspect", "--input", &d("missing.parquet")], "missing.parquet");
     fails(&["inspect", "--input", &data, "--image-col", "flux"], "no column `flux`");
@@ -209,6 +277,32 @@ fn superres_finetune_and_evaluate_from_the_command_line() {
     let info = String::from_utf8(ok(&["model", "info", &d("sr.safetensors")]).stdout).unwrap();
     assert!(info.contains("\"task\": \"superres\"") && info.contains("\"residual\": true"), "{info}");
 
+    // Joint fine-tuning: one encoder, two checkpoints that evaluate like any other.
+    ok(&[
+        &["finetune", "--task", "joint", "--scratch", "--standardise-pixels"],
+        &common[..],
+        &["--out", &d("joint-clf.safetensors"), "--superres-out", &d("joint-sr.safetensors")],
+    ]
+    .concat());
+    ok(&["evaluate", "--model", &d("joint-sr.safetensors"), "--input", &pairs, "--report", &d("joint-sr.json")]);
+    ok(&["evaluate", "--model", &d("joint-clf.safetensors"), "--input", &pairs, "--image-col", "hr"]);
+    let cpu = candle_core::Device::Cpu;
+    let clf = candle_core::safetensors::load(d("joint-clf.safetensors"), &cpu).unwrap();
+    let sr = candle_core::safetensors::load(d("joint-sr.safetensors"), &cpu).unwrap();
+    let encoder_keys: Vec<&String> = clf.keys().filter(|k| k.starts_with("encoder.")).collect();
+    assert!(!encoder_keys.is_empty() && clf.contains_key("head.weight") && !clf.contains_key("out.weight"));
+    assert!(sr.contains_key("out.weight") && !sr.contains_key("head.weight"));
+    for key in encoder_keys {
+        let diff = (&clf[key] - &sr[key]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff, 0.0, "{key}: the two checkpoints share one encoder");
+    }
+    let info = String::from_utf8(ok(&["model", "info", &d("joint-clf.safetensors")]).stdout).unwrap();
+    assert!(info.contains("\"superres_weight\": 10.0") && info.contains("minmax+pixel-standardise"), "{info}");
+    fails(
+        &[&["finetune", "--task", "joint", "--scratch"], &common[..], &["--out", &d("j.safetensors")]].concat(),
+        "superres-out",
+    );
+
     // A x4 model on x2 pairs, and pairs without an `lr` column.
     fails(&["evaluate", "--model", &d("sr.safetensors"), "--input", &d("x2/dataset.parquet")], "the model takes 4x4");
     let classify = d("x4/../c");
@@ -292,7 +386,9 @@ args = {{ input = ["{{dir}}/data/dataset.parquet"], model = "{{dir}}/clf.safeten
 #[test]
 fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (file, steps) in [("pipelines/quickstart.toml", 10), ("pipelines/paper.toml", 31)] {
+    for (file, steps) in
+        [("pipelines/quickstart.toml", 10), ("pipelines/paper.toml", 36), ("pipelines/bundled.toml", 13)]
+    {
         let path = root.join(file);
         let run = ok(&["run", path.to_str().unwrap(), "--dry-run", "--force"]);
         let stderr = String::from_utf8_lossy(&run.stderr);

@@ -77,14 +77,14 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
     .map(|_| ())
 }
 
-fn read(path: &Path) -> RecordBatch {
+pub(crate) fn read(path: &Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap();
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let mut reader = builder.with_batch_size(1 << 20).build().unwrap();
     reader.next().unwrap().unwrap()
 }
 
-fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
     batch.column_by_name(name).unwrap().as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect()
 }
 
