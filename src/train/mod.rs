@@ -671,7 +671,7 @@ fn classify_batch_loss(
     step: usize,
     freeze_encoder: bool,
 ) -> Result<Tensor> {
-    let dropout_seed = t.seed ^ 0xD50D_0A7u64 ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let dropout_seed = t.seed ^ 0x0D50_D0A7_u64 ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut features = model.features(&training_batch(t, data, chunk, step)?, Some(dropout_seed))?;
     if freeze_encoder {
         features = features.detach();
