@@ -125,16 +125,9 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
         let (metrics, val_loss) = classify_validation(&classifier, &images, &val, t.batch_size)?;
         let (sr_metrics, _) = evaluate_model(&resolver, pairs, &val, t.batch_size)?;
         let log = EpochLog {
-            epoch,
-            lr,
-            train_loss,
-            val_loss,
-            val_macro_auc: Some(metrics.macro_auc),
-            val_accuracy: Some(metrics.accuracy),
-            mask_ratio: None,
             val_ssim: Some(sr_metrics.ssim),
             val_psnr: Some(sr_metrics.psnr),
-            images_per_s,
+            ..EpochLog::classification(epoch, lr, train_loss, val_loss, images_per_s, &metrics)
         };
         // One epoch for both heads, chosen by the classification (as finetune does).
         if record_epoch(t, &mut r, log, metrics.macro_auc - 1e-9 * val_loss)? {

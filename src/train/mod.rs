@@ -100,6 +100,31 @@ pub struct EpochLog {
     pub images_per_s: f64,
 }
 
+impl EpochLog {
+    /// A classification epoch's record.
+    fn classification(
+        epoch: usize,
+        lr: f64,
+        train_loss: f64,
+        val_loss: f64,
+        images_per_s: f64,
+        metrics: &ClassificationMetrics,
+    ) -> EpochLog {
+        EpochLog {
+            epoch,
+            lr,
+            train_loss,
+            val_loss,
+            val_macro_auc: Some(metrics.macro_auc),
+            val_accuracy: Some(metrics.accuracy),
+            mask_ratio: None,
+            val_ssim: None,
+            val_psnr: None,
+            images_per_s,
+        }
+    }
+}
+
 /// What a training run produced.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -730,18 +755,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
                 classify_batch_loss(&model, t, &data, chunk, step, opts.freeze_encoder)
             })?;
         let (metrics, val_loss) = classify_validation(&model, &data, &val, t.batch_size)?;
-        let log = EpochLog {
-            epoch,
-            lr,
-            train_loss,
-            val_loss,
-            val_macro_auc: Some(metrics.macro_auc),
-            val_accuracy: Some(metrics.accuracy),
-            mask_ratio: None,
-            val_ssim: None,
-            val_psnr: None,
-            images_per_s,
-        };
+        let log = EpochLog::classification(epoch, lr, train_loss, val_loss, images_per_s, &metrics);
         // Best on validation AUC, ties broken by the lower loss.
         if record_epoch(t, &mut r, log, metrics.macro_auc - 1e-9 * val_loss)? {
             let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": epoch,
