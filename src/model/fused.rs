@@ -378,7 +378,9 @@ impl CustomOp3 for LayerNormOp {
                     layer_norm_backward_rows(x, w, g, self.eps, dx, &mut dw, &mut db, &mut xhat);
                     (dw, db)
                 })
-                .reduce(|| (vec![0f32; d], vec![0f32; d]), add_pairs);
+                .collect::<Vec<_>>()
+                .into_iter()
+                .fold((vec![0f32; d], vec![0f32; d]), add_pairs);
             Ok((dx, dw, db))
         })?;
         let wshape = weight.shape();
@@ -386,6 +388,9 @@ impl CustomOp3 for LayerNormOp {
     }
 }
 
+// Per-block partial gradients are collected in block order and summed in that
+// order: rayon's `reduce` pairs them as work-stealing splits fall, so float
+// rounding (and, through training, the held-out metrics) differed run to run.
 fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
     a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
     a
@@ -533,7 +538,9 @@ impl LinearOp {
                 add_rows(&mut acc, block);
                 acc
             })
-            .reduce(|| vec![0f32; out_dim], add_into);
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(vec![0f32; out_dim], add_into);
         let (dx, dw) = with_data(x, |x| {
             with_data(weight, |w| {
                 let mut dx = vec![0f32; rows * in_dim];
@@ -909,7 +916,9 @@ impl CustomOp3 for ConvOp {
                     },
                 )
                 .map(|(dw, db, _)| (dw, db))
-                .reduce(|| (vec![0f32; s.c_out * patch], vec![0f32; s.c_out]), add_pairs);
+                .collect::<Vec<_>>()
+                .into_iter()
+                .fold((vec![0f32; s.c_out * patch], vec![0f32; s.c_out]), add_pairs);
             Ok((dx, dw, db))
         })?;
         Ok((

@@ -473,7 +473,15 @@ fn run_epoch(
 /// A fresh training state, or the saved one when resuming (weights and moments restored).
 fn start_or_resume(t: &TrainOptions, varmap: &VarMap, opt: &mut AdamW, dev: &Device) -> Result<Resume> {
     match load_state(t, dev)? {
-        None => Ok(Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, logs: vec![] }),
+        None => {
+            // A fresh run starts a fresh epoch log (one left by an earlier run to
+            // the same --out would otherwise be continued).
+            let log = log_path(&t.out);
+            if log.exists() {
+                std::fs::remove_file(&log).map_err(|e| Error::io(&log, e))?;
+            }
+            Ok(Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, logs: vec![] })
+        }
         Some((saved, tensors)) => {
             set_vars(varmap, &tensors, "", &state_path(&t.out))?;
             let moments: HashMap<String, Tensor> = tensors

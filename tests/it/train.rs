@@ -166,3 +166,31 @@ fn dropout_is_drawn_from_the_seed_so_runs_repeat() {
     assert_eq!(run("a.safetensors", 3), run("b.safetensors", 3));
     assert_ne!(run("c.safetensors", 3), run("d.safetensors", 4));
 }
+
+#[test]
+fn gradient_sums_do_not_depend_on_thread_scheduling_so_runs_repeat_bit_for_bit() {
+    // Batches of 64 images of 65 tokens give the fused kernels many row blocks to split over
+    // the thread pool; their partial gradients must be summed in a fixed order.
+    let dir = tempfile::tempdir().unwrap();
+    let small = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/models/vit-w64-d2-p8.json");
+    let model: MaeConfig = serde_json::from_str(&std::fs::read_to_string(small).unwrap()).unwrap();
+    // The 16x16 blobs blown up to the small ViT's 64x64 input.
+    let mut data = blobs(256, 5);
+    data.pixels = data
+        .pixels
+        .chunks_exact(256)
+        .flat_map(|img| (0..64 * 64).map(move |k| img[(k / 64 / 4) * 16 + (k % 64) / 4]))
+        .collect();
+    data.size = 64;
+    let run = |name: &str| {
+        let mut opts = finetune(&dir.path().join(name), 2, EncoderInit::Scratch, false);
+        opts.model = model.clone();
+        opts.train.batch_size = 64;
+        let outcome = finetune_classify(&data, &opts).unwrap();
+        outcome.epochs.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>()
+    };
+    let first = run("a.safetensors");
+    for name in ["b.safetensors", "c.safetensors"] {
+        assert_eq!(first, run(name));
+    }
+}
