@@ -95,15 +95,12 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
     let resolver = SuperResolver::new(&model_cfg, &head, vb)?;
     let (mut opt, schedule, mut r) = start_finetuning(t, &varmap, &init_tensors, |_| true, train.len())?;
     let init_name = init_label(&opts.init);
-    let joint = serde_json::json!({"joint": {"superres_weight": opts.superres_weight, "loss": opts.loss,
-        "classifier": t.out.display().to_string(), "superres": opts.superres_out.display().to_string()}});
-    let extra = |more: serde_json::Value| {
-        let mut e = serde_json::json!({"init": init_name});
-        for part in [&joint, &more] {
-            if let (Some(e), Some(p)) = (e.as_object_mut(), part.as_object()) {
-                e.extend(p.clone());
-            }
-        }
+    let joint = serde_json::json!({"superres_weight": opts.superres_weight, "loss": opts.loss,
+        "classifier": t.out.display().to_string(), "superres": opts.superres_out.display().to_string()});
+    // Each call site's object (best epoch, metrics) plus what every save records.
+    let extra = |mut e: serde_json::Value| {
+        e["init"] = init_name.clone().into();
+        e["joint"] = joint.clone();
         e
     };
     let save_both = |tensors: &HashMap<String, Tensor>, cls_extra: serde_json::Value, sr_extra: serde_json::Value| {
