@@ -3,6 +3,9 @@ DeepLenseSim scripts do (SimAPI, Euclid VIS, multi-plane with z_source_conventio
 2.5), and report images/s per class as JSON. Single process, single thread.
 
 Usage: python bench/lenstronomy_sim.py [images_per_class] [repeats]   (best of repeats)
+
+`render(cls)` is importable (bench/recipe_baseline.py uses it); it draws from the
+module's `rng`, which a caller may reseed.
 """
 import json
 import sys
@@ -14,8 +17,6 @@ from lenstronomy.SimulationAPI.ObservationConfig.Euclid import Euclid
 from lenstronomy.SimulationAPI.sim_api import SimAPI
 import lenstronomy
 
-n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 THETA_E = 1.2814905676172945
 band = Euclid(band="VIS", psf_type="GAUSSIAN", coadd_years=6).kwargs_single_band()
 cosmo = FlatLambdaCDM(H0=67.5, Om0=0.309)
@@ -57,15 +58,22 @@ def render(cls):
     return 2.0 * image_model.image(kwargs, kwargs_source, None)
 
 
-results = {}
-for cls in ["no_sub", "cdm", "axion"]:
-    render(cls)  # warm-up
-    best = 0.0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(n):
-            render(cls)
-        best = max(best, n / (time.perf_counter() - t))
-    results[cls] = {"images_per_s": best}
-print(json.dumps({"tool": "lenstronomy", "version": lenstronomy.__version__, "threads": 1, "images": n, "repeats": repeats,
-                  "results": results}))
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    results = {}
+    for cls in ["no_sub", "cdm", "axion"]:
+        render(cls)  # warm-up
+        best = 0.0
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(n):
+                render(cls)
+            best = max(best, n / (time.perf_counter() - t))
+        results[cls] = {"images_per_s": best}
+    print(json.dumps({"tool": "lenstronomy", "version": lenstronomy.__version__, "threads": 1, "images": n,
+                      "repeats": repeats, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
