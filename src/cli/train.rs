@@ -240,6 +240,8 @@ enum AugmentArg {
 enum PoolingArg {
     Cls,
     Mean,
+    /// All patch tokens side by side: a head weight per position.
+    Flatten,
 }
 
 /// Arguments of `lensmae evaluate`.
@@ -359,6 +361,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
     let pooling = match args.pooling {
         PoolingArg::Cls => Pooling::Cls,
         PoolingArg::Mean => Pooling::Mean,
+        PoolingArg::Flatten => Pooling::Flatten,
     };
     if !matches!(args.task, FinetuneTask::Classify) {
         let pairs =

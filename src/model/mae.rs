@@ -357,6 +357,23 @@ pub enum Pooling {
     Cls,
     /// The mean of the patch tokens.
     Mean,
+    /// All patch tokens side by side (`[B, L*D]`): the head then has weights of
+    /// its own for every position. Recipes with a fixed lens put the ring in the
+    /// same pixels of every image, and there what tells the classes apart is where
+    /// a perturbation sits: a linear model on standardised pixels separates the
+    /// DeepLense classes (RESULTS.md), which a CLS token or a mean can only
+    /// approximate through attention.
+    Flatten,
+}
+
+impl Pooling {
+    /// Width of the pooled feature vector.
+    pub fn features(self, cfg: &MaeConfig) -> usize {
+        match self {
+            Pooling::Cls | Pooling::Mean => cfg.embed_dim,
+            Pooling::Flatten => cfg.num_patches() * cfg.embed_dim,
+        }
+    }
 }
 
 /// Encoder plus a linear head (keys `encoder.*`, `head.*`).
@@ -374,7 +391,7 @@ impl VitClassifier {
     pub fn new(cfg: &MaeConfig, num_classes: usize, pooling: Pooling, dropout: f32, vb: VarBuilder) -> Result<Self> {
         Ok(VitClassifier {
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
-            head: Linear::new(cfg.embed_dim, num_classes, vb.pp("head"))?,
+            head: Linear::new(pooling.features(cfg), num_classes, vb.pp("head"))?,
             pooling,
             dropout,
         })
@@ -388,6 +405,7 @@ impl VitClassifier {
         let pooled = match self.pooling {
             Pooling::Cls => tokens.i((.., 0))?,
             Pooling::Mean => tokens.narrow(1, 1, tokens.dim(1)? - 1)?.mean(1)?,
+            Pooling::Flatten => tokens.narrow(1, 1, tokens.dim(1)? - 1)?.flatten_from(1)?,
         };
         match dropout_seed {
             Some(seed) if self.dropout > 0.0 => {
@@ -521,13 +539,18 @@ mod tests {
     #[test]
     fn every_trainable_tensor_of_the_classifier_gets_a_gradient() {
         let cfg = MaeConfig::tiny_16();
-        let (varmap, model) = build(3, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
         let labels = Tensor::new(&[0u32, 1, 2, 1], &Device::Cpu).unwrap();
-        for kernels in [Kernels::Fused, Kernels::Composed] {
-            let logits = with_kernels(kernels, || model.forward(&images(4, 16, 6), Some(1))).unwrap();
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
-            // The classifier's encoder has no decoder and no mask token.
-            assert_every_var_has_a_gradient(&varmap, &loss.backward().unwrap());
+        for pooling in [Pooling::Cls, Pooling::Mean, Pooling::Flatten] {
+            let (varmap, model) = build(3, |vb| VitClassifier::new(&cfg, 3, pooling, 0.0, vb));
+            let head = varmap.data().lock().unwrap()["head.weight"].dims().to_vec();
+            let width = if pooling == Pooling::Flatten { cfg.num_patches() * cfg.embed_dim } else { cfg.embed_dim };
+            assert_eq!(head, [3, width], "{pooling:?}");
+            for kernels in [Kernels::Fused, Kernels::Composed] {
+                let logits = with_kernels(kernels, || model.forward(&images(4, 16, 6), Some(1))).unwrap();
+                let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
+                // The classifier's encoder has no decoder and no mask token.
+                assert_every_var_has_a_gradient(&varmap, &loss.backward().unwrap());
+            }
         }
     }
 

@@ -218,10 +218,13 @@ fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
     ok(&[&["pretrain"], &common[..], &["--out", &d("mae.safetensors"), "--mask-ratio", "0.75"]].concat());
     ok(&[&["finetune", "--init", &d("mae.safetensors")], &common[..], &["--out", &d("clf.safetensors")]].concat());
     ok(&["evaluate", "--model", &d("clf.safetensors"), "--input", &data, "--report", &d("report.json")]);
-    // Per-pixel standardisation is kept in the checkpoint and repeated by evaluate.
-    ok(&[&["finetune", "--scratch", "--standardise-pixels"], &common[..], &["--out", &d("std.safetensors")]].concat());
+    // Per-pixel standardisation is kept in the checkpoint and repeated by evaluate,
+    // as is the pooling of the head (here a weight per token position).
+    let std_args = ["finetune", "--scratch", "--standardise-pixels", "--pooling", "flatten"];
+    ok(&[&std_args[..], &common[..], &["--out", &d("std.safetensors")]].concat());
     let std_info = String::from_utf8(ok(&["model", "info", &d("std.safetensors")]).stdout).unwrap();
     assert!(std_info.contains("minmax+pixel-standardise"), "{std_info}");
+    assert!(std_info.contains("\"pooling\": \"flatten\""), "{std_info}");
     ok(&["evaluate", "--model", &d("std.safetensors"), "--input", &data, "--report", &d("std.json")]);
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d("report.json")).unwrap()).unwrap();
     assert_eq!(report["report"]["n"], 60);
