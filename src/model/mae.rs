@@ -368,7 +368,7 @@ pub enum Pooling {
 
 impl Pooling {
     /// Width of the pooled feature vector.
-    pub fn features(self, cfg: &MaeConfig) -> usize {
+    pub fn feature_width(self, cfg: &MaeConfig) -> usize {
         match self {
             Pooling::Cls | Pooling::Mean => cfg.embed_dim,
             Pooling::Flatten => cfg.num_patches() * cfg.embed_dim,
@@ -391,7 +391,7 @@ impl VitClassifier {
     pub fn new(cfg: &MaeConfig, num_classes: usize, pooling: Pooling, dropout: f32, vb: VarBuilder) -> Result<Self> {
         Ok(VitClassifier {
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
-            head: Linear::new(pooling.features(cfg), num_classes, vb.pp("head"))?,
+            head: Linear::new(pooling.feature_width(cfg), num_classes, vb.pp("head"))?,
             pooling,
             dropout,
         })

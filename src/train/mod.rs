@@ -197,8 +197,8 @@ pub const MINMAX_STANDARDISED: &str = "minmax+pixel-standardise";
 /// 0.981 (RESULTS.md). The floor only keeps pixels that never vary finite.
 pub const PIXEL_STD_FLOOR: f64 = 1e-10;
 
-/// Bound on a standardised pixel. In-domain values stay far inside it (|z| <= 32 on
-/// Model II); an out-of-domain image (noise where training saw none) would
+/// Bound on a standardised pixel. In-domain values stay far inside it (at most 96 on
+/// Model II test images, RESULTS.md); an out-of-domain image (noise where training saw none) would
 /// otherwise turn a pixel with a tiny training spread into a value that overflows
 /// the network.
 pub const STANDARDISED_PIXEL_BOUND: f32 = 1e3;
@@ -216,7 +216,11 @@ pub fn pixel_statistics(data: &LabelledImages, indices: &[usize]) -> (Vec<f32>, 
     }
     let n = indices.len().max(1) as f64;
     let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-    let std = sq.iter().zip(&sum).map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt().max(PIXEL_STD_FLOOR)) as f32).collect();
+    let std = sq
+        .iter()
+        .zip(&sum)
+        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt().max(PIXEL_STD_FLOOR)) as f32)
+        .collect();
     (mean, std)
 }
 
