@@ -24,6 +24,8 @@ use rayon::prelude::*;
 
 use crate::fastmath::{erf_f32, exp_f32};
 
+pub(crate) mod block;
+
 /// Which implementation the layers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
@@ -173,6 +175,35 @@ fn threads() -> Parallelism {
     match rayon::current_num_threads() {
         1 => Parallelism::None,
         n => Parallelism::Rayon(n),
+    }
+}
+
+/// `out (+)= x W^T + b` for row-major `x: [rows, in]`, `W: [out, in]`, `b: [out]`:
+/// the bias is written (or added) first and the product accumulated onto it, so
+/// no second pass over `out` is needed.
+fn affine_rows(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: bool, parallelism: Parallelism) {
+    let (out_dim, in_dim) = (b.len(), w.len() / b.len());
+    let rows = x.len() / in_dim;
+    assert!(w.len() == out_dim * in_dim && out.len() == rows * out_dim, "affine_rows: shapes");
+    for row in out.chunks_exact_mut(out_dim) {
+        if accumulate {
+            row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+        } else {
+            row.copy_from_slice(b);
+        }
+    }
+    // SAFETY: the shapes were checked above and `out` is borrowed mutably.
+    unsafe {
+        matmul(
+            (rows, out_dim, in_dim),
+            out.as_mut_ptr(),
+            out_dim,
+            true,
+            Mat::rows(x.as_ptr(), in_dim),
+            Mat::rows(w.as_ptr(), in_dim).t(),
+            1.0,
+            parallelism,
+        )
     }
 }
 
@@ -461,24 +492,8 @@ impl CustomOp3 for LinearOp {
         if dims.last() != Some(&in_dim) || b.len() != out_dim {
             candle_core::bail!("fused linear: input {:?}, weight {:?}, bias {}", dims, (out_dim, in_dim), b.len());
         }
-        let rows = x.len() / in_dim;
-        let mut out: Vec<f32> = Vec::with_capacity(rows * out_dim);
-        for _ in 0..rows {
-            out.extend_from_slice(b);
-        }
-        // SAFETY: shapes checked above; `out` is ours alone.
-        unsafe {
-            matmul(
-                (rows, out_dim, in_dim),
-                out.as_mut_ptr(),
-                out_dim,
-                true,
-                Mat::rows(x.as_ptr(), in_dim),
-                Mat::rows(w.as_ptr(), in_dim).t(),
-                1.0,
-                threads(),
-            )
-        };
+        let mut out = vec![0f32; x.len() / in_dim * out_dim];
+        affine_rows(x, w, b, &mut out, false, threads());
         if self.activation == Activation::Gelu {
             if self.save {
                 let mut activated = vec![0f32; out.len()];
@@ -635,6 +650,54 @@ impl Heads {
     }
 }
 
+/// One head of one image: `p = softmax(q k^T scale)` (`p` holds `N x N`), then
+/// that head's columns of the output, `p v`.
+///
+/// # Safety
+/// `qkv` and `out` must hold `[batch, N, 3 D]` and `[batch, N, D]` for `s`, and
+/// nothing else may write this head's output columns during the call.
+unsafe fn attend(s: Heads, qkv: *const f32, out: *mut f32, b: usize, head: usize, p: &mut [f32]) {
+    let (n, hd) = (s.tokens, s.head_dim());
+    let q = Mat::rows(qkv.add(s.qkv_offset(b, head, 0)), 3 * s.dim);
+    let k = Mat::rows(qkv.add(s.qkv_offset(b, head, 1)), 3 * s.dim);
+    let v = Mat::rows(qkv.add(s.qkv_offset(b, head, 2)), 3 * s.dim);
+    matmul((n, n, hd), p.as_mut_ptr(), n, false, q, k.t(), s.scale(), Parallelism::None);
+    softmax_rows(p, n);
+    let o = out.add(s.out_offset(b, head));
+    matmul((n, hd, n), o, s.dim, false, Mat::rows(p.as_ptr(), n), v, 1.0, Parallelism::None);
+}
+
+/// Backward of [`attend`] for one head of one image: from the probabilities `p`
+/// and the gradient at that head's output columns, writes the head's q, k and v
+/// columns of `dqkv`. `dp` is scratch for `N x N`.
+///
+/// # Safety
+/// `qkv`, `grad_out` (`[batch, N, D]`) and `dqkv` must hold `s`'s shapes, and
+/// nothing else may touch this head's columns of `dqkv` during the call.
+unsafe fn attend_backward(
+    s: Heads,
+    (qkv, grad_out, dqkv): (*const f32, *const f32, *mut f32),
+    (b, head): (usize, usize),
+    p: &[f32],
+    dp: &mut [f32],
+) {
+    let (n, hd, row) = (s.tokens, s.head_dim(), 3 * s.dim);
+    let at = |which| Mat::rows(qkv.add(s.qkv_offset(b, head, which)), row);
+    let (q, k, v) = (at(0), at(1), at(2));
+    let d_at = |which| dqkv.add(s.qkv_offset(b, head, which));
+    let go = Mat::rows(grad_out.add(s.out_offset(b, head)), s.dim);
+    let p_mat = Mat::rows(p.as_ptr(), n);
+    // dV = P^T dO
+    matmul((n, hd, n), d_at(2), row, false, p_mat.t(), go, 1.0, Parallelism::None);
+    // dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale
+    matmul((n, n, hd), dp.as_mut_ptr(), n, false, go, v.t(), 1.0, Parallelism::None);
+    softmax_backward_rows(dp, p, n, s.scale());
+    let ds = Mat::rows(dp.as_ptr(), n);
+    // dQ = dS K, dK = dS^T Q
+    matmul((n, hd, n), d_at(0), row, false, ds, k, 1.0, Parallelism::None);
+    matmul((n, hd, n), d_at(1), row, false, ds.t(), q, 1.0, Parallelism::None);
+}
+
 impl CustomOp1 for AttentionOp {
     fn name(&self) -> &'static str {
         "fused-attention"
@@ -643,26 +706,16 @@ impl CustomOp1 for AttentionOp {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let qkv = contiguous_f32(storage, layout, "attention")?;
         let s = Heads::of(layout.shape().dims(), self.num_heads)?;
-        let (n, hd) = (s.tokens, s.head_dim());
+        let n = s.tokens;
         let mut out = vec![0f32; s.batch * n * s.dim];
         // Without a backward pass to serve, each task reuses one scratch block.
         let mut probs = vec![0f32; if self.save { s.batch * s.heads * n * n } else { 0 }];
         let out_ptr = OutPtr(out.as_mut_ptr());
         let qkv_ptr = InPtr(qkv.as_ptr());
         let head_task = |task: usize, p: &mut [f32]| {
-            let (b, head) = (task / s.heads, task % s.heads);
-            let base = qkv_ptr.get();
-            // SAFETY: offsets stay inside qkv/out for these shapes; each task
-            // writes its own probability block and its own head's output columns.
-            unsafe {
-                let q = Mat::rows(base.add(s.qkv_offset(b, head, 0)), 3 * s.dim);
-                let k = Mat::rows(base.add(s.qkv_offset(b, head, 1)), 3 * s.dim);
-                let v = Mat::rows(base.add(s.qkv_offset(b, head, 2)), 3 * s.dim);
-                matmul((n, n, hd), p.as_mut_ptr(), n, false, q, k.t(), s.scale(), Parallelism::None);
-                softmax_rows(p, n);
-                let o = out_ptr.get().add(s.out_offset(b, head));
-                matmul((n, hd, n), o, s.dim, false, Mat::rows(p.as_ptr(), n), v, 1.0, Parallelism::None);
-            }
+            // SAFETY: `qkv` and `out` hold these shapes; each task writes its
+            // own probability block and its own head's output columns.
+            unsafe { attend(s, qkv_ptr.get(), out_ptr.get(), task / s.heads, task % s.heads, p) }
         };
         if self.save {
             probs.par_chunks_mut(n * n).enumerate().for_each(|(task, p)| head_task(task, p));
@@ -676,7 +729,7 @@ impl CustomOp1 for AttentionOp {
 
     fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let s = Heads::of(qkv.dims(), self.num_heads)?;
-        let (n, hd) = (s.tokens, s.head_dim());
+        let n = s.tokens;
         let probs = self.probs.lock().expect("attention probabilities lock");
         let probs =
             probs.as_ref().ok_or_else(|| candle_core::Error::Msg("fused attention: no saved forward".into()))?;
@@ -687,25 +740,16 @@ impl CustomOp1 for AttentionOp {
                 probs.par_chunks(n * n).enumerate().for_each_init(
                     || vec![0f32; n * n],
                     |dp, (task, p)| {
-                        let (b, head) = (task / s.heads, task % s.heads);
                         // SAFETY: as in the forward pass; each task writes only its
                         // head's q, k and v columns of dqkv.
                         unsafe {
-                            let at = |which| qkv_ptr.get().add(s.qkv_offset(b, head, which));
-                            let (q, k, v) =
-                                (Mat::rows(at(0), 3 * s.dim), Mat::rows(at(1), 3 * s.dim), Mat::rows(at(2), 3 * s.dim));
-                            let d_at = |which| d_ptr.get().add(s.qkv_offset(b, head, which));
-                            let go = Mat::rows(g_ptr.get().add(s.out_offset(b, head)), s.dim);
-                            let p_mat = Mat::rows(p.as_ptr(), n);
-                            // dV = P^T dO
-                            matmul((n, hd, n), d_at(2), 3 * s.dim, false, p_mat.t(), go, 1.0, Parallelism::None);
-                            // dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale
-                            matmul((n, n, hd), dp.as_mut_ptr(), n, false, go, v.t(), 1.0, Parallelism::None);
-                            softmax_backward_rows(dp, p, n, s.scale());
-                            let ds = Mat::rows(dp.as_ptr(), n);
-                            // dQ = dS K, dK = dS^T Q
-                            matmul((n, hd, n), d_at(0), 3 * s.dim, false, ds, k, 1.0, Parallelism::None);
-                            matmul((n, hd, n), d_at(1), 3 * s.dim, false, ds.t(), q, 1.0, Parallelism::None);
+                            attend_backward(
+                                s,
+                                (qkv_ptr.get(), g_ptr.get(), d_ptr.get()),
+                                (task / s.heads, task % s.heads),
+                                p,
+                                dp,
+                            )
                         }
                     },
                 );
@@ -1037,6 +1081,41 @@ mod tests {
             let (varmap, attn) = varmap_with(rng.random(), |vb| Attention::new(dim, heads, vb));
             let x = random(&mut rng, &[b, n, dim], 2.0);
             compare_paths(&mut rng, x, &varmap, |x| attn.forward(x), 1e-5);
+        }
+    }
+
+    #[test]
+    fn whole_block_inference_matches_the_per_op_and_composed_paths() {
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        // Random shapes, then the paper's (257 tokens, width 192, 3 heads).
+        let mut shapes: Vec<_> = (0..3)
+            .map(|_| {
+                let heads = rng.random_range(1..4);
+                (heads, heads * 4 * rng.random_range(1..6), rng.random_range(2..6), rng.random_range(1..70))
+            })
+            .collect();
+        shapes.push((3, 192, 2, 257));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (heads, dim, batch, tokens) in shapes {
+            let (varmap, trained) = varmap_with(rng.random(), |vb| layers::Block::new(dim, heads, 4.0, 1e-6, vb));
+            // As from a checkpoint: plain tensors that track no gradient.
+            let loaded =
+                varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+            let loaded =
+                layers::Block::new(dim, heads, 4.0, 1e-6, VarBuilder::from_tensors(loaded, DType::F32, &Device::Cpu))
+                    .unwrap();
+            let x = random(&mut rng, &[batch, tokens, dim], 2.0);
+            pool.install(|| {
+                assert!(block::applies(&x, &loaded.weights()), "{batch} x {tokens} x {dim}");
+                assert!(!block::applies(&x, &trained.weights()), "weights that track gradients take the per-op path");
+                let whole = loaded.forward(&x).unwrap();
+                let per_op = trained.forward(&x).unwrap();
+                let composed = with_kernels(Kernels::Composed, || loaded.forward(&x)).unwrap();
+                for (other, name) in [(per_op, "per-op"), (composed, "composed")] {
+                    let diff = relative_difference(&whole, &other);
+                    assert!(diff <= 1e-5, "whole block vs {name}: {diff:e} at {batch} x {tokens} x {dim}");
+                }
+            });
         }
     }
 

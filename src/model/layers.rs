@@ -213,8 +213,30 @@ impl Block {
     }
 }
 
+impl Block {
+    pub(crate) fn weights(&self) -> fused::block::BlockWeights<'_> {
+        fn pair(l: &Linear) -> (&Tensor, &Tensor) {
+            (&l.weight, &l.bias)
+        }
+        fused::block::BlockWeights {
+            norm1: (&self.norm1.weight, &self.norm1.bias),
+            qkv: pair(&self.attn.qkv),
+            proj: pair(&self.attn.proj),
+            norm2: (&self.norm2.weight, &self.norm2.bias),
+            fc1: pair(&self.mlp.fc1),
+            fc2: pair(&self.mlp.fc2),
+            eps: self.norm1.eps,
+            num_heads: self.attn.num_heads,
+        }
+    }
+}
+
 impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let weights = self.weights();
+        if fused::block::applies(x, &weights) {
+            return fused::block::forward_inference(x, &weights);
+        }
         let x = (x + self.attn.forward(&self.norm1.forward(x)?)?)?;
         &x + self.mlp.forward(&self.norm2.forward(&x)?)?
     }
