@@ -1,20 +1,34 @@
-//! A whole pre-norm transformer block for inference, one image at a time.
+//! A whole pre-norm transformer block as one op: `y = x + attn(norm1(x))`, then
+//! `y + mlp(norm2(y))`, with an analytic backward pass.
 //!
 //! Why: op by op, each layer of a batch of 64 images reads and writes tens of
-//! megabytes (the MLP's hidden layer alone is 50 MB), so LayerNorm, GELU,
-//! softmax and the residual adds run at memory speed between the matrix
-//! products. One image's activations (at most ~1 MB for the paper's model)
-//! stay in a core's L2 cache through the whole block, and no intermediate
-//! tensor is allocated. Nothing is kept for a backward pass, so this path runs
-//! only when no input or weight needs a gradient; training takes the per-op
-//! kernels of the parent module.
+//! megabytes (the MLP's hidden layer alone is 50 MB), LayerNorm, GELU, softmax
+//! and the residual adds run at memory speed between the matrix products, and
+//! candle's autograd zero-fills and adds a gradient buffer for every one of the
+//! dozen intermediate tensors. Here the batch is cut into groups of about
+//! [`GROUP_ROWS`] token rows (one image of the paper's model), each group runs
+//! the whole block with its activations in cache, and only what the backward
+//! pass cannot cheaply recompute is kept (q/k/v, attention probabilities, the
+//! attention output, the first residual sum and the MLP's pre-activation; the
+//! LayerNorm outputs and the GELU are recomputed).
+//!
+//! Determinism: the weight gradients are accumulated group by group within a
+//! fixed number of chunks of groups and the chunks summed in order, so a
+//! step's gradients do not depend on thread scheduling or the thread count.
 
 use super::*;
 
-/// The parameters of one [`crate::model::layers::Block`], borrowed.
+/// Token rows per group: one image of 257 tokens; several of the MAE
+/// encoder's few visible tokens.
+const GROUP_ROWS: usize = 256;
+/// Chunks of groups with their own weight-gradient accumulator (the backward
+/// pass's units of parallel work).
+const GRADIENT_CHUNKS: usize = 16;
+
+/// The parameters of one [`crate::model::layers::Block`], borrowed: (weight,
+/// bias) of the first LayerNorm, the packed q/k/v projection, the attention's
+/// output projection, the second LayerNorm and the MLP's two layers.
 pub(crate) struct BlockWeights<'a> {
-    /// (weight, bias) of: the first LayerNorm, the packed q/k/v projection, the
-    /// attention's output projection, the second LayerNorm, the MLP's two layers.
     pub(crate) norm1: (&'a Tensor, &'a Tensor),
     pub(crate) qkv: (&'a Tensor, &'a Tensor),
     pub(crate) proj: (&'a Tensor, &'a Tensor),
@@ -26,41 +40,139 @@ pub(crate) struct BlockWeights<'a> {
 }
 
 impl BlockWeights<'_> {
+    /// In the order of [`Layout12`].
     fn tensors(&self) -> [&Tensor; 12] {
         let [a, b, c, d, e, f] = [self.norm1, self.qkv, self.proj, self.norm2, self.fc1, self.fc2];
         [a.0, a.1, b.0, b.1, c.0, c.1, d.0, d.1, e.0, e.1, f.0, f.1]
     }
 }
 
-/// Whether [`forward_inference`] may run: the fused kernels apply, nothing can
-/// ask for a gradient, the weights are contiguous, and the batch has at least
-/// an image per thread (images are the unit of parallel work here).
-pub(crate) fn applies(x: &Tensor, weights: &BlockWeights) -> bool {
-    let tensors = weights.tensors();
-    applies_to(x)
-        && x.rank() == 3
-        && x.dim(0).is_ok_and(|b| b >= rayon::current_num_threads())
-        && !x.track_op()
-        && tensors.iter().all(|t| !t.track_op() && t.is_contiguous() && applies_to(t))
+/// Where each of the twelve parameters sits in their concatenation.
+#[derive(Clone, Copy)]
+struct Layout12 {
+    dim: usize,
+    hidden: usize,
 }
 
-/// `y = x + attn(norm1(x))`, then `y + mlp(norm2(y))`, for `x: [B, N, D]`: the
-/// per-op kernels' arithmetic, except that the residual is added before the
-/// projection's product rather than after it (a rounding-level difference).
-pub(crate) fn forward_inference(x: &Tensor, weights: &BlockWeights) -> Result<Tensor> {
-    let x = x.contiguous()?;
-    let (batch, n, d) = x.dims3()?;
-    let hidden = weights.fc1.0.dim(0)?;
-    let expected: [&[usize]; 12] =
-        [&[d], &[d], &[3 * d, d], &[3 * d], &[d, d], &[d], &[d], &[d], &[hidden, d], &[hidden], &[d, hidden], &[d]];
-    let tensors = weights.tensors();
-    for (t, want) in tensors.iter().zip(expected) {
-        if t.dims() != want {
-            candle_core::bail!("fused block: a weight is {:?}, expected {want:?} for width {d}", t.dims());
+impl Layout12 {
+    fn sizes(&self) -> [usize; 12] {
+        let (d, h) = (self.dim, self.hidden);
+        [d, d, 3 * d * d, 3 * d, d * d, d, d, d, h * d, h, d * h, d]
+    }
+    fn shapes(&self) -> [Vec<usize>; 12] {
+        let (d, h) = (self.dim, self.hidden);
+        [
+            vec![d],
+            vec![d],
+            vec![3 * d, d],
+            vec![3 * d],
+            vec![d, d],
+            vec![d],
+            vec![d],
+            vec![d],
+            vec![h, d],
+            vec![h],
+            vec![d, h],
+            vec![d],
+        ]
+    }
+    fn len(&self) -> usize {
+        self.sizes().iter().sum()
+    }
+    /// The concatenation cut back into its twelve parts.
+    fn split<'a>(&self, mut flat: &'a [f32]) -> [&'a [f32]; 12] {
+        self.sizes().map(|n| {
+            let (head, rest) = flat.split_at(n);
+            flat = rest;
+            head
+        })
+    }
+    fn split_mut<'a>(&self, mut flat: &'a mut [f32]) -> [&'a mut [f32]; 12] {
+        self.sizes().map(|n| {
+            let (head, rest) = std::mem::take(&mut flat).split_at_mut(n);
+            flat = rest;
+            head
+        })
+    }
+}
+
+/// The block's configuration, checked against the input and weights.
+#[derive(Clone, Copy)]
+struct Shapes {
+    batch: usize,
+    tokens: usize,
+    params: Layout12,
+    heads: usize,
+    eps: f32,
+}
+
+impl Shapes {
+    fn of(x: &[usize], weights: &BlockWeights) -> Result<Shapes> {
+        let [batch, tokens, dim] = *x else { candle_core::bail!("fused block: input {x:?} is not [B, N, D]") };
+        let params = Layout12 { dim, hidden: weights.fc1.0.dims().first().copied().unwrap_or(0) };
+        for (t, want) in weights.tensors().iter().zip(params.shapes()) {
+            if t.dims() != want.as_slice() {
+                candle_core::bail!("fused block: a weight is {:?}, expected {want:?} for width {dim}", t.dims());
+            }
+        }
+        Heads::of(&[1, tokens, 3 * dim], weights.num_heads)?;
+        Ok(Shapes { batch, tokens, params, heads: weights.num_heads, eps: weights.eps as f32 })
+    }
+    fn dim(&self) -> usize {
+        self.params.dim
+    }
+    fn hidden(&self) -> usize {
+        self.params.hidden
+    }
+    fn images_per_group(&self) -> usize {
+        (GROUP_ROWS / self.tokens.max(1)).max(1)
+    }
+    fn groups(&self) -> usize {
+        self.batch.div_ceil(self.images_per_group())
+    }
+    /// First image and image count of group `g`.
+    fn group(&self, g: usize) -> (usize, usize) {
+        let first = g * self.images_per_group();
+        (first, self.images_per_group().min(self.batch - first))
+    }
+    fn heads_of(&self, images: usize) -> Heads {
+        Heads { batch: images, tokens: self.tokens, dim: self.dim(), heads: self.heads }
+    }
+    /// The group's gemm calls run multi-threaded only when there are too few
+    /// groups to keep the threads busy.
+    fn inner_parallelism(&self) -> Parallelism {
+        if self.groups() >= rayon::current_num_threads() {
+            Parallelism::None
+        } else {
+            threads()
         }
     }
-    let s = Heads::of(&[1, n, 3 * d], weights.num_heads)?;
-    let guards: Vec<_> = std::iter::once(&x).chain(tensors).map(|t| t.storage_and_layout()).collect();
+}
+
+/// Whether the fused block applies: the fused kernels are on and `x` is `[B, N, D]`.
+pub(crate) fn applies(x: &Tensor) -> bool {
+    applies_to(x) && x.rank() == 3
+}
+
+/// The block's output. Differentiable (a candle op over `x` and the twelve
+/// parameters' concatenation) when `x` or a parameter tracks gradients;
+/// otherwise computed directly, keeping nothing.
+pub(crate) fn forward(x: &Tensor, weights: &BlockWeights) -> Result<Tensor> {
+    let tensors = weights.tensors();
+    let shapes = Shapes::of(x.dims(), weights)?;
+    if x.track_op() || tensors.iter().any(|t| t.track_op()) {
+        let flat = Tensor::cat(&tensors.iter().map(|t| t.flatten_all()).collect::<Result<Vec<_>>>()?, 0)?;
+        return x.contiguous()?.apply_op2(&flat, BlockOp { shapes, saved: Mutex::new(None) });
+    }
+    let x = x.contiguous()?;
+    let flat;
+    let weights_contiguous = tensors.iter().all(|t| t.is_contiguous());
+    let guards: Vec<_> = if weights_contiguous {
+        std::iter::once(&x).chain(tensors).map(|t| t.storage_and_layout()).collect()
+    } else {
+        flat = Tensor::cat(&tensors.iter().map(|t| t.flatten_all()).collect::<Result<Vec<_>>>()?, 0)?;
+        [&x, &flat].into_iter().map(|t| t.storage_and_layout()).collect()
+    };
     let data = guards
         .iter()
         .map(|(storage, layout)| match &**storage {
@@ -68,49 +180,279 @@ pub(crate) fn forward_inference(x: &Tensor, weights: &BlockWeights) -> Result<Te
             _ => candle_core::bail!("fused kernels run on the CPU only"),
         })
         .collect::<Result<Vec<_>>>()?;
-    let [xs, n1w, n1b, qkv_w, qkv_b, proj_w, proj_b, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b] = data[..] else {
-        unreachable!("thirteen tensors")
+    let params: [&[f32]; 12] = match data[1..] {
+        [flat] => shapes.params.split(flat),
+        _ => data[1..].try_into().expect("twelve parameters"),
     };
-    let eps = weights.eps as f32;
-    let mut out = vec![0f32; batch * n * d];
-    out.par_chunks_mut(n * d).zip(xs.par_chunks(n * d)).for_each_init(
-        || Scratch::new(n, d, hidden),
-        |sc, (y, x)| {
-            layer_norm_rows(x, n1w, n1b, eps, &mut sc.normed);
-            affine_rows(&sc.normed, qkv_w, qkv_b, &mut sc.qkv, false, Parallelism::None);
-            for head in 0..s.heads {
-                // SAFETY: `qkv` and `attended` hold one image of `s`'s shapes,
-                // and this task owns both.
-                unsafe { attend(s, sc.qkv.as_ptr(), sc.attended.as_mut_ptr(), 0, head, &mut sc.probs) };
-            }
-            y.copy_from_slice(x);
-            affine_rows(&sc.attended, proj_w, proj_b, y, true, Parallelism::None);
-            layer_norm_rows(y, n2w, n2b, eps, &mut sc.normed);
-            affine_rows(&sc.normed, fc1_w, fc1_b, &mut sc.hidden, false, Parallelism::None);
-            gelu_in_place(&mut sc.hidden);
-            affine_rows(&sc.hidden, fc2_w, fc2_b, y, true, Parallelism::None);
-        },
-    );
+    let out = run_forward(shapes, data[0], &params, None);
     cpu_tensor(out, x.shape())
 }
 
-/// One task's buffers for one image, reused from image to image.
+/// What the backward pass needs, for the whole batch.
+struct Saved {
+    qkv: Vec<f32>,
+    probs: Vec<f32>,
+    attended: Vec<f32>,
+    /// `x + attn(norm1(x))`
+    residual: Vec<f32>,
+    /// The MLP's first layer before GELU.
+    pre_activation: Vec<f32>,
+}
+
+impl Saved {
+    fn new(s: Shapes) -> Saved {
+        let rows = s.batch * s.tokens;
+        Saved {
+            qkv: vec![0.0; rows * 3 * s.dim()],
+            probs: vec![0.0; s.batch * s.heads * s.tokens * s.tokens],
+            attended: vec![0.0; rows * s.dim()],
+            residual: vec![0.0; rows * s.dim()],
+            pre_activation: vec![0.0; rows * s.hidden()],
+        }
+    }
+}
+
+/// A group's buffers, reused from group to group.
 struct Scratch {
     normed: Vec<f32>,
-    qkv: Vec<f32>,
-    attended: Vec<f32>,
-    probs: Vec<f32>,
     hidden: Vec<f32>,
+    /// Without a backward pass to serve, the group's saved tensors live here.
+    qkv: Vec<f32>,
+    probs: Vec<f32>,
+    attended: Vec<f32>,
+    residual: Vec<f32>,
+    pre_activation: Vec<f32>,
 }
 
 impl Scratch {
-    fn new(n: usize, d: usize, hidden: usize) -> Scratch {
+    fn forward(s: Shapes, keep: bool) -> Scratch {
+        let rows = s.images_per_group() * s.tokens;
+        let (d, h, n) = (s.dim(), s.hidden(), s.tokens);
+        let local = |len: usize| if keep { Vec::new() } else { vec![0.0; len] };
         Scratch {
-            normed: vec![0.0; n * d],
-            qkv: vec![0.0; n * 3 * d],
-            attended: vec![0.0; n * d],
-            probs: vec![0.0; n * n],
-            hidden: vec![0.0; n * hidden],
+            normed: vec![0.0; rows * d],
+            hidden: vec![0.0; rows * h],
+            qkv: local(rows * 3 * d),
+            probs: local(n * n),
+            attended: local(rows * d),
+            residual: local(rows * d),
+            pre_activation: local(rows * h),
         }
     }
+}
+
+/// A mutable window of a buffer that parallel tasks share, each its own part.
+///
+/// # Safety
+/// `start + len` must lie inside the buffer, and no other live reference may
+/// overlap the window.
+unsafe fn window<'a>(base: &OutPtr, start: usize, len: usize) -> &'a mut [f32] {
+    std::slice::from_raw_parts_mut(base.get().add(start), len)
+}
+
+/// The forward pass over the whole batch; fills `saved` when given.
+fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut Saved>) -> Vec<f32> {
+    let [n1w, n1b, qkv_w, qkv_b, proj_w, proj_b, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b] = *params;
+    let (n, d, h) = (s.tokens, s.dim(), s.hidden());
+    let mut out = vec![0f32; s.batch * n * d];
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let keep = saved.is_some();
+    let ptrs = saved.map(|sv| {
+        [&mut sv.qkv, &mut sv.probs, &mut sv.attended, &mut sv.residual, &mut sv.pre_activation]
+            .map(|v| OutPtr(v.as_mut_ptr()))
+    });
+    let par = s.inner_parallelism();
+    (0..s.groups()).into_par_iter().for_each_init(
+        || Scratch::forward(s, keep),
+        |sc, g| {
+            let (first, images) = s.group(g);
+            let (r0, rows) = (first * n, images * n);
+            let heads = s.heads_of(images);
+            let probs_per_head = n * n;
+            // SAFETY: each group writes only its own rows (and its images'
+            // probability blocks) of the shared buffers.
+            let (qkv, probs, attended, residual, pre) = match &ptrs {
+                Some([q, p, a, r, pa]) => unsafe {
+                    (
+                        window(q, r0 * 3 * d, rows * 3 * d),
+                        window(p, first * s.heads * probs_per_head, images * s.heads * probs_per_head),
+                        window(a, r0 * d, rows * d),
+                        window(r, r0 * d, rows * d),
+                        window(pa, r0 * h, rows * h),
+                    )
+                },
+                None => (
+                    &mut sc.qkv[..rows * 3 * d],
+                    &mut sc.probs[..],
+                    &mut sc.attended[..rows * d],
+                    &mut sc.residual[..rows * d],
+                    &mut sc.pre_activation[..rows * h],
+                ),
+            };
+            let (normed, hidden) = (&mut sc.normed[..rows * d], &mut sc.hidden[..rows * h]);
+            let x = &x[r0 * d..(r0 + rows) * d];
+            layer_norm_rows(x, n1w, n1b, s.eps, normed);
+            affine_rows(normed, qkv_w, qkv_b, qkv, false, par);
+            for task in 0..images * s.heads {
+                let p = if keep { &mut probs[task * probs_per_head..][..probs_per_head] } else { &mut probs[..] };
+                // SAFETY: `qkv` and `attended` hold this group's images.
+                unsafe { attend(heads, qkv.as_ptr(), attended.as_mut_ptr(), task / s.heads, task % s.heads, p) };
+            }
+            residual.copy_from_slice(x);
+            affine_rows(attended, proj_w, proj_b, residual, true, par);
+            layer_norm_rows(residual, n2w, n2b, s.eps, normed);
+            affine_rows(normed, fc1_w, fc1_b, pre, false, par);
+            gelu_into(pre, hidden);
+            // SAFETY: this group's rows of `out`.
+            let y = unsafe { window(&out_ptr, r0 * d, rows * d) };
+            y.copy_from_slice(residual);
+            affine_rows(hidden, fc2_w, fc2_b, y, true, par);
+        },
+    );
+    out
+}
+
+struct BlockOp {
+    shapes: Shapes,
+    saved: Mutex<Option<Saved>>,
+}
+
+impl CustomOp2 for BlockOp {
+    fn name(&self) -> &'static str {
+        "fused-block"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ps: &CpuStorage, pl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let s = self.shapes;
+        let x = contiguous_f32(xs, xl, "block")?;
+        let flat = contiguous_f32(ps, pl, "block")?;
+        if x.len() != s.batch * s.tokens * s.dim() || flat.len() != s.params.len() {
+            candle_core::bail!("fused block: input or parameters do not match the block's shapes");
+        }
+        let mut saved = Saved::new(s);
+        let out = run_forward(s, x, &s.params.split(flat), Some(&mut saved));
+        *self.saved.lock().expect("block activations lock") = Some(saved);
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, flat: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let saved = self.saved.lock().expect("block activations lock");
+        let saved = saved.as_ref().ok_or_else(|| candle_core::Error::Msg("fused block: no saved forward".into()))?;
+        let (dx, dflat) = with_data3(x, flat, grad, |x, flat, g| Ok(run_backward(self.shapes, x, flat, g, saved)))?;
+        Ok((Some(cpu_tensor(dx, x.shape())?), Some(cpu_tensor(dflat, flat.shape())?)))
+    }
+}
+
+/// A chunk's buffers for the backward pass.
+struct BackScratch {
+    normed: Vec<f32>,
+    hidden: Vec<f32>,
+    d_hidden: Vec<f32>,
+    d_normed: Vec<f32>,
+    d_residual: Vec<f32>,
+    d_attended: Vec<f32>,
+    d_qkv: Vec<f32>,
+    d_probs: Vec<f32>,
+    row: Vec<f32>,
+}
+
+impl BackScratch {
+    fn new(s: Shapes) -> BackScratch {
+        let rows = s.images_per_group() * s.tokens;
+        let (d, h) = (s.dim(), s.hidden());
+        BackScratch {
+            normed: vec![0.0; rows * d],
+            hidden: vec![0.0; rows * h],
+            d_hidden: vec![0.0; rows * h],
+            d_normed: vec![0.0; rows * d],
+            d_residual: vec![0.0; rows * d],
+            d_attended: vec![0.0; rows * d],
+            d_qkv: vec![0.0; rows * 3 * d],
+            d_probs: vec![0.0; s.tokens * s.tokens],
+            row: vec![0.0; d],
+        }
+    }
+}
+
+/// Gradients of the input and of the twelve parameters' concatenation from
+/// the gradient `g` at the block's output.
+fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) -> (Vec<f32>, Vec<f32>) {
+    let [n1w, n1b, qkv_w, _, proj_w, _, n2w, n2b, fc1_w, _, fc2_w, _] = s.params.split(flat);
+    let (n, d, h) = (s.tokens, s.dim(), s.hidden());
+    let mut dx = vec![0f32; x.len()];
+    let dx_ptr = OutPtr(dx.as_mut_ptr());
+    let groups = s.groups();
+    let chunks = groups.min(GRADIENT_CHUNKS);
+    let par = s.inner_parallelism();
+    let partials: Vec<Vec<f32>> = (0..chunks)
+        .into_par_iter()
+        .map(|chunk| {
+            let mut acc = vec![0f32; s.params.len()];
+            let [dn1w, dn1b, dqkv_w, dqkv_b, dproj_w, dproj_b, dn2w, dn2b, dfc1_w, dfc1_b, dfc2_w, dfc2_b] =
+                s.params.split_mut(&mut acc);
+            let mut sc = BackScratch::new(s);
+            for grp in (chunk * groups / chunks)..((chunk + 1) * groups / chunks) {
+                let (first, images) = s.group(grp);
+                let (r0, rows) = (first * n, images * n);
+                let heads = s.heads_of(images);
+                let span = |width: usize| r0 * width..(r0 + rows) * width;
+                let (xg, dy) = (&x[span(d)], &g[span(d)]);
+                let (qkv, attended, residual, pre) = (
+                    &saved.qkv[span(3 * d)],
+                    &saved.attended[span(d)],
+                    &saved.residual[span(d)],
+                    &saved.pre_activation[span(h)],
+                );
+                let probs = &saved.probs[first * s.heads * n * n..][..images * s.heads * n * n];
+                let normed = &mut sc.normed[..rows * d];
+                let hidden = &mut sc.hidden[..rows * h];
+                let d_hidden = &mut sc.d_hidden[..rows * h];
+                let d_normed = &mut sc.d_normed[..rows * d];
+                let d_residual = &mut sc.d_residual[..rows * d];
+                let d_attended = &mut sc.d_attended[..rows * d];
+                let d_qkv = &mut sc.d_qkv[..rows * 3 * d];
+                // The MLP: y = residual + gelu(norm2(residual) W1^T + b1) W2^T + b2.
+                layer_norm_rows(residual, n2w, n2b, s.eps, normed);
+                gelu_into(pre, hidden);
+                weight_gradient(dy, hidden, d, dfc2_w, true, par);
+                add_rows(dfc2_b, dy);
+                input_gradient(dy, fc2_w, d, d_hidden, par);
+                gelu_backward_in_place(d_hidden, pre);
+                weight_gradient(d_hidden, normed, h, dfc1_w, true, par);
+                add_rows(dfc1_b, d_hidden);
+                input_gradient(d_hidden, fc1_w, h, d_normed, par);
+                layer_norm_backward_rows(residual, n2w, d_normed, s.eps, d_residual, dn2w, dn2b, &mut sc.row);
+                d_residual.iter_mut().zip(dy).for_each(|(a, b)| *a += b);
+                // Attention: residual = x + attended Wp^T + bp.
+                weight_gradient(d_residual, attended, d, dproj_w, true, par);
+                add_rows(dproj_b, d_residual);
+                input_gradient(d_residual, proj_w, d, d_attended, par);
+                for task in 0..images * s.heads {
+                    let p = &probs[task * n * n..][..n * n];
+                    // SAFETY: the group's q/k/v, output gradient and dqkv rows.
+                    unsafe {
+                        attend_backward(
+                            heads,
+                            (qkv.as_ptr(), d_attended.as_ptr(), d_qkv.as_mut_ptr()),
+                            (task / s.heads, task % s.heads),
+                            p,
+                            &mut sc.d_probs,
+                        )
+                    };
+                }
+                // q/k/v: qkv = norm1(x) Wqkv^T + bqkv.
+                layer_norm_rows(xg, n1w, n1b, s.eps, normed);
+                weight_gradient(d_qkv, normed, 3 * d, dqkv_w, true, par);
+                add_rows(dqkv_b, d_qkv);
+                input_gradient(d_qkv, qkv_w, 3 * d, d_normed, par);
+                // SAFETY: only this chunk writes its groups' rows of dx.
+                let dxg = unsafe { window(&dx_ptr, r0 * d, rows * d) };
+                layer_norm_backward_rows(xg, n1w, d_normed, s.eps, dxg, dn1w, dn1b, &mut sc.row);
+                dxg.iter_mut().zip(d_residual.iter()).for_each(|(a, b)| *a += *b);
+            }
+            acc
+        })
+        .collect();
+    let dflat = partials.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; s.params.len()]);
+    (dx, dflat)
 }
