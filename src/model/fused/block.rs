@@ -200,14 +200,17 @@ struct Saved {
 }
 
 impl Saved {
+    /// Every element is written by the forward pass: q/k/v, the residual and
+    /// the pre-activation by the bias copy under their products, the
+    /// probabilities and attention output by their products.
     fn new(s: Shapes) -> Saved {
         let rows = s.batch * s.tokens;
         Saved {
-            qkv: vec![0.0; rows * 3 * s.dim()],
-            probs: vec![0.0; s.batch * s.heads * s.tokens * s.tokens],
-            attended: vec![0.0; rows * s.dim()],
-            residual: vec![0.0; rows * s.dim()],
-            pre_activation: vec![0.0; rows * s.hidden()],
+            qkv: unfilled(rows * 3 * s.dim()),
+            probs: unfilled(s.batch * s.heads * s.tokens * s.tokens),
+            attended: unfilled(rows * s.dim()),
+            residual: unfilled(rows * s.dim()),
+            pre_activation: unfilled(rows * s.hidden()),
         }
     }
 }
@@ -225,13 +228,15 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Unfilled: each buffer is written (as in [`Saved::new`]; `normed` by
+    /// LayerNorm, `hidden` by GELU) before it is read.
     fn forward(s: Shapes, keep: bool) -> Scratch {
         let rows = s.images_per_group() * s.tokens;
         let (d, h, n) = (s.dim(), s.hidden(), s.tokens);
-        let local = |len: usize| if keep { Vec::new() } else { vec![0.0; len] };
+        let local = |len: usize| if keep { Vec::new() } else { unfilled(len) };
         Scratch {
-            normed: vec![0.0; rows * d],
-            hidden: vec![0.0; rows * h],
+            normed: unfilled(rows * d),
+            hidden: unfilled(rows * h),
             qkv: local(rows * 3 * d),
             probs: local(n * n),
             attended: local(rows * d),
@@ -254,7 +259,8 @@ unsafe fn window<'a>(base: &OutPtr, start: usize, len: usize) -> &'a mut [f32] {
 fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut Saved>) -> Vec<f32> {
     let [n1w, n1b, qkv_w, qkv_b, proj_w, proj_b, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b] = *params;
     let (n, d, h) = (s.tokens, s.dim(), s.hidden());
-    let mut out = vec![0f32; s.batch * n * d];
+    // Every group copies its residual rows into `out` before adding to them.
+    let mut out = unfilled(s.batch * n * d);
     let out_ptr = OutPtr(out.as_mut_ptr());
     let keep = saved.is_some();
     let ptrs = saved.map(|sv| {
@@ -357,19 +363,21 @@ struct BackScratch {
 }
 
 impl BackScratch {
+    /// Unfilled: each buffer is written (by LayerNorm or its backward, GELU, or
+    /// a product that does not read its destination) before it is read.
     fn new(s: Shapes) -> BackScratch {
         let rows = s.images_per_group() * s.tokens;
         let (d, h) = (s.dim(), s.hidden());
         BackScratch {
-            normed: vec![0.0; rows * d],
-            hidden: vec![0.0; rows * h],
-            d_hidden: vec![0.0; rows * h],
-            d_normed: vec![0.0; rows * d],
-            d_residual: vec![0.0; rows * d],
-            d_attended: vec![0.0; rows * d],
-            d_qkv: vec![0.0; rows * 3 * d],
-            d_probs: vec![0.0; s.tokens * s.tokens],
-            row: vec![0.0; d],
+            normed: unfilled(rows * d),
+            hidden: unfilled(rows * h),
+            d_hidden: unfilled(rows * h),
+            d_normed: unfilled(rows * d),
+            d_residual: unfilled(rows * d),
+            d_attended: unfilled(rows * d),
+            d_qkv: unfilled(rows * 3 * d),
+            d_probs: unfilled(s.tokens * s.tokens),
+            row: unfilled(d),
         }
     }
 }
@@ -379,7 +387,8 @@ impl BackScratch {
 fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) -> (Vec<f32>, Vec<f32>) {
     let [n1w, n1b, qkv_w, _, proj_w, _, n2w, n2b, fc1_w, _, fc2_w, _] = s.params.split(flat);
     let (n, d, h) = (s.tokens, s.dim(), s.hidden());
-    let mut dx = vec![0f32; x.len()];
+    // Every group's rows are written by LayerNorm's backward before the add.
+    let mut dx = unfilled(x.len());
     let dx_ptr = OutPtr(dx.as_mut_ptr());
     let groups = s.groups();
     let chunks = groups.min(GRADIENT_CHUNKS);
