@@ -40,7 +40,7 @@ pub(crate) struct BlockWeights<'a> {
 }
 
 impl BlockWeights<'_> {
-    /// In the order of [`Layout12`].
+    /// In the order of [`ParamLayout`].
     fn tensors(&self) -> [&Tensor; 12] {
         let [a, b, c, d, e, f] = [self.norm1, self.qkv, self.proj, self.norm2, self.fc1, self.fc2];
         [a.0, a.1, b.0, b.1, c.0, c.1, d.0, d.1, e.0, e.1, f.0, f.1]
@@ -49,15 +49,14 @@ impl BlockWeights<'_> {
 
 /// Where each of the twelve parameters sits in their concatenation.
 #[derive(Clone, Copy)]
-struct Layout12 {
+struct ParamLayout {
     dim: usize,
     hidden: usize,
 }
 
-impl Layout12 {
+impl ParamLayout {
     fn sizes(&self) -> [usize; 12] {
-        let (d, h) = (self.dim, self.hidden);
-        [d, d, 3 * d * d, 3 * d, d * d, d, d, d, h * d, h, d * h, d]
+        self.shapes().map(|shape| shape.iter().product())
     }
     fn shapes(&self) -> [Vec<usize>; 12] {
         let (d, h) = (self.dim, self.hidden);
@@ -101,7 +100,7 @@ impl Layout12 {
 struct Shapes {
     batch: usize,
     tokens: usize,
-    params: Layout12,
+    params: ParamLayout,
     heads: usize,
     eps: f32,
 }
@@ -109,7 +108,7 @@ struct Shapes {
 impl Shapes {
     fn of(x: &[usize], weights: &BlockWeights) -> Result<Shapes> {
         let [batch, tokens, dim] = *x else { candle_core::bail!("fused block: input {x:?} is not [B, N, D]") };
-        let params = Layout12 { dim, hidden: weights.fc1.0.dims().first().copied().unwrap_or(0) };
+        let params = ParamLayout { dim, hidden: weights.fc1.0.dims().first().copied().unwrap_or(0) };
         for (t, want) in weights.tensors().iter().zip(params.shapes()) {
             if t.dims() != want.as_slice() {
                 candle_core::bail!("fused block: a weight is {:?}, expected {want:?} for width {dim}", t.dims());
@@ -161,8 +160,7 @@ pub(crate) fn forward(x: &Tensor, weights: &BlockWeights) -> Result<Tensor> {
     let tensors = weights.tensors();
     let shapes = Shapes::of(x.dims(), weights)?;
     if x.track_op() || tensors.iter().any(|t| t.track_op()) {
-        let flat = Tensor::cat(&tensors.iter().map(|t| t.flatten_all()).collect::<Result<Vec<_>>>()?, 0)?;
-        return x.contiguous()?.apply_op2(&flat, BlockOp { shapes, saved: Mutex::new(None) });
+        return x.contiguous()?.apply_op2(&concatenated(&tensors)?, BlockOp { shapes, saved: Mutex::new(None) });
     }
     let x = x.contiguous()?;
     let flat;
@@ -170,7 +168,7 @@ pub(crate) fn forward(x: &Tensor, weights: &BlockWeights) -> Result<Tensor> {
     let guards: Vec<_> = if weights_contiguous {
         std::iter::once(&x).chain(tensors).map(|t| t.storage_and_layout()).collect()
     } else {
-        flat = Tensor::cat(&tensors.iter().map(|t| t.flatten_all()).collect::<Result<Vec<_>>>()?, 0)?;
+        flat = concatenated(&tensors)?;
         [&x, &flat].into_iter().map(|t| t.storage_and_layout()).collect()
     };
     let data = guards
@@ -186,6 +184,12 @@ pub(crate) fn forward(x: &Tensor, weights: &BlockWeights) -> Result<Tensor> {
     };
     let out = run_forward(shapes, data[0], &params, None);
     cpu_tensor(out, x.shape())
+}
+
+/// The parameters flattened and laid end to end, as [`ParamLayout`] has them
+/// (differentiable: candle's backward pass cuts the gradient back into parts).
+fn concatenated(tensors: &[&Tensor; 12]) -> Result<Tensor> {
+    Tensor::cat(&tensors.iter().map(|t| t.flatten_all()).collect::<Result<Vec<_>>>()?, 0)
 }
 
 /// What the backward pass needs, for the whole batch.
