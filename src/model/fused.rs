@@ -1,9 +1,10 @@
 //! Fused CPU kernels for the models' hot spots, as candle custom ops with
 //! analytic backward passes: LayerNorm, a linear layer with its bias (and
-//! optionally exact GELU) in the matrix product's epilogue, whole multi-head
-//! attention from the packed `qkv` projection, and "same" convolutions as
-//! im2col + one matrix product (candle's CPU convolution backward is a direct
-//! loop that was most of a super-resolution training step).
+//! optionally exact GELU) in the matrix product's epilogue, "same" convolutions
+//! as im2col + one matrix product (candle's CPU convolution backward is a direct
+//! loop that was most of a super-resolution training step), and a whole
+//! transformer block (`block.rs`: its multi-head attention works from the packed
+//! `qkv` projection, one head of one image at a time).
 //!
 //! Why: composed from candle's elementwise ops, each of these is 5-15 passes
 //! over memory forward and as many again backward (plus a zero-filled gradient
@@ -18,7 +19,7 @@
 use std::cell::Cell;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -89,17 +90,6 @@ fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     }
 }
 
-/// A buffer of `len` floats with unspecified contents, for outputs and scratch
-/// that are written in full before any element is read: zero-filling the
-/// block ops' buffers was ~6% of a training step.
-fn unfilled(len: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    // SAFETY: f32 has no invalid bit patterns, and every caller overwrites the
-    // whole buffer before reading it (each use says how).
-    unsafe { v.set_len(len) };
-    v
-}
-
 fn cpu_tensor(data: Vec<f32>, shape: &Shape) -> Result<Tensor> {
     Tensor::from_vec(data, shape, &candle_core::Device::Cpu)
 }
@@ -127,18 +117,10 @@ struct OutPtr(*mut f32);
 // SAFETY: every use writes regions no other task touches.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
-struct InPtr(*const f32);
-unsafe impl Send for InPtr {}
-unsafe impl Sync for InPtr {}
 
-// Accessors, so closures capture the Send wrapper rather than its raw field.
+// An accessor, so closures capture the Send wrapper rather than its raw field.
 impl OutPtr {
     fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-impl InPtr {
-    fn get(&self) -> *const f32 {
         self.0
     }
 }
@@ -612,40 +594,25 @@ impl LinearOp {
 // ---------------------------------------------------------------------------
 // Attention
 
-/// Multi-head scaled dot-product attention from the packed projection
-/// `qkv: [B, N, 3 * D]` (laid out `[3, heads, D / heads]` in the last axis, as
-/// `nn.Linear(D, 3 D)` and MAE's reshape have it); returns `[B, N, D]` with the
-/// heads concatenated. The attention probabilities are kept for the backward
-/// pass (B x heads x N x N floats), not recomputed.
-pub fn attention(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
-    let save = qkv.track_op();
-    qkv.contiguous()?.apply_op1(AttentionOp { num_heads, save, probs: Mutex::new(None) })
-}
+// Multi-head scaled dot-product attention from the packed projection
+// `qkv: [B, N, 3 * D]` (laid out `[3, heads, D / heads]` in the last axis, as
+// `nn.Linear(D, 3 D)` and MAE's reshape have it), one head of one image at a
+// time; the block op (`block.rs`) calls these for every head of its groups.
 
-struct AttentionOp {
-    num_heads: usize,
-    /// Keep the probabilities for the backward pass (only when a gradient can be asked for).
-    save: bool,
-    probs: Mutex<Option<Vec<f32>>>,
-}
-
-/// Shapes of one attention call.
+/// Shapes of attention over one image's `tokens` rows of width `dim`.
 #[derive(Clone, Copy)]
 struct Heads {
-    batch: usize,
     tokens: usize,
     dim: usize,
     heads: usize,
 }
 
 impl Heads {
-    fn of(dims: &[usize], heads: usize) -> Result<Heads> {
-        match *dims {
-            [batch, tokens, three_d] if three_d % 3 == 0 && (three_d / 3) % heads == 0 => {
-                Ok(Heads { batch, tokens, dim: three_d / 3, heads })
-            }
-            _ => candle_core::bail!("fused attention: qkv {dims:?} is not [B, N, 3 * D] with D divisible by {heads}"),
+    fn new(tokens: usize, dim: usize, heads: usize) -> Result<Heads> {
+        if heads == 0 || dim % heads != 0 {
+            candle_core::bail!("fused attention: width {dim} is not divisible into {heads} heads");
         }
+        Ok(Heads { tokens, dim, heads })
     }
     fn head_dim(&self) -> usize {
         self.dim / self.heads
@@ -709,68 +676,6 @@ unsafe fn attend_backward(
     // dQ = dS K, dK = dS^T Q
     matmul((n, hd, n), d_at(0), row, false, ds, k, 1.0, Parallelism::None);
     matmul((n, hd, n), d_at(1), row, false, ds.t(), q, 1.0, Parallelism::None);
-}
-
-impl CustomOp1 for AttentionOp {
-    fn name(&self) -> &'static str {
-        "fused-attention"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let qkv = contiguous_f32(storage, layout, "attention")?;
-        let s = Heads::of(layout.shape().dims(), self.num_heads)?;
-        let n = s.tokens;
-        let mut out = vec![0f32; s.batch * n * s.dim];
-        // Without a backward pass to serve, each task reuses one scratch block.
-        let mut probs = vec![0f32; if self.save { s.batch * s.heads * n * n } else { 0 }];
-        let out_ptr = OutPtr(out.as_mut_ptr());
-        let qkv_ptr = InPtr(qkv.as_ptr());
-        let head_task = |task: usize, p: &mut [f32]| {
-            // SAFETY: `qkv` and `out` hold these shapes; each task writes its
-            // own probability block and its own head's output columns.
-            unsafe { attend(s, qkv_ptr.get(), out_ptr.get(), task / s.heads, task % s.heads, p) }
-        };
-        if self.save {
-            probs.par_chunks_mut(n * n).enumerate().for_each(|(task, p)| head_task(task, p));
-            *self.probs.lock().expect("attention probabilities lock") = Some(probs);
-        } else {
-            (0..s.batch * s.heads).into_par_iter().for_each_init(|| vec![0f32; n * n], |p, task| head_task(task, p));
-        }
-        let shape = Shape::from((s.batch, n, s.dim));
-        Ok((CpuStorage::F32(out), shape))
-    }
-
-    fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let s = Heads::of(qkv.dims(), self.num_heads)?;
-        let n = s.tokens;
-        let probs = self.probs.lock().expect("attention probabilities lock");
-        let probs =
-            probs.as_ref().ok_or_else(|| candle_core::Error::Msg("fused attention: no saved forward".into()))?;
-        let dqkv = with_data(qkv, |qkv| {
-            with_data(grad, |g| {
-                let mut dqkv = vec![0f32; qkv.len()];
-                let (d_ptr, qkv_ptr, g_ptr) = (OutPtr(dqkv.as_mut_ptr()), InPtr(qkv.as_ptr()), InPtr(g.as_ptr()));
-                probs.par_chunks(n * n).enumerate().for_each_init(
-                    || vec![0f32; n * n],
-                    |dp, (task, p)| {
-                        // SAFETY: as in the forward pass; each task writes only its
-                        // head's q, k and v columns of dqkv.
-                        unsafe {
-                            attend_backward(
-                                s,
-                                (qkv_ptr.get(), g_ptr.get(), d_ptr.get()),
-                                (task / s.heads, task % s.heads),
-                                p,
-                                dp,
-                            )
-                        }
-                    },
-                );
-                Ok(dqkv)
-            })
-        })?;
-        Ok(Some(cpu_tensor(dqkv, qkv.shape())?))
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -989,7 +894,7 @@ impl CustomOp3 for ConvOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::{self, Attention, LayerNorm};
+    use crate::model::layers::{self, LayerNorm};
     use crate::model::mae::{init_weights, masking_noise, Pooling};
     use crate::model::superres::{SuperResolver, SuperresConfig};
     use crate::model::{Mae, MaeConfig, VitClassifier};
@@ -1081,19 +986,6 @@ mod tests {
             let (varmap, lin) = varmap_with(rng.random(), |vb| layers::Linear::new(i, o, vb.pp("fc")));
             let x = random(&mut rng, &[b, n, i], 2.0);
             compare_paths(&mut rng, x, &varmap, |x| lin.forward_with(x, activation), 1e-5);
-        }
-    }
-
-    #[test]
-    fn fused_attention_matches_the_composed_one() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for _ in 0..4 {
-            let heads = rng.random_range(1..5);
-            let dim = heads * rng.random_range(1..24);
-            let (b, n) = (rng.random_range(1..4), rng.random_range(1..90));
-            let (varmap, attn) = varmap_with(rng.random(), |vb| Attention::new(dim, heads, vb));
-            let x = random(&mut rng, &[b, n, dim], 2.0);
-            compare_paths(&mut rng, x, &varmap, |x| attn.forward(x), 1e-5);
         }
     }
 

@@ -140,7 +140,8 @@ pub fn pixel_shuffle(x: &Tensor, r: usize) -> Result<Tensor> {
     x.reshape((b, c_out, r, r, h, w))?.permute((0, 1, 4, 2, 5, 3))?.reshape((b, c_out, h * r, w * r))
 }
 
-/// Multi-head self-attention.
+/// Multi-head self-attention, from candle's composed ops: where the fused
+/// kernels apply, blocks run attention inside the whole-block op instead.
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
     qkv: Linear,
@@ -161,9 +162,6 @@ impl Attention {
         let (b, n, d) = x.dims3()?;
         let h = self.num_heads;
         let qkv = self.qkv.forward(x)?;
-        if fused::applies_to(&qkv) {
-            return self.proj.forward(&fused::attention(&qkv, h)?);
-        }
         // [B, N, 3D] -> [3, B, H, N, D/H]
         let qkv = qkv.reshape((b, n, 3, h, d / h))?.permute((2, 0, 3, 1, 4))?;
         let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
@@ -211,9 +209,7 @@ impl Block {
             mlp: Mlp::new(dim, (dim as f64 * mlp_ratio) as usize, vb.pp("mlp"))?,
         })
     }
-}
 
-impl Block {
     pub(crate) fn weights(&self) -> fused::block::BlockWeights<'_> {
         fn pair(l: &Linear) -> (&Tensor, &Tensor) {
             (&l.weight, &l.bias)

@@ -101,7 +101,7 @@ struct Shapes {
     batch: usize,
     tokens: usize,
     params: ParamLayout,
-    heads: usize,
+    attention: Heads,
     eps: f32,
 }
 
@@ -114,14 +114,17 @@ impl Shapes {
                 candle_core::bail!("fused block: a weight is {:?}, expected {want:?} for width {dim}", t.dims());
             }
         }
-        Heads::of(&[1, tokens, 3 * dim], weights.num_heads)?;
-        Ok(Shapes { batch, tokens, params, heads: weights.num_heads, eps: weights.eps as f32 })
+        let attention = Heads::new(tokens, dim, weights.num_heads)?;
+        Ok(Shapes { batch, tokens, params, attention, eps: weights.eps as f32 })
     }
     fn dim(&self) -> usize {
         self.params.dim
     }
     fn hidden(&self) -> usize {
         self.params.hidden
+    }
+    fn heads(&self) -> usize {
+        self.attention.heads
     }
     fn images_per_group(&self) -> usize {
         (GROUP_ROWS / self.tokens.max(1)).max(1)
@@ -133,9 +136,6 @@ impl Shapes {
     fn group(&self, g: usize) -> (usize, usize) {
         let first = g * self.images_per_group();
         (first, self.images_per_group().min(self.batch - first))
-    }
-    fn heads_of(&self, images: usize) -> Heads {
-        Heads { batch: images, tokens: self.tokens, dim: self.dim(), heads: self.heads }
     }
     /// The group's gemm calls run multi-threaded only when there are too few
     /// groups to keep the threads busy.
@@ -157,32 +157,16 @@ pub(crate) fn applies(x: &Tensor) -> bool {
 /// parameters' concatenation) when `x` or a parameter tracks gradients;
 /// otherwise computed directly, keeping nothing.
 pub(crate) fn forward(x: &Tensor, weights: &BlockWeights) -> Result<Tensor> {
-    let tensors = weights.tensors();
     let shapes = Shapes::of(x.dims(), weights)?;
-    if x.track_op() || tensors.iter().any(|t| t.track_op()) {
-        return x.contiguous()?.apply_op2(&concatenated(&tensors)?, BlockOp { shapes, saved: Mutex::new(None) });
+    // The concatenation tracks gradients when any parameter does. Without them,
+    // copying the parameters (~1.8 MB for the paper's block) costs little beside
+    // the block's products.
+    let (x, flat) = (x.contiguous()?, concatenated(&weights.tensors())?);
+    if x.track_op() || flat.track_op() {
+        return x.apply_op2(&flat, BlockOp { shapes, saved: Mutex::new(None) });
     }
-    let x = x.contiguous()?;
-    let flat;
-    let weights_contiguous = tensors.iter().all(|t| t.is_contiguous());
-    let guards: Vec<_> = if weights_contiguous {
-        std::iter::once(&x).chain(tensors).map(|t| t.storage_and_layout()).collect()
-    } else {
-        flat = concatenated(&tensors)?;
-        [&x, &flat].into_iter().map(|t| t.storage_and_layout()).collect()
-    };
-    let data = guards
-        .iter()
-        .map(|(storage, layout)| match &**storage {
-            Storage::Cpu(cpu) => contiguous_f32(cpu, layout, "block"),
-            _ => candle_core::bail!("fused kernels run on the CPU only"),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let params: [&[f32]; 12] = match data[1..] {
-        [flat] => shapes.params.split(flat),
-        _ => data[1..].try_into().expect("twelve parameters"),
-    };
-    let out = run_forward(shapes, data[0], &params, None);
+    let out =
+        with_data(&x, |xs| with_data(&flat, |flat| Ok(run_forward(shapes, xs, &shapes.params.split(flat), None))))?;
     cpu_tensor(out, x.shape())
 }
 
@@ -204,17 +188,14 @@ struct Saved {
 }
 
 impl Saved {
-    /// Every element is written by the forward pass: q/k/v, the residual and
-    /// the pre-activation by the bias copy under their products, the
-    /// probabilities and attention output by their products.
     fn new(s: Shapes) -> Saved {
         let rows = s.batch * s.tokens;
         Saved {
-            qkv: unfilled(rows * 3 * s.dim()),
-            probs: unfilled(s.batch * s.heads * s.tokens * s.tokens),
-            attended: unfilled(rows * s.dim()),
-            residual: unfilled(rows * s.dim()),
-            pre_activation: unfilled(rows * s.hidden()),
+            qkv: vec![0.0; rows * 3 * s.dim()],
+            probs: vec![0.0; s.batch * s.heads() * s.tokens * s.tokens],
+            attended: vec![0.0; rows * s.dim()],
+            residual: vec![0.0; rows * s.dim()],
+            pre_activation: vec![0.0; rows * s.hidden()],
         }
     }
 }
@@ -232,15 +213,13 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Unfilled: each buffer is written (as in [`Saved::new`]; `normed` by
-    /// LayerNorm, `hidden` by GELU) before it is read.
     fn forward(s: Shapes, keep: bool) -> Scratch {
         let rows = s.images_per_group() * s.tokens;
         let (d, h, n) = (s.dim(), s.hidden(), s.tokens);
-        let local = |len: usize| if keep { Vec::new() } else { unfilled(len) };
+        let local = |len: usize| if keep { Vec::new() } else { vec![0.0; len] };
         Scratch {
-            normed: unfilled(rows * d),
-            hidden: unfilled(rows * h),
+            normed: vec![0.0; rows * d],
+            hidden: vec![0.0; rows * h],
             qkv: local(rows * 3 * d),
             probs: local(n * n),
             attended: local(rows * d),
@@ -263,8 +242,7 @@ unsafe fn window<'a>(base: &OutPtr, start: usize, len: usize) -> &'a mut [f32] {
 fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut Saved>) -> Vec<f32> {
     let [n1w, n1b, qkv_w, qkv_b, proj_w, proj_b, n2w, n2b, fc1_w, fc1_b, fc2_w, fc2_b] = *params;
     let (n, d, h) = (s.tokens, s.dim(), s.hidden());
-    // Every group copies its residual rows into `out` before adding to them.
-    let mut out = unfilled(s.batch * n * d);
+    let mut out = vec![0f32; s.batch * n * d];
     let out_ptr = OutPtr(out.as_mut_ptr());
     let keep = saved.is_some();
     let ptrs = saved.map(|sv| {
@@ -277,7 +255,6 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
         |sc, g| {
             let (first, images) = s.group(g);
             let (r0, rows) = (first * n, images * n);
-            let heads = s.heads_of(images);
             let probs_per_head = n * n;
             // SAFETY: each group writes only its own rows (and its images'
             // probability blocks) of the shared buffers.
@@ -285,7 +262,7 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
                 Some([q, p, a, r, pa]) => unsafe {
                     (
                         window(q, r0 * 3 * d, rows * 3 * d),
-                        window(p, first * s.heads * probs_per_head, images * s.heads * probs_per_head),
+                        window(p, first * s.heads() * probs_per_head, images * s.heads() * probs_per_head),
                         window(a, r0 * d, rows * d),
                         window(r, r0 * d, rows * d),
                         window(pa, r0 * h, rows * h),
@@ -303,10 +280,12 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
             let x = &x[r0 * d..(r0 + rows) * d];
             layer_norm_rows(x, n1w, n1b, s.eps, normed);
             affine_rows(normed, qkv_w, qkv_b, qkv, false, par);
-            for task in 0..images * s.heads {
+            for task in 0..images * s.heads() {
                 let p = if keep { &mut probs[task * probs_per_head..][..probs_per_head] } else { &mut probs[..] };
                 // SAFETY: `qkv` and `attended` hold this group's images.
-                unsafe { attend(heads, qkv.as_ptr(), attended.as_mut_ptr(), task / s.heads, task % s.heads, p) };
+                unsafe {
+                    attend(s.attention, qkv.as_ptr(), attended.as_mut_ptr(), task / s.heads(), task % s.heads(), p)
+                };
             }
             residual.copy_from_slice(x);
             affine_rows(attended, proj_w, proj_b, residual, true, par);
@@ -367,21 +346,19 @@ struct BackScratch {
 }
 
 impl BackScratch {
-    /// Unfilled: each buffer is written (by LayerNorm or its backward, GELU, or
-    /// a product that does not read its destination) before it is read.
     fn new(s: Shapes) -> BackScratch {
         let rows = s.images_per_group() * s.tokens;
         let (d, h) = (s.dim(), s.hidden());
         BackScratch {
-            normed: unfilled(rows * d),
-            hidden: unfilled(rows * h),
-            d_hidden: unfilled(rows * h),
-            d_normed: unfilled(rows * d),
-            d_residual: unfilled(rows * d),
-            d_attended: unfilled(rows * d),
-            d_qkv: unfilled(rows * 3 * d),
-            d_probs: unfilled(s.tokens * s.tokens),
-            row: unfilled(d),
+            normed: vec![0.0; rows * d],
+            hidden: vec![0.0; rows * h],
+            d_hidden: vec![0.0; rows * h],
+            d_normed: vec![0.0; rows * d],
+            d_residual: vec![0.0; rows * d],
+            d_attended: vec![0.0; rows * d],
+            d_qkv: vec![0.0; rows * 3 * d],
+            d_probs: vec![0.0; s.tokens * s.tokens],
+            row: vec![0.0; d],
         }
     }
 }
@@ -391,8 +368,7 @@ impl BackScratch {
 fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) -> (Vec<f32>, Vec<f32>) {
     let [n1w, n1b, qkv_w, _, proj_w, _, n2w, n2b, fc1_w, _, fc2_w, _] = s.params.split(flat);
     let (n, d, h) = (s.tokens, s.dim(), s.hidden());
-    // Every group's rows are written by LayerNorm's backward before the add.
-    let mut dx = unfilled(x.len());
+    let mut dx = vec![0f32; x.len()];
     let dx_ptr = OutPtr(dx.as_mut_ptr());
     let groups = s.groups();
     let chunks = groups.min(GRADIENT_CHUNKS);
@@ -407,7 +383,6 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
             for grp in (chunk * groups / chunks)..((chunk + 1) * groups / chunks) {
                 let (first, images) = s.group(grp);
                 let (r0, rows) = (first * n, images * n);
-                let heads = s.heads_of(images);
                 let span = |width: usize| r0 * width..(r0 + rows) * width;
                 let (xg, dy) = (&x[span(d)], &g[span(d)]);
                 let (qkv, attended, residual, pre) = (
@@ -416,7 +391,7 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
                     &saved.residual[span(d)],
                     &saved.pre_activation[span(h)],
                 );
-                let probs = &saved.probs[first * s.heads * n * n..][..images * s.heads * n * n];
+                let probs = &saved.probs[first * s.heads() * n * n..][..images * s.heads() * n * n];
                 let normed = &mut sc.normed[..rows * d];
                 let hidden = &mut sc.hidden[..rows * h];
                 let d_hidden = &mut sc.d_hidden[..rows * h];
@@ -440,14 +415,14 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
                 weight_gradient(d_residual, attended, d, dproj_w, true, par);
                 add_rows(dproj_b, d_residual);
                 input_gradient(d_residual, proj_w, d, d_attended, par);
-                for task in 0..images * s.heads {
+                for task in 0..images * s.heads() {
                     let p = &probs[task * n * n..][..n * n];
                     // SAFETY: the group's q/k/v, output gradient and dqkv rows.
                     unsafe {
                         attend_backward(
-                            heads,
+                            s.attention,
                             (qkv.as_ptr(), d_attended.as_ptr(), d_qkv.as_mut_ptr()),
-                            (task / s.heads, task % s.heads),
+                            (task / s.heads(), task % s.heads()),
                             p,
                             &mut sc.d_probs,
                         )
