@@ -5,22 +5,33 @@
 #
 #   bench/gpu-check.sh [BIN_DIR=.gpu] [OUT_DIR=${OUT:-gpu-check}] [PER_CLASS=30000]
 #
-# 1. parity: CPU versus GPU, one forward pass and one AdamW step of the classifier,
-#    the MAE and the SR model (examples/device_parity.rs), in f32 and with TF32;
-# 2. speed: training and inference images/s of lensmae (batch 256) and of the
-#    PyTorch twin on the same GPU (bench/model_torch.py), f32 and TF32;
-# 3. protocol: the paper's data scale (PER_CLASS Model II images per class, 90k in
-#    all by default) simulated, MAE pretraining on no_sub (mask 0.9, 10 epochs) and
-#    fine-tuning (5 epochs, per-pixel standardisation), on the GPU, timed; each step
-#    has a time limit, and its JSONL log gives the per-epoch time either way.
-# Each stage writes its own files into OUT_DIR (at most 8 files), so a failed
-# stage loses only its own numbers.
+# Stages (STAGES, in this order; each writes its own files into OUT_DIR, so a
+# failed stage loses only its own numbers; BUDGET_S skips the stages that would
+# start after that many seconds):
+# - parity: CPU versus GPU, one forward pass and one AdamW step of the classifier,
+#   the MAE and the SR model (examples/device_parity.rs), per precision (PRECISIONS);
+# - speed: training and inference images/s of lensmae (BATCH, 256), per precision,
+#   one process per measure; `parts`: where a classification step's time goes;
+# - baseline: the same speed measures from another build's model_speed
+#   (BASE_DIR/model_speed.xz, e.g. the commit before a change), in the same run;
+# - torch: the PyTorch twin on the same GPU (bench/model_torch.py), per precision
+#   (bf16: torch.autocast);
+# - metrics: pipelines/quickstart.toml end to end on the GPU per precision, plus
+#   f32 with the training seeds changed (42 -> 43) as the seed-noise yardstick;
+# - protocol: the paper's data scale (PER_CLASS Model II images per class, 90k in
+#   all by default) simulated, MAE pretraining on no_sub (mask 0.9) and
+#   fine-tuning (per-pixel standardisation) on the GPU, each under a time limit;
+#   the JSONL logs give the per-epoch times either way.
+# DEVICE=cpu is a dry run of the script itself on a machine without a GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN_DIR=${1:-.gpu}
 OUT_DIR=${2:-${OUT:-gpu-check}}
 PER_CLASS=${3:-${PER_CLASS:-30000}}
-STAGES=${STAGES:-parity speed protocol}
+STAGES=${STAGES:-parity speed baseline torch metrics protocol}
+PRECISIONS=${PRECISIONS:-f32 tf32 bf16}
+BUDGET_S=${BUDGET_S:-100000}
+BATCH=${BATCH:-256}
 DEVICE=${DEVICE:-cuda}   # cpu: a dry run of the script itself on a machine without a GPU
 mkdir -p "$OUT_DIR"
 W=$(mktemp -d)
@@ -46,52 +57,88 @@ export LD_LIBRARY_PATH
 } > "$OUT_DIR/env.txt" 2>&1
 log "environment: $(head -2 "$OUT_DIR/env.txt" | tail -1)"
 
-if [[ " $STAGES " == *" parity "* ]]; then
-  log "parity f32"
-  timeout 120 "$W/device_parity" "$DEVICE" 16 > "$OUT_DIR/parity.json" 2>> "$OUT_DIR/gpu-check.log"
-  log "parity f32 exit $? $(grep -E '"(pass|worst_rel)"' "$OUT_DIR/parity.json" | tr -d ' \n')"
-  timeout 120 "$W/device_parity" "$DEVICE" 16 tf32 > "$OUT_DIR/parity-tf32.json" 2>> "$OUT_DIR/gpu-check.log"
-  log "parity tf32 exit $? $(grep -E '"(pass|worst_rel)"' "$OUT_DIR/parity-tf32.json" | tr -d ' \n')"
+start=$SECONDS
+stage() {  # stage NAME: whether NAME was asked for and the budget still allows it
+  [[ " $STAGES " == *" $1 "* ]] || return 1
+  if (( SECONDS - start > BUDGET_S )); then log "$1 skipped: past the ${BUDGET_S} s budget"; return 1; fi
+  log "stage $1"
+}
+MEASURES=${MEASURES:-classify_train mae_train_075 mae_train_090 classify_infer superres_train superres_infer}
+
+if stage parity; then
+  for precision in ${PARITY_PRECISIONS:-$PRECISIONS}; do
+    timeout 120 "$W/device_parity" "$DEVICE" 16 "$precision" > "$OUT_DIR/parity-$precision.json" 2>> "$OUT_DIR/gpu-check.log"
+    log "parity $precision exit $? $(grep -E '"(pass|worst_rel)"' "$OUT_DIR/parity-$precision.json" | tr -d ' \n')"
+  done
 fi
 
-if [[ " $STAGES " == *" speed "* ]]; then
-  for precision in f32 tf32; do
-    # One process per measure, so one that fails (out of memory, say) loses only its own figure.
-    for measure in classify_train mae_train_075 mae_train_090 classify_infer superres_train superres_infer; do
-      for batch in ${SPEED_BATCHES:-256}; do
-        log "speed lensmae $precision $measure batch $batch"
-        timeout 60 "$W/model_speed" "$batch" 10 "$measure" "$DEVICE" "$precision" >> "$OUT_DIR/speed.jsonl" \
+if stage speed; then
+  for precision in $PRECISIONS; do
+    for measure in $MEASURES; do
+      for batch in ${SPEED_BATCHES:-$BATCH}; do
+        timeout 60 "$W/model_speed" "$batch" "${STEPS:-10}" "$measure" "$DEVICE" "$precision" >> "$OUT_DIR/speed.jsonl" \
           2>> "$OUT_DIR/gpu-check.log"
+        log "speed lensmae $precision $measure batch $batch exit $?"
       done
     done
-    if [ "${TORCH:-1}" = 1 ]; then
-      log "speed pytorch $precision"
-      timeout 150 python3 bench/model_torch.py "$(nproc)" 256 10 all "$DEVICE" "$precision" >> "$OUT_DIR/speed.jsonl" \
-        2>> "$OUT_DIR/gpu-check.log"
-    fi
   done
-  log "speed done: $(wc -l < "$OUT_DIR/speed.jsonl") lines"
+  timeout 60 "$W/model_speed" "$BATCH" "${STEPS:-10}" parts "$DEVICE" f32 >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
+  log "speed parts exit $?"
 fi
 
-if [[ " $STAGES " == *" protocol "* ]]; then
+if stage baseline && [ -f "${BASE_DIR:-none}/model_speed.xz" ]; then
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$BASE_DIR/model_speed.xz" "$W/model_speed_base"
+  chmod +x "$W/model_speed_base"
+  for measure in $MEASURES; do
+    # The older example took `tf32` or nothing as its precision.
+    timeout 60 "$W/model_speed_base" "$BATCH" "${STEPS:-10}" "$measure" "$DEVICE" >> "$OUT_DIR/speed-baseline.jsonl" \
+      2>> "$OUT_DIR/gpu-check.log"
+    log "baseline $measure exit $?"
+  done
+fi
+
+if stage torch; then
+  for precision in $PRECISIONS; do
+    timeout 150 python3 bench/model_torch.py "$(nproc)" "$BATCH" "${STEPS:-10}" fused "$DEVICE" "$precision" \
+      >> "$OUT_DIR/speed-torch.jsonl" 2>> "$OUT_DIR/gpu-check.log"
+    log "speed pytorch $precision exit $?"
+  done
+fi
+
+if stage metrics; then
+  for run in ${METRIC_RUNS:-f32 bf16 f32-seed43}; do
+    precision=${run%%-*}
+    pipeline="$W/quickstart-$run.toml"
+    sed -e "s|^dir = .*|dir = \"$W/quickstart-$run\"|" pipelines/quickstart.toml > "$pipeline"
+    [[ "$run" == *seed43 ]] && sed -i -e 's/seed = 42/seed = 43/g' "$pipeline"
+    SECONDS_BEFORE=$SECONDS
+    timeout "${METRIC_LIMIT:-120}" "$W/lensmae" run "$pipeline" --device "$DEVICE" --precision "$precision" \
+      > "$OUT_DIR/metrics-$run.txt" 2>> "$OUT_DIR/gpu-check.log"
+    log "metrics $run exit $? in $((SECONDS - SECONDS_BEFORE)) s"
+  done
+fi
+
+if stage protocol; then
   L="$W/lensmae"
-  SECONDS=0
+  SECONDS_BEFORE=$SECONDS
   timeout 120 "$L" simulate --preset deeplense-model2 --n-per-class "$PER_CLASS" --seed 1 --out "$W/data" -q \
     2>> "$OUT_DIR/gpu-check.log"
-  log "simulate $PER_CLASS per class exit $? in ${SECONDS} s"
-  common=(--data "$W/data/dataset.parquet" --seed 42 --batch-size 64 --val-fraction 0.1 --test-fraction 0.2 --device "$DEVICE")
-  SECONDS=0
+  log "simulate $PER_CLASS per class exit $? in $((SECONDS - SECONDS_BEFORE)) s"
+  common=(--data "$W/data/dataset.parquet" --seed 42 --batch-size 64 --val-fraction 0.1 --test-fraction 0.2
+          --device "$DEVICE" --precision "${PROTOCOL_PRECISION:-f32}")
+  SECONDS_BEFORE=$SECONDS
   timeout "${PRETRAIN_LIMIT:-150}" "$L" pretrain "${common[@]}" --classes no_sub --mask-ratio 0.9 --epochs 10 \
     --out "$W/mae.safetensors" > "$OUT_DIR/protocol.txt" 2>> "$OUT_DIR/gpu-check.log"
-  log "pretrain exit $? in ${SECONDS} s"
-  SECONDS=0
+  log "pretrain exit $? in $((SECONDS - SECONDS_BEFORE)) s"
+  SECONDS_BEFORE=$SECONDS
   timeout "${FINETUNE_LIMIT:-200}" "$L" finetune --task classify "${common[@]}" --epochs 5 --lr 1e-4 \
     --standardise-pixels $([ -f "$W/mae.safetensors" ] && echo --init "$W/mae.safetensors" || echo --scratch) --out "$W/finetuned.safetensors" \
     >> "$OUT_DIR/protocol.txt" 2>> "$OUT_DIR/gpu-check.log"
-  log "finetune exit $? in ${SECONDS} s"
+  log "finetune exit $? in $((SECONDS - SECONDS_BEFORE)) s"
   for f in "$W"/mae.log.jsonl "$W"/finetuned.log.jsonl; do
     [ -f "$f" ] && { echo "== $(basename "$f")"; cat "$f"; } >> "$OUT_DIR/protocol.txt"
   done
   [ -f "$W/finetuned.safetensors" ] && "$L" model info "$W/finetuned.safetensors" >> "$OUT_DIR/protocol.txt" 2>&1
 fi
-log "done"
+log "done in $((SECONDS - start)) s"

@@ -3,10 +3,13 @@ with the paper's architecture, CPU, as images/s, with PyTorch's fused attention
 (scaled_dot_product_attention) and with attention written out; plus the sgemm
 rate of torch.mm on this machine. Prints JSON.
 
-Usage: python bench/model_torch.py [threads] [batch] [steps] [only|all] [device] [tf32]
-  only: run just this measure (e.g. classify_train, for a peak-memory run)
-  device: cpu (default) or cuda; tf32 lets f32 matrix products use TF32
+Usage: python bench/model_torch.py [threads] [batch] [steps] [only|all|fused] [device] [f32|tf32|bf16]
+  only: run just this measure (e.g. classify_train, for a peak-memory run);
+        fused: every measure, fused attention only (all adds written-out attention)
+  device: cpu (default) or cuda; tf32 lets f32 matrix products use TF32;
+  bf16 runs each step under torch.autocast(bfloat16), PyTorch's mixed precision
 """
+import contextlib
 import json
 import os
 import sys
@@ -20,9 +23,11 @@ from twin_model import Attention, SrTwin, Twin  # noqa: E402
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 steps = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-only = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] != "all" else None
+only = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] not in ("all", "fused") else None
+fused_only = len(sys.argv) > 4 and sys.argv[4] == "fused"
 device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
-tf32 = len(sys.argv) > 6 and sys.argv[6] == "tf32"
+precision = sys.argv[6] if len(sys.argv) > 6 else "f32"
+tf32 = precision == "tf32"
 torch.backends.cuda.matmul.allow_tf32 = tf32
 torch.backends.cudnn.allow_tf32 = tf32
 torch.set_num_threads(threads)
@@ -40,8 +45,17 @@ opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
 
 def rate(step, n=steps):
-    step()  # warm-up
-    return batch / min(_timed(step) for _ in range(n))
+    def run():
+        with autocast():
+            step()
+    run()  # warm-up
+    return batch / min(_timed(run) for _ in range(n))
+
+
+def autocast():
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def classify_train():
@@ -98,12 +112,12 @@ def _timed(f):
 measures = {"classify_train": classify_train, "mae_train_075": mae_train(0.75), "mae_train_090": mae_train(0.9),
             "classify_infer": infer, "superres_train": superres_train, "superres_infer": superres_infer}
 out = {"tool": "pytorch", "version": torch.__version__, "threads": threads, "batch": batch, "device": str(device),
-       "tf32": tf32}
+       "precision": precision}
 if only:
     Attention.fused = True
     out[only] = rate(measures[only])
 else:
-    for fused in (True, False):
+    for fused in (True,) if fused_only else (True, False):
         Attention.fused = fused
         suffix = "" if fused else "_unfused"
         for name, step in measures.items():

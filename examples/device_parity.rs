@@ -2,13 +2,14 @@
 //! inputs on the CPU (fused kernels) and on a CUDA device (candle's ops), one
 //! forward pass and one AdamW training step of the classifier, the MAE and the
 //! super-resolution model, compared as relative differences.
-//! `device_parity [device=cuda] [batch=16] [tf32]` prints JSON; bench/gpu-check.sh runs it.
+//! `device_parity [device=cuda] [batch=16] [f32|tf32|bf16]` prints JSON; bench/gpu-check.sh runs it.
 //! With `cpu` as the device the second copy runs candle's composed ops on the
 //! CPU (what CUDA runs), so the check itself can be exercised without a GPU.
-//! Exits with status 1 when a difference exceeds the bound (1e-3; 1e-2 with tf32).
+//! Exits with status 1 when a difference exceeds the bound (1e-3; 1e-2 with tf32;
+//! 5e-2 with bf16, whose 8-bit mantissa rounds each product's output by up to 4e-3).
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use lensmae::model::device::{device_name, open_device};
+use lensmae::model::device::{device_name, open_device, with_bf16_products, DeviceSpec, Precision};
 use lensmae::model::fused::{with_kernels, Kernels};
 use lensmae::model::mae::{init_weights, masking_noise, Pooling};
 use lensmae::model::superres::{SuperResolver, SuperresConfig};
@@ -42,10 +43,15 @@ fn vars(varmap: &VarMap, prefix: &str) -> Vec<(String, Var)> {
     v
 }
 
+thread_local! {
+    static BF16: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs `f` with candle's composed ops (a no-op for CUDA tensors, which never
-/// take the fused CPU kernels).
+/// take the fused CPU kernels), and bf16 products when asked (so that a CPU dry
+/// run exercises them too; on CUDA the device's opening already set them).
 fn composed<R>(f: impl FnOnce() -> R) -> R {
-    with_kernels(Kernels::Composed, f)
+    with_bf16_products(BF16.with(|b| b.get()), || with_kernels(Kernels::Composed, f))
 }
 
 fn host(t: &Tensor) -> Vec<f32> {
@@ -110,8 +116,11 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let spec = args.get(1).map_or("cuda", |s| s.as_str());
     let batch: usize = args.get(2).map_or(16, |s| s.parse().expect("batch"));
-    let tf32 = args.get(3).is_some_and(|s| s == "tf32");
-    let gpu_dev = open_device(spec, tf32).unwrap_or_else(|e| {
+    let precision: Precision = args.get(3).map_or("f32", |s| s.as_str()).parse()?;
+    BF16.with(|b| b.set(precision == Precision::Bf16));
+    // The CPU refuses reduced precisions; its dry run opens it in f32 and sets bf16 per thread.
+    let open_as = if spec.parse::<DeviceSpec>()? == DeviceSpec::Cpu { Precision::F32 } else { precision };
+    let gpu_dev = open_device(spec, open_as).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)
     });
@@ -160,12 +169,16 @@ fn main() -> anyhow::Result<()> {
     };
     step_parity("sr.", &cpu, &gpu, l1, &mut out);
 
-    let bound = if tf32 { 1e-2 } else { 1e-3 };
+    let bound = match precision {
+        Precision::F32 => 1e-3,
+        Precision::Tf32 => 1e-2,
+        Precision::Bf16 => 5e-2,
+    };
     let worst = out
         .values()
         .flat_map(|v| v.as_object().unwrap().iter().filter(|(k, _)| k.contains("rel")).filter_map(|(_, v)| v.as_f64()))
         .fold(0f64, f64::max);
-    let report = serde_json::json!({"device": device_name(&gpu_dev), "tf32": tf32, "batch": batch, "bound": bound,
+    let report = serde_json::json!({"device": device_name(&gpu_dev), "precision": precision.to_string(), "batch": batch, "bound": bound,
         "worst_rel": worst, "pass": worst <= bound, "checks": out});
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     if worst > bound {

@@ -1,7 +1,7 @@
 //! Training and inference speed of lensmae's paper-size model on the CPU, as
 //! images/s (best of N steps), with the matrix-product work per image and this
 //! machine's sgemm rate through the same `gemm` crate the kernels use:
-//! `cargo run --release --example model_speed -- [batch] [steps] [only|all] [device] [tf32]`.
+//! `cargo run --release --example model_speed -- [batch] [steps] [only|all] [device] [f32|tf32|bf16]`.
 //! Prints JSON; bench/model_bench.sh compares it with the PyTorch twin.
 //! `only` runs a single measure (e.g. `classify_train`, for a peak-memory run);
 //! `device` is `cpu` (default) or `cuda[:N]` (a `--features cuda` build;
@@ -135,8 +135,9 @@ fn main() -> candle_core::Result<()> {
     let steps: usize = args.get(2).map_or(5, |s| s.parse().expect("steps"));
     let only = args.get(3).cloned().filter(|o| o != "all");
     let device_spec = args.get(4).map_or("cpu", |s| s.as_str());
-    let tf32 = args.get(5).is_some_and(|s| s == "tf32");
-    let dev = lensmae::model::device::open_device(device_spec, tf32).expect("device");
+    let precision: lensmae::model::device::Precision =
+        args.get(5).map_or("f32", |s| s.as_str()).parse().expect("precision");
+    let dev = lensmae::model::device::open_device(device_spec, precision).expect("device");
     let cfg = MaeConfig::paper_64();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
@@ -159,7 +160,7 @@ fn main() -> candle_core::Result<()> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 
     let mut out = serde_json::json!({"tool": "lensmae", "batch": batch, "threads": rayon::current_num_threads(),
-        "device": lensmae::model::device::device_name(&dev), "tf32": tf32});
+        "device": lensmae::model::device::device_name(&dev), "precision": precision.to_string()});
     let wanted = |name: &str| only.as_deref().map_or(true, |o| o == name);
     if wanted("classify_train") {
         out["classify_train"] = rate(&dev, batch, steps, || {
@@ -183,6 +184,35 @@ fn main() -> candle_core::Result<()> {
             clf_infer.forward(&imgs, None).unwrap();
         })
         .into();
+    }
+    // Where a classification step's time goes: forward, backward, optimiser (ms,
+    // each the best of `steps`), and the two ways of summing a gradient over the
+    // token rows (a bias's, batch x 257 rows of 768): candle's reduction over the
+    // leading dimension against the product with a ones vector the layers use.
+    if only.as_deref() == Some("parts") {
+        let ms = |f: &mut dyn FnMut()| {
+            let mut best = f64::INFINITY;
+            for _ in 0..=steps {
+                dev.synchronize().unwrap();
+                let t = Instant::now();
+                f();
+                dev.synchronize().unwrap();
+                best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            }
+            best
+        };
+        let forward = || candle_nn::loss::cross_entropy(&clf.forward(&imgs, Some(0)).unwrap(), &labels).unwrap();
+        let loss = forward();
+        let grads = loss.backward().unwrap();
+        let g = Tensor::rand(0f32, 1.0, (batch * 257, 768), &dev)?;
+        let ones = Tensor::ones((1, batch * 257), DType::F32, &dev)?;
+        out["classify_train_parts_ms"] = serde_json::json!({
+            "forward": ms(&mut || { forward(); }),
+            "backward": ms(&mut || { loss.backward().unwrap(); }),
+            "optimiser": ms(&mut || opt.step(&grads, 1e-4, f64::INFINITY).unwrap()),
+            "row_sum_reduce": ms(&mut || { g.sum_keepdim(0).unwrap(); }),
+            "row_sum_ones_product": ms(&mut || { ones.matmul(&g).unwrap(); }),
+        });
     }
     if wanted("superres_train") {
         out["superres_train"] = rate(&dev, batch, steps, || {

@@ -21,11 +21,22 @@ pub struct RunArgs {
     /// Override a pipeline var: `--set per_class=300` (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
+    /// Compute device of every step that computes (takes `--device`) and names none itself.
+    #[arg(long)]
+    device: Option<String>,
+    /// Matrix-product precision of those steps on CUDA (`f32`, `tf32`, `bf16`).
+    #[arg(long, requires = "device")]
+    precision: Option<String>,
 }
 
 /// Run `lensmae run`.
 pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
-    let pipeline = Pipeline::load(&args.pipeline, &overrides(&args.set)?)?;
+    let mut pipeline = Pipeline::load(&args.pipeline, &overrides(&args.set)?)?;
+    for (key, value) in [("device", &args.device), ("precision", &args.precision)] {
+        if let Some(value) = value {
+            give_computing_steps(&mut pipeline, key, value);
+        }
+    }
     let dir = pipeline.dir().to_path_buf();
     let mut parsed = Vec::new();
     for step in &pipeline.steps {
@@ -81,6 +92,23 @@ pub fn run_cmd(args: RunArgs) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// Sets `key = value` on every step whose command takes `--key` and does not
+/// set it itself. Becoming part of the step's arguments, it is also part of its
+/// fingerprint: a step done on another device is run again.
+fn give_computing_steps(pipeline: &mut Pipeline, key: &str, value: &str) {
+    let cli = <Cli as clap::CommandFactory>::command();
+    for step in &mut pipeline.steps {
+        let mut command = Some(&cli);
+        for word in step.command.split_whitespace() {
+            command = command.and_then(|c| c.find_subcommand(word));
+        }
+        let takes_it = command.is_some_and(|c| c.get_arguments().any(|a| a.get_long() == Some(key)));
+        if takes_it && !step.args.contains_key(key) {
+            step.args.insert(key.to_string(), toml::Value::String(value.to_string()));
+        }
+    }
 }
 
 fn overrides(set: &[String]) -> anyhow::Result<Vec<(String, String)>> {

@@ -6,7 +6,7 @@ use crate::eval::ClassificationReport;
 use crate::model::checkpoint::{
     compact_tensors, load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta, ModelTask,
 };
-use crate::model::device::open_device;
+use crate::model::device::{open_device, Precision};
 use crate::model::mae::Pooling;
 use crate::model::superres::SuperresConfig;
 use crate::model::MaeConfig;
@@ -26,15 +26,20 @@ pub struct DeviceArgs {
     /// Compute device: `cpu`, `cuda` or `cuda:N` (CUDA needs a `--features cuda` build).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Let CUDA's f32 matrix products use TF32 tensor cores (faster, ~3 decimal digits).
-    #[arg(long)]
+    /// CUDA's matrix products: `f32`, `tf32` (tensor cores, ~3 decimal digits) or
+    /// `bf16` (operands cast to bf16, f32 accumulation; weights and the rest stay f32).
+    #[arg(long, default_value = "f32", value_name = "f32|tf32|bf16")]
+    precision: String,
+    /// The same as `--precision tf32`.
+    #[arg(long, conflicts_with = "precision")]
     tf32: bool,
 }
 
 impl DeviceArgs {
     /// Opens the device, with an error that says what is missing.
     pub fn open(&self) -> anyhow::Result<Device> {
-        Ok(open_device(&self.device, self.tf32)?)
+        let precision = if self.tf32 { Precision::Tf32 } else { self.precision.parse()? };
+        Ok(open_device(&self.device, precision)?)
     }
 }
 

@@ -5,6 +5,7 @@
 //! two is missing, never a silent fall-back to the CPU.
 use crate::{Error, Result};
 use candle_core::Device;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether this binary was compiled with candle's CUDA backend.
 pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
@@ -43,12 +44,85 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
+/// How CUDA computes the models' matrix products (products, convolutions and
+/// attention's two products; element-wise work, reductions, the optimiser and the
+/// master weights stay f32 everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// IEEE f32 throughout (the default; the CPU always computes this way).
+    #[default]
+    F32,
+    /// f32 tensors, products on TF32 tensor cores (inputs rounded to ~10
+    /// mantissa bits, f32 accumulation).
+    Tf32,
+    /// Each product's operands cast to bf16 (8 mantissa bits, f32's range, so no
+    /// loss scaling), the product accumulated in f32 and cast back to f32.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "tf32" => Ok(Precision::Tf32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(Error::config("precision", format!("`{s}` is not a precision; use f32, tf32 or bf16"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+// Process-wide, like candle's own TF32 switch, so the layers need no argument
+// threaded through every constructor; tests override it per thread.
+static BF16_PRODUCTS: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static BF16_PRODUCTS_HERE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the layers cast their matrix products' operands to bf16: set for the
+/// process by [`DeviceSpec::open`] with [`Precision::Bf16`], or on one thread by
+/// [`with_bf16_products`].
+pub fn bf16_products() -> bool {
+    BF16_PRODUCTS_HERE.with(|c| c.get()).unwrap_or_else(|| BF16_PRODUCTS.load(Ordering::Relaxed))
+}
+
+/// Turns the layers' bf16 matrix products on or off for the whole process.
+pub fn set_bf16_products(on: bool) {
+    BF16_PRODUCTS.store(on, Ordering::Relaxed);
+}
+
+/// Runs `f` with this thread's layers' bf16 products `on` (whatever the process
+/// setting), then restores the previous choice; lets the CPU tests exercise the
+/// CUDA option's code path without touching other threads.
+pub fn with_bf16_products<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    let previous = BF16_PRODUCTS_HERE.with(|c| c.replace(Some(on)));
+    let result = f();
+    BF16_PRODUCTS_HERE.with(|c| c.set(previous));
+    result
+}
+
 impl DeviceSpec {
-    /// Opens the device. `tf32` lets CUDA's f32 matrix products round their
-    /// inputs to TF32 (tensor cores; about 10 mantissa bits), a speed-for-precision
-    /// trade that the CPU path ignores.
-    pub fn open(self, tf32: bool) -> Result<Device> {
+    /// Opens the device with its matrix products in `precision`. Reduced
+    /// precisions are CUDA options: the CPU's fused kernels compute in f32, and
+    /// asking for anything else there is an error rather than a silent f32 run.
+    pub fn open(self, precision: Precision) -> Result<Device> {
         match self {
+            DeviceSpec::Cpu if precision != Precision::F32 => Err(Error::config(
+                "precision",
+                format!("`{precision}` is a CUDA option; the CPU computes in f32 (drop --precision/--tf32 or use --device cuda)"),
+            )),
             DeviceSpec::Cpu => Ok(Device::Cpu),
             DeviceSpec::Cuda(_) if !CUDA_COMPILED => Err(Error::config(
                 "device",
@@ -60,7 +134,8 @@ impl DeviceSpec {
             DeviceSpec::Cuda(n) => {
                 let device = Device::new_cuda(n)
                     .map_err(|e| Error::config("device", format!("`{self}` is not available on this machine: {e}")))?;
-                candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
+                candle_core::cuda::set_gemm_reduced_precision_f32(precision == Precision::Tf32);
+                set_bf16_products(precision == Precision::Bf16);
                 Ok(device)
             }
         }
@@ -68,8 +143,21 @@ impl DeviceSpec {
 }
 
 /// Parses and opens a `--device` value in one step.
-pub fn open_device(spec: &str, tf32: bool) -> Result<Device> {
-    spec.parse::<DeviceSpec>()?.open(tf32)
+pub fn open_device(spec: &str, precision: Precision) -> Result<Device> {
+    spec.parse::<DeviceSpec>()?.open(precision)
+}
+
+/// The precision of the matrix products on `device` as opened, for provenance.
+pub fn precision_in_use(device: &Device) -> Precision {
+    if device.is_cpu() {
+        Precision::F32
+    } else if bf16_products() {
+        Precision::Bf16
+    } else if candle_core::cuda::gemm_reduced_precision_f32() {
+        Precision::Tf32
+    } else {
+        Precision::F32
+    }
 }
 
 /// A short name of an opened device, for logs and provenance.
@@ -97,12 +185,24 @@ mod tests {
     }
 
     #[test]
+    fn reduced_precisions_are_parsed_and_refused_on_the_cpu() {
+        assert_eq!("BF16".parse::<Precision>().unwrap(), Precision::Bf16);
+        assert_eq!("tf32".parse::<Precision>().unwrap(), Precision::Tf32);
+        let e = "f16".parse::<Precision>().unwrap_err().to_string();
+        assert!(e.contains("precision") && e.contains("f32, tf32 or bf16"), "{e}");
+        for p in [Precision::Tf32, Precision::Bf16] {
+            let e = open_device("cpu", p).unwrap_err().to_string();
+            assert!(e.contains("CUDA option") && e.contains(&p.to_string()), "{e}");
+        }
+    }
+
+    #[test]
     fn cuda_without_the_feature_says_how_to_get_it() {
         if CUDA_COMPILED {
             return;
         }
-        let e = open_device("cuda:0", false).unwrap_err().to_string();
+        let e = open_device("cuda:0", Precision::F32).unwrap_err().to_string();
         assert!(e.contains("built without CUDA") && e.contains("--features cuda"), "{e}");
-        assert!(open_device("cpu", false).unwrap().is_cpu());
+        assert!(open_device("cpu", Precision::F32).unwrap().is_cpu());
     }
 }

@@ -894,6 +894,7 @@ impl CustomOp3 for ConvOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::device::with_bf16_products;
     use crate::model::layers::{self, LayerNorm};
     use crate::model::mae::{init_weights, masking_noise, Pooling};
     use crate::model::superres::{SuperResolver, SuperresConfig};
@@ -925,11 +926,29 @@ mod tests {
         forward: impl Fn(&Tensor) -> Result<Tensor>,
         tolerance: f32,
     ) {
+        compare_with_composed(rng, input, varmap, forward, tolerance, false);
+    }
+
+    /// [`compare_paths`], the composed path with bf16 products when `bf16`;
+    /// returns the largest relative difference seen.
+    fn compare_with_composed(
+        rng: &mut ChaCha8Rng,
+        input: Tensor,
+        varmap: &VarMap,
+        forward: impl Fn(&Tensor) -> Result<Tensor>,
+        tolerance: f32,
+        bf16: bool,
+    ) -> f32 {
         let x = Var::from_tensor(&input).unwrap();
-        let run = |kernels| with_kernels(kernels, || forward(x.as_tensor()).unwrap());
+        let run = |kernels| {
+            with_bf16_products(bf16 && kernels == Kernels::Composed, || {
+                with_kernels(kernels, || forward(x.as_tensor()).unwrap())
+            })
+        };
         let (fused, composed) = (run(Kernels::Fused), run(Kernels::Composed));
         let diff = relative_difference(&fused, &composed);
         assert!(diff <= tolerance, "outputs differ by {diff:e}");
+        let mut worst = diff;
         let r = random(rng, fused.dims(), 1.0);
         let grads = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let (gf, gc) = (grads(&fused), grads(&composed));
@@ -944,7 +963,9 @@ mod tests {
             };
             let diff = relative_difference(a, b);
             assert!(diff <= tolerance, "gradients of {name} differ by {diff:e}");
+            worst = worst.max(diff);
         }
+        worst
     }
 
     fn varmap_with<T>(seed: u64, make: impl FnOnce(VarBuilder) -> Result<T>) -> (VarMap, T) {
@@ -1064,5 +1085,31 @@ mod tests {
             |x| sr.forward(x).map_err(|e| candle_core::Error::Msg(e.to_string())),
             1e-4,
         );
+    }
+
+    #[test]
+    fn bf16_products_round_the_composed_models_by_bf16_only() {
+        // CUDA's `--precision bf16` path (emulated on the CPU with the same
+        // rounding) against the f32 fused kernels: close, every gradient present,
+        // yet not f32-close, so the option cannot be silently ignored.
+        let mut rng = ChaCha8Rng::seed_from_u64(14);
+        let cfg = MaeConfig::tiny_16();
+        let images = random(&mut rng, &[3, 1, 16, 16], 1.0).abs().unwrap();
+        let (varmap, clf) = varmap_with(15, |vb| VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, vb));
+        let clf_worst = compare_with_composed(&mut rng, images.clone(), &varmap, |x| clf.forward(x, None), 5e-2, true);
+        let (varmap, mae) = varmap_with(16, |vb| Mae::new(&cfg, vb));
+        let noise = masking_noise(&mut rng, 3, cfg.num_patches(), &Device::Cpu).unwrap();
+        let mae_worst =
+            compare_with_composed(&mut rng, images, &varmap, |x| Ok(mae.forward(x, 0.75, &noise)?.pred), 5e-2, true);
+        let head = crate::model::superres::SuperresConfig { channels: 8, residual: true, ..SuperresConfig::paper(4) };
+        let (varmap, sr) = varmap_with(17, |vb| {
+            SuperResolver::new(&cfg, &head, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))
+        });
+        let lr = random(&mut rng, &[2, 1, 4, 4], 1.0).abs().unwrap();
+        let sr_forward = |x: &Tensor| sr.forward(x).map_err(|e| candle_core::Error::Msg(e.to_string()));
+        let sr_worst = compare_with_composed(&mut rng, lr, &varmap, sr_forward, 5e-2, true);
+        for (model, worst) in [("classifier", clf_worst), ("MAE", mae_worst), ("SR", sr_worst)] {
+            assert!(worst > 1e-3, "{model}: bf16 products changed nothing ({worst:e})");
+        }
     }
 }

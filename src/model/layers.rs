@@ -3,9 +3,11 @@
 //!
 //! Shapes: tokens are `[B, N, D]` (batch, tokens, embedding).
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use super::device::bf16_products;
 use super::fused::{self, Activation};
 
 /// Weight initialisations, recorded in each parameter's hint and applied by
@@ -41,20 +43,149 @@ impl Module for LayerNorm {
         if fused::applies_to(x) {
             return fused::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        let normed = normalise_last_dim(x, self.eps)?;
+        let dim = self.weight.elem_count();
+        let rows = normed.elem_count() / dim;
+        let normed = normed.reshape((rows, dim))?;
+        let y = ((normed * repeat_rows(&self.weight, rows)?)? + repeat_rows(&self.bias, rows)?)?;
+        y.reshape(x.shape())
     }
 }
 
-/// Softmax over the last dimension from differentiable ops (max-shifted for
-/// stability; the shift is a constant, so it is detached).
+/// `(x - mean) / sqrt(var + eps)` over the last dimension: candle's one-kernel
+/// LayerNorm forward (unit scale, zero shift) with the analytic backward pass
+/// `dx = (g - mean(g) - n mean(g n)) / sqrt(var + eps)` attached (candle's op has
+/// none). Composed, it was 6 passes forward and about 12 backward.
+fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let dim = x.dim(D::Minus1)?;
+    let (ones, zeros) = (Tensor::ones(dim, x.dtype(), x.device())?, Tensor::zeros(dim, x.dtype(), x.device())?);
+    let normed = candle_nn::ops::layer_norm(&x.detach(), &ones, &zeros, eps as f32)?;
+    x.apply_op2(&normed, WithNormaliseGradient { eps })
+}
+
+/// `(x, normalised x) -> normalised x`, differentiated with respect to `x`.
+struct WithNormaliseGradient {
+    eps: f64,
+}
+
+impl CustomOp2 for WithNormaliseGradient {
+    fn name(&self) -> &'static str {
+        "normalise-with-gradient"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, n: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        whole_buffer(layout)?;
+        Ok((n.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        n: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        whole_buffer(layout)?;
+        Ok((n.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, n: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let inv_std = (centered.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?.recip()?;
+        let g_mean = grad.mean_keepdim(D::Minus1)?;
+        let gn_mean = (grad * n)?.mean_keepdim(D::Minus1)?;
+        let dx = grad.broadcast_sub(&g_mean)?.sub(&n.broadcast_mul(&gn_mean)?)?.broadcast_mul(&inv_std)?;
+        Ok((Some(dx), None))
+    }
+}
+
+/// The vector `v` repeated over `rows` rows, `[rows, len]`, made as the product
+/// `ones[rows, 1] v[1, len]`: the same values as a broadcast (unless TF32 rounds
+/// them), but the gradient of `v` is then the product `ones^T g` instead of a sum
+/// over the leading dimension, which candle's CUDA backend reduces with one
+/// thread block a column reading `g` column-wise (uncoalesced). Used for the
+/// biases and LayerNorm scales on the composed (CUDA) path.
+pub(crate) fn repeat_rows(v: &Tensor, rows: usize) -> Result<Tensor> {
+    Tensor::ones((rows, 1), v.dtype(), v.device())?.matmul(&v.reshape((1, ()))?)
+}
+
+/// The matrix product `a b` of the composed path, in bf16 when the process asked
+/// for bf16 products (`--precision bf16`; see [`in_bf16`]).
+pub(crate) fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if bf16_products() && a.dtype() == DType::F32 {
+        return in_bf16(a, b, |a, b| a.matmul(b));
+    }
+    a.matmul(b)
+}
+
+/// `op(a, b)` (a product or a convolution) with both operands cast to bf16, the
+/// sums accumulated in f32 (cuBLAS), the result stored as bf16 and widened back to
+/// f32: the layers around it and the master weights stay f32, and gradients pass
+/// through the casts (candle differentiates `to_dtype`), so the backward products
+/// are bf16 too. candle's CPU products have no bf16, so there the same arithmetic
+/// runs in f32 on the rounded operands, which lets the CPU tests check this path.
+fn in_bf16(a: &Tensor, b: &Tensor, op: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let (a, b) = (a.to_dtype(DType::BF16)?, b.to_dtype(DType::BF16)?);
+    let y = if a.device().is_cpu() {
+        op(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)?
+    } else {
+        op(&a, &b)?
+    };
+    y.to_dtype(DType::F32)
+}
+
+/// Softmax over the last dimension: candle's one-kernel softmax (one pass, on
+/// the CPU and on CUDA) with the analytic backward pass `dx = y (g - sum(g y))`
+/// attached, since candle's op has none and would silently stop the gradient.
+/// Composed from element-wise ops it was 5 passes forward and about 10 backward
+/// over the largest tensor of a block, the `[B, H, N, N]` attention scores.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
+    x.apply_op2(&y, WithSoftmaxGradient)
+}
+
+/// `try_clone` copies a whole buffer, so the precomputed result must be one
+/// (candle's softmax and LayerNorm always write a fresh contiguous buffer).
+fn whole_buffer(layout: &Layout) -> Result<()> {
+    if layout.is_contiguous() && layout.start_offset() == 0 {
+        Ok(())
+    } else {
+        candle_core::bail!("softmax-with-gradient: the softmax must be a whole contiguous buffer")
+    }
+}
+
+/// `(x, softmax(x)) -> softmax(x)`: hands the precomputed softmax on (a copy:
+/// a custom op returns new storage) and differentiates it with respect to `x`.
+struct WithSoftmaxGradient;
+
+impl CustomOp2 for WithSoftmaxGradient {
+    fn name(&self) -> &'static str {
+        "softmax-with-gradient"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, y: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        whole_buffer(layout)?;
+        Ok((y.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        y: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        whole_buffer(layout)?;
+        Ok((y.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    fn bwd(&self, _: &Tensor, _: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
+        Ok((Some((y * grad.broadcast_sub(&dot)?)?), None))
+    }
 }
 
 /// `y = x W^T + b`, weights xavier-uniform, bias zero (MAE's initialisation).
@@ -83,11 +214,13 @@ impl Linear {
         // CUDA's matmul takes only contiguous rows (the CLS token is a strided view).
         let x = x.contiguous()?;
         let w = self.weight.t()?;
-        let y = match x.dims() {
-            [b, n, d] => x.reshape((b * n, *d))?.matmul(&w)?.reshape((*b, *n, ())),
-            _ => x.matmul(&w),
-        }?;
-        let y = y.broadcast_add(&self.bias)?;
+        let in_dim = w.dim(0)?;
+        let rows = x.elem_count() / in_dim;
+        let y = product(&x.reshape((rows, in_dim))?, &w)?;
+        let y = (y + repeat_rows(&self.bias, rows)?)?;
+        let mut out_dims = x.dims().to_vec();
+        *out_dims.last_mut().expect("a linear layer's input has a last dimension") = w.dim(1)?;
+        let y = y.reshape(out_dims)?;
         match activation {
             Activation::Identity => Ok(y),
             Activation::Gelu => y.gelu_erf(),
@@ -128,7 +261,11 @@ impl Module for Conv2d {
         if fused::applies_to(x) {
             return fused::conv2d_same(x, &self.weight, &self.bias);
         }
-        let y = x.conv2d(&self.weight, self.padding, 1, 1, 1)?;
+        let y = if bf16_products() && x.dtype() == DType::F32 {
+            in_bf16(x, &self.weight, |x, w| x.conv2d(w, self.padding, 1, 1, 1))?
+        } else {
+            x.conv2d(&self.weight, self.padding, 1, 1, 1)?
+        };
         y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
     }
 }
@@ -166,9 +303,9 @@ impl Attention {
         let qkv = qkv.reshape((b, n, 3, h, d / h))?.permute((2, 0, 3, 1, 4))?;
         let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
         let scale = 1.0 / ((d / h) as f64).sqrt();
-        let attn = softmax_last_dim(&(q.matmul(&k.t()?.contiguous()?)? * scale)?)?;
+        let attn = softmax_last_dim(&(product(&q, &k.t()?.contiguous()?)? * scale)?)?;
         // [B, H, N, D/H] -> [B, N, D]
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        let out = product(&attn, &v)?.transpose(1, 2)?.reshape((b, n, d))?;
         self.proj.forward(&out)
     }
 }
@@ -254,4 +391,59 @@ pub fn sincos_pos_embed(dim: usize, grid: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn softmax_with_gradient_matches_the_composed_softmax() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (2, 3, 5, 7), &dev).unwrap())).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (2, 3, 5, 7), &dev).unwrap();
+        let composed = {
+            let max = x.max_keepdim(D::Minus1).unwrap().detach();
+            let e = x.broadcast_sub(&max).unwrap().exp().unwrap();
+            e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap()
+        };
+        let fused = softmax_last_dim(x.as_tensor()).unwrap();
+        let rel = |a: &Tensor, b: &Tensor| {
+            let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+            norm(&(a - b).unwrap()) / norm(b)
+        };
+        assert!(rel(&fused, &composed) < 1e-6);
+        let grad = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap().get(&x).unwrap().clone();
+        let (gf, gc) = (grad(&fused), grad(&composed));
+        assert!(gc.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
+        assert!(rel(&gf, &gc) < 1e-5, "gradients differ by {}", rel(&gf, &gc));
+        // A strided (transposed) input is fine (made contiguous first).
+        let t = x.as_tensor().transpose(2, 3).unwrap();
+        assert_eq!(softmax_last_dim(&t).unwrap().dims(), &[2, 3, 7, 5]);
+    }
+
+    #[test]
+    fn normalisation_with_gradient_matches_the_composed_one() {
+        let dev = Device::Cpu;
+        // An offset and a spread per row, as a residual stream has.
+        let raw = (Tensor::randn(0f32, 1.0, (4, 6, 48), &dev).unwrap() * 2.5).unwrap();
+        let x = Var::from_tensor(&(raw + 3.0).unwrap()).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (4, 6, 48), &dev).unwrap();
+        let eps = 1e-6;
+        let composed = {
+            let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1).unwrap()).unwrap();
+            let var = centered.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+            centered.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap()
+        };
+        let fused = normalise_last_dim(x.as_tensor(), eps).unwrap();
+        let rel = |a: &Tensor, b: &Tensor| {
+            let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+            norm(&(a - b).unwrap()) / norm(b)
+        };
+        assert!(rel(&fused, &composed) < 1e-5, "values differ by {}", rel(&fused, &composed));
+        let grad = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap().get(&x).unwrap().clone();
+        let (gf, gc) = (grad(&fused), grad(&composed));
+        assert!(rel(&gf, &gc) < 1e-5, "gradients differ by {}", rel(&gf, &gc));
+    }
 }

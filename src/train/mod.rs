@@ -426,6 +426,7 @@ fn provenance(opts: &TrainOptions, data: &LabelledImages, extra: serde_json::Val
         "command": opts.command, "data": data.source.display().to_string(), "seed": opts.seed,
         "epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr, "weight_decay": opts.weight_decay,
         "lensmae_version": env!("CARGO_PKG_VERSION"), "device": crate::model::device::device_name(&opts.device),
+        "precision": crate::model::device::precision_in_use(&opts.device).to_string(),
     });
     if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
         p.extend(e.clone());

@@ -404,4 +404,14 @@ fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
     assert!(stderr.contains("--n-per-class 30000 --out runs/paper-30000/data"), "{stderr}");
     fails(&["run", paper, "--dry-run", "--set", "per_klass=3"], "no var `per_klass`");
     fails(&["run", paper, "--dry-run", "--set", "per_class"], "NAME=VALUE");
+    // The paper's GPU command line: the device and precision reach the steps that
+    // compute, and only them (simulate takes neither).
+    let on_gpu = ok(&["run", paper, "--dry-run", "--force", "--device", "cuda", "--precision", "bf16"]);
+    let stderr = String::from_utf8_lossy(&on_gpu.stderr);
+    for line in stderr.lines().filter(|l| l.starts_with('[')) {
+        let computes =
+            ["pretrain", "finetune", "evaluate", "predict"].iter().any(|c| line.contains(&format!("lensmae {c} ")));
+        assert_eq!(line.contains("--device cuda") && line.contains("--precision bf16"), computes, "{line}");
+    }
+    fails(&["run", paper, "--dry-run", "--precision", "bf16"], "--device");
 }
