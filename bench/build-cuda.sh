@@ -44,13 +44,14 @@ export LIBRARY_PATH="$cuda_home/lib:$stub_dir${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export LD_LIBRARY_PATH="$cuda_home/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$stub_dir"
 cargo build --release --features cuda --target-dir "$target_dir" --manifest-path "$here/Cargo.toml" \
-  --bin lensmae --example device_parity --example model_speed
+  --bin lensmae --example device_parity --example model_speed --example layer_times
 bin="$target_dir/release/lensmae"
 ls -l "$bin"
 # Packed for a GPU host (bench/gpu-check.sh unpacks them): xz takes each ~50 MB
 # binary (mostly candle's PTX kernels) to a few MB.
 mkdir -p "$here/.gpu"
-for b in "$bin" "$target_dir/release/examples/device_parity" "$target_dir/release/examples/model_speed"; do
+for b in "$bin" "$target_dir/release/examples/device_parity" "$target_dir/release/examples/model_speed" \
+  "$target_dir/release/examples/layer_times"; do
   xz -T0 -6 -c "$b" > "$here/.gpu/$(basename "$b").xz"
 done
 ls -l "$here/.gpu"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of lensmae, on a host with an NVIDIA GPU (H100/H200) and no Rust:
 # it runs the binaries that bench/build-cuda.sh built and packed (xz, in BIN_DIR:
-# lensmae, device_parity, model_speed), and PyTorch where python3 has it.
+# lensmae, device_parity, model_speed, layer_times), and PyTorch where python3 has it.
 #
 #   bench/gpu-check.sh [BIN_DIR=.gpu] [OUT_DIR=${OUT:-gpu-check}] [PER_CLASS=30000]
 #
@@ -12,6 +12,8 @@
 #   the MAE and the SR model (examples/device_parity.rs), per precision (PRECISIONS);
 # - speed: training and inference images/s of lensmae (BATCH, 256), per precision,
 #   one process per measure; `parts`: where a classification step's time goes;
+# - layers: each layer and kernel of a block alone, forward and backward
+#   (examples/layer_times.rs), to see where a step's time goes;
 # - baseline: the same speed measures from another build's model_speed
 #   (BASE_DIR/model_speed.xz, e.g. the commit before a change), in the same run;
 # - torch: the PyTorch twin on the same GPU (bench/model_torch.py), per precision
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 BIN_DIR=${1:-.gpu}
 OUT_DIR=${2:-${OUT:-gpu-check}}
 PER_CLASS=${3:-${PER_CLASS:-30000}}
-STAGES=${STAGES:-parity speed baseline torch metrics protocol}
+STAGES=${STAGES:-parity speed layers baseline torch metrics protocol}
 PRECISIONS=${PRECISIONS:-f32 tf32 bf16}
 BUDGET_S=${BUDGET_S:-100000}
 BATCH=${BATCH:-256}
@@ -84,6 +86,11 @@ if stage speed; then
   done
   timeout 60 "$W/model_speed" "$BATCH" "${STEPS:-10}" parts "$DEVICE" f32 >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
   log "speed parts exit $?"
+fi
+
+if stage layers; then
+  timeout 120 "$W/layer_times" "$DEVICE" "$BATCH" "${STEPS:-10}" > "$OUT_DIR/layers.json" 2>> "$OUT_DIR/gpu-check.log"
+  log "layers exit $?"
 fi
 
 if stage baseline && [ -f "${BASE_DIR:-none}/model_speed.xz" ]; then

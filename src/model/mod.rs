@@ -5,8 +5,10 @@
 //! candle's fused LayerNorm and softmax have no backward pass (gradients silently
 //! stop there), so the layers use either our own fused CPU kernels with analytic
 //! backward passes ([`fused`]) or, as the reference and off the CPU, compositions
-//! of differentiable primitives; tests check that both agree and that every
-//! trainable tensor receives a gradient.
+//! of differentiable primitives, in which candle's one-kernel softmax and
+//! LayerNorm forward passes carry analytic backward passes of ours
+//! ([`layers::softmax_last_dim`]); tests check that both paths agree and that
+//! every trainable tensor receives a gradient.
 
 pub mod checkpoint;
 pub mod device;
