@@ -11,9 +11,9 @@
 # - parity: CPU versus GPU, one forward pass and one AdamW step of the classifier,
 #   the MAE and the SR model (examples/device_parity.rs), per precision (PRECISIONS);
 # - speed: training and inference images/s of lensmae (BATCH, 256), per precision,
-#   one process per measure; `parts`: where a classification step's time goes;
-# - layers: each layer and kernel of a block alone, forward and backward
-#   (examples/layer_times.rs), to see where a step's time goes;
+#   one process per measure;
+# - layers: a classification step split into forward, backward and AdamW, each
+#   layer and kernel of a block alone (examples/layer_times.rs): where the time goes;
 # - baseline: the same speed measures from another build's model_speed
 #   (BASE_DIR/model_speed.xz, e.g. the commit before a change), in the same run;
 # - torch: the PyTorch twin on the same GPU (bench/model_torch.py), per precision
@@ -84,8 +84,6 @@ if stage speed; then
       done
     done
   done
-  timeout 60 "$W/model_speed" "$BATCH" "${STEPS:-10}" parts "$DEVICE" f32 >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
-  log "speed parts exit $?"
 fi
 
 if stage layers; then

@@ -1,13 +1,17 @@
-//! Where a training step's time goes, layer by layer and kernel by kernel, at the
-//! paper model's shapes (batch x 257 tokens x 192, 3 heads, MLP 768):
-//! `layer_times [device=cpu] [batch=256] [repeats=5]` prints JSON of milliseconds
-//! (best of `repeats`), each piece alone: forward, and forward + backward of
-//! `sum(y * r)` with respect to its input and parameters. bench/gpu-check.sh runs
-//! it on CUDA, where the layers take candle's composed ops.
+//! Where a training step's time goes, at the paper model's shapes (batch x 257
+//! tokens x 192, 3 heads, MLP 768): `layer_times [device=cpu] [batch=256] [repeats=5]`
+//! prints JSON of milliseconds (best of `repeats`): a classification step split
+//! into forward, backward and AdamW; then each layer alone, forward and forward +
+//! backward of `sum(y * r)` with respect to its input and parameters; then single
+//! kernels on the largest tensors. bench/gpu-check.sh runs it on CUDA, where the
+//! layers take candle's composed ops.
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use lensmae::model::fused::Activation;
 use lensmae::model::layers::{softmax_last_dim, Block, LayerNorm, Linear};
+use lensmae::model::mae::{init_weights, Pooling};
+use lensmae::model::{MaeConfig, VitClassifier};
+use lensmae::train::optim::AdamW;
 use std::time::Instant;
 
 fn best_ms(dev: &Device, repeats: usize, f: &mut dyn FnMut()) -> f64 {
@@ -59,6 +63,27 @@ fn main() -> candle_core::Result<()> {
     let tokens = [batch, n, d];
     let scores = [batch, heads, n, n];
     let mut out = serde_json::json!({"device": lensmae::model::device::device_name(&dev), "batch": batch});
+
+    // The whole classification step of the paper's model.
+    let cfg = MaeConfig::paper_64();
+    let clf_vars = VarMap::new();
+    let clf = VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, VarBuilder::from_varmap(&clf_vars, DType::F32, &dev))?;
+    init_weights(&clf_vars, 0)?;
+    let vars = clf_vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut opt = AdamW::new(vars, 0.9, 0.999, 0.05)?;
+    let imgs = Tensor::rand(0f32, 1.0, (batch, 1, 64, 64), &dev)?;
+    let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, &dev)?;
+    let loss = || candle_nn::loss::cross_entropy(&clf.forward(&imgs, Some(0)).unwrap(), &labels).unwrap();
+    let (step_loss, step_grads) = {
+        let l = loss();
+        let g = l.backward()?;
+        (l, g)
+    };
+    out["classify_step"] = serde_json::json!({
+        "forward": best_ms(&dev, repeats, &mut || drop(loss())),
+        "backward": best_ms(&dev, repeats, &mut || drop(step_loss.backward().unwrap())),
+        "optimiser": best_ms(&dev, repeats, &mut || opt.step(&step_grads, 1e-4, f64::INFINITY).unwrap()),
+    });
     out["block"] = layer(&dev, repeats, &tokens, &|x| block.forward(x));
     out["layer_norm"] = layer(&dev, repeats, &tokens, &|x| norm.forward(x));
     out["linear_qkv"] = layer(&dev, repeats, &tokens, &|x| qkv.forward(x));
@@ -75,6 +100,7 @@ fn main() -> candle_core::Result<()> {
     });
     // Single kernels on the largest tensors.
     let big = Tensor::randn(0f32, 1.0, (batch * n, hidden), &dev)?;
+    let ones_row = Tensor::ones((1, batch * n), DType::F32, &dev)?;
     let row = Tensor::randn(0f32, 1.0, hidden, &dev)?;
     let permuted = Tensor::randn(0f32, 1.0, (batch, n, 3, heads, d / heads), &dev)?;
     let s = Tensor::randn(0f32, 1.0, &scores, &dev)?;
@@ -87,6 +113,7 @@ fn main() -> candle_core::Result<()> {
         ("gelu_erf_forward", Box::new(|| drop(big.gelu_erf().unwrap()))),
         ("sum_last_dim", Box::new(|| drop(big.sum_keepdim(D::Minus1).unwrap()))),
         ("sum_rows", Box::new(|| drop(big.sum_keepdim(0).unwrap()))),
+        ("sum_rows_as_ones_product", Box::new(|| drop(ones_row.matmul(&big).unwrap()))),
         ("copy_permuted", Box::new(|| drop(permuted.permute((2, 0, 3, 1, 4)).unwrap().contiguous().unwrap()))),
         ("softmax_kernel", Box::new(|| drop(candle_nn::ops::softmax_last_dim(&s).unwrap()))),
         ("matmul_fc1", Box::new(|| drop(narrow.matmul(&w1).unwrap()))),

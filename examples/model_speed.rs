@@ -185,35 +185,6 @@ fn main() -> candle_core::Result<()> {
         })
         .into();
     }
-    // Where a classification step's time goes: forward, backward, optimiser (ms,
-    // each the best of `steps`), and the two ways of summing a gradient over the
-    // token rows (a bias's, batch x 257 rows of 768): candle's reduction over the
-    // leading dimension against the product with a ones vector the layers use.
-    if only.as_deref() == Some("parts") {
-        let ms = |f: &mut dyn FnMut()| {
-            let mut best = f64::INFINITY;
-            for _ in 0..=steps {
-                dev.synchronize().unwrap();
-                let t = Instant::now();
-                f();
-                dev.synchronize().unwrap();
-                best = best.min(t.elapsed().as_secs_f64() * 1e3);
-            }
-            best
-        };
-        let forward = || candle_nn::loss::cross_entropy(&clf.forward(&imgs, Some(0)).unwrap(), &labels).unwrap();
-        let loss = forward();
-        let grads = loss.backward().unwrap();
-        let g = Tensor::rand(0f32, 1.0, (batch * 257, 768), &dev)?;
-        let ones = Tensor::ones((1, batch * 257), DType::F32, &dev)?;
-        out["classify_train_parts_ms"] = serde_json::json!({
-            "forward": ms(&mut || { forward(); }),
-            "backward": ms(&mut || { loss.backward().unwrap(); }),
-            "optimiser": ms(&mut || opt.step(&grads, 1e-4, f64::INFINITY).unwrap()),
-            "row_sum_reduce": ms(&mut || { g.sum_keepdim(0).unwrap(); }),
-            "row_sum_ones_product": ms(&mut || { ones.matmul(&g).unwrap(); }),
-        });
-    }
     if wanted("superres_train") {
         out["superres_train"] = rate(&dev, batch, steps, || {
             let loss = (sr.forward(&lr_imgs).unwrap() - &imgs).unwrap().abs().unwrap().mean_all().unwrap();

@@ -61,44 +61,7 @@ fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
     let dim = x.dim(D::Minus1)?;
     let (ones, zeros) = (Tensor::ones(dim, x.dtype(), x.device())?, Tensor::zeros(dim, x.dtype(), x.device())?);
     let normed = candle_nn::ops::layer_norm(&x.detach(), &ones, &zeros, eps as f32)?;
-    x.apply_op2(&normed, WithNormaliseGradient { eps })
-}
-
-/// `(x, normalised x) -> normalised x`, differentiated with respect to `x`.
-struct WithNormaliseGradient {
-    eps: f64,
-}
-
-impl CustomOp2 for WithNormaliseGradient {
-    fn name(&self) -> &'static str {
-        "normalise-with-gradient"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, n: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        whole_buffer(layout)?;
-        Ok((n.try_clone(layout)?, layout.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        n: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        whole_buffer(layout)?;
-        Ok((n.try_clone(layout)?, layout.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, n: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let inv_std = (centered.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?.recip()?;
-        let g_mean = grad.mean_keepdim(D::Minus1)?;
-        let gn_mean = (grad * n)?.mean_keepdim(D::Minus1)?;
-        let dx = grad.broadcast_sub(&g_mean)?.sub(&n.broadcast_mul(&gn_mean)?)?.broadcast_mul(&inv_std)?;
-        Ok((Some(dx), None))
-    }
+    x.apply_op2(&normed, Precomputed::Normalised { eps })
 }
 
 /// The vector `v` repeated over `rows` rows, `[rows, len]`, made as the product
@@ -143,7 +106,7 @@ fn in_bf16(a: &Tensor, b: &Tensor, op: impl Fn(&Tensor, &Tensor) -> Result<Tenso
 /// over the largest tensor of a block, the `[B, H, N, N]` attention scores.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
-    x.apply_op2(&y, WithSoftmaxGradient)
+    x.apply_op2(&y, Precomputed::Softmax)
 }
 
 /// `try_clone` copies a whole buffer, so the precomputed result must be one
@@ -156,13 +119,22 @@ fn whole_buffer(layout: &Layout) -> Result<()> {
     }
 }
 
-/// `(x, softmax(x)) -> softmax(x)`: hands the precomputed softmax on (a copy:
-/// a custom op returns new storage) and differentiates it with respect to `x`.
-struct WithSoftmaxGradient;
+/// `(x, f(x)) -> f(x)` for an `f` that candle computes in one kernel but cannot
+/// differentiate: hands the precomputed result on (a copy: a custom op returns
+/// new storage) and differentiates it with respect to `x` analytically.
+enum Precomputed {
+    /// `f` = softmax over the last dimension.
+    Softmax,
+    /// `f` = `(x - mean) / sqrt(var + eps)` over the last dimension.
+    Normalised { eps: f64 },
+}
 
-impl CustomOp2 for WithSoftmaxGradient {
+impl CustomOp2 for Precomputed {
     fn name(&self) -> &'static str {
-        "softmax-with-gradient"
+        match self {
+            Precomputed::Softmax => "softmax-with-gradient",
+            Precomputed::Normalised { .. } => "normalise-with-gradient",
+        }
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, y: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -182,9 +154,20 @@ impl CustomOp2 for WithSoftmaxGradient {
         Ok((y.try_clone(layout)?, layout.shape().clone()))
     }
 
-    fn bwd(&self, _: &Tensor, _: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dot = (grad * y)?.sum_keepdim(D::Minus1)?;
-        Ok((Some((y * grad.broadcast_sub(&dot)?)?), None))
+    fn bwd(&self, x: &Tensor, _: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = match self {
+            // dx = y (g - sum(g y))
+            Precomputed::Softmax => (y * grad.broadcast_sub(&(grad * y)?.sum_keepdim(D::Minus1)?)?)?,
+            // dx = (g - mean(g) - y mean(g y)) / sqrt(var + eps)
+            Precomputed::Normalised { eps } => {
+                let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+                let inv_std = (centered.sqr()?.mean_keepdim(D::Minus1)? + *eps)?.sqrt()?.recip()?;
+                let g_mean = grad.mean_keepdim(D::Minus1)?;
+                let gy_mean = (grad * y)?.mean_keepdim(D::Minus1)?;
+                grad.broadcast_sub(&g_mean)?.sub(&y.broadcast_mul(&gy_mean)?)?.broadcast_mul(&inv_std)?
+            }
+        };
+        Ok((Some(dx), None))
     }
 }
 
