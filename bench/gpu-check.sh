@@ -5,9 +5,10 @@
 #
 #   bench/gpu-check.sh [BIN_DIR=.gpu] [OUT_DIR=${OUT:-gpu-check}] [PER_CLASS=30000]
 #
-# Stages (STAGES, in this order; each writes its own files into OUT_DIR, so a
-# failed stage loses only its own numbers; BUDGET_S skips the stages that would
-# start after that many seconds):
+# Stages (STAGES, in this order; each writes its own file into OUT_DIR, so a
+# failed stage loses only its own numbers, and all of them with env.txt and the
+# log stay within the 8 files a lent device hands back; BUDGET_S skips the
+# stages that would start after that many seconds):
 # - parity: CPU versus GPU, one forward pass and one AdamW step of the classifier,
 #   the MAE and the SR model (examples/device_parity.rs), per precision (PRECISIONS);
 # - speed: training and inference images/s of lensmae (BATCH, 256), per precision,
@@ -69,8 +70,9 @@ MEASURES=${MEASURES:-classify_train mae_train_075 mae_train_090 classify_infer s
 
 if stage parity; then
   for precision in ${PARITY_PRECISIONS:-$PRECISIONS}; do
-    timeout 120 "$W/device_parity" "$DEVICE" 16 "$precision" > "$OUT_DIR/parity-$precision.json" 2>> "$OUT_DIR/gpu-check.log"
-    log "parity $precision exit $? $(grep -E '"(pass|worst_rel)"' "$OUT_DIR/parity-$precision.json" | tr -d ' \n')"
+    timeout 120 "$W/device_parity" "$DEVICE" 16 "$precision" > "$W/parity.json" 2>> "$OUT_DIR/gpu-check.log"
+    log "parity $precision exit $? $(grep -E '"(pass|worst_rel)"' "$W/parity.json" | tr -d ' \n')"
+    cat "$W/parity.json" >> "$OUT_DIR/parity.json"
   done
 fi
 
@@ -106,7 +108,7 @@ fi
 if stage torch; then
   for precision in $PRECISIONS; do
     timeout 150 python3 bench/model_torch.py "$(nproc)" "$BATCH" "${STEPS:-10}" fused "$DEVICE" "$precision" \
-      >> "$OUT_DIR/speed-torch.jsonl" 2>> "$OUT_DIR/gpu-check.log"
+      >> "$OUT_DIR/speed.jsonl" 2>> "$OUT_DIR/gpu-check.log"
     log "speed pytorch $precision exit $?"
   done
 fi
@@ -118,8 +120,9 @@ if stage metrics; then
     sed -e "s|^dir = .*|dir = \"$W/quickstart-$run\"|" pipelines/quickstart.toml > "$pipeline"
     [[ "$run" == *seed43 ]] && sed -i -e 's/seed = 42/seed = 43/g' "$pipeline"
     SECONDS_BEFORE=$SECONDS
+    echo "== $run" >> "$OUT_DIR/metrics.txt"
     timeout "${METRIC_LIMIT:-120}" "$W/lensmae" run "$pipeline" --device "$DEVICE" --precision "$precision" \
-      > "$OUT_DIR/metrics-$run.txt" 2>> "$OUT_DIR/gpu-check.log"
+      >> "$OUT_DIR/metrics.txt" 2>> "$OUT_DIR/gpu-check.log"
     log "metrics $run exit $? in $((SECONDS - SECONDS_BEFORE)) s"
   done
 fi
