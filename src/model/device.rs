@@ -155,18 +155,13 @@ fn keep_freed_memory_pooled(device: &Device) -> Result<()> {
         use candle_core::cuda_backend::cudarc::driver::{result, sys};
         let cu_device = cuda.cuda_stream().context().cu_device();
         let mut threshold = u64::MAX;
+        let pool_error = |e| Error::config("device", format!("setting CUDA's memory pool: {e}"));
         // SAFETY: a device handle from the open context, and the attribute's documented type (u64).
         unsafe {
-            let pool = result::device::get_mem_pool(cu_device)
-                .and_then(|pool| {
-                    result::mem_pool::set_attribute(
-                        pool,
-                        sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                        (&mut threshold as *mut u64).cast(),
-                    )
-                })
-                .map_err(|e| Error::config("device", format!("setting CUDA's memory pool: {e}")));
-            pool?;
+            let pool = result::device::get_mem_pool(cu_device).map_err(pool_error)?;
+            let attribute = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+            result::mem_pool::set_attribute(pool, attribute, (&mut threshold as *mut u64).cast())
+                .map_err(pool_error)?;
         }
     }
     let _ = device;

@@ -115,7 +115,7 @@ fn whole_buffer(layout: &Layout) -> Result<()> {
     if layout.is_contiguous() && layout.start_offset() == 0 {
         Ok(())
     } else {
-        candle_core::bail!("softmax-with-gradient: the softmax must be a whole contiguous buffer")
+        candle_core::bail!("precomputed-result op: the result must be a whole contiguous buffer")
     }
 }
 
