@@ -250,6 +250,9 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
             .map(|v| OutPtr(v.as_mut_ptr()))
     });
     let par = s.inner_parallelism();
+    weights_unpacked();
+    let [qkv_t, proj_t, fc1_t, fc2_t] =
+        [(qkv_w, 3 * d), (proj_w, d), (fc1_w, h), (fc2_w, d)].map(|(w, out_dim)| transposed(w, out_dim));
     (0..s.groups()).into_par_iter().for_each_init(
         || Scratch::forward(s, keep),
         |sc, g| {
@@ -279,7 +282,7 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
             let (normed, hidden) = (&mut sc.normed[..rows * d], &mut sc.hidden[..rows * h]);
             let x = &x[r0 * d..(r0 + rows) * d];
             layer_norm_rows(x, n1w, n1b, s.eps, normed);
-            affine_rows(normed, qkv_w, qkv_b, qkv, false, par);
+            affine_rows_transposed(normed, &qkv_t, qkv_b, qkv, false, par);
             for task in 0..images * s.heads() {
                 let p = if keep { &mut probs[task * probs_per_head..][..probs_per_head] } else { &mut probs[..] };
                 // SAFETY: `qkv` and `attended` hold this group's images.
@@ -288,14 +291,14 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
                 };
             }
             residual.copy_from_slice(x);
-            affine_rows(attended, proj_w, proj_b, residual, true, par);
+            affine_rows_transposed(attended, &proj_t, proj_b, residual, true, par);
             layer_norm_rows(residual, n2w, n2b, s.eps, normed);
-            affine_rows(normed, fc1_w, fc1_b, pre, false, par);
+            affine_rows_transposed(normed, &fc1_t, fc1_b, pre, false, par);
             gelu_into(pre, hidden);
             // SAFETY: this group's rows of `out`.
             let y = unsafe { window(&out_ptr, r0 * d, rows * d) };
             y.copy_from_slice(residual);
-            affine_rows(hidden, fc2_w, fc2_b, y, true, par);
+            affine_rows_transposed(hidden, &fc2_t, fc2_b, y, true, par);
         },
     );
     out
