@@ -175,23 +175,8 @@ fn threads() -> Parallelism {
 /// the bias is written (or added) first and the product accumulated onto it, so
 /// no second pass over `out` is needed.
 fn affine_rows(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: bool, parallelism: Parallelism) {
-    let (out_dim, in_dim) = (b.len(), w.len() / b.len());
-    let rows = x.len() / in_dim;
-    assert!(w.len() == out_dim * in_dim && out.len() == rows * out_dim, "affine_rows: shapes");
-    start_with_bias(out, b, accumulate);
-    // SAFETY: the shapes were checked above and `out` is borrowed mutably.
-    unsafe {
-        matmul(
-            (rows, out_dim, in_dim),
-            out.as_mut_ptr(),
-            out_dim,
-            true,
-            Mat::rows(x.as_ptr(), in_dim),
-            Mat::rows(w.as_ptr(), in_dim).t(),
-            1.0,
-            parallelism,
-        )
-    }
+    let in_dim = w.len() / b.len();
+    affine_rows_with(x, w, Mat::rows(w.as_ptr(), in_dim).t(), b, out, accumulate, parallelism)
 }
 
 /// [`affine_rows`] with the weights given transposed, `wt: [in, out_dim]`
@@ -201,11 +186,24 @@ fn affine_rows(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: boo
 /// place instead of packing the same weights again for every group of rows (the
 /// packing was 11% of an inference step in `perf`). Same sums in the same order.
 fn affine_rows_transposed(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], accumulate: bool, par: Parallelism) {
-    let (out_dim, in_dim) = (b.len(), wt.len() / b.len());
+    affine_rows_with(x, wt, Mat::rows(wt.as_ptr(), b.len()), b, out, accumulate, par)
+}
+
+/// `out (+)= x W^T + b` with `W^T` read through `weights` (a view of `w`).
+fn affine_rows_with(
+    x: &[f32],
+    w: &[f32],
+    weights: Mat,
+    b: &[f32],
+    out: &mut [f32],
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    let (out_dim, in_dim) = (b.len(), w.len() / b.len());
     let rows = x.len() / in_dim;
-    assert!(wt.len() == out_dim * in_dim && out.len() == rows * out_dim, "affine_rows_transposed: shapes");
+    assert!(w.len() == out_dim * in_dim && out.len() == rows * out_dim, "affine_rows: shapes");
     start_with_bias(out, b, accumulate);
-    // SAFETY: the shapes were checked above and `out` is borrowed mutably.
+    // SAFETY: the shapes were checked above, `weights` views `w`, and `out` is borrowed mutably.
     unsafe {
         matmul(
             (rows, out_dim, in_dim),
@@ -213,9 +211,9 @@ fn affine_rows_transposed(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], acc
             out_dim,
             true,
             Mat::rows(x.as_ptr(), in_dim),
-            Mat::rows(wt.as_ptr(), out_dim),
+            weights,
             1.0,
-            par,
+            parallelism,
         )
     }
 }
