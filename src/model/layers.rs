@@ -75,21 +75,22 @@ pub(crate) fn repeat_rows(v: &Tensor, rows: usize) -> Result<Tensor> {
 }
 
 /// The matrix product `a b` of the composed path, in bf16 when the process asked
-/// for bf16 products (`--precision bf16`; see [`in_bf16`]).
+/// for bf16 products (`--precision bf16`; see [`in_product_precision`]).
 pub(crate) fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if bf16_products() && a.dtype() == DType::F32 {
-        return in_bf16(a, b, |a, b| a.matmul(b));
-    }
-    a.matmul(b)
+    in_product_precision(a, b, |a, b| a.matmul(b))
 }
 
-/// `op(a, b)` (a product or a convolution) with both operands cast to bf16, the
-/// sums accumulated in f32 (cuBLAS), the result stored as bf16 and widened back to
-/// f32: the layers around it and the master weights stay f32, and gradients pass
-/// through the casts (candle differentiates `to_dtype`), so the backward products
-/// are bf16 too. candle's CPU products have no bf16, so there the same arithmetic
-/// runs in f32 on the rounded operands, which lets the CPU tests check this path.
-fn in_bf16(a: &Tensor, b: &Tensor, op: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+/// `op(a, b)` (a product or a convolution) as the process asked: in f32, or,
+/// with bf16 products, with both operands cast to bf16, the sums accumulated in
+/// f32 (cuBLAS), the result stored as bf16 and widened back to f32: the layers
+/// around it and the master weights stay f32, and gradients pass through the
+/// casts (candle differentiates `to_dtype`), so the backward products are bf16
+/// too. candle's CPU products have no bf16, so there the same arithmetic runs in
+/// f32 on the rounded operands, which lets the CPU tests check this path.
+fn in_product_precision(a: &Tensor, b: &Tensor, op: impl Fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    if !bf16_products() || a.dtype() != DType::F32 {
+        return op(a, b);
+    }
     let (a, b) = (a.to_dtype(DType::BF16)?, b.to_dtype(DType::BF16)?);
     let y = if a.device().is_cpu() {
         op(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)?
@@ -244,11 +245,7 @@ impl Module for Conv2d {
         if fused::applies_to(x) {
             return fused::conv2d_same(x, &self.weight, &self.bias);
         }
-        let y = if bf16_products() && x.dtype() == DType::F32 {
-            in_bf16(x, &self.weight, |x, w| x.conv2d(w, self.padding, 1, 1, 1))?
-        } else {
-            x.conv2d(&self.weight, self.padding, 1, 1, 1)?
-        };
+        let y = in_product_precision(x, &self.weight, |x, w| x.conv2d(w, self.padding, 1, 1, 1))?;
         y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
     }
 }
@@ -381,6 +378,17 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// ||a - b|| / ||b||
+    fn rel(a: &Tensor, b: &Tensor) -> f32 {
+        let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+        norm(&(a - b).unwrap()) / norm(b)
+    }
+
+    /// The gradient of `sum(y * r)` with respect to `x`.
+    fn grad_of(y: &Tensor, r: &Tensor, x: &Var) -> Tensor {
+        (y * r).unwrap().sum_all().unwrap().backward().unwrap().get(x).unwrap().clone()
+    }
+
     #[test]
     fn softmax_with_gradient_matches_the_composed_softmax() {
         let dev = Device::Cpu;
@@ -392,13 +400,8 @@ mod tests {
             e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap()
         };
         let fused = softmax_last_dim(x.as_tensor()).unwrap();
-        let rel = |a: &Tensor, b: &Tensor| {
-            let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
-            norm(&(a - b).unwrap()) / norm(b)
-        };
         assert!(rel(&fused, &composed) < 1e-6);
-        let grad = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap().get(&x).unwrap().clone();
-        let (gf, gc) = (grad(&fused), grad(&composed));
+        let (gf, gc) = (grad_of(&fused, &r, &x), grad_of(&composed, &r, &x));
         assert!(gc.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
         assert!(rel(&gf, &gc) < 1e-5, "gradients differ by {}", rel(&gf, &gc));
         // A strided (transposed) input is fine (made contiguous first).
@@ -420,13 +423,8 @@ mod tests {
             centered.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap()
         };
         let fused = normalise_last_dim(x.as_tensor(), eps).unwrap();
-        let rel = |a: &Tensor, b: &Tensor| {
-            let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
-            norm(&(a - b).unwrap()) / norm(b)
-        };
         assert!(rel(&fused, &composed) < 1e-5, "values differ by {}", rel(&fused, &composed));
-        let grad = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap().get(&x).unwrap().clone();
-        let (gf, gc) = (grad(&fused), grad(&composed));
+        let (gf, gc) = (grad_of(&fused, &r, &x), grad_of(&composed, &r, &x));
         assert!(rel(&gf, &gc) < 1e-5, "gradients differ by {}", rel(&gf, &gc));
     }
 }
