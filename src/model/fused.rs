@@ -1032,9 +1032,13 @@ mod tests {
         let varmap = VarMap::new();
         let model = make(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
         init_weights(&varmap, seed).unwrap();
-        // Non-trivial norm parameters, so their gradients are tested too.
+        // Non-trivial norm parameters, so their gradients are tested too; drawn in
+        // name order (the map's own order changes from process to process).
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for (name, var) in varmap.data().lock().unwrap().iter() {
+        let data = varmap.data().lock().unwrap();
+        let mut named: Vec<_> = data.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, var) in named {
             if name.ends_with("bias") || name.contains("norm") {
                 var.set(
                     &random(&mut rng, var.dims(), 0.5)
@@ -1044,6 +1048,7 @@ mod tests {
                 .unwrap();
             }
         }
+        drop(data);
         (varmap, model)
     }
 
