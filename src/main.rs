@@ -8,7 +8,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc v2's option enum.
+/// `mi_option_purge_delay` in mimalloc's option enum (15 in v2 and in v3, which
+/// libmimalloc-sys builds by default).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {

@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use crate::fastmath::{erf_f32, exp_f32};
 
 pub(crate) mod block;
+mod spare;
 
 /// Which implementation the layers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,8 +418,19 @@ fn add_rows(acc: &mut [f32], rows: &[f32]) {
 fn softmax_rows(rows: &mut [f32], n: usize) {
     for row in rows.chunks_exact_mut(n) {
         let m = max(row);
-        row.iter_mut().for_each(|v| *v = exp_f32(*v - m));
-        let inv = 1.0 / sum(row);
+        // The exponentials summed as they are written, in `sum`'s order: one
+        // pass over the row fewer.
+        let mut acc = [0f32; LANES];
+        let mut chunks = row.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (v, a) in c.iter_mut().zip(acc.iter_mut()) {
+                *v = exp_f32(*v - m);
+                *a += *v;
+            }
+        }
+        let tail = chunks.into_remainder();
+        tail.iter_mut().for_each(|v| *v = exp_f32(*v - m));
+        let inv = 1.0 / (acc.iter().sum::<f32>() + tail.iter().sum::<f32>());
         row.iter_mut().for_each(|v| *v *= inv);
     }
 }

@@ -188,14 +188,25 @@ struct Saved {
 }
 
 impl Saved {
+    /// Buffers for the whole batch, every element of which the forward pass
+    /// writes: taken from the spares that earlier steps' activations left.
     fn new(s: Shapes) -> Saved {
         let rows = s.batch * s.tokens;
         Saved {
-            qkv: vec![0.0; rows * 3 * s.dim()],
-            probs: vec![0.0; s.batch * s.heads() * s.tokens * s.tokens],
-            attended: vec![0.0; rows * s.dim()],
-            residual: vec![0.0; rows * s.dim()],
-            pre_activation: vec![0.0; rows * s.hidden()],
+            qkv: spare::take(rows * 3 * s.dim()),
+            probs: spare::take(s.batch * s.heads() * s.tokens * s.tokens),
+            attended: spare::take(rows * s.dim()),
+            residual: spare::take(rows * s.dim()),
+            pre_activation: spare::take(rows * s.hidden()),
+        }
+    }
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        for buffer in [&mut self.qkv, &mut self.probs, &mut self.attended, &mut self.residual, &mut self.pre_activation]
+        {
+            spare::give(std::mem::take(buffer));
         }
     }
 }
@@ -321,8 +332,19 @@ impl CustomOp2 for BlockOp {
         if x.len() != s.batch * s.tokens * s.dim() || flat.len() != s.params.len() {
             candle_core::bail!("fused block: input or parameters do not match the block's shapes");
         }
+        let t0 = std::time::Instant::now();
         let mut saved = Saved::new(s);
+        let t1 = t0.elapsed().as_secs_f64() * 1e3;
         let out = run_forward(s, x, &s.params.split(flat), Some(&mut saved));
+        if std::env::var("BLKT").is_ok() {
+            eprintln!(
+                "fwd n={} d={} alloc {:.1} ms total {:.1}",
+                s.tokens,
+                s.dim(),
+                t1,
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
         *self.saved.lock().expect("block activations lock") = Some(saved);
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -330,12 +352,37 @@ impl CustomOp2 for BlockOp {
     fn bwd(&self, x: &Tensor, flat: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let saved = self.saved.lock().expect("block activations lock");
         let saved = saved.as_ref().ok_or_else(|| candle_core::Error::Msg("fused block: no saved forward".into()))?;
+        let t0 = std::time::Instant::now();
+        if std::env::var("BLKT").is_ok() {
+            eprintln!(
+                "bwd enter at {:?}",
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 100.0
+            );
+        }
         let (dx, dflat) = with_data3(x, flat, grad, |x, flat, g| Ok(run_backward(self.shapes, x, flat, g, saved)))?;
-        Ok((Some(cpu_tensor(dx, x.shape())?), Some(cpu_tensor(dflat, flat.shape())?)))
+        let t1 = t0.elapsed().as_secs_f64() * 1e3;
+        let r = (Some(cpu_tensor(dx, x.shape())?), Some(cpu_tensor(dflat, flat.shape())?));
+        if std::env::var("BLKT").is_ok() {
+            eprintln!(
+                "bwd exit at {:?}",
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 100.0
+            );
+        }
+        if std::env::var("BLKT").is_ok() {
+            eprintln!(
+                "bwd n={} d={} {:.1} ms total {:.1}",
+                self.shapes.tokens,
+                self.shapes.dim(),
+                t1,
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Ok(r)
     }
 }
 
-/// A chunk's buffers for the backward pass.
+/// A thread's buffers for the backward pass, reused from chunk to chunk (each
+/// is written in full before it is read).
 struct BackScratch {
     normed: Vec<f32>,
     hidden: Vec<f32>,
@@ -378,71 +425,73 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
     let par = s.inner_parallelism();
     let partials: Vec<Vec<f32>> = (0..chunks)
         .into_par_iter()
-        .map(|chunk| {
-            let mut acc = vec![0f32; s.params.len()];
-            let [dn1w, dn1b, dqkv_w, dqkv_b, dproj_w, dproj_b, dn2w, dn2b, dfc1_w, dfc1_b, dfc2_w, dfc2_b] =
-                s.params.split_mut(&mut acc);
-            let mut sc = BackScratch::new(s);
-            for grp in (chunk * groups / chunks)..((chunk + 1) * groups / chunks) {
-                let (first, images) = s.group(grp);
-                let (r0, rows) = (first * n, images * n);
-                let span = |width: usize| r0 * width..(r0 + rows) * width;
-                let (xg, dy) = (&x[span(d)], &g[span(d)]);
-                let (qkv, attended, residual, pre) = (
-                    &saved.qkv[span(3 * d)],
-                    &saved.attended[span(d)],
-                    &saved.residual[span(d)],
-                    &saved.pre_activation[span(h)],
-                );
-                let probs = &saved.probs[first * s.heads() * n * n..][..images * s.heads() * n * n];
-                let normed = &mut sc.normed[..rows * d];
-                let hidden = &mut sc.hidden[..rows * h];
-                let d_hidden = &mut sc.d_hidden[..rows * h];
-                let d_normed = &mut sc.d_normed[..rows * d];
-                let d_residual = &mut sc.d_residual[..rows * d];
-                let d_attended = &mut sc.d_attended[..rows * d];
-                let d_qkv = &mut sc.d_qkv[..rows * 3 * d];
-                // The MLP: y = residual + gelu(norm2(residual) W1^T + b1) W2^T + b2.
-                layer_norm_rows(residual, n2w, n2b, s.eps, normed);
-                gelu_into(pre, hidden);
-                weight_gradient(dy, hidden, d, dfc2_w, true, par);
-                add_rows(dfc2_b, dy);
-                input_gradient(dy, fc2_w, d, d_hidden, par);
-                gelu_backward_in_place(d_hidden, pre);
-                weight_gradient(d_hidden, normed, h, dfc1_w, true, par);
-                add_rows(dfc1_b, d_hidden);
-                input_gradient(d_hidden, fc1_w, h, d_normed, par);
-                layer_norm_backward_rows(residual, n2w, d_normed, s.eps, d_residual, dn2w, dn2b, &mut sc.row);
-                d_residual.iter_mut().zip(dy).for_each(|(a, b)| *a += b);
-                // Attention: residual = x + attended Wp^T + bp.
-                weight_gradient(d_residual, attended, d, dproj_w, true, par);
-                add_rows(dproj_b, d_residual);
-                input_gradient(d_residual, proj_w, d, d_attended, par);
-                for task in 0..images * s.heads() {
-                    let p = &probs[task * n * n..][..n * n];
-                    // SAFETY: the group's q/k/v, output gradient and dqkv rows.
-                    unsafe {
-                        attend_backward(
-                            s.attention,
-                            (qkv.as_ptr(), d_attended.as_ptr(), d_qkv.as_mut_ptr()),
-                            (task / s.heads(), task % s.heads()),
-                            p,
-                            &mut sc.d_probs,
-                        )
-                    };
+        .map_init(
+            || BackScratch::new(s),
+            |sc, chunk| {
+                let mut acc = vec![0f32; s.params.len()];
+                let [dn1w, dn1b, dqkv_w, dqkv_b, dproj_w, dproj_b, dn2w, dn2b, dfc1_w, dfc1_b, dfc2_w, dfc2_b] =
+                    s.params.split_mut(&mut acc);
+                for grp in (chunk * groups / chunks)..((chunk + 1) * groups / chunks) {
+                    let (first, images) = s.group(grp);
+                    let (r0, rows) = (first * n, images * n);
+                    let span = |width: usize| r0 * width..(r0 + rows) * width;
+                    let (xg, dy) = (&x[span(d)], &g[span(d)]);
+                    let (qkv, attended, residual, pre) = (
+                        &saved.qkv[span(3 * d)],
+                        &saved.attended[span(d)],
+                        &saved.residual[span(d)],
+                        &saved.pre_activation[span(h)],
+                    );
+                    let probs = &saved.probs[first * s.heads() * n * n..][..images * s.heads() * n * n];
+                    let normed = &mut sc.normed[..rows * d];
+                    let hidden = &mut sc.hidden[..rows * h];
+                    let d_hidden = &mut sc.d_hidden[..rows * h];
+                    let d_normed = &mut sc.d_normed[..rows * d];
+                    let d_residual = &mut sc.d_residual[..rows * d];
+                    let d_attended = &mut sc.d_attended[..rows * d];
+                    let d_qkv = &mut sc.d_qkv[..rows * 3 * d];
+                    // The MLP: y = residual + gelu(norm2(residual) W1^T + b1) W2^T + b2.
+                    layer_norm_rows(residual, n2w, n2b, s.eps, normed);
+                    gelu_into(pre, hidden);
+                    weight_gradient(dy, hidden, d, dfc2_w, true, par);
+                    add_rows(dfc2_b, dy);
+                    input_gradient(dy, fc2_w, d, d_hidden, par);
+                    gelu_backward_in_place(d_hidden, pre);
+                    weight_gradient(d_hidden, normed, h, dfc1_w, true, par);
+                    add_rows(dfc1_b, d_hidden);
+                    input_gradient(d_hidden, fc1_w, h, d_normed, par);
+                    layer_norm_backward_rows(residual, n2w, d_normed, s.eps, d_residual, dn2w, dn2b, &mut sc.row);
+                    d_residual.iter_mut().zip(dy).for_each(|(a, b)| *a += b);
+                    // Attention: residual = x + attended Wp^T + bp.
+                    weight_gradient(d_residual, attended, d, dproj_w, true, par);
+                    add_rows(dproj_b, d_residual);
+                    input_gradient(d_residual, proj_w, d, d_attended, par);
+                    for task in 0..images * s.heads() {
+                        let p = &probs[task * n * n..][..n * n];
+                        // SAFETY: the group's q/k/v, output gradient and dqkv rows.
+                        unsafe {
+                            attend_backward(
+                                s.attention,
+                                (qkv.as_ptr(), d_attended.as_ptr(), d_qkv.as_mut_ptr()),
+                                (task / s.heads(), task % s.heads()),
+                                p,
+                                &mut sc.d_probs,
+                            )
+                        };
+                    }
+                    // q/k/v: qkv = norm1(x) Wqkv^T + bqkv.
+                    layer_norm_rows(xg, n1w, n1b, s.eps, normed);
+                    weight_gradient(d_qkv, normed, 3 * d, dqkv_w, true, par);
+                    add_rows(dqkv_b, d_qkv);
+                    input_gradient(d_qkv, qkv_w, 3 * d, d_normed, par);
+                    // SAFETY: only this chunk writes its groups' rows of dx.
+                    let dxg = unsafe { window(&dx_ptr, r0 * d, rows * d) };
+                    layer_norm_backward_rows(xg, n1w, d_normed, s.eps, dxg, dn1w, dn1b, &mut sc.row);
+                    dxg.iter_mut().zip(d_residual.iter()).for_each(|(a, b)| *a += *b);
                 }
-                // q/k/v: qkv = norm1(x) Wqkv^T + bqkv.
-                layer_norm_rows(xg, n1w, n1b, s.eps, normed);
-                weight_gradient(d_qkv, normed, 3 * d, dqkv_w, true, par);
-                add_rows(dqkv_b, d_qkv);
-                input_gradient(d_qkv, qkv_w, 3 * d, d_normed, par);
-                // SAFETY: only this chunk writes its groups' rows of dx.
-                let dxg = unsafe { window(&dx_ptr, r0 * d, rows * d) };
-                layer_norm_backward_rows(xg, n1w, d_normed, s.eps, dxg, dn1w, dn1b, &mut sc.row);
-                dxg.iter_mut().zip(d_residual.iter()).for_each(|(a, b)| *a += *b);
-            }
-            acc
-        })
+                acc
+            },
+        )
         .collect();
     let dflat = partials.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; s.params.len()]);
     (dx, dflat)

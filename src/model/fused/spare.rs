@@ -1,0 +1,66 @@
+//! Spare activation buffers: what a finished backward pass hands back for the
+//! next forward pass to fill.
+//!
+//! Why: a block's saved activations (q/k/v, attention probabilities, the MLP's
+//! pre-activation...) are ~165 MB per block of the paper's classifier at batch
+//! 64, allocated every step and written in full. Fresh, they cost a zero-fill
+//! (`memset`, or the kernel clearing new pages) as long as the forward pass's
+//! own work on them in the MAE decoder. Reused, they cost nothing: every
+//! element is overwritten before it is read, so old values never leak into a
+//! result, and no uninitialised memory is ever exposed.
+
+use std::sync::Mutex;
+
+/// At most this many floats (2 GiB) wait here; beyond it buffers are freed.
+const CAPACITY_FLOATS: usize = 1 << 29;
+
+static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// A buffer of `len` floats whose values are unspecified (zeros or what a
+/// previous pass left): for callers that write every element before reading.
+/// The best fit among the spares (an exact size when steps repeat), else new.
+pub(super) fn take(len: usize) -> Vec<f32> {
+    let reused = {
+        let mut spare = SPARE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let best = spare.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity());
+        best.map(|(i, _)| i).map(|i| spare.swap_remove(i))
+    };
+    match reused {
+        Some(mut v) => {
+            v.resize(len, 0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// Keeps `v` for a later [`take`], unless the spares are full.
+pub(super) fn give(v: Vec<f32>) {
+    if v.capacity() == 0 {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let held: usize = spare.iter().map(Vec::capacity).sum();
+    if held + v.capacity() <= CAPACITY_FLOATS {
+        spare.push(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_buffer_is_taken_again_at_its_length() {
+        // Sizes no other test's buffers have, so parallel tests cannot take them.
+        let v = vec![1.5f32; 12_345];
+        let ptr = v.as_ptr();
+        give(v);
+        let again = take(12_000);
+        assert_eq!(again.as_ptr(), ptr, "the spare buffer is reused");
+        assert_eq!(again.len(), 12_000);
+        let larger = take(12_346);
+        assert_eq!(larger.len(), 12_346);
+        assert!(larger.iter().all(|&x| x == 0.0), "a new buffer when no spare is large enough");
+    }
+}
