@@ -399,6 +399,24 @@ fn gelu_into(pre: &[f32], out: &mut [f32]) {
     out.iter_mut().zip(pre).for_each(|(o, p)| *o = gelu(*p));
 }
 
+/// GELU of `pre` into `out` and its derivative into `slope`, with the error
+/// function evaluated once for both (the block's backward pass needs both; the
+/// same expressions as [`gelu`] and [`gelu_derivative`], so the same bits).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn gelu_with_slope(pre: &[f32], out: &mut [f32], slope: &mut [f32]) {
+    for ((o, s), &x) in out.iter_mut().zip(slope.iter_mut()).zip(pre) {
+        let erf = erf_f32(x * FRAC_1_SQRT_2);
+        *o = 0.5 * x * (1.0 + erf);
+        *s = 0.5 * (1.0 + erf) + x * FRAC_1_SQRT_2PI * exp_f32(-0.5 * x * x);
+    }
+}
+
+/// `g *= slope`, elementwise.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn mul_in_place(g: &mut [f32], slope: &[f32]) {
+    g.iter_mut().zip(slope).for_each(|(g, s)| *g *= s);
+}
+
 /// `g *= gelu'(pre)`
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn gelu_backward_in_place(g: &mut [f32], pre: &[f32]) {

@@ -386,6 +386,8 @@ impl CustomOp2 for BlockOp {
 struct BackScratch {
     normed: Vec<f32>,
     hidden: Vec<f32>,
+    /// GELU's derivative at the MLP's pre-activation.
+    slope: Vec<f32>,
     d_hidden: Vec<f32>,
     d_normed: Vec<f32>,
     d_residual: Vec<f32>,
@@ -402,6 +404,7 @@ impl BackScratch {
         BackScratch {
             normed: vec![0.0; rows * d],
             hidden: vec![0.0; rows * h],
+            slope: vec![0.0; rows * h],
             d_hidden: vec![0.0; rows * h],
             d_normed: vec![0.0; rows * d],
             d_residual: vec![0.0; rows * d],
@@ -445,6 +448,7 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
                     let probs = &saved.probs[first * s.heads() * n * n..][..images * s.heads() * n * n];
                     let normed = &mut sc.normed[..rows * d];
                     let hidden = &mut sc.hidden[..rows * h];
+                    let slope = &mut sc.slope[..rows * h];
                     let d_hidden = &mut sc.d_hidden[..rows * h];
                     let d_normed = &mut sc.d_normed[..rows * d];
                     let d_residual = &mut sc.d_residual[..rows * d];
@@ -452,11 +456,11 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
                     let d_qkv = &mut sc.d_qkv[..rows * 3 * d];
                     // The MLP: y = residual + gelu(norm2(residual) W1^T + b1) W2^T + b2.
                     layer_norm_rows(residual, n2w, n2b, s.eps, normed);
-                    gelu_into(pre, hidden);
+                    gelu_with_slope(pre, hidden, slope);
                     weight_gradient(dy, hidden, d, dfc2_w, true, par);
                     add_rows(dfc2_b, dy);
                     input_gradient(dy, fc2_w, d, d_hidden, par);
-                    gelu_backward_in_place(d_hidden, pre);
+                    mul_in_place(d_hidden, slope);
                     weight_gradient(d_hidden, normed, h, dfc1_w, true, par);
                     add_rows(dfc1_b, d_hidden);
                     input_gradient(d_hidden, fc1_w, h, d_normed, par);
