@@ -3,7 +3,8 @@
 //! `--resume`. candle's own AdamW decays every tensor and keeps its moments private.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// One trainable tensor with its moments.
@@ -40,8 +41,9 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let zeros = var.zeros_like()?;
-                Ok(Slot { decay: decays(&name, &var), name, m: zeros.clone(), v: zeros, var })
+                // Two buffers: the moments are updated in place.
+                let (m, v) = (var.zeros_like()?, var.zeros_like()?);
+                Ok(Slot { decay: decays(&name, &var), name, m, v, var })
             })
             .collect::<Result<_>>()?;
         Ok(AdamW { slots, step: 0, beta1, beta2, eps: 1e-8, weight_decay })
@@ -80,8 +82,27 @@ impl AdamW {
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
+        let update = |decay: bool| Update {
+            scale: scale as f32,
+            beta1: self.beta1 as f32,
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            inv_c1: (1.0 / c1) as f32,
+            inv_c2: (1.0 / c2) as f32,
+            eps: self.eps as f32,
+            keep: (decay && self.weight_decay > 0.0).then_some((1.0 - lr * self.weight_decay) as f32),
+            lr: lr as f32,
+        };
         for s in &mut self.slots {
             let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            if in_place_applies(&[s.var.as_tensor(), g, &s.m, &s.v]) {
+                let u = update(s.decay);
+                s.m.inplace_op2(g, &Moment { first: true, update: &u })?;
+                s.v.inplace_op2(g, &Moment { first: false, update: &u })?;
+                s.var.as_tensor().inplace_op3(&s.m, &s.v, &u)?;
+                continue;
+            }
             let g = (g * scale)?;
             s.m = ((&s.m * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
             s.v = ((&s.v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
@@ -95,12 +116,14 @@ impl AdamW {
         Ok(())
     }
 
-    /// The moments, keyed `m.<name>` / `v.<name>`, for saving.
+    /// The moments, keyed `m.<name>` / `v.<name>`, for saving: copies, since
+    /// later steps update the optimiser's own in place.
     pub fn state(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
         for s in &self.slots {
-            out.insert(format!("m.{}", s.name), s.m.clone());
-            out.insert(format!("v.{}", s.name), s.v.clone());
+            for (key, moment) in [("m", &s.m), ("v", &s.v)] {
+                out.insert(format!("{key}.{}", s.name), moment.copy().expect("a tensor copies on its own device"));
+            }
         }
         out
     }
@@ -110,13 +133,122 @@ impl AdamW {
         for s in &mut self.slots {
             match (state.get(&format!("m.{}", s.name)), state.get(&format!("v.{}", s.name))) {
                 (Some(m), Some(v)) => {
-                    s.m = m.clone();
-                    s.v = v.clone();
+                    // Copies: the moments are updated in place.
+                    s.m = m.copy()?;
+                    s.v = v.copy()?;
                 }
                 _ => candle_core::bail!("the saved optimiser state has no moments for `{}`", s.name),
             }
         }
         self.step = step;
+        Ok(())
+    }
+}
+
+/// One tensor's AdamW update in place, in three passes (first moment, second
+/// moment, weights), for contiguous f32 tensors on the CPU with the fused
+/// kernels on.
+///
+/// Why: composed, the update is 13 candle ops per tensor, each a pass over
+/// memory into a freshly allocated tensor (~25 ms of a batch-64 MAE step for
+/// the paper's 3.1 M parameters). The arithmetic is the composed path's,
+/// operation for operation: candle's `affine` is `v * mul + add` with both cast
+/// to f32, and its `+ 0.0`s are kept so that even the signs of zeros agree. The
+/// results are the same bits, which the tests check.
+struct Update {
+    scale: f32,
+    beta1: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    inv_c1: f32,
+    inv_c2: f32,
+    eps: f32,
+    /// `1 - lr * weight_decay` for decayed tensors.
+    keep: Option<f32>,
+    lr: f32,
+}
+
+/// The first (`m`) or second (`v`) moment's update from the gradient.
+struct Moment<'a> {
+    first: bool,
+    update: &'a Update,
+}
+
+/// Values per parallel task of the in-place update.
+const UPDATE_CHUNK: usize = 1 << 14;
+
+fn in_place_applies(tensors: &[&Tensor]) -> bool {
+    let n = tensors[0].elem_count();
+    tensors.iter().all(|t| crate::model::fused::applies_to(t) && t.is_contiguous() && t.elem_count() == n)
+}
+
+/// A contiguous f32 CPU operand's values.
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("adamw: operands must be contiguous"),
+    }
+}
+
+fn values_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("adamw: operands must be contiguous")
+    };
+    match storage {
+        CpuStorage::F32(data) => Ok(&mut data[start..end]),
+        _ => candle_core::bail!("adamw: operands must be f32"),
+    }
+}
+
+impl InplaceOp2 for Moment<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-moment"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        let (moment, g) = (values_mut(s1, l1)?, values(s2, l2)?);
+        let k = self.update;
+        let first = self.first;
+        moment.par_chunks_mut(UPDATE_CHUNK).zip(g.par_chunks(UPDATE_CHUNK)).for_each(|(moment, g)| {
+            for (m, &g) in moment.iter_mut().zip(g) {
+                let g = g * k.scale + 0.0;
+                *m = if first {
+                    (*m * k.beta1 + 0.0) + (g * k.one_minus_beta1 + 0.0)
+                } else {
+                    (*m * k.beta2 + 0.0) + (g * g * k.one_minus_beta2 + 0.0)
+                };
+            }
+        });
+        Ok(())
+    }
+}
+
+impl InplaceOp3 for Update {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let (w, m, v) = (values_mut(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        let chunks = w.par_chunks_mut(UPDATE_CHUNK).zip(m.par_chunks(UPDATE_CHUNK));
+        chunks.zip(v.par_chunks(UPDATE_CHUNK)).for_each(|((w, m), v)| {
+            for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {
+                let step = (m * self.inv_c1 + 0.0) / ((v * self.inv_c2 + 0.0).sqrt() * 1.0 + self.eps);
+                if let Some(keep) = self.keep {
+                    *w = *w * keep + 0.0;
+                }
+                *w -= step * self.lr + 0.0;
+            }
+        });
         Ok(())
     }
 }
@@ -141,6 +273,46 @@ mod tests {
         assert!((warmup_cosine(9, 100, 10, 1.0, 0.0) - 1.0).abs() < 1e-12);
         assert!((warmup_cosine(55, 100, 10, 1.0, 0.0) - 0.5).abs() < 1e-12);
         assert!((warmup_cosine(100, 100, 10, 1.0, 0.1) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_in_place_update_gives_the_composed_update_bit_for_bit() {
+        use crate::model::fused::{with_kernels, Kernels};
+        let dev = Device::Cpu;
+        let start = [Tensor::randn(0f32, 1.0, (70, 300), &dev).unwrap(), Tensor::randn(0f32, 1.0, 300, &dev).unwrap()];
+        let run = |kernels: Kernels| {
+            let vars: Vec<Var> = start.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+            let named = vec![("l.weight".to_string(), vars[0].clone()), ("l.bias".to_string(), vars[1].clone())];
+            let mut opt = AdamW::new(named, 0.9, 0.999, 0.05).unwrap();
+            let mut saved = vec![];
+            for step in 0..4 {
+                let w = vars[0].as_tensor();
+                let loss = ((w.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap()
+                    + w.broadcast_mul(vars[1].as_tensor()).unwrap().sin().unwrap().sum_all().unwrap())
+                .unwrap();
+                // A clipping step (scale below 1) and unclipped ones.
+                let clip = if step == 1 { 1.0 } else { f64::INFINITY };
+                with_kernels(kernels, || opt.step(&loss.backward().unwrap(), 1e-2, clip)).unwrap();
+                if step == 1 {
+                    saved = sorted_values(opt.state());
+                }
+            }
+            let mut out: Vec<Vec<f32>> = vars.iter().map(|v| v.flatten_all().unwrap().to_vec1().unwrap()).collect();
+            out.extend(sorted_values(opt.state()));
+            // The state taken after step 2 is a snapshot, not moved by steps 3 and 4.
+            out.extend(saved);
+            out
+        };
+        let (fused, composed) = (run(Kernels::Fused), run(Kernels::Composed));
+        let bits = |v: &Vec<Vec<f32>>| v.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fused), bits(&composed));
+        assert_ne!(fused[0], start[0].flatten_all().unwrap().to_vec1::<f32>().unwrap(), "the weights moved");
+    }
+
+    fn sorted_values(state: HashMap<String, Tensor>) -> Vec<Vec<f32>> {
+        let mut state: Vec<_> = state.into_iter().collect();
+        state.sort_by(|a, b| a.0.cmp(&b.0));
+        state.iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
     }
 
     #[test]
