@@ -497,6 +497,6 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
             },
         )
         .collect();
-    let dflat = partials.into_iter().reduce(add_into).unwrap_or_else(|| vec![0f32; s.params.len()]);
+    let dflat = sum_in_order(partials).unwrap_or_else(|| vec![0f32; s.params.len()]);
     (dx, dflat)
 }
