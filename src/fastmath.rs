@@ -52,11 +52,13 @@ pub fn exp_f32(x: f32) -> f32 {
     let shifted = x * std::f32::consts::LOG2_E + ROUNDING_MAGIC;
     let n = shifted - ROUNDING_MAGIC;
     let k = shifted.to_bits().wrapping_sub(ROUNDING_MAGIC.to_bits());
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
     // Taylor series to r^7: truncation below 6e-9 relative for |r| <= ln2 / 2.
-    let mut p = 1.0 / 5040.0;
+    // Fused multiply-adds: Rust never contracts `p * r + c` into one, and these
+    // are the model's softmax and GELU (a multiply and an add each took a port).
+    let mut p: f32 = 1.0 / 5040.0;
     for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = p * r + c;
+        p = p.mul_add(r, c);
     }
     f32::from_bits(p.to_bits().wrapping_add(k << 23))
 }
@@ -68,13 +70,13 @@ pub fn exp_f32(x: f32) -> f32 {
 pub fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let mut p = -2.726_142_3e-10;
+    let mut p: f32 = -2.726_142_3e-10;
     for c in [2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2] {
-        p = p * x2 + c;
+        p = p.mul_add(x2, c);
     }
-    let mut q = -1.456_607_2e-5;
+    let mut q: f32 = -1.456_607_2e-5;
     for c in [-2.133_740_6e-4, -1.682_827e-3, -7.373_329_3e-3, -1.426_474e-2] {
-        q = q * x2 + c;
+        q = q.mul_add(x2, c);
     }
     x * p / q
 }
