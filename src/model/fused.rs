@@ -58,11 +58,26 @@ pub fn applies_to(x: &Tensor) -> bool {
 // ---------------------------------------------------------------------------
 // Plumbing: slices in and out of candle tensors, and strided matrix products.
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = storage.as_slice::<f32>()?;
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("fused {what}: input must be contiguous"),
+    }
+}
+
+/// [`contiguous_f32`] for an operand written in place.
+pub(crate) fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> Result<&'a mut [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("fused {what}: input must be contiguous")
+    };
+    match storage {
+        CpuStorage::F32(data) => Ok(&mut data[start..end]),
+        _ => candle_core::bail!("fused {what}: input must be f32"),
     }
 }
 

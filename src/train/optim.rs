@@ -2,6 +2,7 @@
 //! recipe), global-norm gradient clipping, and a state that can be saved for
 //! `--resume`. candle's own AdamW decays every tensor and keeps its moments private.
 
+use crate::model::fused::{contiguous_f32, contiguous_f32_mut};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor, Var};
 use rayon::prelude::*;
@@ -183,31 +184,13 @@ fn in_place_applies(tensors: &[&Tensor]) -> bool {
     tensors.iter().all(|t| crate::model::fused::applies_to(t) && t.is_contiguous() && t.elem_count() == n)
 }
 
-/// A contiguous f32 CPU operand's values.
-fn values<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
-        None => candle_core::bail!("adamw: operands must be contiguous"),
-    }
-}
-
-fn values_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("adamw: operands must be contiguous")
-    };
-    match storage {
-        CpuStorage::F32(data) => Ok(&mut data[start..end]),
-        _ => candle_core::bail!("adamw: operands must be f32"),
-    }
-}
-
 impl InplaceOp2 for Moment<'_> {
     fn name(&self) -> &'static str {
         "adamw-moment"
     }
 
     fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
-        let (moment, g) = (values_mut(s1, l1)?, values(s2, l2)?);
+        let (moment, g) = (contiguous_f32_mut(s1, l1, "adamw")?, contiguous_f32(s2, l2, "adamw")?);
         let k = self.update;
         let first = self.first;
         moment.par_chunks_mut(UPDATE_CHUNK).zip(g.par_chunks(UPDATE_CHUNK)).for_each(|(moment, g)| {
@@ -238,7 +221,8 @@ impl InplaceOp3 for Update {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let (w, m, v) = (values_mut(s1, l1)?, values(s2, l2)?, values(s3, l3)?);
+        let (w, m, v) =
+            (contiguous_f32_mut(s1, l1, "adamw")?, contiguous_f32(s2, l2, "adamw")?, contiguous_f32(s3, l3, "adamw")?);
         let chunks = w.par_chunks_mut(UPDATE_CHUNK).zip(m.par_chunks(UPDATE_CHUNK));
         chunks.zip(v.par_chunks(UPDATE_CHUNK)).for_each(|((w, m), v)| {
             for ((w, &m), &v) in w.iter_mut().zip(m).zip(v) {

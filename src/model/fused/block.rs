@@ -332,19 +332,8 @@ impl CustomOp2 for BlockOp {
         if x.len() != s.batch * s.tokens * s.dim() || flat.len() != s.params.len() {
             candle_core::bail!("fused block: input or parameters do not match the block's shapes");
         }
-        let t0 = std::time::Instant::now();
         let mut saved = Saved::new(s);
-        let t1 = t0.elapsed().as_secs_f64() * 1e3;
         let out = run_forward(s, x, &s.params.split(flat), Some(&mut saved));
-        if std::env::var("BLKT").is_ok() {
-            eprintln!(
-                "fwd n={} d={} alloc {:.1} ms total {:.1}",
-                s.tokens,
-                s.dim(),
-                t1,
-                t0.elapsed().as_secs_f64() * 1e3
-            );
-        }
         *self.saved.lock().expect("block activations lock") = Some(saved);
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -352,32 +341,8 @@ impl CustomOp2 for BlockOp {
     fn bwd(&self, x: &Tensor, flat: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let saved = self.saved.lock().expect("block activations lock");
         let saved = saved.as_ref().ok_or_else(|| candle_core::Error::Msg("fused block: no saved forward".into()))?;
-        let t0 = std::time::Instant::now();
-        if std::env::var("BLKT").is_ok() {
-            eprintln!(
-                "bwd enter at {:?}",
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 100.0
-            );
-        }
         let (dx, dflat) = with_data3(x, flat, grad, |x, flat, g| Ok(run_backward(self.shapes, x, flat, g, saved)))?;
-        let t1 = t0.elapsed().as_secs_f64() * 1e3;
-        let r = (Some(cpu_tensor(dx, x.shape())?), Some(cpu_tensor(dflat, flat.shape())?));
-        if std::env::var("BLKT").is_ok() {
-            eprintln!(
-                "bwd exit at {:?}",
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 100.0
-            );
-        }
-        if std::env::var("BLKT").is_ok() {
-            eprintln!(
-                "bwd n={} d={} {:.1} ms total {:.1}",
-                self.shapes.tokens,
-                self.shapes.dim(),
-                t1,
-                t0.elapsed().as_secs_f64() * 1e3
-            );
-        }
-        Ok(r)
+        Ok((Some(cpu_tensor(dx, x.shape())?), Some(cpu_tensor(dflat, flat.shape())?)))
     }
 }
 
