@@ -1,17 +1,20 @@
 //! Where a training step's time goes, at the paper model's shapes (batch x 257
 //! tokens x 192, 3 heads, MLP 768): `layer_times [device=cpu] [batch=256] [repeats=5]`
 //! prints JSON of milliseconds (best of `repeats`): a classification step split
-//! into forward, backward and AdamW; then each layer alone, forward and forward +
+//! into forward, backward and AdamW (also with the composed ops' AdamW); an MAE
+//! step at mask 0.9 split into encoder, decoder, loss, backward and AdamW (both
+//! ways); then each layer alone, forward and forward +
 //! backward of `sum(y * r)` with respect to its input and parameters; then single
 //! kernels on the largest tensors. bench/gpu-check.sh runs it on CUDA, where the
 //! layers take candle's composed ops.
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
-use lensmae::model::fused::Activation;
+use lensmae::model::fused::{with_kernels, Activation, Kernels};
 use lensmae::model::layers::{softmax_last_dim, Block, LayerNorm, Linear};
-use lensmae::model::mae::{init_weights, Pooling};
-use lensmae::model::{MaeConfig, VitClassifier};
+use lensmae::model::mae::{init_weights, masking_noise, Pooling};
+use lensmae::model::{Mae, MaeConfig, VitClassifier};
 use lensmae::train::optim::AdamW;
+use rand::SeedableRng;
 use std::time::Instant;
 
 fn best_ms(dev: &Device, repeats: usize, f: &mut dyn FnMut()) -> f64 {
@@ -83,6 +86,30 @@ fn main() -> candle_core::Result<()> {
         "forward": best_ms(&dev, repeats, &mut || drop(loss())),
         "backward": best_ms(&dev, repeats, &mut || drop(step_loss.backward().unwrap())),
         "optimiser": best_ms(&dev, repeats, &mut || opt.step(&step_grads, 1e-4, f64::INFINITY).unwrap()),
+        "optimiser_composed": best_ms(&dev, repeats, &mut || {
+            with_kernels(Kernels::Composed, || opt.step(&step_grads, 1e-4, f64::INFINITY)).unwrap()
+        }),
+    });
+    // The MAE step at mask 0.9, part by part (the same noise every time).
+    let mae_vars = VarMap::new();
+    let mae = Mae::new(&cfg, VarBuilder::from_varmap(&mae_vars, DType::F32, &dev))?;
+    init_weights(&mae_vars, 0)?;
+    let vars = mae_vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut mae_opt = AdamW::new(vars, 0.9, 0.999, 0.05)?;
+    let noise = masking_noise(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0), batch, cfg.num_patches(), &dev)?;
+    let (latent, mask, ids_restore) = mae.forward_encoder(&imgs, 0.9, &noise)?;
+    let pred = mae.forward_decoder(&latent, &ids_restore)?;
+    let mae_loss = mae.forward_loss(&imgs, &pred, &mask)?;
+    let mae_grads = mae_loss.backward()?;
+    out["mae_step_090"] = serde_json::json!({
+        "encoder": best_ms(&dev, repeats, &mut || drop(mae.forward_encoder(&imgs, 0.9, &noise).unwrap())),
+        "decoder": best_ms(&dev, repeats, &mut || drop(mae.forward_decoder(&latent, &ids_restore).unwrap())),
+        "loss": best_ms(&dev, repeats, &mut || drop(mae.forward_loss(&imgs, &pred, &mask).unwrap())),
+        "backward": best_ms(&dev, repeats, &mut || drop(mae_loss.backward().unwrap())),
+        "optimiser": best_ms(&dev, repeats, &mut || mae_opt.step(&mae_grads, 1e-4, f64::INFINITY).unwrap()),
+        "optimiser_composed": best_ms(&dev, repeats, &mut || {
+            with_kernels(Kernels::Composed, || mae_opt.step(&mae_grads, 1e-4, f64::INFINITY)).unwrap()
+        }),
     });
     out["block"] = layer(&dev, repeats, &tokens, &|x| block.forward(x));
     out["layer_norm"] = layer(&dev, repeats, &tokens, &|x| norm.forward(x));
