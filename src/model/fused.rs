@@ -187,12 +187,13 @@ fn threads() -> Parallelism {
     }
 }
 
-/// `out (+)= x W^T + b` for row-major `x: [rows, in]`, `W: [out, in]`, `b: [out]`:
-/// the bias is written (or added) first and the product accumulated onto it, so
-/// no second pass over `out` is needed.
-fn affine_rows(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: bool, parallelism: Parallelism) {
+/// `out = base + x W^T + b` (without a base, `x W^T + b`) for row-major
+/// `x: [rows, in]`, `W: [out, in]`, `b: [out]`, `base: [rows, out]`: the base
+/// and bias are written first (one pass) and the product accumulated onto them,
+/// so no second pass over `out` is needed.
+fn affine_rows(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], base: Option<&[f32]>, parallelism: Parallelism) {
     let in_dim = w.len() / b.len();
-    affine_rows_with(x, w, Mat::rows(w.as_ptr(), in_dim).t(), b, out, accumulate, parallelism)
+    affine_rows_with(x, w, Mat::rows(w.as_ptr(), in_dim).t(), b, out, base, parallelism)
 }
 
 /// [`affine_rows`] with the weights given transposed, `wt: [in, out_dim]`
@@ -201,24 +202,25 @@ fn affine_rows(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], accumulate: boo
 /// column-major panels it wants, and with [`weights_unpacked`] it reads them in
 /// place instead of packing the same weights again for every group of rows (the
 /// packing was 11% of an inference step in `perf`). Same sums in the same order.
-fn affine_rows_transposed(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], accumulate: bool, par: Parallelism) {
-    affine_rows_with(x, wt, Mat::rows(wt.as_ptr(), b.len()), b, out, accumulate, par)
+fn affine_rows_transposed(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], base: Option<&[f32]>, par: Parallelism) {
+    affine_rows_with(x, wt, Mat::rows(wt.as_ptr(), b.len()), b, out, base, par)
 }
 
-/// `out (+)= x W^T + b` with `W^T` read through `weights` (a view of `w`).
+/// `out = (base +) x W^T + b` with `W^T` read through `weights` (a view of `w`).
 fn affine_rows_with(
     x: &[f32],
     w: &[f32],
     weights: Mat,
     b: &[f32],
     out: &mut [f32],
-    accumulate: bool,
+    base: Option<&[f32]>,
     parallelism: Parallelism,
 ) {
     let (out_dim, in_dim) = (b.len(), w.len() / b.len());
     let rows = x.len() / in_dim;
     assert!(w.len() == out_dim * in_dim && out.len() == rows * out_dim, "affine_rows: shapes");
-    start_with_bias(out, b, accumulate);
+    assert!(base.map_or(true, |base| base.len() == out.len()), "affine_rows: base shape");
+    start_with_bias(out, b, base);
     // SAFETY: the shapes were checked above, `weights` views `w`, and `out` is borrowed mutably.
     unsafe {
         matmul(
@@ -234,14 +236,15 @@ fn affine_rows_with(
     }
 }
 
-/// `out = b` (or `out += b`) on every row: the bias, before the product is added.
-fn start_with_bias(out: &mut [f32], b: &[f32], accumulate: bool) {
-    for row in out.chunks_exact_mut(b.len()) {
-        if accumulate {
-            row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-        } else {
-            row.copy_from_slice(b);
+/// `out = base + b` (or `out = b`) on every row: the bias, before the product is added.
+fn start_with_bias(out: &mut [f32], b: &[f32], base: Option<&[f32]>) {
+    match base {
+        Some(base) => {
+            for (row, base) in out.chunks_exact_mut(b.len()).zip(base.chunks_exact(b.len())) {
+                row.iter_mut().zip(base).zip(b).for_each(|((o, x), b)| *o = x + b);
+            }
         }
+        None => out.chunks_exact_mut(b.len()).for_each(|row| row.copy_from_slice(b)),
     }
 }
 
@@ -632,7 +635,7 @@ impl CustomOp3 for LinearOp {
             candle_core::bail!("fused linear: input {:?}, weight {:?}, bias {}", dims, (out_dim, in_dim), b.len());
         }
         let mut out = vec![0f32; x.len() / in_dim * out_dim];
-        affine_rows(x, w, b, &mut out, false, threads());
+        affine_rows(x, w, b, &mut out, None, threads());
         if self.activation == Activation::Gelu {
             if self.save {
                 let mut activated = vec![0f32; out.len()];

@@ -1,5 +1,5 @@
 //! Spare activation buffers: what a finished backward pass hands back for the
-//! next forward pass to fill.
+//! next forward pass to fill (and the block's per-thread scratch, likewise).
 //!
 //! Why: a block's saved activations (q/k/v, attention probabilities, the MLP's
 //! pre-activation...) are ~165 MB per block of the paper's classifier at batch
