@@ -132,9 +132,7 @@ impl Shapes {
     /// (which left one of two threads a third idle). It depends on the shapes
     /// only, never on the thread count, so the gradients' order does not either.
     fn images_per_group(&self) -> usize {
-        let most = (GROUP_ROWS / self.tokens.max(1)).max(1);
-        let groups = self.batch.div_ceil(most).max(1);
-        self.batch.div_ceil(groups).max(1)
+        even_group_size(self.batch, self.tokens)
     }
     fn groups(&self) -> usize {
         self.batch.div_ceil(self.images_per_group())
@@ -153,6 +151,13 @@ impl Shapes {
             threads()
         }
     }
+}
+
+/// Images per group for `batch` images of `tokens` rows: see [`Shapes::images_per_group`].
+fn even_group_size(batch: usize, tokens: usize) -> usize {
+    let most = (GROUP_ROWS / tokens.max(1)).max(1);
+    let groups = batch.div_ceil(most).max(1);
+    batch.div_ceil(groups).max(1)
 }
 
 /// Whether the fused block applies: the fused kernels are on and `x` is `[B, N, D]`.
@@ -490,4 +495,28 @@ fn run_backward(s: Shapes, x: &[f32], flat: &[f32], g: &[f32], saved: &Saved) ->
         .collect();
     let dflat = sum_in_order(partials).unwrap_or_else(|| vec![0f32; s.params.len()]);
     (dx, dflat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_as_even_as_the_row_limit_allows() {
+        // (batch, tokens) -> images per group
+        for ((batch, tokens), want) in [
+            ((64, 26), 8),  // MAE encoder at mask 0.9: 8 groups of 8, not 7 of 9 and 1
+            ((32, 17), 11), // quickstart MAE encoder: 11, 11, 10
+            ((64, 257), 1), // one image of the paper's model a group
+            ((64, 65), 3),  // 22 groups, the last of 1: no fewer groups of 3 or less fit
+            ((9, 26), 9),
+            ((10, 26), 5),
+            ((1, 1000), 1),
+            ((0, 26), 1),
+        ] {
+            let size = even_group_size(batch, tokens);
+            assert_eq!(size, want, "batch {batch}, tokens {tokens}");
+            assert!(size * tokens <= GROUP_ROWS.max(tokens), "a group exceeds the row limit");
+        }
+    }
 }
