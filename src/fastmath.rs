@@ -69,6 +69,7 @@ pub fn exp_f32(x: f32) -> f32 {
 /// approximation (odd degree-13 numerator, even degree-8 denominator, the form
 /// Eigen and XLA use) on [-4, 4], where erf is within 2e-8 of +-1 outside.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the coefficients as Eigen publishes them
 pub fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;

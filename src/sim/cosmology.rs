@@ -11,7 +11,8 @@ pub const C_M_S: f64 = 299_792_458.0;
 pub const G_SI: f64 = 6.674_30e-11;
 /// Solar mass, kg (IAU 2015 nominal, as astropy).
 pub const M_SUN_KG: f64 = 1.988_409_870_698_051e30;
-/// One megaparsec, m.
+/// One megaparsec, m (astropy's value, digits as it prints them).
+#[allow(clippy::excessive_precision)]
 pub const MPC_M: f64 = 3.085_677_581_491_367_3e22;
 /// Arcseconds per radian.
 pub const ARCSEC_PER_RAD: f64 = 206_264.806_247_096_36;

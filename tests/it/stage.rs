@@ -226,18 +226,16 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     assert!(status[3].as_deref().unwrap().starts_with("skipped: unreadable FITS file"), "{status:?}");
     assert!(sources[2].as_deref().unwrap().ends_with("cube.fits[0][2]"), "{sources:?}");
     // A multi-extension file: every image extension, or the one named.
-    assert_eq!(inspect(&[mef.clone()], &InputOptions::default()).unwrap()["input"]["rows"], 2);
+    assert_eq!(inspect(std::slice::from_ref(&mef), &InputOptions::default()).unwrap()["input"]["rows"], 2);
     let sci = InputOptions { hdu: Some("sci".into()), ..Default::default() };
     let mef_out = dir.path().join("mef.parquet");
-    run(&[mef.clone()], sci.clone(), StageTask::Classify, NanPolicy::Fail, &mef_out).unwrap();
+    run(std::slice::from_ref(&mef), sci.clone(), StageTask::Classify, NanPolicy::Fail, &mef_out).unwrap();
     let m = read(&mef_out);
     assert_eq!(m.num_rows(), 1);
     assert!(strings(&m, "source")[0].as_deref().unwrap().ends_with("mef.fits[1]"));
     let missing = InputOptions { hdu: Some("VAR".into()), ..Default::default() };
-    assert_eq!(
-        inspect(&[mef.clone(), cube.clone()], &missing).unwrap_err().to_string().contains("no readable image"),
-        true
-    );
+    let err = inspect(&[mef.clone(), cube.clone()], &missing).unwrap_err().to_string();
+    assert!(err.contains("no readable image"), "{err}");
     // The scaled pixels are what the model sees: the same prediction as from floats.
     let pred = strings(&b, "pred_class");
     let right = ["left", "right"];
@@ -456,10 +454,10 @@ fn files_written_by_astropy_and_pyarrow_read_as_those_libraries_read_them() {
         read_pixels(&table, InputOptions { image_column: Some("cutoutScience".into()), ..Default::default() });
     assert_same_pixels(&stamps[..3 * 256], &want[..3 * 256], "FITS bytes");
     assert!(problems[3].as_deref().unwrap().starts_with("FITS stamp: not a FITS image"), "{problems:?}");
-    let err = inspect(&[table.clone()], &InputOptions::default()).unwrap_err().to_string();
+    let err = inspect(std::slice::from_ref(&table), &InputOptions::default()).unwrap_err().to_string();
     assert!(err.contains("several image columns") && err.contains("--image-col"), "{err}");
     let wrong = InputOptions { image_column: Some("ra".into()), ..Default::default() };
-    let err = inspect(&[table.clone()], &wrong).unwrap_err().to_string();
+    let err = inspect(std::slice::from_ref(&table), &wrong).unwrap_err().to_string();
     assert!(err.contains("stamps.parquet") && err.contains("column `ra`") && err.contains("float32/float64"), "{err}");
 
     // Through predict: the alert ids are carried, the broken stamp keeps its row.
