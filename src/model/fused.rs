@@ -1171,6 +1171,40 @@ mod tests {
     }
 
     #[test]
+    fn the_block_gives_the_same_bits_on_any_number_of_threads() {
+        // Its docs promise gradients that do not depend on scheduling or the
+        // thread count (so a run repeats on another machine): output, input
+        // gradient and every parameter gradient, compared bit for bit, for
+        // shapes with many groups, few groups (gemm then runs multi-threaded
+        // inside a group) and several images to a group.
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for (heads, dim, batch, tokens) in [(2, 16, 7, 26), (1, 8, 1, 40), (3, 24, 3, 257)] {
+            let (varmap, block) = varmap_with(rng.random(), |vb| layers::Block::new(dim, heads, 4.0, 1e-6, vb));
+            let x = Var::from_tensor(&random(&mut rng, &[batch, tokens, dim], 2.0)).unwrap();
+            let r = random(&mut rng, &[batch, tokens, dim], 1.0);
+            let run = |threads: usize| -> Vec<Vec<u32>> {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let y = block.forward(x.as_tensor()).unwrap();
+                    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    let vars = varmap.all_vars();
+                    let bits = |t: &Tensor| {
+                        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+                    };
+                    std::iter::once(bits(&y))
+                        .chain(std::iter::once(bits(grads.get(x.as_tensor()).unwrap())))
+                        .chain(vars.iter().map(|v| bits(grads.get(v.as_tensor()).unwrap())))
+                        .collect()
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3, 4] {
+                assert!(run(threads) == one, "{threads} threads differ from one at {batch} x {tokens} x {dim}");
+            }
+        }
+    }
+
+    #[test]
     fn fused_paper_size_classifier_matches_the_composed_one() {
         // The shapes training runs at (257 tokens, width 192, multi-threaded gemm).
         let mut rng = ChaCha8Rng::seed_from_u64(8);
