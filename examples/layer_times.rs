@@ -7,6 +7,7 @@
 //! backward of `sum(y * r)` with respect to its input and parameters; then single
 //! kernels on the largest tensors. bench/gpu-check.sh runs it on CUDA, where the
 //! layers take candle's composed ops.
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use lensmae::model::fused::{with_kernels, Activation, Kernels};
@@ -49,6 +50,18 @@ fn layer(
     serde_json::json!({"forward": forward, "forward_backward": both})
 }
 
+/// The model's variables set to their initial values, and an AdamW over them.
+fn initialised_optimiser(vars: &VarMap) -> candle_core::Result<AdamW> {
+    init_weights(vars, 0)?;
+    let named = vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    AdamW::new(named, 0.9, 0.999, 0.05)
+}
+
+/// An AdamW step with `kernels` (in place when fused, candle ops when composed).
+fn optimiser_ms(dev: &Device, repeats: usize, opt: &mut AdamW, grads: &GradStore, kernels: Kernels) -> f64 {
+    best_ms(dev, repeats, &mut || with_kernels(kernels, || opt.step(grads, 1e-4, f64::INFINITY)).unwrap())
+}
+
 fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let spec = args.get(1).map_or("cpu", |s| s.as_str());
@@ -71,9 +84,7 @@ fn main() -> candle_core::Result<()> {
     let cfg = MaeConfig::paper_64();
     let clf_vars = VarMap::new();
     let clf = VitClassifier::new(&cfg, 3, Pooling::Cls, 0.0, VarBuilder::from_varmap(&clf_vars, DType::F32, &dev))?;
-    init_weights(&clf_vars, 0)?;
-    let vars = clf_vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let mut opt = AdamW::new(vars, 0.9, 0.999, 0.05)?;
+    let mut opt = initialised_optimiser(&clf_vars)?;
     let imgs = Tensor::rand(0f32, 1.0, (batch, 1, 64, 64), &dev)?;
     let labels = Tensor::from_vec((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), batch, &dev)?;
     let loss = || candle_nn::loss::cross_entropy(&clf.forward(&imgs, Some(0)).unwrap(), &labels).unwrap();
@@ -85,17 +96,13 @@ fn main() -> candle_core::Result<()> {
     out["classify_step"] = serde_json::json!({
         "forward": best_ms(&dev, repeats, &mut || drop(loss())),
         "backward": best_ms(&dev, repeats, &mut || drop(step_loss.backward().unwrap())),
-        "optimiser": best_ms(&dev, repeats, &mut || opt.step(&step_grads, 1e-4, f64::INFINITY).unwrap()),
-        "optimiser_composed": best_ms(&dev, repeats, &mut || {
-            with_kernels(Kernels::Composed, || opt.step(&step_grads, 1e-4, f64::INFINITY)).unwrap()
-        }),
+        "optimiser": optimiser_ms(&dev, repeats, &mut opt, &step_grads, Kernels::Fused),
+        "optimiser_composed": optimiser_ms(&dev, repeats, &mut opt, &step_grads, Kernels::Composed),
     });
     // The MAE step at mask 0.9, part by part (the same noise every time).
     let mae_vars = VarMap::new();
     let mae = Mae::new(&cfg, VarBuilder::from_varmap(&mae_vars, DType::F32, &dev))?;
-    init_weights(&mae_vars, 0)?;
-    let vars = mae_vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let mut mae_opt = AdamW::new(vars, 0.9, 0.999, 0.05)?;
+    let mut mae_opt = initialised_optimiser(&mae_vars)?;
     let noise = masking_noise(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0), batch, cfg.num_patches(), &dev)?;
     let (latent, mask, ids_restore) = mae.forward_encoder(&imgs, 0.9, &noise)?;
     let pred = mae.forward_decoder(&latent, &ids_restore)?;
@@ -106,10 +113,8 @@ fn main() -> candle_core::Result<()> {
         "decoder": best_ms(&dev, repeats, &mut || drop(mae.forward_decoder(&latent, &ids_restore).unwrap())),
         "loss": best_ms(&dev, repeats, &mut || drop(mae.forward_loss(&imgs, &pred, &mask).unwrap())),
         "backward": best_ms(&dev, repeats, &mut || drop(mae_loss.backward().unwrap())),
-        "optimiser": best_ms(&dev, repeats, &mut || mae_opt.step(&mae_grads, 1e-4, f64::INFINITY).unwrap()),
-        "optimiser_composed": best_ms(&dev, repeats, &mut || {
-            with_kernels(Kernels::Composed, || mae_opt.step(&mae_grads, 1e-4, f64::INFINITY)).unwrap()
-        }),
+        "optimiser": optimiser_ms(&dev, repeats, &mut mae_opt, &mae_grads, Kernels::Fused),
+        "optimiser_composed": optimiser_ms(&dev, repeats, &mut mae_opt, &mae_grads, Kernels::Composed),
     });
     out["block"] = layer(&dev, repeats, &tokens, &|x| block.forward(x));
     out["layer_norm"] = layer(&dev, repeats, &tokens, &|x| norm.forward(x));

@@ -418,14 +418,14 @@ fn gelu_into(pre: &[f32], out: &mut [f32]) {
 }
 
 /// GELU of `pre` into `out` and its derivative into `slope`, with the error
-/// function evaluated once for both (the block's backward pass needs both; the
-/// same expressions as [`gelu`] and [`gelu_derivative`], so the same bits).
+/// function evaluated once for both (the block's backward pass needs both;
+/// [`gelu`] and [`gelu_derivative`]'s own expressions, so the same bits).
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn gelu_with_slope(pre: &[f32], out: &mut [f32], slope: &mut [f32]) {
     for ((o, s), &x) in out.iter_mut().zip(slope.iter_mut()).zip(pre) {
-        let erf = erf_f32(x * FRAC_1_SQRT_2);
-        *o = 0.5 * x * (1.0 + erf);
-        *s = 0.5 * (1.0 + erf) + x * FRAC_1_SQRT_2PI * exp_f32(-0.5 * x * x);
+        let erf = gelu_erf(x);
+        *o = gelu_given_erf(x, erf);
+        *s = gelu_derivative_given_erf(x, erf);
     }
 }
 
@@ -606,12 +606,28 @@ const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 #[inline(always)]
 fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf_f32(x * FRAC_1_SQRT_2))
+    gelu_given_erf(x, gelu_erf(x))
 }
 
 #[inline(always)]
 fn gelu_derivative(x: f32) -> f32 {
-    0.5 * (1.0 + erf_f32(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * exp_f32(-0.5 * x * x)
+    gelu_derivative_given_erf(x, gelu_erf(x))
+}
+
+/// `erf(x / sqrt(2))`, which GELU and its derivative share.
+#[inline(always)]
+fn gelu_erf(x: f32) -> f32 {
+    erf_f32(x * FRAC_1_SQRT_2)
+}
+
+#[inline(always)]
+fn gelu_given_erf(x: f32, erf: f32) -> f32 {
+    0.5 * x * (1.0 + erf)
+}
+
+#[inline(always)]
+fn gelu_derivative_given_erf(x: f32, erf: f32) -> f32 {
+    0.5 * (1.0 + erf) + x * FRAC_1_SQRT_2PI * exp_f32(-0.5 * x * x)
 }
 
 impl CustomOp3 for LinearOp {

@@ -188,8 +188,12 @@ fn concatenated(tensors: &[&Tensor; 12]) -> Result<Tensor> {
     Tensor::cat(&tensors.iter().map(|t| t.flatten_all()).collect::<Result<Vec<_>>>()?, 0)
 }
 
-/// What the backward pass needs, for the whole batch.
-struct Saved {
+/// The activations the backward pass reads, which the forward pass writes in
+/// full: for the whole batch when a backward pass will follow ([`Saved`]),
+/// else one group's in its [`Scratch`]. Taken from the spares that earlier
+/// steps' activations left, and handed back when dropped.
+#[derive(Default)]
+struct Activations {
     qkv: Vec<f32>,
     probs: Vec<f32>,
     attended: Vec<f32>,
@@ -199,27 +203,31 @@ struct Saved {
     pre_activation: Vec<f32>,
 }
 
-impl Saved {
-    /// Buffers for the whole batch, every element of which the forward pass
-    /// writes: taken from the spares that earlier steps' activations left.
-    fn new(s: Shapes) -> Saved {
-        let rows = s.batch * s.tokens;
-        Saved {
+/// What the backward pass needs, for the whole batch.
+type Saved = Activations;
+
+impl Activations {
+    /// Buffers for `rows` token rows and `probs` attention probabilities.
+    fn take(s: Shapes, rows: usize, probs: usize) -> Activations {
+        Activations {
             qkv: spare::take(rows * 3 * s.dim()),
-            probs: spare::take(s.batch * s.heads() * s.tokens * s.tokens),
+            probs: spare::take(probs),
             attended: spare::take(rows * s.dim()),
             residual: spare::take(rows * s.dim()),
             pre_activation: spare::take(rows * s.hidden()),
         }
     }
+
+    /// The whole batch's, every head's probabilities kept.
+    fn for_batch(s: Shapes) -> Saved {
+        Activations::take(s, s.batch * s.tokens, s.batch * s.heads() * s.tokens * s.tokens)
+    }
 }
 
-impl Drop for Saved {
+impl Drop for Activations {
     fn drop(&mut self) {
-        for buffer in [&mut self.qkv, &mut self.probs, &mut self.attended, &mut self.residual, &mut self.pre_activation]
-        {
-            spare::give(std::mem::take(buffer));
-        }
+        let Activations { qkv, probs, attended, residual, pre_activation } = self;
+        spare::give_all([qkv, probs, attended, residual, pre_activation]);
     }
 }
 
@@ -228,37 +236,25 @@ impl Drop for Saved {
 struct Scratch {
     normed: Vec<f32>,
     hidden: Vec<f32>,
-    /// Without a backward pass to serve, the group's saved tensors live here.
-    qkv: Vec<f32>,
-    probs: Vec<f32>,
-    attended: Vec<f32>,
-    residual: Vec<f32>,
-    pre_activation: Vec<f32>,
+    /// Without a backward pass to serve, the group's activations live here
+    /// (one head's probabilities at a time); empty otherwise.
+    local: Activations,
 }
 
 impl Scratch {
     fn forward(s: Shapes, keep: bool) -> Scratch {
         let rows = s.images_per_group() * s.tokens;
-        let (d, h, n) = (s.dim(), s.hidden(), s.tokens);
-        let local = |len: usize| if keep { Vec::new() } else { spare::take(len) };
         Scratch {
-            normed: spare::take(rows * d),
-            hidden: spare::take(rows * h),
-            qkv: local(rows * 3 * d),
-            probs: local(n * n),
-            attended: local(rows * d),
-            residual: local(rows * d),
-            pre_activation: local(rows * h),
+            normed: spare::take(rows * s.dim()),
+            hidden: spare::take(rows * s.hidden()),
+            local: if keep { Activations::default() } else { Activations::take(s, rows, s.tokens * s.tokens) },
         }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let Scratch { normed, hidden, qkv, probs, attended, residual, pre_activation } = self;
-        for buffer in [normed, hidden, qkv, probs, attended, residual, pre_activation] {
-            spare::give(std::mem::take(buffer));
-        }
+        spare::give_all([&mut self.normed, &mut self.hidden]);
     }
 }
 
@@ -305,11 +301,11 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
                     )
                 },
                 None => (
-                    &mut sc.qkv[..rows * 3 * d],
-                    &mut sc.probs[..],
-                    &mut sc.attended[..rows * d],
-                    &mut sc.residual[..rows * d],
-                    &mut sc.pre_activation[..rows * h],
+                    &mut sc.local.qkv[..rows * 3 * d],
+                    &mut sc.local.probs[..],
+                    &mut sc.local.attended[..rows * d],
+                    &mut sc.local.residual[..rows * d],
+                    &mut sc.local.pre_activation[..rows * h],
                 ),
             };
             let (normed, hidden) = (&mut sc.normed[..rows * d], &mut sc.hidden[..rows * h]);
@@ -352,7 +348,7 @@ impl CustomOp2 for BlockOp {
         if x.len() != s.batch * s.tokens * s.dim() || flat.len() != s.params.len() {
             candle_core::bail!("fused block: input or parameters do not match the block's shapes");
         }
-        let mut saved = Saved::new(s);
+        let mut saved = Activations::for_batch(s);
         let out = run_forward(s, x, &s.params.split(flat), Some(&mut saved));
         *self.saved.lock().expect("block activations lock") = Some(saved);
         Ok((CpuStorage::F32(out), xl.shape().clone()))
@@ -406,9 +402,7 @@ impl Drop for BackScratch {
     fn drop(&mut self) {
         let BackScratch { normed, hidden, slope, d_hidden, d_normed, d_residual, d_attended, d_qkv, d_probs, row: _ } =
             self;
-        for buffer in [normed, hidden, slope, d_hidden, d_normed, d_residual, d_attended, d_qkv, d_probs] {
-            spare::give(std::mem::take(buffer));
-        }
+        spare::give_all([normed, hidden, slope, d_hidden, d_normed, d_residual, d_attended, d_qkv, d_probs]);
     }
 }
 

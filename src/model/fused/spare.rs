@@ -29,9 +29,11 @@ pub(super) fn take(len: usize) -> Vec<f32> {
     SPARES.take(len)
 }
 
-/// Hands `v` back to the process's spares (see [`Spares::give`]).
-pub(super) fn give(v: Vec<f32>) {
-    SPARES.give(v)
+/// Hands each buffer back to the process's spares, leaving it empty.
+pub(super) fn give_all<const N: usize>(buffers: [&mut Vec<f32>; N]) {
+    for buffer in buffers {
+        SPARES.give(std::mem::take(buffer));
+    }
 }
 
 impl Spares {
