@@ -261,21 +261,22 @@ fn weights_unpacked() {
     });
 }
 
-/// `w: [out_dim, in]` row-major as `[in, out_dim]` row-major, in tiles so that
-/// both sides stay in cache.
+/// `w: [out_dim, in]` row-major as `[in, out_dim]` row-major: the threads
+/// each write bands of `TILE` rows, reading `TILE` adjacent floats of every row
+/// of `w` per pass. (The transposes ran on the calling thread while the workers
+/// waited, at ~2.5 ns a float, ~1% of an inference step.)
 fn transposed(w: &[f32], out_dim: usize) -> Vec<f32> {
-    const TILE: usize = 32;
+    const TILE: usize = 16;
     let in_dim = w.len() / out_dim;
     let mut t = vec![0f32; w.len()];
-    for o0 in (0..out_dim).step_by(TILE) {
-        for i0 in (0..in_dim).step_by(TILE) {
-            for o in o0..(o0 + TILE).min(out_dim) {
-                for i in i0..(i0 + TILE).min(in_dim) {
-                    t[i * out_dim + o] = w[o * in_dim + i];
-                }
+    t.par_chunks_mut(TILE * out_dim).enumerate().for_each(|(band, rows)| {
+        let first = band * TILE;
+        for (o, w_row) in w.chunks_exact(in_dim).enumerate() {
+            for (row, &v) in rows.chunks_exact_mut(out_dim).zip(&w_row[first..]) {
+                row[o] = v;
             }
         }
-    }
+    });
     t
 }
 
@@ -1130,6 +1131,20 @@ mod tests {
         }
         drop(data);
         (varmap, model)
+    }
+
+    #[test]
+    fn transposed_weights_are_the_transpose_at_any_shape() {
+        // Band edges: widths below, at and past the 16-row bands.
+        for (out_dim, in_dim) in [(1, 1), (3, 37), (16, 16), (33, 5), (576, 192)] {
+            let w: Vec<f32> = (0..out_dim * in_dim).map(|i| i as f32).collect();
+            let t = transposed(&w, out_dim);
+            for o in 0..out_dim {
+                for i in 0..in_dim {
+                    assert_eq!(t[i * out_dim + o], w[o * in_dim + i], "({o}, {i}) of a {out_dim} x {in_dim} matrix");
+                }
+            }
+        }
     }
 
     #[test]
