@@ -206,6 +206,27 @@ fn affine_rows_transposed(x: &[f32], wt: &[f32], b: &[f32], out: &mut [f32], bas
     affine_rows_with(x, wt, Mat::rows(wt.as_ptr(), b.len()), b, out, base, par)
 }
 
+/// `out = x W^T` (no bias) for the weights given transposed, `wt: [in, out_dim]`
+/// row-major, as in [`affine_rows_transposed`].
+fn product_rows_transposed(x: &[f32], wt: &[f32], out_dim: usize, out: &mut [f32], par: Parallelism) {
+    let in_dim = wt.len() / out_dim;
+    let rows = x.len() / in_dim;
+    assert!(rows * in_dim == x.len() && rows * out_dim == out.len(), "product_rows: shapes");
+    // SAFETY: the shapes were checked above and `out` is borrowed mutably.
+    unsafe {
+        matmul(
+            (rows, out_dim, in_dim),
+            out.as_mut_ptr(),
+            out_dim,
+            false,
+            Mat::rows(x.as_ptr(), in_dim),
+            Mat::rows(wt.as_ptr(), out_dim),
+            1.0,
+            par,
+        )
+    }
+}
+
 /// `out = (base +) x W^T + b` with `W^T` read through `weights` (a view of `w`).
 fn affine_rows_with(
     x: &[f32],
@@ -416,6 +437,26 @@ fn gelu_in_place(v: &mut [f32]) {
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn gelu_into(pre: &[f32], out: &mut [f32]) {
     out.iter_mut().zip(pre).for_each(|(o, p)| *o = gelu(*p));
+}
+
+/// The MLP's activation: `pre += b` on every row (the pre-activation, which
+/// the backward pass reads, when `keep_pre`; otherwise `pre` is left as it
+/// is) and `out = gelu(pre + b)`, in one pass. The bias comes here rather
+/// than onto the product's output before the product: that was a pass of its
+/// own over the hidden layer, and gemm's reading it back (the same sums in the
+/// same order: `b + x W^T` either way for a product of one block of depth).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn bias_gelu_into(pre: &mut [f32], b: &[f32], out: &mut [f32], keep_pre: bool) {
+    for (pre, out) in pre.chunks_exact_mut(b.len()).zip(out.chunks_exact_mut(b.len())) {
+        if keep_pre {
+            for ((p, o), b) in pre.iter_mut().zip(out.iter_mut()).zip(b) {
+                *p += b;
+                *o = gelu(*p);
+            }
+        } else {
+            out.iter_mut().zip(pre.iter()).zip(b).for_each(|((o, p), b)| *o = gelu(p + b));
+        }
+    }
 }
 
 /// GELU of `pre` into `out` and its derivative into `slope`, with the error

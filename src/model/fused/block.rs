@@ -372,8 +372,8 @@ fn run_forward(s: Shapes, x: &[f32], params: &[&[f32]; 12], saved: Option<&mut S
             }
             affine_rows_transposed(attended, &proj_t, proj_b, residual, Some(x), par);
             layer_norm_rows(residual, n2w, n2b, s.eps, normed);
-            affine_rows_transposed(normed, &fc1_t, fc1_b, pre, None, par);
-            gelu_into(pre, hidden);
+            product_rows_transposed(normed, &fc1_t, h, pre, par);
+            bias_gelu_into(pre, fc1_b, hidden, keep);
             // SAFETY: this group's rows of `out`.
             let y = unsafe { out.window(r0 * d, rows * d) };
             affine_rows_transposed(hidden, &fc2_t, fc2_b, y, Some(residual), par);
