@@ -284,8 +284,8 @@ fn weights_unpacked() {
 
 /// `w: [out_dim, in]` row-major as `[in, out_dim]` row-major: the threads
 /// each write bands of `TILE` rows, reading `TILE` adjacent floats of every row
-/// of `w` per pass. (The transposes ran on the calling thread while the workers
-/// waited, at ~2.5 ns a float, ~1% of an inference step.)
+/// of `w` per pass. (Done serially, the transposes were 0.6% of an inference
+/// step's CPU time in `perf`, on the calling thread while the workers waited.)
 fn transposed(w: &[f32], out_dim: usize) -> Vec<f32> {
     const TILE: usize = 16;
     let in_dim = w.len() / out_dim;
@@ -443,8 +443,9 @@ fn gelu_into(pre: &[f32], out: &mut [f32]) {
 /// the backward pass reads, when `keep_pre`; otherwise `pre` is left as it
 /// is) and `out = gelu(pre + b)`, in one pass. The bias comes here rather
 /// than onto the product's output before the product: that was a pass of its
-/// own over the hidden layer, and gemm's reading it back (the same sums in the
-/// same order: `b + x W^T` either way for a product of one block of depth).
+/// own over the hidden layer, and gemm's reading it back. Bit for bit the same
+/// where gemm runs the product's depth in one block (it then adds the bias
+/// to the finished sum either way), as at the paper's and the quickstart's widths.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
 fn bias_gelu_into(pre: &mut [f32], b: &[f32], out: &mut [f32], keep_pre: bool) {
     for (pre, out) in pre.chunks_exact_mut(b.len()).zip(out.chunks_exact_mut(b.len())) {
