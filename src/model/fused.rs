@@ -212,19 +212,8 @@ fn product_rows_transposed(x: &[f32], wt: &[f32], out_dim: usize, out: &mut [f32
     let in_dim = wt.len() / out_dim;
     let rows = x.len() / in_dim;
     assert!(rows * in_dim == x.len() && rows * out_dim == out.len(), "product_rows: shapes");
-    // SAFETY: the shapes were checked above and `out` is borrowed mutably.
-    unsafe {
-        matmul(
-            (rows, out_dim, in_dim),
-            out.as_mut_ptr(),
-            out_dim,
-            false,
-            Mat::rows(x.as_ptr(), in_dim),
-            Mat::rows(wt.as_ptr(), out_dim),
-            1.0,
-            par,
-        )
-    }
+    // SAFETY: `x` and `out` hold `rows` rows and `wt` is `[in_dim, out_dim]`, checked above.
+    unsafe { product_rows(x, Mat::rows(wt.as_ptr(), out_dim), (rows, out_dim, in_dim), out, false, par) }
 }
 
 /// `out = (base +) x W^T + b` with `W^T` read through `weights` (a view of `w`).
@@ -242,19 +231,33 @@ fn affine_rows_with(
     assert!(w.len() == out_dim * in_dim && out.len() == rows * out_dim, "affine_rows: shapes");
     assert!(base.map_or(true, |base| base.len() == out.len()), "affine_rows: base shape");
     start_with_bias(out, b, base);
-    // SAFETY: the shapes were checked above, `weights` views `w`, and `out` is borrowed mutably.
-    unsafe {
-        matmul(
-            (rows, out_dim, in_dim),
-            out.as_mut_ptr(),
-            out_dim,
-            true,
-            Mat::rows(x.as_ptr(), in_dim),
-            weights,
-            1.0,
-            parallelism,
-        )
-    }
+    // SAFETY: the shapes were checked above and `weights` views `w`.
+    unsafe { product_rows(x, weights, (rows, out_dim, in_dim), out, true, parallelism) }
+}
+
+/// `out (+)= x W^T` for row-major `x: [rows, in_dim]` and `out: [rows, out_dim]`,
+/// with `W^T` read through `weights`.
+///
+/// # Safety
+/// `x` and `out` must hold those shapes and `weights` view an `in_dim x out_dim` matrix.
+unsafe fn product_rows(
+    x: &[f32],
+    weights: Mat,
+    (rows, out_dim, in_dim): (usize, usize, usize),
+    out: &mut [f32],
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    matmul(
+        (rows, out_dim, in_dim),
+        out.as_mut_ptr(),
+        out_dim,
+        accumulate,
+        Mat::rows(x.as_ptr(), in_dim),
+        weights,
+        1.0,
+        parallelism,
+    )
 }
 
 /// `out = base + b` (or `out = b`) on every row: the bias, before the product is added.
