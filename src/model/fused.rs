@@ -1193,6 +1193,33 @@ mod tests {
     }
 
     #[test]
+    fn the_bias_added_in_the_gelu_pass_gives_the_bits_of_the_bias_written_first() {
+        // The MLP's first layer at the paper's encoder and decoder widths and the
+        // quickstart's (rows, in, hidden): the pre-activation and the GELU of the
+        // product with the bias added after it equal, bit for bit, those of the
+        // bias written before the product accumulates onto it.
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        weights_unpacked();
+        for (rows, in_dim, out_dim) in [(257, 192, 768), (257, 128, 512), (65, 64, 128), (65, 32, 64)] {
+            let mut values = |n: usize| (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect::<Vec<f32>>();
+            let (x, wt, b) = (values(rows * in_dim), values(in_dim * out_dim), values(out_dim));
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let mut bias_first = vec![0f32; rows * out_dim];
+            affine_rows_transposed(&x, &wt, &b, &mut bias_first, None, Parallelism::None);
+            let gelu_of_bias_first: Vec<f32> = bias_first.iter().map(|&v| gelu(v)).collect();
+            for keep_pre in [true, false] {
+                let (mut pre, mut hidden) = (vec![0f32; rows * out_dim], vec![0f32; rows * out_dim]);
+                product_rows_transposed(&x, &wt, out_dim, &mut pre, Parallelism::None);
+                bias_gelu_into(&mut pre, &b, &mut hidden, keep_pre);
+                assert!(bits(&hidden) == bits(&gelu_of_bias_first), "GELU at {rows} x {in_dim} x {out_dim}");
+                if keep_pre {
+                    assert!(bits(&pre) == bits(&bias_first), "pre-activation at {rows} x {in_dim} x {out_dim}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fused_layer_norm_matches_the_composed_one() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..4 {

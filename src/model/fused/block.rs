@@ -273,8 +273,10 @@ unsafe fn window<'a>(base: &OutPtr, start: usize, len: usize) -> &'a mut [f32] {
 /// window, instead of a `vec![0.0; len]` zeroed up front: that zero-fill ran on
 /// the calling thread while the workers waited (~0.5% of an inference step's
 /// CPU time in `perf`).
-/// Nothing is read before it is zeroed, so the values are those of a zeroed
-/// vector written the same way.
+/// Zeroed rather than left unset because the writers take `&mut [f32]`,
+/// which must not point at uninitialised floats; the zeroing costs the tasks
+/// a write of lines they are about to write anyway. Nothing is read before it
+/// is zeroed, so the values are those of a zeroed vector written the same way.
 struct ZeroedByTasks {
     buffer: Vec<MaybeUninit<f32>>,
     /// The buffer's first element, for the tasks' writes.
