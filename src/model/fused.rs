@@ -1194,8 +1194,8 @@ mod tests {
 
     #[test]
     fn the_bias_added_in_the_gelu_pass_gives_the_bits_of_the_bias_written_first() {
-        // The MLP's first layer at the paper's encoder and decoder widths and the
-        // quickstart's (rows, in, hidden): the pre-activation and the GELU of the
+        // The MLP's first layer (rows, width, hidden) of the paper's encoder and
+        // decoder and the quickstart's: the pre-activation and the GELU of the
         // product with the bias added after it equal, bit for bit, those of the
         // bias written before the product accumulates onto it.
         let mut rng = ChaCha8Rng::seed_from_u64(13);
