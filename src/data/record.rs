@@ -48,6 +48,8 @@ pub struct Record {
     pub params: ImageParams,
     /// Number of substructure deflectors.
     pub n_subhalos: i32,
+    /// Substructure signal-to-noise (see [`crate::sim::Simulator::sub_snr`]).
+    pub sub_snr: Option<f64>,
 }
 
 /// Everything a writer needs besides the rows.
@@ -84,7 +86,7 @@ pub struct ParamColumn {
 
 /// The float parameter columns, in file order (`n_subhalos` is written separately
 /// as an integer).
-pub const PARAM_COLUMNS: [ParamColumn; 20] = [
+pub const PARAM_COLUMNS: [ParamColumn; 26] = [
     ParamColumn {
         name: "lens_theta_e",
         description: "main-lens Einstein radius, arcsec",
@@ -132,6 +134,12 @@ pub const PARAM_COLUMNS: [ParamColumn; 20] = [
         description: "source Sersic amplitude, flux/arcsec^2",
         nullable: false,
         get: |r| Some(r.params.source_amp),
+    },
+    ParamColumn {
+        name: "source_magnitude",
+        description: "source apparent magnitude (null = drawn as amplitude)",
+        nullable: true,
+        get: |r| r.params.source_magnitude,
     },
     ParamColumn {
         name: "source_r_sersic",
@@ -204,5 +212,36 @@ pub const PARAM_COLUMNS: [ParamColumn; 20] = [
         description: "vortex mass, Msun (vortex classes)",
         nullable: true,
         get: |r| r.params.vortex.as_ref().map(|v| v.total_mass),
+    },
+    ParamColumn {
+        name: "subhalo_mass_max",
+        description: "mass of the most massive subhalo, Msun (null = no subhalos)",
+        nullable: true,
+        get: |r| r.params.subhalo_mass_max(),
+    },
+    ParamColumn {
+        name: "sub_snr",
+        description:
+            "substructure S/N: sqrt(sum (I_sub - I_smooth)^2 / sigma^2) (0 = no substructure, null = noise-free)",
+        nullable: true,
+        get: |r| r.sub_snr,
+    },
+    ParamColumn {
+        name: "lens_light_magnitude",
+        description: "deflector light apparent magnitude (null = no lens light)",
+        nullable: true,
+        get: |r| r.params.lens_light.as_ref().map(|l| l.magnitude),
+    },
+    ParamColumn {
+        name: "lens_light_r_sersic",
+        description: "deflector light half-light radius, arcsec (null = no lens light)",
+        nullable: true,
+        get: |r| r.params.lens_light.as_ref().map(|l| l.r_sersic),
+    },
+    ParamColumn {
+        name: "lens_light_n_sersic",
+        description: "deflector light Sersic index (null = no lens light)",
+        nullable: true,
+        get: |r| r.params.lens_light.as_ref().map(|l| l.n_sersic),
     },
 ];

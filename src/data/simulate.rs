@@ -178,6 +178,7 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
         images,
         n_subhalos: simulated.params.n_subhalos(sim.vortex_points(class_idx)) as i32,
         params: simulated.params,
+        sub_snr: simulated.sub_snr,
     }
 }
 

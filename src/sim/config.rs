@@ -38,6 +38,9 @@ pub struct SimConfig {
     pub shear: ShearConfig,
     /// The lensed source (an elliptical Sersic).
     pub source: SourceConfig,
+    /// The main deflector's own light (none when absent, as in the DeepLense recipes).
+    #[serde(default)]
+    pub lens_light: Option<LensLightConfig>,
     /// Noise model.
     #[serde(default)]
     pub noise: NoiseConfig,
@@ -184,6 +187,32 @@ pub struct SourceConfig {
     /// Centre y, arcsec.
     #[serde(default)]
     pub center_y: Param,
+}
+
+/// The deflector's light: an elliptical Sersic, not lensed, centred on the mass and
+/// aligned with it up to the given offsets (real lens galaxies' light follows their
+/// mass closely, but not exactly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LensLightConfig {
+    /// Apparent magnitude (needs an `instrument` for the zero point).
+    pub magnitude: Param,
+    /// Half-light radius, arcsec.
+    pub r_sersic: Param,
+    /// Sersic index.
+    pub n_sersic: Param,
+    /// Added to the mass's e1.
+    #[serde(default)]
+    pub e1_offset: Param,
+    /// Added to the mass's e2.
+    #[serde(default)]
+    pub e2_offset: Param,
+    /// Added to the mass's centre x, arcsec.
+    #[serde(default)]
+    pub center_offset_x: Param,
+    /// Added to the mass's centre y, arcsec.
+    #[serde(default)]
+    pub center_offset_y: Param,
 }
 
 /// The noise model.
@@ -405,6 +434,16 @@ impl SimConfig {
         s.e2.validate("source.e2", -0.9, 0.9)?;
         s.center_x.validate("source.center_x", -INF, INF)?;
         s.center_y.validate("source.center_y", -INF, INF)?;
+        if let Some(ll) = &self.lens_light {
+            ll.magnitude.validate("lens_light.magnitude", -10.0, 50.0)?;
+            check(instrument.is_some(), "lens_light.magnitude", "needs an `instrument` for the zero point")?;
+            ll.r_sersic.validate("lens_light.r_sersic", 1e-4, 100.0)?;
+            ll.n_sersic.validate("lens_light.n_sersic", 0.2, 10.0)?;
+            ll.e1_offset.validate("lens_light.e1_offset", -0.5, 0.5)?;
+            ll.e2_offset.validate("lens_light.e2_offset", -0.5, 0.5)?;
+            ll.center_offset_x.validate("lens_light.center_offset_x", -INF, INF)?;
+            ll.center_offset_y.validate("lens_light.center_offset_y", -INF, INF)?;
+        }
         match &self.noise {
             NoiseConfig::None => {}
             NoiseConfig::DeeplenseCounts { exposure_time, background_rms } => {

@@ -1,8 +1,10 @@
 //! Instruments: pixel scale, PSF width, photometric zero point and noise settings.
 //!
-//! Values follow lenstronomy's `SimulationAPI.ObservationConfig` (Euclid VIS 6-year
-//! coadd, HST WFC3 F160W, LSST r 10-year coadd); `custom` instruments are given
-//! in full in the config.
+//! Values follow lenstronomy's `SimulationAPI.ObservationConfig`: `euclid-vis` as
+//! lenstronomy 1.9 had it (zero point 24.0, the DeepLenseSim scripts' and so the
+//! DeepLense presets'), `euclid-vis-wide` as lenstronomy 1.14 has it (the Euclid wide
+//! survey: zero point 25.72 e-/s, 4 x 566 s), HST WFC3 F160W, LSST r 10-year coadd;
+//! `custom` instruments are given in full in the config.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +29,7 @@ pub struct Instrument {
 }
 
 /// Names of the built-in instruments.
-pub const INSTRUMENT_NAMES: [&str; 3] = ["euclid-vis", "hst-wfc3-f160w", "lsst-r"];
+pub const INSTRUMENT_NAMES: [&str; 4] = ["euclid-vis", "euclid-vis-wide", "hst-wfc3-f160w", "lsst-r"];
 
 impl Instrument {
     /// A built-in instrument by name.
@@ -40,6 +42,15 @@ impl Instrument {
                 sky_brightness: 22.35,
                 read_noise: 4.2,
                 exposure_time: 565.0,
+                num_exposures: 4,
+            },
+            "euclid-vis-wide" => Instrument {
+                pixel_scale: 0.101,
+                psf_fwhm: 0.16,
+                zero_point: 25.72,
+                sky_brightness: 22.3,
+                read_noise: 4.2,
+                exposure_time: 566.0,
                 num_exposures: 4,
             },
             "hst-wfc3-f160w" => Instrument {
@@ -72,6 +83,13 @@ impl Instrument {
     /// Sky level per pixel, e-/s.
     pub fn sky_per_pixel(&self, pixel_scale: f64) -> f64 {
         self.magnitude_to_cps(self.sky_brightness) * pixel_scale * pixel_scale
+    }
+
+    /// Variance of an empty pixel of a co-add of `exposure_time` s, (e-/s)^2:
+    /// Poisson on the sky plus the read noise of every exposure.
+    pub fn background_variance(&self, pixel_scale: f64, exposure_time: f64) -> f64 {
+        let t = exposure_time;
+        self.sky_per_pixel(pixel_scale) / t + self.read_noise * self.read_noise * self.num_exposures as f64 / (t * t)
     }
 }
 

@@ -57,6 +57,30 @@ impl Noise {
     }
 }
 
+impl Noise {
+    /// The expected variance of every pixel of `noise_free` once noise is added, in
+    /// the units of `noise_free` (flux per pixel, before any output scale); None when
+    /// noise-free. For the instrument this is lenstronomy's `estimate_noise(image)^2`
+    /// (sky + read noise + Poisson on the source, with the same clipping of negative
+    /// pixels); for DeepLense counts it is Var/t^2 of the count, 2 |v| / t + rms^2.
+    pub fn variance(&self, noise_free: &Image, pixel_scale: f64) -> Option<Vec<f64>> {
+        match self {
+            Noise::None => None,
+            Noise::DeepLenseCounts { exposure_time: t, background_rms } => Some(
+                noise_free
+                    .pixels
+                    .iter()
+                    .map(|v| (v.abs() + v.max(0.0)) / t + background_rms * background_rms)
+                    .collect(),
+            ),
+            Noise::Instrument { instrument, exposure_time: t } => {
+                let background = instrument.background_variance(pixel_scale, *t);
+                Some(noise_free.pixels.iter().map(|v| background + v.max(0.0) / t).collect())
+            }
+        }
+    }
+}
+
 fn poisson<R: Rng>(mean: f64, rng: &mut R) -> f64 {
     if mean <= 0.0 {
         0.0

@@ -4,7 +4,8 @@
 //! beta = theta - s * sum_i alpha_i(theta), where `s` is the deflection rescaling of
 //! the DeepLense Model II/III multi-plane convention (1 otherwise); the source
 //! surface brightness there, times the pixel area, is the pixel's flux. The PSF is
-//! applied after binning supersampled pixels back to the native grid.
+//! applied after binning supersampled pixels back to the native grid. The
+//! deflector's own light, when present, is added unlensed before the PSF.
 
 use super::grid::{Image, PixelGrid};
 use super::light::{Sersic, SersicKernel};
@@ -21,6 +22,8 @@ pub struct Scene {
     pub deflection_scale: f64,
     /// The lensed source.
     pub source: Sersic,
+    /// The deflector's light (not lensed).
+    pub lens_light: Option<Sersic>,
 }
 
 /// How the sky is sampled into pixels.
@@ -196,11 +199,13 @@ impl Scene {
         let fixed = fixed.filter(|f| f.covers(self, camera));
         let deflectors = Deflector::prepare(&self.lenses[fixed.map_or(0, |f| f.lenses.len())..]);
         let source: SersicKernel = self.source.kernel();
+        let lens_light: Option<SersicKernel> = self.lens_light.as_ref().map(Sersic::kernel);
         let area = grid.pixel_area();
         let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
         let mut image = Image::zeros(grid.size);
         let (mut ax, mut ay) = (vec![0.0; grid.size], vec![0.0; grid.size]);
         let (mut bx, mut by) = (vec![0.0; grid.size], vec![0.0; grid.size]);
+        let mut light = vec![0.0; grid.size];
         for (row, &y) in coords.iter().enumerate() {
             match fixed {
                 Some(f) => {
@@ -222,7 +227,13 @@ impl Scene {
             for (b, a) in by.iter_mut().zip(&ay) {
                 *b = y - scale * a;
             }
-            source.surface_brightness_row(&bx, &by, area, &mut image.pixels[row * grid.size..(row + 1) * grid.size]);
+            let pixels = &mut image.pixels[row * grid.size..(row + 1) * grid.size];
+            source.surface_brightness_row(&bx, &by, area, pixels);
+            if let Some(lens_light) = &lens_light {
+                by.fill(y);
+                lens_light.surface_brightness_row(&coords, &by, area, &mut light);
+                pixels.iter_mut().zip(&light).for_each(|(p, l)| *p += l);
+            }
         }
         if s > 1 {
             image.bin_sum(s)
@@ -253,6 +264,7 @@ mod tests {
             lenses,
             deflection_scale: 1.0,
             source: Sersic { amp: 1.0, r_sersic: 0.2, n_sersic: 1.0, e1: 0.0, e2: 0.0, center_x: 0.0, center_y: 0.0 },
+            lens_light: None,
         }
     }
 

@@ -50,6 +50,27 @@ pub struct VortexDraw {
     pub total_mass: f64,
 }
 
+/// The drawn light of the deflector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LensLightDraw {
+    /// Apparent magnitude.
+    pub magnitude: f64,
+    /// Sersic amplitude, flux / arcsec^2.
+    pub amp: f64,
+    /// Half-light radius, arcsec.
+    pub r_sersic: f64,
+    /// Sersic index.
+    pub n_sersic: f64,
+    /// e1 (the mass's plus the drawn offset).
+    pub e1: f64,
+    /// e2 (the mass's plus the drawn offset).
+    pub e2: f64,
+    /// Centre x, arcsec.
+    pub center_x: f64,
+    /// Centre y, arcsec.
+    pub center_y: f64,
+}
+
 /// Every random quantity behind one image; with the config it fixes the image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageParams {
@@ -69,6 +90,8 @@ pub struct ImageParams {
     pub shear_gamma2: f64,
     /// Source amplitude, flux / arcsec^2.
     pub source_amp: f64,
+    /// Source apparent magnitude, when the recipe draws magnitudes.
+    pub source_magnitude: Option<f64>,
     /// Source half-light radius, arcsec.
     pub source_r_sersic: f64,
     /// Source Sersic index.
@@ -89,12 +112,19 @@ pub struct ImageParams {
     pub subhalos: Vec<SubhaloDraw>,
     /// Axion vortex, for vortex classes.
     pub vortex: Option<VortexDraw>,
+    /// The deflector's light, when the recipe has it.
+    pub lens_light: Option<LensLightDraw>,
 }
 
 impl ImageParams {
     /// Number of substructure deflectors.
     pub fn n_subhalos(&self, vortex_points: u32) -> usize {
         self.subhalos.len() + if self.vortex.is_some() { vortex_points as usize } else { 0 }
+    }
+
+    /// Mass of the most massive subhalo, Msun (None without subhalos).
+    pub fn subhalo_mass_max(&self) -> Option<f64> {
+        self.subhalos.iter().map(|s| s.mass).reduce(f64::max)
     }
 
     /// Total substructure mass, Msun.
@@ -112,6 +142,9 @@ pub struct SimulatedImage {
     pub image: Image,
     /// What was drawn.
     pub params: ImageParams,
+    /// How far the noise lets the substructure be seen (see [`Simulator::sub_snr`]):
+    /// 0 without substructure, None for noise-free recipes.
+    pub sub_snr: Option<f64>,
 }
 
 /// A validated config with its cosmology pre-computed.
@@ -219,12 +252,10 @@ impl Simulator {
         let amp_or_mag = s.amp.as_ref().or(s.magnitude.as_ref()).expect("validated").sample(rng);
         let source_r_sersic = s.r_sersic.sample(rng);
         let source_n_sersic = s.n_sersic.sample(rng);
-        let source_amp = if s.magnitude.is_some() {
-            let unit = Sersic { amp: 1.0, r_sersic: source_r_sersic, n_sersic: source_n_sersic, ..Sersic::default() };
-            let instrument = self.instrument.as_ref().expect("validated: magnitudes need an instrument");
-            instrument.magnitude_to_cps(amp_or_mag) / unit.total_flux_per_amp()
+        let (source_amp, source_magnitude) = if s.magnitude.is_some() {
+            (self.amplitude_of_magnitude(amp_or_mag, source_r_sersic, source_n_sersic), Some(amp_or_mag))
         } else {
-            amp_or_mag
+            (amp_or_mag, None)
         };
         let (source_e1, source_e2) = (s.e1.sample(rng), s.e2.sample(rng));
         let (source_x, source_y) = (s.center_x.sample(rng), s.center_y.sample(rng));
@@ -244,6 +275,22 @@ impl Simulator {
             }),
         };
         let (subhalos, vortex) = self.sample_substructure(class_idx, rng);
+        // Drawn last, so that recipes without lens light keep their random streams.
+        let lens_light = cfg.lens_light.as_ref().map(|ll| {
+            let magnitude = ll.magnitude.sample(rng);
+            let (r_sersic, n_sersic) = (ll.r_sersic.sample(rng), ll.n_sersic.sample(rng));
+            let (e1, e2) = capped_ellipticity(lens_e1 + ll.e1_offset.sample(rng), lens_e2 + ll.e2_offset.sample(rng));
+            LensLightDraw {
+                magnitude,
+                amp: self.amplitude_of_magnitude(magnitude, r_sersic, n_sersic),
+                r_sersic,
+                n_sersic,
+                e1,
+                e2,
+                center_x: lens_center_x + ll.center_offset_x.sample(rng),
+                center_y: lens_center_y + ll.center_offset_y.sample(rng),
+            }
+        });
         ImageParams {
             lens_theta_e,
             lens_e1,
@@ -253,6 +300,7 @@ impl Simulator {
             shear_gamma1,
             shear_gamma2,
             source_amp,
+            source_magnitude,
             source_r_sersic,
             source_n_sersic,
             source_e1,
@@ -263,7 +311,16 @@ impl Simulator {
             exposure_time,
             subhalos,
             vortex,
+            lens_light,
         }
+    }
+
+    /// The Sersic amplitude (flux / arcsec^2 at the half-light radius) of a profile
+    /// of apparent magnitude `magnitude`.
+    pub fn amplitude_of_magnitude(&self, magnitude: f64, r_sersic: f64, n_sersic: f64) -> f64 {
+        let unit = Sersic { amp: 1.0, r_sersic, n_sersic, ..Sersic::default() };
+        let instrument = self.instrument.as_ref().expect("validated: magnitudes need an instrument");
+        instrument.magnitude_to_cps(magnitude) / unit.total_flux_per_amp()
     }
 
     fn sample_substructure<R: Rng>(&self, class_idx: usize, rng: &mut R) -> (Vec<SubhaloDraw>, Option<VortexDraw>) {
@@ -381,6 +438,15 @@ impl Simulator {
                 center_x: p.source_x,
                 center_y: p.source_y,
             },
+            lens_light: p.lens_light.as_ref().map(|l| Sersic {
+                amp: l.amp,
+                r_sersic: l.r_sersic,
+                n_sersic: l.n_sersic,
+                e1: l.e1,
+                e2: l.e2,
+                center_x: l.center_x,
+                center_y: l.center_y,
+            }),
         }
     }
 
@@ -410,9 +476,35 @@ impl Simulator {
         rng.set_stream(index);
         let params = self.sample_params(class_idx, &mut rng);
         let mut image = self.render(class_idx, &params);
-        self.noise(&params).apply(&mut image, self.config.image.pixel_scale, &mut rng);
+        let noise = self.noise(&params);
+        let sub_snr = self.sub_snr(class_idx, &params, &image, &noise);
+        noise.apply(&mut image, self.config.image.pixel_scale, &mut rng);
         self.apply_output_scale(&mut image);
-        SimulatedImage { class_idx, image, params }
+        SimulatedImage { class_idx, image, params, sub_snr }
+    }
+
+    /// The noise-weighted distance between the noise-free image and the same lens
+    /// without its substructure, sqrt(sum (I_sub - I_smooth)^2 / sigma^2), with sigma^2
+    /// the expected noise variance of each pixel of the image with substructure.
+    /// It bounds what any classifier can see: near 0 the noise hides the substructure.
+    /// 0 for classes without substructure; None when the recipe adds no noise.
+    pub fn sub_snr(&self, class_idx: usize, params: &ImageParams, noise_free: &Image, noise: &Noise) -> Option<f64> {
+        let variance = noise.variance(noise_free, self.config.image.pixel_scale)?;
+        if matches!(self.substructure(class_idx), Substructure::None) {
+            return Some(0.0);
+        }
+        let mut scene = self.scene(class_idx, params);
+        scene.lenses.truncate(2); // the main lens and the shear
+        let smooth = scene.render_with(&self.camera(params), self.fixed_field.as_ref());
+        let chi2: f64 = noise_free
+            .pixels
+            .iter()
+            .zip(&smooth.pixels)
+            .zip(&variance)
+            .filter(|(_, v)| **v > 0.0) // only a noiseless custom instrument has such pixels
+            .map(|((a, b), v)| (a - b) * (a - b) / v)
+            .sum();
+        Some(chi2.sqrt())
     }
 
     /// Lensed, pixelated, PSF-convolved image, taking the main lens from the
@@ -426,6 +518,17 @@ impl Simulator {
         if scale != 1.0 {
             image.pixels.iter_mut().for_each(|v| *v *= scale);
         }
+    }
+}
+
+/// (e1, e2) scaled down to a modulus of at most 0.9, keeping the angle: an offset
+/// added to the mass's ellipticity must still describe an ellipse.
+fn capped_ellipticity(e1: f64, e2: f64) -> (f64, f64) {
+    let modulus = e1.hypot(e2);
+    if modulus > 0.9 {
+        (e1 * 0.9 / modulus, e2 * 0.9 / modulus)
+    } else {
+        (e1, e2)
     }
 }
 
@@ -457,4 +560,43 @@ fn draw_position<R: Rng>(radius: &[f64; 2], placement: Placement, rng: &mut R) -
     };
     let phi = TAU * rng.random::<f64>();
     (r * phi.sin(), r * phi.cos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::presets::preset;
+
+    #[test]
+    fn sub_snr_is_zero_without_substructure_positive_with_it_and_absent_without_noise() {
+        let survey = Simulator::new(preset("survey").unwrap()).unwrap();
+        let snr = |sim: &Simulator, class: &str, index| {
+            let class_idx = sim.class_names().iter().position(|c| c == class).unwrap();
+            sim.simulate(class_idx, 3, index).sub_snr
+        };
+        for i in 0..5 {
+            assert_eq!(snr(&survey, "no_sub", i), Some(0.0));
+            assert!(snr(&survey, "cdm", i).unwrap() > 0.0);
+            assert!(snr(&survey, "axion", i).unwrap() > 0.0);
+        }
+        let model2 = Simulator::new(preset("deeplense-model2").unwrap()).unwrap();
+        assert_eq!(snr(&model2, "cdm", 0), None);
+    }
+
+    #[test]
+    fn the_lens_light_follows_the_mass_within_its_offsets() {
+        let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for _ in 0..200 {
+            let p = sim.sample_params(2, &mut rng);
+            let light = p.lens_light.as_ref().unwrap();
+            assert!(light.e1.hypot(light.e2) <= 0.9);
+            assert!((light.e1 - p.lens_e1).abs() <= 0.2 + 1e-12 && (light.e2 - p.lens_e2).abs() <= 0.2 + 1e-12);
+            assert!((light.center_x - p.lens_center_x).abs() < 0.15, "{light:?}");
+            assert!((18.5..=21.0).contains(&light.magnitude));
+        }
+        let (e1, e2) = capped_ellipticity(0.9, 0.9);
+        assert!((e1.hypot(e2) - 0.9).abs() < 1e-12 && (e1 - e2).abs() < 1e-15, "{e1} {e2}");
+        assert_eq!(capped_ellipticity(0.3, -0.4), (0.3, -0.4));
+    }
 }
