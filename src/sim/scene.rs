@@ -9,7 +9,7 @@
 
 use super::grid::{Image, PixelGrid};
 use super::light::{Sersic, SersicKernel};
-use super::mass::{MassModel, MassProfile, Shear, SieKernel};
+use super::mass::{MassModel, MassProfile, Shear, SieKernel, TnfwKernel};
 use super::psf::Psf;
 use wide::f64x4;
 
@@ -53,7 +53,7 @@ impl DeflectionField {
     /// Evaluate `lenses` on the (supersampled) grid of `camera`.
     pub fn new(lenses: &[MassModel], camera: &Camera) -> DeflectionField {
         let grid = camera.grid.supersampled(camera.supersampling.max(1));
-        let deflectors = Deflector::prepare(lenses);
+        let deflectors = Deflector::prepare(lenses, &grid);
         let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
         let (mut ax, mut ay) = (vec![0.0; grid.size * grid.size], vec![0.0; grid.size * grid.size]);
         for (row, &y) in coords.iter().enumerate() {
@@ -75,6 +75,7 @@ impl DeflectionField {
 /// gathered into flat arrays the compiler can vectorise.
 enum Deflector {
     Sie(SieKernel),
+    Tnfw(TnfwKernel),
     Shear(Shear),
     PointMasses { x: Vec<f64>, y: Vec<f64>, theta_e_sq: Vec<f64> },
     Other(MassModel),
@@ -84,12 +85,16 @@ enum Deflector {
 const POINT_MASS_R2_MIN: f64 = 1e-30;
 
 impl Deflector {
-    fn prepare(lenses: &[MassModel]) -> Vec<Deflector> {
+    /// The deflectors of `lenses` for rays on `grid`.
+    fn prepare(lenses: &[MassModel], grid: &PixelGrid) -> Vec<Deflector> {
+        // Half the grid's diagonal and a pixel of margin: no ray is farther from the centre.
+        let half_diagonal = (0.5 * grid.size as f64 + 1.0) * grid.pixel_scale * std::f64::consts::SQRT_2;
         let mut out = Vec::new();
         let (mut px, mut py, mut pt) = (Vec::new(), Vec::new(), Vec::new());
         for lens in lenses {
             match lens {
                 MassModel::Sie(p) => out.push(Deflector::Sie(p.kernel())),
+                MassModel::Tnfw(p) => out.push(Deflector::Tnfw(p.kernel(p.center_x.hypot(p.center_y) + half_diagonal))),
                 MassModel::Shear(p) => out.push(Deflector::Shear(p.clone())),
                 MassModel::PointMass(p) => {
                     px.push(p.center_x);
@@ -112,6 +117,7 @@ impl Deflector {
     fn accumulate_row(&self, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
         match self {
             Deflector::PointMasses { x: cx, y: cy, theta_e_sq } => point_masses_row(cx, cy, theta_e_sq, xs, y, ax, ay),
+            Deflector::Tnfw(k) => k.accumulate_row(xs, y, ax, ay),
             Deflector::Shear(s) => {
                 for ((x, ax), ay) in xs.iter().zip(ax.iter_mut()).zip(ay.iter_mut()) {
                     *ax += s.gamma1 * x + s.gamma2 * y;
@@ -197,7 +203,7 @@ impl Scene {
         let s = camera.supersampling.max(1);
         let grid = camera.grid.supersampled(s);
         let fixed = fixed.filter(|f| f.covers(self, camera));
-        let deflectors = Deflector::prepare(&self.lenses[fixed.map_or(0, |f| f.lenses.len())..]);
+        let deflectors = Deflector::prepare(&self.lenses[fixed.map_or(0, |f| f.lenses.len())..], &grid);
         let source: SersicKernel = self.source.kernel();
         let lens_light: Option<SersicKernel> = self.lens_light.as_ref().map(Sersic::kernel);
         let area = grid.pixel_area();
@@ -312,7 +318,8 @@ mod tests {
             })
             .collect();
         let models: Vec<MassModel> = masses.iter().cloned().map(MassModel::PointMass).collect();
-        let deflector = Deflector::prepare(&models).pop().unwrap();
+        let grid = PixelGrid { size: 40, pixel_scale: 0.1 };
+        let deflector = Deflector::prepare(&models, &grid).pop().unwrap();
         let xs: Vec<f64> = (0..37).map(|i| -1.8 + 0.1 * i as f64).collect();
         let y = 0.23;
         let (mut ax, mut ay) = (vec![0.0; 37], vec![0.0; 37]);

@@ -18,7 +18,7 @@ pub use point_mass::PointMass;
 pub use shear::Shear;
 pub use sie::{Sie, SieKernel};
 pub use sis::Sis;
-pub use tnfw::Tnfw;
+pub use tnfw::{Tnfw, TnfwKernel};
 
 use serde::{Deserialize, Serialize};
 

@@ -12,6 +12,7 @@
 
 use super::nfw::{nfw_f, nfw_projected, rho0_from_alpha_rs};
 use super::{Hessian, MassProfile};
+use crate::fastmath;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
 
@@ -117,10 +118,129 @@ impl MassProfile for Tnfw {
     }
 }
 
+/// Log2(r^2) steps per table entry of [`TnfwKernel`]: 16 entries per octave of r^2.
+const STEPS_PER_OCTAVE: f64 = 16.0;
+
+/// A TNFW halo prepared for many rays: its radial deflection profile
+/// A(r) = alpha(r) / r tabulated on a grid uniform in t = log2(r^2) and read back by
+/// four-point Lagrange interpolation.
+///
+/// The exact profile costs an `atan`/`atanh` and two logarithms per ray, ~40 ns; a
+/// survey image has ~25 halos and 16k rays. The table takes ~600 evaluations per
+/// halo, and the interpolation error is O(h^4) with h = 1/16: below 1e-6 of the
+/// deflection beyond 0.01 Rs (tested against the profile). Within a few percent
+/// of the floor radius 0.001 Rs, where the profile has a kink, it reaches 2e-4 of
+/// the deflection there, where hardly a ray falls.
+/// log2 is [`fastmath::log2`], so the row loop has no library calls and vectorises.
+#[derive(Debug, Clone)]
+pub struct TnfwKernel {
+    center_x: f64,
+    center_y: f64,
+    /// t of the first entry: log2 of the squared floor radius (S Rs)^2, below which
+    /// A is constant (the profile floors r there).
+    t_first: f64,
+    /// A at t_first + i / STEPS_PER_OCTAVE, with one extra entry before and two after.
+    table: Vec<f64>,
+}
+
+impl Tnfw {
+    /// The kernel for rays at most `r_max` arcsec from the halo's centre (farther rays
+    /// are clamped to the table's end: give the grid's extent).
+    pub fn kernel(&self, r_max: f64) -> TnfwKernel {
+        let r_floor = S * self.rs;
+        let t_first = (r_floor * r_floor).log2();
+        let t_last = (r_max.max(2.0 * r_floor)).powi(2).log2();
+        let entries = ((t_last - t_first) * STEPS_PER_OCTAVE).ceil() as usize + 4;
+        let (rho0, tau) = (self.rho0(), self.r_trunc / self.rs);
+        let radial = |t: f64| {
+            let r = (0.5 * t).exp2().max(r_floor);
+            let xr = (r / self.rs).max(S);
+            4.0 * rho0 * self.rs * g(xr, tau) / (xr * xr)
+        };
+        let table = (0..entries).map(|i| radial(t_first + (i as f64 - 1.0) / STEPS_PER_OCTAVE)).collect();
+        TnfwKernel { center_x: self.center_x, center_y: self.center_y, t_first, table }
+    }
+}
+
+impl TnfwKernel {
+    /// Add the deflection at every (xs[i], y) to (ax[i], ay[i]).
+    pub fn accumulate_row(&self, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
+        tnfw_row(self, xs, y, ax, ay)
+    }
+
+    /// The deflection at (x, y).
+    pub fn deflection(&self, x: f64, y: f64) -> (f64, f64) {
+        let (mut ax, mut ay) = ([0.0], [0.0]);
+        self.accumulate_row(&[x], y, &mut ax, &mut ay);
+        (ax[0], ay[0])
+    }
+}
+
+/// Rays go in blocks: first every ray's table position (plain arithmetic, which
+/// vectorises), then the interpolation (indexed loads, which do not).
+const BLOCK: usize = 64;
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn tnfw_row(k: &TnfwKernel, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
+    let dy = y - k.center_y;
+    // Positions are clamped to the table's first and last intervals: the profile is
+    // constant below the floor, and no ray lies beyond r_max.
+    let last = (k.table.len() - 4) as f64;
+    let mut pos = [0.0f64; BLOCK];
+    for ((xs, ax), ay) in xs.chunks(BLOCK).zip(ax.chunks_mut(BLOCK)).zip(ay.chunks_mut(BLOCK)) {
+        for (p, x) in pos.iter_mut().zip(xs) {
+            let dx = x - k.center_x;
+            let r2 = dx.mul_add(dx, dy * dy).max(f64::MIN_POSITIVE);
+            *p = ((fastmath::log2(r2) - k.t_first) * STEPS_PER_OCTAVE).clamp(0.0, last) + 1.0;
+        }
+        for (((p, x), ax), ay) in pos.iter().zip(xs).zip(ax.iter_mut()).zip(ay.iter_mut()) {
+            let i = *p as usize; // p >= 1: entries i - 1 ..= i + 2 exist
+            let u = p - i as f64;
+            let t = &k.table[i - 1..i + 3];
+            // Lagrange weights of the nodes -1, 0, 1, 2 at u in [0, 1).
+            let (um, u1, u2) = (u + 1.0, u - 1.0, u - 2.0);
+            let a = (-u * u1 * u2 * t[0] + 3.0 * um * u1 * u2 * t[1] - 3.0 * um * u * u2 * t[2] + um * u * u1 * t[3])
+                * (1.0 / 6.0);
+            *ax = a.mul_add(x - k.center_x, *ax);
+            *ay = a.mul_add(dy, *ay);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sim::mass::Nfw;
+
+    #[test]
+    fn the_tabulated_deflection_follows_the_profile_from_the_centre_to_the_grid_edge() {
+        // Survey-like halos: Rs 0.02-0.3 arcsec, truncation 5-20 Rs, a 6.5 arcsec grid.
+        // Within ~0.002 Rs of the centre (where hardly a ray of these grids falls)
+        // the table's first cells straddle the kink at the radius floor.
+        for (rs, alpha_rs, tau) in [(0.02, 1e-4, 5.0), (0.08, 1e-3, 12.0), (0.3, 0.02, 20.0), (0.25, 0.03, 6.0)] {
+            let halo = Tnfw { rs, alpha_rs, r_trunc: tau * rs, center_x: 0.31, center_y: -0.17 };
+            let kernel = halo.kernel(6.0);
+            let (mut worst_outside, mut worst_anywhere) = (0.0f64, 0.0f64);
+            for i in 0..4000 {
+                // Radii log-spaced from far inside the floor to the edge, at varied angles.
+                let r = 1e-6 * (6.0f64 / 1e-6).powf(i as f64 / 3999.0);
+                let phi = 0.37 * i as f64;
+                let (x, y) = (halo.center_x + r * phi.cos(), halo.center_y + r * phi.sin());
+                let (ex, ey) = halo.deflection(x, y);
+                let (gx, gy) = kernel.deflection(x, y);
+                let relative = (gx - ex).hypot(gy - ey) / ex.hypot(ey);
+                worst_anywhere = worst_anywhere.max(relative);
+                if r >= 0.01 * rs {
+                    worst_outside = worst_outside.max(relative);
+                }
+            }
+            assert!(worst_outside < 1e-6, "rs {rs}, tau {tau}: worst relative error {worst_outside:e}");
+            assert!(
+                worst_anywhere < 1e-3,
+                "rs {rs}, tau {tau}: worst relative error near the floor {worst_anywhere:e}"
+            );
+        }
+    }
 
     #[test]
     fn a_far_truncation_recovers_the_nfw() {
