@@ -8,6 +8,7 @@ use crate::model::checkpoint::{
 };
 use crate::model::device::{open_device, Precision};
 use crate::model::mae::Pooling;
+use crate::model::preprocess::Scaling;
 use crate::model::superres::SuperresConfig;
 use crate::model::MaeConfig;
 use crate::stage::models::{LoadedClassifier, LoadedSuperres};
@@ -77,6 +78,12 @@ pub struct CommonTrainArgs {
     /// multiple of 90 degrees and/or mirror per image) or `none`.
     #[arg(long, value_enum, default_value_t = AugmentArg::Dihedral)]
     augment: AugmentArg,
+    /// Per-image scaling of the inputs: `minmax` (each image to [0, 1], the paper's)
+    /// or `noise-asinh` (asinh of the background-subtracted image in units of the
+    /// noise estimated from it: for noisy survey cutouts, unchanged by 16-bit storage).
+    /// A fine-tuned encoder must be pretrained with the same scaling.
+    #[arg(long, default_value = "minmax", value_parser = parse_scaling)]
+    scaling: Scaling,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -100,6 +107,13 @@ pub struct CommonTrainArgs {
     model: String,
     #[command(flatten)]
     device: DeviceArgs,
+}
+
+fn parse_scaling(name: &str) -> Result<Scaling, String> {
+    Scaling::parse(name).ok_or_else(|| {
+        let known: Vec<&str> = Scaling::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown scaling `{name}` (known: {})", known.join(", "))
+    })
 }
 
 impl CommonTrainArgs {
@@ -129,6 +143,7 @@ impl CommonTrainArgs {
                 AugmentArg::None => Augment::None,
                 AugmentArg::Dihedral => Augment::Dihedral,
             },
+            scaling: self.scaling,
             val_fraction: self.val_fraction,
             test_fraction: self.test_fraction,
             out: self.out.clone(),

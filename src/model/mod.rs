@@ -15,6 +15,7 @@ pub mod device;
 pub mod fused;
 pub mod layers;
 pub mod mae;
+pub mod preprocess;
 pub mod superres;
 
 pub use mae::{Mae, MaeConfig, MaeOutput, VitClassifier};

@@ -1,11 +1,10 @@
 //! Checkpoints loaded for inference, with the preprocessing they were trained with.
 
-use crate::data::images::minmax_normalise;
 use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
 use crate::model::mae::Pooling;
+use crate::model::preprocess::Preprocessor;
 use crate::model::superres::SuperResolver;
 use crate::model::VitClassifier;
-use crate::train::{pixel_standardisation, standardise_pixel_rows};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -37,7 +36,8 @@ pub struct LoadedClassifier {
     /// Its description (classes in output order, image size, provenance).
     pub meta: CheckpointMeta,
     model: VitClassifier,
-    standardisation: Option<(Vec<f32>, Vec<f32>)>,
+    /// The input preparation it was trained with.
+    pub preprocessor: Preprocessor,
 }
 
 impl LoadedClassifier {
@@ -55,12 +55,12 @@ impl LoadedClassifier {
         dev: &Device,
     ) -> Result<LoadedClassifier> {
         check_task(path, &meta, ModelTask::Classify)?;
-        let standardisation = pixel_standardisation(path, &meta, &tensors)?;
+        let preprocessor = Preprocessor::from_checkpoint(path, &meta, &tensors)?;
         let pooling = meta.pooling.unwrap_or(Pooling::Cls);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
         let model = VitClassifier::new(&meta.model, meta.class_names.len(), pooling, 0.0, vb)
             .map_err(|e| Error::checkpoint(path, format!("weights do not fit the described model: {e}")))?;
-        Ok(LoadedClassifier { path: path.to_path_buf(), meta, model, standardisation })
+        Ok(LoadedClassifier { path: path.to_path_buf(), meta, model, preprocessor })
     }
 
     /// The side of the square images it takes.
@@ -69,14 +69,11 @@ impl LoadedClassifier {
     }
 
     /// Class probabilities `[n * k]` of raw images (rows of `image_size^2`),
-    /// prepared as in training (per-image min-max, then any per-pixel standardisation).
+    /// prepared as in training (the checkpoint's scaling, then any per-pixel standardisation).
     pub fn probabilities(&self, raw: &[f32], batch: usize) -> Result<Vec<f32>> {
         let s = self.image_size();
         let mut pixels = raw.to_vec();
-        minmax_normalise(&mut pixels, s * s);
-        if let Some((mean, std)) = &self.standardisation {
-            standardise_pixel_rows(&mut pixels, mean, std);
-        }
+        self.preprocessor.apply(&mut pixels, s * s);
         let dev = self.model.encoder.device();
         let mut out = Vec::with_capacity(pixels.len() / (s * s) * self.meta.class_names.len());
         for chunk in pixels.chunks(batch.max(1) * s * s) {

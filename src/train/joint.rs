@@ -79,15 +79,22 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
     if !(opts.superres_weight.is_finite() && opts.superres_weight >= 0.0) {
         return Err(Error::config("superres_weight", format!("must be >= 0, got {}", opts.superres_weight)));
     }
+    if t.scaling != Scaling::MinMax {
+        return Err(Error::config(
+            "scaling",
+            "joint fine-tuning shares one encoder with super-resolution, which scales images by min-max",
+        ));
+    }
     let mut model_cfg = opts.model.clone();
-    let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
+    let init_tensors = load_mae_init(&opts.init, t.scaling, &dev, &mut model_cfg)?;
     check_data(&pairs.hr, &model_cfg, t)?;
     let head = SuperresConfig { factor: pairs.factor(), ..opts.head.clone() };
     head.validate(&model_cfg)?;
     let k = pairs.hr.class_names.len();
     let [train, val, test] = stratified_split(&pairs.hr.labels, t.val_fraction, t.test_fraction, t.seed);
     check_split(&pairs.hr, t, &train, &val)?;
-    let (images, preprocess_tensors) = classifier_inputs(&pairs.hr, &train, opts.standardise_pixels, &dev)?;
+    let (images, preprocessor) = classifier_inputs(&pairs.hr, &train, t, opts.standardise_pixels);
+    let preprocess_tensors = preprocessor.checkpoint_tensors(images.size, &dev)?;
     write_split(t, &pairs.hr, [&train, &val, &test])?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
@@ -106,7 +113,7 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
     let save_both = |tensors: &HashMap<String, Tensor>, cls_extra: serde_json::Value, sr_extra: serde_json::Value| {
         let mut cls = with_prefixes(tensors, &CLASSIFIER_KEYS);
         cls.extend(preprocess_tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let cls_meta = classifier_meta(t, &model_cfg, &images, opts.pooling, opts.standardise_pixels, cls_extra);
+        let cls_meta = classifier_meta(t, &model_cfg, &images, opts.pooling, &preprocessor, cls_extra);
         save_checkpoint(&t.out, &cls, &cls_meta)?;
         let sr_meta = superres_meta(t, &model_cfg, &head, pairs, sr_extra);
         save_checkpoint(&opts.superres_out, &with_prefixes(tensors, &SUPERRES_KEYS), &sr_meta)

@@ -12,13 +12,14 @@ pub mod optim;
 pub mod superres;
 
 use crate::data::augment::{augment_images, Augment};
-use crate::data::images::{minmax_normalise, stratified_split, LabelledImages};
+use crate::data::images::{stratified_split, LabelledImages};
 use crate::eval::ClassificationMetrics;
 use crate::model::checkpoint::{
     load_checkpoint, safetensors_metadata, save_checkpoint, write_safetensors, CheckpointMeta, ModelTask,
     Preprocessing, CHECKPOINT_FORMAT,
 };
 use crate::model::mae::{init_weights, masking_noise, Pooling};
+use crate::model::preprocess::{standardise_pixel_rows, Preprocessor, Scaling};
 use crate::model::{Mae, MaeConfig, VitClassifier};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -54,6 +55,9 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Augmentation of training batches (never of validation or test images).
     pub augment: Augment,
+    /// Per-image scaling of the inputs (pretraining and classification; recorded in
+    /// the checkpoint, and a fine-tuned encoder must have been pretrained with it).
+    pub scaling: Scaling,
     /// Fraction of each class held out for validation.
     pub val_fraction: f64,
     /// Fraction of each class held out for the final test.
@@ -182,13 +186,6 @@ pub struct FinetuneOptions {
     pub standardise_pixels: bool,
 }
 
-/// Checkpoint keys of the per-pixel standardisation.
-pub const PIXEL_MEAN_KEY: &str = "preprocess.pixel_mean";
-/// See [`PIXEL_MEAN_KEY`].
-pub const PIXEL_STD_KEY: &str = "preprocess.pixel_std";
-/// The `normalisation` a checkpoint records when pixels are standardised.
-pub const MINMAX_STANDARDISED: &str = "minmax+pixel-standardise";
-
 /// Smallest per-pixel standard deviation, in units of the min-max [0, 1] range.
 /// Noise-free recipes (DeepLense Model II/III) have pixels far from the ring whose
 /// values and spread are 1e-5 to 1e-10 of the peak, and those faint wings tell the
@@ -196,12 +193,6 @@ pub const MINMAX_STANDARDISED: &str = "minmax+pixel-standardise";
 /// macro AUC 0.997 on 2,000 images, with a floor of 1e-3 (the value used before)
 /// 0.981 (RESULTS.md). The floor only keeps pixels that never vary finite.
 pub const PIXEL_STD_FLOOR: f64 = 1e-10;
-
-/// Bound on a standardised pixel. In-domain values stay far inside it (at most 96 on
-/// Model II test images, RESULTS.md); an out-of-domain image (noise where training saw none) would
-/// otherwise turn a pixel with a tiny training spread into a value that overflows
-/// the network.
-pub const STANDARDISED_PIXEL_BOUND: f32 = 1e3;
 
 /// Per-pixel mean and standard deviation (floored at [`PIXEL_STD_FLOOR`]) of the
 /// images at `indices`.
@@ -224,42 +215,6 @@ pub fn pixel_statistics(data: &LabelledImages, indices: &[usize]) -> (Vec<f32>, 
     (mean, std)
 }
 
-/// The per-pixel (mean, std) a classifier checkpoint asks inference to apply
-/// after min-max scaling, or none; an unknown normalisation is refused.
-pub fn pixel_standardisation(
-    path: &Path,
-    meta: &CheckpointMeta,
-    tensors: &HashMap<String, Tensor>,
-) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
-    match meta.preprocessing.normalisation.as_str() {
-        "minmax" => Ok(None),
-        MINMAX_STANDARDISED => {
-            let get = |key: &str| -> Result<Vec<f32>> {
-                let t = tensors.get(key).ok_or_else(|| Error::checkpoint(path, format!("has no `{key}` tensor")))?;
-                Ok(t.flatten_all()?.to_vec1::<f32>()?)
-            };
-            Ok(Some((get(PIXEL_MEAN_KEY)?, get(PIXEL_STD_KEY)?)))
-        }
-        other => Err(Error::checkpoint(path, format!("unknown normalisation `{other}`"))),
-    }
-}
-
-/// Applies `(v - mean) / std` pixel by pixel to every image of `data`.
-pub fn standardise_pixels(data: &mut LabelledImages, mean: &[f32], std: &[f32]) {
-    standardise_pixel_rows(&mut data.pixels, mean, std)
-}
-
-/// Applies `(v - mean) / std` pixel by pixel, bounded by
-/// [`STANDARDISED_PIXEL_BOUND`], to every image (row of `mean.len()`) of `pixels`.
-pub fn standardise_pixel_rows(pixels: &mut [f32], mean: &[f32], std: &[f32]) {
-    let bound = STANDARDISED_PIXEL_BOUND;
-    for img in pixels.chunks_exact_mut(mean.len()) {
-        for ((v, m), s) in img.iter_mut().zip(mean).zip(std) {
-            *v = ((*v - m) / s).clamp(-bound, bound);
-        }
-    }
-}
-
 /// Images at `indices` as a `[B, 1, H, W]` tensor.
 pub fn batch_tensor(data: &LabelledImages, indices: &[usize], device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(gather_images(data, indices), (indices.len(), 1, data.size, data.size), device)?)
@@ -280,10 +235,10 @@ fn training_batch(t: &TrainOptions, data: &LabelledImages, indices: &[usize], st
     Ok(Tensor::from_vec(v, (indices.len(), 1, data.size, data.size), &t.device)?)
 }
 
-/// A copy of `data` with every image min-max normalised.
-pub fn normalised(data: &LabelledImages) -> LabelledImages {
+/// A copy of `data` with every image scaled by `scaling`.
+pub fn scaled(data: &LabelledImages, scaling: Scaling) -> LabelledImages {
     let mut out = data.clone();
-    minmax_normalise(&mut out.pixels, data.size * data.size);
+    scaling.apply(&mut out.pixels, data.size * data.size);
     out
 }
 
@@ -568,7 +523,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     let t = &opts.train;
     check_data(data, &opts.model, t)?;
     let dev = t.device.clone();
-    let data = normalised(data);
+    let data = scaled(data, t.scaling);
     let [mut train, mut val, mut test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
     if !opts.classes.is_empty() {
         let wanted: Vec<usize> = opts
@@ -603,7 +558,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         class_names: data.class_names.clone(),
         pooling: None,
         superres: None,
-        preprocessing: Preprocessing { normalisation: "minmax".into(), image_size: data.size },
+        preprocessing: Preprocessing { normalisation: t.scaling.name().into(), image_size: data.size },
         provenance: provenance(t, &data, epoch_metrics),
     };
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
@@ -670,25 +625,22 @@ pub fn predict_probs(
     Ok(out)
 }
 
-/// The classifier's view of `data`: min-max normalised and, when asked, each
-/// pixel standardised by its statistics over `train`; with the checkpoint
-/// tensors that make inference repeat the standardisation.
+/// The classifier's view of `data`: scaled by `t.scaling` and, when asked, each
+/// pixel standardised by its statistics over `train`; with the preparation that
+/// makes inference repeat it.
 fn classifier_inputs(
     data: &LabelledImages,
     train: &[usize],
+    t: &TrainOptions,
     standardise: bool,
-    dev: &Device,
-) -> Result<(LabelledImages, HashMap<String, Tensor>)> {
-    let mut data = normalised(data);
-    let mut tensors = HashMap::new();
-    if standardise {
-        let (mean, std) = pixel_statistics(&data, train);
-        standardise_pixels(&mut data, &mean, &std);
-        let side = (data.size, data.size);
-        tensors.insert(PIXEL_MEAN_KEY.to_string(), Tensor::from_vec(mean, side, dev)?);
-        tensors.insert(PIXEL_STD_KEY.to_string(), Tensor::from_vec(std, side, dev)?);
+) -> (LabelledImages, Preprocessor) {
+    let mut data = scaled(data, t.scaling);
+    let standardisation = standardise.then(|| pixel_statistics(&data, train));
+    let preprocessor = Preprocessor { scaling: t.scaling, standardisation };
+    if let Some((mean, std)) = &preprocessor.standardisation {
+        standardise_pixel_rows(&mut data.pixels, mean, std);
     }
-    Ok((data, tensors))
+    (data, preprocessor)
 }
 
 /// A classifier checkpoint's description.
@@ -697,7 +649,7 @@ fn classifier_meta(
     model: &MaeConfig,
     data: &LabelledImages,
     pooling: Pooling,
-    standardised: bool,
+    preprocessor: &Preprocessor,
     extra: serde_json::Value,
 ) -> CheckpointMeta {
     CheckpointMeta {
@@ -707,10 +659,7 @@ fn classifier_meta(
         class_names: data.class_names.clone(),
         pooling: Some(pooling),
         superres: None,
-        preprocessing: Preprocessing {
-            normalisation: if standardised { MINMAX_STANDARDISED } else { "minmax" }.into(),
-            image_size: data.size,
-        },
+        preprocessing: Preprocessing { normalisation: preprocessor.normalisation_name(), image_size: data.size },
         provenance: provenance(t, data, extra),
     }
 }
@@ -753,12 +702,13 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let t = &opts.train;
     let dev = t.device.clone();
     let mut model_cfg = opts.model.clone();
-    let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
+    let init_tensors = load_mae_init(&opts.init, t.scaling, &dev, &mut model_cfg)?;
     check_data(data, &model_cfg, t)?;
     let k = data.class_names.len();
     let [train, val, test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
     check_split(data, t, &train, &val)?;
-    let (data, preprocess_tensors) = classifier_inputs(data, &train, opts.standardise_pixels, &dev)?;
+    let (data, preprocessor) = classifier_inputs(data, &train, t, opts.standardise_pixels);
+    let preprocess_tensors = preprocessor.checkpoint_tensors(data.size, &dev)?;
     let with_preprocess = |mut tensors: HashMap<String, Tensor>| {
         tensors.extend(preprocess_tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
         tensors
@@ -774,8 +724,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     )?;
     let trainable = |name: &str| !opts.freeze_encoder || name.starts_with("head.");
     let (mut opt, schedule, mut r) = start_finetuning(t, &varmap, &init_tensors, trainable, train.len())?;
-    let meta =
-        |extra: serde_json::Value| classifier_meta(t, &model_cfg, &data, opts.pooling, opts.standardise_pixels, extra);
+    let meta = |extra: serde_json::Value| classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, extra);
     let init_name = init_label(&opts.init);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
@@ -810,9 +759,11 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
 }
 
 /// The MAE checkpoint's weights for `EncoderInit::Mae` (its model sizes replace
-/// `model_cfg`), or none for `Scratch`; refuses a checkpoint of another task.
+/// `model_cfg`), or none for `Scratch`; refuses a checkpoint of another task, or
+/// one pretrained on images scaled otherwise than `scaling`.
 fn load_mae_init(
     init: &EncoderInit,
+    scaling: Scaling,
     dev: &Device,
     model_cfg: &mut MaeConfig,
 ) -> Result<Option<(HashMap<String, Tensor>, PathBuf)>> {
@@ -822,6 +773,16 @@ fn load_mae_init(
             let (tensors, meta) = load_checkpoint(path, dev)?;
             if meta.task != ModelTask::Mae {
                 return Err(Error::checkpoint(path, format!("is a {:?} checkpoint, --init needs an MAE", meta.task)));
+            }
+            if meta.preprocessing.normalisation != scaling.name() {
+                return Err(Error::checkpoint(
+                    path,
+                    format!(
+                        "was pretrained on `{}` images, this fine-tuning scales them by `{}` (--scaling)",
+                        meta.preprocessing.normalisation,
+                        scaling.name()
+                    ),
+                ));
             }
             *model_cfg = meta.model.clone();
             Ok(Some((tensors, path.clone())))
@@ -872,6 +833,6 @@ mod tests {
         // A value the training images never showed in a constant pixel stays bounded.
         let mut outlier = vec![0.8, 1.2e-8, 0.5, 0.0];
         standardise_pixel_rows(&mut outlier, &mean, &std);
-        assert_eq!(outlier[2], STANDARDISED_PIXEL_BOUND);
+        assert_eq!(outlier[2], crate::model::preprocess::STANDARDISED_PIXEL_BOUND);
     }
 }

@@ -197,7 +197,10 @@ pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<S
     let t = &opts.train;
     let dev = opts.train.device.clone();
     let mut model_cfg = opts.model.clone();
-    let init_tensors = load_mae_init(&opts.init, &dev, &mut model_cfg)?;
+    if t.scaling != Scaling::MinMax {
+        return Err(Error::config("scaling", "super-resolution scales its LR images by min-max (`minmax-lr`)"));
+    }
+    let init_tensors = load_mae_init(&opts.init, Scaling::MinMax, &dev, &mut model_cfg)?;
     check_data(&pairs.hr, &model_cfg, t)?;
     let head = SuperresConfig { factor: pairs.factor(), ..opts.head.clone() };
     head.validate(&model_cfg)?;

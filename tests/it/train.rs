@@ -6,6 +6,7 @@ use lensmae::data::augment::Augment;
 use lensmae::data::images::LabelledImages;
 use lensmae::model::checkpoint::{load_checkpoint, read_checkpoint_meta, ModelTask};
 use lensmae::model::mae::Pooling;
+use lensmae::model::preprocess::Scaling;
 use lensmae::model::MaeConfig;
 use lensmae::train::{finetune_classify, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions};
 use rand::{Rng, SeedableRng};
@@ -50,6 +51,7 @@ pub fn options(out: &Path, epochs: usize) -> TrainOptions {
         seed: 3,
         // The classes are left/right blobs, which mirrors would swap.
         augment: Augment::None,
+        scaling: Scaling::MinMax,
         val_fraction: 0.15,
         test_fraction: 0.15,
         out: out.to_path_buf(),
@@ -122,6 +124,80 @@ fn an_mae_pretrains_and_initialises_a_classifier_and_a_frozen_probe() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("MAE"), "{err}");
+
+    // An encoder pretrained on min-max images is not fine-tuned on noise-scaled ones.
+    let mut noise_scaled = finetune(&dir.path().join("y.safetensors"), 1, EncoderInit::Mae(mae_path), false);
+    noise_scaled.train.scaling = Scaling::NoiseAsinh;
+    let err = finetune_classify(&blobs(32, 5), &noise_scaled).unwrap_err().to_string();
+    assert!(err.contains("pretrained on `minmax` images") && err.contains("noise-asinh"), "{err}");
+}
+
+/// Survey-like lenses on a 16x16 grid (the `survey` recipe without substructure,
+/// 0.3"/px): class 0 with small Einstein radii (0.8-1.0"), class 1 with large ones
+/// (1.4-1.6"), a task a tiny model learns in seconds.
+fn small_survey_lenses(n_per_class: u64, seed: u64) -> LabelledImages {
+    use lensmae::sim::distribution::{Distribution, Param};
+    use lensmae::sim::{presets::preset, Simulator};
+    let simulator = |radii: [f64; 2]| {
+        let mut config = preset("survey").unwrap();
+        config.image.size = 16;
+        config.image.pixel_scale = 0.3;
+        config.lens.theta_e = Some(Param::Random(Distribution::Uniform(radii)));
+        Simulator::new(config).unwrap()
+    };
+    let sims = [simulator([0.8, 1.0]), simulator([1.4, 1.6])];
+    let no_sub = sims[0].class_names().iter().position(|c| c == "no_sub").unwrap();
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..2 * n_per_class {
+        let label = (i % 2) as usize;
+        pixels.extend(sims[label].simulate(no_sub, seed, i).image.pixels.iter().map(|&v| v as f32));
+        labels.push(label);
+    }
+    LabelledImages {
+        class_names: vec!["small".into(), "large".into()],
+        size: 16,
+        pixels,
+        labels,
+        ids: (0..2 * n_per_class as i64).collect(),
+        source: "survey-16".into(),
+    }
+}
+
+#[test]
+fn a_noise_scaled_classifier_answers_the_same_on_16_bit_copies_of_its_inputs() {
+    use lensmae::data::images::value_range;
+    use lensmae::stage::models::LoadedClassifier;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clf.safetensors");
+    let mut opts = finetune(&out, 8, EncoderInit::Scratch, false);
+    opts.train.scaling = Scaling::NoiseAsinh;
+    let outcome = finetune_classify(&small_survey_lenses(120, 1), &opts).unwrap();
+    // A model that learned something, so that its answers depend on the pixels.
+    assert!(outcome.test.as_ref().unwrap().macro_auc > 0.85, "{:?}", outcome.test);
+    let clf = LoadedClassifier::load(&out, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(clf.meta.preprocessing.normalisation, "noise-asinh");
+
+    // How survey products store float images in 16 bits: int16 with BSCALE/BZERO
+    // spanning the image's range, or uint16 (BZERO = 32768) of the scaled counts.
+    let images = small_survey_lenses(30, 9);
+    let stored = |bits_offset: f32| -> Vec<f32> {
+        images
+            .pixels
+            .chunks(256)
+            .flat_map(|img| {
+                let (lo, hi) = value_range(img);
+                let bscale = (hi - lo) / 65535.0;
+                let bzero = lo + bits_offset * bscale;
+                img.iter().map(move |v| bzero + ((v - bzero) / bscale).round() * bscale).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let reference = clf.probabilities(&images.pixels, 16).unwrap();
+    for (name, copy) in [("int16 BSCALE/BZERO", stored(32768.0)), ("uint16", stored(0.0))] {
+        let probs = clf.probabilities(&copy, 16).unwrap();
+        let worst = reference.iter().zip(&probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 0.02, "{name}: max |dp| {worst}");
+    }
 }
 
 #[test]

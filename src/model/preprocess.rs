@@ -1,0 +1,267 @@
+//! How raw pixels become a classifier's or an MAE's input, recorded in every
+//! checkpoint (`preprocessing.normalisation`) so that inference repeats it exactly.
+//!
+//! Two per-image scalings, optionally followed by a per-pixel standardisation fitted
+//! on the training split:
+//! - `minmax`: each image to [0, 1] by its own extremes (the paper's choice). On
+//!   noise-free images the faint wings 1e-5 below the peak carry the classes, so
+//!   quantising a cutout to 16 bits changes the answer: such inputs must be flagged.
+//! - `noise-asinh`: asinh((x - b) / sigma), with the background b the median of
+//!   the cutout's border and sigma the noise estimated from the cutout itself
+//!   (the MAD of differences of neighbouring pixels, blind to smooth light). Noise
+//!   maps to ~±1 and a bright lens galaxy to ~7; storage as int16 / uint16 changes
+//!   nothing the noise does not already hide. For survey cutouts.
+//!
+//! The name written is the scaling, then `+pixel-standardise` when standardised.
+
+use super::checkpoint::CheckpointMeta;
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Checkpoint key of the per-pixel means of the standardisation.
+pub const PIXEL_MEAN_KEY: &str = "preprocess.pixel_mean";
+/// Checkpoint key of the per-pixel standard deviations.
+pub const PIXEL_STD_KEY: &str = "preprocess.pixel_std";
+/// Suffix of a standardised normalisation's name.
+const STANDARDISED_SUFFIX: &str = "+pixel-standardise";
+
+/// Bound on a standardised pixel. In-domain values stay far inside it (at most 96 on
+/// Model II test images, RESULTS.md); an out-of-domain image (noise where training saw none) would
+/// otherwise turn a pixel with a tiny training spread into a value that overflows
+/// the network.
+pub const STANDARDISED_PIXEL_BOUND: f32 = 1e3;
+
+/// Width of the border whose median is the background of `noise-asinh`, pixels.
+const BORDER: usize = 2;
+
+/// The per-image scaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scaling {
+    /// Each image to [0, 1] by its minimum and maximum.
+    #[default]
+    MinMax,
+    /// asinh of the background-subtracted image in units of its estimated noise.
+    NoiseAsinh,
+}
+
+impl Scaling {
+    /// Every scaling, by name.
+    pub const ALL: [Scaling; 2] = [Scaling::MinMax, Scaling::NoiseAsinh];
+
+    /// The name written into checkpoints and taken by `--scaling`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scaling::MinMax => "minmax",
+            Scaling::NoiseAsinh => "noise-asinh",
+        }
+    }
+
+    /// The scaling called `name`.
+    pub fn parse(name: &str) -> Option<Scaling> {
+        Scaling::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Scale every image (a run of `image_len` pixels, square) of `pixels` in place.
+    pub fn apply(self, pixels: &mut [f32], image_len: usize) {
+        match self {
+            Scaling::MinMax => crate::data::images::minmax_normalise(pixels, image_len),
+            Scaling::NoiseAsinh => pixels.chunks_mut(image_len).for_each(noise_asinh),
+        }
+    }
+
+    /// The full normalisation name, with or without standardisation.
+    pub fn normalisation_name(self, standardised: bool) -> String {
+        format!("{}{}", self.name(), if standardised { STANDARDISED_SUFFIX } else { "" })
+    }
+}
+
+/// A checkpoint's input preparation, ready to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocessor {
+    /// The per-image scaling.
+    pub scaling: Scaling,
+    /// Per-pixel (mean, std) applied after the scaling.
+    pub standardisation: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Preprocessor {
+    /// The preparation `meta` names, with its tensors; unknown names are refused.
+    pub fn from_checkpoint(path: &Path, meta: &CheckpointMeta, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        let name = meta.preprocessing.normalisation.as_str();
+        let (scaling_name, standardised) = match name.strip_suffix(STANDARDISED_SUFFIX) {
+            Some(base) => (base, true),
+            None => (name, false),
+        };
+        let scaling = Scaling::parse(scaling_name)
+            .ok_or_else(|| Error::checkpoint(path, format!("unknown normalisation `{name}`")))?;
+        let standardisation = if standardised {
+            let get = |key: &str| -> Result<Vec<f32>> {
+                let t = tensors.get(key).ok_or_else(|| Error::checkpoint(path, format!("has no `{key}` tensor")))?;
+                Ok(t.flatten_all()?.to_vec1::<f32>()?)
+            };
+            Some((get(PIXEL_MEAN_KEY)?, get(PIXEL_STD_KEY)?))
+        } else {
+            None
+        };
+        Ok(Preprocessor { scaling, standardisation })
+    }
+
+    /// Prepare every image (`image_len` pixels) of `pixels` in place.
+    pub fn apply(&self, pixels: &mut [f32], image_len: usize) {
+        self.scaling.apply(pixels, image_len);
+        if let Some((mean, std)) = &self.standardisation {
+            standardise_pixel_rows(pixels, mean, std);
+        }
+    }
+
+    /// The tensors a checkpoint keeps for this preparation.
+    pub fn checkpoint_tensors(&self, side: usize, dev: &Device) -> Result<HashMap<String, Tensor>> {
+        let mut tensors = HashMap::new();
+        if let Some((mean, std)) = &self.standardisation {
+            tensors.insert(PIXEL_MEAN_KEY.to_string(), Tensor::from_slice(mean, (side, side), dev)?);
+            tensors.insert(PIXEL_STD_KEY.to_string(), Tensor::from_slice(std, (side, side), dev)?);
+        }
+        Ok(tensors)
+    }
+
+    /// The name a checkpoint records.
+    pub fn normalisation_name(&self) -> String {
+        self.scaling.normalisation_name(self.standardisation.is_some())
+    }
+}
+
+/// Applies `(v - mean) / std` pixel by pixel, bounded by
+/// [`STANDARDISED_PIXEL_BOUND`], to every image (row of `mean.len()`) of `pixels`.
+pub fn standardise_pixel_rows(pixels: &mut [f32], mean: &[f32], std: &[f32]) {
+    let bound = STANDARDISED_PIXEL_BOUND;
+    for img in pixels.chunks_exact_mut(mean.len()) {
+        for ((v, m), s) in img.iter_mut().zip(mean).zip(std) {
+            *v = ((*v - m) / s).clamp(-bound, bound);
+        }
+    }
+}
+
+/// (background, sigma) of a square cutout: the median of its `BORDER`-pixel frame,
+/// and 1.4826 MAD / sqrt(2) of the differences of horizontally neighbouring pixels
+/// (smooth light cancels in the differences, independent noise adds in quadrature).
+/// sigma is 0 for noise-free or constant images.
+pub fn background_and_sigma(img: &[f32]) -> (f32, f32) {
+    let side = (img.len() as f64).sqrt() as usize;
+    if side < 2 || side * side != img.len() {
+        return (0.0, 0.0);
+    }
+    let border = BORDER.min(side / 2);
+    let mut frame: Vec<f32> = (0..side)
+        .flat_map(|r| (0..side).map(move |c| (r, c)))
+        .filter(|&(r, c)| r < border || c < border || r >= side - border || c >= side - border)
+        .map(|(r, c)| img[r * side + c])
+        .collect();
+    let background = median(&mut frame);
+    let mut differences: Vec<f32> =
+        img.chunks_exact(side).flat_map(|row| row.windows(2).map(|w| w[1] - w[0])).collect();
+    let centre = median(&mut differences);
+    differences.iter_mut().for_each(|d| *d = (*d - centre).abs());
+    let sigma = 1.4826 * median(&mut differences) / std::f32::consts::SQRT_2;
+    (background, sigma)
+}
+
+/// The median of `values` (reordered), the mean of the two middle values for an
+/// even count; 0 when empty.
+fn median(values: &mut [f32]) -> f32 {
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let (_, upper, _) = values.select_nth_unstable_by(n / 2, f32::total_cmp);
+    let upper = *upper;
+    if n % 2 == 1 {
+        return upper;
+    }
+    let lower = values[..n / 2].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    0.5 * (lower + upper)
+}
+
+/// `noise-asinh` of one image in place. Without measurable noise (a noise-free
+/// simulation, a constant image) sigma falls back to 1e-6 of the image's range, so
+/// such an image comes out far from anything noisy training data showed (the
+/// out-of-domain flag's job); a constant image becomes zeros.
+fn noise_asinh(img: &mut [f32]) {
+    let (background, sigma) = background_and_sigma(img);
+    let (lo, hi) = crate::data::images::value_range(img);
+    let sigma = if sigma > 0.0 && sigma.is_finite() { sigma } else { 1e-6 * (hi - lo) };
+    for v in img.iter_mut() {
+        *v = if sigma > 0.0 { ((*v - background) / sigma).asinh() } else { 0.0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+
+    /// A smooth bright blob on a background of 0.3 with Gaussian noise `sigma`.
+    fn noisy_blob(side: usize, sigma: f32, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let c = side as f32 / 2.0;
+        (0..side * side)
+            .map(|i| {
+                let (r, col) = ((i / side) as f32 - c, (i % side) as f32 - c);
+                let light = 50.0 * sigma * (-(r * r + col * col) / 40.0).exp();
+                0.3 + light + sigma * rng.sample::<f32, _>(StandardNormal)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_noise_and_background_of_a_cutout_are_recovered_despite_its_light() {
+        for (sigma, seed) in [(0.011, 1), (2.5, 2), (1e-3, 3)] {
+            let img = noisy_blob(64, sigma, seed);
+            let (background, estimate) = background_and_sigma(&img);
+            assert!((estimate / sigma - 1.0).abs() < 0.08, "sigma {sigma}: estimated {estimate}");
+            assert!((background - 0.3).abs() < 0.2 * sigma, "background {background}");
+        }
+        assert_eq!(background_and_sigma(&[1.0; 16]), (1.0, 0.0));
+    }
+
+    #[test]
+    fn noise_asinh_does_not_see_16_bit_quantisation() {
+        let side = 64;
+        let img = noisy_blob(side, 0.011, 7);
+        let (lo, hi) = crate::data::images::value_range(&img);
+        // As uint16 (or int16 with BZERO) over the image's range, read back.
+        let step = (hi - lo) / 65535.0;
+        let quantised: Vec<f32> = img.iter().map(|v| lo + ((v - lo) / step).round() * step).collect();
+        let (mut a, mut b) = (img.clone(), quantised);
+        Scaling::NoiseAsinh.apply(&mut a, side * side);
+        Scaling::NoiseAsinh.apply(&mut b, side * side);
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 0.01, "largest change of a scaled pixel {worst}");
+        // (Min-max passes this too: its step is 1.5e-5 of the range. It fails on
+        // noise-free images, whose faint wings are that small.) A constant image:
+        let mut constant = vec![4.0; side * side];
+        Scaling::NoiseAsinh.apply(&mut constant, side * side);
+        assert!(constant.iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn normalisation_names_round_trip_and_unknown_ones_are_refused() {
+        for scaling in Scaling::ALL {
+            for standardised in [false, true] {
+                let name = scaling.normalisation_name(standardised);
+                let base = name.strip_suffix(STANDARDISED_SUFFIX).unwrap_or(&name);
+                assert_eq!(Scaling::parse(base), Some(scaling), "{name}");
+            }
+        }
+        assert_eq!(Scaling::parse("zscale"), None);
+    }
+
+    #[test]
+    fn standardised_pixels_are_bounded() {
+        let mut rows = vec![1.0, 2.0, 1e9];
+        standardise_pixel_rows(&mut rows, &[0.0, 1.0, 0.0], &[1.0, 0.5, 1e-6]);
+        assert_eq!(rows, vec![1.0, 2.0, STANDARDISED_PIXEL_BOUND]);
+    }
+}
