@@ -149,9 +149,10 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
     });
     let summary = predict(&opts).with_context(|| format!("predict -> {}", args.out.display()))?;
     eprintln!(
-        "wrote {} rows ({} predicted) to {} in {:.1} s ({:.0} rows/s)",
+        "wrote {} rows ({} predicted, {} of them out of the model's domain) to {} in {:.1} s ({:.0} rows/s)",
         summary.rows,
         summary.predicted,
+        summary.out_of_domain,
         summary.out.display(),
         summary.seconds,
         summary.rows as f64 / summary.seconds.max(1e-9)

@@ -2,7 +2,8 @@
 
 use crate::data::augment::Augment;
 use crate::data::images::{read_image_pairs, read_labelled_images};
-use crate::eval::ClassificationReport;
+use crate::eval::classification::RELIABILITY_BINS;
+use crate::eval::{ClassificationMetrics, ClassificationReport, Reliability};
 use crate::model::checkpoint::{
     compact_tensors, load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta, ModelTask,
 };
@@ -321,6 +322,30 @@ pub enum ModelCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Fit a classifier's calibration on labelled images it was not trained on
+    /// (validation data): the softmax temperature, and the model of its training
+    /// domain behind `ood_score` / `in_domain` with the threshold at a quantile of
+    /// these images' scores. Writes the calibrated checkpoint (weights unchanged).
+    Calibrate {
+        /// The classifier (a path or `bundled:classifier`).
+        #[arg(long)]
+        model: PathBuf,
+        /// Labelled images from the model's domain, not its training data.
+        #[arg(long)]
+        data: PathBuf,
+        /// Image column of the data.
+        #[arg(long, default_value = "image")]
+        image_col: String,
+        /// Quantile of the data's scores that becomes the in-domain threshold.
+        #[arg(long, default_value_t = crate::train::calibrate::DEFAULT_OOD_QUANTILE)]
+        ood_quantile: f64,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// The calibrated checkpoint to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn read_data(path: &std::path::Path, col: &str) -> anyhow::Result<crate::data::images::LabelledImages> {
@@ -530,10 +555,29 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         })?;
     }
     mapped.class_names = meta.class_names.clone();
-    let probs = classifier.probabilities(&mapped.pixels, args.batch_size)?;
-    let report = ClassificationReport::compute(&probs, &mapped.labels, &mapped.class_names);
+    let output = classifier.predict(&mapped.pixels, args.batch_size)?;
+    let probs = &output.probabilities;
+    let report = ClassificationReport::compute(probs, &mapped.labels, &mapped.class_names);
+    let k = mapped.class_names.len();
+    let reliability = Reliability::compute(probs, &mapped.labels, k, RELIABILITY_BINS);
+    // For a calibrated model: how much of the input is in its domain, and the
+    // metrics on that part alone (what a survey pipeline acts on).
+    let domain = output.ood_scores.as_ref().map(|scores| {
+        let inside: Vec<usize> = (0..scores.len()).filter(|&i| classifier.in_domain(scores[i]) == Some(true)).collect();
+        let in_probs: Vec<f32> = inside.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
+        let in_labels: Vec<usize> = inside.iter().map(|&i| mapped.labels[i]).collect();
+        serde_json::json!({
+            "in_domain_fraction": inside.len() as f64 / scores.len().max(1) as f64,
+            "ood_threshold": meta.calibration.as_ref().map(|c| c.ood_threshold),
+            "ood_score_median": crate::model::domain::quantile(scores, 0.5),
+            "in_domain_metrics": (!inside.is_empty()).then(|| ClassificationMetrics::compute(&in_probs, &in_labels, k)),
+        })
+    });
     let json = serde_json::json!({
         "model": args.model.display().to_string(), "input": args.input.display().to_string(), "report": report,
+        "calibration": {"ece": reliability.ece, "reliability": reliability.bins,
+            "temperature": meta.calibration.as_ref().map(|c| c.temperature)},
+        "domain": domain,
     });
     let text = serde_json::to_string_pretty(&json)?;
     match &args.report {
@@ -541,9 +585,12 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
             crate::data::atomic::write_atomically(path, text)?;
             let m = &report.metrics;
             eprintln!(
-                "macro AUC {:.4}, accuracy {:.4}, macro F1 {:.4} on {} images",
-                m.macro_auc, m.accuracy, m.macro_f1, report.n
+                "macro AUC {:.4}, accuracy {:.4}, macro F1 {:.4}, ECE {:.4} on {} images",
+                m.macro_auc, m.accuracy, m.macro_f1, reliability.ece, report.n
             );
+            if let Some(d) = &domain {
+                eprintln!("in the model's domain: {:.4} of them", d["in_domain_fraction"].as_f64().unwrap_or(f64::NAN));
+            }
         }
         None => crate::cli::out(format_args!("{text}"))?,
     }
@@ -576,6 +623,29 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
             save_checkpoint(&out, &compact_tensors(&tensors)?, &meta)?;
             let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             eprintln!("{} -> {} ({:.2} MB, f16 weights)", checkpoint.display(), out.display(), size as f64 / 1e6);
+            Ok(())
+        }
+        ModelCommand::Calibrate { model, data, image_col, ood_quantile, batch_size, out } => {
+            let images = read_data(&data, &image_col)?;
+            let summary = crate::train::calibrate::calibrate_checkpoint(
+                &model,
+                &images,
+                &out,
+                ood_quantile,
+                batch_size,
+                &Device::Cpu,
+            )
+            .with_context(|| format!("calibrating {}", model.display()))?;
+            eprintln!(
+                "temperature {:.4} (ECE {:.4} -> {:.4} on {} images), ood_score threshold {:.3} -> {}",
+                summary.temperature,
+                summary.ece_before,
+                summary.ece_after,
+                summary.images,
+                summary.ood_threshold,
+                out.display()
+            );
+            crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
             Ok(())
         }
     }

@@ -146,9 +146,56 @@ impl ClassificationReport {
     }
 }
 
+/// Bins of reliability diagrams and expected calibration errors.
+pub const RELIABILITY_BINS: usize = 15;
+
+/// Reliability of the top-class probability: images binned by their largest
+/// probability into `bins` equal-width bins over [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reliability {
+    /// Expected calibration error: sum over bins of (count / n) |accuracy - confidence|.
+    pub ece: f64,
+    /// Per bin: (mean confidence, accuracy, count); empty bins have count 0.
+    pub bins: Vec<(f64, f64, usize)>,
+}
+
+impl Reliability {
+    /// The reliability of `probs` (`n x k`) against `labels`, with `bins` bins.
+    pub fn compute(probs: &[f32], labels: &[usize], num_classes: usize, bins: usize) -> Reliability {
+        let mut sums = vec![(0f64, 0f64, 0usize); bins];
+        for (row, &label) in probs.chunks_exact(num_classes).zip(labels) {
+            let pred = (0..num_classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+            let confidence = row[pred] as f64;
+            let bin = ((confidence * bins as f64) as usize).min(bins - 1);
+            sums[bin].0 += confidence;
+            sums[bin].1 += (pred == label) as u8 as f64;
+            sums[bin].2 += 1;
+        }
+        let n = labels.len().max(1) as f64;
+        let bins: Vec<(f64, f64, usize)> = sums
+            .into_iter()
+            .map(|(c, a, m)| if m == 0 { (0.0, 0.0, 0) } else { (c / m as f64, a / m as f64, m) })
+            .collect();
+        let ece = bins.iter().map(|&(c, a, m)| m as f64 / n * (a - c).abs()).sum();
+        Reliability { ece, bins }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_calibration_error_is_zero_when_confidence_matches_accuracy() {
+        // Four images at confidence 0.75, three right: calibrated.
+        let probs = [0.75, 0.25, 0.75, 0.25, 0.75, 0.25, 0.25, 0.75];
+        let r = Reliability::compute(&probs, &[0, 0, 0, 0], 2, 10);
+        assert!(r.ece.abs() < 1e-12, "{r:?}");
+        // All at 0.95 and half right: 0.45.
+        let r = Reliability::compute(&[0.95, 0.05, 0.95, 0.05], &[0, 1], 2, 10);
+        assert!((r.ece - 0.45).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.bins[9].2, 2);
+    }
 
     #[test]
     fn auc_of_simple_cases() {

@@ -5,5 +5,5 @@
 pub mod classification;
 pub mod superres;
 
-pub use classification::{ClassificationMetrics, ClassificationReport};
+pub use classification::{ClassificationMetrics, ClassificationReport, Reliability};
 pub use superres::SuperresMetrics;

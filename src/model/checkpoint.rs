@@ -84,6 +84,9 @@ pub struct CheckpointMeta {
     pub superres: Option<SuperresConfig>,
     /// Input preparation.
     pub preprocessing: Preprocessing,
+    /// Temperature and training domain of a classifier (tensors `domain.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<super::domain::Calibration>,
     /// How the model was trained: command, data, seed, epochs, metrics, version.
     pub provenance: serde_json::Value,
 }
@@ -138,12 +141,12 @@ pub fn read_checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
 
 /// The weights of a checkpoint in f16 for shipping (half the bytes; the f32
 /// model's outputs move by ~1e-3, see the bundled models' cards), except the
-/// preprocessing statistics, which stay f32.
+/// preprocessing statistics and the domain model, which stay f32.
 pub fn compact_tensors(tensors: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     tensors
         .iter()
         .map(|(k, t)| {
-            let keep = k.starts_with("preprocess.") || t.dtype() != DType::F32;
+            let keep = k.starts_with("preprocess.") || k.starts_with("domain.") || t.dtype() != DType::F32;
             Ok((k.clone(), if keep { t.clone() } else { t.to_dtype(DType::F16)? }))
         })
         .collect()

@@ -480,6 +480,21 @@ impl VitClassifier {
     pub fn forward(&self, imgs: &Tensor, dropout_seed: Option<u64>) -> Result<Tensor> {
         self.head(&self.features(imgs, dropout_seed)?)
     }
+
+    /// Class logits `[B, num_classes]` and, from the same encoder pass, the features
+    /// its domain model describes (`[B, 2 D]`: the CLS token beside the mean of the
+    /// patch tokens, whatever the head pools), at inference (no dropout).
+    pub fn logits_and_domain_features(&self, imgs: &Tensor) -> Result<(Tensor, Tensor)> {
+        let tokens = self.encoder.forward(imgs)?;
+        let patches = tokens.narrow(1, 1, tokens.dim(1)? - 1)?;
+        let pooled = match self.pooling {
+            Pooling::Cls => tokens.i((.., 0))?,
+            Pooling::Mean => patches.mean(1)?,
+            Pooling::Flatten => patches.flatten_from(1)?,
+        };
+        let domain = Tensor::cat(&[tokens.i((.., 0))?, patches.mean(1)?], 1)?;
+        Ok((self.head(&pooled)?, domain))
+    }
 }
 
 /// Give every variable of `varmap` its initial value from a generator seeded with

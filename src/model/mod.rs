@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod domain;
 pub mod fused;
 pub mod layers;
 pub mod mae;

@@ -98,6 +98,8 @@ pub struct PredictSummary {
     pub predicted: usize,
     /// Rows without one, by reason.
     pub not_predicted: HashMap<String, usize>,
+    /// Predicted rows whose image lies outside the classifier's training domain.
+    pub out_of_domain: usize,
     /// Rows predicted as each class.
     pub per_class: HashMap<String, usize>,
     /// Chunk files written by this run.
@@ -247,6 +249,9 @@ fn source_of(batch: &CutoutBatch, r: usize) -> Option<String> {
     }
 }
 
+/// The status of a predicted row whose image is unlike the classifier's training data.
+pub const OUT_OF_DOMAIN: &str = "out_of_domain";
+
 /// Runs one batch through the models and builds its output record batch.
 fn predict_batch(
     mut batch: CutoutBatch,
@@ -274,19 +279,35 @@ fn predict_batch(
         Some(sr) => Some(super_resolve(&sr.model, &inputs, sr.lr_size(), opts.batch_size)?),
         None => None,
     };
-    let probs = match &models.classifier {
-        Some(c) => Some(c.probabilities(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?),
+    let predicted = match &models.classifier {
+        Some(c) => Some(c.predict(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?),
         None => None,
     };
     summary.model_seconds += model_started.elapsed().as_secs_f64();
     let mut columns: Vec<ArrayRef> =
         vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
     columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
-    if let (Some(c), Some(probs)) = (&models.classifier, &probs) {
+    let mut status = status;
+    if let (Some(c), Some(predicted)) = (&models.classifier, &predicted) {
         let k = c.meta.class_names.len();
+        let probs = &predicted.probabilities;
         let mut per_row: Vec<Option<&[f32]>> = vec![None; batch.len()];
+        let mut ood: Vec<Option<f32>> = vec![None; batch.len()];
         for (i, &r) in usable.iter().enumerate() {
-            per_row[r] = Some(&probs[i * k..(i + 1) * k]);
+            let p = &probs[i * k..(i + 1) * k];
+            // A model that gives NaN or infinity (broken weights, overflow) has no answer.
+            if p.iter().any(|v| !v.is_finite()) {
+                status[r] = "failed: the model's output is not finite".into();
+                continue;
+            }
+            per_row[r] = Some(p);
+            ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
+        }
+        let in_domain: Vec<Option<bool>> = ood.iter().map(|s| s.and_then(|s| c.in_domain(s))).collect();
+        for (r, inside) in in_domain.iter().enumerate() {
+            if *inside == Some(false) {
+                status[r] = OUT_OF_DOMAIN.into();
+            }
         }
         for j in 0..k {
             columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[j])))));
@@ -301,6 +322,8 @@ fn predict_batch(
         columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[best(p)])))));
         let entropy = |p: &[f32]| -p.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f32>();
         columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(entropy)))));
+        columns.push(Arc::new(Float32Array::from(ood)));
+        columns.push(Arc::new(arrow_array::BooleanArray::from(in_domain)));
     }
     if let (Some(sr), Some(images)) = (&models.superres, &sr) {
         let hr = sr.hr_size() * sr.hr_size();
@@ -318,9 +341,15 @@ fn predict_batch(
         }
         columns.push(Arc::new(builder.finish()));
     }
-    summary.predicted += usable.len();
-    for s in status.iter().filter(|s| !s.starts_with("ok")) {
-        *summary.not_predicted.entry(s.clone()).or_default() += 1;
+    for s in &status {
+        match s.as_str() {
+            s if s.starts_with("ok") => summary.predicted += 1,
+            OUT_OF_DOMAIN => {
+                summary.predicted += 1;
+                summary.out_of_domain += 1;
+            }
+            other => *summary.not_predicted.entry(other.to_string()).or_default() += 1,
+        }
     }
     columns.push(Arc::new(StringArray::from(status)));
     RecordBatch::try_new(schema.clone(), columns)
@@ -391,6 +420,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         rows: 0,
         predicted: 0,
         not_predicted: HashMap::new(),
+        out_of_domain: 0,
         per_class: HashMap::new(),
         chunks_written: 0,
         chunks_skipped: owed.iter().filter(|o| !**o).count(),

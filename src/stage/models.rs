@@ -1,6 +1,7 @@
 //! Checkpoints loaded for inference, with the preprocessing they were trained with.
 
 use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
+use crate::model::domain::DomainModel;
 use crate::model::mae::Pooling;
 use crate::model::preprocess::Preprocessor;
 use crate::model::superres::SuperResolver;
@@ -38,6 +39,17 @@ pub struct LoadedClassifier {
     model: VitClassifier,
     /// The input preparation it was trained with.
     pub preprocessor: Preprocessor,
+    /// Its training domain, when the checkpoint is calibrated.
+    pub domain: Option<DomainModel>,
+}
+
+/// What a classifier says about a batch of images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierOutput {
+    /// Class probabilities `[n * k]` (softmax of the logits over the checkpoint's temperature).
+    pub probabilities: Vec<f32>,
+    /// Distance of each image from the training domain (calibrated checkpoints only).
+    pub ood_scores: Option<Vec<f32>>,
 }
 
 impl LoadedClassifier {
@@ -56,11 +68,15 @@ impl LoadedClassifier {
     ) -> Result<LoadedClassifier> {
         check_task(path, &meta, ModelTask::Classify)?;
         let preprocessor = Preprocessor::from_checkpoint(path, &meta, &tensors)?;
+        let domain = DomainModel::from_checkpoint(path, &tensors)?;
+        if domain.is_some() != meta.calibration.is_some() {
+            return Err(Error::checkpoint(path, "a domain model needs its calibration record, and the reverse"));
+        }
         let pooling = meta.pooling.unwrap_or(Pooling::Cls);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
         let model = VitClassifier::new(&meta.model, meta.class_names.len(), pooling, 0.0, vb)
             .map_err(|e| Error::checkpoint(path, format!("weights do not fit the described model: {e}")))?;
-        Ok(LoadedClassifier { path: path.to_path_buf(), meta, model, preprocessor })
+        Ok(LoadedClassifier { path: path.to_path_buf(), meta, model, preprocessor, domain })
     }
 
     /// The side of the square images it takes.
@@ -71,17 +87,46 @@ impl LoadedClassifier {
     /// Class probabilities `[n * k]` of raw images (rows of `image_size^2`),
     /// prepared as in training (the checkpoint's scaling, then any per-pixel standardisation).
     pub fn probabilities(&self, raw: &[f32], batch: usize) -> Result<Vec<f32>> {
+        Ok(self.predict(raw, batch)?.probabilities)
+    }
+
+    /// Probabilities and, for a calibrated checkpoint, out-of-domain scores of raw images.
+    pub fn predict(&self, raw: &[f32], batch: usize) -> Result<ClassifierOutput> {
         let s = self.image_size();
         let mut pixels = raw.to_vec();
         self.preprocessor.apply(&mut pixels, s * s);
+        let (logits, features) = self.logits_and_features(&pixels, batch)?;
+        let k = self.meta.class_names.len();
+        let n = logits.len() / k.max(1);
         let dev = self.model.encoder.device();
-        let mut out = Vec::with_capacity(pixels.len() / (s * s) * self.meta.class_names.len());
-        for chunk in pixels.chunks(batch.max(1) * s * s) {
-            let x = Tensor::from_slice(chunk, (chunk.len() / (s * s), 1, s, s), dev)?;
-            let probs = candle_nn::ops::softmax_last_dim(&self.model.forward(&x, None)?)?;
-            out.extend(probs.flatten_all()?.to_vec1::<f32>()?);
+        let mut logits = Tensor::from_vec(logits, (n, k), dev)?;
+        // Divided only when calibrated, so uncalibrated checkpoints keep their bits.
+        if let Some(c) = &self.meta.calibration {
+            logits = (logits / c.temperature)?;
         }
-        Ok(out)
+        let probabilities = candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?;
+        let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
+        Ok(ClassifierOutput { probabilities, ood_scores })
+    }
+
+    /// Logits `[n * k]` and domain features `[n * F]` of images already prepared.
+    pub fn logits_and_features(&self, prepared: &[f32], batch: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let s = self.image_size();
+        let dev = self.model.encoder.device();
+        let (mut logits, mut features) = (Vec::new(), Vec::new());
+        for chunk in prepared.chunks(batch.max(1) * s * s) {
+            let x = Tensor::from_slice(chunk, (chunk.len() / (s * s), 1, s, s), dev)?;
+            let (l, f) = self.model.logits_and_domain_features(&x)?;
+            logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
+            features.extend(f.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok((logits, features))
+    }
+
+    /// Whether an `ood_score` is within the training domain (None when uncalibrated;
+    /// an infinite or NaN score never is).
+    pub fn in_domain(&self, score: f32) -> Option<bool> {
+        self.meta.calibration.as_ref().map(|c| (score as f64) <= c.ood_threshold)
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! Columns: `row` (the input's row number, from 0 over all inputs), the carried
 //! columns as read, `p_<class>` for each class of the classifier, `pred_class`,
-//! `max_prob`, `entropy` (nats), `sr_image` (a fixed-shape tensor, when a
-//! super-resolution model ran) and `status` (`ok`, or why the row has no
+//! `max_prob`, `entropy` (nats), `ood_score` (the Mahalanobis distance of the
+//! image's encoder features from the classifier's training domain) and `in_domain`
+//! (null for an uncalibrated classifier), `sr_image` (a fixed-shape tensor, when a
+//! super-resolution model ran) and `status` (`ok`; `out_of_domain` when the model
+//! answered but the image is unlike its training data; or why the row has no
 //! prediction). Rows without a prediction hold nulls, never a made-up value.
 
 use crate::data::atomic::AtomicPath;
@@ -38,6 +41,8 @@ pub fn predictions_schema(
         fields.push(Field::new("pred_class", DataType::Utf8, true));
         fields.push(Field::new("max_prob", DataType::Float32, true));
         fields.push(Field::new("entropy", DataType::Float32, true));
+        fields.push(Field::new("ood_score", DataType::Float32, true));
+        fields.push(Field::new("in_domain", DataType::Boolean, true));
     }
     if let Some([h, w]) = sr_shape {
         fields.push(tensor_field("sr_image", h, w).with_nullable(true));

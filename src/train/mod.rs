@@ -7,6 +7,7 @@
 //! clipping, a JSON line per epoch, the best-on-validation checkpoint, a
 //! resumable state after every epoch, and a stop on a non-finite loss.
 
+pub mod calibrate;
 pub mod joint;
 pub mod optim;
 pub mod superres;
@@ -559,6 +560,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         pooling: None,
         superres: None,
         preprocessing: Preprocessing { normalisation: t.scaling.name().into(), image_size: data.size },
+        calibration: None,
         provenance: provenance(t, &data, epoch_metrics),
     };
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
@@ -606,6 +608,58 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         test: None,
         test_loss: Some(test_loss),
     })
+}
+
+/// Temperature and training domain fitted on the validation split `val`, with
+/// what they give on the untouched `test` split recorded in `extra`.
+fn calibrate_on_validation(
+    model: &VitClassifier,
+    data: &LabelledImages,
+    val: &[usize],
+    test: &[usize],
+    batch: usize,
+    extra: &mut serde_json::Value,
+) -> Result<calibrate::FittedCalibration> {
+    let k = data.class_names.len();
+    let labels = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| data.labels[i]).collect() };
+    let (val_logits, val_features) = logits_and_domain_features(model, data, val, batch)?;
+    let fitted = calibrate::fit_calibration(
+        &val_logits,
+        &val_features,
+        &labels(val),
+        k,
+        calibrate::DEFAULT_OOD_QUANTILE,
+        &format!("{} (validation split)", data.source.display()),
+    )?;
+    let (test_logits, test_features) = logits_and_domain_features(model, data, test, batch)?;
+    let calibrated = calibrate::softmax_rows(&test_logits, k, fitted.calibration.temperature);
+    let test_ece =
+        crate::eval::Reliability::compute(&calibrated, &labels(test), k, crate::eval::classification::RELIABILITY_BINS)
+            .ece;
+    let threshold = fitted.calibration.ood_threshold;
+    let in_domain = fitted.domain.scores(&test_features).iter().filter(|&&s| (s as f64) <= threshold).count();
+    extra["calibration"] = serde_json::to_value(&fitted.summary).expect("a summary serialises");
+    extra["test_ece_calibrated"] = test_ece.into();
+    extra["test_in_domain_fraction"] = (in_domain as f64 / test.len().max(1) as f64).into();
+    Ok(fitted)
+}
+
+/// Logits `[n * k]` and domain features `[n * F]` of the images at `indices`
+/// (already prepared).
+fn logits_and_domain_features(
+    model: &VitClassifier,
+    data: &LabelledImages,
+    indices: &[usize],
+    batch: usize,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let dev = model.encoder.device().clone();
+    let (mut logits, mut features) = (Vec::new(), Vec::new());
+    for chunk in indices.chunks(batch.max(1)) {
+        let (l, f) = model.logits_and_domain_features(&batch_tensor(data, chunk, &dev)?)?;
+        logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
+        features.extend(f.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok((logits, features))
 }
 
 /// Class probabilities `[n * k]` of `indices` (images already normalised).
@@ -660,6 +714,7 @@ fn classifier_meta(
         pooling: Some(pooling),
         superres: None,
         preprocessing: Preprocessing { normalisation: preprocessor.normalisation_name(), image_size: data.size },
+        calibration: None,
         provenance: provenance(t, data, extra),
     }
 }
@@ -746,9 +801,21 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let (best, _) = load_checkpoint(&t.out, &dev)?;
     set_vars(&varmap, &best, "", &t.out)?;
     let (test_metrics, _) = classify_validation(&model, &data, &test, t.batch_size)?;
-    let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": r.best_epoch,
-        "test": test_metrics, "test_split": test.len()});
-    save_checkpoint(&t.out, &best, &meta(extra))?;
+    let mut extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder,
+        "best_epoch": r.best_epoch, "test": test_metrics, "test_split": test.len()});
+    let mut tensors = best;
+    let calibration = if val.len() >= calibrate::MIN_IMAGES {
+        let fitted = calibrate_on_validation(&model, &data, &val, &test, t.batch_size, &mut extra)?;
+        tensors.extend(fitted.domain.checkpoint_tensors(&dev)?);
+        Some(fitted.calibration)
+    } else {
+        extra["calibration"] =
+            format!("not fitted: {} validation images, {} needed", val.len(), calibrate::MIN_IMAGES).into();
+        None
+    };
+    let mut final_meta = meta(extra);
+    final_meta.calibration = calibration;
+    save_checkpoint(&t.out, &tensors, &final_meta)?;
     Ok(TrainOutcome {
         checkpoint: t.out.clone(),
         best_epoch: r.best_epoch,

@@ -170,6 +170,7 @@ pub(super) fn superres_meta(
         pooling: None,
         superres: Some(head.clone()),
         preprocessing: Preprocessing { normalisation: "minmax-lr".into(), image_size: pairs.hr.size },
+        calibration: None,
         provenance: provenance(t, &pairs.hr, extra),
     }
 }

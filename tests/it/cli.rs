@@ -144,6 +144,25 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
         "--out",
         &d("hats.parquet"),
     ]);
+    // Uniform noise: super-resolved noise is nothing like a lens, and the bundled
+    // classifier says so for every row.
+    let mut statuses = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(d("hats.parquet"))];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if p.extension().is_some_and(|e| e == "parquet") && !p.to_string_lossy().contains("_metadata") {
+            statuses.extend(crate::stage::strings(&crate::stage::read(&p), "status"));
+        }
+    }
+    assert_eq!(statuses.len(), 40);
+    assert!(statuses.iter().all(|s| s.as_deref() == Some("out_of_domain")), "{statuses:?}");
+    // Survey lenses (noise, the lens galaxy's light, varied lenses): out of the domain too.
+    ok(&["simulate", "--preset", "survey", "--n-per-class", "4", "--seed", "3", "--out", &d("survey"), "-q"]);
+    ok(&["predict", "--input", &d("survey/dataset.parquet"), "--out", &d("survey.parquet")]);
+    let survey = crate::stage::strings(&crate::stage::read(std::path::Path::new(&d("survey.parquet"))), "status");
+    assert!(survey.iter().all(|s| s.as_deref() == Some("out_of_domain")), "{survey:?}");
+
     let info = String::from_utf8(ok(&["model", "info", "bundled:superres"]).stdout).unwrap();
     assert!(info.contains("\"task\": \"superres\"") && info.contains("\"weights_dtype\": \"f16\""), "{info}");
     fails(&["model", "info", "bundled:nothing"], "no such bundled model");
@@ -389,9 +408,12 @@ args = {{ input = ["{{dir}}/data/dataset.parquet"], model = "{{dir}}/clf.safeten
 #[test]
 fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (file, steps) in
-        [("pipelines/quickstart.toml", 10), ("pipelines/paper.toml", 36), ("pipelines/bundled.toml", 13)]
-    {
+    for (file, steps) in [
+        ("pipelines/quickstart.toml", 10),
+        ("pipelines/paper.toml", 36),
+        ("pipelines/bundled.toml", 15),
+        ("pipelines/survey.toml", 7),
+    ] {
         let path = root.join(file);
         let run = ok(&["run", path.to_str().unwrap(), "--dry-run", "--force"]);
         let stderr = String::from_utf8_lossy(&run.stderr);

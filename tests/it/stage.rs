@@ -125,7 +125,10 @@ fn a_tensor_table_gets_one_row_per_input_with_probabilities_and_statuses() {
     let b = read(&out);
     assert_eq!(b.num_rows(), 12);
     let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-    assert_eq!(names, ["row", "id", "ra", "p_left", "p_right", "pred_class", "max_prob", "entropy", "status"]);
+    let expected =
+        ["row", "id", "ra", "p_left", "p_right", "pred_class", "max_prob", "entropy", "ood_score", "in_domain"];
+    assert_eq!(names[..10], expected);
+    assert_eq!(names[10], "status");
     let status = strings(&b, "status");
     assert_eq!(status[3].as_deref(), Some("skipped: 1 non-finite pixels"));
     assert!(status.iter().enumerate().all(|(i, s)| i == 3 || s.as_deref() == Some("ok")));
@@ -490,4 +493,93 @@ fn pyarrow_read_our_columns_and_tensor_as_the_golden_records() {
     let sr = schema.field_with_name("sr_image").unwrap();
     assert_eq!(sr.metadata()["ARROW:extension:metadata"], "{\"shape\":[64,64]}");
     assert!(sr.is_nullable());
+}
+
+/// The blob images as a Parquet table with an `image` tensor column.
+fn image_table(path: &Path, pixels: &[f32]) {
+    let n = pixels.len() / 256;
+    let values = arrow_array::Float32Array::from(pixels.to_vec());
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let images = FixedSizeListArray::new(item, 256, Arc::new(values), None);
+    write_parquet(
+        path,
+        vec![
+            (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from_iter_values(0..n as i64))),
+            (tensor_field("image", 16, 16), Arc::new(images)),
+        ],
+    );
+}
+
+fn predict_with(model: &Path, input: &Path, out: &Path) -> RecordBatch {
+    predict(&PredictOptions {
+        inputs: vec![input.to_path_buf()],
+        input: InputOptions::default(),
+        model: Some(model.to_path_buf()),
+        sr_model: None,
+        task: StageTask::Classify,
+        out: out.to_path_buf(),
+        batch_size: 8,
+        device: candle_core::Device::Cpu,
+        nan_policy: NanPolicy::Fail,
+        overwrite: true,
+        chunk_rows: 1000,
+        shard: None,
+        resume: false,
+    })
+    .unwrap();
+    read(out)
+}
+
+#[test]
+fn a_calibrated_classifier_flags_inputs_unlike_its_training_data() {
+    use lensmae::train::calibrate::calibrate_checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let (clf, _) = models();
+    let calibrated = dir.path().join("calibrated.safetensors");
+    let summary = calibrate_checkpoint(clf, &blobs(200, 21), &calibrated, 0.99, 32, &candle_core::Device::Cpu).unwrap();
+    assert!(summary.temperature > 0.0 && summary.ood_threshold > 0.0, "{summary:?}");
+
+    // Its own domain: blobs it has not seen; about 1% flagged.
+    let own = dir.path().join("own.parquet");
+    image_table(&own, &blobs(200, 22).pixels);
+    let b = predict_with(&calibrated, &own, &dir.path().join("own-pred.parquet"));
+    let flagged = strings(&b, "status").iter().filter(|s| s.as_deref() == Some("out_of_domain")).count();
+    assert!(flagged <= 10, "{flagged} of 200 in-domain images flagged");
+    let scores: Vec<f32> = b.column_by_name("ood_score").unwrap().as_primitive::<Float32Type>().values().to_vec();
+
+    // Uniform noise and constant images: all flagged, their scores above every own one.
+    let noise: Vec<f32> = (0..200 * 256).map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0).collect();
+    let constant: Vec<f32> = (0..200 * 256).map(|i| (i / 256) as f32 * 0.1).collect();
+    for (name, pixels) in [("noise", noise), ("constant", constant)] {
+        let input = dir.path().join(format!("{name}.parquet"));
+        image_table(&input, &pixels);
+        let b = predict_with(&calibrated, &input, &dir.path().join(format!("{name}-pred.parquet")));
+        let status = strings(&b, "status");
+        assert!(status.iter().all(|s| s.as_deref() == Some("out_of_domain")), "{name}: {status:?}");
+        let in_domain = b.column_by_name("in_domain").unwrap().as_boolean();
+        assert!((0..in_domain.len()).all(|i| !in_domain.value(i)), "{name}");
+        let theirs = b.column_by_name("ood_score").unwrap().as_primitive::<Float32Type>();
+        let lowest = theirs.values().iter().fold(f32::INFINITY, |a, &b| a.min(b));
+        let own_max = scores.iter().fold(0.0f32, |a, &b| a.max(b));
+        assert!(lowest > own_max, "{name}: lowest score {lowest}, own images up to {own_max}");
+    }
+}
+
+#[test]
+fn a_model_whose_output_is_not_finite_answers_nothing() {
+    use lensmae::model::checkpoint::{load_checkpoint, save_checkpoint};
+    let dir = tempfile::tempdir().unwrap();
+    let (clf, _) = models();
+    let (mut tensors, meta) = load_checkpoint(clf, &candle_core::Device::Cpu).unwrap();
+    let head = tensors["head.weight"].clone();
+    tensors.insert("head.weight".into(), (head * f64::NAN).unwrap());
+    let broken = dir.path().join("nan.safetensors");
+    save_checkpoint(&broken, &tensors, &meta).unwrap();
+    let input = dir.path().join("blobs.parquet");
+    image_table(&input, &blobs(20, 23).pixels);
+    let b = predict_with(&broken, &input, &dir.path().join("pred.parquet"));
+    let status = strings(&b, "status");
+    assert!(status.iter().all(|s| s.as_deref() == Some("failed: the model's output is not finite")), "{status:?}");
+    assert_eq!(b.column_by_name("p_left").unwrap().null_count(), 20);
+    assert_eq!(b.column_by_name("pred_class").unwrap().null_count(), 20);
 }

@@ -1,0 +1,57 @@
+"""Out-of-domain test sets for a classifier trained on one simulated domain.
+
+    python bench/ood_sets.py HELDOUT.parquet OUT_DIR [SEED]
+
+From HELDOUT (a labelled dataset of the model's own domain, not used in training or
+calibration) writes into OUT_DIR, as Parquet files with an `image` tensor column:
+- `uint16.parquet`, `int16.parquet`: the same images stored as 16-bit integers over
+  each image's range (uint16; int16 with BSCALE/BZERO), read back as floats, the way
+  many survey products store float images;
+- `uniform-noise.parquet`: uniform noise in [0, 1);
+- `constant.parquet`: constant images of varied levels;
+- `gaussian-noise.parquet`: Gaussian noise around a random level.
+Each has as many rows as HELDOUT. `bench/ood_check.sh` runs a model over them.
+"""
+import json
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def write(images, path):
+    n, h, w = images.shape
+    field = pa.field("image", pa.list_(pa.field("item", pa.float32()), h * w), nullable=False,
+                     metadata={"ARROW:extension:name": "arrow.fixed_shape_tensor",
+                               "ARROW:extension:metadata": json.dumps({"shape": [h, w]})})
+    column = pa.FixedSizeListArray.from_arrays(pa.array(images.astype(np.float32).ravel()), h * w)
+    pq.write_table(pa.table([pa.array(np.arange(n, dtype=np.int64)), column],
+                            schema=pa.schema([pa.field("id", pa.int64()), field])), path)
+
+
+def quantised(images, signed):
+    lo = images.min(axis=(1, 2), keepdims=True)
+    hi = images.max(axis=(1, 2), keepdims=True)
+    bscale = (hi - lo) / 65535.0
+    bzero = lo + (32768.0 * bscale if signed else 0.0)
+    stored = np.round((images - bzero) / bscale)
+    return (bzero + stored * bscale).astype(np.float32)
+
+
+def main():
+    heldout, out = sys.argv[1], sys.argv[2]
+    rng = np.random.default_rng(int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    images = pq.read_table(heldout, columns=["image"]).column("image").combine_chunks().to_numpy_ndarray()
+    images = images.astype(np.float64)
+    n, h, w = images.shape
+    write(quantised(images, signed=False), f"{out}/uint16.parquet")
+    write(quantised(images, signed=True), f"{out}/int16.parquet")
+    write(rng.uniform(0, 1, (n, h, w)), f"{out}/uniform-noise.parquet")
+    write(np.ones((n, h, w)) * rng.uniform(-1, 10, (n, 1, 1)), f"{out}/constant.parquet")
+    write(rng.normal(rng.uniform(0, 5, (n, 1, 1)), 1.0, (n, h, w)), f"{out}/gaussian-noise.parquet")
+    print(json.dumps({"rows": n, "out": out}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+//! What a classifier knows of its training domain, and how far an input is from it.
+//!
+//! The domain is a Gaussian per class with one shared covariance over the encoder's
+//! features of an image (the CLS token beside the mean of the patch tokens), fitted
+//! on validation images (Lee et al. 2018); an input's `ood_score` is its Mahalanobis
+//! distance to the nearest class, and it is in the domain when that is at most the
+//! threshold: a quantile of the validation images' own scores. Inputs the model never
+//! saw the like of (noise where training had none, 16-bit copies of noise-free
+//! images, other instruments, blank cutouts) land far from every class.
+//!
+//! With the temperature fitted on the same images (probabilities from
+//! softmax(logits / T)) this is a checkpoint's [`Calibration`]; its tensors are
+//! stored under `domain.*` beside the weights.
+
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Checkpoint key of the class means `[k, F]`.
+pub const CLASS_MEANS_KEY: &str = "domain.class_means";
+/// Checkpoint key of the shared precision matrix (inverse covariance) `[F, F]`.
+pub const PRECISION_KEY: &str = "domain.precision";
+
+/// The calibration a checkpoint records in its description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Softmax temperature: probabilities are softmax(logits / temperature).
+    pub temperature: f64,
+    /// Largest `ood_score` of an in-domain input.
+    pub ood_threshold: f64,
+    /// The quantile of the fitting images' scores the threshold is.
+    pub ood_quantile: f64,
+    /// Which features: `cls+mean-tokens`.
+    pub features: String,
+    /// Images the temperature and the domain were fitted on.
+    pub fitted_on: usize,
+    /// Where those images came from.
+    pub data: String,
+}
+
+/// Feature layout written into [`Calibration::features`].
+pub const DOMAIN_FEATURES: &str = "cls+mean-tokens";
+
+/// The fitted domain: class means and the shared precision matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainModel {
+    /// Feature width F.
+    pub width: usize,
+    /// `[k * F]`, class by class.
+    pub class_means: Vec<f32>,
+    /// `[F * F]`, row-major, symmetric positive definite.
+    pub precision: Vec<f64>,
+}
+
+impl DomainModel {
+    /// Fit from `features` (`[n * width]`) with their `labels` among `k` classes.
+    /// The covariance is shrunk towards its mean variance by F / (n + F), so that a
+    /// few hundred images of a 128-wide feature still give an invertible estimate.
+    pub fn fit(features: &[f32], labels: &[usize], k: usize, width: usize) -> Result<DomainModel> {
+        let n = labels.len();
+        if n < 2 || features.len() != n * width {
+            return Err(Error::config("calibration", format!("needs at least 2 images, got {n}")));
+        }
+        let mut means = vec![0f64; k * width];
+        let mut counts = vec![0usize; k];
+        for (f, &c) in features.chunks_exact(width).zip(labels) {
+            counts[c] += 1;
+            means[c * width..(c + 1) * width].iter_mut().zip(f).for_each(|(m, &v)| *m += v as f64);
+        }
+        for (c, &count) in counts.iter().enumerate() {
+            means[c * width..(c + 1) * width].iter_mut().for_each(|m| *m /= count.max(1) as f64);
+        }
+        let mut covariance = vec![0f64; width * width];
+        let mut centred = vec![0f64; width];
+        for (f, &c) in features.chunks_exact(width).zip(labels) {
+            for (j, d) in centred.iter_mut().enumerate() {
+                *d = f[j] as f64 - means[c * width + j];
+            }
+            for a in 0..width {
+                let row = &mut covariance[a * width..(a + 1) * width];
+                for (b, r) in row.iter_mut().enumerate() {
+                    *r += centred[a] * centred[b];
+                }
+            }
+        }
+        covariance.iter_mut().for_each(|v| *v /= (n - 1) as f64);
+        let mean_variance = (0..width).map(|a| covariance[a * width + a]).sum::<f64>() / width as f64;
+        let shrink = width as f64 / (n + width) as f64;
+        for a in 0..width {
+            for b in 0..width {
+                let target = if a == b { mean_variance.max(1e-12) } else { 0.0 };
+                covariance[a * width + b] = (1.0 - shrink) * covariance[a * width + b] + shrink * target;
+            }
+        }
+        let precision = spd_inverse(&covariance, width)
+            .ok_or_else(|| Error::config("calibration", "the feature covariance is not positive definite"))?;
+        Ok(DomainModel { width, class_means: means.iter().map(|&m| m as f32).collect(), precision })
+    }
+
+    /// The Mahalanobis distance of each feature row (`[n * width]`) to its nearest
+    /// class mean; infinite for rows with non-finite features (as far out as can be).
+    pub fn scores(&self, features: &[f32]) -> Vec<f32> {
+        let w = self.width;
+        let mut diff = vec![0f64; w];
+        features
+            .chunks_exact(w)
+            .map(|f| {
+                let nearest = self
+                    .class_means
+                    .chunks_exact(w)
+                    .map(|mean| {
+                        diff.iter_mut().zip(f.iter().zip(mean)).for_each(|(d, (&x, &m))| *d = x as f64 - m as f64);
+                        let mut total = 0.0;
+                        for (a, row) in self.precision.chunks_exact(w).enumerate() {
+                            total += diff[a] * row.iter().zip(&diff).map(|(p, d)| p * d).sum::<f64>();
+                        }
+                        total
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                nearest.max(0.0).sqrt() as f32
+            })
+            .collect()
+    }
+
+    /// The tensors a checkpoint keeps.
+    pub fn checkpoint_tensors(&self, dev: &Device) -> Result<HashMap<String, Tensor>> {
+        let k = self.class_means.len() / self.width;
+        let precision: Vec<f32> = self.precision.iter().map(|&v| v as f32).collect();
+        Ok(HashMap::from([
+            (CLASS_MEANS_KEY.to_string(), Tensor::from_slice(&self.class_means, (k, self.width), dev)?),
+            (PRECISION_KEY.to_string(), Tensor::from_vec(precision, (self.width, self.width), dev)?),
+        ]))
+    }
+
+    /// The domain stored in a checkpoint's tensors, if any.
+    pub fn from_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<Option<DomainModel>> {
+        let (Some(means), Some(precision)) = (tensors.get(CLASS_MEANS_KEY), tensors.get(PRECISION_KEY)) else {
+            return Ok(None);
+        };
+        let bad = |m: &str| Error::checkpoint(path, format!("domain model: {m}"));
+        let (_, width) = means.dims2().map_err(|_| bad("class means are not a matrix"))?;
+        if precision.dims2().ok() != Some((width, width)) {
+            return Err(bad("the precision matrix does not match the class means"));
+        }
+        let class_means = means.flatten_all()?.to_vec1::<f32>()?;
+        let precision = precision.flatten_all()?.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
+        Ok(Some(DomainModel { width, class_means, precision }))
+    }
+}
+
+/// The inverse of a symmetric positive definite `n x n` matrix by Cholesky
+/// factorisation; None when it is not positive definite.
+fn spd_inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    // a = L L^T, L lower triangular.
+    let mut l = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|p| l[i * n + p] * l[j * n + p]).sum();
+            if i == j {
+                let d = a[i * n + i] - sum;
+                if !(d > 0.0 && d.is_finite()) {
+                    return None;
+                }
+                l[i * n + i] = d.sqrt();
+            } else {
+                l[i * n + j] = (a[i * n + j] - sum) / l[j * n + j];
+            }
+        }
+    }
+    // Columns of a^-1: solve L y = e_c, then L^T x = y.
+    let mut inverse = vec![0f64; n * n];
+    let mut y = vec![0f64; n];
+    for c in 0..n {
+        for i in 0..n {
+            let rhs = if i == c { 1.0 } else { 0.0 };
+            y[i] = (rhs - (0..i).map(|p| l[i * n + p] * y[p]).sum::<f64>()) / l[i * n + i];
+        }
+        for i in (0..n).rev() {
+            let x = (y[i] - (i + 1..n).map(|p| l[p * n + i] * inverse[p * n + c]).sum::<f64>()) / l[i * n + i];
+            inverse[i * n + c] = x;
+        }
+    }
+    Some(inverse)
+}
+
+/// The `q`-quantile of `values` (linear interpolation between order statistics,
+/// numpy's default); non-finite values are left out.
+pub fn quantile(values: &[f32], q: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().filter(|x| x.is_finite()).map(|&x| x as f64).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+    v[lo] + frac * (v[(lo + 1).min(v.len() - 1)] - v[lo])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+
+    #[test]
+    fn the_cholesky_inverse_inverts() {
+        let a = [4.0, 2.0, 0.6, 2.0, 5.0, 1.0, 0.6, 1.0, 3.0];
+        let inv = spd_inverse(&a, 3).unwrap();
+        for i in 0..3 {
+            for j in 0..3 {
+                let v: f64 = (0..3).map(|p| a[i * 3 + p] * inv[p * 3 + j]).sum();
+                assert!((v - if i == j { 1.0 } else { 0.0 }).abs() < 1e-12, "({i},{j}) {v}");
+            }
+        }
+        assert!(spd_inverse(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+
+    #[test]
+    fn scores_are_the_mahalanobis_distance_to_the_nearest_class() {
+        // Two classes in 3-D, unit covariance along x and y, 4 along z.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let (mut features, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..20_000 {
+            let c = i % 2;
+            let centre = if c == 0 { -3.0 } else { 3.0 };
+            let g = |rng: &mut rand_chacha::ChaCha8Rng| rng.sample::<f32, _>(StandardNormal);
+            features.extend([centre + g(&mut rng), g(&mut rng), 2.0 * g(&mut rng)]);
+            labels.push(c);
+        }
+        let domain = DomainModel::fit(&features, &labels, 2, 3).unwrap();
+        let s = domain.scores(&[3.0, 0.0, 0.0, 3.0, 2.0, 0.0, -3.0, 0.0, 4.0, 0.0, 0.0, 0.0]);
+        for (got, want) in s.iter().zip([0.0, 2.0, 2.0, 3.0]) {
+            assert!((got - want).abs() < 0.05, "{s:?}");
+        }
+        assert_eq!(domain.scores(&[f32::NAN, 0.0, 0.0])[0], f32::INFINITY);
+        assert!((quantile(&[1.0, 2.0, 3.0, 4.0, f32::NAN], 0.5) - 2.5).abs() < 1e-12);
+    }
+}

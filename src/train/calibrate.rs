@@ -1,0 +1,203 @@
+//! Fitting a classifier's calibration on labelled images it was not trained on:
+//! the softmax temperature that minimises their cross-entropy, and the model of
+//! its training domain with the `ood_score` threshold at a quantile of their scores
+//! (see [`crate::model::domain`]). `finetune` does this on its validation split;
+//! `lensmae calibrate` does it for an existing checkpoint.
+
+use crate::data::images::LabelledImages;
+use crate::eval::classification::RELIABILITY_BINS;
+use crate::eval::Reliability;
+use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::model::domain::{quantile, Calibration, DomainModel, DOMAIN_FEATURES};
+use crate::stage::models::LoadedClassifier;
+use crate::{Error, Result};
+use candle_core::Device;
+use serde::Serialize;
+use std::path::Path;
+
+/// The quantile of the fitting images' scores used as the threshold by default:
+/// about 1% of in-domain images get flagged.
+pub const DEFAULT_OOD_QUANTILE: f64 = 0.99;
+
+/// Fewest images a calibration is fitted on (`finetune` leaves a checkpoint
+/// uncalibrated, and says so, when its validation split is smaller).
+pub const MIN_IMAGES: usize = 30;
+
+/// A fitted calibration with what it did on the images it was fitted on.
+#[derive(Debug, Clone)]
+pub struct FittedCalibration {
+    /// Temperature and threshold, for the checkpoint's description.
+    pub calibration: Calibration,
+    /// The domain model, for the checkpoint's tensors.
+    pub domain: DomainModel,
+    /// Expected calibration error before and after the temperature.
+    pub summary: CalibrationSummary,
+}
+
+/// What a calibration changed, on the images it was fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationSummary {
+    /// Images used.
+    pub images: usize,
+    /// Fitted temperature.
+    pub temperature: f64,
+    /// ECE of softmax(logits).
+    pub ece_before: f64,
+    /// ECE of softmax(logits / T).
+    pub ece_after: f64,
+    /// The ood_score threshold.
+    pub ood_threshold: f64,
+}
+
+/// Fit temperature and domain from `logits` (`[n * k]`), domain `features`
+/// (`[n * F]`) and `labels` of `n` images.
+pub fn fit_calibration(
+    logits: &[f32],
+    features: &[f32],
+    labels: &[usize],
+    k: usize,
+    ood_quantile: f64,
+    data: &str,
+) -> Result<FittedCalibration> {
+    let n = labels.len();
+    if n < MIN_IMAGES || logits.len() != n * k || features.len() % n.max(1) != 0 {
+        return Err(Error::config("calibration", format!("needs at least {MIN_IMAGES} labelled images, got {n}")));
+    }
+    if !(0.5..1.0).contains(&ood_quantile) {
+        return Err(Error::config("ood_quantile", format!("must be in [0.5, 1), got {ood_quantile}")));
+    }
+    if logits.iter().chain(features).any(|v| !v.is_finite()) {
+        return Err(Error::config("calibration", "the model gives non-finite logits or features on these images"));
+    }
+    let width = features.len() / n;
+    let temperature = fit_temperature(logits, labels, k);
+    let domain = DomainModel::fit(features, labels, k, width)?;
+    let ood_threshold = quantile(&domain.scores(features), ood_quantile);
+    let ece = |t: f64| Reliability::compute(&softmax_rows(logits, k, t), labels, k, RELIABILITY_BINS).ece;
+    let summary =
+        CalibrationSummary { images: n, temperature, ece_before: ece(1.0), ece_after: ece(temperature), ood_threshold };
+    let calibration = Calibration {
+        temperature,
+        ood_threshold,
+        ood_quantile,
+        features: DOMAIN_FEATURES.into(),
+        fitted_on: n,
+        data: data.into(),
+    };
+    Ok(FittedCalibration { calibration, domain, summary })
+}
+
+/// softmax(logits / t) row by row, in f64.
+pub fn softmax_rows(logits: &[f32], k: usize, t: f64) -> Vec<f32> {
+    logits
+        .chunks_exact(k)
+        .flat_map(|row| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let e: Vec<f64> = row.iter().map(|&v| ((v as f64 - max) / t).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            e.into_iter().map(move |v| (v / sum) as f32)
+        })
+        .collect()
+}
+
+/// Mean cross-entropy of softmax(logits / t).
+fn cross_entropy(logits: &[f32], labels: &[usize], k: usize, t: f64) -> f64 {
+    let total: f64 = logits
+        .chunks_exact(k)
+        .zip(labels)
+        .map(|(row, &label)| {
+            let scaled: Vec<f64> = row.iter().map(|&v| v as f64 / t).collect();
+            let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = max + scaled.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            log_sum - scaled[label]
+        })
+        .sum();
+    total / labels.len().max(1) as f64
+}
+
+/// The temperature in [0.05, 20] minimising the cross-entropy: golden-section
+/// search on log T (the cross-entropy is convex in 1/T).
+fn fit_temperature(logits: &[f32], labels: &[usize], k: usize) -> f64 {
+    let f = |log_t: f64| cross_entropy(logits, labels, k, log_t.exp());
+    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - ratio * (b - a), a + ratio * (b - a));
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..80 {
+        if fc < fd {
+            (b, d, fd) = (d, c, fc);
+            c = b - ratio * (b - a);
+            fc = f(c);
+        } else {
+            (a, c, fc) = (c, d, fd);
+            d = a + ratio * (b - a);
+            fd = f(d);
+        }
+    }
+    (0.5 * (a + b)).exp()
+}
+
+/// Calibrate the classifier at `model` on `images` (raw, labelled) and write it,
+/// calibrated, to `out` (weights unchanged).
+pub fn calibrate_checkpoint(
+    model: &Path,
+    images: &LabelledImages,
+    out: &Path,
+    ood_quantile: f64,
+    batch: usize,
+    device: &Device,
+) -> Result<CalibrationSummary> {
+    let clf = LoadedClassifier::load(model, device)?;
+    if images.class_names != clf.meta.class_names {
+        return Err(Error::config(
+            "data",
+            format!(
+                "{}: classes {:?}, the model's are {:?}",
+                images.source.display(),
+                images.class_names,
+                clf.meta.class_names
+            ),
+        ));
+    }
+    let s = clf.image_size();
+    if images.size != s {
+        return Err(Error::config("data", format!("{}: images are {0}x{0}, the model takes {s}x{s}", images.size)));
+    }
+    let mut prepared = images.pixels.clone();
+    clf.preprocessor.apply(&mut prepared, s * s);
+    let (logits, features) = clf.logits_and_features(&prepared, batch)?;
+    let k = clf.meta.class_names.len();
+    let fitted =
+        fit_calibration(&logits, &features, &images.labels, k, ood_quantile, &images.source.display().to_string())?;
+    let (mut tensors, mut meta) = load_checkpoint(model, device)?;
+    tensors.extend(fitted.domain.checkpoint_tensors(device)?);
+    meta.calibration = Some(fitted.calibration);
+    save_checkpoint(out, &tensors, &meta)?;
+    Ok(fitted.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fitted_temperature_undoes_overconfidence() {
+        // Logits of a model that is right 70% of the time with margins far too large.
+        let (mut logits, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..1000 {
+            let label = i % 2;
+            let right = i % 10 < 7;
+            let predicted = if right { label } else { 1 - label };
+            let mut row = [0.0f32; 2];
+            row[predicted] = 8.0;
+            logits.extend(row);
+            labels.push(label);
+        }
+        let t = fit_temperature(&logits, &labels, 2);
+        // softmax(8 / t) = 0.7 at the optimum: t = 8 / ln(0.7 / 0.3).
+        assert!((t / (8.0 / (0.7f64 / 0.3).ln()) - 1.0).abs() < 1e-4, "{t}");
+        let features: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
+        let fitted = fit_calibration(&logits, &features, &labels, 2, 0.99, "test").unwrap();
+        assert!(fitted.summary.ece_after < 1e-3 && fitted.summary.ece_before > 0.29, "{:?}", fitted.summary);
+    }
+}
