@@ -167,18 +167,23 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
 }
 
 fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u64) -> Record {
-    let simulated = sim.simulate(class_idx, opts.seed, id);
-    let images = match opts.task {
-        Task::Classify => vec![simulated.image],
-        Task::Superres { factor } => vec![simulated.image.bin_mean(factor), simulated.image],
+    let (images, params, sub_snr) = match opts.task {
+        Task::Classify => {
+            let s = sim.simulate(class_idx, opts.seed, id);
+            (vec![s.image], s.params, s.sub_snr)
+        }
+        Task::Superres { factor } => {
+            let s = sim.simulate_pair(class_idx, opts.seed, id, factor);
+            (vec![s.lr, s.hr], s.params, s.sub_snr)
+        }
     };
     Record {
         id: id as i64,
         class_idx,
         images,
-        n_subhalos: simulated.params.n_subhalos(sim.vortex_points(class_idx)) as i32,
-        params: simulated.params,
-        sub_snr: simulated.sub_snr,
+        n_subhalos: params.n_subhalos(sim.vortex_points(class_idx)) as i32,
+        params,
+        sub_snr,
     }
 }
 

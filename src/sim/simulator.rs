@@ -147,6 +147,21 @@ pub struct SimulatedImage {
     pub sub_snr: Option<f64>,
 }
 
+/// A simulated super-resolution pair (see [`Simulator::simulate_pair`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedPair {
+    /// Index into the class names.
+    pub class_idx: usize,
+    /// The low-resolution observation.
+    pub lr: Image,
+    /// The high-resolution image (noise-free when the recipe has noise).
+    pub hr: Image,
+    /// What was drawn.
+    pub params: ImageParams,
+    /// Substructure signal-to-noise of the LR observation (None when noise-free).
+    pub sub_snr: Option<f64>,
+}
+
 /// A validated config with its cosmology pre-computed.
 #[derive(Debug, Clone)]
 pub struct Simulator {
@@ -489,13 +504,25 @@ impl Simulator {
     /// It bounds what any classifier can see: near 0 the noise hides the substructure.
     /// 0 for classes without substructure; None when the recipe adds no noise.
     pub fn sub_snr(&self, class_idx: usize, params: &ImageParams, noise_free: &Image, noise: &Noise) -> Option<f64> {
-        let variance = noise.variance(noise_free, self.config.image.pixel_scale)?;
+        self.sub_snr_on(&self.camera(params), class_idx, params, noise_free, noise)
+    }
+
+    /// [`Self::sub_snr`] of an image taken with `camera`.
+    fn sub_snr_on(
+        &self,
+        camera: &Camera,
+        class_idx: usize,
+        params: &ImageParams,
+        noise_free: &Image,
+        noise: &Noise,
+    ) -> Option<f64> {
+        let variance = noise.variance(noise_free, camera.grid.pixel_scale)?;
         if matches!(self.substructure(class_idx), Substructure::None) {
             return Some(0.0);
         }
         let mut scene = self.scene(class_idx, params);
         scene.lenses.truncate(2); // the main lens and the shear
-        let smooth = scene.render_with(&self.camera(params), self.fixed_field.as_ref());
+        let smooth = scene.render_with(camera, self.fixed_field.as_ref());
         let chi2: f64 = noise_free
             .pixels
             .iter()
@@ -505,6 +532,47 @@ impl Simulator {
             .map(|((a, b), v)| (a - b) * (a - b) / v)
             .sum();
         Some(chi2.sqrt())
+    }
+
+    /// A super-resolution pair of image `index` of class `class_idx`: the
+    /// high-resolution image on the recipe's grid and the low-resolution one a
+    /// `factor`-times coarser instrument takes of the same sky.
+    ///
+    /// Noise-free recipes give the HR image and its block mean (the DeepLense
+    /// super-resolution data). Recipes with noise give what an SR model is for: HR
+    /// noise-free (the truth), LR rendered through the instrument on pixels `factor`
+    /// times larger (the same sub-pixel samples summed, the PSF at that pixel
+    /// scale) with the noise of such pixels (sky per pixel x factor^2); `sub_snr` is
+    /// then that of the LR observation.
+    pub fn simulate_pair(&self, class_idx: usize, seed: u64, index: u64, factor: usize) -> SimulatedPair {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(index);
+        let params = self.sample_params(class_idx, &mut rng);
+        let mut hr = self.render(class_idx, &params);
+        let noise = self.noise(&params);
+        let (mut lr, sub_snr) = if noise == Noise::None {
+            (hr.bin_mean(factor), None)
+        } else {
+            let camera = self.coarse_camera(&params, factor);
+            let mut lr = self.scene(class_idx, &params).render_with(&camera, None);
+            let sub_snr = self.sub_snr_on(&camera, class_idx, &params, &lr, &noise);
+            noise.apply(&mut lr, camera.grid.pixel_scale, &mut rng);
+            (lr, sub_snr)
+        };
+        self.apply_output_scale(&mut hr);
+        self.apply_output_scale(&mut lr);
+        SimulatedPair { class_idx, lr, hr, params, sub_snr }
+    }
+
+    /// The camera of the recipe with pixels `factor` times larger, sampling the sky
+    /// at the same sub-pixel positions.
+    fn coarse_camera(&self, params: &ImageParams, factor: usize) -> Camera {
+        let fine = self.camera(params);
+        Camera {
+            grid: PixelGrid { size: fine.grid.size / factor, pixel_scale: fine.grid.pixel_scale * factor as f64 },
+            supersampling: fine.supersampling.max(1) * factor,
+            psf: fine.psf,
+        }
     }
 
     /// Lensed, pixelated, PSF-convolved image, taking the main lens from the
@@ -598,5 +666,50 @@ mod tests {
         let (e1, e2) = capped_ellipticity(0.9, 0.9);
         assert!((e1.hypot(e2) - 0.9).abs() < 1e-12 && (e1 - e2).abs() < 1e-15, "{e1} {e2}");
         assert_eq!(capped_ellipticity(0.3, -0.4), (0.3, -0.4));
+    }
+
+    #[test]
+    fn noise_free_pairs_are_the_image_and_its_block_mean() {
+        let sim = Simulator::new(preset("deeplense-model2").unwrap()).unwrap();
+        for class in 0..3 {
+            let pair = sim.simulate_pair(class, 5, 9, 4);
+            let single = sim.simulate(class, 5, 9);
+            assert_eq!(pair.hr, single.image);
+            assert_eq!(pair.lr, single.image.bin_mean(4));
+            assert_eq!(pair.sub_snr, None);
+        }
+    }
+
+    #[test]
+    fn the_coarse_instrument_sums_the_same_sky_samples_and_adds_its_own_noise() {
+        let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+        let cdm = sim.class_names().iter().position(|c| c == "cdm").unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let params = sim.sample_params(cdm, &mut rng);
+        let scene = sim.scene(cdm, &params);
+        let (fine, coarse) = (sim.camera(&params), sim.coarse_camera(&params, 4));
+        assert_eq!((coarse.grid.size, coarse.supersampling), (16, 8));
+        let from_fine = scene.render_unconvolved(&fine).bin_sum(4);
+        let direct = scene.render_unconvolved(&coarse);
+        for (a, b) in direct.pixels.iter().zip(&from_fine.pixels) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-9), "{a} vs {b}");
+        }
+        // The LR noise: residuals of many pairs against the noise-free LR renders
+        // have the variance the noise model gives pixels 4x as wide.
+        let (mut ratio_sum, mut count) = (0.0, 0);
+        for index in 0..30 {
+            let pair = sim.simulate_pair(cdm, 4, index, 4);
+            assert!(pair.sub_snr.unwrap() >= 0.0);
+            let camera = sim.coarse_camera(&pair.params, 4);
+            let clean = sim.scene(cdm, &pair.params).render_with(&camera, None);
+            let variance = sim.noise(&pair.params).variance(&clean, camera.grid.pixel_scale).unwrap();
+            for ((noisy, clean), v) in pair.lr.pixels.iter().zip(&clean.pixels).zip(&variance) {
+                ratio_sum += (noisy - clean).powi(2) / v;
+                count += 1;
+            }
+            assert_eq!(pair.hr, sim.render_noise_free(cdm, &pair.params), "HR is the noise-free truth");
+        }
+        let ratio = ratio_sum / count as f64;
+        assert!((ratio - 1.0).abs() < 0.05, "residual / expected variance {ratio}");
     }
 }
