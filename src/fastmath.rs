@@ -142,8 +142,11 @@ mod tests {
 
     #[test]
     fn log2_is_log2() {
-        for v in [1e-300, 1e-12, 3.7e-7, 0.5, 0.70710678, 0.7071068, 1.0, 1.41421356, 1.4142136, 2.0, 3.0, 1e5, 7.3e12]
-        {
+        use std::f64::consts::{FRAC_1_SQRT_2, SQRT_2};
+        // Either side of the mantissa's fold at sqrt(2) (and of its half) too.
+        let near_the_fold =
+            [FRAC_1_SQRT_2 * (1.0 - 1e-9), FRAC_1_SQRT_2 * (1.0 + 1e-9), SQRT_2 * (1.0 - 1e-9), SQRT_2 * (1.0 + 1e-9)];
+        for v in [1e-300, 1e-12, 3.7e-7, 0.5, 1.0, 2.0, 3.0, 1e5, 7.3e12].into_iter().chain(near_the_fold) {
             let (got, want) = (log2(v), v.log2());
             assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{v}: {got} vs {want}");
         }

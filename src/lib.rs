@@ -3,8 +3,9 @@
 //!
 //! Data flows one way through the modules:
 //! [`sim`] (physics and presets) -> [`data`] (datasets, readers, writers) ->
-//! [`model`] -> [`train`] / [`eval`] -> [`stage`] (streaming inference over survey
-//! cutouts) -> [`cli`] (thin command-line layer).
+//! [`model`] -> [`infer`] (checkpoint -> prepared model -> predictions) ->
+//! [`train`] / [`eval`] / [`stage`] (streaming inference over survey cutouts) ->
+//! [`cli`] (thin command-line layer).
 #![deny(missing_docs)]
 
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod fastmath;
+pub mod infer;
 pub mod model;
 pub mod pipeline;
 pub mod report;

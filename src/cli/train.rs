@@ -4,6 +4,7 @@ use crate::data::augment::Augment;
 use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::eval::classification::RELIABILITY_BINS;
 use crate::eval::{ClassificationMetrics, ClassificationReport, Reliability};
+use crate::infer::{LoadedClassifier, LoadedSuperres};
 use crate::model::checkpoint::{
     compact_tensors, load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta, ModelTask,
 };
@@ -12,7 +13,6 @@ use crate::model::mae::Pooling;
 use crate::model::preprocess::Scaling;
 use crate::model::superres::SuperresConfig;
 use crate::model::MaeConfig;
-use crate::stage::models::{LoadedClassifier, LoadedSuperres};
 use crate::train::joint::{finetune_joint, JointOptions};
 use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
 use crate::train::{finetune_classify, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions};

@@ -115,6 +115,21 @@ impl ImagePairs {
     pub fn factor(&self) -> usize {
         self.hr.size / self.lr.size.max(1)
     }
+
+    /// The LR images at `indices`, concatenated.
+    pub fn lr_rows(&self, indices: &[usize]) -> Vec<f32> {
+        indices.iter().flat_map(|&i| self.lr.image(i).iter().copied()).collect()
+    }
+
+    /// Bicubic and nearest-neighbour upsamplings of the LR images at `indices`:
+    /// the baselines every super-resolution result is reported beside.
+    pub fn classical_upsamplings(&self, indices: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        use super::resample::{upsample_bicubic, upsample_nearest};
+        let (size, f) = (self.lr.size, self.factor());
+        let bicubic = indices.iter().flat_map(|&i| upsample_bicubic(self.lr.image(i), size, f)).collect();
+        let nearest = indices.iter().flat_map(|&i| upsample_nearest(self.lr.image(i), size, f)).collect();
+        (bicubic, nearest)
+    }
 }
 
 /// Read LR/HR pairs: a Parquet file with `lr` and `hr` image columns (as the

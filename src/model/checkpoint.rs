@@ -111,6 +111,11 @@ pub fn safetensors_metadata(path: &Path, bytes: &[u8], key: &str) -> Result<Opti
     Ok(header.metadata().as_ref().and_then(|m| m.get(key)).cloned())
 }
 
+/// The JSONL epoch log a training run writes beside its checkpoint `out`.
+pub fn log_path(out: &Path) -> std::path::PathBuf {
+    out.with_extension("log.jsonl")
+}
+
 /// Write `tensors` and `meta` to `path` atomically.
 pub fn save_checkpoint(path: &Path, tensors: &HashMap<String, Tensor>, meta: &CheckpointMeta) -> Result<()> {
     write_safetensors(path, tensors, "lensmae", serde_json::to_string(meta).expect("metadata serialises"))

@@ -132,6 +132,18 @@ impl Preprocessor {
     }
 }
 
+/// (offset, range) of an image's min-max scaling (`minmax-lr`, the super-resolution
+/// models' input and output mapping); a flat image gets range 1.
+pub fn minmax_scale(img: &[f32]) -> (f32, f32) {
+    let (lo, hi) = crate::data::images::value_range(img);
+    (lo, if hi > lo { hi - lo } else { 1.0 })
+}
+
+/// The pixels of `img` mapped by (offset, range): `(v - offset) / range`.
+pub fn scaled(img: &[f32], (lo, range): (f32, f32)) -> impl Iterator<Item = f32> + '_ {
+    img.iter().map(move |v| (v - lo) / range)
+}
+
 /// Applies `(v - mean) / std` pixel by pixel, bounded by
 /// [`STANDARDISED_PIXEL_BOUND`], to every image (row of `mean.len()`) of `pixels`.
 pub fn standardise_pixel_rows(pixels: &mut [f32], mean: &[f32], std: &[f32]) {

@@ -7,8 +7,8 @@ pub mod run_report;
 
 use crate::data::images::value_range;
 use crate::data::images::ImagePairs;
+use crate::infer::super_resolve;
 use crate::model::superres::SuperResolver;
-use crate::train::superres::{classical_upsamplings, lr_rows, super_resolve};
 use crate::Result;
 use plot::{image_grid_png, Panel, Shading};
 
@@ -17,8 +17,8 @@ use plot::{image_grid_png, Panel, Shading};
 /// range) and the residual SR - HR (blue negative, red positive, saturating at
 /// a tenth of the HR range).
 pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[usize]) -> Result<Vec<u8>> {
-    let sr = super_resolve(model, &lr_rows(pairs, indices), pairs.lr.size, 64)?;
-    let (bicubic, _) = classical_upsamplings(pairs, indices);
+    let sr = super_resolve(model, &pairs.lr_rows(indices), pairs.lr.size, 64)?;
+    let (bicubic, _) = pairs.classical_upsamplings(indices);
     let (hs, ls) = (pairs.hr.size, pairs.lr.size);
     let per = hs * hs;
     let rows: Vec<Vec<Panel>> = indices

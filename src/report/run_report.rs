@@ -37,7 +37,7 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 /// A step's epoch logs (`<out>.log.jsonl`).
 fn epoch_logs(step: &Step, dir: &Path) -> Vec<serde_json::Value> {
     let Some(out) = step.path("out", dir) else { return vec![] };
-    let text = std::fs::read_to_string(crate::train::log_path(&out)).unwrap_or_default();
+    let text = std::fs::read_to_string(crate::model::checkpoint::log_path(&out)).unwrap_or_default();
     text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 

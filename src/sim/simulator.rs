@@ -542,7 +542,8 @@ impl Simulator {
     /// super-resolution data). Recipes with noise give what an SR model is for: HR
     /// noise-free (the truth), LR rendered through the instrument on pixels `factor`
     /// times larger (the same sub-pixel samples summed, the PSF at that pixel
-    /// scale) with the noise of such pixels (sky per pixel x factor^2); `sub_snr` is
+    /// scale) with the noise of such pixels (sky per pixel x factor^2), divided by
+    /// factor^2 so that it is in the HR pixels' units like a block mean; `sub_snr` is
     /// then that of the LR observation.
     pub fn simulate_pair(&self, class_idx: usize, seed: u64, index: u64, factor: usize) -> SimulatedPair {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -557,6 +558,10 @@ impl Simulator {
             let mut lr = self.scene(class_idx, &params).render_with(&camera, None);
             let sub_snr = self.sub_snr_on(&camera, class_idx, &params, &lr, &noise);
             noise.apply(&mut lr, camera.grid.pixel_scale, &mut rng);
+            // In the units of the HR pixels, as a block mean is (the DeepLense
+            // super-resolution data's convention, which models and baselines assume).
+            let per_hr_pixel = 1.0 / (factor * factor) as f64;
+            lr.pixels.iter_mut().for_each(|v| *v *= per_hr_pixel);
             (lr, sub_snr)
         };
         self.apply_output_scale(&mut hr);
@@ -704,10 +709,13 @@ mod tests {
             let clean = sim.scene(cdm, &pair.params).render_with(&camera, None);
             let variance = sim.noise(&pair.params).variance(&clean, camera.grid.pixel_scale).unwrap();
             for ((noisy, clean), v) in pair.lr.pixels.iter().zip(&clean.pixels).zip(&variance) {
-                ratio_sum += (noisy - clean).powi(2) / v;
+                ratio_sum += (noisy * 16.0 - clean).powi(2) / v; // LR comes in HR pixels' units
                 count += 1;
             }
             assert_eq!(pair.hr, sim.render_noise_free(cdm, &pair.params), "HR is the noise-free truth");
+            // In the HR pixels' units: the same mean brightness as the HR image.
+            let mean = |img: &Image| img.pixels.iter().sum::<f64>() / img.pixels.len() as f64;
+            assert!((mean(&pair.lr) / mean(&pair.hr) - 1.0).abs() < 0.05, "{} vs {}", mean(&pair.lr), mean(&pair.hr));
         }
         let ratio = ratio_sum / count as f64;
         assert!((ratio - 1.0).abs() < 0.05, "residual / expected variance {ratio}");

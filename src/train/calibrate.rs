@@ -7,9 +7,9 @@
 use crate::data::images::LabelledImages;
 use crate::eval::classification::RELIABILITY_BINS;
 use crate::eval::Reliability;
+use crate::infer::LoadedClassifier;
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::model::domain::{quantile, Calibration, DomainModel, DOMAIN_FEATURES};
-use crate::stage::models::LoadedClassifier;
 use crate::{Error, Result};
 use candle_core::Device;
 use serde::Serialize;

@@ -15,6 +15,7 @@ pub mod superres;
 use crate::data::augment::{augment_images, Augment};
 use crate::data::images::{stratified_split, LabelledImages};
 use crate::eval::ClassificationMetrics;
+use crate::model::checkpoint::log_path;
 use crate::model::checkpoint::{
     load_checkpoint, safetensors_metadata, save_checkpoint, write_safetensors, CheckpointMeta, ModelTask,
     Preprocessing, CHECKPOINT_FORMAT,
@@ -283,11 +284,6 @@ fn state_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".state.safetensors");
     PathBuf::from(s)
-}
-
-/// The JSONL epoch log beside a training run's checkpoint `out`.
-pub fn log_path(out: &Path) -> PathBuf {
-    out.with_extension("log.jsonl")
 }
 
 fn named_vars(varmap: &VarMap, keep: impl Fn(&str) -> bool) -> Vec<(String, Var)> {

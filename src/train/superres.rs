@@ -8,9 +8,10 @@
 
 use super::*;
 use crate::data::augment::dihedral;
-use crate::data::images::{value_range, ImagePairs};
-use crate::data::resample::{upsample_bicubic, upsample_nearest};
+use crate::data::images::ImagePairs;
 use crate::eval::SuperresMetrics;
+use crate::infer::super_resolve;
+use crate::model::preprocess::{minmax_scale, scaled};
 use crate::model::superres::{SuperResolver, SuperresConfig};
 use rand::Rng;
 
@@ -50,35 +51,6 @@ pub struct SuperresEvaluation {
     pub nearest: SuperresMetrics,
 }
 
-/// (offset, range) of an image's min-max scaling; a flat image gets range 1.
-fn minmax_scale(img: &[f32]) -> (f32, f32) {
-    let (lo, hi) = value_range(img);
-    (lo, if hi > lo { hi - lo } else { 1.0 })
-}
-
-fn scaled(img: &[f32], (lo, range): (f32, f32)) -> impl Iterator<Item = f32> + '_ {
-    img.iter().map(move |v| (v - lo) / range)
-}
-
-/// SR images (rows of `(lr_size * factor)^2`) of the LR images `lr` (rows of
-/// `lr_size^2`), in the LR images' units.
-pub fn super_resolve(model: &SuperResolver, lr: &[f32], lr_size: usize, batch: usize) -> Result<Vec<f32>> {
-    let per = lr_size * lr_size;
-    let scales: Vec<(f32, f32)> = lr.chunks_exact(per).map(minmax_scale).collect();
-    let mut out = Vec::with_capacity(lr.len() * model.head_config().factor.pow(2));
-    for (chunk, chunk_scales) in lr.chunks(per * batch.max(1)).zip(scales.chunks(batch.max(1))) {
-        let n = chunk_scales.len();
-        let x: Vec<f32> = chunk.chunks_exact(per).zip(chunk_scales).flat_map(|(img, &s)| scaled(img, s)).collect();
-        let y = model.forward(&Tensor::from_vec(x, (n, 1, lr_size, lr_size), model.encoder.device())?)?;
-        let y = y.flatten_all()?.to_vec1::<f32>()?;
-        let hr_per = y.len() / n;
-        for (img, &(lo, range)) in y.chunks_exact(hr_per).zip(chunk_scales) {
-            out.extend(img.iter().map(|v| v * range + lo));
-        }
-    }
-    Ok(out)
-}
-
 /// Metrics of `sr` against the HR images at `indices`, both mapped by each HR
 /// image's min-max.
 fn metrics_against_hr(pairs: &ImagePairs, indices: &[usize], sr: &[f32]) -> SuperresMetrics {
@@ -93,11 +65,6 @@ fn metrics_against_hr(pairs: &ImagePairs, indices: &[usize], sr: &[f32]) -> Supe
     SuperresMetrics::compute(&reference, &test, pairs.hr.size)
 }
 
-/// The LR images at `indices`, concatenated.
-pub fn lr_rows(pairs: &ImagePairs, indices: &[usize]) -> Vec<f32> {
-    gather_images(&pairs.lr, indices)
-}
-
 /// The model's SR images of the pairs at `indices` and its metrics.
 pub fn evaluate_model(
     model: &SuperResolver,
@@ -105,16 +72,8 @@ pub fn evaluate_model(
     indices: &[usize],
     batch: usize,
 ) -> Result<(SuperresMetrics, Vec<f32>)> {
-    let sr = super_resolve(model, &lr_rows(pairs, indices), pairs.lr.size, batch)?;
+    let sr = super_resolve(model, &pairs.lr_rows(indices), pairs.lr.size, batch)?;
     Ok((metrics_against_hr(pairs, indices, &sr), sr))
-}
-
-/// Bicubic and nearest-neighbour upsamplings of the LR images at `indices`.
-pub fn classical_upsamplings(pairs: &ImagePairs, indices: &[usize]) -> (Vec<f32>, Vec<f32>) {
-    let (size, f) = (pairs.lr.size, pairs.factor());
-    let bicubic = indices.iter().flat_map(|&i| upsample_bicubic(pairs.lr.image(i), size, f)).collect();
-    let nearest = indices.iter().flat_map(|&i| upsample_nearest(pairs.lr.image(i), size, f)).collect();
-    (bicubic, nearest)
 }
 
 /// The model and the classical baselines on the pairs at `indices`.
@@ -125,7 +84,7 @@ pub fn evaluate_superres(
     batch: usize,
 ) -> Result<SuperresEvaluation> {
     let (model_metrics, _) = evaluate_model(model, pairs, indices, batch)?;
-    let (bicubic, nearest) = classical_upsamplings(pairs, indices);
+    let (bicubic, nearest) = pairs.classical_upsamplings(indices);
     Ok(SuperresEvaluation {
         model: model_metrics,
         bicubic: metrics_against_hr(pairs, indices, &bicubic),

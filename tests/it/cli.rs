@@ -412,7 +412,7 @@ fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
         ("pipelines/quickstart.toml", 10),
         ("pipelines/paper.toml", 36),
         ("pipelines/bundled.toml", 15),
-        ("pipelines/survey.toml", 7),
+        ("pipelines/survey.toml", 11),
     ] {
         let path = root.join(file);
         let run = ok(&["run", path.to_str().unwrap(), "--dry-run", "--force"]);

@@ -166,7 +166,7 @@ fn small_survey_lenses(n_per_class: u64, seed: u64) -> LabelledImages {
 #[test]
 fn a_noise_scaled_classifier_answers_the_same_on_16_bit_copies_of_its_inputs() {
     use lensmae::data::images::value_range;
-    use lensmae::stage::models::LoadedClassifier;
+    use lensmae::infer::LoadedClassifier;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("clf.safetensors");
     let mut opts = finetune(&out, 8, EncoderInit::Scratch, false);

@@ -1,9 +1,12 @@
-//! Checkpoints loaded for inference, with the preprocessing they were trained with.
+//! Inference: a checkpoint becomes a prepared model (its preprocessing, temperature
+//! and training domain with it) that turns in-memory images into predictions. No
+//! process-global state; nothing here depends on training (`train`, `stage`,
+//! `report` and `evaluate` all call this).
 
 use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
 use crate::model::domain::DomainModel;
 use crate::model::mae::Pooling;
-use crate::model::preprocess::Preprocessor;
+use crate::model::preprocess::{minmax_scale, scaled, Preprocessor};
 use crate::model::superres::SuperResolver;
 use crate::model::VitClassifier;
 use crate::{Error, Result};
@@ -172,4 +175,24 @@ impl LoadedSuperres {
     pub fn hr_size(&self) -> usize {
         self.meta.model.image_size
     }
+}
+
+/// SR images (rows of `(lr_size * factor)^2`) of the LR images `lr` (rows of
+/// `lr_size^2`), in the LR images' units: each LR image scaled by its own min-max,
+/// through the model, and the output mapped back by the same scale.
+pub fn super_resolve(model: &SuperResolver, lr: &[f32], lr_size: usize, batch: usize) -> Result<Vec<f32>> {
+    let per = lr_size * lr_size;
+    let scales: Vec<(f32, f32)> = lr.chunks_exact(per).map(minmax_scale).collect();
+    let mut out = Vec::with_capacity(lr.len() * model.head_config().factor.pow(2));
+    for (chunk, chunk_scales) in lr.chunks(per * batch.max(1)).zip(scales.chunks(batch.max(1))) {
+        let n = chunk_scales.len();
+        let x: Vec<f32> = chunk.chunks_exact(per).zip(chunk_scales).flat_map(|(img, &s)| scaled(img, s)).collect();
+        let y = model.forward(&Tensor::from_vec(x, (n, 1, lr_size, lr_size), model.encoder.device())?)?;
+        let y = y.flatten_all()?.to_vec1::<f32>()?;
+        let hr_per = y.len() / n;
+        for (img, &(lo, range)) in y.chunks_exact(hr_per).zip(chunk_scales) {
+            out.extend(img.iter().map(|v| v * range + lo));
+        }
+    }
+    Ok(out)
 }
