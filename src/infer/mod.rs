@@ -100,14 +100,8 @@ impl LoadedClassifier {
         self.preprocessor.apply(&mut pixels, s * s);
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
         let k = self.meta.class_names.len();
-        let n = logits.len() / k.max(1);
-        let dev = self.model.encoder.device();
-        let mut logits = Tensor::from_vec(logits, (n, k), dev)?;
-        // Divided only when calibrated, so uncalibrated checkpoints keep their bits.
-        if let Some(c) = &self.meta.calibration {
-            logits = (logits / c.temperature)?;
-        }
-        let probabilities = candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?;
+        let temperature = self.meta.calibration.as_ref().map(|c| c.temperature);
+        let probabilities = softmax_probabilities(logits, k, temperature, self.model.encoder.device())?;
         let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
         Ok(ClassifierOutput { probabilities, ood_scores })
     }
@@ -116,14 +110,9 @@ impl LoadedClassifier {
     pub fn logits_and_features(&self, prepared: &[f32], batch: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let s = self.image_size();
         let dev = self.model.encoder.device();
-        let (mut logits, mut features) = (Vec::new(), Vec::new());
-        for chunk in prepared.chunks(batch.max(1) * s * s) {
-            let x = Tensor::from_slice(chunk, (chunk.len() / (s * s), 1, s, s), dev)?;
-            let (l, f) = self.model.logits_and_domain_features(&x)?;
-            logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
-            features.extend(f.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok((logits, features))
+        classify_batches(&self.model, prepared.len() / (s * s), batch, |rows| {
+            Ok(Tensor::from_slice(&prepared[rows.start * s * s..rows.end * s * s], (rows.len(), 1, s, s), dev)?)
+        })
     }
 
     /// Whether an `ood_score` is within the training domain (None when uncalibrated;
@@ -131,6 +120,35 @@ impl LoadedClassifier {
     pub fn in_domain(&self, score: f32) -> Option<bool> {
         self.meta.calibration.as_ref().map(|c| (score as f64) <= c.ood_threshold)
     }
+}
+
+/// Logits `[n * k]` and domain features `[n * F]` of `n` prepared images, `batch`
+/// at a time, each batch the `[rows, 1, H, W]` tensor `input(rows)` gives: the one
+/// classifier inference loop (`predict`, `evaluate`, and training's validation).
+pub fn classify_batches(
+    model: &VitClassifier,
+    n: usize,
+    batch: usize,
+    mut input: impl FnMut(std::ops::Range<usize>) -> Result<Tensor>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (mut logits, mut features) = (Vec::new(), Vec::new());
+    for start in (0..n).step_by(batch.max(1)) {
+        let (l, f) = model.logits_and_domain_features(&input(start..(start + batch.max(1)).min(n))?)?;
+        logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
+        features.extend(f.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok((logits, features))
+}
+
+/// softmax(logits / temperature) of `[n * k]` logits; without a temperature the
+/// logits are not divided, so uncalibrated checkpoints keep their bits.
+pub fn softmax_probabilities(logits: Vec<f32>, k: usize, temperature: Option<f64>, dev: &Device) -> Result<Vec<f32>> {
+    let n = logits.len() / k.max(1);
+    let mut logits = Tensor::from_vec(logits, (n, k), dev)?;
+    if let Some(t) = temperature {
+        logits = (logits / t)?;
+    }
+    Ok(candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// A super-resolution model.

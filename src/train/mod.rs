@@ -641,7 +641,7 @@ fn calibrate_on_validation(
 }
 
 /// Logits `[n * k]` and domain features `[n * F]` of the images at `indices`
-/// (already prepared).
+/// (already prepared), through the inference loop.
 fn logits_and_domain_features(
     model: &VitClassifier,
     data: &LabelledImages,
@@ -649,30 +649,18 @@ fn logits_and_domain_features(
     batch: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let dev = model.encoder.device().clone();
-    let (mut logits, mut features) = (Vec::new(), Vec::new());
-    for chunk in indices.chunks(batch.max(1)) {
-        let (l, f) = model.logits_and_domain_features(&batch_tensor(data, chunk, &dev)?)?;
-        logits.extend(l.flatten_all()?.to_vec1::<f32>()?);
-        features.extend(f.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok((logits, features))
+    crate::infer::classify_batches(model, indices.len(), batch, |rows| batch_tensor(data, &indices[rows], &dev))
 }
 
-/// Class probabilities `[n * k]` of `indices` (images already normalised).
+/// Class probabilities `[n * k]` of `indices` (images already prepared).
 pub fn predict_probs(
     model: &VitClassifier,
     data: &LabelledImages,
     indices: &[usize],
     batch: usize,
 ) -> Result<Vec<f32>> {
-    let dev = model.encoder.device().clone();
-    let mut out = Vec::new();
-    for chunk in indices.chunks(batch.max(1)) {
-        let logits = model.forward(&batch_tensor(data, chunk, &dev)?, None)?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
-        out.extend(probs.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok(out)
+    let (logits, _) = logits_and_domain_features(model, data, indices, batch)?;
+    crate::infer::softmax_probabilities(logits, data.class_names.len(), None, model.encoder.device())
 }
 
 /// The classifier's view of `data`: scaled by `t.scaling` and, when asked, each
