@@ -1,7 +1,9 @@
 //! `lensmae pretrain`, `lensmae finetune`, `lensmae evaluate`, `lensmae model info`.
 
 use crate::data::augment::Augment;
+use crate::data::images::read_float_columns;
 use crate::data::images::{read_image_pairs, read_labelled_images};
+use crate::eval::binned::{binned_by_parameters, BINNED_PARAMETERS};
 use crate::eval::classification::RELIABILITY_BINS;
 use crate::eval::{ClassificationMetrics, ClassificationReport, Reliability};
 use crate::infer::{LoadedClassifier, LoadedSuperres};
@@ -13,6 +15,7 @@ use crate::model::mae::Pooling;
 use crate::model::preprocess::Scaling;
 use crate::model::superres::SuperresConfig;
 use crate::model::MaeConfig;
+use crate::report::plot::{reliability_png, sensitivity_png};
 use crate::train::joint::{finetune_joint, JointOptions};
 use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
 use crate::train::{finetune_classify, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions};
@@ -573,11 +576,17 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
             "in_domain_metrics": (!inside.is_empty()).then(|| ClassificationMetrics::compute(&in_probs, &in_labels, k)),
         })
     });
+    // Per bin of the simulated parameters a dataset carries (sub_snr, ...).
+    let names: Vec<&str> = BINNED_PARAMETERS.iter().map(|p| p.name).collect();
+    let is_parquet = args.input.extension().is_some_and(|e| e == "parquet");
+    let columns = if is_parquet { read_float_columns(&args.input, &names)? } else { Vec::new() };
+    let binned = binned_by_parameters(&columns, probs, &mapped.labels, &mapped.class_names);
     let json = serde_json::json!({
         "model": args.model.display().to_string(), "input": args.input.display().to_string(), "report": report,
         "calibration": {"ece": reliability.ece, "reliability": reliability.bins,
             "temperature": meta.calibration.as_ref().map(|c| c.temperature)},
         "domain": domain,
+        "binned": binned,
     });
     let text = serde_json::to_string_pretty(&json)?;
     match &args.report {
@@ -594,10 +603,33 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         }
         None => crate::cli::out(format_args!("{text}"))?,
     }
+    for b in binned.iter().filter(|b| b.parameter == "sub_snr") {
+        eprintln!("no_sub called substructure: {:.3}", b.false_alarm.unwrap_or(f64::NAN));
+        for bin in &b.bins {
+            eprintln!(
+                "sub_snr [{}, {}): {} with substructure, detected {:.3}, macro AUC {:.4}",
+                bin.low,
+                bin.high,
+                bin.n_substructure,
+                bin.detection.unwrap_or(f64::NAN),
+                bin.metrics.macro_auc
+            );
+        }
+    }
+    let title = format!("{} on {}", file_name(&args.model), file_name(&args.input));
     if let Some(path) = beside_report(&args.report, &args.roc_plot, "roc.png") {
-        let title = format!("{} on {}", file_name(&args.model), file_name(&args.input));
         crate::data::atomic::write_atomically(&path, crate::report::plot::roc_png(&report, &title)?)?;
         eprintln!("ROC curves -> {}", path.display());
+    }
+    if let Some(path) = beside_report(&args.report, &None, "reliability.png") {
+        crate::data::atomic::write_atomically(&path, reliability_png(&reliability, &title)?)?;
+        eprintln!("reliability diagram -> {}", path.display());
+    }
+    for b in binned.iter().filter(|b| b.with_reference_class) {
+        if let Some(path) = beside_report(&args.report, &None, &format!("sensitivity-{}.png", b.parameter)) {
+            crate::data::atomic::write_atomically(&path, sensitivity_png(b, &title, true)?)?;
+            eprintln!("sensitivity against {} -> {}", b.parameter, path.display());
+        }
     }
     Ok(())
 }

@@ -193,6 +193,43 @@ fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
     Ok((read(&lr_dir)?, read(&hr_dir)?))
 }
 
+/// The float columns `names` of a Parquet file that has them (others are left
+/// out), row by row; integer columns are read as floats, nulls stay `None`.
+/// For reporting metrics per bin of a simulated parameter (`sub_snr`, ...).
+pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<Vec<(String, Vec<Option<f64>>)>> {
+    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
+    let schema = builder.schema().clone();
+    let present: Vec<&str> =
+        names.iter().copied().filter(|n| schema.field_with_name(n).is_ok_and(|f| f.data_type().is_numeric())).collect();
+    let wanted: Vec<usize> = present.iter().filter_map(|n| schema.index_of(n).ok()).collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| err(e.to_string()))?;
+    let mut columns: Vec<(String, Vec<Option<f64>>)> = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
+    for batch in reader {
+        let batch = batch.map_err(|e| err(e.to_string()))?;
+        for (name, values) in columns.iter_mut() {
+            let col = batch.column_by_name(name).expect("projected");
+            let as_f64 = arrow_cast_f64(col).map_err(|m| err(format!("column `{name}`: {m}")))?;
+            values.extend(as_f64.iter());
+        }
+    }
+    Ok(columns)
+}
+
+fn arrow_cast_f64(col: &ArrayRef) -> std::result::Result<arrow_array::Float64Array, String> {
+    Ok(match col.data_type() {
+        DataType::Float64 => col.as_primitive::<Float64Type>().clone(),
+        DataType::Float32 => col.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
+        DataType::Int32 => col.as_primitive::<Int32Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Int16 => col.as_primitive::<Int16Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Int8 => col.as_primitive::<Int8Type>().iter().map(|v| v.map(f64::from)).collect(),
+        other => return Err(format!("type {other} is not read as a number here")),
+    })
+}
+
 /// Read a labelled Parquet dataset (see the module doc) from `path`.
 pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };

@@ -2,6 +2,7 @@
 //! scikit-image (super-resolution) compute them; golden values from those
 //! libraries in `fixtures/oracle/` are checked by the tests.
 
+pub mod binned;
 pub mod classification;
 pub mod superres;
 

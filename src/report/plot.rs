@@ -1,7 +1,7 @@
 //! Line charts as PNG bytes. Rendered into memory (plotters' bitmap backend),
 //! encoded with `png`, so callers write the bytes atomically like any output.
 
-use crate::eval::ClassificationReport;
+use crate::eval::{ClassificationReport, Reliability};
 use crate::{Error, Result};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -152,9 +152,58 @@ pub fn roc_png(report: &ClassificationReport, title: &str) -> Result<Vec<u8>> {
     line_chart_png(&chart, &series)
 }
 
+/// Reliability diagram: accuracy against mean confidence per bin of the top-class
+/// probability (the diagonal is perfect calibration), with the ECE in the legend.
+pub fn reliability_png(reliability: &Reliability, title: &str) -> Result<Vec<u8>> {
+    let points: Vec<(f64, f64)> = reliability.bins.iter().filter(|b| b.2 > 0).map(|&(c, a, _)| (c, a)).collect();
+    let series = [Series { name: format!("model (ECE {:.4})", reliability.ece), points }];
+    let chart = Chart {
+        title: title.to_string(),
+        x_label: "confidence (largest probability)".into(),
+        y_label: "accuracy".into(),
+        x_range: (0.0, 1.0),
+        y_range: (0.0, 1.0),
+        diagonal: true,
+        size: (640, 560),
+    };
+    line_chart_png(&chart, &series)
+}
+
+/// Sensitivity curve: detection probability (substructure images called anything
+/// but the reference class) per bin of a parameter, at each bin's lower edge (on a
+/// log axis a lower edge of 0 is drawn at 0.3).
+pub fn sensitivity_png(binned: &crate::eval::binned::BinnedMetrics, title: &str, log_x: bool) -> Result<Vec<u8>> {
+    let at = |low: f64| if log_x { low.max(0.3).log10() } else { low };
+    let points: Vec<(f64, f64)> = binned.bins.iter().filter_map(|b| b.detection.map(|d| (at(b.low), d))).collect();
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (lo, hi) = if lo < hi { (lo, hi) } else { (lo - 1.0, lo + 1.0) };
+    let mut series = vec![Series { name: "detection probability".into(), points }];
+    if let Some(f) = binned.false_alarm {
+        series.push(Series { name: format!("false alarms on no_sub ({f:.3})"), points: vec![(lo, f), (hi, f)] });
+    }
+    let chart = Chart {
+        title: title.to_string(),
+        x_label: if log_x { format!("log10 {} (bin lower edge)", binned.parameter) } else { binned.parameter.clone() },
+        y_label: "detected".into(),
+        x_range: (lo, hi),
+        y_range: (0.0, 1.0),
+        diagonal: false,
+        size: (640, 560),
+    };
+    line_chart_png(&chart, &series)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reliability_diagram_is_a_png() {
+        let probs = [0.9f32, 0.1, 0.8, 0.2, 0.3, 0.7, 0.6, 0.4];
+        let r = Reliability::compute(&probs, &[0, 1, 1, 0], 2, 10);
+        let bytes = reliability_png(&r, "test").unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+    }
 
     #[test]
     fn a_roc_plot_is_a_png_with_the_curves_drawn() {

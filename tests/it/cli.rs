@@ -162,6 +162,21 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     ok(&["predict", "--input", &d("survey/dataset.parquet"), "--out", &d("survey.parquet")]);
     let survey = crate::stage::strings(&crate::stage::read(std::path::Path::new(&d("survey.parquet"))), "status");
     assert!(survey.iter().all(|s| s.as_deref() == Some("out_of_domain")), "{survey:?}");
+    // evaluate reports them per bin of sub_snr (with the false alarms on no_sub), the
+    // in-domain fraction, and draws the reliability diagram and sensitivity curves.
+    let report = d("survey-eval.json");
+    ok(&["evaluate", "--model", "bundled:classifier", "--input", &d("survey/dataset.parquet"), "--report", &report]);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["domain"]["in_domain_fraction"], 0.0);
+    let binned = json["binned"].as_array().unwrap();
+    let sub_snr = binned.iter().find(|b| b["parameter"] == "sub_snr").unwrap();
+    let with_substructure: u64 =
+        sub_snr["bins"].as_array().unwrap().iter().map(|b| b["n_substructure"].as_u64().unwrap()).sum();
+    assert_eq!(with_substructure, 8, "{sub_snr}");
+    assert!(sub_snr["false_alarm"].is_number());
+    for png in ["survey-eval.reliability.png", "survey-eval.sensitivity-sub_snr.png", "survey-eval.roc.png"] {
+        assert!(std::fs::metadata(d(png)).unwrap().len() > 1000, "{png}");
+    }
 
     let info = String::from_utf8(ok(&["model", "info", "bundled:superres"]).stdout).unwrap();
     assert!(info.contains("\"task\": \"superres\"") && info.contains("\"weights_dtype\": \"f16\""), "{info}");

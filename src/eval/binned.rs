@@ -1,0 +1,208 @@
+//! A classifier's metrics per bin of a simulated parameter: what a survey team
+//! plans with. Per bin of `sub_snr` (how far the noise lets the substructure be
+//! seen) and of the largest subhalo mass, the sensitivity curve; per bin of the
+//! Einstein radius or the source magnitude, where the model works.
+//!
+//! Parameters of the substructure (`sub_snr`, `subhalo_mass_max`) describe only
+//! images with substructure: each bin holds those images whose value falls in it
+//! plus every image of the reference class (`no_sub`), so that its AUC asks "this
+//! much substructure against none". Parameters of every image (`lens_theta_e`,
+//! `source_magnitude`) bin all images.
+
+use super::classification::ClassificationMetrics;
+use serde::Serialize;
+
+/// How a parameter is binned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Binning {
+    /// Fixed edges (the last bin is open above).
+    Edges(&'static [f64]),
+    /// Equal-count bins over the values present.
+    Quantiles(usize),
+}
+
+/// A parameter metrics are reported by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Parameter {
+    /// The dataset column.
+    pub name: &'static str,
+    /// Its bins.
+    pub binning: Binning,
+    /// Whether it describes only images with substructure.
+    pub substructure_only: bool,
+}
+
+/// The parameters reported.
+pub const BINNED_PARAMETERS: [Parameter; 4] = [
+    Parameter {
+        name: "sub_snr",
+        binning: Binning::Edges(&[0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]),
+        substructure_only: true,
+    },
+    Parameter {
+        name: "subhalo_mass_max",
+        binning: Binning::Edges(&[1e6, 1e7, 1e8, 1e9, 1e10]),
+        substructure_only: true,
+    },
+    Parameter { name: "lens_theta_e", binning: Binning::Quantiles(5), substructure_only: false },
+    Parameter { name: "source_magnitude", binning: Binning::Quantiles(5), substructure_only: false },
+];
+
+/// The metrics of one bin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BinMetrics {
+    /// Lower edge (inclusive).
+    pub low: f64,
+    /// Upper edge (exclusive; infinite for the last bin).
+    pub high: f64,
+    /// Images in the bin (with the reference class for substructure parameters).
+    pub n: usize,
+    /// Images with substructure in the bin.
+    pub n_substructure: usize,
+    /// Metrics over the bin's images (macro AUC over the classes present).
+    pub metrics: ClassificationMetrics,
+    /// Fraction of the bin's substructure images whose most probable class is not
+    /// the reference: the detection probability.
+    pub detection: Option<f64>,
+}
+
+/// One parameter's bins.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BinnedMetrics {
+    /// The parameter (a dataset column).
+    pub parameter: String,
+    /// Whether bins add every reference-class image (substructure parameters).
+    pub with_reference_class: bool,
+    /// The bins, low to high; empty bins are left out.
+    pub bins: Vec<BinMetrics>,
+    /// Fraction of reference-class images called anything else: the false alarms
+    /// that the detection probabilities are to be read against.
+    pub false_alarm: Option<f64>,
+}
+
+/// Metrics of `probs` (`n x k`) against `labels` per bin of `values` (one per
+/// image, None where the parameter does not apply). `reference` is the index of
+/// the class without substructure.
+pub fn binned_metrics(
+    parameter: Parameter,
+    values: &[Option<f64>],
+    probs: &[f32],
+    labels: &[usize],
+    k: usize,
+    reference: usize,
+) -> BinnedMetrics {
+    let Parameter { name, binning, substructure_only } = parameter;
+    let is_sub = |i: usize| labels[i] != reference;
+    let candidates: Vec<usize> = (0..labels.len())
+        .filter(|&i| values[i].is_some_and(f64::is_finite) && (!substructure_only || is_sub(i)))
+        .collect();
+    let edges: Vec<f64> = match binning {
+        Binning::Edges(e) => e.to_vec(),
+        Binning::Quantiles(q) => {
+            let mut v: Vec<f64> = candidates.iter().map(|&i| values[i].expect("filtered")).collect();
+            v.sort_by(f64::total_cmp);
+            let mut e: Vec<f64> = (0..q).filter_map(|b| v.get(b * v.len() / q).copied()).collect();
+            e.dedup();
+            e
+        }
+    };
+    let reference_images: Vec<usize> = (0..labels.len()).filter(|&i| !is_sub(i)).collect();
+    let argmax = |i: usize| (0..k).fold(0, |best, c| if probs[i * k + c] > probs[i * k + best] { c } else { best });
+    let false_alarm = (!reference_images.is_empty()).then(|| {
+        reference_images.iter().filter(|&&i| argmax(i) != reference).count() as f64 / reference_images.len() as f64
+    });
+    let bins = edges
+        .iter()
+        .enumerate()
+        .filter_map(|(b, &low)| {
+            let high = edges.get(b + 1).copied().unwrap_or(f64::INFINITY);
+            let inside: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let v = values[i].expect("filtered");
+                    // The first bin takes everything below its edge too.
+                    (b == 0 || v >= low) && v < high
+                })
+                .collect();
+            if inside.is_empty() {
+                return None;
+            }
+            let mut images = inside.clone();
+            if substructure_only {
+                images.extend(&reference_images);
+            }
+            let p: Vec<f32> = images.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
+            let l: Vec<usize> = images.iter().map(|&i| labels[i]).collect();
+            let subs: Vec<usize> = inside.iter().copied().filter(|&i| is_sub(i)).collect();
+            let detection = (!subs.is_empty())
+                .then(|| subs.iter().filter(|&&i| argmax(i) != reference).count() as f64 / subs.len() as f64);
+            Some(BinMetrics {
+                low,
+                high,
+                n: images.len(),
+                n_substructure: subs.len(),
+                metrics: ClassificationMetrics::compute(&p, &l, k),
+                detection,
+            })
+        })
+        .collect();
+    BinnedMetrics { parameter: name.to_string(), with_reference_class: substructure_only, bins, false_alarm }
+}
+
+/// Every parameter of [`BINNED_PARAMETERS`] found among `columns` (name, value per
+/// image) with a value for some image, binned; none without a reference class
+/// named `no_sub`.
+pub fn binned_by_parameters(
+    columns: &[(String, Vec<Option<f64>>)],
+    probs: &[f32],
+    labels: &[usize],
+    class_names: &[String],
+) -> Vec<BinnedMetrics> {
+    let Some(reference) = class_names.iter().position(|c| c == "no_sub") else {
+        return Vec::new();
+    };
+    BINNED_PARAMETERS
+        .iter()
+        .filter_map(|&parameter| {
+            let (_, values) = columns.iter().find(|(n, v)| n == parameter.name && v.len() == labels.len())?;
+            let binned = binned_metrics(parameter, values, probs, labels, class_names.len(), reference);
+            (!binned.bins.is_empty()).then_some(binned)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substructure_bins_hold_their_images_and_every_reference_image() {
+        // Classes: 0 = sub, 1 = none (reference). The model detects substructure
+        // only above sub_snr 10.
+        let snr = [Some(0.5), Some(5.0), Some(20.0), Some(50.0), Some(0.0), Some(0.0)];
+        let labels = [0, 0, 0, 0, 1, 1];
+        let probs = [0.2, 0.8, 0.3, 0.7, 0.9, 0.1, 0.8, 0.2, 0.1, 0.9, 0.2, 0.8];
+        let parameter =
+            Parameter { name: "sub_snr", binning: Binning::Edges(&[0.0, 1.0, 10.0]), substructure_only: true };
+        let b = binned_metrics(parameter, &snr, &probs, &labels, 2, 1);
+        let n: Vec<(usize, usize)> = b.bins.iter().map(|x| (x.n, x.n_substructure)).collect();
+        assert_eq!(n, [(3, 1), (3, 1), (4, 2)]);
+        let detection: Vec<f64> = b.bins.iter().map(|x| x.detection.unwrap()).collect();
+        assert_eq!(detection, [0.0, 0.0, 1.0]);
+        assert_eq!(b.bins[2].metrics.macro_auc, 1.0);
+        assert!(b.bins[2].high.is_infinite());
+        assert_eq!(b.false_alarm, Some(0.0));
+    }
+
+    #[test]
+    fn quantile_bins_split_all_images_evenly() {
+        let values: Vec<Option<f64>> = (0..100).map(|i| Some(i as f64)).collect();
+        let labels: Vec<usize> = (0..100).map(|i| i % 2).collect();
+        let probs: Vec<f32> = (0..100).flat_map(|i| if i % 2 == 0 { [0.9, 0.1] } else { [0.1, 0.9] }).collect();
+        let parameter = Parameter { name: "x", binning: Binning::Quantiles(4), substructure_only: false };
+        let b = binned_metrics(parameter, &values, &probs, &labels, 2, 1);
+        assert_eq!(b.bins.iter().map(|x| x.n).collect::<Vec<_>>(), [25, 25, 25, 25]);
+        assert!(b.bins.iter().all(|x| x.metrics.accuracy == 1.0));
+    }
+}
