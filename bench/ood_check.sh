@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# The out-of-domain flag of a classifier trained on DeepLense Model II (default: the
-# bundled one), measured: its own held-out images (a seed no training or calibration
-# step used) against 16-bit copies of them, noise, constant images and survey-like
-# lenses, by AUROC of `ood_score` and the fraction flagged `out_of_domain`.
+# The out-of-domain flag of a classifier, measured: held-out images of its own
+# domain (preset OWN, a seed no training or calibration step used) against 16-bit
+# copies of them, noise, constant images and lenses of another preset (OTHER), by
+# AUROC of `ood_score` and the fraction flagged `out_of_domain`.
 #
-#   PY=/path/to/python bench/ood_check.sh [MODEL] [N_PER_CLASS]
+#   PY=/path/to/python bench/ood_check.sh [MODEL] [N_PER_CLASS] [OWN] [OTHER]
+#
+# Defaults: the bundled classifier, 300 per class, deeplense-model2 against survey.
+# For a survey model: bench/ood_check.sh runs/survey/classifier.safetensors 300 survey deeplense-model2
 #
 # The Python needs numpy and pyarrow. Prints JSON (bench/ood_auroc.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-bundled:classifier}
 N=${2:-300}
+OWN=${3:-deeplense-model2}
+OTHER=${4:-survey}
 PY=${PY:-python3}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 cargo build --release --quiet --bin lensmae
 B=./target/release/lensmae
-$B simulate --preset deeplense-model2 --n-per-class "$N" --seed 16 --out "$OUT/own" --quiet
-$B simulate --preset survey --n-per-class "$N" --seed 17 --out "$OUT/survey" --quiet
+$B simulate --preset "$OWN" --n-per-class "$N" --seed 16 --out "$OUT/own" --quiet
+$B simulate --preset "$OTHER" --n-per-class "$N" --seed 17 --out "$OUT/other" --quiet
 "$PY" bench/ood_sets.py "$OUT/own/dataset.parquet" "$OUT" 0 >/dev/null
-sets=(own/dataset survey/dataset uint16 int16 uniform-noise gaussian-noise constant)
+sets=(own/dataset other/dataset uint16 int16 uniform-noise gaussian-noise constant)
 for s in "${sets[@]}"; do
     $B predict --input "$OUT/$s.parquet" --model "$MODEL" --out "$OUT/pred-${s%%/*}.parquet" 2>/dev/null >/dev/null
 done
-"$PY" bench/ood_auroc.py "$OUT/pred-own.parquet" survey="$OUT/pred-survey.parquet" uint16="$OUT/pred-uint16.parquet" \
+"$PY" bench/ood_auroc.py "$OUT/pred-own.parquet" "$OTHER"="$OUT/pred-other.parquet" uint16="$OUT/pred-uint16.parquet" \
     int16="$OUT/pred-int16.parquet" uniform-noise="$OUT/pred-uniform-noise.parquet" \
     gaussian-noise="$OUT/pred-gaussian-noise.parquet" constant="$OUT/pred-constant.parquet"

@@ -17,9 +17,10 @@ use std::path::Path;
 /// `pipelines/bundled.toml`; model cards beside them), reachable everywhere a
 /// checkpoint path is taken under these names, so `predict` works on day one
 /// from any folder and after `cargo install`.
-pub const BUNDLED: [(&str, &[u8]); 2] = [
+pub const BUNDLED: [(&str, &[u8]); 3] = [
     ("bundled:classifier", include_bytes!("../../models/classifier.safetensors")),
     ("bundled:superres", include_bytes!("../../models/superres.safetensors")),
+    ("bundled:survey-superres", include_bytes!("../../models/survey-superres.safetensors")),
 ];
 
 /// The bundled classifier's name.

@@ -178,6 +178,37 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
         assert!(std::fs::metadata(d(png)).unwrap().len() > 1000, "{png}");
     }
 
+    // The survey SR model on noisy survey pairs it has not seen: ahead of bicubic.
+    ok(&[
+        "simulate",
+        "--preset",
+        "survey",
+        "--task",
+        "superres",
+        "--factor",
+        "4",
+        "--n-per-class",
+        "4",
+        "--seed",
+        "43",
+        "--out",
+        &d("survey-sr"),
+        "-q",
+    ]);
+    let sr_report = d("survey-sr.json");
+    ok(&[
+        "evaluate",
+        "--model",
+        "bundled:survey-superres",
+        "--input",
+        &d("survey-sr/dataset.parquet"),
+        "--report",
+        &sr_report,
+    ]);
+    let sr: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&sr_report).unwrap()).unwrap();
+    let psnr = |m: &str| sr["superres"][m]["psnr"].as_f64().unwrap();
+    assert!(psnr("model") > psnr("bicubic") + 5.0, "{}", sr["superres"]);
+
     let info = String::from_utf8(ok(&["model", "info", "bundled:superres"]).stdout).unwrap();
     assert!(info.contains("\"task\": \"superres\"") && info.contains("\"weights_dtype\": \"f16\""), "{info}");
     fails(&["model", "info", "bundled:nothing"], "no such bundled model");
@@ -427,7 +458,7 @@ fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
         ("pipelines/quickstart.toml", 10),
         ("pipelines/paper.toml", 36),
         ("pipelines/bundled.toml", 15),
-        ("pipelines/survey.toml", 11),
+        ("pipelines/survey.toml", 13),
     ] {
         let path = root.join(file);
         let run = ok(&["run", path.to_str().unwrap(), "--dry-run", "--force"]);
