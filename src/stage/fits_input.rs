@@ -6,6 +6,12 @@
 //! that cannot be read becomes one output row with that reason, not a failed run.
 //! Files are opened per batch (a `FitsFile` cannot cross threads), so the reader
 //! holds only the plan of which image lies where.
+//!
+//! A header's declared sizes are checked against the bytes the file holds before
+//! anything is planned or allocated: a cube cut short gives its complete planes and
+//! a row naming the truncation for each missing one (one row for the rest when a
+//! header declares far more than could ever be there), and an image larger than
+//! any cutout is refused with its size.
 
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use crate::{Error, Result};
@@ -30,6 +36,23 @@ struct Plane {
     problem: Option<String>,
 }
 
+/// Largest image lensmae reads as one cutout: 8192 x 8192 pixels.
+pub const MAX_CUTOUT_PIXELS: usize = 8192 * 8192;
+
+/// Missing planes of a truncated cube that get a row each; beyond this the rest of
+/// the HDU is one row, so a hostile header cannot make the output unbounded.
+const MAX_MISSING_ROWS: usize = 100_000;
+
+/// An image HDU to read: its index, axes (NAXISn, slowest first), bytes per
+/// stored pixel, and the bytes of data the file holds after its header (None when
+/// unknown, as inside a gzipped file).
+struct ImageHdu {
+    index: usize,
+    dims: Vec<usize>,
+    pixel_bytes: usize,
+    available: Option<u64>,
+}
+
 /// FITS files read as one stream of cutouts.
 pub struct FitsCutouts {
     files: Vec<PathBuf>,
@@ -42,11 +65,13 @@ fn fits_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Fits { path: path.to_path_buf(), message: message.into() }
 }
 
-/// The image HDUs of an open file to read: `--hdu NAME`, else the primary if it
-/// holds an image, else every image extension.
-fn image_hdus(f: &mut FitsFile, hdu_name: Option<&str>) -> std::result::Result<Vec<(usize, Vec<usize>)>, String> {
+/// The image HDUs of an open file (at `path`) to read: `--hdu NAME`, else the
+/// primary if it holds an image, else every image extension.
+fn image_hdus(f: &mut FitsFile, path: &Path, hdu_name: Option<&str>) -> std::result::Result<Vec<ImageHdu>, String> {
     let count = f.num_hdus().map_err(|e| e.to_string())?;
-    let mut found = Vec::new();
+    let file_len = std::fs::metadata(path).map(|m| m.len()).ok();
+    let gzipped = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let mut found: Vec<ImageHdu> = Vec::new();
     for i in 0..count {
         let hdu = f.hdu(i).map_err(|e| e.to_string())?;
         let HduInfo::ImageInfo { shape, .. } = &hdu.info else { continue };
@@ -58,10 +83,20 @@ fn image_hdus(f: &mut FitsFile, hdu_name: Option<&str>) -> std::result::Result<V
             if !extname.trim().eq_ignore_ascii_case(name) {
                 continue;
             }
-        } else if i > 0 && found.first().is_some_and(|(first, _)| *first == 0) {
+        } else if i > 0 && found.first().is_some_and(|h| h.index == 0) {
             break; // the primary holds the image: extensions are something else
         }
-        found.push((i, shape.clone()));
+        let bitpix: i64 = hdu.read_key(f, "BITPIX").map_err(|e| e.to_string())?;
+        let available = match (file_len, gzipped) {
+            (Some(len), false) => data_start(f).map(|start| len.saturating_sub(start)),
+            _ => None,
+        };
+        found.push(ImageHdu {
+            index: i,
+            dims: shape.clone(),
+            pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
+            available,
+        });
     }
     if found.is_empty() {
         return Err(match hdu_name {
@@ -70,6 +105,24 @@ fn image_hdus(f: &mut FitsFile, hdu_name: Option<&str>) -> std::result::Result<V
         });
     }
     Ok(found)
+}
+
+/// A cfitsio error as a person reads it: cfitsio's message and its status code,
+/// not the Debug form of the error struct.
+pub fn fits_message(e: &fitsio::errors::Error) -> String {
+    match e {
+        fitsio::errors::Error::Fits(f) => format!("{} (cfitsio status {})", f.message, f.status),
+        other => other.to_string(),
+    }
+}
+
+/// Where the current HDU's data begins in the file (cfitsio's `fits_get_hduaddrll`).
+fn data_start(f: &mut FitsFile) -> Option<u64> {
+    let (mut head, mut data, mut end, mut status) = (0i64, 0i64, 0i64, 0i32);
+    // SAFETY: the pointer is the open file's own, used for this one call while `f`
+    // is borrowed mutably; cfitsio only reads its HDU bookkeeping here.
+    unsafe { fitsio::sys::ffghadll(f.as_raw(), &mut head, &mut data, &mut end, &mut status) };
+    (status == 0 && data >= 0).then_some(data as u64)
 }
 
 impl FitsCutouts {
@@ -83,18 +136,18 @@ impl FitsCutouts {
             let mut f = match FitsFile::open(path) {
                 Ok(f) => f,
                 Err(e) => {
-                    plan.push(broken(format!("unreadable FITS file: {e}")));
+                    plan.push(broken(format!("unreadable FITS file: {}", fits_message(&e))));
                     continue;
                 }
             };
-            let hdus = match image_hdus(&mut f, opts.hdu.as_deref()) {
+            let hdus = match image_hdus(&mut f, path, opts.hdu.as_deref()) {
                 Ok(h) => h,
                 Err(e) => {
                     plan.push(broken(e));
                     continue;
                 }
             };
-            for (hdu, dims) in hdus {
+            for ImageHdu { index: hdu, dims, pixel_bytes, available } in hdus {
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -104,11 +157,51 @@ impl FitsCutouts {
                         continue;
                     }
                 };
+                let pixels = hw[0].checked_mul(hw[1]).filter(|&n| n <= MAX_CUTOUT_PIXELS);
+                let Some(pixels) = pixels else {
+                    let too_big =
+                        format!("HDU {hdu}: a {}x{} image is larger than any cutout (at most 8192x8192)", hw[0], hw[1]);
+                    plan.push(Plane { hdu, ..broken(too_big) });
+                    continue;
+                };
                 shape.get_or_insert(hw);
-                plan.extend((0..planes).map(|plane| Plane { file, hdu, plane, planes, shape: hw, problem: None }));
+                // Planes the file holds in full; the rest are missing.
+                let complete = match available {
+                    Some(bytes) => planes.min((bytes / (pixels * pixel_bytes).max(1) as u64) as usize),
+                    None => planes,
+                };
+                plan.extend((0..complete).map(|plane| Plane { file, hdu, plane, planes, shape: hw, problem: None }));
+                let missing = planes - complete;
+                let truncated = |plane: usize| Plane {
+                    file,
+                    hdu,
+                    plane,
+                    planes,
+                    shape: hw,
+                    problem: Some(format!(
+                        "truncated file: HDU {hdu} declares {planes} planes of {}x{}, the file ends after {complete}",
+                        hw[0], hw[1]
+                    )),
+                };
+                if missing <= MAX_MISSING_ROWS {
+                    plan.extend((complete..planes).map(truncated));
+                } else if missing > 0 {
+                    plan.push(truncated(complete)); // one row for the rest: the header is not to be believed
+                }
             }
         }
-        let image_shape = shape.ok_or_else(|| fits_error(&files[0], "no readable image in any input file"))?;
+        let image_shape = shape.ok_or_else(|| {
+            // Every file was unreadable: say why (the first file's reason), not just that.
+            let first = plan.iter().find_map(|p| p.problem.as_ref().map(|problem| (p.file, problem.clone())));
+            match first {
+                Some((file, problem)) if files.len() == 1 => fits_error(&files[file], problem),
+                Some((file, problem)) => fits_error(
+                    &files[file],
+                    format!("{problem} (and no readable image in any of the {} input files)", files.len()),
+                ),
+                None => fits_error(&files[0], "no readable image in any input file"),
+            }
+        })?;
         let cubes = plan.iter().any(|p| p.planes > 1);
         let layout = match (&opts.hdu, cubes) {
             (Some(name), _) => format!("extension `{name}` of each file"),
@@ -142,7 +235,7 @@ impl FitsCutouts {
 /// Pixels `range` (flattened) of image HDU `hdu`, scaled by BSCALE/BZERO, BLANK as NaN.
 fn read_pixels(f: &mut FitsFile, hdu: usize, range: std::ops::Range<usize>) -> std::result::Result<Vec<f32>, String> {
     let hdu = f.hdu(hdu).map_err(|e| e.to_string())?;
-    let mut pixels: Vec<f32> = hdu.read_section(f, range.start, range.end).map_err(|e| e.to_string())?;
+    let mut pixels: Vec<f32> = hdu.read_section(f, range.start, range.end).map_err(|e| fits_message(&e))?;
     // BITPIX itself: the image type cfitsio reports is the scaled one (float
     // for a fractional BSCALE), while BLANK applies to the stored integers.
     let integer = hdu.read_key::<i64>(f, "BITPIX").is_ok_and(|b| b > 0);
@@ -167,13 +260,21 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<([usize; 2], Vec<f
         .tempfile()
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
-    let mut f = FitsFile::open(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
-    let (hdu, dims) = image_hdus(&mut f, None)?.remove(0);
+    let mut f = FitsFile::open(file.path()).map_err(|e| format!("not a FITS image: {}", fits_message(&e)))?;
+    let ImageHdu { index: hdu, dims, pixel_bytes, available } = image_hdus(&mut f, file.path(), None)?.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
         other => return Err(format!("a {other:?} image, not a single cutout")),
     };
-    Ok((shape, read_pixels(&mut f, hdu, 0..shape[0] * shape[1])?))
+    let pixels = shape[0]
+        .checked_mul(shape[1])
+        .filter(|&n| n <= MAX_CUTOUT_PIXELS)
+        .ok_or_else(|| format!("a {}x{} image is larger than any cutout (at most 8192x8192)", shape[0], shape[1]))?;
+    // A gzipped stamp's size is only known once inflated: the pixel limit bounds it.
+    if available.is_some_and(|bytes| bytes < (pixels * pixel_bytes) as u64) {
+        return Err(format!("truncated: a {}x{} image needs more bytes than the stamp holds", shape[0], shape[1]));
+    }
+    Ok((shape, read_pixels(&mut f, hdu, 0..pixels)?))
 }
 
 impl CutoutReader for FitsCutouts {
@@ -203,7 +304,13 @@ impl CutoutReader for FitsCutouts {
             let path = &self.files[p.file];
             // Planes of the same HDU in this batch are read in one call.
             let mut count = 1;
-            while i + count < end && self.plan[i + count].file == p.file && self.plan[i + count].hdu == p.hdu {
+            // (A plane planned as missing is a row of its own.)
+            while i + count < end
+                && p.problem.is_none()
+                && self.plan[i + count].problem.is_none()
+                && self.plan[i + count].file == p.file
+                && self.plan[i + count].hdu == p.hdu
+            {
                 count += 1;
             }
             for k in 0..count {
@@ -226,6 +333,17 @@ impl CutoutReader for FitsCutouts {
             };
             match result {
                 Ok(values) => pixels[row * n..(row + count) * n].copy_from_slice(&values),
+                // A group that fails may hold readable planes: each on its own.
+                Err(_) if count > 1 && p.problem.is_none() && p.shape == [h, w] => {
+                    let f = &mut open.as_mut().expect("opened").1;
+                    for k in 0..count {
+                        let one = Plane { plane: p.plane + k, ..p.clone() };
+                        match Self::read_planes(f, &one, 1) {
+                            Ok(values) => pixels[(row + k) * n..(row + k + 1) * n].copy_from_slice(&values),
+                            Err(problem) => problems[row + k] = Some(problem),
+                        }
+                    }
+                }
                 Err(problem) => problems[row..row + count].iter_mut().for_each(|q| *q = Some(problem.clone())),
             }
             i += count;

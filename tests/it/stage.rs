@@ -583,3 +583,69 @@ fn a_model_whose_output_is_not_finite_answers_nothing() {
     assert_eq!(b.column_by_name("p_left").unwrap().null_count(), 20);
     assert_eq!(b.column_by_name("pred_class").unwrap().null_count(), 20);
 }
+
+/// A FITS file written card by card: `cards` (without END) and `data`, each padded
+/// to 2,880-byte blocks; `cut` bytes removed from the end.
+fn handmade_fits(path: &Path, cards: &[&str], data: &[u8], cut: usize) {
+    let mut bytes: Vec<u8> = Vec::new();
+    for card in cards.iter().copied().chain(["END"]) {
+        bytes.extend(format!("{card:<80}").as_bytes());
+    }
+    bytes.resize(bytes.len().div_ceil(2880) * 2880, b' ');
+    bytes.extend(data);
+    bytes.resize(bytes.len().div_ceil(2880) * 2880, 0);
+    bytes.truncate(bytes.len() - cut);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn cube_cards(naxis3: &str) -> Vec<String> {
+    ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    3"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "NAXIS1  =                   16".to_string(),
+            "NAXIS2  =                   16".to_string(),
+            format!("NAXIS3  = {naxis3:>20}"),
+        ])
+        .collect()
+}
+
+#[test]
+fn hostile_and_truncated_fits_headers_are_checked_against_the_bytes_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pred.parquet");
+    // 5.7 KB declaring 2^31 planes of 16x16: one row saying so, no allocation of it.
+    let header_only = dir.path().join("header-only.fits");
+    let cards = cube_cards("2147483648");
+    handmade_fits(&header_only, &cards.iter().map(String::as_str).collect::<Vec<_>>(), &[], 0);
+    let report = inspect(std::slice::from_ref(&header_only), &InputOptions::default()).unwrap();
+    assert_eq!(report["input"]["rows"], 1, "{report}");
+    run(&[header_only], InputOptions::default(), StageTask::Classify, NanPolicy::Fail, &out).unwrap();
+    let status = strings(&read(&out), "status");
+    assert_eq!(status.len(), 1);
+    assert!(status[0].as_deref().unwrap().contains("declares 2147483648 planes"), "{status:?}");
+
+    // 20 planes, the file cut 2,880 bytes short: 19 complete planes predicted.
+    let cut = dir.path().join("cut.fits");
+    let data: Vec<u8> = (0..20 * 256).flat_map(|i| ((i % 97) as f32 / 97.0).to_be_bytes()).collect();
+    let cards = cube_cards("20");
+    handmade_fits(&cut, &cards.iter().map(String::as_str).collect::<Vec<_>>(), &data, 2880);
+    run(&[cut], InputOptions::default(), StageTask::Classify, NanPolicy::Fail, &out).unwrap();
+    let status = strings(&read(&out), "status");
+    assert_eq!(status.len(), 20);
+    assert!(status[..19].iter().all(|s| s.as_deref().is_some_and(|s| s == "ok" || s == "out_of_domain")), "{status:?}");
+    assert!(status[19].as_deref().unwrap().starts_with("skipped: truncated file"), "{status:?}");
+
+    // An image of 2^31 x 2^31 pixels: refused with its size, nothing allocated.
+    let huge = dir.path().join("huge.fits");
+    let cards = [
+        "SIMPLE  =                    T",
+        "BITPIX  =                  -32",
+        "NAXIS   =                    2",
+        "NAXIS1  =           2147483648",
+        "NAXIS2  =           2147483648",
+    ];
+    handmade_fits(&huge, &cards, &[], 0);
+    let err = inspect(&[huge], &InputOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("larger than any cutout"), "{err}");
+}
