@@ -25,6 +25,10 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
+            // 3: the output is written but rows failed (`predict --max-failed-fraction`).
+            if err.downcast_ref::<lensmae::cli::RowsFailed>().is_some() {
+                return ExitCode::from(3);
+            }
             ExitCode::from(2)
         }
     }

@@ -50,6 +50,19 @@ pub enum Command {
     Report(run::ReportArgs),
 }
 
+/// A run that finished and wrote its output, but in which more rows failed than
+/// the caller allowed: exit code 3 (other errors are 2).
+#[derive(Debug)]
+pub struct RowsFailed(pub String);
+
+impl std::fmt::Display for RowsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RowsFailed {}
+
 /// Parse the command line and run the chosen subcommand.
 pub fn run() -> anyhow::Result<()> {
     dispatch(Cli::parse().command)

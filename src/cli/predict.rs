@@ -101,6 +101,12 @@ pub struct PredictArgs {
     /// `skip-row` (no prediction; the row stays, with its status).
     #[arg(long, value_enum, default_value_t = NanArg::Fail)]
     nan_policy: NanArg,
+    /// Fraction of rows that may fail (unreadable or truncated inputs, a model
+    /// without an answer) before the run exits with code 3; the output is written
+    /// either way and names each failed row's reason. Rows skipped by
+    /// `--nan-policy skip-row` are not failures.
+    #[arg(long, default_value_t = 0.0)]
+    max_failed_fraction: f64,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -110,6 +116,9 @@ pub struct PredictArgs {
 
 /// Run `lensmae predict`.
 pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.max_failed_fraction) {
+        anyhow::bail!("--max-failed-fraction must be in [0, 1], got {}", args.max_failed_fraction);
+    }
     if let Some(n) = args.threads {
         if n == 0 {
             bail!("--threads must be at least 1");
@@ -158,6 +167,16 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         summary.rows as f64 / summary.seconds.max(1e-9)
     );
     crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
+    if summary.failed as f64 > args.max_failed_fraction * summary.rows as f64 {
+        let mut reasons: Vec<(&String, &usize)> = summary.not_predicted.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1));
+        let worst = reasons.first().map(|(r, n)| format!("; most often ({n}): {r}")).unwrap_or_default();
+        return Err(crate::cli::RowsFailed(format!(
+            "{} of {} rows failed (--max-failed-fraction {}){worst}; the output names each row's reason",
+            summary.failed, summary.rows, args.max_failed_fraction
+        ))
+        .into());
+    }
     Ok(())
 }
 

@@ -98,6 +98,9 @@ pub struct PredictSummary {
     pub not_predicted: HashMap<String, usize>,
     /// Predicted rows whose image lies outside the classifier's training domain.
     pub out_of_domain: usize,
+    /// Rows without a prediction for a reason other than a policy the caller chose
+    /// (`--nan-policy skip-row`): unreadable or truncated inputs, failed models.
+    pub failed: usize,
     /// Rows predicted as each class.
     pub per_class: HashMap<String, usize>,
     /// Chunk files written by this run.
@@ -203,6 +206,16 @@ fn output_metadata(opts: &PredictOptions, models: &Models) -> Result<HashMap<Str
     Ok(m)
 }
 
+/// The end of the status of a row skipped by `--nan-policy skip-row`.
+const NON_FINITE_SKIP: &str = " non-finite pixels";
+
+/// Whether a row's status is a skip the caller asked for (not a failure).
+fn skipped_by_policy(status: &str) -> bool {
+    status.strip_prefix("skipped: ").is_some_and(|rest| {
+        rest.strip_suffix(NON_FINITE_SKIP).is_some_and(|count| count.chars().all(|c| c.is_ascii_digit()))
+    })
+}
+
 /// Status of each row and the pixels the model may use (non-finite pixels
 /// handled by the policy); `Err` under `fail`.
 fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, first_row: usize) -> Result<Vec<String>> {
@@ -229,7 +242,7 @@ fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, fir
                 img.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
                 format!("ok: {bad} non-finite pixels set to 0")
             }
-            (_, NanPolicy::SkipRow) => format!("skipped: {bad} non-finite pixels"),
+            (_, NanPolicy::SkipRow) => format!("skipped: {bad}{NON_FINITE_SKIP}"),
         });
     }
     Ok(status)
@@ -346,7 +359,10 @@ fn predict_batch(
                 summary.predicted += 1;
                 summary.out_of_domain += 1;
             }
-            other => *summary.not_predicted.entry(other.to_string()).or_default() += 1,
+            other => {
+                *summary.not_predicted.entry(other.to_string()).or_default() += 1;
+                summary.failed += usize::from(!skipped_by_policy(other));
+            }
         }
     }
     columns.push(Arc::new(StringArray::from(status)));
@@ -419,6 +435,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         predicted: 0,
         not_predicted: HashMap::new(),
         out_of_domain: 0,
+        failed: 0,
         per_class: HashMap::new(),
         chunks_written: 0,
         chunks_skipped: owed.iter().filter(|o| !**o).count(),

@@ -483,3 +483,24 @@ fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
     }
     fails(&["run", paper, "--dry-run", "--precision", "bf16"], "--device");
 }
+
+#[test]
+fn a_run_where_rows_failed_writes_its_output_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let cube = dir.path().join("cut.fits");
+    // 20 planes of 16x16, the file cut 2,880 bytes short: the 20th plane fails.
+    let data: Vec<u8> = (0..20 * 256).flat_map(|i| ((i % 97) as f32 / 97.0).to_be_bytes()).collect();
+    let cards = crate::stage::cube_cards("20");
+    crate::stage::handmade_fits(&cube, &cards.iter().map(String::as_str).collect::<Vec<_>>(), &data, 2880);
+    let out = dir.path().join("sr.parquet");
+    let args = ["predict", "--input", cube.to_str().unwrap(), "--task", "superres", "--out", out.to_str().unwrap()];
+    let run = lensmae(&args);
+    assert_eq!(run.status.code(), Some(3), "{}", String::from_utf8_lossy(&run.stderr));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("1 of 20 rows failed") && stderr.contains("truncated file"), "{stderr}");
+    let status = crate::stage::strings(&crate::stage::read(&out), "status");
+    assert_eq!(status.iter().filter(|s| s.as_deref() == Some("ok")).count(), 19);
+    // A caller that accepts a failed fraction gets 0; out-of-range fractions are refused.
+    ok(&[&args[..], &["--overwrite", "--max-failed-fraction", "0.1"]].concat());
+    fails(&[&args[..], &["--overwrite", "--max-failed-fraction", "2"]].concat(), "--max-failed-fraction");
+}

@@ -586,7 +586,7 @@ fn a_model_whose_output_is_not_finite_answers_nothing() {
 
 /// A FITS file written card by card: `cards` (without END) and `data`, each padded
 /// to 2,880-byte blocks; `cut` bytes removed from the end.
-fn handmade_fits(path: &Path, cards: &[&str], data: &[u8], cut: usize) {
+pub(crate) fn handmade_fits(path: &Path, cards: &[&str], data: &[u8], cut: usize) {
     let mut bytes: Vec<u8> = Vec::new();
     for card in cards.iter().copied().chain(["END"]) {
         bytes.extend(format!("{card:<80}").as_bytes());
@@ -598,7 +598,7 @@ fn handmade_fits(path: &Path, cards: &[&str], data: &[u8], cut: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
-fn cube_cards(naxis3: &str) -> Vec<String> {
+pub(crate) fn cube_cards(naxis3: &str) -> Vec<String> {
     ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    3"]
         .iter()
         .map(|s| s.to_string())
