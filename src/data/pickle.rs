@@ -49,23 +49,197 @@ pub struct PickledArray {
     pub data: Vec<f64>,
 }
 
-/// Run the pickle in `bytes` and return the value it builds.
+/// Deepest nesting of containers accepted: numpy's object arrays are a few levels
+/// deep, and deeper values would recurse (clone, drop, walk) without bound.
+const MAX_DEPTH: u32 = 64;
+
+/// Values (nodes, and bytes of strings / 8) a pickle of `len` bytes may build,
+/// memo copies included: linear in the input, so a few hundred bytes whose memo
+/// doubles at each step are refused instead of filling the memory.
+fn budget_for(len: usize) -> usize {
+    64 * len + (1 << 20)
+}
+
+/// A value on the machine's stack: the memo index it was stored under, and how
+/// deeply containers nest inside it.
+struct Item {
+    value: Py,
+    memo: Option<u32>,
+    depth: u32,
+}
+
+impl Item {
+    fn new(value: Py) -> Item {
+        Item { value, memo: None, depth: 0 }
+    }
+}
+
+/// Nodes of `v`, with strings and bytes counted by eighths of their length.
+fn weight(v: &Py) -> usize {
+    1 + match v {
+        Py::Str(s) => s.len() / 8,
+        Py::Bytes(b) => b.len() / 8,
+        Py::Tuple(items) | Py::List(items) => items.iter().map(weight).sum(),
+        Py::Dict(pairs) => pairs.iter().map(|(k, v)| weight(k) + weight(v)).sum(),
+        Py::Global(m, n) => (m.len() + n.len()) / 8,
+        Py::Object { callable, args, state } => weight(callable) + weight(args) + state.as_deref().map_or(0, weight),
+        _ => 0,
+    }
+}
+
+/// The pickle machine's state.
+struct Machine {
+    stack: Vec<Item>,
+    marks: Vec<usize>,
+    /// Memo entries as stored, with their depth. An entry whose value is still on
+    /// the stack and has changed since is absent here and read from the stack, at
+    /// the position `live` gives (items below the top never move).
+    memo: HashMap<u32, (Py, u32)>,
+    live: HashMap<u32, usize>,
+    /// Indices stored so far (`MEMOIZE` numbers entries by their count).
+    memo_count: u32,
+    built: usize,
+    budget: usize,
+}
+
+impl Machine {
+    /// Pays for a copy of `v`, or refuses it.
+    fn charge(&mut self, v: &Py) -> Result<(), String> {
+        self.built += weight(v);
+        if self.built > self.budget {
+            return Err(format!("pickle builds more than {} values from its bytes: refused", self.budget));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, value: Py) {
+        self.stack.push(Item::new(value));
+    }
+
+    /// Pops an item; a memoised one that changed since it was stored is stored as
+    /// it is now (once, when it leaves the stack).
+    fn pop_item(&mut self) -> Result<Item, String> {
+        let item = self.stack.pop().ok_or("pickle stack underflow")?;
+        if let Some(idx) = item.memo {
+            if self.live.get(&idx) == Some(&self.stack.len()) {
+                self.live.remove(&idx);
+                self.charge(&item.value)?;
+                self.memo.insert(idx, (item.value.clone(), item.depth));
+            }
+        }
+        Ok(item)
+    }
+
+    fn pop(&mut self) -> Result<Py, String> {
+        Ok(self.pop_item()?.value)
+    }
+
+    /// The items since the last MARK, with their greatest depth.
+    fn since_mark(&mut self) -> Result<(Vec<Py>, u32), String> {
+        let m = self.marks.pop().ok_or("pickle MARK missing")?;
+        if m > self.stack.len() {
+            return Err("pickle MARK beyond the stack".into());
+        }
+        let mut items = Vec::with_capacity(self.stack.len() - m);
+        let mut depth = 0;
+        while self.stack.len() > m {
+            let item = self.pop_item()?;
+            depth = depth.max(item.depth);
+            items.push(item.value);
+        }
+        items.reverse();
+        Ok((items, depth))
+    }
+
+    /// Pushes a container holding items of nesting `inner`.
+    fn push_container(&mut self, value: Py, inner: u32) -> Result<(), String> {
+        let depth = inner + 1;
+        if depth > MAX_DEPTH {
+            return Err(format!("pickle nests containers deeper than {MAX_DEPTH}: refused"));
+        }
+        self.stack.push(Item { value, memo: None, depth });
+        Ok(())
+    }
+
+    /// The top item, about to change: its memo entry (if any) now lives on the stack.
+    fn top_for_update(&mut self, what: &str) -> Result<&mut Item, String> {
+        let position = self.stack.len().checked_sub(1).ok_or(format!("{what} on an empty stack"))?;
+        let top = &mut self.stack[position];
+        if let Some(idx) = top.memo {
+            self.memo.remove(&idx);
+            self.live.insert(idx, position);
+        }
+        Ok(top)
+    }
+
+    fn append(&mut self, items: Vec<Py>, inner: u32) -> Result<(), String> {
+        let top = self.top_for_update("APPEND")?;
+        let Py::List(list) = &mut top.value else { return Err("APPEND on a non-list".into()) };
+        list.extend(items);
+        top.depth = top.depth.max(inner + 1);
+        if top.depth > MAX_DEPTH {
+            return Err(format!("pickle nests containers deeper than {MAX_DEPTH}: refused"));
+        }
+        Ok(())
+    }
+
+    fn memoize(&mut self, idx: u32) -> Result<(), String> {
+        let position = self.stack.len().checked_sub(1).ok_or("MEMOIZE on an empty stack")?;
+        // Stored again under a new index: the old entry keeps the value as it is now.
+        if let Some(old) = self.stack[position].memo {
+            if self.live.get(&old) == Some(&position) {
+                self.live.remove(&old);
+                let (value, depth) = (self.stack[position].value.clone(), self.stack[position].depth);
+                self.charge(&value)?;
+                self.memo.insert(old, (value, depth));
+            }
+        }
+        let top = &self.stack[position];
+        let (value, depth) = (top.value.clone(), top.depth);
+        self.charge(&value)?;
+        self.memo.insert(idx, (value, depth));
+        self.memo_count += 1;
+        self.stack.last_mut().expect("checked").memo = Some(idx);
+        Ok(())
+    }
+
+    fn get(&mut self, idx: u32) -> Result<(), String> {
+        let (value, depth) = match (self.memo.get(&idx), self.live.get(&idx)) {
+            (Some((v, d)), _) => (v.clone(), *d),
+            (None, Some(&position)) => match self.stack.get(position) {
+                Some(item) if item.memo == Some(idx) => (item.value.clone(), item.depth),
+                _ => return Err(format!("pickle memo {idx} missing")),
+            },
+            (None, None) => return Err(format!("pickle memo {idx} missing")),
+        };
+        self.charge(&value)?;
+        self.stack.push(Item { value, memo: Some(idx), depth });
+        Ok(())
+    }
+}
+
+/// Run the pickle in `bytes` and return the value it builds. Its cost is bounded
+/// by its length: copies through the memo are counted against a budget linear in
+/// the input, nesting is limited, and every length is checked against the bytes
+/// there before anything is read.
 pub fn unpickle(bytes: &[u8]) -> Result<Py, String> {
     let mut pos = 0usize;
-    let mut stack: Vec<(Py, Option<u32>)> = Vec::new();
-    let mut marks: Vec<usize> = Vec::new();
-    let mut memo: HashMap<u32, Py> = HashMap::new();
+    let mut m = Machine {
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        live: HashMap::new(),
+        memo_count: 0,
+        built: 0,
+        budget: budget_for(bytes.len()),
+    };
     let take = |pos: &mut usize, n: usize| -> Result<&[u8], String> {
-        let s = bytes.get(*pos..*pos + n).ok_or("truncated pickle")?;
-        *pos += n;
+        let end = pos.checked_add(n).ok_or("truncated pickle")?;
+        let s = bytes.get(*pos..end).ok_or("truncated pickle")?;
+        *pos = end;
         Ok(s)
     };
     let le = |b: &[u8]| b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64);
-    let pop = |stack: &mut Vec<(Py, Option<u32>)>| stack.pop().map(|v| v.0).ok_or("pickle stack underflow".to_string());
-    let since_mark = |stack: &mut Vec<(Py, Option<u32>)>, marks: &mut Vec<usize>| -> Result<Vec<Py>, String> {
-        let m = marks.pop().ok_or("pickle MARK missing")?;
-        Ok(stack.drain(m..).map(|v| v.0).collect())
-    };
     loop {
         let op = *take(&mut pos, 1)?.first().expect("one byte");
         match op {
@@ -75,46 +249,43 @@ pub fn unpickle(bytes: &[u8]) -> Result<Py, String> {
             0x95 => {
                 take(&mut pos, 8)?;
             }
-            b'.' => return pop(&mut stack),
-            b'(' => marks.push(stack.len()),
+            b'.' => return m.pop(),
+            b'(' => m.marks.push(m.stack.len()),
             0x8c | b'U' => {
                 let n = take(&mut pos, 1)?[0] as usize;
-                stack.push((Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()), None));
+                m.push(Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()));
             }
             b'X' | b'T' => {
                 let n = le(take(&mut pos, 4)?) as usize;
-                stack.push((Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()), None));
+                m.push(Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()));
             }
             0x8d => {
-                let n = le(take(&mut pos, 8)?) as usize;
-                stack.push((Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()), None));
+                let n = usize::try_from(le(take(&mut pos, 8)?)).map_err(|_| "truncated pickle")?;
+                m.push(Py::Str(String::from_utf8_lossy(take(&mut pos, n)?).into_owned()));
             }
             b'C' => {
                 let n = take(&mut pos, 1)?[0] as usize;
-                stack.push((Py::Bytes(take(&mut pos, n)?.to_vec()), None));
+                m.push(Py::Bytes(take(&mut pos, n)?.to_vec()));
             }
             b'B' => {
                 let n = le(take(&mut pos, 4)?) as usize;
-                stack.push((Py::Bytes(take(&mut pos, n)?.to_vec()), None));
+                m.push(Py::Bytes(take(&mut pos, n)?.to_vec()));
             }
             0x8e => {
-                let n = le(take(&mut pos, 8)?) as usize;
-                stack.push((Py::Bytes(take(&mut pos, n)?.to_vec()), None));
+                let n = usize::try_from(le(take(&mut pos, 8)?)).map_err(|_| "truncated pickle")?;
+                m.push(Py::Bytes(take(&mut pos, n)?.to_vec()));
             }
             0x94 | b'q' | b'r' => {
                 let idx = match op {
-                    0x94 => memo.len() as u32,
+                    0x94 => m.memo_count,
                     b'q' => take(&mut pos, 1)?[0] as u32,
                     _ => le(take(&mut pos, 4)?) as u32,
                 };
-                let top = stack.last_mut().ok_or("MEMOIZE on an empty stack")?;
-                memo.insert(idx, top.0.clone());
-                top.1 = Some(idx);
+                m.memoize(idx)?;
             }
             b'h' | b'j' => {
                 let idx = if op == b'h' { take(&mut pos, 1)?[0] as u32 } else { le(take(&mut pos, 4)?) as u32 };
-                let v = memo.get(&idx).ok_or(format!("pickle memo {idx} missing"))?.clone();
-                stack.push((v, Some(idx)));
+                m.get(idx)?;
             }
             b'c' => {
                 let mut line = || -> Result<String, String> {
@@ -124,21 +295,19 @@ pub fn unpickle(bytes: &[u8]) -> Result<Py, String> {
                     Ok(s)
                 };
                 let (module, name) = (line()?, line()?);
-                stack.push((Py::Global(module, name), None));
+                m.push(Py::Global(module, name));
             }
             0x93 => {
-                let name = pop(&mut stack)?;
-                let module = pop(&mut stack)?;
+                let name = m.pop()?;
+                let module = m.pop()?;
                 match (module, name) {
-                    (Py::Str(m), Py::Str(n)) => stack.push((Py::Global(m, n), None)),
+                    (Py::Str(a), Py::Str(b)) => m.push(Py::Global(a, b)),
                     _ => return Err("STACK_GLOBAL needs two strings".into()),
                 }
             }
-            b'J' => {
-                stack.push((Py::Int(i32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4 bytes")) as i64), None))
-            }
-            b'K' => stack.push((Py::Int(take(&mut pos, 1)?[0] as i64), None)),
-            b'M' => stack.push((Py::Int(le(take(&mut pos, 2)?) as i64), None)),
+            b'J' => m.push(Py::Int(i32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4 bytes")) as i64)),
+            b'K' => m.push(Py::Int(take(&mut pos, 1)?[0] as i64)),
+            b'M' => m.push(Py::Int(le(take(&mut pos, 2)?) as i64)),
             0x8a => {
                 let n = take(&mut pos, 1)?[0] as usize;
                 let b = take(&mut pos, n)?;
@@ -146,84 +315,86 @@ pub fn unpickle(bytes: &[u8]) -> Result<Py, String> {
                 if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
                     v -= 1i64 << (8 * n);
                 }
-                stack.push((Py::Int(v), None));
+                m.push(Py::Int(v));
             }
-            b'G' => stack.push((Py::Float(f64::from_be_bytes(take(&mut pos, 8)?.try_into().expect("8 bytes"))), None)),
-            b'N' => stack.push((Py::None, None)),
-            0x88 => stack.push((Py::Bool(true), None)),
-            0x89 => stack.push((Py::Bool(false), None)),
-            b')' => stack.push((Py::Tuple(vec![]), None)),
+            b'G' => m.push(Py::Float(f64::from_be_bytes(take(&mut pos, 8)?.try_into().expect("8 bytes")))),
+            b'N' => m.push(Py::None),
+            0x88 => m.push(Py::Bool(true)),
+            0x89 => m.push(Py::Bool(false)),
+            b')' => m.push_container(Py::Tuple(vec![]), 0)?,
             b't' => {
-                let items = since_mark(&mut stack, &mut marks)?;
-                stack.push((Py::Tuple(items), None));
+                let (items, inner) = m.since_mark()?;
+                m.push_container(Py::Tuple(items), inner)?;
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
-                if stack.len() < n {
+                if m.stack.len() < n {
                     return Err("pickle stack underflow".into());
                 }
-                let items = stack.split_off(stack.len() - n).into_iter().map(|v| v.0).collect();
-                stack.push((Py::Tuple(items), None));
+                let mut items = Vec::with_capacity(n);
+                let mut inner = 0;
+                for _ in 0..n {
+                    let item = m.pop_item()?;
+                    inner = inner.max(item.depth);
+                    items.push(item.value);
+                }
+                items.reverse();
+                m.push_container(Py::Tuple(items), inner)?;
             }
-            b']' => stack.push((Py::List(vec![]), None)),
+            b']' => m.push_container(Py::List(vec![]), 0)?,
             b'l' => {
-                let items = since_mark(&mut stack, &mut marks)?;
-                stack.push((Py::List(items), None));
+                let (items, inner) = m.since_mark()?;
+                m.push_container(Py::List(items), inner)?;
             }
             b'a' => {
-                let v = pop(&mut stack)?;
-                push_items(&mut stack, &mut memo, vec![v])?;
+                let item = m.pop_item()?;
+                m.append(vec![item.value], item.depth)?;
             }
             b'e' => {
-                let items = since_mark(&mut stack, &mut marks)?;
-                push_items(&mut stack, &mut memo, items)?;
+                let (items, inner) = m.since_mark()?;
+                m.append(items, inner)?;
             }
-            b'}' => stack.push((Py::Dict(vec![]), None)),
+            b'}' => m.push_container(Py::Dict(vec![]), 0)?,
             b'u' | b's' => {
-                let items = if op == b'u' {
-                    since_mark(&mut stack, &mut marks)?
+                let (items, inner) = if op == b'u' {
+                    m.since_mark()?
                 } else {
-                    let v = pop(&mut stack)?;
-                    let k = pop(&mut stack)?;
-                    vec![k, v]
+                    let v = m.pop_item()?;
+                    let k = m.pop_item()?;
+                    let inner = v.depth.max(k.depth);
+                    (vec![k.value, v.value], inner)
                 };
-                let top = stack.last_mut().ok_or("SETITEMS on an empty stack")?;
-                let Py::Dict(d) = &mut top.0 else { return Err("SETITEMS on a non-dict".into()) };
+                let top = m.top_for_update("SETITEMS")?;
+                let Py::Dict(d) = &mut top.value else { return Err("SETITEMS on a non-dict".into()) };
                 let mut it = items.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     d.push((k, v));
                 }
-                if let Some(i) = top.1 {
-                    memo.insert(i, top.0.clone());
+                top.depth = top.depth.max(inner + 1);
+                if top.depth > MAX_DEPTH {
+                    return Err(format!("pickle nests containers deeper than {MAX_DEPTH}: refused"));
                 }
             }
             b'R' | 0x81 => {
-                let args = pop(&mut stack)?;
-                let callable = pop(&mut stack)?;
-                stack.push((Py::Object { callable: Box::new(callable), args: Box::new(args), state: None }, None));
+                let args = m.pop_item()?;
+                let callable = m.pop_item()?;
+                let inner = args.depth.max(callable.depth);
+                let object = Py::Object { callable: Box::new(callable.value), args: Box::new(args.value), state: None };
+                m.push_container(object, inner)?;
             }
             b'b' => {
-                let state = pop(&mut stack)?;
-                let top = stack.last_mut().ok_or("BUILD on an empty stack")?;
-                let Py::Object { state: s, .. } = &mut top.0 else { return Err("BUILD on a non-object".into()) };
-                *s = Some(Box::new(state));
-                if let Some(i) = top.1 {
-                    memo.insert(i, top.0.clone());
+                let state = m.pop_item()?;
+                let top = m.top_for_update("BUILD")?;
+                let Py::Object { state: s, .. } = &mut top.value else { return Err("BUILD on a non-object".into()) };
+                *s = Some(Box::new(state.value));
+                top.depth = top.depth.max(state.depth + 1);
+                if top.depth > MAX_DEPTH {
+                    return Err(format!("pickle nests containers deeper than {MAX_DEPTH}: refused"));
                 }
             }
             other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {}", pos - 1)),
         }
     }
-}
-
-fn push_items(stack: &mut [(Py, Option<u32>)], memo: &mut HashMap<u32, Py>, items: Vec<Py>) -> Result<(), String> {
-    let top = stack.last_mut().ok_or("APPEND on an empty stack")?;
-    let Py::List(list) = &mut top.0 else { return Err("APPEND on a non-list".into()) };
-    list.extend(items);
-    if let Some(i) = top.1 {
-        memo.insert(i, top.0.clone());
-    }
-    Ok(())
 }
 
 /// `(kind, little-endian, item size)` of a numpy dtype object, e.g. `('f', true, 8)`.
@@ -232,7 +403,7 @@ fn dtype_of(dtype: &Py) -> Result<(char, bool, usize), String> {
     let Py::Tuple(a) = args.as_ref() else { return Err("bad dtype arguments".into()) };
     let Some(Py::Str(code)) = a.first() else { return Err("bad dtype code".into()) };
     let kind = code.chars().next().ok_or("empty dtype code")?;
-    let size: usize = code[1..].parse().map_err(|_| format!("bad dtype code `{code}`"))?;
+    let size: usize = code[kind.len_utf8()..].parse().map_err(|_| format!("bad dtype code `{code}`"))?;
     let little = match state.as_deref() {
         Some(Py::Tuple(s)) => !matches!(s.get(1), Some(Py::Str(e)) if e == ">"),
         _ => true,
@@ -241,6 +412,9 @@ fn dtype_of(dtype: &Py) -> Result<(char, bool, usize), String> {
 }
 
 fn decode(kind: char, little: bool, size: usize, bytes: &[u8]) -> Result<Vec<f64>, String> {
+    if !matches!((kind, size), ('f' | 'i', 4 | 8)) {
+        return Err(format!("unsupported numpy dtype {kind}{size}"));
+    }
     let chunks = bytes.chunks_exact(size);
     let word = |c: &[u8]| -> [u8; 8] {
         let mut w = [0u8; 8];
@@ -304,7 +478,10 @@ fn collect(v: &Py, arrays: &mut Vec<PickledArray>, floats: &mut Vec<f64>) -> Res
                 };
                 let shape: Vec<usize> = shape
                     .iter()
-                    .map(|d| if let Py::Int(i) = d { Ok(*i as usize) } else { Err("bad shape".to_string()) })
+                    .map(|d| match d {
+                        Py::Int(i) => usize::try_from(*i).map_err(|_| format!("bad shape dimension {i}")),
+                        _ => Err("bad shape".to_string()),
+                    })
                     .collect::<Result<_, _>>()?;
                 let (kind, little, size) = dtype_of(dtype)?;
                 match (kind, data) {
@@ -315,7 +492,7 @@ fn collect(v: &Py, arrays: &mut Vec<PickledArray>, floats: &mut Vec<f64>) -> Res
                     }
                     (_, payload) if bytes_of(payload).is_some() => {
                         let data = decode(kind, little, size, &bytes_of(payload).expect("checked"))?;
-                        if data.len() != shape.iter().product::<usize>() {
+                        if Some(data.len()) != shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
                             return Err("ndarray data does not fill its shape".into());
                         }
                         arrays.push(PickledArray { shape, data });
@@ -352,5 +529,54 @@ mod tests {
             unpickle(b"(K\x01G?\xf0\x00\x00\x00\x00\x00\x00t.").unwrap(),
             Py::Tuple(vec![Py::Int(1), Py::Float(1.0)])
         );
+        // Lengths beyond the input, however large, are a truncation.
+        assert!(unpickle(b"\x8e\xff\xff\xff\xff\xff\xff\xff\xff.").unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn hostile_pickles_cost_time_and_memory_in_proportion_to_their_size() {
+        // A memo that doubles at each step: 40 steps would build 2^40 values.
+        let mut doubling = b"\x80\x02]q\x00".to_vec();
+        for k in 0..40u8 {
+            doubling.extend([b'h', k, b'h', k, 0x86, b'q', k + 1]);
+        }
+        doubling.push(b'.');
+        assert!(unpickle(&doubling).unwrap_err().contains("refused"));
+        // 100,000 nested lists: refused, no stack overflow building or dropping them.
+        let mut nested = vec![b'('; 100_000];
+        nested.extend(vec![b'l'; 100_000]);
+        nested.push(b'.');
+        assert!(unpickle(&nested).unwrap_err().contains("deeper than"));
+        // 200,000 appends to a memoised list: linear, not a copy of the list per
+        // append (which took minutes here).
+        let mut appends = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..200_000 {
+            appends.extend(b"K\x01a");
+        }
+        appends.extend(b"h\x00.");
+        let Py::List(items) = unpickle(&appends).unwrap() else { panic!("a list") };
+        assert_eq!(items.len(), 200_000);
+    }
+
+    #[test]
+    fn a_dtype_of_size_zero_or_a_foreign_code_is_an_error() {
+        let array = |code: &str| Py::Object {
+            callable: Box::new(Py::Global("numpy.core.multiarray".into(), "_reconstruct".into())),
+            args: Box::new(Py::Tuple(vec![])),
+            state: Some(Box::new(Py::Tuple(vec![
+                Py::Int(1),
+                Py::Tuple(vec![Py::Int(2)]),
+                Py::Object {
+                    callable: Box::new(Py::Global("numpy".into(), "dtype".into())),
+                    args: Box::new(Py::Tuple(vec![Py::Str(code.into())])),
+                    state: None,
+                },
+                Py::Bool(false),
+                Py::Bytes(vec![0; 16]),
+            ]))),
+        };
+        assert!(arrays_and_floats(&array("f0")).unwrap_err().contains("f0"));
+        assert!(arrays_and_floats(&array("é8")).is_err());
+        assert_eq!(arrays_and_floats(&array("f8")).unwrap().0[0].data, vec![0.0, 0.0]);
     }
 }
