@@ -106,6 +106,23 @@ impl Pipeline {
             let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
             p.pipeline.dir = Some(PathBuf::from("runs").join(stem));
         }
+        // What is left in braces after the vars is `{dir}` or a typo.
+        for step in &p.steps {
+            for (key, value) in &step.args {
+                let strings: Vec<&str> = match value {
+                    toml::Value::Array(items) => items.iter().filter_map(toml::Value::as_str).collect(),
+                    v => v.as_str().into_iter().collect(),
+                };
+                if let Some(unknown) = strings.iter().find_map(|s| unknown_placeholder(s)) {
+                    let mut known: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
+                    known.insert(0, "{dir}".into());
+                    return Err(Error::config(
+                        format!("step `{}`, key `{key}`", step.name),
+                        format!("unknown placeholder `{unknown}` (known: {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for step in &p.steps {
             if !seen.insert(step.name.as_str()) {
@@ -138,6 +155,22 @@ fn substitute_vars(value: &mut toml::Value, vars: &[(String, String)]) {
         toml::Value::Array(items) => items.iter_mut().for_each(|v| substitute_vars(v, vars)),
         _ => {}
     }
+}
+
+/// The first `{name}` in `s` (a name of letters, digits, `_` or `-`) other than `{dir}`.
+fn unknown_placeholder(s: &str) -> Option<&str> {
+    let mut rest = s;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}')?;
+        let name = &after[..close];
+        let is_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if is_name && name != "dir" {
+            return Some(&rest[open..open + close + 2]);
+        }
+        rest = &after[close + 1..];
+    }
+    None
 }
 
 fn substitute(value: &str, dir: &Path) -> String {
@@ -300,4 +333,27 @@ pub fn report_rows(step: &Step, dir: &Path) -> Vec<(String, String, String, f64)
         push(method, "PSNR dB", &s["psnr"]);
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_other_than_dir_and_the_vars_are_typos() {
+        assert_eq!(unknown_placeholder("{dir}/train/{dri}/x"), Some("{dri}"));
+        assert_eq!(unknown_placeholder("{dir}/train"), None);
+        assert_eq!(unknown_placeholder("{\"shape\": [1, 2]}"), None);
+        assert_eq!(unknown_placeholder("{per_class}"), Some("{per_class}"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let pipeline = |arg: &str| {
+            format!("[vars]\nn = \"3\"\n[[step]]\nname = \"s\"\ncommand = \"simulate\"\nargs = {{ out = \"{arg}\" }}\n")
+        };
+        std::fs::write(&path, pipeline("{dir}/{n}")).unwrap();
+        assert!(Pipeline::load(&path, &[]).is_ok());
+        std::fs::write(&path, pipeline("{dri}/data")).unwrap();
+        let err = Pipeline::load(&path, &[]).unwrap_err().to_string();
+        assert!(err.contains("unknown placeholder `{dri}`") && err.contains("{dir}, {n}"), "{err}");
+    }
 }
