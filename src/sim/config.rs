@@ -72,8 +72,8 @@ pub struct ImageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PsfConfig {
-    /// No PSF.
-    None,
+    /// No PSF. (A struct variant, so that keys beside `type = "none"` are refused.)
+    None {},
     /// Circular Gaussian.
     Gaussian {
         /// FWHM, arcsec.
@@ -216,12 +216,11 @@ pub struct LensLightConfig {
 }
 
 /// The noise model.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NoiseConfig {
-    /// Noise-free images.
-    #[default]
-    None,
+    /// Noise-free images. (A struct variant, so that keys beside `type = "none"` are refused.)
+    None {},
     /// DeepLense Model I integer counts.
     DeeplenseCounts {
         /// Exposure time, s.
@@ -235,6 +234,12 @@ pub enum NoiseConfig {
         #[serde(default)]
         exposure_time: Option<Param>,
     },
+}
+
+impl Default for NoiseConfig {
+    fn default() -> Self {
+        NoiseConfig::None {}
+    }
 }
 
 /// A number of subhalos: fixed, or Poisson-distributed.
@@ -286,8 +291,8 @@ pub enum HaloProfile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Substructure {
-    /// No substructure.
-    None,
+    /// No substructure. (A struct variant, so that keys beside `type = "none"` are refused.)
+    None {},
     /// Point-mass subhalos (DeepLense CDM).
     PointMasses {
         /// How many.
@@ -445,7 +450,7 @@ impl SimConfig {
             ll.center_offset_y.validate("lens_light.center_offset_y", -INF, INF)?;
         }
         match &self.noise {
-            NoiseConfig::None => {}
+            NoiseConfig::None {} => {}
             NoiseConfig::DeeplenseCounts { exposure_time, background_rms } => {
                 exposure_time.validate("noise.exposure_time", 1e-9, INF)?;
                 check(*background_rms >= 0.0, "noise.background_rms", "must be >= 0")?;
@@ -480,7 +485,7 @@ impl Substructure {
     fn validate(&self, key: &str) -> Result<()> {
         let k = |sub: &str| format!("{key}.{sub}");
         match self {
-            Substructure::None => Ok(()),
+            Substructure::None {} => Ok(()),
             Substructure::PointMasses { count, mass_function, radius, .. } => {
                 validate_count(count, &k("count"))?;
                 validate_mass_function(mass_function, &k("mass_function"))?;

@@ -275,11 +275,11 @@ impl Simulator {
         let (source_e1, source_e2) = (s.e1.sample(rng), s.e2.sample(rng));
         let (source_x, source_y) = (s.center_x.sample(rng), s.center_y.sample(rng));
         let psf_fwhm = match &cfg.psf {
-            PsfConfig::None => 0.0,
+            PsfConfig::None {} => 0.0,
             PsfConfig::Gaussian { fwhm, .. } => fwhm.sample(rng),
         };
         let exposure_time = match &cfg.noise {
-            NoiseConfig::None => None,
+            NoiseConfig::None {} => None,
             NoiseConfig::DeeplenseCounts { exposure_time, .. } => Some(exposure_time.sample(rng)),
             NoiseConfig::Instrument { exposure_time } => Some(match exposure_time {
                 Some(t) => t.sample(rng),
@@ -340,7 +340,7 @@ impl Simulator {
 
     fn sample_substructure<R: Rng>(&self, class_idx: usize, rng: &mut R) -> (Vec<SubhaloDraw>, Option<VortexDraw>) {
         match self.substructure(class_idx) {
-            Substructure::None => (Vec::new(), None),
+            Substructure::None {} => (Vec::new(), None),
             Substructure::PointMasses { count, mass_function, radius, placement } => {
                 let n = draw_count(count, rng);
                 // Masses first, then positions: the DeepLense order.
@@ -380,7 +380,7 @@ impl Simulator {
     pub fn camera(&self, params: &ImageParams) -> Camera {
         let im = &self.config.image;
         let psf = match &self.config.psf {
-            PsfConfig::None => Psf::None,
+            PsfConfig::None {} => Psf::None,
             PsfConfig::Gaussian { truncation, .. } => Psf::Gaussian { fwhm: params.psf_fwhm, truncation: *truncation },
         };
         Camera { grid: PixelGrid { size: im.size, pixel_scale: im.pixel_scale }, supersampling: im.supersampling, psf }
@@ -517,7 +517,7 @@ impl Simulator {
         noise: &Noise,
     ) -> Option<f64> {
         let variance = noise.variance(noise_free, camera.grid.pixel_scale)?;
-        if matches!(self.substructure(class_idx), Substructure::None) {
+        if matches!(self.substructure(class_idx), Substructure::None {}) {
             return Some(0.0);
         }
         let mut scene = self.scene(class_idx, params);

@@ -26,6 +26,25 @@ fn unknown_keys_are_named() {
 }
 
 #[test]
+fn keys_beside_a_none_type_are_refused_too() {
+    let e = error_of(&with(
+        "deeplense-model2",
+        "[classes.no_sub]\ntype = \"none\"",
+        "[classes.no_sub]\ntype = \"none\"\ncount = 25",
+    ));
+    assert!(e.contains("count"), "{e}");
+    let e = error_of(&with(
+        "deeplense-model2",
+        "[noise]\ntype = \"none\"",
+        "[noise]\ntype = \"none\"\nexposure_time = 100.0",
+    ));
+    assert!(e.contains("exposure_time"), "{e}");
+    let psf = "[psf]\ntype = \"gaussian\"\nfwhm = 0.087\ntruncation = 4.0";
+    let e = error_of(&with("deeplense-model1", psf, "[psf]\ntype = \"none\"\nfwhm = 0.087"));
+    assert!(e.contains("fwhm"), "{e}");
+}
+
+#[test]
 fn impossible_values_name_their_key() {
     let cases = [
         ("pixel_scale = 0.101", "pixel_scale = -0.1", "image.pixel_scale"),
