@@ -141,7 +141,7 @@ pub fn read_image_pairs(path: &Path) -> Result<ImagePairs> {
     let (lr, hr) = if path.is_dir() {
         read_npy_pairs(path)?
     } else {
-        (read_parquet_images(path, "lr")?, read_parquet_images(path, "hr")?)
+        (read_parquet_images_labelled(path, "lr", false)?, read_parquet_images_labelled(path, "hr", false)?)
     };
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     if lr.size == 0 || hr.size % lr.size != 0 || hr.size == lr.size {
@@ -232,6 +232,15 @@ fn arrow_cast_f64(col: &ArrayRef) -> std::result::Result<arrow_array::Float64Arr
 
 /// Read a labelled Parquet dataset (see the module doc) from `path`.
 pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
+    read_parquet_images_labelled(path, image_column, true)
+}
+
+/// Class of the images of a file without labels (super-resolution pairs need none).
+pub const UNLABELLED: &str = "unlabelled";
+
+/// [`read_parquet_images`]; without `require_labels`, a file with no label column
+/// gives one class, [`UNLABELLED`].
+fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels: bool) -> Result<LabelledImages> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
@@ -241,7 +250,12 @@ pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledIm
     let mut class_names: Option<Vec<String>> =
         schema.metadata().get("lensmae:class_names").and_then(|s| serde_json::from_str(s).ok());
     let has_idx = schema.field_with_name("label_idx").is_ok();
-    if !has_idx && schema.field_with_name("label").is_err() {
+    let has_label = schema.field_with_name("label").is_ok();
+    // Without lensmae's class list, `label_idx` numbers nameless classes: the
+    // `label` strings (when there) say which class is which.
+    let from_strings = has_label && (!has_idx || class_names.is_none());
+    let unlabelled = !has_idx && !has_label;
+    if unlabelled && require_labels {
         return Err(err("no `label_idx` or `label` column".into()));
     }
     // Decode only the columns used: a dataset also holds parameter columns, and a
@@ -257,7 +271,10 @@ pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledIm
         let batch_ids = id_column(&batch, row0).map_err(&err)?;
         append_images(batch.column_by_name(image_column).expect("checked"), size, &batch_ids, &mut pixels)
             .map_err(|m| err(format!("column `{image_column}`: {m}")))?;
-        if has_idx {
+        if unlabelled {
+            labels.resize(labels.len() + batch.num_rows(), 0);
+            class_names.get_or_insert_with(|| vec![UNLABELLED.to_string()]);
+        } else if !from_strings {
             labels.extend(integer_column(&batch, "label_idx").map_err(&err)?);
         } else {
             let col = batch.column_by_name("label").expect("checked");
@@ -270,7 +287,7 @@ pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledIm
         row0 += batch.num_rows() as i64;
         ids.extend(batch_ids);
     }
-    if !has_idx {
+    if from_strings {
         let names = class_names.get_or_insert_with(|| {
             let mut u: Vec<String> = label_strings.clone();
             u.sort();

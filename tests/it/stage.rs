@@ -649,3 +649,44 @@ fn hostile_and_truncated_fits_headers_are_checked_against_the_bytes_there() {
     let err = inspect(&[huge], &InputOptions::default()).unwrap_err().to_string();
     assert!(err.contains("larger than any cutout"), "{err}");
 }
+
+#[test]
+fn label_strings_name_the_classes_when_a_file_has_no_class_list() {
+    // `label_idx` in an order of its own, no lensmae metadata: the strings decide.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labelled.parquet");
+    let values = arrow_array::Float32Array::from(vec![0.5f32; 3 * 256]);
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let images = FixedSizeListArray::new(item, 256, Arc::new(values), None);
+    write_parquet(
+        &path,
+        vec![
+            (tensor_field("image", 16, 16), Arc::new(images)),
+            (
+                Field::new("label", DataType::Utf8, false),
+                Arc::new(arrow_array::StringArray::from(vec!["no_sub", "axion", "cdm"])),
+            ),
+            (Field::new("label_idx", DataType::Int64, false), Arc::new(Int64Array::from(vec![0, 1, 2]))),
+        ],
+    );
+    let data = lensmae::data::images::read_labelled_images(&path, "image").unwrap();
+    assert_eq!(data.class_names, ["axion", "cdm", "no_sub"]);
+    assert_eq!(data.labels, [2, 0, 1]);
+}
+
+#[test]
+fn super_resolution_pairs_need_no_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.parquet");
+    let item = || Arc::new(Field::new("item", DataType::Float32, true));
+    let lr = FixedSizeListArray::new(item(), 16, Arc::new(arrow_array::Float32Array::from(vec![0.5f32; 2 * 16])), None);
+    let hr =
+        FixedSizeListArray::new(item(), 256, Arc::new(arrow_array::Float32Array::from(vec![0.5f32; 2 * 256])), None);
+    write_parquet(&path, vec![(tensor_field("lr", 4, 4), Arc::new(lr)), (tensor_field("hr", 16, 16), Arc::new(hr))]);
+    let pairs = lensmae::data::images::read_image_pairs(&path).unwrap();
+    assert_eq!((pairs.factor(), pairs.hr.len()), (4, 2));
+    assert_eq!(pairs.hr.class_names, [lensmae::data::images::UNLABELLED]);
+    // Classification still needs labels.
+    let err = lensmae::data::images::read_labelled_images(&path, "hr").unwrap_err().to_string();
+    assert!(err.contains("no `label_idx` or `label` column"), "{err}");
+}
