@@ -12,12 +12,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or folder concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not chained as a source: a chain
+        /// would print it twice).
+        cause: std::io::Error,
     },
     /// A FITS file could not be read or written.
     #[error("{path}: FITS error: {message}")]
@@ -80,6 +81,6 @@ impl Error {
 
     /// An I/O error that names its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 }

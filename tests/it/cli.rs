@@ -504,3 +504,13 @@ fn a_run_where_rows_failed_writes_its_output_and_exits_3() {
     ok(&[&args[..], &["--overwrite", "--max-failed-fraction", "0.1"]].concat());
     fails(&[&args[..], &["--overwrite", "--max-failed-fraction", "2"]].concat(), "--max-failed-fraction");
 }
+
+#[test]
+fn a_missing_file_is_named_once_with_its_cause_once() {
+    let run = lensmae(&["evaluate", "--model", "/nonexistent/m.safetensors", "--input", "/nonexistent/x.parquet"]);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("/nonexistent/m.safetensors"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+}
