@@ -260,6 +260,11 @@ fn source_of(batch: &CutoutBatch, r: usize) -> Option<String> {
     }
 }
 
+/// Extensions of file formats `--out` does not write (refused rather than taken
+/// as a folder name).
+const FILE_EXTENSIONS: [&str; 12] =
+    ["fits", "fit", "fz", "gz", "csv", "ecsv", "txt", "json", "npy", "h5", "hdf5", "arrow"];
+
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
 
@@ -390,6 +395,18 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         return Err(Error::config("--chunk-rows", "must be at least 1"));
     }
     let single = chunks::is_single_file(&opts.out);
+    // A file name of another format would otherwise become a folder of Parquet chunks.
+    if let Some(ext) = opts.out.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()) {
+        if !single && FILE_EXTENSIONS.contains(&ext.as_str()) {
+            return Err(Error::config(
+                "--out",
+                format!(
+                    "{}: predictions are written as a `.parquet` file or a folder of Parquet chunks, not `.{ext}`",
+                    opts.out.display()
+                ),
+            ));
+        }
+    }
     if single && (opts.resume || opts.shard.is_some()) {
         return Err(Error::config("--out", "--resume and --shard write a folder of chunks: give --out a folder"));
     }
