@@ -513,7 +513,10 @@ fn a_missing_file_is_named_once_with_its_cause_once() {
     assert!(stderr.contains("/nonexistent/m.safetensors"), "{stderr}");
     assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
     assert!(!stderr.contains("stack backtrace"), "{stderr}");
-    // An output of a format predict does not write is refused, not made a folder.
+}
+
+#[test]
+fn an_output_of_a_format_predict_does_not_write_is_refused_not_made_a_folder() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/catalog/deeplense-model2-12.parquet");
     for out in ["p.fits", "m.csv"] {
