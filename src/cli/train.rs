@@ -4,8 +4,9 @@ use crate::data::augment::Augment;
 use crate::data::images::read_float_columns;
 use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::eval::binned::{binned_by_parameters, BINNED_PARAMETERS};
+use crate::eval::classification::DomainSummary;
 use crate::eval::classification::RELIABILITY_BINS;
-use crate::eval::{ClassificationMetrics, ClassificationReport, Reliability};
+use crate::eval::{ClassificationReport, Reliability};
 use crate::infer::{LoadedClassifier, LoadedSuperres};
 use crate::model::checkpoint::{
     compact_tensors, load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta, ModelTask,
@@ -565,17 +566,10 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
     let reliability = Reliability::compute(probs, &mapped.labels, k, RELIABILITY_BINS);
     // For a calibrated model: how much of the input is in its domain, and the
     // metrics on that part alone (what a survey pipeline acts on).
-    let domain = output.ood_scores.as_ref().map(|scores| {
-        let inside: Vec<usize> = (0..scores.len()).filter(|&i| classifier.in_domain(scores[i]) == Some(true)).collect();
-        let in_probs: Vec<f32> = inside.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
-        let in_labels: Vec<usize> = inside.iter().map(|&i| mapped.labels[i]).collect();
-        serde_json::json!({
-            "in_domain_fraction": inside.len() as f64 / scores.len().max(1) as f64,
-            "ood_threshold": meta.calibration.as_ref().map(|c| c.ood_threshold),
-            "ood_score_median": crate::model::domain::quantile(scores, 0.5),
-            "in_domain_metrics": (!inside.is_empty()).then(|| ClassificationMetrics::compute(&in_probs, &in_labels, k)),
-        })
-    });
+    let domain = match (&output.ood_scores, &meta.calibration) {
+        (Some(scores), Some(c)) => Some(DomainSummary::compute(probs, &mapped.labels, k, scores, c.ood_threshold)),
+        _ => None,
+    };
     // Per bin of the simulated parameters a dataset carries (sub_snr, ...).
     let names: Vec<&str> = BINNED_PARAMETERS.iter().map(|p| p.name).collect();
     let is_parquet = args.input.extension().is_some_and(|e| e == "parquet");
@@ -598,7 +592,7 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
                 m.macro_auc, m.accuracy, m.macro_f1, reliability.ece, report.n
             );
             if let Some(d) = &domain {
-                eprintln!("in the model's domain: {:.4} of them", d["in_domain_fraction"].as_f64().unwrap_or(f64::NAN));
+                eprintln!("in the model's domain: {:.4} of them", d.in_domain_fraction);
             }
         }
         None => crate::cli::out(format_args!("{text}"))?,

@@ -281,7 +281,7 @@ fn predict_batch(
         let n = batch.len().max(1);
         batch.pixels.len() / n
     };
-    let status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
+    let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
     let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();
     let usable: Vec<usize> = (0..batch.len()).filter(|&r| ok[r]).collect();
     // Only the usable rows go to the models (all of them, usually: no copy then).
@@ -303,7 +303,6 @@ fn predict_batch(
     let mut columns: Vec<ArrayRef> =
         vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
     columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
-    let mut status = status;
     if let (Some(c), Some(predicted)) = (&models.classifier, &predicted) {
         let k = c.meta.class_names.len();
         let probs = &predicted.probabilities;

@@ -2,12 +2,12 @@
 //! the softmax temperature that minimises their cross-entropy, and the model of
 //! its training domain with the `ood_score` threshold at a quantile of their scores
 //! (see [`crate::model::domain`]). `finetune` does this on its validation split;
-//! `lensmae calibrate` does it for an existing checkpoint.
+//! `lensmae model calibrate` does it for an existing checkpoint.
 
 use crate::data::images::LabelledImages;
 use crate::eval::classification::RELIABILITY_BINS;
 use crate::eval::Reliability;
-use crate::infer::LoadedClassifier;
+use crate::infer::{softmax_probabilities, LoadedClassifier};
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::model::domain::{quantile, Calibration, DomainModel, DOMAIN_FEATURES};
 use crate::{Error, Result};
@@ -73,9 +73,18 @@ pub fn fit_calibration(
     let temperature = fit_temperature(logits, labels, k);
     let domain = DomainModel::fit(features, labels, k, width)?;
     let ood_threshold = quantile(&domain.scores(features), ood_quantile);
-    let ece = |t: f64| Reliability::compute(&softmax_rows(logits, k, t), labels, k, RELIABILITY_BINS).ece;
-    let summary =
-        CalibrationSummary { images: n, temperature, ece_before: ece(1.0), ece_after: ece(temperature), ood_threshold };
+    // The probabilities `predict` will give, before and after the temperature.
+    let ece = |t: Option<f64>| -> Result<f64> {
+        let probs = softmax_probabilities(logits.to_vec(), k, t, &Device::Cpu)?;
+        Ok(Reliability::compute(&probs, labels, k, RELIABILITY_BINS).ece)
+    };
+    let summary = CalibrationSummary {
+        images: n,
+        temperature,
+        ece_before: ece(None)?,
+        ece_after: ece(Some(temperature))?,
+        ood_threshold,
+    };
     let calibration = Calibration {
         temperature,
         ood_threshold,
@@ -85,19 +94,6 @@ pub fn fit_calibration(
         data: data.into(),
     };
     Ok(FittedCalibration { calibration, domain, summary })
-}
-
-/// softmax(logits / t) row by row, in f64.
-pub fn softmax_rows(logits: &[f32], k: usize, t: f64) -> Vec<f32> {
-    logits
-        .chunks_exact(k)
-        .flat_map(|row| {
-            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-            let e: Vec<f64> = row.iter().map(|&v| ((v as f64 - max) / t).exp()).collect();
-            let sum: f64 = e.iter().sum();
-            e.into_iter().map(move |v| (v / sum) as f32)
-        })
-        .collect()
 }
 
 /// Mean cross-entropy of softmax(logits / t).
@@ -147,7 +143,8 @@ pub fn calibrate_checkpoint(
     batch: usize,
     device: &Device,
 ) -> Result<CalibrationSummary> {
-    let clf = LoadedClassifier::load(model, device)?;
+    let (mut tensors, mut meta) = load_checkpoint(model, device)?;
+    let clf = LoadedClassifier::from_checkpoint(model, tensors.clone(), meta.clone(), device)?;
     if images.class_names != clf.meta.class_names {
         return Err(Error::config(
             "data",
@@ -161,7 +158,8 @@ pub fn calibrate_checkpoint(
     }
     let s = clf.image_size();
     if images.size != s {
-        return Err(Error::config("data", format!("{}: images are {0}x{0}, the model takes {s}x{s}", images.size)));
+        let (path, size) = (images.source.display(), images.size);
+        return Err(Error::config("data", format!("{path}: images are {size}x{size}, the model takes {s}x{s}")));
     }
     let mut prepared = images.pixels.clone();
     clf.preprocessor.apply(&mut prepared, s * s);
@@ -169,7 +167,6 @@ pub fn calibrate_checkpoint(
     let k = clf.meta.class_names.len();
     let fitted =
         fit_calibration(&logits, &features, &images.labels, k, ood_quantile, &images.source.display().to_string())?;
-    let (mut tensors, mut meta) = load_checkpoint(model, device)?;
     tensors.extend(fitted.domain.checkpoint_tensors(device)?);
     meta.calibration = Some(fitted.calibration);
     save_checkpoint(out, &tensors, &meta)?;

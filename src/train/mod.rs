@@ -15,9 +15,8 @@ pub mod superres;
 use crate::data::augment::{augment_images, Augment};
 use crate::data::images::{stratified_split, LabelledImages};
 use crate::eval::ClassificationMetrics;
-use crate::model::checkpoint::log_path;
 use crate::model::checkpoint::{
-    load_checkpoint, safetensors_metadata, save_checkpoint, write_safetensors, CheckpointMeta, ModelTask,
+    load_checkpoint, log_path, safetensors_metadata, save_checkpoint, write_safetensors, CheckpointMeta, ModelTask,
     Preprocessing, CHECKPOINT_FORMAT,
 };
 use crate::model::mae::{init_weights, masking_noise, Pooling};
@@ -628,7 +627,8 @@ fn calibrate_on_validation(
         &format!("{} (validation split)", data.source.display()),
     )?;
     let (test_logits, test_features) = logits_and_domain_features(model, data, test, batch)?;
-    let calibrated = calibrate::softmax_rows(&test_logits, k, fitted.calibration.temperature);
+    let temperature = Some(fitted.calibration.temperature);
+    let calibrated = crate::infer::softmax_probabilities(test_logits, k, temperature, model.encoder.device())?;
     let test_ece =
         crate::eval::Reliability::compute(&calibrated, &labels(test), k, crate::eval::classification::RELIABILITY_BINS)
             .ece;
