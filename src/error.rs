@@ -66,6 +66,9 @@ pub enum Error {
     /// Array shapes do not fit together.
     #[error("shape error: {0}")]
     Shape(String),
+    /// The run was asked to stop (Ctrl-C, SIGTERM, a caller's [`crate::cancel::Cancel`]).
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {

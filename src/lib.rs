@@ -8,6 +8,7 @@
 //! [`cli`] (thin command-line layer).
 #![deny(missing_docs)]
 
+pub mod cancel;
 pub mod cli;
 pub mod data;
 pub mod error;

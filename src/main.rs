@@ -29,6 +29,10 @@ fn main() -> ExitCode {
             if err.downcast_ref::<lensmae::cli::RowsFailed>().is_some() {
                 return ExitCode::from(3);
             }
+            // 130: stopped by Ctrl-C / SIGTERM (the shells' code for SIGINT).
+            if matches!(err.downcast_ref::<lensmae::Error>(), Some(lensmae::Error::Interrupted(_))) {
+                return ExitCode::from(130);
+            }
             ExitCode::from(2)
         }
     }

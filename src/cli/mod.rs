@@ -63,6 +63,28 @@ impl std::fmt::Display for RowsFailed {
 
 impl std::error::Error for RowsFailed {}
 
+/// The stop request Ctrl-C and SIGTERM make: the first asks the run to stop at
+/// its next batch (finished files kept, the unfinished one removed), a second one
+/// exits at once with code 130. Signals are the process's, so the handler is set
+/// once and every command shares its token.
+pub fn interrupt() -> crate::cancel::Cancel {
+    static TOKEN: std::sync::OnceLock<crate::cancel::Cancel> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let token = crate::cancel::Cancel::new();
+            let seen = token.clone();
+            let _ = ctrlc::set_handler(move || {
+                if seen.is_cancelled() {
+                    std::process::exit(130);
+                }
+                eprintln!("interrupted: stopping after this batch (again to stop at once)");
+                seen.cancel();
+            });
+            token
+        })
+        .clone()
+}
+
 /// Parse the command line and run the chosen subcommand.
 pub fn run() -> anyhow::Result<()> {
     dispatch(Cli::parse().command)

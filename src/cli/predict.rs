@@ -150,12 +150,8 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         chunk_rows: args.chunk_rows,
         shard: args.shard,
         resume: args.resume,
+        cancel: crate::cli::interrupt(),
     };
-    // Ctrl-C stops between batches so that only complete files remain.
-    let _ = ctrlc::set_handler(|| {
-        eprintln!("interrupted: stopping after this batch");
-        crate::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
-    });
     let summary = predict(&opts).with_context(|| format!("predict -> {}", args.out.display()))?;
     eprintln!(
         "wrote {} rows ({} predicted, {} of them out of the model's domain) to {} in {:.1} s ({:.0} rows/s)",

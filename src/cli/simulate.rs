@@ -103,6 +103,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
         options.format = format;
         options.classes = args.classes;
         options.overwrite = args.overwrite;
+        options.cancel = crate::cli::interrupt();
         options.progress = !args.quiet && std::io::stderr().is_terminal();
         Ok(SimulateRun { simulator: Simulator::new(config)?, options, threads: args.threads, quiet: args.quiet })
     }

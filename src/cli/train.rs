@@ -101,9 +101,13 @@ pub struct CommonTrainArgs {
     /// Output checkpoint (the best epoch on validation); logs go beside it.
     #[arg(long)]
     out: PathBuf,
-    /// Continue an interrupted run from `<out>.state.safetensors`.
+    /// Continue an interrupted run from `<out>.state.safetensors` (refused when the
+    /// data or any setting differs from the run it continues).
     #[arg(long)]
     resume: bool,
+    /// Replace an existing --out checkpoint.
+    #[arg(long)]
+    overwrite: bool,
     /// Stop after this many epochs in this run (continue later with --resume).
     #[arg(long)]
     stop_after_epochs: Option<usize>,
@@ -135,7 +139,7 @@ impl CommonTrainArgs {
                 bail!("{name} must be in [0, 0.5)");
             }
         }
-        Ok(TrainOptions {
+        let options = TrainOptions {
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr.unwrap_or(default_lr),
@@ -153,11 +157,15 @@ impl CommonTrainArgs {
             test_fraction: self.test_fraction,
             out: self.out.clone(),
             resume: self.resume,
+            overwrite: self.overwrite,
             stop_after: self.stop_after_epochs,
             command: super::command_line(),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             device: self.device.open()?,
-        })
+        };
+        // Before the data is read: an existing checkpoint is refused at once.
+        crate::train::check_output(&options)?;
+        Ok(options)
     }
 
     fn model_config(&self) -> anyhow::Result<MaeConfig> {

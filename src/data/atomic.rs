@@ -1,7 +1,9 @@
 //! Atomic output: write to a hidden temporary beside the target, rename on success.
 //!
-//! A crash or Ctrl-C leaves at most a `.<name>.tmp-<pid>` file, never a file under
-//! the final name that looks complete but is not.
+//! A crash or kill -9 leaves at most a `.<name>.tmp-<pid>` file, never a file under
+//! the final name that looks complete but is not; the next run writing the same
+//! target removes temporaries whose process is gone. Ctrl-C and SIGTERM stop runs
+//! through [`crate::cancel::Cancel`], which drops the temporary on the way out.
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ impl AtomicPath {
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         remove_any(&temp);
+        remove_stale_temporaries(parent, Some(&name));
         Ok(AtomicPath { target: target.to_path_buf(), temp, committed: false })
     }
 
@@ -74,6 +77,34 @@ pub fn write_atomically(target: &Path, contents: impl AsRef<[u8]>) -> Result<()>
     atomic.commit()
 }
 
+/// Removes the temporaries in `dir` (of `name` only, when given) left by
+/// processes that no longer run (killed with -9, or a machine that went down);
+/// returns how many. Where process ids cannot be checked (no `/proc`), nothing is
+/// removed: the temporaries are hidden and no reader takes them for output.
+pub fn remove_stale_temporaries(dir: &Path, name: Option<&str>) -> usize {
+    let proc = Path::new("/proc");
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    if !proc.join("self").exists() {
+        return 0;
+    }
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some((target, pid)) = file_name.strip_prefix('.').and_then(|rest| rest.rsplit_once(".tmp-")) else {
+            continue;
+        };
+        let alive = match pid.parse::<u32>() {
+            Ok(pid) => pid == std::process::id() || proc.join(pid.to_string()).exists(),
+            Err(_) => true, // not one of ours
+        };
+        if !alive && name.map_or(true, |n| n == target) {
+            remove_any(&entry.path());
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn remove_any(path: &Path) {
     if path.is_dir() {
         let _ = std::fs::remove_dir_all(path);
@@ -103,5 +134,26 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"done");
         assert!(AtomicPath::new(&target, false).is_err());
         assert!(AtomicPath::new(&target, true).is_ok());
+    }
+
+    #[test]
+    fn temporaries_of_killed_runs_are_removed_by_the_next_writer_those_of_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // Process ids above the kernel's pid_max (2^22) never run.
+        let dead = dir.path().join(".out.bin.tmp-99999999");
+        let live = dir.path().join(format!(".out.bin.tmp-{}", std::process::id()));
+        let other_target = dir.path().join(".other.bin.tmp-99999999");
+        let foreign = dir.path().join(".notes.tmp-draft");
+        for p in [&dead, &other_target, &foreign] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        std::fs::create_dir(dir.path().join(".part.tmp-99999998")).unwrap();
+        let a = AtomicPath::new(&dir.path().join("out.bin"), false).unwrap();
+        assert_eq!(a.temp_path(), live);
+        assert!(!dead.exists(), "the killed run's temporary of the same target is removed");
+        assert!(other_target.exists() && foreign.exists(), "other targets' and foreign files are left");
+        drop(a);
+        assert_eq!(remove_stale_temporaries(dir.path(), None), 2);
+        assert!(foreign.exists() && !other_target.exists() && !dir.path().join(".part.tmp-99999998").exists());
     }
 }

@@ -161,3 +161,300 @@ fn fits_error(path: &Path) -> impl Fn(fitsio::errors::Error) -> Error {
     let path: PathBuf = path.to_path_buf();
     move |e| Error::Fits { path: path.clone(), message: e.to_string() }
 }
+
+/// Largest inflated size of a gzipped FITS file lensmae opens (cfitsio inflates
+/// such files into memory).
+pub const MAX_INFLATED_BYTES: u64 = 4 << 30;
+
+/// Most HDUs a file may have.
+const MAX_HDUS: usize = 10_000;
+
+/// Most header blocks of one HDU (36,000 cards).
+const MAX_HEADER_BLOCKS: usize = 1_000;
+
+/// Opens a FITS file for reading after checking every header's declared sizes:
+/// cfitsio trusts them, and a negative GCOUNT or PCOUNT sends it round an HDU
+/// list it never finishes (a 16 KB stamp took 4 GB before it was stopped), a
+/// gzipped file inflates into memory without limit. Files that end inside an HDU
+/// are opened: readers report the missing planes.
+pub fn open_fits(path: &Path) -> std::result::Result<FitsFile, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let gzipped = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    if gzipped {
+        let inflated = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        scan_headers(&mut HeaderSource::Stream {
+            inflating: Box::new(inflated),
+            inflated: 0,
+            limit: MAX_INFLATED_BYTES,
+        })?;
+    } else {
+        scan_headers(&mut HeaderSource::File(std::io::BufReader::new(file)))?;
+    }
+    FitsFile::open(path).map_err(|e| fits_message(&e))
+}
+
+/// A cfitsio error as a person reads it: cfitsio's message and its status code,
+/// not the Debug form of the error struct.
+pub fn fits_message(e: &fitsio::errors::Error) -> String {
+    match e {
+        fitsio::errors::Error::Fits(f) => format!("{} (cfitsio status {})", f.message, f.status),
+        other => other.to_string(),
+    }
+}
+
+/// Where headers are read from: a file (data skipped by seeking) or an inflating
+/// stream (data read and dropped, its length counted against the limit).
+enum HeaderSource {
+    File(std::io::BufReader<std::fs::File>),
+    Stream { inflating: Box<dyn std::io::Read>, inflated: u64, limit: u64 },
+}
+
+fn inflates_too_much(limit: u64) -> String {
+    format!("inflates to more than {} MiB: decompress it first", limit >> 20)
+}
+
+impl HeaderSource {
+    /// Fills `block`; false at the end of the file (a partial block is the end too).
+    fn block(&mut self, block: &mut [u8; 2880]) -> std::result::Result<bool, String> {
+        use std::io::Read;
+        let reader: &mut dyn Read = match self {
+            HeaderSource::File(f) => f,
+            HeaderSource::Stream { inflating, .. } => inflating,
+        };
+        let mut filled = 0;
+        while filled < block.len() {
+            match reader.read(&mut block[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading: {e}")),
+            }
+        }
+        if let HeaderSource::Stream { inflated, limit, .. } = self {
+            *inflated += filled as u64;
+            if *inflated > *limit {
+                return Err(inflates_too_much(*limit));
+            }
+        }
+        Ok(filled == block.len())
+    }
+
+    /// Passes over `bytes` of data; false when the file ends first.
+    fn skip(&mut self, bytes: u64) -> std::result::Result<bool, String> {
+        use std::io::{Read, Seek};
+        match self {
+            HeaderSource::File(f) => {
+                let here = f.stream_position().map_err(|e| e.to_string())?;
+                let len = f.get_ref().metadata().map_err(|e| e.to_string())?.len();
+                let to = here.saturating_add(bytes);
+                f.seek(std::io::SeekFrom::Start(to.min(len))).map_err(|e| e.to_string())?;
+                Ok(to <= len)
+            }
+            HeaderSource::Stream { inflating, inflated, limit } => {
+                // The declared size is checked before inflating anything.
+                if inflated.saturating_add(bytes) > *limit {
+                    return Err(inflates_too_much(*limit));
+                }
+                let skipped =
+                    std::io::copy(&mut inflating.take(bytes), &mut std::io::sink()).map_err(|e| e.to_string())?;
+                *inflated += skipped;
+                Ok(skipped == bytes)
+            }
+        }
+    }
+}
+
+/// Walks every HDU's header, checking the values that decide where the next HDU
+/// starts; returns the number of HDUs. An inflating stream is read to its end:
+/// cfitsio inflates all of it, trailing bytes included.
+fn scan_headers(source: &mut HeaderSource) -> std::result::Result<usize, String> {
+    let hdus = scan_hdus(source)?;
+    if let HeaderSource::Stream { inflating, inflated, limit } = source {
+        let room = limit.saturating_sub(*inflated);
+        let rest = std::io::copy(&mut std::io::Read::take(inflating, room + 1), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        if rest > room {
+            return Err(inflates_too_much(*limit));
+        }
+    }
+    Ok(hdus)
+}
+
+fn scan_hdus(source: &mut HeaderSource) -> std::result::Result<usize, String> {
+    let mut block = [0u8; 2880];
+    for hdu in 0..MAX_HDUS {
+        if !source.block(&mut block)? {
+            return if hdu == 0 { Err("shorter than one FITS header block (2880 bytes)".into()) } else { Ok(hdu) };
+        }
+        let first_key = &block[..8];
+        match (hdu, first_key) {
+            (0, b"SIMPLE  ") => {}
+            (0, _) => return Err("not a FITS file (no SIMPLE card first)".into()),
+            (_, b"XTENSION") => {}
+            // Bytes after the last HDU (padding, junk): cfitsio stops there too.
+            _ => return Ok(hdu),
+        }
+        let mut cards: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        let mut groups = false;
+        let mut ended = false;
+        for header_block in 0..MAX_HEADER_BLOCKS {
+            if header_block > 0 && !source.block(&mut block)? {
+                return Ok(hdu + 1); // the file ends in the header: cfitsio reports it
+            }
+            for card in block.chunks_exact(80) {
+                let key = std::str::from_utf8(&card[..8]).unwrap_or("").trim_end();
+                if key == "END" {
+                    ended = true;
+                    break;
+                }
+                if &card[8..10] != b"= " {
+                    continue;
+                }
+                let value = std::str::from_utf8(&card[10..]).unwrap_or("");
+                let value = value.split('/').next().unwrap_or("").trim();
+                let sized = key == "BITPIX" || key == "PCOUNT" || key == "GCOUNT" || key.starts_with("NAXIS");
+                if key == "GROUPS" {
+                    groups = value == "T";
+                } else if sized {
+                    let number =
+                        value.parse::<i64>().map_err(|_| format!("HDU {hdu}: {key} = `{value}` is not an integer"))?;
+                    cards.insert(key.to_string(), number);
+                }
+            }
+            if ended {
+                break;
+            }
+        }
+        if !ended {
+            return Err(format!("HDU {hdu}: no END card in {MAX_HEADER_BLOCKS} header blocks"));
+        }
+        let data = data_bytes(&cards, groups).map_err(|e| format!("HDU {hdu}: {e}"))?;
+        if !source.skip(data.div_ceil(2880).saturating_mul(2880))? {
+            return Ok(hdu + 1); // truncated data: readers report the missing planes
+        }
+    }
+    Err(format!("more than {MAX_HDUS} HDUs"))
+}
+
+/// Bytes of data an HDU's header declares (FITS standard 4.4.1.1 and 7.1.2).
+fn data_bytes(cards: &std::collections::HashMap<String, i64>, groups: bool) -> std::result::Result<u64, String> {
+    let get = |key: &str| cards.get(key).copied();
+    let bitpix = get("BITPIX").ok_or("no BITPIX")?;
+    if ![8, 16, 32, 64, -32, -64].contains(&bitpix) {
+        return Err(format!("BITPIX = {bitpix} is not a FITS pixel type"));
+    }
+    let naxis = get("NAXIS").ok_or("no NAXIS")?;
+    if !(0..=999).contains(&naxis) {
+        return Err(format!("NAXIS = {naxis} is outside 0..999"));
+    }
+    let pcount = get("PCOUNT").unwrap_or(0);
+    let gcount = get("GCOUNT").unwrap_or(1);
+    if pcount < 0 {
+        return Err(format!("PCOUNT = {pcount} is negative"));
+    }
+    if gcount < 0 {
+        return Err(format!("GCOUNT = {gcount} is negative"));
+    }
+    if naxis == 0 {
+        return Ok(0);
+    }
+    let too_big =
+        || "its declared data size (NAXISn x BITPIX x GCOUNT) is beyond 2^64 bytes, larger than any file".to_string();
+    let mut elements: u64 = 1;
+    for axis in 1..=naxis {
+        let key = format!("NAXIS{axis}");
+        let n = get(&key).ok_or_else(|| format!("no {key} (NAXIS = {naxis})"))?;
+        if n < 0 {
+            return Err(format!("{key} = {n} is negative"));
+        }
+        // Random groups: NAXIS1 = 0 is a marker, not an axis.
+        if axis == 1 && groups && n == 0 {
+            continue;
+        }
+        elements = elements.checked_mul(n as u64).ok_or_else(too_big)?;
+    }
+    elements
+        .checked_add(pcount as u64)
+        .and_then(|e| e.checked_mul(gcount as u64))
+        .and_then(|e| e.checked_mul(bitpix.unsigned_abs() / 8))
+        .ok_or_else(too_big)
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    fn header(cards: &[&str]) -> Vec<u8> {
+        let mut h: Vec<u8> = cards.iter().chain(["END"].iter()).flat_map(|c| format!("{c:<80}").into_bytes()).collect();
+        h.resize(h.len().div_ceil(2880) * 2880, b' ');
+        h
+    }
+
+    fn scan(bytes: &[u8]) -> std::result::Result<usize, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.fits");
+        std::fs::write(&path, bytes).unwrap();
+        scan_headers(&mut HeaderSource::File(std::io::BufReader::new(std::fs::File::open(&path).unwrap())))
+    }
+
+    #[test]
+    fn negative_counts_and_sizes_are_refused_before_cfitsio_sees_them() {
+        let primary = header(&[
+            "SIMPLE  =                    T",
+            "BITPIX  =                    8",
+            "NAXIS   =                    0",
+        ]);
+        let ext = |gcount: &str, pcount: &str| {
+            let mut f = primary.clone();
+            f.extend(header(&[
+                "XTENSION= 'IMAGE   '",
+                "BITPIX  =                   16",
+                "NAXIS   =                    2",
+                "NAXIS1  =                  255",
+                "NAXIS2  =                   16",
+                &format!("PCOUNT  = {pcount:>20}"),
+                &format!("GCOUNT  = {gcount:>20}"),
+            ]));
+            f.extend(vec![0u8; 8640]);
+            f
+        };
+        assert_eq!(scan(&ext("1", "0")), Ok(2));
+        // The input the fuzz campaign found: cfitsio looped over ever more HDUs.
+        assert_eq!(scan(&ext("-1", "8")).unwrap_err(), "HDU 1: GCOUNT = -1 is negative");
+        assert_eq!(scan(&ext("1", "-1")).unwrap_err(), "HDU 1: PCOUNT = -1 is negative");
+        assert!(scan(&ext("9223372036854775807", "0")).unwrap_err().contains("beyond 2^64 bytes"));
+        assert!(scan(&primary[..100]).unwrap_err().contains("shorter than one FITS header block"));
+        // Truncated data is left to the readers (they report the missing planes).
+        assert_eq!(scan(&ext("1", "0")[..2880 * 3]), Ok(2));
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_by_its_inflated_size() {
+        use std::io::Write;
+        let primary = |naxis1: &str| {
+            let mut bytes = header(&[
+                "SIMPLE  =                    T",
+                "BITPIX  =                    8",
+                "NAXIS   =                    1",
+                &format!("NAXIS1  = {naxis1:>20}"),
+            ]);
+            bytes.extend(vec![0u8; 4 << 20]); // 4 MiB of zeros inflate from a few KB
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&bytes).unwrap();
+            gz.finish().unwrap()
+        };
+        let scan_gz = |gz: Vec<u8>, limit: u64| {
+            let inflating = Box::new(flate2::read::MultiGzDecoder::new(std::io::Cursor::new(gz)));
+            scan_headers(&mut HeaderSource::Stream { inflating, inflated: 0, limit })
+        };
+        assert_eq!(scan_gz(primary("4000000"), 8 << 20), Ok(1));
+        // Declared beyond the limit: refused before inflating.
+        assert_eq!(
+            scan_gz(primary("10000000000"), 8 << 20).unwrap_err(),
+            "inflates to more than 8 MiB: decompress it first"
+        );
+        // Declared small, but more bytes follow than the limit allows.
+        let e = scan_gz(primary("1"), 1 << 20).unwrap_err();
+        assert_eq!(e, "inflates to more than 1 MiB: decompress it first");
+    }
+}

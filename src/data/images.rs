@@ -13,7 +13,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::{Path, PathBuf};
 
 /// Single-band square images with integer labels, row-major `[n, size, size]`.
@@ -34,6 +33,27 @@ pub struct LabelledImages {
 }
 
 impl LabelledImages {
+    /// SHA-256 (hex) of the images as read, their labels and ids: what a training
+    /// run saw, wherever it came from (a file, a folder, memory).
+    pub fn content_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update((self.size as u64).to_le_bytes());
+        for name in &self.class_names {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+        }
+        for chunk in self.pixels.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            hasher.update(&bytes);
+        }
+        for (label, id) in self.labels.iter().zip(&self.ids) {
+            hasher.update((*label as u64).to_le_bytes());
+            hasher.update(id.to_le_bytes());
+        }
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -198,17 +218,16 @@ fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
 /// For reporting metrics per bin of a simulated parameter (`sub_snr`, ...).
 pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<Vec<(String, Vec<Option<f64>>)>> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
+    let builder = super::parquet::open_parquet(path)?;
     let schema = builder.schema().clone();
     let present: Vec<&str> =
         names.iter().copied().filter(|n| schema.field_with_name(n).is_ok_and(|f| f.data_type().is_numeric())).collect();
     let wanted: Vec<usize> = present.iter().filter_map(|n| schema.index_of(n).ok()).collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| err(e.to_string()))?;
+    let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
     let mut columns: Vec<(String, Vec<Option<f64>>)> = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
     for batch in reader {
-        let batch = batch.map_err(|e| err(e.to_string()))?;
+        let batch = batch?;
         for (name, values) in columns.iter_mut() {
             let col = batch.column_by_name(name).expect("projected");
             let as_f64 = arrow_cast_f64(col).map_err(|m| err(format!("column `{name}`: {m}")))?;
@@ -242,8 +261,7 @@ pub const UNLABELLED: &str = "unlabelled";
 /// gives one class, [`UNLABELLED`].
 fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels: bool) -> Result<LabelledImages> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
+    let builder = super::parquet::open_parquet(path)?;
     let schema = builder.schema().clone();
     let field = schema.field_with_name(image_column).map_err(|_| err(format!("no column `{image_column}`")))?;
     let size = image_size(field).map_err(|m| err(format!("column `{image_column}`: {m}")))?;
@@ -263,11 +281,11 @@ fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels:
     let wanted: Vec<usize> =
         ["id", "label", "label_idx", image_column].iter().filter_map(|name| schema.index_of(name).ok()).collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = builder.with_projection(mask).with_batch_size(1024).build().map_err(|e| err(e.to_string()))?;
+    let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(1024))?;
     let (mut pixels, mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut row0 = 0i64;
     for batch in reader {
-        let batch = batch.map_err(|e| err(e.to_string()))?;
+        let batch = batch?;
         let batch_ids = id_column(&batch, row0).map_err(&err)?;
         append_images(batch.column_by_name(image_column).expect("checked"), size, &batch_ids, &mut pixels)
             .map_err(|m| err(format!("column `{image_column}`: {m}")))?;
@@ -317,7 +335,7 @@ fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels:
 /// applied by cfitsio; non-finite pixels are refused, naming the image.
 pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
     let err = |message: String| Error::Fits { path: path.to_path_buf(), message };
-    let mut f = fitsio::FitsFile::open(path).map_err(|e| err(e.to_string()))?;
+    let mut f = super::fits::open_fits(path).map_err(err)?;
     let primary = f.primary_hdu().map_err(|e| err(e.to_string()))?;
     let shape = match &primary.info {
         fitsio::hdu::HduInfo::ImageInfo { shape, .. } => shape.clone(),

@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod augment;
+pub mod fingerprint;
 pub mod fits;
 pub mod images;
 pub mod npy;

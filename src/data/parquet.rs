@@ -22,13 +22,14 @@ use arrow_array::{
     StringArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Field metadata key of an Arrow extension type's name.
@@ -156,4 +157,55 @@ impl DatasetWriter for ParquetDatasetWriter {
 
 fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Parquet { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Runs a Parquet decoder call, turning a panic of the parquet crate on a
+/// malformed file (the fuzz campaign found several: thrift varints longer than 10
+/// bytes, negative column offsets) into an error naming the file.
+fn guarded<T>(path: &Path, call: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(Error::Parquet { path: path.to_path_buf(), message: format!("malformed file (the decoder failed: {why})") })
+    })
+}
+
+/// Opens a Parquet file's metadata for reading (decoder panics contained).
+pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    guarded(path, || {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
+    })
+}
+
+/// The record batches a configured builder gives, each decoded with panics contained.
+pub struct ParquetBatches {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+}
+
+impl ParquetBatches {
+    /// Builds the reader of `builder` (opened from `path`).
+    pub fn new(path: &Path, builder: ParquetRecordBatchReaderBuilder<std::fs::File>) -> Result<ParquetBatches> {
+        let reader = guarded(path, || {
+            builder.build().map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
+        })?;
+        Ok(ParquetBatches { path: path.to_path_buf(), reader })
+    }
+}
+
+impl Iterator for ParquetBatches {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        let ParquetBatches { path, reader } = self;
+        guarded(path, || {
+            reader.next().transpose().map_err(|e| Error::Parquet { path: path.clone(), message: e.to_string() })
+        })
+        .transpose()
+    }
 }

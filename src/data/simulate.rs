@@ -42,6 +42,8 @@ pub struct SimulateOptions {
     pub chunk_size: usize,
     /// Show a progress bar (only drawn on a terminal).
     pub progress: bool,
+    /// Stops the run between chunks; the partial output is removed.
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl SimulateOptions {
@@ -57,6 +59,7 @@ impl SimulateOptions {
             overwrite: false,
             chunk_size: 512,
             progress: false,
+            cancel: crate::cancel::Cancel::new(),
         }
     }
 }
@@ -144,9 +147,14 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
             for records in receive {
                 writer.write_batch(&records)?;
             }
+            // Dropped unfinished, the writer removes its temporary output.
+            opts.cancel.check("nothing written (the partial output is removed)")?;
             writer.finish()
         });
         for start in (0..total).step_by(chunk) {
+            if opts.cancel.is_cancelled() {
+                break;
+            }
             let end = (start + chunk).min(total);
             let records: Vec<Record> = (start..end)
                 .into_par_iter()

@@ -7,14 +7,19 @@
 //! `DIR/part-NNNNNN.parquet` under a temporary name and renamed when complete: a
 //! file under its final name is the chunk's done marker. Shard `i/N` writes the
 //! chunks whose number is `i` modulo `N`. `DIR/_lensmae_predict.json` records what
-//! the chunks were made from, so a resumed run or another shard with different
-//! inputs or models is refused instead of mixing results.
+//! the chunks were made from (a fingerprint of every input file, the models'
+//! hashes, every option that changes a row), so a resumed run or another shard
+//! with different inputs, models or options is refused instead of mixing results,
+//! and `merge` checks every chunk against it. Batches never cross a chunk's
+//! boundary, so a resumed run writes the same bytes an uninterrupted one would.
 
 use super::output::PredictionWriter;
-use crate::data::atomic::write_atomically;
+use crate::data::atomic::{remove_stale_temporaries, write_atomically};
+use crate::data::fingerprint::{describe_change, FileFingerprint};
 use crate::{Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -53,8 +58,15 @@ pub struct Manifest {
     pub chunk_rows: usize,
     /// The inputs, as given.
     pub inputs: Vec<String>,
+    /// Every file read, as it was when the first chunk was made.
+    #[serde(default)]
+    pub fingerprints: Vec<FileFingerprint>,
     /// The output file metadata of the run (task, models and their SHA-256).
-    pub identity: std::collections::BTreeMap<String, String>,
+    pub identity: BTreeMap<String, String>,
+    /// Every other option that changes a row: the carried columns (`--keep`,
+    /// `--id-col`), `--image-col`, `--shape`, `--hdu`, `--batch-size`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
     /// Chunks the input itself defines (a HATS catalogue's partition files): the
     /// path under the output folder and the rows of each; empty for row chunks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -94,44 +106,120 @@ pub fn is_single_file(out: &Path) -> bool {
     out.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
 }
 
-/// Writes the manifest, or checks that an existing one describes the same run.
+/// Writes the manifest, or checks that an existing one describes the same run;
+/// removes chunk temporaries of killed runs.
 pub fn claim_folder(dir: &Path, manifest: &Manifest) -> Result<()> {
     let path = dir.join(MANIFEST);
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let old: Manifest =
-            serde_json::from_str(&text).map_err(|e| Error::config("--out", format!("{}: {e}", path.display())))?;
-        let differs = |what: &str| {
-            Error::config("--out", format!("{} holds chunks made with other {what}; use another folder", dir.display()))
-        };
-        if old.rows != manifest.rows || old.inputs != manifest.inputs || old.natural_chunks != manifest.natural_chunks {
-            return Err(differs("inputs"));
+        let old = read_manifest(dir, "--out")?;
+        if let Some(difference) = old.difference(manifest) {
+            return Err(Error::config(
+                "--out",
+                format!(
+                    "{} holds chunks of another run ({difference}); resume or shard with the same inputs and \
+                     options, or use another folder",
+                    dir.display()
+                ),
+            ));
         }
-        if old.chunk_rows != manifest.chunk_rows {
-            return Err(differs(&format!("--chunk-rows ({})", old.chunk_rows)));
-        }
-        let models = |m: &Manifest| {
-            m.identity
-                .iter()
-                .filter(|(k, _)| k.ends_with("sha256") || k.ends_with("task"))
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-        };
-        if models(&old) != models(manifest) {
-            return Err(differs("models or task"));
-        }
+        remove_stale_temporaries(dir, None);
         return Ok(());
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     write_atomically(&path, serde_json::to_string_pretty(manifest).expect("manifest serialises"))
 }
 
-/// Joins the chunks of `dir` (all of them must be there) into one Parquet file.
-pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
+fn read_manifest(dir: &Path, key: &str) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let manifest: Manifest =
-        serde_json::from_str(&text).map_err(|e| Error::config("merge", format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::config(key, format!("{}: {e}", path.display())))
+}
+
+/// Identity keys that may differ between runs of the same work: the version that
+/// wrote a chunk, and where a model was found (its hash is compared).
+fn compared_identity(identity: &BTreeMap<String, String>) -> BTreeMap<&String, &String> {
+    identity
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "lensmae:version" | "lensmae:model" | "lensmae:sr_model"))
+        .collect()
+}
+
+impl Manifest {
+    /// What makes `now` another run than `self` (None when it continues it).
+    pub fn difference(&self, now: &Manifest) -> Option<String> {
+        if let Some(change) = describe_change(&self.fingerprints, &now.fingerprints) {
+            return Some(format!("inputs: {change}"));
+        }
+        if self.inputs != now.inputs {
+            return Some(format!("inputs: {:?} before, {:?} now", self.inputs, now.inputs));
+        }
+        if self.rows != now.rows || self.natural_chunks != now.natural_chunks {
+            return Some(format!("inputs: {} rows before, {} now", self.rows, now.rows));
+        }
+        if self.chunk_rows != now.chunk_rows {
+            return Some(format!("--chunk-rows: {} before, {} now", self.chunk_rows, now.chunk_rows));
+        }
+        let (before, after) = (compared_identity(&self.identity), compared_identity(&now.identity));
+        let keys: std::collections::BTreeSet<&&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let (a, b) = (before.get(*key), after.get(*key));
+            if a != b {
+                let name = key.trim_start_matches("lensmae:");
+                let show = |v: Option<&&String>| v.map_or("none".to_string(), |v| v.to_string());
+                return Some(format!("{name}: {} before, {} now", show(a), show(b)));
+            }
+        }
+        for key in self.options.keys().chain(now.options.keys()) {
+            let (a, b) = (self.options.get(key), now.options.get(key));
+            if a != b {
+                let show = |v: Option<&String>| v.map_or("none".to_string(), |v| v.clone());
+                return Some(format!("{key}: {} before, {} now", show(a), show(b)));
+            }
+        }
+        None
+    }
+}
+
+/// A chunk belongs to the folder's run: its metadata names the manifest's models
+/// and options, and its columns are those of the chunks before it.
+fn check_chunk(
+    part: &Path,
+    schema: &arrow_schema::SchemaRef,
+    manifest: &Manifest,
+    first: Option<&arrow_schema::SchemaRef>,
+) -> Result<()> {
+    let foreign = |why: String| Error::Parquet {
+        path: part.to_path_buf(),
+        message: format!("{why}: not a chunk of this folder's run (remove it and run its shard again)"),
+    };
+    for (key, value) in compared_identity(&manifest.identity) {
+        let found = schema.metadata().get(key);
+        if found != Some(value) {
+            return Err(foreign(format!(
+                "{} is {}, the folder's run has {value}",
+                key.trim_start_matches("lensmae:"),
+                found.map_or("missing", |v| v.as_str())
+            )));
+        }
+    }
+    if let Some(first) = first {
+        if first.fields() != schema.fields() {
+            let names = |s: &arrow_schema::SchemaRef| -> Vec<String> {
+                s.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect()
+            };
+            return Err(foreign(format!(
+                "columns {:?} differ from the first chunk's {:?}",
+                names(schema),
+                names(first)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Joins the chunks of `dir` (all of them must be there) into one Parquet file.
+pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
+    let manifest = read_manifest(dir, "merge")?;
     let missing: Vec<usize> = (0..manifest.chunks()).filter(|&k| !manifest.chunk_path(dir, k).exists()).collect();
     if !missing.is_empty() {
         let shown: Vec<String> =
@@ -159,6 +247,7 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
                 message: format!("{rows} rows, the chunk has {}", manifest.range(k).len()),
             });
         }
+        check_chunk(&part, builder.schema(), &manifest, writer.as_ref().map(|w| w.schema()))?;
         if writer.is_none() {
             writer = Some(PredictionWriter::create(out, builder.schema().clone(), overwrite)?);
         }

@@ -14,6 +14,7 @@
 //! any cutout is refused with its size.
 
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions};
+use crate::data::fits::{fits_message, open_fits};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
@@ -107,15 +108,6 @@ fn image_hdus(f: &mut FitsFile, path: &Path, hdu_name: Option<&str>) -> std::res
     Ok(found)
 }
 
-/// A cfitsio error as a person reads it: cfitsio's message and its status code,
-/// not the Debug form of the error struct.
-pub fn fits_message(e: &fitsio::errors::Error) -> String {
-    match e {
-        fitsio::errors::Error::Fits(f) => format!("{} (cfitsio status {})", f.message, f.status),
-        other => other.to_string(),
-    }
-}
-
 /// Where the current HDU's data begins in the file (cfitsio's `fits_get_hduaddrll`).
 fn data_start(f: &mut FitsFile) -> Option<u64> {
     let (mut head, mut data, mut end, mut status) = (0i64, 0i64, 0i64, 0i32);
@@ -133,10 +125,10 @@ impl FitsCutouts {
         for (file, path) in files.iter().enumerate() {
             let broken =
                 |problem: String| Plane { file, hdu: 0, plane: 0, planes: 1, shape: [0, 0], problem: Some(problem) };
-            let mut f = match FitsFile::open(path) {
+            let mut f = match open_fits(path) {
                 Ok(f) => f,
                 Err(e) => {
-                    plan.push(broken(format!("unreadable FITS file: {}", fits_message(&e))));
+                    plan.push(broken(format!("unreadable FITS file: {e}")));
                     continue;
                 }
             };
@@ -260,7 +252,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<([usize; 2], Vec<f
         .tempfile()
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
-    let mut f = FitsFile::open(file.path()).map_err(|e| format!("not a FITS image: {}", fits_message(&e)))?;
+    let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
     let ImageHdu { index: hdu, dims, pixel_bytes, available } = image_hdus(&mut f, file.path(), None)?.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
@@ -326,7 +318,7 @@ impl CutoutReader for FitsCutouts {
                 Err(format!("image is {}x{}, expected {h}x{w}", p.shape[0], p.shape[1]))
             } else {
                 if open.as_ref().map_or(true, |(file, _)| *file != p.file) {
-                    let f = FitsFile::open(path).map_err(|e| fits_error(path, e.to_string()))?;
+                    let f = open_fits(path).map_err(|e| fits_error(path, e))?;
                     open = Some((p.file, f));
                 }
                 Self::read_planes(&mut open.as_mut().expect("opened").1, &p, count)

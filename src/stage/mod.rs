@@ -16,6 +16,7 @@ pub mod npy_input;
 pub mod output;
 pub mod parquet_input;
 
+use crate::data::fingerprint::fingerprint_all;
 use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres};
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::{Error, Result};
@@ -83,6 +84,8 @@ pub struct PredictOptions {
     pub shard: Option<chunks::Shard>,
     /// Keep the chunks a previous run finished (folder output).
     pub resume: bool,
+    /// Stops the run between batches.
+    pub cancel: crate::cancel::Cancel,
 }
 
 /// What a finished `predict` reports.
@@ -204,6 +207,21 @@ fn output_metadata(opts: &PredictOptions, models: &Models) -> Result<HashMap<Str
         m.insert("lensmae:sr_model_sha256".into(), file_sha256(&sr.path)?);
     }
     Ok(m)
+}
+
+/// The options that change an output row, as a manifest records them (beside the
+/// task, models and `--nan-policy`, which the output's metadata names).
+fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::collections::BTreeMap<String, String> {
+    let carried: Vec<String> = carried.iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
+    let input = &opts.input;
+    std::collections::BTreeMap::from([
+        ("carried columns (--keep, --id-col)".to_string(), carried.join(", ")),
+        ("--image-col".to_string(), input.image_column.clone().unwrap_or_default()),
+        ("--shape".to_string(), input.shape.map(|[h, w]| format!("{h}x{w}")).unwrap_or_default()),
+        ("--hdu".to_string(), input.hdu.clone().unwrap_or_default()),
+        // Matrix products of another batch size may round differently in the last bit.
+        ("--batch-size".to_string(), opts.batch_size.to_string()),
+    ])
 }
 
 /// The end of the status of a row skipped by `--nan-policy skip-row`.
@@ -374,10 +392,6 @@ fn predict_batch(
         .map_err(|e| Error::Parquet { path: opts.out.clone(), message: format!("building the output: {e}") })
 }
 
-/// Set by an interrupt (Ctrl-C): the run stops between batches, the chunk being
-/// written is dropped (its temporary file removed), finished chunks stay.
-pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// What the reader thread sends: a batch of chunk `k`, or the end of chunk `k`.
 enum Message {
     Batch(usize, CutoutBatch),
@@ -421,11 +435,10 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         rows,
         chunk_rows: if single { rows.max(1) } else { opts.chunk_rows },
         inputs: opts.inputs.iter().map(|p| p.display().to_string()).collect(),
-        identity: metadata
-            .iter()
-            .filter(|(k, _)| *k != "lensmae:version")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        // A single file is written whole each time: no resume to check.
+        fingerprints: if single { vec![] } else { fingerprint_all(&reader.describe().files)? },
+        identity: metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        options: row_options(opts, &reader.carried_fields()),
         natural_chunks: if single { vec![] } else { reader.describe().natural_chunks.clone() },
     };
     let schema = predictions_schema(&reader.carried_fields(), &class_names, sr_shape, metadata);
@@ -487,12 +500,8 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         });
         let mut open: Option<(PredictionWriter, usize)> = None;
         for message in receive {
-            if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
-                return Err(Error::config(
-                    "predict",
-                    "interrupted: finished chunk files are kept (a folder output continues with --resume)",
-                ));
-            }
+            // The chunk being written is dropped (its temporary removed); finished ones stay.
+            opts.cancel.check("finished chunk files are kept (a folder output continues with --resume)")?;
             match message? {
                 Message::Batch(k, batch) => {
                     if open.is_none() {

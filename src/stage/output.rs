@@ -55,6 +55,7 @@ pub fn predictions_schema(
 pub struct PredictionWriter {
     atomic: AtomicPath,
     writer: ArrowWriter<File>,
+    schema: SchemaRef,
     rows: usize,
 }
 
@@ -71,9 +72,9 @@ impl PredictionWriter {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
             .set_max_row_group_row_count(Some(16 * 1024))
             .build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props))
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|e| Error::Parquet { path: target.to_path_buf(), message: e.to_string() })?;
-        Ok(PredictionWriter { atomic, writer, rows: 0 })
+        Ok(PredictionWriter { atomic, writer, schema, rows: 0 })
     }
 
     /// Appends one batch.
@@ -83,9 +84,14 @@ impl PredictionWriter {
         Ok(())
     }
 
+    /// The columns (and metadata) written.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
     /// Writes the footer and moves the file into place; returns the rows written.
     pub fn finish(self) -> Result<usize> {
-        let PredictionWriter { atomic, writer, rows } = self;
+        let PredictionWriter { atomic, writer, rows, .. } = self;
         writer.close().map_err(|e| Error::Parquet { path: atomic.target().to_path_buf(), message: e.to_string() })?;
         atomic.commit()?;
         Ok(rows)

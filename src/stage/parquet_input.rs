@@ -8,10 +8,11 @@
 use super::fits_input::decode_fits_bytes;
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, AUTO_CARRIED};
 use crate::data::images::{list_rows, tensor_shape};
+use crate::data::parquet::ParquetBatches;
 use crate::{Error, Result};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,7 @@ pub struct ParquetCutouts {
     file_rows: Vec<usize>,
     /// The next row to hand out, counted over all files.
     position: usize,
-    current: Option<(PathBuf, ParquetRecordBatchReader)>,
+    current: Option<(PathBuf, ParquetBatches)>,
     /// Rows read but not yet handed out (a batch larger than asked for).
     pending: Option<RecordBatch>,
 }
@@ -35,8 +36,7 @@ fn parquet_error(path: &Path, message: impl Into<String>) -> Error {
 }
 
 fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e.to_string()))
+    crate::data::parquet::open_parquet(path)
 }
 
 fn is_fits_bytes(dt: &DataType) -> bool {
@@ -121,7 +121,8 @@ fn first_stamp_shape(path: &Path, name: &str) -> std::result::Result<[usize; 2],
     let builder = open_builder(path).map_err(|e| e.to_string())?;
     let index = builder.schema().index_of(name).map_err(|e| e.to_string())?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-    let reader = builder.with_projection(mask).with_batch_size(64).build().map_err(|e| e.to_string())?;
+    let reader =
+        ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(64)).map_err(|e| e.to_string())?;
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         let col = batch.column(0);
@@ -251,12 +252,10 @@ impl ParquetCutouts {
             .map(|n| schema.index_of(n).expect("checked at open"))
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-        let reader = builder
-            .with_projection(mask)
-            .with_offset(offset)
-            .with_batch_size(max_rows.max(1))
-            .build()
-            .map_err(|e| parquet_error(&path, e.to_string()))?;
+        let reader = ParquetBatches::new(
+            &path,
+            builder.with_projection(mask).with_offset(offset).with_batch_size(max_rows.max(1)),
+        )?;
         self.current = Some((path, reader));
         Ok(true)
     }
@@ -342,10 +341,10 @@ impl CutoutReader for ParquetCutouts {
             if self.current.is_none() && !self.start_file(max_rows)? {
                 return Ok(None);
             }
-            let (path, reader) = self.current.as_mut().expect("started");
+            let (_, reader) = self.current.as_mut().expect("started");
             match reader.next() {
                 Some(Ok(batch)) => self.pending = Some(batch).filter(|b| b.num_rows() > 0),
-                Some(Err(e)) => return Err(parquet_error(path, e.to_string())),
+                Some(Err(e)) => return Err(e),
                 None => self.current = None,
             }
         }

@@ -72,9 +72,13 @@ const SUPERRES_KEYS: [&str; 3] = ["encoder.", "up.", "out."];
 /// LR/HR pairs with class labels (a `simulate --task superres` dataset).
 pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOutcome> {
     let t = &opts.train;
+    check_output(t)?;
     let dev = t.device.clone();
     if opts.superres_out == t.out {
         return Err(Error::config("superres_out", "must differ from the classifier's --out"));
+    }
+    if !t.overwrite && !t.resume {
+        crate::data::atomic::refuse_existing(&opts.superres_out, false)?;
     }
     if !(opts.superres_weight.is_finite() && opts.superres_weight >= 0.0) {
         return Err(Error::config("superres_weight", format!("must be >= 0, got {}", opts.superres_weight)));
@@ -100,7 +104,12 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let classifier = VitClassifier::new(&model_cfg, k, opts.pooling, opts.dropout, vb.clone())?;
     let resolver = SuperResolver::new(&model_cfg, &head, vb)?;
-    let (mut opt, schedule, mut r) = start_finetuning(t, &varmap, &init_tensors, |_| true, train.len())?;
+    let specifics = format!(
+        "{:?}",
+        (&opts.model, &opts.head, opts.pooling, opts.dropout, opts.standardise_pixels, opts.loss, opts.superres_weight)
+    );
+    let identity = run_identity(t, &[&pairs.lr, &pairs.hr], &opts.init, specifics)?;
+    let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, |_| true, train.len())?;
     let init_name = init_label(&opts.init);
     let joint = serde_json::json!({"superres_weight": opts.superres_weight, "loss": opts.loss,
         "classifier": t.out.display().to_string(), "superres": opts.superres_out.display().to_string()});

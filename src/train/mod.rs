@@ -13,6 +13,7 @@ pub mod optim;
 pub mod superres;
 
 use crate::data::augment::{augment_images, Augment};
+use crate::data::fingerprint::{describe_change, fingerprint_all, FileFingerprint};
 use crate::data::images::{stratified_split, LabelledImages};
 use crate::eval::ClassificationMetrics;
 use crate::model::checkpoint::{
@@ -67,6 +68,8 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue from `<out>.state.safetensors` if it exists.
     pub resume: bool,
+    /// Replace an existing checkpoint at `out` (without it, a fresh run refuses one).
+    pub overwrite: bool,
     /// Stop after this many epochs in this run (continue later with `resume`),
     /// for runs longer than one sitting.
     pub stop_after: Option<usize>,
@@ -317,10 +320,74 @@ struct Resume {
     best: f64,
     best_epoch: usize,
     logs: Vec<EpochLog>,
+    /// What the run is (see [`run_identity`]), saved with its state.
+    identity: serde_json::Value,
 }
 
 /// Metadata key of the resumable training state.
 const STATE_KEY: &str = "lensmae_state";
+
+/// What a resumed run must share with the run it continues, keyed by the flag a
+/// user would change: the data (its images and labels hashed: a replaced file of
+/// the same name is other data), the encoder it starts from, every
+/// hyper-parameter and the model.
+fn run_identity(
+    t: &TrainOptions,
+    data: &[&LabelledImages],
+    init: &EncoderInit,
+    model: String,
+) -> Result<serde_json::Value> {
+    let init = match init {
+        EncoderInit::Scratch => serde_json::json!("scratch"),
+        EncoderInit::Mae(path) => {
+            serde_json::to_value(fingerprint_all(std::slice::from_ref(path))?).expect("serialises")
+        }
+    };
+    let digests: Vec<String> = data.iter().map(|d| d.content_sha256()).collect();
+    Ok(serde_json::json!({
+        "--data": digests.join(" "),
+        "--init": init,
+        "--epochs": t.epochs, "--batch-size": t.batch_size, "--lr": t.lr, "--min-lr": t.min_lr,
+        "--weight-decay": t.weight_decay, "--warmup-epochs": t.warmup_epochs,
+        "--clip-grad": t.clip_grad.to_string(), "--seed": t.seed, "--augment": format!("{:?}", t.augment),
+        "--scaling": t.scaling.name(), "--val-fraction": t.val_fraction, "--test-fraction": t.test_fraction,
+        "model, head and task options": model,
+    }))
+}
+
+/// Why a saved state's run is not the run `now` describes (None when it is).
+fn identity_difference(saved: &serde_json::Value, now: &serde_json::Value) -> Option<String> {
+    let (Some(saved), Some(now)) = (saved.as_object(), now.as_object()) else {
+        return Some("the saved state does not record its settings (made by an older lensmae)".into());
+    };
+    for (key, value) in now {
+        let before = saved.get(key).unwrap_or(&serde_json::Value::Null);
+        if before == value {
+            continue;
+        }
+        let files = |v: &serde_json::Value| serde_json::from_value::<Vec<FileFingerprint>>(v.clone()).ok();
+        if let (Some(a), Some(b)) = (files(before), files(value)) {
+            if let Some(change) = describe_change(&a, &b) {
+                return Some(format!("{key}: {change}"));
+            }
+            continue;
+        }
+        if key == "--data" {
+            return Some("--data: other images or labels than the run started with (their SHA-256 differs)".into());
+        }
+        return Some(format!("{key}: {before} before, {value} now"));
+    }
+    None
+}
+
+/// Refuses to replace a checkpoint without `overwrite`, unless the run resumes
+/// from that checkpoint's saved state.
+pub fn check_output(t: &TrainOptions) -> Result<()> {
+    if t.out.exists() && !t.overwrite && !(t.resume && state_path(&t.out).exists()) {
+        return crate::data::atomic::refuse_existing(&t.out, false);
+    }
+    Ok(())
+}
 
 fn save_state(opts: &TrainOptions, varmap: &VarMap, opt: &AdamW, r: &Resume) -> Result<()> {
     let path = state_path(&opts.out);
@@ -329,11 +396,15 @@ fn save_state(opts: &TrainOptions, varmap: &VarMap, opt: &AdamW, r: &Resume) -> 
         tensors.insert(format!("optimizer.{k}"), v);
     }
     let meta = serde_json::json!({"epoch": r.epoch, "step": r.step, "best": r.best, "best_epoch": r.best_epoch,
-        "seed": opts.seed, "logs": r.logs});
+        "seed": opts.seed, "logs": r.logs, "run": r.identity});
     write_safetensors(&path, &tensors, STATE_KEY, meta.to_string())
 }
 
-fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<(Resume, HashMap<String, Tensor>)>> {
+fn load_state(
+    opts: &TrainOptions,
+    identity: &serde_json::Value,
+    device: &Device,
+) -> Result<Option<(Resume, HashMap<String, Tensor>)>> {
     let path = state_path(&opts.out);
     if !opts.resume || !path.exists() {
         return Ok(None);
@@ -341,8 +412,11 @@ fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<(Resume, Ha
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let text = safetensors_metadata(&path, &bytes, STATE_KEY)?.unwrap_or_default();
     let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, e.to_string()))?;
-    if meta["seed"].as_u64() != Some(opts.seed) {
-        return Err(Error::checkpoint(&path, "was made with another --seed; resume with the same one"));
+    if let Some(difference) = identity_difference(&meta["run"], identity) {
+        return Err(Error::checkpoint(
+            &path,
+            format!("is the state of another run ({difference}); resume with the same data and settings, or start afresh without --resume"),
+        ));
     }
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
     Ok(Some((
@@ -352,6 +426,7 @@ fn load_state(opts: &TrainOptions, device: &Device) -> Result<Option<(Resume, Ha
             best: meta["best"].as_f64().unwrap_or(f64::NEG_INFINITY),
             best_epoch: meta["best_epoch"].as_u64().unwrap_or(0) as usize,
             logs: serde_json::from_value(meta["logs"].clone()).unwrap_or_default(),
+            identity: identity.clone(),
         },
         tensors,
     )))
@@ -443,8 +518,14 @@ fn run_epoch(
 }
 
 /// A fresh training state, or the saved one when resuming (weights and moments restored).
-fn start_or_resume(t: &TrainOptions, varmap: &VarMap, opt: &mut AdamW, dev: &Device) -> Result<Resume> {
-    match load_state(t, dev)? {
+fn start_or_resume(
+    t: &TrainOptions,
+    identity: serde_json::Value,
+    varmap: &VarMap,
+    opt: &mut AdamW,
+    dev: &Device,
+) -> Result<Resume> {
+    match load_state(t, &identity, dev)? {
         None => {
             // A fresh run starts a fresh epoch log (one left by an earlier run to
             // the same --out would otherwise be continued).
@@ -452,7 +533,7 @@ fn start_or_resume(t: &TrainOptions, varmap: &VarMap, opt: &mut AdamW, dev: &Dev
             if log.exists() {
                 std::fs::remove_file(&log).map_err(|e| Error::io(&log, e))?;
             }
-            Ok(Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, logs: vec![] })
+            Ok(Resume { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, logs: vec![], identity })
         }
         Some((saved, tensors)) => {
             set_vars(varmap, &tensors, "", &state_path(&t.out))?;
@@ -471,6 +552,7 @@ fn start_or_resume(t: &TrainOptions, varmap: &VarMap, opt: &mut AdamW, dev: &Dev
 /// resuming.
 fn start_finetuning(
     t: &TrainOptions,
+    identity: serde_json::Value,
     varmap: &VarMap,
     init: &Option<(HashMap<String, Tensor>, PathBuf)>,
     trainable: impl Fn(&str) -> bool,
@@ -482,7 +564,7 @@ fn start_finetuning(
     }
     let mut opt = AdamW::new(named_vars(varmap, trainable), 0.9, 0.999, t.weight_decay)?;
     let schedule = Schedule::new(t, train_len);
-    let r = start_or_resume(t, varmap, &mut opt, &t.device)?;
+    let r = start_or_resume(t, identity, varmap, &mut opt, &t.device)?;
     Ok((opt, schedule, r))
 }
 
@@ -517,6 +599,7 @@ fn mae_loss(mae: &Mae, data: &LabelledImages, indices: &[usize], batch: usize, r
 /// Pretrain an MAE on `data` (raw images; normalised here).
 pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOutcome> {
     let t = &opts.train;
+    check_output(t)?;
     check_data(data, &opts.model, t)?;
     let dev = t.device.clone();
     let data = scaled(data, t.scaling);
@@ -546,7 +629,9 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         let f = if t.epochs > 1 { (epoch - 1) as f64 / (t.epochs - 1) as f64 } else { 1.0 };
         opts.mask_ratio.0 + (opts.mask_ratio.1 - opts.mask_ratio.0) * f
     };
-    let mut r = start_or_resume(t, &varmap, &mut opt, &dev)?;
+    let specifics = format!("{:?}", (&opts.model, opts.mask_ratio, &opts.classes));
+    let identity = run_identity(t, &[&data], &EncoderInit::Scratch, specifics)?;
+    let mut r = start_or_resume(t, identity, &varmap, &mut opt, &dev)?;
     let meta = |epoch_metrics: serde_json::Value| CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
         task: ModelTask::Mae,
@@ -739,6 +824,7 @@ fn classify_validation(
 /// Fine-tune a classifier on `data` (raw images; normalised here).
 pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Result<TrainOutcome> {
     let t = &opts.train;
+    check_output(t)?;
     let dev = t.device.clone();
     let mut model_cfg = opts.model.clone();
     let init_tensors = load_mae_init(&opts.init, t.scaling, &dev, &mut model_cfg)?;
@@ -762,7 +848,10 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         VarBuilder::from_varmap(&varmap, DType::F32, &dev),
     )?;
     let trainable = |name: &str| !opts.freeze_encoder || name.starts_with("head.");
-    let (mut opt, schedule, mut r) = start_finetuning(t, &varmap, &init_tensors, trainable, train.len())?;
+    let specifics =
+        format!("{:?}", (&opts.model, opts.freeze_encoder, opts.pooling, opts.dropout, opts.standardise_pixels));
+    let identity = run_identity(t, &[&data], &opts.init, specifics)?;
+    let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, trainable, train.len())?;
     let meta = |extra: serde_json::Value| classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, extra);
     let init_name = init_label(&opts.init);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));

@@ -155,6 +155,7 @@ pub(super) fn pixel_loss(
 /// PSNR; test metrics (model, bicubic, nearest) in the checkpoint's provenance.
 pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<SuperresOutcome> {
     let t = &opts.train;
+    check_output(t)?;
     let dev = opts.train.device.clone();
     let mut model_cfg = opts.model.clone();
     if t.scaling != Scaling::MinMax {
@@ -169,7 +170,9 @@ pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<S
     write_split(t, &pairs.hr, [&train, &val, &test])?;
     let varmap = VarMap::new();
     let model = SuperResolver::new(&model_cfg, &head, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
-    let (mut opt, schedule, mut r) = start_finetuning(t, &varmap, &init_tensors, |_| true, train.len())?;
+    let specifics = format!("{:?}", (&opts.model, &opts.head, opts.loss));
+    let identity = run_identity(t, &[&pairs.lr, &pairs.hr], &opts.init, specifics)?;
+    let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, |_| true, train.len())?;
     let init_name = init_label(&opts.init);
     let meta = |extra: serde_json::Value| superres_meta(t, &model_cfg, &head, pairs, extra);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));

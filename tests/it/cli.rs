@@ -404,12 +404,12 @@ args = {{ config = "{recipe}", n-per-class = 8, seed = 1, out = "{{dir}}/data", 
 [[step]]
 name = "mae"
 command = "pretrain"
-args = {{ data = "{{dir}}/data/dataset.parquet", model = "tiny", epochs = 1, batch-size = 8, threads = 1, out = "{{dir}}/mae.safetensors" }}
+args = {{ data = "{{dir}}/data/dataset.parquet", model = "tiny", epochs = 1, batch-size = 8, threads = 1, out = "{{dir}}/mae.safetensors", overwrite = true }}
 
 [[step]]
 name = "clf"
 command = "finetune"
-args = {{ task = "classify", data = "{{dir}}/data/dataset.parquet", init = "{{dir}}/mae.safetensors", epochs = {finetune_epochs}, batch-size = 8, out = "{{dir}}/clf.safetensors"{extra} }}
+args = {{ task = "classify", data = "{{dir}}/data/dataset.parquet", init = "{{dir}}/mae.safetensors", epochs = {finetune_epochs}, batch-size = 8, out = "{{dir}}/clf.safetensors", overwrite = true{extra} }}
 
 [[step]]
 name = "eval"

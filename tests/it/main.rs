@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod fuzz;
 mod io;
 mod metrics;
 mod model_twin;

@@ -73,6 +73,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         chunk_rows: 4,
         shard: None,
         resume: false,
+        cancel: Default::default(),
     })
     .map(|_| ())
 }
@@ -291,6 +292,10 @@ fn tensor_table(path: &Path, data: &LabelledImages) {
         vec![
             (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from(data.ids.clone()))),
             (tensor_field("image", 16, 16), Arc::new(images)),
+            (
+                Field::new("label_idx", DataType::Int64, false),
+                Arc::new(Int64Array::from_iter_values(data.labels.iter().map(|&l| l as i64))),
+            ),
         ],
     );
 }
@@ -318,6 +323,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
         chunk_rows: 4,
         shard: shard.map(|s| s.parse().unwrap()),
         resume,
+        cancel: Default::default(),
     };
     let single = predict(&opts("single.parquet", None, false)).unwrap();
     assert_eq!((single.rows, single.chunks_written), (17, 1));
@@ -345,6 +351,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     assert!(err.unwrap_err().to_string().contains("3 of 5 chunks are missing"));
     let rest = predict(&opts("resumed", None, true)).unwrap();
     assert_eq!((rest.chunks_written, rest.chunks_skipped, rest.rows), (3, 2, 9));
+    assert!(!dir.path().join("resumed/.part-000002.parquet.tmp-999999").exists(), "a killed run's temporary");
     assert_eq!(merged("resumed"), want);
     // A chunk lost later is the only one redone.
     std::fs::remove_file(dir.path().join("resumed/part-000002.parquet")).unwrap();
@@ -354,8 +361,46 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     // Refusals: chunks without --resume, other chunk sizes, --resume into one file.
     let e = predict(&opts("resumed", None, false)).unwrap_err().to_string();
     assert!(e.contains("--resume to keep finished chunks"), "{e}");
-    let e = predict(&PredictOptions { chunk_rows: 5, ..opts("resumed", None, true) }).unwrap_err().to_string();
-    assert!(e.contains("--chunk-rows (4)"), "{e}");
+    let refusal = |o: PredictOptions| predict(&o).unwrap_err().to_string();
+    let e = refusal(PredictOptions { chunk_rows: 5, ..opts("resumed", None, true) });
+    assert!(e.contains("--chunk-rows: 4 before, 5 now"), "{e}");
+    let e = refusal(PredictOptions { nan_policy: NanPolicy::SkipRow, ..opts("resumed", None, true) });
+    assert!(e.contains("nan_policy: fail before, skip-row now"), "{e}");
+    let e = refusal(PredictOptions { batch_size: 4, ..opts("resumed", None, true) });
+    assert!(e.contains("--batch-size: 3 before, 4 now"), "{e}");
+    let keep = InputOptions { keep: vec!["label_idx".into()], ..InputOptions::default() };
+    let e = refusal(PredictOptions { input: keep, ..opts("resumed", None, true) });
+    assert!(e.contains("carried columns"), "{e}");
+    // The second input replaced by another with as many rows: refused, not mixed.
+    let mut other = blobs(7, 13);
+    other.ids = (1000..1007).collect();
+    tensor_table(&b, &other);
+    let e = refusal(opts("resumed", None, true));
+    assert!(e.contains("b.parquet changed") && e.contains("holds chunks of another run"), "{e}");
+    tensor_table(&b, &second);
+    assert_eq!(predict(&opts("resumed", None, true)).unwrap().chunks_written, 0);
+    // A chunk from another run copied in is refused by merge.
+    std::fs::copy(dir.path().join("sharded/part-000001.parquet"), dir.path().join("resumed/part-000001.parquet"))
+        .unwrap();
+    assert_eq!(merged("resumed"), want, "the same run's chunk is welcome");
+    predict(&PredictOptions { nan_policy: NanPolicy::Zero, ..opts("other-policy", None, false) }).unwrap();
+    std::fs::copy(dir.path().join("other-policy/part-000001.parquet"), dir.path().join("resumed/part-000001.parquet"))
+        .unwrap();
+    let e = lensmae::stage::chunks::merge(&dir.path().join("resumed"), &dir.path().join("x.parquet"), true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("part-000001.parquet") && e.contains("nan_policy is zero"), "{e}");
+
+    // Cancelled (Ctrl-C): an error saying so, no temporary left, finished chunks kept.
+    let cancel = lensmae::cancel::Cancel::new();
+    cancel.cancel();
+    let e = predict(&PredictOptions { cancel, ..opts("cancelled", None, false) }).unwrap_err();
+    assert!(matches!(e, lensmae::Error::Interrupted(_)), "{e}");
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("cancelled"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [lensmae::stage::chunks::MANIFEST]);
     let e = predict(&opts("one.parquet", None, true)).unwrap_err().to_string();
     assert!(e.contains("give --out a folder"), "{e}");
 }
@@ -380,6 +425,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
         chunk_rows: 4,
         shard: Some(shard.parse().unwrap()),
         resume: false,
+        cancel: Default::default(),
     };
     let first = predict(&opts("0/2")).unwrap();
     assert!(!first.catalogue_finished && !out.join("hats.properties").exists());
@@ -525,6 +571,7 @@ fn predict_with(model: &Path, input: &Path, out: &Path) -> RecordBatch {
         chunk_rows: 1000,
         shard: None,
         resume: false,
+        cancel: Default::default(),
     })
     .unwrap();
     read(out)
@@ -647,7 +694,7 @@ fn hostile_and_truncated_fits_headers_are_checked_against_the_bytes_there() {
     ];
     handmade_fits(&huge, &cards, &[], 0);
     let err = inspect(&[huge], &InputOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("larger than any cutout"), "{err}");
+    assert!(err.contains("beyond 2^64 bytes, larger than any file"), "{err}");
 }
 
 #[test]

@@ -56,6 +56,7 @@ pub fn options(out: &Path, epochs: usize) -> TrainOptions {
         test_fraction: 0.15,
         out: out.to_path_buf(),
         resume: false,
+        overwrite: false,
         stop_after: None,
         command: "test".into(),
         progress: false,
@@ -226,6 +227,45 @@ fn resuming_an_interrupted_run_gives_the_same_model() {
         assert_eq!(diff, 0.0, "{name} differs after resuming");
     }
     assert_eq!(ma.provenance["test"], mb.provenance["test"]);
+}
+
+#[test]
+fn a_resume_refuses_other_data_or_settings_and_a_fresh_run_an_existing_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(64, 6);
+    let out = dir.path().join("run.safetensors");
+    let mut first = finetune(&out, 3, EncoderInit::Scratch, false);
+    first.train.stop_after = Some(1);
+    finetune_classify(&data, &first).unwrap();
+    let resumed = || {
+        let mut o = finetune(&out, 3, EncoderInit::Scratch, false);
+        o.train.resume = true;
+        o
+    };
+    let refusal = |data: &lensmae::data::images::LabelledImages, o: FinetuneOptions| {
+        finetune_classify(data, &o).unwrap_err().to_string()
+    };
+    let e = refusal(&blobs(64, 7), resumed());
+    assert!(e.contains("another run (--data: other images or labels"), "{e}");
+    let mut o = resumed();
+    o.train.lr = 1e-3;
+    assert!(refusal(&data, o).contains("--lr: 0.002 before, 0.001 now"));
+    let mut o = resumed();
+    o.train.batch_size = 8;
+    assert!(refusal(&data, o).contains("--batch-size: 16 before, 8 now"));
+    let mut o = resumed();
+    o.dropout = 0.1;
+    assert!(refusal(&data, o).contains("model, head and task options"));
+    // A fresh run into an existing checkpoint needs --overwrite.
+    let e = refusal(&data, finetune(&out, 3, EncoderInit::Scratch, false));
+    assert!(e.contains("already exists (pass --overwrite"), "{e}");
+    let mut o = finetune(&out, 1, EncoderInit::Scratch, false);
+    o.train.overwrite = true;
+    finetune_classify(&data, &o).unwrap();
+    // The same data and settings continue.
+    let mut o = resumed();
+    o.train.epochs = 1;
+    assert_eq!(finetune_classify(&data, &o).unwrap().epochs.len(), 1);
 }
 
 #[test]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The fuzz campaign of every reader: EXECS mutated inputs per reader (default
+# 1,000,000), under a 4 GiB address-space limit so that an unbounded allocation
+# aborts instead of swapping, one process per reader (2 at a time).
+#   bench/fuzz_campaign.sh [EXECS] [SEED]
+# Prints one line per reader; an abort names the input being tried.
+set -u
+EXECS=${1:-1000000}
+SEED=${2:-1}
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --example fuzz_campaign || exit 2
+BIN=target/release/examples/fuzz_campaign
+OUT=${OUT_DIR:-target/fuzz-campaign}
+mkdir -p "$OUT"
+run_one() {
+    local t=$1
+    ( ulimit -v 4194304; TMPDIR="$OUT" "$BIN" "$EXECS" "$SEED" "$t" ) > "$OUT/$t.txt" 2>&1
+    local rc=$?
+    if [ $rc -gt 1 ]; then
+        echo "$t: the process ended with status $rc (abort or signal); the input being tried:" >> "$OUT/$t.txt"
+        ls -la "$OUT"/tmp*/current-"$t".bin >> "$OUT/$t.txt" 2>&1
+    fi
+    cat "$OUT/$t.txt"
+}
+export -f run_one
+export BIN EXECS SEED OUT
+echo "fuzz campaign: $EXECS execs per reader, seed $SEED, $(nproc) cores, $(date -u +%FT%TZ)"
+printf '%s\n' fits-file fits-stamp parquet npy pickle checkpoint sim-config pipeline |
+    xargs -P 2 -I{} bash -c 'run_one {}'

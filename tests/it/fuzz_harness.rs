@@ -1,0 +1,390 @@
+//! Mutation fuzzing of every reader, on the stable toolchain.
+//!
+//! Each target feeds bytes to one reader the way a user's file would reach it
+//! (written to a scratch file when the reader takes paths) and must answer with
+//! `Ok` or an error: a panic is a finding, kept with its input. Inputs are the
+//! committed fixtures, mutated byte-wise (flips, interesting values, cuts,
+//! splices, repeats) and by structure where it finds more: FITS header values
+//! (NAXISn, BITPIX, PCOUNT, ...) and numbers in TOML text set to extreme values.
+//! Aborts (a stack overflow, an allocation the memory limit refuses) end the
+//! process: the input being tried is in `<scratch>/current-<target>.bin`, which is
+//! what `bench/fuzz_campaign.sh` reports.
+//!
+//! Used by the short run in the test suite (`fuzz::every_reader_survives_mutated_fixtures`)
+//! and by `examples/fuzz_campaign.rs` for the long campaign.
+
+use lensmae::stage::{open_input, InputOptions};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One reader under test.
+pub struct Target {
+    /// Its name in reports.
+    pub name: &'static str,
+    /// Valid inputs to start from.
+    pub seeds: Vec<Vec<u8>>,
+    /// Text formats get number-aware mutations.
+    pub text: bool,
+    /// Runs the reader on one input; `Err` is a handled refusal.
+    pub run: fn(&Path, &[u8]) -> Result<(), String>,
+}
+
+/// What a campaign over one target found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Inputs tried.
+    pub execs: u64,
+    /// Of which the reader refused (an error, not a crash).
+    pub refused: u64,
+    /// Panics: the message and the input.
+    pub panics: Vec<(String, Vec<u8>)>,
+    /// The slowest input's time.
+    pub slowest: Duration,
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+fn write_scratch(scratch: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = scratch.join(name);
+    std::fs::write(&path, bytes).expect("scratch is writable");
+    path
+}
+
+/// Reads at most 64 batches of 16 rows (every row of the fixtures).
+fn drain(paths: &[PathBuf], opts: &InputOptions) -> Result<(), String> {
+    let mut reader = open_input(paths, opts).map_err(|e| e.to_string())?;
+    for _ in 0..64 {
+        match reader.next_batch(16).map_err(|e| e.to_string())? {
+            Some(batch) => assert_eq!(batch.problems.len(), batch.len(), "one status per row"),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
+    let path = write_scratch(scratch, "input.fits", bytes);
+    // Both ways a user reads a file: the default HDUs, and one extension by name.
+    let by_default = drain(std::slice::from_ref(&path), &InputOptions::default());
+    let by_name = drain(&[path], &InputOptions { hdu: Some("SCI".into()), ..Default::default() });
+    by_default.or(by_name)
+}
+
+fn fits_stamp(_: &Path, bytes: &[u8]) -> Result<(), String> {
+    lensmae::stage::fits_input::decode_fits_bytes(bytes).map(|_| ())
+}
+
+fn parquet(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
+    let path = write_scratch(scratch, "input.parquet", bytes);
+    let paths = [path.clone()];
+    // The ways the fixtures are read: by default, a named tensor column, list columns of a given shape.
+    let tensor = InputOptions { image_column: Some("tensor".into()), ..Default::default() };
+    let lists = InputOptions { shape: Some([16, 16]), ..Default::default() };
+    let stage = [drain(&paths, &InputOptions::default()), drain(&paths, &tensor), drain(&paths, &lists)];
+    let training = lensmae::data::images::read_labelled_images(&path, "image").map(|_| ()).map_err(|e| e.to_string());
+    stage.into_iter().chain([training]).reduce(|a, b| a.or(b)).expect("four ways")
+}
+
+fn npy(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
+    let path = write_scratch(scratch, "input.npy", bytes);
+    lensmae::data::npy::read_npy_image(&path).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn pickle(_: &Path, bytes: &[u8]) -> Result<(), String> {
+    let value = lensmae::data::pickle::unpickle(bytes)?;
+    lensmae::data::pickle::arrays_and_floats(&value).map(|_| ())
+}
+
+fn checkpoint(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
+    let path = write_scratch(scratch, "model.safetensors", bytes);
+    let text = |e: lensmae::Error| e.to_string();
+    lensmae::model::checkpoint::read_checkpoint_meta(&path).map_err(text)?;
+    lensmae::model::checkpoint::load_checkpoint(&path, &candle_core::Device::Cpu).map_err(text)?;
+    let model = lensmae::infer::LoadedClassifier::load(&path, &candle_core::Device::Cpu).map_err(text)?;
+    // A model that loads must answer (or refuse) a batch of its own size.
+    let n = model.image_size() * model.image_size();
+    model.predict(&vec![0.5; 2 * n], 2).map(|_| ()).map_err(text)
+}
+
+fn sim_config(_: &Path, bytes: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    let config = lensmae::sim::SimConfig::from_toml(text).map_err(|e| e.to_string())?;
+    lensmae::sim::Simulator::new(config).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn pipeline(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
+    let path = write_scratch(scratch, "pipeline.toml", bytes);
+    let p = lensmae::pipeline::Pipeline::load(&path, &[]).map_err(|e| e.to_string())?;
+    for step in &p.steps {
+        step.argv(p.dir()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A calibrated classifier checkpoint of the tiny model (one epoch on noise with
+/// a bright left or right half), written under `dir`: the seed of the checkpoint
+/// target, with every part a real one has (weights, metadata, preprocessing,
+/// training domain).
+pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
+    use lensmae::train::{finetune_classify, EncoderInit, FinetuneOptions, TrainOptions};
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let n = 240;
+    let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
+    let pixels: Vec<f32> = labels
+        .iter()
+        .flat_map(|&l| (0..256).map(move |p| (l, p)))
+        .map(|(l, p)| rng.random::<f32>() + if (p % 16 < 8) == (l == 0) { 1.0 } else { 0.0 })
+        .collect();
+    let data = lensmae::data::images::LabelledImages {
+        class_names: vec!["left".into(), "right".into()],
+        size: 16,
+        pixels,
+        labels,
+        ids: (0..n as i64).collect(),
+        source: dir.join("memory"),
+    };
+    let out = dir.join("tiny.safetensors");
+    let train = TrainOptions {
+        epochs: 1,
+        batch_size: 32,
+        lr: 1e-3,
+        min_lr: 1e-5,
+        weight_decay: 0.05,
+        warmup_epochs: 0.0,
+        clip_grad: 1.0,
+        seed: 1,
+        augment: lensmae::data::augment::Augment::None,
+        scaling: lensmae::model::preprocess::Scaling::MinMax,
+        val_fraction: 0.15,
+        test_fraction: 0.15,
+        out: out.clone(),
+        resume: false,
+        overwrite: true,
+        stop_after: None,
+        command: "fuzz seed".into(),
+        progress: false,
+        device: candle_core::Device::Cpu,
+    };
+    let opts = FinetuneOptions {
+        train,
+        model: lensmae::model::MaeConfig::tiny_16(),
+        init: EncoderInit::Scratch,
+        freeze_encoder: false,
+        pooling: lensmae::model::mae::Pooling::Cls,
+        dropout: 0.0,
+        standardise_pixels: true,
+    };
+    finetune_classify(&data, &opts).expect("the tiny classifier trains");
+    read(&out)
+}
+
+/// The payload of a pickled `.npy` object array (after its header).
+fn pickle_of_npy(bytes: &[u8]) -> Vec<u8> {
+    // Version 1 has a 2-byte header length, versions 2 and 3 a 4-byte one.
+    if bytes[6] == 1 {
+        let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        bytes[10 + header..].to_vec()
+    } else {
+        let header = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+        bytes[12 + header..].to_vec()
+    }
+}
+
+/// Every reader with its seeds. `checkpoints` are small classifier checkpoints
+/// (made by the caller: the fixtures hold none with lensmae metadata).
+pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
+    let f = |rel: &str| read(&root.join("fixtures").join(rel));
+    let object_npy = [f("npy-tree/axion/axion_sim_1000.npy"), f("npy-tree/axion/axion_sim_1001.npy")];
+    let fits = [f("stage/cube_int16.fits"), f("stage/mef_uint16.fits")];
+    let toml_of =
+        |dir: &str, names: &[&str]| -> Vec<Vec<u8>> { names.iter().map(|n| read(&root.join(dir).join(n))).collect() };
+    vec![
+        Target { name: "fits-file", seeds: fits.to_vec(), text: false, run: fits_file },
+        Target { name: "fits-stamp", seeds: vec![fits[1].clone()], text: false, run: fits_stamp },
+        Target {
+            name: "parquet",
+            seeds: vec![f("stage/stamps.parquet"), f("hats-cutouts/dataset/Norder=0/Dir=0/Npix=1.parquet")],
+            text: false,
+            run: parquet,
+        },
+        Target {
+            name: "npy",
+            seeds: vec![f("deeplense-samples/cdm.npy"), f("stage/expected_cube_int16_fits.npy"), object_npy[0].clone()],
+            text: false,
+            run: npy,
+        },
+        Target {
+            name: "pickle",
+            seeds: object_npy.iter().map(|b| pickle_of_npy(b)).collect(),
+            text: false,
+            run: pickle,
+        },
+        Target { name: "checkpoint", seeds: checkpoints, text: false, run: checkpoint },
+        Target {
+            name: "sim-config",
+            seeds: toml_of("src/sim/presets", &["deeplense-model2.toml", "survey.toml"]),
+            text: true,
+            run: sim_config,
+        },
+        Target {
+            name: "pipeline",
+            seeds: toml_of("pipelines", &["quickstart.toml", "survey.toml"]),
+            text: true,
+            run: pipeline,
+        },
+    ]
+}
+
+const INTERESTING: [i64; 14] =
+    [0, 1, -1, 2, 7, 8, 16, 255, 32767, -32768, 65536, 2147483647, 2147483648, 9223372036854775807];
+const INTERESTING_TEXT: [&str; 12] =
+    ["0", "-1", "1e308", "-1e308", "nan", "inf", "4294967296", "2147483648", "1e-320", "\"\"", "[]", "{}"];
+
+/// FITS header keywords whose values decide sizes and decoding.
+const FITS_KEYS: [&[u8]; 10] = [
+    b"NAXIS   ",
+    b"NAXIS1  ",
+    b"NAXIS2  ",
+    b"NAXIS3  ",
+    b"BITPIX  ",
+    b"PCOUNT  ",
+    b"GCOUNT  ",
+    b"BSCALE  ",
+    b"BZERO   ",
+    b"BLANK   ",
+];
+
+/// One mutation of `input` (from `seeds` when splicing).
+pub fn mutate(rng: &mut ChaCha8Rng, input: &[u8], seeds: &[Vec<u8>], text: bool) -> Vec<u8> {
+    let mut out = input.to_vec();
+    let rounds = 1 + rng.random_range(0..4);
+    for _ in 0..rounds {
+        if out.is_empty() {
+            out.push(rng.random());
+            continue;
+        }
+        let at = rng.random_range(0..out.len());
+        match rng.random_range(0..10) {
+            0 => out[at] ^= 1 << rng.random_range(0..8),
+            1 => out[at] = rng.random(),
+            2 => {
+                // A little-endian or big-endian integer of an interesting value.
+                let v = INTERESTING[rng.random_range(0..INTERESTING.len())];
+                let width = [1usize, 2, 4, 8][rng.random_range(0..4)];
+                let bytes = if rng.random() { v.to_le_bytes() } else { v.to_be_bytes() };
+                let bytes = if bytes[0] == 0 && width < 8 { &bytes[8 - width..] } else { &bytes[..width] };
+                for (i, b) in bytes.iter().enumerate() {
+                    if at + i < out.len() {
+                        out[at + i] = *b;
+                    }
+                }
+            }
+            3 => out.truncate(at),
+            4 => {
+                let end = (at + rng.random_range(1..64)).min(out.len());
+                out.drain(at..end);
+            }
+            5 => {
+                let end = (at + rng.random_range(1..256)).min(out.len());
+                let copy = out[at..end].to_vec();
+                let to = rng.random_range(0..out.len());
+                out.splice(to..to, copy);
+            }
+            6 => {
+                // Splice: the head of this input, the tail of another seed.
+                let other = &seeds[rng.random_range(0..seeds.len())];
+                if !other.is_empty() {
+                    let from = rng.random_range(0..other.len());
+                    out.truncate(at);
+                    out.extend_from_slice(&other[from..]);
+                }
+            }
+            7 if text => set_a_number(rng, &mut out),
+            7 | 8 => set_a_fits_value(rng, &mut out),
+            _ => {
+                let v: u8 = rng.random();
+                let n = rng.random_range(1..16);
+                out.splice(at..at, std::iter::repeat(v).take(n));
+            }
+        }
+    }
+    out
+}
+
+/// Replaces one number of a TOML text by an extreme value.
+fn set_a_number(rng: &mut ChaCha8Rng, out: &mut Vec<u8>) {
+    let starts: Vec<usize> = (0..out.len())
+        .filter(|&i| out[i].is_ascii_digit() && (i == 0 || !out[i - 1].is_ascii_alphanumeric()))
+        .collect();
+    if starts.is_empty() {
+        return;
+    }
+    let start = starts[rng.random_range(0..starts.len())];
+    let end = (start..out.len()).find(|&i| !matches!(out[i], b'0'..=b'9' | b'.' | b'e' | b'-')).unwrap_or(out.len());
+    let value = INTERESTING_TEXT[rng.random_range(0..INTERESTING_TEXT.len())];
+    out.splice(start..end, value.bytes());
+}
+
+/// Sets the value of one size-deciding FITS header card to an extreme number.
+fn set_a_fits_value(rng: &mut ChaCha8Rng, out: &mut [u8]) {
+    let cards: Vec<usize> =
+        (0..out.len() / 80).map(|c| c * 80).filter(|&at| FITS_KEYS.iter().any(|k| out[at..].starts_with(k))).collect();
+    if cards.is_empty() {
+        return;
+    }
+    let at = cards[rng.random_range(0..cards.len())];
+    let value = INTERESTING[rng.random_range(0..INTERESTING.len())];
+    let field = format!("= {value:>20}");
+    out[at + 8..at + 30].copy_from_slice(field.as_bytes());
+}
+
+/// Silences the default panic message while fuzzing (panics are collected).
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// Tries `execs` mutated inputs on `target` (seeded: a campaign repeats).
+pub fn fuzz(target: &Target, execs: u64, seed: u64, scratch: &Path) -> Report {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut report = Report::default();
+    let current = scratch.join(format!("current-{}.bin", target.name));
+    // Seeds first, unchanged: they must read.
+    for (i, s) in target.seeds.iter().enumerate() {
+        if let Err(e) = (target.run)(scratch, s) {
+            report.panics.push((format!("seed {i} is refused: {e}"), s.clone()));
+        }
+    }
+    // Mutants that still read join the pool (one in eight, up to 256): mutations compound.
+    let mut pool = target.seeds.clone();
+    while report.execs < execs {
+        let parent = &pool[rng.random_range(0..pool.len())];
+        let input = mutate(&mut rng, parent, &target.seeds, target.text);
+        std::fs::write(&current, &input).expect("scratch is writable");
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (target.run)(scratch, &input)));
+        report.slowest = report.slowest.max(started.elapsed());
+        report.execs += 1;
+        match outcome {
+            Ok(Ok(())) => {
+                if pool.len() < 256 && rng.random_range(0..8) == 0 {
+                    pool.push(input);
+                }
+            }
+            Ok(Err(_)) => report.refused += 1,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                report.panics.push((message, input));
+            }
+        }
+    }
+    report
+}
