@@ -100,14 +100,22 @@ impl ParquetDatasetWriter {
     }
 
     fn batch(&self, records: &[Record]) -> Result<RecordBatch> {
+        dataset_batch(&self.info, &self.schema, records).map_err(|e| match e {
+            Error::Shape(m) => parquet_error(self.atomic.target(), m),
+            other => other,
+        })
+    }
+}
+
+/// The dataset table's rows for `records` (schema: [`dataset_schema`] of `info`).
+pub fn dataset_batch(info: &DatasetInfo, schema: &SchemaRef, records: &[Record]) -> Result<RecordBatch> {
+    {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.id))),
-            Arc::new(StringArray::from_iter_values(
-                records.iter().map(|r| self.info.class_names[r.class_idx].as_str()),
-            )),
+            Arc::new(StringArray::from_iter_values(records.iter().map(|r| info.class_names[r.class_idx].as_str()))),
             Arc::new(Int8Array::from_iter_values(records.iter().map(|r| r.class_idx as i8))),
         ];
-        for (k, (_, size)) in self.info.image_columns().iter().enumerate() {
+        for (k, (_, size)) in info.image_columns().iter().enumerate() {
             let n = size * size;
             let mut values: Vec<f32> = Vec::with_capacity(n * records.len());
             for r in records {
@@ -123,14 +131,14 @@ impl ParquetDatasetWriter {
             }
             let item = Arc::new(Field::new("item", DataType::Float32, true));
             let list = FixedSizeListArray::try_new(item, n as i32, Arc::new(Float32Array::from(values)), None)
-                .map_err(|e| parquet_error(self.atomic.target(), e))?;
+                .map_err(|e| Error::Shape(e.to_string()))?;
             columns.push(Arc::new(list));
         }
         columns.push(Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.n_subhalos))));
         for col in &PARAM_COLUMNS {
             columns.push(Arc::new(records.iter().map(|r| (col.get)(r)).collect::<Float64Array>()));
         }
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| parquet_error(self.atomic.target(), e))
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Shape(e.to_string()))
     }
 }
 

@@ -92,8 +92,9 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
     m
 }
 
-/// Render the dataset and write it; returns what the writer wrote.
-pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<WriteSummary> {
+/// The rows a dataset holds: each row's class (its id is its index) and the
+/// table's description, after checking the options.
+fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Vec<usize>, DatasetInfo)> {
     let size = sim.config().image.size;
     if let Task::Superres { factor } = opts.task {
         if factor < 2 || size % factor != 0 {
@@ -121,6 +122,41 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
         image_size: size,
         metadata: dataset_metadata(sim, opts),
     };
+    Ok(((0..total).map(|row| class_idx[row % class_idx.len()]).collect(), info))
+}
+
+/// Renders rows `rows` (ids) of the dataset in parallel.
+fn render_rows(
+    sim: &Simulator,
+    opts: &SimulateOptions,
+    classes: &[usize],
+    rows: std::ops::Range<usize>,
+) -> Vec<Record> {
+    rows.into_par_iter().map(|row| make_record(sim, opts, classes[row], row as u64)).collect()
+}
+
+/// The dataset in memory, as record batches of `opts.chunk_size` rows: the rows,
+/// columns and metadata `simulate_dataset` writes to Parquet for the same options.
+pub fn simulate_batches(
+    sim: &Simulator,
+    opts: &SimulateOptions,
+) -> Result<(arrow_schema::SchemaRef, Vec<arrow_array::RecordBatch>)> {
+    let (classes, info) = plan(sim, opts)?;
+    let schema = super::parquet::dataset_schema(&info);
+    let chunk = opts.chunk_size.max(1);
+    let mut batches = Vec::new();
+    for start in (0..classes.len()).step_by(chunk) {
+        opts.cancel.check("nothing returned")?;
+        let records = render_rows(sim, opts, &classes, start..(start + chunk).min(classes.len()));
+        batches.push(super::parquet::dataset_batch(&info, &schema, &records)?);
+    }
+    Ok((schema, batches))
+}
+
+/// Render the dataset and write it; returns what the writer wrote.
+pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<WriteSummary> {
+    let (classes, info) = plan(sim, opts)?;
+    let total = classes.len();
     let path = dataset_path(&opts.out_dir, opts.format);
     // Fail before any rendering if the output exists (the writer checks again).
     super::atomic::refuse_existing(&path, opts.overwrite)?;
@@ -156,10 +192,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
                 break;
             }
             let end = (start + chunk).min(total);
-            let records: Vec<Record> = (start..end)
-                .into_par_iter()
-                .map(|row| make_record(sim, opts, class_idx[row % class_idx.len()], row as u64))
-                .collect();
+            let records = render_rows(sim, opts, &classes, start..end);
             if send.send(records).is_err() {
                 break; // the writer failed; its error is reported below
             }

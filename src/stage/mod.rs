@@ -8,6 +8,7 @@
 //! row, with nulls and the reason in `status`. The output appears under its name
 //! only when complete.
 
+pub mod arrow_input;
 pub mod chunks;
 pub mod fits_input;
 pub mod hats;
@@ -22,6 +23,7 @@ use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::{Error, Result};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
 use candle_core::Device;
 pub use input::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use output::{predictions_schema, PredictionWriter, PREDICTIONS_SCHEMA_VERSION};
@@ -88,6 +90,20 @@ pub struct PredictOptions {
     pub cancel: crate::cancel::Cancel,
 }
 
+impl PredictOptions {
+    /// The part that loads and runs the models.
+    pub fn predictor_options(&self) -> PredictorOptions {
+        PredictorOptions {
+            model: self.model.clone(),
+            sr_model: self.sr_model.clone(),
+            task: self.task,
+            batch_size: self.batch_size,
+            device: self.device.clone(),
+            nan_policy: self.nan_policy,
+        }
+    }
+}
+
 /// What a finished `predict` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictSummary {
@@ -120,93 +136,190 @@ pub struct PredictSummary {
     pub model_seconds: f64,
 }
 
-/// The models of a run, checked against the input before any work.
-struct Models {
+/// What a [`Predictor`] loads and how it answers: the models, the task, the batch
+/// size and the non-finite pixel policy (everything that changes an output row).
+#[derive(Debug, Clone)]
+pub struct PredictorOptions {
+    /// The classifier checkpoint (classify, all); the bundled one when `None`.
+    pub model: Option<PathBuf>,
+    /// The super-resolution checkpoint (superres, all); the bundled one when `None`.
+    pub sr_model: Option<PathBuf>,
+    /// What runs.
+    pub task: StageTask,
+    /// Images per inference batch (and per read).
+    pub batch_size: usize,
+    /// Where the models run.
+    pub device: Device,
+    /// Non-finite pixels.
+    pub nan_policy: NanPolicy,
+}
+
+/// Models loaded once and ready to answer batches of cutouts: the prepared model
+/// of the inference layer, with the stage's row statuses and output columns. It
+/// holds no process-wide state; a caller may hold several and call them from
+/// several threads (`&self` throughout).
+pub struct Predictor {
+    options: PredictorOptions,
     classifier: Option<LoadedClassifier>,
     superres: Option<LoadedSuperres>,
 }
 
-fn load_models(opts: &PredictOptions, desc: &InputDescription) -> Result<Models> {
-    // Without a model argument the bundled models run.
-    let or_bundled = |path: &Option<PathBuf>, name: &str| path.clone().unwrap_or_else(|| PathBuf::from(name));
-    let classifier = match opts.task {
-        StageTask::Classify | StageTask::All => {
-            Some(LoadedClassifier::load(&or_bundled(&opts.model, BUNDLED_CLASSIFIER), &opts.device)?)
+impl Predictor {
+    /// Loads the models the task needs and checks that they fit together.
+    pub fn load(options: &PredictorOptions) -> Result<Predictor> {
+        if options.batch_size == 0 {
+            return Err(Error::config("--batch-size", "must be at least 1"));
         }
-        StageTask::Superres => None,
-    };
-    let superres = match opts.task {
-        StageTask::Superres | StageTask::All => {
-            Some(LoadedSuperres::load(&or_bundled(&opts.sr_model, BUNDLED_SUPERRES), &opts.device)?)
+        // Without a model argument the bundled models run.
+        let or_bundled = |path: &Option<PathBuf>, name: &str| path.clone().unwrap_or_else(|| PathBuf::from(name));
+        let classifier = match options.task {
+            StageTask::Classify | StageTask::All => {
+                Some(LoadedClassifier::load(&or_bundled(&options.model, BUNDLED_CLASSIFIER), &options.device)?)
+            }
+            StageTask::Superres => None,
+        };
+        let superres = match options.task {
+            StageTask::Superres | StageTask::All => {
+                Some(LoadedSuperres::load(&or_bundled(&options.sr_model, BUNDLED_SUPERRES), &options.device)?)
+            }
+            StageTask::Classify => None,
+        };
+        if let (Some(sr), Some(c)) = (&superres, &classifier) {
+            if sr.hr_size() != c.image_size() {
+                return Err(Error::config(
+                    "--model",
+                    format!(
+                        "{} makes {2}x{2} images, the classifier {} takes {3}x{3}",
+                        sr.path.display(),
+                        c.path.display(),
+                        sr.hr_size(),
+                        c.image_size()
+                    ),
+                ));
+            }
         }
-        StageTask::Classify => None,
-    };
-    let [h, w] = desc.image_shape;
-    let input = desc.files.first().map(|p| p.display().to_string()).unwrap_or_default();
-    // The first model's input must be the cutouts; with both, the classifier takes the SR output.
-    let (first_size, first_path) = match (&superres, &classifier) {
-        (Some(sr), _) => (sr.lr_size(), &sr.path),
-        (None, Some(c)) => (c.image_size(), &c.path),
-        (None, None) => unreachable!("every task loads a model"),
-    };
-    if h != first_size || w != first_size {
+        Ok(Predictor { options: options.clone(), classifier, superres })
+    }
+
+    /// The options it was loaded with.
+    pub fn options(&self) -> &PredictorOptions {
+        &self.options
+    }
+
+    /// The classifier's class names (empty for super-resolution alone).
+    pub fn class_names(&self) -> Vec<String> {
+        self.classifier.as_ref().map(|c| c.meta.class_names.clone()).unwrap_or_default()
+    }
+
+    /// `[height, width]` of the cutouts it takes.
+    pub fn input_shape(&self) -> [usize; 2] {
+        let side = match (&self.superres, &self.classifier) {
+            (Some(sr), _) => sr.lr_size(),
+            (None, Some(c)) => c.image_size(),
+            (None, None) => unreachable!("every task loads a model"),
+        };
+        [side, side]
+    }
+
+    /// An error unless the input's cutouts are the size the first model takes.
+    pub fn check_input(&self, desc: &InputDescription) -> Result<()> {
+        let [h, w] = desc.image_shape;
+        let input = desc.files.first().map(|p| p.display().to_string()).unwrap_or_else(|| "input".into());
+        let [first_size, _] = self.input_shape();
+        let first_path = match (&self.superres, &self.classifier) {
+            (Some(sr), _) => &sr.path,
+            (_, Some(c)) => &c.path,
+            (None, None) => unreachable!("every task loads a model"),
+        };
+        if h == first_size && w == first_size {
+            return Ok(());
+        }
         // Low-resolution cutouts for the classifier: say how to super-resolve them first.
         let bundled_sr = crate::model::checkpoint::read_checkpoint_meta(Path::new(BUNDLED_SUPERRES))?;
         let bundled_lr = bundled_sr.superres.as_ref().map(|head| head.lr_size(&bundled_sr.model));
-        let hint = match (&superres, &classifier) {
+        let hint = match (&self.superres, &self.classifier) {
             (None, Some(_)) if h == w && bundled_lr == Some(h) && bundled_sr.model.image_size == first_size => {
                 " (`--task all` super-resolves them first with the bundled super-resolution model)"
             }
             _ => "",
         };
-        return Err(Error::config(
+        Err(Error::config(
             "input",
             format!("{input}: cutouts are {h}x{w}, {} takes {first_size}x{first_size}{hint}", first_path.display()),
-        ));
+        ))
     }
-    if let (Some(sr), Some(c)) = (&superres, &classifier) {
-        if sr.hr_size() != c.image_size() {
-            return Err(Error::config(
-                "--model",
-                format!(
-                    "{} makes {2}x{2} images, the classifier {} takes {3}x{3}",
-                    sr.path.display(),
-                    c.path.display(),
-                    sr.hr_size(),
-                    c.image_size()
-                ),
-            ));
+
+    /// The output file metadata: versions, models (with SHA-256), `inputs`, task, policy.
+    pub fn output_metadata(&self, inputs: &[String]) -> Result<HashMap<String, String>> {
+        let mut m = HashMap::from([
+            ("lensmae:version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            ("lensmae:schema_version".to_string(), PREDICTIONS_SCHEMA_VERSION.to_string()),
+            ("lensmae:task".to_string(), format!("{:?}", self.options.task).to_lowercase()),
+            ("lensmae:input".to_string(), serde_json::to_string(inputs).expect("strings serialise")),
+            (
+                "lensmae:nan_policy".to_string(),
+                serde_json::to_value(self.options.nan_policy).expect("enum").as_str().unwrap_or_default().to_string(),
+            ),
+        ]);
+        if let Some(c) = &self.classifier {
+            m.insert("lensmae:model".into(), c.path.display().to_string());
+            m.insert("lensmae:model_sha256".into(), file_sha256(&c.path)?);
+            m.insert("lensmae:class_names".into(), serde_json::to_string(&c.meta.class_names).expect("strings"));
         }
+        if let Some(sr) = &self.superres {
+            m.insert("lensmae:sr_model".into(), sr.path.display().to_string());
+            m.insert("lensmae:sr_model_sha256".into(), file_sha256(&sr.path)?);
+        }
+        Ok(m)
     }
-    Ok(Models { classifier, superres })
+
+    /// The output columns for these carried columns.
+    pub fn output_schema(&self, carried: &[arrow_schema::Field], metadata: HashMap<String, String>) -> SchemaRef {
+        let sr_shape = self.superres.as_ref().map(|s| [s.hr_size(), s.hr_size()]);
+        predictions_schema(carried, &self.class_names(), sr_shape, metadata)
+    }
+
+    /// Every row of `reader` predicted in memory, in batches of the batch size:
+    /// the same batches, so the same values, as `predict` writes for that input.
+    pub fn predict_reader(
+        &self,
+        reader: &mut dyn CutoutReader,
+        inputs: &[String],
+        cancel: &crate::cancel::Cancel,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, PredictSummary)> {
+        self.check_input(reader.describe())?;
+        let schema = self.output_schema(&reader.carried_fields(), self.output_metadata(inputs)?);
+        let mut summary = PredictSummary::empty(PathBuf::new());
+        let started = Instant::now();
+        let mut out = Vec::new();
+        while let Some(batch) = reader.next_batch(self.options.batch_size)? {
+            cancel.check("nothing returned")?;
+            let n = batch.len();
+            out.push(self.predict_batch(batch, summary.rows, &schema, &mut summary)?);
+            summary.rows += n;
+        }
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok((schema, out, summary))
+    }
 }
 
-/// The file metadata of the output: versions, models (with SHA-256), input, task.
-fn output_metadata(opts: &PredictOptions, models: &Models) -> Result<HashMap<String, String>> {
-    let mut m = HashMap::from([
-        ("lensmae:version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("lensmae:schema_version".to_string(), PREDICTIONS_SCHEMA_VERSION.to_string()),
-        ("lensmae:task".to_string(), format!("{:?}", opts.task).to_lowercase()),
-        (
-            "lensmae:input".to_string(),
-            serde_json::to_string(&opts.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>())
-                .expect("strings serialise"),
-        ),
-        (
-            "lensmae:nan_policy".to_string(),
-            serde_json::to_value(opts.nan_policy).expect("enum").as_str().unwrap_or_default().to_string(),
-        ),
-    ]);
-    if let Some(c) = &models.classifier {
-        m.insert("lensmae:model".into(), c.path.display().to_string());
-        m.insert("lensmae:model_sha256".into(), file_sha256(&c.path)?);
-        m.insert("lensmae:class_names".into(), serde_json::to_string(&c.meta.class_names).expect("strings"));
+impl PredictSummary {
+    fn empty(out: PathBuf) -> PredictSummary {
+        PredictSummary {
+            out,
+            rows: 0,
+            predicted: 0,
+            not_predicted: HashMap::new(),
+            out_of_domain: 0,
+            failed: 0,
+            per_class: HashMap::new(),
+            chunks_written: 0,
+            chunks_skipped: 0,
+            catalogue_finished: false,
+            seconds: 0.0,
+            model_seconds: 0.0,
+        }
     }
-    if let Some(sr) = &models.superres {
-        m.insert("lensmae:sr_model".into(), sr.path.display().to_string());
-        m.insert("lensmae:sr_model_sha256".into(), file_sha256(&sr.path)?);
-    }
-    Ok(m)
 }
 
 /// The options that change an output row, as a manifest records them (beside the
@@ -286,110 +399,112 @@ const FILE_EXTENSIONS: [&str; 12] =
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
 
-/// Runs one batch through the models and builds its output record batch.
-fn predict_batch(
-    mut batch: CutoutBatch,
-    first_row: usize,
-    models: &Models,
-    opts: &PredictOptions,
-    schema: &arrow_schema::SchemaRef,
-    summary: &mut PredictSummary,
-) -> Result<RecordBatch> {
-    let image_len = {
-        let n = batch.len().max(1);
-        batch.pixels.len() / n
-    };
-    let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
-    let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();
-    let usable: Vec<usize> = (0..batch.len()).filter(|&r| ok[r]).collect();
-    // Only the usable rows go to the models (all of them, usually: no copy then).
-    let inputs: std::borrow::Cow<[f32]> = if usable.len() == batch.len() {
-        std::borrow::Cow::Borrowed(&batch.pixels)
-    } else {
-        usable.iter().flat_map(|&r| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect()
-    };
-    let model_started = Instant::now();
-    let sr = match &models.superres {
-        Some(sr) => Some(super_resolve(&sr.model, &inputs, sr.lr_size(), opts.batch_size)?),
-        None => None,
-    };
-    let predicted = match &models.classifier {
-        Some(c) => Some(c.predict(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?),
-        None => None,
-    };
-    summary.model_seconds += model_started.elapsed().as_secs_f64();
-    let mut columns: Vec<ArrayRef> =
-        vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
-    columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
-    if let (Some(c), Some(predicted)) = (&models.classifier, &predicted) {
-        let k = c.meta.class_names.len();
-        let probs = &predicted.probabilities;
-        let mut per_row: Vec<Option<&[f32]>> = vec![None; batch.len()];
-        let mut ood: Vec<Option<f32>> = vec![None; batch.len()];
-        for (i, &r) in usable.iter().enumerate() {
-            let p = &probs[i * k..(i + 1) * k];
-            // A model that gives NaN or infinity (broken weights, overflow) has no answer.
-            if p.iter().any(|v| !v.is_finite()) {
-                status[r] = "failed: the model's output is not finite".into();
-                continue;
+impl Predictor {
+    /// Runs one batch through the models and builds its output record batch (rows
+    /// numbered from `first_row`), counting its rows in `summary`.
+    pub fn predict_batch(
+        &self,
+        mut batch: CutoutBatch,
+        first_row: usize,
+        schema: &arrow_schema::SchemaRef,
+        summary: &mut PredictSummary,
+    ) -> Result<RecordBatch> {
+        let (models, opts) = (self, &self.options);
+        let image_len = {
+            let n = batch.len().max(1);
+            batch.pixels.len() / n
+        };
+        let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
+        let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();
+        let usable: Vec<usize> = (0..batch.len()).filter(|&r| ok[r]).collect();
+        // Only the usable rows go to the models (all of them, usually: no copy then).
+        let inputs: std::borrow::Cow<[f32]> = if usable.len() == batch.len() {
+            std::borrow::Cow::Borrowed(&batch.pixels)
+        } else {
+            usable.iter().flat_map(|&r| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect()
+        };
+        let model_started = Instant::now();
+        let sr = match &models.superres {
+            Some(sr) => Some(super_resolve(&sr.model, &inputs, sr.lr_size(), opts.batch_size)?),
+            None => None,
+        };
+        let predicted = match &models.classifier {
+            Some(c) => Some(c.predict(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?),
+            None => None,
+        };
+        summary.model_seconds += model_started.elapsed().as_secs_f64();
+        let mut columns: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
+        columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
+        if let (Some(c), Some(predicted)) = (&models.classifier, &predicted) {
+            let k = c.meta.class_names.len();
+            let probs = &predicted.probabilities;
+            let mut per_row: Vec<Option<&[f32]>> = vec![None; batch.len()];
+            let mut ood: Vec<Option<f32>> = vec![None; batch.len()];
+            for (i, &r) in usable.iter().enumerate() {
+                let p = &probs[i * k..(i + 1) * k];
+                // A model that gives NaN or infinity (broken weights, overflow) has no answer.
+                if p.iter().any(|v| !v.is_finite()) {
+                    status[r] = "failed: the model's output is not finite".into();
+                    continue;
+                }
+                per_row[r] = Some(p);
+                ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
             }
-            per_row[r] = Some(p);
-            ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
+            let in_domain: Vec<Option<bool>> = ood.iter().map(|s| s.and_then(|s| c.in_domain(s))).collect();
+            for (r, inside) in in_domain.iter().enumerate() {
+                if *inside == Some(false) {
+                    status[r] = OUT_OF_DOMAIN.into();
+                }
+            }
+            for j in 0..k {
+                columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[j])))));
+            }
+            let best = |p: &[f32]| (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+            let pred: Vec<Option<String>> =
+                per_row.iter().map(|p| p.map(|p| c.meta.class_names[best(p)].clone())).collect();
+            for name in pred.iter().flatten() {
+                *summary.per_class.entry(name.clone()).or_default() += 1;
+            }
+            columns.push(Arc::new(StringArray::from(pred)));
+            columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[best(p)])))));
+            let entropy = |p: &[f32]| -p.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f32>();
+            columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(entropy)))));
+            columns.push(Arc::new(Float32Array::from(ood)));
+            columns.push(Arc::new(arrow_array::BooleanArray::from(in_domain)));
         }
-        let in_domain: Vec<Option<bool>> = ood.iter().map(|s| s.and_then(|s| c.in_domain(s))).collect();
-        for (r, inside) in in_domain.iter().enumerate() {
-            if *inside == Some(false) {
-                status[r] = OUT_OF_DOMAIN.into();
+        if let (Some(sr), Some(images)) = (&models.superres, &sr) {
+            let hr = sr.hr_size() * sr.hr_size();
+            let mut builder = FixedSizeListBuilder::new(Float32Builder::with_capacity(batch.len() * hr), hr as i32)
+                .with_field(Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true)));
+            let mut next = images.chunks_exact(hr);
+            for &row_ok in &ok {
+                if row_ok {
+                    builder.values().append_slice(next.next().expect("one SR image per usable row"));
+                    builder.append(true);
+                } else {
+                    builder.values().append_nulls(hr);
+                    builder.append(false);
+                }
+            }
+            columns.push(Arc::new(builder.finish()));
+        }
+        for s in &status {
+            match s.as_str() {
+                s if s.starts_with("ok") => summary.predicted += 1,
+                OUT_OF_DOMAIN => {
+                    summary.predicted += 1;
+                    summary.out_of_domain += 1;
+                }
+                other => {
+                    *summary.not_predicted.entry(other.to_string()).or_default() += 1;
+                    summary.failed += usize::from(!skipped_by_policy(other));
+                }
             }
         }
-        for j in 0..k {
-            columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[j])))));
-        }
-        let best = |p: &[f32]| (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-        let pred: Vec<Option<String>> =
-            per_row.iter().map(|p| p.map(|p| c.meta.class_names[best(p)].clone())).collect();
-        for name in pred.iter().flatten() {
-            *summary.per_class.entry(name.clone()).or_default() += 1;
-        }
-        columns.push(Arc::new(StringArray::from(pred)));
-        columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[best(p)])))));
-        let entropy = |p: &[f32]| -p.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f32>();
-        columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(entropy)))));
-        columns.push(Arc::new(Float32Array::from(ood)));
-        columns.push(Arc::new(arrow_array::BooleanArray::from(in_domain)));
+        columns.push(Arc::new(StringArray::from(status)));
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Shape(format!("building the output: {e}")))
     }
-    if let (Some(sr), Some(images)) = (&models.superres, &sr) {
-        let hr = sr.hr_size() * sr.hr_size();
-        let mut builder = FixedSizeListBuilder::new(Float32Builder::with_capacity(batch.len() * hr), hr as i32)
-            .with_field(Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true)));
-        let mut next = images.chunks_exact(hr);
-        for &row_ok in &ok {
-            if row_ok {
-                builder.values().append_slice(next.next().expect("one SR image per usable row"));
-                builder.append(true);
-            } else {
-                builder.values().append_nulls(hr);
-                builder.append(false);
-            }
-        }
-        columns.push(Arc::new(builder.finish()));
-    }
-    for s in &status {
-        match s.as_str() {
-            s if s.starts_with("ok") => summary.predicted += 1,
-            OUT_OF_DOMAIN => {
-                summary.predicted += 1;
-                summary.out_of_domain += 1;
-            }
-            other => {
-                *summary.not_predicted.entry(other.to_string()).or_default() += 1;
-                summary.failed += usize::from(!skipped_by_policy(other));
-            }
-        }
-    }
-    columns.push(Arc::new(StringArray::from(status)));
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::Parquet { path: opts.out.clone(), message: format!("building the output: {e}") })
 }
 
 /// What the reader thread sends: a batch of chunk `k`, or the end of chunk `k`.
@@ -425,23 +540,23 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     }
     let started = Instant::now();
     let reader = open_input(&opts.inputs, &opts.input)?;
-    let models = load_models(opts, reader.describe())?;
-    let class_names = models.classifier.as_ref().map(|c| c.meta.class_names.clone()).unwrap_or_default();
-    let sr_shape = models.superres.as_ref().map(|s| [s.hr_size(), s.hr_size()]);
-    let metadata = output_metadata(opts, &models)?;
+    let predictor = Predictor::load(&opts.predictor_options())?;
+    predictor.check_input(reader.describe())?;
+    let inputs: Vec<String> = opts.inputs.iter().map(|p| p.display().to_string()).collect();
+    let metadata = predictor.output_metadata(&inputs)?;
     let rows = reader.describe().rows;
     let hats_properties = reader.describe().hats_properties.clone();
     let manifest = chunks::Manifest {
         rows,
         chunk_rows: if single { rows.max(1) } else { opts.chunk_rows },
-        inputs: opts.inputs.iter().map(|p| p.display().to_string()).collect(),
+        inputs,
         // A single file is written whole each time: no resume to check.
         fingerprints: if single { vec![] } else { fingerprint_all(&reader.describe().files)? },
         identity: metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         options: row_options(opts, &reader.carried_fields()),
         natural_chunks: if single { vec![] } else { reader.describe().natural_chunks.clone() },
     };
-    let schema = predictions_schema(&reader.carried_fields(), &class_names, sr_shape, metadata);
+    let schema = predictor.output_schema(&reader.carried_fields(), metadata);
     // Which chunks this run writes: its shard's, less those done (resume).
     let path_of = |k: usize| if single { opts.out.clone() } else { manifest.chunk_path(&opts.out, k) };
     let owed: Vec<bool> = (0..manifest.chunks().max(1))
@@ -458,20 +573,8 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
             ));
         }
     }
-    let mut summary = PredictSummary {
-        out: opts.out.clone(),
-        rows: 0,
-        predicted: 0,
-        not_predicted: HashMap::new(),
-        out_of_domain: 0,
-        failed: 0,
-        per_class: HashMap::new(),
-        chunks_written: 0,
-        chunks_skipped: owed.iter().filter(|o| !**o).count(),
-        catalogue_finished: false,
-        seconds: 0.0,
-        model_seconds: 0.0,
-    };
+    let mut summary = PredictSummary::empty(opts.out.clone());
+    summary.chunks_skipped = owed.iter().filter(|o| !**o).count();
     let batch_size = opts.batch_size;
     std::thread::scope(|scope| -> Result<()> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Result<Message>>(2);
@@ -510,7 +613,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                     }
                     let (writer, next_row) = open.as_mut().expect("opened");
                     let n = batch.len();
-                    writer.write(&predict_batch(batch, *next_row, &models, opts, &schema, &mut summary)?)?;
+                    writer.write(&predictor.predict_batch(batch, *next_row, &schema, &mut summary)?)?;
                     *next_row += n;
                     summary.rows += n;
                 }

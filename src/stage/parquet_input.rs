@@ -16,11 +16,160 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use std::path::{Path, PathBuf};
 
+/// Which column of a table holds the cutouts, their shape, and the columns carried
+/// into the output: worked out once from a schema (Parquet footers, or an Arrow
+/// stream handed over in memory) and used to decode every batch alike.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    /// The image column.
+    pub image_column: String,
+    /// `[height, width]` of every cutout.
+    pub image_shape: [usize; 2],
+    /// Carried columns, in output order.
+    pub carried_fields: Vec<Field>,
+}
+
+impl TableLayout {
+    /// The layout of a table with `schema` (named `origin` in errors);
+    /// `first_stamp` finds the shape of a FITS-bytes column without `--shape`.
+    pub fn of_schema(
+        schema: &Schema,
+        opts: &InputOptions,
+        origin: &Path,
+        first_stamp: impl FnOnce(&str) -> std::result::Result<[usize; 2], String>,
+    ) -> Result<TableLayout> {
+        let image_column = find_image_column(schema, opts.image_column.as_deref(), origin)?;
+        let image_field = schema.field_with_name(&image_column).expect("found above").clone();
+        let image_shape = image_shape(&image_field, opts.shape, origin, first_stamp)?;
+        let id = match &opts.id_column {
+            Some(name) if schema.field_with_name(name).is_err() => {
+                return Err(parquet_error(origin, format!("no column `{name}` (--id-col)")))
+            }
+            Some(name) => Some(name.clone()),
+            None => schema.field_with_name("id").ok().map(|_| "id".to_string()),
+        };
+        let mut carried: Vec<String> = id.into_iter().collect();
+        for name in AUTO_CARRIED.iter().map(|s| s.to_string()).chain(opts.keep.iter().cloned()) {
+            if carried.contains(&name) || name == image_column {
+                continue;
+            }
+            match schema.field_with_name(&name) {
+                Ok(_) => carried.push(name),
+                Err(_) if opts.keep.contains(&name) => {
+                    return Err(parquet_error(origin, format!("no column `{name}` (--keep)")))
+                }
+                Err(_) => {}
+            }
+        }
+        let carried_fields = carried.iter().map(|n| schema.field_with_name(n).expect("checked").clone()).collect();
+        Ok(TableLayout { image_column, image_shape, carried_fields })
+    }
+
+    /// The columns a reader must decode: the carried ones, then the image.
+    pub fn column_names(&self) -> impl Iterator<Item = &String> {
+        self.carried_fields.iter().map(|f| f.name()).chain(std::iter::once(&self.image_column))
+    }
+
+    /// How the input is described to people.
+    pub fn layout(&self, schema: &Schema) -> String {
+        let dtype = schema.field_with_name(&self.image_column).map(|f| f.data_type().to_string()).unwrap_or_default();
+        format!("column `{}` ({dtype})", self.image_column)
+    }
+
+    /// The cutouts and carried columns of `batch` (read from `origin`).
+    pub fn decode(&self, origin: &Path, batch: &RecordBatch) -> Result<CutoutBatch> {
+        let [h, w] = self.image_shape;
+        let n = h * w;
+        let col = batch
+            .column_by_name(&self.image_column)
+            .ok_or_else(|| parquet_error(origin, format!("no column `{}` in this batch", self.image_column)))?;
+        if is_fits_bytes(col.data_type()) {
+            return self.decode_stamps(col.as_ref(), batch);
+        }
+        let (floats, offsets) =
+            list_rows(col).map_err(|m| parquet_error(origin, format!("column `{}`: {m}", self.image_column)))?;
+        let mut pixels = vec![0f32; batch.num_rows() * n];
+        let mut problems = vec![None; batch.num_rows()];
+        for row in 0..batch.num_rows() {
+            let (a, b) = (offsets[row], offsets[row + 1]);
+            problems[row] = if col.is_null(row) {
+                Some("null image".to_string())
+            } else if b - a != n {
+                Some(format!("{} pixels, expected {h}x{w}", b - a))
+            } else {
+                pixels[row * n..(row + 1) * n].copy_from_slice(&floats[a..b]);
+                None
+            };
+        }
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)? })
+    }
+
+    fn carried_of(&self, origin: &Path, batch: &RecordBatch) -> Result<Vec<(Field, arrow_array::ArrayRef)>> {
+        self.carried_fields
+            .iter()
+            .map(|field| match batch.column_by_name(field.name()) {
+                Some(column) if column.data_type() == field.data_type() => Ok((field.clone(), column.clone())),
+                Some(column) => Err(parquet_error(
+                    origin,
+                    format!(
+                        "column `{}` is {} in this batch, {} before",
+                        field.name(),
+                        column.data_type(),
+                        field.data_type()
+                    ),
+                )),
+                None => Err(parquet_error(origin, format!("no column `{}` in this batch", field.name()))),
+            })
+            .collect()
+    }
+
+    /// A column of FITS files in bytes (alert stamps), decoded row by row in parallel.
+    fn decode_stamps(&self, col: &dyn Array, batch: &RecordBatch) -> Result<CutoutBatch> {
+        use rayon::prelude::*;
+        let [h, w] = self.image_shape;
+        let decoded: Vec<std::result::Result<Vec<f32>, String>> = (0..col.len())
+            .into_par_iter()
+            .map(|row| {
+                let bytes = binary_value(col, row).ok_or_else(|| "null image".to_string())?;
+                let (shape, pixels) = decode_fits_bytes(bytes).map_err(|e| format!("FITS stamp: {e}"))?;
+                if shape != [h, w] {
+                    return Err(format!("FITS stamp is {}x{}, expected {h}x{w}", shape[0], shape[1]));
+                }
+                Ok(pixels)
+            })
+            .collect();
+        let mut pixels = vec![0f32; col.len() * h * w];
+        let mut problems = vec![None; col.len()];
+        for (row, result) in decoded.into_iter().enumerate() {
+            match result {
+                Ok(p) => pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&p),
+                Err(problem) => problems[row] = Some(problem),
+            }
+        }
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(Path::new(""), batch)? })
+    }
+}
+
+/// The shape of the first decodable FITS stamp among `batches`' column `name`.
+pub fn first_stamp_in<'a>(
+    batches: impl IntoIterator<Item = &'a RecordBatch>,
+    name: &str,
+) -> std::result::Result<[usize; 2], String> {
+    for batch in batches {
+        let Some(col) = batch.column_by_name(name) else { continue };
+        for row in 0..col.len() {
+            if let Some(Ok((shape, _))) = binary_value(col.as_ref(), row).map(decode_fits_bytes) {
+                return Ok(shape);
+            }
+        }
+    }
+    Err("no decodable FITS stamp: give --shape H,W".into())
+}
+
 /// Parquet files read as one table.
 pub struct ParquetCutouts {
     files: Vec<PathBuf>,
-    image_column: String,
-    carried_fields: Vec<Field>,
+    layout: TableLayout,
     desc: InputDescription,
     /// Rows of each file, from the footers.
     file_rows: Vec<usize>,
@@ -82,12 +231,17 @@ fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Resul
 
 /// `[height, width]` of the image column: tensor metadata, `--shape`, a square
 /// fixed size, or (FITS bytes) the first decodable stamp.
-fn image_shape(field: &Field, asked: Option<[usize; 2]>, path: &Path) -> Result<[usize; 2]> {
+fn image_shape(
+    field: &Field,
+    asked: Option<[usize; 2]>,
+    path: &Path,
+    first_stamp: impl FnOnce(&str) -> std::result::Result<[usize; 2], String>,
+) -> Result<[usize; 2]> {
     let err = |m: String| parquet_error(path, format!("column `{}`: {m}", field.name()));
     if is_fits_bytes(field.data_type()) {
         return match asked {
             Some(shape) => Ok(shape),
-            None => first_stamp_shape(path, field.name()).map_err(err),
+            None => first_stamp(field.name()).map_err(err),
         };
     }
     if !is_float_list(field.data_type()) {
@@ -125,11 +279,8 @@ fn first_stamp_shape(path: &Path, name: &str) -> std::result::Result<[usize; 2],
         ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(64)).map_err(|e| e.to_string())?;
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
-        let col = batch.column(0);
-        for row in 0..col.len() {
-            if let Some(Ok((shape, _))) = binary_value(col, row).map(decode_fits_bytes) {
-                return Ok(shape);
-            }
+        if let Ok(shape) = first_stamp_in([&batch], name) {
+            return Ok(shape);
         }
     }
     Err("no decodable FITS stamp: give --shape H,W".into())
@@ -152,34 +303,12 @@ impl ParquetCutouts {
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<ParquetCutouts> {
         let first = &files[0];
         let schema = open_builder(first)?.schema().clone();
-        let image_column = find_image_column(&schema, opts.image_column.as_deref(), first)?;
-        let image_field = schema.field_with_name(&image_column).expect("found above").clone();
-        let shape = image_shape(&image_field, opts.shape, first)?;
-        let id = match &opts.id_column {
-            Some(name) if schema.field_with_name(name).is_err() => {
-                return Err(parquet_error(first, format!("no column `{name}` (--id-col)")))
-            }
-            Some(name) => Some(name.clone()),
-            None => schema.field_with_name("id").ok().map(|_| "id".to_string()),
-        };
-        let mut carried: Vec<String> = id.into_iter().collect();
-        for name in AUTO_CARRIED.iter().map(|s| s.to_string()).chain(opts.keep.iter().cloned()) {
-            if carried.contains(&name) || name == image_column {
-                continue;
-            }
-            match schema.field_with_name(&name) {
-                Ok(_) => carried.push(name),
-                Err(_) if opts.keep.contains(&name) => {
-                    return Err(parquet_error(first, format!("no column `{name}` (--keep)")))
-                }
-                Err(_) => {}
-            }
-        }
+        let layout = TableLayout::of_schema(&schema, opts, first, |name| first_stamp_shape(first, name))?;
         let mut file_rows = Vec::with_capacity(files.len());
         for path in files {
             let builder = open_builder(path)?;
             let other = builder.schema();
-            for name in carried.iter().chain(std::iter::once(&image_column)) {
+            for name in layout.column_names() {
                 let want = schema.field_with_name(name).expect("checked").data_type();
                 match other.field_with_name(name) {
                     Ok(f) if f.data_type() == want => {}
@@ -194,22 +323,19 @@ impl ParquetCutouts {
             }
             file_rows.push(builder.metadata().file_metadata().num_rows() as usize);
         }
-        let layout = format!("column `{image_column}` ({})", image_field.data_type());
-        let carried_fields = carried.iter().map(|n| schema.field_with_name(n).expect("checked").clone()).collect();
         Ok(ParquetCutouts {
             files: files.to_vec(),
             desc: InputDescription {
                 format: "parquet".into(),
                 files: files.to_vec(),
                 rows: file_rows.iter().sum(),
-                image_shape: shape,
-                layout,
-                carried_columns: carried,
+                image_shape: layout.image_shape,
+                layout: layout.layout(&schema),
+                carried_columns: layout.carried_fields.iter().map(|f| f.name().clone()).collect(),
                 natural_chunks: vec![],
                 hats_properties: None,
             },
-            image_column,
-            carried_fields,
+            layout,
             file_rows,
             position: 0,
             current: None,
@@ -244,13 +370,8 @@ impl ParquetCutouts {
         let path = self.files[k].clone();
         let builder = open_builder(&path)?;
         let schema = builder.schema().clone();
-        let wanted: Vec<usize> = self
-            .carried_fields
-            .iter()
-            .map(|f| f.name())
-            .chain(std::iter::once(&self.image_column))
-            .map(|n| schema.index_of(n).expect("checked at open"))
-            .collect();
+        let wanted: Vec<usize> =
+            self.layout.column_names().map(|n| schema.index_of(n).expect("checked at open")).collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
         let reader = ParquetBatches::new(
             &path,
@@ -258,62 +379,6 @@ impl ParquetCutouts {
         )?;
         self.current = Some((path, reader));
         Ok(true)
-    }
-
-    fn decode(&self, path: &Path, batch: &RecordBatch) -> Result<CutoutBatch> {
-        let [h, w] = self.desc.image_shape;
-        let n = h * w;
-        let col = batch.column_by_name(&self.image_column).expect("projected");
-        if is_fits_bytes(col.data_type()) {
-            return Ok(self.decode_stamps(col.as_ref(), batch));
-        }
-        let (floats, offsets) =
-            list_rows(col).map_err(|m| parquet_error(path, format!("column `{}`: {m}", self.image_column)))?;
-        let mut pixels = vec![0f32; batch.num_rows() * n];
-        let mut problems = vec![None; batch.num_rows()];
-        for row in 0..batch.num_rows() {
-            let (a, b) = (offsets[row], offsets[row + 1]);
-            problems[row] = if col.is_null(row) {
-                Some("null image".to_string())
-            } else if b - a != n {
-                Some(format!("{} pixels, expected {h}x{w}", b - a))
-            } else {
-                pixels[row * n..(row + 1) * n].copy_from_slice(&floats[a..b]);
-                None
-            };
-        }
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(batch) })
-    }
-
-    fn carried_of(&self, batch: &RecordBatch) -> Vec<(Field, arrow_array::ArrayRef)> {
-        let column = |field: &Field| batch.column_by_name(field.name()).expect("projected").clone();
-        self.carried_fields.iter().map(|field| (field.clone(), column(field))).collect()
-    }
-
-    /// A column of FITS files in bytes (alert stamps), decoded row by row in parallel.
-    fn decode_stamps(&self, col: &dyn Array, batch: &RecordBatch) -> CutoutBatch {
-        use rayon::prelude::*;
-        let [h, w] = self.desc.image_shape;
-        let decoded: Vec<std::result::Result<Vec<f32>, String>> = (0..col.len())
-            .into_par_iter()
-            .map(|row| {
-                let bytes = binary_value(col, row).ok_or_else(|| "null image".to_string())?;
-                let (shape, pixels) = decode_fits_bytes(bytes).map_err(|e| format!("FITS stamp: {e}"))?;
-                if shape != [h, w] {
-                    return Err(format!("FITS stamp is {}x{}, expected {h}x{w}", shape[0], shape[1]));
-                }
-                Ok(pixels)
-            })
-            .collect();
-        let mut pixels = vec![0f32; col.len() * h * w];
-        let mut problems = vec![None; col.len()];
-        for (row, result) in decoded.into_iter().enumerate() {
-            match result {
-                Ok(p) => pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&p),
-                Err(problem) => problems[row] = Some(problem),
-            }
-        }
-        CutoutBatch { pixels, problems, carried: self.carried_of(batch) }
     }
 }
 
@@ -323,7 +388,7 @@ impl CutoutReader for ParquetCutouts {
     }
 
     fn carried_fields(&self) -> Vec<Field> {
-        self.carried_fields.clone()
+        self.layout.carried_fields.clone()
     }
 
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
@@ -336,7 +401,7 @@ impl CutoutReader for ParquetCutouts {
                 }
                 self.position += take;
                 let path = self.current.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
-                return self.decode(&path, &batch.slice(0, take)).map(Some);
+                return self.layout.decode(&path, &batch.slice(0, take)).map(Some);
             }
             if self.current.is_none() && !self.start_file(max_rows)? {
                 return Ok(None);

@@ -1,0 +1,167 @@
+"""lensmae from Python: dark-matter substructure of strong gravitational lenses.
+
+Two entry points, Arrow in and Arrow out:
+
+- ``lensmae.load_model(...)`` loads a classifier (the bundled one by default) and
+  returns a :class:`Model`; ``model.predict(table)`` takes a pyarrow Table or
+  RecordBatchReader, a polars or pandas DataFrame (anything with
+  ``__arrow_c_stream__``) and returns a ``pyarrow.Table`` with one row per input
+  row: the same columns and values as ``lensmae predict`` writes.
+- ``lensmae.simulate(...)`` renders strong lenses in-process (DeepLense recipes
+  and survey-like lenses) into a ``pyarrow.Table``; image columns are
+  ``arrow.fixed_shape_tensor`` (``table["image"].combine_chunks().to_numpy_ndarray()``).
+
+``lensmae.lsdb.predict_catalog`` adds the predictions to an LSDB catalogue, lazily,
+partition by partition on Dask.
+
+The computations run in Rust with the GIL released; errors are raised as
+:class:`LensmaeError` with lensmae's message (file, row or option named).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterable, Optional, Sequence, Tuple
+
+import pyarrow as pa
+
+from . import _lensmae
+from ._lensmae import LensmaeError, __version__
+
+__all__ = ["Model", "load_model", "simulate", "presets", "LensmaeError", "PREDICTION_COLUMNS", "__version__"]
+
+#: What each column of a prediction table holds (``help(lensmae.Model.predict)``).
+PREDICTION_COLUMNS = {
+    "row": "the input row's number, from 0 (int64)",
+    "<carried>": "the id column (``id`` when present, or ``id_col``), ra/dec/_healpix_29/object_id "
+    "when present, and the ``keep`` columns, as given",
+    "p_<class>": "the calibrated probability of each class (float32; null when the row has no prediction)",
+    "pred_class": "the most probable class (string)",
+    "max_prob": "its probability (float32)",
+    "entropy": "entropy of the probabilities, nats (float32)",
+    "ood_score": "Mahalanobis distance of the cutout's encoder features from the model's training "
+    "domain (float32; null for an uncalibrated model)",
+    "in_domain": "whether ood_score is within the threshold fitted on validation data (bool)",
+    "sr_image": "the super-resolved cutout (arrow.fixed_shape_tensor; task 'superres' or 'all')",
+    "status": "'ok'; 'out_of_domain' (answered, but the cutout is unlike the training data: do not "
+    "trust the probabilities); 'ok: N non-finite pixels set to 0'; or why the row has no prediction "
+    "('skipped: ...', 'failed: ...')",
+}
+
+
+def _as_stream(data: Any) -> Any:
+    """Anything Arrow-like as an object with ``__arrow_c_stream__``."""
+    if hasattr(data, "__arrow_c_stream__"):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    try:
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            return pa.Table.from_pandas(data, preserve_index=False)
+    except ImportError:  # pragma: no cover - pandas is optional
+        pass
+    return pa.table(data)
+
+
+class Model:
+    """A loaded lensmae model; make one with :func:`load_model`.
+
+    A model holds its weights and its own worker threads, and may be called from
+    several Python threads at once. It pickles as the arguments that loaded it,
+    so Dask, Spark or Ray workers load their own copy (once per process).
+    """
+
+    def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
+                 batch_size=64, nan_policy="fail"):
+        self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
+                          batch_size=batch_size, nan_policy=nan_policy)
+        self._inner = _loaded(**self._args)
+
+    @property
+    def class_names(self) -> list:
+        """Class names, in the order of the ``p_<class>`` columns."""
+        return self._inner.class_names
+
+    @property
+    def input_shape(self) -> Tuple[int, int]:
+        """``(height, width)`` of the cutouts the model takes."""
+        return self._inner.input_shape
+
+    def predict(self, data: Any, *, image_col: Optional[str] = None, id_col: Optional[str] = None,
+                keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None) -> pa.Table:
+        """Predicts every row of ``data`` and returns a ``pyarrow.Table``.
+
+        ``data``: a pyarrow Table/RecordBatch/RecordBatchReader, a polars or pandas
+        DataFrame, or any object with ``__arrow_c_stream__``. The image column
+        (``image_col``; default ``image``, else the only tensor, list-of-float or
+        FITS-bytes column) holds ``arrow.fixed_shape_tensor`` cutouts, lists of
+        floats (give ``shape=(h, w)`` unless square fixed-size lists) or FITS
+        files as bytes (alert stamps).
+
+        One output row per input row, in order; the columns are those of
+        ``lensmae.PREDICTION_COLUMNS``. With the same rows and batch size the
+        values equal ``lensmae predict``'s bit for bit.
+        """
+        return self._inner.predict(_as_stream(data), image_col=image_col, id_col=id_col, keep=list(keep),
+                                   shape=shape)
+
+    def __reduce__(self):
+        return (_model_from_args, (self._args,))
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded(**args) -> "_lensmae.Model":
+    # One load per process and set of arguments: workers reuse it across partitions.
+    return _lensmae.Model(**args)
+
+
+def _model_from_args(args: dict) -> Model:
+    return Model(**args)
+
+
+def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optional[str] = None,
+               task: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
+               batch_size: int = 64, nan_policy: str = "fail") -> Model:
+    """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
+    ``"bundled:superres"`` (16x16 -> 64x64), or a checkpoint path.
+
+    ``task``: ``classify`` (default), ``superres`` or ``all`` (super-resolve, then
+    classify); inferred from ``sr_model`` when not given. ``device``: ``cpu`` or
+    ``cuda[:N]`` (CUDA builds). ``threads``: worker threads of this model (default:
+    all cores). ``nan_policy``: ``fail``, ``zero`` or ``skip-row`` for cutouts
+    with NaN or infinite pixels.
+    """
+    if task is None:
+        if model == "bundled:superres":
+            task, sr_model, model = "superres", model, None
+        else:
+            task = "all" if (sr_model and model) else "superres" if sr_model else "classify"
+    return Model(model, sr_model=sr_model, task=task, device=device, threads=threads, batch_size=batch_size,
+                 nan_policy=nan_policy)
+
+
+def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",
+             factor: int = 4, config: Optional[str] = None, classes: Optional[Iterable[str]] = None,
+             threads: Optional[int] = None) -> pa.Table:
+    """Renders ``n_per_class`` lenses of each class and returns them as a table.
+
+    The rows, columns and values of ``lensmae simulate --preset PRESET --seed SEED``:
+    ``id``, ``label``, ``label_idx``, ``image`` (``arrow.fixed_shape_tensor``;
+    ``task="superres"`` gives ``lr`` and ``hr``, ``factor`` apart),
+    ``n_subhalos`` and the drawn parameters (Einstein radius, source magnitude,
+    ``sub_snr``, ...). ``config`` is a TOML recipe instead of a preset; ``presets()``
+    lists the presets.
+    """
+    return _lensmae.simulate(preset=preset, n_per_class=n_per_class, seed=seed, task=task, factor=factor,
+                             config=config, classes=list(classes) if classes is not None else None,
+                             threads=threads)
+
+
+def presets() -> list:
+    """``(name, description)`` of every simulator preset."""
+    return _lensmae.presets()

@@ -1,0 +1,45 @@
+"""Type stubs of the compiled module (the public API is in ``lensmae``)."""
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import pyarrow as pa
+
+__version__: str
+
+class LensmaeError(Exception): ...
+
+class Model:
+    def __init__(
+        self,
+        model: Optional[Union[str, Path]] = None,
+        sr_model: Optional[Union[str, Path]] = None,
+        task: str = "classify",
+        device: str = "cpu",
+        threads: Optional[int] = None,
+        batch_size: int = 64,
+        nan_policy: str = "fail",
+    ) -> None: ...
+    @property
+    def class_names(self) -> List[str]: ...
+    @property
+    def input_shape(self) -> Tuple[int, int]: ...
+    def predict(
+        self,
+        table: Any,
+        image_col: Optional[str] = None,
+        id_col: Optional[str] = None,
+        keep: Sequence[str] = ...,
+        shape: Optional[Tuple[int, int]] = None,
+    ) -> pa.Table: ...
+
+def simulate(
+    preset: str = "deeplense-model2",
+    n_per_class: int = 100,
+    seed: int = 1,
+    task: str = "classify",
+    factor: int = 4,
+    config: Optional[Union[str, Path]] = None,
+    classes: Optional[List[str]] = None,
+    threads: Optional[int] = None,
+) -> pa.Table: ...
+def presets() -> List[Tuple[str, str]]: ...

@@ -1,0 +1,195 @@
+//! `lensmae._lensmae`: the Python binding, thin. Arrow comes in through the Arrow
+//! PyCapsule stream interface (pyarrow, polars, pandas and anything else that has
+//! `__arrow_c_stream__`) and goes out as a `pyarrow.Table`; the work is the
+//! library's, run with the GIL released; errors arrive as `LensmaeError` with
+//! lensmae's message. Nothing here is process-wide: each `Model` holds its own
+//! loaded models and may be called from several Python threads.
+
+use arrow_pyarrow::{PyArrowType, Table};
+use lensmae::cancel::Cancel;
+use lensmae::stage::arrow_input::ArrowCutouts;
+use lensmae::stage::{InputOptions, NanPolicy, Predictor, PredictorOptions, StageTask};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use std::path::PathBuf;
+
+create_exception!(_lensmae, LensmaeError, PyException, "An error lensmae reports (bad input, model, option).");
+
+fn error(e: impl std::fmt::Display) -> PyErr {
+    LensmaeError::new_err(e.to_string())
+}
+
+fn device(name: &str) -> PyResult<candle_core::Device> {
+    lensmae::model::device::open_device(name, lensmae::model::device::Precision::F32).map_err(error)
+}
+
+/// A thread pool of `threads` workers for one model's computations (its own, not
+/// rayon's process-wide pool), or none for rayon's default.
+fn pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
+    match threads {
+        None => Ok(None),
+        Some(0) => Err(error("threads must be at least 1")),
+        Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n).build().map(Some).map_err(error),
+    }
+}
+
+fn in_pool<T: Send>(pool: &Option<rayon::ThreadPool>, work: impl FnOnce() -> T + Send) -> T {
+    match pool {
+        Some(p) => p.install(work),
+        None => work(),
+    }
+}
+
+/// A loaded classifier (or super-resolution model, or both) ready to predict.
+#[pyclass(module = "lensmae._lensmae", frozen)]
+struct Model {
+    predictor: Predictor,
+    pool: Option<rayon::ThreadPool>,
+    name: String,
+}
+
+#[pymethods]
+impl Model {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail"))]
+    fn new(
+        py: Python<'_>,
+        model: Option<PathBuf>,
+        sr_model: Option<PathBuf>,
+        task: &str,
+        device: &str,
+        threads: Option<usize>,
+        batch_size: usize,
+        nan_policy: &str,
+    ) -> PyResult<Model> {
+        let task = match task {
+            "classify" => StageTask::Classify,
+            "superres" => StageTask::Superres,
+            "all" => StageTask::All,
+            other => return Err(error(format!("task `{other}`: one of classify, superres, all"))),
+        };
+        let nan_policy = match nan_policy {
+            "fail" => NanPolicy::Fail,
+            "zero" => NanPolicy::Zero,
+            "skip-row" | "skip_row" => NanPolicy::SkipRow,
+            other => return Err(error(format!("nan_policy `{other}`: one of fail, zero, skip-row"))),
+        };
+        let name = model.as_ref().or(sr_model.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+        let options = PredictorOptions { model, sr_model, task, batch_size, device: self::device(device)?, nan_policy };
+        let pool = pool(threads)?;
+        let predictor = py.detach(|| in_pool(&pool, || Predictor::load(&options))).map_err(error)?;
+        Ok(Model { predictor, pool, name })
+    }
+
+    /// Class names, in the order of the `p_<class>` columns.
+    #[getter]
+    fn class_names(&self) -> Vec<String> {
+        self.predictor.class_names()
+    }
+
+    /// `(height, width)` of the cutouts the model takes.
+    #[getter]
+    fn input_shape(&self) -> (usize, usize) {
+        let [h, w] = self.predictor.input_shape();
+        (h, w)
+    }
+
+    /// Predicts every row of `table`; see `lensmae.Model.predict`.
+    #[pyo3(signature = (table, image_col=None, id_col=None, keep=Vec::new(), shape=None))]
+    fn predict(
+        &self,
+        py: Python<'_>,
+        table: PyArrowType<Table>,
+        image_col: Option<String>,
+        id_col: Option<String>,
+        keep: Vec<String>,
+        shape: Option<(usize, usize)>,
+    ) -> PyResult<PyArrowType<Table>> {
+        let (batches, schema) = table.0.into_inner();
+        let opts = InputOptions {
+            image_column: image_col,
+            id_column: id_col,
+            keep,
+            shape: shape.map(|(h, w)| [h, w]),
+            hdu: None,
+        };
+        let (schema, batches) = py
+            .detach(|| {
+                in_pool(&self.pool, || -> lensmae::Result<_> {
+                    let mut reader = ArrowCutouts::new(schema, batches, &opts, "table")?;
+                    let (schema, batches, _) =
+                        self.predictor.predict_reader(&mut reader, &["table".to_string()], &Cancel::new())?;
+                    Ok((schema, batches))
+                })
+            })
+            .map_err(error)?;
+        Table::try_new(batches, schema).map(PyArrowType).map_err(error)
+    }
+
+    fn __repr__(&self) -> String {
+        let o = self.predictor.options();
+        format!("lensmae.Model({:?}, task={:?}, batch_size={})", self.name, o.task, o.batch_size)
+    }
+}
+
+/// Simulated lenses as a table; see `lensmae.simulate`.
+#[pyfunction]
+#[pyo3(signature = (preset="deeplense-model2", n_per_class=100, seed=1, task="classify", factor=4, config=None, classes=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn simulate(
+    py: Python<'_>,
+    preset: &str,
+    n_per_class: usize,
+    seed: u64,
+    task: &str,
+    factor: usize,
+    config: Option<PathBuf>,
+    classes: Option<Vec<String>>,
+    threads: Option<usize>,
+) -> PyResult<PyArrowType<Table>> {
+    let recipe = match &config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| error(format!("{}: {e}", path.display())))?;
+            lensmae::sim::SimConfig::from_toml(&text).map_err(|e| error(format!("{}: {e}", path.display())))?
+        }
+        None => lensmae::sim::presets::preset(preset).map_err(error)?,
+    };
+    let mut opts = lensmae::data::simulate::SimulateOptions::new(n_per_class, seed, PathBuf::new());
+    opts.task = match task {
+        "classify" => lensmae::data::Task::Classify,
+        "superres" => lensmae::data::Task::Superres { factor },
+        other => return Err(error(format!("task `{other}`: one of classify, superres"))),
+    };
+    opts.classes = classes;
+    let pool = pool(threads)?;
+    let (schema, batches) = py
+        .detach(|| {
+            in_pool(&pool, || {
+                let simulator = lensmae::sim::Simulator::new(recipe)?;
+                lensmae::data::simulate::simulate_batches(&simulator, &opts)
+            })
+        })
+        .map_err(error)?;
+    Table::try_new(batches, schema).map(PyArrowType).map_err(error)
+}
+
+/// The presets `simulate` knows, with their descriptions.
+#[pyfunction]
+fn presets() -> PyResult<Vec<(String, String)>> {
+    lensmae::sim::presets::PRESETS
+        .iter()
+        .map(|(name, _)| Ok((name.to_string(), lensmae::sim::presets::preset(name).map_err(error)?.description)))
+        .collect()
+}
+
+#[pymodule]
+fn _lensmae(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(presets, m)?)?;
+    m.add("LensmaeError", m.py().get_type::<LensmaeError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

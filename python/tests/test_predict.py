@@ -1,0 +1,92 @@
+"""Model.predict against the CLI, on every kind of Arrow input."""
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import lensmae
+
+
+def cli_predictions(lensmae_cli, tmp_path, source, *args):
+    out = tmp_path / "cli.parquet"
+    lensmae_cli("predict", "--input", source, "--out", out, "--batch-size", "64", *args)
+    return pq.read_table(out)
+
+
+def test_predictions_equal_the_cli_bit_for_bit(lensmae_cli, fixtures, tmp_path):
+    source = fixtures / "catalog" / "deeplense-model2-12.parquet"
+    want = cli_predictions(lensmae_cli, tmp_path, source)
+    model = lensmae.load_model()
+    got = model.predict(pq.read_table(source))
+    assert got.column_names == want.column_names
+    assert got.num_rows == want.num_rows == 12
+    # Same values bit for bit, column by column (metadata aside).
+    for name in want.column_names:
+        assert got.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
+    assert model.class_names == ["axion", "cdm", "no_sub"]
+
+
+def test_table_batches_of_any_size_give_the_same_rows(fixtures):
+    table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet")
+    model = lensmae.load_model(batch_size=5)
+    whole = model.predict(table)
+    # The same rows cut into uneven record batches: re-cut to batches of 5 inside.
+    pieces = pa.Table.from_batches(table.to_batches(max_chunksize=3) + [], schema=table.schema)
+    assert model.predict(pieces).equals(whole)
+    reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=7))
+    assert model.predict(reader).equals(whole)
+
+
+def test_polars_and_pandas_frames_go_in(fixtures):
+    pl = pytest.importorskip("polars")
+    pd = pytest.importorskip("pandas")
+    source = fixtures / "catalog" / "deeplense-model2-12.parquet"
+    table = pq.read_table(source, columns=["id", "image"])
+    model = lensmae.load_model()
+    want = model.predict(table)
+    # Polars and pandas carry the tensor column as plain lists of 64x64 floats.
+    frame = pl.read_parquet(source, columns=["id", "image"])
+    from_polars = model.predict(frame, shape=(64, 64))
+    panda = table.to_pandas()
+    from_pandas = model.predict(panda, shape=(64, 64))
+    for got in (from_polars, from_pandas):
+        assert got.num_rows == 12
+        for name in ["id", "p_axion", "p_cdm", "p_no_sub", "pred_class", "status"]:
+            assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+
+
+def test_empty_and_one_row_tables(fixtures):
+    table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet")
+    model = lensmae.load_model()
+    empty = model.predict(table.slice(0, 0))
+    assert empty.num_rows == 0 and "p_cdm" in empty.column_names
+    one = model.predict(table.slice(4, 1))
+    assert one.num_rows == 1 and one.column("id").to_pylist() == table.column("id").to_pylist()[4:5]
+
+
+def test_errors_are_python_exceptions_with_lensmaes_message(fixtures):
+    table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet")
+    model = lensmae.load_model()
+    with pytest.raises(lensmae.LensmaeError, match="no column `nope`"):
+        model.predict(table, image_col="nope")
+    with pytest.raises(lensmae.LensmaeError, match="No such file"):
+        lensmae.load_model("missing.safetensors")
+    with pytest.raises(lensmae.LensmaeError, match="nan_policy"):
+        lensmae.load_model(nan_policy="ignore")
+
+
+def test_models_are_independent_and_callable_from_threads(fixtures):
+    from concurrent.futures import ThreadPoolExecutor
+
+    table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet")
+    small = lensmae.load_model(threads=1, batch_size=4)
+    other = lensmae.load_model(threads=2, batch_size=4)
+    want = small.predict(table)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda m: m.predict(table), [small, other, small, other]))
+    for got in results:
+        assert got.column("p_axion").equals(want.column("p_axion"))
+
+
+def test_help_explains_the_columns():
+    assert "out_of_domain" in lensmae.Model.predict.__doc__ or "PREDICTION_COLUMNS" in lensmae.Model.predict.__doc__
+    assert "ood_score" in lensmae.PREDICTION_COLUMNS

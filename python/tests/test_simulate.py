@@ -1,0 +1,26 @@
+"""lensmae.simulate against `lensmae simulate`."""
+import numpy as np
+import pyarrow.parquet as pq
+
+import lensmae
+
+
+def test_simulate_equals_the_cli(lensmae_cli, tmp_path):
+    lensmae_cli("simulate", "--preset", "deeplense-model2", "--n-per-class", "4", "--seed", "7", "--out", tmp_path, "-q")
+    want = pq.read_table(tmp_path / "dataset.parquet")
+    got = lensmae.simulate("deeplense-model2", n_per_class=4, seed=7)
+    assert got.column_names == want.column_names
+    for name in want.column_names:
+        assert got.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
+    images = got.column("image").combine_chunks().to_numpy_ndarray()
+    assert images.shape == (12, 64, 64) and np.isfinite(images).all()
+    assert got.schema.field("image").type.extension_name == "arrow.fixed_shape_tensor"
+
+
+def test_superres_pairs_and_presets():
+    pairs = lensmae.simulate("deeplense-model2", n_per_class=1, seed=3, task="superres", factor=4)
+    lr = pairs.column("lr").combine_chunks().to_numpy_ndarray()
+    hr = pairs.column("hr").combine_chunks().to_numpy_ndarray()
+    assert lr.shape == (3, 16, 16) and hr.shape == (3, 64, 64)
+    names = [name for name, _ in lensmae.presets()]
+    assert "survey" in names and "deeplense-model2" in names
