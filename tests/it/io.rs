@@ -373,3 +373,19 @@ fn write_parquet(path: &std::path::Path, batch: &arrow_array::RecordBatch) -> st
     w.close().unwrap();
     path.to_path_buf()
 }
+
+#[test]
+fn a_cancelled_simulation_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::new(lensmae::sim::presets::preset("deeplense-model2").unwrap()).unwrap();
+    for format in [lensmae::data::Format::Parquet, lensmae::data::Format::Fits, lensmae::data::Format::Npy] {
+        let mut opts = SimulateOptions::new(4, 7, dir.path());
+        opts.format = format;
+        opts.chunk_size = 2;
+        opts.cancel.cancel(); // as Ctrl-C does
+        let e = simulate_dataset(&sim, &opts).unwrap_err();
+        assert!(matches!(e, lensmae::Error::Interrupted(_)), "{format:?}: {e}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{format:?} left {left:?}");
+    }
+}
