@@ -1,7 +1,7 @@
 """Rows/s and peak memory of lensmae over a HATS catalogue: the CLI, and
 lensmae.lsdb.predict_catalog on a Dask LocalCluster of 1 and 2 worker processes.
 
-    python bench/lsdb_scale.py [ROWS] [WORKDIR]
+    python bench/lsdb_scale.py [ROWS] [WORKDIR] [partition]
 
 Builds (once) a HATS catalogue of ROWS (default 100,000) 64x64 cutouts: the 12
 DeepLense Model II images of fixtures/catalog with a little noise, at random sky
@@ -9,6 +9,8 @@ positions, ~10,000 rows per partition. Then times, each writing a HATS catalogue
 predictions with the bundled classifier: `lensmae predict` (peak RSS from
 /usr/bin/time), and predict_catalog + write_catalog with 1 and 2 workers of one
 thread each (peak RSS per worker from getrusage). Prints one JSON line per run.
+With `partition`, times only lensmae's share of one partition instead: Model.predict
+on its Arrow table, and lensmae.lsdb.predict_frame on its pandas frame.
 Needs lensmae (pip install ./python[lsdb]) and the release CLI (cargo build --release).
 """
 import json
@@ -92,10 +94,32 @@ def run_lsdb(catalogue, out, workers):
             "rows_per_s": round(ROWS / seconds, 1), "peak_rss_mb_per_worker": [round(v, 1) for v in peaks.values()]}
 
 
+def time_one_partition(catalogue):
+    import lensmae
+    import lensmae.lsdb
+
+    first = sorted((catalogue / "dataset").rglob("*.parquet"))[0]
+    table = pq.read_table(first)
+    model = lensmae.load_model(threads=1)
+    started = time.perf_counter()
+    model.predict(table, shape=(64, 64))
+    predict = time.perf_counter() - started
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+    started = time.perf_counter()
+    lensmae.lsdb.predict_frame(frame, model, shape=(64, 64))
+    frame_seconds = time.perf_counter() - started
+    n = table.num_rows
+    return {"run": "one partition, 1 thread", "rows": n, "Model.predict_rows_per_s": round(n / predict, 1),
+            "predict_frame_rows_per_s": round(n / frame_seconds, 1)}
+
+
 if __name__ == "__main__":
     WORK.mkdir(parents=True, exist_ok=True)
     catalogue = WORK / "cutouts"
     build_catalogue(catalogue)
+    if sys.argv[3:] == ["partition"]:
+        print(json.dumps(time_one_partition(catalogue)))
+        sys.exit()
     print(json.dumps({"machine": f"{__import__('os').cpu_count()} cores", "rows": ROWS}), flush=True)
     for threads in (1, 2):
         print(json.dumps(run_cli(catalogue, WORK / f"cli-{threads}", threads)), flush=True)
