@@ -90,26 +90,22 @@ pub fn run() -> anyhow::Result<()> {
     dispatch(Cli::parse().command)
 }
 
-/// The command line of the step `lensmae run` is running (steps run in this process).
-static STEP_COMMAND: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-/// The command line that asked for the work, for a checkpoint's provenance: the
-/// pipeline step's within `lensmae run`, else this process's.
+/// This process's command line, for a checkpoint's provenance.
 pub fn command_line() -> String {
-    let step = STEP_COMMAND.lock().map(|s| s.clone()).unwrap_or_default();
-    step.unwrap_or_else(|| {
-        let mut words: Vec<String> = std::env::args().collect();
-        words[0] = "lensmae".into();
-        words.join(" ")
-    })
+    let mut words: Vec<String> = std::env::args().collect();
+    words[0] = "lensmae".into();
+    words.join(" ")
 }
 
-/// Run one pipeline step's command, with its command line for provenance.
-pub fn dispatch_step(command: Command, line: String) -> anyhow::Result<()> {
-    *STEP_COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
-    let result = dispatch(command);
-    *STEP_COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    result
+/// Run one pipeline step's command, with its command line for provenance (the
+/// step's, not `lensmae run ...`).
+pub fn dispatch_step(mut command: Command, line: String) -> anyhow::Result<()> {
+    match &mut command {
+        Command::Pretrain(args) => args.set_command_line(line),
+        Command::Finetune(args) => args.set_command_line(line),
+        _ => {}
+    }
+    dispatch(command)
 }
 
 /// Prints a line on stdout; a closed pipe (`lensmae ... | head`) comes back as

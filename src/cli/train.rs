@@ -116,6 +116,10 @@ pub struct CommonTrainArgs {
     model: String,
     #[command(flatten)]
     device: DeviceArgs,
+    /// The command line recorded in the checkpoint (a pipeline step's); this
+    /// process's when `None`.
+    #[arg(skip)]
+    command_line: Option<String>,
 }
 
 fn parse_scaling(name: &str) -> Result<Scaling, String> {
@@ -159,7 +163,7 @@ impl CommonTrainArgs {
             resume: self.resume,
             overwrite: self.overwrite,
             stop_after: self.stop_after_epochs,
-            command: super::command_line(),
+            command: self.command_line.clone().unwrap_or_else(super::command_line),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             device: self.device.open()?,
         };
@@ -199,6 +203,20 @@ pub struct PretrainArgs {
     /// Predict per-patch normalised pixels.
     #[arg(long)]
     norm_pix_loss: bool,
+}
+
+impl PretrainArgs {
+    /// Records `line` as the command that asked for the work.
+    pub fn set_command_line(&mut self, line: String) {
+        self.common.command_line = Some(line);
+    }
+}
+
+impl FinetuneArgs {
+    /// Records `line` as the command that asked for the work.
+    pub fn set_command_line(&mut self, line: String) {
+        self.common.command_line = Some(line);
+    }
 }
 
 /// Arguments of `lensmae finetune`.

@@ -49,3 +49,31 @@ fn inputs_earlier_campaigns_found_are_refused() {
         assert!(e.contains("malformed file (the decoder failed"), "{file}: {e}");
     }
 }
+
+/// A Parquet file whose dictionary page declares more values than it holds (the
+/// campaign's 4.6 GB allocation came from such a page): refused before decoding.
+#[test]
+fn a_dictionary_page_declaring_more_values_than_its_bytes_is_refused() {
+    use arrow_array::{Int32Array, RecordBatch};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dict.parquet");
+    let values = Int32Array::from_iter_values((0..1000).map(|i| i % 64));
+    let batch = RecordBatch::try_from_iter([("label_idx", Arc::new(values) as arrow_array::ArrayRef)]).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+        .build();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props))
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The dictionary page header's num_values (64, a zigzag varint 0x80 0x01 after
+    // the field header 0x15, then the PLAIN encoding 0x15 0x00) becomes 8,191.
+    let at = bytes.windows(5).position(|w| w == [0x15, 0x80, 0x01, 0x15, 0x00]).expect("a dictionary page header");
+    bytes[at + 1..at + 3].copy_from_slice(&[0xFE, 0x7F]);
+    std::fs::write(&path, &bytes).unwrap();
+    let e = lensmae::data::parquet::open_parquet(&path).err().unwrap().to_string();
+    assert!(e.contains("a dictionary page declares 8191 values in 256 bytes"), "{e}");
+}
