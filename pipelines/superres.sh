@@ -33,4 +33,4 @@ for m in mae-paper-head scratch-paper-head mae-flux-conserving mae-residual; do
     echo "== $m (held-out test split)"
     $L model info "$RUN/$m.safetensors" | python3 -c 'import json,sys; p=json.load(sys.stdin)["provenance"]; print(json.dumps({"best_epoch": p["best_epoch"], "test_split": p["test_split"], "test": p["test"]}))'
 done
-$L evaluate --model "$RUN/mae-paper-head.safetensors" --input "$D" --report "$RUN/mae-paper-head-all.json" --grid "$RUN/grid.png"
+$L evaluate --model "$RUN/mae-paper-head.safetensors" --input "$D" --report "$RUN/mae-paper-head-all.json" --grid "$RUN/grid.png" --overwrite

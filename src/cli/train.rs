@@ -311,6 +311,9 @@ pub struct EvaluateArgs {
     /// Write the JSON report here (default: print it).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Replace an existing report (and its plots).
+    #[arg(long)]
+    overwrite: bool,
     /// Write the ROC curves as a PNG here (default: beside --report, as
     /// `<report stem>.roc.png`; none when the report is printed).
     #[arg(long)]
@@ -351,6 +354,9 @@ pub enum ModelCommand {
         /// The compact checkpoint to write.
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing --out.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Fit a classifier's calibration on labelled images it was not trained on
     /// (validation data): the softmax temperature, and the model of its training
@@ -375,6 +381,9 @@ pub enum ModelCommand {
         /// The calibrated checkpoint to write.
         #[arg(long)]
         out: PathBuf,
+        /// Replace an existing --out.
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -553,6 +562,9 @@ fn evaluate_superres_cmd(
 
 /// Run `lensmae evaluate`.
 pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
+    if let Some(report) = &args.report {
+        crate::data::atomic::refuse_existing(report, args.overwrite)?;
+    }
     let dev = args.device.open()?;
     let (tensors, meta) = load_checkpoint(&args.model, &dev)?;
     if meta.task == ModelTask::Superres {
@@ -666,7 +678,8 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
             crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&meta)?))?;
             Ok(())
         }
-        ModelCommand::Export { model: checkpoint, out } => {
+        ModelCommand::Export { model: checkpoint, out, overwrite } => {
+            crate::data::atomic::refuse_existing(&out, overwrite)?;
             let (tensors, mut meta) = load_checkpoint(&checkpoint, &Device::Cpu)?;
             if let Some(p) = meta.provenance.as_object_mut() {
                 p.insert("exported_from".into(), checkpoint.display().to_string().into());
@@ -677,7 +690,8 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
             eprintln!("{} -> {} ({:.2} MB, f16 weights)", checkpoint.display(), out.display(), size as f64 / 1e6);
             Ok(())
         }
-        ModelCommand::Calibrate { model, data, image_col, ood_quantile, batch_size, out } => {
+        ModelCommand::Calibrate { model, data, image_col, ood_quantile, batch_size, out, overwrite } => {
+            crate::data::atomic::refuse_existing(&out, overwrite)?;
             let images = read_data(&data, &image_col)?;
             let summary = crate::train::calibrate::calibrate_checkpoint(
                 &model,

@@ -414,7 +414,7 @@ args = {{ task = "classify", data = "{{dir}}/data/dataset.parquet", init = "{{di
 [[step]]
 name = "eval"
 command = "evaluate"
-args = {{ model = "{{dir}}/clf.safetensors", input = "{{dir}}/data/dataset.parquet", report = "{{dir}}/eval.json" }}
+args = {{ model = "{{dir}}/clf.safetensors", input = "{{dir}}/data/dataset.parquet", report = "{{dir}}/eval.json", overwrite = true }}
 
 [[step]]
 name = "predict"
@@ -524,4 +524,25 @@ fn an_output_of_a_format_predict_does_not_write_is_refused_not_made_a_folder() {
         fails(&["predict", "--input", catalog, "--out", out.to_str().unwrap()], "not `.");
         assert!(!out.exists());
     }
+}
+
+#[test]
+fn reports_and_exported_checkpoints_are_not_replaced_without_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue = crate::fixture("catalog/deeplense-model2-12.parquet");
+    let (input, report, export) = (
+        catalogue.to_str().unwrap().to_string(),
+        dir.path().join("eval.json").to_str().unwrap().to_string(),
+        dir.path().join("small.safetensors").to_str().unwrap().to_string(),
+    );
+    std::fs::write(&report, "an earlier report").unwrap();
+    let evaluate = ["evaluate", "--model", "bundled:classifier", "--input", &input, "--report", &report];
+    fails(&evaluate, "already exists (pass --overwrite to replace it)");
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "an earlier report");
+    ok(&[&evaluate[..], &["--overwrite"]].concat());
+    assert!(std::fs::read_to_string(&report).unwrap().contains("macro_auc"));
+    let export_args = ["model", "export", "--model", "bundled:classifier", "--out", &export];
+    ok(&export_args);
+    fails(&export_args, "already exists");
+    ok(&[&export_args[..], &["--overwrite"]].concat());
 }

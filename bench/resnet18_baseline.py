@@ -1,0 +1,171 @@
+"""ResNet-18 trained in PyTorch on lensmae's survey lenses: the DeepLense papers'
+baseline, on the same images and split as the ViT (issue 20).
+
+    python bench/resnet18_baseline.py DATASET SPLIT_JSON OUT_JSON [EPOCHS] [HELDOUT]
+
+DATASET: a `lensmae simulate` Parquet file; SPLIT_JSON: the `<checkpoint>.split.json`
+a lensmae fine-tuning wrote (the ids of its train / validation / test rows); the
+model with the best validation macro AUC is evaluated on the test rows and, when
+given, on every row of HELDOUT (another seed). Inputs get lensmae's `noise-asinh`
+scaling (asinh of the background-subtracted cutout in units of the noise estimated
+from it: src/model/preprocess.rs), dihedral augmentation in training, AdamW with a
+cosine schedule. The network is torchvision's ResNet-18 layout (7x7/2 stem, max
+pool, 4 stages of 2 basic blocks, 64-512 channels) with one input channel and 3
+outputs, written out here so that only torch is needed. Writes macro and per-class
+AUC (one-vs-rest, as scikit-learn's roc_auc_score) and accuracy as JSON.
+Needs torch, numpy, pyarrow (bench/requirements-torch.txt).
+"""
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+
+
+def noise_asinh(images):
+    """lensmae's `noise-asinh` scaling of a batch of square images (n, s, s)."""
+    n, s, _ = images.shape
+    frame = np.ones((s, s), bool)
+    frame[2:-2, 2:-2] = False
+    background = np.median(images[:, frame], axis=1)
+    diffs = images[:, :, 1:] - images[:, :, :-1]
+    diffs = diffs.reshape(n, -1)
+    centre = np.median(diffs, axis=1, keepdims=True)
+    sigma = 1.4826 * np.median(np.abs(diffs - centre), axis=1) / math.sqrt(2)
+    span = images.reshape(n, -1).max(1) - images.reshape(n, -1).min(1)
+    sigma = np.where(sigma > 0, sigma, 1e-6 * span)
+    scaled = np.arcsinh((images - background[:, None, None]) / np.where(sigma > 0, sigma, 1)[:, None, None])
+    return np.where((sigma > 0)[:, None, None], scaled, 0).astype(np.float32)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class ResNet18(nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        layers, cin = [], 64
+        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Linear(512, classes)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def roc_auc(scores, positive):
+    """Area under the ROC curve with ties counted half (scikit-learn's value)."""
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def metrics(probs, labels, names):
+    per_class = {name: roc_auc(probs[:, k], labels == k) for k, name in enumerate(names)}
+    return {"macro_auc": float(np.mean(list(per_class.values()))), "per_class_auc": per_class,
+            "accuracy": float((probs.argmax(1) == labels).mean()), "n": int(len(labels))}
+
+
+def load(path):
+    table = pq.read_table(path, columns=["id", "label_idx", "image"])
+    names = json.loads(table.schema.metadata[b"lensmae:class_names"])
+    images = table.column("image").combine_chunks().to_numpy_ndarray().astype(np.float32)
+    return table.column("id").to_numpy(), table.column("label_idx").to_numpy().astype(np.int64), images, names
+
+
+def predict(model, images, batch=256):
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            out.append(torch.softmax(model(torch.from_numpy(images[i:i + batch, None])), 1).numpy())
+    return np.concatenate(out)
+
+
+def main():
+    data, split_path, out_path = sys.argv[1:4]
+    epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+    heldout = sys.argv[5] if len(sys.argv) > 5 else None
+    torch.manual_seed(42)
+    rng = np.random.default_rng(42)
+    ids, labels, images, names = load(data)
+    images = noise_asinh(images)
+    split = json.load(open(split_path))
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    part = {k: np.array([row_of[int(i)] for i in split[k]]) for k in ("train", "validation", "test")}
+    model = ResNet18(len(names))
+    batch, lr = 64, 1e-3
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    steps = epochs * math.ceil(len(part["train"]) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    best, best_state, log = -1.0, None, []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = rng.permutation(part["train"])
+        started, total = time.perf_counter(), 0.0
+        for i in range(0, len(order), batch):
+            rows = order[i:i + batch]
+            x = images[rows]
+            # Dihedral augmentation: a random rotation by k * 90 degrees and a mirror.
+            x = np.rot90(x, rng.integers(4), axes=(1, 2))
+            if rng.integers(2):
+                x = x[:, :, ::-1]
+            x = torch.from_numpy(np.ascontiguousarray(x)[:, None])
+            loss = nn.functional.cross_entropy(model(x), torch.from_numpy(labels[rows]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(rows)
+        val = metrics(predict(model, images[part["validation"]]), labels[part["validation"]], names)
+        log.append({"epoch": epoch, "train_loss": total / len(order), "val_macro_auc": val["macro_auc"],
+                    "images_per_s": len(order) / (time.perf_counter() - started)})
+        print(json.dumps(log[-1]), flush=True)
+        if val["macro_auc"] > best:
+            best, best_state = val["macro_auc"], {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    result = {"model": "ResNet-18 (PyTorch)", "data": data, "split": split_path, "epochs": epochs, "seed": 42,
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "log": log,
+              "test": metrics(predict(model, images[part["test"]]), labels[part["test"]], names)}
+    if heldout:
+        _, h_labels, h_images, _ = load(heldout)
+        result["heldout"] = metrics(predict(model, noise_asinh(h_images)), h_labels, names)
+        result["heldout_data"] = heldout
+    json.dump(result, open(out_path, "w"), indent=1)
+    print(json.dumps({k: result[k] for k in ("test", "heldout") if k in result}))
+
+
+if __name__ == "__main__":
+    main()
