@@ -572,6 +572,10 @@ fn start_finetuning(
 /// which is then remembered.
 fn record_epoch(t: &TrainOptions, r: &mut Resume, log: EpochLog, score: f64) -> Result<bool> {
     append_log(t, &log)?;
+    // Batch logs (no terminal, so no progress bar) get one line per epoch.
+    if !t.progress {
+        eprintln!("{}", epoch_line(&log, t.epochs));
+    }
     let epoch = log.epoch;
     r.logs.push(log);
     if score > r.best {
@@ -580,6 +584,21 @@ fn record_epoch(t: &TrainOptions, r: &mut Resume, log: EpochLog, score: f64) -> 
         return Ok(true);
     }
     Ok(false)
+}
+
+/// One epoch's figures as a line for a log file.
+fn epoch_line(log: &EpochLog, epochs: usize) -> String {
+    let mut line =
+        format!("epoch {}/{epochs}: train loss {:.4}, validation loss {:.4}", log.epoch, log.train_loss, log.val_loss);
+    for (name, value) in [("AUC", log.val_macro_auc), ("accuracy", log.val_accuracy), ("SSIM", log.val_ssim)] {
+        if let Some(v) = value {
+            line += &format!(", validation {name} {v:.4}");
+        }
+    }
+    if let Some(v) = log.val_psnr {
+        line += &format!(", validation PSNR {v:.2} dB");
+    }
+    line + &format!(", lr {:.2e}, {:.0} images/s", log.lr, log.images_per_s)
 }
 
 /// Mean MAE loss over `indices` with masks drawn from `seed`.

@@ -280,7 +280,10 @@ fn pretrain_finetune_evaluate_and_model_info_from_the_command_line() {
     ok(&["simulate", "--config", &d("small.toml"), "--n-per-class", "20", "--out", &d("data"), "-q"]);
     let data = d("data/dataset.parquet");
     let common = ["--data", &data, "--model", "tiny", "--epochs", "1", "--batch-size", "16", "--threads", "1"];
-    ok(&[&["pretrain"], &common[..], &["--out", &d("mae.safetensors"), "--mask-ratio", "0.75"]].concat());
+    let run = ok(&[&["pretrain"], &common[..], &["--out", &d("mae.safetensors"), "--mask-ratio", "0.75"]].concat());
+    // No terminal here: one line per epoch instead of a progress bar.
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(log.contains("epoch 1/") && log.contains("validation loss"), "{log}");
     ok(&[&["finetune", "--init", &d("mae.safetensors")], &common[..], &["--out", &d("clf.safetensors")]].concat());
     ok(&["evaluate", "--model", &d("clf.safetensors"), "--input", &data, "--report", &d("report.json")]);
     // Per-pixel standardisation is kept in the checkpoint and repeated by evaluate,
