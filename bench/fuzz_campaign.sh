@@ -2,7 +2,7 @@
 # The fuzz campaign of every reader: EXECS mutated inputs per reader (default
 # 1,000,000), under a 4 GiB address-space limit so that an unbounded allocation
 # aborts instead of swapping, one process per reader (2 at a time).
-#   bench/fuzz_campaign.sh [EXECS] [SEED]
+#   bench/fuzz_campaign.sh [EXECS] [SEED] [READER...]   (default: all 8 readers)
 # Prints one line per reader; an abort names the input being tried.
 set -u
 EXECS=${1:-1000000}
@@ -18,12 +18,14 @@ run_one() {
     local rc=$?
     if [ $rc -gt 1 ]; then
         echo "$t: the process ended with status $rc (abort or signal); the input being tried:" >> "$OUT/$t.txt"
-        ls -la "$OUT"/tmp*/current-"$t".bin >> "$OUT/$t.txt" 2>&1
+        ls -la "$OUT"/.tmp*/current-"$t".bin >> "$OUT/$t.txt" 2>&1
     fi
     cat "$OUT/$t.txt"
 }
 export -f run_one
 export BIN EXECS SEED OUT
 echo "fuzz campaign: $EXECS execs per reader, seed $SEED, $(nproc) cores, $(date -u +%FT%TZ)"
-printf '%s\n' fits-file fits-stamp parquet npy pickle checkpoint sim-config pipeline |
+READERS=("${@:3}")
+[ ${#READERS[@]} -gt 0 ] || READERS=(fits-file fits-stamp parquet npy pickle checkpoint sim-config pipeline)
+printf '%s\n' "${READERS[@]}" |
     xargs -P 2 -I{} bash -c 'run_one {}'
