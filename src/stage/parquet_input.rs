@@ -176,6 +176,8 @@ pub struct ParquetCutouts {
     /// The next row to hand out, counted over all files.
     position: usize,
     current: Option<(PathBuf, ParquetBatches)>,
+    /// Where the open file's rows end, counted over all files (from its footer).
+    current_end: usize,
     /// Rows read but not yet handed out (a batch larger than asked for).
     pending: Option<RecordBatch>,
 }
@@ -339,6 +341,7 @@ impl ParquetCutouts {
             file_rows,
             position: 0,
             current: None,
+            current_end: 0,
             pending: None,
         })
     }
@@ -378,6 +381,7 @@ impl ParquetCutouts {
             builder.with_projection(mask).with_offset(offset).with_batch_size(max_rows.max(1)),
         )?;
         self.current = Some((path, reader));
+        self.current_end = start;
         Ok(true)
     }
 }
@@ -395,22 +399,35 @@ impl CutoutReader for ParquetCutouts {
         let max_rows = max_rows.max(1);
         loop {
             if let Some(batch) = self.pending.take() {
-                let take = batch.num_rows().min(max_rows);
+                // Never past the rows the file's footer declares: those rows are the plan.
+                let take = batch.num_rows().min(max_rows).min(self.current_end - self.position);
                 if take < batch.num_rows() {
                     self.pending = Some(batch.slice(take, batch.num_rows() - take));
                 }
                 self.position += take;
                 let path = self.current.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
+                if self.position == self.current_end {
+                    (self.pending, self.current) = (None, None);
+                }
                 return self.layout.decode(&path, &batch.slice(0, take)).map(Some);
             }
             if self.current.is_none() && !self.start_file(max_rows)? {
                 return Ok(None);
             }
-            let (_, reader) = self.current.as_mut().expect("started");
+            let (path, reader) = self.current.as_mut().expect("started");
             match reader.next() {
                 Some(Ok(batch)) => self.pending = Some(batch).filter(|b| b.num_rows() > 0),
                 Some(Err(e)) => return Err(e),
-                None => self.current = None,
+                // The pages ended before the rows the footer declares (a corrupt file):
+                // reopening would find the same end again.
+                None => {
+                    let k = self.files.iter().position(|f| f == path).unwrap_or(0);
+                    let read = self.file_rows[k] - (self.current_end - self.position);
+                    return Err(parquet_error(
+                        path,
+                        format!("the footer declares {} rows, the pages hold {read}", self.file_rows[k]),
+                    ));
+                }
             }
         }
     }
