@@ -343,6 +343,9 @@ fn set_a_fits_value(rng: &mut ChaCha8Rng, out: &mut [u8]) {
     out[at + 8..at + 30].copy_from_slice(field.as_bytes());
 }
 
+/// How long one input may take before it counts as a finding.
+pub const SLOW_INPUT: Duration = Duration::from_secs(10);
+
 /// Silences the default panic message while fuzzing (panics are collected).
 pub fn quiet_panics() {
     std::panic::set_hook(Box::new(|_| {}));
@@ -367,8 +370,13 @@ pub fn fuzz(target: &Target, execs: u64, seed: u64, scratch: &Path) -> Report {
         std::fs::write(&current, &input).expect("scratch is writable");
         let started = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (target.run)(scratch, &input)));
-        report.slowest = report.slowest.max(started.elapsed());
+        let took = started.elapsed();
+        report.slowest = report.slowest.max(took);
         report.execs += 1;
+        // An input that takes this long is a finding too (a hang, or work out of proportion).
+        if took > SLOW_INPUT {
+            report.panics.push((format!("took {:.1} s", took.as_secs_f64()), input.clone()));
+        }
         match outcome {
             Ok(Ok(())) => {
                 if pool.len() < 256 && rng.random_range(0..8) == 0 {
