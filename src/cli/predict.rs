@@ -2,7 +2,7 @@
 
 use crate::cli::train::DeviceArgs;
 use crate::stage::chunks::{merge, Shard};
-use crate::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, StageTask};
+use crate::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, PredictorOptions, StageTask};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -135,17 +135,19 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
     let opts = PredictOptions {
         inputs: args.input.input.clone(),
         input: args.input.options()?,
-        model: args.model.clone(),
-        sr_model: args.sr_model.clone(),
-        task,
-        out: args.out.clone(),
-        batch_size: args.batch_size,
-        device: args.device.open()?,
-        nan_policy: match args.nan_policy {
-            NanArg::Fail => NanPolicy::Fail,
-            NanArg::Zero => NanPolicy::Zero,
-            NanArg::SkipRow => NanPolicy::SkipRow,
+        predictor: PredictorOptions {
+            model: args.model.clone(),
+            sr_model: args.sr_model.clone(),
+            task,
+            batch_size: args.batch_size,
+            device: args.device.open()?,
+            nan_policy: match args.nan_policy {
+                NanArg::Fail => NanPolicy::Fail,
+                NanArg::Zero => NanPolicy::Zero,
+                NanArg::SkipRow => NanPolicy::SkipRow,
+            },
         },
+        out: args.out.clone(),
         overwrite: args.overwrite,
         chunk_rows: args.chunk_rows,
         shard: args.shard,

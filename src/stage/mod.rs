@@ -64,20 +64,10 @@ pub struct PredictOptions {
     pub inputs: Vec<PathBuf>,
     /// How to find the images in them.
     pub input: InputOptions,
-    /// The classifier checkpoint (classify, all).
-    pub model: Option<PathBuf>,
-    /// The super-resolution checkpoint (superres, all).
-    pub sr_model: Option<PathBuf>,
-    /// What runs.
-    pub task: StageTask,
+    /// The models and how they answer.
+    pub predictor: PredictorOptions,
     /// The output Parquet file.
     pub out: PathBuf,
-    /// Images per inference batch (and per read).
-    pub batch_size: usize,
-    /// Where the models run.
-    pub device: Device,
-    /// Non-finite pixels.
-    pub nan_policy: NanPolicy,
     /// Replace an existing output (file, or chunk files).
     pub overwrite: bool,
     /// Rows per chunk file when `out` is a folder.
@@ -88,20 +78,6 @@ pub struct PredictOptions {
     pub resume: bool,
     /// Stops the run between batches.
     pub cancel: crate::cancel::Cancel,
-}
-
-impl PredictOptions {
-    /// The part that loads and runs the models.
-    pub fn predictor_options(&self) -> PredictorOptions {
-        PredictorOptions {
-            model: self.model.clone(),
-            sr_model: self.sr_model.clone(),
-            task: self.task,
-            batch_size: self.batch_size,
-            device: self.device.clone(),
-            nan_policy: self.nan_policy,
-        }
-    }
 }
 
 /// What a finished `predict` reports.
@@ -333,7 +309,7 @@ fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::c
         ("--shape".to_string(), input.shape.map(|[h, w]| format!("{h}x{w}")).unwrap_or_default()),
         ("--hdu".to_string(), input.hdu.clone().unwrap_or_default()),
         // Matrix products of another batch size may round differently in the last bit.
-        ("--batch-size".to_string(), opts.batch_size.to_string()),
+        ("--batch-size".to_string(), opts.predictor.batch_size.to_string()),
     ])
 }
 
@@ -516,7 +492,7 @@ enum Message {
 /// Reads the inputs, runs the models, writes the predictions table (one file, or
 /// the chunks of a folder: see [`chunks`]).
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
-    if opts.batch_size == 0 {
+    if opts.predictor.batch_size == 0 {
         return Err(Error::config("--batch-size", "must be at least 1"));
     }
     if opts.chunk_rows == 0 {
@@ -540,7 +516,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     }
     let started = Instant::now();
     let reader = open_input(&opts.inputs, &opts.input)?;
-    let predictor = Predictor::load(&opts.predictor_options())?;
+    let predictor = Predictor::load(&opts.predictor)?;
     predictor.check_input(reader.describe())?;
     let inputs: Vec<String> = opts.inputs.iter().map(|p| p.display().to_string()).collect();
     let metadata = predictor.output_metadata(&inputs)?;
@@ -575,7 +551,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     }
     let mut summary = PredictSummary::empty(opts.out.clone());
     summary.chunks_skipped = owed.iter().filter(|o| !**o).count();
-    let batch_size = opts.batch_size;
+    let batch_size = opts.predictor.batch_size;
     std::thread::scope(|scope| -> Result<()> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Result<Message>>(2);
         let mut reader = reader;

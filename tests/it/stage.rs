@@ -13,7 +13,7 @@ use lensmae::data::resample::downsample_mean;
 use lensmae::model::mae::Pooling;
 use lensmae::model::superres::SuperresConfig;
 use lensmae::model::MaeConfig;
-use lensmae::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, StageTask};
+use lensmae::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, PredictorOptions, StageTask};
 use lensmae::train::superres::{finetune_superres, PixelLoss, SuperresOptions};
 use lensmae::train::{finetune_classify, EncoderInit, FinetuneOptions};
 use std::path::{Path, PathBuf};
@@ -62,13 +62,15 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
     predict(&PredictOptions {
         inputs: inputs.to_vec(),
         input,
-        model: Some(clf.clone()),
-        sr_model: Some(sr.clone()),
-        task,
+        predictor: PredictorOptions {
+            model: Some(clf.clone()),
+            sr_model: Some(sr.clone()),
+            task,
+            batch_size: 5,
+            device: candle_core::Device::Cpu,
+            nan_policy: nan,
+        },
         out: out.to_path_buf(),
-        batch_size: 5,
-        device: candle_core::Device::Cpu,
-        nan_policy: nan,
         overwrite: true,
         chunk_rows: 4,
         shard: None,
@@ -300,6 +302,12 @@ fn tensor_table(path: &Path, data: &LabelledImages) {
     );
 }
 
+/// `opts` with its model options changed by `change`.
+fn with_predictor(mut opts: PredictOptions, change: impl FnOnce(&mut PredictorOptions)) -> PredictOptions {
+    change(&mut opts.predictor);
+    opts
+}
+
 #[test]
 fn shards_and_resumed_runs_merge_into_the_single_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,13 +320,15 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     let opts = |out: &str, shard: Option<&str>, resume: bool| PredictOptions {
         inputs: vec![a.clone(), b.clone()],
         input: InputOptions::default(),
-        model: Some(clf.clone()),
-        sr_model: Some(sr.clone()),
-        task: StageTask::Classify,
+        predictor: PredictorOptions {
+            model: Some(clf.clone()),
+            sr_model: Some(sr.clone()),
+            task: StageTask::Classify,
+            batch_size: 3,
+            device: candle_core::Device::Cpu,
+            nan_policy: NanPolicy::Fail,
+        },
         out: dir.path().join(out),
-        batch_size: 3,
-        device: candle_core::Device::Cpu,
-        nan_policy: NanPolicy::Fail,
         overwrite: false,
         chunk_rows: 4,
         shard: shard.map(|s| s.parse().unwrap()),
@@ -364,9 +374,9 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     let refusal = |o: PredictOptions| predict(&o).unwrap_err().to_string();
     let e = refusal(PredictOptions { chunk_rows: 5, ..opts("resumed", None, true) });
     assert!(e.contains("--chunk-rows: 4 before, 5 now"), "{e}");
-    let e = refusal(PredictOptions { nan_policy: NanPolicy::SkipRow, ..opts("resumed", None, true) });
+    let e = refusal(with_predictor(opts("resumed", None, true), |p| p.nan_policy = NanPolicy::SkipRow));
     assert!(e.contains("nan_policy: fail before, skip-row now"), "{e}");
-    let e = refusal(PredictOptions { batch_size: 4, ..opts("resumed", None, true) });
+    let e = refusal(with_predictor(opts("resumed", None, true), |p| p.batch_size = 4));
     assert!(e.contains("--batch-size: 3 before, 4 now"), "{e}");
     let keep = InputOptions { keep: vec!["label_idx".into()], ..InputOptions::default() };
     let e = refusal(PredictOptions { input: keep, ..opts("resumed", None, true) });
@@ -383,7 +393,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     std::fs::copy(dir.path().join("sharded/part-000001.parquet"), dir.path().join("resumed/part-000001.parquet"))
         .unwrap();
     assert_eq!(merged("resumed"), want, "the same run's chunk is welcome");
-    predict(&PredictOptions { nan_policy: NanPolicy::Zero, ..opts("other-policy", None, false) }).unwrap();
+    predict(&with_predictor(opts("other-policy", None, false), |p| p.nan_policy = NanPolicy::Zero)).unwrap();
     std::fs::copy(dir.path().join("other-policy/part-000001.parquet"), dir.path().join("resumed/part-000001.parquet"))
         .unwrap();
     let e = lensmae::stage::chunks::merge(&dir.path().join("resumed"), &dir.path().join("x.parquet"), true)
@@ -414,13 +424,15 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
     let opts = |shard: &str| PredictOptions {
         inputs: vec![input.clone()],
         input: InputOptions { shape: Some([16, 16]), ..Default::default() },
-        model: Some(clf.clone()),
-        sr_model: None,
-        task: StageTask::Classify,
+        predictor: PredictorOptions {
+            model: Some(clf.clone()),
+            sr_model: None,
+            task: StageTask::Classify,
+            batch_size: 8,
+            device: candle_core::Device::Cpu,
+            nan_policy: NanPolicy::Fail,
+        },
         out: out.clone(),
-        batch_size: 8,
-        device: candle_core::Device::Cpu,
-        nan_policy: NanPolicy::Fail,
         overwrite: false,
         chunk_rows: 4,
         shard: Some(shard.parse().unwrap()),
@@ -560,13 +572,15 @@ fn predict_with(model: &Path, input: &Path, out: &Path) -> RecordBatch {
     predict(&PredictOptions {
         inputs: vec![input.to_path_buf()],
         input: InputOptions::default(),
-        model: Some(model.to_path_buf()),
-        sr_model: None,
-        task: StageTask::Classify,
+        predictor: PredictorOptions {
+            model: Some(model.to_path_buf()),
+            sr_model: None,
+            task: StageTask::Classify,
+            batch_size: 8,
+            device: candle_core::Device::Cpu,
+            nan_policy: NanPolicy::Fail,
+        },
         out: out.to_path_buf(),
-        batch_size: 8,
-        device: candle_core::Device::Cpu,
-        nan_policy: NanPolicy::Fail,
         overwrite: true,
         chunk_rows: 1000,
         shard: None,
