@@ -187,7 +187,17 @@ pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     guarded(path, || check_dictionary_pages(&file).map_err(error))?;
-    guarded(path, || ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| error(e.to_string())))
+    reopen_parquet(path)
+}
+
+/// Opens again a file [`open_parquet`] checked already (a reader coming back to
+/// it for its rows): decoder panics contained, the pages not walked twice.
+pub fn reopen_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    guarded(path, || {
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
+    })
 }
 
 /// Refuses dictionary pages that declare more values than their bytes can hold:

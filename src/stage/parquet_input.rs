@@ -8,11 +8,10 @@
 use super::fits_input::decode_fits_bytes;
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, AUTO_CARRIED};
 use crate::data::images::{list_rows, tensor_shape};
-use crate::data::parquet::ParquetBatches;
+use crate::data::parquet::{open_parquet, reopen_parquet, ParquetBatches};
 use crate::{Error, Result};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use std::path::{Path, PathBuf};
 
@@ -186,10 +185,6 @@ fn parquet_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Parquet { path: path.to_path_buf(), message: message.into() }
 }
 
-fn open_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    crate::data::parquet::open_parquet(path)
-}
-
 fn is_fits_bytes(dt: &DataType) -> bool {
     matches!(dt, DataType::Binary | DataType::LargeBinary)
 }
@@ -274,7 +269,7 @@ fn image_shape(
 
 /// The shape of the first FITS stamp in column `name` of `path` that decodes.
 fn first_stamp_shape(path: &Path, name: &str) -> std::result::Result<[usize; 2], String> {
-    let builder = open_builder(path).map_err(|e| e.to_string())?;
+    let builder = reopen_parquet(path).map_err(|e| e.to_string())?; // checked by `open`
     let index = builder.schema().index_of(name).map_err(|e| e.to_string())?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     let reader =
@@ -304,11 +299,12 @@ impl ParquetCutouts {
     /// Reads the footers of `files` and checks that they agree on the columns used.
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<ParquetCutouts> {
         let first = &files[0];
-        let schema = open_builder(first)?.schema().clone();
+        let schema = open_parquet(first)?.schema().clone();
         let layout = TableLayout::of_schema(&schema, opts, first, |name| first_stamp_shape(first, name))?;
         let mut file_rows = Vec::with_capacity(files.len());
-        for path in files {
-            let builder = open_builder(path)?;
+        for (i, path) in files.iter().enumerate() {
+            // Each file's pages are checked once: the first just above.
+            let builder = if i == 0 { reopen_parquet(path)? } else { open_parquet(path)? };
             let other = builder.schema();
             for name in layout.column_names() {
                 let want = schema.field_with_name(name).expect("checked").data_type();
@@ -371,7 +367,8 @@ impl ParquetCutouts {
         };
         let offset = self.position - (start - self.file_rows[k]);
         let path = self.files[k].clone();
-        let builder = open_builder(&path)?;
+        // `open` checked every file already.
+        let builder = reopen_parquet(&path)?;
         let schema = builder.schema().clone();
         let wanted: Vec<usize> =
             self.layout.column_names().map(|n| schema.index_of(n).expect("checked at open")).collect();
