@@ -29,7 +29,8 @@ pub enum Error {
         message: String,
     },
     /// A Parquet or Arrow operation failed.
-    #[error("{path}: Parquet error: {message}")]
+    // The parquet crate's own messages start with the same words.
+    #[error("{path}: Parquet error: {}", message.trim_start_matches("Parquet error: "))]
     Parquet {
         /// The Parquet file.
         path: PathBuf,

@@ -12,6 +12,7 @@ pub mod images;
 pub mod npy;
 pub mod npy_tree;
 pub mod parquet;
+mod parquet_bounds;
 pub mod pickle;
 pub mod record;
 pub mod resample;

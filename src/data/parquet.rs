@@ -182,11 +182,14 @@ fn guarded<T>(path: &Path, call: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 /// Opens a Parquet file's metadata for reading (decoder panics contained), after
-/// checking its dictionary pages.
+/// a bounded walk of its footer and page headers and a check of its dictionary pages.
 pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    guarded(path, || check_dictionary_pages(&file).map_err(error))?;
+    guarded(path, || {
+        super::parquet_bounds::check_parquet_structures(&file).map_err(error)?;
+        check_dictionary_pages(&file).map_err(error)
+    })?;
     reopen_parquet(path)
 }
 

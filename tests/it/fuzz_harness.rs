@@ -183,6 +183,39 @@ pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
     read(&out)
 }
 
+/// Small stamp tables in the codecs the parquet crate inflates without a limit
+/// of its own (gzip in version-2 pages, brotli, Hadoop LZ4), so that mutations
+/// reach `data::parquet_bounds`' inflation checks.
+fn compressed_tables() -> Vec<Vec<u8>> {
+    use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+    use parquet::basic::Compression;
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+    use std::sync::Arc;
+    let field = lensmae::data::parquet::tensor_field("image", 16, 16);
+    let arrow_schema::DataType::FixedSizeList(item, _) = field.data_type().clone() else { unreachable!() };
+    let pixels = Float32Array::from_iter_values((0..6 * 256).map(|i| ((i % 97) as f32).sqrt()));
+    let images = FixedSizeListArray::new(item, 256, Arc::new(pixels), None);
+    let schema = Arc::new(arrow_schema::Schema::new(vec![field]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(images) as ArrayRef]).expect("a stamp batch");
+    let codecs = [
+        (Compression::GZIP(Default::default()), WriterVersion::PARQUET_2_0),
+        (Compression::BROTLI(Default::default()), WriterVersion::PARQUET_1_0),
+        (Compression::LZ4, WriterVersion::PARQUET_1_0),
+    ];
+    codecs
+        .into_iter()
+        .map(|(codec, version)| {
+            let props = WriterProperties::builder().set_compression(codec).set_writer_version(version).build();
+            let mut bytes = Vec::new();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema.clone(), Some(props))
+                .expect("an in-memory writer");
+            writer.write(&batch).expect("the stamps are written");
+            writer.close().expect("the footer is written");
+            bytes
+        })
+        .collect()
+}
+
 /// The payload of a pickled `.npy` object array (after its header).
 fn pickle_of_npy(bytes: &[u8]) -> Vec<u8> {
     // Version 1 has a 2-byte header length, versions 2 and 3 a 4-byte one.
@@ -208,7 +241,10 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
         Target { name: "fits-stamp", seeds: vec![fits[1].clone()], text: false, run: fits_stamp },
         Target {
             name: "parquet",
-            seeds: vec![f("stage/stamps.parquet"), f("hats-cutouts/dataset/Norder=0/Dir=0/Npix=1.parquet")],
+            seeds: [f("stage/stamps.parquet"), f("hats-cutouts/dataset/Norder=0/Dir=0/Npix=1.parquet")]
+                .into_iter()
+                .chain(compressed_tables())
+                .collect(),
             text: false,
             run: parquet,
         },
