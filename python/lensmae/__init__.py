@@ -21,7 +21,7 @@ The computations run in Rust with the GIL released; errors are raised as
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable, Optional, Sequence, Tuple
+from typing import Any, Iterable, Optional, Sequence, Tuple, Union
 
 import pyarrow as pa
 
@@ -43,6 +43,9 @@ PREDICTION_COLUMNS = {
     "domain (float32; null for an uncalibrated model)",
     "in_domain": "whether ood_score is within the threshold fitted on validation data (bool)",
     "sr_image": "the super-resolved cutout (arrow.fixed_shape_tensor; task 'superres' or 'all')",
+    "pixel_scale": "the cutout's pixel scale used, arcsec per pixel (float64; null when unknown)",
+    "geometry": "how the cutout was brought to the model's grid ('resampled 101x101 at 0.1 to 0.101 "
+    "arcsec/px, cropped to 64x64', 'padded ...'); null when used as it is",
     "status": "'ok'; 'out_of_domain' (answered, but the cutout is unlike the training data: do not "
     "trust the probabilities); 'ok: N non-finite pixels set to 0'; or why the row has no prediction "
     "('skipped: ...', 'failed: ...')",
@@ -74,9 +77,10 @@ class Model:
     """
 
     def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
-                 batch_size=64, nan_policy="fail"):
+                 batch_size=64, nan_policy="fail", pixel_scale=None):
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
-                          batch_size=batch_size, nan_policy=nan_policy)
+                          batch_size=batch_size, nan_policy=nan_policy,
+                          pixel_scale=None if pixel_scale is None else str(pixel_scale))
         self._inner = _loaded(**self._args)
 
     @property
@@ -90,7 +94,8 @@ class Model:
         return self._inner.input_shape
 
     def predict(self, data: Any, *, image_col: Optional[str] = None, id_col: Optional[str] = None,
-                keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None) -> pa.Table:
+                keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None,
+                pixel_scale_col: Optional[str] = None) -> pa.Table:
         """Predicts every row of ``data`` and returns a ``pyarrow.Table``.
 
         ``data``: a pyarrow Table/RecordBatch/RecordBatchReader, a polars or pandas
@@ -100,12 +105,17 @@ class Model:
         floats (give ``shape=(h, w)`` unless square fixed-size lists) or FITS
         files as bytes (alert stamps).
 
+        Cutouts of another size or pixel scale than the model's are resampled
+        (conserving flux) and cropped or padded to its grid: the scale comes from
+        ``pixel_scale_col`` (arcsec per pixel, per row), a stamp's WCS, the table's
+        ``lensmae:pixel_scale`` metadata, or the model's ``pixel_scale`` option.
+
         One output row per input row, in order; the columns are those of
         ``lensmae.PREDICTION_COLUMNS``. With the same rows and batch size the
         values equal ``lensmae predict``'s bit for bit.
         """
         return self._inner.predict(_as_stream(data), image_col=image_col, id_col=id_col, keep=list(keep),
-                                   shape=shape)
+                                   shape=shape, pixel_scale_col=pixel_scale_col)
 
     def __reduce__(self):
         return (_model_from_args, (self._args,))
@@ -126,7 +136,8 @@ def _model_from_args(args: dict) -> Model:
 
 def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optional[str] = None,
                task: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
-               batch_size: int = 64, nan_policy: str = "fail") -> Model:
+               batch_size: int = 64, nan_policy: str = "fail",
+               pixel_scale: Optional[Union[float, str]] = None) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:superres"`` (16x16 -> 64x64), or a checkpoint path.
 
@@ -134,7 +145,9 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     classify); inferred from ``sr_model`` when not given. ``device``: ``cpu`` or
     ``cuda[:N]`` (CUDA builds). ``threads``: worker threads of this model (default:
     all cores). ``nan_policy``: ``fail``, ``zero`` or ``skip-row`` for cutouts
-    with NaN or infinite pixels.
+    with NaN or infinite pixels. ``pixel_scale``: the cutouts' arcsec per pixel
+    when they do not record it, or ``"model"`` to take them at the model's scale
+    (cropped or padded, never resampled); as ``lensmae predict --pixel-scale``.
     """
     if task is None:
         if model == "bundled:superres":
@@ -142,7 +155,7 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
         else:
             task = "all" if (sr_model and model) else "superres" if sr_model else "classify"
     return Model(model, sr_model=sr_model, task=task, device=device, threads=threads, batch_size=batch_size,
-                 nan_policy=nan_policy)
+                 nan_policy=nan_policy, pixel_scale=pixel_scale)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

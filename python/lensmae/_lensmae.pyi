@@ -18,6 +18,7 @@ class Model:
         threads: Optional[int] = None,
         batch_size: int = 64,
         nan_policy: str = "fail",
+        pixel_scale: Optional[str] = None,
     ) -> None: ...
     @property
     def class_names(self) -> List[str]: ...
@@ -30,6 +31,7 @@ class Model:
         id_col: Optional[str] = None,
         keep: Sequence[str] = ...,
         shape: Optional[Tuple[int, int]] = None,
+        pixel_scale_col: Optional[str] = None,
     ) -> pa.Table: ...
 
 def simulate(

@@ -53,7 +53,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail"))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -63,6 +63,7 @@ impl Model {
         threads: Option<usize>,
         batch_size: usize,
         nan_policy: &str,
+        pixel_scale: Option<String>,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -77,7 +78,16 @@ impl Model {
             other => return Err(error(format!("nan_policy `{other}`: one of fail, zero, skip-row"))),
         };
         let name = model.as_ref().or(sr_model.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
-        let options = PredictorOptions { model, sr_model, task, batch_size, device: self::device(device)?, nan_policy };
+        let pixel_scale = pixel_scale.as_deref().map(str::parse).transpose().map_err(error)?.unwrap_or_default();
+        let options = PredictorOptions {
+            model,
+            sr_model,
+            task,
+            batch_size,
+            device: self::device(device)?,
+            nan_policy,
+            pixel_scale,
+        };
         let pool = pool(threads)?;
         let predictor = py.detach(|| in_pool(&pool, || Predictor::load(&options))).map_err(error)?;
         Ok(Model { predictor, pool, name })
@@ -97,7 +107,8 @@ impl Model {
     }
 
     /// Predicts every row of `table`; see `lensmae.Model.predict`.
-    #[pyo3(signature = (table, image_col=None, id_col=None, keep=Vec::new(), shape=None))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (table, image_col=None, id_col=None, keep=Vec::new(), shape=None, pixel_scale_col=None))]
     fn predict(
         &self,
         py: Python<'_>,
@@ -106,6 +117,7 @@ impl Model {
         id_col: Option<String>,
         keep: Vec<String>,
         shape: Option<(usize, usize)>,
+        pixel_scale_col: Option<String>,
     ) -> PyResult<PyArrowType<Table>> {
         let (batches, schema) = table.0.into_inner();
         let opts = InputOptions {
@@ -114,6 +126,7 @@ impl Model {
             keep,
             shape: shape.map(|(h, w)| [h, w]),
             hdu: None,
+            pixel_scale_column: pixel_scale_col,
         };
         let (schema, batches) = py
             .detach(|| {

@@ -90,3 +90,27 @@ def test_models_are_independent_and_callable_from_threads(fixtures):
 def test_help_explains_the_columns():
     assert "out_of_domain" in lensmae.Model.predict.__doc__ or "PREDICTION_COLUMNS" in lensmae.Model.predict.__doc__
     assert "ood_score" in lensmae.PREDICTION_COLUMNS
+
+
+def test_cutouts_of_another_size_and_scale_are_regridded(fixtures):
+    np = pytest.importorskip("numpy")
+    table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet", columns=["id", "image"])
+    images = table.column("image").combine_chunks().to_numpy_ndarray()
+    want = lensmae.load_model().predict(table)
+    # Zero-padded to 80x80, no recorded scale: refused, then cropped back exactly.
+    padded = np.zeros((12, 80, 80), dtype=np.float32)
+    padded[:, 8:72, 8:72] = images
+    frame = pa.table({"id": table.column("id"), "image": pa.array(list(padded.reshape(12, -1)))})
+    with pytest.raises(lensmae.LensmaeError, match="--pixel-scale model"):
+        lensmae.load_model().predict(frame, shape=(80, 80))
+    cropped = lensmae.load_model(pixel_scale="model").predict(frame, shape=(80, 80))
+    assert cropped.column("p_cdm").equals(want.column("p_cdm"))
+    assert set(cropped.column("geometry").to_pylist()) == {"cropped to 64x64"}
+    # Quarter pixels at half the scale, given per row: summed back exactly, flagged 2x finer.
+    finer = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2) / 4
+    frame = pa.table({"image": pa.array(list(finer.reshape(12, -1).astype(np.float32))),
+                      "scale": pa.array([0.0505] * 12)})
+    got = lensmae.load_model().predict(frame, shape=(128, 128), pixel_scale_col="scale")
+    assert got.column("p_cdm").equals(want.column("p_cdm"))
+    assert set(got.column("status").to_pylist()) == {"out_of_domain"}
+    assert got.column("pixel_scale").to_pylist() == [0.0505] * 12

@@ -103,6 +103,7 @@ pub fn dispatch_step(mut command: Command, line: String) -> anyhow::Result<()> {
     match &mut command {
         Command::Pretrain(args) => args.set_command_line(line),
         Command::Finetune(args) => args.set_command_line(line),
+        Command::Predict(args) => args.set_command_line(line),
         _ => {}
     }
     dispatch(command)

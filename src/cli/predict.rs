@@ -30,6 +30,9 @@ pub struct InputArgs {
     /// image, else every image extension).
     #[arg(long)]
     hdu: Option<String>,
+    /// Tables: a column of per-row pixel scales, arcsec per pixel.
+    #[arg(long)]
+    pixel_scale_col: Option<String>,
 }
 
 impl InputArgs {
@@ -45,6 +48,7 @@ impl InputArgs {
             keep: self.keep.clone(),
             shape,
             hdu: self.hdu.clone(),
+            pixel_scale_column: self.pixel_scale_col.clone(),
         })
     }
 }
@@ -94,6 +98,14 @@ pub struct PredictArgs {
     /// Keep the chunk files an interrupted run finished, write the rest.
     #[arg(long)]
     resume: bool,
+    /// The cutouts' pixel scale in arcsec per pixel, for every cutout (default:
+    /// what the input records: FITS WCS, --pixel-scale-col, a lensmae table's
+    /// metadata); `model` takes them at the model's scale. Cutouts are resampled
+    /// (conserving flux) to the model's scale and cropped or padded to its size;
+    /// the `geometry` column says what was done, and a scale more than 1.5x from
+    /// the model's is flagged `out_of_domain`.
+    #[arg(long, value_name = "ARCSEC|model")]
+    pixel_scale: Option<String>,
     /// Images per batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -112,6 +124,16 @@ pub struct PredictArgs {
     threads: Option<usize>,
     #[command(flatten)]
     device: DeviceArgs,
+    /// The command line recorded in the output (a pipeline step's own).
+    #[arg(skip)]
+    command_line: Option<String>,
+}
+
+impl PredictArgs {
+    /// Records `line` as the command that asked for the work.
+    pub fn set_command_line(&mut self, line: String) {
+        self.command_line = Some(line);
+    }
 }
 
 /// Run `lensmae predict`.
@@ -146,6 +168,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
                 NanArg::Zero => NanPolicy::Zero,
                 NanArg::SkipRow => NanPolicy::SkipRow,
             },
+            pixel_scale: args.pixel_scale.as_deref().map(str::parse).transpose()?.unwrap_or_default(),
         },
         out: args.out.clone(),
         overwrite: args.overwrite,
@@ -153,6 +176,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         shard: args.shard,
         resume: args.resume,
         cancel: crate::cli::interrupt(),
+        command: Some(args.command_line.clone().unwrap_or_else(crate::cli::command_line)),
     };
     let summary = predict(&opts).with_context(|| format!("predict -> {}", args.out.display()))?;
     eprintln!(

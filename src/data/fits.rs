@@ -50,13 +50,24 @@ impl FitsDatasetWriter {
             // Short values only: long ones (the config) go to config.toml beside the file.
             let short_key = key.trim_start_matches("lensmae:").to_uppercase();
             if short_key.len() <= 8 && value.len() <= 68 && !value.contains('\n') {
-                primary.write_key(&mut file, &short_key, value.clone()).map_err(&err)?;
+                match value.parse::<i64>() {
+                    Ok(number) => primary.write_key(&mut file, &short_key, number),
+                    Err(_) => primary.write_key(&mut file, &short_key, value.clone()),
+                }
+                .map_err(&err)?;
             }
         }
         let mut cubes = vec![primary];
         for (k, (name, _)) in columns.iter().enumerate().skip(1) {
             let desc = ImageDescription { data_type: ImageType::Float, dimensions: &dims[k] };
             cubes.push(file.create_image(name.to_uppercase(), &desc).map_err(&err)?);
+        }
+        let scale = info.metadata.get(super::parquet::PIXEL_SCALE_KEY).and_then(|v| v.parse::<f64>().ok());
+        let unit = info.metadata.get(super::simulate::FLUX_UNIT_KEY).filter(|u| *u != "arbitrary");
+        for (cube, (_, size)) in cubes.iter().zip(&columns) {
+            // A column of another size (the LR images) has proportionally larger pixels.
+            let scale = scale.map(|s| s * info.image_size as f64 / *size as f64);
+            write_image_wcs(&mut file, cube, *size, scale, unit.map(String::as_str)).map_err(&err)?;
         }
         let label_width = info.class_names.iter().map(|c| c.len()).max().unwrap_or(1).max(1);
         let mut table_columns = vec![
@@ -74,6 +85,21 @@ impl FitsDatasetWriter {
                 .push(ColumnDescription::new(col.name).with_type(ColumnDataType::Double).create().map_err(&err)?);
         }
         let table = file.create_table("PARAMS", &table_columns).map_err(&err)?;
+        let described = [
+            ("row id, as in the Parquet dataset", None),
+            ("class name", None),
+            ("class index, in the order of CLASS_NAMES", None),
+            ("number of substructure deflectors", None),
+        ]
+        .into_iter()
+        .chain(PARAM_COLUMNS.iter().map(|c| (c.description, c.unit())));
+        for (n, (description, unit)) in described.enumerate() {
+            let comment: String = description.chars().take(68).collect();
+            table.write_key(&mut file, &format!("TCOMM{}", n + 1), comment).map_err(&err)?;
+            if let Some(unit) = unit {
+                table.write_key(&mut file, &format!("TUNIT{}", n + 1), unit.to_string()).map_err(&err)?;
+            }
+        }
         Ok(FitsDatasetWriter {
             info,
             file: Some(file),
@@ -141,6 +167,42 @@ impl DatasetWriter for FitsDatasetWriter {
         self.atomic.commit()?;
         Ok(WriteSummary { rows, bytes, path })
     }
+}
+
+/// A simple WCS for a simulated cube: celestial axes with the lens at RA = Dec =
+/// 0, north up, east left, and a linear third axis `ROW` counting rows from 0
+/// (so that astropy's `WCS(header).celestial` needs no fixing); the pixel scale
+/// as PIXSCALE, and the pixel unit as BUNIT when it has one.
+fn write_image_wcs(
+    file: &mut FitsFile,
+    hdu: &FitsHdu,
+    size: usize,
+    arcsec_per_pixel: Option<f64>,
+    unit: Option<&str>,
+) -> Result<(), fitsio::errors::Error> {
+    if let Some(unit) = unit {
+        hdu.write_key(file, "BUNIT", unit.to_string())?;
+    }
+    let Some(scale) = arcsec_per_pixel else { return Ok(()) };
+    let centre = (size as f64 + 1.0) / 2.0;
+    hdu.write_key(file, "WCSAXES", 3i64)?;
+    hdu.write_key(file, "CTYPE1", "RA---TAN".to_string())?;
+    hdu.write_key(file, "CTYPE2", "DEC--TAN".to_string())?;
+    hdu.write_key(file, "CUNIT1", "deg".to_string())?;
+    hdu.write_key(file, "CUNIT2", "deg".to_string())?;
+    hdu.write_key(file, "CRPIX1", centre)?;
+    hdu.write_key(file, "CRPIX2", centre)?;
+    hdu.write_key(file, "CRVAL1", 0.0f64)?;
+    hdu.write_key(file, "CRVAL2", 0.0f64)?;
+    hdu.write_key(file, "CD1_1", -scale / 3600.0)?;
+    hdu.write_key(file, "CD1_2", 0.0f64)?;
+    hdu.write_key(file, "CD2_1", 0.0f64)?;
+    hdu.write_key(file, "CD2_2", scale / 3600.0)?;
+    hdu.write_key(file, "CTYPE3", "ROW".to_string())?;
+    hdu.write_key(file, "CRPIX3", 1.0f64)?;
+    hdu.write_key(file, "CRVAL3", 0.0f64)?;
+    hdu.write_key(file, "CD3_3", 1.0f64)?;
+    hdu.write_key(file, "PIXSCALE", scale)
 }
 
 /// Set a string keyword of the current HDU, replacing an existing one
@@ -378,6 +440,46 @@ fn data_bytes(cards: &std::collections::HashMap<String, i64>, groups: bool) -> s
         .and_then(|e| e.checked_mul(gcount as u64))
         .and_then(|e| e.checked_mul(bitpix.unsigned_abs() / 8))
         .ok_or_else(too_big)
+}
+
+/// The pixel scale of image HDU `hdu`, arcsec per pixel, from its WCS: the CD
+/// matrix, else CDELTn (with a PCi_j matrix), both in CUNITn (degrees unless
+/// `arcsec`), taken when CTYPE1 names a celestial axis; else a `PIXSCALE`,
+/// `PIXSCAL1` or `SECPIX` keyword in arcsec. Non-square pixels give the square
+/// root of the pixel area. `None` when none is there or the value is not a
+/// positive finite number.
+pub fn wcs_pixel_scale(f: &mut FitsFile, hdu: &FitsHdu) -> Option<f64> {
+    let number = |f: &mut FitsFile, name: &str| hdu.read_key::<f64>(f, name).ok().filter(|v| v.is_finite());
+    let text =
+        |f: &mut FitsFile, name: &str| hdu.read_key::<String>(f, name).ok().map(|t| t.trim().to_ascii_uppercase());
+    let celestial = text(f, "CTYPE1")
+        .is_some_and(|t| ["RA", "DEC", "GLON", "GLAT", "ELON", "ELAT"].iter().any(|axis| t.starts_with(axis)));
+    let per_unit = match text(f, "CUNIT1").as_deref() {
+        Some("ARCSEC") => 1.0,
+        Some("ARCMIN") => 60.0,
+        _ => 3600.0,
+    };
+    let area = if celestial {
+        let cd = ["CD1_1", "CD1_2", "CD2_1", "CD2_2"].map(|k| number(f, k));
+        let cdelt = [number(f, "CDELT1"), number(f, "CDELT2")];
+        if cd.iter().any(Option::is_some) {
+            let [a, b, c, d] = cd.map(|v| v.unwrap_or(0.0));
+            Some((a * d - b * c).abs())
+        } else if let [Some(d1), Some(d2)] = cdelt {
+            let [a, b, c, d] = [("PC1_1", 1.0), ("PC1_2", 0.0), ("PC2_1", 0.0), ("PC2_2", 1.0)]
+                .map(|(k, v)| number(f, k).unwrap_or(v));
+            Some((d1 * d2 * (a * d - b * c)).abs())
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    let scale = match area {
+        Some(area) => area.sqrt() * per_unit,
+        None => ["PIXSCALE", "PIXSCAL1", "SECPIX"].iter().find_map(|k| number(f, k))?,
+    };
+    (scale.is_finite() && scale > 0.0).then_some(scale)
 }
 
 #[cfg(test)]

@@ -54,6 +54,24 @@ impl LabelledImages {
         hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The pixel scale (arcsec per pixel) the file these images came from
+    /// records: a Parquet table's `lensmae:pixel_scale`, a FITS file's WCS or
+    /// PIXSCALE. `None` for other sources or when unrecorded.
+    pub fn recorded_pixel_scale(&self) -> Option<f64> {
+        let ext = self.source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "parquet" | "pq" => super::parquet::open_parquet(&self.source)
+                .ok()
+                .and_then(|b| super::parquet::recorded_pixel_scale(b.schema())),
+            "fits" | "fit" | "fts" | "gz" => {
+                let mut f = super::fits::open_fits(&self.source).ok()?;
+                let hdu = f.primary_hdu().ok()?;
+                super::fits::wcs_pixel_scale(&mut f, &hdu)
+            }
+            _ => None,
+        }
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()

@@ -15,6 +15,7 @@ pub mod parquet;
 mod parquet_bounds;
 pub mod pickle;
 pub mod record;
+pub mod regrid;
 pub mod resample;
 pub mod schema;
 pub mod simulate;

@@ -39,6 +39,16 @@ pub const EXTENSION_METADATA_KEY: &str = "ARROW:extension:metadata";
 /// Arrow's canonical fixed-shape tensor extension.
 pub const FIXED_SHAPE_TENSOR: &str = "arrow.fixed_shape_tensor";
 
+/// The schema metadata key under which lensmae's tables record their pixel scale
+/// (arcsec per pixel).
+pub const PIXEL_SCALE_KEY: &str = "lensmae:pixel_scale";
+
+/// The pixel scale a table's schema metadata records, if any.
+pub fn recorded_pixel_scale(schema: &Schema) -> Option<f64> {
+    let value = schema.metadata().get(PIXEL_SCALE_KEY)?.trim().parse::<f64>().ok()?;
+    (value.is_finite() && value > 0.0).then_some(value)
+}
+
 /// A `[height, width]` float32 image column in the canonical tensor form.
 pub fn tensor_field(name: &str, height: usize, width: usize) -> Field {
     let item = Arc::new(Field::new("item", DataType::Float32, true));

@@ -84,6 +84,25 @@ pub struct ParamColumn {
     pub get: fn(&Record) -> Option<f64>,
 }
 
+impl ParamColumn {
+    /// The unit the description names (after its last comma), in FITS / astropy
+    /// spelling; `None` for dimensionless or arbitrary-flux columns.
+    pub fn unit(&self) -> Option<&'static str> {
+        if self.description.contains("apparent magnitude") {
+            return Some("mag");
+        }
+        let named = self.description.split(" (").next()?.rsplit(", ").next()?;
+        match named {
+            "arcsec" => Some("arcsec"),
+            "s" => Some("s"),
+            "Msun" => Some("solMass"),
+            "eV" => Some("eV"),
+            "rad" => Some("rad"),
+            _ => None,
+        }
+    }
+}
+
 /// The float parameter columns, in file order (`n_subhalos` is written separately
 /// as an integer).
 pub const PARAM_COLUMNS: [ParamColumn; 26] = [

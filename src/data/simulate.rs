@@ -73,6 +73,9 @@ pub fn dataset_path(out_dir: &std::path::Path, format: Format) -> PathBuf {
     }
 }
 
+/// The metadata key of a dataset's pixel unit: `electron/s`, or `arbitrary`.
+pub const FLUX_UNIT_KEY: &str = "lensmae:flux_unit";
+
 /// The metadata every dataset file carries.
 pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<String, String> {
     let cfg = sim.config();
@@ -84,7 +87,11 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
     m.insert("lensmae:task".into(), opts.task.name().into());
     m.insert("lensmae:n_per_class".into(), opts.n_per_class.to_string());
     m.insert("lensmae:class_names".into(), serde_json::to_string(sim.class_names()).expect("strings serialise"));
-    m.insert("lensmae:pixel_scale".into(), cfg.image.pixel_scale.to_string());
+    m.insert(super::parquet::PIXEL_SCALE_KEY.into(), cfg.image.pixel_scale.to_string());
+    // Magnitudes through an instrument's zero point give counts per second;
+    // amplitudes are in the recipe's own flux scale.
+    let flux_unit = if cfg.instrument.is_some() && cfg.source.magnitude.is_some() { "electron/s" } else { "arbitrary" };
+    m.insert(FLUX_UNIT_KEY.into(), flux_unit.into());
     m.insert("lensmae:config".into(), cfg.to_toml());
     if let Task::Superres { factor } = opts.task {
         m.insert("lensmae:superres_factor".into(), factor.to_string());

@@ -63,6 +63,10 @@ pub struct Preprocessing {
     pub normalisation: String,
     /// Image side the model takes, pixels.
     pub image_size: usize,
+    /// Arcsec per pixel of those images (super-resolution: of the high-resolution
+    /// ones), when the training data recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_scale: Option<f64>,
 }
 
 /// Everything a checkpoint says about itself.

@@ -8,6 +8,7 @@
 
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use super::parquet_input::{first_stamp_in, TableLayout};
+use crate::data::parquet::{recorded_pixel_scale, PIXEL_SCALE_KEY};
 use crate::{Error, Result};
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, SchemaRef};
@@ -21,6 +22,8 @@ pub struct ArrowCutouts {
     projected: SchemaRef,
     desc: InputDescription,
     queue: VecDeque<RecordBatch>,
+    /// The pixel scale the schema's metadata records (`lensmae:pixel_scale`).
+    recorded_scale: Option<f64>,
 }
 
 impl ArrowCutouts {
@@ -38,17 +41,19 @@ impl ArrowCutouts {
             .filter(|b| b.num_rows() > 0)
             .map(|b| b.project(&indices).map_err(|e| Error::Shape(format!("{name}: {e}"))))
             .collect::<Result<VecDeque<_>>>()?;
+        let recorded_scale = recorded_pixel_scale(&schema);
         let desc = InputDescription {
             format: "arrow".into(),
             files: vec![origin],
             rows: queue.iter().map(RecordBatch::num_rows).sum(),
             image_shape: layout.image_shape,
+            pixel_scale: layout.recorded_scale(recorded_scale, || format!("`{PIXEL_SCALE_KEY}` of the table's schema")),
             layout: layout.layout(&schema),
             carried_columns: layout.carried_fields.iter().map(|f| f.name().clone()).collect(),
             natural_chunks: vec![],
             hats_properties: None,
         };
-        Ok(ArrowCutouts { layout, projected, desc, queue })
+        Ok(ArrowCutouts { layout, projected, desc, queue, recorded_scale })
     }
 }
 
@@ -78,7 +83,7 @@ impl CutoutReader for ArrowCutouts {
         }
         let batch = arrow_select::concat::concat_batches(&self.projected, &parts)
             .map_err(|e| Error::Shape(format!("joining record batches: {e}")))?;
-        self.layout.decode(Path::new(&self.desc.files[0]), &batch).map(Some)
+        self.layout.decode(Path::new(&self.desc.files[0]), &batch, self.recorded_scale).map(Some)
     }
 
     fn skip_rows(&mut self, mut n: usize) -> Result<()> {

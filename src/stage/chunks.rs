@@ -249,7 +249,12 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
         }
         check_chunk(&part, builder.schema(), &manifest, writer.as_ref().map(|w| w.schema()))?;
         if writer.is_none() {
-            writer = Some(PredictionWriter::create(out, builder.schema().clone(), overwrite)?);
+            // The first chunk's description, written now from this folder.
+            let mut metadata = builder.schema().metadata().clone();
+            metadata.extend(super::output::provenance(None));
+            metadata.insert("lensmae:merged_from".to_string(), dir.display().to_string());
+            let schema = std::sync::Arc::new(builder.schema().as_ref().clone().with_metadata(metadata));
+            writer = Some(PredictionWriter::create(out, schema, overwrite)?);
         }
         let w = writer.as_mut().expect("created");
         for batch in builder.build().map_err(perr)? {

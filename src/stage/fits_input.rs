@@ -13,8 +13,8 @@
 //! header declares far more than could ever be there), and an image larger than
 //! any cutout is refused with its size.
 
-use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions};
-use crate::data::fits::{fits_message, open_fits};
+use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
+use crate::data::fits::{fits_message, open_fits, wcs_pixel_scale};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
@@ -33,6 +33,8 @@ struct Plane {
     /// Planes in its HDU (1 for a single image).
     planes: usize,
     shape: [usize; 2],
+    /// Arcsec per pixel, from the HDU's WCS.
+    pixel_scale: Option<f64>,
     /// Why the whole file or HDU cannot be read.
     problem: Option<String>,
 }
@@ -52,6 +54,7 @@ struct ImageHdu {
     dims: Vec<usize>,
     pixel_bytes: usize,
     available: Option<u64>,
+    pixel_scale: Option<f64>,
 }
 
 /// FITS files read as one stream of cutouts.
@@ -97,6 +100,7 @@ fn image_hdus(f: &mut FitsFile, path: &Path, hdu_name: Option<&str>) -> std::res
             dims: shape.clone(),
             pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
             available,
+            pixel_scale: wcs_pixel_scale(f, &hdu),
         });
     }
     if found.is_empty() {
@@ -123,8 +127,15 @@ impl FitsCutouts {
         let mut plan = Vec::new();
         let mut shape: Option<[usize; 2]> = None;
         for (file, path) in files.iter().enumerate() {
-            let broken =
-                |problem: String| Plane { file, hdu: 0, plane: 0, planes: 1, shape: [0, 0], problem: Some(problem) };
+            let broken = |problem: String| Plane {
+                file,
+                hdu: 0,
+                plane: 0,
+                planes: 1,
+                shape: [0, 0],
+                pixel_scale: None,
+                problem: Some(problem),
+            };
             let mut f = match open_fits(path) {
                 Ok(f) => f,
                 Err(e) => {
@@ -139,7 +150,7 @@ impl FitsCutouts {
                     continue;
                 }
             };
-            for ImageHdu { index: hdu, dims, pixel_bytes, available } in hdus {
+            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale } in hdus {
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -162,7 +173,15 @@ impl FitsCutouts {
                     Some(bytes) => planes.min((bytes / (pixels * pixel_bytes).max(1) as u64) as usize),
                     None => planes,
                 };
-                plan.extend((0..complete).map(|plane| Plane { file, hdu, plane, planes, shape: hw, problem: None }));
+                plan.extend((0..complete).map(|plane| Plane {
+                    file,
+                    hdu,
+                    plane,
+                    planes,
+                    shape: hw,
+                    pixel_scale,
+                    problem: None,
+                }));
                 let missing = planes - complete;
                 let truncated = |plane: usize| Plane {
                     file,
@@ -170,6 +189,7 @@ impl FitsCutouts {
                     plane,
                     planes,
                     shape: hw,
+                    pixel_scale,
                     problem: Some(format!(
                         "truncated file: HDU {hdu} declares {planes} planes of {}x{}, the file ends after {complete}",
                         hw[0], hw[1]
@@ -200,6 +220,13 @@ impl FitsCutouts {
             (None, true) => "image cubes (NAXIS3 = cutouts)".to_string(),
             (None, false) => "one image per HDU".to_string(),
         };
+        let pixel_scale = plan.iter().find(|p| p.problem.is_none()).and_then(|p| p.pixel_scale).map(|scale| {
+            let first = plan.iter().find(|p| p.problem.is_none()).expect("found above");
+            RecordedScale {
+                arcsec_per_pixel: Some(scale),
+                source: format!("the WCS of {}[{}]", files[first.file].display(), first.hdu),
+            }
+        });
         Ok(FitsCutouts {
             files: files.to_vec(),
             desc: InputDescription {
@@ -207,6 +234,7 @@ impl FitsCutouts {
                 files: files.to_vec(),
                 rows: plan.len(),
                 image_shape,
+                pixel_scale,
                 layout,
                 carried_columns: vec!["source".into()],
                 natural_chunks: vec![],
@@ -245,7 +273,7 @@ fn read_pixels(f: &mut FitsFile, hdu: usize, range: std::ops::Range<usize>) -> s
 /// The first 2-D image of a FITS file held in memory (an alert stamp; gzipped or
 /// not): its `[height, width]` and pixels. cfitsio reads files, so the bytes go
 /// through a temporary file.
-pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<([usize; 2], Vec<f32>), String> {
+pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, String> {
     let gzipped = bytes.starts_with(&[0x1f, 0x8b]);
     let file = tempfile::Builder::new()
         .suffix(if gzipped { ".fits.gz" } else { ".fits" })
@@ -253,7 +281,8 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<([usize; 2], Vec<f
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
     let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
-    let ImageHdu { index: hdu, dims, pixel_bytes, available } = image_hdus(&mut f, file.path(), None)?.remove(0);
+    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale } =
+        image_hdus(&mut f, file.path(), None)?.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
         other => return Err(format!("a {other:?} image, not a single cutout")),
@@ -266,7 +295,18 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<([usize; 2], Vec<f
     if available.is_some_and(|bytes| bytes < (pixels * pixel_bytes) as u64) {
         return Err(format!("truncated: a {}x{} image needs more bytes than the stamp holds", shape[0], shape[1]));
     }
-    Ok((shape, read_pixels(&mut f, hdu, 0..pixels)?))
+    Ok(DecodedStamp { shape, pixels: read_pixels(&mut f, hdu, 0..pixels)?, pixel_scale })
+}
+
+/// An alert stamp's image.
+#[derive(Debug, Clone)]
+pub struct DecodedStamp {
+    /// `[height, width]`.
+    pub shape: [usize; 2],
+    /// Pixels, row-major, BLANK as NaN.
+    pub pixels: Vec<f32>,
+    /// Arcsec per pixel, from its WCS.
+    pub pixel_scale: Option<f64>,
 }
 
 impl CutoutReader for FitsCutouts {
@@ -289,6 +329,7 @@ impl CutoutReader for FitsCutouts {
         let mut pixels = vec![0f32; rows * n];
         let mut problems = vec![None; rows];
         let mut sources = Vec::with_capacity(rows);
+        let pixel_scales = self.plan[self.next..end].iter().map(|p| p.pixel_scale).collect();
         let mut open: Option<(usize, FitsFile)> = None;
         let mut i = self.next;
         while i < end {
@@ -342,7 +383,12 @@ impl CutoutReader for FitsCutouts {
         }
         self.next = end;
         let source: ArrayRef = Arc::new(StringArray::from(sources));
-        Ok(Some(CutoutBatch { pixels, problems, carried: vec![(self.carried_fields().remove(0), source)] }))
+        Ok(Some(CutoutBatch {
+            pixels,
+            problems,
+            carried: vec![(self.carried_fields().remove(0), source)],
+            pixel_scales,
+        }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

@@ -21,6 +21,9 @@ pub struct CutoutBatch {
     pub problems: Vec<Option<String>>,
     /// Columns carried into the output unchanged (ids, coordinates, `--keep`).
     pub carried: Vec<(Field, ArrayRef)>,
+    /// Per row: the pixel scale the input records, arcsec per pixel (FITS WCS,
+    /// the `--pixel-scale-col` column, a table's `lensmae:pixel_scale`).
+    pub pixel_scales: Vec<Option<f64>>,
 }
 
 impl CutoutBatch {
@@ -46,6 +49,10 @@ pub struct InputDescription {
     pub rows: usize,
     /// Image shape `[height, width]`.
     pub image_shape: [usize; 2],
+    /// The pixel scale the input records, when it does: for the first cutout or
+    /// the whole input (`None` when it is given row by row in a column), and where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pixel_scale: Option<RecordedScale>,
     /// Where the images come from (column, HDU, folder layout).
     pub layout: String,
     /// Columns carried into the output.
@@ -57,6 +64,15 @@ pub struct InputDescription {
     /// The HATS catalogue's `hats.properties`, when the input is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hats_properties: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The pixel scale an input records.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedScale {
+    /// Arcsec per pixel of the first cutout, or of all (`None`: per row).
+    pub arcsec_per_pixel: Option<f64>,
+    /// Where it is recorded (a WCS, a column, a table's metadata).
+    pub source: String,
 }
 
 /// A source of cutouts, read batch by batch with bounded memory.
@@ -86,6 +102,8 @@ pub struct InputOptions {
     /// FITS: the image extension by name (default: the primary HDU if it holds an
     /// image, else every image extension).
     pub hdu: Option<String>,
+    /// Tables: a column of per-row pixel scales, arcsec per pixel.
+    pub pixel_scale_column: Option<String>,
 }
 
 /// Columns carried automatically when a Parquet input has them (survey and HATS conventions).

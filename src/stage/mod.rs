@@ -11,6 +11,7 @@
 pub mod arrow_input;
 pub mod chunks;
 pub mod fits_input;
+pub mod geometry;
 pub mod hats;
 pub mod input;
 pub mod npy_input;
@@ -78,6 +79,8 @@ pub struct PredictOptions {
     pub resume: bool,
     /// Stops the run between batches.
     pub cancel: crate::cancel::Cancel,
+    /// The command that asked for the run, recorded in the output's metadata.
+    pub command: Option<String>,
 }
 
 /// What a finished `predict` reports.
@@ -128,6 +131,8 @@ pub struct PredictorOptions {
     pub device: Device,
     /// Non-finite pixels.
     pub nan_policy: NanPolicy,
+    /// Where the cutouts' pixel scale comes from (for bringing them to the model's grid).
+    pub pixel_scale: geometry::PixelScale,
 }
 
 /// Models loaded once and ready to answer batches of cutouts: the prepared model
@@ -197,32 +202,51 @@ impl Predictor {
         [side, side]
     }
 
-    /// An error unless the input's cutouts are the size the first model takes.
-    pub fn check_input(&self, desc: &InputDescription) -> Result<()> {
+    /// Arcsec per pixel of the images the first model takes, when its checkpoint records it.
+    pub fn input_pixel_scale(&self) -> Option<f64> {
+        match (&self.superres, &self.classifier) {
+            (Some(sr), _) => {
+                let hr = sr.meta.preprocessing.pixel_scale?;
+                Some(hr * sr.hr_size() as f64 / sr.lr_size() as f64)
+            }
+            (None, Some(c)) => c.meta.preprocessing.pixel_scale,
+            (None, None) => unreachable!("every task loads a model"),
+        }
+    }
+
+    /// How the input's cutouts are brought to the first model's grid, or an error
+    /// when they cannot be (another size at an unknown pixel scale).
+    pub fn check_input(&self, desc: &InputDescription) -> Result<geometry::Geometry> {
         let [h, w] = desc.image_shape;
-        let input = desc.files.first().map(|p| p.display().to_string()).unwrap_or_else(|| "input".into());
         let [first_size, _] = self.input_shape();
         let first_path = match (&self.superres, &self.classifier) {
             (Some(sr), _) => &sr.path,
             (_, Some(c)) => &c.path,
             (None, None) => unreachable!("every task loads a model"),
         };
-        if h == first_size && w == first_size {
-            return Ok(());
-        }
-        // Low-resolution cutouts for the classifier: say how to super-resolve them first.
-        let bundled_sr = crate::model::checkpoint::read_checkpoint_meta(Path::new(BUNDLED_SUPERRES))?;
-        let bundled_lr = bundled_sr.superres.as_ref().map(|head| head.lr_size(&bundled_sr.model));
-        let hint = match (&self.superres, &self.classifier) {
-            (None, Some(_)) if h == w && bundled_lr == Some(h) && bundled_sr.model.image_size == first_size => {
-                " (`--task all` super-resolves them first with the bundled super-resolution model)"
-            }
-            _ => "",
-        };
-        Err(Error::config(
-            "input",
-            format!("{input}: cutouts are {h}x{w}, {} takes {first_size}x{first_size}{hint}", first_path.display()),
-        ))
+        let input = desc.files.first().map(|p| p.display().to_string()).unwrap_or_else(|| "input".into());
+        let model_name = first_path.display().to_string();
+        geometry::Geometry::new(
+            desc.image_shape,
+            first_size,
+            self.input_pixel_scale(),
+            self.options.pixel_scale,
+            desc.pixel_scale.is_some(),
+            &model_name,
+        )
+        .map_err(|why| {
+            // Low-resolution cutouts for the classifier: say how to super-resolve them first.
+            let bundled_lr = crate::model::checkpoint::read_checkpoint_meta(Path::new(BUNDLED_SUPERRES))
+                .ok()
+                .and_then(|m| m.superres.as_ref().map(|head| (head.lr_size(&m.model), m.model.image_size)));
+            let hint = match (&self.superres, &self.classifier) {
+                (None, Some(_)) if h == w && bundled_lr == Some((h, first_size)) => {
+                    " (or `--task all`, which super-resolves them first with the bundled super-resolution model)"
+                }
+                _ => "",
+            };
+            Error::config("--pixel-scale", format!("{input}: {why}{hint}"))
+        })
     }
 
     /// The output file metadata: versions, models (with SHA-256), `inputs`, task, policy.
@@ -263,15 +287,17 @@ impl Predictor {
         inputs: &[String],
         cancel: &crate::cancel::Cancel,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, PredictSummary)> {
-        self.check_input(reader.describe())?;
-        let schema = self.output_schema(&reader.carried_fields(), self.output_metadata(inputs)?);
+        let geometry = self.check_input(reader.describe())?;
+        let mut metadata = self.output_metadata(inputs)?;
+        metadata.extend(output::provenance(None));
+        let schema = self.output_schema(&reader.carried_fields(), metadata);
         let mut summary = PredictSummary::empty(PathBuf::new());
         let started = Instant::now();
         let mut out = Vec::new();
         while let Some(batch) = reader.next_batch(self.options.batch_size)? {
             cancel.check("nothing returned")?;
             let n = batch.len();
-            out.push(self.predict_batch(batch, summary.rows, &schema, &mut summary)?);
+            out.push(self.predict_batch(batch, &geometry, summary.rows, &schema, &mut summary)?);
             summary.rows += n;
         }
         summary.seconds = started.elapsed().as_secs_f64();
@@ -308,6 +334,8 @@ fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::c
         ("--image-col".to_string(), input.image_column.clone().unwrap_or_default()),
         ("--shape".to_string(), input.shape.map(|[h, w]| format!("{h}x{w}")).unwrap_or_default()),
         ("--hdu".to_string(), input.hdu.clone().unwrap_or_default()),
+        ("--pixel-scale".to_string(), opts.predictor.pixel_scale.to_string()),
+        ("--pixel-scale-col".to_string(), input.pixel_scale_column.clone().unwrap_or_default()),
         // Matrix products of another batch size may round differently in the last bit.
         ("--batch-size".to_string(), opts.predictor.batch_size.to_string()),
     ])
@@ -376,16 +404,24 @@ const FILE_EXTENSIONS: [&str; 12] =
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
 
 impl Predictor {
-    /// Runs one batch through the models and builds its output record batch (rows
-    /// numbered from `first_row`), counting its rows in `summary`.
+    /// Runs one batch through the models (its cutouts first brought to their grid
+    /// by `geometry`, from [`Predictor::check_input`]) and builds its output record
+    /// batch (rows numbered from `first_row`), counting its rows in `summary`.
     pub fn predict_batch(
         &self,
         mut batch: CutoutBatch,
+        geometry: &geometry::Geometry,
         first_row: usize,
         schema: &arrow_schema::SchemaRef,
         summary: &mut PredictSummary,
     ) -> Result<RecordBatch> {
         let (models, opts) = (self, &self.options);
+        let regridded = geometry.apply(&mut batch);
+        for (r, row) in regridded.iter().enumerate() {
+            if batch.problems[r].is_none() {
+                batch.problems[r] = row.problem.clone();
+            }
+        }
         let image_len = {
             let n = batch.len().max(1);
             batch.pixels.len() / n
@@ -427,7 +463,9 @@ impl Predictor {
                 per_row[r] = Some(p);
                 ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
             }
-            let in_domain: Vec<Option<bool>> = ood.iter().map(|s| s.and_then(|s| c.in_domain(s))).collect();
+            let in_domain: Vec<Option<bool>> = (ood.iter().zip(&regridded))
+                .map(|(s, g)| s.and_then(|s| c.in_domain(s)).map(|inside| inside && !g.out_of_domain))
+                .collect();
             for (r, inside) in in_domain.iter().enumerate() {
                 if *inside == Some(false) {
                     status[r] = OUT_OF_DOMAIN.into();
@@ -465,6 +503,16 @@ impl Predictor {
             }
             columns.push(Arc::new(builder.finish()));
         }
+        // A pixel scale far from the model's: answered, but out of its domain.
+        for (s, g) in status.iter_mut().zip(&regridded) {
+            if g.out_of_domain && s.starts_with("ok") {
+                *s = OUT_OF_DOMAIN.into();
+            }
+        }
+        columns.push(Arc::new(arrow_array::Float64Array::from(
+            regridded.iter().map(|g| g.pixel_scale).collect::<Vec<_>>(),
+        )));
+        columns.push(Arc::new(StringArray::from(regridded.iter().map(|g| g.note.clone()).collect::<Vec<_>>())));
         for s in &status {
             match s.as_str() {
                 s if s.starts_with("ok") => summary.predicted += 1,
@@ -517,7 +565,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     let started = Instant::now();
     let reader = open_input(&opts.inputs, &opts.input)?;
     let predictor = Predictor::load(&opts.predictor)?;
-    predictor.check_input(reader.describe())?;
+    let geometry = predictor.check_input(reader.describe())?;
     let inputs: Vec<String> = opts.inputs.iter().map(|p| p.display().to_string()).collect();
     let metadata = predictor.output_metadata(&inputs)?;
     let rows = reader.describe().rows;
@@ -532,6 +580,8 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         options: row_options(opts, &reader.carried_fields()),
         natural_chunks: if single { vec![] } else { reader.describe().natural_chunks.clone() },
     };
+    let mut metadata = metadata;
+    metadata.extend(output::provenance(opts.command.as_deref()));
     let schema = predictor.output_schema(&reader.carried_fields(), metadata);
     // Which chunks this run writes: its shard's, less those done (resume).
     let path_of = |k: usize| if single { opts.out.clone() } else { manifest.chunk_path(&opts.out, k) };
@@ -589,7 +639,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                     }
                     let (writer, next_row) = open.as_mut().expect("opened");
                     let n = batch.len();
-                    writer.write(&predictor.predict_batch(batch, *next_row, &schema, &mut summary)?)?;
+                    writer.write(&predictor.predict_batch(batch, &geometry, *next_row, &schema, &mut summary)?)?;
                     *next_row += n;
                     summary.rows += n;
                 }

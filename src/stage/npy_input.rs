@@ -71,6 +71,7 @@ impl NpyCutouts {
                 files: inputs.to_vec(),
                 rows: files.len(),
                 image_shape: shape,
+                pixel_scale: None,
                 layout: if classes { "class folders of .npy images" } else { ".npy images" }.into(),
                 carried_columns: carried,
                 natural_chunks: vec![],
@@ -125,7 +126,9 @@ impl CutoutReader for NpyCutouts {
         }
         let carried = self.carried_fields().into_iter().zip(columns).collect();
         self.next = end;
-        Ok(Some(CutoutBatch { pixels, problems, carried }))
+        // `.npy` files record no pixel scale.
+        let pixel_scales = vec![None; chunk.len()];
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

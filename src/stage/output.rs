@@ -27,28 +27,95 @@ use std::sync::Arc;
 /// Version of the predictions table's layout (file metadata `lensmae:schema_version`).
 pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
 
-/// The output columns for these carried columns, classes and SR image shape.
+/// Field metadata key of a column's description (shown by pyarrow as
+/// `field.metadata`, and in the FITS header as TCOMMn).
+pub const DESCRIPTION_KEY: &str = "description";
+/// Field metadata key of a column's unit (FITS TUNITn), when it has one.
+pub const UNIT_KEY: &str = "unit";
+
+/// `field` with its description and, when it has one, its unit.
+fn described(field: Field, description: &str, unit: Option<&str>) -> Field {
+    let mut metadata = field.metadata().clone();
+    metadata.insert(DESCRIPTION_KEY.to_string(), description.to_string());
+    if let Some(unit) = unit {
+        metadata.insert(UNIT_KEY.to_string(), unit.to_string());
+    }
+    field.with_metadata(metadata)
+}
+
+/// The output columns for these carried columns, classes and SR image shape,
+/// each described (and with its unit) in its field metadata.
 pub fn predictions_schema(
     carried: &[Field],
     class_names: &[String],
     sr_shape: Option<[usize; 2]>,
     metadata: HashMap<String, String>,
 ) -> SchemaRef {
-    let mut fields = vec![Field::new("row", DataType::Int64, false)];
+    let float = |name: &str| Field::new(name, DataType::Float32, true);
+    let mut fields = vec![described(
+        Field::new("row", DataType::Int64, false),
+        "the input row's number, from 0 over all inputs",
+        None,
+    )];
     fields.extend(carried.iter().cloned());
-    fields.extend(class_names.iter().map(|c| Field::new(format!("p_{c}"), DataType::Float32, true)));
+    fields.extend(
+        class_names.iter().map(|c| {
+            described(float(&format!("p_{c}")), &format!("calibrated probability that the lens is `{c}`"), None)
+        }),
+    );
     if !class_names.is_empty() {
-        fields.push(Field::new("pred_class", DataType::Utf8, true));
-        fields.push(Field::new("max_prob", DataType::Float32, true));
-        fields.push(Field::new("entropy", DataType::Float32, true));
-        fields.push(Field::new("ood_score", DataType::Float32, true));
-        fields.push(Field::new("in_domain", DataType::Boolean, true));
+        fields.push(described(Field::new("pred_class", DataType::Utf8, true), "the most probable class", None));
+        fields.push(described(float("max_prob"), "the probability of pred_class", None));
+        fields.push(described(float("entropy"), "entropy of the class probabilities", Some("nat")));
+        fields.push(described(
+            float("ood_score"),
+            "Mahalanobis distance of the cutout's encoder features from the classifier's training data",
+            None,
+        ));
+        fields.push(described(
+            Field::new("in_domain", DataType::Boolean, true),
+            "ood_score is within the threshold fitted on validation data (null: an uncalibrated classifier)",
+            None,
+        ));
     }
     if let Some([h, w]) = sr_shape {
-        fields.push(tensor_field("sr_image", h, w).with_nullable(true));
+        fields.push(described(
+            tensor_field("sr_image", h, w).with_nullable(true),
+            "the super-resolved cutout, in the input cutout's flux units per pixel",
+            None,
+        ));
     }
-    fields.push(Field::new("status", DataType::Utf8, false));
+    fields.push(described(
+        Field::new("pixel_scale", DataType::Float64, true),
+        "the input cutout's pixel scale used (null: unknown)",
+        Some("arcsec/pixel"),
+    ));
+    fields.push(described(
+        Field::new("geometry", DataType::Utf8, true),
+        "how the cutout was brought to the model's grid (null: used as it is)",
+        None,
+    ));
+    fields.push(described(
+        Field::new("status", DataType::Utf8, false),
+        "ok; out_of_domain (answered, unlike the training data); or why the row has no prediction",
+        None,
+    ));
     Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// When and with what a file was written: `lensmae:created` (UTC, ISO 8601),
+/// `lensmae:build` (the commit lensmae was built from) and, when given,
+/// `lensmae:command` (the full command line). Kept out of a run's identity: two
+/// shards of one run differ only here.
+pub fn provenance(command: Option<&str>) -> HashMap<String, String> {
+    let mut m = HashMap::from([
+        ("lensmae:created".to_string(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        ("lensmae:build".to_string(), env!("LENSMAE_BUILD").to_string()),
+    ]);
+    if let Some(command) = command {
+        m.insert("lensmae:command".to_string(), command.to_string());
+    }
+    m
 }
 
 /// Streams record batches into a Parquet file that appears only when finished.

@@ -5,10 +5,10 @@
 //! files in bytes (alert stamps). Only the image column and the carried columns
 //! are decoded.
 
-use super::fits_input::decode_fits_bytes;
-use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, AUTO_CARRIED};
+use super::fits_input::{decode_fits_bytes, DecodedStamp};
+use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED};
 use crate::data::images::{list_rows, tensor_shape};
-use crate::data::parquet::{open_parquet, reopen_parquet, ParquetBatches};
+use crate::data::parquet::{open_parquet, recorded_pixel_scale, reopen_parquet, ParquetBatches, PIXEL_SCALE_KEY};
 use crate::{Error, Result};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -26,6 +26,8 @@ pub struct TableLayout {
     pub image_shape: [usize; 2],
     /// Carried columns, in output order.
     pub carried_fields: Vec<Field>,
+    /// The column of per-row pixel scales (arcsec per pixel), if any.
+    pub pixel_scale_column: Option<String>,
 }
 
 impl TableLayout {
@@ -61,12 +63,62 @@ impl TableLayout {
             }
         }
         let carried_fields = carried.iter().map(|n| schema.field_with_name(n).expect("checked").clone()).collect();
-        Ok(TableLayout { image_column, image_shape, carried_fields })
+        if let Some(name) = &opts.pixel_scale_column {
+            match schema.field_with_name(name).map(|f| f.data_type()) {
+                Ok(DataType::Float32 | DataType::Float64) => {}
+                Ok(other) => {
+                    return Err(parquet_error(
+                        origin,
+                        format!("column `{name}` (--pixel-scale-col) is {other}, not floating point arcsec per pixel"),
+                    ))
+                }
+                Err(_) => return Err(parquet_error(origin, format!("no column `{name}` (--pixel-scale-col)"))),
+            }
+        }
+        Ok(TableLayout {
+            image_column,
+            image_shape,
+            carried_fields,
+            pixel_scale_column: opts.pixel_scale_column.clone(),
+        })
     }
 
-    /// The columns a reader must decode: the carried ones, then the image.
+    /// The columns a reader must decode: the carried ones, the pixel scales, then the image.
     pub fn column_names(&self) -> impl Iterator<Item = &String> {
-        self.carried_fields.iter().map(|f| f.name()).chain(std::iter::once(&self.image_column))
+        let carried = |name: &&String| self.carried_fields.iter().any(|f| f.name() == *name);
+        self.carried_fields
+            .iter()
+            .map(|f| f.name())
+            .chain(self.pixel_scale_column.iter().filter(move |n| !carried(n)))
+            .chain(std::iter::once(&self.image_column))
+    }
+
+    /// What the table records of its pixel scale: the column's, row by row, else
+    /// `metadata` (its schema's `lensmae:pixel_scale`), found where `source` says.
+    pub fn recorded_scale(&self, metadata: Option<f64>, source: impl FnOnce() -> String) -> Option<RecordedScale> {
+        match (&self.pixel_scale_column, metadata) {
+            (Some(name), _) => Some(RecordedScale { arcsec_per_pixel: None, source: format!("column `{name}`") }),
+            (None, Some(scale)) => Some(RecordedScale { arcsec_per_pixel: Some(scale), source: source() }),
+            (None, None) => None,
+        }
+    }
+
+    /// Per row of `batch`: the pixel scale of its column, else `recorded` (the table's).
+    fn pixel_scales(&self, origin: &Path, batch: &RecordBatch, recorded: Option<f64>) -> Result<Vec<Option<f64>>> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Float32Type, Float64Type};
+        let Some(name) = &self.pixel_scale_column else { return Ok(vec![recorded; batch.num_rows()]) };
+        let col = batch
+            .column_by_name(name)
+            .ok_or_else(|| parquet_error(origin, format!("no column `{name}` in this batch")))?;
+        let positive = |v: f64| Some(v).filter(|v| v.is_finite() && *v > 0.0);
+        Ok(match col.data_type() {
+            DataType::Float64 => col.as_primitive::<Float64Type>().iter().map(|v| v.and_then(positive)).collect(),
+            DataType::Float32 => {
+                col.as_primitive::<Float32Type>().iter().map(|v| v.and_then(|v| positive(f64::from(v)))).collect()
+            }
+            other => return Err(parquet_error(origin, format!("column `{name}` is {other} in this batch"))),
+        })
     }
 
     /// How the input is described to people.
@@ -75,15 +127,17 @@ impl TableLayout {
         format!("column `{}` ({dtype})", self.image_column)
     }
 
-    /// The cutouts and carried columns of `batch` (read from `origin`).
-    pub fn decode(&self, origin: &Path, batch: &RecordBatch) -> Result<CutoutBatch> {
+    /// The cutouts, pixel scales and carried columns of `batch` (read from
+    /// `origin`, whose metadata records the pixel scale `recorded`).
+    pub fn decode(&self, origin: &Path, batch: &RecordBatch, recorded: Option<f64>) -> Result<CutoutBatch> {
         let [h, w] = self.image_shape;
         let n = h * w;
         let col = batch
             .column_by_name(&self.image_column)
             .ok_or_else(|| parquet_error(origin, format!("no column `{}` in this batch", self.image_column)))?;
+        let pixel_scales = self.pixel_scales(origin, batch, recorded)?;
         if is_fits_bytes(col.data_type()) {
-            return self.decode_stamps(col.as_ref(), batch);
+            return self.decode_stamps(col.as_ref(), batch, pixel_scales);
         }
         let (floats, offsets) =
             list_rows(col).map_err(|m| parquet_error(origin, format!("column `{}`: {m}", self.image_column)))?;
@@ -100,7 +154,7 @@ impl TableLayout {
                 None
             };
         }
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)? })
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)?, pixel_scales })
     }
 
     fn carried_of(&self, origin: &Path, batch: &RecordBatch) -> Result<Vec<(Field, arrow_array::ArrayRef)>> {
@@ -122,30 +176,41 @@ impl TableLayout {
             .collect()
     }
 
-    /// A column of FITS files in bytes (alert stamps), decoded row by row in parallel.
-    fn decode_stamps(&self, col: &dyn Array, batch: &RecordBatch) -> Result<CutoutBatch> {
+    /// A column of FITS files in bytes (alert stamps), decoded row by row in
+    /// parallel; a stamp's own WCS gives its pixel scale unless a column does.
+    fn decode_stamps(
+        &self,
+        col: &dyn Array,
+        batch: &RecordBatch,
+        mut pixel_scales: Vec<Option<f64>>,
+    ) -> Result<CutoutBatch> {
         use rayon::prelude::*;
         let [h, w] = self.image_shape;
-        let decoded: Vec<std::result::Result<Vec<f32>, String>> = (0..col.len())
+        let decoded: Vec<std::result::Result<DecodedStamp, String>> = (0..col.len())
             .into_par_iter()
             .map(|row| {
                 let bytes = binary_value(col, row).ok_or_else(|| "null image".to_string())?;
-                let (shape, pixels) = decode_fits_bytes(bytes).map_err(|e| format!("FITS stamp: {e}"))?;
-                if shape != [h, w] {
-                    return Err(format!("FITS stamp is {}x{}, expected {h}x{w}", shape[0], shape[1]));
+                let stamp = decode_fits_bytes(bytes).map_err(|e| format!("FITS stamp: {e}"))?;
+                if stamp.shape != [h, w] {
+                    return Err(format!("FITS stamp is {}x{}, expected {h}x{w}", stamp.shape[0], stamp.shape[1]));
                 }
-                Ok(pixels)
+                Ok(stamp)
             })
             .collect();
         let mut pixels = vec![0f32; col.len() * h * w];
         let mut problems = vec![None; col.len()];
         for (row, result) in decoded.into_iter().enumerate() {
             match result {
-                Ok(p) => pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&p),
+                Ok(stamp) => {
+                    pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&stamp.pixels);
+                    if self.pixel_scale_column.is_none() {
+                        pixel_scales[row] = stamp.pixel_scale.or(pixel_scales[row]);
+                    }
+                }
                 Err(problem) => problems[row] = Some(problem),
             }
         }
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(Path::new(""), batch)? })
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(Path::new(""), batch)?, pixel_scales })
     }
 }
 
@@ -157,8 +222,8 @@ pub fn first_stamp_in<'a>(
     for batch in batches {
         let Some(col) = batch.column_by_name(name) else { continue };
         for row in 0..col.len() {
-            if let Some(Ok((shape, _))) = binary_value(col.as_ref(), row).map(decode_fits_bytes) {
-                return Ok(shape);
+            if let Some(Ok(stamp)) = binary_value(col.as_ref(), row).map(decode_fits_bytes) {
+                return Ok(stamp.shape);
             }
         }
     }
@@ -172,9 +237,13 @@ pub struct ParquetCutouts {
     desc: InputDescription,
     /// Rows of each file, from the footers.
     file_rows: Vec<usize>,
+    /// The pixel scale each file's metadata records.
+    file_scales: Vec<Option<f64>>,
     /// The next row to hand out, counted over all files.
     position: usize,
     current: Option<(PathBuf, ParquetBatches)>,
+    /// The pixel scale the open file's metadata records.
+    current_scale: Option<f64>,
     /// Where the open file's rows end, counted over all files (from its footer).
     current_end: usize,
     /// Rows read but not yet handed out (a batch larger than asked for).
@@ -302,6 +371,7 @@ impl ParquetCutouts {
         let schema = open_parquet(first)?.schema().clone();
         let layout = TableLayout::of_schema(&schema, opts, first, |name| first_stamp_shape(first, name))?;
         let mut file_rows = Vec::with_capacity(files.len());
+        let mut file_scales = Vec::with_capacity(files.len());
         for (i, path) in files.iter().enumerate() {
             // Each file's pages are checked once: the first just above.
             let builder = if i == 0 { reopen_parquet(path)? } else { open_parquet(path)? };
@@ -320,7 +390,10 @@ impl ParquetCutouts {
                 }
             }
             file_rows.push(builder.metadata().file_metadata().num_rows() as usize);
+            file_scales.push(recorded_pixel_scale(builder.schema()));
         }
+        let pixel_scale =
+            layout.recorded_scale(file_scales[0], || format!("`{PIXEL_SCALE_KEY}` of {}", first.display()));
         Ok(ParquetCutouts {
             files: files.to_vec(),
             desc: InputDescription {
@@ -328,6 +401,7 @@ impl ParquetCutouts {
                 files: files.to_vec(),
                 rows: file_rows.iter().sum(),
                 image_shape: layout.image_shape,
+                pixel_scale,
                 layout: layout.layout(&schema),
                 carried_columns: layout.carried_fields.iter().map(|f| f.name().clone()).collect(),
                 natural_chunks: vec![],
@@ -335,8 +409,10 @@ impl ParquetCutouts {
             },
             layout,
             file_rows,
+            file_scales,
             position: 0,
             current: None,
+            current_scale: None,
             current_end: 0,
             pending: None,
         })
@@ -378,6 +454,7 @@ impl ParquetCutouts {
             builder.with_projection(mask).with_offset(offset).with_batch_size(max_rows.max(1)),
         )?;
         self.current = Some((path, reader));
+        self.current_scale = self.file_scales[k];
         self.current_end = start;
         Ok(true)
     }
@@ -406,7 +483,7 @@ impl CutoutReader for ParquetCutouts {
                 if self.position == self.current_end {
                     (self.pending, self.current) = (None, None);
                 }
-                return self.layout.decode(&path, &batch.slice(0, take)).map(Some);
+                return self.layout.decode(&path, &batch.slice(0, take), self.current_scale).map(Some);
             }
             if self.current.is_none() && !self.start_file(max_rows)? {
                 return Ok(None);

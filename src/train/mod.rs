@@ -658,7 +658,11 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         class_names: data.class_names.clone(),
         pooling: None,
         superres: None,
-        preprocessing: Preprocessing { normalisation: t.scaling.name().into(), image_size: data.size },
+        preprocessing: Preprocessing {
+            normalisation: t.scaling.name().into(),
+            image_size: data.size,
+            pixel_scale: data.recorded_pixel_scale(),
+        },
         calibration: None,
         provenance: provenance(t, &data, epoch_metrics),
     };
@@ -801,7 +805,11 @@ fn classifier_meta(
         class_names: data.class_names.clone(),
         pooling: Some(pooling),
         superres: None,
-        preprocessing: Preprocessing { normalisation: preprocessor.normalisation_name(), image_size: data.size },
+        preprocessing: Preprocessing {
+            normalisation: preprocessor.normalisation_name(),
+            image_size: data.size,
+            pixel_scale: data.recorded_pixel_scale(),
+        },
         calibration: None,
         provenance: provenance(t, data, extra),
     }

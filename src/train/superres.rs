@@ -128,7 +128,11 @@ pub(super) fn superres_meta(
         class_names: pairs.hr.class_names.clone(),
         pooling: None,
         superres: Some(head.clone()),
-        preprocessing: Preprocessing { normalisation: "minmax-lr".into(), image_size: pairs.hr.size },
+        preprocessing: Preprocessing {
+            normalisation: "minmax-lr".into(),
+            image_size: pairs.hr.size,
+            pixel_scale: pairs.hr.recorded_pixel_scale(),
+        },
         calibration: None,
         provenance: provenance(t, &pairs.hr, extra),
     }

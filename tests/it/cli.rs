@@ -252,8 +252,17 @@ fn inspect_describes_an_input_and_predict_names_what_is_missing() {
     assert_eq!(report["input"]["rows"], 6);
     assert_eq!(report["input"]["image_shape"], serde_json::json!([16, 16]));
     assert_eq!(report["first_rows_usable"], 6);
-    // No --model: the bundled 64x64 classifier, which names the way to use 16x16 cutouts.
-    fails(&["predict", "--input", &data, "--out", &d("p.parquet")], "bundled:classifier takes 64x64 (`--task all`");
+    // No --model: the bundled 64x64 classifier at 0.101"/px. The table records its
+    // 0.404"/px: resampled, every row flagged (4x coarser than the model's).
+    let run = ok(&["predict", "--input", &data, "--out", &d("p.parquet")]);
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["out_of_domain"], 6, "{summary}");
+    std::fs::remove_file(d("p.parquet")).unwrap();
+    // 16x16 cutouts that record no scale: refused, naming the ways on.
+    std::fs::create_dir(d("npy")).unwrap();
+    lensmae::data::npy::write_npy_f64(&dir.path().join("npy/a.npy"), &[16, 16], &[0.5; 256]).unwrap();
+    fails(&["predict", "--input", &d("npy"), "--out", &d("p.parquet")], "--pixel-scale model` to crop or pad");
+    fails(&["predict", "--input", &d("npy"), "--out", &d("p.parquet")], "(or `--task all`");
     fails(&["predict", "--input", &data, "--model", &data, "--out", &d("p.parquet")], "not a safetensors");
     fails(&["inspect", "--input", &d("missing.parquet")], "missing.parquet");
     fails(&["inspect", "--input", &data, "--image-col", "flux"], "no column `flux`");

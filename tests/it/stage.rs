@@ -69,6 +69,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
             batch_size: 5,
             device: candle_core::Device::Cpu,
             nan_policy: nan,
+            pixel_scale: Default::default(),
         },
         out: out.to_path_buf(),
         overwrite: true,
@@ -76,6 +77,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         shard: None,
         resume: false,
         cancel: Default::default(),
+        command: None,
     })
     .map(|_| ())
 }
@@ -131,7 +133,7 @@ fn a_tensor_table_gets_one_row_per_input_with_probabilities_and_statuses() {
     let expected =
         ["row", "id", "ra", "p_left", "p_right", "pred_class", "max_prob", "entropy", "ood_score", "in_domain"];
     assert_eq!(names[..10], expected);
-    assert_eq!(names[10], "status");
+    assert_eq!(names[10..], ["pixel_scale", "geometry", "status"]);
     let status = strings(&b, "status");
     assert_eq!(status[3].as_deref(), Some("skipped: 1 non-finite pixels"));
     assert!(status.iter().enumerate().all(|(i, s)| i == 3 || s.as_deref() == Some("ok")));
@@ -327,6 +329,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
             batch_size: 3,
             device: candle_core::Device::Cpu,
             nan_policy: NanPolicy::Fail,
+            pixel_scale: Default::default(),
         },
         out: dir.path().join(out),
         overwrite: false,
@@ -334,6 +337,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
         shard: shard.map(|s| s.parse().unwrap()),
         resume,
         cancel: Default::default(),
+        command: None,
     };
     let single = predict(&opts("single.parquet", None, false)).unwrap();
     assert_eq!((single.rows, single.chunks_written), (17, 1));
@@ -431,6 +435,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
             batch_size: 8,
             device: candle_core::Device::Cpu,
             nan_policy: NanPolicy::Fail,
+            pixel_scale: Default::default(),
         },
         out: out.clone(),
         overwrite: false,
@@ -438,6 +443,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
         shard: Some(shard.parse().unwrap()),
         resume: false,
         cancel: Default::default(),
+        command: None,
     };
     let first = predict(&opts("0/2")).unwrap();
     assert!(!first.catalogue_finished && !out.join("hats.properties").exists());
@@ -579,6 +585,7 @@ fn predict_with(model: &Path, input: &Path, out: &Path) -> RecordBatch {
             batch_size: 8,
             device: candle_core::Device::Cpu,
             nan_policy: NanPolicy::Fail,
+            pixel_scale: Default::default(),
         },
         out: out.to_path_buf(),
         overwrite: true,
@@ -586,6 +593,7 @@ fn predict_with(model: &Path, input: &Path, out: &Path) -> RecordBatch {
         shard: None,
         resume: false,
         cancel: Default::default(),
+        command: None,
     })
     .unwrap();
     read(out)
@@ -794,4 +802,104 @@ fn parquet_files_with_every_codec_and_page_layout_are_read() {
         assert_eq!(read, pixels, "{codec:?}");
         assert!(problems.iter().all(Option::is_none), "{codec:?}: {problems:?}");
     }
+}
+
+/// Cutouts of another size and pixel scale than the bundled classifier's (64x64 at
+/// 0.101"/px) are brought to its grid: the three DeepLense samples zero-padded to
+/// 96x96 (no WCS: refused until `--pixel-scale model`, then cropped back exactly),
+/// and split into 128x128 quarter pixels at 0.0505"/px with a WCS (resampled back
+/// exactly, flagged out of the model's domain as 2x finer). Both give the
+/// 64x64 run's probabilities bit for bit.
+#[test]
+fn cutouts_of_other_sizes_and_pixel_scales_are_brought_to_the_model_grid() {
+    use lensmae::stage::geometry::PixelScale;
+    let dir = tempfile::tempdir().unwrap();
+    let samples: Vec<Vec<f32>> = ["axion", "cdm", "nosub"]
+        .iter()
+        .map(|n| {
+            let a = lensmae::data::npy::read_npy(&crate::fixture(&format!("deeplense-samples/{n}.npy"))).unwrap();
+            a.data.iter().map(|&v| v as f32).collect()
+        })
+        .collect();
+    let cube = |name: &str, side: usize, scale: Option<f64>, image: &dyn Fn(&[f32]) -> Vec<f32>| -> PathBuf {
+        let path = dir.path().join(name);
+        let pixels: Vec<f32> = samples.iter().flat_map(|s| image(s)).collect();
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[3, side, side] };
+        let mut f = fitsio::FitsFile::create(&path).with_custom_primary(&desc).open().unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        hdu.write_image(&mut f, &pixels).unwrap();
+        if let Some(scale) = scale {
+            hdu.write_key(&mut f, "CTYPE1", "RA---TAN").unwrap();
+            hdu.write_key(&mut f, "CTYPE2", "DEC--TAN").unwrap();
+            hdu.write_key(&mut f, "CD1_1", -scale / 3600.0).unwrap();
+            hdu.write_key(&mut f, "CD2_2", scale / 3600.0).unwrap();
+        }
+        path
+    };
+    let same = cube("same.fits", 64, Some(0.101), &|s| s.to_vec());
+    let padded = cube("padded.fits", 96, None, &|s| {
+        let mut out = vec![0f32; 96 * 96];
+        for y in 0..64 {
+            out[(y + 16) * 96 + 16..(y + 16) * 96 + 80].copy_from_slice(&s[y * 64..(y + 1) * 64]);
+        }
+        out
+    });
+    let finer = cube("finer.fits", 128, Some(0.0505), &|s| {
+        (0..128 * 128).map(|i| s[(i / 128 / 2) * 64 + (i % 128) / 2] / 4.0).collect()
+    });
+    let run = |input: &Path, pixel_scale: PixelScale| -> lensmae::Result<RecordBatch> {
+        let out = dir.path().join("pred.parquet");
+        predict(&PredictOptions {
+            inputs: vec![input.to_path_buf()],
+            input: InputOptions::default(),
+            predictor: PredictorOptions {
+                model: None,
+                sr_model: None,
+                task: StageTask::Classify,
+                batch_size: 3,
+                device: candle_core::Device::Cpu,
+                nan_policy: NanPolicy::Fail,
+                pixel_scale,
+            },
+            out: out.clone(),
+            overwrite: true,
+            chunk_rows: 4,
+            shard: None,
+            resume: false,
+            cancel: Default::default(),
+            command: None,
+        })?;
+        Ok(read(&out))
+    };
+    let probabilities = |b: &RecordBatch| -> Vec<f32> {
+        ["p_axion", "p_cdm", "p_no_sub"]
+            .iter()
+            .flat_map(|c| b.column_by_name(c).unwrap().as_primitive::<Float32Type>().values().to_vec())
+            .collect()
+    };
+    let reference = run(&same, PixelScale::Recorded).unwrap();
+    assert!(strings(&reference, "geometry").iter().all(Option::is_none));
+    let scales = reference.column_by_name("pixel_scale").unwrap().as_primitive::<arrow_array::types::Float64Type>();
+    assert!((scales.value(0) - 0.101).abs() < 1e-12, "the WCS's scale is reported");
+
+    let e = run(&padded, PixelScale::Recorded).unwrap_err().to_string();
+    assert!(e.contains("cutouts are 96x96") && e.contains("--pixel-scale model"), "{e}");
+    let cropped = run(&padded, PixelScale::Model).unwrap();
+    assert_eq!(probabilities(&cropped), probabilities(&reference));
+    assert_eq!(strings(&cropped, "geometry")[0].as_deref(), Some("cropped to 64x64"));
+    assert_eq!(strings(&cropped, "status"), strings(&reference, "status"));
+
+    let resampled = run(&finer, PixelScale::Recorded).unwrap();
+    assert_eq!(probabilities(&resampled), probabilities(&reference));
+    let note = strings(&resampled, "geometry")[0].clone().unwrap();
+    assert!(
+        note.starts_with("resampled 128x128 at 0.0505 to 0.101 arcsec/px") && note.contains("out of its domain"),
+        "{note}"
+    );
+    assert!(strings(&resampled, "status").iter().all(|s| s.as_deref() == Some("out_of_domain")));
+    let in_domain = resampled.column_by_name("in_domain").unwrap().as_boolean();
+    assert!((0..3).all(|r| !in_domain.value(r)));
+    // The same cutouts declared at the model's scale by hand: used as they are.
+    let given = run(&same, PixelScale::Arcsec(0.101)).unwrap();
+    assert_eq!(probabilities(&given), probabilities(&reference));
 }
