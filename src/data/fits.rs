@@ -207,7 +207,7 @@ fn write_image_wcs(
 
 /// Set a string keyword of the current HDU, replacing an existing one
 /// (fitsio's `write_key` always appends, which would leave two EXTNAME cards).
-fn update_string_key(file: &mut FitsFile, key: &str, value: &str) -> Result<(), fitsio::errors::Error> {
+pub(crate) fn update_string_key(file: &mut FitsFile, key: &str, value: &str) -> Result<(), fitsio::errors::Error> {
     let key = std::ffi::CString::new(key)?;
     let value = std::ffi::CString::new(value)?;
     let mut status = 0;

@@ -103,7 +103,7 @@ impl Manifest {
 
 /// Whether `--out` names one file (rather than a folder of chunks).
 pub fn is_single_file(out: &Path) -> bool {
-    out.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+    out.extension().is_some_and(|e| ["parquet", "fits", "fit"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 /// Writes the manifest, or checks that an existing one describes the same run;

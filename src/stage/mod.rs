@@ -11,6 +11,7 @@
 pub mod arrow_input;
 pub mod chunks;
 pub mod fits_input;
+pub mod fits_output;
 pub mod geometry;
 pub mod hats;
 pub mod input;
@@ -27,7 +28,7 @@ use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use candle_core::Device;
 pub use input::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
-use output::{predictions_schema, PredictionWriter, PREDICTIONS_SCHEMA_VERSION};
+use output::{predictions_schema, PREDICTIONS_SCHEMA_VERSION};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -397,8 +398,7 @@ fn source_of(batch: &CutoutBatch, r: usize) -> Option<String> {
 
 /// Extensions of file formats `--out` does not write (refused rather than taken
 /// as a folder name).
-const FILE_EXTENSIONS: [&str; 12] =
-    ["fits", "fit", "fz", "gz", "csv", "ecsv", "txt", "json", "npy", "h5", "hdf5", "arrow"];
+const FILE_EXTENSIONS: [&str; 10] = ["fz", "gz", "csv", "ecsv", "txt", "json", "npy", "h5", "hdf5", "arrow"];
 
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
@@ -553,7 +553,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
             return Err(Error::config(
                 "--out",
                 format!(
-                    "{}: predictions are written as a `.parquet` file or a folder of Parquet chunks, not `.{ext}`",
+                    "{}: predictions are written as a `.parquet` or `.fits` file or a folder of Parquet chunks, not `.{ext}`",
                     opts.out.display()
                 ),
             ));
@@ -627,14 +627,15 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                 let _ = send.send(Err(e)); // fails only when the consumer has stopped already
             }
         });
-        let mut open: Option<(PredictionWriter, usize)> = None;
+        let mut open: Option<(Box<dyn output::PredictionSink>, usize)> = None;
         for message in receive {
             // The chunk being written is dropped (its temporary removed); finished ones stay.
             opts.cancel.check("finished chunk files are kept (a folder output continues with --resume)")?;
             match message? {
                 Message::Batch(k, batch) => {
                     if open.is_none() {
-                        let writer = PredictionWriter::create(&path_of(k), schema.clone(), true)?;
+                        let rows = manifest.range(k).len();
+                        let writer = output::create_sink(&path_of(k), schema.clone(), rows, true)?;
                         open = Some((writer, manifest.range(k).start));
                     }
                     let (writer, next_row) = open.as_mut().expect("opened");
@@ -646,7 +647,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                 Message::EndOfChunk(k) => {
                     let writer = match open.take() {
                         Some((w, _)) => w,
-                        None => PredictionWriter::create(&path_of(k), schema.clone(), true)?, // an empty input
+                        None => output::create_sink(&path_of(k), schema.clone(), 0, true)?, // an empty input
                     };
                     writer.finish()?;
                     summary.chunks_written += 1;

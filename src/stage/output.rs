@@ -66,7 +66,7 @@ pub fn predictions_schema(
     if !class_names.is_empty() {
         fields.push(described(Field::new("pred_class", DataType::Utf8, true), "the most probable class", None));
         fields.push(described(float("max_prob"), "the probability of pred_class", None));
-        fields.push(described(float("entropy"), "entropy of the class probabilities", Some("nat")));
+        fields.push(described(float("entropy"), "entropy of the class probabilities, in nats", None));
         fields.push(described(
             float("ood_score"),
             "Mahalanobis distance of the cutout's encoder features from the classifier's training data",
@@ -116,6 +116,34 @@ pub fn provenance(command: Option<&str>) -> HashMap<String, String> {
         m.insert("lensmae:command".to_string(), command.to_string());
     }
     m
+}
+
+/// Where predictions go, batch by batch; the file appears only when finished.
+pub trait PredictionSink {
+    /// Appends one batch.
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Completes the file and moves it into place; returns the rows written.
+    fn finish(self: Box<Self>) -> Result<usize>;
+}
+
+/// The writer for `target` by its extension: a FITS file (`.fits`, `.fit`) of
+/// `rows` rows, else Parquet.
+pub fn create_sink(target: &Path, schema: SchemaRef, rows: usize, overwrite: bool) -> Result<Box<dyn PredictionSink>> {
+    let ext = target.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    Ok(match ext.as_str() {
+        "fits" | "fit" => Box::new(super::fits_output::FitsPredictionWriter::create(target, schema, rows, overwrite)?),
+        _ => Box::new(PredictionWriter::create(target, schema, overwrite)?),
+    })
+}
+
+impl PredictionSink for PredictionWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        PredictionWriter::write(self, batch)
+    }
+
+    fn finish(self: Box<Self>) -> Result<usize> {
+        PredictionWriter::finish(*self)
+    }
 }
 
 /// Streams record batches into a Parquet file that appears only when finished.

@@ -528,14 +528,20 @@ fn a_missing_file_is_named_once_with_its_cause_once() {
 }
 
 #[test]
-fn an_output_of_a_format_predict_does_not_write_is_refused_not_made_a_folder() {
+fn outputs_of_formats_predict_does_not_write_are_refused_and_fits_tables_are_written() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/catalog/deeplense-model2-12.parquet");
-    for out in ["p.fits", "m.csv"] {
+    for out in ["m.csv", "p.fits.gz", "t.ecsv"] {
         let out = dir.path().join(out);
         fails(&["predict", "--input", catalog, "--out", out.to_str().unwrap()], "not `.");
         assert!(!out.exists());
     }
+    // A FITS table is written, with its rows.
+    let fits = dir.path().join("p.fits");
+    ok(&["predict", "--input", catalog, "--out", fits.to_str().unwrap()]);
+    let mut f = fitsio::FitsFile::open(&fits).unwrap();
+    let table = f.hdu("PREDICTIONS").unwrap();
+    assert!(matches!(table.info, fitsio::hdu::HduInfo::TableInfo { num_rows: 12, .. }));
 }
 
 #[test]

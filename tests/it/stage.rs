@@ -903,3 +903,79 @@ fn cutouts_of_other_sizes_and_pixel_scales_are_brought_to_the_model_grid() {
     let given = run(&same, PixelScale::Arcsec(0.101)).unwrap();
     assert_eq!(probabilities(&given), probabilities(&reference));
 }
+
+/// `--out x.fits`: a FITS table of the same rows and values as the Parquet output,
+/// the super-resolved cutouts as the primary cube, and what astropy saw in such
+/// a file (`tests/oracle/stage_fixtures.py check-fits`, `fixtures/stage/astropy_read_fits.json`).
+#[test]
+fn predictions_written_as_fits_hold_the_parquet_rows_and_read_in_astropy() {
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(crate::fixture("stage/astropy_read_fits.json")).unwrap())
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &Path| {
+        predict(&PredictOptions {
+            inputs: vec![crate::fixture("stage/stamps.parquet")],
+            input: InputOptions { image_column: Some("cutoutScience".into()), ..Default::default() },
+            predictor: PredictorOptions {
+                model: None,
+                sr_model: None,
+                task: StageTask::All,
+                batch_size: 3,
+                device: candle_core::Device::Cpu,
+                nan_policy: NanPolicy::Fail,
+                pixel_scale: Default::default(),
+            },
+            out: out.to_path_buf(),
+            overwrite: false,
+            chunk_rows: 4,
+            shard: None,
+            resume: false,
+            cancel: Default::default(),
+            command: Some("lensmae predict ...".into()),
+        })
+    };
+    let (fits_out, parquet_out) = (dir.path().join("pred.fits"), dir.path().join("pred.parquet"));
+    run(&fits_out).unwrap();
+    run(&parquet_out).unwrap();
+    let parquet = read(&parquet_out);
+    let mut f = fitsio::FitsFile::open(&fits_out).unwrap();
+    let table = f.hdu("PREDICTIONS").unwrap();
+    let golden_columns: Vec<String> =
+        golden["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let fitsio::hdu::HduInfo::TableInfo { column_descriptions, num_rows } = &table.info else { panic!("a table") };
+    let names: Vec<String> = column_descriptions.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(names, golden_columns);
+    assert_eq!(*num_rows, golden["rows"].as_u64().unwrap() as usize);
+    let k = 1 + names.iter().position(|n| n == "pixel_scale").unwrap();
+    assert_eq!(table.read_key::<String>(&mut f, &format!("TUNIT{k}")).unwrap(), "arcsec/pixel");
+    let status: Vec<String> = table.read_col(&mut f, "status").unwrap();
+    assert_eq!(status, strings(&parquet, "status").into_iter().map(Option::unwrap).collect::<Vec<_>>());
+    assert_eq!(serde_json::json!(status), golden["status"]);
+    let p_cdm: Vec<f32> = table.read_col(&mut f, "p_cdm").unwrap();
+    let want = parquet.column_by_name("p_cdm").unwrap().as_primitive::<Float32Type>();
+    for (r, &p) in p_cdm.iter().enumerate() {
+        if want.is_null(r) {
+            assert!(p.is_nan(), "a null probability is NaN in FITS");
+        } else {
+            assert_eq!(p, want.value(r));
+        }
+    }
+    // The cube: one plane per row, NaN where the row has no image.
+    let primary = f.primary_hdu().unwrap();
+    let cube: Vec<f32> = primary.read_image(&mut f).unwrap();
+    let sr = parquet.column_by_name("sr_image").unwrap().as_fixed_size_list();
+    for r in 0..4 {
+        let plane = &cube[r * 4096..(r + 1) * 4096];
+        if sr.is_null(r) {
+            assert!(plane.iter().all(|v| v.is_nan()));
+            assert!(golden["cube_nan_rows"].as_array().unwrap().contains(&serde_json::json!(r)));
+        } else {
+            assert_eq!(plane, sr.value(r).as_primitive::<Float32Type>().values().as_ref());
+        }
+    }
+    assert_eq!(primary.read_key::<String>(&mut f, "COMMAND").unwrap(), "lensmae predict ...");
+    assert!(golden["warnings"].as_array().unwrap().is_empty(), "astropy warned: {}", golden["warnings"]);
+    // Existing outputs stay unless --overwrite, as for Parquet.
+    assert!(run(&fits_out).unwrap_err().to_string().contains("exists"));
+}

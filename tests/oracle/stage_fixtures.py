@@ -5,6 +5,7 @@ predictions file with pyarrow.
 
     python tests/oracle/stage_fixtures.py make            # -> fixtures/stage/
     python tests/oracle/stage_fixtures.py check PRED.parquet [GOLDEN.json]
+    python tests/oracle/stage_fixtures.py check-fits PRED.fits [GOLDEN.json]   # astropy's view
 
 Needs numpy, astropy, pyarrow (astropy 8.0.2 and pyarrow 26.0.1 were used).
 """
@@ -94,5 +95,43 @@ def check(pred, golden=None):
     print(json.dumps(report))
 
 
+def check_fits(pred, golden=None):
+    """What astropy sees in a `predict --out x.fits` file (Table.read, units, the cube)."""
+    import warnings
+
+    from astropy.table import Table
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = Table.read(pred, hdu="PREDICTIONS")
+        with fits.open(pred) as hdul:
+            names = [h.name for h in hdul]
+            header = hdul[0].header
+            cube = hdul[0].data
+            keys = sorted(k for k in ("LENSMAE", "TASK", "MODEL", "MODELSHA", "SRMODEL", "COMMAND", "DATE", "BUILD")
+                          if k in header)
+            cube_shape = list(cube.shape) if cube is not None else None
+            cube_nan_rows = [int(i) for i in range(cube.shape[0]) if np.isnan(cube[i]).all()] if cube is not None else []
+    report = {
+        "hdus": names,
+        "rows": len(t),
+        "columns": t.colnames,
+        "units": {c: str(t[c].unit) for c in t.colnames if t[c].unit is not None},
+        "status": [str(s) for s in t["status"]],
+        "header_keys": keys,
+        "cube_shape": cube_shape,
+        "cube_nan_rows": cube_nan_rows,
+        # Only warnings about the file itself (not astropy's own deprecations).
+        "warnings": sorted({str(w.message).split(".")[0] for w in caught
+                            if "Unit" in str(w.category.__name__) or "Verify" in str(w.category.__name__)}),
+    }
+    if golden:
+        with open(golden, "w") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+            f.write("\n")
+    print(json.dumps(report))
+
+
 if __name__ == "__main__":
-    make() if sys.argv[1] == "make" else check(*sys.argv[2:])
+    commands = {"make": make, "check": check, "check-fits": check_fits}
+    commands[sys.argv[1]](*sys.argv[2:])
