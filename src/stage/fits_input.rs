@@ -35,8 +35,37 @@ struct Plane {
     shape: [usize; 2],
     /// Arcsec per pixel, from the HDU's WCS.
     pixel_scale: Option<f64>,
+    /// Who the cutout is: a `PARAMS` table's `id`, the HDU's OBJ_ID, RA, DEC.
+    identity: Identity,
     /// Why the whole file or HDU cannot be read.
     problem: Option<String>,
+}
+
+/// What a FITS file says of who a cutout is.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Identity {
+    id: Option<i64>,
+    ra: Option<f64>,
+    dec: Option<f64>,
+    object_id: Option<String>,
+}
+
+/// An image HDU's own identity keywords (survey cutout services write these).
+fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu) -> Identity {
+    let number = |f: &mut FitsFile, keys: &[&str]| {
+        keys.iter().find_map(|k| hdu.read_key::<f64>(f, k).ok()).filter(|v| v.is_finite())
+    };
+    let object_id = ["OBJ_ID", "OBJECTID", "OBJID"]
+        .iter()
+        .find_map(|k| hdu.read_key::<String>(f, k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()));
+    Identity { id: None, ra: number(f, &["RA_OBJ", "RA"]), dec: number(f, &["DEC_OBJ", "DEC"]), object_id }
+}
+
+/// The `id` column of a `PARAMS` table (lensmae's simulated cubes), one per plane.
+fn params_ids(f: &mut FitsFile) -> Option<Vec<i64>> {
+    let table = f.hdu("PARAMS").ok()?;
+    matches!(table.info, HduInfo::TableInfo { .. }).then_some(())?;
+    table.read_col::<i64>(f, "id").ok()
 }
 
 /// Largest image lensmae reads as one cutout: 8192 x 8192 pixels.
@@ -55,6 +84,7 @@ struct ImageHdu {
     pixel_bytes: usize,
     available: Option<u64>,
     pixel_scale: Option<f64>,
+    identity: Identity,
 }
 
 /// FITS files read as one stream of cutouts.
@@ -101,6 +131,7 @@ fn image_hdus(f: &mut FitsFile, path: &Path, hdu_name: Option<&str>) -> std::res
             pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
             available,
             pixel_scale: wcs_pixel_scale(f, &hdu),
+            identity: header_identity(f, &hdu),
         });
     }
     if found.is_empty() {
@@ -134,6 +165,7 @@ impl FitsCutouts {
                 planes: 1,
                 shape: [0, 0],
                 pixel_scale: None,
+                identity: Identity::default(),
                 problem: Some(problem),
             };
             let mut f = match open_fits(path) {
@@ -150,7 +182,8 @@ impl FitsCutouts {
                     continue;
                 }
             };
-            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale } in hdus {
+            let ids = params_ids(&mut f);
+            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, identity } in hdus {
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -173,6 +206,8 @@ impl FitsCutouts {
                     Some(bytes) => planes.min((bytes / (pixels * pixel_bytes).max(1) as u64) as usize),
                     None => planes,
                 };
+                // A PARAMS table of as many rows as the cube names each plane.
+                let id_of = |plane: usize| ids.as_ref().filter(|ids| ids.len() == planes).map(|ids| ids[plane]);
                 plan.extend((0..complete).map(|plane| Plane {
                     file,
                     hdu,
@@ -180,6 +215,7 @@ impl FitsCutouts {
                     planes,
                     shape: hw,
                     pixel_scale,
+                    identity: Identity { id: id_of(plane), ..identity.clone() },
                     problem: None,
                 }));
                 let missing = planes - complete;
@@ -190,6 +226,7 @@ impl FitsCutouts {
                     planes,
                     shape: hw,
                     pixel_scale,
+                    identity: Identity { id: id_of(plane), ..identity.clone() },
                     problem: Some(format!(
                         "truncated file: HDU {hdu} declares {planes} planes of {}x{}, the file ends after {complete}",
                         hw[0], hw[1]
@@ -214,6 +251,18 @@ impl FitsCutouts {
                 None => fits_error(&files[0], "no readable image in any input file"),
             }
         })?;
+        let mut carried = vec!["source".to_string()];
+        let any = |has: fn(&Identity) -> bool| plan.iter().any(|p| has(&p.identity));
+        for (name, has) in [
+            ("id", (|i: &Identity| i.id.is_some()) as fn(&Identity) -> bool),
+            ("ra", |i| i.ra.is_some()),
+            ("dec", |i| i.dec.is_some()),
+            ("object_id", |i| i.object_id.is_some()),
+        ] {
+            if any(has) {
+                carried.push(name.to_string());
+            }
+        }
         let cubes = plan.iter().any(|p| p.planes > 1);
         let layout = match (&opts.hdu, cubes) {
             (Some(name), _) => format!("extension `{name}` of each file"),
@@ -236,7 +285,7 @@ impl FitsCutouts {
                 image_shape,
                 pixel_scale,
                 layout,
-                carried_columns: vec!["source".into()],
+                carried_columns: carried,
                 natural_chunks: vec![],
                 hats_properties: None,
             },
@@ -281,7 +330,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
     let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
-    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale } =
+    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, .. } =
         image_hdus(&mut f, file.path(), None)?.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
@@ -315,7 +364,16 @@ impl CutoutReader for FitsCutouts {
     }
 
     fn carried_fields(&self) -> Vec<Field> {
-        vec![Field::new("source", DataType::Utf8, false)]
+        self.desc
+            .carried_columns
+            .iter()
+            .map(|name| match name.as_str() {
+                "source" => Field::new("source", DataType::Utf8, false),
+                "id" => Field::new("id", DataType::Int64, true),
+                "ra" | "dec" => Field::new(name, DataType::Float64, true),
+                _ => Field::new(name, DataType::Utf8, true),
+            })
+            .collect()
     }
 
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
@@ -382,13 +440,22 @@ impl CutoutReader for FitsCutouts {
             i += count;
         }
         self.next = end;
-        let source: ArrayRef = Arc::new(StringArray::from(sources));
-        Ok(Some(CutoutBatch {
-            pixels,
-            problems,
-            carried: vec![(self.carried_fields().remove(0), source)],
-            pixel_scales,
-        }))
+        let planned = &self.plan[end - rows..end];
+        let carried = self
+            .carried_fields()
+            .into_iter()
+            .map(|field| {
+                let column: ArrayRef = match field.name().as_str() {
+                    "source" => Arc::new(StringArray::from(sources.clone())),
+                    "id" => Arc::new(arrow_array::Int64Array::from_iter(planned.iter().map(|p| p.identity.id))),
+                    "ra" => Arc::new(arrow_array::Float64Array::from_iter(planned.iter().map(|p| p.identity.ra))),
+                    "dec" => Arc::new(arrow_array::Float64Array::from_iter(planned.iter().map(|p| p.identity.dec))),
+                    _ => Arc::new(StringArray::from_iter(planned.iter().map(|p| p.identity.object_id.clone()))),
+                };
+                (field, column)
+            })
+            .collect();
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

@@ -209,6 +209,13 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
         hdu.write_key(&mut f, "BSCALE", 0.001f64).unwrap();
         hdu.write_key(&mut f, "BZERO", 0.1f64).unwrap();
         hdu.write_key(&mut f, "BLANK", -32768i64).unwrap();
+        // A PARAMS table naming each plane, as lensmae's simulated cubes have.
+        let id = fitsio::tables::ColumnDescription::new("id")
+            .with_type(fitsio::tables::ColumnDataType::LongLong)
+            .create()
+            .unwrap();
+        let table = f.create_table("PARAMS", &[id]).unwrap();
+        table.write_col(&mut f, "id", &[100i64, 101, 102]).unwrap();
     }
     // A multi-extension file: an empty primary, a SCI and a WHT image.
     let mef = dir.path().join("mef.fits");
@@ -217,6 +224,9 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
         let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] };
         let sci = f.create_image("SCI", &desc).unwrap();
         sci.write_image(&mut f, data.image(2)).unwrap();
+        sci.write_key(&mut f, "RA", 150.125f64).unwrap();
+        sci.write_key(&mut f, "DEC", 2.5f64).unwrap();
+        sci.write_key(&mut f, "OBJ_ID", "EUC_J100030+023000").unwrap();
         let wht = f.create_image("WHT", &desc).unwrap();
         wht.write_image(&mut f, &vec![1f32; 256]).unwrap();
     }
@@ -233,6 +243,9 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     assert_eq!(status[1].as_deref(), Some("skipped: 1 non-finite pixels"), "BLANK becomes NaN");
     assert!(status[3].as_deref().unwrap().starts_with("skipped: unreadable FITS file"), "{status:?}");
     assert!(sources[2].as_deref().unwrap().ends_with("cube.fits[0][2]"), "{sources:?}");
+    // The PARAMS table's ids travel with their planes; the broken file has none.
+    let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+    assert_eq!(ids.iter().collect::<Vec<_>>(), vec![Some(100), Some(101), Some(102), None]);
     // A multi-extension file: every image extension, or the one named.
     assert_eq!(inspect(std::slice::from_ref(&mef), &InputOptions::default()).unwrap()["input"]["rows"], 2);
     let sci = InputOptions { hdu: Some("sci".into()), ..Default::default() };
@@ -241,6 +254,11 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     let m = read(&mef_out);
     assert_eq!(m.num_rows(), 1);
     assert!(strings(&m, "source")[0].as_deref().unwrap().ends_with("mef.fits[1]"));
+    // A cutout's own RA, DEC and OBJ_ID keywords are carried.
+    assert_eq!(strings(&m, "object_id")[0].as_deref(), Some("EUC_J100030+023000"));
+    let ra = m.column_by_name("ra").unwrap().as_primitive::<arrow_array::types::Float64Type>().value(0);
+    let dec = m.column_by_name("dec").unwrap().as_primitive::<arrow_array::types::Float64Type>().value(0);
+    assert_eq!((ra, dec), (150.125, 2.5));
     let missing = InputOptions { hdu: Some("VAR".into()), ..Default::default() };
     let err = inspect(&[mef.clone(), cube.clone()], &missing).unwrap_err().to_string();
     assert!(err.contains("no readable image"), "{err}");
