@@ -67,3 +67,24 @@ def test_the_readme_example_runs(client, tmp_path, monkeypatch):
     written = lsdb.read_hats(out)
     assert written.npartitions == 11
     assert "p_cdm" in written.columns and len(written.compute()) == 40
+
+
+def test_the_cli_catalogue_is_a_valid_hats_catalogue(fixtures, lensmae_cli, tmp_path, caplog):
+    import logging
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from hats.io.validation import is_valid_catalog
+
+    out = tmp_path / "cli"
+    lensmae_cli("predict", "--input", fixtures / "hats-cutouts", "--task", "all", "--shape", "16,16", "--out", out)
+    with caplog.at_level(logging.WARNING):
+        assert is_valid_catalog(out, strict=True, verbose=True)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    props = dict(line.split("=", 1) for line in (out / "hats.properties").read_text().splitlines() if "=" in line)
+    assert props["obs_collection"] == "cutouts"  # the input's name, kept
+    assert pq.read_metadata(out / "dataset" / "_metadata").num_rows == 40
+    # Tensors as plain fixed-size lists with their shape: astropy's Table.read takes them.
+    partition = next((out / "dataset").glob("Norder=*/Dir=*/Npix=*.parquet"))
+    field = pq.read_schema(partition).field("sr_image")
+    assert field.type == pa.list_(pa.float32(), 64 * 64) and field.metadata[b"lensmae:shape"] == b"[64,64]"

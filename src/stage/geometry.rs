@@ -52,6 +52,9 @@ impl std::fmt::Display for PixelScale {
     }
 }
 
+/// The `geometry` of a cutout the model took as it was.
+pub const AS_IS: &str = "as is";
+
 /// A cutout whose pixel scale differs from the model's by more than this factor
 /// (either way) is out of the model's domain.
 pub const MAX_SCALE_FACTOR: f64 = 1.5;
@@ -65,7 +68,8 @@ const SAME_SCALE: f64 = 1e-4;
 pub struct RowGeometry {
     /// The input's pixel scale used, arcsec per pixel.
     pub pixel_scale: Option<f64>,
-    /// Resampled, cropped or padded, and from what; `None` when used as it is.
+    /// Resampled, cropped or padded, and from what; `None` when used as it is
+    /// (the output says `as is`).
     pub note: Option<String>,
     /// The scale is too far from the model's (see [`MAX_SCALE_FACTOR`]).
     pub out_of_domain: bool,

@@ -14,6 +14,30 @@ use arrow_schema::SchemaRef;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// `schema` with its tensor columns as plain fixed-size lists, their shape kept
+/// as field metadata `lensmae:shape` (`[H, W]`): astropy's `Table.read` cannot
+/// read a partition holding an Arrow extension type, and a HATS catalogue is
+/// read partition by partition by tools that know nothing of lensmae.
+pub fn plain_tensor_columns(schema: &SchemaRef) -> SchemaRef {
+    use crate::data::parquet::{EXTENSION_METADATA_KEY, EXTENSION_NAME_KEY};
+    let fields: Vec<arrow_schema::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut metadata = f.metadata().clone();
+            let Some(parameters) = metadata.remove(EXTENSION_METADATA_KEY) else { return f.as_ref().clone() };
+            metadata.remove(EXTENSION_NAME_KEY);
+            let shape = serde_json::from_str::<serde_json::Value>(&parameters)
+                .ok()
+                .and_then(|v| v.get("shape").map(|s| s.to_string()))
+                .unwrap_or(parameters);
+            metadata.insert("lensmae:shape".to_string(), shape);
+            f.as_ref().clone().with_metadata(metadata)
+        })
+        .collect();
+    SchemaRef::new(arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// The properties file of a catalogue root (older catalogues call it `properties`).
 fn properties_path(dir: &Path) -> Option<PathBuf> {
     ["hats.properties", "properties"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
@@ -94,8 +118,11 @@ pub fn finish_catalogue(
     let rows: usize = partitions.iter().map(|p| p.1).sum();
     let name =
         out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "lensmae_predictions".into());
+    // The predictions are a sibling of the input: its name, when it has one.
+    let name = input.get("obs_collection").cloned().unwrap_or(name);
     let mut props = BTreeMap::from([
         ("obs_collection".to_string(), name),
+        ("hats_creation_date".to_string(), chrono::Utc::now().format("%Y-%m-%dT%H:%MUTC").to_string()),
         ("dataproduct_type".to_string(), input.get("dataproduct_type").cloned().unwrap_or_else(|| "object".into())),
         ("hats_nrows".to_string(), rows.to_string()),
         ("hats_builder".to_string(), format!("lensmae v{}", env!("CARGO_PKG_VERSION"))),
@@ -128,5 +155,57 @@ pub fn finish_catalogue(
         std::iter::once("Norder,Npix\n".to_string()).chain(pixels.iter().map(|(k, n)| format!("{k},{n}\n"))).collect();
     write_atomically(&out.join("partition_info.csv"), csv)?;
     PredictionWriter::create(&out.join("dataset").join("_common_metadata"), schema, true)?.finish()?;
+    write_metadata_file(out, partitions)?;
     Ok(true)
+}
+
+/// `dataset/_metadata`: every partition file's row groups in one footer, each
+/// column chunk naming its file (relative to `dataset/`), as pyarrow's
+/// `write_metadata` makes it; hats and LSDB plan reads from it.
+fn write_metadata_file(out: &Path, partitions: &[(String, usize)]) -> Result<()> {
+    use parquet::file::metadata::{FileMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader, ParquetMetaDataWriter};
+    let parquet_error = |path: &Path, e: parquet::errors::ParquetError| Error::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let (mut first, mut groups, mut rows) = (None, Vec::new(), 0i64);
+    for (relative, _) in partitions {
+        let path = out.join(relative);
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let metadata = ParquetMetaDataReader::new().parse_and_finish(&file).map_err(|e| parquet_error(&path, e))?;
+        let in_dataset = Path::new(relative).strip_prefix("dataset").unwrap_or(Path::new(relative));
+        let file_path = in_dataset.to_string_lossy().replace('\\', "/");
+        rows += metadata.file_metadata().num_rows();
+        for group in metadata.row_groups() {
+            let columns = group
+                .columns()
+                .iter()
+                .map(|c| c.clone().into_builder().set_file_path(file_path.clone()).build())
+                .collect::<parquet::errors::Result<Vec<_>>>()
+                .map_err(|e| parquet_error(&path, e))?;
+            groups.push(
+                group
+                    .clone()
+                    .into_builder()
+                    .set_column_metadata(columns)
+                    .build()
+                    .map_err(|e| parquet_error(&path, e))?,
+            );
+        }
+        first.get_or_insert_with(|| metadata.file_metadata().clone());
+    }
+    let Some(first) = first else { return Ok(()) };
+    let file_metadata = FileMetaData::new(
+        first.version(),
+        rows,
+        first.created_by().map(String::from),
+        first.key_value_metadata().cloned(),
+        first.schema_descr_ptr(),
+        first.column_orders().cloned(),
+    );
+    let metadata = ParquetMetaDataBuilder::new(file_metadata).set_row_groups(groups).build();
+    let target = out.join("dataset").join("_metadata");
+    let mut bytes = b"PAR1".to_vec();
+    ParquetMetaDataWriter::new(&mut bytes, &metadata).finish().map_err(|e| parquet_error(&target, e))?;
+    write_atomically(&target, bytes)
 }

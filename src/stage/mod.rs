@@ -512,7 +512,9 @@ impl Predictor {
         columns.push(Arc::new(arrow_array::Float64Array::from(
             regridded.iter().map(|g| g.pixel_scale).collect::<Vec<_>>(),
         )));
-        columns.push(Arc::new(StringArray::from(regridded.iter().map(|g| g.note.clone()).collect::<Vec<_>>())));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            regridded.iter().map(|g| g.note.as_deref().unwrap_or(geometry::AS_IS)),
+        )));
         for s in &status {
             match s.as_str() {
                 s if s.starts_with("ok") => summary.predicted += 1,
@@ -582,7 +584,10 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     };
     let mut metadata = metadata;
     metadata.extend(output::provenance(opts.command.as_deref()));
-    let schema = predictor.output_schema(&reader.carried_fields(), metadata);
+    let mut schema = predictor.output_schema(&reader.carried_fields(), metadata);
+    if hats_properties.is_some() && !single {
+        schema = hats::plain_tensor_columns(&schema);
+    }
     // Which chunks this run writes: its shard's, less those done (resume).
     let path_of = |k: usize| if single { opts.out.clone() } else { manifest.chunk_path(&opts.out, k) };
     let owed: Vec<bool> = (0..manifest.chunks().max(1))

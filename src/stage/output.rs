@@ -91,8 +91,8 @@ pub fn predictions_schema(
         Some("arcsec/pixel"),
     ));
     fields.push(described(
-        Field::new("geometry", DataType::Utf8, true),
-        "how the cutout was brought to the model's grid (null: used as it is)",
+        Field::new("geometry", DataType::Utf8, false),
+        "how the cutout was brought to the model's grid (`as is`: unchanged)",
         None,
     ));
     fields.push(described(
@@ -100,6 +100,12 @@ pub fn predictions_schema(
         "ok; out_of_domain (answered, unlike the training data); or why the row has no prediction",
         None,
     ));
+    let mut metadata = metadata;
+    if let Some(longest) = class_names.iter().map(|c| c.chars().count()).max() {
+        // astropy's Parquet reader sizes string columns by these keys and cannot
+        // measure a column with nulls itself (pred_class is null without a prediction).
+        metadata.insert("table::len::pred_class".to_string(), longest.to_string());
+    }
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }
 
