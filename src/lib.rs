@@ -17,6 +17,7 @@ pub mod fastmath;
 pub mod infer;
 pub mod model;
 pub mod pipeline;
+pub mod progress;
 pub mod report;
 pub mod sim;
 pub mod stage;

@@ -177,6 +177,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         resume: args.resume,
         cancel: crate::cli::interrupt(),
         command: Some(args.command_line.clone().unwrap_or_else(crate::cli::command_line)),
+        progress: crate::progress::ProgressMode::for_stderr(false),
     };
     let summary = predict(&opts).with_context(|| format!("predict -> {}", args.out.display()))?;
     eprintln!(

@@ -6,7 +6,6 @@ use crate::sim::presets::preset_toml;
 use crate::sim::{SimConfig, Simulator};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -104,7 +103,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
         options.classes = args.classes;
         options.overwrite = args.overwrite;
         options.cancel = crate::cli::interrupt();
-        options.progress = !args.quiet && std::io::stderr().is_terminal();
+        options.progress = crate::progress::ProgressMode::for_stderr(args.quiet);
         Ok(SimulateRun { simulator: Simulator::new(config)?, options, threads: args.threads, quiet: args.quiet })
     }
 }

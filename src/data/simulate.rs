@@ -13,7 +13,6 @@ use super::record::{DatasetInfo, Record, Task};
 use super::{DatasetWriter, Format, WriteSummary};
 use crate::sim::Simulator;
 use crate::{Error, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,8 +39,8 @@ pub struct SimulateOptions {
     pub overwrite: bool,
     /// Rows rendered per parallel chunk.
     pub chunk_size: usize,
-    /// Show a progress bar (only drawn on a terminal).
-    pub progress: bool,
+    /// How progress is shown.
+    pub progress: crate::progress::ProgressMode,
     /// Stops the run between chunks; the partial output is removed.
     pub cancel: crate::cancel::Cancel,
 }
@@ -58,7 +57,7 @@ impl SimulateOptions {
             out_dir: out_dir.into(),
             overwrite: false,
             chunk_size: 512,
-            progress: false,
+            progress: Default::default(),
             cancel: crate::cancel::Cancel::new(),
         }
     }
@@ -175,11 +174,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
             Format::Npy => Box::new(NpyTreeWriter::create(&path, info, opts.overwrite)?),
         })
     };
-    let bar = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
-            .expect("valid template"),
-    );
+    let mut bar = crate::progress::Progress::new(opts.progress, total as u64, "simulate: images");
     let chunk = opts.chunk_size.max(1);
     // The writer works on chunk k while rayon renders chunk k + 1; the channel holds
     // one chunk, so at most three chunks are in memory.
@@ -208,7 +203,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
         drop(send);
         writing.join().expect("the writer thread does not panic")
     });
-    bar.finish_and_clear();
+    bar.finish();
     let summary = written?;
     write_config(sim, opts)?;
     Ok(summary)

@@ -12,10 +12,12 @@ use crate::model::superres::SuperResolver;
 use crate::Result;
 use plot::{image_grid_png, Panel, Shading};
 
-/// A PNG grid with one row per pair at `indices`: the LR image, its bicubic
-/// upsampling, the model's SR image, the HR image (all shaded by the HR image's
-/// range) and the residual SR - HR (blue negative, red positive, saturating at
-/// a tenth of the HR range).
+/// A PNG grid with one row per pair at `indices`: the LR image (captioned with
+/// its class), its bicubic upsampling and the model's SR image (each captioned
+/// with its PSNR against the HR image, both scaled by the HR image's range as
+/// `evaluate` does), the HR image (all shaded by the HR image's range) and the
+/// residual SR - HR (blue negative, red positive, saturating at a tenth of the
+/// HR range, with a colour bar giving that limit in the images' units).
 pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[usize]) -> Result<Vec<u8>> {
     let sr = super_resolve(model, &pairs.lr_rows(indices), pairs.lr.size, 64)?;
     let (bicubic, _) = pairs.classical_upsamplings(indices);
@@ -30,12 +32,19 @@ pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[u
             let grey = Shading::Grey { lo, hi };
             let sr_k = &sr[k * per..(k + 1) * per];
             let residual: Vec<f32> = sr_k.iter().zip(hr).map(|(s, h)| s - h).collect();
+            let bicubic_k = &bicubic[k * per..(k + 1) * per];
+            let scaled =
+                |v: &[f32]| -> Vec<f32> { v.iter().map(|x| (x - lo) / (hi - lo).max(f32::MIN_POSITIVE)).collect() };
+            let psnr = |v: &[f32]| format!("{:.1} dB", crate::eval::superres::psnr(&scaled(hr), &scaled(v)));
+            let class = pairs.lr.class_names.get(pairs.lr.labels[i]).cloned();
+            let panel =
+                |pixels: &[f32], size, shading, caption| Panel { pixels: pixels.to_vec(), size, shading, caption };
             vec![
-                Panel { pixels: pairs.lr.image(i).to_vec(), size: ls, shading: grey },
-                Panel { pixels: bicubic[k * per..(k + 1) * per].to_vec(), size: hs, shading: grey },
-                Panel { pixels: sr_k.to_vec(), size: hs, shading: grey },
-                Panel { pixels: hr.to_vec(), size: hs, shading: grey },
-                Panel { pixels: residual, size: hs, shading: Shading::Diverging { limit: 0.1 * (hi - lo) } },
+                panel(pairs.lr.image(i), ls, grey, class),
+                panel(bicubic_k, hs, grey, Some(psnr(bicubic_k))),
+                panel(sr_k, hs, grey, Some(psnr(sr_k))),
+                panel(hr, hs, grey, None),
+                panel(&residual, hs, Shading::Diverging { limit: 0.1 * (hi - lo) }, None),
             ]
         })
         .collect();

@@ -238,7 +238,7 @@ pub enum Shading {
     },
 }
 
-/// One panel: a square image and its shading.
+/// One panel: a square image, its shading, and a line written under it.
 #[derive(Debug, Clone)]
 pub struct Panel {
     /// Pixels, row-major.
@@ -247,6 +247,8 @@ pub struct Panel {
     pub size: usize,
     /// Colour mapping.
     pub shading: Shading,
+    /// Written under the panel (a label, a metric).
+    pub caption: Option<String>,
 }
 
 fn shade(v: f32, shading: Shading) -> [u8; 3] {
@@ -268,23 +270,41 @@ fn shade(v: f32, shading: Shading) -> [u8; 3] {
 }
 
 /// A grid of image panels (`rows[r][c]`), each drawn `cell` pixels wide by
-/// nearest-neighbour scaling, with a title over each column; PNG bytes.
+/// nearest-neighbour scaling, with a title over each column, each panel's caption
+/// under it, and a colour bar with its limits beside every diverging panel of
+/// the last column; PNG bytes.
 pub fn image_grid_png(rows: &[Vec<Panel>], column_titles: &[&str], cell: u32) -> Result<Vec<u8>> {
     ensure_font();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
     let (pad, header) = (6u32, 28u32);
-    let (w, h) = (cols * (cell + pad) + pad, header + rows.len() as u32 * (cell + pad) + pad);
+    let caption = if rows.iter().flatten().any(|p| p.caption.is_some()) { 20u32 } else { 0 };
+    let diverging_last = rows.iter().any(|r| r.last().is_some_and(|p| matches!(p.shading, Shading::Diverging { .. })));
+    let (bar_w, bar_room) = (12u32, if diverging_last { 90u32 } else { 0 });
+    let row_h = cell + caption + pad;
+    let (w, h) = (cols * (cell + pad) + pad + bar_room, header + rows.len() as u32 * row_h + pad);
     let mut rgb = vec![255u8; (w * h * 3) as usize];
+    let mut put = |x: u32, y: u32, color: [u8; 3]| {
+        let at = ((y * w + x) * 3) as usize;
+        rgb[at..at + 3].copy_from_slice(&color);
+    };
     for (r, row) in rows.iter().enumerate() {
         for (c, panel) in row.iter().enumerate() {
-            let (x0, y0) = (pad + c as u32 * (cell + pad), header + r as u32 * (cell + pad));
+            let (x0, y0) = (pad + c as u32 * (cell + pad), header + r as u32 * row_h);
             for y in 0..cell {
                 for x in 0..cell {
                     let (py, px) =
                         ((y as usize * panel.size) / cell as usize, (x as usize * panel.size) / cell as usize);
-                    let color = shade(panel.pixels[py * panel.size + px], panel.shading);
-                    let at = (((y0 + y) * w + x0 + x) * 3) as usize;
-                    rgb[at..at + 3].copy_from_slice(&color);
+                    put(x0 + x, y0 + y, shade(panel.pixels[py * panel.size + px], panel.shading));
+                }
+            }
+            // The colour bar: +limit at the top, -limit at the bottom.
+            if let (true, Shading::Diverging { limit }) = (c + 1 == row.len(), panel.shading) {
+                let bx = x0 + cell + pad;
+                for y in 0..cell {
+                    let v = limit * (1.0 - 2.0 * (y as f32 + 0.5) / cell as f32);
+                    for x in 0..bar_w {
+                        put(bx + x, y0 + y, shade(v, panel.shading));
+                    }
                 }
             }
         }
@@ -292,8 +312,25 @@ pub fn image_grid_png(rows: &[Vec<Panel>], column_titles: &[&str], cell: u32) ->
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         let style = TextStyle::from((FONT_NAME, 16).into_font()).color(&BLACK);
+        let small = TextStyle::from((FONT_NAME, 13).into_font()).color(&BLACK);
         for (c, title) in column_titles.iter().enumerate() {
             root.draw_text(title, &style, ((pad + c as u32 * (cell + pad)) as i32 + 4, 6)).map_err(plot_error)?;
+        }
+        for (r, row) in rows.iter().enumerate() {
+            let y0 = (header + r as u32 * row_h) as i32;
+            for (c, panel) in row.iter().enumerate() {
+                let x0 = (pad + c as u32 * (cell + pad)) as i32;
+                if let Some(text) = &panel.caption {
+                    root.draw_text(text, &small, (x0 + 2, y0 + cell as i32 + 3)).map_err(plot_error)?;
+                }
+                if let (true, Shading::Diverging { limit }) = (c + 1 == row.len(), panel.shading) {
+                    let tx = x0 + (cell + pad + bar_w) as i32 + 4;
+                    root.draw_text(&format!("{:+.3}", limit), &small, (tx, y0)).map_err(plot_error)?;
+                    root.draw_text("0", &small, (tx, y0 + cell as i32 / 2 - 7)).map_err(plot_error)?;
+                    root.draw_text(&format!("{:+.3}", -limit), &small, (tx, y0 + cell as i32 - 14))
+                        .map_err(plot_error)?;
+                }
+            }
         }
         root.present().map_err(plot_error)?;
     }

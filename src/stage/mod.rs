@@ -82,6 +82,8 @@ pub struct PredictOptions {
     pub cancel: crate::cancel::Cancel,
     /// The command that asked for the run, recorded in the output's metadata.
     pub command: Option<String>,
+    /// How progress is shown on stderr.
+    pub progress: crate::progress::ProgressMode,
 }
 
 /// What a finished `predict` reports.
@@ -607,6 +609,8 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     let mut summary = PredictSummary::empty(opts.out.clone());
     summary.chunks_skipped = owed.iter().filter(|o| !**o).count();
     let batch_size = opts.predictor.batch_size;
+    let owed_rows: usize = (0..owed.len()).filter(|&k| owed[k]).map(|k| manifest.range(k).len()).sum();
+    let mut progress = crate::progress::Progress::new(opts.progress, owed_rows as u64, "predict: rows");
     std::thread::scope(|scope| -> Result<()> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Result<Message>>(2);
         let mut reader = reader;
@@ -648,6 +652,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                     writer.write(&predictor.predict_batch(batch, &geometry, *next_row, &schema, &mut summary)?)?;
                     *next_row += n;
                     summary.rows += n;
+                    progress.inc(n as u64);
                 }
                 Message::EndOfChunk(k) => {
                     let writer = match open.take() {
@@ -661,6 +666,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         }
         Ok(())
     })?;
+    progress.finish();
     if let (Some(props), false) = (&hats_properties, single) {
         summary.catalogue_finished = hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?;
     }

@@ -246,7 +246,8 @@ fn inspect_describes_an_input_and_predict_names_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     write_small_recipe(&d("small.toml"));
-    ok(&["simulate", "--config", &d("small.toml"), "--n-per-class", "2", "--out", &d("data"), "-q"]);
+    let run = ok(&["simulate", "--config", &d("small.toml"), "--n-per-class", "2", "--out", &d("data")]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("simulate: images 6 of 6 (100.0%)"));
     let data = d("data/dataset.parquet");
     let report: serde_json::Value = serde_json::from_slice(&ok(&["inspect", "--input", &data]).stdout).unwrap();
     assert_eq!(report["input"]["rows"], 6);
@@ -257,6 +258,9 @@ fn inspect_describes_an_input_and_predict_names_what_is_missing() {
     let run = ok(&["predict", "--input", &data, "--out", &d("p.parquet")]);
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(summary["out_of_domain"], 6, "{summary}");
+    // No terminal here: a progress line (at most every 30 s, and at the end).
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(log.contains("predict: rows 6 of 6 (100.0%)"), "{log}");
     std::fs::remove_file(d("p.parquet")).unwrap();
     // 16x16 cutouts that record no scale: refused, naming the ways on.
     std::fs::create_dir(d("npy")).unwrap();

@@ -78,6 +78,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         resume: false,
         cancel: Default::default(),
         command: None,
+        progress: Default::default(),
     })
     .map(|_| ())
 }
@@ -356,6 +357,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
         resume,
         cancel: Default::default(),
         command: None,
+        progress: Default::default(),
     };
     let single = predict(&opts("single.parquet", None, false)).unwrap();
     assert_eq!((single.rows, single.chunks_written), (17, 1));
@@ -462,6 +464,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
         resume: false,
         cancel: Default::default(),
         command: None,
+        progress: Default::default(),
     };
     let first = predict(&opts("0/2")).unwrap();
     assert!(!first.catalogue_finished && !out.join("hats.properties").exists());
@@ -612,6 +615,7 @@ fn predict_with(model: &Path, input: &Path, out: &Path) -> RecordBatch {
         resume: false,
         cancel: Default::default(),
         command: None,
+        progress: Default::default(),
     })
     .unwrap();
     read(out)
@@ -886,6 +890,7 @@ fn cutouts_of_other_sizes_and_pixel_scales_are_brought_to_the_model_grid() {
             resume: false,
             cancel: Default::default(),
             command: None,
+            progress: Default::default(),
         })?;
         Ok(read(&out))
     };
@@ -951,6 +956,7 @@ fn predictions_written_as_fits_hold_the_parquet_rows_and_read_in_astropy() {
             resume: false,
             cancel: Default::default(),
             command: Some("lensmae predict ...".into()),
+            progress: Default::default(),
         })
     };
     let (fits_out, parquet_out) = (dir.path().join("pred.fits"), dir.path().join("pred.parquet"));
