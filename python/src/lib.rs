@@ -127,6 +127,7 @@ impl Model {
             shape: shape.map(|(h, w)| [h, w]),
             hdu: None,
             pixel_scale_column: pixel_scale_col,
+            ..Default::default()
         };
         let (schema, batches) = py
             .detach(|| {

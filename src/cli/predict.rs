@@ -33,6 +33,17 @@ pub struct InputArgs {
     /// Tables: a column of per-row pixel scales, arcsec per pixel.
     #[arg(long)]
     pixel_scale_col: Option<String>,
+    /// FITS: the extension of per-pixel noise sigma (default: found by name:
+    /// RMS, ERR, NOISE, SIGMA; VAR for a variance map).
+    #[arg(long)]
+    rms_hdu: Option<String>,
+    /// FITS: the extension of inverse-variance weights (default: WHT, WEIGHT, IVAR).
+    #[arg(long)]
+    weight_hdu: Option<String>,
+    /// FITS: the extension of data-quality flags; flagged pixels are masked and
+    /// follow --nan-policy (default: FLAG, MASK, DQ, BPM).
+    #[arg(long)]
+    flag_hdu: Option<String>,
 }
 
 impl InputArgs {
@@ -49,6 +60,9 @@ impl InputArgs {
             shape,
             hdu: self.hdu.clone(),
             pixel_scale_column: self.pixel_scale_col.clone(),
+            rms_hdu: self.rms_hdu.clone(),
+            weight_hdu: self.weight_hdu.clone(),
+            flag_hdu: self.flag_hdu.clone(),
         })
     }
 }

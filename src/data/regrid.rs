@@ -94,8 +94,22 @@ impl Regrid {
         self.rows.coverage(self.ratio) * self.cols.coverage(self.ratio)
     }
 
+    /// Regrids the noise sigma map `src` of an image into `dst`: each output
+    /// pixel's flux is a weighted sum of independent input pixels, so its
+    /// variance is the sum of the squared weights times their variances.
+    pub fn apply_to_sigma(&self, src: &[f32], dst: &mut [f32]) {
+        let variance: Vec<f32> = src.iter().map(|s| s * s).collect();
+        self.sum(&variance, dst, |w| w * w);
+        dst.iter_mut().for_each(|v| *v = v.sqrt());
+    }
+
     /// Regrids one image `src` (`height * width`, row-major) into `dst` (`size * size`).
     pub fn apply(&self, src: &[f32], dst: &mut [f32]) {
+        self.sum(src, dst, |w| w);
+    }
+
+    /// `dst[i][j] = sum over (y, x) of src[y][x] * weight(wy) * weight(wx)`.
+    fn sum(&self, src: &[f32], dst: &mut [f32], weight: impl Fn(f64) -> f64) {
         let [_, width] = self.input;
         debug_assert_eq!(src.len(), self.input[0] * width);
         debug_assert_eq!(dst.len(), self.size * self.size);
@@ -106,7 +120,7 @@ impl Regrid {
         for (y, _) in needed.iter().enumerate().filter(|(_, &n)| n) {
             let row = &src[y * width..(y + 1) * width];
             for (j, taps) in self.cols.taps.iter().enumerate() {
-                along_rows[y * self.size + j] = taps.iter().map(|&(x, w)| f64::from(row[x]) * w).sum();
+                along_rows[y * self.size + j] = taps.iter().map(|&(x, w)| f64::from(row[x]) * weight(w)).sum();
             }
         }
         for (i, taps) in self.rows.taps.iter().enumerate() {
@@ -156,6 +170,14 @@ mod tests {
             (2..28).flat_map(|y| (2..28).map(move |x| (y, x))).map(|(y, x)| f64::from(src[y * 30 + x])).sum();
         let total: f64 = out.iter().map(|&v| f64::from(v)).sum();
         assert!((total - covered).abs() < 1e-6 * covered, "{total} vs {covered}");
+    }
+
+    #[test]
+    fn noise_adds_in_quadrature_when_pixels_are_summed() {
+        // 2x2 input pixels of sigma 1 into each output pixel: sigma 2.
+        let mut out = vec![0f32; 16];
+        Regrid::centred([8, 8], 4, 2.0).apply_to_sigma(&[1.0; 64], &mut out);
+        assert!(out.iter().all(|&s| (s - 2.0).abs() < 1e-6), "{out:?}");
     }
 
     #[test]

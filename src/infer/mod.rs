@@ -95,9 +95,20 @@ impl LoadedClassifier {
 
     /// Probabilities and, for a calibrated checkpoint, out-of-domain scores of raw images.
     pub fn predict(&self, raw: &[f32], batch: usize) -> Result<ClassifierOutput> {
+        self.predict_with_noise(raw, None, batch)
+    }
+
+    /// As [`LoadedClassifier::predict`], with each image's noise sigma when a
+    /// noise map gives it (used by noise-scaled models instead of their estimate).
+    pub fn predict_with_noise(
+        &self,
+        raw: &[f32],
+        sigmas: Option<&[Option<f32>]>,
+        batch: usize,
+    ) -> Result<ClassifierOutput> {
         let s = self.image_size();
         let mut pixels = raw.to_vec();
-        self.preprocessor.apply(&mut pixels, s * s);
+        self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
         let k = self.meta.class_names.len();
         let temperature = self.meta.calibration.as_ref().map(|c| c.temperature);

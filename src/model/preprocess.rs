@@ -65,9 +65,19 @@ impl Scaling {
 
     /// Scale every image (a run of `image_len` pixels, square) of `pixels` in place.
     pub fn apply(self, pixels: &mut [f32], image_len: usize) {
+        self.apply_with_noise(pixels, image_len, None);
+    }
+
+    /// As [`Scaling::apply`], with each image's noise sigma when known (from the
+    /// survey's noise map) instead of the estimate from the cutout itself; only
+    /// `noise-asinh` uses it.
+    pub fn apply_with_noise(self, pixels: &mut [f32], image_len: usize, sigmas: Option<&[Option<f32>]>) {
         match self {
             Scaling::MinMax => crate::data::images::minmax_normalise(pixels, image_len),
-            Scaling::NoiseAsinh => pixels.chunks_mut(image_len).for_each(noise_asinh),
+            Scaling::NoiseAsinh => pixels
+                .chunks_mut(image_len)
+                .enumerate()
+                .for_each(|(i, img)| noise_asinh(img, sigmas.and_then(|s| s.get(i).copied().flatten()))),
         }
     }
 
@@ -110,7 +120,13 @@ impl Preprocessor {
 
     /// Prepare every image (`image_len` pixels) of `pixels` in place.
     pub fn apply(&self, pixels: &mut [f32], image_len: usize) {
-        self.scaling.apply(pixels, image_len);
+        self.apply_with_noise(pixels, image_len, None);
+    }
+
+    /// As [`Preprocessor::apply`], with each image's known noise sigma (see
+    /// [`Scaling::apply_with_noise`]).
+    pub fn apply_with_noise(&self, pixels: &mut [f32], image_len: usize, sigmas: Option<&[Option<f32>]>) {
+        self.scaling.apply_with_noise(pixels, image_len, sigmas);
         if let Some((mean, std)) = &self.standardisation {
             standardise_pixel_rows(pixels, mean, std);
         }
@@ -199,8 +215,9 @@ fn median(values: &mut [f32]) -> f32 {
 /// simulation, a constant image) sigma falls back to 1e-6 of the image's range, so
 /// such an image comes out far from anything noisy training data showed (the
 /// out-of-domain flag's job); a constant image becomes zeros.
-fn noise_asinh(img: &mut [f32]) {
-    let (background, sigma) = background_and_sigma(img);
+fn noise_asinh(img: &mut [f32], known_sigma: Option<f32>) {
+    let (background, estimated) = background_and_sigma(img);
+    let sigma = known_sigma.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(estimated);
     let (lo, hi) = crate::data::images::value_range(img);
     let sigma = if sigma > 0.0 && sigma.is_finite() { sigma } else { 1e-6 * (hi - lo) };
     for v in img.iter_mut() {
@@ -236,6 +253,23 @@ mod tests {
             assert!((background - 0.3).abs() < 0.2 * sigma, "background {background}");
         }
         assert_eq!(background_and_sigma(&[1.0; 16]), (1.0, 0.0));
+    }
+
+    #[test]
+    fn a_noise_map_sigma_replaces_the_estimate() {
+        let side = 32;
+        let img = noisy_blob(side, 0.05, 4);
+        let (background, _) = background_and_sigma(&img);
+        let mut given = img.clone();
+        Scaling::NoiseAsinh.apply_with_noise(&mut given, side * side, Some(&[Some(0.2)]));
+        for (g, v) in given.iter().zip(&img) {
+            assert!((g - ((v - background) / 0.2).asinh()).abs() < 1e-5);
+        }
+        // No usable sigma in the map: the cutout's own estimate, as without one.
+        let (mut a, mut b) = (img.clone(), img);
+        Scaling::NoiseAsinh.apply_with_noise(&mut a, side * side, Some(&[None]));
+        Scaling::NoiseAsinh.apply(&mut b, side * side);
+        assert_eq!(a, b);
     }
 
     #[test]

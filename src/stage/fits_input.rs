@@ -37,8 +37,57 @@ struct Plane {
     pixel_scale: Option<f64>,
     /// Who the cutout is: a `PARAMS` table's `id`, the HDU's OBJ_ID, RA, DEC.
     identity: Identity,
+    /// The HDUs of its noise map and flags, when the file has them.
+    companions: Companions,
     /// Why the whole file or HDU cannot be read.
     problem: Option<String>,
+}
+
+/// What an extension beside the flux holds (Euclid MER, Rubin and HST cutouts
+/// carry these beside the image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompanionKind {
+    /// Noise sigma per pixel (RMS, ERR, NOISE, SIGMA).
+    Rms,
+    /// Variance per pixel (VAR).
+    Variance,
+    /// Inverse variance (WHT, WEIGHT, IVAR); 0 marks no data.
+    Weight,
+    /// Data-quality flags (FLAG, MASK, DQ, BPM); non-zero masks the pixel.
+    Flags,
+}
+
+/// The noise map and flags of one cutout's HDU.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Companions {
+    noise: Option<(usize, CompanionKind)>,
+    flags: Option<usize>,
+}
+
+/// What an extension's name says it holds: a companion of the flux, another
+/// product that is not a cutout (PSF, background, model), or the flux itself.
+fn extension_role(extname: &str, opts: &InputOptions) -> Option<Option<CompanionKind>> {
+    let name = extname.trim();
+    let given = |option: &Option<String>| option.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(name));
+    if given(&opts.rms_hdu) {
+        return Some(Some(CompanionKind::Rms));
+    }
+    if given(&opts.weight_hdu) {
+        return Some(Some(CompanionKind::Weight));
+    }
+    if given(&opts.flag_hdu) {
+        return Some(Some(CompanionKind::Flags));
+    }
+    // The last word: `VIS_RMS`, `SCI`, `WHT`, `MER_FLAG`.
+    let word = name.rsplit(['_', '-', ' ']).next().unwrap_or(name).to_ascii_uppercase();
+    match word.as_str() {
+        "RMS" | "ERR" | "ERROR" | "NOISE" | "SIGMA" | "STD" | "STDEV" => Some(Some(CompanionKind::Rms)),
+        "VAR" | "VARIANCE" => Some(Some(CompanionKind::Variance)),
+        "WHT" | "WEIGHT" | "IVAR" | "INVVAR" => Some(Some(CompanionKind::Weight)),
+        "FLAG" | "FLAGS" | "MASK" | "DQ" | "BPM" => Some(Some(CompanionKind::Flags)),
+        "PSF" | "BKG" | "BACKGROUND" | "MODEL" | "EXPOSURE" | "EXP" => Some(None),
+        _ => None,
+    }
 }
 
 /// What a FITS file says of who a cutout is.
@@ -85,6 +134,7 @@ struct ImageHdu {
     available: Option<u64>,
     pixel_scale: Option<f64>,
     identity: Identity,
+    companions: Companions,
 }
 
 /// FITS files read as one stream of cutouts.
@@ -93,6 +143,8 @@ pub struct FitsCutouts {
     plan: Vec<Plane>,
     next: usize,
     desc: InputDescription,
+    /// Some cutout has a noise map (every batch then carries one).
+    noise: bool,
 }
 
 fn fits_error(path: &Path, message: impl Into<String>) -> Error {
@@ -100,39 +152,68 @@ fn fits_error(path: &Path, message: impl Into<String>) -> Error {
 }
 
 /// The image HDUs of an open file (at `path`) to read: `--hdu NAME`, else the
-/// primary if it holds an image, else every image extension.
-fn image_hdus(f: &mut FitsFile, path: &Path, hdu_name: Option<&str>) -> std::result::Result<Vec<ImageHdu>, String> {
+/// primary if it holds an image, else every image extension that is not a
+/// companion (noise map, weight, flags: paired with the flux of the same EXTVER,
+/// or with every flux when the file has one of its kind) nor another product
+/// (PSF, background).
+fn image_hdus(
+    f: &mut FitsFile,
+    path: &Path,
+    opts: &InputOptions,
+) -> std::result::Result<(Vec<ImageHdu>, Vec<String>), String> {
+    let hdu_name = opts.hdu.as_deref();
     let count = f.num_hdus().map_err(|e| e.to_string())?;
     let file_len = std::fs::metadata(path).map(|m| m.len()).ok();
     let gzipped = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-    let mut found: Vec<ImageHdu> = Vec::new();
+    let mut found: Vec<(ImageHdu, i64)> = Vec::new();
+    let mut companions: Vec<(usize, CompanionKind, i64, Vec<usize>)> = Vec::new();
+    let mut notes = Vec::new();
     for i in 0..count {
         let hdu = f.hdu(i).map_err(|e| e.to_string())?;
         let HduInfo::ImageInfo { shape, .. } = &hdu.info else { continue };
         if shape.len() < 2 {
             continue;
         }
+        let extname: String = hdu.read_key(f, "EXTNAME").unwrap_or_default();
+        let extver: i64 = hdu.read_key(f, "EXTVER").unwrap_or(1);
+        let role = extension_role(&extname, opts);
         if let Some(name) = hdu_name {
-            let extname: String = hdu.read_key(f, "EXTNAME").unwrap_or_default();
             if !extname.trim().eq_ignore_ascii_case(name) {
+                if let Some(Some(kind)) = role {
+                    companions.push((i, kind, extver, shape.clone()));
+                    notes.push(format!("`{}` as {kind:?}", extname.trim()));
+                }
                 continue;
             }
-        } else if i > 0 && found.first().is_some_and(|h| h.index == 0) {
-            break; // the primary holds the image: extensions are something else
+        } else {
+            match role {
+                Some(Some(kind)) => {
+                    companions.push((i, kind, extver, shape.clone()));
+                    notes.push(format!("`{}` as {kind:?}", extname.trim()));
+                    continue;
+                }
+                Some(None) => continue,
+                None if i > 0 && found.first().is_some_and(|(h, _)| h.index == 0) => continue,
+                None => {}
+            }
         }
         let bitpix: i64 = hdu.read_key(f, "BITPIX").map_err(|e| e.to_string())?;
         let available = match (file_len, gzipped) {
             (Some(len), false) => data_start(f).map(|start| len.saturating_sub(start)),
             _ => None,
         };
-        found.push(ImageHdu {
-            index: i,
-            dims: shape.clone(),
-            pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
-            available,
-            pixel_scale: wcs_pixel_scale(f, &hdu),
-            identity: header_identity(f, &hdu),
-        });
+        found.push((
+            ImageHdu {
+                index: i,
+                dims: shape.clone(),
+                pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
+                available,
+                pixel_scale: wcs_pixel_scale(f, &hdu),
+                identity: header_identity(f, &hdu),
+                companions: Companions::default(),
+            },
+            extver,
+        ));
     }
     if found.is_empty() {
         return Err(match hdu_name {
@@ -140,7 +221,61 @@ fn image_hdus(f: &mut FitsFile, path: &Path, hdu_name: Option<&str>) -> std::res
             None => "no image HDU".to_string(),
         });
     }
-    Ok(found)
+    // Pair each flux with its companions: the same EXTVER, else the only one of its kind.
+    let pick = |kinds: &[CompanionKind], extver: i64| -> Option<(usize, CompanionKind)> {
+        let of_kind: Vec<&(usize, CompanionKind, i64, Vec<usize>)> =
+            companions.iter().filter(|c| kinds.contains(&c.1)).collect();
+        of_kind.iter().find(|c| c.2 == extver).or_else(|| (of_kind.len() == 1).then(|| &of_kind[0])).map(|c| (c.0, c.1))
+    };
+    let sigma_kinds = [CompanionKind::Rms, CompanionKind::Variance, CompanionKind::Weight];
+    let hdus = found
+        .into_iter()
+        .map(|(mut hdu, extver)| {
+            hdu.companions = Companions {
+                noise: pick(&sigma_kinds, extver),
+                flags: pick(&[CompanionKind::Flags], extver).map(|c| c.0),
+            };
+            hdu
+        })
+        .collect();
+    Ok((hdus, notes))
+}
+
+/// Per pixel of planes `first..first + count` of one cutout's HDU: its noise
+/// sigma (NaN where unknown: no weight, a non-finite map), and its pixels set
+/// to NaN where its flags are non-zero (so the NaN policy decides).
+fn read_companions(
+    f: &mut FitsFile,
+    p: &Plane,
+    count: usize,
+    pixels: &mut [f32],
+    sigma: &mut [f32],
+) -> std::result::Result<(), String> {
+    let n = p.shape[0] * p.shape[1];
+    let range = p.plane * n..(p.plane + count) * n;
+    if let Some((hdu, kind)) = p.companions.noise {
+        let values = read_pixels(f, hdu, range.clone()).map_err(|e| format!("noise map (HDU {hdu}): {e}"))?;
+        for (s, v) in sigma.iter_mut().zip(values) {
+            *s = match kind {
+                CompanionKind::Rms => v,
+                CompanionKind::Variance => v.sqrt(),
+                CompanionKind::Weight if v > 0.0 => 1.0 / v.sqrt(),
+                _ => f32::NAN,
+            };
+            if !(s.is_finite() && *s > 0.0) {
+                *s = f32::NAN;
+            }
+        }
+    }
+    if let Some(hdu) = p.companions.flags {
+        let flags = read_pixels(f, hdu, range).map_err(|e| format!("flags (HDU {hdu}): {e}"))?;
+        for (v, flag) in pixels.iter_mut().zip(flags) {
+            if flag != 0.0 {
+                *v = f32::NAN;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where the current HDU's data begins in the file (cfitsio's `fits_get_hduaddrll`).
@@ -157,6 +292,7 @@ impl FitsCutouts {
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<FitsCutouts> {
         let mut plan = Vec::new();
         let mut shape: Option<[usize; 2]> = None;
+        let mut companion_notes: Vec<String> = Vec::new();
         for (file, path) in files.iter().enumerate() {
             let broken = |problem: String| Plane {
                 file,
@@ -166,6 +302,7 @@ impl FitsCutouts {
                 shape: [0, 0],
                 pixel_scale: None,
                 identity: Identity::default(),
+                companions: Companions::default(),
                 problem: Some(problem),
             };
             let mut f = match open_fits(path) {
@@ -175,15 +312,18 @@ impl FitsCutouts {
                     continue;
                 }
             };
-            let hdus = match image_hdus(&mut f, path, opts.hdu.as_deref()) {
-                Ok(h) => h,
+            let hdus = match image_hdus(&mut f, path, opts) {
+                Ok((h, notes)) => {
+                    companion_notes.extend(notes);
+                    h
+                }
                 Err(e) => {
                     plan.push(broken(e));
                     continue;
                 }
             };
             let ids = params_ids(&mut f);
-            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, identity } in hdus {
+            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, identity, companions } in hdus {
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -216,6 +356,7 @@ impl FitsCutouts {
                     shape: hw,
                     pixel_scale,
                     identity: Identity { id: id_of(plane), ..identity.clone() },
+                    companions,
                     problem: None,
                 }));
                 let missing = planes - complete;
@@ -227,6 +368,7 @@ impl FitsCutouts {
                     shape: hw,
                     pixel_scale,
                     identity: Identity { id: id_of(plane), ..identity.clone() },
+                    companions,
                     problem: Some(format!(
                         "truncated file: HDU {hdu} declares {planes} planes of {}x{}, the file ends after {complete}",
                         hw[0], hw[1]
@@ -264,11 +406,17 @@ impl FitsCutouts {
             }
         }
         let cubes = plan.iter().any(|p| p.planes > 1);
-        let layout = match (&opts.hdu, cubes) {
+        let mut layout = match (&opts.hdu, cubes) {
             (Some(name), _) => format!("extension `{name}` of each file"),
             (None, true) => "image cubes (NAXIS3 = cutouts)".to_string(),
             (None, false) => "one image per HDU".to_string(),
         };
+        companion_notes.sort();
+        companion_notes.dedup();
+        if !companion_notes.is_empty() {
+            layout.push_str(&format!("; beside the flux: {}", companion_notes.join(", ")));
+        }
+        let noise = plan.iter().any(|p| p.companions.noise.is_some());
         let pixel_scale = plan.iter().find(|p| p.problem.is_none()).and_then(|p| p.pixel_scale).map(|scale| {
             let first = plan.iter().find(|p| p.problem.is_none()).expect("found above");
             RecordedScale {
@@ -291,6 +439,7 @@ impl FitsCutouts {
             },
             plan,
             next: 0,
+            noise,
         })
     }
 
@@ -331,7 +480,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
     let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
     let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, .. } =
-        image_hdus(&mut f, file.path(), None)?.remove(0);
+        image_hdus(&mut f, file.path(), &InputOptions::default())?.0.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
         other => return Err(format!("a {other:?} image, not a single cutout")),
@@ -439,6 +588,27 @@ impl CutoutReader for FitsCutouts {
             }
             i += count;
         }
+        // Noise maps and flags beside the flux, row by row.
+        let mut noise = self.noise.then(|| vec![f32::NAN; rows * n]);
+        for r in 0..rows {
+            let p = &self.plan[self.next + r];
+            if problems[r].is_some() || p.companions == Companions::default() {
+                continue;
+            }
+            if open.as_ref().map_or(true, |(file, _)| *file != p.file) {
+                let path = &self.files[p.file];
+                open = Some((p.file, open_fits(path).map_err(|e| fits_error(path, e))?));
+            }
+            let f = &mut open.as_mut().expect("opened").1;
+            let mut unused = Vec::new();
+            let sigma = match noise.as_mut() {
+                Some(sigma) => &mut sigma[r * n..(r + 1) * n],
+                None => &mut unused[..],
+            };
+            if let Err(problem) = read_companions(f, p, 1, &mut pixels[r * n..(r + 1) * n], sigma) {
+                problems[r] = Some(problem);
+            }
+        }
         self.next = end;
         let planned = &self.plan[end - rows..end];
         let carried = self
@@ -455,7 +625,7 @@ impl CutoutReader for FitsCutouts {
                 (field, column)
             })
             .collect();
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales }))
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, noise }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

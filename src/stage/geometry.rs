@@ -138,6 +138,10 @@ impl Geometry {
         let out_len = self.size * self.size;
         let mut rows = Vec::with_capacity(n);
         let mut pixels = if self.is_identity() { Vec::new() } else { vec![0f32; n * out_len] };
+        let mut noise = match (&batch.noise, self.is_identity()) {
+            (Some(_), false) => Some(vec![f32::NAN; n * out_len]),
+            _ => None,
+        };
         for r in 0..n {
             let scale = match self.policy {
                 PixelScale::Recorded => batch.pixel_scales.get(r).copied().flatten(),
@@ -162,6 +166,9 @@ impl Geometry {
                 let regrid =
                     regrids.entry(ratio.to_bits()).or_insert_with(|| Regrid::centred(self.input, self.size, ratio));
                 regrid.apply(&batch.pixels[r * h * w..(r + 1) * h * w], &mut pixels[r * out_len..(r + 1) * out_len]);
+                if let (Some(sigma), Some(out)) = (&batch.noise, noise.as_mut()) {
+                    regrid.apply_to_sigma(&sigma[r * h * w..(r + 1) * h * w], &mut out[r * out_len..(r + 1) * out_len]);
+                }
                 row.note = describe(self.input, self.size, ratio, scale, self.model_scale, regrid.coverage());
             }
             if row.out_of_domain {
@@ -181,6 +188,9 @@ impl Geometry {
         }
         if !self.is_identity() {
             batch.pixels = pixels;
+            if noise.is_some() {
+                batch.noise = noise;
+            }
         }
         rows
     }
@@ -225,7 +235,7 @@ mod tests {
 
     fn batch(pixels: Vec<f32>, scales: Vec<Option<f64>>) -> CutoutBatch {
         let n = scales.len();
-        CutoutBatch { pixels, problems: vec![None; n], carried: vec![], pixel_scales: scales }
+        CutoutBatch { pixels, problems: vec![None; n], carried: vec![], pixel_scales: scales, noise: None }
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct CutoutBatch {
     /// Per row: the pixel scale the input records, arcsec per pixel (FITS WCS,
     /// the `--pixel-scale-col` column, a table's `lensmae:pixel_scale`).
     pub pixel_scales: Vec<Option<f64>>,
+    /// The noise sigma of every pixel (laid out as `pixels`; NaN where unknown),
+    /// when the input has noise maps (FITS RMS / variance / weight extensions).
+    pub noise: Option<Vec<f32>>,
 }
 
 impl CutoutBatch {
@@ -100,8 +103,17 @@ pub struct InputOptions {
     /// Parquet: the image shape of plain list columns without tensor metadata.
     pub shape: Option<[usize; 2]>,
     /// FITS: the image extension by name (default: the primary HDU if it holds an
-    /// image, else every image extension).
+    /// image, else every image extension that is not a noise map, weight, flags,
+    /// PSF or background by its name).
     pub hdu: Option<String>,
+    /// FITS: the extension of noise sigma per pixel (default: one named RMS, ERR,
+    /// NOISE, SIGMA, or VAR for variance, beside the flux).
+    pub rms_hdu: Option<String>,
+    /// FITS: the extension of inverse-variance weights (default: WHT, WEIGHT, IVAR).
+    pub weight_hdu: Option<String>,
+    /// FITS: the extension of data-quality flags; non-zero pixels are masked
+    /// (NaN, then the NaN policy) (default: FLAG, MASK, DQ, BPM).
+    pub flag_hdu: Option<String>,
     /// Tables: a column of per-row pixel scales, arcsec per pixel.
     pub pixel_scale_column: Option<String>,
 }

@@ -386,6 +386,16 @@ fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, fir
     Ok(status)
 }
 
+/// The median of an image's finite noise sigmas, if it has any.
+fn median_sigma(sigma: &[f32]) -> Option<f32> {
+    let mut finite: Vec<f32> = sigma.iter().copied().filter(|s| s.is_finite() && *s > 0.0).collect();
+    if finite.is_empty() {
+        return None;
+    }
+    let middle = finite.len() / 2;
+    Some(*finite.select_nth_unstable_by(middle, f32::total_cmp).1)
+}
+
 /// The `source` (file) or `id` of row `r`, for messages.
 fn source_of(batch: &CutoutBatch, r: usize) -> Option<String> {
     use arrow_array::cast::AsArray;
@@ -442,8 +452,18 @@ impl Predictor {
             Some(sr) => Some(super_resolve(&sr.model, &inputs, sr.lr_size(), opts.batch_size)?),
             None => None,
         };
+        // A noise map's median sigma per image, for noise-scaled classifiers (not
+        // after super-resolution: the SR images are on another grid).
+        let sigmas: Option<Vec<Option<f32>>> = match (&batch.noise, &sr) {
+            (Some(noise), None) => {
+                Some(usable.iter().map(|&r| median_sigma(&noise[r * image_len..(r + 1) * image_len])).collect())
+            }
+            _ => None,
+        };
         let predicted = match &models.classifier {
-            Some(c) => Some(c.predict(sr.as_deref().unwrap_or(&inputs), opts.batch_size)?),
+            Some(c) => {
+                Some(c.predict_with_noise(sr.as_deref().unwrap_or(&inputs), sigmas.as_deref(), opts.batch_size)?)
+            }
             None => None,
         };
         summary.model_seconds += model_started.elapsed().as_secs_f64();

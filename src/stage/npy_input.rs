@@ -128,7 +128,7 @@ impl CutoutReader for NpyCutouts {
         self.next = end;
         // `.npy` files record no pixel scale.
         let pixel_scales = vec![None; chunk.len()];
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales }))
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, noise: None }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

@@ -154,7 +154,7 @@ impl TableLayout {
                 None
             };
         }
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)?, pixel_scales })
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)?, pixel_scales, noise: None })
     }
 
     fn carried_of(&self, origin: &Path, batch: &RecordBatch) -> Result<Vec<(Field, arrow_array::ArrayRef)>> {
@@ -210,7 +210,7 @@ impl TableLayout {
                 Err(problem) => problems[row] = Some(problem),
             }
         }
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(Path::new(""), batch)?, pixel_scales })
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(Path::new(""), batch)?, pixel_scales, noise: None })
     }
 }
 

@@ -229,7 +229,11 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
         sci.write_key(&mut f, "DEC", 2.5f64).unwrap();
         sci.write_key(&mut f, "OBJ_ID", "EUC_J100030+023000").unwrap();
         let wht = f.create_image("WHT", &desc).unwrap();
-        wht.write_image(&mut f, &vec![1f32; 256]).unwrap();
+        wht.write_image(&mut f, &vec![4f32; 256]).unwrap();
+        let mut flags = vec![0f32; 256];
+        flags[17] = 4.0;
+        let flag = f.create_image("FLAG", &desc).unwrap();
+        flag.write_image(&mut f, &flags).unwrap();
     }
     let broken = dir.path().join("broken.fits");
     std::fs::write(&broken, b"SIMPLE  =                    T / truncated").unwrap();
@@ -248,12 +252,25 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
     assert_eq!(ids.iter().collect::<Vec<_>>(), vec![Some(100), Some(101), Some(102), None]);
     // A multi-extension file: every image extension, or the one named.
-    assert_eq!(inspect(std::slice::from_ref(&mef), &InputOptions::default()).unwrap()["input"]["rows"], 2);
+    // The weight map and flags are the flux's companions, not cutouts: one row.
+    let report = inspect(std::slice::from_ref(&mef), &InputOptions::default()).unwrap();
+    assert_eq!(report["input"]["rows"], 1);
+    let layout = report["input"]["layout"].as_str().unwrap();
+    assert!(layout.contains("`WHT` as Weight") && layout.contains("`FLAG` as Flags"), "{layout}");
+    let mut reader = lensmae::stage::open_input(std::slice::from_ref(&mef), &InputOptions::default()).unwrap();
+    let batch = reader.next_batch(4).unwrap().unwrap();
+    // Inverse variance 4: sigma 0.5 everywhere; the flagged pixel masked (NaN).
+    assert!(batch.noise.as_ref().unwrap().iter().all(|&s| s == 0.5));
+    assert!(batch.pixels[17].is_nan() && batch.pixels.iter().filter(|v| v.is_nan()).count() == 1);
     let sci = InputOptions { hdu: Some("sci".into()), ..Default::default() };
     let mef_out = dir.path().join("mef.parquet");
-    run(std::slice::from_ref(&mef), sci.clone(), StageTask::Classify, NanPolicy::Fail, &mef_out).unwrap();
+    // The flagged pixel follows the NaN policy.
+    let e = run(std::slice::from_ref(&mef), sci.clone(), StageTask::Classify, NanPolicy::Fail, &mef_out);
+    assert!(e.unwrap_err().to_string().contains("1 non-finite pixels"));
+    run(std::slice::from_ref(&mef), sci.clone(), StageTask::Classify, NanPolicy::Zero, &mef_out).unwrap();
     let m = read(&mef_out);
     assert_eq!(m.num_rows(), 1);
+    assert_eq!(strings(&m, "status")[0].as_deref(), Some("ok: 1 non-finite pixels set to 0"));
     assert!(strings(&m, "source")[0].as_deref().unwrap().ends_with("mef.fits[1]"));
     // A cutout's own RA, DEC and OBJ_ID keywords are carried.
     assert_eq!(strings(&m, "object_id")[0].as_deref(), Some("EUC_J100030+023000"));
