@@ -5,7 +5,6 @@
 //! two is missing, never a silent fall-back to the CPU.
 use crate::{Error, Result};
 use candle_core::Device;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether this binary was compiled with candle's CUDA backend.
 pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
@@ -83,28 +82,28 @@ impl std::fmt::Display for Precision {
     }
 }
 
-// Process-wide, like candle's own TF32 switch, so the layers need no argument
-// threaded through every constructor; tests override it per thread.
-static BF16_PRODUCTS: AtomicBool = AtomicBool::new(false);
-
+// Per thread, so that a library process holding several models (Python, Dask
+// workers) never has one caller's choice change another's arithmetic: the thread
+// that opens a CUDA device with bf16 (the CLI's, which then trains on it) gets
+// it, and any other thread chooses with [`with_bf16_products`].
 thread_local! {
     static BF16_PRODUCTS_HERE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
-/// Whether the layers cast their matrix products' operands to bf16: set for the
-/// process by [`DeviceSpec::open`] with [`Precision::Bf16`], or on one thread by
-/// [`with_bf16_products`].
+/// Whether the layers cast their matrix products' operands to bf16 on this
+/// thread: set by [`DeviceSpec::open`] with [`Precision::Bf16`] on the thread
+/// that opens the device, or for a closure by [`with_bf16_products`].
 pub fn bf16_products() -> bool {
-    BF16_PRODUCTS_HERE.with(|c| c.get()).unwrap_or_else(|| BF16_PRODUCTS.load(Ordering::Relaxed))
+    BF16_PRODUCTS_HERE.with(|c| c.get()).unwrap_or(false)
 }
 
-/// Turns the layers' bf16 matrix products on or off for the whole process.
+/// Turns the layers' bf16 matrix products on or off for this thread.
 pub fn set_bf16_products(on: bool) {
-    BF16_PRODUCTS.store(on, Ordering::Relaxed);
+    BF16_PRODUCTS_HERE.with(|c| c.set(Some(on)));
 }
 
-/// Runs `f` with this thread's layers' bf16 products `on` (whatever the process
-/// setting), then restores the previous choice; lets the CPU tests exercise the
+/// Runs `f` with this thread's layers' bf16 products `on` (whatever the thread
+/// chose before), then restores that choice; lets the CPU tests exercise the
 /// CUDA option's code path without touching other threads.
 pub fn with_bf16_products<R>(on: bool, f: impl FnOnce() -> R) -> R {
     let previous = BF16_PRODUCTS_HERE.with(|c| c.replace(Some(on)));

@@ -74,13 +74,13 @@ pub(crate) fn repeat_rows(v: &Tensor, rows: usize) -> Result<Tensor> {
     Tensor::ones((rows, 1), v.dtype(), v.device())?.matmul(&v.reshape((1, ()))?)
 }
 
-/// The matrix product `a b` of the composed path, in bf16 when the process asked
+/// The matrix product `a b` of the composed path, in bf16 when this thread asked
 /// for bf16 products (`--precision bf16`; see [`in_product_precision`]).
 pub(crate) fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     in_product_precision(a, b, |a, b| a.matmul(b))
 }
 
-/// `op(a, b)` (a product or a convolution) as the process asked: in f32, or,
+/// `op(a, b)` (a product or a convolution) as this thread asked: in f32, or,
 /// with bf16 products, with both operands cast to bf16, the sums accumulated in
 /// f32 (cuBLAS), the result stored as bf16 and widened back to f32: the layers
 /// around it and the master weights stay f32, and gradients pass through the
