@@ -348,7 +348,7 @@ impl FitsCutouts {
                 };
                 // A PARAMS table of as many rows as the cube names each plane.
                 let id_of = |plane: usize| ids.as_ref().filter(|ids| ids.len() == planes).map(|ids| ids[plane]);
-                plan.extend((0..complete).map(|plane| Plane {
+                let planned = |plane: usize, problem: Option<String>| Plane {
                     file,
                     hdu,
                     plane,
@@ -357,22 +357,16 @@ impl FitsCutouts {
                     pixel_scale,
                     identity: Identity { id: id_of(plane), ..identity.clone() },
                     companions,
-                    problem: None,
-                }));
+                    problem,
+                };
+                plan.extend((0..complete).map(|plane| planned(plane, None)));
                 let missing = planes - complete;
-                let truncated = |plane: usize| Plane {
-                    file,
-                    hdu,
-                    plane,
-                    planes,
-                    shape: hw,
-                    pixel_scale,
-                    identity: Identity { id: id_of(plane), ..identity.clone() },
-                    companions,
-                    problem: Some(format!(
+                let truncated = |plane: usize| {
+                    let why = format!(
                         "truncated file: HDU {hdu} declares {planes} planes of {}x{}, the file ends after {complete}",
                         hw[0], hw[1]
-                    )),
+                    );
+                    planned(plane, Some(why))
                 };
                 if missing <= MAX_MISSING_ROWS {
                     plan.extend((complete..planes).map(truncated));

@@ -59,18 +59,24 @@ fn shrink(pixels: &[f32]) -> Vec<f32> {
 
 fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy, out: &Path) -> lensmae::Result<()> {
     let (clf, sr) = models();
-    predict(&PredictOptions {
+    let predictor = PredictorOptions {
+        model: Some(clf.clone()),
+        sr_model: Some(sr.clone()),
+        task,
+        batch_size: 5,
+        device: candle_core::Device::Cpu,
+        nan_policy: nan,
+        pixel_scale: Default::default(),
+    };
+    predict(&PredictOptions { input, ..predict_options(inputs, predictor, out) }).map(|_| ())
+}
+
+/// A single run into `out` (replaced), chunks of 4 rows, no shard or resume.
+fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) -> PredictOptions {
+    PredictOptions {
         inputs: inputs.to_vec(),
-        input,
-        predictor: PredictorOptions {
-            model: Some(clf.clone()),
-            sr_model: Some(sr.clone()),
-            task,
-            batch_size: 5,
-            device: candle_core::Device::Cpu,
-            nan_policy: nan,
-            pixel_scale: Default::default(),
-        },
+        input: InputOptions::default(),
+        predictor,
         out: out.to_path_buf(),
         overwrite: true,
         chunk_rows: 4,
@@ -79,8 +85,20 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         cancel: Default::default(),
         command: None,
         progress: Default::default(),
-    })
-    .map(|_| ())
+    }
+}
+
+/// The bundled models, batches of 3, as `task`.
+fn bundled(task: StageTask, pixel_scale: lensmae::stage::geometry::PixelScale) -> PredictorOptions {
+    PredictorOptions {
+        model: None,
+        sr_model: None,
+        task,
+        batch_size: 3,
+        device: candle_core::Device::Cpu,
+        nan_policy: NanPolicy::Fail,
+        pixel_scale,
+    }
 }
 
 pub(crate) fn read(path: &Path) -> RecordBatch {
@@ -888,27 +906,7 @@ fn cutouts_of_other_sizes_and_pixel_scales_are_brought_to_the_model_grid() {
     });
     let run = |input: &Path, pixel_scale: PixelScale| -> lensmae::Result<RecordBatch> {
         let out = dir.path().join("pred.parquet");
-        predict(&PredictOptions {
-            inputs: vec![input.to_path_buf()],
-            input: InputOptions::default(),
-            predictor: PredictorOptions {
-                model: None,
-                sr_model: None,
-                task: StageTask::Classify,
-                batch_size: 3,
-                device: candle_core::Device::Cpu,
-                nan_policy: NanPolicy::Fail,
-                pixel_scale,
-            },
-            out: out.clone(),
-            overwrite: true,
-            chunk_rows: 4,
-            shard: None,
-            resume: false,
-            cancel: Default::default(),
-            command: None,
-            progress: Default::default(),
-        })?;
+        predict(&predict_options(&[input.to_path_buf()], bundled(StageTask::Classify, pixel_scale), &out))?;
         Ok(read(&out))
     };
     let probabilities = |b: &RecordBatch| -> Vec<f32> {
@@ -954,26 +952,12 @@ fn predictions_written_as_fits_hold_the_parquet_rows_and_read_in_astropy() {
             .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = |out: &Path| {
+        let stamps = [crate::fixture("stage/stamps.parquet")];
         predict(&PredictOptions {
-            inputs: vec![crate::fixture("stage/stamps.parquet")],
             input: InputOptions { image_column: Some("cutoutScience".into()), ..Default::default() },
-            predictor: PredictorOptions {
-                model: None,
-                sr_model: None,
-                task: StageTask::All,
-                batch_size: 3,
-                device: candle_core::Device::Cpu,
-                nan_policy: NanPolicy::Fail,
-                pixel_scale: Default::default(),
-            },
-            out: out.to_path_buf(),
             overwrite: false,
-            chunk_rows: 4,
-            shard: None,
-            resume: false,
-            cancel: Default::default(),
             command: Some("lensmae predict ...".into()),
-            progress: Default::default(),
+            ..predict_options(&stamps, bundled(StageTask::All, Default::default()), out)
         })
     };
     let (fits_out, parquet_out) = (dir.path().join("pred.fits"), dir.path().join("pred.parquet"));
