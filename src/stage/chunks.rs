@@ -107,17 +107,30 @@ pub fn is_single_file(out: &Path) -> bool {
 }
 
 /// Writes the manifest, or checks that an existing one describes the same run;
-/// removes chunk temporaries of killed runs.
-pub fn claim_folder(dir: &Path, manifest: &Manifest) -> Result<()> {
+/// removes chunk temporaries of killed runs. With `replace` (`--overwrite`
+/// without `--resume`), another run's manifest, chunks and catalogue files are
+/// removed instead of refused.
+pub fn claim_folder(dir: &Path, manifest: &Manifest, replace: bool) -> Result<()> {
     let path = dir.join(MANIFEST);
     if path.exists() {
         let old = read_manifest(dir, "--out")?;
+        if let (Some(_), true) = (old.difference(manifest), replace) {
+            // `--overwrite` of another run's folder: its chunks and catalogue files go.
+            let files = (0..old.chunks()).map(|k| old.chunk_path(dir, k));
+            let catalogue = ["hats.properties", "partition_info.csv", "dataset/_common_metadata", "dataset/_metadata"];
+            for file in files.chain(catalogue.iter().map(|f| dir.join(f))) {
+                if file.exists() {
+                    std::fs::remove_file(&file).map_err(|e| Error::io(&file, e))?;
+                }
+            }
+            return write_atomically(&path, serde_json::to_string_pretty(manifest).expect("manifest serialises"));
+        }
         if let Some(difference) = old.difference(manifest) {
             return Err(Error::config(
                 "--out",
                 format!(
                     "{} holds chunks of another run ({difference}); resume or shard with the same inputs and \
-                     options, or use another folder",
+                     options, --overwrite to replace them, or use another folder",
                     dir.display()
                 ),
             ));

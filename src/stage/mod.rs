@@ -618,7 +618,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     if single {
         crate::data::atomic::refuse_existing(&opts.out, opts.overwrite)?;
     } else {
-        chunks::claim_folder(&opts.out, &manifest)?;
+        chunks::claim_folder(&opts.out, &manifest, opts.overwrite && !opts.resume)?;
         if let Some(k) = (0..owed.len()).find(|&k| owed[k] && path_of(k).exists() && !opts.overwrite) {
             return Err(Error::config(
                 "--out",

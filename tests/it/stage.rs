@@ -459,6 +459,13 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("part-000001.parquet") && e.contains("nan_policy is zero"), "{e}");
+    // --overwrite (without --resume) of another run's folder replaces it whole.
+    let replaced = with_predictor(opts("other-policy", None, false), |p| p.batch_size = 5);
+    let e = predict(&replaced).unwrap_err().to_string();
+    assert!(e.contains("holds chunks of another run") && e.contains("--overwrite to replace them"), "{e}");
+    let run = predict(&PredictOptions { overwrite: true, ..replaced }).unwrap();
+    assert_eq!(run.chunks_written, 5);
+    assert_eq!(merged("other-policy").num_rows(), 17);
 
     // Cancelled (Ctrl-C): an error saying so, no temporary left, finished chunks kept.
     let cancel = lensmae::cancel::Cancel::new();
