@@ -122,26 +122,15 @@ impl Geometry {
         Ok(Geometry { input, size, model_scale, policy })
     }
 
-    /// Whether every cutout is used as it is (the model's size, no scale to
-    /// compare): then nothing is copied.
-    pub fn is_identity(&self) -> bool {
-        self.input == [self.size, self.size] && (self.model_scale.is_none() || self.policy == PixelScale::Model)
-    }
-
     /// Regrids every cutout of `batch` in place (its pixels become `size x size`
     /// each) and says what was done to each.
     pub fn apply(&self, batch: &mut CutoutBatch) -> Vec<RowGeometry> {
         let n = batch.len();
-        // One regridding per distinct scale in the batch (usually one in all).
-        let mut regrids: HashMap<u64, Regrid> = HashMap::new();
         let [h, w] = self.input;
-        let out_len = self.size * self.size;
+        let same_size = self.input == [self.size, self.size];
+        // Each row's scale and the ratio of the model's pixels to its pixels.
         let mut rows = Vec::with_capacity(n);
-        let mut pixels = if self.is_identity() { Vec::new() } else { vec![0f32; n * out_len] };
-        let mut noise = match (&batch.noise, self.is_identity()) {
-            (Some(_), false) => Some(vec![f32::NAN; n * out_len]),
-            _ => None,
-        };
+        let mut ratios = Vec::with_capacity(n);
         for r in 0..n {
             let scale = match self.policy {
                 PixelScale::Recorded => batch.pixel_scales.get(r).copied().flatten(),
@@ -149,48 +138,59 @@ impl Geometry {
                 PixelScale::Model => self.model_scale,
             };
             let mut row = RowGeometry { pixel_scale: scale, ..Default::default() };
-            let ratio = match (scale, self.model_scale) {
+            ratios.push(match (scale, self.model_scale) {
                 (Some(s), Some(m)) if ((m / s) - 1.0).abs() > SAME_SCALE => m / s,
-                (None, _) if self.input != [self.size, self.size] && self.policy != PixelScale::Model => {
+                (None, _) if !same_size && self.policy != PixelScale::Model => {
                     row.problem = Some(format!(
                         "{h}x{w} cutout with no recorded pixel scale (give --pixel-scale ARCSEC or model)"
                     ));
                     1.0
                 }
                 _ => 1.0,
-            };
+            });
             if let (Some(s), Some(m)) = (scale, self.model_scale) {
                 row.out_of_domain = !(1.0 / MAX_SCALE_FACTOR..=MAX_SCALE_FACTOR).contains(&(s / m));
             }
-            if !self.is_identity() && batch.problems[r].is_none() && row.problem.is_none() {
-                let regrid =
-                    regrids.entry(ratio.to_bits()).or_insert_with(|| Regrid::centred(self.input, self.size, ratio));
-                regrid.apply(&batch.pixels[r * h * w..(r + 1) * h * w], &mut pixels[r * out_len..(r + 1) * out_len]);
-                if let (Some(sigma), Some(out)) = (&batch.noise, noise.as_mut()) {
-                    regrid.apply_to_sigma(&sigma[r * h * w..(r + 1) * h * w], &mut out[r * out_len..(r + 1) * out_len]);
-                }
-                row.note = describe(self.input, self.size, ratio, scale, self.model_scale, regrid.coverage());
-            }
-            if row.out_of_domain {
-                let (s, m) = (scale.unwrap_or(f64::NAN), self.model_scale.unwrap_or(f64::NAN));
-                let flag = format!(
-                    "pixel scale {} arcsec/px is {:.2}x the model's {}: out of its domain",
-                    short(s),
-                    s / m,
-                    short(m)
-                );
-                row.note = Some(match row.note.take() {
-                    Some(note) => format!("{note}; {flag}"),
-                    None => flag,
-                });
-            }
             rows.push(row);
         }
-        if !self.is_identity() {
+        // Cutouts already on the model's grid (the usual case) are not copied.
+        if !(same_size && ratios.iter().all(|&r| r == 1.0)) {
+            let out_len = self.size * self.size;
+            let mut pixels = vec![0f32; n * out_len];
+            let mut noise = batch.noise.as_ref().map(|_| vec![f32::NAN; n * out_len]);
+            // One regridding per distinct scale in the batch (usually one in all).
+            let mut regrids: HashMap<u64, Regrid> = HashMap::new();
+            for (r, row) in rows.iter_mut().enumerate() {
+                if batch.problems[r].is_some() || row.problem.is_some() {
+                    continue;
+                }
+                let (src, dst) = (r * h * w..(r + 1) * h * w, r * out_len..(r + 1) * out_len);
+                let ratio = ratios[r];
+                let regrid =
+                    regrids.entry(ratio.to_bits()).or_insert_with(|| Regrid::centred(self.input, self.size, ratio));
+                regrid.apply(&batch.pixels[src.clone()], &mut pixels[dst.clone()]);
+                if let (Some(sigma), Some(out)) = (&batch.noise, noise.as_mut()) {
+                    regrid.apply_to_sigma(&sigma[src], &mut out[dst]);
+                }
+                row.note = describe(self.input, self.size, ratio, row.pixel_scale, self.model_scale, regrid.coverage());
+            }
             batch.pixels = pixels;
             if noise.is_some() {
                 batch.noise = noise;
             }
+        }
+        for row in rows.iter_mut().filter(|row| row.out_of_domain) {
+            let (s, m) = (row.pixel_scale.unwrap_or(f64::NAN), self.model_scale.unwrap_or(f64::NAN));
+            let flag = format!(
+                "pixel scale {} arcsec/px is {:.2}x the model's {}: out of its domain",
+                short(s),
+                s / m,
+                short(m)
+            );
+            row.note = Some(match row.note.take() {
+                Some(note) => format!("{note}; {flag}"),
+                None => flag,
+            });
         }
         rows
     }
