@@ -88,3 +88,15 @@ def test_the_cli_catalogue_is_a_valid_hats_catalogue(fixtures, lensmae_cli, tmp_
     partition = next((out / "dataset").glob("Norder=*/Dir=*/Npix=*.parquet"))
     field = pq.read_schema(partition).field("sr_image")
     assert field.type == pa.list_(pa.float32(), 64 * 64) and field.metadata[b"lensmae:shape"] == b"[64,64]"
+
+
+def test_astropy_reads_a_cli_partition_with_units_and_descriptions(fixtures, lensmae_cli, tmp_path):
+    table = pytest.importorskip("astropy.table")
+    out = tmp_path / "cli"
+    lensmae_cli("predict", "--input", fixtures / "hats-cutouts", "--task", "all", "--shape", "16,16", "--out", out)
+    partition = next((out / "dataset").glob("Norder=*/Dir=*/Npix=*.parquet"))
+    t = table.Table.read(partition)
+    assert str(t["pixel_scale"].unit) == "arcsec / pix"
+    assert t["p_cdm"].description == "calibrated probability that the lens is `cdm`"
+    assert t["sr_image"].shape[1:] == (64 * 64,)
+    assert set(t["geometry"]) == {"as is"}

@@ -101,6 +101,21 @@ pub fn predictions_schema(
         None,
     ));
     let mut metadata = metadata;
+    // astropy's `Table.read` takes column units and descriptions from this key
+    // (YAML; JSON is YAML); every column must be listed.
+    let columns: Vec<serde_json::Value> = fields
+        .iter()
+        .map(|f| {
+            let mut column = serde_json::json!({ "name": f.name() });
+            for key in [DESCRIPTION_KEY, UNIT_KEY] {
+                if let Some(value) = f.metadata().get(key) {
+                    column[key] = serde_json::Value::String(value.clone());
+                }
+            }
+            column
+        })
+        .collect();
+    metadata.insert("table_meta_yaml".to_string(), serde_json::json!({ "datatype": columns }).to_string());
     if let Some(longest) = class_names.iter().map(|c| c.chars().count()).max() {
         // astropy's Parquet reader sizes string columns by these keys and cannot
         // measure a column with nulls itself (pred_class is null without a prediction).
