@@ -88,6 +88,19 @@ fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) 
     }
 }
 
+/// Classification with the checkpoint at `model`, in batches of `batch_size`.
+fn classifier(model: &Path, batch_size: usize) -> PredictorOptions {
+    PredictorOptions {
+        model: Some(model.to_path_buf()),
+        sr_model: None,
+        task: StageTask::Classify,
+        batch_size,
+        device: candle_core::Device::Cpu,
+        nan_policy: NanPolicy::Fail,
+        pixel_scale: Default::default(),
+    }
+}
+
 /// The bundled models, batches of 3, as `task`.
 fn bundled(task: StageTask, pixel_scale: lensmae::stage::geometry::PixelScale) -> PredictorOptions {
     PredictorOptions {
@@ -490,15 +503,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
     let opts = |shard: &str| PredictOptions {
         inputs: vec![input.clone()],
         input: InputOptions { shape: Some([16, 16]), ..Default::default() },
-        predictor: PredictorOptions {
-            model: Some(clf.clone()),
-            sr_model: None,
-            task: StageTask::Classify,
-            batch_size: 8,
-            device: candle_core::Device::Cpu,
-            nan_policy: NanPolicy::Fail,
-            pixel_scale: Default::default(),
-        },
+        predictor: classifier(clf, 8),
         out: out.clone(),
         overwrite: false,
         chunk_rows: 4,
@@ -641,15 +646,7 @@ fn predict_with(model: &Path, input: &Path, out: &Path) -> RecordBatch {
     predict(&PredictOptions {
         inputs: vec![input.to_path_buf()],
         input: InputOptions::default(),
-        predictor: PredictorOptions {
-            model: Some(model.to_path_buf()),
-            sr_model: None,
-            task: StageTask::Classify,
-            batch_size: 8,
-            device: candle_core::Device::Cpu,
-            nan_policy: NanPolicy::Fail,
-            pixel_scale: Default::default(),
-        },
+        predictor: classifier(model, 8),
         out: out.to_path_buf(),
         overwrite: true,
         chunk_rows: 1000,
