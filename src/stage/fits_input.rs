@@ -241,18 +241,17 @@ fn image_hdus(
     Ok((hdus, notes))
 }
 
-/// Per pixel of planes `first..first + count` of one cutout's HDU: its noise
-/// sigma (NaN where unknown: no weight, a non-finite map), and its pixels set
-/// to NaN where its flags are non-zero (so the NaN policy decides).
+/// Per pixel of one cutout: its noise sigma (NaN where unknown: no weight, a
+/// non-finite map), and its pixels set to NaN where its flags are non-zero (so
+/// the NaN policy decides).
 fn read_companions(
     f: &mut FitsFile,
     p: &Plane,
-    count: usize,
     pixels: &mut [f32],
     sigma: &mut [f32],
 ) -> std::result::Result<(), String> {
     let n = p.shape[0] * p.shape[1];
-    let range = p.plane * n..(p.plane + count) * n;
+    let range = p.plane * n..(p.plane + 1) * n;
     if let Some((hdu, kind)) = p.companions.noise {
         let values = read_pixels(f, hdu, range.clone()).map_err(|e| format!("noise map (HDU {hdu}): {e}"))?;
         for (s, v) in sigma.iter_mut().zip(values) {
@@ -599,7 +598,7 @@ impl CutoutReader for FitsCutouts {
                 Some(sigma) => &mut sigma[r * n..(r + 1) * n],
                 None => &mut unused[..],
             };
-            if let Err(problem) = read_companions(f, p, 1, &mut pixels[r * n..(r + 1) * n], sigma) {
+            if let Err(problem) = read_companions(f, p, &mut pixels[r * n..(r + 1) * n], sigma) {
                 problems[r] = Some(problem);
             }
         }

@@ -651,6 +651,8 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     let specifics = format!("{:?}", (&opts.model, opts.mask_ratio, &opts.classes));
     let identity = run_identity(t, &[&data], &EncoderInit::Scratch, specifics)?;
     let mut r = start_or_resume(t, identity, &varmap, &mut opt, &dev)?;
+    // Read once: every saved epoch describes the same data.
+    let pixel_scale = data.recorded_pixel_scale();
     let meta = |epoch_metrics: serde_json::Value| CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
         task: ModelTask::Mae,
@@ -658,11 +660,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         class_names: data.class_names.clone(),
         pooling: None,
         superres: None,
-        preprocessing: Preprocessing {
-            normalisation: t.scaling.name().into(),
-            image_size: data.size,
-            pixel_scale: data.recorded_pixel_scale(),
-        },
+        preprocessing: Preprocessing { normalisation: t.scaling.name().into(), image_size: data.size, pixel_scale },
         calibration: None,
         provenance: provenance(t, &data, epoch_metrics),
     };
@@ -796,6 +794,7 @@ fn classifier_meta(
     data: &LabelledImages,
     pooling: Pooling,
     preprocessor: &Preprocessor,
+    pixel_scale: Option<f64>,
     extra: serde_json::Value,
 ) -> CheckpointMeta {
     CheckpointMeta {
@@ -808,7 +807,7 @@ fn classifier_meta(
         preprocessing: Preprocessing {
             normalisation: preprocessor.normalisation_name(),
             image_size: data.size,
-            pixel_scale: data.recorded_pixel_scale(),
+            pixel_scale,
         },
         calibration: None,
         provenance: provenance(t, data, extra),
@@ -879,7 +878,10 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         format!("{:?}", (&opts.model, opts.freeze_encoder, opts.pooling, opts.dropout, opts.standardise_pixels));
     let identity = run_identity(t, &[&data], &opts.init, specifics)?;
     let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, trainable, train.len())?;
-    let meta = |extra: serde_json::Value| classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, extra);
+    let pixel_scale = data.recorded_pixel_scale();
+    let meta = |extra: serde_json::Value| {
+        classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, pixel_scale, extra)
+    };
     let init_name = init_label(&opts.init);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {

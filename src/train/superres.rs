@@ -119,6 +119,7 @@ pub(super) fn superres_meta(
     model: &MaeConfig,
     head: &SuperresConfig,
     pairs: &ImagePairs,
+    pixel_scale: Option<f64>,
     extra: serde_json::Value,
 ) -> CheckpointMeta {
     CheckpointMeta {
@@ -128,11 +129,7 @@ pub(super) fn superres_meta(
         class_names: pairs.hr.class_names.clone(),
         pooling: None,
         superres: Some(head.clone()),
-        preprocessing: Preprocessing {
-            normalisation: "minmax-lr".into(),
-            image_size: pairs.hr.size,
-            pixel_scale: pairs.hr.recorded_pixel_scale(),
-        },
+        preprocessing: Preprocessing { normalisation: "minmax-lr".into(), image_size: pairs.hr.size, pixel_scale },
         calibration: None,
         provenance: provenance(t, &pairs.hr, extra),
     }
@@ -178,7 +175,8 @@ pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<S
     let identity = run_identity(t, &[&pairs.lr, &pairs.hr], &opts.init, specifics)?;
     let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, |_| true, train.len())?;
     let init_name = init_label(&opts.init);
-    let meta = |extra: serde_json::Value| superres_meta(t, &model_cfg, &head, pairs, extra);
+    let pixel_scale = pairs.hr.recorded_pixel_scale();
+    let meta = |extra: serde_json::Value| superres_meta(t, &model_cfg, &head, pairs, pixel_scale, extra);
     let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
     for epoch in r.epoch + 1..=last {
         let (train_loss, lr, images_per_s) =
