@@ -161,7 +161,7 @@ fn main() -> candle_core::Result<()> {
 
     let mut out = serde_json::json!({"tool": "lensmae", "batch": batch, "threads": rayon::current_num_threads(),
         "device": lensmae::model::device::device_name(&dev), "precision": precision.to_string()});
-    let wanted = |name: &str| only.as_deref().map_or(true, |o| o == name);
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wanted("classify_train") {
         out["classify_train"] = rate(&dev, batch, steps, || {
             let loss = candle_nn::loss::cross_entropy(&clf.forward(&imgs, Some(0)).unwrap(), &labels).unwrap();

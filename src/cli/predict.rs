@@ -11,7 +11,9 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Input files of one kind (Parquet, FITS, `.npy`; shell globs expand to many),
-    /// or a folder of `.npy` images or class folders.
+    /// a HATS catalogue folder, or a folder of `.npy` images or class folders.
+    /// Parquet files and HATS catalogues may be `s3://` or `https://` URLs
+    /// (credentials and endpoint from AWS_* variables; see the README).
     #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Parquet: the image column (default `image`, else the only image-like column).

@@ -97,7 +97,7 @@ pub fn remove_stale_temporaries(dir: &Path, name: Option<&str>) -> usize {
             Ok(pid) => pid == std::process::id() || proc.join(pid.to_string()).exists(),
             Err(_) => true, // not one of ours
         };
-        if !alive && name.map_or(true, |n| n == target) {
+        if !alive && name.is_none_or(|n| n == target) {
             remove_any(&entry.path());
             removed += 1;
         }

@@ -6,6 +6,7 @@
 //! time is recorded for people (a copy keeps the content, not the time), the hash
 //! decides (a replaced file of the same size is still a different input).
 
+use super::remote;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,8 +23,12 @@ pub struct FileFingerprint {
     /// Modification time, seconds since 1970 (informative: not compared).
     #[serde(default)]
     pub modified: Option<u64>,
-    /// SHA-256 of the content, hex.
+    /// SHA-256 of the content, hex (empty for a remote object, which is not
+    /// downloaded to be hashed: its `etag` stands for its content).
     pub sha256: String,
+    /// A remote object's version tag (S3 / HTTP `ETag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// SHA-256 of a file's content, read in blocks (any size, constant memory).
@@ -41,11 +46,27 @@ pub fn sha256_of_file(path: &Path) -> Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The fingerprint of one file.
+/// The fingerprint of one file (a URL: of the remote object, asked with `HEAD`).
 pub fn fingerprint_file(path: &Path) -> Result<FileFingerprint> {
+    if remote::is_remote(path) {
+        let object = remote::RemoteObject::open(path)?;
+        return Ok(FileFingerprint {
+            path: path.display().to_string(),
+            bytes: object.size(),
+            modified: Some(object.modified()),
+            sha256: String::new(),
+            etag: object.etag().map(str::to_string),
+        });
+    }
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
-    Ok(FileFingerprint { path: path.display().to_string(), bytes: meta.len(), modified, sha256: sha256_of_file(path)? })
+    Ok(FileFingerprint {
+        path: path.display().to_string(),
+        bytes: meta.len(),
+        modified,
+        sha256: sha256_of_file(path)?,
+        etag: None,
+    })
 }
 
 /// Fingerprints of `paths`; a folder stands for every file under it (sorted, hidden
@@ -82,8 +103,9 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// How `now` differs from `before` (None when they describe the same inputs).
 pub fn describe_change(before: &[FileFingerprint], now: &[FileFingerprint]) -> Option<String> {
-    let same =
-        |a: &FileFingerprint, b: &FileFingerprint| a.path == b.path && a.bytes == b.bytes && a.sha256 == b.sha256;
+    let same = |a: &FileFingerprint, b: &FileFingerprint| {
+        a.path == b.path && a.bytes == b.bytes && a.sha256 == b.sha256 && a.etag == b.etag
+    };
     if before.len() == now.len() && before.iter().zip(now).all(|(a, b)| same(a, b)) {
         return None;
     }
@@ -95,6 +117,9 @@ pub fn describe_change(before: &[FileFingerprint], now: &[FileFingerprint]) -> O
             }
             Some(new) if new.sha256 != old.sha256 => {
                 return Some(format!("{} changed: same size, other content (SHA-256 differs)", old.path))
+            }
+            Some(new) if new.etag != old.etag => {
+                return Some(format!("{} changed: same size, another version (the store's ETag differs)", old.path))
             }
             Some(_) => {}
         }

@@ -16,6 +16,7 @@ mod parquet_bounds;
 pub mod pickle;
 pub mod record;
 pub mod regrid;
+pub mod remote;
 pub mod resample;
 pub mod schema;
 pub mod simulate;

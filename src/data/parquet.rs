@@ -15,6 +15,7 @@
 
 use super::atomic::AtomicPath;
 use super::record::{DatasetInfo, Record, PARAM_COLUMNS};
+use super::remote::{self, RemoteObject, RemoteReader};
 use super::{DatasetWriter, WriteSummary};
 use crate::{Error, Result};
 use arrow_array::{
@@ -191,39 +192,180 @@ fn guarded<T>(path: &Path, call: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-/// Opens a Parquet file's metadata for reading (decoder panics contained), after
-/// a bounded walk of its footer and page headers and a check of its dictionary pages.
-pub fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    guarded(path, || {
-        super::parquet_bounds::check_parquet_structures(&file).map_err(error)?;
-        check_dictionary_pages(&file).map_err(error)
-    })?;
-    reopen_parquet(path)
+/// Where a Parquet file is: on disk, or a remote object (its HEAD answered).
+#[derive(Debug, Clone)]
+pub enum ParquetLocation {
+    /// A local file.
+    Local(PathBuf),
+    /// An `s3://` or `http(s)://` object.
+    Remote(Arc<RemoteObject>),
 }
 
-/// Opens again a file [`open_parquet`] checked already (a reader coming back to
-/// it for its rows): decoder panics contained, the pages not walked twice.
-pub fn reopen_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+impl ParquetLocation {
+    /// Finds `path`: a local file, or a URL asked for its size and version.
+    pub fn find(path: &Path) -> Result<ParquetLocation> {
+        if remote::is_remote(path) {
+            Ok(ParquetLocation::Remote(RemoteObject::open(path)?))
+        } else {
+            Ok(ParquetLocation::Local(path.to_path_buf()))
+        }
+    }
+
+    /// Opens its bytes for reading (a remote object: with an empty cache).
+    pub fn bytes(&self) -> Result<ParquetBytes> {
+        match self {
+            ParquetLocation::Local(path) => {
+                Ok(ParquetBytes::Local(Arc::new(File::open(path).map_err(|e| Error::io(path, e))?)))
+            }
+            ParquetLocation::Remote(object) => Ok(ParquetBytes::Remote(object.reader())),
+        }
+    }
+}
+
+/// A Parquet file's bytes as the decoder and the bounded walk read them.
+#[derive(Clone)]
+pub enum ParquetBytes {
+    /// An open local file.
+    Local(Arc<File>),
+    /// A remote object through its reader's cache of column chunks.
+    Remote(RemoteReader),
+}
+
+impl parquet::file::reader::Length for ParquetBytes {
+    fn len(&self) -> u64 {
+        match self {
+            ParquetBytes::Local(file) => file.metadata().map(|m| m.len()).unwrap_or(0),
+            ParquetBytes::Remote(reader) => reader.object().size(),
+        }
+    }
+}
+
+impl parquet::file::reader::ChunkReader for ParquetBytes {
+    type T = Box<dyn std::io::Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(match self {
+            ParquetBytes::Local(file) => Box::new(file.as_ref().get_read(start)?),
+            ParquetBytes::Remote(reader) => Box::new(reader.stream_from(start)),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        match self {
+            ParquetBytes::Local(file) => file.as_ref().get_bytes(start, length),
+            ParquetBytes::Remote(reader) => Ok(reader.read_exact_at(start, length as u64)?),
+        }
+    }
+}
+
+impl super::parquet_bounds::ReadAt for ParquetBytes {
+    fn size(&self) -> std::io::Result<u64> {
+        match self {
+            ParquetBytes::Local(file) => file.as_ref().size(),
+            ParquetBytes::Remote(reader) => Ok(reader.object().size()),
+        }
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        match self {
+            ParquetBytes::Local(file) => std::os::unix::fs::FileExt::read_exact_at(file.as_ref(), buf, at),
+            ParquetBytes::Remote(reader) => {
+                buf.copy_from_slice(&reader.read_exact_at(at, buf.len() as u64)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A reader builder over a Parquet file's bytes.
+pub type ParquetBuilder = ParquetRecordBatchReaderBuilder<ParquetBytes>;
+
+/// Opens a Parquet file (local or remote) for reading, decoder panics contained,
+/// after a bounded walk of its footer and every page header and a check of its
+/// dictionary pages.
+pub fn open_parquet(path: &Path) -> Result<ParquetBuilder> {
+    let location = ParquetLocation::find(path)?;
+    let bytes = location.bytes()?;
+    let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     guarded(path, || {
-        ParquetRecordBatchReaderBuilder::try_new(file)
+        let metadata = super::parquet_bounds::check_footer(&bytes).map_err(error)?;
+        remember_column_chunks(&bytes, &metadata);
+        super::parquet_bounds::check_column_pages(&bytes, &metadata, &|_| true).map_err(error)?;
+        check_dictionary_pages(&bytes, &|_| true).map_err(error)
+    })?;
+    builder_of(path, bytes)
+}
+
+/// Opens a file to learn its schema and rows, walking what can be walked cheaply:
+/// a local file whole (as [`open_parquet`]), a remote object's footer only, since
+/// its page headers are spread over the whole object: [`check_pages_before_reading`]
+/// walks the pages of the columns read just before they are decoded.
+pub fn open_parquet_footer(location: &ParquetLocation, path: &Path) -> Result<ParquetBuilder> {
+    match location {
+        ParquetLocation::Local(_) => open_parquet(path),
+        ParquetLocation::Remote(_) => {
+            let bytes = location.bytes()?;
+            guarded(path, || {
+                super::parquet_bounds::check_footer(&bytes)
+                    .map(|_| ())
+                    .map_err(|message| Error::Parquet { path: path.to_path_buf(), message })
+            })?;
+            builder_of(path, bytes)
+        }
+    }
+}
+
+/// Opens again a file [`open_parquet_footer`] opened already, to read its rows: a
+/// remote object's pages of the columns `wanted` (by root column index) are walked
+/// now, through the cache the decoder then reads; a local file was walked whole.
+pub fn check_pages_before_reading(location: &ParquetLocation, path: &Path, wanted: &[usize]) -> Result<ParquetBuilder> {
+    let bytes = location.bytes()?;
+    if let ParquetLocation::Remote(_) = location {
+        let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+        guarded(path, || {
+            let metadata = super::parquet_bounds::check_footer(&bytes).map_err(error)?;
+            remember_column_chunks(&bytes, &metadata);
+            let descriptor = metadata.file_metadata().schema_descr();
+            let leaf_wanted = |c: usize| wanted.contains(&descriptor.get_column_root_idx(c));
+            super::parquet_bounds::check_column_pages(&bytes, &metadata, &leaf_wanted).map_err(error)?;
+            check_dictionary_pages(&bytes, &leaf_wanted).map_err(error)
+        })?;
+    }
+    builder_of(path, bytes)
+}
+
+/// Tells a remote reader's cache where the column chunks are.
+fn remember_column_chunks(bytes: &ParquetBytes, metadata: &parquet::file::metadata::ParquetMetaData) {
+    if let ParquetBytes::Remote(reader) = bytes {
+        let ranges = super::parquet_bounds::column_chunk_ranges(metadata, reader.object().size()).unwrap_or_default();
+        reader.set_column_chunks(ranges.into_iter().flatten().filter(|r| !r.is_empty()).collect());
+    }
+}
+
+fn builder_of(path: &Path, bytes: ParquetBytes) -> Result<ParquetBuilder> {
+    guarded(path, || {
+        ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
     })
+}
+
+/// Opens again a local file [`open_parquet`] checked already (a reader coming back
+/// to it for its rows): decoder panics contained, the pages not walked twice.
+pub fn reopen_parquet(path: &Path) -> Result<ParquetBuilder> {
+    check_pages_before_reading(&ParquetLocation::Local(path.to_path_buf()), path, &[])
 }
 
 /// Refuses dictionary pages that declare more values than their bytes can hold:
 /// the parquet crate sizes the dictionary by the declared count before decoding
 /// (a mutated 3 KB file asked for 4.6 GB, found by the fuzz campaign).
-fn check_dictionary_pages(file: &std::fs::File) -> std::result::Result<(), String> {
+fn check_dictionary_pages(file: &ParquetBytes, wanted: &dyn Fn(usize) -> bool) -> std::result::Result<(), String> {
     use parquet::basic::Type as Physical;
     use parquet::column::page::Page;
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let reader = SerializedFileReader::new(file.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let reader = SerializedFileReader::new(file.clone()).map_err(|e| e.to_string())?;
     for g in 0..reader.num_row_groups() {
         let group = reader.get_row_group(g).map_err(|e| e.to_string())?;
-        for c in 0..group.num_columns() {
+        for c in (0..group.num_columns()).filter(|&c| wanted(c)) {
             let column = group.metadata().column(c);
             let mut pages = group.get_column_page_reader(c).map_err(|e| e.to_string())?;
             let first_is_dictionary = pages.peek_next_page().map_err(|e| e.to_string())?.is_some_and(|p| p.is_dict);
@@ -262,7 +404,7 @@ pub struct ParquetBatches {
 
 impl ParquetBatches {
     /// Builds the reader of `builder` (opened from `path`).
-    pub fn new(path: &Path, builder: ParquetRecordBatchReaderBuilder<std::fs::File>) -> Result<ParquetBatches> {
+    pub fn new(path: &Path, builder: ParquetBuilder) -> Result<ParquetBatches> {
         let reader = guarded(path, || {
             builder.build().map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
         })?;

@@ -18,8 +18,27 @@
 //! gigabytes).
 
 use parquet::basic::Compression;
+use parquet::file::metadata::ParquetMetaData;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+
+/// Random access to a file's bytes: a local file, or a remote object's cache.
+pub trait ReadAt {
+    /// Bytes in the file.
+    fn size(&self) -> std::io::Result<u64>;
+    /// Fills `buf` from byte `at`; an error past the end.
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, at)
+    }
+}
 
 /// Nesting the walk follows (the parquet crate's own skip limit).
 const MAX_DEPTH: u32 = 64;
@@ -200,10 +219,9 @@ impl<'a> Compact<'a> {
     }
 }
 
-/// Checks a file's footer (its `FileMetaData`) and, once the parquet crate has
-/// decoded it, every page header of every column chunk. `Err` says what is wrong.
-pub fn check_parquet_structures(file: &File) -> std::result::Result<(), String> {
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
+/// Checks a file's footer and returns it decoded.
+pub fn check_footer(file: &impl ReadAt) -> std::result::Result<ParquetMetaData, String> {
+    let size = file.size().map_err(|e| e.to_string())?;
     if size < 12 {
         return Err(format!("{size} bytes is too short for a Parquet file"));
     }
@@ -223,19 +241,56 @@ pub fn check_parquet_structures(file: &File) -> std::result::Result<(), String> 
         Err(Stop::Malformed(why)) => return Err(format!("footer: {why}")),
         Err(Stop::OutOfBytes) => return Err("footer: a value runs past the footer's end".into()),
     }
+    parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| e.to_string())
+}
 
-    let metadata =
-        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| e.to_string())?;
+/// The byte range of every column chunk (dictionary page first), by row group
+/// then column; `Err` for a negative offset or length.
+pub fn column_chunk_ranges(
+    metadata: &ParquetMetaData,
+    size: u64,
+) -> std::result::Result<Vec<Vec<std::ops::Range<u64>>>, String> {
+    metadata
+        .row_groups()
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            group
+                .columns()
+                .iter()
+                .map(|column| {
+                    let start = column.dictionary_page_offset().unwrap_or_else(|| column.data_page_offset());
+                    let length = column.compressed_size();
+                    if start < 0 || length < 0 {
+                        return Err(format!(
+                            "row group {g}, column `{}`: a negative offset or length",
+                            column.column_path().string()
+                        ));
+                    }
+                    Ok((start as u64).min(size)..(start as u64).saturating_add(length as u64).min(size))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks every page header of the column chunks of the columns `wanted` (by
+/// index) picks, in every row group of the decoded footer `metadata`.
+pub fn check_column_pages(
+    file: &impl ReadAt,
+    metadata: &ParquetMetaData,
+    wanted: &dyn Fn(usize) -> bool,
+) -> std::result::Result<(), String> {
+    let size = file.size().map_err(|e| e.to_string())?;
+    let ranges = column_chunk_ranges(metadata, size)?;
     for (g, group) in metadata.row_groups().iter().enumerate() {
-        for column in group.columns() {
-            let start = column.dictionary_page_offset().unwrap_or_else(|| column.data_page_offset());
-            let length = column.compressed_size();
-            let where_ = || format!("row group {g}, column `{}`", column.column_path().string());
-            if start < 0 || length < 0 {
-                return Err(format!("{}: a negative offset or length", where_()));
+        for (c, column) in group.columns().iter().enumerate() {
+            if !wanted(c) {
+                continue;
             }
-            let end = (start as u64).saturating_add(length as u64).min(size);
-            check_pages(file, start as u64, end, size, column.compression())
+            let where_ = || format!("row group {g}, column `{}`", column.column_path().string());
+            let range = &ranges[g][c];
+            check_pages(file, range.start, range.end, size, column.compression())
                 .map_err(|why| format!("{}: {why}", where_()))?;
         }
     }
@@ -255,7 +310,13 @@ struct PageSizes {
 
 /// Walks the page headers of the chunk in `[start, end)`, each followed by its
 /// declared compressed bytes, and bounds what each page inflates to.
-fn check_pages(file: &File, mut at: u64, end: u64, size: u64, codec: Compression) -> std::result::Result<(), String> {
+fn check_pages(
+    file: &impl ReadAt,
+    mut at: u64,
+    end: u64,
+    size: u64,
+    codec: Compression,
+) -> std::result::Result<(), String> {
     let mut buffer = Vec::new();
     while at < end {
         let mut window = FIRST_WINDOW;
@@ -300,9 +361,9 @@ fn check_pages(file: &File, mut at: u64, end: u64, size: u64, codec: Compression
             // The crate stops at such a header too.
             _ => return Err(format!("page header at byte {at}: no valid page sizes")),
         };
-        if uncompressed > MAX_PAGE_BYTES {
+        if uncompressed > MAX_PAGE_BYTES || compressed > MAX_PAGE_BYTES {
             return Err(format!(
-                "page at byte {at} declares {uncompressed} bytes uncompressed (the readers take pages up to {MAX_PAGE_BYTES})"
+                "page at byte {at} declares {compressed} bytes, {uncompressed} uncompressed (the readers take pages up to {MAX_PAGE_BYTES})"
             ));
         }
         let body = at + header_len;

@@ -229,7 +229,7 @@ fn affine_rows_with(
     let (out_dim, in_dim) = (b.len(), w.len() / b.len());
     let rows = x.len() / in_dim;
     assert!(w.len() == out_dim * in_dim && out.len() == rows * out_dim, "affine_rows: shapes");
-    assert!(base.map_or(true, |base| base.len() == out.len()), "affine_rows: base shape");
+    assert!(base.is_none_or(|base| base.len() == out.len()), "affine_rows: base shape");
     start_with_bias(out, b, base);
     // SAFETY: the shapes were checked above and `weights` views `w`.
     unsafe { product_rows(x, weights, (rows, out_dim, in_dim), out, true, parallelism) }

@@ -558,7 +558,7 @@ impl CutoutReader for FitsCutouts {
             } else if p.shape != [h, w] {
                 Err(format!("image is {}x{}, expected {h}x{w}", p.shape[0], p.shape[1]))
             } else {
-                if open.as_ref().map_or(true, |(file, _)| *file != p.file) {
+                if open.as_ref().is_none_or(|(file, _)| *file != p.file) {
                     let f = open_fits(path).map_err(|e| fits_error(path, e))?;
                     open = Some((p.file, f));
                 }
@@ -588,7 +588,7 @@ impl CutoutReader for FitsCutouts {
             if problems[r].is_some() || p.companions == Companions::default() {
                 continue;
             }
-            if open.as_ref().map_or(true, |(file, _)| *file != p.file) {
+            if open.as_ref().is_none_or(|(file, _)| *file != p.file) {
                 let path = &self.files[p.file];
                 open = Some((p.file, open_fits(path).map_err(|e| fits_error(path, e))?));
             }

@@ -9,6 +9,7 @@
 
 use super::output::PredictionWriter;
 use crate::data::atomic::write_atomically;
+use crate::data::remote;
 use crate::{Error, Result};
 use arrow_schema::SchemaRef;
 use std::collections::BTreeMap;
@@ -43,16 +44,38 @@ fn properties_path(dir: &Path) -> Option<PathBuf> {
     ["hats.properties", "properties"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
-/// Whether `dir` is a HATS catalogue.
-pub fn is_catalogue(dir: &Path) -> bool {
-    dir.is_dir() && properties_path(dir).is_some() && dir.join("dataset").is_dir()
+/// Whether `dir` is a HATS catalogue (a remote one: whether it has a properties
+/// file; a URL naming a `.parquet` file is not asked).
+pub fn is_catalogue(dir: &Path) -> Result<bool> {
+    if remote::is_remote(dir) {
+        let named_file = dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e == "pq");
+        return Ok(!named_file && remote_properties(dir)?.is_some());
+    }
+    Ok(dir.is_dir() && properties_path(dir).is_some() && dir.join("dataset").is_dir())
+}
+
+/// The text of a remote catalogue's properties file, if it has one.
+fn remote_properties(dir: &Path) -> Result<Option<String>> {
+    for name in ["hats.properties", "properties"] {
+        let path = remote::join(dir, name);
+        if let Some(bytes) = remote::read_small_object(&path)? {
+            return String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| Error::config("input", format!("{}: not UTF-8 text", path.display())));
+        }
+    }
+    Ok(None)
 }
 
 /// `key=value` lines of a properties file (comments and blank lines skipped).
 pub fn read_properties(dir: &Path) -> Result<BTreeMap<String, String>> {
-    let path =
-        properties_path(dir).ok_or_else(|| Error::config("input", format!("{}: no hats.properties", dir.display())))?;
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let missing = || Error::config("input", format!("{}: no hats.properties", dir.display()));
+    let text = if remote::is_remote(dir) {
+        remote_properties(dir)?.ok_or_else(missing)?
+    } else {
+        let path = properties_path(dir).ok_or_else(missing)?;
+        std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?
+    };
     Ok(text
         .lines()
         .map(str::trim)
@@ -78,8 +101,68 @@ fn order_and_pixel(relative: &Path) -> Option<(u8, u64)> {
 }
 
 /// The partition files of a catalogue, paths relative to its root, in (order,
-/// pixel) order; `Npix=n/` folders of several files are read file by file.
+/// pixel) order; `Npix=n/` folders of several files are read file by file. A
+/// remote catalogue in S3 is listed; on a web server, which cannot list, its
+/// `partition_info.csv` names the partitions.
 pub fn partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = if remote::is_remote(dir) { remote_partition_files(dir)? } else { local_partition_files(dir)? };
+    found.sort_by_key(|p| (order_and_pixel(p), p.clone()));
+    if found.is_empty() {
+        return Err(Error::config("input", format!("{}: a HATS catalogue without partition files", dir.display())));
+    }
+    Ok(found)
+}
+
+/// Whether `name` (a file name) is a partition file rather than metadata or a temporary.
+fn is_partition_file(name: &str) -> bool {
+    name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.')
+}
+
+fn remote_partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    if dir.to_string_lossy().starts_with("s3://") {
+        let listed = remote::list_folder(&remote::join(dir, "dataset"))?;
+        return Ok(listed
+            .iter()
+            .filter(|key| key.rsplit('/').next().is_some_and(is_partition_file))
+            .map(|key| Path::new("dataset").join(key))
+            .filter(|relative| order_and_pixel(relative).is_some())
+            .collect());
+    }
+    let info = remote::join(dir, "partition_info.csv");
+    let bytes = remote::read_small_object(&info)?.ok_or_else(|| {
+        Error::config(
+            "input",
+            format!("{}: no partition_info.csv (a web server cannot list the partitions without it)", dir.display()),
+        )
+    })?;
+    partitions_of_info(&String::from_utf8_lossy(&bytes))
+        .map_err(|why| Error::config("input", format!("{}: {why}", info.display())))
+}
+
+/// The partition files `partition_info.csv` names (columns `Norder` and `Npix`).
+fn partitions_of_info(text: &str) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().ok_or("empty")?.split(',').map(str::trim).collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column `{name}`"));
+    let (order_col, pixel_col) = (column("Norder")?, column("Npix")?);
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let values: Vec<&str> = line.split(',').map(str::trim).collect();
+            let value = |c: usize| values.get(c).and_then(|v| v.parse::<u64>().ok());
+            let (Some(order), Some(pixel)) = (value(order_col), value(pixel_col)) else {
+                return Err(format!("line {}: `{line}` has no Norder and Npix", i + 2));
+            };
+            if order > 29 {
+                return Err(format!("line {}: order {order} (HEALPix orders go to 29)", i + 2));
+            }
+            let dir = pixel / 10_000 * 10_000;
+            Ok(PathBuf::from(format!("dataset/Norder={order}/Dir={dir}/Npix={pixel}.parquet")))
+        })
+        .collect()
+}
+
+fn local_partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut stack = vec![dir.join("dataset")];
     while let Some(d) = stack.pop() {
@@ -88,17 +171,13 @@ pub fn partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
             let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
             if path.is_dir() && (name.starts_with("Norder=") || name.starts_with("Dir=") || name.starts_with("Npix=")) {
                 stack.push(path);
-            } else if path.is_file() && name.ends_with(".parquet") && !name.starts_with('_') && !name.starts_with('.') {
+            } else if path.is_file() && is_partition_file(&name) {
                 let relative = path.strip_prefix(dir).expect("under the root").to_path_buf();
                 if order_and_pixel(&relative).is_some() {
                     found.push(relative);
                 }
             }
         }
-    }
-    found.sort_by_key(|p| (order_and_pixel(p), p.clone()));
-    if found.is_empty() {
-        return Err(Error::config("input", format!("{}: a HATS catalogue without partition files", dir.display())));
     }
     Ok(found)
 }
@@ -208,4 +287,24 @@ fn write_metadata_file(out: &Path, partitions: &[(String, usize)]) -> Result<()>
     let mut bytes = b"PAR1".to_vec();
     ParquetMetaDataWriter::new(&mut bytes, &metadata).finish().map_err(|e| parquet_error(&target, e))?;
     write_atomically(&target, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_info_names_the_partition_files_and_bad_lines_are_refused() {
+        let files = partitions_of_info("Norder,Npix,num_rows\n0,1,4\n\n3,10401,2\n").unwrap();
+        assert_eq!(
+            files,
+            [
+                PathBuf::from("dataset/Norder=0/Dir=0/Npix=1.parquet"),
+                "dataset/Norder=3/Dir=10000/Npix=10401.parquet".into()
+            ]
+        );
+        assert!(partitions_of_info("Npix\n1\n").unwrap_err().contains("no column `Norder`"));
+        assert!(partitions_of_info("Norder,Npix\n0,x\n").unwrap_err().contains("line 2"));
+        assert!(partitions_of_info("Norder,Npix\n30,1\n").unwrap_err().contains("order 30"));
+    }
 }

@@ -6,6 +6,7 @@
 //! whole (an unreadable file, a missing column) are errors naming the file.
 
 use super::{fits_input::FitsCutouts, npy_input::NpyCutouts, parquet_input::ParquetCutouts};
+use crate::data::remote;
 use crate::{Error, Result};
 use arrow_array::ArrayRef;
 use arrow_schema::Field;
@@ -69,6 +70,20 @@ pub struct InputDescription {
     pub hats_properties: Option<std::collections::BTreeMap<String, String>>,
 }
 
+impl InputDescription {
+    /// What a run's fingerprints cover: `files` (a folder stands for the files under
+    /// it), except a remote catalogue's partition files, since a store is not
+    /// walked like a folder.
+    pub fn files_to_fingerprint(&self) -> Vec<PathBuf> {
+        match self.files.as_slice() {
+            [root] if remote::is_remote(root) && !self.natural_chunks.is_empty() => {
+                self.natural_chunks.iter().map(|(relative, _)| remote::join(root, relative)).collect()
+            }
+            _ => self.files.clone(),
+        }
+    }
+}
+
 /// The pixel scale an input records.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordedScale {
@@ -125,10 +140,13 @@ pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "o
 /// `.npy` images or class folders) as one reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
     let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
-    if inputs.len() == 1 && super::hats::is_catalogue(first) {
+    if inputs.len() == 1 && super::hats::is_catalogue(first)? {
         return Ok(Box::new(ParquetCutouts::open_hats(first, opts)?));
     }
     for path in inputs {
+        if remote::is_remote(path) {
+            continue; // asked for when opened, with the store's own answer
+        }
         if !path.exists() {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
         }
@@ -148,6 +166,12 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
         return Err(Error::config(
             "input",
             format!("{} is {}, {} is {k}: give inputs of one kind", other.display(), kind(other), first.display()),
+        ));
+    }
+    if let Some(url) = inputs.iter().find(|p| remote::is_remote(p) && kind(p) != "parquet") {
+        return Err(Error::config(
+            "input",
+            format!("{}: URLs are read as Parquet files or HATS catalogues; copy {k} files to disk", url.display()),
         ));
     }
     Ok(match k {

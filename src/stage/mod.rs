@@ -599,7 +599,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         chunk_rows: if single { rows.max(1) } else { opts.chunk_rows },
         inputs,
         // A single file is written whole each time: no resume to check.
-        fingerprints: if single { vec![] } else { fingerprint_all(&reader.describe().files)? },
+        fingerprints: if single { vec![] } else { fingerprint_all(&reader.describe().files_to_fingerprint())? },
         identity: metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         options: row_options(opts, &reader.carried_fields()),
         natural_chunks: if single { vec![] } else { reader.describe().natural_chunks.clone() },
@@ -613,7 +613,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     // Which chunks this run writes: its shard's, less those done (resume).
     let path_of = |k: usize| if single { opts.out.clone() } else { manifest.chunk_path(&opts.out, k) };
     let owed: Vec<bool> = (0..manifest.chunks().max(1))
-        .map(|k| opts.shard.map_or(true, |s| k % s.count == s.index) && !(opts.resume && path_of(k).exists()))
+        .map(|k| opts.shard.is_none_or(|s| k % s.count == s.index) && !(opts.resume && path_of(k).exists()))
         .collect();
     if single {
         crate::data::atomic::refuse_existing(&opts.out, opts.overwrite)?;

@@ -8,7 +8,10 @@
 use super::fits_input::{decode_fits_bytes, DecodedStamp};
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED};
 use crate::data::images::{list_rows, tensor_shape};
-use crate::data::parquet::{open_parquet, recorded_pixel_scale, reopen_parquet, ParquetBatches, PIXEL_SCALE_KEY};
+use crate::data::parquet::{
+    check_pages_before_reading, open_parquet_footer, recorded_pixel_scale, ParquetBatches, ParquetLocation,
+    PIXEL_SCALE_KEY,
+};
 use crate::{Error, Result};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -233,12 +236,16 @@ pub fn first_stamp_in<'a>(
 /// Parquet files read as one table.
 pub struct ParquetCutouts {
     files: Vec<PathBuf>,
+    /// Each file on disk or remote (a remote one's size and version asked once).
+    locations: Vec<ParquetLocation>,
     layout: TableLayout,
     desc: InputDescription,
     /// Rows of each file, from the footers.
     file_rows: Vec<usize>,
     /// The pixel scale each file's metadata records.
     file_scales: Vec<Option<f64>>,
+    /// The root column indices of each file read (the image and carried columns).
+    file_columns: Vec<Vec<usize>>,
     /// The next row to hand out, counted over all files.
     position: usize,
     current: Option<(PathBuf, ParquetBatches)>,
@@ -337,9 +344,14 @@ fn image_shape(
 }
 
 /// The shape of the first FITS stamp in column `name` of `path` that decodes.
-fn first_stamp_shape(path: &Path, name: &str) -> std::result::Result<[usize; 2], String> {
-    let builder = reopen_parquet(path).map_err(|e| e.to_string())?; // checked by `open`
-    let index = builder.schema().index_of(name).map_err(|e| e.to_string())?;
+fn first_stamp_shape(
+    location: &ParquetLocation,
+    path: &Path,
+    schema: &Schema,
+    name: &str,
+) -> std::result::Result<[usize; 2], String> {
+    let index = schema.index_of(name).map_err(|e| e.to_string())?;
+    let builder = check_pages_before_reading(location, path, &[index]).map_err(|e| e.to_string())?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     let reader =
         ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(64)).map_err(|e| e.to_string())?;
@@ -368,13 +380,20 @@ impl ParquetCutouts {
     /// Reads the footers of `files` and checks that they agree on the columns used.
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<ParquetCutouts> {
         let first = &files[0];
-        let schema = open_parquet(first)?.schema().clone();
-        let layout = TableLayout::of_schema(&schema, opts, first, |name| first_stamp_shape(first, name))?;
+        let locations = files.iter().map(|f| ParquetLocation::find(f)).collect::<Result<Vec<_>>>()?;
+        let mut builders = Vec::with_capacity(files.len());
+        builders.push(open_parquet_footer(&locations[0], first)?);
+        let schema = builders[0].schema().clone();
+        let layout = TableLayout::of_schema(&schema, opts, first, |name| {
+            first_stamp_shape(&locations[0], first, &schema, name)
+        })?;
         let mut file_rows = Vec::with_capacity(files.len());
         let mut file_scales = Vec::with_capacity(files.len());
+        let mut file_columns = Vec::with_capacity(files.len());
         for (i, path) in files.iter().enumerate() {
-            // Each file's pages are checked once: the first just above.
-            let builder = if i == 0 { reopen_parquet(path)? } else { open_parquet(path)? };
+            // Each file's footer is read once (a local file's pages walked then too).
+            let builder =
+                if i == 0 { builders.pop().expect("the first") } else { open_parquet_footer(&locations[i], path)? };
             let other = builder.schema();
             for name in layout.column_names() {
                 let want = schema.field_with_name(name).expect("checked").data_type();
@@ -389,6 +408,7 @@ impl ParquetCutouts {
                     Err(_) => return Err(parquet_error(path, format!("no column `{name}` (the first file has it)"))),
                 }
             }
+            file_columns.push(layout.column_names().map(|n| other.index_of(n).expect("checked")).collect());
             file_rows.push(builder.metadata().file_metadata().num_rows() as usize);
             file_scales.push(recorded_pixel_scale(builder.schema()));
         }
@@ -396,6 +416,7 @@ impl ParquetCutouts {
             layout.recorded_scale(file_scales[0], || format!("`{PIXEL_SCALE_KEY}` of {}", first.display()));
         Ok(ParquetCutouts {
             files: files.to_vec(),
+            locations,
             desc: InputDescription {
                 format: "parquet".into(),
                 files: files.to_vec(),
@@ -410,6 +431,7 @@ impl ParquetCutouts {
             layout,
             file_rows,
             file_scales,
+            file_columns,
             position: 0,
             current: None,
             current_scale: None,
@@ -443,11 +465,8 @@ impl ParquetCutouts {
         };
         let offset = self.position - (start - self.file_rows[k]);
         let path = self.files[k].clone();
-        // `open` checked every file already.
-        let builder = reopen_parquet(&path)?;
-        let schema = builder.schema().clone();
-        let wanted: Vec<usize> =
-            self.layout.column_names().map(|n| schema.index_of(n).expect("checked at open")).collect();
+        let wanted = self.file_columns[k].clone();
+        let builder = check_pages_before_reading(&self.locations[k], &path, &wanted)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
         let reader = ParquetBatches::new(
             &path,

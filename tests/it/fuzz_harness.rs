@@ -345,7 +345,7 @@ pub fn mutate(rng: &mut ChaCha8Rng, input: &[u8], seeds: &[Vec<u8>], text: bool)
             _ => {
                 let v: u8 = rng.random();
                 let n = rng.random_range(1..16);
-                out.splice(at..at, std::iter::repeat(v).take(n));
+                out.splice(at..at, std::iter::repeat_n(v, n));
             }
         }
     }

@@ -8,6 +8,7 @@ mod metrics;
 mod model_twin;
 mod profiles;
 mod real_data;
+mod remote;
 mod sim_oracle;
 mod stage;
 mod train;

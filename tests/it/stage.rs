@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 /// A tiny left/right blob classifier and a x4 SR model on the same blobs,
 /// trained once for all the tests of this file.
-fn models() -> &'static (PathBuf, PathBuf) {
+pub(crate) fn models() -> &'static (PathBuf, PathBuf) {
     static MODELS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     MODELS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
@@ -89,7 +89,7 @@ fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) 
 }
 
 /// Classification with the checkpoint at `model`, in batches of `batch_size`.
-fn classifier(model: &Path, batch_size: usize) -> PredictorOptions {
+pub(crate) fn classifier(model: &Path, batch_size: usize) -> PredictorOptions {
     PredictorOptions {
         model: Some(model.to_path_buf()),
         sr_model: None,
@@ -542,7 +542,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
 }
 
 /// All pixels of an input, through the stage's own readers.
-fn read_pixels(path: &Path, input: InputOptions) -> (Vec<f32>, Vec<Option<String>>) {
+pub(crate) fn read_pixels(path: &Path, input: InputOptions) -> (Vec<f32>, Vec<Option<String>>) {
     let mut reader = lensmae::stage::open_input(&[path.to_path_buf()], &input).unwrap();
     let (mut pixels, mut problems) = (Vec::new(), Vec::new());
     while let Some(b) = reader.next_batch(3).unwrap() {
