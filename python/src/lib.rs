@@ -14,6 +14,14 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
+/// mimalloc for the extension's own (Rust) allocations, as in the CLI: Dask's
+/// workers set `MALLOC_TRIM_THRESHOLD_=65536`, under which glibc hands every freed
+/// batch buffer back to the OS and faults it in again, and one partition's
+/// predictions took 3.0-3.4 s instead of 1.9 s. Python's own objects keep Python's
+/// allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 create_exception!(_lensmae, LensmaeError, PyException, "An error lensmae reports (bad input, model, option).");
 
 fn error(e: impl std::fmt::Display) -> PyErr {
