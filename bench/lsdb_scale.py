@@ -16,7 +16,6 @@ Needs lensmae (pip install ./python[lsdb]) and the release CLI (cargo build --re
 import json
 import pathlib
 import resource
-import subprocess
 import sys
 import time
 
@@ -24,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from cli_timing import timed_predict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
@@ -51,17 +52,10 @@ def build_catalogue(path):
 
 
 def run_cli(catalogue, out, threads):
-    started = time.perf_counter()
     env = dict(__import__("os").environ, RAYON_NUM_THREADS=str(threads))
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", str(ROOT / "target/release/lensmae"), "predict",
-                           "--input", str(catalogue), "--shape", "64,64", "--out", str(out), "--overwrite"],
-                          capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
+    seconds, peak_mb = timed_predict(catalogue, out, env)
     return {"run": f"cli {threads} thread(s)", "rows": ROWS, "seconds": round(seconds, 2), "rows_per_s": round(ROWS / seconds, 1),
-            "peak_rss_mb": round(peak_kb / 1024, 1)}
+            "peak_rss_mb": round(peak_mb, 1)}
 
 
 def peak_rss_mb():

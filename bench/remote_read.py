@@ -14,10 +14,10 @@ import http.server
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import threading
-import time
+
+from cli_timing import timed_predict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORK = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "target" / "lsdb-scale")
@@ -68,18 +68,6 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             Counted.whole_file_gets += status == 200 and path.suffix == ".parquet"
 
 
-def predict(source, out, env):
-    started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", str(ROOT / "target/release/lensmae"), "predict",
-                           "--input", str(source), "--shape", "64,64", "--out", str(out), "--overwrite"],
-                          capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return seconds, peak_kb / 1024
-
-
 def main():
     import pyarrow.parquet as pq
 
@@ -93,13 +81,13 @@ def main():
                           "rows_per_s": round(rows / seconds, 1), "peak_rss_mb": round(peak_mb, 1),
                           "threads": int(THREADS), **extra}), flush=True)
 
-    seconds, peak = predict(CATALOGUE, WORK / "remote-local", env)
+    seconds, peak = timed_predict(CATALOGUE, WORK / "remote-local", env)
     report("disk", seconds, peak, catalogue_bytes=catalogue_bytes)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/cutouts"
-    seconds, peak = predict(url, WORK / "remote-http", env)
+    seconds, peak = timed_predict(url, WORK / "remote-http", env)
     report("https (loopback web server)", seconds, peak, bytes_served=Counted.bytes, requests=Counted.requests,
            whole_file_gets=Counted.whole_file_gets, catalogue_bytes=catalogue_bytes)
     server.shutdown()
@@ -119,7 +107,7 @@ def main():
     for f in files:
         if f.is_file():
             client.upload_file(str(f), "survey", f"cutouts/{f.relative_to(CATALOGUE).as_posix()}")
-    seconds, peak = predict("s3://survey/cutouts", WORK / "remote-s3", s3_env)
+    seconds, peak = timed_predict("s3://survey/cutouts", WORK / "remote-s3", s3_env)
     report("s3 (loopback moto server)", seconds, peak, catalogue_bytes=catalogue_bytes)
     moto.stop()
 

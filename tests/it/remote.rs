@@ -108,21 +108,11 @@ fn serve(stream: TcpStream, root: &Path, ranges: bool, log: &Mutex<Vec<Served>>)
     }
 }
 
+/// The HATS fixture's 16x16 cutouts through the test classifier, into a new folder.
 fn options(input: PathBuf, out: PathBuf) -> PredictOptions {
     let (clf, _) = crate::stage::models();
-    PredictOptions {
-        inputs: vec![input],
-        input: InputOptions { shape: Some([16, 16]), ..Default::default() },
-        predictor: crate::stage::classifier(clf, 8),
-        out,
-        overwrite: false,
-        chunk_rows: 4,
-        shard: None,
-        resume: false,
-        cancel: Default::default(),
-        command: None,
-        progress: Default::default(),
-    }
+    let base = crate::stage::predict_options(&[input], crate::stage::classifier(clf, 8), &out);
+    PredictOptions { input: InputOptions { shape: Some([16, 16]), ..Default::default() }, overwrite: false, ..base }
 }
 
 /// Every row of every Parquet file under `dir`, by relative path.

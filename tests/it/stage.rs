@@ -72,7 +72,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
 }
 
 /// A single run into `out` (replaced), chunks of 4 rows, no shard or resume.
-fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) -> PredictOptions {
+pub(crate) fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) -> PredictOptions {
     PredictOptions {
         inputs: inputs.to_vec(),
         input: InputOptions::default(),
