@@ -47,6 +47,9 @@ const MAX_PAGE_HEADER: u64 = 64 << 20;
 /// The largest page the readers inflate: one 8192 x 8192 float64 stamp (the
 /// largest image they accept) with room to spare.
 pub const MAX_PAGE_BYTES: u64 = 1 << 30;
+/// A footer larger than this is refused (HATS partitions' footers are kilobytes;
+/// a remote object's size is only what its server claims).
+const MAX_FOOTER_BYTES: u64 = 256 << 20;
 /// The first read of a page header; grown while the header runs past it.
 const FIRST_WINDOW: u64 = 1 << 10;
 
@@ -234,6 +237,11 @@ pub fn check_footer(file: &impl ReadAt) -> std::result::Result<ParquetMetaData, 
     if footer_len > size - 12 {
         return Err(format!("the footer declares {footer_len} bytes in a file of {size}"));
     }
+    if footer_len > MAX_FOOTER_BYTES {
+        return Err(format!(
+            "the footer declares {footer_len} bytes (the readers take footers up to {MAX_FOOTER_BYTES})"
+        ));
+    }
     let mut footer = vec![0u8; footer_len as usize];
     file.read_exact_at(&mut footer, size - 8 - footer_len).map_err(|e| e.to_string())?;
     match Compact::new(&footer).structure(0, |_, _, _| Ok(false)) {
@@ -409,6 +417,32 @@ mod tests {
 
     fn walk(bytes: &[u8]) -> Walk<()> {
         Compact::new(bytes).structure(0, |_, _, _| Ok(false))
+    }
+
+    /// A file its server claims to be `size` bytes, ending with `tail`.
+    struct Claimed {
+        size: u64,
+        tail: Vec<u8>,
+    }
+
+    impl ReadAt for Claimed {
+        fn size(&self) -> std::io::Result<u64> {
+            Ok(self.size)
+        }
+
+        fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+            let start = at.checked_sub(self.size - self.tail.len() as u64).ok_or(std::io::ErrorKind::Other)?;
+            buf.copy_from_slice(&self.tail[start as usize..start as usize + buf.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_footer_of_gigabytes_is_refused_before_it_is_read() {
+        let mut tail = (3u32 << 30).to_le_bytes().to_vec();
+        tail.extend_from_slice(b"PAR1");
+        let why = check_footer(&Claimed { size: 1 << 40, tail }).unwrap_err();
+        assert!(why.contains("declares 3221225472 bytes"), "{why}");
     }
 
     #[test]

@@ -17,16 +17,26 @@ struct Served {
     status: u16,
 }
 
+/// How the test's web server answers a range request.
+#[derive(Clone, Copy, PartialEq)]
+enum Answer {
+    /// With the bytes asked for.
+    Ranges,
+    /// With the whole file, as servers that ignore ranges do.
+    Whole,
+    /// With the range's header and a megabyte more than asked for (a hostile server).
+    Oversized,
+}
+
 /// A web server on 127.0.0.1 serving the files under `root` (HEAD, GET, single
-/// `Range: bytes=a-b`), recording every request; with `ranges: false` it ignores
-/// ranges and sends whole files, as some servers do.
+/// `Range: bytes=a-b`), recording every request.
 struct WebServer {
     url: String,
     log: Arc<Mutex<Vec<Served>>>,
 }
 
 impl WebServer {
-    fn start(root: &Path, ranges: bool) -> WebServer {
+    fn start(root: &Path, answer: Answer) -> WebServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -34,7 +44,7 @@ impl WebServer {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (root, served) = (root.clone(), Arc::clone(&served));
-                std::thread::spawn(move || serve(stream, &root, ranges, &served));
+                std::thread::spawn(move || serve(stream, &root, answer, &served));
             }
         });
         WebServer { url, log }
@@ -45,7 +55,7 @@ impl WebServer {
     }
 }
 
-fn serve(stream: TcpStream, root: &Path, ranges: bool, log: &Mutex<Vec<Served>>) {
+fn serve(stream: TcpStream, root: &Path, answer: Answer, log: &Mutex<Vec<Served>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
@@ -75,18 +85,20 @@ fn serve(stream: TcpStream, root: &Path, ranges: bool, log: &Mutex<Vec<Served>>)
                 let etag =
                     format!("\"{}-{:x}\"", bytes.len(), bytes.iter().fold(0u64, |h, &b| h.wrapping_mul(31) ^ b as u64));
                 let total = bytes.len();
-                let asked = range.as_deref().filter(|_| ranges && method == "GET").and_then(|r| {
+                let asked = range.as_deref().filter(|_| answer != Answer::Whole && method == "GET").and_then(|r| {
                     let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
                     let start: usize = a.parse().ok()?;
                     let end: usize = b.parse::<usize>().map_or(total - 1, |e| e.min(total - 1));
                     (start <= end).then_some((start, end))
                 });
                 match asked {
-                    Some((a, b)) => (
-                        206,
-                        format!("ETag: {etag}\r\nContent-Range: bytes {a}-{b}/{total}\r\n"),
-                        bytes[a..=b].to_vec(),
-                    ),
+                    Some((a, b)) => {
+                        let mut body = bytes[a..=b].to_vec();
+                        if answer == Answer::Oversized {
+                            body.resize(body.len() + (1 << 20), 0);
+                        }
+                        (206, format!("ETag: {etag}\r\nContent-Range: bytes {a}-{b}/{total}\r\n"), body)
+                    }
                     None => (200, format!("ETag: {etag}\r\n"), bytes),
                 }
             }
@@ -142,7 +154,7 @@ fn tables_under(dir: &Path) -> Vec<(String, arrow_array::RecordBatch)> {
 #[test]
 fn a_hats_catalogue_over_http_gives_the_rows_it_gives_on_disk() {
     let fixtures = crate::fixture("");
-    let server = WebServer::start(&fixtures, true);
+    let server = WebServer::start(&fixtures, Answer::Ranges);
     let dir = tempfile::tempdir().unwrap();
     let local = predict(&options(crate::fixture("hats-cutouts"), dir.path().join("local"))).unwrap();
     let url = PathBuf::from(format!("{}/hats-cutouts", server.url));
@@ -177,7 +189,7 @@ fn a_hats_catalogue_over_http_gives_the_rows_it_gives_on_disk() {
 #[test]
 fn a_parquet_file_over_http_reads_as_on_disk_and_failures_name_the_url() {
     let fixtures = crate::fixture("");
-    let server = WebServer::start(&fixtures, true);
+    let server = WebServer::start(&fixtures, Answer::Ranges);
     let partition = "hats-cutouts/dataset/Norder=0/Dir=0/Npix=1.parquet";
     let input = InputOptions { shape: Some([16, 16]), ..Default::default() };
     let (local, _) = crate::stage::read_pixels(&crate::fixture(partition), input.clone());
@@ -194,16 +206,21 @@ fn a_parquet_file_over_http_reads_as_on_disk_and_failures_name_the_url() {
     assert!(e.contains("URLs are read as Parquet files or HATS catalogues"), "{e}");
 
     // A server that ignores ranges is refused with the reason, not read whole.
-    let whole = WebServer::start(&fixtures, false);
+    let whole = WebServer::start(&fixtures, Answer::Whole);
     let url = PathBuf::from(format!("{}/{partition}", whole.url));
     let e = lensmae::stage::open_input(&[url], &input).err().unwrap().to_string();
     assert!(e.contains("Npix=1.parquet") && e.to_lowercase().contains("range"), "{e}");
+    // One that sends more than asked is cut off and refused, not buffered whole.
+    let oversized = WebServer::start(&fixtures, Answer::Oversized);
+    let url = PathBuf::from(format!("{}/{partition}", oversized.url));
+    let e = lensmae::stage::open_input(&[url], &input).err().unwrap().to_string();
+    assert!(e.contains("Npix=1.parquet") && e.contains("the server sent more"), "{e}");
 }
 
 #[test]
 fn a_hostile_parquet_file_over_http_is_refused_as_on_disk() {
     let fuzz = crate::fixture("fuzz");
-    let server = WebServer::start(&fuzz, true);
+    let server = WebServer::start(&fuzz, Answer::Ranges);
     let name = "parquet-map-of-booleans.parquet";
     let local_path = fuzz.join(name);
     let url = format!("{}/{name}", server.url);
