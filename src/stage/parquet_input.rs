@@ -9,8 +9,8 @@ use super::fits_input::{decode_fits_bytes, DecodedStamp};
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED};
 use crate::data::images::{list_rows, tensor_shape};
 use crate::data::parquet::{
-    check_pages_before_reading, open_parquet_footer, recorded_pixel_scale, ParquetBatches, ParquetLocation,
-    PIXEL_SCALE_KEY,
+    check_pages_before_reading, open_parquet_footer, recorded_pixel_scale, ParquetBatches, ParquetBuilder,
+    ParquetLocation, PIXEL_SCALE_KEY,
 };
 use crate::{Error, Result};
 use arrow_array::{Array, RecordBatch};
@@ -376,41 +376,88 @@ fn binary_value(col: &dyn Array, row: usize) -> Option<&[u8]> {
     })
 }
 
+/// What [`ParquetCutouts::open`] learns of one file from its footer.
+struct FileFacts {
+    location: ParquetLocation,
+    rows: usize,
+    /// The pixel scale its metadata records.
+    scale: Option<f64>,
+    /// The root column indices read (the image and carried columns).
+    columns: Vec<usize>,
+}
+
+impl FileFacts {
+    /// Checks that `path` has the columns `layout` reads, of the types `schema` (the
+    /// first file's, `first`) gives them.
+    fn of(
+        location: ParquetLocation,
+        builder: &ParquetBuilder,
+        path: &Path,
+        layout: &TableLayout,
+        schema: &Schema,
+        first: &Path,
+    ) -> Result<FileFacts> {
+        let other = builder.schema();
+        for name in layout.column_names() {
+            let want = schema.field_with_name(name).expect("checked").data_type();
+            match other.field_with_name(name) {
+                Ok(f) if f.data_type() == want => {}
+                Ok(f) => {
+                    return Err(parquet_error(
+                        path,
+                        format!("column `{name}` is {}, in {} it is {want}", f.data_type(), first.display()),
+                    ))
+                }
+                Err(_) => return Err(parquet_error(path, format!("no column `{name}` (the first file has it)"))),
+            }
+        }
+        Ok(FileFacts {
+            columns: layout.column_names().map(|n| other.index_of(n).expect("checked")).collect(),
+            rows: builder.metadata().file_metadata().num_rows() as usize,
+            scale: recorded_pixel_scale(other),
+            location,
+        })
+    }
+}
+
 impl ParquetCutouts {
     /// Reads the footers of `files` and checks that they agree on the columns used.
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<ParquetCutouts> {
+        use rayon::prelude::*;
         let first = &files[0];
-        let locations = files.iter().map(|f| ParquetLocation::find(f)).collect::<Result<Vec<_>>>()?;
-        let mut builders = Vec::with_capacity(files.len());
-        builders.push(open_parquet_footer(&locations[0], first)?);
-        let schema = builders[0].schema().clone();
+        let first_location = ParquetLocation::find(first)?;
+        let first_builder = open_parquet_footer(&first_location, first)?;
+        let schema = first_builder.schema().clone();
         let layout = TableLayout::of_schema(&schema, opts, first, |name| {
-            first_stamp_shape(&locations[0], first, &schema, name)
+            first_stamp_shape(&first_location, first, &schema, name)
         })?;
+        let facts_of = |path: &PathBuf, location: ParquetLocation, builder: Option<ParquetBuilder>| {
+            let builder = match builder {
+                Some(builder) => builder,
+                None => open_parquet_footer(&location, path)?,
+            };
+            FileFacts::of(location, &builder, path, &layout, &schema, first)
+        };
+        let mut facts = vec![facts_of(first, first_location, Some(first_builder))?];
+        // The other footers side by side: each costs a request or two to a remote
+        // store, and a catalogue has hundreds to thousands of partitions. No
+        // builder outlives its file's facts (a local one holds the file open).
+        let rest: Vec<Result<FileFacts>> = files[1..]
+            .par_iter()
+            .map(|path| ParquetLocation::find(path).and_then(|location| facts_of(path, location, None)))
+            .collect();
+        for file in rest {
+            facts.push(file?);
+        }
+        let mut locations = Vec::with_capacity(files.len());
         let mut file_rows = Vec::with_capacity(files.len());
         let mut file_scales = Vec::with_capacity(files.len());
         let mut file_columns = Vec::with_capacity(files.len());
-        for (i, path) in files.iter().enumerate() {
-            // Each file's footer is read once (a local file's pages walked then too).
-            let builder =
-                if i == 0 { builders.pop().expect("the first") } else { open_parquet_footer(&locations[i], path)? };
-            let other = builder.schema();
-            for name in layout.column_names() {
-                let want = schema.field_with_name(name).expect("checked").data_type();
-                match other.field_with_name(name) {
-                    Ok(f) if f.data_type() == want => {}
-                    Ok(f) => {
-                        return Err(parquet_error(
-                            path,
-                            format!("column `{name}` is {}, in {} it is {want}", f.data_type(), first.display()),
-                        ))
-                    }
-                    Err(_) => return Err(parquet_error(path, format!("no column `{name}` (the first file has it)"))),
-                }
-            }
-            file_columns.push(layout.column_names().map(|n| other.index_of(n).expect("checked")).collect());
-            file_rows.push(builder.metadata().file_metadata().num_rows() as usize);
-            file_scales.push(recorded_pixel_scale(builder.schema()));
+        for file in facts {
+            locations.push(file.location);
+            file_rows.push(file.rows);
+            file_scales.push(file.scale);
+            file_columns.push(file.columns);
         }
         let pixel_scale =
             layout.recorded_scale(file_scales[0], || format!("`{PIXEL_SCALE_KEY}` of {}", first.display()));
