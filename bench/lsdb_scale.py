@@ -8,7 +8,8 @@ DeepLense Model II images of fixtures/catalog with a little noise, at random sky
 positions, ~10,000 rows per partition. Then times, each writing a HATS catalogue of
 predictions with the bundled classifier: `lensmae predict` (peak RSS from
 /usr/bin/time), and predict_catalog + write_catalog with 1 and 2 workers of one
-thread each (peak RSS per worker from getrusage). Prints one JSON line per run.
+thread each, and with 1 worker of 2 Dask threads sharing the model's one compute
+thread (peak RSS per worker from VmHWM). Prints one JSON line per run.
 With `partition`, times only lensmae's share of one partition instead: Model.predict
 on its Arrow table, and lensmae.lsdb.predict_frame on its pandas frame.
 Needs lensmae (pip install ./python[lsdb]) and the release CLI (cargo build --release).
@@ -67,16 +68,19 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_lsdb(catalogue, out, workers):
+def run_lsdb(catalogue, out, workers, dask_threads=1):
     import lsdb
     from dask.distributed import Client, LocalCluster
 
     import lensmae
     import lensmae.lsdb
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=dask_threads, processes=True, dashboard_address=None,
                       memory_limit="8GiB") as cluster, Client(cluster) as client:
-        # One thread per worker (its own pool); the load is not timed, as in a warm pipeline.
+        # One compute thread per worker (the model's own pool: with two Dask threads,
+        # one reads the next partition while the other waits on that one thread, the
+        # CLI's shape of one compute thread and a reader); the load is not timed, as in
+        # a warm pipeline.
         client.run(lambda: __import__("lensmae").load_model(threads=1))
         started = time.perf_counter()
         catalog = lsdb.read_hats(catalogue)
@@ -84,7 +88,7 @@ def run_lsdb(catalogue, out, workers):
         predicted.write_catalog(out, overwrite=True, as_collection=False, progress_bar=False)
         seconds = time.perf_counter() - started
         peaks = client.run(peak_rss_mb)
-    return {"run": f"lsdb+dask {workers} worker(s)", "rows": ROWS, "seconds": round(seconds, 2),
+    return {"run": f"lsdb+dask {workers} worker(s) x {dask_threads} dask thread(s)", "rows": ROWS, "seconds": round(seconds, 2),
             "rows_per_s": round(ROWS / seconds, 1), "peak_rss_mb_per_worker": [round(v, 1) for v in peaks.values()]}
 
 
@@ -117,5 +121,5 @@ if __name__ == "__main__":
     print(json.dumps({"machine": f"{__import__('os').cpu_count()} cores", "rows": ROWS}), flush=True)
     for threads in (1, 2):
         print(json.dumps(run_cli(catalogue, WORK / f"cli-{threads}", threads)), flush=True)
-    for workers in (1, 2):
-        print(json.dumps(run_lsdb(catalogue, WORK / f"lsdb-{workers}", workers)), flush=True)
+    for workers, dask_threads in ((1, 1), (1, 2), (2, 1)):
+        print(json.dumps(run_lsdb(catalogue, WORK / f"lsdb-{workers}", workers, dask_threads)), flush=True)

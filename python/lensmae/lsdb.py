@@ -11,6 +11,12 @@ which loads its own copy of the model once. The result is an LSDB catalogue with
 the input's index (``_healpix_29``) and partitions, and the prediction columns
 (``lensmae.PREDICTION_COLUMNS``; ``row`` counts rows within each partition): it
 joins back to the input catalogue on its index or on the carried id column.
+
+Size workers with one Dask thread more than the model's compute threads
+(``threads_per_worker=k + 1`` and ``load_model(..., threads=k)``): LSDB reads the next
+partition in the spare thread while lensmae predicts on the current one. With a
+single Dask thread per worker, reading and predicting take turns (about a quarter
+slower on 64x64 cutouts; BENCHMARKS.md).
 """
 
 from __future__ import annotations
