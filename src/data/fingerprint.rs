@@ -24,11 +24,12 @@ pub struct FileFingerprint {
     #[serde(default)]
     pub modified: Option<u64>,
     /// SHA-256 of the content, hex (empty for a remote object, which is not
-    /// downloaded to be hashed: its `etag` stands for its content).
+    /// downloaded to be hashed: its `version` stands for its content).
     pub sha256: String,
-    /// A remote object's version tag (S3 / HTTP `ETag`).
+    /// A remote object's version: the store's `ETag`, or `modified <seconds>` from
+    /// a server that gives none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    pub version: Option<String>,
 }
 
 /// SHA-256 of a file's content, read in blocks (any size, constant memory).
@@ -49,14 +50,7 @@ pub fn sha256_of_file(path: &Path) -> Result<String> {
 /// The fingerprint of one file (a URL: of the remote object, asked with `HEAD`).
 pub fn fingerprint_file(path: &Path) -> Result<FileFingerprint> {
     if remote::is_remote(path) {
-        let object = remote::RemoteObject::open(path)?;
-        return Ok(FileFingerprint {
-            path: path.display().to_string(),
-            bytes: object.size(),
-            modified: Some(object.modified()),
-            sha256: String::new(),
-            etag: object.etag().map(str::to_string),
-        });
+        return Ok(remote_fingerprint(&*remote::RemoteObject::open(path)?));
     }
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
@@ -65,8 +59,20 @@ pub fn fingerprint_file(path: &Path) -> Result<FileFingerprint> {
         bytes: meta.len(),
         modified,
         sha256: sha256_of_file(path)?,
-        etag: None,
+        version: None,
     })
+}
+
+/// The fingerprint of a remote object from what its HEAD answered: size and
+/// version (its content is not downloaded to be hashed).
+pub fn remote_fingerprint(object: &remote::RemoteObject) -> FileFingerprint {
+    FileFingerprint {
+        path: object.url().to_string(),
+        bytes: object.size(),
+        modified: Some(object.modified()),
+        sha256: String::new(),
+        version: Some(object.etag().map_or_else(|| format!("modified {}", object.modified()), str::to_string)),
+    }
 }
 
 /// Fingerprints of `paths`; a folder stands for every file under it (sorted, hidden
@@ -104,7 +110,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// How `now` differs from `before` (None when they describe the same inputs).
 pub fn describe_change(before: &[FileFingerprint], now: &[FileFingerprint]) -> Option<String> {
     let same = |a: &FileFingerprint, b: &FileFingerprint| {
-        a.path == b.path && a.bytes == b.bytes && a.sha256 == b.sha256 && a.etag == b.etag
+        a.path == b.path && a.bytes == b.bytes && a.sha256 == b.sha256 && a.version == b.version
     };
     if before.len() == now.len() && before.iter().zip(now).all(|(a, b)| same(a, b)) {
         return None;
@@ -118,8 +124,11 @@ pub fn describe_change(before: &[FileFingerprint], now: &[FileFingerprint]) -> O
             Some(new) if new.sha256 != old.sha256 => {
                 return Some(format!("{} changed: same size, other content (SHA-256 differs)", old.path))
             }
-            Some(new) if new.etag != old.etag => {
-                return Some(format!("{} changed: same size, another version (the store's ETag differs)", old.path))
+            Some(new) if new.version != old.version => {
+                return Some(format!(
+                    "{} changed: same size, another version (the store's ETag or time differs)",
+                    old.path
+                ))
             }
             Some(_) => {}
         }

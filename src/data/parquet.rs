@@ -298,7 +298,7 @@ pub fn open_parquet(path: &Path) -> Result<ParquetBuilder> {
 
 /// Opens a file to learn its schema and rows, walking what can be walked cheaply:
 /// a local file whole (as [`open_parquet`]), a remote object's footer only, since
-/// its page headers are spread over the whole object: [`check_pages_before_reading`]
+/// its page headers are spread over the whole object: [`open_parquet_rows`]
 /// walks the pages of the columns read just before they are decoded.
 pub fn open_parquet_footer(location: &ParquetLocation, path: &Path) -> Result<ParquetBuilder> {
     match location {
@@ -318,7 +318,7 @@ pub fn open_parquet_footer(location: &ParquetLocation, path: &Path) -> Result<Pa
 /// Opens again a file [`open_parquet_footer`] opened already, to read its rows: a
 /// remote object's pages of the columns `wanted` (by root column index) are walked
 /// now, through the cache the decoder then reads; a local file was walked whole.
-pub fn check_pages_before_reading(location: &ParquetLocation, path: &Path, wanted: &[usize]) -> Result<ParquetBuilder> {
+pub fn open_parquet_rows(location: &ParquetLocation, path: &Path, wanted: &[usize]) -> Result<ParquetBuilder> {
     let bytes = location.bytes()?;
     if let ParquetLocation::Remote(_) = location {
         let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
@@ -347,12 +347,6 @@ fn builder_of(path: &Path, bytes: ParquetBytes) -> Result<ParquetBuilder> {
         ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
     })
-}
-
-/// Opens again a local file [`open_parquet`] checked already (a reader coming back
-/// to it for its rows): decoder panics contained, the pages not walked twice.
-pub fn reopen_parquet(path: &Path) -> Result<ParquetBuilder> {
-    check_pages_before_reading(&ParquetLocation::Local(path.to_path_buf()), path, &[])
 }
 
 /// Refuses dictionary pages that declare more values than their bytes can hold:

@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 pub const CACHE_BYTES: usize = 512 << 20;
 /// The largest column chunk fetched whole.
 pub const LARGEST_PREFETCH: u64 = 256 << 20;
-/// The least a read outside the column chunks fetches.
+/// The least a read outside the column chunks fetches (backwards from the end of
+/// the object near it).
 pub const READ_AHEAD: u64 = 1 << 20;
 /// The largest small object read whole (`hats.properties`, `partition_info.csv`).
 pub const LARGEST_SMALL_OBJECT: u64 = 64 << 20;
@@ -214,7 +215,12 @@ impl CacheState {
             self.column_chunks.partition_point(|r| r.start <= at).checked_sub(1).map(|i| &self.column_chunks[i]);
         match chunk {
             Some(r) if end <= r.end && r.end - r.start <= LARGEST_PREFETCH && r.end <= size => r.clone(),
-            _ => at..end.max(at + READ_AHEAD).min(size),
+            _ => {
+                // Near the end, read ahead backwards: the footer length comes first
+                // and the footer just before it, in one request.
+                let stop = end.max(at + READ_AHEAD).min(size);
+                stop.saturating_sub(READ_AHEAD).min(at)..stop
+            }
         }
     }
 
@@ -394,7 +400,9 @@ mod tests {
         // Running past the chunk's end, or in a chunk too large: what was asked, read ahead.
         assert_eq!(state.to_fetch(290, 20, size), 290..290 + READ_AHEAD);
         assert_eq!(state.to_fetch(400, 10, size), 400..400 + READ_AHEAD);
-        assert_eq!(state.to_fetch(10, 5, 50), 10..50);
+        assert_eq!(state.to_fetch(10, 5, 50), 0..50);
+        // The last 8 bytes of a large object: the megabyte before them too (the footer).
+        assert_eq!(state.to_fetch(size - 8, 8, size), size - READ_AHEAD..size);
         state.keep(100, Bytes::from(vec![7u8; 200]));
         assert_eq!(state.cached(299).map(|b| b.len()), Some(1));
         assert!(state.cached(300).is_none());

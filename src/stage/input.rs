@@ -6,6 +6,7 @@
 //! whole (an unreadable file, a missing column) are errors naming the file.
 
 use super::{fits_input::FitsCutouts, npy_input::NpyCutouts, parquet_input::ParquetCutouts};
+use crate::data::fingerprint::{fingerprint_all, FileFingerprint};
 use crate::data::remote;
 use crate::{Error, Result};
 use arrow_array::ArrayRef;
@@ -70,20 +71,6 @@ pub struct InputDescription {
     pub hats_properties: Option<std::collections::BTreeMap<String, String>>,
 }
 
-impl InputDescription {
-    /// What a run's fingerprints cover: `files` (a folder stands for the files under
-    /// it), except a remote catalogue's partition files, since a store is not
-    /// walked like a folder.
-    pub fn files_to_fingerprint(&self) -> Vec<PathBuf> {
-        match self.files.as_slice() {
-            [root] if remote::is_remote(root) && !self.natural_chunks.is_empty() => {
-                self.natural_chunks.iter().map(|(relative, _)| remote::join(root, relative)).collect()
-            }
-            _ => self.files.clone(),
-        }
-    }
-}
-
 /// The pixel scale an input records.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordedScale {
@@ -104,6 +91,11 @@ pub trait CutoutReader: Send {
     /// Passes over the next `n` rows without decoding them (chunks done already,
     /// or another shard's).
     fn skip_rows(&mut self, n: usize) -> Result<()>;
+    /// Every file read, as it is now, for a resumed run or a merge to compare (a
+    /// folder stands for the files under it).
+    fn fingerprints(&self) -> Result<Vec<FileFingerprint>> {
+        fingerprint_all(&self.describe().files)
+    }
 }
 
 /// How the reader finds the images.

@@ -19,7 +19,6 @@ pub mod npy_input;
 pub mod output;
 pub mod parquet_input;
 
-use crate::data::fingerprint::fingerprint_all;
 use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres};
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::{Error, Result};
@@ -599,7 +598,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         chunk_rows: if single { rows.max(1) } else { opts.chunk_rows },
         inputs,
         // A single file is written whole each time: no resume to check.
-        fingerprints: if single { vec![] } else { fingerprint_all(&reader.describe().files_to_fingerprint())? },
+        fingerprints: if single { vec![] } else { reader.fingerprints()? },
         identity: metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         options: row_options(opts, &reader.carried_fields()),
         natural_chunks: if single { vec![] } else { reader.describe().natural_chunks.clone() },

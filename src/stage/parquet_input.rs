@@ -7,10 +7,11 @@
 
 use super::fits_input::{decode_fits_bytes, DecodedStamp};
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED};
+use crate::data::fingerprint::{fingerprint_all, fingerprint_file, remote_fingerprint, FileFingerprint};
 use crate::data::images::{list_rows, tensor_shape};
 use crate::data::parquet::{
-    check_pages_before_reading, open_parquet_footer, recorded_pixel_scale, ParquetBatches, ParquetBuilder,
-    ParquetLocation, PIXEL_SCALE_KEY,
+    open_parquet_footer, open_parquet_rows, recorded_pixel_scale, ParquetBatches, ParquetBuilder, ParquetLocation,
+    PIXEL_SCALE_KEY,
 };
 use crate::{Error, Result};
 use arrow_array::{Array, RecordBatch};
@@ -351,7 +352,7 @@ fn first_stamp_shape(
     name: &str,
 ) -> std::result::Result<[usize; 2], String> {
     let index = schema.index_of(name).map_err(|e| e.to_string())?;
-    let builder = check_pages_before_reading(location, path, &[index]).map_err(|e| e.to_string())?;
+    let builder = open_parquet_rows(location, path, &[index]).map_err(|e| e.to_string())?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     let reader =
         ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(64)).map_err(|e| e.to_string())?;
@@ -513,7 +514,7 @@ impl ParquetCutouts {
         let offset = self.position - (start - self.file_rows[k]);
         let path = self.files[k].clone();
         let wanted = self.file_columns[k].clone();
-        let builder = check_pages_before_reading(&self.locations[k], &path, &wanted)?;
+        let builder = open_parquet_rows(&self.locations[k], &path, &wanted)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
         let reader = ParquetBatches::new(
             &path,
@@ -570,6 +571,22 @@ impl CutoutReader for ParquetCutouts {
                 }
             }
         }
+    }
+
+    /// A remote file as its HEAD found it when opened (no second request; its
+    /// content is not downloaded to be hashed); local inputs as any reader's.
+    fn fingerprints(&self) -> Result<Vec<FileFingerprint>> {
+        if self.locations.iter().all(|l| matches!(l, ParquetLocation::Local(_))) {
+            return fingerprint_all(&self.desc.files);
+        }
+        self.locations
+            .iter()
+            .zip(&self.files)
+            .map(|(location, path)| match location {
+                ParquetLocation::Local(_) => fingerprint_file(path),
+                ParquetLocation::Remote(object) => Ok(remote_fingerprint(object)),
+            })
+            .collect()
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {
