@@ -26,6 +26,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::collections::HashMap;
@@ -284,16 +285,9 @@ pub type ParquetBuilder = ParquetRecordBatchReaderBuilder<ParquetBytes>;
 /// after a bounded walk of its footer and every page header and a check of its
 /// dictionary pages.
 pub fn open_parquet(path: &Path) -> Result<ParquetBuilder> {
-    let location = ParquetLocation::find(path)?;
-    let bytes = location.bytes()?;
-    let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    guarded(path, || {
-        let metadata = super::parquet_bounds::check_footer(&bytes).map_err(error)?;
-        remember_column_chunks(&bytes, &metadata);
-        super::parquet_bounds::check_column_pages(&bytes, &metadata, &|_| true).map_err(error)?;
-        check_dictionary_pages(&bytes, &|_| true).map_err(error)
-    })?;
-    builder_of(path, bytes)
+    let bytes = ParquetLocation::find(path)?.bytes()?;
+    let metadata = walked(path, &bytes, &|_| true)?;
+    builder_of(path, bytes, metadata)
 }
 
 /// Opens a file to learn its schema and rows, walking what can be walked cheaply:
@@ -301,18 +295,12 @@ pub fn open_parquet(path: &Path) -> Result<ParquetBuilder> {
 /// its page headers are spread over the whole object: [`open_parquet_rows`]
 /// walks the pages of the columns read just before they are decoded.
 pub fn open_parquet_footer(location: &ParquetLocation, path: &Path) -> Result<ParquetBuilder> {
-    match location {
-        ParquetLocation::Local(_) => open_parquet(path),
-        ParquetLocation::Remote(_) => {
-            let bytes = location.bytes()?;
-            guarded(path, || {
-                super::parquet_bounds::check_footer(&bytes)
-                    .map(|_| ())
-                    .map_err(|message| Error::Parquet { path: path.to_path_buf(), message })
-            })?;
-            builder_of(path, bytes)
-        }
-    }
+    let bytes = location.bytes()?;
+    let metadata = match location {
+        ParquetLocation::Local(_) => walked(path, &bytes, &|_| true)?,
+        ParquetLocation::Remote(_) => walked(path, &bytes, &|_| false)?,
+    };
+    builder_of(path, bytes, metadata)
 }
 
 /// Opens again a file [`open_parquet_footer`] opened already, to read its rows: a
@@ -320,48 +308,62 @@ pub fn open_parquet_footer(location: &ParquetLocation, path: &Path) -> Result<Pa
 /// now, through the cache the decoder then reads; a local file was walked whole.
 pub fn open_parquet_rows(location: &ParquetLocation, path: &Path, wanted: &[usize]) -> Result<ParquetBuilder> {
     let bytes = location.bytes()?;
-    if let ParquetLocation::Remote(_) = location {
-        let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-        guarded(path, || {
-            let metadata = super::parquet_bounds::check_footer(&bytes).map_err(error)?;
-            remember_column_chunks(&bytes, &metadata);
-            let descriptor = metadata.file_metadata().schema_descr();
-            let leaf_wanted = |c: usize| wanted.contains(&descriptor.get_column_root_idx(c));
-            super::parquet_bounds::check_column_pages(&bytes, &metadata, &leaf_wanted).map_err(error)?;
-            check_dictionary_pages(&bytes, &leaf_wanted).map_err(error)
-        })?;
-    }
-    builder_of(path, bytes)
+    let metadata = match location {
+        ParquetLocation::Local(_) => walked(path, &bytes, &|_| false)?,
+        ParquetLocation::Remote(_) => walked(path, &bytes, &|root| wanted.contains(&root))?,
+    };
+    builder_of(path, bytes, metadata)
 }
 
-/// Tells a remote reader's cache where the column chunks are.
-fn remember_column_chunks(bytes: &ParquetBytes, metadata: &parquet::file::metadata::ParquetMetaData) {
-    if let ParquetBytes::Remote(reader) = bytes {
-        let ranges = super::parquet_bounds::column_chunk_ranges(metadata, reader.object().size()).unwrap_or_default();
-        reader.set_column_chunks(ranges.into_iter().flatten().filter(|r| !r.is_empty()).collect());
-    }
-}
-
-fn builder_of(path: &Path, bytes: ParquetBytes) -> Result<ParquetBuilder> {
+/// The footer of `bytes` after a bounded walk of it and, for the root columns
+/// `wanted` picks, of every page header and dictionary page; decoder panics
+/// contained. A remote reader's cache learns where the column chunks are.
+fn walked(path: &Path, bytes: &ParquetBytes, wanted: &dyn Fn(usize) -> bool) -> Result<ParquetMetaData> {
+    let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     guarded(path, || {
-        ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
+        let metadata = super::parquet_bounds::check_footer(bytes).map_err(error)?;
+        if let ParquetBytes::Remote(reader) = bytes {
+            let ranges =
+                super::parquet_bounds::column_chunk_ranges(&metadata, reader.object().size()).map_err(error)?;
+            reader.set_column_chunks(ranges.into_iter().flatten().filter(|r| !r.is_empty()).collect());
+        }
+        let descriptor = metadata.file_metadata().schema_descr();
+        let leaf_wanted = |leaf: usize| wanted(descriptor.get_column_root_idx(leaf));
+        super::parquet_bounds::check_column_pages(bytes, &metadata, &leaf_wanted).map_err(error)?;
+        check_dictionary_pages(bytes, &metadata, &leaf_wanted).map_err(error)?;
+        Ok(metadata)
+    })
+}
+
+/// A reader builder over `bytes` from their footer as [`walked`] decoded it (not
+/// decoded again).
+fn builder_of(path: &Path, bytes: ParquetBytes, metadata: ParquetMetaData) -> Result<ParquetBuilder> {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    guarded(path, || {
+        let metadata = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::default())
+            .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata))
     })
 }
 
 /// Refuses dictionary pages that declare more values than their bytes can hold:
 /// the parquet crate sizes the dictionary by the declared count before decoding
 /// (a mutated 3 KB file asked for 4.6 GB, found by the fuzz campaign).
-fn check_dictionary_pages(file: &ParquetBytes, wanted: &dyn Fn(usize) -> bool) -> std::result::Result<(), String> {
+fn check_dictionary_pages(
+    file: &ParquetBytes,
+    metadata: &ParquetMetaData,
+    wanted: &dyn Fn(usize) -> bool,
+) -> std::result::Result<(), String> {
     use parquet::basic::Type as Physical;
-    use parquet::column::page::Page;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let reader = SerializedFileReader::new(file.clone()).map_err(|e| e.to_string())?;
-    for g in 0..reader.num_row_groups() {
-        let group = reader.get_row_group(g).map_err(|e| e.to_string())?;
+    use parquet::column::page::{Page, PageReader};
+    use parquet::file::serialized_reader::SerializedPageReader;
+    let file = Arc::new(file.clone());
+    for (g, group) in metadata.row_groups().iter().enumerate() {
         for c in (0..group.num_columns()).filter(|&c| wanted(c)) {
-            let column = group.metadata().column(c);
-            let mut pages = group.get_column_page_reader(c).map_err(|e| e.to_string())?;
+            let column = group.column(c);
+            let mut pages =
+                SerializedPageReader::new(Arc::clone(&file), column, group.num_rows().max(0) as usize, None)
+                    .map_err(|e| e.to_string())?;
             let first_is_dictionary = pages.peek_next_page().map_err(|e| e.to_string())?.is_some_and(|p| p.is_dict);
             if !first_is_dictionary {
                 continue;

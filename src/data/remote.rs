@@ -25,7 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Bytes a reader's cache keeps (least recently fetched dropped first).
@@ -43,12 +43,6 @@ const SCHEMES: [&str; 3] = ["s3://", "https://", "http://"];
 /// Whether `location` is a URL this module reads, not a local path.
 pub fn is_remote(location: &Path) -> bool {
     location.to_str().is_some_and(|s| SCHEMES.iter().any(|scheme| s.starts_with(scheme)))
-}
-
-/// `relative` under the remote folder `base` (a URL joined with `/`).
-pub fn join(base: &Path, relative: &str) -> PathBuf {
-    let base = base.to_string_lossy();
-    PathBuf::from(format!("{}/{}", base.trim_end_matches('/'), relative.trim_start_matches('/')))
 }
 
 /// A store and the key of one object in it, with the runtime that drives the store.
@@ -92,12 +86,37 @@ impl Connection {
     }
 
     fn error(&self, e: object_store::Error) -> Error {
-        let kind = match e {
-            object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
-            _ => std::io::ErrorKind::Other,
-        };
-        Error::io(&self.url, std::io::Error::new(kind, e.to_string()))
+        Error::io(&self.url, io_error(e, String::new()))
     }
+
+    /// A GET of `range` (`None`: the whole object), streamed and cut off one piece
+    /// past `limit` bytes: what a server sends beyond what was asked is never buffered.
+    fn get_bounded(&self, range: Option<Range<u64>>, limit: u64) -> object_store::Result<Vec<u8>> {
+        use futures_util::StreamExt;
+        self.runtime.block_on(async {
+            let options = object_store::GetOptions::new().with_range(range);
+            let mut stream = self.store.get_opts(&self.key, options).await?.into_stream();
+            // Grown as bytes arrive: `limit` comes from sizes a hostile file declares.
+            let mut bytes = Vec::with_capacity(limit.min(READ_AHEAD) as usize);
+            while let Some(piece) = stream.next().await {
+                bytes.extend_from_slice(&piece?);
+                if bytes.len() as u64 > limit {
+                    break;
+                }
+            }
+            Ok(bytes)
+        })
+    }
+}
+
+/// An object_store error as an I/O error (a missing object as `NotFound`), `what`
+/// said first.
+fn io_error(e: object_store::Error, what: String) -> std::io::Error {
+    let kind = match e {
+        object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, format!("{what}{e}"))
 }
 
 /// One remote object, its size and version as a HEAD request gave them.
@@ -153,32 +172,13 @@ impl RemoteObject {
         RemoteReader { object: Arc::clone(self), state: Arc::new(Mutex::new(CacheState::default())) }
     }
 
-    /// The bytes of `range`, streamed and cut off one piece past what was asked: a
-    /// server that sends more (or other) bytes is refused, never buffered whole.
+    /// The bytes of `range`: a server that sends more or fewer is refused.
     fn fetch(&self, range: Range<u64>) -> std::io::Result<Bytes> {
-        use futures_util::StreamExt;
         let c = &self.connection;
         let want = range.end - range.start;
-        let fetched = c.runtime.block_on(async {
-            let options = object_store::GetOptions::new().with_range(Some(range.clone()));
-            let mut stream = c.store.get_opts(&c.key, options).await?.into_stream();
-            // Grown as bytes arrive: `want` comes from sizes a hostile file declares.
-            let mut bytes = Vec::with_capacity(want.min(READ_AHEAD) as usize);
-            while let Some(piece) = stream.next().await {
-                bytes.extend_from_slice(&piece?);
-                if bytes.len() as u64 > want {
-                    break;
-                }
-            }
-            Ok::<_, object_store::Error>(bytes)
-        });
-        let bytes = fetched.map_err(|e| {
-            let kind = match e {
-                object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
-                _ => std::io::ErrorKind::Other,
-            };
-            std::io::Error::new(kind, format!("bytes {}..{} of {}: {e}", range.start, range.end, c.url))
-        })?;
+        let bytes = c
+            .get_bounded(Some(range.clone()), want)
+            .map_err(|e| io_error(e, format!("bytes {}..{} of {}: ", range.start, range.end, c.url)))?;
         // A server that answers with other bytes than asked changed the object or ignores ranges.
         if bytes.len() as u64 != want {
             let sent = if bytes.len() as u64 > want { "more".to_string() } else { bytes.len().to_string() };
@@ -339,21 +339,8 @@ pub fn read_small_object(location: &Path) -> Result<Option<Vec<u8>>> {
             ),
         ));
     }
-    // A plain GET (a web server need not answer ranges for these), cut off past the bound.
-    use futures_util::StreamExt;
-    let c = &object.connection;
-    let whole = c.runtime.block_on(async {
-        let mut stream = c.store.get(&c.key).await?.into_stream();
-        let mut bytes = Vec::with_capacity(object.size as usize);
-        while let Some(piece) = stream.next().await {
-            bytes.extend_from_slice(&piece?);
-            if bytes.len() as u64 > LARGEST_SMALL_OBJECT {
-                break;
-            }
-        }
-        Ok(bytes)
-    });
-    let bytes = whole.map_err(|e| c.error(e))?;
+    // A plain GET: a web server need not answer ranges for these.
+    let bytes = object.connection.get_bounded(None, LARGEST_SMALL_OBJECT).map_err(|e| object.connection.error(e))?;
     if bytes.len() as u64 > LARGEST_SMALL_OBJECT {
         return Err(Error::config("input", format!("{}: more than {LARGEST_SMALL_OBJECT} bytes", location.display())));
     }
@@ -381,14 +368,17 @@ pub fn list_folder(location: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
-    fn urls_are_told_from_paths_and_joined_with_slashes() {
+    fn urls_are_told_from_paths_and_path_join_extends_them() {
         assert!(is_remote(Path::new("s3://bucket/cat")));
         assert!(is_remote(Path::new("https://data.example.org/cat/")));
         assert!(!is_remote(Path::new("/data/s3://x")));
         assert!(!is_remote(Path::new("cat.parquet")));
-        assert_eq!(join(Path::new("s3://b/cat/"), "dataset/x.parquet"), PathBuf::from("s3://b/cat/dataset/x.parquet"));
+        // Members of a remote folder are named with `Path::join`, as on disk.
+        assert_eq!(Path::new("s3://b/cat/").join("dataset/x.parquet"), PathBuf::from("s3://b/cat/dataset/x.parquet"));
+        assert_eq!(Path::new("https://h/cat").join("hats.properties").to_str(), Some("https://h/cat/hats.properties"));
     }
 
     #[test]

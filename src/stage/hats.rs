@@ -57,7 +57,7 @@ pub fn is_catalogue(dir: &Path) -> Result<bool> {
 /// The text of a remote catalogue's properties file, if it has one.
 fn remote_properties(dir: &Path) -> Result<Option<String>> {
     for name in ["hats.properties", "properties"] {
-        let path = remote::join(dir, name);
+        let path = dir.join(name);
         if let Some(bytes) = remote::read_small_object(&path)? {
             return String::from_utf8(bytes)
                 .map(Some)
@@ -120,7 +120,7 @@ fn is_partition_file(name: &str) -> bool {
 
 fn remote_partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if dir.to_string_lossy().starts_with("s3://") {
-        let listed = remote::list_folder(&remote::join(dir, "dataset"))?;
+        let listed = remote::list_folder(&dir.join("dataset"))?;
         return Ok(listed
             .iter()
             .filter(|key| key.rsplit('/').next().is_some_and(is_partition_file))
@@ -128,7 +128,7 @@ fn remote_partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .filter(|relative| order_and_pixel(relative).is_some())
             .collect());
     }
-    let info = remote::join(dir, "partition_info.csv");
+    let info = dir.join("partition_info.csv");
     let bytes = remote::read_small_object(&info)?.ok_or_else(|| {
         Error::config(
             "input",
