@@ -158,7 +158,7 @@ impl Model {
 
 /// Simulated lenses as a table; see `lensmae.simulate`.
 #[pyfunction]
-#[pyo3(signature = (preset="deeplense-model2", n_per_class=100, seed=1, task="classify", factor=4, config=None, classes=None, threads=None))]
+#[pyo3(signature = (preset="deeplense-model2", n_per_class=100, seed=1, task="classify", factor=4, config=None, classes=None, threads=None, refit_detectability=false))]
 #[allow(clippy::too_many_arguments)]
 fn simulate(
     py: Python<'_>,
@@ -170,6 +170,7 @@ fn simulate(
     config: Option<PathBuf>,
     classes: Option<Vec<String>>,
     threads: Option<usize>,
+    refit_detectability: bool,
 ) -> PyResult<PyArrowType<Table>> {
     let recipe = match &config {
         Some(path) => {
@@ -185,6 +186,7 @@ fn simulate(
         other => return Err(error(format!("task `{other}`: one of classify, superres"))),
     };
     opts.classes = classes;
+    opts.refit_detectability = refit_detectability;
     let pool = pool(threads)?;
     let (schema, batches) = py
         .detach(|| {

@@ -24,3 +24,14 @@ def test_superres_pairs_and_presets():
     assert lr.shape == (3, 16, 16) and hr.shape == (3, 64, 64)
     names = [name for name, _ in lensmae.presets()]
     assert "survey" in names and "deeplense-model2" in names
+
+
+def test_refitted_detectability_matches_the_cli(lensmae_cli, tmp_path):
+    lensmae_cli("simulate", "--preset", "survey", "--n-per-class", "2", "--seed", "5", "--refit-detectability",
+                "--out", tmp_path, "-q")
+    want = pq.read_table(tmp_path / "dataset.parquet").column("sub_snr_refit")
+    got = lensmae.simulate("survey", n_per_class=2, seed=5, refit_detectability=True)
+    assert got.column("sub_snr_refit").combine_chunks().equals(want.combine_chunks())
+    refit = np.asarray(got.column("sub_snr_refit"))
+    assert (refit <= np.asarray(got.column("sub_snr"))).all() and refit.max() > 0
+    assert lensmae.simulate("survey", n_per_class=1, seed=5).column("sub_snr_refit").null_count == 3

@@ -635,11 +635,14 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         }
         None => crate::cli::out(format_args!("{text}"))?,
     }
-    for b in binned.iter().filter(|b| b.parameter == "sub_snr") {
-        eprintln!("no_sub called substructure: {:.3}", b.false_alarm.unwrap_or(f64::NAN));
+    for b in binned.iter().filter(|b| b.parameter.starts_with("sub_snr")) {
+        if b.parameter == "sub_snr" {
+            eprintln!("no_sub called substructure: {:.3}", b.false_alarm.unwrap_or(f64::NAN));
+        }
         for bin in &b.bins {
             eprintln!(
-                "sub_snr [{}, {}): {} with substructure, detected {:.3}, macro AUC {:.4}",
+                "{} [{}, {}): {} with substructure, detected {:.3}, macro AUC {:.4}",
+                b.parameter,
                 bin.low,
                 bin.high,
                 bin.n_substructure,

@@ -50,6 +50,9 @@ pub struct Record {
     pub n_subhalos: i32,
     /// Substructure signal-to-noise (see [`crate::sim::Simulator::sub_snr`]).
     pub sub_snr: Option<f64>,
+    /// What is left of it after a smooth-lens refit (see
+    /// [`crate::sim::detectability`]); None unless the dataset asked for it.
+    pub sub_snr_refit: Option<f64>,
 }
 
 /// Everything a writer needs besides the rows.
@@ -105,7 +108,7 @@ impl ParamColumn {
 
 /// The float parameter columns, in file order (`n_subhalos` is written separately
 /// as an integer).
-pub const PARAM_COLUMNS: [ParamColumn; 26] = [
+pub const PARAM_COLUMNS: [ParamColumn; 27] = [
     ParamColumn {
         name: "lens_theta_e",
         description: "main-lens Einstein radius, arcsec",
@@ -244,6 +247,13 @@ pub const PARAM_COLUMNS: [ParamColumn; 26] = [
             "substructure S/N: sqrt(sum (I_sub - I_smooth)^2 / sigma^2) (0 = no substructure, null = noise-free)",
         nullable: true,
         get: |r| r.sub_snr,
+    },
+    ParamColumn {
+        name: "sub_snr_refit",
+        description: "sub_snr left after refitting the smooth lens and source (an upper bound of what any classifier \
+                      can see; null = not computed or noise-free)",
+        nullable: true,
+        get: |r| r.sub_snr_refit,
     },
     ParamColumn {
         name: "lens_light_magnitude",

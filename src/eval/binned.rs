@@ -3,7 +3,7 @@
 //! seen) and of the largest subhalo mass, the sensitivity curve; per bin of the
 //! Einstein radius or the source magnitude, where the model works.
 //!
-//! Parameters of the substructure (`sub_snr`, `subhalo_mass_max`) describe only
+//! Parameters of the substructure (`sub_snr`, `sub_snr_refit`, `subhalo_mass_max`) describe only
 //! images with substructure: each bin holds those images whose value falls in it
 //! plus every image of the reference class (`no_sub`), so that its AUC asks "this
 //! much substructure against none". Parameters of every image (`lens_theta_e`,
@@ -32,13 +32,14 @@ pub struct Parameter {
     pub substructure_only: bool,
 }
 
+const SUB_SNR_EDGES: &[f64] = &[0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
+
 /// The parameters reported.
-pub const BINNED_PARAMETERS: [Parameter; 4] = [
-    Parameter {
-        name: "sub_snr",
-        binning: Binning::Edges(&[0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]),
-        substructure_only: true,
-    },
+pub const BINNED_PARAMETERS: [Parameter; 5] = [
+    Parameter { name: "sub_snr", binning: Binning::Edges(SUB_SNR_EDGES), substructure_only: true },
+    // What a smooth lens cannot imitate: the detectability a classifier is to be
+    // judged by (datasets simulated with `--refit-detectability`).
+    Parameter { name: "sub_snr_refit", binning: Binning::Edges(SUB_SNR_EDGES), substructure_only: true },
     Parameter {
         name: "subhalo_mass_max",
         binning: Binning::Edges(&[1e6, 1e7, 1e8, 1e9, 1e10]),

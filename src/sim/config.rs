@@ -379,6 +379,11 @@ impl SimConfig {
         self.class_order.clone().unwrap_or_else(|| self.classes.keys().cloned().collect())
     }
 
+    /// Whether images get noise (and so a `sub_snr`).
+    pub fn has_noise(&self) -> bool {
+        !matches!(self.noise, NoiseConfig::None {})
+    }
+
     /// The resolved instrument, if any.
     pub fn resolved_instrument(&self) -> Result<Option<Instrument>> {
         self.instrument.as_ref().map(|i| i.resolve("instrument")).transpose()

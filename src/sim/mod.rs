@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod cosmology;
+pub mod detectability;
 pub mod distribution;
 pub mod ellipticity;
 pub mod grid;

@@ -158,7 +158,9 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     assert_eq!(statuses.len(), 40);
     assert!(statuses.iter().all(|s| s.as_deref() == Some("out_of_domain")), "{statuses:?}");
     // Survey lenses (noise, the lens galaxy's light, varied lenses): out of the domain too.
-    ok(&["simulate", "--preset", "survey", "--n-per-class", "4", "--seed", "3", "--out", &d("survey"), "-q"]);
+    let survey_args =
+        ["simulate", "--preset", "survey", "--n-per-class", "4", "--seed", "3", "--out", &d("survey"), "-q"];
+    ok(&[&survey_args[..], &["--refit-detectability"]].concat());
     ok(&["predict", "--input", &d("survey/dataset.parquet"), "--out", &d("survey.parquet")]);
     let survey = crate::stage::strings(&crate::stage::read(std::path::Path::new(&d("survey.parquet"))), "status");
     assert!(survey.iter().all(|s| s.as_deref() == Some("out_of_domain")), "{survey:?}");
@@ -174,7 +176,16 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
         sub_snr["bins"].as_array().unwrap().iter().map(|b| b["n_substructure"].as_u64().unwrap()).sum();
     assert_eq!(with_substructure, 8, "{sub_snr}");
     assert!(sub_snr["false_alarm"].is_number());
-    for png in ["survey-eval.reliability.png", "survey-eval.sensitivity-sub_snr.png", "survey-eval.roc.png"] {
+    // ... and per bin of what a smooth-lens refit leaves of it.
+    let refit = binned.iter().find(|b| b["parameter"] == "sub_snr_refit").unwrap();
+    let refitted: u64 = refit["bins"].as_array().unwrap().iter().map(|b| b["n_substructure"].as_u64().unwrap()).sum();
+    assert_eq!(refitted, 8, "{refit}");
+    for png in [
+        "survey-eval.reliability.png",
+        "survey-eval.sensitivity-sub_snr.png",
+        "survey-eval.sensitivity-sub_snr_refit.png",
+        "survey-eval.roc.png",
+    ] {
         assert!(std::fs::metadata(d(png)).unwrap().len() > 1000, "{png}");
     }
 

@@ -415,3 +415,36 @@ fn regridding_matches_reproject_exact() {
         assert!(worst < 1e-6 * peak, "case {k} ({h}x{w} at {scale}\"/px): max |diff| {worst} of peak {peak}");
     }
 }
+
+#[test]
+fn refitted_detectability_is_written_when_asked_and_never_above_sub_snr() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator("survey");
+    let column = |batch: &arrow_array::RecordBatch, name: &str| -> Vec<Option<f64>> {
+        let values = batch.column_by_name(name).unwrap();
+        let values = values.as_any().downcast_ref::<arrow_array::Float64Array>().unwrap();
+        values.iter().collect()
+    };
+    let refitted = SimulateOptions { refit_detectability: true, ..SimulateOptions::new(2, 3, dir.path().join("a")) };
+    let summary = simulate_dataset(&sim, &refitted).unwrap();
+    let batch = &read_parquet(&summary.path)[0];
+    let labels = batch.column_by_name("label").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    let (sub_snr, refit) = (column(batch, "sub_snr"), column(batch, "sub_snr_refit"));
+    for row in 0..batch.num_rows() {
+        let (before, after) = (sub_snr[row].unwrap(), refit[row].unwrap());
+        assert!((0.0..=before).contains(&after), "row {row}: {after} after a refit of {before}");
+        assert_eq!(after == 0.0, labels.value(row) == "no_sub", "row {row}");
+    }
+    assert_eq!(parquet_metadata(&summary.path)["lensmae:refit_detectability"], "true");
+    // The same rows without the refit: the same images, the column null.
+    let plain = simulate_dataset(&sim, &SimulateOptions::new(2, 3, dir.path().join("b"))).unwrap();
+    let plain_batch = &read_parquet(&plain.path)[0];
+    assert!(column(plain_batch, "sub_snr_refit").iter().all(Option::is_none));
+    assert_eq!(plain_batch.column_by_name("image"), batch.column_by_name("image"));
+    // Noise-free recipes have no sub_snr to refit; super-resolution pairs are not refitted.
+    let noise_free = SimulateOptions { refit_detectability: true, ..SimulateOptions::new(1, 3, dir.path().join("c")) };
+    let err = simulate_dataset(&simulator("deeplense-model2"), &noise_free).unwrap_err().to_string();
+    assert!(err.contains("refit_detectability"), "{err}");
+    let pairs = SimulateOptions { task: Task::Superres { factor: 4 }, ..refitted.clone() };
+    assert!(simulate_dataset(&sim, &pairs).unwrap_err().to_string().contains("refit_detectability"));
+}
