@@ -641,13 +641,16 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         }
         for bin in &b.bins {
             eprintln!(
-                "{} [{}, {}): {} with substructure, detected {:.3}, macro AUC {:.4}",
+                "{} [{}, {}): {} with substructure, detected {:.3}, macro AUC {:.4}, detection AUC {:.4} \
+                 (against no_sub of the same source magnitudes {:.4})",
                 b.parameter,
                 bin.low,
                 bin.high,
                 bin.n_substructure,
                 bin.detection.unwrap_or(f64::NAN),
-                bin.metrics.macro_auc
+                bin.metrics.macro_auc,
+                bin.detection_auc.unwrap_or(f64::NAN),
+                bin.detection_auc_matched.unwrap_or(f64::NAN)
             );
         }
     }

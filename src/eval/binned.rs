@@ -9,7 +9,7 @@
 //! much substructure against none". Parameters of every image (`lens_theta_e`,
 //! `source_magnitude`) bin all images.
 
-use super::classification::ClassificationMetrics;
+use super::classification::{weighted_binary_auc, ClassificationMetrics};
 use serde::Serialize;
 
 /// How a parameter is binned.
@@ -65,6 +65,15 @@ pub struct BinMetrics {
     /// Fraction of the bin's substructure images whose most probable class is not
     /// the reference: the detection probability.
     pub detection: Option<f64>,
+    /// AUC of "some substructure" (1 - p(reference)) between the bin's substructure
+    /// images and every reference image (substructure parameters).
+    pub detection_auc: Option<f64>,
+    /// The same with the reference images weighted to the bin's distribution of
+    /// source magnitudes (0.5-mag bins). Visible substructure sits on bright arcs,
+    /// so a model that learned only "bright arc" scores well in high bins against
+    /// all reference images; this AUC holds brightness equal. None without source
+    /// magnitudes.
+    pub detection_auc_matched: Option<f64>,
 }
 
 /// One parameter's bins.
@@ -83,7 +92,8 @@ pub struct BinnedMetrics {
 
 /// Metrics of `probs` (`n x k`) against `labels` per bin of `values` (one per
 /// image, None where the parameter does not apply). `reference` is the index of
-/// the class without substructure.
+/// the class without substructure; `source_magnitudes` (per image), when known,
+/// give the brightness-matched detection AUC.
 pub fn binned_metrics(
     parameter: Parameter,
     values: &[Option<f64>],
@@ -91,6 +101,7 @@ pub fn binned_metrics(
     labels: &[usize],
     k: usize,
     reference: usize,
+    source_magnitudes: Option<&[Option<f64>]>,
 ) -> BinnedMetrics {
     let Parameter { name, binning, substructure_only } = parameter;
     let is_sub = |i: usize| labels[i] != reference;
@@ -138,6 +149,21 @@ pub fn binned_metrics(
             let subs: Vec<usize> = inside.iter().copied().filter(|&i| is_sub(i)).collect();
             let detection = (!subs.is_empty())
                 .then(|| subs.iter().filter(|&&i| argmax(i) != reference).count() as f64 / subs.len() as f64);
+            let some_substructure = |i: usize| 1.0 - probs[i * k + reference] as f64;
+            let detection_auc_with = |reference_weights: &[f64]| {
+                let scores: Vec<f64> = subs.iter().chain(&reference_images).map(|&i| some_substructure(i)).collect();
+                let positive: Vec<bool> = subs.iter().chain(&reference_images).map(|&i| is_sub(i)).collect();
+                let weights: Vec<f64> = subs.iter().map(|_| 1.0).chain(reference_weights.iter().copied()).collect();
+                weighted_binary_auc(&scores, &positive, &weights)
+            };
+            let (detection_auc, detection_auc_matched) = if substructure_only {
+                let matched = source_magnitudes
+                    .and_then(|m| magnitude_matched_weights(m, &subs, &reference_images))
+                    .and_then(|w| detection_auc_with(&w));
+                (detection_auc_with(&vec![1.0; reference_images.len()]), matched)
+            } else {
+                (None, None)
+            };
             Some(BinMetrics {
                 low,
                 high,
@@ -145,10 +171,40 @@ pub fn binned_metrics(
                 n_substructure: subs.len(),
                 metrics: ClassificationMetrics::compute(&p, &l, k),
                 detection,
+                detection_auc,
+                detection_auc_matched,
             })
         })
         .collect();
     BinnedMetrics { parameter: name.to_string(), with_reference_class: substructure_only, bins, false_alarm }
+}
+
+/// Source-magnitude bins of the brightness matching, mag.
+const MAGNITUDE_BIN: f64 = 0.5;
+
+/// Weights that give the `reference` images the distribution of source magnitudes
+/// of the `members` (in `MAGNITUDE_BIN` bins): a member bin's share over the
+/// reference images' share. None when a member's magnitude is unknown.
+fn magnitude_matched_weights(magnitudes: &[Option<f64>], members: &[usize], reference: &[usize]) -> Option<Vec<f64>> {
+    let bin_of = |i: usize| magnitudes[i].filter(|m| m.is_finite()).map(|m| (m / MAGNITUDE_BIN).floor() as i64);
+    let mut member_count = std::collections::HashMap::new();
+    for &i in members {
+        *member_count.entry(bin_of(i)?).or_insert(0.0) += 1.0;
+    }
+    let mut reference_count = std::collections::HashMap::new();
+    for bin in reference.iter().filter_map(|&i| bin_of(i)) {
+        *reference_count.entry(bin).or_insert(0.0) += 1.0;
+    }
+    let (n_members, n_reference) = (members.len() as f64, reference.len() as f64);
+    Some(
+        reference
+            .iter()
+            .map(|&i| match bin_of(i) {
+                Some(bin) => member_count.get(&bin).unwrap_or(&0.0) / n_members / (reference_count[&bin] / n_reference),
+                None => 0.0,
+            })
+            .collect(),
+    )
 }
 
 /// Every parameter of [`BINNED_PARAMETERS`] found among `columns` (name, value per
@@ -163,11 +219,15 @@ pub fn binned_by_parameters(
     let Some(reference) = class_names.iter().position(|c| c == "no_sub") else {
         return Vec::new();
     };
+    let column = |name: &str| {
+        columns.iter().find(|(n, v)| n == name && v.len() == labels.len()).map(|(_, values)| values.as_slice())
+    };
+    let magnitudes = column("source_magnitude");
     BINNED_PARAMETERS
         .iter()
         .filter_map(|&parameter| {
-            let (_, values) = columns.iter().find(|(n, v)| n == parameter.name && v.len() == labels.len())?;
-            let binned = binned_metrics(parameter, values, probs, labels, class_names.len(), reference);
+            let values = column(parameter.name)?;
+            let binned = binned_metrics(parameter, values, probs, labels, class_names.len(), reference, magnitudes);
             (!binned.bins.is_empty()).then_some(binned)
         })
         .collect()
@@ -186,7 +246,7 @@ mod tests {
         let probs = [0.2, 0.8, 0.3, 0.7, 0.9, 0.1, 0.8, 0.2, 0.1, 0.9, 0.2, 0.8];
         let parameter =
             Parameter { name: "sub_snr", binning: Binning::Edges(&[0.0, 1.0, 10.0]), substructure_only: true };
-        let b = binned_metrics(parameter, &snr, &probs, &labels, 2, 1);
+        let b = binned_metrics(parameter, &snr, &probs, &labels, 2, 1, None);
         let n: Vec<(usize, usize)> = b.bins.iter().map(|x| (x.n, x.n_substructure)).collect();
         assert_eq!(n, [(3, 1), (3, 1), (4, 2)]);
         let detection: Vec<f64> = b.bins.iter().map(|x| x.detection.unwrap()).collect();
@@ -197,12 +257,48 @@ mod tests {
     }
 
     #[test]
+    fn a_model_that_sees_only_brightness_has_a_matched_detection_auc_of_one_half() {
+        // Reference images (class 1) at every magnitude, scored by brightness alone;
+        // the substructure images (class 0) all bright, scored the same way.
+        let mut magnitudes = Vec::new();
+        let mut labels = Vec::new();
+        for step in 0..8 {
+            for _ in 0..10 {
+                magnitudes.push(Some(21.25 + 0.5 * step as f64));
+                labels.push(1);
+            }
+        }
+        for _ in 0..20 {
+            magnitudes.push(Some(21.25));
+            labels.push(0);
+        }
+        let probs: Vec<f32> = magnitudes
+            .iter()
+            .flat_map(|m| {
+                let p_sub = (25.0 - m.unwrap()) as f32 / 4.0;
+                [p_sub, 1.0 - p_sub]
+            })
+            .collect();
+        let snr: Vec<Option<f64>> = labels.iter().map(|&l| Some(if l == 0 { 20.0 } else { 0.0 })).collect();
+        let parameter = Parameter { name: "sub_snr", binning: Binning::Edges(&[0.0, 10.0]), substructure_only: true };
+        let b = binned_metrics(parameter, &snr, &probs, &labels, 2, 1, Some(&magnitudes));
+        let bright = b.bins.last().unwrap();
+        assert_eq!(bright.n_substructure, 20);
+        // Against all reference images: 70 of 80 are fainter, 10 tie.
+        assert!((bright.detection_auc.unwrap() - (70.0 + 5.0) / 80.0).abs() < 1e-12);
+        assert!((bright.detection_auc_matched.unwrap() - 0.5).abs() < 1e-12);
+        // Without magnitudes there is no matched AUC.
+        let b = binned_metrics(parameter, &snr, &probs, &labels, 2, 1, None);
+        assert_eq!(b.bins.last().unwrap().detection_auc_matched, None);
+    }
+
+    #[test]
     fn quantile_bins_split_all_images_evenly() {
         let values: Vec<Option<f64>> = (0..100).map(|i| Some(i as f64)).collect();
         let labels: Vec<usize> = (0..100).map(|i| i % 2).collect();
         let probs: Vec<f32> = (0..100).flat_map(|i| if i % 2 == 0 { [0.9, 0.1] } else { [0.1, 0.9] }).collect();
         let parameter = Parameter { name: "x", binning: Binning::Quantiles(4), substructure_only: false };
-        let b = binned_metrics(parameter, &values, &probs, &labels, 2, 1);
+        let b = binned_metrics(parameter, &values, &probs, &labels, 2, 1, None);
         assert_eq!(b.bins.iter().map(|x| x.n).collect::<Vec<_>>(), [25, 25, 25, 25]);
         assert!(b.bins.iter().all(|x| x.metrics.accuracy == 1.0));
     }

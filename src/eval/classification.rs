@@ -1,8 +1,8 @@
 //! Classification metrics: one-vs-rest ROC AUC (macro and per class), accuracy,
 //! macro F1, confusion matrix and ROC curves.
 //!
-//! The binary AUC is the Mann-Whitney statistic with average ranks for tied
-//! scores, which equals the area under scikit-learn's trapezoidal ROC curve, ties
+//! The binary AUC is the Mann-Whitney statistic with tied scores counting one
+//! half (optionally weighted per image), which equals the area under scikit-learn's trapezoidal ROC curve, ties
 //! included; the macro AUC is the unweighted mean over classes, as
 //! `roc_auc_score(average="macro", multi_class="ovr")`.
 
@@ -11,27 +11,37 @@ use serde::{Deserialize, Serialize};
 /// Area under the ROC curve of `scores` for the binary labels `positive`.
 /// `None` when one of the two groups is empty (the AUC is undefined).
 pub fn binary_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
-    let n_pos = positive.iter().filter(|p| **p).count();
-    let n_neg = positive.len() - n_pos;
-    if n_pos == 0 || n_neg == 0 {
-        return None;
-    }
+    weighted_binary_auc(scores, positive, &vec![1.0; scores.len()])
+}
+
+/// [`binary_auc`] with a weight per image, as scikit-learn's `roc_auc_score(...,
+/// sample_weight=weights)`: the weighted share of (positive, negative) pairs in
+/// which the positive scores higher, ties counting one half. `None` when either
+/// group has no weight.
+pub fn weighted_binary_auc(scores: &[f64], positive: &[bool], weights: &[f64]) -> Option<f64> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    // Sum of the (1-based, tie-averaged) ranks of the positives.
-    let mut rank_sum = 0.0;
+    let (mut pairs, mut negative_below, mut positive_total) = (0.0, 0.0, 0.0);
     let mut i = 0;
     while i < order.len() {
         let mut j = i;
         while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
             j += 1;
         }
-        let average_rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += average_rank * order[i..=j].iter().filter(|&&k| positive[k]).count() as f64;
+        let (mut tied_positive, mut tied_negative) = (0.0, 0.0);
+        for &k in &order[i..=j] {
+            if positive[k] {
+                tied_positive += weights[k];
+            } else {
+                tied_negative += weights[k];
+            }
+        }
+        pairs += tied_positive * (negative_below + 0.5 * tied_negative);
+        negative_below += tied_negative;
+        positive_total += tied_positive;
         i = j + 1;
     }
-    let u = rank_sum - (n_pos * (n_pos + 1)) as f64 / 2.0;
-    Some(u / (n_pos as f64 * n_neg as f64))
+    (positive_total > 0.0 && negative_below > 0.0).then(|| pairs / (positive_total * negative_below))
 }
 
 /// Points `(false positive rate, true positive rate)` of the ROC curve, one per

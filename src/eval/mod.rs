@@ -6,5 +6,5 @@ pub mod binned;
 pub mod classification;
 pub mod superres;
 
-pub use classification::{ClassificationMetrics, ClassificationReport, Reliability};
+pub use classification::{weighted_binary_auc, ClassificationMetrics, ClassificationReport, Reliability};
 pub use superres::SuperresMetrics;

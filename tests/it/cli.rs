@@ -180,6 +180,11 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let refit = binned.iter().find(|b| b["parameter"] == "sub_snr_refit").unwrap();
     let refitted: u64 = refit["bins"].as_array().unwrap().iter().map(|b| b["n_substructure"].as_u64().unwrap()).sum();
     assert_eq!(refitted, 8, "{refit}");
+    // with a detection AUC against all no_sub and, where some of the 4 no_sub lenses
+    // share the bin's source magnitudes, against those.
+    let bins = refit["bins"].as_array().unwrap();
+    assert!(bins.iter().all(|b| b["detection_auc"].is_number()), "{refit}");
+    assert!(bins.iter().any(|b| b["detection_auc_matched"].is_number()), "{refit}");
     for png in [
         "survey-eval.reliability.png",
         "survey-eval.sensitivity-sub_snr.png",

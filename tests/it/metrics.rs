@@ -31,6 +31,13 @@ fn classification_metrics_equal_scikit_learn() {
         let confusion: Vec<Vec<u64>> = serde_json::from_value(case["confusion"].clone()).unwrap();
         assert_eq!(m.confusion, confusion, "{name} confusion");
     }
+    for case in golden["weighted_binary"].as_array().unwrap() {
+        let floats = |key: &str| -> Vec<f64> { serde_json::from_value(case[key].clone()).unwrap() };
+        let positive: Vec<bool> = serde_json::from_value(case["positive"].clone()).unwrap();
+        let auc = lensmae::eval::weighted_binary_auc(&floats("scores"), &positive, &floats("weights")).unwrap();
+        let want = case["auc"].as_f64().unwrap();
+        assert!((auc - want).abs() < 1e-12, "{}: {auc} vs {want}", case["name"]);
+    }
 }
 
 /// SSIM, PSNR and MSE against scikit-image, and upsampling against PyTorch

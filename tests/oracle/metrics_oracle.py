@@ -1,7 +1,7 @@
 """Golden classification metrics from scikit-learn for lensmae's eval module.
 
 Cases with continuous scores, heavily tied scores (rounded to 0.1) and a
-near-perfect classifier; writes fixtures/oracle/classification_metrics.json.
+near-perfect classifier, and weighted binary AUCs; writes fixtures/oracle/classification_metrics.json.
 Run from the repository root: python tests/oracle/metrics_oracle.py
 """
 import json
@@ -32,7 +32,20 @@ for name, n, k, sharpness, rounding in [("continuous", 300, 3, 1.0, None), ("tie
         "macro_f1": f1_score(labels, pred, average="macro", zero_division=0),
         "confusion": confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
     })
+# Weighted binary AUCs (what `evaluate` reweights the reference class with):
+# continuous and tied scores, weights with zeros.
+weighted = []
+rng = np.random.default_rng(4)
+for name, n, rounding in [("weighted_continuous", 200, None), ("weighted_ties", 150, 1)]:
+    positive = rng.random(n) < 0.4
+    scores = rng.normal(size=n) + 0.8 * positive
+    if rounding is not None:
+        scores = np.round(scores, rounding)
+    weights = rng.exponential(size=n) * (rng.random(n) > 0.1)
+    weighted.append({"name": name, "scores": scores.tolist(), "positive": positive.tolist(),
+                     "weights": weights.tolist(),
+                     "auc": roc_auc_score(positive, scores, sample_weight=weights)})
 os.makedirs(os.path.join("fixtures", "oracle"), exist_ok=True)
 with open(os.path.join("fixtures", "oracle", "classification_metrics.json"), "w") as f:
-    json.dump({"sklearn": sklearn.__version__, "cases": cases}, f)
+    json.dump({"sklearn": sklearn.__version__, "cases": cases, "weighted_binary": weighted}, f)
 print("wrote", len(cases), "cases with scikit-learn", sklearn.__version__)
