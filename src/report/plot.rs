@@ -171,7 +171,8 @@ pub fn reliability_png(reliability: &Reliability, title: &str) -> Result<Vec<u8>
 
 /// Sensitivity curve: detection probability (substructure images called anything
 /// but the reference class) per bin of a parameter, at each bin's lower edge (on a
-/// log axis a lower edge of 0 is drawn at 0.3).
+/// log axis a lower edge of 0 is drawn at 0.3), with the brightness-matched
+/// detection AUC where the data have source magnitudes.
 pub fn sensitivity_png(binned: &crate::eval::binned::BinnedMetrics, title: &str, log_x: bool) -> Result<Vec<u8>> {
     let at = |low: f64| if log_x { low.max(0.3).log10() } else { low };
     let points: Vec<(f64, f64)> = binned.bins.iter().filter_map(|b| b.detection.map(|d| (at(b.low), d))).collect();
@@ -181,10 +182,16 @@ pub fn sensitivity_png(binned: &crate::eval::binned::BinnedMetrics, title: &str,
     if let Some(f) = binned.false_alarm {
         series.push(Series { name: format!("false alarms on no_sub ({f:.3})"), points: vec![(lo, f), (hi, f)] });
     }
+    // What separates substructure from none once brightness is held equal (0.5: nothing).
+    let matched: Vec<(f64, f64)> =
+        binned.bins.iter().filter_map(|b| b.detection_auc_matched.map(|a| (at(b.low), a))).collect();
+    if !matched.is_empty() {
+        series.push(Series { name: "detection AUC, no_sub of the same source magnitudes".into(), points: matched });
+    }
     let chart = Chart {
         title: title.to_string(),
         x_label: if log_x { format!("log10 {} (bin lower edge)", binned.parameter) } else { binned.parameter.clone() },
-        y_label: "detected".into(),
+        y_label: "detected / AUC".into(),
         x_range: (lo, hi),
         y_range: (0.0, 1.0),
         diagonal: false,
