@@ -62,19 +62,21 @@ print(f"{n} of {(label == 'axion').sum()} axion lenses with sub_snr_refit >= {mi
       f"{np.median(magnitude[detectable]):.2f} (matched no_sub {np.median(magnitude[matched]):.2f})")
 EOF
 
-# train NAME DATA POOLING AUGMENT LR
+# train NAME DATA POOLING AUGMENT LR [SCALING]
 train() {
-    local name=$1 data=$2 pooling=$3 augment=$4 lr=$5
+    local name=$1 data=$2 pooling=$3 augment=$4 lr=$5 scaling=${6:-noise-asinh}
     $B finetune --task classify --scratch --model "$M" --epochs "$EPOCHS" --batch-size 64 --seed 42 \
-        --data "$OUT/$data.parquet" --scaling noise-asinh --pooling "$pooling" --augment "$augment" --lr "$lr" \
+        --data "$OUT/$data.parquet" --scaling "$scaling" --pooling "$pooling" --augment "$augment" --lr "$lr" \
         --out "$OUT/$name.safetensors" --overwrite 2>&1 | tail -1
     $B evaluate --model "$OUT/$name.safetensors" --input "$OUT/heldout.parquet" \
         --report "$OUT/$name-heldout.json" --overwrite 2>&1 | grep -E '^macro AUC|^sub_snr_refit'
 }
-# RUNS: which of the four models to train (default all).
-for run in ${RUNS:-detectable-mean detectable-flatten unselected-mean unselected-flatten}; do
+# RUNS: which models to train (default all); `-antisymmetric`: mean pooling on the
+# images' point-antisymmetric part, in which the deflector's light cancels.
+for run in ${RUNS:-detectable-mean detectable-antisymmetric detectable-flatten unselected-mean unselected-flatten}; do
     echo "== $run =="
     case $run in
+        *-antisymmetric) train "$run" "${run%-antisymmetric}" mean dihedral 1e-3 antisymmetric-asinh ;;
         *-mean) train "$run" "${run%-mean}" mean dihedral 1e-3 ;;
         *-flatten) train "$run" "${run%-flatten}" flatten none 3e-4 ;;
     esac

@@ -84,8 +84,11 @@ pub struct CommonTrainArgs {
     #[arg(long, value_enum, default_value_t = AugmentArg::Dihedral)]
     augment: AugmentArg,
     /// Per-image scaling of the inputs: `minmax` (each image to [0, 1], the paper's)
-    /// or `noise-asinh` (asinh of the background-subtracted image in units of the
-    /// noise estimated from it: for noisy survey cutouts, unchanged by 16-bit storage).
+    /// `noise-asinh` (asinh of the background-subtracted image in units of the
+    /// noise estimated from it: for noisy survey cutouts, unchanged by 16-bit storage)
+    /// or `antisymmetric-asinh` (the same of the image's point-antisymmetric part
+    /// (I(x) - I(-x)) / sqrt 2 about the cutout centre: the deflector's light and the
+    /// sky cancel, the arcs stay; for lens-centred survey cutouts).
     /// A fine-tuned encoder must be pretrained with the same scaling.
     #[arg(long, default_value = "minmax", value_parser = parse_scaling)]
     scaling: Scaling,
