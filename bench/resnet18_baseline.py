@@ -1,7 +1,7 @@
 """ResNet-18 trained in PyTorch on lensmae's survey lenses: the DeepLense papers'
 baseline, on the same images and split as the ViT (issue 20).
 
-    python bench/resnet18_baseline.py DATASET SPLIT_JSON OUT_JSON [EPOCHS] [HELDOUT]
+    python bench/resnet18_baseline.py DATASET SPLIT_JSON OUT_JSON [EPOCHS] [HELDOUT [PREDICTIONS]]
 
 DATASET: a `lensmae simulate` Parquet file; SPLIT_JSON: the `<checkpoint>.split.json`
 a lensmae fine-tuning wrote (the ids of its train / validation / test rows); the
@@ -12,7 +12,11 @@ from it: src/model/preprocess.rs), dihedral augmentation in training, AdamW with
 cosine schedule. The network is torchvision's ResNet-18 layout (7x7/2 stem, max
 pool, 4 stages of 2 basic blocks, 64-512 channels) with one input channel and 3
 outputs, written out here so that only torch is needed. Writes macro and per-class
-AUC (one-vs-rest, as scikit-learn's roc_auc_score) and accuracy as JSON.
+AUC (one-vs-rest, as scikit-learn's roc_auc_score) and accuracy as JSON; with
+PREDICTIONS, also the held-out rows' probabilities as a Parquet table in the columns of
+`lensmae predict` (`row`, `id`, `p_<class>`), so that `lensmae evaluate --predictions
+PREDICTIONS --input HELDOUT` puts the baseline through the ViT's report (bins of
+`sub_snr` / `sub_snr_refit`, brightness-matched detection AUC, calibration).
 Needs torch, numpy, pyarrow (bench/requirements-torch.txt).
 """
 import json
@@ -21,6 +25,7 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from ood_auroc import auroc  # bench/: the tie-aware rank AUROC
@@ -104,10 +109,19 @@ def predict(model, images, batch=256):
     return np.concatenate(out)
 
 
+def write_predictions(path, ids, probs, names):
+    """Per-row probabilities in `lensmae predict`'s columns (schemas/predictions.json)."""
+    columns = {"row": pa.array(np.arange(len(ids), dtype=np.int64)), "id": pa.array(ids.astype(np.int64))}
+    for k, name in enumerate(names):
+        columns[f"p_{name}"] = pa.array(probs[:, k].astype(np.float32))
+    pq.write_table(pa.table(columns), path)
+
+
 def main():
     data, split_path, out_path = sys.argv[1:4]
     epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 8
     heldout = sys.argv[5] if len(sys.argv) > 5 else None
+    predictions_out = sys.argv[6] if len(sys.argv) > 6 else None
     torch.manual_seed(42)
     rng = np.random.default_rng(42)
     ids, labels, images, names = load(data)
@@ -150,9 +164,13 @@ def main():
               "torch": torch.__version__, "threads": torch.get_num_threads(), "log": log,
               "test": metrics(predict(model, images[part["test"]]), labels[part["test"]], names)}
     if heldout:
-        _, h_labels, h_images, _ = load(heldout)
-        result["heldout"] = metrics(predict(model, noise_asinh(h_images)), h_labels, names)
+        h_ids, h_labels, h_images, _ = load(heldout)
+        h_probs = predict(model, noise_asinh(h_images))
+        result["heldout"] = metrics(h_probs, h_labels, names)
         result["heldout_data"] = heldout
+        if predictions_out:
+            write_predictions(predictions_out, h_ids, h_probs, names)
+            result["heldout_predictions"] = predictions_out
     json.dump(result, open(out_path, "w"), indent=1)
     print(json.dumps({k: result[k] for k in ("test", "heldout") if k in result}))
 

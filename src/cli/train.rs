@@ -3,10 +3,9 @@
 use crate::data::augment::Augment;
 use crate::data::images::read_float_columns;
 use crate::data::images::{read_image_pairs, read_labelled_images};
-use crate::eval::binned::{binned_by_parameters, BINNED_PARAMETERS};
-use crate::eval::classification::DomainSummary;
-use crate::eval::classification::RELIABILITY_BINS;
-use crate::eval::{ClassificationReport, Reliability};
+use crate::data::predictions::read_predictions;
+use crate::eval::classifier::{binned_parameter_names, evaluate_classifier, evaluate_predictions};
+use crate::eval::superres::{evaluate_superres_model, SuperresEvaluation};
 use crate::infer::{LoadedClassifier, LoadedSuperres};
 use crate::model::checkpoint::{
     compact_tensors, load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta, ModelTask,
@@ -16,15 +15,14 @@ use crate::model::mae::Pooling;
 use crate::model::preprocess::Scaling;
 use crate::model::superres::SuperresConfig;
 use crate::model::MaeConfig;
-use crate::report::plot::{reliability_png, sensitivity_png};
 use crate::train::joint::{finetune_joint, JointOptions};
-use crate::train::superres::{evaluate_superres, finetune_superres, PixelLoss, SuperresEvaluation, SuperresOptions};
+use crate::train::superres::{finetune_superres, PixelLoss, SuperresOptions};
 use crate::train::{finetune_classify, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions};
 use anyhow::{bail, Context};
 use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a command computes.
 #[derive(Debug, Args)]
@@ -302,8 +300,14 @@ enum PoolingArg {
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// Classifier or super-resolution checkpoint.
+    #[arg(long, required_unless_present = "predictions", conflicts_with = "predictions")]
+    model: Option<PathBuf>,
+    /// Instead of a checkpoint: a table of per-row class probabilities (Parquet
+    /// with `id` and `p_<class>` columns, as `lensmae predict` writes it, or any
+    /// other model's output in those columns), scored against the labelled rows
+    /// of --input with the same `id`.
     #[arg(long)]
-    model: PathBuf,
+    predictions: Option<PathBuf>,
     /// Labelled images (Parquet, FITS, `.npy` tree) for a classifier; LR/HR
     /// pairs (Parquet with `lr` and `hr` columns) for a super-resolution model.
     #[arg(long)]
@@ -521,44 +525,38 @@ fn beside_report(report: &Option<PathBuf>, explicit: &Option<PathBuf>, suffix: &
 /// `lensmae evaluate` of a super-resolution checkpoint on LR/HR pairs.
 fn evaluate_superres_cmd(
     args: &EvaluateArgs,
+    model_path: &Path,
     tensors: HashMap<String, candle_core::Tensor>,
     mut meta: CheckpointMeta,
     dev: &Device,
 ) -> anyhow::Result<()> {
-    let head = meta
-        .superres
-        .as_mut()
-        .with_context(|| format!("{}: no super-resolution head described", args.model.display()))?;
-    head.flux_conserving |= args.flux_conserving;
-    let head = head.clone();
+    if let Some(head) = meta.superres.as_mut() {
+        head.flux_conserving |= args.flux_conserving;
+    }
+    let loaded = LoadedSuperres::from_checkpoint(model_path, tensors, meta, dev)?;
     let pairs = read_image_pairs(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
-    if pairs.hr.size != meta.model.image_size || pairs.factor() != head.factor {
-        bail!(
-            "{}: pairs are {1}x{1} -> {2}x{2}, the model takes {3}x{3} -> {4}x{4}",
-            args.input.display(),
-            pairs.lr.size,
-            pairs.hr.size,
-            head.lr_size(&meta.model),
-            meta.model.image_size
-        );
-    }
-    let model = LoadedSuperres::from_checkpoint(&args.model, tensors, meta, dev)?.model;
     let all: Vec<usize> = (0..pairs.hr.len()).collect();
-    let evaluation = evaluate_superres(&model, &pairs, &all, args.batch_size)?;
+    let evaluation = evaluate_superres_model(&loaded, &pairs, &all, args.batch_size)?;
     let json = serde_json::json!({
-        "model": args.model.display().to_string(), "input": args.input.display().to_string(), "superres": evaluation,
+        "model": model_path.display().to_string(), "input": args.input.display().to_string(), "superres": evaluation,
     });
-    let text = serde_json::to_string_pretty(&json)?;
-    match &args.report {
-        Some(path) => crate::data::atomic::write_atomically(path, text)?,
-        None => crate::cli::out(format_args!("{text}"))?,
-    }
+    write_report(&args.report, &json)?;
     print_superres(&evaluation, "all");
     if let Some(path) = beside_report(&args.report, &args.grid, "grid.png") {
         let shown: Vec<usize> = all.iter().copied().take(args.grid_rows).collect();
-        let png = crate::report::superres_grid_png(&model, &pairs, &shown)?;
+        let png = crate::report::superres_grid_png(&loaded.model, &pairs, &shown)?;
         crate::data::atomic::write_atomically(&path, png)?;
         eprintln!("example grid -> {}", path.display());
+    }
+    Ok(())
+}
+
+/// The JSON report at `path`, or on stdout without one.
+fn write_report(path: &Option<PathBuf>, json: &serde_json::Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(json)?;
+    match path {
+        Some(path) => crate::data::atomic::write_atomically(path, text)?,
+        None => crate::cli::out(format_args!("{text}"))?,
     }
     Ok(())
 }
@@ -568,111 +566,64 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
     if let Some(report) = &args.report {
         crate::data::atomic::refuse_existing(report, args.overwrite)?;
     }
-    let dev = args.device.open()?;
-    let (tensors, meta) = load_checkpoint(&args.model, &dev)?;
-    if meta.task == ModelTask::Superres {
-        return evaluate_superres_cmd(&args, tensors, meta, &dev);
+    let (evaluated, evaluation) = match (&args.model, &args.predictions) {
+        (Some(model), _) => {
+            let dev = args.device.open()?;
+            let (tensors, meta) = load_checkpoint(model, &dev)?;
+            match meta.task {
+                ModelTask::Classify => {}
+                ModelTask::Superres => return evaluate_superres_cmd(&args, model, tensors, meta, &dev),
+                other => bail!(
+                    "{}: a {other:?} checkpoint; evaluate needs a classifier or a super-resolution model",
+                    model.display()
+                ),
+            }
+            let classifier = LoadedClassifier::from_checkpoint(model, tensors, meta, &dev)?;
+            let (data, parameters) = read_labelled_with_parameters(&args)?;
+            (("model", model.as_path()), evaluate_classifier(&classifier, &data, &parameters, args.batch_size)?)
+        }
+        (None, Some(predictions)) => {
+            let table = read_predictions(predictions)?;
+            let (data, parameters) = read_labelled_with_parameters(&args)?;
+            (("predictions", predictions.as_path()), evaluate_predictions(&table, predictions, &data, &parameters)?)
+        }
+        (None, None) => bail!("evaluate needs --model or --predictions"),
+    };
+    let json = evaluation.to_json(&[evaluated, ("input", args.input.as_path())]);
+    write_report(&args.report, &json)?;
+    eprint!("{}", evaluation.summary());
+    let title = format!("{} on {}", file_name(evaluated.1), file_name(&args.input));
+    if let Some(report) = &args.report {
+        for (suffix, png) in crate::report::classifier_figures(&evaluation, &title)? {
+            let explicit = if suffix == "roc.png" { args.roc_plot.clone() } else { None };
+            let path = explicit.unwrap_or_else(|| crate::report::beside(report, &suffix));
+            crate::data::atomic::write_atomically(&path, png)?;
+            eprintln!("{suffix} -> {}", path.display());
+        }
+    } else if let Some(path) = &args.roc_plot {
+        crate::data::atomic::write_atomically(path, crate::report::plot::roc_png(&evaluation.report, &title)?)?;
     }
-    if meta.task != ModelTask::Classify {
+    if !evaluation.unscored_ids.is_empty() {
+        let ids = &evaluation.unscored_ids;
         bail!(
-            "{}: a {:?} checkpoint; evaluate needs a classifier or a super-resolution model",
-            args.model.display(),
-            meta.task
+            "{}: {} rows have no probabilities (their prediction failed; first ids {:?}); the report leaves them out",
+            evaluated.1.display(),
+            ids.len(),
+            &ids[..ids.len().min(5)]
         );
     }
-    let classifier = LoadedClassifier::from_checkpoint(&args.model, tensors, meta, &dev)?;
-    let meta = &classifier.meta;
-    let data = read_data(&args.input, &args.image_col)?;
-    if data.size != classifier.image_size() {
-        let (s, m) = (data.size, classifier.image_size());
-        bail!("{}: images are {s}x{s}, the model takes {m}x{m}", args.input.display());
-    }
-    // The data's labels, mapped onto the model's class order by name.
-    let mut mapped = data.clone();
-    for (i, &l) in data.labels.iter().enumerate() {
-        let name = &data.class_names[l];
-        mapped.labels[i] = meta.class_names.iter().position(|c| c == name).with_context(|| {
-            format!(
-                "{}: class `{name}` is not one the model knows ({})",
-                args.input.display(),
-                meta.class_names.join(", ")
-            )
-        })?;
-    }
-    mapped.class_names = meta.class_names.clone();
-    let output = classifier.predict(&mapped.pixels, args.batch_size)?;
-    let probs = &output.probabilities;
-    let report = ClassificationReport::compute(probs, &mapped.labels, &mapped.class_names);
-    let k = mapped.class_names.len();
-    let reliability = Reliability::compute(probs, &mapped.labels, k, RELIABILITY_BINS);
-    // For a calibrated model: how much of the input is in its domain, and the
-    // metrics on that part alone (what a survey pipeline acts on).
-    let domain = match (&output.ood_scores, &meta.calibration) {
-        (Some(scores), Some(c)) => Some(DomainSummary::compute(probs, &mapped.labels, k, scores, c.ood_threshold)),
-        _ => None,
-    };
-    // Per bin of the simulated parameters a dataset carries (sub_snr, ...).
-    let names: Vec<&str> = BINNED_PARAMETERS.iter().map(|p| p.name).collect();
-    let is_parquet = args.input.extension().is_some_and(|e| e == "parquet");
-    let columns = if is_parquet { read_float_columns(&args.input, &names)? } else { Vec::new() };
-    let binned = binned_by_parameters(&columns, probs, &mapped.labels, &mapped.class_names);
-    let json = serde_json::json!({
-        "model": args.model.display().to_string(), "input": args.input.display().to_string(), "report": report,
-        "calibration": {"ece": reliability.ece, "reliability": reliability.bins,
-            "temperature": meta.calibration.as_ref().map(|c| c.temperature)},
-        "domain": domain,
-        "binned": binned,
-    });
-    let text = serde_json::to_string_pretty(&json)?;
-    match &args.report {
-        Some(path) => {
-            crate::data::atomic::write_atomically(path, text)?;
-            let m = &report.metrics;
-            eprintln!(
-                "macro AUC {:.4}, accuracy {:.4}, macro F1 {:.4}, ECE {:.4} on {} images",
-                m.macro_auc, m.accuracy, m.macro_f1, reliability.ece, report.n
-            );
-            if let Some(d) = &domain {
-                eprintln!("in the model's domain: {:.4} of them", d.in_domain_fraction);
-            }
-        }
-        None => crate::cli::out(format_args!("{text}"))?,
-    }
-    for b in binned.iter().filter(|b| b.parameter.starts_with("sub_snr")) {
-        if b.parameter == "sub_snr" {
-            eprintln!("no_sub called substructure: {:.3}", b.false_alarm.unwrap_or(f64::NAN));
-        }
-        for bin in &b.bins {
-            eprintln!(
-                "{} [{}, {}): {} with substructure, detected {:.3}, macro AUC {:.4}, detection AUC {:.4} \
-                 (against no_sub of the same source magnitudes {:.4})",
-                b.parameter,
-                bin.low,
-                bin.high,
-                bin.n_substructure,
-                bin.detection.unwrap_or(f64::NAN),
-                bin.metrics.macro_auc,
-                bin.detection_auc.unwrap_or(f64::NAN),
-                bin.detection_auc_matched.unwrap_or(f64::NAN)
-            );
-        }
-    }
-    let title = format!("{} on {}", file_name(&args.model), file_name(&args.input));
-    if let Some(path) = beside_report(&args.report, &args.roc_plot, "roc.png") {
-        crate::data::atomic::write_atomically(&path, crate::report::plot::roc_png(&report, &title)?)?;
-        eprintln!("ROC curves -> {}", path.display());
-    }
-    if let Some(path) = beside_report(&args.report, &None, "reliability.png") {
-        crate::data::atomic::write_atomically(&path, reliability_png(&reliability, &title)?)?;
-        eprintln!("reliability diagram -> {}", path.display());
-    }
-    for b in binned.iter().filter(|b| b.with_reference_class) {
-        if let Some(path) = beside_report(&args.report, &None, &format!("sensitivity-{}.png", b.parameter)) {
-            crate::data::atomic::write_atomically(&path, sensitivity_png(b, &title, true)?)?;
-            eprintln!("sensitivity against {} -> {}", b.parameter, path.display());
-        }
-    }
     Ok(())
+}
+
+/// The labelled images of `--input` and, from a Parquet dataset, the columns
+/// the report bins by.
+fn read_labelled_with_parameters(
+    args: &EvaluateArgs,
+) -> anyhow::Result<(crate::data::images::LabelledImages, crate::data::images::FloatColumns)> {
+    let data = read_data(&args.input, &args.image_col)?;
+    let is_parquet = args.input.extension().is_some_and(|e| e == "parquet");
+    let parameters = if is_parquet { read_float_columns(&args.input, &binned_parameter_names())? } else { Vec::new() };
+    Ok((data, parameters))
 }
 
 fn file_name(p: &std::path::Path) -> String {

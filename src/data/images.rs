@@ -231,10 +231,13 @@ fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
     Ok((read(&lr_dir)?, read(&hr_dir)?))
 }
 
+/// Named columns of numbers, row by row (`None` where null).
+pub type FloatColumns = Vec<(String, Vec<Option<f64>>)>;
+
 /// The float columns `names` of a Parquet file that has them (others are left
 /// out), row by row; integer columns are read as floats, nulls stay `None`.
 /// For reporting metrics per bin of a simulated parameter (`sub_snr`, ...).
-pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<Vec<(String, Vec<Option<f64>>)>> {
+pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<FloatColumns> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     let builder = super::parquet::open_parquet(path)?;
     let schema = builder.schema().clone();
@@ -243,7 +246,7 @@ pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<Vec<(String, Ve
     let wanted: Vec<usize> = present.iter().filter_map(|n| schema.index_of(n).ok()).collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
     let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
-    let mut columns: Vec<(String, Vec<Option<f64>>)> = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
+    let mut columns: FloatColumns = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
     for batch in reader {
         let batch = batch?;
         for (name, values) in columns.iter_mut() {
@@ -255,7 +258,7 @@ pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<Vec<(String, Ve
     Ok(columns)
 }
 
-fn arrow_cast_f64(col: &ArrayRef) -> std::result::Result<arrow_array::Float64Array, String> {
+pub(crate) fn arrow_cast_f64(col: &ArrayRef) -> std::result::Result<arrow_array::Float64Array, String> {
     Ok(match col.data_type() {
         DataType::Float64 => col.as_primitive::<Float64Type>().clone(),
         DataType::Float32 => col.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),

@@ -14,6 +14,7 @@ pub mod npy_tree;
 pub mod parquet;
 mod parquet_bounds;
 pub mod pickle;
+pub mod predictions;
 pub mod record;
 pub mod regrid;
 pub mod remote;

@@ -160,12 +160,12 @@ impl ClassificationReport {
 /// metrics on that part alone (what a survey pipeline acts on).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainSummary {
-    /// Fraction of images with `ood_score` at most the threshold.
+    /// Fraction of images in the model's domain (`ood_score` at most the threshold).
     pub in_domain_fraction: f64,
-    /// The checkpoint's threshold.
-    pub ood_threshold: f64,
-    /// Median `ood_score`.
-    pub ood_score_median: f64,
+    /// The checkpoint's threshold (unknown for a table of predictions).
+    pub ood_threshold: Option<f64>,
+    /// Median `ood_score` (when the scores are known).
+    pub ood_score_median: Option<f64>,
     /// Metrics over the in-domain images (none when there are none).
     pub in_domain_metrics: Option<ClassificationMetrics>,
 }
@@ -173,13 +173,23 @@ pub struct DomainSummary {
 impl DomainSummary {
     /// The summary of `probs` (`n x k`) against `labels`, given each image's `scores`.
     pub fn compute(probs: &[f32], labels: &[usize], k: usize, scores: &[f32], threshold: f64) -> DomainSummary {
-        let inside: Vec<usize> = (0..scores.len()).filter(|&i| (scores[i] as f64) <= threshold).collect();
+        let inside: Vec<bool> = scores.iter().map(|&s| (s as f64) <= threshold).collect();
+        DomainSummary {
+            ood_threshold: Some(threshold),
+            ood_score_median: Some(crate::model::domain::quantile(scores, 0.5)),
+            ..DomainSummary::from_flags(probs, labels, k, &inside)
+        }
+    }
+
+    /// The summary given each image's in-domain flag alone.
+    pub fn from_flags(probs: &[f32], labels: &[usize], k: usize, in_domain: &[bool]) -> DomainSummary {
+        let inside: Vec<usize> = (0..in_domain.len()).filter(|&i| in_domain[i]).collect();
         let in_probs: Vec<f32> = inside.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
         let in_labels: Vec<usize> = inside.iter().map(|&i| labels[i]).collect();
         DomainSummary {
-            in_domain_fraction: inside.len() as f64 / scores.len().max(1) as f64,
-            ood_threshold: threshold,
-            ood_score_median: crate::model::domain::quantile(scores, 0.5),
+            in_domain_fraction: inside.len() as f64 / in_domain.len().max(1) as f64,
+            ood_threshold: None,
+            ood_score_median: None,
             in_domain_metrics: (!inside.is_empty()).then(|| ClassificationMetrics::compute(&in_probs, &in_labels, k)),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod binned;
 pub mod classification;
+pub mod classifier;
 pub mod superres;
 
 pub use classification::{weighted_binary_auc, ClassificationMetrics, ClassificationReport, Reliability};

@@ -4,6 +4,11 @@
 //! uniform window, sample covariances, K1 = 0.01, K2 = 0.03, averaged over the
 //! pixels whose window lies inside the image.
 
+use crate::data::images::ImagePairs;
+use crate::infer::{super_resolve, LoadedSuperres};
+use crate::model::preprocess::{minmax_scale, scaled};
+use crate::model::superres::SuperResolver;
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Mean squared error.
@@ -97,4 +102,79 @@ impl SuperresMetrics {
         m.ssim /= k;
         m
     }
+}
+
+/// Held-out metrics of the model beside the two classical upsamplings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SuperresEvaluation {
+    /// The model.
+    pub model: SuperresMetrics,
+    /// Bicubic upsampling (PyTorch's, a = -0.75).
+    pub bicubic: SuperresMetrics,
+    /// Nearest-neighbour upsampling.
+    pub nearest: SuperresMetrics,
+}
+
+/// Metrics of `sr` against the HR images at `indices`, both mapped by each HR
+/// image's min-max.
+fn metrics_against_hr(pairs: &ImagePairs, indices: &[usize], sr: &[f32]) -> SuperresMetrics {
+    let per = pairs.hr.size * pairs.hr.size;
+    let (mut reference, mut test) = (Vec::with_capacity(sr.len()), Vec::with_capacity(sr.len()));
+    for (k, &i) in indices.iter().enumerate() {
+        let hr = pairs.hr.image(i);
+        let s = minmax_scale(hr);
+        reference.extend(scaled(hr, s));
+        test.extend(scaled(&sr[k * per..(k + 1) * per], s));
+    }
+    SuperresMetrics::compute(&reference, &test, pairs.hr.size)
+}
+
+/// The model's SR images of the pairs at `indices` and its metrics.
+pub fn evaluate_model(
+    model: &SuperResolver,
+    pairs: &ImagePairs,
+    indices: &[usize],
+    batch: usize,
+) -> Result<(SuperresMetrics, Vec<f32>)> {
+    let sr = super_resolve(model, &pairs.lr_rows(indices), pairs.lr.size, batch)?;
+    Ok((metrics_against_hr(pairs, indices, &sr), sr))
+}
+
+/// The model and the classical baselines on the pairs at `indices`.
+pub fn evaluate_superres(
+    model: &SuperResolver,
+    pairs: &ImagePairs,
+    indices: &[usize],
+    batch: usize,
+) -> Result<SuperresEvaluation> {
+    let (model_metrics, _) = evaluate_model(model, pairs, indices, batch)?;
+    let (bicubic, nearest) = pairs.classical_upsamplings(indices);
+    Ok(SuperresEvaluation {
+        model: model_metrics,
+        bicubic: metrics_against_hr(pairs, indices, &bicubic),
+        nearest: metrics_against_hr(pairs, indices, &nearest),
+    })
+}
+
+/// [`evaluate_superres`] of a loaded checkpoint, once the pairs are checked to be
+/// the sizes it maps between.
+pub fn evaluate_superres_model(
+    loaded: &LoadedSuperres,
+    pairs: &ImagePairs,
+    indices: &[usize],
+    batch: usize,
+) -> Result<SuperresEvaluation> {
+    let (lr, hr) = (loaded.lr_size(), loaded.hr_size());
+    if pairs.hr.size != hr || pairs.lr.size != lr {
+        return Err(Error::Shape(format!(
+            "{}: pairs are {1}x{1} -> {2}x{2}, the model takes {3}x{3} -> {4}x{4} ({5})",
+            pairs.hr.source.display(),
+            pairs.lr.size,
+            pairs.hr.size,
+            lr,
+            hr,
+            loaded.path.display()
+        )));
+    }
+    evaluate_superres(&loaded.model, pairs, indices, batch)
 }

@@ -7,6 +7,7 @@ pub mod run_report;
 
 use crate::data::images::value_range;
 use crate::data::images::ImagePairs;
+use crate::eval::classifier::ClassifierEvaluation;
 use crate::infer::super_resolve;
 use crate::model::superres::SuperResolver;
 use crate::Result;
@@ -49,6 +50,20 @@ pub fn superres_grid_png(model: &SuperResolver, pairs: &ImagePairs, indices: &[u
         })
         .collect();
     image_grid_png(&rows, &["LR", "bicubic", "model", "HR", "model - HR"], 160)
+}
+
+/// The figures of a classifier's evaluation, each as (file suffix, PNG): ROC
+/// curves, the reliability diagram, and the sensitivity per bin of every
+/// substructure parameter binned.
+pub fn classifier_figures(evaluation: &ClassifierEvaluation, title: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut figures = vec![
+        ("roc.png".to_string(), plot::roc_png(&evaluation.report, title)?),
+        ("reliability.png".to_string(), plot::reliability_png(&evaluation.reliability, title)?),
+    ];
+    for b in evaluation.binned.iter().filter(|b| b.with_reference_class) {
+        figures.push((format!("sensitivity-{}.png", b.parameter), plot::sensitivity_png(b, title, true)?));
+    }
+    Ok(figures)
 }
 
 /// A figure drawn beside a JSON report: `<report stem>.<suffix>` in its folder.

@@ -7,9 +7,10 @@
 //! model that share the same encoder weights (taken at the same epoch: the best
 //! validation macro AUC), so `evaluate` and `predict` use them like any other.
 
-use super::superres::{evaluate_model, evaluate_superres, pixel_loss, superres_meta, PixelLoss, SuperresEvaluation};
+use super::superres::{pixel_loss, superres_meta, PixelLoss};
 use super::*;
 use crate::data::images::ImagePairs;
+use crate::eval::superres::{evaluate_model, evaluate_superres, SuperresEvaluation};
 use crate::model::superres::{SuperResolver, SuperresConfig};
 
 /// Joint fine-tuning settings.

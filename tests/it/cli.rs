@@ -185,6 +185,65 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let bins = refit["bins"].as_array().unwrap();
     assert!(bins.iter().all(|b| b["detection_auc"].is_number()), "{refit}");
     assert!(bins.iter().any(|b| b["detection_auc_matched"].is_number()), "{refit}");
+    // The same rows through `predict`'s table: `evaluate --predictions` puts any
+    // model's per-row output through this report, and gives the same one.
+    let survey_data = d("survey/dataset.parquet");
+    let from_table = d("survey-table.json");
+    ok(&["evaluate", "--predictions", &d("survey.parquet"), "--input", &survey_data, "--report", &from_table]);
+    let table: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&from_table).unwrap()).unwrap();
+    assert_eq!(table["predictions"], d("survey.parquet"));
+    assert_eq!(table["report"]["n"], json["report"]["n"]);
+    assert_eq!(table["report"]["class_names"], json["report"]["class_names"]);
+    let auc = |j: &serde_json::Value| j["report"]["metrics"]["macro_auc"].as_f64().unwrap();
+    assert!((auc(&table) - auc(&json)).abs() < 1e-6, "{} vs {}", auc(&table), auc(&json));
+    assert_eq!(table["domain"]["in_domain_fraction"], 0.0);
+    let detection = |j: &serde_json::Value| -> Vec<f64> {
+        let refit = j["binned"].as_array().unwrap().iter().find(|b| b["parameter"] == "sub_snr_refit").unwrap();
+        refit["bins"].as_array().unwrap().iter().map(|b| b["detection_auc"].as_f64().unwrap()).collect()
+    };
+    let (a, b) = (detection(&table), detection(&json));
+    assert!(a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6), "{a:?} vs {b:?}");
+    assert!(std::fs::metadata(d("survey-table.sensitivity-sub_snr_refit.png")).unwrap().len() > 1000);
+    // A row whose prediction failed (null probabilities) is counted in the report,
+    // left out of its metrics, and the exit code says so.
+    let batch = crate::stage::read(std::path::Path::new(&d("survey.parquet")));
+    let columns: Vec<(String, arrow_array::ArrayRef)> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .filter(|(f, _)| f.name() == "id" || f.name().starts_with("p_"))
+        .map(|(f, c)| {
+            let c = if f.name().starts_with("p_") {
+                let mut v: Vec<Option<f32>> =
+                    c.as_any().downcast_ref::<arrow_array::Float32Array>().unwrap().iter().collect();
+                v[0] = None;
+                std::sync::Arc::new(arrow_array::Float32Array::from(v)) as arrow_array::ArrayRef
+            } else {
+                c.clone()
+            };
+            (f.name().clone(), c)
+        })
+        .collect();
+    let failed = arrow_array::RecordBatch::try_from_iter(columns).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(d("failed.parquet")).unwrap(),
+        failed.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&failed).unwrap();
+    w.close().unwrap();
+    let failed_report = d("failed.json");
+    fails(
+        &["evaluate", "--predictions", &d("failed.parquet"), "--input", &survey_data, "--report", &failed_report],
+        "1 rows have no probabilities",
+    );
+    let failed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&failed_report).unwrap()).unwrap();
+    assert_eq!(failed["unscored_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["report"]["n"].as_u64().unwrap() + 1, json["report"]["n"].as_u64().unwrap());
+    fails(&["evaluate", "--predictions", &survey_data, "--input", &survey_data], "no `p_<class>` probability columns");
+    fails(&["evaluate", "--input", &survey_data], "--model");
     for png in [
         "survey-eval.reliability.png",
         "survey-eval.sensitivity-sub_snr.png",

@@ -1,0 +1,148 @@
+//! Reading a table of per-row class probabilities: what `lensmae predict` writes
+//! (`schemas/predictions.json`), or any model's output in the same columns, so
+//! that `lensmae evaluate --predictions` scores it against labelled images.
+//!
+//! Needed: `id` (integer) and one `p_<class>` float column per class. Optional:
+//! `in_domain` (bool) and `ood_score` (float), read when present. A null
+//! probability (a row `predict` could not score) stays `None`, for the caller to
+//! report; it is never dropped or read as 0.
+
+use super::images::arrow_cast_f64;
+use crate::{Error, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use arrow_schema::DataType;
+use std::path::Path;
+
+/// One table of predictions, row by row in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionTable {
+    /// The classes of the `p_<class>` columns, in column order.
+    pub class_names: Vec<String>,
+    /// The `id` of each row.
+    pub ids: Vec<i64>,
+    /// Each row's probabilities in `class_names` order; `None` where any is null.
+    pub probabilities: Vec<Option<Vec<f32>>>,
+    /// `in_domain` of each row, when the table has the column.
+    pub in_domain: Option<Vec<Option<bool>>>,
+    /// `ood_score` of each row, when the table has the column.
+    pub ood_scores: Option<Vec<Option<f64>>>,
+}
+
+/// Read the predictions table at `path` (see the module doc).
+pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
+    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let builder = super::parquet::open_parquet(path)?;
+    let schema = builder.schema().clone();
+    let id_field = schema.field_with_name("id").map_err(|_| err("no `id` column".into()))?;
+    if !id_field.data_type().is_integer() {
+        return Err(err(format!("column `id` is {}, not an integer", id_field.data_type())));
+    }
+    let class_names: Vec<String> =
+        schema.fields().iter().filter_map(|f| f.name().strip_prefix("p_").map(str::to_string)).collect();
+    if class_names.is_empty() {
+        return Err(err("no `p_<class>` probability columns".into()));
+    }
+    let has = |name: &str| schema.field_with_name(name).is_ok();
+    if let Ok(f) = schema.field_with_name("in_domain") {
+        if f.data_type() != &DataType::Boolean {
+            return Err(err(format!("column `in_domain` is {}, not bool", f.data_type())));
+        }
+    }
+    let mut wanted = vec!["id".to_string()];
+    wanted.extend(class_names.iter().map(|c| format!("p_{c}")));
+    wanted.extend(["in_domain", "ood_score"].iter().filter(|n| has(n)).map(|n| n.to_string()));
+    let indices: Vec<usize> = wanted.iter().filter_map(|n| schema.index_of(n).ok()).collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
+
+    let k = class_names.len();
+    let mut table = PredictionTable {
+        class_names,
+        ids: Vec::new(),
+        probabilities: Vec::new(),
+        in_domain: has("in_domain").then(Vec::new),
+        ood_scores: has("ood_score").then(Vec::new),
+    };
+    for batch in reader {
+        let batch = batch?;
+        let column = |name: &str| batch.column_by_name(name).expect("projected");
+        let as_f64 = |name: &str| arrow_cast_f64(column(name)).map_err(|m| err(format!("column `{name}`: {m}")));
+        let first_row = table.ids.len();
+        let ids = as_f64("id")?;
+        for (r, id) in ids.iter().enumerate() {
+            let id = id.ok_or_else(|| err(format!("row {}: `id` is null", first_row + r)))?;
+            table.ids.push(id as i64);
+        }
+        let probs: Vec<_> = table.class_names.iter().map(|c| as_f64(&format!("p_{c}"))).collect::<Result<Vec<_>>>()?;
+        for r in 0..batch.num_rows() {
+            let row: Option<Vec<f32>> = probs.iter().map(|p| p.is_valid(r).then(|| p.value(r) as f32)).collect();
+            if let Some((c, v)) = row.iter().flatten().enumerate().find(|(_, v)| !v.is_finite()) {
+                let (row, class) = (first_row + r, &table.class_names[c]);
+                return Err(err(format!("row {row}: `p_{class}` is {v}")));
+            }
+            table.probabilities.push(row.filter(|v| v.len() == k));
+        }
+        if let Some(flags) = table.in_domain.as_mut() {
+            flags.extend(column("in_domain").as_boolean().iter());
+        }
+        if let Some(scores) = table.ood_scores.as_mut() {
+            scores.extend(as_f64("ood_score")?.iter());
+        }
+    }
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+
+    fn write(path: &Path, columns: Vec<(&str, Arc<dyn Array>)>) {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn reads_probabilities_flags_and_keeps_unscored_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        write(
+            &path,
+            vec![
+                ("row", Arc::new(Int64Array::from(vec![0, 1, 2]))),
+                ("id", Arc::new(Int64Array::from(vec![7, 8, 9]))),
+                ("p_a", Arc::new(Float32Array::from(vec![Some(0.25), None, Some(1.0)]))),
+                ("p_b", Arc::new(Float32Array::from(vec![Some(0.75), None, Some(0.0)]))),
+                ("pred_class", Arc::new(StringArray::from(vec!["b", "", "a"]))),
+                ("in_domain", Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)]))),
+            ],
+        );
+        let t = read_predictions(&path).unwrap();
+        assert_eq!(t.class_names, ["a", "b"]);
+        assert_eq!(t.ids, [7, 8, 9]);
+        assert_eq!(t.probabilities, [Some(vec![0.25, 0.75]), None, Some(vec![1.0, 0.0])]);
+        assert_eq!(t.in_domain, Some(vec![Some(true), None, Some(false)]));
+        assert_eq!(t.ood_scores, None);
+    }
+
+    #[test]
+    fn refuses_tables_it_cannot_score_naming_the_column_and_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        let id = || -> Arc<dyn Array> { Arc::new(Int64Array::from(vec![0, 1])) };
+        write(&path, vec![("id", id()), ("score", Arc::new(Float32Array::from(vec![0.1, 0.2])))]);
+        assert!(read_predictions(&path).unwrap_err().to_string().contains("no `p_<class>`"));
+        write(&path, vec![("p_a", Arc::new(Float32Array::from(vec![0.1, 0.2])))]);
+        assert!(read_predictions(&path).unwrap_err().to_string().contains("no `id` column"));
+        write(&path, vec![("id", Arc::new(StringArray::from(vec!["x", "y"]))), ("p_a", id())]);
+        assert!(read_predictions(&path).unwrap_err().to_string().contains("`id` is Utf8"));
+        write(&path, vec![("id", id()), ("p_a", Arc::new(Float32Array::from(vec![0.5, f32::NAN])))]);
+        let e = read_predictions(&path).unwrap_err().to_string();
+        assert!(e.contains("row 1") && e.contains("`p_a` is NaN") && e.contains("p.parquet"), "{e}");
+    }
+}
