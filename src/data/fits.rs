@@ -255,6 +255,36 @@ pub fn open_fits(path: &Path) -> std::result::Result<FitsFile, String> {
     FitsFile::open(path).map_err(|e| fits_message(&e))
 }
 
+/// How many bytes of the current HDU's data the file holds from where that data
+/// begins (cfitsio's `fits_get_hduaddrll`) to its end; unknown (`None`) for a
+/// gzipped file, which [`open_fits`] has already bounded by [`MAX_INFLATED_BYTES`].
+/// What a header declares beyond this is not there: reading it would allocate
+/// what the header says and fail, or abort, on the missing bytes.
+pub fn data_bytes_in_file(f: &mut FitsFile, path: &Path) -> Option<u64> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz")) {
+        return None;
+    }
+    let len = std::fs::metadata(path).ok()?.len();
+    let (mut head, mut data, mut end, mut status) = (0i64, 0i64, 0i64, 0i32);
+    // SAFETY: the pointer is the open file's own, used for this one call while `f`
+    // is borrowed mutably; cfitsio only reads its HDU bookkeeping here.
+    unsafe { fitsio::sys::ffghadll(f.as_raw(), &mut head, &mut data, &mut end, &mut status) };
+    (status == 0 && data >= 0).then(|| len.saturating_sub(data as u64))
+}
+
+/// Refuses to read `declared` bytes of the current HDU's data when the file
+/// cannot hold them (see [`data_bytes_in_file`]); `what` names the HDU.
+pub fn check_declared_bytes(f: &mut FitsFile, path: &Path, what: &str, declared: Option<u64>) -> Result<(), String> {
+    let present = data_bytes_in_file(f, path).unwrap_or(MAX_INFLATED_BYTES);
+    match declared {
+        Some(d) if d <= present => Ok(()),
+        _ => Err(format!(
+            "{what} declares {} bytes of data, the file holds {present}: a truncated file or a corrupt header",
+            declared.map_or_else(|| "more than 2^64".to_string(), |d| d.to_string())
+        )),
+    }
+}
+
 /// A cfitsio error as a person reads it: cfitsio's message and its status code,
 /// not the Debug form of the error struct.
 pub fn fits_message(e: &fitsio::errors::Error) -> String {

@@ -367,6 +367,11 @@ pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
         [h, w] if h == w => (1, *h),
         other => return Err(err(format!("the primary image is {other:?}; expected a cube of square images"))),
     };
+    let bitpix: i64 = primary.read_key(&mut f, "BITPIX").map_err(|e| err(e.to_string()))?;
+    let declared = [n, size, size, (bitpix.unsigned_abs() / 8) as usize]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    super::fits::check_declared_bytes(&mut f, path, "the primary image", declared).map_err(err)?;
     let pixels: Vec<f32> = primary.read_image(&mut f).map_err(|e| err(e.to_string()))?;
     if let Some(k) = pixels.iter().position(|v| !v.is_finite()) {
         return Err(err(format!("image {}: non-finite pixel at index {}", k / (size * size), k % (size * size))));
@@ -377,6 +382,12 @@ pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
             matches!(hdu.info, fitsio::hdu::HduInfo::TableInfo { .. }).then_some(hdu)
         })
         .ok_or_else(|| err("no binary table of labels".into()))?;
+    let (row_bytes, rows): (i64, i64) = (
+        table.read_key(&mut f, "NAXIS1").map_err(|e| err(e.to_string()))?,
+        table.read_key(&mut f, "NAXIS2").map_err(|e| err(e.to_string()))?,
+    );
+    let declared = (row_bytes as u64).checked_mul(rows as u64);
+    super::fits::check_declared_bytes(&mut f, path, "the label table", declared).map_err(err)?;
     let idx: Option<Vec<i64>> = table.read_col(&mut f, "label_idx").ok();
     let names: Option<Vec<String>> = table.read_col(&mut f, "label").ok();
     let ids: Vec<i64> = table.read_col(&mut f, "id").unwrap_or_else(|_| (0..n as i64).collect());

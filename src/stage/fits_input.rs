@@ -14,7 +14,7 @@
 //! any cutout is refused with its size.
 
 use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
-use crate::data::fits::{fits_message, open_fits, wcs_pixel_scale};
+use crate::data::fits::{data_bytes_in_file, fits_message, open_fits, wcs_pixel_scale};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
@@ -163,8 +163,6 @@ fn image_hdus(
 ) -> std::result::Result<(Vec<ImageHdu>, Vec<String>), String> {
     let hdu_name = opts.hdu.as_deref();
     let count = f.num_hdus().map_err(|e| e.to_string())?;
-    let file_len = std::fs::metadata(path).map(|m| m.len()).ok();
-    let gzipped = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     let mut found: Vec<(ImageHdu, i64)> = Vec::new();
     let mut companions: Vec<(usize, CompanionKind, i64, Vec<usize>)> = Vec::new();
     let mut notes = Vec::new();
@@ -198,10 +196,7 @@ fn image_hdus(
             }
         }
         let bitpix: i64 = hdu.read_key(f, "BITPIX").map_err(|e| e.to_string())?;
-        let available = match (file_len, gzipped) {
-            (Some(len), false) => data_start(f).map(|start| len.saturating_sub(start)),
-            _ => None,
-        };
+        let available = data_bytes_in_file(f, path);
         found.push((
             ImageHdu {
                 index: i,
@@ -275,15 +270,6 @@ fn read_companions(
         }
     }
     Ok(())
-}
-
-/// Where the current HDU's data begins in the file (cfitsio's `fits_get_hduaddrll`).
-fn data_start(f: &mut FitsFile) -> Option<u64> {
-    let (mut head, mut data, mut end, mut status) = (0i64, 0i64, 0i64, 0i32);
-    // SAFETY: the pointer is the open file's own, used for this one call while `f`
-    // is borrowed mutably; cfitsio only reads its HDU bookkeeping here.
-    unsafe { fitsio::sys::ffghadll(f.as_raw(), &mut head, &mut data, &mut end, &mut status) };
-    (status == 0 && data >= 0).then_some(data as u64)
 }
 
 impl FitsCutouts {

@@ -37,6 +37,15 @@ fn inputs_earlier_campaigns_found_are_refused() {
     };
     assert!(run("fits-stamp", "fits-negative-gcount.fits").contains("GCOUNT = -1 is negative"));
     assert!(run("fits-file", "fits-negative-gcount.fits").contains("GCOUNT = -1 is negative"));
+    // Headers declaring far more data than the file holds: the training reader
+    // allocated what they said (4 TB: an abort, not an error).
+    for (file, what) in
+        [("fits-cube-declared-4tb.fits", "the primary image"), ("fits-table-declared-8tb.fits", "the label table")]
+    {
+        let path = root.join("fixtures/fuzz").join(file);
+        let e = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
+        assert!(e.contains(what) && e.contains("the file holds") && e.contains(file), "{file}: {e}");
+    }
     // Read as the HATS partitions they were mutated from: list columns of 16x16.
     // The third kept the parquet crate's Thrift skipper counting to 2^31 for 20-30 s
     // (a map of booleans in a page header): refused by the bounded walk at once.

@@ -71,8 +71,10 @@ fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     let path = write_scratch(scratch, "input.fits", bytes);
     // Both ways a user reads a file: the default HDUs, and one extension by name.
     let by_default = drain(std::slice::from_ref(&path), &InputOptions::default());
-    let by_name = drain(&[path], &InputOptions { hdu: Some("SCI".into()), ..Default::default() });
-    by_default.or(by_name)
+    let by_name = drain(std::slice::from_ref(&path), &InputOptions { hdu: Some("SCI".into()), ..Default::default() });
+    // And as training and evaluation read a labelled cube.
+    let training = lensmae::data::images::read_labelled_images(&path, "image").map(|_| ()).map_err(|e| e.to_string());
+    by_default.or(by_name).or(training)
 }
 
 fn fits_stamp(_: &Path, bytes: &[u8]) -> Result<(), String> {
