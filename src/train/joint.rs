@@ -110,7 +110,7 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
         (&opts.model, &opts.head, opts.pooling, opts.dropout, opts.standardise_pixels, opts.loss, opts.superres_weight)
     );
     let identity = run_identity(t, &[&pairs.lr, &pairs.hr], &opts.init, specifics)?;
-    let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, |_| true, train.len())?;
+    let mut run = start_finetuning(t, identity, &varmap, &init_tensors, |_| true, train.len())?;
     let init_name = init_label(&opts.init);
     let joint = serde_json::json!({"superres_weight": opts.superres_weight, "loss": opts.loss,
         "classifier": t.out.display().to_string(), "superres": opts.superres_out.display().to_string()});
@@ -129,30 +129,34 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
         let sr_meta = superres_meta(t, &model_cfg, &head, pairs, sr_scale, sr_extra);
         save_checkpoint(&opts.superres_out, &with_prefixes(tensors, &SUPERRES_KEYS), &sr_meta)
     };
-    let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
-    for epoch in r.epoch + 1..=last {
-        let (train_loss, lr, images_per_s) =
-            run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-                let ce = classify_batch_loss(&classifier, t, &images, chunk, step, false)?;
-                let pixels = pixel_loss(&resolver, t, pairs, chunk, step, opts.loss)?;
-                Ok((ce + (pixels * opts.superres_weight)?)?)
-            })?;
-        let (metrics, val_loss) = classify_validation(&classifier, &images, &val, t.batch_size)?;
-        let (sr_metrics, _) = evaluate_model(&resolver, pairs, &val, t.batch_size)?;
-        let log = EpochLog {
-            val_ssim: Some(sr_metrics.ssim),
-            val_psnr: Some(sr_metrics.psnr),
-            ..EpochLog::classification(epoch, lr, train_loss, val_loss, images_per_s, &metrics)
-        };
-        // One epoch for both heads, chosen by the classification (as finetune does).
-        if record_epoch(t, &mut r, log, metrics.macro_auc - 1e-9 * val_loss)? {
+    train_epochs(
+        t,
+        &varmap,
+        &mut run,
+        &train,
+        |chunk, step, _| {
+            let ce = classify_batch_loss(&classifier, t, &images, chunk, step, false)?;
+            let pixels = pixel_loss(&resolver, t, pairs, chunk, step, opts.loss)?;
+            Ok((ce + (pixels * opts.superres_weight)?)?)
+        },
+        |e| {
+            let (metrics, val_loss) = classify_validation(&classifier, &images, &val, t.batch_size)?;
+            let (sr_metrics, _) = evaluate_model(&resolver, pairs, &val, t.batch_size)?;
+            let log = EpochLog {
+                val_ssim: Some(sr_metrics.ssim),
+                val_psnr: Some(sr_metrics.psnr),
+                ..EpochLog::classification(e.epoch, e.lr, e.train_loss, val_loss, e.images_per_s, &metrics)
+            };
+            // One epoch for both heads, chosen by the classification (as finetune does).
+            Ok((log, metrics.macro_auc - 1e-9 * val_loss, (metrics, sr_metrics)))
+        },
+        |epoch, (metrics, sr_metrics)| {
             let e = extra(serde_json::json!({"best_epoch": epoch, "val": metrics}));
             let sr_e = extra(serde_json::json!({"best_epoch": epoch, "val": sr_metrics}));
-            save_both(&tensors_of(&varmap), e, sr_e)?;
-        }
-        r.epoch = epoch;
-        save_state(t, &varmap, &opt, &r)?;
-    }
+            save_both(&tensors_of(&varmap), e, sr_e)
+        },
+    )?;
+    let r = run.r;
     let (best_cls, _) = load_checkpoint(&t.out, &dev)?;
     let (best_sr, _) = load_checkpoint(&opts.superres_out, &dev)?;
     for prefix in CLASSIFIER_KEYS {

@@ -517,6 +517,52 @@ fn run_epoch(
     Ok((sum / n, lr, n / started.elapsed().as_secs_f64()))
 }
 
+/// One run's optimiser, learning-rate schedule and progress: what every
+/// training loop drives.
+struct Run {
+    opt: AdamW,
+    schedule: Schedule,
+    r: Resume,
+}
+
+/// What one epoch's training pass measured.
+struct TrainedEpoch {
+    epoch: usize,
+    train_loss: f64,
+    lr: f64,
+    images_per_s: f64,
+}
+
+/// The epochs left to this call (to `--epochs`, or `--stop-after-epochs` more),
+/// the one loop every task runs: each epoch is trained (`loss_of(batch, step,
+/// epoch)`), then `validate`d into its log line, its score (higher is better) and
+/// what `save_best` needs to write the checkpoint when that score is the best so
+/// far; then the state a `--resume` continues from is saved.
+fn train_epochs<V>(
+    t: &TrainOptions,
+    varmap: &VarMap,
+    run: &mut Run,
+    train: &[usize],
+    mut loss_of: impl FnMut(&[usize], usize, usize) -> Result<Tensor>,
+    mut validate: impl FnMut(&TrainedEpoch) -> Result<(EpochLog, f64, V)>,
+    mut save_best: impl FnMut(usize, V) -> Result<()>,
+) -> Result<()> {
+    let last = t.stop_after.map_or(t.epochs, |n| (run.r.epoch + n).min(t.epochs));
+    for epoch in run.r.epoch + 1..=last {
+        let (train_loss, lr, images_per_s) =
+            run_epoch(t, &mut run.opt, &mut run.r, &run.schedule, epoch, train, |chunk, step| {
+                loss_of(chunk, step, epoch)
+            })?;
+        let (log, score, validated) = validate(&TrainedEpoch { epoch, train_loss, lr, images_per_s })?;
+        if record_epoch(t, &mut run.r, log, score)? {
+            save_best(epoch, validated)?;
+        }
+        run.r.epoch = epoch;
+        save_state(t, varmap, &run.opt, &run.r)?;
+    }
+    Ok(())
+}
+
 /// A fresh training state, or the saved one when resuming (weights and moments restored).
 fn start_or_resume(
     t: &TrainOptions,
@@ -557,7 +603,7 @@ fn start_finetuning(
     init: &Option<(HashMap<String, Tensor>, PathBuf)>,
     trainable: impl Fn(&str) -> bool,
     train_len: usize,
-) -> Result<(AdamW, Schedule, Resume)> {
+) -> Result<Run> {
     init_weights(varmap, t.seed)?;
     if let Some((tensors, path)) = init {
         set_vars(varmap, tensors, "encoder.", path)?;
@@ -565,7 +611,7 @@ fn start_finetuning(
     let mut opt = AdamW::new(named_vars(varmap, trainable), 0.9, 0.999, t.weight_decay)?;
     let schedule = Schedule::new(t, train_len);
     let r = start_or_resume(t, identity, varmap, &mut opt, &t.device)?;
-    Ok((opt, schedule, r))
+    Ok(Run { opt, schedule, r })
 }
 
 /// Logs an epoch; true when its `score` (higher is better) is the best so far,
@@ -650,7 +696,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     };
     let specifics = format!("{:?}", (&opts.model, opts.mask_ratio, &opts.classes));
     let identity = run_identity(t, &[&data], &EncoderInit::Scratch, specifics)?;
-    let mut r = start_or_resume(t, identity, &varmap, &mut opt, &dev)?;
+    let r = start_or_resume(t, identity, &varmap, &mut opt, &dev)?;
     // Read once: every saved epoch describes the same data.
     let pixel_scale = data.recorded_pixel_scale();
     let meta = |epoch_metrics: serde_json::Value| CheckpointMeta {
@@ -664,38 +710,40 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         calibration: None,
         provenance: provenance(t, &data, epoch_metrics),
     };
-    let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
-    for epoch in r.epoch + 1..=last {
-        let ratio = ratio_at(epoch);
-        let (train_loss, lr, images_per_s) =
-            run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-                let mut rng = ChaCha8Rng::seed_from_u64(t.seed.wrapping_add(step as u64 * 7919));
-                let noise = masking_noise(&mut rng, chunk.len(), opts.model.num_patches(), &dev)?;
-                Ok(mae.forward(&training_batch(t, &data, chunk, step)?, ratio, &noise)?.loss)
-            })?;
-        let val_loss = mae_loss(&mae, &data, &val, t.batch_size, ratio, t.seed)?;
-        let log = EpochLog {
-            epoch,
-            lr,
-            train_loss,
-            val_loss,
-            val_macro_auc: None,
-            val_accuracy: None,
-            mask_ratio: Some(ratio),
-            val_ssim: None,
-            val_psnr: None,
-            images_per_s,
-        };
-        if record_epoch(t, &mut r, log, -val_loss)? {
-            save_checkpoint(
-                &t.out,
-                &tensors_of(&varmap),
-                &meta(serde_json::json!({"best_epoch": epoch, "val_loss": val_loss})),
-            )?;
-        }
-        r.epoch = epoch;
-        save_state(t, &varmap, &opt, &r)?;
-    }
+    let mut run = Run { opt, schedule, r };
+    train_epochs(
+        t,
+        &varmap,
+        &mut run,
+        &train,
+        |chunk, step, epoch| {
+            let mut rng = ChaCha8Rng::seed_from_u64(t.seed.wrapping_add(step as u64 * 7919));
+            let noise = masking_noise(&mut rng, chunk.len(), opts.model.num_patches(), &dev)?;
+            Ok(mae.forward(&training_batch(t, &data, chunk, step)?, ratio_at(epoch), &noise)?.loss)
+        },
+        |e| {
+            let ratio = ratio_at(e.epoch);
+            let val_loss = mae_loss(&mae, &data, &val, t.batch_size, ratio, t.seed)?;
+            let log = EpochLog {
+                epoch: e.epoch,
+                lr: e.lr,
+                train_loss: e.train_loss,
+                val_loss,
+                val_macro_auc: None,
+                val_accuracy: None,
+                mask_ratio: Some(ratio),
+                val_ssim: None,
+                val_psnr: None,
+                images_per_s: e.images_per_s,
+            };
+            Ok((log, -val_loss, val_loss))
+        },
+        |epoch, val_loss| {
+            let metrics = serde_json::json!({"best_epoch": epoch, "val_loss": val_loss});
+            save_checkpoint(&t.out, &tensors_of(&varmap), &meta(metrics))
+        },
+    )?;
+    let r = run.r;
     let (best, _) = load_checkpoint(&t.out, &dev)?;
     set_vars(&varmap, &best, "", &t.out)?;
     let test_loss = mae_loss(&mae, &data, &test, t.batch_size, opts.mask_ratio.1, t.seed)?;
@@ -877,29 +925,31 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let specifics =
         format!("{:?}", (&opts.model, opts.freeze_encoder, opts.pooling, opts.dropout, opts.standardise_pixels));
     let identity = run_identity(t, &[&data], &opts.init, specifics)?;
-    let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, trainable, train.len())?;
+    let mut run = start_finetuning(t, identity, &varmap, &init_tensors, trainable, train.len())?;
     let pixel_scale = data.recorded_pixel_scale();
     let meta = |extra: serde_json::Value| {
         classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, pixel_scale, extra)
     };
     let init_name = init_label(&opts.init);
-    let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
-    for epoch in r.epoch + 1..=last {
-        let (train_loss, lr, images_per_s) =
-            run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-                classify_batch_loss(&model, t, &data, chunk, step, opts.freeze_encoder)
-            })?;
-        let (metrics, val_loss) = classify_validation(&model, &data, &val, t.batch_size)?;
-        let log = EpochLog::classification(epoch, lr, train_loss, val_loss, images_per_s, &metrics);
-        // Best on validation AUC, ties broken by the lower loss.
-        if record_epoch(t, &mut r, log, metrics.macro_auc - 1e-9 * val_loss)? {
+    train_epochs(
+        t,
+        &varmap,
+        &mut run,
+        &train,
+        |chunk, step, _| classify_batch_loss(&model, t, &data, chunk, step, opts.freeze_encoder),
+        |e| {
+            let (metrics, val_loss) = classify_validation(&model, &data, &val, t.batch_size)?;
+            let log = EpochLog::classification(e.epoch, e.lr, e.train_loss, val_loss, e.images_per_s, &metrics);
+            // Best on validation AUC, ties broken by the lower loss.
+            Ok((log, metrics.macro_auc - 1e-9 * val_loss, metrics))
+        },
+        |epoch, metrics| {
             let extra = serde_json::json!({"init": init_name, "freeze_encoder": opts.freeze_encoder, "best_epoch": epoch,
                 "val": metrics});
-            save_checkpoint(&t.out, &with_preprocess(tensors_of(&varmap)), &meta(extra))?;
-        }
-        r.epoch = epoch;
-        save_state(t, &varmap, &opt, &r)?;
-    }
+            save_checkpoint(&t.out, &with_preprocess(tensors_of(&varmap)), &meta(extra))
+        },
+    )?;
+    let r = run.r;
     let (best, _) = load_checkpoint(&t.out, &dev)?;
     set_vars(&varmap, &best, "", &t.out)?;
     let (test_metrics, _) = classify_validation(&model, &data, &test, t.batch_size)?;

@@ -120,37 +120,39 @@ pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<S
     let model = SuperResolver::new(&model_cfg, &head, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     let specifics = format!("{:?}", (&opts.model, &opts.head, opts.loss));
     let identity = run_identity(t, &[&pairs.lr, &pairs.hr], &opts.init, specifics)?;
-    let (mut opt, schedule, mut r) = start_finetuning(t, identity, &varmap, &init_tensors, |_| true, train.len())?;
+    let mut run = start_finetuning(t, identity, &varmap, &init_tensors, |_| true, train.len())?;
     let init_name = init_label(&opts.init);
     let pixel_scale = pairs.hr.recorded_pixel_scale();
     let meta = |extra: serde_json::Value| superres_meta(t, &model_cfg, &head, pairs, pixel_scale, extra);
-    let last = t.stop_after.map_or(t.epochs, |n| (r.epoch + n).min(t.epochs));
-    for epoch in r.epoch + 1..=last {
-        let (train_loss, lr, images_per_s) =
-            run_epoch(t, &mut opt, &mut r, &schedule, epoch, &train, |chunk, step| {
-                pixel_loss(&model, t, pairs, chunk, step, opts.loss)
-            })?;
-        let (val_metrics, _) = evaluate_model(&model, pairs, &val, t.batch_size)?;
-        let log = EpochLog {
-            epoch,
-            lr,
-            train_loss,
-            val_loss: val_metrics.mse,
-            val_macro_auc: None,
-            val_accuracy: None,
-            mask_ratio: None,
-            val_ssim: Some(val_metrics.ssim),
-            val_psnr: Some(val_metrics.psnr),
-            images_per_s,
-        };
-        if record_epoch(t, &mut r, log, val_metrics.psnr)? {
+    train_epochs(
+        t,
+        &varmap,
+        &mut run,
+        &train,
+        |chunk, step, _| pixel_loss(&model, t, pairs, chunk, step, opts.loss),
+        |e| {
+            let (val_metrics, _) = evaluate_model(&model, pairs, &val, t.batch_size)?;
+            let log = EpochLog {
+                epoch: e.epoch,
+                lr: e.lr,
+                train_loss: e.train_loss,
+                val_loss: val_metrics.mse,
+                val_macro_auc: None,
+                val_accuracy: None,
+                mask_ratio: None,
+                val_ssim: Some(val_metrics.ssim),
+                val_psnr: Some(val_metrics.psnr),
+                images_per_s: e.images_per_s,
+            };
+            Ok((log, val_metrics.psnr, val_metrics))
+        },
+        |epoch, val_metrics| {
             let extra =
                 serde_json::json!({"init": init_name, "best_epoch": epoch, "loss": opts.loss, "val": val_metrics});
-            save_checkpoint(&t.out, &tensors_of(&varmap), &meta(extra))?;
-        }
-        r.epoch = epoch;
-        save_state(t, &varmap, &opt, &r)?;
-    }
+            save_checkpoint(&t.out, &tensors_of(&varmap), &meta(extra))
+        },
+    )?;
+    let r = run.r;
     let (best, _) = load_checkpoint(&t.out, &dev)?;
     set_vars(&varmap, &best, "", &t.out)?;
     let test_eval = evaluate_superres(&model, pairs, &test, t.batch_size)?;
