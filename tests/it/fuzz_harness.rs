@@ -89,7 +89,8 @@ fn parquet(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     let lists = InputOptions { shape: Some([16, 16]), ..Default::default() };
     let stage = [drain(&paths, &InputOptions::default()), drain(&paths, &tensor), drain(&paths, &lists)];
     let training = lensmae::data::images::read_labelled_images(&path, "image").map(|_| ()).map_err(|e| e.to_string());
-    stage.into_iter().chain([training]).reduce(|a, b| a.or(b)).expect("four ways")
+    let predictions = lensmae::data::predictions::read_predictions(&path).map(|_| ()).map_err(|e| e.to_string());
+    stage.into_iter().chain([training, predictions]).reduce(|a, b| a.or(b)).expect("five ways")
 }
 
 fn npy(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -218,6 +219,29 @@ fn compressed_tables() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A table of per-row probabilities as `predict` writes them (id, p_<class>,
+/// in_domain, ood_score), for `evaluate --predictions`.
+fn prediction_table() -> Vec<u8> {
+    use arrow_array::{ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch};
+    use std::sync::Arc;
+    let p =
+        |offset: f32| Arc::new(Float32Array::from_iter_values((0..8).map(|i| offset + i as f32 / 32.0))) as ArrayRef;
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from_iter_values(0..8)) as ArrayRef),
+        ("p_axion", p(0.1)),
+        ("p_cdm", p(0.2)),
+        ("p_no_sub", p(0.3)),
+        ("in_domain", Arc::new(BooleanArray::from(vec![true, false, true, true, false, true, true, true])) as ArrayRef),
+        ("ood_score", p(1.0)),
+    ])
+    .expect("a predictions batch");
+    let mut bytes = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).expect("a writer");
+    writer.write(&batch).expect("the rows are written");
+    writer.close().expect("the footer is written");
+    bytes
+}
+
 /// The payload of a pickled `.npy` object array (after its header).
 fn pickle_of_npy(bytes: &[u8]) -> Vec<u8> {
     // Version 1 has a 2-byte header length, versions 2 and 3 a 4-byte one.
@@ -246,6 +270,7 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
             seeds: [f("stage/stamps.parquet"), f("hats-cutouts/dataset/Norder=0/Dir=0/Npix=1.parquet")]
                 .into_iter()
                 .chain(compressed_tables())
+                .chain([prediction_table()])
                 .collect(),
             text: false,
             run: parquet,
