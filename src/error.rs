@@ -67,6 +67,15 @@ pub enum Error {
     /// Array shapes do not fit together.
     #[error("shape error: {0}")]
     Shape(String),
+    /// Readable inputs that do not fit together (a model and the data it is
+    /// evaluated on, a table of predictions and its labels).
+    #[error("{path}: {message}")]
+    Mismatch {
+        /// The input concerned.
+        path: PathBuf,
+        /// What does not fit.
+        message: String,
+    },
     /// The run was asked to stop (Ctrl-C, SIGTERM, a caller's [`crate::cancel::Cancel`]).
     #[error("interrupted: {0}")]
     Interrupted(String),

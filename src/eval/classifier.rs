@@ -159,7 +159,8 @@ pub fn evaluate_classifier(
 ) -> Result<ClassifierEvaluation> {
     if data.size != classifier.image_size() {
         let (s, m) = (data.size, classifier.image_size());
-        return Err(Error::Shape(format!("{}: images are {s}x{s}, the model takes {m}x{m}", data.source.display())));
+        let message = format!("images are {s}x{s}, the model takes {m}x{m}");
+        return Err(Error::Mismatch { path: data.source.clone(), message });
     }
     let meta = &classifier.meta;
     let labels = labels_in_class_order(data, &meta.class_names)?;
@@ -186,12 +187,12 @@ pub fn evaluate_predictions(
     data: &LabelledImages,
     parameters: &[(String, Vec<Option<f64>>)],
 ) -> Result<ClassifierEvaluation> {
-    let err = |message: String| Error::Shape(format!("{}: {message}", table_path.display()));
+    let err = |message: String| Error::Mismatch { path: table_path.to_path_buf(), message };
     let labels = labels_in_class_order(data, &table.class_names)?;
     let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(data.ids.len());
     for (r, &id) in data.ids.iter().enumerate() {
         if row_of.insert(id, r).is_some() {
-            return Err(Error::Shape(format!("{}: id {id} is on two rows", data.source.display())));
+            return Err(Error::Mismatch { path: data.source.clone(), message: format!("id {id} is on two rows") });
         }
     }
     let mut seen = vec![false; data.ids.len()];

@@ -166,15 +166,17 @@ pub fn evaluate_superres_model(
 ) -> Result<SuperresEvaluation> {
     let (lr, hr) = (loaded.lr_size(), loaded.hr_size());
     if pairs.hr.size != hr || pairs.lr.size != lr {
-        return Err(Error::Shape(format!(
-            "{}: pairs are {1}x{1} -> {2}x{2}, the model takes {3}x{3} -> {4}x{4} ({5})",
-            pairs.hr.source.display(),
-            pairs.lr.size,
-            pairs.hr.size,
-            lr,
-            hr,
-            loaded.path.display()
-        )));
+        return Err(Error::Mismatch {
+            path: pairs.hr.source.clone(),
+            message: format!(
+                "pairs are {0}x{0} -> {1}x{1}, the model takes {2}x{2} -> {3}x{3} ({4})",
+                pairs.lr.size,
+                pairs.hr.size,
+                lr,
+                hr,
+                loaded.path.display()
+            ),
+        });
     }
     evaluate_superres(&loaded.model, pairs, indices, batch)
 }
