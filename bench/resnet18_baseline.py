@@ -2,13 +2,16 @@
 baseline, on the same images and split as the ViT (issue 20).
 
     python bench/resnet18_baseline.py DATASET SPLIT_JSON OUT_JSON [EPOCHS] [HELDOUT [PREDICTIONS]]
+        [--scaling noise-asinh|antisymmetric-asinh]
 
 DATASET: a `lensmae simulate` Parquet file; SPLIT_JSON: the `<checkpoint>.split.json`
 a lensmae fine-tuning wrote (the ids of its train / validation / test rows); the
 model with the best validation macro AUC is evaluated on the test rows and, when
 given, on every row of HELDOUT (another seed). Inputs get lensmae's `noise-asinh`
 scaling (asinh of the background-subtracted cutout in units of the noise estimated
-from it: src/model/preprocess.rs), dihedral augmentation in training, AdamW with a
+from it: src/model/preprocess.rs; with `--scaling antisymmetric-asinh`, the same of
+the cutout's point-antisymmetric part, as lensmae's scaling of that name), dihedral
+augmentation in training, AdamW with a
 cosine schedule. The network is torchvision's ResNet-18 layout (7x7/2 stem, max
 pool, 4 stages of 2 basic blocks, 64-512 channels) with one input channel and 3
 outputs, written out here so that only torch is needed. Writes macro and per-class
@@ -31,6 +34,8 @@ import torch
 from ood_auroc import auroc  # bench/: the tie-aware rank AUROC
 from torch import nn
 
+SCALINGS = ("noise-asinh", "antisymmetric-asinh")
+
 
 def noise_asinh(images):
     """lensmae's `noise-asinh` scaling of a batch of square images (n, s, s)."""
@@ -46,6 +51,16 @@ def noise_asinh(images):
     sigma = np.where(sigma > 0, sigma, 1e-6 * span)
     scaled = np.arcsinh((images - background[:, None, None]) / np.where(sigma > 0, sigma, 1)[:, None, None])
     return np.where((sigma > 0)[:, None, None], scaled, 0).astype(np.float32)
+
+
+def point_antisymmetric(images):
+    """lensmae's `antisymmetric-asinh` before its asinh: (I(x) - I(-x)) / sqrt 2 about
+    each cutout's centre, in which the deflector's light and the sky cancel."""
+    return ((images - images[:, ::-1, ::-1]) / math.sqrt(2)).astype(np.float32)
+
+
+def scale(images, scaling):
+    return noise_asinh(point_antisymmetric(images) if scaling == "antisymmetric-asinh" else images)
 
 
 class BasicBlock(nn.Module):
@@ -118,14 +133,22 @@ def write_predictions(path, ids, probs, names):
 
 
 def main():
-    data, split_path, out_path = sys.argv[1:4]
-    epochs = int(sys.argv[4]) if len(sys.argv) > 4 else 8
-    heldout = sys.argv[5] if len(sys.argv) > 5 else None
-    predictions_out = sys.argv[6] if len(sys.argv) > 6 else None
+    args = sys.argv[1:]
+    scaling = "noise-asinh"
+    if "--scaling" in args:
+        at = args.index("--scaling")
+        scaling = args[at + 1]
+        del args[at:at + 2]
+        if scaling not in SCALINGS:
+            sys.exit(f"--scaling {scaling}: one of {', '.join(SCALINGS)}")
+    data, split_path, out_path = args[:3]
+    epochs = int(args[3]) if len(args) > 3 else 8
+    heldout = args[4] if len(args) > 4 else None
+    predictions_out = args[5] if len(args) > 5 else None
     torch.manual_seed(42)
     rng = np.random.default_rng(42)
     ids, labels, images, names = load(data)
-    images = noise_asinh(images)
+    images = scale(images, scaling)
     split = json.load(open(split_path))
     row_of = {int(i): r for r, i in enumerate(ids)}
     part = {k: np.array([row_of[int(i)] for i in split[k]]) for k in ("train", "validation", "test")}
@@ -161,11 +184,12 @@ def main():
             best, best_state = val["macro_auc"], {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     result = {"model": "ResNet-18 (PyTorch)", "data": data, "split": split_path, "epochs": epochs, "seed": 42,
+              "scaling": scaling,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "log": log,
               "test": metrics(predict(model, images[part["test"]]), labels[part["test"]], names)}
     if heldout:
         h_ids, h_labels, h_images, _ = load(heldout)
-        h_probs = predict(model, noise_asinh(h_images))
+        h_probs = predict(model, scale(h_images, scaling))
         result["heldout"] = metrics(h_probs, h_labels, names)
         result["heldout_data"] = heldout
         if predictions_out:

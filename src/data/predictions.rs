@@ -3,7 +3,8 @@
 //! that `lensmae evaluate --predictions` scores it against labelled images.
 //!
 //! Needed: `id` (integer) and one `p_<class>` float column per class. Optional:
-//! `in_domain` (bool) and `ood_score` (float), read when present. A null
+//! `in_domain` (bool), `ood_score` (float) and `status` (string), read when
+//! present, and the file's key-value metadata (`lensmae:model`, ...). A null
 //! probability (a row `predict` could not score) stays `None`, for the caller to
 //! report; it is never dropped or read as 0.
 
@@ -27,6 +28,20 @@ pub struct PredictionTable {
     pub in_domain: Option<Vec<Option<bool>>>,
     /// `ood_score` of each row, when the table has the column.
     pub ood_scores: Option<Vec<Option<f64>>>,
+    /// `status` of each row (`ok`, `out_of_domain`, or why it failed), when the
+    /// table has the column.
+    pub statuses: Option<Vec<Option<String>>>,
+    /// The file's key-value metadata.
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+/// Whether the Parquet file at `path` is a table of predictions (an `id` and
+/// `p_<class>` columns) rather than images.
+pub fn is_prediction_table(path: &Path) -> bool {
+    super::parquet::open_parquet(path).is_ok_and(|builder| {
+        let schema = builder.schema();
+        schema.field_with_name("id").is_ok() && schema.fields().iter().any(|f| f.name().starts_with("p_"))
+    })
 }
 
 /// Read the predictions table at `path` (see the module doc).
@@ -44,14 +59,16 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         return Err(err("no `p_<class>` probability columns".into()));
     }
     let has = |name: &str| schema.field_with_name(name).is_ok();
-    if let Ok(f) = schema.field_with_name("in_domain") {
-        if f.data_type() != &DataType::Boolean {
-            return Err(err(format!("column `in_domain` is {}, not bool", f.data_type())));
+    for (name, want) in [("in_domain", DataType::Boolean), ("status", DataType::Utf8)] {
+        if let Ok(f) = schema.field_with_name(name) {
+            if f.data_type() != &want {
+                return Err(err(format!("column `{name}` is {}, not {want}", f.data_type())));
+            }
         }
     }
     let mut wanted = vec!["id".to_string()];
     wanted.extend(class_names.iter().map(|c| format!("p_{c}")));
-    wanted.extend(["in_domain", "ood_score"].iter().filter(|n| has(n)).map(|n| n.to_string()));
+    wanted.extend(["in_domain", "ood_score", "status"].iter().filter(|n| has(n)).map(|n| n.to_string()));
     let indices: Vec<usize> = wanted.iter().filter_map(|n| schema.index_of(n).ok()).collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
     let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
@@ -63,6 +80,8 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         probabilities: Vec::new(),
         in_domain: has("in_domain").then(Vec::new),
         ood_scores: has("ood_score").then(Vec::new),
+        statuses: has("status").then(Vec::new),
+        metadata: schema.metadata().clone().into(),
     };
     for batch in reader {
         let batch = batch?;
@@ -88,6 +107,9 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         }
         if let Some(scores) = table.ood_scores.as_mut() {
             scores.extend(as_f64("ood_score")?.iter());
+        }
+        if let Some(statuses) = table.statuses.as_mut() {
+            statuses.extend(column("status").as_string::<i32>().iter().map(|s| s.map(str::to_string)));
         }
     }
     Ok(table)
@@ -128,6 +150,8 @@ mod tests {
         assert_eq!(t.probabilities, [Some(vec![0.25, 0.75]), None, Some(vec![1.0, 0.0])]);
         assert_eq!(t.in_domain, Some(vec![Some(true), None, Some(false)]));
         assert_eq!(t.ood_scores, None);
+        assert_eq!(t.statuses, None);
+        assert!(is_prediction_table(&path));
     }
 
     #[test]

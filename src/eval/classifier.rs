@@ -258,6 +258,8 @@ mod tests {
             probabilities,
             in_domain: None,
             ood_scores: None,
+            statuses: None,
+            metadata: Default::default(),
         }
     }
 

@@ -693,8 +693,47 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     Ok(summary)
 }
 
-/// What `lensmae inspect` prints: the input, and what `predict` would do with it.
+/// A predictions table at a glance: its model, its rows by status, the share of
+/// the scored rows in the model's domain, and the rows per most probable class.
+fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
+    let table = crate::data::predictions::read_predictions(path)?;
+    let mut statuses: std::collections::BTreeMap<String, usize> = Default::default();
+    for status in table.statuses.iter().flatten() {
+        // Failures carry their reason after the kind ("failed: ..."): counted by kind.
+        let kind = status.as_deref().map_or("null", |s| s.split(':').next().unwrap_or(s)).trim().to_string();
+        *statuses.entry(kind).or_default() += 1;
+    }
+    let mut most_probable: std::collections::BTreeMap<&str, usize> = Default::default();
+    for p in table.probabilities.iter().flatten() {
+        let best = (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b });
+        *most_probable.entry(table.class_names[best].as_str()).or_default() += 1;
+    }
+    let flags: Vec<bool> = table.in_domain.iter().flatten().flatten().copied().collect();
+    let in_domain_fraction =
+        (!flags.is_empty()).then(|| flags.iter().filter(|f| **f).count() as f64 / flags.len() as f64);
+    let meta = |key: &str| table.metadata.get(key).cloned();
+    Ok(serde_json::json!({
+        "predictions": path.display().to_string(),
+        "rows": table.ids.len(),
+        "model": meta("lensmae:model"),
+        "model_sha256": meta("lensmae:model_sha256"),
+        "created": meta("lensmae:created"),
+        "classes": table.class_names,
+        "status": statuses,
+        "rows_without_probabilities": table.probabilities.iter().filter(|p| p.is_none()).count(),
+        "in_domain_fraction": in_domain_fraction,
+        "most_probable_class": most_probable,
+    }))
+}
+
+/// What `lensmae inspect` prints: the input, and what `predict` would do with it;
+/// for a table `predict` wrote, what it holds instead.
 pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Value> {
+    if let [path] = inputs {
+        if path.extension().is_some_and(|e| e == "parquet") && crate::data::predictions::is_prediction_table(path) {
+            return inspect_predictions(path);
+        }
+    }
     let mut reader = open_input(inputs, opts)?;
     let desc = reader.describe().clone();
     let sample = reader.next_batch(16)?;

@@ -242,6 +242,20 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let failed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&failed_report).unwrap()).unwrap();
     assert_eq!(failed["unscored_ids"].as_array().unwrap().len(), 1);
     assert_eq!(failed["report"]["n"].as_u64().unwrap() + 1, json["report"]["n"].as_u64().unwrap());
+    // inspect reads a predictions table too: its model, rows by status, the share in
+    // the model's domain (the survey lenses are all outside the Model II one).
+    let summary = |path: &str| -> serde_json::Value {
+        serde_json::from_slice(&ok(&["inspect", "--input", path]).stdout).unwrap()
+    };
+    let table_summary = summary(&d("survey.parquet"));
+    assert_eq!(table_summary["rows"], 12);
+    assert_eq!(table_summary["model"], "bundled:classifier");
+    assert_eq!(table_summary["status"], serde_json::json!({"out_of_domain": 12}));
+    assert_eq!(table_summary["in_domain_fraction"], 0.0);
+    let counted: u64 =
+        table_summary["most_probable_class"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(counted, 12);
+    assert_eq!(summary(&d("failed.parquet"))["rows_without_probabilities"], 1);
     fails(&["evaluate", "--predictions", &survey_data, "--input", &survey_data], "no `p_<class>` probability columns");
     fails(&["evaluate", "--input", &survey_data], "--model");
     for png in [
