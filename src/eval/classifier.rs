@@ -137,13 +137,13 @@ pub fn labels_in_class_order(data: &LabelledImages, class_names: &[String]) -> R
         .iter()
         .zip(&data.ids)
         .map(|(&l, id)| {
-            position[l].ok_or_else(|| {
-                Error::Shape(format!(
-                    "{}: row id {id}: class `{}` is not one the model knows ({})",
-                    data.source.display(),
+            position[l].ok_or_else(|| Error::Mismatch {
+                path: data.source.clone(),
+                message: format!(
+                    "row id {id}: class `{}` is not one the model knows ({})",
                     data.class_names[l],
                     class_names.join(", ")
-                ))
+                ),
             })
         })
         .collect()
