@@ -1,7 +1,7 @@
 //! `lensmae pretrain`, `lensmae finetune`, `lensmae evaluate`, `lensmae model info`.
 
 use crate::data::augment::Augment;
-use crate::data::images::read_float_columns;
+use crate::data::images::{read_float_columns, read_parquet_labels};
 use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::data::predictions::read_predictions;
 use crate::eval::classifier::{binned_parameter_names, evaluate_classifier, evaluate_predictions};
@@ -579,12 +579,12 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
                 ),
             }
             let classifier = LoadedClassifier::from_checkpoint(model, tensors, meta, &dev)?;
-            let (data, parameters) = read_labelled_with_parameters(&args)?;
+            let (data, parameters) = read_labelled_with_parameters(&args, true)?;
             (("model", model.as_path()), evaluate_classifier(&classifier, &data, &parameters, args.batch_size)?)
         }
         (None, Some(predictions)) => {
             let table = read_predictions(predictions)?;
-            let (data, parameters) = read_labelled_with_parameters(&args)?;
+            let (data, parameters) = read_labelled_with_parameters(&args, false)?;
             (("predictions", predictions.as_path()), evaluate_predictions(&table, predictions, &data, &parameters)?)
         }
         (None, None) => bail!("evaluate needs --model or --predictions"),
@@ -615,13 +615,18 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The labelled images of `--input` and, from a Parquet dataset, the columns
-/// the report bins by.
+/// The labelled images of `--input` (from a Parquet dataset without its pixels
+/// unless `with_pixels`) and, from a Parquet dataset, the columns the report bins by.
 fn read_labelled_with_parameters(
     args: &EvaluateArgs,
+    with_pixels: bool,
 ) -> anyhow::Result<(crate::data::images::LabelledImages, crate::data::images::FloatColumns)> {
-    let data = read_data(&args.input, &args.image_col)?;
     let is_parquet = args.input.extension().is_some_and(|e| e == "parquet");
+    let data = if is_parquet && !with_pixels {
+        read_parquet_labels(&args.input).with_context(|| format!("reading {}", args.input.display()))?
+    } else {
+        read_data(&args.input, &args.image_col)?
+    };
     let parameters = if is_parquet { read_float_columns(&args.input, &binned_parameter_names())? } else { Vec::new() };
     Ok((data, parameters))
 }

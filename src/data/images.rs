@@ -281,11 +281,27 @@ pub const UNLABELLED: &str = "unlabelled";
 /// [`read_parquet_images`]; without `require_labels`, a file with no label column
 /// gives one class, [`UNLABELLED`].
 fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels: bool) -> Result<LabelledImages> {
+    read_parquet_rows(path, Some(image_column), require_labels)
+}
+
+/// The labels and ids of a labelled Parquet dataset without its images (`size`
+/// 0, no pixels): what scoring a table of predictions needs.
+pub fn read_parquet_labels(path: &Path) -> Result<LabelledImages> {
+    read_parquet_rows(path, None, true)
+}
+
+/// Labels, ids and, with an `image_column`, the images of a Parquet dataset.
+fn read_parquet_rows(path: &Path, image_column: Option<&str>, require_labels: bool) -> Result<LabelledImages> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     let builder = super::parquet::open_parquet(path)?;
     let schema = builder.schema().clone();
-    let field = schema.field_with_name(image_column).map_err(|_| err(format!("no column `{image_column}`")))?;
-    let size = image_size(field).map_err(|m| err(format!("column `{image_column}`: {m}")))?;
+    let size = match image_column {
+        Some(name) => {
+            let field = schema.field_with_name(name).map_err(|_| err(format!("no column `{name}`")))?;
+            image_size(field).map_err(|m| err(format!("column `{name}`: {m}")))?
+        }
+        None => 0,
+    };
     let mut class_names: Option<Vec<String>> =
         schema.metadata().get("lensmae:class_names").and_then(|s| serde_json::from_str(s).ok());
     let has_idx = schema.field_with_name("label_idx").is_ok();
@@ -299,8 +315,11 @@ fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels:
     }
     // Decode only the columns used: a dataset also holds parameter columns, and a
     // super-resolution file a second image column.
-    let wanted: Vec<usize> =
-        ["id", "label", "label_idx", image_column].iter().filter_map(|name| schema.index_of(name).ok()).collect();
+    let wanted: Vec<usize> = ["id", "label", "label_idx"]
+        .into_iter()
+        .chain(image_column)
+        .filter_map(|name| schema.index_of(name).ok())
+        .collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
     let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(1024))?;
     let (mut pixels, mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -308,8 +327,10 @@ fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels:
     for batch in reader {
         let batch = batch?;
         let batch_ids = id_column(&batch, row0).map_err(&err)?;
-        append_images(batch.column_by_name(image_column).expect("checked"), size, &batch_ids, &mut pixels)
-            .map_err(|m| err(format!("column `{image_column}`: {m}")))?;
+        if let Some(name) = image_column {
+            append_images(batch.column_by_name(name).expect("checked"), size, &batch_ids, &mut pixels)
+                .map_err(|m| err(format!("column `{name}`: {m}")))?;
+        }
         if unlabelled {
             labels.resize(labels.len() + batch.num_rows(), 0);
             class_names.get_or_insert_with(|| vec![UNLABELLED.to_string()]);

@@ -242,6 +242,13 @@ fn a_simulated_dataset_reads_back_as_labelled_images() {
     assert_eq!(set.class_names, vec!["axion", "cdm", "no_sub"]);
     assert_eq!(set.labels[..3], [0, 1, 2]);
     assert_eq!(set.image(4)[100], sim.simulate(1, 2, 4).image.pixels[100] as f32);
+    // Labels alone (to score a table of predictions): the same rows, no pixels.
+    let labels = lensmae::data::images::read_parquet_labels(&summary.path).unwrap();
+    assert_eq!(
+        (labels.labels.clone(), labels.ids.clone(), labels.class_names.clone()),
+        (set.labels, set.ids, set.class_names)
+    );
+    assert!(labels.pixels.is_empty() && labels.size == 0);
     assert!(lensmae::data::images::read_parquet_images(&summary.path, "pixels")
         .unwrap_err()
         .to_string()
