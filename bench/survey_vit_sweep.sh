@@ -9,6 +9,8 @@
 #
 #   VARIANTS="name:model-json:epochs:lr ..." bench/survey_vit_sweep.sh [OUT_DIR]
 #
+# RESULTS.md also quotes VARIANTS="p4-d2-e20:pipelines/models/vit-w64-d2-p4.json:20:1e-3".
+#
 # Needs runs/survey/{train,heldout}/dataset.parquet (`lensmae run pipelines/survey.toml`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
