@@ -9,7 +9,7 @@ AUC of telling one lens from its best smooth twin under Gaussian noise).
 
 DATASET: a `lensmae simulate --refit-detectability` Parquet file of the `survey`
 preset (e.g. runs/survey/heldout/dataset.parquet of `pipelines/survey.toml`).
-Needs numpy and pyarrow.
+Needs numpy, pyarrow and pandas (the table is read into a pandas DataFrame).
 """
 import math
 import sys
