@@ -7,7 +7,7 @@
 
 use arrow_pyarrow::{PyArrowType, Table};
 use lensmae::cancel::Cancel;
-use lensmae::stage::arrow_input::ArrowCutouts;
+use lensmae::data::cutouts::arrow::ArrowCutouts;
 use lensmae::stage::{InputOptions, NanPolicy, Predictor, PredictorOptions, StageTask};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;

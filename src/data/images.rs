@@ -8,6 +8,8 @@
 //! wrong type, a wrong size or a non-finite pixel is an error that names the file,
 //! the column and the row.
 
+use crate::data::cutouts::{CutoutReader, InputOptions};
+use crate::data::fits::cutouts::FitsCutouts;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
@@ -371,71 +373,46 @@ fn read_parquet_rows(path: &Path, image_column: Option<&str>, require_labels: bo
 }
 
 /// Read labelled images from a FITS file as `lensmae simulate --format fits`
-/// writes it (and as survey tools commonly lay cutouts out): a cube of NAXIS3
-/// images in the primary HDU (or `image_hdu`), and a binary table with `label_idx`
-/// and/or `label` columns, one row per image. Pixel scaling (BSCALE/BZERO) is
-/// applied by cfitsio; non-finite pixels are refused, naming the image.
+/// writes it (and as survey tools commonly lay cutouts out): the cutouts as the
+/// stage reads them ([`FitsCutouts`]: a cube of NAXIS3 images in the primary HDU,
+/// or image extensions; BSCALE/BZERO applied, BLANK as NaN), and a binary table
+/// with `label_idx` and/or `label` columns, one row per image. A training set
+/// needs every image: a row the reader cannot give (a truncated cube) or a
+/// non-finite pixel is an error naming the image.
 pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
     let err = |message: String| Error::Fits { path: path.to_path_buf(), message };
-    let mut f = super::fits::open_fits(path).map_err(err)?;
-    let primary = f.primary_hdu().map_err(|e| err(e.to_string()))?;
-    let shape = match &primary.info {
-        fitsio::hdu::HduInfo::ImageInfo { shape, .. } => shape.clone(),
-        _ => return Err(err("the primary HDU is not an image".into())),
-    };
-    let (n, size) = match shape.as_slice() {
-        [n, h, w] if h == w => (*n, *h),
-        [h, w] if h == w => (1, *h),
-        other => return Err(err(format!("the primary image is {other:?}; expected a cube of square images"))),
-    };
-    let bitpix: i64 = primary.read_key(&mut f, "BITPIX").map_err(|e| err(e.to_string()))?;
-    let declared = [n, size, size, (bitpix.unsigned_abs() / 8) as usize]
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-    super::fits::check_declared_bytes(&mut f, path, "the primary image", declared).map_err(err)?;
-    let pixels: Vec<f32> = primary.read_image(&mut f).map_err(|e| err(e.to_string()))?;
-    if let Some(k) = pixels.iter().position(|v| !v.is_finite()) {
-        return Err(err(format!("image {}: non-finite pixel at index {}", k / (size * size), k % (size * size))));
+    let mut cutouts = FitsCutouts::open(&[path.to_path_buf()], &InputOptions::default())?;
+    let [height, width] = cutouts.describe().image_shape;
+    if height != width {
+        return Err(err(format!("the images are {height}x{width}; expected square images")));
     }
-    let table = (1..f.iter().count())
-        .find_map(|i| {
-            let hdu = f.hdu(i).ok()?;
-            matches!(hdu.info, fitsio::hdu::HduInfo::TableInfo { .. }).then_some(hdu)
-        })
-        .ok_or_else(|| err("no binary table of labels".into()))?;
-    let (row_bytes, rows): (i64, i64) = (
-        table.read_key(&mut f, "NAXIS1").map_err(|e| err(e.to_string()))?,
-        table.read_key(&mut f, "NAXIS2").map_err(|e| err(e.to_string()))?,
-    );
-    let declared = (row_bytes as u64).checked_mul(rows as u64);
-    super::fits::check_declared_bytes(&mut f, path, "the label table", declared).map_err(err)?;
-    let idx: Option<Vec<i64>> = table.read_col(&mut f, "label_idx").ok();
-    let names: Option<Vec<String>> = table.read_col(&mut f, "label").ok();
-    let ids: Vec<i64> = table.read_col(&mut f, "id").unwrap_or_else(|_| (0..n as i64).collect());
-    let (labels, class_names) = match (idx, names) {
-        (Some(idx), names) => {
-            let labels: Vec<usize> = idx.iter().map(|&v| v.max(0) as usize).collect();
-            let k = labels.iter().max().map_or(0, |m| m + 1);
-            let mut class_names: Vec<String> = (0..k).map(|i| format!("class_{i}")).collect();
-            if let Some(names) = names {
-                for (&l, name) in labels.iter().zip(&names) {
-                    class_names[l] = name.trim().to_string();
-                }
-            }
-            (labels, class_names)
+    let size = height;
+    let mut pixels = Vec::new();
+    let mut images = 0;
+    while let Some(batch) = cutouts.next_batch(256)? {
+        if let Some((k, problem)) = batch.problems.iter().enumerate().find_map(|(k, p)| Some(k).zip(p.as_ref())) {
+            return Err(err(format!("image {}: {problem}", images + k)));
         }
-        (None, Some(names)) => {
-            let mut unique: Vec<String> = names.iter().map(|s| s.trim().to_string()).collect();
-            unique.sort();
-            unique.dedup();
-            (names.iter().map(|s| unique.iter().position(|u| u == s.trim()).expect("present")).collect(), unique)
+        if let Some(k) = batch.pixels.iter().position(|v| !v.is_finite()) {
+            let image = images + k / (size * size);
+            return Err(err(format!("image {image}: non-finite pixel at index {}", k % (size * size))));
         }
-        (None, None) => return Err(err("the table has no `label_idx` or `label` column".into())),
-    };
-    if labels.len() != n {
-        return Err(err(format!("{} labels for {n} images", labels.len())));
+        images += batch.len();
+        pixels.extend_from_slice(&batch.pixels);
     }
-    Ok(LabelledImages { class_names, size, pixels, labels, ids, source: path.to_path_buf() })
+    let labels = super::fits::read_label_table(path).map_err(err)?;
+    if labels.labels.len() != images {
+        return Err(err(format!("{} labels for {images} images", labels.labels.len())));
+    }
+    let ids = labels.ids.unwrap_or_else(|| (0..images as i64).collect());
+    Ok(LabelledImages {
+        class_names: labels.class_names,
+        size,
+        pixels,
+        labels: labels.labels,
+        ids,
+        source: path.to_path_buf(),
+    })
 }
 
 /// Read a DeepLense-style folder tree: one sub-folder per class (classes in

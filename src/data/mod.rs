@@ -1,13 +1,20 @@
-//! Datasets on disk: the simulator's writers (Parquet, FITS, `.npy` trees), the
-//! shared record layout, atomic output, and `.npy` reading.
+//! Data on disk, one module per format: [`fits`], [`parquet`], [`npy`] (with
+//! [`npy_tree`]), [`hats`] each read and write their format; the shared record
+//! layout, atomic output, remote objects and fingerprints beside them.
 //!
-//! Every writer implements [`DatasetWriter`]: batches in, one `finish` that moves
-//! the complete output into place and reports what was written.
+//! Every cutout reader implements [`cutouts::CutoutReader`] (batches of images
+//! with their per-row problems and carried columns): the stage streams through
+//! it, and training and evaluation read their FITS sets through the same reader
+//! ([`images`] adds the labels). Every dataset writer implements
+//! [`DatasetWriter`]: batches in, one `finish` that moves the complete output
+//! into place and reports what was written.
 
 pub mod atomic;
 pub mod augment;
+pub mod cutouts;
 pub mod fingerprint;
 pub mod fits;
+pub mod hats;
 pub mod images;
 pub mod npy;
 pub mod npy_tree;

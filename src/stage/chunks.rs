@@ -13,9 +13,9 @@
 //! and `merge` checks every chunk against it. Batches never cross a chunk's
 //! boundary, so a resumed run writes the same bytes an uninterrupted one would.
 
-use super::output::PredictionWriter;
 use crate::data::atomic::{remove_stale_temporaries, write_atomically};
 use crate::data::fingerprint::{describe_change, FileFingerprint};
+use crate::data::parquet::table_writer::TableWriter;
 use crate::{Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -247,7 +247,7 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
             ),
         ));
     }
-    let mut writer: Option<PredictionWriter> = None;
+    let mut writer: Option<TableWriter> = None;
     for k in 0..manifest.chunks() {
         let part = manifest.chunk_path(dir, k);
         let file = std::fs::File::open(&part).map_err(|e| Error::io(&part, e))?;
@@ -267,7 +267,7 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
             metadata.extend(super::output::provenance(None));
             metadata.insert("lensmae:merged_from".to_string(), dir.display().to_string());
             let schema = std::sync::Arc::new(builder.schema().as_ref().clone().with_metadata(metadata));
-            writer = Some(PredictionWriter::create(out, schema, overwrite)?);
+            writer = Some(TableWriter::create(out, schema, overwrite)?);
         }
         let w = writer.as_mut().expect("created");
         for batch in builder.build().map_err(perr)? {

@@ -7,7 +7,7 @@
 //! scale is far from the model's is flagged `out_of_domain` even after
 //! resampling (its PSF and noise in pixels are not what the model learnt).
 
-use super::input::CutoutBatch;
+use crate::data::cutouts::CutoutBatch;
 use crate::data::regrid::Regrid;
 use crate::{Error, Result};
 use std::collections::HashMap;

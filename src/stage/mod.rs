@@ -8,17 +8,12 @@
 //! row, with nulls and the reason in `status`. The output appears under its name
 //! only when complete.
 
-pub mod arrow_input;
 pub mod chunks;
-pub mod fits_input;
 pub mod fits_output;
 pub mod geometry;
-pub mod hats;
-pub mod input;
-pub mod npy_input;
 pub mod output;
-pub mod parquet_input;
 
+pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres};
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::{Error, Result};
@@ -26,7 +21,6 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use candle_core::Device;
-pub use input::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use output::{predictions_schema, PREDICTIONS_SCHEMA_VERSION};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -607,7 +601,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     metadata.extend(output::provenance(opts.command.as_deref()));
     let mut schema = predictor.output_schema(&reader.carried_fields(), metadata);
     if hats_properties.is_some() && !single {
-        schema = hats::plain_tensor_columns(&schema);
+        schema = crate::data::hats::plain_tensor_columns(&schema);
     }
     // Which chunks this run writes: its shard's, less those done (resume).
     let path_of = |k: usize| if single { opts.out.clone() } else { manifest.chunk_path(&opts.out, k) };
@@ -687,7 +681,8 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     })?;
     progress.finish();
     if let (Some(props), false) = (&hats_properties, single) {
-        summary.catalogue_finished = hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?;
+        summary.catalogue_finished =
+            crate::data::hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

@@ -10,17 +10,12 @@
 //! answered but the image is unlike its training data; or why the row has no
 //! prediction). Rows without a prediction hold nulls, never a made-up value.
 
-use crate::data::atomic::AtomicPath;
+use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
-use crate::{Error, Result};
+use crate::Result;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -153,67 +148,16 @@ pub fn create_sink(target: &Path, schema: SchemaRef, rows: usize, overwrite: boo
     let ext = target.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     Ok(match ext.as_str() {
         "fits" | "fit" => Box::new(super::fits_output::FitsPredictionWriter::create(target, schema, rows, overwrite)?),
-        _ => Box::new(PredictionWriter::create(target, schema, overwrite)?),
+        _ => Box::new(TableWriter::create(target, schema, overwrite)?),
     })
 }
 
-impl PredictionSink for PredictionWriter {
+impl PredictionSink for TableWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        PredictionWriter::write(self, batch)
+        TableWriter::write(self, batch)
     }
 
     fn finish(self: Box<Self>) -> Result<usize> {
-        PredictionWriter::finish(*self)
-    }
-}
-
-/// Streams record batches into a Parquet file that appears only when finished.
-pub struct PredictionWriter {
-    atomic: AtomicPath,
-    writer: ArrowWriter<File>,
-    schema: SchemaRef,
-    rows: usize,
-}
-
-impl PredictionWriter {
-    /// Starts `target` (refused if it exists, unless `overwrite`).
-    pub fn create(target: &Path, schema: SchemaRef, overwrite: bool) -> Result<PredictionWriter> {
-        let atomic = AtomicPath::new(target, overwrite)?;
-        let file = File::create(atomic.temp_path()).map_err(|e| Error::io(atomic.temp_path(), e))?;
-        // The same key-values in the Parquet footer, for readers that ignore the Arrow schema.
-        let footer: Vec<KeyValue> =
-            schema.metadata().iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
-        let props = WriterProperties::builder()
-            .set_key_value_metadata(Some(footer))
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-            .set_max_row_group_row_count(Some(16 * 1024))
-            .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-            .map_err(|e| Error::Parquet { path: target.to_path_buf(), message: e.to_string() })?;
-        Ok(PredictionWriter { atomic, writer, schema, rows: 0 })
-    }
-
-    /// Appends one batch.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|e| self.error(e))?;
-        self.rows += batch.num_rows();
-        Ok(())
-    }
-
-    /// The columns (and metadata) written.
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    /// Writes the footer and moves the file into place; returns the rows written.
-    pub fn finish(self) -> Result<usize> {
-        let PredictionWriter { atomic, writer, rows, .. } = self;
-        writer.close().map_err(|e| Error::Parquet { path: atomic.target().to_path_buf(), message: e.to_string() })?;
-        atomic.commit()?;
-        Ok(rows)
-    }
-
-    fn error(&self, e: parquet::errors::ParquetError) -> Error {
-        Error::Parquet { path: self.atomic.target().to_path_buf(), message: e.to_string() }
+        TableWriter::finish(*self)
     }
 }

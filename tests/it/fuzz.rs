@@ -39,13 +39,21 @@ fn inputs_earlier_campaigns_found_are_refused() {
     assert!(run("fits-file", "fits-negative-gcount.fits").contains("GCOUNT = -1 is negative"));
     // Headers declaring far more data than the file holds: the training reader
     // allocated what they said (4 TB: an abort, not an error).
-    for (file, what) in
-        [("fits-cube-declared-4tb.fits", "the primary image"), ("fits-table-declared-8tb.fits", "the label table")]
-    {
+    for (file, what) in [
+        ("fits-cube-declared-4tb.fits", "image 0: truncated file: HDU 0 declares 60000 planes of 4096x4096"),
+        ("fits-table-declared-8tb.fits", "the label table"),
+    ] {
         let path = root.join("fixtures/fuzz").join(file);
         let e = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
-        assert!(e.contains(what) && e.contains("the file holds") && e.contains(file), "{file}: {e}");
+        assert!(e.contains(what) && e.contains(file), "{file}: {e}");
     }
+    // The stage read the same cube in batches of the rows asked for: 256 planes of
+    // 4096x4096 (17 GB) for a 5.7 KB file. Batches of large cutouts hold fewer rows.
+    let path = root.join("fixtures/fuzz/fits-cube-declared-4tb.fits");
+    let mut reader = lensmae::stage::open_input(&[path], &Default::default()).unwrap();
+    let batch = reader.next_batch(256).unwrap().unwrap();
+    assert_eq!(batch.len(), lensmae::data::cutouts::MAX_BATCH_PIXELS / (4096 * 4096));
+    assert!(batch.problems.iter().all(|p| p.as_ref().is_some_and(|p| p.contains("truncated file"))));
     // Read as the HATS partitions they were mutated from: list columns of 16x16.
     // The third kept the parquet crate's Thrift skipper counting to 2^31 for 20-30 s
     // (a map of booleans in a page header): refused by the bounded walk at once.

@@ -78,7 +78,7 @@ fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 fn fits_stamp(_: &Path, bytes: &[u8]) -> Result<(), String> {
-    lensmae::stage::fits_input::decode_fits_bytes(bytes).map(|_| ())
+    lensmae::data::fits::cutouts::decode_fits_bytes(bytes).map(|_| ())
 }
 
 fn parquet(scratch: &Path, bytes: &[u8]) -> Result<(), String> {

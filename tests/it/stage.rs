@@ -519,7 +519,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
     assert!(second.catalogue_finished);
     assert_eq!(first.rows + second.rows, 40);
     // Every partition file mirrored, with its rows, ids and HEALPix index.
-    let partitions = lensmae::stage::hats::partition_files(&input).unwrap();
+    let partitions = lensmae::data::hats::partition_files(&input).unwrap();
     assert_eq!(partitions.len(), 11);
     for relative in &partitions {
         let (a, b) = (read(&input.join(relative)), read(&out.join(relative)));
@@ -535,7 +535,7 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
         lines
     };
     assert_eq!(csv(&out), csv(&input));
-    let props = lensmae::stage::hats::read_properties(&out).unwrap();
+    let props = lensmae::data::hats::read_properties(&out).unwrap();
     assert_eq!(props["hats_nrows"], "40");
     assert_eq!(props["hats_col_healpix"], "_healpix_29");
     assert!(out.join("dataset/_common_metadata").exists());

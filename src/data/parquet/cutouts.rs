@@ -5,9 +5,11 @@
 //! files in bytes (alert stamps). Only the image column and the carried columns
 //! are decoded.
 
-use super::fits_input::{decode_fits_bytes, DecodedStamp};
-use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED};
+use crate::data::cutouts::{
+    rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED,
+};
 use crate::data::fingerprint::{fingerprint_all, fingerprint_file, remote_fingerprint, FileFingerprint};
+use crate::data::fits::cutouts::{decode_fits_bytes, DecodedStamp};
 use crate::data::images::{list_rows, tensor_shape};
 use crate::data::parquet::{
     open_parquet_footer, open_parquet_rows, recorded_pixel_scale, ParquetBatches, ParquetBuilder, ParquetLocation,
@@ -490,7 +492,7 @@ impl ParquetCutouts {
 
     /// A HATS catalogue: its partition files in (order, pixel) order, each a chunk.
     pub fn open_hats(dir: &Path, opts: &InputOptions) -> Result<ParquetCutouts> {
-        let relative = super::hats::partition_files(dir)?;
+        let relative = crate::data::hats::partition_files(dir)?;
         let files: Vec<PathBuf> = relative.iter().map(|r| dir.join(r)).collect();
         let mut reader = ParquetCutouts::open(&files, opts)?;
         reader.desc.format = "hats".into();
@@ -498,7 +500,7 @@ impl ParquetCutouts {
         reader.desc.files = vec![dir.to_path_buf()];
         reader.desc.natural_chunks =
             relative.iter().map(|r| r.display().to_string()).zip(reader.file_rows.iter().copied()).collect();
-        reader.desc.hats_properties = Some(super::hats::read_properties(dir)?);
+        reader.desc.hats_properties = Some(crate::data::hats::read_properties(dir)?);
         Ok(reader)
     }
 
@@ -537,7 +539,7 @@ impl CutoutReader for ParquetCutouts {
     }
 
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
-        let max_rows = max_rows.max(1);
+        let max_rows = rows_in_batch(max_rows, self.desc.image_shape);
         loop {
             if let Some(batch) = self.pending.take() {
                 // Never past the rows the file's footer declares: those rows are the plan.

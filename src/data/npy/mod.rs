@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
+pub mod cutouts;
+
 /// An n-dimensional array read from a `.npy` file, C order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
@@ -65,8 +67,8 @@ pub fn read_npy_image(path: &Path) -> Result<(NpyArray, Option<f64>)> {
         Some(2 | 3) if bytes.len() > 12 => 12 + u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
         _ => return Err(err("not an .npy file".into())),
     };
-    let value = super::pickle::unpickle(bytes.get(start..).unwrap_or_default()).map_err(&err)?;
-    let (arrays, floats) = super::pickle::arrays_and_floats(&value).map_err(&err)?;
+    let value = crate::data::pickle::unpickle(bytes.get(start..).unwrap_or_default()).map_err(&err)?;
+    let (arrays, floats) = crate::data::pickle::arrays_and_floats(&value).map_err(&err)?;
     let image = arrays.into_iter().next().ok_or_else(|| err("the object array holds no numeric array".into()))?;
     Ok((NpyArray { shape: image.shape, data: image.data }, floats.first().copied()))
 }

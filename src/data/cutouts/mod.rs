@@ -5,14 +5,16 @@
 //! the row still reaches the output with its status; problems with the input as a
 //! whole (an unreadable file, a missing column) are errors naming the file.
 
-use super::{fits_input::FitsCutouts, npy_input::NpyCutouts, parquet_input::ParquetCutouts};
 use crate::data::fingerprint::{fingerprint_all, FileFingerprint};
 use crate::data::remote;
+use crate::data::{fits::cutouts::FitsCutouts, npy::cutouts::NpyCutouts, parquet::cutouts::ParquetCutouts};
 use crate::{Error, Result};
 use arrow_array::ArrayRef;
 use arrow_schema::Field;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+pub mod arrow;
 
 /// Images of one batch, row-major `[n, height, width]`, with what travels beside them.
 #[derive(Debug, Clone)]
@@ -86,7 +88,9 @@ pub trait CutoutReader: Send {
     fn describe(&self) -> &InputDescription;
     /// The columns every batch carries, in order.
     fn carried_fields(&self) -> Vec<Field>;
-    /// The next at most `max_rows` images, or `None` at the end.
+    /// The next at most `max_rows` images (fewer when they are large: a batch
+    /// holds at most [`MAX_BATCH_PIXELS`] pixels, and at least one row), or `None`
+    /// at the end.
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>>;
     /// Passes over the next `n` rows without decoding them (chunks done already,
     /// or another shard's).
@@ -125,6 +129,17 @@ pub struct InputOptions {
     pub pixel_scale_column: Option<String>,
 }
 
+/// Most pixels a reader puts in one batch (256 MiB of f32): batches of large
+/// cutouts hold fewer rows than asked for.
+pub const MAX_BATCH_PIXELS: usize = 1 << 26;
+
+/// How many rows of `image_shape` a batch asked for `max_rows` holds: at least
+/// one, at most [`MAX_BATCH_PIXELS`] pixels.
+pub fn rows_in_batch(max_rows: usize, image_shape: [usize; 2]) -> usize {
+    let pixels = image_shape[0].saturating_mul(image_shape[1]).max(1);
+    max_rows.clamp(1, (MAX_BATCH_PIXELS / pixels).max(1))
+}
+
 /// Columns carried automatically when a Parquet input has them (survey and HATS conventions).
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 
@@ -132,7 +147,7 @@ pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "o
 /// `.npy` images or class folders) as one reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
     let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
-    if inputs.len() == 1 && super::hats::is_catalogue(first)? {
+    if inputs.len() == 1 && crate::data::hats::is_catalogue(first)? {
         return Ok(Box::new(ParquetCutouts::open_hats(first, opts)?));
     }
     for path in inputs {

@@ -7,8 +7,8 @@
 //! `dec` and the id: LSDB joins the two without repartitioning. The catalogue's
 //! metadata is written once every partition is done.
 
-use super::output::PredictionWriter;
 use crate::data::atomic::write_atomically;
+use crate::data::parquet::table_writer::TableWriter;
 use crate::data::remote;
 use crate::{Error, Result};
 use arrow_schema::SchemaRef;
@@ -233,7 +233,7 @@ pub fn finish_catalogue(
     let csv: String =
         std::iter::once("Norder,Npix\n".to_string()).chain(pixels.iter().map(|(k, n)| format!("{k},{n}\n"))).collect();
     write_atomically(&out.join("partition_info.csv"), csv)?;
-    PredictionWriter::create(&out.join("dataset").join("_common_metadata"), schema, true)?.finish()?;
+    TableWriter::create(&out.join("dataset").join("_common_metadata"), schema, true)?.finish()?;
     write_metadata_file(out, partitions)?;
     Ok(true)
 }

@@ -3,7 +3,7 @@
 //! A file that cannot be read, or is not a single image, becomes a row with that
 //! reason.
 
-use super::input::{CutoutBatch, CutoutReader, InputDescription};
+use crate::data::cutouts::{rows_in_batch, CutoutBatch, CutoutReader, InputDescription};
 use crate::data::images::sorted_entries;
 use crate::data::npy::read_npy_image;
 use crate::Result;
@@ -97,7 +97,7 @@ impl CutoutReader for NpyCutouts {
     }
 
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
-        let end = (self.next + max_rows.max(1)).min(self.files.len());
+        let end = (self.next + rows_in_batch(max_rows, self.desc.image_shape)).min(self.files.len());
         if self.next >= end {
             return Ok(None);
         }

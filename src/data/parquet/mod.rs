@@ -1,4 +1,6 @@
-//! The simulator's Parquet writer.
+//! Parquet: the simulator's dataset writer (here), cutouts read in bounded
+//! batches ([`cutouts::ParquetCutouts`], local, remote or a HATS catalogue's
+//! partitions), and any Arrow table written atomically ([`table_writer`]).
 //!
 //! Images are `FixedSizeList<Float32>` columns marked as Arrow's canonical
 //! `arrow.fixed_shape_tensor` extension through field metadata, with a *nullable*
@@ -13,10 +15,10 @@
 //! assert_eq!(field.metadata()["ARROW:extension:name"], "arrow.fixed_shape_tensor");
 //! ```
 
-use super::atomic::AtomicPath;
-use super::record::{DatasetInfo, Record, PARAM_COLUMNS};
-use super::remote::{self, RemoteObject, RemoteReader};
-use super::{DatasetWriter, WriteSummary};
+use crate::data::atomic::AtomicPath;
+use crate::data::record::{DatasetInfo, Record, PARAM_COLUMNS};
+use crate::data::remote::{self, RemoteObject, RemoteReader};
+use crate::data::{DatasetWriter, WriteSummary};
 use crate::{Error, Result};
 use arrow_array::{
     ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch,
@@ -33,6 +35,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub mod cutouts;
+pub mod table_writer;
 
 /// Field metadata key of an Arrow extension type's name.
 pub const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
@@ -259,7 +264,7 @@ impl parquet::file::reader::ChunkReader for ParquetBytes {
     }
 }
 
-impl super::parquet_bounds::ReadAt for ParquetBytes {
+impl crate::data::parquet_bounds::ReadAt for ParquetBytes {
     fn size(&self) -> std::io::Result<u64> {
         match self {
             ParquetBytes::Local(file) => file.as_ref().size(),
@@ -321,15 +326,15 @@ pub fn open_parquet_rows(location: &ParquetLocation, path: &Path, wanted: &[usiz
 fn walked(path: &Path, bytes: &ParquetBytes, wanted: &dyn Fn(usize) -> bool) -> Result<ParquetMetaData> {
     let error = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     guarded(path, || {
-        let metadata = super::parquet_bounds::check_footer(bytes).map_err(error)?;
+        let metadata = crate::data::parquet_bounds::check_footer(bytes).map_err(error)?;
         if let ParquetBytes::Remote(reader) = bytes {
             let ranges =
-                super::parquet_bounds::column_chunk_ranges(&metadata, reader.object().size()).map_err(error)?;
+                crate::data::parquet_bounds::column_chunk_ranges(&metadata, reader.object().size()).map_err(error)?;
             reader.set_column_chunks(ranges.into_iter().flatten().filter(|r| !r.is_empty()).collect());
         }
         let descriptor = metadata.file_metadata().schema_descr();
         let leaf_wanted = |leaf: usize| wanted(descriptor.get_column_root_idx(leaf));
-        super::parquet_bounds::check_column_pages(bytes, &metadata, &leaf_wanted).map_err(error)?;
+        crate::data::parquet_bounds::check_column_pages(bytes, &metadata, &leaf_wanted).map_err(error)?;
         check_dictionary_pages(bytes, &metadata, &leaf_wanted).map_err(error)?;
         Ok(metadata)
     })

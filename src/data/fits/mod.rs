@@ -1,4 +1,9 @@
-//! The simulator's FITS writer: one image cube per image column (the first in the
+//! FITS: reading cutouts ([`cutouts::FitsCutouts`], the stage's and training's
+//! one reader) and a training set's label table, the guards every read shares
+//! (declared sizes against the file's bytes, the bounded gzip header scan), and
+//! the simulator's writer.
+//!
+//! The writer writes one image cube per image column (the first in the
 //! primary HDU, the others in extensions named after the column), then a binary
 //! table `PARAMS` with `id`, `label`, `label_idx` and every parameter column, one
 //! row per cube plane. Undefined parameters are NaN (the FITS float convention).
@@ -6,15 +11,17 @@
 //! The cube has NAXIS1 = width, NAXIS2 = height, NAXIS3 = rows, so astropy's
 //! `hdul[0].data` is `(rows, height, width)`.
 
-use super::atomic::AtomicPath;
-use super::record::{DatasetInfo, Record, PARAM_COLUMNS};
-use super::{DatasetWriter, WriteSummary};
+use crate::data::atomic::AtomicPath;
+use crate::data::record::{DatasetInfo, Record, PARAM_COLUMNS};
+use crate::data::{DatasetWriter, WriteSummary};
 use crate::{Error, Result};
 use fitsio::hdu::FitsHdu;
 use fitsio::images::{ImageDescription, ImageType};
 use fitsio::tables::{ColumnDataType, ColumnDescription};
 use fitsio::FitsFile;
 use std::path::{Path, PathBuf};
+
+pub mod cutouts;
 
 /// Streams rows into `dataset.fits`, atomically. The row count is fixed up front,
 /// because a FITS cube's size is in its header.
@@ -62,8 +69,8 @@ impl FitsDatasetWriter {
             let desc = ImageDescription { data_type: ImageType::Float, dimensions: &dims[k] };
             cubes.push(file.create_image(name.to_uppercase(), &desc).map_err(&err)?);
         }
-        let scale = info.metadata.get(super::parquet::PIXEL_SCALE_KEY).and_then(|v| v.parse::<f64>().ok());
-        let unit = info.metadata.get(super::simulate::FLUX_UNIT_KEY).filter(|u| *u != "arbitrary");
+        let scale = info.metadata.get(crate::data::parquet::PIXEL_SCALE_KEY).and_then(|v| v.parse::<f64>().ok());
+        let unit = info.metadata.get(crate::data::simulate::FLUX_UNIT_KEY).filter(|u| *u != "arbitrary");
         for (cube, (_, size)) in cubes.iter().zip(&columns) {
             // A column of another size (the LR images) has proportionally larger pixels.
             let scale = scale.map(|s| s * info.image_size as f64 / *size as f64);
@@ -470,6 +477,60 @@ fn data_bytes(cards: &std::collections::HashMap<String, i64>, groups: bool) -> s
         .and_then(|e| e.checked_mul(gcount as u64))
         .and_then(|e| e.checked_mul(bitpix.unsigned_abs() / 8))
         .ok_or_else(too_big)
+}
+
+/// The labels of a FITS training set: its first binary table's `label_idx`
+/// and/or `label` columns (and `id`, when it has one).
+pub struct LabelTable {
+    /// Per row: the class index.
+    pub labels: Vec<usize>,
+    /// Class names by index (from `label`, else `class_<i>`).
+    pub class_names: Vec<String>,
+    /// Per row: the `id` column, when the table has one.
+    pub ids: Option<Vec<i64>>,
+}
+
+/// Reads the first binary table of `path` as labels (see [`LabelTable`]); the
+/// table's declared size is checked against the file's bytes first.
+pub fn read_label_table(path: &Path) -> std::result::Result<LabelTable, String> {
+    let mut f = open_fits(path)?;
+    let count = f.num_hdus().map_err(|e| fits_message(&e))?;
+    let table = (1..count)
+        .find_map(|i| {
+            let hdu = f.hdu(i).ok()?;
+            matches!(hdu.info, fitsio::hdu::HduInfo::TableInfo { .. }).then_some(hdu)
+        })
+        .ok_or_else(|| "no binary table of labels".to_string())?;
+    let (row_bytes, rows): (i64, i64) = (
+        table.read_key(&mut f, "NAXIS1").map_err(|e| fits_message(&e))?,
+        table.read_key(&mut f, "NAXIS2").map_err(|e| fits_message(&e))?,
+    );
+    let declared = (row_bytes as u64).checked_mul(rows as u64);
+    check_declared_bytes(&mut f, path, "the label table", declared)?;
+    let idx: Option<Vec<i64>> = table.read_col(&mut f, "label_idx").ok();
+    let names: Option<Vec<String>> = table.read_col(&mut f, "label").ok();
+    let ids: Option<Vec<i64>> = table.read_col(&mut f, "id").ok();
+    let (labels, class_names) = match (idx, names) {
+        (Some(idx), names) => {
+            let labels: Vec<usize> = idx.iter().map(|&v| v.max(0) as usize).collect();
+            let k = labels.iter().max().map_or(0, |m| m + 1);
+            let mut class_names: Vec<String> = (0..k).map(|i| format!("class_{i}")).collect();
+            if let Some(names) = names {
+                for (&l, name) in labels.iter().zip(&names) {
+                    class_names[l] = name.trim().to_string();
+                }
+            }
+            (labels, class_names)
+        }
+        (None, Some(names)) => {
+            let mut unique: Vec<String> = names.iter().map(|s| s.trim().to_string()).collect();
+            unique.sort();
+            unique.dedup();
+            (names.iter().map(|s| unique.iter().position(|u| u == s.trim()).expect("present")).collect(), unique)
+        }
+        (None, None) => return Err("the table has no `label_idx` or `label` column".into()),
+    };
+    Ok(LabelTable { labels, class_names, ids })
 }
 
 /// The pixel scale of image HDU `hdu`, arcsec per pixel, from its WCS: the CD

@@ -13,8 +13,9 @@
 //! header declares far more than could ever be there), and an image larger than
 //! any cutout is refused with its size.
 
-use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
-use crate::data::fits::{data_bytes_in_file, fits_message, open_fits, wcs_pixel_scale};
+use super::{data_bytes_in_file, fits_message, open_fits, wcs_pixel_scale};
+use crate::data::cutouts::rows_in_batch;
+use crate::data::cutouts::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
@@ -505,12 +506,15 @@ impl CutoutReader for FitsCutouts {
     }
 
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
-        let end = (self.next + max_rows.max(1)).min(self.plan.len());
+        let [h, w] = self.desc.image_shape;
+        let n = h * w;
+        // Large cutouts come in fewer rows, so a batch of them (or of the planes a
+        // hostile header declares) cannot outgrow memory.
+        let max_rows = rows_in_batch(max_rows, [h, w]);
+        let end = (self.next + max_rows).min(self.plan.len());
         if self.next >= end {
             return Ok(None);
         }
-        let [h, w] = self.desc.image_shape;
-        let n = h * w;
         let rows = end - self.next;
         let mut pixels = vec![0f32; rows * n];
         let mut problems = vec![None; rows];

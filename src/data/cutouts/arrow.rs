@@ -6,8 +6,8 @@
 //! given: the model then sees the batches `predict` makes from one Parquet file
 //! of the same rows, so it gives the same values bit for bit.
 
-use super::input::{CutoutBatch, CutoutReader, InputDescription, InputOptions};
-use super::parquet_input::{first_stamp_in, TableLayout};
+use super::{CutoutBatch, CutoutReader, InputDescription, InputOptions};
+use crate::data::parquet::cutouts::{first_stamp_in, TableLayout};
 use crate::data::parquet::{recorded_pixel_scale, PIXEL_SCALE_KEY};
 use crate::{Error, Result};
 use arrow_array::RecordBatch;
@@ -67,7 +67,7 @@ impl CutoutReader for ArrowCutouts {
     }
 
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
-        let max_rows = max_rows.max(1);
+        let max_rows = super::rows_in_batch(max_rows, self.desc.image_shape);
         let (mut parts, mut rows) = (Vec::new(), 0);
         while rows < max_rows {
             let Some(batch) = self.queue.pop_front() else { break };
