@@ -299,6 +299,39 @@ fn a_simulated_fits_dataset_reads_back_as_the_same_labelled_images() {
 }
 
 #[test]
+fn fits_training_sets_are_read_as_the_stage_reads_cutouts() {
+    // A 16-bit cube with BSCALE/BZERO, its labels in a table; plane 1 holds a BLANK
+    // pixel: the training reader read it as the number -32.668 (cfitsio checks BLANK
+    // only when asked), the stage's reader (which training now shares) as missing,
+    // so training refuses the image.
+    use fitsio::images::{ImageDescription, ImageType};
+    use fitsio::tables::{ColumnDataType, ColumnDescription};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, blank_at: Option<usize>| {
+        let path = dir.path().join(name);
+        let raw: Vec<i16> =
+            (0..3 * 8 * 8).map(|i| if Some(i) == blank_at { -32768 } else { (i % 50) as i16 - 20 }).collect();
+        let desc = ImageDescription { data_type: ImageType::Short, dimensions: &[3, 8, 8] };
+        let mut f = fitsio::FitsFile::create(&path).with_custom_primary(&desc).open().unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        hdu.write_image(&mut f, &raw).unwrap();
+        hdu.write_key(&mut f, "BSCALE", 0.001f64).unwrap();
+        hdu.write_key(&mut f, "BZERO", 0.1f64).unwrap();
+        hdu.write_key(&mut f, "BLANK", -32768i64).unwrap();
+        let label = ColumnDescription::new("label_idx").with_type(ColumnDataType::Short).create().unwrap();
+        let table = f.create_table("LABELS", &[label]).unwrap();
+        table.write_col(&mut f, "label_idx", &[0i16, 1, 1]).unwrap();
+        path
+    };
+    let clean = lensmae::data::images::read_labelled_images(&write("clean.fits", None), "image").unwrap();
+    assert_eq!((clean.size, clean.labels.clone(), clean.ids.clone()), (8, vec![0, 1, 1], vec![0, 1, 2]));
+    assert!((clean.pixels[1] - (0.1 + 0.001 * -19.0)).abs() < 1e-6, "{}", clean.pixels[1]);
+    let blank = write("blank.fits", Some(64 + 5));
+    let e = lensmae::data::images::read_labelled_images(&blank, "image").unwrap_err().to_string();
+    assert!(e.contains("blank.fits") && e.contains("image 1: non-finite pixel at index 5"), "{e}");
+}
+
+#[test]
 fn a_deeplense_npy_tree_with_pickled_axion_files_reads_as_labelled_images() {
     let set = lensmae::data::images::read_labelled_images(&fixture("npy-tree"), "image").unwrap();
     assert_eq!(set.class_names, vec!["axion", "cdm", "no_sub"]);
