@@ -24,7 +24,7 @@ cargo build --release --quiet --bin lensmae
 B=./target/release/lensmae
 $B simulate --preset "$OWN" --n-per-class "$N" --seed 16 --out "$OUT/own" --quiet
 $B simulate --preset "$OTHER" --n-per-class "$N" --seed 17 --out "$OUT/other" --quiet
-$B evaluate --model "$MODEL" --input "$OUT/own/dataset.parquet" --report "$OUT/own-eval.json" --overwrite 2>&1 | head -2 >&2
+$B evaluate --model "$MODEL" --input "$OUT/own/dataset.parquet" --report "$OUT/own-eval.json" --overwrite 2>&1 | sed -n 1,2p >&2  # sed reads it all: no SIGPIPE under pipefail
 "$PY" bench/ood_sets.py "$OUT/own/dataset.parquet" "$OUT" 0 >/dev/null
 sets=(own/dataset other/dataset uint16 int16 uniform-noise gaussian-noise constant)
 for s in "${sets[@]}"; do

@@ -139,7 +139,9 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                batch_size: int = 64, nan_policy: str = "fail",
                pixel_scale: Optional[Union[float, str]] = None) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
-    ``"bundled:superres"`` (16x16 -> 64x64), or a checkpoint path.
+    ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
+    calibrated, see models/README.md), ``"bundled:superres"`` or
+    ``"bundled:survey-superres"`` (16x16 -> 64x64), or a checkpoint path.
 
     ``task``: ``classify`` (default), ``superres`` or ``all`` (super-resolve, then
     classify); inferred from ``sr_model`` when not given. ``device``: ``cpu`` or
@@ -150,7 +152,7 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     (cropped or padded, never resampled); as ``lensmae predict --pixel-scale``.
     """
     if task is None:
-        if model == "bundled:superres":
+        if model in ("bundled:superres", "bundled:survey-superres"):
             task, sr_model, model = "superres", model, None
         else:
             task = "all" if (sr_model and model) else "superres" if sr_model else "classify"

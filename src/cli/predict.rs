@@ -88,7 +88,8 @@ enum NanArg {
 pub struct PredictArgs {
     #[command(flatten)]
     input: InputArgs,
-    /// Classifier checkpoint (default: the bundled classifier, `bundled:classifier`).
+    /// Classifier checkpoint (default: the bundled classifier of noise-free Model II
+    /// lenses, `bundled:classifier`; for noisy survey cutouts `bundled:survey-classifier`).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Super-resolution checkpoint (default: the bundled model, `bundled:superres`).
@@ -205,6 +206,13 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         summary.seconds,
         summary.rows as f64 / summary.seconds.max(1e-9)
     );
+    if args.model.is_none() && task != StageTask::Superres && summary.out_of_domain * 2 > summary.predicted {
+        eprintln!(
+            "note: most rows are unlike the images of the default classifier (bundled:classifier: noise-free \
+             DeepLense Model II); for noisy survey cutouts (Euclid VIS-like) try `--model \
+             bundled:survey-classifier` (models/README.md)"
+        );
+    }
     crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
     if summary.failed as f64 > args.max_failed_fraction * summary.rows as f64 {
         let mut reasons: Vec<(&String, &usize)> = summary.not_predicted.iter().collect();

@@ -349,7 +349,8 @@ pub struct EvaluateArgs {
 pub enum ModelCommand {
     /// Print a checkpoint's description (config, task, classes, provenance).
     Info {
-        /// The checkpoint (or `bundled:classifier`, `bundled:superres`).
+        /// The checkpoint (or a bundled model: `bundled:classifier`, `bundled:superres`,
+        /// `bundled:survey-classifier`, `bundled:survey-superres`).
         checkpoint: PathBuf,
     },
     /// Write a compact copy of a checkpoint for shipping: weights in f16

@@ -161,9 +161,25 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let survey_args =
         ["simulate", "--preset", "survey", "--n-per-class", "4", "--seed", "3", "--out", &d("survey"), "-q"];
     ok(&[&survey_args[..], &["--refit-detectability"]].concat());
-    ok(&["predict", "--input", &d("survey/dataset.parquet"), "--out", &d("survey.parquet")]);
+    let default = ok(&["predict", "--input", &d("survey/dataset.parquet"), "--out", &d("survey.parquet")]);
     let survey = crate::stage::strings(&crate::stage::read(std::path::Path::new(&d("survey.parquet"))), "status");
     assert!(survey.iter().all(|s| s.as_deref() == Some("out_of_domain")), "{survey:?}");
+    // ... and the user is pointed to the model trained on such lenses, which takes them in.
+    let note = String::from_utf8_lossy(&default.stderr);
+    assert!(note.contains("try `--model bundled:survey-classifier`"), "{note}");
+    let for_survey = d("survey-model.parquet");
+    ok(&[
+        "predict",
+        "--input",
+        &d("survey/dataset.parquet"),
+        "--model",
+        "bundled:survey-classifier",
+        "--out",
+        &for_survey,
+    ]);
+    let statuses = crate::stage::strings(&crate::stage::read(std::path::Path::new(&for_survey)), "status");
+    let inside = statuses.iter().filter(|s| s.as_deref() == Some("ok")).count();
+    assert!(inside >= 10, "{statuses:?}");
     // evaluate reports them per bin of sub_snr (with the false alarms on no_sub), the
     // in-domain fraction, and draws the reliability diagram and sensitivity curves.
     let report = d("survey-eval.json");
@@ -563,7 +579,7 @@ fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
         ("pipelines/quickstart.toml", 10),
         ("pipelines/paper.toml", 36),
         ("pipelines/bundled.toml", 15),
-        ("pipelines/survey.toml", 13),
+        ("pipelines/survey.toml", 15),
     ] {
         let path = root.join(file);
         let run = ok(&["run", path.to_str().unwrap(), "--dry-run", "--force"]);
