@@ -2,7 +2,7 @@
 baseline, on the same images and split as the ViT (issue 20).
 
     python bench/resnet18_baseline.py DATASET SPLIT_JSON OUT_JSON [EPOCHS] [HELDOUT [PREDICTIONS]]
-        [--scaling noise-asinh|antisymmetric-asinh]
+        [--scaling noise-asinh|antisymmetric-asinh] [--also HELDOUT2 PREDICTIONS2 ...]
 
 DATASET: a `lensmae simulate` Parquet file; SPLIT_JSON: the `<checkpoint>.split.json`
 a lensmae fine-tuning wrote (the ids of its train / validation / test rows); the
@@ -19,7 +19,9 @@ AUC (one-vs-rest, as scikit-learn's roc_auc_score) and accuracy as JSON; with
 PREDICTIONS, also the held-out rows' probabilities as a Parquet table in the columns of
 `lensmae predict` (`row`, `id`, `p_<class>`), so that `lensmae evaluate --predictions
 PREDICTIONS --input HELDOUT` puts the baseline through the ViT's report (bins of
-`sub_snr` / `sub_snr_refit`, brightness-matched detection AUC, calibration).
+`sub_snr` / `sub_snr_refit`, brightness-matched detection AUC, calibration). Each
+`--also HELDOUT2 PREDICTIONS2` (repeatable) scores one more labelled set with the same
+model and writes its probabilities likewise (lenses another simulator rendered).
 Needs torch, numpy, pyarrow (bench/requirements-torch.txt).
 """
 import json
@@ -141,6 +143,11 @@ def main():
         del args[at:at + 2]
         if scaling not in SCALINGS:
             sys.exit(f"--scaling {scaling}: one of {', '.join(SCALINGS)}")
+    also = []
+    while "--also" in args:
+        at = args.index("--also")
+        also.append((args[at + 1], args[at + 2]))
+        del args[at:at + 3]
     data, split_path, out_path = args[:3]
     epochs = int(args[3]) if len(args) > 3 else 8
     heldout = args[4] if len(args) > 4 else None
@@ -195,8 +202,14 @@ def main():
         if predictions_out:
             write_predictions(predictions_out, h_ids, h_probs, names)
             result["heldout_predictions"] = predictions_out
+    for other, other_predictions in also:
+        o_ids, o_labels, o_images, _ = load(other)
+        o_probs = predict(model, scale(o_images, scaling))
+        write_predictions(other_predictions, o_ids, o_probs, names)
+        result.setdefault("also", []).append(
+            {"data": other, "metrics": metrics(o_probs, o_labels, names), "predictions": other_predictions})
     json.dump(result, open(out_path, "w"), indent=1)
-    print(json.dumps({k: result[k] for k in ("test", "heldout") if k in result}))
+    print(json.dumps({k: result[k] for k in ("test", "heldout", "also") if k in result}))
 
 
 if __name__ == "__main__":
