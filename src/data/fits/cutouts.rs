@@ -14,8 +14,7 @@
 //! any cutout is refused with its size.
 
 use super::{data_bytes_in_file, fits_message, open_fits, wcs_pixel_scale};
-use crate::data::cutouts::rows_in_batch;
-use crate::data::cutouts::{CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
+use crate::data::cutouts::{rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
