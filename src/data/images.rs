@@ -1,20 +1,22 @@
-//! Labelled image sets in memory, read from the simulator's Parquet datasets (or
-//! any Parquet table with an image column and labels), for training and
-//! evaluation.
+//! Labelled image sets in memory, for training and evaluation: a Parquet table
+//! with an image column and labels (the simulator's datasets), a FITS file of
+//! cutouts with a label table, or a DeepLense folder of `.npy` class folders.
 //!
-//! The image column may be a `FixedSizeList` or `List` of float32/float64 (shape
-//! from the `arrow.fixed_shape_tensor` metadata, else a square), labels come from
-//! `label_idx` (any integer type) or from `label` strings. A missing column, a
-//! wrong type, a wrong size or a non-finite pixel is an error that names the file,
-//! the column and the row.
+//! Images come through the stage's cutout readers ([`ParquetCutouts`],
+//! [`FitsCutouts`]), so a training set is read as a prediction input is: the
+//! same column layouts (tensor or float lists, FITS stamps in bytes), BSCALE,
+//! BLANK and truncation handling. Labels come from `label_idx` (any integer
+//! type) or `label` strings ([`columns::read_label_table`], or the FITS label
+//! table). A training set needs every image: a missing column, a wrong type, an
+//! undecodable row or a non-finite pixel is an error that names the file, the
+//! column and the row.
 
 use crate::data::cutouts::{CutoutReader, InputOptions};
 use crate::data::fits::cutouts::FitsCutouts;
+use crate::data::parquet::columns;
+pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABELLED};
+use crate::data::parquet::cutouts::ParquetCutouts;
 use crate::{Error, Result};
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::DataType;
 use std::path::{Path, PathBuf};
 
 /// Single-band square images with integer labels, row-major `[n, size, size]`.
@@ -233,143 +235,84 @@ fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
     Ok((read(&lr_dir)?, read(&hr_dir)?))
 }
 
-/// Named columns of numbers, row by row (`None` where null).
-pub type FloatColumns = Vec<(String, Vec<Option<f64>>)>;
-
-/// The float columns `names` of a Parquet file that has them (others are left
-/// out), row by row; integer columns are read as floats, nulls stay `None`.
-/// For reporting metrics per bin of a simulated parameter (`sub_snr`, ...).
-pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<FloatColumns> {
-    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let builder = super::parquet::open_parquet(path)?;
-    let schema = builder.schema().clone();
-    let present: Vec<&str> =
-        names.iter().copied().filter(|n| schema.field_with_name(n).is_ok_and(|f| f.data_type().is_numeric())).collect();
-    let wanted: Vec<usize> = present.iter().filter_map(|n| schema.index_of(n).ok()).collect();
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
-    let mut columns: FloatColumns = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
-    for batch in reader {
-        let batch = batch?;
-        for (name, values) in columns.iter_mut() {
-            let col = batch.column_by_name(name).expect("projected");
-            let as_f64 = arrow_cast_f64(col).map_err(|m| err(format!("column `{name}`: {m}")))?;
-            values.extend(as_f64.iter());
-        }
-    }
-    Ok(columns)
-}
-
-pub(crate) fn arrow_cast_f64(col: &ArrayRef) -> std::result::Result<arrow_array::Float64Array, String> {
-    Ok(match col.data_type() {
-        DataType::Float64 => col.as_primitive::<Float64Type>().clone(),
-        DataType::Float32 => col.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),
-        DataType::Int64 => col.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
-        DataType::Int32 => col.as_primitive::<Int32Type>().iter().map(|v| v.map(f64::from)).collect(),
-        DataType::Int16 => col.as_primitive::<Int16Type>().iter().map(|v| v.map(f64::from)).collect(),
-        DataType::Int8 => col.as_primitive::<Int8Type>().iter().map(|v| v.map(f64::from)).collect(),
-        other => return Err(format!("type {other} is not read as a number here")),
-    })
-}
-
 /// Read a labelled Parquet dataset (see the module doc) from `path`.
 pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
     read_parquet_images_labelled(path, image_column, true)
 }
 
-/// Class of the images of a file without labels (super-resolution pairs need none).
-pub const UNLABELLED: &str = "unlabelled";
-
 /// [`read_parquet_images`]; without `require_labels`, a file with no label column
 /// gives one class, [`UNLABELLED`].
 fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels: bool) -> Result<LabelledImages> {
-    read_parquet_rows(path, Some(image_column), require_labels)
+    let table = columns::read_label_table(path, require_labels)?;
+    let ids = table.ids.unwrap_or_else(|| (0..table.labels.len() as i64).collect());
+    let opts = InputOptions { image_column: Some(image_column.to_string()), ..InputOptions::default() };
+    let mut cutouts = ParquetCutouts::open(&[path.to_path_buf()], &opts)?;
+    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let name_row = |row: usize| match ids.get(row) {
+        Some(id) => format!("column `{image_column}`, row id {id}"),
+        None => format!("column `{image_column}`, row {row}"),
+    };
+    let (size, pixels) = read_every_cutout(&mut cutouts, name_row, err)?;
+    if pixels.len() != table.labels.len() * size * size {
+        return Err(err(format!("{} labels for {} images", table.labels.len(), pixels.len() / (size * size))));
+    }
+    Ok(LabelledImages {
+        class_names: table.class_names,
+        size,
+        pixels,
+        labels: table.labels,
+        ids,
+        source: path.to_path_buf(),
+    })
 }
 
 /// The labels and ids of a labelled Parquet dataset without its images (`size`
 /// 0, no pixels): what scoring a table of predictions needs.
 pub fn read_parquet_labels(path: &Path) -> Result<LabelledImages> {
-    read_parquet_rows(path, None, true)
+    let table = columns::read_label_table(path, true)?;
+    let ids = table.ids.unwrap_or_else(|| (0..table.labels.len() as i64).collect());
+    Ok(LabelledImages {
+        class_names: table.class_names,
+        size: 0,
+        pixels: Vec::new(),
+        labels: table.labels,
+        ids,
+        source: path.to_path_buf(),
+    })
 }
 
-/// Labels, ids and, with an `image_column`, the images of a Parquet dataset.
-fn read_parquet_rows(path: &Path, image_column: Option<&str>, require_labels: bool) -> Result<LabelledImages> {
-    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let builder = super::parquet::open_parquet(path)?;
-    let schema = builder.schema().clone();
-    let size = match image_column {
-        Some(name) => {
-            let field = schema.field_with_name(name).map_err(|_| err(format!("no column `{name}`")))?;
-            image_size(field).map_err(|m| err(format!("column `{name}`: {m}")))?
-        }
-        None => 0,
-    };
-    let mut class_names: Option<Vec<String>> =
-        schema.metadata().get("lensmae:class_names").and_then(|s| serde_json::from_str(s).ok());
-    let has_idx = schema.field_with_name("label_idx").is_ok();
-    let has_label = schema.field_with_name("label").is_ok();
-    // Without lensmae's class list, `label_idx` numbers nameless classes: the
-    // `label` strings (when there) say which class is which.
-    let from_strings = has_label && (!has_idx || class_names.is_none());
-    let unlabelled = !has_idx && !has_label;
-    if unlabelled && require_labels {
-        return Err(err("no `label_idx` or `label` column".into()));
+/// Every image of `cutouts` (square), as a training set needs them: a row the
+/// reader cannot give or a non-finite pixel is an error naming the row
+/// (`name_row` says how; `err` makes the error of the input).
+fn read_every_cutout(
+    cutouts: &mut dyn CutoutReader,
+    name_row: impl Fn(usize) -> String,
+    err: impl Fn(String) -> Error,
+) -> Result<(usize, Vec<f32>)> {
+    let [height, width] = cutouts.describe().image_shape;
+    if height != width || height == 0 {
+        return Err(err(format!("the images are {height}x{width}; expected square images")));
     }
-    // Decode only the columns used: a dataset also holds parameter columns, and a
-    // super-resolution file a second image column.
-    let wanted: Vec<usize> = ["id", "label", "label_idx"]
-        .into_iter()
-        .chain(image_column)
-        .filter_map(|name| schema.index_of(name).ok())
-        .collect();
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(1024))?;
-    let (mut pixels, mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut row0 = 0i64;
-    for batch in reader {
-        let batch = batch?;
-        let batch_ids = id_column(&batch, row0).map_err(&err)?;
-        if let Some(name) = image_column {
-            append_images(batch.column_by_name(name).expect("checked"), size, &batch_ids, &mut pixels)
-                .map_err(|m| err(format!("column `{name}`: {m}")))?;
+    let image_len = height * width;
+    // Reserved once for the rows the input declares (growing a vector of
+    // hundreds of MB by doubling costs more than reading it), but never more
+    // than a hostile header asks for beyond 1 GiB.
+    let declared = cutouts.describe().rows.saturating_mul(image_len).min(1 << 28);
+    let mut pixels = Vec::new();
+    pixels.try_reserve_exact(declared).map_err(|e| err(format!("{declared} pixels: {e}")))?;
+    let mut rows = 0;
+    while let Some(batch) = cutouts.next_batch(4096)? {
+        if let Some((k, problem)) = batch.problems.iter().enumerate().find_map(|(k, p)| Some(k).zip(p.as_ref())) {
+            return Err(err(format!("{}: {problem}", name_row(rows + k))));
         }
-        if unlabelled {
-            labels.resize(labels.len() + batch.num_rows(), 0);
-            class_names.get_or_insert_with(|| vec![UNLABELLED.to_string()]);
-        } else if !from_strings {
-            labels.extend(integer_column(&batch, "label_idx").map_err(&err)?);
-        } else {
-            let col = batch.column_by_name("label").expect("checked");
-            let strings =
-                col.as_string_opt::<i32>().ok_or_else(|| err("column `label` is not a string column".into()))?;
-            for (k, s) in strings.iter().enumerate() {
-                label_strings.push(s.ok_or_else(|| err(format!("row id {}: null label", batch_ids[k])))?.to_string());
-            }
+        if let Some(k) = batch.pixels.iter().position(|v| !v.is_finite()) {
+            let (row, index) = (rows + k / image_len, k % image_len);
+            return Err(err(format!("{}: non-finite pixel at index {index} ({})", name_row(row), batch.pixels[k])));
         }
-        row0 += batch.num_rows() as i64;
-        ids.extend(batch_ids);
+        rows += batch.len();
+        pixels.extend_from_slice(&batch.pixels);
     }
-    if from_strings {
-        let names = class_names.get_or_insert_with(|| {
-            let mut u: Vec<String> = label_strings.clone();
-            u.sort();
-            u.dedup();
-            u
-        });
-        for (k, s) in label_strings.iter().enumerate() {
-            let idx = names
-                .iter()
-                .position(|n| n == s)
-                .ok_or_else(|| err(format!("row id {}: unknown label `{s}`", ids[k])))?;
-            labels.push(idx);
-        }
-    }
-    let max_label = labels.iter().copied().max().unwrap_or(0);
-    let class_names = class_names.unwrap_or_else(|| (0..=max_label).map(|i| format!("class_{i}")).collect());
-    if let Some(k) = labels.iter().position(|&l| l >= class_names.len()) {
-        return Err(err(format!("row id {}: label_idx {} but only {} classes", ids[k], labels[k], class_names.len())));
-    }
-    Ok(LabelledImages { class_names, size, pixels, labels, ids, source: path.to_path_buf() })
+    Ok((height, pixels))
 }
 
 /// Read labelled images from a FITS file as `lensmae simulate --format fits`
@@ -382,24 +325,8 @@ fn read_parquet_rows(path: &Path, image_column: Option<&str>, require_labels: bo
 pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
     let err = |message: String| Error::Fits { path: path.to_path_buf(), message };
     let mut cutouts = FitsCutouts::open(&[path.to_path_buf()], &InputOptions::default())?;
-    let [height, width] = cutouts.describe().image_shape;
-    if height != width {
-        return Err(err(format!("the images are {height}x{width}; expected square images")));
-    }
-    let size = height;
-    let mut pixels = Vec::new();
-    let mut images = 0;
-    while let Some(batch) = cutouts.next_batch(256)? {
-        if let Some((k, problem)) = batch.problems.iter().enumerate().find_map(|(k, p)| Some(k).zip(p.as_ref())) {
-            return Err(err(format!("image {}: {problem}", images + k)));
-        }
-        if let Some(k) = batch.pixels.iter().position(|v| !v.is_finite()) {
-            let image = images + k / (size * size);
-            return Err(err(format!("image {image}: non-finite pixel at index {}", k % (size * size))));
-        }
-        images += batch.len();
-        pixels.extend_from_slice(&batch.pixels);
-    }
+    let (size, pixels) = read_every_cutout(&mut cutouts, |row| format!("image {row}"), err)?;
+    let images = pixels.len() / (size * size);
     let labels = super::fits::read_label_table(path).map_err(err)?;
     if labels.labels.len() != images {
         return Err(err(format!("{} labels for {images} images", labels.labels.len())));
@@ -449,111 +376,6 @@ pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledI
     match ext.as_str() {
         "fits" | "fit" | "fts" => read_fits_images(path),
         _ => read_parquet_images(path, image_column),
-    }
-}
-
-fn image_size(field: &arrow_schema::Field) -> std::result::Result<usize, String> {
-    let len = match field.data_type() {
-        DataType::FixedSizeList(item, n) if matches!(item.data_type(), DataType::Float32 | DataType::Float64) => {
-            Some(*n as usize)
-        }
-        DataType::List(item) if matches!(item.data_type(), DataType::Float32 | DataType::Float64) => None,
-        other => return Err(format!("images must be lists of float32/float64, found {other}")),
-    };
-    if let Some(shape) = tensor_shape(field) {
-        return match shape?.as_slice() {
-            [h, w] if h == w => Ok(*h),
-            [1, h, w] if h == w => Ok(*h),
-            other => Err(format!("images must be square and single-band, shape is {other:?}")),
-        };
-    }
-    let len = len.ok_or("variable-length lists need a fixed_shape_tensor shape")?;
-    let side = (len as f64).sqrt().round() as usize;
-    if side * side != len {
-        return Err(format!("{len} values per row is not a square image"));
-    }
-    Ok(side)
-}
-
-/// The values of a list-of-floats image column as f32, with each row's offsets
-/// into them (`offsets[r]..offsets[r + 1]`); nulls are left to the caller.
-pub(crate) fn list_rows(col: &ArrayRef) -> std::result::Result<(Vec<f32>, Vec<usize>), String> {
-    let (values, offsets): (ArrayRef, Vec<usize>) = match col.data_type() {
-        DataType::FixedSizeList(_, n) => {
-            let (l, n) = (col.as_fixed_size_list(), *n as usize);
-            (l.values().slice(l.value_offset_at(0), l.len() * n), (0..=l.len()).map(|i| i * n).collect())
-        }
-        DataType::List(_) => {
-            let l = col.as_list::<i32>();
-            let o = l.value_offsets();
-            let base = o[0] as usize;
-            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
-        }
-        DataType::LargeList(_) => {
-            let l = col.as_list::<i64>();
-            let o = l.value_offsets();
-            let base = o[0] as usize;
-            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
-        }
-        other => return Err(format!("images must be lists of float32/float64, found {other}")),
-    };
-    let floats: Vec<f32> = match values.data_type() {
-        DataType::Float32 => values.as_primitive::<Float32Type>().values().to_vec(),
-        DataType::Float64 => values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect(),
-        other => return Err(format!("image values are {other}, not float32/float64")),
-    };
-    Ok((floats, offsets))
-}
-
-/// The `[H, W, ...]` shape an `arrow.fixed_shape_tensor` field declares, if any.
-pub(crate) fn tensor_shape(field: &arrow_schema::Field) -> Option<std::result::Result<Vec<usize>, String>> {
-    let meta = field.metadata().get(crate::data::parquet::EXTENSION_METADATA_KEY)?;
-    Some(
-        serde_json::from_str::<serde_json::Value>(meta)
-            .map_err(|e| format!("bad tensor metadata: {e}"))
-            .and_then(|v| serde_json::from_value(v["shape"].clone()).map_err(|e| format!("bad tensor shape: {e}"))),
-    )
-}
-
-fn append_images(col: &ArrayRef, size: usize, ids: &[i64], out: &mut Vec<f32>) -> std::result::Result<(), String> {
-    let n = size * size;
-    let (floats, offsets) = list_rows(col)?;
-    for row in 0..offsets.len() - 1 {
-        if col.is_null(row) {
-            return Err(format!("row id {}: null image", ids[row]));
-        }
-        let (a, b) = (offsets[row], offsets[row + 1]);
-        if b - a != n {
-            return Err(format!("row id {}: {} pixels, expected {size}x{size}", ids[row], b - a));
-        }
-        let img = &floats[a..b];
-        if let Some(k) = img.iter().position(|v| !v.is_finite()) {
-            return Err(format!("row id {}: non-finite pixel {} at index {k}", ids[row], img[k]));
-        }
-        out.extend_from_slice(img);
-    }
-    Ok(())
-}
-
-fn id_column(batch: &RecordBatch, row0: i64) -> std::result::Result<Vec<i64>, String> {
-    match batch.column_by_name("id") {
-        None => Ok((0..batch.num_rows() as i64).map(|i| row0 + i).collect()),
-        Some(_) => integer_column(batch, "id").map(|v| v.into_iter().map(|x| x as i64).collect()),
-    }
-}
-
-fn integer_column(batch: &RecordBatch, name: &str) -> std::result::Result<Vec<usize>, String> {
-    let col = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"))?;
-    if col.null_count() > 0 {
-        return Err(format!("column `{name}` has nulls"));
-    }
-    let to_usize = |v: i64| usize::try_from(v).map_err(|_| format!("column `{name}` has a negative value {v}"));
-    match col.data_type() {
-        DataType::Int8 => col.as_primitive::<Int8Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
-        DataType::Int16 => col.as_primitive::<Int16Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
-        DataType::Int32 => col.as_primitive::<Int32Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
-        DataType::Int64 => col.as_primitive::<Int64Type>().values().iter().map(|&v| to_usize(v)).collect(),
-        other => Err(format!("column `{name}` is {other}, not an integer")),
     }
 }
 

@@ -4,8 +4,8 @@
 //!
 //! Every cutout reader implements [`cutouts::CutoutReader`] (batches of images
 //! with their per-row problems and carried columns): the stage streams through
-//! it, and training and evaluation read their FITS sets through the same reader
-//! ([`images`] adds the labels). Every dataset writer implements
+//! it, and training and evaluation read their Parquet and FITS sets through the
+//! same readers ([`images`] adds the labels). Every dataset writer implements
 //! [`DatasetWriter`]: batches in, one `finish` that moves the complete output
 //! into place and reports what was written.
 
@@ -33,6 +33,18 @@ use crate::Result;
 use std::path::PathBuf;
 
 pub use record::{DatasetInfo, Record, Task};
+
+/// The labels of a training set, read beside its images (a FITS file's binary
+/// table, a Parquet table's label columns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelTable {
+    /// Per row: the class index.
+    pub labels: Vec<usize>,
+    /// Class names by index.
+    pub class_names: Vec<String>,
+    /// Per row: the `id` column, when the table has one.
+    pub ids: Option<Vec<i64>>,
+}
 
 /// What a finished writer reports.
 #[derive(Debug, Clone, PartialEq)]

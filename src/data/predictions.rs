@@ -8,7 +8,7 @@
 //! probability (a row `predict` could not score) stays `None`, for the caller to
 //! report; it is never dropped or read as 0.
 
-use super::images::arrow_cast_f64;
+use super::parquet::columns::arrow_cast_f64;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::Array;

@@ -332,6 +332,48 @@ fn fits_training_sets_are_read_as_the_stage_reads_cutouts() {
 }
 
 #[test]
+fn parquet_training_sets_are_read_as_the_stage_reads_cutouts() {
+    // Alert-style FITS stamps in bytes were a layout the stage read and training
+    // refused ("images must be lists of float32/float64"): training now reads
+    // Parquet through the stage's reader, with the same per-row problems.
+    use arrow_array::{ArrayRef, BinaryArray, Int64Array};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let images: Vec<Vec<f32>> = (0..3).map(|k| (0..64).map(|i| (i * (k + 1)) as f32 * 0.25 - 3.0).collect()).collect();
+    let stamp = |k: usize| {
+        let path = dir.path().join(format!("stamp{k}.fits"));
+        let desc =
+            fitsio::images::ImageDescription { data_type: fitsio::images::ImageType::Float, dimensions: &[8, 8] };
+        let mut f = fitsio::FitsFile::create(&path).with_custom_primary(&desc).open().unwrap();
+        f.primary_hdu().unwrap().write_image(&mut f, &images[k]).unwrap();
+        drop(f);
+        std::fs::read(&path).unwrap()
+    };
+    let stamps: Vec<Vec<u8>> = (0..3).map(stamp).collect();
+    let write = |name: &str, stamps: Vec<&[u8]>| {
+        let item = Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true));
+        let flat = Float32Array::from(images.concat());
+        let batch = arrow_array::RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(vec![5, 6, 7])) as ArrayRef),
+            ("label", Arc::new(StringArray::from(vec!["cdm", "no_sub", "cdm"])) as ArrayRef),
+            ("image", Arc::new(FixedSizeListArray::try_new(item, 64, Arc::new(flat), None).unwrap()) as ArrayRef),
+            ("stamp", Arc::new(BinaryArray::from(stamps)) as ArrayRef),
+        ])
+        .unwrap();
+        write_parquet(&dir.path().join(name), &batch)
+    };
+    let good = write("stamps.parquet", stamps.iter().map(|s| s.as_slice()).collect());
+    let floats = lensmae::data::images::read_parquet_images(&good, "image").unwrap();
+    let from_stamps = lensmae::data::images::read_parquet_images(&good, "stamp").unwrap();
+    assert_eq!((floats.size, &floats.labels, &floats.ids), (8, &vec![0, 1, 0], &vec![5, 6, 7]));
+    assert_eq!((&from_stamps.labels, &from_stamps.ids, from_stamps.size), (&floats.labels, &floats.ids, 8));
+    assert_eq!(from_stamps.pixels, floats.pixels);
+    let broken = write("broken.parquet", vec![&stamps[0], b"not a FITS file", &stamps[2]]);
+    let e = lensmae::data::images::read_parquet_images(&broken, "stamp").unwrap_err().to_string();
+    assert!(e.contains("broken.parquet") && e.contains("row id 6") && e.contains("FITS stamp"), "{e}");
+}
+
+#[test]
 fn a_deeplense_npy_tree_with_pickled_axion_files_reads_as_labelled_images() {
     let set = lensmae::data::images::read_labelled_images(&fixture("npy-tree"), "image").unwrap();
     assert_eq!(set.class_names, vec!["axion", "cdm", "no_sub"]);

@@ -13,7 +13,7 @@
 
 use crate::data::atomic::AtomicPath;
 use crate::data::record::{DatasetInfo, Record, PARAM_COLUMNS};
-use crate::data::{DatasetWriter, WriteSummary};
+use crate::data::{DatasetWriter, LabelTable, WriteSummary};
 use crate::{Error, Result};
 use fitsio::hdu::FitsHdu;
 use fitsio::images::{ImageDescription, ImageType};
@@ -480,18 +480,8 @@ fn data_bytes(cards: &std::collections::HashMap<String, i64>, groups: bool) -> s
 }
 
 /// The labels of a FITS training set: its first binary table's `label_idx`
-/// and/or `label` columns (and `id`, when it has one).
-pub struct LabelTable {
-    /// Per row: the class index.
-    pub labels: Vec<usize>,
-    /// Class names by index (from `label`, else `class_<i>`).
-    pub class_names: Vec<String>,
-    /// Per row: the `id` column, when the table has one.
-    pub ids: Option<Vec<i64>>,
-}
-
-/// Reads the first binary table of `path` as labels (see [`LabelTable`]); the
-/// table's declared size is checked against the file's bytes first.
+/// and/or `label` columns (and `id`, when it has one). The table's declared size
+/// is checked against the file's bytes first.
 pub fn read_label_table(path: &Path) -> std::result::Result<LabelTable, String> {
     let mut f = open_fits(path)?;
     let count = f.num_hdus().map_err(|e| fits_message(&e))?;

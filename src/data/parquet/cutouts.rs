@@ -10,13 +10,15 @@ use crate::data::cutouts::{
 };
 use crate::data::fingerprint::{fingerprint_all, fingerprint_file, remote_fingerprint, FileFingerprint};
 use crate::data::fits::cutouts::{decode_fits_bytes, DecodedStamp};
-use crate::data::images::{list_rows, tensor_shape};
 use crate::data::parquet::{
     open_parquet_footer, open_parquet_rows, recorded_pixel_scale, ParquetBatches, ParquetBuilder, ParquetLocation,
     PIXEL_SCALE_KEY,
 };
 use crate::{Error, Result};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ProjectionMask;
 use std::path::{Path, PathBuf};
@@ -597,4 +599,47 @@ impl CutoutReader for ParquetCutouts {
         self.current = None;
         Ok(())
     }
+}
+
+/// The values of a list-of-floats image column as f32, with each row's offsets
+/// into them (`offsets[r]..offsets[r + 1]`); nulls are left to the caller.
+/// float32 values are shared with the column, not copied.
+fn list_rows(col: &ArrayRef) -> std::result::Result<(ScalarBuffer<f32>, Vec<usize>), String> {
+    let (values, offsets): (ArrayRef, Vec<usize>) = match col.data_type() {
+        DataType::FixedSizeList(_, n) => {
+            let (l, n) = (col.as_fixed_size_list(), *n as usize);
+            (l.values().slice(l.value_offset_at(0), l.len() * n), (0..=l.len()).map(|i| i * n).collect())
+        }
+        DataType::List(_) => {
+            let l = col.as_list::<i32>();
+            let o = l.value_offsets();
+            let base = o[0] as usize;
+            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
+        }
+        DataType::LargeList(_) => {
+            let l = col.as_list::<i64>();
+            let o = l.value_offsets();
+            let base = o[0] as usize;
+            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
+        }
+        other => return Err(format!("images must be lists of float32/float64, found {other}")),
+    };
+    let floats = match values.data_type() {
+        DataType::Float32 => values.as_primitive::<Float32Type>().values().clone(),
+        DataType::Float64 => {
+            values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect::<Vec<f32>>().into()
+        }
+        other => return Err(format!("image values are {other}, not float32/float64")),
+    };
+    Ok((floats, offsets))
+}
+
+/// The `[H, W, ...]` shape an `arrow.fixed_shape_tensor` field declares, if any.
+fn tensor_shape(field: &arrow_schema::Field) -> Option<std::result::Result<Vec<usize>, String>> {
+    let meta = field.metadata().get(crate::data::parquet::EXTENSION_METADATA_KEY)?;
+    Some(
+        serde_json::from_str::<serde_json::Value>(meta)
+            .map_err(|e| format!("bad tensor metadata: {e}"))
+            .and_then(|v| serde_json::from_value(v["shape"].clone()).map_err(|e| format!("bad tensor shape: {e}"))),
+    )
 }

@@ -36,6 +36,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod columns;
 pub mod cutouts;
 pub mod table_writer;
 

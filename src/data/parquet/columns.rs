@@ -1,0 +1,144 @@
+//! The columns of a Parquet table beside its images: labels and ids of a
+//! training set, simulated parameters to bin a report by, numbers of a
+//! predictions table. Images are read by [`super::cutouts::ParquetCutouts`].
+
+use crate::data::LabelTable;
+use crate::{Error, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use std::path::Path;
+
+/// Named columns of numbers, row by row (`None` where null).
+pub type FloatColumns = Vec<(String, Vec<Option<f64>>)>;
+
+/// Class of the rows of a table without labels (super-resolution pairs need none).
+pub const UNLABELLED: &str = "unlabelled";
+
+/// The labels of a Parquet training set: `label_idx` (any integer type) with the
+/// class names the schema's `lensmae:class_names` records, or `label` strings;
+/// `id` when the table has one. Without labels, every row is [`UNLABELLED`]
+/// unless `require_labels`.
+pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable> {
+    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let builder = super::open_parquet(path)?;
+    let schema = builder.schema().clone();
+    let mut class_names: Option<Vec<String>> =
+        schema.metadata().get("lensmae:class_names").and_then(|s| serde_json::from_str(s).ok());
+    let has_idx = schema.field_with_name("label_idx").is_ok();
+    let has_label = schema.field_with_name("label").is_ok();
+    let has_id = schema.field_with_name("id").is_ok();
+    // Without lensmae's class list, `label_idx` numbers nameless classes: the
+    // `label` strings (when there) say which class is which.
+    let from_strings = has_label && (!has_idx || class_names.is_none());
+    let unlabelled = !has_idx && !has_label;
+    if unlabelled && require_labels {
+        return Err(err("no `label_idx` or `label` column".into()));
+    }
+    let wanted: Vec<usize> = ["id", "label", "label_idx"].into_iter().filter_map(|n| schema.index_of(n).ok()).collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = super::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
+    let (mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in reader {
+        let batch = batch?;
+        let batch_ids = id_column(&batch, ids.len() as i64).map_err(&err)?;
+        if unlabelled {
+            labels.resize(labels.len() + batch.num_rows(), 0);
+        } else if !from_strings {
+            labels.extend(integer_column(&batch, "label_idx").map_err(&err)?);
+        } else {
+            let col = batch.column_by_name("label").expect("projected");
+            let strings =
+                col.as_string_opt::<i32>().ok_or_else(|| err("column `label` is not a string column".into()))?;
+            for (k, s) in strings.iter().enumerate() {
+                label_strings.push(s.ok_or_else(|| err(format!("row id {}: null label", batch_ids[k])))?.to_string());
+            }
+        }
+        ids.extend(batch_ids);
+    }
+    if unlabelled {
+        class_names.get_or_insert_with(|| vec![UNLABELLED.to_string()]);
+    }
+    if from_strings {
+        let names = class_names.get_or_insert_with(|| {
+            let mut unique = label_strings.clone();
+            unique.sort();
+            unique.dedup();
+            unique
+        });
+        for (k, s) in label_strings.iter().enumerate() {
+            let idx = names
+                .iter()
+                .position(|n| n == s)
+                .ok_or_else(|| err(format!("row id {}: unknown label `{s}`", ids[k])))?;
+            labels.push(idx);
+        }
+    }
+    let max_label = labels.iter().copied().max().unwrap_or(0);
+    let class_names = class_names.unwrap_or_else(|| (0..=max_label).map(|i| format!("class_{i}")).collect());
+    if let Some(k) = labels.iter().position(|&l| l >= class_names.len()) {
+        return Err(err(format!("row id {}: label_idx {} but only {} classes", ids[k], labels[k], class_names.len())));
+    }
+    Ok(LabelTable { labels, class_names, ids: has_id.then_some(ids) })
+}
+
+/// The float columns `names` of a Parquet file that has them (others are left
+/// out), row by row; integer columns are read as floats, nulls stay `None`.
+/// For reporting metrics per bin of a simulated parameter (`sub_snr`, ...).
+pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<FloatColumns> {
+    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let builder = super::open_parquet(path)?;
+    let schema = builder.schema().clone();
+    let present: Vec<&str> =
+        names.iter().copied().filter(|n| schema.field_with_name(n).is_ok_and(|f| f.data_type().is_numeric())).collect();
+    let wanted: Vec<usize> = present.iter().filter_map(|n| schema.index_of(n).ok()).collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = super::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
+    let mut columns: FloatColumns = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
+    for batch in reader {
+        let batch = batch?;
+        for (name, values) in columns.iter_mut() {
+            let col = batch.column_by_name(name).expect("projected");
+            let as_f64 = arrow_cast_f64(col).map_err(|m| err(format!("column `{name}`: {m}")))?;
+            values.extend(as_f64.iter());
+        }
+    }
+    Ok(columns)
+}
+
+/// A numeric column as float64 (integers converted, nulls kept).
+pub(crate) fn arrow_cast_f64(col: &ArrayRef) -> std::result::Result<arrow_array::Float64Array, String> {
+    Ok(match col.data_type() {
+        DataType::Float64 => col.as_primitive::<Float64Type>().clone(),
+        DataType::Float32 => col.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
+        DataType::Int32 => col.as_primitive::<Int32Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Int16 => col.as_primitive::<Int16Type>().iter().map(|v| v.map(f64::from)).collect(),
+        DataType::Int8 => col.as_primitive::<Int8Type>().iter().map(|v| v.map(f64::from)).collect(),
+        other => return Err(format!("type {other} is not read as a number here")),
+    })
+}
+
+/// The `id` column of `batch`, else row numbers from `row0`.
+fn id_column(batch: &RecordBatch, row0: i64) -> std::result::Result<Vec<i64>, String> {
+    match batch.column_by_name("id") {
+        None => Ok((0..batch.num_rows() as i64).map(|i| row0 + i).collect()),
+        Some(_) => integer_column(batch, "id").map(|v| v.into_iter().map(|x| x as i64).collect()),
+    }
+}
+
+fn integer_column(batch: &RecordBatch, name: &str) -> std::result::Result<Vec<usize>, String> {
+    let col = batch.column_by_name(name).ok_or_else(|| format!("no column `{name}`"))?;
+    if col.null_count() > 0 {
+        return Err(format!("column `{name}` has nulls"));
+    }
+    let to_usize = |v: i64| usize::try_from(v).map_err(|_| format!("column `{name}` has a negative value {v}"));
+    match col.data_type() {
+        DataType::Int8 => col.as_primitive::<Int8Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
+        DataType::Int16 => col.as_primitive::<Int16Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
+        DataType::Int32 => col.as_primitive::<Int32Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().values().iter().map(|&v| to_usize(v)).collect(),
+        other => Err(format!("column `{name}` is {other}, not an integer")),
+    }
+}
