@@ -122,6 +122,11 @@ impl Geometry {
         Ok(Geometry { input, size, model_scale, policy })
     }
 
+    /// The side of the images the model takes (every row's after [`Geometry::apply`]).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// Regrids every cutout of `batch` in place (its pixels become `size x size`
     /// each) and says what was done to each.
     pub fn apply(&self, batch: &mut CutoutBatch) -> Vec<RowGeometry> {

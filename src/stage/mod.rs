@@ -351,11 +351,12 @@ fn skipped_by_policy(status: &str) -> bool {
 /// handled by the policy); `Err` under `fail`.
 fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, first_row: usize) -> Result<Vec<String>> {
     let mut status = Vec::with_capacity(batch.len());
-    for (r, img) in batch.pixels.chunks_exact_mut(image_len).enumerate() {
+    for r in 0..batch.len() {
         if let Some(problem) = &batch.problems[r] {
             status.push(format!("skipped: {problem}"));
             continue;
         }
+        let img = &mut batch.pixels[r * image_len..(r + 1) * image_len];
         let bad = img.iter().filter(|v| !v.is_finite()).count();
         status.push(match (bad, policy) {
             (0, _) => "ok".to_string(),
@@ -427,10 +428,7 @@ impl Predictor {
                 batch.problems[r] = row.problem.clone();
             }
         }
-        let image_len = {
-            let n = batch.len().max(1);
-            batch.pixels.len() / n
-        };
+        let image_len = geometry.size() * geometry.size();
         let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
         let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();
         let usable: Vec<usize> = (0..batch.len()).filter(|&r| ok[r]).collect();
@@ -735,11 +733,11 @@ pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Va
     let (mut usable, mut nonfinite, mut problems) = (0, 0, Vec::new());
     if let Some(b) = &sample {
         let n = desc.image_shape[0] * desc.image_shape[1];
-        for (r, img) in b.pixels.chunks_exact(n).enumerate() {
-            match &b.problems[r] {
-                Some(p) => problems.push(p.clone()),
-                None if img.iter().any(|v| !v.is_finite()) => nonfinite += 1,
-                None => usable += 1,
+        for r in 0..b.len() {
+            match (&b.problems[r], b.image(r, n)) {
+                (Some(p), _) => problems.push(p.clone()),
+                (None, Some(img)) if img.iter().any(|v| !v.is_finite()) => nonfinite += 1,
+                _ => usable += 1,
             }
         }
     }

@@ -766,6 +766,17 @@ fn hostile_and_truncated_fits_headers_are_checked_against_the_bytes_there() {
     assert!(status[..19].iter().all(|s| s.as_deref().is_some_and(|s| s == "ok" || s == "out_of_domain")), "{status:?}");
     assert!(status[19].as_deref().unwrap().starts_with("skipped: truncated file"), "{status:?}");
 
+    // Cut 5,760 bytes short (planes 16-19 gone: a batch of only missing rows, which
+    // carries no pixels), then a whole file: each row keeps its own status.
+    let (cut4, whole) = (dir.path().join("cut4.fits"), dir.path().join("whole.fits"));
+    handmade_fits(&cut4, &cards.iter().map(String::as_str).collect::<Vec<_>>(), &data, 5760);
+    handmade_fits(&whole, &cards.iter().map(String::as_str).collect::<Vec<_>>(), &data, 0);
+    run(&[cut4, whole], InputOptions::default(), StageTask::Classify, NanPolicy::Fail, &out).unwrap();
+    let status = strings(&read(&out), "status");
+    let skipped: Vec<usize> =
+        (0..status.len()).filter(|&r| status[r].as_deref().unwrap().starts_with("skipped: truncated")).collect();
+    assert_eq!((status.len(), skipped), (40, vec![16, 17, 18, 19]), "{status:?}");
+
     // An image of 2^31 x 2^31 pixels: refused with its size, nothing allocated.
     let huge = dir.path().join("huge.fits");
     let cards = [

@@ -19,9 +19,11 @@ pub mod arrow;
 /// Images of one batch, row-major `[n, height, width]`, with what travels beside them.
 #[derive(Debug, Clone)]
 pub struct CutoutBatch {
-    /// Pixels (non-finite values are kept; the stage applies the NaN policy).
+    /// Pixels (non-finite values are kept; the stage applies the NaN policy);
+    /// empty when every row has a problem (rows a truncated file lacks).
     pub pixels: Vec<f32>,
-    /// Per row: why its image could not be decoded (its pixels are then zeros).
+    /// Per row: why its image could not be decoded (its pixels are then zeros, or
+    /// absent).
     pub problems: Vec<Option<String>>,
     /// Columns carried into the output unchanged (ids, coordinates, `--keep`).
     pub carried: Vec<(Field, ArrayRef)>,
@@ -42,6 +44,14 @@ impl CutoutBatch {
     /// Whether the batch has no rows.
     pub fn is_empty(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The image of row `r` (`image_len` pixels), unless the row has a problem.
+    pub fn image(&self, r: usize, image_len: usize) -> Option<&[f32]> {
+        match self.problems[r] {
+            Some(_) => None,
+            None => self.pixels.get(r * image_len..(r + 1) * image_len),
+        }
     }
 }
 
@@ -186,4 +196,18 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
         "npy" => Box::new(NpyCutouts::open(inputs)?),
         _ => Box::new(ParquetCutouts::open(inputs, opts)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_of_large_cutouts_hold_fewer_rows() {
+        assert_eq!(rows_in_batch(256, [64, 64]), 256);
+        assert_eq!(rows_in_batch(256, [4096, 4096]), MAX_BATCH_PIXELS / (4096 * 4096));
+        // One row even when a single cutout is beyond the cap, and never zero rows.
+        assert_eq!(rows_in_batch(256, [1 << 14, 1 << 14]), 1);
+        assert_eq!(rows_in_batch(0, [64, 64]), 1);
+    }
 }
