@@ -20,7 +20,7 @@ pub fn exp(x: f64) -> f64 {
     let k = shifted.to_bits().wrapping_sub(ROUNDING_MAGIC.to_bits()); // n as a two's-complement integer
     let r = (x - n * LN2_HI) - n * LN2_LO; // |r| <= ln2 / 2
                                            // Taylor series to r^13: the truncation error is below 4e-18 relative.
-    let mut p = 1.0 / 6_227_020_800.0;
+    let mut p: f64 = 1.0 / 6_227_020_800.0;
     for c in [
         1.0 / 479_001_600.0,
         1.0 / 39_916_800.0,
@@ -36,7 +36,7 @@ pub fn exp(x: f64) -> f64 {
         1.0,
         1.0,
     ] {
-        p = p * r + c;
+        p = p.mul_add(r, c);
     }
     f64::from_bits(p.to_bits().wrapping_add(k << 52))
 }
@@ -58,6 +58,63 @@ pub fn log2(v: f64) -> f64 {
     let series =
         1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0 + s2 / 13.0)))));
     exponent as f64 + 2.0 * std::f64::consts::LOG2_E * s * series
+}
+
+/// ln of a positive normal f64 within a few ulp, without library calls: as
+/// [`log2`], with the series of the mantissa's atanh summed to s^21 (its
+/// truncation, below 1e-19 relative, is then under the rounding).
+#[inline(always)]
+pub fn ln(v: f64) -> f64 {
+    let bits = v.to_bits();
+    let mut exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let high = m > std::f64::consts::SQRT_2;
+    let m = if high { 0.5 * m } else { m };
+    exponent += high as i64;
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let mut series = 1.0 / 21.0;
+    for c in [1.0 / 19.0, 1.0 / 17.0, 1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0] {
+        series = series * s2 + c;
+    }
+    exponent as f64 * LN2_HI + (exponent as f64 * LN2_LO + 2.0 * s * (1.0 + s2 * series))
+}
+
+/// atan(num / den) for den > 0, within ~2 ulp of libm, branch-free: Cephes'
+/// reduction to |t| <= tan(pi/8) ~ 0.66 (t = num / den, (num - den) / (num + den)
+/// or -den / num, picked by selects and divided once) and its degree 4/5 rational
+/// approximation. Taking the ratio's parts spares callers a division.
+#[inline(always)]
+#[allow(clippy::excessive_precision)] // the coefficients as Cephes publishes them
+pub fn atan_of_ratio(num: f64, den: f64) -> f64 {
+    const TAN_3PI_8: f64 = 2.414_213_562_373_095_048_80;
+    const MOREBITS: f64 = 6.123_233_995_736_765_886_130e-17;
+    let a = num.abs();
+    let big = a > TAN_3PI_8 * den;
+    let mid = a > 0.66 * den;
+    let (top, bottom, base, extra) = if big {
+        (-den, a, std::f64::consts::FRAC_PI_2, MOREBITS)
+    } else if mid {
+        (a - den, a + den, std::f64::consts::FRAC_PI_4, 0.5 * MOREBITS)
+    } else {
+        (a, den, 0.0, 0.0)
+    };
+    let t = top / bottom;
+    let z = t * t;
+    let p = (((-8.750_608_600_031_904_122_785e-1 * z - 1.615_753_718_733_365_076_637e1) * z
+        - 7.500_855_792_314_704_667_340e1)
+        * z
+        - 1.228_866_684_490_136_173_410e2)
+        * z
+        - 6.485_021_904_942_025_371_773e1;
+    let q = ((((z + 2.485_846_490_142_306_297_962e1) * z + 1.650_270_098_316_988_542_046e2) * z
+        + 4.328_810_604_912_902_668_951e2)
+        * z
+        + 4.853_903_996_359_136_964_868e2)
+        * z
+        + 1.945_506_571_482_613_964_425e2;
+    let magnitude = base + (t * (z * p / q) + t + extra);
+    magnitude.copysign(num)
 }
 
 /// e^x in single precision for x in [-87, 88] (clamped outside), within 2 ulp;
@@ -138,6 +195,44 @@ mod tests {
             x += 0.000_37;
         }
         assert!(worst < 1e-6, "worst absolute error {worst}");
+    }
+
+    #[test]
+    fn atan_of_ratio_is_atan() {
+        let mut worst = 0.0f64;
+        let mut x = -40.0;
+        while x < 40.0 {
+            for (num, den) in [(x, 1.0), (x * 0.37, 0.37), (x * 1e-9, 1e-9)] {
+                let (got, want) = (atan_of_ratio(num, den), (num / den).atan());
+                worst = worst.max((got - want).abs() / want.abs().max(f64::MIN_POSITIVE));
+            }
+            x += 0.000_731;
+        }
+        assert!(worst < 4.0 * f64::EPSILON, "worst relative error {worst}");
+        for (num, den) in
+            [(0.0, 1.0), (1.0, 1.0), (-1.0, 1.0), (1e300, 1.0), (-1e300, 1e-300), (2.4142135623730951, 1.0)]
+        {
+            let (got, want) = (atan_of_ratio(num, den), (num / den).atan());
+            assert!((got - want).abs() <= 2.0 * f64::EPSILON * want.abs(), "{num}/{den}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn ln_is_within_a_few_ulp_of_libm() {
+        let mut worst = 0.0f64;
+        let mut v = 1e-300;
+        while v < 1e300 {
+            for w in [v, v * 1.000_000_1, std::f64::consts::SQRT_2 * v] {
+                let (got, want) = (ln(w), w.ln());
+                worst = worst.max((got - want).abs() / want.abs().max(1.0));
+            }
+            v *= 1.0173;
+        }
+        for w in [0.5, 0.999_999, 1.000_001, 1.3, 2.0, 3.0] {
+            worst = worst.max((ln(w) - w.ln()).abs() / w.ln().abs().max(1e-300).max(1.0));
+        }
+        assert!(worst < 4.0 * f64::EPSILON, "worst error {worst}");
+        assert_eq!(ln(1.0), 0.0);
     }
 
     #[test]

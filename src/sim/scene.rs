@@ -11,7 +11,6 @@ use super::grid::{Image, PixelGrid};
 use super::light::{Sersic, SersicKernel};
 use super::mass::{MassModel, MassProfile, Shear, SieKernel, TnfwKernel};
 use super::psf::Psf;
-use wide::f64x4;
 
 /// Everything that bends and emits light in one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,21 +123,7 @@ impl Deflector {
                     *ay += s.gamma2 * x - s.gamma1 * y;
                 }
             }
-            Deflector::Sie(k) => {
-                let y4 = f64x4::splat(y);
-                let mut chunks = xs.chunks_exact(4).zip(ax.chunks_exact_mut(4)).zip(ay.chunks_exact_mut(4));
-                for ((x, ax), ay) in &mut chunks {
-                    let (dx, dy) = k.deflection_x4(f64x4::from([x[0], x[1], x[2], x[3]]), y4);
-                    for (a, d) in ax.iter_mut().zip(dx.to_array()) {
-                        *a += d;
-                    }
-                    for (a, d) in ay.iter_mut().zip(dy.to_array()) {
-                        *a += d;
-                    }
-                }
-                let done = xs.len() - xs.len() % 4;
-                Self::accumulate_with(&xs[done..], y, &mut ax[done..], &mut ay[done..], |x, y| k.deflection(x, y));
-            }
+            Deflector::Sie(k) => k.accumulate_row(xs, y, ax, ay),
             Deflector::Other(m) => Self::accumulate_with(xs, y, ax, ay, |x, y| m.deflection(x, y)),
         }
     }
@@ -200,57 +185,100 @@ impl Scene {
     /// lenses from `fixed` when it holds exactly those lenses on this grid (and
     /// computing everything when it does not).
     pub fn render_unconvolved_with(&self, camera: &Camera, fixed: Option<&DeflectionField>) -> Image {
+        self.render_unconvolved_split(camera, fixed, None).0
+    }
+
+    /// The unconvolved image and, with `smooth_lenses`, the image of the first
+    /// that many lenses alone, from one pass: the smooth lenses' deflection and
+    /// the lens light are computed once for both (each image as its own render
+    /// would give it, to the bit: the deflections add in the same order).
+    fn render_unconvolved_split(
+        &self,
+        camera: &Camera,
+        fixed: Option<&DeflectionField>,
+        smooth_lenses: Option<usize>,
+    ) -> (Image, Option<Image>) {
         let s = camera.supersampling.max(1);
         let grid = camera.grid.supersampled(s);
-        let fixed = fixed.filter(|f| f.covers(self, camera));
-        let deflectors = Deflector::prepare(&self.lenses[fixed.map_or(0, |f| f.lenses.len())..], &grid);
+        let fixed = fixed.filter(|f| f.covers(self, camera) && smooth_lenses.is_none_or(|n| f.lenses.len() <= n));
+        let first = fixed.map_or(0, |f| f.lenses.len());
+        let split = smooth_lenses.map_or(self.lenses.len(), |n| n.clamp(first, self.lenses.len()));
+        let smooth_deflectors = Deflector::prepare(&self.lenses[first..split], &grid);
+        let other_deflectors = Deflector::prepare(&self.lenses[split..], &grid);
         let source: SersicKernel = self.source.kernel();
         let lens_light: Option<SersicKernel> = self.lens_light.as_ref().map(Sersic::kernel);
         let area = grid.pixel_area();
         let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
         let mut image = Image::zeros(grid.size);
+        let mut smooth = smooth_lenses.map(|_| Image::zeros(grid.size));
         let (mut ax, mut ay) = (vec![0.0; grid.size], vec![0.0; grid.size]);
         let (mut bx, mut by) = (vec![0.0; grid.size], vec![0.0; grid.size]);
         let mut light = vec![0.0; grid.size];
+        let lensed_source = |ax: &[f64], ay: &[f64], y: f64, bx: &mut [f64], by: &mut [f64], out: &mut [f64]| {
+            let scale = self.deflection_scale;
+            for ((b, x), a) in bx.iter_mut().zip(&coords).zip(ax) {
+                *b = x - scale * a;
+            }
+            for (b, a) in by.iter_mut().zip(ay) {
+                *b = y - scale * a;
+            }
+            source.surface_brightness_row(bx, by, area, out);
+        };
         for (row, &y) in coords.iter().enumerate() {
+            let span = row * grid.size..(row + 1) * grid.size;
             match fixed {
                 Some(f) => {
-                    ax.copy_from_slice(&f.ax[row * grid.size..(row + 1) * grid.size]);
-                    ay.copy_from_slice(&f.ay[row * grid.size..(row + 1) * grid.size]);
+                    ax.copy_from_slice(&f.ax[span.clone()]);
+                    ay.copy_from_slice(&f.ay[span.clone()]);
                 }
                 None => {
                     ax.fill(0.0);
                     ay.fill(0.0);
                 }
             }
-            for d in &deflectors {
+            for d in &smooth_deflectors {
                 d.accumulate_row(&coords, y, &mut ax, &mut ay);
             }
-            let scale = self.deflection_scale;
-            for ((b, x), a) in bx.iter_mut().zip(&coords).zip(&ax) {
-                *b = x - scale * a;
+            if let Some(smooth) = smooth.as_mut() {
+                lensed_source(&ax, &ay, y, &mut bx, &mut by, &mut smooth.pixels[span.clone()]);
             }
-            for (b, a) in by.iter_mut().zip(&ay) {
-                *b = y - scale * a;
+            for d in &other_deflectors {
+                d.accumulate_row(&coords, y, &mut ax, &mut ay);
             }
-            let pixels = &mut image.pixels[row * grid.size..(row + 1) * grid.size];
-            source.surface_brightness_row(&bx, &by, area, pixels);
+            let pixels = &mut image.pixels[span.clone()];
+            lensed_source(&ax, &ay, y, &mut bx, &mut by, pixels);
             if let Some(lens_light) = &lens_light {
                 by.fill(y);
                 lens_light.surface_brightness_row(&coords, &by, area, &mut light);
                 pixels.iter_mut().zip(&light).for_each(|(p, l)| *p += l);
+                if let Some(smooth) = smooth.as_mut() {
+                    smooth.pixels[span].iter_mut().zip(&light).for_each(|(p, l)| *p += l);
+                }
             }
         }
         if s > 1 {
-            image.bin_sum(s)
+            (image.bin_sum(s), smooth.map(|i| i.bin_sum(s)))
         } else {
-            image
+            (image, smooth)
         }
     }
 
     /// The noise-free image, taking fixed lenses' deflection from `fixed` where it applies.
     pub fn render_with(&self, camera: &Camera, fixed: Option<&DeflectionField>) -> Image {
         camera.psf.convolve(&self.render_unconvolved_with(camera, fixed), camera.grid.pixel_scale)
+    }
+
+    /// The noise-free image and the image of its first `smooth_lenses` lenses
+    /// alone (the lens without its substructure), rendered in one pass.
+    pub fn render_with_smooth(
+        &self,
+        camera: &Camera,
+        fixed: Option<&DeflectionField>,
+        smooth_lenses: usize,
+    ) -> (Image, Image) {
+        let (image, smooth) = self.render_unconvolved_split(camera, fixed, Some(smooth_lenses));
+        let convolve = |i: &Image| camera.psf.convolve(i, camera.grid.pixel_scale);
+        (convolve(&image), convolve(&smooth.expect("asked for")))
     }
 
     /// The noise-free image: lensed, pixelated and PSF-convolved.
@@ -289,6 +317,37 @@ mod tests {
             let (bx, by) = sc.ray_shoot(g.coordinate(col), g.coordinate(row));
             let expected = sc.source.surface_brightness(bx, by) * g.pixel_area();
             assert!((img.pixels[row * 16 + col] - expected).abs() < 1e-12 * expected.max(1e-12));
+        }
+    }
+
+    #[test]
+    fn the_smooth_image_rendered_alongside_is_the_smooth_scene_rendered_alone() {
+        // sub_snr compares an image with its lens without substructure; both come
+        // from one pass, and must be what two renders would give, to the bit.
+        let main = MassModel::Sie(Sie { theta_e: 1.1, e1: 0.1, e2: -0.05, center_x: 0.02, center_y: 0.0 });
+        let shear = MassModel::Shear(Shear { gamma1: 0.03, gamma2: -0.01 });
+        let tnfw = MassModel::Tnfw(crate::sim::mass::Tnfw {
+            rs: 0.05,
+            alpha_rs: 0.002,
+            r_trunc: 0.5,
+            center_x: -0.4,
+            center_y: 0.6,
+        });
+        let point = MassModel::PointMass(PointMass { theta_e: 0.02, center_x: 0.5, center_y: 0.5 });
+        let mut full = scene(vec![main.clone(), shear.clone(), tnfw, point]);
+        full.source.n_sersic = 2.3;
+        full.lens_light =
+            Some(Sersic { amp: 3.0, r_sersic: 0.6, n_sersic: 4.0, e1: 0.05, e2: 0.0, center_x: 0.01, center_y: 0.0 });
+        let mut smooth = full.clone();
+        smooth.lenses.truncate(2);
+        let psf = Psf::Gaussian { fwhm: 0.3, truncation: 4.0 };
+        let camera = Camera { grid: PixelGrid { size: 16, pixel_scale: 0.2 }, supersampling: 2, psf };
+        let field = DeflectionField::new(&[main], &camera);
+        for fixed in [None, Some(&field)] {
+            let (image, alone) = full.render_with_smooth(&camera, fixed, 2);
+            assert_eq!(image, full.render_with(&camera, fixed));
+            assert_eq!(alone, smooth.render_with(&camera, fixed));
+            assert_ne!(image, alone);
         }
     }
 

@@ -499,9 +499,11 @@ impl Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(index);
         let params = self.sample_params(class_idx, &mut rng);
-        let mut image = self.render(class_idx, &params);
         let noise = self.noise(&params);
-        let sub_snr = self.sub_snr(class_idx, &params, &image, &noise);
+        let camera = self.camera(&params);
+        let (mut image, smooth) =
+            self.render_for_sub_snr(&camera, class_idx, &params, &noise, self.fixed_field.as_ref());
+        let sub_snr = sub_snr_between(&image, smooth.as_ref(), &noise, camera.grid.pixel_scale);
         let sub_snr_refit = match sub_snr {
             Some(s) if refit && s > 0.0 => {
                 super::detectability::refit_smooth_lens(self, class_idx, &params, &image, &noise)
@@ -533,22 +535,36 @@ impl Simulator {
         noise_free: &Image,
         noise: &Noise,
     ) -> Option<f64> {
-        let variance = noise.variance(noise_free, camera.grid.pixel_scale)?;
-        if matches!(self.substructure(class_idx), Substructure::None {}) {
-            return Some(0.0);
+        let smooth = self.has_substructure(class_idx).then(|| {
+            let mut scene = self.scene(class_idx, params);
+            scene.lenses.truncate(SMOOTH_LENSES);
+            scene.render_with(camera, self.fixed_field.as_ref())
+        });
+        sub_snr_between(noise_free, smooth.as_ref(), noise, camera.grid.pixel_scale)
+    }
+
+    fn has_substructure(&self, class_idx: usize) -> bool {
+        !matches!(self.substructure(class_idx), Substructure::None {})
+    }
+
+    /// The noise-free image taken with `camera` and, when `sub_snr` will need it
+    /// (substructure, and noise to weigh it by), the same lens without its
+    /// substructure, from one pass over the rays.
+    fn render_for_sub_snr(
+        &self,
+        camera: &Camera,
+        class_idx: usize,
+        params: &ImageParams,
+        noise: &Noise,
+        fixed: Option<&DeflectionField>,
+    ) -> (Image, Option<Image>) {
+        let scene = self.scene(class_idx, params);
+        if self.has_substructure(class_idx) && *noise != Noise::None {
+            let (image, smooth) = scene.render_with_smooth(camera, fixed, SMOOTH_LENSES);
+            (image, Some(smooth))
+        } else {
+            (scene.render_with(camera, fixed), None)
         }
-        let mut scene = self.scene(class_idx, params);
-        scene.lenses.truncate(2); // the main lens and the shear
-        let smooth = scene.render_with(camera, self.fixed_field.as_ref());
-        let chi2: f64 = noise_free
-            .pixels
-            .iter()
-            .zip(&smooth.pixels)
-            .zip(&variance)
-            .filter(|(_, v)| **v > 0.0) // only a noiseless custom instrument has such pixels
-            .map(|((a, b), v)| (a - b) * (a - b) / v)
-            .sum();
-        Some(chi2.sqrt())
     }
 
     /// A super-resolution pair of image `index` of class `class_idx`: the
@@ -572,8 +588,8 @@ impl Simulator {
             (hr.bin_mean(factor), None)
         } else {
             let camera = self.coarse_camera(&params, factor);
-            let mut lr = self.scene(class_idx, &params).render_with(&camera, None);
-            let sub_snr = self.sub_snr_on(&camera, class_idx, &params, &lr, &noise);
+            let (mut lr, smooth) = self.render_for_sub_snr(&camera, class_idx, &params, &noise, None);
+            let sub_snr = sub_snr_between(&lr, smooth.as_ref(), &noise, camera.grid.pixel_scale);
             noise.apply(&mut lr, camera.grid.pixel_scale, &mut rng);
             // In the units of the HR pixels, as a block mean is (the DeepLense
             // super-resolution data's convention, which models and baselines assume).
@@ -609,6 +625,26 @@ impl Simulator {
             image.pixels.iter_mut().for_each(|v| *v *= scale);
         }
     }
+}
+
+/// The lenses of a scene without its substructure: the main lens and the shear.
+const SMOOTH_LENSES: usize = 2;
+
+/// sqrt(sum (I - I_smooth)^2 / sigma^2) over the pixels of `noise_free` (sigma^2
+/// the variance `noise` gives them); 0 without a smooth image (no substructure),
+/// `None` without noise.
+fn sub_snr_between(noise_free: &Image, smooth: Option<&Image>, noise: &Noise, pixel_scale: f64) -> Option<f64> {
+    let variance = noise.variance(noise_free, pixel_scale)?;
+    let Some(smooth) = smooth else { return Some(0.0) };
+    let chi2: f64 = noise_free
+        .pixels
+        .iter()
+        .zip(&smooth.pixels)
+        .zip(&variance)
+        .filter(|(_, v)| **v > 0.0) // only a noiseless custom instrument has such pixels
+        .map(|((a, b), v)| (a - b) * (a - b) / v)
+        .sum();
+    Some(chi2.sqrt())
 }
 
 /// (e1, e2) scaled down to a modulus of at most 0.9, keeping the angle: an offset

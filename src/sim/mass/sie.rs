@@ -9,9 +9,9 @@
 //! alpha_y' = b / sqrt(1-q^2) atanh(sqrt(1-q^2) y' / (psi + q^2 s))
 
 use super::{Hessian, MassProfile};
+use crate::fastmath;
 use crate::sim::ellipticity::Ellipse;
 use serde::{Deserialize, Serialize};
-use wide::f64x4;
 
 /// lenstronomy's SIE core size before the sqrt(q) scaling.
 const S_SCALE: f64 = 1e-10;
@@ -55,25 +55,36 @@ impl SieKernel {
         self.nie.ellipse.to_sky_frame(ax, ay)
     }
 
-    /// Deflection at four points at once (SIMD lanes; the transcendental
-    /// functions are Cephes-type polynomials accurate to a few ulp, and
-    /// `atanh(z) = ln((1 + z) / (1 - z)) / 2`). Agrees with [`Self::deflection`]
-    /// to ~1e-13 arcsec.
-    #[inline]
-    pub fn deflection_x4(&self, x: f64x4, y: f64x4) -> (f64x4, f64x4) {
-        let e = &self.nie.ellipse;
-        let (c, s) = (f64x4::splat(e.cos_phi()), f64x4::splat(e.sin_phi()));
-        let (dx, dy) = (x - f64x4::splat(self.center_x), y - f64x4::splat(self.center_y));
+    /// Adds the deflection at every (xs[i], y) of one row to (ax[i], ay[i]).
+    pub fn accumulate_row(&self, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
+        sie_row(self, xs, y, ax, ay)
+    }
+}
+
+/// [`SieKernel::deflection`] along a row, as a plain loop compiled for AVX-512,
+/// AVX2 and NEON: `atan` and `ln` are [`fastmath`]'s branch-free versions, so the
+/// loop vectorises at the CPU's width (the survey recipe redraws its SIE every
+/// image: this loop is a third of a `no_sub` render). atan(sq x' / (psi + s))
+/// takes the ratio's parts (one division for the reduction), and atanh(z) =
+/// ln((D + sq y') / (D - sq y')) / 2 with D = psi + q^2 s. Agrees with the scalar
+/// deflection to ~1e-15 arcsec.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn sie_row(k: &SieKernel, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
+    let e = &k.nie.ellipse;
+    let (c, s) = (e.cos_phi(), e.sin_phi());
+    let (q2, core, sq) = (k.nie.q * k.nie.q, k.nie.s, k.nie.sq);
+    let scale = k.nie.b / sq;
+    let dy = y - k.center_y;
+    for ((&x, ax), ay) in xs.iter().zip(ax.iter_mut()).zip(ay.iter_mut()) {
+        let dx = x - k.center_x;
         let xp = c * dx + s * dy;
         let yp = c * dy - s * dx;
-        let (q2, core, sq) = (self.nie.q * self.nie.q, self.nie.s, self.nie.sq);
-        let psi = (f64x4::splat(q2) * (f64x4::splat(core * core) + xp * xp) + yp * yp).sqrt();
-        let k = f64x4::splat(self.nie.b / sq);
-        let ax = k * (f64x4::splat(sq) * xp / (psi + f64x4::splat(core))).atan();
-        let z = f64x4::splat(sq) * yp / (psi + f64x4::splat(q2 * core));
-        let one = f64x4::ONE;
-        let ay = k * f64x4::splat(0.5) * ((one + z) / (one - z)).ln();
-        (c * ax - s * ay, s * ax + c * ay)
+        let psi = (q2 * (core * core + xp * xp) + yp * yp).sqrt();
+        let along = scale * fastmath::atan_of_ratio(sq * xp, psi + core);
+        let (d, t) = (psi + q2 * core, sq * yp);
+        let across = scale * 0.5 * fastmath::ln((d + t) / (d - t));
+        *ax += c * along - s * across;
+        *ay += s * along + c * across;
     }
 }
 
@@ -155,20 +166,24 @@ mod tests {
     use crate::sim::mass::Sis;
 
     #[test]
-    fn simd_lanes_agree_with_the_scalar_deflection() {
+    fn the_vectorised_row_agrees_with_the_scalar_deflection() {
         let sie = Sie { theta_e: 1.2815, e1: 0.1, e2: -0.07, center_x: 0.01, center_y: -0.02 };
         let k = sie.kernel();
-        let xs = [0.3, -1.7, 2.9, 1e-7];
-        let ys = [0.01, 1.2, -3.1, 0.0];
-        let (ax, ay) = k.deflection_x4(f64x4::from(xs), f64x4::from(ys));
-        for i in 0..4 {
-            let (a, b) = k.deflection(xs[i], ys[i]);
-            assert!(
-                (ax.to_array()[i] - a).abs() < 1e-12 && (ay.to_array()[i] - b).abs() < 1e-12,
-                "{i}: {:?} {:?} vs {a} {b}",
-                ax.to_array(),
-                ay.to_array()
-            );
+        // Across the axes, at the centre's core, far out, and on either side of the
+        // atan reduction's thresholds.
+        let xs: Vec<f64> = (-400..=400).map(|i| i as f64 * 0.0123).chain([0.01, 0.01 + 1e-9, 1e-7, 37.0]).collect();
+        for y in [-3.1, -0.02, -0.02 + 1e-10, 0.0, 0.4, 2.9] {
+            let (mut ax, mut ay) = (vec![0.5; xs.len()], vec![-0.25; xs.len()]);
+            k.accumulate_row(&xs, y, &mut ax, &mut ay);
+            for (i, &x) in xs.iter().enumerate() {
+                let (a, b) = k.deflection(x, y);
+                assert!(
+                    (ax[i] - 0.5 - a).abs() < 1e-14 && (ay[i] + 0.25 - b).abs() < 1e-14,
+                    "({x}, {y}): {} {} vs {a} {b}",
+                    ax[i] - 0.5,
+                    ay[i] + 0.25
+                );
+            }
         }
     }
 
