@@ -60,10 +60,13 @@ impl Image {
         assert!(factor > 0 && self.size % factor == 0, "binning factor must divide the image size");
         let out_size = self.size / factor;
         let mut out = Image::zeros(out_size);
-        for row in 0..self.size {
+        for (row, values) in self.pixels.chunks_exact(self.size).enumerate() {
             let out_row = &mut out.pixels[(row / factor) * out_size..(row / factor + 1) * out_size];
-            for (col, value) in self.pixels[row * self.size..(row + 1) * self.size].iter().enumerate() {
-                out_row[col / factor] += value;
+            // Added one at a time in row order, as a pixel-by-pixel loop would.
+            for (sum, block) in out_row.iter_mut().zip(values.chunks_exact(factor)) {
+                for value in block {
+                    *sum += value;
+                }
             }
         }
         out.pixels.iter_mut().for_each(|v| *v *= weight);
