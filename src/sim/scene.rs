@@ -93,7 +93,10 @@ impl Deflector {
         for lens in lenses {
             match lens {
                 MassModel::Sie(p) => out.push(Deflector::Sie(p.kernel())),
-                MassModel::Tnfw(p) => out.push(Deflector::Tnfw(p.kernel(p.center_x.hypot(p.center_y) + half_diagonal))),
+                MassModel::Tnfw(p) => {
+                    let r_max = p.center_x.hypot(p.center_y) + half_diagonal;
+                    out.push(Deflector::Tnfw(p.kernel_between(nearest_ray(grid, p.center_x, p.center_y), r_max)))
+                }
                 MassModel::Shear(p) => out.push(Deflector::Shear(p.clone())),
                 MassModel::PointMass(p) => {
                     px.push(p.center_x);
@@ -163,6 +166,16 @@ fn point_masses_row(cx: &[f64], cy: &[f64], theta_e_sq: &[f64], xs: &[f64], y: f
             *ay = k.mul_add(dy, *ay);
         }
     }
+}
+
+/// The distance from (x, y) to the nearest ray of `grid` (its pixel centres).
+fn nearest_ray(grid: &PixelGrid, x: f64, y: f64) -> f64 {
+    let last = grid.size.saturating_sub(1) as f64;
+    let nearest = |c: f64| {
+        let index = (c / grid.pixel_scale + last / 2.0).round().clamp(0.0, last);
+        (grid.coordinate(index as usize) - c).abs()
+    };
+    nearest(x).hypot(nearest(y))
 }
 
 impl Scene {
@@ -317,6 +330,19 @@ mod tests {
             let (bx, by) = sc.ray_shoot(g.coordinate(col), g.coordinate(row));
             let expected = sc.source.surface_brightness(bx, by) * g.pixel_area();
             assert!((img.pixels[row * 16 + col] - expected).abs() < 1e-12 * expected.max(1e-12));
+        }
+    }
+
+    #[test]
+    fn no_ray_is_nearer_a_point_than_nearest_ray_says() {
+        for grid in [PixelGrid { size: 128, pixel_scale: 0.0505 }, PixelGrid { size: 15, pixel_scale: 0.2 }] {
+            for (x, y) in [(0.0, 0.0), (0.013, -0.4), (1.2345, 2.0), (-9.0, 0.7), (40.0, -40.0)] {
+                let brute = (0..grid.size)
+                    .flat_map(|i| (0..grid.size).map(move |j| (i, j)))
+                    .map(|(i, j)| (grid.coordinate(i) - x).hypot(grid.coordinate(j) - y))
+                    .fold(f64::INFINITY, f64::min);
+                assert!((nearest_ray(&grid, x, y) - brute).abs() < 1e-12, "({x}, {y}): {brute}");
+            }
         }
     }
 

@@ -139,6 +139,10 @@ pub struct TnfwKernel {
     /// t of the first entry: log2 of the squared floor radius (S Rs)^2, below which
     /// A is constant (the profile floors r there).
     t_first: f64,
+    /// Intervals before the first tabulated one: none of the rays comes that close
+    /// (the table keeps the nodes it would have from t_first, so a ray's value is
+    /// the same whatever the rays' nearest approach).
+    skipped: usize,
     /// Per interval i (t from t_first + i / STEPS_PER_OCTAVE, one step long): the
     /// cubic through A at the nodes i - 1 ..= i + 2, as c0 + c1 u + c2 u^2 + c3 u^3
     /// in the interval's fraction u (one contiguous load and three fused
@@ -151,17 +155,29 @@ impl Tnfw {
     /// The kernel for rays at most `r_max` arcsec from the halo's centre (farther rays
     /// are clamped to the table's end: give the grid's extent).
     pub fn kernel(&self, r_max: f64) -> TnfwKernel {
+        self.kernel_between(0.0, r_max)
+    }
+
+    /// [`Self::kernel`] for rays at least `r_min` arcsec from the halo's centre:
+    /// the table starts a little inside `r_min` (from the floor radius, a halo's
+    /// table is ~600 evaluations of the profile, each with its own `atan` and
+    /// logarithms; a ray grid's nearest approach typically spares half of them).
+    pub fn kernel_between(&self, r_min: f64, r_max: f64) -> TnfwKernel {
         let r_floor = S * self.rs;
         let t_first = (r_floor * r_floor).log2();
         let t_last = (r_max.max(2.0 * r_floor)).powi(2).log2();
         let entries = ((t_last - t_first) * STEPS_PER_OCTAVE).ceil() as usize + 4;
+        // Two intervals of margin below the nearest ray, for the rounding of its r^2.
+        let nearest = ((r_min * r_min).log2() - t_first) * STEPS_PER_OCTAVE;
+        let skipped = if nearest.is_finite() && nearest > 2.0 { (nearest as usize - 2).min(entries - 4) } else { 0 };
         let (rho0, tau) = (self.rho0(), self.r_trunc / self.rs);
         let radial = |t: f64| {
             let r = (0.5 * t).exp2().max(r_floor);
             let xr = (r / self.rs).max(S);
             4.0 * rho0 * self.rs * g(xr, tau) / (xr * xr)
         };
-        let table: Vec<f64> = (0..entries).map(|i| radial(t_first + (i as f64 - 1.0) / STEPS_PER_OCTAVE)).collect();
+        let table: Vec<f64> =
+            (skipped..entries).map(|i| radial(t_first + (i as f64 - 1.0) / STEPS_PER_OCTAVE)).collect();
         let cubics = table
             .windows(4)
             .map(|f| {
@@ -174,7 +190,7 @@ impl Tnfw {
                 ]
             })
             .collect();
-        TnfwKernel { center_x: self.center_x, center_y: self.center_y, t_first, cubics }
+        TnfwKernel { center_x: self.center_x, center_y: self.center_y, t_first, skipped, cubics }
     }
 }
 
@@ -201,18 +217,18 @@ fn tnfw_row(k: &TnfwKernel, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) 
     let dy = y - k.center_y;
     // Positions are clamped to the table's first and last intervals: the profile is
     // constant below the floor, and no ray lies beyond r_max.
-    let last = (k.cubics.len() - 1) as f64;
+    let (first, last) = (k.skipped as f64, (k.skipped + k.cubics.len() - 1) as f64);
     let mut pos = [0.0f64; BLOCK];
     for ((xs, ax), ay) in xs.chunks(BLOCK).zip(ax.chunks_mut(BLOCK)).zip(ay.chunks_mut(BLOCK)) {
         for (p, x) in pos.iter_mut().zip(xs) {
             let dx = x - k.center_x;
             let r2 = dx.mul_add(dx, dy * dy).max(f64::MIN_POSITIVE);
-            *p = ((fastmath::log2(r2) - k.t_first) * STEPS_PER_OCTAVE).clamp(0.0, last);
+            *p = ((fastmath::log2(r2) - k.t_first) * STEPS_PER_OCTAVE).clamp(first, last);
         }
         for (((p, x), ax), ay) in pos.iter().zip(xs).zip(ax.iter_mut()).zip(ay.iter_mut()) {
             let i = *p as usize;
             let u = p - i as f64;
-            let [c0, c1, c2, c3] = k.cubics[i];
+            let [c0, c1, c2, c3] = k.cubics[i - k.skipped];
             let a = c3.mul_add(u, c2).mul_add(u, c1).mul_add(u, c0);
             *ax = a.mul_add(x - k.center_x, *ax);
             *ay = a.mul_add(dy, *ay);
@@ -252,6 +268,20 @@ mod tests {
                 worst_anywhere < 1e-3,
                 "rs {rs}, tau {tau}: worst relative error near the floor {worst_anywhere:e}"
             );
+        }
+    }
+
+    #[test]
+    fn a_table_started_at_the_nearest_ray_gives_the_same_deflections() {
+        let halo = Tnfw { rs: 0.08, alpha_rs: 1e-3, r_trunc: 0.8, center_x: 0.31, center_y: -0.17 };
+        let (full, near) = (halo.kernel(6.0), halo.kernel_between(0.05, 6.0));
+        assert!(near.skipped > 100 && near.cubics.len() + near.skipped == full.cubics.len(), "{}", near.skipped);
+        let xs: Vec<f64> = (0..500).map(|i| -3.0 + 0.012 * i as f64).collect();
+        for y in [-0.17 - 0.05, -0.17 + 0.05, 0.4, 3.0] {
+            let (mut a, mut b) = ((vec![0.0; 500], vec![0.0; 500]), (vec![0.0; 500], vec![0.0; 500]));
+            full.accumulate_row(&xs, y, &mut a.0, &mut a.1);
+            near.accumulate_row(&xs, y, &mut b.0, &mut b.1);
+            assert_eq!(a, b, "row y = {y}");
         }
     }
 
