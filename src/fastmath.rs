@@ -41,23 +41,28 @@ pub fn exp(x: f64) -> f64 {
     f64::from_bits(p.to_bits().wrapping_add(k << 52))
 }
 
-/// log2 of a positive normal f64 to ~1e-12 absolute, without library calls: the exponent,
-/// plus 2 atanh(s) / ln 2 of the mantissa m in [sqrt(1/2), sqrt(2)) with
-/// s = (m - 1) / (m + 1), |s| < 0.172, summed to s^13.
+/// The exponent e and s = (m - 1) / (m + 1) of v = 2^e m with the mantissa m
+/// folded into [sqrt(1/2), sqrt(2)), |s| < 0.172: log2 v = e + 2 atanh(s) / ln 2.
+/// Selects rather than a branch, so that loops calling this vectorise.
 #[inline(always)]
-pub fn log2(v: f64) -> f64 {
+fn exponent_and_atanh_argument(v: f64) -> (f64, f64) {
     let bits = v.to_bits();
-    let mut exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
     let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    // Selects rather than a branch, so that loops calling this vectorise.
     let high = m > std::f64::consts::SQRT_2;
     let m = if high { 0.5 * m } else { m };
-    exponent += high as i64;
-    let s = (m - 1.0) / (m + 1.0);
+    ((exponent + high as i64) as f64, (m - 1.0) / (m + 1.0))
+}
+
+/// log2 of a positive normal f64 to ~1e-12 absolute, without library calls: the
+/// exponent plus the mantissa's atanh series summed to s^13.
+#[inline(always)]
+pub fn log2(v: f64) -> f64 {
+    let (exponent, s) = exponent_and_atanh_argument(v);
     let s2 = s * s;
     let series =
         1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0 + s2 / 13.0)))));
-    exponent as f64 + 2.0 * std::f64::consts::LOG2_E * s * series
+    exponent + 2.0 * std::f64::consts::LOG2_E * s * series
 }
 
 /// ln of a positive normal f64 within a few ulp, without library calls: as
@@ -65,19 +70,13 @@ pub fn log2(v: f64) -> f64 {
 /// truncation, below 1e-19 relative, is then under the rounding).
 #[inline(always)]
 pub fn ln(v: f64) -> f64 {
-    let bits = v.to_bits();
-    let mut exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
-    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    let high = m > std::f64::consts::SQRT_2;
-    let m = if high { 0.5 * m } else { m };
-    exponent += high as i64;
-    let s = (m - 1.0) / (m + 1.0);
+    let (exponent, s) = exponent_and_atanh_argument(v);
     let s2 = s * s;
     let mut series = 1.0 / 21.0;
     for c in [1.0 / 19.0, 1.0 / 17.0, 1.0 / 15.0, 1.0 / 13.0, 1.0 / 11.0, 1.0 / 9.0, 1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0] {
         series = series * s2 + c;
     }
-    exponent as f64 * LN2_HI + (exponent as f64 * LN2_LO + 2.0 * s * (1.0 + s2 * series))
+    exponent * LN2_HI + (exponent * LN2_LO + 2.0 * s * (1.0 + s2 * series))
 }
 
 /// atan(num / den) for den > 0, within ~2 ulp of libm, branch-free: Cephes'
