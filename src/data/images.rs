@@ -16,6 +16,7 @@ use crate::data::fits::cutouts::FitsCutouts;
 use crate::data::parquet::columns;
 pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABELLED};
 use crate::data::parquet::cutouts::ParquetCutouts;
+use crate::data::LabelTable;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,19 @@ impl LabelledImages {
                 super::fits::wcs_pixel_scale(&mut f, &hdu)
             }
             _ => None,
+        }
+    }
+
+    /// Images with the labels (and ids, else row numbers) of `table`, read from `source`.
+    fn from_labels(table: LabelTable, size: usize, pixels: Vec<f32>, source: &Path) -> LabelledImages {
+        let ids = table.ids.unwrap_or_else(|| (0..table.labels.len() as i64).collect());
+        LabelledImages {
+            class_names: table.class_names,
+            size,
+            pixels,
+            labels: table.labels,
+            ids,
+            source: source.to_path_buf(),
         }
     }
 
@@ -244,41 +258,26 @@ pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledIm
 /// gives one class, [`UNLABELLED`].
 fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels: bool) -> Result<LabelledImages> {
     let table = columns::read_label_table(path, require_labels)?;
-    let ids = table.ids.unwrap_or_else(|| (0..table.labels.len() as i64).collect());
     let opts = InputOptions { image_column: Some(image_column.to_string()), ..InputOptions::default() };
     let mut cutouts = ParquetCutouts::open(&[path.to_path_buf()], &opts)?;
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let name_row = |row: usize| match ids.get(row) {
+    let id_of = |row: usize| table.ids.as_ref().map_or(Some(row as i64), |ids| ids.get(row).copied());
+    let name_row = |row: usize| match id_of(row) {
         Some(id) => format!("column `{image_column}`, row id {id}"),
         None => format!("column `{image_column}`, row {row}"),
     };
     let (size, pixels) = read_every_cutout(&mut cutouts, name_row, err)?;
-    if pixels.len() != table.labels.len() * size * size {
-        return Err(err(format!("{} labels for {} images", table.labels.len(), pixels.len() / (size * size))));
+    let images = pixels.len() / (size * size);
+    if images != table.labels.len() {
+        return Err(err(format!("{} labels for {images} images", table.labels.len())));
     }
-    Ok(LabelledImages {
-        class_names: table.class_names,
-        size,
-        pixels,
-        labels: table.labels,
-        ids,
-        source: path.to_path_buf(),
-    })
+    Ok(LabelledImages::from_labels(table, size, pixels, path))
 }
 
 /// The labels and ids of a labelled Parquet dataset without its images (`size`
 /// 0, no pixels): what scoring a table of predictions needs.
 pub fn read_parquet_labels(path: &Path) -> Result<LabelledImages> {
-    let table = columns::read_label_table(path, true)?;
-    let ids = table.ids.unwrap_or_else(|| (0..table.labels.len() as i64).collect());
-    Ok(LabelledImages {
-        class_names: table.class_names,
-        size: 0,
-        pixels: Vec::new(),
-        labels: table.labels,
-        ids,
-        source: path.to_path_buf(),
-    })
+    Ok(LabelledImages::from_labels(columns::read_label_table(path, true)?, 0, Vec::new(), path))
 }
 
 /// Every image of `cutouts` (square), as a training set needs them: a row the
@@ -331,15 +330,7 @@ pub fn read_fits_images(path: &Path) -> Result<LabelledImages> {
     if labels.labels.len() != images {
         return Err(err(format!("{} labels for {images} images", labels.labels.len())));
     }
-    let ids = labels.ids.unwrap_or_else(|| (0..images as i64).collect());
-    Ok(LabelledImages {
-        class_names: labels.class_names,
-        size,
-        pixels,
-        labels: labels.labels,
-        ids,
-        source: path.to_path_buf(),
-    })
+    Ok(LabelledImages::from_labels(labels, size, pixels, path))
 }
 
 /// Read a DeepLense-style folder tree: one sub-folder per class (classes in
