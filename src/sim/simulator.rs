@@ -535,7 +535,7 @@ impl Simulator {
         noise_free: &Image,
         noise: &Noise,
     ) -> Option<f64> {
-        let smooth = self.has_substructure(class_idx).then(|| {
+        let smooth = (self.has_substructure(class_idx) && *noise != Noise::None).then(|| {
             let mut scene = self.scene(class_idx, params);
             scene.lenses.truncate(SMOOTH_LENSES);
             scene.render_with(camera, self.fixed_field.as_ref())
