@@ -304,20 +304,13 @@ fn fits_training_sets_are_read_as_the_stage_reads_cutouts() {
     // pixel: the training reader read it as the number -32.668 (cfitsio checks BLANK
     // only when asked), the stage's reader (which training now shares) as missing,
     // so training refuses the image.
-    use fitsio::images::{ImageDescription, ImageType};
     use fitsio::tables::{ColumnDataType, ColumnDescription};
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, blank_at: Option<usize>| {
         let path = dir.path().join(name);
         let raw: Vec<i16> =
             (0..3 * 8 * 8).map(|i| if Some(i) == blank_at { -32768 } else { (i % 50) as i16 - 20 }).collect();
-        let desc = ImageDescription { data_type: ImageType::Short, dimensions: &[3, 8, 8] };
-        let mut f = fitsio::FitsFile::create(&path).with_custom_primary(&desc).open().unwrap();
-        let hdu = f.primary_hdu().unwrap();
-        hdu.write_image(&mut f, &raw).unwrap();
-        hdu.write_key(&mut f, "BSCALE", 0.001f64).unwrap();
-        hdu.write_key(&mut f, "BZERO", 0.1f64).unwrap();
-        hdu.write_key(&mut f, "BLANK", -32768i64).unwrap();
+        let mut f = crate::scaled_i16_cube(&path, &raw, &[3, 8, 8]);
         let label = ColumnDescription::new("label_idx").with_type(ColumnDataType::Short).create().unwrap();
         let table = f.create_table("LABELS", &[label]).unwrap();
         table.write_col(&mut f, "label_idx", &[0i16, 1, 1]).unwrap();

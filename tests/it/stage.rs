@@ -234,13 +234,7 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
         .map(|(i, &v)| if i == 256 + 5 { -32768 } else { (v * 1000.0) as i16 - 100 })
         .collect();
     {
-        let desc = ImageDescription { data_type: ImageType::Short, dimensions: &[3, 16, 16] };
-        let mut f = fitsio::FitsFile::create(&cube).with_custom_primary(&desc).open().unwrap();
-        let hdu = f.primary_hdu().unwrap();
-        hdu.write_image(&mut f, &raw).unwrap();
-        hdu.write_key(&mut f, "BSCALE", 0.001f64).unwrap();
-        hdu.write_key(&mut f, "BZERO", 0.1f64).unwrap();
-        hdu.write_key(&mut f, "BLANK", -32768i64).unwrap();
+        let mut f = crate::scaled_i16_cube(&cube, &raw, &[3, 16, 16]);
         // A PARAMS table naming each plane, as lensmae's simulated cubes have.
         let id = fitsio::tables::ColumnDescription::new("id")
             .with_type(fitsio::tables::ColumnDataType::LongLong)
