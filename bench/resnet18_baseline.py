@@ -2,7 +2,7 @@
 baseline, on the same images and split as the ViT (issue 20).
 
     python bench/resnet18_baseline.py DATASET SPLIT_JSON OUT_JSON [EPOCHS] [HELDOUT [PREDICTIONS]]
-        [--scaling noise-asinh|antisymmetric-asinh] [--also HELDOUT2 PREDICTIONS2 ...]
+        [--scaling noise-asinh|antisymmetric-asinh] [--also HELDOUT2 PREDICTIONS2 ...] [--tta]
 
 DATASET: a `lensmae simulate` Parquet file; SPLIT_JSON: the `<checkpoint>.split.json`
 a lensmae fine-tuning wrote (the ids of its train / validation / test rows); the
@@ -22,6 +22,9 @@ PREDICTIONS --input HELDOUT` puts the baseline through the ViT's report (bins of
 `sub_snr` / `sub_snr_refit`, brightness-matched detection AUC, calibration). Each
 `--also HELDOUT2 PREDICTIONS2` (repeatable) scores one more labelled set with the same
 model and writes its probabilities likewise (lenses another simulator rendered).
+With `--tta`, each held-out set is also scored with the probabilities averaged over
+the 8 rotations and mirrors of each prepared image (as `lensmae predict --tta
+dihedral`), written beside its predictions as `X.tta.parquet`.
 Needs torch, numpy, pyarrow (bench/requirements-torch.txt).
 """
 import json
@@ -126,6 +129,19 @@ def predict(model, images, batch=256):
     return np.concatenate(out)
 
 
+def predict_dihedral(model, images):
+    """The mean of the probabilities of the 8 rotations and mirrors of each prepared
+    image, as `lensmae predict --tta dihedral`."""
+    views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    views += [v[:, :, ::-1] for v in views]
+    return np.mean([predict(model, np.ascontiguousarray(v)) for v in views], axis=0)
+
+
+def tta_path(path):
+    """Where the --tta probabilities of a predictions file go: `X.parquet` -> `X.tta.parquet`."""
+    return path[:-len(".parquet")] + ".tta.parquet" if path.endswith(".parquet") else path + ".tta"
+
+
 def write_predictions(path, ids, probs, names):
     """Per-row probabilities in `lensmae predict`'s columns (schemas/predictions.json)."""
     columns = {"row": pa.array(np.arange(len(ids), dtype=np.int64)), "id": pa.array(ids.astype(np.int64))}
@@ -143,6 +159,9 @@ def main():
         del args[at:at + 2]
         if scaling not in SCALINGS:
             sys.exit(f"--scaling {scaling}: one of {', '.join(SCALINGS)}")
+    tta = "--tta" in args
+    if tta:
+        args.remove("--tta")
     also = []
     while "--also" in args:
         at = args.index("--also")
@@ -202,14 +221,23 @@ def main():
         if predictions_out:
             write_predictions(predictions_out, h_ids, h_probs, names)
             result["heldout_predictions"] = predictions_out
+        if tta:
+            h_tta = predict_dihedral(model, scale(h_images, scaling))
+            result["heldout_tta"] = metrics(h_tta, h_labels, names)
+            if predictions_out:
+                write_predictions(tta_path(predictions_out), h_ids, h_tta, names)
     for other, other_predictions in also:
         o_ids, o_labels, o_images, _ = load(other)
         o_probs = predict(model, scale(o_images, scaling))
         write_predictions(other_predictions, o_ids, o_probs, names)
-        result.setdefault("also", []).append(
-            {"data": other, "metrics": metrics(o_probs, o_labels, names), "predictions": other_predictions})
+        entry = {"data": other, "metrics": metrics(o_probs, o_labels, names), "predictions": other_predictions}
+        if tta:
+            o_tta = predict_dihedral(model, scale(o_images, scaling))
+            write_predictions(tta_path(other_predictions), o_ids, o_tta, names)
+            entry["metrics_tta"] = metrics(o_tta, o_labels, names)
+        result.setdefault("also", []).append(entry)
     json.dump(result, open(out_path, "w"), indent=1)
-    print(json.dumps({k: result[k] for k in ("test", "heldout", "also") if k in result}))
+    print(json.dumps({k: result[k] for k in ("test", "heldout", "heldout_tta", "also") if k in result}))
 
 
 if __name__ == "__main__":

@@ -77,10 +77,10 @@ class Model:
     """
 
     def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
-                 batch_size=64, nan_policy="fail", pixel_scale=None):
+                 batch_size=64, nan_policy="fail", pixel_scale=None, tta="none"):
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
                           batch_size=batch_size, nan_policy=nan_policy,
-                          pixel_scale=None if pixel_scale is None else str(pixel_scale))
+                          pixel_scale=None if pixel_scale is None else str(pixel_scale), tta=tta)
         self._inner = _loaded(**self._args)
 
     @property
@@ -137,7 +137,7 @@ def _model_from_args(args: dict) -> Model:
 def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optional[str] = None,
                task: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
                batch_size: int = 64, nan_policy: str = "fail",
-               pixel_scale: Optional[Union[float, str]] = None) -> Model:
+               pixel_scale: Optional[Union[float, str]] = None, tta: str = "none") -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
     calibrated, see models/README.md), ``"bundled:superres"`` or
@@ -150,6 +150,9 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     with NaN or infinite pixels. ``pixel_scale``: the cutouts' arcsec per pixel
     when they do not record it, or ``"model"`` to take them at the model's scale
     (cropped or padded, never resampled); as ``lensmae predict --pixel-scale``.
+    ``tta``: ``"dihedral"`` averages the classifier's probabilities over the 8
+    rotations and reflections of each cutout (8x the model's time), as
+    ``lensmae predict --tta dihedral``.
     """
     if task is None:
         if model in ("bundled:superres", "bundled:survey-superres"):
@@ -157,7 +160,7 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
         else:
             task = "all" if (sr_model and model) else "superres" if sr_model else "classify"
     return Model(model, sr_model=sr_model, task=task, device=device, threads=threads, batch_size=batch_size,
-                 nan_policy=nan_policy, pixel_scale=pixel_scale)
+                 nan_policy=nan_policy, pixel_scale=pixel_scale, tta=tta)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

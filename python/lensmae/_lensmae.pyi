@@ -19,6 +19,7 @@ class Model:
         batch_size: int = 64,
         nan_policy: str = "fail",
         pixel_scale: Optional[str] = None,
+        tta: str = "none",
     ) -> None: ...
     @property
     def class_names(self) -> List[str]: ...

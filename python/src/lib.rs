@@ -61,7 +61,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none"))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -72,6 +72,7 @@ impl Model {
         batch_size: usize,
         nan_policy: &str,
         pixel_scale: Option<String>,
+        tta: &str,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -95,6 +96,7 @@ impl Model {
             device: self::device(device)?,
             nan_policy,
             pixel_scale,
+            tta: tta.parse().map_err(|why| error(format!("tta {why}")))?,
         };
         let pool = pool(threads)?;
         let predictor = py.detach(|| in_pool(&pool, || Predictor::load(&options))).map_err(error)?;

@@ -1,6 +1,7 @@
 //! `lensmae predict` and `lensmae inspect`.
 
 use crate::cli::train::DeviceArgs;
+use crate::infer::TestTimeAugmentation;
 use crate::stage::chunks::{merge, Shard};
 use crate::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, PredictorOptions, StageTask};
 use anyhow::{bail, Context};
@@ -130,6 +131,12 @@ pub struct PredictArgs {
     /// `skip-row` (no prediction; the row stays, with its status).
     #[arg(long, value_enum, default_value_t = NanArg::Fail)]
     nan_policy: NanArg,
+    /// Test-time augmentation: `dihedral` averages the classifier's probabilities
+    /// over the 8 rotations and reflections of each cutout (8x the model's time;
+    /// recorded in the output's metadata). The out-of-domain score is of the cutout
+    /// as given either way.
+    #[arg(long, default_value = "none", value_parser = str::parse::<TestTimeAugmentation>)]
+    tta: TestTimeAugmentation,
     /// Fraction of rows that may fail (unreadable or truncated inputs, a model
     /// without an answer) before the run exits with code 3; the output is written
     /// either way and names each failed row's reason. Rows skipped by
@@ -186,6 +193,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
                 NanArg::SkipRow => NanPolicy::SkipRow,
             },
             pixel_scale: args.pixel_scale.as_deref().map(str::parse).transpose()?.unwrap_or_default(),
+            tta: args.tta,
         },
         out: args.out.clone(),
         overwrite: args.overwrite,

@@ -6,7 +6,7 @@ use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::data::predictions::read_predictions;
 use crate::eval::classifier::{binned_parameter_names, evaluate_classifier, evaluate_predictions};
 use crate::eval::superres::{evaluate_superres_model, SuperresEvaluation};
-use crate::infer::{LoadedClassifier, LoadedSuperres};
+use crate::infer::{LoadedClassifier, LoadedSuperres, TestTimeAugmentation};
 use crate::model::checkpoint::{
     compact_tensors, load_checkpoint, read_checkpoint_meta, save_checkpoint, CheckpointMeta, ModelTask,
 };
@@ -337,6 +337,10 @@ pub struct EvaluateArgs {
     /// model was trained without it.
     #[arg(long)]
     flux_conserving: bool,
+    /// Classifier: `dihedral` averages its probabilities over the 8 rotations and
+    /// reflections of each image, as `predict --tta dihedral` (recorded in the report).
+    #[arg(long, default_value = "none", value_parser = str::parse::<TestTimeAugmentation>, conflicts_with = "predictions")]
+    tta: TestTimeAugmentation,
     /// Images per inference batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
@@ -573,13 +577,16 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
             let (tensors, meta) = load_checkpoint(model, &dev)?;
             match meta.task {
                 ModelTask::Classify => {}
+                ModelTask::Superres if args.tta != TestTimeAugmentation::None => {
+                    bail!("{}: --tta is for classifiers, this is a super-resolution model", model.display())
+                }
                 ModelTask::Superres => return evaluate_superres_cmd(&args, model, tensors, meta, &dev),
                 other => bail!(
                     "{}: a {other:?} checkpoint; evaluate needs a classifier or a super-resolution model",
                     model.display()
                 ),
             }
-            let classifier = LoadedClassifier::from_checkpoint(model, tensors, meta, &dev)?;
+            let classifier = LoadedClassifier::from_checkpoint(model, tensors, meta, &dev)?.with_tta(args.tta);
             let (data, parameters) = read_labelled_with_parameters(&args, true)?;
             (("model", model.as_path()), evaluate_classifier(&classifier, &data, &parameters, args.batch_size)?)
         }
@@ -590,7 +597,10 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("evaluate needs --model or --predictions"),
     };
-    let json = evaluation.to_json(&[evaluated, ("input", args.input.as_path())]);
+    let mut json = evaluation.to_json(&[evaluated, ("input", args.input.as_path())]);
+    if args.tta != TestTimeAugmentation::None {
+        json["tta"] = args.tta.name().into();
+    }
     write_report(&args.report, &json)?;
     eprint!("{}", evaluation.summary());
     let title = format!("{} on {}", file_name(evaluated.1), file_name(&args.input));

@@ -3,6 +3,7 @@
 //! process-global state; nothing here depends on training (`train`, `stage`,
 //! `report` and `evaluate` all call this).
 
+use crate::data::augment::dihedral;
 use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
 use crate::model::domain::DomainModel;
 use crate::model::mae::Pooling;
@@ -33,6 +34,47 @@ fn check_task(path: &Path, meta: &CheckpointMeta, want: ModelTask) -> Result<()>
     Ok(())
 }
 
+/// Which views of each image a classifier averages its probabilities over
+/// (test-time augmentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TestTimeAugmentation {
+    /// The image as given.
+    #[default]
+    None,
+    /// The 8 rotations and reflections of the square: lensing does not know which
+    /// way the sky is turned, and models trained with `--augment dihedral` saw all
+    /// eight, so their mean answer is less noisy than any one (8x the compute).
+    Dihedral,
+}
+
+impl TestTimeAugmentation {
+    /// The name `--tta` takes and outputs record.
+    pub fn name(self) -> &'static str {
+        match self {
+            TestTimeAugmentation::None => "none",
+            TestTimeAugmentation::Dihedral => "dihedral",
+        }
+    }
+
+    fn views(self) -> u8 {
+        match self {
+            TestTimeAugmentation::None => 1,
+            TestTimeAugmentation::Dihedral => 8,
+        }
+    }
+}
+
+impl std::str::FromStr for TestTimeAugmentation {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(TestTimeAugmentation::None),
+            "dihedral" => Ok(TestTimeAugmentation::Dihedral),
+            other => Err(format!("`{other}`: one of none, dihedral")),
+        }
+    }
+}
+
 /// A classifier and its input preparation.
 pub struct LoadedClassifier {
     /// Where it was loaded from.
@@ -44,6 +86,9 @@ pub struct LoadedClassifier {
     pub preprocessor: Preprocessor,
     /// Its training domain, when the checkpoint is calibrated.
     pub domain: Option<DomainModel>,
+    /// The views its probabilities average (the out-of-domain score is always of
+    /// the image as given: that is what its threshold was fitted on).
+    pub tta: TestTimeAugmentation,
 }
 
 /// What a classifier says about a batch of images.
@@ -79,7 +124,19 @@ impl LoadedClassifier {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
         let model = VitClassifier::new(&meta.model, meta.class_names.len(), pooling, 0.0, vb)
             .map_err(|e| Error::checkpoint(path, format!("weights do not fit the described model: {e}")))?;
-        Ok(LoadedClassifier { path: path.to_path_buf(), meta, model, preprocessor, domain })
+        Ok(LoadedClassifier {
+            path: path.to_path_buf(),
+            meta,
+            model,
+            preprocessor,
+            domain,
+            tta: TestTimeAugmentation::None,
+        })
+    }
+
+    /// The same classifier averaging its probabilities over the views `tta` gives.
+    pub fn with_tta(self, tta: TestTimeAugmentation) -> LoadedClassifier {
+        LoadedClassifier { tta, ..self }
     }
 
     /// The side of the square images it takes.
@@ -112,7 +169,23 @@ impl LoadedClassifier {
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
         let k = self.meta.class_names.len();
         let temperature = self.meta.calibration.as_ref().map(|c| c.temperature);
-        let probabilities = softmax_probabilities(logits, k, temperature, self.model.encoder.device())?;
+        let dev = self.model.encoder.device();
+        let mut probabilities = softmax_probabilities(logits, k, temperature, dev)?;
+        let views = self.tta.views();
+        if views > 1 {
+            // The prepared image is transformed, as training's augmentation does.
+            let mut view = vec![0f32; pixels.len()];
+            for transform in 1..views {
+                for (image, out) in pixels.chunks_exact(s * s).zip(view.chunks_exact_mut(s * s)) {
+                    dihedral(image, s, transform, out);
+                }
+                let (logits, _) = self.logits_and_features(&view, batch)?;
+                for (sum, p) in probabilities.iter_mut().zip(softmax_probabilities(logits, k, temperature, dev)?) {
+                    *sum += p;
+                }
+            }
+            probabilities.iter_mut().for_each(|p| *p /= views as f32);
+        }
         let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
         Ok(ClassifierOutput { probabilities, ood_scores })
     }

@@ -178,7 +178,7 @@ impl Manifest {
             let (a, b) = (before.get(*key), after.get(*key));
             if a != b {
                 let name = key.trim_start_matches("lensmae:");
-                let show = |v: Option<&&String>| v.map_or("none".to_string(), |v| v.to_string());
+                let show = |v: Option<&&String>| v.map_or("not recorded".to_string(), |v| v.to_string());
                 return Some(format!("{name}: {} before, {} now", show(a), show(b)));
             }
         }

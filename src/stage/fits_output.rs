@@ -27,7 +27,7 @@ use std::path::Path;
 const INT_NULL: i64 = i64::MIN;
 
 /// Primary-header keywords for the output's metadata (FITS keys have 8 characters).
-const HEADER_KEYS: [(&str, &str); 13] = [
+const HEADER_KEYS: [(&str, &str); 14] = [
     ("lensmae:version", "LENSMAE"),
     ("lensmae:schema_version", "SCHEMAV"),
     ("lensmae:task", "TASK"),
@@ -36,6 +36,7 @@ const HEADER_KEYS: [(&str, &str); 13] = [
     ("lensmae:sr_model", "SRMODEL"),
     ("lensmae:sr_model_sha256", "SRMODSHA"),
     ("lensmae:nan_policy", "NANPOLCY"),
+    ("lensmae:tta", "TTA"),
     ("lensmae:class_names", "CLASSES"),
     ("lensmae:input", "INPUT"),
     ("lensmae:command", "COMMAND"),

@@ -14,7 +14,7 @@ pub mod geometry;
 pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
-use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres};
+use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation};
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::{Error, Result};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
@@ -129,6 +129,8 @@ pub struct PredictorOptions {
     pub nan_policy: NanPolicy,
     /// Where the cutouts' pixel scale comes from (for bringing them to the model's grid).
     pub pixel_scale: geometry::PixelScale,
+    /// The views of each cutout the classifier's probabilities average.
+    pub tta: TestTimeAugmentation,
 }
 
 /// Models loaded once and ready to answer batches of cutouts: the prepared model
@@ -150,9 +152,10 @@ impl Predictor {
         // Without a model argument the bundled models run.
         let or_bundled = |path: &Option<PathBuf>, name: &str| path.clone().unwrap_or_else(|| PathBuf::from(name));
         let classifier = match options.task {
-            StageTask::Classify | StageTask::All => {
-                Some(LoadedClassifier::load(&or_bundled(&options.model, BUNDLED_CLASSIFIER), &options.device)?)
-            }
+            StageTask::Classify | StageTask::All => Some(
+                LoadedClassifier::load(&or_bundled(&options.model, BUNDLED_CLASSIFIER), &options.device)?
+                    .with_tta(options.tta),
+            ),
             StageTask::Superres => None,
         };
         let superres = match options.task {
@@ -258,6 +261,7 @@ impl Predictor {
             ),
         ]);
         if let Some(c) = &self.classifier {
+            m.insert("lensmae:tta".into(), c.tta.name().to_string());
             m.insert("lensmae:model".into(), c.path.display().to_string());
             m.insert("lensmae:model_sha256".into(), file_sha256(&c.path)?);
             m.insert("lensmae:class_names".into(), serde_json::to_string(&c.meta.class_names).expect("strings"));

@@ -122,7 +122,19 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let meta = builder.schema().metadata().clone();
     assert_eq!(meta["lensmae:model"], "bundled:classifier");
     assert_eq!(meta["lensmae:model_sha256"].len(), 64);
+    assert_eq!(meta["lensmae:tta"], "none");
     assert_eq!(batch.num_rows(), 12);
+    // Averaged over the 8 turns and mirrors: recorded, and still right.
+    let cat = catalog.to_str().unwrap();
+    ok(&["predict", "--input", cat, "--keep", "label", "--tta", "dihedral", "--out", &d("tta.parquet")]);
+    let file = std::fs::File::open(d("tta.parquet")).unwrap();
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    assert_eq!(builder.schema().metadata()["lensmae:tta"], "dihedral");
+    let averaged = crate::stage::read(std::path::Path::new(&d("tta.parquet")));
+    let labels = crate::stage::strings(&averaged, "label");
+    let right = crate::stage::strings(&averaged, "pred_class").iter().zip(&labels).filter(|(p, l)| p == l).count();
+    assert!(right >= 8, "{right} of 12 right with --tta dihedral");
+    fails(&["predict", "--input", cat, "--tta", "quarter", "--out", &d("x.parquet")], "one of none, dihedral");
     let strings = |name: &str| -> Vec<String> {
         crate::stage::strings(&batch, name).into_iter().map(Option::unwrap_or_default).collect()
     };

@@ -10,6 +10,7 @@ use fitsio::images::{ImageDescription, ImageType};
 use lensmae::data::images::{ImagePairs, LabelledImages};
 use lensmae::data::parquet::tensor_field;
 use lensmae::data::resample::downsample_mean;
+use lensmae::infer::TestTimeAugmentation;
 use lensmae::model::mae::Pooling;
 use lensmae::model::superres::SuperresConfig;
 use lensmae::model::MaeConfig;
@@ -67,6 +68,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         device: candle_core::Device::Cpu,
         nan_policy: nan,
         pixel_scale: Default::default(),
+        tta: Default::default(),
     };
     predict(&PredictOptions { input, ..predict_options(inputs, predictor, out) }).map(|_| ())
 }
@@ -98,6 +100,7 @@ pub(crate) fn classifier(model: &Path, batch_size: usize) -> PredictorOptions {
         device: candle_core::Device::Cpu,
         nan_policy: NanPolicy::Fail,
         pixel_scale: Default::default(),
+        tta: Default::default(),
     }
 }
 
@@ -111,6 +114,7 @@ fn bundled(task: StageTask, pixel_scale: lensmae::stage::geometry::PixelScale) -
         device: candle_core::Device::Cpu,
         nan_policy: NanPolicy::Fail,
         pixel_scale,
+        tta: Default::default(),
     }
 }
 
@@ -391,6 +395,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
             device: candle_core::Device::Cpu,
             nan_policy: NanPolicy::Fail,
             pixel_scale: Default::default(),
+            tta: Default::default(),
         },
         out: dir.path().join(out),
         overwrite: false,
@@ -444,6 +449,8 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     assert!(e.contains("nan_policy: fail before, skip-row now"), "{e}");
     let e = refusal(with_predictor(opts("resumed", None, true), |p| p.batch_size = 4));
     assert!(e.contains("--batch-size: 3 before, 4 now"), "{e}");
+    let e = refusal(with_predictor(opts("resumed", None, true), |p| p.tta = TestTimeAugmentation::Dihedral));
+    assert!(e.contains("tta: none before, dihedral now"), "{e}");
     let keep = InputOptions { keep: vec!["label_idx".into()], ..InputOptions::default() };
     let e = refusal(PredictOptions { input: keep, ..opts("resumed", None, true) });
     assert!(e.contains("carried columns"), "{e}");

@@ -218,6 +218,39 @@ fn the_bundled_survey_classifier_answers_the_same_on_16_bit_copies_of_survey_len
 }
 
 #[test]
+fn dihedral_tta_answers_the_same_for_turned_and_mirrored_cutouts() {
+    use lensmae::data::augment::dihedral;
+    use lensmae::infer::{LoadedClassifier, TestTimeAugmentation};
+    use lensmae::sim::{presets::preset, Simulator};
+    let load = || LoadedClassifier::load(Path::new("bundled:survey-classifier"), &candle_core::Device::Cpu).unwrap();
+    let (plain, tta) = (load(), load().with_tta(TestTimeAugmentation::Dihedral));
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let n = 9;
+    let pixels: Vec<f32> =
+        (0..n).flat_map(|i| sim.simulate(i % 3, 8, i as u64).image.pixels.into_iter().map(|v| v as f32)).collect();
+    let (p, q) = (plain.predict(&pixels, 4).unwrap(), tta.predict(&pixels, 4).unwrap());
+    // The flag is of the cutout as given: its threshold was fitted on such scores.
+    assert_eq!(p.ood_scores, q.ood_scores);
+    for row in q.probabilities.chunks_exact(3) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+    }
+    let largest_change = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(largest_change(&p.probabilities, &q.probabilities) > 1e-3, "the views are averaged");
+    // A half turn and the mirrors keep rows as rows, so the cutout's preparation
+    // (noise from differences along rows) is unchanged by them: the averaged
+    // answer is then the same up to rounding, while one view's is not.
+    for transform in [2u8, 4, 6] {
+        let mut turned = vec![0f32; pixels.len()];
+        for (image, out) in pixels.chunks_exact(64 * 64).zip(turned.chunks_exact_mut(64 * 64)) {
+            dihedral(image, 64, transform, out);
+        }
+        let one_view = largest_change(&plain.probabilities(&turned, 4).unwrap(), &p.probabilities);
+        let averaged = largest_change(&tta.probabilities(&turned, 4).unwrap(), &q.probabilities);
+        assert!(one_view > 1e-3 && averaged < 1e-5, "transform {transform}: {one_view} vs {averaged}");
+    }
+}
+
+#[test]
 fn resuming_an_interrupted_run_gives_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = blobs(64, 6);
