@@ -25,6 +25,25 @@ def test_predictions_equal_the_cli_bit_for_bit(lensmae_cli, fixtures, tmp_path):
     assert model.class_names == ["axion", "cdm", "no_sub"]
 
 
+def test_dihedral_tta_equals_the_cli_and_is_recorded(lensmae_cli, fixtures, tmp_path):
+    source = fixtures / "catalog" / "deeplense-model2-12.parquet"
+    survey = "bundled:survey-classifier"
+    want = cli_predictions(lensmae_cli, tmp_path, source, "--model", survey, "--tta", "dihedral")
+    got = lensmae.load_model(survey, tta="dihedral").predict(pq.read_table(source))
+    for name in ["p_axion", "p_cdm", "p_no_sub", "ood_score", "status"]:
+        assert got.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
+    assert want.schema.metadata[b"lensmae:tta"] == b"dihedral"
+    one_view = lensmae.load_model(survey).predict(pq.read_table(source))
+    assert got.column("p_cdm").to_pylist() != one_view.column("p_cdm").to_pylist()
+    # The out-of-domain score is of the cutout as given either way.
+    assert got.column("ood_score").equals(one_view.column("ood_score"))
+    with pytest.raises(lensmae.LensmaeError, match="tta `quarter`: one of none, dihedral"):
+        lensmae.load_model(tta="quarter")
+    # The bundled Model II classifier never saw a turned sky.
+    with pytest.raises(lensmae.LensmaeError, match="trained without dihedral augmentation"):
+        lensmae.load_model(tta="dihedral")
+
+
 def test_table_batches_of_any_size_give_the_same_rows(fixtures):
     table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet")
     model = lensmae.load_model(batch_size=5)

@@ -586,7 +586,7 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
                     model.display()
                 ),
             }
-            let classifier = LoadedClassifier::from_checkpoint(model, tensors, meta, &dev)?.with_tta(args.tta);
+            let classifier = LoadedClassifier::from_checkpoint(model, tensors, meta, &dev)?.with_tta(args.tta)?;
             let (data, parameters) = read_labelled_with_parameters(&args, true)?;
             (("model", model.as_path()), evaluate_classifier(&classifier, &data, &parameters, args.batch_size)?)
         }

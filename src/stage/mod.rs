@@ -154,7 +154,7 @@ impl Predictor {
         let classifier = match options.task {
             StageTask::Classify | StageTask::All => Some(
                 LoadedClassifier::load(&or_bundled(&options.model, BUNDLED_CLASSIFIER), &options.device)?
-                    .with_tta(options.tta),
+                    .with_tta(options.tta)?,
             ),
             StageTask::Superres => None,
         };

@@ -453,6 +453,8 @@ fn provenance(opts: &TrainOptions, data: &LabelledImages, extra: serde_json::Val
         "epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr, "weight_decay": opts.weight_decay,
         "lensmae_version": env!("CARGO_PKG_VERSION"), "device": crate::model::device::device_name(&opts.device),
         "precision": crate::model::device::precision_in_use(&opts.device).to_string(),
+        // Whether the model's answers may be averaged over turned views (`--tta`).
+        "augment": opts.augment,
     });
     if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
         p.extend(e.clone());

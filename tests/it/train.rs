@@ -223,7 +223,7 @@ fn dihedral_tta_answers_the_same_for_turned_and_mirrored_cutouts() {
     use lensmae::infer::{LoadedClassifier, TestTimeAugmentation};
     use lensmae::sim::{presets::preset, Simulator};
     let load = || LoadedClassifier::load(Path::new("bundled:survey-classifier"), &candle_core::Device::Cpu).unwrap();
-    let (plain, tta) = (load(), load().with_tta(TestTimeAugmentation::Dihedral));
+    let (plain, tta) = (load(), load().with_tta(TestTimeAugmentation::Dihedral).unwrap());
     let sim = Simulator::new(preset("survey").unwrap()).unwrap();
     let n = 9;
     let pixels: Vec<f32> =
