@@ -6,8 +6,10 @@
 # and detection per bin of sub_snr, Einstein radius, source magnitude and largest
 # subhalo mass, calibration, the in-domain fraction).
 #
-#   LENSTRONOMY_PY=.venv-survey/bin/python bench/survey_second_simulator.sh [MODEL] [N_PER_CLASS] [SEED] [OUT_DIR]
+#   LENSTRONOMY_PY=.venv-survey/bin/python [TTA=dihedral] bench/survey_second_simulator.sh [MODEL] [N_PER_CLASS] [SEED] [OUT_DIR]
 #
+# TTA=dihedral scores the model's answers averaged over the 8 turns and mirrors of
+# each lens (`evaluate --tta dihedral`; the report gets a `-tta` suffix).
 # MODEL defaults to bundled:survey-classifier; the lenses (N_PER_CLASS a class,
 # default 1000, numpy seed SEED, default 7) are written once to
 # OUT_DIR/lens-N-SEED.parquet (default OUT_DIR runs/lenstronomy-survey) and reused.
@@ -26,4 +28,7 @@ if [ ! -f "$LENSES" ]; then
 fi
 cargo build --release --quiet --bin lensmae
 NAME=$(basename "${MODEL#bundled:}" .safetensors)
-./target/release/lensmae evaluate --model "$MODEL" --input "$LENSES" --report "$OUT/$NAME-$N-$SEED.json" --overwrite
+TTA=${TTA:-none}
+SUFFIX=$([ "$TTA" = none ] || echo "-tta")
+./target/release/lensmae evaluate --model "$MODEL" --input "$LENSES" --tta "$TTA" \
+    --report "$OUT/$NAME-$N-$SEED$SUFFIX.json" --overwrite
