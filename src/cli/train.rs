@@ -157,6 +157,7 @@ impl CommonTrainArgs {
                 AugmentArg::None => Augment::None,
                 AugmentArg::Dihedral => Augment::Dihedral,
             },
+            layer_decay: 1.0,
             scaling: self.scaling,
             val_fraction: self.val_fraction,
             test_fraction: self.test_fraction,
@@ -218,6 +219,13 @@ impl FinetuneArgs {
     pub fn set_command_line(&mut self, line: String) {
         self.common.command_line = Some(line);
     }
+
+    fn train_options(&self, default_lr: f64, default_wd: f64) -> anyhow::Result<TrainOptions> {
+        if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
+            bail!("--layer-decay must be in (0, 1], got {}", self.layer_decay);
+        }
+        Ok(TrainOptions { layer_decay: self.layer_decay, ..self.common.options(default_lr, default_wd)? })
+    }
 }
 
 /// Arguments of `lensmae finetune`.
@@ -243,6 +251,11 @@ pub struct FinetuneArgs {
     /// Dropout on the pooled features while training.
     #[arg(long, default_value_t = 0.1)]
     dropout: f32,
+    /// Layer-wise learning-rate decay (MAE's fine-tuning recipe, e.g. 0.75): block i
+    /// of a depth-d encoder learns at decay^(d - i) of the rate, the patch embedding
+    /// at decay^(d + 1), the head at the full rate. 1 turns it off.
+    #[arg(long, default_value_t = 1.0)]
+    layer_decay: f64,
     /// Classification: after min-max scaling, standardise each pixel by its mean
     /// and standard deviation over the training split (stored in the checkpoint).
     #[arg(long)]
@@ -469,9 +482,9 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
             flux_conserving: args.flux_conserving,
         };
         let model = args.common.model_config()?;
-        if let Some(superres_out) = args.superres_out {
+        if let Some(superres_out) = args.superres_out.clone() {
             let opts = JointOptions {
-                train: args.common.options(5e-4, 0.05)?,
+                train: args.train_options(5e-4, 0.05)?,
                 model,
                 head,
                 init,
@@ -494,16 +507,17 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
             print_superres(&outcome.superres_test, "test");
             return Ok(());
         }
-        let opts = SuperresOptions { train: args.common.options(5e-4, 0.05)?, model, head, init, loss };
+        let opts = SuperresOptions { train: args.train_options(5e-4, 0.05)?, model, head, init, loss };
         let outcome = finetune_superres(&pairs, &opts)?;
         eprintln!("best epoch {} -> {}", outcome.best_epoch, outcome.checkpoint.display());
         print_superres(&outcome.test, "test");
         return Ok(());
     }
     let opts = FinetuneOptions {
-        train: args
-            .common
-            .options(if args.freeze_encoder { 1e-2 } else { 5e-4 }, if args.freeze_encoder { 0.0 } else { 0.05 })?,
+        train: args.train_options(
+            if args.freeze_encoder { 1e-2 } else { 5e-4 },
+            if args.freeze_encoder { 0.0 } else { 0.05 },
+        )?,
         model: args.common.model_config()?,
         init,
         freeze_encoder: args.freeze_encoder,

@@ -714,6 +714,7 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
         "rows": table.ids.len(),
         "model": meta("lensmae:model"),
         "model_sha256": meta("lensmae:model_sha256"),
+        "tta": meta("lensmae:tta"),
         "created": meta("lensmae:created"),
         "classes": table.class_names,
         "status": statuses,

@@ -26,7 +26,7 @@ use crate::model::{Mae, MaeConfig, VitClassifier};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use optim::{warmup_cosine, AdamW};
+use optim::{layer_lr_scale, warmup_cosine, AdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -57,6 +57,9 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Augmentation of training batches (never of validation or test images).
     pub augment: Augment,
+    /// Fine-tuning: layer-wise learning-rate decay (MAE's recipe; 1 = none): block
+    /// i of a depth-d encoder learns at `layer_decay^(d - i)` of the rate.
+    pub layer_decay: f64,
     /// Per-image scaling of the inputs (pretraining and classification; recorded in
     /// the checkpoint, and a fine-tuned encoder must have been pretrained with it).
     pub scaling: Scaling,
@@ -344,7 +347,7 @@ fn run_identity(
         }
     };
     let digests: Vec<String> = data.iter().map(|d| d.content_sha256()).collect();
-    Ok(serde_json::json!({
+    let mut identity = serde_json::json!({
         "--data": digests.join(" "),
         "--init": init,
         "--epochs": t.epochs, "--batch-size": t.batch_size, "--lr": t.lr, "--min-lr": t.min_lr,
@@ -352,7 +355,12 @@ fn run_identity(
         "--clip-grad": t.clip_grad.to_string(), "--seed": t.seed, "--augment": format!("{:?}", t.augment),
         "--scaling": t.scaling.name(), "--val-fraction": t.val_fraction, "--test-fraction": t.test_fraction,
         "model, head and task options": model,
-    }))
+    });
+    // Recorded only when used, so that the states of runs without it still resume.
+    if t.layer_decay != 1.0 {
+        identity["--layer-decay"] = t.layer_decay.into();
+    }
+    Ok(identity)
 }
 
 /// Why a saved state's run is not the run `now` describes (None when it is).
@@ -454,7 +462,7 @@ fn provenance(opts: &TrainOptions, data: &LabelledImages, extra: serde_json::Val
         "lensmae_version": env!("CARGO_PKG_VERSION"), "device": crate::model::device::device_name(&opts.device),
         "precision": crate::model::device::precision_in_use(&opts.device).to_string(),
         // Whether the model's answers may be averaged over turned views (`--tta`).
-        "augment": opts.augment,
+        "augment": opts.augment, "layer_decay": opts.layer_decay,
     });
     if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
         p.extend(e.clone());
@@ -610,7 +618,13 @@ fn start_finetuning(
     if let Some((tensors, path)) = init {
         set_vars(varmap, tensors, "encoder.", path)?;
     }
-    let mut opt = AdamW::new(named_vars(varmap, trainable), 0.9, 0.999, t.weight_decay)?;
+    let vars = named_vars(varmap, trainable);
+    let block = |name: &str| name.strip_prefix("encoder.blocks.")?.split('.').next()?.parse::<usize>().ok();
+    let depth = vars.iter().filter_map(|(name, _)| block(name)).max().map_or(0, |last| last + 1);
+    let mut opt = AdamW::new(vars, 0.9, 0.999, t.weight_decay)?;
+    if t.layer_decay != 1.0 {
+        opt.scale_learning_rates(|name| layer_lr_scale(name, depth, t.layer_decay));
+    }
     let schedule = Schedule::new(t, train_len);
     let r = start_or_resume(t, identity, varmap, &mut opt, &t.device)?;
     Ok(Run { opt, schedule, r })

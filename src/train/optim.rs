@@ -13,6 +13,8 @@ struct Slot {
     name: String,
     var: Var,
     decay: bool,
+    /// This tensor's share of the learning rate (layer-wise decay; 1 without).
+    lr_scale: f64,
     m: Tensor,
     v: Tensor,
 }
@@ -34,6 +36,22 @@ pub fn decays(name: &str, var: &Var) -> bool {
     var.rank() >= 2 && name.ends_with(".weight") && !name.contains("norm")
 }
 
+/// MAE's layer-wise learning-rate decay (from BEiT): for a ViT of `depth` blocks
+/// the head and the final norm learn at the full rate, block i (from 0) at
+/// `decay^(depth - i)`, the patch embedding and the tokens at `decay^(depth + 1)`,
+/// so fine-tuning moves the pretrained early layers least.
+pub fn layer_lr_scale(name: &str, depth: usize, decay: f64) -> f64 {
+    let layer = match name.strip_prefix("encoder.") {
+        Some(rest) if rest.starts_with("patch_embed.") || rest.ends_with("_token") => 0,
+        Some(rest) => match rest.strip_prefix("blocks.").and_then(|b| b.split('.').next()?.parse::<usize>().ok()) {
+            Some(block) => (block + 1).min(depth + 1),
+            None => depth + 1,
+        },
+        None => depth + 1,
+    };
+    decay.powi((depth + 1 - layer) as i32)
+}
+
 impl AdamW {
     /// An optimiser over `vars` (name, variable), sorted by name so the state
     /// layout is stable.
@@ -44,10 +62,18 @@ impl AdamW {
             .map(|(name, var)| {
                 // Two buffers: the moments are updated in place.
                 let (m, v) = (var.zeros_like()?, var.zeros_like()?);
-                Ok(Slot { decay: decays(&name, &var), name, m, v, var })
+                Ok(Slot { decay: decays(&name, &var), lr_scale: 1.0, name, m, v, var })
             })
             .collect::<Result<_>>()?;
         Ok(AdamW { slots, step: 0, beta1, beta2, eps: 1e-8, weight_decay })
+    }
+
+    /// Gives each variable `lr_scale(name)` times the learning rate (and of the
+    /// weight decay, which AdamW applies per unit of learning rate).
+    pub fn scale_learning_rates(&mut self, lr_scale: impl Fn(&str) -> f64) {
+        for s in &mut self.slots {
+            s.lr_scale = lr_scale(&s.name);
+        }
     }
 
     /// Global L2 norm of the gradients of the optimised variables.
@@ -83,7 +109,7 @@ impl AdamW {
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
-        let update = |decay: bool| Update {
+        let update = |decay: bool, lr: f64| Update {
             scale: scale as f32,
             beta1: self.beta1 as f32,
             one_minus_beta1: (1.0 - self.beta1) as f32,
@@ -97,8 +123,9 @@ impl AdamW {
         };
         for s in &mut self.slots {
             let Some(g) = grads.get(s.var.as_tensor()) else { continue };
+            let lr = lr * s.lr_scale;
             if in_place_applies(&[s.var.as_tensor(), g, &s.m, &s.v]) {
-                let u = update(s.decay);
+                let u = update(s.decay, lr);
                 s.m.inplace_op2(g, &Moment { first: true, update: &u })?;
                 s.v.inplace_op2(g, &Moment { first: false, update: &u })?;
                 s.var.as_tensor().inplace_op3(&s.m, &s.v, &u)?;
@@ -249,7 +276,7 @@ pub fn warmup_cosine(step: usize, total: usize, warmup: usize, base: f64, min: f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
     fn the_schedule_warms_up_then_decays_to_the_floor() {
@@ -291,6 +318,34 @@ mod tests {
         let bits = |v: &Vec<Vec<f32>>| v.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&fused), bits(&composed));
         assert_ne!(fused[0], start[0].flatten_all().unwrap().to_vec1::<f32>().unwrap(), "the weights moved");
+    }
+
+    #[test]
+    fn layer_decay_scales_each_layer_and_adam_moves_it_by_its_share() {
+        let scale = |name: &str| layer_lr_scale(name, 2, 0.5);
+        assert_eq!(scale("head.weight"), 1.0);
+        assert_eq!(scale("encoder.norm.bias"), 1.0);
+        assert_eq!(scale("encoder.blocks.1.mlp.fc1.weight"), 0.5);
+        assert_eq!(scale("encoder.blocks.0.attn.qkv.bias"), 0.25);
+        assert_eq!(scale("encoder.patch_embed.weight"), 0.125);
+        assert_eq!(scale("encoder.cls_token"), 0.125);
+        assert_eq!(layer_lr_scale("encoder.blocks.0.norm1.weight", 2, 1.0), 1.0);
+        // Adam's first step moves every weight by the learning rate (the sign of its
+        // gradient), so each tensor moves by its own share of it, in place and composed.
+        for kernels in [crate::model::fused::Kernels::Fused, crate::model::fused::Kernels::Composed] {
+            let names = ["head.weight", "encoder.blocks.0.mlp.fc1.weight", "encoder.patch_embed.weight"];
+            let vars: Vec<Var> = names.iter().map(|_| Var::ones((4, 8), DType::F32, &Device::Cpu).unwrap()).collect();
+            let named = names.iter().map(|n| n.to_string()).zip(vars.iter().cloned()).collect();
+            let mut opt = AdamW::new(named, 0.9, 0.999, 0.0).unwrap();
+            opt.scale_learning_rates(scale);
+            let loss = vars.iter().map(|v| v.as_tensor().sum_all().unwrap()).reduce(|a, b| (a + b).unwrap()).unwrap();
+            crate::model::fused::with_kernels(kernels, || opt.step(&loss.backward().unwrap(), 0.1, f64::INFINITY))
+                .unwrap();
+            for (name, var) in names.iter().zip(&vars) {
+                let moved = 1.0 - var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0] as f64;
+                assert!((moved - 0.1 * scale(name)).abs() < 1e-6, "{name}: moved {moved}");
+            }
+        }
     }
 
     fn sorted_values(state: HashMap<String, Tensor>) -> Vec<Vec<f32>> {

@@ -277,6 +277,7 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let table_summary = summary(&d("survey.parquet"));
     assert_eq!(table_summary["rows"], 12);
     assert_eq!(table_summary["model"], "bundled:classifier");
+    assert_eq!(table_summary["tta"], "none");
     assert_eq!(table_summary["status"], serde_json::json!({"out_of_domain": 12}));
     assert_eq!(table_summary["in_domain_fraction"], 0.0);
     let counted: u64 =

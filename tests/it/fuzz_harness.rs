@@ -162,6 +162,7 @@ pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
         clip_grad: 1.0,
         seed: 1,
         augment: lensmae::data::augment::Augment::None,
+        layer_decay: 1.0,
         scaling: lensmae::model::preprocess::Scaling::MinMax,
         val_fraction: 0.15,
         test_fraction: 0.15,

@@ -51,6 +51,7 @@ pub fn options(out: &Path, epochs: usize) -> TrainOptions {
         seed: 3,
         // The classes are left/right blobs, which mirrors would swap.
         augment: Augment::None,
+        layer_decay: 1.0,
         scaling: Scaling::MinMax,
         val_fraction: 0.15,
         test_fraction: 0.15,
