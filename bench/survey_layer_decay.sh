@@ -37,4 +37,5 @@ compare() { "$PYTHON" bench/paired_auc.py "$HELDOUT" "$@"; }
 compare layer-decay="$OUT/classifier-$DECAY-none.parquet" bundled=runs/survey-tta/survey-classifier-none.parquet
 compare layer-decay-tta="$OUT/classifier-$DECAY-dihedral.parquet" \
     bundled-tta=runs/survey-tta/survey-classifier-dihedral.parquet
+compare layer-decay="$OUT/classifier-$DECAY-none.parquet" resnet=runs/survey-tta/resnet18-heldout.parquet
 compare layer-decay-tta="$OUT/classifier-$DECAY-dihedral.parquet" resnet-tta=runs/survey-tta/resnet18-heldout.tta.parquet

@@ -47,6 +47,14 @@ if [ ! -f "${RESNET%.parquet}.tta.parquet" ]; then
         | tail -1
 fi
 
+# The baseline's probabilities through the ViT's report (ECE, bins), then one table.
+for preds in "$RESNET" "${RESNET%.parquet}.tta.parquet"; do
+    $B evaluate --predictions "$preds" --input "$HELDOUT" --report "${preds%.parquet}-report.json" --overwrite \
+        2>&1 | grep -E '^macro AUC' || true
+done
+"$PYTHON" bench/compare_reports.py vit="$OUT/survey-classifier-none.json" vit-tta="$OUT/survey-classifier-dihedral.json" \
+    resnet="${RESNET%.parquet}-report.json" resnet-tta="${RESNET%.parquet}.tta-report.json"
+
 compare() { "$PYTHON" bench/paired_auc.py "$HELDOUT" "$@"; }
 compare vit-tta="$OUT/survey-classifier-dihedral.parquet" vit="$OUT/survey-classifier-none.parquet"
 compare resnet-tta="${RESNET%.parquet}.tta.parquet" resnet="$RESNET"
