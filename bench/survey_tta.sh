@@ -60,3 +60,11 @@ compare vit-tta="$OUT/survey-classifier-dihedral.parquet" vit="$OUT/survey-class
 compare resnet-tta="${RESNET%.parquet}.tta.parquet" resnet="$RESNET"
 compare vit-tta="$OUT/survey-classifier-dihedral.parquet" resnet-tta="${RESNET%.parquet}.tta.parquet"
 compare vit="$OUT/survey-classifier-none.parquet" resnet="$RESNET"
+
+# The same ViT from scratch (the pipeline's `finetune-scratch` step, when it has run):
+# what the MAE is worth.
+if [ -f runs/survey/scratch.safetensors ]; then
+    $B predict --model runs/survey/scratch.safetensors --input "$HELDOUT" --keep id --out "$OUT/scratch-none.parquet" \
+        --overwrite > /dev/null
+    compare vit="$OUT/survey-classifier-none.parquet" scratch="$OUT/scratch-none.parquet"
+fi
