@@ -22,17 +22,13 @@ SEED=${SEED:-25}
 mkdir -p "$OUT"
 cargo build --release --quiet --bin lensmae
 B=./target/release/lensmae
+source bench/score_views.sh
 TRAIN=runs/survey/train/dataset.parquet
 SPLIT=runs/survey/classifier.split.json
 LENSES="$OUT/heldout-$SEED/dataset.parquet"
 [ -f "$LENSES" ] || $B simulate --preset survey --n-per-class "$N" --seed "$SEED" --out "$OUT/heldout-$SEED" \
     --overwrite --quiet
-for tta in none dihedral; do
-    $B evaluate --model bundled:survey-classifier --input "$LENSES" --tta "$tta" \
-        --report "$OUT/survey-classifier-$SEED-$tta.json" --overwrite 2>&1 | grep -E '^macro AUC|^in the' || true
-    $B predict --model bundled:survey-classifier --input "$LENSES" --keep id --tta "$tta" \
-        --out "$OUT/survey-classifier-$SEED-$tta.parquet" --overwrite > /dev/null
-done
+score_views bundled:survey-classifier "$LENSES" "$OUT/survey-classifier-$SEED"
 RESNET="$OUT/resnet18-$SEED.parquet"
 if [ ! -f "${RESNET%.parquet}.tta.parquet" ]; then
     "$PYTHON" bench/resnet18_baseline.py "$TRAIN" "$SPLIT" "$OUT/resnet18.json" 10 \

@@ -21,18 +21,14 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 cargo build --release --quiet --bin lensmae
 B=./target/release/lensmae
+source bench/score_views.sh
 TRAIN=runs/survey/train/dataset.parquet
 HELDOUT=runs/survey/heldout/dataset.parquet
 CLF="$OUT/classifier-$DECAY.safetensors"
 $B finetune --task classify --data "$TRAIN" --init runs/survey/mae.safetensors --scaling antisymmetric-asinh \
     --pooling mean --augment dihedral --epochs 20 --batch-size 64 --lr 1e-3 --seed 42 --layer-decay "$DECAY" \
     --out "$CLF" --overwrite 2>&1 | tail -2
-for tta in none dihedral; do
-    $B evaluate --model "$CLF" --input "$HELDOUT" --tta "$tta" --report "$OUT/classifier-$DECAY-$tta.json" \
-        --overwrite 2>&1 | grep -E '^macro AUC|^in the' || true
-    $B predict --model "$CLF" --input "$HELDOUT" --keep id --tta "$tta" --out "$OUT/classifier-$DECAY-$tta.parquet" \
-        --overwrite > /dev/null
-done
+score_views "$CLF" "$HELDOUT" "$OUT/classifier-$DECAY"
 compare() { "$PYTHON" bench/paired_auc.py "$HELDOUT" "$@"; }
 compare layer-decay="$OUT/classifier-$DECAY-none.parquet" bundled=runs/survey-tta/survey-classifier-none.parquet
 compare layer-decay-tta="$OUT/classifier-$DECAY-dihedral.parquet" \

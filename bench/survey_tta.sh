@@ -21,6 +21,7 @@ EPOCHS=${EPOCHS:-10}
 mkdir -p "$OUT"
 cargo build --release --quiet --bin lensmae
 B=./target/release/lensmae
+source bench/score_views.sh
 TRAIN=runs/survey/train/dataset.parquet
 HELDOUT=runs/survey/heldout/dataset.parquet
 SPLIT=runs/survey/classifier.split.json
@@ -34,12 +35,7 @@ if [ ! -f "$SPLIT" ]; then
     cp "$OUT/split-only.split.json" "$SPLIT"
 fi
 
-for tta in none dihedral; do
-    $B evaluate --model bundled:survey-classifier --input "$HELDOUT" --tta "$tta" \
-        --report "$OUT/survey-classifier-$tta.json" --overwrite 2>&1 | grep -E '^macro AUC|^ECE|^in the' || true
-    $B predict --model bundled:survey-classifier --input "$HELDOUT" --keep id --tta "$tta" \
-        --out "$OUT/survey-classifier-$tta.parquet" --overwrite > /dev/null
-done
+score_views bundled:survey-classifier "$HELDOUT" "$OUT/survey-classifier"
 
 RESNET="$OUT/resnet18-heldout.parquet"
 if [ ! -f "${RESNET%.parquet}.tta.parquet" ]; then
