@@ -18,6 +18,7 @@ pub mod instrument;
 pub mod light;
 pub mod mass;
 pub mod noise;
+pub mod poisson;
 pub mod presets;
 pub mod psf;
 pub mod scene;
