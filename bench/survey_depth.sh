@@ -6,7 +6,9 @@
 # as `pipelines/survey.toml`'s `pretrain` and `finetune-classify` steps train the shipped
 # one (same lenses, scaling, mask, seeds, epochs, layer decay 0.75), then scores it
 # with one view on the pipeline's held-out lenses (seed 22) and on the 15,000 lenses of
-# bench/survey_large_heldout.sh (seed 25), against the shipped model and the ResNet-18
+# bench/survey_large_heldout.sh (seed 25), against the ResNet-18 and the bundled model's
+# probabilities those scripts wrote (`shipped`: when this ran on 2026-12-04, the two-block
+# model; since then the bundled model is this one, and rerunning those scripts makes it so)
 # by a paired bootstrap (bench/paired_auc.py).
 #
 #   [MODEL=pipelines/models/vit-w64-d4-p4.json] [MAE_EPOCHS=100] [PYTHON=python3] \
