@@ -3,7 +3,7 @@
 //! `rand_distr::Poisson` (0.5) is built for many draws at one mean: its constructor
 //! prepares the constants of Ahrens & Dieter's PD algorithm (three divisions and two
 //! square roots) that only the rare slow branches read. A noisy image draws once per
-//! pixel, each at its own mean, so that preparation was most of the noise's cost.
+//! pixel, each at its own mean, so that preparation was about half of the noise's cost.
 //! [`sample`] runs the same algorithm with the same arithmetic in the same order, and
 //! prepares the slow branches' constants only when a draw reaches them: for a given
 //! random stream it returns what `Poisson::new(mean)?.sample(rng)` returns (tested
@@ -17,6 +17,8 @@ use std::f64::consts::PI;
 /// `Poisson::MAX_LAMBDA`), drawn as `rand_distr::Poisson::new(lambda).sample(rng)` does.
 #[inline(always)]
 pub fn sample<R: Rng + ?Sized>(lambda: f64, rng: &mut R) -> f64 {
+    // rand_distr refuses such a mean; PD's rejection loop would never end on a NaN.
+    assert!(lambda.is_finite() && lambda > 0.0, "positive finite mean, not {lambda}");
     if lambda < 12.0 {
         // Knuth's multiplication of uniforms.
         let exp_lambda = (-lambda).exp();
