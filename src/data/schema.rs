@@ -6,6 +6,12 @@
 use arrow_schema::{DataType, Schema};
 use serde_json::{json, Map, Value};
 
+/// Field metadata key of a column's description (shown by pyarrow as
+/// `field.metadata`, and in a FITS header as TCOMMn).
+pub const DESCRIPTION_KEY: &str = "description";
+/// Field metadata key of a column's unit (FITS TUNITn), when it has one.
+pub const UNIT_KEY: &str = "unit";
+
 /// Short, stable name of an Arrow type.
 pub fn type_name(dt: &DataType) -> String {
     match dt {

@@ -9,7 +9,6 @@
 //! only when complete.
 
 pub mod chunks;
-pub mod fits_output;
 pub mod geometry;
 pub mod output;
 

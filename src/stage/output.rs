@@ -1,5 +1,7 @@
 //! The predictions table (schema: `schemas/predictions.json`), written to a hidden
-//! temporary file batch by batch and renamed into place when complete.
+//! temporary file batch by batch and renamed into place when complete: Parquet,
+//! or FITS (`--out x.fits`, for astropy, TOPCAT and DS9) with the table as the
+//! `PREDICTIONS` extension and the super-resolved cutouts as the primary cube.
 //!
 //! Columns: `row` (the input's row number, from 0 over all inputs), the carried
 //! columns as read, `p_<class>` for each class of the classifier, `pred_class`,
@@ -10,8 +12,10 @@
 //! answered but the image is unlike its training data; or why the row has no
 //! prediction). Rows without a prediction hold nulls, never a made-up value.
 
+use crate::data::fits::table_writer::{FitsTableLayout, FitsTableWriter};
 use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
+use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
 use crate::Result;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -22,11 +26,30 @@ use std::sync::Arc;
 /// Version of the predictions table's layout (file metadata `lensmae:schema_version`).
 pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
 
-/// Field metadata key of a column's description (shown by pyarrow as
-/// `field.metadata`, and in the FITS header as TCOMMn).
-pub const DESCRIPTION_KEY: &str = "description";
-/// Field metadata key of a column's unit (FITS TUNITn), when it has one.
-pub const UNIT_KEY: &str = "unit";
+/// How predictions are laid out in a FITS file (`--out x.fits`): the table
+/// extension `PREDICTIONS`, the super-resolved cutouts as the primary HDU's cube,
+/// and the header naming the version, models with their SHA-256, task, input,
+/// command and time (FITS keywords have 8 characters).
+const PREDICTIONS_FITS: FitsTableLayout = FitsTableLayout {
+    table_name: "PREDICTIONS",
+    cube: Some(("sr_image", "SR_IMAGE")),
+    header_keys: &[
+        ("lensmae:version", "LENSMAE"),
+        ("lensmae:schema_version", "SCHEMAV"),
+        ("lensmae:task", "TASK"),
+        ("lensmae:model", "MODEL"),
+        ("lensmae:model_sha256", "MODELSHA"),
+        ("lensmae:sr_model", "SRMODEL"),
+        ("lensmae:sr_model_sha256", "SRMODSHA"),
+        ("lensmae:nan_policy", "NANPOLCY"),
+        ("lensmae:tta", "TTA"),
+        ("lensmae:class_names", "CLASSES"),
+        ("lensmae:input", "INPUT"),
+        ("lensmae:command", "COMMAND"),
+        ("lensmae:created", "DATE"),
+        ("lensmae:build", "BUILD"),
+    ],
+};
 
 /// `field` with its description and, when it has one, its unit.
 fn described(field: Field, description: &str, unit: Option<&str>) -> Field {
@@ -147,7 +170,7 @@ pub trait PredictionSink {
 pub fn create_sink(target: &Path, schema: SchemaRef, rows: usize, overwrite: bool) -> Result<Box<dyn PredictionSink>> {
     let ext = target.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     Ok(match ext.as_str() {
-        "fits" | "fit" => Box::new(super::fits_output::FitsPredictionWriter::create(target, schema, rows, overwrite)?),
+        "fits" | "fit" => Box::new(FitsTableWriter::create(target, schema, PREDICTIONS_FITS, rows, overwrite)?),
         _ => Box::new(TableWriter::create(target, schema, overwrite)?),
     })
 }
@@ -159,5 +182,15 @@ impl PredictionSink for TableWriter {
 
     fn finish(self: Box<Self>) -> Result<usize> {
         TableWriter::finish(*self)
+    }
+}
+
+impl PredictionSink for FitsTableWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        FitsTableWriter::write(self, batch)
+    }
+
+    fn finish(self: Box<Self>) -> Result<usize> {
+        FitsTableWriter::finish(*self)
     }
 }

@@ -1,7 +1,8 @@
 //! FITS: reading cutouts ([`cutouts::FitsCutouts`], the stage's and training's
 //! one reader) and a training set's label table, the guards every read shares
 //! (declared sizes against the file's bytes, the bounded gzip header scan), and
-//! the simulator's writer.
+//! the simulator's writer; [`table_writer`] writes any Arrow table (the stage's
+//! predictions).
 //!
 //! The writer writes one image cube per image column (the first in the
 //! primary HDU, the others in extensions named after the column), then a binary
@@ -22,6 +23,7 @@ use fitsio::FitsFile;
 use std::path::{Path, PathBuf};
 
 pub mod cutouts;
+pub mod table_writer;
 
 /// Streams rows into `dataset.fits`, atomically. The row count is fixed up front,
 /// because a FITS cube's size is in its header.

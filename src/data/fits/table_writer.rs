@@ -1,18 +1,17 @@
-//! The predictions as a FITS file (`--out x.fits`), for astropy, TOPCAT and DS9:
-//! a binary table extension `PREDICTIONS` with every column of the Parquet output
-//! (TUNITn and TCOMMn from the columns' descriptions; nulls as NaN, TNULLn or
-//! blank strings), and, when a super-resolution model ran, the super-resolved
-//! cutouts as the primary HDU's image cube (NAXIS3 = rows, aligned with the
-//! table; rows without an image are NaN). The primary header names the version,
-//! models with their SHA-256, task, input, command and time.
+//! One Arrow table written to a FITS file, for astropy, TOPCAT and DS9: a binary
+//! table extension with every column (TUNITn and TCOMMn from the fields'
+//! `unit` / `description` metadata; nulls as NaN, TNULLn or blank strings), and
+//! optionally one fixed-size-list column of square images as the primary HDU's
+//! image cube (NAXIS3 = rows, aligned with the table; null rows are NaN). Chosen
+//! schema metadata keys become primary-header keywords. The FITS twin of
+//! [`crate::data::parquet::table_writer::TableWriter`].
 //!
 //! The table is kept in memory until the end (string columns need their widest
-//! value before the first row is written; predictions take ~100-200 bytes a
-//! row), the cube is written as it comes. The file appears under its name only
-//! when complete.
+//! value before the first row is written), the cube is written as it comes. The
+//! file appears under its name only when complete.
 
-use super::output::{PredictionSink, DESCRIPTION_KEY, UNIT_KEY};
 use crate::data::atomic::AtomicPath;
+use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int64Type};
@@ -23,29 +22,23 @@ use fitsio::tables::{ColumnDataType, ColumnDescription};
 use fitsio::FitsFile;
 use std::path::Path;
 
+/// Where a table's parts go in the FITS file.
+#[derive(Debug, Clone, Copy)]
+pub struct FitsTableLayout {
+    /// EXTNAME of the binary table.
+    pub table_name: &'static str,
+    /// The image column written as the primary cube, and the cube's EXTNAME.
+    pub cube: Option<(&'static str, &'static str)>,
+    /// Schema metadata keys written as primary-header keywords (key, keyword).
+    pub header_keys: &'static [(&'static str, &'static str)],
+}
+
 /// The null of integer columns (TNULLn).
 const INT_NULL: i64 = i64::MIN;
 
-/// Primary-header keywords for the output's metadata (FITS keys have 8 characters).
-const HEADER_KEYS: [(&str, &str); 14] = [
-    ("lensmae:version", "LENSMAE"),
-    ("lensmae:schema_version", "SCHEMAV"),
-    ("lensmae:task", "TASK"),
-    ("lensmae:model", "MODEL"),
-    ("lensmae:model_sha256", "MODELSHA"),
-    ("lensmae:sr_model", "SRMODEL"),
-    ("lensmae:sr_model_sha256", "SRMODSHA"),
-    ("lensmae:nan_policy", "NANPOLCY"),
-    ("lensmae:tta", "TTA"),
-    ("lensmae:class_names", "CLASSES"),
-    ("lensmae:input", "INPUT"),
-    ("lensmae:command", "COMMAND"),
-    ("lensmae:created", "DATE"),
-    ("lensmae:build", "BUILD"),
-];
-
-/// Streams predictions into a FITS file.
-pub struct FitsPredictionWriter {
+/// Streams an Arrow table into a FITS file.
+pub struct FitsTableWriter {
+    layout: FitsTableLayout,
     atomic: AtomicPath,
     /// The table's columns (all but the SR images), and where they are in a batch.
     table_schema: SchemaRef,
@@ -53,8 +46,8 @@ pub struct FitsPredictionWriter {
     file: FitsFile,
     /// The table's batches.
     batches: Vec<RecordBatch>,
-    /// `sr_image`'s column index and side, when there is one.
-    sr: Option<(usize, usize)>,
+    /// The cube column's index and side, when there is one.
+    cube: Option<(usize, usize)>,
     rows: usize,
     total_rows: usize,
 }
@@ -76,16 +69,31 @@ fn column_type(dt: &DataType) -> std::result::Result<ColumnDataType, String> {
     })
 }
 
-impl FitsPredictionWriter {
-    /// Starts `target` for `total_rows` rows of `schema` (refused if it exists,
-    /// unless `overwrite`; refused for a column FITS tables cannot hold).
-    pub fn create(target: &Path, schema: SchemaRef, total_rows: usize, overwrite: bool) -> Result<Self> {
-        let mut sr = None;
+impl FitsTableWriter {
+    /// Starts `target` for `total_rows` rows of `schema` laid out as `layout`
+    /// (refused if it exists, unless `overwrite`; refused for a column FITS
+    /// tables cannot hold, or a cube column that is not a list of square images).
+    pub fn create(
+        target: &Path,
+        schema: SchemaRef,
+        layout: FitsTableLayout,
+        total_rows: usize,
+        overwrite: bool,
+    ) -> Result<Self> {
+        let mut cube = None;
+        let cube_column = layout.cube.map(|(column, _)| column);
         for (i, field) in schema.fields().iter().enumerate() {
             match (field.name().as_str(), field.data_type()) {
-                ("sr_image", DataType::FixedSizeList(_, n)) => {
-                    let side = (*n as f64).sqrt() as usize;
-                    sr = Some((i, side));
+                (name, DataType::FixedSizeList(item, n)) if Some(name) == cube_column => {
+                    let side = (*n as f64).sqrt().round() as usize;
+                    if side * side != *n as usize || item.data_type() != &DataType::Float32 {
+                        return Err(Error::Shape(format!(
+                            "{}: column `{name}` holds {n} {} values a row, not a square float32 image",
+                            target.display(),
+                            item.data_type()
+                        )));
+                    }
+                    cube = Some((i, side));
                 }
                 (name, dt) => {
                     column_type(dt).map_err(|why| {
@@ -99,32 +107,34 @@ impl FitsPredictionWriter {
         }
         let atomic = AtomicPath::new(target, overwrite)?;
         let err = |e: fitsio::errors::Error| fits_error(target, e);
-        let mut file = match sr {
+        let mut file = match cube {
             Some((_, side)) => {
                 let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[total_rows, side, side] };
                 FitsFile::create(atomic.temp_path()).with_custom_primary(&desc).open().map_err(err)?
             }
             None => FitsFile::create(atomic.temp_path()).open().map_err(err)?,
         };
-        if sr.is_some() {
-            crate::data::fits::update_string_key(&mut file, "EXTNAME", "SR_IMAGE").map_err(err)?;
+        if let (Some(_), Some((_, cube_name))) = (cube, layout.cube) {
+            super::update_string_key(&mut file, "EXTNAME", cube_name).map_err(err)?;
         }
-        for (key, short) in HEADER_KEYS {
+        for &(key, short) in layout.header_keys {
             if let Some(value) = schema.metadata().get(key) {
                 // FITS dates are UTC without a zone letter.
                 let value = if short == "DATE" { value.trim_end_matches('Z') } else { value };
                 write_long_string(&mut file, short, value).map_err(|e| fits_error(target, e))?;
             }
         }
-        let table_columns: Vec<usize> = (0..schema.fields().len()).filter(|&i| Some(i) != sr.map(|(c, _)| c)).collect();
+        let table_columns: Vec<usize> =
+            (0..schema.fields().len()).filter(|&i| Some(i) != cube.map(|(c, _)| c)).collect();
         let table_schema = SchemaRef::new(schema.project(&table_columns).map_err(|e| fits_error(target, e))?);
-        Ok(FitsPredictionWriter {
+        Ok(FitsTableWriter {
+            layout,
             atomic,
             table_schema,
             table_columns,
             file,
             batches: Vec::new(),
-            sr,
+            cube,
             rows: 0,
             total_rows,
         })
@@ -159,7 +169,7 @@ impl FitsPredictionWriter {
             let description = if width > 1 { description.that_repeats(width) } else { description };
             descriptions.push(description.create().map_err(err)?);
         }
-        let table = self.file.create_table("PREDICTIONS", &descriptions).map_err(err)?;
+        let table = self.file.create_table(self.layout.table_name, &descriptions).map_err(err)?;
         let file = &mut self.file;
         for (n, ((_, field), array)) in columns.iter().zip(&joined).enumerate() {
             let k = n + 1;
@@ -247,9 +257,10 @@ fn write_logical_column(file: &mut FitsFile, k: usize, values: &[Option<bool>]) 
     fitsio::errors::check_status(status).map_err(|e| e.to_string())
 }
 
-impl PredictionSink for FitsPredictionWriter {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if let Some((column, side)) = self.sr {
+impl FitsTableWriter {
+    /// Appends one batch of rows.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some((column, side)) = self.cube {
             let path = self.atomic.target().to_path_buf();
             let images = batch.column(column).as_fixed_size_list();
             let n = side * side;
@@ -272,7 +283,9 @@ impl PredictionSink for FitsPredictionWriter {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<usize> {
+    /// Writes the table, completes the file and moves it into place; returns
+    /// the rows written.
+    pub fn finish(mut self) -> Result<usize> {
         if self.rows != self.total_rows {
             return Err(Error::Shape(format!(
                 "{}: {} rows written of the {} planned",
@@ -282,9 +295,92 @@ impl PredictionSink for FitsPredictionWriter {
             )));
         }
         self.write_table()?;
-        let FitsPredictionWriter { atomic, file, rows, .. } = *self;
+        let FitsTableWriter { atomic, file, rows, .. } = self;
         drop(file); // closes and flushes
         atomic.commit()?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{BooleanArray, FixedSizeListArray, Float32Array, Int64Array, StringArray};
+    use arrow_schema::{Field, Schema};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    const LAYOUT: FitsTableLayout =
+        FitsTableLayout { table_name: "ROWS", cube: Some(("image", "IMAGES")), header_keys: &[("x:origin", "ORIGIN")] };
+
+    fn schema(image_values: i32) -> SchemaRef {
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let fields = vec![
+            Field::new("id", DataType::Int64, true)
+                .with_metadata(HashMap::from([(UNIT_KEY.to_string(), "count".to_string())])),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("good", DataType::Boolean, true),
+            Field::new("image", DataType::FixedSizeList(item, image_values), true),
+        ];
+        Arc::new(Schema::new_with_metadata(fields, HashMap::from([("x:origin".to_string(), "a test".to_string())])))
+    }
+
+    fn batch(schema: &SchemaRef, ids: Vec<Option<i64>>, valid: Vec<bool>) -> RecordBatch {
+        let n = ids.len();
+        let names: Vec<Option<&str>> = (0..n).map(|i| (i % 2 == 0).then_some("lens")).collect();
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let pixels = Float32Array::from((0..n * 4).map(|v| v as f32).collect::<Vec<_>>());
+        let images = FixedSizeListArray::new(item, 4, Arc::new(pixels), Some(valid.into()));
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)][..n].to_vec())),
+                Arc::new(images),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_table_and_its_image_column_come_back_from_the_fits_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.fits");
+        let schema = schema(4);
+        let mut writer = FitsTableWriter::create(&path, schema.clone(), LAYOUT, 3, false).unwrap();
+        writer.write(&batch(&schema, vec![Some(7), None], vec![true, false])).unwrap();
+        assert!(!path.exists(), "the file appears only when complete");
+        writer.write(&batch(&schema, vec![Some(9)], vec![true])).unwrap();
+        assert_eq!(writer.finish().unwrap(), 3);
+
+        let mut f = FitsFile::open(&path).unwrap();
+        let primary = f.primary_hdu().unwrap();
+        assert_eq!(primary.read_key::<String>(&mut f, "EXTNAME").unwrap(), "IMAGES");
+        assert_eq!(primary.read_key::<String>(&mut f, "ORIGIN").unwrap(), "a test");
+        let cube: Vec<f32> = primary.read_image(&mut f).unwrap();
+        assert_eq!(&cube[..4], &[0.0, 1.0, 2.0, 3.0]);
+        assert!(cube[4..8].iter().all(|v| v.is_nan()), "a null image is NaN: {cube:?}");
+        assert_eq!(&cube[8..], &[0.0, 1.0, 2.0, 3.0]);
+        let table = f.hdu("ROWS").unwrap();
+        let ids: Vec<i64> = table.read_col(&mut f, "id").unwrap();
+        assert_eq!(ids, vec![7, INT_NULL, 9]);
+        assert_eq!(table.read_key::<i64>(&mut f, "TNULL1").unwrap(), INT_NULL);
+        assert_eq!(table.read_key::<String>(&mut f, "TUNIT1").unwrap(), "count");
+        let names: Vec<String> = table.read_col(&mut f, "name").unwrap();
+        let names: Vec<&str> = names.iter().map(|s| s.trim_end()).collect();
+        assert_eq!(names, vec!["lens", "", "lens"], "a null string is blank");
+    }
+
+    #[test]
+    fn an_image_column_that_is_not_square_or_a_column_fits_cannot_hold_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.fits");
+        let err = FitsTableWriter::create(&path, schema(3), LAYOUT, 1, false).err().unwrap().to_string();
+        assert!(err.contains("`image`") && err.contains("square"), "{err}");
+        let no_cube = FitsTableLayout { cube: None, ..LAYOUT };
+        let err = FitsTableWriter::create(&path, schema(4), no_cube, 1, false).err().unwrap().to_string();
+        assert!(err.contains("`image`") && err.contains("no FITS table form"), "{err}");
+        assert!(!path.exists());
     }
 }
