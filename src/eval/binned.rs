@@ -119,7 +119,7 @@ pub fn binned_metrics(
         }
     };
     let reference_images: Vec<usize> = (0..labels.len()).filter(|&i| !is_sub(i)).collect();
-    let argmax = |i: usize| (0..k).fold(0, |best, c| if probs[i * k + c] > probs[i * k + best] { c } else { best });
+    let argmax = |i: usize| most_probable(&probs[i * k..(i + 1) * k]);
     let false_alarm = (!reference_images.is_empty()).then(|| {
         reference_images.iter().filter(|&&i| argmax(i) != reference).count() as f64 / reference_images.len() as f64
     });
@@ -137,46 +137,69 @@ pub fn binned_metrics(
                     (b == 0 || v >= low) && v < high
                 })
                 .collect();
-            if inside.is_empty() {
-                return None;
-            }
-            let mut images = inside.clone();
-            if substructure_only {
-                images.extend(&reference_images);
-            }
-            let p: Vec<f32> = images.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
-            let l: Vec<usize> = images.iter().map(|&i| labels[i]).collect();
-            let subs: Vec<usize> = inside.iter().copied().filter(|&i| is_sub(i)).collect();
-            let detection = (!subs.is_empty())
-                .then(|| subs.iter().filter(|&&i| argmax(i) != reference).count() as f64 / subs.len() as f64);
-            let some_substructure = |i: usize| 1.0 - probs[i * k + reference] as f64;
-            let detection_auc_with = |reference_weights: &[f64]| {
-                let scores: Vec<f64> = subs.iter().chain(&reference_images).map(|&i| some_substructure(i)).collect();
-                let positive: Vec<bool> = subs.iter().chain(&reference_images).map(|&i| is_sub(i)).collect();
-                let weights: Vec<f64> = subs.iter().map(|_| 1.0).chain(reference_weights.iter().copied()).collect();
-                weighted_binary_auc(&scores, &positive, &weights)
-            };
-            let (detection_auc, detection_auc_matched) = if substructure_only {
-                let matched = source_magnitudes
-                    .and_then(|m| magnitude_matched_weights(m, &subs, &reference_images))
-                    .and_then(|w| detection_auc_with(&w));
-                (detection_auc_with(&vec![1.0; reference_images.len()]), matched)
-            } else {
-                (None, None)
-            };
-            Some(BinMetrics {
-                low,
-                high,
-                n: images.len(),
-                n_substructure: subs.len(),
-                metrics: ClassificationMetrics::compute(&p, &l, k),
-                detection,
-                detection_auc,
-                detection_auc_matched,
-            })
+            let with_reference = substructure_only.then_some(reference_images.as_slice());
+            bin_metrics(&inside, (low, high), probs, labels, k, reference, with_reference, source_magnitudes)
         })
         .collect();
     BinnedMetrics { parameter: name.to_string(), with_reference_class: substructure_only, bins, false_alarm }
+}
+
+/// The metrics of the images `inside` a bin, with `reference_images` added when
+/// the parameter describes substructure only; None for an empty bin.
+#[allow(clippy::too_many_arguments)]
+fn bin_metrics(
+    inside: &[usize],
+    (low, high): (f64, f64),
+    probs: &[f32],
+    labels: &[usize],
+    k: usize,
+    reference: usize,
+    reference_images: Option<&[usize]>,
+    source_magnitudes: Option<&[Option<f64>]>,
+) -> Option<BinMetrics> {
+    if inside.is_empty() {
+        return None;
+    }
+    let is_sub = |i: usize| labels[i] != reference;
+    let argmax = |i: usize| most_probable(&probs[i * k..(i + 1) * k]);
+    let mut images = inside.to_vec();
+    images.extend(reference_images.unwrap_or_default());
+    let p: Vec<f32> = images.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
+    let l: Vec<usize> = images.iter().map(|&i| labels[i]).collect();
+    let subs: Vec<usize> = inside.iter().copied().filter(|&i| is_sub(i)).collect();
+    let detection =
+        (!subs.is_empty()).then(|| subs.iter().filter(|&&i| argmax(i) != reference).count() as f64 / subs.len() as f64);
+    let (detection_auc, detection_auc_matched) = match reference_images {
+        Some(reference_images) => {
+            let some_substructure = |i: usize| 1.0 - probs[i * k + reference] as f64;
+            let detection_auc_with = |reference_weights: &[f64]| {
+                let scores: Vec<f64> = subs.iter().chain(reference_images).map(|&i| some_substructure(i)).collect();
+                let positive: Vec<bool> = subs.iter().chain(reference_images).map(|&i| is_sub(i)).collect();
+                let weights: Vec<f64> = subs.iter().map(|_| 1.0).chain(reference_weights.iter().copied()).collect();
+                weighted_binary_auc(&scores, &positive, &weights)
+            };
+            let matched = source_magnitudes
+                .and_then(|m| magnitude_matched_weights(m, &subs, reference_images))
+                .and_then(|w| detection_auc_with(&w));
+            (detection_auc_with(&vec![1.0; reference_images.len()]), matched)
+        }
+        None => (None, None),
+    };
+    Some(BinMetrics {
+        low,
+        high,
+        n: images.len(),
+        n_substructure: subs.len(),
+        metrics: ClassificationMetrics::compute(&p, &l, k),
+        detection,
+        detection_auc,
+        detection_auc_matched,
+    })
+}
+
+/// The index of the largest probability (the first of equals).
+fn most_probable(p: &[f32]) -> usize {
+    (0..p.len()).fold(0, |best, c| if p[c] > p[best] { c } else { best })
 }
 
 /// Source-magnitude bins of the brightness matching, mag.
@@ -233,9 +256,89 @@ pub fn binned_by_parameters(
         .collect()
 }
 
+/// The signal-to-noise from which substructure counts as detectable.
+pub const DETECTABLE_SNR: f64 = 10.0;
+
+/// The substructure parameters a detectable subset is taken by.
+const DETECTABILITY_PARAMETERS: [&str; 2] = ["sub_snr", "sub_snr_refit"];
+
+/// The metrics over the images whose substructure parameter is at least
+/// `threshold`, together with every reference-class image: "how well does the
+/// model do where the substructure can be seen".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AtLeastMetrics {
+    /// The parameter (a dataset column).
+    pub parameter: String,
+    /// The lowest value taken.
+    pub threshold: f64,
+    /// The subset's metrics (`low` = threshold, `high` infinite).
+    #[serde(flatten)]
+    pub subset: BinMetrics,
+}
+
+/// For `sub_snr` and `sub_snr_refit`, when `columns` hold them: the metrics of
+/// the images at or above [`DETECTABLE_SNR`] with every `no_sub` image; none
+/// without a reference class named `no_sub`.
+pub fn detectable_subsets(
+    columns: &[(String, Vec<Option<f64>>)],
+    probs: &[f32],
+    labels: &[usize],
+    class_names: &[String],
+) -> Vec<AtLeastMetrics> {
+    let Some(reference) = class_names.iter().position(|c| c == "no_sub") else {
+        return Vec::new();
+    };
+    let k = class_names.len();
+    let column = |name: &str| {
+        columns.iter().find(|(n, v)| n == name && v.len() == labels.len()).map(|(_, values)| values.as_slice())
+    };
+    let reference_images: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == reference).collect();
+    DETECTABILITY_PARAMETERS
+        .iter()
+        .filter_map(|&name| {
+            let values = column(name)?;
+            let inside: Vec<usize> = (0..labels.len())
+                .filter(|&i| labels[i] != reference && values[i].is_some_and(|v| v >= DETECTABLE_SNR))
+                .collect();
+            let range = (DETECTABLE_SNR, f64::INFINITY);
+            let magnitudes = column("source_magnitude");
+            bin_metrics(&inside, range, probs, labels, k, reference, Some(&reference_images), magnitudes)
+                .map(|subset| AtLeastMetrics { parameter: name.to_string(), threshold: DETECTABLE_SNR, subset })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_detectable_subset_is_every_lens_at_or_above_ten_sigma_with_every_no_sub() {
+        // Classes: axion, cdm, no_sub. Rows 0-5 with substructure, 6-8 without.
+        let names: Vec<String> = ["axion", "cdm", "no_sub"].map(String::from).to_vec();
+        let labels = [0, 0, 1, 1, 0, 1, 2, 2, 2];
+        let snr =
+            vec![Some(10.0), Some(9.99), Some(30.0), None, Some(f64::NAN), Some(12.0), Some(0.0), None, Some(0.0)];
+        let refit =
+            vec![Some(2.0), Some(2.0), Some(11.0), Some(50.0), Some(1.0), Some(0.5), Some(0.0), Some(0.0), None];
+        let probs: Vec<f32> = (0..27).map(|i| ((i * 7919) % 97) as f32 / 97.0 + 0.01).collect();
+        let columns = vec![("sub_snr".to_string(), snr), ("sub_snr_refit".to_string(), refit)];
+        let subsets = detectable_subsets(&columns, &probs, &labels, &names);
+        assert_eq!(subsets.len(), 2);
+        // The metrics are those of the rows picked by hand.
+        for (subset, rows) in subsets.iter().zip([vec![0, 2, 5, 6, 7, 8], vec![2, 3, 6, 7, 8]]) {
+            let p: Vec<f32> = rows.iter().flat_map(|&i| probs[i * 3..i * 3 + 3].to_vec()).collect();
+            let l: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
+            assert_eq!(subset.subset.metrics, ClassificationMetrics::compute(&p, &l, 3), "{}", subset.parameter);
+            assert_eq!(subset.subset.n, rows.len());
+            assert_eq!(subset.subset.n_substructure, rows.len() - 3);
+            assert_eq!(subset.threshold, DETECTABLE_SNR);
+        }
+        assert_eq!(subsets[0].parameter, "sub_snr");
+        // Without a no_sub class there is no such subset.
+        let other: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        assert!(detectable_subsets(&columns, &probs, &labels, &other).is_empty());
+    }
 
     #[test]
     fn substructure_bins_hold_their_images_and_every_reference_image() {

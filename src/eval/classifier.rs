@@ -7,7 +7,7 @@
 //! model wrote ([`evaluate_predictions`]): both go through the same report, so a
 //! baseline is judged exactly as the ViT is.
 
-use super::binned::{binned_by_parameters, BinnedMetrics, BINNED_PARAMETERS};
+use super::binned::{binned_by_parameters, detectable_subsets, AtLeastMetrics, BinnedMetrics, BINNED_PARAMETERS};
 use super::classification::{DomainSummary, RELIABILITY_BINS};
 use super::{ClassificationReport, Reliability};
 use crate::data::images::{FloatColumns, LabelledImages};
@@ -36,6 +36,9 @@ pub struct ClassifierEvaluation {
     pub domain: Option<DomainSummary>,
     /// Metrics per bin of each simulated parameter present.
     pub binned: Vec<BinnedMetrics>,
+    /// Metrics where the substructure is detectable (`sub_snr` and, when the
+    /// dataset has it, `sub_snr_refit` at least 10, with every `no_sub` image).
+    pub detectable: Vec<AtLeastMetrics>,
     /// Ids of rows a predictions table has without probabilities (rows its run
     /// failed on): left out of the metrics, counted here.
     pub unscored_ids: Vec<i64>,
@@ -59,6 +62,7 @@ impl ClassifierEvaluation {
             temperature: None,
             domain: None,
             binned: binned_by_parameters(parameters, probs, labels, class_names),
+            detectable: detectable_subsets(parameters, probs, labels, class_names),
             unscored_ids: Vec::new(),
             unpredicted: 0,
         }
@@ -79,6 +83,7 @@ impl ClassifierEvaluation {
         );
         json.insert("domain".into(), serde_json::json!(self.domain));
         json.insert("binned".into(), serde_json::json!(self.binned));
+        json.insert("detectable".into(), serde_json::json!(self.detectable));
         if !self.unscored_ids.is_empty() || self.unpredicted > 0 {
             json.insert("unscored_ids".into(), serde_json::json!(self.unscored_ids));
             json.insert("unpredicted".into(), self.unpredicted.into());
@@ -103,6 +108,20 @@ impl ClassifierEvaluation {
         }
         if self.unpredicted > 0 {
             let _ = writeln!(s, "{} labelled rows without a prediction left out", self.unpredicted);
+        }
+        for d in &self.detectable {
+            let per_class: Vec<String> = (self.report.class_names.iter().zip(&d.subset.metrics.per_class_auc))
+                .map(|(name, auc)| format!("{name} {}", auc.map_or("-".into(), |a| format!("{a:.4}"))))
+                .collect();
+            let _ = writeln!(
+                s,
+                "{} >= {} ({} with substructure) and every no_sub: macro AUC {:.4} ({})",
+                d.parameter,
+                d.threshold,
+                d.subset.n_substructure,
+                d.subset.metrics.macro_auc,
+                per_class.join(", ")
+            );
         }
         for b in self.binned.iter().filter(|b| b.parameter.starts_with("sub_snr")) {
             if b.parameter == "sub_snr" {

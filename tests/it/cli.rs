@@ -231,6 +231,27 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let (a, b) = (detection(&table), detection(&json));
     assert!(a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6), "{a:?} vs {b:?}");
     assert!(std::fs::metadata(d("survey-table.sensitivity-sub_snr_refit.png")).unwrap().len() > 1000);
+    // The goal subset (sub_snr >= 10 with every no_sub), from both paths alike.
+    let detectable = |j: &serde_json::Value| -> Vec<(String, u64, f64)> {
+        let subsets = j["detectable"].as_array().unwrap().iter();
+        subsets
+            .map(|d| {
+                let name = d["parameter"].as_str().unwrap().to_string();
+                (name, d["n_substructure"].as_u64().unwrap(), d["metrics"]["macro_auc"].as_f64().unwrap())
+            })
+            .collect()
+    };
+    let (a, b) = (detectable(&table), detectable(&json));
+    assert_eq!(a.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["sub_snr", "sub_snr_refit"]);
+    let above_ten: u64 = sub_snr["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["low"].as_f64().unwrap() >= 10.0)
+        .map(|b| b["n_substructure"].as_u64().unwrap())
+        .sum();
+    assert_eq!(b[0].1, above_ten, "{}", json["detectable"]);
+    assert!(a.iter().zip(&b).all(|(x, y)| x.1 == y.1 && (x.2 - y.2).abs() < 1e-6), "{a:?} vs {b:?}");
     // A row whose prediction failed (null probabilities) is counted in the report,
     // left out of its metrics, and the exit code says so.
     let batch = crate::stage::read(std::path::Path::new(&d("survey.parquet")));
