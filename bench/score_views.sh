@@ -6,7 +6,7 @@ score_views() {
     local model=$1 lenses=$2 prefix=$3 tta
     for tta in none dihedral; do
         $B evaluate --model "$model" --input "$lenses" --tta "$tta" --report "$prefix-$tta.json" --overwrite 2>&1 \
-            | grep -E '^macro AUC|^ECE|^in the' || true
+            | grep -E '^macro AUC|^ECE|^in the|^sub_snr(_refit)? >= ' || true
         $B predict --model "$model" --input "$lenses" --keep id --tta "$tta" --out "$prefix-$tta.parquet" \
             --overwrite > /dev/null
     done

@@ -36,7 +36,7 @@ if [ ! -f "${RESNET%.parquet}.tta.parquet" ]; then
 fi
 for preds in "$RESNET" "${RESNET%.parquet}.tta.parquet"; do
     $B evaluate --predictions "$preds" --input "$LENSES" --report "${preds%.parquet}-report.json" --overwrite \
-        2>&1 | grep -E '^macro AUC' || true
+        2>&1 | grep -E '^macro AUC|^sub_snr(_refit)? >= ' || true
 done
 compare() { "$PYTHON" bench/paired_auc.py "$LENSES" "$@"; }
 compare vit="$OUT/survey-classifier-$SEED-none.parquet" resnet="$RESNET"

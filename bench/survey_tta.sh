@@ -46,7 +46,7 @@ fi
 # The baseline's probabilities through the ViT's report (ECE, bins), then one table.
 for preds in "$RESNET" "${RESNET%.parquet}.tta.parquet"; do
     $B evaluate --predictions "$preds" --input "$HELDOUT" --report "${preds%.parquet}-report.json" --overwrite \
-        2>&1 | grep -E '^macro AUC' || true
+        2>&1 | grep -E '^macro AUC|^sub_snr(_refit)? >= ' || true
 done
 "$PYTHON" bench/compare_reports.py vit="$OUT/survey-classifier-none.json" vit-tta="$OUT/survey-classifier-dihedral.json" \
     resnet="${RESNET%.parquet}-report.json" resnet-tta="${RESNET%.parquet}.tta-report.json"
