@@ -230,6 +230,14 @@ fn magnitude_matched_weights(magnitudes: &[Option<f64>], members: &[usize], refe
     )
 }
 
+/// The class without substructure, which substructure is told from.
+const REFERENCE_CLASS: &str = "no_sub";
+
+/// The column `name` of `columns`, when it holds a value for each of `n` images.
+fn column_named<'a>(columns: &'a [(String, Vec<Option<f64>>)], name: &str, n: usize) -> Option<&'a [Option<f64>]> {
+    columns.iter().find(|(c, v)| c == name && v.len() == n).map(|(_, values)| values.as_slice())
+}
+
 /// Every parameter of [`BINNED_PARAMETERS`] found among `columns` (name, value per
 /// image) with a value for some image, binned; none without a reference class
 /// named `no_sub`.
@@ -239,12 +247,10 @@ pub fn binned_by_parameters(
     labels: &[usize],
     class_names: &[String],
 ) -> Vec<BinnedMetrics> {
-    let Some(reference) = class_names.iter().position(|c| c == "no_sub") else {
+    let Some(reference) = class_names.iter().position(|c| c == REFERENCE_CLASS) else {
         return Vec::new();
     };
-    let column = |name: &str| {
-        columns.iter().find(|(n, v)| n == name && v.len() == labels.len()).map(|(_, values)| values.as_slice())
-    };
+    let column = |name: &str| column_named(columns, name, labels.len());
     let magnitudes = column("source_magnitude");
     BINNED_PARAMETERS
         .iter()
@@ -285,13 +291,11 @@ pub fn detectable_subsets(
     labels: &[usize],
     class_names: &[String],
 ) -> Vec<AtLeastMetrics> {
-    let Some(reference) = class_names.iter().position(|c| c == "no_sub") else {
+    let Some(reference) = class_names.iter().position(|c| c == REFERENCE_CLASS) else {
         return Vec::new();
     };
     let k = class_names.len();
-    let column = |name: &str| {
-        columns.iter().find(|(n, v)| n == name && v.len() == labels.len()).map(|(_, values)| values.as_slice())
-    };
+    let column = |name: &str| column_named(columns, name, labels.len());
     let reference_images: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == reference).collect();
     DETECTABILITY_PARAMETERS
         .iter()
