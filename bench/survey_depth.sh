@@ -11,8 +11,13 @@
 # model; since then the bundled model is this one, and rerunning those scripts makes it so)
 # by a paired bootstrap (bench/paired_auc.py).
 #
-#   [MODEL=pipelines/models/vit-w64-d4-p4.json] [MAE_EPOCHS=100] [PYTHON=python3] \
-#       bench/survey_depth.sh [OUT_DIR]
+#   [MODEL=pipelines/models/vit-w64-d4-p4.json] [MAE_EPOCHS=100] [FT_EPOCHS=20] [PYTHON=python3] \
+#       [SHIPPED_HELDOUT=...] [SHIPPED_LARGE=...] bench/survey_depth.sh [OUT_DIR]
+#
+# FT_EPOCHS: the fine-tuning's epochs (its cosine schedule spans them). SHIPPED_*: the
+# predictions (`predict --keep id`) the new model is compared with, by default those
+# bench/survey_tta.sh and bench/survey_large_heldout.sh wrote. An OUT_DIR that already
+# holds `mae-NAME.safetensors` and `mae-NAME.safetensors.done` reuses that MAE.
 #
 # Needs runs/survey/{train,heldout}/dataset.parquet (the pipeline's simulate steps),
 # runs/survey-tta/ (bench/survey_tta.sh) and runs/survey-large/ (bench/survey_large_heldout.sh).
@@ -21,6 +26,9 @@ cd "$(dirname "$0")/.."
 OUT=${1:-runs/survey-depth}
 MODEL=${MODEL:-pipelines/models/vit-w64-d4-p4.json}
 MAE_EPOCHS=${MAE_EPOCHS:-100}
+FT_EPOCHS=${FT_EPOCHS:-20}
+SHIPPED_HELDOUT=${SHIPPED_HELDOUT:-runs/survey-tta/survey-classifier-none.parquet}
+SHIPPED_LARGE=${SHIPPED_LARGE:-runs/survey-large/survey-classifier-25-none.parquet}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
 cargo build --release --quiet --bin lensmae
@@ -36,15 +44,15 @@ resume() { [ -f "$1.state.safetensors" ] && echo --resume || echo --overwrite; }
     --epochs "$MAE_EPOCHS" --batch-size 64 --lr 1.5e-3 --seed 42 --out "$MAE" $(resume "$MAE") 2>&1 | tail -1
     touch "$MAE.done"; }
 [ -f "$CLF.done" ] || { $B finetune --task classify --data "$TRAIN" --init "$MAE" --scaling antisymmetric-asinh \
-    --pooling mean --augment dihedral --layer-decay 0.75 --epochs 20 --batch-size 64 --lr 1e-3 --seed 42 \
+    --pooling mean --augment dihedral --layer-decay 0.75 --epochs "$FT_EPOCHS" --batch-size 64 --lr 1e-3 --seed 42 \
     --out "$CLF" $(resume "$CLF") 2>&1 | tail -2
     touch "$CLF.done"; }
 for set in heldout:"$HELDOUT" large:"$LARGE"; do
     $B evaluate --model "$CLF" --input "${set#*:}" --report "$OUT/$NAME-${set%%:*}.json" --overwrite 2>&1 \
-        | grep -E '^macro AUC|^ECE|^in the' || true
+        | grep -E '^macro AUC|^ECE|^in the|^sub_snr(_refit)? >= ' || true
     $B predict --model "$CLF" --input "${set#*:}" --keep id --out "$OUT/$NAME-${set%%:*}.parquet" --overwrite > /dev/null
 done
-"$PYTHON" bench/paired_auc.py "$HELDOUT" deeper="$OUT/$NAME-heldout.parquet" shipped=runs/survey-tta/survey-classifier-none.parquet
+"$PYTHON" bench/paired_auc.py "$HELDOUT" deeper="$OUT/$NAME-heldout.parquet" shipped="$SHIPPED_HELDOUT"
 "$PYTHON" bench/paired_auc.py "$HELDOUT" deeper="$OUT/$NAME-heldout.parquet" resnet=runs/survey-tta/resnet18-heldout.parquet
-"$PYTHON" bench/paired_auc.py "$LARGE" deeper="$OUT/$NAME-large.parquet" shipped=runs/survey-large/survey-classifier-25-none.parquet
+"$PYTHON" bench/paired_auc.py "$LARGE" deeper="$OUT/$NAME-large.parquet" shipped="$SHIPPED_LARGE"
 "$PYTHON" bench/paired_auc.py "$LARGE" deeper="$OUT/$NAME-large.parquet" resnet=runs/survey-large/resnet18-25.parquet
