@@ -40,7 +40,7 @@ const INT_NULL: i64 = i64::MIN;
 pub struct FitsTableWriter {
     layout: FitsTableLayout,
     atomic: AtomicPath,
-    /// The table's columns (all but the SR images), and where they are in a batch.
+    /// The table's columns (all but the cube's), and where they are in a batch.
     table_schema: SchemaRef,
     table_columns: Vec<usize>,
     file: FitsFile,
