@@ -27,8 +27,9 @@ fn stages(sim: &Simulator, class: usize, n: u64) -> [f64; 3] {
     };
     let draw = micros_each(n, |i| drop(std::hint::black_box(sim.sample_params(class, &mut rng_for(i)))));
     let params: Vec<_> = (0..n).map(|i| sim.sample_params(class, &mut rng_for(i))).collect();
-    let render = micros_each(n, |i| drop(std::hint::black_box(sim.render_noise_free(class, &params[i as usize]))));
+    let started = Instant::now();
     let mut images: Vec<_> = params.iter().map(|p| sim.render_noise_free(class, p)).collect();
+    let render = started.elapsed().as_secs_f64() * 1e6 / n as f64;
     let pixel_scale = sim.config().image.pixel_scale;
     let noise = micros_each(n, |i| {
         let k = i as usize;

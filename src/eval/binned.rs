@@ -9,7 +9,7 @@
 //! much substructure against none". Parameters of every image (`lens_theta_e`,
 //! `source_magnitude`) bin all images.
 
-use super::classification::{weighted_binary_auc, ClassificationMetrics};
+use super::classification::{most_probable, weighted_binary_auc, ClassificationMetrics};
 use serde::Serialize;
 
 /// How a parameter is binned.
@@ -197,11 +197,6 @@ fn bin_metrics(
     })
 }
 
-/// The index of the largest probability (the first of equals).
-fn most_probable(p: &[f32]) -> usize {
-    (0..p.len()).fold(0, |best, c| if p[c] > p[best] { c } else { best })
-}
-
 /// Source-magnitude bins of the brightness matching, mag.
 const MAGNITUDE_BIN: f64 = 0.5;
 
@@ -297,6 +292,7 @@ pub fn detectable_subsets(
     let k = class_names.len();
     let column = |name: &str| column_named(columns, name, labels.len());
     let reference_images: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == reference).collect();
+    let magnitudes = column("source_magnitude");
     DETECTABILITY_PARAMETERS
         .iter()
         .filter_map(|&name| {
@@ -305,7 +301,6 @@ pub fn detectable_subsets(
                 .filter(|&i| labels[i] != reference && values[i].is_some_and(|v| v >= DETECTABLE_SNR))
                 .collect();
             let range = (DETECTABLE_SNR, f64::INFINITY);
-            let magnitudes = column("source_magnitude");
             bin_metrics(&inside, range, probs, labels, k, reference, Some(&reference_images), magnitudes)
                 .map(|subset| AtLeastMetrics { parameter: name.to_string(), threshold: DETECTABLE_SNR, subset })
         })

@@ -108,9 +108,7 @@ impl ClassificationMetrics {
         let macro_auc = if defined.is_empty() { f64::NAN } else { defined.iter().sum::<f64>() / defined.len() as f64 };
         let mut confusion = vec![vec![0u64; num_classes]; num_classes];
         for (i, &label) in labels.iter().enumerate() {
-            let row = &probs[i * num_classes..(i + 1) * num_classes];
-            // First maximum on ties, as numpy's argmax.
-            let pred = (0..num_classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+            let pred = most_probable(&probs[i * num_classes..(i + 1) * num_classes]);
             confusion[label][pred] += 1;
         }
         let correct: u64 = (0..num_classes).map(|c| confusion[c][c]).sum();
@@ -208,12 +206,18 @@ pub struct Reliability {
     pub bins: Vec<(f64, f64, usize)>,
 }
 
+/// The index of the largest probability of a row: the first maximum on ties, as
+/// numpy's argmax.
+pub(crate) fn most_probable(row: &[f32]) -> usize {
+    (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best })
+}
+
 impl Reliability {
     /// The reliability of `probs` (`n x k`) against `labels`, with `bins` bins.
     pub fn compute(probs: &[f32], labels: &[usize], num_classes: usize, bins: usize) -> Reliability {
         let mut sums = vec![(0f64, 0f64, 0usize); bins];
         for (row, &label) in probs.chunks_exact(num_classes).zip(labels) {
-            let pred = (0..num_classes).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+            let pred = most_probable(row);
             let confidence = row[pred] as f64;
             let bin = ((confidence * bins as f64) as usize).min(bins - 1);
             sums[bin].0 += confidence;
