@@ -317,6 +317,70 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     assert_eq!(strings(&m, "pred_class")[0].as_deref(), Some(right[data.labels[2]]));
 }
 
+/// A FITS file of one BITPIX -32 image whose header holds `cards` (80-character
+/// images, as astropy writes them).
+fn fits_with_cards(path: &Path, rows: usize, columns: usize, cards: &[String]) {
+    let mut header = vec![
+        "SIMPLE  =                    T".to_string(),
+        "BITPIX  =                  -32".to_string(),
+        "NAXIS   =                    2".to_string(),
+        format!("NAXIS1  = {columns:>20}"),
+        format!("NAXIS2  = {rows:>20}"),
+    ];
+    header.extend(cards.iter().cloned());
+    header.push("END".to_string());
+    let mut bytes: Vec<u8> = header.iter().flat_map(|c| format!("{c:<80}").into_bytes()).collect();
+    bytes.resize(bytes.len().div_ceil(2880) * 2880, b' ');
+    let data = rows * columns * 4;
+    bytes.resize(bytes.len() + data.div_ceil(2880) * 2880, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_fits_cutout_without_object_keywords_is_placed_at_its_centre_as_astropy_places_it() {
+    // tests/oracle/wcs_oracle.py: astropy's pixel_to_world at each header's centre
+    // pixel (TAN with CD, PC, CROTA2, SIP; SIN, ZEA, ARC, STG), and headers whose
+    // position must stay unknown (galactic, FK4, TPV, LONPOLE, swapped axes).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/oracle/wcs_centres.json")).unwrap()).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let path = dir.path().join(format!("{i:02}-{}.fits", case["name"].as_str().unwrap()));
+            let cards: Vec<String> =
+                case["cards"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+            let size = |k: &str| case[k].as_u64().unwrap() as usize;
+            fits_with_cards(&path, size("rows"), size("columns"), &cards);
+            path
+        })
+        .collect();
+    let mut reader = lensmae::stage::open_input(&files, &InputOptions::default()).unwrap();
+    let batch = reader.next_batch(64).unwrap().unwrap();
+    assert_eq!(batch.len(), cases.len());
+    let column = |name: &str| {
+        let (_, array) = batch.carried.iter().find(|(f, _)| f.name() == name).unwrap();
+        array.as_primitive::<arrow_array::types::Float64Type>().clone()
+    };
+    let (ra, dec) = (column("ra"), column("dec"));
+    for (row, case) in cases.iter().enumerate() {
+        let name = case["name"].as_str().unwrap();
+        match (case["ra"].as_f64(), case["dec"].as_f64()) {
+            (Some(want_ra), Some(want_dec)) => {
+                assert!(ra.is_valid(row) && dec.is_valid(row), "{name}: no position");
+                // 1e-9 degrees is 3.6 micro-arcseconds.
+                let d_ra = (ra.value(row) - want_ra + 180.0).rem_euclid(360.0) - 180.0;
+                assert!(d_ra.abs() < 1e-9 && (dec.value(row) - want_dec).abs() < 1e-9, "{name}: {ra:?} {dec:?}");
+                assert!((0.0..360.0).contains(&ra.value(row)), "{name}");
+            }
+            _ => assert!(ra.is_null(row) && dec.is_null(row), "{name}: a position where none is known"),
+        }
+    }
+}
+
 #[test]
 fn npy_class_folders_and_superresolution_then_classification() {
     let dir = tempfile::tempdir().unwrap();

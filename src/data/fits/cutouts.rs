@@ -13,7 +13,8 @@
 //! header declares far more than could ever be there), and an image larger than
 //! any cutout is refused with its size.
 
-use super::{data_bytes_in_file, fits_message, open_fits, wcs_pixel_scale};
+use super::wcs::{wcs_pixel_scale, CelestialWcs};
+use super::{data_bytes_in_file, fits_message, open_fits};
 use crate::data::cutouts::{rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
@@ -99,15 +100,26 @@ struct Identity {
     object_id: Option<String>,
 }
 
-/// An image HDU's own identity keywords (survey cutout services write these).
-fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu) -> Identity {
+/// An image HDU's own identity keywords (survey cutout services write these); the
+/// position is the object's (`RA_OBJ`/`DEC_OBJ`, `RA`/`DEC`), else, for a single
+/// image (`shape`: NAXISn, slowest first), the sky position of its centre pixel by
+/// its celestial WCS.
+fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, shape: &[usize]) -> Identity {
     let number = |f: &mut FitsFile, keys: &[&str]| {
         keys.iter().find_map(|k| hdu.read_key::<f64>(f, k).ok()).filter(|v| v.is_finite())
     };
     let object_id = ["OBJ_ID", "OBJECTID", "OBJID"]
         .iter()
         .find_map(|k| hdu.read_key::<String>(f, k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()));
-    Identity { id: None, ra: number(f, &["RA_OBJ", "RA"]), dec: number(f, &["DEC_OBJ", "DEC"]), object_id }
+    let position = match (number(f, &["RA_OBJ", "RA"]), number(f, &["DEC_OBJ", "DEC"])) {
+        (Some(ra), Some(dec)) => Some((ra, dec)),
+        _ => match shape {
+            [rows, columns] | [1, rows, columns] => CelestialWcs::read(f, hdu)
+                .and_then(|wcs| wcs.sky_position((*columns as f64 + 1.0) / 2.0, (*rows as f64 + 1.0) / 2.0)),
+            _ => None,
+        },
+    };
+    Identity { id: None, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id }
 }
 
 /// The `id` column of a `PARAMS` table (lensmae's simulated cubes), one per plane.
@@ -204,7 +216,7 @@ fn image_hdus(
                 pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
                 available,
                 pixel_scale: wcs_pixel_scale(f, &hdu),
-                identity: header_identity(f, &hdu),
+                identity: header_identity(f, &hdu, shape),
                 companions: Companions::default(),
             },
             extver,

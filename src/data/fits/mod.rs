@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 
 pub mod cutouts;
 pub mod table_writer;
+pub mod wcs;
+
+pub use wcs::wcs_pixel_scale;
 
 /// Streams rows into `dataset.fits`, atomically. The row count is fixed up front,
 /// because a FITS cube's size is in its header.
@@ -523,46 +526,6 @@ pub fn read_label_table(path: &Path) -> std::result::Result<LabelTable, String> 
         (None, None) => return Err("the table has no `label_idx` or `label` column".into()),
     };
     Ok(LabelTable { labels, class_names, ids })
-}
-
-/// The pixel scale of image HDU `hdu`, arcsec per pixel, from its WCS: the CD
-/// matrix, else CDELTn (with a PCi_j matrix), both in CUNITn (degrees unless
-/// `arcsec`), taken when CTYPE1 names a celestial axis; else a `PIXSCALE`,
-/// `PIXSCAL1` or `SECPIX` keyword in arcsec. Non-square pixels give the square
-/// root of the pixel area. `None` when none is there or the value is not a
-/// positive finite number.
-pub fn wcs_pixel_scale(f: &mut FitsFile, hdu: &FitsHdu) -> Option<f64> {
-    let number = |f: &mut FitsFile, name: &str| hdu.read_key::<f64>(f, name).ok().filter(|v| v.is_finite());
-    let text =
-        |f: &mut FitsFile, name: &str| hdu.read_key::<String>(f, name).ok().map(|t| t.trim().to_ascii_uppercase());
-    let celestial = text(f, "CTYPE1")
-        .is_some_and(|t| ["RA", "DEC", "GLON", "GLAT", "ELON", "ELAT"].iter().any(|axis| t.starts_with(axis)));
-    let per_unit = match text(f, "CUNIT1").as_deref() {
-        Some("ARCSEC") => 1.0,
-        Some("ARCMIN") => 60.0,
-        _ => 3600.0,
-    };
-    let area = if celestial {
-        let cd = ["CD1_1", "CD1_2", "CD2_1", "CD2_2"].map(|k| number(f, k));
-        let cdelt = [number(f, "CDELT1"), number(f, "CDELT2")];
-        if cd.iter().any(Option::is_some) {
-            let [a, b, c, d] = cd.map(|v| v.unwrap_or(0.0));
-            Some((a * d - b * c).abs())
-        } else if let [Some(d1), Some(d2)] = cdelt {
-            let [a, b, c, d] = [("PC1_1", 1.0), ("PC1_2", 0.0), ("PC2_1", 0.0), ("PC2_2", 1.0)]
-                .map(|(k, v)| number(f, k).unwrap_or(v));
-            Some((d1 * d2 * (a * d - b * c)).abs())
-        } else {
-            None
-        }
-    } else {
-        None
-    };
-    let scale = match area {
-        Some(area) => area.sqrt() * per_unit,
-        None => ["PIXSCALE", "PIXSCAL1", "SECPIX"].iter().find_map(|k| number(f, k))?,
-    };
-    (scale.is_finite() && scale > 0.0).then_some(scale)
 }
 
 #[cfg(test)]
