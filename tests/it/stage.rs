@@ -366,6 +366,9 @@ fn a_fits_cutout_without_object_keywords_is_placed_at_its_centre_as_astropy_plac
         array.as_primitive::<arrow_array::types::Float64Type>().clone()
     };
     let (ra, dec) = (column("ra"), column("dec"));
+    for (field, _) in batch.carried.iter().filter(|(f, _)| ["ra", "dec"].contains(&f.name().as_str())) {
+        assert_eq!(field.metadata().get("unit").map(String::as_str), Some("deg"), "a FITS table's TUNIT");
+    }
     for (row, case) in cases.iter().enumerate() {
         let name = case["name"].as_str().unwrap();
         match (case["ra"].as_f64(), case["dec"].as_f64()) {

@@ -16,6 +16,7 @@
 use super::wcs::{wcs_pixel_scale, CelestialWcs};
 use super::{data_bytes_in_file, fits_message, open_fits};
 use crate::data::cutouts::{rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
+use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
 use arrow_schema::{DataType, Field};
@@ -510,7 +511,16 @@ impl CutoutReader for FitsCutouts {
             .map(|name| match name.as_str() {
                 "source" => Field::new("source", DataType::Utf8, false),
                 "id" => Field::new("id", DataType::Int64, true),
-                "ra" | "dec" => Field::new(name, DataType::Float64, true),
+                "ra" | "dec" => {
+                    let what = if name == "ra" { "right ascension" } else { "declination" };
+                    Field::new(name, DataType::Float64, true).with_metadata(std::collections::HashMap::from([
+                        (UNIT_KEY.to_string(), "deg".to_string()),
+                        (
+                            DESCRIPTION_KEY.to_string(),
+                            format!("{what} of the object (header keywords) or the cutout centre (WCS)"),
+                        ),
+                    ]))
+                }
                 _ => Field::new(name, DataType::Utf8, true),
             })
             .collect()
