@@ -36,6 +36,16 @@ pub const STANDARDISED_PIXEL_BOUND: f32 = 1e3;
 /// Width of the border whose median is the background of `noise-asinh`, pixels.
 const BORDER: usize = 2;
 
+/// Furthest from a cutout's centre that `antisymmetric-asinh` looks for the
+/// deflector's light, pixels: survey cutouts are centred on the deflector's
+/// catalogue position to a pixel or two, and a wider search finds bright arcs
+/// (with 6 pixels, 3.5% of the held-out survey lenses were centred on an arc).
+pub const CENTRING_SEARCH: usize = 3;
+
+/// Half-width of the window whose light-weighted centroid refines the brightest
+/// pixel, pixels.
+const CENTROID_HALF_WIDTH: usize = 2;
+
 /// The per-image scaling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scaling {
@@ -44,12 +54,16 @@ pub enum Scaling {
     MinMax,
     /// asinh of the background-subtracted image in units of its estimated noise.
     NoiseAsinh,
-    /// `noise-asinh` of the image's point-antisymmetric part about the cutout's
-    /// centre, (I(x) - I(-x)) / sqrt 2. The deflector's light (an elliptical profile
+    /// `noise-asinh` of the image's point-antisymmetric part about the deflector,
+    /// (I(x) - I(-x)) / sqrt 2. The deflector's light (an elliptical profile
     /// centred on the lens) and the sky are symmetric under a half turn and cancel;
     /// the arcs are not, and keep their shape; the noise keeps its sigma. Survey
     /// lenses' light outshines their arcs by 1-6 mag, and a network given it learns
-    /// "bright arc" before substructure (RESULTS.md).
+    /// "bright arc" before substructure (RESULTS.md). The image is first moved by
+    /// whole pixels (wrapping at the edges, where there is only sky) so that the
+    /// deflector's light, looked for within [`CENTRING_SEARCH`] pixels of the
+    /// centre, is at the centre: a cutout centred a pixel off leaves the light
+    /// uncancelled and costs the bundled survey classifier 0.011 of macro AUC.
     AntisymmetricAsinh,
 }
 
@@ -85,6 +99,7 @@ impl Scaling {
             Scaling::NoiseAsinh | Scaling::AntisymmetricAsinh => {
                 pixels.chunks_mut(image_len).enumerate().for_each(|(i, img)| {
                     if self == Scaling::AntisymmetricAsinh {
+                        centre_on_light(img);
                         point_antisymmetric(img);
                     }
                     noise_asinh(img, sigmas.and_then(|s| s.get(i).copied().flatten()))
@@ -223,6 +238,76 @@ fn median(values: &mut [f32]) -> f32 {
     0.5 * (lower + upper)
 }
 
+/// Whole-pixel offset (rows, columns) of the deflector's light from the centre of a
+/// square image: the brightest 3x3 box within [`CENTRING_SEARCH`] pixels of the
+/// centre, refined by the light-weighted centroid of the 5x5 pixels around it,
+/// rounded, at most [`CENTRING_SEARCH`]. (0, 0) for images too small to search,
+/// without positive light there, or flat.
+pub fn light_offset(img: &[f32]) -> (isize, isize) {
+    let side = (img.len() as f64).sqrt() as usize;
+    let reach = CENTRING_SEARCH + CENTROID_HALF_WIDTH + 1;
+    if side * side != img.len() || side < 2 * reach + 2 {
+        return (0, 0);
+    }
+    let centre = (side as f64 - 1.0) / 2.0;
+    let at = |r: usize, c: usize| img[r * side + c];
+    // Candidate peaks: every pixel at most the search radius from the centre along
+    // each axis.
+    let reach = CENTRING_SEARCH as f64;
+    let (first, last) = ((centre - reach).ceil() as usize, (centre + reach).floor() as usize);
+    let box_sum = |r: usize, c: usize| {
+        (r - 1..=r + 1).flat_map(|y| (c - 1..=c + 1).map(move |x| (y, x))).map(|(y, x)| at(y, x)).sum::<f32>()
+    };
+    // Nearest the centre first, so that flat light (a constant image) stays put.
+    let mut candidates: Vec<(usize, usize)> =
+        (first..=last).flat_map(|r| (first..=last).map(move |c| (r, c))).collect();
+    candidates.sort_by(|a, b| {
+        let distance = |&(r, c): &(usize, usize)| (r as f64 - centre).powi(2) + (c as f64 - centre).powi(2);
+        distance(a).total_cmp(&distance(b))
+    });
+    let mut peak = candidates[0];
+    let mut brightest = f32::NEG_INFINITY;
+    for (r, c) in candidates {
+        let sum = box_sum(r, c);
+        if sum > brightest {
+            (brightest, peak) = (sum, (r, c));
+        }
+    }
+    let h = CENTROID_HALF_WIDTH;
+    let (mut weight, mut row, mut column) = (0.0f64, 0.0f64, 0.0f64);
+    for y in peak.0 - h..=peak.0 + h {
+        for x in peak.1 - h..=peak.1 + h {
+            let w = at(y, x).max(0.0) as f64;
+            (weight, row, column) = (weight + w, row + w * y as f64, column + w * x as f64);
+        }
+    }
+    if !(weight > 0.0 && weight.is_finite()) {
+        return (0, 0);
+    }
+    // Ties to even: flat light, whose centroid is the chosen pixel half a pixel off
+    // an even-sided image's centre, stays put.
+    let offset = |at: f64| (at / weight - centre).round_ties_even().clamp(-reach, reach) as isize;
+    (offset(row), offset(column))
+}
+
+/// Moves a square image in place so that the deflector's light ([`light_offset`])
+/// is at its centre; the pixels that leave one edge come back at the other.
+fn centre_on_light(img: &mut [f32]) {
+    let (rows, columns) = light_offset(img);
+    if (rows, columns) == (0, 0) {
+        return;
+    }
+    let side = (img.len() as f64).sqrt() as usize;
+    let shifted: Vec<f32> = (0..side * side)
+        .map(|i| {
+            let r = (i / side) as isize + rows;
+            let c = (i % side) as isize + columns;
+            img[r.rem_euclid(side as isize) as usize * side + c.rem_euclid(side as isize) as usize]
+        })
+        .collect();
+    img.copy_from_slice(&shifted);
+}
+
 /// The point-antisymmetric part of a square image about its centre, in place:
 /// (I(x) - I(-x)) / sqrt 2, which has the noise sigma of the image.
 fn point_antisymmetric(img: &mut [f32]) {
@@ -329,6 +414,56 @@ mod tests {
         point_antisymmetric(&mut noise);
         let variance = noise.iter().map(|v| v * v).sum::<f32>() / noise.len() as f32;
         assert!((variance.sqrt() / 0.5 - 1.0).abs() < 0.05, "sigma {}", variance.sqrt());
+    }
+
+    #[test]
+    fn the_antisymmetric_scaling_centres_the_deflector_first() {
+        // A bright elliptical deflector 2 rows down and 1 column left of the centre,
+        // a fainter arc 12 pixels from it, and noise.
+        let side = 64;
+        let centre = (side as f32 - 1.0) / 2.0;
+        let (dr, dc) = (2.0, -1.0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let image = |dr: f32, dc: f32, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f32> {
+            (0..side * side)
+                .map(|i| ((i / side) as f32 - centre - dr, (i % side) as f32 - centre - dc))
+                .map(|(r, c)| {
+                    let light = 40.0 * (-(r * r / 6.0 + c * c / 12.0)).exp();
+                    let arc = 8.0 * (-((r + 12.0).powi(2) + c * c) / 3.0).exp();
+                    light + arc + 0.1 * rng.sample::<f32, _>(StandardNormal)
+                })
+                .collect()
+        };
+        let off = image(dr, dc, &mut rng);
+        assert_eq!(light_offset(&off), (2, -1));
+        let centred = image(0.0, 0.0, &mut rng);
+        assert_eq!(light_offset(&centred), (0, 0));
+        // Around the deflector only noise is left (~1 in asinh units of sigma), where
+        // without centring its light would stand out by tens of sigma.
+        let central_rms = |v: &[f32], (r0, c0): (usize, usize)| {
+            let values: Vec<f32> = (r0 - 4..=r0 + 4)
+                .flat_map(|r| (c0 - 4..=c0 + 4).map(move |c| (r, c)))
+                .map(|(r, c)| v[r * side + c])
+                .collect();
+            (values.iter().map(|x| x * x).sum::<f32>() / values.len() as f32).sqrt()
+        };
+        let mut a = off.clone();
+        Scaling::AntisymmetricAsinh.apply(&mut a, side * side);
+        assert!(central_rms(&a, (32, 32)) < 1.5, "{}", central_rms(&a, (32, 32)));
+        let mut uncentred = off;
+        point_antisymmetric(&mut uncentred);
+        noise_asinh(&mut uncentred, None);
+        assert!(central_rms(&uncentred, (32, 32)) > 3.0, "{}", central_rms(&uncentred, (32, 32)));
+        // A brighter arc 8 pixels out is not taken for the deflector.
+        let mut far = vec![0.0f32; side * side];
+        for (r, c) in [(31, 31), (31, 32), (32, 31), (32, 32)] {
+            far[r * side + c] = 1.0;
+        }
+        far[40 * side + 31] = 10.0;
+        assert_eq!(light_offset(&far), (0, 0));
+        // Too small to search, or nothing positive: left where it is.
+        assert_eq!(light_offset(&[1.0; 16 * 16]), (0, 0));
+        assert_eq!(light_offset(&vec![-1.0; side * side]), (0, 0));
     }
 
     #[test]
