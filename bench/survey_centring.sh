@@ -31,3 +31,26 @@ for shift in "0 0" "1 0" "1 1" "2 0" "2 2" "3 0"; do
     $LENSMAE evaluate --model "$MODEL" --input "$moved" --report "$report" --overwrite 2>&1 \
         | grep -E '^macro AUC|^in the|^sub_snr >= ' || true
 done
+
+# The centring is a whole-pixel decision: does 16-bit storage ever flip it? The
+# largest change of a probability between float32 cutouts and their uint16 / int16
+# copies (bench/ood_sets.py), on the 15,000 lenses of bench/survey_large_heldout.sh
+# when they are there, else on the held-out.
+COPIES=runs/survey-large/heldout-25/dataset.parquet
+[ -f "$COPIES" ] || COPIES=$LENSES
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+"$PYTHON" bench/ood_sets.py "$COPIES" "$TMP" > /dev/null
+for set in float32:"$COPIES" uint16:"$TMP/uint16.parquet" int16:"$TMP/int16.parquet"; do
+    $LENSMAE predict --model "$MODEL" --input "${set#*:}" --out "$TMP/pred-${set%%:*}.parquet" --overwrite > /dev/null 2>&1
+done
+"$PYTHON" - "$TMP" "$COPIES" <<'PY'
+import sys
+import numpy as np
+import pyarrow.parquet as pq
+tmp, copies = sys.argv[1:]
+p = {k: pq.read_table(f"{tmp}/pred-{k}.parquet").to_pandas().filter(like="p_").to_numpy() for k in ["float32", "uint16", "int16"]}
+for k in ["uint16", "int16"]:
+    d = np.abs(p[k] - p["float32"]).max(axis=1)
+    print(f"{copies}: {k} against float32, max |dp| {d.max():.4f}, rows above 0.02: {(d > 0.02).sum()} of {len(d)}")
+PY
