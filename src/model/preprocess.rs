@@ -245,8 +245,8 @@ fn median(values: &mut [f32]) -> f32 {
 /// without positive light there, or flat.
 pub fn light_offset(img: &[f32]) -> (isize, isize) {
     let side = (img.len() as f64).sqrt() as usize;
-    let reach = CENTRING_SEARCH + CENTROID_HALF_WIDTH + 1;
-    if side * side != img.len() || side < 2 * reach + 2 {
+    let margin = CENTRING_SEARCH + CENTROID_HALF_WIDTH + 1;
+    if side * side != img.len() || side < 2 * margin + 2 {
         return (0, 0);
     }
     let centre = (side as f64 - 1.0) / 2.0;
