@@ -98,6 +98,9 @@ pub struct ClassifierOutput {
     pub probabilities: Vec<f32>,
     /// Distance of each image from the training domain (calibrated checkpoints only).
     pub ood_scores: Option<Vec<f32>>,
+    /// Per image, the (rows, columns) its preparation found the deflector's light
+    /// off the centre by and moved it to the centre ((0, 0): not moved).
+    pub centred_from: Vec<(isize, isize)>,
 }
 
 impl LoadedClassifier {
@@ -178,7 +181,7 @@ impl LoadedClassifier {
     ) -> Result<ClassifierOutput> {
         let s = self.image_size();
         let mut pixels = raw.to_vec();
-        self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
+        let centred_from = self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
         let k = self.meta.class_names.len();
         let temperature = self.meta.calibration.as_ref().map(|c| c.temperature);
@@ -200,7 +203,7 @@ impl LoadedClassifier {
             probabilities.iter_mut().for_each(|p| *p /= views as f32);
         }
         let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
-        Ok(ClassifierOutput { probabilities, ood_scores })
+        Ok(ClassifierOutput { probabilities, ood_scores, centred_from })
     }
 
     /// Logits `[n * k]` and domain features `[n * F]` of images already prepared.

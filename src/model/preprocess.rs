@@ -87,24 +87,38 @@ impl Scaling {
 
     /// Scale every image (a run of `image_len` pixels, square) of `pixels` in place.
     pub fn apply(self, pixels: &mut [f32], image_len: usize) {
-        self.apply_with_noise(pixels, image_len, None);
+        let _ = self.apply_with_noise(pixels, image_len, None);
     }
 
     /// As [`Scaling::apply`], with each image's noise sigma when known (from the
     /// survey's noise map) instead of the estimate from the cutout itself; only
-    /// `noise-asinh` uses it.
-    pub fn apply_with_noise(self, pixels: &mut [f32], image_len: usize, sigmas: Option<&[Option<f32>]>) {
+    /// `noise-asinh` uses it. Returns, per image, the (rows, columns) by which
+    /// `antisymmetric-asinh` found the deflector's light off the centre and moved
+    /// it there ((0, 0) for the other scalings).
+    pub fn apply_with_noise(
+        self,
+        pixels: &mut [f32],
+        image_len: usize,
+        sigmas: Option<&[Option<f32>]>,
+    ) -> Vec<(isize, isize)> {
         match self {
-            Scaling::MinMax => crate::data::images::minmax_normalise(pixels, image_len),
-            Scaling::NoiseAsinh | Scaling::AntisymmetricAsinh => {
-                pixels.chunks_mut(image_len).enumerate().for_each(|(i, img)| {
+            Scaling::MinMax => {
+                crate::data::images::minmax_normalise(pixels, image_len);
+                vec![(0, 0); pixels.len() / image_len.max(1)]
+            }
+            Scaling::NoiseAsinh | Scaling::AntisymmetricAsinh => pixels
+                .chunks_mut(image_len)
+                .enumerate()
+                .map(|(i, img)| {
+                    let mut offset = (0, 0);
                     if self == Scaling::AntisymmetricAsinh {
-                        centre_on_light(img);
+                        offset = centre_on_light(img);
                         point_antisymmetric(img);
                     }
-                    noise_asinh(img, sigmas.and_then(|s| s.get(i).copied().flatten()))
+                    noise_asinh(img, sigmas.and_then(|s| s.get(i).copied().flatten()));
+                    offset
                 })
-            }
+                .collect(),
         }
     }
 
@@ -147,16 +161,23 @@ impl Preprocessor {
 
     /// Prepare every image (`image_len` pixels) of `pixels` in place.
     pub fn apply(&self, pixels: &mut [f32], image_len: usize) {
-        self.apply_with_noise(pixels, image_len, None);
+        let _ = self.apply_with_noise(pixels, image_len, None);
     }
 
-    /// As [`Preprocessor::apply`], with each image's known noise sigma (see
+    /// As [`Preprocessor::apply`], with each image's known noise sigma; returns how
+    /// far each image was moved to centre its deflector (see
     /// [`Scaling::apply_with_noise`]).
-    pub fn apply_with_noise(&self, pixels: &mut [f32], image_len: usize, sigmas: Option<&[Option<f32>]>) {
-        self.scaling.apply_with_noise(pixels, image_len, sigmas);
+    pub fn apply_with_noise(
+        &self,
+        pixels: &mut [f32],
+        image_len: usize,
+        sigmas: Option<&[Option<f32>]>,
+    ) -> Vec<(isize, isize)> {
+        let moved = self.scaling.apply_with_noise(pixels, image_len, sigmas);
         if let Some((mean, std)) = &self.standardisation {
             standardise_pixel_rows(pixels, mean, std);
         }
+        moved
     }
 
     /// The tensors a checkpoint keeps for this preparation.
@@ -292,10 +313,11 @@ pub fn light_offset(img: &[f32]) -> (isize, isize) {
 
 /// Moves a square image in place so that the deflector's light ([`light_offset`])
 /// is at its centre; the pixels that leave one edge come back at the other.
-fn centre_on_light(img: &mut [f32]) {
+/// Returns the offset it corrected.
+fn centre_on_light(img: &mut [f32]) -> (isize, isize) {
     let (rows, columns) = light_offset(img);
     if (rows, columns) == (0, 0) {
-        return;
+        return (0, 0);
     }
     let side = (img.len() as f64).sqrt() as usize;
     let shifted: Vec<f32> = (0..side * side)
@@ -306,6 +328,7 @@ fn centre_on_light(img: &mut [f32]) {
         })
         .collect();
     img.copy_from_slice(&shifted);
+    (rows, columns)
 }
 
 /// The point-antisymmetric part of a square image about its centre, in place:

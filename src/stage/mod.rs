@@ -528,9 +528,23 @@ impl Predictor {
         columns.push(Arc::new(arrow_array::Float64Array::from(
             regridded.iter().map(|g| g.pixel_scale).collect::<Vec<_>>(),
         )));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            regridded.iter().map(|g| g.note.as_deref().unwrap_or(geometry::AS_IS)),
-        )));
+        // The classifier's own centring of the deflector (antisymmetric scalings).
+        let mut centred_from = vec![(0, 0); batch.len()];
+        if let Some(predicted) = &predicted {
+            for (&r, &offset) in usable.iter().zip(&predicted.centred_from) {
+                centred_from[r] = offset;
+            }
+        }
+        columns.push(Arc::new(StringArray::from_iter_values(regridded.iter().zip(&centred_from).map(
+            |(g, &(rows, columns))| {
+                let centred = format!("deflector centred from column {columns:+}, row {rows:+}");
+                match (g.note.as_deref(), (rows, columns)) {
+                    (note, (0, 0)) => note.unwrap_or(geometry::AS_IS).to_string(),
+                    (Some(note), _) => format!("{note}; {centred}"),
+                    (None, _) => centred,
+                }
+            },
+        ))));
         for s in &status {
             match s.as_str() {
                 s if s.starts_with("ok") => summary.predicted += 1,

@@ -436,6 +436,38 @@ fn tensor_table(path: &Path, data: &LabelledImages) {
     );
 }
 
+#[test]
+fn the_geometry_column_says_when_a_classifier_centred_the_deflector() {
+    use lensmae::sim::{presets::preset, Simulator};
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let side = 64;
+    // Six survey lenses, each two columns right of the cutout's centre.
+    let pixels: Vec<f32> = (0..6)
+        .flat_map(|i| {
+            let img: Vec<f32> = sim.simulate(i % 3, 4, i as u64).image.pixels.into_iter().map(|v| v as f32).collect();
+            (0..side * side).map(move |k| img[(k / side) * side + ((k % side) + side - 2) % side])
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("off-centre.parquet");
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let images = FixedSizeListArray::new(item, 64 * 64, Arc::new(arrow_array::Float32Array::from(pixels)), None);
+    write_parquet(&input, vec![(tensor_field("image", 64, 64), Arc::new(images))]);
+    let out = dir.path().join("out.parquet");
+    let survey = classifier(Path::new("bundled:survey-classifier"), 3);
+    predict(&predict_options(std::slice::from_ref(&input), survey, &out)).unwrap();
+    let notes = strings(&read(&out), "geometry");
+    let moved_back = notes
+        .iter()
+        .filter(|n| n.as_deref().is_some_and(|n| n.starts_with("deflector centred from column +2")))
+        .count();
+    assert!(moved_back >= 5, "{notes:?}");
+    // A classifier that does not centre leaves the note alone.
+    let model2 = classifier(Path::new("bundled:classifier"), 3);
+    predict(&predict_options(std::slice::from_ref(&input), model2, &out)).unwrap();
+    assert!(strings(&read(&out), "geometry").iter().all(|n| n.as_deref() == Some("as is")));
+}
+
 /// `opts` with its model options changed by `change`.
 fn with_predictor(mut opts: PredictOptions, change: impl FnOnce(&mut PredictorOptions)) -> PredictOptions {
     change(&mut opts.predictor);

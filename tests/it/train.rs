@@ -219,6 +219,43 @@ fn the_bundled_survey_classifier_answers_the_same_on_16_bit_copies_of_survey_len
 }
 
 #[test]
+fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_their_lens() {
+    use lensmae::infer::LoadedClassifier;
+    use lensmae::sim::{presets::preset, Simulator};
+    let clf = LoadedClassifier::load(Path::new("bundled:survey-classifier"), &candle_core::Device::Cpu).unwrap();
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let side = 64;
+    let pixels: Vec<f32> =
+        (0..12).flat_map(|i| sim.simulate(i % 3, 9, i as u64).image.pixels.into_iter().map(|v| v as f32)).collect();
+    let centred = clf.predict(&pixels, 4).unwrap();
+    for (rows, columns) in [(0isize, 2isize), (-1, 1), (3, 0)] {
+        // The same cutouts with the lens `rows` down and `columns` right of the centre
+        // (the sky at the edges wrapping round).
+        let moved: Vec<f32> = pixels
+            .chunks_exact(side * side)
+            .flat_map(|img| {
+                (0..side * side).map(move |i| {
+                    let r = ((i / side) as isize - rows).rem_euclid(side as isize) as usize;
+                    let c = ((i % side) as isize - columns).rem_euclid(side as isize) as usize;
+                    img[r * side + c]
+                })
+            })
+            .collect();
+        let off = clf.predict(&moved, 4).unwrap();
+        // The classifier finds each lens where it was put and moves it back: the same
+        // prepared image, the same answer, for every lens found as in the original.
+        let mut same = 0;
+        for (i, (&was, &now)) in centred.centred_from.iter().zip(&off.centred_from).enumerate() {
+            if now == (was.0 + rows, was.1 + columns) {
+                same += 1;
+                assert_eq!(centred.probabilities[i * 3..i * 3 + 3], off.probabilities[i * 3..i * 3 + 3], "lens {i}");
+            }
+        }
+        assert!(same >= 10, "moved by ({rows}, {columns}): {same} of 12 lenses found where they were put");
+    }
+}
+
+#[test]
 fn dihedral_tta_answers_the_same_for_turned_and_mirrored_cutouts() {
     use lensmae::data::augment::dihedral;
     use lensmae::infer::{LoadedClassifier, TestTimeAugmentation};
