@@ -537,11 +537,14 @@ impl Predictor {
         }
         columns.push(Arc::new(StringArray::from_iter_values(regridded.iter().zip(&centred_from).map(
             |(g, &(rows, columns))| {
+                let note = g.note.as_deref();
+                if (rows, columns) == (0, 0) {
+                    return note.unwrap_or(geometry::AS_IS).to_string();
+                }
                 let centred = format!("deflector centred from column {columns:+}, row {rows:+}");
-                match (g.note.as_deref(), (rows, columns)) {
-                    (note, (0, 0)) => note.unwrap_or(geometry::AS_IS).to_string(),
-                    (Some(note), _) => format!("{note}; {centred}"),
-                    (None, _) => centred,
+                match note {
+                    Some(note) => format!("{note}; {centred}"),
+                    None => centred,
                 }
             },
         ))));
