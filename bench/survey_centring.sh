@@ -5,10 +5,11 @@
 # subset, the in-domain fraction).
 #
 #   [PYTHON=python3] [LENSMAE=target/release/lensmae] [MODEL=bundled:survey-classifier] \
-#       bench/survey_centring.sh [OUT_DIR]
+#       [SHIFTS="0,0 1,0 ..."] [COPIES_CHECK=0] bench/survey_centring.sh [OUT_DIR]
 #
-# LENSMAE names the binary, so that one built at another commit scores the same
-# cutouts. Needs runs/survey/heldout/dataset.parquet (`lensmae run
+# SHIFTS lists the moves as DX,DY pairs (columns right, rows down); COPIES_CHECK=0
+# skips the 16-bit check at the end. LENSMAE names the binary, so that one built at
+# another commit scores the same cutouts. Needs runs/survey/heldout/dataset.parquet (`lensmae run
 # pipelines/survey.toml`, its `simulate-heldout` step); PYTHON needs numpy and pyarrow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,9 @@ fi
 LENSES=runs/survey/heldout/dataset.parquet
 mkdir -p "$OUT"
 echo "$($LENSMAE --version) on $LENSES, model $MODEL"
-for shift in "0 0" "1 0" "1 1" "2 0" "2 2" "3 0"; do
-    set -- $shift
+SHIFTS=${SHIFTS:-0,0 1,0 1,1 2,0 2,2 3,0}
+for shift in $SHIFTS; do
+    set -- ${shift/,/ }
     moved="$OUT/heldout-$1-$2.parquet"
     [ -f "$moved" ] || "$PYTHON" bench/shift_lenses.py "$LENSES" "$moved" "$1" "$2"
     report="$OUT/$(basename "$LENSMAE")-$1-$2.json"
@@ -31,6 +33,8 @@ for shift in "0 0" "1 0" "1 1" "2 0" "2 2" "3 0"; do
     $LENSMAE evaluate --model "$MODEL" --input "$moved" --report "$report" --overwrite 2>&1 \
         | grep -E '^macro AUC|^in the|^sub_snr >= ' || true
 done
+
+[ "${COPIES_CHECK:-1}" = 0 ] && exit 0
 
 # The centring is a whole-pixel decision: does 16-bit storage ever flip it? The
 # largest change of a probability between float32 cutouts and their uint16 / int16

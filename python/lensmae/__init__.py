@@ -41,12 +41,14 @@ PREDICTION_COLUMNS = {
     "entropy": "entropy of the probabilities, nats (float32)",
     "ood_score": "Mahalanobis distance of the cutout's encoder features from the model's training "
     "domain (float32; null for an uncalibrated model)",
-    "in_domain": "whether ood_score is within the threshold fitted on validation data (bool)",
+    "in_domain": "whether ood_score is within the threshold fitted on validation data, and the "
+    "cutout's pixel scale and deflector where the model can use them (bool)",
     "sr_image": "the super-resolved cutout (arrow.fixed_shape_tensor; task 'superres' or 'all')",
     "pixel_scale": "the cutout's pixel scale used, arcsec per pixel (float64; null when unknown)",
     "geometry": "how the cutout was brought to the model's grid ('resampled 101x101 at 0.1 to 0.101 "
     "arcsec/px, cropped to 64x64', 'padded ...'); 'as is' when used unchanged; 'deflector centred from "
-    "column +2, row +0' when the classifier moved the lens galaxy's light to the centre",
+    "column +2, row +0' when the classifier moved the lens galaxy's light to the centre; 'deflector more "
+    "than 3 pixels off the centre ...' when it could not (the row is then out of its domain)",
     "status": "'ok'; 'out_of_domain' (answered, but the cutout is unlike the training data: do not "
     "trust the probabilities); 'ok: N non-finite pixels set to 0'; or why the row has no prediction "
     "('skipped: ...', 'failed: ...')",

@@ -158,7 +158,8 @@ impl ClassificationReport {
 /// metrics on that part alone (what a survey pipeline acts on).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainSummary {
-    /// Fraction of images in the model's domain (`ood_score` at most the threshold).
+    /// Fraction of images in the model's domain (`ood_score` at most the threshold,
+    /// the deflector within the model's centring search).
     pub in_domain_fraction: f64,
     /// The checkpoint's threshold (unknown for a table of predictions).
     pub ood_threshold: Option<f64>,
@@ -169,13 +170,21 @@ pub struct DomainSummary {
 }
 
 impl DomainSummary {
-    /// The summary of `probs` (`n x k`) against `labels`, given each image's `scores`.
-    pub fn compute(probs: &[f32], labels: &[usize], k: usize, scores: &[f32], threshold: f64) -> DomainSummary {
-        let inside: Vec<bool> = scores.iter().map(|&s| (s as f64) <= threshold).collect();
+    /// The summary of `probs` (`n x k`) against `labels`, given each image's
+    /// `ood_score` and whether it is in the domain (its score at most `threshold`,
+    /// and anything else the model checks, such as where the deflector is).
+    pub fn compute(
+        probs: &[f32],
+        labels: &[usize],
+        k: usize,
+        scores: &[f32],
+        threshold: f64,
+        in_domain: &[bool],
+    ) -> DomainSummary {
         DomainSummary {
             ood_threshold: Some(threshold),
             ood_score_median: Some(crate::model::domain::quantile(scores, 0.5)),
-            ..DomainSummary::from_flags(probs, labels, k, &inside)
+            ..DomainSummary::from_flags(probs, labels, k, in_domain)
         }
     }
 

@@ -189,9 +189,11 @@ pub fn evaluate_classifier(
     evaluation.temperature = meta.calibration.as_ref().map(|c| c.temperature);
     // For a calibrated model: how much of the input is in its domain, and the
     // metrics on that part alone (what a survey pipeline acts on).
-    if let (Some(scores), Some(c)) = (&output.ood_scores, &meta.calibration) {
+    if let (Some(scores), Some(c), Some(flags)) =
+        (&output.ood_scores, &meta.calibration, classifier.in_domain_flags(&output))
+    {
         let k = meta.class_names.len();
-        evaluation.domain = Some(DomainSummary::compute(probs, &labels, k, scores, c.ood_threshold));
+        evaluation.domain = Some(DomainSummary::compute(probs, &labels, k, scores, c.ood_threshold, &flags));
     }
     Ok(evaluation)
 }

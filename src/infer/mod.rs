@@ -7,7 +7,7 @@ use crate::data::augment::{dihedral, Augment};
 use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
 use crate::model::domain::DomainModel;
 use crate::model::mae::Pooling;
-use crate::model::preprocess::{minmax_scale, scaled, Preprocessor};
+use crate::model::preprocess::{minmax_scale, scaled, Centring, Preprocessor};
 use crate::model::superres::SuperResolver;
 use crate::model::VitClassifier;
 use crate::{Error, Result};
@@ -98,9 +98,9 @@ pub struct ClassifierOutput {
     pub probabilities: Vec<f32>,
     /// Distance of each image from the training domain (calibrated checkpoints only).
     pub ood_scores: Option<Vec<f32>>,
-    /// Per image, the (rows, columns) its preparation found the deflector's light
-    /// off the centre by and moved it to the centre ((0, 0): not moved).
-    pub centred_from: Vec<(isize, isize)>,
+    /// Per image, where its preparation found the deflector and how far it moved
+    /// it to the centre (antisymmetric scalings; not moved for the others).
+    pub centring: Vec<Centring>,
 }
 
 impl LoadedClassifier {
@@ -181,7 +181,7 @@ impl LoadedClassifier {
     ) -> Result<ClassifierOutput> {
         let s = self.image_size();
         let mut pixels = raw.to_vec();
-        let centred_from = self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
+        let centring = self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
         let k = self.meta.class_names.len();
         let temperature = self.meta.calibration.as_ref().map(|c| c.temperature);
@@ -203,7 +203,7 @@ impl LoadedClassifier {
             probabilities.iter_mut().for_each(|p| *p /= views as f32);
         }
         let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
-        Ok(ClassifierOutput { probabilities, ood_scores, centred_from })
+        Ok(ClassifierOutput { probabilities, ood_scores, centring })
     }
 
     /// Logits `[n * k]` and domain features `[n * F]` of images already prepared.
@@ -219,6 +219,16 @@ impl LoadedClassifier {
     /// an infinite or NaN score never is).
     pub fn in_domain(&self, score: f32) -> Option<bool> {
         self.meta.calibration.as_ref().map(|c| (score as f64) <= c.ood_threshold)
+    }
+
+    /// Per image of `output`, whether it is within the training domain: its
+    /// `ood_score` within the threshold and its deflector where the preparation
+    /// could centre it (None when uncalibrated).
+    pub fn in_domain_flags(&self, output: &ClassifierOutput) -> Option<Vec<bool>> {
+        let scores = output.ood_scores.as_ref()?;
+        let flags =
+            scores.iter().zip(&output.centring).map(|(&s, c)| self.in_domain(s) == Some(true) && !c.beyond_search);
+        Some(flags.collect())
     }
 }
 

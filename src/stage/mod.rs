@@ -15,6 +15,7 @@ pub mod output;
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation};
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
+use crate::model::preprocess::{Centring, CENTRING_SEARCH};
 use crate::{Error, Result};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
@@ -461,6 +462,17 @@ impl Predictor {
             None => None,
         };
         summary.model_seconds += model_started.elapsed().as_secs_f64();
+        // Where the classifier found each row's deflector (antisymmetric scalings).
+        let mut centring = vec![Centring::default(); batch.len()];
+        if let Some(predicted) = &predicted {
+            for (&r, &found) in usable.iter().zip(&predicted.centring) {
+                centring[r] = found;
+            }
+        }
+        // Rows outside the model's domain whatever their features say: a pixel
+        // scale far from the model's, or a deflector beyond its centring search.
+        let placed_outside: Vec<bool> =
+            regridded.iter().zip(&centring).map(|(g, c)| g.out_of_domain || c.beyond_search).collect();
         let mut columns: Vec<ArrayRef> =
             vec![Arc::new(Int64Array::from_iter_values((0..batch.len()).map(|r| (first_row + r) as i64)))];
         columns.extend(batch.carried.iter().map(|(_, a)| a.clone()));
@@ -479,8 +491,8 @@ impl Predictor {
                 per_row[r] = Some(p);
                 ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
             }
-            let in_domain: Vec<Option<bool>> = (ood.iter().zip(&regridded))
-                .map(|(s, g)| s.and_then(|s| c.in_domain(s)).map(|inside| inside && !g.out_of_domain))
+            let in_domain: Vec<Option<bool>> = (ood.iter().zip(&placed_outside))
+                .map(|(s, &outside)| s.and_then(|s| c.in_domain(s)).map(|inside| inside && !outside))
                 .collect();
             for (r, inside) in in_domain.iter().enumerate() {
                 if *inside == Some(false) {
@@ -519,35 +531,18 @@ impl Predictor {
             }
             columns.push(Arc::new(builder.finish()));
         }
-        // A pixel scale far from the model's: answered, but out of its domain.
-        for (s, g) in status.iter_mut().zip(&regridded) {
-            if g.out_of_domain && s.starts_with("ok") {
+        // Answered, but out of the model's domain, calibrated or not.
+        for (s, &outside) in status.iter_mut().zip(&placed_outside) {
+            if outside && s.starts_with("ok") {
                 *s = OUT_OF_DOMAIN.into();
             }
         }
         columns.push(Arc::new(arrow_array::Float64Array::from(
             regridded.iter().map(|g| g.pixel_scale).collect::<Vec<_>>(),
         )));
-        // The classifier's own centring of the deflector (antisymmetric scalings).
-        let mut centred_from = vec![(0, 0); batch.len()];
-        if let Some(predicted) = &predicted {
-            for (&r, &offset) in usable.iter().zip(&predicted.centred_from) {
-                centred_from[r] = offset;
-            }
-        }
-        columns.push(Arc::new(StringArray::from_iter_values(regridded.iter().zip(&centred_from).map(
-            |(g, &(rows, columns))| {
-                let note = g.note.as_deref();
-                if (rows, columns) == (0, 0) {
-                    return note.unwrap_or(geometry::AS_IS).to_string();
-                }
-                let centred = format!("deflector centred from column {columns:+}, row {rows:+}");
-                match note {
-                    Some(note) => format!("{note}; {centred}"),
-                    None => centred,
-                }
-            },
-        ))));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            regridded.iter().zip(&centring).map(|(g, c)| geometry_note(g.note.as_deref(), c)),
+        )));
         for s in &status {
             match s.as_str() {
                 s if s.starts_with("ok") => summary.predicted += 1,
@@ -563,6 +558,23 @@ impl Predictor {
         }
         columns.push(Arc::new(StringArray::from(status)));
         RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Shape(format!("building the output: {e}")))
+    }
+}
+
+/// The `geometry` entry of a row: the regridding's note, then where the
+/// classifier found the deflector when it moved it or could not reach it.
+fn geometry_note(regridding: Option<&str>, centring: &Centring) -> String {
+    let (rows, columns) = centring.moved_by;
+    let centred = match (centring.beyond_search, (rows, columns) == (0, 0)) {
+        (true, _) => format!(
+            "deflector more than {CENTRING_SEARCH} pixels off the centre (moved column {columns:+}, row {rows:+} towards it): out of the model's domain"
+        ),
+        (false, true) => return regridding.unwrap_or(geometry::AS_IS).to_string(),
+        (false, false) => format!("deflector centred from column {columns:+}, row {rows:+}"),
+    };
+    match regridding {
+        Some(note) => format!("{note}; {centred}"),
+        None => centred,
     }
 }
 

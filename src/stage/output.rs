@@ -92,7 +92,7 @@ pub fn predictions_schema(
         ));
         fields.push(described(
             Field::new("in_domain", DataType::Boolean, true),
-            "ood_score is within the threshold fitted on validation data (null: an uncalibrated classifier)",
+            "the cutout is within the classifier's domain: ood_score within the threshold fitted on validation data, the pixel scale near the model's, the deflector within the centring search (null: an uncalibrated classifier)",
             None,
         ));
     }
@@ -110,7 +110,7 @@ pub fn predictions_schema(
     ));
     fields.push(described(
         Field::new("geometry", DataType::Utf8, false),
-        "how the cutout was brought to the model's grid (`as is`: unchanged; `deflector centred from column +c, row +r`: moved by whole pixels to put the lens galaxy's light at the centre)",
+        "how the cutout was brought to the model's grid (`as is`: unchanged; `deflector centred from column +c, row +r`: moved by whole pixels to put the lens galaxy's light at the centre; `deflector more than 3 pixels off the centre ...`: the classifier could not reach it, and the row is out of its domain)",
         None,
     ));
     fields.push(described(

@@ -437,15 +437,16 @@ fn tensor_table(path: &Path, data: &LabelledImages) {
 }
 
 #[test]
-fn the_geometry_column_says_when_a_classifier_centred_the_deflector() {
+fn the_geometry_column_says_when_a_classifier_centred_the_deflector_or_could_not() {
     use lensmae::sim::{presets::preset, Simulator};
     let sim = Simulator::new(preset("survey").unwrap()).unwrap();
     let side = 64;
-    // Six survey lenses, each two columns right of the cutout's centre.
-    let pixels: Vec<f32> = (0..6)
+    // Six survey lenses two columns right of the cutout's centre, six more six columns right.
+    let pixels: Vec<f32> = (0..12)
         .flat_map(|i| {
             let img: Vec<f32> = sim.simulate(i % 3, 4, i as u64).image.pixels.into_iter().map(|v| v as f32).collect();
-            (0..side * side).map(move |k| img[(k / side) * side + ((k % side) + side - 2) % side])
+            let shift = if i < 6 { 2 } else { 6 };
+            (0..side * side).map(move |k| img[(k / side) * side + ((k % side) + side - shift) % side])
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
@@ -456,12 +457,27 @@ fn the_geometry_column_says_when_a_classifier_centred_the_deflector() {
     let out = dir.path().join("out.parquet");
     let survey = classifier(Path::new("bundled:survey-classifier"), 3);
     predict(&predict_options(std::slice::from_ref(&input), survey, &out)).unwrap();
-    let notes = strings(&read(&out), "geometry");
-    let moved_back = notes
+    let table = read(&out);
+    let notes = strings(&table, "geometry");
+    let moved_back = notes[..6]
         .iter()
         .filter(|n| n.as_deref().is_some_and(|n| n.starts_with("deflector centred from column +2")))
         .count();
     assert!(moved_back >= 5, "{notes:?}");
+    // Beyond the classifier's reach: answered, flagged, and the note says why.
+    let status = strings(&table, "status");
+    let in_domain = table.column_by_name("in_domain").unwrap().as_boolean();
+    let mut flagged = 0;
+    for r in 6..12 {
+        let note = notes[r].as_deref().unwrap();
+        if note.starts_with("deflector more than 3 pixels off the centre (moved column +3, row ") {
+            assert_eq!(status[r].as_deref(), Some("out_of_domain"), "row {r}");
+            assert!(!in_domain.value(r), "row {r}");
+            flagged += 1;
+        }
+    }
+    assert!(flagged >= 5, "{notes:?}");
+    assert!(notes[..6].iter().all(|n| !n.as_deref().unwrap().contains("more than")), "{notes:?}");
     // A classifier that does not centre leaves the note alone.
     let model2 = classifier(Path::new("bundled:classifier"), 3);
     predict(&predict_options(std::slice::from_ref(&input), model2, &out)).unwrap();

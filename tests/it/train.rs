@@ -219,7 +219,7 @@ fn the_bundled_survey_classifier_answers_the_same_on_16_bit_copies_of_survey_len
 }
 
 #[test]
-fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_their_lens() {
+fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_their_lens_and_flags_those_further_off() {
     use lensmae::infer::LoadedClassifier;
     use lensmae::sim::{presets::preset, Simulator};
     let clf = LoadedClassifier::load(Path::new("bundled:survey-classifier"), &candle_core::Device::Cpu).unwrap();
@@ -228,10 +228,10 @@ fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_thei
     let pixels: Vec<f32> =
         (0..12).flat_map(|i| sim.simulate(i % 3, 9, i as u64).image.pixels.into_iter().map(|v| v as f32)).collect();
     let centred = clf.predict(&pixels, 4).unwrap();
-    for (rows, columns) in [(0isize, 2isize), (-1, 1), (3, 0)] {
-        // The same cutouts with the lens `rows` down and `columns` right of the centre
-        // (the sky at the edges wrapping round).
-        let moved: Vec<f32> = pixels
+    // The same cutouts with the lens `rows` down and `columns` right of the centre
+    // (the sky at the edges wrapping round).
+    let moved = |rows: isize, columns: isize| -> Vec<f32> {
+        pixels
             .chunks_exact(side * side)
             .flat_map(|img| {
                 (0..side * side).map(move |i| {
@@ -240,18 +240,29 @@ fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_thei
                     img[r * side + c]
                 })
             })
-            .collect();
-        let off = clf.predict(&moved, 4).unwrap();
+            .collect()
+    };
+    assert!(centred.centring.iter().all(|c| !c.beyond_search), "{:?}", centred.centring);
+    for (rows, columns) in [(0isize, 2isize), (-1, 1), (3, 0)] {
+        let off = clf.predict(&moved(rows, columns), 4).unwrap();
         // The classifier finds each lens where it was put and moves it back: the same
         // prepared image, the same answer, for every lens found as in the original.
         let mut same = 0;
-        for (i, (&was, &now)) in centred.centred_from.iter().zip(&off.centred_from).enumerate() {
-            if now == (was.0 + rows, was.1 + columns) {
+        for (i, (was, now)) in centred.centring.iter().zip(&off.centring).enumerate() {
+            if now.moved_by == (was.moved_by.0 + rows, was.moved_by.1 + columns) && !now.beyond_search {
                 same += 1;
                 assert_eq!(centred.probabilities[i * 3..i * 3 + 3], off.probabilities[i * 3..i * 3 + 3], "lens {i}");
             }
         }
         assert!(same >= 10, "moved by ({rows}, {columns}): {same} of 12 lenses found where they were put");
+    }
+    // Further off than the centring looks, the answers are flagged out of the domain.
+    for (rows, columns) in [(0isize, 5isize), (-6, 0)] {
+        let far = clf.predict(&moved(rows, columns), 4).unwrap();
+        let beyond = far.centring.iter().filter(|c| c.beyond_search).count();
+        assert!(beyond >= 10, "moved by ({rows}, {columns}): {beyond} of 12 lenses beyond the search");
+        let flags = clf.in_domain_flags(&far).unwrap();
+        assert!(far.centring.iter().zip(&flags).all(|(c, &inside)| !(c.beyond_search && inside)));
     }
 }
 
