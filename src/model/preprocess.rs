@@ -336,7 +336,7 @@ pub fn locate_deflector(img: &[f32]) -> Centring {
     let moved_by = (offset(row), offset(column));
     // Climb from the peak while a neighbouring box is brighter, its centroid window
     // inside the image.
-    let inside = |p: usize| p >= h + 1 && p + h + 1 < side;
+    let inside = |p: usize| p >= h && p + h < side;
     let (mut top, mut rising) = (peak, true);
     for _ in 0..BEYOND_SEARCH_STEPS {
         let neighbours = (-1isize..=1).flat_map(|dr| (-1isize..=1).map(move |dc| (dr, dc)));
