@@ -205,8 +205,12 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         progress: crate::progress::ProgressMode::for_stderr(false),
     };
     let summary = predict(&opts).with_context(|| format!("predict -> {}", args.out.display()))?;
+    let off_centre = match summary.off_centre {
+        0 => String::new(),
+        n => format!(", {n} with the deflector beyond the classifier's centring search"),
+    };
     eprintln!(
-        "wrote {} rows ({} predicted, {} of them out of the model's domain) to {} in {:.1} s ({:.0} rows/s)",
+        "wrote {} rows ({} predicted, {} of them out of the model's domain{off_centre}) to {} in {:.1} s ({:.0} rows/s)",
         summary.rows,
         summary.predicted,
         summary.out_of_domain,

@@ -92,6 +92,8 @@ pub struct PredictSummary {
     pub not_predicted: HashMap<String, usize>,
     /// Predicted rows whose image lies outside the classifier's training domain.
     pub out_of_domain: usize,
+    /// Of those, rows whose deflector lies beyond the classifier's centring search.
+    pub off_centre: usize,
     /// Rows without a prediction for a reason other than a policy the caller chose
     /// (`--nan-policy skip-row`): unreadable or truncated inputs, failed models.
     pub failed: usize,
@@ -313,6 +315,7 @@ impl PredictSummary {
             predicted: 0,
             not_predicted: HashMap::new(),
             out_of_domain: 0,
+            off_centre: 0,
             failed: 0,
             per_class: HashMap::new(),
             chunks_written: 0,
@@ -543,12 +546,13 @@ impl Predictor {
         columns.push(Arc::new(StringArray::from_iter_values(
             regridded.iter().zip(&centring).map(|(g, c)| geometry_note(g.note.as_deref(), c)),
         )));
-        for s in &status {
+        for (s, c) in status.iter().zip(&centring) {
             match s.as_str() {
                 s if s.starts_with("ok") => summary.predicted += 1,
                 OUT_OF_DOMAIN => {
                     summary.predicted += 1;
                     summary.out_of_domain += 1;
+                    summary.off_centre += usize::from(c.beyond_search);
                 }
                 other => {
                     *summary.not_predicted.entry(other.to_string()).or_default() += 1;

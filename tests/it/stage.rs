@@ -456,7 +456,7 @@ fn the_geometry_column_says_when_a_classifier_centred_the_deflector_or_could_not
     write_parquet(&input, vec![(tensor_field("image", 64, 64), Arc::new(images))]);
     let out = dir.path().join("out.parquet");
     let survey = classifier(Path::new("bundled:survey-classifier"), 3);
-    predict(&predict_options(std::slice::from_ref(&input), survey, &out)).unwrap();
+    let summary = predict(&predict_options(std::slice::from_ref(&input), survey, &out)).unwrap();
     let table = read(&out);
     let notes = strings(&table, "geometry");
     let moved_back = notes[..6]
@@ -477,6 +477,7 @@ fn the_geometry_column_says_when_a_classifier_centred_the_deflector_or_could_not
         }
     }
     assert!(flagged >= 5, "{notes:?}");
+    assert_eq!(summary.off_centre, flagged);
     assert!(notes[..6].iter().all(|n| !n.as_deref().unwrap().contains("more than")), "{notes:?}");
     // A classifier that does not centre leaves the note alone.
     let model2 = classifier(Path::new("bundled:classifier"), 3);
