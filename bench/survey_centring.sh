@@ -36,10 +36,11 @@ done
 
 [ "${COPIES_CHECK:-1}" = 0 ] && exit 0
 
-# The centring is a whole-pixel decision: does 16-bit storage ever flip it? The
-# largest change of a probability between float32 cutouts and their uint16 / int16
-# copies (bench/ood_sets.py), on the 15,000 lenses of bench/survey_large_heldout.sh
-# when they are there, else on the held-out.
+# The centring is a whole-pixel decision: does 16-bit storage ever flip it, or the
+# in-domain flag? The largest change of a probability between float32 cutouts and
+# their uint16 / int16 copies (bench/ood_sets.py), and the rows whose `geometry` or
+# `in_domain` differ, on the 15,000 lenses of bench/survey_large_heldout.sh when they
+# are there, else on the held-out.
 COPIES=runs/survey-large/heldout-25/dataset.parquet
 [ -f "$COPIES" ] || COPIES=$LENSES
 TMP=$(mktemp -d)
@@ -53,8 +54,13 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 tmp, copies = sys.argv[1:]
-p = {k: pq.read_table(f"{tmp}/pred-{k}.parquet").to_pandas().filter(like="p_").to_numpy() for k in ["float32", "uint16", "int16"]}
+tables = {k: pq.read_table(f"{tmp}/pred-{k}.parquet").to_pandas() for k in ["float32", "uint16", "int16"]}
+p = {k: t.filter(like="p_").to_numpy() for k, t in tables.items()}
 for k in ["uint16", "int16"]:
     d = np.abs(p[k] - p["float32"]).max(axis=1)
     print(f"{copies}: {k} against float32, max |dp| {d.max():.4f}, rows above 0.02: {(d > 0.02).sum()} of {len(d)}")
+    # The whole-pixel decisions: where the deflector was put, and the in-domain flag.
+    moved = (tables[k]["geometry"] != tables["float32"]["geometry"]).sum()
+    flag = (tables[k]["in_domain"] != tables["float32"]["in_domain"]).sum()
+    print(f"{copies}: {k} against float32, geometry differs on {moved} rows, in_domain on {flag}")
 PY
