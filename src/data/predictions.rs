@@ -31,6 +31,9 @@ pub struct PredictionTable {
     /// `status` of each row (`ok`, `out_of_domain`, or why it failed), when the
     /// table has the column.
     pub statuses: Option<Vec<Option<String>>>,
+    /// `geometry` of each row (how the cutout was brought to the model's grid and
+    /// where its deflector was found), when the table has the column.
+    pub geometries: Option<Vec<Option<String>>>,
     /// The file's key-value metadata.
     pub metadata: std::collections::HashMap<String, String>,
 }
@@ -59,7 +62,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         return Err(err("no `p_<class>` probability columns".into()));
     }
     let has = |name: &str| schema.field_with_name(name).is_ok();
-    for (name, want) in [("in_domain", DataType::Boolean), ("status", DataType::Utf8)] {
+    for (name, want) in [("in_domain", DataType::Boolean), ("status", DataType::Utf8), ("geometry", DataType::Utf8)] {
         if let Ok(f) = schema.field_with_name(name) {
             if f.data_type() != &want {
                 return Err(err(format!("column `{name}` is {}, not {want}", f.data_type())));
@@ -68,7 +71,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
     }
     let mut wanted = vec!["id".to_string()];
     wanted.extend(class_names.iter().map(|c| format!("p_{c}")));
-    wanted.extend(["in_domain", "ood_score", "status"].iter().filter(|n| has(n)).map(|n| n.to_string()));
+    wanted.extend(["in_domain", "ood_score", "status", "geometry"].iter().filter(|n| has(n)).map(|n| n.to_string()));
     let indices: Vec<usize> = wanted.iter().filter_map(|n| schema.index_of(n).ok()).collect();
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
     let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
@@ -81,6 +84,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         in_domain: has("in_domain").then(Vec::new),
         ood_scores: has("ood_score").then(Vec::new),
         statuses: has("status").then(Vec::new),
+        geometries: has("geometry").then(Vec::new),
         metadata: schema.metadata().clone().into(),
     };
     for batch in reader {
@@ -108,8 +112,10 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         if let Some(scores) = table.ood_scores.as_mut() {
             scores.extend(as_f64("ood_score")?.iter());
         }
-        if let Some(statuses) = table.statuses.as_mut() {
-            statuses.extend(column("status").as_string::<i32>().iter().map(|s| s.map(str::to_string)));
+        for (name, values) in [("status", &mut table.statuses), ("geometry", &mut table.geometries)] {
+            if let Some(values) = values.as_mut() {
+                values.extend(column(name).as_string::<i32>().iter().map(|s| s.map(str::to_string)));
+            }
         }
     }
     Ok(table)
@@ -151,6 +157,7 @@ mod tests {
         assert_eq!(t.in_domain, Some(vec![Some(true), None, Some(false)]));
         assert_eq!(t.ood_scores, None);
         assert_eq!(t.statuses, None);
+        assert_eq!(t.geometries, None);
         assert!(is_prediction_table(&path));
     }
 

@@ -280,6 +280,7 @@ mod tests {
             in_domain: None,
             ood_scores: None,
             statuses: None,
+            geometries: None,
             metadata: Default::default(),
         }
     }

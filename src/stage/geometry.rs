@@ -55,6 +55,10 @@ impl std::fmt::Display for PixelScale {
 /// The `geometry` of a cutout the model took as it was.
 pub const AS_IS: &str = "as is";
 
+/// How the `geometry` note of a cutout whose pixel scale is too far from the
+/// model's begins.
+pub const FAR_SCALE: &str = "pixel scale";
+
 /// A cutout whose pixel scale differs from the model's by more than this factor
 /// (either way) is out of the model's domain.
 pub const MAX_SCALE_FACTOR: f64 = 1.5;
@@ -187,7 +191,7 @@ impl Geometry {
         for row in rows.iter_mut().filter(|row| row.out_of_domain) {
             let (s, m) = (row.pixel_scale.unwrap_or(f64::NAN), self.model_scale.unwrap_or(f64::NAN));
             let flag = format!(
-                "pixel scale {} arcsec/px is {:.2}x the model's {}: out of its domain",
+                "{FAR_SCALE} {} arcsec/px is {:.2}x the model's {}: out of its domain",
                 short(s),
                 s / m,
                 short(m)

@@ -565,21 +565,37 @@ impl Predictor {
     }
 }
 
+/// How the `geometry` note begins for a deflector the classifier moved to the centre.
+const DEFLECTOR_CENTRED: &str = "deflector centred from";
+/// How it begins for a deflector beyond the classifier's centring search.
+const DEFLECTOR_BEYOND: &str = "deflector more than";
+
 /// The `geometry` entry of a row: the regridding's note, then where the
 /// classifier found the deflector when it moved it or could not reach it.
 fn geometry_note(regridding: Option<&str>, centring: &Centring) -> String {
     let (rows, columns) = centring.moved_by;
     let centred = match (centring.beyond_search, (rows, columns) == (0, 0)) {
         (true, _) => format!(
-            "deflector more than {CENTRING_SEARCH} pixels off the centre (moved column {columns:+}, row {rows:+} towards it): out of the model's domain"
+            "{DEFLECTOR_BEYOND} {CENTRING_SEARCH} pixels off the centre (moved column {columns:+}, row {rows:+} towards it): out of the model's domain"
         ),
         (false, true) => return regridding.unwrap_or(geometry::AS_IS).to_string(),
-        (false, false) => format!("deflector centred from column {columns:+}, row {rows:+}"),
+        (false, false) => format!("{DEFLECTOR_CENTRED} column {columns:+}, row {rows:+}"),
     };
     match regridding {
         Some(note) => format!("{note}; {centred}"),
         None => centred,
     }
+}
+
+/// What a `geometry` entry says, as `inspect` counts it: one kind per part.
+fn geometry_kinds(note: &str) -> impl Iterator<Item = &'static str> + '_ {
+    note.split("; ").map(|part| match part {
+        geometry::AS_IS => "as is",
+        p if p.starts_with(DEFLECTOR_CENTRED) => "deflector centred",
+        p if p.starts_with(DEFLECTOR_BEYOND) => "deflector beyond the centring search",
+        p if p.starts_with(geometry::FAR_SCALE) => "pixel scale out of the domain",
+        _ => "resampled, cropped or padded",
+    })
 }
 
 /// What the reader thread sends: a batch of chunk `k`, or the end of chunk `k`.
@@ -722,8 +738,9 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     Ok(summary)
 }
 
-/// A predictions table at a glance: its model, its rows by status, the share of
-/// the scored rows in the model's domain, and the rows per most probable class.
+/// A predictions table at a glance: its model, its rows by status and by what
+/// was done to their cutouts, the share of the scored rows in the model's domain,
+/// and the rows per most probable class.
 fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
     let table = crate::data::predictions::read_predictions(path)?;
     let mut statuses: std::collections::BTreeMap<String, usize> = Default::default();
@@ -736,6 +753,13 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
     for p in table.probabilities.iter().flatten() {
         let best = (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b });
         *most_probable.entry(table.class_names[best].as_str()).or_default() += 1;
+    }
+    // Rows by what was done to bring them to the model (a row may count twice).
+    let mut geometries: std::collections::BTreeMap<&str, usize> = Default::default();
+    for note in table.geometries.iter().flatten().flatten() {
+        for kind in geometry_kinds(note) {
+            *geometries.entry(kind).or_default() += 1;
+        }
     }
     let flags: Vec<bool> = table.in_domain.iter().flatten().flatten().copied().collect();
     let in_domain_fraction =
@@ -750,6 +774,7 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
         "created": meta("lensmae:created"),
         "classes": table.class_names,
         "status": statuses,
+        "geometry": geometries,
         "rows_without_probabilities": table.probabilities.iter().filter(|p| p.is_none()).count(),
         "in_domain_fraction": in_domain_fraction,
         "most_probable_class": most_probable,
@@ -790,4 +815,25 @@ pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Va
             desc.rows, desc.layout, desc.carried_columns
         ),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_counts_each_part_of_a_geometry_note() {
+        let regridded = "resampled 101x101 at 0.1 to 0.101 arcsec/px, cropped to 64x64";
+        let far = Centring { moved_by: (0, 3), beyond_search: true };
+        let note = geometry_note(Some(regridded), &far);
+        let kinds: Vec<_> = geometry_kinds(&note).collect();
+        assert_eq!(kinds, ["resampled, cropped or padded", "deflector beyond the centring search"], "{note}");
+        let moved = geometry_note(None, &Centring { moved_by: (-1, 2), beyond_search: false });
+        assert_eq!(moved, "deflector centred from column +2, row -1");
+        assert_eq!(geometry_kinds(&moved).collect::<Vec<_>>(), ["deflector centred"]);
+        let as_is = geometry_note(None, &Centring::default());
+        assert_eq!(geometry_kinds(&as_is).collect::<Vec<_>>(), ["as is"]);
+        let scale = "pixel scale 0.2 arcsec/px is 1.98x the model's 0.101: out of its domain";
+        assert_eq!(geometry_kinds(scale).collect::<Vec<_>>(), ["pixel scale out of the domain"]);
+    }
 }

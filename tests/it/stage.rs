@@ -453,7 +453,11 @@ fn the_geometry_column_says_when_a_classifier_centred_the_deflector_or_could_not
     let input = dir.path().join("off-centre.parquet");
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     let images = FixedSizeListArray::new(item, 64 * 64, Arc::new(arrow_array::Float32Array::from(pixels)), None);
-    write_parquet(&input, vec![(tensor_field("image", 64, 64), Arc::new(images))]);
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..12));
+    write_parquet(
+        &input,
+        vec![(tensor_field("image", 64, 64), Arc::new(images)), (Field::new("id", DataType::Int64, false), ids)],
+    );
     let out = dir.path().join("out.parquet");
     let survey = classifier(Path::new("bundled:survey-classifier"), 3);
     let summary = predict(&predict_options(std::slice::from_ref(&input), survey, &out)).unwrap();
@@ -478,6 +482,13 @@ fn the_geometry_column_says_when_a_classifier_centred_the_deflector_or_could_not
     }
     assert!(flagged >= 5, "{notes:?}");
     assert_eq!(summary.off_centre, flagged);
+    // `inspect` counts the rows by what was done to them.
+    let seen = inspect(std::slice::from_ref(&out), &InputOptions::default()).unwrap();
+    let count = |prefix: &str| notes.iter().flatten().filter(|n| n.starts_with(prefix)).count();
+    let kind = |k: &str| seen["geometry"][k].as_u64().unwrap_or(0) as usize;
+    assert_eq!(kind("deflector beyond the centring search"), flagged, "{seen}");
+    assert_eq!(kind("deflector centred"), count("deflector centred from"), "{seen}");
+    assert_eq!(kind("as is"), count("as is"), "{seen}");
     assert!(notes[..6].iter().all(|n| !n.as_deref().unwrap().contains("more than")), "{notes:?}");
     // A classifier that does not centre leaves the note alone.
     let model2 = classifier(Path::new("bundled:classifier"), 3);
