@@ -2,7 +2,9 @@
 //! (`schemas/predictions.json`), or any model's output in the same columns, so
 //! that `lensmae evaluate --predictions` scores it against labelled images.
 //!
-//! Needed: `id` (integer) and one `p_<class>` float column per class. Optional:
+//! Needed: `id` (integer) and one `p_<class>` float column per class; a table that
+//! `predict` wrote without an `id` (from FITS files, say) is keyed by its `row`
+//! instead, which `inspect` reads and `evaluate` refuses. Optional:
 //! `in_domain` (bool), `ood_score` (float) and `status` (string), read when
 //! present, and the file's key-value metadata (`lensmae:model`, ...). A null
 //! probability (a row `predict` could not score) stays `None`, for the caller to
@@ -20,8 +22,11 @@ use std::path::Path;
 pub struct PredictionTable {
     /// The classes of the `p_<class>` columns, in column order.
     pub class_names: Vec<String>,
-    /// The `id` of each row.
+    /// The key of each row: its `id`, or its `row` in `predict`'s inputs when the
+    /// table has no `id` ([`PredictionTable::keyed_by_id`]).
     pub ids: Vec<i64>,
+    /// Whether `ids` are the table's `id` column rather than its `row` numbers.
+    pub keyed_by_id: bool,
     /// Each row's probabilities in `class_names` order; `None` where any is null.
     pub probabilities: Vec<Option<Vec<f32>>>,
     /// `in_domain` of each row, when the table has the column.
@@ -38,12 +43,13 @@ pub struct PredictionTable {
     pub metadata: std::collections::HashMap<String, String>,
 }
 
-/// Whether the Parquet file at `path` is a table of predictions (an `id` and
-/// `p_<class>` columns) rather than images.
+/// Whether the Parquet file at `path` is a table of predictions (an `id` or a
+/// `row`, and `p_<class>` columns) rather than images.
 pub fn is_prediction_table(path: &Path) -> bool {
     super::parquet::open_parquet(path).is_ok_and(|builder| {
         let schema = builder.schema();
-        schema.field_with_name("id").is_ok() && schema.fields().iter().any(|f| f.name().starts_with("p_"))
+        let keyed = ["id", "row"].iter().any(|key| schema.field_with_name(key).is_ok());
+        keyed && schema.fields().iter().any(|f| f.name().starts_with("p_"))
     })
 }
 
@@ -52,9 +58,11 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     let builder = super::parquet::open_parquet(path)?;
     let schema = builder.schema().clone();
-    let id_field = schema.field_with_name("id").map_err(|_| err("no `id` column".into()))?;
-    if !id_field.data_type().is_integer() {
-        return Err(err(format!("column `id` is {}, not an integer", id_field.data_type())));
+    let key = ["id", "row"].into_iter().find(|key| schema.field_with_name(key).is_ok());
+    let key = key.ok_or_else(|| err("no `id` column (nor the `row` of a table `predict` wrote)".into()))?;
+    let key_field = schema.field_with_name(key).expect("found above");
+    if !key_field.data_type().is_integer() {
+        return Err(err(format!("column `{key}` is {}, not an integer", key_field.data_type())));
     }
     let class_names: Vec<String> =
         schema.fields().iter().filter_map(|f| f.name().strip_prefix("p_").map(str::to_string)).collect();
@@ -69,7 +77,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
             }
         }
     }
-    let mut wanted = vec!["id".to_string()];
+    let mut wanted = vec![key.to_string()];
     wanted.extend(class_names.iter().map(|c| format!("p_{c}")));
     wanted.extend(["in_domain", "ood_score", "status", "geometry"].iter().filter(|n| has(n)).map(|n| n.to_string()));
     let indices: Vec<usize> = wanted.iter().filter_map(|n| schema.index_of(n).ok()).collect();
@@ -80,6 +88,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
     let mut table = PredictionTable {
         class_names,
         ids: Vec::new(),
+        keyed_by_id: key == "id",
         probabilities: Vec::new(),
         in_domain: has("in_domain").then(Vec::new),
         ood_scores: has("ood_score").then(Vec::new),
@@ -92,9 +101,9 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         let column = |name: &str| batch.column_by_name(name).expect("projected");
         let as_f64 = |name: &str| arrow_cast_f64(column(name)).map_err(|m| err(format!("column `{name}`: {m}")));
         let first_row = table.ids.len();
-        let ids = as_f64("id")?;
+        let ids = as_f64(key)?;
         for (r, id) in ids.iter().enumerate() {
-            let id = id.ok_or_else(|| err(format!("row {}: `id` is null", first_row + r)))?;
+            let id = id.ok_or_else(|| err(format!("row {}: `{key}` is null", first_row + r)))?;
             table.ids.push(id as i64);
         }
         let probs: Vec<_> = table.class_names.iter().map(|c| as_f64(&format!("p_{c}"))).collect::<Result<Vec<_>>>()?;
@@ -158,7 +167,26 @@ mod tests {
         assert_eq!(t.ood_scores, None);
         assert_eq!(t.statuses, None);
         assert_eq!(t.geometries, None);
+        assert!(t.keyed_by_id);
         assert!(is_prediction_table(&path));
+    }
+
+    #[test]
+    fn a_table_predict_wrote_without_ids_is_keyed_by_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        write(
+            &path,
+            vec![
+                ("row", Arc::new(Int64Array::from(vec![0, 1]))),
+                ("p_a", Arc::new(Float32Array::from(vec![0.25, 0.5]))),
+                ("geometry", Arc::new(StringArray::from(vec!["as is", "cropped to 64x64"]))),
+            ],
+        );
+        assert!(is_prediction_table(&path));
+        let t = read_predictions(&path).unwrap();
+        assert_eq!((t.ids, t.keyed_by_id), (vec![0, 1], false));
+        assert_eq!(t.geometries, Some(vec![Some("as is".into()), Some("cropped to 64x64".into())]));
     }
 
     #[test]

@@ -209,6 +209,11 @@ pub fn evaluate_predictions(
     parameters: &[(String, Vec<Option<f64>>)],
 ) -> Result<ClassifierEvaluation> {
     let err = |message: String| Error::Mismatch { path: table_path.to_path_buf(), message };
+    if !table.keyed_by_id {
+        // Row numbers are positions in predict's inputs: matching them to ids could
+        // pair a prediction with another image's label.
+        return Err(err("has no `id` column to match the labelled rows by (write it with `predict --keep id`)".into()));
+    }
     let labels = labels_in_class_order(data, &table.class_names)?;
     let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(data.ids.len());
     for (r, &id) in data.ids.iter().enumerate() {
@@ -276,6 +281,7 @@ mod tests {
         PredictionTable {
             class_names: class_names.iter().map(|s| s.to_string()).collect(),
             ids: ids.to_vec(),
+            keyed_by_id: true,
             probabilities,
             in_domain: None,
             ood_scores: None,
@@ -313,6 +319,14 @@ mod tests {
         );
         assert_eq!(direct.report, e.report);
         assert_eq!(direct.binned, e.binned);
+    }
+
+    #[test]
+    fn a_table_keyed_by_row_numbers_is_not_matched_to_labelled_ids() {
+        let data = labelled(&["no_sub", "axion"], &[0, 1], &[0, 1]);
+        let t = PredictionTable { keyed_by_id: false, ..table(&["no_sub", "axion"], &[0, 1], vec![None, None]) };
+        let e = evaluate_predictions(&t, Path::new("p.parquet"), &data, &[]).unwrap_err().to_string();
+        assert!(e.contains("no `id` column") && e.contains("--keep id") && e.contains("p.parquet"), "{e}");
     }
 
     #[test]
