@@ -225,6 +225,13 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
              bundled:survey-classifier` (models/README.md)"
         );
     }
+    if summary.off_centre * 2 > summary.predicted {
+        eprintln!(
+            "note: most cutouts have their brightest central light more than {} pixels from the centre, where the \
+             classifier cannot cancel the lens galaxy's light: cut them around the deflector's position",
+            crate::model::preprocess::CENTRING_SEARCH
+        );
+    }
     crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
     if summary.failed as f64 > args.max_failed_fraction * summary.rows as f64 {
         let mut reasons: Vec<(&String, &usize)> = summary.not_predicted.iter().collect();

@@ -179,7 +179,7 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let note = String::from_utf8_lossy(&default.stderr);
     assert!(note.contains("try `--model bundled:survey-classifier`"), "{note}");
     let for_survey = d("survey-model.parquet");
-    ok(&[
+    let centred = ok(&[
         "predict",
         "--input",
         &d("survey/dataset.parquet"),
@@ -188,6 +188,25 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
         "--out",
         &for_survey,
     ]);
+    // Cutouts centred on their lens draw no note on centring; stamps whose light
+    // peaks far from the centre (the FITS fixture's) do.
+    let off_centre_note = "more than 3 pixels from the centre";
+    assert!(!String::from_utf8_lossy(&centred.stderr).contains(off_centre_note));
+    let stamps = ok(&[
+        "predict",
+        "--input",
+        "fixtures/stage/cube_int16.fits",
+        "--pixel-scale",
+        "model",
+        "--nan-policy",
+        "zero",
+        "--model",
+        "bundled:survey-classifier",
+        "--out",
+        &d("stamps.parquet"),
+    ]);
+    let note = String::from_utf8_lossy(&stamps.stderr);
+    assert!(note.contains("2 with the deflector beyond") && note.contains(off_centre_note), "{note}");
     let statuses = crate::stage::strings(&crate::stage::read(std::path::Path::new(&for_survey)), "status");
     let inside = statuses.iter().filter(|s| s.as_deref() == Some("ok")).count();
     assert!(inside >= 10, "{statuses:?}");
