@@ -48,7 +48,7 @@ PREDICTION_COLUMNS = {
     "geometry": "how the cutout was brought to the model's grid ('resampled 101x101 at 0.1 to 0.101 "
     "arcsec/px, cropped to 64x64', 'padded ...'); 'as is' when used unchanged; 'deflector centred from "
     "column +2, row +0' when the classifier moved the lens galaxy's light to the centre; 'deflector more "
-    "than 3 pixels off the centre ...' when it could not (the row is then out of its domain)",
+    "than 5 pixels off the centre ...' when it could not (the row is then out of its domain)",
     "status": "'ok'; 'out_of_domain' (answered, but the cutout is unlike the training data: do not "
     "trust the probabilities); 'ok: N non-finite pixels set to 0'; or why the row has no prediction "
     "('skipped: ...', 'failed: ...')",

@@ -229,7 +229,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         eprintln!(
             "note: most cutouts have their brightest central light more than {} pixels from the centre, where the \
              classifier cannot cancel the lens galaxy's light: cut them around the deflector's position",
-            crate::model::preprocess::CENTRING_SEARCH
+            crate::model::preprocess::CENTRING_REACH
         );
     }
     crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;

@@ -85,7 +85,7 @@ pub struct CommonTrainArgs {
     /// `noise-asinh` (asinh of the background-subtracted image in units of the
     /// noise estimated from it: for noisy survey cutouts, unchanged by 16-bit storage)
     /// or `antisymmetric-asinh` (the same of the image's point-antisymmetric part
-    /// (I(x) - I(-x)) / sqrt 2 about the deflector, found within 3 pixels of the
+    /// (I(x) - I(-x)) / sqrt 2 about the deflector, found up to 5 pixels from the
     /// centre: the deflector's light and the sky cancel, the arcs stay; for survey
     /// cutouts centred on the lens).
     /// A fine-tuned encoder must be pretrained with the same scaling.

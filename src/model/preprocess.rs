@@ -37,18 +37,27 @@ pub const STANDARDISED_PIXEL_BOUND: f32 = 1e3;
 const BORDER: usize = 2;
 
 /// Furthest from a cutout's centre that `antisymmetric-asinh` looks for the
-/// deflector's light, pixels: survey cutouts are centred on the deflector's
-/// catalogue position to a pixel or two, and a wider search finds bright arcs
-/// (with 6 pixels, 3.5% of the held-out survey lenses were centred on an arc).
+/// deflector's brightest light, pixels: survey cutouts are centred on the
+/// deflector's catalogue position to a pixel or two, and a wider window finds
+/// bright arcs (with 6 pixels, 3.5% of the held-out survey lenses were centred on
+/// an arc).
 pub const CENTRING_SEARCH: usize = 3;
+
+/// Furthest a cutout is moved to put its deflector at the centre, pixels. From
+/// the brightest light within [`CENTRING_SEARCH`] the search climbs the light to
+/// its peak ([`CLIMB_STEPS`] more pixels at most), which follows the deflector
+/// where a wider window would jump to an arc; a deflector further off is beyond
+/// the search ([`Centring::beyond_search`]).
+pub const CENTRING_REACH: usize = 5;
 
 /// Half-width of the window whose light-weighted centroid refines the brightest
 /// pixel, pixels.
 const CENTROID_HALF_WIDTH: usize = 2;
 
-/// Steps to brighter boxes beyond the search that tell a deflector at its edge
-/// from one outside it (see [`locate_deflector`]).
-const BEYOND_SEARCH_STEPS: usize = 4;
+/// Steps from the brightest box within [`CENTRING_SEARCH`] to brighter
+/// neighbouring boxes: two more than [`CENTRING_REACH`] needs, so that a climb
+/// that has not stopped by then is on light that peaks further out.
+const CLIMB_STEPS: usize = 4;
 
 /// The per-image scaling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,7 +74,7 @@ pub enum Scaling {
     /// lenses' light outshines their arcs by 1-6 mag, and a network given it learns
     /// "bright arc" before substructure (RESULTS.md). The image is first moved by
     /// whole pixels (wrapping at the edges, where there is only sky) so that the
-    /// deflector's light, looked for within [`CENTRING_SEARCH`] pixels of the
+    /// deflector's light, found at most [`CENTRING_REACH`] pixels from the
     /// centre, is at the centre: a cutout centred a pixel off leaves the light
     /// uncancelled and costs the bundled survey classifier 0.011 of macro AUC. A
     /// deflector further off is reported ([`Centring::beyond_search`]).
@@ -269,22 +278,21 @@ pub struct Centring {
     /// (rows, columns) by which the deflector's light was off the centre, and the
     /// image moved to put it there ((0, 0): not moved).
     pub moved_by: (isize, isize),
-    /// The light still grows beyond [`CENTRING_SEARCH`] pixels: the deflector
-    /// lies further off than the scaling looks, its light is not cancelled, and the
-    /// classifier's answer is outside its domain (on the bundled survey classifier's
-    /// held-out moved 4 pixels, macro AUC drops by 0.016 while the feature-space
-    /// flag still passes 92% of them; RESULTS.md).
+    /// The deflector's light peaks more than [`CENTRING_REACH`] pixels from the
+    /// centre: the image is moved only that far, the light is not cancelled, and
+    /// the classifier's answer is outside its domain (uncancelled, the bundled
+    /// survey classifier's held-out moved 4 pixels lost 0.016 of macro AUC while the
+    /// feature-space flag still passed 92% of them; RESULTS.md).
     pub beyond_search: bool,
 }
 
 /// Where a square image's deflector is, as [`Centring`]: the brightest 3x3 box
-/// within [`CENTRING_SEARCH`] pixels of the centre, refined by the light-weighted
-/// centroid of the 5x5 pixels around it, rounded, at most [`CENTRING_SEARCH`]. To
-/// tell a deflector at the edge of the search from one beyond it, the box then
-/// climbs to brighter neighbouring boxes (at most [`BEYOND_SEARCH_STEPS`]); a climb
-/// still rising, or ending at a centroid further out than the search, puts the
-/// deflector beyond it. Not moved for images too small to search, without
-/// positive light there, or flat.
+/// within [`CENTRING_SEARCH`] pixels of the centre, then up its light to the
+/// brightest neighbouring box while there is one (at most [`CLIMB_STEPS`]), refined
+/// by the light-weighted centroid of the 5x5 pixels around it and rounded. A climb
+/// still rising, or a centroid more than [`CENTRING_REACH`] pixels out, puts the
+/// deflector beyond the search (and the move stops at the reach). Not moved for
+/// images too small to search, without positive light there, or flat.
 pub fn locate_deflector(img: &[f32]) -> Centring {
     let side = (img.len() as f64).sqrt() as usize;
     let h = CENTROID_HALF_WIDTH;
@@ -296,8 +304,8 @@ pub fn locate_deflector(img: &[f32]) -> Centring {
     let at = |r: usize, c: usize| img[r * side + c];
     // Candidate peaks: every pixel at most the search radius from the centre along
     // each axis.
-    let reach = CENTRING_SEARCH as f64;
-    let (first, last) = ((centre - reach).ceil() as usize, (centre + reach).floor() as usize);
+    let search = CENTRING_SEARCH as f64;
+    let (first, last) = ((centre - search).ceil() as usize, (centre + search).floor() as usize);
     let box_sum = |(r, c): (usize, usize)| {
         (r - 1..=r + 1).flat_map(|y| (c - 1..=c + 1).map(move |x| (y, x))).map(|(y, x)| at(y, x)).sum::<f32>()
     };
@@ -327,18 +335,11 @@ pub fn locate_deflector(img: &[f32]) -> Centring {
         }
         (weight > 0.0 && weight.is_finite()).then(|| (row / weight - centre, column / weight - centre))
     };
-    let Some((row, column)) = centroid(peak) else {
-        return Centring::default();
-    };
-    // Ties to even: flat light, whose centroid is the chosen pixel half a pixel off
-    // an even-sided image's centre, stays put.
-    let offset = |d: f64| d.round_ties_even().clamp(-reach, reach) as isize;
-    let moved_by = (offset(row), offset(column));
     // Climb from the peak while a neighbouring box is brighter, its centroid window
     // inside the image.
     let inside = |p: usize| p >= h && p + h < side;
     let (mut top, mut rising) = (peak, true);
-    for _ in 0..BEYOND_SEARCH_STEPS {
+    for _ in 0..CLIMB_STEPS {
         let neighbours = (-1isize..=1).flat_map(|dr| (-1isize..=1).map(move |dc| (dr, dc)));
         let brighter = neighbours
             .filter(|&step| step != (0, 0))
@@ -355,9 +356,15 @@ pub fn locate_deflector(img: &[f32]) -> Centring {
             }
         }
     }
+    let Some((row, column)) = centroid(top) else {
+        return Centring::default();
+    };
+    // Ties to even: flat light, whose centroid is the chosen pixel half a pixel off
+    // an even-sided image's centre, stays put.
+    let reach = CENTRING_REACH as f64;
+    let offset = |d: f64| d.round_ties_even().clamp(-reach, reach) as isize;
     let beyond = |d: f64| d.round_ties_even().abs() > reach;
-    let beyond_search = rising || centroid(top).is_some_and(|(r, c)| beyond(r) || beyond(c));
-    Centring { moved_by, beyond_search }
+    Centring { moved_by: (offset(row), offset(column)), beyond_search: rising || beyond(row) || beyond(column) }
 }
 
 /// Moves a square image in place so that the deflector's light ([`locate_deflector`])
@@ -507,15 +514,17 @@ mod tests {
                 .collect()
         };
         let off = image(dr, dc, &mut rng);
-        // At the edge of the search the deflector is still within it; a pixel
-        // further, or much further, it is not (and the move stops at the edge).
-        assert_eq!(locate_deflector(&image(3.0, 0.0, &mut rng)), Centring { moved_by: (3, 0), beyond_search: false });
-        for (dr, dc, moved_by) in [(0.0, 4.0, (0, 3)), (-5.0, 0.0, (-3, 0)), (-4.0, -4.0, (-3, -3))] {
-            assert_eq!(
-                locate_deflector(&image(dr, dc, &mut rng)),
-                Centring { moved_by, beyond_search: true },
-                "{dr} {dc}"
-            );
+        // Off the window where the brightest light is looked for, the search climbs
+        // the deflector's light up to the reach; further off, the deflector is
+        // beyond it, and the move stops at the reach.
+        for (dr, dc) in [(3.0, 0.0), (0.0, 4.0), (-5.0, 0.0), (-4.0, -4.0)] {
+            let moved_by = (dr as isize, dc as isize);
+            let found = locate_deflector(&image(dr, dc, &mut rng));
+            assert_eq!(found, Centring { moved_by, beyond_search: false }, "{dr} {dc}");
+        }
+        for (dr, dc, moved_by) in [(0.0, 6.0, (0, 5)), (-7.0, 0.0, (-5, 0)), (6.0, 6.0, (5, 5))] {
+            let found = locate_deflector(&image(dr, dc, &mut rng));
+            assert_eq!(found, Centring { moved_by, beyond_search: true }, "{dr} {dc}");
         }
         assert_eq!(locate_deflector(&off), Centring { moved_by: (2, -1), beyond_search: false });
         let centred = image(0.0, 0.0, &mut rng);

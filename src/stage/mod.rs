@@ -15,7 +15,7 @@ pub mod output;
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation};
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
-use crate::model::preprocess::{Centring, CENTRING_SEARCH};
+use crate::model::preprocess::{Centring, CENTRING_REACH};
 use crate::{Error, Result};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
@@ -576,7 +576,7 @@ fn geometry_note(regridding: Option<&str>, centring: &Centring) -> String {
     let (rows, columns) = centring.moved_by;
     let centred = match (centring.beyond_search, (rows, columns) == (0, 0)) {
         (true, _) => format!(
-            "{DEFLECTOR_BEYOND} {CENTRING_SEARCH} pixels off the centre (moved column {columns:+}, row {rows:+} towards it): out of the model's domain"
+            "{DEFLECTOR_BEYOND} {CENTRING_REACH} pixels off the centre (moved column {columns:+}, row {rows:+} towards it): out of the model's domain"
         ),
         (false, true) => return regridding.unwrap_or(geometry::AS_IS).to_string(),
         (false, false) => format!("{DEFLECTOR_CENTRED} column {columns:+}, row {rows:+}"),

@@ -110,7 +110,7 @@ pub fn predictions_schema(
     ));
     fields.push(described(
         Field::new("geometry", DataType::Utf8, false),
-        "how the cutout was brought to the model's grid (`as is`: unchanged; `deflector centred from column +c, row +r`: moved by whole pixels to put the lens galaxy's light at the centre; `deflector more than 3 pixels off the centre ...`: the classifier could not reach it, and the row is out of its domain)",
+        "how the cutout was brought to the model's grid (`as is`: unchanged; `deflector centred from column +c, row +r`: moved by whole pixels to put the lens galaxy's light at the centre; `deflector more than 5 pixels off the centre ...`: the classifier could not reach it, and the row is out of its domain)",
         None,
     ));
     fields.push(described(

@@ -1,6 +1,12 @@
 //! The `lensmae` binary end to end.
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
+use arrow_array::{FixedSizeListArray, Float32Array};
+use arrow_schema::{DataType, Field};
+use lensmae::data::parquet::tensor_field;
 use std::process::Command;
+use std::sync::Arc;
 
 fn lensmae(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lensmae")).args(args).output().unwrap()
@@ -188,25 +194,32 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
         "--out",
         &for_survey,
     ]);
-    // Cutouts centred on their lens draw no note on centring; stamps whose light
-    // peaks far from the centre (the FITS fixture's) do.
-    let off_centre_note = "more than 3 pixels from the centre";
+    // Cutouts centred on their lens draw no note on centring; the same lenses eight
+    // columns off do.
+    let off_centre_note = "more than 5 pixels from the centre";
     assert!(!String::from_utf8_lossy(&centred.stderr).contains(off_centre_note));
-    let stamps = ok(&[
+    let lenses = crate::stage::read(std::path::Path::new(&d("survey/dataset.parquet")));
+    let pixels = lenses.column_by_name("image").unwrap().as_fixed_size_list().values().as_primitive::<Float32Type>();
+    let side = 64;
+    let moved: Vec<f32> =
+        (0..pixels.len()).map(|i| pixels.value(i - i % side + (i % side + side - 8) % side)).collect();
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let images = FixedSizeListArray::new(item, (side * side) as i32, Arc::new(Float32Array::from(moved)), None);
+    crate::stage::write_parquet(
+        std::path::Path::new(&d("off-centre.parquet")),
+        vec![(tensor_field("image", side, side), Arc::new(images))],
+    );
+    let off = ok(&[
         "predict",
         "--input",
-        "fixtures/stage/cube_int16.fits",
-        "--pixel-scale",
-        "model",
-        "--nan-policy",
-        "zero",
+        &d("off-centre.parquet"),
         "--model",
         "bundled:survey-classifier",
         "--out",
-        &d("stamps.parquet"),
+        &d("off-centre-predictions.parquet"),
     ]);
-    let note = String::from_utf8_lossy(&stamps.stderr);
-    assert!(note.contains("2 with the deflector beyond") && note.contains(off_centre_note), "{note}");
+    let note = String::from_utf8_lossy(&off.stderr);
+    assert!(note.contains("with the deflector beyond") && note.contains(off_centre_note), "{note}");
     let statuses = crate::stage::strings(&crate::stage::read(std::path::Path::new(&for_survey)), "status");
     let inside = statuses.iter().filter(|s| s.as_deref() == Some("ok")).count();
     assert!(inside >= 10, "{statuses:?}");

@@ -219,7 +219,7 @@ fn the_bundled_survey_classifier_answers_the_same_on_16_bit_copies_of_survey_len
 }
 
 #[test]
-fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_their_lens_and_flags_those_further_off() {
+fn the_bundled_survey_classifier_answers_alike_for_cutouts_up_to_5_pixels_off_their_lens_and_flags_those_further_off() {
     use lensmae::infer::LoadedClassifier;
     use lensmae::sim::{presets::preset, Simulator};
     let clf = LoadedClassifier::load(Path::new("bundled:survey-classifier"), &candle_core::Device::Cpu).unwrap();
@@ -243,7 +243,7 @@ fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_thei
             .collect()
     };
     assert!(centred.centring.iter().all(|c| !c.beyond_search), "{:?}", centred.centring);
-    for (rows, columns) in [(0isize, 2isize), (-1, 1), (3, 0)] {
+    for (rows, columns) in [(0isize, 2isize), (-1, 1), (3, 0), (-4, 0), (0, 5)] {
         let off = clf.predict(&moved(rows, columns), 4).unwrap();
         // The classifier finds each lens where it was put and moves it back: the same
         // prepared image, the same answer, for every lens found as in the original.
@@ -256,11 +256,13 @@ fn the_bundled_survey_classifier_answers_alike_for_cutouts_a_few_pixels_off_thei
         }
         assert!(same >= 10, "moved by ({rows}, {columns}): {same} of 12 lenses found where they were put");
     }
-    // Further off than the centring looks, the answers are flagged out of the domain.
-    for (rows, columns) in [(0isize, 5isize), (-6, 0)] {
+    // Further off than the centring reaches, the answers are flagged out of the domain.
+    for (rows, columns) in [(0isize, 7isize), (-8, 0)] {
         let far = clf.predict(&moved(rows, columns), 4).unwrap();
         let beyond = far.centring.iter().filter(|c| c.beyond_search).count();
-        assert!(beyond >= 10, "moved by ({rows}, {columns}): {beyond} of 12 lenses beyond the search");
+        // 72-88% of the held-out moved 7-12 pixels (RESULTS.md); the rest climb to
+        // other light and are left to the feature-space flag.
+        assert!(beyond >= 8, "moved by ({rows}, {columns}): {beyond} of 12 lenses beyond the search");
         let flags = clf.in_domain_flags(&far).unwrap();
         assert!(far.centring.iter().zip(&flags).all(|(c, &inside)| !(c.beyond_search && inside)));
     }
