@@ -472,8 +472,9 @@ impl Predictor {
                 centring[r] = found;
             }
         }
-        // Rows outside the model's domain whatever their features say: a pixel
-        // scale far from the model's, or a deflector beyond its centring search.
+        // Rows outside the model's domain whatever their features say (calibrated
+        // or not): a pixel scale far from the model's, or a deflector beyond its
+        // centring search.
         let placed_outside: Vec<bool> =
             regridded.iter().zip(&centring).map(|(g, c)| g.out_of_domain || c.beyond_search).collect();
         let mut columns: Vec<ArrayRef> =
@@ -482,8 +483,10 @@ impl Predictor {
         if let (Some(c), Some(predicted)) = (&models.classifier, &predicted) {
             let k = c.meta.class_names.len();
             let probs = &predicted.probabilities;
+            let flags = c.in_domain_flags(predicted);
             let mut per_row: Vec<Option<&[f32]>> = vec![None; batch.len()];
             let mut ood: Vec<Option<f32>> = vec![None; batch.len()];
+            let mut in_domain: Vec<Option<bool>> = vec![None; batch.len()];
             for (i, &r) in usable.iter().enumerate() {
                 let p = &probs[i * k..(i + 1) * k];
                 // A model that gives NaN or infinity (broken weights, overflow) has no answer.
@@ -493,10 +496,8 @@ impl Predictor {
                 }
                 per_row[r] = Some(p);
                 ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
+                in_domain[r] = flags.as_ref().map(|f| f[i] && !regridded[r].out_of_domain);
             }
-            let in_domain: Vec<Option<bool>> = (ood.iter().zip(&placed_outside))
-                .map(|(s, &outside)| s.and_then(|s| c.in_domain(s)).map(|inside| inside && !outside))
-                .collect();
             for (r, inside) in in_domain.iter().enumerate() {
                 if *inside == Some(false) {
                     status[r] = OUT_OF_DOMAIN.into();
