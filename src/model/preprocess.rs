@@ -340,13 +340,14 @@ pub fn locate_deflector(img: &[f32]) -> Centring {
     let inside = |p: usize| p >= h && p + h < side;
     let (mut top, mut rising) = (peak, true);
     for _ in 0..CLIMB_STEPS {
+        let here = box_sum(top);
         let neighbours = (-1isize..=1).flat_map(|dr| (-1isize..=1).map(move |dc| (dr, dc)));
         let brighter = neighbours
             .filter(|&step| step != (0, 0))
             .map(|(dr, dc)| (top.0.wrapping_add_signed(dr), top.1.wrapping_add_signed(dc)))
             .filter(|&(r, c)| inside(r) && inside(c))
             .map(|p| (box_sum(p), p))
-            .filter(|&(sum, _)| sum > box_sum(top))
+            .filter(|&(sum, _)| sum > here)
             .max_by(|a, b| a.0.total_cmp(&b.0));
         match brighter {
             Some((_, p)) => top = p,
