@@ -22,15 +22,7 @@ B=${LENSMAE:-./target/release/lensmae}
 $B simulate --preset survey --print-config > "$OUT/survey.toml"
 
 score() {
-    local name=$1 data=$2 report
-    report=$($B evaluate --predictions "$OUT/$name.parquet" --input "$data" 2>/dev/null)
-    echo "$report" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-auc = r["report"]["metrics"]["macro_auc"]
-subset = next(d for d in r["detectable"] if d["parameter"] == "sub_snr")["metrics"]["macro_auc"]
-domain = r["domain"]["in_domain_fraction"]
-print(f"macro AUC {auc:.4f}, goal subset {subset:.4f}, in domain {domain:.4f}")'
+    $B evaluate --predictions "$OUT/$1.parquet" --input "$2" 2>/dev/null | ${PY:-python3} bench/report_line.py
 }
 
 for scale in "${SCALES[@]}"; do
