@@ -5,8 +5,8 @@
 # `pipelines/survey.toml` (seed 22, 1,000 a class) are rendered again at other pixel
 # scales (the same lenses: the scale draws nothing), and predicted both ways `predict`
 # offers: resampled to the model's scale (flux-conserving, the default) and taken as
-# they are (`--pixel-scale model`). Each line: macro AUC, the goal subset's, and the
-# fraction in the model's domain (`evaluate --predictions`).
+# they are (`--pixel-scale model`). Each line: macro AUC, the goal subset's, the
+# fraction in the model's domain and those rows' macro AUC (`evaluate --predictions`).
 #
 #   bench/survey_pixel_scale.sh [OUT_DIR] [MODEL] [SCALE...]
 set -euo pipefail
