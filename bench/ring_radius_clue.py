@@ -10,25 +10,21 @@ the classifier's, the classifier already uses the ring's size.
     python bench/ring_radius_clue.py DATASET.parquet PREDICTIONS.parquet
 """
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from lens_images import read_images
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
-
-sys.path.insert(0, str(Path(__file__).parent))
-from theta_e_rescale import blind_frame  # noqa: E402
+from theta_e_rescale import blind_frame
 
 
 def main():
     table = pq.read_table(sys.argv[1])
     predictions = pq.read_table(sys.argv[2]).to_pandas().set_index("id")
     pixel_scale = float(table.schema.metadata[b"lensmae:pixel_scale"])
-    size = table.schema.field("image").type.storage_type.list_size
-    side = int(round(size**0.5))
-    images = table.column("image").combine_chunks().storage.flatten().to_numpy().reshape(len(table), side, side)
+    images = read_images(table)
     label = table.column("label").to_numpy(zero_copy_only=False)
     rows = predictions.loc[table.column("id").to_numpy()]
     radius = np.array([blind_frame(image)[1] for image in images]) * pixel_scale

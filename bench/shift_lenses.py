@@ -9,20 +9,14 @@ DX: columns to the right; DY: rows down. Needs numpy and pyarrow.
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
+from lens_images import read_images, with_images
 
 
 def main(src, out, dx, dy):
     table = pq.read_table(src)
-    index = table.schema.get_field_index("image")
-    tensor = table.column(index).combine_chunks()
-    side = tensor.type.shape[0]
-    images = tensor.storage.flatten().to_numpy().reshape(-1, side, side)
-    moved = np.roll(images, (int(dy), int(dx)), axis=(1, 2)).astype(np.float32)
-    storage = pa.FixedSizeListArray.from_arrays(pa.array(moved.reshape(-1)), side * side)
-    column = pa.ExtensionArray.from_storage(tensor.type, storage)
-    pq.write_table(table.set_column(index, table.schema.field(index), column), out)
+    moved = np.roll(read_images(table), (int(dy), int(dx)), axis=(1, 2))
+    pq.write_table(with_images(table, moved), out)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ background-subtracted, so zero is the sky).
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
+from lens_images import border_background, read_images, with_images
 from scipy.ndimage import gaussian_filter
 
 PAD = 16
@@ -57,8 +57,8 @@ def main():
     kind = kind.removesuffix("-masked")
     table = pq.read_table(src)
     pixel_scale = float(table.schema.metadata[b"lensmae:pixel_scale"])
-    side = int(round(table.schema.field("image").type.storage_type.list_size ** 0.5))
-    images = table.column("image").combine_chunks().storage.flatten().to_numpy().reshape(len(table), side, side)
+    images = read_images(table)
+    side = images.shape[1]
     fwhm = table.column("psf_fwhm").to_numpy()
     exposure = table.column("exposure_time").to_numpy()
     flux = 10 ** (-0.4 * (magnitude - zero_point))  # electron/s
@@ -70,14 +70,8 @@ def main():
         noise = rng.standard_normal(added.shape) * np.sqrt(added * exposure[i]) / exposure[i]
         out[i] = (images[i] + added + noise).astype(np.float32)
         if masked:
-            image = images[i]
-            border = np.concatenate([image[:4].ravel(), image[-4:].ravel(), image[:, :4].ravel(), image[:, -4:].ravel()])
-            sigma = 1.4826 * np.median(np.abs(border - np.median(border)))
-            out[i][added > sigma] = np.nan
-    storage = pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1), pa.float32()), side * side)
-    column = pa.ExtensionArray.from_storage(table.schema.field("image").type, storage)
-    index = table.schema.get_field_index("image")
-    pq.write_table(table.set_column(index, table.schema.field("image"), column), dst)
+            out[i][added > border_background(images[i])[1]] = np.nan
+    pq.write_table(with_images(table, out), dst)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ prints how well the cutout's ring radius over the truth's theta_E tells `axion` 
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
+from lens_images import border_background, read_images, with_images
 from scipy.ndimage import map_coordinates
 
 
@@ -37,9 +37,7 @@ def blind_frame(image):
     (second moments within 5 pixels of the centre) and the ring's radius (noise-weighted
     mean elliptical radius of light above each elliptical annulus's median)."""
     im = image.astype(np.float64)
-    edge = np.concatenate([im[:4].ravel(), im[-4:].ravel(), im[:, :4].ravel(), im[:, -4:].ravel()])
-    bkg = np.median(edge)
-    sigma = 1.4826 * np.median(np.abs(edge - bkg))
+    bkg, sigma = border_background(im)
     d = im - bkg
     n = im.shape[0]
     rows, cols = np.mgrid[0:n, 0:n].astype(np.float64)
@@ -72,12 +70,12 @@ def main():
     mode = sys.argv[4] if len(sys.argv) > 4 else "truth"
     table = pq.read_table(src)
     pixel_scale = float(table.schema.metadata[b"lensmae:pixel_scale"])
-    images = table.column("image").combine_chunks().storage.flatten().to_numpy().reshape(len(table), 64, 64)
+    images = read_images(table)
     theta = table.column("lens_theta_e").to_numpy()
     cx = table.column("lens_center_x").to_numpy()
     cy = table.column("lens_center_y").to_numpy()
     angle = 0.5 * np.arctan2(table.column("lens_e2").to_numpy(), table.column("lens_e1").to_numpy())
-    c = 31.5
+    c = (images.shape[1] - 1) / 2
     if mode == "leak":
         from sklearn.metrics import roc_auc_score
 
@@ -118,10 +116,7 @@ def main():
             out[i] = rescale(images[i], 1.0, c + cx[i] / pixel_scale, c + cy[i] / pixel_scale, angle[i])
         else:
             raise SystemExit(f"unknown mode {mode}")
-    storage = pa.FixedSizeListArray.from_arrays(pa.array(out.reshape(-1), pa.float32()), 64 * 64)
-    column = pa.ExtensionArray.from_storage(table.schema.field("image").type, storage)
-    table = table.set_column(table.schema.get_field_index("image"), table.schema.field("image"), column)
-    pq.write_table(table, dst)
+    pq.write_table(with_images(table, out), dst)
 
 
 if __name__ == "__main__":
