@@ -1,6 +1,8 @@
 //! Records the commit lensmae was built from (`lensmae:build` in every output's
 //! metadata): `git rev-parse --short HEAD` when built inside a clone, else the
-//! version alone (a source archive).
+//! version alone (a source archive); with the `cuda` feature, compiles
+//! `src/model/ops.cu` to PTX for `model::ops` (nvcc from `CUDA_HOME` or `PATH`,
+//! for `CUDA_COMPUTE_CAP`, 80 when unset: the driver JIT-compiles it for newer cards).
 
 fn main() {
     let commit = std::process::Command::new("git")
@@ -24,4 +26,22 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        compile_ptx();
+    }
+}
+
+fn compile_ptx() {
+    let source = "src/model/ops.cu";
+    println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let nvcc = std::env::var("CUDA_HOME").map_or_else(|_| "nvcc".into(), |home| format!("{home}/bin/nvcc"));
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".into());
+    let out = format!("{}/ops.ptx", std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let status = std::process::Command::new(&nvcc)
+        .args(["--ptx", "-O3", &format!("--gpu-architecture=sm_{cap}"), "-o", &out, source])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {nvcc} to compile {source} (feature cuda): {e}"));
+    assert!(status.success(), "{nvcc} failed to compile {source} ({status})");
 }

@@ -3,12 +3,12 @@
 //!
 //! Shapes: tokens are `[B, N, D]` (batch, tokens, embedding).
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::device::bf16_products;
 use super::fused::{self, Activation};
+use super::ops::{gelu_erf, normalise_last_dim, softmax_last_dim};
 
 /// Weight initialisations, recorded in each parameter's hint and applied by
 /// [`super::mae::init_weights`] with a seeded generator (candle's CPU generator
@@ -52,18 +52,6 @@ impl Module for LayerNorm {
     }
 }
 
-/// `(x - mean) / sqrt(var + eps)` over the last dimension: candle's one-kernel
-/// LayerNorm forward (unit scale, zero shift) with the analytic backward pass
-/// `dx = (g - mean(g) - n mean(g n)) / sqrt(var + eps)` attached (candle's op has
-/// none). Composed, it was 6 passes forward and about 12 backward.
-fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
-    let x = x.contiguous()?;
-    let dim = x.dim(D::Minus1)?;
-    let (ones, zeros) = (Tensor::ones(dim, x.dtype(), x.device())?, Tensor::zeros(dim, x.dtype(), x.device())?);
-    let normed = candle_nn::ops::layer_norm(&x.detach(), &ones, &zeros, eps as f32)?;
-    x.apply_op2(&normed, Precomputed::Normalised { eps })
-}
-
 /// The vector `v` repeated over `rows` rows, `[rows, len]`, made as the product
 /// `ones[rows, 1] v[1, len]`: the same values as a broadcast (unless TF32 rounds
 /// them), but the gradient of `v` is then the product `ones^T g` instead of a sum
@@ -98,78 +86,6 @@ fn in_product_precision(a: &Tensor, b: &Tensor, op: impl Fn(&Tensor, &Tensor) ->
         op(&a, &b)?
     };
     y.to_dtype(DType::F32)
-}
-
-/// Softmax over the last dimension: candle's one-kernel softmax (one pass, on
-/// the CPU and on CUDA) with the analytic backward pass `dx = y (g - sum(g y))`
-/// attached, since candle's op has none and would silently stop the gradient.
-/// Composed from element-wise ops it was 5 passes forward and about 10 backward
-/// over the largest tensor of a block, the `[B, H, N, N]` attention scores.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
-    x.apply_op2(&y, Precomputed::Softmax)
-}
-
-/// `try_clone` copies a whole buffer, so the precomputed result must be one
-/// (candle's softmax and LayerNorm always write a fresh contiguous buffer).
-fn whole_buffer(layout: &Layout) -> Result<()> {
-    if layout.is_contiguous() && layout.start_offset() == 0 {
-        Ok(())
-    } else {
-        candle_core::bail!("precomputed-result op: the result must be a whole contiguous buffer")
-    }
-}
-
-/// `(x, f(x)) -> f(x)` for an `f` that candle computes in one kernel but cannot
-/// differentiate: hands the precomputed result on (a copy: a custom op returns
-/// new storage) and differentiates it with respect to `x` analytically.
-enum Precomputed {
-    /// `f` = softmax over the last dimension.
-    Softmax,
-    /// `f` = `(x - mean) / sqrt(var + eps)` over the last dimension.
-    Normalised { eps: f64 },
-}
-
-impl CustomOp2 for Precomputed {
-    fn name(&self) -> &'static str {
-        match self {
-            Precomputed::Softmax => "softmax-with-gradient",
-            Precomputed::Normalised { .. } => "normalise-with-gradient",
-        }
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, y: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        whole_buffer(layout)?;
-        Ok((y.try_clone(layout)?, layout.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &Layout,
-        y: &candle_core::CudaStorage,
-        layout: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        whole_buffer(layout)?;
-        Ok((y.try_clone(layout)?, layout.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = match self {
-            // dx = y (g - sum(g y))
-            Precomputed::Softmax => (y * grad.broadcast_sub(&(grad * y)?.sum_keepdim(D::Minus1)?)?)?,
-            // dx = (g - mean(g) - y mean(g y)) / sqrt(var + eps)
-            Precomputed::Normalised { eps } => {
-                let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-                let inv_std = (centered.sqr()?.mean_keepdim(D::Minus1)? + *eps)?.sqrt()?.recip()?;
-                let g_mean = grad.mean_keepdim(D::Minus1)?;
-                let gy_mean = (grad * y)?.mean_keepdim(D::Minus1)?;
-                grad.broadcast_sub(&g_mean)?.sub(&y.broadcast_mul(&gy_mean)?)?.broadcast_mul(&inv_std)?
-            }
-        };
-        Ok((Some(dx), None))
-    }
 }
 
 /// `y = x W^T + b`, weights xavier-uniform, bias zero (MAE's initialisation).
@@ -207,7 +123,7 @@ impl Linear {
         let y = y.reshape(out_dims)?;
         match activation {
             Activation::Identity => Ok(y),
-            Activation::Gelu => y.gelu_erf(),
+            Activation::Gelu => gelu_erf(&y),
         }
     }
 }
@@ -371,60 +287,4 @@ pub fn sincos_pos_embed(dim: usize, grid: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var};
-
-    /// ||a - b|| / ||b||
-    fn rel(a: &Tensor, b: &Tensor) -> f32 {
-        let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
-        norm(&(a - b).unwrap()) / norm(b)
-    }
-
-    /// The gradient of `sum(y * r)` with respect to `x`.
-    fn grad_of(y: &Tensor, r: &Tensor, x: &Var) -> Tensor {
-        (y * r).unwrap().sum_all().unwrap().backward().unwrap().get(x).unwrap().clone()
-    }
-
-    #[test]
-    fn softmax_with_gradient_matches_the_composed_softmax() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (2, 3, 5, 7), &dev).unwrap())).unwrap();
-        let r = Tensor::randn(0f32, 1.0, (2, 3, 5, 7), &dev).unwrap();
-        let composed = {
-            let max = x.max_keepdim(D::Minus1).unwrap().detach();
-            let e = x.broadcast_sub(&max).unwrap().exp().unwrap();
-            e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap()
-        };
-        let fused = softmax_last_dim(x.as_tensor()).unwrap();
-        assert!(rel(&fused, &composed) < 1e-6);
-        let (gf, gc) = (grad_of(&fused, &r, &x), grad_of(&composed, &r, &x));
-        assert!(gc.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
-        assert!(rel(&gf, &gc) < 1e-5, "gradients differ by {}", rel(&gf, &gc));
-        // A strided (transposed) input is fine (made contiguous first).
-        let t = x.as_tensor().transpose(2, 3).unwrap();
-        assert_eq!(softmax_last_dim(&t).unwrap().dims(), &[2, 3, 7, 5]);
-    }
-
-    #[test]
-    fn normalisation_with_gradient_matches_the_composed_one() {
-        let dev = Device::Cpu;
-        // An offset and a spread per row, as a residual stream has.
-        let raw = (Tensor::randn(0f32, 1.0, (4, 6, 48), &dev).unwrap() * 2.5).unwrap();
-        let x = Var::from_tensor(&(raw + 3.0).unwrap()).unwrap();
-        let r = Tensor::randn(0f32, 1.0, (4, 6, 48), &dev).unwrap();
-        let eps = 1e-6;
-        let composed = {
-            let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1).unwrap()).unwrap();
-            let var = centered.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
-            centered.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap()
-        };
-        let fused = normalise_last_dim(x.as_tensor(), eps).unwrap();
-        assert!(rel(&fused, &composed) < 1e-5, "values differ by {}", rel(&fused, &composed));
-        let (gf, gc) = (grad_of(&fused, &r, &x), grad_of(&composed, &r, &x));
-        assert!(rel(&gf, &gc) < 1e-5, "gradients differ by {}", rel(&gf, &gc));
-    }
 }

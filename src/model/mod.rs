@@ -5,10 +5,10 @@
 //! candle's fused LayerNorm and softmax have no backward pass (gradients silently
 //! stop there), so the layers use either our own fused CPU kernels with analytic
 //! backward passes ([`fused`]) or, as the reference and off the CPU, compositions
-//! of differentiable primitives, in which candle's one-kernel softmax and
-//! LayerNorm forward passes carry analytic backward passes of ours
-//! ([`layers::softmax_last_dim`]); tests check that both paths agree and that
-//! every trainable tensor receives a gradient.
+//! of differentiable primitives, in which softmax, normalisation and GELU are
+//! one-kernel ops of ours with one-kernel backward passes ([`ops`], CUDA kernels
+//! in `ops.cu`); tests check that both paths agree and that every trainable
+//! tensor receives a gradient.
 
 pub mod checkpoint;
 pub mod device;
@@ -16,6 +16,7 @@ pub mod domain;
 pub mod fused;
 pub mod layers;
 pub mod mae;
+pub mod ops;
 pub mod preprocess;
 pub mod superres;
 
