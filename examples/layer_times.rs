@@ -13,7 +13,7 @@ use candle_nn::{VarBuilder, VarMap};
 use lensmae::model::fused::{with_kernels, Activation, Kernels};
 use lensmae::model::layers::{Block, LayerNorm, Linear};
 use lensmae::model::mae::{init_weights, masking_noise, Pooling};
-use lensmae::model::ops::{gelu_erf, softmax_last_dim};
+use lensmae::model::ops::{bias_gelu, softmax_last_dim};
 use lensmae::model::{Mae, MaeConfig, VitClassifier};
 use lensmae::train::optim::AdamW;
 use rand::SeedableRng;
@@ -122,7 +122,8 @@ fn main() -> candle_core::Result<()> {
     out["linear_qkv"] = layer(&dev, repeats, &tokens, &|x| qkv.forward(x));
     out["linear_fc1_gelu"] = layer(&dev, repeats, &tokens, &|x| fc1.forward_with(x, Activation::Gelu));
     out["linear_fc2"] = layer(&dev, repeats, &[batch, n, hidden], &|x| fc2.forward(x));
-    out["gelu_erf"] = layer(&dev, repeats, &[batch * n, hidden], &|x| gelu_erf(x));
+    let zero_bias = Tensor::zeros(hidden, DType::F32, &dev)?;
+    out["gelu_erf"] = layer(&dev, repeats, &[batch * n, hidden], &|x| bias_gelu(x, &zero_bias));
     // candle's own, differentiated by its element-wise ops (the layers' op before 2026-12-04).
     out["gelu_erf_candle"] = layer(&dev, repeats, &[batch * n, hidden], &|x| x.gelu_erf());
     out["softmax"] = layer(&dev, repeats, &scores, &|x| softmax_last_dim(x));

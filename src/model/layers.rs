@@ -8,7 +8,7 @@ use candle_nn::{Init, VarBuilder};
 
 use super::device::bf16_products;
 use super::fused::{self, Activation};
-use super::ops::{gelu_erf, normalise_last_dim, softmax_last_dim};
+use super::ops::{add_bias, bias_gelu, normalise_last_dim, scale_shift, softmax_last_dim};
 
 /// Weight initialisations, recorded in each parameter's hint and applied by
 /// [`super::mae::init_weights`] with a seeded generator (candle's CPU generator
@@ -43,23 +43,8 @@ impl Module for LayerNorm {
         if fused::applies_to(x) {
             return fused::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
-        let normed = normalise_last_dim(x, self.eps)?;
-        let dim = self.weight.elem_count();
-        let rows = normed.elem_count() / dim;
-        let normed = normed.reshape((rows, dim))?;
-        let y = ((normed * repeat_rows(&self.weight, rows)?)? + repeat_rows(&self.bias, rows)?)?;
-        y.reshape(x.shape())
+        scale_shift(&normalise_last_dim(x, self.eps)?, &self.weight, &self.bias)
     }
-}
-
-/// The vector `v` repeated over `rows` rows, `[rows, len]`, made as the product
-/// `ones[rows, 1] v[1, len]`: the same values as a broadcast (unless TF32 rounds
-/// them), but the gradient of `v` is then the product `ones^T g` instead of a sum
-/// over the leading dimension, which candle's CUDA backend reduces with one
-/// thread block a column reading `g` column-wise (uncoalesced). Used for the
-/// biases and LayerNorm scales on the composed (CUDA) path.
-pub(crate) fn repeat_rows(v: &Tensor, rows: usize) -> Result<Tensor> {
-    Tensor::ones((rows, 1), v.dtype(), v.device())?.matmul(&v.reshape((1, ()))?)
 }
 
 /// The matrix product `a b` of the composed path, in bf16 when this thread asked
@@ -117,14 +102,13 @@ impl Linear {
         let in_dim = w.dim(0)?;
         let rows = x.elem_count() / in_dim;
         let y = product(&x.reshape((rows, in_dim))?, &w)?;
-        let y = (y + repeat_rows(&self.bias, rows)?)?;
+        let y = match activation {
+            Activation::Identity => add_bias(&y, &self.bias)?,
+            Activation::Gelu => bias_gelu(&y, &self.bias)?,
+        };
         let mut out_dims = x.dims().to_vec();
         *out_dims.last_mut().expect("a linear layer's input has a last dimension") = w.dim(1)?;
-        let y = y.reshape(out_dims)?;
-        match activation {
-            Activation::Identity => Ok(y),
-            Activation::Gelu => gelu_erf(&y),
-        }
+        y.reshape(out_dims)
     }
 }
 
@@ -199,7 +183,8 @@ impl Attention {
         let qkv = qkv.reshape((b, n, 3, h, d / h))?.permute((2, 0, 3, 1, 4))?;
         let (q, k, v) = (qkv.get(0)?.contiguous()?, qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
         let scale = 1.0 / ((d / h) as f64).sqrt();
-        let attn = softmax_last_dim(&(product(&q, &k.t()?.contiguous()?)? * scale)?)?;
+        // Scaling q rather than the scores: a pass over [B, H, N, D/H], not [B, H, N, N].
+        let attn = softmax_last_dim(&product(&(q * scale)?, &k.t()?.contiguous()?)?)?;
         // [B, H, N, D/H] -> [B, N, D]
         let out = product(&attn, &v)?.transpose(1, 2)?.reshape((b, n, d))?;
         self.proj.forward(&out)

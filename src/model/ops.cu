@@ -1,8 +1,10 @@
 // CUDA kernels of src/model/ops.rs: the forward and the analytic backward pass of
-// softmax, normalisation over the last dimension and exact GELU, each one pass
-// over its tensors. candle differentiates these with 10-12 element-wise kernels,
-// each gradient zero-filled and added to: that, not the matrix products, was
-// where a training step's time went (BENCHMARKS.md, H200 2026-11-27).
+// softmax, normalisation over the last dimension, a bias added to rows (alone or
+// under exact GELU) and LayerNorm's scale and shift, each one pass over its
+// tensors. candle differentiates these with 5-12 element-wise kernels and
+// materialised broadcasts, each gradient zero-filled and added to: that, not the
+// matrix products, was where a training step's time went (BENCHMARKS.md, H200
+// 2026-11-27).
 //
 // Row kernels: one warp per row (rows of 65-1024 floats here: attention scores
 // are [B, H, N, N] with N = 65 or 257, token rows 64-768 wide), ROWS_PER_BLOCK
@@ -109,19 +111,45 @@ extern "C" __global__ void lensmae_normalise_backward(const float *x, const floa
 #define FRAC_1_SQRT_2 0.70710678118654752f
 #define FRAC_1_SQRT_2PI 0.39894228040143268f
 
-// y = x Phi(x) = x (1 + erf(x / sqrt(2))) / 2, elementwise (PyTorch's exact GELU).
-extern "C" __global__ void lensmae_gelu_forward(const float *x, float *y, size_t n) {
+// Bias rows: a is [rows, cols] (n = rows * cols elements), b is [cols].
+
+// y = a + b[col].
+extern "C" __global__ void lensmae_add_bias_forward(const float *a, const float *b, float *y, size_t n,
+                                                    unsigned cols) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = a[i] + b[i % cols];
+}
+
+// y = gelu(a + b[col]), gelu(x) = x Phi(x) = x (1 + erf(x / sqrt(2))) / 2 (PyTorch's exact GELU).
+extern "C" __global__ void lensmae_bias_gelu_forward(const float *a, const float *b, float *y, size_t n,
+                                                     unsigned cols) {
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
+    const float v = a[i] + b[i % cols];
     y[i] = 0.5f * v * (1.0f + erff(v * FRAC_1_SQRT_2));
   }
 }
 
-// dx = g (Phi(x) + x phi(x)), elementwise.
-extern "C" __global__ void lensmae_gelu_backward(const float *x, const float *g, float *dx, size_t n) {
+// dz = g gelu'(a + b[col]), gelu'(x) = Phi(x) + x phi(x): the gradient of a, and summed
+// over rows that of b.
+extern "C" __global__ void lensmae_bias_gelu_backward(const float *a, const float *b, const float *g, float *dz,
+                                                      size_t n, unsigned cols) {
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
+    const float v = a[i] + b[i % cols];
     const float slope = 0.5f * (1.0f + erff(v * FRAC_1_SQRT_2)) + v * FRAC_1_SQRT_2PI * expf(-0.5f * v * v);
-    dx[i] = g[i] * slope;
+    dz[i] = g[i] * slope;
   }
+}
+
+// y = a w[col] + b[col]: LayerNorm's scale and shift.
+extern "C" __global__ void lensmae_scale_shift_forward(const float *a, const float *w, const float *b, float *y,
+                                                       size_t n, unsigned cols) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = a[i] * w[i % cols] + b[i % cols];
+}
+
+// da = g w[col].
+extern "C" __global__ void lensmae_scale_backward(const float *g, const float *w, float *da, size_t n,
+                                                  unsigned cols) {
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    da[i] = g[i] * w[i % cols];
 }

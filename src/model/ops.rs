@@ -1,5 +1,5 @@
-//! Softmax, normalisation over the last dimension and exact GELU for the
-//! composed path (CUDA, and the CPU wherever the fused kernels do not apply), as
+//! Softmax, normalisation over the last dimension, a bias added to rows (alone or
+//! under exact GELU) and LayerNorm's scale and shift for the composed path (CUDA, and the CPU wherever the fused kernels do not apply), as
 //! candle custom ops whose forward and analytic backward passes are one kernel
 //! each: `ops.cu` on CUDA (compiled to PTX by `build.rs`), a plain loop on the CPU.
 //!
@@ -27,10 +27,24 @@ pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op1(RowOp::Normalise { eps: eps as f32 })
 }
 
-/// Exact GELU, `x Phi(x)` (PyTorch's default); its backward pass is
-/// `dx = g (Phi(x) + x phi(x))`.
-pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Gelu)
+/// `a + bias` over the last dimension (`bias` is `[cols]`, `a` is `[.., cols]`).
+/// The bias's gradient is the product `ones^T g` (a cuBLAS call on CUDA, where
+/// candle reduces a column per thread block, reading `g` column-wise).
+pub fn add_bias(a: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&bias.contiguous()?, BiasOp::Add)
+}
+
+/// Exact GELU (PyTorch's default, `x Phi(x)`) of `a + bias`, `bias` as in
+/// [`add_bias`]; its backward pass is `dz = g (Phi(z) + z phi(z))`, `z = a + bias`,
+/// the gradient of `a`, and summed over rows that of `bias`.
+pub fn bias_gelu(a: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&bias.contiguous()?, BiasOp::Gelu)
+}
+
+/// `a * weight + bias` over the last dimension (LayerNorm's scale and shift, both
+/// `[cols]`); the gradients are `g weight` and, summed over rows, `g a` and `g`.
+pub fn scale_shift(a: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, ScaleShift)
 }
 
 /// An op over each row of the last dimension.
@@ -44,11 +58,39 @@ enum RowOp {
 /// output's gradient `g`.
 struct RowOpBackward(RowOp);
 
-/// Exact GELU, elementwise.
-struct Gelu;
+/// A bias added to the rows of the last dimension, alone or under exact GELU.
+#[derive(Clone, Copy)]
+enum BiasOp {
+    Add,
+    Gelu,
+}
 
-/// GELU's backward pass, from its input `x` and the output's gradient `g`.
-struct GeluBackward;
+/// [`BiasOp::Gelu`]'s backward pass, from `a`, `bias` and the output's gradient `g`.
+struct BiasGeluBackward;
+
+/// `a * weight + bias` over the rows of the last dimension.
+struct ScaleShift;
+
+/// `g * weight` over the rows of the last dimension ([`ScaleShift`]'s `da`).
+struct Scale;
+
+/// The sums over all leading dimensions, `[cols]`: the product `ones^T t`.
+fn column_sums(t: &Tensor) -> Result<Tensor> {
+    let cols = t.dim(candle_core::D::Minus1)?;
+    let rows = t.elem_count() / cols.max(1);
+    Tensor::ones((1, rows), t.dtype(), t.device())?.matmul(&t.reshape((rows, cols))?)?.reshape(cols)
+}
+
+/// Checks that every vector is `[cols]` for `a`'s last dimension.
+fn row_vectors(a: &Layout, vectors: &[&Layout], what: &str) -> Result<usize> {
+    let cols = last_dim(a)?;
+    for v in vectors {
+        if v.dims() != [cols] {
+            candle_core::bail!("{what}: a vector of {:?} for rows of {cols}", v.dims())
+        }
+    }
+    Ok(cols)
+}
 
 fn last_dim(layout: &Layout) -> Result<usize> {
     match layout.dims().last() {
@@ -195,56 +237,201 @@ impl CustomOp3 for RowOpBackward {
     }
 }
 
-impl CustomOp1 for Gelu {
+impl CustomOp2 for BiasOp {
     fn name(&self) -> &'static str {
-        "gelu-erf"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout, self.name())?;
-        Ok((CpuStorage::F32(x.iter().map(|&x| gelu(x)).collect()), layout.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(&self, x: &candle_core::CudaStorage, layout: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
-        Ok((cuda::launch_elementwise("lensmae_gelu_forward", &[(x, layout)], &[])?, layout.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &GeluBackward)?))
-    }
-}
-
-impl CustomOp2 for GeluBackward {
-    fn name(&self) -> &'static str {
-        "gelu-erf-backward"
+        match self {
+            BiasOp::Add => "add-bias",
+            BiasOp::Gelu => "bias-gelu",
+        }
     }
 
     fn cpu_fwd(
         &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        g: &CpuStorage,
-        g_layout: &Layout,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_shape(x_layout, g_layout, self.name())?;
-        let x = contiguous_f32(x, x_layout, self.name())?;
-        let g = contiguous_f32(g, g_layout, self.name())?;
-        let dx = x.iter().zip(g).map(|(&x, g)| g * gelu_derivative(x)).collect();
-        Ok((CpuStorage::F32(dx), x_layout.shape().clone()))
+        let cols = row_vectors(a_layout, &[b_layout], self.name())?.max(1);
+        let (a, b) = (contiguous_f32(a, a_layout, self.name())?, contiguous_f32(b, b_layout, self.name())?);
+        let mut y = vec![0f32; a.len()];
+        for (y, a) in y.chunks_exact_mut(cols).zip(a.chunks_exact(cols)) {
+            for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+                *y = match self {
+                    BiasOp::Add => a + b,
+                    BiasOp::Gelu => gelu(a + b),
+                };
+            }
+        }
+        Ok((CpuStorage::F32(y), a_layout.shape().clone()))
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        x: &candle_core::CudaStorage,
-        x_layout: &Layout,
+        a: &candle_core::CudaStorage,
+        a_layout: &Layout,
+        b: &candle_core::CudaStorage,
+        b_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let cols = row_vectors(a_layout, &[b_layout], self.name())?;
+        let kernel = match self {
+            BiasOp::Add => "lensmae_add_bias_forward",
+            BiasOp::Gelu => "lensmae_bias_gelu_forward",
+        };
+        let y = cuda::launch_elementwise(kernel, &[(a, a_layout), (b, b_layout)], &cuda::Scalar::cols(cols)?)?;
+        Ok((y, a_layout.shape().clone()))
+    }
+
+    fn bwd(&self, a: &Tensor, b: &Tensor, _: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dz = match self {
+            BiasOp::Add => g.clone(),
+            BiasOp::Gelu => a.apply_op3_no_bwd(b, &g.contiguous()?, &BiasGeluBackward)?,
+        };
+        let db = column_sums(&dz)?;
+        Ok((Some(dz), Some(db)))
+    }
+}
+
+impl CustomOp3 for BiasGeluBackward {
+    fn name(&self) -> &'static str {
+        "bias-gelu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+        g: &CpuStorage,
+        g_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let cols = row_vectors(a_layout, &[b_layout], self.name())?.max(1);
+        same_shape(a_layout, g_layout, self.name())?;
+        let a = contiguous_f32(a, a_layout, self.name())?;
+        let (b, g) = (contiguous_f32(b, b_layout, self.name())?, contiguous_f32(g, g_layout, self.name())?);
+        let mut dz = vec![0f32; a.len()];
+        for ((dz, a), g) in dz.chunks_exact_mut(cols).zip(a.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
+            for (((dz, a), b), g) in dz.iter_mut().zip(a).zip(b).zip(g) {
+                *dz = g * gelu_derivative(a + b);
+            }
+        }
+        Ok((CpuStorage::F32(dz), a_layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        a: &candle_core::CudaStorage,
+        a_layout: &Layout,
+        b: &candle_core::CudaStorage,
+        b_layout: &Layout,
         g: &candle_core::CudaStorage,
         g_layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        same_shape(x_layout, g_layout, self.name())?;
-        let dx = cuda::launch_elementwise("lensmae_gelu_backward", &[(x, x_layout), (g, g_layout)], &[])?;
-        Ok((dx, x_layout.shape().clone()))
+        let cols = row_vectors(a_layout, &[b_layout], self.name())?;
+        same_shape(a_layout, g_layout, self.name())?;
+        let inputs = [(a, a_layout), (b, b_layout), (g, g_layout)];
+        let dz = cuda::launch_elementwise("lensmae_bias_gelu_backward", &inputs, &cuda::Scalar::cols(cols)?)?;
+        Ok((dz, a_layout.shape().clone()))
+    }
+}
+
+impl CustomOp3 for ScaleShift {
+    fn name(&self) -> &'static str {
+        "scale-shift"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let cols = row_vectors(a_layout, &[w_layout, b_layout], self.name())?.max(1);
+        let a = contiguous_f32(a, a_layout, self.name())?;
+        let (w, b) = (contiguous_f32(w, w_layout, self.name())?, contiguous_f32(b, b_layout, self.name())?);
+        let mut y = vec![0f32; a.len()];
+        for (y, a) in y.chunks_exact_mut(cols).zip(a.chunks_exact(cols)) {
+            for (((y, a), w), b) in y.iter_mut().zip(a).zip(w).zip(b) {
+                *y = a * w + b;
+            }
+        }
+        Ok((CpuStorage::F32(y), a_layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        a: &candle_core::CudaStorage,
+        a_layout: &Layout,
+        w: &candle_core::CudaStorage,
+        w_layout: &Layout,
+        b: &candle_core::CudaStorage,
+        b_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let cols = row_vectors(a_layout, &[w_layout, b_layout], self.name())?;
+        let inputs = [(a, a_layout), (w, w_layout), (b, b_layout)];
+        let y = cuda::launch_elementwise("lensmae_scale_shift_forward", &inputs, &cuda::Scalar::cols(cols)?)?;
+        Ok((y, a_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        w: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let da = g.apply_op2_no_bwd(w, &Scale)?;
+        let dw = column_sums(&(&g * a)?)?;
+        let db = column_sums(&g)?;
+        Ok((Some(da), Some(dw), Some(db)))
+    }
+}
+
+impl CustomOp2 for Scale {
+    fn name(&self) -> &'static str {
+        "scale-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        g: &CpuStorage,
+        g_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let cols = row_vectors(g_layout, &[w_layout], self.name())?.max(1);
+        let (g, w) = (contiguous_f32(g, g_layout, self.name())?, contiguous_f32(w, w_layout, self.name())?);
+        let mut da = vec![0f32; g.len()];
+        for (da, g) in da.chunks_exact_mut(cols).zip(g.chunks_exact(cols)) {
+            da.iter_mut().zip(g).zip(w).for_each(|((da, g), w)| *da = g * w);
+        }
+        Ok((CpuStorage::F32(da), g_layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        g: &candle_core::CudaStorage,
+        g_layout: &Layout,
+        w: &candle_core::CudaStorage,
+        w_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let cols = row_vectors(g_layout, &[w_layout], self.name())?;
+        let da = cuda::launch_elementwise(
+            "lensmae_scale_backward",
+            &[(g, g_layout), (w, w_layout)],
+            &cuda::Scalar::cols(cols)?,
+        )?;
+        Ok((da, g_layout.shape().clone()))
     }
 }
 
@@ -275,6 +462,16 @@ mod cuda {
         Size(usize),
         Count(u32),
         Float(f32),
+    }
+
+    impl Scalar {
+        /// `unsigned cols`, the element-wise bias kernels' one extra argument.
+        pub(super) fn cols(cols: usize) -> Result<[Scalar; 1]> {
+            match u32::try_from(cols) {
+                Ok(cols) if cols > 0 => Ok([Scalar::Count(cols)]),
+                _ => candle_core::bail!("a bias over rows of {cols} cannot be launched"),
+            }
+        }
     }
 
     fn launch(
@@ -349,7 +546,7 @@ mod cuda {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var, D};
+    use candle_core::{DType, Device, Var, D};
 
     /// ||a - b|| / ||b||
     fn rel(a: &Tensor, b: &Tensor) -> f32 {
@@ -401,21 +598,51 @@ mod tests {
         assert!(rel(&go, &gc) < 1e-5, "gradients differ by {}", rel(&go, &gc));
     }
 
+    /// The gradients of `sum(y * r)` with respect to each of `vars`.
+    fn grads_of(y: &Tensor, r: &Tensor, vars: &[&Var]) -> Vec<Tensor> {
+        let grads = (y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        vars.iter().map(|v| grads.get(v).expect("every input gets a gradient").clone()).collect()
+    }
+
+    /// `ours` and `composed` (of the same `vars`) agree in value and in every gradient.
+    fn agree(ours: &Tensor, composed: &Tensor, vars: &[&Var]) {
+        assert!(rel(ours, composed) < 1e-6, "values differ by {}", rel(ours, composed));
+        let r = Tensor::randn(0f32, 1.0, ours.dims(), ours.device()).unwrap();
+        for (i, (go, gc)) in grads_of(ours, &r, vars).iter().zip(grads_of(composed, &r, vars)).enumerate() {
+            assert_eq!(go.dims(), gc.dims());
+            assert!(rel(go, &gc) < 1e-5, "gradient {i} differs by {}", rel(go, &gc));
+        }
+    }
+
+    fn var(dims: &[usize], std: f32) -> Var {
+        Var::from_tensor(&Tensor::randn(0f32, std, dims, &Device::Cpu).unwrap()).unwrap()
+    }
+
     #[test]
-    fn gelu_with_gradient_matches_candles_exact_gelu() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (3, 5, 64), &dev).unwrap())).unwrap();
-        let r = Tensor::randn(0f32, 1.0, (3, 5, 64), &dev).unwrap();
-        let (ours, candles) = (gelu_erf(x.as_tensor()).unwrap(), x.as_tensor().gelu_erf().unwrap());
-        assert!(rel(&ours, &candles) < 1e-6, "values differ by {}", rel(&ours, &candles));
-        let (go, gc) = (grad_of(&ours, &r, &x), grad_of(&candles, &r, &x));
-        assert!(rel(&go, &gc) < 1e-5, "gradients differ by {}", rel(&go, &gc));
+    fn bias_ops_with_gradients_match_candles_composed_ops() {
+        let (a, b, w) = (var(&[3, 5, 64], 2.0), var(&[64], 1.0), var(&[64], 1.0));
+        let shifted = a.broadcast_add(b.as_tensor()).unwrap();
+        agree(&add_bias(&a, &b).unwrap(), &shifted, &[&a, &b]);
+        agree(&bias_gelu(&a, &b).unwrap(), &shifted.gelu_erf().unwrap(), &[&a, &b]);
+        let scaled = a.broadcast_mul(w.as_tensor()).unwrap().broadcast_add(b.as_tensor()).unwrap();
+        agree(&scale_shift(&a, &w, &b).unwrap(), &scaled, &[&a, &w, &b]);
+    }
+
+    #[test]
+    fn a_bias_of_another_width_is_refused() {
+        let (a, b) = (
+            Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        );
+        let err = add_bias(&a, &b).unwrap_err().to_string();
+        assert!(err.contains("add-bias") && err.contains("[3]"), "{err}");
+        assert!(scale_shift(&a, &b, &b).is_err());
     }
 
     #[test]
     fn a_gradient_of_another_shape_is_refused() {
-        let x = Tensor::zeros((2, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let g = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(x.apply_op2_no_bwd(&g, &GeluBackward).is_err());
+        let x = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+        let g = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(x.apply_op3_no_bwd(&x, &g, &RowOpBackward(RowOp::Softmax)).is_err());
     }
 }
