@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod cuda_kernels;
 mod fuzz;
 mod io;
 mod metrics;
