@@ -9,9 +9,11 @@ electrons (Gaussian approximation, as lenstronomy's), and writes the same table 
 `galaxy-masked` / `star-masked` then flag (set to NaN) the pixels where the neighbour's
 light is above the background noise (sigma from the MAD of the cutout's 4-pixel border),
 as a segmentation map would, for `predict --nan-policy zero` (the survey cutouts are
-background-subtracted, so zero is the sky).
+background-subtracted, so zero is the sky). `mixed` is a training set's mixture: each
+cutout has a neighbour with probability FRACTION (given in MAG's place), a galaxy
+(70%) or a star, of magnitude uniform in 18-24.
 
-    python bench/survey_neighbours.py IN.parquet OUT.parquet galaxy|star[-masked] MAG [SEED=0] [ZERO_POINT=25.72]
+    python bench/survey_neighbours.py IN.parquet OUT.parquet galaxy|star[-masked]|mixed MAG|FRACTION [SEED=0] [ZERO_POINT=25.72]
 """
 import sys
 
@@ -51,8 +53,8 @@ def main():
     src, dst, kind, magnitude = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     seed = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     zero_point = float(sys.argv[6]) if len(sys.argv) > 6 else 25.72
-    if kind not in ("galaxy", "star", "galaxy-masked", "star-masked"):
-        raise SystemExit(f"kind must be galaxy or star, with or without -masked, not {kind}")
+    if kind not in ("galaxy", "star", "galaxy-masked", "star-masked", "mixed"):
+        raise SystemExit(f"kind must be galaxy or star, with or without -masked, or mixed, not {kind}")
     masked = kind.endswith("-masked")
     kind = kind.removesuffix("-masked")
     table = pq.read_table(src)
@@ -61,12 +63,19 @@ def main():
     side = images.shape[1]
     fwhm = table.column("psf_fwhm").to_numpy()
     exposure = table.column("exposure_time").to_numpy()
-    flux = 10 ** (-0.4 * (magnitude - zero_point))  # electron/s
     rng = np.random.default_rng(seed)
     out = np.empty_like(images)
     for i in range(len(table)):
+        row_kind, row_magnitude = kind, magnitude
+        if kind == "mixed":
+            if rng.uniform() >= magnitude:
+                out[i] = images[i]
+                continue
+            row_kind = "galaxy" if rng.uniform() < 0.7 else "star"
+            row_magnitude = rng.uniform(18.0, 24.0)
+        flux = 10 ** (-0.4 * (row_magnitude - zero_point))  # electron/s
         radius, angle = rng.uniform(2.0, 3.0), rng.uniform(0, 2 * np.pi)
-        added = flux * neighbour(side, pixel_scale, kind, radius * np.cos(angle), radius * np.sin(angle), fwhm[i], rng)
+        added = flux * neighbour(side, pixel_scale, row_kind, radius * np.cos(angle), radius * np.sin(angle), fwhm[i], rng)
         noise = rng.standard_normal(added.shape) * np.sqrt(added * exposure[i]) / exposure[i]
         out[i] = (images[i] + added + noise).astype(np.float32)
         if masked:

@@ -1,15 +1,18 @@
 //! Softmax, normalisation over the last dimension, a bias added to rows (alone or
-//! under exact GELU) and LayerNorm's scale and shift for the composed path (CUDA, and the CPU wherever the fused kernels do not apply), as
-//! candle custom ops whose forward and analytic backward passes are one kernel
-//! each: `ops.cu` on CUDA (compiled to PTX by `build.rs`), a plain loop on the CPU.
+//! under exact GELU) and LayerNorm's scale and shift for the composed path (CUDA,
+//! and the CPU wherever the fused kernels do not apply), as candle custom ops whose
+//! forward and analytic backward passes are one kernel each: `ops.cu` on CUDA
+//! (compiled to PTX by `build.rs`), a plain loop on the CPU.
 //!
 //! Why: candle's softmax and LayerNorm kernels have no backward pass (gradients
-//! silently stop), and its GELU backward is about a dozen element-wise kernels.
-//! Composed from differentiable primitives, these three were 10, 4.5 and 10 ms of
-//! a paper-sized block's 29.8 ms forward + backward on an H200, most of a
-//! training step (BENCHMARKS.md, 2026-11-27). The CPU loops are the twins the
-//! tests check the formulas with; `examples/device_parity.rs` checks the kernels
-//! against the CPU on a GPU host.
+//! silently stop), its GELU backward is about a dozen element-wise kernels, and a
+//! bias broadcast over rows was materialised. Composed from differentiable
+//! primitives, softmax, LayerNorm and GELU were 10, 4.5 and 10 ms of a paper-sized
+//! block's 29.8 ms forward + backward on an H200, most of a training step
+//! (BENCHMARKS.md, 2026-11-27). The CPU loops are the twins the tests check the
+//! formulas with; `tests/it/cuda_kernels.rs` runs the kernels' source under a CPU
+//! warp emulation, and `examples/device_parity.rs` checks them against the CPU on a
+//! GPU host.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
