@@ -108,7 +108,7 @@ impl ParamColumn {
 
 /// The float parameter columns, in file order (`n_subhalos` is written separately
 /// as an integer).
-pub const PARAM_COLUMNS: [ParamColumn; 27] = [
+pub const PARAM_COLUMNS: [ParamColumn; 30] = [
     ParamColumn {
         name: "lens_theta_e",
         description: "main-lens Einstein radius, arcsec",
@@ -272,5 +272,23 @@ pub const PARAM_COLUMNS: [ParamColumn; 27] = [
         description: "deflector light Sersic index (null = no lens light)",
         nullable: true,
         get: |r| r.params.lens_light.as_ref().map(|l| l.n_sersic),
+    },
+    ParamColumn {
+        name: "neighbour_magnitude",
+        description: "apparent magnitude of the galaxy or star beside the lens (null = none)",
+        nullable: true,
+        get: |r| r.params.neighbour.as_ref().map(|n| n.magnitude),
+    },
+    ParamColumn {
+        name: "neighbour_distance",
+        description: "distance of the neighbour from the cutout's centre, arcsec (null = none)",
+        nullable: true,
+        get: |r| r.params.neighbour.as_ref().map(|n| n.distance()),
+    },
+    ParamColumn {
+        name: "neighbour_star",
+        description: "1 when the neighbour is a star, 0 when a galaxy (null = none)",
+        nullable: true,
+        get: |r| r.params.neighbour.as_ref().map(|n| if n.star { 1.0 } else { 0.0 }),
     },
 ];

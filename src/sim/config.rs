@@ -41,6 +41,9 @@ pub struct SimConfig {
     /// The main deflector's own light (none when absent, as in the DeepLense recipes).
     #[serde(default)]
     pub lens_light: Option<LensLightConfig>,
+    /// Another galaxy or a star beside the lens in some cutouts (none when absent).
+    #[serde(default)]
+    pub neighbour: Option<NeighbourConfig>,
     /// Noise model.
     #[serde(default)]
     pub noise: NoiseConfig,
@@ -213,6 +216,35 @@ pub struct LensLightConfig {
     /// Added to the mass's centre y, arcsec.
     #[serde(default)]
     pub center_offset_y: Param,
+}
+
+/// A neighbour in the cutout, as real survey cutouts hold them: with probability
+/// `probability` an image gets one unlensed galaxy (an elliptical Sersic) or star
+/// (a point source through the PSF), `distance` from the cutout's centre in a
+/// uniformly drawn direction. Its light and noise are part of the image, and of
+/// the smooth image that `sub_snr` compares with, so `sub_snr` is unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourConfig {
+    /// Chance that an image has a neighbour, in [0, 1].
+    pub probability: f64,
+    /// Of the neighbours, the fraction that are stars, in [0, 1] (the rest are galaxies).
+    #[serde(default)]
+    pub star_fraction: f64,
+    /// Apparent magnitude (needs an `instrument` for the zero point).
+    pub magnitude: Param,
+    /// Distance from the cutout's centre, arcsec.
+    pub distance: Param,
+    /// A galaxy's half-light radius, arcsec.
+    pub r_sersic: Param,
+    /// A galaxy's Sersic index.
+    pub n_sersic: Param,
+    /// A galaxy's ellipticity modulus e1.
+    #[serde(default)]
+    pub e1: Param,
+    /// A galaxy's ellipticity modulus e2.
+    #[serde(default)]
+    pub e2: Param,
 }
 
 /// The noise model.
@@ -453,6 +485,17 @@ impl SimConfig {
             ll.e2_offset.validate("lens_light.e2_offset", -0.5, 0.5)?;
             ll.center_offset_x.validate("lens_light.center_offset_x", -INF, INF)?;
             ll.center_offset_y.validate("lens_light.center_offset_y", -INF, INF)?;
+        }
+        if let Some(nb) = &self.neighbour {
+            check((0.0..=1.0).contains(&nb.probability), "neighbour.probability", "must be in [0, 1]")?;
+            check((0.0..=1.0).contains(&nb.star_fraction), "neighbour.star_fraction", "must be in [0, 1]")?;
+            nb.magnitude.validate("neighbour.magnitude", -10.0, 50.0)?;
+            check(instrument.is_some(), "neighbour.magnitude", "needs an `instrument` for the zero point")?;
+            nb.distance.validate("neighbour.distance", 0.0, 1e4)?;
+            nb.r_sersic.validate("neighbour.r_sersic", 1e-4, 100.0)?;
+            nb.n_sersic.validate("neighbour.n_sersic", 0.2, 10.0)?;
+            nb.e1.validate("neighbour.e1", -0.9, 0.9)?;
+            nb.e2.validate("neighbour.e2", -0.9, 0.9)?;
         }
         match &self.noise {
             NoiseConfig::None {} => {}

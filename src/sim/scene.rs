@@ -5,7 +5,8 @@
 //! the DeepLense Model II/III multi-plane convention (1 otherwise); the source
 //! surface brightness there, times the pixel area, is the pixel's flux. The PSF is
 //! applied after binning supersampled pixels back to the native grid. The
-//! deflector's own light, when present, is added unlensed before the PSF.
+//! deflector's own light and a neighbouring galaxy or star, when present, are
+//! added unlensed before the PSF.
 
 use super::grid::{Image, PixelGrid};
 use super::light::{Sersic, SersicKernel};
@@ -23,6 +24,24 @@ pub struct Scene {
     pub source: Sersic,
     /// The deflector's light (not lensed).
     pub lens_light: Option<Sersic>,
+    /// A galaxy or star beside the lens (not lensed).
+    pub neighbour: Option<Neighbour>,
+}
+
+/// An unlensed object beside the lens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Neighbour {
+    /// A galaxy.
+    Galaxy(Sersic),
+    /// A point source: all its flux in the nearest sub-pixel, spread by the PSF.
+    Star {
+        /// Total flux, per second.
+        flux: f64,
+        /// Position x, arcsec.
+        x: f64,
+        /// Position y, arcsec.
+        y: f64,
+    },
 }
 
 /// How the sky is sampled into pixels.
@@ -219,7 +238,11 @@ impl Scene {
         let smooth_deflectors = Deflector::prepare(&self.lenses[first..split], &grid);
         let other_deflectors = Deflector::prepare(&self.lenses[split..], &grid);
         let source: SersicKernel = self.source.kernel();
-        let lens_light: Option<SersicKernel> = self.lens_light.as_ref().map(Sersic::kernel);
+        let galaxy = match &self.neighbour {
+            Some(Neighbour::Galaxy(g)) => Some(g),
+            _ => None,
+        };
+        let unlensed: Vec<SersicKernel> = self.lens_light.iter().chain(galaxy).map(Sersic::kernel).collect();
         let area = grid.pixel_area();
         let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
         let mut image = Image::zeros(grid.size);
@@ -260,12 +283,24 @@ impl Scene {
             }
             let pixels = &mut image.pixels[span.clone()];
             lensed_source(&ax, &ay, y, &mut bx, &mut by, pixels);
-            if let Some(lens_light) = &lens_light {
+            for profile in &unlensed {
                 by.fill(y);
-                lens_light.surface_brightness_row(&coords, &by, area, &mut light);
+                profile.surface_brightness_row(&coords, &by, area, &mut light);
                 pixels.iter_mut().zip(&light).for_each(|(p, l)| *p += l);
                 if let Some(smooth) = smooth.as_mut() {
-                    smooth.pixels[span].iter_mut().zip(&light).for_each(|(p, l)| *p += l);
+                    smooth.pixels[span.clone()].iter_mut().zip(&light).for_each(|(p, l)| *p += l);
+                }
+            }
+        }
+        if let Some(Neighbour::Star { flux, x, y }) = self.neighbour {
+            let nearest = |v: f64| (v / grid.pixel_scale + (grid.size as f64 - 1.0) / 2.0).round();
+            let (col, row) = (nearest(x), nearest(y));
+            let inside = |i: f64| (0.0..grid.size as f64).contains(&i);
+            if inside(col) && inside(row) {
+                let at = row as usize * grid.size + col as usize;
+                image.pixels[at] += flux;
+                if let Some(smooth) = smooth.as_mut() {
+                    smooth.pixels[at] += flux;
                 }
             }
         }
@@ -312,6 +347,7 @@ mod tests {
             deflection_scale: 1.0,
             source: Sersic { amp: 1.0, r_sersic: 0.2, n_sersic: 1.0, e1: 0.0, e2: 0.0, center_x: 0.0, center_y: 0.0 },
             lens_light: None,
+            neighbour: None,
         }
     }
 

@@ -17,7 +17,7 @@ use super::light::{LightProfile, Sersic};
 use super::mass::{MassModel, Nfw, PointMass, Shear, Sie, Tnfw};
 use super::noise::Noise;
 use super::psf::Psf;
-use super::scene::{Camera, DeflectionField, Scene};
+use super::scene::{Camera, DeflectionField, Neighbour, Scene};
 use crate::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -71,6 +71,36 @@ pub struct LensLightDraw {
     pub center_y: f64,
 }
 
+/// A neighbour's draw: a galaxy (an elliptical Sersic) or a star.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighbourDraw {
+    /// A star (a point source through the PSF) rather than a galaxy.
+    pub star: bool,
+    /// Apparent magnitude.
+    pub magnitude: f64,
+    /// Total flux, e-/s.
+    pub flux: f64,
+    /// Centre x, arcsec.
+    pub center_x: f64,
+    /// Centre y, arcsec.
+    pub center_y: f64,
+    /// A galaxy's half-light radius, arcsec (0 for a star).
+    pub r_sersic: f64,
+    /// A galaxy's Sersic index (0 for a star).
+    pub n_sersic: f64,
+    /// A galaxy's e1.
+    pub e1: f64,
+    /// A galaxy's e2.
+    pub e2: f64,
+}
+
+impl NeighbourDraw {
+    /// Distance from the cutout's centre, arcsec.
+    pub fn distance(&self) -> f64 {
+        self.center_x.hypot(self.center_y)
+    }
+}
+
 /// Every random quantity behind one image; with the config it fixes the image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageParams {
@@ -114,6 +144,8 @@ pub struct ImageParams {
     pub vortex: Option<VortexDraw>,
     /// The deflector's light, when the recipe has it.
     pub lens_light: Option<LensLightDraw>,
+    /// A neighbouring galaxy or star, when the recipe has them and this image drew one.
+    pub neighbour: Option<NeighbourDraw>,
 }
 
 impl ImageParams {
@@ -309,6 +341,33 @@ impl Simulator {
                 center_y: lens_center_y + ll.center_offset_y.sample(rng),
             }
         });
+        // After the lens light, for the same reason.
+        let neighbour = cfg.neighbour.as_ref().and_then(|nb| {
+            if rng.random::<f64>() >= nb.probability {
+                return None;
+            }
+            let star = rng.random::<f64>() < nb.star_fraction;
+            let magnitude = nb.magnitude.sample(rng);
+            let (distance, angle) = (nb.distance.sample(rng), rng.random::<f64>() * TAU);
+            let instrument = self.instrument.as_ref().expect("validated: magnitudes need an instrument");
+            let mut draw = NeighbourDraw {
+                star,
+                magnitude,
+                flux: instrument.magnitude_to_cps(magnitude),
+                center_x: distance * angle.cos(),
+                center_y: distance * angle.sin(),
+                r_sersic: 0.0,
+                n_sersic: 0.0,
+                e1: 0.0,
+                e2: 0.0,
+            };
+            if !star {
+                draw.r_sersic = nb.r_sersic.sample(rng);
+                draw.n_sersic = nb.n_sersic.sample(rng);
+                (draw.e1, draw.e2) = capped_ellipticity(nb.e1.sample(rng), nb.e2.sample(rng));
+            }
+            Some(draw)
+        });
         ImageParams {
             lens_theta_e,
             lens_e1,
@@ -330,6 +389,7 @@ impl Simulator {
             subhalos,
             vortex,
             lens_light,
+            neighbour,
         }
     }
 
@@ -464,6 +524,22 @@ impl Simulator {
                 e2: l.e2,
                 center_x: l.center_x,
                 center_y: l.center_y,
+            }),
+            neighbour: p.neighbour.as_ref().map(|n| {
+                if n.star {
+                    Neighbour::Star { flux: n.flux, x: n.center_x, y: n.center_y }
+                } else {
+                    let unit = Sersic { amp: 1.0, r_sersic: n.r_sersic, n_sersic: n.n_sersic, ..Sersic::default() };
+                    Neighbour::Galaxy(Sersic {
+                        amp: n.flux / unit.total_flux_per_amp(),
+                        r_sersic: n.r_sersic,
+                        n_sersic: n.n_sersic,
+                        e1: n.e1,
+                        e2: n.e2,
+                        center_x: n.center_x,
+                        center_y: n.center_y,
+                    })
+                }
             }),
         }
     }
@@ -724,6 +800,69 @@ mod tests {
         let (e1, e2) = capped_ellipticity(0.9, 0.9);
         assert!((e1.hypot(e2) - 0.9).abs() < 1e-12 && (e1 - e2).abs() < 1e-15, "{e1} {e2}");
         assert_eq!(capped_ellipticity(0.3, -0.4), (0.3, -0.4));
+    }
+
+    /// The survey recipe with a neighbour in half the cutouts, 30% of them stars.
+    fn survey_with_neighbours() -> Simulator {
+        let neighbour =
+            "\n[neighbour]\nprobability = 0.5\nstar_fraction = 0.3\nmagnitude = { uniform = [18.0, 24.0] }\n\
+                         distance = { uniform = [2.0, 3.0] }\nr_sersic = 0.3\nn_sersic = 1.0\n";
+        let text = format!("{}{neighbour}", crate::sim::presets::preset_toml("survey").unwrap());
+        Simulator::new(SimConfig::from_toml(&text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn neighbours_come_at_their_rate_and_distance_after_every_other_draw() {
+        let (with, without) = (survey_with_neighbours(), Simulator::new(preset("survey").unwrap()).unwrap());
+        let (mut present, mut stars) = (0, 0);
+        for i in 0..2000 {
+            let p = with.sample_params(1, &mut ChaCha8Rng::seed_from_u64(i));
+            let q = without.sample_params(1, &mut ChaCha8Rng::seed_from_u64(i));
+            assert_eq!(ImageParams { neighbour: None, ..p.clone() }, q, "the other draws move");
+            assert!(q.neighbour.is_none());
+            let Some(n) = p.neighbour else { continue };
+            present += 1;
+            stars += n.star as usize;
+            assert!((2.0..=3.0).contains(&n.distance()) && (18.0..=24.0).contains(&n.magnitude), "{n:?}");
+            assert!((n.flux / 10f64.powf(-0.4 * (n.magnitude - 25.72)) - 1.0).abs() < 1e-12);
+            if n.star {
+                assert_eq!((n.r_sersic, n.n_sersic), (0.0, 0.0));
+            } else {
+                assert_eq!((n.r_sersic, n.n_sersic), (0.3, 1.0));
+            }
+        }
+        assert!((900..1100).contains(&present), "{present} of 2000 with a neighbour");
+        let star_fraction = stars as f64 / present as f64;
+        assert!((0.25..0.35).contains(&star_fraction), "{star_fraction}");
+    }
+
+    #[test]
+    fn a_neighbour_adds_its_flux_and_leaves_the_substructure_signal_alone() {
+        let sim = survey_with_neighbours();
+        let cdm = sim.config().class_names().iter().position(|c| c == "cdm").unwrap();
+        let mut seen = [false, false];
+        for i in 0.. {
+            let p = sim.sample_params(cdm, &mut ChaCha8Rng::seed_from_u64(i));
+            let Some(n) = p.neighbour.clone() else { continue };
+            let alone = ImageParams { neighbour: None, ..p.clone() };
+            let camera = sim.camera(&p);
+            let smooth_lenses = 2; // the SIE and the shear
+            let (image, smooth) = sim.scene(cdm, &p).render_with_smooth(&camera, None, smooth_lenses);
+            let (image0, smooth0) = sim.scene(cdm, &alone).render_with_smooth(&camera, None, smooth_lenses);
+            let added: f64 = image.pixels.iter().zip(&image0.pixels).map(|(a, b)| a - b).sum();
+            // A star's flux lands whole; a galaxy's (r_e 0.3", 2-3" out) nearly whole.
+            let floor = if n.star { 1.0 - 1e-9 } else { 0.9 };
+            assert!(added / n.flux > floor && added / n.flux < 1.0 + 1e-9, "{added} of {} ({n:?})", n.flux);
+            for ((a, b), (c, d)) in
+                image.pixels.iter().zip(&smooth.pixels).zip(image0.pixels.iter().zip(&smooth0.pixels))
+            {
+                assert!(((a - b) - (c - d)).abs() <= 1e-9 * image.max(), "the substructure signal moved");
+            }
+            seen[n.star as usize] = true;
+            if seen == [true, true] {
+                break;
+            }
+        }
     }
 
     #[test]

@@ -67,3 +67,24 @@ fn magnitudes_need_an_instrument() {
     let e = error_of(&with("deeplense-model2", "instrument = \"euclid-vis\"\n", ""));
     assert!(e.contains("source.magnitude"), "{e}");
 }
+
+#[test]
+fn impossible_neighbours_name_their_key() {
+    let neighbour = |probability: &str, star_fraction: &str, distance: &str| {
+        format!(
+            "{}\n[neighbour]\nprobability = {probability}\nstar_fraction = {star_fraction}\nmagnitude = 20.0\n\
+             distance = {distance}\nr_sersic = 0.3\nn_sersic = 1.0\n",
+            preset_toml("survey").unwrap()
+        )
+    };
+    assert!(SimConfig::from_toml(&neighbour("0.5", "0.3", "2.5")).is_ok());
+    for (text, key) in [
+        (neighbour("1.5", "0.3", "2.5"), "neighbour.probability"),
+        (neighbour("0.5", "-0.1", "2.5"), "neighbour.star_fraction"),
+        (neighbour("0.5", "0.3", "{ uniform = [3.0, 2.0] }"), "neighbour.distance"),
+        (neighbour("0.5", "0.3", "2.5").replace("n_sersic = 1.0\n", "n_sersic = 1.0\ncolour = 2\n"), "colour"),
+    ] {
+        let e = error_of(&text);
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}

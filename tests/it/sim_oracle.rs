@@ -172,8 +172,13 @@ fn every_profile_in_one_supersampled_scene_matches_lenstronomy() {
     let c = &json("sim_renders.json")["custom"];
     let lenses: Vec<MassModel> =
         c["lenses"].as_array().unwrap().iter().map(|l| MassModel::deserialize(l).unwrap()).collect();
-    let scene =
-        Scene { lenses, deflection_scale: 1.0, source: Sersic::deserialize(&c["source"]).unwrap(), lens_light: None };
+    let scene = Scene {
+        lenses,
+        deflection_scale: 1.0,
+        source: Sersic::deserialize(&c["source"]).unwrap(),
+        lens_light: None,
+        neighbour: None,
+    };
     let camera = Camera {
         grid: PixelGrid { size: c["size"].as_u64().unwrap() as usize, pixel_scale: c["pixel_scale"].as_f64().unwrap() },
         supersampling: c["supersampling"].as_u64().unwrap() as usize,
