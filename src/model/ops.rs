@@ -34,20 +34,20 @@ pub fn normalise_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
 /// The bias's gradient is the product `ones^T g` (a cuBLAS call on CUDA, where
 /// candle reduces a column per thread block, reading `g` column-wise).
 pub fn add_bias(a: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    a.contiguous()?.apply_op2(&bias.contiguous()?, BiasOp::Add)
+    a.contiguous()?.apply_op2(&bias.contiguous()?, Rowwise::AddBias)
 }
 
 /// Exact GELU (PyTorch's default, `x Phi(x)`) of `a + bias`, `bias` as in
 /// [`add_bias`]; its backward pass is `dz = g (Phi(z) + z phi(z))`, `z = a + bias`,
 /// the gradient of `a`, and summed over rows that of `bias`.
 pub fn bias_gelu(a: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    a.contiguous()?.apply_op2(&bias.contiguous()?, BiasOp::Gelu)
+    a.contiguous()?.apply_op2(&bias.contiguous()?, Rowwise::BiasGelu)
 }
 
 /// `a * weight + bias` over the last dimension (LayerNorm's scale and shift, both
 /// `[cols]`); the gradients are `g weight` and, summed over rows, `g a` and `g`.
 pub fn scale_shift(a: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    a.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, ScaleShift)
+    a.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Rowwise::ScaleShift)
 }
 
 /// An op over each row of the last dimension.
@@ -61,38 +61,28 @@ enum RowOp {
 /// output's gradient `g`.
 struct RowOpBackward(RowOp);
 
-/// A bias added to the rows of the last dimension, alone or under exact GELU.
+/// An element-wise op over a `[.., cols]` tensor (the first input) and `[cols]`
+/// vectors applied to every row; `BiasGeluBackward` takes a third input of the
+/// first one's shape, the output's gradient.
 #[derive(Clone, Copy)]
-enum BiasOp {
-    Add,
-    Gelu,
+enum Rowwise {
+    /// `a + b[c]`
+    AddBias,
+    /// `gelu(a + b[c])`
+    BiasGelu,
+    /// `g gelu'(a + b[c])`, inputs `(a, b, g)`
+    BiasGeluBackward,
+    /// `a w[c] + b[c]`, inputs `(a, w, b)`
+    ScaleShift,
+    /// `g w[c]`, [`Rowwise::ScaleShift`]'s `da`
+    Scale,
 }
-
-/// [`BiasOp::Gelu`]'s backward pass, from `a`, `bias` and the output's gradient `g`.
-struct BiasGeluBackward;
-
-/// `a * weight + bias` over the rows of the last dimension.
-struct ScaleShift;
-
-/// `g * weight` over the rows of the last dimension ([`ScaleShift`]'s `da`).
-struct Scale;
 
 /// The sums over all leading dimensions, `[cols]`: the product `ones^T t`.
 fn column_sums(t: &Tensor) -> Result<Tensor> {
     let cols = t.dim(candle_core::D::Minus1)?;
     let rows = t.elem_count() / cols.max(1);
     Tensor::ones((1, rows), t.dtype(), t.device())?.matmul(&t.reshape((rows, cols))?)?.reshape(cols)
-}
-
-/// Checks that every vector is `[cols]` for `a`'s last dimension.
-fn row_vectors(a: &Layout, vectors: &[&Layout], what: &str) -> Result<usize> {
-    let cols = last_dim(a)?;
-    for v in vectors {
-        if v.dims() != [cols] {
-            candle_core::bail!("{what}: a vector of {:?} for rows of {cols}", v.dims())
-        }
-    }
-    Ok(cols)
 }
 
 fn last_dim(layout: &Layout) -> Result<usize> {
@@ -240,12 +230,73 @@ impl CustomOp3 for RowOpBackward {
     }
 }
 
-impl CustomOp2 for BiasOp {
-    fn name(&self) -> &'static str {
+impl Rowwise {
+    fn name(self) -> &'static str {
         match self {
-            BiasOp::Add => "add-bias",
-            BiasOp::Gelu => "bias-gelu",
+            Rowwise::AddBias => "add-bias",
+            Rowwise::BiasGelu => "bias-gelu",
+            Rowwise::BiasGeluBackward => "bias-gelu-backward",
+            Rowwise::ScaleShift => "scale-shift",
+            Rowwise::Scale => "scale-rows",
         }
+    }
+
+    /// Whether input `k` is a `[cols]` vector (else it has the first input's shape).
+    fn is_vector(self, k: usize) -> bool {
+        k > 0 && !matches!((self, k), (Rowwise::BiasGeluBackward, 2))
+    }
+
+    /// The rows' width, once every input's shape is checked.
+    fn cols(self, layouts: &[&Layout]) -> Result<usize> {
+        let cols = last_dim(layouts[0])?;
+        for (k, layout) in layouts.iter().enumerate().skip(1) {
+            if self.is_vector(k) && layout.dims() != [cols] {
+                candle_core::bail!("{}: a vector of {:?} for rows of {cols}", self.name(), layout.dims())
+            }
+            if !self.is_vector(k) {
+                same_shape(layouts[0], layout, self.name())?;
+            }
+        }
+        Ok(cols)
+    }
+
+    /// Element `i` (in column `c`) from the inputs `x`.
+    fn element(self, x: &[&[f32]], i: usize, c: usize) -> f32 {
+        match self {
+            Rowwise::AddBias => x[0][i] + x[1][c],
+            Rowwise::BiasGelu => gelu(x[0][i] + x[1][c]),
+            Rowwise::BiasGeluBackward => x[2][i] * gelu_derivative(x[0][i] + x[1][c]),
+            Rowwise::ScaleShift => x[0][i] * x[1][c] + x[2][c],
+            Rowwise::Scale => x[0][i] * x[1][c],
+        }
+    }
+
+    fn cpu(self, inputs: &[(&CpuStorage, &Layout)]) -> Result<(CpuStorage, Shape)> {
+        let layouts: Vec<&Layout> = inputs.iter().map(|(_, l)| *l).collect();
+        let cols = self.cols(&layouts)?.max(1);
+        let x = inputs.iter().map(|(s, l)| contiguous_f32(s, l, self.name())).collect::<Result<Vec<_>>>()?;
+        let y = (0..x[0].len()).map(|i| self.element(&x, i, i % cols)).collect();
+        Ok((CpuStorage::F32(y), layouts[0].shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(self, inputs: &[(&candle_core::CudaStorage, &Layout)]) -> Result<(candle_core::CudaStorage, Shape)> {
+        let layouts: Vec<&Layout> = inputs.iter().map(|(_, l)| *l).collect();
+        let cols = cuda::Scalar::cols(self.cols(&layouts)?)?;
+        let kernel = match self {
+            Rowwise::AddBias => "lensmae_add_bias_forward",
+            Rowwise::BiasGelu => "lensmae_bias_gelu_forward",
+            Rowwise::BiasGeluBackward => "lensmae_bias_gelu_backward",
+            Rowwise::ScaleShift => "lensmae_scale_shift_forward",
+            Rowwise::Scale => "lensmae_scale_backward",
+        };
+        Ok((cuda::launch_elementwise(kernel, inputs, &cols)?, layouts[0].shape().clone()))
+    }
+}
+
+impl CustomOp2 for Rowwise {
+    fn name(&self) -> &'static str {
+        Rowwise::name(*self)
     }
 
     fn cpu_fwd(
@@ -255,18 +306,7 @@ impl CustomOp2 for BiasOp {
         b: &CpuStorage,
         b_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let cols = row_vectors(a_layout, &[b_layout], self.name())?.max(1);
-        let (a, b) = (contiguous_f32(a, a_layout, self.name())?, contiguous_f32(b, b_layout, self.name())?);
-        let mut y = vec![0f32; a.len()];
-        for (y, a) in y.chunks_exact_mut(cols).zip(a.chunks_exact(cols)) {
-            for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-                *y = match self {
-                    BiasOp::Add => a + b,
-                    BiasOp::Gelu => gelu(a + b),
-                };
-            }
-        }
-        Ok((CpuStorage::F32(y), a_layout.shape().clone()))
+        self.cpu(&[(a, a_layout), (b, b_layout)])
     }
 
     #[cfg(feature = "cuda")]
@@ -277,28 +317,23 @@ impl CustomOp2 for BiasOp {
         b: &candle_core::CudaStorage,
         b_layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let cols = row_vectors(a_layout, &[b_layout], self.name())?;
-        let kernel = match self {
-            BiasOp::Add => "lensmae_add_bias_forward",
-            BiasOp::Gelu => "lensmae_bias_gelu_forward",
-        };
-        let y = cuda::launch_elementwise(kernel, &[(a, a_layout), (b, b_layout)], &cuda::Scalar::cols(cols)?)?;
-        Ok((y, a_layout.shape().clone()))
+        self.cuda(&[(a, a_layout), (b, b_layout)])
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dz = match self {
-            BiasOp::Add => g.clone(),
-            BiasOp::Gelu => a.apply_op3_no_bwd(b, &g.contiguous()?, &BiasGeluBackward)?,
+            Rowwise::AddBias => g.clone(),
+            Rowwise::BiasGelu => a.apply_op3_no_bwd(b, &g.contiguous()?, &Rowwise::BiasGeluBackward)?,
+            _ => candle_core::bail!("{}: no backward pass (a backward pass itself)", Rowwise::name(*self)),
         };
         let db = column_sums(&dz)?;
         Ok((Some(dz), Some(db)))
     }
 }
 
-impl CustomOp3 for BiasGeluBackward {
+impl CustomOp3 for Rowwise {
     fn name(&self) -> &'static str {
-        "bias-gelu-backward"
+        Rowwise::name(*self)
     }
 
     fn cpu_fwd(
@@ -307,20 +342,10 @@ impl CustomOp3 for BiasGeluBackward {
         a_layout: &Layout,
         b: &CpuStorage,
         b_layout: &Layout,
-        g: &CpuStorage,
-        g_layout: &Layout,
+        c: &CpuStorage,
+        c_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let cols = row_vectors(a_layout, &[b_layout], self.name())?.max(1);
-        same_shape(a_layout, g_layout, self.name())?;
-        let a = contiguous_f32(a, a_layout, self.name())?;
-        let (b, g) = (contiguous_f32(b, b_layout, self.name())?, contiguous_f32(g, g_layout, self.name())?);
-        let mut dz = vec![0f32; a.len()];
-        for ((dz, a), g) in dz.chunks_exact_mut(cols).zip(a.chunks_exact(cols)).zip(g.chunks_exact(cols)) {
-            for (((dz, a), b), g) in dz.iter_mut().zip(a).zip(b).zip(g) {
-                *dz = g * gelu_derivative(a + b);
-            }
-        }
-        Ok((CpuStorage::F32(dz), a_layout.shape().clone()))
+        self.cpu(&[(a, a_layout), (b, b_layout), (c, c_layout)])
     }
 
     #[cfg(feature = "cuda")]
@@ -330,57 +355,10 @@ impl CustomOp3 for BiasGeluBackward {
         a_layout: &Layout,
         b: &candle_core::CudaStorage,
         b_layout: &Layout,
-        g: &candle_core::CudaStorage,
-        g_layout: &Layout,
+        c: &candle_core::CudaStorage,
+        c_layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let cols = row_vectors(a_layout, &[b_layout], self.name())?;
-        same_shape(a_layout, g_layout, self.name())?;
-        let inputs = [(a, a_layout), (b, b_layout), (g, g_layout)];
-        let dz = cuda::launch_elementwise("lensmae_bias_gelu_backward", &inputs, &cuda::Scalar::cols(cols)?)?;
-        Ok((dz, a_layout.shape().clone()))
-    }
-}
-
-impl CustomOp3 for ScaleShift {
-    fn name(&self) -> &'static str {
-        "scale-shift"
-    }
-
-    fn cpu_fwd(
-        &self,
-        a: &CpuStorage,
-        a_layout: &Layout,
-        w: &CpuStorage,
-        w_layout: &Layout,
-        b: &CpuStorage,
-        b_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let cols = row_vectors(a_layout, &[w_layout, b_layout], self.name())?.max(1);
-        let a = contiguous_f32(a, a_layout, self.name())?;
-        let (w, b) = (contiguous_f32(w, w_layout, self.name())?, contiguous_f32(b, b_layout, self.name())?);
-        let mut y = vec![0f32; a.len()];
-        for (y, a) in y.chunks_exact_mut(cols).zip(a.chunks_exact(cols)) {
-            for (((y, a), w), b) in y.iter_mut().zip(a).zip(w).zip(b) {
-                *y = a * w + b;
-            }
-        }
-        Ok((CpuStorage::F32(y), a_layout.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        a: &candle_core::CudaStorage,
-        a_layout: &Layout,
-        w: &candle_core::CudaStorage,
-        w_layout: &Layout,
-        b: &candle_core::CudaStorage,
-        b_layout: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let cols = row_vectors(a_layout, &[w_layout, b_layout], self.name())?;
-        let inputs = [(a, a_layout), (w, w_layout), (b, b_layout)];
-        let y = cuda::launch_elementwise("lensmae_scale_shift_forward", &inputs, &cuda::Scalar::cols(cols)?)?;
-        Ok((y, a_layout.shape().clone()))
+        self.cuda(&[(a, a_layout), (b, b_layout), (c, c_layout)])
     }
 
     fn bwd(
@@ -391,50 +369,14 @@ impl CustomOp3 for ScaleShift {
         _: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Rowwise::ScaleShift = self else {
+            candle_core::bail!("{}: no backward pass (a backward pass itself)", Rowwise::name(*self))
+        };
         let g = g.contiguous()?;
-        let da = g.apply_op2_no_bwd(w, &Scale)?;
+        let da = g.apply_op2_no_bwd(w, &Rowwise::Scale)?;
         let dw = column_sums(&(&g * a)?)?;
         let db = column_sums(&g)?;
         Ok((Some(da), Some(dw), Some(db)))
-    }
-}
-
-impl CustomOp2 for Scale {
-    fn name(&self) -> &'static str {
-        "scale-rows"
-    }
-
-    fn cpu_fwd(
-        &self,
-        g: &CpuStorage,
-        g_layout: &Layout,
-        w: &CpuStorage,
-        w_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let cols = row_vectors(g_layout, &[w_layout], self.name())?.max(1);
-        let (g, w) = (contiguous_f32(g, g_layout, self.name())?, contiguous_f32(w, w_layout, self.name())?);
-        let mut da = vec![0f32; g.len()];
-        for (da, g) in da.chunks_exact_mut(cols).zip(g.chunks_exact(cols)) {
-            da.iter_mut().zip(g).zip(w).for_each(|((da, g), w)| *da = g * w);
-        }
-        Ok((CpuStorage::F32(da), g_layout.shape().clone()))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        g: &candle_core::CudaStorage,
-        g_layout: &Layout,
-        w: &candle_core::CudaStorage,
-        w_layout: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let cols = row_vectors(g_layout, &[w_layout], self.name())?;
-        let da = cuda::launch_elementwise(
-            "lensmae_scale_backward",
-            &[(g, g_layout), (w, w_layout)],
-            &cuda::Scalar::cols(cols)?,
-        )?;
-        Ok((da, g_layout.shape().clone()))
     }
 }
 
