@@ -354,7 +354,7 @@ const ROW_BLOCK: usize = 64;
 const LANES: usize = 16;
 
 #[inline(always)]
-fn sum(v: &[f32]) -> f32 {
+pub(crate) fn sum(v: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = v.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -365,7 +365,7 @@ fn sum(v: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
@@ -390,7 +390,7 @@ fn max(v: &[f32]) -> f32 {
 
 /// Mean and 1/std of one row.
 #[inline(always)]
-fn moments(row: &[f32], eps: f32) -> (f32, f32) {
+pub(crate) fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
     let mean = sum(row) / n;
     let mut acc = [0f32; LANES];
@@ -511,7 +511,7 @@ fn add_rows(acc: &mut [f32], rows: &[f32]) {
 
 /// Softmax of each row of `rows` (rows of `n`), in place.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
-fn softmax_rows(rows: &mut [f32], n: usize) {
+pub(crate) fn softmax_rows(rows: &mut [f32], n: usize) {
     for row in rows.chunks_exact_mut(n) {
         let m = max(row);
         // The exponentials summed as they are written, in `sum`'s order: one

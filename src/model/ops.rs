@@ -16,7 +16,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::fused::{contiguous_f32, gelu, gelu_derivative};
+use super::fused::{contiguous_f32, dot, gelu, gelu_derivative, moments, softmax_rows, sum};
 
 /// Softmax over the last dimension; its backward pass is `dx = y (g - sum(g y))`.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
@@ -100,24 +100,6 @@ fn same_shape(a: &Layout, b: &Layout, what: &str) -> Result<()> {
     }
 }
 
-fn softmax_row(x: &[f32], y: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = (x - max).exp();
-        sum += *y;
-    }
-    y.iter_mut().for_each(|y| *y /= sum);
-}
-
-/// The row's mean and `1 / sqrt(var + eps)`, two passes as the kernel does.
-fn moments(x: &[f32], eps: f32) -> (f32, f32) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    (mean, 1.0 / (var + eps).sqrt())
-}
-
 impl CustomOp1 for RowOp {
     fn name(&self) -> &'static str {
         match self {
@@ -129,11 +111,11 @@ impl CustomOp1 for RowOp {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(storage, layout, self.name())?;
         let cols = last_dim(layout)?;
-        let mut y = vec![0f32; x.len()];
-        for (x, y) in x.chunks_exact(cols.max(1)).zip(y.chunks_exact_mut(cols.max(1))) {
-            match *self {
-                RowOp::Softmax => softmax_row(x, y),
-                RowOp::Normalise { eps } => {
+        let mut y = x.to_vec();
+        match *self {
+            RowOp::Softmax => softmax_rows(&mut y, cols.max(1)),
+            RowOp::Normalise { eps } => {
+                for (x, y) in x.chunks_exact(cols.max(1)).zip(y.chunks_exact_mut(cols.max(1))) {
                     let (mean, inv_std) = moments(x, eps);
                     y.iter_mut().zip(x).for_each(|(y, x)| *y = (x - mean) * inv_std);
                 }
@@ -185,14 +167,14 @@ impl CustomOp3 for RowOpBackward {
         for (((x, y), g), dx) in rows.zip(dx.chunks_exact_mut(cols)) {
             match self.0 {
                 RowOp::Softmax => {
-                    let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
-                    dx.iter_mut().zip(g.iter().zip(y)).for_each(|(dx, (g, y))| *dx = y * (g - dot));
+                    let gy = dot(g, y);
+                    dx.iter_mut().zip(g.iter().zip(y)).for_each(|(dx, (g, y))| *dx = y * (g - gy));
                 }
                 RowOp::Normalise { eps } => {
                     let (_, inv_std) = moments(x, eps);
                     let n = cols as f32;
-                    let g_mean = g.iter().sum::<f32>() / n;
-                    let gy_mean = g.iter().zip(y).map(|(g, y)| g * y).sum::<f32>() / n;
+                    let g_mean = sum(g) / n;
+                    let gy_mean = dot(g, y) / n;
                     for (dx, (g, y)) in dx.iter_mut().zip(g.iter().zip(y)) {
                         *dx = (g - g_mean - y * gy_mean) * inv_std;
                     }
