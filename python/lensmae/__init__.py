@@ -175,8 +175,8 @@ def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int
     ``id``, ``label``, ``label_idx``, ``image`` (``arrow.fixed_shape_tensor``;
     ``task="superres"`` gives ``lr`` and ``hr``, ``factor`` apart),
     ``n_subhalos`` and the drawn parameters (Einstein radius, source magnitude,
-    ``sub_snr``, ...). ``config`` is a TOML recipe instead of a preset; ``presets()``
-    lists the presets. ``refit_detectability`` also fills ``sub_snr_refit``: what is
+    ``sub_snr``, ...). ``config`` is a TOML recipe file instead of a preset (it may
+    start from one: ``extends = "survey"``); ``presets()`` lists the presets. ``refit_detectability`` also fills ``sub_snr_refit``: what is
     left of ``sub_snr`` once the smooth lens and source are refitted to each image
     (a fit per image with substructure, ~0.1-0.2 s of a core each).
     """

@@ -175,10 +175,7 @@ fn simulate(
     refit_detectability: bool,
 ) -> PyResult<PyArrowType<Table>> {
     let recipe = match &config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| error(format!("{}: {e}", path.display())))?;
-            lensmae::sim::SimConfig::from_toml(&text).map_err(|e| error(format!("{}: {e}", path.display())))?
-        }
+        Some(path) => lensmae::sim::presets::load_recipe(path).map_err(error)?,
         None => lensmae::sim::presets::preset(preset).map_err(error)?,
     };
     let mut opts = lensmae::data::simulate::SimulateOptions::new(n_per_class, seed, PathBuf::new());

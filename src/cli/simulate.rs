@@ -2,7 +2,7 @@
 
 use crate::data::simulate::{simulate_dataset, SimulateOptions};
 use crate::data::{Format, Task};
-use crate::sim::presets::preset_toml;
+use crate::sim::presets::{load_recipe, preset};
 use crate::sim::{SimConfig, Simulator};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -71,6 +71,16 @@ enum TaskArg {
     Superres,
 }
 
+impl SimulateArgs {
+    /// The recipe: `--config`'s file (which may extend a preset) or `--preset`.
+    fn recipe(&self) -> anyhow::Result<SimConfig> {
+        Ok(match &self.config {
+            Some(path) => load_recipe(path)?,
+            None => preset(&self.preset).context("--preset")?,
+        })
+    }
+}
+
 /// Validated inputs of a simulation run.
 struct SimulateRun {
     simulator: Simulator,
@@ -83,13 +93,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
     type Error = anyhow::Error;
 
     fn try_from(args: SimulateArgs) -> anyhow::Result<SimulateRun> {
-        let config = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                SimConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
-            }
-            None => SimConfig::from_toml(preset_toml(&args.preset)?).context("--preset")?,
-        };
+        let config = args.recipe()?;
         if args.threads == Some(0) {
             bail!("--threads must be at least 1");
         }
@@ -117,11 +121,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
 /// Run `lensmae simulate`.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.print_config {
-        let config = match &args.config {
-            Some(path) => SimConfig::from_toml(&std::fs::read_to_string(path)?)?,
-            None => SimConfig::from_toml(preset_toml(&args.preset)?)?,
-        };
-        crate::cli::out(format_args!("{}", config.to_toml().trim_end()))?;
+        crate::cli::out(format_args!("{}", args.recipe()?.to_toml().trim_end()))?;
         return Ok(());
     }
     let run = SimulateRun::try_from(args)?;

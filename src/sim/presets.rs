@@ -10,6 +10,7 @@
 
 use super::config::SimConfig;
 use crate::{Error, Result};
+use std::path::Path;
 
 /// (name, TOML text) of every preset.
 pub const PRESETS: [(&str, &str); 4] = [
@@ -32,6 +33,35 @@ pub fn preset(name: &str) -> Result<SimConfig> {
     SimConfig::from_toml(preset_toml(name)?)
 }
 
+/// Parse a recipe's TOML text, resolving `extends = "<preset>"` if it has one.
+pub fn recipe_from_toml(text: &str) -> Result<SimConfig> {
+    let mut changes: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::config("toml", e.to_string()))?;
+    let Some(base) = changes.remove("extends") else {
+        return SimConfig::from_toml(text);
+    };
+    let base =
+        base.as_str().ok_or_else(|| Error::config("extends", "must name a preset, e.g. `extends = \"survey\"`"))?;
+    let mut recipe: toml::Table = preset_toml(base)
+        .map_err(|e| Error::config("extends", e.to_string()))?
+        .parse()
+        .expect("every preset is valid TOML");
+    for (key, value) in changes {
+        match (recipe.get_mut(&key), value) {
+            (Some(toml::Value::Table(section)), toml::Value::Table(changed)) => section.extend(changed),
+            (_, value) => {
+                recipe.insert(key, value);
+            }
+        }
+    }
+    SimConfig::from_toml(&toml::to_string(&recipe).expect("a parsed TOML table serialises"))
+}
+
+/// Read and parse the recipe file at `path`; errors name the file.
+pub fn load_recipe(path: &Path) -> Result<SimConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    recipe_from_toml(&text).map_err(|e| Error::config(path.display().to_string(), e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +75,33 @@ mod tests {
             assert_eq!(again, cfg, "{name}");
         }
         assert!(preset("model9").is_err());
+    }
+
+    #[test]
+    fn a_recipe_extending_a_preset_changes_only_the_keys_it_names() {
+        let text = "extends = \"survey\"\nname = \"survey-wide\"\n[image]\nsize = 48\n\
+                    [classes.cdm]\ntype = \"none\"\n[neighbour]\nprobability = 0.5\nmagnitude = 20.0\n\
+                    distance = 2.0\nr_sersic = 0.3\nn_sersic = 1.0\n";
+        let variant = recipe_from_toml(text).unwrap();
+        let survey = preset("survey").unwrap();
+        assert_eq!(variant.name, "survey-wide");
+        assert_eq!(variant.image.size, 48);
+        assert_eq!(variant.image.pixel_scale, survey.image.pixel_scale, "a section keeps the keys not named");
+        assert_eq!(variant.lens, survey.lens, "sections not named are the preset's");
+        assert_eq!(variant.classes["axion"], survey.classes["axion"]);
+        assert_ne!(variant.classes["cdm"], survey.classes["cdm"], "a named class replaces the preset's whole");
+        assert!(variant.neighbour.is_some() && survey.neighbour.is_none());
+        // Without `extends` a recipe is read as it is.
+        assert_eq!(recipe_from_toml(preset_toml("survey").unwrap()).unwrap(), survey);
+    }
+
+    #[test]
+    fn a_recipe_extending_what_is_not_a_preset_is_refused_by_name() {
+        let unknown = recipe_from_toml("extends = \"surveys\"\n").unwrap_err().to_string();
+        assert!(unknown.contains("extends") && unknown.contains("unknown preset `surveys`"), "{unknown}");
+        let not_a_name = recipe_from_toml("extends = 3\n").unwrap_err().to_string();
+        assert!(not_a_name.contains("must name a preset"), "{not_a_name}");
+        let bad_key = recipe_from_toml("extends = \"survey\"\n[lens]\ntheta = 1.0\n").unwrap_err().to_string();
+        assert!(bad_key.contains("theta"), "{bad_key}");
     }
 }

@@ -1,6 +1,6 @@
 //! Bad recipes are refused with the offending key named.
 
-use lensmae::sim::presets::preset_toml;
+use lensmae::sim::presets::{load_recipe, preset_toml};
 use lensmae::sim::SimConfig;
 
 fn with(preset: &str, from: &str, to: &str) -> String {
@@ -87,4 +87,22 @@ fn impossible_neighbours_name_their_key() {
         let e = error_of(&text);
         assert!(e.contains(key), "{key}: {e}");
     }
+}
+
+#[test]
+fn the_committed_recipes_load_and_a_broken_one_is_named() {
+    let recipes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/recipes");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(&recipes).unwrap() {
+        let path = entry.unwrap().path();
+        load_recipe(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        loaded += 1;
+    }
+    assert!(loaded > 0, "no recipe in {}", recipes.display());
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "extends = \"survey\"\n[neighbour]\nprobability = 2.0\n").unwrap();
+    let e = load_recipe(&broken).unwrap_err().to_string();
+    assert!(e.contains("broken.toml") && e.contains("neighbour"), "{e}");
+    assert!(load_recipe(&dir.path().join("missing.toml")).unwrap_err().to_string().contains("missing.toml"));
 }
