@@ -176,9 +176,10 @@ def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int
     ``task="superres"`` gives ``lr`` and ``hr``, ``factor`` apart),
     ``n_subhalos`` and the drawn parameters (Einstein radius, source magnitude,
     ``sub_snr``, ...). ``config`` is a TOML recipe file instead of a preset (it may
-    start from one: ``extends = "survey"``); ``presets()`` lists the presets. ``refit_detectability`` also fills ``sub_snr_refit``: what is
-    left of ``sub_snr`` once the smooth lens and source are refitted to each image
-    (a fit per image with substructure, ~0.1-0.2 s of a core each).
+    start from one: ``extends = "survey"``); ``presets()`` lists the presets.
+    ``refit_detectability`` also fills ``sub_snr_refit``: what is left of ``sub_snr``
+    once the smooth lens and source are refitted to each image (a fit per image with
+    substructure, ~0.1-0.2 s of a core each).
     """
     return _lensmae.simulate(preset=preset, n_per_class=n_per_class, seed=seed, task=task, factor=factor,
                              config=config, classes=list(classes) if classes is not None else None,

@@ -1,5 +1,6 @@
 """lensmae.simulate against `lensmae simulate`."""
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 
 import lensmae
@@ -35,3 +36,22 @@ def test_refitted_detectability_matches_the_cli(lensmae_cli, tmp_path):
     refit = np.asarray(got.column("sub_snr_refit"))
     assert (refit <= np.asarray(got.column("sub_snr"))).all() and refit.max() > 0
     assert lensmae.simulate("survey", n_per_class=1, seed=5).column("sub_snr_refit").null_count == 3
+
+
+def test_a_recipe_extending_a_preset_changes_only_what_it_names(tmp_path):
+    recipe = tmp_path / "neighbours.toml"
+    recipe.write_text('extends = "survey"\n[neighbour]\nprobability = 0.5\nmagnitude = 20.0\ndistance = 2.5\n'
+                      'r_sersic = 0.3\nn_sersic = 1.0\n')
+    got = lensmae.simulate(n_per_class=4, seed=5, config=str(recipe))
+    plain = lensmae.simulate("survey", n_per_class=4, seed=5)
+    star = got.column("neighbour_star").to_pylist()
+    with_one = np.array([s is not None for s in star])
+    assert 0 < with_one.sum() < len(star)
+    # A lens without a neighbour is the preset's lens of the same seed and index.
+    images, plain_images = (t.column("image").combine_chunks().to_numpy_ndarray() for t in (got, plain))
+    assert np.array_equal(images[~with_one], plain_images[~with_one])
+    assert not np.array_equal(images[with_one], plain_images[with_one])
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "surveys"\n')
+    with pytest.raises(lensmae.LensmaeError, match="bad.toml"):
+        lensmae.simulate(n_per_class=1, config=str(bad))
