@@ -6,8 +6,9 @@
 # neighbour (bench/survey_neighbours.py `mixed 0.5`: a galaxy (70%) or a star of
 # magnitude 18-24, 2-3" out), then scores it on the held-out lenses with and without a
 # neighbour as bench/survey_neighbours.sh does for the bundled model. NEIGHBOURS=simulator
-# renders the training set's neighbours in the simulator instead (the survey preset with a
-# `[neighbour]` table of the same mixture; galaxies' e1, e2 uniform in +-0.2).
+# renders the training set's neighbours in the simulator instead
+# (`pipelines/recipes/survey-neighbours.toml`: the survey preset with a `[neighbour]` table
+# of the same mixture; galaxies' e1, e2 uniform in +-0.2).
 #
 #   PY=.venv/bin/python [NEIGHBOURS=pasted|simulator] bench/survey_neighbour_training.sh [OUT_DIR] [MAE_INIT] [MAG...]
 set -euo pipefail
@@ -22,13 +23,8 @@ B=${LENSMAE:-./target/release/lensmae}
 [ -n "${LENSMAE:-}" ] || cargo build --release --quiet --bin lensmae
 mkdir -p "$OUT"
 if [ "${NEIGHBOURS:-pasted}" = simulator ]; then
-    { $B simulate --preset survey --print-config
-      printf '\n[neighbour]\nprobability = 0.5\nstar_fraction = 0.3\nmagnitude = { uniform = [18.0, 24.0] }\n'
-      printf 'distance = { uniform = [2.0, 3.0] }\nr_sersic = 0.3\nn_sersic = 1.0\n'
-      printf 'e1 = { uniform = [-0.2, 0.2] }\ne2 = { uniform = [-0.2, 0.2] }\n'
-    } > "$OUT/survey-neighbours.toml"
-    [ -f "$OUT/mixed/dataset.parquet" ] || $B simulate --config "$OUT/survey-neighbours.toml" --n-per-class 8000 \
-        --seed 21 --out "$OUT/mixed" --overwrite --quiet
+    [ -f "$OUT/mixed/dataset.parquet" ] || $B simulate --config pipelines/recipes/survey-neighbours.toml \
+        --n-per-class 8000 --seed 21 --out "$OUT/mixed" --overwrite --quiet
     ln -sf mixed/dataset.parquet "$OUT/mixed.parquet"
 else
     [ -f "$OUT/clean/dataset.parquet" ] || $B simulate --preset survey --n-per-class 8000 --seed 21 \
