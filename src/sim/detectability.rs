@@ -21,14 +21,31 @@
 use super::grid::Image;
 use super::noise::Noise;
 use super::scene::Camera;
-use super::simulator::{capped_ellipticity, ImageParams, Simulator};
+use super::simulator::{capped_ellipticity, ImageParams, LensLightDraw, Simulator};
 use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
 use nalgebra::{DMatrix, DVector, Dyn, Owned};
 
-/// The refitted parameters: ln theta_E, lens e1, e2, centre x, y, shear gamma1,
-/// gamma2, ln source amplitude, ln source radius, ln Sersic index, source e1, e2,
-/// centre x, y. Logarithms keep positive quantities positive whatever the step.
-const N_PARAMS: usize = 14;
+/// What a fit varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fitted {
+    /// The smooth lens and the source (14 parameters): ln theta_E, lens e1, e2,
+    /// centre x, y, shear gamma1, gamma2, ln source amplitude, ln source radius, ln
+    /// Sersic index, source e1, e2, centre x, y. Logarithms keep positive quantities
+    /// positive whatever the step.
+    LensAndSource,
+    /// Those and the deflector's light (21): ln amplitude, ln radius, ln Sersic
+    /// index, e1, e2, centre x, y, for cutouts whose light nobody gave.
+    LensSourceAndLight,
+}
+
+impl Fitted {
+    fn n_params(self) -> usize {
+        match self {
+            Fitted::LensAndSource => 14,
+            Fitted::LensSourceAndLight => 21,
+        }
+    }
+}
 
 /// Forward-difference step of every parameter: 1e-4 of a log or of an arcsec
 /// (1e-3 of a pixel) is far above the renderer's rounding and far below any
@@ -63,46 +80,79 @@ pub fn refit_smooth_lens(
 ) -> Option<Refit> {
     let camera = sim.camera(params);
     let variance = noise.variance(noise_free, camera.grid.pixel_scale)?;
+    let fit = fit_smooth_lens(sim, class_idx, params, noise_free, &variance, Fitted::LensAndSource);
+    Some(Refit {
+        sub_snr_refit: fit.chi.min(fit.chi_start),
+        sub_snr: fit.chi_start,
+        renders: fit.renders,
+        params: fit.params,
+    })
+}
+
+/// The outcome of [`fit_smooth_lens`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmoothLensFit {
+    /// The best smooth lens found (no substructure).
+    pub params: ImageParams,
+    /// sqrt(chi^2) at the start.
+    pub chi_start: f64,
+    /// sqrt(chi^2) at the best fit.
+    pub chi: f64,
+    /// Image renders the fit used.
+    pub renders: usize,
+}
+
+/// Fit the smooth lens of `start` (its substructure dropped) to `data`, weighting
+/// pixel i by 1 / `variance`[i] (pixels of zero variance are left out), varying
+/// what `fitted` names; everything else (PSF, and the light unless fitted) stays as
+/// in `start`. A local minimum: Levenberg-Marquardt with a forward-difference
+/// Jacobian, which only lowers chi^2 from the start.
+pub fn fit_smooth_lens(
+    sim: &Simulator,
+    class_idx: usize,
+    start: &ImageParams,
+    data: &Image,
+    variance: &[f64],
+    fitted: Fitted,
+) -> SmoothLensFit {
     let inverse_sigma: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.sqrt().recip() } else { 0.0 }).collect();
-    let mut smooth = params.clone();
+    let mut smooth = start.clone();
     smooth.subhalos.clear();
     smooth.vortex = None;
-    let mut fit = SmoothLensFit {
+    let mut problem = Problem {
         sim,
         class_idx,
-        camera,
+        camera: sim.camera(start),
+        fitted,
+        x: DVector::zeros(fitted.n_params()),
         smooth,
-        target: &noise_free.pixels,
+        target: &data.pixels,
         inverse_sigma,
-        x: DVector::zeros(N_PARAMS),
         residuals: Vec::new(),
         renders: std::cell::Cell::new(0),
     };
-    let start = encode(&fit.smooth);
-    fit.set_params(&start);
-    let sub_snr = norm(&fit.residuals);
-    // Few iterations suffice from the truth; the bound keeps a hard image's cost
+    let x0 = encode(&problem.smooth, fitted);
+    problem.set_params(&x0);
+    let chi_start = norm(&problem.residuals);
+    // Few iterations suffice from a good start; the bound keeps a hard image's cost
     // at a few hundred renders.
-    let (fit, _report) = LevenbergMarquardt::new().with_patience(20).minimize(fit);
-    let refitted = norm(&fit.residuals);
-    Some(Refit {
-        sub_snr_refit: refitted.min(sub_snr),
-        sub_snr,
-        renders: fit.renders.get(),
-        params: decode(&fit.x, &fit.smooth),
-    })
+    let (problem, _report) = LevenbergMarquardt::new().with_patience(20).minimize(problem);
+    let chi = norm(&problem.residuals);
+    let params = if chi <= chi_start { decode(&problem.x, &problem.smooth, fitted) } else { problem.smooth.clone() };
+    SmoothLensFit { params, chi_start, chi: chi.min(chi_start), renders: problem.renders.get() }
 }
 
 fn norm(residuals: &[f64]) -> f64 {
     residuals.iter().map(|r| r * r).sum::<f64>().sqrt()
 }
 
-/// The least-squares problem: residuals (I_sub - I_smooth(x)) / sigma per pixel.
-struct SmoothLensFit<'a> {
+/// The least-squares problem: residuals (I - I_smooth(x)) / sigma per pixel.
+struct Problem<'a> {
     sim: &'a Simulator,
     class_idx: usize,
     camera: Camera,
-    /// Everything that is not refitted (light, PSF, exposure), no substructure.
+    fitted: Fitted,
+    /// Everything that is not refitted (PSF, exposure, maybe the light), no substructure.
     smooth: ImageParams,
     target: &'a [f64],
     inverse_sigma: Vec<f64>,
@@ -112,10 +162,10 @@ struct SmoothLensFit<'a> {
     renders: std::cell::Cell<usize>,
 }
 
-impl SmoothLensFit<'_> {
+impl Problem<'_> {
     fn residuals_at(&self, x: &DVector<f64>) -> Vec<f64> {
         self.renders.set(self.renders.get() + 1);
-        let params = decode(x, &self.smooth);
+        let params = decode(x, &self.smooth, self.fitted);
         let model = self.sim.scene(self.class_idx, &params).render_with(&self.camera, None);
         self.target
             .iter()
@@ -126,7 +176,7 @@ impl SmoothLensFit<'_> {
     }
 }
 
-impl LeastSquaresProblem<f64, Dyn, Dyn> for SmoothLensFit<'_> {
+impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem<'_> {
     type ResidualStorage = Owned<f64, Dyn>;
     type JacobianStorage = Owned<f64, Dyn, Dyn>;
     type ParameterStorage = Owned<f64, Dyn>;
@@ -146,8 +196,9 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for SmoothLensFit<'_> {
     }
 
     fn jacobian(&self) -> Option<DMatrix<f64>> {
-        let mut jacobian = DMatrix::zeros(self.residuals.len(), N_PARAMS);
-        for j in 0..N_PARAMS {
+        let n_params = self.fitted.n_params();
+        let mut jacobian = DMatrix::zeros(self.residuals.len(), n_params);
+        for j in 0..n_params {
             let mut stepped = self.x.clone();
             stepped[j] += STEP;
             let shifted = self.residuals_at(&stepped);
@@ -159,8 +210,8 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for SmoothLensFit<'_> {
     }
 }
 
-fn encode(p: &ImageParams) -> DVector<f64> {
-    DVector::from_vec(vec![
+fn encode(p: &ImageParams, fitted: Fitted) -> DVector<f64> {
+    let mut x = vec![
         p.lens_theta_e.ln(),
         p.lens_e1,
         p.lens_e2,
@@ -175,14 +226,35 @@ fn encode(p: &ImageParams) -> DVector<f64> {
         p.source_e2,
         p.source_x,
         p.source_y,
-    ])
+    ];
+    if fitted == Fitted::LensSourceAndLight {
+        let l = p.lens_light.as_ref().expect("a fit of the light starts from a light");
+        x.extend([l.amp.ln(), l.r_sersic.ln(), l.n_sersic.ln(), l.e1, l.e2, l.center_x, l.center_y]);
+    }
+    DVector::from_vec(x)
 }
 
 /// `base` with the refitted parameters `x`; ellipticities capped so that any step
 /// still describes an ellipse.
-fn decode(x: &DVector<f64>, base: &ImageParams) -> ImageParams {
+fn decode(x: &DVector<f64>, base: &ImageParams, fitted: Fitted) -> ImageParams {
     let (lens_e1, lens_e2) = capped_ellipticity(x[1], x[2]);
     let (source_e1, source_e2) = capped_ellipticity(x[10], x[11]);
+    let lens_light = match (fitted, &base.lens_light) {
+        (Fitted::LensSourceAndLight, Some(l)) => {
+            let (e1, e2) = capped_ellipticity(x[17], x[18]);
+            Some(LensLightDraw {
+                amp: x[14].exp(),
+                r_sersic: x[15].exp(),
+                n_sersic: x[16].exp().clamp(SERSIC_INDEX_RANGE.0, SERSIC_INDEX_RANGE.1),
+                e1,
+                e2,
+                center_x: x[19],
+                center_y: x[20],
+                ..l.clone()
+            })
+        }
+        _ => base.lens_light.clone(),
+    };
     ImageParams {
         lens_theta_e: x[0].exp(),
         lens_e1,
@@ -198,6 +270,7 @@ fn decode(x: &DVector<f64>, base: &ImageParams) -> ImageParams {
         source_e2,
         source_x: x[12],
         source_y: x[13],
+        lens_light,
         ..base.clone()
     }
 }
@@ -236,6 +309,32 @@ mod tests {
         assert!(refit.sub_snr_refit < 0.05, "left {} of {}", refit.sub_snr_refit, refit.sub_snr);
         assert!((refit.params.lens_theta_e - truth.lens_theta_e).abs() < 1e-3);
         assert!((refit.params.source_x - truth.source_x).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_smooth_lens_and_its_light_are_found_again_from_a_displaced_start() {
+        let sim = survey();
+        let no_sub = class(&sim, "no_sub");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let truth = sim.sample_params(no_sub, &mut rng);
+        let image = sim.scene(no_sub, &truth).render_with(&sim.camera(&truth), None);
+        let variance = sim.noise(&truth).variance(&image, sim.config().image.pixel_scale).unwrap();
+        let mut start = truth.clone();
+        start.lens_theta_e *= 0.98;
+        start.source_y -= 0.02;
+        let light = start.lens_light.as_mut().unwrap();
+        light.amp *= 1.1;
+        light.r_sersic *= 0.95;
+        light.center_x += 0.01;
+        let fit = fit_smooth_lens(&sim, no_sub, &start, &image, &variance, Fitted::LensSourceAndLight);
+        assert!(fit.chi_start > 10.0, "the displaced start must be far off: {}", fit.chi_start);
+        assert!(fit.chi < 0.05, "left {} of {}", fit.chi, fit.chi_start);
+        let (found, drawn) = (fit.params.lens_light.unwrap(), truth.lens_light.unwrap());
+        assert!((found.amp / drawn.amp - 1.0).abs() < 1e-3, "{} vs {}", found.amp, drawn.amp);
+        assert!((found.center_x - drawn.center_x).abs() < 1e-3);
+        // Fitting only the lens and source leaves the light's error in the residuals.
+        let without_light = fit_smooth_lens(&sim, no_sub, &start, &image, &variance, Fitted::LensAndSource);
+        assert!(without_light.chi > 1.0, "{}", without_light.chi);
     }
 
     #[test]

@@ -1,0 +1,45 @@
+"""How well one number, the chi^2 left by a smooth-lens fit, tells lenses with
+substructure from lenses without: the detection AUC (`axion` / `cdm` against every
+`no_sub`) of `chi2_fit` from `examples/residual_probe.rs`'s fits.csv, over all lenses
+and over the issue's goal subset (`sub_snr` >= 10), beside `chi2_truth` (the chi^2
+against the drawn smooth lens, which no observer has) and, optionally, the same
+lenses' detection AUC from a classifier's predictions (1 - p(no_sub), joined by id).
+
+    python bench/residual_chi2.py FITS.csv [NAME=PREDICTIONS.parquet ...]
+
+Needs numpy, pyarrow and scikit-learn.
+"""
+import csv
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+from sklearn.metrics import roc_auc_score
+
+
+def main(path, predictions):
+    rows = list(csv.DictReader(open(path)))
+    ids = np.array([int(r["id"]) for r in rows])
+    cls = np.array([r["class"] for r in rows])
+    sub_snr = np.array([float(r["sub_snr"]) for r in rows])
+    scores = {
+        "chi2_fit": np.array([float(r["chi2_fit"]) for r in rows]),
+        "chi2_truth": np.array([float(r["chi2_truth"]) for r in rows]),
+    }
+    for spec in predictions:
+        name, file = spec.split("=", 1)
+        table = pq.read_table(file, columns=["id", "p_no_sub"]).to_pydict()
+        by_id = dict(zip(table["id"], table["p_no_sub"]))
+        scores[name] = np.array([1.0 - by_id[int(i)] for i in ids])
+    no_sub = cls == "no_sub"
+    print(f"{path}: {no_sub.sum()} no_sub lenses; no_sub chi2_fit mean {scores['chi2_fit'][no_sub].mean():.1f}, "
+          f"sd {scores['chi2_fit'][no_sub].std():.1f}")
+    for k in ["axion", "cdm"]:
+        for subset, label in [(np.ones(len(cls), bool), "all"), (sub_snr >= 10, "sub_snr >= 10")]:
+            mask = ((cls == k) & subset) | no_sub
+            aucs = ", ".join(f"{n} {roc_auc_score(cls[mask] == k, s[mask]):.3f}" for n, s in scores.items())
+            print(f"  {k} ({label}, {((cls == k) & subset).sum()} lenses) against no_sub: detection AUC {aucs}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
