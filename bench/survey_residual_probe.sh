@@ -41,8 +41,23 @@ $B predict --input "$OUT/plain-heldout/dataset.parquet" --model bundled:survey-c
 for set in heldout heldout-j1 heldout-blind; do
     echo "== $set: the ViT on the residuals"
     $B evaluate --model "$OUT/vit.safetensors" --input "$OUT/$set/dataset.parquet" --report "$OUT/vit-$set.json" \
-        --overwrite | grep -E "macro AUC|domain|no_sub called"
+        --overwrite 2>&1 | grep -E "macro AUC|domain|no_sub called"
     $B predict --input "$OUT/$set/dataset.parquet" --model "$OUT/vit.safetensors" --keep id \
         --out "$OUT/vit-$set.parquet" --overwrite > /dev/null
-    $PY bench/residual_chi2.py "$OUT/$set/fits.csv" bundled="$OUT/bundled-heldout.parquet" vit="$OUT/vit-$set.parquet"
+    $PY bench/residual_chi2.py "$OUT/$set/fits.csv" bundled="$OUT/bundled-heldout.parquet" vit="$OUT/vit-$set.parquet" \
+        --against "$OUT/heldout/fits.csv"
+    for subset in "" goal; do
+        labelled=$OUT/$set/dataset.parquet
+        if [ -n "$subset" ]; then
+            # The issue's goal subset: substructure with sub_snr >= 10, and every no_sub.
+            labelled=$OUT/$set-goal.parquet
+            $PY -c "import sys, pyarrow.parquet as pq, pyarrow.compute as pc
+t = pq.read_table(sys.argv[1], columns=['id', 'label', 'label_idx', 'sub_snr'])
+keep = pc.or_(pc.greater_equal(t['sub_snr'], 10.0), pc.equal(t['label'], 'no_sub'))
+pq.write_table(t.filter(keep).replace_schema_metadata(pq.read_schema(sys.argv[1]).metadata), sys.argv[2])" \
+                "$OUT/$set/dataset.parquet" "$labelled"
+        fi
+        echo "paired, ${subset:-all lenses}: $($PY bench/paired_auc.py "$labelled" residuals="$OUT/vit-$set.parquet" \
+            bundled="$OUT/bundled-heldout.parquet")"
+    done
 done
