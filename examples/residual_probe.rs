@@ -18,17 +18,15 @@
 //! size and index, 0.1" in its position): whether the fit still finds the same
 //! minimum from where a real modeller would start.
 //!
-//! With JITTER `blind` nothing of the truth is used but what a survey knows (PSF,
-//! exposure time, the instrument's noise): the deflector's light is fitted too (21
-//! parameters), started from the cutout's light moments, the Einstein radius and the
-//! source position from the best of a grid of 45 starts with both amplitudes solved
-//! linearly, then Levenberg-Marquardt from the two best.
+//! With `blind` nothing of the truth is used but what a survey knows (PSF, exposure
+//! time, the instrument's noise): [`fit_smooth_lens_blind`], the deflector's light
+//! fitted too.
 //!
 //! `cargo run --release --example residual_probe -- N_PER_CLASS SEED OUT_DIR [JITTER|blind]`
 use lensmae::data::parquet::ParquetDatasetWriter;
 use lensmae::data::simulate::{dataset_metadata, SimulateOptions};
 use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
-use lensmae::sim::detectability::{fit_smooth_lens, refit_smooth_lens, Fitted, SmoothLensFit};
+use lensmae::sim::detectability::{fit_smooth_lens_blind, refit_smooth_lens, BlindGrid, Observation};
 use lensmae::sim::grid::Image;
 use lensmae::sim::{presets::preset, ImageParams, Simulator};
 use rand::SeedableRng;
@@ -72,116 +70,6 @@ enum Start {
     Blind,
 }
 
-/// The Einstein radii and source positions tried before the fit (the recipe's
-/// ranges: theta_E 0.8-1.6", source within 0.4" of the centre).
-const THETA_E_GRID: [f64; 5] = [0.8, 1.0, 1.2, 1.4, 1.6];
-const SOURCE_GRID: [f64; 3] = [-0.25, 0.0, 0.25];
-
-/// The light-weighted centre and ellipticity (lenstronomy's e = (1-q)/(1+q)) of the
-/// cutout's central light, from its first and second moments.
-fn light_moments(data: &Image, pixel_scale: f64) -> (f64, f64, f64, f64) {
-    let half = (data.size as f64 - 1.0) / 2.0;
-    let coordinate = |i: usize| (i as f64 - half) * pixel_scale;
-    let moments = |cx: f64, cy: f64, radius: f64| {
-        let (mut w, mut x, mut y, mut xx, mut yy, mut xy) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-        for row in 0..data.size {
-            for col in 0..data.size {
-                let (dx, dy) = (coordinate(col) - cx, coordinate(row) - cy);
-                let v = data.pixels[row * data.size + col].max(0.0);
-                if dx * dx + dy * dy < radius * radius {
-                    w += v;
-                    x += v * dx;
-                    y += v * dy;
-                    xx += v * dx * dx;
-                    yy += v * dy * dy;
-                    xy += v * dx * dy;
-                }
-            }
-        }
-        (w, x, y, xx, yy, xy)
-    };
-    let (mut cx, mut cy) = (0.0, 0.0);
-    for _ in 0..3 {
-        let (w, x, y, ..) = moments(cx, cy, 0.4);
-        if w > 0.0 {
-            cx += x / w;
-            cy += y / w;
-        }
-    }
-    let (w, _, _, xx, yy, xy) = moments(cx, cy, 0.5);
-    let (chi1, chi2) =
-        if w > 0.0 && xx + yy > 0.0 { ((xx - yy) / (xx + yy), 2.0 * xy / (xx + yy)) } else { (0.0, 0.0) };
-    let chi = chi1.hypot(chi2).min(0.95);
-    let scale = if chi > 1e-9 { (1.0 - (1.0 - chi * chi).sqrt()) / chi / chi1.hypot(chi2) } else { 0.0 };
-    (cx, cy, chi1 * scale, chi2 * scale)
-}
-
-/// Weighted least squares of data ~ a * light + b * source: (a, b, chi^2).
-fn two_amplitudes(data: &[f64], light: &[f64], source: &[f64], weight: &[f64]) -> (f64, f64, f64) {
-    let (mut ll, mut ss, mut ls, mut ld, mut sd) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for i in 0..data.len() {
-        let w = weight[i];
-        ll += w * light[i] * light[i];
-        ss += w * source[i] * source[i];
-        ls += w * light[i] * source[i];
-        ld += w * light[i] * data[i];
-        sd += w * source[i] * data[i];
-    }
-    let det = ll * ss - ls * ls;
-    let (a, b) = if det.abs() > 0.0 { ((ld * ss - sd * ls) / det, (sd * ll - ld * ls) / det) } else { (1.0, 1.0) };
-    // The fit works in log amplitudes: keep both positive.
-    let (a, b) = (a.max(1e-3), b.max(1e-3));
-    let chi2 = (0..data.len()).map(|i| weight[i] * (data[i] - a * light[i] - b * source[i]).powi(2)).sum();
-    (a, b, chi2)
-}
-
-/// Starts from the cutout alone, best first: the drawn lens's fields that a survey
-/// knows (PSF, exposure) kept, everything fitted replaced by a guess.
-fn blind_starts(
-    sim: &Simulator,
-    class_idx: usize,
-    drawn: &ImageParams,
-    data: &Image,
-    weight: &[f64],
-) -> Vec<(f64, ImageParams)> {
-    let camera = sim.camera(drawn);
-    let (cx, cy, e1, e2) = light_moments(data, camera.grid.pixel_scale);
-    let mut guess = drawn.clone();
-    guess.subhalos.clear();
-    guess.vortex = None;
-    guess.neighbour = None;
-    (guess.lens_center_x, guess.lens_center_y, guess.lens_e1, guess.lens_e2) = (cx, cy, e1, e2);
-    (guess.shear_gamma1, guess.shear_gamma2) = (0.0, 0.0);
-    (guess.source_r_sersic, guess.source_n_sersic, guess.source_e1, guess.source_e2) = (0.25, 1.5, 0.0, 0.0);
-    let light = guess.lens_light.as_mut().expect("the survey recipe has the deflector's light");
-    (light.amp, light.r_sersic, light.n_sersic, light.e1, light.e2, light.center_x, light.center_y) =
-        (1.0, 0.7, 4.0, e1, e2, cx, cy);
-    let mut light_only = guess.clone();
-    light_only.source_amp = 0.0;
-    let light_image = sim.scene(class_idx, &light_only).render_with(&camera, None);
-    let mut starts = Vec::new();
-    for theta_e in THETA_E_GRID {
-        for (sx, sy) in SOURCE_GRID.iter().flat_map(|x| SOURCE_GRID.iter().map(move |y| (*x, *y))) {
-            let mut source_only = guess.clone();
-            (source_only.lens_theta_e, source_only.source_x, source_only.source_y) = (theta_e, cx + sx, cy + sy);
-            source_only.source_amp = 1.0;
-            source_only.lens_light.as_mut().unwrap().amp = 0.0;
-            let source_image = sim.scene(class_idx, &source_only).render_with(&camera, None);
-            let (a, b, chi2) = two_amplitudes(&data.pixels, &light_image.pixels, &source_image.pixels, weight);
-            let mut start = source_only;
-            start.source_amp = b;
-            start.lens_light.as_mut().unwrap().amp = a;
-            starts.push((chi2, start));
-        }
-    }
-    starts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    starts
-}
-
-/// At most how many of the grid's best starts the fit runs from: it stops at the
-/// first whose chi^2 is within what noise alone gives (N + 4 sqrt(2N) for N pixels).
-const BLIND_FITS: usize = 4;
-
 fn residual_row(sim: &Simulator, seed: u64, id: u64, how: Start) -> Row {
     let class_idx = id as usize % sim.class_names().len();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -212,22 +100,9 @@ fn residual_row(sim: &Simulator, seed: u64, id: u64, how: Start) -> Row {
         }
         Start::Blind => {
             let variance = noise.variance(&noisy, sim.config().image.pixel_scale).expect("noise");
-            let weight: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { 1.0 / v } else { 0.0 }).collect();
-            let starts = blind_starts(sim, class_idx, &params, &noisy, &weight);
-            let mut renders = 1 + starts.len();
-            let mut best: Option<SmoothLensFit> = None;
-            for (_, start) in starts.iter().take(BLIND_FITS) {
-                let fit = fit_smooth_lens(sim, class_idx, start, &noisy, &variance, Fitted::LensSourceAndLight);
-                renders += fit.renders;
-                if best.as_ref().is_none_or(|b| fit.chi < b.chi) {
-                    best = Some(fit);
-                }
-                let n = noisy.pixels.len() as f64;
-                if best.as_ref().is_some_and(|b| b.chi * b.chi < n + 4.0 * (2.0 * n).sqrt()) {
-                    break;
-                }
-            }
-            (best.expect("at least one start").params, renders)
+            let observed = Observation { psf_fwhm: params.psf_fwhm, exposure_time: params.exposure_time };
+            let fit = fit_smooth_lens_blind(sim, observed, &noisy, &variance, &BlindGrid::default());
+            (fit.params, fit.renders)
         }
     };
     let fitted = sim.scene(class_idx, &best.0).render_with(&camera, None);
