@@ -89,7 +89,7 @@ fn residual_row(sim: &Simulator, seed: u64, id: u64, how: Start) -> Row {
         Start::Jitter(jitter) => {
             let start = if jitter > 0.0 {
                 // Its own random stream: the lens and its noise stay the dataset's.
-                let mut start_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_f17);
+                let mut start_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_df17);
                 start_rng.set_stream(id);
                 displaced_start(&params, jitter, &mut start_rng)
             } else {
