@@ -112,6 +112,10 @@ pub struct SmoothLensFit {
 /// what `fitted` names; everything else (PSF, and the light unless fitted) stays as
 /// in `start`. A local minimum: Levenberg-Marquardt with a forward-difference
 /// Jacobian, which only lowers chi^2 from the start.
+///
+/// # Panics
+/// If `variance` has not one entry per pixel of `data`, or `fitted` includes the
+/// light and `start` has none to start from.
 pub fn fit_smooth_lens(
     sim: &Simulator,
     class_idx: usize,
@@ -120,6 +124,7 @@ pub fn fit_smooth_lens(
     variance: &[f64],
     fitted: Fitted,
 ) -> SmoothLensFit {
+    assert_eq!(variance.len(), data.pixels.len(), "one variance per pixel");
     let inverse_sigma: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.sqrt().recip() } else { 0.0 }).collect();
     let mut smooth = start.clone();
     smooth.subhalos.clear();
@@ -187,6 +192,9 @@ pub struct Observation {
 /// minimum: of the pipeline's held-out survey lenses about 5% end more than 100 in
 /// chi^2 above the fit started from the truth (RESULTS.md, "Conditioning on a
 /// smooth-lens fit").
+///
+/// # Panics
+/// If `variance` has not one entry per pixel of `data`.
 pub fn fit_smooth_lens_blind(
     sim: &Simulator,
     observed: Observation,
@@ -194,6 +202,7 @@ pub fn fit_smooth_lens_blind(
     variance: &[f64],
     grid: &BlindGrid,
 ) -> SmoothLensFit {
+    assert_eq!(variance.len(), data.pixels.len(), "one variance per pixel");
     let weight: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.recip() } else { 0.0 }).collect();
     let starts = blind_starts(sim, observed, data, &weight, grid);
     let noise_only = {
