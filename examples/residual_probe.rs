@@ -22,12 +22,18 @@
 //! time, the instrument's noise): [`fit_smooth_lens_blind`], the deflector's light
 //! fitted too.
 //!
-//! `cargo run --release --example residual_probe -- N_PER_CLASS SEED OUT_DIR [JITTER|blind]`
+//! With `--input DATASET.parquet` (and `blind`) the cutouts are another simulator's
+//! (the first 3 N_PER_CLASS rows; their `psf_fwhm`, `exposure_time` and `sub_snr`
+//! columns are read, the survey instrument's noise assumed); the written rows then
+//! carry the fit's parameters, not a truth, and SEED is unused.
+//!
+//! `cargo run --release --example residual_probe -- [--input DATASET.parquet] N_PER_CLASS SEED OUT_DIR [JITTER|blind]`
 use lensmae::data::parquet::ParquetDatasetWriter;
 use lensmae::data::simulate::{dataset_metadata, SimulateOptions};
 use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
 use lensmae::sim::detectability::{fit_smooth_lens_blind, refit_smooth_lens, BlindGrid, Observation};
 use lensmae::sim::grid::Image;
+use lensmae::sim::noise::Noise;
 use lensmae::sim::{presets::preset, ImageParams, Simulator};
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -70,7 +76,20 @@ enum Start {
     Blind,
 }
 
-fn residual_row(sim: &Simulator, seed: u64, id: u64, how: Start) -> Row {
+/// One cutout to fit: its pixels and what a survey knows of it, with the truth
+/// when it was simulated here.
+struct Lens {
+    id: u64,
+    class_idx: usize,
+    data: Image,
+    noise: Noise,
+    observed: Observation,
+    truth: Option<ImageParams>,
+    sub_snr: Option<f64>,
+}
+
+/// Row `id` of the `survey` dataset of `seed`, as `simulate` writes it.
+fn simulated_lens(sim: &Simulator, seed: u64, id: u64) -> Lens {
     let class_idx = id as usize % sim.class_names().len();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(id);
@@ -79,19 +98,27 @@ fn residual_row(sim: &Simulator, seed: u64, id: u64, how: Start) -> Row {
     let camera = sim.camera(&params);
     let noise_free = sim.scene(class_idx, &params).render_with(&camera, None);
     let sub_snr = sim.sub_snr(class_idx, &params, &noise_free, &noise);
-    let mut noisy = noise_free.clone();
-    noise.apply(&mut noisy, sim.config().image.pixel_scale, &mut rng);
+    let mut data = noise_free;
+    noise.apply(&mut data, sim.config().image.pixel_scale, &mut rng);
     if id < 3 {
         // The same pixels `simulate` writes for this seed and row.
-        assert_eq!(sim.simulate(class_idx, seed, id).image.pixels, noisy.pixels, "row {id}");
+        assert_eq!(sim.simulate(class_idx, seed, id).image.pixels, data.pixels, "row {id}");
     }
+    let observed = Observation { psf_fwhm: params.psf_fwhm, exposure_time: params.exposure_time };
+    Lens { id, class_idx, data, noise, observed, truth: Some(params), sub_snr }
+}
+
+fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
+    let Lens { id, class_idx, data: noisy, noise, observed, truth, sub_snr } = lens;
+    let pixel_scale = sim.config().image.pixel_scale;
     let best = match how {
         Start::Jitter(jitter) => {
+            let params = truth.as_ref().expect("a start from the truth needs a simulated lens");
             let start = if jitter > 0.0 {
                 // Its own random stream: the lens and its noise stay the dataset's.
                 let mut start_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x05ee_df17);
                 start_rng.set_stream(id);
-                displaced_start(&params, jitter, &mut start_rng)
+                displaced_start(params, jitter, &mut start_rng)
             } else {
                 params.clone()
             };
@@ -99,26 +126,30 @@ fn residual_row(sim: &Simulator, seed: u64, id: u64, how: Start) -> Row {
             (refit.params, refit.renders)
         }
         Start::Blind => {
-            let variance = noise.variance(&noisy, sim.config().image.pixel_scale).expect("noise");
-            let observed = Observation { psf_fwhm: params.psf_fwhm, exposure_time: params.exposure_time };
+            let variance = noise.variance(&noisy, pixel_scale).expect("noise");
             let fit = fit_smooth_lens_blind(sim, observed, &noisy, &variance, &BlindGrid::default());
             (fit.params, fit.renders)
         }
     };
+    let camera = sim.camera(&best.0);
     let fitted = sim.scene(class_idx, &best.0).render_with(&camera, None);
-    let mut truth = params.clone();
-    truth.subhalos.clear();
-    truth.vortex = None;
-    let smooth_truth = sim.scene(class_idx, &truth).render_with(&camera, None);
     // Weighted by the fitted model's variance: what a modeller knows, never negative.
-    let variance = noise.variance(&fitted, camera.grid.pixel_scale).expect("noise");
+    let variance = noise.variance(&fitted, pixel_scale).expect("noise");
     let chi: Vec<f64> =
         noisy.pixels.iter().zip(&fitted.pixels).zip(&variance).map(|((d, m), v)| (d - m) / v.sqrt()).collect();
     let chi2 = |model: &Image| -> f64 {
         noisy.pixels.iter().zip(&model.pixels).zip(&variance).map(|((d, m), v)| (d - m) * (d - m) / v).sum()
     };
+    let chi2_truth = truth.as_ref().map_or(f64::NAN, |params| {
+        let mut smooth = params.clone();
+        smooth.subhalos.clear();
+        smooth.vortex = None;
+        chi2(&sim.scene(class_idx, &smooth).render_with(&camera, None))
+    });
+    // Another simulator's lens has no parameters here: its row carries the fit's.
+    let params = truth.unwrap_or_else(|| best.0.clone());
     Row {
-        chi2_truth: chi2(&smooth_truth),
+        chi2_truth,
         chi2_fit: chi.iter().map(|c| c * c).sum(),
         renders: best.1,
         record: Record {
@@ -133,8 +164,49 @@ fn residual_row(sim: &Simulator, seed: u64, id: u64, how: Start) -> Row {
     }
 }
 
+/// The first `n` rows of a labelled survey-like dataset from elsewhere (another
+/// simulator's, e.g. `bench/lenstronomy_survey.py`'s), with the `psf_fwhm`,
+/// `exposure_time` and `sub_snr` columns it writes; the noise is the survey's
+/// instrument at that exposure.
+fn lenses_from(sim: &Simulator, path: &std::path::Path, n: usize) -> lensmae::Result<Vec<Lens>> {
+    use arrow_array::{cast::AsArray, types::Float64Type};
+    let images = lensmae::data::images::read_parquet_images(path, "image")?;
+    assert_eq!(images.class_names, sim.class_names(), "{}: the survey's classes", path.display());
+    let mut columns: [Vec<f64>; 3] = Default::default();
+    for batch in lensmae::data::parquet::open_parquet(path)?.build().expect("a readable file") {
+        let batch = batch.expect("a readable batch");
+        for (name, values) in ["psf_fwhm", "exposure_time", "sub_snr"].iter().zip(columns.iter_mut()) {
+            let column = batch.column_by_name(name).unwrap_or_else(|| panic!("{}: no `{name}`", path.display()));
+            values.extend(column.as_primitive::<Float64Type>().values().iter());
+        }
+    }
+    let [psf, exposure, sub_snr] = columns;
+    let instrument = sim.config().resolved_instrument()?.expect("the survey recipe has an instrument");
+    let pixels = images.size * images.size;
+    Ok((0..n.min(images.labels.len()))
+        .map(|i| Lens {
+            id: images.ids[i] as u64,
+            class_idx: images.labels[i],
+            data: Image {
+                size: images.size,
+                pixels: images.pixels[i * pixels..(i + 1) * pixels].iter().map(|v| *v as f64).collect(),
+            },
+            noise: Noise::Instrument { instrument: instrument.clone(), exposure_time: exposure[i] },
+            observed: Observation { psf_fwhm: psf[i], exposure_time: Some(exposure[i]) },
+            truth: None,
+            sub_snr: Some(sub_snr[i]),
+        })
+        .collect())
+}
+
 fn main() -> lensmae::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let input = args.iter().position(|a| a == "--input").map(|i| {
+        let path = std::path::PathBuf::from(args.get(i + 1).expect("--input DATASET.parquet"));
+        args.drain(i..i + 2);
+        path
+    });
+    let mut args = args.into_iter();
     let n_per_class: usize = args.next().expect("N_PER_CLASS").parse().expect("a count");
     let seed: u64 = args.next().expect("SEED").parse().expect("a seed");
     let out = std::path::PathBuf::from(args.next().expect("OUT_DIR"));
@@ -152,6 +224,9 @@ fn main() -> lensmae::Result<()> {
     let opts = SimulateOptions::new(n_per_class, seed, &out);
     let mut metadata = dataset_metadata(&sim, &opts);
     metadata.insert("lensmae:residual_probe".into(), format!("(data - smooth-lens fit) / sigma, {how_name}"));
+    if let Some(path) = &input {
+        metadata.insert("lensmae:residual_probe_input".into(), path.display().to_string());
+    }
     let info = DatasetInfo {
         class_names: sim.class_names().to_vec(),
         task: Task::Classify,
@@ -162,11 +237,19 @@ fn main() -> lensmae::Result<()> {
     let csv_path = out.join("fits.csv");
     let mut csv = std::fs::File::create(&csv_path).map_err(|e| lensmae::Error::io(&csv_path, e))?;
     writeln!(csv, "id,class,sub_snr,chi2_truth,chi2_fit,renders").unwrap();
-    let total = n_per_class * sim.class_names().len();
+    let mut given = match &input {
+        Some(path) => Some(lenses_from(&sim, path, n_per_class * sim.class_names().len())?),
+        None => None,
+    };
+    let total = given.as_ref().map_or(n_per_class * sim.class_names().len(), Vec::len);
     let started = std::time::Instant::now();
     for start in (0..total).step_by(256) {
         let end = (start + 256).min(total);
-        let rows: Vec<Row> = (start..end).into_par_iter().map(|id| residual_row(&sim, seed, id as u64, how)).collect();
+        let lenses: Vec<Lens> = match given.as_mut() {
+            Some(lenses) => lenses.drain(..end - start).collect(),
+            None => (start..end).into_par_iter().map(|id| simulated_lens(&sim, seed, id as u64)).collect(),
+        };
+        let rows: Vec<Row> = lenses.into_par_iter().map(|lens| residual_row(&sim, seed, lens, how)).collect();
         for r in &rows {
             writeln!(
                 csv,
