@@ -46,6 +46,8 @@ def main(path, predictions):
         "chi2_fit": np.array([float(r["chi2_fit"]) for r in rows]),
         "chi2_truth": np.array([float(r["chi2_truth"]) for r in rows]),
     }
+    # Another simulator's lenses have no truth here (chi2_truth NaN): left out.
+    scores = {n: s for n, s in scores.items() if np.isfinite(s).all()}
     for spec in predictions:
         name, file = spec.split("=", 1)
         table = pq.read_table(file, columns=["id", "p_no_sub"]).to_pydict()
