@@ -2,7 +2,7 @@
 macro AUC difference between two tables of predictions of the same labelled rows.
 
     python bench/paired_auc.py LABELLED.parquet NAME_A=PRED_A.parquet NAME_B=PRED_B.parquet
-        [--reps 2000] [--seed 0]
+        [--reps 2000] [--seed 0] [--goal]
 
 LABELLED: a `lensmae simulate` dataset (`id`, `label_idx`, the class list in the
 `lensmae:class_names` metadata); each PRED: a table with `id` and `p_<class>` per
@@ -11,7 +11,9 @@ Every labelled row must be predicted by both. The macro AUC is one-vs-rest, as
 scikit-learn's `roc_auc_score(..., multi_class="ovr", average="macro")`; the lenses
 are resampled with replacement, the same resample for both models, REPS times.
 Prints JSON: each model's AUC, the difference A - B, its 95% percentile interval,
-and the fraction of resamples in which A is ahead. Needs numpy, pyarrow, scikit-learn.
+and the fraction of resamples in which A is ahead. `--goal` keeps only the issue's goal
+subset of the labelled rows: substructure with `sub_snr` >= 10, and every `no_sub`.
+Needs numpy, pyarrow, scikit-learn.
 """
 import json
 import sys
@@ -39,7 +41,7 @@ def macro_auc(labels, p):
 
 
 def main(argv):
-    reps, seed, named = 2000, 0, []
+    reps, seed, goal, named = 2000, 0, False, []
     args = iter(argv)
     labelled = next(args)
     for a in args:
@@ -47,14 +49,20 @@ def main(argv):
             reps = int(next(args))
         elif a == "--seed":
             seed = int(next(args))
+        elif a == "--goal":
+            goal = True
         else:
             named.append(a.split("=", 1))
     if len(named) != 2:
         sys.exit(__doc__)
     meta = pq.read_schema(labelled).metadata or {}
     classes = json.loads(meta[b"lensmae:class_names"])
-    table = pq.read_table(labelled, columns=["id", "label_idx"]).to_pydict()
-    ids, labels = table["id"], np.array(table["label_idx"])
+    table = pq.read_table(labelled, columns=["id", "label_idx"] + (["label", "sub_snr"] if goal else [])).to_pydict()
+    keep = np.ones(len(table["id"]), bool)
+    if goal:
+        keep = np.array([label == "no_sub" or snr >= 10 for label, snr in zip(table["label"], table["sub_snr"])])
+    ids = [i for i, k in zip(table["id"], keep) if k]
+    labels = np.array(table["label_idx"])[keep]
     (name_a, path_a), (name_b, path_b) = named
     pa, pb = probabilities(path_a, ids, classes), probabilities(path_b, ids, classes)
     rng = np.random.default_rng(seed)

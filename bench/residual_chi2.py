@@ -15,8 +15,9 @@ import csv
 import sys
 
 import numpy as np
-import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
+
+from paired_auc import probabilities
 
 
 def against(rows, reference_path):
@@ -50,9 +51,7 @@ def main(path, predictions):
     scores = {n: s for n, s in scores.items() if np.isfinite(s).all()}
     for spec in predictions:
         name, file = spec.split("=", 1)
-        table = pq.read_table(file, columns=["id", "p_no_sub"]).to_pydict()
-        by_id = dict(zip(table["id"], table["p_no_sub"]))
-        scores[name] = np.array([1.0 - by_id[int(i)] for i in ids])
+        scores[name] = 1.0 - probabilities(file, [int(i) for i in ids], ["no_sub"])[:, 0]
     no_sub = cls == "no_sub"
     print(f"{path}: {no_sub.sum()} no_sub lenses; no_sub chi2_fit mean {scores['chi2_fit'][no_sub].mean():.1f}, "
           f"sd {scores['chi2_fit'][no_sub].std():.1f}")

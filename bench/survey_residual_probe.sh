@@ -60,18 +60,10 @@ for set in "${SETS[@]}"; do
     against=(--against "$OUT/heldout/fits.csv")
     [ "$set" != lenstronomy-blind ] || against=()
     $PY bench/residual_chi2.py "$OUT/$set/fits.csv" bundled="$bundled" vit="$OUT/vit-$set.parquet" "${against[@]}"
-    for subset in "" goal; do
-        labelled=$OUT/$set/dataset.parquet
-        if [ -n "$subset" ]; then
-            # The issue's goal subset: substructure with sub_snr >= 10, and every no_sub.
-            labelled=$OUT/$set-goal.parquet
-            $PY -c "import sys, pyarrow.parquet as pq, pyarrow.compute as pc
-t = pq.read_table(sys.argv[1], columns=['id', 'label', 'label_idx', 'sub_snr'])
-keep = pc.or_(pc.greater_equal(t['sub_snr'], 10.0), pc.equal(t['label'], 'no_sub'))
-pq.write_table(t.filter(keep).replace_schema_metadata(pq.read_schema(sys.argv[1]).metadata), sys.argv[2])" \
-                "$OUT/$set/dataset.parquet" "$labelled"
-        fi
-        echo "paired, ${subset:-all lenses}: $($PY bench/paired_auc.py "$labelled" residuals="$OUT/vit-$set.parquet" \
-            bundled="$bundled")"
+    for subset in all goal; do
+        flag=()
+        [ "$subset" = all ] || flag=(--goal)
+        echo "paired, $subset: $($PY bench/paired_auc.py "$OUT/$set/dataset.parquet" \
+            residuals="$OUT/vit-$set.parquet" bundled="$bundled" "${flag[@]}")"
     done
 done

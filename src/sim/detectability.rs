@@ -86,12 +86,7 @@ pub fn refit_smooth_lens(
     let camera = sim.camera(params);
     let variance = noise.variance(noise_free, camera.grid.pixel_scale)?;
     let fit = fit_smooth_lens(sim, class_idx, params, noise_free, &variance, Fitted::LensAndSource);
-    Some(Refit {
-        sub_snr_refit: fit.chi.min(fit.chi_start),
-        sub_snr: fit.chi_start,
-        renders: fit.renders,
-        params: fit.params,
-    })
+    Some(Refit { sub_snr_refit: fit.chi, sub_snr: fit.chi_start, renders: fit.renders, params: fit.params })
 }
 
 /// The outcome of [`fit_smooth_lens`].
@@ -101,7 +96,7 @@ pub struct SmoothLensFit {
     pub params: ImageParams,
     /// sqrt(chi^2) at the start.
     pub chi_start: f64,
-    /// sqrt(chi^2) at the best fit.
+    /// sqrt(chi^2) at the best fit (at most `chi_start`).
     pub chi: f64,
     /// Image renders the fit used.
     pub renders: usize,
@@ -459,20 +454,13 @@ fn decode(x: &DVector<f64>, base: &ImageParams, fitted: Fitted) -> ImageParams {
     let (source_e1, source_e2) = capped_ellipticity(x[10], x[11]);
     let lens_light = match (fitted, &base.lens_light) {
         (Fitted::LensSourceAndLight, Some(l)) => {
+            let (amp, r_sersic, n_sersic) = sersic_profile(x, 14);
             let (e1, e2) = capped_ellipticity(x[17], x[18]);
-            Some(LensLightDraw {
-                amp: x[14].exp(),
-                r_sersic: x[15].exp(),
-                n_sersic: x[16].exp().clamp(SERSIC_INDEX_RANGE.0, SERSIC_INDEX_RANGE.1),
-                e1,
-                e2,
-                center_x: x[19],
-                center_y: x[20],
-                ..l.clone()
-            })
+            Some(LensLightDraw { amp, r_sersic, n_sersic, e1, e2, center_x: x[19], center_y: x[20], ..l.clone() })
         }
         _ => base.lens_light.clone(),
     };
+    let (source_amp, source_r_sersic, source_n_sersic) = sersic_profile(x, 7);
     ImageParams {
         lens_theta_e: x[0].exp(),
         lens_e1,
@@ -481,9 +469,9 @@ fn decode(x: &DVector<f64>, base: &ImageParams, fitted: Fitted) -> ImageParams {
         lens_center_y: x[4],
         shear_gamma1: x[5],
         shear_gamma2: x[6],
-        source_amp: x[7].exp(),
-        source_r_sersic: x[8].exp(),
-        source_n_sersic: x[9].exp().clamp(SERSIC_INDEX_RANGE.0, SERSIC_INDEX_RANGE.1),
+        source_amp,
+        source_r_sersic,
+        source_n_sersic,
         source_e1,
         source_e2,
         source_x: x[12],
@@ -491,6 +479,12 @@ fn decode(x: &DVector<f64>, base: &ImageParams, fitted: Fitted) -> ImageParams {
         lens_light,
         ..base.clone()
     }
+}
+
+/// A Sersic profile's amplitude, radius and index from their logarithms at `x[at..]`,
+/// the index kept where the profile is defined.
+fn sersic_profile(x: &DVector<f64>, at: usize) -> (f64, f64, f64) {
+    (x[at].exp(), x[at + 1].exp(), x[at + 2].exp().clamp(SERSIC_INDEX_RANGE.0, SERSIC_INDEX_RANGE.1))
 }
 
 #[cfg(test)]
@@ -617,8 +611,9 @@ mod tests {
         let data: Vec<f64> = light.iter().zip(&source).map(|(l, s)| 2.0 * l + 0.5 * s).collect();
         let (a, b, chi2) = two_amplitudes(&data, &light, &source, &[1.0; 4]);
         assert!((a - 2.0).abs() < 1e-12 && (b - 0.5).abs() < 1e-12 && chi2 < 1e-20, "{a} {b} {chi2}");
-        // A negative best amplitude is held at the floor the log-parameter fit needs.
-        let (_, b, _) = two_amplitudes(&light, &light, &source, &[1.0; 4]);
+        // A negative best amplitude (here -0.5) is held at the floor the log-parameter fit needs.
+        let less_source: Vec<f64> = light.iter().zip(&source).map(|(l, s)| l - 0.5 * s).collect();
+        let (_, b, _) = two_amplitudes(&less_source, &light, &source, &[1.0; 4]);
         assert!(b > 0.0);
     }
 
