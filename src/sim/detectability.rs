@@ -501,15 +501,21 @@ mod tests {
         sim.class_names().iter().position(|c| c == name).unwrap()
     }
 
+    /// A `no_sub` lens of `seed` and its noise-free image: (class index, lens, image).
+    fn smooth_lens(sim: &Simulator, seed: u64) -> (usize, ImageParams, Image) {
+        let no_sub = class(sim, "no_sub");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let truth = sim.sample_params(no_sub, &mut rng);
+        let image = sim.scene(no_sub, &truth).render_with(&sim.camera(&truth), None);
+        (no_sub, truth, image)
+    }
+
     #[test]
     fn a_smooth_lens_is_found_again_from_a_displaced_start() {
         // The image of a smooth lens, refitted from a smooth lens a little off: the
         // fit must find the image's lens (chi^2 from thousands down to ~0).
         let sim = survey();
-        let no_sub = class(&sim, "no_sub");
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let truth = sim.sample_params(no_sub, &mut rng);
-        let image = sim.scene(no_sub, &truth).render_with(&sim.camera(&truth), None);
+        let (no_sub, truth, image) = smooth_lens(&sim, 5);
         let mut start = truth.clone();
         start.lens_theta_e *= 1.02;
         start.lens_e1 += 0.02;
@@ -526,10 +532,7 @@ mod tests {
     #[test]
     fn a_smooth_lens_and_its_light_are_found_again_from_a_displaced_start() {
         let sim = survey();
-        let no_sub = class(&sim, "no_sub");
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let truth = sim.sample_params(no_sub, &mut rng);
-        let image = sim.scene(no_sub, &truth).render_with(&sim.camera(&truth), None);
+        let (no_sub, truth, image) = smooth_lens(&sim, 7);
         let variance = sim.noise(&truth).variance(&image, sim.config().image.pixel_scale).unwrap();
         let mut start = truth.clone();
         start.lens_theta_e *= 0.98;
