@@ -31,7 +31,10 @@
 use lensmae::data::parquet::ParquetDatasetWriter;
 use lensmae::data::simulate::{dataset_metadata, SimulateOptions};
 use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
-use lensmae::sim::detectability::{fit_smooth_lens_blind, refit_smooth_lens, BlindGrid, Observation};
+use lensmae::sim::detectability::{
+    refit_smooth_lens, residual_from, smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals,
+    SMOOTH_LENS_RESIDUALS_KEY,
+};
 use lensmae::sim::grid::Image;
 use lensmae::sim::noise::Noise;
 use lensmae::sim::{presets::preset, ImageParams, Simulator};
@@ -110,8 +113,7 @@ fn simulated_lens(sim: &Simulator, seed: u64, id: u64) -> Lens {
 
 fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
     let Lens { id, class_idx, data: noisy, noise, observed, truth, sub_snr } = lens;
-    let pixel_scale = sim.config().image.pixel_scale;
-    let best = match how {
+    let (best, renders, chi) = match how {
         Start::Jitter(jitter) => {
             let params = truth.as_ref().expect("a start from the truth needs a simulated lens");
             let start = if jitter > 0.0 {
@@ -123,35 +125,32 @@ fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
                 params.clone()
             };
             let refit = refit_smooth_lens(sim, class_idx, &start, &noisy, &noise).expect("survey lenses have noise");
-            (refit.params, refit.renders)
+            let chi = residual_from(sim, &refit.params, &noisy, &noise).expect("noise");
+            (refit.params, refit.renders, chi)
         }
+        // What inference does with a cutout for a classifier of residuals.
         Start::Blind => {
-            let variance = noise.variance(&noisy, pixel_scale).expect("noise");
-            let fit = fit_smooth_lens_blind(sim, observed, &noisy, &variance, &BlindGrid::default());
-            (fit.params, fit.renders)
+            let residual =
+                smooth_lens_residual(sim, observed, &noisy, &BlindGrid::default()).expect("survey lenses have noise");
+            (residual.fit.params, residual.fit.renders, residual.chi)
         }
     };
-    let camera = sim.camera(&best.0);
-    let fitted = sim.scene(class_idx, &best.0).render_with(&camera, None);
-    // Weighted by the fitted model's variance: what a modeller knows, never negative.
-    let variance = noise.variance(&fitted, pixel_scale).expect("noise");
-    let chi: Vec<f64> =
-        noisy.pixels.iter().zip(&fitted.pixels).zip(&variance).map(|((d, m), v)| (d - m) / v.sqrt()).collect();
-    let chi2 = |model: &Image| -> f64 {
-        noisy.pixels.iter().zip(&model.pixels).zip(&variance).map(|((d, m), v)| (d - m) * (d - m) / v).sum()
-    };
+    // chi^2 of the drawn smooth lens, weighted as the residual is (by the fitted model's variance).
     let chi2_truth = truth.as_ref().map_or(f64::NAN, |params| {
         let mut smooth = params.clone();
         smooth.subhalos.clear();
         smooth.vortex = None;
-        chi2(&sim.scene(class_idx, &smooth).render_with(&camera, None))
+        let drawn_smooth = sim.scene(class_idx, &smooth).render_with(&sim.camera(&smooth), None);
+        let fitted = sim.scene(class_idx, &best).render_with(&sim.camera(&best), None);
+        let variance = noise.variance(&fitted, sim.config().image.pixel_scale).expect("noise");
+        noisy.pixels.iter().zip(&drawn_smooth.pixels).zip(&variance).map(|((d, m), v)| (d - m) * (d - m) / v).sum()
     });
     // Another simulator's lens has no parameters here: its row carries the fit's.
-    let params = truth.unwrap_or_else(|| best.0.clone());
+    let params = truth.unwrap_or(best);
     Row {
         chi2_truth,
         chi2_fit: chi.iter().map(|c| c * c).sum(),
-        renders: best.1,
+        renders,
         record: Record {
             id: id as i64,
             class_idx,
@@ -224,6 +223,11 @@ fn main() -> lensmae::Result<()> {
     let opts = SimulateOptions::new(n_per_class, seed, &out);
     let mut metadata = dataset_metadata(&sim, &opts);
     metadata.insert("lensmae:residual_probe".into(), format!("(data - smooth-lens fit) / sigma, {how_name}"));
+    if let Start::Blind = how {
+        // Made as inference makes them: a classifier trained on these carries the recipe.
+        let recipe = SmoothLensResiduals { simulator: sim.config().clone(), grid: BlindGrid::default() };
+        metadata.insert(SMOOTH_LENS_RESIDUALS_KEY.into(), serde_json::to_string(&recipe).expect("serialises"));
+    }
     if let Some(path) = &input {
         metadata.insert("lensmae:residual_probe_input".into(), path.display().to_string());
     }

@@ -80,10 +80,12 @@ class Model:
     """
 
     def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
-                 batch_size=64, nan_policy="fail", pixel_scale=None, tta="none"):
+                 batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None,
+                 exposure_time=None):
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
                           batch_size=batch_size, nan_policy=nan_policy,
-                          pixel_scale=None if pixel_scale is None else str(pixel_scale), tta=tta)
+                          pixel_scale=None if pixel_scale is None else str(pixel_scale), tta=tta,
+                          psf_fwhm=psf_fwhm, exposure_time=exposure_time)
         self._inner = _loaded(**self._args)
 
     @property
@@ -140,7 +142,8 @@ def _model_from_args(args: dict) -> Model:
 def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optional[str] = None,
                task: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
                batch_size: int = 64, nan_policy: str = "fail",
-               pixel_scale: Optional[Union[float, str]] = None, tta: str = "none") -> Model:
+               pixel_scale: Optional[Union[float, str]] = None, tta: str = "none",
+               psf_fwhm: Optional[float] = None, exposure_time: Optional[float] = None) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
     calibrated, see models/README.md), ``"bundled:superres"`` or
@@ -155,7 +158,12 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     (cropped or padded, never resampled); as ``lensmae predict --pixel-scale``.
     ``tta``: ``"dihedral"`` averages the classifier's probabilities over the 8
     rotations and reflections of each cutout (8x the model's time), as
-    ``lensmae predict --tta dihedral``.
+    ``lensmae predict --tta dihedral``. ``psf_fwhm`` (arcsec) and ``exposure_time``
+    (s): for a classifier of smooth-lens residuals
+    (``"bundled:survey-residual-classifier"``), which fits a smooth lens to every
+    cutout first, the values of every cutout; without them each row's ``psf_fwhm``
+    and ``exposure_time`` columns are read (as ``lensmae predict --psf-fwhm``,
+    ``--exposure-time``).
     """
     if task is None:
         if model in ("bundled:superres", "bundled:survey-superres"):
@@ -163,7 +171,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
         else:
             task = "all" if (sr_model and model) else "superres" if sr_model else "classify"
     return Model(model, sr_model=sr_model, task=task, device=device, threads=threads, batch_size=batch_size,
-                 nan_policy=nan_policy, pixel_scale=pixel_scale, tta=tta)
+                 nan_policy=nan_policy, pixel_scale=pixel_scale, tta=tta, psf_fwhm=psf_fwhm,
+                 exposure_time=exposure_time)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

@@ -20,6 +20,8 @@ class Model:
         nan_policy: str = "fail",
         pixel_scale: Optional[str] = None,
         tta: str = "none",
+        psf_fwhm: Optional[float] = None,
+        exposure_time: Optional[float] = None,
     ) -> None: ...
     @property
     def class_names(self) -> List[str]: ...

@@ -8,7 +8,7 @@
 use arrow_pyarrow::{PyArrowType, Table};
 use lensmae::cancel::Cancel;
 use lensmae::data::cutouts::arrow::ArrowCutouts;
-use lensmae::stage::{InputOptions, NanPolicy, Predictor, PredictorOptions, StageTask};
+use lensmae::stage::{InputOptions, NanPolicy, ObservationSource, Predictor, PredictorOptions, StageTask};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -61,7 +61,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none"))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -73,6 +73,8 @@ impl Model {
         nan_policy: &str,
         pixel_scale: Option<String>,
         tta: &str,
+        psf_fwhm: Option<f64>,
+        exposure_time: Option<f64>,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -97,6 +99,7 @@ impl Model {
             nan_policy,
             pixel_scale,
             tta: tta.parse().map_err(|why| error(format!("tta {why}")))?,
+            observation: ObservationSource { psf_fwhm, exposure_time, ..Default::default() },
         };
         let pool = pool(threads)?;
         let predictor = py.detach(|| in_pool(&pool, || Predictor::load(&options))).map_err(error)?;
@@ -142,7 +145,14 @@ impl Model {
         let (schema, batches) = py
             .detach(|| {
                 in_pool(&self.pool, || -> lensmae::Result<_> {
-                    let mut reader = ArrowCutouts::new(schema, batches, &opts, "table")?;
+                    // Without the observation columns, the first batch says what is missing.
+                    let mut reader = ArrowCutouts::new(
+                        schema.clone(),
+                        batches.clone(),
+                        &self.predictor.input_options(&opts),
+                        "table",
+                    )
+                    .or_else(|_| ArrowCutouts::new(schema, batches, &opts, "table"))?;
                     let (schema, batches, _) =
                         self.predictor.predict_reader(&mut reader, &["table".to_string()], &Cancel::new())?;
                     Ok((schema, batches))

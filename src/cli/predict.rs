@@ -3,7 +3,9 @@
 use crate::cli::train::DeviceArgs;
 use crate::infer::TestTimeAugmentation;
 use crate::stage::chunks::{merge, Shard};
-use crate::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, PredictorOptions, StageTask};
+use crate::stage::{
+    inspect, predict, InputOptions, NanPolicy, ObservationSource, PredictOptions, PredictorOptions, StageTask,
+};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -66,6 +68,40 @@ impl InputArgs {
             rms_hdu: self.rms_hdu.clone(),
             weight_hdu: self.weight_hdu.clone(),
             flag_hdu: self.flag_hdu.clone(),
+        })
+    }
+}
+
+/// What a classifier of smooth-lens residuals (e.g. `bundled:survey-residual-classifier`)
+/// needs to fit each cutout; other models ignore it.
+#[derive(Debug, Args)]
+struct ObservationArgs {
+    /// The PSF FWHM of every cutout, arcsec (default: the column --psf-fwhm-col).
+    #[arg(long)]
+    psf_fwhm: Option<f64>,
+    /// Parquet: the column of per-cutout PSF FWHMs, arcsec.
+    #[arg(long, default_value = "psf_fwhm")]
+    psf_fwhm_col: String,
+    /// The total exposure time of every cutout, s (default: the column --exposure-time-col).
+    #[arg(long)]
+    exposure_time: Option<f64>,
+    /// Parquet: the column of per-cutout exposure times, s.
+    #[arg(long, default_value = "exposure_time")]
+    exposure_time_col: String,
+}
+
+impl ObservationArgs {
+    fn source(&self) -> anyhow::Result<ObservationSource> {
+        for (flag, value) in [("--psf-fwhm", self.psf_fwhm), ("--exposure-time", self.exposure_time)] {
+            if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                bail!("{flag} must be a finite number > 0, got {}", value.unwrap_or_default());
+            }
+        }
+        Ok(ObservationSource {
+            psf_fwhm: self.psf_fwhm,
+            psf_column: self.psf_fwhm_col.clone(),
+            exposure_time: self.exposure_time,
+            exposure_column: self.exposure_time_col.clone(),
         })
     }
 }
@@ -137,6 +173,8 @@ pub struct PredictArgs {
     /// as given either way.
     #[arg(long, default_value = "none", value_parser = str::parse::<TestTimeAugmentation>)]
     tta: TestTimeAugmentation,
+    #[command(flatten)]
+    observation: ObservationArgs,
     /// Fraction of rows that may fail (unreadable or truncated inputs, a model
     /// without an answer) before the run exits with code 3; the output is written
     /// either way and names each failed row's reason. Rows skipped by
@@ -194,6 +232,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
             },
             pixel_scale: args.pixel_scale.as_deref().map(str::parse).transpose()?.unwrap_or_default(),
             tta: args.tta,
+            observation: args.observation.source()?,
         },
         out: args.out.clone(),
         overwrite: args.overwrite,

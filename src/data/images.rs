@@ -17,6 +17,7 @@ use crate::data::parquet::columns;
 pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABELLED};
 use crate::data::parquet::cutouts::ParquetCutouts;
 use crate::data::LabelTable;
+use crate::sim::detectability::{SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,22 @@ impl LabelledImages {
             }
             _ => None,
         }
+    }
+
+    /// How these images were made from cutouts when they are smooth-lens
+    /// residuals: the recipe a Parquet table records under
+    /// [`SMOOTH_LENS_RESIDUALS_KEY`]; `None` for other images and sources.
+    pub fn recorded_smooth_lens_residuals(&self) -> Result<Option<SmoothLensResiduals>> {
+        let ext = self.source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        if !matches!(ext.as_str(), "parquet" | "pq") {
+            return Ok(None);
+        }
+        let builder = super::parquet::open_parquet(&self.source)?;
+        let Some(text) = builder.schema().metadata().get(SMOOTH_LENS_RESIDUALS_KEY) else { return Ok(None) };
+        serde_json::from_str(text).map(Some).map_err(|e| Error::Parquet {
+            path: self.source.clone(),
+            message: format!("metadata `{SMOOTH_LENS_RESIDUALS_KEY}` is not a smooth-lens residual recipe: {e}"),
+        })
     }
 
     /// Images with the labels (and ids, else row numbers) of `table`, read from `source`.

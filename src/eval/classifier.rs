@@ -181,6 +181,7 @@ pub fn evaluate_classifier(
         let message = format!("images are {s}x{s}, the model takes {m}x{m}");
         return Err(Error::Mismatch { path: data.source.clone(), message });
     }
+    classifier.check_images(data)?;
     let meta = &classifier.meta;
     let labels = labels_in_class_order(data, &meta.class_names)?;
     let output = classifier.predict(&data.pixels, batch)?;

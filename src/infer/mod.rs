@@ -3,7 +3,10 @@
 //! process-global state; nothing here depends on training (`train`, `stage`,
 //! `report` and `evaluate` all call this).
 
+pub mod residuals;
+
 use crate::data::augment::{dihedral, Augment};
+use crate::data::images::LabelledImages;
 use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
 use crate::model::domain::DomainModel;
 use crate::model::mae::Pooling;
@@ -13,6 +16,7 @@ use crate::model::VitClassifier;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use residuals::ResidualFitter;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -89,6 +93,9 @@ pub struct LoadedClassifier {
     /// The views its probabilities average (the out-of-domain score is always of
     /// the image as given: that is what its threshold was fitted on).
     pub tta: TestTimeAugmentation,
+    /// For a classifier of smooth-lens residuals, the fit every cutout goes through
+    /// before [`LoadedClassifier::predict`] (which takes the residuals).
+    pub residuals: Option<ResidualFitter>,
 }
 
 /// What a classifier says about a batch of images.
@@ -123,6 +130,15 @@ impl LoadedClassifier {
         if domain.is_some() != meta.calibration.is_some() {
             return Err(Error::checkpoint(path, "a domain model needs its calibration record, and the reverse"));
         }
+        let residuals = meta.smooth_lens_residuals.as_ref().map(|r| ResidualFitter::new(path, r)).transpose()?;
+        if let Some(fitter) = &residuals {
+            if fitter.image_size() != meta.preprocessing.image_size {
+                return Err(Error::checkpoint(
+                    path,
+                    "its smooth-lens fit and its model take cutouts of different sizes",
+                ));
+            }
+        }
         let pooling = meta.pooling.unwrap_or(Pooling::Cls);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
         let model = VitClassifier::new(&meta.model, meta.class_names.len(), pooling, 0.0, vb)
@@ -134,6 +150,7 @@ impl LoadedClassifier {
             preprocessor,
             domain,
             tta: TestTimeAugmentation::None,
+            residuals,
         })
     }
 
@@ -153,6 +170,27 @@ impl LoadedClassifier {
             ));
         }
         Ok(LoadedClassifier { tta, ..self })
+    }
+
+    /// A classifier of smooth-lens residuals reads residuals made by its own recipe,
+    /// and any other classifier reads cutouts: evaluating either on the other's images
+    /// would score a model on inputs it never takes. An error naming `data` when it
+    /// is of the wrong kind.
+    pub fn check_images(&self, data: &LabelledImages) -> Result<()> {
+        let wanted = self.residuals.as_ref().map(|f| &f.recipe);
+        let recorded = data.recorded_smooth_lens_residuals()?;
+        let message = match (wanted, &recorded) {
+            (None, None) => return Ok(()),
+            (Some(w), Some(r)) if w == r => return Ok(()),
+            (Some(_), Some(_)) => "holds smooth-lens residuals of another recipe than the classifier's",
+            (Some(_), None) => {
+                "holds cutouts, and the classifier reads the residuals of a smooth-lens fit to each: evaluate it on \
+                 residuals made with its recipe, or run `lensmae predict` (which fits the cutouts) and evaluate \
+                 the predictions"
+            }
+            (None, Some(_)) => "holds smooth-lens residuals, and the classifier reads cutouts",
+        };
+        Err(Error::Mismatch { path: data.source.clone(), message: message.into() })
     }
 
     /// The side of the square images it takes.

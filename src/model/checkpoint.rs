@@ -94,6 +94,10 @@ pub struct CheckpointMeta {
     /// Temperature and training domain of a classifier (tensors `domain.*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<super::domain::Calibration>,
+    /// A classifier of smooth-lens residuals: how every cutout is fitted before
+    /// the model sees it (trained on a dataset that records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smooth_lens_residuals: Option<crate::sim::detectability::SmoothLensResiduals>,
     /// How the model was trained: command, data, seed, epochs, metrics, version.
     pub provenance: serde_json::Value,
 }

@@ -150,7 +150,8 @@ pub fn fit_smooth_lens(
 /// Where [`fit_smooth_lens_blind`] starts looking: the Einstein radii and source
 /// offsets (arcsec, from the light's centre, in x and in y) of its grid, and at most
 /// how many of the grid's best points it fits from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlindGrid {
     /// Einstein radii tried, arcsec.
     pub theta_e: Vec<f64>,
@@ -170,7 +171,7 @@ impl Default for BlindGrid {
 }
 
 /// What a survey knows of a cutout besides its pixels.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Observation {
     /// The PSF's FWHM, arcsec.
     pub psf_fwhm: f64,
@@ -223,6 +224,67 @@ pub fn fit_smooth_lens_blind(
 
 /// A smooth lens has no substructure, so any class renders it.
 const SMOOTH_CLASS: usize = 0;
+
+/// How a classifier of smooth-lens residuals prepares a cutout: the simulator
+/// whose smooth lens, source, deflector light, PSF and instrument noise are fitted
+/// (the recipe its training lenses came from; its class draws are not used), and
+/// the grid the blind fit starts from. A dataset of residuals records it under
+/// [`SMOOTH_LENS_RESIDUALS_KEY`], and a classifier trained on one carries it, so
+/// that inference fits every cutout the same way before the model sees it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmoothLensResiduals {
+    /// The recipe of the fitted model.
+    pub simulator: super::config::SimConfig,
+    /// Where the blind fit starts.
+    pub grid: BlindGrid,
+}
+
+/// The metadata key of a dataset of smooth-lens residuals (its value is the
+/// [`SmoothLensResiduals`] JSON).
+pub const SMOOTH_LENS_RESIDUALS_KEY: &str = "lensmae:smooth_lens_residuals";
+
+/// A cutout with its best smooth lens taken away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmoothLensResidual {
+    /// (data - fit) / sigma per pixel, sigma^2 the noise variance of the fitted
+    /// image (the model's, so a bright residual is not down-weighted by itself).
+    pub chi: Vec<f64>,
+    /// The fit.
+    pub fit: SmoothLensFit,
+}
+
+/// The noise-normalised residual of `data` from the smooth-lens image of `fit`:
+/// (data - model) / sigma, sigma^2 the variance `noise` gives the model.
+/// None when `noise` is noise-free.
+pub fn residual_from(sim: &Simulator, fit: &ImageParams, data: &Image, noise: &Noise) -> Option<Vec<f64>> {
+    let camera = sim.camera(fit);
+    let model = sim.scene(SMOOTH_CLASS, fit).render_with(&camera, None);
+    let variance = noise.variance(&model, camera.grid.pixel_scale)?;
+    Some(data.pixels.iter().zip(&model.pixels).zip(&variance).map(|((d, m), v)| (d - m) / v.sqrt()).collect())
+}
+
+/// The blind smooth-lens fit of `data` ([`fit_smooth_lens_blind`], weighted by the
+/// instrument's noise of `sim` at the observation's exposure, evaluated on the
+/// data) and the residual it leaves ([`residual_from`]). `data` is in the units
+/// `simulate` writes for `sim` (sky-subtracted e-/s for an instrument). None when
+/// `sim` has no noise model for the observation (noise-free, or no exposure time).
+///
+/// # Panics
+/// If `data` is not square of the simulator's image size.
+pub fn smooth_lens_residual(
+    sim: &Simulator,
+    observed: Observation,
+    data: &Image,
+    grid: &BlindGrid,
+) -> Option<SmoothLensResidual> {
+    assert_eq!(data.size, sim.config().image.size, "the simulator's image size");
+    let noise = sim.noise_at(observed.exposure_time);
+    let variance = noise.variance(data, sim.config().image.pixel_scale)?;
+    let fit = fit_smooth_lens_blind(sim, observed, data, &variance, grid);
+    let chi = residual_from(sim, &fit.params, data, &noise)?;
+    Some(SmoothLensResidual { chi, fit })
+}
 
 /// The grid's starts, best first.
 fn blind_starts(

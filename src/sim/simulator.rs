@@ -546,7 +546,13 @@ impl Simulator {
 
     /// The noise model of one image.
     pub fn noise(&self, params: &ImageParams) -> Noise {
-        match (&self.config.noise, params.exposure_time) {
+        self.noise_at(params.exposure_time)
+    }
+
+    /// The noise of an image observed for `exposure_time` s (the recipe's noise
+    /// model; none without an exposure time).
+    pub fn noise_at(&self, exposure_time: Option<f64>) -> Noise {
+        match (&self.config.noise, exposure_time) {
             (NoiseConfig::DeeplenseCounts { background_rms, .. }, Some(t)) => {
                 Noise::DeepLenseCounts { exposure_time: t, background_rms: *background_rms }
             }

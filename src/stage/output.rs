@@ -66,6 +66,7 @@ fn described(field: Field, description: &str, unit: Option<&str>) -> Field {
 pub fn predictions_schema(
     carried: &[Field],
     class_names: &[String],
+    smooth_lens_fit: bool,
     sr_shape: Option<[usize; 2]>,
     metadata: HashMap<String, String>,
 ) -> SchemaRef {
@@ -95,6 +96,15 @@ pub fn predictions_schema(
             "the cutout is within the classifier's domain: ood_score within the threshold fitted on validation data, the pixel scale near the model's, the deflector within the centring search (null: an uncalibrated classifier)",
             None,
         ));
+    }
+    if smooth_lens_fit {
+        let float64 = |name: &str| Field::new(name, DataType::Float64, true);
+        fields.push(described(
+            float64("fit_chi2"),
+            "chi^2 per pixel of the smooth-lens fit the classifier read the residual of (about 1: the smooth lens explains the cutout to the noise)",
+            None,
+        ));
+        fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
     }
     if let Some([h, w]) = sr_shape {
         fields.push(described(

@@ -156,6 +156,7 @@ pub fn calibrate_checkpoint(
             ),
         ));
     }
+    clf.check_images(images)?;
     let s = clf.image_size();
     if images.size != s {
         let (path, size) = (images.source.display(), images.size);

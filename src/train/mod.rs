@@ -23,6 +23,7 @@ use crate::model::checkpoint::{
 use crate::model::mae::{init_weights, masking_noise, Pooling};
 use crate::model::preprocess::{standardise_pixel_rows, Preprocessor, Scaling};
 use crate::model::{Mae, MaeConfig, VitClassifier};
+use crate::sim::detectability::SmoothLensResiduals;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -724,6 +725,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
         superres: None,
         preprocessing: Preprocessing { normalisation: t.scaling.name().into(), image_size: data.size, pixel_scale },
         calibration: None,
+        smooth_lens_residuals: None,
         provenance: provenance(t, &data, epoch_metrics),
     };
     let mut run = Run { opt, schedule, r };
@@ -859,6 +861,7 @@ fn classifier_meta(
     pooling: Pooling,
     preprocessor: &Preprocessor,
     pixel_scale: Option<f64>,
+    smooth_lens_residuals: Option<SmoothLensResiduals>,
     extra: serde_json::Value,
 ) -> CheckpointMeta {
     CheckpointMeta {
@@ -874,6 +877,7 @@ fn classifier_meta(
             pixel_scale,
         },
         calibration: None,
+        smooth_lens_residuals,
         provenance: provenance(t, data, extra),
     }
 }
@@ -943,8 +947,9 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let identity = run_identity(t, &[&data], &opts.init, specifics)?;
     let mut run = start_finetuning(t, identity, &varmap, &init_tensors, trainable, train.len())?;
     let pixel_scale = data.recorded_pixel_scale();
+    let residuals = data.recorded_smooth_lens_residuals()?;
     let meta = |extra: serde_json::Value| {
-        classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, pixel_scale, extra)
+        classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, pixel_scale, residuals.clone(), extra)
     };
     let init_name = init_label(&opts.init);
     train_epochs(

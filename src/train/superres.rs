@@ -78,6 +78,7 @@ pub(super) fn superres_meta(
         superres: Some(head.clone()),
         preprocessing: Preprocessing { normalisation: "minmax-lr".into(), image_size: pairs.hr.size, pixel_scale },
         calibration: None,
+        smooth_lens_residuals: None,
         provenance: provenance(t, &pairs.hr, extra),
     }
 }

@@ -48,8 +48,16 @@ fn written_schemas_match_the_committed_ones() {
     // `lensmae predict --task all` on a simulated dataset (carried `id`).
     let classes = ["axion", "cdm", "no_sub"].map(String::from);
     let id = arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false);
-    let predictions = lensmae::stage::output::predictions_schema(&[id], &classes, Some([64, 64]), Default::default());
+    let predictions =
+        lensmae::stage::output::predictions_schema(&[id], &classes, false, Some([64, 64]), Default::default());
     check_committed_schema(schema_to_json(&predictions), "predictions.json");
+    // A classifier of smooth-lens residuals (`bundled:survey-residual-classifier`) on
+    // the same: the observation columns it read carried, the fit's columns added.
+    let float = |name: &str| arrow_schema::Field::new(name, arrow_schema::DataType::Float64, true);
+    let id = arrow_schema::Field::new("id", arrow_schema::DataType::Int64, false);
+    let carried = [id, float("psf_fwhm"), float("exposure_time")];
+    let predictions = lensmae::stage::output::predictions_schema(&carried, &classes, true, None, Default::default());
+    check_committed_schema(schema_to_json(&predictions), "predictions-residuals.json");
 }
 
 fn check_committed_schema(written: serde_json::Value, file: &str) {

@@ -10,6 +10,7 @@ mod model_twin;
 mod profiles;
 mod real_data;
 mod remote;
+mod residuals;
 mod sim_oracle;
 mod stage;
 mod train;

@@ -69,6 +69,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         nan_policy: nan,
         pixel_scale: Default::default(),
         tta: Default::default(),
+        observation: Default::default(),
     };
     predict(&PredictOptions { input, ..predict_options(inputs, predictor, out) }).map(|_| ())
 }
@@ -101,6 +102,7 @@ pub(crate) fn classifier(model: &Path, batch_size: usize) -> PredictorOptions {
         nan_policy: NanPolicy::Fail,
         pixel_scale: Default::default(),
         tta: Default::default(),
+        observation: Default::default(),
     }
 }
 
@@ -115,6 +117,7 @@ fn bundled(task: StageTask, pixel_scale: lensmae::stage::geometry::PixelScale) -
         nan_policy: NanPolicy::Fail,
         pixel_scale,
         tta: Default::default(),
+        observation: Default::default(),
     }
 }
 
@@ -523,6 +526,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
             nan_policy: NanPolicy::Fail,
             pixel_scale: Default::default(),
             tta: Default::default(),
+            observation: Default::default(),
         },
         out: dir.path().join(out),
         overwrite: false,
@@ -749,7 +753,8 @@ fn pyarrow_read_our_columns_and_tensor_as_the_golden_records() {
         Field::new("objectId", DataType::Utf8, true),
     ];
     let classes = ["axion", "cdm", "no_sub"].map(String::from);
-    let schema = lensmae::stage::output::predictions_schema(&carried, &classes, Some([64, 64]), Default::default());
+    let schema =
+        lensmae::stage::output::predictions_schema(&carried, &classes, false, Some([64, 64]), Default::default());
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(serde_json::json!(names), golden["columns"]);
     let sr = schema.field_with_name("sr_image").unwrap();

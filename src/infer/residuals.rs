@@ -1,0 +1,81 @@
+//! Classifiers of smooth-lens residuals. A slightly different smooth lens imitates
+//! most substructure, so such a classifier does not read the cutout: every cutout
+//! is first fitted with the smooth lens (SIE + shear), a Sersic source and the
+//! deflector's Sersic light, from the cutout alone, and the model reads what the
+//! fit leaves, (data - fit) / sigma (RESULTS.md, "Conditioning on a smooth-lens
+//! fit"). The fit is the checkpoint's recipe ([`SmoothLensResiduals`]), the one its
+//! training residuals were made with; it needs each cutout's PSF and exposure time.
+
+use crate::sim::detectability::{smooth_lens_residual, Observation, SmoothLensResiduals};
+use crate::sim::grid::Image;
+use crate::sim::Simulator;
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::path::Path;
+
+/// The smooth-lens fit of a checkpoint, ready to run.
+pub struct ResidualFitter {
+    /// The recipe it fits with.
+    pub recipe: SmoothLensResiduals,
+    sim: Simulator,
+}
+
+/// What the fit of one cutout gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FittedCutout {
+    /// (data - fit) / sigma per pixel: what the classifier reads.
+    pub residual: Vec<f32>,
+    /// chi^2 of the fit per pixel (about 1 when the smooth lens explains the
+    /// cutout to the noise).
+    pub chi2_per_pixel: f64,
+    /// The fitted Einstein radius, arcsec.
+    pub theta_e: f64,
+}
+
+impl ResidualFitter {
+    /// The fitter of the recipe a checkpoint at `path` carries.
+    pub fn new(path: &Path, recipe: &SmoothLensResiduals) -> Result<ResidualFitter> {
+        let sim = Simulator::new(recipe.simulator.clone())
+            .map_err(|e| Error::checkpoint(path, format!("its smooth-lens residual recipe: {e}")))?;
+        if sim.noise_at(Some(1.0)).variance(&Image::zeros(1), 1.0).is_none() {
+            return Err(Error::checkpoint(path, "its smooth-lens residual recipe has no noise model to weight a fit"));
+        }
+        Ok(ResidualFitter { recipe: recipe.clone(), sim })
+    }
+
+    /// The side of the cutouts it fits, pixels.
+    pub fn image_size(&self) -> usize {
+        self.sim.config().image.size
+    }
+
+    /// The fits of `raw` cutouts (rows of `image_size^2`, in the units the recipe's
+    /// simulator writes) observed as `observations` say, one per row, in parallel;
+    /// a row that cannot be fitted gets the reason.
+    pub fn fit(&self, raw: &[f32], observations: &[Observation]) -> Vec<std::result::Result<FittedCutout, String>> {
+        let per = self.image_size() * self.image_size();
+        assert_eq!(raw.len(), per * observations.len(), "one observation per cutout");
+        raw.par_chunks_exact(per).zip(observations).map(|(pixels, observed)| self.fit_one(pixels, observed)).collect()
+    }
+
+    fn fit_one(&self, pixels: &[f32], observed: &Observation) -> std::result::Result<FittedCutout, String> {
+        if !(observed.psf_fwhm.is_finite() && observed.psf_fwhm > 0.0) {
+            return Err(format!("PSF FWHM {} arcsec: must be finite and > 0", observed.psf_fwhm));
+        }
+        match observed.exposure_time {
+            Some(t) if t.is_finite() && t > 0.0 => {}
+            other => return Err(format!("exposure time {other:?} s: must be finite and > 0")),
+        }
+        let data = Image { size: self.image_size(), pixels: pixels.iter().map(|&v| v as f64).collect() };
+        let fitted = smooth_lens_residual(&self.sim, *observed, &data, &self.recipe.grid)
+            .ok_or_else(|| "the recipe has no noise model for this exposure".to_string())?;
+        let chi2: f64 = fitted.chi.iter().map(|c| c * c).sum();
+        if !chi2.is_finite() {
+            return Err("the fit's residual is not finite".into());
+        }
+        Ok(FittedCutout {
+            residual: fitted.chi.iter().map(|&c| c as f32).collect(),
+            chi2_per_pixel: chi2 / fitted.chi.len() as f64,
+            theta_e: fitted.fit.params.lens_theta_e,
+        })
+    }
+}

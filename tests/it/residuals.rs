@@ -1,0 +1,116 @@
+//! Classifiers of smooth-lens residuals in `predict`: every cutout is fitted
+//! blind and the model reads what the fit leaves; rows the fit cannot run on fail
+//! with the reason, and inputs of the wrong kind are refused before any work.
+
+use crate::stage::{classifier, predict_options, read, strings};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use lensmae::data::images::read_parquet_images;
+use lensmae::data::simulate::{simulate_dataset, SimulateOptions};
+use lensmae::infer::LoadedClassifier;
+use lensmae::model::checkpoint::{load_checkpoint, save_checkpoint};
+use lensmae::sim::detectability::{smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals};
+use lensmae::sim::{presets::preset, Image, Simulator};
+use lensmae::stage::{predict, ObservationSource, StageTask};
+use std::path::{Path, PathBuf};
+
+/// Three `survey` lenses (one a class) as `simulate` writes them.
+fn survey_lenses(dir: &Path) -> PathBuf {
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    simulate_dataset(&sim, &SimulateOptions::new(1, 5, dir)).unwrap();
+    dir.join("dataset.parquet")
+}
+
+/// The bundled survey classifier's weights, declared a classifier of the
+/// `survey` recipe's smooth-lens residuals: what `finetune` writes for a model
+/// trained on such residuals (the weights do not matter to the plumbing).
+fn residual_classifier(dir: &Path) -> PathBuf {
+    let (tensors, mut meta) =
+        load_checkpoint(Path::new("bundled:survey-classifier"), &candle_core::Device::Cpu).unwrap();
+    meta.smooth_lens_residuals =
+        Some(SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() });
+    let path = dir.join("residual-classifier.safetensors");
+    save_checkpoint(&path, &tensors, &meta).unwrap();
+    path
+}
+
+#[test]
+fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lenses, model) = (survey_lenses(dir.path()), residual_classifier(dir.path()));
+    let out = dir.path().join("predictions.parquet");
+    let summary = predict(&predict_options(&[lenses.clone()], classifier(&model, 2), &out)).unwrap();
+    assert_eq!((summary.rows, summary.failed), (3, 0));
+    let batch = read(&out);
+    assert!(strings(&batch, "status")
+        .iter()
+        .all(|s| s.as_deref() == Some("ok") || s.as_deref() == Some("out_of_domain")));
+    let floats = |name: &str| -> Vec<f64> {
+        let column = batch.column_by_name(name).unwrap_or_else(|| panic!("no `{name}`"));
+        column.as_primitive::<Float64Type>().values().to_vec()
+    };
+    // The observation columns it read are carried, and what the fit found is reported.
+    let (psf, exposure, chi2, theta_e) =
+        (floats("psf_fwhm"), floats("exposure_time"), floats("fit_chi2"), floats("fit_theta_e"));
+    let truth = read(&lenses);
+    let true_theta_e = truth.column_by_name("lens_theta_e").unwrap().as_primitive::<Float64Type>().values().to_vec();
+    let classes = strings(&truth, "label");
+    for i in 0..3 {
+        assert!(chi2[i] > 0.8 && chi2[i] < 3.0, "row {i}: chi^2 per pixel {}", chi2[i]);
+        // Substructure moves the best smooth lens (a vortex is mostly central mass).
+        let within = if classes[i].as_deref() == Some("no_sub") { 0.05 } else { 0.2 };
+        let off = (theta_e[i] / true_theta_e[i] - 1.0).abs();
+        assert!(off < within, "row {i}: theta_E {} vs {}", theta_e[i], true_theta_e[i]);
+    }
+    // The probabilities are the model's on the residuals the library's fit gives.
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let mut residuals = Vec::new();
+    for i in 0..3 {
+        let data = Image { size: 64, pixels: images.image(i).iter().map(|&v| v as f64).collect() };
+        let observed = Observation { psf_fwhm: psf[i], exposure_time: Some(exposure[i]) };
+        let fitted = smooth_lens_residual(&sim, observed, &data, &BlindGrid::default()).unwrap();
+        assert!(((fitted.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0) / chi2[i] - 1.0).abs() < 1e-12);
+        residuals.extend(fitted.chi.iter().map(|&c| c as f32));
+    }
+    let loaded = LoadedClassifier::load(&model, &candle_core::Device::Cpu).unwrap();
+    let expected = loaded.predict(&residuals, 2).unwrap().probabilities;
+    for (j, class) in loaded.meta.class_names.iter().enumerate() {
+        let written = batch.column_by_name(&format!("p_{class}")).unwrap().as_primitive::<Float32Type>();
+        for i in 0..3 {
+            assert_eq!(written.value(i), expected[i * 3 + j], "row {i}, p_{class}");
+        }
+    }
+}
+
+#[test]
+fn a_residual_classifier_says_why_it_cannot_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lenses, model) = (survey_lenses(dir.path()), residual_classifier(dir.path()));
+    let out = dir.path().join("predictions.parquet");
+    // No such column, and no value given: refused, naming both ways to give it.
+    let mut options = classifier(&model, 2);
+    options.observation = ObservationSource { psf_column: "seeing".into(), ..Default::default() };
+    let err = predict(&predict_options(&[lenses.clone()], options, &out)).unwrap_err().to_string();
+    assert!(err.contains("seeing") && err.contains("--psf-fwhm"), "{err}");
+    // A value the fit cannot use fails every row, with the reason, and the run says so.
+    let mut options = classifier(&model, 2);
+    options.observation = ObservationSource { exposure_time: Some(f64::NAN), ..Default::default() };
+    let summary = predict(&predict_options(&[lenses.clone()], options, &out)).unwrap();
+    assert_eq!(summary.failed, 3);
+    let status = strings(&read(&out), "status");
+    assert!(
+        status.iter().all(|s| s.as_deref().unwrap().starts_with("failed: smooth-lens fit: exposure time")),
+        "{status:?}"
+    );
+    // Super-resolved cutouts are not observations.
+    let mut options = classifier(&model, 2);
+    options.task = StageTask::All;
+    let err = predict(&predict_options(&[lenses.clone()], options, &out)).err().unwrap().to_string();
+    assert!(err.contains("super-resolved"), "{err}");
+    // `evaluate` on cutouts (not residuals) would score the model on inputs it never takes.
+    let loaded = LoadedClassifier::load(&model, &candle_core::Device::Cpu).unwrap();
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let err = lensmae::eval::classifier::evaluate_classifier(&loaded, &images, &[], 2).err().unwrap().to_string();
+    assert!(err.contains("residuals of a smooth-lens fit"), "{err}");
+}
