@@ -11,6 +11,9 @@ use super::npy_tree::NpyTreeWriter;
 use super::parquet::ParquetDatasetWriter;
 use super::record::{DatasetInfo, Record, Task};
 use super::{DatasetWriter, Format, WriteSummary};
+use crate::sim::detectability::{
+    smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY,
+};
 use crate::sim::Simulator;
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -46,6 +49,11 @@ pub struct SimulateOptions {
     /// Also write `sub_snr_refit` (a smooth-lens fit per image with substructure,
     /// ~0.1-0.2 s of a core each; classification datasets of noisy recipes).
     pub refit_detectability: bool,
+    /// Write each image's smooth-lens residual in place of its pixels
+    /// ([`crate::sim::detectability::smooth_lens_residual`], from the drawn PSF
+    /// and exposure; classification datasets of recipes with noise). The dataset
+    /// records the recipe, and a classifier trained on it fits cutouts the same way.
+    pub smooth_lens_residuals: bool,
 }
 
 impl SimulateOptions {
@@ -63,6 +71,7 @@ impl SimulateOptions {
             progress: Default::default(),
             cancel: crate::cancel::Cancel::new(),
             refit_detectability: false,
+            smooth_lens_residuals: false,
         }
     }
 }
@@ -100,7 +109,16 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
     if let Task::Superres { factor } = opts.task {
         m.insert("lensmae:superres_factor".into(), factor.to_string());
     }
+    if opts.smooth_lens_residuals {
+        let recipe = residual_recipe(sim);
+        m.insert(SMOOTH_LENS_RESIDUALS_KEY.into(), serde_json::to_string(&recipe).expect("a recipe serialises"));
+    }
     m
+}
+
+/// How `--smooth-lens-residuals` fits: the dataset's own recipe, the blind fit's default grid.
+fn residual_recipe(sim: &Simulator) -> SmoothLensResiduals {
+    SmoothLensResiduals { simulator: sim.config().clone(), grid: BlindGrid::default() }
 }
 
 /// The rows a dataset holds: each row's class (its id is its index) and the
@@ -130,6 +148,12 @@ fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Vec<usize>, DatasetI
         return Err(Error::config(
             "refit_detectability",
             "applies to classification datasets of recipes with noise (sub_snr is measured against the noise)",
+        ));
+    }
+    if opts.smooth_lens_residuals && (opts.task != Task::Classify || !sim.config().has_noise()) {
+        return Err(Error::config(
+            "smooth_lens_residuals",
+            "applies to classification datasets of recipes with noise (the fit is weighted by the noise)",
         ));
     }
     let total = opts.n_per_class * class_idx.len();
@@ -223,7 +247,13 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
 fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u64) -> Record {
     let (images, params, sub_snr, sub_snr_refit) = match opts.task {
         Task::Classify => {
-            let s = sim.simulate_with(class_idx, opts.seed, id, opts.refit_detectability);
+            let mut s = sim.simulate_with(class_idx, opts.seed, id, opts.refit_detectability);
+            if opts.smooth_lens_residuals {
+                let observed = Observation { psf_fwhm: s.params.psf_fwhm, exposure_time: s.params.exposure_time };
+                let residual = smooth_lens_residual(sim, observed, &s.image, &residual_recipe(sim).grid)
+                    .expect("checked: the recipe has noise");
+                s.image.pixels = residual.chi;
+            }
             (vec![s.image], s.params, s.sub_snr, s.sub_snr_refit)
         }
         Task::Superres { factor } => {

@@ -114,3 +114,29 @@ fn a_residual_classifier_says_why_it_cannot_fit() {
     let err = lensmae::eval::classifier::evaluate_classifier(&loaded, &images, &[], 2).err().unwrap().to_string();
     assert!(err.contains("residuals of a smooth-lens fit"), "{err}");
 }
+
+#[test]
+fn simulate_writes_the_residuals_inference_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let opts = SimulateOptions { smooth_lens_residuals: true, ..SimulateOptions::new(1, 5, dir.path().join("r")) };
+    simulate_dataset(&sim, &opts).unwrap();
+    let written = read_parquet_images(&dir.path().join("r/dataset.parquet"), "image").unwrap();
+    // The dataset records the recipe, so a classifier trained on it carries it.
+    let recipe = written.recorded_smooth_lens_residuals().unwrap().unwrap();
+    assert_eq!(recipe, SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() });
+    for id in 0..3 {
+        let drawn = sim.simulate(id % 3, 5, id as u64);
+        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let residual = smooth_lens_residual(&sim, observed, &drawn.image, &recipe.grid).unwrap();
+        let expected: Vec<f32> = residual.chi.iter().map(|&c| c as f32).collect();
+        assert_eq!(written.image(id), &expected[..], "row {id}");
+    }
+    // Pairs and noise-free recipes have nothing to fit against.
+    let pairs = SimulateOptions { task: lensmae::data::Task::Superres { factor: 4 }, ..opts.clone() };
+    let err = simulate_dataset(&sim, &pairs).unwrap_err().to_string();
+    assert!(err.contains("smooth_lens_residuals"), "{err}");
+    let noise_free = Simulator::new(preset("deeplense-model2").unwrap()).unwrap();
+    let err = simulate_dataset(&noise_free, &opts).unwrap_err().to_string();
+    assert!(err.contains("smooth_lens_residuals"), "{err}");
+}
