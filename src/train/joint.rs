@@ -120,21 +120,11 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
         e["joint"] = joint.clone();
         e
     };
-    let (cls_scale, sr_scale) = (images.recorded_pixel_scale(), pairs.hr.recorded_pixel_scale());
-    let residuals = images.recorded_smooth_lens_residuals()?;
+    let (recorded, sr_scale) = (RecordedInput::of(&images)?, pairs.hr.recorded_pixel_scale());
     let save_both = |tensors: &HashMap<String, Tensor>, cls_extra: serde_json::Value, sr_extra: serde_json::Value| {
         let mut cls = with_prefixes(tensors, &CLASSIFIER_KEYS);
         cls.extend(preprocess_tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let cls_meta = classifier_meta(
-            t,
-            &model_cfg,
-            &images,
-            opts.pooling,
-            &preprocessor,
-            cls_scale,
-            residuals.clone(),
-            cls_extra,
-        );
+        let cls_meta = classifier_meta(t, &model_cfg, &images, opts.pooling, &preprocessor, &recorded, cls_extra);
         save_checkpoint(&t.out, &cls, &cls_meta)?;
         let sr_meta = superres_meta(t, &model_cfg, &head, pairs, sr_scale, sr_extra);
         save_checkpoint(&opts.superres_out, &with_prefixes(tensors, &SUPERRES_KEYS), &sr_meta)

@@ -853,6 +853,25 @@ fn classifier_inputs(
     (data, preprocessor)
 }
 
+/// What a classifier's training images record of how they were made, read once
+/// for every checkpoint a run saves.
+#[derive(Clone)]
+pub(crate) struct RecordedInput {
+    /// Arcsec per pixel.
+    pixel_scale: Option<f64>,
+    /// The smooth-lens fit of residual images.
+    smooth_lens_residuals: Option<SmoothLensResiduals>,
+}
+
+impl RecordedInput {
+    pub(crate) fn of(data: &LabelledImages) -> Result<RecordedInput> {
+        Ok(RecordedInput {
+            pixel_scale: data.recorded_pixel_scale(),
+            smooth_lens_residuals: data.recorded_smooth_lens_residuals()?,
+        })
+    }
+}
+
 /// A classifier checkpoint's description.
 fn classifier_meta(
     t: &TrainOptions,
@@ -860,8 +879,7 @@ fn classifier_meta(
     data: &LabelledImages,
     pooling: Pooling,
     preprocessor: &Preprocessor,
-    pixel_scale: Option<f64>,
-    smooth_lens_residuals: Option<SmoothLensResiduals>,
+    recorded: &RecordedInput,
     extra: serde_json::Value,
 ) -> CheckpointMeta {
     CheckpointMeta {
@@ -874,10 +892,10 @@ fn classifier_meta(
         preprocessing: Preprocessing {
             normalisation: preprocessor.normalisation_name(),
             image_size: data.size,
-            pixel_scale,
+            pixel_scale: recorded.pixel_scale,
         },
         calibration: None,
-        smooth_lens_residuals,
+        smooth_lens_residuals: recorded.smooth_lens_residuals.clone(),
         provenance: provenance(t, data, extra),
     }
 }
@@ -946,11 +964,9 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         format!("{:?}", (&opts.model, opts.freeze_encoder, opts.pooling, opts.dropout, opts.standardise_pixels));
     let identity = run_identity(t, &[&data], &opts.init, specifics)?;
     let mut run = start_finetuning(t, identity, &varmap, &init_tensors, trainable, train.len())?;
-    let pixel_scale = data.recorded_pixel_scale();
-    let residuals = data.recorded_smooth_lens_residuals()?;
-    let meta = |extra: serde_json::Value| {
-        classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, pixel_scale, residuals.clone(), extra)
-    };
+    let recorded = RecordedInput::of(&data)?;
+    let meta =
+        |extra: serde_json::Value| classifier_meta(t, &model_cfg, &data, opts.pooling, &preprocessor, &recorded, extra);
     let init_name = init_label(&opts.init);
     train_epochs(
         t,

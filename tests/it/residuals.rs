@@ -39,7 +39,7 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
     let dir = tempfile::tempdir().unwrap();
     let (lenses, model) = (survey_lenses(dir.path()), residual_classifier(dir.path()));
     let out = dir.path().join("predictions.parquet");
-    let summary = predict(&predict_options(&[lenses.clone()], classifier(&model, 2), &out)).unwrap();
+    let summary = predict(&predict_options(std::slice::from_ref(&lenses), classifier(&model, 2), &out)).unwrap();
     assert_eq!((summary.rows, summary.failed), (3, 0));
     let batch = read(&out);
     assert!(strings(&batch, "status")
@@ -91,12 +91,12 @@ fn a_residual_classifier_says_why_it_cannot_fit() {
     // No such column, and no value given: refused, naming both ways to give it.
     let mut options = classifier(&model, 2);
     options.observation = ObservationSource { psf_column: "seeing".into(), ..Default::default() };
-    let err = predict(&predict_options(&[lenses.clone()], options, &out)).unwrap_err().to_string();
+    let err = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).unwrap_err().to_string();
     assert!(err.contains("seeing") && err.contains("--psf-fwhm"), "{err}");
     // A value the fit cannot use fails every row, with the reason, and the run says so.
     let mut options = classifier(&model, 2);
     options.observation = ObservationSource { exposure_time: Some(f64::NAN), ..Default::default() };
-    let summary = predict(&predict_options(&[lenses.clone()], options, &out)).unwrap();
+    let summary = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).unwrap();
     assert_eq!(summary.failed, 3);
     let status = strings(&read(&out), "status");
     assert!(
@@ -106,7 +106,7 @@ fn a_residual_classifier_says_why_it_cannot_fit() {
     // Super-resolved cutouts are not observations.
     let mut options = classifier(&model, 2);
     options.task = StageTask::All;
-    let err = predict(&predict_options(&[lenses.clone()], options, &out)).err().unwrap().to_string();
+    let err = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).err().unwrap().to_string();
     assert!(err.contains("super-resolved"), "{err}");
     // `evaluate` on cutouts (not residuals) would score the model on inputs it never takes.
     let loaded = LoadedClassifier::load(&model, &candle_core::Device::Cpu).unwrap();
