@@ -233,6 +233,9 @@ pub struct Predictor {
     options: PredictorOptions,
     classifier: Option<LoadedClassifier>,
     superres: Option<LoadedSuperres>,
+    /// The classifier reads smooth-lens residuals and the input holds cutouts to fit
+    /// (not residuals already made with its recipe).
+    fits_inputs: bool,
 }
 
 impl Predictor {
@@ -281,7 +284,41 @@ impl Predictor {
                 ));
             }
         }
-        Ok(Predictor { options: options.clone(), classifier, superres })
+        let fits_inputs = classifier.as_ref().is_some_and(|c| c.residuals.is_some());
+        Ok(Predictor { options: options.clone(), classifier, superres, fits_inputs })
+    }
+
+    /// The predictor for `inputs`: a table of smooth-lens residuals (written by
+    /// `simulate --smooth-lens-residuals`, which records their recipe) goes to a
+    /// classifier of residuals of the same recipe as it is, without a second fit;
+    /// residuals for any other classifier, or of another recipe, are refused.
+    pub fn for_inputs(mut self, inputs: &[PathBuf]) -> Result<Predictor> {
+        let local_parquet = |p: &&PathBuf| {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+            p.is_file() && (ext == "parquet" || ext == "pq")
+        };
+        let Some(first) = inputs.first().filter(local_parquet) else {
+            return Ok(self);
+        };
+        let Some(recorded) = crate::data::parquet::open_parquet(first)?
+            .schema()
+            .metadata()
+            .get(crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY)
+            .cloned()
+        else {
+            return Ok(self);
+        };
+        let wanted = self.classifier.as_ref().and_then(|c| c.residuals.as_ref()).map(|f| &f.recipe);
+        let same = wanted.is_some_and(|w| serde_json::from_str(&recorded).ok().as_ref() == Some(w));
+        if !same {
+            let message = match wanted {
+                Some(_) => "holds smooth-lens residuals of another recipe than the classifier's",
+                None => "holds smooth-lens residuals, and this model reads cutouts",
+            };
+            return Err(Error::Mismatch { path: first.clone(), message: message.into() });
+        }
+        self.fits_inputs = false;
+        Ok(self)
     }
 
     /// `input` with the columns the models need carried too: a classifier of
@@ -291,7 +328,7 @@ impl Predictor {
     /// it as given then, and the first batch says what is missing.
     pub fn input_options(&self, input: &InputOptions) -> InputOptions {
         let mut input = input.clone();
-        if self.classifier.as_ref().is_some_and(|c| c.residuals.is_some()) {
+        if self.fits_inputs {
             for column in self.options.observation.columns() {
                 if !input.keep.contains(&column) {
                     input.keep.push(column);
@@ -396,8 +433,7 @@ impl Predictor {
     /// The output columns for these carried columns.
     pub fn output_schema(&self, carried: &[arrow_schema::Field], metadata: HashMap<String, String>) -> SchemaRef {
         let sr_shape = self.superres.as_ref().map(|s| [s.hr_size(), s.hr_size()]);
-        let fits = self.classifier.as_ref().is_some_and(|c| c.residuals.is_some());
-        predictions_schema(carried, &self.class_names(), fits, sr_shape, metadata)
+        predictions_schema(carried, &self.class_names(), self.fits_inputs, sr_shape, metadata)
     }
 
     /// Every row of `reader` predicted in memory, in batches of the batch size:
@@ -595,7 +631,8 @@ impl Predictor {
         let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
         let model_started = Instant::now();
         // A classifier of smooth-lens residuals reads what the fit of each cutout leaves.
-        let fits = match models.classifier.as_ref().and_then(|c| c.residuals.as_ref()) {
+        let fitter = models.classifier.as_ref().and_then(|c| c.residuals.as_ref()).filter(|_| self.fits_inputs);
+        let fits = match fitter {
             Some(fitter) => Some(fit_rows(fitter, &opts.observation, &mut batch, &mut status, image_len)?),
             None => None,
         };
@@ -799,7 +836,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         return Err(Error::config("--out", "--resume and --shard write a folder of chunks: give --out a folder"));
     }
     let started = Instant::now();
-    let predictor = Predictor::load(&opts.predictor)?;
+    let predictor = Predictor::load(&opts.predictor)?.for_inputs(&opts.inputs)?;
     // An input without the observation columns is opened as given: the first batch
     // then says which value is missing and how to give it.
     let reader = open_input(&opts.inputs, &predictor.input_options(&opts.input))

@@ -140,3 +140,33 @@ fn simulate_writes_the_residuals_inference_computes() {
     let err = simulate_dataset(&noise_free, &opts).unwrap_err().to_string();
     assert!(err.contains("smooth_lens_residuals"), "{err}");
 }
+
+#[test]
+fn residuals_made_once_are_read_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lenses, model) = (survey_lenses(dir.path()), residual_classifier(dir.path()));
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let opts = SimulateOptions { smooth_lens_residuals: true, ..SimulateOptions::new(1, 5, dir.path().join("r")) };
+    simulate_dataset(&sim, &opts).unwrap();
+    let residuals = dir.path().join("r/dataset.parquet");
+    let (fitted, given) = (dir.path().join("fitted.parquet"), dir.path().join("given.parquet"));
+    predict(&predict_options(std::slice::from_ref(&lenses), classifier(&model, 2), &fitted)).unwrap();
+    predict(&predict_options(std::slice::from_ref(&residuals), classifier(&model, 2), &given)).unwrap();
+    let (fitted, given) = (read(&fitted), read(&given));
+    // Not fitted again: no fit columns, and the same answers as from the cutouts
+    // (fitted there from their float32 pixels, here from the float64 render).
+    assert!(given.column_by_name("fit_chi2").is_none() && fitted.column_by_name("fit_chi2").is_some());
+    for class in ["axion", "cdm", "no_sub"] {
+        let column = |b: &arrow_array::RecordBatch| {
+            b.column_by_name(&format!("p_{class}")).unwrap().as_primitive::<Float32Type>().values().to_vec()
+        };
+        for (a, b) in column(&fitted).iter().zip(column(&given)) {
+            assert!((a - b).abs() < 1e-4, "p_{class}: {a} from the cutout, {b} from the residual");
+        }
+    }
+    // A classifier of cutouts is not given residuals.
+    let out = dir.path().join("refused.parquet");
+    let plain = classifier(Path::new("bundled:survey-classifier"), 2);
+    let err = predict(&predict_options(std::slice::from_ref(&residuals), plain, &out)).err().unwrap().to_string();
+    assert!(err.contains("holds smooth-lens residuals"), "{err}");
+}
