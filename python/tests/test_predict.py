@@ -133,3 +133,21 @@ def test_cutouts_of_another_size_and_scale_are_regridded(fixtures):
     assert got.column("p_cdm").equals(want.column("p_cdm"))
     assert set(got.column("status").to_pylist()) == {"out_of_domain"}
     assert got.column("pixel_scale").to_pylist() == [0.0505] * 12
+
+
+def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, tmp_path):
+    lenses = lensmae.simulate("survey", n_per_class=1, seed=5)
+    source = tmp_path / "lenses.parquet"
+    pq.write_table(lenses, source)
+    residual = "bundled:survey-residual-classifier"
+    want = cli_predictions(lensmae_cli, tmp_path, source, "--model", residual, "--keep", "id")
+    got = lensmae.load_model(residual).predict(lenses, keep=["id"])
+    # The observation columns it read are carried, and what the fit found is written.
+    for name in ["psf_fwhm", "exposure_time", "fit_chi2", "fit_theta_e", "p_axion", "p_cdm", "p_no_sub", "status"]:
+        assert got.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
+    # One value for every cutout instead of the columns.
+    fixed = lensmae.load_model(residual, psf_fwhm=0.17, exposure_time=2200.0)
+    without = lenses.drop_columns(["psf_fwhm", "exposure_time"])
+    assert fixed.predict(without).column("status").to_pylist() != [None] * 3
+    with pytest.raises(lensmae.LensmaeError, match="--psf-fwhm"):
+        lensmae.load_model(residual).predict(without)

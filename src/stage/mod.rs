@@ -300,25 +300,29 @@ impl Predictor {
         let Some(first) = inputs.first().filter(local_parquet) else {
             return Ok(self);
         };
-        let Some(recorded) = crate::data::parquet::open_parquet(first)?
-            .schema()
-            .metadata()
-            .get(crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY)
-            .cloned()
-        else {
-            return Ok(self);
-        };
-        let wanted = self.classifier.as_ref().and_then(|c| c.residuals.as_ref()).map(|f| &f.recipe);
-        let same = wanted.is_some_and(|w| serde_json::from_str(&recorded).ok().as_ref() == Some(w));
-        if !same {
-            let message = match wanted {
-                Some(_) => "holds smooth-lens residuals of another recipe than the classifier's",
-                None => "holds smooth-lens residuals, and this model reads cutouts",
-            };
-            return Err(Error::Mismatch { path: first.clone(), message: message.into() });
+        let builder = crate::data::parquet::open_parquet(first)?;
+        let recorded = builder.schema().metadata().get(crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY);
+        if self.reads_as_residuals(recorded.map(String::as_str), first)? {
+            self.fits_inputs = false;
         }
-        self.fits_inputs = false;
         Ok(self)
+    }
+
+    /// Whether an input whose table records the smooth-lens residual recipe
+    /// `recorded` (metadata `lensmae:smooth_lens_residuals`) holds residuals made with
+    /// the classifier's own recipe (to be read as they are); an error naming
+    /// `source` when it holds residuals the models do not read.
+    pub fn reads_as_residuals(&self, recorded: Option<&str>, source: &Path) -> Result<bool> {
+        let Some(recorded) = recorded else { return Ok(false) };
+        let wanted = self.classifier.as_ref().and_then(|c| c.residuals.as_ref()).map(|f| &f.recipe);
+        if wanted.is_some_and(|w| serde_json::from_str(recorded).ok().as_ref() == Some(w)) {
+            return Ok(true);
+        }
+        let message = match wanted {
+            Some(_) => "holds smooth-lens residuals of another recipe than the classifier's",
+            None => "holds smooth-lens residuals, and this model reads cutouts",
+        };
+        Err(Error::Mismatch { path: source.to_path_buf(), message: message.into() })
     }
 
     /// `input` with the columns the models need carried too: a classifier of
