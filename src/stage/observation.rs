@@ -1,0 +1,130 @@
+//! Where a classifier of smooth-lens residuals gets what it fits each cutout with
+//! (its PSF and exposure time: one value for all, or the input's columns), and the
+//! fit of a batch's rows before the model sees them.
+
+use super::CutoutBatch;
+use crate::infer::residuals::{FittedCutout, ResidualFitter};
+use crate::sim::detectability::Observation;
+use crate::{Error, Result};
+
+/// Where each cutout's PSF FWHM and exposure time come from, for a classifier that
+/// fits a smooth lens to every cutout: one value for all, else a column of the
+/// input (carried into the output).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationSource {
+    /// The PSF FWHM of every cutout, arcsec (else the column `psf_column`).
+    pub psf_fwhm: Option<f64>,
+    /// The column of per-cutout PSF FWHMs, arcsec.
+    pub psf_column: String,
+    /// The exposure time of every cutout, s (else the column `exposure_column`).
+    pub exposure_time: Option<f64>,
+    /// The column of per-cutout exposure times, s.
+    pub exposure_column: String,
+}
+
+impl Default for ObservationSource {
+    /// The columns `lensmae simulate` writes.
+    fn default() -> Self {
+        ObservationSource {
+            psf_fwhm: None,
+            psf_column: "psf_fwhm".into(),
+            exposure_time: None,
+            exposure_column: "exposure_time".into(),
+        }
+    }
+}
+
+impl ObservationSource {
+    /// The input columns it reads (those for which no single value is given).
+    pub fn columns(&self) -> Vec<String> {
+        let mut columns = Vec::new();
+        if self.psf_fwhm.is_none() {
+            columns.push(self.psf_column.clone());
+        }
+        if self.exposure_time.is_none() {
+            columns.push(self.exposure_column.clone());
+        }
+        columns
+    }
+
+    /// Each row's observation: `Err` (for the whole batch) when a column it needs
+    /// was not carried or is not numeric, a row's reason when its value is null.
+    fn of_rows(&self, batch: &CutoutBatch) -> Result<Vec<std::result::Result<Observation, String>>> {
+        let column = |name: &str, flag: &str| -> Result<Vec<Option<f64>>> {
+            use arrow_array::cast::AsArray;
+            use arrow_array::types::{Float32Type, Float64Type};
+            let Some((_, values)) = batch.carried.iter().find(|(f, _)| f.name() == name) else {
+                return Err(Error::config(
+                    flag,
+                    format!(
+                        "the classifier fits a smooth lens to every cutout and needs its {}: the input has no \
+                         column `{name}` (give one value with {flag}, or name the column with {flag}-col)",
+                        if flag == "--psf-fwhm" { "PSF FWHM (arcsec)" } else { "exposure time (s)" }
+                    ),
+                ));
+            };
+            match values.data_type() {
+                arrow_schema::DataType::Float64 => Ok(values.as_primitive::<Float64Type>().iter().collect()),
+                arrow_schema::DataType::Float32 => {
+                    Ok(values.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect())
+                }
+                other => Err(Error::config(flag, format!("column `{name}` is {other}, a float column is needed"))),
+            }
+        };
+        let n = batch.len();
+        let psf = match self.psf_fwhm {
+            Some(v) => vec![Some(v); n],
+            None => column(&self.psf_column, "--psf-fwhm")?,
+        };
+        let exposure = match self.exposure_time {
+            Some(v) => vec![Some(v); n],
+            None => column(&self.exposure_column, "--exposure-time")?,
+        };
+        Ok(psf
+            .into_iter()
+            .zip(exposure)
+            .map(|(psf, exposure)| match (psf, exposure) {
+                (Some(psf_fwhm), Some(t)) => Ok(Observation { psf_fwhm, exposure_time: Some(t) }),
+                (None, _) => Err(format!("no PSF FWHM (`{}` is null)", self.psf_column)),
+                (_, None) => Err(format!("no exposure time (`{}` is null)", self.exposure_column)),
+            })
+            .collect())
+    }
+}
+
+/// Fits the smooth lens to every usable row of `batch` and puts the residual in
+/// place of its pixels; a row that cannot be fitted gets `failed: ...` as its
+/// status. Per row, what the fit found (None for rows not fitted).
+pub(super) fn fit_rows(
+    fitter: &ResidualFitter,
+    source: &ObservationSource,
+    batch: &mut CutoutBatch,
+    status: &mut [String],
+    image_len: usize,
+) -> Result<Vec<Option<FittedCutout>>> {
+    let observations = source.of_rows(batch)?;
+    let mut todo = Vec::new();
+    for (r, observed) in observations.into_iter().enumerate() {
+        if !status[r].starts_with("ok") {
+            continue;
+        }
+        match observed {
+            Ok(observed) => todo.push((r, observed)),
+            Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),
+        }
+    }
+    let pixels: Vec<f32> =
+        todo.iter().flat_map(|&(r, _)| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect();
+    let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o).collect();
+    let mut fitted = vec![None; batch.len()];
+    for ((r, _), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed)) {
+        match outcome {
+            Ok(fit) => {
+                batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);
+                fitted[r] = Some(fit);
+            }
+            Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),
+        }
+    }
+    Ok(fitted)
+}
