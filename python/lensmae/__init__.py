@@ -146,7 +146,9 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                psf_fwhm: Optional[float] = None, exposure_time: Optional[float] = None) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
-    calibrated, see models/README.md), ``"bundled:superres"`` or
+    calibrated, see models/README.md), ``"bundled:survey-residual-classifier"`` (the
+    same cutouts, each fitted with a smooth lens first: needs ``psf_fwhm`` and
+    ``exposure_time``), ``"bundled:superres"`` or
     ``"bundled:survey-superres"`` (16x16 -> 64x64), or a checkpoint path.
 
     ``task``: ``classify`` (default), ``superres`` or ``all`` (super-resolve, then

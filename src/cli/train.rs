@@ -368,7 +368,7 @@ pub enum ModelCommand {
     /// Print a checkpoint's description (config, task, classes, provenance).
     Info {
         /// The checkpoint (or a bundled model: `bundled:classifier`, `bundled:superres`,
-        /// `bundled:survey-classifier`, `bundled:survey-superres`).
+        /// `bundled:survey-classifier`, `bundled:survey-residual-classifier`, `bundled:survey-superres`).
         checkpoint: PathBuf,
     },
     /// Write a compact copy of a checkpoint for shipping: weights in f16

@@ -14,15 +14,17 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The models compiled into lensmae (`models/*.safetensors`, trained by
-/// `pipelines/bundled.toml` and, the survey models, `pipelines/survey.toml`; model
+/// `pipelines/bundled.toml` and, the survey models, `pipelines/survey.toml` and
+/// `pipelines/survey-residual.toml`; model
 /// cards beside them), reachable everywhere a checkpoint path is taken under
 /// these names, so `predict` works on day one from any folder and after
 /// `cargo install`.
-pub const BUNDLED: [(&str, &[u8]); 4] = [
+pub const BUNDLED: [(&str, &[u8]); 5] = [
     ("bundled:classifier", include_bytes!("../../models/classifier.safetensors")),
     ("bundled:superres", include_bytes!("../../models/superres.safetensors")),
     ("bundled:survey-superres", include_bytes!("../../models/survey-superres.safetensors")),
     ("bundled:survey-classifier", include_bytes!("../../models/survey-classifier.safetensors")),
+    ("bundled:survey-residual-classifier", include_bytes!("../../models/survey-residual-classifier.safetensors")),
 ];
 
 /// The bundled classifier's name.

@@ -170,3 +170,14 @@ fn residuals_made_once_are_read_as_they_are() {
     let err = predict(&predict_options(std::slice::from_ref(&residuals), plain, &out)).err().unwrap().to_string();
     assert!(err.contains("holds smooth-lens residuals"), "{err}");
 }
+
+#[test]
+fn the_bundled_residual_classifier_carries_its_fit_and_its_domain() {
+    let model =
+        LoadedClassifier::load(Path::new("bundled:survey-residual-classifier"), &candle_core::Device::Cpu).unwrap();
+    let recipe = &model.residuals.as_ref().expect("a classifier of residuals").recipe;
+    assert_eq!(recipe.simulator.name, "survey");
+    assert_eq!(recipe.grid, BlindGrid::default());
+    assert!(model.domain.is_some() && model.meta.calibration.is_some());
+    assert_eq!(model.meta.class_names, ["axion", "cdm", "no_sub"]);
+}
