@@ -7,7 +7,8 @@
 //! columns as read, `p_<class>` for each class of the classifier, `pred_class`,
 //! `max_prob`, `entropy` (nats), `ood_score` (the Mahalanobis distance of the
 //! image's encoder features from the classifier's training domain) and `in_domain`
-//! (null for an uncalibrated classifier), `sr_image` (a fixed-shape tensor, when a
+//! (null for an uncalibrated classifier), for a classifier of smooth-lens residuals
+//! `fit_chi2` and `fit_theta_e` (what the fit of the cutout found), `sr_image` (a fixed-shape tensor, when a
 //! super-resolution model ran) and `status` (`ok`; `out_of_domain` when the model
 //! answered but the image is unlike its training data; or why the row has no
 //! prediction). Rows without a prediction hold nulls, never a made-up value.
