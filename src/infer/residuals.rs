@@ -79,3 +79,39 @@ impl ResidualFitter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::detectability::BlindGrid;
+
+    #[test]
+    fn cutouts_that_are_not_lenses_get_an_answer_or_a_reason_never_a_panic() {
+        let recipe = SmoothLensResiduals {
+            simulator: crate::sim::presets::preset("survey").unwrap(),
+            grid: BlindGrid { max_fits: 1, ..BlindGrid::default() },
+        };
+        let fitter = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
+        let n = fitter.image_size().pow(2);
+        let observed = Observation { psf_fwhm: 0.17, exposure_time: Some(2200.0) };
+        let mut cutouts = vec![0f32; n]; // blank
+        cutouts.extend(std::iter::repeat_n(-5.0f32, n)); // negative sky
+        cutouts.extend(std::iter::repeat_n(f32::MAX, n)); // saturated everywhere
+        let fits = fitter.fit(&cutouts, &[observed; 3]);
+        for (which, fit) in ["blank", "negative", "saturated"].iter().zip(&fits) {
+            if let Ok(fit) = fit {
+                assert!(fit.residual.iter().all(|v| v.is_finite()) && fit.chi2_per_pixel.is_finite(), "{which}");
+            }
+        }
+        // What a survey must say: a PSF and an exposure the fit can use.
+        let bad = [
+            Observation { psf_fwhm: f64::NAN, exposure_time: Some(2200.0) },
+            Observation { psf_fwhm: 0.17, exposure_time: None },
+            Observation { psf_fwhm: 0.17, exposure_time: Some(-1.0) },
+        ];
+        let refused = fitter.fit(&cutouts, &bad);
+        assert!(refused[0].as_ref().unwrap_err().contains("PSF FWHM"));
+        assert!(refused[1].as_ref().unwrap_err().contains("exposure time"));
+        assert!(refused[2].as_ref().unwrap_err().contains("exposure time"));
+    }
+}
