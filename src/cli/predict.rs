@@ -126,7 +126,9 @@ pub struct PredictArgs {
     #[command(flatten)]
     input: InputArgs,
     /// Classifier checkpoint (default: the bundled classifier of noise-free Model II
-    /// lenses, `bundled:classifier`; for noisy survey cutouts `bundled:survey-classifier`).
+    /// lenses, `bundled:classifier`; for noisy survey cutouts `bundled:survey-classifier`,
+    /// or `bundled:survey-residual-classifier`, which fits a smooth lens to each cutout
+    /// first and needs its PSF and exposure: see --psf-fwhm, --exposure-time).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Super-resolution checkpoint (default: the bundled model, `bundled:superres`).
