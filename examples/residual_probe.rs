@@ -91,24 +91,21 @@ struct Lens {
     sub_snr: Option<f64>,
 }
 
-/// Row `id` of the `survey` dataset of `seed`, as `simulate` writes it.
+/// Row `id` of the `survey` dataset of `seed`, as `simulate` renders it.
 fn simulated_lens(sim: &Simulator, seed: u64, id: u64) -> Lens {
     let class_idx = id as usize % sim.class_names().len();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(id);
-    let params = sim.sample_params(class_idx, &mut rng);
-    let noise = sim.noise(&params);
-    let camera = sim.camera(&params);
-    let noise_free = sim.scene(class_idx, &params).render_with(&camera, None);
-    let sub_snr = sim.sub_snr(class_idx, &params, &noise_free, &noise);
-    let mut data = noise_free;
-    noise.apply(&mut data, sim.config().image.pixel_scale, &mut rng);
-    if id < 3 {
-        // The same pixels `simulate` writes for this seed and row.
-        assert_eq!(sim.simulate(class_idx, seed, id).image.pixels, data.pixels, "row {id}");
-    }
+    let drawn = sim.simulate(class_idx, seed, id);
+    let params = drawn.params;
     let observed = Observation { psf_fwhm: params.psf_fwhm, exposure_time: params.exposure_time };
-    Lens { id, class_idx, data, noise, observed, truth: Some(params), sub_snr }
+    Lens {
+        id,
+        class_idx,
+        data: drawn.image,
+        noise: sim.noise(&params),
+        observed,
+        truth: Some(params),
+        sub_snr: drawn.sub_snr,
+    }
 }
 
 fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
@@ -180,7 +177,6 @@ fn lenses_from(sim: &Simulator, path: &std::path::Path, n: usize) -> lensmae::Re
         }
     }
     let [psf, exposure, sub_snr] = columns;
-    let instrument = sim.config().resolved_instrument()?.expect("the survey recipe has an instrument");
     let pixels = images.size * images.size;
     Ok((0..n.min(images.labels.len()))
         .map(|i| Lens {
@@ -190,7 +186,7 @@ fn lenses_from(sim: &Simulator, path: &std::path::Path, n: usize) -> lensmae::Re
                 size: images.size,
                 pixels: images.pixels[i * pixels..(i + 1) * pixels].iter().map(|v| *v as f64).collect(),
             },
-            noise: Noise::Instrument { instrument: instrument.clone(), exposure_time: exposure[i] },
+            noise: sim.noise_at(Some(exposure[i])),
             observed: Observation { psf_fwhm: psf[i], exposure_time: Some(exposure[i]) },
             truth: None,
             sub_snr: Some(sub_snr[i]),

@@ -8,7 +8,6 @@
 use arrow_pyarrow::{PyArrowType, Table};
 use lensmae::cancel::Cancel;
 use lensmae::data::cutouts::arrow::ArrowCutouts;
-use lensmae::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY;
 use lensmae::stage::{InputOptions, NanPolicy, ObservationSource, Predictor, PredictorOptions, StageTask};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -147,8 +146,7 @@ impl Model {
             .detach(|| {
                 in_pool(&self.pool, || -> lensmae::Result<_> {
                     // Residuals made already would be fitted again: the CLI reads such files as they are.
-                    let recorded = schema.metadata().get(SMOOTH_LENS_RESIDUALS_KEY).map(String::as_str);
-                    if self.predictor.reads_as_residuals(recorded, std::path::Path::new("table"))? {
+                    if self.predictor.reads_as_residuals(&schema, std::path::Path::new("table"))? {
                         return Err(lensmae::Error::Mismatch {
                             path: "table".into(),
                             message: "holds smooth-lens residuals already: pass the cutouts (the model fits them), \

@@ -17,7 +17,7 @@ use crate::data::parquet::columns;
 pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABELLED};
 use crate::data::parquet::cutouts::ParquetCutouts;
 use crate::data::LabelTable;
-use crate::sim::detectability::{SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY};
+use crate::sim::detectability::SmoothLensResiduals;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -87,11 +87,7 @@ impl LabelledImages {
             return Ok(None);
         }
         let builder = super::parquet::open_parquet(&self.source)?;
-        let Some(text) = builder.schema().metadata().get(SMOOTH_LENS_RESIDUALS_KEY) else { return Ok(None) };
-        serde_json::from_str(text).map(Some).map_err(|e| Error::Parquet {
-            path: self.source.clone(),
-            message: format!("metadata `{SMOOTH_LENS_RESIDUALS_KEY}` is not a smooth-lens residual recipe: {e}"),
-        })
+        super::parquet::recorded_smooth_lens_residuals(builder.schema(), &self.source)
     }
 
     /// Images with the labels (and ids, else row numbers) of `table`, read from `source`.

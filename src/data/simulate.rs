@@ -118,7 +118,12 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
 
 /// How `--smooth-lens-residuals` fits: the dataset's own recipe, the blind fit's default grid.
 fn residual_recipe(sim: &Simulator) -> SmoothLensResiduals {
-    SmoothLensResiduals { simulator: sim.config().clone(), grid: BlindGrid::default() }
+    SmoothLensResiduals { simulator: sim.config().clone(), grid: residual_grid() }
+}
+
+/// Where `--smooth-lens-residuals`'s blind fits start.
+fn residual_grid() -> BlindGrid {
+    BlindGrid::default()
 }
 
 /// The rows a dataset holds: each row's class (its id is its index) and the
@@ -250,7 +255,7 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
             let mut s = sim.simulate_with(class_idx, opts.seed, id, opts.refit_detectability);
             if opts.smooth_lens_residuals {
                 let observed = Observation { psf_fwhm: s.params.psf_fwhm, exposure_time: s.params.exposure_time };
-                let residual = smooth_lens_residual(sim, observed, &s.image, &residual_recipe(sim).grid)
+                let residual = smooth_lens_residual(sim, observed, &s.image, &residual_grid())
                     .expect("checked: the recipe has noise");
                 s.image.pixels = residual.chi;
             }

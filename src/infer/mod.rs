@@ -13,6 +13,7 @@ use crate::model::mae::Pooling;
 use crate::model::preprocess::{minmax_scale, scaled, Centring, Preprocessor};
 use crate::model::superres::SuperResolver;
 use crate::model::VitClassifier;
+use crate::sim::detectability::SmoothLensResiduals;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -177,19 +178,13 @@ impl LoadedClassifier {
     /// would score a model on inputs it never takes. An error naming `data` when it
     /// is of the wrong kind.
     pub fn check_images(&self, data: &LabelledImages) -> Result<()> {
-        let wanted = self.residuals.as_ref().map(|f| &f.recipe);
         let recorded = data.recorded_smooth_lens_residuals()?;
-        let message = match (wanted, &recorded) {
-            (None, None) => return Ok(()),
-            (Some(w), Some(r)) if w == r => return Ok(()),
-            (Some(_), Some(_)) => "holds smooth-lens residuals of another recipe than the classifier's",
-            (Some(_), None) => {
-                "holds cutouts, and the classifier reads the residuals of a smooth-lens fit to each: evaluate it on \
-                 residuals made with its recipe, or run `lensmae predict` (which fits the cutouts) and evaluate \
-                 the predictions"
-            }
-            (None, Some(_)) => "holds smooth-lens residuals, and the classifier reads cutouts",
-        };
+        if reads_as_residuals(self.residuals.as_ref(), recorded.as_ref(), &data.source)? || self.residuals.is_none() {
+            return Ok(());
+        }
+        let message = "holds cutouts, and the classifier reads the residuals of a smooth-lens fit to each: evaluate \
+                       it on residuals made with its recipe, or run `lensmae predict` (which fits the cutouts) and \
+                       evaluate the predictions";
         Err(Error::Mismatch { path: data.source.clone(), message: message.into() })
     }
 
@@ -268,6 +263,24 @@ impl LoadedClassifier {
             scores.iter().zip(&output.centring).map(|(&s, c)| self.in_domain(s) == Some(true) && !c.beyond_search);
         Some(flags.collect())
     }
+}
+
+/// Whether an input recording the residual recipe `recorded` (None: cutouts) is
+/// read as it is by a model with the fit `fitter` (None: a model of cutouts):
+/// true for residuals of its own recipe, false for cutouts; an error naming
+/// `source` for residuals it does not read.
+pub fn reads_as_residuals(
+    fitter: Option<&ResidualFitter>,
+    recorded: Option<&SmoothLensResiduals>,
+    source: &Path,
+) -> Result<bool> {
+    let message = match (fitter.map(|f| &f.recipe), recorded) {
+        (_, None) => return Ok(false),
+        (Some(wanted), Some(r)) if wanted == r => return Ok(true),
+        (Some(_), Some(_)) => "holds smooth-lens residuals of another recipe than the classifier's",
+        (None, Some(_)) => "holds smooth-lens residuals, and this model reads cutouts",
+    };
+    Err(Error::Mismatch { path: source.to_path_buf(), message: message.into() })
 }
 
 /// The augmentation a classifier was trained with: recorded in its provenance

@@ -37,7 +37,7 @@ impl ResidualFitter {
     pub fn new(path: &Path, recipe: &SmoothLensResiduals) -> Result<ResidualFitter> {
         let sim = Simulator::new(recipe.simulator.clone())
             .map_err(|e| Error::checkpoint(path, format!("its smooth-lens residual recipe: {e}")))?;
-        if sim.noise_at(Some(1.0)).variance(&Image::zeros(1), 1.0).is_none() {
+        if !recipe.simulator.has_noise() {
             return Err(Error::checkpoint(path, "its smooth-lens residual recipe has no noise model to weight a fit"));
         }
         Ok(ResidualFitter { recipe: recipe.clone(), sim })

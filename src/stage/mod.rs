@@ -15,7 +15,9 @@ pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use crate::infer::residuals::FittedCutout;
-use crate::infer::{file_sha256, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation};
+use crate::infer::{
+    file_sha256, reads_as_residuals, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation,
+};
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::model::preprocess::{Centring, CENTRING_REACH};
 use crate::{Error, Result};
@@ -217,28 +219,19 @@ impl Predictor {
             return Ok(self);
         };
         let builder = crate::data::parquet::open_parquet(first)?;
-        let recorded = builder.schema().metadata().get(crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY);
-        if self.reads_as_residuals(recorded.map(String::as_str), first)? {
+        if self.reads_as_residuals(builder.schema(), first)? {
             self.fits_inputs = false;
         }
         Ok(self)
     }
 
-    /// Whether an input whose table records the smooth-lens residual recipe
-    /// `recorded` (metadata `lensmae:smooth_lens_residuals`) holds residuals made with
-    /// the classifier's own recipe (to be read as they are); an error naming
+    /// Whether an input of table schema `schema` holds smooth-lens residuals made
+    /// with the classifier's own recipe (to be read as they are); an error naming
     /// `source` when it holds residuals the models do not read.
-    pub fn reads_as_residuals(&self, recorded: Option<&str>, source: &Path) -> Result<bool> {
-        let Some(recorded) = recorded else { return Ok(false) };
-        let wanted = self.classifier.as_ref().and_then(|c| c.residuals.as_ref()).map(|f| &f.recipe);
-        if wanted.is_some_and(|w| serde_json::from_str(recorded).ok().as_ref() == Some(w)) {
-            return Ok(true);
-        }
-        let message = match wanted {
-            Some(_) => "holds smooth-lens residuals of another recipe than the classifier's",
-            None => "holds smooth-lens residuals, and this model reads cutouts",
-        };
-        Err(Error::Mismatch { path: source.to_path_buf(), message: message.into() })
+    pub fn reads_as_residuals(&self, schema: &arrow_schema::Schema, source: &Path) -> Result<bool> {
+        let recorded = crate::data::parquet::recorded_smooth_lens_residuals(schema, source)?;
+        let fitter = self.classifier.as_ref().and_then(|c| c.residuals.as_ref());
+        reads_as_residuals(fitter, recorded.as_ref(), source)
     }
 
     /// `input` with the columns the models need carried too: a classifier of

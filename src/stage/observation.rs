@@ -50,16 +50,15 @@ impl ObservationSource {
     /// Each row's observation: `Err` (for the whole batch) when a column it needs
     /// was not carried or is not numeric, a row's reason when its value is null.
     fn of_rows(&self, batch: &CutoutBatch) -> Result<Vec<std::result::Result<Observation, String>>> {
-        let column = |name: &str, flag: &str| -> Result<Vec<Option<f64>>> {
+        let column = |name: &str, flag: &str, what: &str| -> Result<Vec<Option<f64>>> {
             use arrow_array::cast::AsArray;
             use arrow_array::types::{Float32Type, Float64Type};
             let Some((_, values)) = batch.carried.iter().find(|(f, _)| f.name() == name) else {
                 return Err(Error::config(
                     flag,
                     format!(
-                        "the classifier fits a smooth lens to every cutout and needs its {}: the input has no \
-                         column `{name}` (give one value with {flag}, or name the column with {flag}-col)",
-                        if flag == "--psf-fwhm" { "PSF FWHM (arcsec)" } else { "exposure time (s)" }
+                        "the classifier fits a smooth lens to every cutout and needs its {what}: the input has \
+                         no column `{name}` (give one value with {flag}, or name the column with {flag}-col)"
                     ),
                 ));
             };
@@ -74,11 +73,11 @@ impl ObservationSource {
         let n = batch.len();
         let psf = match self.psf_fwhm {
             Some(v) => vec![Some(v); n],
-            None => column(&self.psf_column, "--psf-fwhm")?,
+            None => column(&self.psf_column, "--psf-fwhm", "PSF FWHM (arcsec)")?,
         };
         let exposure = match self.exposure_time {
             Some(v) => vec![Some(v); n],
-            None => column(&self.exposure_column, "--exposure-time")?,
+            None => column(&self.exposure_column, "--exposure-time", "exposure time (s)")?,
         };
         Ok(psf
             .into_iter()

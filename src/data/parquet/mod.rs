@@ -19,6 +19,7 @@ use crate::data::atomic::AtomicPath;
 use crate::data::record::{DatasetInfo, Record, PARAM_COLUMNS};
 use crate::data::remote::{self, RemoteObject, RemoteReader};
 use crate::data::{DatasetWriter, WriteSummary};
+use crate::sim::detectability::{SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY};
 use crate::{Error, Result};
 use arrow_array::{
     ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch,
@@ -50,6 +51,17 @@ pub const FIXED_SHAPE_TENSOR: &str = "arrow.fixed_shape_tensor";
 /// The schema metadata key under which lensmae's tables record their pixel scale
 /// (arcsec per pixel).
 pub const PIXEL_SCALE_KEY: &str = "lensmae:pixel_scale";
+
+/// The smooth-lens residual recipe a table's schema metadata records (a table of
+/// residuals, `simulate --smooth-lens-residuals`), if any; an error naming `path`
+/// when the entry is not one.
+pub fn recorded_smooth_lens_residuals(schema: &Schema, path: &Path) -> Result<Option<SmoothLensResiduals>> {
+    let Some(text) = schema.metadata().get(SMOOTH_LENS_RESIDUALS_KEY) else { return Ok(None) };
+    serde_json::from_str(text).map(Some).map_err(|e| Error::Parquet {
+        path: path.to_path_buf(),
+        message: format!("metadata `{SMOOTH_LENS_RESIDUALS_KEY}` is not a smooth-lens residual recipe: {e}"),
+    })
+}
 
 /// The pixel scale a table's schema metadata records, if any.
 pub fn recorded_pixel_scale(schema: &Schema) -> Option<f64> {
