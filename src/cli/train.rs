@@ -387,7 +387,7 @@ pub enum ModelCommand {
     /// Fit a classifier's calibration on labelled images it was not trained on
     /// (validation data): the softmax temperature, and the model of its training
     /// domain behind `ood_score` / `in_domain` with the threshold at a quantile of
-    /// these images' scores. Writes the calibrated checkpoint (weights unchanged).
+    /// these images' out-of-fold scores. Writes the calibrated checkpoint (weights unchanged).
     Calibrate {
         /// The classifier (a path or `bundled:classifier`).
         #[arg(long)]

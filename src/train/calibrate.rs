@@ -1,7 +1,7 @@
 //! Fitting a classifier's calibration on labelled images it was not trained on:
 //! the softmax temperature that minimises their cross-entropy, and the model of
-//! its training domain with the `ood_score` threshold at a quantile of their scores
-//! (see [`crate::model::domain`]). `finetune` does this on its validation split;
+//! its training domain with the `ood_score` threshold at a quantile of their
+//! out-of-fold scores (see [`crate::model::domain`]). `finetune` does this on its validation split;
 //! `lensmae model calibrate` does it for an existing checkpoint.
 
 use crate::data::images::LabelledImages;
@@ -9,14 +9,16 @@ use crate::eval::classification::RELIABILITY_BINS;
 use crate::eval::Reliability;
 use crate::infer::{softmax_probabilities, LoadedClassifier};
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
-use crate::model::domain::{quantile, Calibration, DomainModel, DOMAIN_FEATURES};
+use crate::model::domain::{
+    quantile, Calibration, DomainModel, DOMAIN_FEATURES, THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD,
+};
 use crate::{Error, Result};
 use candle_core::Device;
 use serde::Serialize;
 use std::path::Path;
 
-/// The quantile of the fitting images' scores used as the threshold by default:
-/// about 1% of in-domain images get flagged.
+/// The quantile of the fitting images' out-of-fold scores used as the threshold by
+/// default: about 1% of new in-domain images get flagged.
 pub const DEFAULT_OOD_QUANTILE: f64 = 0.99;
 
 /// Fewest images a calibration is fitted on (`finetune` leaves a checkpoint
@@ -72,7 +74,8 @@ pub fn fit_calibration(
     let width = features.len() / n;
     let temperature = fit_temperature(logits, labels, k);
     let domain = DomainModel::fit(features, labels, k, width)?;
-    let ood_threshold = quantile(&domain.scores(features), ood_quantile);
+    let ood_threshold =
+        quantile(&DomainModel::out_of_fold_scores(features, labels, k, width, THRESHOLD_FOLDS)?, ood_quantile);
     // The probabilities `predict` will give, before and after the temperature.
     let ece = |t: Option<f64>| -> Result<f64> {
         let probs = softmax_probabilities(logits.to_vec(), k, t, &Device::Cpu)?;
@@ -89,6 +92,7 @@ pub fn fit_calibration(
         temperature,
         ood_threshold,
         ood_quantile,
+        ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
         features: DOMAIN_FEATURES.into(),
         fitted_on: n,
         data: data.into(),
