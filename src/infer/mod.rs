@@ -109,6 +109,9 @@ pub struct ClassifierOutput {
     /// Per image, where its preparation found the deflector and how far it moved
     /// it to the centre (antisymmetric scalings; not moved for the others).
     pub centring: Vec<Centring>,
+    /// Chi^2 per pixel of each input residual, for a classifier of residuals whose
+    /// calibration bounds it ([`crate::model::domain::Calibration::residual_chi2_range`]).
+    pub residual_chi2: Option<Vec<f32>>,
 }
 
 impl LoadedClassifier {
@@ -213,6 +216,8 @@ impl LoadedClassifier {
         batch: usize,
     ) -> Result<ClassifierOutput> {
         let s = self.image_size();
+        let bounded = self.meta.calibration.as_ref().is_some_and(|c| c.residual_chi2_range.is_some());
+        let residual_chi2 = bounded.then(|| crate::model::domain::residual_chi2(raw, s * s));
         let mut pixels = raw.to_vec();
         let centring = self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
@@ -236,7 +241,7 @@ impl LoadedClassifier {
             probabilities.iter_mut().for_each(|p| *p /= views as f32);
         }
         let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
-        Ok(ClassifierOutput { probabilities, ood_scores, centring })
+        Ok(ClassifierOutput { probabilities, ood_scores, centring, residual_chi2 })
     }
 
     /// Logits `[n * k]` and domain features `[n * F]` of images already prepared.
@@ -255,12 +260,21 @@ impl LoadedClassifier {
     }
 
     /// Per image of `output`, whether it is within the training domain: its
-    /// `ood_score` within the threshold and its deflector where the preparation
-    /// could centre it (None when uncalibrated).
+    /// `ood_score` within the threshold, its deflector where the preparation
+    /// could centre it, and for a classifier of residuals its chi^2 per pixel within
+    /// the calibration residuals' range (None when uncalibrated).
     pub fn in_domain_flags(&self, output: &ClassifierOutput) -> Option<Vec<bool>> {
         let scores = output.ood_scores.as_ref()?;
-        let flags =
-            scores.iter().zip(&output.centring).map(|(&s, c)| self.in_domain(s) == Some(true) && !c.beyond_search);
+        let range = self.meta.calibration.as_ref().and_then(|c| c.residual_chi2_range);
+        let fits_like_training = |i: usize| match (range, &output.residual_chi2) {
+            (Some([low, high]), Some(chi2)) => (low..=high).contains(&(chi2[i] as f64)),
+            _ => true,
+        };
+        let flags = scores
+            .iter()
+            .zip(&output.centring)
+            .enumerate()
+            .map(|(i, (&s, c))| self.in_domain(s) == Some(true) && !c.beyond_search && fits_like_training(i));
         Some(flags.collect())
     }
 }

@@ -39,6 +39,13 @@ pub struct Calibration {
     /// 2026-12-05, their scores under the domain fitted on them ([`THRESHOLD_FROM_IN_SAMPLE`]).
     #[serde(default = "in_sample")]
     pub ood_threshold_from: String,
+    /// For a classifier of smooth-lens residuals: the range of chi^2 per pixel
+    /// (mean squared residual) of the calibration residuals, [0.001, 0.999] quantiles.
+    /// An input outside it was not explained by the fit as the training lenses were
+    /// (noise cutouts leave hundreds; noise-free images almost none), whatever its
+    /// features: the classifier's scaling divides out the residual's own level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_chi2_range: Option<[f64; 2]>,
     /// Which features: `cls+mean-tokens`.
     pub features: String,
     /// Images the temperature and the domain were fitted on.
@@ -58,6 +65,25 @@ pub const THRESHOLD_FOLDS: usize = 10;
 
 fn in_sample() -> String {
     THRESHOLD_FROM_IN_SAMPLE.into()
+}
+
+/// Quantiles of the calibration residuals' chi^2 per pixel that bound
+/// [`Calibration::residual_chi2_range`].
+pub const RESIDUAL_CHI2_QUANTILES: [f64; 2] = [0.001, 0.999];
+
+/// Chi^2 per pixel of each residual image (rows of `pixels_per_image`): the mean
+/// squared residual, about 1 where a fit explains the image to the noise.
+pub fn residual_chi2(residuals: &[f32], pixels_per_image: usize) -> Vec<f32> {
+    residuals
+        .chunks_exact(pixels_per_image)
+        .map(|r| (r.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / pixels_per_image as f64) as f32)
+        .collect()
+}
+
+/// [`Calibration::residual_chi2_range`] of calibration residuals.
+pub fn residual_chi2_range(residuals: &[f32], pixels_per_image: usize) -> [f64; 2] {
+    let chi2 = residual_chi2(residuals, pixels_per_image);
+    RESIDUAL_CHI2_QUANTILES.map(|q| quantile(&chi2, q))
 }
 
 /// Feature layout written into [`Calibration::features`].
@@ -339,6 +365,17 @@ mod tests {
             "features":"cls+mean-tokens","fitted_on":900,"data":"validation split"}"#;
         let calibration: Calibration = serde_json::from_str(old).unwrap();
         assert_eq!(calibration.ood_threshold_from, THRESHOLD_FROM_IN_SAMPLE);
+        assert_eq!(calibration.residual_chi2_range, None);
+    }
+
+    #[test]
+    fn the_residual_range_bounds_the_calibration_residuals_chi2() {
+        // Residuals of 1,000 images of 16 pixels, at levels 0.5 to 1.5 (chi^2 0.25 to 2.25).
+        let residuals: Vec<f32> = (0..1000).flat_map(|i| [0.5 + i as f32 / 1000.0; 16]).collect();
+        let chi2 = residual_chi2(&residuals, 16);
+        assert!((chi2[0] - 0.25).abs() < 1e-6 && (chi2[999] - 1.499f32.powi(2)).abs() < 1e-4, "{chi2:?}");
+        let [low, high] = residual_chi2_range(&residuals, 16);
+        assert!((0.25..0.26).contains(&low) && (2.24..2.25).contains(&high), "{low} {high}");
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::eval::Reliability;
 use crate::infer::{softmax_probabilities, LoadedClassifier};
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::model::domain::{
-    quantile, Calibration, DomainModel, DOMAIN_FEATURES, THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD,
+    quantile, residual_chi2_range, Calibration, DomainModel, DOMAIN_FEATURES, THRESHOLD_FOLDS,
+    THRESHOLD_FROM_OUT_OF_FOLD,
 };
 use crate::{Error, Result};
 use candle_core::Device;
@@ -93,6 +94,7 @@ pub fn fit_calibration(
         ood_threshold,
         ood_quantile,
         ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
+        residual_chi2_range: None,
         features: DOMAIN_FEATURES.into(),
         fitted_on: n,
         data: data.into(),
@@ -170,8 +172,11 @@ pub fn calibrate_checkpoint(
     clf.preprocessor.apply(&mut prepared, s * s);
     let (logits, features) = clf.logits_and_features(&prepared, batch)?;
     let k = clf.meta.class_names.len();
-    let fitted =
+    let mut fitted =
         fit_calibration(&logits, &features, &images.labels, k, ood_quantile, &images.source.display().to_string())?;
+    if clf.residuals.is_some() {
+        fitted.calibration.residual_chi2_range = Some(residual_chi2_range(&images.pixels, s * s));
+    }
     tensors.extend(fitted.domain.checkpoint_tensors(device)?);
     meta.calibration = Some(fitted.calibration);
     save_checkpoint(out, &tensors, &meta)?;

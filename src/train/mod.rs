@@ -994,7 +994,13 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         "best_epoch": r.best_epoch, "test": test_metrics, "test_split": test.len()});
     let mut tensors = best;
     let calibration = if val.len() >= calibrate::MIN_IMAGES {
-        let fitted = calibrate_on_validation(&model, &data, &val, &test, t.batch_size, &mut extra)?;
+        let mut fitted = calibrate_on_validation(&model, &data, &val, &test, t.batch_size, &mut extra)?;
+        if recorded.smooth_lens_residuals.is_some() {
+            let n = data.size * data.size;
+            let residuals: Vec<f32> =
+                val.iter().flat_map(|&i| data.pixels[i * n..(i + 1) * n].iter().copied()).collect();
+            fitted.calibration.residual_chi2_range = Some(crate::model::domain::residual_chi2_range(&residuals, n));
+        }
         tensors.extend(fitted.domain.checkpoint_tensors(&dev)?);
         Some(fitted.calibration)
     } else {

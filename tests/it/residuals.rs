@@ -12,6 +12,7 @@ use lensmae::model::checkpoint::{load_checkpoint, save_checkpoint};
 use lensmae::sim::detectability::{smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals};
 use lensmae::sim::{presets::preset, Image, Simulator};
 use lensmae::stage::{predict, ObservationSource, StageTask};
+use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 
 /// Three `survey` lenses (one a class) as `simulate` writes them.
@@ -180,4 +181,21 @@ fn the_bundled_residual_classifier_carries_its_fit_and_its_domain() {
     assert_eq!(recipe.grid, BlindGrid::default());
     assert!(model.domain.is_some() && model.meta.calibration.is_some());
     assert_eq!(model.meta.class_names, ["axion", "cdm", "no_sub"]);
+
+    // What the fit leaves of a cutout it explains is noise, chi^2 about 1 per pixel.
+    // The residual of a noise cutout given the survey's observation is hundreds of
+    // sigma, and of a noise-free image almost nothing: the classifier's scaling
+    // divides the level out, so only the range of chi^2 its calibration saw flags them.
+    let [low, high] = model.meta.calibration.as_ref().unwrap().residual_chi2_range.expect("a chi^2 range");
+    assert!(low > 0.5 && low < 1.0 && high > 1.0 && high < 100.0, "{low} {high}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let noise: Vec<f32> = (0..64 * 64).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+    let mut residuals = noise.clone();
+    residuals.extend(noise.iter().map(|v| 20.0 * v + 18.0));
+    residuals.extend(noise.iter().map(|v| 0.01 * v));
+    let output = model.predict(&residuals, 3).unwrap();
+    let chi2 = output.residual_chi2.clone().expect("chi^2 of each residual");
+    assert!((chi2[0] - 1.0).abs() < 0.1 && chi2[1] > 500.0 && chi2[2] < 0.01, "{chi2:?}");
+    let flags = model.in_domain_flags(&output).unwrap();
+    assert!(!flags[1] && !flags[2], "{flags:?}");
 }
