@@ -253,28 +253,15 @@ impl LoadedClassifier {
         })
     }
 
-    /// Whether an `ood_score` is within the training domain (None when uncalibrated;
-    /// an infinite or NaN score never is).
-    pub fn in_domain(&self, score: f32) -> Option<bool> {
-        self.meta.calibration.as_ref().map(|c| (score as f64) <= c.ood_threshold)
-    }
-
-    /// Per image of `output`, whether it is within the training domain: its
-    /// `ood_score` within the threshold, its deflector where the preparation
-    /// could centre it, and for a classifier of residuals its chi^2 per pixel within
-    /// the calibration residuals' range (None when uncalibrated).
+    /// Per image of `output`, whether it is within the training domain
+    /// ([`crate::model::domain::Calibration::admits`]) with its deflector where the
+    /// preparation could centre it (None without a domain model; all false when uncalibrated).
     pub fn in_domain_flags(&self, output: &ClassifierOutput) -> Option<Vec<bool>> {
         let scores = output.ood_scores.as_ref()?;
-        let range = self.meta.calibration.as_ref().and_then(|c| c.residual_chi2_range);
-        let fits_like_training = |i: usize| match (range, &output.residual_chi2) {
-            (Some([low, high]), Some(chi2)) => (low..=high).contains(&(chi2[i] as f64)),
-            _ => true,
-        };
-        let flags = scores
-            .iter()
-            .zip(&output.centring)
-            .enumerate()
-            .map(|(i, (&s, c))| self.in_domain(s) == Some(true) && !c.beyond_search && fits_like_training(i));
+        let chi2 = |i: usize| output.residual_chi2.as_ref().map(|c| c[i]);
+        let flags = scores.iter().zip(&output.centring).enumerate().map(|(i, (&s, c))| {
+            self.meta.calibration.as_ref().is_some_and(|cal| cal.admits(s, chi2(i))) && !c.beyond_search
+        });
         Some(flags.collect())
     }
 }

@@ -54,6 +54,19 @@ pub struct Calibration {
     pub data: String,
 }
 
+impl Calibration {
+    /// Whether an input is within the domain: its `ood_score` within the threshold
+    /// (never an infinite or NaN one) and, where the calibration bounds it, its
+    /// residual's chi^2 per pixel within the calibration residuals' range.
+    pub fn admits(&self, score: f32, residual_chi2: Option<f32>) -> bool {
+        let fits_like_training = match (self.residual_chi2_range, residual_chi2) {
+            (Some([low, high]), Some(chi2)) => (low..=high).contains(&(chi2 as f64)),
+            _ => true,
+        };
+        (score as f64) <= self.ood_threshold && fits_like_training
+    }
+}
+
 /// [`Calibration::ood_threshold_from`] of a threshold taken from out-of-fold scores.
 pub const THRESHOLD_FROM_OUT_OF_FOLD: &str = "out-of-fold scores, 10 folds";
 /// [`Calibration::ood_threshold_from`] of checkpoints calibrated before out-of-fold
@@ -353,6 +366,8 @@ mod tests {
         let in_sample = flagged(quantile(&domain.scores(&features), q));
         let out_of_fold = DomainModel::out_of_fold_scores(&features, &labels, k, width, THRESHOLD_FOLDS).unwrap();
         let honest = flagged(quantile(&out_of_fold, q));
+        // RESULTS.md quotes these (`cargo test --release --lib out_of_fold -- --nocapture`).
+        eprintln!("flagged among new images: in-sample threshold {in_sample}, out-of-fold {honest}");
         // Fitted on 600 images of 64 features, a domain's own images sit closer than new
         // ones: their own quantile flags several times what it asks.
         assert!(in_sample > 0.03, "in-sample threshold flags {in_sample}");

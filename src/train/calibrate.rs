@@ -53,7 +53,9 @@ pub struct CalibrationSummary {
 }
 
 /// Fit temperature and domain from `logits` (`[n * k]`), domain `features`
-/// (`[n * F]`) and `labels` of `n` images.
+/// (`[n * F]`) and `labels` of `n` images; for a classifier of smooth-lens
+/// residuals, `residuals` (the `n` raw residual images and their pixel count) give
+/// [`Calibration::residual_chi2_range`].
 pub fn fit_calibration(
     logits: &[f32],
     features: &[f32],
@@ -61,6 +63,7 @@ pub fn fit_calibration(
     k: usize,
     ood_quantile: f64,
     data: &str,
+    residuals: Option<(&[f32], usize)>,
 ) -> Result<FittedCalibration> {
     let n = labels.len();
     if n < MIN_IMAGES || logits.len() != n * k || features.len() % n.max(1) != 0 {
@@ -94,7 +97,7 @@ pub fn fit_calibration(
         ood_threshold,
         ood_quantile,
         ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
-        residual_chi2_range: None,
+        residual_chi2_range: residuals.map(|(images, pixels)| residual_chi2_range(images, pixels)),
         features: DOMAIN_FEATURES.into(),
         fitted_on: n,
         data: data.into(),
@@ -172,11 +175,9 @@ pub fn calibrate_checkpoint(
     clf.preprocessor.apply(&mut prepared, s * s);
     let (logits, features) = clf.logits_and_features(&prepared, batch)?;
     let k = clf.meta.class_names.len();
-    let mut fitted =
-        fit_calibration(&logits, &features, &images.labels, k, ood_quantile, &images.source.display().to_string())?;
-    if clf.residuals.is_some() {
-        fitted.calibration.residual_chi2_range = Some(residual_chi2_range(&images.pixels, s * s));
-    }
+    let residuals = clf.residuals.is_some().then_some((images.pixels.as_slice(), s * s));
+    let data = images.source.display().to_string();
+    let fitted = fit_calibration(&logits, &features, &images.labels, k, ood_quantile, &data, residuals)?;
     tensors.extend(fitted.domain.checkpoint_tensors(device)?);
     meta.calibration = Some(fitted.calibration);
     save_checkpoint(out, &tensors, &meta)?;
@@ -204,7 +205,7 @@ mod tests {
         // softmax(8 / t) = 0.7 at the optimum: t = 8 / ln(0.7 / 0.3).
         assert!((t / (8.0 / (0.7f64 / 0.3).ln()) - 1.0).abs() < 1e-4, "{t}");
         let features: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
-        let fitted = fit_calibration(&logits, &features, &labels, 2, 0.99, "test").unwrap();
+        let fitted = fit_calibration(&logits, &features, &labels, 2, 0.99, "test", None).unwrap();
         assert!(fitted.summary.ece_after < 1e-3 && fitted.summary.ece_before > 0.29, "{:?}", fitted.summary);
     }
 }

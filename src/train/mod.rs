@@ -777,19 +777,26 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     })
 }
 
-/// Temperature and training domain fitted on the validation split `val`, with
-/// what they give on the untouched `test` split recorded in `extra`.
+/// Temperature and training domain fitted on the validation split `val` (with
+/// the chi^2 range of its images when they are smooth-lens `residuals`), with what
+/// they give on the untouched `test` split recorded in `extra`.
 fn calibrate_on_validation(
     model: &VitClassifier,
     data: &LabelledImages,
     val: &[usize],
     test: &[usize],
+    residuals: bool,
     batch: usize,
     extra: &mut serde_json::Value,
 ) -> Result<calibrate::FittedCalibration> {
     let k = data.class_names.len();
     let labels = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| data.labels[i]).collect() };
+    let n = data.size * data.size;
+    let images = |indices: &[usize]| -> Vec<f32> {
+        indices.iter().flat_map(|&i| data.pixels[i * n..(i + 1) * n].iter().copied()).collect()
+    };
     let (val_logits, val_features) = logits_and_domain_features(model, data, val, batch)?;
+    let val_residuals = if residuals { images(val) } else { Vec::new() };
     let fitted = calibrate::fit_calibration(
         &val_logits,
         &val_features,
@@ -797,6 +804,7 @@ fn calibrate_on_validation(
         k,
         calibrate::DEFAULT_OOD_QUANTILE,
         &format!("{} (validation split)", data.source.display()),
+        residuals.then_some((val_residuals.as_slice(), n)),
     )?;
     let (test_logits, test_features) = logits_and_domain_features(model, data, test, batch)?;
     let temperature = Some(fitted.calibration.temperature);
@@ -804,8 +812,10 @@ fn calibrate_on_validation(
     let test_ece =
         crate::eval::Reliability::compute(&calibrated, &labels(test), k, crate::eval::classification::RELIABILITY_BINS)
             .ece;
-    let threshold = fitted.calibration.ood_threshold;
-    let in_domain = fitted.domain.scores(&test_features).iter().filter(|&&s| (s as f64) <= threshold).count();
+    let test_chi2 = residuals.then(|| crate::model::domain::residual_chi2(&images(test), n));
+    let in_domain = (fitted.domain.scores(&test_features).iter().enumerate())
+        .filter(|&(i, &s)| fitted.calibration.admits(s, test_chi2.as_ref().map(|c| c[i])))
+        .count();
     extra["calibration"] = serde_json::to_value(&fitted.summary).expect("a summary serialises");
     extra["test_ece_calibrated"] = test_ece.into();
     extra["test_in_domain_fraction"] = (in_domain as f64 / test.len().max(1) as f64).into();
@@ -994,13 +1004,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         "best_epoch": r.best_epoch, "test": test_metrics, "test_split": test.len()});
     let mut tensors = best;
     let calibration = if val.len() >= calibrate::MIN_IMAGES {
-        let mut fitted = calibrate_on_validation(&model, &data, &val, &test, t.batch_size, &mut extra)?;
-        if recorded.smooth_lens_residuals.is_some() {
-            let n = data.size * data.size;
-            let residuals: Vec<f32> =
-                val.iter().flat_map(|&i| data.pixels[i * n..(i + 1) * n].iter().copied()).collect();
-            fitted.calibration.residual_chi2_range = Some(crate::model::domain::residual_chi2_range(&residuals, n));
-        }
+        let residuals = recorded.smooth_lens_residuals.is_some();
+        let fitted = calibrate_on_validation(&model, &data, &val, &test, residuals, t.batch_size, &mut extra)?;
         tensors.extend(fitted.domain.checkpoint_tensors(&dev)?);
         Some(fitted.calibration)
     } else {
