@@ -6,7 +6,8 @@
 #
 #   PY=/path/to/python bench/ood_check.sh [MODEL] [N_PER_CLASS] [OWN] [OTHER]
 #
-# Also prints (stderr) `evaluate` on the own held-out: AUC, accuracy, ECE, in-domain fraction.
+# Also prints (stderr) `evaluate` on the own held-out: AUC, accuracy, ECE, in-domain fraction;
+# and how far the answers move on the 16-bit copies (bench/storage_dp.py).
 # Defaults: the bundled classifier, 300 per class, deeplense-model2 against survey.
 # For a survey model: bench/ood_check.sh runs/survey/classifier.safetensors 300 survey deeplense-model2
 # For the classifier of smooth-lens residuals, which fits every cutout from its PSF and
@@ -47,3 +48,7 @@ $B evaluate --predictions "$OUT/pred-own.parquet" --input "$OUT/own/dataset.parq
 "$PY" bench/ood_auroc.py "$OUT/pred-own.parquet" "$OTHER"="$OUT/pred-other.parquet" uint16="$OUT/pred-uint16.parquet" \
     int16="$OUT/pred-int16.parquet" uniform-noise="$OUT/pred-uniform-noise.parquet" \
     gaussian-noise="$OUT/pred-gaussian-noise.parquet" constant="$OUT/pred-constant.parquet"
+# The same lenses stored as 16-bit integers: how far the answers move (the issue's 0.02).
+for s in uint16 int16; do
+    echo "answers moved, $s copies against float32: $("$PY" bench/storage_dp.py "$OUT/pred-own.parquet" "$OUT/pred-$s.parquet")"
+done
