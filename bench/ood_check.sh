@@ -11,7 +11,8 @@
 # Defaults: the bundled classifier, 300 per class, deeplense-model2 against survey.
 # For a survey model: bench/ood_check.sh runs/survey/classifier.safetensors 300 survey deeplense-model2
 # For the classifier of smooth-lens residuals, which fits every cutout from its PSF and
-# exposure, give the sets that carry neither (all but its own survey lenses) one observation:
+# exposure, give the sets that carry neither (all but its own survey lenses and their 16-bit
+# copies, which keep their columns) one observation:
 #   OBSERVATION="--psf-fwhm 0.17 --exposure-time 2264" bench/ood_check.sh \
 #       bundled:survey-residual-classifier 100 survey deeplense-model2
 # A row whose fit fails is counted as flagged, as `predict` answers nothing for it.
@@ -35,7 +36,7 @@ $B simulate --preset "$OTHER" --n-per-class "$N" --seed 17 --out "$OUT/other" --
 sets=(own/dataset other/dataset uint16 int16 uniform-noise gaussian-noise constant)
 for s in "${sets[@]}"; do
     observation=()
-    [ "$s" = own/dataset ] || read -r -a observation <<< "$OBSERVATION"
+    case "$s" in own/dataset | uint16 | int16) ;; *) read -r -a observation <<< "$OBSERVATION" ;; esac
     # Exit code 3: some rows failed (their fits), which the table says row by row.
     rc=0
     $B predict --input "$OUT/$s.parquet" --model "$MODEL" --keep id --out "$OUT/pred-${s%%/*}.parquet" \

@@ -126,12 +126,17 @@ fn simulate_writes_the_residuals_inference_computes() {
     // The dataset records the recipe, so a classifier trained on it carries it.
     let recipe = written.recorded_smooth_lens_residuals().unwrap().unwrap();
     assert_eq!(recipe, SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() });
+    // What `predict` does with the same lenses written as cutouts: it fits the float32
+    // pixels it reads, with each row's PSF and exposure.
+    let cutouts = survey_lenses(&dir.path().join("c"));
+    let stored = read_parquet_images(&cutouts, "image").unwrap();
+    let fitter = lensmae::infer::residuals::ResidualFitter::new(&cutouts, &recipe).unwrap();
     for id in 0..3 {
         let drawn = sim.simulate(id % 3, 5, id as u64);
         let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-        let residual = smooth_lens_residual(&sim, observed, &drawn.image, &recipe.grid).unwrap();
-        let expected: Vec<f32> = residual.chi.iter().map(|&c| c as f32).collect();
-        assert_eq!(written.image(id), &expected[..], "row {id}");
+        let fitted = fitter.fit(stored.image(id), &[observed]).remove(0).unwrap();
+        let moved = written.image(id).iter().zip(&fitted.residual).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(moved == 0.0, "row {id}: the written residual differs from predict's by up to {moved}");
     }
     // Pairs and noise-free recipes have nothing to fit against.
     let pairs = SimulateOptions { task: lensmae::data::Task::Superres { factor: 4 }, ..opts.clone() };
@@ -198,4 +203,30 @@ fn the_bundled_residual_classifier_carries_its_fit_and_its_domain() {
     assert!((chi2[0] - 1.0).abs() < 0.1 && chi2[1] > 500.0 && chi2[2] < 0.01, "{chi2:?}");
     let flags = model.in_domain_flags(&output).unwrap();
     assert!(!flags[1] && !flags[2], "{flags:?}");
+}
+
+/// The blind fit finds the same smooth lens for a cutout however it was stored, so
+/// the residual classifier answers alike (each copy fitted with the lens's own PSF
+/// and exposure, as a survey table carries them).
+#[test]
+fn the_bundled_residual_classifier_answers_the_same_on_16_bit_copies_of_survey_lenses() {
+    let model =
+        LoadedClassifier::load(Path::new("bundled:survey-residual-classifier"), &candle_core::Device::Cpu).unwrap();
+    let fitter = model.residuals.as_ref().expect("a classifier of residuals");
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let (mut pixels, mut observations) = (Vec::new(), Vec::new());
+    for i in 0..9 {
+        let drawn = sim.simulate(i % 3, 5, i as u64);
+        pixels.extend(drawn.image.pixels.iter().map(|v| *v as f32));
+        observations.push(Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time });
+    }
+    let answer = |raw: &[f32]| -> Vec<f32> {
+        let residuals: Vec<f32> = fitter
+            .fit(raw, &observations)
+            .into_iter()
+            .flat_map(|fit| fit.expect("a lens is fitted").residual)
+            .collect();
+        model.probabilities(&residuals, 9).unwrap()
+    };
+    crate::train::assert_answers_the_same_on_16_bit_copies(answer, &pixels, 64 * 64);
 }

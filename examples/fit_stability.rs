@@ -1,0 +1,66 @@
+//! Does the blind smooth-lens fit give the same answer for the same cutout stored
+//! two ways? For `survey` lenses (seed SEED, the first N rows), the blind fit of the
+//! float32 cutout and of its uint16 copy over the cutout's range (what
+//! `bench/ood_sets.py` writes), then POLISH more fits from each best fit.
+//!
+//! `cargo run --release --example fit_stability -- N SEED POLISH`
+use lensmae::sim::detectability::{fit_smooth_lens, fit_smooth_lens_blind, BlindGrid, Fitted, Observation};
+use lensmae::sim::grid::Image;
+use lensmae::sim::{presets::preset, Simulator};
+use rayon::prelude::*;
+
+fn uint16_copy(data: &Image) -> Image {
+    let lo = data.pixels.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = data.pixels.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let scale = (hi - lo) / 65535.0;
+    Image {
+        size: data.size,
+        pixels: data.pixels.iter().map(|v| (lo + ((v - lo) / scale).round() * scale) as f32 as f64).collect(),
+    }
+}
+
+fn main() -> lensmae::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: u64 = args[0].parse().unwrap();
+    let seed: u64 = args[1].parse().unwrap();
+    let polish: usize = args[2].parse().unwrap();
+    let sim = Simulator::new(preset("survey")?)?;
+    let rows: Vec<String> = (0..n)
+        .into_par_iter()
+        .map(|id| {
+            let class_idx = id as usize % 3;
+            let drawn = sim.simulate(class_idx, seed, id);
+            let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+            let float =
+                Image { size: drawn.image.size, pixels: drawn.image.pixels.iter().map(|v| *v as f32 as f64).collect() };
+            let copies = [float.clone(), uint16_copy(&float)];
+            let noise = sim.noise_at(observed.exposure_time);
+            let mut line = format!("{id},{class_idx}");
+            for data in &copies {
+                let t = std::time::Instant::now();
+                let variance = noise.variance(data, sim.config().image.pixel_scale).unwrap();
+                let mut fit = fit_smooth_lens_blind(&sim, observed, data, &variance, &BlindGrid::default());
+                let mut chis = vec![fit.chi * fit.chi];
+                for _ in 0..polish {
+                    let again = fit_smooth_lens(&sim, 0, &fit.params, data, &variance, Fitted::LensSourceAndLight);
+                    fit.renders += again.renders;
+                    fit.params = again.params;
+                    fit.chi = again.chi;
+                    chis.push(fit.chi * fit.chi);
+                }
+                line += &format!(
+                    ",{},{},{:.2}",
+                    chis.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(";"),
+                    fit.renders,
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            eprintln!("{line}");
+            line
+        })
+        .collect();
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
