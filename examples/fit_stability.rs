@@ -20,10 +20,9 @@ fn uint16_copy(data: &Image) -> Image {
 }
 
 fn main() -> lensmae::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let n: u64 = args[0].parse().unwrap();
-    let seed: u64 = args[1].parse().unwrap();
-    let polish: usize = args[2].parse().unwrap();
+    let usage = "fit_stability N SEED POLISH (three whole numbers)";
+    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect(usage)).collect();
+    let &[n, seed, polish] = args.as_slice() else { panic!("{usage}") };
     let sim = Simulator::new(preset("survey")?)?;
     let rows: Vec<String> = (0..n)
         .into_par_iter()
@@ -31,9 +30,9 @@ fn main() -> lensmae::Result<()> {
             let class_idx = id as usize % 3;
             let drawn = sim.simulate(class_idx, seed, id);
             let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-            let float =
-                Image { size: drawn.image.size, pixels: drawn.image.pixels.iter().map(|v| *v as f32 as f64).collect() };
-            let copies = [float.clone(), uint16_copy(&float)];
+            let float = drawn.image.rounded_to_f32();
+            let uint16 = uint16_copy(&float);
+            let copies = [float, uint16];
             let noise = sim.noise_at(observed.exposure_time);
             let mut line = format!("{id},{class_idx}");
             for data in &copies {
@@ -41,7 +40,7 @@ fn main() -> lensmae::Result<()> {
                 let variance = noise.variance(data, sim.config().image.pixel_scale).unwrap();
                 let mut fit = fit_smooth_lens_blind(&sim, observed, data, &variance, &BlindGrid::default());
                 let mut chis = vec![fit.chi * fit.chi];
-                for _ in 0..polish {
+                for _ in 0..polish as usize {
                     let again = fit_smooth_lens(&sim, 0, &fit.params, data, &variance, Fitted::LensSourceAndLight);
                     fit.renders += again.renders;
                     fit.params = again.params;

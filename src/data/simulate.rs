@@ -14,7 +14,7 @@ use super::{DatasetWriter, Format, WriteSummary};
 use crate::sim::detectability::{
     smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY,
 };
-use crate::sim::{Image, Simulator};
+use crate::sim::Simulator;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -257,9 +257,7 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
                 let observed = Observation { psf_fwhm: s.params.psf_fwhm, exposure_time: s.params.exposure_time };
                 // The cutout as it is stored (float32), which is what inference fits: the
                 // float64 render can lead the fit to another local minimum.
-                let stored =
-                    Image { size: s.image.size, pixels: s.image.pixels.iter().map(|&v| v as f32 as f64).collect() };
-                let residual = smooth_lens_residual(sim, observed, &stored, &residual_grid())
+                let residual = smooth_lens_residual(sim, observed, &s.image.rounded_to_f32(), &residual_grid())
                     .expect("checked: the recipe has noise");
                 s.image.pixels = residual.chi;
             }

@@ -77,6 +77,12 @@ impl Image {
     pub fn max(&self) -> f64 {
         self.pixels.iter().copied().fold(f64::NEG_INFINITY, f64::max)
     }
+
+    /// The image as a float32 table stores it and a reader gets it back: what
+    /// inference sees of a simulated cutout.
+    pub fn rounded_to_f32(&self) -> Image {
+        Image { size: self.size, pixels: self.pixels.iter().map(|&v| v as f32 as f64).collect() }
+    }
 }
 
 #[cfg(test)]
