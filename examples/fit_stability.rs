@@ -1,7 +1,8 @@
 //! Does the blind smooth-lens fit give the same answer for the same cutout stored
 //! two ways? For `survey` lenses (seed SEED, the first N rows), the blind fit of the
 //! float32 cutout and of its uint16 copy over the cutout's range (what
-//! `bench/ood_sets.py` writes), then POLISH more fits from each best fit.
+//! `bench/ood_sets.py` writes), without its own polishing (`polish_fits` 0), then
+//! POLISH more fits from each best fit, whatever their chi^2.
 //!
 //! `cargo run --release --example fit_stability -- N SEED POLISH`
 use lensmae::sim::detectability::{fit_smooth_lens, fit_smooth_lens_blind, BlindGrid, Fitted, Observation};
@@ -38,7 +39,13 @@ fn main() -> lensmae::Result<()> {
             for data in &copies {
                 let t = std::time::Instant::now();
                 let variance = noise.variance(data, sim.config().image.pixel_scale).unwrap();
-                let mut fit = fit_smooth_lens_blind(&sim, observed, data, &variance, &BlindGrid::default());
+                let mut fit = fit_smooth_lens_blind(
+                    &sim,
+                    observed,
+                    data,
+                    &variance,
+                    &BlindGrid { polish_fits: 0, ..BlindGrid::default() },
+                );
                 let mut chis = vec![fit.chi * fit.chi];
                 for _ in 0..polish as usize {
                     let again = fit_smooth_lens(&sim, 0, &fit.params, data, &variance, Fitted::LensSourceAndLight);
