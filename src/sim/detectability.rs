@@ -197,10 +197,12 @@ pub struct Observation {
 /// 1 / `variance`[i]. The light's centre and ellipticity start from the moments of
 /// the central light (the mass starts on it, round shear); the Einstein radius and
 /// the source position from the grid point whose linear fit of the two amplitudes
-/// leaves the least chi^2. `renders` counts the grid's renders too. A local
-/// minimum: of the pipeline's held-out survey lenses about 5% end more than 100 in
-/// chi^2 above the fit started from the truth (RESULTS.md, "Conditioning on a
-/// smooth-lens fit").
+/// leaves the least chi^2, then the grid's polishing fits from the best one.
+/// `renders` counts the grid's renders too. A local minimum: of the pipeline's
+/// held-out survey lenses about 5% ended more than 100 in chi^2 above the fit
+/// started from the truth before the polishing fits (RESULTS.md, "Conditioning on a
+/// smooth-lens fit"), and a cutout stored another way can land in another one
+/// ("Blind fits that go on where they stopped").
 ///
 /// # Panics
 /// If `variance` has not one entry per pixel of `data`.
