@@ -1,9 +1,9 @@
 """How far an expected calibration error (ECE) is from what its sample resolves.
 
     python bench/ece_spread.py LABELLED.parquet NAME=PRED.parquet [NAME_B=PRED_B.parquet]
-        [--reps 2000] [--seed 0]
+        [--reps 2000] [--seed 0] [--goal]
 
-LABELLED and PRED as for bench/paired_auc.py (`id`, `label_idx` and the class list in
+LABELLED, PRED and --goal as for bench/paired_auc.py (`id`, `label_idx` and the class list in
 the metadata; `id` and `p_<class>` per row). The ECE is `lensmae evaluate`'s: the top
 class's probability in 15 equal-width bins over [0, 1], the count-weighted mean of
 |accuracy - confidence|. For each table prints its ECE, the 95% interval of a bootstrap
@@ -17,9 +17,8 @@ import json
 import sys
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from paired_auc import probabilities
+from paired_auc import labelled_rows, parse_args, probabilities
 
 BINS = 15
 
@@ -47,26 +46,14 @@ def calibrated_floor(p, rng, reps):
 
 
 def main(argv):
-    reps, seed, named = 2000, 0, []
-    args = iter(argv)
-    labelled = next(args, None)
-    for a in args:
-        if a == "--reps":
-            reps = int(next(args))
-        elif a == "--seed":
-            seed = int(next(args))
-        else:
-            named.append(a.split("=", 1))
+    labelled, named, reps, seed, goal = parse_args(argv)
     if labelled is None or len(named) not in (1, 2):
         sys.exit(__doc__)
-    meta = pq.read_schema(labelled).metadata or {}
-    classes = json.loads(meta[b"lensmae:class_names"])
-    table = pq.read_table(labelled, columns=["id", "label_idx"]).to_pydict()
-    ids, labels = table["id"], np.array(table["label_idx"])
+    classes, ids, labels = labelled_rows(labelled, goal)
     tables = [(name, probabilities(path, ids, classes)) for name, path in named]
     rng = np.random.default_rng(seed)
     resamples = [rng.integers(0, len(ids), len(ids)) for _ in range(reps)]
-    out = {"lenses": len(ids), "reps": reps, "seed": seed, "bins": BINS}
+    out = {"lenses": len(ids), "reps": reps, "seed": seed, "bins": BINS, "goal": goal}
     boot = {}
     for name, p in tables:
         boot[name] = np.array([ece(labels[k], p[k]) for k in resamples])

@@ -40,10 +40,11 @@ def macro_auc(labels, p):
     return roc_auc_score(labels, p, multi_class="ovr", average="macro", labels=list(range(p.shape[1])))
 
 
-def main(argv):
+def parse_args(argv):
+    """LABELLED, then NAME=PATH pairs and --reps / --seed / --goal, in any order."""
     reps, seed, goal, named = 2000, 0, False, []
     args = iter(argv)
-    labelled = next(args)
+    labelled = next(args, None)
     for a in args:
         if a == "--reps":
             reps = int(next(args))
@@ -53,8 +54,12 @@ def main(argv):
             goal = True
         else:
             named.append(a.split("=", 1))
-    if len(named) != 2:
-        sys.exit(__doc__)
+    return labelled, named, reps, seed, goal
+
+
+def labelled_rows(labelled, goal):
+    """The class list, and the ids and label indices of LABELLED's rows (with `goal`,
+    only substructure with `sub_snr` >= 10 and every `no_sub`)."""
     meta = pq.read_schema(labelled).metadata or {}
     classes = json.loads(meta[b"lensmae:class_names"])
     table = pq.read_table(labelled, columns=["id", "label_idx"] + (["label", "sub_snr"] if goal else [])).to_pydict()
@@ -62,7 +67,14 @@ def main(argv):
     if goal:
         keep = np.array([label == "no_sub" or snr >= 10 for label, snr in zip(table["label"], table["sub_snr"])])
     ids = [i for i, k in zip(table["id"], keep) if k]
-    labels = np.array(table["label_idx"])[keep]
+    return classes, ids, np.array(table["label_idx"])[keep]
+
+
+def main(argv):
+    labelled, named, reps, seed, goal = parse_args(argv)
+    if labelled is None or len(named) != 2:
+        sys.exit(__doc__)
+    classes, ids, labels = labelled_rows(labelled, goal)
     (name_a, path_a), (name_b, path_b) = named
     pa, pb = probabilities(path_a, ids, classes), probabilities(path_b, ids, classes)
     rng = np.random.default_rng(seed)

@@ -220,6 +220,7 @@ pub fn fit_smooth_lens_blind(
         let n = weight.iter().filter(|w| **w > 0.0).count() as f64;
         n + 4.0 * (2.0 * n).sqrt()
     };
+    let explained = |fit: &SmoothLensFit| fit.chi * fit.chi < noise_only;
     let mut renders = 1 + starts.len();
     let mut best: Option<SmoothLensFit> = None;
     for start in starts.iter().take(grid.max_fits.max(1)) {
@@ -228,13 +229,13 @@ pub fn fit_smooth_lens_blind(
         if best.as_ref().is_none_or(|b| fit.chi < b.chi) {
             best = Some(fit);
         }
-        if best.as_ref().is_some_and(|b| b.chi * b.chi < noise_only) {
+        if best.as_ref().is_some_and(explained) {
             break;
         }
     }
     let mut best = best.expect("the grid has at least one point");
     for _ in 0..grid.polish_fits {
-        if best.chi * best.chi < noise_only {
+        if explained(&best) {
             break;
         }
         let again = fit_smooth_lens(sim, SMOOTH_CLASS, &best.params, data, variance, Fitted::LensSourceAndLight);
