@@ -168,17 +168,26 @@ pub struct BlindGrid {
     /// the recipes of classifiers trained before it existed, which fit without it.
     #[serde(default)]
     pub polish_fits: usize,
+    /// Fits run from moved copies of the best fit (`basin_hops`) while its chi^2
+    /// stays above what noise explains: a local fit that stalled in a wrong basin
+    /// does not leave it by polishing, and which basin it stalls in can depend on
+    /// how the cutout was stored. Absent in the recipes of classifiers trained
+    /// before it existed, which fit without it.
+    #[serde(default)]
+    pub basin_hops: usize,
 }
 
 impl Default for BlindGrid {
     /// The `survey` recipe's lenses: theta_E 0.8-1.6", sources within 0.4" of the
-    /// centre; 45 points, at most 4 fits, then at most 3 from the best.
+    /// centre; 45 points, at most 4 fits, then at most 3 from the best, then at
+    /// most 6 basin hops.
     fn default() -> Self {
         BlindGrid {
             theta_e: vec![0.8, 1.0, 1.2, 1.4, 1.6],
             source_offsets: vec![-0.25, 0.0, 0.25],
             max_fits: 4,
             polish_fits: 3,
+            basin_hops: 6,
         }
     }
 }
@@ -197,12 +206,12 @@ pub struct Observation {
 /// 1 / `variance`[i]. The light's centre and ellipticity start from the moments of
 /// the central light (the mass starts on it, round shear); the Einstein radius and
 /// the source position from the grid point whose linear fit of the two amplitudes
-/// leaves the least chi^2, then the grid's polishing fits from the best one.
-/// `renders` counts the grid's renders too. A local minimum: of the pipeline's
-/// held-out survey lenses about 5% ended more than 100 in chi^2 above the fit
-/// started from the truth before the polishing fits (RESULTS.md, "Conditioning on a
-/// smooth-lens fit"), and a cutout stored another way can land in another one
-/// ("Blind fits that go on where they stopped").
+/// leaves the least chi^2, then the grid's polishing fits and basin hops from the
+/// best one. `renders` counts the grid's renders too. A local minimum: of the
+/// pipeline's held-out survey lenses about 5% ended more than 100 in chi^2 above
+/// the fit started from the truth before the polishing fits (RESULTS.md,
+/// "Conditioning on a smooth-lens fit"), and a cutout stored another way can land
+/// in another one ("Blind fits that go on where they stopped", "Basin hops").
 ///
 /// # Panics
 /// If `variance` has not one entry per pixel of `data`.
@@ -233,23 +242,81 @@ pub fn fit_smooth_lens_blind(
             break;
         }
     }
-    let mut best = best.expect("the grid has at least one point");
-    for _ in 0..grid.polish_fits {
-        if explained(&best) {
-            break;
+    let best = best.expect("the grid has at least one point");
+    // Polishing: a fit stops where its damping gives up, and a new start from the
+    // same point often goes on.
+    let polish = |mut best: SmoothLensFit, renders: &mut usize| {
+        for _ in 0..grid.polish_fits {
+            if explained(&best) {
+                break;
+            }
+            let again = fit_smooth_lens(sim, SMOOTH_CLASS, &best.params, data, variance, Fitted::LensSourceAndLight);
+            *renders += again.renders;
+            let progress = best.chi * best.chi - again.chi * again.chi;
+            // A fit never ends above its start, so `again` is at least as good.
+            best = SmoothLensFit { chi_start: best.chi_start, ..again };
+            if progress < POLISH_PROGRESS {
+                break;
+            }
         }
-        let again = fit_smooth_lens(sim, SMOOTH_CLASS, &best.params, data, variance, Fitted::LensSourceAndLight);
-        renders += again.renders;
-        let progress = best.chi * best.chi - again.chi * again.chi;
-        // A fit never ends above its start, so `again` is at least as good.
-        best = SmoothLensFit { chi_start: best.chi_start, ..again };
-        if progress < POLISH_PROGRESS {
-            break;
+        best
+    };
+    let mut best = polish(best, &mut renders);
+    // Basin hops: from the best fit moved the way lens fits are known to stall
+    // (`basin_hops`), in turn; a hop that gains is polished, and the moves start
+    // again from it.
+    let mut hops_left = grid.basin_hops;
+    'hopping: while hops_left > 0 && !explained(&best) {
+        for start in basin_hops(&best.params) {
+            if hops_left == 0 {
+                break 'hopping;
+            }
+            hops_left -= 1;
+            let hop = fit_smooth_lens(sim, SMOOTH_CLASS, &start, data, variance, Fitted::LensSourceAndLight);
+            renders += hop.renders;
+            if hop.chi * hop.chi < best.chi * best.chi - POLISH_PROGRESS {
+                best = polish(SmoothLensFit { chi_start: best.chi_start, ..hop }, &mut renders);
+                continue 'hopping;
+            }
         }
+        break;
     }
     best.renders = renders;
     best
 }
+
+/// Where a basin hop starts from a stalled fit, in the order tried: the source
+/// reset to the grid's compact round start where it sits, the Einstein radius 15%
+/// larger and smaller, the source mirrored through the lens centre, the lens made
+/// round with no shear, and the lens's ellipticity turned by 90 degrees. Chosen,
+/// and ordered by how often each took a stalled fit to a better basin, on the
+/// stalled fits of 16-bit copies of survey lenses (RESULTS.md, "Basin hops"): the
+/// source reset most often.
+fn basin_hops(best: &ImageParams) -> [ImageParams; 6] {
+    let moved = |change: &dyn Fn(&mut ImageParams)| {
+        let mut p = best.clone();
+        change(&mut p);
+        p
+    };
+    [
+        moved(&|p| {
+            (p.source_r_sersic, p.source_n_sersic) = START_SOURCE_SHAPE;
+            (p.source_e1, p.source_e2) = (0.0, 0.0);
+        }),
+        moved(&|p| p.lens_theta_e *= 1.15),
+        moved(&|p| p.lens_theta_e *= 0.85),
+        moved(&|p| {
+            p.source_x = 2.0 * p.lens_center_x - p.source_x;
+            p.source_y = 2.0 * p.lens_center_y - p.source_y;
+        }),
+        moved(&|p| (p.lens_e1, p.lens_e2, p.shear_gamma1, p.shear_gamma2) = (0.0, 0.0, 0.0, 0.0)),
+        moved(&|p| (p.lens_e1, p.lens_e2) = (-p.lens_e1, -p.lens_e2)),
+    ]
+}
+
+/// The blind fit's source at its start: half-light radius (arcsec) and Sersic
+/// index of a compact, typical survey source.
+const START_SOURCE_SHAPE: (f64, f64) = (0.25, 1.5);
 
 /// The least drop in chi^2 for which the blind fit runs another polishing fit: a
 /// fit that gained less has settled where it is.
@@ -339,8 +406,8 @@ fn blind_starts(
         shear_gamma2: 0.0,
         source_amp: 1.0,
         source_magnitude: None,
-        source_r_sersic: 0.25,
-        source_n_sersic: 1.5,
+        source_r_sersic: START_SOURCE_SHAPE.0,
+        source_n_sersic: START_SOURCE_SHAPE.1,
         source_e1: 0.0,
         source_e2: 0.0,
         source_x: cx,
@@ -696,9 +763,10 @@ mod tests {
         let data = drawn.image.rounded_to_f32();
         let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
         let variance = sim.noise_at(observed.exposure_time).variance(&data, sim.config().image.pixel_scale).unwrap();
-        let unpolished = BlindGrid { polish_fits: 0, ..BlindGrid::default() };
+        let unpolished = BlindGrid { polish_fits: 0, basin_hops: 0, ..BlindGrid::default() };
         let stopped = fit_smooth_lens_blind(&sim, observed, &data, &variance, &unpolished);
-        let polished = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
+        let polished = BlindGrid { basin_hops: 0, ..BlindGrid::default() };
+        let polished = fit_smooth_lens_blind(&sim, observed, &data, &variance, &polished);
         assert!(stopped.chi.powi(2) > 40_000.0, "{}", stopped.chi.powi(2));
         assert!(polished.chi.powi(2) < 12_000.0, "{}", polished.chi.powi(2));
         assert!(polished.renders > stopped.renders);
@@ -709,7 +777,26 @@ mod tests {
     fn recipes_written_before_polishing_fit_without_it() {
         let old = r#"{"theta_e":[0.8,1.0],"source_offsets":[0.0],"max_fits":4}"#;
         let grid: BlindGrid = serde_json::from_str(old).unwrap();
-        assert_eq!(grid.polish_fits, 0);
+        assert_eq!((grid.polish_fits, grid.basin_hops), (0, 0));
+    }
+
+    #[test]
+    fn a_basin_hop_takes_a_stalled_fit_to_the_noise() {
+        // Lens 80 of the survey preset's seed 16 (a `no_sub` lens):
+        // the grid and polishing stall at chi^2 ~ 2.5 N; the fit from the source reset
+        // to its compact start reaches the noise (`examples/hop_probe.rs`).
+        let sim = survey();
+        let drawn = sim.simulate(80 % 3, 16, 80);
+        let data = drawn.image.rounded_to_f32();
+        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let variance = sim.noise_at(observed.exposure_time).variance(&data, sim.config().image.pixel_scale).unwrap();
+        let n = data.pixels.len() as f64;
+        let no_hops = BlindGrid { basin_hops: 0, ..BlindGrid::default() };
+        let stalled = fit_smooth_lens_blind(&sim, observed, &data, &variance, &no_hops);
+        let hopped = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
+        assert!(stalled.chi.powi(2) > 2.0 * n, "{}", stalled.chi.powi(2) / n);
+        assert!(hopped.chi.powi(2) < 1.05 * n, "{}", hopped.chi.powi(2) / n);
+        assert_eq!(hopped.chi_start, stalled.chi_start, "the start is the grid's");
     }
 
     #[test]
