@@ -1,7 +1,7 @@
 //! Does the blind smooth-lens fit give the same answer for the same cutout stored
 //! two ways? For `survey` lenses (seed SEED, the first N rows), the blind fit of the
 //! float32 cutout and of its uint16 copy over the cutout's range (what
-//! `bench/ood_sets.py` writes), without its own polishing or basin hops (`polish_fits`, `basin_hops` 0), then
+//! `bench/ood_sets.py` writes), without its own polishing (`polish_fits` 0), then
 //! POLISH more fits from each best fit, whatever their chi^2.
 //!
 //! `cargo run --release --example fit_stability -- N SEED POLISH`
@@ -44,7 +44,7 @@ fn main() -> lensmae::Result<()> {
                     observed,
                     data,
                     &variance,
-                    &BlindGrid { polish_fits: 0, basin_hops: 0, ..BlindGrid::default() },
+                    &BlindGrid { polish_fits: 0, ..BlindGrid::default() },
                 );
                 let mut chis = vec![fit.chi * fit.chi];
                 for _ in 0..polish as usize {

@@ -1,5 +1,5 @@
-//! Which basin does the blind smooth-lens fit end in, with and without its basin
-//! hops, for the float32 cutout and its uint16 copy? `survey` lenses of seed SEED,
+//! Which basin does the blind smooth-lens fit end in, without basin hops (the
+//! default recipe) and with six, for the float32 cutout and its uint16 copy? `survey` lenses of seed SEED,
 //! the ids given; prints each fit's chi^2 per pixel and the hops' renders.
 //!
 //! `cargo run --release --example hop_probe -- SEED ID...`
@@ -36,11 +36,11 @@ fn main() -> lensmae::Result<()> {
             for (name, data) in [("float32", &float), ("uint16", &uint16)] {
                 let variance = noise.variance(data, sim.config().image.pixel_scale).expect("survey has noise");
                 let n = data.pixels.len() as f64;
-                let no_hops = BlindGrid { basin_hops: 0, ..BlindGrid::default() };
+                let hops = BlindGrid { basin_hops: 6, ..BlindGrid::default() };
                 let clock = std::time::Instant::now();
-                let before = fit_smooth_lens_blind(&sim, observed, data, &variance, &no_hops);
+                let before = fit_smooth_lens_blind(&sim, observed, data, &variance, &BlindGrid::default());
                 let without = clock.elapsed().as_secs_f64();
-                let after = fit_smooth_lens_blind(&sim, observed, data, &variance, &BlindGrid::default());
+                let after = fit_smooth_lens_blind(&sim, observed, data, &variance, &hops);
                 let with = clock.elapsed().as_secs_f64() - without;
                 line += &format!(
                     " | {name} {:.3} -> {:.3} (renders {} -> {}, {without:.2} -> {with:.2} s)",

@@ -50,6 +50,11 @@ pub struct SimulateArgs {
     /// image; classification datasets of recipes with noise).
     #[arg(long)]
     smooth_lens_residuals: bool,
+    /// With --smooth-lens-residuals: fits run from moved copies of a blind fit that
+    /// stalls above the noise (lensmae::sim::detectability::BlindGrid::basin_hops;
+    /// the default 0 is the bundled residual classifier's recipe).
+    #[arg(long, default_value_t = 0)]
+    basin_hops: usize,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -119,6 +124,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
         options.overwrite = args.overwrite;
         options.refit_detectability = args.refit_detectability;
         options.smooth_lens_residuals = args.smooth_lens_residuals;
+        options.basin_hops = args.basin_hops;
         options.cancel = crate::cli::interrupt();
         options.progress = crate::progress::ProgressMode::for_stderr(args.quiet);
         Ok(SimulateRun { simulator: Simulator::new(config)?, options, threads: args.threads, quiet: args.quiet })

@@ -54,6 +54,9 @@ pub struct SimulateOptions {
     /// and exposure; classification datasets of recipes with noise). The dataset
     /// records the recipe, and a classifier trained on it fits cutouts the same way.
     pub smooth_lens_residuals: bool,
+    /// Basin hops of the residuals' blind fits ([`BlindGrid::basin_hops`]; 0, the
+    /// default recipe, runs none).
+    pub basin_hops: usize,
 }
 
 impl SimulateOptions {
@@ -72,6 +75,7 @@ impl SimulateOptions {
             cancel: crate::cancel::Cancel::new(),
             refit_detectability: false,
             smooth_lens_residuals: false,
+            basin_hops: 0,
         }
     }
 }
@@ -110,20 +114,20 @@ pub fn dataset_metadata(sim: &Simulator, opts: &SimulateOptions) -> BTreeMap<Str
         m.insert("lensmae:superres_factor".into(), factor.to_string());
     }
     if opts.smooth_lens_residuals {
-        let recipe = residual_recipe(sim);
+        let recipe = residual_recipe(sim, opts);
         m.insert(SMOOTH_LENS_RESIDUALS_KEY.into(), serde_json::to_string(&recipe).expect("a recipe serialises"));
     }
     m
 }
 
 /// How `--smooth-lens-residuals` fits: the dataset's own recipe, the blind fit's default grid.
-fn residual_recipe(sim: &Simulator) -> SmoothLensResiduals {
-    SmoothLensResiduals { simulator: sim.config().clone(), grid: residual_grid() }
+fn residual_recipe(sim: &Simulator, opts: &SimulateOptions) -> SmoothLensResiduals {
+    SmoothLensResiduals { simulator: sim.config().clone(), grid: residual_grid(opts) }
 }
 
-/// Where `--smooth-lens-residuals`'s blind fits start.
-fn residual_grid() -> BlindGrid {
-    BlindGrid::default()
+/// Where `--smooth-lens-residuals`'s blind fits start, and how far they search.
+fn residual_grid(opts: &SimulateOptions) -> BlindGrid {
+    BlindGrid { basin_hops: opts.basin_hops, ..BlindGrid::default() }
 }
 
 /// The rows a dataset holds: each row's class (its id is its index) and the
@@ -160,6 +164,9 @@ fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Vec<usize>, DatasetI
             "smooth_lens_residuals",
             "applies to classification datasets of recipes with noise (the fit is weighted by the noise)",
         ));
+    }
+    if opts.basin_hops > 0 && !opts.smooth_lens_residuals {
+        return Err(Error::config("basin_hops", "applies to the blind fits of --smooth-lens-residuals"));
     }
     let total = opts.n_per_class * class_idx.len();
     let info = DatasetInfo {
@@ -257,7 +264,7 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
                 let observed = Observation { psf_fwhm: s.params.psf_fwhm, exposure_time: s.params.exposure_time };
                 // The cutout as it is stored (float32), which is what inference fits: the
                 // float64 render can lead the fit to another local minimum.
-                let residual = smooth_lens_residual(sim, observed, &s.image.rounded_to_f32(), &residual_grid())
+                let residual = smooth_lens_residual(sim, observed, &s.image.rounded_to_f32(), &residual_grid(opts))
                     .expect("checked: the recipe has noise");
                 s.image.pixels = residual.chi;
             }

@@ -148,6 +148,26 @@ fn simulate_writes_the_residuals_inference_computes() {
 }
 
 #[test]
+fn residuals_fitted_with_basin_hops_record_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let opts = SimulateOptions {
+        smooth_lens_residuals: true,
+        basin_hops: 2,
+        classes: Some(vec!["no_sub".into()]),
+        ..SimulateOptions::new(1, 5, dir.path().join("r"))
+    };
+    simulate_dataset(&sim, &opts).unwrap();
+    let written = read_parquet_images(&dir.path().join("r/dataset.parquet"), "image").unwrap();
+    let recipe = written.recorded_smooth_lens_residuals().unwrap().unwrap();
+    assert_eq!(recipe.grid, BlindGrid { basin_hops: 2, ..BlindGrid::default() });
+    // Hops without residuals to fit are a mistake in the command, not ignored.
+    let cutouts = SimulateOptions { smooth_lens_residuals: false, ..opts };
+    let err = simulate_dataset(&sim, &cutouts).unwrap_err().to_string();
+    assert!(err.contains("basin_hops"), "{err}");
+}
+
+#[test]
 fn residuals_made_once_are_read_as_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let (lenses, model) = (survey_lenses(dir.path()), residual_classifier(dir.path()));
