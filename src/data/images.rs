@@ -80,7 +80,7 @@ impl LabelledImages {
 
     /// How these images were made from cutouts when they are smooth-lens
     /// residuals: the recipe a Parquet table records under
-    /// [`SMOOTH_LENS_RESIDUALS_KEY`]; `None` for other images and sources.
+    /// [`SMOOTH_LENS_RESIDUALS_KEY`](crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY); `None` for other images and sources.
     pub fn recorded_smooth_lens_residuals(&self) -> Result<Option<SmoothLensResiduals>> {
         let ext = self.source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         if !matches!(ext.as_str(), "parquet" | "pq") {

@@ -6,7 +6,7 @@
 //! pixels of every patch and the loss is the MSE on the masked patches.
 //!
 //! Conventions: images are `[B, C, H, W]`; patches are flattened `(p, p, C)`, so
-//! [`Mae::patchify`] maps `[B, C, H, W]` to `[B, L, p*p*C]`; in a mask, 1 means the
+//! [`patchify`] maps `[B, C, H, W]` to `[B, L, p*p*C]`; in a mask, 1 means the
 //! patch was removed (hidden from the encoder) and 0 that it was kept.
 //!
 //! Every size comes from [`MaeConfig`]. The file reads top to bottom in the order

@@ -45,7 +45,7 @@ pub const CENTRING_SEARCH: usize = 3;
 
 /// Furthest a cutout is moved to put its deflector at the centre, pixels. From
 /// the brightest light within [`CENTRING_SEARCH`] the search climbs the light to
-/// its peak ([`CLIMB_STEPS`] more pixels at most), which follows the deflector
+/// its peak (at most `CLIMB_STEPS` = 4 more pixels), which follows the deflector
 /// where a wider window would jump to an arc; a deflector further off is beyond
 /// the search ([`Centring::beyond_search`]).
 pub const CENTRING_REACH: usize = 5;
@@ -288,7 +288,7 @@ pub struct Centring {
 
 /// Where a square image's deflector is, as [`Centring`]: the brightest 3x3 box
 /// within [`CENTRING_SEARCH`] pixels of the centre, then up its light to the
-/// brightest neighbouring box while there is one (at most [`CLIMB_STEPS`]), refined
+/// brightest neighbouring box while there is one (at most `CLIMB_STEPS`), refined
 /// by the light-weighted centroid of the 5x5 pixels around it and rounded. A climb
 /// still rising, or a centroid more than [`CENTRING_REACH`] pixels out, puts the
 /// deflector beyond the search (and the move stops at the reach). Not moved for

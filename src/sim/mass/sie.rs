@@ -55,7 +55,7 @@ impl SieKernel {
         self.nie.ellipse.to_sky_frame(ax, ay)
     }
 
-    /// Adds the deflection at every (xs[i], y) of one row to (ax[i], ay[i]).
+    /// Adds the deflection at every `(xs[i], y)` of one row to `(ax[i], ay[i])`.
     pub fn accumulate_row(&self, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
         sie_row(self, xs, y, ax, ay)
     }

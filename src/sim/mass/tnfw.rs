@@ -195,7 +195,7 @@ impl Tnfw {
 }
 
 impl TnfwKernel {
-    /// Add the deflection at every (xs[i], y) to (ax[i], ay[i]).
+    /// Add the deflection at every `(xs[i], y)` to `(ax[i], ay[i])`.
     pub fn accumulate_row(&self, xs: &[f64], y: f64, ax: &mut [f64], ay: &mut [f64]) {
         tnfw_row(self, xs, y, ax, ay)
     }
