@@ -103,7 +103,7 @@ pub struct SmoothLensFit {
 }
 
 /// Fit the smooth lens of `start` (its substructure dropped) to `data`, weighting
-/// pixel i by 1 / `variance`[i] (pixels of zero variance are left out), varying
+/// pixel i by 1 / `variance[i]` (pixels of zero variance are left out), varying
 /// what `fitted` names; everything else (PSF, and the light unless fitted) stays as
 /// in `start`. A local minimum: Levenberg-Marquardt with a forward-difference
 /// Jacobian, which only lowers chi^2 from the start.
@@ -170,9 +170,10 @@ pub struct BlindGrid {
     pub polish_fits: usize,
     /// Fits run from moved copies of the best fit (`basin_hops`) while its chi^2
     /// stays above what noise explains: a local fit that stalled in a wrong basin
-    /// does not leave it by polishing, and which basin it stalls in can depend on
-    /// how the cutout was stored. Absent in the recipes of classifiers trained
-    /// before it existed, which fit without it.
+    /// does not leave it by polishing. Absent in the recipes of classifiers trained
+    /// before it existed, which fit without it. Hops mend stalled fits, but they
+    /// did not make a residual classifier's answers steadier on 16-bit copies of
+    /// its cutouts (RESULTS.md, "Basin hops").
     #[serde(default)]
     pub basin_hops: usize,
 }
@@ -204,7 +205,7 @@ pub struct Observation {
 
 /// Fit the smooth lens (SIE + shear), the Sersic source and the deflector's
 /// elliptical Sersic light to `data` from the cutout alone, weighting pixel i by
-/// 1 / `variance`[i]. The light's centre and ellipticity start from the moments of
+/// 1 / `variance[i]`. The light's centre and ellipticity start from the moments of
 /// the central light (the mass starts on it, round shear); the Einstein radius and
 /// the source position from the grid point whose linear fit of the two amplitudes
 /// leaves the least chi^2, then the grid's polishing fits and basin hops from the
@@ -263,9 +264,8 @@ pub fn fit_smooth_lens_blind(
         best
     };
     let mut best = polish(best, &mut renders);
-    // Basin hops: from the best fit moved the way lens fits are known to stall
-    // (`basin_hops`), in turn; a hop that gains is polished, and the moves start
-    // again from it.
+    // Basin hops: fits from moved copies of the best fit (`basin_hops`), in turn;
+    // a hop that gains is polished, and the moves start again from it.
     let mut hops_left = grid.basin_hops;
     'hopping: while hops_left > 0 && !explained(&best) {
         for start in basin_hops(&best.params) {
