@@ -6,67 +6,52 @@
 //!
 //! `cargo run --release --example fit_stability -- N SEED POLISH`
 use lensmae::sim::detectability::{fit_smooth_lens, fit_smooth_lens_blind, BlindGrid, Fitted, Observation};
-use lensmae::sim::grid::Image;
 use lensmae::sim::{presets::preset, Simulator};
-use rayon::prelude::*;
 
-fn uint16_copy(data: &Image) -> Image {
-    let lo = data.pixels.iter().cloned().fold(f64::INFINITY, f64::min);
-    let hi = data.pixels.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let scale = (hi - lo) / 65535.0;
-    Image {
-        size: data.size,
-        pixels: data.pixels.iter().map(|v| (lo + ((v - lo) / scale).round() * scale) as f32 as f64).collect(),
-    }
-}
+mod shared;
+use shared::{print_per_lens, uint16_copy};
 
 fn main() -> lensmae::Result<()> {
     let usage = "fit_stability N SEED POLISH (three whole numbers)";
     let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect(usage)).collect();
     let &[n, seed, polish] = args.as_slice() else { panic!("{usage}") };
     let sim = Simulator::new(preset("survey")?)?;
-    let rows: Vec<String> = (0..n)
-        .into_par_iter()
-        .map(|id| {
-            let class_idx = id as usize % 3;
-            let drawn = sim.simulate(class_idx, seed, id);
-            let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-            let float = drawn.image.rounded_to_f32();
-            let uint16 = uint16_copy(&float);
-            let copies = [float, uint16];
-            let noise = sim.noise_at(observed.exposure_time);
-            let mut line = format!("{id},{class_idx}");
-            for data in &copies {
-                let t = std::time::Instant::now();
-                let variance = noise.variance(data, sim.config().image.pixel_scale).unwrap();
-                let mut fit = fit_smooth_lens_blind(
-                    &sim,
-                    observed,
-                    data,
-                    &variance,
-                    &BlindGrid { polish_fits: 0, ..BlindGrid::default() },
-                );
-                let mut chis = vec![fit.chi * fit.chi];
-                for _ in 0..polish as usize {
-                    let again = fit_smooth_lens(&sim, 0, &fit.params, data, &variance, Fitted::LensSourceAndLight);
-                    fit.renders += again.renders;
-                    fit.params = again.params;
-                    fit.chi = again.chi;
-                    chis.push(fit.chi * fit.chi);
-                }
-                line += &format!(
-                    ",{},{},{:.2}",
-                    chis.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(";"),
-                    fit.renders,
-                    t.elapsed().as_secs_f64()
-                );
+    let ids: Vec<u64> = (0..n).collect();
+    print_per_lens(&ids, |id| {
+        let class_idx = id as usize % 3;
+        let drawn = sim.simulate(class_idx, seed, id);
+        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let float = drawn.image.rounded_to_f32();
+        let uint16 = uint16_copy(&float);
+        let copies = [float, uint16];
+        let noise = sim.noise_at(observed.exposure_time);
+        let mut line = format!("{id},{class_idx}");
+        for data in &copies {
+            let t = std::time::Instant::now();
+            let variance = noise.variance(data, sim.config().image.pixel_scale).unwrap();
+            let mut fit = fit_smooth_lens_blind(
+                &sim,
+                observed,
+                data,
+                &variance,
+                &BlindGrid { polish_fits: 0, ..BlindGrid::default() },
+            );
+            let mut chis = vec![fit.chi * fit.chi];
+            for _ in 0..polish as usize {
+                let again = fit_smooth_lens(&sim, 0, &fit.params, data, &variance, Fitted::LensSourceAndLight);
+                fit.renders += again.renders;
+                fit.params = again.params;
+                fit.chi = again.chi;
+                chis.push(fit.chi * fit.chi);
             }
-            eprintln!("{line}");
-            line
-        })
-        .collect();
-    for r in rows {
-        println!("{r}");
-    }
+            line += &format!(
+                ",{},{},{:.2}",
+                chis.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(";"),
+                fit.renders,
+                t.elapsed().as_secs_f64()
+            );
+        }
+        line
+    });
     Ok(())
 }

@@ -660,6 +660,16 @@ mod tests {
         Simulator::new(preset("survey").unwrap()).unwrap()
     }
 
+    /// Lens `id` of `seed` (class id % 3) as `simulate` stores it (float32), its
+    /// observation and the noise variance the blind fit weights it by.
+    fn stored_survey_lens(sim: &Simulator, seed: u64, id: u64) -> (Image, Observation, Vec<f64>) {
+        let drawn = sim.simulate(id as usize % 3, seed, id);
+        let data = drawn.image.rounded_to_f32();
+        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let variance = sim.noise_at(observed.exposure_time).variance(&data, sim.config().image.pixel_scale).unwrap();
+        (data, observed, variance)
+    }
+
     fn class(sim: &Simulator, name: &str) -> usize {
         sim.class_names().iter().position(|c| c == name).unwrap()
     }
@@ -760,14 +770,10 @@ mod tests {
         // grid's fits stops at chi^2 ~ 48,900; one more fit from there reaches ~9,600
         // (`examples/fit_stability.rs`).
         let sim = survey();
-        let drawn = sim.simulate(27 % 3, 22, 27);
-        let data = drawn.image.rounded_to_f32();
-        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-        let variance = sim.noise_at(observed.exposure_time).variance(&data, sim.config().image.pixel_scale).unwrap();
-        let unpolished = BlindGrid { polish_fits: 0, basin_hops: 0, ..BlindGrid::default() };
+        let (data, observed, variance) = stored_survey_lens(&sim, 22, 27);
+        let unpolished = BlindGrid { polish_fits: 0, ..BlindGrid::default() };
         let stopped = fit_smooth_lens_blind(&sim, observed, &data, &variance, &unpolished);
-        let polished = BlindGrid { basin_hops: 0, ..BlindGrid::default() };
-        let polished = fit_smooth_lens_blind(&sim, observed, &data, &variance, &polished);
+        let polished = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
         assert!(stopped.chi.powi(2) > 40_000.0, "{}", stopped.chi.powi(2));
         assert!(polished.chi.powi(2) < 12_000.0, "{}", polished.chi.powi(2));
         assert!(polished.renders > stopped.renders);
@@ -787,10 +793,7 @@ mod tests {
         // the grid and polishing stall at chi^2 ~ 2.5 N; the fit from the source reset
         // to its compact start reaches the noise (`examples/hop_probe.rs`).
         let sim = survey();
-        let drawn = sim.simulate(80 % 3, 16, 80);
-        let data = drawn.image.rounded_to_f32();
-        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-        let variance = sim.noise_at(observed.exposure_time).variance(&data, sim.config().image.pixel_scale).unwrap();
+        let (data, observed, variance) = stored_survey_lens(&sim, 16, 80);
         let n = data.pixels.len() as f64;
         let stalled = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
         let hops = BlindGrid { basin_hops: 6, ..BlindGrid::default() };
