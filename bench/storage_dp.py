@@ -1,12 +1,13 @@
 """How much a model's answers move between two tables of predictions of the same
 cutouts stored two ways (float32 against a uint16 / int16 copy, `bench/ood_sets.py`).
 
-    python bench/storage_dp.py PREDICTIONS_A.parquet PREDICTIONS_B.parquet
+    python bench/storage_dp.py PREDICTIONS_A.parquet PREDICTIONS_B.parquet [--rows]
 
 Rows are matched by `id`. Prints JSON: the largest and median per-row max |dp| over
 the `p_*` columns, the fraction of rows above the issue's 0.02, and, when both tables
 carry `fit_chi2` (a classifier of smooth-lens residuals), how far the fits' chi^2 per
-pixel moved. Needs numpy and pyarrow.
+pixel moved. `--rows` then lists the rows above 0.02, one a line: id, max |dp| and,
+for residual classifiers, each table's `fit_chi2`. Needs numpy and pyarrow.
 """
 import json
 import sys
@@ -22,18 +23,26 @@ def read(path):
 
 
 def main():
-    a, b = read(sys.argv[1]), read(sys.argv[2])
+    args = [a for a in sys.argv[1:] if a != "--rows"]
+    if len(args) != 2:
+        sys.exit(__doc__)
+    a, b = read(args[0]), read(args[1])
     if not np.array_equal(a["id"], b["id"]):
         sys.exit("the two tables do not hold the same ids")
     classes = sorted(k for k in a if k.startswith("p_"))
     dp = np.max(np.abs(np.stack([a[c].astype(float) - b[c].astype(float) for c in classes])), axis=0)
     out = {"rows": len(dp), "max_dp": float(dp.max()), "median_dp": float(np.median(dp)),
            "fraction_over_0.02": float(np.mean(dp > 0.02))}
-    if "fit_chi2" in a and "fit_chi2" in b:
+    has_fits = "fit_chi2" in a and "fit_chi2" in b
+    if has_fits:
         moved = np.abs(a["fit_chi2"].astype(float) - b["fit_chi2"].astype(float))
         out.update({"fit_chi2_moved_median": float(np.median(moved)), "fit_chi2_moved_max": float(moved.max()),
                     "fit_chi2_moved_over_0.05": float(np.mean(moved > 0.05))})
     print(json.dumps(out))
+    if "--rows" in sys.argv[1:]:
+        for k in np.flatnonzero(dp > 0.02):
+            fits = f" {a['fit_chi2'][k]:.3f} {b['fit_chi2'][k]:.3f}" if has_fits else ""
+            print(f"{a['id'][k]} {dp[k]:.3f}{fits}")
 
 
 if __name__ == "__main__":
