@@ -5,11 +5,11 @@
 //! POLISH more fits from each best fit, whatever their chi^2.
 //!
 //! `cargo run --release --example fit_stability -- N SEED POLISH`
-use lensmae::sim::detectability::{fit_smooth_lens, fit_smooth_lens_blind, BlindGrid, Fitted, Observation};
+use lensmae::sim::detectability::{fit_smooth_lens, fit_smooth_lens_blind, BlindGrid, Fitted};
 use lensmae::sim::{presets::preset, Simulator};
 
 mod shared;
-use shared::{print_per_lens, uint16_copy};
+use shared::{print_per_lens, StoredLens};
 
 fn main() -> lensmae::Result<()> {
     let usage = "fit_stability N SEED POLISH (three whole numbers)";
@@ -18,20 +18,14 @@ fn main() -> lensmae::Result<()> {
     let sim = Simulator::new(preset("survey")?)?;
     let ids: Vec<u64> = (0..n).collect();
     print_per_lens(&ids, |id| {
-        let class_idx = id as usize % 3;
-        let drawn = sim.simulate(class_idx, seed, id);
-        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-        let float = drawn.image.rounded_to_f32();
-        let uint16 = uint16_copy(&float);
-        let copies = [float, uint16];
-        let noise = sim.noise_at(observed.exposure_time);
-        let mut line = format!("{id},{class_idx}");
-        for data in &copies {
+        let lens = StoredLens::new(&sim, seed, id);
+        let mut line = format!("{id},{}", lens.class_idx);
+        for (_, data) in &lens.copies {
             let t = std::time::Instant::now();
-            let variance = noise.variance(data, sim.config().image.pixel_scale).unwrap();
+            let variance = lens.variance(&sim, data);
             let mut fit = fit_smooth_lens_blind(
                 &sim,
-                observed,
+                lens.observed,
                 data,
                 &variance,
                 &BlindGrid { polish_fits: 0, ..BlindGrid::default() },

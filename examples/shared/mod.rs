@@ -1,15 +1,50 @@
 //! What the fit examples share.
+use lensmae::sim::detectability::Observation;
 use lensmae::sim::grid::Image;
+use lensmae::sim::noise::Noise;
+use lensmae::sim::Simulator;
 
 /// `data` stored as uint16 over its own range and read back as float32, what
 /// `bench/ood_sets.py` writes for its 16-bit copies.
-pub fn uint16_copy(data: &Image) -> Image {
+fn uint16_copy(data: &Image) -> Image {
     let lo = data.pixels.iter().cloned().fold(f64::INFINITY, f64::min);
     let hi = data.pixels.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let scale = (hi - lo) / 65535.0;
     Image {
         size: data.size,
         pixels: data.pixels.iter().map(|v| (lo + ((v - lo) / scale).round() * scale) as f32 as f64).collect(),
+    }
+}
+
+/// Lens `id` of `seed` (class id % 3) stored two ways: the float32 cutout
+/// `simulate` writes and its uint16 copy, with what a survey knows of it and its
+/// instrument's noise.
+pub struct StoredLens {
+    pub class_idx: usize,
+    pub observed: Observation,
+    /// ("float32", cutout), ("uint16", its copy).
+    pub copies: [(&'static str, Image); 2],
+    pub noise: Noise,
+}
+
+impl StoredLens {
+    pub fn new(sim: &Simulator, seed: u64, id: u64) -> Self {
+        let class_idx = id as usize % 3;
+        let drawn = sim.simulate(class_idx, seed, id);
+        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let float = drawn.image.rounded_to_f32();
+        let uint16 = uint16_copy(&float);
+        StoredLens {
+            class_idx,
+            observed,
+            copies: [("float32", float), ("uint16", uint16)],
+            noise: sim.noise_at(observed.exposure_time),
+        }
+    }
+
+    /// The noise variance of `data`'s pixels, which the blind fit weights them by.
+    pub fn variance(&self, sim: &Simulator, data: &Image) -> Vec<f64> {
+        self.noise.variance(data, sim.config().image.pixel_scale).expect("the survey recipe has noise")
     }
 }
 

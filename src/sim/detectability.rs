@@ -257,7 +257,7 @@ pub fn fit_smooth_lens_blind(
             let progress = best.chi * best.chi - again.chi * again.chi;
             // A fit never ends above its start, so `again` is at least as good.
             best = SmoothLensFit { chi_start: best.chi_start, ..again };
-            if progress < POLISH_PROGRESS {
+            if progress < LEAST_GAIN {
                 break;
             }
         }
@@ -267,20 +267,16 @@ pub fn fit_smooth_lens_blind(
     // Basin hops: fits from moved copies of the best fit (`basin_hops`), in turn;
     // a hop that gains is polished, and the moves start again from it.
     let mut hops_left = grid.basin_hops;
-    'hopping: while hops_left > 0 && !explained(&best) {
-        for start in basin_hops(&best.params) {
-            if hops_left == 0 {
-                break 'hopping;
-            }
-            hops_left -= 1;
-            let hop = fit_smooth_lens(sim, SMOOTH_CLASS, &start, data, variance, Fitted::LensSourceAndLight);
-            renders += hop.renders;
-            if hop.chi * hop.chi < best.chi * best.chi - POLISH_PROGRESS {
-                best = polish(SmoothLensFit { chi_start: best.chi_start, ..hop }, &mut renders);
-                continue 'hopping;
-            }
+    let mut moves = basin_hops(&best.params).into_iter();
+    while hops_left > 0 && !explained(&best) {
+        let Some(start) = moves.next() else { break };
+        hops_left -= 1;
+        let hop = fit_smooth_lens(sim, SMOOTH_CLASS, &start, data, variance, Fitted::LensSourceAndLight);
+        renders += hop.renders;
+        if hop.chi * hop.chi < best.chi * best.chi - LEAST_GAIN {
+            best = polish(SmoothLensFit { chi_start: best.chi_start, ..hop }, &mut renders);
+            moves = basin_hops(&best.params).into_iter();
         }
-        break;
     }
     best.renders = renders;
     best
@@ -319,9 +315,10 @@ fn basin_hops(best: &ImageParams) -> [ImageParams; 6] {
 /// index of a compact, typical survey source.
 const START_SOURCE_SHAPE: (f64, f64) = (0.25, 1.5);
 
-/// The least drop in chi^2 for which the blind fit runs another polishing fit: a
-/// fit that gained less has settled where it is.
-const POLISH_PROGRESS: f64 = 1.0;
+/// The least drop in chi^2 the blind fit counts as progress, both for running
+/// another polishing fit and for taking a basin hop: a fit that gained less has
+/// settled where it is.
+const LEAST_GAIN: f64 = 1.0;
 
 /// A smooth lens has no substructure, so any class renders it.
 const SMOOTH_CLASS: usize = 0;
