@@ -6,8 +6,12 @@ cutouts stored two ways (float32 against a uint16 / int16 copy, `bench/ood_sets.
 Rows are matched by `id`. Prints JSON: the largest and median per-row max |dp| over
 the `p_*` columns, the fraction of rows above the issue's 0.02, and, when both tables
 carry `fit_chi2` (a classifier of smooth-lens residuals), how far the fits' chi^2 per
-pixel moved. `--rows` then lists the rows above 0.02, one a line: id, max |dp| and,
-for residual classifiers, each table's `fit_chi2`. Needs numpy and pyarrow.
+pixel moved. When both tables carry `fit_refit_spread` (`predict --fit-refits N`), it
+also splits the rows by `status`: how many each table answered `unstable_fit`, how many
+of the rows above 0.02 either table flagged so, and the largest |dp| of the rows both
+answered `ok`. `--rows` then lists the rows above 0.02, one a line: id, max |dp| and,
+for residual classifiers, each table's `fit_chi2` (and `fit_refit_spread` and status
+when checked). Needs numpy and pyarrow.
 """
 import json
 import sys
@@ -38,10 +42,26 @@ def main():
         moved = np.abs(a["fit_chi2"].astype(float) - b["fit_chi2"].astype(float))
         out.update({"fit_chi2_moved_median": float(np.median(moved)), "fit_chi2_moved_max": float(moved.max()),
                     "fit_chi2_moved_over_0.05": float(np.mean(moved > 0.05))})
+    checked = has_fits and all(t.get("fit_refit_spread") is not None for t in (a, b)) and not any(
+        t["fit_refit_spread"][0] is None for t in (a, b))
+    if checked:
+        unstable = (a["status"] == "unstable_fit") | (b["status"] == "unstable_fit")
+        both_ok = (a["status"] == "ok") & (b["status"] == "ok")
+        over = dp > 0.02
+        out.update({"unstable_fit_a": int(np.sum(a["status"] == "unstable_fit")),
+                    "unstable_fit_b": int(np.sum(b["status"] == "unstable_fit")),
+                    "unstable_fit_either": int(np.sum(unstable)),
+                    "over_0.02": int(np.sum(over)), "over_0.02_flagged_unstable": int(np.sum(over & unstable)),
+                    "both_ok": int(np.sum(both_ok)),
+                    "max_dp_both_ok": float(dp[both_ok].max()) if both_ok.any() else None,
+                    "over_0.02_both_ok": int(np.sum(over & both_ok))})
     print(json.dumps(out))
     if "--rows" in sys.argv[1:]:
         for k in np.flatnonzero(dp > 0.02):
             fits = f" {a['fit_chi2'][k]:.3f} {b['fit_chi2'][k]:.3f}" if has_fits else ""
+            if checked:
+                fits += (f" spread {a['fit_refit_spread'][k]:.1f} {b['fit_refit_spread'][k]:.1f}"
+                         f" {a['status'][k]} {b['status'][k]}")
             print(f"{a['id'][k]} {dp[k]:.3f}{fits}")
 
 

@@ -81,11 +81,11 @@ class Model:
 
     def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
                  batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None,
-                 exposure_time=None):
+                 exposure_time=None, fit_refits=2):
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
                           batch_size=batch_size, nan_policy=nan_policy,
                           pixel_scale=None if pixel_scale is None else str(pixel_scale), tta=tta,
-                          psf_fwhm=psf_fwhm, exposure_time=exposure_time)
+                          psf_fwhm=psf_fwhm, exposure_time=exposure_time, fit_refits=fit_refits)
         self._inner = _loaded(**self._args)
 
     @property
@@ -143,7 +143,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                task: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None,
                batch_size: int = 64, nan_policy: str = "fail",
                pixel_scale: Optional[Union[float, str]] = None, tta: str = "none",
-               psf_fwhm: Optional[float] = None, exposure_time: Optional[float] = None) -> Model:
+               psf_fwhm: Optional[float] = None, exposure_time: Optional[float] = None,
+               fit_refits: int = 2) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
     calibrated, see models/README.md), ``"bundled:survey-residual-classifier"`` (the
@@ -165,7 +166,10 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     (``"bundled:survey-residual-classifier"``), which fits a smooth lens to every
     cutout first, the values of every cutout; without them each row's ``psf_fwhm``
     and ``exposure_time`` columns are read (as ``lensmae predict --psf-fwhm``,
-    ``--exposure-time``).
+    ``--exposure-time``). ``fit_refits``: for the same classifier, how many times
+    each cutout is fitted again, moved within half a 16-bit step; a row whose
+    refits land elsewhere gets status ``unstable_fit`` (its answer depends on how
+    the cutout was stored), as ``lensmae predict --fit-refits``; 0 checks nothing.
     """
     if task is None:
         if model in ("bundled:superres", "bundled:survey-superres"):
@@ -174,7 +178,7 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
             task = "all" if (sr_model and model) else "superres" if sr_model else "classify"
     return Model(model, sr_model=sr_model, task=task, device=device, threads=threads, batch_size=batch_size,
                  nan_policy=nan_policy, pixel_scale=pixel_scale, tta=tta, psf_fwhm=psf_fwhm,
-                 exposure_time=exposure_time)
+                 exposure_time=exposure_time, fit_refits=fit_refits)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

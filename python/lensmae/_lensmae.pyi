@@ -22,6 +22,7 @@ class Model:
         tta: str = "none",
         psf_fwhm: Optional[float] = None,
         exposure_time: Optional[float] = None,
+        fit_refits: int = 2,
     ) -> None: ...
     @property
     def class_names(self) -> List[str]: ...

@@ -61,7 +61,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=2))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -75,6 +75,7 @@ impl Model {
         tta: &str,
         psf_fwhm: Option<f64>,
         exposure_time: Option<f64>,
+        fit_refits: usize,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -100,6 +101,7 @@ impl Model {
             pixel_scale,
             tta: tta.parse().map_err(|why| error(format!("tta {why}")))?,
             observation: ObservationSource { psf_fwhm, exposure_time, ..Default::default() },
+            fit_refits,
         };
         let pool = pool(threads)?;
         let predictor = py.detach(|| in_pool(&pool, || Predictor::load(&options))).map_err(error)?;

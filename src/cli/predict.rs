@@ -177,6 +177,13 @@ pub struct PredictArgs {
     tta: TestTimeAugmentation,
     #[command(flatten)]
     observation: ObservationArgs,
+    /// For a classifier of smooth-lens residuals: fit each cutout again this many
+    /// times, moved within half a 16-bit step, and answer a row whose refits land
+    /// elsewhere (chi^2 more than 4 from its fit) with status `unstable_fit`: its
+    /// answer depends on how the cutout was stored. Each refit costs one more fit
+    /// (the fits are most of such a model's time); 0 checks nothing.
+    #[arg(long, default_value_t = 2)]
+    fit_refits: usize,
     /// Fraction of rows that may fail (unreadable or truncated inputs, a model
     /// without an answer) before the run exits with code 3; the output is written
     /// either way and names each failed row's reason. Rows skipped by
@@ -235,6 +242,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
             pixel_scale: args.pixel_scale.as_deref().map(str::parse).transpose()?.unwrap_or_default(),
             tta: args.tta,
             observation: args.observation.source()?,
+            fit_refits: args.fit_refits,
         },
         out: args.out.clone(),
         overwrite: args.overwrite,
@@ -250,8 +258,12 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         0 => String::new(),
         n => format!(", {n} with the deflector beyond the classifier's centring search"),
     };
+    let unstable = match summary.unstable_fit {
+        0 => String::new(),
+        n => format!(", {n} from a smooth-lens fit its refits did not find again (unstable_fit)"),
+    };
     eprintln!(
-        "wrote {} rows ({} predicted, {} of them out of the model's domain{off_centre}) to {} in {:.1} s ({:.0} rows/s)",
+        "wrote {} rows ({} predicted, {} of them out of the model's domain{off_centre}{unstable}) to {} in {:.1} s ({:.0} rows/s)",
         summary.rows,
         summary.predicted,
         summary.out_of_domain,

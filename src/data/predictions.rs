@@ -33,7 +33,7 @@ pub struct PredictionTable {
     pub in_domain: Option<Vec<Option<bool>>>,
     /// `ood_score` of each row, when the table has the column.
     pub ood_scores: Option<Vec<Option<f64>>>,
-    /// `status` of each row (`ok`, `out_of_domain`, or why it failed), when the
+    /// `status` of each row (`ok`, `out_of_domain`, `unstable_fit`, or why it failed), when the
     /// table has the column.
     pub statuses: Option<Vec<Option<String>>>,
     /// `geometry` of each row (how the cutout was brought to the model's grid and

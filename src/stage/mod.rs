@@ -99,6 +99,8 @@ pub struct PredictSummary {
     pub out_of_domain: usize,
     /// Of those, rows whose deflector lies beyond the classifier's centring search.
     pub off_centre: usize,
+    /// Predicted rows whose smooth-lens fit its refits did not find again.
+    pub unstable_fit: usize,
     /// Rows without a prediction for a reason other than a policy the caller chose
     /// (`--nan-policy skip-row`): unreadable or truncated inputs, failed models.
     pub failed: usize,
@@ -141,6 +143,11 @@ pub struct PredictorOptions {
     /// Where a classifier of smooth-lens residuals finds each cutout's PSF and
     /// exposure time (unused by other models).
     pub observation: ObservationSource,
+    /// Refits of each cutout moved within its last 16 bits, for a classifier of
+    /// smooth-lens residuals (unused by other models): a row whose refits land more
+    /// than `UNSTABLE_FIT_CHI2` from its fit is answered with status
+    /// [`UNSTABLE_FIT`]. 0 checks nothing; each refit costs one more fit.
+    pub fit_refits: usize,
 }
 
 /// Models loaded once and ready to answer batches of cutouts: the prepared model
@@ -335,6 +342,9 @@ impl Predictor {
             m.insert("lensmae:model".into(), c.path.display().to_string());
             m.insert("lensmae:model_sha256".into(), file_sha256(&c.path)?);
             m.insert("lensmae:class_names".into(), serde_json::to_string(&c.meta.class_names).expect("strings"));
+            if self.fits_inputs && c.residuals.is_some() {
+                m.insert("lensmae:fit_refits".into(), self.options.fit_refits.to_string());
+            }
         }
         if let Some(sr) = &self.superres {
             m.insert("lensmae:sr_model".into(), sr.path.display().to_string());
@@ -384,6 +394,7 @@ impl PredictSummary {
             not_predicted: HashMap::new(),
             out_of_domain: 0,
             off_centre: 0,
+            unstable_fit: 0,
             failed: 0,
             per_class: HashMap::new(),
             chunks_written: 0,
@@ -409,6 +420,7 @@ fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::c
         ("--pixel-scale-col".to_string(), input.pixel_scale_column.clone().unwrap_or_default()),
         // Matrix products of another batch size may round differently in the last bit.
         ("--batch-size".to_string(), opts.predictor.batch_size.to_string()),
+        ("--fit-refits".to_string(), opts.predictor.fit_refits.to_string()),
     ])
 }
 
@@ -484,6 +496,11 @@ const FILE_EXTENSIONS: [&str; 10] = ["fz", "gz", "csv", "ecsv", "txt", "json", "
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
 
+/// The status of a row a classifier of smooth-lens residuals answered from a fit
+/// that its refits did not find again (`--fit-refits`): the answer depends on how
+/// the cutout was stored.
+pub const UNSTABLE_FIT: &str = "unstable_fit";
+
 impl Predictor {
     /// Runs one batch through the models (its cutouts first brought to their grid
     /// by `geometry`, from [`Predictor::check_input`]) and builds its output record
@@ -509,7 +526,7 @@ impl Predictor {
         // A classifier of smooth-lens residuals reads what the fit of each cutout leaves.
         let fitter = models.classifier.as_ref().and_then(|c| c.residuals.as_ref()).filter(|_| self.fits_inputs);
         let fits = match fitter {
-            Some(fitter) => Some(observation::fit_rows(fitter, &opts.observation, &mut batch, &mut status, image_len)?),
+            Some(fitter) => Some(observation::fit_rows(fitter, opts, &mut batch, &mut status, image_len)?),
             None => None,
         };
         let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();
@@ -577,6 +594,12 @@ impl Predictor {
                     status[r] = OUT_OF_DOMAIN.into();
                 }
             }
+            // Out of the domain says more than an unstable fit, so it stays.
+            for (s, fit) in status.iter_mut().zip(fits.iter().flatten()) {
+                if s.starts_with("ok") && fit.as_ref().is_some_and(|f| !f.is_reproducible()) {
+                    *s = UNSTABLE_FIT.into();
+                }
+            }
             for j in 0..k {
                 columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(|p| p[j])))));
             }
@@ -593,9 +616,13 @@ impl Predictor {
             columns.push(Arc::new(Float32Array::from(ood)));
             columns.push(Arc::new(arrow_array::BooleanArray::from(in_domain)));
             if let Some(fits) = &fits {
-                for value in [|f: &FittedCutout| f.chi2_per_pixel, |f: &FittedCutout| f.theta_e] {
+                for value in [
+                    |f: &FittedCutout| Some(f.chi2_per_pixel),
+                    |f: &FittedCutout| Some(f.theta_e),
+                    |f: &FittedCutout| f.refit_spread,
+                ] {
                     columns.push(Arc::new(arrow_array::Float64Array::from_iter(
-                        fits.iter().map(|f| f.as_ref().map(value)),
+                        fits.iter().map(|f| f.as_ref().and_then(value)),
                     )));
                 }
             }
@@ -618,7 +645,7 @@ impl Predictor {
         }
         // Answered, but out of the model's domain, calibrated or not.
         for (s, &outside) in status.iter_mut().zip(&placed_outside) {
-            if outside && s.starts_with("ok") {
+            if outside && (s.starts_with("ok") || s == UNSTABLE_FIT) {
                 *s = OUT_OF_DOMAIN.into();
             }
         }
@@ -635,6 +662,10 @@ impl Predictor {
                     summary.predicted += 1;
                     summary.out_of_domain += 1;
                     summary.off_centre += usize::from(c.beyond_search);
+                }
+                UNSTABLE_FIT => {
+                    summary.predicted += 1;
+                    summary.unstable_fit += 1;
                 }
                 other => {
                     *summary.not_predicted.entry(other.to_string()).or_default() += 1;

@@ -96,12 +96,12 @@ impl ObservationSource {
 /// status. Per row, what the fit found (None for rows not fitted).
 pub(super) fn fit_rows(
     fitter: &ResidualFitter,
-    source: &ObservationSource,
+    options: &super::PredictorOptions,
     batch: &mut CutoutBatch,
     status: &mut [String],
     image_len: usize,
 ) -> Result<Vec<Option<FittedCutout>>> {
-    let observations = source.of_rows(batch)?;
+    let observations = options.observation.of_rows(batch)?;
     let mut todo = Vec::new();
     for (r, observed) in observations.into_iter().enumerate() {
         if !status[r].starts_with("ok") {
@@ -116,7 +116,7 @@ pub(super) fn fit_rows(
         todo.iter().flat_map(|&(r, _)| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect();
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o).collect();
     let mut fitted = vec![None; batch.len()];
-    for ((r, _), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed)) {
+    for ((r, _), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits)) {
         match outcome {
             Ok(fit) => {
                 batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);

@@ -8,10 +8,12 @@
 //! `max_prob`, `entropy` (nats), `ood_score` (the Mahalanobis distance of the
 //! image's encoder features from the classifier's training domain) and `in_domain`
 //! (null for an uncalibrated classifier), for a classifier of smooth-lens residuals
-//! `fit_chi2` and `fit_theta_e` (what the fit of the cutout found), `sr_image` (a fixed-shape tensor, when a
-//! super-resolution model ran) and `status` (`ok`; `out_of_domain` when the model
-//! answered but the image is unlike its training data; or why the row has no
-//! prediction). Rows without a prediction hold nulls, never a made-up value.
+//! `fit_chi2`, `fit_theta_e` (what the fit of the cutout found) and `fit_refit_spread`
+//! (how far refits of the cutout moved in its last bits land), `sr_image` (a
+//! fixed-shape tensor, when a super-resolution model ran) and `status` (`ok`;
+//! `out_of_domain` when the model answered but the image is unlike its training
+//! data; `unstable_fit` when it answered but its fit does not come back; or why the
+//! row has no prediction). Rows without a prediction hold nulls, never a made-up value.
 
 use crate::data::fits::table_writer::{FitsTableLayout, FitsTableWriter};
 use crate::data::parquet::table_writer::TableWriter;
@@ -106,6 +108,11 @@ pub fn predictions_schema(
             None,
         ));
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
+        fields.push(described(
+            float64("fit_refit_spread"),
+            "the largest chi^2 difference between the fit and refits of the cutout moved within half a 16-bit step (above 4: status unstable_fit; null: not checked, --fit-refits 0)",
+            None,
+        ));
     }
     if let Some([h, w]) = sr_shape {
         fields.push(described(
@@ -126,7 +133,7 @@ pub fn predictions_schema(
     ));
     fields.push(described(
         Field::new("status", DataType::Utf8, false),
-        "ok; out_of_domain (answered, unlike the training data); or why the row has no prediction",
+        "ok; out_of_domain (answered, unlike the training data); unstable_fit (answered, but the smooth-lens fit the answer rests on lands elsewhere when the cutout is stored another way); or why the row has no prediction",
         None,
     ));
     let mut metadata = metadata;

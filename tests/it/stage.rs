@@ -70,6 +70,7 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
         pixel_scale: Default::default(),
         tta: Default::default(),
         observation: Default::default(),
+        fit_refits: 0,
     };
     predict(&PredictOptions { input, ..predict_options(inputs, predictor, out) }).map(|_| ())
 }
@@ -103,6 +104,7 @@ pub(crate) fn classifier(model: &Path, batch_size: usize) -> PredictorOptions {
         pixel_scale: Default::default(),
         tta: Default::default(),
         observation: Default::default(),
+        fit_refits: 0,
     }
 }
 
@@ -118,6 +120,7 @@ fn bundled(task: StageTask, pixel_scale: lensmae::stage::geometry::PixelScale) -
         pixel_scale,
         tta: Default::default(),
         observation: Default::default(),
+        fit_refits: 0,
     }
 }
 
@@ -527,6 +530,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
             pixel_scale: Default::default(),
             tta: Default::default(),
             observation: Default::default(),
+            fit_refits: 0,
         },
         out: dir.path().join(out),
         overwrite: false,
