@@ -17,6 +17,15 @@ use arrow_array::Array;
 use arrow_schema::DataType;
 use std::path::Path;
 
+/// The `status` of a row a classifier of smooth-lens residuals answered from a fit
+/// that its refits did not find again (`predict --fit-refits`): the answer depends
+/// on how the cutout was stored.
+pub const UNSTABLE_FIT: &str = "unstable_fit";
+
+/// The metadata key recording how many refits checked each fit (`predict
+/// --fit-refits`), written when a classifier of smooth-lens residuals fitted the rows.
+pub const FIT_REFITS_KEY: &str = "lensmae:fit_refits";
+
 /// One table of predictions, row by row in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictionTable {

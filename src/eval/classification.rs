@@ -190,16 +190,37 @@ impl DomainSummary {
 
     /// The summary given each image's in-domain flag alone.
     pub fn from_flags(probs: &[f32], labels: &[usize], k: usize, in_domain: &[bool]) -> DomainSummary {
-        let inside: Vec<usize> = (0..in_domain.len()).filter(|&i| in_domain[i]).collect();
-        let in_probs: Vec<f32> = inside.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
-        let in_labels: Vec<usize> = inside.iter().map(|&i| labels[i]).collect();
-        DomainSummary {
-            in_domain_fraction: inside.len() as f64 / in_domain.len().max(1) as f64,
-            ood_threshold: None,
-            ood_score_median: None,
-            in_domain_metrics: (!inside.is_empty()).then(|| ClassificationMetrics::compute(&in_probs, &in_labels, k)),
-        }
+        let (in_domain_fraction, in_domain_metrics) = metrics_where(probs, labels, k, in_domain);
+        DomainSummary { in_domain_fraction, ood_threshold: None, ood_score_median: None, in_domain_metrics }
     }
+}
+
+/// How many answers of a classifier of smooth-lens residuals rest on a fit that
+/// refits of the cutout moved within its last bits did not find again (status
+/// `unstable_fit` of `predict --fit-refits`), and the metrics on the others alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FitStabilitySummary {
+    /// Fraction of images answered `unstable_fit`.
+    pub unstable_fit_fraction: f64,
+    /// Metrics over the images whose fit came back (none when there are none).
+    pub reproducible_metrics: Option<ClassificationMetrics>,
+}
+
+impl FitStabilitySummary {
+    /// The summary of `probs` (`n x k`) against `labels`, given which fits came back.
+    pub fn from_flags(probs: &[f32], labels: &[usize], k: usize, reproducible: &[bool]) -> FitStabilitySummary {
+        let (fraction, reproducible_metrics) = metrics_where(probs, labels, k, reproducible);
+        FitStabilitySummary { unstable_fit_fraction: 1.0 - fraction, reproducible_metrics }
+    }
+}
+
+/// The fraction of images where `keep` holds, and the metrics over them.
+fn metrics_where(probs: &[f32], labels: &[usize], k: usize, keep: &[bool]) -> (f64, Option<ClassificationMetrics>) {
+    let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+    let kept_probs: Vec<f32> = kept.iter().flat_map(|&i| probs[i * k..(i + 1) * k].iter().copied()).collect();
+    let kept_labels: Vec<usize> = kept.iter().map(|&i| labels[i]).collect();
+    let fraction = kept.len() as f64 / keep.len().max(1) as f64;
+    (fraction, (!kept.is_empty()).then(|| ClassificationMetrics::compute(&kept_probs, &kept_labels, k)))
 }
 
 /// Bins of reliability diagrams and expected calibration errors.

@@ -8,10 +8,10 @@
 //! baseline is judged exactly as the ViT is.
 
 use super::binned::{binned_by_parameters, detectable_subsets, AtLeastMetrics, BinnedMetrics, BINNED_PARAMETERS};
-use super::classification::{DomainSummary, RELIABILITY_BINS};
+use super::classification::{DomainSummary, FitStabilitySummary, RELIABILITY_BINS};
 use super::{ClassificationReport, Reliability};
 use crate::data::images::{FloatColumns, LabelledImages};
-use crate::data::predictions::PredictionTable;
+use crate::data::predictions::{PredictionTable, FIT_REFITS_KEY, UNSTABLE_FIT};
 use crate::infer::LoadedClassifier;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -34,6 +34,10 @@ pub struct ClassifierEvaluation {
     pub temperature: Option<f64>,
     /// How much of the input lies in the model's domain, and the metrics there.
     pub domain: Option<DomainSummary>,
+    /// For predictions of a residual classifier whose fits were checked (`predict
+    /// --fit-refits`): how many rest on a fit that did not come back, and the
+    /// metrics on the rest.
+    pub fit_stability: Option<FitStabilitySummary>,
     /// Metrics per bin of each simulated parameter present.
     pub binned: Vec<BinnedMetrics>,
     /// Metrics where the substructure is detectable (`sub_snr` and, when the
@@ -61,6 +65,7 @@ impl ClassifierEvaluation {
             reliability: Reliability::compute(probs, labels, k, RELIABILITY_BINS),
             temperature: None,
             domain: None,
+            fit_stability: None,
             binned: binned_by_parameters(parameters, probs, labels, class_names),
             detectable: detectable_subsets(parameters, probs, labels, class_names),
             unscored_ids: Vec::new(),
@@ -82,6 +87,9 @@ impl ClassifierEvaluation {
                 "temperature": self.temperature}),
         );
         json.insert("domain".into(), serde_json::json!(self.domain));
+        if let Some(f) = &self.fit_stability {
+            json.insert("fit_stability".into(), serde_json::json!(f));
+        }
         json.insert("binned".into(), serde_json::json!(self.binned));
         json.insert("detectable".into(), serde_json::json!(self.detectable));
         if !self.unscored_ids.is_empty() || self.unpredicted > 0 {
@@ -102,6 +110,14 @@ impl ClassifierEvaluation {
         );
         if let Some(d) = &self.domain {
             let _ = writeln!(s, "in the model's domain: {:.4} of them", d.in_domain_fraction);
+        }
+        if let Some(f) = &self.fit_stability {
+            let rest = f.reproducible_metrics.as_ref().map_or("-".into(), |m| format!("{:.4}", m.macro_auc));
+            let _ = writeln!(
+                s,
+                "unstable_fit (the answer depends on how the cutout was stored): {:.4} of them; macro AUC of the rest {rest}",
+                f.unstable_fit_fraction
+            );
         }
         if !self.unscored_ids.is_empty() {
             let _ = writeln!(s, "{} rows without probabilities left out", self.unscored_ids.len());
@@ -224,7 +240,7 @@ pub fn evaluate_predictions(
     }
     let mut seen = vec![false; data.ids.len()];
     let (mut rows, mut probs, mut unscored_ids) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut in_domain, mut ood_scores) = (Vec::new(), Vec::new());
+    let (mut in_domain, mut ood_scores, mut reproducible) = (Vec::new(), Vec::new(), Vec::new());
     for (r, (&id, p)) in table.ids.iter().zip(&table.probabilities).enumerate() {
         let &row = row_of.get(&id).ok_or_else(|| {
             err(format!("row {r}: id {id} is not among the labelled rows of {}", data.source.display()))
@@ -240,6 +256,8 @@ pub fn evaluate_predictions(
         probs.extend_from_slice(p);
         in_domain.push(table.in_domain.as_ref().and_then(|flags| flags[r]));
         ood_scores.push(table.ood_scores.as_ref().and_then(|scores| scores[r]).map(|s| s as f32));
+        let status = table.statuses.as_ref().and_then(|s| s[r].as_deref());
+        reproducible.push(status != Some(UNSTABLE_FIT));
     }
     if rows.is_empty() {
         return Err(err("no row has both probabilities and a label".into()));
@@ -257,6 +275,11 @@ pub fn evaluate_predictions(
         let scores: Option<Vec<f32>> = ood_scores.into_iter().collect();
         summary.ood_score_median = scores.map(|s| crate::model::domain::quantile(&s, 0.5));
         evaluation.domain = Some(summary);
+    }
+    let fits_checked = table.metadata.get(FIT_REFITS_KEY).and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n > 0);
+    if fits_checked {
+        evaluation.fit_stability =
+            Some(FitStabilitySummary::from_flags(&probs, &labels, table.class_names.len(), &reproducible));
     }
     evaluation.unpredicted = seen.iter().filter(|s| !**s).count();
     evaluation.unscored_ids = unscored_ids;
@@ -367,5 +390,29 @@ mod tests {
         // An uncalibrated model's rows carry no flags: no summary.
         t.in_domain = Some(vec![None; 4]);
         assert!(evaluate_predictions(&t, Path::new("p.parquet"), &data, &[]).unwrap().domain.is_none());
+    }
+
+    #[test]
+    fn answers_from_fits_that_did_not_come_back_are_counted_and_the_rest_scored_alone() {
+        // One of four answers wrong, and that row's fit did not come back.
+        let data = labelled(&["no_sub", "axion"], &[0, 1, 0, 1], &[10, 11, 12, 13]);
+        let mut t = table(
+            &["no_sub", "axion"],
+            &[10, 11, 12, 13],
+            vec![Some(vec![0.9, 0.1]), Some(vec![0.2, 0.8]), Some(vec![0.3, 0.7]), Some(vec![0.4, 0.6])],
+        );
+        t.statuses = Some(["ok", "ok", UNSTABLE_FIT, "out_of_domain"].iter().map(|s| Some(s.to_string())).collect());
+        // Unchecked fits (no refits recorded): nothing said about them.
+        let e = evaluate_predictions(&t, Path::new("p.parquet"), &data, &[]).unwrap();
+        assert_eq!(e.fit_stability, None);
+        assert!(e.to_json(&[]).get("fit_stability").is_none());
+        t.metadata.insert(FIT_REFITS_KEY.into(), "2".into());
+        let e = evaluate_predictions(&t, Path::new("p.parquet"), &data, &[]).unwrap();
+        let f = e.fit_stability.as_ref().expect("checked fits are summarised");
+        assert_eq!(f.unstable_fit_fraction, 0.25);
+        assert_eq!(f.reproducible_metrics.as_ref().unwrap().accuracy, 1.0);
+        assert!(e.report.metrics.accuracy < 1.0);
+        assert!(e.summary().contains("unstable_fit"), "{}", e.summary());
+        assert_eq!(e.to_json(&[])["fit_stability"]["unstable_fit_fraction"], 0.25);
     }
 }

@@ -343,7 +343,7 @@ impl Predictor {
             m.insert("lensmae:model_sha256".into(), file_sha256(&c.path)?);
             m.insert("lensmae:class_names".into(), serde_json::to_string(&c.meta.class_names).expect("strings"));
             if self.fits_inputs && c.residuals.is_some() {
-                m.insert("lensmae:fit_refits".into(), self.options.fit_refits.to_string());
+                m.insert(crate::data::predictions::FIT_REFITS_KEY.into(), self.options.fit_refits.to_string());
             }
         }
         if let Some(sr) = &self.superres {
@@ -496,10 +496,7 @@ const FILE_EXTENSIONS: [&str; 10] = ["fz", "gz", "csv", "ecsv", "txt", "json", "
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
 
-/// The status of a row a classifier of smooth-lens residuals answered from a fit
-/// that its refits did not find again (`--fit-refits`): the answer depends on how
-/// the cutout was stored.
-pub const UNSTABLE_FIT: &str = "unstable_fit";
+pub use crate::data::predictions::UNSTABLE_FIT;
 
 impl Predictor {
     /// Runs one batch through the models (its cutouts first brought to their grid

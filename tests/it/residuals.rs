@@ -304,6 +304,9 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     assert_ne!(status[2].as_deref(), Some("unstable_fit"));
     let flagged = status.iter().filter(|s| s.as_deref() == Some("unstable_fit")).count();
     assert_eq!((summary.unstable_fit, summary.predicted, summary.failed), (flagged, 3, 0));
+    // The output says how the fits were checked, for `evaluate` to count the flagged rows.
+    let table = lensmae::data::predictions::read_predictions(&dir.path().join("checked.parquet")).unwrap();
+    assert_eq!(table.metadata.get(lensmae::data::predictions::FIT_REFITS_KEY).map(String::as_str), Some("2"));
     // Unchecked: no spread, no such status, and the same answers.
     let (_, unchecked) = run(0, "unchecked.parquet");
     assert_eq!(unchecked.column_by_name("fit_refit_spread").unwrap().null_count(), 3);
