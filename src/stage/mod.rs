@@ -14,6 +14,7 @@ pub mod observation;
 pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
+pub use crate::data::predictions::UNSTABLE_FIT;
 use crate::infer::residuals::FittedCutout;
 use crate::infer::{
     file_sha256, reads_as_residuals, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation,
@@ -495,8 +496,6 @@ const FILE_EXTENSIONS: [&str; 10] = ["fz", "gz", "csv", "ecsv", "txt", "json", "
 
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
-
-pub use crate::data::predictions::UNSTABLE_FIT;
 
 impl Predictor {
     /// Runs one batch through the models (its cutouts first brought to their grid
