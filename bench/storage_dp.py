@@ -8,9 +8,10 @@ the `p_*` columns, the fraction of rows above the issue's 0.02, and, when both t
 carry `fit_chi2` (a classifier of smooth-lens residuals), how far the fits' chi^2 per
 pixel moved. When both tables carry `fit_refit_spread` (`predict --fit-refits N`), it
 also splits the rows by `status`: how many each table answered `unstable_fit`, how many
-of the rows above 0.02 either table flagged so, and the largest |dp| of the rows both
-answered `ok`. `--rows` then lists the rows above 0.02, one a line: id, max |dp| and,
-for residual classifiers, each table's `fit_chi2` (and `fit_refit_spread` and status
+of the rows above 0.02 either table flagged so, the largest |dp| of the rows both
+answered `ok`, and the 50/90/95% quantiles of A's refit spreads (given one table twice,
+those of that table alone). `--rows` then lists the rows above 0.02, one a line: id,
+max |dp| and, for residual classifiers, each table's `fit_chi2` (and `fit_refit_spread` and status
 when checked). Needs numpy and pyarrow.
 """
 import json
@@ -42,8 +43,8 @@ def main():
         moved = np.abs(a["fit_chi2"].astype(float) - b["fit_chi2"].astype(float))
         out.update({"fit_chi2_moved_median": float(np.median(moved)), "fit_chi2_moved_max": float(moved.max()),
                     "fit_chi2_moved_over_0.05": float(np.mean(moved > 0.05))})
-    checked = has_fits and all(t.get("fit_refit_spread") is not None for t in (a, b)) and not any(
-        t["fit_refit_spread"][0] is None for t in (a, b))
+    # `predict --fit-refits 0` writes the column with nulls only.
+    checked = has_fits and all(any(v is not None for v in t.get("fit_refit_spread", [])) for t in (a, b))
     if checked:
         unstable = (a["status"] == "unstable_fit") | (b["status"] == "unstable_fit")
         both_ok = (a["status"] == "ok") & (b["status"] == "ok")
@@ -54,7 +55,9 @@ def main():
                     "over_0.02": int(np.sum(over)), "over_0.02_flagged_unstable": int(np.sum(over & unstable)),
                     "both_ok": int(np.sum(both_ok)),
                     "max_dp_both_ok": float(dp[both_ok].max()) if both_ok.any() else None,
-                    "over_0.02_both_ok": int(np.sum(over & both_ok))})
+                    "over_0.02_both_ok": int(np.sum(over & both_ok)),
+                    "refit_spread_a_quantiles_50_90_95": np.nanpercentile(
+                        a["fit_refit_spread"].astype(float), [50, 90, 95]).round(2).tolist()})
     print(json.dumps(out))
     if "--rows" in sys.argv[1:]:
         for k in np.flatnonzero(dp > 0.02):

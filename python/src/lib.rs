@@ -61,7 +61,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=2))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,

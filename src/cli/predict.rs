@@ -182,7 +182,7 @@ pub struct PredictArgs {
     /// elsewhere (chi^2 more than 4 from its fit) with status `unstable_fit`: its
     /// answer depends on how the cutout was stored. Each refit costs one more fit
     /// (the fits are most of such a model's time); 0 checks nothing.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = crate::stage::DEFAULT_FIT_REFITS)]
     fit_refits: usize,
     /// Fraction of rows that may fail (unreadable or truncated inputs, a model
     /// without an answer) before the run exits with code 3; the output is written

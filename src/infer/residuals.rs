@@ -14,7 +14,8 @@
 //! ([`ResidualFitter::fit`]'s `refits`), and report how far their chi^2 lands
 //! from the fit's: an answer whose fit does not come back is not to be trusted.
 
-use crate::sim::detectability::{smooth_lens_residual, Observation, SmoothLensResiduals};
+use crate::data::images::value_range;
+use crate::sim::detectability::{fit_cutout_blind, smooth_lens_residual, Observation, SmoothLensResiduals};
 use crate::sim::grid::Image;
 use crate::sim::Simulator;
 use crate::{Error, Result};
@@ -59,13 +60,16 @@ impl FittedCutout {
 /// 1.8 for 95% ("Fits that depend on the last bits").
 pub const UNSTABLE_FIT_CHI2: f64 = 4.0;
 
-/// `data` moved within half a step of a 16-bit storage over its own range, the
-/// `draw`-th of a fixed sequence of such moves: what storing the cutout another way
-/// does to it.
-fn moved_within_16_bits(data: &Image, draw: u64) -> Image {
+/// One step of a 16-bit storage over the range of `pixels`.
+fn step_of_16_bits(pixels: &[f32]) -> f64 {
+    let (lo, hi) = value_range(pixels);
+    (hi as f64 - lo as f64) / 65535.0
+}
+
+/// `data` moved within half of a 16-bit `step`, the `draw`-th of a fixed sequence
+/// of such moves: what storing the cutout another way does to it.
+fn moved_within_16_bits(data: &Image, step: f64, draw: u64) -> Image {
     use rand::{Rng, SeedableRng};
-    let (lo, hi) = data.pixels.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let step = (hi - lo) / 65535.0;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(draw);
     Image { size: data.size, pixels: data.pixels.iter().map(|v| v + step * (rng.random::<f64>() - 0.5)).collect() }
 }
@@ -130,11 +134,12 @@ impl ResidualFitter {
         // refits are compared on the fit's own.
         let fit_chi2 = fitted.fit.chi * fitted.fit.chi;
         let refit_spread = (refits > 0).then(|| {
+            let step = step_of_16_bits(pixels);
             (1..=refits as u64)
                 .filter_map(|draw| {
-                    let moved = moved_within_16_bits(&data, draw);
-                    smooth_lens_residual(&self.sim, *observed, &moved, &self.recipe.grid)
-                        .map(|refit| (refit.fit.chi * refit.fit.chi - fit_chi2).abs())
+                    let moved = moved_within_16_bits(&data, step, draw);
+                    fit_cutout_blind(&self.sim, *observed, &moved, &self.recipe.grid)
+                        .map(|refit| (refit.chi * refit.chi - fit_chi2).abs())
                 })
                 .fold(0.0, f64::max)
         });
@@ -186,8 +191,11 @@ mod tests {
     fn a_cutout_is_moved_within_half_a_16_bit_step_the_same_way_every_time() {
         let data = Image { size: 2, pixels: vec![-1.0, 0.0, 2.5, 64.0] };
         let step = 65.0 / 65535.0;
-        let (first, again, second) =
-            (moved_within_16_bits(&data, 1), moved_within_16_bits(&data, 1), moved_within_16_bits(&data, 2));
+        let (first, again, second) = (
+            moved_within_16_bits(&data, step, 1),
+            moved_within_16_bits(&data, step, 1),
+            moved_within_16_bits(&data, step, 2),
+        );
         assert_eq!(first, again);
         assert_ne!(first, second);
         for moved in [&first, &second] {

@@ -151,6 +151,9 @@ pub struct PredictorOptions {
     pub fit_refits: usize,
 }
 
+/// The refits `predict` and the Python binding run by default (`fit_refits`).
+pub const DEFAULT_FIT_REFITS: usize = 2;
+
 /// Models loaded once and ready to answer batches of cutouts: the prepared model
 /// of the inference layer, with the stage's row statuses and output columns. It
 /// holds no process-wide state; a caller may hold several and call them from
