@@ -167,9 +167,11 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     cutout first, the values of every cutout; without them each row's ``psf_fwhm``
     and ``exposure_time`` columns are read (as ``lensmae predict --psf-fwhm``,
     ``--exposure-time``). ``fit_refits``: for the same classifier, how many times
-    each cutout is fitted again, moved within half a 16-bit step; a row whose
+    each cutout is fitted again, moved within half a 16-bit step; the answer is
+    the mean of the probabilities over the fit and the refits, and a row whose
     refits land elsewhere gets status ``unstable_fit`` (its answer depends on how
-    the cutout was stored), as ``lensmae predict --fit-refits``; 0 checks nothing.
+    the cutout was stored), as ``lensmae predict --fit-refits``; 0 reads the first
+    fit alone and checks nothing.
     """
     if task is None:
         if model in ("bundled:superres", "bundled:survey-superres"):

@@ -178,10 +178,12 @@ pub struct PredictArgs {
     #[command(flatten)]
     observation: ObservationArgs,
     /// For a classifier of smooth-lens residuals: fit each cutout again this many
-    /// times, moved within half a 16-bit step, and answer a row whose refits land
+    /// times, moved within half a 16-bit step, answer with the probabilities
+    /// averaged over the fit and the refits, and answer a row whose refits land
     /// elsewhere (chi^2 more than 4 from its fit) with status `unstable_fit`: its
     /// answer depends on how the cutout was stored. Each refit costs one more fit
-    /// (the fits are most of such a model's time); 0 checks nothing.
+    /// (the fits are most of such a model's time); 0 reads the first fit alone and
+    /// checks nothing.
     #[arg(long, default_value_t = crate::stage::DEFAULT_FIT_REFITS)]
     fit_refits: usize,
     /// Fraction of rows that may fail (unreadable or truncated inputs, a model

@@ -13,9 +13,13 @@
 //! fitter can refit copies of each cutout moved within half a 16-bit step
 //! ([`ResidualFitter::fit`]'s `refits`), and report how far their chi^2 lands
 //! from the fit's: an answer whose fit does not come back is not to be trusted.
+//! The classifier answers with its probabilities averaged over the fit and the
+//! refits ([`mean_over_refits`]): each is as good a reading of the cutout as the
+//! others, and their mean moves less with the last bits than any one of them.
 
+use super::LoadedClassifier;
 use crate::data::images::value_range;
-use crate::sim::detectability::{fit_cutout_blind, smooth_lens_residual, Observation, SmoothLensResiduals};
+use crate::sim::detectability::{smooth_lens_residual, Observation, SmoothLensResiduals};
 use crate::sim::grid::Image;
 use crate::sim::Simulator;
 use crate::{Error, Result};
@@ -34,6 +38,10 @@ pub struct ResidualFitter {
 pub struct FittedCutout {
     /// (data - fit) / sigma per pixel: what the classifier reads.
     pub residual: Vec<f32>,
+    /// The residuals of the refits, in the order of their moves (those whose
+    /// residual is finite): the classifier reads them too, and answers with the
+    /// mean ([`mean_over_refits`]).
+    pub refit_residuals: Vec<Vec<f32>>,
     /// chi^2 of the fit per pixel (about 1 when the smooth lens explains the
     /// cutout to the noise).
     pub chi2_per_pixel: f64,
@@ -94,8 +102,8 @@ impl ResidualFitter {
     /// simulator writes) observed as `observations` say, one per row, in parallel;
     /// a row that cannot be fitted gets the reason. With `refits` > 0 each cutout
     /// is fitted again that many times, moved within half a 16-bit step each time,
-    /// and the fit records how far those land (`refit_spread`); the residual is the
-    /// first fit's either way, the one the classifier was trained on.
+    /// and the fit records how far those land (`refit_spread`) and what they leave
+    /// (`refit_residuals`).
     pub fn fit(
         &self,
         raw: &[f32],
@@ -133,23 +141,59 @@ impl ResidualFitter {
         // The residual's chi^2 is of the model's variance, the fit's of the data's:
         // refits are compared on the fit's own.
         let fit_chi2 = fitted.fit.chi * fitted.fit.chi;
-        let refit_spread = (refits > 0).then(|| {
-            let step = step_of_16_bits(pixels);
-            (1..=refits as u64)
-                .filter_map(|draw| {
-                    let moved = moved_within_16_bits(&data, step, draw);
-                    fit_cutout_blind(&self.sim, *observed, &moved, &self.recipe.grid)
-                        .map(|refit| (refit.chi * refit.chi - fit_chi2).abs())
-                })
-                .fold(0.0, f64::max)
-        });
+        let step = step_of_16_bits(pixels);
+        let refitted: Vec<_> = (1..=refits as u64)
+            .filter_map(|draw| {
+                let moved = moved_within_16_bits(&data, step, draw);
+                smooth_lens_residual(&self.sim, *observed, &moved, &self.recipe.grid)
+            })
+            .collect();
+        let refit_spread = (refits > 0)
+            .then(|| refitted.iter().map(|refit| (refit.fit.chi * refit.fit.chi - fit_chi2).abs()).fold(0.0, f64::max));
+        let as_f32 = |chi: &[f64]| chi.iter().map(|&c| c as f32).collect::<Vec<f32>>();
         Ok(FittedCutout {
-            residual: fitted.chi.iter().map(|&c| c as f32).collect(),
+            residual: as_f32(&fitted.chi),
+            refit_residuals: refitted
+                .iter()
+                .filter(|refit| refit.chi.iter().all(|c| c.is_finite()))
+                .map(|refit| as_f32(&refit.chi))
+                .collect(),
             chi2_per_pixel: chi2 / fitted.chi.len() as f64,
             theta_e: fitted.fit.params.lens_theta_e,
             refit_spread,
         })
     }
+}
+
+/// Averages `probabilities` (`[n * k]`, the classifier's answers on the first
+/// residuals of `n` rows) with its answers on each row's `refit_residuals[i]`, in
+/// place; `sigmas`, when given, are the rows' own and go with their refits.
+pub fn mean_over_refits(
+    classifier: &LoadedClassifier,
+    refit_residuals: &[&[Vec<f32>]],
+    sigmas: Option<&[Option<f32>]>,
+    probabilities: &mut [f32],
+    batch: usize,
+) -> Result<()> {
+    let k = classifier.meta.class_names.len();
+    assert_eq!(probabilities.len(), refit_residuals.len() * k, "one row of probabilities per fitted row");
+    let owners: Vec<usize> =
+        refit_residuals.iter().enumerate().flat_map(|(i, refits)| std::iter::repeat_n(i, refits.len())).collect();
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let pixels: Vec<f32> = refit_residuals.iter().flat_map(|refits| refits.iter().flatten().copied()).collect();
+    let refit_sigmas: Option<Vec<Option<f32>>> = sigmas.map(|s| owners.iter().map(|&i| s[i]).collect());
+    let refit_probabilities = classifier.predict_with_noise(&pixels, refit_sigmas.as_deref(), batch)?.probabilities;
+    for (&i, p) in owners.iter().zip(refit_probabilities.chunks_exact(k)) {
+        for (sum, v) in probabilities[i * k..(i + 1) * k].iter_mut().zip(p) {
+            *sum += v;
+        }
+    }
+    for (row, refits) in probabilities.chunks_exact_mut(k).zip(refit_residuals) {
+        row.iter_mut().for_each(|p| *p /= (1 + refits.len()) as f32);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

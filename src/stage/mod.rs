@@ -15,7 +15,7 @@ pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 pub use crate::data::predictions::UNSTABLE_FIT;
-use crate::infer::residuals::FittedCutout;
+use crate::infer::residuals::{mean_over_refits, FittedCutout};
 use crate::infer::{
     file_sha256, reads_as_residuals, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation,
 };
@@ -548,12 +548,18 @@ impl Predictor {
             }
             _ => None,
         };
-        let predicted = match &models.classifier {
+        let mut predicted = match &models.classifier {
             Some(c) => {
                 Some(c.predict_with_noise(sr.as_deref().unwrap_or(&inputs), sigmas.as_deref(), opts.batch_size)?)
             }
             None => None,
         };
+        // A fitted row is answered by the mean over its fit and refits.
+        if let (Some(c), Some(fits), Some(predicted)) = (&models.classifier, &fits, predicted.as_mut()) {
+            let refits: Vec<&[Vec<f32>]> =
+                usable.iter().map(|&r| fits[r].as_ref().map_or(&[][..], |f| f.refit_residuals.as_slice())).collect();
+            mean_over_refits(c, &refits, sigmas.as_deref(), &mut predicted.probabilities, opts.batch_size)?;
+        }
         summary.model_seconds += model_started.elapsed().as_secs_f64();
         // Where the classifier found each row's deflector (antisymmetric scalings).
         let mut centring = vec![Centring::default(); batch.len()];
