@@ -892,6 +892,9 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
         "model": meta("lensmae:model"),
         "model_sha256": meta("lensmae:model_sha256"),
         "tta": meta("lensmae:tta"),
+        // For a classifier of smooth-lens residuals: whether the answers are the
+        // first fit's (0) or means over refits that also set `unstable_fit`.
+        "fit_refits": meta(crate::data::predictions::FIT_REFITS_KEY).and_then(|n| n.parse::<u64>().ok()),
         "created": meta("lensmae:created"),
         "classes": table.class_names,
         "status": statuses,

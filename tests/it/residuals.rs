@@ -308,6 +308,8 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     // The output says how the fits were checked, for `evaluate` to count the flagged rows.
     let table = lensmae::data::predictions::read_predictions(&dir.path().join("checked.parquet")).unwrap();
     assert_eq!(table.metadata.get(lensmae::data::predictions::FIT_REFITS_KEY).map(String::as_str), Some("2"));
+    let seen = lensmae::stage::inspect(&[dir.path().join("checked.parquet")], &Default::default()).unwrap();
+    assert_eq!((seen["fit_refits"].as_u64(), seen["status"]["unstable_fit"].as_u64()), (Some(2), Some(flagged as u64)));
     // Unchecked: no spread, no such status.
     let (_, unchecked) = run(0, "unchecked.parquet");
     assert_eq!(unchecked.column_by_name("fit_refit_spread").unwrap().null_count(), 3);
