@@ -364,24 +364,9 @@ pub fn residual_from(sim: &Simulator, fit: &ImageParams, data: &Image, noise: &N
 
 /// The blind smooth-lens fit of `data` ([`fit_smooth_lens_blind`], weighted by the
 /// instrument's noise of `sim` at the observation's exposure, evaluated on the
-/// data). `data` is in the units `simulate` writes for `sim` (sky-subtracted e-/s
-/// for an instrument). None when `sim` has no noise model for the observation
-/// (noise-free, or no exposure time).
-///
-/// # Panics
-/// If `data` is not square of the simulator's image size.
-pub fn fit_cutout_blind(
-    sim: &Simulator,
-    observed: Observation,
-    data: &Image,
-    grid: &BlindGrid,
-) -> Option<SmoothLensFit> {
-    assert_eq!(data.size, sim.config().image.size, "the simulator's image size");
-    let variance = sim.noise_at(observed.exposure_time).variance(data, sim.config().image.pixel_scale)?;
-    Some(fit_smooth_lens_blind(sim, observed, data, &variance, grid))
-}
-
-/// [`fit_cutout_blind`] and the residual its fit leaves ([`residual_from`]).
+/// data) and the residual it leaves ([`residual_from`]). `data` is in the units
+/// `simulate` writes for `sim` (sky-subtracted e-/s for an instrument). None when
+/// `sim` has no noise model for the observation (noise-free, or no exposure time).
 ///
 /// # Panics
 /// If `data` is not square of the simulator's image size.
@@ -391,8 +376,11 @@ pub fn smooth_lens_residual(
     data: &Image,
     grid: &BlindGrid,
 ) -> Option<SmoothLensResidual> {
-    let fit = fit_cutout_blind(sim, observed, data, grid)?;
-    let chi = residual_from(sim, &fit.params, data, &sim.noise_at(observed.exposure_time))?;
+    assert_eq!(data.size, sim.config().image.size, "the simulator's image size");
+    let noise = sim.noise_at(observed.exposure_time);
+    let variance = noise.variance(data, sim.config().image.pixel_scale)?;
+    let fit = fit_smooth_lens_blind(sim, observed, data, &variance, grid);
+    let chi = residual_from(sim, &fit.params, data, &noise)?;
     Some(SmoothLensResidual { chi, fit })
 }
 

@@ -145,9 +145,10 @@ pub struct PredictorOptions {
     /// exposure time (unused by other models).
     pub observation: ObservationSource,
     /// Refits of each cutout moved within its last 16 bits, for a classifier of
-    /// smooth-lens residuals (unused by other models): a row whose refits land more
-    /// than `UNSTABLE_FIT_CHI2` from its fit is answered with status
-    /// [`UNSTABLE_FIT`]. 0 checks nothing; each refit costs one more fit.
+    /// smooth-lens residuals (unused by other models): the answer is the mean over
+    /// the fit and the refits, and a row whose refits land more than
+    /// `UNSTABLE_FIT_CHI2` from its fit is answered with status [`UNSTABLE_FIT`].
+    /// 0 reads the first fit alone and checks nothing; each refit costs one more fit.
     pub fit_refits: usize,
 }
 
