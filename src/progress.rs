@@ -81,15 +81,35 @@ impl Progress {
         let rate = self.done as f64 / seconds.max(1e-9);
         let eta = (self.total.saturating_sub(self.done)) as f64 / rate.max(1e-9);
         eprintln!(
-            "{} {} of {} ({:.1}%), {:.0}/s, {:.0} s elapsed, eta {:.0} s",
+            "{} {} of {} ({:.1}%), {}/s, {:.0} s elapsed, eta {:.0} s",
             self.what,
             self.done,
             self.total,
             100.0 * self.done as f64 / self.total.max(1) as f64,
-            rate,
+            rate_text(rate),
             seconds,
             eta
         );
         self.last_line = Instant::now();
+    }
+}
+
+/// A rate per second as a person reads it: a decimal below 10 (a fitted survey
+/// cutout takes most of a second), whole numbers above.
+pub fn rate_text(per_second: f64) -> String {
+    if per_second < 10.0 {
+        format!("{per_second:.1}")
+    } else {
+        format!("{per_second:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slow_rates_keep_a_decimal() {
+        assert_eq!(super::rate_text(1.354), "1.4");
+        assert_eq!(super::rate_text(0.04), "0.0");
+        assert_eq!(super::rate_text(812.6), "813");
     }
 }

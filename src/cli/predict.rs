@@ -265,13 +265,13 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         n => format!(", {n} from a smooth-lens fit its refits did not find again (unstable_fit)"),
     };
     eprintln!(
-        "wrote {} rows ({} predicted, {} of them out of the model's domain{off_centre}{unstable}) to {} in {:.1} s ({:.0} rows/s)",
+        "wrote {} rows ({} predicted, {} of them out of the model's domain{off_centre}{unstable}) to {} in {:.1} s ({} rows/s)",
         summary.rows,
         summary.predicted,
         summary.out_of_domain,
         summary.out.display(),
         summary.seconds,
-        summary.rows as f64 / summary.seconds.max(1e-9)
+        crate::progress::rate_text(summary.rows as f64 / summary.seconds.max(1e-9))
     );
     if args.model.is_none() && task != StageTask::Superres && summary.out_of_domain * 2 > summary.predicted {
         eprintln!(

@@ -46,7 +46,7 @@ pub struct SimulateArgs {
     refit_detectability: bool,
     /// Write, instead of each noisy cutout, the residual of a blind smooth-lens fit
     /// to it, (data - fit) / sigma: what a classifier of smooth-lens residuals
-    /// (`bundled:survey-residual-classifier`) is trained on (~0.5 s of a core per
+    /// (`bundled:survey-residual-classifier`) is trained on (~0.4 s of a core per
     /// image; classification datasets of recipes with noise).
     #[arg(long)]
     smooth_lens_residuals: bool,

@@ -25,7 +25,7 @@
 
 use super::grid::Image;
 use super::noise::Noise;
-use super::scene::Camera;
+use super::scene::{Camera, LayeredRender};
 use super::simulator::{capped_ellipticity, ImageParams, LensLightDraw, Simulator};
 use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
 use nalgebra::{DMatrix, DVector, Dyn, Owned};
@@ -133,6 +133,7 @@ pub fn fit_smooth_lens(
         smooth,
         target: &data.pixels,
         inverse_sigma,
+        render: None,
         residuals: Vec::new(),
         renders: std::cell::Cell::new(0),
     };
@@ -530,16 +531,28 @@ struct Problem<'a> {
     target: &'a [f64],
     inverse_sigma: Vec<f64>,
     x: DVector<f64>,
+    /// The render at `x`, in parts: the Jacobian's renders each move one parameter
+    /// and redo only the part of the scene it belongs to.
+    render: Option<LayeredRender>,
     /// The residuals at `x`.
     residuals: Vec<f64>,
     renders: std::cell::Cell<usize>,
 }
 
 impl Problem<'_> {
-    fn residuals_at(&self, x: &DVector<f64>) -> Vec<f64> {
+    /// The render at `x`, from `near` where given (sharing the parts `x` leaves as
+    /// they are there).
+    fn render_at(&self, x: &DVector<f64>, near: Option<&LayeredRender>) -> LayeredRender {
         self.renders.set(self.renders.get() + 1);
-        let params = decode(x, &self.smooth, self.fitted);
-        let model = self.sim.scene(self.class_idx, &params).render_with(&self.camera, None);
+        let scene = self.sim.scene(self.class_idx, &decode(x, &self.smooth, self.fitted));
+        match near {
+            Some(render) => render.rerender(&scene),
+            None => scene.render_layered(&self.camera),
+        }
+    }
+
+    fn residuals_of(&self, render: &LayeredRender) -> Vec<f64> {
+        let model = render.image();
         self.target
             .iter()
             .zip(&model.pixels)
@@ -556,7 +569,9 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem<'_> {
 
     fn set_params(&mut self, x: &DVector<f64>) {
         self.x.copy_from(x);
-        self.residuals = self.residuals_at(x);
+        let render = self.render_at(x, None);
+        self.residuals = self.residuals_of(&render);
+        self.render = Some(render);
     }
 
     fn params(&self) -> DVector<f64> {
@@ -574,7 +589,7 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem<'_> {
         for j in 0..n_params {
             let mut stepped = self.x.clone();
             stepped[j] += STEP;
-            let shifted = self.residuals_at(&stepped);
+            let shifted = self.residuals_of(&self.render_at(&stepped, self.render.as_ref()));
             for (i, (after, before)) in shifted.iter().zip(&self.residuals).enumerate() {
                 jacobian[(i, j)] = (after - before) / STEP;
             }

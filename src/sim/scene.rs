@@ -12,6 +12,7 @@ use super::grid::{Image, PixelGrid};
 use super::light::{Sersic, SersicKernel};
 use super::mass::{MassModel, MassProfile, Shear, SieKernel, TnfwKernel};
 use super::psf::Psf;
+use std::sync::Arc;
 
 /// Everything that bends and emits light in one image.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,120 @@ pub enum Neighbour {
         /// Position y, arcsec.
         y: f64,
     },
+}
+
+/// A noise-free render kept in its parts, one value per sub-pixel ray: where
+/// each ray lands in the source plane, the lensed source's flux there, and each
+/// unlensed profile's flux. A fit's forward-difference Jacobian moves one
+/// parameter at a time, so most of its renders change one part of the scene;
+/// [`LayeredRender::rerender`] redoes only the parts that changed (the lens: rays
+/// and source; the source: its flux on the same rays; the deflector's light: the
+/// unlensed flux). [`LayeredRender::image`] is, to the bit, what
+/// [`Scene::render_with`] gives the same scene without a fixed field: each part is
+/// computed row by row as there and added in the same order.
+#[derive(Debug, Clone)]
+pub struct LayeredRender {
+    scene: Scene,
+    camera: Camera,
+    source_x: Arc<Vec<f64>>,
+    source_y: Arc<Vec<f64>>,
+    lensed_source: Arc<Vec<f64>>,
+    /// The flux of each of `scene.unlensed_kernels()`, in that order.
+    unlensed: Arc<Vec<Vec<f64>>>,
+}
+
+impl LayeredRender {
+    /// The render of `scene` on the same camera, reusing the parts it shares with
+    /// this one.
+    pub fn rerender(&self, scene: &Scene) -> LayeredRender {
+        let mut next = LayeredRender { scene: scene.clone(), ..self.clone() };
+        let old = &self.scene;
+        let relensed = scene.lenses != old.lenses || scene.deflection_scale != old.deflection_scale;
+        if relensed {
+            next.trace_rays();
+        }
+        if relensed || scene.source != old.source {
+            next.shade_source();
+        }
+        if scene.lens_light != old.lens_light || scene.neighbour != old.neighbour {
+            next.shade_unlensed();
+        }
+        next
+    }
+
+    /// The scene this render shows.
+    pub fn scene(&self) -> &Scene {
+        &self.scene
+    }
+
+    /// The noise-free image: the parts added per sub-pixel, binned, PSF-convolved.
+    pub fn image(&self) -> Image {
+        let grid = self.supersampled_grid();
+        let mut image = Image { size: grid.size, pixels: self.lensed_source.to_vec() };
+        for light in self.unlensed.iter() {
+            image.pixels.iter_mut().zip(light).for_each(|(p, l)| *p += l);
+        }
+        if let Some((at, flux)) = self.scene.star_sub_pixel(&grid) {
+            image.pixels[at] += flux;
+        }
+        let s = self.camera.supersampling.max(1);
+        let binned = if s > 1 { image.bin_sum(s) } else { image };
+        self.camera.psf.convolve(&binned, self.camera.grid.pixel_scale)
+    }
+
+    fn supersampled_grid(&self) -> PixelGrid {
+        self.camera.grid.supersampled(self.camera.supersampling.max(1))
+    }
+
+    fn trace_rays(&mut self) {
+        let grid = self.supersampled_grid();
+        let deflectors = Deflector::prepare(&self.scene.lenses, &grid);
+        let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
+        let (mut ax, mut ay) = (vec![0.0; grid.size], vec![0.0; grid.size]);
+        let (mut source_x, mut source_y) = (vec![0.0; grid.size * grid.size], vec![0.0; grid.size * grid.size]);
+        for (row, &y) in coords.iter().enumerate() {
+            let span = row * grid.size..(row + 1) * grid.size;
+            ax.fill(0.0);
+            ay.fill(0.0);
+            for d in &deflectors {
+                d.accumulate_row(&coords, y, &mut ax, &mut ay);
+            }
+            let (bx, by) = (&mut source_x[span.clone()], &mut source_y[span]);
+            self.scene.source_plane_row(&coords, y, &ax, &ay, bx, by);
+        }
+        (self.source_x, self.source_y) = (Arc::new(source_x), Arc::new(source_y));
+    }
+
+    fn shade_source(&mut self) {
+        let grid = self.supersampled_grid();
+        let source = self.scene.source.kernel();
+        let mut flux = vec![0.0; grid.size * grid.size];
+        let rows = self.source_x.chunks_exact(grid.size).zip(self.source_y.chunks_exact(grid.size));
+        for ((bx, by), out) in rows.zip(flux.chunks_exact_mut(grid.size)) {
+            source.surface_brightness_row(bx, by, grid.pixel_area(), out);
+        }
+        self.lensed_source = Arc::new(flux);
+    }
+
+    fn shade_unlensed(&mut self) {
+        let grid = self.supersampled_grid();
+        let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
+        let mut row_y = vec![0.0; grid.size];
+        let layers = self
+            .scene
+            .unlensed_kernels()
+            .iter()
+            .map(|profile| {
+                let mut flux = vec![0.0; grid.size * grid.size];
+                for (out, &y) in flux.chunks_exact_mut(grid.size).zip(&coords) {
+                    row_y.fill(y);
+                    profile.surface_brightness_row(&coords, &row_y, grid.pixel_area(), out);
+                }
+                flux
+            })
+            .collect();
+        self.unlensed = Arc::new(layers);
+    }
 }
 
 /// How the sky is sampled into pixels.
@@ -238,11 +353,7 @@ impl Scene {
         let smooth_deflectors = Deflector::prepare(&self.lenses[first..split], &grid);
         let other_deflectors = Deflector::prepare(&self.lenses[split..], &grid);
         let source: SersicKernel = self.source.kernel();
-        let galaxy = match &self.neighbour {
-            Some(Neighbour::Galaxy(g)) => Some(g),
-            _ => None,
-        };
-        let unlensed: Vec<SersicKernel> = self.lens_light.iter().chain(galaxy).map(Sersic::kernel).collect();
+        let unlensed = self.unlensed_kernels();
         let area = grid.pixel_area();
         let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
         let mut image = Image::zeros(grid.size);
@@ -251,13 +362,7 @@ impl Scene {
         let (mut bx, mut by) = (vec![0.0; grid.size], vec![0.0; grid.size]);
         let mut light = vec![0.0; grid.size];
         let lensed_source = |ax: &[f64], ay: &[f64], y: f64, bx: &mut [f64], by: &mut [f64], out: &mut [f64]| {
-            let scale = self.deflection_scale;
-            for ((b, x), a) in bx.iter_mut().zip(&coords).zip(ax) {
-                *b = x - scale * a;
-            }
-            for (b, a) in by.iter_mut().zip(ay) {
-                *b = y - scale * a;
-            }
+            self.source_plane_row(&coords, y, ax, ay, bx, by);
             source.surface_brightness_row(bx, by, area, out);
         };
         for (row, &y) in coords.iter().enumerate() {
@@ -292,16 +397,10 @@ impl Scene {
                 }
             }
         }
-        if let Some(Neighbour::Star { flux, x, y }) = self.neighbour {
-            let nearest = |v: f64| (v / grid.pixel_scale + (grid.size as f64 - 1.0) / 2.0).round();
-            let (col, row) = (nearest(x), nearest(y));
-            let inside = |i: f64| (0.0..grid.size as f64).contains(&i);
-            if inside(col) && inside(row) {
-                let at = row as usize * grid.size + col as usize;
-                image.pixels[at] += flux;
-                if let Some(smooth) = smooth.as_mut() {
-                    smooth.pixels[at] += flux;
-                }
+        if let Some((at, flux)) = self.star_sub_pixel(&grid) {
+            image.pixels[at] += flux;
+            if let Some(smooth) = smooth.as_mut() {
+                smooth.pixels[at] += flux;
             }
         }
         if s > 1 {
@@ -309,6 +408,56 @@ impl Scene {
         } else {
             (image, smooth)
         }
+    }
+
+    /// Where the rays of one row at height `y`, deflected by (`ax`, `ay`), land in
+    /// the source plane.
+    fn source_plane_row(&self, xs: &[f64], y: f64, ax: &[f64], ay: &[f64], bx: &mut [f64], by: &mut [f64]) {
+        let scale = self.deflection_scale;
+        for ((b, x), a) in bx.iter_mut().zip(xs).zip(ax) {
+            *b = x - scale * a;
+        }
+        for (b, a) in by.iter_mut().zip(ay) {
+            *b = y - scale * a;
+        }
+    }
+
+    /// The unlensed profiles, in the order their light is added: the deflector's,
+    /// then a neighbouring galaxy's.
+    fn unlensed_kernels(&self) -> Vec<SersicKernel> {
+        let galaxy = match &self.neighbour {
+            Some(Neighbour::Galaxy(g)) => Some(g),
+            _ => None,
+        };
+        self.lens_light.iter().chain(galaxy).map(Sersic::kernel).collect()
+    }
+
+    /// The sub-pixel of `grid` a neighbouring star falls in, and its flux.
+    fn star_sub_pixel(&self, grid: &PixelGrid) -> Option<(usize, f64)> {
+        let Some(Neighbour::Star { flux, x, y }) = self.neighbour else { return None };
+        let nearest = |v: f64| (v / grid.pixel_scale + (grid.size as f64 - 1.0) / 2.0).round();
+        let (col, row) = (nearest(x), nearest(y));
+        let inside = |i: f64| (0.0..grid.size as f64).contains(&i);
+        (inside(col) && inside(row)).then(|| (row as usize * grid.size + col as usize, flux))
+    }
+
+    /// This scene's render kept in its parts, for re-rendering scenes that differ
+    /// from it in one part ([`LayeredRender::rerender`]).
+    pub fn render_layered(&self, camera: &Camera) -> LayeredRender {
+        let grid = camera.grid.supersampled(camera.supersampling.max(1));
+        let rays = grid.size * grid.size;
+        let mut layers = LayeredRender {
+            scene: self.clone(),
+            camera: camera.clone(),
+            source_x: Arc::new(vec![0.0; rays]),
+            source_y: Arc::new(vec![0.0; rays]),
+            lensed_source: Arc::new(Vec::new()),
+            unlensed: Arc::new(Vec::new()),
+        };
+        layers.trace_rays();
+        layers.shade_source();
+        layers.shade_unlensed();
+        layers
     }
 
     /// The noise-free image, taking fixed lenses' deflection from `fixed` where it applies.
@@ -410,6 +559,45 @@ mod tests {
             assert_eq!(image, full.render_with(&camera, fixed));
             assert_eq!(alone, smooth.render_with(&camera, fixed));
             assert_ne!(image, alone);
+        }
+    }
+
+    #[test]
+    fn a_layered_render_and_its_rerenders_are_the_scenes_renders_to_the_bit() {
+        // A fit's Jacobian takes its images from rerenders; they must be the images
+        // a plain render gives, or the fit would move with the way it was computed.
+        let main = MassModel::Sie(Sie { theta_e: 1.1, e1: 0.1, e2: -0.05, center_x: 0.02, center_y: 0.0 });
+        let shear = MassModel::Shear(Shear { gamma1: 0.03, gamma2: -0.01 });
+        let point = MassModel::PointMass(PointMass { theta_e: 0.02, center_x: 0.5, center_y: 0.5 });
+        let mut base = scene(vec![main, shear, point]);
+        base.source.n_sersic = 2.3;
+        base.lens_light =
+            Some(Sersic { amp: 3.0, r_sersic: 0.6, n_sersic: 4.0, e1: 0.05, e2: 0.0, center_x: 0.01, center_y: 0.0 });
+        let galaxy = Sersic { amp: 0.5, r_sersic: 0.3, n_sersic: 1.5, e1: 0.0, e2: 0.1, center_x: 1.2, center_y: -0.9 };
+        base.neighbour = Some(Neighbour::Galaxy(galaxy));
+        let psf = Psf::Gaussian { fwhm: 0.3, truncation: 4.0 };
+        let camera = Camera { grid: PixelGrid { size: 16, pixel_scale: 0.2 }, supersampling: 2, psf };
+        let layered = base.render_layered(&camera);
+        assert_eq!(layered.image(), base.render_with(&camera, None));
+        let changed: [(&str, &dyn Fn(&mut Scene)); 6] = [
+            ("the lens", &|s| {
+                s.lenses[0] = MassModel::Sie(Sie { theta_e: 1.2, e1: 0.0, e2: 0.0, center_x: 0.0, center_y: 0.0 })
+            }),
+            ("the deflection scale", &|s| s.deflection_scale = 0.9),
+            ("the source", &|s| s.source.center_x = 0.07),
+            ("the deflector's light", &|s| s.lens_light.as_mut().unwrap().r_sersic = 0.8),
+            ("the neighbour", &|s| s.neighbour = Some(Neighbour::Star { flux: 40.0, x: 0.5, y: -0.3 })),
+            ("nothing", &|_| ()),
+        ];
+        for (what, change) in changed {
+            let mut next = base.clone();
+            change(&mut next);
+            let again = layered.rerender(&next);
+            assert_eq!(again.scene(), &next);
+            assert_eq!(again.image(), next.render_with(&camera, None), "{what} changed");
+            if what != "nothing" {
+                assert_ne!(again.image(), layered.image(), "{what} changed");
+            }
         }
     }
 
