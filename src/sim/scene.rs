@@ -579,7 +579,8 @@ mod tests {
         let camera = Camera { grid: PixelGrid { size: 16, pixel_scale: 0.2 }, supersampling: 2, psf };
         let layered = base.render_layered(&camera);
         assert_eq!(layered.image(), base.render_with(&camera, None));
-        let changed: [(&str, &dyn Fn(&mut Scene)); 6] = [
+        type Change<'a> = (&'a str, &'a dyn Fn(&mut Scene));
+        let changed: [Change; 6] = [
             ("the lens", &|s| {
                 s.lenses[0] = MassModel::Sie(Sie { theta_e: 1.2, e1: 0.0, e2: 0.0, center_x: 0.0, center_y: 0.0 })
             }),
