@@ -46,6 +46,9 @@ struct Row {
     record: Record,
     chi2_truth: f64,
     chi2_fit: f64,
+    /// With ARC_MASK: the fraction of the substructure's signal left after the fit,
+    /// sum((noise-free image - fit)^2 / sigma^2), that falls on the kept pixels.
+    signal_kept: f64,
     renders: usize,
 }
 
@@ -142,9 +145,55 @@ fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
         let variance = noise.variance(&fitted, sim.config().image.pixel_scale).expect("noise");
         noisy.pixels.iter().zip(&drawn_smooth.pixels).zip(&variance).map(|((d, m), v)| (d - m) * (d - m) / v).sum()
     });
+    // With ARC_MASK=F, only the pixels where the fitted lensed source (without the
+    // deflector's light) is brighter than F times its peak keep their residual: does a
+    // classifier gain from knowing where the arcs are?
+    let (chi, signal_kept) =
+        match std::env::var("ARC_MASK").ok().map(|f| f.parse::<f64>().expect("ARC_MASK is a fraction")) {
+            Some(fraction) => {
+                let mut arcs_only = best.clone();
+                arcs_only.lens_light = None;
+                let arcs = sim.scene(class_idx, &arcs_only).render_with(&sim.camera(&arcs_only), None);
+                let peak = arcs.pixels.iter().copied().fold(0.0, f64::max);
+                let kept: Vec<bool> = arcs.pixels.iter().map(|a| *a > fraction * peak).collect();
+                let signal_kept = truth.as_ref().map_or(f64::NAN, |params| {
+                    let fitted = sim.scene(class_idx, &best).render_with(&sim.camera(&best), None);
+                    let variance = noise.variance(&fitted, sim.config().image.pixel_scale).expect("noise");
+                    let truth_image = sim.render_noise_free(class_idx, params);
+                    let signal: Vec<f64> = (truth_image.pixels.iter().zip(&fitted.pixels).zip(&variance))
+                        .map(|((t, f), v)| (t - f) * (t - f) / v)
+                        .collect();
+                    let on_arcs: f64 = signal.iter().zip(&kept).filter(|(_, k)| **k).map(|(s, _)| s).sum();
+                    on_arcs / signal.iter().sum::<f64>()
+                });
+                // Zeros make `noise-asinh`'s estimate of sigma (the MAD of neighbouring
+                // differences) collapse, squashing the kept residuals to their signs;
+                // with ARC_FILL=checker the masked pixels are +-a in a checkerboard, a
+                // = sqrt(2) / (2 * 1.4826), whose differences give that estimate 1, as
+                // unit noise does, while still marking where the arcs are not.
+                let checker = std::env::var("ARC_FILL").is_ok_and(|f| f == "checker");
+                let a = std::f64::consts::SQRT_2 / (2.0 * 1.4826);
+                let size = noisy.size;
+                let fill = |i: usize| {
+                    if checker {
+                        if (i / size + i % size) % 2 == 0 {
+                            a
+                        } else {
+                            -a
+                        }
+                    } else {
+                        0.0
+                    }
+                };
+                let masked = chi.iter().zip(&kept).enumerate().map(|(i, (c, k))| if *k { *c } else { fill(i) });
+                (masked.collect(), signal_kept)
+            }
+            None => (chi, f64::NAN),
+        };
     // Another simulator's lens has no parameters here: its row carries the fit's.
     let params = truth.unwrap_or(best);
     Row {
+        signal_kept,
         chi2_truth,
         chi2_fit: chi.iter().map(|c| c * c).sum(),
         renders,
@@ -236,7 +285,7 @@ fn main() -> lensmae::Result<()> {
     let mut writer = Box::new(ParquetDatasetWriter::create(&out.join("dataset.parquet"), info, true)?);
     let csv_path = out.join("fits.csv");
     let mut csv = std::fs::File::create(&csv_path).map_err(|e| lensmae::Error::io(&csv_path, e))?;
-    writeln!(csv, "id,class,sub_snr,chi2_truth,chi2_fit,renders").unwrap();
+    writeln!(csv, "id,class,sub_snr,chi2_truth,chi2_fit,renders,signal_kept").unwrap();
     let mut given = match &input {
         Some(path) => Some(lenses_from(&sim, path, n_per_class * sim.class_names().len())?),
         None => None,
@@ -253,13 +302,14 @@ fn main() -> lensmae::Result<()> {
         for r in &rows {
             writeln!(
                 csv,
-                "{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{}",
                 r.record.id,
                 sim.class_names()[r.record.class_idx],
                 r.record.sub_snr.unwrap_or(f64::NAN),
                 r.chi2_truth,
                 r.chi2_fit,
-                r.renders
+                r.renders,
+                r.signal_kept
             )
             .unwrap();
         }
