@@ -777,23 +777,28 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     })
 }
 
-/// Temperature and training domain fitted on the validation split `val` (with
-/// the chi^2 range of its images when they are smooth-lens `residuals`), with what
-/// they give on the untouched `test` split recorded in `extra`.
+/// Temperature and training domain fitted on the validation split `val` of
+/// `data` (the prepared images), with what they give on the untouched `test` split
+/// recorded in `extra`. When the images are smooth-lens residuals, `raw_residuals`
+/// are the same images as read, before the scaling: the chi^2 range is theirs, as
+/// `predict` measures it on its fits' residuals (the scaled values' chi^2 is about
+/// 0.6, and a range of those flagged most residuals a checkpoint then met).
 fn calibrate_on_validation(
     model: &VitClassifier,
     data: &LabelledImages,
     val: &[usize],
     test: &[usize],
-    residuals: bool,
+    raw_residuals: Option<&LabelledImages>,
     batch: usize,
     extra: &mut serde_json::Value,
 ) -> Result<calibrate::FittedCalibration> {
     let k = data.class_names.len();
     let labels = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| data.labels[i]).collect() };
     let n = data.size * data.size;
+    let residuals = raw_residuals.is_some();
     let images = |indices: &[usize]| -> Vec<f32> {
-        indices.iter().flat_map(|&i| data.pixels[i * n..(i + 1) * n].iter().copied()).collect()
+        let raw = raw_residuals.expect("residuals only");
+        indices.iter().flat_map(|&i| raw.pixels[i * n..(i + 1) * n].iter().copied()).collect()
     };
     let (val_logits, val_features) = logits_and_domain_features(model, data, val, batch)?;
     let val_residuals = if residuals { images(val) } else { Vec::new() };
@@ -954,6 +959,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     let k = data.class_names.len();
     let [train, val, test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
     check_split(data, t, &train, &val)?;
+    let raw = data;
     let (data, preprocessor) = classifier_inputs(data, &train, t, opts.standardise_pixels);
     let preprocess_tensors = preprocessor.checkpoint_tensors(data.size, &dev)?;
     let with_preprocess = |mut tensors: HashMap<String, Tensor>| {
@@ -1004,8 +1010,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         "best_epoch": r.best_epoch, "test": test_metrics, "test_split": test.len()});
     let mut tensors = best;
     let calibration = if val.len() >= calibrate::MIN_IMAGES {
-        let residuals = recorded.smooth_lens_residuals.is_some();
-        let fitted = calibrate_on_validation(&model, &data, &val, &test, residuals, t.batch_size, &mut extra)?;
+        let raw_residuals = recorded.smooth_lens_residuals.is_some().then_some(raw);
+        let fitted = calibrate_on_validation(&model, &data, &val, &test, raw_residuals, t.batch_size, &mut extra)?;
         tensors.extend(fitted.domain.checkpoint_tensors(&dev)?);
         Some(fitted.calibration)
     } else {

@@ -348,3 +348,74 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     }
     assert!(moved > 1e-4, "the refits' answers count: {moved}");
 }
+
+#[test]
+fn finetune_bounds_the_chi2_of_residuals_as_predict_measures_it() {
+    // `predict` flags a residual whose chi^2 per pixel is outside the range its
+    // calibration saw, measured on the residual as the fit leaves it. Fine-tuning
+    // measured the range on the scaled residuals (noise-asinh: about 0.6 for unit
+    // noise), and its checkpoints flagged 83% of their own held-out residuals.
+    use lensmae::data::parquet::ParquetDatasetWriter;
+    use lensmae::data::simulate::dataset_metadata;
+    use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
+    use lensmae::model::mae::Pooling;
+    use lensmae::model::preprocess::Scaling;
+    use lensmae::model::MaeConfig;
+    use lensmae::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY;
+    use lensmae::train::{finetune_classify, EncoderInit, FinetuneOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let mut metadata = dataset_metadata(&sim, &SimulateOptions::new(100, 1, dir.path()));
+    let recipe = SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() };
+    metadata.insert(SMOOTH_LENS_RESIDUALS_KEY.into(), serde_json::to_string(&recipe).unwrap());
+    let info = DatasetInfo { class_names: sim.class_names().to_vec(), task: Task::Classify, image_size: 64, metadata };
+    let path = dir.path().join("residuals.parquet");
+    let mut writer = ParquetDatasetWriter::create(&path, info, true).unwrap();
+    // Residuals a fit leaves on cutouts it explains: unit noise, chi^2 per pixel ~1.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let records: Vec<Record> = (0..300)
+        .map(|id| {
+            let class_idx = id % 3;
+            let drawn = sim.simulate(class_idx, 1, id as u64);
+            let pixels = (0..64 * 64).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
+            Record {
+                id: id as i64,
+                class_idx,
+                images: vec![Image { size: 64, pixels }],
+                n_subhalos: 0,
+                params: drawn.params,
+                sub_snr: drawn.sub_snr,
+                sub_snr_refit: None,
+            }
+        })
+        .collect();
+    writer.write_batch(&records).unwrap();
+    Box::new(writer).finish().unwrap();
+
+    let out = dir.path().join("clf.safetensors");
+    let mut train = crate::train::options(&out, 1);
+    train.scaling = Scaling::NoiseAsinh;
+    train.val_fraction = 0.2;
+    let model = MaeConfig { image_size: 64, patch_size: 16, ..MaeConfig::tiny_16() };
+    let opts = FinetuneOptions {
+        train,
+        model,
+        init: EncoderInit::Scratch,
+        freeze_encoder: false,
+        pooling: Pooling::Mean,
+        dropout: 0.0,
+        standardise_pixels: false,
+    };
+    let data = read_parquet_images(&path, "image").unwrap();
+    finetune_classify(&data, &opts).unwrap();
+    let clf = LoadedClassifier::load(&out, &candle_core::Device::Cpu).unwrap();
+    let [low, high] = clf.meta.calibration.as_ref().unwrap().residual_chi2_range.expect("a chi^2 range");
+    // 60 validation residuals of 4,096 unit-variance pixels: chi^2 1 +- 0.022.
+    assert!((0.9..1.0).contains(&low) && (1.0..1.1).contains(&high), "[{low}, {high}]");
+    // And so fresh residuals of the same kind pass its chi^2 bound.
+    let fresh: Vec<f32> = (0..20 * 64 * 64).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+    let chi2 = clf.predict(&fresh, 16).unwrap().residual_chi2.expect("bounded");
+    let inside = chi2.iter().filter(|c| (low..=high).contains(&(**c as f64))).count();
+    assert!(inside >= 15, "{chi2:?}: {inside} of 20 inside [{low}, {high}]");
+}
