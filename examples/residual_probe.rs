@@ -135,58 +135,31 @@ fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
             (residual.fit.params, residual.fit.renders, residual.chi)
         }
     };
-    // chi^2 of the drawn smooth lens, weighted as the residual is (by the fitted model's variance).
+    // The fit's image and the noise variance the residual is weighted by.
+    let fitted = sim.scene(class_idx, &best).render_with(&sim.camera(&best), None);
+    let variance = noise.variance(&fitted, sim.config().image.pixel_scale).expect("noise");
+    // chi^2 of the drawn smooth lens, weighted as the residual is.
     let chi2_truth = truth.as_ref().map_or(f64::NAN, |params| {
         let mut smooth = params.clone();
         smooth.subhalos.clear();
         smooth.vortex = None;
         let drawn_smooth = sim.scene(class_idx, &smooth).render_with(&sim.camera(&smooth), None);
-        let fitted = sim.scene(class_idx, &best).render_with(&sim.camera(&best), None);
-        let variance = noise.variance(&fitted, sim.config().image.pixel_scale).expect("noise");
         noisy.pixels.iter().zip(&drawn_smooth.pixels).zip(&variance).map(|((d, m), v)| (d - m) * (d - m) / v).sum()
     });
-    // With ARC_MASK=F, only the pixels where the fitted lensed source (without the
-    // deflector's light) is brighter than F times its peak keep their residual: does a
-    // classifier gain from knowing where the arcs are?
     let (chi, signal_kept) =
         match std::env::var("ARC_MASK").ok().map(|f| f.parse::<f64>().expect("ARC_MASK is a fraction")) {
             Some(fraction) => {
-                let mut arcs_only = best.clone();
-                arcs_only.lens_light = None;
-                let arcs = sim.scene(class_idx, &arcs_only).render_with(&sim.camera(&arcs_only), None);
-                let peak = arcs.pixels.iter().copied().fold(0.0, f64::max);
-                let kept: Vec<bool> = arcs.pixels.iter().map(|a| *a > fraction * peak).collect();
+                let kept = arc_pixels(sim, class_idx, &best, fraction);
+                // What the fit leaves of the substructure, on the kept pixels.
                 let signal_kept = truth.as_ref().map_or(f64::NAN, |params| {
-                    let fitted = sim.scene(class_idx, &best).render_with(&sim.camera(&best), None);
-                    let variance = noise.variance(&fitted, sim.config().image.pixel_scale).expect("noise");
                     let truth_image = sim.render_noise_free(class_idx, params);
-                    let signal: Vec<f64> = (truth_image.pixels.iter().zip(&fitted.pixels).zip(&variance))
-                        .map(|((t, f), v)| (t - f) * (t - f) / v)
-                        .collect();
-                    let on_arcs: f64 = signal.iter().zip(&kept).filter(|(_, k)| **k).map(|(s, _)| s).sum();
-                    on_arcs / signal.iter().sum::<f64>()
+                    let signal = (truth_image.pixels.iter().zip(&fitted.pixels).zip(&variance))
+                        .map(|((t, f), v)| (t - f) * (t - f) / v);
+                    let (on_arcs, all) =
+                        signal.zip(&kept).fold((0.0, 0.0), |(on, all), (s, k)| (if *k { on + s } else { on }, all + s));
+                    on_arcs / all
                 });
-                // Zeros make `noise-asinh`'s estimate of sigma (the MAD of neighbouring
-                // differences) collapse, squashing the kept residuals to their signs;
-                // with ARC_FILL=checker the masked pixels are +-a in a checkerboard, a
-                // = sqrt(2) / (2 * 1.4826), whose differences give that estimate 1, as
-                // unit noise does, while still marking where the arcs are not.
-                let checker = std::env::var("ARC_FILL").is_ok_and(|f| f == "checker");
-                let a = std::f64::consts::SQRT_2 / (2.0 * 1.4826);
-                let size = noisy.size;
-                let fill = |i: usize| {
-                    if checker {
-                        if (i / size + i % size) % 2 == 0 {
-                            a
-                        } else {
-                            -a
-                        }
-                    } else {
-                        0.0
-                    }
-                };
-                let masked = chi.iter().zip(&kept).enumerate().map(|(i, (c, k))| if *k { *c } else { fill(i) });
-                (masked.collect(), signal_kept)
+                (masked_off_arcs(&chi, &kept, noisy.size), signal_kept)
             }
             None => (chi, f64::NAN),
         };
@@ -207,6 +180,33 @@ fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
             sub_snr_refit: None,
         },
     }
+}
+
+/// With ARC_MASK=F, only the pixels where the fitted lensed source (without the
+/// deflector's light) is brighter than F times its peak keep their residual: does a
+/// classifier gain from knowing where the arcs are? These are those pixels.
+fn arc_pixels(sim: &Simulator, class_idx: usize, fit: &ImageParams, fraction: f64) -> Vec<bool> {
+    let mut arcs_only = fit.clone();
+    arcs_only.lens_light = None;
+    let arcs = sim.scene(class_idx, &arcs_only).render_with(&sim.camera(&arcs_only), None);
+    let peak = arcs.pixels.iter().copied().fold(0.0, f64::max);
+    arcs.pixels.iter().map(|a| *a > fraction * peak).collect()
+}
+
+/// `chi` on the `kept` pixels of a `size` x `size` image, the others 0 or, with
+/// ARC_FILL=checker, +-a in a checkerboard. Zeros make `noise-asinh`'s estimate of
+/// sigma (the MAD of neighbouring differences) collapse, squashing the kept
+/// residuals to their signs; a = sqrt(2) / (2 * 1.4826) gives that estimate 1, as
+/// unit noise does, while still marking where the arcs are not.
+fn masked_off_arcs(chi: &[f64], kept: &[bool], size: usize) -> Vec<f64> {
+    let checker = std::env::var("ARC_FILL").is_ok_and(|f| f == "checker");
+    let a = std::f64::consts::SQRT_2 / (2.0 * 1.4826);
+    let fill = |i: usize| match (checker, (i / size + i % size) % 2) {
+        (false, _) => 0.0,
+        (true, 0) => a,
+        (true, _) => -a,
+    };
+    chi.iter().zip(kept).enumerate().map(|(i, (c, k))| if *k { *c } else { fill(i) }).collect()
 }
 
 /// The first `n` rows of a labelled survey-like dataset from elsewhere (another

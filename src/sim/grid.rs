@@ -20,6 +20,11 @@ impl PixelGrid {
         (index as f64 - (self.size as f64 - 1.0) / 2.0) * self.pixel_scale
     }
 
+    /// Sky coordinates (arcsec) of the pixel centres along one axis.
+    pub fn coordinates(&self) -> Vec<f64> {
+        (0..self.size).map(|i| self.coordinate(i)).collect()
+    }
+
     /// The same field of view with `factor` times more pixels per side.
     pub fn supersampled(&self, factor: usize) -> PixelGrid {
         PixelGrid { size: self.size * factor, pixel_scale: self.pixel_scale / factor as f64 }

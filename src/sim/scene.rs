@@ -109,20 +109,14 @@ impl LayeredRender {
     }
 
     fn trace_rays(&mut self) {
-        let grid = self.supersampled_grid();
-        let deflectors = Deflector::prepare(&self.scene.lenses, &grid);
-        let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
-        let (mut ax, mut ay) = (vec![0.0; grid.size], vec![0.0; grid.size]);
-        let (mut source_x, mut source_y) = (vec![0.0; grid.size * grid.size], vec![0.0; grid.size * grid.size]);
-        for (row, &y) in coords.iter().enumerate() {
-            let span = row * grid.size..(row + 1) * grid.size;
-            ax.fill(0.0);
-            ay.fill(0.0);
-            for d in &deflectors {
-                d.accumulate_row(&coords, y, &mut ax, &mut ay);
-            }
-            let (bx, by) = (&mut source_x[span.clone()], &mut source_y[span]);
-            self.scene.source_plane_row(&coords, y, &ax, &ay, bx, by);
+        // The field adds the deflectors row by row in the scene's order, as a render does.
+        let field = DeflectionField::new(&self.scene.lenses, &self.camera);
+        let coords = field.grid.coordinates();
+        let (mut source_x, mut source_y) = (vec![0.0; field.ax.len()], vec![0.0; field.ay.len()]);
+        let deflected = field.ax.chunks_exact(coords.len()).zip(field.ay.chunks_exact(coords.len()));
+        let source_plane = source_x.chunks_exact_mut(coords.len()).zip(source_y.chunks_exact_mut(coords.len()));
+        for ((&y, (ax, ay)), (bx, by)) in coords.iter().zip(deflected).zip(source_plane) {
+            self.scene.source_plane_row(&coords, y, ax, ay, bx, by);
         }
         (self.source_x, self.source_y) = (Arc::new(source_x), Arc::new(source_y));
     }
@@ -140,7 +134,7 @@ impl LayeredRender {
 
     fn shade_unlensed(&mut self) {
         let grid = self.supersampled_grid();
-        let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
+        let coords = grid.coordinates();
         let mut row_y = vec![0.0; grid.size];
         let layers = self
             .scene
@@ -187,7 +181,7 @@ impl DeflectionField {
     pub fn new(lenses: &[MassModel], camera: &Camera) -> DeflectionField {
         let grid = camera.grid.supersampled(camera.supersampling.max(1));
         let deflectors = Deflector::prepare(lenses, &grid);
-        let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
+        let coords = grid.coordinates();
         let (mut ax, mut ay) = (vec![0.0; grid.size * grid.size], vec![0.0; grid.size * grid.size]);
         for (row, &y) in coords.iter().enumerate() {
             let span = row * grid.size..(row + 1) * grid.size;
@@ -355,7 +349,7 @@ impl Scene {
         let source: SersicKernel = self.source.kernel();
         let unlensed = self.unlensed_kernels();
         let area = grid.pixel_area();
-        let coords: Vec<f64> = (0..grid.size).map(|i| grid.coordinate(i)).collect();
+        let coords = grid.coordinates();
         let mut image = Image::zeros(grid.size);
         let mut smooth = smooth_lenses.map(|_| Image::zeros(grid.size));
         let (mut ax, mut ay) = (vec![0.0; grid.size], vec![0.0; grid.size]);
@@ -444,15 +438,13 @@ impl Scene {
     /// This scene's render kept in its parts, for re-rendering scenes that differ
     /// from it in one part ([`LayeredRender::rerender`]).
     pub fn render_layered(&self, camera: &Camera) -> LayeredRender {
-        let grid = camera.grid.supersampled(camera.supersampling.max(1));
-        let rays = grid.size * grid.size;
         let mut layers = LayeredRender {
             scene: self.clone(),
             camera: camera.clone(),
-            source_x: Arc::new(vec![0.0; rays]),
-            source_y: Arc::new(vec![0.0; rays]),
-            lensed_source: Arc::new(Vec::new()),
-            unlensed: Arc::new(Vec::new()),
+            source_x: Arc::default(),
+            source_y: Arc::default(),
+            lensed_source: Arc::default(),
+            unlensed: Arc::default(),
         };
         layers.trace_rays();
         layers.shade_source();

@@ -795,13 +795,11 @@ fn calibrate_on_validation(
     let k = data.class_names.len();
     let labels = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| data.labels[i]).collect() };
     let n = data.size * data.size;
-    let residuals = raw_residuals.is_some();
-    let images = |indices: &[usize]| -> Vec<f32> {
-        let raw = raw_residuals.expect("residuals only");
+    let residuals = |raw: &LabelledImages, indices: &[usize]| -> Vec<f32> {
         indices.iter().flat_map(|&i| raw.pixels[i * n..(i + 1) * n].iter().copied()).collect()
     };
     let (val_logits, val_features) = logits_and_domain_features(model, data, val, batch)?;
-    let val_residuals = if residuals { images(val) } else { Vec::new() };
+    let val_residuals = raw_residuals.map(|raw| residuals(raw, val));
     let fitted = calibrate::fit_calibration(
         &val_logits,
         &val_features,
@@ -809,7 +807,7 @@ fn calibrate_on_validation(
         k,
         calibrate::DEFAULT_OOD_QUANTILE,
         &format!("{} (validation split)", data.source.display()),
-        residuals.then_some((val_residuals.as_slice(), n)),
+        val_residuals.as_deref().map(|r| (r, n)),
     )?;
     let (test_logits, test_features) = logits_and_domain_features(model, data, test, batch)?;
     let temperature = Some(fitted.calibration.temperature);
@@ -817,7 +815,7 @@ fn calibrate_on_validation(
     let test_ece =
         crate::eval::Reliability::compute(&calibrated, &labels(test), k, crate::eval::classification::RELIABILITY_BINS)
             .ece;
-    let test_chi2 = residuals.then(|| crate::model::domain::residual_chi2(&images(test), n));
+    let test_chi2 = raw_residuals.map(|raw| crate::model::domain::residual_chi2(&residuals(raw, test), n));
     let in_domain = (fitted.domain.scores(&test_features).iter().enumerate())
         .filter(|&(i, &s)| fitted.calibration.admits(s, test_chi2.as_ref().map(|c| c[i])))
         .count();
