@@ -26,7 +26,7 @@
 use super::grid::Image;
 use super::noise::Noise;
 use super::scene::{Camera, LayeredRender};
-use super::simulator::{capped_ellipticity, ImageParams, LensLightDraw, Simulator};
+use super::simulator::{capped_ellipticity, ImageParams, LensLightDraw, Simulator, VortexDraw};
 use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
 use nalgebra::{DMatrix, DVector, Dyn, Owned};
 
@@ -41,6 +41,10 @@ pub enum Fitted {
     /// Those and the deflector's light (21): ln amplitude, ln radius, ln Sersic
     /// index, e1, e2, centre x, y, for cutouts whose light nobody gave.
     LensSourceAndLight,
+    /// Those and an axion vortex through the lens centre (24): ln total mass
+    /// (Msun), ln axion mass (eV: the half-length is the recipe's length constant
+    /// over it) and the line's angle. The class fitted must be a vortex class.
+    LensSourceLightAndVortex,
 }
 
 impl Fitted {
@@ -48,7 +52,12 @@ impl Fitted {
         match self {
             Fitted::LensAndSource => 14,
             Fitted::LensSourceAndLight => 21,
+            Fitted::LensSourceLightAndVortex => 24,
         }
+    }
+
+    fn includes_light(self) -> bool {
+        self != Fitted::LensAndSource
     }
 }
 
@@ -119,18 +128,31 @@ pub fn fit_smooth_lens(
     variance: &[f64],
     fitted: Fitted,
 ) -> SmoothLensFit {
-    assert_eq!(variance.len(), data.pixels.len(), "one variance per pixel");
-    let inverse_sigma: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.sqrt().recip() } else { 0.0 }).collect();
     let mut smooth = start.clone();
     smooth.subhalos.clear();
     smooth.vortex = None;
+    fit_lens(sim, class_idx, smooth, data, variance, fitted)
+}
+
+/// Levenberg-Marquardt from `start` as it is (its substructure kept), varying what
+/// `fitted` names.
+fn fit_lens(
+    sim: &Simulator,
+    class_idx: usize,
+    start: ImageParams,
+    data: &Image,
+    variance: &[f64],
+    fitted: Fitted,
+) -> SmoothLensFit {
+    assert_eq!(variance.len(), data.pixels.len(), "one variance per pixel");
+    let inverse_sigma: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.sqrt().recip() } else { 0.0 }).collect();
     let mut problem = Problem {
         sim,
         class_idx,
-        camera: sim.camera(start),
+        camera: sim.camera(&start),
         fitted,
         x: DVector::zeros(fitted.n_params()),
-        smooth,
+        smooth: start,
         target: &data.pixels,
         inverse_sigma,
         render: None,
@@ -281,6 +303,140 @@ pub fn fit_smooth_lens_blind(
     }
     best.renders = renders;
     best
+}
+
+/// Where [`fit_vortex`] looks: every half-length (arcsec) at every angle (radians)
+/// of a vortex through the fitted lens's centre, each scored by a linear matched
+/// filter with a vortex of `probe_mass` (Msun), and how many of the best it fits
+/// from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VortexGrid {
+    /// Half-lengths tried, arcsec.
+    pub half_lengths: Vec<f64>,
+    /// Angles of the line tried, radians (a line repeats after pi).
+    pub angles: Vec<f64>,
+    /// The mass of the vortex whose image change is the filter's template, Msun:
+    /// small enough that the change is linear in the mass.
+    pub probe_mass: f64,
+    /// Fits run from the best-scored starts.
+    pub max_fits: usize,
+}
+
+impl Default for VortexGrid {
+    /// The `survey` recipe's vortices: half-lengths 0.03-3" (log-uniform), 1e10-5e10
+    /// Msun; seven half-lengths at eight angles, the best two fitted.
+    fn default() -> Self {
+        VortexGrid {
+            half_lengths: vec![0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.0],
+            angles: (0..8).map(|i| i as f64 * std::f64::consts::PI / 8.0).collect(),
+            probe_mass: 1e9,
+            max_fits: 2,
+        }
+    }
+}
+
+/// The outcome of [`fit_vortex`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VortexFit {
+    /// The best lens with a vortex found.
+    pub params: ImageParams,
+    /// sqrt(chi^2) of the smooth fit it started from.
+    pub chi_smooth: f64,
+    /// sqrt(chi^2) of the best fit with a vortex (at most `chi_smooth`: where no
+    /// vortex helps, the smooth fit stands).
+    pub chi: f64,
+    /// Image renders the search used.
+    pub renders: usize,
+}
+
+impl VortexFit {
+    /// How much a vortex lowers chi^2 below the best smooth lens: the likelihood
+    /// ratio statistic of "a vortex" against "no substructure".
+    pub fn delta_chi2(&self) -> f64 {
+        self.chi_smooth * self.chi_smooth - self.chi * self.chi
+    }
+}
+
+/// Look for an axion vortex of class `vortex_class` in `data` on top of the smooth
+/// fit `smooth` (a [`fit_smooth_lens_blind`] of the same cutout with the same
+/// `variance`). Every (half-length, angle) of `grid` is scored by the linear
+/// matched filter of the image change a light vortex makes, g: the chi^2 it
+/// removes at its best positive mass, (sum w r g)^2 / sum w g^2 for the smooth
+/// fit's residual r; the best `max_fits` are fitted from that mass with the lens,
+/// source, light and vortex all free. What an observer who knew the vortex's form,
+/// but not where or how long it is, would compute.
+///
+/// # Panics
+/// If `vortex_class` is not a vortex class, `smooth` has no light, or `variance`
+/// has not one entry per pixel of `data`.
+pub fn fit_vortex(
+    sim: &Simulator,
+    vortex_class: usize,
+    smooth: &SmoothLensFit,
+    data: &Image,
+    variance: &[f64],
+    grid: &VortexGrid,
+) -> VortexFit {
+    let length_constant = sim.vortex_length_constant(vortex_class).expect("a vortex class");
+    let camera = sim.camera(&smooth.params);
+    let weight: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.recip() } else { 0.0 }).collect();
+    let model = sim.scene(vortex_class, &smooth.params).render_with(&camera, None);
+    let residual: Vec<f64> = data.pixels.iter().zip(&model.pixels).map(|(d, m)| d - m).collect();
+    let mut scored = Vec::new();
+    for &half_length in &grid.half_lengths {
+        for &angle in &grid.angles {
+            let mut start = smooth.params.clone();
+            let axion_mass = length_constant / half_length;
+            start.vortex = Some(VortexDraw { total_mass: grid.probe_mass, axion_mass, angle });
+            let with_vortex = sim.scene(vortex_class, &start).render_with(&camera, None);
+            let (mut rg, mut gg) = (0.0, 0.0);
+            for (((v, m), r), w) in with_vortex.pixels.iter().zip(&model.pixels).zip(&residual).zip(&weight) {
+                let g = v - m;
+                rg += w * r * g;
+                gg += w * g * g;
+            }
+            if rg > 0.0 && gg > 0.0 {
+                let mass = grid.probe_mass * rg / gg;
+                start.vortex = Some(VortexDraw { total_mass: mass, axion_mass, angle });
+                scored.push((rg * rg / gg, start));
+            }
+        }
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut best = VortexFit {
+        params: smooth.params.clone(),
+        chi_smooth: smooth.chi,
+        chi: smooth.chi,
+        renders: 1 + grid.half_lengths.len() * grid.angles.len(),
+    };
+    for (_, start) in scored.into_iter().take(grid.max_fits) {
+        let fit = fit_vortex_from(sim, vortex_class, smooth, start, data, variance);
+        best.renders += fit.renders;
+        if fit.chi < best.chi {
+            (best.params, best.chi) = (fit.params, fit.chi);
+        }
+    }
+    best
+}
+
+/// The fit of [`fit_vortex`] from one `start` (a lens with a vortex of class
+/// `vortex_class`), against the smooth fit `smooth` of the same `data`.
+///
+/// # Panics
+/// If `start` has no vortex or no light, or `variance` has not one entry per
+/// pixel of `data`.
+pub fn fit_vortex_from(
+    sim: &Simulator,
+    vortex_class: usize,
+    smooth: &SmoothLensFit,
+    start: ImageParams,
+    data: &Image,
+    variance: &[f64],
+) -> VortexFit {
+    let fit = fit_lens(sim, vortex_class, start, data, variance, Fitted::LensSourceLightAndVortex);
+    let (params, chi) = if fit.chi < smooth.chi { (fit.params, fit.chi) } else { (smooth.params.clone(), smooth.chi) };
+    VortexFit { params, chi_smooth: smooth.chi, chi, renders: fit.renders }
 }
 
 /// Where a basin hop starts from a stalled fit, in the order tried: the source
@@ -615,9 +771,13 @@ fn encode(p: &ImageParams, fitted: Fitted) -> DVector<f64> {
         p.source_x,
         p.source_y,
     ];
-    if fitted == Fitted::LensSourceAndLight {
+    if fitted.includes_light() {
         let l = p.lens_light.as_ref().expect("a fit of the light starts from a light");
         x.extend([l.amp.ln(), l.r_sersic.ln(), l.n_sersic.ln(), l.e1, l.e2, l.center_x, l.center_y]);
+    }
+    if fitted == Fitted::LensSourceLightAndVortex {
+        let v = p.vortex.as_ref().expect("a fit of a vortex starts from a vortex");
+        x.extend([v.total_mass.ln(), v.axion_mass.ln(), v.angle]);
     }
     DVector::from_vec(x)
 }
@@ -627,13 +787,19 @@ fn encode(p: &ImageParams, fitted: Fitted) -> DVector<f64> {
 fn decode(x: &DVector<f64>, base: &ImageParams, fitted: Fitted) -> ImageParams {
     let (lens_e1, lens_e2) = capped_ellipticity(x[1], x[2]);
     let (source_e1, source_e2) = capped_ellipticity(x[10], x[11]);
-    let lens_light = match (fitted, &base.lens_light) {
-        (Fitted::LensSourceAndLight, Some(l)) => {
+    let lens_light = match &base.lens_light {
+        Some(l) if fitted.includes_light() => {
             let (amp, r_sersic, n_sersic) = sersic_profile(x, 14);
             let (e1, e2) = capped_ellipticity(x[17], x[18]);
             Some(LensLightDraw { amp, r_sersic, n_sersic, e1, e2, center_x: x[19], center_y: x[20], ..l.clone() })
         }
         _ => base.lens_light.clone(),
+    };
+    let vortex = match &base.vortex {
+        Some(v) if fitted == Fitted::LensSourceLightAndVortex => {
+            Some(VortexDraw { total_mass: x[21].exp(), axion_mass: x[22].exp(), angle: x[23] })
+        }
+        _ => base.vortex.clone(),
     };
     let (source_amp, source_r_sersic, source_n_sersic) = sersic_profile(x, 7);
     ImageParams {
@@ -652,6 +818,7 @@ fn decode(x: &DVector<f64>, base: &ImageParams, fitted: Fitted) -> ImageParams {
         source_x: x[12],
         source_y: x[13],
         lens_light,
+        vortex,
         ..base.clone()
     }
 }
@@ -861,6 +1028,35 @@ mod tests {
         assert!(refit.sub_snr_refit <= refit.sub_snr);
         assert!(refit.sub_snr_refit < 0.2 * sub_snr, "{} of {sub_snr} left", refit.sub_snr_refit);
         assert!(refit.params.lens_theta_e > params.lens_theta_e);
+    }
+
+    #[test]
+    fn the_vortex_filter_finds_a_long_vortex_that_no_smooth_lens_imitates_and_none_in_a_smooth_lens() {
+        let sim = survey();
+        let axion = class(&sim, "axion");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut truth = sim.sample_params(axion, &mut rng);
+        // A vortex through the ring, 1.5" each side: nothing smooth imitates it.
+        let vortex = truth.vortex.as_mut().unwrap();
+        (vortex.axion_mass, vortex.total_mass) = (2e-24, 4e10);
+        let camera = sim.camera(&truth);
+        let noise = sim.noise(&truth);
+        let smooth_truth = ImageParams { vortex: None, ..truth.clone() };
+        for (params, has_vortex) in [(&truth, true), (&smooth_truth, false)] {
+            let image = sim.scene(axion, params).render_with(&camera, None);
+            let variance = noise.variance(&image, camera.grid.pixel_scale).unwrap();
+            let smooth = fit_smooth_lens(&sim, axion, params, &image, &variance, Fitted::LensSourceAndLight);
+            let found = fit_vortex(&sim, axion, &smooth, &image, &variance, &VortexGrid::default());
+            assert!(found.chi <= found.chi_smooth && found.delta_chi2() >= 0.0);
+            if has_vortex {
+                assert!(smooth.chi > 10.0, "the smooth fit leaves {}", smooth.chi);
+                assert!(found.chi < 0.3 * smooth.chi, "{} of {} left", found.chi, smooth.chi);
+                let v = found.params.vortex.as_ref().unwrap();
+                assert!((v.axion_mass / 2e-24).ln().abs() < 0.3, "half-length {}", 3e-24 / v.axion_mass);
+            } else {
+                assert!(found.delta_chi2() < 1.0, "a vortex lowers chi^2 by {}", found.delta_chi2());
+            }
+        }
     }
 
     #[test]

@@ -283,6 +283,14 @@ impl Simulator {
         }
     }
 
+    /// A vortex class's half-length times axion mass, arcsec eV (None for other classes).
+    pub fn vortex_length_constant(&self, class_idx: usize) -> Option<f64> {
+        match self.substructure(class_idx) {
+            Substructure::Vortex { length_constant, .. } => Some(*length_constant),
+            _ => None,
+        }
+    }
+
     fn substructure(&self, class_idx: usize) -> &Substructure {
         &self.config.classes[&self.class_names[class_idx]]
     }
