@@ -15,8 +15,8 @@
 # Then `bench/vortex_filter.py`: AUCs of delta_chi2, and the shipped residual classifier
 # (`predict` on the held-out residuals of `pipelines/survey-residual.toml`, made here
 # when OUT_DIR has none) with and without delta_chi2 beside it (logistic regression,
-# 5-fold cross-validation). ~1.7 s of a core per `no_sub`/`cdm` lens, ~3.4 s per `axion`
-# lens with the truth start (2026-12-05, 2-core VM).
+# 5-fold cross-validation). About 2.4 s of a core per lens (the blind fit and the filter),
+# 5 s per `axion` lens with the truth start (2026-12-05, 2-core VM): 150 a class ~16 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?OUT_DIR}
