@@ -22,6 +22,11 @@
 //! to a cutout from the cutout alone (what a lens modeller does before looking for
 //! substructure in the residuals): a start from the central light's moments and a
 //! grid of Einstein radii and source positions, then [`fit_smooth_lens`].
+//!
+//! [`fit_vortex`] looks for the recipe's axion vortex on top of such a fit: the
+//! likelihood ratio of a vortex against no substructure, a matched filter that
+//! searches where the vortex lies and how long it is (RESULTS.md, "A matched filter
+//! for the vortex": it reads no more than the classifier of residuals).
 
 use super::grid::Image;
 use super::noise::Noise;
@@ -248,7 +253,7 @@ pub fn fit_smooth_lens_blind(
     grid: &BlindGrid,
 ) -> SmoothLensFit {
     assert_eq!(variance.len(), data.pixels.len(), "one variance per pixel");
-    let weight: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.recip() } else { 0.0 }).collect();
+    let weight = inverse_variance(variance);
     let starts = blind_starts(sim, observed, data, &weight, grid);
     let noise_only = {
         let n = weight.iter().filter(|w| **w > 0.0).count() as f64;
@@ -380,7 +385,7 @@ pub fn fit_vortex(
 ) -> VortexFit {
     let length_constant = sim.vortex_length_constant(vortex_class).expect("a vortex class");
     let camera = sim.camera(&smooth.params);
-    let weight: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.recip() } else { 0.0 }).collect();
+    let weight = inverse_variance(variance);
     let model = sim.scene(vortex_class, &smooth.params).render_with(&camera, None);
     let residual: Vec<f64> = data.pixels.iter().zip(&model.pixels).map(|(d, m)| d - m).collect();
     let mut scored = Vec::new();
@@ -670,6 +675,11 @@ fn two_amplitudes(data: &[f64], light: &[f64], source: &[f64], weight: &[f64]) -
     let (a, b) = (a.max(1e-3), b.max(1e-3));
     let chi2 = (0..data.len()).map(|i| weight[i] * (data[i] - a * light[i] - b * source[i]).powi(2)).sum();
     (a, b, chi2)
+}
+
+/// Each pixel's chi^2 weight, 1 / variance; pixels of no variance are left out.
+fn inverse_variance(variance: &[f64]) -> Vec<f64> {
+    variance.iter().map(|v| if *v > 0.0 { v.recip() } else { 0.0 }).collect()
 }
 
 fn norm(residuals: &[f64]) -> f64 {
