@@ -344,7 +344,7 @@ impl Default for VortexGrid {
 /// The outcome of [`fit_vortex`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct VortexFit {
-    /// The best lens with a vortex found.
+    /// The best lens found: with its vortex, or the smooth fit where no vortex helps.
     pub params: ImageParams,
     /// sqrt(chi^2) of the smooth fit it started from.
     pub chi_smooth: f64,
