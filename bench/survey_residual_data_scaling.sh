@@ -40,9 +40,14 @@ out = sys.argv[1]
 s27 = pq.read_table(f"{out}/train-s27/dataset.parquet")
 s28 = pq.read_table(f"{out}/train-s28/dataset.parquet")
 # The schema metadata (the fit's recipe, which `finetune` copies into the checkpoint)
-# is the same for both seeds; ids repeat between them and nothing reads them.
-assert s27.schema.metadata == s28.schema.metadata
-pq.write_table(pa.concat_tables([s27, s28]), f"{out}/train-18000.parquet", row_group_size=1000)
+# is the same for both seeds but for the seed itself, which nothing reads back; ids
+# repeat between them and nothing reads them either.
+def without_seed(schema):
+    return {k: v for k, v in schema.metadata.items() if k != b"lensmae:seed"}
+assert without_seed(s27.schema) == without_seed(s28.schema)
+both = pa.concat_tables([s27, s28.replace_schema_metadata(s27.schema.metadata)])
+both = both.replace_schema_metadata({**without_seed(s27.schema), b"lensmae:seed": b"27,28"})
+pq.write_table(both, f"{out}/train-18000.parquet", row_group_size=1000)
 pq.write_table(s27.filter(pc.less(s27.column("id"), 4500)), f"{out}/train-4500.parquet", row_group_size=1000)
 PYEOF
 common=(--task classify --scratch --model pipelines/models/vit-w64-d4-p4.json --scaling noise-asinh --pooling mean
