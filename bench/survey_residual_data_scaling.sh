@@ -45,8 +45,7 @@ s28 = pq.read_table(f"{out}/train-s28/dataset.parquet")
 def without_seed(schema):
     return {k: v for k, v in schema.metadata.items() if k != b"lensmae:seed"}
 assert without_seed(s27.schema) == without_seed(s28.schema)
-both = pa.concat_tables([s27, s28.replace_schema_metadata(s27.schema.metadata)])
-both = both.replace_schema_metadata({**without_seed(s27.schema), b"lensmae:seed": b"27,28"})
+both = pa.concat_tables([s27, s28]).replace_schema_metadata({**without_seed(s27.schema), b"lensmae:seed": b"27,28"})
 pq.write_table(both, f"{out}/train-18000.parquet", row_group_size=1000)
 pq.write_table(s27.filter(pc.less(s27.column("id"), 4500)), f"{out}/train-4500.parquet", row_group_size=1000)
 PYEOF

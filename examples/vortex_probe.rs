@@ -2,9 +2,9 @@
 //! lowers chi^2 below the best smooth lens, per cutout. For every lens of a `survey`
 //! dataset (the rows `lensmae simulate --preset survey --n-per-class N --seed SEED`
 //! writes, stored as float32), the blind smooth-lens fit that `predict` runs for the
-//! residual classifier ([`smooth_lens_residual`], its default grid), then
-//! [`fit_vortex`] from it. One CSV line per lens: the likelihood-ratio statistic
-//! `delta_chi2` and what it cost.
+//! residual classifier ([`fit_smooth_lens_blind`] as `smooth_lens_residual` calls
+//! it, its default grid), then [`fit_vortex`] from it. One CSV line per lens: the
+//! likelihood-ratio statistic `delta_chi2` and what it cost.
 //!
 //! Whether this statistic tells `axion` lenses from the rest better than the residual
 //! classifier does, alone or beside it, is what `bench/vortex_filter.py` scores.
@@ -12,7 +12,7 @@
 //! `cargo run --release --example vortex_probe -- N_PER_CLASS SEED OUT.csv [FIRST_ID]`
 //! (rows from FIRST_ID on, appended to OUT.csv: a stopped run goes on where it was).
 use lensmae::sim::detectability::{
-    fit_vortex, fit_vortex_from, smooth_lens_residual, BlindGrid, Observation, VortexGrid,
+    fit_smooth_lens_blind, fit_vortex, fit_vortex_from, BlindGrid, Observation, VortexGrid,
 };
 use lensmae::sim::{presets::preset, Simulator};
 use rayon::prelude::*;
@@ -78,7 +78,8 @@ fn main() {
                     .noise_at(observed.exposure_time)
                     .variance(&data, pixel_scale)
                     .expect("survey lenses have noise");
-                let smooth = smooth_lens_residual(&sim, observed, &data, &BlindGrid::default()).expect("noise").fit;
+                // What `smooth_lens_residual` fits, without the residual image it would render.
+                let smooth = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
                 let vortex = fit_vortex(&filter, axion, &smooth, &data, &variance, &vortex_grid);
                 let mut from_truth = None;
                 if let (true, Some(drawn_vortex)) = (truth_start, &drawn.params.vortex) {
