@@ -19,6 +19,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 table = pq.read_table(sys.argv[1])
 split = json.load(open(sys.argv[2]))
+assert isinstance(split["data"], str), "a split of datasets joined (finetune --data a b) is not read here"
 images = table.column("image").combine_chunks().to_numpy_ndarray().reshape(table.num_rows, -1).astype(np.float64)
 lo, hi = images.min(1, keepdims=True), images.max(1, keepdims=True)
 x = (images - lo) / np.where(hi > lo, hi - lo, 1.0)

@@ -176,6 +176,7 @@ def main():
     ids, labels, images, names = load(data)
     images = scale(images, scaling)
     split = json.load(open(split_path))
+    assert isinstance(split["data"], str), "a split of datasets joined (finetune --data a b) is not read here"
     row_of = {int(i): r for r, i in enumerate(ids)}
     part = {k: np.array([row_of[int(i)] for i in split[k]]) for k in ("train", "validation", "test")}
     model = ResNet18(len(names))

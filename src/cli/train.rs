@@ -51,8 +51,10 @@ impl DeviceArgs {
 #[derive(Debug, Args)]
 pub struct CommonTrainArgs {
     /// Labelled images: a Parquet or FITS dataset (e.g. from `lensmae simulate`).
-    #[arg(long)]
-    data: PathBuf,
+    /// Several (`--data a b`) are joined in that order when they agree on classes,
+    /// image size, pixel scale and residual recipe (pretraining and classification).
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
     /// Image column of the dataset.
     #[arg(long, default_value = "image")]
     image_col: String,
@@ -417,6 +419,12 @@ fn read_data(path: &std::path::Path, col: &str) -> anyhow::Result<crate::data::i
     read_labelled_images(path, col).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The images of every `--data`, joined in order.
+fn read_training_data(paths: &[PathBuf], col: &str) -> anyhow::Result<crate::data::images::LabelledImages> {
+    let parts = paths.iter().map(|p| read_data(p, col)).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(crate::data::images::LabelledImages::join(parts)?)
+}
+
 fn print_outcome(outcome: &crate::train::TrainOutcome) {
     if let Some(last) = outcome.epochs.last() {
         eprintln!("last epoch {}: train loss {:.4}, val loss {:.4}", last.epoch, last.train_loss, last.val_loss);
@@ -447,7 +455,7 @@ pub fn pretrain_cmd(args: PretrainArgs) -> anyhow::Result<()> {
         mask_ratio: (args.mask_ratio_start.unwrap_or(args.mask_ratio), args.mask_ratio),
         classes: args.classes,
     };
-    let data = read_data(&args.common.data, &args.common.image_col)?;
+    let data = read_training_data(&args.common.data, &args.common.image_col)?;
     print_outcome(&pretrain(&data, &opts)?);
     Ok(())
 }
@@ -474,8 +482,10 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
         PoolingArg::Flatten => Pooling::Flatten,
     };
     if !matches!(args.task, FinetuneTask::Classify) {
-        let pairs =
-            read_image_pairs(&args.common.data).with_context(|| format!("reading {}", args.common.data.display()))?;
+        let [data] = args.common.data.as_slice() else {
+            bail!("--data: super-resolution trains on one dataset of image pairs, not several");
+        };
+        let pairs = read_image_pairs(data).with_context(|| format!("reading {}", data.display()))?;
         let head = SuperresConfig {
             factor: pairs.factor(),
             channels: args.channels,
@@ -526,7 +536,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
         dropout: args.dropout,
         standardise_pixels: args.standardise_pixels,
     };
-    let data = read_data(&args.common.data, &args.common.image_col)?;
+    let data = read_training_data(&args.common.data, &args.common.image_col)?;
     print_outcome(&finetune_classify(&data, &opts)?);
     Ok(())
 }

@@ -34,8 +34,12 @@ pub struct LabelledImages {
     pub labels: Vec<usize>,
     /// Row id of each image (the `id` column, else the row number).
     pub ids: Vec<i64>,
-    /// Where the images came from.
+    /// Where the images came from (the first dataset of several joined).
     pub source: PathBuf,
+    /// Images joined from several datasets ([`LabelledImages::join`]): each
+    /// dataset and its number of rows, in order; empty for one source. A subset
+    /// keeps the list of the images it was taken from.
+    pub joined_from: Vec<(PathBuf, usize)>,
 }
 
 impl LabelledImages {
@@ -100,7 +104,79 @@ impl LabelledImages {
             labels: table.labels,
             ids,
             source: source.to_path_buf(),
+            joined_from: Vec::new(),
         }
+    }
+
+    /// Several labelled datasets as one, rows in the order given: for a training
+    /// set made of several simulations. They must agree on everything a checkpoint
+    /// records of its data: the classes, the image size, the pixel scale and, for
+    /// smooth-lens residuals, the fit's recipe. Ids stay each dataset's own, so they
+    /// may repeat; [`LabelledImages::part_of_row`] tells the rows apart.
+    pub fn join(parts: Vec<LabelledImages>) -> Result<LabelledImages> {
+        let mut parts = parts.into_iter();
+        let Some(mut joined) = parts.next() else {
+            return Err(Error::config("data", "no dataset to join"));
+        };
+        if parts.len() == 0 {
+            return Ok(joined);
+        }
+        let (scale, recipe) = (joined.recorded_pixel_scale(), joined.recorded_smooth_lens_residuals()?);
+        let first = joined.source.clone();
+        joined.joined_from = vec![(first.clone(), joined.len())];
+        for part in parts {
+            let differs = |what: &str| Error::Mismatch {
+                path: part.source.clone(),
+                message: format!(
+                    "its {what} differs from {}'s: datasets joined for training must agree",
+                    first.display()
+                ),
+            };
+            if part.class_names != joined.class_names {
+                return Err(differs("class list"));
+            }
+            if part.size != joined.size {
+                return Err(differs("image size"));
+            }
+            if part.recorded_pixel_scale() != scale {
+                return Err(differs("recorded pixel scale"));
+            }
+            if part.recorded_smooth_lens_residuals()? != recipe {
+                return Err(differs("smooth-lens residual recipe"));
+            }
+            joined.joined_from.push((part.source.clone(), part.len()));
+            joined.pixels.extend_from_slice(&part.pixels);
+            joined.labels.extend_from_slice(&part.labels);
+            joined.ids.extend_from_slice(&part.ids);
+        }
+        Ok(joined)
+    }
+
+    /// Every dataset the images came from, in order.
+    pub fn sources(&self) -> Vec<&Path> {
+        if self.joined_from.is_empty() {
+            vec![self.source.as_path()]
+        } else {
+            self.joined_from.iter().map(|(p, _)| p.as_path()).collect()
+        }
+    }
+
+    /// Which of [`LabelledImages::sources`] row `row` came from (of the images as
+    /// joined, not of a subset).
+    pub fn part_of_row(&self, row: usize) -> usize {
+        let mut end = 0;
+        for (part, (_, rows)) in self.joined_from.iter().enumerate() {
+            end += rows;
+            if row < end {
+                return part;
+            }
+        }
+        0
+    }
+
+    /// The sources for messages and provenance: one path, or the paths joined by " + ".
+    pub fn source_description(&self) -> String {
+        self.sources().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ")
     }
 
     /// Number of images.
@@ -132,6 +208,7 @@ impl LabelledImages {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             ids: indices.iter().map(|&i| self.ids[i]).collect(),
             source: self.source.clone(),
+            joined_from: self.joined_from.clone(),
         }
     }
 }
@@ -255,6 +332,7 @@ fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
             labels: Vec::new(),
             ids: Vec::new(),
             source: dir.to_path_buf(),
+            joined_from: Vec::new(),
         };
         read_npy_folder(d, 0, &mut out)?;
         Ok(out)
@@ -363,6 +441,7 @@ pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
         labels: Vec::new(),
         ids: Vec::new(),
         source: dir.to_path_buf(),
+        joined_from: Vec::new(),
     };
     for (label, class_dir) in classes.iter().enumerate() {
         read_npy_folder(class_dir, label, &mut out)?;

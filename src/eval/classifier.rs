@@ -298,6 +298,7 @@ mod tests {
             labels: labels.to_vec(),
             ids: ids.to_vec(),
             source: "data.parquet".into(),
+            joined_from: Vec::new(),
         }
     }
 

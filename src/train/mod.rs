@@ -255,7 +255,7 @@ fn check_data(data: &LabelledImages, model: &MaeConfig, opts: &TrainOptions) -> 
         let (s, m) = (data.size, model.image_size);
         return Err(Error::config(
             "data",
-            format!("{}: images are {s}x{s}, the model takes {m}x{m}", data.source.display()),
+            format!("{}: images are {s}x{s}, the model takes {m}x{m}", data.source_description()),
         ));
     }
     if opts.batch_size == 0 || opts.epochs == 0 {
@@ -267,7 +267,7 @@ fn check_data(data: &LabelledImages, model: &MaeConfig, opts: &TrainOptions) -> 
 /// Refuses splits that leave nothing to train on or nothing to choose the best
 /// epoch by (small data with small fractions), before any work.
 fn check_split(data: &LabelledImages, t: &TrainOptions, train: &[usize], val: &[usize]) -> Result<()> {
-    let source = data.source.display();
+    let source = data.source_description();
     if train.is_empty() {
         return Err(Error::config("data", format!("{source}: no training images left after the split")));
     }
@@ -443,10 +443,19 @@ fn load_state(
 
 /// Write the row ids of each split to `<out>.split.json`, so that other tools
 /// (baselines, reports) can use exactly the same held-out rows.
+///
+/// Images joined from several datasets may repeat ids, so their split names each
+/// row as `[dataset index, id]`, the datasets listed under `"data"`.
 fn write_split(t: &TrainOptions, data: &LabelledImages, parts: [&[usize]; 3]) -> Result<()> {
-    let ids = |idx: &[usize]| -> Vec<i64> { idx.iter().map(|&i| data.ids[i]).collect() };
-    let json = serde_json::json!({"data": data.source.display().to_string(), "seed": t.seed,
-        "train": ids(parts[0]), "validation": ids(parts[1]), "test": ids(parts[2])});
+    let rows = |idx: &[usize]| -> serde_json::Value {
+        if data.joined_from.is_empty() {
+            idx.iter().map(|&i| data.ids[i]).collect()
+        } else {
+            idx.iter().map(|&i| serde_json::json!([data.part_of_row(i), data.ids[i]])).collect()
+        }
+    };
+    let json = serde_json::json!({"data": data_provenance(data), "seed": t.seed,
+        "train": rows(parts[0]), "validation": rows(parts[1]), "test": rows(parts[2])});
     crate::data::atomic::write_atomically(&t.out.with_extension("split.json"), json.to_string())
 }
 
@@ -456,9 +465,18 @@ fn append_log(opts: &TrainOptions, log: &EpochLog) -> Result<()> {
     writeln!(f, "{}", serde_json::to_string(log).expect("log serialises")).map_err(|e| Error::io(&path, e))
 }
 
+/// The training data's path, or the list of paths of data joined from several.
+fn data_provenance(data: &LabelledImages) -> serde_json::Value {
+    let paths: Vec<String> = data.sources().iter().map(|p| p.display().to_string()).collect();
+    match paths.as_slice() {
+        [one] => one.clone().into(),
+        _ => paths.into(),
+    }
+}
+
 fn provenance(opts: &TrainOptions, data: &LabelledImages, extra: serde_json::Value) -> serde_json::Value {
     let mut p = serde_json::json!({
-        "command": opts.command, "data": data.source.display().to_string(), "seed": opts.seed,
+        "command": opts.command, "data": data_provenance(data), "seed": opts.seed,
         "epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr, "weight_decay": opts.weight_decay,
         "lensmae_version": env!("CARGO_PKG_VERSION"), "device": crate::model::device::device_name(&opts.device),
         "precision": crate::model::device::precision_in_use(&opts.device).to_string(),
@@ -806,7 +824,7 @@ fn calibrate_on_validation(
         &labels(val),
         k,
         calibrate::DEFAULT_OOD_QUANTILE,
-        &format!("{} (validation split)", data.source.display()),
+        &format!("{} (validation split)", data.source_description()),
         val_residuals.as_deref().map(|r| (r, n)),
     )?;
     let (test_logits, test_features) = logits_and_domain_features(model, data, test, batch)?;
@@ -1093,6 +1111,7 @@ mod tests {
             labels: vec![0; 3],
             ids: vec![0, 1, 2],
             source: PathBuf::from("memory"),
+            joined_from: Vec::new(),
         };
         let (mean, std) = pixel_statistics(&data, &[0, 1, 2]);
         let faint_std = (0.08f64 / 3.0).sqrt() * 1e-8; // sqrt(mean square deviation)

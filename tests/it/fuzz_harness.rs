@@ -150,6 +150,7 @@ pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
         labels,
         ids: (0..n as i64).collect(),
         source: dir.join("memory"),
+        joined_from: Vec::new(),
     };
     let out = dir.join("tiny.safetensors");
     let train = TrainOptions {

@@ -36,6 +36,7 @@ pub fn blobs(n: usize, seed: u64) -> LabelledImages {
         labels,
         ids: (0..n as i64).collect(),
         source: "synthetic".into(),
+        joined_from: Vec::new(),
     }
 }
 
@@ -91,6 +92,39 @@ fn a_classifier_learns_and_its_checkpoint_describes_it() {
     assert!(meta.provenance["test"]["accuracy"].as_f64().unwrap() >= 0.9);
     let log = std::fs::read_to_string(out.with_extension("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 6);
+}
+
+#[test]
+fn a_classifier_trains_on_datasets_joined_in_order_and_its_split_tells_their_repeated_ids_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (blobs(60, 1), blobs(40, 2));
+    let second = LabelledImages { source: "second".into(), ..second };
+    let joined = LabelledImages::join(vec![first.clone(), second.clone()]).unwrap();
+    assert_eq!(joined.len(), 100);
+    assert_eq!(joined.image(60), second.image(0));
+    assert_eq!((joined.part_of_row(59), joined.part_of_row(60)), (0, 1));
+    assert_eq!(joined.source_description(), "synthetic + second");
+
+    let out = dir.path().join("clf.safetensors");
+    finetune_classify(&joined, &finetune(&out, 1, EncoderInit::Scratch, false)).unwrap();
+    let meta = read_checkpoint_meta(&out).unwrap();
+    assert_eq!(meta.provenance["data"], serde_json::json!(["synthetic", "second"]));
+    // Ids 0..40 are in both datasets: the split names each row by its dataset too,
+    // and every row of both is in exactly one split.
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("split.json")).unwrap()).unwrap();
+    let mut rows: Vec<(u64, i64)> = ["train", "validation", "test"]
+        .iter()
+        .flat_map(|k| split[k].as_array().unwrap().clone())
+        .map(|r| (r[0].as_u64().unwrap(), r[1].as_i64().unwrap()))
+        .collect();
+    rows.sort();
+    let expected: Vec<(u64, i64)> = (0..60).map(|i| (0, i)).chain((0..40).map(|i| (1, i))).collect();
+    assert_eq!(rows, expected);
+
+    let other_size = LabelledImages { size: 8, pixels: vec![0.0; 40 * 64], source: "small".into(), ..second };
+    let err = LabelledImages::join(vec![first, other_size]).unwrap_err().to_string();
+    assert!(err.contains("small") && err.contains("image size"), "{err}");
 }
 
 #[test]
@@ -162,6 +196,7 @@ fn small_survey_lenses(n_per_class: u64, seed: u64) -> LabelledImages {
         labels,
         ids: (0..2 * n_per_class as i64).collect(),
         source: "survey-16".into(),
+        joined_from: Vec::new(),
     }
 }
 
