@@ -253,7 +253,7 @@ fn the_bundled_residual_classifier_answers_the_same_on_16_bit_copies_of_survey_l
 
 /// A fit that does not come back when the cutout moves within its last 16 bits is
 /// answered `unstable_fit`: lens 80 of seed 16, whose blind fit lands in another
-/// minimum on its uint16 copy and the bundled classifier's answer moves by 0.68
+/// minimum on its uint16 copy, where the bundled classifier answers tenths apart
 /// (RESULTS.md, "Fits that depend on the last bits"), beside a lens whose fit comes
 /// back. The answer is the mean of the classifier's answers on the residuals of the
 /// fit and of each refit; unchecked, the first fit's alone.
