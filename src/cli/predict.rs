@@ -183,7 +183,9 @@ pub struct PredictArgs {
     /// elsewhere (chi^2 more than 4 from its fit) with status `unstable_fit`: its
     /// answer depends on how the cutout was stored. Each refit costs one more fit
     /// (the fits are most of such a model's time); 0 reads the first fit alone and
-    /// checks nothing.
+    /// checks nothing. A cutout whose first fit leaves a chi^2 outside the model's
+    /// calibrated range is not refitted: it is `out_of_domain` whatever the refits
+    /// find, and such cutouts (noise, artefacts) are the slowest to fit.
     #[arg(long, default_value_t = crate::stage::DEFAULT_FIT_REFITS)]
     fit_refits: usize,
     /// Fraction of rows that may fail (unreadable or truncated inputs, a model

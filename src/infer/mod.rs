@@ -134,7 +134,12 @@ impl LoadedClassifier {
         if domain.is_some() != meta.calibration.is_some() {
             return Err(Error::checkpoint(path, "a domain model needs its calibration record, and the reverse"));
         }
-        let residuals = meta.smooth_lens_residuals.as_ref().map(|r| ResidualFitter::new(path, r)).transpose()?;
+        let chi2_range = meta.calibration.as_ref().and_then(|c| c.residual_chi2_range);
+        let residuals = meta
+            .smooth_lens_residuals
+            .as_ref()
+            .map(|r| ResidualFitter::new(path, r).map(|fitter| fitter.refitting_only_within(chi2_range)))
+            .transpose()?;
         if let Some(fitter) = &residuals {
             if fitter.image_size() != meta.preprocessing.image_size {
                 return Err(Error::checkpoint(

@@ -30,6 +30,12 @@ use std::path::Path;
 pub struct ResidualFitter {
     /// The recipe it fits with.
     pub recipe: SmoothLensResiduals,
+    /// Where a first fit's residual chi^2 per pixel must lie for its refits to run
+    /// (None: always). Outside the classifier's calibrated range the row is out of
+    /// its domain whatever the refits find, and a cutout that is not a lens (noise,
+    /// an artefact) costs some ten times a lens to fit: its refits would triple that
+    /// for nothing.
+    pub refit_chi2_range: Option<[f64; 2]>,
     sim: Simulator,
 }
 
@@ -90,7 +96,13 @@ impl ResidualFitter {
         if !recipe.simulator.has_noise() {
             return Err(Error::checkpoint(path, "its smooth-lens residual recipe has no noise model to weight a fit"));
         }
-        Ok(ResidualFitter { recipe: recipe.clone(), sim })
+        Ok(ResidualFitter { recipe: recipe.clone(), refit_chi2_range: None, sim })
+    }
+
+    /// This fitter, refitting only cutouts whose first residual's chi^2 per pixel
+    /// lies within `range` (a classifier's calibrated range; None: every cutout).
+    pub fn refitting_only_within(self, range: Option<[f64; 2]>) -> ResidualFitter {
+        ResidualFitter { refit_chi2_range: range, ..self }
     }
 
     /// The side of the cutouts it fits, pixels.
@@ -103,7 +115,8 @@ impl ResidualFitter {
     /// a row that cannot be fitted gets the reason. With `refits` > 0 each cutout
     /// is fitted again that many times, moved within half a 16-bit step each time,
     /// and the fit records how far those land (`refit_spread`) and what they leave
-    /// (`refit_residuals`).
+    /// (`refit_residuals`), except where the first fit's chi^2 per pixel is outside
+    /// [`ResidualFitter::refit_chi2_range`] (no refits, `refit_spread` None).
     pub fn fit(
         &self,
         raw: &[f32],
@@ -134,6 +147,7 @@ impl ResidualFitter {
         let data = Image { size: self.image_size(), pixels: pixels.iter().map(|&v| v as f64).collect() };
         let fitted = smooth_lens_residual(&self.sim, *observed, &data, &self.recipe.grid)
             .ok_or_else(|| "the recipe has no noise model for this exposure".to_string())?;
+        let as_f32 = |chi: &[f64]| chi.iter().map(|&c| c as f32).collect::<Vec<f32>>();
         let chi2: f64 = fitted.chi.iter().map(|c| c * c).sum();
         if !chi2.is_finite() {
             return Err("the fit's residual is not finite".into());
@@ -141,6 +155,13 @@ impl ResidualFitter {
         // The residual's chi^2 is of the model's variance, the fit's of the data's:
         // refits are compared on the fit's own.
         let fit_chi2 = fitted.fit.chi * fitted.fit.chi;
+        let residual = as_f32(&fitted.chi);
+        // The chi^2 the classifier's domain check reads, computed the same way.
+        let residual_chi2 = crate::model::domain::residual_chi2(&residual, residual.len())[0] as f64;
+        let refits = match self.refit_chi2_range {
+            Some([low, high]) if !(low..=high).contains(&residual_chi2) => 0,
+            _ => refits,
+        };
         let step = step_of_16_bits(pixels);
         let refitted: Vec<_> = (1..=refits as u64)
             .filter_map(|draw| {
@@ -150,9 +171,8 @@ impl ResidualFitter {
             .collect();
         let refit_spread = (refits > 0)
             .then(|| refitted.iter().map(|refit| (refit.fit.chi * refit.fit.chi - fit_chi2).abs()).fold(0.0, f64::max));
-        let as_f32 = |chi: &[f64]| chi.iter().map(|&c| c as f32).collect::<Vec<f32>>();
         Ok(FittedCutout {
-            residual: as_f32(&fitted.chi),
+            residual,
             refit_residuals: refitted
                 .iter()
                 .filter(|refit| refit.chi.iter().all(|c| c.is_finite()))
@@ -229,6 +249,33 @@ mod tests {
         assert!(refused[0].as_ref().unwrap_err().contains("PSF FWHM"));
         assert!(refused[1].as_ref().unwrap_err().contains("exposure time"));
         assert!(refused[2].as_ref().unwrap_err().contains("exposure time"));
+    }
+
+    #[test]
+    fn refits_run_only_where_the_first_fit_leaves_a_chi2_the_classifier_admits() {
+        let recipe = SmoothLensResiduals {
+            simulator: crate::sim::presets::preset("survey").unwrap(),
+            grid: BlindGrid { max_fits: 1, ..BlindGrid::default() },
+        };
+        let sim = Simulator::new(recipe.simulator.clone()).unwrap();
+        let drawn = sim.simulate(2, 5, 0);
+        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let mut cutouts: Vec<f32> = drawn.image.pixels.iter().map(|&v| v as f32).collect();
+        let n = cutouts.len();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        cutouts.extend((0..n).map(|_| rand::Rng::random::<f32>(&mut rng))); // uniform noise, not a lens
+        let everywhere = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
+        let within = ResidualFitter::new(Path::new("test"), &recipe).unwrap().refitting_only_within(Some([0.5, 30.0]));
+        let (all, some) = (everywhere.fit(&cutouts, &[observed; 2], 2), within.fit(&cutouts, &[observed; 2], 2));
+        let (lens, noise) = (all[0].as_ref().unwrap(), all[1].as_ref().unwrap());
+        assert!((0.5..=30.0).contains(&lens.chi2_per_pixel), "{}", lens.chi2_per_pixel);
+        assert!(!(0.5..=30.0).contains(&noise.chi2_per_pixel), "{}", noise.chi2_per_pixel);
+        assert!(noise.refit_spread.is_some() && noise.refit_residuals.len() == 2);
+        // The lens is fitted and refitted as without a range; the noise only fitted.
+        assert_eq!(some[0].as_ref().unwrap(), lens);
+        let skipped = some[1].as_ref().unwrap();
+        assert_eq!((skipped.refit_spread, skipped.refit_residuals.len()), (None, 0));
+        assert_eq!((&skipped.residual, skipped.chi2_per_pixel), (&noise.residual, noise.chi2_per_pixel));
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn predictions_schema(
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
         fields.push(described(
             float64("fit_refit_spread"),
-            "the largest chi^2 difference between the fit and refits of the cutout moved within half a 16-bit step (above 4: status unstable_fit; null: not checked, --fit-refits 0)",
+            "the largest chi^2 difference between the fit and refits of the cutout moved within half a 16-bit step (above 4: status unstable_fit; null: not checked, --fit-refits 0 or a first fit whose chi^2 is outside the classifier's calibrated range, which makes the row out_of_domain)",
             None,
         ));
     }
