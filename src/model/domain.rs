@@ -59,12 +59,15 @@ impl Calibration {
     /// (never an infinite or NaN one) and, where the calibration bounds it, its
     /// residual's chi^2 per pixel within the calibration residuals' range.
     pub fn admits(&self, score: f32, residual_chi2: Option<f32>) -> bool {
-        let fits_like_training = match (self.residual_chi2_range, residual_chi2) {
-            (Some([low, high]), Some(chi2)) => (low..=high).contains(&(chi2 as f64)),
-            _ => true,
-        };
+        let fits_like_training = residual_chi2.is_none_or(|chi2| chi2_admitted(self.residual_chi2_range, chi2));
         (score as f64) <= self.ood_threshold && fits_like_training
     }
+}
+
+/// Whether a residual's chi^2 per pixel lies within a calibration's
+/// [`Calibration::residual_chi2_range`] (always, where it has none).
+pub fn chi2_admitted(range: Option<[f64; 2]>, chi2: f32) -> bool {
+    range.is_none_or(|[low, high]| (low..=high).contains(&(chi2 as f64)))
 }
 
 /// [`Calibration::ood_threshold_from`] of a threshold taken from out-of-fold scores.
