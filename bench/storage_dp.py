@@ -9,10 +9,10 @@ carry `fit_chi2` (a classifier of smooth-lens residuals), how far the fits' chi^
 pixel moved. When both tables carry `fit_refit_spread` (`predict --fit-refits N`), it
 also splits the rows by `status`: how many each table answered `unstable_fit`, how many
 of the rows above 0.02 either table flagged so, the largest |dp| of the rows both
-answered `ok`, and the 50/90/95% quantiles of A's refit spreads (given one table twice,
+answered `ok` (and how many above 0.02 one of them answered `ok`), and the 50/90/95% quantiles of A's refit spreads (given one table twice,
 those of that table alone). `--rows` then lists the rows above 0.02, one a line: id,
-max |dp| and, for residual classifiers, each table's `fit_chi2` (and `fit_refit_spread` and status
-when checked). Needs numpy and pyarrow.
+max |dp| and, for residual classifiers, each table's `fit_chi2` (and `fit_refit_spread`,
+`refit_answer_spread` and status when checked). Needs numpy and pyarrow.
 """
 import json
 import sys
@@ -56,6 +56,8 @@ def main():
                     "both_ok": int(np.sum(both_ok)),
                     "max_dp_both_ok": float(dp[both_ok].max()) if both_ok.any() else None,
                     "over_0.02_both_ok": int(np.sum(over & both_ok)),
+                    # A user holding only one of the copies sees its status alone.
+                    "over_0.02_either_ok": int(np.sum(over & ((a["status"] == "ok") | (b["status"] == "ok")))),
                     "refit_spread_a_quantiles_50_90_95": np.nanpercentile(
                         a["fit_refit_spread"].astype(float), [50, 90, 95]).round(2).tolist()})
     print(json.dumps(out))
@@ -63,8 +65,10 @@ def main():
         for k in np.flatnonzero(dp > 0.02):
             fits = f" {a['fit_chi2'][k]:.3f} {b['fit_chi2'][k]:.3f}" if has_fits else ""
             if checked:
-                fits += (f" spread {a['fit_refit_spread'][k]:.1f} {b['fit_refit_spread'][k]:.1f}"
-                         f" {a['status'][k]} {b['status'][k]}")
+                fits += f" spread {a['fit_refit_spread'][k]:.1f} {b['fit_refit_spread'][k]:.1f}"
+                if "refit_answer_spread" in a and "refit_answer_spread" in b:
+                    fits += f" answers {a['refit_answer_spread'][k]:.4f} {b['refit_answer_spread'][k]:.4f}"
+                fits += f" {a['status'][k]} {b['status'][k]}"
             print(f"{a['id'][k]} {dp[k]:.3f}{fits}")
 
 

@@ -180,8 +180,9 @@ pub struct PredictArgs {
     /// For a classifier of smooth-lens residuals: fit each cutout again this many
     /// times, moved within half a 16-bit step, answer with the probabilities
     /// averaged over the fit and the refits, and answer a row whose refits land
-    /// elsewhere (chi^2 more than 4 from its fit) with status `unstable_fit`: its
-    /// answer depends on how the cutout was stored. Each refit costs one more fit
+    /// elsewhere (chi^2 more than 4 from its fit) or answer apart (any probability
+    /// more than 0.02 from the fit's, `refit_answer_spread`) with status
+    /// `unstable_fit`: its answer depends on how the cutout was stored. Each refit costs one more fit
     /// (the fits are most of such a model's time); 0 reads the first fit alone and
     /// checks nothing. A cutout whose first fit leaves a chi^2 outside the model's
     /// calibrated range is not refitted: it is `out_of_domain` whatever the refits

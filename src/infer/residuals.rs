@@ -75,6 +75,14 @@ impl FittedCutout {
 /// 1.8 for 95% ("Fits that depend on the last bits").
 pub const UNSTABLE_FIT_CHI2: f64 = 4.0;
 
+/// The answer spread over a row's fit and refits ([`mean_over_refits`]) above which
+/// the row counts as not reproducible, even when the refits' chi^2 stay within
+/// [`UNSTABLE_FIT_CHI2`]: the most any class's probability may move between storages
+/// of a cutout (issue 20). A refit 3.9 away in chi^2 moved lens 776 of seed 16 by
+/// 0.022 between its float32 and 16-bit copies (RESULTS.md, "The residual classifier
+/// on 18,000 lenses, shipped"); fits that land together answer within 1e-3.
+pub const UNSTABLE_ANSWER: f32 = 0.02;
+
 /// One step of a 16-bit storage over the range of `pixels`.
 fn step_of_16_bits(pixels: &[f32]) -> f64 {
     let (lo, hi) = value_range(pixels);
@@ -186,32 +194,46 @@ impl ResidualFitter {
 /// Averages `probabilities` (`[n * k]`, the classifier's answers on the first
 /// residuals of `n` rows) with its answers on each row's `refit_residuals[i]`, in
 /// place; `sigmas`, when given, are the rows' own and go with their refits.
+/// Returns each row's answer spread: the largest difference in any class's
+/// probability between the answers on its fit and refits (None: no refits).
 pub fn mean_over_refits(
     classifier: &LoadedClassifier,
     refit_residuals: &[&[Vec<f32>]],
     sigmas: Option<&[Option<f32>]>,
     probabilities: &mut [f32],
     batch: usize,
-) -> Result<()> {
+) -> Result<Vec<Option<f32>>> {
     let k = classifier.meta.class_names.len();
     assert_eq!(probabilities.len(), refit_residuals.len() * k, "one row of probabilities per fitted row");
     let owners: Vec<usize> =
         refit_residuals.iter().enumerate().flat_map(|(i, refits)| std::iter::repeat_n(i, refits.len())).collect();
     if owners.is_empty() {
-        return Ok(());
+        return Ok(vec![None; refit_residuals.len()]);
     }
     let pixels: Vec<f32> = refit_residuals.iter().flat_map(|refits| refits.iter().flatten().copied()).collect();
     let refit_sigmas: Option<Vec<Option<f32>>> = sigmas.map(|s| owners.iter().map(|&i| s[i]).collect());
     let refit_probabilities = classifier.predict_with_noise(&pixels, refit_sigmas.as_deref(), batch)?.probabilities;
+    // Each class's lowest and highest answer over a row's fit and refits.
+    let mut lowest = probabilities.to_vec();
+    let mut highest = probabilities.to_vec();
     for (&i, p) in owners.iter().zip(refit_probabilities.chunks_exact(k)) {
-        for (sum, v) in probabilities[i * k..(i + 1) * k].iter_mut().zip(p) {
-            *sum += v;
+        for (j, &v) in (i * k..(i + 1) * k).zip(p) {
+            probabilities[j] += v;
+            lowest[j] = lowest[j].min(v);
+            highest[j] = highest[j].max(v);
         }
     }
     for (row, refits) in probabilities.chunks_exact_mut(k).zip(refit_residuals) {
         row.iter_mut().for_each(|p| *p /= (1 + refits.len()) as f32);
     }
-    Ok(())
+    Ok(refit_residuals
+        .iter()
+        .enumerate()
+        .map(|(i, refits)| {
+            let spread = (i * k..(i + 1) * k).map(|j| highest[j] - lowest[j]).fold(0f32, f32::max);
+            (!refits.is_empty()).then_some(spread)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 pub use crate::data::predictions::UNSTABLE_FIT;
-use crate::infer::residuals::{mean_over_refits, FittedCutout};
+use crate::infer::residuals::{mean_over_refits, FittedCutout, UNSTABLE_ANSWER};
 use crate::infer::{
     file_sha256, reads_as_residuals, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation,
 };
@@ -147,7 +147,8 @@ pub struct PredictorOptions {
     /// Refits of each cutout moved within its last 16 bits, for a classifier of
     /// smooth-lens residuals (unused by other models): the answer is the mean over
     /// the fit and the refits, and a row whose refits land more than
-    /// `UNSTABLE_FIT_CHI2` from its fit is answered with status [`UNSTABLE_FIT`].
+    /// `UNSTABLE_FIT_CHI2` from its fit, or answer more than `UNSTABLE_ANSWER` apart,
+    /// is answered with status [`UNSTABLE_FIT`].
     /// 0 reads the first fit alone and checks nothing; each refit costs one more fit.
     pub fit_refits: usize,
 }
@@ -555,11 +556,17 @@ impl Predictor {
             }
             None => None,
         };
-        // A fitted row is answered by the mean over its fit and refits.
+        // A fitted row is answered by the mean over its fit and refits, and records
+        // how far their answers lie apart.
+        let mut answer_spread: Vec<Option<f32>> = vec![None; batch.len()];
         if let (Some(c), Some(fits), Some(predicted)) = (&models.classifier, &fits, predicted.as_mut()) {
             let refits: Vec<&[Vec<f32>]> =
                 usable.iter().map(|&r| fits[r].as_ref().map_or(&[][..], |f| f.refit_residuals.as_slice())).collect();
-            mean_over_refits(c, &refits, sigmas.as_deref(), &mut predicted.probabilities, opts.batch_size)?;
+            let spreads =
+                mean_over_refits(c, &refits, sigmas.as_deref(), &mut predicted.probabilities, opts.batch_size)?;
+            for (&r, spread) in usable.iter().zip(spreads) {
+                answer_spread[r] = spread;
+            }
         }
         summary.model_seconds += model_started.elapsed().as_secs_f64();
         // Where the classifier found each row's deflector (antisymmetric scalings).
@@ -601,8 +608,9 @@ impl Predictor {
                 }
             }
             // Out of the domain says more than an unstable fit, so it stays.
-            for (s, fit) in status.iter_mut().zip(fits.iter().flatten()) {
-                if s.starts_with("ok") && fit.as_ref().is_some_and(|f| !f.is_reproducible()) {
+            for ((s, fit), spread) in status.iter_mut().zip(fits.iter().flatten()).zip(&answer_spread) {
+                let answers_apart = spread.is_some_and(|d| d > UNSTABLE_ANSWER);
+                if s.starts_with("ok") && (fit.as_ref().is_some_and(|f| !f.is_reproducible()) || answers_apart) {
                     *s = UNSTABLE_FIT.into();
                 }
             }
@@ -631,6 +639,8 @@ impl Predictor {
                         fits.iter().map(|f| f.as_ref().and_then(value)),
                     )));
                 }
+                let answered = per_row.iter().zip(&answer_spread).map(|(p, &d)| p.and(d));
+                columns.push(Arc::new(Float32Array::from_iter(answered)));
             }
         }
         if let (Some(sr), Some(images)) = (&models.superres, &sr) {

@@ -113,6 +113,11 @@ pub fn predictions_schema(
             "the largest chi^2 difference between the fit and refits of the cutout moved within half a 16-bit step (above 4: status unstable_fit; null: not checked, --fit-refits 0 or a first fit whose chi^2 is outside the classifier's calibrated range, which makes the row out_of_domain)",
             None,
         ));
+        fields.push(described(
+            float("refit_answer_spread"),
+            "the largest difference in any class's probability between the answers on the residuals of the fit and of its refits (above 0.02: status unstable_fit; null where fit_refit_spread is, or the row has no answer)",
+            None,
+        ));
     }
     if let Some([h, w]) = sr_shape {
         fields.push(described(
