@@ -257,7 +257,8 @@ fn the_bundled_residual_classifier_answers_the_same_on_16_bit_copies_of_survey_l
 /// (RESULTS.md, "Fits that depend on the last bits"), beside a lens whose fit comes
 /// back. The answer is the mean of the classifier's answers on the residuals of the
 /// fit and of each refit, and a row whose answers lie more than 0.02 apart is
-/// `unstable_fit` too; unchecked, the first fit's alone.
+/// `unstable_fit` too, which catches lens 776 of seed 16, whose copies answer 0.022
+/// apart with their refits all near their fits; unchecked, the first fit's alone.
 #[test]
 fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     use arrow_array::{ArrayRef, FixedSizeListArray, Float64Array, Int64Array};
@@ -266,22 +267,29 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::new(preset("survey").unwrap()).unwrap();
     let (mut pixels, mut psf, mut exposure) = (Vec::new(), Vec::new(), Vec::new());
-    for (seed, id) in [(16, 80), (16, 80), (22, 0)] {
+    // Rows 1 and 4 are rows 0 and 3 stored as uint16 over their own range, as
+    // bench/ood_sets.py stores them (in f64, rounded half to even).
+    let rows = [(16, 80, false), (16, 80, true), (22, 0, false), (16, 776, false), (16, 776, true)];
+    for (seed, id, as_uint16) in rows {
         let drawn = sim.simulate(id as usize % 3, seed, id);
-        pixels.push(drawn.image.pixels.iter().map(|&v| v as f32).collect::<Vec<f32>>());
+        let mut image: Vec<f32> = drawn.image.pixels.iter().map(|&v| v as f32).collect();
+        if as_uint16 {
+            let (lo, hi) =
+                image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v as f64), h.max(v as f64)));
+            let step = (hi - lo) / 65535.0;
+            image = image.iter().map(|&v| (lo + ((v as f64 - lo) / step).round_ties_even() * step) as f32).collect();
+        }
+        pixels.push(image);
         psf.push(drawn.params.psf_fwhm);
         exposure.push(drawn.params.exposure_time.unwrap());
     }
-    // The second row: the first stored as uint16 over its own range.
-    let (lo, hi) = pixels[1].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-    let step = (hi - lo) / 65535.0;
-    pixels[1] = pixels[1].iter().map(|v| lo + ((v - lo) / step).round() * step).collect();
+    let n = rows.len();
     let input = dir.path().join("lenses.parquet");
     let item = Arc::new(Field::new("item", DataType::Float32, true));
     let flat: Vec<f32> = pixels.concat();
     let images = FixedSizeListArray::new(item, 64 * 64, Arc::new(arrow_array::Float32Array::from(flat.clone())), None);
     let columns: Vec<(Field, ArrayRef)> = vec![
-        (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from(vec![0, 1, 2]))),
+        (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from_iter_values(0..n as i64))),
         (lensmae::data::parquet::tensor_field("image", 64, 64), Arc::new(images)),
         (Field::new("psf_fwhm", DataType::Float64, false), Arc::new(Float64Array::from(psf.clone()))),
         (Field::new("exposure_time", DataType::Float64, false), Arc::new(Float64Array::from(exposure.clone()))),
@@ -290,7 +298,7 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     let bundled = Path::new("bundled:survey-residual-classifier");
     let run = |refits: usize, name: &str| {
         let out = dir.path().join(name);
-        let options = lensmae::stage::PredictorOptions { fit_refits: refits, ..classifier(bundled, 3) };
+        let options = lensmae::stage::PredictorOptions { fit_refits: refits, ..classifier(bundled, n) };
         let summary = predict(&predict_options(std::slice::from_ref(&input), options, &out)).unwrap();
         (summary, read(&out))
     };
@@ -302,7 +310,7 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     assert!(spread.value(2) <= lensmae::infer::residuals::UNSTABLE_FIT_CHI2, "{spread:?}");
     assert_ne!(status[2].as_deref(), Some("unstable_fit"));
     let flagged = status.iter().filter(|s| s.as_deref() == Some("unstable_fit")).count();
-    assert_eq!((summary.unstable_fit, summary.predicted, summary.failed), (flagged, 3, 0));
+    assert_eq!((summary.unstable_fit, summary.predicted, summary.failed), (flagged, n, 0));
     // The output says how the fits were checked, for `evaluate` to count the flagged rows.
     let table = lensmae::data::predictions::read_predictions(&dir.path().join("checked.parquet")).unwrap();
     assert_eq!(table.metadata.get(lensmae::data::predictions::FIT_REFITS_KEY).map(String::as_str), Some("2"));
@@ -310,8 +318,8 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     assert_eq!((seen["fit_refits"].as_u64(), seen["status"]["unstable_fit"].as_u64()), (Some(2), Some(flagged as u64)));
     // Unchecked: no spread, no such status.
     let (_, unchecked) = run(0, "unchecked.parquet");
-    assert_eq!(unchecked.column_by_name("fit_refit_spread").unwrap().null_count(), 3);
-    assert_eq!(unchecked.column_by_name("refit_answer_spread").unwrap().null_count(), 3);
+    assert_eq!(unchecked.column_by_name("fit_refit_spread").unwrap().null_count(), n);
+    assert_eq!(unchecked.column_by_name("refit_answer_spread").unwrap().null_count(), n);
     assert!(strings(&unchecked, "status").iter().all(|s| s.as_deref() != Some("unstable_fit")));
     // The answers, one residual at a time: unchecked the first fit's, checked the
     // mean over the fit and its two refits.
@@ -356,6 +364,13 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
         moved = moved.max(first.iter().zip(&mean).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max));
     }
     assert!(moved > 1e-4, "the refits' answers count: {moved}");
+    // Lens 776: every refit within 4 of its fit in chi^2 in both copies, and the
+    // answers 0.022 apart between them; answered `ok` in both, they may differ by
+    // at most 0.02 (issue 20).
+    let (p, q) = (answers(&checked, 3), answers(&checked, 4));
+    let apart = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let both_ok = status[3..].iter().all(|s| s.as_deref() == Some("ok"));
+    assert!(!both_ok || apart <= 0.02, "lens 776: {p:?} against {q:?}, {spread:?} {answer_spread:?}");
 }
 
 #[test]
