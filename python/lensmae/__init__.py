@@ -169,8 +169,9 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     ``--exposure-time``). ``fit_refits``: for the same classifier, how many times
     each cutout is fitted again, moved within half a 16-bit step; the answer is
     the mean of the probabilities over the fit and the refits, and a row whose
-    refits land elsewhere gets status ``unstable_fit`` (its answer depends on how
-    the cutout was stored), as ``lensmae predict --fit-refits``; 0 reads the first
+    refits land elsewhere (``fit_refit_spread`` above 4 in chi^2) or answer apart
+    (``refit_answer_spread`` above 0.02) gets status ``unstable_fit`` (its answer
+    depends on how the cutout was stored), as ``lensmae predict --fit-refits``; 0 reads the first
     fit alone and checks nothing.
     """
     if task is None:
