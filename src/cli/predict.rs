@@ -265,7 +265,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
     };
     let unstable = match summary.unstable_fit {
         0 => String::new(),
-        n => format!(", {n} from a smooth-lens fit its refits did not find again (unstable_fit)"),
+        n => format!(", {n} whose refits landed elsewhere or answered apart (unstable_fit)"),
     };
     eprintln!(
         "wrote {} rows ({} predicted, {} of them out of the model's domain{off_centre}{unstable}) to {} in {:.1} s ({} rows/s)",

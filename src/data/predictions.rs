@@ -18,8 +18,8 @@ use arrow_schema::DataType;
 use std::path::Path;
 
 /// The `status` of a row a classifier of smooth-lens residuals answered from a fit
-/// that its refits did not find again (`predict --fit-refits`): the answer depends
-/// on how the cutout was stored.
+/// that its refits did not find again, or whose refits it answered apart
+/// (`predict --fit-refits`): the answer depends on how the cutout was stored.
 pub const UNSTABLE_FIT: &str = "unstable_fit";
 
 /// The metadata key recording how many refits checked each fit (`predict

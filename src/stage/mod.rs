@@ -100,7 +100,8 @@ pub struct PredictSummary {
     pub out_of_domain: usize,
     /// Of those, rows whose deflector lies beyond the classifier's centring search.
     pub off_centre: usize,
-    /// Predicted rows whose smooth-lens fit its refits did not find again.
+    /// Predicted rows whose smooth-lens fit its refits did not find again or
+    /// answered apart.
     pub unstable_fit: usize,
     /// Rows without a prediction for a reason other than a policy the caller chose
     /// (`--nan-policy skip-row`): unreadable or truncated inputs, failed models.
