@@ -60,10 +60,12 @@ pub struct FittedCutout {
 }
 
 impl FittedCutout {
-    /// Whether the fit came back when the cutout was moved within its last bits
-    /// (true when that was not checked).
-    pub fn is_reproducible(&self) -> bool {
+    /// Whether the fit came back when the cutout was moved within its last bits,
+    /// and the classifier answered its refits alike (`answer_spread`, from
+    /// [`mean_over_refits`]); true where either was not checked.
+    pub fn is_reproducible(&self, answer_spread: Option<f32>) -> bool {
         self.refit_spread.is_none_or(|spread| spread <= UNSTABLE_FIT_CHI2)
+            && answer_spread.is_none_or(|spread| spread <= UNSTABLE_ANSWER)
     }
 }
 

@@ -15,7 +15,7 @@ pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 pub use crate::data::predictions::UNSTABLE_FIT;
-use crate::infer::residuals::{mean_over_refits, FittedCutout, UNSTABLE_ANSWER};
+use crate::infer::residuals::{mean_over_refits, FittedCutout};
 use crate::infer::{
     file_sha256, reads_as_residuals, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation,
 };
@@ -609,9 +609,8 @@ impl Predictor {
                 }
             }
             // Out of the domain says more than an unstable fit, so it stays.
-            for ((s, fit), spread) in status.iter_mut().zip(fits.iter().flatten()).zip(&answer_spread) {
-                let answers_apart = spread.is_some_and(|d| d > UNSTABLE_ANSWER);
-                if s.starts_with("ok") && (fit.as_ref().is_some_and(|f| !f.is_reproducible()) || answers_apart) {
+            for ((s, fit), &spread) in status.iter_mut().zip(fits.iter().flatten()).zip(&answer_spread) {
+                if s.starts_with("ok") && fit.as_ref().is_some_and(|f| !f.is_reproducible(spread)) {
                     *s = UNSTABLE_FIT.into();
                 }
             }
