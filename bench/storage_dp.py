@@ -27,6 +27,11 @@ def read(path):
     return {k: np.asarray(v)[order] for k, v in table.items()}
 
 
+def number(value, decimals):
+    """A value of a nullable column (null where no refits ran), as text."""
+    return "null" if value is None else f"{value:.{decimals}f}"
+
+
 def main():
     args = [a for a in sys.argv[1:] if a != "--rows"]
     if len(args) != 2:
@@ -65,9 +70,10 @@ def main():
         for k in np.flatnonzero(dp > 0.02):
             fits = f" {a['fit_chi2'][k]:.3f} {b['fit_chi2'][k]:.3f}" if has_fits else ""
             if checked:
-                fits += f" spread {a['fit_refit_spread'][k]:.1f} {b['fit_refit_spread'][k]:.1f}"
+                fits += f" spread {number(a['fit_refit_spread'][k], 1)} {number(b['fit_refit_spread'][k], 1)}"
                 if "refit_answer_spread" in a and "refit_answer_spread" in b:
-                    fits += f" answers {a['refit_answer_spread'][k]:.4f} {b['refit_answer_spread'][k]:.4f}"
+                    fits += (f" answers {number(a['refit_answer_spread'][k], 4)}"
+                             f" {number(b['refit_answer_spread'][k], 4)}")
                 fits += f" {a['status'][k]} {b['status'][k]}"
             print(f"{a['id'][k]} {dp[k]:.3f}{fits}")
 
