@@ -19,6 +19,7 @@ use crate::data::fits::table_writer::{FitsTableLayout, FitsTableWriter};
 use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
 use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
+use crate::infer::residuals::{UNSTABLE_ANSWER, UNSTABLE_FIT_CHI2};
 use crate::Result;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -110,12 +111,12 @@ pub fn predictions_schema(
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
         fields.push(described(
             float64("fit_refit_spread"),
-            "the largest chi^2 difference between the fit and refits of the cutout moved within half a 16-bit step (above 4: status unstable_fit; null: not checked, --fit-refits 0 or a first fit whose chi^2 is outside the classifier's calibrated range, which makes the row out_of_domain)",
+            &format!("the largest chi^2 difference between the fit and refits of the cutout moved within half a 16-bit step (above {UNSTABLE_FIT_CHI2}: status unstable_fit; null: not checked, --fit-refits 0 or a first fit whose chi^2 is outside the classifier's calibrated range, which makes the row out_of_domain)"),
             None,
         ));
         fields.push(described(
             float("refit_answer_spread"),
-            "the largest difference in any class's probability between the answers on the residuals of the fit and of its refits (above 0.02: status unstable_fit; null where fit_refit_spread is, or the row has no answer)",
+            &format!("the largest difference in any class's probability between the answers on the residuals of the fit and of its refits (above {UNSTABLE_ANSWER}: status unstable_fit; null where fit_refit_spread is, or the row has no answer)"),
             None,
         ));
     }
