@@ -4,7 +4,9 @@ baseline, on the same images and split as the ViT (issue 20).
     python bench/resnet18_baseline.py DATASET SPLIT_JSON OUT_JSON [EPOCHS] [HELDOUT [PREDICTIONS]]
         [--scaling noise-asinh|antisymmetric-asinh] [--also HELDOUT2 PREDICTIONS2 ...] [--tta]
 
-DATASET: a `lensmae simulate` Parquet file; SPLIT_JSON: the `<checkpoint>.split.json`
+DATASET: a `lensmae simulate` Parquet file, or several joined by commas in the order a
+`finetune --data a b` run joined them (its split names each row `[dataset, id]`);
+SPLIT_JSON: the `<checkpoint>.split.json`
 a lensmae fine-tuning wrote (the ids of its train / validation / test rows); the
 model with the best validation macro AUC is evaluated on the test rows and, when
 given, on every row of HELDOUT (another seed). Inputs get lensmae's `noise-asinh`
@@ -29,6 +31,7 @@ Needs torch, numpy, pyarrow (bench/requirements-torch.txt).
 """
 import json
 import math
+import os
 import sys
 import time
 
@@ -120,6 +123,28 @@ def load(path):
     return table.column("id").to_numpy(), table.column("label_idx").to_numpy().astype(np.int64), images, names
 
 
+def load_joined(paths, split):
+    """The datasets of `paths` joined in order, and each split's rows in the join: a
+    split of one dataset names ids, a split of several `[dataset index, id]` pairs."""
+    joined = isinstance(split["data"], list)
+    named = split["data"] if joined else [split["data"]]
+    if [os.path.normpath(p) for p in paths] != [os.path.normpath(p) for p in named]:
+        sys.exit(f"the split was made on {named}, not on {paths}")
+    parts = [load(path) for path in paths]
+    names = parts[0][3]
+    if any(part[3] != names for part in parts):
+        sys.exit("the datasets name different classes")
+    row_of, offset = {}, 0
+    for k, (ids, _, _, _) in enumerate(parts):
+        row_of.update({(k, int(i)): offset + r for r, i in enumerate(ids)})
+        offset += len(ids)
+    key = (lambda entry: (int(entry[0]), int(entry[1]))) if joined else (lambda entry: (0, int(entry)))
+    rows = {k: np.array([row_of[key(entry)] for entry in split[k]]) for k in ("train", "validation", "test")}
+    labels = np.concatenate([part[1] for part in parts])
+    images = np.concatenate([part[2] for part in parts])
+    return labels, images, names, rows
+
+
 def predict(model, images, batch=256):
     model.eval()
     out = []
@@ -173,12 +198,9 @@ def main():
     predictions_out = args[5] if len(args) > 5 else None
     torch.manual_seed(42)
     rng = np.random.default_rng(42)
-    ids, labels, images, names = load(data)
-    images = scale(images, scaling)
     split = json.load(open(split_path))
-    assert isinstance(split["data"], str), "a split of datasets joined (finetune --data a b) is not read here"
-    row_of = {int(i): r for r, i in enumerate(ids)}
-    part = {k: np.array([row_of[int(i)] for i in split[k]]) for k in ("train", "validation", "test")}
+    labels, images, names, part = load_joined(data.split(","), split)
+    images = scale(images, scaling)
     model = ResNet18(len(names))
     batch, lr = 64, 1e-3
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
