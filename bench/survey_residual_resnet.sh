@@ -9,7 +9,11 @@
 # (`bundled:survey-residual-classifier`) on the same rows, overall and on the goal subset.
 #
 #   TORCH_PY=.venv-torch/bin/python PY=.venv/bin/python [RUN=runs/survey-residual] \
-#       [EPOCHS=20] bench/survey_residual_resnet.sh [OUT_DIR]
+#       [EPOCHS=20] [DATA=a.parquet,b.parquet SPLIT=x.split.json MODEL=x.safetensors] \
+#       bench/survey_residual_resnet.sh [OUT_DIR]
+#
+# DATA, SPLIT and MODEL train on another run's datasets and split (e.g. the 36,000 lenses
+# of bench/survey_residual_36000.sh) and pair against that run's ViT.
 #
 # Needs `lensmae run pipelines/survey-residual.toml` first. TORCH_PY needs
 # bench/requirements-torch.txt; PY numpy, pyarrow and scikit-learn. About 40 minutes
@@ -26,10 +30,11 @@ B=${LENSMAE:-./target/release/lensmae}
 [ -n "${LENSMAE:-}" ] || cargo build --release --quiet --bin lensmae
 mkdir -p "$OUT"
 HELDOUT="$RUN/heldout-residuals/dataset.parquet"
-TRAIN="$RUN/train-s27/dataset.parquet,$RUN/train-s28/dataset.parquet"
+TRAIN=${DATA:-$RUN/train-s27/dataset.parquet,$RUN/train-s28/dataset.parquet}
+SPLIT=${SPLIT:-$RUN/classifier.split.json}
 
 /usr/bin/time -f "ResNet-18, $EPOCHS epochs: %e s" "$TORCH_PY" bench/resnet18_baseline.py "$TRAIN" \
-    "$RUN/classifier.split.json" "$OUT/resnet18.json" "$EPOCHS" "$HELDOUT" "$OUT/resnet18-heldout.parquet"
+    "$SPLIT" "$OUT/resnet18.json" "$EPOCHS" "$HELDOUT" "$OUT/resnet18-heldout.parquet"
 $B predict --input "$HELDOUT" --model "$MODEL" --keep id --out "$OUT/vit-heldout.parquet" --overwrite > /dev/null 2>&1
 for name in resnet18 vit; do
     echo "== $name on the held-out"
