@@ -128,7 +128,7 @@ def load_joined(paths, split):
     split of one dataset names ids, a split of several `[dataset index, id]` pairs."""
     joined = isinstance(split["data"], list)
     named = split["data"] if joined else [split["data"]]
-    if [os.path.normpath(p) for p in paths] != [os.path.normpath(p) for p in named]:
+    if [os.path.realpath(p) for p in paths] != [os.path.realpath(p) for p in named]:
         sys.exit(f"the split was made on {named}, not on {paths}")
     parts = [load(path) for path in paths]
     names = parts[0][3]

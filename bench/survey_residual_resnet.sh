@@ -39,7 +39,7 @@ $B predict --input "$HELDOUT" --model "$MODEL" --keep id --out "$OUT/vit-heldout
 for name in resnet18 vit; do
     echo "== $name on the held-out"
     $B evaluate --predictions "$OUT/$name-heldout.parquet" --input "$HELDOUT" --report "$OUT/$name-heldout-report.json" \
-        --overwrite 2>&1 >/dev/null | grep -E "macro AUC|sub_snr >= 10|calibration"
+        --overwrite 2>&1 >/dev/null | grep -E "macro AUC|sub_snr >= 10"
 done
 for flag in "" --goal; do
     echo "ViT against ResNet-18, ${flag:-all}: $($PY bench/paired_auc.py "$HELDOUT" vit="$OUT/vit-heldout.parquet" \
