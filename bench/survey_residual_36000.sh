@@ -9,6 +9,10 @@
 #
 #   PY=.venv/bin/python [RUN=runs/survey-residual] bench/survey_residual_36000.sh [OUT_DIR]
 #
+# CONFIG=pipelines/models/<encoder>.json trains another encoder on the same lenses, split
+# and training seed, as `$OUT/<encoder>.safetensors`, and pairs it against the pipeline's
+# model and against the default encoder's 36,000-lens model when that exists.
+#
 # Needs `lensmae run pipelines/survey-residual.toml` first. About 110 minutes on 2
 # cores: the blind fits of 18,000 lenses (~0.22 s of the two cores each) and 30-40
 # minutes of training. PY needs numpy, pyarrow and scikit-learn.
@@ -26,14 +30,18 @@ for seed in 29 30; do
         --preset survey --n-per-class 3000 --seed $seed --smooth-lens-residuals --out "$OUT/train-s$seed" \
         --overwrite --quiet
 done
-[ -f "$OUT/n36000.safetensors" ] || /usr/bin/time -f "training on 36000: %e s" $B finetune --task classify \
+DEFAULT_CONFIG=pipelines/models/vit-w64-d4-p4.json
+CONFIG=${CONFIG:-$DEFAULT_CONFIG}
+NAME=n36000
+[ "$CONFIG" = "$DEFAULT_CONFIG" ] || NAME=$(basename "$CONFIG" .json)
+[ -f "$OUT/$NAME.safetensors" ] || /usr/bin/time -f "training $NAME on 36000: %e s" $B finetune --task classify \
     --data "$RUN/train-s27/dataset.parquet" "$RUN/train-s28/dataset.parquet" \
     "$OUT/train-s29/dataset.parquet" "$OUT/train-s30/dataset.parquet" \
-    --scratch --model pipelines/models/vit-w64-d4-p4.json --scaling noise-asinh --pooling mean --augment dihedral \
-    --epochs 20 --batch-size 64 --lr 1e-3 --seed 42 --out "$OUT/n36000.safetensors" --overwrite > "$OUT/n36000.log" 2>&1
-echo "== 36000 lenses: $(grep -E '^best epoch|^test:' "$OUT/n36000.log" | tr '\n' ' ')"
-for name in n36000 n18000; do
-    model="$OUT/n36000.safetensors"
+    --scratch --model "$CONFIG" --scaling noise-asinh --pooling mean --augment dihedral \
+    --epochs 20 --batch-size 64 --lr 1e-3 --seed 42 --out "$OUT/$NAME.safetensors" --overwrite > "$OUT/$NAME.log" 2>&1
+echo "== $NAME, 36000 lenses: $(grep -E '^best epoch|^test:' "$OUT/$NAME.log" | tr '\n' ' ')"
+for name in "$NAME" n18000; do
+    model="$OUT/$name.safetensors"
     [ "$name" = n18000 ] && model="$RUN/classifier.safetensors"
     echo "== $name on the held-out"
     $B evaluate --model "$model" --input "$HELDOUT" --report "$OUT/$name-heldout.json" --overwrite 2>&1 >/dev/null \
@@ -41,7 +49,11 @@ for name in n36000 n18000; do
     $B predict --input "$HELDOUT" --model "$model" --keep id --out "$OUT/$name-heldout.parquet" --overwrite \
         > /dev/null 2>&1
 done
-for flag in "" --goal; do
-    echo "n36000 against n18000, ${flag:-all}: $($PY bench/paired_auc.py "$HELDOUT" n36000="$OUT/n36000-heldout.parquet" \
-        n18000="$OUT/n18000-heldout.parquet" $flag | tr -d '\n ')"
+others=(n18000)
+[ "$NAME" != n36000 ] && [ -f "$OUT/n36000-heldout.parquet" ] && others+=(n36000)
+for other in "${others[@]}"; do
+    for flag in "" --goal; do
+        echo "$NAME against $other, ${flag:-all}: $($PY bench/paired_auc.py "$HELDOUT" $NAME="$OUT/$NAME-heldout.parquet" \
+            $other="$OUT/$other-heldout.parquet" $flag | tr -d '\n ')"
+    done
 done
