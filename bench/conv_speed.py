@@ -32,7 +32,8 @@ def forward_macs(model):
 
 
 def main():
-    width, batch, steps = (int(a) for a in (sys.argv[1:] + ["16", "64", "8"][len(sys.argv) - 1:])[:3])
+    defaults = [16, 64, 8]
+    width, batch, steps = [int(a) for a in sys.argv[1:4]] + defaults[len(sys.argv[1:4]):]
     torch.manual_seed(0)
     model = ResNet18(3, width)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -18,8 +18,8 @@ augmentation in training, AdamW with a
 cosine schedule. The network is torchvision's ResNet-18 layout (7x7/2 stem, max
 pool, 4 stages of 2 basic blocks, 64-512 channels) with one input channel and 3
 outputs, written out here so that only torch is needed; `--width W` gives its stages
-W, 2W, 4W and 8W channels (default 64, torchvision's; 16 is a sixteenth of the
-products, about the small ViT's cost per image). Writes macro and per-class
+W, 2W, 4W and 8W channels (default 64, torchvision's; 16 does a fifteenth of its
+multiply-adds, which bench/conv_speed.py prints). Writes macro and per-class
 AUC (one-vs-rest, as scikit-learn's roc_auc_score) and accuracy as JSON; with
 PREDICTIONS, also the held-out rows' probabilities as a Parquet table in the columns of
 `lensmae predict` (`row`, `id`, `p_<class>`), so that `lensmae evaluate --predictions
