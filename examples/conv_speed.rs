@@ -1,12 +1,13 @@
-//! Training speed of a ResNet-18 layout of width W built from candle-nn's own
-//! convolutions and batch norms, on the CPU: what a convolutional classifier of
-//! residuals would cost in lensmae today, before any op of ours.
-//! `cargo run --release --example conv_speed -- [width] [batch] [steps]` prints JSON
-//! (images/s of the fastest step); bench/conv_speed.sh runs it beside the same
-//! network in PyTorch (bench/resnet18_baseline.py's).
+//! Training speed of a ResNet-18 layout of width W on the CPU, built either
+//! from candle-nn's own convolutions and batch norms (`candle-nn`) or as
+//! lensmae's convolutional classifier (`lensmae`: src/model/resnet.rs, whose
+//! convolutions, batch norms and pooling are fused kernels of ours).
+//! `cargo run --release --example conv_speed -- [width] [batch] [steps] [candle-nn|lensmae]`
+//! prints JSON (images/s of the fastest step); bench/conv_speed.sh runs both
+//! beside the same network in PyTorch (bench/resnet18_baseline.py's).
 //!
-//! The stem's 3x3 max pool of stride 2 is a 2x2 pool here: candle 0.11 has no
-//! backward pass for pooling windows that overlap.
+//! In the candle-nn build the stem's 3x3 max pool of stride 2 is a 2x2 pool:
+//! candle 0.11 has no backward pass for pooling windows that overlap.
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, D};
 use candle_nn::{
     batch_norm, conv2d_no_bias, linear, BatchNorm, Conv2d, Conv2dConfig, Linear, Optimizer, VarBuilder, VarMap,
@@ -96,24 +97,47 @@ impl ResNet18 {
 fn main() -> Result<()> {
     let arg = |k: usize, default: usize| std::env::args().nth(k).map_or(default, |s| s.parse().expect("a number"));
     let (width, batch, steps) = (arg(1, 16), arg(2, 64), arg(3, 8));
+    let build = std::env::args().nth(4).unwrap_or_else(|| "candle-nn".into());
     let dev = Device::Cpu;
     let varmap = VarMap::new();
-    let model = ResNet18::new(width, 3, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
-    let mut opt = candle_nn::AdamW::new_lr(varmap.all_vars(), 1e-3)?;
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let images = Tensor::randn(0f32, 1., (batch, 1, 64, 64), &dev)?;
     let labels = Tensor::new((0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(), &dev)?;
+    let mut step_once: Box<dyn FnMut() -> Result<()>> = match build.as_str() {
+        "candle-nn" => {
+            let model = ResNet18::new(width, 3, vb)?;
+            let mut opt = candle_nn::AdamW::new_lr(varmap.all_vars(), 1e-3)?;
+            Box::new(move || opt.backward_step(&candle_nn::loss::cross_entropy(&model.forward(&images)?, &labels)?))
+        }
+        "lensmae" => {
+            use lensmae::model::resnet::{is_running_statistic, ResNet, ResNetConfig};
+            let model = ResNet::new(&ResNetConfig::resnet18(64, width), 3, vb)?;
+            lensmae::model::mae::init_weights(&varmap, 0)?;
+            let vars = varmap.data().lock().expect("the VarMap lock is not poisoned").clone();
+            let trainable = vars.into_iter().filter(|(name, _)| !is_running_statistic(name)).collect();
+            let mut opt = lensmae::train::optim::AdamW::new(trainable, 0.9, 0.999, 0.05)?;
+            Box::new(move || {
+                let loss = candle_nn::loss::cross_entropy(&model.forward(&images, true)?, &labels)?;
+                opt.step(&loss.backward()?, 1e-3, f64::INFINITY)
+            })
+        }
+        other => panic!("build `{other}`: candle-nn or lensmae"),
+    };
     let mut best = f64::INFINITY;
     for step in 0..=steps {
         let started = Instant::now();
-        let loss = candle_nn::loss::cross_entropy(&model.forward(&images)?, &labels)?;
-        opt.backward_step(&loss)?;
+        step_once()?;
         if step > 0 {
             best = best.min(started.elapsed().as_secs_f64()); // step 0 warms up
         }
     }
-    let parameters: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    let vars = varmap.data().lock().expect("the VarMap lock is not poisoned");
+    let parameters: usize = (vars.iter())
+        .filter(|(name, _)| !lensmae::model::resnet::is_running_statistic(name))
+        .map(|(_, v)| v.elem_count())
+        .sum();
     println!(
-        "{{\"framework\": \"candle\", \"width\": {width}, \"parameters\": {parameters}, \"batch\": {batch}, \"threads\": {}, \"train_images_per_s\": {:.1}}}",
+        "{{\"framework\": \"{build}\", \"width\": {width}, \"parameters\": {parameters}, \"batch\": {batch}, \"threads\": {}, \"train_images_per_s\": {:.1}}}",
         rayon::current_num_threads(),
         batch as f64 / best
     );

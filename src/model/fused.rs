@@ -24,23 +24,27 @@
 use std::cell::Cell;
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::fastmath::{erf_f32, exp_f32};
 
 mod attention;
+mod batch_norm;
 pub(crate) mod block;
 mod conv;
 mod layer_norm;
 mod linear;
+mod max_pool;
 mod spare;
 
 use attention::{attend, attend_backward, Heads};
-pub use conv::conv2d_same;
+pub use batch_norm::{batch_norm_train, BatchStatistics};
+pub use conv::{conv2d, conv2d_same};
 pub use layer_norm::layer_norm;
 pub use linear::{linear, Activation};
+pub use max_pool::max_pool2d;
 
 /// Which implementation the layers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -498,10 +498,11 @@ impl VitClassifier {
 }
 
 /// Give every variable of `varmap` its initial value from a generator seeded with
-/// `seed`, following each variable's role (named by its key): LayerNorm weights 1,
-/// biases 0, CLS/mask tokens N(0, 0.02), linear weights xavier-uniform,
-/// convolution weights uniform within 1/sqrt(fan_in). Variables
-/// are visited in sorted key order, so the result depends only on the seed.
+/// `seed`, following each variable's role (named by its key): norm weights and
+/// running variances 1, biases and running means 0, CLS/mask tokens N(0, 0.02),
+/// linear weights xavier-uniform, convolution weights uniform within
+/// 1/sqrt(fan_in). Variables are visited in sorted key order, so the result
+/// depends only on the seed.
 pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap.data().lock().expect("the VarMap lock is not poisoned");
     let mut names: Vec<&String> = data.keys().collect();
@@ -513,9 +514,10 @@ pub fn init_weights(varmap: &VarMap, seed: u64) -> Result<()> {
         let n: usize = dims.iter().product();
         let values: Vec<f32> = if name.ends_with("cls_token") || name.ends_with("mask_token") {
             (0..n).map(|_| 0.02 * rng.sample::<f32, _>(StandardNormal)).collect()
-        } else if name.ends_with(".bias") {
+        } else if name.ends_with(".bias") || name.ends_with(".running_mean") {
             vec![0.0; n]
-        } else if name.contains("norm") && name.ends_with(".weight") {
+        } else if name.ends_with(".running_var") || (dims.len() == 1 && name.ends_with(".weight")) {
+            // Norm scales (LayerNorm, batch normalisation) and a batch's variance start at one.
             vec![1.0; n]
         } else if name.ends_with(".weight") && dims.len() == 2 {
             let bound = (6.0 / (dims[0] + dims[1]) as f64).sqrt() as f32;

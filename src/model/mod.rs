@@ -18,6 +18,7 @@ pub mod layers;
 pub mod mae;
 pub mod ops;
 pub mod preprocess;
+pub mod resnet;
 pub mod superres;
 
 pub use mae::{Mae, MaeConfig, MaeOutput, VitClassifier};

@@ -71,3 +71,51 @@ fn the_superres_model_matches_the_pytorch_twin() {
         assert!(diff <= 1e-4, "{kernels:?}: SR images differ by {diff:e}");
     }
 }
+
+#[test]
+fn the_resnet_matches_the_pytorch_twin_in_training_and_inference() {
+    use candle_nn::VarMap;
+    use lensmae::model::resnet::{ResNet, ResNetConfig};
+    let dev = Device::Cpu;
+    let path = fixture("model/resnet_twin_weights.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = header.metadata().as_ref().unwrap();
+    let cfg: ResNetConfig = serde_json::from_str(&metadata["config"]).unwrap();
+    let num_classes: usize = metadata["num_classes"].parse().unwrap();
+    let weights = candle_core::safetensors::load(&path, &dev).unwrap();
+    let io = candle_core::safetensors::load(fixture("model/resnet_twin_io.safetensors"), &dev).unwrap();
+    let labels = io["labels"].to_dtype(DType::U32).unwrap();
+    let check = |what: &str, a: &Tensor, b: &Tensor| {
+        let diff = relative_difference(a, b);
+        assert!(diff <= 1e-4, "{what} differs by {diff:e}");
+    };
+    for kernels in [Kernels::Fused, Kernels::Composed] {
+        // In a map, as in training: the running statistics are updated in place.
+        let varmap = VarMap::new();
+        let net = ResNet::new(&cfg, num_classes, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+        {
+            let vars = varmap.data().lock().unwrap();
+            assert_eq!(vars.len(), weights.len(), "the twin's state dict and lensmae's variables");
+            for (key, var) in vars.iter() {
+                var.set(&weights[key]).unwrap_or_else(|e| panic!("{key}: {e}"));
+            }
+        }
+        with_kernels(kernels, || {
+            check("inference logits", &net.forward(&io["images"], false).unwrap(), &io["eval_logits"]);
+            let logits = net.forward(&io["images"], true).unwrap();
+            check("training logits", &logits, &io["train_logits"]);
+            let loss = candle_nn::loss::cross_entropy(&logits, &labels).unwrap();
+            check("loss", &loss.reshape(1).unwrap(), &io["loss"]);
+            let grads = loss.backward().unwrap();
+            for (key, var) in varmap.data().lock().unwrap().iter() {
+                if let Some(after) = io.get(&format!("after.{key}")) {
+                    check(&format!("{kernels:?}: running statistic {key}"), var.as_tensor(), after);
+                } else {
+                    let grad = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("{key}: no gradient"));
+                    check(&format!("{kernels:?}: gradient of {key}"), grad, &io[&format!("grad.{key}")]);
+                }
+            }
+        });
+    }
+}
