@@ -14,7 +14,7 @@ use crate::model::device::{open_device, Precision};
 use crate::model::mae::Pooling;
 use crate::model::preprocess::Scaling;
 use crate::model::superres::SuperresConfig;
-use crate::model::MaeConfig;
+use crate::model::{MaeConfig, Network};
 use crate::train::joint::{finetune_joint, JointOptions};
 use crate::train::superres::{finetune_superres, PixelLoss, SuperresOptions};
 use crate::train::{finetune_classify, pretrain, EncoderInit, FinetuneOptions, PretrainOptions, TrainOptions};
@@ -126,6 +126,9 @@ pub struct CommonTrainArgs {
     command_line: Option<String>,
 }
 
+/// `--dropout` of a ViT classifier unless given.
+const VIT_DROPOUT: f32 = 0.1;
+
 fn parse_scaling(name: &str) -> Result<Scaling, String> {
     Scaling::parse(name).ok_or_else(|| {
         let known: Vec<&str> = Scaling::ALL.iter().map(|s| s.name()).collect();
@@ -177,17 +180,25 @@ impl CommonTrainArgs {
         Ok(options)
     }
 
-    fn model_config(&self) -> anyhow::Result<MaeConfig> {
-        let cfg = match self.model.as_str() {
-            "paper" => MaeConfig::paper_64(),
-            "tiny" => MaeConfig::tiny_16(),
+    fn network(&self) -> anyhow::Result<Network> {
+        let network = match self.model.as_str() {
+            "paper" => MaeConfig::paper_64().into(),
+            "tiny" => MaeConfig::tiny_16().into(),
             path => {
                 let text = std::fs::read_to_string(path).with_context(|| format!("reading --model {path}"))?;
-                serde_json::from_str(&text).with_context(|| format!("in --model {path}"))?
+                Network::from_json(&text).with_context(|| format!("in --model {path}"))?
             }
         };
-        cfg.validate().context("--model")?;
-        Ok(cfg)
+        network.validate().context("--model")?;
+        Ok(network)
+    }
+
+    /// The ViT of a command that trains only ViTs (MAE, super-resolution).
+    fn model_config(&self) -> anyhow::Result<MaeConfig> {
+        match self.network()? {
+            Network::Vit(cfg) => Ok(cfg),
+            other => bail!("--model {}: {}; this command trains a ViT", self.model, other.describe()),
+        }
     }
 }
 
@@ -251,9 +262,10 @@ pub struct FinetuneArgs {
     /// Token pooling for the head.
     #[arg(long, value_enum, default_value_t = PoolingArg::Cls)]
     pooling: PoolingArg,
-    /// Dropout on the pooled features while training.
-    #[arg(long, default_value_t = 0.1)]
-    dropout: f32,
+    /// Dropout on the pooled features while training (a ViT's: default 0.1; the
+    /// ResNet has none).
+    #[arg(long)]
+    dropout: Option<f32>,
     /// Layer-wise learning-rate decay (MAE's fine-tuning recipe, e.g. 0.75): block i
     /// of a depth-d encoder learns at decay^(d - i) of the rate, the patch embedding
     /// at decay^(d + 1), the head at the full rate. 1 turns it off.
@@ -500,7 +512,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
                 head,
                 init,
                 pooling,
-                dropout: args.dropout,
+                dropout: args.dropout.unwrap_or(VIT_DROPOUT),
                 standardise_pixels: args.standardise_pixels,
                 loss,
                 superres_weight: args.superres_weight,
@@ -524,16 +536,17 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
         print_superres(&outcome.test, "test");
         return Ok(());
     }
+    let network = args.common.network()?;
     let opts = FinetuneOptions {
         train: args.train_options(
             if args.freeze_encoder { 1e-2 } else { 5e-4 },
             if args.freeze_encoder { 0.0 } else { 0.05 },
         )?,
-        model: args.common.model_config()?,
+        model: network.clone(),
         init,
         freeze_encoder: args.freeze_encoder,
         pooling,
-        dropout: args.dropout,
+        dropout: args.dropout.unwrap_or(if network.vit().is_some() { VIT_DROPOUT } else { 0.0 }),
         standardise_pixels: args.standardise_pixels,
     };
     let data = read_training_data(&args.common.data, &args.common.image_col)?;

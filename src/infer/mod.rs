@@ -12,7 +12,7 @@ use crate::model::domain::DomainModel;
 use crate::model::mae::Pooling;
 use crate::model::preprocess::{minmax_scale, scaled, Centring, Preprocessor};
 use crate::model::superres::SuperResolver;
-use crate::model::VitClassifier;
+use crate::model::Classifier;
 use crate::sim::detectability::SmoothLensResiduals;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -86,7 +86,7 @@ pub struct LoadedClassifier {
     pub path: PathBuf,
     /// Its description (classes in output order, image size, provenance).
     pub meta: CheckpointMeta,
-    model: VitClassifier,
+    model: Classifier,
     /// The input preparation it was trained with.
     pub preprocessor: Preprocessor,
     /// Its training domain, when the checkpoint is calibrated.
@@ -150,7 +150,7 @@ impl LoadedClassifier {
         }
         let pooling = meta.pooling.unwrap_or(Pooling::Cls);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
-        let model = VitClassifier::new(&meta.model, meta.class_names.len(), pooling, 0.0, vb)
+        let model = Classifier::new(&meta.model, meta.class_names.len(), pooling, 0.0, vb)
             .map_err(|e| Error::checkpoint(path, format!("weights do not fit the described model: {e}")))?;
         Ok(LoadedClassifier {
             path: path.to_path_buf(),
@@ -228,7 +228,7 @@ impl LoadedClassifier {
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
         let k = self.meta.class_names.len();
         let temperature = self.meta.calibration.as_ref().map(|c| c.temperature);
-        let dev = self.model.encoder.device();
+        let dev = self.model.device();
         let mut probabilities = softmax_probabilities(logits, k, temperature, dev)?;
         let views = self.tta.views();
         if views > 1 {
@@ -252,7 +252,7 @@ impl LoadedClassifier {
     /// Logits `[n * k]` and domain features `[n * F]` of images already prepared.
     pub fn logits_and_features(&self, prepared: &[f32], batch: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let s = self.image_size();
-        let dev = self.model.encoder.device();
+        let dev = self.model.device();
         classify_batches(&self.model, prepared.len() / (s * s), batch, |rows| {
             Ok(Tensor::from_slice(&prepared[rows.start * s * s..rows.end * s * s], (rows.len(), 1, s, s), dev)?)
         })
@@ -310,7 +310,7 @@ fn trained_with(provenance: &serde_json::Value) -> Option<Augment> {
 /// at a time, each batch the `[rows, 1, H, W]` tensor `input(rows)` gives: the one
 /// classifier inference loop (`predict`, `evaluate`, and training's validation).
 pub fn classify_batches(
-    model: &VitClassifier,
+    model: &Classifier,
     n: usize,
     batch: usize,
     mut input: impl FnMut(std::ops::Range<usize>) -> Result<Tensor>,
@@ -363,19 +363,19 @@ impl LoadedSuperres {
         let head =
             meta.superres.clone().ok_or_else(|| Error::checkpoint(path, "no super-resolution head described"))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, dev);
-        let model = SuperResolver::new(&meta.model, &head, vb)
+        let model = SuperResolver::new(meta.vit(path)?, &head, vb)
             .map_err(|e| Error::checkpoint(path, format!("weights do not fit the described model: {e}")))?;
         Ok(LoadedSuperres { path: path.to_path_buf(), meta, model })
     }
 
     /// The side of the LR images it takes.
     pub fn lr_size(&self) -> usize {
-        self.model.head_config().lr_size(&self.meta.model)
+        self.model.head_config().lr_size(self.model.config())
     }
 
     /// The side of the images it makes.
     pub fn hr_size(&self) -> usize {
-        self.meta.model.image_size
+        self.meta.model.image_size()
     }
 }
 

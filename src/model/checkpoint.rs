@@ -4,6 +4,7 @@
 //! repeat, and how the model was made (command, data, seed, metrics). Written to
 //! a temporary file and renamed.
 
+use super::classifier::Network;
 use super::mae::{MaeConfig, Pooling};
 use super::superres::SuperresConfig;
 use crate::{Error, Result};
@@ -80,8 +81,8 @@ pub struct CheckpointMeta {
     pub format: String,
     /// What the weights are for.
     pub task: ModelTask,
-    /// Encoder (and decoder) sizes.
-    pub model: MaeConfig,
+    /// The network and its sizes (a ViT's encoder and decoder, or a ResNet's).
+    pub model: Network,
     /// Class names in output order (classifiers).
     #[serde(default)]
     pub class_names: Vec<String>,
@@ -102,6 +103,16 @@ pub struct CheckpointMeta {
     pub smooth_lens_residuals: Option<crate::sim::detectability::SmoothLensResiduals>,
     /// How the model was trained: command, data, seed, epochs, metrics, version.
     pub provenance: serde_json::Value,
+}
+
+impl CheckpointMeta {
+    /// The ViT's sizes, for what only a ViT does (MAE pretraining, super-resolution):
+    /// an error naming `path` for a checkpoint of another network.
+    pub fn vit(&self, path: &Path) -> Result<&MaeConfig> {
+        self.model
+            .vit()
+            .ok_or_else(|| Error::checkpoint(path, format!("holds a {}, and this needs a ViT", self.model.describe())))
+    }
 }
 
 /// Write `tensors` (sorted by key) with one metadata entry `key: value` to `path`, atomically.
@@ -159,12 +170,16 @@ pub fn read_checkpoint_meta(path: &Path) -> Result<CheckpointMeta> {
 
 /// The weights of a checkpoint in f16 for shipping (half the bytes; the f32
 /// model's outputs move by ~1e-3, see the bundled models' cards), except the
-/// preprocessing statistics and the domain model, which stay f32.
+/// preprocessing statistics, batch normalisation's running statistics and the
+/// domain model, which stay f32.
 pub fn compact_tensors(tensors: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     tensors
         .iter()
         .map(|(k, t)| {
-            let keep = k.starts_with("preprocess.") || k.starts_with("domain.") || t.dtype() != DType::F32;
+            let keep = k.starts_with("preprocess.")
+                || k.starts_with("domain.")
+                || super::resnet::is_running_statistic(k)
+                || t.dtype() != DType::F32;
             Ok((k.clone(), if keep { t.clone() } else { t.to_dtype(DType::F16)? }))
         })
         .collect()

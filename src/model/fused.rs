@@ -1,10 +1,12 @@
 //! Fused CPU kernels for the models' hot spots, as candle custom ops with
 //! analytic backward passes: LayerNorm, a linear layer with its bias (and
-//! optionally exact GELU) in the matrix product's epilogue, "same" convolutions
-//! as im2col + one matrix product (candle's CPU convolution backward is a direct
-//! loop that was most of a super-resolution training step), and a whole
-//! transformer block (`block.rs`: its multi-head attention works from the packed
-//! `qkv` projection, one head of one image at a time).
+//! optionally exact GELU) in the matrix product's epilogue, convolutions as
+//! im2col + one matrix product per image (candle's CPU convolution backward is a
+//! direct loop that was most of a super-resolution training step), batch
+//! normalisation with the batch's statistics (and ReLU) and overlapping max
+//! pooling for the ResNet (candle has no backward pass for the latter), and a
+//! whole transformer block (`block.rs`: its multi-head attention works from the
+//! packed `qkv` projection, one head of one image at a time).
 //!
 //! Why: composed from candle's elementwise ops, each of these is 5-15 passes
 //! over memory forward and as many again backward (plus a zero-filled gradient
@@ -12,8 +14,8 @@
 //! each is one pass around a `gemm` call, and attention never materialises the
 //! per-head copies of `q`, `k`, `v`.
 //!
-//! One file per kernel (`layer_norm.rs`, `linear.rs`, `conv.rs`, `block.rs` with
-//! `attention.rs`); here the switch between fused and composed paths and what the
+//! One file per kernel (`layer_norm.rs`, `linear.rs`, `conv.rs`,
+//! `batch_norm.rs`, `max_pool.rs`, `block.rs` with `attention.rs`); here the switch between fused and composed paths and what the
 //! kernels share: the `gemm` wrappers, row arithmetic (moments, GELU, softmax)
 //! and the in-order reductions that keep gradients deterministic.
 //!

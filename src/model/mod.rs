@@ -1,6 +1,7 @@
 //! The models: a Vision Transformer encoder trained as a masked autoencoder
-//! ([`mae`]), the heads built on it, and the differentiable building blocks
-//! ([`layers`]) they share.
+//! ([`mae`]), the heads built on it, a convolutional classifier in ResNet-18
+//! layout ([`resnet`]), the one classifier type both are used through
+//! ([`classifier`]), and the differentiable building blocks ([`layers`]).
 //!
 //! candle's fused LayerNorm and softmax have no backward pass (gradients silently
 //! stop there), so the layers use either our own fused CPU kernels with analytic
@@ -11,6 +12,7 @@
 //! tensor receives a gradient.
 
 pub mod checkpoint;
+pub mod classifier;
 pub mod device;
 pub mod domain;
 pub mod fused;
@@ -21,4 +23,5 @@ pub mod preprocess;
 pub mod resnet;
 pub mod superres;
 
+pub use classifier::{Classifier, Network};
 pub use mae::{Mae, MaeConfig, MaeOutput, VitClassifier};

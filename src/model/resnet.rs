@@ -16,7 +16,7 @@
 //! of the map, so checkpoints save and load them with the weights; training
 //! must leave them out of the optimiser ([`is_running_statistic`]).
 
-use candle_core::{Module, Result, Tensor, Var, D};
+use candle_core::{Device, Module, Result, Tensor, Var, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,7 @@ const BN_MOMENTUM: f64 = 0.1;
 
 /// The sizes of a [`ResNet`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResNetConfig {
     /// Side of the square input images.
     pub image_size: usize,
@@ -272,6 +273,11 @@ impl ResNet {
     /// The sizes it was built with.
     pub fn config(&self) -> &ResNetConfig {
         &self.config
+    }
+
+    /// The device its weights are on.
+    pub fn device(&self) -> &Device {
+        self.stem_conv.weight.device()
     }
 
     /// Globally average-pooled features of the last stage, `[B, F]`; `train`

@@ -120,6 +120,11 @@ impl SuperResolver {
         })
     }
 
+    /// The encoder's sizes.
+    pub fn config(&self) -> &MaeConfig {
+        &self.model
+    }
+
     /// The head's settings.
     pub fn head_config(&self) -> &SuperresConfig {
         &self.head

@@ -321,7 +321,7 @@ impl Predictor {
             // Low-resolution cutouts for the classifier: say how to super-resolve them first.
             let bundled_lr = crate::model::checkpoint::read_checkpoint_meta(Path::new(BUNDLED_SUPERRES))
                 .ok()
-                .and_then(|m| m.superres.as_ref().map(|head| (head.lr_size(&m.model), m.model.image_size)));
+                .and_then(|m| Some((m.superres.as_ref()?.lr_size(m.model.vit()?), m.model.image_size())));
             let hint = match (&self.superres, &self.classifier) {
                 (None, Some(_)) if h == w && bundled_lr == Some((h, first_size)) => {
                     " (or `--task all`, which super-resolves them first with the bundled super-resolution model)"

@@ -92,7 +92,7 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
     }
     let mut model_cfg = opts.model.clone();
     let init_tensors = load_mae_init(&opts.init, t.scaling, &dev, &mut model_cfg)?;
-    check_data(&pairs.hr, &model_cfg, t)?;
+    check_data(&pairs.hr, &Network::Vit(model_cfg.clone()), t)?;
     let head = SuperresConfig { factor: pairs.factor(), ..opts.head.clone() };
     head.validate(&model_cfg)?;
     let k = pairs.hr.class_names.len();
@@ -103,7 +103,7 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
     write_split(t, &pairs.hr, [&train, &val, &test])?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let classifier = VitClassifier::new(&model_cfg, k, opts.pooling, opts.dropout, vb.clone())?;
+    let classifier = Classifier::Vit(VitClassifier::new(&model_cfg, k, opts.pooling, opts.dropout, vb.clone())?);
     let resolver = SuperResolver::new(&model_cfg, &head, vb)?;
     let specifics = format!(
         "{:?}",
@@ -124,7 +124,15 @@ pub fn finetune_joint(pairs: &ImagePairs, opts: &JointOptions) -> Result<JointOu
     let save_both = |tensors: &HashMap<String, Tensor>, cls_extra: serde_json::Value, sr_extra: serde_json::Value| {
         let mut cls = with_prefixes(tensors, &CLASSIFIER_KEYS);
         cls.extend(preprocess_tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let cls_meta = classifier_meta(t, &model_cfg, &images, opts.pooling, &preprocessor, &recorded, cls_extra);
+        let cls_meta = classifier_meta(
+            t,
+            &Network::Vit(model_cfg.clone()),
+            &images,
+            opts.pooling,
+            &preprocessor,
+            &recorded,
+            cls_extra,
+        );
         save_checkpoint(&t.out, &cls, &cls_meta)?;
         let sr_meta = superres_meta(t, &model_cfg, &head, pairs, sr_scale, sr_extra);
         save_checkpoint(&opts.superres_out, &with_prefixes(tensors, &SUPERRES_KEYS), &sr_meta)

@@ -22,7 +22,8 @@ use crate::model::checkpoint::{
 };
 use crate::model::mae::{init_weights, masking_noise, Pooling};
 use crate::model::preprocess::{standardise_pixel_rows, Preprocessor, Scaling};
-use crate::model::{Mae, MaeConfig, VitClassifier};
+use crate::model::resnet::is_running_statistic;
+use crate::model::{Classifier, Mae, MaeConfig, Network, VitClassifier};
 use crate::sim::detectability::SmoothLensResiduals;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -179,8 +180,9 @@ pub enum EncoderInit {
 pub struct FinetuneOptions {
     /// Shared settings.
     pub train: TrainOptions,
-    /// Model sizes (must match the MAE checkpoint when initialising from one).
-    pub model: MaeConfig,
+    /// The network and its sizes (a ViT's must match the MAE checkpoint when
+    /// initialising from one).
+    pub model: Network,
     /// Encoder initialisation.
     pub init: EncoderInit,
     /// Train only the head (a linear probe).
@@ -250,9 +252,9 @@ pub fn scaled(data: &LabelledImages, scaling: Scaling) -> LabelledImages {
     out
 }
 
-fn check_data(data: &LabelledImages, model: &MaeConfig, opts: &TrainOptions) -> Result<()> {
-    if data.size != model.image_size {
-        let (s, m) = (data.size, model.image_size);
+fn check_data(data: &LabelledImages, model: &Network, opts: &TrainOptions) -> Result<()> {
+    if data.size != model.image_size() {
+        let (s, m) = (data.size, model.image_size());
         return Err(Error::config(
             "data",
             format!("{}: images are {s}x{s}, the model takes {m}x{m}", data.source_description()),
@@ -700,7 +702,7 @@ fn mae_loss(mae: &Mae, data: &LabelledImages, indices: &[usize], batch: usize, r
 pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOutcome> {
     let t = &opts.train;
     check_output(t)?;
-    check_data(data, &opts.model, t)?;
+    check_data(data, &Network::Vit(opts.model.clone()), t)?;
     let dev = t.device.clone();
     let data = scaled(data, t.scaling);
     let [mut train, mut val, mut test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
@@ -737,7 +739,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
     let meta = |epoch_metrics: serde_json::Value| CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
         task: ModelTask::Mae,
-        model: opts.model.clone(),
+        model: Network::Vit(opts.model.clone()),
         class_names: data.class_names.clone(),
         pooling: None,
         superres: None,
@@ -802,7 +804,7 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
 /// `predict` measures it on its fits' residuals (the scaled values' chi^2 is about
 /// 0.6, and a range of those flagged most residuals a checkpoint then met).
 fn calibrate_on_validation(
-    model: &VitClassifier,
+    model: &Classifier,
     data: &LabelledImages,
     val: &[usize],
     test: &[usize],
@@ -829,7 +831,7 @@ fn calibrate_on_validation(
     )?;
     let (test_logits, test_features) = logits_and_domain_features(model, data, test, batch)?;
     let temperature = Some(fitted.calibration.temperature);
-    let calibrated = crate::infer::softmax_probabilities(test_logits, k, temperature, model.encoder.device())?;
+    let calibrated = crate::infer::softmax_probabilities(test_logits, k, temperature, model.device())?;
     let test_ece =
         crate::eval::Reliability::compute(&calibrated, &labels(test), k, crate::eval::classification::RELIABILITY_BINS)
             .ece;
@@ -846,24 +848,19 @@ fn calibrate_on_validation(
 /// Logits `[n * k]` and domain features `[n * F]` of the images at `indices`
 /// (already prepared), through the inference loop.
 fn logits_and_domain_features(
-    model: &VitClassifier,
+    model: &Classifier,
     data: &LabelledImages,
     indices: &[usize],
     batch: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let dev = model.encoder.device().clone();
+    let dev = model.device().clone();
     crate::infer::classify_batches(model, indices.len(), batch, |rows| batch_tensor(data, &indices[rows], &dev))
 }
 
 /// Class probabilities `[n * k]` of `indices` (images already prepared).
-pub fn predict_probs(
-    model: &VitClassifier,
-    data: &LabelledImages,
-    indices: &[usize],
-    batch: usize,
-) -> Result<Vec<f32>> {
+pub fn predict_probs(model: &Classifier, data: &LabelledImages, indices: &[usize], batch: usize) -> Result<Vec<f32>> {
     let (logits, _) = logits_and_domain_features(model, data, indices, batch)?;
-    crate::infer::softmax_probabilities(logits, data.class_names.len(), None, model.encoder.device())
+    crate::infer::softmax_probabilities(logits, data.class_names.len(), None, model.device())
 }
 
 /// The classifier's view of `data`: scaled by `t.scaling` and, when asked, each
@@ -906,7 +903,7 @@ impl RecordedInput {
 /// A classifier checkpoint's description.
 fn classifier_meta(
     t: &TrainOptions,
-    model: &MaeConfig,
+    model: &Network,
     data: &LabelledImages,
     pooling: Pooling,
     preprocessor: &Preprocessor,
@@ -918,7 +915,8 @@ fn classifier_meta(
         task: ModelTask::Classify,
         model: model.clone(),
         class_names: data.class_names.clone(),
-        pooling: Some(pooling),
+        // The ResNet pools globally: no choice to record.
+        pooling: model.vit().map(|_| pooling),
         superres: None,
         preprocessing: Preprocessing {
             normalisation: preprocessor.normalisation_name(),
@@ -934,7 +932,7 @@ fn classifier_meta(
 /// Cross-entropy of the (augmented) training batch `chunk` at optimiser step
 /// `step`, with dropout drawn from (seed, step); a frozen encoder gets no gradient.
 fn classify_batch_loss(
-    model: &VitClassifier,
+    model: &Classifier,
     t: &TrainOptions,
     data: &LabelledImages,
     chunk: &[usize],
@@ -953,7 +951,7 @@ fn classify_batch_loss(
 
 /// Metrics and cross-entropy of the classifier on the images at `indices`.
 fn classify_validation(
-    model: &VitClassifier,
+    model: &Classifier,
     data: &LabelledImages,
     indices: &[usize],
     batch: usize,
@@ -970,7 +968,13 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     check_output(t)?;
     let dev = t.device.clone();
     let mut model_cfg = opts.model.clone();
-    let init_tensors = load_mae_init(&opts.init, t.scaling, &dev, &mut model_cfg)?;
+    let init_tensors = match &mut model_cfg {
+        Network::Vit(cfg) => load_mae_init(&opts.init, t.scaling, &dev, cfg)?,
+        Network::ResNet(_) => {
+            check_convolutional_options(opts)?;
+            None
+        }
+    };
     check_data(data, &model_cfg, t)?;
     let k = data.class_names.len();
     let [train, val, test] = stratified_split(&data.labels, t.val_fraction, t.test_fraction, t.seed);
@@ -984,14 +988,10 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     };
     write_split(t, &data, [&train, &val, &test])?;
     let varmap = VarMap::new();
-    let model = VitClassifier::new(
-        &model_cfg,
-        k,
-        opts.pooling,
-        opts.dropout,
-        VarBuilder::from_varmap(&varmap, DType::F32, &dev),
-    )?;
-    let trainable = |name: &str| !opts.freeze_encoder || name.starts_with("head.");
+    let model =
+        Classifier::new(&model_cfg, k, opts.pooling, opts.dropout, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
+    // Batch normalisation's running statistics are estimated, not optimised.
+    let trainable = |name: &str| !is_running_statistic(name) && (!opts.freeze_encoder || name.starts_with("head."));
     let specifics =
         format!("{:?}", (&opts.model, opts.freeze_encoder, opts.pooling, opts.dropout, opts.standardise_pixels));
     let identity = run_identity(t, &[&data], &opts.init, specifics)?;
@@ -1047,6 +1047,24 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
     })
 }
 
+/// Refuses what only the ViT has for a convolutional classifier: MAE weights
+/// (`--init`), a frozen encoder (its batch norms would still move) and dropout.
+fn check_convolutional_options(opts: &FinetuneOptions) -> Result<()> {
+    let refuse = |key: &str, why: &str| {
+        Err(Error::config(key, format!("{why}; the ResNet ({}) trains whole, from scratch", opts.model.describe())))
+    };
+    if let EncoderInit::Mae(path) = &opts.init {
+        return refuse("--init", &format!("{} is an MAE of a ViT encoder", path.display()));
+    }
+    if opts.freeze_encoder {
+        return refuse("--freeze-encoder", "a linear probe is the ViT's");
+    }
+    if opts.dropout > 0.0 {
+        return refuse("--dropout", "dropout on pooled features is the ViT's");
+    }
+    Ok(())
+}
+
 /// The MAE checkpoint's weights for `EncoderInit::Mae` (its model sizes replace
 /// `model_cfg`), or none for `Scratch`; refuses a checkpoint of another task, or
 /// one pretrained on images scaled otherwise than `scaling`.
@@ -1073,7 +1091,7 @@ fn load_mae_init(
                     ),
                 ));
             }
-            *model_cfg = meta.model.clone();
+            *model_cfg = meta.vit(path)?.clone();
             Ok(Some((tensors, path.clone())))
         }
     }

@@ -72,7 +72,7 @@ pub(super) fn superres_meta(
     CheckpointMeta {
         format: CHECKPOINT_FORMAT.into(),
         task: ModelTask::Superres,
-        model: model.clone(),
+        model: Network::Vit(model.clone()),
         class_names: pairs.hr.class_names.clone(),
         pooling: None,
         superres: Some(head.clone()),
@@ -111,7 +111,7 @@ pub fn finetune_superres(pairs: &ImagePairs, opts: &SuperresOptions) -> Result<S
         return Err(Error::config("scaling", "super-resolution scales its LR images by min-max (`minmax-lr`)"));
     }
     let init_tensors = load_mae_init(&opts.init, Scaling::MinMax, &dev, &mut model_cfg)?;
-    check_data(&pairs.hr, &model_cfg, t)?;
+    check_data(&pairs.hr, &Network::Vit(model_cfg.clone()), t)?;
     let head = SuperresConfig { factor: pairs.factor(), ..opts.head.clone() };
     head.validate(&model_cfg)?;
     let [train, val, test] = stratified_split(&pairs.hr.labels, t.val_fraction, t.test_fraction, t.seed);

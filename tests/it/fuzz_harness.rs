@@ -177,7 +177,7 @@ pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
     };
     let opts = FinetuneOptions {
         train,
-        model: lensmae::model::MaeConfig::tiny_16(),
+        model: lensmae::model::MaeConfig::tiny_16().into(),
         init: EncoderInit::Scratch,
         freeze_encoder: false,
         pooling: lensmae::model::mae::Pooling::Cls,

@@ -424,7 +424,7 @@ fn finetune_bounds_the_chi2_of_residuals_as_predict_measures_it() {
     let model = MaeConfig { image_size: 64, patch_size: 16, ..MaeConfig::tiny_16() };
     let opts = FinetuneOptions {
         train,
-        model,
+        model: model.into(),
         init: EncoderInit::Scratch,
         freeze_encoder: false,
         pooling: Pooling::Mean,

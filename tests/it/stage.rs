@@ -29,7 +29,7 @@ pub(crate) fn models() -> &'static (PathBuf, PathBuf) {
         let clf = dir.join("clf.safetensors");
         let opts = FinetuneOptions {
             train: options(&clf, 6),
-            model: MaeConfig::tiny_16(),
+            model: MaeConfig::tiny_16().into(),
             init: EncoderInit::Scratch,
             freeze_encoder: false,
             pooling: Pooling::Cls,

@@ -69,7 +69,7 @@ pub fn options(out: &Path, epochs: usize) -> TrainOptions {
 fn finetune(out: &Path, epochs: usize, init: EncoderInit, freeze: bool) -> FinetuneOptions {
     FinetuneOptions {
         train: options(out, epochs),
-        model: MaeConfig::tiny_16(),
+        model: MaeConfig::tiny_16().into(),
         init,
         freeze_encoder: freeze,
         pooling: Pooling::Cls,
@@ -440,7 +440,7 @@ fn gradient_sums_do_not_depend_on_thread_scheduling_so_runs_repeat_bit_for_bit()
     data.size = 64;
     let run = |name: &str| {
         let mut opts = finetune(&dir.path().join(name), 2, EncoderInit::Scratch, false);
-        opts.model = model.clone();
+        opts.model = model.clone().into();
         opts.train.batch_size = 64;
         let outcome = finetune_classify(&data, &opts).unwrap();
         outcome.epochs.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>()
@@ -448,5 +448,65 @@ fn gradient_sums_do_not_depend_on_thread_scheduling_so_runs_repeat_bit_for_bit()
     let first = run("a.safetensors");
     for name in ["b.safetensors", "c.safetensors"] {
         assert_eq!(first, run(name));
+    }
+}
+
+fn convolutional(out: &Path, epochs: usize) -> FinetuneOptions {
+    let network =
+        lensmae::model::Network::from_json(r#"{"image_size": 16, "in_channels": 1, "width": 4, "blocks": [1, 1]}"#)
+            .unwrap();
+    FinetuneOptions { model: network, ..finetune(out, epochs, EncoderInit::Scratch, false) }
+}
+
+#[test]
+fn a_convolutional_classifier_learns_resumes_exactly_and_predicts_through_the_inference_path() {
+    use lensmae::infer::LoadedClassifier;
+    use lensmae::model::Network;
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(160, 1);
+    let whole = dir.path().join("resnet.safetensors");
+    let outcome = finetune_classify(&data, &convolutional(&whole, 4)).unwrap();
+    let test = outcome.test.unwrap();
+    assert!(test.accuracy >= 0.9 && test.macro_auc >= 0.95, "{test:?}");
+    let (tensors, meta) = load_checkpoint(&whole, &candle_core::Device::Cpu).unwrap();
+    assert!(matches!(meta.model, Network::ResNet(_)) && meta.pooling.is_none(), "{:?}", meta.model);
+    // The running statistics are saved with the weights, moved from their start.
+    let running_var = tensors["stem.1.running_var"].to_vec1::<f32>().unwrap();
+    assert!(running_var.iter().any(|v| (v - 1.0).abs() > 1e-3), "{running_var:?}");
+
+    // Inference reads it back and scores the images as training's test did.
+    let loaded = LoadedClassifier::load(&whole, &candle_core::Device::Cpu).unwrap();
+    let probs = loaded.probabilities(&data.pixels, 32).unwrap();
+    let accuracy = (0..data.len()).filter(|&i| (probs[2 * i + 1] > 0.5) == (data.labels[i] == 1)).count();
+    assert!(accuracy as f64 >= 0.9 * data.len() as f64, "{accuracy} of {}", data.len());
+
+    // Interrupted and resumed: the same weights and running statistics, bit for bit.
+    let parts = dir.path().join("parts.safetensors");
+    let mut first = convolutional(&parts, 4);
+    first.train.stop_after = Some(2);
+    let _ = finetune_classify(&data, &first);
+    let mut rest = convolutional(&parts, 4);
+    rest.train.resume = true;
+    finetune_classify(&data, &rest).unwrap();
+    let (resumed, _) = load_checkpoint(&parts, &candle_core::Device::Cpu).unwrap();
+    for (name, t) in &tensors {
+        let diff: f32 = (t - &resumed[name]).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert_eq!(diff, 0.0, "{name} differs after resuming");
+    }
+
+    // What only the ViT has is refused, by name.
+    let mae = dir.path().join("mae.safetensors");
+    for (mut opts, flag) in [
+        (convolutional(&dir.path().join("a.safetensors"), 1), "--init"),
+        (convolutional(&dir.path().join("b.safetensors"), 1), "--freeze-encoder"),
+        (convolutional(&dir.path().join("c.safetensors"), 1), "--dropout"),
+    ] {
+        match flag {
+            "--init" => opts.init = EncoderInit::Mae(mae.clone()),
+            "--freeze-encoder" => opts.freeze_encoder = true,
+            _ => opts.dropout = 0.1,
+        }
+        let err = finetune_classify(&data, &opts).unwrap_err().to_string();
+        assert!(err.contains(flag) && err.contains("ResNet"), "{flag}: {err}");
     }
 }
