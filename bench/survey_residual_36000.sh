@@ -9,9 +9,10 @@
 #
 #   PY=.venv/bin/python [RUN=runs/survey-residual] bench/survey_residual_36000.sh [OUT_DIR]
 #
-# CONFIG=pipelines/models/<encoder>.json trains another encoder on the same lenses, split
-# and training seed, as `$OUT/<encoder>.safetensors`, and pairs it against the pipeline's
-# model and against the default encoder's 36,000-lens model when that exists.
+# CONFIG=pipelines/models/<network>.json trains another network (a ViT encoder, or the
+# ResNet of pipelines/models/resnet18-w16.json) on the same lenses, split and training
+# seed, as `$OUT/<network>.safetensors`, and pairs it against the pipeline's model and
+# against the default encoder's 36,000-lens model when that exists.
 #
 # Needs `lensmae run pipelines/survey-residual.toml` first. About 110 minutes on 2
 # cores: the blind fits of 18,000 lenses (~0.22 s of the two cores each) and 30-40
@@ -34,10 +35,13 @@ DEFAULT_CONFIG=pipelines/models/vit-w64-d4-p4.json
 CONFIG=${CONFIG:-$DEFAULT_CONFIG}
 NAME=n36000
 [ "$CONFIG" = "$DEFAULT_CONFIG" ] || NAME=$(basename "$CONFIG" .json)
+# A ViT's head reads the mean patch token; a ResNet (a config naming its `width`) pools globally.
+POOLING=(--pooling mean)
+grep -q '"width"' "$CONFIG" && POOLING=()
 [ -f "$OUT/$NAME.safetensors" ] || /usr/bin/time -f "training $NAME on 36000: %e s" $B finetune --task classify \
     --data "$RUN/train-s27/dataset.parquet" "$RUN/train-s28/dataset.parquet" \
     "$OUT/train-s29/dataset.parquet" "$OUT/train-s30/dataset.parquet" \
-    --scratch --model "$CONFIG" --scaling noise-asinh --pooling mean --augment dihedral \
+    --scratch --model "$CONFIG" --scaling noise-asinh "${POOLING[@]}" --augment dihedral \
     --epochs 20 --batch-size 64 --lr 1e-3 --seed 42 --out "$OUT/$NAME.safetensors" --overwrite > "$OUT/$NAME.log" 2>&1
 echo "== $NAME, 36000 lenses: $(grep -E '^best epoch|^test:' "$OUT/$NAME.log" | tr '\n' ' ')"
 for name in "$NAME" n18000; do

@@ -259,9 +259,9 @@ pub struct FinetuneArgs {
     /// Train only the head (a linear probe of the encoder).
     #[arg(long)]
     freeze_encoder: bool,
-    /// Token pooling for the head.
-    #[arg(long, value_enum, default_value_t = PoolingArg::Cls)]
-    pooling: PoolingArg,
+    /// Token pooling for the head of a ViT (default `cls`; the ResNet pools globally).
+    #[arg(long, value_enum)]
+    pooling: Option<PoolingArg>,
     /// Dropout on the pooled features while training (a ViT's: default 0.1; the
     /// ResNet has none).
     #[arg(long)]
@@ -488,7 +488,7 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
         LossArg::L1 => PixelLoss::L1,
         LossArg::Mse => PixelLoss::Mse,
     };
-    let pooling = match args.pooling {
+    let pooling = match args.pooling.unwrap_or(PoolingArg::Cls) {
         PoolingArg::Cls => Pooling::Cls,
         PoolingArg::Mean => Pooling::Mean,
         PoolingArg::Flatten => Pooling::Flatten,
@@ -537,6 +537,9 @@ pub fn finetune_cmd(args: FinetuneArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let network = args.common.network()?;
+    if network.vit().is_none() && args.pooling.is_some() {
+        bail!("--pooling: the ResNet ({}) pools its last maps globally; the option is the ViT's", network.describe());
+    }
     let opts = FinetuneOptions {
         train: args.train_options(
             if args.freeze_encoder { 1e-2 } else { 5e-4 },

@@ -409,6 +409,22 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
     let (p32, p16) = (probs(&full, "p32.parquet"), probs(&d("half.safetensors"), "p16.parquet"));
     let worst = p32.iter().zip(&p16).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(worst < 5e-3, "f16 weights moved a probability by {worst}");
+
+    // A ResNet through the same commands: trained, described, exported (its running
+    // statistics stay f32) and predicting; the ViT's pooling is refused for it by name.
+    let (resnet, resnet_out) = (root.join("pipelines/models/resnet18-w16.json"), d("resnet.safetensors"));
+    let resnet_args = ["--data", &data, "--model", resnet.to_str().unwrap(), "--epochs", "1", "--batch-size", "4"];
+    let resnet_args = [&resnet_args[..], &["--val-fraction", "0.25", "--out", &resnet_out]].concat();
+    fails(&[&["finetune", "--scratch", "--pooling", "mean"][..], &resnet_args[..]].concat(), "--pooling: the ResNet");
+    ok(&[&["finetune", "--scratch"][..], &resnet_args[..]].concat());
+    let info = String::from_utf8(ok(&["model", "info", &d("resnet.safetensors")]).stdout).unwrap();
+    assert!(info.contains("\"width\": 16") && info.contains("\"pooling\": null"), "{info}");
+    ok(&["model", "export", "--model", &d("resnet.safetensors"), "--out", &d("resnet-half.safetensors")]);
+    let half = candle_core::safetensors::load(d("resnet-half.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(half["layers.0.conv1.weight"].dtype(), candle_core::DType::F16);
+    assert_eq!(half["layers.0.bn1.running_var"].dtype(), candle_core::DType::F32);
+    let p = probs(&d("resnet-half.safetensors"), "resnet.parquet");
+    assert!(p.len() == 12 && p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)), "{p:?}");
 }
 
 #[test]
