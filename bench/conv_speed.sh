@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A convolutional classifier's training speed on the CPU, candle-nn against PyTorch:
-# examples/conv_speed.rs and bench/conv_speed.py, the same ResNet-18 layout of each
-# width, one after the other on the same cores (images/s of the fastest step).
+# A convolutional classifier's training speed on the CPU: lensmae's ResNet
+# (src/model/resnet.rs, its fused ops), the same network from candle-nn's own ops
+# (both examples/conv_speed.rs) and PyTorch (bench/conv_speed.py), the same ResNet-18
+# layout of each width, one after the other on the same cores (images/s of the
+# fastest step).
 #
 #   TORCH_PY=.venv-torch/bin/python bench/conv_speed.sh [WIDTHS (default "16 32")] [BATCH] [STEPS]
 #
@@ -14,6 +16,7 @@ BATCH=${2:-64}
 STEPS=${3:-8}
 cargo build --release --quiet --example conv_speed
 for width in $WIDTHS; do
-    ./target/release/examples/conv_speed "$width" "$BATCH" "$STEPS"
+    ./target/release/examples/conv_speed "$width" "$BATCH" "$STEPS" lensmae
+    ./target/release/examples/conv_speed "$width" "$BATCH" "$STEPS" candle-nn
     (cd bench && "$TORCH_PY" conv_speed.py "$width" "$BATCH" "$STEPS")
 done

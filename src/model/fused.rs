@@ -605,7 +605,7 @@ fn gelu_derivative_given_erf(x: f32, erf: f32) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::device::with_bf16_products;
     use crate::model::layers::{self, LayerNorm};
@@ -617,14 +617,15 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    fn random(rng: &mut ChaCha8Rng, dims: &[usize], scale: f32) -> Tensor {
+    /// A tensor of `dims` uniform in [-scale, scale).
+    pub(crate) fn random(rng: &mut ChaCha8Rng, dims: &[usize], scale: f32) -> Tensor {
         let n = dims.iter().product();
         let v: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect();
         Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
     }
 
     /// ||a - b|| / ||b||
-    fn relative_difference(a: &Tensor, b: &Tensor) -> f32 {
+    pub(crate) fn relative_difference(a: &Tensor, b: &Tensor) -> f32 {
         let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
         norm(&(a - b).unwrap()) / norm(b).max(1e-30)
     }

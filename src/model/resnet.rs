@@ -305,24 +305,13 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fused::tests::{random, relative_difference};
     use crate::model::fused::{with_kernels, Kernels};
     use crate::model::mae::init_weights;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    fn random(rng: &mut ChaCha8Rng, dims: &[usize], scale: f32) -> Tensor {
-        let n = dims.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect();
-        Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
-    }
-
-    /// ||a - b|| / ||b||
-    fn relative_difference(a: &Tensor, b: &Tensor) -> f32 {
-        let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
-        norm(&(a - b).unwrap()) / norm(b).max(1e-30)
-    }
 
     /// The output of `f` on both kernel sets and the gradients of `sum(y * r)`
     /// with respect to `inputs`, compared within `tolerance`.
