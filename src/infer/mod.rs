@@ -201,6 +201,11 @@ impl LoadedClassifier {
         self.meta.preprocessing.image_size
     }
 
+    /// Which features its domain model describes (as a calibration records it).
+    pub fn domain_features(&self) -> &'static str {
+        self.model.domain_features()
+    }
+
     /// Class probabilities `[n * k]` of raw images (rows of `image_size^2`),
     /// prepared as in training (the checkpoint's scaling, then any per-pixel standardisation).
     pub fn probabilities(&self, raw: &[f32], batch: usize) -> Result<Vec<f32>> {

@@ -154,8 +154,11 @@ impl Classifier {
         }
     }
 
-    /// Whether it trains from the encoder of an MAE checkpoint (`--init`).
-    pub fn takes_mae_weights(&self) -> bool {
-        matches!(self, Classifier::Vit(_))
+    /// What [`Classifier::logits_and_domain_features`] gives, as a calibration records it.
+    pub fn domain_features(&self) -> &'static str {
+        match self {
+            Classifier::Vit(_) => "cls+mean-tokens",
+            Classifier::ResNet(_) => "pooled-maps",
+        }
     }
 }

@@ -46,7 +46,7 @@ pub struct Calibration {
     /// features: the classifier's scaling divides out the residual's own level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residual_chi2_range: Option<[f64; 2]>,
-    /// Which features: `cls+mean-tokens`.
+    /// Which features: `cls+mean-tokens` (a ViT's) or `pooled-maps` (a ResNet's).
     pub features: String,
     /// Images the temperature and the domain were fitted on.
     pub fitted_on: usize,
@@ -101,9 +101,6 @@ pub fn residual_chi2_range(residuals: &[f32], pixels_per_image: usize) -> [f64; 
     let chi2 = residual_chi2(residuals, pixels_per_image);
     RESIDUAL_CHI2_QUANTILES.map(|q| quantile(&chi2, q))
 }
-
-/// Feature layout written into [`Calibration::features`].
-pub const DOMAIN_FEATURES: &str = "cls+mean-tokens";
 
 /// The fitted domain: class means and the shared precision matrix.
 #[derive(Debug, Clone, PartialEq)]

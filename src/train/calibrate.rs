@@ -10,8 +10,7 @@ use crate::eval::Reliability;
 use crate::infer::{softmax_probabilities, LoadedClassifier};
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::model::domain::{
-    quantile, residual_chi2_range, Calibration, DomainModel, DOMAIN_FEATURES, THRESHOLD_FOLDS,
-    THRESHOLD_FROM_OUT_OF_FOLD,
+    quantile, residual_chi2_range, Calibration, DomainModel, THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD,
 };
 use crate::{Error, Result};
 use candle_core::Device;
@@ -53,12 +52,14 @@ pub struct CalibrationSummary {
 }
 
 /// Fit temperature and domain from `logits` (`[n * k]`), domain `features`
-/// (`[n * F]`) and `labels` of `n` images; for a classifier of smooth-lens
-/// residuals, `residuals` (the `n` raw residual images and their pixel count) give
-/// [`Calibration::residual_chi2_range`].
+/// (`[n * F]`, recorded as `features_name`) and `labels` of `n` images; for a
+/// classifier of smooth-lens residuals, `residuals` (the `n` raw residual images
+/// and their pixel count) give [`Calibration::residual_chi2_range`].
+#[allow(clippy::too_many_arguments)]
 pub fn fit_calibration(
     logits: &[f32],
     features: &[f32],
+    features_name: &str,
     labels: &[usize],
     k: usize,
     ood_quantile: f64,
@@ -98,7 +99,7 @@ pub fn fit_calibration(
         ood_quantile,
         ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
         residual_chi2_range: residuals.map(|(images, pixels)| residual_chi2_range(images, pixels)),
-        features: DOMAIN_FEATURES.into(),
+        features: features_name.into(),
         fitted_on: n,
         data: data.into(),
     };
@@ -177,7 +178,8 @@ pub fn calibrate_checkpoint(
     let k = clf.meta.class_names.len();
     let residuals = clf.residuals.is_some().then_some((images.pixels.as_slice(), s * s));
     let data = images.source.display().to_string();
-    let fitted = fit_calibration(&logits, &features, &images.labels, k, ood_quantile, &data, residuals)?;
+    let fitted =
+        fit_calibration(&logits, &features, clf.domain_features(), &images.labels, k, ood_quantile, &data, residuals)?;
     tensors.extend(fitted.domain.checkpoint_tensors(device)?);
     meta.calibration = Some(fitted.calibration);
     save_checkpoint(out, &tensors, &meta)?;
@@ -205,7 +207,7 @@ mod tests {
         // softmax(8 / t) = 0.7 at the optimum: t = 8 / ln(0.7 / 0.3).
         assert!((t / (8.0 / (0.7f64 / 0.3).ln()) - 1.0).abs() < 1e-4, "{t}");
         let features: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
-        let fitted = fit_calibration(&logits, &features, &labels, 2, 0.99, "test", None).unwrap();
+        let fitted = fit_calibration(&logits, &features, "test features", &labels, 2, 0.99, "test", None).unwrap();
         assert!(fitted.summary.ece_after < 1e-3 && fitted.summary.ece_before > 0.29, "{:?}", fitted.summary);
     }
 }

@@ -823,6 +823,7 @@ fn calibrate_on_validation(
     let fitted = calibrate::fit_calibration(
         &val_logits,
         &val_features,
+        model.domain_features(),
         &labels(val),
         k,
         calibrate::DEFAULT_OOD_QUANTILE,
