@@ -1049,7 +1049,8 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
 }
 
 /// Refuses what only the ViT has for a convolutional classifier: MAE weights
-/// (`--init`), a frozen encoder (its batch norms would still move) and dropout.
+/// (`--init`), a frozen encoder (its batch norms would still move), dropout and
+/// layer-wise learning-rate decay (over a ViT's blocks).
 fn check_convolutional_options(opts: &FinetuneOptions) -> Result<()> {
     let refuse = |key: &str, why: &str| {
         Err(Error::config(key, format!("{why}; the ResNet ({}) trains whole, from scratch", opts.model.describe())))
@@ -1062,6 +1063,9 @@ fn check_convolutional_options(opts: &FinetuneOptions) -> Result<()> {
     }
     if opts.dropout > 0.0 {
         return refuse("--dropout", "dropout on pooled features is the ViT's");
+    }
+    if opts.train.layer_decay != 1.0 {
+        return refuse("--layer-decay", "layer-wise decay runs over a ViT's blocks");
     }
     Ok(())
 }

@@ -500,11 +500,13 @@ fn a_convolutional_classifier_learns_resumes_exactly_and_predicts_through_the_in
         (convolutional(&dir.path().join("a.safetensors"), 1), "--init"),
         (convolutional(&dir.path().join("b.safetensors"), 1), "--freeze-encoder"),
         (convolutional(&dir.path().join("c.safetensors"), 1), "--dropout"),
+        (convolutional(&dir.path().join("d.safetensors"), 1), "--layer-decay"),
     ] {
         match flag {
             "--init" => opts.init = EncoderInit::Mae(mae.clone()),
             "--freeze-encoder" => opts.freeze_encoder = true,
-            _ => opts.dropout = 0.1,
+            "--dropout" => opts.dropout = 0.1,
+            _ => opts.train.layer_decay = 0.75,
         }
         let err = finetune_classify(&data, &opts).unwrap_err().to_string();
         assert!(err.contains(flag) && err.contains("ResNet"), "{flag}: {err}");
