@@ -33,14 +33,6 @@ impl Network {
         }
     }
 
-    /// Bands per image.
-    pub fn in_channels(&self) -> usize {
-        match self {
-            Network::Vit(cfg) => cfg.in_channels,
-            Network::ResNet(cfg) => cfg.in_channels,
-        }
-    }
-
     /// The sizes in a `--model` JSON file: a ResNet's when it names a `width` or
     /// `blocks`, else a ViT's (each with its own errors: the untagged form only
     /// says that neither fits).

@@ -15,9 +15,10 @@
 //! per-head copies of `q`, `k`, `v`.
 //!
 //! One file per kernel (`layer_norm.rs`, `linear.rs`, `conv.rs`,
-//! `batch_norm.rs`, `max_pool.rs`, `block.rs` with `attention.rs`); here the switch between fused and composed paths and what the
-//! kernels share: the `gemm` wrappers, row arithmetic (moments, GELU, softmax)
-//! and the in-order reductions that keep gradients deterministic.
+//! `batch_norm.rs`, `max_pool.rs`, `block.rs` with `attention.rs`); here the
+//! switch between fused and composed paths and what the kernels share: the
+//! `gemm` wrappers, row arithmetic (moments, GELU, softmax) and the in-order
+//! reductions that keep gradients deterministic.
 //!
 //! The ops run for f32 tensors on the CPU; everywhere else, and inside
 //! [`with_kernels`]`(Kernels::Composed, ..)`, the layers use the composed
@@ -399,14 +400,20 @@ fn max(v: &[f32]) -> f32 {
 pub(crate) fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
     let mean = sum(row) / n;
+    let var = squared_deviations(row, mean) / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// The sum of `(v - mean)^2` over `row`, in [`sum`]'s order.
+#[inline(always)]
+pub(crate) fn squared_deviations(row: &[f32], mean: f32) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = row.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
     for c in chunks {
         acc.iter_mut().zip(c).for_each(|(a, v)| *a += (v - mean) * (v - mean));
     }
-    let var = (acc.iter().sum::<f32>() + tail) / n;
-    (mean, 1.0 / (var + eps).sqrt())
+    acc.iter().sum::<f32>() + tail
 }
 
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]

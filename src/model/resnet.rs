@@ -131,14 +131,8 @@ impl BatchNorm {
             let y = y.broadcast_add(&shift.reshape((1, channels, 1, 1))?)?;
             return if relu { y.relu() } else { Ok(y) };
         }
-        let (y, mean, variance, count) = if fused::applies_to(x) {
-            let (y, s) = fused::batch_norm_train(x, &self.weight, &self.bias, BN_EPS, relu)?;
-            let dev = x.device();
-            (y, Tensor::from_vec(s.mean, channels, dev)?, Tensor::from_vec(s.variance, channels, dev)?, s.count)
-        } else {
-            let (y, mean, variance) = batch_norm_composed(x, &self.weight, &self.bias, relu)?;
-            (y, mean.detach(), variance.detach(), x.elem_count() / channels)
-        };
+        let (y, mean, variance) = batch_norm_with_batch_statistics(x, &self.weight, &self.bias, relu)?;
+        let count = x.elem_count() / channels;
         // PyTorch's update: the running variance takes the unbiased estimate.
         let unbiased = (variance * (count as f64 / (count.max(2) - 1) as f64))?;
         let blend = |running: &Var, batch: Tensor| -> Result<()> {
@@ -148,6 +142,24 @@ impl BatchNorm {
         blend(&self.running_var, unbiased)?;
         Ok(y)
     }
+}
+
+/// Training-mode batch normalisation through whichever kernels apply: the
+/// normalised `x` (then ReLU when `relu`) and, outside the graph, the batch's
+/// mean and biased variance per channel.
+fn batch_norm_with_batch_statistics(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    if fused::applies_to(x) {
+        let (y, s) = fused::batch_norm_train(x, gamma, beta, BN_EPS, relu)?;
+        let (channels, dev) = (gamma.dim(0)?, x.device());
+        return Ok((y, Tensor::from_vec(s.mean, channels, dev)?, Tensor::from_vec(s.variance, channels, dev)?));
+    }
+    let (y, mean, variance) = batch_norm_composed(x, gamma, beta, relu)?;
+    Ok((y, mean.detach(), variance.detach()))
 }
 
 /// Training-mode batch normalisation from candle's differentiable ops: the
@@ -245,7 +257,6 @@ pub struct ResNet {
     stem_bn: BatchNorm,
     blocks: Vec<BasicBlock>,
     head: Linear,
-    config: ResNetConfig,
 }
 
 impl ResNet {
@@ -266,13 +277,7 @@ impl ResNet {
             stem_bn: BatchNorm::new(cfg.width, vb.pp("stem.1"))?,
             blocks,
             head: Linear::new(cfg.feature_width(), num_classes, vb.pp("head"))?,
-            config: cfg.clone(),
         })
-    }
-
-    /// The sizes it was built with.
-    pub fn config(&self) -> &ResNetConfig {
-        &self.config
     }
 
     /// The device its weights are on.
@@ -366,12 +371,12 @@ mod tests {
             let x = Var::from_tensor(&(random(&mut rng, &[b, c, h, w], 2.0) + 0.7).unwrap()).unwrap();
             let gamma = Var::from_tensor(&(random(&mut rng, &[c], 0.5) + 1.0).unwrap()).unwrap();
             let beta = Var::from_tensor(&random(&mut rng, &[c], 0.5)).unwrap();
-            let f = || Ok(batch_norm_train_either(&x, &gamma, &beta, relu)?.0);
+            let normalise =
+                || batch_norm_with_batch_statistics(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), relu);
+            let f = || Ok(normalise()?.0);
             fused_matches_composed(&mut rng, &[x.clone(), gamma.clone(), beta.clone()], f, 1e-5, "batch norm");
-            let (_, mean, variance) =
-                with_kernels(Kernels::Fused, || batch_norm_train_either(&x, &gamma, &beta, relu)).unwrap();
-            let (_, mean_c, variance_c) =
-                with_kernels(Kernels::Composed, || batch_norm_train_either(&x, &gamma, &beta, relu)).unwrap();
+            let (_, mean, variance) = with_kernels(Kernels::Fused, normalise).unwrap();
+            let (_, mean_c, variance_c) = with_kernels(Kernels::Composed, normalise).unwrap();
             assert!(relative_difference(&mean, &mean_c) < 1e-6 && relative_difference(&variance, &variance_c) < 1e-5);
         }
         // The running statistics follow PyTorch's update: momentum 0.1, unbiased variance.
@@ -393,17 +398,6 @@ mod tests {
         // In the map: a later lookup of the same key sees the update.
         let key = varmap.data().lock().unwrap()["bn.running_mean"].as_tensor().to_vec1::<f32>().unwrap();
         assert_eq!(key, bn.running_mean.as_tensor().to_vec1::<f32>().unwrap());
-    }
-
-    /// Batch normalisation in training through whichever kernels apply.
-    fn batch_norm_train_either(x: &Var, gamma: &Var, beta: &Var, relu: bool) -> Result<(Tensor, Tensor, Tensor)> {
-        let (x, gamma, beta) = (x.as_tensor(), gamma.as_tensor(), beta.as_tensor());
-        if fused::applies_to(x) {
-            let (y, s) = fused::batch_norm_train(x, gamma, beta, BN_EPS, relu)?;
-            let c = gamma.dim(0)?;
-            return Ok((y, Tensor::from_vec(s.mean, c, x.device())?, Tensor::from_vec(s.variance, c, x.device())?));
-        }
-        batch_norm_composed(x, gamma, beta, relu)
     }
 
     #[test]

@@ -13,8 +13,6 @@ pub struct BatchStatistics {
     pub mean: Vec<f32>,
     /// Variance over images and pixels (divided by n: the one normalised with).
     pub variance: Vec<f32>,
-    /// How many values each channel's statistics summarise.
-    pub count: usize,
 }
 
 /// `gamma (x - mean) / sqrt(var + eps) + beta` per channel of `x: [B, C, H, W]`,
@@ -33,8 +31,7 @@ pub fn batch_norm_train(
     let op = BatchNormOp { eps, relu, statistics: statistics.clone() };
     let y = x.contiguous()?.apply_op3(gamma, beta, op)?;
     let Some(stats) = statistics.get() else { candle_core::bail!("fused batch norm: no statistics were computed") };
-    let count = x.elem_count() / x.dim(1)?.max(1);
-    Ok((y, BatchStatistics { mean: stats.mean.clone(), variance: stats.variance.clone(), count }))
+    Ok((y, BatchStatistics { mean: stats.mean.clone(), variance: stats.variance.clone() }))
 }
 
 struct BatchNormOp {
@@ -90,17 +87,6 @@ fn channel_moments(x: &[f32], s: MapShape, eps: f32) -> Moments {
     let (mean, variance): (Vec<f32>, Vec<f32>) = per_channel.into_iter().unzip();
     let inv_std = variance.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     Moments { mean, variance, inv_std }
-}
-
-#[inline(always)]
-fn squared_deviations(p: &[f32], mean: f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let chunks = p.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
-    for c in chunks {
-        acc.iter_mut().zip(c).for_each(|(a, v)| *a += (v - mean) * (v - mean));
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
@@ -190,13 +176,9 @@ impl CustomOp3 for BatchNormOp {
         let s = MapShape::of(x.dims(), gamma.dims(), beta.dims())?;
         let (dx, dgamma, dbeta) = with_data3(x, gamma, res, |x, gamma, y| {
             with_data(grad, |g| {
-                let computed;
-                let m = match self.statistics.get() {
-                    Some(m) => m,
-                    None => {
-                        computed = channel_moments(x, s, self.eps);
-                        &computed
-                    }
+                // Set by the forward pass this backward pass follows.
+                let Some(m) = self.statistics.get() else {
+                    candle_core::bail!("fused batch norm: backward before forward")
                 };
                 let sums: Vec<(f32, f32)> = (0..s.channels)
                     .into_par_iter()
