@@ -15,6 +15,8 @@ WIDTHS=${1:-16 32}
 BATCH=${2:-64}
 STEPS=${3:-8}
 cargo build --release --quiet --example conv_speed
+# As the CLI sets it (src/main.rs): mimalloc keeps freed pages for the next step.
+export MIMALLOC_PURGE_DELAY=-1
 for width in $WIDTHS; do
     ./target/release/examples/conv_speed "$width" "$BATCH" "$STEPS" lensmae
     ./target/release/examples/conv_speed "$width" "$BATCH" "$STEPS" candle-nn

@@ -1,7 +1,7 @@
 //! Fused CPU kernels for the models' hot spots, as candle custom ops with
 //! analytic backward passes: LayerNorm, a linear layer with its bias (and
 //! optionally exact GELU) in the matrix product's epilogue, convolutions as
-//! im2col + one matrix product per image (candle's CPU convolution backward is a
+//! im2col + one matrix product per group of images (candle's CPU convolution backward is a
 //! direct loop that was most of a super-resolution training step), batch
 //! normalisation with the batch's statistics (and ReLU) and overlapping max
 //! pooling for the ResNet (candle has no backward pass for the latter), and a

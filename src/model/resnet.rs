@@ -364,6 +364,39 @@ mod tests {
     }
 
     #[test]
+    fn convolutions_over_groups_of_images_match_candles_and_do_not_depend_on_the_threads() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        // 16 output pixels an image: products of 4 images, the last of one (in
+        // parallel over the groups, or one after another with 8 threads); then 4
+        // pixels an image (ResNet's last stage at 64x64): all 9 in one product, which
+        // gemm splits among the threads.
+        for (h, stride) in [(4, 1), (4, 2)] {
+            let (b, c_in, c_out) = (9, 3, 5);
+            let x = Var::from_tensor(&random(&mut rng, &[b, c_in, h, h], 2.0)).unwrap();
+            let weight = Var::from_tensor(&random(&mut rng, &[c_out, c_in, 3, 3], 0.5)).unwrap();
+            let conv = Conv { weight: weight.as_tensor().clone(), stride, padding: 1 };
+            let what = format!("3x3/{stride} on {b} images of {h}x{h}");
+            fused_matches_composed(&mut rng, &[x.clone(), weight.clone()], || conv.forward(x.as_tensor()), 1e-5, &what);
+            let r = random(&mut rng, &[b, c_out, h / stride, h / stride], 1.0);
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+            };
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let y = conv.forward(x.as_tensor()).unwrap();
+                    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                    [bits(&y), bits(grads.get(x.as_tensor()).unwrap()), bits(grads.get(weight.as_tensor()).unwrap())]
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3, 8] {
+                assert!(run(threads) == one, "{what}: {threads} threads differ from one");
+            }
+        }
+    }
+
+    #[test]
     fn batch_norm_in_training_matches_the_composed_one_and_moves_the_running_statistics() {
         let mut rng = ChaCha8Rng::seed_from_u64(12);
         for relu in [false, true] {
