@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
-const DEFAULT_BARRIER_POOL_SPIN_LIMIT: u32 = 25_000;
+// lensmae: 256 instead of 25_000 (vendor/candle-core/PATCH.md). Idle workers that
+// spin for half a millisecond after every element-wise op take a core from the
+// rayon threads of the fused kernels that run next.
+const DEFAULT_BARRIER_POOL_SPIN_LIMIT: u32 = 256;
 
 /// Per-worker control on its own 64-byte cache line to prevent false sharing.
 #[repr(C, align(64))]
