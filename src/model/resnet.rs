@@ -394,6 +394,14 @@ mod tests {
                 assert!(run(threads) == one, "{what}: {threads} threads differ from one");
             }
         }
+        // An empty batch (a partition whose rows all failed) gives an empty answer.
+        let x = Var::from_tensor(&Tensor::zeros((0, 3, 4, 4), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let weight = Var::from_tensor(&random(&mut rng, &[5, 3, 3, 3], 0.5)).unwrap();
+        let conv = Conv { weight: weight.as_tensor().clone(), stride: 1, padding: 1 };
+        let y = conv.forward(x.as_tensor()).unwrap();
+        assert_eq!(y.dims(), &[0, 5, 4, 4]);
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        assert_eq!(grads.get(weight.as_tensor()).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
     }
 
     #[test]
@@ -479,5 +487,8 @@ mod tests {
         let diff = relative_difference(&eval(Kernels::Fused), &eval(Kernels::Composed));
         assert!(diff <= 1e-5, "inference outputs differ by {diff:e}");
         assert_eq!(net.features(&images, false).unwrap().dims(), &[4, cfg.feature_width()]);
+        // An empty batch answers with no rows in inference.
+        let empty = Tensor::zeros((0, 1, 24, 24), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(net.forward(&empty, false).unwrap().dims(), &[0, 3]);
     }
 }

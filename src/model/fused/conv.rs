@@ -216,6 +216,9 @@ fn for_each_group<R: Send>(
     outputs: &mut [f32],
     f: impl Fn(Range<usize>, &mut [f32], &mut Scratch, Parallelism) -> R + Sync,
 ) -> Vec<R> {
+    if outputs.is_empty() {
+        return Vec::new(); // an empty batch (or empty images): nothing to compute
+    }
     let group = s.images_per_product();
     let chunk = group * (outputs.len() / s.batch);
     let images = |g: usize| g * group..((g + 1) * group).min(s.batch);
