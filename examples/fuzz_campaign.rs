@@ -17,7 +17,7 @@ fn main() {
     let findings = root.join("target/fuzz-findings");
     std::fs::create_dir_all(&findings).expect("target/ is writable");
     let scratch = tempfile::tempdir().expect("a scratch folder");
-    let targets = harness::targets(root, vec![harness::tiny_checkpoint(scratch.path())]);
+    let targets = harness::targets(root, harness::tiny_checkpoints(scratch.path()));
     harness::quiet_panics();
     let mut found = 0;
     for target in targets.iter().filter(|t| only.is_empty() || only.contains(&t.name)) {

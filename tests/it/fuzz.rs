@@ -8,7 +8,7 @@ pub mod harness;
 fn every_reader_survives_mutated_fixtures() {
     let scratch = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let targets = harness::targets(root, vec![harness::tiny_checkpoint(scratch.path())]);
+    let targets = harness::targets(root, harness::tiny_checkpoints(scratch.path()));
     harness::quiet_panics();
     let mut findings = Vec::new();
     for target in &targets {

@@ -129,11 +129,20 @@ fn pipeline(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// A calibrated classifier checkpoint of the tiny model (one epoch on noise with
-/// a bright left or right half), written under `dir`: the seed of the checkpoint
-/// target, with every part a real one has (weights, metadata, preprocessing,
-/// training domain).
-pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
+/// The checkpoint target's seeds: a tiny classifier of each network lensmae trains,
+/// the ViT and the ResNet (batch-norm running statistics, another `model` layout).
+pub fn tiny_checkpoints(dir: &Path) -> Vec<Vec<u8>> {
+    let resnet = lensmae::model::resnet::ResNetConfig { image_size: 16, in_channels: 1, width: 2, blocks: vec![1, 1] };
+    vec![
+        tiny_checkpoint(dir, lensmae::model::MaeConfig::tiny_16().into(), "vit"),
+        tiny_checkpoint(dir, lensmae::model::Network::ResNet(resnet), "resnet"),
+    ]
+}
+
+/// A calibrated classifier checkpoint of a tiny `model` (one epoch on noise with
+/// a bright left or right half), written under `dir`: with every part a real one
+/// has (weights, metadata, preprocessing, training domain).
+fn tiny_checkpoint(dir: &Path, model: lensmae::model::Network, name: &str) -> Vec<u8> {
     use lensmae::train::{finetune_classify, EncoderInit, FinetuneOptions, TrainOptions};
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let n = 240;
@@ -152,7 +161,7 @@ pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
         source: dir.join("memory"),
         joined_from: Vec::new(),
     };
-    let out = dir.join("tiny.safetensors");
+    let out = dir.join(format!("tiny-{name}.safetensors"));
     let train = TrainOptions {
         epochs: 1,
         batch_size: 32,
@@ -177,7 +186,7 @@ pub fn tiny_checkpoint(dir: &Path) -> Vec<u8> {
     };
     let opts = FinetuneOptions {
         train,
-        model: lensmae::model::MaeConfig::tiny_16().into(),
+        model,
         init: EncoderInit::Scratch,
         freeze_encoder: false,
         pooling: lensmae::model::mae::Pooling::Cls,
