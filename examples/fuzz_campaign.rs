@@ -3,7 +3,8 @@
 //! `cargo run --release --example fuzz_campaign -- EXECS [SEED] [TARGET...]`;
 //! `bench/fuzz_campaign.sh` runs it under a memory limit and records the figures
 //! in RELIABILITY.md's terms. Each finding's input is written to
-//! `target/fuzz-findings/<target>-<n>.bin`; the exit code is 1 when there is one.
+//! `target/fuzz-findings/<target>-<n>.bin` (and the slowest input to
+//! `<target>-slowest.bin`); the exit code is 1 when there is one.
 
 #[path = "../tests/it/fuzz_harness.rs"]
 mod harness;
@@ -33,6 +34,9 @@ fn main() {
             report.panics.len(),
             report.slowest.as_secs_f64() * 1e3
         );
+        let slowest = findings.join(format!("{}-slowest.bin", target.name));
+        std::fs::write(&slowest, &report.slowest_input).expect("target/ is writable");
+        println!("  slowest input -> {}", slowest.display());
         for (i, (message, input)) in report.panics.iter().enumerate() {
             let path = findings.join(format!("{}-{i}.bin", target.name));
             std::fs::write(&path, input).expect("target/ is writable");

@@ -43,6 +43,8 @@ pub struct Report {
     pub panics: Vec<(String, Vec<u8>)>,
     /// The slowest input's time.
     pub slowest: Duration,
+    /// The slowest input, to look into where a reader spends its time.
+    pub slowest_input: Vec<u8>,
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -445,7 +447,10 @@ pub fn fuzz(target: &Target, execs: u64, seed: u64, scratch: &Path) -> Report {
         let started = Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (target.run)(scratch, &input)));
         let took = started.elapsed();
-        report.slowest = report.slowest.max(took);
+        if took > report.slowest {
+            report.slowest = took;
+            report.slowest_input.clone_from(&input);
+        }
         report.execs += 1;
         // An input that takes this long is a finding too (a hang, or work out of proportion).
         if took > SLOW_INPUT {

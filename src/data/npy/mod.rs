@@ -20,9 +20,70 @@ pub struct NpyArray {
     pub data: Vec<f64>,
 }
 
+/// numpy's own bound on the header it reads (`max_header_size`, numpy >= 1.24).
+const MAX_HEADER_BYTES: usize = 10_000;
+
+/// How deep a header may nest brackets: a plain array's nests 2 (the dict and its
+/// shape tuple); structured dtypes nest more, and lensmae reads none.
+const MAX_HEADER_NESTING: usize = 3;
+
+/// Refuses a header that npyz's parser should not see: longer than numpy reads, or
+/// nesting brackets deeper than a plain array's. Why: npyz parses the header's
+/// Python literal with a backtracking grammar whose time grows 2.5-3.5x with every
+/// unclosed bracket (a fuzz campaign's input; 12 nested `{` took 3 s, 15 took 63 s, and
+/// a header of a few hundred bytes could hold a hundred).
+fn check_header(path: &Path) -> Result<()> {
+    let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, (12 + MAX_HEADER_BYTES) as u64), &mut head)
+        })
+        .map_err(|e| Error::io(path, e))?;
+    // Whatever is not an .npy header at all, npyz describes.
+    let (start, len) = match (head.get(..6), head.get(6)) {
+        (Some(b"\x93NUMPY"), Some(1)) if head.len() >= 10 => (10, u16::from_le_bytes([head[8], head[9]]) as usize),
+        (Some(b"\x93NUMPY"), Some(2 | 3)) if head.len() >= 12 => {
+            (12, u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize)
+        }
+        _ => return Ok(()),
+    };
+    if len > MAX_HEADER_BYTES {
+        return Err(err(format!("the header declares {len} bytes; numpy itself reads at most {MAX_HEADER_BYTES}")));
+    }
+    let (mut depth, mut quote, mut escaped) = (0usize, None, false);
+    for &b in &head[start.min(head.len())..(start + len).min(head.len())] {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == q {
+                quote = None;
+            }
+            continue;
+        }
+        match b {
+            b'\'' | b'"' => quote = Some(b),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    return Err(err(format!(
+                        "the header nests brackets more than {MAX_HEADER_NESTING} deep (a plain array's nests 2)"
+                    )));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Read a numeric `.npy` file into f64.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
     let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
+    check_header(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| {
         if is_object_array(path) {
@@ -111,5 +172,39 @@ mod tests {
         std::fs::write(&p, b"not an npy file").unwrap();
         let e = read_npy(&p).unwrap_err().to_string();
         assert!(e.contains("a.npy"), "{e}");
+    }
+
+    /// An `.npy` file of `header` (padded as numpy pads it) and 16 bytes of data.
+    fn npy_with_header(path: &Path, header: &str) {
+        let mut header = header.as_bytes().to_vec();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(b' ');
+        }
+        header.push(b'\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&[0; 16]);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn headers_nesting_deeper_than_a_plain_arrays_are_refused_before_npyz_parses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("braces.npy");
+        // npyz's parser took 3 s on these 12 unclosed braces (63 s on 15), then refused.
+        let nested = format!("{{'descr':{} '<f4', 'fortran_order': False, 'shape': (2, 2), }}", "{".repeat(12));
+        npy_with_header(&p, &nested);
+        let e = read_npy(&p).unwrap_err().to_string();
+        assert!(e.contains("braces.npy") && e.contains("nests brackets more than 3 deep"), "{e}");
+        // Brackets inside the strings do not count; a plain header still reads.
+        npy_with_header(&p, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), '(((((': ']]]]', }");
+        assert_eq!(read_npy(&p).unwrap().shape, vec![2, 2]);
+        npy_with_header(
+            &p,
+            &format!("{{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'x': '{}'}}", "a".repeat(10_000)),
+        );
+        let e = read_npy(&p).unwrap_err().to_string();
+        assert!(e.contains("numpy itself reads at most 10000"), "{e}");
     }
 }
