@@ -67,6 +67,32 @@ fn remote_properties(dir: &Path) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// A local metadata file read whole, bounded as remote ones are
+/// ([`remote::LARGEST_SMALL_OBJECT`]): a hostile catalogue's properties file of
+/// gigabytes (a sparse file costs nothing to make) must not be allocated.
+fn read_small_local_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let too_large = |size: u64| size > remote::LARGEST_SMALL_OBJECT;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let declared = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut text = String::new();
+    if !too_large(declared) {
+        // Bounded again: a special file (a FIFO, /dev/zero) declares no size.
+        file.take(remote::LARGEST_SMALL_OBJECT + 1).read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
+    }
+    if too_large(declared) || too_large(text.len() as u64) {
+        return Err(Error::config(
+            "input",
+            format!(
+                "{}: more than {} bytes (files read whole here are <= that)",
+                path.display(),
+                remote::LARGEST_SMALL_OBJECT
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 /// `key=value` lines of a properties file (comments and blank lines skipped).
 pub fn read_properties(dir: &Path) -> Result<BTreeMap<String, String>> {
     let missing = || Error::config("input", format!("{}: no hats.properties", dir.display()));
@@ -74,7 +100,7 @@ pub fn read_properties(dir: &Path) -> Result<BTreeMap<String, String>> {
         remote_properties(dir)?.ok_or_else(missing)?
     } else {
         let path = properties_path(dir).ok_or_else(missing)?;
-        std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?
+        read_small_local_file(&path)?
     };
     Ok(text
         .lines()
@@ -292,6 +318,19 @@ fn write_metadata_file(out: &Path, partitions: &[(String, usize)]) -> Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_properties_file_larger_than_metadata_ever_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("dataset")).unwrap();
+        let path = dir.path().join("hats.properties");
+        std::fs::write(&path, "obs_collection=cutouts\nhats_order=3\n").unwrap();
+        assert_eq!(read_properties(dir.path()).unwrap()["hats_order"], "3");
+        // A sparse file of 64 MiB + 1: no disk used, and none of it read into memory.
+        std::fs::File::options().write(true).open(&path).unwrap().set_len(remote::LARGEST_SMALL_OBJECT + 1).unwrap();
+        let e = read_properties(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("hats.properties") && e.contains("more than 67108864 bytes"), "{e}");
+    }
 
     #[test]
     fn partition_info_names_the_partition_files_and_bad_lines_are_refused() {

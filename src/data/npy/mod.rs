@@ -122,7 +122,20 @@ pub fn read_npy_image(path: &Path) -> Result<(NpyArray, Option<f64>)> {
         return Ok((read_npy(path)?, None));
     }
     let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // Read whole to unpickle: bounded first by the largest cutout lensmae reads (as
+    // float64) and a megabyte of pickle around it, so that a sparse file of
+    // terabytes is refused rather than allocated.
+    let largest = (crate::data::fits::cutouts::MAX_CUTOUT_PIXELS * 8 + (1 << 20)) as u64;
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if size > largest {
+        return Err(err(format!("a pickled object array of {size} bytes; the largest cutout takes {largest}")));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(File::open(path).map_err(|e| Error::io(path, e))?, largest),
+        &mut bytes,
+    )
+    .map_err(|e| Error::io(path, e))?;
     let start = match bytes.get(6) {
         Some(1) if bytes.len() > 10 => 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize,
         Some(2 | 3) if bytes.len() > 12 => 12 + u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
@@ -206,5 +219,11 @@ mod tests {
         );
         let e = read_npy(&p).unwrap_err().to_string();
         assert!(e.contains("numpy itself reads at most 10000"), "{e}");
+        // A pickled object array (the DeepLense axion layout) grown to a sparse 1 GiB
+        // is refused by its size, not read.
+        npy_with_header(&p, "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }");
+        std::fs::File::options().write(true).open(&p).unwrap().set_len(1 << 30).unwrap();
+        let e = read_npy_image(&p).unwrap_err().to_string();
+        assert!(e.contains("braces.npy") && e.contains("a pickled object array of 1073741824 bytes"), "{e}");
     }
 }
