@@ -59,38 +59,14 @@ fn remote_properties(dir: &Path) -> Result<Option<String>> {
     for name in ["hats.properties", "properties"] {
         let path = dir.join(name);
         if let Some(bytes) = remote::read_small_object(&path)? {
-            return String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| Error::config("input", format!("{}: not UTF-8 text", path.display())));
+            return utf8_text(&path, bytes).map(Some);
         }
     }
     Ok(None)
 }
 
-/// A local metadata file read whole, bounded as remote ones are
-/// ([`remote::LARGEST_SMALL_OBJECT`]): a hostile catalogue's properties file of
-/// gigabytes (a sparse file costs nothing to make) must not be allocated.
-fn read_small_local_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let too_large = |size: u64| size > remote::LARGEST_SMALL_OBJECT;
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let declared = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut text = String::new();
-    if !too_large(declared) {
-        // Bounded again: a special file (a FIFO, /dev/zero) declares no size.
-        file.take(remote::LARGEST_SMALL_OBJECT + 1).read_to_string(&mut text).map_err(|e| Error::io(path, e))?;
-    }
-    if too_large(declared) || too_large(text.len() as u64) {
-        return Err(Error::config(
-            "input",
-            format!(
-                "{}: more than {} bytes (files read whole here are <= that)",
-                path.display(),
-                remote::LARGEST_SMALL_OBJECT
-            ),
-        ));
-    }
-    Ok(text)
+fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|_| Error::config("input", format!("{}: not UTF-8 text", path.display())))
 }
 
 /// `key=value` lines of a properties file (comments and blank lines skipped).
@@ -99,8 +75,17 @@ pub fn read_properties(dir: &Path) -> Result<BTreeMap<String, String>> {
     let text = if remote::is_remote(dir) {
         remote_properties(dir)?.ok_or_else(missing)?
     } else {
+        // Bounded as remote ones are: a hostile catalogue's properties file may be
+        // gigabytes of sparse file.
         let path = properties_path(dir).ok_or_else(missing)?;
-        read_small_local_file(&path)?
+        let bytes = crate::data::read_whole_at_most(&path, remote::LARGEST_SMALL_OBJECT)?.map_err(|_| {
+            let largest = remote::LARGEST_SMALL_OBJECT;
+            Error::config(
+                "input",
+                format!("{}: more than {largest} bytes (files read whole here are <= that)", path.display()),
+            )
+        })?;
+        utf8_text(&path, bytes)?
     };
     Ok(text
         .lines()

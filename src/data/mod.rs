@@ -29,10 +29,26 @@ pub mod resample;
 pub mod schema;
 pub mod simulate;
 
-use crate::Result;
-use std::path::PathBuf;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
 
 pub use record::{DatasetInfo, Record, Task};
+
+/// A local file read whole when it holds at most `limit` bytes, else `Err` with
+/// its size (more than `limit` for a file that declares none: a FIFO,
+/// `/dev/zero`), refused before anything is allocated: a sparse file of
+/// terabytes costs nothing to make.
+pub(crate) fn read_whole_at_most(path: &Path, limit: u64) -> Result<std::result::Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let declared = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if declared > limit {
+        return Ok(Err(declared));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    Ok(if bytes.len() as u64 > limit { Err(bytes.len() as u64) } else { Ok(bytes) })
+}
 
 /// The labels of a training set, read beside its images (a FITS file's binary
 /// table, a Parquet table's label columns).

@@ -27,12 +27,28 @@ const MAX_HEADER_BYTES: usize = 10_000;
 /// shape tuple); structured dtypes nest more, and lensmae reads none.
 const MAX_HEADER_NESTING: usize = 3;
 
-/// Refuses a header that npyz's parser should not see: longer than numpy reads, or
-/// nesting brackets deeper than a plain array's. Why: npyz parses the header's
-/// Python literal with a backtracking grammar whose time grows 2.5-3.5x with every
-/// unclosed bracket (a fuzz campaign's input; 12 nested `{` took 3 s, 15 took 63 s, and
-/// a header of a few hundred bytes could hold a hundred).
-fn check_header(path: &Path) -> Result<()> {
+/// An `.npy` file's header: where the data starts, and the header's text (a
+/// Python dict literal).
+struct Header {
+    data_start: usize,
+    text: String,
+}
+
+impl Header {
+    /// Whether it declares numpy's object dtype `|O` (pickled Python objects).
+    fn is_object_array(&self) -> bool {
+        self.text.contains("'|O'")
+    }
+}
+
+/// The file's header, checked; `None` when the file does not start as an `.npy`
+/// file does (npyz then says what is wrong). Refuses a header that npyz's parser
+/// should not see: longer than numpy reads, or nesting brackets deeper than a
+/// plain array's. Why: npyz parses the header's Python literal with a
+/// backtracking grammar whose time grows 2.5-3.5x with every unclosed bracket (a
+/// fuzz campaign's input; 12 nested `{` took 3 s, 15 took 63 s, and a header of a
+/// few hundred bytes could hold a hundred).
+fn read_header(path: &Path) -> Result<Option<Header>> {
     let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
     let mut head = Vec::new();
     File::open(path)
@@ -40,19 +56,19 @@ fn check_header(path: &Path) -> Result<()> {
             std::io::Read::read_to_end(&mut std::io::Read::take(f, (12 + MAX_HEADER_BYTES) as u64), &mut head)
         })
         .map_err(|e| Error::io(path, e))?;
-    // Whatever is not an .npy header at all, npyz describes.
     let (start, len) = match (head.get(..6), head.get(6)) {
         (Some(b"\x93NUMPY"), Some(1)) if head.len() >= 10 => (10, u16::from_le_bytes([head[8], head[9]]) as usize),
         (Some(b"\x93NUMPY"), Some(2 | 3)) if head.len() >= 12 => {
             (12, u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize)
         }
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
     if len > MAX_HEADER_BYTES {
         return Err(err(format!("the header declares {len} bytes; numpy itself reads at most {MAX_HEADER_BYTES}")));
     }
+    let header = &head[start.min(head.len())..(start + len).min(head.len())];
     let (mut depth, mut quote, mut escaped) = (0usize, None, false);
-    for &b in &head[start.min(head.len())..(start + len).min(head.len())] {
+    for &b in header {
         if let Some(q) = quote {
             if escaped {
                 escaped = false;
@@ -77,16 +93,20 @@ fn check_header(path: &Path) -> Result<()> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(Some(Header { data_start: start + len, text: String::from_utf8_lossy(header).into_owned() }))
 }
 
 /// Read a numeric `.npy` file into f64.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    read_numeric(path, read_header(path)?.as_ref())
+}
+
+/// [`read_npy`] after its header was read and checked.
+fn read_numeric(path: &Path, header: Option<&Header>) -> Result<NpyArray> {
     let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
-    check_header(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| {
-        if is_object_array(path) {
+        if header.is_some_and(Header::is_object_array) {
             err("a pickled object array (like a DeepLense axion [image, m_a] file), not a numeric array".into())
         } else {
             err(e.to_string())
@@ -118,40 +138,20 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
 /// `[image, m_a]`: returns the (first) numeric array and the (first) float found
 /// beside it, if any.
 pub fn read_npy_image(path: &Path) -> Result<(NpyArray, Option<f64>)> {
-    if !is_object_array(path) {
-        return Ok((read_npy(path)?, None));
-    }
-    let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
-    // Read whole to unpickle: bounded first by the largest cutout lensmae reads (as
-    // float64) and a megabyte of pickle around it, so that a sparse file of
-    // terabytes is refused rather than allocated.
-    let largest = (crate::data::fits::cutouts::MAX_CUTOUT_PIXELS * 8 + (1 << 20)) as u64;
-    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-    if size > largest {
-        return Err(err(format!("a pickled object array of {size} bytes; the largest cutout takes {largest}")));
-    }
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(File::open(path).map_err(|e| Error::io(path, e))?, largest),
-        &mut bytes,
-    )
-    .map_err(|e| Error::io(path, e))?;
-    let start = match bytes.get(6) {
-        Some(1) if bytes.len() > 10 => 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize,
-        Some(2 | 3) if bytes.len() > 12 => 12 + u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize,
-        _ => return Err(err("not an .npy file".into())),
+    let header = match read_header(path)? {
+        Some(header) if header.is_object_array() => header,
+        header => return Ok((read_numeric(path, header.as_ref())?, None)),
     };
-    let value = crate::data::pickle::unpickle(bytes.get(start..).unwrap_or_default()).map_err(&err)?;
+    let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
+    // Read whole to unpickle, bounded by the largest cutout lensmae reads (as
+    // float64) and a megabyte of pickle around it.
+    let largest = (crate::data::fits::cutouts::MAX_CUTOUT_PIXELS * 8 + (1 << 20)) as u64;
+    let bytes = crate::data::read_whole_at_most(path, largest)?
+        .map_err(|size| err(format!("a pickled object array of {size} bytes; the largest cutout takes {largest}")))?;
+    let value = crate::data::pickle::unpickle(bytes.get(header.data_start..).unwrap_or_default()).map_err(&err)?;
     let (arrays, floats) = crate::data::pickle::arrays_and_floats(&value).map_err(&err)?;
     let image = arrays.into_iter().next().ok_or_else(|| err("the object array holds no numeric array".into()))?;
     Ok((NpyArray { shape: image.shape, data: image.data }, floats.first().copied()))
-}
-
-/// Whether the header declares numpy's object dtype `|O` (pickled Python objects).
-fn is_object_array(path: &Path) -> bool {
-    let mut head = [0u8; 256];
-    let n = File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
-    String::from_utf8_lossy(&head[..n]).contains("'|O'")
 }
 
 /// Write `data` (C order, `shape`) as a little-endian float64 `.npy` file.
