@@ -99,7 +99,7 @@ impl ConvShape {
 /// How many output pixels one matrix product takes at least, images of a batch
 /// together. gemm's microkernels cover 16 to 64 output pixels a tile: a product per
 /// image at ResNet's last two stages (16 and 4 output pixels at 64x64 inputs) left
-/// most of each tile empty and packed the weights again for every image (a third
+/// most of each tile empty and packed the weights again for every image (a fifth
 /// of the time in gemm's one-row kernel and its packing, profile of 2026-12-06).
 /// Larger groups lose again: their im2col matrices leave the cache (training
 /// images/s of the width-16 network at 1, 16, 32, 64, 128, 256, 512, 1024 pixels:
