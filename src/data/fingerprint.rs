@@ -93,18 +93,12 @@ pub fn fingerprint_all(paths: &[PathBuf]) -> Result<Vec<FileFingerprint>> {
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-            continue;
-        }
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else {
+    let visible = |name: &str| !name.starts_with('.');
+    crate::data::walk_files(dir, visible, |path, name| {
+        if visible(name) {
             out.push(path);
         }
-    }
-    Ok(())
+    })
 }
 
 /// How `now` differs from `before` (None when they describe the same inputs).
@@ -172,5 +166,16 @@ mod tests {
         assert_eq!(names, ["a.parquet", "b.parquet"]);
         // SHA-256 of "a", as `sha256sum` gives it.
         assert_eq!(prints[0].sha256, "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_linked_back_up_its_own_tree_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.parquet"), b"b").unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("sub/up")).unwrap();
+        let prints = fingerprint_all(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(prints.len(), 1, "{prints:?}");
     }
 }

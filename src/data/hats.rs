@@ -175,21 +175,15 @@ fn partitions_of_info(text: &str) -> std::result::Result<Vec<PathBuf>, String> {
 
 fn local_partition_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
-    let mut stack = vec![dir.join("dataset")];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-            let path = entry.map_err(|e| Error::io(&d, e))?.path();
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            if path.is_dir() && (name.starts_with("Norder=") || name.starts_with("Dir=") || name.starts_with("Npix=")) {
-                stack.push(path);
-            } else if path.is_file() && is_partition_file(&name) {
-                let relative = path.strip_prefix(dir).expect("under the root").to_path_buf();
-                if order_and_pixel(&relative).is_some() {
-                    found.push(relative);
-                }
+    let into_folder = |name: &str| ["Norder=", "Dir=", "Npix="].iter().any(|level| name.starts_with(level));
+    crate::data::walk_files(&dir.join("dataset"), into_folder, |path, name| {
+        if path.is_file() && is_partition_file(name) {
+            let relative = path.strip_prefix(dir).expect("under the root").to_path_buf();
+            if order_and_pixel(&relative).is_some() {
+                found.push(relative);
             }
         }
-    }
+    })?;
     Ok(found)
 }
 
@@ -315,6 +309,23 @@ mod tests {
         std::fs::File::options().write(true).open(&path).unwrap().set_len(remote::LARGEST_SMALL_OBJECT + 1).unwrap();
         let e = read_properties(dir.path()).unwrap_err().to_string();
         assert!(e.contains("hats.properties") && e.contains("more than 67108864 bytes"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folders_linked_back_up_or_across_the_tree_are_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let order = dir.path().join("dataset/Norder=0");
+        std::fs::create_dir_all(order.join("Dir=0")).unwrap();
+        std::fs::write(order.join("Dir=0/Npix=1.parquet"), b"").unwrap();
+        std::fs::write(order.join("Dir=0/Npix=2.parquet"), b"").unwrap();
+        for (link, target) in [("Dir=1", ".."), ("Dir=2", ".."), ("Npix=3", ".."), ("Dir=10000", "Dir=0")] {
+            std::os::unix::fs::symlink(target, order.join(link)).unwrap();
+        }
+        std::os::unix::fs::symlink("..", order.join("Dir=0/Npix=4")).unwrap();
+        let files = partition_files(dir.path()).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files.iter().all(|f| f.starts_with("dataset/Norder=0")), "{files:?}");
     }
 
     #[test]

@@ -50,6 +50,37 @@ pub(crate) fn read_whole_at_most(path: &Path, limit: u64) -> Result<std::result:
     Ok(if bytes.len() as u64 > limit { Err(bytes.len() as u64) } else { Ok(bytes) })
 }
 
+/// Every file under `root`, going into the folders whose names `into_folder` accepts,
+/// each folder once however many names lead to it: a symbolic link back up the tree
+/// (`Dir=1 -> ..`) would otherwise make the walk endless, or the recursion overflow the
+/// stack, and one across the tree would give its files twice. Hands each file that is
+/// not a folder to `file` with its name; the order is the file system's.
+pub(crate) fn walk_files(
+    root: &Path,
+    into_folder: impl Fn(&str) -> bool,
+    mut file: impl FnMut(PathBuf, &str),
+) -> Result<()> {
+    let mut visited = std::collections::HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if !visited.insert(std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?) {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if into_folder(&name) {
+                    stack.push(path);
+                }
+            } else {
+                file(path, &name);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The labels of a training set, read beside its images (a FITS file's binary
 /// table, a Parquet table's label columns).
 #[derive(Debug, Clone, PartialEq)]
