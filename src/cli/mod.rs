@@ -77,7 +77,7 @@ pub fn interrupt() -> crate::cancel::Cancel {
                 if seen.is_cancelled() {
                     std::process::exit(130);
                 }
-                eprintln!("interrupted: stopping after this batch (again to stop at once)");
+                eprintln!("interrupted: stopping after the batch, or the smooth-lens fits, in progress (again to stop at once)");
                 seen.cancel();
             });
             token

@@ -27,6 +27,26 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 use std::path::Path;
 
+/// How a caller follows a batch of fits, each of which can take seconds: told of each
+/// cutout fitted (a progress bar that moves by the cutout, not by the batch), and able to
+/// stop the fits not yet started (a Ctrl-C answered within one fit, not a batch of them).
+#[derive(Clone, Copy)]
+pub struct FitWatch<'a> {
+    /// Once cancelled, the cutouts not yet started are not fitted: they get
+    /// [`NOT_FITTED_CANCELLED`] as their reason, and the caller is to drop the batch.
+    pub cancel: Option<&'a crate::cancel::Cancel>,
+    /// Called once for each cutout whose fit (and refits) ended, from the fitting threads.
+    pub fitted: &'a (dyn Fn() + Sync),
+}
+
+impl FitWatch<'static> {
+    /// Nothing follows and nothing stops the fits.
+    pub const UNWATCHED: FitWatch<'static> = FitWatch { cancel: None, fitted: &|| {} };
+}
+
+/// The reason given to a cutout whose fit was not started because the run was cancelled.
+pub const NOT_FITTED_CANCELLED: &str = "not fitted: the run was cancelled";
+
 /// The smooth-lens fit of a checkpoint, ready to run.
 pub struct ResidualFitter {
     /// The recipe it fits with.
@@ -129,18 +149,27 @@ impl ResidualFitter {
     /// is fitted again that many times, moved within half a 16-bit step each time,
     /// and the fit records how far those land (`refit_spread`) and what they leave
     /// (`refit_residuals`), except where the first fit's chi^2 per pixel is outside
-    /// [`ResidualFitter::refit_chi2_range`] (no refits, `refit_spread` None).
+    /// [`ResidualFitter::refit_chi2_range`] (no refits, `refit_spread` None). `watch`
+    /// hears of each cutout fitted and can stop those not yet started.
     pub fn fit(
         &self,
         raw: &[f32],
         observations: &[Observation],
         refits: usize,
+        watch: FitWatch,
     ) -> Vec<std::result::Result<FittedCutout, String>> {
         let per = self.image_size() * self.image_size();
         assert_eq!(raw.len(), per * observations.len(), "one observation per cutout");
         raw.par_chunks_exact(per)
             .zip(observations)
-            .map(|(pixels, observed)| self.fit_one(pixels, observed, refits))
+            .map(|(pixels, observed)| {
+                if watch.cancel.is_some_and(|c| c.is_cancelled()) {
+                    return Err(NOT_FITTED_CANCELLED.to_string());
+                }
+                let fitted = self.fit_one(pixels, observed, refits);
+                (watch.fitted)();
+                fitted
+            })
             .collect()
     }
 
@@ -246,6 +275,36 @@ mod tests {
     use crate::sim::detectability::BlindGrid;
 
     #[test]
+    fn each_cutout_fitted_is_told_and_a_cancel_stops_the_fits_not_yet_started() {
+        let recipe = SmoothLensResiduals {
+            simulator: crate::sim::presets::preset("survey").unwrap(),
+            grid: BlindGrid { max_fits: 1, ..BlindGrid::default() },
+        };
+        let fitter = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
+        let cutouts = vec![0f32; 4 * fitter.image_size().pow(2)];
+        // Unusable observations end each fit at once, with their reason.
+        let observed = [Observation { psf_fwhm: 0.0, exposure_time: Some(2200.0) }; 4];
+        let told = std::sync::atomic::AtomicUsize::new(0);
+        let one_more = || {
+            told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let fits = fitter.fit(&cutouts, &observed, 0, FitWatch { cancel: None, fitted: &one_more });
+        assert_eq!(told.load(std::sync::atomic::Ordering::Relaxed), 4);
+        assert!(fits.iter().all(|f| f.as_ref().is_err_and(|why| why.contains("PSF FWHM"))), "{fits:?}");
+
+        // One thread, cancelled as the first fit ends: the other three never start.
+        let cancel = crate::cancel::Cancel::new();
+        let cancel_at_first = || cancel.cancel();
+        let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let fits = one_thread.install(|| {
+            fitter.fit(&cutouts, &observed, 0, FitWatch { cancel: Some(&cancel), fitted: &cancel_at_first })
+        });
+        let reasons: Vec<&str> = fits.iter().map(|f| f.as_ref().unwrap_err().as_str()).collect();
+        assert!(reasons[0].contains("PSF FWHM"), "{reasons:?}");
+        assert_eq!(reasons[1..], [NOT_FITTED_CANCELLED; 3]);
+    }
+
+    #[test]
     fn cutouts_that_are_not_lenses_get_an_answer_or_a_reason_never_a_panic() {
         let recipe = SmoothLensResiduals {
             simulator: crate::sim::presets::preset("survey").unwrap(),
@@ -257,7 +316,7 @@ mod tests {
         let mut cutouts = vec![0f32; n]; // blank
         cutouts.extend(std::iter::repeat_n(-5.0f32, n)); // negative sky
         cutouts.extend(std::iter::repeat_n(f32::MAX, n)); // saturated everywhere
-        let fits = fitter.fit(&cutouts, &[observed; 3], 1);
+        let fits = fitter.fit(&cutouts, &[observed; 3], 1, FitWatch::UNWATCHED);
         for (which, fit) in ["blank", "negative", "saturated"].iter().zip(&fits) {
             if let Ok(fit) = fit {
                 assert!(fit.residual.iter().all(|v| v.is_finite()) && fit.chi2_per_pixel.is_finite(), "{which}");
@@ -269,7 +328,7 @@ mod tests {
             Observation { psf_fwhm: 0.17, exposure_time: None },
             Observation { psf_fwhm: 0.17, exposure_time: Some(-1.0) },
         ];
-        let refused = fitter.fit(&cutouts, &bad, 1);
+        let refused = fitter.fit(&cutouts, &bad, 1, FitWatch::UNWATCHED);
         assert!(refused[0].as_ref().unwrap_err().contains("PSF FWHM"));
         assert!(refused[1].as_ref().unwrap_err().contains("exposure time"));
         assert!(refused[2].as_ref().unwrap_err().contains("exposure time"));
@@ -290,7 +349,10 @@ mod tests {
         cutouts.extend((0..n).map(|_| rand::Rng::random::<f32>(&mut rng))); // uniform noise, not a lens
         let everywhere = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let within = ResidualFitter::new(Path::new("test"), &recipe).unwrap().refitting_only_within(Some([0.5, 30.0]));
-        let (all, some) = (everywhere.fit(&cutouts, &[observed; 2], 2), within.fit(&cutouts, &[observed; 2], 2));
+        let (all, some) = (
+            everywhere.fit(&cutouts, &[observed; 2], 2, FitWatch::UNWATCHED),
+            within.fit(&cutouts, &[observed; 2], 2, FitWatch::UNWATCHED),
+        );
         let (lens, noise) = (all[0].as_ref().unwrap(), all[1].as_ref().unwrap());
         assert!((0.5..=30.0).contains(&lens.chi2_per_pixel), "{}", lens.chi2_per_pixel);
         assert!(!(0.5..=30.0).contains(&noise.chi2_per_pixel), "{}", noise.chi2_per_pixel);

@@ -15,7 +15,7 @@ pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 pub use crate::data::predictions::UNSTABLE_FIT;
-use crate::infer::residuals::{mean_over_refits, FittedCutout};
+use crate::infer::residuals::{mean_over_refits, FitWatch, FittedCutout};
 use crate::infer::{
     file_sha256, reads_as_residuals, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation,
 };
@@ -381,10 +381,13 @@ impl Predictor {
         let mut summary = PredictSummary::empty(PathBuf::new());
         let started = Instant::now();
         let mut out = Vec::new();
+        let watch = FitWatch { cancel: Some(cancel), ..FitWatch::UNWATCHED };
         while let Some(batch) = reader.next_batch(self.options.batch_size)? {
             cancel.check("nothing returned")?;
             let n = batch.len();
-            out.push(self.predict_batch(batch, &geometry, summary.rows, &schema, &mut summary)?);
+            let predicted = self.predict_batch(batch, &geometry, summary.rows, &schema, &mut summary, watch)?;
+            cancel.check("nothing returned")?;
+            out.push(predicted);
             summary.rows += n;
         }
         summary.seconds = started.elapsed().as_secs_f64();
@@ -506,7 +509,11 @@ pub const OUT_OF_DOMAIN: &str = "out_of_domain";
 impl Predictor {
     /// Runs one batch through the models (its cutouts first brought to their grid
     /// by `geometry`, from [`Predictor::check_input`]) and builds its output record
-    /// batch (rows numbered from `first_row`), counting its rows in `summary`.
+    /// batch (rows numbered from `first_row`), counting its rows in `summary`. A
+    /// classifier of residuals fits each cutout first (seconds each): `watch` hears of
+    /// each row fitted, and once cancelled the rows not yet fitted get
+    /// [`NOT_FITTED_CANCELLED`](crate::infer::residuals::NOT_FITTED_CANCELLED), so
+    /// that a caller who cancels drops the batch rather than write it.
     pub fn predict_batch(
         &self,
         mut batch: CutoutBatch,
@@ -514,6 +521,7 @@ impl Predictor {
         first_row: usize,
         schema: &arrow_schema::SchemaRef,
         summary: &mut PredictSummary,
+        watch: FitWatch,
     ) -> Result<RecordBatch> {
         let (models, opts) = (self, &self.options);
         let regridded = geometry.apply(&mut batch);
@@ -528,7 +536,7 @@ impl Predictor {
         // A classifier of smooth-lens residuals reads what the fit of each cutout leaves.
         let fitter = models.classifier.as_ref().and_then(|c| c.residuals.as_ref()).filter(|_| self.fits_inputs);
         let fits = match fitter {
-            Some(fitter) => Some(observation::fit_rows(fitter, opts, &mut batch, &mut status, image_len)?),
+            Some(fitter) => Some(observation::fit_rows(fitter, opts, &mut batch, &mut status, image_len, watch)?),
             None => None,
         };
         let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();
@@ -805,7 +813,16 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     summary.chunks_skipped = owed.iter().filter(|o| !**o).count();
     let batch_size = opts.predictor.batch_size;
     let owed_rows: usize = (0..owed.len()).filter(|&k| owed[k]).map(|k| manifest.range(k).len()).sum();
-    let mut progress = crate::progress::Progress::new(opts.progress, owed_rows as u64, "predict: rows");
+    // Fitted rows move the progress as each is fitted (from the fitting threads), the
+    // others when their batch is done.
+    let progress =
+        std::sync::Mutex::new(crate::progress::Progress::new(opts.progress, owed_rows as u64, "predict: rows"));
+    let rows_fitted = std::sync::atomic::AtomicUsize::new(0);
+    let one_more_fitted = || {
+        rows_fitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        progress.lock().expect("progress").inc(1);
+    };
+    let watch = FitWatch { cancel: Some(&opts.cancel), fitted: &one_more_fitted };
     std::thread::scope(|scope| -> Result<()> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Result<Message>>(2);
         let mut reader = reader;
@@ -844,10 +861,16 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                     }
                     let (writer, next_row) = open.as_mut().expect("opened");
                     let n = batch.len();
-                    writer.write(&predictor.predict_batch(batch, &geometry, *next_row, &schema, &mut summary)?)?;
+                    let fitted_before = rows_fitted.load(std::sync::atomic::Ordering::Relaxed);
+                    let predicted =
+                        predictor.predict_batch(batch, &geometry, *next_row, &schema, &mut summary, watch)?;
+                    // A batch cancelled during its fits is not written: its last rows were not fitted.
+                    opts.cancel.check("finished chunk files are kept (a folder output continues with --resume)")?;
+                    writer.write(&predicted)?;
                     *next_row += n;
                     summary.rows += n;
-                    progress.inc(n as u64);
+                    let fitted = rows_fitted.load(std::sync::atomic::Ordering::Relaxed) - fitted_before;
+                    progress.lock().expect("progress").inc((n - fitted) as u64);
                 }
                 Message::EndOfChunk(k) => {
                     let writer = match open.take() {
@@ -861,7 +884,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         }
         Ok(())
     })?;
-    progress.finish();
+    progress.into_inner().expect("progress").finish();
     if let (Some(props), false) = (&hats_properties, single) {
         summary.catalogue_finished =
             crate::data::hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?;

@@ -3,7 +3,7 @@
 //! fit of a batch's rows before the model sees them.
 
 use super::CutoutBatch;
-use crate::infer::residuals::{FittedCutout, ResidualFitter};
+use crate::infer::residuals::{FitWatch, FittedCutout, ResidualFitter};
 use crate::sim::detectability::Observation;
 use crate::{Error, Result};
 
@@ -93,13 +93,15 @@ impl ObservationSource {
 
 /// Fits the smooth lens to every usable row of `batch` and puts the residual in
 /// place of its pixels; a row that cannot be fitted gets `failed: ...` as its
-/// status. Per row, what the fit found (None for rows not fitted).
+/// status. Per row, what the fit found (None for rows not fitted). `watch` hears of
+/// each row fitted and can stop the fits not yet started.
 pub(super) fn fit_rows(
     fitter: &ResidualFitter,
     options: &super::PredictorOptions,
     batch: &mut CutoutBatch,
     status: &mut [String],
     image_len: usize,
+    watch: FitWatch,
 ) -> Result<Vec<Option<FittedCutout>>> {
     let observations = options.observation.of_rows(batch)?;
     let mut todo = Vec::new();
@@ -116,7 +118,7 @@ pub(super) fn fit_rows(
         todo.iter().flat_map(|&(r, _)| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect();
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o).collect();
     let mut fitted = vec![None; batch.len()];
-    for ((r, _), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits)) {
+    for ((r, _), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits, watch)) {
         match outcome {
             Ok(fit) => {
                 batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);

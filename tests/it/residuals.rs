@@ -7,6 +7,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
 use lensmae::data::images::read_parquet_images;
 use lensmae::data::simulate::{simulate_dataset, SimulateOptions};
+use lensmae::infer::residuals::FitWatch;
 use lensmae::infer::LoadedClassifier;
 use lensmae::model::checkpoint::{load_checkpoint, save_checkpoint};
 use lensmae::sim::detectability::{smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals};
@@ -134,7 +135,7 @@ fn simulate_writes_the_residuals_inference_computes() {
     for id in 0..3 {
         let drawn = sim.simulate(id % 3, 5, id as u64);
         let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-        let fitted = fitter.fit(stored.image(id), &[observed], 0).remove(0).unwrap();
+        let fitted = fitter.fit(stored.image(id), &[observed], 0, FitWatch::UNWATCHED).remove(0).unwrap();
         let moved = written.image(id).iter().zip(&fitted.residual).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(moved == 0.0, "row {id}: the written residual differs from predict's by up to {moved}");
     }
@@ -242,7 +243,7 @@ fn the_bundled_residual_classifier_answers_the_same_on_16_bit_copies_of_survey_l
     }
     let answer = |raw: &[f32]| -> Vec<f32> {
         let residuals: Vec<f32> = fitter
-            .fit(raw, &observations, 0)
+            .fit(raw, &observations, 0, FitWatch::UNWATCHED)
             .into_iter()
             .flat_map(|fit| fit.expect("a lens is fitted").residual)
             .collect();
@@ -326,7 +327,7 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     let model = LoadedClassifier::load(bundled, &candle_core::Device::Cpu).unwrap();
     let observations: Vec<Observation> =
         psf.iter().zip(&exposure).map(|(&psf_fwhm, &t)| Observation { psf_fwhm, exposure_time: Some(t) }).collect();
-    let fits = model.residuals.as_ref().unwrap().fit(&flat, &observations, 2);
+    let fits = model.residuals.as_ref().unwrap().fit(&flat, &observations, 2, FitWatch::UNWATCHED);
     let answers = |b: &arrow_array::RecordBatch, r: usize| -> Vec<f32> {
         ["axion", "cdm", "no_sub"]
             .iter()
