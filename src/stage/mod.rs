@@ -112,9 +112,10 @@ pub struct PredictSummary {
     pub chunks_written: usize,
     /// Chunks left to other shards or finished before (resume).
     pub chunks_skipped: usize,
-    /// HATS input: whether this run completed the sibling catalogue's metadata
-    /// (the run that finishes its last partition does).
-    pub catalogue_finished: bool,
+    /// HATS input written as a sibling catalogue: whether this run completed its
+    /// metadata (the run that finishes its last partition does). None for other
+    /// inputs and outputs, which have no catalogue to finish.
+    pub catalogue_finished: Option<bool>,
     /// Wall time, seconds.
     pub seconds: f64,
     /// Of which in the models (preprocessing included), seconds: the rest is the
@@ -409,7 +410,7 @@ impl PredictSummary {
             per_class: HashMap::new(),
             chunks_written: 0,
             chunks_skipped: 0,
-            catalogue_finished: false,
+            catalogue_finished: None,
             seconds: 0.0,
             model_seconds: 0.0,
         }
@@ -887,7 +888,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     progress.into_inner().expect("progress").finish();
     if let (Some(props), false) = (&hats_properties, single) {
         summary.catalogue_finished =
-            crate::data::hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?;
+            Some(crate::data::hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?);
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

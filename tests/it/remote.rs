@@ -160,7 +160,7 @@ fn a_hats_catalogue_over_http_gives_the_rows_it_gives_on_disk() {
     let url = PathBuf::from(format!("{}/hats-cutouts", server.url));
     let remote = predict(&options(url.clone(), dir.path().join("remote"))).unwrap();
     assert_eq!((local.rows, remote.rows), (40, 40));
-    assert!(remote.catalogue_finished);
+    assert_eq!(remote.catalogue_finished, Some(true));
     let (a, b) = (tables_under(&dir.path().join("local")), tables_under(&dir.path().join("remote")));
     assert_eq!(a.len(), 11);
     assert_eq!(a.iter().map(|t| &t.0).collect::<Vec<_>>(), b.iter().map(|t| &t.0).collect::<Vec<_>>());

@@ -542,7 +542,7 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
         progress: Default::default(),
     };
     let single = predict(&opts("single.parquet", None, false)).unwrap();
-    assert_eq!((single.rows, single.chunks_written), (17, 1));
+    assert_eq!((single.rows, single.chunks_written, single.catalogue_finished), (17, 1, None));
     let want = read(&dir.path().join("single.parquet"));
     let merged = |folder: &str| {
         let out = dir.path().join(format!("{folder}.parquet"));
@@ -652,9 +652,9 @@ fn a_hats_catalogue_gives_a_sibling_catalogue_with_the_same_partitions() {
         progress: Default::default(),
     };
     let first = predict(&opts("0/2")).unwrap();
-    assert!(!first.catalogue_finished && !out.join("hats.properties").exists());
+    assert!(first.catalogue_finished == Some(false) && !out.join("hats.properties").exists());
     let second = predict(&opts("1/2")).unwrap();
-    assert!(second.catalogue_finished);
+    assert_eq!(second.catalogue_finished, Some(true));
     assert_eq!(first.rows + second.rows, 40);
     // Every partition file mirrored, with its rows, ids and HEALPix index.
     let partitions = lensmae::data::hats::partition_files(&input).unwrap();
