@@ -49,6 +49,43 @@ fn in_pool<T: Send>(pool: &Option<rayon::ThreadPool>, work: impl FnOnce() -> T +
     }
 }
 
+/// Runs `work` with the GIL released and answers Ctrl-C while it runs: a classifier of
+/// residuals fits every cutout (about a second each), so a table of a thousand took
+/// minutes that a KeyboardInterrupt could not stop. The work runs on its own thread;
+/// the calling thread wakes every 100 ms to let Python check its signals, and on an
+/// exception (KeyboardInterrupt) cancels the work, waits for the fits in progress to end
+/// and raises it. Off the main thread, where Python runs no signal handlers (a Dask
+/// worker), the check finds nothing and the work runs to its end.
+fn interruptible<T: Send>(py: Python<'_>, work: impl FnOnce(&Cancel) -> T + Send) -> PyResult<T> {
+    let cancel = Cancel::new();
+    std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::channel();
+        // A receiver is not Sync, and the waits below run with the GIL released.
+        let finished = std::sync::Mutex::new(finished);
+        let wait = |timeout| finished.lock().expect("one waiter").recv_timeout(timeout);
+        let cancel_for_work = cancel.clone();
+        scope.spawn(move || {
+            let _ = done.send(work(&cancel_for_work)); // fails only once the caller has given up
+        });
+        loop {
+            match py.detach(|| wait(std::time::Duration::from_millis(100))) {
+                Ok(result) => return Ok(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(signal) = py.check_signals() {
+                        cancel.cancel();
+                        // The scope waits for the work, which stops after the fits in progress.
+                        py.detach(|| wait(std::time::Duration::MAX).ok());
+                        return Err(signal);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(error("the prediction thread ended without an answer (a panic)"));
+                }
+            }
+        }
+    })
+}
+
 /// A loaded classifier (or super-resolution model, or both) ready to predict.
 #[pyclass(module = "lensmae._lensmae", frozen)]
 struct Model {
@@ -144,32 +181,27 @@ impl Model {
             pixel_scale_column: pixel_scale_col,
             ..Default::default()
         };
-        let (schema, batches) = py
-            .detach(|| {
-                in_pool(&self.pool, || -> lensmae::Result<_> {
-                    // Residuals made already would be fitted again: the CLI reads such files as they are.
-                    if self.predictor.reads_as_residuals(&schema, std::path::Path::new("table"))? {
-                        return Err(lensmae::Error::Mismatch {
-                            path: "table".into(),
-                            message: "holds smooth-lens residuals already: pass the cutouts (the model fits them), \
+        let (schema, batches) = interruptible(py, |cancel| {
+            in_pool(&self.pool, || -> lensmae::Result<_> {
+                // Residuals made already would be fitted again: the CLI reads such files as they are.
+                if self.predictor.reads_as_residuals(&schema, std::path::Path::new("table"))? {
+                    return Err(lensmae::Error::Mismatch {
+                        path: "table".into(),
+                        message: "holds smooth-lens residuals already: pass the cutouts (the model fits them), \
                                       or read the residuals with `lensmae predict`"
-                                .into(),
-                        });
-                    }
-                    // Without the observation columns, the first batch says what is missing.
-                    let mut reader = ArrowCutouts::new(
-                        schema.clone(),
-                        batches.clone(),
-                        &self.predictor.input_options(&opts),
-                        "table",
-                    )
-                    .or_else(|_| ArrowCutouts::new(schema, batches, &opts, "table"))?;
-                    let (schema, batches, _) =
-                        self.predictor.predict_reader(&mut reader, &["table".to_string()], &Cancel::new())?;
-                    Ok((schema, batches))
-                })
+                            .into(),
+                    });
+                }
+                // Without the observation columns, the first batch says what is missing.
+                let mut reader =
+                    ArrowCutouts::new(schema.clone(), batches.clone(), &self.predictor.input_options(&opts), "table")
+                        .or_else(|_| ArrowCutouts::new(schema, batches, &opts, "table"))?;
+                let (schema, batches, _) =
+                    self.predictor.predict_reader(&mut reader, &["table".to_string()], cancel)?;
+                Ok((schema, batches))
             })
-            .map_err(error)?;
+        })?
+        .map_err(error)?;
         Table::try_new(batches, schema).map(PyArrowType).map_err(error)
     }
 

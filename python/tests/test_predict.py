@@ -1,4 +1,8 @@
 """Model.predict against the CLI, on every kind of Arrow input."""
+import _thread
+import threading
+import time
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -152,3 +156,18 @@ def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, t
     assert fixed.predict(without).column("status").to_pylist() != [None] * 3
     with pytest.raises(lensmae.LensmaeError, match="--psf-fwhm"):
         lensmae.load_model(residual).predict(without)
+
+
+def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():
+    # 90 survey cutouts: about a minute of smooth-lens fits on 2 cores, in one batch.
+    lenses = lensmae.simulate("survey", n_per_class=30, seed=5)
+    model = lensmae.load_model("bundled:survey-residual-classifier")
+    interrupt = threading.Timer(1.0, _thread.interrupt_main)  # as Ctrl-C would, a second in
+    started = time.monotonic()
+    interrupt.start()
+    with pytest.raises(KeyboardInterrupt):
+        model.predict(lenses)
+    # Answered once the fits in progress end, not after the other ~85.
+    assert time.monotonic() - started < 20
+    # The model still answers.
+    assert model.predict(lenses.slice(0, 1)).column("status").to_pylist() != [None]
