@@ -51,7 +51,7 @@ fn in_pool<T: Send>(pool: &Option<rayon::ThreadPool>, work: impl FnOnce() -> T +
 
 /// Runs `work` with the GIL released and answers Ctrl-C while it runs: a classifier of
 /// residuals fits every cutout (about a second each), so a table of a thousand took
-/// minutes that a KeyboardInterrupt could not stop. The work runs on its own thread;
+/// minutes that a KeyboardInterrupt could not stop (as did a large `simulate`). The work runs on its own thread;
 /// the calling thread wakes every 100 ms to let Python check its signals, and on an
 /// exception (KeyboardInterrupt) cancels the work, waits for the fits in progress to end
 /// and raises it. Off the main thread, where Python runs no signal handlers (a Dask
@@ -240,14 +240,14 @@ fn simulate(
     opts.classes = classes;
     opts.refit_detectability = refit_detectability;
     let pool = pool(threads)?;
-    let (schema, batches) = py
-        .detach(|| {
-            in_pool(&pool, || {
-                let simulator = lensmae::sim::Simulator::new(recipe)?;
-                lensmae::data::simulate::simulate_batches(&simulator, &opts)
-            })
+    let (schema, batches) = interruptible(py, move |cancel| {
+        opts.cancel = cancel.clone();
+        in_pool(&pool, || {
+            let simulator = lensmae::sim::Simulator::new(recipe)?;
+            lensmae::data::simulate::simulate_batches(&simulator, &opts)
         })
-        .map_err(error)?;
+    })?
+    .map_err(error)?;
     Table::try_new(batches, schema).map(PyArrowType).map_err(error)
 }
 
