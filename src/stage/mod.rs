@@ -21,6 +21,7 @@ use crate::infer::{
 };
 use crate::model::checkpoint::{BUNDLED_CLASSIFIER, BUNDLED_SUPERRES};
 use crate::model::preprocess::{Centring, CENTRING_REACH};
+use crate::progress::{Progress, SharedProgress};
 use crate::{Error, Result};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
@@ -816,13 +817,8 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     let owed_rows: usize = (0..owed.len()).filter(|&k| owed[k]).map(|k| manifest.range(k).len()).sum();
     // Fitted rows move the progress as each is fitted (from the fitting threads), the
     // others when their batch is done.
-    let progress =
-        std::sync::Mutex::new(crate::progress::Progress::new(opts.progress, owed_rows as u64, "predict: rows"));
-    let rows_fitted = std::sync::atomic::AtomicUsize::new(0);
-    let one_more_fitted = || {
-        rows_fitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        progress.lock().expect("progress").inc(1);
-    };
+    let progress = SharedProgress::new(Progress::new(opts.progress, owed_rows as u64, "predict: rows"));
+    let one_more_fitted = || progress.add(1);
     let watch = FitWatch { cancel: Some(&opts.cancel), fitted: &one_more_fitted };
     std::thread::scope(|scope| -> Result<()> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Result<Message>>(2);
@@ -862,7 +858,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                     }
                     let (writer, next_row) = open.as_mut().expect("opened");
                     let n = batch.len();
-                    let fitted_before = rows_fitted.load(std::sync::atomic::Ordering::Relaxed);
+                    let before = progress.done();
                     let predicted =
                         predictor.predict_batch(batch, &geometry, *next_row, &schema, &mut summary, watch)?;
                     // A batch cancelled during its fits is not written: its last rows were not fitted.
@@ -870,8 +866,8 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
                     writer.write(&predicted)?;
                     *next_row += n;
                     summary.rows += n;
-                    let fitted = rows_fitted.load(std::sync::atomic::Ordering::Relaxed) - fitted_before;
-                    progress.lock().expect("progress").inc((n - fitted) as u64);
+                    let fitted = progress.done() - before;
+                    progress.add(n as u64 - fitted);
                 }
                 Message::EndOfChunk(k) => {
                     let writer = match open.take() {
@@ -885,7 +881,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         }
         Ok(())
     })?;
-    progress.into_inner().expect("progress").finish();
+    progress.finish();
     if let (Some(props), false) = (&hats_properties, single) {
         summary.catalogue_finished =
             Some(crate::data::hats::finish_catalogue(&opts.out, props, &manifest.natural_chunks, schema)?);
