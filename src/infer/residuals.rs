@@ -274,12 +274,18 @@ mod tests {
     use super::*;
     use crate::sim::detectability::BlindGrid;
 
-    #[test]
-    fn each_cutout_fitted_is_told_and_a_cancel_stops_the_fits_not_yet_started() {
-        let recipe = SmoothLensResiduals {
+    /// The survey recipe, its blind fit cut to one start: the tests need its answers, not
+    /// its best fits.
+    fn survey_recipe_of_one_fit() -> SmoothLensResiduals {
+        SmoothLensResiduals {
             simulator: crate::sim::presets::preset("survey").unwrap(),
             grid: BlindGrid { max_fits: 1, ..BlindGrid::default() },
-        };
+        }
+    }
+
+    #[test]
+    fn each_cutout_fitted_is_told_and_a_cancel_stops_the_fits_not_yet_started() {
+        let recipe = survey_recipe_of_one_fit();
         let fitter = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let cutouts = vec![0f32; 4 * fitter.image_size().pow(2)];
         // Unusable observations end each fit at once, with their reason.
@@ -306,10 +312,7 @@ mod tests {
 
     #[test]
     fn cutouts_that_are_not_lenses_get_an_answer_or_a_reason_never_a_panic() {
-        let recipe = SmoothLensResiduals {
-            simulator: crate::sim::presets::preset("survey").unwrap(),
-            grid: BlindGrid { max_fits: 1, ..BlindGrid::default() },
-        };
+        let recipe = survey_recipe_of_one_fit();
         let fitter = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let n = fitter.image_size().pow(2);
         let observed = Observation { psf_fwhm: 0.17, exposure_time: Some(2200.0) };
@@ -336,10 +339,7 @@ mod tests {
 
     #[test]
     fn refits_run_only_where_the_first_fit_leaves_a_chi2_the_classifier_admits() {
-        let recipe = SmoothLensResiduals {
-            simulator: crate::sim::presets::preset("survey").unwrap(),
-            grid: BlindGrid { max_fits: 1, ..BlindGrid::default() },
-        };
+        let recipe = survey_recipe_of_one_fit();
         let sim = Simulator::new(recipe.simulator.clone()).unwrap();
         let drawn = sim.simulate(2, 5, 0);
         let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
