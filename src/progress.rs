@@ -102,24 +102,22 @@ impl Progress {
 /// by the row; rows rendered 30,000 a second do not queue on a lock.
 pub struct SharedProgress {
     done: AtomicU64,
-    /// The display, and how many units it shows.
-    shown: Mutex<(Progress, u64)>,
+    shown: Mutex<Progress>,
 }
 
 impl SharedProgress {
     /// Shares `progress`.
     pub fn new(progress: Progress) -> SharedProgress {
-        SharedProgress { done: AtomicU64::new(0), shown: Mutex::new((progress, 0)) }
+        SharedProgress { done: AtomicU64::new(0), shown: Mutex::new(progress) }
     }
 
     /// `n` more units done, from any thread.
     pub fn add(&self, n: u64) {
         let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
         if let Ok(mut shown) = self.shown.try_lock() {
-            let (progress, at) = &mut *shown;
-            if done > *at {
-                progress.inc(done - *at);
-                *at = done;
+            if done > shown.done {
+                let behind = done - shown.done;
+                shown.inc(behind);
             }
         }
     }
@@ -131,8 +129,9 @@ impl SharedProgress {
 
     /// The display brought up to date, and ended.
     pub fn finish(self) {
-        let (mut progress, at) = self.shown.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-        progress.inc(self.done.into_inner().saturating_sub(at));
+        let mut progress = self.shown.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let behind = self.done.into_inner().saturating_sub(progress.done);
+        progress.inc(behind);
         progress.finish();
     }
 }

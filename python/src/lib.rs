@@ -51,10 +51,10 @@ fn in_pool<T: Send>(pool: &Option<rayon::ThreadPool>, work: impl FnOnce() -> T +
 
 /// Runs `work` with the GIL released and answers Ctrl-C while it runs: a classifier of
 /// residuals fits every cutout (about a second each), so a table of a thousand took
-/// minutes that a KeyboardInterrupt could not stop (as did a large `simulate`). The work runs on its own thread;
-/// the calling thread wakes every 100 ms to let Python check its signals, and on an
-/// exception (KeyboardInterrupt) cancels the work, waits for the fits in progress to end
-/// and raises it. Off the main thread, where Python runs no signal handlers (a Dask
+/// minutes that a KeyboardInterrupt could not stop (as did a large `simulate`). The
+/// work runs on its own thread; the calling thread wakes every 100 ms to let Python
+/// check its signals, and on an exception (KeyboardInterrupt) cancels the work, waits
+/// for the rows in progress to end and raises it. Off the main thread, where Python runs no signal handlers (a Dask
 /// worker), the check finds nothing and the work runs to its end.
 fn interruptible<T: Send>(py: Python<'_>, work: impl FnOnce(&Cancel) -> T + Send) -> PyResult<T> {
     let cancel = Cancel::new();
@@ -79,7 +79,7 @@ fn interruptible<T: Send>(py: Python<'_>, work: impl FnOnce(&Cancel) -> T + Send
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(error("the prediction thread ended without an answer (a panic)"));
+                    return Err(error("the work's thread ended without an answer (a panic)"));
                 }
             }
         }

@@ -258,9 +258,6 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
             writer.finish()
         });
         for start in (0..total).step_by(chunk) {
-            if opts.cancel.is_cancelled() {
-                break;
-            }
             let end = (start + chunk).min(total);
             let Some(records) = render_rows(sim, opts, &classes, start..end, &one_more_rendered) else {
                 break; // cancelled: the writer removes its output

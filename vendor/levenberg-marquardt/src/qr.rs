@@ -185,20 +185,16 @@ where
     F: nalgebra::RealField + Copy,
     R: Dim,
     C: Dim,
-    S: Storage<F, R, C>,
-    WS: Storage<F, R>,
+    S: RawStorage<F, R, C>,
+    WS: RawStorage<F, R>,
 {
     const BLOCK: usize = 8;
     let rows = w.nrows();
-    let (column_rows, row_stride) = (columns.nrows(), columns.strides().0);
-    if w.strides().0 != 1 || row_stride != 1 || column_rows != rows {
-        for (c, dot_c) in dots.iter_mut().enumerate() {
-            *dot_c = dot(&columns.column(c), w);
-        }
-        return;
-    }
-    // SAFETY: both are views of `rows` consecutive elements a column (row stride 1,
-    // checked above), alive and unchanged while these borrows are.
+    // Views of PivotedQR's contiguous matrix, below its row j: a column's rows lie next
+    // to each other, as many in each.
+    assert!(w.strides().0 == 1 && columns.strides().0 == 1 && columns.nrows() == rows);
+    // SAFETY: both are views of `rows` consecutive elements a column (asserted above),
+    // alive and unchanged while these borrows are.
     let w = unsafe { core::slice::from_raw_parts(w.as_ptr(), rows) };
     let column = |c: usize| unsafe { core::slice::from_raw_parts(columns.column(c).as_ptr(), rows) };
     let mut first = 0;
