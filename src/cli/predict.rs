@@ -25,7 +25,9 @@ pub struct InputArgs {
     /// Parquet: the id column (default `id` when present).
     #[arg(long)]
     id_col: Option<String>,
-    /// Parquet: more columns to carry into the output, comma-separated.
+    /// More columns to carry into the output, comma-separated: Parquet columns; for FITS
+    /// files, each cutout's PARAMS table column (lensmae's cubes) or header keyword of that
+    /// name (the image HDU's, else the primary's).
     #[arg(long, value_delimiter = ',')]
     keep: Vec<String>,
     /// Parquet: the image shape `H,W` of plain list columns.
@@ -79,13 +81,15 @@ struct ObservationArgs {
     /// The PSF FWHM of every cutout, arcsec (default: the column --psf-fwhm-col).
     #[arg(long)]
     psf_fwhm: Option<f64>,
-    /// Parquet: the column of per-cutout PSF FWHMs, arcsec.
+    /// The column of per-cutout PSF FWHMs, arcsec (FITS: a PARAMS column or header keyword of
+    /// that name, PSF_FWHM by default).
     #[arg(long, default_value = "psf_fwhm")]
     psf_fwhm_col: String,
     /// The total exposure time of every cutout, s (default: the column --exposure-time-col).
     #[arg(long)]
     exposure_time: Option<f64>,
-    /// Parquet: the column of per-cutout exposure times, s.
+    /// The column of per-cutout exposure times, s (FITS: a PARAMS column or header keyword of
+    /// that name, by default EXPOSURE_TIME or the standard EXPTIME).
     #[arg(long, default_value = "exposure_time")]
     exposure_time_col: String,
 }

@@ -252,7 +252,8 @@ impl Predictor {
 
     /// `input` with the columns the models need carried too: a classifier of
     /// smooth-lens residuals reads each cutout's PSF and exposure time from its row
-    /// unless one value is given for all (Parquet inputs; other inputs need the values).
+    /// unless one value is given for all (Parquet columns; a FITS file's PARAMS table
+    /// or header keywords; `.npy` images need the values).
     /// Opening an input with these may fail for want of those columns alone: open
     /// it as given then, and the first batch says what is missing.
     pub fn input_options(&self, input: &InputOptions) -> InputOptions {

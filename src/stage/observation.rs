@@ -52,23 +52,25 @@ impl ObservationSource {
     fn of_rows(&self, batch: &CutoutBatch) -> Result<Vec<std::result::Result<Observation, String>>> {
         let column = |name: &str, flag: &str, what: &str| -> Result<Vec<Option<f64>>> {
             use arrow_array::cast::AsArray;
-            use arrow_array::types::{Float32Type, Float64Type};
+            use arrow_array::types::Float64Type;
             let Some((_, values)) = batch.carried.iter().find(|(f, _)| f.name() == name) else {
+                let keywords = crate::data::fits::keywords_for(name).join(" or ");
                 return Err(Error::config(
                     flag,
                     format!(
                         "the classifier fits a smooth lens to every cutout and needs its {what}: the input has \
-                         no column `{name}` (give one value with {flag}, or name the column with {flag}-col)"
+                         no column `{name}` (FITS files: no PARAMS table column of that name, no header keyword \
+                         {keywords}); give one value with {flag}, or name the column with {flag}-col"
                     ),
                 ));
             };
-            match values.data_type() {
-                arrow_schema::DataType::Float64 => Ok(values.as_primitive::<Float64Type>().iter().collect()),
-                arrow_schema::DataType::Float32 => {
-                    Ok(values.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect())
-                }
-                other => Err(Error::config(flag, format!("column `{name}` is {other}, a float column is needed"))),
+            if !values.data_type().is_numeric() {
+                let other = values.data_type();
+                return Err(Error::config(flag, format!("column `{name}` is {other}, a numeric column is needed")));
             }
+            let values = arrow_cast::cast(values, &arrow_schema::DataType::Float64)
+                .map_err(|e| Error::config(flag, format!("column `{name}`: {e}")))?;
+            Ok(values.as_primitive::<Float64Type>().iter().collect())
         };
         let n = batch.len();
         let psf = match self.psf_fwhm {
@@ -128,4 +130,46 @@ pub(super) fn fit_rows(
         }
     }
     Ok(fitted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Float32Array, Int64Array, StringArray};
+    use arrow_schema::Field;
+    use std::sync::Arc;
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> CutoutBatch {
+        let rows = columns[0].1.len();
+        CutoutBatch {
+            pixels: vec![],
+            problems: vec![None; rows],
+            carried: columns
+                .into_iter()
+                .map(|(name, values)| (Field::new(name, values.data_type().clone(), true), values))
+                .collect(),
+            pixel_scales: vec![None; rows],
+            noise: None,
+        }
+    }
+
+    #[test]
+    fn observations_come_from_any_numeric_column_and_a_null_fails_its_row_alone() {
+        let exposure: ArrayRef = Arc::new(Int64Array::from(vec![Some(2264), None]));
+        let psf: ArrayRef = Arc::new(Float32Array::from(vec![0.25f32, 0.5]));
+        let rows = ObservationSource::default().of_rows(&batch(vec![("psf_fwhm", psf), ("exposure_time", exposure)]));
+        let rows = rows.unwrap();
+        assert_eq!(rows[0], Ok(Observation { psf_fwhm: 0.25, exposure_time: Some(2264.0) }));
+        assert_eq!(rows[1], Err("no exposure time (`exposure_time` is null)".to_string()));
+        // Text is refused for the whole batch, naming the column; so is a missing column.
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["0.17"]));
+        let error = ObservationSource { exposure_time: Some(1.0), ..Default::default() }
+            .of_rows(&batch(vec![("psf_fwhm", text)]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`psf_fwhm` is Utf8"), "{error}");
+        let error = ObservationSource::default().of_rows(&batch(vec![("id", Arc::new(Int64Array::from(vec![1])))]));
+        let error = error.unwrap_err().to_string();
+        assert!(error.contains("header keyword PSF_FWHM") && error.contains("--psf-fwhm-col"), "{error}");
+    }
 }

@@ -49,6 +49,13 @@ fn inputs_earlier_campaigns_found_are_refused() {
         let e = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
         assert!(e.contains(what) && e.contains(file), "{file}: {e}");
     }
+    // A simulated cube whose PARAMS table declares 10^12 rows (the campaign's fits-file
+    // target with a survey cube among its seeds): the stage read its `id` column into
+    // a buffer of that size (an abort). The table is left unread, the planes are read.
+    let path = root.join("fixtures/fuzz/fits-params-declared-260tb.fits");
+    let report = lensmae::stage::inspect(std::slice::from_ref(&path), &Default::default()).unwrap();
+    assert_eq!(report["input"]["rows"], 3);
+    assert!(report["input"]["layout"].as_str().unwrap().contains("the PARAMS table declares 260000000000000 bytes"));
     // The stage read the same cube in batches of the rows asked for: 256 planes of
     // 4096x4096 (17 GB) for a 5.7 KB file. Then in batches of four zero-filled
     // planes (a minute of memset for 60,000 rows). Rows the file lacks hold no pixels.

@@ -74,9 +74,12 @@ fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     // Both ways a user reads a file: the default HDUs, and one extension by name.
     let by_default = drain(std::slice::from_ref(&path), &InputOptions::default());
     let by_name = drain(std::slice::from_ref(&path), &InputOptions { hdu: Some("SCI".into()), ..Default::default() });
+    // With columns carried from a PARAMS table or the headers, as a residual classifier reads its observations.
+    let keep = ["psf_fwhm", "exposure_time", "label"].map(String::from).to_vec();
+    let kept = drain(std::slice::from_ref(&path), &InputOptions { keep, ..Default::default() });
     // And as training and evaluation read a labelled cube.
     let training = lensmae::data::images::read_labelled_images(&path, "image").map(|_| ()).map_err(|e| e.to_string());
-    by_default.or(by_name).or(training)
+    by_default.or(by_name).or(kept).or(training)
 }
 
 fn fits_stamp(_: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -272,7 +275,9 @@ fn pickle_of_npy(bytes: &[u8]) -> Vec<u8> {
 pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
     let f = |rel: &str| read(&root.join("fixtures").join(rel));
     let object_npy = [f("npy-tree/axion/axion_sim_1000.npy"), f("npy-tree/axion/axion_sim_1001.npy")];
-    let fits = [f("stage/cube_int16.fits"), f("stage/mef_uint16.fits")];
+    // (survey16_cube.fits: `lensmae simulate --format fits` of the survey recipe at
+    // 16x16, seed 1, one lens a class: a cube and its PARAMS table.)
+    let fits = [f("stage/cube_int16.fits"), f("stage/mef_uint16.fits"), f("stage/survey16_cube.fits")];
     let toml_of =
         |dir: &str, names: &[&str]| -> Vec<Vec<u8>> { names.iter().map(|n| read(&root.join(dir).join(n))).collect() };
     vec![
@@ -316,8 +321,10 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
     ]
 }
 
-const INTERESTING: [i64; 14] =
-    [0, 1, -1, 2, 7, 8, 16, 255, 32767, -32768, 65536, 2147483647, 2147483648, 9223372036854775807];
+/// (10^12: a count whose buffer no machine holds, yet no product of it with a small
+/// size overflows: an allocation that aborts rather than a check that fails.)
+const INTERESTING: [i64; 15] =
+    [0, 1, -1, 2, 7, 8, 16, 255, 32767, -32768, 65536, 2147483647, 2147483648, 1_000_000_000_000, 9223372036854775807];
 const INTERESTING_TEXT: [&str; 12] =
     ["0", "-1", "1e308", "-1e308", "nan", "inf", "4294967296", "2147483648", "1e-320", "\"\"", "[]", "{}"];
 

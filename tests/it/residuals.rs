@@ -85,6 +85,75 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
     }
 }
 
+/// A header card of the current HDU holding `value` to the last bit (fitsio writes
+/// 15 digits, and the blind fit's answer can depend on the last bits).
+fn write_exact_key(f: &mut fitsio::FitsFile, key: &str, value: f64) {
+    let card = std::ffi::CString::new(format!("{key:<8}= {:>20}", format!("{value:?}"))).unwrap();
+    let mut status = 0;
+    unsafe { fitsio::sys::ffprec(f.as_raw(), card.as_ptr(), &mut status) };
+    assert_eq!(status, 0);
+}
+
+#[test]
+fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params_table() {
+    use fitsio::images::{ImageDescription, ImageType};
+    let dir = tempfile::tempdir().unwrap();
+    let (lenses, model) = (survey_lenses(dir.path()), residual_classifier(dir.path()));
+    let truth = read(&lenses);
+    let floats = |batch: &arrow_array::RecordBatch, name: &str| -> Vec<f64> {
+        batch.column_by_name(name).unwrap().as_primitive::<Float64Type>().values().to_vec()
+    };
+    let run = |inputs: &[PathBuf], name: &str| {
+        let out = dir.path().join(name);
+        let summary = predict(&predict_options(inputs, classifier(&model, 2), &out)).unwrap();
+        assert_eq!((summary.rows, summary.failed), (3, 0), "{name}");
+        read(&out)
+    };
+    let from_parquet = run(std::slice::from_ref(&lenses), "parquet.parquet");
+    // The same lenses as `simulate --format fits` writes them: a cube and its PARAMS table.
+    let cube_dir = dir.path().join("cube");
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let options = SimulateOptions { format: lensmae::data::Format::Fits, ..SimulateOptions::new(1, 5, &cube_dir) };
+    simulate_dataset(&sim, &options).unwrap();
+    let from_cube = run(&[cube_dir.join("dataset.fits")], "cube.parquet");
+    // One file a cutout, as survey cutout services write them: EXPTIME in the primary
+    // header, the flux in an extension whose header gives the PSF's FWHM.
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let (psf, exposure) = (floats(&truth, "psf_fwhm"), floats(&truth, "exposure_time"));
+    let files: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let path = dir.path().join(format!("cutout-{i}.fits"));
+            let mut f = fitsio::FitsFile::create(&path).open().unwrap();
+            f.primary_hdu().unwrap();
+            write_exact_key(&mut f, "EXPTIME", exposure[i]);
+            let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
+            let flux = f.create_image("VIS_FLUX", &desc).unwrap();
+            flux.write_image(&mut f, images.image(i)).unwrap();
+            write_exact_key(&mut f, "PSF_FWHM", psf[i]);
+            path
+        })
+        .collect();
+    let from_files = run(&files, "files.parquet");
+    for batch in [&from_cube, &from_files] {
+        assert_eq!(floats(batch, "psf_fwhm"), psf);
+        assert_eq!(floats(batch, "exposure_time"), exposure);
+        for column in ["p_axion", "p_cdm", "p_no_sub"] {
+            let (got, expected) = (batch.column_by_name(column).unwrap(), from_parquet.column_by_name(column).unwrap());
+            assert_eq!(got.as_primitive::<Float32Type>().values(), expected.as_primitive::<Float32Type>().values());
+        }
+    }
+    // A file without the keyword: the error names the keyword it looked for.
+    let mut plain = fitsio::FitsFile::create(dir.path().join("plain.fits")).open().unwrap();
+    let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
+    let flux = plain.create_image("VIS_FLUX", &desc).unwrap();
+    flux.write_image(&mut plain, images.image(0)).unwrap();
+    drop(plain);
+    let out = dir.path().join("plain.parquet");
+    let options = predict_options(&[dir.path().join("plain.fits")], classifier(&model, 2), &out);
+    let err = predict(&options).unwrap_err().to_string();
+    assert!(err.contains("header keyword PSF_FWHM") && err.contains("--psf-fwhm"), "{err}");
+}
+
 #[test]
 fn a_residual_classifier_says_why_it_cannot_fit() {
     let dir = tempfile::tempdir().unwrap();

@@ -232,6 +232,81 @@ fn list_columns_with_a_shape_keep_bad_rows_with_their_reason() {
 }
 
 #[test]
+fn fits_inputs_carry_params_columns_and_header_keywords_by_name() {
+    use fitsio::tables::{ColumnDataType, ColumnDescription};
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(3, 5);
+    // A cube with a PARAMS table, as lensmae's simulated cubes have; the cube's own
+    // header says EXPTIME, which the table's column of the same name outranks.
+    let cube = dir.path().join("cube.fits");
+    {
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[3, 16, 16] };
+        let mut f = fitsio::FitsFile::create(&cube).with_custom_primary(&desc).open().unwrap();
+        let primary = f.primary_hdu().unwrap();
+        primary.write_image(&mut f, &data.pixels).unwrap();
+        primary.write_key(&mut f, "EXPTIME", 999.0f64).unwrap();
+        let column = |name: &str, kind: ColumnDataType| ColumnDescription::new(name).with_type(kind).create().unwrap();
+        let label = ColumnDescription::new("label").with_type(ColumnDataType::String).that_repeats(6).create().unwrap();
+        let columns = [column("id", ColumnDataType::LongLong), label, column("psf_fwhm", ColumnDataType::Double)];
+        let table = f.create_table("PARAMS", &columns).unwrap();
+        table.write_col(&mut f, "id", &[7i64, 8, 9]).unwrap();
+        table.write_col(&mut f, "label", &["cdm".to_string(), "axion".into(), "no_sub".into()]).unwrap();
+        table.write_col(&mut f, "psf_fwhm", &[0.15f64, 0.16, 0.17]).unwrap();
+    }
+    // Survey cutout files: the observation's keywords in an empty primary HDU, the
+    // flux in an extension with keywords of its own; the second file lacks one.
+    let cutout = |name: &str, psf: Option<f64>| {
+        let path = dir.path().join(name);
+        let mut f = fitsio::FitsFile::create(&path).open().unwrap();
+        f.primary_hdu().unwrap().write_key(&mut f, "EXPTIME", 2264i64).unwrap();
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] };
+        let flux = f.create_image("VIS_FLUX", &desc).unwrap();
+        flux.write_image(&mut f, data.image(0)).unwrap();
+        flux.write_key(&mut f, "LABEL", "no_sub").unwrap();
+        if let Some(psf) = psf {
+            flux.write_key(&mut f, "PSF_FWHM", psf).unwrap();
+        }
+        path
+    };
+    let files = [cube.clone(), cutout("a.fits", Some(0.18)), cutout("b.fits", None)];
+    let keep =
+        |names: &[&str]| InputOptions { keep: names.iter().map(|n| n.to_string()).collect(), ..Default::default() };
+    let opts = keep(&["label", "psf_fwhm", "exposure_time"]);
+    let mut reader = lensmae::stage::open_input(&files, &opts).unwrap();
+    let batch = reader.next_batch(8).unwrap().unwrap();
+    let column = |name: &str| &batch.carried.iter().find(|(f, _)| f.name() == name).unwrap().1;
+    let labels: Vec<_> = column("label").as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect();
+    let expected_labels = ["cdm", "axion", "no_sub", "no_sub", "no_sub"];
+    assert_eq!(labels, expected_labels.map(|l| Some(l.to_string())));
+    let floats = |name: &str| column(name).as_primitive::<arrow_array::types::Float64Type>().iter().collect::<Vec<_>>();
+    assert_eq!(floats("psf_fwhm"), [Some(0.15), Some(0.16), Some(0.17), Some(0.18), None]);
+    assert_eq!(floats("exposure_time"), [Some(999.0), Some(999.0), Some(999.0), Some(2264.0), Some(2264.0)]);
+    let ids = column("id").as_primitive::<Int64Type>().iter().collect::<Vec<_>>();
+    assert_eq!(ids, [Some(7), Some(8), Some(9), None, None]);
+    // A name no file holds is refused by name, as a Parquet input's missing column is.
+    let error = lensmae::stage::open_input(&files, &keep(&["seeing"])).err().unwrap().to_string();
+    assert!(error.contains("`seeing` (--keep)") && error.contains("SEEING"), "{error}");
+    // A PARAMS table whose header declares far more rows than the file holds is not
+    // read (its columns' buffers would be sized by the header: an abort before), and
+    // the cube's planes still are.
+    let hostile = dir.path().join("hostile.fits");
+    let mut bytes = std::fs::read(&cube).unwrap();
+    let table_header = 2880 + bytes[2880..].windows(8).position(|w| w == b"XTENSION").unwrap();
+    let at = table_header + bytes[table_header..].windows(9).position(|w| w == b"NAXIS2  =").unwrap();
+    bytes[at..at + 30].copy_from_slice(format!("NAXIS2  = {:>20}", 10u64.pow(15)).as_bytes());
+    std::fs::write(&hostile, bytes).unwrap();
+    let report = inspect(std::slice::from_ref(&hostile), &keep(&["exposure_time"])).unwrap();
+    assert_eq!(report["input"]["rows"], 3);
+    let layout = report["input"]["layout"].as_str().unwrap();
+    assert!(layout.contains("the PARAMS table declares 22000000000000000 bytes"), "{layout}");
+    let mut reader = lensmae::stage::open_input(std::slice::from_ref(&hostile), &keep(&["exposure_time"])).unwrap();
+    let batch = reader.next_batch(8).unwrap().unwrap();
+    assert!(batch.problems.iter().all(Option::is_none));
+    let exposure = &batch.carried.iter().find(|(f, _)| f.name() == "exposure_time").unwrap().1;
+    assert_eq!(exposure.as_primitive::<arrow_array::types::Float64Type>().values().to_vec(), [999.0; 3]);
+}
+
+#[test]
 fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     let dir = tempfile::tempdir().unwrap();
     let data = blobs(3, 5);

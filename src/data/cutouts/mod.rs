@@ -193,7 +193,17 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     }
     Ok(match k {
         "fits" => Box::new(FitsCutouts::open(inputs, opts)?),
-        "npy" => Box::new(NpyCutouts::open(inputs)?),
+        "npy" => {
+            let reader = NpyCutouts::open(inputs)?;
+            let carried = &reader.describe().carried_columns;
+            if let Some(name) = opts.keep.iter().find(|name| !carried.contains(name)) {
+                return Err(Error::config(
+                    "--keep",
+                    format!("`.npy` images carry no column `{name}` (they carry {})", carried.join(", ")),
+                ));
+            }
+            Box::new(reader)
+        }
         _ => Box::new(ParquetCutouts::open(inputs, opts)?),
     })
 }

@@ -13,6 +13,7 @@
 //! header declares far more than could ever be there), and an image larger than
 //! any cutout is refused with its size.
 
+use super::kept::{column_array, column_type, header_value, keywords_for, KeptValue, ParamsTable};
 use super::wcs::{wcs_pixel_scale, CelestialWcs};
 use super::{data_bytes_in_file, fits_message, open_fits};
 use crate::data::cutouts::{rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
@@ -41,6 +42,8 @@ struct Plane {
     identity: Identity,
     /// The HDUs of its noise map and flags, when the file has them.
     companions: Companions,
+    /// Its values of the columns carried by name (`--keep`), in that order.
+    kept: Vec<Option<KeptValue>>,
     /// Why the whole file or HDU cannot be read.
     problem: Option<String>,
 }
@@ -123,13 +126,6 @@ fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, shape: &[usize]
     Identity { id: None, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id }
 }
 
-/// The `id` column of a `PARAMS` table (lensmae's simulated cubes), one per plane.
-fn params_ids(f: &mut FitsFile) -> Option<Vec<i64>> {
-    let table = f.hdu("PARAMS").ok()?;
-    matches!(table.info, HduInfo::TableInfo { .. }).then_some(())?;
-    table.read_col::<i64>(f, "id").ok()
-}
-
 /// Largest image lensmae reads as one cutout: 8192 x 8192 pixels.
 pub const MAX_CUTOUT_PIXELS: usize = 8192 * 8192;
 
@@ -148,7 +144,13 @@ struct ImageHdu {
     pixel_scale: Option<f64>,
     identity: Identity,
     companions: Companions,
+    /// Its header's values of the columns carried by name.
+    kept: Vec<Option<KeptValue>>,
 }
+
+/// Columns a FITS input always carries when its files say them: where each
+/// cutout comes from, and who it is.
+const IDENTITY_COLUMNS: [&str; 5] = ["source", "id", "ra", "dec", "object_id"];
 
 /// FITS files read as one stream of cutouts.
 pub struct FitsCutouts {
@@ -158,6 +160,8 @@ pub struct FitsCutouts {
     desc: InputDescription,
     /// Some cutout has a noise map (every batch then carries one).
     noise: bool,
+    /// The columns carried by name, with their types.
+    kept: Vec<(String, DataType)>,
 }
 
 fn fits_error(path: &Path, message: impl Into<String>) -> Error {
@@ -173,6 +177,7 @@ fn image_hdus(
     f: &mut FitsFile,
     path: &Path,
     opts: &InputOptions,
+    kept_names: &[String],
 ) -> std::result::Result<(Vec<ImageHdu>, Vec<String>), String> {
     let hdu_name = opts.hdu.as_deref();
     let count = f.num_hdus().map_err(|e| e.to_string())?;
@@ -219,6 +224,7 @@ fn image_hdus(
                 pixel_scale: wcs_pixel_scale(f, &hdu),
                 identity: header_identity(f, &hdu, shape),
                 companions: Companions::default(),
+                kept: kept_names.iter().map(|name| header_value(f, &hdu, name)).collect(),
             },
             extver,
         ));
@@ -288,9 +294,16 @@ fn read_companions(
 impl FitsCutouts {
     /// Reads every file's headers and plans the cutouts.
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<FitsCutouts> {
+        let mut kept_names: Vec<String> = Vec::new();
+        for name in &opts.keep {
+            if !IDENTITY_COLUMNS.contains(&name.as_str()) && !kept_names.contains(name) {
+                kept_names.push(name.clone());
+            }
+        }
         let mut plan = Vec::new();
         let mut shape: Option<[usize; 2]> = None;
         let mut companion_notes: Vec<String> = Vec::new();
+        let mut table_notes: Vec<String> = Vec::new();
         for (file, path) in files.iter().enumerate() {
             let broken = |problem: String| Plane {
                 file,
@@ -301,6 +314,7 @@ impl FitsCutouts {
                 pixel_scale: None,
                 identity: Identity::default(),
                 companions: Companions::default(),
+                kept: vec![None; kept_names.len()],
                 problem: Some(problem),
             };
             let mut f = match open_fits(path) {
@@ -310,7 +324,7 @@ impl FitsCutouts {
                     continue;
                 }
             };
-            let hdus = match image_hdus(&mut f, path, opts) {
+            let hdus = match image_hdus(&mut f, path, opts, &kept_names) {
                 Ok((h, notes)) => {
                     companion_notes.extend(notes);
                     h
@@ -320,8 +334,18 @@ impl FitsCutouts {
                     continue;
                 }
             };
-            let ids = params_ids(&mut f);
-            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, identity, companions } in hdus {
+            let params = match ParamsTable::read(&mut f, path, &kept_names) {
+                Ok(params) => params,
+                Err(why) => {
+                    table_notes.push(format!("{}: {why}, not read", path.display()));
+                    None
+                }
+            };
+            let primary: Vec<Option<KeptValue>> = match f.hdu(0) {
+                Ok(primary) => kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
+                Err(_) => vec![None; kept_names.len()],
+            };
+            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, identity, companions, kept } in hdus {
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -344,8 +368,20 @@ impl FitsCutouts {
                     Some(bytes) => planes.min((bytes / (pixels * pixel_bytes).max(1) as u64) as usize),
                     None => planes,
                 };
-                // A PARAMS table of as many rows as the cube names each plane.
-                let id_of = |plane: usize| ids.as_ref().filter(|ids| ids.len() == planes).map(|ids| ids[plane]);
+                // A PARAMS table of as many rows as the cube describes each plane;
+                // a keyword of the image's header, else of the primary, every plane.
+                let table = params.as_ref().filter(|t| t.rows == planes);
+                let id_of = |plane: usize| table.and_then(|t| t.ids.as_ref()).map(|ids| ids[plane]);
+                let kept_of = |plane: usize| -> Vec<Option<KeptValue>> {
+                    (0..kept_names.len())
+                        .map(|k| {
+                            table
+                                .and_then(|t| t.value(k, plane))
+                                .or_else(|| kept[k].clone())
+                                .or_else(|| primary[k].clone())
+                        })
+                        .collect()
+                };
                 let planned = |plane: usize, problem: Option<String>| Plane {
                     file,
                     hdu,
@@ -355,6 +391,7 @@ impl FitsCutouts {
                     pixel_scale,
                     identity: Identity { id: id_of(plane), ..identity.clone() },
                     companions,
+                    kept: kept_of(plane),
                     problem,
                 };
                 plan.extend((0..complete).map(|plane| planned(plane, None)));
@@ -397,6 +434,21 @@ impl FitsCutouts {
                 carried.push(name.to_string());
             }
         }
+        let mut kept = Vec::with_capacity(kept_names.len());
+        for (k, name) in kept_names.iter().enumerate() {
+            let Some(data_type) = column_type(plan.iter().filter_map(|p| p.kept[k].as_ref())) else {
+                let keywords = keywords_for(name).join(" or ");
+                let message = format!(
+                    "no cutout has a column `{name}` (--keep): no PARAMS table column of that name, no header keyword {keywords}"
+                );
+                return Err(match files.len() {
+                    1 => fits_error(&files[0], message),
+                    n => fits_error(&files[0], format!("{message}, in any of the {n} input files")),
+                });
+            };
+            carried.push(name.clone());
+            kept.push((name.clone(), data_type));
+        }
         let cubes = plan.iter().any(|p| p.planes > 1);
         let mut layout = match (&opts.hdu, cubes) {
             (Some(name), _) => format!("extension `{name}` of each file"),
@@ -407,6 +459,9 @@ impl FitsCutouts {
         companion_notes.dedup();
         if !companion_notes.is_empty() {
             layout.push_str(&format!("; beside the flux: {}", companion_notes.join(", ")));
+        }
+        for note in table_notes {
+            layout.push_str(&format!("; {note}"));
         }
         let noise = plan.iter().any(|p| p.companions.noise.is_some());
         let pixel_scale = plan.iter().find(|p| p.problem.is_none()).and_then(|p| p.pixel_scale).map(|scale| {
@@ -432,6 +487,7 @@ impl FitsCutouts {
             plan,
             next: 0,
             noise,
+            kept,
         })
     }
 
@@ -472,7 +528,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
     let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
     let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, .. } =
-        image_hdus(&mut f, file.path(), &InputOptions::default())?.0.remove(0);
+        image_hdus(&mut f, file.path(), &InputOptions::default(), &[])?.0.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
         other => return Err(format!("a {other:?} image, not a single cutout")),
@@ -511,6 +567,15 @@ impl CutoutReader for FitsCutouts {
             .map(|name| match name.as_str() {
                 "source" => Field::new("source", DataType::Utf8, false),
                 "id" => Field::new("id", DataType::Int64, true),
+                _ if !IDENTITY_COLUMNS.contains(&name.as_str()) => {
+                    let data_type = self.kept.iter().find(|(n, _)| n == name).map(|(_, t)| t.clone());
+                    Field::new(name, data_type.expect("a kept column has its type"), true).with_metadata(
+                        std::collections::HashMap::from([(
+                            DESCRIPTION_KEY.to_string(),
+                            "from each cutout's PARAMS table row, image header or primary header".to_string(),
+                        )]),
+                    )
+                }
                 "ra" | "dec" => {
                     let what = if name == "ra" { "right ascension" } else { "declination" };
                     Field::new(name, DataType::Float64, true).with_metadata(std::collections::HashMap::from([
@@ -634,7 +699,13 @@ impl CutoutReader for FitsCutouts {
                     "id" => Arc::new(arrow_array::Int64Array::from_iter(planned.iter().map(|p| p.identity.id))),
                     "ra" => Arc::new(arrow_array::Float64Array::from_iter(planned.iter().map(|p| p.identity.ra))),
                     "dec" => Arc::new(arrow_array::Float64Array::from_iter(planned.iter().map(|p| p.identity.dec))),
-                    _ => Arc::new(StringArray::from_iter(planned.iter().map(|p| p.identity.object_id.clone()))),
+                    "object_id" => {
+                        Arc::new(StringArray::from_iter(planned.iter().map(|p| p.identity.object_id.clone())))
+                    }
+                    name => {
+                        let k = self.kept.iter().position(|(n, _)| n == name).expect("a kept column");
+                        column_array(field.data_type(), planned.iter().map(|p| p.kept[k].as_ref()))
+                    }
                 };
                 (field, column)
             })

@@ -23,6 +23,8 @@ use fitsio::FitsFile;
 use std::path::{Path, PathBuf};
 
 pub mod cutouts;
+mod kept;
+pub use kept::keywords_for;
 pub mod table_writer;
 pub mod wcs;
 
