@@ -21,6 +21,7 @@ pub mod progress;
 pub mod report;
 pub mod sim;
 pub mod stage;
+pub mod threads;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -37,8 +37,10 @@ fn device(name: &str) -> PyResult<candle_core::Device> {
 fn pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
     match threads {
         None => Ok(None),
-        Some(0) => Err(error("threads must be at least 1")),
-        Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n).build().map(Some).map_err(error),
+        Some(n) => {
+            let n = lensmae::threads::checked_threads(n).map_err(|why| error(format!("threads {why}")))?;
+            rayon::ThreadPoolBuilder::new().num_threads(n).build().map(Some).map_err(error)
+        }
     }
 }
 

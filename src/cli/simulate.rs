@@ -4,7 +4,7 @@ use crate::data::simulate::{simulate_dataset, SimulateOptions};
 use crate::data::{Format, Task};
 use crate::sim::presets::{load_recipe, preset};
 use crate::sim::{SimConfig, Simulator};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -105,8 +105,8 @@ impl TryFrom<SimulateArgs> for SimulateRun {
 
     fn try_from(args: SimulateArgs) -> anyhow::Result<SimulateRun> {
         let config = args.recipe()?;
-        if args.threads == Some(0) {
-            bail!("--threads must be at least 1");
+        if let Some(n) = args.threads {
+            crate::threads::checked_threads(n).map_err(|why| anyhow::anyhow!("--threads {why}"))?;
         }
         let task = match args.task {
             TaskArg::Classify => Task::Classify,

@@ -182,6 +182,15 @@ impl ResidualFitter {
         if !(observed.psf_fwhm.is_finite() && observed.psf_fwhm > 0.0) {
             return Err(format!("PSF FWHM {} arcsec: must be finite and > 0", observed.psf_fwhm));
         }
+        let image = &self.sim.config().image;
+        if observed.psf_fwhm > image.extent() {
+            return Err(format!(
+                "PSF FWHM {} arcsec is wider than the {}-pixel cutout ({} arcsec)",
+                observed.psf_fwhm,
+                image.size,
+                image.extent()
+            ));
+        }
         match observed.exposure_time {
             Some(t) if t.is_finite() && t > 0.0 => {}
             other => return Err(format!("exposure time {other:?} s: must be finite and > 0")),

@@ -71,6 +71,19 @@ pub struct ImageConfig {
     pub output_scale: f64,
 }
 
+impl ImageConfig {
+    /// The side of the field the image covers, arcsec: the widest PSF it takes. A
+    /// wider one blurs the image into its edge values, and its kernel grows with it
+    /// (a FWHM of 1e9 arcsec asked for hundreds of GB).
+    pub fn extent(&self) -> f64 {
+        self.size as f64 * self.pixel_scale
+    }
+}
+
+/// Most rays a side of the supersampled grid: a render holds several f64 layers of
+/// it (at 4096, ~130 MB each) per image a thread renders.
+pub const MAX_SUPERSAMPLED_SIDE: usize = 4096;
+
 /// The point-spread function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -436,9 +449,14 @@ impl SimConfig {
         check((4..=4096).contains(&im.size), "image.size", "must be between 4 and 4096")?;
         check(im.pixel_scale > 0.0 && im.pixel_scale.is_finite(), "image.pixel_scale", "must be > 0")?;
         check((1..=16).contains(&im.supersampling), "image.supersampling", "must be between 1 and 16")?;
+        check(
+            im.size * im.supersampling <= MAX_SUPERSAMPLED_SIDE,
+            "image.supersampling",
+            &format!("image.size x image.supersampling must be at most {MAX_SUPERSAMPLED_SIDE} rays a side"),
+        )?;
         check(im.output_scale > 0.0 && im.output_scale.is_finite(), "image.output_scale", "must be > 0")?;
         if let PsfConfig::Gaussian { fwhm, truncation } = &self.psf {
-            fwhm.validate("psf.fwhm", 1e-6, INF)?;
+            fwhm.validate("psf.fwhm", 1e-6, im.extent())?;
             check(*truncation > 0.0 && *truncation <= 20.0, "psf.truncation", "must be in (0, 20]")?;
         }
         let c = &self.cosmology;

@@ -94,6 +94,11 @@ fn bad_input_exits_2_with_a_clear_message() {
     let run = lensmae(&["simulate", "--classes", "wdm", "--out", dir.path().to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("unknown class `wdm`"));
+    // A thread count no machine here runs: 20,000 rayon workers aborted the process,
+    // 4,096 took 5 GB and minutes before any work.
+    let run = lensmae(&["simulate", "--threads", "20000", "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--threads must be at most"));
 }
 
 #[test]

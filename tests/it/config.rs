@@ -55,6 +55,14 @@ fn impossible_values_name_their_key() {
         ("e1 = 0.1", "e1 = { normal = [0.0, 0.1] }", "lens.e1"),
         ("instrument = \"euclid-vis\"", "instrument = \"jwst\"", "instrument"),
         ("class_order = [\"axion\", \"cdm\", \"no_sub\"]", "class_order = [\"cdm\", \"no_sub\"]", "class_order"),
+        // Kernels and grids beyond any image: a PSF wider than the field (a FWHM of 1e9"
+        // took 24 GB before the render began), a supersampled side of 65,536 rays.
+        ("fwhm = 0.16", "fwhm = { uniform = [0.1, 1e9] }", "psf.fwhm"),
+        (
+            "size = 64\npixel_scale = 0.101\nsupersampling = 1",
+            "size = 4096\npixel_scale = 0.101\nsupersampling = 16",
+            "image.supersampling",
+        ),
     ];
     for (from, to, key) in cases {
         let e = error_of(&with("deeplense-model2", from, to));

@@ -174,6 +174,15 @@ fn a_residual_classifier_says_why_it_cannot_fit() {
         status.iter().all(|s| s.as_deref().unwrap().starts_with("failed: smooth-lens fit: exposure time")),
         "{status:?}"
     );
+    // So does a PSF wider than the cutout (its kernel once grew until memory ran out:
+    // 24 GB for a FWHM of 1e9 arcsec).
+    let mut options = classifier(&model, 2);
+    options.observation = ObservationSource { psf_fwhm: Some(1e9), ..Default::default() };
+    let summary = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).unwrap();
+    assert_eq!(summary.failed, 3);
+    let status = strings(&read(&out), "status");
+    let wider = "failed: smooth-lens fit: PSF FWHM 1000000000 arcsec is wider than the 64-pixel cutout";
+    assert!(status.iter().all(|s| s.as_deref().unwrap().starts_with(wider)), "{status:?}");
     // Super-resolved cutouts are not observations.
     let mut options = classifier(&model, 2);
     options.task = StageTask::All;
