@@ -193,5 +193,14 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
     if meta.format != CHECKPOINT_FORMAT {
         return Err(bad(format!("checkpoint format `{}`, this lensmae reads `{CHECKPOINT_FORMAT}`", meta.format)));
     }
+    // Sizes no network can be built from (a patch of 0 divided by zero) or no
+    // machine holds, before anything is built from them.
+    meta.model.validate().map_err(|e| bad(format!("the described model: {e}")))?;
+    if let (Some(head), Some(vit)) = (&meta.superres, meta.model.vit()) {
+        head.validate(vit).map_err(|e| bad(format!("the described super-resolution head: {e}")))?;
+    }
+    if let Some(residuals) = &meta.smooth_lens_residuals {
+        residuals.simulator.validate().map_err(|e| bad(format!("the recipe of its smooth-lens fit: {e}")))?;
+    }
     Ok(meta)
 }

@@ -106,8 +106,9 @@ impl MaeConfig {
     /// Check the sizes fit together; the error names the field.
     pub fn validate(&self) -> crate::Result<()> {
         let check = |ok: bool, key: &str, msg: &str| if ok { Ok(()) } else { Err(crate::Error::config(key, msg)) };
+        check(self.patch_size > 0, "patch_size", "must be at least 1")?;
         check(
-            self.patch_size > 0 && self.image_size % self.patch_size == 0,
+            self.image_size >= self.patch_size && self.image_size % self.patch_size == 0,
             "image_size",
             "must be a multiple of patch_size",
         )?;
@@ -120,7 +121,18 @@ impl MaeConfig {
             "decoder_num_heads",
             "must divide decoder_embed_dim",
         )?;
-        check(self.depth > 0, "depth", "must be at least 1")
+        check(self.depth > 0, "depth", "must be at least 1")?;
+        check(self.mlp_ratio > 0.0 && self.mlp_ratio <= 64.0, "mlp_ratio", "must be in (0, 64]")?;
+        // Sizes whose tensors no machine holds are refused before any is allocated.
+        check(self.image_size <= 4096, "image_size", "must be at most 4096")?;
+        check(self.num_patches() <= 4096, "patch_size", "must leave at most 4096 patches (64 x 64)")?;
+        let layers = |width: usize, depth: usize| depth as f64 * (4.0 + 2.0 * self.mlp_ratio) * (width * width) as f64;
+        let (d, dd) = (self.embed_dim as f64, self.decoder_embed_dim as f64);
+        let parameters = layers(self.embed_dim, self.depth)
+            + layers(self.decoder_embed_dim, self.decoder_depth)
+            + (self.patch_dim() as f64 + self.num_patches() as f64 + 1.0) * (d + dd)
+            + d * dd;
+        super::check_parameter_count(parameters, "embed_dim")
     }
 }
 

@@ -64,7 +64,18 @@ impl ResNetConfig {
             "doubled over the stages, must stay within 65,536 channels",
         )?;
         // The stem's two halvings leave at least one pixel.
-        check(self.image_size >= 4, "image_size", "must be at least 4 pixels")
+        check(self.image_size >= 4, "image_size", "must be at least 4 pixels")?;
+        check(self.image_size <= 4096, "image_size", "must be at most 4096")?;
+        // Two 3x3 convolutions a block (the first stage's halving and the shortcuts
+        // are a small part); refused before any tensor is allocated.
+        let parameters: f64 = self
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(stage, &n)| n as f64 * 18.0 * ((self.width << stage) as f64).powi(2))
+            .sum::<f64>()
+            + 49.0 * (self.in_channels * self.width) as f64;
+        super::check_parameter_count(parameters, "width")
     }
 }
 

@@ -49,8 +49,8 @@ impl SuperresConfig {
                 "super-resolution decodes patch tokens to pixels: the patch must be >= 2".into(),
             );
         }
-        if self.channels == 0 {
-            return fail("channels", "must be at least 1".into());
+        if !(1..=4096).contains(&self.channels) {
+            return fail("channels", "must be between 1 and 4096".into());
         }
         Ok(())
     }

@@ -56,6 +56,21 @@ fn inputs_earlier_campaigns_found_are_refused() {
     let report = lensmae::stage::inspect(std::slice::from_ref(&path), &Default::default()).unwrap();
     assert_eq!(report["input"]["rows"], 3);
     assert!(report["input"]["layout"].as_str().unwrap().contains("the PARAMS table declares 260000000000000 bytes"));
+    // A checkpoint whose metadata describes a 2^32-pixel image (found once the checkpoint
+    // target's mutations reached the numbers of the metadata): the positional embedding
+    // was allocated from it (8.6 GB: an abort under the campaign's memory limit). With
+    // a patch of 0 pixels (the same file, one digit changed) the model divided by zero.
+    let path = root.join("fixtures/fuzz/checkpoint-image-size-2e32.safetensors");
+    let e = lensmae::model::checkpoint::read_checkpoint_meta(&path).unwrap_err().to_string();
+    assert!(e.contains("`image_size`: must be at most 4096"), "{e}");
+    let bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(14).position(|w| w == br#"patch_size\":4"#).unwrap();
+    let mut patch_0 = bytes.clone();
+    patch_0[at + 13] = b'0';
+    let path = scratch.path().join("patch-0.safetensors");
+    std::fs::write(&path, patch_0).unwrap();
+    let e = lensmae::model::checkpoint::read_checkpoint_meta(&path).unwrap_err().to_string();
+    assert!(e.contains("`patch_size`: must be at least 1"), "{e}");
     // The stage read the same cube in batches of the rows asked for: 256 planes of
     // 4096x4096 (17 GB) for a 5.7 KB file. Then in batches of four zero-filled
     // planes (a minute of memset for 60,000 rows). Rows the file lacks hold no pixels.

@@ -388,6 +388,7 @@ pub fn mutate(rng: &mut ChaCha8Rng, input: &[u8], seeds: &[Vec<u8>], text: bool)
                 }
             }
             7 if text => set_a_number(rng, &mut out),
+            8 if safetensors_header(&out).is_some() => set_a_safetensors_number(rng, &mut out),
             7 | 8 => set_a_fits_value(rng, &mut out),
             _ => {
                 let v: u8 = rng.random();
@@ -411,6 +412,22 @@ fn set_a_number(rng: &mut ChaCha8Rng, out: &mut Vec<u8>) {
     let end = (start..out.len()).find(|&i| !matches!(out[i], b'0'..=b'9' | b'.' | b'e' | b'-')).unwrap_or(out.len());
     let value = INTERESTING_TEXT[rng.random_range(0..INTERESTING_TEXT.len())];
     out.splice(start..end, value.bytes());
+}
+
+/// The JSON header of a safetensors file: after its 8-byte little-endian length.
+fn safetensors_header(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    (length > 1 && bytes.get(8) == Some(&b'{') && 8 + length <= bytes.len()).then_some(8..8 + length)
+}
+
+/// Replaces one number of a safetensors header (a tensor's shape or offsets, a size
+/// in lensmae's metadata) by an extreme value, the header's length kept true: the
+/// file stays framed, and the number reaches whatever reads it.
+fn set_a_safetensors_number(rng: &mut ChaCha8Rng, out: &mut Vec<u8>) {
+    let Some(range) = safetensors_header(out) else { return };
+    let mut header = out[range.clone()].to_vec();
+    set_a_number(rng, &mut header);
+    out.splice(0..range.end, (header.len() as u64).to_le_bytes().into_iter().chain(header));
 }
 
 /// Sets the value of one size-deciding FITS header card to an extreme number.
