@@ -173,7 +173,8 @@ impl CommonTrainArgs {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             device: self.device.open()?,
         };
-        // Before the data is read: an existing checkpoint is refused at once.
+        // Before the data is read: bad settings and an existing checkpoint are refused at once.
+        options.validate()?;
         crate::train::check_output(&options)?;
         Ok(options)
     }
@@ -452,19 +453,13 @@ fn print_outcome(outcome: &crate::train::TrainOutcome) {
 pub fn pretrain_cmd(args: PretrainArgs) -> anyhow::Result<()> {
     let mut model = args.common.model_config()?;
     model.norm_pix_loss = args.norm_pix_loss;
-    for (name, r) in [("--mask-ratio", Some(args.mask_ratio)), ("--mask-ratio-start", args.mask_ratio_start)] {
-        if let Some(r) = r {
-            if !(0.0..1.0).contains(&r) {
-                bail!("{name} must be in [0, 1)");
-            }
-        }
-    }
     let opts = PretrainOptions {
         train: args.common.options(1.5e-4, 0.05)?,
         model,
         mask_ratio: (args.mask_ratio_start.unwrap_or(args.mask_ratio), args.mask_ratio),
         classes: args.classes,
     };
+    opts.validate()?;
     let data = read_training_data(&args.common.data, &args.common.image_col)?;
     print_outcome(&pretrain(&data, &opts)?);
     Ok(())

@@ -153,6 +153,21 @@ pub struct TrainOutcome {
     pub test_loss: Option<f64>,
 }
 
+impl TrainOptions {
+    /// Refuses settings no run can train with, naming the option (a NaN learning
+    /// rate trained to NaN losses and then failed to find the checkpoint it never wrote).
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, key: &str, message: &str| if ok { Ok(()) } else { Err(Error::config(key, message)) };
+        check(self.batch_size > 0 && self.epochs > 0, "batch_size/epochs", "must be at least 1")?;
+        check(self.lr.is_finite() && self.lr > 0.0, "lr", "must be a finite number > 0")?;
+        check(self.min_lr.is_finite() && self.min_lr >= 0.0, "min_lr", "must be a finite number >= 0")?;
+        check(self.weight_decay.is_finite() && self.weight_decay >= 0.0, "weight_decay", "must be finite and >= 0")?;
+        check(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0, "warmup_epochs", "must be finite and >= 0")?;
+        check(self.clip_grad > 0.0, "clip_grad", "must be > 0 (infinite: no clipping)")?;
+        check(self.layer_decay > 0.0 && self.layer_decay <= 1.0, "layer_decay", "must be in (0, 1]")
+    }
+}
+
 /// MAE pretraining settings.
 #[derive(Debug, Clone)]
 pub struct PretrainOptions {
@@ -164,6 +179,22 @@ pub struct PretrainOptions {
     pub mask_ratio: (f64, f64),
     /// Pretrain on these classes only (the paper: `no_sub`); all when empty.
     pub classes: Vec<String>,
+}
+
+impl PretrainOptions {
+    /// Refuses settings no pretraining can run with, naming the option.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        for ratio in [self.mask_ratio.0, self.mask_ratio.1] {
+            if !(ratio > 0.0 && ratio < 1.0) {
+                return Err(Error::config(
+                    "mask_ratio",
+                    format!("{ratio}: must be in (0, 1), masking some patches and keeping some (0 leaves nothing to reconstruct)"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where a classifier's encoder starts.
@@ -260,9 +291,7 @@ fn check_data(data: &LabelledImages, model: &Network, opts: &TrainOptions) -> Re
             format!("{}: images are {s}x{s}, the model takes {m}x{m}", data.source_description()),
         ));
     }
-    if opts.batch_size == 0 || opts.epochs == 0 {
-        return Err(Error::config("batch_size/epochs", "must be at least 1"));
-    }
+    opts.validate()?;
     model.validate()
 }
 
@@ -660,6 +689,16 @@ fn record_epoch(t: &TrainOptions, r: &mut Resume, log: EpochLog, score: f64) -> 
         eprintln!("{}", epoch_line(&log, t.epochs));
     }
     let epoch = log.epoch;
+    if score.is_nan() {
+        // No epoch can be chosen by it: say so, rather than end without a checkpoint.
+        return Err(Error::config(
+            "training",
+            format!(
+                "epoch {epoch}: the validation score is NaN (validation loss {}): the model diverged",
+                log.val_loss
+            ),
+        ));
+    }
     r.logs.push(log);
     if score > r.best {
         r.best = score;
@@ -701,6 +740,7 @@ fn mae_loss(mae: &Mae, data: &LabelledImages, indices: &[usize], batch: usize, r
 /// Pretrain an MAE on `data` (raw images; normalised here).
 pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOutcome> {
     let t = &opts.train;
+    opts.validate()?;
     check_output(t)?;
     check_data(data, &Network::Vit(opts.model.clone()), t)?;
     let dev = t.device.clone();

@@ -128,6 +128,31 @@ fn a_classifier_trains_on_datasets_joined_in_order_and_its_split_tells_their_rep
 }
 
 #[test]
+fn settings_no_run_can_train_with_are_refused_by_name_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mae.safetensors");
+    let pretraining = |train: TrainOptions, mask_ratio: (f64, f64)| PretrainOptions {
+        train,
+        model: MaeConfig::tiny_16(),
+        mask_ratio,
+        classes: vec![],
+    };
+    // A mask ratio of 0 masked nothing: the loss was 0/0 and the run stopped at its
+    // first step with "non-finite loss"; a NaN learning rate trained to NaN losses and
+    // then failed to find the checkpoint it never wrote.
+    let cases = [
+        (pretraining(options(&out, 1), (0.0, 0.75)), "`mask_ratio`"),
+        (pretraining(TrainOptions { lr: f64::NAN, ..options(&out, 1) }, (0.5, 0.5)), "`lr`"),
+        (pretraining(TrainOptions { weight_decay: -1.0, ..options(&out, 1) }, (0.5, 0.5)), "`weight_decay`"),
+    ];
+    for (opts, key) in cases {
+        let e = pretrain(&blobs(32, 2), &opts).unwrap_err().to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
 fn an_mae_pretrains_and_initialises_a_classifier_and_a_frozen_probe() {
     let dir = tempfile::tempdir().unwrap();
     let mae_path = dir.path().join("mae.safetensors");
