@@ -232,6 +232,28 @@ fn list_columns_with_a_shape_keep_bad_rows_with_their_reason() {
 }
 
 #[test]
+fn an_output_that_is_or_holds_an_input_is_refused_and_the_input_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let folder = dir.path().join("run");
+    std::fs::create_dir(&folder).unwrap();
+    let input = folder.join("cutouts.parquet");
+    std::fs::copy(root.join("fixtures/catalog/deeplense-model2-12.parquet"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    // The same file (by another spelling of its path), and a folder output holding it:
+    // with --overwrite both replaced the cutouts with their predictions.
+    let same = folder.join("../run/cutouts.parquet");
+    for out in [input.clone(), same, folder.clone()] {
+        let mut opts =
+            predict_options(std::slice::from_ref(&input), classifier(Path::new("bundled:classifier"), 4), &out);
+        opts.overwrite = true;
+        let e = predict(&opts).unwrap_err().to_string();
+        assert!(e.contains("the output, which the run would replace"), "{}: {e}", out.display());
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}
+
+#[test]
 fn fits_inputs_carry_params_columns_and_header_keywords_by_name() {
     use fitsio::tables::{ColumnDataType, ColumnDescription};
     let dir = tempfile::tempdir().unwrap();
