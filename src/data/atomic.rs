@@ -8,6 +8,38 @@
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// Refuses an output that is one of the inputs or a folder holding one (`flag`
+/// names the option in the error): with `--overwrite` the run would replace what it
+/// reads (`predict --input a.parquet --out a.parquet --overwrite` left only the
+/// predictions). Paths are compared as the file system resolves them; URLs are not
+/// local files.
+pub fn refuse_output_over_inputs(inputs: &[PathBuf], out: &Path, flag: &str) -> Result<()> {
+    // The output need not exist yet: its folder does, or it is made inside the working one.
+    let resolved = |path: &Path| -> Option<PathBuf> {
+        if let Ok(path) = std::fs::canonicalize(path) {
+            return Some(path);
+        }
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
+    };
+    let Some(out_path) = resolved(out) else { return Ok(()) };
+    for input in inputs.iter().filter(|p| !crate::data::remote::is_remote(p)) {
+        let Some(input_path) = resolved(input) else { continue };
+        if input_path.starts_with(&out_path) {
+            let what = if input_path == out_path { "is" } else { "is inside" };
+            return Err(Error::config(
+                flag,
+                format!(
+                    "{}: the input {} {what} the output, which the run would replace: write it elsewhere",
+                    out.display(),
+                    input.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A file or folder being written under a temporary name.
 #[derive(Debug)]
 pub struct AtomicPath {

@@ -738,36 +738,6 @@ fn geometry_kinds(note: &str) -> impl Iterator<Item = &'static str> + '_ {
     })
 }
 
-/// Refuses an output that is one of the inputs or holds one: `--overwrite` would
-/// replace the cutouts with their predictions (it did: `--input a.parquet --out
-/// a.parquet --overwrite` left only the predictions).
-fn refuse_output_over_inputs(inputs: &[PathBuf], out: &Path) -> Result<()> {
-    // The output need not exist yet: its folder does, or it is made inside the working one.
-    let resolved = |path: &Path| -> Option<PathBuf> {
-        if let Ok(path) = std::fs::canonicalize(path) {
-            return Some(path);
-        }
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
-    };
-    let Some(out_path) = resolved(out) else { return Ok(()) };
-    for input in inputs.iter().filter(|p| !crate::data::remote::is_remote(p)) {
-        let Some(input_path) = resolved(input) else { continue };
-        if input_path.starts_with(&out_path) {
-            let what = if input_path == out_path { "is" } else { "is inside" };
-            return Err(Error::config(
-                "--out",
-                format!(
-                    "{}: the input {} {what} the output, which the run would replace: write the predictions elsewhere",
-                    out.display(),
-                    input.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// What the reader thread sends: a batch of chunk `k`, or the end of chunk `k`.
 enum Message {
     Batch(usize, CutoutBatch),
@@ -799,7 +769,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     if single && (opts.resume || opts.shard.is_some()) {
         return Err(Error::config("--out", "--resume and --shard write a folder of chunks: give --out a folder"));
     }
-    refuse_output_over_inputs(&opts.inputs, &opts.out)?;
+    crate::data::atomic::refuse_output_over_inputs(&opts.inputs, &opts.out, "--out")?;
     let started = Instant::now();
     let predictor = Predictor::load(&opts.predictor)?.for_inputs(&opts.inputs)?;
     // An input without the observation columns is opened as given: the first batch

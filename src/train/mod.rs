@@ -292,6 +292,9 @@ fn check_data(data: &LabelledImages, model: &Network, opts: &TrainOptions) -> Re
         ));
     }
     opts.validate()?;
+    let sources: Vec<PathBuf> =
+        std::iter::once(data.source.clone()).chain(data.joined_from.iter().map(|(path, _)| path.clone())).collect();
+    crate::data::atomic::refuse_output_over_inputs(&sources, &opts.out, "--out")?;
     model.validate()
 }
 

@@ -149,6 +149,10 @@ fn settings_no_run_can_train_with_are_refused_by_name_before_any_work() {
         let e = pretrain(&blobs(32, 2), &opts).unwrap_err().to_string();
         assert!(e.contains(key), "{key}: {e}");
     }
+    // A checkpoint written over the data it trains on (`--out` the `--data` file).
+    let data = LabelledImages { source: out.clone(), ..blobs(32, 2) };
+    let e = pretrain(&data, &pretraining(options(&out, 1), (0.5, 0.5))).unwrap_err().to_string();
+    assert!(e.contains("is the output, which the run would replace"), "{e}");
     assert!(!out.exists());
 }
 
