@@ -74,15 +74,25 @@ impl Pipeline {
     /// Reads and checks a pipeline file, with `overrides` (`name`, `value`) of its
     /// `[vars]` applied; `dir` defaults to `runs/<stem>`.
     pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<Pipeline> {
+        if path.is_dir() {
+            return Err(Error::config(
+                path.display().to_string(),
+                "a folder: give the pipeline's TOML file (its run folder is named in it)",
+            ));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut p: Pipeline =
             toml::from_str(&text).map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
         for (name, value) in overrides {
             if !p.vars.contains_key(name) {
                 let known: Vec<&str> = p.vars.keys().map(String::as_str).collect();
+                let has = match known.as_slice() {
+                    [] => "it has no [vars]".to_string(),
+                    _ => format!("it has: {}", known.join(", ")),
+                };
                 return Err(Error::config(
                     format!("--set {name}"),
-                    format!("{} has no var `{name}` (it has: {})", path.display(), known.join(", ")),
+                    format!("{} has no var `{name}` ({has})", path.display()),
                 ));
             }
             p.vars.insert(name.clone(), toml::Value::String(value.clone()));

@@ -144,6 +144,12 @@ pub fn claim_folder(dir: &Path, manifest: &Manifest, replace: bool) -> Result<()
 
 fn read_manifest(dir: &Path, key: &str) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
+    if !path.exists() && dir.is_dir() {
+        return Err(Error::config(
+            key,
+            format!("{}: not the folder of a `predict --out DIR` run (it has no {MANIFEST})", dir.display()),
+        ));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::config(key, format!("{}: {e}", path.display())))
 }

@@ -99,6 +99,13 @@ fn bad_input_exits_2_with_a_clear_message() {
     let run = lensmae(&["simulate", "--threads", "20000", "--out", dir.path().to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("--threads must be at most"));
+    // A folder where a pipeline file or a chunk folder was meant ("Is a directory",
+    // "No such file" of a file the user never named).
+    let folder = dir.path().to_str().unwrap();
+    let run = lensmae(&["report", folder]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("give the pipeline's TOML file"));
+    let run = lensmae(&["merge", "--out", dir.path().join("m.parquet").to_str().unwrap(), folder]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not the folder of a `predict --out DIR` run"));
 }
 
 #[test]
