@@ -169,6 +169,7 @@ fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Vec<usize>, DatasetI
     if opts.basin_hops > 0 && !opts.smooth_lens_residuals {
         return Err(Error::config("basin_hops", "applies to the blind fits of --smooth-lens-residuals"));
     }
+    residual_grid(opts).validate()?;
     let total = opts.n_per_class * class_idx.len();
     let info = DatasetInfo {
         class_names: sim.class_names().to_vec(),

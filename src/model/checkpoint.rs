@@ -196,11 +196,30 @@ fn read_meta(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
     // Sizes no network can be built from (a patch of 0 divided by zero) or no
     // machine holds, before anything is built from them.
     meta.model.validate().map_err(|e| bad(format!("the described model: {e}")))?;
+    // The preparation sizes and scales the cutouts by these: a side of 0 divided
+    // into zero-length chunks, one of 2^31 overflowed the resampled image's buffer.
+    let prepared = &meta.preprocessing;
+    if prepared.image_size != meta.model.image_size() {
+        return Err(bad(format!(
+            "its preprocessing takes {0}x{0} images, its model {1}x{1}",
+            prepared.image_size,
+            meta.model.image_size()
+        )));
+    }
+    if let Some(scale) = prepared.pixel_scale.filter(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(bad(format!("its preprocessing's pixel scale {scale} is not a finite number > 0")));
+    }
     if let (Some(head), Some(vit)) = (&meta.superres, meta.model.vit()) {
         head.validate(vit).map_err(|e| bad(format!("the described super-resolution head: {e}")))?;
     }
     if let Some(residuals) = &meta.smooth_lens_residuals {
         residuals.simulator.validate().map_err(|e| bad(format!("the recipe of its smooth-lens fit: {e}")))?;
+        residuals.grid.validate().map_err(|e| bad(format!("the grid of its smooth-lens fit: {e}")))?;
+    }
+    if let Some(calibration) = &meta.calibration {
+        if !(calibration.temperature.is_finite() && calibration.temperature > 0.0) {
+            return Err(bad(format!("its temperature {} is not a finite number > 0", calibration.temperature)));
+        }
     }
     Ok(meta)
 }

@@ -222,6 +222,42 @@ impl Default for BlindGrid {
     }
 }
 
+/// Most fits of each kind a blind fit may run: each is ~0.1 s of a core, and a
+/// recipe asking for billions (a checkpoint's metadata, `--basin-hops`) never ends.
+pub const MAX_FITS: usize = 64;
+
+impl BlindGrid {
+    /// Refuses grids no fit can start from or no run finishes, naming the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        let check = |ok: bool, key: &str, message: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(crate::Error::config(key, message))
+            }
+        };
+        let finite = |values: &[f64]| values.iter().all(|v| v.is_finite());
+        check(
+            !self.theta_e.is_empty() && finite(&self.theta_e) && self.theta_e.iter().all(|&t| t > 0.0),
+            "theta_e",
+            "needs Einstein radii, each a finite number > 0".into(),
+        )?;
+        check(
+            !self.source_offsets.is_empty() && finite(&self.source_offsets),
+            "source_offsets",
+            "needs finite offsets".into(),
+        )?;
+        let points = self.theta_e.len() * self.source_offsets.len() * self.source_offsets.len();
+        check(points <= 10_000, "theta_e", format!("{points} grid points: at most 10,000"))?;
+        for (key, fits) in
+            [("max_fits", self.max_fits), ("polish_fits", self.polish_fits), ("basin_hops", self.basin_hops)]
+        {
+            check(fits <= MAX_FITS, key, format!("{fits}: at most {MAX_FITS}"))?;
+        }
+        check(self.max_fits >= 1, "max_fits", "must be at least 1".into())
+    }
+}
+
 /// What a survey knows of a cutout besides its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Observation {
@@ -990,6 +1026,16 @@ mod tests {
         assert!(stalled.chi.powi(2) > 2.0 * n, "{}", stalled.chi.powi(2) / n);
         assert!(hopped.chi.powi(2) < 1.05 * n, "{}", hopped.chi.powi(2) / n);
         assert_eq!(hopped.chi_start, stalled.chi_start, "the start is the grid's");
+    }
+
+    #[test]
+    fn grids_no_fit_starts_from_or_no_run_finishes_are_refused_by_field() {
+        BlindGrid::default().validate().unwrap();
+        let refused = |grid: BlindGrid| grid.validate().unwrap_err().to_string();
+        assert!(refused(BlindGrid { max_fits: 1 << 31, ..Default::default() }).contains("`max_fits`"));
+        assert!(refused(BlindGrid { basin_hops: 65, ..Default::default() }).contains("`basin_hops`"));
+        assert!(refused(BlindGrid { theta_e: vec![f64::NAN], ..Default::default() }).contains("`theta_e`"));
+        assert!(refused(BlindGrid { source_offsets: vec![0.0; 101], ..Default::default() }).contains("grid points"));
     }
 
     #[test]

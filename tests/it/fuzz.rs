@@ -58,19 +58,37 @@ fn inputs_earlier_campaigns_found_are_refused() {
     assert!(report["input"]["layout"].as_str().unwrap().contains("the PARAMS table declares 260000000000000 bytes"));
     // A checkpoint whose metadata describes a 2^32-pixel image (found once the checkpoint
     // target's mutations reached the numbers of the metadata): the positional embedding
-    // was allocated from it (8.6 GB: an abort under the campaign's memory limit). With
-    // a patch of 0 pixels (the same file, one digit changed) the model divided by zero.
+    // was allocated from it (8.6 GB: an abort under the campaign's memory limit). The
+    // same campaign then found the numbers of its preprocessing: a side of 0 (zero-length
+    // chunks: a panic) or 2^31 (a capacity overflow), and so would a patch of 0 pixels
+    // (divided by zero). Each is now refused when the checkpoint is read.
     let path = root.join("fixtures/fuzz/checkpoint-image-size-2e32.safetensors");
     let e = lensmae::model::checkpoint::read_checkpoint_meta(&path).unwrap_err().to_string();
     assert!(e.contains("`image_size`: must be at most 4096"), "{e}");
     let bytes = std::fs::read(&path).unwrap();
-    let at = bytes.windows(14).position(|w| w == br#"patch_size\":4"#).unwrap();
-    let mut patch_0 = bytes.clone();
-    patch_0[at + 13] = b'0';
-    let path = scratch.path().join("patch-0.safetensors");
-    std::fs::write(&path, patch_0).unwrap();
-    let e = lensmae::model::checkpoint::read_checkpoint_meta(&path).unwrap_err().to_string();
-    assert!(e.contains("`patch_size`: must be at least 1"), "{e}");
+    let cases: [(&str, &str, serde_json::Value, &str); 5] = [
+        ("model", "image_size", 16.into(), ""),
+        ("model", "patch_size", 0.into(), "`patch_size`: must be at least 1"),
+        ("preprocessing", "image_size", 0.into(), "its preprocessing takes 0x0 images, its model 16x16"),
+        ("preprocessing", "image_size", (1u64 << 31).into(), "takes 2147483648x2147483648 images"),
+        ("calibration", "temperature", 0.0.into(), "its temperature 0 is not a finite number > 0"),
+    ];
+    for (part, key, value, refusal) in cases {
+        let edited = with_lensmae_meta(&bytes, |meta| {
+            meta["model"]["image_size"] = 16.into();
+            meta[part][key] = value.clone();
+        });
+        let path = scratch.path().join("edited.safetensors");
+        std::fs::write(&path, edited).unwrap();
+        let loaded = lensmae::infer::LoadedClassifier::load(&path, &candle_core::Device::Cpu);
+        match refusal {
+            "" => assert!(loaded.is_ok(), "the file with a 16-pixel image loads: {:?}", loaded.err()),
+            _ => {
+                let e = loaded.err().unwrap().to_string();
+                assert!(e.contains(refusal), "{part}.{key}: {e}");
+            }
+        }
+    }
     // The stage read the same cube in batches of the rows asked for: 256 planes of
     // 4096x4096 (17 GB) for a 5.7 KB file. Then in batches of four zero-filled
     // planes (a minute of memset for 60,000 rows). Rows the file lacks hold no pixels.
@@ -137,4 +155,20 @@ fn a_dictionary_page_declaring_more_values_than_its_bytes_is_refused() {
     std::fs::write(&path, &bytes).unwrap();
     let e = lensmae::data::parquet::open_parquet(&path).err().unwrap().to_string();
     assert!(e.contains("a dictionary page declares 8191 values in 256 bytes"), "{e}");
+}
+
+/// `bytes` (a lensmae checkpoint) with its `lensmae` metadata changed by `edit`, the
+/// safetensors header re-framed around it.
+fn with_lensmae_meta(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + length]).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_str(header["__metadata__"]["lensmae"].as_str().unwrap()).unwrap();
+    edit(&mut meta);
+    header["__metadata__"]["lensmae"] = meta.to_string().into();
+    let header = header.to_string().into_bytes();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    out.extend_from_slice(&bytes[8 + length..]);
+    out
 }
