@@ -602,6 +602,13 @@ fn write_report(path: &Option<PathBuf>, json: &serde_json::Value) -> anyhow::Res
 
 /// Run `lensmae evaluate`.
 pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
+    let inputs: Vec<PathBuf> =
+        [Some(&args.input), args.model.as_ref(), args.predictions.as_ref()].into_iter().flatten().cloned().collect();
+    for (flag, out) in [("--report", &args.report), ("--roc-plot", &args.roc_plot), ("--grid", &args.grid)] {
+        if let Some(out) = out {
+            crate::data::atomic::refuse_output_over_inputs(&inputs, out, flag)?;
+        }
+    }
     if let Some(report) = &args.report {
         crate::data::atomic::refuse_existing(report, args.overwrite)?;
     }
@@ -689,6 +696,8 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ModelCommand::Export { model: checkpoint, out, overwrite } => {
+            // Not over the checkpoint itself: its f32 weights would be gone for good.
+            crate::data::atomic::refuse_output_over_inputs(std::slice::from_ref(&checkpoint), &out, "--out")?;
             crate::data::atomic::refuse_existing(&out, overwrite)?;
             let (tensors, mut meta) = load_checkpoint(&checkpoint, &Device::Cpu)?;
             if let Some(p) = meta.provenance.as_object_mut() {
@@ -701,6 +710,7 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ModelCommand::Calibrate { model, data, image_col, ood_quantile, batch_size, out, overwrite } => {
+            crate::data::atomic::refuse_output_over_inputs(&[data.clone(), model.clone()], &out, "--out")?;
             crate::data::atomic::refuse_existing(&out, overwrite)?;
             let images = read_data(&data, &image_col)?;
             let summary = crate::train::calibrate::calibrate_checkpoint(

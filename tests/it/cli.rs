@@ -106,6 +106,28 @@ fn bad_input_exits_2_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("give the pipeline's TOML file"));
     let run = lensmae(&["merge", "--out", dir.path().join("m.parquet").to_str().unwrap(), folder]);
     assert!(String::from_utf8_lossy(&run.stderr).contains("not the folder of a `predict --out DIR` run"));
+    // Outputs over inputs: `evaluate --report` over the labelled images it scores, and
+    // `model export` over the checkpoint it compacts, replaced them with --overwrite.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = dir.path().join("data.parquet");
+    std::fs::copy(root.join("fixtures/catalog/deeplense-model2-12.parquet"), &data).unwrap();
+    let model = dir.path().join("model.safetensors");
+    std::fs::copy(root.join("models/classifier.safetensors"), &model).unwrap();
+    let (d, m) = (data.to_str().unwrap(), model.to_str().unwrap());
+    for argv in [
+        vec!["evaluate", "--model", m, "--input", d, "--report", d, "--overwrite"],
+        vec!["model", "export", "--model", m, "--out", m, "--overwrite"],
+        vec!["model", "calibrate", "--model", m, "--data", d, "--out", d, "--overwrite"],
+    ] {
+        let run = lensmae(&argv);
+        assert_eq!(run.status.code(), Some(2), "{argv:?}");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("which the run would replace"), "{argv:?}");
+    }
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        std::fs::read(root.join("fixtures/catalog/deeplense-model2-12.parquet")).unwrap()
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), std::fs::read(root.join("models/classifier.safetensors")).unwrap());
 }
 
 #[test]
