@@ -239,6 +239,8 @@ fn check_chunk(
 /// Joins the chunks of `dir` (all of them must be there) into one Parquet file.
 pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
     let manifest = read_manifest(dir, "merge")?;
+    let chunk_files: Vec<PathBuf> = (0..manifest.chunks()).map(|k| manifest.chunk_path(dir, k)).collect();
+    crate::data::atomic::refuse_output_over_inputs(&chunk_files, out, "--out")?;
     let missing: Vec<usize> = (0..manifest.chunks()).filter(|&k| !manifest.chunk_path(dir, k).exists()).collect();
     if !missing.is_empty() {
         let shown: Vec<String> =

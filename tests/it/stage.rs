@@ -655,6 +655,14 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     }
     assert_eq!(written, 5);
     assert_eq!(merged("sharded"), want);
+    // Merged over one of its own chunks (or into the folder): refused, the chunk kept.
+    let first = dir.path().join("sharded/part-000000.parquet");
+    let before = std::fs::read(&first).unwrap();
+    for out in [first.clone(), dir.path().join("sharded")] {
+        let e = lensmae::stage::chunks::merge(&dir.path().join("sharded"), &out, true).unwrap_err().to_string();
+        assert!(e.contains("which the run would replace"), "{e}");
+    }
+    assert_eq!(std::fs::read(&first).unwrap(), before);
 
     // An interrupted run: one shard of two done and a half-written chunk left
     // under its temporary name (as a killed process leaves it), then resumed.
