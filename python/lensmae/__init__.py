@@ -81,11 +81,12 @@ class Model:
 
     def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
                  batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None,
-                 exposure_time=None, fit_refits=2):
+                 exposure_time=None, fit_refits=2, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time"):
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
                           batch_size=batch_size, nan_policy=nan_policy,
                           pixel_scale=None if pixel_scale is None else str(pixel_scale), tta=tta,
-                          psf_fwhm=psf_fwhm, exposure_time=exposure_time, fit_refits=fit_refits)
+                          psf_fwhm=psf_fwhm, exposure_time=exposure_time, fit_refits=fit_refits,
+                          psf_fwhm_col=psf_fwhm_col, exposure_time_col=exposure_time_col)
         self._inner = _loaded(**self._args)
 
     @property
@@ -144,7 +145,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                batch_size: int = 64, nan_policy: str = "fail",
                pixel_scale: Optional[Union[float, str]] = None, tta: str = "none",
                psf_fwhm: Optional[float] = None, exposure_time: Optional[float] = None,
-               fit_refits: int = 2) -> Model:
+               fit_refits: int = 2, psf_fwhm_col: str = "psf_fwhm",
+               exposure_time_col: str = "exposure_time") -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
     calibrated, see models/README.md), ``"bundled:survey-residual-classifier"`` (the
@@ -165,8 +167,10 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     (s): for a classifier of smooth-lens residuals
     (``"bundled:survey-residual-classifier"``), which fits a smooth lens to every
     cutout first, the values of every cutout; without them each row's ``psf_fwhm``
-    and ``exposure_time`` columns are read (as ``lensmae predict --psf-fwhm``,
-    ``--exposure-time``). ``fit_refits``: for the same classifier, how many times
+    and ``exposure_time`` columns are read, or the columns ``psf_fwhm_col`` and
+    ``exposure_time_col`` name (as ``lensmae predict --psf-fwhm``,
+    ``--exposure-time``, ``--psf-fwhm-col``, ``--exposure-time-col``). Errors name
+    these parameters as the command line names its options. ``fit_refits``: for the same classifier, how many times
     each cutout is fitted again, moved within half a 16-bit step; the answer is
     the mean of the probabilities over the fit and the refits, and a row whose
     refits land elsewhere (``fit_refit_spread`` above 4 in chi^2) or answer apart
@@ -181,7 +185,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
             task = "all" if (sr_model and model) else "superres" if sr_model else "classify"
     return Model(model, sr_model=sr_model, task=task, device=device, threads=threads, batch_size=batch_size,
                  nan_policy=nan_policy, pixel_scale=pixel_scale, tta=tta, psf_fwhm=psf_fwhm,
-                 exposure_time=exposure_time, fit_refits=fit_refits)
+                 exposure_time=exposure_time, fit_refits=fit_refits, psf_fwhm_col=psf_fwhm_col,
+                 exposure_time_col=exposure_time_col)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

@@ -23,6 +23,8 @@ class Model:
         psf_fwhm: Optional[float] = None,
         exposure_time: Optional[float] = None,
         fit_refits: int = 2,
+        psf_fwhm_col: str = "psf_fwhm",
+        exposure_time_col: str = "exposure_time",
     ) -> None: ...
     @property
     def class_names(self) -> List[str]: ...

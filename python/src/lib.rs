@@ -25,7 +25,30 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 create_exception!(_lensmae, LensmaeError, PyException, "An error lensmae reports (bad input, model, option).");
 
 fn error(e: impl std::fmt::Display) -> PyErr {
-    LensmaeError::new_err(e.to_string())
+    LensmaeError::new_err(in_python_words(&e.to_string()))
+}
+
+/// The library's messages name command-line options; here they are parameters.
+/// Longer flags first, so that `--psf-fwhm-col` is not read as `--psf-fwhm`.
+const PARAMETERS: [(&str, &str); 14] = [
+    ("--exposure-time-col", "exposure_time_col"),
+    ("--pixel-scale-col", "pixel_scale_col"),
+    ("--psf-fwhm-col", "psf_fwhm_col"),
+    ("--exposure-time", "exposure_time"),
+    ("--batch-size", "batch_size"),
+    ("--fit-refits", "fit_refits"),
+    ("--nan-policy", "nan_policy"),
+    ("--pixel-scale", "pixel_scale"),
+    ("--image-col", "image_col"),
+    ("--psf-fwhm", "psf_fwhm"),
+    ("--sr-model", "sr_model"),
+    ("--id-col", "id_col"),
+    ("--threads", "threads"),
+    ("--keep", "keep"),
+];
+
+fn in_python_words(message: &str) -> String {
+    PARAMETERS.iter().fold(message.to_string(), |text, (flag, parameter)| text.replace(flag, parameter))
 }
 
 fn device(name: &str) -> PyResult<candle_core::Device> {
@@ -100,7 +123,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time"))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -115,6 +138,8 @@ impl Model {
         psf_fwhm: Option<f64>,
         exposure_time: Option<f64>,
         fit_refits: usize,
+        psf_fwhm_col: &str,
+        exposure_time_col: &str,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -139,7 +164,12 @@ impl Model {
             nan_policy,
             pixel_scale,
             tta: tta.parse().map_err(|why| error(format!("tta {why}")))?,
-            observation: ObservationSource { psf_fwhm, exposure_time, ..Default::default() },
+            observation: ObservationSource {
+                psf_fwhm,
+                psf_column: psf_fwhm_col.to_string(),
+                exposure_time,
+                exposure_column: exposure_time_col.to_string(),
+            },
             fit_refits,
         };
         let pool = pool(threads)?;

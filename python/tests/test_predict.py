@@ -154,8 +154,15 @@ def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, t
     fixed = lensmae.load_model(residual, psf_fwhm=0.17, exposure_time=2200.0)
     without = lenses.drop_columns(["psf_fwhm", "exposure_time"])
     assert fixed.predict(without).column("status").to_pylist() != [None] * 3
-    with pytest.raises(lensmae.LensmaeError, match="--psf-fwhm"):
+    # The error names the parameters, not the command line's options.
+    with pytest.raises(lensmae.LensmaeError, match="give one value with psf_fwhm, or name the column with psf_fwhm_col"):
         lensmae.load_model(residual).predict(without)
+    # Columns of other names.
+    renamed = lenses.rename_columns(["seeing" if n == "psf_fwhm" else "exptime" if n == "exposure_time" else n
+                                     for n in lenses.column_names])
+    named = lensmae.load_model(residual, psf_fwhm_col="seeing", exposure_time_col="exptime").predict(renamed)
+    for name in ["p_axion", "p_cdm", "p_no_sub", "status"]:
+        assert named.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
 
 
 def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():
