@@ -126,11 +126,13 @@ impl MaeConfig {
         // Sizes whose tensors no machine holds are refused before any is allocated.
         check(self.image_size <= 4096, "image_size", "must be at most 4096")?;
         check(self.num_patches() <= 4096, "patch_size", "must leave at most 4096 patches (64 x 64)")?;
-        let layers = |width: usize, depth: usize| depth as f64 * (4.0 + 2.0 * self.mlp_ratio) * (width * width) as f64;
+        // In f64: sizes read from a file may overflow any product of integers.
+        let layers = |width: f64, depth: usize| depth as f64 * (4.0 + 2.0 * self.mlp_ratio) * width * width;
         let (d, dd) = (self.embed_dim as f64, self.decoder_embed_dim as f64);
-        let parameters = layers(self.embed_dim, self.depth)
-            + layers(self.decoder_embed_dim, self.decoder_depth)
-            + (self.patch_dim() as f64 + self.num_patches() as f64 + 1.0) * (d + dd)
+        let patch_dim = (self.patch_size as f64).powi(2) * self.in_channels as f64;
+        let parameters = layers(d, self.depth)
+            + layers(dd, self.decoder_depth)
+            + (patch_dim + self.num_patches() as f64 + 1.0) * (d + dd)
             + d * dd;
         super::check_parameter_count(parameters, "embed_dim")
     }

@@ -55,6 +55,10 @@ mod tests {
         assert!(refused(MaeConfig { patch_size: 0, ..MaeConfig::tiny_16() }).contains("`patch_size`"));
         assert!(refused(MaeConfig { image_size: 0, ..MaeConfig::tiny_16() }).contains("`image_size`"));
         assert!(refused(MaeConfig { embed_dim: 1 << 20, ..MaeConfig::tiny_16() }).contains("`embed_dim`"));
+        // 2^32 squared wraps to 0 in integers: the count is taken in f64.
+        let wraps = MaeConfig { embed_dim: 1 << 32, num_heads: 1, decoder_embed_dim: 1 << 32, ..MaeConfig::tiny_16() };
+        assert!(refused(wraps).contains("`embed_dim`"));
+        assert!(refused(MaeConfig { in_channels: usize::MAX, ..MaeConfig::tiny_16() }).contains("parameters"));
         assert!(refused(MaeConfig { image_size: 1 << 13, patch_size: 8, ..MaeConfig::tiny_16() }).contains("at most"));
         assert!(refused(MaeConfig { mlp_ratio: f64::NAN, ..MaeConfig::tiny_16() }).contains("`mlp_ratio`"));
         MaeConfig::paper_64().validate().unwrap();

@@ -74,7 +74,7 @@ impl ResNetConfig {
             .enumerate()
             .map(|(stage, &n)| n as f64 * 18.0 * ((self.width << stage) as f64).powi(2))
             .sum::<f64>()
-            + 49.0 * (self.in_channels * self.width) as f64;
+            + 49.0 * self.in_channels as f64 * self.width as f64;
         super::check_parameter_count(parameters, "width")
     }
 }
