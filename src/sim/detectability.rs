@@ -247,7 +247,8 @@ impl BlindGrid {
             "source_offsets",
             "needs finite offsets".into(),
         )?;
-        let points = self.theta_e.len() * self.source_offsets.len() * self.source_offsets.len();
+        let points =
+            self.theta_e.len().saturating_mul(self.source_offsets.len()).saturating_mul(self.source_offsets.len());
         check(points <= 10_000, "theta_e", format!("{points} grid points: at most 10,000"))?;
         for (key, fits) in
             [("max_fits", self.max_fits), ("polish_fits", self.polish_fits), ("basin_hops", self.basin_hops)]
