@@ -251,6 +251,35 @@ fn an_output_that_is_or_holds_an_input_is_refused_and_the_input_kept() {
         assert!(e.contains("the output, which the run would replace"), "{}: {e}", out.display());
     }
     assert_eq!(std::fs::read(&input).unwrap(), before);
+    // Predictions inside an input HATS catalogue's tree: its readers would find them there.
+    let catalogue = dir.path().join("catalogue");
+    for entry in walk(&root.join("fixtures/hats-cutouts")) {
+        let to = catalogue.join(entry.strip_prefix(root.join("fixtures/hats-cutouts")).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, to).unwrap();
+    }
+    let out = catalogue.join("dataset/predictions");
+    let mut opts =
+        predict_options(std::slice::from_ref(&catalogue), classifier(Path::new("bundled:classifier"), 4), &out);
+    opts.input.shape = Some([16, 16]);
+    let e = predict(&opts).unwrap_err().to_string();
+    assert!(e.contains("inside the input catalogue"), "{e}");
+    assert!(!out.exists());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 #[test]
