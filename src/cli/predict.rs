@@ -222,7 +222,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         anyhow::bail!("--max-failed-fraction must be in [0, 1], got {}", args.max_failed_fraction);
     }
     if let Some(n) = args.threads {
-        let n = crate::threads::checked_threads(n).map_err(|why| anyhow::anyhow!("--threads {why}"))?;
+        let n = super::threads_option(n)?;
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }
     let task = match (args.task, &args.model, &args.sr_model) {

@@ -106,7 +106,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
     fn try_from(args: SimulateArgs) -> anyhow::Result<SimulateRun> {
         let config = args.recipe()?;
         if let Some(n) = args.threads {
-            crate::threads::checked_threads(n).map_err(|why| anyhow::anyhow!("--threads {why}"))?;
+            super::threads_option(n)?;
         }
         let task = match args.task {
             TaskArg::Classify => Task::Classify,

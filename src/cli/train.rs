@@ -139,7 +139,7 @@ fn parse_scaling(name: &str) -> Result<Scaling, String> {
 impl CommonTrainArgs {
     fn options(&self, default_lr: f64, default_wd: f64) -> anyhow::Result<TrainOptions> {
         if let Some(n) = self.threads {
-            let n = crate::threads::checked_threads(n).map_err(|why| anyhow::anyhow!("--threads {why}"))?;
+            let n = super::threads_option(n)?;
             // Ignored when a pool exists already (only in tests).
             let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
         }

@@ -11,17 +11,12 @@ use std::path::{Path, PathBuf};
 /// Refuses an output that is one of the inputs or a folder holding one (`flag`
 /// names the option in the error): with `--overwrite` the run would replace what it
 /// reads (`predict --input a.parquet --out a.parquet --overwrite` left only the
-/// predictions). Paths are compared as the file system resolves them; URLs are not
-/// local files.
+/// predictions). Also an output inside an input HATS catalogue: its partitions
+/// would lie in the catalogue's own tree, where a reader that discovers every
+/// Parquet file under `dataset/` (pyarrow's dataset discovery) takes them for the
+/// catalogue's rows. Paths are compared as the file system resolves them; URLs are
+/// not local files.
 pub fn refuse_output_over_inputs(inputs: &[PathBuf], out: &Path, flag: &str) -> Result<()> {
-    // The output need not exist yet: its folder does, or it is made inside the working one.
-    let resolved = |path: &Path| -> Option<PathBuf> {
-        if let Ok(path) = std::fs::canonicalize(path) {
-            return Some(path);
-        }
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Some(std::fs::canonicalize(parent).ok()?.join(path.file_name()?))
-    };
     let Some(out_path) = resolved(out) else { return Ok(()) };
     for input in inputs.iter().filter(|p| !crate::data::remote::is_remote(p)) {
         let Some(input_path) = resolved(input) else { continue };
@@ -36,8 +31,29 @@ pub fn refuse_output_over_inputs(inputs: &[PathBuf], out: &Path, flag: &str) -> 
                 ),
             ));
         }
+        if out_path.starts_with(&input_path) && crate::data::hats::is_catalogue(input)? {
+            return Err(Error::config(
+                flag,
+                format!(
+                    "{}: inside the input catalogue {}, whose readers would take the predictions for its rows: \
+                     write them beside it",
+                    out.display(),
+                    input.display()
+                ),
+            ));
+        }
     }
     Ok(())
+}
+
+/// `path` as the file system resolves it, for a path that need not exist yet (an
+/// output): its nearest existing ancestor resolved, the rest as given.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let absolute = std::env::current_dir().ok()?.join(path);
+    absolute.ancestors().find_map(|ancestor| {
+        let real = std::fs::canonicalize(ancestor).ok()?;
+        Some(real.join(absolute.strip_prefix(ancestor).ok()?))
+    })
 }
 
 /// A file or folder being written under a temporary name.

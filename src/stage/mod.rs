@@ -738,33 +738,6 @@ fn geometry_kinds(note: &str) -> impl Iterator<Item = &'static str> + '_ {
     })
 }
 
-/// Refuses an output inside an input HATS catalogue: its partitions would lie in the
-/// catalogue's own tree, where a reader that discovers every Parquet file under
-/// `dataset/` (pyarrow's dataset discovery) takes them for the catalogue's rows.
-fn refuse_output_inside_a_catalogue(inputs: &[PathBuf], out: &Path) -> Result<()> {
-    for input in inputs.iter().filter(|p| !crate::data::remote::is_remote(p)) {
-        if !crate::data::hats::is_catalogue(input)? {
-            continue;
-        }
-        let (Ok(catalogue), Some(out_parent)) = (std::fs::canonicalize(input), out.parent()) else { continue };
-        let out_parent = if out_parent.as_os_str().is_empty() { Path::new(".") } else { out_parent };
-        // The output's nearest existing folder.
-        let existing = out_parent.ancestors().find_map(|p| std::fs::canonicalize(p).ok());
-        if existing.is_some_and(|folder| folder.starts_with(&catalogue)) {
-            return Err(Error::config(
-                "--out",
-                format!(
-                    "{}: inside the input catalogue {}, whose readers would take the predictions for its rows: \
-                     write them beside it",
-                    out.display(),
-                    input.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// What the reader thread sends: a batch of chunk `k`, or the end of chunk `k`.
 enum Message {
     Batch(usize, CutoutBatch),
@@ -797,7 +770,6 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         return Err(Error::config("--out", "--resume and --shard write a folder of chunks: give --out a folder"));
     }
     crate::data::atomic::refuse_output_over_inputs(&opts.inputs, &opts.out, "--out")?;
-    refuse_output_inside_a_catalogue(&opts.inputs, &opts.out)?;
     let started = Instant::now();
     let predictor = Predictor::load(&opts.predictor)?.for_inputs(&opts.inputs)?;
     // An input without the observation columns is opened as given: the first batch
