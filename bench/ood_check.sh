@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The out-of-domain flag of a classifier, measured: held-out images of its own
 # domain (preset OWN, a seed no training or calibration step used) against 16-bit
-# copies of them, noise, constant images and lenses of another preset (OTHER), by
+# copies of them (integers, float16), noise, constant images and lenses of another preset (OTHER), by
 # AUROC of `ood_score` and the fraction flagged `out_of_domain`.
 #
 #   PY=/path/to/python bench/ood_check.sh [MODEL] [N_PER_CLASS] [OWN] [OTHER]
@@ -33,10 +33,10 @@ B=./target/release/lensmae
 $B simulate --preset "$OWN" --n-per-class "$N" --seed 16 --out "$OUT/own" --quiet
 $B simulate --preset "$OTHER" --n-per-class "$N" --seed 17 --out "$OUT/other" --quiet
 "$PY" bench/ood_sets.py "$OUT/own/dataset.parquet" "$OUT" 0 >/dev/null
-sets=(own/dataset other/dataset uint16 int16 uniform-noise gaussian-noise constant)
+sets=(own/dataset other/dataset uint16 int16 float16 uniform-noise gaussian-noise constant)
 for s in "${sets[@]}"; do
     observation=()
-    case "$s" in own/dataset | uint16 | int16) ;; *) read -r -a observation <<< "$OBSERVATION" ;; esac
+    case "$s" in own/dataset | uint16 | int16 | float16) ;; *) read -r -a observation <<< "$OBSERVATION" ;; esac
     # Exit code 3: some rows failed (their fits), which the table says row by row.
     rc=0
     $B predict --input "$OUT/$s.parquet" --model "$MODEL" --keep id --out "$OUT/pred-${s%%/*}.parquet" \
@@ -47,9 +47,9 @@ done
 $B evaluate --predictions "$OUT/pred-own.parquet" --input "$OUT/own/dataset.parquet" --report "$OUT/own-eval.json" \
     --overwrite 2>&1 | sed -n 1,2p >&2  # sed reads it all: no SIGPIPE under pipefail
 "$PY" bench/ood_auroc.py "$OUT/pred-own.parquet" "$OTHER"="$OUT/pred-other.parquet" uint16="$OUT/pred-uint16.parquet" \
-    int16="$OUT/pred-int16.parquet" uniform-noise="$OUT/pred-uniform-noise.parquet" \
+    int16="$OUT/pred-int16.parquet" float16="$OUT/pred-float16.parquet" uniform-noise="$OUT/pred-uniform-noise.parquet" \
     gaussian-noise="$OUT/pred-gaussian-noise.parquet" constant="$OUT/pred-constant.parquet"
-# The same lenses stored as 16-bit integers: how far the answers move (the issue's 0.02).
-for s in uint16 int16; do
+# The same lenses stored in 16 bits: how far the answers move (the issue's 0.02).
+for s in uint16 int16 float16; do
     echo "answers moved, $s copies against float32: $("$PY" bench/storage_dp.py "$OUT/pred-own.parquet" "$OUT/pred-$s.parquet")"
 done

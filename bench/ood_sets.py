@@ -8,6 +8,8 @@ calibration) writes into OUT_DIR, as Parquet files with an `image` tensor column
   each image's range (uint16; int16 with BSCALE/BZERO), read back as floats, the way
   many survey products store float images, with HELDOUT's `psf_fwhm` and
   `exposure_time` columns when it has them (the same lenses, observed the same way);
+- `float16.parquet`: the same images in a float16 list column (11 significant bits),
+  with the same columns;
 - `uniform-noise.parquet`: uniform noise in [0, 1);
 - `constant.parquet`: constant images of varied levels;
 - `gaussian-noise.parquet`: Gaussian noise around a random level.
@@ -38,6 +40,13 @@ def write(images, path, extra=None):
     pq.write_table(pa.table(columns, schema=pa.schema(fields)), path)
 
 
+def write_float16(images, path, extra=None):
+    n, h, w = images.shape
+    column = pa.FixedSizeListArray.from_arrays(pa.array(images.astype(np.float16).ravel()), h * w)
+    columns = {"id": pa.array(np.arange(n, dtype=np.int64)), "image": column, **(extra or {})}
+    pq.write_table(pa.table(columns), path)
+
+
 def quantised(images, signed):
     lo = images.min(axis=(1, 2), keepdims=True)
     hi = images.max(axis=(1, 2), keepdims=True)
@@ -56,6 +65,7 @@ def main():
     n, h, w = images.shape
     write(quantised(images, signed=False), f"{out}/uint16.parquet", observed)
     write(quantised(images, signed=True), f"{out}/int16.parquet", observed)
+    write_float16(images, f"{out}/float16.parquet", observed)
     write(rng.uniform(0, 1, (n, h, w)), f"{out}/uniform-noise.parquet")
     write(np.ones((n, h, w)) * rng.uniform(-1, 10, (n, 1, 1)), f"{out}/constant.parquet")
     write(rng.normal(rng.uniform(0, 5, (n, 1, 1)), 1.0, (n, h, w)), f"{out}/gaussian-noise.parquet")

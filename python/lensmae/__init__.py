@@ -42,7 +42,8 @@ PREDICTION_COLUMNS = {
     "ood_score": "Mahalanobis distance of the cutout's encoder features from the model's training "
     "domain (float32; null for an uncalibrated model)",
     "in_domain": "whether ood_score is within the threshold fitted on validation data, and the "
-    "cutout's pixel scale and deflector where the model can use them (bool)",
+    "cutout's pixel scale, deflector and (for a min-max model) storage precision where the model can "
+    "use them (bool)",
     "sr_image": "the super-resolved cutout (arrow.fixed_shape_tensor; task 'superres' or 'all')",
     "pixel_scale": "the cutout's pixel scale used, arcsec per pixel (float64; null when unknown)",
     "geometry": "how the cutout was brought to the model's grid ('resampled 101x101 at 0.1 to 0.101 "
@@ -106,10 +107,13 @@ class Model:
 
         ``data``: a pyarrow Table/RecordBatch/RecordBatchReader, a polars or pandas
         DataFrame, or any object with ``__arrow_c_stream__``. The image column
-        (``image_col``; default ``image``, else the only tensor, list-of-float or
+        (``image_col``; default ``image``, else the only tensor, list-of-numbers or
         FITS-bytes column) holds ``arrow.fixed_shape_tensor`` cutouts, lists of
-        floats (give ``shape=(h, w)`` unless square fixed-size lists) or FITS
-        files as bytes (alert stamps).
+        numbers (give ``shape=(h, w)`` unless square fixed-size lists), lists of
+        image rows (a polars ``pl.Array(pl.Float32, (h, w))`` column, pandas' lists
+        of lists) or FITS files as bytes (alert stamps). Pixels may be of any
+        integer or floating type; a null pixel (pandas' NaN becomes one) is read as
+        NaN and handled as ``nan_policy`` says.
 
         Cutouts of another size or pixel scale than the model's are resampled
         (conserving flux) and cropped or padded to its grid: the scale comes from

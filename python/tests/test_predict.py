@@ -77,6 +77,34 @@ def test_polars_and_pandas_frames_go_in(fixtures):
             assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
 
 
+def test_polars_2d_arrays_string_ids_and_pandas_nan_pixels(fixtures):
+    pl = pytest.importorskip("polars")
+    pd = pytest.importorskip("pandas")
+    np = pytest.importorskip("numpy")
+    table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet", columns=["id", "image"])
+    images = table.column("image").combine_chunks().to_numpy_ndarray()
+    model = lensmae.load_model()
+    want = model.predict(table)
+    names = [f"lens-{i}" for i in range(12)]
+    # polars' own image type, a 2-D Array column (no shape to give), beside its
+    # strings (exported as string_view).
+    frame = pl.DataFrame({"name": names, "image": images})
+    assert frame.schema["image"] == pl.Array(pl.Float32, (64, 64))
+    got = model.predict(frame, id_col="name")
+    assert got.column("name").to_pylist() == names
+    for name in ["p_axion", "p_cdm", "p_no_sub", "status"]:
+        assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+    # A NaN pixel of a pandas frame arrives as a null: read as NaN, not as a zero.
+    rows = [image.ravel().copy() for image in images]
+    rows[3][100] = np.nan
+    panda = pd.DataFrame({"id": range(12), "image": rows})
+    with pytest.raises(lensmae.LensmaeError, match="row 3 .*1 non-finite pixels"):
+        model.predict(panda, shape=(64, 64))
+    skipped = lensmae.load_model(nan_policy="skip-row").predict(panda, shape=(64, 64))
+    status = skipped.column("status").to_pylist()
+    assert status[3].startswith("skipped") and status[:3] == want.column("status").to_pylist()[:3]
+
+
 def test_empty_and_one_row_tables(fixtures):
     table = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet")
     model = lensmae.load_model()

@@ -8,7 +8,7 @@ pub mod residuals;
 use crate::data::augment::{dihedral, Augment};
 use crate::data::images::LabelledImages;
 use crate::model::checkpoint::{checkpoint_bytes, load_checkpoint, CheckpointMeta, ModelTask};
-use crate::model::domain::DomainModel;
+use crate::model::domain::{DomainModel, InputStatistics};
 use crate::model::mae::Pooling;
 use crate::model::preprocess::{minmax_scale, scaled, Centring, Preprocessor};
 use crate::model::superres::SuperResolver;
@@ -112,6 +112,9 @@ pub struct ClassifierOutput {
     /// Chi^2 per pixel of each input residual, for a classifier of residuals whose
     /// calibration bounds it ([`crate::model::domain::Calibration::residual_chi2_range`]).
     pub residual_chi2: Option<Vec<f32>>,
+    /// Fraction of distinct pixel values of each input, for a classifier whose
+    /// calibration bounds it ([`crate::model::domain::Calibration::distinct_pixels_floor`]).
+    pub distinct_pixels: Option<Vec<f32>>,
 }
 
 impl LoadedClassifier {
@@ -226,8 +229,11 @@ impl LoadedClassifier {
         batch: usize,
     ) -> Result<ClassifierOutput> {
         let s = self.image_size();
-        let bounded = self.meta.calibration.as_ref().is_some_and(|c| c.residual_chi2_range.is_some());
-        let residual_chi2 = bounded.then(|| crate::model::domain::residual_chi2(raw, s * s));
+        let calibration = self.meta.calibration.as_ref();
+        let residual_chi2 =
+            (calibration.and_then(|c| c.residual_chi2_range)).map(|_| crate::model::domain::residual_chi2(raw, s * s));
+        let distinct_pixels = (calibration.and_then(|c| c.distinct_pixels_floor))
+            .map(|_| crate::model::domain::distinct_pixel_fractions(raw, s * s));
         let mut pixels = raw.to_vec();
         let centring = self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
@@ -251,7 +257,7 @@ impl LoadedClassifier {
             probabilities.iter_mut().for_each(|p| *p /= views as f32);
         }
         let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
-        Ok(ClassifierOutput { probabilities, ood_scores, centring, residual_chi2 })
+        Ok(ClassifierOutput { probabilities, ood_scores, centring, residual_chi2, distinct_pixels })
     }
 
     /// Logits `[n * k]` and domain features `[n * F]` of images already prepared.
@@ -268,9 +274,12 @@ impl LoadedClassifier {
     /// preparation could centre it (None without a domain model; all false when uncalibrated).
     pub fn in_domain_flags(&self, output: &ClassifierOutput) -> Option<Vec<bool>> {
         let scores = output.ood_scores.as_ref()?;
-        let chi2 = |i: usize| output.residual_chi2.as_ref().map(|c| c[i]);
+        let input = |i: usize| InputStatistics {
+            residual_chi2: output.residual_chi2.as_ref().map(|c| c[i]),
+            distinct_pixels: output.distinct_pixels.as_ref().map(|d| d[i]),
+        };
         let flags = scores.iter().zip(&output.centring).enumerate().map(|(i, (&s, c))| {
-            self.meta.calibration.as_ref().is_some_and(|cal| cal.admits(s, chi2(i))) && !c.beyond_search
+            self.meta.calibration.as_ref().is_some_and(|cal| cal.admits(s, input(i))) && !c.beyond_search
         });
         Some(flags.collect())
     }

@@ -136,6 +136,15 @@ impl Scaling {
         }
     }
 
+    /// Whether a model with this scaling reads its images' faintest levels, and so
+    /// needs them stored as finely as its training images were
+    /// ([`crate::model::domain::Calibration::distinct_pixels_floor`]): the min-max
+    /// scaling keeps every level of a noise-free image; the noise scalings put
+    /// levels far below the noise within a fraction of a sigma of each other.
+    pub fn reads_faint_levels(self) -> bool {
+        self == Scaling::MinMax
+    }
+
     /// The full normalisation name, with or without standardisation.
     pub fn normalisation_name(self, standardised: bool) -> String {
         format!("{}{}", self.name(), if standardised { STANDARDISED_SUFFIX } else { "" })

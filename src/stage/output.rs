@@ -97,7 +97,7 @@ pub fn predictions_schema(
         ));
         fields.push(described(
             Field::new("in_domain", DataType::Boolean, true),
-            "the cutout is within the classifier's domain: ood_score within the threshold fitted on validation data, the pixel scale near the model's, the deflector within the centring search (null: an uncalibrated classifier)",
+            "the cutout is within the classifier's domain: ood_score within the threshold fitted on validation data, the pixel scale near the model's, the deflector within the centring search, and for a min-max classifier its pixels stored finely enough (distinct values; null: an uncalibrated classifier)",
             None,
         ));
     }

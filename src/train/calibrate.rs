@@ -10,7 +10,8 @@ use crate::eval::Reliability;
 use crate::infer::{softmax_probabilities, LoadedClassifier};
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::model::domain::{
-    quantile, residual_chi2_range, Calibration, DomainModel, THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD,
+    distinct_pixels_floor, quantile, residual_chi2_range, Calibration, DomainModel, THRESHOLD_FOLDS,
+    THRESHOLD_FROM_OUT_OF_FOLD,
 };
 use crate::{Error, Result};
 use candle_core::Device;
@@ -51,10 +52,40 @@ pub struct CalibrationSummary {
     pub ood_threshold: f64,
 }
 
+/// The calibration images as the model reads them, before its scaling, and which
+/// of their statistics the calibration bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RawImages<'a> {
+    /// `n` images, `pixels_per_image` each.
+    pub pixels: &'a [f32],
+    /// Pixels of one image.
+    pub pixels_per_image: usize,
+    /// Smooth-lens residuals: [`Calibration::residual_chi2_range`] is theirs.
+    pub residuals: bool,
+    /// A model that reads its images' faintest levels
+    /// ([`crate::model::preprocess::Scaling::reads_faint_levels`]):
+    /// [`Calibration::distinct_pixels_floor`] is theirs.
+    pub faint_levels: bool,
+}
+
+impl<'a> RawImages<'a> {
+    /// The raw images of `clf`'s calibration, with what its scaling and input bound.
+    pub fn for_classifier(clf: &LoadedClassifier, pixels: &'a [f32]) -> RawImages<'a> {
+        let s = clf.image_size();
+        RawImages {
+            pixels,
+            pixels_per_image: s * s,
+            residuals: clf.residuals.is_some(),
+            faint_levels: clf.residuals.is_none() && clf.preprocessor.scaling.reads_faint_levels(),
+        }
+    }
+}
+
 /// Fit temperature and domain from `logits` (`[n * k]`), domain `features`
-/// (`[n * F]`, recorded as `features_name`) and `labels` of `n` images; for a
-/// classifier of smooth-lens residuals, `residuals` (the `n` raw residual images
-/// and their pixel count) give [`Calibration::residual_chi2_range`].
+/// (`[n * F]`, recorded as `features_name`) and `labels` of `n` images; `raw`, the
+/// same images before the model's scaling, give the bounds of
+/// [`Calibration::residual_chi2_range`] and [`Calibration::distinct_pixels_floor`]
+/// where it says they apply.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_calibration(
     logits: &[f32],
@@ -64,7 +95,7 @@ pub fn fit_calibration(
     k: usize,
     ood_quantile: f64,
     data: &str,
-    residuals: Option<(&[f32], usize)>,
+    raw: Option<RawImages>,
 ) -> Result<FittedCalibration> {
     let n = labels.len();
     if n < MIN_IMAGES || logits.len() != n * k || features.len() % n.max(1) != 0 {
@@ -98,7 +129,10 @@ pub fn fit_calibration(
         ood_threshold,
         ood_quantile,
         ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
-        residual_chi2_range: residuals.map(|(images, pixels)| residual_chi2_range(images, pixels)),
+        residual_chi2_range: raw.filter(|r| r.residuals).map(|r| residual_chi2_range(r.pixels, r.pixels_per_image)),
+        distinct_pixels_floor: raw
+            .filter(|r| r.faint_levels)
+            .map(|r| distinct_pixels_floor(r.pixels, r.pixels_per_image)),
         features: features_name.into(),
         fitted_on: n,
         data: data.into(),
@@ -176,10 +210,10 @@ pub fn calibrate_checkpoint(
     clf.preprocessor.apply(&mut prepared, s * s);
     let (logits, features) = clf.logits_and_features(&prepared, batch)?;
     let k = clf.meta.class_names.len();
-    let residuals = clf.residuals.is_some().then_some((images.pixels.as_slice(), s * s));
+    let raw = RawImages::for_classifier(&clf, &images.pixels);
     let data = images.source.display().to_string();
     let fitted =
-        fit_calibration(&logits, &features, clf.domain_features(), &images.labels, k, ood_quantile, &data, residuals)?;
+        fit_calibration(&logits, &features, clf.domain_features(), &images.labels, k, ood_quantile, &data, Some(raw))?;
     tensors.extend(fitted.domain.checkpoint_tensors(device)?);
     meta.calibration = Some(fitted.calibration);
     save_checkpoint(out, &tensors, &meta)?;

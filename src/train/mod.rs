@@ -842,27 +842,32 @@ pub fn pretrain(data: &LabelledImages, opts: &PretrainOptions) -> Result<TrainOu
 
 /// Temperature and training domain fitted on the validation split `val` of
 /// `data` (the prepared images), with what they give on the untouched `test` split
-/// recorded in `extra`. When the images are smooth-lens residuals, `raw_residuals`
-/// are the same images as read, before the scaling: the chi^2 range is theirs, as
-/// `predict` measures it on its fits' residuals (the scaled values' chi^2 is about
-/// 0.6, and a range of those flagged most residuals a checkpoint then met).
+/// recorded in `extra`. `raw` are the same images as read, before the scaling: the
+/// bounds of the input's statistics are theirs, as `predict` measures them on its
+/// inputs (for smooth-lens residuals the scaled values' chi^2 is about 0.6, and a
+/// range of those flagged most residuals a checkpoint then met; a scaling by
+/// the training set's per-pixel statistics mixes the levels of different pixels).
+#[allow(clippy::too_many_arguments)]
 fn calibrate_on_validation(
     model: &Classifier,
     data: &LabelledImages,
     val: &[usize],
     test: &[usize],
-    raw_residuals: Option<&LabelledImages>,
+    raw: &LabelledImages,
+    bounds: (bool, bool),
     batch: usize,
     extra: &mut serde_json::Value,
 ) -> Result<calibrate::FittedCalibration> {
     let k = data.class_names.len();
     let labels = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| data.labels[i]).collect() };
     let n = data.size * data.size;
-    let residuals = |raw: &LabelledImages, indices: &[usize]| -> Vec<f32> {
+    let raw_of = |indices: &[usize]| -> Vec<f32> {
         indices.iter().flat_map(|&i| raw.pixels[i * n..(i + 1) * n].iter().copied()).collect()
     };
     let (val_logits, val_features) = logits_and_domain_features(model, data, val, batch)?;
-    let val_residuals = raw_residuals.map(|raw| residuals(raw, val));
+    let (residuals, faint_levels) = bounds;
+    let val_raw = raw_of(val);
+    let raw_images = calibrate::RawImages { pixels: &val_raw, pixels_per_image: n, residuals, faint_levels };
     let fitted = calibrate::fit_calibration(
         &val_logits,
         &val_features,
@@ -871,7 +876,7 @@ fn calibrate_on_validation(
         k,
         calibrate::DEFAULT_OOD_QUANTILE,
         &format!("{} (validation split)", data.source_description()),
-        val_residuals.as_deref().map(|r| (r, n)),
+        Some(raw_images),
     )?;
     let (test_logits, test_features) = logits_and_domain_features(model, data, test, batch)?;
     let temperature = Some(fitted.calibration.temperature);
@@ -879,9 +884,9 @@ fn calibrate_on_validation(
     let test_ece =
         crate::eval::Reliability::compute(&calibrated, &labels(test), k, crate::eval::classification::RELIABILITY_BINS)
             .ece;
-    let test_chi2 = raw_residuals.map(|raw| crate::model::domain::residual_chi2(&residuals(raw, test), n));
-    let in_domain = (fitted.domain.scores(&test_features).iter().enumerate())
-        .filter(|&(i, &s)| fitted.calibration.admits(s, test_chi2.as_ref().map(|c| c[i])))
+    let test_inputs = fitted.calibration.input_statistics(&raw_of(test), n);
+    let in_domain = (fitted.domain.scores(&test_features).iter().zip(&test_inputs))
+        .filter(|&(&s, &input)| fitted.calibration.admits(s, input))
         .count();
     extra["calibration"] = serde_json::to_value(&fitted.summary).expect("a summary serialises");
     extra["test_ece_calibrated"] = test_ece.into();
@@ -1070,8 +1075,9 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         "best_epoch": r.best_epoch, "test": test_metrics, "test_split": test.len()});
     let mut tensors = best;
     let calibration = if val.len() >= calibrate::MIN_IMAGES {
-        let raw_residuals = recorded.smooth_lens_residuals.is_some().then_some(raw);
-        let fitted = calibrate_on_validation(&model, &data, &val, &test, raw_residuals, t.batch_size, &mut extra)?;
+        let residuals = recorded.smooth_lens_residuals.is_some();
+        let bounds = (residuals, !residuals && preprocessor.scaling.reads_faint_levels());
+        let fitted = calibrate_on_validation(&model, &data, &val, &test, raw, bounds, t.batch_size, &mut extra)?;
         tensors.extend(fitted.domain.checkpoint_tensors(&dev)?);
         Some(fitted.calibration)
     } else {

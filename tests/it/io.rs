@@ -289,7 +289,7 @@ fn bad_image_tables_are_refused_naming_the_row() {
     let e = lensmae::data::images::read_parquet_images(&nan, "image").unwrap_err().to_string();
     assert!(e.contains("nan.parquet") && e.contains("row id 11") && e.contains("non-finite"), "{e}");
     let e = lensmae::data::images::read_parquet_images(&good, "label").unwrap_err().to_string();
-    assert!(e.contains("`label`") && e.contains("float"), "{e}");
+    assert!(e.contains("`label`") && e.contains("lists of numbers"), "{e}");
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod cuda_kernels;
 mod fuzz;
+mod image_columns;
 mod io;
 mod metrics;
 mod model_twin;

@@ -865,7 +865,7 @@ fn files_written_by_astropy_and_pyarrow_read_as_those_libraries_read_them() {
     assert!(err.contains("several image columns") && err.contains("--image-col"), "{err}");
     let wrong = InputOptions { image_column: Some("ra".into()), ..Default::default() };
     let err = inspect(std::slice::from_ref(&table), &wrong).unwrap_err().to_string();
-    assert!(err.contains("stamps.parquet") && err.contains("column `ra`") && err.contains("float32/float64"), "{err}");
+    assert!(err.contains("stamps.parquet") && err.contains("column `ra`") && err.contains("lists of numbers"), "{err}");
 
     // Through predict: the alert ids are carried, the broken stamp keeps its row.
     let dir = tempfile::tempdir().unwrap();
@@ -943,6 +943,9 @@ fn a_calibrated_classifier_flags_inputs_unlike_its_training_data() {
     assert!(summary.temperature > 0.0 && summary.ood_threshold > 0.0, "{summary:?}");
     let recorded = lensmae::model::checkpoint::read_checkpoint_meta(&calibrated).unwrap().calibration.unwrap();
     assert_eq!(recorded.ood_threshold_from, lensmae::model::domain::THRESHOLD_FROM_OUT_OF_FOLD);
+    // A min-max model: how finely its inputs must be stored is recorded (blobs are noisy floats).
+    let floor = recorded.distinct_pixels_floor.expect("a floor for a min-max model");
+    assert!(floor > 0.85, "{floor}");
 
     // Its own domain: blobs it has not seen; about 1% flagged.
     let own = dir.path().join("own.parquet");
@@ -951,6 +954,24 @@ fn a_calibrated_classifier_flags_inputs_unlike_its_training_data() {
     let flagged = strings(&b, "status").iter().filter(|s| s.as_deref() == Some("out_of_domain")).count();
     assert!(flagged <= 10, "{flagged} of 200 in-domain images flagged");
     let scores: Vec<f32> = b.column_by_name("ood_score").unwrap().as_primitive::<Float32Type>().values().to_vec();
+
+    // The same images stored on 24 levels each: flagged, though their features alone
+    // would let some through.
+    let coarse: Vec<f32> = blobs(200, 22)
+        .pixels
+        .chunks(256)
+        .flat_map(|image| {
+            let (lo, hi) = image.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            image.iter().map(move |&v| lo + ((v - lo) / (hi - lo) * 23.0).round() * (hi - lo) / 23.0)
+        })
+        .collect();
+    let input = dir.path().join("coarse.parquet");
+    image_table(&input, &coarse);
+    let b = predict_with(&calibrated, &input, &dir.path().join("coarse-pred.parquet"));
+    assert!(strings(&b, "status").iter().all(|s| s.as_deref() == Some("out_of_domain")));
+    let theirs = b.column_by_name("ood_score").unwrap().as_primitive::<Float32Type>();
+    let passing = theirs.values().iter().filter(|&&s| s as f64 <= recorded.ood_threshold).count();
+    assert!(passing > 0, "every coarse copy's score is above the threshold: the levels were not what flagged them");
 
     // Uniform noise and constant images: all flagged, their scores above every own one.
     let noise: Vec<f32> = (0..200 * 256).map(|i| ((i as u64 * 2654435761) % 1000) as f32 / 1000.0).collect();

@@ -7,7 +7,7 @@
 //! of the same rows, so it gives the same values bit for bit.
 
 use super::{CutoutBatch, CutoutReader, InputDescription, InputOptions};
-use crate::data::parquet::cutouts::{first_stamp_in, TableLayout};
+use crate::data::parquet::cutouts::{first_image_shape_in, TableLayout};
 use crate::data::parquet::{recorded_pixel_scale, PIXEL_SCALE_KEY};
 use crate::{Error, Result};
 use arrow_array::RecordBatch;
@@ -30,7 +30,7 @@ impl ArrowCutouts {
     /// Reads `batches` (all of `schema`), named `name` in messages.
     pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>, opts: &InputOptions, name: &str) -> Result<ArrowCutouts> {
         let origin = PathBuf::from(name);
-        let layout = TableLayout::of_schema(&schema, opts, &origin, |column| first_stamp_in(&batches, column))?;
+        let layout = TableLayout::of_schema(&schema, opts, &origin, |column| first_image_shape_in(&batches, column))?;
         let indices: Vec<usize> = layout
             .column_names()
             .map(|n| schema.index_of(n).map_err(|e| Error::Shape(format!("{name}: {e}"))))

@@ -1,9 +1,11 @@
 //! Parquet cutout tables, one file after another, decoded batch by batch.
 //!
 //! The image column is an `arrow.fixed_shape_tensor` (shape from its metadata), a
-//! `FixedSizeList`/`List` of float32/float64 (square, or `--shape H,W`), or FITS
-//! files in bytes (alert stamps). Only the image column and the carried columns
-//! are decoded.
+//! `FixedSizeList`/`List`/`LargeList` of numbers (square, or `--shape H,W`), a list
+//! of such lists, one per image row (polars' 2-D `Array`, pandas' lists of lists),
+//! or FITS files in bytes (alert stamps). Pixels of any integer or floating type are
+//! read as float32; a null pixel is read as NaN, so that the non-finite pixel policy
+//! sees it. Only the image column and the carried columns are decoded.
 
 use crate::data::cutouts::{
     rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED,
@@ -16,7 +18,7 @@ use crate::data::parquet::{
 };
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::types::Float32Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema};
@@ -40,16 +42,17 @@ pub struct TableLayout {
 
 impl TableLayout {
     /// The layout of a table with `schema` (named `origin` in errors);
-    /// `first_stamp` finds the shape of a FITS-bytes column without `--shape`.
+    /// `first_image` finds the shape of a FITS-bytes column, or of variable lists
+    /// of image rows, without `--shape`.
     pub fn of_schema(
         schema: &Schema,
         opts: &InputOptions,
         origin: &Path,
-        first_stamp: impl FnOnce(&str) -> std::result::Result<[usize; 2], String>,
+        first_image: impl FnOnce(&str) -> std::result::Result<[usize; 2], String>,
     ) -> Result<TableLayout> {
         let image_column = find_image_column(schema, opts.image_column.as_deref(), origin)?;
         let image_field = schema.field_with_name(&image_column).expect("found above").clone();
-        let image_shape = image_shape(&image_field, opts.shape, origin, first_stamp)?;
+        let image_shape = image_shape(&image_field, opts.shape, origin, first_image)?;
         let id = match &opts.id_column {
             Some(name) if schema.field_with_name(name).is_err() => {
                 return Err(parquet_error(origin, format!("no column `{name}` (--id-col)")))
@@ -147,20 +150,18 @@ impl TableLayout {
         if is_fits_bytes(col.data_type()) {
             return self.decode_stamps(col.as_ref(), batch, pixel_scales);
         }
-        let (floats, offsets) =
-            list_rows(col).map_err(|m| parquet_error(origin, format!("column `{}`: {m}", self.image_column)))?;
+        let ImageRows { floats, offsets, mut problems } =
+            image_rows(col, w).map_err(|m| parquet_error(origin, format!("column `{}`: {m}", self.image_column)))?;
         let mut pixels = vec![0f32; batch.num_rows() * n];
-        let mut problems = vec![None; batch.num_rows()];
-        for row in 0..batch.num_rows() {
+        for (row, problem) in problems.iter_mut().enumerate() {
             let (a, b) = (offsets[row], offsets[row + 1]);
-            problems[row] = if col.is_null(row) {
-                Some("null image".to_string())
-            } else if b - a != n {
-                Some(format!("{} pixels, expected {h}x{w}", b - a))
-            } else {
+            if col.is_null(row) {
+                *problem = Some("null image".to_string());
+            } else if problem.is_none() && b - a != n {
+                *problem = Some(format!("{} pixels, expected {h}x{w}", b - a));
+            } else if problem.is_none() {
                 pixels[row * n..(row + 1) * n].copy_from_slice(&floats[a..b]);
-                None
-            };
+            }
         }
         Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)?, pixel_scales, noise: None })
     }
@@ -222,20 +223,40 @@ impl TableLayout {
     }
 }
 
-/// The shape of the first decodable FITS stamp among `batches`' column `name`.
-pub fn first_stamp_in<'a>(
+/// The shape of the first image among `batches`' column `name` that gives one: a
+/// decodable FITS stamp, or a list of image rows (rows x the first row's values).
+pub fn first_image_shape_in<'a>(
     batches: impl IntoIterator<Item = &'a RecordBatch>,
     name: &str,
 ) -> std::result::Result<[usize; 2], String> {
+    let mut fits = false;
     for batch in batches {
         let Some(col) = batch.column_by_name(name) else { continue };
+        fits = is_fits_bytes(col.data_type());
         for row in 0..col.len() {
-            if let Some(Ok(stamp)) = binary_value(col.as_ref(), row).map(decode_fits_bytes) {
-                return Ok(stamp.shape);
+            let shape = if fits {
+                binary_value(col.as_ref(), row).map(decode_fits_bytes).and_then(|stamp| stamp.ok()).map(|s| s.shape)
+            } else {
+                nested_row_shape(col.as_ref(), row)
+            };
+            if let Some(shape) = shape {
+                return Ok(shape);
             }
         }
     }
-    Err("no decodable FITS stamp: give --shape H,W".into())
+    Err(if fits { "no decodable FITS stamp: give --shape H,W" } else { "no image: give --shape H,W" }.into())
+}
+
+/// `[rows, values in the first row]` of row `row` of a list-of-lists column; none
+/// for a null or empty image.
+fn nested_row_shape(col: &dyn Array, row: usize) -> Option<[usize; 2]> {
+    if col.is_null(row) {
+        return None;
+    }
+    let (rows, offsets) = list_level(col)?;
+    let (first, end) = (offsets[row], offsets[row + 1]);
+    let (_, inner) = list_level(rows.as_ref())?;
+    (end > first).then(|| [end - first, inner[first + 1] - inner[first]])
 }
 
 /// Parquet files read as one table.
@@ -267,16 +288,33 @@ fn parquet_error(path: &Path, message: impl Into<String>) -> Error {
 }
 
 fn is_fits_bytes(dt: &DataType) -> bool {
-    matches!(dt, DataType::Binary | DataType::LargeBinary)
+    matches!(dt, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
 }
 
-fn is_float_list(dt: &DataType) -> bool {
+/// The item type of a list type.
+fn list_item(dt: &DataType) -> Option<&DataType> {
     match dt {
-        DataType::FixedSizeList(item, _) | DataType::List(item) | DataType::LargeList(item) => {
-            matches!(item.data_type(), DataType::Float32 | DataType::Float64)
-        }
-        _ => false,
+        DataType::FixedSizeList(item, _) | DataType::List(item) | DataType::LargeList(item) => Some(item.data_type()),
+        _ => None,
     }
+}
+
+fn is_pixel_type(dt: &DataType) -> bool {
+    dt.is_integer() || dt.is_floating()
+}
+
+/// A list of pixels, or a list of image rows that are lists of pixels.
+fn is_image_list(dt: &DataType) -> bool {
+    match list_item(dt) {
+        Some(item) if is_pixel_type(item) => true,
+        Some(item) => list_item(item).is_some_and(is_pixel_type),
+        None => false,
+    }
+}
+
+/// A list of image rows (two levels of lists).
+fn is_nested_list(dt: &DataType) -> bool {
+    list_item(dt).and_then(list_item).is_some()
 }
 
 /// The image column: the one asked for, else `image`, else the only tensor or
@@ -294,12 +332,12 @@ fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Resul
     let lists: Vec<&str> = schema
         .fields()
         .iter()
-        .filter(|f| is_float_list(f.data_type()) || is_fits_bytes(f.data_type()))
+        .filter(|f| is_image_list(f.data_type()) || is_fits_bytes(f.data_type()))
         .map(|f| f.name().as_str())
         .collect();
     match lists.as_slice() {
         [one] => Ok(one.to_string()),
-        [] => Err(parquet_error(path, "no image column: no list-of-float or tensor column (--image-col)")),
+        [] => Err(parquet_error(path, "no image column: no list-of-numbers or tensor column (--image-col)")),
         many => Err(parquet_error(
             path,
             format!("several image columns ({}): choose one with --image-col", many.join(", ")),
@@ -307,23 +345,43 @@ fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Resul
     }
 }
 
-/// `[height, width]` of the image column: tensor metadata, `--shape`, a square
-/// fixed size, or (FITS bytes) the first decodable stamp.
+/// `[height, width]` of the image column: tensor metadata, `--shape`, fixed sizes
+/// (two levels, or one square), or (FITS bytes, variable lists of image rows) the
+/// first image.
 fn image_shape(
     field: &Field,
     asked: Option<[usize; 2]>,
     path: &Path,
-    first_stamp: impl FnOnce(&str) -> std::result::Result<[usize; 2], String>,
+    first_image: impl FnOnce(&str) -> std::result::Result<[usize; 2], String>,
 ) -> Result<[usize; 2]> {
     let err = |m: String| parquet_error(path, format!("column `{}`: {m}", field.name()));
     if is_fits_bytes(field.data_type()) {
         return match asked {
             Some(shape) => Ok(shape),
-            None => first_stamp(field.name()).map_err(err),
+            None => first_image(field.name()).map_err(err),
         };
     }
-    if !is_float_list(field.data_type()) {
-        return Err(err(format!("images must be lists of float32/float64, found {}", field.data_type())));
+    if !is_image_list(field.data_type()) {
+        return Err(err(format!(
+            "images must be lists of numbers (or lists of image rows), found {}",
+            field.data_type()
+        )));
+    }
+    if is_nested_list(field.data_type()) {
+        let fixed = match field.data_type() {
+            DataType::FixedSizeList(rows, h) => match rows.data_type() {
+                DataType::FixedSizeList(_, w) => Some([*h as usize, *w as usize]),
+                _ => None,
+            },
+            _ => None,
+        };
+        return match (fixed, asked) {
+            (Some(fixed), Some(asked)) if fixed != asked => {
+                Err(err(format!("its images are {}x{}, --shape says {}x{}", fixed[0], fixed[1], asked[0], asked[1])))
+            }
+            (Some(shape), _) | (None, Some(shape)) => Ok(shape),
+            (None, None) => first_image(field.name()).map_err(err),
+        };
     }
     if let Some(shape) = tensor_shape(field) {
         let shape = shape.map_err(err)?;
@@ -348,8 +406,9 @@ fn image_shape(
     }
 }
 
-/// The shape of the first FITS stamp in column `name` of `path` that decodes.
-fn first_stamp_shape(
+/// The shape of the first image in column `name` of `path` that gives one
+/// ([`first_image_shape_in`]).
+fn first_image_shape(
     location: &ParquetLocation,
     path: &Path,
     schema: &Schema,
@@ -360,13 +419,15 @@ fn first_stamp_shape(
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     let reader =
         ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(64)).map_err(|e| e.to_string())?;
+    let mut last = "no image: give --shape H,W".to_string();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
-        if let Ok(shape) = first_stamp_in([&batch], name) {
-            return Ok(shape);
+        match first_image_shape_in([&batch], name) {
+            Ok(shape) => return Ok(shape),
+            Err(e) => last = e,
         }
     }
-    Err("no decodable FITS stamp: give --shape H,W".into())
+    Err(last)
 }
 
 /// Row `row` of a binary column, or none if null.
@@ -377,6 +438,7 @@ fn binary_value(col: &dyn Array, row: usize) -> Option<&[u8]> {
     }
     Some(match col.data_type() {
         DataType::LargeBinary => col.as_binary::<i64>().value(row),
+        DataType::BinaryView => col.as_binary_view().value(row),
         _ => col.as_binary::<i32>().value(row),
     })
 }
@@ -434,7 +496,7 @@ impl ParquetCutouts {
         let first_builder = open_parquet_footer(&first_location, first)?;
         let schema = first_builder.schema().clone();
         let layout = TableLayout::of_schema(&schema, opts, first, |name| {
-            first_stamp_shape(&first_location, first, &schema, name)
+            first_image_shape(&first_location, first, &schema, name)
         })?;
         let facts_of = |path: &PathBuf, location: ParquetLocation, builder: Option<ParquetBuilder>| {
             let builder = match builder {
@@ -601,37 +663,81 @@ impl CutoutReader for ParquetCutouts {
     }
 }
 
-/// The values of a list-of-floats image column as f32, with each row's offsets
-/// into them (`offsets[r]..offsets[r + 1]`); nulls are left to the caller.
-/// float32 values are shared with the column, not copied.
-fn list_rows(col: &ArrayRef) -> std::result::Result<(ScalarBuffer<f32>, Vec<usize>), String> {
-    let (values, offsets): (ArrayRef, Vec<usize>) = match col.data_type() {
+/// An image column's pixels as float32, each row's range in them
+/// (`offsets[r]..offsets[r + 1]`), and what is wrong with a row that the counts
+/// alone do not show (an image row of another width, a null image row); null
+/// images are left to the caller.
+struct ImageRows {
+    floats: ScalarBuffer<f32>,
+    offsets: Vec<usize>,
+    problems: Vec<Option<String>>,
+}
+
+/// The rows of an image column of lists of pixels, or of lists of image rows
+/// `width` pixels wide. float32 pixels without nulls are shared with the column.
+fn image_rows(col: &ArrayRef, width: usize) -> std::result::Result<ImageRows, String> {
+    let unexpected = || format!("images must be lists of numbers (or lists of image rows), found {}", col.data_type());
+    let (values, offsets) = list_level(col.as_ref()).ok_or_else(unexpected)?;
+    let mut problems = vec![None; col.len()];
+    let (pixels, offsets) = if is_nested_list(col.data_type()) {
+        let (pixels, row_offsets) = list_level(values.as_ref()).ok_or_else(unexpected)?;
+        for (image, problem) in problems.iter_mut().enumerate() {
+            let rows = offsets[image]..offsets[image + 1];
+            let odd = rows.clone().find(|&r| values.is_null(r) || row_offsets[r + 1] - row_offsets[r] != width);
+            *problem = odd.map(|r| {
+                let k = r - rows.start;
+                match values.is_null(r) {
+                    true => format!("image row {k} is null"),
+                    false => {
+                        format!("image row {k} has {} pixels, expected {width}", row_offsets[r + 1] - row_offsets[r])
+                    }
+                }
+            });
+        }
+        (pixels, offsets.iter().map(|&r| row_offsets[r]).collect())
+    } else {
+        (values, offsets)
+    };
+    Ok(ImageRows { floats: pixels_as_f32(&pixels)?, offsets, problems })
+}
+
+/// One level of a list array: its child values, and each row's range in them
+/// counted from the first row's start.
+fn list_level(col: &dyn Array) -> Option<(ArrayRef, Vec<usize>)> {
+    fn variable<O: arrow_array::OffsetSizeTrait>(l: &arrow_array::GenericListArray<O>) -> (ArrayRef, Vec<usize>) {
+        let o = l.value_offsets();
+        let base = o[0].as_usize();
+        let end = o[o.len() - 1].as_usize();
+        (l.values().slice(base, end - base), o.iter().map(|v| v.as_usize() - base).collect())
+    }
+    Some(match col.data_type() {
         DataType::FixedSizeList(_, n) => {
             let (l, n) = (col.as_fixed_size_list(), *n as usize);
             (l.values().slice(l.value_offset_at(0), l.len() * n), (0..=l.len()).map(|i| i * n).collect())
         }
-        DataType::List(_) => {
-            let l = col.as_list::<i32>();
-            let o = l.value_offsets();
-            let base = o[0] as usize;
-            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
-        }
-        DataType::LargeList(_) => {
-            let l = col.as_list::<i64>();
-            let o = l.value_offsets();
-            let base = o[0] as usize;
-            (l.values().slice(base, o[o.len() - 1] as usize - base), o.iter().map(|&v| v as usize - base).collect())
-        }
-        other => return Err(format!("images must be lists of float32/float64, found {other}")),
-    };
+        DataType::List(_) => variable(col.as_list::<i32>()),
+        DataType::LargeList(_) => variable(col.as_list::<i64>()),
+        _ => return None,
+    })
+}
+
+/// Pixels of any integer or floating type as float32, null pixels as NaN.
+fn pixels_as_f32(values: &ArrayRef) -> std::result::Result<ScalarBuffer<f32>, String> {
+    if !is_pixel_type(values.data_type()) {
+        return Err(format!("image values are {}, not numbers", values.data_type()));
+    }
     let floats = match values.data_type() {
-        DataType::Float32 => values.as_primitive::<Float32Type>().values().clone(),
-        DataType::Float64 => {
-            values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect::<Vec<f32>>().into()
-        }
-        other => return Err(format!("image values are {other}, not float32/float64")),
+        DataType::Float32 => values.clone(),
+        // f64 to f32 rounds as `as` does; integers above 2^24 lose their last bits.
+        _ => arrow_cast::cast(values, &DataType::Float32).map_err(|e| format!("image values: {e}"))?,
     };
-    Ok((floats, offsets))
+    let floats = floats.as_primitive::<Float32Type>();
+    Ok(match floats.nulls().filter(|n| n.null_count() > 0) {
+        None => floats.values().clone(),
+        Some(nulls) => {
+            floats.values().iter().zip(nulls.iter()).map(|(&v, valid)| if valid { v } else { f32::NAN }).collect()
+        }
+    })
 }
 
 /// The `[H, W, ...]` shape an `arrow.fixed_shape_tensor` field declares, if any.
