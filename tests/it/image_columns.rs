@@ -100,6 +100,12 @@ fn integer_and_float16_pixels_and_lists_of_image_rows_read_as_their_values() {
     assert_eq!(problems[1].as_deref(), Some("image row 3 has 5 pixels, expected 6"));
     assert_eq!(problems[2].as_deref(), Some("null image"));
 
+    // Images without pixels are refused, whatever their type says.
+    let empty = dir.path().join("empty.parquet");
+    image_file(&empty, fixed(fixed(Arc::new(Float32Array::from(Vec::<f32>::new())), 0), H));
+    let err = shape_of(&empty, None).unwrap_err().to_string();
+    assert!(err.contains("its images are 4x0: no pixels"), "{err}");
+
     // Text is not an image.
     let text = dir.path().join("text.parquet");
     image_file(&text, fixed(Arc::new(StringArray::from(vec!["a"; 3 * H * W])), H * W));

@@ -53,6 +53,10 @@ impl TableLayout {
         let image_column = find_image_column(schema, opts.image_column.as_deref(), origin)?;
         let image_field = schema.field_with_name(&image_column).expect("found above").clone();
         let image_shape = image_shape(&image_field, opts.shape, origin, first_image)?;
+        if image_shape.contains(&0) {
+            let [h, w] = image_shape;
+            return Err(parquet_error(origin, format!("column `{image_column}`: its images are {h}x{w}: no pixels")));
+        }
         let id = match &opts.id_column {
             Some(name) if schema.field_with_name(name).is_err() => {
                 return Err(parquet_error(origin, format!("no column `{name}` (--id-col)")))
@@ -248,7 +252,7 @@ pub fn first_image_shape_in<'a>(
 }
 
 /// `[rows, values in the first row]` of row `row` of a list-of-lists column; none
-/// for a null or empty image.
+/// for a null image or one without pixels.
 fn nested_row_shape(col: &dyn Array, row: usize) -> Option<[usize; 2]> {
     if col.is_null(row) {
         return None;
@@ -256,7 +260,7 @@ fn nested_row_shape(col: &dyn Array, row: usize) -> Option<[usize; 2]> {
     let (rows, offsets) = list_level(col)?;
     let (first, end) = (offsets[row], offsets[row + 1]);
     let (_, inner) = list_level(rows.as_ref())?;
-    (end > first).then(|| [end - first, inner[first + 1] - inner[first]])
+    Some([end - first, inner[first + 1] - inner[first]]).filter(|&[h, w]| h > 0 && w > 0)
 }
 
 /// Parquet files read as one table.
