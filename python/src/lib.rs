@@ -47,8 +47,47 @@ const PARAMETERS: [(&str, &str); 14] = [
     ("--keep", "keep"),
 ];
 
+/// A message with its option names as parameter names; an option quoted with its
+/// value (`` `--pixel-scale model` ``) as the keyword argument a Python user writes
+/// (`` `pixel_scale="model"` ``; `` `pixel_scale=ARCSEC` `` for a placeholder).
 fn in_python_words(message: &str) -> String {
-    PARAMETERS.iter().fold(message.to_string(), |text, (flag, parameter)| text.replace(flag, parameter))
+    let spans: Vec<String> = message
+        .split('`')
+        .enumerate()
+        .map(|(i, span)| if i % 2 == 1 { as_keyword_argument(span) } else { span.to_string() })
+        .collect();
+    PARAMETERS.iter().fold(spans.join("`"), |text, (flag, parameter)| text.replace(flag, parameter))
+}
+
+/// `--flag value` (a whole quoted span) as `parameter=value`, the value quoted
+/// unless it is a number or an upper-case placeholder; any other span as it is.
+fn as_keyword_argument(span: &str) -> String {
+    let Some((flag, value)) = span.split_once(' ') else { return span.to_string() };
+    let Some((_, parameter)) = PARAMETERS.iter().find(|(f, _)| *f == flag) else { return span.to_string() };
+    if value.is_empty() || value.contains(' ') {
+        return span.to_string();
+    }
+    let literal = value.parse::<f64>().is_ok() || value.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    match literal {
+        true => format!("{parameter}={value}"),
+        false => format!("{parameter}=\"{value}\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_python_words;
+
+    #[test]
+    fn options_read_as_keyword_arguments() {
+        let message = "no scale: give `--pixel-scale ARCSEC` to resample them, or `--pixel-scale model` to crop \
+                       them (use --nan-policy zero; `--psf-fwhm-col` names the column; `--batch-size 0`)";
+        assert_eq!(
+            in_python_words(message),
+            "no scale: give `pixel_scale=ARCSEC` to resample them, or `pixel_scale=\"model\"` to crop them \
+             (use nan_policy zero; `psf_fwhm_col` names the column; `batch_size=0`)"
+        );
+    }
 }
 
 fn device(name: &str) -> PyResult<candle_core::Device> {

@@ -152,7 +152,7 @@ def test_cutouts_of_another_size_and_scale_are_regridded(fixtures):
     padded = np.zeros((12, 80, 80), dtype=np.float32)
     padded[:, 8:72, 8:72] = images
     frame = pa.table({"id": table.column("id"), "image": pa.array(list(padded.reshape(12, -1)))})
-    with pytest.raises(lensmae.LensmaeError, match="pixel_scale model"):
+    with pytest.raises(lensmae.LensmaeError, match='give `pixel_scale=ARCSEC` to resample them, or `pixel_scale="model"`'):
         lensmae.load_model().predict(frame, shape=(80, 80))
     cropped = lensmae.load_model(pixel_scale="model").predict(frame, shape=(80, 80))
     assert cropped.column("p_cdm").equals(want.column("p_cdm"))
