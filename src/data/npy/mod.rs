@@ -123,11 +123,15 @@ fn read_numeric(path: &Path, header: Option<&Header>) -> Result<NpyArray> {
     let data = match (ts.type_char(), ts.size_field()) {
         (TypeChar::Float, 8) => npy.into_vec::<f64>(),
         (TypeChar::Float, 4) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Float, 2) => npy.into_vec::<half::f16>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Int, 8) => npy.into_vec::<i64>().map(|v| v.into_iter().map(|x| x as f64).collect()),
         (TypeChar::Int, 4) => npy.into_vec::<i32>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Int, 2) => npy.into_vec::<i16>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 1) => npy.into_vec::<i8>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Uint, 1) => npy.into_vec::<u8>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Uint, 2) => npy.into_vec::<u16>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 4) => npy.into_vec::<u32>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 8) => npy.into_vec::<u64>().map(|v| v.into_iter().map(|x| x as f64).collect()),
         _ => return Err(err(format!("unsupported dtype {ts}"))),
     }
     .map_err(|e| err(e.to_string()))?;
@@ -189,6 +193,10 @@ mod tests {
 
     /// An `.npy` file of `header` (padded as numpy pads it) and 16 bytes of data.
     fn npy_with_header(path: &Path, header: &str) {
+        npy_with_data(path, header, &[0; 16]);
+    }
+
+    fn npy_with_data(path: &Path, header: &str, data: &[u8]) {
         let mut header = header.as_bytes().to_vec();
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(b' ');
@@ -197,8 +205,25 @@ mod tests {
         let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
         bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
         bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&[0; 16]);
+        bytes.extend_from_slice(data);
         std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn float16_and_every_integer_width_read_as_their_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        let header = |descr: &str| format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 2), }}");
+        // 1.5, -2, 65504 (float16's largest) and 2^-24 (its smallest subnormal).
+        let f16: [u16; 4] = [0x3E00, 0xC000, 0x7BFF, 0x0001];
+        npy_with_data(&p, &header("<f2"), &f16.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+        assert_eq!(read_npy(&p).unwrap().data, vec![1.5, -2.0, 65504.0, 2f64.powi(-24)]);
+        let values: [i64; 4] = [0, 1, 100, 127];
+        for (descr, width) in [("|i1", 1), ("|u1", 1), ("<u4", 4), ("<u8", 8), ("<i8", 8)] {
+            let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()[..width].to_vec()).collect();
+            npy_with_data(&p, &header(descr), &data);
+            assert_eq!(read_npy(&p).unwrap().data, vec![0.0, 1.0, 100.0, 127.0], "{descr}");
+        }
     }
 
     #[test]
