@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod fastmath;
 pub mod infer;
+pub mod machine;
 pub mod model;
 pub mod pipeline;
 pub mod progress;

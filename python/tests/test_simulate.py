@@ -59,3 +59,8 @@ def test_a_recipe_extending_a_preset_changes_only_what_it_names(tmp_path):
     bad.write_text('extends = "surveys"\n')
     with pytest.raises(lensmae.LensmaeError, match="bad.toml"):
         lensmae.simulate(n_per_class=1, config=str(bad))
+
+
+def test_a_table_larger_than_the_machines_memory_is_refused_before_rendering():
+    with pytest.raises(lensmae.LensmaeError, match="more than this machine's"):
+        lensmae.simulate(n_per_class=10**12)

@@ -131,9 +131,26 @@ fn residual_grid(opts: &SimulateOptions) -> BlindGrid {
     BlindGrid { basin_hops: opts.basin_hops, ..BlindGrid::default() }
 }
 
-/// The rows a dataset holds: each row's class (its id is its index) and the
-/// table's description, after checking the options.
-fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Vec<usize>, DatasetInfo)> {
+/// The rows of a dataset: row r (its id) has class `class_idx[r % k]`. Not a list
+/// of rows: `--n-per-class` is the user's number, and a list of 10^12 of them was a
+/// 24 TB allocation.
+#[derive(Debug, Clone)]
+struct Rows {
+    class_idx: Vec<usize>,
+    total: usize,
+}
+
+impl Rows {
+    fn class_of(&self, row: usize) -> usize {
+        self.class_idx[row % self.class_idx.len()]
+    }
+}
+
+/// Most rows a dataset may have: ids are int64, and within that any count is the user's to ask.
+const MAX_ROWS: usize = i64::MAX as usize;
+
+/// The rows a dataset holds and the table's description, after checking the options.
+fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Rows, DatasetInfo)> {
     let size = sim.config().image.size;
     if let Task::Superres { factor } = opts.task {
         if factor < 2 || size % factor != 0 {
@@ -170,14 +187,17 @@ fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Vec<usize>, DatasetI
         return Err(Error::config("basin_hops", "applies to the blind fits of --smooth-lens-residuals"));
     }
     residual_grid(opts).validate()?;
-    let total = opts.n_per_class * class_idx.len();
+    let total = (opts.n_per_class.checked_mul(class_idx.len())).filter(|&t| t <= MAX_ROWS).ok_or_else(|| {
+        let (n, k) = (opts.n_per_class, class_idx.len());
+        Error::config("n_per_class", format!("{n} x {k} classes is more rows than a dataset's int64 ids can count"))
+    })?;
     let info = DatasetInfo {
         class_names: sim.class_names().to_vec(),
         task: opts.task,
         image_size: size,
         metadata: dataset_metadata(sim, opts),
     };
-    Ok(((0..total).map(|row| class_idx[row % class_idx.len()]).collect(), info))
+    Ok((Rows { class_idx, total }, info))
 }
 
 /// Renders rows `rows` (ids) of the dataset in parallel, telling `row_done` of each;
@@ -186,7 +206,7 @@ fn plan(sim: &Simulator, opts: &SimulateOptions) -> Result<(Vec<usize>, DatasetI
 fn render_rows(
     sim: &Simulator,
     opts: &SimulateOptions,
-    classes: &[usize],
+    classes: &Rows,
     rows: std::ops::Range<usize>,
     row_done: &(dyn Fn() + Sync),
 ) -> Option<Vec<Record>> {
@@ -198,7 +218,7 @@ fn render_rows(
             if opts.cancel.is_cancelled() {
                 return None;
             }
-            let record = make_record(sim, opts, classes[row], row as u64);
+            let record = make_record(sim, opts, classes.class_of(row), row as u64);
             row_done();
             Some(record)
         })
@@ -213,11 +233,12 @@ pub fn simulate_batches(
     opts: &SimulateOptions,
 ) -> Result<(arrow_schema::SchemaRef, Vec<arrow_array::RecordBatch>)> {
     let (classes, info) = plan(sim, opts)?;
+    refuse_beyond_memory(&classes, &info, opts)?;
     let schema = super::parquet::dataset_schema(&info);
     let chunk = opts.chunk_size.max(1);
     let mut batches = Vec::new();
-    for start in (0..classes.len()).step_by(chunk) {
-        let rows = start..(start + chunk).min(classes.len());
+    for start in (0..classes.total).step_by(chunk) {
+        let rows = start..(start + chunk).min(classes.total);
         let Some(records) = render_rows(sim, opts, &classes, rows, &|| {}) else {
             return Err(Error::Interrupted("nothing returned".into()));
         };
@@ -226,10 +247,34 @@ pub fn simulate_batches(
     Ok((schema, batches))
 }
 
+/// A dataset held in memory ([`simulate_batches`]) whose images alone would not fit
+/// in this machine's memory is refused before any is rendered: it would grow until
+/// the system ended the process, losing the images made.
+fn refuse_beyond_memory(rows: &Rows, info: &DatasetInfo, opts: &SimulateOptions) -> Result<()> {
+    let pixels = info.image_size * info.image_size;
+    let per_row = match opts.task {
+        Task::Classify => pixels,
+        Task::Superres { factor } => pixels + pixels / (factor * factor),
+    } * std::mem::size_of::<f32>();
+    let Some(memory) = crate::machine::physical_memory() else { return Ok(()) };
+    let needed = rows.total as f64 * per_row as f64;
+    if needed > memory as f64 {
+        return Err(Error::config(
+            "n_per_class",
+            format!(
+                "{} rows of {}x{} images take {:.3e} bytes in memory, more than this machine's {:.3e}: \
+                 simulate them to files (`lensmae simulate --out DIR` writes them as it goes), or fewer",
+                rows.total, info.image_size, info.image_size, needed, memory as f64
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Render the dataset and write it; returns what the writer wrote.
 pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<WriteSummary> {
     let (classes, info) = plan(sim, opts)?;
-    let total = classes.len();
+    let total = classes.total;
     let path = dataset_path(&opts.out_dir, opts.format);
     // Fail before any rendering if the output exists (the writer checks again).
     super::atomic::refuse_existing(&path, opts.overwrite)?;
@@ -323,10 +368,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn datasets_too_large_for_their_ids_or_for_memory_are_refused_before_any_row() {
+        let sim = Simulator::new(crate::sim::presets::preset("deeplense-model2").unwrap()).unwrap();
+        let ids = simulate_batches(&sim, &SimulateOptions::new(usize::MAX / 2, 1, PathBuf::new())).unwrap_err();
+        assert!(ids.to_string().contains("3 classes is more rows than a dataset's int64 ids can count"), "{ids}");
+        // 3 x 10^12 images of 64x64 float32: 49 PB, beyond any machine this runs on
+        // (where the memory cannot be read, nothing is refused for it: not tried).
+        if crate::machine::physical_memory().is_some() {
+            let opts = SimulateOptions::new(1_000_000_000_000, 1, PathBuf::new());
+            let memory = simulate_batches(&sim, &opts).unwrap_err();
+            assert!(memory.to_string().contains("more than this machine's"), "{memory}");
+        }
+    }
+
+    #[test]
     fn each_row_rendered_is_told_and_a_cancel_leaves_the_rest_of_the_chunk_undone() {
         let sim = Simulator::new(crate::sim::presets::preset("deeplense-model2").unwrap()).unwrap();
         let opts = SimulateOptions::new(2, 7, PathBuf::new());
         let (classes, _) = plan(&sim, &opts).unwrap();
+        assert_eq!((classes.total, classes.class_of(4)), (6, 1));
         let told = std::sync::atomic::AtomicUsize::new(0);
         let one_more = || {
             told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
