@@ -235,6 +235,47 @@ fn compressed_tables() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Image columns as other producers write them: polars' 2-D Array of uint16 and
+/// pandas-style lists of float64 image rows, with a null pixel, a null image row
+/// and a null image among them (since 2026-12-06 the reader takes both).
+fn image_row_tables() -> Vec<Vec<u8>> {
+    use arrow_array::builder::{Float64Builder, ListBuilder};
+    use arrow_array::{Array, ArrayRef, FixedSizeListArray, RecordBatch, UInt16Array};
+    use arrow_schema::{DataType, Field};
+    use std::sync::Arc;
+    let pixels = UInt16Array::from_iter((0..4 * 64).map(|i| (i != 70).then_some((i * 37 % 1000) as u16)));
+    let rows = FixedSizeListArray::new(Arc::new(Field::new("item", DataType::UInt16, true)), 8, Arc::new(pixels), None);
+    let polars =
+        FixedSizeListArray::new(Arc::new(Field::new("item", rows.data_type().clone(), true)), 8, Arc::new(rows), None);
+    let mut pandas = ListBuilder::new(ListBuilder::new(Float64Builder::new()));
+    for image in 0..4 {
+        if image == 2 {
+            pandas.append(false);
+            continue;
+        }
+        for row in 0..8 {
+            if image == 3 && row == 5 {
+                pandas.values().append(false);
+                continue;
+            }
+            pandas.values().values().append_slice(&[row as f64 + 0.5; 8]);
+            pandas.values().append(true);
+        }
+        pandas.append(true);
+    }
+    [Arc::new(polars) as ArrayRef, Arc::new(pandas.finish()) as ArrayRef]
+        .into_iter()
+        .map(|images| {
+            let batch = RecordBatch::try_from_iter([("image", images)]).expect("an image batch");
+            let mut bytes = Vec::new();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).expect("a writer");
+            writer.write(&batch).expect("the images are written");
+            writer.close().expect("the footer is written");
+            bytes
+        })
+        .collect()
+}
+
 /// A table of per-row probabilities as `predict` writes them (id, p_<class>,
 /// in_domain, ood_score), for `evaluate --predictions`.
 fn prediction_table() -> Vec<u8> {
@@ -288,6 +329,7 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
             seeds: [f("stage/stamps.parquet"), f("hats-cutouts/dataset/Norder=0/Dir=0/Npix=1.parquet")]
                 .into_iter()
                 .chain(compressed_tables())
+                .chain(image_row_tables())
                 .chain([prediction_table()])
                 .collect(),
             text: false,
