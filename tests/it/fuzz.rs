@@ -39,6 +39,14 @@ fn inputs_earlier_campaigns_found_are_refused() {
     // npyz's header parser backtracked for 1.8-2.5 s over its 13 unclosed braces.
     assert!(run("npy", "npy-nested-braces.npy").contains("nests brackets more than 3 deep"));
     assert!(run("fits-file", "fits-negative-gcount.fits").contains("GCOUNT = -1 is negative"));
+    // A list-of-image-rows column whose first image holds no rows at the end of the
+    // rows' list: the shape probe read the offset past it (a panic).
+    let path = root.join("fixtures/fuzz/parquet-image-rows-empty-last.parquet");
+    let e = lensmae::stage::inspect(std::slice::from_ref(&path), &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("no image: give --shape H,W"), "{e}");
+    // With a shape given it is read (its rows fail as their problems say), in every way the campaign reads it.
+    let parquet = targets.iter().find(|t| t.name == "parquet").unwrap();
+    let _ = (parquet.run)(scratch.path(), &std::fs::read(&path).unwrap());
     // Headers declaring far more data than the file holds: the training reader
     // allocated what they said (4 TB: an abort, not an error).
     for (file, what) in [

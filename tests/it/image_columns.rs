@@ -1,11 +1,11 @@
 //! Image columns as Arrow producers write them: integers and float16, polars'
 //! 2-D arrays and lists of image rows, null pixels.
 
-use crate::stage::{classifier, read, read_pixels, strings, write_parquet};
+use crate::stage::{classifier, predict_options, read, read_pixels, strings, write_parquet};
 use arrow_array::builder::{Float64Builder, ListBuilder};
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, StringArray, UInt16Array};
 use arrow_schema::{DataType, Field};
-use lensmae::stage::{open_input, predict, InputOptions, PredictOptions};
+use lensmae::stage::{open_input, predict, InputOptions};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -106,11 +106,50 @@ fn integer_and_float16_pixels_and_lists_of_image_rows_read_as_their_values() {
     let err = shape_of(&empty, None).unwrap_err().to_string();
     assert!(err.contains("its images are 4x0: no pixels"), "{err}");
 
+    // A per-row pixel scale of any numeric type (here whole arcsec, a null among them).
+    let scaled = dir.path().join("scaled.parquet");
+    let images = fixed(Arc::new(Float32Array::from(want.clone())), H * W);
+    let scales: ArrayRef = Arc::new(arrow_array::UInt8Array::from(vec![Some(2), None, Some(0)]));
+    write_parquet(
+        &scaled,
+        vec![
+            (Field::new("image", images.data_type().clone(), true), images),
+            (Field::new("scale", DataType::UInt8, true), scales.clone()),
+        ],
+    );
+    let opts = InputOptions { shape: Some([H, W]), pixel_scale_column: Some("scale".into()), ..Default::default() };
+    let batch = open_input(&[scaled.clone()], &opts).unwrap().next_batch(10).unwrap().unwrap();
+    assert_eq!(batch.pixel_scales, vec![Some(2.0), None, None]);
+    let opts = InputOptions { pixel_scale_column: Some("image".into()), ..opts };
+    let err = open_input(&[scaled], &opts).err().unwrap().to_string();
+    assert!(err.contains("not numbers of arcsec per pixel"), "{err}");
+
     // Text is not an image.
     let text = dir.path().join("text.parquet");
     image_file(&text, fixed(Arc::new(StringArray::from(vec!["a"; 3 * H * W])), H * W));
     let err = shape_of(&text, Some([H, W])).unwrap_err().to_string();
     assert!(err.contains("images must be lists of numbers"), "{err}");
+}
+
+#[test]
+fn fits_stamps_in_a_binary_view_column_read_as_in_a_binary_one() {
+    // polars exports binary columns as binary_view.
+    let dir = tempfile::tempdir().unwrap();
+    let table = crate::fixture("stage/stamps.parquet");
+    let stamps = read(&table).column_by_name("cutoutScience").unwrap().clone();
+    let view = dir.path().join("view.parquet");
+    let as_view = arrow_cast::cast(&stamps, &DataType::BinaryView).unwrap();
+    write_parquet(&view, vec![(Field::new("cutoutScience", DataType::BinaryView, true), as_view)]);
+    assert_eq!(read(&view).schema().field(0).data_type(), &DataType::BinaryView);
+    let opts = || InputOptions { image_column: Some("cutoutScience".into()), ..Default::default() };
+    let (want, want_problems) = read_pixels(&table, opts());
+    let (got, problems) = read_pixels(&view, opts());
+    assert_eq!(
+        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(problems, want_problems);
+    assert!(problems.iter().filter(|p| p.is_none()).count() >= 3, "{problems:?}");
 }
 
 #[test]
@@ -131,20 +170,7 @@ fn the_bundled_classifier_flags_float16_copies_of_its_own_test_images() {
         let input = dir.path().join(format!("{t}.parquet"));
         image_file(&input, fixed(arrow_cast::cast(&images, &t).unwrap(), 4096));
         let out = dir.path().join(format!("{t}-pred.parquet"));
-        predict(&PredictOptions {
-            inputs: vec![input],
-            input: InputOptions { shape: Some([64, 64]), ..Default::default() },
-            predictor: classifier(Path::new("bundled:classifier"), 4),
-            out: out.clone(),
-            overwrite: true,
-            chunk_rows: 1000,
-            shard: None,
-            resume: false,
-            cancel: Default::default(),
-            command: None,
-            progress: Default::default(),
-        })
-        .unwrap();
+        predict(&predict_options(&[input], classifier(Path::new("bundled:classifier"), 4), &out)).unwrap();
         statuses.push(strings(&read(&out), "status"));
     }
     // float16 keeps 11 significant bits: the faint levels the model reads fold

@@ -80,11 +80,11 @@ impl TableLayout {
         let carried_fields = carried.iter().map(|n| schema.field_with_name(n).expect("checked").clone()).collect();
         if let Some(name) = &opts.pixel_scale_column {
             match schema.field_with_name(name).map(|f| f.data_type()) {
-                Ok(DataType::Float32 | DataType::Float64) => {}
+                Ok(t) if is_number_type(t) => {}
                 Ok(other) => {
                     return Err(parquet_error(
                         origin,
-                        format!("column `{name}` (--pixel-scale-col) is {other}, not floating point arcsec per pixel"),
+                        format!("column `{name}` (--pixel-scale-col) is {other}, not numbers of arcsec per pixel"),
                     ))
                 }
                 Err(_) => return Err(parquet_error(origin, format!("no column `{name}` (--pixel-scale-col)"))),
@@ -118,22 +118,20 @@ impl TableLayout {
         }
     }
 
-    /// Per row of `batch`: the pixel scale of its column, else `recorded` (the table's).
+    /// Per row of `batch`: the pixel scale of its column (any numeric type), else
+    /// `recorded` (the table's).
     fn pixel_scales(&self, origin: &Path, batch: &RecordBatch, recorded: Option<f64>) -> Result<Vec<Option<f64>>> {
-        use arrow_array::cast::AsArray;
-        use arrow_array::types::{Float32Type, Float64Type};
+        use arrow_array::types::Float64Type;
         let Some(name) = &self.pixel_scale_column else { return Ok(vec![recorded; batch.num_rows()]) };
         let col = batch
             .column_by_name(name)
             .ok_or_else(|| parquet_error(origin, format!("no column `{name}` in this batch")))?;
+        if !is_number_type(col.data_type()) {
+            return Err(parquet_error(origin, format!("column `{name}` is {} in this batch", col.data_type())));
+        }
+        let scales = arrow_cast::cast(col, &DataType::Float64).map_err(|e| parquet_error(origin, e.to_string()))?;
         let positive = |v: f64| Some(v).filter(|v| v.is_finite() && *v > 0.0);
-        Ok(match col.data_type() {
-            DataType::Float64 => col.as_primitive::<Float64Type>().iter().map(|v| v.and_then(positive)).collect(),
-            DataType::Float32 => {
-                col.as_primitive::<Float32Type>().iter().map(|v| v.and_then(|v| positive(f64::from(v)))).collect()
-            }
-            other => return Err(parquet_error(origin, format!("column `{name}` is {other} in this batch"))),
-        })
+        Ok(scales.as_primitive::<Float64Type>().iter().map(|v| v.and_then(positive)).collect())
     }
 
     /// How the input is described to people.
@@ -260,7 +258,10 @@ fn nested_row_shape(col: &dyn Array, row: usize) -> Option<[usize; 2]> {
     let (rows, offsets) = list_level(col)?;
     let (first, end) = (offsets[row], offsets[row + 1]);
     let (_, inner) = list_level(rows.as_ref())?;
-    Some([end - first, inner[first + 1] - inner[first]]).filter(|&[h, w]| h > 0 && w > 0)
+    if end == first {
+        return None;
+    }
+    Some([end - first, inner[first + 1] - inner[first]]).filter(|&[_, w]| w > 0)
 }
 
 /// Parquet files read as one table.
@@ -303,15 +304,15 @@ fn list_item(dt: &DataType) -> Option<&DataType> {
     }
 }
 
-fn is_pixel_type(dt: &DataType) -> bool {
+fn is_number_type(dt: &DataType) -> bool {
     dt.is_integer() || dt.is_floating()
 }
 
 /// A list of pixels, or a list of image rows that are lists of pixels.
 fn is_image_list(dt: &DataType) -> bool {
     match list_item(dt) {
-        Some(item) if is_pixel_type(item) => true,
-        Some(item) => list_item(item).is_some_and(is_pixel_type),
+        Some(item) if is_number_type(item) => true,
+        Some(item) => list_item(item).is_some_and(is_number_type),
         None => false,
     }
 }
@@ -727,7 +728,7 @@ fn list_level(col: &dyn Array) -> Option<(ArrayRef, Vec<usize>)> {
 
 /// Pixels of any integer or floating type as float32, null pixels as NaN.
 fn pixels_as_f32(values: &ArrayRef) -> std::result::Result<ScalarBuffer<f32>, String> {
-    if !is_pixel_type(values.data_type()) {
+    if !is_number_type(values.data_type()) {
         return Err(format!("image values are {}, not numbers", values.data_type()));
     }
     let floats = match values.data_type() {
