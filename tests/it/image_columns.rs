@@ -118,7 +118,7 @@ fn integer_and_float16_pixels_and_lists_of_image_rows_read_as_their_values() {
         ],
     );
     let opts = InputOptions { shape: Some([H, W]), pixel_scale_column: Some("scale".into()), ..Default::default() };
-    let batch = open_input(&[scaled.clone()], &opts).unwrap().next_batch(10).unwrap().unwrap();
+    let batch = open_input(std::slice::from_ref(&scaled), &opts).unwrap().next_batch(10).unwrap().unwrap();
     assert_eq!(batch.pixel_scales, vec![Some(2.0), None, None]);
     let opts = InputOptions { pixel_scale_column: Some("image".into()), ..opts };
     let err = open_input(&[scaled], &opts).err().unwrap().to_string();
