@@ -109,7 +109,7 @@ class Model:
         DataFrame, or any object with ``__arrow_c_stream__``. The image column
         (``image_col``; default ``image``, else the only tensor, list-of-numbers or
         FITS-bytes column) holds ``arrow.fixed_shape_tensor`` cutouts, lists of
-        numbers (give ``shape=(h, w)`` unless square fixed-size lists), lists of
+        numbers (give ``shape=(h, w)`` unless the images are square), lists of
         image rows (a polars ``pl.Array(pl.Float32, (h, w))`` column, pandas' lists
         of lists) or FITS files as bytes (alert stamps). Pixels may be of any
         integer or floating type; a null pixel (pandas' NaN becomes one) is read as

@@ -66,11 +66,12 @@ def test_polars_and_pandas_frames_go_in(fixtures):
     table = pq.read_table(source, columns=["id", "image"])
     model = lensmae.load_model()
     want = model.predict(table)
-    # Polars and pandas carry the tensor column as plain lists of 64x64 floats.
+    # Polars and pandas carry the tensor column as plain lists of 64x64 floats: square,
+    # so no shape to give.
     frame = pl.read_parquet(source, columns=["id", "image"])
-    from_polars = model.predict(frame, shape=(64, 64))
+    from_polars = model.predict(frame)
     panda = table.to_pandas()
-    from_pandas = model.predict(panda, shape=(64, 64))
+    from_pandas = model.predict(panda)
     for got in (from_polars, from_pandas):
         assert got.num_rows == 12
         for name in ["id", "p_axion", "p_cdm", "p_no_sub", "pred_class", "status"]:
@@ -99,8 +100,8 @@ def test_polars_2d_arrays_string_ids_and_pandas_nan_pixels(fixtures):
     rows[3][100] = np.nan
     panda = pd.DataFrame({"id": range(12), "image": rows})
     with pytest.raises(lensmae.LensmaeError, match="row 3 .*1 non-finite pixels"):
-        model.predict(panda, shape=(64, 64))
-    skipped = lensmae.load_model(nan_policy="skip-row").predict(panda, shape=(64, 64))
+        model.predict(panda)
+    skipped = lensmae.load_model(nan_policy="skip-row").predict(panda)
     status = skipped.column("status").to_pylist()
     assert status[3].startswith("skipped") and status[:3] == want.column("status").to_pylist()[:3]
 

@@ -132,6 +132,53 @@ fn integer_and_float16_pixels_and_lists_of_image_rows_read_as_their_values() {
 }
 
 #[test]
+fn labelled_tables_as_pandas_and_polars_write_them_are_training_sets() {
+    use arrow_array::builder::Float32Builder;
+    use arrow_array::types::Int8Type;
+    let dir = tempfile::tempdir().unwrap();
+    let want: Vec<f32> = (0..3 * 25).map(|i| ((i * 37) % 101) as f32).collect();
+    let labels = ["cdm", "axion", "cdm"];
+    // pandas: images as lists of any length (square: 5x5), labels as a categorical
+    // (dictionary) or as large strings (polars too); uint32 ids.
+    let mut lists = ListBuilder::new(Float32Builder::new());
+    for image in want.chunks(25) {
+        lists.values().append_slice(image);
+        lists.append(true);
+    }
+    let images: ArrayRef = Arc::new(lists.finish());
+    let categorical: ArrayRef = Arc::new(labels.into_iter().collect::<arrow_array::DictionaryArray<Int8Type>>());
+    let large: ArrayRef = Arc::new(arrow_array::LargeStringArray::from(labels.to_vec()));
+    let ids: ArrayRef = Arc::new(arrow_array::UInt32Array::from(vec![7, 8, 9]));
+    for (name, label) in [("categorical", categorical), ("large", large)] {
+        let path = dir.path().join(format!("{name}.parquet"));
+        write_parquet(
+            &path,
+            vec![
+                (Field::new("id", DataType::UInt32, false), ids.clone()),
+                (Field::new("image", images.data_type().clone(), true), images.clone()),
+                (Field::new("label", label.data_type().clone(), false), label),
+            ],
+        );
+        let set = lensmae::data::images::read_labelled_images(&path, "image").unwrap();
+        assert_eq!((set.size, &set.labels, &set.ids), (5, &vec![1, 0, 1], &vec![7, 8, 9]), "{name}");
+        assert_eq!(set.class_names, ["axion", "cdm"], "{name}");
+        assert_eq!(set.pixels, want, "{name}");
+    }
+    // Numbers are not class names.
+    let path = dir.path().join("numbers.parquet");
+    let numbers: ArrayRef = Arc::new(Float32Array::from(vec![1.0, 2.0, 1.0]));
+    write_parquet(
+        &path,
+        vec![
+            (Field::new("image", images.data_type().clone(), true), images),
+            (Field::new("label", DataType::Float32, false), numbers),
+        ],
+    );
+    let err = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
+    assert!(err.contains("column `label`: Float32 is not text"), "{err}");
+}
+
+#[test]
 fn fits_stamps_in_a_binary_view_column_read_as_in_a_binary_one() {
     // polars exports binary columns as binary_view.
     let dir = tempfile::tempdir().unwrap();

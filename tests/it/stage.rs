@@ -214,12 +214,23 @@ fn list_columns_with_a_shape_keep_bad_rows_with_their_reason() {
     let item = Arc::new(Field::new("item", DataType::Float64, true));
     let list = ListArray::new(item.clone(), offsets, Arc::new(Float64Array::from(values)), Some(nulls));
     let input = dir.path().join("lists.parquet");
-    write_parquet(&input, vec![(Field::new("stamp", DataType::List(item), true), Arc::new(list))]);
+    write_parquet(&input, vec![(Field::new("stamp", DataType::List(item.clone()), true), Arc::new(list))]);
     let inputs = [input];
     let opts = |shape| InputOptions { shape, ..Default::default() };
-    let err = inspect(&inputs, &opts(None)).unwrap_err().to_string();
-    assert!(err.contains("--shape") && err.contains("stamp"), "{err}");
+    // Without --shape, the first image's 256 values say 16x16 (pandas writes no shape).
     let report = inspect(&inputs, &opts(Some([16, 16]))).unwrap();
+    assert_eq!(inspect(&inputs, &opts(None)).unwrap(), report);
+    // A first image that is not square needs one.
+    let odd = dir.path().join("odd.parquet");
+    let list = ListArray::new(
+        item.clone(),
+        arrow_buffer::OffsetBuffer::new(vec![0i32, 10].into()),
+        Arc::new(Float64Array::from(vec![0.5; 10])),
+        None,
+    );
+    write_parquet(&odd, vec![(Field::new("stamp", DataType::List(item.clone()), true), Arc::new(list))]);
+    let err = inspect(&[odd], &opts(None)).unwrap_err().to_string();
+    assert!(err.contains("10 values per row is not square: give --shape H,W") && err.contains("stamp"), "{err}");
     assert_eq!(report["input"]["rows"], 4);
     assert_eq!(report["first_rows_problems"].as_array().unwrap().len(), 2);
     let out = dir.path().join("pred.parquet");

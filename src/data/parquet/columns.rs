@@ -5,7 +5,7 @@
 use crate::data::LabelTable;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type};
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use std::path::Path;
@@ -49,8 +49,7 @@ pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable>
             labels.extend(integer_column(&batch, "label_idx").map_err(&err)?);
         } else {
             let col = batch.column_by_name("label").expect("projected");
-            let strings =
-                col.as_string_opt::<i32>().ok_or_else(|| err("column `label` is not a string column".into()))?;
+            let strings = as_strings(col).map_err(|m| err(format!("column `label`: {m}")))?;
             for (k, s) in strings.iter().enumerate() {
                 label_strings.push(s.ok_or_else(|| err(format!("row id {}: null label", batch_ids[k])))?.to_string());
             }
@@ -107,17 +106,29 @@ pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<FloatColumns> {
     Ok(columns)
 }
 
-/// A numeric column as float64 (integers converted, nulls kept).
+/// A numeric column as float64 (integers, float16 and decimals converted, nulls kept).
 pub(crate) fn arrow_cast_f64(col: &ArrayRef) -> std::result::Result<arrow_array::Float64Array, String> {
-    Ok(match col.data_type() {
-        DataType::Float64 => col.as_primitive::<Float64Type>().clone(),
-        DataType::Float32 => col.as_primitive::<Float32Type>().iter().map(|v| v.map(f64::from)).collect(),
-        DataType::Int64 => col.as_primitive::<Int64Type>().iter().map(|v| v.map(|x| x as f64)).collect(),
-        DataType::Int32 => col.as_primitive::<Int32Type>().iter().map(|v| v.map(f64::from)).collect(),
-        DataType::Int16 => col.as_primitive::<Int16Type>().iter().map(|v| v.map(f64::from)).collect(),
-        DataType::Int8 => col.as_primitive::<Int8Type>().iter().map(|v| v.map(f64::from)).collect(),
-        other => return Err(format!("type {other} is not read as a number here")),
-    })
+    if !col.data_type().is_numeric() {
+        return Err(format!("type {} is not read as a number here", col.data_type()));
+    }
+    let cast = arrow_cast::cast(col, &DataType::Float64).map_err(|e| e.to_string())?;
+    Ok(cast.as_primitive::<Float64Type>().clone())
+}
+
+/// A text column as strings, however its writer stored them: `string`,
+/// `large_string` (polars, pandas), `string_view`, or dictionary-encoded (pandas'
+/// categoricals).
+fn as_strings(col: &ArrayRef) -> std::result::Result<arrow_array::StringArray, String> {
+    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let readable = match col.data_type() {
+        DataType::Dictionary(_, values) => text(values),
+        other => text(other),
+    };
+    if !readable {
+        return Err(format!("{} is not text", col.data_type()));
+    }
+    let cast = arrow_cast::cast(col, &DataType::Utf8).map_err(|e| e.to_string())?;
+    Ok(cast.as_string::<i32>().clone())
 }
 
 /// The `id` column of `batch`, else row numbers from `row0`.
@@ -134,11 +145,12 @@ fn integer_column(batch: &RecordBatch, name: &str) -> std::result::Result<Vec<us
         return Err(format!("column `{name}` has nulls"));
     }
     let to_usize = |v: i64| usize::try_from(v).map_err(|_| format!("column `{name}` has a negative value {v}"));
-    match col.data_type() {
-        DataType::Int8 => col.as_primitive::<Int8Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
-        DataType::Int16 => col.as_primitive::<Int16Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
-        DataType::Int32 => col.as_primitive::<Int32Type>().values().iter().map(|&v| to_usize(v as i64)).collect(),
-        DataType::Int64 => col.as_primitive::<Int64Type>().values().iter().map(|&v| to_usize(v)).collect(),
-        other => Err(format!("column `{name}` is {other}, not an integer")),
+    if !col.data_type().is_integer() {
+        return Err(format!("column `{name}` is {}, not an integer", col.data_type()));
     }
+    // Unsigned values beyond int64 are an error, not a null.
+    let strict = arrow_cast::CastOptions { safe: false, ..Default::default() };
+    let cast =
+        arrow_cast::cast_with_options(col, &DataType::Int64, &strict).map_err(|e| format!("column `{name}`: {e}"))?;
+    cast.as_primitive::<Int64Type>().values().iter().map(|&v| to_usize(v)).collect()
 }

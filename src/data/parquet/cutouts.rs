@@ -226,7 +226,8 @@ impl TableLayout {
 }
 
 /// The shape of the first image among `batches`' column `name` that gives one: a
-/// decodable FITS stamp, or a list of image rows (rows x the first row's values).
+/// decodable FITS stamp, a list of image rows (rows x the first row's values), or a
+/// list of values (square, else an error).
 pub fn first_image_shape_in<'a>(
     batches: impl IntoIterator<Item = &'a RecordBatch>,
     name: &str,
@@ -235,18 +236,41 @@ pub fn first_image_shape_in<'a>(
     for batch in batches {
         let Some(col) = batch.column_by_name(name) else { continue };
         fits = is_fits_bytes(col.data_type());
-        for row in 0..col.len() {
-            let shape = if fits {
-                binary_value(col.as_ref(), row).map(decode_fits_bytes).and_then(|stamp| stamp.ok()).map(|s| s.shape)
-            } else {
-                nested_row_shape(col.as_ref(), row)
-            };
-            if let Some(shape) = shape {
-                return Ok(shape);
-            }
+        if let Some(shape) = first_image_shape_of(col.as_ref())? {
+            return Ok(shape);
         }
     }
-    Err(if fits { "no decodable FITS stamp: give --shape H,W" } else { "no image: give --shape H,W" }.into())
+    Err(no_image_shape(fits))
+}
+
+fn no_image_shape(fits: bool) -> String {
+    if fits { "no decodable FITS stamp: give --shape H,W" } else { "no image: give --shape H,W" }.into()
+}
+
+/// [`first_image_shape_in`] of one column: none where no row gives a shape.
+fn first_image_shape_of(col: &dyn Array) -> std::result::Result<Option<[usize; 2]>, String> {
+    for row in 0..col.len() {
+        let shape = if is_fits_bytes(col.data_type()) {
+            binary_value(col, row).map(decode_fits_bytes).and_then(|stamp| stamp.ok()).map(|s| s.shape)
+        } else if is_nested_list(col.data_type()) {
+            nested_row_shape(col, row)
+        } else {
+            flat_row_length(col, row).map(square).transpose()?
+        };
+        if shape.is_some() {
+            return Ok(shape);
+        }
+    }
+    Ok(None)
+}
+
+/// The number of values of row `row` of a list column; none for a null or empty one.
+fn flat_row_length(col: &dyn Array, row: usize) -> Option<usize> {
+    if col.is_null(row) {
+        return None;
+    }
+    let (_, offsets) = list_level(col)?;
+    Some(offsets[row + 1] - offsets[row]).filter(|&n| n > 0)
 }
 
 /// `[rows, values in the first row]` of row `row` of a list-of-lists column; none
@@ -399,15 +423,18 @@ fn image_shape(
         return Ok(shape);
     }
     match field.data_type() {
-        DataType::FixedSizeList(_, n) => {
-            let side = (*n as f64).sqrt().round() as usize;
-            if side * side == *n as usize {
-                Ok([side, side])
-            } else {
-                Err(err(format!("{n} values per row is not square: give --shape H,W")))
-            }
-        }
-        _ => Err(err("variable-length lists without tensor metadata: give --shape H,W".into())),
+        DataType::FixedSizeList(_, n) => square(*n as usize).map_err(err),
+        // pandas and Spark write lists of any length: the first image's length says.
+        _ => first_image(field.name()).map_err(err),
+    }
+}
+
+/// The square shape of images of `n` values.
+fn square(n: usize) -> std::result::Result<[usize; 2], String> {
+    let side = (n as f64).sqrt().round() as usize;
+    match side * side == n {
+        true => Ok([side, side]),
+        false => Err(format!("{n} values per row is not square: give --shape H,W")),
     }
 }
 
@@ -424,15 +451,13 @@ fn first_image_shape(
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     let reader =
         ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(64)).map_err(|e| e.to_string())?;
-    let mut last = "no image: give --shape H,W".to_string();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
-        match first_image_shape_in([&batch], name) {
-            Ok(shape) => return Ok(shape),
-            Err(e) => last = e,
+        if let Some(shape) = first_image_shape_of(batch.column(0).as_ref())? {
+            return Ok(shape);
         }
     }
-    Err(last)
+    Err(no_image_shape(is_fits_bytes(schema.field(index).data_type())))
 }
 
 /// Row `row` of a binary column, or none if null.
