@@ -247,45 +247,27 @@ fn no_image_shape(fits: bool) -> String {
     if fits { "no decodable FITS stamp: give --shape H,W" } else { "no image: give --shape H,W" }.into()
 }
 
-/// [`first_image_shape_in`] of one column: none where no row gives a shape.
+/// [`first_image_shape_in`] of one column: none where no row gives a shape. The
+/// lists' offsets are worked out once: a column may begin with many null images.
 fn first_image_shape_of(col: &dyn Array) -> std::result::Result<Option<[usize; 2]>, String> {
-    for row in 0..col.len() {
-        let shape = if is_fits_bytes(col.data_type()) {
-            binary_value(col, row).map(decode_fits_bytes).and_then(|stamp| stamp.ok()).map(|s| s.shape)
-        } else if is_nested_list(col.data_type()) {
-            nested_row_shape(col, row)
-        } else {
-            flat_row_length(col, row).map(square).transpose()?
-        };
-        if shape.is_some() {
-            return Ok(shape);
+    if is_fits_bytes(col.data_type()) {
+        let stamp = |row| binary_value(col, row).map(decode_fits_bytes).and_then(|stamp| stamp.ok());
+        return Ok((0..col.len()).find_map(|row| stamp(row).map(|s| s.shape)));
+    }
+    let Some((rows, offsets)) = list_level(col) else { return Ok(None) };
+    let inner = if is_nested_list(col.data_type()) { list_level(rows.as_ref()).map(|(_, o)| o) } else { None };
+    for row in (0..col.len()).filter(|&r| !col.is_null(r) && offsets[r + 1] > offsets[r]) {
+        let (first, end) = (offsets[row], offsets[row + 1]);
+        match &inner {
+            // A list of image rows: rows x the first row's values.
+            Some(inner) if inner[first + 1] > inner[first] => {
+                return Ok(Some([end - first, inner[first + 1] - inner[first]]))
+            }
+            Some(_) => {}
+            None => return square(end - first).map(Some),
         }
     }
     Ok(None)
-}
-
-/// The number of values of row `row` of a list column; none for a null or empty one.
-fn flat_row_length(col: &dyn Array, row: usize) -> Option<usize> {
-    if col.is_null(row) {
-        return None;
-    }
-    let (_, offsets) = list_level(col)?;
-    Some(offsets[row + 1] - offsets[row]).filter(|&n| n > 0)
-}
-
-/// `[rows, values in the first row]` of row `row` of a list-of-lists column; none
-/// for a null image or one without pixels.
-fn nested_row_shape(col: &dyn Array, row: usize) -> Option<[usize; 2]> {
-    if col.is_null(row) {
-        return None;
-    }
-    let (rows, offsets) = list_level(col)?;
-    let (first, end) = (offsets[row], offsets[row + 1]);
-    let (_, inner) = list_level(rows.as_ref())?;
-    if end == first {
-        return None;
-    }
-    Some([end - first, inner[first + 1] - inner[first]]).filter(|&[_, w]| w > 0)
 }
 
 /// Parquet files read as one table.
