@@ -230,6 +230,12 @@ pub fn check_footer(file: &impl ReadAt) -> std::result::Result<ParquetMetaData, 
     }
     let mut tail = [0u8; 8];
     file.read_exact_at(&mut tail, size - 8).map_err(|e| e.to_string())?;
+    if &tail[2..] == b"ARROW1" {
+        return Err("an Arrow IPC (Feather) file, not Parquet: write it as Parquet (pyarrow: \
+                    `pq.write_table(pyarrow.feather.read_table(path), out)`), or hand the table to \
+                    `lensmae.load_model().predict` in Python"
+            .into());
+    }
     if &tail[4..] != b"PAR1" {
         return Err("the file does not end with Parquet's `PAR1` marker".into());
     }
@@ -443,6 +449,12 @@ mod tests {
         tail.extend_from_slice(b"PAR1");
         let why = check_footer(&Claimed { size: 1 << 40, tail }).unwrap_err();
         assert!(why.contains("declares 3221225472 bytes"), "{why}");
+    }
+
+    #[test]
+    fn an_arrow_ipc_file_is_named_as_one() {
+        let why = check_footer(&Claimed { size: 4096, tail: b"\0\0ARROW1".to_vec() }).unwrap_err();
+        assert!(why.contains("an Arrow IPC (Feather) file, not Parquet"), "{why}");
     }
 
     #[test]
