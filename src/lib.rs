@@ -22,7 +22,6 @@ pub mod progress;
 pub mod report;
 pub mod sim;
 pub mod stage;
-pub mod threads;
 pub mod train;
 
 pub use error::{Error, Result};

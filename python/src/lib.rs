@@ -100,7 +100,7 @@ fn pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>> {
     match threads {
         None => Ok(None),
         Some(n) => {
-            let n = lensmae::threads::checked_threads(n).map_err(|why| error(format!("threads {why}")))?;
+            let n = lensmae::machine::checked_threads(n).map_err(|why| error(format!("threads {why}")))?;
             rayon::ThreadPoolBuilder::new().num_threads(n).build().map(Some).map_err(error)
         }
     }

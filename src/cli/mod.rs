@@ -109,9 +109,9 @@ pub fn dispatch_step(mut command: Command, line: String) -> anyhow::Result<()> {
     dispatch(command)
 }
 
-/// `--threads N` checked ([`crate::threads::checked_threads`]), the option named in the error.
+/// `--threads N` checked ([`crate::machine::checked_threads`]), the option named in the error.
 fn threads_option(n: usize) -> anyhow::Result<usize> {
-    crate::threads::checked_threads(n).map_err(|why| anyhow::anyhow!("--threads {why}"))
+    crate::machine::checked_threads(n).map_err(|why| anyhow::anyhow!("--threads {why}"))
 }
 
 /// Prints a line on stdout; a closed pipe (`lensmae ... | head`) comes back as

@@ -109,12 +109,17 @@ pub struct ClassifierOutput {
     /// Per image, where its preparation found the deflector and how far it moved
     /// it to the centre (antisymmetric scalings; not moved for the others).
     pub centring: Vec<Centring>,
+    /// Per input, the statistics its classifier's calibration bounds
+    /// ([`crate::model::domain::Calibration::input_statistics`]; empty when uncalibrated).
+    pub input_statistics: Vec<InputStatistics>,
+}
+
+impl ClassifierOutput {
     /// Chi^2 per pixel of each input residual, for a classifier of residuals whose
     /// calibration bounds it ([`crate::model::domain::Calibration::residual_chi2_range`]).
-    pub residual_chi2: Option<Vec<f32>>,
-    /// Fraction of distinct pixel values of each input, for a classifier whose
-    /// calibration bounds it ([`crate::model::domain::Calibration::distinct_pixels_floor`]).
-    pub distinct_pixels: Option<Vec<f32>>,
+    pub fn residual_chi2(&self) -> Option<Vec<f32>> {
+        self.input_statistics.iter().map(|s| s.residual_chi2).collect::<Option<Vec<f32>>>().filter(|c| !c.is_empty())
+    }
 }
 
 impl LoadedClassifier {
@@ -229,11 +234,7 @@ impl LoadedClassifier {
         batch: usize,
     ) -> Result<ClassifierOutput> {
         let s = self.image_size();
-        let calibration = self.meta.calibration.as_ref();
-        let residual_chi2 =
-            (calibration.and_then(|c| c.residual_chi2_range)).map(|_| crate::model::domain::residual_chi2(raw, s * s));
-        let distinct_pixels = (calibration.and_then(|c| c.distinct_pixels_floor))
-            .map(|_| crate::model::domain::distinct_pixel_fractions(raw, s * s));
+        let input_statistics = (self.meta.calibration.as_ref()).map_or(Vec::new(), |c| c.input_statistics(raw, s * s));
         let mut pixels = raw.to_vec();
         let centring = self.preprocessor.apply_with_noise(&mut pixels, s * s, sigmas);
         let (logits, features) = self.logits_and_features(&pixels, batch)?;
@@ -257,7 +258,7 @@ impl LoadedClassifier {
             probabilities.iter_mut().for_each(|p| *p /= views as f32);
         }
         let ood_scores = self.domain.as_ref().map(|d| d.scores(&features));
-        Ok(ClassifierOutput { probabilities, ood_scores, centring, residual_chi2, distinct_pixels })
+        Ok(ClassifierOutput { probabilities, ood_scores, centring, input_statistics })
     }
 
     /// Logits `[n * k]` and domain features `[n * F]` of images already prepared.
@@ -274,10 +275,7 @@ impl LoadedClassifier {
     /// preparation could centre it (None without a domain model; all false when uncalibrated).
     pub fn in_domain_flags(&self, output: &ClassifierOutput) -> Option<Vec<bool>> {
         let scores = output.ood_scores.as_ref()?;
-        let input = |i: usize| InputStatistics {
-            residual_chi2: output.residual_chi2.as_ref().map(|c| c[i]),
-            distinct_pixels: output.distinct_pixels.as_ref().map(|d| d[i]),
-        };
+        let input = |i: usize| output.input_statistics.get(i).copied().unwrap_or_default();
         let flags = scores.iter().zip(&output.centring).enumerate().map(|(i, (&s, c))| {
             self.meta.calibration.as_ref().is_some_and(|cal| cal.admits(s, input(i))) && !c.beyond_search
         });

@@ -13,6 +13,7 @@ use crate::model::domain::{
     distinct_pixels_floor, quantile, residual_chi2_range, Calibration, DomainModel, THRESHOLD_FOLDS,
     THRESHOLD_FROM_OUT_OF_FOLD,
 };
+use crate::model::preprocess::Scaling;
 use crate::{Error, Result};
 use candle_core::Device;
 use serde::Serialize;
@@ -52,6 +53,24 @@ pub struct CalibrationSummary {
     pub ood_threshold: f64,
 }
 
+/// Which statistics of its inputs a classifier's calibration bounds, besides their features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InputBounds {
+    /// Smooth-lens residuals: [`Calibration::residual_chi2_range`].
+    pub residuals: bool,
+    /// A model that reads its images' faintest levels
+    /// ([`crate::model::preprocess::Scaling::reads_faint_levels`]; not a residual
+    /// classifier): [`Calibration::distinct_pixels_floor`].
+    pub faint_levels: bool,
+}
+
+impl InputBounds {
+    /// The bounds of a classifier of residuals (or not) whose inputs are scaled by `scaling`.
+    pub fn of(residuals: bool, scaling: Scaling) -> InputBounds {
+        InputBounds { residuals, faint_levels: !residuals && scaling.reads_faint_levels() }
+    }
+}
+
 /// The calibration images as the model reads them, before its scaling, and which
 /// of their statistics the calibration bounds.
 #[derive(Debug, Clone, Copy)]
@@ -60,25 +79,8 @@ pub struct RawImages<'a> {
     pub pixels: &'a [f32],
     /// Pixels of one image.
     pub pixels_per_image: usize,
-    /// Smooth-lens residuals: [`Calibration::residual_chi2_range`] is theirs.
-    pub residuals: bool,
-    /// A model that reads its images' faintest levels
-    /// ([`crate::model::preprocess::Scaling::reads_faint_levels`]):
-    /// [`Calibration::distinct_pixels_floor`] is theirs.
-    pub faint_levels: bool,
-}
-
-impl<'a> RawImages<'a> {
-    /// The raw images of `clf`'s calibration, with what its scaling and input bound.
-    pub fn for_classifier(clf: &LoadedClassifier, pixels: &'a [f32]) -> RawImages<'a> {
-        let s = clf.image_size();
-        RawImages {
-            pixels,
-            pixels_per_image: s * s,
-            residuals: clf.residuals.is_some(),
-            faint_levels: clf.residuals.is_none() && clf.preprocessor.scaling.reads_faint_levels(),
-        }
-    }
+    /// What the calibration bounds of them.
+    pub bounds: InputBounds,
 }
 
 /// Fit temperature and domain from `logits` (`[n * k]`), domain `features`
@@ -129,9 +131,9 @@ pub fn fit_calibration(
         ood_threshold,
         ood_quantile,
         ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
-        residual_chi2_range: raw.filter(|r| r.residuals).map(|r| residual_chi2_range(r.pixels, r.pixels_per_image)),
-        distinct_pixels_floor: raw
-            .filter(|r| r.faint_levels)
+        residual_chi2_range: (raw.filter(|r| r.bounds.residuals))
+            .map(|r| residual_chi2_range(r.pixels, r.pixels_per_image)),
+        distinct_pixels_floor: (raw.filter(|r| r.bounds.faint_levels))
             .map(|r| distinct_pixels_floor(r.pixels, r.pixels_per_image)),
         features: features_name.into(),
         fitted_on: n,
@@ -210,7 +212,8 @@ pub fn calibrate_checkpoint(
     clf.preprocessor.apply(&mut prepared, s * s);
     let (logits, features) = clf.logits_and_features(&prepared, batch)?;
     let k = clf.meta.class_names.len();
-    let raw = RawImages::for_classifier(&clf, &images.pixels);
+    let bounds = InputBounds::of(clf.residuals.is_some(), clf.preprocessor.scaling);
+    let raw = RawImages { pixels: &images.pixels, pixels_per_image: s * s, bounds };
     let data = images.source.display().to_string();
     let fitted =
         fit_calibration(&logits, &features, clf.domain_features(), &images.labels, k, ood_quantile, &data, Some(raw))?;

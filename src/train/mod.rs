@@ -854,7 +854,7 @@ fn calibrate_on_validation(
     val: &[usize],
     test: &[usize],
     raw: &LabelledImages,
-    bounds: (bool, bool),
+    bounds: calibrate::InputBounds,
     batch: usize,
     extra: &mut serde_json::Value,
 ) -> Result<calibrate::FittedCalibration> {
@@ -865,9 +865,8 @@ fn calibrate_on_validation(
         indices.iter().flat_map(|&i| raw.pixels[i * n..(i + 1) * n].iter().copied()).collect()
     };
     let (val_logits, val_features) = logits_and_domain_features(model, data, val, batch)?;
-    let (residuals, faint_levels) = bounds;
     let val_raw = raw_of(val);
-    let raw_images = calibrate::RawImages { pixels: &val_raw, pixels_per_image: n, residuals, faint_levels };
+    let raw_images = calibrate::RawImages { pixels: &val_raw, pixels_per_image: n, bounds };
     let fitted = calibrate::fit_calibration(
         &val_logits,
         &val_features,
@@ -1075,8 +1074,7 @@ pub fn finetune_classify(data: &LabelledImages, opts: &FinetuneOptions) -> Resul
         "best_epoch": r.best_epoch, "test": test_metrics, "test_split": test.len()});
     let mut tensors = best;
     let calibration = if val.len() >= calibrate::MIN_IMAGES {
-        let residuals = recorded.smooth_lens_residuals.is_some();
-        let bounds = (residuals, !residuals && preprocessor.scaling.reads_faint_levels());
+        let bounds = calibrate::InputBounds::of(recorded.smooth_lens_residuals.is_some(), preprocessor.scaling);
         let fitted = calibrate_on_validation(&model, &data, &val, &test, raw, bounds, t.batch_size, &mut extra)?;
         tensors.extend(fitted.domain.checkpoint_tensors(&dev)?);
         Some(fitted.calibration)

@@ -298,7 +298,7 @@ fn the_bundled_residual_classifier_carries_its_fit_and_its_domain() {
     residuals.extend(noise.iter().map(|v| 20.0 * v + 18.0));
     residuals.extend(noise.iter().map(|v| 0.01 * v));
     let output = model.predict(&residuals, 3).unwrap();
-    let chi2 = output.residual_chi2.clone().expect("chi^2 of each residual");
+    let chi2 = output.residual_chi2().expect("chi^2 of each residual");
     assert!((chi2[0] - 1.0).abs() < 0.1 && chi2[1] > 500.0 && chi2[2] < 0.01, "{chi2:?}");
     let flags = model.in_domain_flags(&output).unwrap();
     assert!(!flags[1] && !flags[2], "{flags:?}");
@@ -518,7 +518,7 @@ fn finetune_bounds_the_chi2_of_residuals_as_predict_measures_it() {
     assert!((0.9..1.0).contains(&low) && (1.0..1.1).contains(&high), "[{low}, {high}]");
     // And so fresh residuals of the same kind pass its chi^2 bound.
     let fresh: Vec<f32> = (0..20 * 64 * 64).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
-    let chi2 = clf.predict(&fresh, 16).unwrap().residual_chi2.expect("bounded");
+    let chi2 = clf.predict(&fresh, 16).unwrap().residual_chi2().expect("bounded");
     let inside = chi2.iter().filter(|c| (low..=high).contains(&(**c as f64))).count();
     assert!(inside >= 15, "{chi2:?}: {inside} of 20 inside [{low}, {high}]");
 }

@@ -159,9 +159,11 @@ impl TableLayout {
             let (a, b) = (offsets[row], offsets[row + 1]);
             if col.is_null(row) {
                 *problem = Some("null image".to_string());
-            } else if problem.is_none() && b - a != n {
+            } else if problem.is_some() {
+                // An image row of another width or a null one: said by `image_rows`.
+            } else if b - a != n {
                 *problem = Some(format!("{} pixels, expected {h}x{w}", b - a));
-            } else if problem.is_none() {
+            } else {
                 pixels[row * n..(row + 1) * n].copy_from_slice(&floats[a..b]);
             }
         }
