@@ -145,9 +145,9 @@ pub fn residual_chi2_range(residuals: &[f32], pixels_per_image: usize) -> [f64; 
 /// [`Calibration::distinct_pixels_floor`] is taken of.
 pub const DISTINCT_PIXELS_QUANTILE: f64 = 0.001;
 /// The floor's margin below that quantile. Measured on 900 images of each preset
-/// (seed 15): float32 Model II images hold 0.9995-1 distinct values per pixel, their
-/// float16 copies at most 0.58 and uint16 copies 0.26; Model III 0.9998 against
-/// 0.88 and 0.37.
+/// (seed 15, `bench/distinct_pixels.py`): float32 Model II images hold 0.9995-1
+/// distinct values per pixel, their float16 copies at most 0.58 and uint16 copies
+/// 0.26; Model III 0.9998 against 0.88 and 0.37.
 pub const DISTINCT_PIXELS_MARGIN: f64 = 0.9;
 
 /// Per image (rows of `pixels_per_image`): the fraction of its pixels whose values
