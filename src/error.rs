@@ -87,6 +87,16 @@ impl Error {
         Error::Config { key: key.into(), message: message.into() }
     }
 
+    /// `Ok` where `ok`, else [`Error::config`] of `key` and `message`: the checks of
+    /// settings and sizes, one line each.
+    pub fn check(ok: bool, key: &str, message: impl Into<String>) -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::config(key, message))
+        }
+    }
+
     /// A checkpoint error for `path`.
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Checkpoint { path: path.into(), message: message.into() }

@@ -105,7 +105,7 @@ impl MaeConfig {
 
     /// Check the sizes fit together; the error names the field.
     pub fn validate(&self) -> crate::Result<()> {
-        let check = |ok: bool, key: &str, msg: &str| if ok { Ok(()) } else { Err(crate::Error::config(key, msg)) };
+        let check = crate::Error::check;
         check(self.patch_size > 0, "patch_size", "must be at least 1")?;
         check(
             self.image_size >= self.patch_size && self.image_size % self.patch_size == 0,

@@ -54,7 +54,7 @@ impl ResNetConfig {
 
     /// Refuses sizes no network can be built from.
     pub fn validate(&self) -> crate::Result<()> {
-        let check = |ok: bool, key: &str, msg: &str| if ok { Ok(()) } else { Err(crate::Error::config(key, msg)) };
+        let check = crate::Error::check;
         check(self.width > 0, "width", "must be at least 1")?;
         check(self.in_channels > 0, "in_channels", "must be at least 1")?;
         check(!self.blocks.is_empty() && !self.blocks.contains(&0), "blocks", "every stage needs at least one block")?;

@@ -438,34 +438,46 @@ impl SimConfig {
     pub fn validate(&self) -> Result<()> {
         let instrument = self.resolved_instrument()?;
         if let Some(i) = &instrument {
-            check(i.pixel_scale > 0.0 && i.psf_fwhm > 0.0, "instrument", "pixel_scale and psf_fwhm must be > 0")?;
-            check(
+            Error::check(
+                i.pixel_scale > 0.0 && i.psf_fwhm > 0.0,
+                "instrument",
+                "pixel_scale and psf_fwhm must be > 0",
+            )?;
+            Error::check(
                 i.read_noise >= 0.0 && i.exposure_time > 0.0 && i.num_exposures > 0,
                 "instrument",
                 "read_noise must be >= 0, exposure_time and num_exposures > 0",
             )?;
         }
         let im = &self.image;
-        check((4..=4096).contains(&im.size), "image.size", "must be between 4 and 4096")?;
-        check(im.pixel_scale > 0.0 && im.pixel_scale.is_finite(), "image.pixel_scale", "must be > 0")?;
-        check((1..=16).contains(&im.supersampling), "image.supersampling", "must be between 1 and 16")?;
-        check(
+        Error::check((4..=4096).contains(&im.size), "image.size", "must be between 4 and 4096")?;
+        Error::check(im.pixel_scale > 0.0 && im.pixel_scale.is_finite(), "image.pixel_scale", "must be > 0")?;
+        Error::check((1..=16).contains(&im.supersampling), "image.supersampling", "must be between 1 and 16")?;
+        Error::check(
             im.size * im.supersampling <= MAX_SUPERSAMPLED_SIDE,
             "image.supersampling",
-            &format!("image.size x image.supersampling must be at most {MAX_SUPERSAMPLED_SIDE} rays a side"),
+            format!("image.size x image.supersampling must be at most {MAX_SUPERSAMPLED_SIDE} rays a side"),
         )?;
-        check(im.output_scale > 0.0 && im.output_scale.is_finite(), "image.output_scale", "must be > 0")?;
+        Error::check(im.output_scale > 0.0 && im.output_scale.is_finite(), "image.output_scale", "must be > 0")?;
         if let PsfConfig::Gaussian { fwhm, truncation } = &self.psf {
             fwhm.validate("psf.fwhm", 1e-6, im.extent())?;
-            check(*truncation > 0.0 && *truncation <= 20.0, "psf.truncation", "must be in (0, 20]")?;
+            Error::check(*truncation > 0.0 && *truncation <= 20.0, "psf.truncation", "must be in (0, 20]")?;
         }
         let c = &self.cosmology;
-        check(c.h0 > 0.0 && (0.0..=1.0).contains(&c.om0), "cosmology", "needs h0 > 0 and 0 <= om0 <= 1")?;
-        check(c.z_lens > 0.0, "cosmology.z_lens", "must be > 0")?;
-        check(c.z_source > c.z_lens, "cosmology.z_source", "must be larger than z_lens")?;
+        Error::check(c.h0 > 0.0 && (0.0..=1.0).contains(&c.om0), "cosmology", "needs h0 > 0 and 0 <= om0 <= 1")?;
+        Error::check(c.z_lens > 0.0, "cosmology.z_lens", "must be > 0")?;
+        Error::check(c.z_source > c.z_lens, "cosmology.z_source", "must be larger than z_lens")?;
         if let Some(rt) = &self.ray_tracing {
-            check(rt.h0 > 0.0 && (0.0..=1.0).contains(&rt.om0), "ray_tracing", "needs h0 > 0 and 0 <= om0 <= 1")?;
-            check(rt.z_source_convention > c.z_lens, "ray_tracing.z_source_convention", "must be larger than z_lens")?;
+            Error::check(
+                rt.h0 > 0.0 && (0.0..=1.0).contains(&rt.om0),
+                "ray_tracing",
+                "needs h0 > 0 and 0 <= om0 <= 1",
+            )?;
+            Error::check(
+                rt.z_source_convention > c.z_lens,
+                "ray_tracing.z_source_convention",
+                "must be larger than z_lens",
+            )?;
         }
         let l = &self.lens;
         match (&l.theta_e, &l.mass) {
@@ -484,7 +496,7 @@ impl SimConfig {
             (Some(a), None) => a.validate("source.amp", 0.0, INF)?,
             (None, Some(m)) => {
                 m.validate("source.magnitude", -10.0, 50.0)?;
-                check(instrument.is_some(), "source.magnitude", "needs an `instrument` for the zero point")?;
+                Error::check(instrument.is_some(), "source.magnitude", "needs an `instrument` for the zero point")?;
             }
             _ => return Err(Error::config("source", "give exactly one of `amp` and `magnitude`")),
         }
@@ -496,7 +508,7 @@ impl SimConfig {
         s.center_y.validate("source.center_y", -INF, INF)?;
         if let Some(ll) = &self.lens_light {
             ll.magnitude.validate("lens_light.magnitude", -10.0, 50.0)?;
-            check(instrument.is_some(), "lens_light.magnitude", "needs an `instrument` for the zero point")?;
+            Error::check(instrument.is_some(), "lens_light.magnitude", "needs an `instrument` for the zero point")?;
             ll.r_sersic.validate("lens_light.r_sersic", 1e-4, 100.0)?;
             ll.n_sersic.validate("lens_light.n_sersic", 0.2, 10.0)?;
             ll.e1_offset.validate("lens_light.e1_offset", -0.5, 0.5)?;
@@ -505,10 +517,10 @@ impl SimConfig {
             ll.center_offset_y.validate("lens_light.center_offset_y", -INF, INF)?;
         }
         if let Some(nb) = &self.neighbour {
-            check((0.0..=1.0).contains(&nb.probability), "neighbour.probability", "must be in [0, 1]")?;
-            check((0.0..=1.0).contains(&nb.star_fraction), "neighbour.star_fraction", "must be in [0, 1]")?;
+            Error::check((0.0..=1.0).contains(&nb.probability), "neighbour.probability", "must be in [0, 1]")?;
+            Error::check((0.0..=1.0).contains(&nb.star_fraction), "neighbour.star_fraction", "must be in [0, 1]")?;
             nb.magnitude.validate("neighbour.magnitude", -10.0, 50.0)?;
-            check(instrument.is_some(), "neighbour.magnitude", "needs an `instrument` for the zero point")?;
+            Error::check(instrument.is_some(), "neighbour.magnitude", "needs an `instrument` for the zero point")?;
             nb.distance.validate("neighbour.distance", 0.0, 1e4)?;
             nb.r_sersic.validate("neighbour.r_sersic", 1e-4, 100.0)?;
             nb.n_sersic.validate("neighbour.n_sersic", 0.2, 10.0)?;
@@ -519,18 +531,18 @@ impl SimConfig {
             NoiseConfig::None {} => {}
             NoiseConfig::DeeplenseCounts { exposure_time, background_rms } => {
                 exposure_time.validate("noise.exposure_time", 1e-9, INF)?;
-                check(*background_rms >= 0.0, "noise.background_rms", "must be >= 0")?;
+                Error::check(*background_rms >= 0.0, "noise.background_rms", "must be >= 0")?;
             }
             NoiseConfig::Instrument { exposure_time } => {
-                check(instrument.is_some(), "noise", "type = \"instrument\" needs an `instrument`")?;
+                Error::check(instrument.is_some(), "noise", "type = \"instrument\" needs an `instrument`")?;
                 if let Some(t) = exposure_time {
                     t.validate("noise.exposure_time", 1e-9, INF)?;
                 }
             }
         }
-        check(!self.classes.is_empty(), "classes", "at least one class is needed")?;
+        Error::check(!self.classes.is_empty(), "classes", "at least one class is needed")?;
         for (name, sub) in &self.classes {
-            check(
+            Error::check(
                 !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
                 &format!("classes.{name}"),
                 "class names may use letters, digits, `_` and `-` only",
@@ -541,7 +553,7 @@ impl SimConfig {
             let mut sorted = order.clone();
             sorted.sort();
             let names: Vec<String> = self.classes.keys().cloned().collect();
-            check(sorted == names, "class_order", "must list every class exactly once")?;
+            Error::check(sorted == names, "class_order", "must list every class exactly once")?;
         }
         Ok(())
     }
@@ -575,35 +587,29 @@ impl Substructure {
             }
             Substructure::Vortex { total_mass, points, axion_mass_log10, length_constant, angle } => {
                 total_mass.validate(&k("total_mass"), 0.0, 1e14)?;
-                check((1..=100_000).contains(points), &k("points"), "must be between 1 and 100000")?;
+                Error::check((1..=100_000).contains(points), &k("points"), "must be between 1 and 100000")?;
                 axion_mass_log10.validate(&k("axion_mass_log10"), -40.0, 0.0)?;
-                check(*length_constant > 0.0, &k("length_constant"), "must be > 0")?;
+                Error::check(*length_constant > 0.0, &k("length_constant"), "must be > 0")?;
                 angle.validate(&k("angle"), -1e3, 1e3)
             }
         }
     }
 }
 
-fn check(ok: bool, key: &str, message: &str) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(key, message))
-    }
-}
-
 fn validate_count(count: &Count, key: &str) -> Result<()> {
     match *count {
-        Count::Fixed(n) => check(n <= 100_000, key, "at most 100000 subhalos"),
-        Count::Poisson { poisson } => check((0.0..=100_000.0).contains(&poisson), key, "mean must be in [0, 100000]"),
+        Count::Fixed(n) => Error::check(n <= 100_000, key, "at most 100000 subhalos"),
+        Count::Poisson { poisson } => {
+            Error::check((0.0..=100_000.0).contains(&poisson), key, "mean must be in [0, 100000]")
+        }
     }
 }
 
 fn validate_mass_function(mf: &MassFunction, key: &str) -> Result<()> {
-    check(mf.min > 0.0 && mf.max >= mf.min, key, "needs 0 < min <= max")?;
-    check(mf.slope.is_finite() && mf.slope != -1.0, key, "slope must be finite and not -1")
+    Error::check(mf.min > 0.0 && mf.max >= mf.min, key, "needs 0 < min <= max")?;
+    Error::check(mf.slope.is_finite() && mf.slope != -1.0, key, "slope must be finite and not -1")
 }
 
 fn validate_annulus(r: &[f64; 2], key: &str) -> Result<()> {
-    check(r[0] >= 0.0 && r[1] >= r[0] && r[1].is_finite(), key, "needs 0 <= r_min <= r_max")
+    Error::check(r[0] >= 0.0 && r[1] >= r[0] && r[1].is_finite(), key, "needs 0 <= r_min <= r_max")
 }

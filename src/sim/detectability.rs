@@ -229,13 +229,7 @@ pub const MAX_FITS: usize = 64;
 impl BlindGrid {
     /// Refuses grids no fit can start from or no run finishes, naming the field.
     pub fn validate(&self) -> crate::Result<()> {
-        let check = |ok: bool, key: &str, message: String| {
-            if ok {
-                Ok(())
-            } else {
-                Err(crate::Error::config(key, message))
-            }
-        };
+        let check = crate::Error::check;
         let finite = |values: &[f64]| values.iter().all(|v| v.is_finite());
         check(
             !self.theta_e.is_empty() && finite(&self.theta_e) && self.theta_e.iter().all(|&t| t > 0.0),

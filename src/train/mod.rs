@@ -157,7 +157,7 @@ impl TrainOptions {
     /// Refuses settings no run can train with, naming the option (a NaN learning
     /// rate trained to NaN losses and then failed to find the checkpoint it never wrote).
     pub fn validate(&self) -> Result<()> {
-        let check = |ok: bool, key: &str, message: &str| if ok { Ok(()) } else { Err(Error::config(key, message)) };
+        let check = Error::check;
         check(self.batch_size > 0 && self.epochs > 0, "batch_size/epochs", "must be at least 1")?;
         check(self.lr.is_finite() && self.lr > 0.0, "lr", "must be a finite number > 0")?;
         check(self.min_lr.is_finite() && self.min_lr >= 0.0, "min_lr", "must be a finite number >= 0")?;
