@@ -264,9 +264,13 @@ impl Model {
                     });
                 }
                 // Without the observation columns, the first batch says what is missing.
+                // A partition without a single image (Spark and Dask hand over empty ones
+                // to learn the output's schema) gives its rows' own failures.
+                let model_shape = Some(self.predictor.input_shape());
+                let with_observations = self.predictor.input_options(&opts);
                 let mut reader =
-                    ArrowCutouts::new(schema.clone(), batches.clone(), &self.predictor.input_options(&opts), "table")
-                        .or_else(|_| ArrowCutouts::new(schema, batches, &opts, "table"))?;
+                    ArrowCutouts::new(schema.clone(), batches.clone(), &with_observations, "table", model_shape)
+                        .or_else(|_| ArrowCutouts::new(schema, batches, &opts, "table", model_shape))?;
                 let (schema, batches, _) =
                     self.predictor.predict_reader(&mut reader, &["table".to_string()], cancel)?;
                 Ok((schema, batches))

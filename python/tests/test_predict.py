@@ -207,3 +207,19 @@ def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():
     assert time.monotonic() - started < 20
     # The model still answers.
     assert model.predict(lenses.slice(0, 1)).column("status").to_pylist() != [None]
+
+
+def test_a_partition_without_a_single_image_gives_each_row_its_reason():
+    # Spark, Dask and Ray hand over empty partitions (to learn the output's schema)
+    # and may hand over one of null images: no shape to take from a first image,
+    # and still one row out per row in, not an error for the whole partition.
+    model = lensmae.load_model()
+    images = pa.array([None, None], pa.list_(pa.float32()))
+    got = model.predict(pa.table({"id": [4, 5], "image": images}))
+    assert got.column("id").to_pylist() == [4, 5]
+    assert got.column("status").to_pylist() == ["skipped: null image"] * 2
+    empty = model.predict(pa.table({"id": pa.array([], pa.int64()), "image": pa.array([], pa.list_(pa.float32()))}))
+    assert empty.num_rows == 0 and empty.schema == got.schema
+    # Where an image says the table's shape, it is the table's, not the model's.
+    with pytest.raises(lensmae.LensmaeError, match="10 values per row is not square"):
+        model.predict(pa.table({"image": pa.array([None, [0.5] * 10], pa.list_(pa.float32()))}))

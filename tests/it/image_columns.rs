@@ -132,6 +132,57 @@ fn integer_and_float16_pixels_and_lists_of_image_rows_read_as_their_values() {
 }
 
 #[test]
+fn tensor_columns_of_ray_lensmae_hats_and_arrow_declare_their_shape() {
+    use arrow_array::LargeListArray;
+    use arrow_buffer::OffsetBuffer;
+    let dir = tempfile::tempdir().unwrap();
+    let want = pixels();
+    let tensor = |name: &str, images: ArrayRef, metadata: &[(&str, &str)]| {
+        let path = dir.path().join(format!("{name}.parquet"));
+        let metadata: std::collections::HashMap<String, String> =
+            metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let field = Field::new("image", images.data_type().clone(), true).with_metadata(metadata);
+        write_parquet(
+            &path,
+            vec![
+                (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from(vec![0, 1, 2]))),
+                (field, images),
+            ],
+        );
+        path
+    };
+    // Ray Data's tensors (`from_numpy`, `from_items` of arrays): large lists, `[H, W]`.
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let ray_storage: ArrayRef = Arc::new(LargeListArray::new(
+        item,
+        OffsetBuffer::from_lengths([H * W; 3]),
+        Arc::new(Float32Array::from(want.clone())),
+        None,
+    ));
+    let ray = [("ARROW:extension:name", "ray.data.arrow_tensor_v2"), ("ARROW:extension:metadata", "[4, 6]")];
+    let ray = tensor("ray", ray_storage, &ray);
+    assert_eq!(shape_of(&ray, None).unwrap(), [H, W]);
+    assert_eq!(read_pixels(&ray, InputOptions::default()).0, want);
+    // lensmae's HATS partitions keep the shape as `lensmae:shape`.
+    let hats = tensor("hats", fixed(Arc::new(Float32Array::from(want.clone())), H * W), &[("lensmae:shape", "[4,6]")]);
+    assert_eq!(shape_of(&hats, None).unwrap(), [H, W]);
+    // Arrow's tensors stored column by column would be read transposed: refused.
+    let flat = || fixed(Arc::new(Float32Array::from(want.clone())), H * W);
+    let arrow =
+        |parameters| [("ARROW:extension:name", "arrow.fixed_shape_tensor"), ("ARROW:extension:metadata", parameters)];
+    let row_major = tensor("row-major", flat(), &arrow(r#"{"shape":[4,6],"permutation":[0,1]}"#));
+    assert_eq!(shape_of(&row_major, None).unwrap(), [H, W]);
+    let transposed = tensor("transposed", flat(), &arrow(r#"{"shape":[4,6],"permutation":[1,0]}"#));
+    let err = shape_of(&transposed, None).unwrap_err().to_string();
+    assert!(err.contains("tensor permutation [1, 0]") && err.contains("row-major"), "{err}");
+    // Another extension over a list is a list: the first image says its (square) shape.
+    let other = tensor("other", flat(), &[("ARROW:extension:name", "acme.image"), ("ARROW:extension:metadata", "{}")]);
+    let err = shape_of(&other, None).unwrap_err().to_string();
+    assert!(err.contains("24 values per row is not square"), "{err}");
+    assert_eq!(shape_of(&other, Some([H, W])).unwrap(), [H, W]);
+}
+
+#[test]
 fn labelled_tables_as_pandas_and_polars_write_them_are_training_sets() {
     use arrow_array::builder::Float32Builder;
     use arrow_array::types::Int8Type;

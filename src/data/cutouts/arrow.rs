@@ -27,10 +27,22 @@ pub struct ArrowCutouts {
 }
 
 impl ArrowCutouts {
-    /// Reads `batches` (all of `schema`), named `name` in messages.
-    pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>, opts: &InputOptions, name: &str) -> Result<ArrowCutouts> {
+    /// Reads `batches` (all of `schema`), named `name` in messages. A list column
+    /// whose shape neither its type nor `opts` gives takes its first image's;
+    /// `shape_without_images` where no row has one (an empty partition of a
+    /// distributed table, or one of null images: each row then fails on its own
+    /// instead of the whole table), else such a table is refused.
+    pub fn new(
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        opts: &InputOptions,
+        name: &str,
+        shape_without_images: Option<[usize; 2]>,
+    ) -> Result<ArrowCutouts> {
         let origin = PathBuf::from(name);
-        let layout = TableLayout::of_schema(&schema, opts, &origin, |column| first_image_shape_in(&batches, column))?;
+        let layout = TableLayout::of_schema(&schema, opts, &origin, |column| {
+            first_image_shape_in(&batches, column, shape_without_images)
+        })?;
         let indices: Vec<usize> = layout
             .column_names()
             .map(|n| schema.index_of(n).map_err(|e| Error::Shape(format!("{name}: {e}"))))

@@ -229,10 +229,14 @@ impl TableLayout {
 
 /// The shape of the first image among `batches`' column `name` that gives one: a
 /// decodable FITS stamp, a list of image rows (rows x the first row's values), or a
-/// list of values (square, else an error).
+/// list of values (square, else an error). Where no row gives one (no rows, or
+/// only null or undecodable images), `when_none` if given: every row then fails on
+/// its own, so the shape decides nothing but the geometry, which the caller keeps
+/// as is by giving its model's.
 pub fn first_image_shape_in<'a>(
     batches: impl IntoIterator<Item = &'a RecordBatch>,
     name: &str,
+    when_none: Option<[usize; 2]>,
 ) -> std::result::Result<[usize; 2], String> {
     let mut fits = false;
     for batch in batches {
@@ -242,7 +246,7 @@ pub fn first_image_shape_in<'a>(
             return Ok(shape);
         }
     }
-    Err(no_image_shape(fits))
+    when_none.ok_or_else(|| no_image_shape(fits))
 }
 
 fn no_image_shape(fits: bool) -> String {
@@ -754,12 +758,37 @@ fn pixels_as_f32(values: &ArrayRef) -> std::result::Result<ScalarBuffer<f32>, St
     })
 }
 
-/// The `[H, W, ...]` shape an `arrow.fixed_shape_tensor` field declares, if any.
+/// The `[H, W, ...]` shape a tensor field declares, if any: Arrow's canonical
+/// `arrow.fixed_shape_tensor` (`{"shape": [H, W]}`), Ray Data's tensor columns
+/// (`ray.data.arrow_tensor` and `_v2`: `[H, W]`, numpy's row-major order) and
+/// lensmae's own HATS partitions (`lensmae:shape`, their tensors as plain lists).
+/// Another extension over a list (or none) is read as a plain list.
 fn tensor_shape(field: &arrow_schema::Field) -> Option<std::result::Result<Vec<usize>, String>> {
-    let meta = field.metadata().get(crate::data::parquet::EXTENSION_METADATA_KEY)?;
-    Some(
-        serde_json::from_str::<serde_json::Value>(meta)
-            .map_err(|e| format!("bad tensor metadata: {e}"))
-            .and_then(|v| serde_json::from_value(v["shape"].clone()).map_err(|e| format!("bad tensor shape: {e}"))),
-    )
+    use crate::data::parquet::{EXTENSION_METADATA_KEY, EXTENSION_NAME_KEY, FIXED_SHAPE_TENSOR};
+    let metadata = field.metadata();
+    let json =
+        |text: &str| serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("bad tensor metadata: {e}"));
+    let dims = |value: serde_json::Value| -> std::result::Result<Vec<usize>, String> {
+        serde_json::from_value(value).map_err(|e| format!("bad tensor shape: {e}"))
+    };
+    if let Some(shape) = metadata.get("lensmae:shape") {
+        return Some(json(shape).and_then(dims));
+    }
+    let parameters = metadata.get(EXTENSION_METADATA_KEY)?;
+    Some(match metadata.get(EXTENSION_NAME_KEY).map(String::as_str) {
+        // A file that kept the parameters alone (no name) was written with lensmae's.
+        Some(FIXED_SHAPE_TENSOR) | None => json(parameters).and_then(|declared| {
+            let shape = dims(declared["shape"].clone())?;
+            // Images stored in another order than row-major would be read transposed.
+            match declared.get("permutation").map(|p| dims(p.clone())).transpose()? {
+                Some(order) if order.iter().enumerate().any(|(axis, &to)| axis != to) => Err(format!(
+                    "tensor permutation {order:?}: its images are not stored row by row; write them \
+                     row-major (numpy's C order)"
+                )),
+                _ => Ok(shape),
+            }
+        }),
+        Some("ray.data.arrow_tensor" | "ray.data.arrow_tensor_v2") => json(parameters).and_then(dims),
+        Some(_) => return None,
+    })
 }
