@@ -12,7 +12,9 @@ Two entry points, Arrow in and Arrow out:
   ``arrow.fixed_shape_tensor`` (``table["image"].combine_chunks().to_numpy_ndarray()``).
 
 ``lensmae.lsdb.predict_catalog`` adds the predictions to an LSDB catalogue, lazily,
-partition by partition on Dask.
+partition by partition on Dask; ``lensmae.spark.predict_dataframe`` maps a Spark
+DataFrame through a model (``mapInArrow``) and ``lensmae.ray.predict_dataset`` a Ray
+Dataset (``map_batches``).
 
 The computations run in Rust with the GIL released; errors are raised as
 :class:`LensmaeError` with lensmae's message (file, row or option named).
