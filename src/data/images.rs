@@ -452,6 +452,20 @@ pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
 /// Read labelled images from a Parquet (`.parquet`) or FITS (`.fits`, `.fit`)
 /// file, or a DeepLense-style folder of `.npy` class folders.
 pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
+    if path.is_dir() && crate::data::parquet::dataset::is_dataset(path)? {
+        // Its labels may be in its folders' names (`label=cdm/`), or split over files
+        // that each hold some classes: one table says the class list once.
+        return Err(Error::config(
+            "input",
+            format!(
+                "{} is a folder of Parquet files: a labelled set is read from one table; write it as one \
+                 (pyarrow: `pq.write_table(pyarrow.dataset.dataset(\"{}\", partitioning=\"hive\").to_table(), \
+                 \"labelled.parquet\")`); `lensmae predict` reads such folders",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
     if path.is_dir() {
         return read_npy_tree(path);
     }

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod cuda_kernels;
+mod datasets;
 mod fuzz;
 mod image_columns;
 mod io;

@@ -153,8 +153,8 @@ pub fn rows_in_batch(max_rows: usize, image_shape: [usize; 2]) -> usize {
 /// Columns carried automatically when a Parquet input has them (survey and HATS conventions).
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 
-/// Opens `inputs` (Parquet files, FITS files, one HATS catalogue, or one folder of
-/// `.npy` images or class folders) as one reader; every path must be of the same kind.
+/// Opens `inputs` (Parquet files, FITS files, one HATS catalogue, one folder of
+/// Parquet files (a dataset), or one folder of `.npy` images or class folders) as one reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
     let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
     if inputs.len() == 1 && crate::data::hats::is_catalogue(first)? {
@@ -170,7 +170,11 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     }
     let kind = |p: &Path| -> &'static str {
         if p.is_dir() {
-            return "npy";
+            // A folder of Parquet files (a dataset as Spark or Dask write them), else of .npy images.
+            return match crate::data::parquet::dataset::is_dataset(p) {
+                Ok(true) => "parquet dataset",
+                _ => "npy",
+            };
         }
         match p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
             "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
@@ -193,6 +197,16 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     }
     Ok(match k {
         "fits" => Box::new(FitsCutouts::open(inputs, opts)?),
+        "parquet dataset" if inputs.len() == 1 => Box::new(ParquetCutouts::open_dataset(first, opts)?),
+        "parquet dataset" => {
+            return Err(Error::config(
+                "input",
+                format!(
+                    "{}: give one folder of Parquet files at a time (or the files themselves)",
+                    inputs[1].display()
+                ),
+            ))
+        }
         "npy" => {
             let reader = NpyCutouts::open(inputs)?;
             let carried = &reader.describe().carried_columns;

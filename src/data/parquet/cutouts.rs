@@ -24,6 +24,7 @@ use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ProjectionMask;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Which column of a table holds the cutouts, their shape, and the columns carried
 /// into the output: worked out once from a schema (Parquet footers, or an Arrow
@@ -276,6 +277,9 @@ fn first_image_shape_of(col: &dyn Array) -> std::result::Result<Option<[usize; 2
     Ok(None)
 }
 
+/// `(key, value)` of a dataset file's `key=value` folders (null: Hive's default partition).
+type Partition = Vec<(String, Option<String>)>;
+
 /// Parquet files read as one table.
 pub struct ParquetCutouts {
     files: Vec<PathBuf>,
@@ -289,6 +293,8 @@ pub struct ParquetCutouts {
     file_scales: Vec<Option<f64>>,
     /// The root column indices of each file read (the image and carried columns).
     file_columns: Vec<Vec<usize>>,
+    /// The partition values each file's folders give it (a dataset's `key=value/`).
+    file_partitions: Vec<Partition>,
     /// The next row to hand out, counted over all files.
     position: usize,
     current: Option<(PathBuf, ParquetBatches)>,
@@ -296,6 +302,8 @@ pub struct ParquetCutouts {
     current_scale: Option<f64>,
     /// Where the open file's rows end, counted over all files (from its footer).
     current_end: usize,
+    /// The open file's partition values, added to its batches as string columns.
+    current_partition: Partition,
     /// Rows read but not yet handed out (a batch larger than asked for).
     pending: Option<RecordBatch>,
 }
@@ -417,6 +425,31 @@ fn image_shape(
     }
 }
 
+/// `schema` with a string field for each partition key it does not hold itself.
+fn with_partition_fields(schema: &Schema, partition: &Partition) -> Schema {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (key, _) in partition {
+        if schema.field_with_name(key).is_err() {
+            fields.push(Field::new(key, DataType::Utf8, true));
+        }
+    }
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// `batch` with a column of its file's value for each partition key it lacks.
+fn with_partition_columns(path: &Path, batch: RecordBatch, partition: &Partition) -> Result<RecordBatch> {
+    let missing: Vec<_> = partition.iter().filter(|(key, _)| batch.column_by_name(key).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(batch);
+    }
+    let schema = with_partition_fields(&batch.schema(), partition);
+    let mut columns = batch.columns().to_vec();
+    for (_, value) in missing {
+        columns.push(Arc::new(arrow_array::StringArray::from(vec![value.as_deref(); batch.num_rows()])) as ArrayRef);
+    }
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| parquet_error(path, e.to_string()))
+}
+
 /// The square shape of images of `n` values.
 fn square(n: usize) -> std::result::Result<[usize; 2], String> {
     let side = (n as f64).sqrt().round() as usize;
@@ -481,11 +514,14 @@ impl FileFacts {
         layout: &TableLayout,
         schema: &Schema,
         first: &Path,
+        partition: &Partition,
     ) -> Result<FileFacts> {
         let other = builder.schema();
         for name in layout.column_names() {
             let want = schema.field_with_name(name).expect("checked").data_type();
             match other.field_with_name(name) {
+                // A partition column: its value comes from the file's folder.
+                Err(_) if partition.iter().any(|(key, _)| key == name) => {}
                 Ok(f) if f.data_type() == want => {}
                 Ok(f) => {
                     return Err(parquet_error(
@@ -497,7 +533,7 @@ impl FileFacts {
             }
         }
         Ok(FileFacts {
-            columns: layout.column_names().map(|n| other.index_of(n).expect("checked")).collect(),
+            columns: layout.column_names().filter_map(|n| other.index_of(n).ok()).collect(),
             rows: builder.metadata().file_metadata().num_rows() as usize,
             scale: recorded_pixel_scale(other),
             location,
@@ -508,28 +544,45 @@ impl FileFacts {
 impl ParquetCutouts {
     /// Reads the footers of `files` and checks that they agree on the columns used.
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<ParquetCutouts> {
+        Self::open_partitioned(files, vec![Partition::new(); files.len()], opts)
+    }
+
+    /// A folder of Parquet files as Spark, Dask, Ray, pyarrow or polars write them
+    /// ([`super::dataset`]): its files in natural order, its partition folders'
+    /// values as string columns that `--keep` can carry.
+    pub fn open_dataset(dir: &Path, opts: &InputOptions) -> Result<ParquetCutouts> {
+        let found = super::dataset::dataset_files(dir)?;
+        let files: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
+        let mut reader = Self::open_partitioned(&files, found.into_iter().map(|f| f.partition).collect(), opts)?;
+        reader.desc.layout = format!("Parquet dataset, {} files; {}", files.len(), reader.desc.layout);
+        reader.desc.files = vec![dir.to_path_buf()];
+        Ok(reader)
+    }
+
+    fn open_partitioned(files: &[PathBuf], partitions: Vec<Partition>, opts: &InputOptions) -> Result<ParquetCutouts> {
         use rayon::prelude::*;
         let first = &files[0];
         let first_location = ParquetLocation::find(first)?;
         let first_builder = open_parquet_footer(&first_location, first)?;
-        let schema = first_builder.schema().clone();
+        let file_schema = first_builder.schema().clone();
+        let schema = with_partition_fields(&file_schema, &partitions[0]);
         let layout = TableLayout::of_schema(&schema, opts, first, |name| {
-            first_image_shape(&first_location, first, &schema, name)
+            first_image_shape(&first_location, first, &file_schema, name)
         })?;
-        let facts_of = |path: &PathBuf, location: ParquetLocation, builder: Option<ParquetBuilder>| {
+        let facts_of = |k: usize, location: ParquetLocation, builder: Option<ParquetBuilder>| {
             let builder = match builder {
                 Some(builder) => builder,
-                None => open_parquet_footer(&location, path)?,
+                None => open_parquet_footer(&location, &files[k])?,
             };
-            FileFacts::of(location, &builder, path, &layout, &schema, first)
+            FileFacts::of(location, &builder, &files[k], &layout, &schema, first, &partitions[k])
         };
-        let mut facts = vec![facts_of(first, first_location, Some(first_builder))?];
+        let mut facts = vec![facts_of(0, first_location, Some(first_builder))?];
         // The other footers side by side: each costs a request or two to a remote
         // store, and a catalogue has hundreds to thousands of partitions. No
         // builder outlives its file's facts (a local one holds the file open).
-        let rest: Vec<Result<FileFacts>> = files[1..]
-            .par_iter()
-            .map(|path| ParquetLocation::find(path).and_then(|location| facts_of(path, location, None)))
+        let rest: Vec<Result<FileFacts>> = (1..files.len())
+            .into_par_iter()
+            .map(|k| ParquetLocation::find(&files[k]).and_then(|location| facts_of(k, location, None)))
             .collect();
         for file in rest {
             facts.push(file?);
@@ -564,10 +617,12 @@ impl ParquetCutouts {
             file_rows,
             file_scales,
             file_columns,
+            file_partitions: partitions,
             position: 0,
             current: None,
             current_scale: None,
             current_end: 0,
+            current_partition: Partition::new(),
             pending: None,
         })
     }
@@ -607,6 +662,7 @@ impl ParquetCutouts {
         self.current = Some((path, reader));
         self.current_scale = self.file_scales[k];
         self.current_end = start;
+        self.current_partition = self.file_partitions[k].clone();
         Ok(true)
     }
 }
@@ -634,7 +690,8 @@ impl CutoutReader for ParquetCutouts {
                 if self.position == self.current_end {
                     (self.pending, self.current) = (None, None);
                 }
-                return self.layout.decode(&path, &batch.slice(0, take), self.current_scale).map(Some);
+                let batch = with_partition_columns(&path, batch.slice(0, take), &self.current_partition)?;
+                return self.layout.decode(&path, &batch, self.current_scale).map(Some);
             }
             if self.current.is_none() && !self.start_file(max_rows)? {
                 return Ok(None);

@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 pub mod columns;
 pub mod cutouts;
+pub mod dataset;
 pub mod table_writer;
 
 /// Field metadata key of an Arrow extension type's name.

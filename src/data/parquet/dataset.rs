@@ -1,0 +1,167 @@
+//! A folder of Parquet files read as one table: the datasets Spark, Dask, Ray,
+//! pyarrow and polars write (`part-00000-....snappy.parquet`, `part.0.parquet`), with
+//! Hive-style partition folders (`label=cdm/`) whose values become string columns.
+//!
+//! Files and folders whose names begin with `_` or `.` are the writers' bookkeeping
+//! (`_SUCCESS`, `_metadata`, `.part-0.parquet.crc`, `_temporary/`) and are passed
+//! over. Files are read in natural order of their paths (`part.2` before `part.10`,
+//! as Dask numbers them), so the output rows follow the writer's partitions.
+
+use crate::{Error, Result};
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+/// The value Hive writes for a null partition value.
+const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// One Parquet file of a dataset and the partition values its folders give it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetFile {
+    /// The file.
+    pub path: PathBuf,
+    /// `(key, value)` of each `key=value` folder between the root and the file, outermost first.
+    pub partition: Vec<(String, Option<String>)>,
+}
+
+/// Whether `dir` holds Parquet files (in it or in folders below), rather than
+/// `.npy` images or nothing lensmae reads.
+pub fn is_dataset(dir: &Path) -> Result<bool> {
+    Ok(!walk(dir)?.0.is_empty())
+}
+
+/// The Parquet files of the dataset `dir`, in natural order of their paths. A
+/// folder that also holds `.npy` files, or whose partition folders disagree on
+/// their keys, is refused rather than read in part.
+pub fn dataset_files(dir: &Path) -> Result<Vec<DatasetFile>> {
+    let (mut parquet, npy) = walk(dir)?;
+    if let Some(npy) = npy {
+        return Err(Error::config(
+            "input",
+            format!("{} holds both Parquet files and .npy images ({}): give one kind", dir.display(), npy.display()),
+        ));
+    }
+    if parquet.is_empty() {
+        return Err(Error::config("input", format!("{}: no Parquet files", dir.display())));
+    }
+    parquet.sort_by(|a, b| natural_order(&a.to_string_lossy(), &b.to_string_lossy()));
+    let files: Vec<DatasetFile> = parquet
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(dir).expect("under the root");
+            let partition = relative.parent().map(partition_values).unwrap_or_default();
+            DatasetFile { path, partition }
+        })
+        .collect();
+    let keys = |f: &DatasetFile| f.partition.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    if let Some(other) = files.iter().find(|f| keys(f) != keys(&files[0])) {
+        return Err(Error::config(
+            "input",
+            format!(
+                "{}: partition folders disagree: {} is under {:?}, {} under {:?}",
+                dir.display(),
+                files[0].path.display(),
+                keys(&files[0]),
+                other.path.display(),
+                keys(other)
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+/// The Parquet files under `dir`, and one `.npy` file if any.
+fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    let visible = |name: &str| !name.starts_with('.') && !name.starts_with('_');
+    let (mut parquet, mut npy) = (Vec::new(), None);
+    crate::data::walk_files(dir, visible, |path, name| {
+        if !visible(name) {
+            return;
+        }
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".parquet") || lower.ends_with(".parq") || lower.ends_with(".pq") {
+            parquet.push(path);
+        } else if lower.ends_with(".npy") {
+            npy.get_or_insert(path);
+        }
+    })?;
+    Ok((parquet, npy))
+}
+
+/// The `key=value` folders of `relative` (a file's folder below the root), values
+/// unescaped as Spark and Hive escape them (`%2F` for `/`).
+fn partition_values(relative: &Path) -> Vec<(String, Option<String>)> {
+    relative
+        .components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .filter_map(|name| name.split_once('='))
+        .map(|(key, value)| (unescape(key), Some(unescape(value)).filter(|v| v != HIVE_NULL)))
+        .collect()
+}
+
+fn unescape(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Compares strings with their runs of digits as numbers: `part.2` < `part.10`.
+fn natural_order(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a, b);
+    loop {
+        let (Some(x), Some(y)) = (a.chars().next(), b.chars().next()) else { return a.len().cmp(&b.len()) };
+        if x.is_ascii_digit() && y.is_ascii_digit() {
+            let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (n, m) = (digits(a), digits(b));
+            let (p, q) = (a[..n].trim_start_matches('0'), b[..m].trim_start_matches('0'));
+            // More significant digits is the larger number; then digit by digit; then
+            // fewer leading zeros first, so that the order is total.
+            let order = p.len().cmp(&q.len()).then_with(|| p.cmp(q)).then_with(|| n.cmp(&m));
+            if order != Ordering::Equal {
+                return order;
+            }
+            (a, b) = (&a[n..], &b[m..]);
+        } else {
+            if x != y {
+                return x.cmp(&y);
+            }
+            (a, b) = (&a[x.len_utf8()..], &b[y.len_utf8()..]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_reads_numbers_as_numbers() {
+        let mut names = vec!["part.10.parquet", "part.2.parquet", "part.1.parquet", "part.02.parquet", "a"];
+        names.sort_by(|a, b| natural_order(a, b));
+        assert_eq!(names, ["a", "part.1.parquet", "part.2.parquet", "part.02.parquet", "part.10.parquet"]);
+        assert_eq!(natural_order("x", "x"), Ordering::Equal);
+        assert_eq!(natural_order("x", "x1"), Ordering::Less);
+    }
+
+    #[test]
+    fn partition_folders_give_unescaped_values_and_nulls() {
+        let got = partition_values(Path::new("label=cdm/band=VIS%2FY/run=__HIVE_DEFAULT_PARTITION__"));
+        let want = [("label", Some("cdm")), ("band", Some("VIS/Y")), ("run", None)];
+        assert_eq!(got, want.map(|(k, v)| (k.to_string(), v.map(str::to_string))));
+        assert_eq!(unescape("100%"), "100%"); // a lone percent sign is itself
+        assert!(partition_values(Path::new("plain/folders")).is_empty());
+    }
+}

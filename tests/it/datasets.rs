@@ -1,0 +1,122 @@
+//! Folders of Parquet files as Spark, Dask, Ray and pyarrow write them, read by
+//! `predict` as one table.
+
+use crate::stage::{classifier, predict_options, read, strings, write_parquet};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field};
+use lensmae::stage::{open_input, predict, InputOptions};
+use std::path::{Path, PathBuf};
+
+/// Rows `rows` of the Model II fixture (id and image) written to `path`.
+fn part(path: &Path, fixture: &RecordBatch, rows: std::ops::Range<usize>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let slice = fixture.slice(rows.start, rows.len());
+    let column = |name: &str| slice.column_by_name(name).unwrap().clone();
+    let image = column("image");
+    write_parquet(
+        path,
+        vec![
+            (Field::new("id", DataType::Int64, false), column("id")),
+            (Field::new("image", image.data_type().clone(), false), image),
+        ],
+    );
+}
+
+fn ids(out: &Path) -> Vec<i64> {
+    read(out).column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec()
+}
+
+#[test]
+fn a_dask_style_folder_is_read_in_natural_order_past_the_writers_bookkeeping() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = read(&crate::fixture("catalog/deeplense-model2-12.parquet"));
+    let dataset = dir.path().join("cutouts");
+    // Eleven files of one row, then one of the last two: part.10 after part.9.
+    for k in 0..11 {
+        part(&dataset.join(format!("part.{k}.parquet")), &fixture, k..k + 1);
+    }
+    // What Spark, Hadoop and pyarrow leave beside the data, none of it cutouts.
+    for junk in ["_SUCCESS", "._SUCCESS.crc", ".part.0.parquet.crc", "_metadata", "_temporary/0/part.99.parquet"] {
+        let path = dataset.join(junk);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"not parquet").unwrap();
+    }
+    part(&dataset.join("tail/part.11.parquet"), &fixture, 11..12);
+    let reader = open_input(std::slice::from_ref(&dataset), &InputOptions::default()).unwrap();
+    assert_eq!(reader.describe().rows, 12);
+    assert!(reader.describe().layout.starts_with("Parquet dataset, 12 files"), "{}", reader.describe().layout);
+
+    let out = dir.path().join("pred.parquet");
+    predict(&predict_options(std::slice::from_ref(&dataset), classifier(Path::new("bundled:classifier"), 5), &out))
+        .unwrap();
+    assert_eq!(ids(&out), (0..12).collect::<Vec<_>>());
+    // The same answers as from the one file.
+    let whole = dir.path().join("whole.parquet");
+    let source = crate::fixture("catalog/deeplense-model2-12.parquet");
+    predict(&predict_options(&[source], classifier(Path::new("bundled:classifier"), 5), &whole)).unwrap();
+    for column in ["p_axion", "p_cdm", "p_no_sub"] {
+        assert_eq!(read(&out).column_by_name(column), read(&whole).column_by_name(column), "{column}");
+    }
+    assert_eq!(strings(&read(&out), "status"), strings(&read(&whole), "status"));
+}
+
+#[test]
+fn hive_partition_folders_are_string_columns_to_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = read(&crate::fixture("catalog/deeplense-model2-12.parquet"));
+    let dataset = dir.path().join("by-label");
+    part(&dataset.join("label=axion/part-00000.snappy.parquet"), &fixture, 0..4);
+    part(&dataset.join("label=cdm/part-00000.snappy.parquet"), &fixture, 4..8);
+    part(&dataset.join("label=__HIVE_DEFAULT_PARTITION__/part-00000.snappy.parquet"), &fixture, 8..10);
+    part(&dataset.join("label=no%2Fsub/part-00000.snappy.parquet"), &fixture, 10..12);
+    let out = dir.path().join("pred.parquet");
+    let mut options =
+        predict_options(std::slice::from_ref(&dataset), classifier(Path::new("bundled:classifier"), 4), &out);
+    options.input.keep = vec!["label".into()];
+    predict(&options).unwrap();
+    let labels = strings(&read(&out), "label");
+    let want: Vec<Option<String>> = ["axion"; 4]
+        .into_iter()
+        .map(Some)
+        .chain(["cdm"; 4].map(Some))
+        .chain([None, None])
+        .chain(["no/sub"; 2].map(Some))
+        .map(|l| l.map(str::to_string))
+        .collect();
+    // Natural order of the folder names: `__HIVE...` sorts before `axion`.
+    let order = ids(&out);
+    let by_id = |id: i64| want[id as usize].clone();
+    assert_eq!(labels, order.iter().map(|&id| by_id(id)).collect::<Vec<_>>());
+    assert_eq!(order[..2], [8, 9]);
+}
+
+#[test]
+fn folders_that_are_not_one_dataset_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = read(&crate::fixture("catalog/deeplense-model2-12.parquet"));
+    let open = |paths: &[PathBuf]| open_input(paths, &InputOptions::default()).map(|_| ()).unwrap_err().to_string();
+
+    let mixed = dir.path().join("mixed");
+    part(&mixed.join("part.0.parquet"), &fixture, 0..2);
+    std::fs::write(mixed.join("lens.npy"), b"").unwrap();
+    let err = open(std::slice::from_ref(&mixed));
+    assert!(err.contains("holds both Parquet files and .npy images"), "{err}");
+
+    let keys = dir.path().join("keys");
+    part(&keys.join("label=cdm/part.0.parquet"), &fixture, 0..2);
+    part(&keys.join("band=VIS/part.0.parquet"), &fixture, 2..4);
+    let err = open(std::slice::from_ref(&keys));
+    assert!(err.contains("partition folders disagree"), "{err}");
+
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    part(&a.join("part.0.parquet"), &fixture, 0..2);
+    part(&b.join("part.0.parquet"), &fixture, 2..4);
+    let err = open(&[a.clone(), b]);
+    assert!(err.contains("one folder of Parquet files at a time"), "{err}");
+
+    // A labelled set is one table: a folder is refused with the line that makes one.
+    let err = lensmae::data::images::read_labelled_images(&a, "image").unwrap_err().to_string();
+    assert!(err.contains("is a folder of Parquet files") && err.contains("pq.write_table"), "{err}");
+}
