@@ -108,3 +108,20 @@ def test_the_readme_example_runs(spark, tmp_path, monkeypatch):
     written = pq.read_table(out)
     assert written.num_rows == 12 and set(PREDICTED) <= set(written.column_names)
     assert written.column("status").to_pylist() == ["ok"] * 12
+
+
+def test_the_cli_reads_a_folder_spark_wrote(spark, fixtures, lensmae_cli, tmp_path):
+    # part-*.snappy.parquet files, _SUCCESS and .crc files, label=.../ folders.
+    source = fixtures / "catalog" / "deeplense-model2-12.parquet"
+    written = tmp_path / "by-label"
+    spark.read.parquet(str(source)).select("id", "label", "image").repartition(3).write.partitionBy("label").parquet(
+        str(written)
+    )
+    assert (written / "_SUCCESS").exists() and (written / "label=cdm").is_dir()
+    out = tmp_path / "cli.parquet"
+    lensmae_cli("predict", "--input", written, "--keep", "label", "--pixel-scale", "0.101", "--out", out)
+    got = pq.read_table(out).sort_by("id")
+    want = pq.read_table(source)
+    assert got.column("id").to_pylist() == want.column("id").to_pylist()
+    assert got.column("label").to_pylist() == want.column("label").to_pylist()
+    assert got.column("status").to_pylist() == ["ok"] * 12
