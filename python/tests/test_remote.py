@@ -94,3 +94,31 @@ def test_resuming_after_an_object_was_replaced_is_refused(s3, fixtures, lensmae_
     run = lensmae_run("predict", "--input", url, *common, "--shard", "1/2")
     assert run.returncode == 2, run.stderr
     assert "Npix=1.parquet changed" in run.stderr, run.stderr
+
+
+def test_a_folder_of_parquet_files_under_an_s3_prefix(s3, fixtures, lensmae_cli, tmp_path):
+    # As a Spark job writes to S3: part files under label=... prefixes, _SUCCESS,
+    # and a _temporary/ prefix an interrupted attempt left (not read).
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = pq.read_table(fixtures / "catalog" / "deeplense-model2-12.parquet", columns=["id", "label", "image"])
+    for label in ["axion", "cdm", "no_sub"]:
+        rows = source.filter(pc.equal(source["label"], label))
+        for k, start in enumerate(range(0, rows.num_rows, 3)):
+            local = tmp_path / f"{label}-{k}.parquet"
+            pq.write_table(rows.slice(start, 3).drop_columns(["label"]), local)
+            s3.upload_file(str(local), BUCKET, f"run-7/label={label}/part-{k:05d}.snappy.parquet")
+    s3.put_object(Bucket=BUCKET, Key="run-7/_SUCCESS", Body=b"")
+    s3.put_object(Bucket=BUCKET, Key="run-7/_temporary/0/part-00099.parquet", Body=b"not parquet")
+    out = tmp_path / "s3.parquet"
+    lensmae_cli("predict", "--input", f"s3://{BUCKET}/run-7", "--keep", "label", "--pixel-scale", "0.101",
+                "--out", out)
+    got = pq.read_table(out).sort_by("id")
+    assert got.column("id").to_pylist() == source.column("id").to_pylist()
+    assert got.column("label").to_pylist() == source.column("label").to_pylist()
+    assert got.column("status").to_pylist() == ["ok"] * 12
+
+    # A plain file's URL is still a file, and a prefix with nothing under it a missing file.
+    missing = lensmae_run("predict", "--input", f"s3://{BUCKET}/run-8", "--out", tmp_path / "x.parquet")
+    assert missing.returncode == 2 and "not found" in missing.stderr, missing.stderr

@@ -203,7 +203,7 @@ fn a_parquet_file_over_http_reads_as_on_disk_and_failures_name_the_url() {
     assert!(e.contains("/hats-cutouts/nothing.parquet"), "{e}");
     let fits = PathBuf::from(format!("{}/x.fits", server.url));
     let e = lensmae::stage::open_input(&[fits], &input).err().unwrap().to_string();
-    assert!(e.contains("URLs are read as Parquet files or HATS catalogues"), "{e}");
+    assert!(e.contains("URLs are read as Parquet files, S3 folders of them or HATS catalogues"), "{e}");
 
     // A server that ignores ranges is refused with the reason, not read whole.
     let whole = WebServer::start(&fixtures, Answer::Whole);

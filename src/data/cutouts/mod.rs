@@ -168,13 +168,16 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
         }
     }
+    // A folder of Parquet files (a dataset as Spark or Dask write them, on disk or
+    // under an S3 prefix), else a local folder of .npy images.
+    let datasets: Vec<bool> =
+        inputs.iter().map(|p| crate::data::parquet::dataset::is_dataset(p)).collect::<Result<_>>()?;
     let kind = |p: &Path| -> &'static str {
+        if datasets[inputs.iter().position(|i| i == p).expect("one of the inputs")] {
+            return "parquet dataset";
+        }
         if p.is_dir() {
-            // A folder of Parquet files (a dataset as Spark or Dask write them), else of .npy images.
-            return match crate::data::parquet::dataset::is_dataset(p) {
-                Ok(true) => "parquet dataset",
-                _ => "npy",
-            };
+            return "npy";
         }
         match p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
             "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
@@ -189,10 +192,13 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
             format!("{} is {}, {} is {k}: give inputs of one kind", other.display(), kind(other), first.display()),
         ));
     }
-    if let Some(url) = inputs.iter().find(|p| remote::is_remote(p) && kind(p) != "parquet") {
+    if let Some(url) = inputs.iter().find(|p| remote::is_remote(p) && !kind(p).starts_with("parquet")) {
         return Err(Error::config(
             "input",
-            format!("{}: URLs are read as Parquet files or HATS catalogues; copy {k} files to disk", url.display()),
+            format!(
+                "{}: URLs are read as Parquet files, S3 folders of them or HATS catalogues; copy {k} files to disk",
+                url.display()
+            ),
         ));
     }
     Ok(match k {

@@ -4,9 +4,11 @@
 //!
 //! Files and folders whose names begin with `_` or `.` are the writers' bookkeeping
 //! (`_SUCCESS`, `_metadata`, `.part-0.parquet.crc`, `_temporary/`) and are passed
-//! over. Files are read in natural order of their paths (`part.2` before `part.10`,
+//! over. On S3 (`s3://bucket/prefix`) the prefix is listed; a plain web server cannot
+//! list a folder, so there a dataset is read by naming its files. Files are read in natural order of their paths (`part.2` before `part.10`,
 //! as Dask numbers them), so the output rows follow the writer's partitions.
 
+use crate::data::remote;
 use crate::{Error, Result};
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -24,9 +26,17 @@ pub struct DatasetFile {
 }
 
 /// Whether `dir` holds Parquet files (in it or in folders below), rather than
-/// `.npy` images or nothing lensmae reads.
+/// `.npy` images or nothing lensmae reads: a local folder, or an S3 prefix that
+/// does not name a file.
 pub fn is_dataset(dir: &Path) -> Result<bool> {
-    Ok(!walk(dir)?.0.is_empty())
+    if remote::is_remote(dir) {
+        let named_file = dir.extension().is_some_and(|e| {
+            ["parquet", "parq", "pq", "fits", "fit", "fts", "gz", "fz", "npy"].iter().any(|x| e.eq_ignore_ascii_case(x))
+        });
+        let listable = dir.to_string_lossy().starts_with("s3://");
+        return Ok(listable && !named_file && !walk(dir)?.0.is_empty());
+    }
+    Ok(dir.is_dir() && !walk(dir)?.0.is_empty())
 }
 
 /// The Parquet files of the dataset `dir`, in natural order of their paths. A
@@ -69,11 +79,10 @@ pub fn dataset_files(dir: &Path) -> Result<Vec<DatasetFile>> {
     Ok(files)
 }
 
-/// The Parquet files under `dir`, and one `.npy` file if any.
+/// The Parquet files under `dir` (a folder, or an S3 prefix), and one `.npy` file if any.
 fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
-    let visible = |name: &str| !name.starts_with('.') && !name.starts_with('_');
     let (mut parquet, mut npy) = (Vec::new(), None);
-    crate::data::walk_files(dir, visible, |path, name| {
+    let mut sort = |path: PathBuf, name: &str| {
         if !visible(name) {
             return;
         }
@@ -83,8 +92,24 @@ fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
         } else if lower.ends_with(".npy") {
             npy.get_or_insert(path);
         }
-    })?;
+    };
+    if remote::is_remote(dir) {
+        for key in remote::list_folder(dir)? {
+            // Keys under a hidden or bookkeeping folder (`_temporary/0/...`) are passed over.
+            let (folders, name) = key.rsplit_once('/').unwrap_or(("", &key));
+            if folders.split('/').filter(|f| !f.is_empty()).all(visible) {
+                sort(dir.join(&key), name);
+            }
+        }
+    } else {
+        crate::data::walk_files(dir, visible, |path, name| sort(path, name))?;
+    }
     Ok((parquet, npy))
+}
+
+/// Whether a file or folder of a dataset holds data, not a writer's bookkeeping.
+fn visible(name: &str) -> bool {
+    !name.starts_with('.') && !name.starts_with('_')
 }
 
 /// The `key=value` folders of `relative` (a file's folder below the root), values
