@@ -58,6 +58,22 @@ PREDICTION_COLUMNS = {
 }
 
 
+def _require_identifiers(schema: pa.Schema, engine: str) -> None:
+    """Refuses predictions that could not be joined back to their cutouts.
+
+    An engine's batches are cut where it pleases, so ``row`` (counted within each
+    batch) names no cutout: without a carried column the rows could not be told apart.
+    """
+    carried = [name for name in schema.names
+               if name != "row" and name not in PREDICTION_COLUMNS and not name.startswith("p_")]
+    if not carried:
+        raise LensmaeError(
+            f"on {engine}, `row` counts rows within each batch, and the input has no column to join the "
+            "predictions back on: give id_col=\"...\" (a column of unique ids) or keep=[...], or add an id "
+            "column first (Spark: `F.monotonically_increasing_id()`)"
+        )
+
+
 def _as_stream(data: Any) -> Any:
     """Anything Arrow-like as an object with ``__arrow_c_stream__``."""
     if hasattr(data, "__arrow_c_stream__"):

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
-from . import Model
+from . import Model, _require_identifiers
 
 __all__ = ["predict_dataset"]
 
@@ -38,10 +38,15 @@ def predict_dataset(dataset: Any, model: Model, *, image_col: Optional[str] = No
     arguments go to ``map_batches`` (``batch_size``, ``num_cpus``, ``concurrency``...).
     Image columns may be Ray's own tensor columns (``ray.data.from_numpy``), Arrow's
     ``fixed_shape_tensor``, lists of numbers or of image rows, or FITS stamps as bytes.
+    An input without a column to join the predictions back on (``id``, ``id_col``,
+    ``keep`` or the carried coordinates) fails its first task: ``row`` counts within
+    each batch.
     """
     columns = dict(image_col=image_col, id_col=id_col, keep=list(keep), shape=shape, pixel_scale_col=pixel_scale_col)
 
     def predict_batch(batch: pa.Table) -> pa.Table:
-        return model.predict(batch, **columns)
+        predicted = model.predict(batch, **columns)
+        _require_identifiers(predicted.schema, "Ray")
+        return predicted
 
     return dataset.map_batches(predict_batch, batch_format="pyarrow", **map_batches_options)

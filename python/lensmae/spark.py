@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
-from . import Model
+from . import Model, _require_identifiers
 
 __all__ = ["predict_dataframe", "spark_arrow_schema"]
 
@@ -71,13 +71,16 @@ def predict_dataframe(df: Any, model: Model, *, image_col: Optional[str] = None,
     Lazy, as ``df.mapInArrow``. ``image_col``, ``id_col``, ``keep``, ``shape`` and
     ``pixel_scale_col`` are those of :meth:`lensmae.Model.predict`. The output's
     schema is worked out on the driver from ``df``'s, so a missing column or an image
-    column of a type lensmae cannot read is refused there, before any task runs.
+    column of a type lensmae cannot read is refused there, before any task runs, as
+    is an input without a column to join the predictions back on (``id``, ``id_col``,
+    ``keep`` or the carried coordinates: ``row`` counts within each Arrow batch).
     """
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
     columns = dict(image_col=image_col, id_col=id_col, keep=list(keep), shape=shape, pixel_scale_col=pixel_scale_col)
     input_schema = to_arrow_schema(df.schema)
     output_schema = spark_arrow_schema(model.predict(input_schema.empty_table(), **columns).schema)
+    _require_identifiers(output_schema, "Spark")
 
     def predict_batches(batches):
         for batch in batches:

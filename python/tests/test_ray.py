@@ -55,6 +55,10 @@ def test_bad_rows_come_back_reported(cluster, fixtures):
     assert status[1].startswith("skipped") and "1 non-finite pixels" in status[1]
     assert status[0] == status[2] == "ok"
     assert got.column("p_axion").to_pylist()[1] is None
+    # Without an id, rows that `row` cannot name (it counts within each batch).
+    anonymous = ray.data.from_items([{"image": image} for image in images])
+    with pytest.raises(Exception, match="no column to join the predictions back on"):
+        lensmae.ray.predict_dataset(anonymous, model).materialize()
 
 
 def test_super_resolved_cutouts_come_back_as_tensors(cluster, fixtures):

@@ -77,6 +77,9 @@ def test_bad_rows_come_back_reported_and_bad_columns_are_refused_on_the_driver(s
 
     with pytest.raises(lensmae.LensmaeError, match="nope"):
         lensmae.spark.predict_dataframe(df, model, image_col="nope")
+    # Without an id, rows that `row` cannot name (it counts within each batch).
+    with pytest.raises(lensmae.LensmaeError, match="no column to join the predictions back on"):
+        lensmae.spark.predict_dataframe(df.select("image"), model, shape=(64, 64))
 
 
 def test_super_resolved_cutouts_come_back_as_arrays(spark, fixtures):
