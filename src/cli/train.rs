@@ -673,7 +673,8 @@ fn read_labelled_with_parameters(
     args: &EvaluateArgs,
     with_pixels: bool,
 ) -> anyhow::Result<(crate::data::images::LabelledImages, crate::data::images::FloatColumns)> {
-    let is_parquet = args.input.extension().is_some_and(|e| e == "parquet");
+    let is_parquet = args.input.extension().is_some_and(|e| e == "parquet")
+        || crate::data::parquet::dataset::is_dataset(&args.input)?;
     let data = if is_parquet && !with_pixels {
         read_parquet_labels(&args.input).with_context(|| format!("reading {}", args.input.display()))?
     } else {

@@ -68,13 +68,14 @@ impl LabelledImages {
     /// records: a Parquet table's `lensmae:pixel_scale`, a FITS file's WCS or
     /// PIXSCALE. `None` for other sources or when unrecorded.
     pub fn recorded_pixel_scale(&self) -> Option<f64> {
-        let ext = self.source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let source = self.described_by();
+        let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         match ext.as_str() {
-            "parquet" | "pq" => super::parquet::open_parquet(&self.source)
+            "parquet" | "pq" => super::parquet::open_parquet(&source)
                 .ok()
                 .and_then(|b| super::parquet::recorded_pixel_scale(b.schema())),
             "fits" | "fit" | "fts" | "gz" => {
-                let mut f = super::fits::open_fits(&self.source).ok()?;
+                let mut f = super::fits::open_fits(&source).ok()?;
                 let hdu = f.primary_hdu().ok()?;
                 super::fits::wcs_pixel_scale(&mut f, &hdu)
             }
@@ -86,12 +87,27 @@ impl LabelledImages {
     /// residuals: the recipe a Parquet table records under
     /// [`SMOOTH_LENS_RESIDUALS_KEY`](crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY); `None` for other images and sources.
     pub fn recorded_smooth_lens_residuals(&self) -> Result<Option<SmoothLensResiduals>> {
-        let ext = self.source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let source = self.described_by();
+        let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         if !matches!(ext.as_str(), "parquet" | "pq") {
             return Ok(None);
         }
-        let builder = super::parquet::open_parquet(&self.source)?;
-        super::parquet::recorded_smooth_lens_residuals(builder.schema(), &self.source)
+        let builder = super::parquet::open_parquet(&source)?;
+        super::parquet::recorded_smooth_lens_residuals(builder.schema(), &source)
+    }
+
+    /// The file whose metadata describes these images: their source, or the first
+    /// file of a folder of Parquet files (a dataset's writer gives each file the
+    /// table's metadata).
+    fn described_by(&self) -> PathBuf {
+        if self.source.is_dir() {
+            if let Some(first) =
+                super::parquet::dataset::dataset_files(&self.source).ok().and_then(|f| f.into_iter().next())
+            {
+                return first.path;
+            }
+        }
+        self.source.clone()
     }
 
     /// Images with the labels (and ids, else row numbers) of `table`, read from `source`.
@@ -350,7 +366,10 @@ pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledIm
 fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels: bool) -> Result<LabelledImages> {
     let table = columns::read_label_table(path, require_labels)?;
     let opts = InputOptions { image_column: Some(image_column.to_string()), ..InputOptions::default() };
-    let mut cutouts = ParquetCutouts::open(&[path.to_path_buf()], &opts)?;
+    let mut cutouts = match crate::data::parquet::dataset::is_dataset(path)? {
+        true => ParquetCutouts::open_dataset(path, &opts)?,
+        false => ParquetCutouts::open(&[path.to_path_buf()], &opts)?,
+    };
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     let id_of = |row: usize| table.ids.as_ref().map_or(Some(row as i64), |ids| ids.get(row).copied());
     let name_row = |row: usize| match id_of(row) {
@@ -452,19 +471,8 @@ pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
 /// Read labelled images from a Parquet (`.parquet`) or FITS (`.fits`, `.fit`)
 /// file, or a DeepLense-style folder of `.npy` class folders.
 pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
-    if path.is_dir() && crate::data::parquet::dataset::is_dataset(path)? {
-        // Its labels may be in its folders' names (`label=cdm/`), or split over files
-        // that each hold some classes: one table says the class list once.
-        return Err(Error::config(
-            "input",
-            format!(
-                "{} is a folder of Parquet files: a labelled set is read from one table; write it as one \
-                 (pyarrow: `pq.write_table(pyarrow.dataset.dataset(\"{}\", partitioning=\"hive\").to_table(), \
-                 \"labelled.parquet\")`); `lensmae predict` reads such folders",
-                path.display(),
-                path.display()
-            ),
-        ));
+    if crate::data::parquet::dataset::is_dataset(path)? {
+        return read_parquet_images(path, image_column);
     }
     if path.is_dir() {
         return read_npy_tree(path);

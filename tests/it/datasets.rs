@@ -117,8 +117,70 @@ fn folders_that_are_not_one_dataset_are_refused() {
     part(&b.join("part.0.parquet"), &fixture, 2..4);
     let err = open(&[a.clone(), b]);
     assert!(err.contains("one folder of Parquet files at a time"), "{err}");
+}
 
-    // A labelled set is one table: a folder is refused with the line that makes one.
-    let err = lensmae::data::images::read_labelled_images(&a, "image").unwrap_err().to_string();
-    assert!(err.contains("is a folder of Parquet files") && err.contains("pq.write_table"), "{err}");
+#[test]
+fn a_labelled_dataset_reads_its_labels_from_its_files_or_its_folders() {
+    use lensmae::data::images::{read_float_columns, read_labelled_images};
+    let dir = tempfile::tempdir().unwrap();
+    let source = crate::fixture("catalog/deeplense-model2-12.parquet");
+    let whole = read_labelled_images(&source, "image").unwrap();
+    let fixture = read(&source);
+    let labels = strings(&fixture, "label");
+
+    // Labels in the folders' names, as `partitionBy("label")` writes them; a
+    // numeric column to bin a report by in the files.
+    let by_label = dir.path().join("by-label");
+    for (k, label) in labels.iter().enumerate() {
+        let path = by_label.join(format!("label={}/part-{k:05}.parquet", label.as_deref().unwrap()));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let row = fixture.slice(k, 1);
+        let column = |name: &str| row.column_by_name(name).unwrap().clone();
+        write_parquet(
+            &path,
+            vec![
+                (Field::new("id", DataType::Int64, false), column("id")),
+                (Field::new("image", column("image").data_type().clone(), false), column("image")),
+                (Field::new("lens_theta_e", DataType::Float64, false), column("lens_theta_e")),
+            ],
+        );
+    }
+    let set = read_labelled_images(&by_label, "image").unwrap();
+    assert_eq!(set.class_names, whole.class_names);
+    // Rows come folder by folder: each image keeps its own label and id.
+    assert_eq!(set.len(), 12);
+    for row in 0..12 {
+        let k = whole.ids.iter().position(|&id| id == set.ids[row]).unwrap();
+        assert_eq!(set.labels[row], whole.labels[k]);
+        assert_eq!(set.image(row), whole.image(k));
+    }
+    let theta = read_float_columns(&by_label, &["lens_theta_e"]).unwrap();
+    assert_eq!(theta[0].1.len(), 12);
+
+    // Labels in the files, and a file without them.
+    let in_files = dir.path().join("in-files");
+    part(&in_files.join("part.0.parquet"), &fixture, 0..6);
+    let err = read_labelled_images(&in_files, "image").unwrap_err().to_string();
+    assert!(err.contains("no `label_idx` or `label` column"), "{err}");
+    std::fs::remove_file(in_files.join("part.0.parquet")).unwrap();
+    let with_labels = |path: &Path, rows: std::ops::Range<usize>| {
+        let slice = fixture.slice(rows.start, rows.len());
+        let column = |name: &str| slice.column_by_name(name).unwrap().clone();
+        write_parquet(
+            path,
+            vec![
+                (Field::new("id", DataType::Int64, false), column("id")),
+                (Field::new("label", DataType::Utf8, false), column("label")),
+                (Field::new("image", column("image").data_type().clone(), false), column("image")),
+            ],
+        );
+    };
+    std::fs::create_dir_all(&in_files).unwrap();
+    with_labels(&in_files.join("part.0.parquet"), 0..6);
+    with_labels(&in_files.join("part.1.parquet"), 6..12);
+    let set = read_labelled_images(&in_files, "image").unwrap();
+    assert_eq!((&set.labels, &set.ids, &set.pixels), (&whole.labels, &whole.ids, &whole.pixels));
+    part(&in_files.join("part.2.parquet"), &fixture, 0..1);
+    let err = read_labelled_images(&in_files, "image").unwrap_err().to_string();
+    assert!(err.contains("part.2.parquet") && err.contains("no column `label`"), "{err}");
 }

@@ -1,13 +1,16 @@
 //! The columns of a Parquet table beside its images: labels and ids of a
 //! training set, simulated parameters to bin a report by, numbers of a
-//! predictions table. Images are read by [`super::cutouts::ParquetCutouts`].
+//! predictions table. Images are read by [`super::cutouts::ParquetCutouts`]. A
+//! table is one file or a folder of them ([`super::dataset`]), whose partition
+//! folders (`label=cdm/`) give string columns.
 
+use super::dataset::{dataset_files, with_partition_columns, with_partition_fields, DatasetFile};
 use crate::data::LabelTable;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Schema};
 use std::path::Path;
 
 /// Named columns of numbers, row by row (`None` where null).
@@ -22,8 +25,7 @@ pub const UNLABELLED: &str = "unlabelled";
 /// unless `require_labels`.
 pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let builder = super::open_parquet(path)?;
-    let schema = builder.schema().clone();
+    let (sources, schema) = table_of(path)?;
     let mut class_names: Option<Vec<String>> =
         schema.metadata().get("lensmae:class_names").and_then(|s| serde_json::from_str(s).ok());
     let has_idx = schema.field_with_name("label_idx").is_ok();
@@ -36,12 +38,9 @@ pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable>
     if unlabelled && require_labels {
         return Err(err("no `label_idx` or `label` column".into()));
     }
-    let wanted: Vec<usize> = ["id", "label", "label_idx"].into_iter().filter_map(|n| schema.index_of(n).ok()).collect();
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = super::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
+    let wanted: Vec<&str> = ["id", "label", "label_idx"].into_iter().filter(|n| schema.index_of(n).is_ok()).collect();
     let (mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new());
-    for batch in reader {
-        let batch = batch?;
+    for_each_batch(&sources, &wanted, |batch| {
         let batch_ids = id_column(&batch, ids.len() as i64).map_err(&err)?;
         if unlabelled {
             labels.resize(labels.len() + batch.num_rows(), 0);
@@ -55,7 +54,8 @@ pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable>
             }
         }
         ids.extend(batch_ids);
-    }
+        Ok(())
+    })?;
     if unlabelled {
         class_names.get_or_insert_with(|| vec![UNLABELLED.to_string()]);
     }
@@ -87,23 +87,62 @@ pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable>
 /// For reporting metrics per bin of a simulated parameter (`sub_snr`, ...).
 pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<FloatColumns> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let builder = super::open_parquet(path)?;
-    let schema = builder.schema().clone();
+    let (sources, schema) = table_of(path)?;
     let present: Vec<&str> =
         names.iter().copied().filter(|n| schema.field_with_name(n).is_ok_and(|f| f.data_type().is_numeric())).collect();
-    let wanted: Vec<usize> = present.iter().filter_map(|n| schema.index_of(n).ok()).collect();
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = super::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
     let mut columns: FloatColumns = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
-    for batch in reader {
-        let batch = batch?;
+    for_each_batch(&sources, &present, |batch| {
         for (name, values) in columns.iter_mut() {
             let col = batch.column_by_name(name).expect("projected");
             let as_f64 = arrow_cast_f64(col).map_err(|m| err(format!("column `{name}`: {m}")))?;
             values.extend(as_f64.iter());
         }
-    }
+        Ok(())
+    })?;
     Ok(columns)
+}
+
+/// The files of the table `path` (itself, or a dataset folder's) and the schema
+/// they are read as: the first file's, with its partition folders' keys.
+fn table_of(path: &Path) -> Result<(Vec<DatasetFile>, Schema)> {
+    let sources = match super::dataset::is_dataset(path)? {
+        true => dataset_files(path)?,
+        false => vec![DatasetFile { path: path.to_path_buf(), partition: Vec::new() }],
+    };
+    let schema = super::open_parquet(&sources[0].path)?.schema().clone();
+    let schema = with_partition_fields(&schema, &sources[0].partition);
+    Ok((sources, schema))
+}
+
+/// Every batch of the columns `names` of `sources`, in order, with each file's
+/// partition values; a file without one of them is refused.
+fn for_each_batch(
+    sources: &[DatasetFile],
+    names: &[&str],
+    mut each: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    for source in sources {
+        let builder = super::open_parquet(&source.path)?;
+        let mut wanted = Vec::with_capacity(names.len());
+        for name in names {
+            match builder.schema().index_of(name) {
+                Ok(index) => wanted.push(index),
+                Err(_) if source.partition.iter().any(|(key, _)| key == name) => {}
+                Err(_) => {
+                    return Err(Error::Parquet {
+                        path: source.path.clone(),
+                        message: format!("no column `{name}` ({} has one)", sources[0].path.display()),
+                    })
+                }
+            }
+        }
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+        let reader = super::ParquetBatches::new(&source.path, builder.with_projection(mask).with_batch_size(8192))?;
+        for batch in reader {
+            each(with_partition_columns(&source.path, batch?, &source.partition)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// A numeric column as float64 (integers, float16 and decimals converted, nulls kept).

@@ -12,6 +12,7 @@ use crate::data::cutouts::{
 };
 use crate::data::fingerprint::{fingerprint_all, fingerprint_file, remote_fingerprint, FileFingerprint};
 use crate::data::fits::cutouts::{decode_fits_bytes, DecodedStamp};
+use crate::data::parquet::dataset::{with_partition_columns, with_partition_fields, Partition};
 use crate::data::parquet::{
     open_parquet_footer, open_parquet_rows, recorded_pixel_scale, ParquetBatches, ParquetBuilder, ParquetLocation,
     PIXEL_SCALE_KEY,
@@ -24,7 +25,6 @@ use arrow_buffer::ScalarBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ProjectionMask;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Which column of a table holds the cutouts, their shape, and the columns carried
 /// into the output: worked out once from a schema (Parquet footers, or an Arrow
@@ -277,9 +277,6 @@ fn first_image_shape_of(col: &dyn Array) -> std::result::Result<Option<[usize; 2
     Ok(None)
 }
 
-/// `(key, value)` of a dataset file's `key=value` folders (null: Hive's default partition).
-type Partition = Vec<(String, Option<String>)>;
-
 /// Parquet files read as one table.
 pub struct ParquetCutouts {
     files: Vec<PathBuf>,
@@ -423,31 +420,6 @@ fn image_shape(
         // pandas and Spark write lists of any length: the first image's length says.
         _ => first_image(field.name()).map_err(err),
     }
-}
-
-/// `schema` with a string field for each partition key it does not hold itself.
-fn with_partition_fields(schema: &Schema, partition: &Partition) -> Schema {
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    for (key, _) in partition {
-        if schema.field_with_name(key).is_err() {
-            fields.push(Field::new(key, DataType::Utf8, true));
-        }
-    }
-    Schema::new_with_metadata(fields, schema.metadata().clone())
-}
-
-/// `batch` with a column of its file's value for each partition key it lacks.
-fn with_partition_columns(path: &Path, batch: RecordBatch, partition: &Partition) -> Result<RecordBatch> {
-    let missing: Vec<_> = partition.iter().filter(|(key, _)| batch.column_by_name(key).is_none()).collect();
-    if missing.is_empty() {
-        return Ok(batch);
-    }
-    let schema = with_partition_fields(&batch.schema(), partition);
-    let mut columns = batch.columns().to_vec();
-    for (_, value) in missing {
-        columns.push(Arc::new(arrow_array::StringArray::from(vec![value.as_deref(); batch.num_rows()])) as ArrayRef);
-    }
-    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| parquet_error(path, e.to_string()))
 }
 
 /// The square shape of images of `n` values.

@@ -10,11 +10,17 @@
 
 use crate::data::remote;
 use crate::{Error, Result};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The value Hive writes for a null partition value.
 const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// `(key, value)` of a dataset file's `key=value` folders (null: Hive's default partition).
+pub type Partition = Vec<(String, Option<String>)>;
 
 /// One Parquet file of a dataset and the partition values its folders give it.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +28,7 @@ pub struct DatasetFile {
     /// The file.
     pub path: PathBuf,
     /// `(key, value)` of each `key=value` folder between the root and the file, outermost first.
-    pub partition: Vec<(String, Option<String>)>,
+    pub partition: Partition,
 }
 
 /// Whether `dir` holds Parquet files (in it or in folders below), rather than
@@ -77,6 +83,32 @@ pub fn dataset_files(dir: &Path) -> Result<Vec<DatasetFile>> {
         ));
     }
     Ok(files)
+}
+
+/// `schema` with a string field for each partition key it does not hold itself.
+pub(crate) fn with_partition_fields(schema: &Schema, partition: &Partition) -> Schema {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (key, _) in partition {
+        if schema.field_with_name(key).is_err() {
+            fields.push(Field::new(key, DataType::Utf8, true));
+        }
+    }
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// `batch` with a column of its file's value for each partition key it lacks.
+pub(crate) fn with_partition_columns(path: &Path, batch: RecordBatch, partition: &Partition) -> Result<RecordBatch> {
+    let missing: Vec<_> = partition.iter().filter(|(key, _)| batch.column_by_name(key).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(batch);
+    }
+    let schema = with_partition_fields(&batch.schema(), partition);
+    let mut columns = batch.columns().to_vec();
+    for (_, value) in missing {
+        columns.push(Arc::new(StringArray::from(vec![value.as_deref(); batch.num_rows()])) as ArrayRef);
+    }
+    RecordBatch::try_new(Arc::new(schema), columns)
+        .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// The Parquet files under `dir` (a folder, or an S3 prefix), and one `.npy` file if any.
