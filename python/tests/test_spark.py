@@ -128,3 +128,12 @@ def test_the_cli_reads_a_folder_spark_wrote(spark, fixtures, lensmae_cli, tmp_pa
     assert got.column("id").to_pylist() == want.column("id").to_pylist()
     assert got.column("label").to_pylist() == want.column("label").to_pylist()
     assert got.column("status").to_pylist() == ["ok"] * 12
+    # The same folder as a labelled set: its labels from the folder names.
+    import json
+
+    lensmae_cli("evaluate", "--input", written, "--model", "bundled:classifier", "--report", tmp_path / "r.json")
+    folder_report = json.loads((tmp_path / "r.json").read_text())
+    lensmae_cli("evaluate", "--input", source, "--model", "bundled:classifier", "--report", tmp_path / "f.json")
+    file_report = json.loads((tmp_path / "f.json").read_text())
+    assert folder_report["report"]["n"] == 12
+    assert folder_report["report"]["metrics"] == file_report["report"]["metrics"]
