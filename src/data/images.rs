@@ -469,7 +469,8 @@ pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
 }
 
 /// Read labelled images from a Parquet (`.parquet`) or FITS (`.fits`, `.fit`)
-/// file, or a DeepLense-style folder of `.npy` class folders.
+/// file, a folder of Parquet files (a dataset: [`crate::data::parquet::dataset`]),
+/// or a DeepLense-style folder of `.npy` class folders.
 pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
     if crate::data::parquet::dataset::is_dataset(path)? {
         return read_parquet_images(path, image_column);
