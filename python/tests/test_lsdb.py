@@ -104,3 +104,36 @@ def test_astropy_reads_a_cli_partition_with_units_and_descriptions(fixtures, len
     assert t["p_cdm"].description == "calibrated probability that the lens is `cdm`"
     assert t["sr_image"].shape[1:] == (64 * 64,)
     assert set(t["geometry"]) == {"as is"}
+
+
+def test_the_cli_reads_folders_dask_and_polars_wrote(fixtures, lensmae_cli, tmp_path):
+    # Dask: part.0.parquet ... part.11.parquet beside _metadata-style files (row order
+    # across part.2 / part.10 is natural, not lexicographic); polars: hive folders.
+    import dask.dataframe as dd
+    import pandas as pd
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    source = fixtures / "catalog" / "deeplense-model2-12.parquet"
+    table = pq.read_table(source, columns=["id", "label", "image"])
+    images = table.column("image").combine_chunks().to_numpy_ndarray().reshape(12, -1)
+    import pyarrow as pa
+
+    # Arrow-typed, as Dask would otherwise turn a column of arrays into strings.
+    pixels = pd.Series(list(images), dtype=pd.ArrowDtype(pa.list_(pa.float32())))
+    frame = pd.DataFrame({"id": table.column("id").to_pylist(), "label": table.column("label").to_pylist(),
+                          "image": pixels})
+    dd.from_pandas(frame, npartitions=12, sort=False).to_parquet(tmp_path / "dask", write_index=False)
+    assert (tmp_path / "dask" / "part.10.parquet").exists()
+    lensmae_cli("predict", "--input", tmp_path / "dask", "--pixel-scale", "0.101", "--out", tmp_path / "d.parquet")
+    got = pq.read_table(tmp_path / "d.parquet")
+    assert got.column("id").to_pylist() == frame["id"].tolist()  # in the partitions' order
+    assert got.column("status").to_pylist() == ["ok"] * 12
+
+    pl.DataFrame({"id": frame["id"], "label": frame["label"], "image": images}).write_parquet(
+        tmp_path / "polars", partition_by="label")
+    lensmae_cli("predict", "--input", tmp_path / "polars", "--keep", "label", "--pixel-scale", "0.101",
+                "--out", tmp_path / "p.parquet")
+    got = pq.read_table(tmp_path / "p.parquet").sort_by("id")
+    assert got.column("label").to_pylist() == frame["label"].tolist()
+    assert got.column("status").to_pylist() == ["ok"] * 12
