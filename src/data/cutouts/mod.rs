@@ -154,7 +154,8 @@ pub fn rows_in_batch(max_rows: usize, image_shape: [usize; 2]) -> usize {
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 
 /// Opens `inputs` (Parquet files, FITS files, one HATS catalogue, one folder of
-/// Parquet files (a dataset), or one folder of `.npy` images or class folders) as one reader; every path must be of the same kind.
+/// Parquet files (a dataset), or one folder of `.npy` images or class folders) as
+/// one reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
     let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
     if inputs.len() == 1 && crate::data::hats::is_catalogue(first)? {

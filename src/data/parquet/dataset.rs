@@ -5,8 +5,9 @@
 //! Files and folders whose names begin with `_` or `.` are the writers' bookkeeping
 //! (`_SUCCESS`, `_metadata`, `.part-0.parquet.crc`, `_temporary/`) and are passed
 //! over. On S3 (`s3://bucket/prefix`) the prefix is listed; a plain web server cannot
-//! list a folder, so there a dataset is read by naming its files. Files are read in natural order of their paths (`part.2` before `part.10`,
-//! as Dask numbers them), so the output rows follow the writer's partitions.
+//! list a folder, so there a dataset is read by naming its files. Files are read in
+//! natural order of their paths (`part.2` before `part.10`, as Dask numbers them), so
+//! the output rows follow the writer's partitions.
 
 use crate::data::remote;
 use crate::{Error, Result};
@@ -114,7 +115,7 @@ pub(crate) fn with_partition_columns(path: &Path, batch: RecordBatch, partition:
 /// The Parquet files under `dir` (a folder, or an S3 prefix), and one `.npy` file if any.
 fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     let (mut parquet, mut npy) = (Vec::new(), None);
-    let mut sort = |path: PathBuf, name: &str| {
+    let mut file_found = |path: PathBuf, name: &str| {
         if !visible(name) {
             return;
         }
@@ -130,11 +131,11 @@ fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
             // Keys under a hidden or bookkeeping folder (`_temporary/0/...`) are passed over.
             let (folders, name) = key.rsplit_once('/').unwrap_or(("", &key));
             if folders.split('/').filter(|f| !f.is_empty()).all(visible) {
-                sort(dir.join(&key), name);
+                file_found(dir.join(&key), name);
             }
         }
     } else {
-        crate::data::walk_files(dir, visible, |path, name| sort(path, name))?;
+        crate::data::walk_files(dir, visible, &mut file_found)?;
     }
     Ok((parquet, npy))
 }
