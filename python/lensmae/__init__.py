@@ -78,6 +78,14 @@ def _as_stream(data: Any) -> Any:
     """Anything Arrow-like as an object with ``__arrow_c_stream__``."""
     if hasattr(data, "__arrow_c_stream__"):
         return data
+    import pyarrow.dataset as pads
+
+    if isinstance(data, pads.Dataset):  # a folder of files, as pyarrow.dataset.dataset opens one
+        return data.scanner().to_reader()
+    if isinstance(data, pads.Scanner):
+        return data.to_reader()
+    if type(data).__name__ == "LazyFrame" and hasattr(data, "collect"):  # polars, lazily scanned
+        return data.collect()
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     try:
@@ -123,8 +131,9 @@ class Model:
                 pixel_scale_col: Optional[str] = None) -> pa.Table:
         """Predicts every row of ``data`` and returns a ``pyarrow.Table``.
 
-        ``data``: a pyarrow Table/RecordBatch/RecordBatchReader, a polars or pandas
-        DataFrame, or any object with ``__arrow_c_stream__``. The image column
+        ``data``: a pyarrow Table/RecordBatch/RecordBatchReader, a pyarrow Dataset
+        or Scanner (``pyarrow.dataset.dataset("cutouts/")``), a polars DataFrame or
+        LazyFrame, a pandas DataFrame, or any object with ``__arrow_c_stream__``. The image column
         (``image_col``; default ``image``, else the only tensor, list-of-numbers or
         FITS-bytes column) holds ``arrow.fixed_shape_tensor`` cutouts, lists of
         numbers (give ``shape=(h, w)`` unless the images are square), lists of

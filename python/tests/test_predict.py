@@ -223,3 +223,21 @@ def test_a_partition_without_a_single_image_gives_each_row_its_reason():
     # Where an image says the table's shape, it is the table's, not the model's.
     with pytest.raises(lensmae.LensmaeError, match="10 values per row is not square"):
         model.predict(pa.table({"image": pa.array([None, [0.5] * 10], pa.list_(pa.float32()))}))
+
+
+def test_pyarrow_datasets_scanners_and_polars_lazy_frames_are_read(fixtures, tmp_path):
+    import pyarrow.dataset as ds
+
+    pl = pytest.importorskip("polars")
+    source = fixtures / "catalog" / "deeplense-model2-12.parquet"
+    table = pq.read_table(source, columns=["id", "label", "image"])
+    model = lensmae.load_model()
+    want = model.predict(table)
+    pq.write_to_dataset(table, tmp_path / "by-label", partition_cols=["label"])
+    dataset = ds.dataset(tmp_path / "by-label", format="parquet", partitioning="hive")
+    for data in [dataset, dataset.scanner(columns=["id", "image"])]:
+        got = model.predict(data).sort_by("id")
+        for name in ["id", "p_axion", "p_cdm", "p_no_sub", "status"]:
+            assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+    lazy = pl.scan_parquet(source).select("id", "image")
+    assert model.predict(lazy).column("p_cdm").to_pylist() == want.column("p_cdm").to_pylist()
