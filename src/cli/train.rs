@@ -674,7 +674,7 @@ fn read_labelled_with_parameters(
     with_pixels: bool,
 ) -> anyhow::Result<(crate::data::images::LabelledImages, crate::data::images::FloatColumns)> {
     let is_parquet = args.input.extension().is_some_and(|e| e == "parquet")
-        || crate::data::parquet::dataset::is_dataset(&args.input)?;
+        || crate::data::parquet::dataset::dataset_of(&args.input)?.is_some();
     let data = if is_parquet && !with_pixels {
         read_parquet_labels(&args.input).with_context(|| format!("reading {}", args.input.display()))?
     } else {

@@ -16,6 +16,7 @@ use crate::data::fits::cutouts::FitsCutouts;
 use crate::data::parquet::columns;
 pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABELLED};
 use crate::data::parquet::cutouts::ParquetCutouts;
+use crate::data::parquet::dataset::{dataset_of, DatasetFile};
 use crate::data::LabelTable;
 use crate::sim::detectability::SmoothLensResiduals;
 use crate::{Error, Result};
@@ -100,14 +101,10 @@ impl LabelledImages {
     /// file of a folder of Parquet files (a dataset's writer gives each file the
     /// table's metadata).
     fn described_by(&self) -> PathBuf {
-        if self.source.is_dir() {
-            if let Some(first) =
-                super::parquet::dataset::dataset_files(&self.source).ok().and_then(|f| f.into_iter().next())
-            {
-                return first.path;
-            }
+        match dataset_of(&self.source) {
+            Ok(Some(files)) => files[0].path.clone(),
+            _ => self.source.clone(),
         }
-        self.source.clone()
     }
 
     /// Images with the labels (and ids, else row numbers) of `table`, read from `source`.
@@ -303,7 +300,11 @@ pub fn read_image_pairs(path: &Path) -> Result<ImagePairs> {
     let (lr, hr) = if path.is_dir() {
         read_npy_pairs(path)?
     } else {
-        (read_parquet_images_labelled(path, "lr", false)?, read_parquet_images_labelled(path, "hr", false)?)
+        let dataset = dataset_of(path)?;
+        (
+            read_parquet_images_labelled(path, dataset.clone(), "lr", false)?,
+            read_parquet_images_labelled(path, dataset, "hr", false)?,
+        )
     };
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     if lr.size == 0 || hr.size % lr.size != 0 || hr.size == lr.size {
@@ -358,17 +359,24 @@ fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
 
 /// Read a labelled Parquet dataset (see the module doc) from `path`.
 pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
-    read_parquet_images_labelled(path, image_column, true)
+    read_parquet_images_labelled(path, dataset_of(path)?, image_column, true)
 }
 
-/// [`read_parquet_images`]; without `require_labels`, a file with no label column
-/// gives one class, [`UNLABELLED`].
-fn read_parquet_images_labelled(path: &Path, image_column: &str, require_labels: bool) -> Result<LabelledImages> {
-    let table = columns::read_label_table(path, require_labels)?;
+/// [`read_parquet_images`] of the file `path`, or of the folder whose files
+/// `dataset` holds ([`dataset_of`]); without `require_labels`, a table with no label
+/// column gives one class, [`UNLABELLED`].
+fn read_parquet_images_labelled(
+    path: &Path,
+    dataset: Option<Vec<DatasetFile>>,
+    image_column: &str,
+    require_labels: bool,
+) -> Result<LabelledImages> {
+    let sources = dataset.clone().unwrap_or_else(|| vec![DatasetFile::alone(path)]);
+    let table = columns::label_table_of(path, &sources, require_labels)?;
     let opts = InputOptions { image_column: Some(image_column.to_string()), ..InputOptions::default() };
-    let mut cutouts = match crate::data::parquet::dataset::is_dataset(path)? {
-        true => ParquetCutouts::open_dataset(path, &opts)?,
-        false => ParquetCutouts::open(&[path.to_path_buf()], &opts)?,
+    let mut cutouts = match dataset {
+        Some(files) => ParquetCutouts::open_dataset(path, files, &opts)?,
+        None => ParquetCutouts::open(&[path.to_path_buf()], &opts)?,
     };
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
     let id_of = |row: usize| table.ids.as_ref().map_or(Some(row as i64), |ids| ids.get(row).copied());
@@ -472,8 +480,8 @@ pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
 /// file, a folder of Parquet files (a dataset: [`crate::data::parquet::dataset`]),
 /// or a DeepLense-style folder of `.npy` class folders.
 pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
-    if crate::data::parquet::dataset::is_dataset(path)? {
-        return read_parquet_images(path, image_column);
+    if let Some(files) = dataset_of(path)? {
+        return read_parquet_images_labelled(path, Some(files), image_column, true);
     }
     if path.is_dir() {
         return read_npy_tree(path);

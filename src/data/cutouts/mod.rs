@@ -171,29 +171,19 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     }
     // A folder of Parquet files (a dataset as Spark or Dask write them, on disk or
     // under an S3 prefix), else a local folder of .npy images.
-    let datasets: Vec<bool> =
-        inputs.iter().map(|p| crate::data::parquet::dataset::is_dataset(p)).collect::<Result<_>>()?;
-    let kind = |p: &Path| -> &'static str {
-        if datasets[inputs.iter().position(|i| i == p).expect("one of the inputs")] {
-            return "parquet dataset";
-        }
-        if p.is_dir() {
-            return "npy";
-        }
-        match p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
-            "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
-            "npy" => "npy",
-            _ => "parquet",
-        }
-    };
-    let k = kind(first);
-    if let Some(other) = inputs.iter().find(|p| kind(p) != k) {
+    let mut datasets = Vec::with_capacity(inputs.len());
+    for path in inputs {
+        datasets.push(crate::data::parquet::dataset::dataset_of(path)?);
+    }
+    let kinds: Vec<&str> = inputs.iter().zip(&datasets).map(|(p, files)| input_kind(p, files.is_some())).collect();
+    let k = kinds[0];
+    if let Some(i) = kinds.iter().position(|&kind| kind != k) {
         return Err(Error::config(
             "input",
-            format!("{} is {}, {} is {k}: give inputs of one kind", other.display(), kind(other), first.display()),
+            format!("{} is {}, {} is {k}: give inputs of one kind", inputs[i].display(), kinds[i], first.display()),
         ));
     }
-    if let Some(url) = inputs.iter().find(|p| remote::is_remote(p) && !kind(p).starts_with("parquet")) {
+    if let Some(url) = inputs.iter().find(|p| remote::is_remote(p) && !k.starts_with("parquet")) {
         return Err(Error::config(
             "input",
             format!(
@@ -204,8 +194,7 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     }
     Ok(match k {
         "fits" => Box::new(FitsCutouts::open(inputs, opts)?),
-        "parquet dataset" if inputs.len() == 1 => Box::new(ParquetCutouts::open_dataset(first, opts)?),
-        "parquet dataset" => {
+        "parquet dataset" if inputs.len() > 1 => {
             return Err(Error::config(
                 "input",
                 format!(
@@ -213,6 +202,10 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
                     inputs[1].display()
                 ),
             ))
+        }
+        "parquet dataset" => {
+            let files = datasets.swap_remove(0).expect("a dataset");
+            Box::new(ParquetCutouts::open_dataset(first, files, opts)?)
         }
         "npy" => {
             let reader = NpyCutouts::open(inputs)?;
@@ -227,6 +220,21 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
         }
         _ => Box::new(ParquetCutouts::open(inputs, opts)?),
     })
+}
+
+/// What `input` is read as: `dataset` says whether it is a folder of Parquet files.
+fn input_kind(input: &Path, dataset: bool) -> &'static str {
+    if dataset {
+        return "parquet dataset";
+    }
+    if input.is_dir() {
+        return "npy";
+    }
+    match input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
+        "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
+        "npy" => "npy",
+        _ => "parquet",
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! table is one file or a folder of them ([`super::dataset`]), whose partition
 //! folders (`label=cdm/`) give string columns.
 
-use super::dataset::{dataset_files, with_partition_columns, with_partition_fields, DatasetFile};
+use super::dataset::{dataset_of, with_partition_columns, with_partition_fields, DatasetFile};
 use crate::data::LabelTable;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
@@ -24,8 +24,13 @@ pub const UNLABELLED: &str = "unlabelled";
 /// `id` when the table has one. Without labels, every row is [`UNLABELLED`]
 /// unless `require_labels`.
 pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable> {
+    label_table_of(path, &table_files(path)?, require_labels)
+}
+
+/// [`read_label_table`] of the files `sources` of the table `path` ([`table_files`]).
+pub(crate) fn label_table_of(path: &Path, sources: &[DatasetFile], require_labels: bool) -> Result<LabelTable> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let (sources, schema) = table_of(path)?;
+    let schema = schema_of(sources)?;
     let mut class_names: Option<Vec<String>> =
         schema.metadata().get("lensmae:class_names").and_then(|s| serde_json::from_str(s).ok());
     let has_idx = schema.field_with_name("label_idx").is_ok();
@@ -87,7 +92,8 @@ pub fn read_label_table(path: &Path, require_labels: bool) -> Result<LabelTable>
 /// For reporting metrics per bin of a simulated parameter (`sub_snr`, ...).
 pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<FloatColumns> {
     let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let (sources, schema) = table_of(path)?;
+    let sources = table_files(path)?;
+    let schema = schema_of(&sources)?;
     let present: Vec<&str> =
         names.iter().copied().filter(|n| schema.field_with_name(n).is_ok_and(|f| f.data_type().is_numeric())).collect();
     let mut columns: FloatColumns = present.iter().map(|n| (n.to_string(), Vec::new())).collect();
@@ -102,16 +108,15 @@ pub fn read_float_columns(path: &Path, names: &[&str]) -> Result<FloatColumns> {
     Ok(columns)
 }
 
-/// The files of the table `path` (itself, or a dataset folder's) and the schema
-/// they are read as: the first file's, with its partition folders' keys.
-fn table_of(path: &Path) -> Result<(Vec<DatasetFile>, Schema)> {
-    let sources = match super::dataset::is_dataset(path)? {
-        true => dataset_files(path)?,
-        false => vec![DatasetFile { path: path.to_path_buf(), partition: Vec::new() }],
-    };
+/// The files of the table `path`: a dataset folder's, else the file itself.
+fn table_files(path: &Path) -> Result<Vec<DatasetFile>> {
+    Ok(dataset_of(path)?.unwrap_or_else(|| vec![DatasetFile::alone(path)]))
+}
+
+/// The schema a table's files are read as: the first file's, with its partition folders' keys.
+fn schema_of(sources: &[DatasetFile]) -> Result<Schema> {
     let schema = super::open_parquet(&sources[0].path)?.schema().clone();
-    let schema = with_partition_fields(&schema, &sources[0].partition);
-    Ok((sources, schema))
+    Ok(with_partition_fields(&schema, &sources[0].partition))
 }
 
 /// Every batch of the columns `names` of `sources`, in order, with each file's

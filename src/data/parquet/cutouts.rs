@@ -519,11 +519,14 @@ impl ParquetCutouts {
         Self::open_partitioned(files, vec![Partition::new(); files.len()], opts)
     }
 
-    /// A folder of Parquet files as Spark, Dask, Ray, pyarrow or polars write them
-    /// ([`super::dataset`]): its files in natural order, its partition folders'
-    /// values as string columns that `--keep` can carry.
-    pub fn open_dataset(dir: &Path, opts: &InputOptions) -> Result<ParquetCutouts> {
-        let found = super::dataset::dataset_files(dir)?;
+    /// A folder of Parquet files as Spark, Dask, Ray, pyarrow or polars write them,
+    /// `found` as [`super::dataset::dataset_of`] found them: its files in natural
+    /// order, its partition folders' values as string columns that `--keep` can carry.
+    pub fn open_dataset(
+        dir: &Path,
+        found: Vec<super::dataset::DatasetFile>,
+        opts: &InputOptions,
+    ) -> Result<ParquetCutouts> {
         let files: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
         let mut reader = Self::open_partitioned(&files, found.into_iter().map(|f| f.partition).collect(), opts)?;
         reader.desc.layout = format!("Parquet dataset, {} files; {}", files.len(), reader.desc.layout);

@@ -32,33 +32,44 @@ pub struct DatasetFile {
     pub partition: Partition,
 }
 
-/// Whether `dir` holds Parquet files (in it or in folders below), rather than
-/// `.npy` images or nothing lensmae reads: a local folder, or an S3 prefix that
-/// does not name a file.
-pub fn is_dataset(dir: &Path) -> Result<bool> {
-    if remote::is_remote(dir) {
-        let named_file = dir.extension().is_some_and(|e| {
-            ["parquet", "parq", "pq", "fits", "fit", "fts", "gz", "fz", "npy"].iter().any(|x| e.eq_ignore_ascii_case(x))
-        });
-        let listable = dir.to_string_lossy().starts_with("s3://");
-        return Ok(listable && !named_file && !walk(dir)?.0.is_empty());
+impl DatasetFile {
+    /// A Parquet file read on its own, outside any partition folder.
+    pub fn alone(path: &Path) -> DatasetFile {
+        DatasetFile { path: path.to_path_buf(), partition: Partition::new() }
     }
-    Ok(dir.is_dir() && !walk(dir)?.0.is_empty())
 }
 
-/// The Parquet files of the dataset `dir`, in natural order of their paths. A
-/// folder that also holds `.npy` files, or whose partition folders disagree on
-/// their keys, is refused rather than read in part.
-pub fn dataset_files(dir: &Path) -> Result<Vec<DatasetFile>> {
+/// The Parquet files of `dir`, in natural order of their paths, when it is a
+/// dataset: a local folder or an S3 prefix (one that does not name a file) holding
+/// Parquet files, in it or in folders below; none for a file, or a folder of `.npy`
+/// images or of nothing lensmae reads. A folder that holds both Parquet files and
+/// `.npy` files, or whose partition folders disagree on their keys, is refused
+/// rather than read in part. The folder is walked (or listed) once: callers pass
+/// the files on.
+pub fn dataset_of(dir: &Path) -> Result<Option<Vec<DatasetFile>>> {
+    let listable = match remote::is_remote(dir) {
+        true => {
+            let named_file = dir.extension().is_some_and(|e| {
+                ["parquet", "parq", "pq", "fits", "fit", "fts", "gz", "fz", "npy"]
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(x))
+            });
+            dir.to_string_lossy().starts_with("s3://") && !named_file
+        }
+        false => dir.is_dir(),
+    };
+    if !listable {
+        return Ok(None);
+    }
     let (mut parquet, npy) = walk(dir)?;
+    if parquet.is_empty() {
+        return Ok(None);
+    }
     if let Some(npy) = npy {
         return Err(Error::config(
             "input",
             format!("{} holds both Parquet files and .npy images ({}): give one kind", dir.display(), npy.display()),
         ));
-    }
-    if parquet.is_empty() {
-        return Err(Error::config("input", format!("{}: no Parquet files", dir.display())));
     }
     parquet.sort_by(|a, b| natural_order(&a.to_string_lossy(), &b.to_string_lossy()));
     let files: Vec<DatasetFile> = parquet
@@ -83,7 +94,7 @@ pub fn dataset_files(dir: &Path) -> Result<Vec<DatasetFile>> {
             ),
         ));
     }
-    Ok(files)
+    Ok(Some(files))
 }
 
 /// `schema` with a string field for each partition key it does not hold itself.
