@@ -45,7 +45,7 @@ pub(crate) fn label_table_of(path: &Path, sources: &[DatasetFile], require_label
     }
     let wanted: Vec<&str> = ["id", "label", "label_idx"].into_iter().filter(|n| schema.index_of(n).is_ok()).collect();
     let (mut labels, mut ids, mut label_strings) = (Vec::new(), Vec::new(), Vec::new());
-    for_each_batch(&sources, &wanted, |batch| {
+    for_each_batch(sources, &wanted, |batch| {
         let batch_ids = id_column(&batch, ids.len() as i64).map_err(&err)?;
         if unlabelled {
             labels.resize(labels.len() + batch.num_rows(), 0);
