@@ -1,7 +1,6 @@
 """Shared paths: the repository's fixtures and the `lensmae` binary built by cargo."""
-import os
 import pathlib
-import shutil
+import re
 import subprocess
 
 import pytest
@@ -26,3 +25,18 @@ def lensmae_cli():
         assert done.returncode == 0, f"lensmae {' '.join(map(str, args))}: {done.stderr}"
 
     return run
+
+
+#: The columns each classified row holds, as the engines' tests compare them.
+PREDICTED = ["p_axion", "p_cdm", "p_no_sub", "pred_class", "max_prob", "entropy", "ood_score", "in_domain", "status"]
+
+
+def run_readme_example(marker, output, out, monkeypatch):
+    """Runs README.md's Python example under ``<!-- marker -->`` from the repository
+    root, its ``output`` path replaced by ``out``; returns its namespace."""
+    text = (ROOT / "README.md").read_text()
+    example = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    namespace = {}
+    exec(compile(example.replace(f'"{output}"', repr(str(out))), "README.md", "exec"), namespace)
+    return namespace

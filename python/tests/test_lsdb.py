@@ -1,7 +1,4 @@
 """lensmae.lsdb.predict_catalog on a Dask cluster of 2 worker processes, against the CLI."""
-import pathlib
-import re
-
 import pyarrow.dataset as ds
 import pytest
 
@@ -10,8 +7,8 @@ distributed = pytest.importorskip("dask.distributed")
 
 import lensmae  # noqa: E402
 import lensmae.lsdb  # noqa: E402
+from conftest import run_readme_example  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +58,8 @@ def test_empty_and_one_row_partitions(client, fixtures):
 
 
 def test_the_readme_example_runs(client, tmp_path, monkeypatch):
-    text = (ROOT / "README.md").read_text()
-    example = re.search(r"<!-- python example -->\s*```python\n(.*?)```", text, re.S).group(1)
-    monkeypatch.chdir(ROOT)
     out = tmp_path / "predictions"
-    namespace = {}
-    exec(compile(example.replace('"predictions/"', repr(str(out))), "README.md", "exec"), namespace)
+    namespace = run_readme_example("python example", "predictions/", out, monkeypatch)
     namespace["client"].close()
     written = lsdb.read_hats(out)
     assert written.npartitions == 11

@@ -6,10 +6,10 @@ import pytest
 ray = pytest.importorskip("ray")
 np = pytest.importorskip("numpy")
 
+from conftest import PREDICTED, run_readme_example  # noqa: E402
 import lensmae  # noqa: E402
 import lensmae.ray  # noqa: E402
 
-PREDICTED = ["p_axion", "p_cdm", "p_no_sub", "pred_class", "max_prob", "entropy", "ood_score", "in_domain", "status"]
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +74,10 @@ def test_super_resolved_cutouts_come_back_as_tensors(cluster, fixtures):
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch):
-    import pathlib
-    import re
-
-    root = pathlib.Path(__file__).resolve().parents[2]
-    text = (root / "README.md").read_text()
-    example = re.search(r"<!-- ray example -->\s*```python\n(.*?)```", text, re.S).group(1)
-    monkeypatch.chdir(root)
     out = tmp_path / "predictions"
     ray.shutdown()  # the example starts its own
     try:
-        exec(compile(example.replace('"ray-predictions/"', repr(str(out))), "README.md", "exec"), {})
+        run_readme_example("ray example", "ray-predictions/", out, monkeypatch)
     finally:
         ray.shutdown()
     written = pq.read_table(out)

@@ -9,10 +9,10 @@ import pytest
 pyspark = pytest.importorskip("pyspark")
 from pyspark.sql import SparkSession  # noqa: E402
 
+from conftest import PREDICTED, run_readme_example  # noqa: E402
 import lensmae  # noqa: E402
 import lensmae.spark  # noqa: E402
 
-PREDICTED = ["p_axion", "p_cdm", "p_no_sub", "pred_class", "max_prob", "entropy", "ood_score", "in_domain", "status"]
 
 
 @pytest.fixture(scope="module")
@@ -99,15 +99,8 @@ def test_super_resolved_cutouts_come_back_as_arrays(spark, fixtures):
 
 
 def test_the_readme_example_runs(spark, tmp_path, monkeypatch):
-    import pathlib
-    import re
-
-    root = pathlib.Path(__file__).resolve().parents[2]
-    text = (root / "README.md").read_text()
-    example = re.search(r"<!-- spark example -->\s*```python\n(.*?)```", text, re.S).group(1)
-    monkeypatch.chdir(root)
     out = tmp_path / "predictions"
-    exec(compile(example.replace('"spark-predictions/"', repr(str(out))), "README.md", "exec"), {})
+    run_readme_example("spark example", "spark-predictions/", out, monkeypatch)
     written = pq.read_table(out)
     assert written.num_rows == 12 and set(PREDICTED) <= set(written.column_names)
     assert written.column("status").to_pylist() == ["ok"] * 12
