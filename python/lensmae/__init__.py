@@ -58,14 +58,15 @@ PREDICTION_COLUMNS = {
 }
 
 
-def _require_identifiers(schema: pa.Schema, engine: str) -> None:
+def _require_identifiers(given: pa.Schema, predicted: pa.Schema, engine: str) -> None:
     """Refuses predictions that could not be joined back to their cutouts.
 
     An engine's batches are cut where it pleases, so ``row`` (counted within each
-    batch) names no cutout: without a carried column the rows could not be told apart.
+    batch) names no cutout: without a column carried from the input (``given``)
+    into the predictions the rows could not be told apart.
     """
-    carried = [name for name in schema.names
-               if name != "row" and name not in PREDICTION_COLUMNS and not name.startswith("p_")]
+    carried = [name for name in predicted.names
+               if name in given.names and name != "row" and name not in PREDICTION_COLUMNS]
     if not carried:
         raise LensmaeError(
             f"on {engine}, `row` counts rows within each batch, and the input has no column to join the "
