@@ -2,8 +2,10 @@
 # The fuzz campaign of every reader: EXECS mutated inputs per reader (default
 # 1,000,000), under a 4 GiB address-space limit so that an unbounded allocation
 # aborts instead of swapping, one process per reader (2 at a time).
-#   bench/fuzz_campaign.sh [EXECS] [SEED] [READER...]   (default: all 8 readers)
-# Prints one line per reader; an abort names the input being tried.
+#   bench/fuzz_campaign.sh [EXECS] [SEED] [READER...]   (default: all 9 readers)
+# Prints one line per reader; an abort names the input being tried. With
+# LENSMAE_FUZZ_CONTAINED=1, a decoder panic that a reader contains (an error to
+# the user, "malformed file (the decoder failed: ...)") counts as a finding too.
 set -u
 EXECS=${1:-1000000}
 SEED=${2:-1}
@@ -26,6 +28,6 @@ export -f run_one
 export BIN EXECS SEED OUT
 echo "fuzz campaign: $EXECS execs per reader, seed $SEED, $(nproc) cores, $(date -u +%FT%TZ)"
 READERS=("${@:3}")
-[ ${#READERS[@]} -gt 0 ] || READERS=(fits-file fits-stamp parquet npy pickle checkpoint sim-config pipeline)
+[ ${#READERS[@]} -gt 0 ] || READERS=(fits-file fits-stamp parquet arrow-ipc npy pickle checkpoint sim-config pipeline)
 printf '%s\n' "${READERS[@]}" |
     xargs -P 2 -I{} bash -c 'run_one {}'

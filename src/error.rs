@@ -37,6 +37,15 @@ pub enum Error {
         /// What arrow/parquet reported.
         message: String,
     },
+    /// A table (an Arrow IPC file, or record batches handed over in memory)
+    /// could not be decoded, or lacks a column asked for.
+    #[error("{path}: {message}")]
+    Table {
+        /// The file, or the name the table was given.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A `.npy` file could not be read or written.
     #[error("{path}: npy error: {message}")]
     Npy {

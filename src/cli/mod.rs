@@ -38,11 +38,11 @@ pub enum Command {
     /// Inspect model checkpoints.
     #[command(subcommand)]
     Model(train::ModelCommand),
-    /// Classify and/or super-resolve survey cutouts (Parquet, FITS, .npy) into a Parquet table.
+    /// Classify and/or super-resolve survey cutouts (Parquet, Arrow IPC, FITS, .npy) into a table.
     Predict(predict::PredictArgs),
     /// Show what an input holds and what `predict` would do with it (a dry run).
     Inspect(predict::InspectArgs),
-    /// Join the chunk files of a `predict --out DIR` run (every shard) into one Parquet file.
+    /// Join the chunk files of a `predict --out DIR` run (every shard) into one file.
     Merge(predict::MergeArgs),
     /// Run a pipeline (TOML): its steps in order, skipping those already done.
     Run(run::RunArgs),

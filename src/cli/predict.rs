@@ -13,24 +13,25 @@ use std::path::PathBuf;
 /// Where the cutouts are and how to find the images in them.
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Input files of one kind (Parquet, FITS, `.npy`; shell globs expand to many),
-    /// a HATS catalogue folder, or a folder of `.npy` images or class folders.
+    /// Input files of one kind (Parquet, Arrow IPC/Feather, FITS, `.npy`; shell globs
+    /// expand to many), a HATS catalogue folder, a folder of Parquet files, or a
+    /// folder of `.npy` images or class folders.
     /// Parquet files and HATS catalogues may be `s3://` or `https://` URLs
     /// (credentials and endpoint from AWS_* variables; see the README).
     #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
-    /// Parquet: the image column (default `image`, else the only image-like column).
+    /// Tables: the image column (default `image`, else the only image-like column).
     #[arg(long)]
     image_col: Option<String>,
-    /// Parquet: the id column (default `id` when present).
+    /// Tables: the id column (default `id` when present).
     #[arg(long)]
     id_col: Option<String>,
-    /// More columns to carry into the output, comma-separated: Parquet columns; for FITS
+    /// More columns to carry into the output, comma-separated: table columns; for FITS
     /// files, each cutout's PARAMS table column (lensmae's cubes) or header keyword of that
     /// name (the image HDU's, else the primary's).
     #[arg(long, value_delimiter = ',')]
     keep: Vec<String>,
-    /// Parquet: the image shape `H,W` of plain list columns.
+    /// Tables: the image shape `H,W` of plain list columns.
     #[arg(long, value_delimiter = ',')]
     shape: Option<Vec<usize>>,
     /// FITS: read the image extension with this EXTNAME (default: the primary
@@ -141,8 +142,9 @@ pub struct PredictArgs {
     /// What runs: `classify`, `superres`, or `all` (super-resolve, then classify the result).
     #[arg(long, value_enum)]
     task: Option<TaskArg>,
-    /// Output: a `.parquet` file, or a folder of chunk files (needed by --resume
-    /// and --shard; `lensmae merge` joins them).
+    /// Output: a `.parquet` file, a `.fits` file, an Arrow IPC file (`.arrow`,
+    /// `.feather`; `.arrows` for the stream format), or a folder of Parquet chunk
+    /// files (needed by --resume and --shard; `lensmae merge` joins them).
     #[arg(long)]
     out: PathBuf,
     /// Replace an existing output.
@@ -325,7 +327,7 @@ pub fn inspect_cmd(args: InspectArgs) -> anyhow::Result<()> {
 pub struct MergeArgs {
     /// A folder written by `predict --out DIR` (all shards finished).
     dir: PathBuf,
-    /// The joined Parquet file.
+    /// The joined file: Parquet, FITS (`.fits`) or Arrow IPC (`.arrow`, `.feather`, `.arrows`), by its name.
     #[arg(long)]
     out: PathBuf,
     /// Replace an existing output.

@@ -50,7 +50,7 @@ impl DeviceArgs {
 /// Flags every training command takes.
 #[derive(Debug, Args)]
 pub struct CommonTrainArgs {
-    /// Labelled images: a Parquet or FITS dataset (e.g. from `lensmae simulate`).
+    /// Labelled images: a Parquet, Arrow IPC or FITS dataset (e.g. from `lensmae simulate`).
     /// Several (`--data a b`) are joined in that order when they agree on classes,
     /// image size, pixel scale and residual recipe (pretraining and classification).
     #[arg(long, required = true, num_args = 1..)]
@@ -329,14 +329,14 @@ pub struct EvaluateArgs {
     /// Classifier or super-resolution checkpoint.
     #[arg(long, required_unless_present = "predictions", conflicts_with = "predictions")]
     model: Option<PathBuf>,
-    /// Instead of a checkpoint: a table of per-row class probabilities (Parquet
-    /// with `id` and `p_<class>` columns, as `lensmae predict` writes it, or any
+    /// Instead of a checkpoint: a table of per-row class probabilities (Parquet or
+    /// Arrow IPC with `id` and `p_<class>` columns, as `lensmae predict` writes it, or any
     /// other model's output in those columns), scored against the labelled rows
     /// of --input with the same `id`.
     #[arg(long)]
     predictions: Option<PathBuf>,
-    /// Labelled images (Parquet, FITS, `.npy` tree) for a classifier; LR/HR
-    /// pairs (Parquet with `lr` and `hr` columns) for a super-resolution model.
+    /// Labelled images (Parquet, Arrow IPC, FITS, `.npy` tree) for a classifier;
+    /// LR/HR pairs (a table with `lr` and `hr` columns) for a super-resolution model.
     #[arg(long)]
     input: PathBuf,
     /// Image column.
@@ -667,20 +667,19 @@ pub fn evaluate_cmd(args: EvaluateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The labelled images of `--input` (from a Parquet dataset without its pixels
-/// unless `with_pixels`) and, from a Parquet dataset, the columns the report bins by.
+/// The labelled images of `--input` (from a table without its pixels unless
+/// `with_pixels`) and, from a table, the columns the report bins by.
 fn read_labelled_with_parameters(
     args: &EvaluateArgs,
     with_pixels: bool,
 ) -> anyhow::Result<(crate::data::images::LabelledImages, crate::data::images::FloatColumns)> {
-    let is_parquet = args.input.extension().is_some_and(|e| e == "parquet")
-        || crate::data::parquet::dataset::dataset_of(&args.input)?.is_some();
-    let data = if is_parquet && !with_pixels {
+    let is_table = crate::data::images::is_table(&args.input)?;
+    let data = if is_table && !with_pixels {
         read_parquet_labels(&args.input).with_context(|| format!("reading {}", args.input.display()))?
     } else {
         read_data(&args.input, &args.image_col)?
     };
-    let parameters = if is_parquet { read_float_columns(&args.input, &binned_parameter_names())? } else { Vec::new() };
+    let parameters = if is_table { read_float_columns(&args.input, &binned_parameter_names())? } else { Vec::new() };
     Ok((data, parameters))
 }
 

@@ -1,9 +1,9 @@
-//! Labelled image sets in memory, for training and evaluation: a Parquet table
-//! with an image column and labels (the simulator's datasets), a FITS file of
-//! cutouts with a label table, or a DeepLense folder of `.npy` class folders.
+//! Labelled image sets in memory, for training and evaluation: a Parquet or Arrow
+//! IPC table with an image column and labels (the simulator's datasets), a FITS
+//! file of cutouts with a label table, or a DeepLense folder of `.npy` class folders.
 //!
 //! Images come through the stage's cutout readers ([`ParquetCutouts`],
-//! [`FitsCutouts`]), so a training set is read as a prediction input is: the
+//! [`IpcCutouts`], [`FitsCutouts`]), so a training set is read as a prediction input is: the
 //! same column layouts (tensor or float lists, FITS stamps in bytes), BSCALE,
 //! BLANK and truncation handling. Labels come from `label_idx` (any integer
 //! type) or `label` strings ([`columns::read_label_table`], or the FITS label
@@ -13,6 +13,7 @@
 
 use crate::data::cutouts::{CutoutReader, InputOptions};
 use crate::data::fits::cutouts::FitsCutouts;
+use crate::data::ipc::cutouts::IpcCutouts;
 use crate::data::parquet::columns;
 pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABELLED};
 use crate::data::parquet::cutouts::ParquetCutouts;
@@ -72,9 +73,9 @@ impl LabelledImages {
         let source = self.described_by();
         let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         match ext.as_str() {
-            "parquet" | "pq" => super::parquet::open_parquet(&source)
-                .ok()
-                .and_then(|b| super::parquet::recorded_pixel_scale(b.schema())),
+            "parquet" | "pq" | "arrow" | "feather" | "ipc" | "arrows" => {
+                super::table_schema(&source).ok().and_then(|schema| super::parquet::recorded_pixel_scale(&schema))
+            }
             "fits" | "fit" | "fts" | "gz" => {
                 let mut f = super::fits::open_fits(&source).ok()?;
                 let hdu = f.primary_hdu().ok()?;
@@ -90,11 +91,10 @@ impl LabelledImages {
     pub fn recorded_smooth_lens_residuals(&self) -> Result<Option<SmoothLensResiduals>> {
         let source = self.described_by();
         let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        if !matches!(ext.as_str(), "parquet" | "pq") {
+        if !matches!(ext.as_str(), "parquet" | "pq" | "arrow" | "feather" | "ipc" | "arrows") {
             return Ok(None);
         }
-        let builder = super::parquet::open_parquet(&source)?;
-        super::parquet::recorded_smooth_lens_residuals(builder.schema(), &source)
+        super::parquet::recorded_smooth_lens_residuals(&*super::table_schema(&source)?, &source)
     }
 
     /// The file whose metadata describes these images: their source, or the first
@@ -291,7 +291,7 @@ impl ImagePairs {
     }
 }
 
-/// Read LR/HR pairs: a Parquet file with `lr` and `hr` image columns (as the
+/// Read LR/HR pairs: a Parquet or Arrow IPC file with `lr` and `hr` image columns (as the
 /// simulator writes them with `--task superres`), or a folder with `LR/` and
 /// `HR/` subfolders of `.npy` images with the same file names (the DeepLense
 /// super-resolution release's layout). Refuses pairs whose sizes are not an
@@ -306,7 +306,7 @@ pub fn read_image_pairs(path: &Path) -> Result<ImagePairs> {
             read_parquet_images_labelled(path, dataset, "hr", false)?,
         )
     };
-    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let err = |message: String| Error::Table { path: path.to_path_buf(), message };
     if lr.size == 0 || hr.size % lr.size != 0 || hr.size == lr.size {
         return Err(err(format!(
             "`hr` images are {0}x{0} and `lr` {1}x{1}: not an integer upsampling",
@@ -357,7 +357,7 @@ fn read_npy_pairs(dir: &Path) -> Result<(LabelledImages, LabelledImages)> {
     Ok((read(&lr_dir)?, read(&hr_dir)?))
 }
 
-/// Read a labelled Parquet dataset (see the module doc) from `path`.
+/// Read a labelled Parquet or Arrow IPC table (see the module doc) from `path`.
 pub fn read_parquet_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
     read_parquet_images_labelled(path, dataset_of(path)?, image_column, true)
 }
@@ -374,17 +374,18 @@ fn read_parquet_images_labelled(
     let sources = dataset.clone().unwrap_or_else(|| vec![DatasetFile::alone(path)]);
     let table = columns::label_table_of(path, &sources, require_labels)?;
     let opts = InputOptions { image_column: Some(image_column.to_string()), ..InputOptions::default() };
-    let mut cutouts = match dataset {
-        Some(files) => ParquetCutouts::open_dataset(path, files, &opts)?,
-        None => ParquetCutouts::open(&[path.to_path_buf()], &opts)?,
+    let mut cutouts: Box<dyn CutoutReader> = match dataset {
+        Some(files) => Box::new(ParquetCutouts::open_dataset(path, files, &opts)?),
+        None if super::is_ipc_file(path)? => Box::new(IpcCutouts::open(&[path.to_path_buf()], &opts)?),
+        None => Box::new(ParquetCutouts::open(&[path.to_path_buf()], &opts)?),
     };
-    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
+    let err = |message: String| Error::Table { path: path.to_path_buf(), message };
     let id_of = |row: usize| table.ids.as_ref().map_or(Some(row as i64), |ids| ids.get(row).copied());
     let name_row = |row: usize| match id_of(row) {
         Some(id) => format!("column `{image_column}`, row id {id}"),
         None => format!("column `{image_column}`, row {row}"),
     };
-    let (size, pixels) = read_every_cutout(&mut cutouts, name_row, err)?;
+    let (size, pixels) = read_every_cutout(cutouts.as_mut(), name_row, err)?;
     let images = pixels.len() / (size * size);
     if images != table.labels.len() {
         return Err(err(format!("{} labels for {images} images", table.labels.len())));
@@ -476,8 +477,19 @@ pub fn read_npy_tree(dir: &Path) -> Result<LabelledImages> {
     Ok(out)
 }
 
-/// Read labelled images from a Parquet (`.parquet`) or FITS (`.fits`, `.fit`)
-/// file, a folder of Parquet files (a dataset: [`crate::data::parquet::dataset`]),
+/// Whether `path` is a table whose columns beside the images can be read alone
+/// (labels, simulated parameters): a Parquet or Arrow IPC file, or a folder of
+/// Parquet files; not FITS files or `.npy` trees.
+pub fn is_table(path: &Path) -> Result<bool> {
+    if dataset_of(path)?.is_some() {
+        return Ok(true);
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    Ok(ext == "parquet" || ext == "pq" || super::is_ipc_file(path)?)
+}
+
+/// Read labelled images from a Parquet (`.parquet`), Arrow IPC (`.arrow`,
+/// `.feather`) or FITS (`.fits`, `.fit`) file, a folder of Parquet files (a dataset: [`crate::data::parquet::dataset`]),
 /// or a DeepLense-style folder of `.npy` class folders.
 pub fn read_labelled_images(path: &Path, image_column: &str) -> Result<LabelledImages> {
     if let Some(files) = dataset_of(path)? {

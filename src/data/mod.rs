@@ -1,5 +1,5 @@
-//! Data on disk, one module per format: [`fits`], [`parquet`], [`npy`] (with
-//! [`npy_tree`]), [`hats`] each read and write their format; the shared record
+//! Data on disk, one module per format: [`fits`], [`parquet`], [`ipc`] (Arrow IPC,
+//! Feather), [`npy`] (with [`npy_tree`]), [`hats`] each read and write their format; the shared record
 //! layout, atomic output, remote objects and fingerprints beside them.
 //!
 //! Every cutout reader implements [`cutouts::CutoutReader`] (batches of images
@@ -16,6 +16,7 @@ pub mod fingerprint;
 pub mod fits;
 pub mod hats;
 pub mod images;
+pub mod ipc;
 pub mod npy;
 pub mod npy_tree;
 pub mod parquet;
@@ -48,6 +49,34 @@ pub(crate) fn read_whole_at_most(path: &Path, limit: u64) -> Result<std::result:
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     Ok(if bytes.len() as u64 > limit { Err(bytes.len() as u64) } else { Ok(bytes) })
+}
+
+/// Whether the local file `path` is an Arrow IPC file (by its first bytes,
+/// whatever its name), rather than Parquet.
+pub(crate) fn is_ipc_file(path: &Path) -> Result<bool> {
+    Ok(!remote::is_remote(path) && path.is_file() && ipc::IpcFormat::of_file(path)?.is_some())
+}
+
+/// The Arrow schema, with its metadata, of the table file `path`: an Arrow IPC
+/// file, else Parquet.
+pub fn table_schema(path: &Path) -> Result<arrow_schema::SchemaRef> {
+    if is_ipc_file(path)? {
+        return Ok(ipc::IpcTable::open(path)?.schema().clone());
+    }
+    Ok(parquet::open_parquet(path)?.schema().clone())
+}
+
+/// Every batch of the columns `names` of the table file `path` (Arrow IPC or
+/// Parquet), in order; a missing column is an error naming it.
+pub fn for_each_table_batch(
+    path: &Path,
+    names: &[&str],
+    each: impl FnMut(arrow_array::RecordBatch) -> Result<()>,
+) -> Result<()> {
+    if is_ipc_file(path)? {
+        return ipc::for_each_batch(path, names, each);
+    }
+    parquet::for_each_batch(path, names, each)
 }
 
 /// Every file under `root`, going into the folders whose names `into_folder` accepts,

@@ -231,9 +231,8 @@ pub fn check_footer(file: &impl ReadAt) -> std::result::Result<ParquetMetaData, 
     let mut tail = [0u8; 8];
     file.read_exact_at(&mut tail, size - 8).map_err(|e| e.to_string())?;
     if &tail[2..] == b"ARROW1" {
-        return Err("an Arrow IPC (Feather) file, not Parquet: write it as Parquet (pyarrow: \
-                    `pq.write_table(pyarrow.feather.read_table(path), out)`), or hand the table to \
-                    `lensmae.load_model().predict` in Python"
+        return Err("an Arrow IPC (Feather) file, not Parquet: lensmae reads those from local files \
+                    (copy it to disk), not inside a folder of Parquet files or a catalogue, nor from a URL"
             .into());
     }
     if &tail[4..] != b"PAR1" {

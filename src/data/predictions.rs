@@ -1,5 +1,5 @@
-//! Reading a table of per-row class probabilities: what `lensmae predict` writes
-//! (`schemas/predictions.json`), or any model's output in the same columns, so
+//! Reading a table of per-row class probabilities (a Parquet or Arrow IPC file):
+//! what `lensmae predict` writes (`schemas/predictions.json`), or any model's output in the same columns, so
 //! that `lensmae evaluate --predictions` scores it against labelled images.
 //!
 //! Needed: `id` (integer) and one `p_<class>` float column per class; a table that
@@ -52,11 +52,10 @@ pub struct PredictionTable {
     pub metadata: std::collections::HashMap<String, String>,
 }
 
-/// Whether the Parquet file at `path` is a table of predictions (an `id` or a
-/// `row`, and `p_<class>` columns) rather than images.
+/// Whether the Parquet or Arrow IPC file at `path` is a table of predictions (an
+/// `id` or a `row`, and `p_<class>` columns) rather than images.
 pub fn is_prediction_table(path: &Path) -> bool {
-    super::parquet::open_parquet(path).is_ok_and(|builder| {
-        let schema = builder.schema();
+    super::table_schema(path).is_ok_and(|schema| {
         let keyed = ["id", "row"].iter().any(|key| schema.field_with_name(key).is_ok());
         keyed && schema.fields().iter().any(|f| f.name().starts_with("p_"))
     })
@@ -64,9 +63,8 @@ pub fn is_prediction_table(path: &Path) -> bool {
 
 /// Read the predictions table at `path` (see the module doc).
 pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
-    let err = |message: String| Error::Parquet { path: path.to_path_buf(), message };
-    let builder = super::parquet::open_parquet(path)?;
-    let schema = builder.schema().clone();
+    let err = |message: String| Error::Table { path: path.to_path_buf(), message };
+    let schema = super::table_schema(path)?;
     let key = ["id", "row"].into_iter().find(|key| schema.field_with_name(key).is_ok());
     let key = key.ok_or_else(|| err("no `id` column (nor the `row` of a table `predict` wrote)".into()))?;
     let key_field = schema.field_with_name(key).expect("found above");
@@ -89,9 +87,6 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
     let mut wanted = vec![key.to_string()];
     wanted.extend(class_names.iter().map(|c| format!("p_{c}")));
     wanted.extend(["in_domain", "ood_score", "status", "geometry"].iter().filter(|n| has(n)).map(|n| n.to_string()));
-    let indices: Vec<usize> = wanted.iter().filter_map(|n| schema.index_of(n).ok()).collect();
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
-    let reader = super::parquet::ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))?;
 
     let k = class_names.len();
     let mut table = PredictionTable {
@@ -105,8 +100,8 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         geometries: has("geometry").then(Vec::new),
         metadata: schema.metadata().clone().into(),
     };
-    for batch in reader {
-        let batch = batch?;
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    super::for_each_table_batch(path, &wanted, |batch| {
         let column = |name: &str| batch.column_by_name(name).expect("projected");
         let as_f64 = |name: &str| arrow_cast_f64(column(name)).map_err(|m| err(format!("column `{name}`: {m}")));
         let first_row = table.ids.len();
@@ -135,7 +130,8 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
                 values.extend(column(name).as_string::<i32>().iter().map(|s| s.map(str::to_string)));
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(table)
 }
 

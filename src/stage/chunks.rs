@@ -13,9 +13,9 @@
 //! and `merge` checks every chunk against it. Batches never cross a chunk's
 //! boundary, so a resumed run writes the same bytes an uninterrupted one would.
 
+use super::output::PredictionSink;
 use crate::data::atomic::{remove_stale_temporaries, write_atomically};
 use crate::data::fingerprint::{describe_change, FileFingerprint};
-use crate::data::parquet::table_writer::TableWriter;
 use crate::{Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -103,7 +103,8 @@ impl Manifest {
 
 /// Whether `--out` names one file (rather than a folder of chunks).
 pub fn is_single_file(out: &Path) -> bool {
-    out.extension().is_some_and(|e| ["parquet", "fits", "fit"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+    crate::data::ipc::IpcFormat::for_name(out).is_some()
+        || out.extension().is_some_and(|e| ["parquet", "fits", "fit"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 /// Writes the manifest, or checks that an existing one describes the same run;
@@ -236,7 +237,8 @@ fn check_chunk(
     Ok(())
 }
 
-/// Joins the chunks of `dir` (all of them must be there) into one Parquet file.
+/// Joins the chunks of `dir` (all of them must be there) into one file, written
+/// as `predict` writes one by its name: Parquet, FITS or Arrow IPC.
 pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
     let manifest = read_manifest(dir, "merge")?;
     let chunk_files: Vec<PathBuf> = (0..manifest.chunks()).map(|k| manifest.chunk_path(dir, k)).collect();
@@ -255,7 +257,7 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
             ),
         ));
     }
-    let mut writer: Option<TableWriter> = None;
+    let mut writer: Option<(Box<dyn PredictionSink>, arrow_schema::SchemaRef)> = None;
     for k in 0..manifest.chunks() {
         let part = manifest.chunk_path(dir, k);
         let file = std::fs::File::open(&part).map_err(|e| Error::io(&part, e))?;
@@ -268,22 +270,23 @@ pub fn merge(dir: &Path, out: &Path, overwrite: bool) -> Result<usize> {
                 message: format!("{rows} rows, the chunk has {}", manifest.range(k).len()),
             });
         }
-        check_chunk(&part, builder.schema(), &manifest, writer.as_ref().map(|w| w.schema()))?;
+        check_chunk(&part, builder.schema(), &manifest, writer.as_ref().map(|(_, first)| first))?;
         if writer.is_none() {
             // The first chunk's description, written now from this folder.
             let mut metadata = builder.schema().metadata().clone();
             metadata.extend(super::output::provenance(None));
             metadata.insert("lensmae:merged_from".to_string(), dir.display().to_string());
             let schema = std::sync::Arc::new(builder.schema().as_ref().clone().with_metadata(metadata));
-            writer = Some(TableWriter::create(out, schema, overwrite)?);
+            let sink = super::output::create_sink(out, schema, manifest.rows, overwrite)?;
+            writer = Some((sink, builder.schema().clone()));
         }
-        let w = writer.as_mut().expect("created");
+        let (w, _) = writer.as_mut().expect("created");
         for batch in builder.build().map_err(perr)? {
             w.write(&batch.map_err(|e| Error::Parquet { path: part.clone(), message: e.to_string() })?)?;
         }
     }
     match writer {
-        Some(w) => w.finish(),
+        Some((w, _)) => w.finish(),
         None => Err(Error::config("merge", format!("{} has no chunks", dir.display()))),
     }
 }

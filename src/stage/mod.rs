@@ -227,15 +227,14 @@ impl Predictor {
     /// classifier of residuals of the same recipe as it is, without a second fit;
     /// residuals for any other classifier, or of another recipe, are refused.
     pub fn for_inputs(mut self, inputs: &[PathBuf]) -> Result<Predictor> {
-        let local_parquet = |p: &&PathBuf| {
+        let local_table = |p: &&PathBuf| {
             let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-            p.is_file() && (ext == "parquet" || ext == "pq")
+            p.is_file() && ["parquet", "pq", "arrow", "feather", "ipc", "arrows"].contains(&ext.as_str())
         };
-        let Some(first) = inputs.first().filter(local_parquet) else {
+        let Some(first) = inputs.first().filter(local_table) else {
             return Ok(self);
         };
-        let builder = crate::data::parquet::open_parquet(first)?;
-        if self.reads_as_residuals(builder.schema(), first)? {
+        if self.reads_as_residuals(&*crate::data::table_schema(first)?, first)? {
             self.fits_inputs = false;
         }
         Ok(self)
@@ -504,7 +503,7 @@ fn source_of(batch: &CutoutBatch, r: usize) -> Option<String> {
 
 /// Extensions of file formats `--out` does not write (refused rather than taken
 /// as a folder name).
-const FILE_EXTENSIONS: [&str; 10] = ["fz", "gz", "csv", "ecsv", "txt", "json", "npy", "h5", "hdf5", "arrow"];
+const FILE_EXTENSIONS: [&str; 9] = ["fz", "gz", "csv", "ecsv", "txt", "json", "npy", "h5", "hdf5"];
 
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
@@ -760,7 +759,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
             return Err(Error::config(
                 "--out",
                 format!(
-                    "{}: predictions are written as a `.parquet` or `.fits` file or a folder of Parquet chunks, not `.{ext}`",
+                    "{}: predictions are written as a `.parquet`, `.fits` or Arrow IPC (`.arrow`, `.feather`, `.arrows`) file or a folder of Parquet chunks, not `.{ext}`",
                     opts.out.display()
                 ),
             ));
@@ -942,7 +941,10 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
 /// for a table `predict` wrote, what it holds instead.
 pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Value> {
     if let [path] = inputs {
-        if path.extension().is_some_and(|e| e == "parquet") && crate::data::predictions::is_prediction_table(path) {
+        let table = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["parquet", "arrow", "feather", "ipc", "arrows"].contains(&e.to_ascii_lowercase().as_str())
+        });
+        if table && path.is_file() && crate::data::predictions::is_prediction_table(path) {
             return inspect_predictions(path);
         }
     }

@@ -1,7 +1,8 @@
 //! The predictions table (schema: `schemas/predictions.json`), written to a hidden
 //! temporary file batch by batch and renamed into place when complete: Parquet,
-//! or FITS (`--out x.fits`, for astropy, TOPCAT and DS9) with the table as the
-//! `PREDICTIONS` extension and the super-resolved cutouts as the primary cube.
+//! Arrow IPC (`--out x.arrow`, `.feather`, `.arrows`), or FITS (`--out x.fits`, for
+//! astropy, TOPCAT and DS9) with the table as the `PREDICTIONS` extension and the
+//! super-resolved cutouts as the primary cube.
 //!
 //! Columns: `row` (the input's row number, from 0 over all inputs), the carried
 //! columns as read, `p_<class>` for each class of the classifier, `pred_class`,
@@ -16,6 +17,8 @@
 //! row has no prediction). Rows without a prediction hold nulls, never a made-up value.
 
 use crate::data::fits::table_writer::{FitsTableLayout, FitsTableWriter};
+use crate::data::ipc::table_writer::IpcTableWriter;
+use crate::data::ipc::IpcFormat;
 use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
 use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
@@ -190,8 +193,12 @@ pub trait PredictionSink {
 }
 
 /// The writer for `target` by its extension: a FITS file (`.fits`, `.fit`) of
-/// `rows` rows, else Parquet.
+/// `rows` rows, an Arrow IPC file (`.arrow`, `.feather`, `.ipc`) or stream
+/// (`.arrows`), else Parquet.
 pub fn create_sink(target: &Path, schema: SchemaRef, rows: usize, overwrite: bool) -> Result<Box<dyn PredictionSink>> {
+    if let Some(format) = IpcFormat::for_name(target) {
+        return Ok(Box::new(IpcTableWriter::create(target, schema, format, overwrite)?));
+    }
     let ext = target.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     Ok(match ext.as_str() {
         "fits" | "fit" => Box::new(FitsTableWriter::create(target, schema, PREDICTIONS_FITS, rows, overwrite)?),
@@ -216,5 +223,15 @@ impl PredictionSink for FitsTableWriter {
 
     fn finish(self: Box<Self>) -> Result<usize> {
         FitsTableWriter::finish(*self)
+    }
+}
+
+impl PredictionSink for IpcTableWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        IpcTableWriter::write(self, batch)
+    }
+
+    fn finish(self: Box<Self>) -> Result<usize> {
+        IpcTableWriter::finish(*self)
     }
 }

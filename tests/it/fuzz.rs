@@ -135,6 +135,13 @@ fn inputs_earlier_campaigns_found_are_refused() {
         }
     };
     assert!(e.contains("the footer declares") && e.contains("rows, the pages hold"), "{e}");
+    // An Arrow IPC stream whose dictionary batch's compressed buffer declares 4 GB
+    // once inflated (the arrow-ipc target's first campaign, seed 2): the crate
+    // allocated the declared size before inflating (an abort). Inflated and counted
+    // first now, and refused.
+    let path = root.join("fixtures/fuzz/arrow-ipc-dictionary-inflating-4gb.arrows");
+    let e = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
+    assert!(e.contains("a compressed buffer cannot be inflated"), "{e}");
 }
 
 /// A Parquet file whose dictionary page declares more values than it holds (the

@@ -98,6 +98,16 @@ fn parquet(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     stage.into_iter().chain([training, predictions]).reduce(|a, b| a.or(b)).expect("five ways")
 }
 
+fn arrow_ipc(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
+    let path = write_scratch(scratch, "input.arrow", bytes);
+    let paths = [path.clone()];
+    let lists = InputOptions { image_column: Some("stamp".into()), shape: Some([16, 16]), ..Default::default() };
+    let stage = [drain(&paths, &InputOptions::default()), drain(&paths, &lists)];
+    let training = lensmae::data::images::read_labelled_images(&path, "image").map(|_| ()).map_err(|e| e.to_string());
+    let predictions = lensmae::data::predictions::read_predictions(&path).map(|_| ()).map_err(|e| e.to_string());
+    stage.into_iter().chain([training, predictions]).reduce(|a, b| a.or(b)).expect("four ways")
+}
+
 fn npy(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     let path = write_scratch(scratch, "input.npy", bytes);
     lensmae::data::npy::read_npy_image(&path).map(|_| ()).map_err(|e| e.to_string())
@@ -276,6 +286,52 @@ fn image_row_tables() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Arrow IPC tables as pyarrow, polars and arrow-rs write them: a 16x16 tensor
+/// column, the same images as plain lists, an id, a dictionary-encoded label and a
+/// class probability; as a file (uncompressed, in batches of 3), a Feather file
+/// (LZ4 frames, pyarrow's default) and a zstd stream.
+fn ipc_tables() -> Vec<Vec<u8>> {
+    use arrow_array::types::Int8Type;
+    use arrow_array::{
+        ArrayRef, DictionaryArray, FixedSizeListArray, Float32Array, Int64Array, ListArray, RecordBatch,
+    };
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+    use arrow_ipc::CompressionType;
+    use std::sync::Arc;
+    let field = lensmae::data::parquet::tensor_field("image", 16, 16);
+    let arrow_schema::DataType::FixedSizeList(item, _) = field.data_type().clone() else { unreachable!() };
+    let pixels = Float32Array::from_iter_values((0..6 * 256).map(|i| ((i % 89) as f32).sqrt()));
+    let images = FixedSizeListArray::new(item.clone(), 256, Arc::new(pixels.clone()), None);
+    let offsets = arrow_buffer::OffsetBuffer::from_lengths([256; 6]);
+    let stamps = ListArray::new(item, offsets, Arc::new(pixels), None);
+    let labels: DictionaryArray<Int8Type> = ["cdm", "axion", "no_sub", "cdm", "cdm", "axion"].into_iter().collect();
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from_iter_values(0..6)) as ArrayRef),
+        ("label", Arc::new(labels) as ArrayRef),
+        ("p_cdm", Arc::new(Float32Array::from_iter_values((0..6).map(|i| i as f32 / 8.0))) as ArrayRef),
+        ("stamp", Arc::new(stamps) as ArrayRef),
+    ])
+    .expect("an IPC batch");
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(images));
+    let mut fields: Vec<arrow_schema::Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(field);
+    let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("with the tensor");
+    let options = |codec| IpcWriteOptions::default().try_with_compression(codec).expect("a codec");
+    let file = |codec, rows: usize| {
+        let mut w = FileWriter::try_new_with_options(Vec::new(), &batch.schema(), options(codec)).expect("a writer");
+        (0..6).step_by(rows).for_each(|at| w.write(&batch.slice(at, rows.min(6 - at))).expect("written"));
+        w.finish().expect("finished");
+        w.into_inner().expect("the bytes")
+    };
+    let mut stream =
+        StreamWriter::try_new_with_options(Vec::new(), &batch.schema(), options(Some(CompressionType::ZSTD)))
+            .expect("a writer");
+    stream.write(&batch).expect("written");
+    stream.finish().expect("finished");
+    vec![file(None, 3), file(Some(CompressionType::LZ4_FRAME), 6), stream.into_inner().expect("the bytes")]
+}
+
 /// A table of per-row probabilities as `predict` writes them (id, p_<class>,
 /// in_domain, ood_score), for `evaluate --predictions`.
 fn prediction_table() -> Vec<u8> {
@@ -335,6 +391,7 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
             text: false,
             run: parquet,
         },
+        Target { name: "arrow-ipc", seeds: ipc_tables(), text: false, run: arrow_ipc },
         Target {
             name: "npy",
             seeds: vec![f("deeplense-samples/cdm.npy"), f("stage/expected_cube_int16_fits.npy"), object_npy[0].clone()],
@@ -498,6 +555,7 @@ pub fn fuzz(target: &Target, execs: u64, seed: u64, scratch: &Path) -> Report {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut report = Report::default();
     let current = scratch.join(format!("current-{}.bin", target.name));
+    let count_contained = std::env::var("LENSMAE_FUZZ_CONTAINED").is_ok_and(|v| v == "1");
     // Seeds first, unchanged: they must read.
     for (i, s) in target.seeds.iter().enumerate() {
         if let Err(e) = (target.run)(scratch, s) {
@@ -527,6 +585,11 @@ pub fn fuzz(target: &Target, execs: u64, seed: u64, scratch: &Path) -> Report {
                 if pool.len() < 256 && rng.random_range(0..8) == 0 {
                     pool.push(input);
                 }
+            }
+            // A decoder's panic that a reader contained is an error to the user, and a
+            // finding when the campaign asks (`LENSMAE_FUZZ_CONTAINED=1`).
+            Ok(Err(e)) if count_contained && e.contains("the decoder failed") => {
+                report.panics.push((format!("contained: {e}"), input.clone()))
             }
             Ok(Err(_)) => report.refused += 1,
             Err(panic) => {

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per concern.
 
+mod arrow_ipc;
 mod cli;
 mod config;
 mod cuda_kernels;

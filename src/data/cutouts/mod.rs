@@ -6,6 +6,7 @@
 //! whole (an unreadable file, a missing column) are errors naming the file.
 
 use crate::data::fingerprint::{fingerprint_all, FileFingerprint};
+use crate::data::ipc::{cutouts::IpcCutouts, IpcFormat};
 use crate::data::remote;
 use crate::data::{fits::cutouts::FitsCutouts, npy::cutouts::NpyCutouts, parquet::cutouts::ParquetCutouts};
 use crate::{Error, Result};
@@ -58,7 +59,7 @@ impl CutoutBatch {
 /// What an input holds, before any image is decoded (`lensmae inspect`).
 #[derive(Debug, Clone, Serialize)]
 pub struct InputDescription {
-    /// `parquet`, `fits` or `npy`.
+    /// `parquet`, `arrow` (an Arrow IPC file, or a table in memory), `hats`, `fits` or `npy`.
     pub format: String,
     /// Files read, in order (a long list is shortened by the printer).
     pub files: Vec<PathBuf>,
@@ -153,9 +154,9 @@ pub fn rows_in_batch(max_rows: usize, image_shape: [usize; 2]) -> usize {
 /// Columns carried automatically when a Parquet input has them (survey and HATS conventions).
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 
-/// Opens `inputs` (Parquet files, FITS files, one HATS catalogue, one folder of
-/// Parquet files (a dataset), or one folder of `.npy` images or class folders) as
-/// one reader; every path must be of the same kind.
+/// Opens `inputs` (Parquet files, Arrow IPC files, FITS files, one HATS
+/// catalogue, one folder of Parquet files (a dataset), or one folder of `.npy`
+/// images or class folders) as one reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
     let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
     if inputs.len() == 1 && crate::data::hats::is_catalogue(first)? {
@@ -175,7 +176,8 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     for path in inputs {
         datasets.push(crate::data::parquet::dataset::dataset_of(path)?);
     }
-    let kinds: Vec<&str> = inputs.iter().zip(&datasets).map(|(p, files)| input_kind(p, files.is_some())).collect();
+    let kinds: Vec<&str> =
+        inputs.iter().zip(&datasets).map(|(p, files)| input_kind(p, files.is_some())).collect::<Result<_>>()?;
     let k = kinds[0];
     if let Some(i) = kinds.iter().position(|&kind| kind != k) {
         return Err(Error::config(
@@ -194,6 +196,7 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     }
     Ok(match k {
         "fits" => Box::new(FitsCutouts::open(inputs, opts)?),
+        "arrow" => Box::new(IpcCutouts::open(inputs, opts)?),
         "parquet dataset" if inputs.len() > 1 => {
             return Err(Error::config(
                 "input",
@@ -222,19 +225,24 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
     })
 }
 
-/// What `input` is read as: `dataset` says whether it is a folder of Parquet files.
-fn input_kind(input: &Path, dataset: bool) -> &'static str {
+/// What `input` is read as: `dataset` says whether it is a folder of Parquet
+/// files. A local file of no FITS or `.npy` name is an Arrow IPC file when its
+/// first bytes say so (whatever its name: Feather files are often `.parquet`'s
+/// siblings in name only), else Parquet.
+fn input_kind(input: &Path, dataset: bool) -> Result<&'static str> {
     if dataset {
-        return "parquet dataset";
+        return Ok("parquet dataset");
     }
     if input.is_dir() {
-        return "npy";
+        return Ok("npy");
     }
-    match input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
+    Ok(match input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
         "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
         "npy" => "npy",
+        _ if remote::is_remote(input) => "parquet",
+        _ if IpcFormat::for_name(input).is_some() || IpcFormat::of_file(input)?.is_some() => "arrow",
         _ => "parquet",
-    }
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
-//! The columns of a Parquet table beside its images: labels and ids of a
-//! training set, simulated parameters to bin a report by, numbers of a
-//! predictions table. Images are read by [`super::cutouts::ParquetCutouts`]. A
-//! table is one file or a folder of them ([`super::dataset`]), whose partition
-//! folders (`label=cdm/`) give string columns.
+//! The columns of a table beside its images: labels and ids of a training set,
+//! simulated parameters to bin a report by, numbers of a predictions table.
+//! Images are read by [`crate::data::cutouts::open_input`]. A table is one Parquet
+//! or Arrow IPC file, or a folder of Parquet files ([`super::dataset`]), whose
+//! partition folders (`label=cdm/`) give string columns.
 
 use super::dataset::{dataset_of, with_partition_columns, with_partition_fields, DatasetFile};
 use crate::data::LabelTable;
@@ -115,37 +115,30 @@ fn table_files(path: &Path) -> Result<Vec<DatasetFile>> {
 
 /// The schema a table's files are read as: the first file's, with its partition folders' keys.
 fn schema_of(sources: &[DatasetFile]) -> Result<Schema> {
-    let schema = super::open_parquet(&sources[0].path)?.schema().clone();
+    let schema = crate::data::table_schema(&sources[0].path)?;
     Ok(with_partition_fields(&schema, &sources[0].partition))
 }
 
-/// Every batch of the columns `names` of `sources`, in order, with each file's
-/// partition values; a file without one of them is refused.
+/// Every batch of the columns `names` of `sources` (Parquet or Arrow IPC files),
+/// in order, with each file's partition values; a file without one of them is
+/// refused.
 fn for_each_batch(
     sources: &[DatasetFile],
     names: &[&str],
     mut each: impl FnMut(RecordBatch) -> Result<()>,
 ) -> Result<()> {
     for source in sources {
-        let builder = super::open_parquet(&source.path)?;
-        let mut wanted = Vec::with_capacity(names.len());
-        for name in names {
-            match builder.schema().index_of(name) {
-                Ok(index) => wanted.push(index),
-                Err(_) if source.partition.iter().any(|(key, _)| key == name) => {}
-                Err(_) => {
-                    return Err(Error::Parquet {
-                        path: source.path.clone(),
-                        message: format!("no column `{name}` ({} has one)", sources[0].path.display()),
-                    })
-                }
+        let stored: Vec<&str> =
+            names.iter().copied().filter(|name| !source.partition.iter().any(|(key, _)| key == name)).collect();
+        crate::data::for_each_table_batch(&source.path, &stored, |batch| {
+            each(with_partition_columns(&source.path, batch, &source.partition)?)
+        })
+        .map_err(|e| match e {
+            Error::Parquet { path, message } | Error::Table { path, message } if message.contains("no column") => {
+                Error::Table { path, message: format!("{message} ({} has one)", sources[0].path.display()) }
             }
-        }
-        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-        let reader = super::ParquetBatches::new(&source.path, builder.with_projection(mask).with_batch_size(8192))?;
-        for batch in reader {
-            each(with_partition_columns(&source.path, batch?, &source.partition)?)?;
-        }
+            other => other,
+        })?;
     }
     Ok(())
 }

@@ -56,11 +56,11 @@ impl TableLayout {
         let image_shape = image_shape(&image_field, opts.shape, origin, first_image)?;
         if image_shape.contains(&0) {
             let [h, w] = image_shape;
-            return Err(parquet_error(origin, format!("column `{image_column}`: its images are {h}x{w}: no pixels")));
+            return Err(table_error(origin, format!("column `{image_column}`: its images are {h}x{w}: no pixels")));
         }
         let id = match &opts.id_column {
             Some(name) if schema.field_with_name(name).is_err() => {
-                return Err(parquet_error(origin, format!("no column `{name}` (--id-col)")))
+                return Err(table_error(origin, format!("no column `{name}` (--id-col)")))
             }
             Some(name) => Some(name.clone()),
             None => schema.field_with_name("id").ok().map(|_| "id".to_string()),
@@ -73,7 +73,7 @@ impl TableLayout {
             match schema.field_with_name(&name) {
                 Ok(_) => carried.push(name),
                 Err(_) if opts.keep.contains(&name) => {
-                    return Err(parquet_error(origin, format!("no column `{name}` (--keep)")))
+                    return Err(table_error(origin, format!("no column `{name}` (--keep)")))
                 }
                 Err(_) => {}
             }
@@ -83,12 +83,12 @@ impl TableLayout {
             match schema.field_with_name(name).map(|f| f.data_type()) {
                 Ok(t) if is_number_type(t) => {}
                 Ok(other) => {
-                    return Err(parquet_error(
+                    return Err(table_error(
                         origin,
                         format!("column `{name}` (--pixel-scale-col) is {other}, not numbers of arcsec per pixel"),
                     ))
                 }
-                Err(_) => return Err(parquet_error(origin, format!("no column `{name}` (--pixel-scale-col)"))),
+                Err(_) => return Err(table_error(origin, format!("no column `{name}` (--pixel-scale-col)"))),
             }
         }
         Ok(TableLayout {
@@ -126,11 +126,11 @@ impl TableLayout {
         let Some(name) = &self.pixel_scale_column else { return Ok(vec![recorded; batch.num_rows()]) };
         let col = batch
             .column_by_name(name)
-            .ok_or_else(|| parquet_error(origin, format!("no column `{name}` in this batch")))?;
+            .ok_or_else(|| table_error(origin, format!("no column `{name}` in this batch")))?;
         if !is_number_type(col.data_type()) {
-            return Err(parquet_error(origin, format!("column `{name}` is {} in this batch", col.data_type())));
+            return Err(table_error(origin, format!("column `{name}` is {} in this batch", col.data_type())));
         }
-        let scales = arrow_cast::cast(col, &DataType::Float64).map_err(|e| parquet_error(origin, e.to_string()))?;
+        let scales = arrow_cast::cast(col, &DataType::Float64).map_err(|e| table_error(origin, e.to_string()))?;
         let positive = |v: f64| Some(v).filter(|v| v.is_finite() && *v > 0.0);
         Ok(scales.as_primitive::<Float64Type>().iter().map(|v| v.and_then(positive)).collect())
     }
@@ -148,13 +148,13 @@ impl TableLayout {
         let n = h * w;
         let col = batch
             .column_by_name(&self.image_column)
-            .ok_or_else(|| parquet_error(origin, format!("no column `{}` in this batch", self.image_column)))?;
+            .ok_or_else(|| table_error(origin, format!("no column `{}` in this batch", self.image_column)))?;
         let pixel_scales = self.pixel_scales(origin, batch, recorded)?;
         if is_fits_bytes(col.data_type()) {
             return self.decode_stamps(col.as_ref(), batch, pixel_scales);
         }
         let ImageRows { floats, offsets, mut problems } =
-            image_rows(col, w).map_err(|m| parquet_error(origin, format!("column `{}`: {m}", self.image_column)))?;
+            image_rows(col, w).map_err(|m| table_error(origin, format!("column `{}`: {m}", self.image_column)))?;
         let mut pixels = vec![0f32; batch.num_rows() * n];
         for (row, problem) in problems.iter_mut().enumerate() {
             let (a, b) = (offsets[row], offsets[row + 1]);
@@ -176,7 +176,7 @@ impl TableLayout {
             .iter()
             .map(|field| match batch.column_by_name(field.name()) {
                 Some(column) if column.data_type() == field.data_type() => Ok((field.clone(), column.clone())),
-                Some(column) => Err(parquet_error(
+                Some(column) => Err(table_error(
                     origin,
                     format!(
                         "column `{}` is {} in this batch, {} before",
@@ -185,7 +185,7 @@ impl TableLayout {
                         field.data_type()
                     ),
                 )),
-                None => Err(parquet_error(origin, format!("no column `{}` in this batch", field.name()))),
+                None => Err(table_error(origin, format!("no column `{}` in this batch", field.name()))),
             })
             .collect()
     }
@@ -309,6 +309,11 @@ fn parquet_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Parquet { path: path.to_path_buf(), message: message.into() }
 }
 
+/// What a table's columns lack, whatever stores it (Parquet, Arrow IPC, memory).
+fn table_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Table { path: path.to_path_buf(), message: message.into() }
+}
+
 fn is_fits_bytes(dt: &DataType) -> bool {
     matches!(dt, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
 }
@@ -345,7 +350,7 @@ fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Resul
     if let Some(name) = asked {
         return match schema.field_with_name(name) {
             Ok(_) => Ok(name.to_string()),
-            Err(_) => Err(parquet_error(path, format!("no column `{name}` (--image-col)"))),
+            Err(_) => Err(table_error(path, format!("no column `{name}` (--image-col)"))),
         };
     }
     if schema.field_with_name("image").is_ok() {
@@ -359,11 +364,10 @@ fn find_image_column(schema: &Schema, asked: Option<&str>, path: &Path) -> Resul
         .collect();
     match lists.as_slice() {
         [one] => Ok(one.to_string()),
-        [] => Err(parquet_error(path, "no image column: no list-of-numbers or tensor column (--image-col)")),
-        many => Err(parquet_error(
-            path,
-            format!("several image columns ({}): choose one with --image-col", many.join(", ")),
-        )),
+        [] => Err(table_error(path, "no image column: no list-of-numbers or tensor column (--image-col)")),
+        many => {
+            Err(table_error(path, format!("several image columns ({}): choose one with --image-col", many.join(", "))))
+        }
     }
 }
 
@@ -376,7 +380,7 @@ fn image_shape(
     path: &Path,
     first_image: impl FnOnce(&str) -> std::result::Result<[usize; 2], String>,
 ) -> Result<[usize; 2]> {
-    let err = |m: String| parquet_error(path, format!("column `{}`: {m}", field.name()));
+    let err = |m: String| table_error(path, format!("column `{}`: {m}", field.name()));
     if is_fits_bytes(field.data_type()) {
         return match asked {
             Some(shape) => Ok(shape),

@@ -438,3 +438,23 @@ impl Iterator for ParquetBatches {
         .transpose()
     }
 }
+
+/// Every batch of the columns `names` of the Parquet file `path`, in order; a
+/// missing column is an error naming it.
+pub fn for_each_batch(path: &Path, names: &[&str], mut each: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+    let builder = open_parquet(path)?;
+    let wanted = names
+        .iter()
+        .map(|name| {
+            builder
+                .schema()
+                .index_of(name)
+                .map_err(|_| Error::Parquet { path: path.to_path_buf(), message: format!("no column `{name}`") })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+    for batch in ParquetBatches::new(path, builder.with_projection(mask).with_batch_size(8192))? {
+        each(batch?)?;
+    }
+    Ok(())
+}

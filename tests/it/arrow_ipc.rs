@@ -1,0 +1,240 @@
+//! Arrow IPC files (Feather v2 `.arrow`/`.feather`, streams `.arrows`) as inputs
+//! of `predict`, `evaluate` and training, and as `predict`'s and `merge`'s outputs:
+//! the same table gives the same answers whichever of Parquet or Arrow IPC holds it.
+
+use crate::stage::{classifier, predict_options, read, strings};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+use arrow_ipc::CompressionType;
+use lensmae::stage::chunks::merge;
+use lensmae::stage::{open_input, predict, InputOptions};
+use std::path::Path;
+use std::sync::Arc;
+
+const MODEL_II: &str = "catalog/deeplense-model2-12.parquet";
+
+/// The Model II fixture (12 labelled lenses) written to `path` as Arrow IPC in
+/// batches of `batch_rows`, its `label` column dictionary-encoded as pandas'
+/// categoricals are.
+fn write_ipc(path: &Path, stream: bool, compression: Option<CompressionType>, batch_rows: usize) {
+    let batch = read(&crate::fixture(MODEL_II));
+    // The file's metadata (its class names, pixel scale, recipe), which batches do not carry.
+    let metadata = lensmae::data::table_schema(&crate::fixture(MODEL_II)).unwrap().metadata().clone();
+    let label = batch.column_by_name("label").unwrap();
+    let dictionary = arrow_cast::cast(
+        label,
+        &arrow_schema::DataType::Dictionary(
+            Box::new(arrow_schema::DataType::Int8),
+            Box::new(label.data_type().clone()),
+        ),
+    )
+    .unwrap();
+    let index = batch.schema().index_of("label").unwrap();
+    let mut fields: Vec<arrow_schema::Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[index] = fields[index].clone().with_data_type(dictionary.data_type().clone());
+    let schema = Arc::new(arrow_schema::Schema::new_with_metadata(fields, metadata));
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns[index] = dictionary;
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let options = IpcWriteOptions::default().try_with_compression(compression).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let slices = (0..batch.num_rows()).step_by(batch_rows).map(|at| batch.slice(at, batch_rows.min(12 - at)));
+    if stream {
+        let mut w = StreamWriter::try_new_with_options(file, &schema, options).unwrap();
+        slices.for_each(|b| w.write(&b).unwrap());
+        w.finish().unwrap();
+    } else {
+        let mut w = FileWriter::try_new_with_options(file, &schema, options).unwrap();
+        slices.for_each(|b| w.write(&b).unwrap());
+        w.finish().unwrap();
+    }
+}
+
+/// Every batch of an Arrow IPC file (either format) as one.
+fn read_ipc(path: &Path) -> RecordBatch {
+    let bytes = std::fs::read(path).unwrap();
+    let batches: Vec<RecordBatch> = if bytes.starts_with(b"ARROW1") {
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).unwrap().map(Result::unwrap).collect()
+    } else {
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+fn assert_same_answers(a: &RecordBatch, b: &RecordBatch, what: &str) {
+    for column in ["row", "id", "p_axion", "p_cdm", "p_no_sub", "ood_score"] {
+        assert_eq!(a.column_by_name(column), b.column_by_name(column), "{what}: {column}");
+    }
+    assert_eq!(strings(a, "status"), strings(b, "status"), "{what}");
+}
+
+#[test]
+fn predict_reads_arrow_files_and_streams_as_it_reads_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new("bundled:classifier");
+    let from_parquet = dir.path().join("from-parquet.parquet");
+    predict(&predict_options(&[crate::fixture(MODEL_II)], classifier(model, 5), &from_parquet)).unwrap();
+    let expected = read(&from_parquet);
+    for (name, stream, compression, batch_rows) in [
+        ("plain.arrow", false, None, 12),
+        // pyarrow's default for Feather: LZ4 frames.
+        ("lz4.feather", false, Some(CompressionType::LZ4_FRAME), 5),
+        ("zstd.arrows", true, Some(CompressionType::ZSTD), 3),
+        // An IPC file under another name is known by its first bytes.
+        ("named-wrongly.parquet", false, None, 7),
+    ] {
+        let input = dir.path().join(name);
+        write_ipc(&input, stream, compression, batch_rows);
+        let reader = open_input(std::slice::from_ref(&input), &InputOptions::default()).unwrap();
+        assert_eq!((reader.describe().format.as_str(), reader.describe().rows), ("arrow", 12), "{name}");
+        let out = dir.path().join(format!("{name}.parquet"));
+        predict(&predict_options(std::slice::from_ref(&input), classifier(model, 5), &out)).unwrap();
+        assert_same_answers(&read(&out), &expected, name);
+    }
+    // Chunks across the batches' boundaries, each shard passing over the others'
+    // rows (whole batches without decoding them), then joined.
+    let input = dir.path().join("lz4.feather");
+    let folder = dir.path().join("chunks");
+    for shard in ["0/2", "1/2"] {
+        let mut options = predict_options(std::slice::from_ref(&input), classifier(model, 5), &folder);
+        options.shard = Some(shard.parse().unwrap());
+        options.chunk_rows = 4;
+        predict(&options).unwrap();
+    }
+    let merged = dir.path().join("merged.parquet");
+    merge(&folder, &merged, false).unwrap();
+    assert_same_answers(&read(&merged), &expected, "two shards of a Feather file");
+}
+
+#[test]
+fn predictions_and_merges_are_written_as_arrow_files_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new("bundled:classifier");
+    let input = [crate::fixture(MODEL_II)];
+    let parquet = dir.path().join("pred.parquet");
+    predict(&predict_options(&input, classifier(model, 5), &parquet)).unwrap();
+    let expected = read(&parquet);
+    for name in ["pred.arrow", "pred.feather", "pred.arrows"] {
+        let out = dir.path().join(name);
+        predict(&predict_options(&input, classifier(model, 5), &out)).unwrap();
+        let written = read_ipc(&out);
+        assert_same_answers(&written, &expected, name);
+        assert_eq!(written.schema().fields(), expected.schema().fields(), "{name}: columns, units and descriptions");
+        let recorded = lensmae::data::table_schema(&parquet).unwrap();
+        for key in ["lensmae:model", "lensmae:model_sha256", "lensmae:schema_version", "lensmae:class_names"] {
+            assert!(recorded.metadata().contains_key(key), "{key}");
+            assert_eq!(written.schema().metadata().get(key), recorded.metadata().get(key), "{name}: {key}");
+        }
+        // inspect and evaluate --predictions read it back as a table of predictions.
+        assert!(lensmae::data::predictions::is_prediction_table(&out), "{name}");
+        let table = lensmae::data::predictions::read_predictions(&out).unwrap();
+        assert_eq!(table, lensmae::data::predictions::read_predictions(&parquet).unwrap(), "{name}");
+    }
+    // No temporary is left beside them, and an existing output is not replaced.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().starts_with('.')), "{left:?}");
+    let mut again = predict_options(&input, classifier(model, 5), &dir.path().join("pred.arrow"));
+    again.overwrite = false;
+    let why = predict(&again).unwrap_err().to_string();
+    assert!(why.contains("exists"), "{why}");
+    // merge writes the format its output's name says.
+    let folder = dir.path().join("chunks");
+    predict(&predict_options(&input, classifier(model, 5), &folder)).unwrap();
+    let merged = dir.path().join("merged.arrows");
+    assert_eq!(merge(&folder, &merged, false).unwrap(), 12);
+    assert_same_answers(&read_ipc(&merged), &expected, "merged.arrows");
+}
+
+#[test]
+fn evaluation_and_training_read_labelled_arrow_files() {
+    use lensmae::data::images::{read_float_columns, read_labelled_images};
+    let dir = tempfile::tempdir().unwrap();
+    let feather = dir.path().join("lenses.feather");
+    write_ipc(&feather, false, Some(CompressionType::LZ4_FRAME), 5);
+    let parquet = crate::fixture(MODEL_II);
+    let (a, b) = (read_labelled_images(&feather, "image").unwrap(), read_labelled_images(&parquet, "image").unwrap());
+    assert_eq!((&a.class_names, &a.labels, &a.ids, a.size), (&b.class_names, &b.labels, &b.ids, b.size));
+    assert_eq!(a.pixels, b.pixels);
+    assert_eq!(a.recorded_pixel_scale(), b.recorded_pixel_scale());
+    assert!(a.recorded_pixel_scale().is_some(), "the schema's metadata travels");
+    let names = ["lens_theta_e", "source_r_sersic", "vortex_total_mass"];
+    assert_eq!(read_float_columns(&feather, &names).unwrap(), read_float_columns(&parquet, &names).unwrap());
+    assert!(lensmae::data::images::is_table(&feather).unwrap());
+}
+
+#[test]
+fn broken_arrow_files_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.arrow");
+    write_ipc(&good, false, Some(CompressionType::ZSTD), 4);
+    let bytes = std::fs::read(&good).unwrap();
+    let predict_on = |name: &str, bytes: &[u8]| -> String {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = dir.path().join(format!("{name}.parquet"));
+        let e = predict(&predict_options(&[path], classifier(Path::new("bundled:classifier"), 5), &out)).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains(name), "{text}");
+        assert!(!out.exists(), "{name}: no output from a file that cannot be read");
+        text
+    };
+    // Cut short: the file format's trailer is gone.
+    let why = predict_on("cut.arrow", &bytes[..bytes.len() - 100]);
+    assert!(why.contains("does not end with `ARROW1`"), "{why}");
+    // A batch's declared body beyond the file: the bodyLength field of the first
+    // record batch's metadata, found by its value, made enormous.
+    let declared = find_body_length(&bytes);
+    let mut huge = bytes.clone();
+    huge[declared..declared + 8].copy_from_slice(&(1i64 << 40).to_le_bytes());
+    let why = predict_on("huge.arrow", &huge);
+    assert!(why.contains("declares a body of 1099511627776 bytes"), "{why}");
+    // A compressed buffer declaring petabytes once inflated.
+    let inflated = find_first_compressed_prefix(&bytes);
+    let mut bomb = bytes.clone();
+    bomb[inflated..inflated + 8].copy_from_slice(&(1i64 << 50).to_le_bytes());
+    let why = predict_on("bomb.arrow", &bomb);
+    assert!(why.contains("more than the 4 GiB read at once"), "{why}");
+    // Or two gigabytes, which a batch may hold, in a buffer of a few hundred bytes:
+    // refused before anything of that size is allocated.
+    bomb[inflated..inflated + 8].copy_from_slice(&(1i64 << 31).to_le_bytes());
+    let why = predict_on("small-bomb.arrow", &bomb);
+    assert!(why.contains("declares 2147483648 bytes, it inflates to"), "{why}");
+}
+
+/// Where the first record batch's `bodyLength` is stored in its message: found by
+/// its value, which the file's footer lists with the batch's block.
+fn find_body_length(bytes: &[u8]) -> usize {
+    // The file's footer lists each record batch's block: offset, metadata length, body length.
+    let footer_len = i32::from_le_bytes(bytes[bytes.len() - 10..bytes.len() - 6].try_into().unwrap()) as usize;
+    let footer = &bytes[bytes.len() - 10 - footer_len..bytes.len() - 10];
+    let footer = arrow_ipc::root_as_footer(footer).unwrap();
+    let block = footer.recordBatches().unwrap().get(0);
+    let (offset, meta) = (block.offset() as usize, block.metaDataLength() as usize);
+    let body = block.bodyLength().to_le_bytes();
+    let at = bytes[offset..offset + meta].windows(8).position(|w| w == body).unwrap();
+    offset + at
+}
+
+/// Where the first compressed buffer of the first record batch stores its
+/// uncompressed length (its first 8 bytes).
+fn find_first_compressed_prefix(bytes: &[u8]) -> usize {
+    let footer_len = i32::from_le_bytes(bytes[bytes.len() - 10..bytes.len() - 6].try_into().unwrap()) as usize;
+    let footer = arrow_ipc::root_as_footer(&bytes[bytes.len() - 10 - footer_len..bytes.len() - 10]).unwrap();
+    let block = footer.recordBatches().unwrap().get(0);
+    let (offset, meta) = (block.offset() as usize, block.metaDataLength() as usize);
+    // The metadata's 8-byte prefix (continuation marker and length) is counted in metaDataLength.
+    let message = arrow_ipc::root_as_message(&bytes[offset + 8..offset + meta]).unwrap();
+    let batch = message.header_as_record_batch().unwrap();
+    // The first buffer the writer compressed (one that did not shrink is stored as
+    // it is, its prefix -1).
+    let body = offset + meta;
+    let prefix = |b: &arrow_ipc::Buffer| {
+        let at = body + b.offset() as usize;
+        i64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+    };
+    let first = batch.buffers().unwrap().iter().find(|b| b.length() >= 8 && prefix(b) > 0).unwrap();
+    body + first.offset() as usize
+}
