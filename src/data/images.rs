@@ -71,11 +71,11 @@ impl LabelledImages {
     /// PIXSCALE. `None` for other sources or when unrecorded.
     pub fn recorded_pixel_scale(&self) -> Option<f64> {
         let source = self.described_by();
+        if super::is_table_name(&source) {
+            return super::table_schema(&source).ok().and_then(|schema| super::parquet::recorded_pixel_scale(&schema));
+        }
         let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         match ext.as_str() {
-            "parquet" | "pq" | "arrow" | "feather" | "ipc" | "arrows" => {
-                super::table_schema(&source).ok().and_then(|schema| super::parquet::recorded_pixel_scale(&schema))
-            }
             "fits" | "fit" | "fts" | "gz" => {
                 let mut f = super::fits::open_fits(&source).ok()?;
                 let hdu = f.primary_hdu().ok()?;
@@ -90,8 +90,7 @@ impl LabelledImages {
     /// [`SMOOTH_LENS_RESIDUALS_KEY`](crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY); `None` for other images and sources.
     pub fn recorded_smooth_lens_residuals(&self) -> Result<Option<SmoothLensResiduals>> {
         let source = self.described_by();
-        let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        if !matches!(ext.as_str(), "parquet" | "pq" | "arrow" | "feather" | "ipc" | "arrows") {
+        if !super::is_table_name(&source) {
             return Ok(None);
         }
         super::parquet::recorded_smooth_lens_residuals(&*super::table_schema(&source)?, &source)
@@ -484,8 +483,7 @@ pub fn is_table(path: &Path) -> Result<bool> {
     if dataset_of(path)?.is_some() {
         return Ok(true);
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    Ok(ext == "parquet" || ext == "pq" || super::is_ipc_file(path)?)
+    Ok(super::is_table_name(path) || super::is_ipc_file(path)?)
 }
 
 /// Read labelled images from a Parquet (`.parquet`), Arrow IPC (`.arrow`,

@@ -51,6 +51,13 @@ pub(crate) fn read_whole_at_most(path: &Path, limit: u64) -> Result<std::result:
     Ok(if bytes.len() as u64 > limit { Err(bytes.len() as u64) } else { Ok(bytes) })
 }
 
+/// Whether `path` is named as a table file: Parquet (`.parquet`, `.pq`) or Arrow
+/// IPC (`.arrow`, `.feather`, `.ipc`, `.arrows`).
+pub(crate) fn is_table_name(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    matches!(ext.as_str(), "parquet" | "pq") || ipc::IpcFormat::for_name(path).is_some()
+}
+
 /// Whether the local file `path` is an Arrow IPC file (by its first bytes,
 /// whatever its name), rather than Parquet.
 pub(crate) fn is_ipc_file(path: &Path) -> Result<bool> {

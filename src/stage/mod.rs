@@ -227,11 +227,7 @@ impl Predictor {
     /// classifier of residuals of the same recipe as it is, without a second fit;
     /// residuals for any other classifier, or of another recipe, are refused.
     pub fn for_inputs(mut self, inputs: &[PathBuf]) -> Result<Predictor> {
-        let local_table = |p: &&PathBuf| {
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-            p.is_file() && ["parquet", "pq", "arrow", "feather", "ipc", "arrows"].contains(&ext.as_str())
-        };
-        let Some(first) = inputs.first().filter(local_table) else {
+        let Some(first) = inputs.first().filter(|p| p.is_file() && crate::data::is_table_name(p)) else {
             return Ok(self);
         };
         if self.reads_as_residuals(&*crate::data::table_schema(first)?, first)? {
@@ -941,10 +937,7 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
 /// for a table `predict` wrote, what it holds instead.
 pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Value> {
     if let [path] = inputs {
-        let table = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            ["parquet", "arrow", "feather", "ipc", "arrows"].contains(&e.to_ascii_lowercase().as_str())
-        });
-        if table && path.is_file() && crate::data::predictions::is_prediction_table(path) {
+        if path.is_file() && crate::data::is_table_name(path) && crate::data::predictions::is_prediction_table(path) {
             return inspect_predictions(path);
         }
     }

@@ -130,14 +130,15 @@ fn for_each_batch(
     for source in sources {
         let stored: Vec<&str> =
             names.iter().copied().filter(|name| !source.partition.iter().any(|(key, _)| key == name)).collect();
+        let schema = crate::data::table_schema(&source.path)?;
+        if let Some(missing) = stored.iter().find(|name| schema.field_with_name(name).is_err()) {
+            return Err(Error::Table {
+                path: source.path.clone(),
+                message: format!("no column `{missing}` ({} has one)", sources[0].path.display()),
+            });
+        }
         crate::data::for_each_table_batch(&source.path, &stored, |batch| {
             each(with_partition_columns(&source.path, batch, &source.partition)?)
-        })
-        .map_err(|e| match e {
-            Error::Parquet { path, message } | Error::Table { path, message } if message.contains("no column") => {
-                Error::Table { path, message: format!("{message} ({} has one)", sources[0].path.display()) }
-            }
-            other => other,
         })?;
     }
     Ok(())
