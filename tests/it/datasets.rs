@@ -184,3 +184,47 @@ fn a_labelled_dataset_reads_its_labels_from_its_files_or_its_folders() {
     let err = read_labelled_images(&in_files, "image").unwrap_err().to_string();
     assert!(err.contains("part.2.parquet") && err.contains("no column `label`"), "{err}");
 }
+
+/// A folder whose first file holds only null images in a list column (an empty
+/// partition a distributed writer left, or a shard whose rows all failed
+/// upstream): the image shape comes from the next file that has an image, as an
+/// in-memory table's comes from its later batches, and each null image fails its
+/// own row.
+#[test]
+fn a_first_file_of_null_images_leaves_the_shape_to_the_next() {
+    use arrow_array::builder::{Float32Builder, ListBuilder};
+    use arrow_array::Array;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = read(&crate::fixture("catalog/deeplense-model2-12.parquet"));
+    let pixels = fixture.column_by_name("image").unwrap().as_fixed_size_list().values().clone();
+    let pixels = pixels.as_primitive::<arrow_array::types::Float32Type>();
+    let dataset = dir.path().join("parts");
+    std::fs::create_dir_all(&dataset).unwrap();
+    for (k, rows) in [(0, 0..3), (1, 3..12)] {
+        let mut images = ListBuilder::new(Float32Builder::new());
+        for row in rows.clone() {
+            if k == 0 {
+                images.append(false);
+            } else {
+                images.values().append_slice(&pixels.values()[row * 4096..(row + 1) * 4096]);
+                images.append(true);
+            }
+        }
+        let images = images.finish();
+        let ids = arrow_array::Int64Array::from_iter_values(rows.map(|r| r as i64));
+        write_parquet(
+            &dataset.join(format!("part-{k}.parquet")),
+            vec![
+                (Field::new("id", DataType::Int64, false), std::sync::Arc::new(ids) as arrow_array::ArrayRef),
+                (Field::new("image", images.data_type().clone(), true), std::sync::Arc::new(images)),
+            ],
+        );
+    }
+    let reader = open_input(std::slice::from_ref(&dataset), &InputOptions::default()).unwrap();
+    assert_eq!((reader.describe().rows, reader.describe().image_shape), (12, [64, 64]));
+    let out = dir.path().join("pred.parquet");
+    predict(&predict_options(&[dataset], classifier(Path::new("bundled:classifier"), 5), &out)).unwrap();
+    let status = strings(&read(&out), "status");
+    assert!(status[..3].iter().all(|s| s.as_deref() == Some("skipped: null image")), "{status:?}");
+    assert!(status[3..].iter().all(|s| s.as_ref().is_some_and(|s| !s.starts_with("skipped"))), "{status:?}");
+}

@@ -39,7 +39,7 @@ impl IpcCutouts {
         let first = &files[0];
         let mut table = IpcTable::open(first)?;
         let schema = table.schema().clone();
-        let layout = TableLayout::of_schema(&schema, opts, first, |column| first_shape(&mut table, column))?;
+        let layout = TableLayout::of_schema(&schema, opts, first, |column| first_shape(files, &mut table, column))?;
         let (mut file_rows, mut file_batches, mut file_scales, mut file_columns) = (vec![], vec![], vec![], vec![]);
         for path in files {
             let other = if path == first { schema.clone() } else { IpcTable::open(path)?.schema().clone() };
@@ -112,15 +112,28 @@ impl IpcCutouts {
     }
 }
 
-/// The shape of the first image in `table`'s column `name`, read batch by batch
-/// (the table is left after it; the reader reopens the file to read its rows).
-fn first_shape(table: &mut IpcTable, name: &str) -> std::result::Result<[usize; 2], String> {
-    let index = table.schema().index_of(name).map_err(|e| e.to_string())?;
-    while let Some(batch) = table.next_batch(Some(&[index])).map_err(|e| e.to_string())? {
-        // [0, 0] stands for "no image in this batch": look in the next.
-        match first_image_shape_in([&batch], name, Some([0, 0]))? {
-            [0, 0] => continue,
-            shape => return Ok(shape),
+/// The shape of the first image in column `name` of `files`, read batch by batch
+/// from `first` (the first file, open; left after it: the reader reopens the
+/// file to read its rows), then from the next files: a file of only null images
+/// gives none, and the next may.
+fn first_shape(files: &[PathBuf], first: &mut IpcTable, name: &str) -> std::result::Result<[usize; 2], String> {
+    let look_in = |table: &mut IpcTable| -> std::result::Result<Option<[usize; 2]>, String> {
+        let index = table.schema().index_of(name).map_err(|e| e.to_string())?;
+        while let Some(batch) = table.next_batch(Some(&[index])).map_err(|e| e.to_string())? {
+            // [0, 0] stands for "no image in this batch": look in the next.
+            match first_image_shape_in([&batch], name, Some([0, 0]))? {
+                [0, 0] => continue,
+                shape => return Ok(Some(shape)),
+            }
+        }
+        Ok(None)
+    };
+    if let Some(shape) = look_in(first)? {
+        return Ok(shape);
+    }
+    for path in &files[1..] {
+        if let Some(shape) = look_in(&mut IpcTable::open(path).map_err(|e| e.to_string())?)? {
+            return Ok(shape);
         }
     }
     first_image_shape_in([], name, None)

@@ -442,8 +442,8 @@ fn first_image_shape(
     path: &Path,
     schema: &Schema,
     name: &str,
-) -> std::result::Result<[usize; 2], String> {
-    let index = schema.index_of(name).map_err(|e| e.to_string())?;
+) -> std::result::Result<Option<[usize; 2]>, String> {
+    let index = schema.index_of(name).map_err(|e| format!("{}: {e}", path.display()))?;
     let builder = open_parquet_rows(location, path, &[index]).map_err(|e| e.to_string())?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
     let reader =
@@ -451,10 +451,34 @@ fn first_image_shape(
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         if let Some(shape) = first_image_shape_of(batch.column(0).as_ref())? {
+            return Ok(Some(shape));
+        }
+    }
+    Ok(None)
+}
+
+/// The shape of the first image of column `name` in `files` (the first of which
+/// is at `first_location`, of `first_schema`), file after file: a file of only
+/// null images (an empty partition, or a shard whose rows all failed upstream)
+/// gives none, and the next may.
+fn first_image_shape_in_files(
+    files: &[PathBuf],
+    first_location: &ParquetLocation,
+    first_schema: &Schema,
+    name: &str,
+) -> std::result::Result<[usize; 2], String> {
+    if let Some(shape) = first_image_shape(first_location, &files[0], first_schema, name)? {
+        return Ok(shape);
+    }
+    for path in &files[1..] {
+        let location = ParquetLocation::find(path).map_err(|e| e.to_string())?;
+        let schema = open_parquet_footer(&location, path).map_err(|e| e.to_string())?.schema().clone();
+        if let Some(shape) = first_image_shape(&location, path, &schema, name)? {
             return Ok(shape);
         }
     }
-    Err(no_image_shape(is_fits_bytes(schema.field(index).data_type())))
+    let index = first_schema.index_of(name).map_err(|e| e.to_string())?;
+    Err(no_image_shape(is_fits_bytes(first_schema.field(index).data_type())))
 }
 
 /// Row `row` of a binary column, or none if null.
@@ -546,7 +570,7 @@ impl ParquetCutouts {
         let file_schema = first_builder.schema().clone();
         let schema = with_partition_fields(&file_schema, &partitions[0]);
         let layout = TableLayout::of_schema(&schema, opts, first, |name| {
-            first_image_shape(&first_location, first, &file_schema, name)
+            first_image_shape_in_files(files, &first_location, &file_schema, name)
         })?;
         let facts_of = |k: usize, location: ParquetLocation, builder: Option<ParquetBuilder>| {
             let builder = match builder {
