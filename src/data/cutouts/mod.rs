@@ -151,6 +151,18 @@ pub fn rows_in_batch(max_rows: usize, image_shape: [usize; 2]) -> usize {
     max_rows.clamp(1, (MAX_BATCH_PIXELS / pixels).max(1))
 }
 
+/// The first `n` rows of the batch in `pending` (all of them when it holds no
+/// more), the rest left there: how a reader hands out rows from batches of
+/// another size than asked for.
+pub(crate) fn take_rows(pending: &mut Option<arrow_array::RecordBatch>, n: usize) -> Option<arrow_array::RecordBatch> {
+    let batch = pending.take()?;
+    let take = batch.num_rows().min(n);
+    if take < batch.num_rows() {
+        *pending = Some(batch.slice(take, batch.num_rows() - take));
+    }
+    Some(batch.slice(0, take))
+}
+
 /// Columns carried automatically when a Parquet input has them (survey and HATS conventions).
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 

@@ -4,7 +4,7 @@
 //! from either format.
 
 use super::{ipc_error, IpcTable};
-use crate::data::cutouts::{rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions};
+use crate::data::cutouts::{rows_in_batch, take_rows, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 use crate::data::parquet::cutouts::{first_image_shape_in, TableLayout};
 use crate::data::parquet::{recorded_pixel_scale, PIXEL_SCALE_KEY};
 use crate::Result;
@@ -170,18 +170,14 @@ impl CutoutReader for IpcCutouts {
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
         let max_rows = rows_in_batch(max_rows, self.desc.image_shape);
         loop {
-            if let Some(batch) = self.pending.take() {
-                let take = batch.num_rows().min(max_rows);
-                if take < batch.num_rows() {
-                    self.pending = Some(batch.slice(take, batch.num_rows() - take));
-                }
-                self.position += take;
+            if let Some(batch) = take_rows(&mut self.pending, max_rows) {
+                self.position += batch.num_rows();
                 let (k, _, end) = self.current.as_ref().expect("a file is open while rows are pending");
                 let (path, scale) = (self.files[*k].clone(), self.file_scales[*k]);
                 if self.position == *end {
                     (self.pending, self.current) = (None, None);
                 }
-                return self.layout.decode(&path, &batch.slice(0, take), scale).map(Some);
+                return self.layout.decode(&path, &batch, scale).map(Some);
             }
             if self.current.is_none() {
                 if !self.start_file()? {

@@ -250,63 +250,48 @@ impl IpcTable {
     /// The next record batch, of the columns `projection` (indices into the
     /// schema; all when `None`), or `None` at the end.
     pub fn next_batch(&mut self, projection: Option<&[usize]>) -> Result<Option<RecordBatch>> {
-        loop {
-            let Some(frame) = self.next_frame()? else { return Ok(None) };
-            let message = frame.message();
-            match message.header_type() {
-                MessageHeader::RecordBatch => {
-                    let body = self.body(&frame)?;
-                    let batch = message.header_as_record_batch().expect("the header's type");
-                    let (schema, dictionaries, version) = (self.schema.clone(), &self.dictionaries, self.version);
-                    let decoded = guarded(&self.path, || {
-                        arrow_ipc::reader::read_record_batch(&body, batch, schema, dictionaries, projection, &version)
-                            .map_err(|e| e.to_string())
-                    })?;
-                    return Ok(Some(decoded));
-                }
-                MessageHeader::DictionaryBatch => {
-                    let body = self.body(&frame)?;
-                    self.read_dictionary(&message, &body)?;
-                }
-                _ => self.skip(&frame)?,
-            }
-        }
+        let Some(frame) = self.next_record_batch()? else { return Ok(None) };
+        let body = self.body(&frame)?;
+        let message = frame.message();
+        let batch = message.header_as_record_batch().expect("a record batch's frame");
+        let (schema, dictionaries, version) = (self.schema.clone(), &self.dictionaries, self.version);
+        guarded(&self.path, || {
+            arrow_ipc::reader::read_record_batch(&body, batch, schema, dictionaries, projection, &version)
+                .map_err(|e| e.to_string())
+        })
+        .map(Some)
     }
 
-    /// Passes over the next record batch without decoding it (a stream's
-    /// dictionaries on the way are read: later batches use them); its rows, or
-    /// `None` at the end.
+    /// Passes over the next record batch without decoding it; its rows, or `None`
+    /// at the end.
     pub fn skip_batch(&mut self) -> Result<Option<usize>> {
-        loop {
-            let Some(frame) = self.next_frame()? else { return Ok(None) };
-            let message = frame.message();
-            match message.header_type() {
-                MessageHeader::RecordBatch => {
-                    let rows = self.declared_rows(&frame)?;
-                    self.skip(&frame)?;
-                    return Ok(Some(rows));
-                }
-                MessageHeader::DictionaryBatch => {
-                    let body = self.body(&frame)?;
-                    self.read_dictionary(&message, &body)?;
-                }
-                _ => self.skip(&frame)?,
-            }
-        }
+        let Some(frame) = self.next_record_batch()? else { return Ok(None) };
+        let rows = self.declared_rows(&frame)?;
+        self.skip(&frame)?;
+        Ok(Some(rows))
     }
 
     /// The rows of every record batch in the file at `path`, from the messages'
-    /// metadata (no body is decoded).
+    /// metadata (no batch's body is decoded).
     pub fn batch_rows(path: &Path) -> Result<Vec<usize>> {
         let mut table = IpcTable::open(path)?;
-        let mut rows = Vec::new();
-        while let Some(frame) = table.next_frame()? {
-            if frame.message().header_type() == MessageHeader::RecordBatch {
-                rows.push(table.declared_rows(&frame)?);
+        std::iter::from_fn(|| table.skip_batch().transpose()).collect()
+    }
+
+    /// The next record batch's frame, its body unread; a stream's dictionaries on
+    /// the way are read (later batches use them), other messages passed over.
+    fn next_record_batch(&mut self) -> Result<Option<Frame>> {
+        loop {
+            let Some(frame) = self.next_frame()? else { return Ok(None) };
+            match frame.message().header_type() {
+                MessageHeader::RecordBatch => return Ok(Some(frame)),
+                MessageHeader::DictionaryBatch => {
+                    let body = self.body(&frame)?;
+                    self.read_dictionary(&frame.message(), &body)?;
+                }
+                _ => self.skip(&frame)?,
             }
-            table.skip(&frame)?;
         }
-        Ok(rows)
     }
 
     fn read_dictionary(&mut self, message: &Message<'_>, body: &Buffer) -> Result<()> {

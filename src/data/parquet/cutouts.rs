@@ -8,7 +8,7 @@
 //! sees it. Only the image column and the carried columns are decoded.
 
 use crate::data::cutouts::{
-    rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED,
+    rows_in_batch, take_rows, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale, AUTO_CARRIED,
 };
 use crate::data::fingerprint::{fingerprint_all, fingerprint_file, remote_fingerprint, FileFingerprint};
 use crate::data::fits::cutouts::{decode_fits_bytes, DecodedStamp};
@@ -682,18 +682,14 @@ impl CutoutReader for ParquetCutouts {
     fn next_batch(&mut self, max_rows: usize) -> Result<Option<CutoutBatch>> {
         let max_rows = rows_in_batch(max_rows, self.desc.image_shape);
         loop {
-            if let Some(batch) = self.pending.take() {
-                // Never past the rows the file's footer declares: those rows are the plan.
-                let take = batch.num_rows().min(max_rows).min(self.current_end - self.position);
-                if take < batch.num_rows() {
-                    self.pending = Some(batch.slice(take, batch.num_rows() - take));
-                }
-                self.position += take;
+            // Never past the rows the file's footer declares: those rows are the plan.
+            if let Some(batch) = take_rows(&mut self.pending, max_rows.min(self.current_end - self.position)) {
+                self.position += batch.num_rows();
                 let path = self.current.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
                 if self.position == self.current_end {
                     (self.pending, self.current) = (None, None);
                 }
-                let batch = with_partition_columns(&path, batch.slice(0, take), &self.current_partition)?;
+                let batch = with_partition_columns(&path, batch, &self.current_partition)?;
                 return self.layout.decode(&path, &batch, self.current_scale).map(Some);
             }
             if self.current.is_none() && !self.start_file(max_rows)? {
