@@ -14,8 +14,9 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Input files of one kind (Parquet, Arrow IPC/Feather, FITS, `.npy`; shell globs
-    /// expand to many), a HATS catalogue folder, a folder of Parquet files, or a
-    /// folder of `.npy` images or class folders.
+    /// expand to many), a HATS catalogue folder, a folder of Parquet files, a
+    /// folder of `.npy` images or class folders, or `-`: an Arrow IPC stream piped
+    /// into standard input.
     /// Parquet files and HATS catalogues may be `s3://` or `https://` URLs
     /// (credentials and endpoint from AWS_* variables; see the README).
     #[arg(long, required = true, num_args = 1..)]
@@ -143,8 +144,9 @@ pub struct PredictArgs {
     #[arg(long, value_enum)]
     task: Option<TaskArg>,
     /// Output: a `.parquet` file, a `.fits` file, an Arrow IPC file (`.arrow`,
-    /// `.feather`; `.arrows` for the stream format), or a folder of Parquet chunk
-    /// files (needed by --resume and --shard; `lensmae merge` joins them).
+    /// `.feather`; `.arrows` for the stream format), `-` for an Arrow IPC stream on
+    /// standard output, or a folder of Parquet chunk files (needed by --resume and
+    /// --shard; `lensmae merge` joins them).
     #[arg(long)]
     out: PathBuf,
     /// Replace an existing output.
@@ -276,7 +278,10 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
         summary.rows,
         summary.predicted,
         summary.out_of_domain,
-        summary.out.display(),
+        match summary.out.to_str() {
+            Some(crate::stage::STANDARD_STREAM) => "standard output".into(),
+            _ => summary.out.display().to_string(),
+        },
         summary.seconds,
         crate::progress::rate_text(summary.rows as f64 / summary.seconds.max(1e-9))
     );
@@ -294,7 +299,12 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
             crate::model::preprocess::CENTRING_REACH
         );
     }
-    crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
+    // With the predictions on standard output, the summary goes beside the messages.
+    if args.out == std::path::Path::new(crate::stage::STANDARD_STREAM) {
+        eprintln!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
+    }
     if summary.failed as f64 > args.max_failed_fraction * summary.rows as f64 {
         let mut reasons: Vec<(&String, &usize)> = summary.not_predicted.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1));

@@ -103,7 +103,8 @@ impl Manifest {
 
 /// Whether `--out` names one file (rather than a folder of chunks).
 pub fn is_single_file(out: &Path) -> bool {
-    crate::data::ipc::IpcFormat::for_name(out).is_some()
+    out == Path::new(crate::data::ipc::table_writer::STANDARD_STREAM)
+        || crate::data::ipc::IpcFormat::for_name(out).is_some()
         || out.extension().is_some_and(|e| ["parquet", "fits", "fit"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 

@@ -14,6 +14,7 @@ pub mod observation;
 pub mod output;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
+pub use crate::data::ipc::table_writer::STANDARD_STREAM;
 pub use crate::data::predictions::UNSTABLE_FIT;
 use crate::infer::residuals::{mean_over_refits, FitWatch, FittedCutout};
 use crate::infer::{
@@ -764,7 +765,10 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     if single && (opts.resume || opts.shard.is_some()) {
         return Err(Error::config("--out", "--resume and --shard write a folder of chunks: give --out a folder"));
     }
-    crate::data::atomic::refuse_output_over_inputs(&opts.inputs, &opts.out, "--out")?;
+    let to_stdout = opts.out == Path::new(STANDARD_STREAM);
+    if !to_stdout {
+        crate::data::atomic::refuse_output_over_inputs(&opts.inputs, &opts.out, "--out")?;
+    }
     let started = Instant::now();
     let predictor = Predictor::load(&opts.predictor)?.for_inputs(&opts.inputs)?;
     // An input without the observation columns is opened as given: the first batch
@@ -797,9 +801,9 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     let owed: Vec<bool> = (0..manifest.chunks().max(1))
         .map(|k| opts.shard.is_none_or(|s| k % s.count == s.index) && !(opts.resume && path_of(k).exists()))
         .collect();
-    if single {
+    if single && !to_stdout {
         crate::data::atomic::refuse_existing(&opts.out, opts.overwrite)?;
-    } else {
+    } else if !single {
         chunks::claim_folder(&opts.out, &manifest, opts.overwrite && !opts.resume)?;
         if let Some(k) = (0..owed.len()).find(|&k| owed[k] && path_of(k).exists() && !opts.overwrite) {
             return Err(Error::config(

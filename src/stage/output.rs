@@ -17,7 +17,7 @@
 //! row has no prediction). Rows without a prediction hold nulls, never a made-up value.
 
 use crate::data::fits::table_writer::{FitsTableLayout, FitsTableWriter};
-use crate::data::ipc::table_writer::IpcTableWriter;
+use crate::data::ipc::table_writer::{IpcTableWriter, STANDARD_STREAM};
 use crate::data::ipc::IpcFormat;
 use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
@@ -194,8 +194,11 @@ pub trait PredictionSink {
 
 /// The writer for `target` by its extension: a FITS file (`.fits`, `.fit`) of
 /// `rows` rows, an Arrow IPC file (`.arrow`, `.feather`, `.ipc`) or stream
-/// (`.arrows`), else Parquet.
+/// (`.arrows`; `-`: standard output), else Parquet.
 pub fn create_sink(target: &Path, schema: SchemaRef, rows: usize, overwrite: bool) -> Result<Box<dyn PredictionSink>> {
+    if target == Path::new(STANDARD_STREAM) {
+        return Ok(Box::new(IpcTableWriter::create(target, schema, IpcFormat::Stream, overwrite)?));
+    }
     if let Some(format) = IpcFormat::for_name(target) {
         return Ok(Box::new(IpcTableWriter::create(target, schema, format, overwrite)?));
     }

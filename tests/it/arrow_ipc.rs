@@ -3,7 +3,8 @@
 //! the same table gives the same answers whichever of Parquet or Arrow IPC holds it.
 
 use crate::stage::{classifier, predict_options, read, strings};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow_ipc::CompressionType;
 use lensmae::stage::chunks::merge;
@@ -237,4 +238,92 @@ fn find_first_compressed_prefix(bytes: &[u8]) -> usize {
     };
     let first = batch.buffers().unwrap().iter().find(|b| b.length() >= 8 && prefix(b) > 0).unwrap();
     body + first.offset() as usize
+}
+
+/// `predict --input - --out -` in a pipe: an Arrow IPC stream in on standard
+/// input, the predictions out on standard output as a stream, the summary and
+/// messages on standard error; the same answers as from the file.
+#[test]
+fn predict_reads_standard_input_and_writes_standard_output_in_a_pipe() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let stream = dir.path().join("in.arrows");
+    write_ipc(&stream, true, Some(CompressionType::LZ4_FRAME), 5);
+    let expected = dir.path().join("expected.parquet");
+    predict(&predict_options(&[crate::fixture(MODEL_II)], classifier(Path::new("bundled:classifier"), 5), &expected))
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lensmae"))
+        .args(["predict", "--input", "-", "--out", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&std::fs::read(&stream).unwrap()).unwrap();
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(stderr.contains("to standard output") && stderr.contains("\"rows\": 12"), "{stderr}");
+    let batches: Vec<RecordBatch> = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(done.stdout), None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let written = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+    assert_same_answers(&written, &read(&expected), "a pipe");
+    // Nothing piped in: said, not waited for.
+    let empty = Command::new(env!("CARGO_BIN_EXE_lensmae"))
+        .args(["predict", "--input", "-", "--out", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("standard input held nothing"));
+    assert!(empty.stdout.is_empty());
+}
+
+/// A run that fails part-way with its predictions on standard output: the
+/// batches before the failure went out, and the stream ends broken, so the next
+/// program in the pipe cannot take it for a complete table (Arrow readers take a
+/// stream without its end marker as complete).
+#[test]
+fn a_run_failing_part_way_leaves_a_broken_stream_on_standard_output() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let batch = read(&crate::fixture(MODEL_II));
+    let images = batch.column_by_name("image").unwrap().as_fixed_size_list();
+    let mut pixels = images.values().as_primitive::<arrow_array::types::Float32Type>().values().to_vec();
+    pixels[8 * 4096 + 100] = f32::NAN; // row 8, in the second batch of 5
+    let (field, size) = match images.data_type() {
+        arrow_schema::DataType::FixedSizeList(field, size) => (field.clone(), *size),
+        _ => unreachable!(),
+    };
+    let images =
+        arrow_array::FixedSizeListArray::new(field, size, Arc::new(arrow_array::Float32Array::from(pixels)), None);
+    let image_field = batch.schema().field_with_name("image").unwrap().clone();
+    let schema =
+        Arc::new(arrow_schema::Schema::new(vec![batch.schema().field_with_name("id").unwrap().clone(), image_field]));
+    let input =
+        RecordBatch::try_new(schema.clone(), vec![batch.column_by_name("id").unwrap().clone(), Arc::new(images)])
+            .unwrap();
+    let mut bytes = Vec::new();
+    let mut w = StreamWriter::try_new(&mut bytes, &schema).unwrap();
+    w.write(&input).unwrap();
+    w.finish().unwrap();
+    drop(w);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lensmae"))
+        .args(["predict", "--input", "-", "--out", "-", "--batch-size", "5", "--pixel-scale", "model"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("non-finite pixels"), "{stderr}");
+    let mut reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(done.stdout), None).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap().num_rows(), 5, "the batch before the failure");
+    assert!(reader.next().is_some_and(|b| b.is_err()), "the stream is reported broken, not complete");
 }

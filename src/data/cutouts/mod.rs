@@ -167,10 +167,18 @@ pub(crate) fn take_rows(pending: &mut Option<arrow_array::RecordBatch>, n: usize
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 
 /// Opens `inputs` (Parquet files, Arrow IPC files, FITS files, one HATS
-/// catalogue, one folder of Parquet files (a dataset), or one folder of `.npy`
-/// images or class folders) as one reader; every path must be of the same kind.
+/// catalogue, one folder of Parquet files (a dataset), one folder of `.npy`
+/// images or class folders, or `-`: an Arrow IPC stream on standard input) as one
+/// reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
     let first = inputs.first().ok_or_else(|| Error::config("input", "no input given"))?;
+    let stdin = Path::new(crate::data::ipc::table_writer::STANDARD_STREAM);
+    if inputs.iter().any(|p| p == stdin) {
+        if inputs.len() > 1 {
+            return Err(Error::config("input", "`-` (standard input) is read alone, not beside files"));
+        }
+        return Ok(Box::new(IpcCutouts::from_stdin(opts)?));
+    }
     if inputs.len() == 1 && crate::data::hats::is_catalogue(first)? {
         return Ok(Box::new(ParquetCutouts::open_hats(first, opts)?));
     }

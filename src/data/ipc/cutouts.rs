@@ -30,6 +30,8 @@ pub struct IpcCutouts {
     current: Option<(usize, IpcTable, usize)>,
     /// Rows decoded but not yet handed out.
     pending: Option<RecordBatch>,
+    /// Standard input's copy, removed with the reader.
+    _spool: Option<tempfile::NamedTempFile>,
 }
 
 impl IpcCutouts {
@@ -76,7 +78,36 @@ impl IpcCutouts {
             position: 0,
             current: None,
             pending: None,
+            _spool: None,
         })
+    }
+
+    /// An Arrow IPC stream (or file) piped into standard input, copied whole to a
+    /// temporary file first: the stage plans its rows before it reads them.
+    pub fn from_stdin(opts: &InputOptions) -> Result<IpcCutouts> {
+        use std::io::IsTerminal;
+        let name = Path::new(super::table_writer::STANDARD_STREAM);
+        if std::io::stdin().is_terminal() {
+            return Err(ipc_error(name, "standard input is a terminal: pipe an Arrow IPC stream into it"));
+        }
+        let mut spool = tempfile::Builder::new()
+            .prefix(".lensmae-stdin-")
+            .suffix(".arrows")
+            .tempfile()
+            .map_err(|e| crate::Error::io(std::env::temp_dir(), e))?;
+        let copied = std::io::copy(&mut std::io::stdin().lock(), spool.as_file_mut())
+            .map_err(|e| crate::Error::io(spool.path(), e))?;
+        if copied == 0 {
+            return Err(ipc_error(name, "standard input held nothing: pipe an Arrow IPC stream into it"));
+        }
+        let mut reader = IpcCutouts::open(&[spool.path().to_path_buf()], opts).map_err(|e| match e {
+            crate::Error::Table { message, .. } => crate::Error::Table { path: name.to_path_buf(), message },
+            other => other,
+        })?;
+        reader.desc.layout =
+            format!("standard input (copied to {} first); {}", spool.path().display(), reader.desc.layout);
+        reader._spool = Some(spool);
+        Ok(reader)
     }
 
     /// Opens the file holding row `position` and passes over the batches before
