@@ -9,8 +9,13 @@
 //! decodes it: metadata up to [`MAX_METADATA_BYTES`] and a verified flatbuffer,
 //! a body within the bytes left before the file's footer, every buffer inside its
 //! body, at most [`MAX_BODY_BYTES`] once inflated, and no more rows than the
-//! body's bits could hold. The crate then decodes only the columns asked for and
-//! validates every array it builds.
+//! body's bits could hold; a compressed buffer is inflated once and counted, and
+//! must come to what it declares. The crate then decodes only the columns asked
+//! for and validates every array it builds.
+//!
+//! The file format is read through its footer's list of messages, as pyarrow
+//! reads it: writers differ in what they put between the magic and the first
+//! listed message (polars writes no standard message there).
 
 pub mod cutouts;
 pub mod table_writer;
