@@ -69,3 +69,20 @@ def test_evaluate_scores_a_feather_file_and_arrow_predictions(lensmae_cli, fixtu
                           capture_output=True, text=True)
     assert done.returncode == 2 and "cut.feather" in done.stderr and "ARROW1" in done.stderr, done.stderr
     assert not (tmp_path / "cut.parquet").exists()
+
+
+def test_a_pipe_of_arrow_streams_from_and_to_python(fixtures):
+    source = fixtures / "catalog" / "deeplense-model2-12.parquet"
+    table = pq.read_table(source, columns=["id", "image"])
+    want = lensmae.load_model().predict(table)
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=5)
+    binary = ROOT / "target" / "release" / "lensmae"
+    done = subprocess.run([binary, "predict", "--input", "-", "--out", "-"], input=sink.getvalue().to_pybytes(),
+                          capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    got = ipc.open_stream(pa.py_buffer(done.stdout)).read_all()
+    for column in ["id"] + PREDICTED:
+        assert got.column(column).to_pylist() == want.column(column).to_pylist(), column
+    assert b'"rows": 12' in done.stderr
