@@ -74,6 +74,7 @@ enum FormatArg {
     Parquet,
     Fits,
     Npy,
+    Arrow,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -116,6 +117,7 @@ impl TryFrom<SimulateArgs> for SimulateRun {
             FormatArg::Parquet => Format::Parquet,
             FormatArg::Fits => Format::Fits,
             FormatArg::Npy => Format::Npy,
+            FormatArg::Arrow => Format::Arrow,
         };
         let mut options = SimulateOptions::new(args.n_per_class, args.seed, args.out.unwrap_or_default());
         options.task = task;

@@ -158,4 +158,7 @@ pub enum Format {
     Fits,
     /// The DeepLense release layout: class folders of float64 `.npy` files.
     Npy,
+    /// `dataset.arrow`: the Parquet table's columns and metadata in an Arrow IPC
+    /// (Feather v2) file, uncompressed, for readers that memory-map it.
+    Arrow,
 }

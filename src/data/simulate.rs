@@ -7,6 +7,7 @@
 //! stays bounded.
 
 use super::fits::FitsDatasetWriter;
+use super::ipc::table_writer::IpcDatasetWriter;
 use super::npy_tree::NpyTreeWriter;
 use super::parquet::ParquetDatasetWriter;
 use super::record::{DatasetInfo, Record, Task};
@@ -87,6 +88,7 @@ pub fn dataset_path(out_dir: &std::path::Path, format: Format) -> PathBuf {
         Format::Parquet => out_dir.join("dataset.parquet"),
         Format::Fits => out_dir.join("dataset.fits"),
         Format::Npy => out_dir.join("dataset"),
+        Format::Arrow => out_dir.join("dataset.arrow"),
     }
 }
 
@@ -284,6 +286,7 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
             Format::Parquet => Box::new(ParquetDatasetWriter::create(&path, info, opts.overwrite)?),
             Format::Fits => Box::new(FitsDatasetWriter::create(&path, info, total, opts.overwrite)?),
             Format::Npy => Box::new(NpyTreeWriter::create(&path, info, opts.overwrite)?),
+            Format::Arrow => Box::new(IpcDatasetWriter::create(&path, info, opts.overwrite)?),
         })
     };
     // Moved by each image rendered, from the rendering threads.

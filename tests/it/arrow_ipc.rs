@@ -327,3 +327,37 @@ fn a_run_failing_part_way_leaves_a_broken_stream_on_standard_output() {
     assert_eq!(reader.next().unwrap().unwrap().num_rows(), 5, "the batch before the failure");
     assert!(reader.next().is_some_and(|b| b.is_err()), "the stream is reported broken, not complete");
 }
+
+/// `simulate --format arrow`: the Parquet dataset's rows, columns and metadata in
+/// an Arrow IPC file, which training and `evaluate` read as they read the Parquet one.
+#[test]
+fn simulate_writes_arrow_datasets_as_it_writes_parquet() {
+    use lensmae::data::images::{read_float_columns, read_labelled_images};
+    use lensmae::data::simulate::{simulate_dataset, SimulateOptions};
+    use lensmae::data::Format;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = lensmae::sim::Simulator::new(lensmae::sim::presets::preset("survey").unwrap()).unwrap();
+    let written: Vec<_> = [Format::Parquet, Format::Arrow]
+        .into_iter()
+        .map(|format| {
+            let mut options = SimulateOptions::new(2, 5, dir.path());
+            options.format = format;
+            options.chunk_size = 4; // two batches
+            simulate_dataset(&sim, &options).unwrap()
+        })
+        .collect();
+    let (parquet, arrow) = (&written[0].path, &written[1].path);
+    assert_eq!(arrow.file_name().unwrap(), "dataset.arrow");
+    assert_eq!((written[1].rows, read_ipc(arrow).num_rows()), (6, 6));
+    let (a, b) = (read_labelled_images(arrow, "image").unwrap(), read_labelled_images(parquet, "image").unwrap());
+    assert_eq!((&a.class_names, &a.labels, &a.ids, &a.pixels), (&b.class_names, &b.labels, &b.ids, &b.pixels));
+    assert_eq!(a.recorded_pixel_scale(), b.recorded_pixel_scale());
+    let names = ["sub_snr", "lens_theta_e", "source_magnitude", "psf_fwhm", "exposure_time"];
+    assert_eq!(read_float_columns(arrow, &names).unwrap(), read_float_columns(parquet, &names).unwrap());
+    let (schema_a, schema_b) =
+        (lensmae::data::table_schema(arrow).unwrap(), lensmae::data::table_schema(parquet).unwrap());
+    assert_eq!(schema_a.fields(), schema_b.fields());
+    for key in ["lensmae:config", "lensmae:class_names", "lensmae:seed", "lensmae:pixel_scale"] {
+        assert_eq!(schema_a.metadata().get(key), schema_b.metadata().get(key), "{key}");
+    }
+}

@@ -461,7 +461,8 @@ fn write_parquet(path: &std::path::Path, batch: &arrow_array::RecordBatch) -> st
 fn a_cancelled_simulation_leaves_no_file_behind() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::new(lensmae::sim::presets::preset("deeplense-model2").unwrap()).unwrap();
-    for format in [lensmae::data::Format::Parquet, lensmae::data::Format::Fits, lensmae::data::Format::Npy] {
+    use lensmae::data::Format;
+    for format in [Format::Parquet, Format::Fits, Format::Npy, Format::Arrow] {
         let mut opts = SimulateOptions::new(4, 7, dir.path());
         opts.format = format;
         opts.chunk_size = 2;

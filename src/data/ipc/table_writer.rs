@@ -119,3 +119,37 @@ impl IpcTableWriter {
         Ok(rows)
     }
 }
+
+/// Streams simulated records into `dataset.arrow`: the columns and metadata of
+/// the Parquet dataset ([`crate::data::parquet::dataset_schema`]), atomically.
+pub struct IpcDatasetWriter {
+    info: crate::data::DatasetInfo,
+    schema: SchemaRef,
+    writer: IpcTableWriter,
+}
+
+impl IpcDatasetWriter {
+    /// Start writing `path`; `overwrite` allows replacing an existing file.
+    pub fn create(path: &Path, info: crate::data::DatasetInfo, overwrite: bool) -> Result<Self> {
+        let schema = crate::data::parquet::dataset_schema(&info);
+        let writer = IpcTableWriter::create(path, schema.clone(), IpcFormat::File, overwrite)?;
+        Ok(IpcDatasetWriter { info, schema, writer })
+    }
+}
+
+impl crate::data::DatasetWriter for IpcDatasetWriter {
+    fn write_batch(&mut self, records: &[crate::data::Record]) -> Result<()> {
+        let batch = crate::data::parquet::dataset_batch(&self.info, &self.schema, records).map_err(|e| match e {
+            Error::Shape(m) => ipc_error(self.writer.target(), m),
+            other => other,
+        })?;
+        self.writer.write(&batch)
+    }
+
+    fn finish(self: Box<Self>) -> Result<crate::data::WriteSummary> {
+        let path = self.writer.target().to_path_buf();
+        let rows = self.writer.finish()?;
+        let bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        Ok(crate::data::WriteSummary { rows, bytes, path })
+    }
+}
