@@ -280,6 +280,10 @@ fn predict_reads_standard_input_and_writes_standard_output_in_a_pipe() {
     assert_eq!(empty.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("standard input held nothing"));
     assert!(empty.stdout.is_empty());
+    // A device or pipe by its path (`/dev/stdin`) is not sniffed, which would
+    // consume its first bytes: refused, pointing at `-`.
+    let why = open_input(&[std::path::PathBuf::from("/dev/null")], &InputOptions::default()).err().unwrap().to_string();
+    assert!(why.contains("neither a file nor a folder") && why.contains("give `-`"), "{why}");
 }
 
 /// A run that fails part-way with its predictions on standard output: the

@@ -189,6 +189,16 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
         if !path.exists() {
             return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
         }
+        if !path.is_file() && !path.is_dir() {
+            return Err(Error::config(
+                "input",
+                format!(
+                    "{} is neither a file nor a folder (a pipe or a device?): give `-` to read an Arrow IPC \
+                     stream from standard input",
+                    path.display()
+                ),
+            ));
+        }
     }
     // A folder of Parquet files (a dataset as Spark or Dask write them, on disk or
     // under an S3 prefix), else a local folder of .npy images.
@@ -260,7 +270,9 @@ fn input_kind(input: &Path, dataset: bool) -> Result<&'static str> {
         "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
         "npy" => "npy",
         _ if remote::is_remote(input) => "parquet",
-        _ if IpcFormat::for_name(input).is_some() || IpcFormat::of_file(input)?.is_some() => "arrow",
+        _ if IpcFormat::for_name(input).is_some() => "arrow",
+        // Only a regular file is sniffed: reading a pipe's first bytes would lose them.
+        _ if input.is_file() && IpcFormat::of_file(input)?.is_some() => "arrow",
         _ => "parquet",
     })
 }
