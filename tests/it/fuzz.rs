@@ -142,6 +142,12 @@ fn inputs_earlier_campaigns_found_are_refused() {
     let path = root.join("fixtures/fuzz/arrow-ipc-dictionary-inflating-4gb.arrows");
     let e = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
     assert!(e.contains("a compressed buffer cannot be inflated"), "{e}");
+    // A string column whose offsets buffer holds 17 bytes (4 of 300,000 inputs of the
+    // campaign of seed 2): arrow-data's validation asserted on it (a panic the reader
+    // contained). Refused before the crate sees it, by a walk of the columns' buffers.
+    let path = root.join("fixtures/fuzz/arrow-ipc-offsets-17-bytes.arrow");
+    let e = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
+    assert!(e.contains("an offsets buffer of 17 bytes, not a whole number of 4-byte values"), "{e}");
 }
 
 /// A Parquet file whose dictionary page declares more values than it holds (the

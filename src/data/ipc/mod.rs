@@ -24,7 +24,7 @@ use crate::{Error, Result};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_ipc::{root_as_message, Message, MessageHeader, MetadataVersion};
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -464,6 +464,7 @@ impl IpcTable {
         }
         let compressed = batch.compression().is_some();
         let mut inflated = 0u64;
+        let mut lengths = Vec::new();
         for buffer in batch.buffers().iter().flatten() {
             let (offset, length) = (buffer.offset(), buffer.length());
             let inside = u64::try_from(offset)
@@ -473,7 +474,7 @@ impl IpcTable {
             let Some((offset, length)) = inside else {
                 return bad(format!("a buffer of {length} bytes at {offset}, outside its body of {}", frame.body_len));
             };
-            inflated += match (compressed, length) {
+            let length = match (compressed, length) {
                 (false, _) | (true, 0) => length,
                 (true, 1..8) => return bad(format!("a compressed buffer of {length} bytes, without its length")),
                 (true, _) => match prefix(offset, length)? {
@@ -482,12 +483,35 @@ impl IpcTable {
                     n => return bad(format!("a compressed buffer declaring {n} bytes")),
                 },
             };
+            lengths.push(length);
+            inflated += length;
             if inflated > MAX_BODY_BYTES {
                 return Err(self.too_large(at, inflated));
             }
         }
         if rows > inflated.saturating_mul(8).saturating_add(64) {
             return bad(format!("{rows} rows in {inflated} bytes of buffers"));
+        }
+        // The columns the buffers belong to: the schema's, or the one column of a
+        // dictionary's values.
+        let columns: Vec<DataType> = match message.header_as_dictionary_batch() {
+            #[allow(deprecated)] // arrow-ipc itself finds a dictionary's field by its id
+            Some(dictionary) => match self.schema.fields_with_dict_id(dictionary.id()).first().map(|f| f.data_type()) {
+                Some(DataType::Dictionary(_, values)) => vec![values.as_ref().clone()],
+                _ => vec![],
+            },
+            None => self.schema.fields().iter().map(|f| f.data_type().clone()).collect(),
+        };
+        let node_lengths: Vec<u64> = batch.nodes().iter().flatten().map(|n| n.length() as u64).collect();
+        let mut nodes = node_lengths.into_iter();
+        let mut buffers = lengths.into_iter();
+        let v5 = self.version >= MetadataVersion::V5;
+        for column in &columns {
+            match typed_buffers_whole(column, &mut nodes, &mut buffers, v5) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(why) => return bad(why),
+            }
         }
         Ok(rows as usize)
     }
@@ -518,6 +542,96 @@ impl IpcTable {
         }
         self.file.get_ref().read_exact_at(buf, at).map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// Walks the buffers of a column of type `column` in the order arrow-ipc reads
+/// them (`nodes`: each array's length; `buffers`: each buffer's length once
+/// inflated) and checks those the crate reads as typed slices: offsets and
+/// dictionary keys must hold whole values (its validation asserts it: a panic),
+/// a union's type ids and offsets one per value (it slices them unchecked).
+/// `Ok(false)` where the walk stops: a type it does not follow (views, list
+/// views), or buffers that run out (the crate says so itself).
+fn typed_buffers_whole(
+    column: &DataType,
+    nodes: &mut impl Iterator<Item = u64>,
+    buffers: &mut impl Iterator<Item = u64>,
+    v5: bool,
+) -> std::result::Result<bool, String> {
+    use DataType::*;
+    let whole = |length: u64, width: u64, what: &str| {
+        if length % width == 0 {
+            Ok(())
+        } else {
+            Err(format!("{what} of {length} bytes, not a whole number of {width}-byte values"))
+        }
+    };
+    let Some(length) = nodes.next() else { return Ok(false) };
+    let mut next = |count: usize| -> Option<Vec<u64>> { (0..count).map(|_| buffers.next()).collect() };
+    match column {
+        Null => {}
+        Utf8 | Binary | LargeUtf8 | LargeBinary => {
+            let Some(b) = next(3) else { return Ok(false) };
+            let width = if matches!(column, Utf8 | Binary) { 4 } else { 8 };
+            whole(b[1], width, "an offsets buffer")?;
+        }
+        List(item) | LargeList(item) | Map(item, _) => {
+            let Some(b) = next(2) else { return Ok(false) };
+            whole(b[1], if matches!(column, LargeList(_)) { 8 } else { 4 }, "an offsets buffer")?;
+            return typed_buffers_whole(item.data_type(), nodes, buffers, v5);
+        }
+        FixedSizeList(item, _) => {
+            if next(1).is_none() {
+                return Ok(false);
+            }
+            return typed_buffers_whole(item.data_type(), nodes, buffers, v5);
+        }
+        Struct(fields) => {
+            if next(1).is_none() {
+                return Ok(false);
+            }
+            for field in fields {
+                if !typed_buffers_whole(field.data_type(), nodes, buffers, v5)? {
+                    return Ok(false);
+                }
+            }
+        }
+        RunEndEncoded(run_ends, values) => {
+            return Ok(typed_buffers_whole(run_ends.data_type(), nodes, buffers, v5)?
+                && typed_buffers_whole(values.data_type(), nodes, buffers, v5)?);
+        }
+        Dictionary(key, _) => {
+            let Some(b) = next(2) else { return Ok(false) };
+            let width = key.primitive_width().unwrap_or(1) as u64;
+            whole(b[1], width, "a dictionary's key buffer")?;
+        }
+        Union(fields, mode) => {
+            if !v5 && next(1).is_none() {
+                return Ok(false);
+            }
+            let Some(type_ids) = next(1) else { return Ok(false) };
+            if type_ids[0] < length {
+                return Err(format!("a union of {length} values with {} type ids", type_ids[0]));
+            }
+            if *mode == arrow_schema::UnionMode::Dense {
+                let Some(offsets) = next(1) else { return Ok(false) };
+                if offsets[0] < length.saturating_mul(4) {
+                    return Err(format!("a union of {length} values with {} bytes of offsets", offsets[0]));
+                }
+            }
+            for (_, field) in fields.iter() {
+                if !typed_buffers_whole(field.data_type(), nodes, buffers, v5)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Utf8View | BinaryView | ListView(_) | LargeListView(_) => return Ok(false),
+        _ => {
+            if next(2).is_none() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Inflates a compressed buffer without keeping what it inflates to, stopping one
