@@ -370,3 +370,50 @@ fn simulate_writes_arrow_datasets_as_it_writes_parquet() {
         assert_eq!(schema_a.metadata().get(key), schema_b.metadata().get(key), "{key}");
     }
 }
+
+/// A carried column Parquet cannot store (a union, which an Arrow IPC file or an
+/// in-memory table may hold): the parquet crate panicked (`not implemented: See
+/// ARROW-8817`); refused before any work, naming it, and an Arrow output carries it.
+#[test]
+fn a_union_column_is_carried_into_arrow_and_refused_for_parquet_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = read(&crate::fixture(MODEL_II));
+    let type_ids = arrow_buffer::ScalarBuffer::from(vec![0i8, 1].repeat(6));
+    let fields = arrow_schema::UnionFields::try_new(
+        [0, 1],
+        [
+            arrow_schema::Field::new("n", arrow_schema::DataType::Int64, false),
+            arrow_schema::Field::new("s", arrow_schema::DataType::Utf8, false),
+        ],
+    )
+    .unwrap();
+    let children: Vec<ArrayRef> = vec![
+        Arc::new(arrow_array::Int64Array::from_iter_values(0..12)),
+        Arc::new(arrow_array::StringArray::from_iter_values((0..12).map(|i| format!("s{i}")))),
+    ];
+    let union = arrow_array::UnionArray::try_new(fields, type_ids, None, children).unwrap();
+    let input = RecordBatch::try_from_iter([
+        ("id", batch.column_by_name("id").unwrap().clone()),
+        ("image", batch.column_by_name("image").unwrap().clone()),
+        ("either", Arc::new(union) as ArrayRef),
+    ])
+    .unwrap();
+    let path = dir.path().join("union.arrow");
+    let mut w = FileWriter::try_new(std::fs::File::create(&path).unwrap(), &input.schema()).unwrap();
+    w.write(&input).unwrap();
+    w.finish().unwrap();
+    let with_union = |out: &str| {
+        let mut options = predict_options(
+            std::slice::from_ref(&path),
+            classifier(Path::new("bundled:classifier"), 5),
+            &dir.path().join(out),
+        );
+        options.input.keep = vec!["either".into()];
+        options.predictor.pixel_scale = lensmae::stage::geometry::PixelScale::Model;
+        predict(&options)
+    };
+    let why = with_union("pred.parquet").unwrap_err().to_string();
+    assert!(why.contains("column `either` holds a union") && why.contains("write an Arrow IPC file"), "{why}");
+    with_union("pred.arrow").unwrap();
+    assert_eq!(read_ipc(&dir.path().join("pred.arrow")).column_by_name("either").unwrap().len(), 12);
+}
