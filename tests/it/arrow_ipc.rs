@@ -378,7 +378,7 @@ fn simulate_writes_arrow_datasets_as_it_writes_parquet() {
 fn a_union_column_is_carried_into_arrow_and_refused_for_parquet_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let batch = read(&crate::fixture(MODEL_II));
-    let type_ids = arrow_buffer::ScalarBuffer::from(vec![0i8, 1].repeat(6));
+    let type_ids = arrow_buffer::ScalarBuffer::from([0i8, 1].repeat(6));
     let fields = arrow_schema::UnionFields::try_new(
         [0, 1],
         [
