@@ -2,8 +2,8 @@
 //! IPC table with an image column and labels (the simulator's datasets), a FITS
 //! file of cutouts with a label table, or a DeepLense folder of `.npy` class folders.
 //!
-//! Images come through the stage's cutout readers ([`ParquetCutouts`],
-//! [`IpcCutouts`], [`FitsCutouts`]), so a training set is read as a prediction input is: the
+//! Images come through the stage's cutout readers ([`ParquetCutouts`], the
+//! Arrow IPC reader, [`FitsCutouts`]), so a training set is read as a prediction input is: the
 //! same column layouts (tensor or float lists, FITS stamps in bytes), BSCALE,
 //! BLANK and truncation handling. Labels come from `label_idx` (any integer
 //! type) or `label` strings ([`columns::read_label_table`], or the FITS label
@@ -13,7 +13,6 @@
 
 use crate::data::cutouts::{CutoutReader, InputOptions};
 use crate::data::fits::cutouts::FitsCutouts;
-use crate::data::ipc::cutouts::IpcCutouts;
 use crate::data::parquet::columns;
 pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABELLED};
 use crate::data::parquet::cutouts::ParquetCutouts;
@@ -375,8 +374,7 @@ fn read_parquet_images_labelled(
     let opts = InputOptions { image_column: Some(image_column.to_string()), ..InputOptions::default() };
     let mut cutouts: Box<dyn CutoutReader> = match dataset {
         Some(files) => Box::new(ParquetCutouts::open_dataset(path, files, &opts)?),
-        None if super::is_ipc_file(path)? => Box::new(IpcCutouts::open(&[path.to_path_buf()], &opts)?),
-        None => Box::new(ParquetCutouts::open(&[path.to_path_buf()], &opts)?),
+        None => crate::data::cutouts::open_input(&[path.to_path_buf()], &opts)?,
     };
     let err = |message: String| Error::Table { path: path.to_path_buf(), message };
     let id_of = |row: usize| table.ids.as_ref().map_or(Some(row as i64), |ids| ids.get(row).copied());

@@ -51,6 +51,20 @@ pub(crate) fn read_whole_at_most(path: &Path, limit: u64) -> Result<std::result:
     Ok(if bytes.len() as u64 > limit { Err(bytes.len() as u64) } else { Ok(bytes) })
 }
 
+/// Runs a decoder call of a crate that may panic on a malformed file (the
+/// parquet crate, arrow-ipc), turning the panic into the refusal `malformed file
+/// (the decoder failed: ...)` for the caller to name the file in.
+pub(crate) fn contain_decoder_panic<T>(call: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        format!("malformed file (the decoder failed: {why})")
+    })
+}
+
 /// Whether `path` is named as a table file: Parquet (`.parquet`, `.pq`) or Arrow
 /// IPC (`.arrow`, `.feather`, `.ipc`, `.arrows`).
 pub(crate) fn is_table_name(path: &Path) -> bool {
@@ -59,7 +73,8 @@ pub(crate) fn is_table_name(path: &Path) -> bool {
 }
 
 /// Whether the local file `path` is an Arrow IPC file (by its first bytes,
-/// whatever its name), rather than Parquet.
+/// whatever its name), rather than Parquet. Only a regular file is looked into:
+/// reading a pipe's first bytes would lose them.
 pub(crate) fn is_ipc_file(path: &Path) -> Result<bool> {
     Ok(!remote::is_remote(path) && path.is_file() && ipc::IpcFormat::of_file(path)?.is_some())
 }
@@ -74,16 +89,17 @@ pub fn table_schema(path: &Path) -> Result<arrow_schema::SchemaRef> {
 }
 
 /// Every batch of the columns `names` of the table file `path` (Arrow IPC or
-/// Parquet), in order; a missing column is an error naming it.
+/// Parquet), in order; a missing column is the error `missing` words.
 pub fn for_each_table_batch(
     path: &Path,
     names: &[&str],
+    missing: &dyn Fn(&str) -> String,
     each: impl FnMut(arrow_array::RecordBatch) -> Result<()>,
 ) -> Result<()> {
     if is_ipc_file(path)? {
-        return ipc::for_each_batch(path, names, each);
+        return ipc::for_each_batch(path, names, missing, each);
     }
-    parquet::for_each_batch(path, names, each)
+    parquet::for_each_batch(path, names, missing, each)
 }
 
 /// Every file under `root`, going into the folders whose names `into_folder` accepts,

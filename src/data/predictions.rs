@@ -101,7 +101,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         metadata: schema.metadata().clone().into(),
     };
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    super::for_each_table_batch(path, &wanted, |batch| {
+    super::for_each_table_batch(path, &wanted, &|name| format!("no column `{name}`"), |batch| {
         let column = |name: &str| batch.column_by_name(name).expect("projected");
         let as_f64 = |name: &str| arrow_cast_f64(column(name)).map_err(|m| err(format!("column `{name}`: {m}")));
         let first_row = table.ids.len();

@@ -196,10 +196,9 @@ pub trait PredictionSink {
 /// `rows` rows, an Arrow IPC file (`.arrow`, `.feather`, `.ipc`) or stream
 /// (`.arrows`; `-`: standard output), else Parquet.
 pub fn create_sink(target: &Path, schema: SchemaRef, rows: usize, overwrite: bool) -> Result<Box<dyn PredictionSink>> {
-    if target == Path::new(STANDARD_STREAM) {
-        return Ok(Box::new(IpcTableWriter::create(target, schema, IpcFormat::Stream, overwrite)?));
-    }
-    if let Some(format) = IpcFormat::for_name(target) {
+    if let Some(format) =
+        IpcFormat::for_name(target).or((target == Path::new(STANDARD_STREAM)).then_some(IpcFormat::Stream))
+    {
         return Ok(Box::new(IpcTableWriter::create(target, schema, format, overwrite)?));
     }
     let ext = target.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();

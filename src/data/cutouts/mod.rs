@@ -269,10 +269,7 @@ fn input_kind(input: &Path, dataset: bool) -> Result<&'static str> {
     Ok(match input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
         "fits" | "fit" | "fts" | "gz" | "fz" => "fits",
         "npy" => "npy",
-        _ if remote::is_remote(input) => "parquet",
-        _ if IpcFormat::for_name(input).is_some() => "arrow",
-        // Only a regular file is sniffed: reading a pipe's first bytes would lose them.
-        _ if input.is_file() && IpcFormat::of_file(input)?.is_some() => "arrow",
+        _ if IpcFormat::for_name(input).is_some() || crate::data::is_ipc_file(input)? => "arrow",
         _ => "parquet",
     })
 }

@@ -44,10 +44,12 @@ impl IpcCutouts {
         let layout = TableLayout::of_schema(&schema, opts, first, |column| first_shape(files, &mut table, column))?;
         let (mut file_rows, mut file_batches, mut file_scales, mut file_columns) = (vec![], vec![], vec![], vec![]);
         for path in files {
-            let other = if path == first { schema.clone() } else { IpcTable::open(path)?.schema().clone() };
+            // (The first file's table has passed its first images finding their shape.)
+            let table = IpcTable::open(path)?;
+            let other = table.schema().clone();
             file_columns.push(columns_of(&layout, &other, &schema, path, first)?);
             file_scales.push(recorded_pixel_scale(&other));
-            let batches = IpcTable::batch_rows(path)?;
+            let batches = table.batch_rows()?;
             file_rows.push(batches.iter().sum());
             file_batches.push(batches);
         }

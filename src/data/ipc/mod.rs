@@ -27,7 +27,7 @@ use arrow_ipc::{root_as_message, Message, MessageHeader, MetadataVersion};
 use arrow_schema::{DataType, SchemaRef};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,20 +69,12 @@ impl IpcFormat {
     /// The format of the file at `path` by its first bytes (the file format's
     /// magic, or a stream's first continuation marker); `None` for another file.
     pub fn of_file(path: &Path) -> Result<Option<IpcFormat>> {
-        let mut head = [0u8; 8];
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut filled = 0;
-        while filled < head.len() {
-            match (&file).read(&mut head[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(path, e)),
-            }
-        }
-        Ok(if filled >= FILE_MAGIC.len() && &head[..FILE_MAGIC.len()] == FILE_MAGIC {
+        let mut head = Vec::with_capacity(8);
+        file.take(8).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+        Ok(if head.starts_with(FILE_MAGIC) {
             Some(IpcFormat::File)
-        } else if filled == head.len() && head[..4] == CONTINUATION {
+        } else if head.len() == 8 && head.starts_with(&CONTINUATION) {
             Some(IpcFormat::Stream)
         } else {
             None
@@ -132,7 +124,7 @@ enum Messages {
 /// A table in an Arrow IPC file, read record batch by record batch.
 pub struct IpcTable {
     path: PathBuf,
-    file: BufReader<File>,
+    file: File,
     format: IpcFormat,
     messages: Messages,
     /// Where the file's messages end: the file format's footer, or its end.
@@ -156,7 +148,7 @@ impl IpcTable {
         let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut table = IpcTable {
             path: path.to_path_buf(),
-            file: BufReader::new(file),
+            file,
             format,
             messages: Messages::Stream { position: 0, finished: false },
             end: size,
@@ -175,7 +167,7 @@ impl IpcTable {
                 table.schema =
                     Arc::new(guarded(path, || arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| e.to_string()))?);
                 table.version = message.version();
-                table.skip(&frame)?;
+                table.skip(&frame);
             }
             IpcFormat::File => table.read_footer(size)?,
         }
@@ -186,13 +178,13 @@ impl IpcTable {
     /// and its dictionaries, read now.
     fn read_footer(&mut self, size: u64) -> Result<()> {
         let path = self.path.clone();
-        let start = footer_start(self.file.get_ref(), size).map_err(|m| ipc_error(&path, m))?;
+        let start = footer_start(&self.file, size).map_err(|m| ipc_error(&path, m))?;
         let length = size - TRAILER_BYTES - start;
         if length > MAX_METADATA_BYTES {
             return Err(ipc_error(&path, format!("a footer of {length} bytes, more than the 64 MiB allowed")));
         }
         let mut bytes = vec![0u8; length as usize];
-        self.file.get_ref().read_exact_at(&mut bytes, start).map_err(|e| Error::io(&path, e))?;
+        self.file.read_exact_at(&mut bytes, start).map_err(|e| Error::io(&path, e))?;
         let footer = arrow_ipc::root_as_footer(&bytes)
             .map_err(|e| ipc_error(&path, format!("the footer is not a valid footer: {e}")))?;
         let fb = footer.schema().ok_or_else(|| ipc_error(&path, "the footer holds no schema"))?;
@@ -272,15 +264,14 @@ impl IpcTable {
     pub fn skip_batch(&mut self) -> Result<Option<usize>> {
         let Some(frame) = self.next_record_batch()? else { return Ok(None) };
         let rows = self.declared_rows(&frame)?;
-        self.skip(&frame)?;
+        self.skip(&frame);
         Ok(Some(rows))
     }
 
-    /// The rows of every record batch in the file at `path`, from the messages'
-    /// metadata (no batch's body is decoded).
-    pub fn batch_rows(path: &Path) -> Result<Vec<usize>> {
-        let mut table = IpcTable::open(path)?;
-        std::iter::from_fn(|| table.skip_batch().transpose()).collect()
+    /// The rows of every record batch from here on, from the messages' metadata
+    /// (no batch's body is decoded).
+    pub fn batch_rows(mut self) -> Result<Vec<usize>> {
+        std::iter::from_fn(|| self.skip_batch().transpose()).collect()
     }
 
     /// The next record batch's frame, its body unread; a stream's dictionaries on
@@ -294,7 +285,7 @@ impl IpcTable {
                     let body = self.body(&frame)?;
                     self.read_dictionary(&frame.message(), &body)?;
                 }
-                _ => self.skip(&frame)?,
+                _ => self.skip(&frame),
             }
         }
     }
@@ -402,20 +393,14 @@ impl IpcTable {
         let mut body = Vec::new();
         body.try_reserve_exact(frame.body_len as usize)
             .map_err(|e| ipc_error(&self.path, format!("a body of {} bytes: {e}", frame.body_len)))?;
-        self.file.seek(SeekFrom::Start(frame.body_at)).map_err(|e| Error::io(&self.path, e))?;
-        (&mut self.file).take(frame.body_len).read_to_end(&mut body).map_err(|e| Error::io(&self.path, e))?;
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(frame.body_at)).map_err(|e| Error::io(&self.path, e))?;
+        file.take(frame.body_len).read_to_end(&mut body).map_err(|e| Error::io(&self.path, e))?;
         if body.len() as u64 != frame.body_len {
             return Err(ipc_error(&self.path, format!("the body at byte {} ends early", frame.body_at)));
         }
-        self.skip(frame)?;
-        let message = frame.message();
-        let codec = match message.header_type() {
-            MessageHeader::RecordBatch => message.header_as_record_batch(),
-            MessageHeader::DictionaryBatch => message.header_as_dictionary_batch().and_then(|d| d.data()),
-            _ => None,
-        }
-        .and_then(|batch| batch.compression())
-        .map(|c| c.codec());
+        self.skip(frame);
+        let codec = batch_of(&frame.message()).and_then(|batch| batch.compression()).map(|c| c.codec());
         self.check_buffers(frame, |offset, length| {
             let (start, end) = (offset as usize, (offset + length) as usize);
             let declared = i64::from_le_bytes(body[start..start + 8].try_into().expect("checked inside the body"));
@@ -433,7 +418,7 @@ impl IpcTable {
     /// The rows `frame`'s record batch declares, checked against its buffers as
     /// [`IpcTable::body`] checks them (reading only compressed buffers' prefixes).
     fn declared_rows(&self, frame: &Frame) -> Result<usize> {
-        let file = self.file.get_ref();
+        let file = &self.file;
         self.check_buffers(frame, |offset, _| {
             let mut word = [0u8; 8];
             file.read_exact_at(&mut word, frame.body_at + offset).map_err(|e| Error::io(&self.path, e))?;
@@ -449,11 +434,10 @@ impl IpcTable {
     fn check_buffers(&self, frame: &Frame, prefix: impl Fn(u64, u64) -> Result<i64>) -> Result<usize> {
         let message = frame.message();
         let at = frame.body_at;
-        let batch = match message.header_type() {
-            MessageHeader::RecordBatch => message.header_as_record_batch(),
-            MessageHeader::DictionaryBatch => message.header_as_dictionary_batch().and_then(|d| d.data()),
-            _ => return Ok(0),
-        };
+        if !matches!(message.header_type(), MessageHeader::RecordBatch | MessageHeader::DictionaryBatch) {
+            return Ok(0);
+        }
+        let batch = batch_of(&message);
         let bad = |why: String| Err(ipc_error(&self.path, format!("the batch whose body is at byte {at}: {why}")));
         let Some(batch) = batch else { return bad("no record batch in the message".into()) };
         let Ok(rows) = u64::try_from(batch.length()) else { return bad(format!("{} rows", batch.length())) };
@@ -529,18 +513,17 @@ impl IpcTable {
     }
 
     /// Moves a stream past `frame`'s body.
-    fn skip(&mut self, frame: &Frame) -> Result<()> {
+    fn skip(&mut self, frame: &Frame) {
         if let Messages::Stream { position, .. } = &mut self.messages {
             *position = frame.body_at + frame.body_len;
         }
-        Ok(())
     }
 
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<()> {
         if at.saturating_add(buf.len() as u64) > self.end {
             return Err(ipc_error(&self.path, format!("{} bytes at byte {at} run past the messages' end", buf.len())));
         }
-        self.file.get_ref().read_exact_at(buf, at).map_err(|e| Error::io(&self.path, e))
+        self.file.read_exact_at(buf, at).map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -656,6 +639,15 @@ fn check_inflated(codec: arrow_ipc::CompressionType, data: &[u8], declared: u64)
     }
 }
 
+/// The buffers and nodes of a record batch message, or of a dictionary batch's values.
+fn batch_of<'a>(message: &Message<'a>) -> Option<arrow_ipc::RecordBatch<'a>> {
+    match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        MessageHeader::DictionaryBatch => message.header_as_dictionary_batch().and_then(|d| d.data()),
+        _ => None,
+    }
+}
+
 /// Where the file format's messages end: its footer's first byte, from the
 /// trailer (the footer's length, then the magic).
 fn footer_start(file: &File, size: u64) -> std::result::Result<u64, String> {
@@ -678,25 +670,21 @@ fn footer_start(file: &File, size: u64) -> std::result::Result<u64, String> {
 /// Runs an arrow-ipc decoder call, turning a panic on a malformed file into an
 /// error naming it (the checks above keep the crate's known ones from happening).
 fn guarded<T>(path: &Path, call: impl FnOnce() -> std::result::Result<T, String>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
-        .unwrap_or_else(|panic| {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(format!("malformed file (the decoder failed: {why})"))
-        })
-        .map_err(|m| ipc_error(path, m))
+    crate::data::contain_decoder_panic(call).and_then(|r| r).map_err(|m| ipc_error(path, m))
 }
 
 /// Every batch of the columns `names` of the IPC file `path`, in order; a
-/// missing column is an error naming it.
-pub fn for_each_batch(path: &Path, names: &[&str], mut each: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+/// missing column is the error `missing` words.
+pub fn for_each_batch(
+    path: &Path,
+    names: &[&str],
+    missing: &dyn Fn(&str) -> String,
+    mut each: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let mut table = IpcTable::open(path)?;
     let projection: Vec<usize> = names
         .iter()
-        .map(|name| table.schema().index_of(name).map_err(|_| ipc_error(path, format!("no column `{name}`"))))
+        .map(|name| table.schema().index_of(name).map_err(|_| ipc_error(path, missing(name))))
         .collect::<Result<_>>()?;
     while let Some(batch) = table.next_batch(Some(&projection))? {
         each(batch)?;
@@ -755,7 +743,7 @@ mod tests {
             write(&path, format, compression);
             assert_eq!(IpcFormat::of_file(&path).expect("readable"), Some(format), "{name}");
             assert_eq!(IpcFormat::for_name(&path), Some(format), "{name}");
-            assert_eq!(IpcTable::batch_rows(&path).expect("counted"), vec![5, 5, 5], "{name}");
+            assert_eq!(IpcTable::open(&path).and_then(IpcTable::batch_rows).expect("counted"), vec![5, 5, 5], "{name}");
             let mut t = IpcTable::open(&path).expect("opens");
             assert_eq!(t.skip_batch().expect("skipped"), Some(5));
             let batch = t.next_batch(Some(&[0])).expect("decoded").expect("a batch");

@@ -1,9 +1,10 @@
 //! One Arrow table written to an Arrow IPC file batch by batch (the file format
 //! for `.arrow`, `.feather`, `.ipc`; the stream format for `.arrows`), under a
 //! hidden temporary name until it is complete; or as a stream to standard output
-//! (`-`), batch by batch as each is predicted, for the next program in a pipe. Uncompressed, so that readers can
-//! memory-map it (pyarrow `ipc.open_file(pa.memory_map(path))`, polars
-//! `read_ipc(memory_map=True)`): Parquet is the compact format.
+//! (`-`), batch by batch as each is predicted, for the next program in a pipe.
+//! Uncompressed, so that readers can memory-map it (pyarrow
+//! `ipc.open_file(pa.memory_map(path))`, polars `read_ipc(memory_map=True)`):
+//! Parquet is the compact format.
 
 use super::{ipc_error, IpcFormat};
 use crate::data::atomic::AtomicPath;
@@ -53,8 +54,8 @@ pub struct IpcTableWriter {
 pub const STANDARD_STREAM: &str = "-";
 
 impl IpcTableWriter {
-    /// Starts `target` in `format` (refused if it exists, unless `overwrite`);
-    /// the schema's metadata is the file's.
+    /// Starts `target` in `format` (refused if it exists, unless `overwrite`), or
+    /// the stream on standard output for `-`; the schema's metadata is the file's.
     pub fn create(target: &Path, schema: SchemaRef, format: IpcFormat, overwrite: bool) -> Result<IpcTableWriter> {
         if target == Path::new(STANDARD_STREAM) {
             // Each batch goes out as soon as it is written: the stream's reader

@@ -130,14 +130,8 @@ fn for_each_batch(
     for source in sources {
         let stored: Vec<&str> =
             names.iter().copied().filter(|name| !source.partition.iter().any(|(key, _)| key == name)).collect();
-        let schema = crate::data::table_schema(&source.path)?;
-        if let Some(missing) = stored.iter().find(|name| schema.field_with_name(name).is_err()) {
-            return Err(Error::Table {
-                path: source.path.clone(),
-                message: format!("no column `{missing}` ({} has one)", sources[0].path.display()),
-            });
-        }
-        crate::data::for_each_table_batch(&source.path, &stored, |batch| {
+        let missing = |name: &str| format!("no column `{name}` ({} has one)", sources[0].path.display());
+        crate::data::for_each_table_batch(&source.path, &stored, &missing, |batch| {
             each(with_partition_columns(&source.path, batch, &source.partition)?)
         })?;
     }

@@ -202,14 +202,8 @@ fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
 /// malformed file (the fuzz campaign found several: thrift varints longer than 10
 /// bytes, negative column offsets) into an error naming the file.
 fn guarded<T>(path: &Path, call: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Err(Error::Parquet { path: path.to_path_buf(), message: format!("malformed file (the decoder failed: {why})") })
-    })
+    crate::data::contain_decoder_panic(call)
+        .unwrap_or_else(|message| Err(Error::Parquet { path: path.to_path_buf(), message }))
 }
 
 /// Where a Parquet file is: on disk, or a remote object (its HEAD answered).
@@ -440,8 +434,13 @@ impl Iterator for ParquetBatches {
 }
 
 /// Every batch of the columns `names` of the Parquet file `path`, in order; a
-/// missing column is an error naming it.
-pub fn for_each_batch(path: &Path, names: &[&str], mut each: impl FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+/// missing column is the error `missing` words.
+pub fn for_each_batch(
+    path: &Path,
+    names: &[&str],
+    missing: &dyn Fn(&str) -> String,
+    mut each: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let builder = open_parquet(path)?;
     let wanted = names
         .iter()
@@ -449,7 +448,7 @@ pub fn for_each_batch(path: &Path, names: &[&str], mut each: impl FnMut(RecordBa
             builder
                 .schema()
                 .index_of(name)
-                .map_err(|_| Error::Parquet { path: path.to_path_buf(), message: format!("no column `{name}`") })
+                .map_err(|_| Error::Table { path: path.to_path_buf(), message: missing(name) })
         })
         .collect::<Result<Vec<usize>>>()?;
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
