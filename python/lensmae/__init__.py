@@ -47,6 +47,9 @@ PREDICTION_COLUMNS = {
     "cutout's pixel scale, deflector and (for a min-max model) storage precision where the model can "
     "use them (bool)",
     "sr_image": "the super-resolved cutout (arrow.fixed_shape_tensor; task 'superres' or 'all')",
+    "sr_wcs": "where sr_image lies on the sky: its celestial WCS as FITS header cards, which "
+    "``astropy.wcs.WCS(text)`` reads (string; with sr_image, when the cutout is a FITS image or "
+    "stamp with a celestial WCS; null otherwise)",
     "pixel_scale": "the cutout's pixel scale used, arcsec per pixel (float64; null when unknown)",
     "geometry": "how the cutout was brought to the model's grid ('resampled 101x101 at 0.1 to 0.101 "
     "arcsec/px, cropped to 64x64', 'padded ...'); 'as is' when used unchanged; 'deflector centred from "

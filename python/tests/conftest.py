@@ -31,12 +31,15 @@ def lensmae_cli():
 PREDICTED = ["p_axion", "p_cdm", "p_no_sub", "pred_class", "max_prob", "entropy", "ood_score", "in_domain", "status"]
 
 
-def run_readme_example(marker, output, out, monkeypatch):
+def run_readme_example(marker, output, out, monkeypatch, inputs=None):
     """Runs README.md's Python example under ``<!-- marker -->`` from the repository
-    root, its ``output`` path replaced by ``out``; returns its namespace."""
+    root, its ``output`` path replaced by ``out`` (and each path of ``inputs``, a dict,
+    by its value); returns its namespace."""
     text = (ROOT / "README.md").read_text()
     example = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S).group(1)
     monkeypatch.chdir(ROOT)
+    for path, replacement in {output: out, **(inputs or {})}.items():
+        example = example.replace(f'"{path}"', repr(str(replacement)))
     namespace = {}
-    exec(compile(example.replace(f'"{output}"', repr(str(out))), "README.md", "exec"), namespace)
+    exec(compile(example, "README.md", "exec"), namespace)
     return namespace

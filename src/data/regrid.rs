@@ -58,6 +58,9 @@ pub struct Regrid {
     input: [usize; 2],
     size: usize,
     ratio: f64,
+    /// The input position (x, y: along columns, then rows; 0-based, at pixel
+    /// edges) of the output grid's first pixel edge.
+    origin: [f64; 2],
     rows: AxisMap,
     cols: AxisMap,
 }
@@ -75,13 +78,21 @@ impl Regrid {
                 len as f64 / 2.0 - size as f64 * ratio / 2.0
             }
         };
+        let origin = [start(input[1]), start(input[0])];
         Regrid {
             input,
             size,
             ratio,
-            rows: AxisMap::new(input[0], size, ratio, start(input[0])),
-            cols: AxisMap::new(input[1], size, ratio, start(input[1])),
+            origin,
+            rows: AxisMap::new(input[0], size, ratio, origin[1]),
+            cols: AxisMap::new(input[1], size, ratio, origin[0]),
         }
+    }
+
+    /// Where the output grid lies on the input: output pixel edge `o` (0-based, x
+    /// along columns, y along rows) is at input position `origin + o * ratio`.
+    pub fn placement(&self) -> ([f64; 2], f64) {
+        (self.origin, self.ratio)
     }
 
     /// Whether the output is the input, unchanged.

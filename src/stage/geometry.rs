@@ -178,6 +178,10 @@ impl Geometry {
                 let regrid =
                     regrids.entry(ratio.to_bits()).or_insert_with(|| Regrid::centred(self.input, self.size, ratio));
                 regrid.apply(&batch.pixels[src.clone()], &mut pixels[dst.clone()]);
+                if let Some(wcs) = batch.wcs.get_mut(r).and_then(Option::as_mut) {
+                    let (origin, ratio) = regrid.placement();
+                    *wcs = wcs.regridded(origin, ratio);
+                }
                 if let (Some(sigma), Some(out)) = (&batch.noise, noise.as_mut()) {
                     regrid.apply_to_sigma(&sigma[src], &mut out[dst]);
                 }
@@ -244,7 +248,14 @@ mod tests {
 
     fn batch(pixels: Vec<f32>, scales: Vec<Option<f64>>) -> CutoutBatch {
         let n = scales.len();
-        CutoutBatch { pixels, problems: vec![None; n], carried: vec![], pixel_scales: scales, noise: None }
+        CutoutBatch {
+            pixels,
+            problems: vec![None; n],
+            carried: vec![],
+            pixel_scales: scales,
+            wcs: vec![None; n],
+            noise: None,
+        }
     }
 
     #[test]

@@ -149,6 +149,7 @@ mod tests {
                 .map(|(name, values)| (Field::new(name, values.data_type().clone(), true), values))
                 .collect(),
             pixel_scales: vec![None; rows],
+            wcs: vec![None; rows],
             noise: None,
         }
     }

@@ -11,7 +11,8 @@
 //! (null for an uncalibrated classifier), for a classifier of smooth-lens residuals
 //! `fit_chi2`, `fit_theta_e` (what the fit of the cutout found) and `fit_refit_spread`
 //! (how far refits of the cutout moved in its last bits land), `sr_image` (a
-//! fixed-shape tensor, when a super-resolution model ran) and `status` (`ok`;
+//! fixed-shape tensor, when a super-resolution model ran) with `sr_wcs` (its
+//! celestial WCS as FITS header cards, when the input had one) and `status` (`ok`;
 //! `out_of_domain` when the model answered but the image is unlike its training
 //! data; `unstable_fit` when it answered but its fit does not come back; or why the
 //! row has no prediction). Rows without a prediction hold nulls, never a made-up value.
@@ -57,6 +58,9 @@ const PREDICTIONS_FITS: FitsTableLayout = FitsTableLayout {
         ("lensmae:build", "BUILD"),
     ],
 };
+
+/// The highest SIP order whose `sr_wcs` astropy's Parquet reader reads whole.
+const ASTROPY_SIP_ORDER: usize = 5;
 
 /// `field` with its description and, when it has one, its unit.
 fn described(field: Field, description: &str, unit: Option<&str>) -> Field {
@@ -129,6 +133,11 @@ pub fn predictions_schema(
             "the super-resolved cutout, in the input cutout's flux units per pixel",
             None,
         ));
+        fields.push(described(
+            Field::new("sr_wcs", DataType::Utf8, true),
+            "where sr_image lies on the sky: its celestial WCS (RA---TAN/DEC--TAN, CD matrix, RADESYS) as FITS header cards of 80 characters each, which astropy's WCS(text) reads; the input cutout's WCS carried through its regridding and the super-resolution (null: the input has no celestial WCS, or the row no sr_image)",
+            None,
+        ));
     }
     fields.push(described(
         Field::new("pixel_scale", DataType::Float64, true),
@@ -165,6 +174,12 @@ pub fn predictions_schema(
         // astropy's Parquet reader sizes string columns by these keys and cannot
         // measure a column with nulls itself (pred_class is null without a prediction).
         metadata.insert("table::len::pred_class".to_string(), longest.to_string());
+    }
+    if sr_shape.is_some() {
+        // sr_wcs is null without a WCS; its width for astropy is that of the longest
+        // WCS up to a SIP distortion of order 5 (astropy cuts longer ones there).
+        let longest = crate::data::fits::wcs::longest_header_cards(ASTROPY_SIP_ORDER);
+        metadata.insert("table::len::sr_wcs".to_string(), longest.to_string());
     }
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }

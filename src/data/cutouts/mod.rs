@@ -6,6 +6,7 @@
 //! whole (an unreadable file, a missing column) are errors naming the file.
 
 use crate::data::fingerprint::{fingerprint_all, FileFingerprint};
+use crate::data::fits::wcs::CelestialWcs;
 use crate::data::ipc::{cutouts::IpcCutouts, IpcFormat};
 use crate::data::remote;
 use crate::data::{fits::cutouts::FitsCutouts, npy::cutouts::NpyCutouts, parquet::cutouts::ParquetCutouts};
@@ -31,6 +32,9 @@ pub struct CutoutBatch {
     /// Per row: the pixel scale the input records, arcsec per pixel (FITS WCS,
     /// the `--pixel-scale-col` column, a table's `lensmae:pixel_scale`).
     pub pixel_scales: Vec<Option<f64>>,
+    /// Per row: where the cutout lies on the sky (a FITS cutout's or stamp's
+    /// celestial WCS), brought along with its pixels to the model's grid.
+    pub wcs: Vec<Option<CelestialWcs>>,
     /// The noise sigma of every pixel (laid out as `pixels`; NaN where unknown),
     /// when the input has noise maps (FITS RMS / variance / weight extensions).
     pub noise: Option<Vec<f32>>,

@@ -38,6 +38,8 @@ struct Plane {
     shape: [usize; 2],
     /// Arcsec per pixel, from the HDU's WCS.
     pixel_scale: Option<f64>,
+    /// A single image's celestial WCS.
+    wcs: Option<CelestialWcs>,
     /// Who the cutout is: a `PARAMS` table's `id`, the HDU's OBJ_ID, RA, DEC.
     identity: Identity,
     /// The HDUs of its noise map and flags, when the file has them.
@@ -105,10 +107,9 @@ struct Identity {
 }
 
 /// An image HDU's own identity keywords (survey cutout services write these); the
-/// position is the object's (`RA_OBJ`/`DEC_OBJ`, `RA`/`DEC`), else, for a single
-/// image (`shape`: NAXISn, slowest first), the sky position of its centre pixel by
-/// its celestial WCS.
-fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, shape: &[usize]) -> Identity {
+/// position is the object's (`RA_OBJ`/`DEC_OBJ`, `RA`/`DEC`), else `centre` (a
+/// single image's centre pixel by its celestial WCS).
+fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, centre: Option<(f64, f64)>) -> Identity {
     let number = |f: &mut FitsFile, keys: &[&str]| {
         keys.iter().find_map(|k| hdu.read_key::<f64>(f, k).ok()).filter(|v| v.is_finite())
     };
@@ -117,11 +118,7 @@ fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, shape: &[usize]
         .find_map(|k| hdu.read_key::<String>(f, k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()));
     let position = match (number(f, &["RA_OBJ", "RA"]), number(f, &["DEC_OBJ", "DEC"])) {
         (Some(ra), Some(dec)) => Some((ra, dec)),
-        _ => match shape {
-            [rows, columns] | [1, rows, columns] => CelestialWcs::read(f, hdu)
-                .and_then(|wcs| wcs.sky_position((*columns as f64 + 1.0) / 2.0, (*rows as f64 + 1.0) / 2.0)),
-            _ => None,
-        },
+        _ => centre,
     };
     Identity { id: None, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id }
 }
@@ -142,6 +139,7 @@ struct ImageHdu {
     pixel_bytes: usize,
     available: Option<u64>,
     pixel_scale: Option<f64>,
+    wcs: Option<CelestialWcs>,
     identity: Identity,
     companions: Companions,
     /// Its header's values of the columns carried by name.
@@ -215,6 +213,17 @@ fn image_hdus(
         }
         let bitpix: i64 = hdu.read_key(f, "BITPIX").map_err(|e| e.to_string())?;
         let available = data_bytes_in_file(f, path);
+        // A single image's WCS places it on the sky (a cube's planes are other objects).
+        let (wcs, centre) = match shape.as_slice() {
+            [rows, columns] | [1, rows, columns] => {
+                let wcs = CelestialWcs::read(f, &hdu);
+                let centre = wcs
+                    .as_ref()
+                    .and_then(|w| w.sky_position((*columns as f64 + 1.0) / 2.0, (*rows as f64 + 1.0) / 2.0));
+                (wcs, centre)
+            }
+            _ => (None, None),
+        };
         found.push((
             ImageHdu {
                 index: i,
@@ -222,7 +231,8 @@ fn image_hdus(
                 pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
                 available,
                 pixel_scale: wcs_pixel_scale(f, &hdu),
-                identity: header_identity(f, &hdu, shape),
+                identity: header_identity(f, &hdu, centre),
+                wcs,
                 companions: Companions::default(),
                 kept: kept_names.iter().map(|name| header_value(f, &hdu, name)).collect(),
             },
@@ -312,6 +322,7 @@ impl FitsCutouts {
                 planes: 1,
                 shape: [0, 0],
                 pixel_scale: None,
+                wcs: None,
                 identity: Identity::default(),
                 companions: Companions::default(),
                 kept: vec![None; kept_names.len()],
@@ -345,7 +356,9 @@ impl FitsCutouts {
                 Ok(primary) => kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
                 Err(_) => vec![None; kept_names.len()],
             };
-            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, identity, companions, kept } in hdus {
+            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, identity, companions, kept } in
+                hdus
+            {
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -389,6 +402,7 @@ impl FitsCutouts {
                     planes,
                     shape: hw,
                     pixel_scale,
+                    wcs: wcs.clone(),
                     identity: Identity { id: id_of(plane), ..identity.clone() },
                     companions,
                     kept: kept_of(plane),
@@ -527,7 +541,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
     let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
-    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, .. } =
+    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, .. } =
         image_hdus(&mut f, file.path(), &InputOptions::default(), &[])?.0.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
@@ -541,7 +555,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
     if available.is_some_and(|bytes| bytes < (pixels * pixel_bytes) as u64) {
         return Err(format!("truncated: a {}x{} image needs more bytes than the stamp holds", shape[0], shape[1]));
     }
-    Ok(DecodedStamp { shape, pixels: read_pixels(&mut f, hdu, 0..pixels)?, pixel_scale })
+    Ok(DecodedStamp { shape, pixels: read_pixels(&mut f, hdu, 0..pixels)?, pixel_scale, wcs })
 }
 
 /// An alert stamp's image.
@@ -553,6 +567,8 @@ pub struct DecodedStamp {
     pub pixels: Vec<f32>,
     /// Arcsec per pixel, from its WCS.
     pub pixel_scale: Option<f64>,
+    /// Its celestial WCS.
+    pub wcs: Option<CelestialWcs>,
 }
 
 impl CutoutReader for FitsCutouts {
@@ -616,6 +632,7 @@ impl CutoutReader for FitsCutouts {
         let mut problems = vec![None; rows];
         let mut sources = Vec::with_capacity(rows);
         let pixel_scales = self.plan[self.next..end].iter().map(|p| p.pixel_scale).collect();
+        let wcs = self.plan[self.next..end].iter().map(|p| p.wcs.clone()).collect();
         let mut open: Option<(usize, FitsFile)> = None;
         let mut i = self.next;
         while i < end {
@@ -710,7 +727,7 @@ impl CutoutReader for FitsCutouts {
                 (field, column)
             })
             .collect();
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, noise }))
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, noise }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

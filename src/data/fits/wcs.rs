@@ -49,6 +49,20 @@ pub struct CelestialWcs {
     crval: [f64; 2],
     projection: Zenithal,
     sip: Option<Sip>,
+    system: RaDecSystem,
+}
+
+/// The reference system of right ascension and declination (positions are
+/// given in the header's own system: nothing is precessed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RaDecSystem {
+    /// ICRS (also what a header without RADESYS and EQUINOX means).
+    Icrs,
+    /// FK5.
+    Fk5 {
+        /// The equinox, Julian years (2000 unless the header says another).
+        equinox: f64,
+    },
 }
 
 fn number(f: &mut FitsFile, hdu: &FitsHdu, name: &str) -> Option<f64> {
@@ -170,13 +184,19 @@ impl CelestialWcs {
         let pv_free = ["PV2_1", "PV2_2"].iter().all(|k| number(f, hdu, k).is_none_or(|v| v == 0.0));
         let lonpole_default = number(f, hdu, "LONPOLE").is_none_or(|v| v == 180.0);
         // Without RADESYS the frame follows EQUINOX: FK5 from 1984 on, FK4 before.
-        let equatorial = match text(f, hdu, "RADESYS").or_else(|| text(f, hdu, "RADECSYS")).as_deref() {
-            Some("ICRS") | Some("FK5") => true,
-            None => number(f, hdu, "EQUINOX").is_none_or(|e| e >= 1984.0),
-            Some(_) => false,
-        };
+        let equinox = number(f, hdu, "EQUINOX");
+        let system = match text(f, hdu, "RADESYS").or_else(|| text(f, hdu, "RADECSYS")).as_deref() {
+            Some("ICRS") => Some(RaDecSystem::Icrs),
+            Some("FK5") => Some(RaDecSystem::Fk5 { equinox: equinox.unwrap_or(2000.0) }),
+            None => match equinox {
+                None => Some(RaDecSystem::Icrs),
+                Some(e) if e >= 1984.0 => Some(RaDecSystem::Fk5 { equinox: e }),
+                Some(_) => None,
+            },
+            Some(_) => None,
+        }?;
         let degrees = ["CUNIT1", "CUNIT2"].iter().all(|k| text(f, hdu, k).is_none_or(|u| u == "DEG" || u.is_empty()));
-        if !(pv_free && lonpole_default && equatorial && degrees) {
+        if !(pv_free && lonpole_default && degrees) {
             return None;
         }
         let linear = LinearWcs::read(f, hdu, 1.0)?;
@@ -185,7 +205,7 @@ impl CelestialWcs {
             return None;
         }
         let sip = if distortion { Some(Sip::read(f, hdu)?) } else { None };
-        Some(CelestialWcs { linear, crval, projection, sip })
+        Some(CelestialWcs { linear, crval, projection, sip, system })
     }
 
     /// Right ascension in [0, 360) and declination, degrees, of the 1-based pixel
@@ -210,6 +230,111 @@ impl CelestialWcs {
     }
 }
 
+impl CelestialWcs {
+    /// The WCS of a grid laid over the image of this one, whose pixel edges at
+    /// 0-based position `o` lie at the image's positions `origin + o * ratio`
+    /// (`origin` as `[x, y]`: along NAXIS1, then NAXIS2; `ratio` its pixels' width
+    /// in the image's pixels). Exact, projection and distortion included: the
+    /// reference pixel moves with the grid, so the offsets from it scale by
+    /// `ratio`, the CD matrix by `ratio`, and SIP's `A_p_q` by `ratio^(p+q-1)`.
+    pub fn regridded(&self, origin: [f64; 2], ratio: f64) -> CelestialWcs {
+        let linear = LinearWcs {
+            crpix: [0, 1].map(|i| (self.linear.crpix[i] - 0.5 - origin[i]) / ratio + 0.5),
+            cd: self.linear.cd.map(|row| row.map(|v| v * ratio)),
+        };
+        let sip = self.sip.as_ref().map(|sip| {
+            let scale = |c: &[Vec<f64>]| -> Vec<Vec<f64>> {
+                c.iter()
+                    .enumerate()
+                    .map(|(p, row)| row.iter().enumerate().map(|(q, &k)| k * ratio.powi((p + q) as i32 - 1)).collect())
+                    .collect()
+            };
+            Sip { a: scale(&sip.a), b: scale(&sip.b) }
+        });
+        CelestialWcs { linear, sip, ..self.clone() }
+    }
+
+    /// The WCS of the image `factor` times as finely sampled (super-resolved):
+    /// CD / factor, CRPIX' = factor (CRPIX - 0.5) + 0.5.
+    pub fn upsampled(&self, factor: f64) -> CelestialWcs {
+        self.regridded([0.0, 0.0], 1.0 / factor)
+    }
+
+    /// The WCS as FITS header cards, 80 characters each without separators and
+    /// without END (what astropy's `WCS(text)` and `Header.fromstring(text)` read).
+    pub fn header_cards(&self) -> String {
+        let code = match self.projection {
+            Zenithal::Tan => "TAN",
+            Zenithal::Sin => "SIN",
+            Zenithal::Arc => "ARC",
+            Zenithal::Zea => "ZEA",
+            Zenithal::Stg => "STG",
+        };
+        let code = if self.sip.is_some() { format!("{code}-SIP") } else { code.to_string() };
+        let mut cards = vec![
+            card("WCSAXES", "2"),
+            card("CTYPE1", &quoted(&format!("RA---{code}"))),
+            card("CTYPE2", &quoted(&format!("DEC--{code}"))),
+            card("CUNIT1", &quoted("deg")),
+            card("CUNIT2", &quoted("deg")),
+            card("CRPIX1", &fits_real(self.linear.crpix[0])),
+            card("CRPIX2", &fits_real(self.linear.crpix[1])),
+            card("CRVAL1", &fits_real(self.crval[0])),
+            card("CRVAL2", &fits_real(self.crval[1])),
+        ];
+        for (i, row) in self.linear.cd.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                cards.push(card(&format!("CD{}_{}", i + 1, j + 1), &fits_real(*v)));
+            }
+        }
+        match self.system {
+            RaDecSystem::Icrs => cards.push(card("RADESYS", &quoted("ICRS"))),
+            RaDecSystem::Fk5 { equinox } => {
+                cards.push(card("RADESYS", &quoted("FK5")));
+                cards.push(card("EQUINOX", &fits_real(equinox)));
+            }
+        }
+        if let Some(sip) = &self.sip {
+            for (axis, c) in [("A", &sip.a), ("B", &sip.b)] {
+                cards.push(card(&format!("{axis}_ORDER"), &(c.len() - 1).to_string()));
+                for (p, row) in c.iter().enumerate() {
+                    for (q, &k) in row.iter().enumerate().filter(|(_, &k)| k != 0.0) {
+                        cards.push(card(&format!("{axis}_{p}_{q}"), &fits_real(k)));
+                    }
+                }
+            }
+        }
+        cards.concat()
+    }
+}
+
+/// The length of the longest [`CelestialWcs::header_cards`] with a SIP distortion of
+/// at most `sip_order`: 15 cards of the linear WCS and its frame, and for SIP two
+/// orders and every coefficient of both polynomials.
+pub fn longest_header_cards(sip_order: usize) -> usize {
+    80 * (15 + 2 + (sip_order + 1) * (sip_order + 2))
+}
+
+/// One header card: the keyword, `= `, the value right-aligned to column 30 (as
+/// FITS's fixed format has it) when it fits, padded to 80 characters.
+fn card(key: &str, value: &str) -> String {
+    format!("{:<80}", format!("{key:<8}= {value:>20}"))
+}
+
+fn quoted(text: &str) -> String {
+    format!("{:<20}", format!("'{text:<8}'"))
+}
+
+/// A real number as FITS writes it: every digit needed to read back the same
+/// double, an exponent with a capital E.
+fn fits_real(v: f64) -> String {
+    if v == 0.0 || (1e-3..1e15).contains(&v.abs()) {
+        format!("{v:?}")
+    } else {
+        format!("{v:E}")
+    }
+}
+
 fn deproject<P: CanonicalProjection>(
     projection: P,
     img2proj: WcsImgXY2ProjXY,
@@ -227,7 +352,114 @@ mod tests {
     use super::*;
 
     fn tan(crval: [f64; 2], cd: [[f64; 2]; 2], sip: Option<Sip>) -> CelestialWcs {
-        CelestialWcs { linear: LinearWcs { crpix: [50.5, 50.5], cd }, crval, projection: Zenithal::Tan, sip }
+        let linear = LinearWcs { crpix: [50.5, 50.5], cd };
+        CelestialWcs { linear, crval, projection: Zenithal::Tan, sip, system: RaDecSystem::Icrs }
+    }
+
+    /// A rotated 0.1"/px WCS with its reference pixel far from the cutout, as a
+    /// cutout of a survey tile has it; `sip` adds a third-order distortion.
+    fn survey_like(projection: Zenithal, sip: bool, system: RaDecSystem) -> CelestialWcs {
+        let (sin, cos) = 33f64.to_radians().sin_cos();
+        let s = 0.1 / 3600.0;
+        let mut a = vec![vec![0.0; 4]; 4];
+        let mut b = vec![vec![0.0; 4]; 4];
+        (a[2][0], a[1][1], a[0][3], b[0][2], b[2][1]) = (2e-6, -1e-6, 4e-10, 1.5e-6, 3e-10);
+        CelestialWcs {
+            linear: LinearWcs { crpix: [-1200.0, 3400.5], cd: [[-s * cos, s * sin], [s * sin, s * cos]] },
+            crval: [150.1, 2.2],
+            projection,
+            sip: sip.then_some(Sip { a, b }),
+            system,
+        }
+    }
+
+    #[test]
+    fn a_regridded_wcs_puts_every_pixel_where_the_original_put_it() {
+        for wcs in [
+            survey_like(Zenithal::Tan, true, RaDecSystem::Icrs),
+            survey_like(Zenithal::Sin, false, RaDecSystem::Fk5 { equinox: 2000.0 }),
+            survey_like(Zenithal::Zea, true, RaDecSystem::Icrs),
+        ] {
+            for (origin, ratio) in [([3.25, -1.5], 0.37), ([0.0, 0.0], 1.0), ([-7.0, 12.5], 2.5)] {
+                let grid = wcs.regridded(origin, ratio);
+                for (x, y) in [(1.0, 1.0), (64.0, 1.0), (17.5, 40.25), (64.0, 64.0), (-3.0, 70.0)] {
+                    // 1-based pixel x of the grid is at 0-based edge coordinate x - 0.5.
+                    let on_image = |p: f64, i: usize| origin[i] + (p - 0.5) * ratio + 0.5;
+                    let (ra, dec) = grid.sky_position(x, y).unwrap();
+                    let (want_ra, want_dec) = wcs.sky_position(on_image(x, 0), on_image(y, 1)).unwrap();
+                    // 1e-10 degrees is 0.4 micro-arcseconds.
+                    assert!(
+                        (ra - want_ra).abs() < 1e-10 && (dec - want_dec).abs() < 1e-10,
+                        "{wcs:?} {ratio} ({x}, {y})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_super_resolved_wcs_follows_the_survey_convention() {
+        let wcs = survey_like(Zenithal::Tan, false, RaDecSystem::Icrs);
+        let sr = wcs.upsampled(4.0);
+        for i in 0..2 {
+            assert!((sr.linear.crpix[i] - (4.0 * (wcs.linear.crpix[i] - 0.5) + 0.5)).abs() < 1e-9);
+            for j in 0..2 {
+                assert!((sr.linear.cd[i][j] - wcs.linear.cd[i][j] / 4.0).abs() < 1e-20);
+            }
+        }
+        // The centre of a 16x16 cutout is the centre of its 64x64 super-resolution.
+        let (a, b) = (wcs.sky_position(8.5, 8.5).unwrap(), sr.sky_position(32.5, 32.5).unwrap());
+        assert!((a.0 - b.0).abs() < 1e-12 && (a.1 - b.1).abs() < 1e-12, "{a:?} {b:?}");
+    }
+
+    #[test]
+    fn header_cards_read_back_as_the_same_wcs() {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, wcs) in [
+            survey_like(Zenithal::Tan, true, RaDecSystem::Icrs),
+            survey_like(Zenithal::Stg, false, RaDecSystem::Fk5 { equinox: 2010.5 }),
+            survey_like(Zenithal::Arc, false, RaDecSystem::Icrs).regridded([1.0, 2.0], 0.3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let cards = wcs.header_cards();
+            assert_eq!(cards.len() % 80, 0);
+            assert!(cards.is_ascii());
+            let header =
+                ["SIMPLE  =                    T", "BITPIX  =                    8", "NAXIS   =                    0"]
+                    .iter()
+                    .map(|c| format!("{c:<80}"))
+                    .collect::<String>()
+                    + &cards
+                    + &format!("{:<80}", "END");
+            let mut bytes = header.into_bytes();
+            bytes.resize(bytes.len().div_ceil(2880) * 2880, b' ');
+            let path = dir.path().join(format!("{n}.fits"));
+            std::fs::write(&path, bytes).unwrap();
+            let mut f = FitsFile::open(&path).unwrap();
+            let hdu = f.primary_hdu().unwrap();
+            // Every value is written with the digits that read back the same double.
+            assert_eq!(CelestialWcs::read(&mut f, &hdu), Some(wcs));
+        }
+    }
+
+    #[test]
+    fn the_longest_header_of_a_sip_order_is_as_long_as_said() {
+        let full = |order: usize| vec![vec![1e-7; order + 1]; order + 1];
+        // Every coefficient p + q <= order given, in FK5 (its EQUINOX card).
+        let longest = |order| {
+            let mut a = full(order);
+            for (p, row) in a.iter_mut().enumerate() {
+                row.truncate(order + 1 - p);
+            }
+            let mut wcs = survey_like(Zenithal::Tan, false, RaDecSystem::Fk5 { equinox: 2000.0 });
+            wcs.sip = Some(Sip { a: a.clone(), b: a });
+            wcs.header_cards().len()
+        };
+        for order in [2, 5] {
+            assert_eq!(longest(order), longest_header_cards(order));
+        }
     }
 
     #[test]

@@ -127,8 +127,8 @@ impl CutoutReader for NpyCutouts {
         let carried = self.carried_fields().into_iter().zip(columns).collect();
         self.next = end;
         // `.npy` files record no pixel scale.
-        let pixel_scales = vec![None; chunk.len()];
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, noise: None }))
+        let (pixel_scales, wcs) = (vec![None; chunk.len()], vec![None; chunk.len()]);
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, noise: None }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

@@ -168,7 +168,8 @@ impl TableLayout {
                 pixels[row * n..(row + 1) * n].copy_from_slice(&floats[a..b]);
             }
         }
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)?, pixel_scales, noise: None })
+        let wcs = vec![None; problems.len()];
+        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)?, pixel_scales, wcs, noise: None })
     }
 
     fn carried_of(&self, origin: &Path, batch: &RecordBatch) -> Result<Vec<(Field, arrow_array::ArrayRef)>> {
@@ -213,10 +214,12 @@ impl TableLayout {
             .collect();
         let mut pixels = vec![0f32; col.len() * h * w];
         let mut problems = vec![None; col.len()];
+        let mut wcs = vec![None; col.len()];
         for (row, result) in decoded.into_iter().enumerate() {
             match result {
                 Ok(stamp) => {
                     pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&stamp.pixels);
+                    wcs[row] = stamp.wcs;
                     if self.pixel_scale_column.is_none() {
                         pixel_scales[row] = stamp.pixel_scale.or(pixel_scales[row]);
                     }
@@ -224,7 +227,8 @@ impl TableLayout {
                 Err(problem) => problems[row] = Some(problem),
             }
         }
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(Path::new(""), batch)?, pixel_scales, noise: None })
+        let carried = self.carried_of(Path::new(""), batch)?;
+        Ok(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, noise: None })
     }
 }
 
