@@ -551,9 +551,10 @@ impl Predictor {
             None => None,
         };
         // A noise map's median sigma per image, for noise-scaled classifiers (not
-        // after super-resolution: the SR images are on another grid).
-        let sigmas: Option<Vec<Option<f32>>> = match (&batch.noise, &sr) {
-            (Some(noise), None) => {
+        // after super-resolution: the SR images are on another grid; nor for a
+        // smooth-lens fit's residuals, which are in units of the noise already).
+        let sigmas: Option<Vec<Option<f32>>> = match (&batch.noise, &sr, &fits) {
+            (Some(noise), None, None) => {
                 Some(usable.iter().map(|&r| median_sigma(&noise[r * image_len..(r + 1) * image_len])).collect())
             }
             _ => None,

@@ -117,24 +117,33 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
     simulate_dataset(&sim, &options).unwrap();
     let from_cube = run(&[cube_dir.join("dataset.fits")], "cube.parquet");
     // One file a cutout, as survey cutout services write them: EXPTIME in the primary
-    // header, the flux in an extension whose header gives the PSF's FWHM.
+    // header, the flux in an extension whose header gives the PSF's FWHM, and (as
+    // Euclid's MER cutouts) its noise map beside it, which the fit's residual, in
+    // units of the recipe's noise, must not be scaled by again.
     let images = read_parquet_images(&lenses, "image").unwrap();
     let (psf, exposure) = (floats(&truth, "psf_fwhm"), floats(&truth, "exposure_time"));
-    let files: Vec<PathBuf> = (0..3)
-        .map(|i| {
-            let path = dir.path().join(format!("cutout-{i}.fits"));
-            let mut f = fitsio::FitsFile::create(&path).open().unwrap();
-            f.primary_hdu().unwrap();
-            write_exact_key(&mut f, "EXPTIME", exposure[i]);
-            let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
-            let flux = f.create_image("VIS_FLUX", &desc).unwrap();
-            flux.write_image(&mut f, images.image(i)).unwrap();
-            write_exact_key(&mut f, "PSF_FWHM", psf[i]);
-            path
-        })
-        .collect();
-    let from_files = run(&files, "files.parquet");
-    for batch in [&from_cube, &from_files] {
+    let files = |with_rms: bool| -> Vec<PathBuf> {
+        (0..3)
+            .map(|i| {
+                let path = dir.path().join(format!("cutout-{i}-{with_rms}.fits"));
+                let mut f = fitsio::FitsFile::create(&path).open().unwrap();
+                f.primary_hdu().unwrap();
+                write_exact_key(&mut f, "EXPTIME", exposure[i]);
+                let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
+                let flux = f.create_image("VIS_FLUX", &desc).unwrap();
+                flux.write_image(&mut f, images.image(i)).unwrap();
+                write_exact_key(&mut f, "PSF_FWHM", psf[i]);
+                if with_rms {
+                    let rms = f.create_image("VIS_RMS", &desc).unwrap();
+                    rms.write_image(&mut f, &vec![0.05f32; 64 * 64]).unwrap();
+                }
+                path
+            })
+            .collect()
+    };
+    let from_files = run(&files(false), "files.parquet");
+    let with_rms = run(&files(true), "files-rms.parquet");
+    for batch in [&from_cube, &from_files, &with_rms] {
         assert_eq!(floats(batch, "psf_fwhm"), psf);
         assert_eq!(floats(batch, "exposure_time"), exposure);
         for column in ["p_axion", "p_cdm", "p_no_sub"] {
