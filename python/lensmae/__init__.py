@@ -112,12 +112,14 @@ class Model:
 
     def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
                  batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None,
-                 exposure_time=None, fit_refits=2, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time"):
+                 exposure_time=None, fit_refits=2, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time",
+                 zero_point=None, zero_point_col=None):
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
                           batch_size=batch_size, nan_policy=nan_policy,
                           pixel_scale=None if pixel_scale is None else str(pixel_scale), tta=tta,
                           psf_fwhm=psf_fwhm, exposure_time=exposure_time, fit_refits=fit_refits,
-                          psf_fwhm_col=psf_fwhm_col, exposure_time_col=exposure_time_col)
+                          psf_fwhm_col=psf_fwhm_col, exposure_time_col=exposure_time_col,
+                          zero_point=zero_point, zero_point_col=zero_point_col)
         self._inner = _loaded(**self._args)
 
     @property
@@ -181,7 +183,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                pixel_scale: Optional[Union[float, str]] = None, tta: str = "none",
                psf_fwhm: Optional[float] = None, exposure_time: Optional[float] = None,
                fit_refits: int = 2, psf_fwhm_col: str = "psf_fwhm",
-               exposure_time_col: str = "exposure_time") -> Model:
+               exposure_time_col: str = "exposure_time", zero_point: Optional[float] = None,
+               zero_point_col: Optional[str] = None) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
     calibrated, see models/README.md), ``"bundled:survey-residual-classifier"`` (the
@@ -211,7 +214,12 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     refits land elsewhere (``fit_refit_spread`` above 4 in chi^2) or answer apart
     (``refit_answer_spread`` above 0.02) gets status ``unstable_fit`` (its answer
     depends on how the cutout was stored), as ``lensmae predict --fit-refits``; 0 reads the first
-    fit alone and checks nothing.
+    fit alone and checks nothing. ``zero_point`` (AB mag) or ``zero_point_col``: for the
+    same classifier, the photometric zero point of the cutouts' pixel values when they are
+    not its instrument's electrons per second (23.9 for microjanskys, as Euclid MER
+    cutouts; 31.4 for nanojanskys), for every cutout or per row, as ``lensmae predict
+    --zero-point``, ``--zero-point-col``; without it, cutouts in other units leave the fit
+    far from the noise and are answered ``out_of_domain``.
     """
     if task is None:
         if model in ("bundled:superres", "bundled:survey-superres"):
@@ -221,7 +229,7 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     return Model(model, sr_model=sr_model, task=task, device=device, threads=threads, batch_size=batch_size,
                  nan_policy=nan_policy, pixel_scale=pixel_scale, tta=tta, psf_fwhm=psf_fwhm,
                  exposure_time=exposure_time, fit_refits=fit_refits, psf_fwhm_col=psf_fwhm_col,
-                 exposure_time_col=exposure_time_col)
+                 exposure_time_col=exposure_time_col, zero_point=zero_point, zero_point_col=zero_point_col)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

@@ -25,6 +25,8 @@ class Model:
         fit_refits: int = 2,
         psf_fwhm_col: str = "psf_fwhm",
         exposure_time_col: str = "exposure_time",
+        zero_point: Optional[float] = None,
+        zero_point_col: Optional[str] = None,
     ) -> None: ...
     @property
     def class_names(self) -> List[str]: ...

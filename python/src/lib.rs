@@ -30,15 +30,17 @@ fn error(e: impl std::fmt::Display) -> PyErr {
 
 /// The library's messages name command-line options; here they are parameters.
 /// Longer flags first, so that `--psf-fwhm-col` is not read as `--psf-fwhm`.
-const PARAMETERS: [(&str, &str); 14] = [
+const PARAMETERS: [(&str, &str); 16] = [
     ("--exposure-time-col", "exposure_time_col"),
     ("--pixel-scale-col", "pixel_scale_col"),
+    ("--zero-point-col", "zero_point_col"),
     ("--psf-fwhm-col", "psf_fwhm_col"),
     ("--exposure-time", "exposure_time"),
     ("--batch-size", "batch_size"),
     ("--fit-refits", "fit_refits"),
     ("--nan-policy", "nan_policy"),
     ("--pixel-scale", "pixel_scale"),
+    ("--zero-point", "zero_point"),
     ("--image-col", "image_col"),
     ("--psf-fwhm", "psf_fwhm"),
     ("--sr-model", "sr_model"),
@@ -162,7 +164,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time"))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time", zero_point=None, zero_point_col=None))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -179,7 +181,15 @@ impl Model {
         fit_refits: usize,
         psf_fwhm_col: &str,
         exposure_time_col: &str,
+        zero_point: Option<f64>,
+        zero_point_col: Option<String>,
     ) -> PyResult<Model> {
+        if zero_point.is_some_and(|v| !v.is_finite()) {
+            return Err(error("zero_point must be a finite AB magnitude"));
+        }
+        if zero_point.is_some() && zero_point_col.is_some() {
+            return Err(error("give zero_point (every cutout) or zero_point_col (a column), not both"));
+        }
         let task = match task {
             "classify" => StageTask::Classify,
             "superres" => StageTask::Superres,
@@ -208,6 +218,8 @@ impl Model {
                 psf_column: psf_fwhm_col.to_string(),
                 exposure_time,
                 exposure_column: exposure_time_col.to_string(),
+                zero_point,
+                zero_point_column: zero_point_col,
             },
             fit_refits,
         };
@@ -267,10 +279,9 @@ impl Model {
                 // A partition without a single image (Spark and Dask hand over empty ones
                 // to learn the output's schema) gives its rows' own failures.
                 let model_shape = Some(self.predictor.input_shape());
-                let with_observations = self.predictor.input_options(&opts);
-                let mut reader =
-                    ArrowCutouts::new(schema.clone(), batches.clone(), &with_observations, "table", model_shape)
-                        .or_else(|_| ArrowCutouts::new(schema, batches, &opts, "table", model_shape))?;
+                let mut reader = self.predictor.open_with(&opts, |input| {
+                    ArrowCutouts::new(schema.clone(), batches.clone(), input, "table", model_shape)
+                })?;
                 let (schema, batches, _) =
                     self.predictor.predict_reader(&mut reader, &["table".to_string()], cancel)?;
                 Ok((schema, batches))

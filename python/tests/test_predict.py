@@ -1,8 +1,10 @@
 """Model.predict against the CLI, on every kind of Arrow input."""
 import _thread
+import pickle
 import threading
 import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -192,6 +194,19 @@ def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, t
     named = lensmae.load_model(residual, psf_fwhm_col="seeing", exposure_time_col="exptime").predict(renamed)
     for name in ["p_axion", "p_cdm", "p_no_sub", "status"]:
         assert named.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
+    # The same cutouts in microjanskys (AB zero point 23.9, the recipe's 25.72): out of
+    # the domain as they are, answered as the originals with their zero point, which
+    # travels with the model to Dask, Spark and Ray workers (it pickles as its arguments).
+    images = lenses.column("image").combine_chunks().to_numpy_ndarray() * 10 ** (-0.4 * (25.72 - 23.9))
+    microjansky = lenses.set_column(lenses.column_names.index("image"), "image",
+                                    pa.FixedShapeTensorArray.from_numpy_ndarray(images.astype("float32")))
+    assert set(lensmae.load_model(residual).predict(microjansky).column("status").to_pylist()) == {"out_of_domain"}
+    converted = pickle.loads(pickle.dumps(lensmae.load_model(residual, zero_point=23.9))).predict(microjansky)
+    assert converted.column("status").to_pylist() == want.column("status").to_pylist()
+    for name in ["p_axion", "p_cdm", "p_no_sub"]:
+        assert np.allclose(converted.column(name).to_numpy(), want.column(name).to_numpy(), atol=1e-4), name
+    with pytest.raises(lensmae.LensmaeError, match="zero_point.*or zero_point_col"):
+        lensmae.load_model(residual, zero_point=23.9, zero_point_col="MAGZERO")
 
 
 def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():

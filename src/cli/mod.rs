@@ -39,7 +39,7 @@ pub enum Command {
     #[command(subcommand)]
     Model(train::ModelCommand),
     /// Classify and/or super-resolve survey cutouts (Parquet, Arrow IPC, FITS, .npy) into a table.
-    Predict(predict::PredictArgs),
+    Predict(Box<predict::PredictArgs>),
     /// Show what an input holds and what `predict` would do with it (a dry run).
     Inspect(predict::InspectArgs),
     /// Join the chunk files of a `predict --out DIR` run (every shard) into one file.
@@ -129,7 +129,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Finetune(args) => train::finetune_cmd(args),
         Command::Evaluate(args) => train::evaluate_cmd(args),
         Command::Model(cmd) => train::model_cmd(cmd),
-        Command::Predict(args) => predict::predict_cmd(args),
+        Command::Predict(args) => predict::predict_cmd(*args),
         Command::Inspect(args) => predict::inspect_cmd(args),
         Command::Merge(args) => predict::merge_cmd(args),
         Command::Run(args) => run::run_cmd(args),

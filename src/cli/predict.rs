@@ -94,6 +94,17 @@ struct ObservationArgs {
     /// that name, by default EXPOSURE_TIME or the standard EXPTIME).
     #[arg(long, default_value = "exposure_time")]
     exposure_time_col: String,
+    /// The AB zero point of every cutout's pixel values, when they are not the model's
+    /// instrument counts per second (the bundled survey models: Euclid VIS, 25.72): the AB
+    /// magnitude of a source of one unit of flux, e.g. 23.9 for microjanskys (Euclid MER),
+    /// 31.4 for nanojanskys (Rubin). The fit converts the pixels before it weights them by
+    /// the noise; the other models are indifferent to the unit.
+    #[arg(long, allow_negative_numbers = true)]
+    zero_point: Option<f64>,
+    /// The column of per-cutout zero points, AB mag (FITS: a PARAMS column or header
+    /// keyword of that name, e.g. MAGZERO).
+    #[arg(long)]
+    zero_point_col: Option<String>,
 }
 
 impl ObservationArgs {
@@ -103,11 +114,19 @@ impl ObservationArgs {
                 bail!("{flag} must be a finite number > 0, got {}", value.unwrap_or_default());
             }
         }
+        if self.zero_point.is_some_and(|v| !v.is_finite()) {
+            bail!("--zero-point must be a finite AB magnitude, got {}", self.zero_point.unwrap_or_default());
+        }
+        if self.zero_point.is_some() && self.zero_point_col.is_some() {
+            bail!("give --zero-point (every cutout) or --zero-point-col (a column), not both");
+        }
         Ok(ObservationSource {
             psf_fwhm: self.psf_fwhm,
             psf_column: self.psf_fwhm_col.clone(),
             exposure_time: self.exposure_time,
             exposure_column: self.exposure_time_col.clone(),
+            zero_point: self.zero_point,
+            zero_point_column: self.zero_point_col.clone(),
         })
     }
 }

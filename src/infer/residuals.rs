@@ -138,6 +138,13 @@ impl ResidualFitter {
         ResidualFitter { refit_chi2_range: range, ..self }
     }
 
+    /// The AB magnitude of a source of one unit of the recipe's flux (its
+    /// instrument's zero point), when the recipe has an instrument.
+    pub fn zero_point(&self) -> Option<f64> {
+        let instrument = self.recipe.simulator.instrument.as_ref()?;
+        instrument.resolve("instrument").ok().map(|i| i.zero_point)
+    }
+
     /// The side of the cutouts it fits, pixels.
     pub fn image_size(&self) -> usize {
         self.sim.config().image.size

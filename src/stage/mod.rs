@@ -247,15 +247,40 @@ impl Predictor {
     }
 
     /// `input` with the columns the models need carried too: a classifier of
-    /// smooth-lens residuals reads each cutout's PSF and exposure time from its row
-    /// unless one value is given for all (Parquet columns; a FITS file's PARAMS table
-    /// or header keywords; `.npy` images need the values).
-    /// Opening an input with these may fail for want of those columns alone: open
-    /// it as given then, and the first batch says what is missing.
-    pub fn input_options(&self, input: &InputOptions) -> InputOptions {
+    /// smooth-lens residuals reads each cutout's PSF and exposure time (and zero
+    /// point, when a column is named) from its row unless one value is given for all
+    /// (Parquet columns; a FITS file's PARAMS table or header keywords; `.npy` images
+    /// need the values).
+    fn input_options(&self, input: &InputOptions) -> InputOptions {
+        self.with_columns(input, self.options.observation.columns())
+    }
+
+    /// Opens the input with `open`, trying [`Predictor::input_options`] first, then
+    /// without the zero point's column, then as given: an input may lack those
+    /// columns, and the first batch then says which one is missing and how to give
+    /// it. The error is the last try's.
+    pub fn open_with<R>(&self, input: &InputOptions, open: impl Fn(&InputOptions) -> Result<R>) -> Result<R> {
+        let observation = &self.options.observation;
+        let mut tries = vec![self.input_options(input)];
+        if let Some(zero_point) = &observation.zero_point_column {
+            let columns = observation.columns().into_iter().filter(|c| c != zero_point).collect();
+            tries.push(self.with_columns(input, columns));
+        }
+        tries.push(input.clone());
+        let mut last = None;
+        for options in tries {
+            match open(&options) {
+                Ok(reader) => return Ok(reader),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one try"))
+    }
+
+    fn with_columns(&self, input: &InputOptions, columns: Vec<String>) -> InputOptions {
         let mut input = input.clone();
         if self.fits_inputs {
-            for column in self.options.observation.columns() {
+            for column in columns {
                 if !input.keep.contains(&column) {
                     input.keep.push(column);
                 }
@@ -430,6 +455,12 @@ fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::c
         // Matrix products of another batch size may round differently in the last bit.
         ("--batch-size".to_string(), opts.predictor.batch_size.to_string()),
         ("--fit-refits".to_string(), opts.predictor.fit_refits.to_string()),
+        // The fit's PSF, exposure and zero point when one value is given for all
+        // (per-row values are carried columns, above).
+        (
+            "observation (--psf-fwhm, --exposure-time, --zero-point)".to_string(),
+            opts.predictor.observation.given_values(),
+        ),
     ])
 }
 
@@ -780,10 +811,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     }
     let started = Instant::now();
     let predictor = Predictor::load(&opts.predictor)?.for_inputs(&opts.inputs)?;
-    // An input without the observation columns is opened as given: the first batch
-    // then says which value is missing and how to give it.
-    let reader = open_input(&opts.inputs, &predictor.input_options(&opts.input))
-        .or_else(|_| open_input(&opts.inputs, &opts.input))?;
+    let reader = predictor.open_with(&opts.input, |input| open_input(&opts.inputs, input))?;
     let geometry = predictor.check_input(reader.describe())?;
     let inputs: Vec<String> = opts.inputs.iter().map(|p| p.display().to_string()).collect();
     let metadata = predictor.output_metadata(&inputs)?;

@@ -1,6 +1,7 @@
 //! Where a classifier of smooth-lens residuals gets what it fits each cutout with
-//! (its PSF and exposure time: one value for all, or the input's columns), and the
-//! fit of a batch's rows before the model sees them.
+//! (its PSF and exposure time: one value for all, or the input's columns; and the
+//! photometric zero point of its pixels when they are not in the recipe's units),
+//! and the fit of a batch's rows before the model sees them.
 
 use super::CutoutBatch;
 use crate::infer::residuals::{FitWatch, FittedCutout, ResidualFitter};
@@ -20,6 +21,21 @@ pub struct ObservationSource {
     pub exposure_time: Option<f64>,
     /// The column of per-cutout exposure times, s.
     pub exposure_column: String,
+    /// The AB zero point of every cutout's pixel values (the magnitude of a source
+    /// of one unit of flux), else the column `zero_point_column`, else none: the
+    /// pixels are taken in the recipe's units (its instrument's electrons per second).
+    pub zero_point: Option<f64>,
+    /// The column of per-cutout zero points (AB magnitudes).
+    pub zero_point_column: Option<String>,
+}
+
+/// What one cutout's fit needs to know of how it was observed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowObservation {
+    /// Its PSF and exposure.
+    pub observation: Observation,
+    /// The AB zero point of its pixel values, when not the recipe's.
+    pub zero_point: Option<f64>,
 }
 
 impl Default for ObservationSource {
@@ -30,6 +46,8 @@ impl Default for ObservationSource {
             psf_column: "psf_fwhm".into(),
             exposure_time: None,
             exposure_column: "exposure_time".into(),
+            zero_point: None,
+            zero_point_column: None,
         }
     }
 }
@@ -44,12 +62,25 @@ impl ObservationSource {
         if self.exposure_time.is_none() {
             columns.push(self.exposure_column.clone());
         }
+        if let (None, Some(column)) = (self.zero_point, &self.zero_point_column) {
+            columns.push(column.clone());
+        }
         columns
+    }
+
+    /// The single values given for every cutout, as `--flag value` (for a run's
+    /// identity: chunks fitted with other values must not be mixed).
+    pub fn given_values(&self) -> String {
+        [("--psf-fwhm", self.psf_fwhm), ("--exposure-time", self.exposure_time), ("--zero-point", self.zero_point)]
+            .iter()
+            .filter_map(|(flag, value)| value.map(|v| format!("{flag} {v}")))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Each row's observation: `Err` (for the whole batch) when a column it needs
     /// was not carried or is not numeric, a row's reason when its value is null.
-    fn of_rows(&self, batch: &CutoutBatch) -> Result<Vec<std::result::Result<Observation, String>>> {
+    fn of_rows(&self, batch: &CutoutBatch) -> Result<Vec<std::result::Result<RowObservation, String>>> {
         let column = |name: &str, flag: &str, what: &str| -> Result<Vec<Option<f64>>> {
             use arrow_array::cast::AsArray;
             use arrow_array::types::Float64Type;
@@ -81,13 +112,32 @@ impl ObservationSource {
             Some(v) => vec![Some(v); n],
             None => column(&self.exposure_column, "--exposure-time", "exposure time (s)")?,
         };
+        // No zero point at all: the pixels are in the recipe's units (Some(None) a row's null).
+        let zero_points: Vec<Option<Option<f64>>> = match (self.zero_point, &self.zero_point_column) {
+            (Some(v), _) => vec![Some(Some(v)); n],
+            (None, Some(name)) => {
+                column(name, "--zero-point", "photometric zero point (AB mag)")?.into_iter().map(Some).collect()
+            }
+            (None, None) => vec![None; n],
+        };
         Ok(psf
             .into_iter()
             .zip(exposure)
-            .map(|(psf, exposure)| match (psf, exposure) {
-                (Some(psf_fwhm), Some(t)) => Ok(Observation { psf_fwhm, exposure_time: Some(t) }),
-                (None, _) => Err(format!("no PSF FWHM (`{}` is null)", self.psf_column)),
-                (_, None) => Err(format!("no exposure time (`{}` is null)", self.exposure_column)),
+            .zip(zero_points)
+            .map(|((psf, exposure), zero_point)| {
+                let observation = match (psf, exposure) {
+                    (Some(psf_fwhm), Some(t)) => Observation { psf_fwhm, exposure_time: Some(t) },
+                    (None, _) => return Err(format!("no PSF FWHM (`{}` is null)", self.psf_column)),
+                    (_, None) => return Err(format!("no exposure time (`{}` is null)", self.exposure_column)),
+                };
+                let name = self.zero_point_column.as_deref().unwrap_or("--zero-point");
+                let zero_point = match zero_point {
+                    None => None,
+                    Some(Some(zp)) if zp.is_finite() => Some(zp),
+                    Some(Some(zp)) => return Err(format!("zero point {zp} (`{name}`): must be a finite AB magnitude")),
+                    Some(None) => return Err(format!("no zero point (`{name}` is null)")),
+                };
+                Ok(RowObservation { observation, zero_point })
             })
             .collect())
     }
@@ -106,6 +156,13 @@ pub(super) fn fit_rows(
     watch: FitWatch,
 ) -> Result<Vec<Option<FittedCutout>>> {
     let observations = options.observation.of_rows(batch)?;
+    let recipe_zero_point = fitter.zero_point();
+    if recipe_zero_point.is_none() && observations.iter().flatten().any(|o| o.zero_point.is_some()) {
+        return Err(Error::config(
+            "--zero-point",
+            "the classifier's smooth-lens recipe has no instrument zero point to convert the cutouts' flux to",
+        ));
+    }
     let mut todo = Vec::new();
     for (r, observed) in observations.into_iter().enumerate() {
         if !status[r].starts_with("ok") {
@@ -116,9 +173,25 @@ pub(super) fn fit_rows(
             Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),
         }
     }
-    let pixels: Vec<f32> =
-        todo.iter().flat_map(|&(r, _)| batch.pixels[r * image_len..(r + 1) * image_len].iter().copied()).collect();
-    let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o).collect();
+    // Pixels in the recipe's flux units: a cutout of zero point m holds 10^(0.4 (m_recipe - m))
+    // times less per source than the recipe's instrument counts.
+    let pixels: Vec<f32> = todo
+        .iter()
+        .flat_map(|&(r, observed)| {
+            let to_recipe = match (observed.zero_point, recipe_zero_point) {
+                (Some(zp), Some(recipe)) => 10f64.powf(0.4 * (recipe - zp)),
+                _ => 1.0,
+            };
+            batch.pixels[r * image_len..(r + 1) * image_len].iter().map(move |&v| {
+                if to_recipe == 1.0 {
+                    v
+                } else {
+                    (f64::from(v) * to_recipe) as f32
+                }
+            })
+        })
+        .collect();
+    let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();
     let mut fitted = vec![None; batch.len()];
     for ((r, _), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits, watch)) {
         match outcome {
@@ -160,7 +233,8 @@ mod tests {
         let psf: ArrayRef = Arc::new(Float32Array::from(vec![0.25f32, 0.5]));
         let rows = ObservationSource::default().of_rows(&batch(vec![("psf_fwhm", psf), ("exposure_time", exposure)]));
         let rows = rows.unwrap();
-        assert_eq!(rows[0], Ok(Observation { psf_fwhm: 0.25, exposure_time: Some(2264.0) }));
+        let observation = Observation { psf_fwhm: 0.25, exposure_time: Some(2264.0) };
+        assert_eq!(rows[0], Ok(RowObservation { observation, zero_point: None }));
         assert_eq!(rows[1], Err("no exposure time (`exposure_time` is null)".to_string()));
         // Text is refused for the whole batch, naming the column; so is a missing column.
         let text: ArrayRef = Arc::new(StringArray::from(vec!["0.17"]));

@@ -163,6 +163,104 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
     assert!(err.contains("header keyword PSF_FWHM") && err.contains("--psf-fwhm"), "{err}");
 }
 
+/// The same lenses stored in microjanskys (Euclid MER's unit, AB zero point 23.9)
+/// rather than the recipe's electrons per second (25.72): without their zero point
+/// the fit weights them by a noise 5.4x too large for them and every row is
+/// `out_of_domain`; with it, one value for all or a column per row, they answer as
+/// the originals.
+#[test]
+fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
+    use arrow_array::{ArrayRef, FixedSizeListArray, Float64Array};
+    use arrow_schema::{DataType, Field};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let lenses = survey_lenses(dir.path());
+    let truth = read(&lenses);
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let to_microjansky = 10f64.powf(-0.4 * (25.72 - 23.9));
+    let flat: Vec<f32> =
+        (0..3).flat_map(|i| images.image(i).iter().map(|&v| (v as f64 * to_microjansky) as f32)).collect();
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let column = |name: &str| (Field::new(name, DataType::Float64, false), truth.column_by_name(name).unwrap().clone());
+    let zero_points: ArrayRef = Arc::new(Float64Array::from(vec![23.9; 3]));
+    let copy = dir.path().join("microjansky.parquet");
+    write_parquet(
+        &copy,
+        vec![
+            (
+                lensmae::data::parquet::tensor_field("image", 64, 64),
+                Arc::new(FixedSizeListArray::new(item, 4096, Arc::new(arrow_array::Float32Array::from(flat)), None)),
+            ),
+            column("psf_fwhm"),
+            column("exposure_time"),
+            (Field::new("MAGZERO", DataType::Float64, false), zero_points),
+        ],
+    );
+    let bundled = Path::new("bundled:survey-residual-classifier");
+    let run = |input: &Path, zero_point: Option<f64>, zero_point_column: Option<&str>, name: &str| {
+        let out = dir.path().join(name);
+        let mut options = classifier(bundled, 3);
+        options.observation = ObservationSource {
+            zero_point,
+            zero_point_column: zero_point_column.map(String::from),
+            ..Default::default()
+        };
+        predict(&predict_options(&[input.to_path_buf()], options, &out)).unwrap();
+        read(&out)
+    };
+    let original = run(&lenses, None, None, "original.parquet");
+    assert!(
+        strings(&original, "status").iter().all(|s| s.as_deref() == Some("ok")),
+        "{:?}",
+        strings(&original, "status")
+    );
+    let unconverted = run(&copy, None, None, "unconverted.parquet");
+    assert!(strings(&unconverted, "status").iter().all(|s| s.as_deref() == Some("out_of_domain")));
+    let chi2 = unconverted.column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().clone();
+    assert!(chi2.values().iter().all(|&c| c < 0.2), "a noise 5.4x too large leaves chi^2 ~ 1/29: {chi2:?}");
+    for converted in
+        [run(&copy, Some(23.9), None, "given.parquet"), run(&copy, None, Some("MAGZERO"), "column.parquet")]
+    {
+        assert_eq!(strings(&converted, "status"), strings(&original, "status"));
+        for class in ["p_axion", "p_cdm", "p_no_sub"] {
+            let (got, want) = (converted.column_by_name(class).unwrap(), original.column_by_name(class).unwrap());
+            let (got, want) = (got.as_primitive::<Float32Type>(), want.as_primitive::<Float32Type>());
+            for r in 0..3 {
+                assert!(
+                    (got.value(r) - want.value(r)).abs() < 1e-4,
+                    "row {r} {class}: {} vs {}",
+                    got.value(r),
+                    want.value(r)
+                );
+            }
+        }
+    }
+    // A column that is not there: the error says so, and how else to give the zero point.
+    let mut options = classifier(bundled, 3);
+    options.observation = ObservationSource { zero_point_column: Some("ZP".into()), ..Default::default() };
+    let e = predict(&predict_options(std::slice::from_ref(&copy), options, &dir.path().join("no.parquet")));
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("no column `ZP`") && e.contains("--zero-point"), "{e}");
+    // A zero point that is not a number fails its row, naming the column.
+    let nan: ArrayRef = Arc::new(Float64Array::from(vec![23.9, f64::NAN, 23.9]));
+    let odd = dir.path().join("odd.parquet");
+    write_parquet(
+        &odd,
+        vec![
+            (lensmae::data::parquet::tensor_field("image", 64, 64), read(&copy).column(0).clone()),
+            column("psf_fwhm"),
+            column("exposure_time"),
+            (Field::new("MAGZERO", DataType::Float64, false), nan),
+        ],
+    );
+    let out = dir.path().join("odd-out.parquet");
+    let mut options = classifier(bundled, 3);
+    options.observation = ObservationSource { zero_point_column: Some("MAGZERO".into()), ..Default::default() };
+    assert_eq!(predict(&predict_options(&[odd], options, &out)).unwrap().failed, 1);
+    let status = strings(&read(&out), "status");
+    assert!(status[1].as_deref().unwrap().contains("zero point NaN (`MAGZERO`)"), "{status:?}");
+}
+
 #[test]
 fn a_residual_classifier_says_why_it_cannot_fit() {
     let dir = tempfile::tempdir().unwrap();

@@ -789,6 +789,9 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     assert!(e.contains("nan_policy: fail before, skip-row now"), "{e}");
     let e = refusal(with_predictor(opts("resumed", None, true), |p| p.batch_size = 4));
     assert!(e.contains("--batch-size: 3 before, 4 now"), "{e}");
+    // What a smooth-lens fit is given for every cutout (other models ignore it).
+    let e = refusal(with_predictor(opts("resumed", None, true), |p| p.observation.zero_point = Some(23.9)));
+    assert!(e.contains("before, --zero-point 23.9 now"), "{e}");
     // (The identity names `tta` as it names nan_policy; this left/right classifier
     // is refused the turned views before that: mirrors would swap its classes.)
     let e = refusal(with_predictor(opts("resumed", None, true), |p| p.tta = TestTimeAugmentation::Dihedral));
