@@ -702,7 +702,7 @@ impl Predictor {
             let factor = sr.hr_size() as f64 / sr.lr_size() as f64;
             let wcs =
                 batch.wcs.iter().zip(&ok).map(|(wcs, &row_ok)| {
-                    wcs.as_ref().filter(|_| row_ok).map(|wcs| wcs.upsampled(factor).header_cards())
+                    wcs.as_ref().filter(|_| row_ok).and_then(|wcs| wcs.upsampled(factor).header_cards())
                 });
             columns.push(Arc::new(StringArray::from_iter(wcs)));
         }

@@ -62,7 +62,16 @@ fn drain(paths: &[PathBuf], opts: &InputOptions) -> Result<(), String> {
     let mut reader = open_input(paths, opts).map_err(|e| e.to_string())?;
     for _ in 0..64 {
         match reader.next_batch(16).map_err(|e| e.to_string())? {
-            Some(batch) => assert_eq!(batch.problems.len(), batch.len(), "one status per row"),
+            Some(batch) => {
+                assert_eq!(batch.problems.len(), batch.len(), "one status per row");
+                assert_eq!(batch.wcs.len(), batch.len(), "one WCS (or none) per row");
+                // What predict does with a cutout's WCS: regrid it, super-resolve it, write it.
+                for wcs in batch.wcs.iter().flatten() {
+                    if let Some(cards) = wcs.regridded([1.5, -2.0], 0.37).upsampled(4.0).header_cards() {
+                        assert!(cards.len() % 80 == 0 && cards.is_ascii(), "header cards of 80 characters");
+                    }
+                }
+            }
             None => break,
         }
     }
@@ -83,7 +92,51 @@ fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 fn fits_stamp(_: &Path, bytes: &[u8]) -> Result<(), String> {
-    lensmae::data::fits::cutouts::decode_fits_bytes(bytes).map(|_| ())
+    let stamp = lensmae::data::fits::cutouts::decode_fits_bytes(bytes)?;
+    if let Some(cards) = stamp.wcs.and_then(|wcs| wcs.upsampled(4.0).header_cards()) {
+        assert!(cards.len() % 80 == 0 && cards.is_ascii(), "header cards of 80 characters");
+    }
+    Ok(())
+}
+
+/// A 16x16 float cutout whose header has a rotated TAN-SIP WCS of order 3 in FK5,
+/// its reference pixel far outside (as a survey tile's cutout has it): a seed that
+/// reaches the WCS reader and the SIP terms.
+fn sip_cutout() -> Vec<u8> {
+    let cards = [
+        "SIMPLE  =                    T",
+        "BITPIX  =                  -32",
+        "NAXIS   =                    2",
+        "NAXIS1  =                   16",
+        "NAXIS2  =                   16",
+        "CTYPE1  = 'RA---TAN-SIP'",
+        "CTYPE2  = 'DEC--TAN-SIP'",
+        "CRVAL1  =                150.1",
+        "CRVAL2  =                  2.2",
+        "CRPIX1  =              -1200.0",
+        "CRPIX2  =               3400.5",
+        "CD1_1   =   -2.3548685010E-05",
+        "CD1_2   =    1.5269321483E-05",
+        "CD2_1   =    1.5291962436E-05",
+        "CD2_2   =    2.3507183000E-05",
+        "RADESYS = 'FK5     '",
+        "EQUINOX =               2000.0",
+        "A_ORDER =                    3",
+        "A_2_0   =               2.0E-6",
+        "A_1_2   =              -3.0E-9",
+        "B_ORDER =                    3",
+        "B_0_2   =               1.5E-6",
+        "B_3_0   =               4.0E-9",
+        "PSF_FWHM=                 0.17",
+        "EXPTIME =               2264.0",
+        "END",
+    ];
+    let mut bytes: Vec<u8> = cards.iter().flat_map(|c| format!("{c:<80}").into_bytes()).collect();
+    bytes.resize(2880, b' ');
+    let pixels: Vec<u8> = (0..256).flat_map(|i| (i as f32 * 0.01).to_be_bytes()).collect();
+    bytes.extend(pixels);
+    bytes.resize(2 * 2880, 0);
+    bytes
 }
 
 fn parquet(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -374,12 +427,12 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
     let object_npy = [f("npy-tree/axion/axion_sim_1000.npy"), f("npy-tree/axion/axion_sim_1001.npy")];
     // (survey16_cube.fits: `lensmae simulate --format fits` of the survey recipe at
     // 16x16, seed 1, one lens a class: a cube and its PARAMS table.)
-    let fits = [f("stage/cube_int16.fits"), f("stage/mef_uint16.fits"), f("stage/survey16_cube.fits")];
+    let fits = [f("stage/cube_int16.fits"), f("stage/mef_uint16.fits"), f("stage/survey16_cube.fits"), sip_cutout()];
     let toml_of =
         |dir: &str, names: &[&str]| -> Vec<Vec<u8>> { names.iter().map(|n| read(&root.join(dir).join(n))).collect() };
     vec![
         Target { name: "fits-file", seeds: fits.to_vec(), text: false, run: fits_file },
-        Target { name: "fits-stamp", seeds: vec![fits[1].clone()], text: false, run: fits_stamp },
+        Target { name: "fits-stamp", seeds: vec![fits[1].clone(), fits[3].clone()], text: false, run: fits_stamp },
         Target {
             name: "parquet",
             seeds: [f("stage/stamps.parquet"), f("hats-cutouts/dataset/Norder=0/Dir=0/Npix=1.parquet")]

@@ -261,8 +261,14 @@ impl CelestialWcs {
     }
 
     /// The WCS as FITS header cards, 80 characters each without separators and
-    /// without END (what astropy's `WCS(text)` and `Header.fromstring(text)` read).
-    pub fn header_cards(&self) -> String {
+    /// without END (what astropy's `WCS(text)` and `Header.fromstring(text)` read);
+    /// None when a value is not finite (a hostile header's scale carried far).
+    pub fn header_cards(&self) -> Option<String> {
+        let sip = self.sip.iter().flat_map(|s| s.a.iter().chain(&s.b)).flatten();
+        let linear = self.linear.crpix.iter().chain(self.linear.cd.iter().flatten()).chain(&self.crval);
+        if !linear.chain(sip).all(|v| v.is_finite()) {
+            return None;
+        }
         let code = match self.projection {
             Zenithal::Tan => "TAN",
             Zenithal::Sin => "SIN",
@@ -304,7 +310,7 @@ impl CelestialWcs {
                 }
             }
         }
-        cards.concat()
+        Some(cards.concat())
     }
 }
 
@@ -423,7 +429,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let cards = wcs.header_cards();
+            let cards = wcs.header_cards().unwrap();
             assert_eq!(cards.len() % 80, 0);
             assert!(cards.is_ascii());
             let header =
@@ -455,11 +461,22 @@ mod tests {
             }
             let mut wcs = survey_like(Zenithal::Tan, false, RaDecSystem::Fk5 { equinox: 2000.0 });
             wcs.sip = Some(Sip { a: a.clone(), b: a });
-            wcs.header_cards().len()
+            wcs.header_cards().unwrap().len()
         };
         for order in [2, 5] {
             assert_eq!(longest(order), longest_header_cards(order));
         }
+    }
+
+    #[test]
+    fn a_wcs_carried_beyond_finite_numbers_writes_no_header() {
+        // A SIP term of order 9 scaled by a ratio of 1e40 overflows.
+        let mut a = vec![vec![0.0; 10]; 10];
+        a[9][0] = 1e-30;
+        let mut wcs = survey_like(Zenithal::Tan, false, RaDecSystem::Icrs);
+        wcs.sip = Some(Sip { a: a.clone(), b: a });
+        assert!(wcs.header_cards().is_some());
+        assert_eq!(wcs.regridded([0.0, 0.0], 1e40).header_cards(), None);
     }
 
     #[test]
