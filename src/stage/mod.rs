@@ -700,10 +700,9 @@ impl Predictor {
             // The input's WCS, brought to the model's grid by the geometry, then
             // sampled `factor` times as finely.
             let factor = sr.hr_size() as f64 / sr.lr_size() as f64;
-            let wcs =
-                batch.wcs.iter().zip(&ok).map(|(wcs, &row_ok)| {
-                    wcs.as_ref().filter(|_| row_ok).and_then(|wcs| wcs.upsampled(factor).header_cards())
-                });
+            let wcs = batch.wcs.iter().zip(&ok).map(|(wcs, &row_ok)| {
+                wcs.as_ref().filter(|_| row_ok).and_then(|wcs| wcs.upsampled(factor).header_cards())
+            });
             columns.push(Arc::new(StringArray::from_iter(wcs)));
         }
         // Answered, but out of the model's domain, calibrated or not.

@@ -31,11 +31,11 @@ pub struct ObservationSource {
 
 /// What one cutout's fit needs to know of how it was observed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RowObservation {
+struct RowObservation {
     /// Its PSF and exposure.
-    pub observation: Observation,
+    observation: Observation,
     /// The AB zero point of its pixel values, when not the recipe's.
-    pub zero_point: Option<f64>,
+    zero_point: Option<f64>,
 }
 
 impl Default for ObservationSource {

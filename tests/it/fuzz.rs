@@ -64,6 +64,16 @@ fn inputs_earlier_campaigns_found_are_refused() {
     let report = lensmae::stage::inspect(std::slice::from_ref(&path), &Default::default()).unwrap();
     assert_eq!(report["input"]["rows"], 3);
     assert!(report["input"]["layout"].as_str().unwrap().contains("the PARAMS table declares 260000000000000 bytes"));
+    // The same cube whose PARAMS table has a variable-length array column (legal FITS):
+    // fitsio panicked describing it (campaign of 2026-12-07, seed 6). Its planes are
+    // read, its table is said not to be, and training finds no table of labels in it.
+    let path = root.join("fixtures/fuzz/fits-params-variable-length-column.fits");
+    let report = lensmae::stage::inspect(std::slice::from_ref(&path), &Default::default()).unwrap();
+    assert_eq!(report["input"]["rows"], 3);
+    let layout = report["input"]["layout"].as_str().unwrap();
+    assert!(layout.contains("`PARAMS` has a variable-length array column (TFORM5 = 'PD'), not read"), "{layout}");
+    let e = lensmae::data::images::read_labelled_images(&path, "image").unwrap_err().to_string();
+    assert!(e.contains("no binary table of labels"), "{e}");
     // A checkpoint whose metadata describes a 2^32-pixel image (found once the checkpoint
     // target's mutations reached the numbers of the metadata): the positional embedding
     // was allocated from it (8.6 GB: an abort under the campaign's memory limit). The

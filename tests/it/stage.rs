@@ -554,6 +554,10 @@ fn super_resolved_cutouts_are_placed_on_the_sky_where_their_inputs_were() {
         predict(&predict_options(std::slice::from_ref(&input), bundled(StageTask::Superres, Default::default()), &out))
             .unwrap();
         let sr_wcs = strings(&read(&out), "sr_wcs").remove(0);
+        // `inspect` says which inputs super-resolution can place on the sky.
+        let seen = lensmae::stage::inspect(std::slice::from_ref(&input), &InputOptions::default()).unwrap();
+        let says = seen["input"]["layout"].as_str().unwrap().contains("a celestial WCS on 1 of 1 cutouts");
+        assert_eq!(says, case["ra"].is_number(), "{name}: {seen}");
         let (Some(want_ra), Some(want_dec)) = (case["ra"].as_f64(), case["dec"].as_f64()) else {
             assert!(sr_wcs.is_none(), "{name}: a WCS where the input has none lensmae reads");
             continue;

@@ -183,7 +183,7 @@ fn image_hdus(
     let mut companions: Vec<(usize, CompanionKind, i64, Vec<usize>)> = Vec::new();
     let mut notes = Vec::new();
     for i in 0..count {
-        let hdu = f.hdu(i).map_err(|e| e.to_string())?;
+        let Some(hdu) = super::hdu_at(f, i)? else { continue };
         let HduInfo::ImageInfo { shape, .. } = &hdu.info else { continue };
         if shape.len() < 2 {
             continue;
@@ -352,9 +352,9 @@ impl FitsCutouts {
                     None
                 }
             };
-            let primary: Vec<Option<KeptValue>> = match f.hdu(0) {
-                Ok(primary) => kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
-                Err(_) => vec![None; kept_names.len()],
+            let primary: Vec<Option<KeptValue>> = match super::hdu_at(&mut f, 0) {
+                Ok(Some(primary)) => kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
+                _ => vec![None; kept_names.len()],
             };
             for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, identity, companions, kept } in
                 hdus
@@ -476,6 +476,11 @@ impl FitsCutouts {
         }
         for note in table_notes {
             layout.push_str(&format!("; {note}"));
+        }
+        // What super-resolution can place on the sky (`sr_wcs`).
+        let placed = plan.iter().filter(|p| p.wcs.is_some()).count();
+        if placed > 0 {
+            layout.push_str(&format!("; a celestial WCS on {placed} of {} cutouts", plan.len()));
         }
         let noise = plan.iter().any(|p| p.companions.noise.is_some());
         let pixel_scale = plan.iter().find(|p| p.problem.is_none()).and_then(|p| p.pixel_scale).map(|scale| {

@@ -62,7 +62,7 @@ impl ParamsTable {
     /// than the file holds (nothing of it is read then: a hostile NAXIS2 would
     /// otherwise size the columns' buffers).
     pub(super) fn read(f: &mut FitsFile, path: &Path, names: &[String]) -> Result<Option<ParamsTable>, String> {
-        let Ok(table) = f.hdu("PARAMS") else { return Ok(None) };
+        let Some(table) = super::hdu_named(f, "PARAMS")? else { return Ok(None) };
         let HduInfo::TableInfo { column_descriptions, num_rows } = &table.info else { return Ok(None) };
         let (rows, descriptions) = (*num_rows, column_descriptions.clone());
         let row_bytes: i64 = table.read_key(f, "NAXIS1").map_err(|e| fits_message(&e))?;

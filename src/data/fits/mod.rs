@@ -233,6 +233,80 @@ pub(crate) fn update_string_key(file: &mut FitsFile, key: &str, value: &str) -> 
     fitsio::errors::check_status(status)
 }
 
+/// HDU `i` (0-based) of `f`, except a table with a variable-length array column
+/// (TFORMn `1PD(...)`, `QJ`: legal FITS, which lensmae never reads): fitsio panics
+/// on their descriptors when it describes the HDU, so tables are looked into
+/// through cfitsio first, and a panic of fitsio's is contained as an error.
+pub(crate) fn hdu_at(f: &mut FitsFile, i: usize) -> std::result::Result<Option<FitsHdu>, String> {
+    let number = std::ffi::c_int::try_from(i + 1).map_err(|_| format!("HDU {i}: no such HDU"))?;
+    let (mut kind, mut status) = (0, 0);
+    // SAFETY: the pointer comes from an open FitsFile that outlives the calls.
+    unsafe {
+        fitsio::sys::ffmahd(f.as_raw(), number, &mut kind, &mut status);
+        // The type cfitsio presents: a tile-compressed image is an image.
+        fitsio::sys::ffghdt(f.as_raw(), &mut kind, &mut status);
+    }
+    fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
+    const IMAGE_HDU: std::ffi::c_int = 0;
+    if kind != IMAGE_HDU && variable_length_column(f)?.is_some() {
+        return Ok(None);
+    }
+    crate::data::contain_decoder_panic(|| f.hdu(i))?.map(Some).map_err(|e| fits_message(&e))
+}
+
+/// The extension named `name` (see [`hdu_at`]); None when there is none, an error
+/// naming the column when it is a table with a variable-length array column.
+pub(crate) fn hdu_named(f: &mut FitsFile, name: &str) -> std::result::Result<Option<FitsHdu>, String> {
+    let mut c_name = std::ffi::CString::new(name).map_err(|e| e.to_string())?.into_bytes_with_nul();
+    let (mut status, mut number) = (0, 0);
+    const ANY_HDU: std::ffi::c_int = -1;
+    // SAFETY: as in `hdu_at`; the name is a NUL-terminated buffer cfitsio may write into.
+    unsafe {
+        fitsio::sys::ffmnhd(f.as_raw(), ANY_HDU, c_name.as_mut_ptr().cast(), 0, &mut status);
+    }
+    const BAD_HDU_NUM: std::ffi::c_int = 301;
+    if status == BAD_HDU_NUM {
+        return Ok(None);
+    }
+    // SAFETY: as above.
+    unsafe { fitsio::sys::ffghdn(f.as_raw(), &mut number) };
+    fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
+    if let Some((n, form)) = variable_length_column(f)? {
+        return Err(format!("`{name}` has a variable-length array column (TFORM{n} = '{form}')"));
+    }
+    hdu_at(f, usize::try_from(number - 1).map_err(|_| format!("HDU `{name}`: no such HDU"))?)
+}
+
+/// The first TFORMn of the current table HDU that describes a variable-length
+/// array (`P` or `Q` after the repeat count), with its n.
+fn variable_length_column(f: &mut FitsFile) -> std::result::Result<Option<(i64, String)>, String> {
+    let read = |f: &mut FitsFile, key: &str| -> std::result::Result<Option<String>, String> {
+        let key = std::ffi::CString::new(key).map_err(|e| e.to_string())?;
+        let mut value = [0 as std::ffi::c_char; 72];
+        let mut status = 0;
+        // SAFETY: cfitsio writes at most 71 characters and a NUL into `value`.
+        unsafe {
+            fitsio::sys::ffgkys(f.as_raw(), key.as_ptr(), value.as_mut_ptr(), std::ptr::null_mut(), &mut status);
+        }
+        const KEY_NO_EXIST: std::ffi::c_int = 202;
+        if status == KEY_NO_EXIST {
+            return Ok(None);
+        }
+        fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
+        // SAFETY: NUL-terminated by cfitsio.
+        Ok(Some(unsafe { std::ffi::CStr::from_ptr(value.as_ptr()) }.to_string_lossy().trim().to_ascii_uppercase()))
+    };
+    let fields: i64 = read(f, "TFIELDS")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    // cfitsio refuses more than 999 columns when it opens the table.
+    for n in 1..=fields.clamp(0, 999) {
+        let Some(form) = read(f, &format!("TFORM{n}"))? else { continue };
+        if form.trim_start_matches(|c: char| c.is_ascii_digit()).starts_with(['P', 'Q']) {
+            return Ok(Some((n, form)));
+        }
+    }
+    Ok(None)
+}
+
 fn fits_error(path: &Path) -> impl Fn(fitsio::errors::Error) -> Error {
     let path: PathBuf = path.to_path_buf();
     move |e| Error::Fits { path: path.clone(), message: e.to_string() }
@@ -494,7 +568,7 @@ pub fn read_label_table(path: &Path) -> std::result::Result<LabelTable, String> 
     let count = f.num_hdus().map_err(|e| fits_message(&e))?;
     let table = (1..count)
         .find_map(|i| {
-            let hdu = f.hdu(i).ok()?;
+            let hdu = hdu_at(&mut f, i).ok()??;
             matches!(hdu.info, fitsio::hdu::HduInfo::TableInfo { .. }).then_some(hdu)
         })
         .ok_or_else(|| "no binary table of labels".to_string())?;

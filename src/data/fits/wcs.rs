@@ -228,9 +228,7 @@ impl CelestialWcs {
         let dec = position.lat().to_degrees();
         (ra.is_finite() && dec.is_finite()).then_some((if ra >= 360.0 { 0.0 } else { ra }, dec))
     }
-}
 
-impl CelestialWcs {
     /// The WCS of a grid laid over the image of this one, whose pixel edges at
     /// 0-based position `o` lie at the image's positions `origin + o * ratio`
     /// (`origin` as `[x, y]`: along NAXIS1, then NAXIS2; `ratio` its pixels' width
