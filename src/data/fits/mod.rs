@@ -479,7 +479,11 @@ fn scan_hdus(source: &mut HeaderSource) -> std::result::Result<usize, String> {
         let mut ended = false;
         for header_block in 0..MAX_HEADER_BLOCKS {
             if header_block > 0 && !source.block(&mut block)? {
-                return Ok(hdu + 1); // the file ends in the header: cfitsio reports it
+                // The file ends in the header. cfitsio may still take the sizes it
+                // declares (NAXIS2 = -32768 of a table without an END card: 2.5 GB
+                // allocated), so those it holds are checked as a whole header's are.
+                declared_values(&cards).map_err(|e| format!("HDU {hdu}: {e}"))?;
+                return Ok(hdu + 1);
             }
             for card in block.chunks_exact(80) {
                 let key = std::str::from_utf8(&card[..8]).unwrap_or("").trim_end();
@@ -516,25 +520,37 @@ fn scan_hdus(source: &mut HeaderSource) -> std::result::Result<usize, String> {
     Err(format!("more than {MAX_HDUS} HDUs"))
 }
 
-/// Bytes of data an HDU's header declares (FITS standard 4.4.1.1 and 7.1.2).
-fn data_bytes(cards: &std::collections::HashMap<String, i64>, groups: bool) -> std::result::Result<u64, String> {
+/// The sizing values a header holds, each within what FITS allows (those it
+/// lacks are not asked for here).
+fn declared_values(cards: &std::collections::HashMap<String, i64>) -> std::result::Result<(), String> {
     let get = |key: &str| cards.get(key).copied();
-    let bitpix = get("BITPIX").ok_or("no BITPIX")?;
-    if ![8, 16, 32, 64, -32, -64].contains(&bitpix) {
+    if let Some(bitpix) = get("BITPIX").filter(|b| ![8, 16, 32, 64, -32, -64].contains(b)) {
         return Err(format!("BITPIX = {bitpix} is not a FITS pixel type"));
     }
-    let naxis = get("NAXIS").ok_or("no NAXIS")?;
-    if !(0..=999).contains(&naxis) {
+    if let Some(naxis) = get("NAXIS").filter(|n| !(0..=999).contains(n)) {
         return Err(format!("NAXIS = {naxis} is outside 0..999"));
     }
+    for key in ["PCOUNT", "GCOUNT"] {
+        if let Some(count) = get(key).filter(|&c| c < 0) {
+            return Err(format!("{key} = {count} is negative"));
+        }
+    }
+    let mut axes: Vec<(&String, &i64)> = cards.iter().filter(|(k, _)| k.starts_with("NAXIS") && k.len() > 5).collect();
+    axes.sort();
+    match axes.into_iter().find(|(_, &n)| n < 0) {
+        Some((key, n)) => Err(format!("{key} = {n} is negative")),
+        None => Ok(()),
+    }
+}
+
+/// Bytes of data an HDU's header declares (FITS standard 4.4.1.1 and 7.1.2).
+fn data_bytes(cards: &std::collections::HashMap<String, i64>, groups: bool) -> std::result::Result<u64, String> {
+    declared_values(cards)?;
+    let get = |key: &str| cards.get(key).copied();
+    let bitpix = get("BITPIX").ok_or("no BITPIX")?;
+    let naxis = get("NAXIS").ok_or("no NAXIS")?;
     let pcount = get("PCOUNT").unwrap_or(0);
     let gcount = get("GCOUNT").unwrap_or(1);
-    if pcount < 0 {
-        return Err(format!("PCOUNT = {pcount} is negative"));
-    }
-    if gcount < 0 {
-        return Err(format!("GCOUNT = {gcount} is negative"));
-    }
     if naxis == 0 {
         return Ok(0);
     }
@@ -544,9 +560,6 @@ fn data_bytes(cards: &std::collections::HashMap<String, i64>, groups: bool) -> s
     for axis in 1..=naxis {
         let key = format!("NAXIS{axis}");
         let n = get(&key).ok_or_else(|| format!("no {key} (NAXIS = {naxis})"))?;
-        if n < 0 {
-            return Err(format!("{key} = {n} is negative"));
-        }
         // Random groups: NAXIS1 = 0 is a marker, not an axis.
         if axis == 1 && groups && n == 0 {
             continue;
@@ -650,6 +663,25 @@ mod header_tests {
         assert!(scan(&primary[..100]).unwrap_err().contains("shorter than one FITS header block"));
         // Truncated data is left to the readers (they report the missing planes).
         assert_eq!(scan(&ext("1", "0")[..2880 * 3]), Ok(2));
+        // A header the file ends in before its END card: what it declares is checked
+        // all the same (cfitsio took a table's NAXIS2 = -32768 from such a header
+        // and allocated 2.5 GB: the slowest input of the 2026-12-07 fits-file campaign).
+        let cut = |naxis2: &str| {
+            let mut f = primary.clone();
+            let cards = ["XTENSION= 'BINTABLE'", "BITPIX  =                    8", "NAXIS   =                    2"];
+            let naxis = [format!("NAXIS1  = {:>20}", 260), format!("NAXIS2  = {naxis2:>20}")];
+            let mut block: Vec<u8> = cards
+                .iter()
+                .map(|c| c.to_string())
+                .chain(naxis)
+                .flat_map(|c| format!("{c:<80}").into_bytes())
+                .collect();
+            block.resize(2880, b' '); // a whole block of cards, no END, and then the file ends
+            f.extend(block);
+            f
+        };
+        assert_eq!(scan(&cut("-32768")).unwrap_err(), "HDU 1: NAXIS2 = -32768 is negative");
+        assert_eq!(scan(&cut("3")), Ok(2), "nothing wrong declared: left to cfitsio");
     }
 
     #[test]
