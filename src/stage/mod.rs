@@ -255,10 +255,11 @@ impl Predictor {
         self.with_columns(input, self.options.observation.columns())
     }
 
-    /// Opens the input with `open`, trying [`Predictor::input_options`] first, then
-    /// without the zero point's column, then as given: an input may lack those
-    /// columns, and the first batch then says which one is missing and how to give
-    /// it. The error is the last try's.
+    /// Opens the input with `open`, trying it first with the columns the models need
+    /// carried too (a residual classifier's PSF, exposure and zero point), then without
+    /// the zero point's column, then as given: an input may lack those columns, and
+    /// the first batch then says which one is missing and how to give it. The error
+    /// is the last try's.
     pub fn open_with<R>(&self, input: &InputOptions, open: impl Fn(&InputOptions) -> Result<R>) -> Result<R> {
         let observation = &self.options.observation;
         let mut tries = vec![self.input_options(input)];
