@@ -184,12 +184,6 @@ impl Model {
         zero_point: Option<f64>,
         zero_point_col: Option<String>,
     ) -> PyResult<Model> {
-        if zero_point.is_some_and(|v| !v.is_finite()) {
-            return Err(error("zero_point must be a finite AB magnitude"));
-        }
-        if zero_point.is_some() && zero_point_col.is_some() {
-            return Err(error("give zero_point (every cutout) or zero_point_col (a column), not both"));
-        }
         let task = match task {
             "classify" => StageTask::Classify,
             "superres" => StageTask::Superres,

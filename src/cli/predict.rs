@@ -114,12 +114,6 @@ impl ObservationArgs {
                 bail!("{flag} must be a finite number > 0, got {}", value.unwrap_or_default());
             }
         }
-        if self.zero_point.is_some_and(|v| !v.is_finite()) {
-            bail!("--zero-point must be a finite AB magnitude, got {}", self.zero_point.unwrap_or_default());
-        }
-        if self.zero_point.is_some() && self.zero_point_col.is_some() {
-            bail!("give --zero-point (every cutout) or --zero-point-col (a column), not both");
-        }
         Ok(ObservationSource {
             psf_fwhm: self.psf_fwhm,
             psf_column: self.psf_fwhm_col.clone(),

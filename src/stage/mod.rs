@@ -179,6 +179,7 @@ impl Predictor {
         if options.batch_size == 0 {
             return Err(Error::config("--batch-size", "must be at least 1"));
         }
+        options.observation.check()?;
         // Without a model argument the bundled models run.
         let or_bundled = |path: &Option<PathBuf>, name: &str| path.clone().unwrap_or_else(|| PathBuf::from(name));
         let classifier = match options.task {

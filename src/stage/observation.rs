@@ -68,6 +68,19 @@ impl ObservationSource {
         columns
     }
 
+    /// Refuses a zero point that is not a number, or given both for every cutout
+    /// and as a column.
+    pub fn check(&self) -> Result<()> {
+        if let Some(zp) = self.zero_point.filter(|v| !v.is_finite()) {
+            return Err(Error::config("--zero-point", format!("{zp}: must be a finite AB magnitude")));
+        }
+        Error::check(
+            self.zero_point.is_none() || self.zero_point_column.is_none(),
+            "--zero-point",
+            "give --zero-point (every cutout) or --zero-point-col (a column), not both",
+        )
+    }
+
     /// The single values given for every cutout, as `--flag value` (for a run's
     /// identity: chunks fitted with other values must not be mixed).
     pub fn given_values(&self) -> String {
@@ -112,14 +125,20 @@ impl ObservationSource {
             Some(v) => vec![Some(v); n],
             None => column(&self.exposure_column, "--exposure-time", "exposure time (s)")?,
         };
-        // No zero point at all: the pixels are in the recipe's units (Some(None) a row's null).
-        let zero_points: Vec<Option<Option<f64>>> = match (self.zero_point, &self.zero_point_column) {
-            (Some(v), _) => vec![Some(Some(v)); n],
-            (None, Some(name)) => {
-                column(name, "--zero-point", "photometric zero point (AB mag)")?.into_iter().map(Some).collect()
-            }
-            (None, None) => vec![None; n],
-        };
+        // No zero point at all: the pixels are in the recipe's units.
+        let zero_points: Vec<std::result::Result<Option<f64>, String>> =
+            match (self.zero_point, &self.zero_point_column) {
+                (Some(v), _) => vec![Ok(Some(v)); n],
+                (None, Some(name)) => column(name, "--zero-point", "photometric zero point (AB mag)")?
+                    .into_iter()
+                    .map(|value| match value {
+                        Some(zp) if zp.is_finite() => Ok(Some(zp)),
+                        Some(zp) => Err(format!("zero point {zp} (`{name}`): must be a finite AB magnitude")),
+                        None => Err(format!("no zero point (`{name}` is null)")),
+                    })
+                    .collect(),
+                (None, None) => vec![Ok(None); n],
+            };
         Ok(psf
             .into_iter()
             .zip(exposure)
@@ -130,14 +149,7 @@ impl ObservationSource {
                     (None, _) => return Err(format!("no PSF FWHM (`{}` is null)", self.psf_column)),
                     (_, None) => return Err(format!("no exposure time (`{}` is null)", self.exposure_column)),
                 };
-                let name = self.zero_point_column.as_deref().unwrap_or("--zero-point");
-                let zero_point = match zero_point {
-                    None => None,
-                    Some(Some(zp)) if zp.is_finite() => Some(zp),
-                    Some(Some(zp)) => return Err(format!("zero point {zp} (`{name}`): must be a finite AB magnitude")),
-                    Some(None) => return Err(format!("no zero point (`{name}` is null)")),
-                };
-                Ok(RowObservation { observation, zero_point })
+                Ok(RowObservation { observation, zero_point: zero_point? })
             })
             .collect())
     }
@@ -182,13 +194,7 @@ pub(super) fn fit_rows(
                 (Some(zp), Some(recipe)) => 10f64.powf(0.4 * (recipe - zp)),
                 _ => 1.0,
             };
-            batch.pixels[r * image_len..(r + 1) * image_len].iter().map(move |&v| {
-                if to_recipe == 1.0 {
-                    v
-                } else {
-                    (f64::from(v) * to_recipe) as f32
-                }
-            })
+            batch.pixels[r * image_len..(r + 1) * image_len].iter().map(move |&v| (f64::from(v) * to_recipe) as f32)
         })
         .collect();
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();

@@ -251,7 +251,12 @@ pub(crate) fn hdu_at(f: &mut FitsFile, i: usize) -> std::result::Result<Option<F
     if kind != IMAGE_HDU && variable_length_column(f)?.is_some() {
         return Ok(None);
     }
-    crate::data::contain_decoder_panic(|| f.hdu(i))?.map(Some).map_err(|e| fits_message(&e))
+    described(f, i).map(Some)
+}
+
+/// fitsio's description of HDU `i`, its panics contained.
+fn described(f: &mut FitsFile, i: usize) -> std::result::Result<FitsHdu, String> {
+    crate::data::contain_decoder_panic(|| f.hdu(i))?.map_err(|e| fits_message(&e))
 }
 
 /// The extension named `name` (see [`hdu_at`]); None when there is none, an error
@@ -274,7 +279,7 @@ pub(crate) fn hdu_named(f: &mut FitsFile, name: &str) -> std::result::Result<Opt
     if let Some((n, form)) = variable_length_column(f)? {
         return Err(format!("`{name}` has a variable-length array column (TFORM{n} = '{form}')"));
     }
-    hdu_at(f, usize::try_from(number - 1).map_err(|_| format!("HDU `{name}`: no such HDU"))?)
+    described(f, usize::try_from(number - 1).map_err(|_| format!("HDU `{name}`: no such HDU"))?).map(Some)
 }
 
 /// The first TFORMn of the current table HDU that describes a variable-length
