@@ -218,8 +218,10 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     same classifier, the photometric zero point of the cutouts' pixel values when they are
     not its instrument's electrons per second (23.9 for microjanskys, as Euclid MER
     cutouts; 31.4 for nanojanskys), for every cutout or per row, as ``lensmae predict
-    --zero-point``, ``--zero-point-col``; without it, cutouts in other units leave the fit
-    far from the noise and are answered ``out_of_domain``.
+    --zero-point``, ``--zero-point-col``. Without either, an image column whose field
+    metadata states a flux-density ``unit`` (``uJy``, ``nJy``, ``mJy``, ``Jy``,
+    ``nanomaggy``; a FITS stamp's ``BUNIT``) fixes it; cutouts in other units with none
+    leave the fit far from the noise and are answered ``out_of_domain``.
     """
     if task is None:
         if model in ("bundled:superres", "bundled:survey-superres"):

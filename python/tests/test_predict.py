@@ -207,6 +207,17 @@ def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, t
         assert np.allclose(converted.column(name).to_numpy(), want.column(name).to_numpy(), atol=1e-4), name
     with pytest.raises(lensmae.LensmaeError, match="zero_point.*or zero_point_col"):
         lensmae.load_model(residual, zero_point=23.9, zero_point_col="MAGZERO")
+    # An image column that states its unit (`unit` in its field's metadata, as a FITS
+    # BUNIT) needs no zero point: microjanskys fix theirs, and `fit_zero_point` says so.
+    position = microjansky.column_names.index("image")
+    stated_schema = microjansky.schema.set(position, microjansky.schema.field("image").with_metadata({"unit": "uJy"}))
+    stated = pa.Table.from_arrays(microjansky.columns, schema=stated_schema)
+    answered = lensmae.load_model(residual).predict(stated)
+    assert answered.column("status").to_pylist() == want.column("status").to_pylist()
+    assert answered.column("fit_zero_point").to_pylist() == [23.9] * 3
+    assert want.column("fit_zero_point").to_pylist() == [None] * 3
+    for name in ["p_axion", "p_cdm", "p_no_sub"]:
+        assert np.allclose(answered.column(name).to_numpy(), want.column(name).to_numpy(), atol=1e-4), name
 
 
 def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():

@@ -98,7 +98,9 @@ struct ObservationArgs {
     /// instrument counts per second (the bundled survey models: Euclid VIS, 25.72): the AB
     /// magnitude of a source of one unit of flux, e.g. 23.9 for microjanskys (Euclid MER),
     /// 31.4 for nanojanskys (Rubin). The fit converts the pixels before it weights them by
-    /// the noise; the other models are indifferent to the unit.
+    /// the noise; the other models are indifferent to the unit. Without it, a flux-density
+    /// unit the input states fixes it (FITS BUNIT or an image column's `unit`: uJy, nJy, mJy,
+    /// Jy, nanomaggy).
     #[arg(long, allow_negative_numbers = true)]
     zero_point: Option<f64>,
     /// The column of per-cutout zero points, AB mag (FITS: a PARAMS column or header

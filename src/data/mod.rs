@@ -14,6 +14,7 @@ pub mod augment;
 pub mod cutouts;
 pub mod fingerprint;
 pub mod fits;
+pub mod flux_unit;
 pub mod hats;
 pub mod images;
 pub mod ipc;

@@ -254,6 +254,7 @@ mod tests {
             carried: vec![],
             pixel_scales: scales,
             wcs: vec![None; n],
+            flux_units: vec![None; n],
             noise: None,
         }
     }

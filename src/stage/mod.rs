@@ -602,8 +602,10 @@ impl Predictor {
         // how far their answers lie apart.
         let mut answer_spread: Vec<Option<f32>> = vec![None; batch.len()];
         if let (Some(c), Some(fits), Some(predicted)) = (&models.classifier, &fits, predicted.as_mut()) {
-            let refits: Vec<&[Vec<f32>]> =
-                usable.iter().map(|&r| fits[r].as_ref().map_or(&[][..], |f| f.refit_residuals.as_slice())).collect();
+            let refits: Vec<&[Vec<f32>]> = usable
+                .iter()
+                .map(|&r| fits.fits[r].as_ref().map_or(&[][..], |f| f.refit_residuals.as_slice()))
+                .collect();
             let spreads =
                 mean_over_refits(c, &refits, sigmas.as_deref(), &mut predicted.probabilities, opts.batch_size)?;
             for (&r, spread) in usable.iter().zip(spreads) {
@@ -650,7 +652,8 @@ impl Predictor {
                 }
             }
             // Out of the domain says more than an unstable fit, so it stays.
-            for ((s, fit), &spread) in status.iter_mut().zip(fits.iter().flatten()).zip(&answer_spread) {
+            let fitted = fits.iter().flat_map(|f| &f.fits);
+            for ((s, fit), &spread) in status.iter_mut().zip(fitted).zip(&answer_spread) {
                 if s.starts_with("ok") && fit.as_ref().is_some_and(|f| !f.is_reproducible(spread)) {
                     *s = UNSTABLE_FIT.into();
                 }
@@ -670,16 +673,16 @@ impl Predictor {
             columns.push(Arc::new(Float32Array::from_iter(per_row.iter().map(|p| p.map(entropy)))));
             columns.push(Arc::new(Float32Array::from(ood)));
             columns.push(Arc::new(arrow_array::BooleanArray::from(in_domain)));
-            if let Some(fits) = &fits {
-                for value in [
-                    |f: &FittedCutout| Some(f.chi2_per_pixel),
-                    |f: &FittedCutout| Some(f.theta_e),
-                    |f: &FittedCutout| f.refit_spread,
-                ] {
-                    columns.push(Arc::new(arrow_array::Float64Array::from_iter(
-                        fits.iter().map(|f| f.as_ref().and_then(value)),
-                    )));
-                }
+            if let Some(fitted) = &fits {
+                let fit_column = |value: fn(&FittedCutout) -> Option<f64>| -> ArrayRef {
+                    Arc::new(arrow_array::Float64Array::from_iter(
+                        fitted.fits.iter().map(|f| f.as_ref().and_then(value)),
+                    ))
+                };
+                columns.push(fit_column(|f| Some(f.chi2_per_pixel)));
+                columns.push(fit_column(|f| Some(f.theta_e)));
+                columns.push(Arc::new(arrow_array::Float64Array::from(fitted.zero_points.clone())));
+                columns.push(fit_column(|f| f.refit_spread));
                 let answered = per_row.iter().zip(&answer_spread).map(|(p, &d)| p.and(d));
                 columns.push(Arc::new(Float32Array::from_iter(answered)));
             }

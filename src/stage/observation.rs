@@ -22,8 +22,10 @@ pub struct ObservationSource {
     /// The column of per-cutout exposure times, s.
     pub exposure_column: String,
     /// The AB zero point of every cutout's pixel values (the magnitude of a source
-    /// of one unit of flux), else the column `zero_point_column`, else none: the
-    /// pixels are taken in the recipe's units (its instrument's electrons per second).
+    /// of one unit of flux), else the column `zero_point_column`, else the one each
+    /// cutout's stated flux unit fixes (a FITS `BUNIT` of `uJy`: 23.9), else none:
+    /// the pixels are taken in the recipe's units (its instrument's electrons per
+    /// second).
     pub zero_point: Option<f64>,
     /// The column of per-cutout zero points (AB magnitudes).
     pub zero_point_column: Option<String>,
@@ -93,7 +95,13 @@ impl ObservationSource {
 
     /// Each row's observation: `Err` (for the whole batch) when a column it needs
     /// was not carried or is not numeric, a row's reason when its value is null.
-    fn of_rows(&self, batch: &CutoutBatch) -> Result<Vec<std::result::Result<RowObservation, String>>> {
+    /// With `from_units`, a row with no zero point given takes the one its flux unit
+    /// fixes, if any.
+    fn of_rows(
+        &self,
+        batch: &CutoutBatch,
+        from_units: bool,
+    ) -> Result<Vec<std::result::Result<RowObservation, String>>> {
         let column = |name: &str, flag: &str, what: &str| -> Result<Vec<Option<f64>>> {
             use arrow_array::cast::AsArray;
             use arrow_array::types::Float64Type;
@@ -137,6 +145,11 @@ impl ObservationSource {
                         None => Err(format!("no zero point (`{name}` is null)")),
                     })
                     .collect(),
+                (None, None) if from_units => batch
+                    .flux_units
+                    .iter()
+                    .map(|unit| Ok(unit.as_deref().and_then(crate::data::flux_unit::ab_zero_point)))
+                    .collect(),
                 (None, None) => vec![Ok(None); n],
             };
         Ok(psf
@@ -155,10 +168,17 @@ impl ObservationSource {
     }
 }
 
+/// What the fits of a batch's rows found, row by row (None for rows not fitted).
+pub(super) struct FittedRows {
+    pub fits: Vec<Option<FittedCutout>>,
+    /// The AB zero point each fitted row's pixels were converted from (None: taken
+    /// in the recipe's units).
+    pub zero_points: Vec<Option<f64>>,
+}
+
 /// Fits the smooth lens to every usable row of `batch` and puts the residual in
 /// place of its pixels; a row that cannot be fitted gets `failed: ...` as its
-/// status. Per row, what the fit found (None for rows not fitted). `watch` hears of
-/// each row fitted and can stop the fits not yet started.
+/// status. `watch` hears of each row fitted and can stop the fits not yet started.
 pub(super) fn fit_rows(
     fitter: &ResidualFitter,
     options: &super::PredictorOptions,
@@ -166,9 +186,11 @@ pub(super) fn fit_rows(
     status: &mut [String],
     image_len: usize,
     watch: FitWatch,
-) -> Result<Vec<Option<FittedCutout>>> {
-    let observations = options.observation.of_rows(batch)?;
+) -> Result<FittedRows> {
     let recipe_zero_point = fitter.zero_point();
+    // A recipe in arbitrary units has nothing to convert a stated unit to: its
+    // cutouts are taken as they are (and a zero point given is refused below).
+    let observations = options.observation.of_rows(batch, recipe_zero_point.is_some())?;
     if recipe_zero_point.is_none() && observations.iter().flatten().any(|o| o.zero_point.is_some()) {
         return Err(Error::config(
             "--zero-point",
@@ -198,12 +220,13 @@ pub(super) fn fit_rows(
         })
         .collect();
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();
-    let mut fitted = vec![None; batch.len()];
-    for ((r, _), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits, watch)) {
+    let mut fitted = FittedRows { fits: vec![None; batch.len()], zero_points: vec![None; batch.len()] };
+    for ((r, observed), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits, watch)) {
         match outcome {
             Ok(fit) => {
                 batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);
-                fitted[r] = Some(fit);
+                fitted.fits[r] = Some(fit);
+                fitted.zero_points[r] = observed.zero_point;
             }
             Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),
         }
@@ -229,6 +252,7 @@ mod tests {
                 .collect(),
             pixel_scales: vec![None; rows],
             wcs: vec![None; rows],
+            flux_units: vec![None; rows],
             noise: None,
         }
     }
@@ -237,7 +261,8 @@ mod tests {
     fn observations_come_from_any_numeric_column_and_a_null_fails_its_row_alone() {
         let exposure: ArrayRef = Arc::new(Int64Array::from(vec![Some(2264), None]));
         let psf: ArrayRef = Arc::new(Float32Array::from(vec![0.25f32, 0.5]));
-        let rows = ObservationSource::default().of_rows(&batch(vec![("psf_fwhm", psf), ("exposure_time", exposure)]));
+        let rows =
+            ObservationSource::default().of_rows(&batch(vec![("psf_fwhm", psf), ("exposure_time", exposure)]), true);
         let rows = rows.unwrap();
         let observation = Observation { psf_fwhm: 0.25, exposure_time: Some(2264.0) };
         assert_eq!(rows[0], Ok(RowObservation { observation, zero_point: None }));
@@ -245,12 +270,30 @@ mod tests {
         // Text is refused for the whole batch, naming the column; so is a missing column.
         let text: ArrayRef = Arc::new(StringArray::from(vec!["0.17"]));
         let error = ObservationSource { exposure_time: Some(1.0), ..Default::default() }
-            .of_rows(&batch(vec![("psf_fwhm", text)]))
+            .of_rows(&batch(vec![("psf_fwhm", text)]), true)
             .unwrap_err()
             .to_string();
         assert!(error.contains("`psf_fwhm` is Utf8"), "{error}");
-        let error = ObservationSource::default().of_rows(&batch(vec![("id", Arc::new(Int64Array::from(vec![1])))]));
+        let error =
+            ObservationSource::default().of_rows(&batch(vec![("id", Arc::new(Int64Array::from(vec![1])))]), true);
         let error = error.unwrap_err().to_string();
         assert!(error.contains("header keyword PSF_FWHM") && error.contains("--psf-fwhm-col"), "{error}");
+    }
+
+    #[test]
+    fn a_stated_flux_unit_gives_the_zero_point_none_was_given_for() {
+        let mut cutouts = batch(vec![("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4])))]);
+        cutouts.flux_units = vec![Some("uJy".into()), Some("nJy".into()), Some("electron/s".into()), None];
+        let source = ObservationSource { psf_fwhm: Some(0.16), exposure_time: Some(2264.0), ..Default::default() };
+        let zero_points = |source: &ObservationSource, from_units: bool| -> Vec<Option<f64>> {
+            let rows = source.of_rows(&cutouts, from_units).unwrap();
+            rows.into_iter().map(|row| row.unwrap().zero_point).collect()
+        };
+        assert_eq!(zero_points(&source, true), [Some(23.9), Some(31.4), None, None]);
+        // A recipe with no zero point takes every cutout as it is.
+        assert_eq!(zero_points(&source, false), [None; 4]);
+        // One given for every cutout is what the user knows: it wins over the header.
+        let given = ObservationSource { zero_point: Some(25.0), ..source };
+        assert_eq!(zero_points(&given, true), [Some(25.0); 4]);
     }
 }

@@ -9,7 +9,8 @@
 //! `max_prob`, `entropy` (nats), `ood_score` (the Mahalanobis distance of the
 //! image's encoder features from the classifier's training domain) and `in_domain`
 //! (null for an uncalibrated classifier), for a classifier of smooth-lens residuals
-//! `fit_chi2`, `fit_theta_e` (what the fit of the cutout found) and `fit_refit_spread`
+//! `fit_chi2`, `fit_theta_e` (what the fit of the cutout found), `fit_zero_point`
+//! (the zero point its pixels were converted from) and `fit_refit_spread`
 //! (how far refits of the cutout moved in its last bits land), `sr_image` (a
 //! fixed-shape tensor, when a super-resolution model ran) with `sr_wcs` (its
 //! celestial WCS as FITS header cards, when the input had one) and `status` (`ok`;
@@ -116,6 +117,11 @@ pub fn predictions_schema(
             None,
         ));
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
+        fields.push(described(
+            float64("fit_zero_point"),
+            "the AB zero point the cutout's pixel values were converted from before the fit (--zero-point, --zero-point-col, or the one its flux unit fixes: BUNIT uJy 23.9, nJy 31.4, nanomaggy 22.5); null: taken in the recipe's units, its instrument's electrons per second",
+            Some("mag"),
+        ));
         fields.push(described(
             float64("fit_refit_spread"),
             &format!("the largest chi^2 difference between the fit and refits of the cutout moved within half a 16-bit step (above {UNSTABLE_FIT_CHI2}: status unstable_fit; null: not checked, --fit-refits 0 or a first fit whose chi^2 is outside the classifier's calibrated range, which makes the row out_of_domain)"),

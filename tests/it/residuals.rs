@@ -166,8 +166,9 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
 /// The same lenses stored in microjanskys (Euclid MER's unit, AB zero point 23.9)
 /// rather than the recipe's electrons per second (25.72): without their zero point
 /// the fit weights them by a noise 5.4x too large for them and every row is
-/// `out_of_domain`; with it, one value for all or a column per row, they answer as
-/// the originals.
+/// `out_of_domain`; with it, one value for all, a column per row, or the unit the
+/// files state (a FITS `BUNIT`, an Arrow field's `unit`), they answer as the
+/// originals, and `fit_zero_point` says which zero point was used.
 #[test]
 fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
     use arrow_array::{ArrayRef, FixedSizeListArray, Float64Array};
@@ -189,7 +190,12 @@ fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
         vec![
             (
                 lensmae::data::parquet::tensor_field("image", 64, 64),
-                Arc::new(FixedSizeListArray::new(item, 4096, Arc::new(arrow_array::Float32Array::from(flat)), None)),
+                Arc::new(FixedSizeListArray::new(
+                    item,
+                    4096,
+                    Arc::new(arrow_array::Float32Array::from(flat.clone())),
+                    None,
+                )),
             ),
             column("psf_fwhm"),
             column("exposure_time"),
@@ -208,7 +214,49 @@ fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
         predict(&predict_options(&[input.to_path_buf()], options, &out)).unwrap();
         read(&out)
     };
+    // As a survey's cutout service writes them: the unit stated in the primary
+    // header, the flux in an extension; and as a table whose image column says its unit.
+    let (psf, exposure) = (truth.column_by_name("psf_fwhm").unwrap(), truth.column_by_name("exposure_time").unwrap());
+    let value = |column: &ArrayRef, i: usize| column.as_primitive::<Float64Type>().value(i);
+    let stated_files: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            use fitsio::images::{ImageDescription, ImageType};
+            let path = dir.path().join(format!("stated-{i}.fits"));
+            let mut f = fitsio::FitsFile::create(&path).open().unwrap();
+            let primary = f.primary_hdu().unwrap();
+            primary.write_key(&mut f, "BUNIT", "uJy").unwrap();
+            write_exact_key(&mut f, "EXPTIME", value(exposure, i));
+            let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
+            let flux = f.create_image("VIS_FLUX", &desc).unwrap();
+            flux.write_image(&mut f, &flat[i * 4096..(i + 1) * 4096]).unwrap();
+            write_exact_key(&mut f, "PSF_FWHM", value(psf, i));
+            path
+        })
+        .collect();
+    let stated_table = dir.path().join("stated.parquet");
+    let unit = std::collections::HashMap::from([("unit".to_string(), "uJy".to_string())]);
+    write_parquet(
+        &stated_table,
+        vec![
+            (lensmae::data::parquet::tensor_field("image", 64, 64).with_metadata(unit), read(&copy).column(0).clone()),
+            column("psf_fwhm"),
+            column("exposure_time"),
+        ],
+    );
+    // `inspect` says which unit it read, and what it fixes.
+    let layout = |inputs: &[PathBuf]| {
+        use lensmae::data::cutouts::{open_input, InputOptions};
+        open_input(inputs, &InputOptions::default()).unwrap().describe().layout.clone()
+    };
+    let files_layout = layout(&stated_files);
+    assert!(files_layout.contains("flux in uJy, AB zero point 23.9 (BUNIT) on 3 of 3 cutouts"), "{files_layout}");
+    let table_layout = layout(std::slice::from_ref(&stated_table));
+    assert!(table_layout.contains("in uJy, AB zero point 23.9)"), "{table_layout}");
+    let zero_points = |batch: &arrow_array::RecordBatch| -> Vec<Option<f64>> {
+        batch.column_by_name("fit_zero_point").unwrap().as_primitive::<Float64Type>().iter().collect()
+    };
     let original = run(&lenses, None, None, "original.parquet");
+    assert_eq!(zero_points(&original), [None; 3], "the recipe's own units (its BUNIT electron/s fixes no zero point)");
     assert!(
         strings(&original, "status").iter().all(|s| s.as_deref() == Some("ok")),
         "{:?}",
@@ -216,12 +264,25 @@ fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
     );
     let unconverted = run(&copy, None, None, "unconverted.parquet");
     assert!(strings(&unconverted, "status").iter().all(|s| s.as_deref() == Some("out_of_domain")));
+    // A zero point given for every cutout is what the user knows, whatever the files say.
+    let overruled = run(&stated_files[0], Some(25.72), None, "overruled.parquet");
+    assert_eq!(strings(&overruled, "status"), [Some("out_of_domain".to_string())]);
+    assert_eq!(zero_points(&overruled), [Some(25.72)]);
     let chi2 = unconverted.column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().clone();
     assert!(chi2.values().iter().all(|&c| c < 0.2), "a noise 5.4x too large leaves chi^2 ~ 1/29: {chi2:?}");
-    for converted in
-        [run(&copy, Some(23.9), None, "given.parquet"), run(&copy, None, Some("MAGZERO"), "column.parquet")]
-    {
+    let run_all = |inputs: &[PathBuf], name: &str| {
+        let out = dir.path().join(name);
+        predict(&predict_options(inputs, classifier(bundled, 3), &out)).unwrap();
+        read(&out)
+    };
+    for converted in [
+        run(&copy, Some(23.9), None, "given.parquet"),
+        run(&copy, None, Some("MAGZERO"), "column.parquet"),
+        run_all(&stated_files, "stated-files.parquet"),
+        run(&stated_table, None, None, "stated-table.parquet"),
+    ] {
         assert_eq!(strings(&converted, "status"), strings(&original, "status"));
+        assert_eq!(zero_points(&converted), [Some(23.9); 3]);
         for class in ["p_axion", "p_cdm", "p_no_sub"] {
             let (got, want) = (converted.column_by_name(class).unwrap(), original.column_by_name(class).unwrap());
             let (got, want) = (got.as_primitive::<Float32Type>(), want.as_primitive::<Float32Type>());

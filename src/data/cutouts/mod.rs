@@ -35,6 +35,10 @@ pub struct CutoutBatch {
     /// Per row: where the cutout lies on the sky (a FITS cutout's or stamp's
     /// celestial WCS), brought along with its pixels to the model's grid.
     pub wcs: Vec<Option<CelestialWcs>>,
+    /// Per row: the unit of its pixel values as the input states it (a FITS
+    /// `BUNIT`; an Arrow or Parquet image column's `unit`), which may fix their
+    /// photometric zero point ([`crate::data::flux_unit`]).
+    pub flux_units: Vec<Option<String>>,
     /// The noise sigma of every pixel (laid out as `pixels`; NaN where unknown),
     /// when the input has noise maps (FITS RMS / variance / weight extensions).
     pub noise: Option<Vec<f32>>,

@@ -40,6 +40,8 @@ struct Plane {
     pixel_scale: Option<f64>,
     /// A single image's celestial WCS.
     wcs: Option<CelestialWcs>,
+    /// Its `BUNIT`, else the primary header's.
+    flux_unit: Option<String>,
     /// Who the cutout is: a `PARAMS` table's `id`, the HDU's OBJ_ID, RA, DEC.
     identity: Identity,
     /// The HDUs of its noise map and flags, when the file has them.
@@ -123,6 +125,11 @@ fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, centre: Option<
     Identity { id: None, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id }
 }
 
+/// An HDU's `BUNIT`, where it says one.
+fn flux_unit(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu) -> Option<String> {
+    hdu.read_key::<String>(f, "BUNIT").ok().map(|unit| unit.trim().to_string()).filter(|unit| !unit.is_empty())
+}
+
 /// Largest image lensmae reads as one cutout: 8192 x 8192 pixels.
 pub const MAX_CUTOUT_PIXELS: usize = 8192 * 8192;
 
@@ -140,6 +147,8 @@ struct ImageHdu {
     available: Option<u64>,
     pixel_scale: Option<f64>,
     wcs: Option<CelestialWcs>,
+    /// Its header's `BUNIT`.
+    flux_unit: Option<String>,
     identity: Identity,
     companions: Companions,
     /// Its header's values of the columns carried by name.
@@ -233,6 +242,7 @@ fn image_hdus(
                 pixel_scale: wcs_pixel_scale(f, &hdu),
                 identity: header_identity(f, &hdu, centre),
                 wcs,
+                flux_unit: flux_unit(f, &hdu),
                 companions: Companions::default(),
                 kept: kept_names.iter().map(|name| header_value(f, &hdu, name)).collect(),
             },
@@ -323,6 +333,7 @@ impl FitsCutouts {
                 shape: [0, 0],
                 pixel_scale: None,
                 wcs: None,
+                flux_unit: None,
                 identity: Identity::default(),
                 companions: Companions::default(),
                 kept: vec![None; kept_names.len()],
@@ -352,13 +363,28 @@ impl FitsCutouts {
                     None
                 }
             };
-            let primary: Vec<Option<KeptValue>> = match super::hdu_at(&mut f, 0) {
-                Ok(Some(primary)) => kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
-                _ => vec![None; kept_names.len()],
+            let (primary, primary_unit): (Vec<Option<KeptValue>>, _) = match super::hdu_at(&mut f, 0) {
+                Ok(Some(primary)) => (
+                    kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
+                    flux_unit(&mut f, &primary),
+                ),
+                _ => (vec![None; kept_names.len()], None),
             };
-            for ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, identity, companions, kept } in
-                hdus
+            for ImageHdu {
+                index: hdu,
+                dims,
+                pixel_bytes,
+                available,
+                pixel_scale,
+                wcs,
+                flux_unit: unit,
+                identity,
+                companions,
+                kept,
+            } in hdus
             {
+                // Euclid and Rubin cutout files may say the unit once, in the primary header.
+                let unit = unit.or_else(|| primary_unit.clone());
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -403,6 +429,7 @@ impl FitsCutouts {
                     shape: hw,
                     pixel_scale,
                     wcs: wcs.clone(),
+                    flux_unit: unit.clone(),
                     identity: Identity { id: id_of(plane), ..identity.clone() },
                     companions,
                     kept: kept_of(plane),
@@ -482,6 +509,14 @@ impl FitsCutouts {
         if placed > 0 {
             layout.push_str(&format!("; a celestial WCS on {placed} of {} cutouts", plan.len()));
         }
+        let mut units: Vec<&str> = plan.iter().filter_map(|p| p.flux_unit.as_deref()).collect();
+        units.sort_unstable();
+        units.dedup();
+        for unit in units {
+            let of_unit = plan.iter().filter(|p| p.flux_unit.as_deref() == Some(unit)).count();
+            let unit = crate::data::flux_unit::described(unit);
+            layout.push_str(&format!("; flux in {unit} (BUNIT) on {of_unit} of {} cutouts", plan.len()));
+        }
         let noise = plan.iter().any(|p| p.companions.noise.is_some());
         let pixel_scale = plan.iter().find(|p| p.problem.is_none()).and_then(|p| p.pixel_scale).map(|scale| {
             let first = plan.iter().find(|p| p.problem.is_none()).expect("found above");
@@ -546,7 +581,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
     let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
-    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, .. } =
+    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, flux_unit, .. } =
         image_hdus(&mut f, file.path(), &InputOptions::default(), &[])?.0.remove(0);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
@@ -560,7 +595,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
     if available.is_some_and(|bytes| bytes < (pixels * pixel_bytes) as u64) {
         return Err(format!("truncated: a {}x{} image needs more bytes than the stamp holds", shape[0], shape[1]));
     }
-    Ok(DecodedStamp { shape, pixels: read_pixels(&mut f, hdu, 0..pixels)?, pixel_scale, wcs })
+    Ok(DecodedStamp { shape, pixels: read_pixels(&mut f, hdu, 0..pixels)?, pixel_scale, wcs, flux_unit })
 }
 
 /// An alert stamp's image.
@@ -574,6 +609,8 @@ pub struct DecodedStamp {
     pub pixel_scale: Option<f64>,
     /// Its celestial WCS.
     pub wcs: Option<CelestialWcs>,
+    /// Its `BUNIT`.
+    pub flux_unit: Option<String>,
 }
 
 impl CutoutReader for FitsCutouts {
@@ -638,6 +675,7 @@ impl CutoutReader for FitsCutouts {
         let mut sources = Vec::with_capacity(rows);
         let pixel_scales = self.plan[self.next..end].iter().map(|p| p.pixel_scale).collect();
         let wcs = self.plan[self.next..end].iter().map(|p| p.wcs.clone()).collect();
+        let flux_units = self.plan[self.next..end].iter().map(|p| p.flux_unit.clone()).collect();
         let mut open: Option<(usize, FitsFile)> = None;
         let mut i = self.next;
         while i < end {
@@ -732,7 +770,7 @@ impl CutoutReader for FitsCutouts {
                 (field, column)
             })
             .collect();
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, noise }))
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux_units, noise }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

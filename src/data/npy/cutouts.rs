@@ -126,9 +126,10 @@ impl CutoutReader for NpyCutouts {
         }
         let carried = self.carried_fields().into_iter().zip(columns).collect();
         self.next = end;
-        // `.npy` files record no pixel scale.
-        let (pixel_scales, wcs) = (vec![None; chunk.len()], vec![None; chunk.len()]);
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, noise: None }))
+        // `.npy` files record no pixel scale, position or unit.
+        let rows = chunk.len();
+        let (pixel_scales, wcs, flux_units) = (vec![None; rows], vec![None; rows], vec![None; rows]);
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux_units, noise: None }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

@@ -39,6 +39,9 @@ pub struct TableLayout {
     pub carried_fields: Vec<Field>,
     /// The column of per-row pixel scales (arcsec per pixel), if any.
     pub pixel_scale_column: Option<String>,
+    /// The unit of the image column's values: its field's `unit`, else the table's
+    /// `lensmae:flux_unit` (a FITS stamp's own `BUNIT` comes first).
+    pub flux_unit: Option<String>,
 }
 
 impl TableLayout {
@@ -91,11 +94,18 @@ impl TableLayout {
                 Err(_) => return Err(table_error(origin, format!("no column `{name}` (--pixel-scale-col)"))),
             }
         }
+        let flux_unit = [image_field.metadata(), schema.metadata()]
+            .into_iter()
+            .zip([crate::data::schema::UNIT_KEY, crate::data::simulate::FLUX_UNIT_KEY])
+            .find_map(|(metadata, key)| metadata.get(key))
+            .map(|unit| unit.trim().to_string())
+            .filter(|unit| !unit.is_empty() && unit != "arbitrary");
         Ok(TableLayout {
             image_column,
             image_shape,
             carried_fields,
             pixel_scale_column: opts.pixel_scale_column.clone(),
+            flux_unit,
         })
     }
 
@@ -138,7 +148,12 @@ impl TableLayout {
     /// How the input is described to people.
     pub fn layout(&self, schema: &Schema) -> String {
         let dtype = schema.field_with_name(&self.image_column).map(|f| f.data_type().to_string()).unwrap_or_default();
-        format!("column `{}` ({dtype})", self.image_column)
+        match &self.flux_unit {
+            Some(unit) => {
+                format!("column `{}` ({dtype}, in {})", self.image_column, crate::data::flux_unit::described(unit))
+            }
+            None => format!("column `{}` ({dtype})", self.image_column),
+        }
     }
 
     /// The cutouts, pixel scales and carried columns of `batch` (read from
@@ -168,8 +183,16 @@ impl TableLayout {
                 pixels[row * n..(row + 1) * n].copy_from_slice(&floats[a..b]);
             }
         }
-        let wcs = vec![None; problems.len()];
-        Ok(CutoutBatch { pixels, problems, carried: self.carried_of(origin, batch)?, pixel_scales, wcs, noise: None })
+        let rows = problems.len();
+        Ok(CutoutBatch {
+            pixels,
+            problems,
+            carried: self.carried_of(origin, batch)?,
+            pixel_scales,
+            wcs: vec![None; rows],
+            flux_units: vec![self.flux_unit.clone(); rows],
+            noise: None,
+        })
     }
 
     fn carried_of(&self, origin: &Path, batch: &RecordBatch) -> Result<Vec<(Field, arrow_array::ArrayRef)>> {
@@ -215,11 +238,15 @@ impl TableLayout {
         let mut pixels = vec![0f32; col.len() * h * w];
         let mut problems = vec![None; col.len()];
         let mut wcs = vec![None; col.len()];
+        let mut flux_units = vec![self.flux_unit.clone(); col.len()];
         for (row, result) in decoded.into_iter().enumerate() {
             match result {
                 Ok(stamp) => {
                     pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&stamp.pixels);
                     wcs[row] = stamp.wcs;
+                    if stamp.flux_unit.is_some() {
+                        flux_units[row] = stamp.flux_unit;
+                    }
                     if self.pixel_scale_column.is_none() {
                         pixel_scales[row] = stamp.pixel_scale.or(pixel_scales[row]);
                     }
@@ -228,7 +255,7 @@ impl TableLayout {
             }
         }
         let carried = self.carried_of(Path::new(""), batch)?;
-        Ok(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, noise: None })
+        Ok(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux_units, noise: None })
     }
 }
 
