@@ -103,3 +103,16 @@ def test_the_readme_example_writes_a_super_resolved_cutout_astropy_places_on_the
         assert written[0].data.shape == (64, 64)
         assert written[0].header["CTYPE1"] == "RA---TAN-SIP"
         assert_placed_like_the_input(written[0].header, hdu.header)
+
+
+def test_sr_fits_writes_files_astropy_places_where_the_inputs_were(lensmae_cli, tmp_path):
+    for name in ["sin-40-fk5", "sip-33"]:
+        CUTOUTS[name].writeto(tmp_path / f"{name}.fits")
+        predictions = tmp_path / f"{name}.parquet"
+        lensmae_cli("predict", "--input", tmp_path / f"{name}.fits", "--task", "superres", "--out", predictions)
+        row = pq.read_table(predictions).to_pylist()[0]
+        lensmae_cli("sr-fits", predictions, "--out", tmp_path / name)
+        with fits.open(tmp_path / name / "row-0.fits") as written:
+            assert np.array_equal(written[0].data.ravel(), np.asarray(row["sr_image"], dtype=np.float32))
+            assert written[0].header["STATUS"] == row["status"] == "ok"
+            assert_placed_like_the_input(written[0].header, CUTOUTS[name].header)

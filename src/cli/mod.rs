@@ -44,6 +44,8 @@ pub enum Command {
     Inspect(predict::InspectArgs),
     /// Join the chunk files of a `predict --out DIR` run (every shard) into one file.
     Merge(predict::MergeArgs),
+    /// Write each super-resolved cutout of a predictions table as a FITS file placed on the sky (DS9).
+    SrFits(predict::SrFitsArgs),
     /// Run a pipeline (TOML): its steps in order, skipping those already done.
     Run(run::RunArgs),
     /// Write a pipeline run's report.md: tables beside the paper's, curves, figures.
@@ -132,6 +134,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Predict(args) => predict::predict_cmd(*args),
         Command::Inspect(args) => predict::inspect_cmd(args),
         Command::Merge(args) => predict::merge_cmd(args),
+        Command::SrFits(args) => predict::sr_fits_cmd(args),
         Command::Run(args) => run::run_cmd(args),
         Command::Report(args) => run::report_cmd(args),
         Command::Presets => {

@@ -360,6 +360,26 @@ pub struct MergeArgs {
     overwrite: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct SrFitsArgs {
+    /// A predictions table of `predict --task superres` or `--task all` (Parquet or Arrow IPC).
+    input: PathBuf,
+    /// The folder of FITS files to write: `<id>.fits` (an integer `id` column), else
+    /// `row-<row>.fits`, each with its WCS from `sr_wcs`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing folder.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Run `lensmae sr-fits`.
+pub fn sr_fits_cmd(args: SrFitsArgs) -> anyhow::Result<()> {
+    let summary = crate::stage::sr_fits::write_sr_fits(&args.input, &args.out, args.overwrite)?;
+    crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;
+    Ok(())
+}
+
 /// Run `lensmae merge`.
 pub fn merge_cmd(args: MergeArgs) -> anyhow::Result<()> {
     let rows = merge(&args.dir, &args.out, args.overwrite)?;

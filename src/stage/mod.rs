@@ -12,6 +12,7 @@ pub mod chunks;
 pub mod geometry;
 pub mod observation;
 pub mod output;
+pub mod sr_fits;
 
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 pub use crate::data::ipc::table_writer::STANDARD_STREAM;

@@ -487,7 +487,8 @@ fn a_fits_cutout_without_object_keywords_is_placed_at_its_centre_as_astropy_plac
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let golden: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/oracle/wcs_centres.json")).unwrap()).unwrap();
-    let cases = golden["cases"].as_array().unwrap();
+    let cases: Vec<&serde_json::Value> =
+        golden["cases"].as_array().unwrap().iter().filter(|c| c["rows"] == 64 && c["columns"] == 64).collect();
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = cases
         .iter()
@@ -589,6 +590,94 @@ fn super_resolved_cutouts_are_placed_on_the_sky_where_their_inputs_were() {
             close(sr.sky_position(x, y).unwrap(), want, &format!("pixel ({x}, {y})"));
         }
     }
+}
+
+#[test]
+fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
+    use lensmae::stage::sr_fits::write_sr_fits;
+    // Three of the oracle's 64x64 headers lensmae reads and one it does not (its row
+    // has pixels but no place on the sky), super-resolved in one run.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/oracle/wcs_centres.json")).unwrap()).unwrap();
+    let cases: Vec<&serde_json::Value> =
+        golden["cases"].as_array().unwrap().iter().filter(|c| c["rows"] == 64 && c["columns"] == 64).collect();
+    let placed = cases.iter().filter(|c| c["ra"].is_number()).take(3);
+    let dir = tempfile::tempdir().unwrap();
+    let inputs: Vec<PathBuf> = placed
+        .chain(cases.iter().find(|c| !c["ra"].is_number()))
+        .copied()
+        .enumerate()
+        .map(|(i, case)| {
+            let cards: Vec<String> =
+                case["cards"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().into()).collect();
+            let size = |k: &str| case[k].as_u64().unwrap() as usize;
+            let input = dir.path().join(format!("{i}.fits"));
+            fits_with_cards(&input, size("rows"), size("columns"), &cards);
+            input
+        })
+        .collect();
+    let predictions = dir.path().join("sr.parquet");
+    predict(&predict_options(&inputs, bundled(StageTask::Superres, Default::default()), &predictions)).unwrap();
+    let table = read(&predictions);
+    let sr_wcs = strings(&table, "sr_wcs");
+    assert_eq!(sr_wcs.iter().filter(|w| w.is_some()).count(), 3, "{sr_wcs:?}");
+    let out = dir.path().join("sr-fits");
+    let summary = write_sr_fits(&predictions, &out, false).unwrap();
+    assert_eq!((summary.rows, summary.written, summary.placed_on_sky, summary.without_sr_image), (4, 4, 3, 0));
+    let images = table.column_by_name("sr_image").unwrap().as_fixed_size_list();
+    for (r, wcs) in sr_wcs.iter().enumerate() {
+        let file = out.join(format!("row-{r}.fits"));
+        // The pixels of the table, and the WCS it says, to the last bit.
+        let mut f = fitsio::FitsFile::open(&file).unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        let pixels: Vec<f32> = hdu.read_image(&mut f).unwrap();
+        assert_eq!(pixels, images.value(r).as_primitive::<Float32Type>().values().to_vec(), "row {r}");
+        assert_eq!(hdu.read_key::<i64>(&mut f, "ROW").unwrap(), r as i64);
+        let mut reader = lensmae::stage::open_input(std::slice::from_ref(&file), &InputOptions::default()).unwrap();
+        let read_back = reader.next_batch(1).unwrap().unwrap().wcs.remove(0);
+        assert_eq!(read_back.and_then(|w| w.header_cards()), *wcs, "row {r}");
+    }
+    // An existing folder is kept unless told otherwise.
+    let again = write_sr_fits(&predictions, &out, false).unwrap_err().to_string();
+    assert!(again.contains("already exists"), "{again}");
+    // A table of other origin: integer ids name the files; a WCS text that would
+    // put other keywords in the header is refused, naming its row, and leaves no folder.
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![7, 9, 11, 13]));
+    let wcs_column = |texts: Vec<Option<String>>| -> ArrayRef { Arc::new(arrow_array::StringArray::from(texts)) };
+    let column = |name: &str| {
+        (table.schema().field_with_name(name).unwrap().clone(), table.column_by_name(name).unwrap().clone())
+    };
+    let mut hostile = sr_wcs.clone();
+    hostile[1] = Some(format!("{}{:<80}", hostile[0].clone().unwrap(), "NAXIS1  =                    5"));
+    for (texts, name) in [(sr_wcs.clone(), "ids.parquet"), (hostile, "hostile.parquet")] {
+        write_parquet(
+            &dir.path().join(name),
+            vec![
+                column("row"),
+                (Field::new("id", DataType::Int64, false), ids.clone()),
+                column("sr_image"),
+                (Field::new("sr_wcs", DataType::Utf8, true), wcs_column(texts)),
+            ],
+        );
+    }
+    let by_id = dir.path().join("by-id");
+    assert_eq!(write_sr_fits(&dir.path().join("ids.parquet"), &by_id, false).unwrap().written, 4);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&by_id).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["11.fits", "13.fits", "7.fits", "9.fits"]);
+    let refused = dir.path().join("refused");
+    let e = write_sr_fits(&dir.path().join("hostile.parquet"), &refused, false).unwrap_err().to_string();
+    assert!(e.contains("row 1: sr_wcs: card `NAXIS1") && e.contains("not a celestial WCS keyword"), "{e}");
+    assert!(!refused.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".refused"))
+            .count(),
+        0
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ use fitsio::tables::{ColumnDataType, ColumnDescription};
 use fitsio::FitsFile;
 use std::path::{Path, PathBuf};
 
+pub mod cutout_file;
 pub mod cutouts;
 mod kept;
 pub use kept::keywords_for;
