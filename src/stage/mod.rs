@@ -605,7 +605,7 @@ impl Predictor {
         if let (Some(c), Some(fits), Some(predicted)) = (&models.classifier, &fits, predicted.as_mut()) {
             let refits: Vec<&[Vec<f32>]> = usable
                 .iter()
-                .map(|&r| fits.fits[r].as_ref().map_or(&[][..], |f| f.refit_residuals.as_slice()))
+                .map(|&r| fits.cutouts[r].as_ref().map_or(&[][..], |f| f.refit_residuals.as_slice()))
                 .collect();
             let spreads =
                 mean_over_refits(c, &refits, sigmas.as_deref(), &mut predicted.probabilities, opts.batch_size)?;
@@ -653,7 +653,7 @@ impl Predictor {
                 }
             }
             // Out of the domain says more than an unstable fit, so it stays.
-            let fitted = fits.iter().flat_map(|f| &f.fits);
+            let fitted = fits.iter().flat_map(|f| &f.cutouts);
             for ((s, fit), &spread) in status.iter_mut().zip(fitted).zip(&answer_spread) {
                 if s.starts_with("ok") && fit.as_ref().is_some_and(|f| !f.is_reproducible(spread)) {
                     *s = UNSTABLE_FIT.into();
@@ -677,7 +677,7 @@ impl Predictor {
             if let Some(fitted) = &fits {
                 let fit_column = |value: fn(&FittedCutout) -> Option<f64>| -> ArrayRef {
                     Arc::new(arrow_array::Float64Array::from_iter(
-                        fitted.fits.iter().map(|f| f.as_ref().and_then(value)),
+                        fitted.cutouts.iter().map(|f| f.as_ref().and_then(value)),
                     ))
                 };
                 columns.push(fit_column(|f| Some(f.chi2_per_pixel)));

@@ -170,7 +170,8 @@ impl ObservationSource {
 
 /// What the fits of a batch's rows found, row by row (None for rows not fitted).
 pub(super) struct FittedRows {
-    pub fits: Vec<Option<FittedCutout>>,
+    /// What each row's fit found.
+    pub cutouts: Vec<Option<FittedCutout>>,
     /// The AB zero point each fitted row's pixels were converted from (None: taken
     /// in the recipe's units).
     pub zero_points: Vec<Option<f64>>,
@@ -220,12 +221,12 @@ pub(super) fn fit_rows(
         })
         .collect();
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();
-    let mut fitted = FittedRows { fits: vec![None; batch.len()], zero_points: vec![None; batch.len()] };
+    let mut fitted = FittedRows { cutouts: vec![None; batch.len()], zero_points: vec![None; batch.len()] };
     for ((r, observed), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits, watch)) {
         match outcome {
             Ok(fit) => {
                 batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);
-                fitted.fits[r] = Some(fit);
+                fitted.cutouts[r] = Some(fit);
                 fitted.zero_points[r] = observed.zero_point;
             }
             Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),

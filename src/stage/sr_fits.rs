@@ -129,37 +129,51 @@ fn starts_as_fits(path: &Path) -> bool {
 }
 
 /// The columns of one batch beside the images, in the types they are read as.
-struct Columns<'a> {
-    batch: &'a RecordBatch,
+struct Columns {
     row: arrow_array::Int64Array,
     /// An integer `id` (None for text ids, read by [`Columns::text`]).
     id: Option<arrow_array::Int64Array>,
     max_prob: Option<arrow_array::Float32Array>,
+    /// The text columns the batch has (`sr_wcs`, `status`, `pred_class`, a text
+    /// `id`), whatever string type they were written as.
+    texts: Vec<(&'static str, arrow_array::StringArray)>,
 }
 
-impl<'a> Columns<'a> {
-    fn of(batch: &'a RecordBatch) -> std::result::Result<Columns<'a>, String> {
+impl Columns {
+    fn of(batch: &RecordBatch) -> std::result::Result<Columns, String> {
+        let cast = |name: &str, to: &DataType| -> std::result::Result<Option<arrow_array::ArrayRef>, String> {
+            batch
+                .column_by_name(name)
+                .map(|c| arrow_cast::cast(c, to).map_err(|e| format!("column `{name}`: {e}")))
+                .transpose()
+        };
+        let is =
+            |name: &str, kind: fn(&DataType) -> bool| batch.column_by_name(name).is_some_and(|c| kind(c.data_type()));
         let int64 = |name: &str| -> std::result::Result<Option<arrow_array::Int64Array>, String> {
-            match batch.column_by_name(name) {
-                Some(c) if c.data_type().is_integer() => {
-                    let cast = arrow_cast::cast(c, &DataType::Int64).map_err(|e| format!("column `{name}`: {e}"))?;
-                    Ok(Some(cast.as_primitive::<Int64Type>().clone()))
-                }
-                _ => Ok(None),
+            if !is(name, DataType::is_integer) {
+                return Ok(None);
             }
+            Ok(cast(name, &DataType::Int64)?.map(|c| c.as_primitive::<Int64Type>().clone()))
         };
         let row = int64("row")?.ok_or("column `row` is not integers")?;
-        let max_prob = match batch.column_by_name("max_prob") {
-            Some(c) if c.data_type() == &DataType::Float32 => Some(c.as_primitive::<Float32Type>().clone()),
-            _ => None,
+        let max_prob = match is("max_prob", DataType::is_floating) {
+            true => cast("max_prob", &DataType::Float32)?.map(|c| c.as_primitive::<Float32Type>().clone()),
+            false => None,
         };
-        Ok(Columns { batch, row, id: int64("id")?, max_prob })
+        let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let mut texts = Vec::new();
+        for name in ["sr_wcs", "status", "pred_class", "id"] {
+            if is(name, text) {
+                let strings = cast(name, &DataType::Utf8)?.expect("the batch has it");
+                texts.push((name, strings.as_string::<i32>().clone()));
+            }
+        }
+        Ok(Columns { row, id: int64("id")?, max_prob, texts })
     }
 
     /// Row `r` of the text column `name`, where the batch has it and it is not null.
-    fn text(&self, name: &str, r: usize) -> Option<&'a str> {
-        let column = self.batch.column_by_name(name)?;
-        let strings = column.as_string_opt::<i32>()?;
+    fn text(&self, name: &str, r: usize) -> Option<&str> {
+        let (_, strings) = self.texts.iter().find(|(n, _)| *n == name)?;
         strings.is_valid(r).then(|| strings.value(r))
     }
 }

@@ -644,7 +644,8 @@ fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
     // A table of other origin: integer ids name the files; a WCS text that would
     // put other keywords in the header is refused, naming its row, and leaves no folder.
     let ids: ArrayRef = Arc::new(Int64Array::from(vec![7, 9, 11, 13]));
-    let wcs_column = |texts: Vec<Option<String>>| -> ArrayRef { Arc::new(arrow_array::StringArray::from(texts)) };
+    // (polars writes its strings as large ones)
+    let wcs_column = |texts: Vec<Option<String>>| -> ArrayRef { Arc::new(arrow_array::LargeStringArray::from(texts)) };
     let column = |name: &str| {
         (table.schema().field_with_name(name).unwrap().clone(), table.column_by_name(name).unwrap().clone())
     };
@@ -657,12 +658,13 @@ fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
                 column("row"),
                 (Field::new("id", DataType::Int64, false), ids.clone()),
                 column("sr_image"),
-                (Field::new("sr_wcs", DataType::Utf8, true), wcs_column(texts)),
+                (Field::new("sr_wcs", DataType::LargeUtf8, true), wcs_column(texts)),
             ],
         );
     }
     let by_id = dir.path().join("by-id");
-    assert_eq!(write_sr_fits(&dir.path().join("ids.parquet"), &by_id, false).unwrap().written, 4);
+    let summary = write_sr_fits(&dir.path().join("ids.parquet"), &by_id, false).unwrap();
+    assert_eq!((summary.written, summary.placed_on_sky), (4, 3));
     let mut names: Vec<String> =
         std::fs::read_dir(&by_id).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();

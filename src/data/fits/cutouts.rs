@@ -509,13 +509,17 @@ impl FitsCutouts {
         if placed > 0 {
             layout.push_str(&format!("; a celestial WCS on {placed} of {} cutouts", plan.len()));
         }
-        let mut units: Vec<&str> = plan.iter().filter_map(|p| p.flux_unit.as_deref()).collect();
-        units.sort_unstable();
-        units.dedup();
-        for unit in units {
-            let of_unit = plan.iter().filter(|p| p.flux_unit.as_deref() == Some(unit)).count();
+        // The units the headers state (a few named, the rest counted: each file may say another).
+        let mut units = std::collections::BTreeMap::<&str, usize>::new();
+        for unit in plan.iter().filter_map(|p| p.flux_unit.as_deref()) {
+            *units.entry(unit).or_default() += 1;
+        }
+        for (unit, cutouts) in units.iter().take(3) {
             let unit = crate::data::flux_unit::described(unit);
-            layout.push_str(&format!("; flux in {unit} (BUNIT) on {of_unit} of {} cutouts", plan.len()));
+            layout.push_str(&format!("; flux in {unit} (BUNIT) on {cutouts} of {} cutouts", plan.len()));
+        }
+        if units.len() > 3 {
+            layout.push_str(&format!("; {} other BUNIT values", units.len() - 3));
         }
         let noise = plan.iter().any(|p| p.companions.noise.is_some());
         let pixel_scale = plan.iter().find(|p| p.problem.is_none()).and_then(|p| p.pixel_scale).map(|scale| {
