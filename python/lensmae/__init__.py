@@ -46,6 +46,15 @@ PREDICTION_COLUMNS = {
     "in_domain": "whether ood_score is within the threshold fitted on validation data, and the "
     "cutout's pixel scale, deflector and (for a min-max model) storage precision where the model can "
     "use them (bool)",
+    "fit_chi2": "a classifier of smooth-lens residuals: chi^2 per pixel of the cutout's smooth-lens fit "
+    "(float64; about 1 when the smooth lens explains the cutout to the noise)",
+    "fit_theta_e": "the fitted Einstein radius, arcsec (float64)",
+    "fit_zero_point": "the AB zero point the cutout's pixels were converted from before the fit "
+    "(float64; zero_point, zero_point_col or the image column's flux unit; null: the model's own units)",
+    "fit_refit_spread": "the largest chi^2 difference between the fit and its refits of the cutout moved "
+    "within its last 16 bits (float64; above 4: status 'unstable_fit')",
+    "refit_answer_spread": "the largest difference in any class's probability between the answers on the "
+    "fit's and the refits' residuals (float32; above 0.02: status 'unstable_fit')",
     "sr_image": "the super-resolved cutout (arrow.fixed_shape_tensor; task 'superres' or 'all')",
     "sr_wcs": "where sr_image lies on the sky: its celestial WCS as FITS header cards, which "
     "``astropy.wcs.WCS(text)`` reads (string; with sr_image, when the cutout is a FITS image or "
@@ -56,20 +65,25 @@ PREDICTION_COLUMNS = {
     "column +2, row +0' when the classifier moved the lens galaxy's light to the centre; 'deflector more "
     "than 5 pixels off the centre ...' when it could not (the row is then out of its domain)",
     "status": "'ok'; 'out_of_domain' (answered, but the cutout is unlike the training data: do not "
-    "trust the probabilities); 'ok: N non-finite pixels set to 0'; or why the row has no prediction "
+    "trust the probabilities); 'unstable_fit' (a residual classifier answered from a fit that refits of the "
+    "cutout did not find again); 'ok: N non-finite pixels set to 0'; or why the row has no prediction "
     "('skipped: ...', 'failed: ...')",
 }
 
 
-def _require_identifiers(given: pa.Schema, predicted: pa.Schema, engine: str) -> None:
+def _require_identifiers(given: pa.Schema, predicted: pa.Schema, engine: str, model: "Model") -> None:
     """Refuses predictions that could not be joined back to their cutouts.
 
     An engine's batches are cut where it pleases, so ``row`` (counted within each
     batch) names no cutout: without a column carried from the input (``given``)
-    into the predictions the rows could not be told apart.
+    into the predictions the rows could not be told apart. The columns a residual
+    classifier carries because it fits with them (PSF, exposure, zero point) name no
+    cutout either: many share a value.
     """
+    observation = {model._args[key] for key in ("psf_fwhm_col", "exposure_time_col", "zero_point_col")}
     carried = [name for name in predicted.names
-               if name in given.names and name != "row" and name not in PREDICTION_COLUMNS]
+               if name in given.names and name != "row" and name not in PREDICTION_COLUMNS
+               and name not in observation]
     if not carried:
         raise LensmaeError(
             f"on {engine}, `row` counts rows within each batch, and the input has no column to join the "

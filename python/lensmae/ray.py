@@ -46,7 +46,7 @@ def predict_dataset(dataset: Any, model: Model, *, image_col: Optional[str] = No
 
     def predict_batch(batch: pa.Table) -> pa.Table:
         predicted = model.predict(batch, **columns)
-        _require_identifiers(batch.schema, predicted.schema, "Ray")
+        _require_identifiers(batch.schema, predicted.schema, "Ray", model)
         return predicted
 
     return dataset.map_batches(predict_batch, batch_format="pyarrow", **map_batches_options)

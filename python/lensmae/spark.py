@@ -80,7 +80,7 @@ def predict_dataframe(df: Any, model: Model, *, image_col: Optional[str] = None,
     columns = dict(image_col=image_col, id_col=id_col, keep=list(keep), shape=shape, pixel_scale_col=pixel_scale_col)
     input_schema = to_arrow_schema(df.schema)
     output_schema = spark_arrow_schema(model.predict(input_schema.empty_table(), **columns).schema)
-    _require_identifiers(input_schema, output_schema, "Spark")
+    _require_identifiers(input_schema, output_schema, "Spark", model)
 
     def predict_batches(batches):
         for batch in batches:

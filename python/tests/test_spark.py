@@ -80,6 +80,13 @@ def test_bad_rows_come_back_reported_and_bad_columns_are_refused_on_the_driver(s
     # Without an id, rows that `row` cannot name (it counts within each batch).
     with pytest.raises(lensmae.LensmaeError, match="no column to join the predictions back on"):
         lensmae.spark.predict_dataframe(df.select("image"), model, shape=(64, 64))
+    # Nor do the PSF and exposure a residual classifier carries: many cutouts share them.
+    lenses = lensmae.simulate("survey", n_per_class=1, seed=5).drop_columns(["id"])
+    residual = lensmae.load_model("bundled:survey-residual-classifier", threads=1)
+    frame = spark.createDataFrame(lenses.select(["psf_fwhm", "exposure_time"]).to_pandas().assign(
+        image=[row.ravel().tolist() for row in lenses.column("image").combine_chunks().to_numpy_ndarray()]))
+    with pytest.raises(lensmae.LensmaeError, match="no column to join the predictions back on"):
+        lensmae.spark.predict_dataframe(frame, residual)
 
 
 def test_super_resolved_cutouts_come_back_as_arrays(spark, fixtures):
