@@ -362,7 +362,7 @@ pub struct MergeArgs {
 
 #[derive(Args, Debug)]
 pub struct SrFitsArgs {
-    /// A predictions table of `predict --task superres` or `--task all` (Parquet or Arrow IPC).
+    /// A predictions table of `predict --task superres` or `--task all` (Parquet, Arrow IPC or FITS).
     input: PathBuf,
     /// The folder of FITS files to write: `<id>.fits` (an integer `id` column), else
     /// `row-<row>.fits`, each with its WCS from `sr_wcs`.

@@ -39,7 +39,7 @@ pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
 /// extension `PREDICTIONS`, the super-resolved cutouts as the primary HDU's cube,
 /// and the header naming the version, models with their SHA-256, task, input,
 /// command and time (FITS keywords have 8 characters).
-const PREDICTIONS_FITS: FitsTableLayout = FitsTableLayout {
+pub(crate) const PREDICTIONS_FITS: FitsTableLayout = FitsTableLayout {
     table_name: "PREDICTIONS",
     cube: Some(("sr_image", "SR_IMAGE")),
     header_keys: &[

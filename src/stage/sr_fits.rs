@@ -6,6 +6,7 @@
 
 use crate::data::atomic::AtomicPath;
 use crate::data::fits::cutout_file::{wcs_cards, write_cutout_file, KeyValue};
+use crate::stage::output::PREDICTIONS_FITS;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
@@ -30,19 +31,32 @@ pub struct SrFitsSummary {
     pub without_sr_image: usize,
 }
 
-/// Writes every super-resolved cutout of the predictions table `input` (Parquet or
-/// Arrow IPC, as `predict --task superres|all` writes it) to `out_dir` as
+/// Writes every super-resolved cutout of the predictions table `input` (Parquet,
+/// Arrow IPC or FITS, as `predict --task superres|all` writes it) to `out_dir` as
 /// `<id>.fits` (an integer `id` column), else `row-<row>.fits`: the image in the
 /// primary HDU with its WCS from `sr_wcs` and the keywords `ROW`, `ID` / `OBJECT`,
 /// `STATUS`, `PRED_CLS`, `MAX_PROB`, `SRMODEL` where the table has them.
 pub fn write_sr_fits(input: &Path, out_dir: &Path, overwrite: bool) -> Result<SrFitsSummary> {
-    let table_error = |message: String| Error::Parquet { path: input.to_path_buf(), message };
-    if starts_as_fits(input) {
-        return Err(table_error(
-            "a FITS file: sr-fits reads the predictions as Parquet or Arrow IPC (`predict --out x.parquet`)".into(),
+    if input.is_dir() {
+        return Err(Error::config(
+            "input",
+            format!(
+                "{0} is a folder: join the chunks of a `predict --out DIR` run first (`lensmae merge {0} --out \
+                 all.parquet`)",
+                input.display()
+            ),
         ));
     }
-    let schema = crate::data::table_schema(input)?;
+    let fits = crate::data::fits::table_reader::is_fits_file(input);
+    let table_error = |message: String| match fits {
+        true => Error::Fits { path: input.to_path_buf(), message },
+        false => Error::Table { path: input.to_path_buf(), message },
+    };
+    let schema = match fits {
+        // `predict --out x.fits`: the table's columns, the cube as `sr_image`.
+        true => crate::data::fits::table_reader::schema(input, &PREDICTIONS_FITS)?,
+        false => crate::data::table_schema(input)?,
+    };
     let side = match schema.field_with_name("sr_image").map(|f| f.data_type().clone()) {
         Ok(DataType::FixedSizeList(item, n)) if item.data_type() == &DataType::Float32 => {
             let side = (n.max(0) as f64).sqrt().round() as usize;
@@ -69,7 +83,7 @@ pub fn write_sr_fits(input: &Path, out_dir: &Path, overwrite: bool) -> Result<Sr
         SrFitsSummary { out_dir: out_dir.to_path_buf(), rows: 0, written: 0, placed_on_sky: 0, without_sr_image: 0 };
     let mut taken = HashSet::new();
     let missing = |name: &str| format!("no column `{name}`: not the output of `lensmae predict`");
-    crate::data::for_each_table_batch(input, &names, &missing, |batch| {
+    let each = |batch: RecordBatch| -> Result<()> {
         let columns = Columns::of(&batch).map_err(table_error)?;
         for r in 0..batch.num_rows() {
             summary.rows += 1;
@@ -116,16 +130,13 @@ pub fn write_sr_fits(input: &Path, out_dir: &Path, overwrite: bool) -> Result<Sr
             summary.placed_on_sky += usize::from(cards.is_some());
         }
         Ok(())
-    })?;
+    };
+    match fits {
+        true => crate::data::fits::table_reader::for_each_batch(input, &PREDICTIONS_FITS, &names, &missing, each)?,
+        false => crate::data::for_each_table_batch(input, &names, &missing, each)?,
+    }
     out.commit()?;
     Ok(summary)
-}
-
-/// Whether the local file `path` begins as a FITS file does.
-fn starts_as_fits(path: &Path) -> bool {
-    use std::io::Read;
-    let mut first = [0u8; 8];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut first)).is_ok() && &first == b"SIMPLE  "
 }
 
 /// The columns of one batch beside the images, in the types they are read as.

@@ -638,6 +638,16 @@ fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
         let read_back = reader.next_batch(1).unwrap().unwrap().wcs.remove(0);
         assert_eq!(read_back.and_then(|w| w.header_cards()), *wcs, "row {r}");
     }
+    // The same predictions written as FITS (`--out x.fits`: the table, the cube) give
+    // the same files, byte for byte.
+    let as_fits = dir.path().join("sr.fits");
+    predict(&predict_options(&inputs, bundled(StageTask::Superres, Default::default()), &as_fits)).unwrap();
+    let from_fits = dir.path().join("sr-fits-from-fits");
+    assert_eq!(write_sr_fits(&as_fits, &from_fits, false).unwrap().placed_on_sky, 3);
+    for r in 0..4 {
+        let name = format!("row-{r}.fits");
+        assert!(std::fs::read(out.join(&name)).unwrap() == std::fs::read(from_fits.join(&name)).unwrap(), "{name}");
+    }
     // An existing folder is kept unless told otherwise.
     let again = write_sr_fits(&predictions, &out, false).unwrap_err().to_string();
     assert!(again.contains("already exists"), "{again}");

@@ -37,18 +37,20 @@ fn is_wcs_keyword(key: &str) -> bool {
 }
 
 /// The 80-character cards of a WCS text (`sr_wcs`), each checked to be a WCS
-/// keyword's; an error says which is not.
-pub fn wcs_cards(text: &str) -> std::result::Result<Vec<&str>, String> {
-    if !text.is_ascii() || text.len() % 80 != 0 {
+/// keyword's; an error says which is not. The last card may have lost its trailing
+/// blanks (a FITS table's text column does not keep them).
+pub fn wcs_cards(text: &str) -> std::result::Result<Vec<String>, String> {
+    if !text.is_ascii() {
         return Err("not FITS header cards (80 ASCII characters each)".into());
     }
-    (0..text.len() / 80)
-        .map(|i| &text[i * 80..(i + 1) * 80])
+    let padded = format!("{text:<width$}", width = text.len().div_ceil(80) * 80);
+    (0..padded.len() / 80)
+        .map(|i| &padded[i * 80..(i + 1) * 80])
         .filter(|card| !card.trim().is_empty())
         .map(|card| {
             let key = card[..8].trim_end();
             if is_wcs_keyword(key) && &card[8..10] == "= " {
-                Ok(card)
+                Ok(card.to_string())
             } else {
                 Err(format!("card `{}` is not a celestial WCS keyword's", card.trim_end()))
             }
@@ -62,7 +64,7 @@ pub fn write_cutout_file(
     path: &Path,
     shape: [usize; 2],
     pixels: &[f32],
-    cards: &[&str],
+    cards: &[String],
     keys: &[(&str, KeyValue, &str)],
 ) -> Result<()> {
     let err = |e: fitsio::errors::Error| Error::Fits { path: path.to_path_buf(), message: fits_message(&e) };
@@ -76,7 +78,7 @@ pub fn write_cutout_file(
     unsafe { fitsio::sys::ffdkey(file.as_raw(), c"EXTNAME".as_ptr(), &mut status) };
     fitsio::errors::check_status(status).map_err(err)?;
     for card in cards {
-        let card = std::ffi::CString::new(*card)
+        let card = std::ffi::CString::new(card.as_str())
             .map_err(|e| Error::Fits { path: path.to_path_buf(), message: e.to_string() })?;
         let mut status = 0;
         // SAFETY: the file is open for the call and the card a NUL-terminated string
@@ -108,6 +110,8 @@ mod tests {
             let text = good[0].clone() + &card(bad);
             assert!(wcs_cards(&text).is_err(), "{bad}");
         }
-        assert!(wcs_cards("CTYPE1  = 'RA---TAN'").is_err(), "not 80 characters");
+        // A FITS text column drops the last card's trailing blanks.
+        assert_eq!(wcs_cards("CTYPE1  = 'RA---TAN'").unwrap(), [card("CTYPE1  = 'RA---TAN'")]);
+        assert!(wcs_cards("CTYPE1  = 'RA---TAN\u{e9}'").is_err(), "not ASCII");
     }
 }

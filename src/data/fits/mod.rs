@@ -26,6 +26,7 @@ pub mod cutout_file;
 pub mod cutouts;
 mod kept;
 pub use kept::keywords_for;
+pub mod table_reader;
 pub mod table_writer;
 pub mod wcs;
 
