@@ -1,4 +1,4 @@
-//! Reading a table of per-row class probabilities (a Parquet or Arrow IPC file):
+//! Reading a table of per-row class probabilities (a Parquet, Arrow IPC or FITS file):
 //! what `lensmae predict` writes (`schemas/predictions.json`), or any model's output in the same columns, so
 //! that `lensmae evaluate --predictions` scores it against labelled images.
 //!
@@ -10,6 +10,8 @@
 //! probability (a row `predict` could not score) stays `None`, for the caller to
 //! report; it is never dropped or read as 0.
 
+use super::fits::table_reader;
+use super::fits::table_writer::FitsTableLayout;
 use super::parquet::columns::arrow_cast_f64;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
@@ -25,6 +27,31 @@ pub const UNSTABLE_FIT: &str = "unstable_fit";
 /// The metadata key recording how many refits checked each fit (`predict
 /// --fit-refits`), written when a classifier of smooth-lens residuals fitted the rows.
 pub const FIT_REFITS_KEY: &str = "lensmae:fit_refits";
+
+/// How predictions are laid out in a FITS file (`--out x.fits`): the table
+/// extension `PREDICTIONS`, the super-resolved cutouts as the primary HDU's cube,
+/// and the header naming the version, models with their SHA-256, task, input,
+/// command and time (FITS keywords have 8 characters).
+pub const PREDICTIONS_FITS: FitsTableLayout = FitsTableLayout {
+    table_name: "PREDICTIONS",
+    cube: Some(("sr_image", "SR_IMAGE")),
+    header_keys: &[
+        ("lensmae:version", "LENSMAE"),
+        ("lensmae:schema_version", "SCHEMAV"),
+        ("lensmae:task", "TASK"),
+        ("lensmae:model", "MODEL"),
+        ("lensmae:model_sha256", "MODELSHA"),
+        ("lensmae:sr_model", "SRMODEL"),
+        ("lensmae:sr_model_sha256", "SRMODSHA"),
+        ("lensmae:nan_policy", "NANPOLCY"),
+        ("lensmae:tta", "TTA"),
+        ("lensmae:class_names", "CLASSES"),
+        ("lensmae:input", "INPUT"),
+        ("lensmae:command", "COMMAND"),
+        ("lensmae:created", "DATE"),
+        ("lensmae:build", "BUILD"),
+    ],
+};
 
 /// One table of predictions, row by row in file order.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,10 +79,19 @@ pub struct PredictionTable {
     pub metadata: std::collections::HashMap<String, String>,
 }
 
-/// Whether the Parquet or Arrow IPC file at `path` is a table of predictions (an
-/// `id` or a `row`, and `p_<class>` columns) rather than images.
+/// The schema of the predictions file `path`: Parquet, Arrow IPC, or FITS laid
+/// out as [`PREDICTIONS_FITS`] says.
+fn predictions_schema(path: &Path) -> Result<arrow_schema::SchemaRef> {
+    match table_reader::is_fits_file(path) {
+        true => table_reader::schema(path, &PREDICTIONS_FITS),
+        false => super::table_schema(path),
+    }
+}
+
+/// Whether the Parquet, Arrow IPC or FITS file at `path` is a table of predictions
+/// (an `id` or a `row`, and `p_<class>` columns) rather than images.
 pub fn is_prediction_table(path: &Path) -> bool {
-    super::table_schema(path).is_ok_and(|schema| {
+    predictions_schema(path).is_ok_and(|schema| {
         let keyed = ["id", "row"].iter().any(|key| schema.field_with_name(key).is_ok());
         keyed && schema.fields().iter().any(|f| f.name().starts_with("p_"))
     })
@@ -64,7 +100,7 @@ pub fn is_prediction_table(path: &Path) -> bool {
 /// Read the predictions table at `path` (see the module doc).
 pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
     let err = |message: String| Error::Table { path: path.to_path_buf(), message };
-    let schema = super::table_schema(path)?;
+    let schema = predictions_schema(path)?;
     let key = ["id", "row"].into_iter().find(|key| schema.field_with_name(key).is_ok());
     let key = key.ok_or_else(|| err("no `id` column (nor the `row` of a table `predict` wrote)".into()))?;
     let key_field = schema.field_with_name(key).expect("found above");
@@ -101,7 +137,8 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         metadata: schema.metadata().clone().into(),
     };
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    super::for_each_table_batch(path, &wanted, &|name| format!("no column `{name}`"), |batch| {
+    let missing = |name: &str| format!("no column `{name}`");
+    let each = |batch: arrow_array::RecordBatch| -> Result<()> {
         let column = |name: &str| batch.column_by_name(name).expect("projected");
         let as_f64 = |name: &str| arrow_cast_f64(column(name)).map_err(|m| err(format!("column `{name}`: {m}")));
         let first_row = table.ids.len();
@@ -131,7 +168,11 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
             }
         }
         Ok(())
-    })?;
+    };
+    match table_reader::is_fits_file(path) {
+        true => table_reader::for_each_batch(path, &PREDICTIONS_FITS, &wanted, &missing, each)?,
+        false => super::for_each_table_batch(path, &wanted, &missing, each)?,
+    }
     Ok(table)
 }
 

@@ -18,11 +18,12 @@
 //! data; `unstable_fit` when it answered but its fit does not come back; or why the
 //! row has no prediction). Rows without a prediction hold nulls, never a made-up value.
 
-use crate::data::fits::table_writer::{FitsTableLayout, FitsTableWriter};
+use crate::data::fits::table_writer::FitsTableWriter;
 use crate::data::ipc::table_writer::{IpcTableWriter, STANDARD_STREAM};
 use crate::data::ipc::IpcFormat;
 use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
+use crate::data::predictions::PREDICTIONS_FITS;
 use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
 use crate::infer::residuals::{UNSTABLE_ANSWER, UNSTABLE_FIT_CHI2};
 use crate::Result;
@@ -34,31 +35,6 @@ use std::sync::Arc;
 
 /// Version of the predictions table's layout (file metadata `lensmae:schema_version`).
 pub const PREDICTIONS_SCHEMA_VERSION: &str = "1";
-
-/// How predictions are laid out in a FITS file (`--out x.fits`): the table
-/// extension `PREDICTIONS`, the super-resolved cutouts as the primary HDU's cube,
-/// and the header naming the version, models with their SHA-256, task, input,
-/// command and time (FITS keywords have 8 characters).
-pub(crate) const PREDICTIONS_FITS: FitsTableLayout = FitsTableLayout {
-    table_name: "PREDICTIONS",
-    cube: Some(("sr_image", "SR_IMAGE")),
-    header_keys: &[
-        ("lensmae:version", "LENSMAE"),
-        ("lensmae:schema_version", "SCHEMAV"),
-        ("lensmae:task", "TASK"),
-        ("lensmae:model", "MODEL"),
-        ("lensmae:model_sha256", "MODELSHA"),
-        ("lensmae:sr_model", "SRMODEL"),
-        ("lensmae:sr_model_sha256", "SRMODSHA"),
-        ("lensmae:nan_policy", "NANPOLCY"),
-        ("lensmae:tta", "TTA"),
-        ("lensmae:class_names", "CLASSES"),
-        ("lensmae:input", "INPUT"),
-        ("lensmae:command", "COMMAND"),
-        ("lensmae:created", "DATE"),
-        ("lensmae:build", "BUILD"),
-    ],
-};
 
 /// The highest SIP order whose `sr_wcs` astropy's Parquet reader reads whole.
 const ASTROPY_SIP_ORDER: usize = 5;

@@ -6,7 +6,7 @@
 
 use crate::data::atomic::AtomicPath;
 use crate::data::fits::cutout_file::{wcs_cards, write_cutout_file, KeyValue};
-use crate::stage::output::PREDICTIONS_FITS;
+use crate::data::predictions::PREDICTIONS_FITS;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};

@@ -371,6 +371,18 @@ fn predict_runs_the_bundled_models_when_no_model_is_given() {
         table_summary["most_probable_class"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(counted, 12);
     assert_eq!(summary(&d("failed.parquet"))["rows_without_probabilities"], 1);
+    // The same predictions as a FITS table (for TOPCAT and astropy) are read back alike.
+    ok(&["predict", "--input", &survey_data, "--out", &d("survey.fits")]);
+    let fits_summary = summary(&d("survey.fits"));
+    for key in ["rows", "model", "tta", "status", "in_domain_fraction", "most_probable_class"] {
+        assert_eq!(fits_summary[key], table_summary[key], "{key}");
+    }
+    let from_fits = d("survey-fits.json");
+    ok(&["evaluate", "--predictions", &d("survey.fits"), "--input", &survey_data, "--report", &from_fits]);
+    let fits: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&from_fits).unwrap()).unwrap();
+    assert_eq!(fits["report"]["n"], table["report"]["n"]);
+    assert!((auc(&fits) - auc(&table)).abs() < 1e-6, "{} vs {}", auc(&fits), auc(&table));
+    assert_eq!(fits["domain"], table["domain"]);
     fails(&["evaluate", "--predictions", &survey_data, "--input", &survey_data], "no `p_<class>` probability columns");
     fails(&["evaluate", "--input", &survey_data], "--model");
     for png in [

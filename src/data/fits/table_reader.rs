@@ -29,8 +29,8 @@ pub fn is_fits_file(path: &Path) -> bool {
 enum Source {
     /// The primary cube's planes of `side` x `side`.
     Cube { side: usize },
-    /// A table column of this FITS type, integers with this TNULL.
-    Column { kind: ColumnDataType, null: Option<i64> },
+    /// Table column `number` (from 1) of this FITS type, integers with this TNULL.
+    Column { kind: ColumnDataType, null: Option<i64>, number: usize },
 }
 
 /// The open file, its table, its rows, and every column it offers with its Arrow field.
@@ -65,10 +65,12 @@ impl FitsTable {
                 Float => DataType::Float32,
                 Double => DataType::Float64,
                 String | Text => DataType::Utf8,
+                Logical => DataType::Boolean,
                 _ => continue,
             };
             let null = table.read_key::<i64>(&mut f, &format!("TNULL{}", index + 1)).ok();
-            columns.push((Field::new(description.name.trim(), data_type, true), Source::Column { kind, null }));
+            let source = Source::Column { kind, null, number: index + 1 };
+            columns.push((Field::new(description.name.trim(), data_type, true), source));
         }
         let mut metadata = std::collections::HashMap::new();
         // (hdu_at makes the primary HDU the current one, which the keywords are read from.)
@@ -154,6 +156,10 @@ pub fn for_each_batch(
                         (!v.is_empty()).then_some(v)
                     })))
                 }
+                Source::Column { kind: ColumnDataType::Logical, number, .. } => {
+                    let values = read_logicals(&mut f, &table, number, &range).map_err(read)?;
+                    Arc::new(arrow_array::BooleanArray::from(values))
+                }
                 Source::Column { null, .. } => {
                     let values: Vec<i64> = table.read_col_range(&mut f, name, &range).map_err(read)?;
                     Arc::new(arrow_array::Int64Array::from_iter(
@@ -166,6 +172,36 @@ pub fn for_each_batch(
         each(RecordBatch::try_new(schema.clone(), arrays).map_err(|e| fail(e.to_string()))?)?;
     }
     Ok(())
+}
+
+/// Rows `range` of the table's logical column `number` (from 1), undefined values as None.
+fn read_logicals(
+    f: &mut fitsio::FitsFile,
+    table: &fitsio::hdu::FitsHdu,
+    number: usize,
+    range: &std::ops::Range<usize>,
+) -> std::result::Result<Vec<Option<bool>>, fitsio::errors::Error> {
+    // fitsio reads logicals without their nulls: cfitsio's flagged read instead.
+    table.read_key::<i64>(f, "NAXIS2")?; // makes the table the current HDU
+    let n = range.len();
+    let (mut values, mut undefined) = (vec![0 as std::os::raw::c_char; n], vec![0 as std::os::raw::c_char; n]);
+    let (mut any_undefined, mut status) = (0, 0);
+    // SAFETY: the file is open and its current HDU the table; both buffers hold `n` elements.
+    unsafe {
+        fitsio::sys::ffgcfl(
+            f.as_raw(),
+            number as i32,
+            range.start as i64 + 1,
+            1,
+            n as i64,
+            values.as_mut_ptr(),
+            undefined.as_mut_ptr(),
+            &mut any_undefined,
+            &mut status,
+        );
+    }
+    fitsio::errors::check_status(status)?;
+    Ok(values.into_iter().zip(undefined).map(|(v, u)| (u == 0).then_some(v != 0)).collect())
 }
 
 /// A string keyword of the current HDU however long (cfitsio's CONTINUE cards,
@@ -227,6 +263,7 @@ mod tests {
             Field::new("p", DataType::Float32, true),
             Field::new("chi2", DataType::Float64, true),
             Field::new("text", DataType::Utf8, true),
+            Field::new("in_domain", DataType::Boolean, true),
             Field::new("image", DataType::FixedSizeList(item.clone(), 4), true),
         ];
         let long = "a path ".repeat(30);
@@ -239,6 +276,7 @@ mod tests {
                 Arc::new(Float32Array::from(vec![Some(0.5), None, Some(1.0)])),
                 Arc::new(Float64Array::from(vec![None, Some(2.5), Some(1e300)])),
                 Arc::new(StringArray::from(vec![Some("cards  "), None, Some("ok")])),
+                Arc::new(arrow_array::BooleanArray::from(vec![Some(true), None, Some(false)])),
                 Arc::new(FixedSizeListArray::new(item, 4, Arc::new(pixels), Some(vec![true, false, true].into()))),
             ],
         )
@@ -249,7 +287,7 @@ mod tests {
 
         let read = schema_of(&path);
         assert_eq!(read.metadata()["x:origin"], long.trim(), "a long header value, whole");
-        let names = ["image", "text", "chi2", "p", "id"];
+        let names = ["image", "text", "chi2", "p", "id", "in_domain"];
         let mut batches = Vec::new();
         for_each_batch(&path, &LAYOUT, &names, &|n| format!("no {n}"), |b| {
             batches.push(b);
@@ -263,6 +301,7 @@ mod tests {
         // FITS keeps no trailing blanks.
         let text: Vec<Option<&str>> = got.column(1).as_string::<i32>().iter().collect();
         assert_eq!(text, [Some("cards"), None, Some("ok")]);
+        assert_eq!(got.column(5).as_boolean(), written.column(4).as_boolean());
         let images = got.column(0).as_fixed_size_list();
         assert_eq!(images.nulls().map(|n| n.iter().collect::<Vec<_>>()), Some(vec![true, false, true]));
         assert_eq!(images.value(2).as_primitive::<arrow_array::types::Float32Type>().values(), &[8.0, 9.0, 10.0, 11.0]);
