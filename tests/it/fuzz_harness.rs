@@ -88,7 +88,12 @@ fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     let kept = drain(std::slice::from_ref(&path), &InputOptions { keep, ..Default::default() });
     // And as training and evaluation read a labelled cube.
     let training = lensmae::data::images::read_labelled_images(&path, "image").map(|_| ()).map_err(|e| e.to_string());
-    by_default.or(by_name).or(kept).or(training)
+    // And as predictions written as FITS: by `inspect`, `evaluate --predictions` and `sr-fits`.
+    let _ = lensmae::data::predictions::is_prediction_table(&path);
+    let predictions = lensmae::data::predictions::read_predictions(&path).map(|_| ()).map_err(|e| e.to_string());
+    let sr_fits =
+        lensmae::stage::sr_fits::write_sr_fits(&path, &scratch.join("sr"), true).map(|_| ()).map_err(|e| e.to_string());
+    by_default.or(by_name).or(kept).or(training).or(predictions).or(sr_fits)
 }
 
 fn fits_stamp(_: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -408,6 +413,49 @@ fn prediction_table() -> Vec<u8> {
     bytes
 }
 
+/// Predictions as `predict --task all --out x.fits` writes them: the table (with
+/// `sr_wcs` header cards and statuses) and the super-resolved cutouts' cube.
+fn fits_predictions(scratch: &Path) -> Vec<u8> {
+    use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray};
+    use lensmae::data::fits::table_writer::FitsTableWriter;
+    use std::sync::Arc;
+    let parquet = prediction_table();
+    let table = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(parquet))
+        .expect("a table")
+        .build()
+        .expect("a reader")
+        .next()
+        .expect("a batch")
+        .expect("rows");
+    let wcs = sip_cutout_wcs_cards();
+    let item = Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true));
+    let pixels = Arc::new(Float32Array::from_iter_values((0..8 * 16).map(|v| v as f32)));
+    let valid = Some(vec![true, true, false, true, true, true, true, true].into());
+    let mut columns: Vec<(String, ArrayRef)> = vec![("row".into(), Arc::new(Int64Array::from_iter_values(0..8)))];
+    columns.extend(table.schema().fields().iter().map(|f| f.name().clone()).zip(table.columns().iter().cloned()));
+    columns.push(("status".into(), Arc::new(StringArray::from(vec!["ok"; 8]))));
+    columns.push(("sr_image".into(), Arc::new(FixedSizeListArray::new(item, 16, pixels, valid))));
+    columns.push(("sr_wcs".into(), Arc::new(StringArray::from(vec![Some(wcs.as_str()); 8]))));
+    let batch = RecordBatch::try_from_iter(columns).expect("a predictions batch");
+    let path = scratch.join("predictions-seed.fits");
+    let layout = lensmae::data::predictions::PREDICTIONS_FITS;
+    let mut writer = FitsTableWriter::create(&path, batch.schema(), layout, 8, true).expect("a writer");
+    writer.write(&batch).expect("written");
+    writer.finish().expect("finished");
+    read(&path)
+}
+
+/// The celestial WCS of [`sip_cutout`] as `sr_wcs` header cards.
+fn sip_cutout_wcs_cards() -> String {
+    let bytes = sip_cutout();
+    let dir = tempfile::tempdir().expect("a scratch folder");
+    let path = write_scratch(dir.path(), "sip.fits", &bytes);
+    let mut f = fitsio::FitsFile::open(&path).expect("the seed opens");
+    let hdu = f.primary_hdu().expect("its primary");
+    let wcs = lensmae::data::fits::wcs::CelestialWcs::read(&mut f, &hdu).expect("a WCS");
+    wcs.upsampled(4.0).header_cards().expect("cards")
+}
+
 /// The payload of a pickled `.npy` object array (after its header).
 fn pickle_of_npy(bytes: &[u8]) -> Vec<u8> {
     // Version 1 has a 2-byte header length, versions 2 and 3 a 4-byte one.
@@ -427,7 +475,14 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
     let object_npy = [f("npy-tree/axion/axion_sim_1000.npy"), f("npy-tree/axion/axion_sim_1001.npy")];
     // (survey16_cube.fits: `lensmae simulate --format fits` of the survey recipe at
     // 16x16, seed 1, one lens a class: a cube and its PARAMS table.)
-    let fits = [f("stage/cube_int16.fits"), f("stage/mef_uint16.fits"), f("stage/survey16_cube.fits"), sip_cutout()];
+    let scratch = tempfile::tempdir().expect("a scratch folder");
+    let fits = [
+        f("stage/cube_int16.fits"),
+        f("stage/mef_uint16.fits"),
+        f("stage/survey16_cube.fits"),
+        sip_cutout(),
+        fits_predictions(scratch.path()),
+    ];
     let toml_of =
         |dir: &str, names: &[&str]| -> Vec<Vec<u8>> { names.iter().map(|n| read(&root.join(dir).join(n))).collect() };
     vec![
