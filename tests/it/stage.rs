@@ -479,16 +479,21 @@ fn fits_with_cards(path: &Path, rows: usize, columns: usize, cards: &[String]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The headers of `tests/oracle/wcs_oracle.py` with where astropy places their
+/// centres (`fixtures/oracle/wcs_centres.json`).
+fn wcs_oracle_cases() -> Vec<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oracle/wcs_centres.json");
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    golden["cases"].as_array().unwrap().clone()
+}
+
 #[test]
 fn a_fits_cutout_without_object_keywords_is_placed_at_its_centre_as_astropy_places_it() {
     // tests/oracle/wcs_oracle.py: astropy's pixel_to_world at each header's centre
     // pixel (TAN with CD, PC, CROTA2, SIP; SIN, ZEA, ARC, STG), and headers whose
     // position must stay unknown (galactic, FK4, TPV, LONPOLE, swapped axes).
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/oracle/wcs_centres.json")).unwrap()).unwrap();
-    let cases: Vec<&serde_json::Value> =
-        golden["cases"].as_array().unwrap().iter().filter(|c| c["rows"] == 64 && c["columns"] == 64).collect();
+    let cases: Vec<serde_json::Value> =
+        wcs_oracle_cases().into_iter().filter(|c| c["rows"] == 64 && c["columns"] == 64).collect();
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = cases
         .iter()
@@ -535,16 +540,13 @@ fn super_resolved_cutouts_are_placed_on_the_sky_where_their_inputs_were() {
     // first resampled to its 0.404"/px 16x16 grid, so `sr_wcs` carries the
     // regridding and the 4x finer sampling. Its centre must be where astropy put the
     // input's, and every pixel where the input's WCS puts that spot of the input.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/oracle/wcs_centres.json")).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wcs_of = |path: &Path| {
         let mut reader = lensmae::stage::open_input(&[path.to_path_buf()], &InputOptions::default()).unwrap();
         let batch = reader.next_batch(1).unwrap().unwrap();
         (batch.wcs[0].clone(), batch.pixel_scales[0])
     };
-    for case in golden["cases"].as_array().unwrap() {
+    for case in &wcs_oracle_cases() {
         let name = case["name"].as_str().unwrap();
         let cards: Vec<String> = case["cards"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().into()).collect();
         let size = |k: &str| case[k].as_u64().unwrap() as usize;
@@ -597,16 +599,12 @@ fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
     use lensmae::stage::sr_fits::write_sr_fits;
     // Three of the oracle's 64x64 headers lensmae reads and one it does not (its row
     // has pixels but no place on the sky), super-resolved in one run.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/oracle/wcs_centres.json")).unwrap()).unwrap();
-    let cases: Vec<&serde_json::Value> =
-        golden["cases"].as_array().unwrap().iter().filter(|c| c["rows"] == 64 && c["columns"] == 64).collect();
+    let cases: Vec<serde_json::Value> =
+        wcs_oracle_cases().into_iter().filter(|c| c["rows"] == 64 && c["columns"] == 64).collect();
     let placed = cases.iter().filter(|c| c["ra"].is_number()).take(3);
     let dir = tempfile::tempdir().unwrap();
     let inputs: Vec<PathBuf> = placed
         .chain(cases.iter().find(|c| !c["ra"].is_number()))
-        .copied()
         .enumerate()
         .map(|(i, case)| {
             let cards: Vec<String> =
