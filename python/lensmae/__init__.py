@@ -23,6 +23,7 @@ The computations run in Rust with the GIL released; errors are raised as
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Iterable, Optional, Sequence, Tuple, Union
 
 import pyarrow as pa
@@ -30,7 +31,8 @@ import pyarrow as pa
 from . import _lensmae
 from ._lensmae import LensmaeError, __version__
 
-__all__ = ["Model", "load_model", "simulate", "presets", "LensmaeError", "PREDICTION_COLUMNS", "__version__"]
+__all__ = ["Model", "load_model", "simulate", "presets", "write_sr_fits", "LensmaeError", "PREDICTION_COLUMNS",
+           "__version__"]
 
 #: What each column of a prediction table holds (``help(lensmae.Model.predict)``).
 PREDICTION_COLUMNS = {
@@ -266,6 +268,21 @@ def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int
     return _lensmae.simulate(preset=preset, n_per_class=n_per_class, seed=seed, task=task, factor=factor,
                              config=config, classes=list(classes) if classes is not None else None,
                              threads=threads, refit_detectability=refit_detectability)
+
+
+def write_sr_fits(predictions: Union[str, os.PathLike], out: Union[str, os.PathLike], *,
+                  overwrite: bool = False) -> dict:
+    """Writes each super-resolved cutout of a predictions file (Parquet, Arrow IPC or
+    FITS, as ``lensmae predict --task superres|all`` writes it) to the folder ``out``
+    as a FITS file DS9 places on the sky, as ``lensmae sr-fits``: ``<id>.fits`` (an
+    integer ``id`` column), else ``row-<row>.fits``, the image with its ``sr_wcs`` and
+    the keywords ``ROW``, ``ID``/``OBJECT``, ``STATUS``, ``PRED_CLS``, ``MAX_PROB``,
+    ``SRMODEL``. The folder appears whole or not at all; an existing one is kept
+    unless ``overwrite``. Returns what was written: ``rows``, ``written``,
+    ``placed_on_sky``, ``without_sr_image``.
+    """
+    rows, written, placed, without = _lensmae.write_sr_fits(str(predictions), str(out), overwrite)
+    return {"rows": rows, "written": written, "placed_on_sky": placed, "without_sr_image": without}
 
 
 def presets() -> list:

@@ -340,11 +340,26 @@ fn presets() -> PyResult<Vec<(String, String)>> {
         .collect()
 }
 
+/// `lensmae sr-fits`: each super-resolved cutout of a predictions file as a FITS
+/// file in `out`; (rows, written, placed on the sky, without an SR image).
+#[pyfunction]
+#[pyo3(signature = (predictions, out, overwrite=false))]
+fn write_sr_fits(
+    py: Python<'_>,
+    predictions: PathBuf,
+    out: PathBuf,
+    overwrite: bool,
+) -> PyResult<(usize, usize, usize, usize)> {
+    let summary = py.detach(|| lensmae::stage::sr_fits::write_sr_fits(&predictions, &out, overwrite)).map_err(error)?;
+    Ok((summary.rows, summary.written, summary.placed_on_sky, summary.without_sr_image))
+}
+
 #[pymodule]
 fn _lensmae(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(simulate, m)?)?;
     m.add_function(wrap_pyfunction!(presets, m)?)?;
+    m.add_function(wrap_pyfunction!(write_sr_fits, m)?)?;
     m.add("LensmaeError", m.py().get_type::<LensmaeError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

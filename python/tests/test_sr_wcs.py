@@ -2,6 +2,7 @@
 astropy must put every super-resolved pixel where astropy puts the same spot of
 the input cutout through the input's own header."""
 import numpy as np
+import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 from astropy.io import fits
@@ -116,3 +117,11 @@ def test_sr_fits_writes_files_astropy_places_where_the_inputs_were(lensmae_cli, 
             assert np.array_equal(written[0].data.ravel(), np.asarray(row["sr_image"], dtype=np.float32))
             assert written[0].header["STATUS"] == row["status"] == "ok"
             assert_placed_like_the_input(written[0].header, CUTOUTS[name].header)
+    # The same from Python, on predict's FITS output: the same file, byte for byte.
+    predictions = tmp_path / "pred.fits"
+    lensmae_cli("predict", "--input", tmp_path / "sip-33.fits", "--task", "superres", "--out", predictions)
+    summary = lensmae.write_sr_fits(predictions, tmp_path / "from-python")
+    assert summary == {"rows": 1, "written": 1, "placed_on_sky": 1, "without_sr_image": 0}
+    assert (tmp_path / "from-python" / "row-0.fits").read_bytes() == (tmp_path / "sip-33" / "row-0.fits").read_bytes()
+    with pytest.raises(lensmae.LensmaeError, match="already exists"):
+        lensmae.write_sr_fits(predictions, tmp_path / "from-python")
