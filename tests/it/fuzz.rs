@@ -42,6 +42,14 @@ fn inputs_earlier_campaigns_found_are_refused() {
     // A table header the file ends in, NAXIS2 = -32768 (the slowest input of the
     // 2026-12-07 campaign, seed 6: 6.9 s, 2.5 GB allocated by cfitsio).
     assert!(run("fits-file", "fits-table-header-cut-negative-rows.fits").contains("HDU 1: NAXIS2 = -32768 is negative"));
+    // An extension header of pixel bytes (seed 10's slowest input: cfitsio's search by
+    // name allocated 2.5 GB in it; a cost, which no assertion here can see, so
+    // fixtures/fuzz/README.md gives the measurement): not predictions (its cube is
+    // read as cutouts).
+    let broken = root.join("fixtures/fuzz/fits-broken-extension-header.fits");
+    assert!(!lensmae::data::predictions::is_prediction_table(&broken));
+    let e = lensmae::data::predictions::read_predictions(&broken).unwrap_err().to_string();
+    assert!(e.contains("no `PREDICTIONS` table extension"), "{e}");
     // A list-of-image-rows column whose first image holds no rows at the end of the
     // rows' list: the shape probe read the offset past it (a panic).
     let path = root.join("fixtures/fuzz/parquet-image-rows-empty-last.parquet");

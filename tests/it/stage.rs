@@ -657,6 +657,7 @@ fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
     let column = |name: &str| {
         (table.schema().field_with_name(name).unwrap().clone(), table.column_by_name(name).unwrap().clone())
     };
+    let statuses: ArrayRef = Arc::new(arrow_array::StringArray::from(vec!["ok", "failed: café/ü.fits", "ok", "ok"]));
     let mut hostile = sr_wcs.clone();
     hostile[1] = Some(format!("{}{:<80}", hostile[0].clone().unwrap(), "NAXIS1  =                    5"));
     for (texts, name) in [(sr_wcs.clone(), "ids.parquet"), (hostile, "hostile.parquet")] {
@@ -667,6 +668,8 @@ fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
                 (Field::new("id", DataType::Int64, false), ids.clone()),
                 column("sr_image"),
                 (Field::new("sr_wcs", DataType::LargeUtf8, true), wcs_column(texts)),
+                // A status naming a path FITS header text cannot hold.
+                (Field::new("status", DataType::Utf8, true), statuses.clone()),
             ],
         );
     }
@@ -677,6 +680,10 @@ fn super_resolved_cutouts_become_fits_files_placed_on_the_sky() {
         std::fs::read_dir(&by_id).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, ["11.fits", "13.fits", "7.fits", "9.fits"]);
+    let mut f = fitsio::FitsFile::open(by_id.join("9.fits")).unwrap();
+    let hdu = f.primary_hdu().unwrap();
+    assert_eq!(hdu.read_key::<String>(&mut f, "STATUS").unwrap(), "failed: caf?/?.fits");
+    assert_eq!(hdu.read_key::<i64>(&mut f, "ID").unwrap(), 9);
     let refused = dir.path().join("refused");
     let e = write_sr_fits(&dir.path().join("hostile.parquet"), &refused, false).unwrap_err().to_string();
     assert!(e.contains("row 1: sr_wcs: card `NAXIS1") && e.contains("not a celestial WCS keyword"), "{e}");

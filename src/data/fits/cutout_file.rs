@@ -88,7 +88,12 @@ pub fn write_cutout_file(
     }
     for (key, value, comment) in keys {
         let result = match value {
-            KeyValue::Text(text) => hdu.write_key(&mut file, key, (text.as_str(), *comment)),
+            KeyValue::Text(text) => {
+                // Header text is printable ASCII (a status may name a path that is not).
+                let text: String =
+                    text.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).collect();
+                hdu.write_key(&mut file, key, (text.as_str(), *comment))
+            }
             KeyValue::Integer(v) => hdu.write_key(&mut file, key, (*v, *comment)),
             KeyValue::Real(v) => hdu.write_key(&mut file, key, (*v, *comment)),
         };

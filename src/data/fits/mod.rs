@@ -263,25 +263,38 @@ fn described(f: &mut FitsFile, i: usize) -> std::result::Result<FitsHdu, String>
 
 /// The extension named `name` (see [`hdu_at`]); None when there is none, an error
 /// naming the column when it is a table with a variable-length array column.
+/// The HDUs cfitsio counts are looked at one by one: its own search by name
+/// (`ffmnhd`) goes on into a broken header after the last HDU, and on one a fuzzer
+/// made it allocated 2.5 GB.
 pub(crate) fn hdu_named(f: &mut FitsFile, name: &str) -> std::result::Result<Option<FitsHdu>, String> {
-    let mut c_name = std::ffi::CString::new(name).map_err(|e| e.to_string())?.into_bytes_with_nul();
-    let (mut status, mut number) = (0, 0);
-    const ANY_HDU: std::ffi::c_int = -1;
-    // SAFETY: as in `hdu_at`; the name is a NUL-terminated buffer cfitsio may write into.
-    unsafe {
-        fitsio::sys::ffmnhd(f.as_raw(), ANY_HDU, c_name.as_mut_ptr().cast(), 0, &mut status);
+    let count = f.num_hdus().map_err(|e| fits_message(&e))?;
+    for i in 0..count {
+        let number = std::ffi::c_int::try_from(i + 1).map_err(|_| format!("HDU {i}: no such HDU"))?;
+        let (mut kind, mut status) = (0, 0);
+        let mut extname = [0 as std::ffi::c_char; 72];
+        // SAFETY: as in `hdu_at`; cfitsio writes at most 71 characters and a NUL into `extname`.
+        unsafe {
+            fitsio::sys::ffmahd(f.as_raw(), number, &mut kind, &mut status);
+            fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
+            fitsio::sys::ffgkys(
+                f.as_raw(),
+                c"EXTNAME".as_ptr(),
+                extname.as_mut_ptr(),
+                std::ptr::null_mut(),
+                &mut status,
+            );
+        }
+        // SAFETY: NUL-terminated by cfitsio (zeroed where the keyword is missing).
+        let found = unsafe { std::ffi::CStr::from_ptr(extname.as_ptr()) }.to_string_lossy();
+        if status != 0 || !found.trim().eq_ignore_ascii_case(name) {
+            continue;
+        }
+        if let Some((n, form)) = variable_length_column(f)? {
+            return Err(format!("`{name}` has a variable-length array column (TFORM{n} = '{form}')"));
+        }
+        return described(f, i).map(Some);
     }
-    const BAD_HDU_NUM: std::ffi::c_int = 301;
-    if status == BAD_HDU_NUM {
-        return Ok(None);
-    }
-    // SAFETY: as above.
-    unsafe { fitsio::sys::ffghdn(f.as_raw(), &mut number) };
-    fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
-    if let Some((n, form)) = variable_length_column(f)? {
-        return Err(format!("`{name}` has a variable-length array column (TFORM{n} = '{form}')"));
-    }
-    described(f, usize::try_from(number - 1).map_err(|_| format!("HDU `{name}`: no such HDU"))?).map(Some)
+    Ok(None)
 }
 
 /// The first TFORMn of the current table HDU that describes a variable-length
