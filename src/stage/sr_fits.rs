@@ -41,8 +41,9 @@ pub fn write_sr_fits(input: &Path, out_dir: &Path, overwrite: bool) -> Result<Sr
         return Err(Error::config(
             "input",
             format!(
-                "{0} is a folder: join the chunks of a `predict --out DIR` run first (`lensmae merge {0} --out \
-                 all.parquet`)",
+                "{0} is a folder: sr-fits reads one predictions file; join the chunks of a `predict --out \
+                 DIR` run first (`lensmae merge {0} --out all.parquet`), or give a HATS catalogue's \
+                 partition files one by one",
                 input.display()
             ),
         ));
