@@ -79,19 +79,52 @@ pub struct PredictionTable {
     pub metadata: std::collections::HashMap<String, String>,
 }
 
-/// The schema of the predictions file `path`: Parquet, Arrow IPC, or FITS laid
-/// out as [`PREDICTIONS_FITS`] says.
-fn predictions_schema(path: &Path) -> Result<arrow_schema::SchemaRef> {
-    match table_reader::is_fits_file(path) {
-        true => table_reader::schema(path, &PREDICTIONS_FITS),
-        false => super::table_schema(path),
+/// A predictions file in any format `predict` writes: Parquet, Arrow IPC, or FITS
+/// laid out as [`PREDICTIONS_FITS`] says (known by its first bytes, once).
+#[derive(Debug, Clone, Copy)]
+pub struct PredictionsFile<'a> {
+    path: &'a Path,
+    fits: bool,
+}
+
+impl<'a> PredictionsFile<'a> {
+    /// The file at `path`.
+    pub fn at(path: &'a Path) -> PredictionsFile<'a> {
+        PredictionsFile { path, fits: super::fits::is_fits_file(path) }
+    }
+
+    /// Whether it is a FITS file.
+    pub fn is_fits(&self) -> bool {
+        self.fits
+    }
+
+    /// Its columns (a FITS file's cube as `sr_image`) and metadata.
+    pub fn schema(&self) -> Result<arrow_schema::SchemaRef> {
+        match self.fits {
+            true => table_reader::schema(self.path, &PREDICTIONS_FITS),
+            false => super::table_schema(self.path),
+        }
+    }
+
+    /// Every batch of its columns `names`, in order; a missing column is the error
+    /// `missing` words.
+    pub fn for_each_batch(
+        &self,
+        names: &[&str],
+        missing: &dyn Fn(&str) -> String,
+        each: impl FnMut(arrow_array::RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        match self.fits {
+            true => table_reader::for_each_batch(self.path, &PREDICTIONS_FITS, names, missing, each),
+            false => super::for_each_table_batch(self.path, names, missing, each),
+        }
     }
 }
 
 /// Whether the Parquet, Arrow IPC or FITS file at `path` is a table of predictions
 /// (an `id` or a `row`, and `p_<class>` columns) rather than images.
 pub fn is_prediction_table(path: &Path) -> bool {
-    predictions_schema(path).is_ok_and(|schema| {
+    PredictionsFile::at(path).schema().is_ok_and(|schema| {
         let keyed = ["id", "row"].iter().any(|key| schema.field_with_name(key).is_ok());
         keyed && schema.fields().iter().any(|f| f.name().starts_with("p_"))
     })
@@ -100,7 +133,8 @@ pub fn is_prediction_table(path: &Path) -> bool {
 /// Read the predictions table at `path` (see the module doc).
 pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
     let err = |message: String| Error::Table { path: path.to_path_buf(), message };
-    let schema = predictions_schema(path)?;
+    let file = PredictionsFile::at(path);
+    let schema = file.schema()?;
     let key = ["id", "row"].into_iter().find(|key| schema.field_with_name(key).is_ok());
     let key = key.ok_or_else(|| err("no `id` column (nor the `row` of a table `predict` wrote)".into()))?;
     let key_field = schema.field_with_name(key).expect("found above");
@@ -169,10 +203,7 @@ pub fn read_predictions(path: &Path) -> Result<PredictionTable> {
         }
         Ok(())
     };
-    match table_reader::is_fits_file(path) {
-        true => table_reader::for_each_batch(path, &PREDICTIONS_FITS, &wanted, &missing, each)?,
-        false => super::for_each_table_batch(path, &wanted, &missing, each)?,
-    }
+    file.for_each_batch(&wanted, &missing, each)?;
     Ok(table)
 }
 

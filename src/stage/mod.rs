@@ -983,7 +983,7 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
 /// for a table `predict` wrote, what it holds instead.
 pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Value> {
     if let [path] = inputs {
-        let table_file = crate::data::is_table_name(path) || crate::data::fits::table_reader::is_fits_file(path);
+        let table_file = crate::data::is_table_name(path) || crate::data::fits::is_fits_file(path);
         if path.is_file() && table_file && crate::data::predictions::is_prediction_table(path) {
             return inspect_predictions(path);
         }

@@ -6,7 +6,7 @@
 
 use crate::data::atomic::AtomicPath;
 use crate::data::fits::cutout_file::{wcs_cards, write_cutout_file, KeyValue};
-use crate::data::predictions::PREDICTIONS_FITS;
+use crate::data::predictions::PredictionsFile;
 use crate::{Error, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
@@ -48,16 +48,12 @@ pub fn write_sr_fits(input: &Path, out_dir: &Path, overwrite: bool) -> Result<Sr
             ),
         ));
     }
-    let fits = crate::data::fits::table_reader::is_fits_file(input);
-    let table_error = |message: String| match fits {
+    let file = PredictionsFile::at(input);
+    let table_error = |message: String| match file.is_fits() {
         true => Error::Fits { path: input.to_path_buf(), message },
         false => Error::Table { path: input.to_path_buf(), message },
     };
-    let schema = match fits {
-        // `predict --out x.fits`: the table's columns, the cube as `sr_image`.
-        true => crate::data::fits::table_reader::schema(input, &PREDICTIONS_FITS)?,
-        false => crate::data::table_schema(input)?,
-    };
+    let schema = file.schema()?;
     let side = match schema.field_with_name("sr_image").map(|f| f.data_type().clone()) {
         Ok(DataType::FixedSizeList(item, n)) if item.data_type() == &DataType::Float32 => {
             let side = (n.max(0) as f64).sqrt().round() as usize;
@@ -86,9 +82,9 @@ pub fn write_sr_fits(input: &Path, out_dir: &Path, overwrite: bool) -> Result<Sr
     let missing = |name: &str| format!("no column `{name}`: not the output of `lensmae predict`");
     let each = |batch: RecordBatch| -> Result<()> {
         let columns = Columns::of(&batch).map_err(table_error)?;
+        let images = batch.column_by_name("sr_image").expect("read").as_fixed_size_list();
         for r in 0..batch.num_rows() {
             summary.rows += 1;
-            let images = batch.column_by_name("sr_image").expect("read").as_fixed_size_list();
             if images.is_null(r) {
                 summary.without_sr_image += 1;
                 continue;
@@ -132,10 +128,7 @@ pub fn write_sr_fits(input: &Path, out_dir: &Path, overwrite: bool) -> Result<Sr
         }
         Ok(())
     };
-    match fits {
-        true => crate::data::fits::table_reader::for_each_batch(input, &PREDICTIONS_FITS, &names, &missing, each)?,
-        false => crate::data::for_each_table_batch(input, &names, &missing, each)?,
-    }
+    file.for_each_batch(&names, &missing, each)?;
     out.commit()?;
     Ok(summary)
 }

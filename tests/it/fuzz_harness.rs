@@ -427,7 +427,8 @@ fn fits_predictions(scratch: &Path) -> Vec<u8> {
         .next()
         .expect("a batch")
         .expect("rows");
-    let wcs = sip_cutout_wcs_cards();
+    let stamp = lensmae::data::fits::cutouts::decode_fits_bytes(&sip_cutout()).expect("the seed decodes");
+    let wcs = stamp.wcs.expect("a WCS").upsampled(4.0).header_cards().expect("cards");
     let item = Arc::new(arrow_schema::Field::new("item", arrow_schema::DataType::Float32, true));
     let pixels = Arc::new(Float32Array::from_iter_values((0..8 * 16).map(|v| v as f32)));
     let valid = Some(vec![true, true, false, true, true, true, true, true].into());
@@ -443,17 +444,6 @@ fn fits_predictions(scratch: &Path) -> Vec<u8> {
     writer.write(&batch).expect("written");
     writer.finish().expect("finished");
     read(&path)
-}
-
-/// The celestial WCS of [`sip_cutout`] as `sr_wcs` header cards.
-fn sip_cutout_wcs_cards() -> String {
-    let bytes = sip_cutout();
-    let dir = tempfile::tempdir().expect("a scratch folder");
-    let path = write_scratch(dir.path(), "sip.fits", &bytes);
-    let mut f = fitsio::FitsFile::open(&path).expect("the seed opens");
-    let hdu = f.primary_hdu().expect("its primary");
-    let wcs = lensmae::data::fits::wcs::CelestialWcs::read(&mut f, &hdu).expect("a WCS");
-    wcs.upsampled(4.0).header_cards().expect("cards")
 }
 
 /// The payload of a pickled `.npy` object array (after its header).

@@ -240,20 +240,43 @@ pub(crate) fn update_string_key(file: &mut FitsFile, key: &str, value: &str) -> 
 /// on their descriptors when it describes the HDU, so tables are looked into
 /// through cfitsio first, and a panic of fitsio's is contained as an error.
 pub(crate) fn hdu_at(f: &mut FitsFile, i: usize) -> std::result::Result<Option<FitsHdu>, String> {
+    const IMAGE_HDU: std::ffi::c_int = 0;
+    if move_to(f, i)? != IMAGE_HDU && variable_length_column(f)?.is_some() {
+        return Ok(None);
+    }
+    described(f, i).map(Some)
+}
+
+/// Makes HDU `i` (0-based) the current one, without fitsio describing it; its type
+/// as cfitsio presents it (a tile-compressed image is an image).
+pub(crate) fn move_to(f: &mut FitsFile, i: usize) -> std::result::Result<std::ffi::c_int, String> {
     let number = std::ffi::c_int::try_from(i + 1).map_err(|_| format!("HDU {i}: no such HDU"))?;
     let (mut kind, mut status) = (0, 0);
     // SAFETY: the pointer comes from an open FitsFile that outlives the calls.
     unsafe {
         fitsio::sys::ffmahd(f.as_raw(), number, &mut kind, &mut status);
-        // The type cfitsio presents: a tile-compressed image is an image.
         fitsio::sys::ffghdt(f.as_raw(), &mut kind, &mut status);
     }
     fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
-    const IMAGE_HDU: std::ffi::c_int = 0;
-    if kind != IMAGE_HDU && variable_length_column(f)?.is_some() {
+    Ok(kind)
+}
+
+/// The string value of keyword `key` in the current HDU, trimmed; None where it is not there.
+fn string_key(f: &mut FitsFile, key: &str) -> std::result::Result<Option<String>, String> {
+    let key = std::ffi::CString::new(key).map_err(|e| e.to_string())?;
+    let mut value = [0 as std::ffi::c_char; 72];
+    let mut status = 0;
+    // SAFETY: cfitsio writes at most 71 characters and a NUL into `value`.
+    unsafe {
+        fitsio::sys::ffgkys(f.as_raw(), key.as_ptr(), value.as_mut_ptr(), std::ptr::null_mut(), &mut status);
+    }
+    const KEY_NO_EXIST: std::ffi::c_int = 202;
+    if status == KEY_NO_EXIST {
         return Ok(None);
     }
-    described(f, i).map(Some)
+    fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
+    // SAFETY: NUL-terminated by cfitsio.
+    Ok(Some(unsafe { std::ffi::CStr::from_ptr(value.as_ptr()) }.to_string_lossy().trim().to_string()))
 }
 
 /// fitsio's description of HDU `i`, its panics contained.
@@ -269,24 +292,10 @@ fn described(f: &mut FitsFile, i: usize) -> std::result::Result<FitsHdu, String>
 pub(crate) fn hdu_named(f: &mut FitsFile, name: &str) -> std::result::Result<Option<FitsHdu>, String> {
     let count = f.num_hdus().map_err(|e| fits_message(&e))?;
     for i in 0..count {
-        let number = std::ffi::c_int::try_from(i + 1).map_err(|_| format!("HDU {i}: no such HDU"))?;
-        let (mut kind, mut status) = (0, 0);
-        let mut extname = [0 as std::ffi::c_char; 72];
-        // SAFETY: as in `hdu_at`; cfitsio writes at most 71 characters and a NUL into `extname`.
-        unsafe {
-            fitsio::sys::ffmahd(f.as_raw(), number, &mut kind, &mut status);
-            fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
-            fitsio::sys::ffgkys(
-                f.as_raw(),
-                c"EXTNAME".as_ptr(),
-                extname.as_mut_ptr(),
-                std::ptr::null_mut(),
-                &mut status,
-            );
-        }
-        // SAFETY: NUL-terminated by cfitsio (zeroed where the keyword is missing).
-        let found = unsafe { std::ffi::CStr::from_ptr(extname.as_ptr()) }.to_string_lossy();
-        if status != 0 || !found.trim().eq_ignore_ascii_case(name) {
+        move_to(f, i)?;
+        // An EXTNAME that cannot be read names no extension.
+        let extname = string_key(f, "EXTNAME").ok().flatten();
+        if !extname.is_some_and(|found| found.eq_ignore_ascii_case(name)) {
             continue;
         }
         if let Some((n, form)) = variable_length_column(f)? {
@@ -300,26 +309,10 @@ pub(crate) fn hdu_named(f: &mut FitsFile, name: &str) -> std::result::Result<Opt
 /// The first TFORMn of the current table HDU that describes a variable-length
 /// array (`P` or `Q` after the repeat count), with its n.
 fn variable_length_column(f: &mut FitsFile) -> std::result::Result<Option<(i64, String)>, String> {
-    let read = |f: &mut FitsFile, key: &str| -> std::result::Result<Option<String>, String> {
-        let key = std::ffi::CString::new(key).map_err(|e| e.to_string())?;
-        let mut value = [0 as std::ffi::c_char; 72];
-        let mut status = 0;
-        // SAFETY: cfitsio writes at most 71 characters and a NUL into `value`.
-        unsafe {
-            fitsio::sys::ffgkys(f.as_raw(), key.as_ptr(), value.as_mut_ptr(), std::ptr::null_mut(), &mut status);
-        }
-        const KEY_NO_EXIST: std::ffi::c_int = 202;
-        if status == KEY_NO_EXIST {
-            return Ok(None);
-        }
-        fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
-        // SAFETY: NUL-terminated by cfitsio.
-        Ok(Some(unsafe { std::ffi::CStr::from_ptr(value.as_ptr()) }.to_string_lossy().trim().to_ascii_uppercase()))
-    };
-    let fields: i64 = read(f, "TFIELDS")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    let fields: i64 = string_key(f, "TFIELDS")?.and_then(|v| v.parse().ok()).unwrap_or(0);
     // cfitsio refuses more than 999 columns when it opens the table.
     for n in 1..=fields.clamp(0, 999) {
-        let Some(form) = read(f, &format!("TFORM{n}"))? else { continue };
+        let Some(form) = string_key(f, &format!("TFORM{n}"))?.map(|v| v.to_ascii_uppercase()) else { continue };
         if form.trim_start_matches(|c: char| c.is_ascii_digit()).starts_with(['P', 'Q']) {
             return Ok(Some((n, form)));
         }
@@ -361,6 +354,14 @@ pub fn open_fits(path: &Path) -> std::result::Result<FitsFile, String> {
         scan_headers(&mut HeaderSource::File(std::io::BufReader::new(file)))?;
     }
     FitsFile::open(path).map_err(|e| fits_message(&e))
+}
+
+/// Whether the local file `path` begins as a FITS file does (its first card `SIMPLE`),
+/// whatever its name.
+pub fn is_fits_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut first = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut first)).is_ok() && &first == b"SIMPLE  "
 }
 
 /// How many bytes of the current HDU's data the file holds from where that data

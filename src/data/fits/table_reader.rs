@@ -17,13 +17,6 @@ use std::sync::Arc;
 /// Rows decoded at a time.
 const ROWS_PER_BATCH: usize = 1024;
 
-/// Whether the local file `path` begins as a FITS file does.
-pub fn is_fits_file(path: &Path) -> bool {
-    use std::io::Read;
-    let mut first = [0u8; 8];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut first)).is_ok() && &first == b"SIMPLE  "
-}
-
 /// How one column is read.
 #[derive(Debug, Clone, Copy)]
 enum Source {
@@ -157,7 +150,8 @@ pub fn for_each_batch(
                     })))
                 }
                 Source::Column { kind: ColumnDataType::Logical, number, .. } => {
-                    let values = read_logicals(&mut f, &table, number, &range).map_err(read)?;
+                    let values = read_logicals(&mut f, &table, number, &range)
+                        .map_err(|m| fail(format!("column `{name}`: {m}")))?;
                     Arc::new(arrow_array::BooleanArray::from(values))
                 }
                 Source::Column { null, .. } => {
@@ -180,9 +174,9 @@ fn read_logicals(
     table: &fitsio::hdu::FitsHdu,
     number: usize,
     range: &std::ops::Range<usize>,
-) -> std::result::Result<Vec<Option<bool>>, fitsio::errors::Error> {
+) -> std::result::Result<Vec<Option<bool>>, String> {
     // fitsio reads logicals without their nulls: cfitsio's flagged read instead.
-    table.read_key::<i64>(f, "NAXIS2")?; // makes the table the current HDU
+    super::move_to(f, table.number)?;
     let n = range.len();
     let (mut values, mut undefined) = (vec![0 as std::os::raw::c_char; n], vec![0 as std::os::raw::c_char; n]);
     let (mut any_undefined, mut status) = (0, 0);
@@ -200,7 +194,7 @@ fn read_logicals(
             &mut status,
         );
     }
-    fitsio::errors::check_status(status)?;
+    fitsio::errors::check_status(status).map_err(|e| fits_message(&e))?;
     Ok(values.into_iter().zip(undefined).map(|(v, u)| (u == 0).then_some(v != 0)).collect())
 }
 
