@@ -68,7 +68,8 @@ PREDICTION_COLUMNS = {
     "than 5 pixels off the centre ...' when it could not (the row is then out of its domain)",
     "status": "'ok'; 'out_of_domain' (answered, but the cutout is unlike the training data: do not "
     "trust the probabilities); 'unstable_fit' (a residual classifier answered from a fit that refits of the "
-    "cutout did not find again); 'ok: N non-finite pixels set to 0'; or why the row has no prediction "
+    "cutout did not find again); 'ok: N non-finite pixels set to 0' ('... masked in the fit' for a "
+    "residual classifier, whose fit leaves them out); or why the row has no prediction "
     "('skipped: ...', 'failed: ...')",
 }
 

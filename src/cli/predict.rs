@@ -188,8 +188,10 @@ pub struct PredictArgs {
     /// Images per batch.
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
-    /// Images with NaN/infinite pixels: `fail`, `zero` (set them to 0), or
-    /// `skip-row` (no prediction; the row stays, with its status).
+    /// Images with NaN/infinite pixels (a FITS flags extension's flagged pixels
+    /// too): `fail`, `zero` (set them to 0; a classifier of smooth-lens residuals
+    /// masks them instead, leaving them out of its fit), or `skip-row` (no
+    /// prediction; the row stays, with its status).
     #[arg(long, value_enum, default_value_t = NanArg::Fail)]
     nan_policy: NanArg,
     /// Test-time augmentation: `dihedral` averages the classifier's probabilities

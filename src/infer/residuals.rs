@@ -69,8 +69,8 @@ pub struct FittedCutout {
     /// residual is finite): the classifier reads them too, and answers with the
     /// mean ([`mean_over_refits`]).
     pub refit_residuals: Vec<Vec<f32>>,
-    /// chi^2 of the fit per pixel (about 1 when the smooth lens explains the
-    /// cutout to the noise).
+    /// chi^2 of the fit per pixel it was fitted on, its masked ones left out
+    /// (about 1 when the smooth lens explains the cutout to the noise).
     pub chi2_per_pixel: f64,
     /// The fitted Einstein radius, arcsec.
     pub theta_e: f64,
@@ -151,8 +151,10 @@ impl ResidualFitter {
     }
 
     /// The fits of `raw` cutouts (rows of `image_size^2`, in the units the recipe's
-    /// simulator writes) observed as `observations` say, one per row, in parallel;
-    /// a row that cannot be fitted gets the reason. With `refits` > 0 each cutout
+    /// simulator writes; a non-finite pixel is masked, left out of the fit with a
+    /// residual of 0) observed as `observations` say, one per row, in parallel;
+    /// a row that cannot be fitted (more than half its pixels masked, say) gets the
+    /// reason. With `refits` > 0 each cutout
     /// is fitted again that many times, moved within half a 16-bit step each time,
     /// and the fit records how far those land (`refit_spread`) and what they leave
     /// (`refit_residuals`), except where the first fit's chi^2 per pixel is outside
@@ -202,6 +204,14 @@ impl ResidualFitter {
             Some(t) if t.is_finite() && t > 0.0 => {}
             other => return Err(format!("exposure time {other:?} s: must be finite and > 0")),
         }
+        let fitted_pixels = pixels.iter().filter(|v| v.is_finite()).count();
+        if fitted_pixels * 2 < pixels.len() {
+            return Err(format!(
+                "{} of its {} pixels are masked (not finite): a fit needs at least half of them",
+                pixels.len() - fitted_pixels,
+                pixels.len()
+            ));
+        }
         let data = Image { size: self.image_size(), pixels: pixels.iter().map(|&v| v as f64).collect() };
         let fitted = smooth_lens_residual(&self.sim, *observed, &data, &self.recipe.grid)
             .ok_or_else(|| "the recipe has no noise model for this exposure".to_string())?;
@@ -233,7 +243,7 @@ impl ResidualFitter {
                 .filter(|refit| refit.chi.iter().all(|c| c.is_finite()))
                 .map(|refit| as_f32(&refit.chi))
                 .collect(),
-            chi2_per_pixel: chi2 / fitted.chi.len() as f64,
+            chi2_per_pixel: chi2 / fitted_pixels as f64,
             theta_e: fitted.fit.params.lens_theta_e,
             refit_spread,
         })

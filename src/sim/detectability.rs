@@ -558,8 +558,11 @@ pub fn residual_from(sim: &Simulator, fit: &ImageParams, data: &Image, noise: &N
 /// The blind smooth-lens fit of `data` ([`fit_smooth_lens_blind`], weighted by the
 /// instrument's noise of `sim` at the observation's exposure, evaluated on the
 /// data) and the residual it leaves ([`residual_from`]). `data` is in the units
-/// `simulate` writes for `sim` (sky-subtracted e-/s for an instrument). None when
-/// `sim` has no noise model for the observation (noise-free, or no exposure time).
+/// `simulate` writes for `sim` (sky-subtracted e-/s for an instrument). Its
+/// non-finite pixels are masked (a survey's flagged cosmic ray, a bad column): they
+/// weigh nothing in the fit and their residual is 0, for a masked pixel read as 0
+/// flux on a lens's arc would be fitted as a hole in it. None when `sim` has no
+/// noise model for the observation (noise-free, or no exposure time).
 ///
 /// # Panics
 /// If `data` is not square of the simulator's image size.
@@ -570,10 +573,24 @@ pub fn smooth_lens_residual(
     grid: &BlindGrid,
 ) -> Option<SmoothLensResidual> {
     assert_eq!(data.size, sim.config().image.size, "the simulator's image size");
+    let masked: Vec<bool> = data.pixels.iter().map(|v| !v.is_finite()).collect();
+    let filled;
+    let data = if masked.contains(&true) {
+        filled = Image {
+            size: data.size,
+            pixels: data.pixels.iter().map(|v| if v.is_finite() { *v } else { 0.0 }).collect(),
+        };
+        &filled
+    } else {
+        data
+    };
     let noise = sim.noise_at(observed.exposure_time);
-    let variance = noise.variance(data, sim.config().image.pixel_scale)?;
+    let mut variance = noise.variance(data, sim.config().image.pixel_scale)?;
+    // An infinite variance: no weight, and (data - model) / sigma = 0.
+    variance.iter_mut().zip(&masked).filter(|(_, m)| **m).for_each(|(v, _)| *v = f64::INFINITY);
     let fit = fit_smooth_lens_blind(sim, observed, data, &variance, grid);
-    let chi = residual_from(sim, &fit.params, data, &noise)?;
+    let mut chi = residual_from(sim, &fit.params, data, &noise)?;
+    chi.iter_mut().zip(&masked).filter(|(_, m)| **m).for_each(|(c, _)| *c = 0.0);
     Some(SmoothLensResidual { chi, fit })
 }
 

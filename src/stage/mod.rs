@@ -43,7 +43,8 @@ use std::time::Instant;
 pub enum NanPolicy {
     /// Stop with an error naming the row.
     Fail,
-    /// Set them to 0 and predict (the status says how many).
+    /// Set them to 0 and predict (the status says how many); a classifier of
+    /// smooth-lens residuals masks them in its fit instead.
     Zero,
     /// Predict nothing for the row; its status says why.
     SkipRow,
@@ -470,6 +471,10 @@ fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::c
 /// The end of the status of a row skipped by `--nan-policy skip-row`.
 const NON_FINITE_SKIP: &str = " non-finite pixels";
 
+/// The end of the status of a row whose non-finite pixels the smooth-lens fit left
+/// out (`--nan-policy zero` with a classifier of residuals).
+const MASKED_IN_FIT: &str = " non-finite pixels masked in the fit";
+
 /// Whether a row's status is a skip the caller asked for (not a failure).
 fn skipped_by_policy(status: &str) -> bool {
     status.strip_prefix("skipped: ").is_some_and(|rest| {
@@ -478,8 +483,16 @@ fn skipped_by_policy(status: &str) -> bool {
 }
 
 /// Status of each row and the pixels the model may use (non-finite pixels
-/// handled by the policy); `Err` under `fail`.
-fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, first_row: usize) -> Result<Vec<String>> {
+/// handled by the policy); `Err` under `fail`. Under `zero`, rows that are to be
+/// fitted (`masked_in_fit`) keep their non-finite pixels: the smooth-lens fit
+/// leaves them out and its residual, which the model reads, is 0 there.
+fn screen_rows(
+    batch: &mut CutoutBatch,
+    image_len: usize,
+    policy: NanPolicy,
+    first_row: usize,
+    masked_in_fit: bool,
+) -> Result<Vec<String>> {
     let mut status = Vec::with_capacity(batch.len());
     for r in 0..batch.len() {
         if let Some(problem) = &batch.problems[r] {
@@ -500,6 +513,7 @@ fn screen_rows(batch: &mut CutoutBatch, image_len: usize, policy: NanPolicy, fir
                     ),
                 ))
             }
+            (_, NanPolicy::Zero) if masked_in_fit => format!("ok: {bad}{MASKED_IN_FIT}"),
             (_, NanPolicy::Zero) => {
                 img.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
                 format!("ok: {bad} non-finite pixels set to 0")
@@ -564,10 +578,10 @@ impl Predictor {
             }
         }
         let image_len = geometry.size() * geometry.size();
-        let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row)?;
-        let model_started = Instant::now();
         // A classifier of smooth-lens residuals reads what the fit of each cutout leaves.
         let fitter = models.classifier.as_ref().and_then(|c| c.residuals.as_ref()).filter(|_| self.fits_inputs);
+        let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row, fitter.is_some())?;
+        let model_started = Instant::now();
         let fits = match fitter {
             Some(fitter) => Some(observation::fit_rows(fitter, opts, &mut batch, &mut status, image_len, watch)?),
             None => None,

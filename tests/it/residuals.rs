@@ -322,6 +322,97 @@ fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
     assert!(status[1].as_deref().unwrap().contains("zero point NaN (`MAGZERO`)"), "{status:?}");
 }
 
+/// A survey cutout's flagged pixels (a cosmic ray, a bad column: its flags
+/// extension) under `--nan-policy zero`: the fit leaves them out and the model reads
+/// a residual of 0 there, so the answers stay near those on the whole cutout. Read
+/// as 0 flux on the arc, the same pixels are a hole the smooth lens cannot fit. A
+/// cutout with more than half its pixels flagged fails its row, saying so.
+#[test]
+fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
+    use fitsio::images::{ImageDescription, ImageType};
+    use lensmae::stage::NanPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let lenses = survey_lenses(dir.path());
+    let truth = read(&lenses);
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let value = |name: &str, i: usize| truth.column_by_name(name).unwrap().as_primitive::<Float64Type>().value(i);
+    // A 3 x 7 streak over each lens's brightest pixel 6-20 pixels from the centre (its arc).
+    let streak = |image: &[f32]| -> Vec<usize> {
+        let radius = |p: usize| ((p / 64) as f64 - 31.5).hypot((p % 64) as f64 - 31.5);
+        let on_arc = (0..4096).filter(|&p| radius(p) > 6.0 && radius(p) < 20.0);
+        let peak = on_arc.max_by(|&a, &b| image[a].total_cmp(&image[b])).unwrap();
+        let (row, col) = ((peak / 64) as i64, (peak % 64) as i64);
+        (row - 1..=row + 1)
+            .flat_map(|r| (col - 3..=col + 3).map(move |c| (r, c)))
+            .filter(|&(r, c)| (0..64).contains(&r) && (0..64).contains(&c))
+            .map(|(r, c)| (r * 64 + c) as usize)
+            .collect()
+    };
+    let write = |i: usize, flagged: &[usize], name: &str| -> PathBuf {
+        let path = dir.path().join(name);
+        let mut f = fitsio::FitsFile::create(&path).open().unwrap();
+        f.primary_hdu().unwrap();
+        write_exact_key(&mut f, "EXPTIME", value("exposure_time", i));
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
+        let flux = f.create_image("VIS_FLUX", &desc).unwrap();
+        flux.write_image(&mut f, images.image(i)).unwrap();
+        write_exact_key(&mut f, "PSF_FWHM", value("psf_fwhm", i));
+        let mut flags = vec![0i32; 4096];
+        flagged.iter().for_each(|&p| flags[p] = 4);
+        let desc = ImageDescription { data_type: ImageType::Long, dimensions: &[64, 64] };
+        f.create_image("VIS_FLAG", &desc).unwrap().write_image(&mut f, &flags).unwrap();
+        path
+    };
+    let streaks: Vec<Vec<usize>> = (0..3).map(|i| streak(images.image(i))).collect();
+    let mut files: Vec<PathBuf> = (0..3).map(|i| write(i, &streaks[i], &format!("flagged-{i}.fits"))).collect();
+    let most: Vec<usize> = (0..2100).collect();
+    files.push(write(0, &most, "mostly-flagged.fits"));
+    let bundled = Path::new("bundled:survey-residual-classifier");
+    let original_out = dir.path().join("original.parquet");
+    predict(&predict_options(std::slice::from_ref(&lenses), classifier(bundled, 3), &original_out)).unwrap();
+    let original = read(&original_out);
+    let mut options = classifier(bundled, 3);
+    options.nan_policy = NanPolicy::Zero;
+    let out = dir.path().join("flagged.parquet");
+    let summary = predict(&predict_options(&files, options, &out)).unwrap();
+    assert_eq!((summary.rows, summary.failed), (4, 1));
+    let flagged = read(&out);
+    let status = strings(&flagged, "status");
+    for i in 0..3 {
+        assert_eq!(status[i].as_deref(), Some("ok: 21 non-finite pixels masked in the fit"), "{status:?}");
+    }
+    let failure = status[3].as_deref().unwrap();
+    assert!(failure.contains("2100 of its 4096 pixels are masked") && failure.contains("at least half"), "{failure}");
+    let chi2 = |batch: &arrow_array::RecordBatch, i: usize| {
+        batch.column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().value(i)
+    };
+    for i in 0..3 {
+        assert!((chi2(&flagged, i) / chi2(&original, i) - 1.0).abs() < 0.05, "row {i}");
+        for class in ["p_axion", "p_cdm", "p_no_sub"] {
+            let p = |batch: &arrow_array::RecordBatch| {
+                batch.column_by_name(class).unwrap().as_primitive::<Float32Type>().value(i)
+            };
+            assert!((p(&flagged) - p(&original)).abs() < 0.1, "row {i} {class}: {} vs {}", p(&flagged), p(&original));
+        }
+    }
+    // The streaks lie on the arcs: filled with 0 instead, they are holes the fit pays for.
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    for (i, streak) in streaks.iter().enumerate() {
+        let mut data = Image { size: 64, pixels: images.image(i).iter().map(|&v| v as f64).collect() };
+        streak.iter().for_each(|&p| data.pixels[p] = 0.0);
+        let observed = Observation { psf_fwhm: value("psf_fwhm", i), exposure_time: Some(value("exposure_time", i)) };
+        let filled = smooth_lens_residual(&sim, observed, &data, &BlindGrid::default()).unwrap();
+        let filled_chi2 = filled.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0;
+        assert!(filled_chi2 > 2.0 * chi2(&flagged, i), "row {i}: chi^2 {filled_chi2} with the streak at 0");
+        // The library's fit masks what is not finite: 0 residual there, the rest as the stage saw it.
+        streak.iter().for_each(|&p| data.pixels[p] = f64::NAN);
+        let masked = smooth_lens_residual(&sim, observed, &data, &BlindGrid::default()).unwrap();
+        assert!(streak.iter().all(|&p| masked.chi[p] == 0.0) && masked.chi.iter().all(|c| c.is_finite()));
+        let masked_chi2 = masked.chi.iter().map(|c| c * c).sum::<f64>() / (4096 - streak.len()) as f64;
+        assert!((masked_chi2 / chi2(&flagged, i) - 1.0).abs() < 1e-6, "row {i}: {masked_chi2}");
+    }
+}
+
 #[test]
 fn a_residual_classifier_says_why_it_cannot_fit() {
     let dir = tempfile::tempdir().unwrap();
