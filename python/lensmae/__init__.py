@@ -53,6 +53,8 @@ PREDICTION_COLUMNS = {
     "fit_theta_e": "the fitted Einstein radius, arcsec (float64)",
     "fit_zero_point": "the AB zero point the cutout's pixels were converted from before the fit "
     "(float64; zero_point, zero_point_col or the image column's flux unit; null: the model's own units)",
+    "fit_noise_map": "whether the cutout's noise map gave the fit its background noise (bool; tables "
+    "carry no maps: false; FITS cutouts with an RMS, variance or weight extension on the command line: true)",
     "fit_refit_spread": "the largest chi^2 difference between the fit and its refits of the cutout moved "
     "within its last 16 bits (float64; above 4: status 'unstable_fit')",
     "refit_answer_spread": "the largest difference in any class's probability between the answers on the "

@@ -8,7 +8,7 @@
 use arrow_pyarrow::{PyArrowType, Table};
 use lensmae::cancel::Cancel;
 use lensmae::data::cutouts::arrow::ArrowCutouts;
-use lensmae::stage::{InputOptions, NanPolicy, ObservationSource, Predictor, PredictorOptions, StageTask};
+use lensmae::stage::{FitNoise, InputOptions, NanPolicy, ObservationSource, Predictor, PredictorOptions, StageTask};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -214,6 +214,8 @@ impl Model {
                 exposure_column: exposure_time_col.to_string(),
                 zero_point,
                 zero_point_column: zero_point_col,
+                // Arrow tables carry no noise maps (FITS files do, on the command line).
+                noise: FitNoise::Map,
             },
             fit_refits,
         };

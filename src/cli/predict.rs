@@ -4,7 +4,7 @@ use crate::cli::train::DeviceArgs;
 use crate::infer::TestTimeAugmentation;
 use crate::stage::chunks::{merge, Shard};
 use crate::stage::{
-    inspect, predict, InputOptions, NanPolicy, ObservationSource, PredictOptions, PredictorOptions, StageTask,
+    inspect, predict, FitNoise, InputOptions, NanPolicy, ObservationSource, PredictOptions, PredictorOptions, StageTask,
 };
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -29,7 +29,7 @@ pub struct InputArgs {
     id_col: Option<String>,
     /// More columns to carry into the output, comma-separated: table columns; for FITS
     /// files, each cutout's PARAMS table column (lensmae's cubes) or header keyword of that
-    /// name (the image HDU's, else the primary's).
+    /// name (the image HDU's, else the primary's; `id`: a single image's integer ID keyword).
     #[arg(long, value_delimiter = ',')]
     keep: Vec<String>,
     /// Tables: the image shape `H,W` of plain list columns.
@@ -107,6 +107,19 @@ struct ObservationArgs {
     /// keyword of that name, e.g. MAGZERO).
     #[arg(long)]
     zero_point_col: Option<String>,
+    /// Where the smooth-lens fit takes each pixel's background noise (sky and read
+    /// noise): `map`, the cutout's noise map where it has one (FITS RMS, ERR, VAR,
+    /// WHT extensions; the maps of coadded images hold the background, and the
+    /// source's Poisson noise is added from the recipe), else the recipe's at the
+    /// cutout's exposure time; `recipe`, always the recipe's.
+    #[arg(long, value_enum, default_value_t = FitNoiseArg::Map)]
+    fit_noise: FitNoiseArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FitNoiseArg {
+    Map,
+    Recipe,
 }
 
 impl ObservationArgs {
@@ -123,6 +136,10 @@ impl ObservationArgs {
             exposure_column: self.exposure_time_col.clone(),
             zero_point: self.zero_point,
             zero_point_column: self.zero_point_col.clone(),
+            noise: match self.fit_noise {
+                FitNoiseArg::Map => FitNoise::Map,
+                FitNoiseArg::Recipe => FitNoise::Recipe,
+            },
         })
     }
 }

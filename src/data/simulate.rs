@@ -332,8 +332,9 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
                 let observed = Observation { psf_fwhm: s.params.psf_fwhm, exposure_time: s.params.exposure_time };
                 // The cutout as it is stored (float32), which is what inference fits: the
                 // float64 render can lead the fit to another local minimum.
-                let residual = smooth_lens_residual(sim, observed, &s.image.rounded_to_f32(), &residual_grid(opts))
-                    .expect("checked: the recipe has noise");
+                let residual =
+                    smooth_lens_residual(sim, observed, &s.image.rounded_to_f32(), None, &residual_grid(opts))
+                        .expect("checked: the recipe has noise");
                 s.image.pixels = residual.chi;
             }
             (vec![s.image], s.params, s.sub_snr, s.sub_snr_refit)

@@ -77,6 +77,9 @@ pub struct FittedCutout {
     /// The largest |chi^2| difference between the fit and the fits of the cutout's
     /// copies moved within half a 16-bit step (None: no such refits were asked for).
     pub refit_spread: Option<f64>,
+    /// Whether the cutout's noise map gave the fit its background noise (on every
+    /// pixel where the map is finite), rather than the recipe's sky and read noise.
+    pub noise_map: bool,
 }
 
 impl FittedCutout {
@@ -154,7 +157,10 @@ impl ResidualFitter {
     /// simulator writes; a non-finite pixel is masked, left out of the fit with a
     /// residual of 0) observed as `observations` say, one per row, in parallel;
     /// a row that cannot be fitted (more than half its pixels masked, say) gets the
-    /// reason. With `refits` > 0 each cutout
+    /// reason. `noise`, when given (laid out as `raw`, in the same units), is each
+    /// pixel's background noise sigma from the cutout's noise map (NaN where unknown):
+    /// the fit and its residual take it in place of the recipe's sky and read noise.
+    /// With `refits` > 0 each cutout
     /// is fitted again that many times, moved within half a 16-bit step each time,
     /// and the fit records how far those land (`refit_spread`) and what they leave
     /// (`refit_residuals`), except where the first fit's chi^2 per pixel is outside
@@ -164,18 +170,22 @@ impl ResidualFitter {
         &self,
         raw: &[f32],
         observations: &[Observation],
+        noise: Option<&[f32]>,
         refits: usize,
         watch: FitWatch,
     ) -> Vec<std::result::Result<FittedCutout, String>> {
         let per = self.image_size() * self.image_size();
         assert_eq!(raw.len(), per * observations.len(), "one observation per cutout");
+        assert!(noise.is_none_or(|n| n.len() == raw.len()), "one noise sigma per pixel");
         raw.par_chunks_exact(per)
             .zip(observations)
-            .map(|(pixels, observed)| {
+            .enumerate()
+            .map(|(i, (pixels, observed))| {
                 if watch.cancel.is_some_and(|c| c.is_cancelled()) {
                     return Err(NOT_FITTED_CANCELLED.to_string());
                 }
-                let fitted = self.fit_one(pixels, observed, refits);
+                let sigma = noise.map(|n| &n[i * per..(i + 1) * per]);
+                let fitted = self.fit_one(pixels, observed, sigma, refits);
                 (watch.fitted)();
                 fitted
             })
@@ -186,6 +196,7 @@ impl ResidualFitter {
         &self,
         pixels: &[f32],
         observed: &Observation,
+        sigma: Option<&[f32]>,
         refits: usize,
     ) -> std::result::Result<FittedCutout, String> {
         if !(observed.psf_fwhm.is_finite() && observed.psf_fwhm > 0.0) {
@@ -213,7 +224,12 @@ impl ResidualFitter {
             ));
         }
         let data = Image { size: self.image_size(), pixels: pixels.iter().map(|&v| v as f64).collect() };
-        let fitted = smooth_lens_residual(&self.sim, *observed, &data, &self.recipe.grid)
+        // The map's variance where it knows the pixel (a finite sigma > 0), else NaN: the recipe's.
+        let background: Option<Vec<f64>> = sigma.filter(|s| s.iter().any(|v| v.is_finite() && *v > 0.0)).map(|s| {
+            s.iter().map(|&v| if v.is_finite() && v > 0.0 { f64::from(v).powi(2) } else { f64::NAN }).collect()
+        });
+        let background = background.as_deref();
+        let fitted = smooth_lens_residual(&self.sim, *observed, &data, background, &self.recipe.grid)
             .ok_or_else(|| "the recipe has no noise model for this exposure".to_string())?;
         let as_f32 = |chi: &[f64]| chi.iter().map(|&c| c as f32).collect::<Vec<f32>>();
         let chi2: f64 = fitted.chi.iter().map(|c| c * c).sum();
@@ -231,7 +247,7 @@ impl ResidualFitter {
         let refitted: Vec<_> = (1..=refits as u64)
             .filter_map(|draw| {
                 let moved = moved_within_16_bits(&data, step, draw);
-                smooth_lens_residual(&self.sim, *observed, &moved, &self.recipe.grid)
+                smooth_lens_residual(&self.sim, *observed, &moved, background, &self.recipe.grid)
             })
             .collect();
         let refit_spread = (refits > 0)
@@ -246,6 +262,7 @@ impl ResidualFitter {
             chi2_per_pixel: chi2 / fitted_pixels as f64,
             theta_e: fitted.fit.params.lens_theta_e,
             refit_spread,
+            noise_map: background.is_some(),
         })
     }
 }
@@ -320,7 +337,7 @@ mod tests {
         let one_more = || {
             told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        let fits = fitter.fit(&cutouts, &observed, 0, FitWatch { cancel: None, fitted: &one_more });
+        let fits = fitter.fit(&cutouts, &observed, None, 0, FitWatch { cancel: None, fitted: &one_more });
         assert_eq!(told.load(std::sync::atomic::Ordering::Relaxed), 4);
         assert!(fits.iter().all(|f| f.as_ref().is_err_and(|why| why.contains("PSF FWHM"))), "{fits:?}");
 
@@ -329,7 +346,7 @@ mod tests {
         let cancel_at_first = || cancel.cancel();
         let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         let fits = one_thread.install(|| {
-            fitter.fit(&cutouts, &observed, 0, FitWatch { cancel: Some(&cancel), fitted: &cancel_at_first })
+            fitter.fit(&cutouts, &observed, None, 0, FitWatch { cancel: Some(&cancel), fitted: &cancel_at_first })
         });
         let reasons: Vec<&str> = fits.iter().map(|f| f.as_ref().unwrap_err().as_str()).collect();
         assert!(reasons[0].contains("PSF FWHM"), "{reasons:?}");
@@ -345,7 +362,7 @@ mod tests {
         let mut cutouts = vec![0f32; n]; // blank
         cutouts.extend(std::iter::repeat_n(-5.0f32, n)); // negative sky
         cutouts.extend(std::iter::repeat_n(f32::MAX, n)); // saturated everywhere
-        let fits = fitter.fit(&cutouts, &[observed; 3], 1, FitWatch::UNWATCHED);
+        let fits = fitter.fit(&cutouts, &[observed; 3], None, 1, FitWatch::UNWATCHED);
         for (which, fit) in ["blank", "negative", "saturated"].iter().zip(&fits) {
             if let Ok(fit) = fit {
                 assert!(fit.residual.iter().all(|v| v.is_finite()) && fit.chi2_per_pixel.is_finite(), "{which}");
@@ -357,7 +374,7 @@ mod tests {
             Observation { psf_fwhm: 0.17, exposure_time: None },
             Observation { psf_fwhm: 0.17, exposure_time: Some(-1.0) },
         ];
-        let refused = fitter.fit(&cutouts, &bad, 1, FitWatch::UNWATCHED);
+        let refused = fitter.fit(&cutouts, &bad, None, 1, FitWatch::UNWATCHED);
         assert!(refused[0].as_ref().unwrap_err().contains("PSF FWHM"));
         assert!(refused[1].as_ref().unwrap_err().contains("exposure time"));
         assert!(refused[2].as_ref().unwrap_err().contains("exposure time"));
@@ -376,8 +393,8 @@ mod tests {
         let everywhere = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let within = ResidualFitter::new(Path::new("test"), &recipe).unwrap().refitting_only_within(Some([0.5, 30.0]));
         let (all, some) = (
-            everywhere.fit(&cutouts, &[observed; 2], 2, FitWatch::UNWATCHED),
-            within.fit(&cutouts, &[observed; 2], 2, FitWatch::UNWATCHED),
+            everywhere.fit(&cutouts, &[observed; 2], None, 2, FitWatch::UNWATCHED),
+            within.fit(&cutouts, &[observed; 2], None, 2, FitWatch::UNWATCHED),
         );
         let (lens, noise) = (all[0].as_ref().unwrap(), all[1].as_ref().unwrap());
         assert!((0.5..=30.0).contains(&lens.chi2_per_pixel), "{}", lens.chi2_per_pixel);

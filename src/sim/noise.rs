@@ -61,20 +61,32 @@ impl Noise {
     /// (sky + read noise + Poisson on the source, with the same clipping of negative
     /// pixels); for DeepLense counts it is Var/t^2 of the count, 2 |v| / t + rms^2.
     pub fn variance(&self, noise_free: &Image, pixel_scale: f64) -> Option<Vec<f64>> {
-        match self {
-            Noise::None => None,
-            Noise::DeepLenseCounts { exposure_time: t, background_rms } => Some(
-                noise_free
-                    .pixels
-                    .iter()
-                    .map(|v| (v.abs() + v.max(0.0)) / t + background_rms * background_rms)
-                    .collect(),
-            ),
-            Noise::Instrument { instrument, exposure_time: t } => {
-                let background = instrument.background_variance(pixel_scale, *t);
-                Some(noise_free.pixels.iter().map(|v| background + v.max(0.0) / t).collect())
+        self.variance_over(noise_free, pixel_scale, None)
+    }
+
+    /// [`Noise::variance`], each pixel's background variance (sky and read noise, in
+    /// the units of `noise_free` squared) taken from `background` where it is finite,
+    /// as a survey's noise map gives it; the source's own Poisson noise stays the
+    /// model's (the maps of coadded survey images, weights or RMS, hold the background).
+    ///
+    /// # Panics
+    /// If `background` has not one entry per pixel of `noise_free`.
+    pub fn variance_over(&self, noise_free: &Image, pixel_scale: f64, background: Option<&[f64]>) -> Option<Vec<f64>> {
+        let (model_background, t, counts) = match self {
+            Noise::None => return None,
+            Noise::DeepLenseCounts { exposure_time, background_rms } => {
+                (background_rms * background_rms, *exposure_time, true)
             }
+            Noise::Instrument { instrument, exposure_time } => {
+                (instrument.background_variance(pixel_scale, *exposure_time), *exposure_time, false)
+            }
+        };
+        if let Some(background) = background {
+            assert_eq!(background.len(), noise_free.pixels.len(), "one background variance per pixel");
         }
+        let source = |v: f64| if counts { (v.abs() + v.max(0.0)) / t } else { v.max(0.0) / t };
+        let background_at = |i: usize| background.map(|b| b[i]).filter(|b| b.is_finite()).unwrap_or(model_background);
+        Some(noise_free.pixels.iter().enumerate().map(|(i, &v)| source(v) + background_at(i)).collect())
     }
 }
 
@@ -127,5 +139,22 @@ mod tests {
         assert!(img.pixels.iter().all(|v| *v >= 0.0 && v.fract() == 0.0));
         let mean = img.pixels.iter().sum::<f64>() / img.pixels.len() as f64;
         assert!((mean / 1000.0 - 1.0).abs() < 0.01, "{mean}");
+    }
+
+    #[test]
+    fn a_noise_map_replaces_the_background_where_it_is_finite_and_keeps_the_source_noise() {
+        let euclid = Instrument::named("euclid-vis").unwrap();
+        let (t, pixel) = (2260.0, 0.101);
+        let noise = Noise::Instrument { instrument: euclid.clone(), exposure_time: t };
+        let image = Image { size: 2, pixels: vec![0.0, 0.3, -0.1, 2.0] };
+        let model = noise.variance(&image, pixel).unwrap();
+        let unknown = vec![f64::NAN; 4];
+        assert_eq!(noise.variance_over(&image, pixel, Some(&unknown)).unwrap(), model);
+        let map = [1e-4, f64::NAN, 4e-4, 9e-4];
+        let over = noise.variance_over(&image, pixel, Some(&map)).unwrap();
+        let background = euclid.background_variance(pixel, t);
+        assert_eq!(over, [1e-4, model[1], 4e-4, 9e-4 + 2.0 / t]);
+        assert_eq!(model[1], background + 0.3 / t);
+        assert_eq!(Noise::None.variance_over(&image, pixel, Some(&map)), None);
     }
 }

@@ -193,7 +193,7 @@ impl Manifest {
         for key in self.options.keys().chain(now.options.keys()) {
             let (a, b) = (self.options.get(key), now.options.get(key));
             if a != b {
-                let show = |v: Option<&String>| v.map_or("none".to_string(), |v| v.clone());
+                let show = |v: Option<&String>| v.filter(|v| !v.is_empty()).map_or("none".to_string(), |v| v.clone());
                 return Some(format!("{key}: {} before, {} now", show(a), show(b)));
             }
         }

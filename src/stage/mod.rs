@@ -29,7 +29,7 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use candle_core::Device;
-pub use observation::ObservationSource;
+pub use observation::{FitNoise, ObservationSource};
 use output::{predictions_schema, PREDICTIONS_SCHEMA_VERSION};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -454,11 +454,16 @@ fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::c
         ("--image-col".to_string(), input.image_column.clone().unwrap_or_default()),
         ("--shape".to_string(), input.shape.map(|[h, w]| format!("{h}x{w}")).unwrap_or_default()),
         ("--hdu".to_string(), input.hdu.clone().unwrap_or_default()),
+        // Flags become NaN pixels; a noise map weights a smooth-lens fit.
+        ("--rms-hdu".to_string(), input.rms_hdu.clone().unwrap_or_default()),
+        ("--weight-hdu".to_string(), input.weight_hdu.clone().unwrap_or_default()),
+        ("--flag-hdu".to_string(), input.flag_hdu.clone().unwrap_or_default()),
         ("--pixel-scale".to_string(), opts.predictor.pixel_scale.to_string()),
         ("--pixel-scale-col".to_string(), input.pixel_scale_column.clone().unwrap_or_default()),
         // Matrix products of another batch size may round differently in the last bit.
         ("--batch-size".to_string(), opts.predictor.batch_size.to_string()),
         ("--fit-refits".to_string(), opts.predictor.fit_refits.to_string()),
+        ("--fit-noise".to_string(), opts.predictor.observation.noise.name().to_string()),
         // The fit's PSF, exposure and zero point when one value is given for all
         // (per-row values are carried columns, above).
         (
@@ -697,6 +702,9 @@ impl Predictor {
                 columns.push(fit_column(|f| Some(f.chi2_per_pixel)));
                 columns.push(fit_column(|f| Some(f.theta_e)));
                 columns.push(Arc::new(arrow_array::Float64Array::from(fitted.zero_points.clone())));
+                columns.push(Arc::new(arrow_array::BooleanArray::from_iter(
+                    fitted.cutouts.iter().map(|f| f.as_ref().map(|f| f.noise_map)),
+                )));
                 columns.push(fit_column(|f| f.refit_spread));
                 let answered = per_row.iter().zip(&answer_spread).map(|(p, &d)| p.and(d));
                 columns.push(Arc::new(Float32Array::from_iter(answered)));

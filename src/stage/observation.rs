@@ -29,6 +29,30 @@ pub struct ObservationSource {
     pub zero_point: Option<f64>,
     /// The column of per-cutout zero points (AB magnitudes).
     pub zero_point_column: Option<String>,
+    /// Where the fit takes each pixel's background noise from.
+    pub noise: FitNoise,
+}
+
+/// Where a smooth-lens fit takes each pixel's background noise (sky and read noise)
+/// from; the source's own Poisson noise is always the recipe's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FitNoise {
+    /// The cutout's noise map (FITS RMS, variance or weight extension) where it has
+    /// one and the map is finite, else the recipe's at the cutout's exposure time.
+    #[default]
+    Map,
+    /// The recipe's at the cutout's exposure time, whatever maps the input has.
+    Recipe,
+}
+
+impl FitNoise {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FitNoise::Map => "map",
+            FitNoise::Recipe => "recipe",
+        }
+    }
 }
 
 /// What one cutout's fit needs to know of how it was observed.
@@ -50,6 +74,7 @@ impl Default for ObservationSource {
             exposure_column: "exposure_time".into(),
             zero_point: None,
             zero_point_column: None,
+            noise: FitNoise::Map,
         }
     }
 }
@@ -208,21 +233,29 @@ pub(super) fn fit_rows(
             Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),
         }
     }
-    // Pixels in the recipe's flux units: a cutout of zero point m holds 10^(0.4 (m_recipe - m))
-    // times less per source than the recipe's instrument counts.
     let pixels: Vec<f32> = todo
         .iter()
         .flat_map(|&(r, observed)| {
-            let to_recipe = match (observed.zero_point, recipe_zero_point) {
-                (Some(zp), Some(recipe)) => 10f64.powf(0.4 * (recipe - zp)),
-                _ => 1.0,
-            };
+            let to_recipe = to_recipe_units(observed.zero_point, recipe_zero_point);
             batch.pixels[r * image_len..(r + 1) * image_len].iter().map(move |&v| (f64::from(v) * to_recipe) as f32)
         })
         .collect();
+    // Noise maps are in the cutouts' units, and are converted with them.
+    let noise: Option<Vec<f32>> = match (&batch.noise, options.observation.noise) {
+        (Some(sigma), FitNoise::Map) => Some(
+            todo.iter()
+                .flat_map(|&(r, observed)| {
+                    let to_recipe = to_recipe_units(observed.zero_point, recipe_zero_point);
+                    sigma[r * image_len..(r + 1) * image_len].iter().map(move |&s| (f64::from(s) * to_recipe) as f32)
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();
     let mut fitted = FittedRows { cutouts: vec![None; batch.len()], zero_points: vec![None; batch.len()] };
-    for ((r, observed), outcome) in todo.into_iter().zip(fitter.fit(&pixels, &observed, options.fit_refits, watch)) {
+    let outcomes = fitter.fit(&pixels, &observed, noise.as_deref(), options.fit_refits, watch);
+    for ((r, observed), outcome) in todo.into_iter().zip(outcomes) {
         match outcome {
             Ok(fit) => {
                 batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);
@@ -233,6 +266,16 @@ pub(super) fn fit_rows(
         }
     }
     Ok(fitted)
+}
+
+/// The factor that brings flux of AB zero point `zero_point` to the recipe's units: a
+/// cutout of zero point m holds 10^(0.4 (m_recipe - m)) times less per source than the
+/// recipe's instrument counts (1 where either is not known: taken as they are).
+fn to_recipe_units(zero_point: Option<f64>, recipe_zero_point: Option<f64>) -> f64 {
+    match (zero_point, recipe_zero_point) {
+        (Some(zp), Some(recipe)) => 10f64.powf(0.4 * (recipe - zp)),
+        _ => 1.0,
+    }
 }
 
 #[cfg(test)]

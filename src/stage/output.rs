@@ -10,7 +10,8 @@
 //! image's encoder features from the classifier's training domain) and `in_domain`
 //! (null for an uncalibrated classifier), for a classifier of smooth-lens residuals
 //! `fit_chi2`, `fit_theta_e` (what the fit of the cutout found), `fit_zero_point`
-//! (the zero point its pixels were converted from) and `fit_refit_spread`
+//! (the zero point its pixels were converted from), `fit_noise_map` (whether its
+//! noise map weighted the fit) and `fit_refit_spread`
 //! (how far refits of the cutout moved in its last bits land), `sr_image` (a
 //! fixed-shape tensor, when a super-resolution model ran) with `sr_wcs` (its
 //! celestial WCS as FITS header cards, when the input had one) and `status` (`ok`;
@@ -97,6 +98,11 @@ pub fn predictions_schema(
             float64("fit_zero_point"),
             "the AB zero point the cutout's pixel values were converted from before the fit (--zero-point, --zero-point-col, or the one its flux unit fixes: BUNIT uJy 23.9, nJy 31.4, nanomaggy 22.5); null: taken in the recipe's units, its instrument's electrons per second",
             Some("mag"),
+        ));
+        fields.push(described(
+            Field::new("fit_noise_map", DataType::Boolean, true),
+            "the cutout's noise map (an RMS, variance or weight extension) gave the fit and its residual their background noise wherever the map is finite; false: the recipe's sky and read noise at the cutout's exposure time (no map, or --fit-noise recipe)",
+            None,
         ));
         fields.push(described(
             float64("fit_refit_spread"),

@@ -12,7 +12,7 @@ use lensmae::infer::LoadedClassifier;
 use lensmae::model::checkpoint::{load_checkpoint, save_checkpoint};
 use lensmae::sim::detectability::{smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals};
 use lensmae::sim::{presets::preset, Image, Simulator};
-use lensmae::stage::{predict, ObservationSource, StageTask};
+use lensmae::stage::{predict, FitNoise, ObservationSource, StageTask};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 
@@ -71,7 +71,7 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
     for i in 0..3 {
         let data = Image { size: 64, pixels: images.image(i).iter().map(|&v| v as f64).collect() };
         let observed = Observation { psf_fwhm: psf[i], exposure_time: Some(exposure[i]) };
-        let fitted = smooth_lens_residual(&sim, observed, &data, &BlindGrid::default()).unwrap();
+        let fitted = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
         assert!(((fitted.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0) / chi2[i] - 1.0).abs() < 1e-12);
         residuals.extend(fitted.chi.iter().map(|&c| c as f32));
     }
@@ -103,12 +103,15 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
     let floats = |batch: &arrow_array::RecordBatch, name: &str| -> Vec<f64> {
         batch.column_by_name(name).unwrap().as_primitive::<Float64Type>().values().to_vec()
     };
-    let run = |inputs: &[PathBuf], name: &str| {
+    let run_with = |inputs: &[PathBuf], name: &str, noise: FitNoise| {
         let out = dir.path().join(name);
-        let summary = predict(&predict_options(inputs, classifier(&model, 2), &out)).unwrap();
+        let mut options = classifier(&model, 2);
+        options.observation.noise = noise;
+        let summary = predict(&predict_options(inputs, options, &out)).unwrap();
         assert_eq!((summary.rows, summary.failed), (3, 0), "{name}");
         read(&out)
     };
+    let run = |inputs: &[PathBuf], name: &str| run_with(inputs, name, FitNoise::Map);
     let from_parquet = run(std::slice::from_ref(&lenses), "parquet.parquet");
     // The same lenses as `simulate --format fits` writes them: a cube and its PARAMS table.
     let cube_dir = dir.path().join("cube");
@@ -118,8 +121,9 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
     let from_cube = run(&[cube_dir.join("dataset.fits")], "cube.parquet");
     // One file a cutout, as survey cutout services write them: EXPTIME in the primary
     // header, the flux in an extension whose header gives the PSF's FWHM, and (as
-    // Euclid's MER cutouts) its noise map beside it, which the fit's residual, in
-    // units of the recipe's noise, must not be scaled by again.
+    // Euclid's MER cutouts) its noise map beside it: the fit's residual, in units of
+    // the noise, must not be scaled by it again, and with `--fit-noise recipe` the map
+    // is not read at all (its own test: `a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know`).
     let images = read_parquet_images(&lenses, "image").unwrap();
     let (psf, exposure) = (floats(&truth, "psf_fwhm"), floats(&truth, "exposure_time"));
     let files = |with_rms: bool| -> Vec<PathBuf> {
@@ -142,7 +146,7 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
             .collect()
     };
     let from_files = run(&files(false), "files.parquet");
-    let with_rms = run(&files(true), "files-rms.parquet");
+    let with_rms = run_with(&files(true), "files-rms.parquet", FitNoise::Recipe);
     for batch in [&from_cube, &from_files, &with_rms] {
         assert_eq!(floats(batch, "psf_fwhm"), psf);
         assert_eq!(floats(batch, "exposure_time"), exposure);
@@ -401,15 +405,97 @@ fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
         let mut data = Image { size: 64, pixels: images.image(i).iter().map(|&v| v as f64).collect() };
         streak.iter().for_each(|&p| data.pixels[p] = 0.0);
         let observed = Observation { psf_fwhm: value("psf_fwhm", i), exposure_time: Some(value("exposure_time", i)) };
-        let filled = smooth_lens_residual(&sim, observed, &data, &BlindGrid::default()).unwrap();
+        let filled = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
         let filled_chi2 = filled.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0;
         assert!(filled_chi2 > 2.0 * chi2(&flagged, i), "row {i}: chi^2 {filled_chi2} with the streak at 0");
         // The library's fit masks what is not finite: 0 residual there, the rest as the stage saw it.
         streak.iter().for_each(|&p| data.pixels[p] = f64::NAN);
-        let masked = smooth_lens_residual(&sim, observed, &data, &BlindGrid::default()).unwrap();
+        let masked = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
         assert!(streak.iter().all(|&p| masked.chi[p] == 0.0) && masked.chi.iter().all(|c| c.is_finite()));
         let masked_chi2 = masked.chi.iter().map(|c| c * c).sum::<f64>() / (4096 - streak.len()) as f64;
         assert!((masked_chi2 / chi2(&flagged, i) - 1.0).abs() < 1e-6, "row {i}: {masked_chi2}");
+    }
+}
+
+/// A survey's sky is brighter in places than its recipe says (zodiacal light, a bright
+/// star's halo, fewer exposures at a field's edge): the same lenses with the background
+/// noise doubled in variance. Weighted by the recipe's sky their fits leave residuals of
+/// chi^2 ~ 1.7 per pixel, which the classifier reads as signal (its calibrated range
+/// reaches 22.5, for strong substructure); given the cutouts' noise maps (RMS
+/// extensions, as Euclid MER's), the fits and residuals take the map's background and
+/// leave the noise, chi^2 ~ 1. A map of the recipe's own sky changes little.
+#[test]
+fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
+    use fitsio::images::{ImageDescription, ImageType};
+    use rand_distr::{Distribution, Normal};
+    let dir = tempfile::tempdir().unwrap();
+    let lenses = survey_lenses(dir.path());
+    let truth = read(&lenses);
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let value = |name: &str, i: usize| truth.column_by_name(name).unwrap().as_primitive::<Float64Type>().value(i);
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let sky_sigma = |i: usize| {
+        let noise = sim.noise_at(Some(value("exposure_time", i)));
+        noise.variance(&Image { size: 1, pixels: vec![0.0] }, sim.config().image.pixel_scale).unwrap()[0].sqrt()
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let write = |i: usize, pixels: &[f32], rms: f64, name: &str| -> PathBuf {
+        let path = dir.path().join(name);
+        let mut f = fitsio::FitsFile::create(&path).open().unwrap();
+        f.primary_hdu().unwrap();
+        write_exact_key(&mut f, "EXPTIME", value("exposure_time", i));
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
+        f.create_image("VIS_FLUX", &desc).unwrap().write_image(&mut f, pixels).unwrap();
+        write_exact_key(&mut f, "PSF_FWHM", value("psf_fwhm", i));
+        f.create_image("VIS_RMS", &desc).unwrap().write_image(&mut f, &vec![rms as f32; 4096]).unwrap();
+        path
+    };
+    let mut recipe_sky = Vec::new();
+    let mut brighter_sky = Vec::new();
+    for i in 0..3 {
+        let sigma = sky_sigma(i);
+        recipe_sky.push(write(i, images.image(i), sigma, &format!("recipe-sky-{i}.fits")));
+        let extra = Normal::new(0.0, sigma).unwrap();
+        let noisier: Vec<f32> =
+            images.image(i).iter().map(|&v| (f64::from(v) + extra.sample(&mut rng)) as f32).collect();
+        brighter_sky.push(write(i, &noisier, sigma * 2f64.sqrt(), &format!("brighter-sky-{i}.fits")));
+    }
+    let bundled = Path::new("bundled:survey-residual-classifier");
+    let run = |inputs: &[PathBuf], noise: FitNoise, name: &str| {
+        let out = dir.path().join(name);
+        let mut options = classifier(bundled, 3);
+        options.observation.noise = noise;
+        predict(&predict_options(inputs, options, &out)).unwrap();
+        read(&out)
+    };
+    let column = |batch: &arrow_array::RecordBatch, name: &str| batch.column_by_name(name).unwrap().clone();
+    let chi2 = |batch: &arrow_array::RecordBatch| -> Vec<f64> {
+        column(batch, "fit_chi2").as_primitive::<Float64Type>().values().to_vec()
+    };
+    let maps_used = |batch: &arrow_array::RecordBatch| -> Vec<Option<bool>> {
+        column(batch, "fit_noise_map").as_boolean().iter().collect()
+    };
+    let original = run(std::slice::from_ref(&lenses), FitNoise::Map, "original.parquet");
+    assert_eq!(maps_used(&original), [Some(false); 3], "a table has no noise maps");
+    let mapped = run(&brighter_sky, FitNoise::Map, "mapped.parquet");
+    let unmapped = run(&brighter_sky, FitNoise::Recipe, "unmapped.parquet");
+    assert_eq!((maps_used(&mapped), maps_used(&unmapped)), (vec![Some(true); 3], vec![Some(false); 3]));
+    assert!(chi2(&unmapped).iter().all(|&c| c > 1.6), "{:?}", chi2(&unmapped));
+    assert!(chi2(&mapped).iter().all(|&c| c > 0.8 && c < 1.25), "{:?}", chi2(&mapped));
+    assert_eq!(strings(&mapped, "status"), strings(&original, "status"));
+    let same_sky = run(&recipe_sky, FitNoise::Map, "same-sky.parquet");
+    assert_eq!(maps_used(&same_sky), [Some(true); 3]);
+    for class in ["p_axion", "p_cdm", "p_no_sub"] {
+        let (got, want) = (column(&same_sky, class), column(&original, class));
+        let (got, want) = (got.as_primitive::<Float32Type>(), want.as_primitive::<Float32Type>());
+        for r in 0..3 {
+            assert!(
+                (got.value(r) - want.value(r)).abs() < 0.02,
+                "row {r} {class}: {} vs {}",
+                got.value(r),
+                want.value(r)
+            );
+        }
     }
 }
 
@@ -472,7 +558,7 @@ fn simulate_writes_the_residuals_inference_computes() {
     for id in 0..3 {
         let drawn = sim.simulate(id % 3, 5, id as u64);
         let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-        let fitted = fitter.fit(stored.image(id), &[observed], 0, FitWatch::UNWATCHED).remove(0).unwrap();
+        let fitted = fitter.fit(stored.image(id), &[observed], None, 0, FitWatch::UNWATCHED).remove(0).unwrap();
         let moved = written.image(id).iter().zip(&fitted.residual).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(moved == 0.0, "row {id}: the written residual differs from predict's by up to {moved}");
     }
@@ -580,7 +666,7 @@ fn the_bundled_residual_classifier_answers_the_same_on_16_bit_copies_of_survey_l
     }
     let answer = |raw: &[f32]| -> Vec<f32> {
         let residuals: Vec<f32> = fitter
-            .fit(raw, &observations, 0, FitWatch::UNWATCHED)
+            .fit(raw, &observations, None, 0, FitWatch::UNWATCHED)
             .into_iter()
             .flat_map(|fit| fit.expect("a lens is fitted").residual)
             .collect();
@@ -664,7 +750,7 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     let model = LoadedClassifier::load(bundled, &candle_core::Device::Cpu).unwrap();
     let observations: Vec<Observation> =
         psf.iter().zip(&exposure).map(|(&psf_fwhm, &t)| Observation { psf_fwhm, exposure_time: Some(t) }).collect();
-    let fits = model.residuals.as_ref().unwrap().fit(&flat, &observations, 2, FitWatch::UNWATCHED);
+    let fits = model.residuals.as_ref().unwrap().fit(&flat, &observations, None, 2, FitWatch::UNWATCHED);
     let answers = |b: &arrow_array::RecordBatch, r: usize| -> Vec<f32> {
         ["axion", "cdm", "no_sub"]
             .iter()

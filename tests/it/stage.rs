@@ -14,7 +14,9 @@ use lensmae::infer::TestTimeAugmentation;
 use lensmae::model::mae::Pooling;
 use lensmae::model::superres::SuperresConfig;
 use lensmae::model::MaeConfig;
-use lensmae::stage::{inspect, predict, InputOptions, NanPolicy, PredictOptions, PredictorOptions, StageTask};
+use lensmae::stage::{
+    inspect, predict, FitNoise, InputOptions, NanPolicy, PredictOptions, PredictorOptions, StageTask,
+};
 use lensmae::train::superres::{finetune_superres, PixelLoss, SuperresOptions};
 use lensmae::train::{finetune_classify, EncoderInit, FinetuneOptions};
 use std::path::{Path, PathBuf};
@@ -394,6 +396,7 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     let mef = dir.path().join("mef.fits");
     {
         let mut f = fitsio::FitsFile::create(&mef).open().unwrap();
+        f.primary_hdu().unwrap().write_key(&mut f, "ID", 7i64).unwrap();
         let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] };
         let sci = f.create_image("SCI", &desc).unwrap();
         sci.write_image(&mut f, data.image(2)).unwrap();
@@ -449,6 +452,12 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     let ra = m.column_by_name("ra").unwrap().as_primitive::<arrow_array::types::Float64Type>().value(0);
     let dec = m.column_by_name("dec").unwrap().as_primitive::<arrow_array::types::Float64Type>().value(0);
     assert_eq!((ra, dec), (150.125, 2.5));
+    // Its `ID` keyword (here the primary header's) is the `id` column when asked for.
+    assert!(m.column_by_name("id").is_none());
+    let with_id = InputOptions { keep: vec!["id".into()], ..sci.clone() };
+    run(std::slice::from_ref(&mef), with_id, StageTask::Classify, NanPolicy::Zero, &mef_out).unwrap();
+    let ids = read(&mef_out).column_by_name("id").unwrap().as_primitive::<Int64Type>().clone();
+    assert_eq!(ids.iter().collect::<Vec<_>>(), [Some(7)]);
     let missing = InputOptions { hdu: Some("VAR".into()), ..Default::default() };
     let err = inspect(&[mef.clone(), cube.clone()], &missing).unwrap_err().to_string();
     assert!(err.contains("no readable image"), "{err}");
@@ -902,6 +911,11 @@ fn shards_and_resumed_runs_merge_into_the_single_run() {
     // What a smooth-lens fit is given for every cutout (other models ignore it).
     let e = refusal(with_predictor(opts("resumed", None, true), |p| p.observation.zero_point = Some(23.9)));
     assert!(e.contains("before, --zero-point 23.9 now"), "{e}");
+    let e = refusal(with_predictor(opts("resumed", None, true), |p| p.observation.noise = FitNoise::Recipe));
+    assert!(e.contains("--fit-noise: map before, recipe now"), "{e}");
+    let rms = InputOptions { rms_hdu: Some("ERR".into()), ..InputOptions::default() };
+    let e = refusal(PredictOptions { input: rms, ..opts("resumed", None, true) });
+    assert!(e.contains("--rms-hdu: none before, ERR now"), "{e}");
     // (The identity names `tta` as it names nan_policy; this left/right classifier
     // is refused the turned views before that: mirrors would swap its classes.)
     let e = refusal(with_predictor(opts("resumed", None, true), |p| p.tta = TestTimeAugmentation::Dihedral));

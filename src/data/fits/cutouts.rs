@@ -110,8 +110,14 @@ struct Identity {
 
 /// An image HDU's own identity keywords (survey cutout services write these); the
 /// position is the object's (`RA_OBJ`/`DEC_OBJ`, `RA`/`DEC`), else `centre` (a
-/// single image's centre pixel by its celestial WCS).
-fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, centre: Option<(f64, f64)>) -> Identity {
+/// single image's centre pixel by its celestial WCS); with `with_id` (`--keep id`)
+/// an integer `ID` keyword too.
+fn header_identity(
+    f: &mut FitsFile,
+    hdu: &fitsio::hdu::FitsHdu,
+    centre: Option<(f64, f64)>,
+    with_id: bool,
+) -> Identity {
     let number = |f: &mut FitsFile, keys: &[&str]| {
         keys.iter().find_map(|k| hdu.read_key::<f64>(f, k).ok()).filter(|v| v.is_finite())
     };
@@ -122,7 +128,18 @@ fn header_identity(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, centre: Option<
         (Some(ra), Some(dec)) => Some((ra, dec)),
         _ => centre,
     };
-    Identity { id: None, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id }
+    let id = if with_id { integer_id(f, hdu) } else { None };
+    Identity { id, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id }
+}
+
+/// A header's `ID` keyword, where it holds an integer.
+fn integer_id(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu) -> Option<i64> {
+    hdu.read_key::<String>(f, "ID").ok().and_then(|v| v.trim().parse::<i64>().ok())
+}
+
+/// Whether `--keep` asks for the `id` column.
+fn keeps_id(opts: &InputOptions) -> bool {
+    opts.keep.iter().any(|k| k == "id")
 }
 
 /// An HDU's `BUNIT`, where it says one.
@@ -240,7 +257,7 @@ fn image_hdus(
                 pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
                 available,
                 pixel_scale: wcs_pixel_scale(f, &hdu),
-                identity: header_identity(f, &hdu, centre),
+                identity: header_identity(f, &hdu, centre, keeps_id(opts)),
                 wcs,
                 flux_unit: flux_unit(f, &hdu),
                 companions: Companions::default(),
@@ -363,12 +380,13 @@ impl FitsCutouts {
                     None
                 }
             };
-            let (primary, primary_unit): (Vec<Option<KeptValue>>, _) = match super::hdu_at(&mut f, 0) {
+            let (primary, primary_unit, primary_id): (Vec<Option<KeptValue>>, _, _) = match super::hdu_at(&mut f, 0) {
                 Ok(Some(primary)) => (
                     kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
                     flux_unit(&mut f, &primary),
+                    if keeps_id(opts) { integer_id(&mut f, &primary) } else { None },
                 ),
-                _ => (vec![None; kept_names.len()], None),
+                _ => (vec![None; kept_names.len()], None, None),
             };
             for ImageHdu {
                 index: hdu,
@@ -410,7 +428,10 @@ impl FitsCutouts {
                 // A PARAMS table of as many rows as the cube describes each plane;
                 // a keyword of the image's header, else of the primary, every plane.
                 let table = params.as_ref().filter(|t| t.rows == planes);
-                let id_of = |plane: usize| table.and_then(|t| t.ids.as_ref()).map(|ids| ids[plane]);
+                // A single image's own `ID` (its header's, else the primary's) names it
+                // where no table does; a cube's planes need a table's.
+                let header_id = if planes == 1 { identity.id.or(primary_id) } else { None };
+                let id_of = |plane: usize| table.and_then(|t| t.ids.as_ref()).map(|ids| ids[plane]).or(header_id);
                 let kept_of = |plane: usize| -> Vec<Option<KeptValue>> {
                     (0..kept_names.len())
                         .map(|k| {
