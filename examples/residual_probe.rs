@@ -125,13 +125,13 @@ fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
                 params.clone()
             };
             let refit = refit_smooth_lens(sim, class_idx, &start, &noisy, &noise).expect("survey lenses have noise");
-            let chi = residual_from(sim, &refit.params, &noisy, &noise).expect("noise");
+            let chi = residual_from(sim, &refit.params, &noisy, &noise, None).expect("noise");
             (refit.params, refit.renders, chi)
         }
         // What inference does with a cutout for a classifier of residuals.
         Start::Blind => {
-            let residual =
-                smooth_lens_residual(sim, observed, &noisy, &BlindGrid::default()).expect("survey lenses have noise");
+            let residual = smooth_lens_residual(sim, observed, &noisy, None, &BlindGrid::default())
+                .expect("survey lenses have noise");
             (residual.fit.params, residual.fit.renders, residual.chi)
         }
     };

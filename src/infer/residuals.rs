@@ -160,12 +160,12 @@ impl ResidualFitter {
     /// reason. `noise`, when given (laid out as `raw`, in the same units), is each
     /// pixel's background noise sigma from the cutout's noise map (NaN where unknown):
     /// the fit and its residual take it in place of the recipe's sky and read noise.
-    /// With `refits` > 0 each cutout
-    /// is fitted again that many times, moved within half a 16-bit step each time,
-    /// and the fit records how far those land (`refit_spread`) and what they leave
-    /// (`refit_residuals`), except where the first fit's chi^2 per pixel is outside
-    /// [`ResidualFitter::refit_chi2_range`] (no refits, `refit_spread` None). `watch`
-    /// hears of each cutout fitted and can stop those not yet started.
+    /// With `refits` > 0 each cutout is fitted again that many times, moved within
+    /// half a 16-bit step each time, and the fit records how far those land
+    /// (`refit_spread`) and what they leave (`refit_residuals`), except where the
+    /// first fit's chi^2 per pixel is outside [`ResidualFitter::refit_chi2_range`]
+    /// (no refits, `refit_spread` None). `watch` hears of each cutout fitted and can
+    /// stop those not yet started.
     pub fn fit(
         &self,
         raw: &[f32],

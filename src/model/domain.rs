@@ -46,6 +46,16 @@ pub struct Calibration {
     /// features: the classifier's scaling divides out the residual's own level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residual_chi2_range: Option<[f64; 2]>,
+    /// For a classifier of smooth-lens residuals: the range of the calibration
+    /// residuals' noise level ([`residual_noise`], a robust sigma that substructure,
+    /// confined to the arcs, hardly moves). A residual
+    /// whose level is outside it was weighted by another noise than the cutout's
+    /// (a sky brighter than the recipe's and no noise map: about 1.4), which the
+    /// chi^2 range, wide at the top for strong substructure, lets through; the
+    /// [`RESIDUAL_NOISE_QUANTILES`] of the calibration residuals. None in
+    /// checkpoints calibrated before 2026-12-07.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_noise_range: Option<[f64; 2]>,
     /// For a model that scales each image by its own minimum and maximum (noise-free
     /// training images, whose faintest pixels it reads): the smallest fraction of a
     /// cutout's pixels that must hold distinct values, [`DISTINCT_PIXELS_MARGIN`] of
@@ -72,6 +82,8 @@ pub struct Calibration {
 pub struct InputStatistics {
     /// [`residual_chi2`] of the input as read.
     pub residual_chi2: Option<f32>,
+    /// [`residual_noise`] of the input as read.
+    pub residual_noise: Option<f32>,
     /// [`distinct_pixel_fractions`] of the input as read.
     pub distinct_pixels: Option<f32>,
 }
@@ -79,10 +91,11 @@ pub struct InputStatistics {
 impl Calibration {
     /// Whether an input is within the domain: its `ood_score` within the threshold
     /// (never an infinite or NaN one) and, where the calibration bounds them, its
-    /// residual's chi^2 per pixel within the calibration residuals' range and its
-    /// fraction of distinct pixel values at least the floor.
+    /// residual's chi^2 per pixel and noise level within the calibration residuals'
+    /// ranges and its fraction of distinct pixel values at least the floor.
     pub fn admits(&self, score: f32, input: InputStatistics) -> bool {
-        let fits_like_training = input.residual_chi2.is_none_or(|chi2| chi2_admitted(self.residual_chi2_range, chi2));
+        let fits_like_training = input.residual_chi2.is_none_or(|chi2| chi2_admitted(self.residual_chi2_range, chi2))
+            && input.residual_noise.is_none_or(|level| chi2_admitted(self.residual_noise_range, level));
         let levels_like_training =
             input.distinct_pixels.is_none_or(|f| self.distinct_pixels_floor.is_none_or(|floor| f as f64 >= floor));
         (score as f64) <= self.ood_threshold && fits_like_training && levels_like_training
@@ -93,18 +106,21 @@ impl Calibration {
     pub fn input_statistics(&self, raw: &[f32], pixels_per_image: usize) -> Vec<InputStatistics> {
         let n = raw.len() / pixels_per_image.max(1);
         let chi2 = self.residual_chi2_range.map(|_| residual_chi2(raw, pixels_per_image));
+        let noise = self.residual_noise_range.map(|_| residual_noise(raw, pixels_per_image));
         let levels = self.distinct_pixels_floor.map(|_| distinct_pixel_fractions(raw, pixels_per_image));
         (0..n)
             .map(|i| InputStatistics {
                 residual_chi2: chi2.as_ref().map(|c| c[i]),
+                residual_noise: noise.as_ref().map(|l| l[i]),
                 distinct_pixels: levels.as_ref().map(|l| l[i]),
             })
             .collect()
     }
 }
 
-/// Whether a residual's chi^2 per pixel lies within a calibration's
-/// [`Calibration::residual_chi2_range`] (always, where it has none).
+/// Whether a residual's chi^2 per pixel (or noise level) lies within a calibration's
+/// [`Calibration::residual_chi2_range`] (or [`Calibration::residual_noise_range`];
+/// always, where it has none).
 pub fn chi2_admitted(range: Option<[f64; 2]>, chi2: f32) -> bool {
     range.is_none_or(|[low, high]| (low..=high).contains(&(chi2 as f64)))
 }
@@ -139,6 +155,41 @@ pub fn residual_chi2(residuals: &[f32], pixels_per_image: usize) -> Vec<f32> {
 pub fn residual_chi2_range(residuals: &[f32], pixels_per_image: usize) -> [f64; 2] {
     let chi2 = residual_chi2(residuals, pixels_per_image);
     RESIDUAL_CHI2_QUANTILES.map(|q| quantile(&chi2, q))
+}
+
+/// The noise level of each residual image (rows of `pixels_per_image`): 1.4826 times
+/// the median absolute deviation from its median, the sigma of Gaussian noise; about
+/// 1 where the residual is in units of the cutout's own noise. Substructure and a
+/// failed fit's arcs move a minority of the pixels, which the median passes over.
+pub fn residual_noise(residuals: &[f32], pixels_per_image: usize) -> Vec<f32> {
+    let median = |values: &mut [f32]| -> f32 {
+        let middle = values.len() / 2;
+        *values.select_nth_unstable_by(middle, f32::total_cmp).1
+    };
+    residuals
+        .chunks_exact(pixels_per_image)
+        .map(|r| {
+            let mut values = r.to_vec();
+            let centre = median(&mut values);
+            values.iter_mut().for_each(|v| *v = (*v - centre).abs());
+            1.4826 * median(&mut values)
+        })
+        .collect()
+}
+
+/// Quantiles of the calibration residuals' noise levels that bound
+/// [`Calibration::residual_noise_range`]. The top is lower than chi^2's: on the 3,000
+/// calibration residuals of `bundled:survey-residual-classifier` (seed 26) the levels'
+/// median is 1.00, their 0.99 quantile 1.14, and the last half percent (1.20-1.44) are
+/// fits that failed over much of the lens (chi^2 9-22), whose answers are no more to be
+/// trusted than those of a cutout weighted by the wrong sky (a sky of twice the
+/// recipe's variance: about 1.4).
+pub const RESIDUAL_NOISE_QUANTILES: [f64; 2] = [0.001, 0.995];
+
+/// [`Calibration::residual_noise_range`] of calibration residuals.
+pub fn residual_noise_range(residuals: &[f32], pixels_per_image: usize) -> [f64; 2] {
+    let noise = residual_noise(residuals, pixels_per_image);
+    RESIDUAL_NOISE_QUANTILES.map(|q| quantile(&noise, q))
 }
 
 /// The quantile of the calibration images' fractions of distinct pixel values that
@@ -451,6 +502,7 @@ mod tests {
         let calibration: Calibration = serde_json::from_str(old).unwrap();
         assert_eq!(calibration.ood_threshold_from, THRESHOLD_FROM_IN_SAMPLE);
         assert_eq!(calibration.residual_chi2_range, None);
+        assert_eq!(calibration.residual_noise_range, None);
     }
 
     #[test]
@@ -461,6 +513,41 @@ mod tests {
         assert!((chi2[0] - 0.25).abs() < 1e-6 && (chi2[999] - 1.499f32.powi(2)).abs() < 1e-4, "{chi2:?}");
         let [low, high] = residual_chi2_range(&residuals, 16);
         assert!((0.25..0.26).contains(&low) && (2.24..2.25).contains(&high), "{low} {high}");
+    }
+
+    #[test]
+    fn the_noise_level_of_a_residual_passes_over_its_substructure_and_sees_a_wrong_sky() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let noise: Vec<f32> = (0..4096).map(|_| StandardNormal.sample(&mut rng)).collect();
+        // A residual of the noise with a strong arc of substructure on 5% of its pixels,
+        // and the same noise weighted by a sky of half its variance.
+        let mut arc = noise.clone();
+        arc.iter_mut().step_by(20).for_each(|v| *v += 25.0);
+        let mis_weighted: Vec<f32> = noise.iter().map(|v| v * 2f32.sqrt()).collect();
+        let levels = residual_noise(&[noise, arc.clone(), mis_weighted.clone()].concat(), 4096);
+        assert!((levels[0] - 1.0).abs() < 0.05 && (levels[1] - 1.0).abs() < 0.1, "{levels:?}");
+        assert!((levels[2] / levels[0] - 2f32.sqrt()).abs() < 1e-4, "{levels:?}");
+        let chi2 = residual_chi2(&arc, 4096)[0];
+        assert!(chi2 > 25.0, "the arc's chi^2 {chi2} is beyond any range the level would need");
+        let calibration = Calibration {
+            temperature: 1.0,
+            ood_threshold: 10.0,
+            ood_quantile: 0.99,
+            ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
+            residual_chi2_range: Some([0.9, 40.0]),
+            residual_noise_range: Some([0.9, 1.1]),
+            distinct_pixels_floor: None,
+            features: "test".into(),
+            fitted_on: 3,
+            data: "test".into(),
+        };
+        let stats = calibration.input_statistics(&[arc, mis_weighted].concat(), 4096);
+        assert!(calibration.admits(1.0, stats[0]), "{:?}", stats[0]);
+        assert!(!calibration.admits(1.0, stats[1]), "{:?}", stats[1]);
+        let [low, high] = residual_noise_range(&vec![1.0f32; 4096 * 3], 4096);
+        assert_eq!((low, high), (0.0, 0.0), "a constant residual has no noise");
     }
 
     #[test]
@@ -482,6 +569,7 @@ mod tests {
             ood_quantile: 0.99,
             ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
             residual_chi2_range: None,
+            residual_noise_range: None,
             distinct_pixels_floor: Some(floor),
             features: "test".into(),
             fitted_on: 2,

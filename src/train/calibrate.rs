@@ -10,8 +10,8 @@ use crate::eval::Reliability;
 use crate::infer::{softmax_probabilities, LoadedClassifier};
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::model::domain::{
-    distinct_pixels_floor, quantile, residual_chi2_range, Calibration, DomainModel, THRESHOLD_FOLDS,
-    THRESHOLD_FROM_OUT_OF_FOLD,
+    distinct_pixels_floor, quantile, residual_chi2_range, residual_noise_range, Calibration, DomainModel,
+    THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD,
 };
 use crate::model::preprocess::Scaling;
 use crate::{Error, Result};
@@ -133,6 +133,8 @@ pub fn fit_calibration(
         ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
         residual_chi2_range: (raw.filter(|r| r.bounds.residuals))
             .map(|r| residual_chi2_range(r.pixels, r.pixels_per_image)),
+        residual_noise_range: (raw.filter(|r| r.bounds.residuals))
+            .map(|r| residual_noise_range(r.pixels, r.pixels_per_image)),
         distinct_pixels_floor: (raw.filter(|r| r.bounds.faint_levels))
             .map(|r| distinct_pixels_floor(r.pixels, r.pixels_per_image)),
         features: features_name.into(),

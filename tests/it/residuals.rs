@@ -420,10 +420,11 @@ fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
 /// A survey's sky is brighter in places than its recipe says (zodiacal light, a bright
 /// star's halo, fewer exposures at a field's edge): the same lenses with the background
 /// noise doubled in variance. Weighted by the recipe's sky their fits leave residuals of
-/// chi^2 ~ 1.7 per pixel, which the classifier reads as signal (its calibrated range
-/// reaches 22.5, for strong substructure); given the cutouts' noise maps (RMS
-/// extensions, as Euclid MER's), the fits and residuals take the map's background and
-/// leave the noise, chi^2 ~ 1. A map of the recipe's own sky changes little.
+/// chi^2 ~ 1.7 per pixel (within the classifier's chi^2 range, which reaches 22.5 for
+/// strong substructure) and a noise level of ~1.3, outside its calibrated range: every
+/// row is `out_of_domain`. Given the cutouts' noise maps (RMS extensions, as Euclid
+/// MER's), the fits and residuals take the map's background and leave the noise,
+/// chi^2 ~ 1, in the domain. A map of the recipe's own sky changes little.
 #[test]
 fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     use fitsio::images::{ImageDescription, ImageType};
@@ -481,6 +482,8 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     let unmapped = run(&brighter_sky, FitNoise::Recipe, "unmapped.parquet");
     assert_eq!((maps_used(&mapped), maps_used(&unmapped)), (vec![Some(true); 3], vec![Some(false); 3]));
     assert!(chi2(&unmapped).iter().all(|&c| c > 1.6), "{:?}", chi2(&unmapped));
+    // The classifier's calibrated range of residual noise levels sees the wrong sky.
+    assert_eq!(strings(&unmapped, "status"), vec![Some("out_of_domain".to_string()); 3]);
     assert!(chi2(&mapped).iter().all(|&c| c > 0.8 && c < 1.25), "{:?}", chi2(&mapped));
     assert_eq!(strings(&mapped, "status"), strings(&original, "status"));
     let same_sky = run(&recipe_sky, FitNoise::Map, "same-sky.parquet");
@@ -647,6 +650,9 @@ fn the_bundled_residual_classifier_carries_its_fit_and_its_domain() {
     assert!((chi2[0] - 1.0).abs() < 0.1 && chi2[1] > 500.0 && chi2[2] < 0.01, "{chi2:?}");
     let flags = model.in_domain_flags(&output).unwrap();
     assert!(!flags[1] && !flags[2], "{flags:?}");
+    // Its calibration bounds the residual's noise level too, about 1 for the noise.
+    let [low, high] = model.meta.calibration.as_ref().unwrap().residual_noise_range.expect("a noise-level range");
+    assert!(low > 0.8 && low < 1.0 && high > 1.0 && high < 1.3, "{low} {high}");
 }
 
 /// The blind fit finds the same smooth lens for a cutout however it was stored, so
