@@ -94,6 +94,38 @@ fn write_exact_key(f: &mut fitsio::FitsFile, key: &str, value: f64) {
     assert_eq!(status, 0);
 }
 
+/// A survey cutout file as cutout services write them: EXPTIME in the primary header,
+/// the flux in a `VIS_FLUX` extension whose header gives the PSF's FWHM, and whatever
+/// `companions` writes beside it (a noise map, flags).
+fn write_cutout_file(
+    path: &Path,
+    pixels: &[f32],
+    exposure: f64,
+    psf: f64,
+    companions: impl FnOnce(&mut fitsio::FitsFile),
+) -> PathBuf {
+    use fitsio::images::{ImageDescription, ImageType};
+    let mut f = fitsio::FitsFile::create(path).open().unwrap();
+    f.primary_hdu().unwrap();
+    write_exact_key(&mut f, "EXPTIME", exposure);
+    let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
+    f.create_image("VIS_FLUX", &desc).unwrap().write_image(&mut f, pixels).unwrap();
+    write_exact_key(&mut f, "PSF_FWHM", psf);
+    companions(&mut f);
+    path.to_path_buf()
+}
+
+/// A 64x64 image extension named `name` of type `kind` holding `pixels`.
+fn write_extension<T: fitsio::images::WriteImage>(
+    f: &mut fitsio::FitsFile,
+    name: &str,
+    kind: fitsio::images::ImageType,
+    pixels: &[T],
+) {
+    let desc = fitsio::images::ImageDescription { data_type: kind, dimensions: &[64, 64] };
+    f.create_image(name, &desc).unwrap().write_image(f, pixels).unwrap();
+}
+
 #[test]
 fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params_table() {
     use fitsio::images::{ImageDescription, ImageType};
@@ -130,18 +162,11 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
         (0..3)
             .map(|i| {
                 let path = dir.path().join(format!("cutout-{i}-{with_rms}.fits"));
-                let mut f = fitsio::FitsFile::create(&path).open().unwrap();
-                f.primary_hdu().unwrap();
-                write_exact_key(&mut f, "EXPTIME", exposure[i]);
-                let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
-                let flux = f.create_image("VIS_FLUX", &desc).unwrap();
-                flux.write_image(&mut f, images.image(i)).unwrap();
-                write_exact_key(&mut f, "PSF_FWHM", psf[i]);
-                if with_rms {
-                    let rms = f.create_image("VIS_RMS", &desc).unwrap();
-                    rms.write_image(&mut f, &vec![0.05f32; 64 * 64]).unwrap();
-                }
-                path
+                write_cutout_file(&path, images.image(i), exposure[i], psf[i], |f| {
+                    if with_rms {
+                        write_extension(f, "VIS_RMS", ImageType::Float, &[0.05f32; 64 * 64]);
+                    }
+                })
             })
             .collect()
     };
@@ -333,7 +358,7 @@ fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
 /// cutout with more than half its pixels flagged fails its row, saying so.
 #[test]
 fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
-    use fitsio::images::{ImageDescription, ImageType};
+    use fitsio::images::ImageType;
     use lensmae::stage::NanPolicy;
     let dir = tempfile::tempdir().unwrap();
     let lenses = survey_lenses(dir.path());
@@ -353,19 +378,12 @@ fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
             .collect()
     };
     let write = |i: usize, flagged: &[usize], name: &str| -> PathBuf {
-        let path = dir.path().join(name);
-        let mut f = fitsio::FitsFile::create(&path).open().unwrap();
-        f.primary_hdu().unwrap();
-        write_exact_key(&mut f, "EXPTIME", value("exposure_time", i));
-        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
-        let flux = f.create_image("VIS_FLUX", &desc).unwrap();
-        flux.write_image(&mut f, images.image(i)).unwrap();
-        write_exact_key(&mut f, "PSF_FWHM", value("psf_fwhm", i));
         let mut flags = vec![0i32; 4096];
         flagged.iter().for_each(|&p| flags[p] = 4);
-        let desc = ImageDescription { data_type: ImageType::Long, dimensions: &[64, 64] };
-        f.create_image("VIS_FLAG", &desc).unwrap().write_image(&mut f, &flags).unwrap();
-        path
+        let (exposure, psf) = (value("exposure_time", i), value("psf_fwhm", i));
+        write_cutout_file(&dir.path().join(name), images.image(i), exposure, psf, |f| {
+            write_extension(f, "VIS_FLAG", ImageType::Long, &flags)
+        })
     };
     let streaks: Vec<Vec<usize>> = (0..3).map(|i| streak(images.image(i))).collect();
     let mut files: Vec<PathBuf> = (0..3).map(|i| write(i, &streaks[i], &format!("flagged-{i}.fits"))).collect();
@@ -427,7 +445,7 @@ fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
 /// chi^2 ~ 1, in the domain. A map of the recipe's own sky changes little.
 #[test]
 fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
-    use fitsio::images::{ImageDescription, ImageType};
+    use fitsio::images::ImageType;
     use rand_distr::{Distribution, Normal};
     let dir = tempfile::tempdir().unwrap();
     let lenses = survey_lenses(dir.path());
@@ -441,15 +459,10 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let write = |i: usize, pixels: &[f32], rms: f64, name: &str| -> PathBuf {
-        let path = dir.path().join(name);
-        let mut f = fitsio::FitsFile::create(&path).open().unwrap();
-        f.primary_hdu().unwrap();
-        write_exact_key(&mut f, "EXPTIME", value("exposure_time", i));
-        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
-        f.create_image("VIS_FLUX", &desc).unwrap().write_image(&mut f, pixels).unwrap();
-        write_exact_key(&mut f, "PSF_FWHM", value("psf_fwhm", i));
-        f.create_image("VIS_RMS", &desc).unwrap().write_image(&mut f, &vec![rms as f32; 4096]).unwrap();
-        path
+        let (exposure, psf) = (value("exposure_time", i), value("psf_fwhm", i));
+        write_cutout_file(&dir.path().join(name), pixels, exposure, psf, |f| {
+            write_extension(f, "VIS_RMS", ImageType::Float, &vec![rms as f32; 4096])
+        })
     };
     let mut recipe_sky = Vec::new();
     let mut brighter_sky = Vec::new();
