@@ -53,8 +53,8 @@ PREDICTION_COLUMNS = {
     "fit_theta_e": "the fitted Einstein radius, arcsec (float64)",
     "fit_zero_point": "the AB zero point the cutout's pixels were converted from before the fit "
     "(float64; zero_point, zero_point_col or the image column's flux unit; null: the model's own units)",
-    "fit_noise_map": "whether the cutout's noise map gave the fit its background noise (bool; tables "
-    "carry no maps: false; FITS cutouts with an RMS, variance or weight extension on the command line: true)",
+    "fit_noise_map": "whether the cutout's noise map (``noise_col``; a FITS RMS, variance or weight "
+    "extension) gave the fit its background noise (bool)",
     "fit_refit_spread": "the largest chi^2 difference between the fit and its refits of the cutout moved "
     "within its last 16 bits (float64; above 4: status 'unstable_fit')",
     "refit_answer_spread": "the largest difference in any class's probability between the answers on the "
@@ -153,7 +153,7 @@ class Model:
 
     def predict(self, data: Any, *, image_col: Optional[str] = None, id_col: Optional[str] = None,
                 keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None,
-                pixel_scale_col: Optional[str] = None) -> pa.Table:
+                pixel_scale_col: Optional[str] = None, noise_col: Optional[str] = None) -> pa.Table:
         """Predicts every row of ``data`` and returns a ``pyarrow.Table``.
 
         ``data``: a pyarrow Table/RecordBatch/RecordBatchReader, a pyarrow Dataset
@@ -172,12 +172,17 @@ class Model:
         ``pixel_scale_col`` (arcsec per pixel, per row), a stamp's WCS, the table's
         ``lensmae:pixel_scale`` metadata, or the model's ``pixel_scale`` option.
 
+        ``noise_col``: a column of each cutout's noise map, sigma per pixel laid out as
+        the image (a survey's RMS map), as ``lensmae predict --noise-col``: a
+        noise-scaled model takes its median instead of estimating the noise, and a
+        classifier of smooth-lens residuals weights its fit by it (``fit_noise_map``).
+
         One output row per input row, in order; the columns are those of
         ``lensmae.PREDICTION_COLUMNS``. With the same rows and batch size the
         values equal ``lensmae predict``'s bit for bit.
         """
         return self._inner.predict(_as_stream(data), image_col=image_col, id_col=id_col, keep=list(keep),
-                                   shape=shape, pixel_scale_col=pixel_scale_col)
+                                   shape=shape, pixel_scale_col=pixel_scale_col, noise_col=noise_col)
 
     def __reduce__(self):
         return (_model_from_args, (self._args,))

@@ -32,13 +32,13 @@ __all__ = ["predict_catalog", "predict_frame"]
 
 def predict_frame(frame, model: Model, *, image_col: Optional[str] = None, id_col: Optional[str] = None,
                   keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None,
-                  pixel_scale_col: Optional[str] = None):
+                  pixel_scale_col: Optional[str] = None, noise_col: Optional[str] = None):
     """The predictions of one pandas DataFrame (a partition), indexed like it."""
     import pandas as pd
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     predicted = model.predict(table, image_col=image_col, id_col=id_col, keep=keep, shape=shape,
-                              pixel_scale_col=pixel_scale_col)
+                              pixel_scale_col=pixel_scale_col, noise_col=noise_col)
     # Arrow-backed columns: nullable probabilities stay float32, statuses strings.
     result = predicted.to_pandas(types_mapper=pd.ArrowDtype)
     result.index = frame.index
@@ -47,16 +47,17 @@ def predict_frame(frame, model: Model, *, image_col: Optional[str] = None, id_co
 
 def predict_catalog(catalog: Any, model: Model, *, image_col: Optional[str] = None, id_col: Optional[str] = None,
                     keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None,
-                    pixel_scale_col: Optional[str] = None):
+                    pixel_scale_col: Optional[str] = None, noise_col: Optional[str] = None):
     """An LSDB catalogue of ``model``'s predictions for every row of ``catalog``.
 
     Lazy: nothing runs until ``compute()``, ``to_hats()`` or a join is asked for.
-    ``image_col``, ``id_col``, ``keep``, ``shape`` and ``pixel_scale_col`` are those of
+    ``image_col``, ``id_col``, ``keep``, ``shape``, ``pixel_scale_col`` and ``noise_col`` are those of
     :meth:`lensmae.Model.predict`. Empty partitions give empty frames with the
     prediction columns (LSDB and Dask pass such frames to infer schemas).
     """
     # The output's columns and dtypes, from an empty partition of the input.
-    columns = dict(image_col=image_col, id_col=id_col, keep=keep, shape=shape, pixel_scale_col=pixel_scale_col)
+    columns = dict(image_col=image_col, id_col=id_col, keep=keep, shape=shape, pixel_scale_col=pixel_scale_col,
+                   noise_col=noise_col)
     meta = predict_frame(catalog.meta, model, **columns)
 
     def partition(frame, *_):

@@ -30,11 +30,12 @@ __all__ = ["predict_dataset"]
 
 def predict_dataset(dataset: Any, model: Model, *, image_col: Optional[str] = None, id_col: Optional[str] = None,
                     keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None,
-                    pixel_scale_col: Optional[str] = None, **map_batches_options: Any):
+                    pixel_scale_col: Optional[str] = None, noise_col: Optional[str] = None,
+                    **map_batches_options: Any):
     """A Ray Dataset of ``model``'s predictions for every row of ``dataset``.
 
-    Lazy, as ``dataset.map_batches``. ``image_col``, ``id_col``, ``keep``, ``shape`` and
-    ``pixel_scale_col`` are those of :meth:`lensmae.Model.predict`; other keyword
+    Lazy, as ``dataset.map_batches``. ``image_col``, ``id_col``, ``keep``, ``shape``,
+    ``pixel_scale_col`` and ``noise_col`` are those of :meth:`lensmae.Model.predict`; other keyword
     arguments go to ``map_batches`` (``batch_size``, ``num_cpus``, ``concurrency``...).
     Image columns may be Ray's own tensor columns (``ray.data.from_numpy``), Arrow's
     ``fixed_shape_tensor``, lists of numbers or of image rows, or FITS stamps as bytes.
@@ -42,7 +43,8 @@ def predict_dataset(dataset: Any, model: Model, *, image_col: Optional[str] = No
     ``keep`` or the carried coordinates) fails its first task: ``row`` counts within
     each batch.
     """
-    columns = dict(image_col=image_col, id_col=id_col, keep=list(keep), shape=shape, pixel_scale_col=pixel_scale_col)
+    columns = dict(image_col=image_col, id_col=id_col, keep=list(keep), shape=shape, pixel_scale_col=pixel_scale_col,
+                   noise_col=noise_col)
 
     def predict_batch(batch: pa.Table) -> pa.Table:
         predicted = model.predict(batch, **columns)

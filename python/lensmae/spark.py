@@ -65,11 +65,11 @@ def _as_spark_batch(table: pa.Table, schema: pa.Schema):
 
 def predict_dataframe(df: Any, model: Model, *, image_col: Optional[str] = None, id_col: Optional[str] = None,
                       keep: Sequence[str] = (), shape: Optional[Tuple[int, int]] = None,
-                      pixel_scale_col: Optional[str] = None):
+                      pixel_scale_col: Optional[str] = None, noise_col: Optional[str] = None):
     """A Spark DataFrame of ``model``'s predictions for every row of ``df``.
 
-    Lazy, as ``df.mapInArrow``. ``image_col``, ``id_col``, ``keep``, ``shape`` and
-    ``pixel_scale_col`` are those of :meth:`lensmae.Model.predict`. The output's
+    Lazy, as ``df.mapInArrow``. ``image_col``, ``id_col``, ``keep``, ``shape``,
+    ``pixel_scale_col`` and ``noise_col`` are those of :meth:`lensmae.Model.predict`. The output's
     schema is worked out on the driver from ``df``'s, so a missing column or an image
     column of a type lensmae cannot read is refused there, before any task runs, as
     is an input without a column to join the predictions back on (``id``, ``id_col``,
@@ -77,7 +77,8 @@ def predict_dataframe(df: Any, model: Model, *, image_col: Optional[str] = None,
     """
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-    columns = dict(image_col=image_col, id_col=id_col, keep=list(keep), shape=shape, pixel_scale_col=pixel_scale_col)
+    columns = dict(image_col=image_col, id_col=id_col, keep=list(keep), shape=shape, pixel_scale_col=pixel_scale_col,
+                   noise_col=noise_col)
     input_schema = to_arrow_schema(df.schema)
     output_schema = spark_arrow_schema(model.predict(input_schema.empty_table(), **columns).schema)
     _require_identifiers(input_schema, output_schema, "Spark", model)

@@ -30,9 +30,10 @@ fn error(e: impl std::fmt::Display) -> PyErr {
 
 /// The library's messages name command-line options; here they are parameters.
 /// Longer flags first, so that `--psf-fwhm-col` is not read as `--psf-fwhm`.
-const PARAMETERS: [(&str, &str); 16] = [
+const PARAMETERS: [(&str, &str); 17] = [
     ("--exposure-time-col", "exposure_time_col"),
     ("--pixel-scale-col", "pixel_scale_col"),
+    ("--noise-col", "noise_col"),
     ("--zero-point-col", "zero_point_col"),
     ("--psf-fwhm-col", "psf_fwhm_col"),
     ("--exposure-time", "exposure_time"),
@@ -239,7 +240,7 @@ impl Model {
 
     /// Predicts every row of `table`; see `lensmae.Model.predict`.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (table, image_col=None, id_col=None, keep=Vec::new(), shape=None, pixel_scale_col=None))]
+    #[pyo3(signature = (table, image_col=None, id_col=None, keep=Vec::new(), shape=None, pixel_scale_col=None, noise_col=None))]
     fn predict(
         &self,
         py: Python<'_>,
@@ -249,6 +250,7 @@ impl Model {
         keep: Vec<String>,
         shape: Option<(usize, usize)>,
         pixel_scale_col: Option<String>,
+        noise_col: Option<String>,
     ) -> PyResult<PyArrowType<Table>> {
         let (batches, schema) = table.0.into_inner();
         let opts = InputOptions {
@@ -258,6 +260,7 @@ impl Model {
             shape: shape.map(|(h, w)| [h, w]),
             hdu: None,
             pixel_scale_column: pixel_scale_col,
+            noise_column: noise_col,
             ..Default::default()
         };
         let (schema, batches) = interruptible(py, |cancel| {

@@ -14,7 +14,7 @@ import lensmae
 
 def cli_predictions(lensmae_cli, tmp_path, source, *args):
     out = tmp_path / "cli.parquet"
-    lensmae_cli("predict", "--input", source, "--out", out, "--batch-size", "64", *args)
+    lensmae_cli("predict", "--input", source, "--out", out, "--overwrite", "--batch-size", "64", *args)
     return pq.read_table(out)
 
 
@@ -218,6 +218,27 @@ def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, t
     assert want.column("fit_zero_point").to_pylist() == [None] * 3
     for name in ["p_axion", "p_cdm", "p_no_sub"]:
         assert np.allclose(answered.column(name).to_numpy(), want.column(name).to_numpy(), atol=1e-4), name
+    # A column of noise maps (sigma per pixel, as the images) weights the fit as the CLI's
+    # --noise-col does: here a sky twice the recipe's, which the maps say and the fit hears.
+    exposure = np.asarray(lenses.column("exposure_time").to_pylist())
+    sky = 10 ** (-0.4 * (22.3 - 25.72)) * 0.101 ** 2  # Euclid VIS wide: e-/s per pixel
+    sigma = np.sqrt(2 * (sky / exposure + 4 * 4.2 ** 2 / exposure ** 2))
+    noisier = lenses.column("image").combine_chunks().to_numpy_ndarray() + np.random.default_rng(3).normal(
+        0.0, sigma[:, None, None] / np.sqrt(2), (3, 64, 64))
+    maps = np.broadcast_to(sigma[:, None, None], (3, 64, 64)).astype("float32")
+    brighter = lenses.set_column(position, "image", pa.FixedShapeTensorArray.from_numpy_ndarray(noisier.astype("float32")))
+    brighter = brighter.append_column("rms", pa.FixedShapeTensorArray.from_numpy_ndarray(maps))
+    source = tmp_path / "brighter.parquet"
+    pq.write_table(brighter, source)
+    want = cli_predictions(lensmae_cli, tmp_path, source, "--model", residual, "--keep", "id", "--noise-col", "rms")
+    got = lensmae.load_model(residual).predict(brighter, keep=["id"], noise_col="rms")
+    assert got.column("fit_noise_map").to_pylist() == [True] * 3
+    for name in ["fit_chi2", "p_axion", "p_cdm", "p_no_sub", "status"]:
+        assert got.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
+    assert all(0.8 < c < 1.25 for c in got.column("fit_chi2").to_pylist())
+    unmapped = lensmae.load_model(residual).predict(brighter)
+    assert unmapped.column("fit_noise_map").to_pylist() == [False] * 3
+    assert unmapped.column("status").to_pylist() == ["out_of_domain"] * 3
 
 
 def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():

@@ -42,6 +42,11 @@ pub struct InputArgs {
     /// Tables: a column of per-row pixel scales, arcsec per pixel.
     #[arg(long)]
     pixel_scale_col: Option<String>,
+    /// Tables: a column of each cutout's noise map, sigma per pixel laid out as the
+    /// image (the twin of a FITS RMS extension; noise-scaled models and the
+    /// smooth-lens fit use it as they use those).
+    #[arg(long)]
+    noise_col: Option<String>,
     /// FITS: the extension of per-pixel noise sigma (default: found by name:
     /// RMS, ERR, NOISE, SIGMA; VAR for a variance map).
     #[arg(long)]
@@ -72,6 +77,7 @@ impl InputArgs {
             rms_hdu: self.rms_hdu.clone(),
             weight_hdu: self.weight_hdu.clone(),
             flag_hdu: self.flag_hdu.clone(),
+            noise_column: self.noise_col.clone(),
         })
     }
 }

@@ -454,10 +454,12 @@ fn row_options(opts: &PredictOptions, carried: &[arrow_schema::Field]) -> std::c
         ("--image-col".to_string(), input.image_column.clone().unwrap_or_default()),
         ("--shape".to_string(), input.shape.map(|[h, w]| format!("{h}x{w}")).unwrap_or_default()),
         ("--hdu".to_string(), input.hdu.clone().unwrap_or_default()),
-        // Flags become NaN pixels; a noise map weights a smooth-lens fit.
+        // Flags become NaN pixels; a noise map weights a smooth-lens fit and scales
+        // noise-scaled models.
         ("--rms-hdu".to_string(), input.rms_hdu.clone().unwrap_or_default()),
         ("--weight-hdu".to_string(), input.weight_hdu.clone().unwrap_or_default()),
         ("--flag-hdu".to_string(), input.flag_hdu.clone().unwrap_or_default()),
+        ("--noise-col".to_string(), input.noise_column.clone().unwrap_or_default()),
         ("--pixel-scale".to_string(), opts.predictor.pixel_scale.to_string()),
         ("--pixel-scale-col".to_string(), input.pixel_scale_column.clone().unwrap_or_default()),
         // Matrix products of another batch size may round differently in the last bit.

@@ -445,8 +445,11 @@ fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
 /// chi^2 ~ 1, in the domain. A map of the recipe's own sky changes little.
 #[test]
 fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
+    use arrow_array::ArrayRef;
+    use arrow_schema::{DataType, Field};
     use fitsio::images::ImageType;
     use rand_distr::{Distribution, Normal};
+    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let lenses = survey_lenses(dir.path());
     let truth = read(&lenses);
@@ -466,6 +469,7 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     };
     let mut recipe_sky = Vec::new();
     let mut brighter_sky = Vec::new();
+    let (mut noisier_pixels, mut noisier_sigmas) = (Vec::new(), Vec::new());
     for i in 0..3 {
         let sigma = sky_sigma(i);
         recipe_sky.push(write(i, images.image(i), sigma, &format!("recipe-sky-{i}.fits")));
@@ -473,6 +477,8 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
         let noisier: Vec<f32> =
             images.image(i).iter().map(|&v| (f64::from(v) + extra.sample(&mut rng)) as f32).collect();
         brighter_sky.push(write(i, &noisier, sigma * 2f64.sqrt(), &format!("brighter-sky-{i}.fits")));
+        noisier_pixels.extend_from_slice(&noisier);
+        noisier_sigmas.extend(std::iter::repeat_n((sigma * 2f64.sqrt()) as f32, 4096));
     }
     let bundled = Path::new("bundled:survey-residual-classifier");
     let run = |inputs: &[PathBuf], noise: FitNoise, name: &str| {
@@ -499,6 +505,48 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     assert_eq!(strings(&unmapped, "status"), vec![Some("out_of_domain".to_string()); 3]);
     assert!(chi2(&mapped).iter().all(|&c| c > 0.8 && c < 1.25), "{:?}", chi2(&mapped));
     assert_eq!(strings(&mapped, "status"), strings(&original, "status"));
+    // The same cutouts in a table whose column `rms` holds their maps (`--noise-col rms`).
+    let table = dir.path().join("brighter-sky.parquet");
+    let list = |values: Vec<f32>, rows: &[usize]| -> ArrayRef {
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let offsets = arrow_buffer::OffsetBuffer::from_lengths(rows.iter().copied());
+        Arc::new(arrow_array::ListArray::new(item, offsets, Arc::new(arrow_array::Float32Array::from(values)), None))
+    };
+    let carried = |name: &str| (Field::new(name, DataType::Float64, false), column(&truth, name));
+    let table_with = |sigmas: Vec<f32>, rows: &[usize], path: &Path| {
+        let field = |name: &str| Field::new(name, list(vec![], &[]).data_type().clone(), false);
+        write_parquet(
+            path,
+            vec![
+                (field("image"), list(noisier_pixels.clone(), &[4096; 3])),
+                (field("rms"), list(sigmas, rows)),
+                carried("psf_fwhm"),
+                carried("exposure_time"),
+            ],
+        );
+    };
+    table_with(noisier_sigmas.clone(), &[4096; 3], &table);
+    let from_table = |input: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let mut options = predict_options(&[input.to_path_buf()], classifier(bundled, 3), &out);
+        options.input.noise_column = Some("rms".into());
+        predict(&options).unwrap();
+        read(&out)
+    };
+    let tabled = from_table(&table, "tabled.parquet");
+    assert_eq!(maps_used(&tabled), vec![Some(true); 3]);
+    assert_eq!(strings(&tabled, "status"), strings(&mapped, "status"));
+    for class in ["p_axion", "p_cdm", "p_no_sub"] {
+        assert_eq!(column(&tabled, class).as_ref(), column(&mapped, class).as_ref(), "{class}");
+    }
+    // A map of another shape than its image fails its row alone, saying so.
+    let odd = dir.path().join("odd-map.parquet");
+    let mut sigmas = noisier_sigmas.clone();
+    sigmas.truncate(4096 + 100);
+    sigmas.extend_from_slice(&noisier_sigmas[2 * 4096..]);
+    table_with(sigmas, &[4096, 100, 4096], &odd);
+    let status = strings(&from_table(&odd, "odd.parquet"), "status");
+    assert_eq!(status[1].as_deref(), Some("skipped: noise map (`rms`): 100 pixels, expected 64x64"), "{status:?}");
     let same_sky = run(&recipe_sky, FitNoise::Map, "same-sky.parquet");
     assert_eq!(maps_used(&same_sky), [Some(true); 3]);
     for class in ["p_axion", "p_cdm", "p_no_sub"] {

@@ -40,7 +40,8 @@ pub struct CutoutBatch {
     /// photometric zero point ([`crate::data::flux_unit`]).
     pub flux_units: Vec<Option<String>>,
     /// The noise sigma of every pixel (laid out as `pixels`; NaN where unknown),
-    /// when the input has noise maps (FITS RMS / variance / weight extensions).
+    /// when the input has noise maps (FITS RMS / variance / weight extensions, a
+    /// table's `--noise-col`).
     pub noise: Option<Vec<f32>>,
 }
 
@@ -146,6 +147,9 @@ pub struct InputOptions {
     pub flag_hdu: Option<String>,
     /// Tables: a column of per-row pixel scales, arcsec per pixel.
     pub pixel_scale_column: Option<String>,
+    /// Tables: a column of each cutout's noise map, sigma per pixel laid out as the
+    /// image (the FITS RMS extension's twin).
+    pub noise_column: Option<String>,
 }
 
 /// Most pixels a reader puts in one batch (256 MiB of f32): batches of large

@@ -42,6 +42,8 @@ pub struct TableLayout {
     /// The unit of the image column's values: its field's `unit`, else the table's
     /// `lensmae:flux_unit` (a FITS stamp's own `BUNIT` comes first).
     pub flux_unit: Option<String>,
+    /// The column of each cutout's noise map (sigma per pixel, laid out as the image).
+    pub noise_column: Option<String>,
 }
 
 impl TableLayout {
@@ -94,6 +96,18 @@ impl TableLayout {
                 Err(_) => return Err(table_error(origin, format!("no column `{name}` (--pixel-scale-col)"))),
             }
         }
+        if let Some(name) = &opts.noise_column {
+            match schema.field_with_name(name).map(|f| f.data_type()) {
+                Ok(t) if is_image_list(t) => {}
+                Ok(other) => return Err(table_error(
+                    origin,
+                    format!(
+                        "column `{name}` (--noise-col) is {other}, not lists of noise sigmas laid out as the images"
+                    ),
+                )),
+                Err(_) => return Err(table_error(origin, format!("no column `{name}` (--noise-col)"))),
+            }
+        }
         let flux_unit = [image_field.metadata(), schema.metadata()]
             .into_iter()
             .zip([crate::data::schema::UNIT_KEY, crate::data::simulate::FLUX_UNIT_KEY])
@@ -106,17 +120,62 @@ impl TableLayout {
             carried_fields,
             pixel_scale_column: opts.pixel_scale_column.clone(),
             flux_unit,
+            noise_column: opts.noise_column.clone(),
         })
     }
 
-    /// The columns a reader must decode: the carried ones, the pixel scales, then the image.
+    /// The columns a reader must decode: the carried ones, the pixel scales, the
+    /// noise maps, then the image.
     pub fn column_names(&self) -> impl Iterator<Item = &String> {
         let carried = |name: &&String| self.carried_fields.iter().any(|f| f.name() == *name);
         self.carried_fields
             .iter()
             .map(|f| f.name())
             .chain(self.pixel_scale_column.iter().filter(move |n| !carried(n)))
+            .chain(self.noise_column.iter().filter(move |n| !carried(n)))
             .chain(std::iter::once(&self.image_column))
+    }
+
+    /// Per pixel of `batch`'s cutouts (rows of `h * w`), the noise sigma of the noise
+    /// column, NaN where unknown (a null map, a sigma not finite or not > 0); a row
+    /// whose map is not of the image's shape gets that as its problem.
+    fn noise_of(
+        &self,
+        origin: &Path,
+        batch: &RecordBatch,
+        problems: &mut [Option<String>],
+    ) -> Result<Option<Vec<f32>>> {
+        let Some(name) = &self.noise_column else { return Ok(None) };
+        let [h, w] = self.image_shape;
+        let col = batch
+            .column_by_name(name)
+            .ok_or_else(|| table_error(origin, format!("no column `{name}` in this batch")))?;
+        let ImageRows { floats, offsets, problems: map_problems } =
+            image_rows(col, w).map_err(|m| table_error(origin, format!("column `{name}` (--noise-col): {m}")))?;
+        let mut sigma = vec![f32::NAN; batch.num_rows() * h * w];
+        for (row, map_problem) in map_problems.into_iter().enumerate() {
+            let (a, b) = (offsets[row], offsets[row + 1]);
+            if col.is_null(row) {
+                continue;
+            }
+            let problem = match map_problem {
+                Some(why) => Some(why),
+                None if b - a != h * w => Some(format!("{} pixels, expected {h}x{w}", b - a)),
+                None => None,
+            };
+            match problem {
+                Some(why) => {
+                    problems[row].get_or_insert_with(|| format!("noise map (`{name}`): {why}"));
+                }
+                None => {
+                    let out = &mut sigma[row * h * w..(row + 1) * h * w];
+                    for (s, &v) in out.iter_mut().zip(&floats[a..b]) {
+                        *s = if v.is_finite() && v > 0.0 { v } else { f32::NAN };
+                    }
+                }
+            }
+        }
+        Ok(Some(sigma))
     }
 
     /// What the table records of its pixel scale: the column's, row by row, else
@@ -148,17 +207,27 @@ impl TableLayout {
     /// How the input is described to people.
     pub fn layout(&self, schema: &Schema) -> String {
         let dtype = schema.field_with_name(&self.image_column).map(|f| f.data_type().to_string()).unwrap_or_default();
-        match &self.flux_unit {
+        let images = match &self.flux_unit {
             Some(unit) => {
                 format!("column `{}` ({dtype}, in {})", self.image_column, crate::data::flux_unit::described(unit))
             }
             None => format!("column `{}` ({dtype})", self.image_column),
+        };
+        match &self.noise_column {
+            Some(noise) => format!("{images}; its noise sigma in column `{noise}`"),
+            None => images,
         }
     }
 
     /// The cutouts, pixel scales and carried columns of `batch` (read from
     /// `origin`, whose metadata records the pixel scale `recorded`).
     pub fn decode(&self, origin: &Path, batch: &RecordBatch, recorded: Option<f64>) -> Result<CutoutBatch> {
+        let mut cutouts = self.decode_images(origin, batch, recorded)?;
+        cutouts.noise = self.noise_of(origin, batch, &mut cutouts.problems)?;
+        Ok(cutouts)
+    }
+
+    fn decode_images(&self, origin: &Path, batch: &RecordBatch, recorded: Option<f64>) -> Result<CutoutBatch> {
         let [h, w] = self.image_shape;
         let n = h * w;
         let col = batch
