@@ -547,6 +547,13 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     table_with(sigmas, &[4096, 100, 4096], &odd);
     let status = strings(&from_table(&odd, "odd.parquet"), "status");
     assert_eq!(status[1].as_deref(), Some("skipped: noise map (`rms`): 100 pixels, expected 64x64"), "{status:?}");
+    // A column that holds no maps, or none at all: refused before any fit, naming the option.
+    for (column, why) in [("psf_fwhm", "is Float64, not lists of noise sigmas"), ("sigma", "no column `sigma`")] {
+        let mut options = predict_options(&[table.clone()], classifier(bundled, 3), &dir.path().join("no.parquet"));
+        options.input.noise_column = Some(column.into());
+        let e = predict(&options).unwrap_err().to_string();
+        assert!(e.contains(why) && e.contains("--noise-col"), "{e}");
+    }
     let same_sky = run(&recipe_sky, FitNoise::Map, "same-sky.parquet");
     assert_eq!(maps_used(&same_sky), [Some(true); 3]);
     for class in ["p_axion", "p_cdm", "p_no_sub"] {

@@ -99,12 +99,14 @@ impl TableLayout {
         if let Some(name) = &opts.noise_column {
             match schema.field_with_name(name).map(|f| f.data_type()) {
                 Ok(t) if is_image_list(t) => {}
-                Ok(other) => return Err(table_error(
-                    origin,
-                    format!(
+                Ok(other) => {
+                    return Err(table_error(
+                        origin,
+                        format!(
                         "column `{name}` (--noise-col) is {other}, not lists of noise sigmas laid out as the images"
                     ),
-                )),
+                    ))
+                }
                 Err(_) => return Err(table_error(origin, format!("no column `{name}` (--noise-col)"))),
             }
         }
