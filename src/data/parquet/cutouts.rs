@@ -84,32 +84,16 @@ impl TableLayout {
             }
         }
         let carried_fields = carried.iter().map(|n| schema.field_with_name(n).expect("checked").clone()).collect();
-        if let Some(name) = &opts.pixel_scale_column {
+        let column_of = |name: &Option<String>, option: &str, holds: fn(&DataType) -> bool, what: &str| {
+            let Some(name) = name else { return Ok(()) };
             match schema.field_with_name(name).map(|f| f.data_type()) {
-                Ok(t) if is_number_type(t) => {}
-                Ok(other) => {
-                    return Err(table_error(
-                        origin,
-                        format!("column `{name}` (--pixel-scale-col) is {other}, not numbers of arcsec per pixel"),
-                    ))
-                }
-                Err(_) => return Err(table_error(origin, format!("no column `{name}` (--pixel-scale-col)"))),
+                Ok(t) if holds(t) => Ok(()),
+                Ok(other) => Err(table_error(origin, format!("column `{name}` ({option}) is {other}, not {what}"))),
+                Err(_) => Err(table_error(origin, format!("no column `{name}` ({option})"))),
             }
-        }
-        if let Some(name) = &opts.noise_column {
-            match schema.field_with_name(name).map(|f| f.data_type()) {
-                Ok(t) if is_image_list(t) => {}
-                Ok(other) => {
-                    return Err(table_error(
-                        origin,
-                        format!(
-                        "column `{name}` (--noise-col) is {other}, not lists of noise sigmas laid out as the images"
-                    ),
-                    ))
-                }
-                Err(_) => return Err(table_error(origin, format!("no column `{name}` (--noise-col)"))),
-            }
-        }
+        };
+        column_of(&opts.pixel_scale_column, "--pixel-scale-col", is_number_type, "numbers of arcsec per pixel")?;
+        column_of(&opts.noise_column, "--noise-col", is_image_list, "lists of noise sigmas laid out as the images")?;
         let flux_unit = [image_field.metadata(), schema.metadata()]
             .into_iter()
             .zip([crate::data::schema::UNIT_KEY, crate::data::simulate::FLUX_UNIT_KEY])
