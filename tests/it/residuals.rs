@@ -549,7 +549,8 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     assert_eq!(status[1].as_deref(), Some("skipped: noise map (`rms`): 100 pixels, expected 64x64"), "{status:?}");
     // A column that holds no maps, or none at all: refused before any fit, naming the option.
     for (column, why) in [("psf_fwhm", "is Float64, not lists of noise sigmas"), ("sigma", "no column `sigma`")] {
-        let mut options = predict_options(&[table.clone()], classifier(bundled, 3), &dir.path().join("no.parquet"));
+        let mut options =
+            predict_options(std::slice::from_ref(&table), classifier(bundled, 3), &dir.path().join("no.parquet"));
         options.input.noise_column = Some(column.into());
         let e = predict(&options).unwrap_err().to_string();
         assert!(e.contains(why) && e.contains("--noise-col"), "{e}");
