@@ -51,7 +51,8 @@ pub struct InputArgs {
     /// RMS, ERR, NOISE, SIGMA; VAR for a variance map).
     #[arg(long)]
     rms_hdu: Option<String>,
-    /// FITS: the extension of inverse-variance weights (default: WHT, WEIGHT, IVAR).
+    /// FITS: the extension of inverse-variance weights (default: WHT, WEIGHT, IVAR);
+    /// pixels of weight 0 hold no data and are masked as flags are.
     #[arg(long)]
     weight_hdu: Option<String>,
     /// FITS: the extension of data-quality flags; flagged pixels are masked and

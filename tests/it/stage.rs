@@ -404,7 +404,9 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
         sci.write_key(&mut f, "DEC", 2.5f64).unwrap();
         sci.write_key(&mut f, "OBJ_ID", "EUC_J100030+023000").unwrap();
         let wht = f.create_image("WHT", &desc).unwrap();
-        wht.write_image(&mut f, &vec![4f32; 256]).unwrap();
+        let mut weights = vec![4f32; 256];
+        weights[40] = 0.0; // no data: masked as a flag masks
+        wht.write_image(&mut f, &weights).unwrap();
         let mut flags = vec![0f32; 256];
         flags[17] = 4.0;
         let flag = f.create_image("FLAG", &desc).unwrap();
@@ -434,18 +436,21 @@ fn fits_cubes_extensions_scaling_blank_and_broken_files() {
     assert!(layout.contains("`WHT` as Weight") && layout.contains("`FLAG` as Flags"), "{layout}");
     let mut reader = lensmae::stage::open_input(std::slice::from_ref(&mef), &InputOptions::default()).unwrap();
     let batch = reader.next_batch(4).unwrap().unwrap();
-    // Inverse variance 4: sigma 0.5 everywhere; the flagged pixel masked (NaN).
-    assert!(batch.noise.as_ref().unwrap().iter().all(|&s| s == 0.5));
-    assert!(batch.pixels[17].is_nan() && batch.pixels.iter().filter(|v| v.is_nan()).count() == 1);
+    // Inverse variance 4: sigma 0.5 everywhere it is known; the flagged pixel and the
+    // one of weight 0 masked (NaN).
+    let noise = batch.noise.as_ref().unwrap();
+    assert!(noise[40].is_nan() && noise.iter().enumerate().all(|(i, &s)| i == 40 || s == 0.5));
+    assert!(batch.pixels[17].is_nan() && batch.pixels[40].is_nan());
+    assert_eq!(batch.pixels.iter().filter(|v| v.is_nan()).count(), 2);
     let sci = InputOptions { hdu: Some("sci".into()), ..Default::default() };
     let mef_out = dir.path().join("mef.parquet");
     // The flagged pixel follows the NaN policy.
     let e = run(std::slice::from_ref(&mef), sci.clone(), StageTask::Classify, NanPolicy::Fail, &mef_out);
-    assert!(e.unwrap_err().to_string().contains("1 non-finite pixels"));
+    assert!(e.unwrap_err().to_string().contains("2 non-finite pixels"));
     run(std::slice::from_ref(&mef), sci.clone(), StageTask::Classify, NanPolicy::Zero, &mef_out).unwrap();
     let m = read(&mef_out);
     assert_eq!(m.num_rows(), 1);
-    assert_eq!(strings(&m, "status")[0].as_deref(), Some("ok: 1 non-finite pixels set to 0"));
+    assert_eq!(strings(&m, "status")[0].as_deref(), Some("ok: 2 non-finite pixels set to 0"));
     assert!(strings(&m, "source")[0].as_deref().unwrap().ends_with("mef.fits[1]"));
     // A cutout's own RA, DEC and OBJ_ID keywords are carried.
     assert_eq!(strings(&m, "object_id")[0].as_deref(), Some("EUC_J100030+023000"));

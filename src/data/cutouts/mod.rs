@@ -140,7 +140,8 @@ pub struct InputOptions {
     /// FITS: the extension of noise sigma per pixel (default: one named RMS, ERR,
     /// NOISE, SIGMA, or VAR for variance, beside the flux).
     pub rms_hdu: Option<String>,
-    /// FITS: the extension of inverse-variance weights (default: WHT, WEIGHT, IVAR).
+    /// FITS: the extension of inverse-variance weights (default: WHT, WEIGHT, IVAR);
+    /// pixels of weight 0 are masked (NaN, then the NaN policy).
     pub weight_hdu: Option<String>,
     /// FITS: the extension of data-quality flags; non-zero pixels are masked
     /// (NaN, then the NaN policy) (default: FLAG, MASK, DQ, BPM).

@@ -292,9 +292,9 @@ fn image_hdus(
     Ok((hdus, notes))
 }
 
-/// Per pixel of one cutout: its noise sigma (NaN where unknown: no weight, a
-/// non-finite map), and its pixels set to NaN where its flags are non-zero (so
-/// the NaN policy decides).
+/// Per pixel of one cutout: its noise sigma (NaN where unknown: a negative weight, a
+/// non-finite map), and its pixels set to NaN where its flags are non-zero or its
+/// weight is 0 (no data there: a coadd's gap or edge), so that the NaN policy decides.
 fn read_companions(
     f: &mut FitsFile,
     p: &Plane,
@@ -305,7 +305,10 @@ fn read_companions(
     let range = p.plane * n..(p.plane + 1) * n;
     if let Some((hdu, kind)) = p.companions.noise {
         let values = read_pixels(f, hdu, range.clone()).map_err(|e| format!("noise map (HDU {hdu}): {e}"))?;
-        for (s, v) in sigma.iter_mut().zip(values) {
+        for ((s, v), pixel) in sigma.iter_mut().zip(values).zip(pixels.iter_mut()) {
+            if kind == CompanionKind::Weight && v == 0.0 {
+                *pixel = f32::NAN;
+            }
             *s = match kind {
                 CompanionKind::Rms => v,
                 CompanionKind::Variance => v.sqrt(),
