@@ -116,9 +116,10 @@ struct ObservationArgs {
     zero_point_col: Option<String>,
     /// Where the smooth-lens fit takes each pixel's background noise (sky and read
     /// noise): `map`, the cutout's noise map where it has one (FITS RMS, ERR, VAR,
-    /// WHT extensions; the maps of coadded images hold the background, and the
-    /// source's Poisson noise is added from the recipe), else the recipe's at the
-    /// cutout's exposure time; `recipe`, always the recipe's.
+    /// WHT extensions, --noise-col; the maps of coadded images hold the background,
+    /// and the source's Poisson noise is added from the recipe), else the recipe's at
+    /// the cutout's exposure time; `map-total`, maps that hold all the noise, the
+    /// source's included (HST and JWST ERR), taken alone; `recipe`, always the recipe's.
     #[arg(long, value_enum, default_value_t = FitNoiseArg::Map)]
     fit_noise: FitNoiseArg,
 }
@@ -126,6 +127,7 @@ struct ObservationArgs {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FitNoiseArg {
     Map,
+    MapTotal,
     Recipe,
 }
 
@@ -145,6 +147,7 @@ impl ObservationArgs {
             zero_point_column: self.zero_point_col.clone(),
             noise: match self.fit_noise {
                 FitNoiseArg::Map => FitNoise::Map,
+                FitNoiseArg::MapTotal => FitNoise::MapTotal,
                 FitNoiseArg::Recipe => FitNoise::Recipe,
             },
         })

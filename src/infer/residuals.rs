@@ -22,6 +22,7 @@ use crate::data::images::value_range;
 use crate::model::domain::chi2_admitted;
 use crate::sim::detectability::{smooth_lens_residual, Observation, SmoothLensResiduals};
 use crate::sim::grid::Image;
+use crate::sim::noise::NoiseMap;
 use crate::sim::Simulator;
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -158,8 +159,9 @@ impl ResidualFitter {
     /// residual of 0) observed as `observations` say, one per row, in parallel;
     /// a row that cannot be fitted (more than half its pixels masked, say) gets the
     /// reason. `noise`, when given (laid out as `raw`, in the same units), is each
-    /// pixel's background noise sigma from the cutout's noise map (NaN where unknown):
-    /// the fit and its residual take it in place of the recipe's sky and read noise.
+    /// pixel's noise sigma from the cutout's noise map (NaN where unknown): the fit and
+    /// its residual take it in place of the recipe's sky and read noise, under the
+    /// source's Poisson noise from the recipe, or alone where `noise_includes_source`.
     /// With `refits` > 0 each cutout is fitted again that many times, moved within
     /// half a 16-bit step each time, and the fit records how far those land
     /// (`refit_spread`) and what they leave (`refit_residuals`), except where the
@@ -171,6 +173,7 @@ impl ResidualFitter {
         raw: &[f32],
         observations: &[Observation],
         noise: Option<&[f32]>,
+        noise_includes_source: bool,
         refits: usize,
         watch: FitWatch,
     ) -> Vec<std::result::Result<FittedCutout, String>> {
@@ -185,7 +188,7 @@ impl ResidualFitter {
                     return Err(NOT_FITTED_CANCELLED.to_string());
                 }
                 let sigma = noise.map(|n| &n[i * per..(i + 1) * per]);
-                let fitted = self.fit_one(pixels, observed, sigma, refits);
+                let fitted = self.fit_one(pixels, observed, sigma.map(|s| (s, noise_includes_source)), refits);
                 (watch.fitted)();
                 fitted
             })
@@ -196,7 +199,7 @@ impl ResidualFitter {
         &self,
         pixels: &[f32],
         observed: &Observation,
-        sigma: Option<&[f32]>,
+        sigma: Option<(&[f32], bool)>,
         refits: usize,
     ) -> std::result::Result<FittedCutout, String> {
         if !(observed.psf_fwhm.is_finite() && observed.psf_fwhm > 0.0) {
@@ -225,11 +228,15 @@ impl ResidualFitter {
         }
         let data = Image { size: self.image_size(), pixels: pixels.iter().map(|&v| v as f64).collect() };
         // The map's variance where it knows the pixel (a finite sigma > 0), else NaN: the recipe's.
-        let background: Option<Vec<f64>> = sigma.filter(|s| s.iter().any(|v| v.is_finite() && *v > 0.0)).map(|s| {
-            s.iter().map(|&v| if v.is_finite() && v > 0.0 { f64::from(v).powi(2) } else { f64::NAN }).collect()
+        let known = |v: f32| v.is_finite() && v > 0.0;
+        let variance: Option<Vec<f64>> = sigma
+            .filter(|(s, _)| s.iter().any(|&v| known(v)))
+            .map(|(s, _)| s.iter().map(|&v| if known(v) { f64::from(v).powi(2) } else { f64::NAN }).collect());
+        let map = variance.as_deref().map(|variance| NoiseMap {
+            variance,
+            includes_source: sigma.is_some_and(|(_, includes_source)| includes_source),
         });
-        let background = background.as_deref();
-        let fitted = smooth_lens_residual(&self.sim, *observed, &data, background, &self.recipe.grid)
+        let fitted = smooth_lens_residual(&self.sim, *observed, &data, map, &self.recipe.grid)
             .ok_or_else(|| "the recipe has no noise model for this exposure".to_string())?;
         let as_f32 = |chi: &[f64]| chi.iter().map(|&c| c as f32).collect::<Vec<f32>>();
         let chi2: f64 = fitted.chi.iter().map(|c| c * c).sum();
@@ -247,7 +254,7 @@ impl ResidualFitter {
         let refitted: Vec<_> = (1..=refits as u64)
             .filter_map(|draw| {
                 let moved = moved_within_16_bits(&data, step, draw);
-                smooth_lens_residual(&self.sim, *observed, &moved, background, &self.recipe.grid)
+                smooth_lens_residual(&self.sim, *observed, &moved, map, &self.recipe.grid)
             })
             .collect();
         let refit_spread = (refits > 0)
@@ -262,7 +269,7 @@ impl ResidualFitter {
             chi2_per_pixel: chi2 / fitted_pixels as f64,
             theta_e: fitted.fit.params.lens_theta_e,
             refit_spread,
-            noise_map: background.is_some(),
+            noise_map: map.is_some(),
         })
     }
 }
@@ -337,7 +344,7 @@ mod tests {
         let one_more = || {
             told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        let fits = fitter.fit(&cutouts, &observed, None, 0, FitWatch { cancel: None, fitted: &one_more });
+        let fits = fitter.fit(&cutouts, &observed, None, false, 0, FitWatch { cancel: None, fitted: &one_more });
         assert_eq!(told.load(std::sync::atomic::Ordering::Relaxed), 4);
         assert!(fits.iter().all(|f| f.as_ref().is_err_and(|why| why.contains("PSF FWHM"))), "{fits:?}");
 
@@ -346,7 +353,14 @@ mod tests {
         let cancel_at_first = || cancel.cancel();
         let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         let fits = one_thread.install(|| {
-            fitter.fit(&cutouts, &observed, None, 0, FitWatch { cancel: Some(&cancel), fitted: &cancel_at_first })
+            fitter.fit(
+                &cutouts,
+                &observed,
+                None,
+                false,
+                0,
+                FitWatch { cancel: Some(&cancel), fitted: &cancel_at_first },
+            )
         });
         let reasons: Vec<&str> = fits.iter().map(|f| f.as_ref().unwrap_err().as_str()).collect();
         assert!(reasons[0].contains("PSF FWHM"), "{reasons:?}");
@@ -362,7 +376,7 @@ mod tests {
         let mut cutouts = vec![0f32; n]; // blank
         cutouts.extend(std::iter::repeat_n(-5.0f32, n)); // negative sky
         cutouts.extend(std::iter::repeat_n(f32::MAX, n)); // saturated everywhere
-        let fits = fitter.fit(&cutouts, &[observed; 3], None, 1, FitWatch::UNWATCHED);
+        let fits = fitter.fit(&cutouts, &[observed; 3], None, false, 1, FitWatch::UNWATCHED);
         for (which, fit) in ["blank", "negative", "saturated"].iter().zip(&fits) {
             if let Ok(fit) = fit {
                 assert!(fit.residual.iter().all(|v| v.is_finite()) && fit.chi2_per_pixel.is_finite(), "{which}");
@@ -374,7 +388,7 @@ mod tests {
             Observation { psf_fwhm: 0.17, exposure_time: None },
             Observation { psf_fwhm: 0.17, exposure_time: Some(-1.0) },
         ];
-        let refused = fitter.fit(&cutouts, &bad, None, 1, FitWatch::UNWATCHED);
+        let refused = fitter.fit(&cutouts, &bad, None, false, 1, FitWatch::UNWATCHED);
         assert!(refused[0].as_ref().unwrap_err().contains("PSF FWHM"));
         assert!(refused[1].as_ref().unwrap_err().contains("exposure time"));
         assert!(refused[2].as_ref().unwrap_err().contains("exposure time"));
@@ -393,8 +407,8 @@ mod tests {
         let everywhere = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let within = ResidualFitter::new(Path::new("test"), &recipe).unwrap().refitting_only_within(Some([0.5, 30.0]));
         let (all, some) = (
-            everywhere.fit(&cutouts, &[observed; 2], None, 2, FitWatch::UNWATCHED),
-            within.fit(&cutouts, &[observed; 2], None, 2, FitWatch::UNWATCHED),
+            everywhere.fit(&cutouts, &[observed; 2], None, false, 2, FitWatch::UNWATCHED),
+            within.fit(&cutouts, &[observed; 2], None, false, 2, FitWatch::UNWATCHED),
         );
         let (lens, noise) = (all[0].as_ref().unwrap(), all[1].as_ref().unwrap());
         assert!((0.5..=30.0).contains(&lens.chi2_per_pixel), "{}", lens.chi2_per_pixel);

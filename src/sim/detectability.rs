@@ -29,7 +29,7 @@
 //! for the vortex": it reads no more than the classifier of residuals).
 
 use super::grid::Image;
-use super::noise::Noise;
+use super::noise::{Noise, NoiseMap};
 use super::scene::{Camera, LayeredRender};
 use super::simulator::{capped_ellipticity, ImageParams, LensLightDraw, Simulator, VortexDraw};
 use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
@@ -546,19 +546,19 @@ pub struct SmoothLensResidual {
 }
 
 /// The noise-normalised residual of `data` from the smooth-lens image of `fit`:
-/// (data - model) / sigma, sigma^2 the variance `noise` gives the model, over the
-/// `background` variance per pixel where given ([`Noise::variance_over`]).
+/// (data - model) / sigma, sigma^2 the variance `noise` gives the model, with the
+/// cutout's noise `map` where given ([`Noise::variance_over`]).
 /// None when `noise` is noise-free.
 pub fn residual_from(
     sim: &Simulator,
     fit: &ImageParams,
     data: &Image,
     noise: &Noise,
-    background: Option<&[f64]>,
+    map: Option<NoiseMap>,
 ) -> Option<Vec<f64>> {
     let camera = sim.camera(fit);
     let model = sim.scene(SMOOTH_CLASS, fit).render_with(&camera, None);
-    let variance = noise.variance_over(&model, camera.grid.pixel_scale, background)?;
+    let variance = noise.variance_over(&model, camera.grid.pixel_scale, map)?;
     Some(data.pixels.iter().zip(&model.pixels).zip(&variance).map(|((d, m), v)| (d - m) / v.sqrt()).collect())
 }
 
@@ -568,20 +568,20 @@ pub fn residual_from(
 /// `simulate` writes for `sim` (sky-subtracted e-/s for an instrument). Its
 /// non-finite pixels are masked (a survey's flagged cosmic ray, a bad column): they
 /// weigh nothing in the fit and their residual is 0, for a masked pixel read as 0
-/// flux on a lens's arc would be fitted as a hole in it. `background`, where given
-/// and finite, is the cutout's own background variance per pixel (its noise map,
-/// squared), in place of the instrument's sky and read noise: a survey's depth and sky
-/// vary over its footprint and the map knows them. None when `sim` has no noise
-/// model for the observation (noise-free, or no exposure time).
+/// flux on a lens's arc would be fitted as a hole in it. `map`, where given and
+/// finite, is the cutout's own noise ([`Noise::variance_over`]), in place of the
+/// instrument's sky and read noise: a survey's depth and sky vary over its footprint
+/// and the map knows them. None when `sim` has no noise model for the observation
+/// (noise-free, or no exposure time).
 ///
 /// # Panics
-/// If `data` is not square of the simulator's image size, or `background` has not
-/// one entry per pixel.
+/// If `data` is not square of the simulator's image size, or `map` has not one
+/// entry per pixel.
 pub fn smooth_lens_residual(
     sim: &Simulator,
     observed: Observation,
     data: &Image,
-    background: Option<&[f64]>,
+    map: Option<NoiseMap>,
     grid: &BlindGrid,
 ) -> Option<SmoothLensResidual> {
     assert_eq!(data.size, sim.config().image.size, "the simulator's image size");
@@ -597,11 +597,11 @@ pub fn smooth_lens_residual(
         data
     };
     let noise = sim.noise_at(observed.exposure_time);
-    let mut variance = noise.variance_over(data, sim.config().image.pixel_scale, background)?;
+    let mut variance = noise.variance_over(data, sim.config().image.pixel_scale, map)?;
     // An infinite variance: no weight, and (data - model) / sigma = 0.
     variance.iter_mut().zip(&masked).filter(|(_, m)| **m).for_each(|(v, _)| *v = f64::INFINITY);
     let fit = fit_smooth_lens_blind(sim, observed, data, &variance, grid);
-    let mut chi = residual_from(sim, &fit.params, data, &noise, background)?;
+    let mut chi = residual_from(sim, &fit.params, data, &noise, map)?;
     chi.iter_mut().zip(&masked).filter(|(_, m)| **m).for_each(|(c, _)| *c = 0.0);
     Some(SmoothLensResidual { chi, fit })
 }

@@ -5,6 +5,17 @@ use super::instrument::Instrument;
 use rand::Rng;
 use rand_distr::{Distribution, Normal, StandardNormal};
 
+/// A survey's noise map of one cutout, as variance per pixel (NaN where it does
+/// not know the pixel).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseMap<'a> {
+    /// Variance per pixel.
+    pub variance: &'a [f64],
+    /// Whether it holds all of each pixel's noise, the source's Poisson noise
+    /// included, rather than the background's alone.
+    pub includes_source: bool,
+}
+
 /// How noise is added to an image (already resolved: no distributions left).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Noise {
@@ -64,14 +75,15 @@ impl Noise {
         self.variance_over(noise_free, pixel_scale, None)
     }
 
-    /// [`Noise::variance`], each pixel's background variance (sky and read noise, in
-    /// the units of `noise_free` squared) taken from `background` where it is finite,
-    /// as a survey's noise map gives it; the source's own Poisson noise stays the
-    /// model's (the maps of coadded survey images, weights or RMS, hold the background).
+    /// [`Noise::variance`] where a survey's noise `map` knows a pixel (its variance
+    /// finite), in the units of `noise_free` squared: the map's variance as the
+    /// background (sky and read noise) under the source's own Poisson noise from the
+    /// model, as the weight and RMS maps of coadded images hold; or, where the map
+    /// [`NoiseMap::includes_source`] (HST's and JWST's `ERR`), the map's variance alone.
     ///
     /// # Panics
-    /// If `background` has not one entry per pixel of `noise_free`.
-    pub fn variance_over(&self, noise_free: &Image, pixel_scale: f64, background: Option<&[f64]>) -> Option<Vec<f64>> {
+    /// If the map has not one entry per pixel of `noise_free`.
+    pub fn variance_over(&self, noise_free: &Image, pixel_scale: f64, map: Option<NoiseMap>) -> Option<Vec<f64>> {
         let (model_background, t, counts) = match self {
             Noise::None => return None,
             Noise::DeepLenseCounts { exposure_time, background_rms } => {
@@ -81,12 +93,24 @@ impl Noise {
                 (instrument.background_variance(pixel_scale, *exposure_time), *exposure_time, false)
             }
         };
-        if let Some(background) = background {
-            assert_eq!(background.len(), noise_free.pixels.len(), "one background variance per pixel");
+        if let Some(map) = map {
+            assert_eq!(map.variance.len(), noise_free.pixels.len(), "one map variance per pixel");
         }
         let source = |v: f64| if counts { (v.abs() + v.max(0.0)) / t } else { v.max(0.0) / t };
-        let background_at = |i: usize| background.map(|b| b[i]).filter(|b| b.is_finite()).unwrap_or(model_background);
-        Some(noise_free.pixels.iter().enumerate().map(|(i, &v)| source(v) + background_at(i)).collect())
+        let known = |i: usize| map.map(|m| m.variance[i]).filter(|b| b.is_finite());
+        let includes_source = map.is_some_and(|m| m.includes_source);
+        Some(
+            noise_free
+                .pixels
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| match known(i) {
+                    Some(total) if includes_source => total,
+                    Some(background) => source(v) + background,
+                    None => source(v) + model_background,
+                })
+                .collect(),
+        )
     }
 }
 
@@ -148,13 +172,17 @@ mod tests {
         let noise = Noise::Instrument { instrument: euclid.clone(), exposure_time: t };
         let image = Image { size: 2, pixels: vec![0.0, 0.3, -0.1, 2.0] };
         let model = noise.variance(&image, pixel).unwrap();
+        let background_map = |variance| Some(NoiseMap { variance, includes_source: false });
         let unknown = vec![f64::NAN; 4];
-        assert_eq!(noise.variance_over(&image, pixel, Some(&unknown)).unwrap(), model);
+        assert_eq!(noise.variance_over(&image, pixel, background_map(&unknown)).unwrap(), model);
         let map = [1e-4, f64::NAN, 4e-4, 9e-4];
-        let over = noise.variance_over(&image, pixel, Some(&map)).unwrap();
+        let over = noise.variance_over(&image, pixel, background_map(&map)).unwrap();
         let background = euclid.background_variance(pixel, t);
         assert_eq!(over, [1e-4, model[1], 4e-4, 9e-4 + 2.0 / t]);
         assert_eq!(model[1], background + 0.3 / t);
-        assert_eq!(Noise::None.variance_over(&image, pixel, Some(&map)), None);
+        // A map of all the noise is taken as it is where it knows the pixel.
+        let total = noise.variance_over(&image, pixel, Some(NoiseMap { variance: &map, includes_source: true }));
+        assert_eq!(total.unwrap(), [1e-4, model[1], 4e-4, 9e-4]);
+        assert_eq!(Noise::None.variance_over(&image, pixel, background_map(&map)), None);
     }
 }

@@ -37,10 +37,15 @@ pub struct ObservationSource {
 /// from; the source's own Poisson noise is always the recipe's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FitNoise {
-    /// The cutout's noise map (FITS RMS, variance or weight extension) where it has
-    /// one and the map is finite, else the recipe's at the cutout's exposure time.
+    /// The cutout's noise map (FITS RMS, variance or weight extension, a table's noise
+    /// column) as the background where it has one and the map is finite, the
+    /// source's Poisson noise added from the recipe; else the recipe's at the
+    /// cutout's exposure time.
     #[default]
     Map,
+    /// The same, for maps that hold all of each pixel's noise, the source's Poisson
+    /// noise included (HST's and JWST's `ERR` extensions): the map's alone.
+    MapTotal,
     /// The recipe's at the cutout's exposure time, whatever maps the input has.
     Recipe,
 }
@@ -50,6 +55,7 @@ impl FitNoise {
     pub fn name(self) -> &'static str {
         match self {
             FitNoise::Map => "map",
+            FitNoise::MapTotal => "map-total",
             FitNoise::Recipe => "recipe",
         }
     }
@@ -242,7 +248,7 @@ pub(super) fn fit_rows(
         .collect();
     // Noise maps are in the cutouts' units, and are converted with them.
     let noise: Option<Vec<f32>> = match (&batch.noise, options.observation.noise) {
-        (Some(sigma), FitNoise::Map) => Some(
+        (Some(sigma), FitNoise::Map | FitNoise::MapTotal) => Some(
             todo.iter()
                 .flat_map(|&(r, observed)| {
                     let to_recipe = to_recipe_units(observed.zero_point, recipe_zero_point);
@@ -254,7 +260,8 @@ pub(super) fn fit_rows(
     };
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();
     let mut fitted = FittedRows { cutouts: vec![None; batch.len()], zero_points: vec![None; batch.len()] };
-    let outcomes = fitter.fit(&pixels, &observed, noise.as_deref(), options.fit_refits, watch);
+    let includes_source = options.observation.noise == FitNoise::MapTotal;
+    let outcomes = fitter.fit(&pixels, &observed, noise.as_deref(), includes_source, options.fit_refits, watch);
     for ((r, observed), outcome) in todo.into_iter().zip(outcomes) {
         match outcome {
             Ok(fit) => {

@@ -101,7 +101,7 @@ pub fn predictions_schema(
         ));
         fields.push(described(
             Field::new("fit_noise_map", DataType::Boolean, true),
-            "the cutout's noise map (an RMS, variance or weight extension) gave the fit and its residual their background noise wherever the map is finite; false: the recipe's sky and read noise at the cutout's exposure time (no map, or --fit-noise recipe)",
+            "the cutout's noise map (an RMS, variance or weight extension, --noise-col) gave the fit and its residual their background noise wherever the map is finite (all of it with --fit-noise map-total); false: the recipe's sky and read noise at the cutout's exposure time (no map, or --fit-noise recipe)",
             None,
         ));
         fields.push(described(

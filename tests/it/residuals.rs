@@ -461,15 +461,16 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
         noise.variance(&Image { size: 1, pixels: vec![0.0] }, sim.config().image.pixel_scale).unwrap()[0].sqrt()
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let write = |i: usize, pixels: &[f32], rms: f64, name: &str| -> PathBuf {
+    let write_maps = |i: usize, pixels: &[f32], rms: &[f32], name: &str| -> PathBuf {
         let (exposure, psf) = (value("exposure_time", i), value("psf_fwhm", i));
         write_cutout_file(&dir.path().join(name), pixels, exposure, psf, |f| {
-            write_extension(f, "VIS_RMS", ImageType::Float, &vec![rms as f32; 4096])
+            write_extension(f, "VIS_RMS", ImageType::Float, rms)
         })
     };
+    let write = |i: usize, pixels: &[f32], rms: f64, name: &str| write_maps(i, pixels, &[rms as f32; 4096], name);
     let mut recipe_sky = Vec::new();
     let mut brighter_sky = Vec::new();
-    let (mut noisier_pixels, mut noisier_sigmas) = (Vec::new(), Vec::new());
+    let (mut noisier_pixels, mut noisier_sigmas, mut total_maps) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..3 {
         let sigma = sky_sigma(i);
         recipe_sky.push(write(i, images.image(i), sigma, &format!("recipe-sky-{i}.fits")));
@@ -479,6 +480,11 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
         brighter_sky.push(write(i, &noisier, sigma * 2f64.sqrt(), &format!("brighter-sky-{i}.fits")));
         noisier_pixels.extend_from_slice(&noisier);
         noisier_sigmas.extend(std::iter::repeat_n((sigma * 2f64.sqrt()) as f32, 4096));
+        // An ERR map of all the noise (HST's, JWST's): the source's Poisson noise in it too.
+        let t = value("exposure_time", i);
+        let total: Vec<f32> =
+            noisier.iter().map(|&v| (2.0 * sigma * sigma + f64::from(v).max(0.0) / t).sqrt() as f32).collect();
+        total_maps.push(write_maps(i, &noisier, &total, &format!("total-{i}.fits")));
     }
     let bundled = Path::new("bundled:survey-residual-classifier");
     let run = |inputs: &[PathBuf], noise: FitNoise, name: &str| {
@@ -505,6 +511,15 @@ fn a_noise_map_gives_the_fit_the_sky_the_recipe_does_not_know() {
     assert_eq!(strings(&unmapped, "status"), vec![Some("out_of_domain".to_string()); 3]);
     assert!(chi2(&mapped).iter().all(|&c| c > 0.8 && c < 1.25), "{:?}", chi2(&mapped));
     assert_eq!(strings(&mapped, "status"), strings(&original, "status"));
+    // Maps of all the noise, taken as such (`--fit-noise map-total`), leave the noise too.
+    // Read as the background, they count the source's noise twice: chi^2 falls ~0.1.
+    let total = run(&total_maps, FitNoise::MapTotal, "total.parquet");
+    let twice = run(&total_maps, FitNoise::Map, "total-as-background.parquet");
+    assert_eq!(maps_used(&total), vec![Some(true); 3]);
+    assert_eq!(strings(&total, "status"), strings(&original, "status"));
+    for ((total, twice), mapped) in chi2(&total).iter().zip(chi2(&twice)).zip(chi2(&mapped)) {
+        assert!((total - mapped).abs() < 0.03 && total - twice > 0.05, "{total} {twice} {mapped}");
+    }
     // The same cutouts in a table whose column `rms` holds their maps (`--noise-col rms`).
     let table = dir.path().join("brighter-sky.parquet");
     let list = |values: Vec<f32>, rows: &[usize]| -> ArrayRef {
@@ -630,7 +645,7 @@ fn simulate_writes_the_residuals_inference_computes() {
     for id in 0..3 {
         let drawn = sim.simulate(id % 3, 5, id as u64);
         let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
-        let fitted = fitter.fit(stored.image(id), &[observed], None, 0, FitWatch::UNWATCHED).remove(0).unwrap();
+        let fitted = fitter.fit(stored.image(id), &[observed], None, false, 0, FitWatch::UNWATCHED).remove(0).unwrap();
         let moved = written.image(id).iter().zip(&fitted.residual).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(moved == 0.0, "row {id}: the written residual differs from predict's by up to {moved}");
     }
@@ -741,7 +756,7 @@ fn the_bundled_residual_classifier_answers_the_same_on_16_bit_copies_of_survey_l
     }
     let answer = |raw: &[f32]| -> Vec<f32> {
         let residuals: Vec<f32> = fitter
-            .fit(raw, &observations, None, 0, FitWatch::UNWATCHED)
+            .fit(raw, &observations, None, false, 0, FitWatch::UNWATCHED)
             .into_iter()
             .flat_map(|fit| fit.expect("a lens is fitted").residual)
             .collect();
@@ -825,7 +840,7 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     let model = LoadedClassifier::load(bundled, &candle_core::Device::Cpu).unwrap();
     let observations: Vec<Observation> =
         psf.iter().zip(&exposure).map(|(&psf_fwhm, &t)| Observation { psf_fwhm, exposure_time: Some(t) }).collect();
-    let fits = model.residuals.as_ref().unwrap().fit(&flat, &observations, None, 2, FitWatch::UNWATCHED);
+    let fits = model.residuals.as_ref().unwrap().fit(&flat, &observations, None, false, 2, FitWatch::UNWATCHED);
     let answers = |b: &arrow_array::RecordBatch, r: usize| -> Vec<f32> {
         ["axion", "cdm", "no_sub"]
             .iter()
