@@ -40,6 +40,7 @@ class Model:
         keep: Sequence[str] = ...,
         shape: Optional[Tuple[int, int]] = None,
         pixel_scale_col: Optional[str] = None,
+        noise_col: Optional[str] = None,
     ) -> pa.Table: ...
 
 def simulate(

@@ -19,7 +19,7 @@
 
 use super::LoadedClassifier;
 use crate::data::images::value_range;
-use crate::model::domain::chi2_admitted;
+use crate::model::domain::within_range;
 use crate::sim::detectability::{smooth_lens_residual, Observation, SmoothLensResiduals};
 use crate::sim::grid::Image;
 use crate::sim::noise::NoiseMap;
@@ -249,7 +249,7 @@ impl ResidualFitter {
         let residual = as_f32(&fitted.chi);
         // The chi^2 the classifier's domain check reads, judged as it judges it.
         let residual_chi2 = crate::model::domain::residual_chi2(&residual, residual.len())[0];
-        let refits = if chi2_admitted(self.refit_chi2_range, residual_chi2) { refits } else { 0 };
+        let refits = if within_range(self.refit_chi2_range, residual_chi2) { refits } else { 0 };
         let step = step_of_16_bits(pixels);
         let refitted: Vec<_> = (1..=refits as u64)
             .filter_map(|draw| {

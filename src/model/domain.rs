@@ -94,8 +94,8 @@ impl Calibration {
     /// residual's chi^2 per pixel and noise level within the calibration residuals'
     /// ranges and its fraction of distinct pixel values at least the floor.
     pub fn admits(&self, score: f32, input: InputStatistics) -> bool {
-        let fits_like_training = input.residual_chi2.is_none_or(|chi2| chi2_admitted(self.residual_chi2_range, chi2))
-            && input.residual_noise.is_none_or(|level| chi2_admitted(self.residual_noise_range, level));
+        let fits_like_training = input.residual_chi2.is_none_or(|chi2| within_range(self.residual_chi2_range, chi2))
+            && input.residual_noise.is_none_or(|level| within_range(self.residual_noise_range, level));
         let levels_like_training =
             input.distinct_pixels.is_none_or(|f| self.distinct_pixels_floor.is_none_or(|floor| f as f64 >= floor));
         (score as f64) <= self.ood_threshold && fits_like_training && levels_like_training
@@ -118,11 +118,11 @@ impl Calibration {
     }
 }
 
-/// Whether a residual's chi^2 per pixel (or noise level) lies within a calibration's
-/// [`Calibration::residual_chi2_range`] (or [`Calibration::residual_noise_range`];
-/// always, where it has none).
-pub fn chi2_admitted(range: Option<[f64; 2]>, chi2: f32) -> bool {
-    range.is_none_or(|[low, high]| (low..=high).contains(&(chi2 as f64)))
+/// Whether a residual's statistic lies within a calibration's range of it (its chi^2
+/// per pixel in [`Calibration::residual_chi2_range`], its noise level in
+/// [`Calibration::residual_noise_range`]); always, where it has none.
+pub fn within_range(range: Option<[f64; 2]>, value: f32) -> bool {
+    range.is_none_or(|[low, high]| (low..=high).contains(&(value as f64)))
 }
 
 /// [`Calibration::ood_threshold_from`] of a threshold taken from out-of-fold scores.
@@ -162,10 +162,7 @@ pub fn residual_chi2_range(residuals: &[f32], pixels_per_image: usize) -> [f64; 
 /// 1 where the residual is in units of the cutout's own noise. Substructure and a
 /// failed fit's arcs move a minority of the pixels, which the median passes over.
 pub fn residual_noise(residuals: &[f32], pixels_per_image: usize) -> Vec<f32> {
-    let median = |values: &mut [f32]| -> f32 {
-        let middle = values.len() / 2;
-        *values.select_nth_unstable_by(middle, f32::total_cmp).1
-    };
+    use super::preprocess::median;
     residuals
         .chunks_exact(pixels_per_image)
         .map(|r| {
@@ -180,10 +177,10 @@ pub fn residual_noise(residuals: &[f32], pixels_per_image: usize) -> Vec<f32> {
 /// Quantiles of the calibration residuals' noise levels that bound
 /// [`Calibration::residual_noise_range`]. The top is lower than chi^2's: on the 3,000
 /// calibration residuals of `bundled:survey-residual-classifier` (seed 26) the levels'
-/// median is 1.00, their 0.99 quantile 1.14, and the last half percent (1.20-1.44) are
-/// fits that failed over much of the lens (chi^2 9-22), whose answers are no more to be
-/// trusted than those of a cutout weighted by the wrong sky (a sky of twice the
-/// recipe's variance: about 1.4).
+/// median is 1.00, their 0.99 quantile 1.14, and the last half percent (15 residuals,
+/// 1.20-1.44) are fits left far from the noise (chi^2 2.2-29, median 10), whose answers
+/// are no more to be trusted than those of a cutout weighted by the wrong sky (a sky of
+/// twice the recipe's variance: about 1.4); `bench/residual_noise_levels.py`.
 pub const RESIDUAL_NOISE_QUANTILES: [f64; 2] = [0.001, 0.995];
 
 /// [`Calibration::residual_noise_range`] of calibration residuals.

@@ -267,7 +267,7 @@ pub fn background_and_sigma(img: &[f32]) -> (f32, f32) {
 
 /// The median of `values` (reordered), the mean of the two middle values for an
 /// even count; 0 when empty.
-fn median(values: &mut [f32]) -> f32 {
+pub(crate) fn median(values: &mut [f32]) -> f32 {
     let n = values.len();
     if n == 0 {
         return 0.0;
