@@ -244,7 +244,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     cutouts; 31.4 for nanojanskys), for every cutout or per row, as ``lensmae predict
     --zero-point``, ``--zero-point-col``. Without either, an image column whose field
     metadata states a flux-density ``unit`` (``uJy``, ``nJy``, ``mJy``, ``Jy``,
-    ``nanomaggy``; a FITS stamp's ``BUNIT``) fixes it; cutouts in other units with none
+    ``nanomaggy``; a FITS stamp's ``BUNIT``, else its header's ``PHOTFLAM`` and ``PHOTPLAM``,
+    ``MJy/sr`` with ``PIXAR_SR``, ``FLUXMAG0`` or ``MAGZERO``) fixes it; cutouts in other units with none
     leave the fit far from the noise and are answered ``out_of_domain``.
     """
     if task is None:

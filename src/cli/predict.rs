@@ -107,7 +107,8 @@ struct ObservationArgs {
     /// 31.4 for nanojanskys (Rubin). The fit converts the pixels before it weights them by
     /// the noise; the other models are indifferent to the unit. Without it, a flux-density
     /// unit the input states fixes it (FITS BUNIT or an image column's `unit`: uJy, nJy, mJy,
-    /// Jy, nanomaggy).
+    /// Jy, nanomaggy), else a FITS header's photometry keywords (HST PHOTFLAM and PHOTPLAM,
+    /// JWST MJy/sr with PIXAR_SR, FLUXMAG0, MAGZERO / MAGZP / PHOTZP).
     #[arg(long, allow_negative_numbers = true)]
     zero_point: Option<f64>,
     /// The column of per-cutout zero points, AB mag (FITS: a PARAMS column or header

@@ -254,7 +254,7 @@ mod tests {
             carried: vec![],
             pixel_scales: scales,
             wcs: vec![None; n],
-            flux_units: vec![None; n],
+            flux: vec![Default::default(); n],
             noise: None,
         }
     }

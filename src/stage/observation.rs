@@ -23,7 +23,8 @@ pub struct ObservationSource {
     pub exposure_column: String,
     /// The AB zero point of every cutout's pixel values (the magnitude of a source
     /// of one unit of flux), else the column `zero_point_column`, else the one each
-    /// cutout's stated flux unit fixes (a FITS `BUNIT` of `uJy`: 23.9), else none:
+    /// cutout's stated flux unit or photometric keywords fix (a FITS `BUNIT` of `uJy`:
+    /// 23.9; HST's `PHOTFLAM`, JWST's MJy/sr with `PIXAR_SR`...), else none:
     /// the pixels are taken in the recipe's units (its instrument's electrons per
     /// second).
     pub zero_point: Option<f64>,
@@ -176,11 +177,7 @@ impl ObservationSource {
                         None => Err(format!("no zero point (`{name}` is null)")),
                     })
                     .collect(),
-                (None, None) if from_units => batch
-                    .flux_units
-                    .iter()
-                    .map(|unit| Ok(unit.as_deref().and_then(crate::data::flux_unit::ab_zero_point)))
-                    .collect(),
+                (None, None) if from_units => batch.flux.iter().map(|flux| Ok(flux.ab_zero_point())).collect(),
                 (None, None) => vec![Ok(None); n],
             };
         Ok(psf
@@ -303,7 +300,7 @@ mod tests {
                 .collect(),
             pixel_scales: vec![None; rows],
             wcs: vec![None; rows],
-            flux_units: vec![None; rows],
+            flux: vec![Default::default(); rows],
             noise: None,
         }
     }
@@ -334,7 +331,11 @@ mod tests {
     #[test]
     fn a_stated_flux_unit_gives_the_zero_point_none_was_given_for() {
         let mut cutouts = batch(vec![("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4])))]);
-        cutouts.flux_units = vec![Some("uJy".into()), Some("nJy".into()), Some("electron/s".into()), None];
+        cutouts.flux = ["uJy", "nJy", "electron/s"]
+            .map(|unit| crate::data::flux_unit::StatedFlux::of_unit(Some(unit.into())))
+            .into_iter()
+            .chain([Default::default()])
+            .collect();
         let source = ObservationSource { psf_fwhm: Some(0.16), exposure_time: Some(2264.0), ..Default::default() };
         let zero_points = |source: &ObservationSource, from_units: bool| -> Vec<Option<f64>> {
             let rows = source.of_rows(&cutouts, from_units).unwrap();

@@ -96,7 +96,7 @@ pub fn predictions_schema(
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
         fields.push(described(
             float64("fit_zero_point"),
-            "the AB zero point the cutout's pixel values were converted from before the fit (--zero-point, --zero-point-col, or the one its flux unit fixes: BUNIT uJy 23.9, nJy 31.4, nanomaggy 22.5); null: taken in the recipe's units, its instrument's electrons per second",
+            "the AB zero point the cutout's pixel values were converted from before the fit (--zero-point, --zero-point-col, or the one its flux unit or header fixes: BUNIT uJy 23.9, nJy 31.4, nanomaggy 22.5; HST PHOTFLAM and PHOTPLAM, JWST MJy/sr with PIXAR_SR, FLUXMAG0, MAGZERO); null: taken in the recipe's units, its instrument's electrons per second",
             Some("mag"),
         ));
         fields.push(described(

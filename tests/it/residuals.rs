@@ -351,6 +351,106 @@ fn cutouts_in_other_flux_units_answer_as_the_originals_with_their_zero_point() {
     assert!(status[1].as_deref().unwrap().contains("zero point NaN (`MAGZERO`)"), "{status:?}");
 }
 
+/// Space telescopes' cutouts state their zero point in keywords rather than in a
+/// flux unit: HST's `PHOTFLAM`/`PHOTPLAM` on pixels in electrons per second (or in
+/// electrons, with `EXPTIME`), JWST's MJy/sr with `PIXAR_SR`. The same lenses written
+/// so answer as the originals, `fit_zero_point` holds the zero point the keywords
+/// fix, and `inspect` says what fixed it.
+#[test]
+fn hst_and_jwst_photometry_keywords_give_the_zero_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let lenses = survey_lenses(dir.path());
+    let truth = read(&lenses);
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let value = |name: &str, i: usize| truth.column_by_name(name).unwrap().as_primitive::<Float64Type>().value(i);
+    const RECIPE_ZERO_POINT: f64 = 25.72;
+    // An F814W-like pivot and the PHOTFLAM that makes the rate's AB zero point 25.1
+    // (f_nu = PHOTFLAM lambda^2 / c, m_AB = -2.5 log10 f_nu - 48.60).
+    let (plam, rate_zero_point) = (8045.0f64, 25.1);
+    let photflam = 10f64.powf(-0.4 * (rate_zero_point + 48.60)) * 2.99792458e18 / (plam * plam);
+    // A 0.1" pixel in steradians, and what MJy/sr in it is (AB: 3631 Jy at 0).
+    let pixar_sr = (0.1f64 / 206_264.806_247).powi(2);
+    let jwst_zero_point = 2.5 * 3631f64.log10() - 2.5 * (1e6 * pixar_sr).log10();
+    let (exposure, psf) = (|i: usize| value("exposure_time", i), |i: usize| value("psf_fwhm", i));
+    let counted_zero_point = rate_zero_point + 2.5 * exposure(0).log10();
+    // Per file: pixels in a unit of zero point zp hold 10^(-0.4 (recipe - zp)) of the recipe's.
+    let files: Vec<(PathBuf, f64)> =
+        [("hst-rate", rate_zero_point, 1), ("hst-counts", counted_zero_point, 0), ("jwst", jwst_zero_point, 2)]
+            .into_iter()
+            .map(|(name, zero_point, i)| {
+                let scale = 10f64.powf(-0.4 * (RECIPE_ZERO_POINT - zero_point));
+                let pixels: Vec<f32> = images.image(i).iter().map(|&v| (f64::from(v) * scale) as f32).collect();
+                let path =
+                    write_cutout_file(&dir.path().join(format!("{name}.fits")), &pixels, exposure(i), psf(i), |f| {
+                        let flux = f.hdu("VIS_FLUX").unwrap();
+                        match name {
+                            "hst-rate" => {
+                                flux.write_key(f, "BUNIT", "ELECTRONS/S").unwrap();
+                                // Drizzled products keep the photometry in the primary header.
+                                f.primary_hdu().unwrap();
+                                write_exact_key(f, "PHOTFLAM", photflam);
+                                write_exact_key(f, "PHOTPLAM", plam);
+                            }
+                            "hst-counts" => {
+                                flux.write_key(f, "BUNIT", "ELECTRONS").unwrap();
+                                write_exact_key(f, "PHOTFLAM", photflam);
+                                write_exact_key(f, "PHOTPLAM", plam);
+                            }
+                            _ => {
+                                flux.write_key(f, "BUNIT", "MJy/sr").unwrap();
+                                write_exact_key(f, "PIXAR_SR", pixar_sr);
+                            }
+                        }
+                    });
+                (path, zero_point)
+            })
+            .collect();
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let layout = {
+        use lensmae::data::cutouts::{open_input, InputOptions};
+        open_input(&paths, &InputOptions::default()).unwrap().describe().layout.clone()
+    };
+    for said in [
+        format!("ELECTRONS/S (BUNIT), AB zero point {rate_zero_point:.3} from PHOTFLAM, PHOTPLAM on 1 of 3"),
+        format!("ELECTRONS (BUNIT), AB zero point {counted_zero_point:.3} from PHOTFLAM, PHOTPLAM, EXPTIME on 1 of 3"),
+        format!("MJy/sr (BUNIT), AB zero point {jwst_zero_point:.3} from MJy/sr, PIXAR_SR on 1 of 3"),
+    ] {
+        assert!(layout.contains(&said), "{said} in {layout}");
+    }
+    let bundled = Path::new("bundled:survey-residual-classifier");
+    let run = |inputs: &[PathBuf], name: &str| {
+        let out = dir.path().join(name);
+        predict(&predict_options(inputs, classifier(bundled, 3), &out)).unwrap();
+        read(&out)
+    };
+    let original = run(std::slice::from_ref(&lenses), "original.parquet");
+    let converted = run(&paths, "converted.parquet");
+    let zero_points: Vec<f64> =
+        converted.column_by_name("fit_zero_point").unwrap().as_primitive::<Float64Type>().values().to_vec();
+    for (got, (_, want)) in zero_points.iter().zip(&files) {
+        assert!((got - want).abs() < 1e-3, "fit_zero_point {got}, the keywords fix {want}");
+    }
+    let rows = [1, 0, 2]; // the lens each file holds
+    let statuses = strings(&converted, "status");
+    for (r, &lens) in rows.iter().enumerate() {
+        assert_eq!(statuses[r], strings(&original, "status")[lens], "{} answers as lens {lens}", paths[r].display());
+        for class in ["p_axion", "p_cdm", "p_no_sub"] {
+            let (got, want) = (converted.column_by_name(class).unwrap(), original.column_by_name(class).unwrap());
+            let (got, want) =
+                (got.as_primitive::<Float32Type>().value(r), want.as_primitive::<Float32Type>().value(lens));
+            assert!((got - want).abs() < 1e-3, "{} {class}: {got} vs {want}", paths[r].display());
+        }
+    }
+    // Without the keywords the same electrons per second are taken in the recipe's units:
+    // 0.57 of the flux and noise the fit expects, and the residual is out of its domain.
+    let scale = 10f64.powf(-0.4 * (RECIPE_ZERO_POINT - rate_zero_point));
+    let pixels: Vec<f32> = images.image(1).iter().map(|&v| (f64::from(v) * scale) as f32).collect();
+    let bare = write_cutout_file(&dir.path().join("bare.fits"), &pixels, exposure(1), psf(1), |_| {});
+    let unconverted = run(std::slice::from_ref(&bare), "bare.parquet");
+    assert_eq!(unconverted.column_by_name("fit_zero_point").unwrap().null_count(), 1);
+    assert_eq!(strings(&unconverted, "status"), [Some("out_of_domain".to_string())]);
+}
+
 /// A survey cutout's flagged pixels (a cosmic ray, a bad column: its flags
 /// extension) under `--nan-policy zero`: the fit leaves them out and the model reads
 /// a residual of 0 there, so the answers stay near those on the whole cutout. Read

@@ -7,6 +7,7 @@
 
 use crate::data::fingerprint::{fingerprint_all, FileFingerprint};
 use crate::data::fits::wcs::CelestialWcs;
+use crate::data::flux_unit::StatedFlux;
 use crate::data::ipc::{cutouts::IpcCutouts, IpcFormat};
 use crate::data::remote;
 use crate::data::{fits::cutouts::FitsCutouts, npy::cutouts::NpyCutouts, parquet::cutouts::ParquetCutouts};
@@ -35,10 +36,10 @@ pub struct CutoutBatch {
     /// Per row: where the cutout lies on the sky (a FITS cutout's or stamp's
     /// celestial WCS), brought along with its pixels to the model's grid.
     pub wcs: Vec<Option<CelestialWcs>>,
-    /// Per row: the unit of its pixel values as the input states it (a FITS
-    /// `BUNIT`; an Arrow or Parquet image column's `unit`), which may fix their
-    /// photometric zero point ([`crate::data::flux_unit`]).
-    pub flux_units: Vec<Option<String>>,
+    /// Per row: what the input states of its pixel values' flux (a FITS `BUNIT` and
+    /// photometric keywords; an Arrow or Parquet image column's `unit`), which may
+    /// fix their photometric zero point ([`crate::data::flux_unit`]).
+    pub flux: Vec<StatedFlux>,
     /// The noise sigma of every pixel (laid out as `pixels`; NaN where unknown),
     /// when the input has noise maps (FITS RMS / variance / weight extensions, a
     /// table's `--noise-col`).

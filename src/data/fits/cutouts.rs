@@ -17,6 +17,7 @@ use super::kept::{column_array, column_type, header_value, keywords_for, KeptVal
 use super::wcs::{wcs_pixel_scale, CelestialWcs};
 use super::{data_bytes_in_file, fits_message, open_fits};
 use crate::data::cutouts::{rows_in_batch, CutoutBatch, CutoutReader, InputDescription, InputOptions, RecordedScale};
+use crate::data::flux_unit::{PhotometricKeywords, StatedFlux, ZERO_POINT_KEYWORDS};
 use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, StringArray};
@@ -40,8 +41,8 @@ struct Plane {
     pixel_scale: Option<f64>,
     /// A single image's celestial WCS.
     wcs: Option<CelestialWcs>,
-    /// Its `BUNIT`, else the primary header's.
-    flux_unit: Option<String>,
+    /// Its `BUNIT` and photometric keywords, else the primary header's.
+    flux: StatedFlux,
     /// Who the cutout is: a `PARAMS` table's `id`, the HDU's OBJ_ID, RA, DEC.
     identity: Identity,
     /// The HDUs of its noise map and flags, when the file has them.
@@ -147,6 +148,20 @@ fn flux_unit(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu) -> Option<String> {
     hdu.read_key::<String>(f, "BUNIT").ok().map(|unit| unit.trim().to_string()).filter(|unit| !unit.is_empty())
 }
 
+/// An HDU's keywords that may fix the zero point of its flux.
+fn photometric_keywords(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu) -> PhotometricKeywords {
+    let number = |f: &mut FitsFile, key: &str| hdu.read_key::<f64>(f, key).ok().filter(|v| v.is_finite());
+    let positive = |f: &mut FitsFile, key: &str| number(f, key).filter(|&v| v > 0.0);
+    PhotometricKeywords {
+        photflam: positive(f, "PHOTFLAM"),
+        photplam: positive(f, "PHOTPLAM"),
+        pixar_sr: positive(f, "PIXAR_SR"),
+        fluxmag0: positive(f, "FLUXMAG0"),
+        magzero: ZERO_POINT_KEYWORDS.into_iter().find_map(|key| number(f, key).map(|zp| (key, zp))),
+        exptime: positive(f, "EXPTIME"),
+    }
+}
+
 /// Largest image lensmae reads as one cutout: 8192 x 8192 pixels.
 pub const MAX_CUTOUT_PIXELS: usize = 8192 * 8192;
 
@@ -166,6 +181,8 @@ struct ImageHdu {
     wcs: Option<CelestialWcs>,
     /// Its header's `BUNIT`.
     flux_unit: Option<String>,
+    /// Its header's photometric keywords.
+    photometry: PhotometricKeywords,
     identity: Identity,
     companions: Companions,
     /// Its header's values of the columns carried by name.
@@ -260,6 +277,7 @@ fn image_hdus(
                 identity: header_identity(f, &hdu, centre, keeps_id(opts)),
                 wcs,
                 flux_unit: flux_unit(f, &hdu),
+                photometry: photometric_keywords(f, &hdu),
                 companions: Companions::default(),
                 kept: kept_names.iter().map(|name| header_value(f, &hdu, name)).collect(),
             },
@@ -353,7 +371,7 @@ impl FitsCutouts {
                 shape: [0, 0],
                 pixel_scale: None,
                 wcs: None,
-                flux_unit: None,
+                flux: StatedFlux::default(),
                 identity: Identity::default(),
                 companions: Companions::default(),
                 kept: vec![None; kept_names.len()],
@@ -383,14 +401,16 @@ impl FitsCutouts {
                     None
                 }
             };
-            let (primary, primary_unit, primary_id): (Vec<Option<KeptValue>>, _, _) = match super::hdu_at(&mut f, 0) {
-                Ok(Some(primary)) => (
-                    kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
-                    flux_unit(&mut f, &primary),
-                    if keeps_id(opts) { integer_id(&mut f, &primary) } else { None },
-                ),
-                _ => (vec![None; kept_names.len()], None, None),
-            };
+            let (primary, primary_unit, primary_photometry, primary_id): (Vec<Option<KeptValue>>, _, _, _) =
+                match super::hdu_at(&mut f, 0) {
+                    Ok(Some(primary)) => (
+                        kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
+                        flux_unit(&mut f, &primary),
+                        photometric_keywords(&mut f, &primary),
+                        if keeps_id(opts) { integer_id(&mut f, &primary) } else { None },
+                    ),
+                    _ => (vec![None; kept_names.len()], None, PhotometricKeywords::default(), None),
+                };
             for ImageHdu {
                 index: hdu,
                 dims,
@@ -399,13 +419,16 @@ impl FitsCutouts {
                 pixel_scale,
                 wcs,
                 flux_unit: unit,
+                photometry,
                 identity,
                 companions,
                 kept,
             } in hdus
             {
-                // Euclid and Rubin cutout files may say the unit once, in the primary header.
+                // Euclid and Rubin cutout files may say the unit once, in the primary
+                // header; HST and JWST files keep their photometry in either.
                 let unit = unit.or_else(|| primary_unit.clone());
+                let flux = StatedFlux::from_header(unit, &photometry.or(primary_photometry), pixel_scale);
                 let (planes, hw) = match dims.as_slice() {
                     [h, w] => (1, [*h, *w]),
                     [n, h, w] => (*n, [*h, *w]),
@@ -453,7 +476,7 @@ impl FitsCutouts {
                     shape: hw,
                     pixel_scale,
                     wcs: wcs.clone(),
-                    flux_unit: unit.clone(),
+                    flux: flux.clone(),
                     identity: Identity { id: id_of(plane), ..identity.clone() },
                     companions,
                     kept: kept_of(plane),
@@ -533,17 +556,17 @@ impl FitsCutouts {
         if placed > 0 {
             layout.push_str(&format!("; a celestial WCS on {placed} of {} cutouts", plan.len()));
         }
-        // The units the headers state (a few named, the rest counted: each file may say another).
-        let mut units = std::collections::BTreeMap::<&str, usize>::new();
-        for unit in plan.iter().filter_map(|p| p.flux_unit.as_deref()) {
-            *units.entry(unit).or_default() += 1;
+        // The units and zero points the headers state (a few named, the rest counted:
+        // each file may say another).
+        let mut units = std::collections::BTreeMap::<String, usize>::new();
+        for flux in plan.iter().map(|p| &p.flux).filter(|flux| flux.is_stated()) {
+            *units.entry(flux.described("BUNIT")).or_default() += 1;
         }
         for (unit, cutouts) in units.iter().take(3) {
-            let unit = crate::data::flux_unit::described(unit);
-            layout.push_str(&format!("; flux in {unit} (BUNIT) on {cutouts} of {} cutouts", plan.len()));
+            layout.push_str(&format!("; flux in {unit} on {cutouts} of {} cutouts", plan.len()));
         }
         if units.len() > 3 {
-            layout.push_str(&format!("; {} other BUNIT values", units.len() - 3));
+            layout.push_str(&format!("; {} other units or zero points", units.len() - 3));
         }
         let noise = plan.iter().any(|p| p.companions.noise.is_some());
         let pixel_scale = plan.iter().find(|p| p.problem.is_none()).and_then(|p| p.pixel_scale).map(|scale| {
@@ -609,8 +632,9 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
     let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
-    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, flux_unit, .. } =
+    let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, flux_unit, photometry, .. } =
         image_hdus(&mut f, file.path(), &InputOptions::default(), &[])?.0.remove(0);
+    let flux = StatedFlux::from_header(flux_unit, &photometry, pixel_scale);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
         other => return Err(format!("a {other:?} image, not a single cutout")),
@@ -623,7 +647,7 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
     if available.is_some_and(|bytes| bytes < (pixels * pixel_bytes) as u64) {
         return Err(format!("truncated: a {}x{} image needs more bytes than the stamp holds", shape[0], shape[1]));
     }
-    Ok(DecodedStamp { shape, pixels: read_pixels(&mut f, hdu, 0..pixels)?, pixel_scale, wcs, flux_unit })
+    Ok(DecodedStamp { shape, pixels: read_pixels(&mut f, hdu, 0..pixels)?, pixel_scale, wcs, flux })
 }
 
 /// An alert stamp's image.
@@ -637,8 +661,8 @@ pub struct DecodedStamp {
     pub pixel_scale: Option<f64>,
     /// Its celestial WCS.
     pub wcs: Option<CelestialWcs>,
-    /// Its `BUNIT`.
-    pub flux_unit: Option<String>,
+    /// Its `BUNIT` and photometric keywords.
+    pub flux: StatedFlux,
 }
 
 impl CutoutReader for FitsCutouts {
@@ -703,7 +727,7 @@ impl CutoutReader for FitsCutouts {
         let mut sources = Vec::with_capacity(rows);
         let pixel_scales = self.plan[self.next..end].iter().map(|p| p.pixel_scale).collect();
         let wcs = self.plan[self.next..end].iter().map(|p| p.wcs.clone()).collect();
-        let flux_units = self.plan[self.next..end].iter().map(|p| p.flux_unit.clone()).collect();
+        let flux = self.plan[self.next..end].iter().map(|p| p.flux.clone()).collect();
         let mut open: Option<(usize, FitsFile)> = None;
         let mut i = self.next;
         while i < end {
@@ -798,7 +822,7 @@ impl CutoutReader for FitsCutouts {
                 (field, column)
             })
             .collect();
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux_units, noise }))
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux, noise }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

@@ -128,8 +128,8 @@ impl CutoutReader for NpyCutouts {
         self.next = end;
         // `.npy` files record no pixel scale, position or unit.
         let rows = chunk.len();
-        let (pixel_scales, wcs, flux_units) = (vec![None; rows], vec![None; rows], vec![None; rows]);
-        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux_units, noise: None }))
+        let (pixel_scales, wcs, flux) = (vec![None; rows], vec![None; rows], vec![Default::default(); rows]);
+        Ok(Some(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux, noise: None }))
     }
 
     fn skip_rows(&mut self, n: usize) -> Result<()> {

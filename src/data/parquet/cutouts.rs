@@ -12,6 +12,7 @@ use crate::data::cutouts::{
 };
 use crate::data::fingerprint::{fingerprint_all, fingerprint_file, remote_fingerprint, FileFingerprint};
 use crate::data::fits::cutouts::{decode_fits_bytes, DecodedStamp};
+use crate::data::flux_unit::StatedFlux;
 use crate::data::parquet::dataset::{with_partition_columns, with_partition_fields, Partition};
 use crate::data::parquet::{
     open_parquet_footer, open_parquet_rows, recorded_pixel_scale, ParquetBatches, ParquetBuilder, ParquetLocation,
@@ -245,7 +246,7 @@ impl TableLayout {
             carried: self.carried_of(origin, batch)?,
             pixel_scales,
             wcs: vec![None; rows],
-            flux_units: vec![self.flux_unit.clone(); rows],
+            flux: vec![StatedFlux::of_unit(self.flux_unit.clone()); rows],
             noise: None,
         })
     }
@@ -293,14 +294,14 @@ impl TableLayout {
         let mut pixels = vec![0f32; col.len() * h * w];
         let mut problems = vec![None; col.len()];
         let mut wcs = vec![None; col.len()];
-        let mut flux_units = vec![self.flux_unit.clone(); col.len()];
+        let mut flux = vec![StatedFlux::of_unit(self.flux_unit.clone()); col.len()];
         for (row, result) in decoded.into_iter().enumerate() {
             match result {
                 Ok(stamp) => {
                     pixels[row * h * w..(row + 1) * h * w].copy_from_slice(&stamp.pixels);
                     wcs[row] = stamp.wcs;
-                    if stamp.flux_unit.is_some() {
-                        flux_units[row] = stamp.flux_unit;
+                    if stamp.flux.is_stated() {
+                        flux[row] = stamp.flux;
                     }
                     if self.pixel_scale_column.is_none() {
                         pixel_scales[row] = stamp.pixel_scale.or(pixel_scales[row]);
@@ -310,7 +311,7 @@ impl TableLayout {
             }
         }
         let carried = self.carried_of(Path::new(""), batch)?;
-        Ok(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux_units, noise: None })
+        Ok(CutoutBatch { pixels, problems, carried, pixel_scales, wcs, flux, noise: None })
     }
 }
 
