@@ -171,9 +171,13 @@ impl StatedFlux {
             Some(UnitKind::Other) => None,
             Some(UnitKind::Rate | UnitKind::Counts) | None => {
                 let hst = match (keywords.photflam, keywords.photplam) {
-                    // STScI's ABMAG_ZPT = -2.5 log10(PHOTFLAM) - 21.10 - 5 log10(PHOTPLAM) + 18.692.
+                    // f_nu = PHOTFLAM PHOTPLAM^2 / c per electron per second, and m_AB =
+                    // -2.5 log10 f_nu - 48.60 (cgs): STScI's ABMAG_ZPT, whose -2.408 is
+                    // this constant rounded.
                     (Some(flam), Some(plam)) => {
-                        let per_second = -2.5 * flam.log10() - 5.0 * plam.log10() - 2.408;
+                        const SPEED_OF_LIGHT_ANGSTROM_PER_S: f64 = 2.99792458e18;
+                        let constant = 2.5 * SPEED_OF_LIGHT_ANGSTROM_PER_S.log10() - 48.60;
+                        let per_second = -2.5 * flam.log10() - 5.0 * plam.log10() + constant;
                         match (kind, keywords.exptime) {
                             (Some(UnitKind::Counts), Some(t)) => {
                                 Some((per_second + 2.5 * t.log10(), "PHOTFLAM, PHOTPLAM, EXPTIME".to_string()))
@@ -280,7 +284,7 @@ mod tests {
         let wfc3 = PhotometricKeywords { photflam: Some(flam), photplam: Some(plam), ..Default::default() };
         let (ab, from) = zp(Some("ELECTRONS/S"), wfc3, None).unwrap();
         let by_definition = -2.5 * (flam * plam * plam / 2.99792458e18f64).log10() - 48.60;
-        assert!((ab - by_definition).abs() < 1e-3 && from == "PHOTFLAM, PHOTPLAM", "{ab} {by_definition} {from}");
+        assert!((ab - by_definition).abs() < 1e-9 && from == "PHOTFLAM, PHOTPLAM", "{ab} {by_definition} {from}");
         assert!((ab - 26.09).abs() < 0.01, "F606W's zero point is about 26.09: {ab}");
         assert_eq!(zp(None, wfc3, None).map(|z| z.0), Some(ab), "no BUNIT: PHOTFLAM's own definition, a rate");
         assert_eq!(zp(Some("counts/s"), wfc3, None).map(|z| z.0), Some(ab));

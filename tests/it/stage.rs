@@ -493,6 +493,44 @@ fn fits_with_cards(path: &Path, rows: usize, columns: usize, cards: &[String]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The zero points astropy gives the units and photometry keywords of survey and
+/// space-telescope headers (`tests/oracle/zero_point_oracle.py`,
+/// `fixtures/oracle/zero_points.json`), read from FITS files by the cutout reader.
+#[test]
+fn fits_headers_state_the_zero_points_astropy_gives_them() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oracle/zero_points.json");
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let path = dir.path().join(format!("{i:02}.fits"));
+            let cards: Vec<String> =
+                case["cards"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+            fits_with_cards(&path, 8, 8, &cards);
+            path
+        })
+        .collect();
+    let mut reader = lensmae::stage::open_input(&files, &InputOptions::default()).unwrap();
+    let batch = reader.next_batch(64).unwrap().unwrap();
+    assert_eq!(batch.len(), cases.len());
+    let mut with_zero_point = 0;
+    for (flux, case) in batch.flux.iter().zip(cases) {
+        let name = case["name"].as_str().unwrap();
+        match (flux.ab_zero_point(), case["zero_point"].as_f64()) {
+            (Some(got), Some(want)) => {
+                assert!((got - want).abs() < 1e-9, "{name}: {got} vs astropy's {want}");
+                with_zero_point += 1;
+            }
+            (None, None) => {}
+            (got, want) => panic!("{name}: {got:?} vs astropy's {want:?}"),
+        }
+    }
+    assert!(with_zero_point >= 25, "{with_zero_point} cases with a zero point");
+}
+
 /// The headers of `tests/oracle/wcs_oracle.py` with where astropy places their
 /// centres (`fixtures/oracle/wcs_centres.json`).
 fn wcs_oracle_cases() -> Vec<serde_json::Value> {
