@@ -46,11 +46,20 @@ PREDICTION_COLUMNS = {
     "ood_score": "Mahalanobis distance of the cutout's encoder features from the model's training "
     "domain (float32; null for an uncalibrated model)",
     "in_domain": "whether ood_score is within the threshold fitted on validation data, and the "
-    "cutout's pixel scale, deflector and (for a min-max model) storage precision where the model can "
-    "use them (bool)",
+    "cutout's pixel scale, deflector, (for a min-max model) storage precision and (for a classifier of "
+    "smooth-lens residuals) a fit that found a galaxy-scale lens, where the model can use them (bool)",
     "fit_chi2": "a classifier of smooth-lens residuals: chi^2 per pixel of the cutout's smooth-lens fit "
     "(float64; about 1 when the smooth lens explains the cutout to the noise)",
     "fit_theta_e": "the fitted Einstein radius, arcsec (float64)",
+    "fit_axis_ratio": "minor/major axis ratio of the fitted SIE mass (float64)",
+    "fit_position_angle": "orientation of the fitted mass's major axis, degrees counter-clockwise from the "
+    "cutout's +x axis (columns) towards +y (rows as FITS stores them), in (-90, 90] (float64)",
+    "fit_lens_x": "centre of the fitted mass along the cutout's x axis, arcsec from its centre (float64)",
+    "fit_lens_y": "centre of the fitted mass along the cutout's y axis, arcsec from its centre (float64)",
+    "fit_shear": "strength of the fitted external shear (float64)",
+    "fit_shear_angle": "orientation of the fitted external shear, degrees, as fit_position_angle (float64)",
+    "fit_lens_light_mag": "AB magnitude of the fitted deflector light (float64)",
+    "fit_source_mag": "AB magnitude of the fitted source before lensing (float64)",
     "fit_zero_point": "the AB zero point the cutout's pixels were converted from before the fit "
     "(float64; zero_point, zero_point_col or the image column's flux unit; null: the model's own units)",
     "fit_noise_map": "whether the cutout's noise map (``noise_col``; a FITS RMS, variance or weight "

@@ -20,7 +20,7 @@
 use super::LoadedClassifier;
 use crate::data::images::value_range;
 use crate::model::domain::within_range;
-use crate::sim::detectability::{smooth_lens_residual, Observation, SmoothLensResiduals};
+use crate::sim::detectability::{lens_clear_of_envelope, smooth_lens_residual, Observation, SmoothLensResiduals};
 use crate::sim::grid::Image;
 use crate::sim::noise::NoiseMap;
 use crate::sim::Simulator;
@@ -73,8 +73,12 @@ pub struct FittedCutout {
     /// chi^2 of the fit per pixel it was fitted on, its masked ones left out
     /// (about 1 when the smooth lens explains the cutout to the noise).
     pub chi2_per_pixel: f64,
-    /// The fitted Einstein radius, arcsec.
-    pub theta_e: f64,
+    /// The best smooth lens, as astronomers quote one.
+    pub lens: FittedLens,
+    /// Whether the fit ended inside the galaxy-scale lenses it may find, clear of the
+    /// envelope's edge ([`lens_clear_of_envelope`]); false: it found no lens, and the
+    /// residual is not one the classifier was made to read.
+    pub lens_found: bool,
     /// The largest |chi^2| difference between the fit and the fits of the cutout's
     /// copies moved within half a 16-bit step (None: no such refits were asked for).
     pub refit_spread: Option<f64>,
@@ -267,10 +271,78 @@ impl ResidualFitter {
                 .map(|refit| as_f32(&refit.chi))
                 .collect(),
             chi2_per_pixel: chi2 / fitted_pixels as f64,
-            theta_e: fitted.fit.params.lens_theta_e,
+            lens: FittedLens::of(&self.sim, &fitted.fit.params),
+            lens_found: {
+                let image = &self.sim.config().image;
+                lens_clear_of_envelope(&fitted.fit.params, image.pixel_scale, image.size)
+            },
             refit_spread,
             noise_map: map.is_some(),
         })
+    }
+}
+
+/// The smooth lens a blind fit found, as a lens model is quoted: the SIE's Einstein
+/// radius, axis ratio and orientation, its centre, the external shear, and the
+/// magnitudes of the deflector's light and of the (unlensed) source. Angles are
+/// counter-clockwise from the cutout's +x axis (its columns) towards +y (its rows, as
+/// FITS stores them and DS9 shows them: up), in (-90, 90] degrees; positions are
+/// arcsec from the cutout's centre on the same axes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FittedLens {
+    /// Einstein radius, arcsec.
+    pub theta_e: f64,
+    /// Minor/major axis ratio of the mass.
+    pub axis_ratio: f64,
+    /// Orientation of the mass's major axis, degrees.
+    pub position_angle: f64,
+    /// Centre of the mass, arcsec along x (columns).
+    pub center_x: f64,
+    /// Centre of the mass, arcsec along y (rows).
+    pub center_y: f64,
+    /// External shear strength.
+    pub shear: f64,
+    /// Orientation of the shear, degrees.
+    pub shear_angle: f64,
+    /// AB magnitude of the deflector's light (None: a recipe without an instrument
+    /// or light).
+    pub lens_light_magnitude: Option<f64>,
+    /// AB magnitude of the source before lensing (None: a recipe without an instrument).
+    pub source_magnitude: Option<f64>,
+}
+
+impl FittedLens {
+    /// The lens model of `params` (a fit's best), its magnitudes through `sim`'s instrument.
+    pub fn of(sim: &Simulator, params: &crate::sim::ImageParams) -> FittedLens {
+        let mass = crate::sim::ellipticity::Ellipse::from_e1e2(params.lens_e1, params.lens_e2);
+        let half_angle_degrees = |a: f64, b: f64| normalised_angle(b.atan2(a).to_degrees() / 2.0);
+        FittedLens {
+            theta_e: params.lens_theta_e,
+            axis_ratio: mass.q,
+            position_angle: half_angle_degrees(params.lens_e1, params.lens_e2),
+            center_x: params.lens_center_x,
+            center_y: params.lens_center_y,
+            shear: params.shear_gamma1.hypot(params.shear_gamma2),
+            shear_angle: half_angle_degrees(params.shear_gamma1, params.shear_gamma2),
+            lens_light_magnitude: params
+                .lens_light
+                .as_ref()
+                .and_then(|light| sim.magnitude_of_amplitude(light.amp, light.r_sersic, light.n_sersic)),
+            source_magnitude: sim.magnitude_of_amplitude(
+                params.source_amp,
+                params.source_r_sersic,
+                params.source_n_sersic,
+            ),
+        }
+    }
+}
+
+/// An orientation in (-90, 90] degrees (a half turn brings an ellipse onto itself).
+fn normalised_angle(degrees: f64) -> f64 {
+    if degrees <= -90.0 {
+        degrees + 180.0
+    } else {
+        degrees
     }
 }
 
@@ -323,6 +395,32 @@ pub fn mean_over_refits(
 mod tests {
     use super::*;
     use crate::sim::detectability::BlindGrid;
+
+    #[test]
+    fn a_lens_model_is_quoted_with_axis_ratios_and_angles_from_the_x_axis() {
+        let sim = Simulator::new(crate::sim::presets::preset("survey").unwrap()).unwrap();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        let mut params = sim.sample_params(0, &mut rng);
+        let quoted = |e: (f64, f64), shear: (f64, f64), params: &mut crate::sim::ImageParams| {
+            ((params.lens_e1, params.lens_e2), (params.shear_gamma1, params.shear_gamma2)) = (e, shear);
+            FittedLens::of(&sim, params)
+        };
+        // e = (1 - q) / (1 + q): |e| 1/3 is q 0.5; the angle is half that of (e1, e2).
+        for ((e1, e2), angle) in
+            [((1.0 / 3.0, 0.0), 0.0), ((0.0, 1.0 / 3.0), 45.0), ((-1.0 / 3.0, 0.0), 90.0), ((0.0, -1.0 / 3.0), -45.0)]
+        {
+            let lens = quoted((e1, e2), (e1 * 0.3, e2 * 0.3), &mut params);
+            assert!((lens.axis_ratio - 0.5).abs() < 1e-12, "{lens:?}");
+            assert!((lens.position_angle - angle).abs() < 1e-9, "({e1}, {e2}): {}", lens.position_angle);
+            assert!((lens.shear - 0.1).abs() < 1e-12 && (lens.shear_angle - angle).abs() < 1e-9, "{lens:?}");
+        }
+        let round = quoted((0.0, 0.0), (0.0, 0.0), &mut params);
+        assert_eq!((round.axis_ratio, round.shear), (1.0, 0.0));
+        assert_eq!(round.theta_e, params.lens_theta_e);
+        assert!(round
+            .lens_light_magnitude
+            .is_some_and(|m| (m - params.lens_light.as_ref().unwrap().magnitude).abs() < 1e-9));
+    }
 
     /// The survey recipe, its blind fit cut to one start: the tests need its answers, not
     /// its best fits.

@@ -120,7 +120,9 @@ pub struct SmoothLensFit {
 /// pixel i by 1 / `variance[i]` (pixels of zero variance are left out), varying
 /// what `fitted` names; everything else (PSF, and the light unless fitted) stays as
 /// in `start`. A local minimum: Levenberg-Marquardt with a forward-difference
-/// Jacobian, which only lowers chi^2 from the start.
+/// Jacobian, which only lowers chi^2 from the start, and never steps beyond the
+/// galaxy-scale lenses of [`lens_within_envelope`] (a fit started beyond them keeps
+/// its start unless it gets back in).
 ///
 /// # Panics
 /// If `variance` has not one entry per pixel of `data`, or `fitted` includes the
@@ -171,8 +173,46 @@ fn fit_lens(
     // at a few hundred renders.
     let (problem, _report) = LevenbergMarquardt::new().with_patience(20).minimize(problem);
     let chi = norm(&problem.residuals);
-    let params = if chi <= chi_start { decode(&problem.x, &problem.smooth, fitted) } else { problem.smooth.clone() };
-    SmoothLensFit { params, chi_start, chi: chi.min(chi_start), renders: problem.renders.get() }
+    let improved = chi <= chi_start && problem.within_envelope(&problem.x);
+    let params = if improved { decode(&problem.x, &problem.smooth, fitted) } else { problem.smooth.clone() };
+    SmoothLensFit { params, chi_start, chi: if improved { chi } else { chi_start }, renders: problem.renders.get() }
+}
+
+/// The strongest external shear a fit may find: 0.5 is the convergence of an
+/// isothermal lens at its Einstein radius, so a stronger "external" shear would
+/// outweigh the lens it perturbs (the survey recipe draws at most 0.13).
+pub const MOST_SHEAR: f64 = 0.5;
+
+/// The largest ellipticity modulus of the mass a fit may find: the cap the
+/// parametrisation puts on every ellipse (axis ratio 0.053).
+pub const MOST_ELLIPTICITY: f64 = 0.9;
+
+/// chi of every pixel at a step beyond the envelope: far above any fit's, so the
+/// step is refused.
+const OUTSIDE_ENVELOPE_RESIDUAL: f64 = 1e6;
+
+/// Whether an SIE + shear is a galaxy-scale lens a smooth-lens fit of a cutout of
+/// `size` pixels of `pixel_scale` arcsec may end on: an Einstein radius of at least
+/// one pixel and at most the cutout's side, a mass ellipticity of at most
+/// [`MOST_ELLIPTICITY`], a shear of at most [`MOST_SHEAR`]. Beyond them a fit has
+/// stopped modelling a lens: blind fits of faint arcs ran away to Einstein radii of
+/// 1e-158" and 6e8" and shears of 400, and answered at chance (RESULTS.md, "The
+/// lens model of the smooth-lens fit").
+pub fn lens_within_envelope(theta_e: f64, ellipticity: f64, shear: f64, pixel_scale: f64, size: usize) -> bool {
+    (pixel_scale..=pixel_scale * size as f64).contains(&theta_e)
+        && ellipticity <= MOST_ELLIPTICITY + 1e-9
+        && shear <= MOST_SHEAR
+}
+
+/// Whether the fitted lens `params` lies inside the envelope of
+/// [`lens_within_envelope`] by more than 1% of each bound: a fit that ends on its edge
+/// was held there by it, and found no lens inside.
+pub fn lens_clear_of_envelope(params: &ImageParams, pixel_scale: f64, size: usize) -> bool {
+    const MARGIN: f64 = 0.01;
+    let theta_e = params.lens_theta_e;
+    (pixel_scale * (1.0 + MARGIN)..=pixel_scale * size as f64 * (1.0 - MARGIN)).contains(&theta_e)
+        && params.lens_e1.hypot(params.lens_e2) < MOST_ELLIPTICITY * (1.0 - MARGIN)
+        && params.shear_gamma1.hypot(params.shear_gamma2) < MOST_SHEAR * (1.0 - MARGIN)
 }
 
 /// Where [`fit_smooth_lens_blind`] starts looking: the Einstein radii and source
@@ -777,6 +817,12 @@ impl Problem<'_> {
         }
     }
 
+    /// Whether `x` is a lens a fit may find ([`is_galaxy_scale_lens`]).
+    fn within_envelope(&self, x: &DVector<f64>) -> bool {
+        let (theta_e, e, shear) = (x[0].exp(), x[1].hypot(x[2]), x[5].hypot(x[6]));
+        lens_within_envelope(theta_e, e, shear, self.camera.grid.pixel_scale, self.camera.grid.size)
+    }
+
     fn residuals_of(&self, render: &LayeredRender) -> Vec<f64> {
         let model = render.image();
         self.target
@@ -805,6 +851,11 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem<'_> {
     }
 
     fn residuals(&self) -> Option<DVector<f64>> {
+        // A step beyond the lenses a fit may find is refused as a step that made chi^2
+        // far worse: the damping grows and a shorter step is tried.
+        if !self.within_envelope(&self.x) {
+            return Some(DVector::from_element(self.residuals.len(), OUTSIDE_ENVELOPE_RESIDUAL));
+        }
         // A parameter the renderer cannot use makes the step fail, not the fit.
         self.residuals.iter().all(|r| r.is_finite()).then(|| DVector::from_column_slice(&self.residuals))
     }
@@ -1038,11 +1089,12 @@ mod tests {
 
     #[test]
     fn a_basin_hop_takes_a_stalled_fit_to_the_noise() {
-        // Lens 80 of the survey preset's seed 16 (a `no_sub` lens):
-        // the grid and polishing stall at chi^2 ~ 2.5 N; the fit from the source reset
-        // to its compact start reaches the noise (`examples/hop_probe.rs`).
+        // Lens 2897 of the survey preset's seed 22 (a `no_sub` lens): the grid and
+        // polishing stall at chi^2 ~ 2.4 N; six hops reach the noise
+        // (`examples/hop_probe.rs`). (Lens 80 of seed 16, this test's lens before the
+        // fit was held among galaxy-scale lenses, no longer stalls.)
         let sim = survey();
-        let (data, observed, variance) = stored_survey_lens(&sim, 16, 80);
+        let (data, observed, variance) = stored_survey_lens(&sim, 22, 2897);
         let n = data.pixels.len() as f64;
         let stalled = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
         let hops = BlindGrid { basin_hops: 6, ..BlindGrid::default() };

@@ -409,6 +409,17 @@ impl Simulator {
         instrument.magnitude_to_cps(magnitude) / unit.total_flux_per_amp()
     }
 
+    /// The apparent magnitude of a Sersic profile of amplitude `amp` (the inverse of
+    /// [`Simulator::amplitude_of_magnitude`]); None without an instrument, or for a
+    /// profile of no flux.
+    pub fn magnitude_of_amplitude(&self, amp: f64, r_sersic: f64, n_sersic: f64) -> Option<f64> {
+        let unit = Sersic { amp: 1.0, r_sersic, n_sersic, ..Sersic::default() };
+        let counts_per_second = amp * unit.total_flux_per_amp();
+        let instrument = self.instrument.as_ref()?;
+        (counts_per_second > 0.0 && counts_per_second.is_finite())
+            .then(|| instrument.zero_point - 2.5 * counts_per_second.log10())
+    }
+
     fn sample_substructure<R: Rng>(&self, class_idx: usize, rng: &mut R) -> (Vec<SubhaloDraw>, Option<VortexDraw>) {
         match self.substructure(class_idx) {
             Substructure::None {} => (Vec::new(), None),
@@ -797,6 +808,21 @@ mod tests {
         }
         let model2 = Simulator::new(preset("deeplense-model2").unwrap()).unwrap();
         assert_eq!(snr(&model2, "cdm", 0), None);
+    }
+
+    #[test]
+    fn magnitudes_come_back_from_the_amplitudes_they_drew() {
+        let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..50 {
+            let p = sim.sample_params(1, &mut rng);
+            let light = p.lens_light.as_ref().unwrap();
+            let lens = sim.magnitude_of_amplitude(light.amp, light.r_sersic, light.n_sersic).unwrap();
+            assert!((lens - light.magnitude).abs() < 1e-9, "{lens} vs {}", light.magnitude);
+            let source = sim.magnitude_of_amplitude(p.source_amp, p.source_r_sersic, p.source_n_sersic).unwrap();
+            assert!((source - p.source_magnitude.unwrap()).abs() < 1e-9);
+        }
+        assert_eq!(sim.magnitude_of_amplitude(0.0, 0.3, 1.0), None);
     }
 
     #[test]

@@ -666,7 +666,12 @@ impl Predictor {
                 }
                 per_row[r] = Some(p);
                 ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
-                in_domain[r] = flags.as_ref().map(|f| f[i] && !regridded[r].out_of_domain);
+                // A smooth-lens fit that found no lens leaves a residual of something else.
+                let lens_found = fits.as_ref().and_then(|f| f.cutouts[r].as_ref()).is_none_or(|fit| fit.lens_found);
+                in_domain[r] = match &flags {
+                    Some(f) => Some(f[i] && !regridded[r].out_of_domain && lens_found),
+                    None => (!lens_found).then_some(false),
+                };
             }
             for (r, inside) in in_domain.iter().enumerate() {
                 if *inside == Some(false) {
@@ -702,7 +707,15 @@ impl Predictor {
                     ))
                 };
                 columns.push(fit_column(|f| Some(f.chi2_per_pixel)));
-                columns.push(fit_column(|f| Some(f.theta_e)));
+                columns.push(fit_column(|f| Some(f.lens.theta_e)));
+                columns.push(fit_column(|f| Some(f.lens.axis_ratio)));
+                columns.push(fit_column(|f| Some(f.lens.position_angle)));
+                columns.push(fit_column(|f| Some(f.lens.center_x)));
+                columns.push(fit_column(|f| Some(f.lens.center_y)));
+                columns.push(fit_column(|f| Some(f.lens.shear)));
+                columns.push(fit_column(|f| Some(f.lens.shear_angle)));
+                columns.push(fit_column(|f| f.lens.lens_light_magnitude));
+                columns.push(fit_column(|f| f.lens.source_magnitude));
                 columns.push(Arc::new(arrow_array::Float64Array::from(fitted.zero_points.clone())));
                 columns.push(Arc::new(arrow_array::BooleanArray::from_iter(
                     fitted.cutouts.iter().map(|f| f.as_ref().map(|f| f.noise_map)),

@@ -9,7 +9,8 @@
 //! `max_prob`, `entropy` (nats), `ood_score` (the Mahalanobis distance of the
 //! image's encoder features from the classifier's training domain) and `in_domain`
 //! (null for an uncalibrated classifier), for a classifier of smooth-lens residuals
-//! `fit_chi2`, `fit_theta_e` (what the fit of the cutout found), `fit_zero_point`
+//! `fit_chi2`, `fit_theta_e` and the rest of the fitted lens model (what the fit of
+//! the cutout found), `fit_zero_point`
 //! (the zero point its pixels were converted from), `fit_noise_map` (whether its
 //! noise map weighted the fit) and `fit_refit_spread`
 //! (how far refits of the cutout moved in its last bits land), `sr_image` (a
@@ -82,7 +83,7 @@ pub fn predictions_schema(
         ));
         fields.push(described(
             Field::new("in_domain", DataType::Boolean, true),
-            "the cutout is within the classifier's domain: ood_score within the threshold fitted on validation data, the pixel scale near the model's, the deflector within the centring search, and for a min-max classifier its pixels stored finely enough (distinct values; null: an uncalibrated classifier)",
+            "the cutout is within the classifier's domain: ood_score within the threshold fitted on validation data, the pixel scale near the model's, the deflector within the centring search, for a min-max classifier its pixels stored finely enough (distinct values), and for a classifier of smooth-lens residuals a fit that found a galaxy-scale lens (an Einstein radius from one pixel to the cutout's side, an axis ratio above 0.053, a shear below 0.5, each clear of the bound by 1%; null: an uncalibrated classifier whose fit found one)",
             None,
         ));
     }
@@ -94,6 +95,20 @@ pub fn predictions_schema(
             None,
         ));
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
+        // The rest of the fitted lens model (infer::residuals::FittedLens).
+        const AXES: &str = "counter-clockwise from the cutout's +x axis (its columns) towards +y (its rows as FITS stores them, up in DS9), in (-90, 90]";
+        for (name, description, unit) in [
+            ("fit_axis_ratio", "minor/major axis ratio of the fitted SIE mass".to_string(), None),
+            ("fit_position_angle", format!("orientation of the fitted mass's major axis, {AXES}"), Some("deg")),
+            ("fit_lens_x", "centre of the fitted mass along the cutout's x axis (columns), from the cutout's centre".to_string(), Some("arcsec")),
+            ("fit_lens_y", "centre of the fitted mass along the cutout's y axis (rows), from the cutout's centre".to_string(), Some("arcsec")),
+            ("fit_shear", "strength of the fitted external shear".to_string(), None),
+            ("fit_shear_angle", format!("orientation of the fitted external shear, {AXES}"), Some("deg")),
+            ("fit_lens_light_mag", "AB magnitude of the fitted deflector light (Sersic), through the recipe's instrument zero point after the pixels' conversion (fit_zero_point)".to_string(), Some("mag")),
+            ("fit_source_mag", "AB magnitude of the fitted source (Sersic) before lensing, through the recipe's instrument zero point after the pixels' conversion (fit_zero_point)".to_string(), Some("mag")),
+        ] {
+            fields.push(described(float64(name), &description, unit));
+        }
         fields.push(described(
             float64("fit_zero_point"),
             "the AB zero point the cutout's pixel values were converted from before the fit (--zero-point, --zero-point-col, or the one its flux unit or header fixes: BUNIT uJy 23.9, nJy 31.4, nanomaggy 22.5; HST PHOTFLAM and PHOTPLAM, JWST MJy/sr with PIXAR_SR, FLUXMAG0, MAGZERO); null: taken in the recipe's units, its instrument's electrons per second",

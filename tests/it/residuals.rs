@@ -74,6 +74,40 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
         let fitted = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
         assert!(((fitted.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0) / chi2[i] - 1.0).abs() < 1e-12);
         residuals.extend(fitted.chi.iter().map(|&c| c as f32));
+        // The lens model written is the fit's, as astronomers quote one.
+        let lens = lensmae::infer::residuals::FittedLens::of(&sim, &fitted.fit.params);
+        let columns = [
+            ("fit_theta_e", Some(lens.theta_e)),
+            ("fit_axis_ratio", Some(lens.axis_ratio)),
+            ("fit_position_angle", Some(lens.position_angle)),
+            ("fit_lens_x", Some(lens.center_x)),
+            ("fit_lens_y", Some(lens.center_y)),
+            ("fit_shear", Some(lens.shear)),
+            ("fit_shear_angle", Some(lens.shear_angle)),
+            ("fit_lens_light_mag", lens.lens_light_magnitude),
+            ("fit_source_mag", lens.source_magnitude),
+        ];
+        for (name, want) in columns {
+            assert_eq!(Some(floats(name)[i]), want, "row {i}: {name}");
+        }
+        // Without substructure the fit finds the lens that was drawn.
+        if classes[i].as_deref() == Some("no_sub") {
+            let value = |name: &str| truth.column_by_name(name).unwrap().as_primitive::<Float64Type>().value(i);
+            let drawn = lensmae::infer::residuals::FittedLens::of(&sim, &{
+                let mut p = fitted.fit.params.clone();
+                (p.lens_e1, p.lens_e2) = (value("lens_e1"), value("lens_e2"));
+                (p.shear_gamma1, p.shear_gamma2) = (value("shear_gamma1"), value("shear_gamma2"));
+                p
+            });
+            assert!((lens.axis_ratio - drawn.axis_ratio).abs() < 0.05, "{lens:?} {drawn:?}");
+            assert!((lens.shear - drawn.shear).abs() < 0.02, "{lens:?} {drawn:?}");
+            assert!((lens.center_x - value("lens_center_x")).abs() < 0.02, "{lens:?}");
+            assert!((lens.center_y - value("lens_center_y")).abs() < 0.02, "{lens:?}");
+            let lens_light = lens.lens_light_magnitude.unwrap() - value("lens_light_magnitude");
+            assert!(lens_light.abs() < 0.1, "deflector light {lens_light:+.3} mag off");
+            let source = lens.source_magnitude.unwrap() - value("source_magnitude");
+            assert!(source.abs() < 0.3, "source {source:+.3} mag off");
+        }
     }
     let loaded = LoadedClassifier::load(&model, &candle_core::Device::Cpu).unwrap();
     let expected = loaded.predict(&residuals, 2).unwrap().probabilities;
@@ -83,6 +117,60 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
             assert_eq!(written.value(i), expected[i * 3 + j], "row {i}, p_{class}");
         }
     }
+}
+
+/// Lens 38 of the survey recipe's seed 22 (an arc of magnitude 23.9 around an
+/// Einstein radius of 1.25"): the blind fit ran away to an Einstein radius of 0.64"
+/// with a shear of 0.68 and left chi^2 9.3 per pixel. Held among galaxy-scale lenses
+/// (shear at most 0.5), it finds the lens that was drawn, and the stage says the fit
+/// found one; a fit held on the envelope's edge is out of the domain.
+#[test]
+fn the_blind_fit_stays_among_galaxy_scale_lenses() {
+    use lensmae::sim::detectability::{lens_clear_of_envelope, lens_within_envelope};
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    simulate_dataset(&sim, &SimulateOptions::new(13, 22, dir.path())).unwrap();
+    let lenses = dir.path().join("dataset.parquet");
+    let truth = read(&lenses);
+    let value = |name: &str| truth.column_by_name(name).unwrap().as_primitive::<Float64Type>().value(38);
+    assert_eq!(strings(&truth, "label")[38].as_deref(), Some("no_sub"));
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let data = Image { size: 64, pixels: images.image(38).iter().map(|&v| v as f64).collect() };
+    let observed = Observation { psf_fwhm: value("psf_fwhm"), exposure_time: Some(value("exposure_time")) };
+    let fitted = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
+    let p = &fitted.fit.params;
+    let shear = p.shear_gamma1.hypot(p.shear_gamma2);
+    assert!(lens_within_envelope(p.lens_theta_e, p.lens_e1.hypot(p.lens_e2), shear, 0.1, 64), "{p:?}");
+    assert!(lens_clear_of_envelope(p, 0.1, 64), "{p:?}");
+    assert!(
+        (p.lens_theta_e / value("lens_theta_e") - 1.0).abs() < 0.02,
+        "theta_E {} vs {}",
+        p.lens_theta_e,
+        value("lens_theta_e")
+    );
+    let chi2 = fitted.fit.chi * fitted.fit.chi / 4096.0;
+    assert!(chi2 < 1.2, "chi^2 per pixel {chi2}");
+    // The envelope's edges: a lens held on one is not found.
+    let mut edge = p.clone();
+    (edge.shear_gamma1, edge.shear_gamma2) = (0.499, 0.0);
+    assert!(lens_within_envelope(edge.lens_theta_e, 0.3, 0.499, 0.1, 64) && !lens_clear_of_envelope(&edge, 0.1, 64));
+    for (theta_e, e, shear) in
+        [(0.09, 0.3, 0.1), (6.5, 0.3, 0.1), (1.0, 0.91, 0.1), (1.0, 0.3, 0.51), (f64::NAN, 0.3, 0.1)]
+    {
+        assert!(!lens_within_envelope(theta_e, e, shear, 0.1, 64), "{theta_e} {e} {shear}");
+    }
+    // The stage writes the fit and says it found a lens.
+    let out = dir.path().join("lens-38.parquet");
+    let one = read(&lenses).slice(38, 1);
+    let single = dir.path().join("single.parquet");
+    let columns = one.schema().fields().iter().map(|f| f.as_ref().clone()).zip(one.columns().iter().cloned()).collect();
+    write_parquet(&single, columns);
+    let bundled = Path::new("bundled:survey-residual-classifier");
+    predict(&predict_options(&[single], classifier(bundled, 3), &out)).unwrap();
+    let written = read(&out);
+    assert_eq!(strings(&written, "status"), [Some("ok".to_string())]);
+    let theta_e = written.column_by_name("fit_theta_e").unwrap().as_primitive::<Float64Type>().value(0);
+    assert!((theta_e / value("lens_theta_e") - 1.0).abs() < 0.02, "{theta_e}");
 }
 
 /// A header card of the current HDU holding `value` to the last bit (fitsio writes
