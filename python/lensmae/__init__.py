@@ -60,6 +60,12 @@ PREDICTION_COLUMNS = {
     "fit_shear_angle": "orientation of the fitted external shear, degrees, as fit_position_angle (float64)",
     "fit_lens_light_mag": "AB magnitude of the fitted deflector light (float64)",
     "fit_source_mag": "AB magnitude of the fitted source before lensing (float64)",
+    "fit_lens_ra": "right ascension of the fitted mass's centre by the cutout's WCS, degrees (float64; null "
+    "without a celestial WCS)",
+    "fit_lens_dec": "declination of the fitted mass's centre by the cutout's WCS, degrees (float64)",
+    "fit_position_angle_sky": "orientation of the fitted mass's major axis on the sky, degrees east of north "
+    "in [0, 180) (float64; null without a celestial WCS)",
+    "fit_shear_angle_sky": "orientation of the fitted shear on the sky, degrees east of north (float64)",
     "fit_zero_point": "the AB zero point the cutout's pixels were converted from before the fit "
     "(float64; zero_point, zero_point_col or the image column's flux unit; null: the model's own units)",
     "fit_noise_map": "whether the cutout's noise map (``noise_col``; a FITS RMS, variance or weight "

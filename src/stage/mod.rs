@@ -716,6 +716,15 @@ impl Predictor {
                 columns.push(fit_column(|f| Some(f.lens.shear_angle)));
                 columns.push(fit_column(|f| f.lens.lens_light_magnitude));
                 columns.push(fit_column(|f| f.lens.source_magnitude));
+                let on_sky = fitter.map(|fitter| observation::lenses_on_sky(fitter, fitted, &batch.wcs));
+                let sky_column = |value: fn(&observation::LensOnSky) -> Option<f64>| -> ArrayRef {
+                    let values = on_sky.iter().flatten().map(|sky| sky.as_ref().and_then(value));
+                    Arc::new(arrow_array::Float64Array::from_iter(values))
+                };
+                columns.push(sky_column(|s| Some(s.ra)));
+                columns.push(sky_column(|s| Some(s.dec)));
+                columns.push(sky_column(|s| s.position_angle));
+                columns.push(sky_column(|s| s.shear_angle));
                 columns.push(Arc::new(arrow_array::Float64Array::from(fitted.zero_points.clone())));
                 columns.push(Arc::new(arrow_array::BooleanArray::from_iter(
                     fitted.cutouts.iter().map(|f| f.as_ref().map(|f| f.noise_map)),

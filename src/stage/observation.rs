@@ -272,6 +272,47 @@ pub(super) fn fit_rows(
     Ok(fitted)
 }
 
+/// Where a fitted lens lies on the sky and how it is oriented there, for a cutout with a
+/// celestial WCS.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct LensOnSky {
+    /// Right ascension and declination of the mass's centre, degrees.
+    pub ra: f64,
+    pub dec: f64,
+    /// The mass's major axis and the shear's orientation, degrees east of north in [0, 180).
+    pub position_angle: Option<f64>,
+    pub shear_angle: Option<f64>,
+}
+
+/// Each fitted row's lens on the sky, by its cutout's WCS on the model's grid (`wcs`,
+/// after any regridding): the fit's arcsec offsets are pixels of the recipe's scale
+/// from the grid's centre.
+pub(super) fn lenses_on_sky(
+    fitter: &ResidualFitter,
+    fitted: &FittedRows,
+    wcs: &[Option<crate::data::fits::wcs::CelestialWcs>],
+) -> Vec<Option<LensOnSky>> {
+    let image = &fitter.recipe.simulator.image;
+    // 1-based FITS pixel of an offset: the grid's centre is at (size + 1) / 2.
+    let pixel = |arcsec: f64| arcsec / image.pixel_scale + (image.size as f64 + 1.0) / 2.0;
+    fitted
+        .cutouts
+        .iter()
+        .zip(wcs)
+        .map(|(fit, wcs)| {
+            let (lens, wcs) = (&fit.as_ref()?.lens, wcs.as_ref()?);
+            let (x, y) = (pixel(lens.center_x), pixel(lens.center_y));
+            let (ra, dec) = wcs.sky_position(x, y)?;
+            Some(LensOnSky {
+                ra,
+                dec,
+                position_angle: wcs.sky_orientation(x, y, lens.position_angle),
+                shear_angle: wcs.sky_orientation(x, y, lens.shear_angle),
+            })
+        })
+        .collect()
+}
+
 /// The factor that brings flux of AB zero point `zero_point` to the recipe's units: a
 /// cutout of zero point m holds 10^(0.4 (m_recipe - m)) times less per source than the
 /// recipe's instrument counts (1 where either is not known: taken as they are).

@@ -106,6 +106,10 @@ pub fn predictions_schema(
             ("fit_shear_angle", format!("orientation of the fitted external shear, {AXES}"), Some("deg")),
             ("fit_lens_light_mag", "AB magnitude of the fitted deflector light (Sersic), through the recipe's instrument zero point after the pixels' conversion (fit_zero_point)".to_string(), Some("mag")),
             ("fit_source_mag", "AB magnitude of the fitted source (Sersic) before lensing, through the recipe's instrument zero point after the pixels' conversion (fit_zero_point)".to_string(), Some("mag")),
+            ("fit_lens_ra", "right ascension of the fitted mass's centre, by the cutout's celestial WCS (null: no WCS)".to_string(), Some("deg")),
+            ("fit_lens_dec", "declination of the fitted mass's centre, by the cutout's celestial WCS (null: no WCS)".to_string(), Some("deg")),
+            ("fit_position_angle_sky", "orientation of the fitted mass's major axis on the sky, east of north, in [0, 180) (null: no WCS)".to_string(), Some("deg")),
+            ("fit_shear_angle_sky", "orientation of the fitted external shear on the sky, east of north, in [0, 180) (null: no WCS)".to_string(), Some("deg")),
         ] {
             fields.push(described(float64(name), &description, unit));
         }

@@ -173,6 +173,66 @@ fn the_blind_fit_stays_among_galaxy_scale_lenses() {
     assert!((theta_e / value("lens_theta_e") - 1.0).abs() < 0.02, "{theta_e}");
 }
 
+/// On cutouts with a celestial WCS the lens model is also given on the sky: the mass's
+/// centre in RA and Dec, and its orientations east of north, whichever way the cutout's
+/// axes run (north up and east left, or mirrored).
+#[test]
+fn the_fitted_lens_is_placed_on_the_sky_by_the_cutouts_wcs() {
+    let dir = tempfile::tempdir().unwrap();
+    let lenses = survey_lenses(dir.path());
+    let truth = read(&lenses);
+    let images = read_parquet_images(&lenses, "image").unwrap();
+    let value = |name: &str, i: usize| truth.column_by_name(name).unwrap().as_primitive::<Float64Type>().value(i);
+    let degree = 0.1 / 3600.0;
+    let files: Vec<PathBuf> = [(-degree, "standard"), (degree, "mirrored"), (0.0, "no-wcs")]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (cd1_1, name))| {
+            let path = dir.path().join(format!("{name}.fits"));
+            write_cutout_file(&path, images.image(i), value("exposure_time", i), value("psf_fwhm", i), |f| {
+                if cd1_1 == 0.0 {
+                    return;
+                }
+                let hdu = f.hdu("VIS_FLUX").unwrap();
+                hdu.write_key(f, "CTYPE1", "RA---TAN").unwrap();
+                hdu.write_key(f, "CTYPE2", "DEC--TAN").unwrap();
+                for (key, v) in [("CRVAL1", 150.0), ("CRVAL2", 2.0), ("CRPIX1", 32.5), ("CRPIX2", 32.5)] {
+                    write_exact_key(f, key, v);
+                }
+                write_exact_key(f, "CD1_1", cd1_1);
+                write_exact_key(f, "CD2_2", degree);
+            })
+        })
+        .collect();
+    let out = dir.path().join("placed.parquet");
+    let bundled = Path::new("bundled:survey-residual-classifier");
+    predict(&predict_options(&files, classifier(bundled, 3), &out)).unwrap();
+    let written = read(&out);
+    let column = |name: &str| -> Vec<Option<f64>> {
+        written.column_by_name(name).unwrap().as_primitive::<Float64Type>().iter().collect()
+    };
+    let (ra, dec, x, y) = (column("fit_lens_ra"), column("fit_lens_dec"), column("fit_lens_x"), column("fit_lens_y"));
+    let (angle, sky) = (column("fit_position_angle"), column("fit_position_angle_sky"));
+    let (shear, shear_sky) = (column("fit_shear_angle"), column("fit_shear_angle_sky"));
+    for r in 0..2 {
+        // The grid's centre is the reference pixel; an arcsec offset is an arcsec on the sky.
+        let east = if r == 0 { -x[r].unwrap() } else { x[r].unwrap() };
+        let want_ra = 150.0 + east / 3600.0 / 2f64.to_radians().cos();
+        let want_dec = 2.0 + y[r].unwrap() / 3600.0;
+        assert!((ra[r].unwrap() - want_ra).abs() * 3600.0 < 1e-3, "row {r}: RA {:?} vs {want_ra}", ra[r]);
+        assert!((dec[r].unwrap() - want_dec).abs() * 3600.0 < 1e-3, "row {r}: Dec {:?} vs {want_dec}", dec[r]);
+        // North is +y: east of north is the image angle less 90 (mirrored: 90 less it).
+        for (image, on_sky) in [(angle[r], sky[r]), (shear[r], shear_sky[r])] {
+            let want = if r == 0 { image.unwrap() - 90.0 } else { 90.0 - image.unwrap() }.rem_euclid(180.0);
+            let off = (on_sky.unwrap() - want + 90.0).rem_euclid(180.0) - 90.0;
+            assert!(off.abs() < 1e-3, "row {r}: {on_sky:?} east of north, expected {want} from {image:?}");
+        }
+    }
+    for name in ["fit_lens_ra", "fit_lens_dec", "fit_position_angle_sky", "fit_shear_angle_sky"] {
+        assert_eq!(column(name)[2], None, "{name}: a cutout without a WCS is on no sky");
+    }
+}
+
 /// A header card of the current HDU holding `value` to the last bit (fitsio writes
 /// 15 digits, and the blind fit's answer can depend on the last bits).
 fn write_exact_key(f: &mut fitsio::FitsFile, key: &str, value: f64) {

@@ -229,6 +229,22 @@ impl CelestialWcs {
         (ra.is_finite() && dec.is_finite()).then_some((if ra >= 360.0 { 0.0 } else { ra }, dec))
     }
 
+    /// The orientation on the sky, degrees east of north in [0, 180), of an axis
+    /// through the 1-based pixel position (`x`, `y`) that runs `angle` degrees
+    /// counter-clockwise from the image's +x axis (NAXIS1) towards +y (NAXIS2): the
+    /// bearing from that position to one half a pixel along the axis, so any CD
+    /// matrix (rotated, mirrored) and distortion is taken as it is there.
+    pub fn sky_orientation(&self, x: f64, y: f64, angle: f64) -> Option<f64> {
+        let (ra, dec) = self.sky_position(x, y)?;
+        let (sin, cos) = angle.to_radians().sin_cos();
+        let (ra_along, dec_along) = self.sky_position(x + 0.5 * cos, y + 0.5 * sin)?;
+        let (d1, d2, delta_ra) = (dec.to_radians(), dec_along.to_radians(), (ra_along - ra).to_radians());
+        let east = delta_ra.sin() * d2.cos();
+        let north = d1.cos() * d2.sin() - d1.sin() * d2.cos() * delta_ra.cos();
+        let bearing = east.atan2(north).to_degrees().rem_euclid(180.0);
+        bearing.is_finite().then_some(if bearing >= 180.0 { 0.0 } else { bearing })
+    }
+
     /// The WCS of a grid laid over the image of this one, whose pixel edges at
     /// 0-based position `o` lie at the image's positions `origin + o * ratio`
     /// (`origin` as `[x, y]`: along NAXIS1, then NAXIS2; `ratio` its pixels' width
@@ -375,6 +391,29 @@ mod tests {
             sip: sip.then_some(Sip { a, b }),
             system,
         }
+    }
+
+    #[test]
+    fn image_angles_become_bearings_east_of_north() {
+        let s = 0.1 / 3600.0;
+        // North up, east left (RA falls with x): the +y axis points north, -x east.
+        let standard = tan([150.0, 2.0], [[-s, 0.0], [0.0, s]], None);
+        for (angle, bearing) in [(90.0, 0.0), (180.0, 90.0), (0.0, 90.0), (135.0, 45.0), (30.0, 120.0)] {
+            let got = standard.sky_orientation(50.5, 50.5, angle).unwrap();
+            assert!((got - bearing).abs() < 1e-6, "{angle}: {got} vs {bearing}");
+        }
+        // Mirrored (east right): angles run the other way.
+        let mirrored = tan([150.0, 2.0], [[s, 0.0], [0.0, s]], None);
+        let got = mirrored.sky_orientation(50.5, 50.5, 30.0).unwrap();
+        assert!((got - 60.0).abs() < 1e-6, "{got}");
+        // Rotated by 33 degrees and distorted: the bearing of the two positions it joins.
+        let wcs = survey_like(Zenithal::Tan, true, RaDecSystem::Icrs);
+        let got = wcs.sky_orientation(20.0, 30.0, 10.0).unwrap();
+        let (a, d) = wcs.sky_position(20.0, 30.0).unwrap();
+        let (sin, cos) = 10f64.to_radians().sin_cos();
+        let (a2, d2) = wcs.sky_position(20.0 + 50.0 * cos, 30.0 + 50.0 * sin).unwrap();
+        let flat = ((a2 - a) * d.to_radians().cos()).atan2(d2 - d).to_degrees().rem_euclid(180.0);
+        assert!((got - flat).abs() < 0.05, "{got} vs {flat}");
     }
 
     #[test]
