@@ -11,8 +11,9 @@ without substructure for sub_snr, and a noise realisation.
         images/s per class, single process, one thread, best of repeats (JSON)
     python bench/lenstronomy_survey.py write N_PER_CLASS SEED OUT.parquet
         a labelled dataset in lensmae's layout (image tensor column, label,
-        label_idx, sub_snr and the drawn parameters), for evaluating models on
-        images lensmae did not render (needs pyarrow)
+        label_idx, sub_snr and the drawn parameters, the smooth lens's among them:
+        lensmae's column names, lenstronomy's conventions, which are lensmae's), for
+        evaluating models and their fits on images lensmae did not render (needs pyarrow)
 """
 import json
 import sys
@@ -127,7 +128,8 @@ def write(n_per_class, seed, out):
 
     rng = np.random.default_rng(seed)
     rows = {k: [] for k in ["id", "label", "label_idx", "image", "sub_snr", "lens_theta_e", "source_magnitude",
-                            "lens_light_magnitude", "subhalo_mass_max", "n_subhalos", "psf_fwhm", "exposure_time"]}
+                            "lens_light_magnitude", "subhalo_mass_max", "n_subhalos", "psf_fwhm", "exposure_time",
+                            "lens_e1", "lens_e2", "lens_center_x", "lens_center_y", "shear_gamma1", "shear_gamma2"]}
     for i in range(n_per_class * len(CLASSES)):
         cls = CLASSES[i % len(CLASSES)]
         image, sub_snr, d = render(cls, rng)
@@ -137,7 +139,9 @@ def write(n_per_class, seed, out):
                      ("lens_light_magnitude", d["light"]["magnitude"]),
                      ("subhalo_mass_max", max(d["sub_masses"]) if d["sub_masses"] else None),
                      ("n_subhalos", len(d["sub_models"])), ("psf_fwhm", d["psf_fwhm"]),
-                     ("exposure_time", d["exposure_time"])]:
+                     ("exposure_time", d["exposure_time"]), ("lens_e1", d["lens"]["e1"]), ("lens_e2", d["lens"]["e2"]),
+                     ("lens_center_x", d["lens"]["center_x"]), ("lens_center_y", d["lens"]["center_y"]),
+                     ("shear_gamma1", d["shear"]["gamma1"]), ("shear_gamma2", d["shear"]["gamma2"])]:
             rows[k].append(v)
     tensor = pa.field("image", pa.list_(pa.field("item", pa.float32()), NUM_PIX * NUM_PIX), nullable=False,
                       metadata={"ARROW:extension:name": "arrow.fixed_shape_tensor",
