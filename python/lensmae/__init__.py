@@ -83,6 +83,8 @@ PREDICTION_COLUMNS = {
     "arcsec/px, cropped to 64x64', 'padded ...'); 'as is' when used unchanged; 'deflector centred from "
     "column +2, row +0' when the classifier moved the lens galaxy's light to the centre; 'deflector more "
     "than 5 pixels off the centre ...' when it could not (the row is then out of its domain)",
+    "nonfinite_pixels": "pixels of the cutout on the model's grid with no finite value (NaN, BLANK, flagged or "
+    "of weight 0), whatever the nan policy did and whatever the status (int32; null: the row has no image)",
     "status": "'ok'; 'out_of_domain' (answered, but the cutout is unlike the training data: do not "
     "trust the probabilities); 'unstable_fit' (a residual classifier answered from a fit that refits of the "
     "cutout did not find again); 'ok: N non-finite pixels set to 0' ('... masked in the fit' for a "

@@ -490,24 +490,28 @@ fn skipped_by_policy(status: &str) -> bool {
 }
 
 /// Status of each row and the pixels the model may use (non-finite pixels
-/// handled by the policy); `Err` under `fail`. Under `zero`, rows that are to be
-/// fitted (`masked_in_fit`) keep their non-finite pixels: the smooth-lens fit
-/// leaves them out and its residual, which the model reads, is 0 there.
+/// handled by the policy), with each row's count of non-finite pixels (None: no
+/// image); `Err` under `fail`. Under `zero`, rows that are to be fitted
+/// (`masked_in_fit`) keep their non-finite pixels: the smooth-lens fit leaves them
+/// out and its residual, which the model reads, is 0 there.
 fn screen_rows(
     batch: &mut CutoutBatch,
     image_len: usize,
     policy: NanPolicy,
     first_row: usize,
     masked_in_fit: bool,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, Vec<Option<i32>>)> {
     let mut status = Vec::with_capacity(batch.len());
+    let mut nonfinite = Vec::with_capacity(batch.len());
     for r in 0..batch.len() {
         if let Some(problem) = &batch.problems[r] {
             status.push(format!("skipped: {problem}"));
+            nonfinite.push(None);
             continue;
         }
         let img = &mut batch.pixels[r * image_len..(r + 1) * image_len];
         let bad = img.iter().filter(|v| !v.is_finite()).count();
+        nonfinite.push(Some(i32::try_from(bad).unwrap_or(i32::MAX)));
         status.push(match (bad, policy) {
             (0, _) => "ok".to_string(),
             (_, NanPolicy::Fail) => {
@@ -528,7 +532,7 @@ fn screen_rows(
             (_, NanPolicy::SkipRow) => format!("skipped: {bad}{NON_FINITE_SKIP}"),
         });
     }
-    Ok(status)
+    Ok((status, nonfinite))
 }
 
 /// The median of an image's finite noise sigmas, if it has any.
@@ -587,7 +591,7 @@ impl Predictor {
         let image_len = geometry.size() * geometry.size();
         // A classifier of smooth-lens residuals reads what the fit of each cutout leaves.
         let fitter = models.classifier.as_ref().and_then(|c| c.residuals.as_ref()).filter(|_| self.fits_inputs);
-        let mut status = screen_rows(&mut batch, image_len, opts.nan_policy, first_row, fitter.is_some())?;
+        let (mut status, nonfinite) = screen_rows(&mut batch, image_len, opts.nan_policy, first_row, fitter.is_some())?;
         let model_started = Instant::now();
         let fits = match fitter {
             Some(fitter) => Some(observation::fit_rows(fitter, opts, &mut batch, &mut status, image_len, watch)?),
@@ -769,6 +773,7 @@ impl Predictor {
         columns.push(Arc::new(StringArray::from_iter_values(
             regridded.iter().zip(&centring).map(|(g, c)| geometry_note(g.note.as_deref(), c)),
         )));
+        columns.push(Arc::new(arrow_array::Int32Array::from(nonfinite)));
         for (s, c) in status.iter().zip(&centring) {
             match s.as_str() {
                 s if s.starts_with("ok") => summary.predicted += 1,

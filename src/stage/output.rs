@@ -157,6 +157,11 @@ pub fn predictions_schema(
         None,
     ));
     fields.push(described(
+        Field::new("nonfinite_pixels", DataType::Int32, true),
+        "pixels of the cutout on the model's grid that held no finite value (NaN or infinity in the data, BLANK, flagged or of weight 0 in the file), whatever --nan-policy did with them and whatever the row's status (null: the row has no image)",
+        None,
+    ));
+    fields.push(described(
         Field::new("status", DataType::Utf8, false),
         "ok; out_of_domain (answered, unlike the training data); unstable_fit (answered, but the smooth-lens fit the answer rests on lands elsewhere when the cutout is stored another way); or why the row has no prediction",
         None,

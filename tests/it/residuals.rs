@@ -653,6 +653,10 @@ fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
     }
     let failure = status[3].as_deref().unwrap();
     assert!(failure.contains("2100 of its 4096 pixels are masked") && failure.contains("at least half"), "{failure}");
+    // The count is a column of its own too, kept for the row whose fit failed.
+    let nonfinite = flagged.column_by_name("nonfinite_pixels").unwrap();
+    let nonfinite: Vec<Option<i32>> = nonfinite.as_primitive::<arrow_array::types::Int32Type>().iter().collect();
+    assert_eq!(nonfinite, [Some(21), Some(21), Some(21), Some(2100)]);
     let chi2 = |batch: &arrow_array::RecordBatch, i: usize| {
         batch.column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().value(i)
     };

@@ -177,9 +177,13 @@ fn a_tensor_table_gets_one_row_per_input_with_probabilities_and_statuses() {
     let expected =
         ["row", "id", "ra", "p_left", "p_right", "pred_class", "max_prob", "entropy", "ood_score", "in_domain"];
     assert_eq!(names[..10], expected);
-    assert_eq!(names[10..], ["pixel_scale", "geometry", "status"]);
+    assert_eq!(names[10..], ["pixel_scale", "geometry", "nonfinite_pixels", "status"]);
     let status = strings(&b, "status");
     assert_eq!(status[3].as_deref(), Some("skipped: 1 non-finite pixels"));
+    // The count stays whatever the status says.
+    let nonfinite: Vec<Option<i32>> =
+        b.column_by_name("nonfinite_pixels").unwrap().as_primitive::<arrow_array::types::Int32Type>().iter().collect();
+    assert!(nonfinite.iter().enumerate().all(|(i, n)| *n == Some(i32::from(i == 3))), "{nonfinite:?}");
     assert!(status.iter().enumerate().all(|(i, s)| i == 3 || s.as_deref() == Some("ok")));
     let pred = strings(&b, "pred_class");
     assert_eq!(pred[3], None);
