@@ -27,9 +27,10 @@ def load(path):
 
 def main(dataset, before_path, after_path, pixel_scale=0.1, size=64):
     pixel_scale, size = float(pixel_scale), int(size)
-    drawn = pq.read_table(dataset, columns=["id", "label", "lens_theta_e"]).to_pydict()
+    drawn = pq.read_table(dataset, columns=["id", "label", "lens_theta_e", "source_magnitude"]).to_pydict()
     truth = dict(zip(drawn["id"], drawn["label"]))
     theta_e = dict(zip(drawn["id"], drawn["lens_theta_e"]))
+    source_magnitude = dict(zip(drawn["id"], drawn["source_magnitude"]))
     before, after = load(before_path), load(after_path)
     ids = sorted(before)
 
@@ -60,6 +61,16 @@ def main(dataset, before_path, after_path, pixel_scale=0.1, size=64):
                                         accuracy(correct(after[i], i) for i in beyond)],
         "their_median_fit_chi2_before_after": [float(np.median([before[i]["fit_chi2"] for i in beyond])),
                                                float(np.median([after[i]["fit_chi2"] for i in beyond]))],
+        "their_fit_chi2_range_before": [float(min(before[i]["fit_chi2"] for i in beyond)),
+                                        float(max(before[i]["fit_chi2"] for i in beyond))],
+        "their_theta_e_range_before": [min(before[i]["fit_theta_e"] for i in beyond),
+                                       max(before[i]["fit_theta_e"] for i in beyond)],
+        "their_largest_shear_before": max(before[i]["fit_shear"] for i in beyond),
+        "their_median_source_magnitude": float(np.median([source_magnitude[i] for i in beyond])),
+        "each_before_after": {i: {"label": truth[i], "drawn_theta_e": round(theta_e[i], 3),
+                                  "theta_e": [float(f"{r[i]['fit_theta_e']:.3g}") for r in (before, after)],
+                                  "shear": [float(f"{r[i]['fit_shear']:.3g}") for r in (before, after)],
+                                  "fit_chi2": [round(r[i]["fit_chi2"], 2) for r in (before, after)]} for i in beyond},
         "their_theta_e_within_5pct_before_after": [
             sum(abs(r[i]["fit_theta_e"] / theta_e[i] - 1) < 0.05 for i in beyond) for r in (before, after)],
         "fits_moved": int(moved.sum()),

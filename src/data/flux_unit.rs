@@ -11,16 +11,23 @@
 //! an instrument (electrons or counts per second, ADU) with none of these says
 //! nothing: those need the zero point given.
 
+/// The AB zero point of 1 Jy: AB magnitude 0 is 3631 Jy (m_AB = -2.5 log10 f_nu -
+/// 48.60 in cgs), so 1 Jy is magnitude 2.5 log10(3631) = 8.90.
+const JANSKY: f64 = 8.9;
+
+/// A unit as written, without its spaces and quotes (FITS strings keep both).
+fn compact(unit: &str) -> String {
+    unit.chars().filter(|c| !c.is_whitespace() && !matches!(c, '\'' | '"')).collect()
+}
+
 /// The AB zero point of a flux-density unit per pixel: `Jy` 8.9, `mJy` 16.4, `uJy`
 /// (also `µJy`, `μJy`, `microJy`) 23.9, `nJy` 31.4, `nanomaggy` 22.5, `maggy` 0;
 /// optionally per pixel (`uJy/pix`, `nJy / pixel`). None for any other unit,
 /// and for `MJY` / `mjy`, whose case no longer tells milli from mega.
 pub fn ab_zero_point(unit: &str) -> Option<f64> {
-    let unit: String = unit.chars().filter(|c| !c.is_whitespace() && !matches!(c, '\'' | '"')).collect();
+    let unit = compact(unit);
     let per_pixel = ["/pixel", "/pix", "pixel-1", "pix-1"];
     let unit = per_pixel.iter().find_map(|suffix| strip_suffix_ignoring_case(&unit, suffix)).unwrap_or(&unit);
-    // AB: 3631 Jy at magnitude 0, so 1 Jy is magnitude 2.5 log10(3631) = 8.90.
-    const JANSKY: f64 = 8.9;
     let exact = match unit {
         "mJy" => Some(JANSKY + 7.5),
         "MJy" => Some(JANSKY - 15.0),
@@ -114,11 +121,7 @@ enum UnitKind {
 }
 
 fn unit_kind(unit: &str) -> UnitKind {
-    let unit: String = unit
-        .chars()
-        .filter(|c| !c.is_whitespace() && !matches!(c, '\'' | '"'))
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let unit = compact(unit).to_ascii_lowercase();
     let per_second = ["/s", "/sec", "/second", "s-1", "s**-1", "s^-1"];
     let per_steradian = ["mjy/sr", "mjysr-1", "mjy/steradian", "mjysr**-1", "mjysr^-1"];
     let counted = ["electron", "electrons", "e-", "e", "count", "counts", "dn", "adu", "photon", "photons"];
@@ -166,7 +169,7 @@ impl StatedFlux {
                     (None, Some(scale)) => Some(((scale * ARCSEC_IN_RADIANS).powi(2), "the WCS pixel area")),
                     (None, None) => None,
                 };
-                area.map(|(sr, from)| (8.9 - 2.5 * (1e6 * sr).log10(), format!("MJy/sr, {from}")))
+                area.map(|(sr, from)| (JANSKY - 2.5 * (1e6 * sr).log10(), format!("MJy/sr, {from}")))
             }
             Some(UnitKind::Other) => None,
             Some(UnitKind::Rate | UnitKind::Counts) | None => {

@@ -21,7 +21,7 @@ use super::LoadedClassifier;
 use crate::data::images::value_range;
 use crate::model::domain::within_range;
 use crate::sim::detectability::{lens_clear_of_envelope, smooth_lens_residual, Observation, SmoothLensResiduals};
-use crate::sim::grid::Image;
+use crate::sim::grid::{Image, PixelGrid};
 use crate::sim::noise::NoiseMap;
 use crate::sim::Simulator;
 use crate::{Error, Result};
@@ -155,7 +155,14 @@ impl ResidualFitter {
 
     /// The side of the cutouts it fits, pixels.
     pub fn image_size(&self) -> usize {
-        self.sim.config().image.size
+        self.grid().size
+    }
+
+    /// The pixel grid of the cutouts it fits (the recipe's image), on which a fit's
+    /// arcsec offsets from the centre are laid.
+    pub fn grid(&self) -> PixelGrid {
+        let image = &self.sim.config().image;
+        PixelGrid { size: image.size, pixel_scale: image.pixel_scale }
     }
 
     /// The fits of `raw` cutouts (rows of `image_size^2`, in the units the recipe's
@@ -272,10 +279,7 @@ impl ResidualFitter {
                 .collect(),
             chi2_per_pixel: chi2 / fitted_pixels as f64,
             lens: FittedLens::of(&self.sim, &fitted.fit.params),
-            lens_found: {
-                let image = &self.sim.config().image;
-                lens_clear_of_envelope(&fitted.fit.params, image.pixel_scale, image.size)
-            },
+            lens_found: lens_clear_of_envelope(&fitted.fit.params, self.grid().pixel_scale, self.grid().size),
             refit_spread,
             noise_map: map.is_some(),
         })
@@ -319,7 +323,7 @@ impl FittedLens {
         FittedLens {
             theta_e: params.lens_theta_e,
             axis_ratio: mass.q,
-            position_angle: half_angle_degrees(params.lens_e1, params.lens_e2),
+            position_angle: normalised_angle(mass.phi.to_degrees()),
             center_x: params.lens_center_x,
             center_y: params.lens_center_y,
             shear: params.shear_gamma1.hypot(params.shear_gamma2),

@@ -20,6 +20,13 @@ impl PixelGrid {
         (index as f64 - (self.size as f64 - 1.0) / 2.0) * self.pixel_scale
     }
 
+    /// The (fractional) 0-based pixel index of sky coordinate `arcsec` along one axis:
+    /// the inverse of [`PixelGrid::coordinate`].
+    #[inline]
+    pub fn index_of(&self, arcsec: f64) -> f64 {
+        arcsec / self.pixel_scale + (self.size as f64 - 1.0) / 2.0
+    }
+
     /// Sky coordinates (arcsec) of the pixel centres along one axis.
     pub fn coordinates(&self) -> Vec<f64> {
         (0..self.size).map(|i| self.coordinate(i)).collect()
@@ -111,6 +118,8 @@ mod tests {
         let g = PixelGrid { size: 4, pixel_scale: 0.1 };
         assert!((g.coordinate(0) + 0.15).abs() < 1e-15);
         assert!((g.coordinate(2) - 0.05).abs() < 1e-15);
+        assert!((0..4).all(|i| (g.index_of(g.coordinate(i)) - i as f64).abs() < 1e-12));
+        assert!((g.index_of(0.0) - 1.5).abs() < 1e-15, "the centre lies between the middle pixels");
     }
 
     #[test]

@@ -720,10 +720,10 @@ impl Predictor {
                 columns.push(fit_column(|f| Some(f.lens.shear_angle)));
                 columns.push(fit_column(|f| f.lens.lens_light_magnitude));
                 columns.push(fit_column(|f| f.lens.source_magnitude));
-                let on_sky = fitter.map(|fitter| observation::lenses_on_sky(fitter, fitted, &batch.wcs));
                 let sky_column = |value: fn(&observation::LensOnSky) -> Option<f64>| -> ArrayRef {
-                    let values = on_sky.iter().flatten().map(|sky| sky.as_ref().and_then(value));
-                    Arc::new(arrow_array::Float64Array::from_iter(values))
+                    Arc::new(arrow_array::Float64Array::from_iter(
+                        fitted.on_sky.iter().map(|s| s.as_ref().and_then(value)),
+                    ))
                 };
                 columns.push(sky_column(|s| Some(s.ra)));
                 columns.push(sky_column(|s| Some(s.dec)));

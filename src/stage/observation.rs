@@ -4,7 +4,7 @@
 //! and the fit of a batch's rows before the model sees them.
 
 use super::CutoutBatch;
-use crate::infer::residuals::{FitWatch, FittedCutout, ResidualFitter};
+use crate::infer::residuals::{FitWatch, FittedCutout, FittedLens, ResidualFitter};
 use crate::sim::detectability::Observation;
 use crate::{Error, Result};
 
@@ -203,6 +203,9 @@ pub(super) struct FittedRows {
     /// The AB zero point each fitted row's pixels were converted from (None: taken
     /// in the recipe's units).
     pub zero_points: Vec<Option<f64>>,
+    /// Where each fitted row's lens lies on the sky (None: not fitted, or no
+    /// celestial WCS).
+    pub on_sky: Vec<Option<LensOnSky>>,
 }
 
 /// Fits the smooth lens to every usable row of `batch` and puts the residual in
@@ -256,13 +259,15 @@ pub(super) fn fit_rows(
         _ => None,
     };
     let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();
-    let mut fitted = FittedRows { cutouts: vec![None; batch.len()], zero_points: vec![None; batch.len()] };
+    let n = batch.len();
+    let mut fitted = FittedRows { cutouts: vec![None; n], zero_points: vec![None; n], on_sky: vec![None; n] };
     let includes_source = options.observation.noise == FitNoise::MapTotal;
     let outcomes = fitter.fit(&pixels, &observed, noise.as_deref(), includes_source, options.fit_refits, watch);
     for ((r, observed), outcome) in todo.into_iter().zip(outcomes) {
         match outcome {
             Ok(fit) => {
                 batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);
+                fitted.on_sky[r] = batch.wcs[r].as_ref().and_then(|wcs| lens_on_sky(fitter.grid(), &fit.lens, wcs));
                 fitted.cutouts[r] = Some(fit);
                 fitted.zero_points[r] = observed.zero_point;
             }
@@ -284,33 +289,22 @@ pub(super) struct LensOnSky {
     pub shear_angle: Option<f64>,
 }
 
-/// Each fitted row's lens on the sky, by its cutout's WCS on the model's grid (`wcs`,
-/// after any regridding): the fit's arcsec offsets are pixels of the recipe's scale
-/// from the grid's centre.
-pub(super) fn lenses_on_sky(
-    fitter: &ResidualFitter,
-    fitted: &FittedRows,
-    wcs: &[Option<crate::data::fits::wcs::CelestialWcs>],
-) -> Vec<Option<LensOnSky>> {
-    let image = &fitter.recipe.simulator.image;
-    // 1-based FITS pixel of an offset: the grid's centre is at (size + 1) / 2.
-    let pixel = |arcsec: f64| arcsec / image.pixel_scale + (image.size as f64 + 1.0) / 2.0;
-    fitted
-        .cutouts
-        .iter()
-        .zip(wcs)
-        .map(|(fit, wcs)| {
-            let (lens, wcs) = (&fit.as_ref()?.lens, wcs.as_ref()?);
-            let (x, y) = (pixel(lens.center_x), pixel(lens.center_y));
-            let (ra, dec) = wcs.sky_position(x, y)?;
-            Some(LensOnSky {
-                ra,
-                dec,
-                position_angle: wcs.sky_orientation(x, y, lens.position_angle),
-                shear_angle: wcs.sky_orientation(x, y, lens.shear_angle),
-            })
-        })
-        .collect()
+/// A fitted lens on the sky, by its cutout's WCS on the model's grid (after any
+/// regridding), the fit's arcsec offsets being laid on the fitter's grid.
+fn lens_on_sky(
+    grid: crate::sim::PixelGrid,
+    lens: &FittedLens,
+    wcs: &crate::data::fits::wcs::CelestialWcs,
+) -> Option<LensOnSky> {
+    // FITS counts pixels from 1.
+    let (x, y) = (grid.index_of(lens.center_x) + 1.0, grid.index_of(lens.center_y) + 1.0);
+    let (ra, dec) = wcs.sky_position(x, y)?;
+    Some(LensOnSky {
+        ra,
+        dec,
+        position_angle: wcs.sky_orientation(x, y, lens.position_angle),
+        shear_angle: wcs.sky_orientation(x, y, lens.shear_angle),
+    })
 }
 
 /// The factor that brings flux of AB zero point `zero_point` to the recipe's units: a
