@@ -417,6 +417,11 @@ pub enum ModelCommand {
         /// Images per forward pass.
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
+        /// For a classifier of smooth-lens residuals: take the fit recipe of the
+        /// data's residuals as its own (`predict` then fits cutouts that way), where
+        /// they were fitted otherwise from the same simulator recipe (a mended fit).
+        #[arg(long)]
+        adopt_fit_recipe: bool,
         /// The calibrated checkpoint to write.
         #[arg(long)]
         out: PathBuf,
@@ -709,7 +714,16 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
             eprintln!("{} -> {} ({:.2} MB, f16 weights)", checkpoint.display(), out.display(), size as f64 / 1e6);
             Ok(())
         }
-        ModelCommand::Calibrate { model, data, image_col, ood_quantile, batch_size, out, overwrite } => {
+        ModelCommand::Calibrate {
+            model,
+            data,
+            image_col,
+            ood_quantile,
+            batch_size,
+            adopt_fit_recipe,
+            out,
+            overwrite,
+        } => {
             crate::data::atomic::refuse_output_over_inputs(&[data.clone(), model.clone()], &out, "--out")?;
             crate::data::atomic::refuse_existing(&out, overwrite)?;
             let images = read_data(&data, &image_col)?;
@@ -719,6 +733,7 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
                 &out,
                 ood_quantile,
                 batch_size,
+                adopt_fit_recipe,
                 &Device::Cpu,
             )
             .with_context(|| format!("calibrating {}", model.display()))?;

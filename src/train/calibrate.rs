@@ -8,7 +8,7 @@ use crate::data::images::LabelledImages;
 use crate::eval::classification::RELIABILITY_BINS;
 use crate::eval::Reliability;
 use crate::infer::{softmax_probabilities, LoadedClassifier};
-use crate::model::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::model::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta};
 use crate::model::domain::{
     distinct_pixels_floor, quantile, residual_chi2_range, residual_noise_range, Calibration, DomainModel,
     THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD,
@@ -182,16 +182,22 @@ fn fit_temperature(logits: &[f32], labels: &[usize], k: usize) -> f64 {
 }
 
 /// Calibrate the classifier at `model` on `images` (raw, labelled) and write it,
-/// calibrated, to `out` (weights unchanged).
+/// calibrated, to `out` (weights unchanged). With `adopt_fit_recipe`, a classifier
+/// of smooth-lens residuals takes the fit recipe `images` were made with
+/// ([`adopt_fit_recipe`]).
 pub fn calibrate_checkpoint(
     model: &Path,
     images: &LabelledImages,
     out: &Path,
     ood_quantile: f64,
     batch: usize,
+    adopt_fit_recipe: bool,
     device: &Device,
 ) -> Result<CalibrationSummary> {
     let (mut tensors, mut meta) = load_checkpoint(model, device)?;
+    if adopt_fit_recipe {
+        self::adopt_fit_recipe(&mut meta, images)?;
+    }
     let clf = LoadedClassifier::from_checkpoint(model, tensors.clone(), meta.clone(), device)?;
     if images.class_names != clf.meta.class_names {
         return Err(Error::config(
@@ -223,6 +229,26 @@ pub fn calibrate_checkpoint(
     meta.calibration = Some(fitted.calibration);
     save_checkpoint(out, &tensors, &meta)?;
     Ok(fitted.summary)
+}
+
+/// Makes the fit recipe of the residuals `images` hold the classifier's own, so
+/// that `predict` fits cutouts as they were fitted: a classifier recalibrated on
+/// residuals of a mended fit answers for that fit. Only the fit may differ: the
+/// simulator recipe (the model fitted, PSF, noise) must be the classifier's.
+pub fn adopt_fit_recipe(meta: &mut CheckpointMeta, images: &LabelledImages) -> Result<()> {
+    let data = images.source.display();
+    let refuse = |why: String| Err(Error::config("adopt-fit-recipe", why));
+    match (&mut meta.smooth_lens_residuals, images.recorded_smooth_lens_residuals()?) {
+        (Some(own), Some(theirs)) if own.simulator == theirs.simulator => {
+            *own = theirs;
+            Ok(())
+        }
+        (Some(_), Some(_)) => refuse(format!(
+            "{data}: its residuals are of another simulator recipe than the classifier's; only the fit's may differ"
+        )),
+        (Some(_), None) => refuse(format!("{data} holds cutouts, not smooth-lens residuals with their fit's recipe")),
+        (None, _) => refuse("the classifier reads cutouts, not the residuals of a smooth-lens fit".into()),
+    }
 }
 
 #[cfg(test)]

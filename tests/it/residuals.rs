@@ -1145,43 +1145,15 @@ fn finetune_bounds_the_chi2_of_residuals_as_predict_measures_it() {
     // calibration saw, measured on the residual as the fit leaves it. Fine-tuning
     // measured the range on the scaled residuals (noise-asinh: about 0.6 for unit
     // noise), and its checkpoints flagged 83% of their own held-out residuals.
-    use lensmae::data::parquet::ParquetDatasetWriter;
-    use lensmae::data::simulate::dataset_metadata;
-    use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
     use lensmae::model::mae::Pooling;
     use lensmae::model::preprocess::Scaling;
     use lensmae::model::MaeConfig;
-    use lensmae::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY;
     use lensmae::train::{finetune_classify, EncoderInit, FinetuneOptions};
 
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
-    let mut metadata = dataset_metadata(&sim, &SimulateOptions::new(100, 1, dir.path()));
     let recipe = SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() };
-    metadata.insert(SMOOTH_LENS_RESIDUALS_KEY.into(), serde_json::to_string(&recipe).unwrap());
-    let info = DatasetInfo { class_names: sim.class_names().to_vec(), task: Task::Classify, image_size: 64, metadata };
-    let path = dir.path().join("residuals.parquet");
-    let mut writer = ParquetDatasetWriter::create(&path, info, true).unwrap();
-    // Residuals a fit leaves on cutouts it explains: unit noise, chi^2 per pixel ~1.
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let records: Vec<Record> = (0..300)
-        .map(|id| {
-            let class_idx = id % 3;
-            let drawn = sim.simulate(class_idx, 1, id as u64);
-            let pixels = (0..64 * 64).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
-            Record {
-                id: id as i64,
-                class_idx,
-                images: vec![Image { size: 64, pixels }],
-                n_subhalos: 0,
-                params: drawn.params,
-                sub_snr: drawn.sub_snr,
-                sub_snr_refit: None,
-            }
-        })
-        .collect();
-    writer.write_batch(&records).unwrap();
-    Box::new(writer).finish().unwrap();
+    let path = unit_noise_residuals(&dir.path().join("residuals.parquet"), 300, &recipe);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
 
     let out = dir.path().join("clf.safetensors");
     let mut train = crate::train::options(&out, 1);
@@ -1208,4 +1180,76 @@ fn finetune_bounds_the_chi2_of_residuals_as_predict_measures_it() {
     let chi2 = clf.predict(&fresh, 16).unwrap().residual_chi2().expect("bounded");
     let inside = chi2.iter().filter(|c| (low..=high).contains(&(**c as f64))).count();
     assert!(inside >= 15, "{chi2:?}: {inside} of 20 inside [{low}, {high}]");
+}
+
+/// `n` labelled residuals as a fit leaves them on cutouts it explains (unit noise,
+/// chi^2 per pixel ~1), of `survey` lenses, recorded as made with `recipe`.
+fn unit_noise_residuals(path: &Path, n: usize, recipe: &SmoothLensResiduals) -> PathBuf {
+    use lensmae::data::parquet::ParquetDatasetWriter;
+    use lensmae::data::simulate::dataset_metadata;
+    use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
+    use lensmae::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY;
+
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let mut metadata = dataset_metadata(&sim, &SimulateOptions::new(n / 3, 1, path.parent().unwrap()));
+    metadata.insert(SMOOTH_LENS_RESIDUALS_KEY.into(), serde_json::to_string(recipe).unwrap());
+    let info = DatasetInfo { class_names: sim.class_names().to_vec(), task: Task::Classify, image_size: 64, metadata };
+    let mut writer = ParquetDatasetWriter::create(path, info, true).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let records: Vec<Record> = (0..n)
+        .map(|id| {
+            let class_idx = id % 3;
+            let drawn = sim.simulate(class_idx, 1, id as u64);
+            let pixels = (0..64 * 64).map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal)).collect();
+            Record {
+                id: id as i64,
+                class_idx,
+                images: vec![Image { size: 64, pixels }],
+                n_subhalos: 0,
+                params: drawn.params,
+                sub_snr: drawn.sub_snr,
+                sub_snr_refit: None,
+            }
+        })
+        .collect();
+    writer.write_batch(&records).unwrap();
+    Box::new(writer).finish().unwrap();
+    path.to_path_buf()
+}
+
+/// A classifier recalibrated on residuals of a mended fit takes that fit as its
+/// recipe when asked (`model calibrate --adopt-fit-recipe`), and only the fit:
+/// residuals of another simulator recipe, or cutouts, are refused.
+#[test]
+fn a_recalibration_adopts_the_fit_its_residuals_were_made_with() {
+    use lensmae::train::calibrate::calibrate_checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = BlindGrid { reweighted_fits: 0, ..BlindGrid::default() };
+    let (tensors, mut meta) = load_checkpoint(&residual_classifier(dir.path()), &candle_core::Device::Cpu).unwrap();
+    meta.smooth_lens_residuals.as_mut().unwrap().grid = earlier.clone();
+    let model = dir.path().join("earlier-fit.safetensors");
+    save_checkpoint(&model, &tensors, &meta).unwrap();
+    let mended = SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() };
+    let residuals = unit_noise_residuals(&dir.path().join("mended.parquet"), 60, &mended);
+    let images = read_parquet_images(&residuals, "image").unwrap();
+    let out = dir.path().join("recalibrated.safetensors");
+    let calibrate = |images: &lensmae::data::images::LabelledImages, adopt| {
+        calibrate_checkpoint(&model, images, &out, 0.99, 32, adopt, &candle_core::Device::Cpu)
+    };
+
+    let err = calibrate(&images, false).unwrap_err().to_string();
+    assert!(err.contains("another recipe"), "{err}");
+    calibrate(&images, true).unwrap();
+    let recalibrated = LoadedClassifier::load(&out, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(recalibrated.residuals.as_ref().unwrap().recipe, mended);
+    assert!(recalibrated.meta.calibration.is_some());
+
+    let mut other_simulator = mended.clone();
+    other_simulator.simulator.image.pixel_scale *= 2.0;
+    let other = unit_noise_residuals(&dir.path().join("other.parquet"), 60, &other_simulator);
+    let err = calibrate(&read_parquet_images(&other, "image").unwrap(), true).unwrap_err().to_string();
+    assert!(err.contains("adopt-fit-recipe") && err.contains("another simulator recipe"), "{err}");
+    let cutouts = read_parquet_images(&survey_lenses(&dir.path().join("cutouts")), "image").unwrap();
+    let err = calibrate(&cutouts, true).unwrap_err().to_string();
+    assert!(err.contains("holds cutouts"), "{err}");
 }

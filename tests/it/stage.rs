@@ -1184,7 +1184,8 @@ fn a_calibrated_classifier_flags_inputs_unlike_its_training_data() {
     let dir = tempfile::tempdir().unwrap();
     let (clf, _) = models();
     let calibrated = dir.path().join("calibrated.safetensors");
-    let summary = calibrate_checkpoint(clf, &blobs(200, 21), &calibrated, 0.99, 32, &candle_core::Device::Cpu).unwrap();
+    let summary =
+        calibrate_checkpoint(clf, &blobs(200, 21), &calibrated, 0.99, 32, false, &candle_core::Device::Cpu).unwrap();
     assert!(summary.temperature > 0.0 && summary.ood_threshold > 0.0, "{summary:?}");
     let recorded = lensmae::model::checkpoint::read_checkpoint_meta(&calibrated).unwrap().calibration.unwrap();
     assert_eq!(recorded.ood_threshold_from, lensmae::model::domain::THRESHOLD_FROM_OUT_OF_FOLD);
