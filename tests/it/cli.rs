@@ -702,13 +702,25 @@ args = {{ input = ["{{dir}}/data/dataset.parquet"], model = "{{dir}}/clf.safeten
 #[test]
 fn the_committed_pipelines_parse_and_their_knobs_are_checked() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (file, steps) in [
+    let pipelines = [
         ("pipelines/quickstart.toml", 10),
         ("pipelines/paper.toml", 36),
         ("pipelines/bundled.toml", 15),
         ("pipelines/survey.toml", 18),
         ("pipelines/survey-residual.toml", 13),
-    ] {
+        ("pipelines/survey-residual-recalibrate.toml", 6),
+    ];
+    let mut committed: Vec<String> = std::fs::read_dir(root.join("pipelines"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".toml"))
+        .map(|name| format!("pipelines/{name}"))
+        .collect();
+    committed.sort();
+    let mut checked: Vec<String> = pipelines.iter().map(|(file, _)| file.to_string()).collect();
+    checked.sort();
+    assert_eq!(committed, checked, "every committed pipeline is checked here");
+    for (file, steps) in pipelines {
         let path = root.join(file);
         let run = ok(&["run", path.to_str().unwrap(), "--dry-run", "--force"]);
         let stderr = String::from_utf8_lossy(&run.stderr);
