@@ -10,7 +10,10 @@ DATASET: `lensmae simulate --preset survey ...` (its truth columns); PREDICTIONS
 Rows are joined on `id`; only rows answered `ok` count. Position angles are compared
 where the drawn axis ratio is below 0.9 and shear angles where the drawn shear is above
 0.03 (elsewhere an orientation means little), both modulo 180 degrees.
-Needs numpy and pyarrow. Prints a Markdown table and a JSON line.
+Where the predictions carry the fit's errors (`fit_*_err`), a second table gives the
+pulls, (fit - drawn) / error: their median, robust scatter (1 where the errors are
+right) and the fraction within one error (0.683 for a Gaussian).
+Needs numpy and pyarrow. Prints Markdown tables and a JSON line.
 """
 import json
 import sys
@@ -79,7 +82,43 @@ def main(dataset, predictions):
             s = per_class[c]
             cells.append("-" if s is None else f"{s['median']:+.4f} +- {s['scatter']:.4f} (90% within {s['abs_q90']:.4f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print(json.dumps({"answered_ok": answered, "rows": total, "offsets": summary}))
+    report = {"answered_ok": answered, "rows": total, "offsets": summary}
+    if "fit_theta_e_err" in p:
+        err = lambda name: num(p[name + "_err"])  # noqa: E731
+        differences = {
+            "theta_E": (num(p["fit_theta_e"]) - num(t["lens_theta_e"]), err("fit_theta_e")),
+            "axis ratio": (offsets["axis ratio (fit - drawn)"], err("fit_axis_ratio")),
+            "position angle, drawn q < 0.9": (offsets["position angle, drawn q < 0.9 (deg)"], err("fit_position_angle")),
+            "centre x": (num(p["fit_lens_x"]) - num(t["lens_center_x"]), err("fit_lens_x")),
+            "centre y": (num(p["fit_lens_y"]) - num(t["lens_center_y"]), err("fit_lens_y")),
+            "shear": (offsets["shear (fit - drawn)"], err("fit_shear")),
+            "shear angle, drawn shear > 0.03": (offsets["shear angle, drawn shear > 0.03 (deg)"], err("fit_shear_angle")),
+            "deflector light (mag)": (offsets["deflector light (mag, fit - drawn)"], err("fit_lens_light_mag")),
+            "source (mag)": (offsets["source (mag, fit - drawn)"], err("fit_source_mag")),
+        }
+        pulls = {}
+        print()
+        print("| pull, (fit - drawn) / error | " + " | ".join(f"`{c}`" for c in classes) + " |")
+        print("|---|" + "---|" * len(classes))
+        for name, (difference, error) in differences.items():
+            cells, pulls[name] = [], {}
+            for c in classes:
+                d, e = difference[labels == c], error[labels == c]
+                keep = np.isfinite(d) & np.isfinite(e) & (e > 0)
+                pull = d[keep] / e[keep]
+                s = robust(pull)
+                if s is None:
+                    cells.append("-")
+                    continue
+                s["within_1"] = float(np.mean(np.abs(pull) < 1))
+                s["median_error"] = float(np.median(e[keep]))
+                s["with_error"] = int(keep.sum())
+                pulls[name][c] = s
+                cells.append(f"{s['median']:+.2f}, scatter {s['scatter']:.2f}, {s['within_1']:.2f} within 1 "
+                             f"(error {s['median_error']:.2g}, {s['with_error']} rows)")
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        report["pulls"] = pulls
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

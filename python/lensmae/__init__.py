@@ -60,6 +60,13 @@ PREDICTION_COLUMNS = {
     "fit_shear_angle": "orientation of the fitted external shear, degrees, as fit_position_angle (float64)",
     "fit_lens_light_mag": "AB magnitude of the fitted deflector light (float64)",
     "fit_source_mag": "AB magnitude of the fitted source before lensing (float64)",
+    **{
+        f"{name}_err": f"one standard deviation of the noise's error in {name}, from the fit's parameter "
+        "covariance (float64; the noise's error only, a lens with substructure is off by more; null where the "
+        "cutout does not constrain every parameter)"
+        for name in ["fit_theta_e", "fit_axis_ratio", "fit_position_angle", "fit_lens_x", "fit_lens_y", "fit_shear",
+                     "fit_shear_angle", "fit_lens_light_mag", "fit_source_mag"]
+    },
     "fit_lens_ra": "right ascension of the fitted mass's centre by the cutout's WCS, degrees (float64; null "
     "without a celestial WCS)",
     "fit_lens_dec": "declination of the fitted mass's centre by the cutout's WCS, degrees (float64)",

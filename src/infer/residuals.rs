@@ -20,7 +20,9 @@
 use super::LoadedClassifier;
 use crate::data::images::value_range;
 use crate::model::domain::within_range;
-use crate::sim::detectability::{lens_clear_of_envelope, smooth_lens_residual, Observation, SmoothLensResiduals};
+use crate::sim::detectability::{
+    lens_clear_of_envelope, smooth_lens_residual, FitCovariance, Observation, SmoothLensResiduals,
+};
 use crate::sim::grid::{Image, PixelGrid};
 use crate::sim::noise::NoiseMap;
 use crate::sim::Simulator;
@@ -75,6 +77,9 @@ pub struct FittedCutout {
     pub chi2_per_pixel: f64,
     /// The best smooth lens, as astronomers quote one.
     pub lens: FittedLens,
+    /// Its statistical uncertainty (None: the cutout does not constrain every
+    /// parameter of the fit).
+    pub lens_errors: Option<FittedLensErrors>,
     /// Whether the fit ended inside the galaxy-scale lenses it may find, clear of the
     /// envelope's edge ([`lens_clear_of_envelope`]); false: it found no lens, and the
     /// residual is not one the classifier was made to read.
@@ -268,6 +273,7 @@ impl ResidualFitter {
                 smooth_lens_residual(&self.sim, *observed, &moved, map, &self.recipe.grid)
             })
             .collect();
+        let lens = FittedLens::of(&self.sim, &fitted.fit.params);
         let refit_spread = (refits > 0)
             .then(|| refitted.iter().map(|refit| (refit.fit.chi * refit.fit.chi - fit_chi2).abs()).fold(0.0, f64::max));
         Ok(FittedCutout {
@@ -278,7 +284,11 @@ impl ResidualFitter {
                 .map(|refit| as_f32(&refit.chi))
                 .collect(),
             chi2_per_pixel: chi2 / fitted_pixels as f64,
-            lens: FittedLens::of(&self.sim, &fitted.fit.params),
+            lens,
+            lens_errors: fitted
+                .covariance
+                .as_ref()
+                .map(|covariance| FittedLensErrors::of(&self.sim, &lens, covariance)),
             lens_found: lens_clear_of_envelope(&fitted.fit.params, self.grid().pixel_scale, self.grid().size),
             refit_spread,
             noise_map: map.is_some(),
@@ -342,6 +352,54 @@ impl FittedLens {
 }
 
 /// An orientation in (-90, 90] degrees (a half turn brings an ellipse onto itself).
+/// One standard deviation of each quantity of a [`FittedLens`], from the noise
+/// alone: the fit's parameter covariance ([`FitCovariance`]) propagated linearly.
+/// None where it is not finite (a round mass has no orientation to err in).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FittedLensErrors {
+    /// Of the Einstein radius, arcsec.
+    pub theta_e: Option<f64>,
+    /// Of the axis ratio.
+    pub axis_ratio: Option<f64>,
+    /// Of the position angle, degrees.
+    pub position_angle: Option<f64>,
+    /// Of the centre along x, arcsec.
+    pub center_x: Option<f64>,
+    /// Of the centre along y, arcsec.
+    pub center_y: Option<f64>,
+    /// Of the shear strength.
+    pub shear: Option<f64>,
+    /// Of the shear's orientation, degrees.
+    pub shear_angle: Option<f64>,
+    /// Of the deflector light's magnitude.
+    pub lens_light_magnitude: Option<f64>,
+    /// Of the source's magnitude.
+    pub source_magnitude: Option<f64>,
+}
+
+impl FittedLensErrors {
+    /// The errors of `best`, the lens model of the fit whose covariance is `covariance`.
+    pub fn of(sim: &Simulator, best: &FittedLens, covariance: &FitCovariance) -> FittedLensErrors {
+        let std = |quantity: fn(&FittedLens) -> f64| covariance.std_of(|p| quantity(&FittedLens::of(sim, p)));
+        // Orientations repeat every 180 degrees: their offsets from the best, wrapped.
+        let angle_std = |angle: fn(&FittedLens) -> f64| {
+            let at = angle(best);
+            covariance.std_of(|p| (angle(&FittedLens::of(sim, p)) - at + 90.0).rem_euclid(180.0) - 90.0)
+        };
+        FittedLensErrors {
+            theta_e: std(|l| l.theta_e),
+            axis_ratio: std(|l| l.axis_ratio),
+            position_angle: angle_std(|l| l.position_angle),
+            center_x: std(|l| l.center_x),
+            center_y: std(|l| l.center_y),
+            shear: std(|l| l.shear),
+            shear_angle: angle_std(|l| l.shear_angle),
+            lens_light_magnitude: std(|l| l.lens_light_magnitude.unwrap_or(f64::NAN)),
+            source_magnitude: std(|l| l.source_magnitude.unwrap_or(f64::NAN)),
+        }
+    }
+}
+
 fn normalised_angle(degrees: f64) -> f64 {
     if degrees <= -90.0 {
         degrees + 180.0

@@ -151,23 +151,7 @@ fn fit_lens(
     variance: &[f64],
     fitted: Fitted,
 ) -> SmoothLensFit {
-    assert_eq!(variance.len(), data.pixels.len(), "one variance per pixel");
-    let inverse_sigma: Vec<f64> = variance.iter().map(|v| if *v > 0.0 { v.sqrt().recip() } else { 0.0 }).collect();
-    let mut problem = Problem {
-        sim,
-        class_idx,
-        camera: sim.camera(&start),
-        fitted,
-        x: DVector::zeros(fitted.n_params()),
-        smooth: start,
-        target: &data.pixels,
-        inverse_sigma,
-        render: None,
-        residuals: Vec::new(),
-        renders: std::cell::Cell::new(0),
-    };
-    let x0 = encode(&problem.smooth, fitted);
-    problem.set_params(&x0);
+    let problem = Problem::at(sim, class_idx, start, data, variance, fitted);
     let chi_start = norm(&problem.residuals);
     // Few iterations suffice from a good start; the bound keeps a hard image's cost
     // at a few hundred renders.
@@ -609,6 +593,53 @@ pub struct SmoothLensResidual {
     pub chi: Vec<f64>,
     /// The fit.
     pub fit: SmoothLensFit,
+    /// Its uncertainty, from the weights of its last fit (None: not every
+    /// parameter is constrained).
+    pub covariance: Option<FitCovariance>,
+}
+
+/// The statistical uncertainty of a smooth-lens fit in the Gaussian approximation:
+/// the covariance of its parameters, (J^T J)^-1 for J the Jacobian of the
+/// noise-weighted residuals at the best fit. It knows the noise only: a lens the
+/// smooth model does not describe (substructure) is off by more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitCovariance {
+    best: DVector<f64>,
+    base: ImageParams,
+    fitted: Fitted,
+    covariance: DMatrix<f64>,
+}
+
+impl FitCovariance {
+    /// The covariance of the fit `best` of `data`, weighted by 1 / `variance`; None
+    /// where the image does not constrain every parameter (J^T J singular) or the
+    /// Jacobian is not finite.
+    pub fn of(sim: &Simulator, best: &ImageParams, data: &Image, variance: &[f64], fitted: Fitted) -> Option<Self> {
+        let problem = Problem::at(sim, SMOOTH_CLASS, best.clone(), data, variance, fitted);
+        let jacobian = problem.jacobian()?;
+        let covariance = (jacobian.transpose() * &jacobian).try_inverse()?;
+        let variances_usable = covariance.diagonal().iter().all(|v| v.is_finite() && *v >= 0.0);
+        variances_usable.then(|| FitCovariance { best: problem.x, base: problem.smooth, fitted, covariance })
+    }
+
+    /// The standard deviation of `quantity`, a smooth function of the fitted lens
+    /// (its value at the best fit subtracted where it wraps, as an angle), by linear
+    /// propagation of the covariance; None where it is not finite.
+    pub fn std_of(&self, quantity: impl Fn(&ImageParams) -> f64) -> Option<f64> {
+        let gradient = DVector::from_iterator(
+            self.best.len(),
+            (0..self.best.len()).map(|j| {
+                let moved = |by: f64| {
+                    let mut x = self.best.clone();
+                    x[j] += by;
+                    quantity(&decode(&x, &self.base, self.fitted))
+                };
+                (moved(STEP) - moved(-STEP)) / (2.0 * STEP)
+            }),
+        );
+        let variance = (gradient.transpose() * &self.covariance * &gradient)[(0, 0)];
+        (variance.is_finite() && variance >= 0.0).then(|| variance.sqrt())
+    }
 }
 
 /// The noise-normalised residual of `data` from the smooth-lens image of `fit`:
@@ -678,15 +709,17 @@ pub fn smooth_lens_residual(
     };
     // The blind fit weighs by the data's variance (no model yet), each reweighted
     // fit by its predecessor's model's.
-    let mut fit = fit_smooth_lens_blind(sim, observed, data, &variance_of(data)?, grid);
+    let mut variance = variance_of(data)?;
+    let mut fit = fit_smooth_lens_blind(sim, observed, data, &variance, grid);
     for _ in 0..grid.reweighted_fits {
-        let variance = variance_of(&smooth_image(sim, &fit.params))?;
+        variance = variance_of(&smooth_image(sim, &fit.params))?;
         let again = fit_smooth_lens(sim, SMOOTH_CLASS, &fit.params, data, &variance, Fitted::LensSourceAndLight);
         fit = SmoothLensFit { chi_start: fit.chi_start, renders: fit.renders + again.renders, ..again };
     }
+    let covariance = FitCovariance::of(sim, &fit.params, data, &variance, Fitted::LensSourceAndLight);
     let mut chi = residual_from(sim, &fit.params, data, &noise, map)?;
     chi.iter_mut().zip(&masked).filter(|(_, m)| **m).for_each(|(c, _)| *c = 0.0);
-    Some(SmoothLensResidual { chi, fit })
+    Some(SmoothLensResidual { chi, fit, covariance })
 }
 
 /// The grid's starts, best first.
@@ -848,7 +881,37 @@ struct Problem<'a> {
     renders: std::cell::Cell<usize>,
 }
 
-impl Problem<'_> {
+impl<'a> Problem<'a> {
+    /// The problem of fitting `data` weighted by 1 / `variance` from `start`, its
+    /// parameters set there.
+    fn at(
+        sim: &'a Simulator,
+        class_idx: usize,
+        start: ImageParams,
+        data: &'a Image,
+        variance: &[f64],
+        fitted: Fitted,
+    ) -> Problem<'a> {
+        assert_eq!(variance.len(), data.pixels.len(), "one variance per pixel");
+        let inverse_sigma = variance.iter().map(|v| if *v > 0.0 { v.sqrt().recip() } else { 0.0 }).collect();
+        let mut problem = Problem {
+            sim,
+            class_idx,
+            camera: sim.camera(&start),
+            fitted,
+            x: DVector::zeros(fitted.n_params()),
+            smooth: start,
+            target: &data.pixels,
+            inverse_sigma,
+            render: None,
+            residuals: Vec::new(),
+            renders: std::cell::Cell::new(0),
+        };
+        let x0 = encode(&problem.smooth, fitted);
+        problem.set_params(&x0);
+        problem
+    }
+
     /// The render at `x`, from `near` where given (sharing the parts `x` leaves as
     /// they are there).
     fn render_at(&self, x: &DVector<f64>, near: Option<&LayeredRender>) -> LayeredRender {
@@ -1140,6 +1203,46 @@ mod tests {
         assert!(mean(&by_data) > 0.05, "{by_data:?}");
         assert!(mean(&reweighted).abs() < 0.05, "{reweighted:?}");
         assert!(by_data.iter().zip(&reweighted).all(|(d, r)| d > r), "{by_data:?} vs {reweighted:?}");
+    }
+
+    #[test]
+    fn the_fits_covariance_predicts_how_far_noise_moves_the_fit() {
+        // One smooth lens, many noise realisations, each fitted blind as `predict` fits: the
+        // spread of the fitted Einstein radius, shear and deflector magnitude over the
+        // realisations is what the covariance of one fit says (0.82, 0.94 and 0.88 of it
+        // here; a spread of 48 draws resolves about 10%, 64 gave 0.81, 0.99, 0.99).
+        let sim = survey();
+        let (_, truth, image) = smooth_lens(&sim, 5);
+        let noise = sim.noise(&truth);
+        let observed = Observation { psf_fwhm: truth.psf_fwhm, exposure_time: truth.exposure_time };
+        let magnitude = |p: &ImageParams| {
+            let light = p.lens_light.as_ref().unwrap();
+            sim.magnitude_of_amplitude(light.amp, light.r_sersic, light.n_sersic).unwrap()
+        };
+        let quantities: [(&str, fn(&ImageParams) -> f64); 2] =
+            [("theta_E", |p| p.lens_theta_e), ("shear", |p| p.shear_gamma1.hypot(p.shear_gamma2))];
+        let draws = 48;
+        let (mut fitted, mut predicted) = (Vec::new(), Vec::new());
+        for draw in 0..draws {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(900 + draw);
+            let mut data = image.clone();
+            noise.apply(&mut data, sim.config().image.pixel_scale, &mut rng);
+            let residual = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
+            let (fit, covariance) = (residual.fit, residual.covariance.unwrap());
+            let mut values: Vec<f64> = quantities.iter().map(|(_, q)| q(&fit.params)).collect();
+            values.push(magnitude(&fit.params));
+            let mut errors: Vec<f64> = quantities.iter().map(|(_, q)| covariance.std_of(q).unwrap()).collect();
+            errors.push(covariance.std_of(magnitude).unwrap());
+            fitted.push(values);
+            predicted.push(errors);
+        }
+        for (k, name) in ["theta_E", "shear", "deflector magnitude"].iter().enumerate() {
+            let values: Vec<f64> = fitted.iter().map(|v| v[k]).collect();
+            let mean = values.iter().sum::<f64>() / draws as f64;
+            let spread = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (draws - 1) as f64).sqrt();
+            let error = predicted.iter().map(|e| e[k]).sum::<f64>() / draws as f64;
+            assert!((0.7..1.4).contains(&(spread / error)), "{name}: spread {spread:.3e}, predicted {error:.3e}");
+        }
     }
 
     #[test]

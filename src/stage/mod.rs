@@ -720,6 +720,15 @@ impl Predictor {
                 columns.push(fit_column(|f| Some(f.lens.shear_angle)));
                 columns.push(fit_column(|f| f.lens.lens_light_magnitude));
                 columns.push(fit_column(|f| f.lens.source_magnitude));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.theta_e)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.axis_ratio)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.position_angle)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.center_x)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.center_y)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.shear)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.shear_angle)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.lens_light_magnitude)));
+                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.source_magnitude)));
                 let sky_column = |value: fn(&observation::LensOnSky) -> Option<f64>| -> ArrayRef {
                     Arc::new(arrow_array::Float64Array::from_iter(
                         fitted.on_sky.iter().map(|s| s.as_ref().and_then(value)),

@@ -106,10 +106,48 @@ pub fn predictions_schema(
             ("fit_shear_angle", format!("orientation of the fitted external shear, {AXES}"), Some("deg")),
             ("fit_lens_light_mag", "AB magnitude of the fitted deflector light (Sersic), through the recipe's instrument zero point after the pixels' conversion (fit_zero_point)".to_string(), Some("mag")),
             ("fit_source_mag", "AB magnitude of the fitted source (Sersic) before lensing, through the recipe's instrument zero point after the pixels' conversion (fit_zero_point)".to_string(), Some("mag")),
-            ("fit_lens_ra", "right ascension of the fitted mass's centre, by the cutout's celestial WCS (null: no WCS)".to_string(), Some("deg")),
-            ("fit_lens_dec", "declination of the fitted mass's centre, by the cutout's celestial WCS (null: no WCS)".to_string(), Some("deg")),
-            ("fit_position_angle_sky", "orientation of the fitted mass's major axis on the sky, east of north, in [0, 180) (null: no WCS)".to_string(), Some("deg")),
-            ("fit_shear_angle_sky", "orientation of the fitted external shear on the sky, east of north, in [0, 180) (null: no WCS)".to_string(), Some("deg")),
+        ] {
+            fields.push(described(float64(name), &description, unit));
+        }
+        // One standard deviation of each, from the noise alone (infer::residuals::FittedLensErrors).
+        const ERROR: &str = "one standard deviation of the noise's error in";
+        const NOISE_ONLY: &str = "the fit's parameter covariance (J^T J)^-1 propagated linearly; the noise's error only: a lens with substructure is off by more; null: the cutout does not constrain every parameter of the fit";
+        for (name, quantity, unit) in [
+            ("fit_theta_e_err", "fit_theta_e", Some("arcsec")),
+            ("fit_axis_ratio_err", "fit_axis_ratio", None),
+            ("fit_position_angle_err", "fit_position_angle (and fit_position_angle_sky)", Some("deg")),
+            ("fit_lens_x_err", "fit_lens_x", Some("arcsec")),
+            ("fit_lens_y_err", "fit_lens_y", Some("arcsec")),
+            ("fit_shear_err", "fit_shear", None),
+            ("fit_shear_angle_err", "fit_shear_angle (and fit_shear_angle_sky)", Some("deg")),
+            ("fit_lens_light_mag_err", "fit_lens_light_mag", Some("mag")),
+            ("fit_source_mag_err", "fit_source_mag", Some("mag")),
+        ] {
+            fields.push(described(float64(name), &format!("{ERROR} {quantity}: {NOISE_ONLY}"), unit));
+        }
+        for (name, description, unit) in [
+            (
+                "fit_lens_ra",
+                "right ascension of the fitted mass's centre, by the cutout's celestial WCS (null: no WCS)".to_string(),
+                Some("deg"),
+            ),
+            (
+                "fit_lens_dec",
+                "declination of the fitted mass's centre, by the cutout's celestial WCS (null: no WCS)".to_string(),
+                Some("deg"),
+            ),
+            (
+                "fit_position_angle_sky",
+                "orientation of the fitted mass's major axis on the sky, east of north, in [0, 180) (null: no WCS)"
+                    .to_string(),
+                Some("deg"),
+            ),
+            (
+                "fit_shear_angle_sky",
+                "orientation of the fitted external shear on the sky, east of north, in [0, 180) (null: no WCS)"
+                    .to_string(),
+                Some("deg"),
+            ),
         ] {
             fields.push(described(float64(name), &description, unit));
         }

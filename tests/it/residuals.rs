@@ -7,7 +7,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
 use lensmae::data::images::read_parquet_images;
 use lensmae::data::simulate::{simulate_dataset, SimulateOptions};
-use lensmae::infer::residuals::FitWatch;
+use lensmae::infer::residuals::{FitWatch, FittedLensErrors};
 use lensmae::infer::LoadedClassifier;
 use lensmae::model::checkpoint::{load_checkpoint, save_checkpoint};
 use lensmae::sim::detectability::{smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals};
@@ -89,6 +89,24 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
         ];
         for (name, want) in columns {
             assert_eq!(Some(floats(name)[i]), want, "row {i}: {name}");
+        }
+        // And its errors are the fit's covariance propagated, each finite and > 0.
+        let errors = FittedLensErrors::of(&sim, &lens, fitted.covariance.as_ref().expect("a constrained fit"));
+        let columns = [
+            ("fit_theta_e_err", errors.theta_e),
+            ("fit_axis_ratio_err", errors.axis_ratio),
+            ("fit_position_angle_err", errors.position_angle),
+            ("fit_lens_x_err", errors.center_x),
+            ("fit_lens_y_err", errors.center_y),
+            ("fit_shear_err", errors.shear),
+            ("fit_shear_angle_err", errors.shear_angle),
+            ("fit_lens_light_mag_err", errors.lens_light_magnitude),
+            ("fit_source_mag_err", errors.source_magnitude),
+        ];
+        for (name, want) in columns {
+            let written = floats(name)[i];
+            assert_eq!(Some(written), want, "row {i}: {name}");
+            assert!(written.is_finite() && written > 0.0, "row {i}: {name} {written}");
         }
         // Without substructure the fit finds the lens that was drawn.
         if classes[i].as_deref() == Some("no_sub") {
