@@ -619,7 +619,7 @@ impl FitCovariance {
         let jacobian = problem.jacobian()?;
         let covariance = (jacobian.transpose() * &jacobian).try_inverse()?;
         let variances_usable = covariance.diagonal().iter().all(|v| v.is_finite() && *v >= 0.0);
-        variances_usable.then(|| FitCovariance { best: problem.x, base: problem.smooth, fitted, covariance })
+        variances_usable.then_some(FitCovariance { best: problem.x, base: problem.smooth, fitted, covariance })
     }
 
     /// The standard deviation of `quantity`, a smooth function of the fitted lens
@@ -1219,8 +1219,8 @@ mod tests {
             let light = p.lens_light.as_ref().unwrap();
             sim.magnitude_of_amplitude(light.amp, light.r_sersic, light.n_sersic).unwrap()
         };
-        let quantities: [(&str, fn(&ImageParams) -> f64); 2] =
-            [("theta_E", |p| p.lens_theta_e), ("shear", |p| p.shear_gamma1.hypot(p.shear_gamma2))];
+        let theta_e = |p: &ImageParams| p.lens_theta_e;
+        let shear = |p: &ImageParams| p.shear_gamma1.hypot(p.shear_gamma2);
         let draws = 48;
         let (mut fitted, mut predicted) = (Vec::new(), Vec::new());
         for draw in 0..draws {
@@ -1229,12 +1229,9 @@ mod tests {
             noise.apply(&mut data, sim.config().image.pixel_scale, &mut rng);
             let residual = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
             let (fit, covariance) = (residual.fit, residual.covariance.unwrap());
-            let mut values: Vec<f64> = quantities.iter().map(|(_, q)| q(&fit.params)).collect();
-            values.push(magnitude(&fit.params));
-            let mut errors: Vec<f64> = quantities.iter().map(|(_, q)| covariance.std_of(q).unwrap()).collect();
-            errors.push(covariance.std_of(magnitude).unwrap());
-            fitted.push(values);
-            predicted.push(errors);
+            fitted.push([theta_e(&fit.params), shear(&fit.params), magnitude(&fit.params)]);
+            let error = |quantity: &dyn Fn(&ImageParams) -> f64| covariance.std_of(quantity).unwrap();
+            predicted.push([error(&theta_e), error(&shear), error(&magnitude)]);
         }
         for (k, name) in ["theta_E", "shear", "deflector magnitude"].iter().enumerate() {
             let values: Vec<f64> = fitted.iter().map(|v| v[k]).collect();
