@@ -351,7 +351,6 @@ impl FittedLens {
     }
 }
 
-/// An orientation in (-90, 90] degrees (a half turn brings an ellipse onto itself).
 /// One standard deviation of each quantity of a [`FittedLens`], from the noise
 /// alone: the fit's parameter covariance ([`FitCovariance`]) propagated linearly.
 /// None where it is not finite (a round mass has no orientation to err in).
@@ -400,6 +399,7 @@ impl FittedLensErrors {
     }
 }
 
+/// An orientation in (-90, 90] degrees (a half turn brings an ellipse onto itself).
 fn normalised_angle(degrees: f64) -> f64 {
     if degrees <= -90.0 {
         degrees + 180.0

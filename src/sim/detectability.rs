@@ -243,10 +243,10 @@ pub struct BlindGrid {
     /// the model the fit before it found instead of the data's own: weighting a
     /// pixel by its data's variance gives one that fluctuated up less weight than
     /// one that fluctuated down (Neyman's chi^2), and the fitted fluxes come out
-    /// low (the deflector's light 0.9-1.2% faint on the survey's held-out lenses,
-    /// 0.0001-0.002 mag after one such fit; RESULTS.md, "The lens model of the
-    /// smooth-lens fit"). Absent in the recipes of classifiers trained before it
-    /// existed, which fit without it.
+    /// low (the deflector's light 0.011-0.015 mag faint on the survey's held-out
+    /// lenses, within 0.004 mag after one such fit; RESULTS.md, "Weighted by the
+    /// model, not the data"). Absent in the recipes of classifiers trained before
+    /// it existed, which fit without it.
     #[serde(default)]
     pub reweighted_fits: usize,
 }
