@@ -178,6 +178,7 @@ fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
             params,
             sub_snr,
             sub_snr_refit: None,
+            fit_lens_found: None,
         },
     }
 }

@@ -4,7 +4,7 @@ use crate::data::augment::Augment;
 use crate::data::images::{read_float_columns, read_parquet_labels};
 use crate::data::images::{read_image_pairs, read_labelled_images};
 use crate::data::predictions::read_predictions;
-use crate::eval::classifier::{binned_parameter_names, evaluate_classifier, evaluate_predictions};
+use crate::eval::classifier::{evaluate_classifier, evaluate_predictions, evaluated_column_names};
 use crate::eval::superres::{evaluate_superres_model, SuperresEvaluation};
 use crate::infer::{LoadedClassifier, LoadedSuperres, TestTimeAugmentation};
 use crate::model::checkpoint::{
@@ -684,7 +684,7 @@ fn read_labelled_with_parameters(
     } else {
         read_data(&args.input, &args.image_col)?
     };
-    let parameters = if is_table { read_float_columns(&args.input, &binned_parameter_names())? } else { Vec::new() };
+    let parameters = if is_table { read_float_columns(&args.input, &evaluated_column_names())? } else { Vec::new() };
     Ok((data, parameters))
 }
 

@@ -35,6 +35,10 @@ impl Task {
     }
 }
 
+/// The column of a dataset of smooth-lens residuals that says whether each row's
+/// fit found a galaxy-scale lens ([`Record::fit_lens_found`]).
+pub const FIT_LENS_FOUND: &str = "fit_lens_found";
+
 /// One row of a simulated dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -53,6 +57,10 @@ pub struct Record {
     /// What is left of it after a smooth-lens refit (see
     /// [`crate::sim::detectability`]); None unless the dataset asked for it.
     pub sub_snr_refit: Option<f64>,
+    /// For a row of smooth-lens residuals: whether the blind fit found a
+    /// galaxy-scale lens, ending clear of the envelope's edge
+    /// ([`crate::sim::detectability::lens_clear_of_envelope`]); None for cutouts.
+    pub fit_lens_found: Option<bool>,
 }
 
 /// Everything a writer needs besides the rows.
@@ -108,7 +116,7 @@ impl ParamColumn {
 
 /// The float parameter columns, in file order (`n_subhalos` is written separately
 /// as an integer).
-pub const PARAM_COLUMNS: [ParamColumn; 30] = [
+pub const PARAM_COLUMNS: [ParamColumn; 31] = [
     ParamColumn {
         name: "lens_theta_e",
         description: "main-lens Einstein radius, arcsec",
@@ -254,6 +262,14 @@ pub const PARAM_COLUMNS: [ParamColumn; 30] = [
                       can see; null = not computed or noise-free)",
         nullable: true,
         get: |r| r.sub_snr_refit,
+    },
+    ParamColumn {
+        name: FIT_LENS_FOUND,
+        description: "smooth-lens residuals: 1 when the blind fit found a galaxy-scale lens (ended clear of the \
+                      envelope's edge), 0 when it ended on the edge, which makes the row out of a residual \
+                      classifier's domain (null = cutouts)",
+        nullable: true,
+        get: |r| r.fit_lens_found.map(|found| if found { 1.0 } else { 0.0 }),
     },
     ParamColumn {
         name: "lens_light_magnitude",

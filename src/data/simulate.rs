@@ -14,7 +14,8 @@ use super::record::{DatasetInfo, Record, Task};
 use super::{DatasetWriter, Format, WriteSummary};
 use crate::progress::{Progress, SharedProgress};
 use crate::sim::detectability::{
-    smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY,
+    lens_clear_of_envelope, smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals,
+    SMOOTH_LENS_RESIDUALS_KEY,
 };
 use crate::sim::Simulator;
 use crate::{Error, Result};
@@ -325,9 +326,10 @@ pub fn simulate_dataset(sim: &Simulator, opts: &SimulateOptions) -> Result<Write
 }
 
 fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u64) -> Record {
-    let (images, params, sub_snr, sub_snr_refit) = match opts.task {
+    let (images, params, sub_snr, sub_snr_refit, fit_lens_found) = match opts.task {
         Task::Classify => {
             let mut s = sim.simulate_with(class_idx, opts.seed, id, opts.refit_detectability);
+            let mut fit_lens_found = None;
             if opts.smooth_lens_residuals {
                 let observed = Observation { psf_fwhm: s.params.psf_fwhm, exposure_time: s.params.exposure_time };
                 // The cutout as it is stored (float32), which is what inference fits: the
@@ -336,12 +338,14 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
                     smooth_lens_residual(sim, observed, &s.image.rounded_to_f32(), None, &residual_grid(opts))
                         .expect("checked: the recipe has noise");
                 s.image.pixels = residual.chi;
+                let grid = &sim.config().image;
+                fit_lens_found = Some(lens_clear_of_envelope(&residual.fit.params, grid.pixel_scale, grid.size));
             }
-            (vec![s.image], s.params, s.sub_snr, s.sub_snr_refit)
+            (vec![s.image], s.params, s.sub_snr, s.sub_snr_refit, fit_lens_found)
         }
         Task::Superres { factor } => {
             let s = sim.simulate_pair(class_idx, opts.seed, id, factor);
-            (vec![s.lr, s.hr], s.params, s.sub_snr, None)
+            (vec![s.lr, s.hr], s.params, s.sub_snr, None, None)
         }
     };
     Record {
@@ -352,6 +356,7 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
         params,
         sub_snr,
         sub_snr_refit,
+        fit_lens_found,
     }
 }
 

@@ -12,6 +12,7 @@ use super::classification::{DomainSummary, FitStabilitySummary, RELIABILITY_BINS
 use super::{ClassificationReport, Reliability};
 use crate::data::images::{FloatColumns, LabelledImages};
 use crate::data::predictions::{PredictionTable, FIT_REFITS_KEY, UNSTABLE_FIT};
+use crate::data::record::FIT_LENS_FOUND;
 use crate::infer::LoadedClassifier;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -21,6 +22,14 @@ use std::path::Path;
 /// The dataset columns a report bins by, as [`crate::data::images::read_float_columns`] reads them.
 pub fn binned_parameter_names() -> Vec<&'static str> {
     BINNED_PARAMETERS.iter().map(|p| p.name).collect()
+}
+
+/// The columns of a labelled dataset `evaluate` reads besides its images: those
+/// it bins by, and a residual dataset's [`FIT_LENS_FOUND`].
+pub fn evaluated_column_names() -> Vec<&'static str> {
+    let mut names = binned_parameter_names();
+    names.push(FIT_LENS_FOUND);
+    names
 }
 
 /// Everything `evaluate` reports about one classifier on one labelled set.
@@ -185,7 +194,9 @@ pub fn labels_in_class_order(data: &LabelledImages, class_names: &[String]) -> R
 }
 
 /// Run `classifier` on every image of `data` and evaluate it; `parameters` are
-/// `data`'s columns to bin by (row order).
+/// `data`'s columns to bin by (row order), and, for a dataset of smooth-lens
+/// residuals, its [`FIT_LENS_FOUND`] column: a row whose fit found no galaxy-scale
+/// lens is out of the domain, as `predict` flags it.
 pub fn evaluate_classifier(
     classifier: &LoadedClassifier,
     data: &LabelledImages,
@@ -209,6 +220,10 @@ pub fn evaluate_classifier(
     if let (Some(scores), Some(c), Some(flags)) =
         (&output.ood_scores, &meta.calibration, classifier.in_domain_flags(&output))
     {
+        let mut flags = flags;
+        if let Some((_, found)) = parameters.iter().find(|(name, _)| name == FIT_LENS_FOUND) {
+            flags.iter_mut().zip(found).filter(|(_, found)| **found == Some(0.0)).for_each(|(flag, _)| *flag = false);
+        }
         let k = meta.class_names.len();
         evaluation.domain = Some(DomainSummary::compute(probs, &labels, k, scores, c.ood_threshold, &flags));
     }

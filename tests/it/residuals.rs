@@ -5,7 +5,9 @@
 use crate::stage::{classifier, predict_options, read, strings, write_parquet};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
+use lensmae::data::images::read_float_columns;
 use lensmae::data::images::read_parquet_images;
+use lensmae::data::record::FIT_LENS_FOUND;
 use lensmae::data::simulate::{simulate_dataset, SimulateOptions};
 use lensmae::infer::residuals::{FitWatch, FittedLensErrors};
 use lensmae::infer::LoadedClassifier;
@@ -912,13 +914,19 @@ fn simulate_writes_the_residuals_inference_computes() {
     let cutouts = survey_lenses(&dir.path().join("c"));
     let stored = read_parquet_images(&cutouts, "image").unwrap();
     let fitter = lensmae::infer::residuals::ResidualFitter::new(&cutouts, &recipe).unwrap();
-    for id in 0..3 {
+    let lens_found = read_float_columns(&dir.path().join("r/dataset.parquet"), &[FIT_LENS_FOUND]).unwrap().remove(0).1;
+    assert_eq!(lens_found.len(), 3);
+    for (id, found) in lens_found.iter().enumerate() {
         let drawn = sim.simulate(id % 3, 5, id as u64);
         let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
         let fitted = fitter.fit(stored.image(id), &[observed], None, false, 0, FitWatch::UNWATCHED).remove(0).unwrap();
         let moved = written.image(id).iter().zip(&fitted.residual).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(moved == 0.0, "row {id}: the written residual differs from predict's by up to {moved}");
+        // And whether its fit found a lens, which `evaluate` reads as `predict` flags it.
+        assert_eq!(*found, Some(if fitted.lens_found { 1.0 } else { 0.0 }), "row {id}");
     }
+    let in_cutouts = read_float_columns(&cutouts, &[FIT_LENS_FOUND]).unwrap().remove(0).1;
+    assert_eq!(in_cutouts, [None; 3], "cutouts have no fit");
     // Pairs and noise-free recipes have nothing to fit against.
     let pairs = SimulateOptions { task: lensmae::data::Task::Superres { factor: 4 }, ..opts.clone() };
     let err = simulate_dataset(&sim, &pairs).unwrap_err().to_string();
@@ -1170,7 +1178,7 @@ fn finetune_bounds_the_chi2_of_residuals_as_predict_measures_it() {
 
     let dir = tempfile::tempdir().unwrap();
     let recipe = SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() };
-    let path = unit_noise_residuals(&dir.path().join("residuals.parquet"), 300, &recipe);
+    let path = unit_noise_residuals(&dir.path().join("residuals.parquet"), 300, &recipe, &[]);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
 
     let out = dir.path().join("clf.safetensors");
@@ -1201,8 +1209,9 @@ fn finetune_bounds_the_chi2_of_residuals_as_predict_measures_it() {
 }
 
 /// `n` labelled residuals as a fit leaves them on cutouts it explains (unit noise,
-/// chi^2 per pixel ~1), of `survey` lenses, recorded as made with `recipe`.
-fn unit_noise_residuals(path: &Path, n: usize, recipe: &SmoothLensResiduals) -> PathBuf {
+/// chi^2 per pixel ~1), of `survey` lenses, recorded as made with `recipe`; the rows
+/// `lost` record a fit that found no galaxy-scale lens.
+fn unit_noise_residuals(path: &Path, n: usize, recipe: &SmoothLensResiduals, lost: &[usize]) -> PathBuf {
     use lensmae::data::parquet::ParquetDatasetWriter;
     use lensmae::data::simulate::dataset_metadata;
     use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
@@ -1227,6 +1236,7 @@ fn unit_noise_residuals(path: &Path, n: usize, recipe: &SmoothLensResiduals) -> 
                 params: drawn.params,
                 sub_snr: drawn.sub_snr,
                 sub_snr_refit: None,
+                fit_lens_found: Some(!lost.contains(&id)),
             }
         })
         .collect();
@@ -1248,7 +1258,7 @@ fn a_recalibration_adopts_the_fit_its_residuals_were_made_with() {
     let model = dir.path().join("earlier-fit.safetensors");
     save_checkpoint(&model, &tensors, &meta).unwrap();
     let mended = SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() };
-    let residuals = unit_noise_residuals(&dir.path().join("mended.parquet"), 60, &mended);
+    let residuals = unit_noise_residuals(&dir.path().join("mended.parquet"), 60, &mended, &[]);
     let images = read_parquet_images(&residuals, "image").unwrap();
     let out = dir.path().join("recalibrated.safetensors");
     let calibrate = |images: &lensmae::data::images::LabelledImages, adopt| {
@@ -1264,10 +1274,38 @@ fn a_recalibration_adopts_the_fit_its_residuals_were_made_with() {
 
     let mut other_simulator = mended.clone();
     other_simulator.simulator.image.pixel_scale *= 2.0;
-    let other = unit_noise_residuals(&dir.path().join("other.parquet"), 60, &other_simulator);
+    let other = unit_noise_residuals(&dir.path().join("other.parquet"), 60, &other_simulator, &[]);
     let err = calibrate(&read_parquet_images(&other, "image").unwrap(), true).unwrap_err().to_string();
     assert!(err.contains("adopt-fit-recipe") && err.contains("another simulator recipe"), "{err}");
     let cutouts = read_parquet_images(&survey_lenses(&dir.path().join("cutouts")), "image").unwrap();
     let err = calibrate(&cutouts, true).unwrap_err().to_string();
     assert!(err.contains("holds cutouts"), "{err}");
+}
+
+/// `evaluate --model` on residuals flags the rows whose fit found no galaxy-scale
+/// lens, as `predict` does on the cutouts.
+#[test]
+fn evaluate_flags_residuals_whose_fit_found_no_lens() {
+    use lensmae::eval::classifier::{evaluate_classifier, evaluated_column_names};
+    use lensmae::train::calibrate::calibrate_checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() };
+    let calibration = unit_noise_residuals(&dir.path().join("calibration.parquet"), 60, &recipe, &[]);
+    let model = dir.path().join("calibrated.safetensors");
+    let images = read_parquet_images(&calibration, "image").unwrap();
+    calibrate_checkpoint(&residual_classifier(dir.path()), &images, &model, 0.99, 32, false, &candle_core::Device::Cpu)
+        .unwrap();
+    let classifier = LoadedClassifier::load(&model, &candle_core::Device::Cpu).unwrap();
+    let in_domain = |lost: &[usize]| {
+        let path =
+            unit_noise_residuals(&dir.path().join(format!("held-out-{}.parquet", lost.len())), 30, &recipe, lost);
+        let columns = read_float_columns(&path, &evaluated_column_names()).unwrap();
+        let data = read_parquet_images(&path, "image").unwrap();
+        let evaluation = evaluate_classifier(&classifier, &data, &columns, 16).unwrap();
+        (evaluation.domain.unwrap().in_domain_fraction * 30.0).round() as usize
+    };
+    let all_found = in_domain(&[]);
+    assert!(all_found >= 25, "{all_found} of 30 unit-noise residuals in the domain");
+    // The same residuals (one noise stream), from fits that ended on the edge.
+    assert_eq!(in_domain(&(0..30).collect::<Vec<_>>()), 0);
 }
