@@ -286,9 +286,8 @@ impl ResidualFitter {
             chi2_per_pixel: chi2 / fitted_pixels as f64,
             lens,
             lens_errors: fitted
-                .covariance
-                .as_ref()
-                .map(|covariance| FittedLensErrors::of(&self.sim, &lens, covariance)),
+                .covariance(&self.sim, &data)
+                .map(|covariance| FittedLensErrors::of(&self.sim, &lens, &covariance)),
             lens_found: lens_clear_of_envelope(&fitted.fit.params, self.grid().pixel_scale, self.grid().size),
             refit_spread,
             noise_map: map.is_some(),
@@ -325,7 +324,30 @@ pub struct FittedLens {
     pub source_magnitude: Option<f64>,
 }
 
+/// How many quantities a [`FittedLens`] quotes ([`FittedLens::quantities`]).
+pub const LENS_QUANTITIES: usize = 9;
+
+/// Which of [`FittedLens::quantities`] are orientations, repeating every 180 degrees.
+const ORIENTATIONS: [usize; 2] = [2, 6];
+
 impl FittedLens {
+    /// Its quantities in the order `predict` writes them: Einstein radius, axis
+    /// ratio, position angle, centre x and y, shear, shear angle, deflector and
+    /// source magnitudes.
+    pub fn quantities(&self) -> [Option<f64>; LENS_QUANTITIES] {
+        [
+            Some(self.theta_e),
+            Some(self.axis_ratio),
+            Some(self.position_angle),
+            Some(self.center_x),
+            Some(self.center_y),
+            Some(self.shear),
+            Some(self.shear_angle),
+            self.lens_light_magnitude,
+            self.source_magnitude,
+        ]
+    }
+
     /// The lens model of `params` (a fit's best), its magnitudes through `sim`'s instrument.
     pub fn of(sim: &Simulator, params: &crate::sim::ImageParams) -> FittedLens {
         let mass = crate::sim::ellipticity::Ellipse::from_e1e2(params.lens_e1, params.lens_e2);
@@ -379,23 +401,42 @@ pub struct FittedLensErrors {
 impl FittedLensErrors {
     /// The errors of `best`, the lens model of the fit whose covariance is `covariance`.
     pub fn of(sim: &Simulator, best: &FittedLens, covariance: &FitCovariance) -> FittedLensErrors {
-        let std = |quantity: fn(&FittedLens) -> f64| covariance.std_of(|p| quantity(&FittedLens::of(sim, p)));
-        // Orientations repeat every 180 degrees: their offsets from the best, wrapped.
-        let angle_std = |angle: fn(&FittedLens) -> f64| {
-            let at = angle(best);
-            covariance.std_of(|p| (angle(&FittedLens::of(sim, p)) - at + 90.0).rem_euclid(180.0) - 90.0)
-        };
+        let at = best.quantities().map(|v| v.unwrap_or(f64::NAN));
+        let [theta_e, axis_ratio, position_angle, center_x, center_y, shear, shear_angle, lens_light, source] =
+            covariance.stds_of(|p| {
+                let mut quantities = FittedLens::of(sim, p).quantities().map(|v| v.unwrap_or(f64::NAN));
+                // Orientations as their offsets from the best, wrapped.
+                for i in ORIENTATIONS {
+                    quantities[i] = (quantities[i] - at[i] + 90.0).rem_euclid(180.0) - 90.0;
+                }
+                quantities
+            });
         FittedLensErrors {
-            theta_e: std(|l| l.theta_e),
-            axis_ratio: std(|l| l.axis_ratio),
-            position_angle: angle_std(|l| l.position_angle),
-            center_x: std(|l| l.center_x),
-            center_y: std(|l| l.center_y),
-            shear: std(|l| l.shear),
-            shear_angle: angle_std(|l| l.shear_angle),
-            lens_light_magnitude: std(|l| l.lens_light_magnitude.unwrap_or(f64::NAN)),
-            source_magnitude: std(|l| l.source_magnitude.unwrap_or(f64::NAN)),
+            theta_e,
+            axis_ratio,
+            position_angle,
+            center_x,
+            center_y,
+            shear,
+            shear_angle,
+            lens_light_magnitude: lens_light,
+            source_magnitude: source,
         }
+    }
+
+    /// Its errors in the order of [`FittedLens::quantities`].
+    pub fn quantities(&self) -> [Option<f64>; LENS_QUANTITIES] {
+        [
+            self.theta_e,
+            self.axis_ratio,
+            self.position_angle,
+            self.center_x,
+            self.center_y,
+            self.shear,
+            self.shear_angle,
+            self.lens_light_magnitude,
+            self.source_magnitude,
+        ]
     }
 }
 

@@ -17,7 +17,7 @@ pub mod sr_fits;
 pub use crate::data::cutouts::{open_input, CutoutBatch, CutoutReader, InputDescription, InputOptions};
 pub use crate::data::ipc::table_writer::STANDARD_STREAM;
 pub use crate::data::predictions::UNSTABLE_FIT;
-use crate::infer::residuals::{mean_over_refits, FitWatch, FittedCutout};
+use crate::infer::residuals::{mean_over_refits, FitWatch, FittedCutout, LENS_QUANTITIES};
 use crate::infer::{
     file_sha256, reads_as_residuals, super_resolve, LoadedClassifier, LoadedSuperres, TestTimeAugmentation,
 };
@@ -705,30 +705,19 @@ impl Predictor {
             columns.push(Arc::new(Float32Array::from(ood)));
             columns.push(Arc::new(arrow_array::BooleanArray::from(in_domain)));
             if let Some(fitted) = &fits {
-                let fit_column = |value: fn(&FittedCutout) -> Option<f64>| -> ArrayRef {
+                let fit_column = |value: &dyn Fn(&FittedCutout) -> Option<f64>| -> ArrayRef {
                     Arc::new(arrow_array::Float64Array::from_iter(
                         fitted.cutouts.iter().map(|f| f.as_ref().and_then(value)),
                     ))
                 };
-                columns.push(fit_column(|f| Some(f.chi2_per_pixel)));
-                columns.push(fit_column(|f| Some(f.lens.theta_e)));
-                columns.push(fit_column(|f| Some(f.lens.axis_ratio)));
-                columns.push(fit_column(|f| Some(f.lens.position_angle)));
-                columns.push(fit_column(|f| Some(f.lens.center_x)));
-                columns.push(fit_column(|f| Some(f.lens.center_y)));
-                columns.push(fit_column(|f| Some(f.lens.shear)));
-                columns.push(fit_column(|f| Some(f.lens.shear_angle)));
-                columns.push(fit_column(|f| f.lens.lens_light_magnitude));
-                columns.push(fit_column(|f| f.lens.source_magnitude));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.theta_e)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.axis_ratio)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.position_angle)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.center_x)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.center_y)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.shear)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.shear_angle)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.lens_light_magnitude)));
-                columns.push(fit_column(|f| f.lens_errors.and_then(|e| e.source_magnitude)));
+                columns.push(fit_column(&|f| Some(f.chi2_per_pixel)));
+                // The lens model, then its errors (output::predictions_schema's order).
+                for k in 0..LENS_QUANTITIES {
+                    columns.push(fit_column(&|f| f.lens.quantities()[k]));
+                }
+                for k in 0..LENS_QUANTITIES {
+                    columns.push(fit_column(&|f| f.lens_errors.and_then(|e| e.quantities()[k])));
+                }
                 let sky_column = |value: fn(&observation::LensOnSky) -> Option<f64>| -> ArrayRef {
                     Arc::new(arrow_array::Float64Array::from_iter(
                         fitted.on_sky.iter().map(|s| s.as_ref().and_then(value)),
@@ -742,7 +731,7 @@ impl Predictor {
                 columns.push(Arc::new(arrow_array::BooleanArray::from_iter(
                     fitted.cutouts.iter().map(|f| f.as_ref().map(|f| f.noise_map)),
                 )));
-                columns.push(fit_column(|f| f.refit_spread));
+                columns.push(fit_column(&|f| f.refit_spread));
                 let answered = per_row.iter().zip(&answer_spread).map(|(p, &d)| p.and(d));
                 columns.push(Arc::new(Float32Array::from_iter(answered)));
             }

@@ -93,7 +93,8 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
             assert_eq!(Some(floats(name)[i]), want, "row {i}: {name}");
         }
         // And its errors are the fit's covariance propagated, each finite and > 0.
-        let errors = FittedLensErrors::of(&sim, &lens, fitted.covariance.as_ref().expect("a constrained fit"));
+        let covariance = fitted.covariance(&sim, &data).expect("a constrained fit");
+        let errors = FittedLensErrors::of(&sim, &lens, &covariance);
         let columns = [
             ("fit_theta_e_err", errors.theta_e),
             ("fit_axis_ratio_err", errors.axis_ratio),
