@@ -25,7 +25,7 @@ fn main() -> lensmae::Result<()> {
             let variance = lens.variance(&sim, data);
             let mut fit = fit_smooth_lens_blind(
                 &sim,
-                lens.observed,
+                &lens.observed,
                 data,
                 &variance,
                 &BlindGrid { polish_fits: 0, ..BlindGrid::default() },

@@ -23,9 +23,9 @@ fn main() -> lensmae::Result<()> {
             let n = data.pixels.len() as f64;
             let hops = BlindGrid { basin_hops: 6, ..BlindGrid::default() };
             let clock = std::time::Instant::now();
-            let before = fit_smooth_lens_blind(&sim, lens.observed, data, &variance, &BlindGrid::default());
+            let before = fit_smooth_lens_blind(&sim, &lens.observed, data, &variance, &BlindGrid::default());
             let without = clock.elapsed().as_secs_f64();
-            let after = fit_smooth_lens_blind(&sim, lens.observed, data, &variance, &hops);
+            let after = fit_smooth_lens_blind(&sim, &lens.observed, data, &variance, &hops);
             let with = clock.elapsed().as_secs_f64() - without;
             line += &format!(
                 " | {name} {:.3} -> {:.3} (renders {} -> {}, {without:.2} -> {with:.2} s)",

@@ -99,7 +99,7 @@ fn simulated_lens(sim: &Simulator, seed: u64, id: u64) -> Lens {
     let class_idx = id as usize % sim.class_names().len();
     let drawn = sim.simulate(class_idx, seed, id);
     let params = drawn.params;
-    let observed = Observation { psf_fwhm: params.psf_fwhm, exposure_time: params.exposure_time };
+    let observed = Observation::of_drawn(&params);
     Lens {
         id,
         class_idx,
@@ -130,7 +130,7 @@ fn residual_row(sim: &Simulator, seed: u64, lens: Lens, how: Start) -> Row {
         }
         // What inference does with a cutout for a classifier of residuals.
         Start::Blind => {
-            let residual = smooth_lens_residual(sim, observed, &noisy, None, &BlindGrid::default())
+            let residual = smooth_lens_residual(sim, &observed, &noisy, None, &BlindGrid::default())
                 .expect("survey lenses have noise");
             (residual.fit.params, residual.fit.renders, residual.chi)
         }
@@ -237,7 +237,7 @@ fn lenses_from(sim: &Simulator, path: &std::path::Path, n: usize) -> lensmae::Re
                 pixels: images.pixels[i * pixels..(i + 1) * pixels].iter().map(|v| *v as f64).collect(),
             },
             noise: sim.noise_at(Some(exposure[i])),
-            observed: Observation { psf_fwhm: psf[i], exposure_time: Some(exposure[i]) },
+            observed: Observation { psf_fwhm: psf[i], psf_kernel: None, exposure_time: Some(exposure[i]) },
             truth: None,
             sub_snr: Some(sub_snr[i]),
         })

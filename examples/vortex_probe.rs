@@ -72,14 +72,13 @@ fn main() {
                 let class_idx = (id % n_classes) as usize;
                 let drawn = sim.simulate(class_idx, seed, id);
                 let data = drawn.image.rounded_to_f32();
-                let observed =
-                    Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+                let observed = Observation::of_drawn(&drawn.params);
                 let variance = sim
                     .noise_at(observed.exposure_time)
                     .variance(&data, pixel_scale)
                     .expect("survey lenses have noise");
                 // What `smooth_lens_residual` fits, without the residual image it would render.
-                let smooth = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
+                let smooth = fit_smooth_lens_blind(&sim, &observed, &data, &variance, &BlindGrid::default());
                 let vortex = fit_vortex(&filter, axion, &smooth, &data, &variance, &vortex_grid);
                 let mut from_truth = None;
                 if let (true, Some(drawn_vortex)) = (truth_start, &drawn.params.vortex) {

@@ -31,14 +31,14 @@ impl StoredLens {
     pub fn new(sim: &Simulator, seed: u64, id: u64) -> Self {
         let class_idx = id as usize % 3;
         let drawn = sim.simulate(class_idx, seed, id);
-        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let observed = Observation::of_drawn(&drawn.params);
         let float = drawn.image.rounded_to_f32();
         let uint16 = uint16_copy(&float);
         StoredLens {
             class_idx,
+            noise: sim.noise_at(observed.exposure_time),
             observed,
             copies: [("float32", float), ("uint16", uint16)],
-            noise: sim.noise_at(observed.exposure_time),
         }
     }
 

@@ -165,7 +165,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time", zero_point=None, zero_point_col=None))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time", zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -184,6 +184,8 @@ impl Model {
         exposure_time_col: &str,
         zero_point: Option<f64>,
         zero_point_col: Option<String>,
+        psf_image: Option<Vec<Vec<f64>>>,
+        psf_image_col: Option<String>,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -199,6 +201,19 @@ impl Model {
         };
         let name = model.as_ref().or(sr_model.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
         let pixel_scale = pixel_scale.as_deref().map(str::parse).transpose().map_err(error)?.unwrap_or_default();
+        let psf_image = match psf_image {
+            Some(rows) => {
+                let side = rows.len();
+                if rows.iter().any(|row| row.len() != side) {
+                    return Err(error("psf_image: a square 2-D array is needed".to_string()));
+                }
+                let values: Vec<f64> = rows.concat();
+                let kernel =
+                    lensmae::sim::psf::PsfKernel::new(side, &values).map_err(|e| error(format!("psf_image: {e}")))?;
+                Some(std::sync::Arc::new(kernel))
+            }
+            None => None,
+        };
         let options = PredictorOptions {
             model,
             sr_model,
@@ -211,6 +226,8 @@ impl Model {
             observation: ObservationSource {
                 psf_fwhm,
                 psf_column: psf_fwhm_col.to_string(),
+                psf_image,
+                psf_image_column: psf_image_col,
                 exposure_time,
                 exposure_column: exposure_time_col.to_string(),
                 zero_point,

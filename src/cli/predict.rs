@@ -4,7 +4,8 @@ use crate::cli::train::DeviceArgs;
 use crate::infer::TestTimeAugmentation;
 use crate::stage::chunks::{merge, Shard};
 use crate::stage::{
-    inspect, predict, FitNoise, InputOptions, NanPolicy, ObservationSource, PredictOptions, PredictorOptions, StageTask,
+    inspect, predict, read_psf_image, FitNoise, InputOptions, NanPolicy, ObservationSource, PredictOptions,
+    PredictorOptions, StageTask,
 };
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -94,6 +95,15 @@ struct ObservationArgs {
     /// that name, PSF_FWHM by default).
     #[arg(long, default_value = "psf_fwhm")]
     psf_fwhm_col: String,
+    /// The PSF image of every cutout, a FITS file whose first image is the PSF at the
+    /// cutouts' pixels (odd side, centred; e.g. a survey's PSF model evaluated at the
+    /// field): the fit renders with it in place of a Gaussian of --psf-fwhm.
+    #[arg(long, value_name = "FITS")]
+    psf_image: Option<PathBuf>,
+    /// The column of per-cutout PSF images at the cutouts' pixels (square lists of
+    /// values, or lists of rows), in place of --psf-fwhm.
+    #[arg(long)]
+    psf_image_col: Option<String>,
     /// The total exposure time of every cutout, s (default: the column --exposure-time-col).
     #[arg(long)]
     exposure_time: Option<f64>,
@@ -139,9 +149,15 @@ impl ObservationArgs {
                 bail!("{flag} must be a finite number > 0, got {}", value.unwrap_or_default());
             }
         }
+        let psf_image = match &self.psf_image {
+            Some(path) => Some(std::sync::Arc::new(read_psf_image(path)?)),
+            None => None,
+        };
         Ok(ObservationSource {
             psf_fwhm: self.psf_fwhm,
             psf_column: self.psf_fwhm_col.clone(),
+            psf_image,
+            psf_image_column: self.psf_image_col.clone(),
             exposure_time: self.exposure_time,
             exposure_column: self.exposure_time_col.clone(),
             zero_point: self.zero_point,

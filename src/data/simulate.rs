@@ -331,11 +331,11 @@ fn make_record(sim: &Simulator, opts: &SimulateOptions, class_idx: usize, id: u6
             let mut s = sim.simulate_with(class_idx, opts.seed, id, opts.refit_detectability);
             let mut fit_lens_found = None;
             if opts.smooth_lens_residuals {
-                let observed = Observation { psf_fwhm: s.params.psf_fwhm, exposure_time: s.params.exposure_time };
+                let observed = Observation::of_drawn(&s.params);
                 // The cutout as it is stored (float32), which is what inference fits: the
                 // float64 render can lead the fit to another local minimum.
                 let residual =
-                    smooth_lens_residual(sim, observed, &s.image.rounded_to_f32(), None, &residual_grid(opts))
+                    smooth_lens_residual(sim, &observed, &s.image.rounded_to_f32(), None, &residual_grid(opts))
                         .expect("checked: the recipe has noise");
                 s.image.pixels = residual.chi;
                 let grid = &sim.config().image;

@@ -252,7 +252,7 @@ impl ResidualFitter {
             variance,
             includes_source: sigma.is_some_and(|(_, includes_source)| includes_source),
         });
-        let fitted = smooth_lens_residual(&self.sim, *observed, &data, map, &self.recipe.grid)
+        let fitted = smooth_lens_residual(&self.sim, observed, &data, map, &self.recipe.grid)
             .ok_or_else(|| "the recipe has no noise model for this exposure".to_string())?;
         let as_f32 = |chi: &[f64]| chi.iter().map(|&c| c as f32).collect::<Vec<f32>>();
         let chi2: f64 = fitted.chi.iter().map(|c| c * c).sum();
@@ -270,7 +270,7 @@ impl ResidualFitter {
         let refitted: Vec<_> = (1..=refits as u64)
             .filter_map(|draw| {
                 let moved = moved_within_16_bits(&data, step, draw);
-                smooth_lens_residual(&self.sim, *observed, &moved, map, &self.recipe.grid)
+                smooth_lens_residual(&self.sim, observed, &moved, map, &self.recipe.grid)
             })
             .collect();
         let lens = FittedLens::of(&self.sim, &fitted.fit.params);
@@ -540,7 +540,7 @@ mod tests {
         let fitter = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let cutouts = vec![0f32; 4 * fitter.image_size().pow(2)];
         // Unusable observations end each fit at once, with their reason.
-        let observed = [Observation { psf_fwhm: 0.0, exposure_time: Some(2200.0) }; 4];
+        let observed = vec![Observation { psf_fwhm: 0.0, psf_kernel: None, exposure_time: Some(2200.0) }; 4];
         let told = std::sync::atomic::AtomicUsize::new(0);
         let one_more = || {
             told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -573,11 +573,11 @@ mod tests {
         let recipe = survey_recipe_of_one_fit();
         let fitter = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let n = fitter.image_size().pow(2);
-        let observed = Observation { psf_fwhm: 0.17, exposure_time: Some(2200.0) };
+        let observed = Observation { psf_fwhm: 0.17, psf_kernel: None, exposure_time: Some(2200.0) };
         let mut cutouts = vec![0f32; n]; // blank
         cutouts.extend(std::iter::repeat_n(-5.0f32, n)); // negative sky
         cutouts.extend(std::iter::repeat_n(f32::MAX, n)); // saturated everywhere
-        let fits = fitter.fit(&cutouts, &[observed; 3], None, false, 1, FitWatch::UNWATCHED);
+        let fits = fitter.fit(&cutouts, &vec![observed; 3], None, false, 1, FitWatch::UNWATCHED);
         for (which, fit) in ["blank", "negative", "saturated"].iter().zip(&fits) {
             if let Ok(fit) = fit {
                 assert!(fit.residual.iter().all(|v| v.is_finite()) && fit.chi2_per_pixel.is_finite(), "{which}");
@@ -585,9 +585,9 @@ mod tests {
         }
         // What a survey must say: a PSF and an exposure the fit can use.
         let bad = [
-            Observation { psf_fwhm: f64::NAN, exposure_time: Some(2200.0) },
-            Observation { psf_fwhm: 0.17, exposure_time: None },
-            Observation { psf_fwhm: 0.17, exposure_time: Some(-1.0) },
+            Observation { psf_fwhm: f64::NAN, psf_kernel: None, exposure_time: Some(2200.0) },
+            Observation { psf_fwhm: 0.17, psf_kernel: None, exposure_time: None },
+            Observation { psf_fwhm: 0.17, psf_kernel: None, exposure_time: Some(-1.0) },
         ];
         let refused = fitter.fit(&cutouts, &bad, None, false, 1, FitWatch::UNWATCHED);
         assert!(refused[0].as_ref().unwrap_err().contains("PSF FWHM"));
@@ -600,7 +600,7 @@ mod tests {
         let recipe = survey_recipe_of_one_fit();
         let sim = Simulator::new(recipe.simulator.clone()).unwrap();
         let drawn = sim.simulate(2, 5, 0);
-        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let observed = Observation::of_drawn(&drawn.params);
         let mut cutouts: Vec<f32> = drawn.image.pixels.iter().map(|&v| v as f32).collect();
         let n = cutouts.len();
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
@@ -608,8 +608,8 @@ mod tests {
         let everywhere = ResidualFitter::new(Path::new("test"), &recipe).unwrap();
         let within = ResidualFitter::new(Path::new("test"), &recipe).unwrap().refitting_only_within(Some([0.5, 30.0]));
         let (all, some) = (
-            everywhere.fit(&cutouts, &[observed; 2], None, false, 2, FitWatch::UNWATCHED),
-            within.fit(&cutouts, &[observed; 2], None, false, 2, FitWatch::UNWATCHED),
+            everywhere.fit(&cutouts, &vec![observed.clone(); 2], None, false, 2, FitWatch::UNWATCHED),
+            within.fit(&cutouts, &vec![observed; 2], None, false, 2, FitWatch::UNWATCHED),
         );
         let (lens, noise) = (all[0].as_ref().unwrap(), all[1].as_ref().unwrap());
         assert!((0.5..=30.0).contains(&lens.chi2_per_pixel), "{}", lens.chi2_per_pixel);

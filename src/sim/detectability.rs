@@ -30,10 +30,12 @@
 
 use super::grid::Image;
 use super::noise::{Noise, NoiseMap};
+use super::psf::PsfKernel;
 use super::scene::{Camera, LayeredRender};
 use super::simulator::{capped_ellipticity, ImageParams, LensLightDraw, Simulator, VortexDraw};
 use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
 use nalgebra::{DMatrix, DVector, Dyn, Owned};
+use std::sync::Arc;
 
 /// What a fit varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,12 +306,26 @@ impl BlindGrid {
 }
 
 /// What a survey knows of a cutout besides its pixels.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    /// The PSF's FWHM, arcsec.
+    /// The PSF's FWHM, arcsec (with `psf_kernel`, the kernel's Gaussian-equivalent one).
     pub psf_fwhm: f64,
+    /// The cutout's PSF image at its pixels, when the survey has one: the fit renders
+    /// with it in place of a Gaussian of `psf_fwhm`.
+    pub psf_kernel: Option<Arc<PsfKernel>>,
     /// Total exposure time, s.
     pub exposure_time: Option<f64>,
+}
+
+impl Observation {
+    /// How a simulated image was observed: its drawn PSF and exposure.
+    pub fn of_drawn(params: &ImageParams) -> Self {
+        Observation {
+            psf_fwhm: params.psf_fwhm,
+            psf_kernel: params.psf_kernel.clone(),
+            exposure_time: params.exposure_time,
+        }
+    }
 }
 
 /// Fit the smooth lens (SIE + shear), the Sersic source and the deflector's
@@ -328,7 +344,7 @@ pub struct Observation {
 /// If `variance` has not one entry per pixel of `data`.
 pub fn fit_smooth_lens_blind(
     sim: &Simulator,
-    observed: Observation,
+    observed: &Observation,
     data: &Image,
     variance: &[f64],
     grid: &BlindGrid,
@@ -705,7 +721,7 @@ fn smooth_image(sim: &Simulator, params: &ImageParams) -> Image {
 /// entry per pixel.
 pub fn smooth_lens_residual(
     sim: &Simulator,
-    observed: Observation,
+    observed: &Observation,
     data: &Image,
     map: Option<NoiseMap>,
     grid: &BlindGrid,
@@ -739,7 +755,7 @@ pub fn smooth_lens_residual(
 /// The grid's starts, best first.
 fn blind_starts(
     sim: &Simulator,
-    observed: Observation,
+    observed: &Observation,
     data: &Image,
     weight: &[f64],
     grid: &BlindGrid,
@@ -778,6 +794,7 @@ fn blind_starts(
             center_y: cy,
         }),
         neighbour: None,
+        psf_kernel: observed.psf_kernel.clone(),
     };
     let camera = sim.camera(&guess);
     let mut light_only = guess.clone();
@@ -1085,7 +1102,7 @@ mod tests {
     fn stored_survey_lens(sim: &Simulator, seed: u64, id: u64) -> (Image, Observation, Vec<f64>) {
         let drawn = sim.simulate(id as usize % 3, seed, id);
         let data = drawn.image.rounded_to_f32();
-        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let observed = Observation::of_drawn(&drawn.params);
         let variance = sim.noise_at(observed.exposure_time).variance(&data, sim.config().image.pixel_scale).unwrap();
         (data, observed, variance)
     }
@@ -1158,8 +1175,8 @@ mod tests {
             let noise = sim.noise(&truth);
             noise.apply(&mut data, sim.config().image.pixel_scale, &mut rng);
             let variance = noise.variance(&data, sim.config().image.pixel_scale).unwrap();
-            let observed = Observation { psf_fwhm: truth.psf_fwhm, exposure_time: truth.exposure_time };
-            let blind = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
+            let observed = Observation::of_drawn(&truth);
+            let blind = fit_smooth_lens_blind(&sim, &observed, &data, &variance, &BlindGrid::default());
             let from_truth = fit_smooth_lens(&sim, no_sub, &truth, &data, &variance, Fitted::LensSourceAndLight);
             let n = data.pixels.len() as f64;
             assert!(
@@ -1205,10 +1222,10 @@ mod tests {
             truth.exposure_time = Some(300.0);
             let mut data = sim.scene(no_sub, &truth).render_with(&sim.camera(&truth), None);
             sim.noise(&truth).apply(&mut data, sim.config().image.pixel_scale, &mut rng);
-            let observed = Observation { psf_fwhm: truth.psf_fwhm, exposure_time: truth.exposure_time };
+            let observed = Observation::of_drawn(&truth);
             let fit = |reweighted_fits| {
                 let grid = BlindGrid { reweighted_fits, ..BlindGrid::default() };
-                smooth_lens_residual(&sim, observed, &data, None, &grid).unwrap().fit.params
+                smooth_lens_residual(&sim, &observed, &data, None, &grid).unwrap().fit.params
             };
             by_data.push(magnitude(&fit(0)) - magnitude(&truth));
             reweighted.push(magnitude(&fit(1)) - magnitude(&truth));
@@ -1234,7 +1251,7 @@ mod tests {
         let sim = survey();
         let (_, truth, image) = smooth_lens(&sim, 5);
         let noise = sim.noise(&truth);
-        let observed = Observation { psf_fwhm: truth.psf_fwhm, exposure_time: truth.exposure_time };
+        let observed = Observation::of_drawn(&truth);
         let magnitude = |p: &ImageParams| {
             let light = p.lens_light.as_ref().unwrap();
             sim.magnitude_of_amplitude(light.amp, light.r_sersic, light.n_sersic).unwrap()
@@ -1246,7 +1263,7 @@ mod tests {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(900 + draw);
             let mut data = image.clone();
             noise.apply(&mut data, sim.config().image.pixel_scale, &mut rng);
-            let residual = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
+            let residual = smooth_lens_residual(&sim, &observed, &data, None, &BlindGrid::default()).unwrap();
             let covariance = residual.covariance(&sim, &data).unwrap();
             let fit = residual.fit;
             fitted.push(quantities(&fit.params));
@@ -1270,8 +1287,8 @@ mod tests {
         let sim = survey();
         let (data, observed, variance) = stored_survey_lens(&sim, 22, 27);
         let unpolished = BlindGrid { polish_fits: 0, ..BlindGrid::default() };
-        let stopped = fit_smooth_lens_blind(&sim, observed, &data, &variance, &unpolished);
-        let polished = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
+        let stopped = fit_smooth_lens_blind(&sim, &observed, &data, &variance, &unpolished);
+        let polished = fit_smooth_lens_blind(&sim, &observed, &data, &variance, &BlindGrid::default());
         assert!(stopped.chi.powi(2) > 40_000.0, "{}", stopped.chi.powi(2));
         assert!(polished.chi.powi(2) < 12_000.0, "{}", polished.chi.powi(2));
         assert!(polished.renders > stopped.renders);
@@ -1294,9 +1311,9 @@ mod tests {
         let sim = survey();
         let (data, observed, variance) = stored_survey_lens(&sim, 22, 2897);
         let n = data.pixels.len() as f64;
-        let stalled = fit_smooth_lens_blind(&sim, observed, &data, &variance, &BlindGrid::default());
+        let stalled = fit_smooth_lens_blind(&sim, &observed, &data, &variance, &BlindGrid::default());
         let hops = BlindGrid { basin_hops: 6, ..BlindGrid::default() };
-        let hopped = fit_smooth_lens_blind(&sim, observed, &data, &variance, &hops);
+        let hopped = fit_smooth_lens_blind(&sim, &observed, &data, &variance, &hops);
         assert!(stalled.chi.powi(2) > 2.0 * n, "{}", stalled.chi.powi(2) / n);
         assert!(hopped.chi.powi(2) < 1.05 * n, "{}", hopped.chi.powi(2) / n);
         assert_eq!(hopped.chi_start, stalled.chi_start, "the start is the grid's");

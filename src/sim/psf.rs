@@ -5,8 +5,14 @@
 //! in pixels, edges extended with the nearest pixel ("nearest" mode) and the kernel
 //! cut at `truncation` sigma (radius `int(truncation * sigma + 0.5)` pixels), applied
 //! along rows then columns.
+//!
+//! A pixelated PSF (a survey's PSF model at the cutout's pixels: Euclid VIS has wings
+//! no Gaussian has) is convolved as lenstronomy does for `psf_type = 'PIXEL'` without
+//! supersampled convolution: `scipy.signal.fftconvolve(image, kernel, mode='same')`
+//! on the binned image, zeros beyond its edges.
 
 use super::grid::Image;
+use std::sync::Arc;
 
 /// FWHM / sigma of a Gaussian.
 pub const FWHM_PER_SIGMA: f64 = 2.354_820_045_030_949_3;
@@ -23,6 +29,108 @@ pub enum Psf {
         /// Kernel cut, in units of sigma (lenstronomy's default is 4).
         truncation: f64,
     },
+    /// A kernel sampled at the image's pixels (shared: every render of a fit uses it).
+    Pixelated(Arc<PsfKernel>),
+}
+
+/// A PSF image at the pixels it blurs: an odd number of pixels per side, the centre
+/// pixel on the centre of light, normalised to a sum of 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PsfKernel {
+    side: usize,
+    weights: Vec<f64>,
+}
+
+/// The widest kernel accepted, pixels per side: a PSF image is a few FWHM across,
+/// and one as wide as this costs 65,000 multiply-adds per pixel of every render.
+pub const MAX_KERNEL_SIDE: usize = 255;
+
+impl PsfKernel {
+    /// A kernel from `side` x `side` row-major values, normalised to a sum of 1.
+    /// Refuses an even or too large side, a value count that is not side^2, values
+    /// that are not finite, and a sum or centre that is not positive (small negative
+    /// wings, as PSF models have, are kept).
+    pub fn new(side: usize, values: &[f64]) -> Result<Self, String> {
+        if side % 2 == 0 || side > MAX_KERNEL_SIDE {
+            return Err(format!(
+                "a PSF image of {side} pixels per side: needs an odd side (its centre on a pixel), at most {MAX_KERNEL_SIDE}"
+            ));
+        }
+        if values.len() != side * side {
+            return Err(format!("a PSF image of side {side} needs {} values, got {}", side * side, values.len()));
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!("PSF pixel {i} is {}: every value must be finite", values[i]));
+        }
+        let sum: f64 = values.iter().sum();
+        let centre = values[side * side / 2];
+        if !(sum > 0.0 && centre > 0.0) {
+            return Err(format!("a PSF image summing to {sum} with centre {centre}: both must be > 0"));
+        }
+        Ok(PsfKernel { side, weights: values.iter().map(|v| v / sum).collect() })
+    }
+
+    /// A kernel from a square list of values (side = its square root).
+    pub fn from_square(values: &[f64]) -> Result<Self, String> {
+        let side = (values.len() as f64).sqrt().round() as usize;
+        if side * side != values.len() {
+            return Err(format!("{} PSF values are not a square image", values.len()));
+        }
+        Self::new(side, values)
+    }
+
+    /// A circular Moffat profile, (1 + (r/alpha)^2)^-beta, of `fwhm` pixels, each
+    /// pixel the mean of 5 x 5 samples across it, cut at `side`: the usual model of
+    /// a ground- or space-based PSF with wings (beta 2.5-4.5; a Gaussian as beta
+    /// grows).
+    pub fn moffat(fwhm: f64, beta: f64, side: usize) -> Result<Self, String> {
+        if !(fwhm > 0.0 && fwhm.is_finite() && beta > 1.0 && beta.is_finite()) {
+            return Err(format!("a Moffat PSF of FWHM {fwhm} pixels and beta {beta}: needs FWHM > 0 and beta > 1"));
+        }
+        let alpha = fwhm / (2.0 * (2f64.powf(1.0 / beta) - 1.0).sqrt());
+        let half = (side / 2) as f64;
+        let values: Vec<f64> = (0..side * side)
+            .map(|i| {
+                let (row, col) = ((i / side) as f64 - half, (i % side) as f64 - half);
+                let mut sum = 0.0;
+                for a in 0..5 {
+                    for b in 0..5 {
+                        let (dy, dx) = (row + (a as f64 - 2.0) / 5.0, col + (b as f64 - 2.0) / 5.0);
+                        sum += (1.0 + (dx * dx + dy * dy) / (alpha * alpha)).powf(-beta);
+                    }
+                }
+                sum / 25.0
+            })
+            .collect();
+        Self::new(side, &values)
+    }
+
+    /// Pixels per side.
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// The normalised values, row-major.
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// The FWHM of the Gaussian with the same second moment about the centre
+    /// pixel, in pixels: a size to compare kernels by (wider than the core's own
+    /// FWHM where the kernel has wings).
+    pub fn gaussian_equivalent_fwhm(&self) -> f64 {
+        let half = (self.side / 2) as f64;
+        let second: f64 = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let (dy, dx) = ((i / self.side) as f64 - half, (i % self.side) as f64 - half);
+                w * (dx * dx + dy * dy)
+            })
+            .sum();
+        (second.max(0.0) / 2.0).sqrt() * FWHM_PER_SIGMA
+    }
 }
 
 impl Psf {
@@ -34,6 +142,7 @@ impl Psf {
                 let kernel = gaussian_kernel_1d(fwhm / FWHM_PER_SIGMA / pixel_scale, truncation);
                 separable_filter_nearest(image, &kernel)
             }
+            Psf::Pixelated(ref kernel) => convolve_zero_padded(image, kernel),
         }
     }
 }
@@ -84,6 +193,34 @@ fn separable_filter_nearest(image: &Image, kernel: &[f64]) -> Image {
     out
 }
 
+/// out[i][j] = sum over (dy, dx) of kernel[c + dy][c + dx] * image[i - dy][j - dx],
+/// zero beyond the image (scipy's `fftconvolve(..., mode='same')` for an odd kernel).
+/// Row by row through a zero-padded copy, so the innermost loop runs along a row
+/// without a branch and vectorises.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma", "aarch64+neon"))]
+fn convolve_zero_padded(image: &Image, kernel: &PsfKernel) -> Image {
+    let n = image.size;
+    let (k, c) = (kernel.side, kernel.side / 2);
+    let mut padded = vec![0.0; n + 2 * c];
+    let mut out = Image::zeros(n);
+    for src_row in 0..n {
+        padded[c..c + n].copy_from_slice(&image.pixels[src_row * n..(src_row + 1) * n]);
+        // This source row feeds output row src_row + dy through kernel row c + dy.
+        for kernel_row in 0..k {
+            let Some(out_row) = (src_row + kernel_row).checked_sub(c).filter(|&r| r < n) else { continue };
+            let out_pixels = &mut out.pixels[out_row * n..(out_row + 1) * n];
+            for (kernel_col, &w) in kernel.weights[kernel_row * k..(kernel_row + 1) * k].iter().enumerate() {
+                // out[j] takes image[j - dx], dx = kernel_col - c: padded[j - dx + c].
+                let start = 2 * c - kernel_col;
+                for (o, v) in out_pixels.iter_mut().zip(&padded[start..start + n]) {
+                    *o += w * v;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +233,91 @@ mod tests {
         let flat = Image { size: 8, pixels: vec![2.0; 64] };
         let out = Psf::Gaussian { fwhm: 0.2, truncation: 4.0 }.convolve(&flat, 0.1);
         assert!(out.pixels.iter().all(|v| (v - 2.0).abs() < 1e-14));
+    }
+
+    /// The definition, one output pixel at a time.
+    fn convolve_by_definition(image: &Image, kernel: &PsfKernel) -> Image {
+        let (n, k, c) = (image.size as isize, kernel.side() as isize, kernel.side() as isize / 2);
+        let mut out = Image::zeros(image.size);
+        for i in 0..n {
+            for j in 0..n {
+                let mut sum = 0.0;
+                for dy in -c..=c {
+                    for dx in -c..=c {
+                        let (si, sj) = (i - dy, j - dx);
+                        if (0..n).contains(&si) && (0..n).contains(&sj) {
+                            sum += kernel.weights()[((c + dy) * k + c + dx) as usize]
+                                * image.pixels[(si * n + sj) as usize];
+                        }
+                    }
+                }
+                out.pixels[(i * n + j) as usize] = sum;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_pixelated_psf_convolves_as_the_definition_with_zeros_beyond_the_edges() {
+        // An asymmetric kernel, so that a correlation (the kernel not flipped) would differ.
+        let values: Vec<f64> = (0..25).map(|i| 1.0 + (i * 7 % 11) as f64 + if i == 12 { 20.0 } else { 0.0 }).collect();
+        let kernel = PsfKernel::new(5, &values).unwrap();
+        let image = Image { size: 9, pixels: (0..81).map(|i| ((i * 37) % 13) as f64 - 3.0).collect() };
+        let fast = Psf::Pixelated(Arc::new(kernel.clone())).convolve(&image, 0.1);
+        let slow = convolve_by_definition(&image, &kernel);
+        for (a, b) in fast.pixels.iter().zip(&slow.pixels) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        // A point in the middle takes the kernel's shape, not its mirror image.
+        let mut point = Image::zeros(9);
+        point.pixels[4 * 9 + 4] = 1.0;
+        let spread = Psf::Pixelated(Arc::new(kernel.clone())).convolve(&point, 0.1);
+        assert!((spread.pixels[3 * 9 + 5] - kernel.weights()[5 + 3]).abs() < 1e-15);
+        // A kernel wider than the image leaves no tap out of range.
+        let wide = PsfKernel::moffat(3.0, 2.5, 21).unwrap();
+        let small = Image { size: 6, pixels: (0..36).map(|i| i as f64).collect() };
+        let (a, b) =
+            (Psf::Pixelated(Arc::new(wide.clone())).convolve(&small, 0.1), convolve_by_definition(&small, &wide));
+        assert!(a.pixels.iter().zip(&b.pixels).all(|(x, y)| (x - y).abs() < 1e-12));
+    }
+
+    #[test]
+    fn a_pixelated_gaussian_blurs_as_the_gaussian_psf_away_from_the_edges() {
+        let sigma: f64 = 1.3;
+        let side = 2 * (4.0 * sigma + 0.5) as usize + 1;
+        let values: Vec<f64> = (0..side * side)
+            .map(|i| {
+                let (dy, dx) = ((i / side) as f64 - (side / 2) as f64, (i % side) as f64 - (side / 2) as f64);
+                (-0.5 * (dx * dx + dy * dy) / (sigma * sigma)).exp()
+            })
+            .collect();
+        let kernel = PsfKernel::new(side, &values).unwrap();
+        assert!((kernel.gaussian_equivalent_fwhm() / (sigma * FWHM_PER_SIGMA) - 1.0).abs() < 1e-3);
+        let mut image = Image::zeros(32);
+        image.pixels[16 * 32 + 15] = 5.0;
+        image.pixels[14 * 32 + 17] = 2.0;
+        let pixelated = Psf::Pixelated(Arc::new(kernel)).convolve(&image, 0.1);
+        let gaussian = Psf::Gaussian { fwhm: sigma * FWHM_PER_SIGMA * 0.1, truncation: 4.0 }.convolve(&image, 0.1);
+        for (a, b) in pixelated.pixels.iter().zip(&gaussian.pixels) {
+            // The 2-D kernel is cut on a square, the separable one on the same square.
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        let flux: f64 = pixelated.pixels.iter().sum();
+        assert!((flux - 7.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn psf_images_that_cannot_be_a_psf_are_refused_with_the_reason() {
+        let refused = |side: usize, values: &[f64]| PsfKernel::new(side, values).unwrap_err();
+        assert!(refused(4, &[1.0; 16]).contains("odd side"));
+        assert!(refused(3, &[1.0; 8]).contains("needs 9 values"));
+        assert!(refused(3, &[1.0, 1.0, f64::NAN, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]).contains("pixel 2 is NaN"));
+        assert!(refused(3, &[0.0; 9]).contains("must be > 0"));
+        assert!(refused(MAX_KERNEL_SIDE + 2, &[]).contains("at most"));
+        assert!(PsfKernel::from_square(&[1.0; 10]).unwrap_err().contains("not a square"));
+        let kernel = PsfKernel::new(3, &[-0.01, 0.1, 0.0, 0.1, 1.0, 0.1, 0.0, 0.1, 0.0]).unwrap();
+        assert!((kernel.weights().iter().sum::<f64>() - 1.0).abs() < 1e-15, "negative wings are kept, the sum made 1");
+        let moffat = PsfKernel::moffat(1.6, 2.5, 41).unwrap();
+        assert!(moffat.gaussian_equivalent_fwhm() > 1.6 * 1.3, "wings widen the second moment");
     }
 }

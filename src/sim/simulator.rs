@@ -16,13 +16,14 @@ use super::instrument::Instrument;
 use super::light::{LightProfile, Sersic};
 use super::mass::{MassModel, Nfw, PointMass, Shear, Sie, Tnfw};
 use super::noise::Noise;
-use super::psf::Psf;
+use super::psf::{Psf, PsfKernel};
 use super::scene::{Camera, DeflectionField, Neighbour, Scene};
 use crate::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, Poisson};
 use std::f64::consts::TAU;
+use std::sync::Arc;
 
 /// One drawn subhalo.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +137,9 @@ pub struct ImageParams {
     pub source_y: f64,
     /// PSF FWHM, arcsec (0 without PSF).
     pub psf_fwhm: f64,
+    /// A PSF image at the pixels, in place of the recipe's profile (a fit to a
+    /// survey's cutout with its own PSF model; None for what the recipe draws).
+    pub psf_kernel: Option<Arc<PsfKernel>>,
     /// Exposure time, s (None when noise-free).
     pub exposure_time: Option<f64>,
     /// Subhalos (point masses or halos).
@@ -398,6 +402,7 @@ impl Simulator {
             vortex,
             lens_light,
             neighbour,
+            psf_kernel: None,
         }
     }
 
@@ -461,9 +466,12 @@ impl Simulator {
     /// The camera for one image.
     pub fn camera(&self, params: &ImageParams) -> Camera {
         let im = &self.config.image;
-        let psf = match &self.config.psf {
-            PsfConfig::None {} => Psf::None,
-            PsfConfig::Gaussian { truncation, .. } => Psf::Gaussian { fwhm: params.psf_fwhm, truncation: *truncation },
+        let psf = match (&params.psf_kernel, &self.config.psf) {
+            (Some(kernel), _) => Psf::Pixelated(kernel.clone()),
+            (None, PsfConfig::None {}) => Psf::None,
+            (None, PsfConfig::Gaussian { truncation, .. }) => {
+                Psf::Gaussian { fwhm: params.psf_fwhm, truncation: *truncation }
+            }
         };
         Camera { grid: PixelGrid { size: im.size, pixel_scale: im.pixel_scale }, supersampling: im.supersampling, psf }
     }

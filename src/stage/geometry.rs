@@ -68,7 +68,7 @@ pub const MAX_SCALE_FACTOR: f64 = 1.5;
 const SAME_SCALE: f64 = 1e-4;
 
 /// What was done to one row's cutout.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RowGeometry {
     /// The input's pixel scale used, arcsec per pixel.
     pub pixel_scale: Option<f64>,
@@ -77,8 +77,17 @@ pub struct RowGeometry {
     pub note: Option<String>,
     /// The scale is too far from the model's (see [`MAX_SCALE_FACTOR`]).
     pub out_of_domain: bool,
+    /// The model's pixel over the input's, as resampled (1: not resampled).
+    pub scale_ratio: f64,
     /// Why the cutout cannot be brought to the model's grid.
     pub problem: Option<String>,
+}
+
+impl Default for RowGeometry {
+    /// Used as it is.
+    fn default() -> Self {
+        RowGeometry { pixel_scale: None, note: None, out_of_domain: false, scale_ratio: 1.0, problem: None }
+    }
 }
 
 /// Brings every cutout of an input to a model's grid.
@@ -160,6 +169,7 @@ impl Geometry {
             if let (Some(s), Some(m)) = (scale, self.model_scale) {
                 row.out_of_domain = !(1.0 / MAX_SCALE_FACTOR..=MAX_SCALE_FACTOR).contains(&(s / m));
             }
+            row.scale_ratio = *ratios.last().expect("pushed above");
             rows.push(row);
         }
         // Cutouts already on the model's grid (the usual case) are not copied.

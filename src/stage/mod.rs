@@ -29,7 +29,7 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use candle_core::Device;
-pub use observation::{FitNoise, ObservationSource};
+pub use observation::{read_psf_image, FitNoise, ObservationSource};
 use output::{predictions_schema, PREDICTIONS_SCHEMA_VERSION};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -594,7 +594,10 @@ impl Predictor {
         let (mut status, nonfinite) = screen_rows(&mut batch, image_len, opts.nan_policy, first_row, fitter.is_some())?;
         let model_started = Instant::now();
         let fits = match fitter {
-            Some(fitter) => Some(observation::fit_rows(fitter, opts, &mut batch, &mut status, image_len, watch)?),
+            Some(fitter) => {
+                let scale_ratios: Vec<f64> = regridded.iter().map(|g| g.scale_ratio).collect();
+                Some(observation::fit_rows(fitter, opts, &mut batch, &mut status, image_len, &scale_ratios, watch)?)
+            }
             None => None,
         };
         let ok: Vec<bool> = status.iter().map(|s| s.starts_with("ok")).collect();

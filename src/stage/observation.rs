@@ -6,7 +6,9 @@
 use super::CutoutBatch;
 use crate::infer::residuals::{FitWatch, FittedCutout, FittedLens, ResidualFitter};
 use crate::sim::detectability::Observation;
+use crate::sim::psf::PsfKernel;
 use crate::{Error, Result};
+use std::sync::Arc;
 
 /// Where each cutout's PSF FWHM and exposure time come from, for a classifier that
 /// fits a smooth lens to every cutout: one value for all, else a column of the
@@ -17,6 +19,13 @@ pub struct ObservationSource {
     pub psf_fwhm: Option<f64>,
     /// The column of per-cutout PSF FWHMs, arcsec.
     pub psf_column: String,
+    /// The PSF image of every cutout, at the input's pixels (a survey's PSF model:
+    /// Euclid VIS's has wings no Gaussian has): the fit renders with it, resampled
+    /// as the cutout is, in place of a Gaussian of a FWHM.
+    pub psf_image: Option<Arc<PsfKernel>>,
+    /// The column of per-cutout PSF images (square lists of values, or lists of
+    /// rows, at the input's pixels), in place of a FWHM.
+    pub psf_image_column: Option<String>,
     /// The exposure time of every cutout, s (else the column `exposure_column`).
     pub exposure_time: Option<f64>,
     /// The column of per-cutout exposure times, s.
@@ -63,12 +72,48 @@ impl FitNoise {
 }
 
 /// What one cutout's fit needs to know of how it was observed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct RowObservation {
-    /// Its PSF and exposure.
-    observation: Observation,
+    psf: RowPsf,
+    exposure_time: f64,
     /// The AB zero point of its pixel values, when not the recipe's.
     zero_point: Option<f64>,
+}
+
+/// A cutout's PSF as the input gives it.
+#[derive(Debug, Clone, PartialEq)]
+enum RowPsf {
+    /// A Gaussian of this FWHM, arcsec.
+    Fwhm(f64),
+    /// An image at the input's pixels.
+    Image(Arc<PsfKernel>),
+}
+
+impl RowObservation {
+    /// How the cutout was observed, on the model's grid: its pixels `model_scale`
+    /// arcsec wide and `scale_ratio` times the input's (a PSF image resampled as
+    /// the cutout was, flux-conserving, and normalised again).
+    fn on_model_grid(&self, scale_ratio: f64, model_scale: f64) -> std::result::Result<Observation, String> {
+        let exposure_time = Some(self.exposure_time);
+        Ok(match &self.psf {
+            RowPsf::Fwhm(psf_fwhm) => Observation { psf_fwhm: *psf_fwhm, psf_kernel: None, exposure_time },
+            RowPsf::Image(kernel) => {
+                let kernel = if scale_ratio == 1.0 {
+                    kernel.clone()
+                } else {
+                    let side = kernel.side();
+                    let regrid = crate::data::regrid::Regrid::centred([side, side], side, scale_ratio);
+                    let values: Vec<f32> = kernel.weights().iter().map(|&w| w as f32).collect();
+                    let mut resampled = vec![0f32; side * side];
+                    regrid.apply(&values, &mut resampled);
+                    let resampled: Vec<f64> = resampled.iter().map(|&v| f64::from(v)).collect();
+                    Arc::new(PsfKernel::new(side, &resampled).map_err(|e| format!("PSF image resampled: {e}"))?)
+                };
+                let psf_fwhm = kernel.gaussian_equivalent_fwhm() * model_scale;
+                Observation { psf_fwhm, psf_kernel: Some(kernel), exposure_time }
+            }
+        })
+    }
 }
 
 impl Default for ObservationSource {
@@ -77,6 +122,8 @@ impl Default for ObservationSource {
         ObservationSource {
             psf_fwhm: None,
             psf_column: "psf_fwhm".into(),
+            psf_image: None,
+            psf_image_column: None,
             exposure_time: None,
             exposure_column: "exposure_time".into(),
             zero_point: None,
@@ -90,8 +137,10 @@ impl ObservationSource {
     /// The input columns it reads (those for which no single value is given).
     pub fn columns(&self) -> Vec<String> {
         let mut columns = Vec::new();
-        if self.psf_fwhm.is_none() {
-            columns.push(self.psf_column.clone());
+        match (&self.psf_image, &self.psf_image_column, self.psf_fwhm) {
+            (Some(_), _, _) | (None, None, Some(_)) => {}
+            (None, Some(column), _) => columns.push(column.clone()),
+            (None, None, None) => columns.push(self.psf_column.clone()),
         }
         if self.exposure_time.is_none() {
             columns.push(self.exposure_column.clone());
@@ -102,9 +151,15 @@ impl ObservationSource {
         columns
     }
 
-    /// Refuses a zero point that is not a number, or given both for every cutout
-    /// and as a column.
+    /// Refuses a zero point that is not a number, a zero point or PSF given two
+    /// ways at once.
     pub fn check(&self) -> Result<()> {
+        let psf_ways = [self.psf_fwhm.is_some(), self.psf_image.is_some(), self.psf_image_column.is_some()];
+        Error::check(
+            psf_ways.iter().filter(|&&given| given).count() <= 1,
+            "--psf-image",
+            "give one of --psf-fwhm, --psf-image and --psf-image-col",
+        )?;
         if let Some(zp) = self.zero_point.filter(|v| !v.is_finite()) {
             return Err(Error::config("--zero-point", format!("{zp}: must be a finite AB magnitude")));
         }
@@ -118,9 +173,17 @@ impl ObservationSource {
     /// The single values given for every cutout, as `--flag value` (for a run's
     /// identity: chunks fitted with other values must not be mixed).
     pub fn given_values(&self) -> String {
+        let psf_image = self.psf_image.as_ref().map(|kernel| {
+            use sha2::{Digest, Sha256};
+            let mut hash = Sha256::new();
+            kernel.weights().iter().for_each(|w| hash.update(w.to_le_bytes()));
+            let digest: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!("--psf-image {}x{} sha256:{digest}", kernel.side(), kernel.side())
+        });
         [("--psf-fwhm", self.psf_fwhm), ("--exposure-time", self.exposure_time), ("--zero-point", self.zero_point)]
             .iter()
             .filter_map(|(flag, value)| value.map(|v| format!("{flag} {v}")))
+            .chain(psf_image)
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -157,9 +220,16 @@ impl ObservationSource {
             Ok(values.as_primitive::<Float64Type>().iter().collect())
         };
         let n = batch.len();
-        let psf = match self.psf_fwhm {
-            Some(v) => vec![Some(v); n],
-            None => column(&self.psf_column, "--psf-fwhm", "PSF FWHM (arcsec)")?,
+        let psf: Vec<std::result::Result<RowPsf, String>> = match (&self.psf_image, &self.psf_image_column) {
+            (Some(kernel), _) => vec![Ok(RowPsf::Image(kernel.clone())); n],
+            (None, Some(name)) => self.psf_images(batch, name)?,
+            (None, None) => match self.psf_fwhm {
+                Some(v) => vec![Ok(RowPsf::Fwhm(v)); n],
+                None => column(&self.psf_column, "--psf-fwhm", "PSF FWHM (arcsec)")?
+                    .into_iter()
+                    .map(|v| v.map(RowPsf::Fwhm).ok_or_else(|| format!("no PSF FWHM (`{}` is null)", self.psf_column)))
+                    .collect(),
+            },
         };
         let exposure = match self.exposure_time {
             Some(v) => vec![Some(v); n],
@@ -185,15 +255,55 @@ impl ObservationSource {
             .zip(exposure)
             .zip(zero_points)
             .map(|((psf, exposure), zero_point)| {
-                let observation = match (psf, exposure) {
-                    (Some(psf_fwhm), Some(t)) => Observation { psf_fwhm, exposure_time: Some(t) },
-                    (None, _) => return Err(format!("no PSF FWHM (`{}` is null)", self.psf_column)),
-                    (_, None) => return Err(format!("no exposure time (`{}` is null)", self.exposure_column)),
-                };
-                Ok(RowObservation { observation, zero_point: zero_point? })
+                let exposure_time =
+                    exposure.ok_or_else(|| format!("no exposure time (`{}` is null)", self.exposure_column))?;
+                Ok(RowObservation { psf: psf?, exposure_time, zero_point: zero_point? })
             })
             .collect())
     }
+
+    /// Each row's PSF image from the list column `name`: `Err` for the batch when
+    /// the column was not carried or holds no lists of numbers, a row's reason when
+    /// its image is null or cannot be a PSF.
+    fn psf_images(&self, batch: &CutoutBatch, name: &str) -> Result<Vec<std::result::Result<RowPsf, String>>> {
+        let Some((_, values)) = batch.carried.iter().find(|(f, _)| f.name() == name) else {
+            return Err(Error::config("--psf-image-col", format!("the input has no column `{name}`")));
+        };
+        let rows = crate::data::parquet::cutouts::square_image_rows(values)
+            .map_err(|e| Error::config("--psf-image-col", format!("column `{name}`: {e}")))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| match row {
+                None => Err(format!("no PSF image (`{name}` is null)")),
+                Some(values) => values
+                    .and_then(|v| PsfKernel::from_square(&v))
+                    .map(|kernel| RowPsf::Image(Arc::new(kernel)))
+                    .map_err(|e| format!("PSF image (`{name}`): {e}")),
+            })
+            .collect())
+    }
+}
+
+/// The largest PSF file read whole (a PSF image is at most 255x255 values: a few
+/// hundred kB even as float64 with its header; the cap bounds what a wrong path costs).
+const MAX_PSF_FILE_BYTES: u64 = 16 << 20;
+
+/// A PSF image from a FITS file (its first image HDU, gzipped or not): odd sides,
+/// centred, at the cutouts' pixels.
+pub fn read_psf_image(path: &std::path::Path) -> Result<PsfKernel> {
+    let bad = |why: String| Error::config("--psf-image", format!("{}: {why}", path.display()));
+    let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if bytes > MAX_PSF_FILE_BYTES {
+        return Err(bad(format!("{bytes} bytes: a PSF image file is at most {MAX_PSF_FILE_BYTES}")));
+    }
+    let content = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let stamp = crate::data::fits::cutouts::decode_fits_bytes(&content).map_err(bad)?;
+    let [h, w] = stamp.shape;
+    if h != w {
+        return Err(bad(format!("a {h}x{w} image: a PSF image must be square")));
+    }
+    let values: Vec<f64> = stamp.pixels.iter().map(|&v| f64::from(v)).collect();
+    PsfKernel::new(h, &values).map_err(bad)
 }
 
 /// What the fits of a batch's rows found, row by row (None for rows not fitted).
@@ -208,15 +318,18 @@ pub(super) struct FittedRows {
     pub on_sky: Vec<Option<LensOnSky>>,
 }
 
-/// Fits the smooth lens to every usable row of `batch` and puts the residual in
-/// place of its pixels; a row that cannot be fitted gets `failed: ...` as its
-/// status. `watch` hears of each row fitted and can stop the fits not yet started.
+/// Fits the smooth lens to every usable row of `batch` (its pixels on the model's
+/// grid, each row's `scale_ratios[r]` times larger than the input's) and puts the
+/// residual in place of its pixels; a row that cannot be fitted gets `failed: ...`
+/// as its status. `watch` hears of each row fitted and can stop the fits not yet
+/// started.
 pub(super) fn fit_rows(
     fitter: &ResidualFitter,
     options: &super::PredictorOptions,
     batch: &mut CutoutBatch,
     status: &mut [String],
     image_len: usize,
+    scale_ratios: &[f64],
     watch: FitWatch,
 ) -> Result<FittedRows> {
     let recipe_zero_point = fitter.zero_point();
@@ -229,20 +342,25 @@ pub(super) fn fit_rows(
             "the classifier's smooth-lens recipe has no instrument zero point to convert the cutouts' flux to",
         ));
     }
+    let model_scale = fitter.grid().pixel_scale;
     let mut todo = Vec::new();
-    for (r, observed) in observations.into_iter().enumerate() {
+    let mut observed = Vec::new();
+    for (r, row) in observations.into_iter().enumerate() {
         if !status[r].starts_with("ok") {
             continue;
         }
-        match observed {
-            Ok(observed) => todo.push((r, observed)),
+        match row.and_then(|row| Ok((row.on_model_grid(scale_ratios[r], model_scale)?, row.zero_point))) {
+            Ok((observation, zero_point)) => {
+                todo.push((r, zero_point));
+                observed.push(observation);
+            }
             Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),
         }
     }
     let pixels: Vec<f32> = todo
         .iter()
-        .flat_map(|&(r, observed)| {
-            let to_recipe = to_recipe_units(observed.zero_point, recipe_zero_point);
+        .flat_map(|&(r, zero_point)| {
+            let to_recipe = to_recipe_units(zero_point, recipe_zero_point);
             batch.pixels[r * image_len..(r + 1) * image_len].iter().map(move |&v| (f64::from(v) * to_recipe) as f32)
         })
         .collect();
@@ -250,26 +368,25 @@ pub(super) fn fit_rows(
     let noise: Option<Vec<f32>> = match (&batch.noise, options.observation.noise) {
         (Some(sigma), FitNoise::Map | FitNoise::MapTotal) => Some(
             todo.iter()
-                .flat_map(|&(r, observed)| {
-                    let to_recipe = to_recipe_units(observed.zero_point, recipe_zero_point);
+                .flat_map(|&(r, zero_point)| {
+                    let to_recipe = to_recipe_units(zero_point, recipe_zero_point);
                     sigma[r * image_len..(r + 1) * image_len].iter().map(move |&s| (f64::from(s) * to_recipe) as f32)
                 })
                 .collect(),
         ),
         _ => None,
     };
-    let observed: Vec<Observation> = todo.iter().map(|&(_, o)| o.observation).collect();
     let n = batch.len();
     let mut fitted = FittedRows { cutouts: vec![None; n], zero_points: vec![None; n], on_sky: vec![None; n] };
     let includes_source = options.observation.noise == FitNoise::MapTotal;
     let outcomes = fitter.fit(&pixels, &observed, noise.as_deref(), includes_source, options.fit_refits, watch);
-    for ((r, observed), outcome) in todo.into_iter().zip(outcomes) {
+    for ((r, zero_point), outcome) in todo.into_iter().zip(outcomes) {
         match outcome {
             Ok(fit) => {
                 batch.pixels[r * image_len..(r + 1) * image_len].copy_from_slice(&fit.residual);
                 fitted.on_sky[r] = batch.wcs[r].as_ref().and_then(|wcs| lens_on_sky(fitter.grid(), &fit.lens, wcs));
                 fitted.cutouts[r] = Some(fit);
-                fitted.zero_points[r] = observed.zero_point;
+                fitted.zero_points[r] = zero_point;
             }
             Err(why) => status[r] = format!("failed: smooth-lens fit: {why}"),
         }
@@ -347,8 +464,8 @@ mod tests {
         let rows =
             ObservationSource::default().of_rows(&batch(vec![("psf_fwhm", psf), ("exposure_time", exposure)]), true);
         let rows = rows.unwrap();
-        let observation = Observation { psf_fwhm: 0.25, exposure_time: Some(2264.0) };
-        assert_eq!(rows[0], Ok(RowObservation { observation, zero_point: None }));
+        let row = RowObservation { psf: RowPsf::Fwhm(0.25), exposure_time: 2264.0, zero_point: None };
+        assert_eq!(rows[0], Ok(row));
         assert_eq!(rows[1], Err("no exposure time (`exposure_time` is null)".to_string()));
         // Text is refused for the whole batch, naming the column; so is a missing column.
         let text: ArrayRef = Arc::new(StringArray::from(vec!["0.17"]));
@@ -361,6 +478,48 @@ mod tests {
             ObservationSource::default().of_rows(&batch(vec![("id", Arc::new(Int64Array::from(vec![1])))]), true);
         let error = error.unwrap_err().to_string();
         assert!(error.contains("header keyword PSF_FWHM") && error.contains("--psf-fwhm-col"), "{error}");
+    }
+
+    #[test]
+    fn psf_images_come_from_a_list_column_and_a_row_that_is_no_psf_fails_alone() {
+        use arrow_array::builder::{Float64Builder, ListBuilder};
+        let mut images = ListBuilder::new(Float64Builder::new());
+        let moffat = PsfKernel::moffat(1.7, 3.0, 9).unwrap();
+        images.values().append_slice(moffat.weights());
+        images.append(true);
+        images.values().append_slice(&[1.0; 8]);
+        images.append(true);
+        images.append(false);
+        let images: ArrayRef = Arc::new(images.finish());
+        let source = ObservationSource {
+            psf_image_column: Some("psf".into()),
+            exposure_time: Some(2264.0),
+            ..Default::default()
+        };
+        assert_eq!(source.columns(), ["psf"], "no FWHM column is needed with PSF images");
+        let rows = source.of_rows(&batch(vec![("psf", images)]), false).unwrap();
+        let Ok(RowObservation { psf: RowPsf::Image(kernel), .. }) = &rows[0] else { panic!("{:?}", rows[0]) };
+        // Read as float32, as pixels are.
+        assert!(kernel.weights().iter().zip(moffat.weights()).all(|(a, b)| (a - b).abs() < 1e-8));
+        assert_eq!(rows[1], Err("PSF image (`psf`): 8 PSF values are not a square image".into()));
+        assert_eq!(rows[2], Err("no PSF image (`psf` is null)".into()));
+        // On the model's grid: as it is, or resampled as the cutout was (pixels 1% wider:
+        // the PSF 1% narrower in them), its FWHM in the model's arcsec either way.
+        let row = rows[0].as_ref().unwrap();
+        let same = row.on_model_grid(1.0, 0.1).unwrap();
+        assert_eq!(same.psf_kernel.as_ref(), Some(kernel));
+        assert!((same.psf_fwhm - kernel.gaussian_equivalent_fwhm() * 0.1).abs() < 1e-15);
+        let wider = row.on_model_grid(1.01, 0.101).unwrap();
+        let resampled = wider.psf_kernel.as_deref().unwrap();
+        let width = resampled.gaussian_equivalent_fwhm() / kernel.gaussian_equivalent_fwhm();
+        assert!((width - 1.0 / 1.01).abs() < 0.01, "{width}");
+        assert!((resampled.weights().iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // A list column that is not numbers is refused for the batch; so is a PSF given twice.
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["psf.fits"]));
+        let error = source.of_rows(&batch(vec![("psf", text)]), false).unwrap_err().to_string();
+        assert!(error.contains("--psf-image-col") && error.contains("lists of numbers"), "{error}");
+        let twice = ObservationSource { psf_fwhm: Some(0.16), ..source };
+        assert!(twice.check().unwrap_err().to_string().contains("give one of --psf-fwhm, --psf-image"));
     }
 
     #[test]

@@ -72,8 +72,8 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
     let mut residuals = Vec::new();
     for i in 0..3 {
         let data = Image { size: 64, pixels: images.image(i).iter().map(|&v| v as f64).collect() };
-        let observed = Observation { psf_fwhm: psf[i], exposure_time: Some(exposure[i]) };
-        let fitted = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
+        let observed = Observation { psf_fwhm: psf[i], psf_kernel: None, exposure_time: Some(exposure[i]) };
+        let fitted = smooth_lens_residual(&sim, &observed, &data, None, &BlindGrid::default()).unwrap();
         assert!(((fitted.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0) / chi2[i] - 1.0).abs() < 1e-12);
         residuals.extend(fitted.chi.iter().map(|&c| c as f32));
         // The lens model written is the fit's, as astronomers quote one.
@@ -157,8 +157,9 @@ fn the_blind_fit_stays_among_galaxy_scale_lenses() {
     assert_eq!(strings(&truth, "label")[38].as_deref(), Some("no_sub"));
     let images = read_parquet_images(&lenses, "image").unwrap();
     let data = Image { size: 64, pixels: images.image(38).iter().map(|&v| v as f64).collect() };
-    let observed = Observation { psf_fwhm: value("psf_fwhm"), exposure_time: Some(value("exposure_time")) };
-    let fitted = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
+    let observed =
+        Observation { psf_fwhm: value("psf_fwhm"), psf_kernel: None, exposure_time: Some(value("exposure_time")) };
+    let fitted = smooth_lens_residual(&sim, &observed, &data, None, &BlindGrid::default()).unwrap();
     let p = &fitted.fit.params;
     let shear = p.shear_gamma1.hypot(p.shear_gamma2);
     assert!(lens_within_envelope(p.lens_theta_e, p.lens_e1.hypot(p.lens_e2), shear, 0.1, 64), "{p:?}");
@@ -695,13 +696,17 @@ fn flagged_pixels_are_left_out_of_the_fit_and_the_answers_hold() {
     for (i, streak) in streaks.iter().enumerate() {
         let mut data = Image { size: 64, pixels: images.image(i).iter().map(|&v| v as f64).collect() };
         streak.iter().for_each(|&p| data.pixels[p] = 0.0);
-        let observed = Observation { psf_fwhm: value("psf_fwhm", i), exposure_time: Some(value("exposure_time", i)) };
-        let filled = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
+        let observed = Observation {
+            psf_fwhm: value("psf_fwhm", i),
+            psf_kernel: None,
+            exposure_time: Some(value("exposure_time", i)),
+        };
+        let filled = smooth_lens_residual(&sim, &observed, &data, None, &BlindGrid::default()).unwrap();
         let filled_chi2 = filled.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0;
         assert!(filled_chi2 > 2.0 * chi2(&flagged, i), "row {i}: chi^2 {filled_chi2} with the streak at 0");
         // The library's fit masks what is not finite: 0 residual there, the rest as the stage saw it.
         streak.iter().for_each(|&p| data.pixels[p] = f64::NAN);
-        let masked = smooth_lens_residual(&sim, observed, &data, None, &BlindGrid::default()).unwrap();
+        let masked = smooth_lens_residual(&sim, &observed, &data, None, &BlindGrid::default()).unwrap();
         assert!(streak.iter().all(|&p| masked.chi[p] == 0.0) && masked.chi.iter().all(|c| c.is_finite()));
         let masked_chi2 = masked.chi.iter().map(|c| c * c).sum::<f64>() / (4096 - streak.len()) as f64;
         assert!((masked_chi2 / chi2(&flagged, i) - 1.0).abs() < 1e-6, "row {i}: {masked_chi2}");
@@ -919,7 +924,7 @@ fn simulate_writes_the_residuals_inference_computes() {
     assert_eq!(lens_found.len(), 3);
     for (id, found) in lens_found.iter().enumerate() {
         let drawn = sim.simulate(id % 3, 5, id as u64);
-        let observed = Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time };
+        let observed = Observation::of_drawn(&drawn.params);
         let fitted = fitter.fit(stored.image(id), &[observed], None, false, 0, FitWatch::UNWATCHED).remove(0).unwrap();
         let moved = written.image(id).iter().zip(&fitted.residual).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(moved == 0.0, "row {id}: the written residual differs from predict's by up to {moved}");
@@ -1031,7 +1036,7 @@ fn the_bundled_residual_classifier_answers_the_same_on_16_bit_copies_of_survey_l
     for i in 0..9 {
         let drawn = sim.simulate(i % 3, 5, i as u64);
         pixels.extend(drawn.image.pixels.iter().map(|v| *v as f32));
-        observations.push(Observation { psf_fwhm: drawn.params.psf_fwhm, exposure_time: drawn.params.exposure_time });
+        observations.push(Observation::of_drawn(&drawn.params));
     }
     let answer = |raw: &[f32]| -> Vec<f32> {
         let residuals: Vec<f32> = fitter
@@ -1117,8 +1122,11 @@ fn a_row_whose_fit_its_refits_do_not_find_again_is_answered_unstable_fit() {
     // The answers, one residual at a time: unchecked the first fit's, checked the
     // mean over the fit and its two refits.
     let model = LoadedClassifier::load(bundled, &candle_core::Device::Cpu).unwrap();
-    let observations: Vec<Observation> =
-        psf.iter().zip(&exposure).map(|(&psf_fwhm, &t)| Observation { psf_fwhm, exposure_time: Some(t) }).collect();
+    let observations: Vec<Observation> = psf
+        .iter()
+        .zip(&exposure)
+        .map(|(&psf_fwhm, &t)| Observation { psf_fwhm, psf_kernel: None, exposure_time: Some(t) })
+        .collect();
     let fits = model.residuals.as_ref().unwrap().fit(&flat, &observations, None, false, 2, FitWatch::UNWATCHED);
     let answers = |b: &arrow_array::RecordBatch, r: usize| -> Vec<f32> {
         ["axion", "cdm", "no_sub"]

@@ -193,50 +193,11 @@ fn every_profile_in_one_supersampled_scene_matches_lenstronomy() {
 /// and the noise our sampler draws.
 #[test]
 fn a_survey_lens_with_its_light_and_noise_matches_lenstronomy_simapi() {
-    use lensmae::sim::simulator::LensLightDraw;
     let c = json("survey_oracle.json");
     let sim = Simulator::new(preset("survey").unwrap()).unwrap();
     let cdm = sim.class_names().iter().position(|n| n == "cdm").unwrap();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let mut params = sim.sample_params(cdm, &mut rng);
+    let params = survey_oracle_lens(&sim, &c);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
-    let (lens, shear, source, light) = (&c["lens"], &c["shear"], &c["source"], &c["lens_light"]);
-    params.lens_theta_e = f(lens, "theta_E");
-    (params.lens_e1, params.lens_e2) = (f(lens, "e1"), f(lens, "e2"));
-    (params.lens_center_x, params.lens_center_y) = (f(lens, "center_x"), f(lens, "center_y"));
-    (params.shear_gamma1, params.shear_gamma2) = (f(shear, "gamma1"), f(shear, "gamma2"));
-    (params.source_r_sersic, params.source_n_sersic) = (f(source, "R_sersic"), f(source, "n_sersic"));
-    (params.source_e1, params.source_e2) = (f(source, "e1"), f(source, "e2"));
-    (params.source_x, params.source_y) = (f(source, "center_x"), f(source, "center_y"));
-    params.source_amp =
-        sim.amplitude_of_magnitude(f(source, "magnitude"), params.source_r_sersic, params.source_n_sersic);
-    assert!((params.source_amp / f(source, "amp") - 1.0).abs() < 1e-9, "source amp {}", params.source_amp);
-    let light_amp = sim.amplitude_of_magnitude(f(light, "magnitude"), f(light, "R_sersic"), f(light, "n_sersic"));
-    assert!((light_amp / f(light, "amp") - 1.0).abs() < 1e-9, "lens light amp {light_amp}");
-    params.lens_light = Some(LensLightDraw {
-        magnitude: f(light, "magnitude"),
-        amp: light_amp,
-        r_sersic: f(light, "R_sersic"),
-        n_sersic: f(light, "n_sersic"),
-        e1: f(light, "e1"),
-        e2: f(light, "e2"),
-        center_x: f(light, "center_x"),
-        center_y: f(light, "center_y"),
-    });
-    params.psf_fwhm = f(&c, "psf_fwhm");
-    params.exposure_time = Some(f(&c, "exposure_time_total"));
-    params.subhalos = c["subhalos"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| SubhaloDraw {
-            mass: f(s, "mass"),
-            x: f(s, "x"),
-            y: f(s, "y"),
-            concentration: Some(f(s, "concentration")),
-            truncation: Some(f(s, "truncation")),
-        })
-        .collect();
 
     // lensmae converts masses with astropy's G M_sun, lenstronomy with its own
     // (alpha_rs 2.8e-4 apart, see cosmology_matches_astropy_and_lenstronomy): far
@@ -276,4 +237,78 @@ fn a_survey_lens_with_its_light_and_noise_matches_lenstronomy_simapi() {
     let (all, bright) = (mean(&by_brightness), mean(&by_brightness[..n / 10]));
     assert!((all - 1.0).abs() < 0.01, "sample / lenstronomy variance over all pixels: {all}");
     assert!((bright - 1.0).abs() < 0.02, "sample / lenstronomy variance, brightest tenth: {bright}");
+}
+
+#[test]
+fn a_survey_lens_through_a_pixelated_psf_matches_lenstronomy() {
+    use lensmae::sim::psf::PsfKernel;
+    let c = json("survey_oracle.json");
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let cdm = sim.class_names().iter().position(|n| n == "cdm").unwrap();
+    let pixel = &c["pixel_psf"];
+    let golden = read_npy(&fixture(&format!("oracle/{}", pixel["kernel"].as_str().unwrap()))).unwrap();
+    let side = pixel["side"].as_u64().unwrap() as usize;
+    let kernel = PsfKernel::new(side, &golden.data).unwrap();
+    // The Moffat kernel lensmae builds is numpy's to rounding.
+    let fwhm = c["psf_fwhm"].as_f64().unwrap() / c["pixel_scale"].as_f64().unwrap();
+    let moffat = PsfKernel::moffat(fwhm, pixel["moffat_beta"].as_f64().unwrap(), side).unwrap();
+    let worst = moffat.weights().iter().zip(kernel.weights()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-12, "Moffat kernel off by {worst:e}");
+    let mut params = survey_oracle_lens(&sim, &c);
+    params.psf_kernel = Some(std::sync::Arc::new(kernel));
+    let image = sim.render_noise_free(cdm, &params);
+    let peak = pixel["peak"].as_f64().unwrap();
+    assert_image_close(&image, pixel["render"].as_str().unwrap(), peak, "survey lens, pixelated PSF");
+    // The wings are there: the same lens through the Gaussian differs far beyond that.
+    params.psf_kernel = None;
+    let gaussian = sim.render_noise_free(cdm, &params);
+    let moved = gaussian.pixels.iter().zip(&image.pixels).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(moved > 0.05 * peak, "Gaussian and Moffat renders differ by {moved:e} only");
+}
+
+/// The lens of `survey_oracle.json` as lensmae's parameters.
+fn survey_oracle_lens(sim: &Simulator, c: &Value) -> lensmae::sim::simulator::ImageParams {
+    use lensmae::sim::simulator::LensLightDraw;
+    let cdm = sim.class_names().iter().position(|n| n == "cdm").unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut params = sim.sample_params(cdm, &mut rng);
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    let (lens, shear, source, light) = (&c["lens"], &c["shear"], &c["source"], &c["lens_light"]);
+    params.lens_theta_e = f(lens, "theta_E");
+    (params.lens_e1, params.lens_e2) = (f(lens, "e1"), f(lens, "e2"));
+    (params.lens_center_x, params.lens_center_y) = (f(lens, "center_x"), f(lens, "center_y"));
+    (params.shear_gamma1, params.shear_gamma2) = (f(shear, "gamma1"), f(shear, "gamma2"));
+    (params.source_r_sersic, params.source_n_sersic) = (f(source, "R_sersic"), f(source, "n_sersic"));
+    (params.source_e1, params.source_e2) = (f(source, "e1"), f(source, "e2"));
+    (params.source_x, params.source_y) = (f(source, "center_x"), f(source, "center_y"));
+    params.source_amp =
+        sim.amplitude_of_magnitude(f(source, "magnitude"), params.source_r_sersic, params.source_n_sersic);
+    assert!((params.source_amp / f(source, "amp") - 1.0).abs() < 1e-9, "source amp {}", params.source_amp);
+    let light_amp = sim.amplitude_of_magnitude(f(light, "magnitude"), f(light, "R_sersic"), f(light, "n_sersic"));
+    assert!((light_amp / f(light, "amp") - 1.0).abs() < 1e-9, "lens light amp {light_amp}");
+    params.lens_light = Some(LensLightDraw {
+        magnitude: f(light, "magnitude"),
+        amp: light_amp,
+        r_sersic: f(light, "R_sersic"),
+        n_sersic: f(light, "n_sersic"),
+        e1: f(light, "e1"),
+        e2: f(light, "e2"),
+        center_x: f(light, "center_x"),
+        center_y: f(light, "center_y"),
+    });
+    params.psf_fwhm = f(c, "psf_fwhm");
+    params.exposure_time = Some(f(c, "exposure_time_total"));
+    params.subhalos = c["subhalos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| SubhaloDraw {
+            mass: f(s, "mass"),
+            x: f(s, "x"),
+            y: f(s, "y"),
+            concentration: Some(f(s, "concentration")),
+            truncation: Some(f(s, "truncation")),
+        })
+        .collect();
+    params
 }

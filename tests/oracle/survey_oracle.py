@@ -11,7 +11,10 @@ Gaussian PSF. Written:
 - the per-pixel noise variance `estimate_noise(image)**2` (sky + read noise +
   Poisson), the oracle of lensmae's noise model;
 - sub_snr = sqrt(sum((I_sub - I_smooth)^2 / sigma^2)), with I_smooth the same lens
-  rendered without its subhalos and sigma^2 the variance above.
+  rendered without its subhalos and sigma^2 the variance above;
+- the same lens through a pixelated PSF (`psf_type='PIXEL'`: a Moffat profile of
+  beta 2.5 and the same FWHM, each pixel the mean of 5x5 samples, 21x21 pixels, as
+  `PsfKernel::moffat` builds it), and that kernel.
 
 Run from the repository root:
     python3 -m venv .venv-survey && .venv-survey/bin/pip install -r tests/oracle/requirements-survey.txt
@@ -69,6 +72,28 @@ smooth = image_model.image(smooth_lens, kwargs_source, kwargs_lens_light)
 variance = sim.estimate_noise(image) ** 2
 sub_snr = float(np.sqrt(np.sum((image - smooth) ** 2 / variance)))
 
+MOFFAT_BETA, KERNEL_SIDE = 2.5, 21
+
+
+def moffat_kernel(fwhm_pixels, beta, side):
+    alpha = fwhm_pixels / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    offsets = (np.arange(5) - 2.0) / 5.0
+    centres = np.arange(side) - side // 2
+    y = (centres[:, None] + offsets[None, :]).ravel()  # 5 samples across each pixel
+    r2 = y[:, None] ** 2 + y[None, :] ** 2
+    samples = (1.0 + r2 / alpha ** 2) ** -beta
+    kernel = samples.reshape(side, 5, side, 5).mean(axis=(1, 3))
+    return kernel / kernel.sum()
+
+
+kernel = moffat_kernel(PSF_FWHM / band["pixel_scale"], MOFFAT_BETA, KERNEL_SIDE)
+pixel_band = dict(band, psf_type="PIXEL", kernel_point_source=kernel)
+pixel_sim = SimAPI(num_pix=NUM_PIX, kwargs_single_band=pixel_band, kwargs_model=kwargs_model)
+pixel_model = pixel_sim.image_model_class({"supersampling_factor": SUPERSAMPLING, "supersampling_convolution": False})
+pixel_image = pixel_model.image(kwargs_lens, kwargs_source, kwargs_lens_light)
+
+np.save(os.path.join(OUT, "survey_render_pixel_psf.npy"), pixel_image.astype(np.float64))
+np.save(os.path.join(OUT, "survey_psf_kernel.npy"), kernel.astype(np.float64))
 np.save(os.path.join(OUT, "survey_render.npy"), image.astype(np.float64))
 np.save(os.path.join(OUT, "survey_variance.npy"), variance.astype(np.float64))
 golden = {
@@ -85,6 +110,8 @@ golden = {
     "sub_snr": sub_snr,
     "peak": float(image.max()),
     "render": "survey_render.npy", "variance": "survey_variance.npy",
+    "pixel_psf": {"kernel": "survey_psf_kernel.npy", "moffat_beta": MOFFAT_BETA, "side": KERNEL_SIDE,
+                  "render": "survey_render_pixel_psf.npy", "peak": float(pixel_image.max())},
 }
 with open(os.path.join(OUT, "survey_oracle.json"), "w") as f:
     json.dump(golden, f, indent=1)

@@ -862,6 +862,42 @@ fn image_rows(col: &ArrayRef, width: usize) -> std::result::Result<ImageRows, St
     Ok(ImageRows { floats: pixels_as_f32(&pixels)?, offsets, problems })
 }
 
+/// The rows of a column of small square images (a PSF image per cutout: a list of
+/// side^2 values, or a list of rows), of any numeric type, as float64 values row
+/// by row: None for a null row, `Err` for a row that is not square or has a null row.
+/// `Err` for the column when it holds no lists of numbers.
+pub(crate) fn square_image_rows(
+    col: &ArrayRef,
+) -> std::result::Result<Vec<Option<std::result::Result<Vec<f64>, String>>>, String> {
+    let unexpected = || format!("lists of numbers (or lists of rows) are needed, found {}", col.data_type());
+    let (values, offsets) = list_level(col.as_ref()).ok_or_else(unexpected)?;
+    let nested = is_nested_list(col.data_type());
+    let (floats, inner) = if nested {
+        let (pixels, row_offsets) = list_level(values.as_ref()).ok_or_else(unexpected)?;
+        (pixels_as_f32(&pixels)?, Some(row_offsets))
+    } else {
+        (pixels_as_f32(&values)?, None)
+    };
+    Ok((0..col.len())
+        .map(|r| {
+            if col.is_null(r) {
+                return None;
+            }
+            let (a, b) = (offsets[r], offsets[r + 1]);
+            Some(match &inner {
+                None => Ok(floats[a..b].iter().map(|&v| f64::from(v)).collect()),
+                Some(row_offsets) => {
+                    let side = b - a;
+                    match (a..b).find(|&i| values.is_null(i) || row_offsets[i + 1] - row_offsets[i] != side) {
+                        Some(i) => Err(format!("row {} of the image is null or not {side} values long", i - a)),
+                        None => Ok(floats[row_offsets[a]..row_offsets[b]].iter().map(|&v| f64::from(v)).collect()),
+                    }
+                }
+            })
+        })
+        .collect())
+}
+
 /// One level of a list array: its child values, and each row's range in them
 /// counted from the first row's start.
 fn list_level(col: &dyn Array) -> Option<(ArrayRef, Vec<usize>)> {
