@@ -14,8 +14,15 @@ without substructure for sub_snr, and a noise realisation.
         label_idx, sub_snr and the drawn parameters, the smooth lens's among them:
         lensmae's column names, lenstronomy's conventions, which are lensmae's), for
         evaluating models and their fits on images lensmae did not render (needs pyarrow)
+    python bench/lenstronomy_survey.py write N_PER_CLASS SEED OUT.parquet moffat:BETA
+        the same lenses (the same seed draws the same parameters and noise seeds)
+        seen through a Moffat PSF of that beta and the drawn FWHM instead of the
+        Gaussian (psf_type='PIXEL', 21x21 pixels, as lensmae's PsfKernel::moffat),
+        its kernel written per row in a `psf` column: a PSF with wings, as Euclid
+        VIS's has
 """
 import json
+import os
 import sys
 import time
 
@@ -26,8 +33,12 @@ from lenstronomy.Cosmo.lens_cosmo import LensCosmo
 from lenstronomy.SimulationAPI.ObservationConfig.Euclid import Euclid
 from lenstronomy.SimulationAPI.sim_api import SimAPI
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "oracle"))
+from psf_kernels import moffat_kernel  # noqa: E402
+
 CLASSES = ["axion", "cdm", "no_sub"]  # label_idx order of the preset
 NUM_PIX = 64
+KERNEL_SIDE = 21
 BAND = Euclid(band="VIS", psf_type="GAUSSIAN", coadd_years=6).kwargs_single_band()
 LENS_COSMO = LensCosmo(z_lens=0.5, z_source=1.5, cosmo=FlatLambdaCDM(H0=67.7, Om0=0.31))
 POINT_MASS_THETA_E_PER_SQRT_MSUN = 1.0 / np.sqrt(np.pi * LENS_COSMO.sigma_crit_angle)
@@ -83,10 +94,14 @@ def draw(cls, rng):
             "sub_masses": masses, "psf_fwhm": rng.uniform(0.15, 0.19), "exposure_time": rng.uniform(1700, 2800)}
 
 
-def render(cls, rng):
-    """(noisy image, sub_snr, drawn parameters) of one image of class `cls`."""
+def render(cls, rng, moffat_beta=None):
+    """(noisy image, sub_snr, drawn parameters) of one image of class `cls`; with
+    `moffat_beta`, through a Moffat PSF of the drawn FWHM (its kernel in d["psf"])."""
     d = draw(cls, rng)
     band = dict(BAND, seeing=d["psf_fwhm"], truncation=4.0, exposure_time=d["exposure_time"] / 4, num_exposures=4)
+    if moffat_beta is not None:
+        d["psf"] = moffat_kernel(d["psf_fwhm"] / BAND["pixel_scale"], moffat_beta, KERNEL_SIDE)
+        band.update(psf_type="PIXEL", kernel_point_source=d["psf"])
     kwargs_model = {"lens_model_list": ["SIE", "SHEAR"] + d["sub_models"],
                     "source_light_model_list": ["SERSIC_ELLIPSE"], "lens_light_model_list": ["SERSIC_ELLIPSE"]}
     sim = SimAPI(num_pix=NUM_PIX, kwargs_single_band=band, kwargs_model=kwargs_model)
@@ -122,17 +137,26 @@ def bench(n, repeats):
                       "images": n, "repeats": repeats, "results": results}))
 
 
-def write(n_per_class, seed, out):
+def write(n_per_class, seed, out, psf=None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
+    moffat_beta = None
+    if psf is not None:
+        kind, _, beta = psf.partition(":")
+        if kind != "moffat" or not beta:
+            raise SystemExit(f"PSF `{psf}`: moffat:BETA")
+        moffat_beta = float(beta)
+    kernels = []
     rows = {k: [] for k in ["id", "label", "label_idx", "image", "sub_snr", "lens_theta_e", "source_magnitude",
                             "lens_light_magnitude", "subhalo_mass_max", "n_subhalos", "psf_fwhm", "exposure_time",
                             "lens_e1", "lens_e2", "lens_center_x", "lens_center_y", "shear_gamma1", "shear_gamma2"]}
     for i in range(n_per_class * len(CLASSES)):
         cls = CLASSES[i % len(CLASSES)]
-        image, sub_snr, d = render(cls, rng)
+        image, sub_snr, d = render(cls, rng, moffat_beta)
+        if moffat_beta is not None:
+            kernels.append(d["psf"].astype(np.float32).ravel())
         for k, v in [("id", i), ("label", cls), ("label_idx", CLASSES.index(cls)),
                      ("image", image.astype(np.float32).ravel()), ("sub_snr", sub_snr),
                      ("lens_theta_e", d["lens"]["theta_E"]), ("source_magnitude", d["source"]["magnitude"]),
@@ -149,16 +173,22 @@ def write(n_per_class, seed, out):
     columns = {k: pa.array(v) for k, v in rows.items() if k != "image"}
     columns["label_idx"] = pa.array(rows["label_idx"], pa.int8())
     columns["image"] = pa.array(rows["image"], tensor.type)
-    schema = pa.schema([tensor if k == "image" else pa.field(k, columns[k].type) for k in rows],
+    fields = [tensor if k == "image" else pa.field(k, columns[k].type) for k in rows]
+    if moffat_beta is not None:
+        columns["psf"] = pa.array(kernels, pa.list_(pa.float32()))
+        fields.append(pa.field("psf", columns["psf"].type))
+    schema = pa.schema(fields,
                        metadata={"lensmae:class_names": json.dumps(CLASSES),
-                                 "lensmae:preset": "survey (lenstronomy %s)" % lenstronomy.__version__,
+                                 "lensmae:preset": "survey (lenstronomy %s)%s" % (
+                                     lenstronomy.__version__,
+                                     "" if moffat_beta is None else ", Moffat PSF beta %g" % moffat_beta),
                                  "lensmae:seed": str(seed), "lensmae:task": "classify"})
-    pq.write_table(pa.table([columns[k] for k in rows], schema=schema), out)
+    pq.write_table(pa.table([columns[f.name] for f in fields], schema=schema), out)
     print(json.dumps({"wrote": out, "rows": n_per_class * len(CLASSES)}))
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "write":
-        write(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        write(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
     else:
         bench(int(sys.argv[2]) if len(sys.argv) > 2 else 50, int(sys.argv[3]) if len(sys.argv) > 3 else 3)

@@ -1318,3 +1318,115 @@ fn evaluate_flags_residuals_whose_fit_found_no_lens() {
     // The same residuals (one noise stream), from fits that ended on the edge.
     assert_eq!(in_domain(&(0..30).collect::<Vec<_>>()), 0);
 }
+
+/// Survey lenses seen through a PSF with wings (a Moffat of beta 2.5, Euclid VIS's FWHM),
+/// their noise drawn as the recipe's: `(cutouts, kernel, drawn parameters)`.
+fn lenses_through_a_moffat_psf(
+    sim: &Simulator,
+    n: usize,
+) -> (Vec<Image>, std::sync::Arc<lensmae::sim::psf::PsfKernel>, Vec<lensmae::sim::simulator::ImageParams>) {
+    let kernel = std::sync::Arc::new(lensmae::sim::psf::PsfKernel::moffat(0.17 / 0.101, 2.5, 21).unwrap());
+    let no_sub = sim.class_names().iter().position(|c| c == "no_sub").unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+    let (mut cutouts, mut drawn) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let mut params = sim.sample_params(no_sub, &mut rng);
+        params.psf_fwhm = 0.17;
+        params.psf_kernel = Some(kernel.clone());
+        let mut image = sim.render_noise_free(no_sub, &params);
+        sim.noise(&params).apply(&mut image, sim.config().image.pixel_scale, &mut rng);
+        cutouts.push(image.rounded_to_f32());
+        drawn.push(params);
+    }
+    (cutouts, kernel, drawn)
+}
+
+#[test]
+fn a_cutout_fitted_with_its_own_psf_image_leaves_the_noise_where_a_gaussian_leaves_the_wings() {
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let (cutouts, _, drawn) = lenses_through_a_moffat_psf(&sim, 2);
+    for (data, params) in cutouts.iter().zip(&drawn) {
+        let chi2 = |observed: &Observation| {
+            let fitted = smooth_lens_residual(&sim, observed, data, None, &BlindGrid::default()).unwrap();
+            fitted.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0
+        };
+        let own = chi2(&Observation::of_drawn(params));
+        let gaussian = chi2(&Observation { psf_kernel: None, ..Observation::of_drawn(params) });
+        eprintln!("chi^2 per pixel: own PSF image {own:.3}, Gaussian of its FWHM {gaussian:.3}");
+        assert!(own < 1.1, "fitted with its own PSF: chi^2 per pixel {own}");
+        assert!(gaussian > own + 0.05, "a Gaussian fit leaves {gaussian}, the PSF image's {own}");
+    }
+}
+
+#[test]
+fn predict_fits_with_a_psf_image_from_a_fits_file_or_a_column() {
+    use arrow_array::builder::{Float32Builder, ListBuilder};
+    use arrow_array::{ArrayRef, Float64Array, Int64Array};
+    use arrow_schema::{DataType, Field};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let model = residual_classifier(dir.path());
+    let sim = Simulator::new(preset("survey").unwrap()).unwrap();
+    let (cutouts, kernel, drawn) = lenses_through_a_moffat_psf(&sim, 2);
+    // The kernel as a FITS image, and as a column beside each cutout (float32, as pixels are).
+    let psf_file = dir.path().join("psf.fits");
+    let kernel_f32: Vec<f32> = kernel.weights().iter().map(|&w| w as f32).collect();
+    write_primary_image(&psf_file, 21, &kernel_f32);
+    let (mut images, mut psfs) = (ListBuilder::new(Float32Builder::new()), ListBuilder::new(Float32Builder::new()));
+    for cutout in &cutouts {
+        images.values().append_slice(&cutout.pixels.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        images.append(true);
+        psfs.values().append_slice(&kernel_f32);
+        psfs.append(true);
+    }
+    let exposure: Vec<f64> = drawn.iter().map(|p| p.exposure_time.unwrap()).collect();
+    let table = dir.path().join("cutouts.parquet");
+    let list =
+        |name: &str| Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true);
+    let columns: Vec<(Field, ArrayRef)> = vec![
+        (Field::new("id", DataType::Int64, false), Arc::new(Int64Array::from(vec![0, 1]))),
+        (list("image"), Arc::new(images.finish())),
+        (list("psf"), Arc::new(psfs.finish())),
+        (Field::new("exposure_time", DataType::Float64, false), Arc::new(Float64Array::from(exposure.clone()))),
+    ];
+    write_parquet(&table, columns);
+    let read_kernel = lensmae::stage::read_psf_image(&psf_file).unwrap();
+    let fitted_chi2 = |observation: ObservationSource, name: &str| -> Vec<f64> {
+        let out = dir.path().join(format!("{name}.parquet"));
+        let options = lensmae::stage::PredictorOptions { observation, fit_refits: 0, ..classifier(&model, 2) };
+        let summary = predict(&predict_options(std::slice::from_ref(&table), options, &out)).unwrap();
+        assert_eq!((summary.rows, summary.failed), (2, 0), "{name}");
+        read(&out).column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().values().to_vec()
+    };
+    let from_column =
+        fitted_chi2(ObservationSource { psf_image_column: Some("psf".into()), ..Default::default() }, "column");
+    let from_file =
+        fitted_chi2(ObservationSource { psf_image: Some(Arc::new(read_kernel.clone())), ..Default::default() }, "file");
+    assert_eq!(from_column, from_file);
+    // Each is the library's fit with that kernel (read as float32).
+    for (i, cutout) in cutouts.iter().enumerate() {
+        let data = Image { size: 64, pixels: cutout.pixels.iter().map(|&v| v as f32 as f64).collect() };
+        let observed = Observation {
+            psf_fwhm: read_kernel.gaussian_equivalent_fwhm() * 0.101,
+            psf_kernel: Some(Arc::new(read_kernel.clone())),
+            exposure_time: Some(exposure[i]),
+        };
+        let fitted = smooth_lens_residual(&sim, &observed, &data, None, &BlindGrid::default()).unwrap();
+        let chi2 = fitted.chi.iter().map(|c| c * c).sum::<f64>() / 4096.0;
+        assert!((chi2 / from_column[i] - 1.0).abs() < 1e-9, "row {i}: {chi2} vs {}", from_column[i]);
+        assert!(chi2 < 1.1, "row {i}: chi^2 per pixel {chi2}");
+    }
+    // A PSF file that is no PSF is refused with its path and reason.
+    let even = dir.path().join("even.fits");
+    write_primary_image(&even, 4, &[1f32; 16]);
+    let error = lensmae::stage::read_psf_image(&even).unwrap_err().to_string();
+    assert!(error.contains("even.fits") && error.contains("odd side"), "{error}");
+}
+
+/// A FITS file whose primary HDU is the `side` x `side` image `pixels`.
+fn write_primary_image(path: &Path, side: usize, pixels: &[f32]) {
+    let desc =
+        fitsio::images::ImageDescription { data_type: fitsio::images::ImageType::Float, dimensions: &[side, side] };
+    let mut f = fitsio::FitsFile::create(path).with_custom_primary(&desc).open().unwrap();
+    f.primary_hdu().unwrap().write_image(&mut f, pixels).unwrap();
+}

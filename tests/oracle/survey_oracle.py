@@ -29,6 +29,7 @@ from astropy.cosmology import FlatLambdaCDM
 from lenstronomy.Cosmo.lens_cosmo import LensCosmo
 from lenstronomy.SimulationAPI.ObservationConfig.Euclid import Euclid
 from lenstronomy.SimulationAPI.sim_api import SimAPI
+from psf_kernels import moffat_kernel
 
 OUT = os.path.join("fixtures", "oracle")
 os.makedirs(OUT, exist_ok=True)
@@ -73,19 +74,6 @@ variance = sim.estimate_noise(image) ** 2
 sub_snr = float(np.sqrt(np.sum((image - smooth) ** 2 / variance)))
 
 MOFFAT_BETA, KERNEL_SIDE = 2.5, 21
-
-
-def moffat_kernel(fwhm_pixels, beta, side):
-    alpha = fwhm_pixels / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
-    offsets = (np.arange(5) - 2.0) / 5.0
-    centres = np.arange(side) - side // 2
-    y = (centres[:, None] + offsets[None, :]).ravel()  # 5 samples across each pixel
-    r2 = y[:, None] ** 2 + y[None, :] ** 2
-    samples = (1.0 + r2 / alpha ** 2) ** -beta
-    kernel = samples.reshape(side, 5, side, 5).mean(axis=(1, 3))
-    return kernel / kernel.sum()
-
-
 kernel = moffat_kernel(PSF_FWHM / band["pixel_scale"], MOFFAT_BETA, KERNEL_SIDE)
 pixel_band = dict(band, psf_type="PIXEL", kernel_point_source=kernel)
 pixel_sim = SimAPI(num_pix=NUM_PIX, kwargs_single_band=pixel_band, kwargs_model=kwargs_model)
