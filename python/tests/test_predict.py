@@ -178,7 +178,7 @@ def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, t
     want = cli_predictions(lensmae_cli, tmp_path, source, "--model", residual, "--keep", "id")
     got = lensmae.load_model(residual).predict(lenses, keep=["id"])
     # The observation columns it read are carried, and what the fit found is written.
-    for name in ["psf_fwhm", "exposure_time", "fit_chi2", "fit_theta_e", "fit_axis_ratio", "fit_position_angle",
+    for name in ["psf_fwhm", "exposure_time", "fit_chi2", "fit_core_chi2", "fit_theta_e", "fit_axis_ratio", "fit_position_angle",
                  "fit_lens_x", "fit_lens_y", "fit_shear", "fit_shear_angle", "fit_lens_light_mag", "fit_source_mag",
                  "fit_theta_e_err", "fit_lens_light_mag_err", "fit_source_mag_err", "fit_lens_ra", "fit_lens_dec", "fit_position_angle_sky", "fit_shear_angle_sky",
                  "fit_refit_spread", "refit_answer_spread", "p_axion", "p_cdm", "p_no_sub", "status"]:

@@ -90,9 +90,21 @@ pub struct FittedCutout {
     /// Whether the cutout's noise map gave the fit its background noise (on every
     /// pixel where the map is finite), rather than the recipe's sky and read noise.
     pub noise_map: bool,
+    /// chi^2 of the residual's azimuthal means about the fitted deflector's light
+    /// ([`core_profile_chi2`]): about [`CORE_ANNULI`] where the deflector's light and
+    /// the PSF are modelled right.
+    pub core_chi2: f64,
 }
 
 impl FittedCutout {
+    /// Whether the residual about the deflector's core is noise, as in every
+    /// training residual: a PSF with wings fitted as a Gaussian (or a deflector whose
+    /// light is no Sersic) leaves rings there that the classifier reads as
+    /// substructure (RESULTS.md, "A PSF with wings").
+    pub fn core_explained(&self) -> bool {
+        self.core_chi2 <= CORE_CHI2_LIMIT
+    }
+
     /// Whether the fit came back when the cutout was moved within its last bits,
     /// and the classifier answered its refits alike (`answer_spread`, from
     /// [`mean_over_refits`]); true where either was not checked.
@@ -100,6 +112,38 @@ impl FittedCutout {
         self.refit_spread.is_none_or(|spread| spread <= UNSTABLE_FIT_CHI2)
             && answer_spread.is_none_or(|spread| spread <= UNSTABLE_ANSWER)
     }
+}
+
+/// How many one-pixel annuli about the fitted deflector's light
+/// [`core_profile_chi2`] sums: out to 0.6" on the survey's pixels, where a
+/// deflector's light outshines the arcs and a PSF's wings show first.
+pub const CORE_ANNULI: usize = 6;
+
+/// The [`core_profile_chi2`] above which a row is out of the domain: the chi^2
+/// distribution of [`CORE_ANNULI`] degrees of freedom exceeds it with probability
+/// 1e-4 (scipy.stats.chi2.isf(1e-4, 6)), so a residual of pure noise is flagged once
+/// in 10,000; the fit absorbs a little of it, which only lowers the rate.
+pub const CORE_CHI2_LIMIT: f64 = 27.856;
+
+/// Sum over [`CORE_ANNULI`] one-pixel annuli about (`centre_x`, `centre_y`) (arcsec
+/// on `grid`) of (sum of the annulus's residual chi)^2 / its pixel count: each term
+/// is the square of a standard normal when the residual is noise, and a rotationally
+/// symmetric misfit of the deflector (the wings of a PSF modelled as a Gaussian, a
+/// light profile steeper or shallower than the Sersic fitted) adds up in it where it
+/// averages away in the residual's overall chi^2. Masked pixels (`data` not finite)
+/// are left out.
+pub fn core_profile_chi2(chi: &[f64], data: &[f64], grid: PixelGrid, centre_x: f64, centre_y: f64) -> f64 {
+    let (x0, y0) = (grid.index_of(centre_x), grid.index_of(centre_y));
+    let (mut sums, mut counts) = ([0.0; CORE_ANNULI], [0usize; CORE_ANNULI]);
+    for (i, (&c, &d)) in chi.iter().zip(data).enumerate() {
+        let (row, col) = ((i / grid.size) as f64, (i % grid.size) as f64);
+        let annulus = (col - x0).hypot(row - y0) as usize;
+        if annulus < CORE_ANNULI && d.is_finite() {
+            sums[annulus] += c;
+            counts[annulus] += 1;
+        }
+    }
+    sums.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(s, n)| s * s / n as f64).sum()
 }
 
 /// The |chi^2| difference between a fit and a refit of the cutout moved within its
@@ -274,6 +318,12 @@ impl ResidualFitter {
             })
             .collect();
         let lens = FittedLens::of(&self.sim, &fitted.fit.params);
+        let params = &fitted.fit.params;
+        let (core_x, core_y) = params
+            .lens_light
+            .as_ref()
+            .map_or((params.lens_center_x, params.lens_center_y), |l| (l.center_x, l.center_y));
+        let core_chi2 = core_profile_chi2(&fitted.chi, &data.pixels, self.grid(), core_x, core_y);
         let refit_spread = (refits > 0)
             .then(|| refitted.iter().map(|refit| (refit.fit.chi * refit.fit.chi - fit_chi2).abs()).fold(0.0, f64::max));
         Ok(FittedCutout {
@@ -291,6 +341,7 @@ impl ResidualFitter {
             lens_found: lens_clear_of_envelope(&fitted.fit.params, self.grid().pixel_scale, self.grid().size),
             refit_spread,
             noise_map: map.is_some(),
+            core_chi2,
         })
     }
 }
@@ -498,6 +549,43 @@ pub fn mean_over_refits(
 mod tests {
     use super::*;
     use crate::sim::detectability::BlindGrid;
+
+    #[test]
+    fn the_core_profile_of_noise_is_chi2_with_one_degree_an_annulus_and_a_ring_stands_out() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let grid = PixelGrid { size: 64, pixel_scale: 0.1 };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let data = vec![1.0; 4096];
+        let draws = 4000;
+        let (mut sum, mut flagged) = (0.0, 0);
+        for _ in 0..draws {
+            let chi: Vec<f64> = (0..4096).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let t = core_profile_chi2(&chi, &data, grid, 0.13, -0.21);
+            sum += t;
+            flagged += usize::from(t > CORE_CHI2_LIMIT);
+        }
+        let mean = sum / draws as f64;
+        assert!((mean / CORE_ANNULI as f64 - 1.0).abs() < 0.05, "mean {mean} over {draws} noise residuals");
+        assert!(flagged <= 3, "{flagged} of {draws} noise residuals flagged, 1e-4 expected");
+        // A ring of +2 sigma 2-3 pixels from the centre, as a PSF's wings leave, adds
+        // 0.016 to the residual's chi^2 per pixel and stands out in the profile.
+        let (x0, y0) = (grid.index_of(0.13), grid.index_of(-0.21));
+        let ring: Vec<f64> = (0..4096)
+            .map(|i| {
+                let r = ((i % 64) as f64 - x0).hypot((i / 64) as f64 - y0);
+                if (2.0..3.0).contains(&r) {
+                    2.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert!(core_profile_chi2(&ring, &data, grid, 0.13, -0.21) > 2.0 * CORE_CHI2_LIMIT);
+        // Masked pixels count for nothing.
+        let masked = vec![f64::NAN; 4096];
+        assert_eq!(core_profile_chi2(&ring, &masked, grid, 0.13, -0.21), 0.0);
+    }
 
     #[test]
     fn a_lens_model_is_quoted_with_axis_ratios_and_angles_from_the_x_axis() {

@@ -673,8 +673,12 @@ impl Predictor {
                 }
                 per_row[r] = Some(p);
                 ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
-                // A smooth-lens fit that found no lens leaves a residual of something else.
-                let lens_found = fits.as_ref().and_then(|f| f.cutouts[r].as_ref()).is_none_or(|fit| fit.lens_found);
+                // A smooth-lens fit that found no lens, or left the deflector's core
+                // unexplained, leaves a residual of something else.
+                let lens_found = fits
+                    .as_ref()
+                    .and_then(|f| f.cutouts[r].as_ref())
+                    .is_none_or(|fit| fit.lens_found && fit.core_explained());
                 in_domain[r] = match &flags {
                     Some(f) => Some(f[i] && !regridded[r].out_of_domain && lens_found),
                     None => (!lens_found).then_some(false),
@@ -714,6 +718,7 @@ impl Predictor {
                     ))
                 };
                 columns.push(fit_column(&|f| Some(f.chi2_per_pixel)));
+                columns.push(fit_column(&|f| Some(f.core_chi2)));
                 // The lens model, then its errors (output::predictions_schema's order).
                 for k in 0..LENS_QUANTITIES {
                     columns.push(fit_column(&|f| f.lens.quantities()[k]));

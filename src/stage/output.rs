@@ -9,7 +9,7 @@
 //! `max_prob`, `entropy` (nats), `ood_score` (the Mahalanobis distance of the
 //! image's encoder features from the classifier's training domain) and `in_domain`
 //! (null for an uncalibrated classifier), for a classifier of smooth-lens residuals
-//! `fit_chi2`, `fit_theta_e` and the rest of the fitted lens model (what the fit of
+//! `fit_chi2`, `fit_core_chi2`, `fit_theta_e` and the rest of the fitted lens model (what the fit of
 //! the cutout found), `fit_zero_point`
 //! (the zero point its pixels were converted from), `fit_noise_map` (whether its
 //! noise map weighted the fit) and `fit_refit_spread`
@@ -27,7 +27,7 @@ use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
 use crate::data::predictions::PREDICTIONS_FITS;
 use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
-use crate::infer::residuals::{UNSTABLE_ANSWER, UNSTABLE_FIT_CHI2};
+use crate::infer::residuals::{CORE_ANNULI, CORE_CHI2_LIMIT, UNSTABLE_ANSWER, UNSTABLE_FIT_CHI2};
 use crate::Result;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -92,6 +92,11 @@ pub fn predictions_schema(
         fields.push(described(
             float64("fit_chi2"),
             "chi^2 per pixel of the smooth-lens fit the classifier read the residual of (about 1: the smooth lens explains the cutout to the noise)",
+            None,
+        ));
+        fields.push(described(
+            float64("fit_core_chi2"),
+            &format!("chi^2 of the residual's azimuthal means in {CORE_ANNULI} one-pixel annuli about the fitted deflector's light (about {CORE_ANNULI} when its light and the PSF are modelled right; above {CORE_CHI2_LIMIT}, p = 1e-4 for noise: out_of_domain, the deflector's core unexplained, as a PSF with wings fitted as a Gaussian leaves it: give --psf-image)"),
             None,
         ));
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
