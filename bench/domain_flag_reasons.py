@@ -20,7 +20,7 @@ import sys
 
 import pyarrow.parquet as pq
 
-CORE_CHI2_LIMIT = 27.856  # infer::residuals::CORE_CHI2_LIMIT
+CORE_CHI2_LIMIT = 116.0  # infer::residuals::CORE_CHI2_LIMIT
 
 
 def checkpoint_metadata(path):

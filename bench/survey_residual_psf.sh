@@ -32,9 +32,10 @@ run() {  # NAME INPUT PREDICT-OPTIONS...
     started=$(date +%s)
     # Exit code 3: some rows failed, which the table says row by row.
     $B predict --input "$input" "$@" --model "$MODEL" --fit-refits 0 --keep id --keep lens_light_magnitude \
-        --out "$OUT/pred-$name.parquet" --overwrite > /dev/null 2>&1 || rc=$?
+        --out "$OUT/pred-$name.parquet" --overwrite > /dev/null 2> "$OUT/predict-$name.log" || rc=$?
     [ "$rc" = 0 ] || [ "$rc" = 3 ] || exit "$rc"
     echo "== $name: predict $(( $(date +%s) - started )) s"
+    grep '^note' "$OUT/predict-$name.log" || true
     $B evaluate --predictions "$OUT/pred-$name.parquet" --input "$input" \
         --report "$OUT/eval-$name.json" --overwrite 2>&1 | sed -n 1,4p
     "$PY" - "$OUT/pred-$name.parquet" <<'PYEOF'
@@ -45,6 +46,10 @@ chi2 = np.array([c for c in t["fit_chi2"] if c is not None])
 dm = np.array([f - d for f, d in zip(t["fit_lens_light_mag"], t["lens_light_magnitude"]) if f is not None])
 print("fit_chi2 per pixel: median %.3f, 10-90%% %.3f-%.3f; deflector fitted - drawn: median %+.4f mag; status %s" % (
     np.median(chi2), *np.percentile(chi2, [10, 90]), np.median(dm), dict(collections.Counter(t["status"]))))
+if "fit_core_chi2" in t:  # infer::residuals::CORE_CHI2_TYPICAL and CORE_CHI2_LIMIT
+    core = np.array([c for c in t["fit_core_chi2"] if c is not None])
+    print("fit_core_chi2: median %.1f, above 10.13 %.3f, above 116 %.3f" % (
+        np.median(core), np.mean(core > 10.13), np.mean(core > 116.0)))
 PYEOF
 }
 run gaussian "$OUT/gaussian.parquet"

@@ -360,6 +360,15 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
             crate::model::preprocess::CENTRING_REACH
         );
     }
+    if summary.psf_suspect() {
+        eprintln!(
+            "note: the smooth-lens fit left the deflector's core less explained than nine in ten of the \
+             classifier's own lenses on {} of {} cutouts: the PSF is likely not a Gaussian of the FWHM given \
+             (a survey's PSF has wings, which the classifier reads as substructure); give the PSF model with \
+             --psf-image or --psf-image-col",
+            summary.core_unexplained, summary.fitted
+        );
+    }
     // With the predictions on standard output, the summary goes beside the messages.
     if args.out == std::path::Path::new(crate::stage::STANDARD_STREAM) {
         eprintln!("{}", serde_json::to_string_pretty(&summary)?);

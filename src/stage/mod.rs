@@ -100,6 +100,13 @@ pub struct PredictSummary {
     pub predicted: usize,
     /// Rows without one, by reason.
     pub not_predicted: HashMap<String, usize>,
+    /// Rows a smooth-lens fit was made of (a classifier of residuals).
+    pub fitted: usize,
+    /// Of those, the rows whose deflector's core the fit left less explained than
+    /// nine in ten of the classifier's own lenses (`fit_core_chi2` above
+    /// [`CORE_CHI2_TYPICAL`](crate::infer::residuals::CORE_CHI2_TYPICAL)): most of a
+    /// run's rows there means its PSF is not what the fit assumed.
+    pub core_unexplained: usize,
     /// Predicted rows whose image lies outside the classifier's training domain.
     pub out_of_domain: usize,
     /// Of those, rows whose deflector lies beyond the classifier's centring search.
@@ -424,12 +431,22 @@ impl Predictor {
 }
 
 impl PredictSummary {
+    /// Whether more than half of at least 20 fitted rows left the deflector's core
+    /// less explained than nine in ten of the classifier's own lenses: a run whose
+    /// PSF the fit does not model (a batch of the classifier's own lenses lands there
+    /// with a chance far below one in a million).
+    pub fn psf_suspect(&self) -> bool {
+        self.fitted >= 20 && self.core_unexplained * 2 > self.fitted
+    }
+
     fn empty(out: PathBuf) -> PredictSummary {
         PredictSummary {
             out,
             rows: 0,
             predicted: 0,
             not_predicted: HashMap::new(),
+            fitted: 0,
+            core_unexplained: 0,
             out_of_domain: 0,
             off_centre: 0,
             unstable_fit: 0,
@@ -780,6 +797,10 @@ impl Predictor {
             regridded.iter().zip(&centring).map(|(g, c)| geometry_note(g.note.as_deref(), c)),
         )));
         columns.push(Arc::new(arrow_array::Int32Array::from(nonfinite)));
+        for fit in fits.iter().flat_map(|f| f.cutouts.iter().flatten()) {
+            summary.fitted += 1;
+            summary.core_unexplained += usize::from(fit.core_chi2 > crate::infer::residuals::CORE_CHI2_TYPICAL);
+        }
         for (s, c) in status.iter().zip(&centring) {
             match s.as_str() {
                 s if s.starts_with("ok") => summary.predicted += 1,
@@ -1076,6 +1097,19 @@ pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Va
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_suspected_of_another_psf_when_most_of_twenty_or_more_cores_are_unexplained() {
+        let summary = |fitted, core_unexplained| PredictSummary {
+            fitted,
+            core_unexplained,
+            ..PredictSummary::empty(PathBuf::from("p.parquet"))
+        };
+        assert!(summary(20, 11).psf_suspect());
+        assert!(!summary(20, 10).psf_suspect(), "half is not most");
+        assert!(!summary(19, 19).psf_suspect(), "too few rows to tell a run's PSF");
+        assert!(!summary(0, 0).psf_suspect());
+    }
 
     #[test]
     fn inspect_counts_each_part_of_a_geometry_note() {
