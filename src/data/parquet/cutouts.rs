@@ -862,13 +862,15 @@ fn image_rows(col: &ArrayRef, width: usize) -> std::result::Result<ImageRows, St
     Ok(ImageRows { floats: pixels_as_f32(&pixels)?, offsets, problems })
 }
 
+/// One row of a column of small images: None when null, else its values or why a
+/// row of it is unusable.
+pub(crate) type SmallImageRow = Option<std::result::Result<Vec<f64>, String>>;
+
 /// The rows of a column of small square images (a PSF image per cutout: a list of
 /// side^2 values, or a list of rows), of any numeric type, as float64 values row
 /// by row: None for a null row, `Err` for a row that is not square or has a null row.
 /// `Err` for the column when it holds no lists of numbers.
-pub(crate) fn square_image_rows(
-    col: &ArrayRef,
-) -> std::result::Result<Vec<Option<std::result::Result<Vec<f64>, String>>>, String> {
+pub(crate) fn square_image_rows(col: &ArrayRef) -> std::result::Result<Vec<SmallImageRow>, String> {
     let unexpected = || format!("lists of numbers (or lists of rows) are needed, found {}", col.data_type());
     let (values, offsets) = list_level(col.as_ref()).ok_or_else(unexpected)?;
     let nested = is_nested_list(col.data_type());
