@@ -5,8 +5,9 @@ share of their `no_sub` lenses called substructure; and the quantiles of `fit_co
     python bench/core_chi2_effect.py PREDICTIONS.parquet DATASET.parquet [LIMIT ...]
 
 DATASET holds the `label` of each row in the same order (as `predict` keeps it).
-Limits default to 27.856 (chi^2 of 6 degrees of freedom at p = 1e-4), 10.13 and 116
-(infer::residuals::CORE_CHI2_TYPICAL and CORE_CHI2_LIMIT) and none. Needs numpy, pyarrow
+Limits default to 10.13 (infer::residuals::CORE_CHI2_TYPICAL), 27.856 (chi^2 of 6 degrees
+of freedom at p = 1e-4), 116 (the 0.995 quantile of the classifier's calibration lenses)
+and none. Needs numpy, pyarrow
 and scikit-learn.
 """
 import json

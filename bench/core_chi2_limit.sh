@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Where `infer::residuals::CORE_CHI2_LIMIT` comes from: N survey lenses a class (default 500)
-# of seed 26, the seed the bundled residual classifier was calibrated on (no held-out seed),
-# through `predict` with one fit a cutout, and the quantiles of `fit_core_chi2` overall and
-# by class; the limit is the 0.995 quantile of all of them, as the classifier's noise-level
-# range is of its calibration residuals.
+# Where `infer::residuals::CORE_CHI2_TYPICAL` comes from: N survey lenses a class (default
+# 500) of seed 26, the seed the bundled residual classifier was calibrated on (no held-out
+# seed), through `predict` with one fit a cutout, and the quantiles of `fit_core_chi2`
+# overall and by class; CORE_CHI2_TYPICAL is the 0.9 quantile of all of them.
 #
 #   PY=/path/to/python bench/core_chi2_limit.sh [N_PER_CLASS] [OUT_DIR]
 #

@@ -4,8 +4,7 @@ a `lensmae predict` table is put under the first check it fails, in the order
 threshold, its `fit_chi2` outside the calibrated chi^2 range, a fit on the edge of the
 galaxy-scale lenses (`sim::detectability::lens_clear_of_envelope`: theta_E within 1%
 of one pixel or of the cutout's side, a mass ellipticity within 1% of 0.9, a shear
-within 1% of 0.5), a residual about the deflector's core that is not noise
-(`fit_core_chi2` above `infer::residuals::CORE_CHI2_LIMIT`), and the rest: the residual's noise level outside its range (the
+within 1% of 0.5), and the rest: the residual's noise level outside its range (the
 table does not carry that level) or the pixel scale.
 
     python bench/domain_flag_reasons.py PREDICTIONS.parquet MODEL.safetensors [PIXEL_SCALE] [SIZE]
@@ -19,8 +18,6 @@ import struct
 import sys
 
 import pyarrow.parquet as pq
-
-CORE_CHI2_LIMIT = 116.0  # infer::residuals::CORE_CHI2_LIMIT
 
 
 def checkpoint_metadata(path):
@@ -47,9 +44,7 @@ def main():
     threshold = calibration["ood_threshold"]
     low, high = calibration["residual_chi2_range"]
     t = pq.read_table(predictions).to_pydict()
-    rows_total = len(t["in_domain"])
-    reasons = {"ood_score": 0, "fit_chi2": 0, "envelope edge": 0, "deflector's core": 0,
-               "noise level or pixel scale": 0}
+    reasons = {"ood_score": 0, "fit_chi2": 0, "envelope edge": 0, "noise level or pixel scale": 0}
     for i, in_domain in enumerate(t["in_domain"]):
         if in_domain is not False:
             continue
@@ -59,8 +54,6 @@ def main():
             reasons["fit_chi2"] += 1
         elif on_the_edge(t["fit_theta_e"][i], t["fit_axis_ratio"][i], t["fit_shear"][i], pixel_scale, size):
             reasons["envelope edge"] += 1
-        elif ((t.get("fit_core_chi2") or [None] * rows_total)[i] or 0) > CORE_CHI2_LIMIT:
-            reasons["deflector's core"] += 1
         else:
             reasons["noise level or pixel scale"] += 1
     rows = len(t["in_domain"])

@@ -46,7 +46,7 @@ chi2 = np.array([c for c in t["fit_chi2"] if c is not None])
 dm = np.array([f - d for f, d in zip(t["fit_lens_light_mag"], t["lens_light_magnitude"]) if f is not None])
 print("fit_chi2 per pixel: median %.3f, 10-90%% %.3f-%.3f; deflector fitted - drawn: median %+.4f mag; status %s" % (
     np.median(chi2), *np.percentile(chi2, [10, 90]), np.median(dm), dict(collections.Counter(t["status"]))))
-if "fit_core_chi2" in t:  # infer::residuals::CORE_CHI2_TYPICAL and CORE_CHI2_LIMIT
+if "fit_core_chi2" in t:  # infer::residuals::CORE_CHI2_TYPICAL; 116, the calibration lenses' 0.995 quantile
     core = np.array([c for c in t["fit_core_chi2"] if c is not None])
     print("fit_core_chi2: median %.1f, above 10.13 %.3f, above 116 %.3f" % (
         np.median(core), np.mean(core > 10.13), np.mean(core > 116.0)))

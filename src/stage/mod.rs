@@ -690,12 +690,8 @@ impl Predictor {
                 }
                 per_row[r] = Some(p);
                 ood[r] = predicted.ood_scores.as_ref().map(|s| s[i]);
-                // A smooth-lens fit that found no lens, or left the deflector's core
-                // unexplained, leaves a residual of something else.
-                let lens_found = fits
-                    .as_ref()
-                    .and_then(|f| f.cutouts[r].as_ref())
-                    .is_none_or(|fit| fit.lens_found && fit.core_explained());
+                // A smooth-lens fit that found no lens leaves a residual of something else.
+                let lens_found = fits.as_ref().and_then(|f| f.cutouts[r].as_ref()).is_none_or(|fit| fit.lens_found);
                 in_domain[r] = match &flags {
                     Some(f) => Some(f[i] && !regridded[r].out_of_domain && lens_found),
                     None => (!lens_found).then_some(false),

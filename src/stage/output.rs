@@ -27,7 +27,7 @@ use crate::data::parquet::table_writer::TableWriter;
 use crate::data::parquet::tensor_field;
 use crate::data::predictions::PREDICTIONS_FITS;
 use crate::data::schema::{DESCRIPTION_KEY, UNIT_KEY};
-use crate::infer::residuals::{CORE_ANNULI, CORE_CHI2_LIMIT, CORE_CHI2_TYPICAL, UNSTABLE_ANSWER, UNSTABLE_FIT_CHI2};
+use crate::infer::residuals::{CORE_ANNULI, CORE_CHI2_TYPICAL, UNSTABLE_ANSWER, UNSTABLE_FIT_CHI2};
 use crate::Result;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -96,7 +96,7 @@ pub fn predictions_schema(
         ));
         fields.push(described(
             float64("fit_core_chi2"),
-            &format!("chi^2 of the residual's azimuthal means in {CORE_ANNULI} one-pixel annuli about the fitted deflector's light (about 4 on the classifier's own lenses, at most {CORE_CHI2_TYPICAL} for nine in ten; above {CORE_CHI2_LIMIT}: out_of_domain, the deflector's core unexplained; a PSF with wings fitted as a Gaussian leaves most rows above {CORE_CHI2_TYPICAL}: give --psf-image)"),
+            &format!("chi^2 of the residual's azimuthal means in {CORE_ANNULI} one-pixel annuli about the fitted deflector's light (about 4 on the classifier's own lenses, at most {CORE_CHI2_TYPICAL} for nine in ten; a run in which most rows lie above {CORE_CHI2_TYPICAL} is not of the PSF the fit assumed, as a PSF with wings given as a FWHM: give --psf-image)"),
             None,
         ));
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
