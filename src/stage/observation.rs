@@ -269,7 +269,8 @@ impl ObservationSource {
         let Some((_, values)) = batch.carried.iter().find(|(f, _)| f.name() == name) else {
             return Err(Error::config("--psf-image-col", format!("the input has no column `{name}`")));
         };
-        let rows = crate::data::parquet::cutouts::square_image_rows(values)
+        let most = crate::sim::psf::MAX_KERNEL_SIDE * crate::sim::psf::MAX_KERNEL_SIDE;
+        let rows = crate::data::parquet::cutouts::square_image_rows(values, most)
             .map_err(|e| Error::config("--psf-image-col", format!("column `{name}`: {e}")))?;
         Ok(rows
             .into_iter()
@@ -490,6 +491,8 @@ mod tests {
         images.values().append_slice(&[1.0; 8]);
         images.append(true);
         images.append(false);
+        images.values().append_slice(&vec![1.0; 257 * 257]);
+        images.append(true);
         let images: ArrayRef = Arc::new(images.finish());
         let source = ObservationSource {
             psf_image_column: Some("psf".into()),
@@ -503,6 +506,7 @@ mod tests {
         assert!(kernel.weights().iter().zip(moffat.weights()).all(|(a, b)| (a - b).abs() < 1e-8));
         assert_eq!(rows[1], Err("PSF image (`psf`): 8 PSF values are not a square image".into()));
         assert_eq!(rows[2], Err("no PSF image (`psf` is null)".into()));
+        assert_eq!(rows[3], Err("PSF image (`psf`): 66049 values: at most 65025".into()), "refused before it is read");
         // On the model's grid: as it is, or resampled as the cutout was (pixels 1% wider:
         // the PSF 1% narrower in them), its FWHM in the model's arcsec either way.
         let row = rows[0].as_ref().unwrap();

@@ -868,9 +868,10 @@ pub(crate) type SmallImageRow = Option<std::result::Result<Vec<f64>, String>>;
 
 /// The rows of a column of small square images (a PSF image per cutout: a list of
 /// side^2 values, or a list of rows), of any numeric type, as float64 values row
-/// by row: None for a null row, `Err` for a row that is not square or has a null row.
-/// `Err` for the column when it holds no lists of numbers.
-pub(crate) fn square_image_rows(col: &ArrayRef) -> std::result::Result<Vec<SmallImageRow>, String> {
+/// by row: None for a null row, `Err` for a row that is not square, has a null row or
+/// more than `max_values` values (refused before it is copied). `Err` for the column
+/// when it holds no lists of numbers.
+pub(crate) fn square_image_rows(col: &ArrayRef, max_values: usize) -> std::result::Result<Vec<SmallImageRow>, String> {
     let unexpected = || format!("lists of numbers (or lists of rows) are needed, found {}", col.data_type());
     let (values, offsets) = list_level(col.as_ref()).ok_or_else(unexpected)?;
     let nested = is_nested_list(col.data_type());
@@ -886,6 +887,10 @@ pub(crate) fn square_image_rows(col: &ArrayRef) -> std::result::Result<Vec<Small
                 return None;
             }
             let (a, b) = (offsets[r], offsets[r + 1]);
+            let count = inner.as_ref().map_or(b - a, |row_offsets| row_offsets[b] - row_offsets[a]);
+            if count > max_values {
+                return Some(Err(format!("{count} values: at most {max_values}")));
+            }
             Some(match &inner {
                 None => Ok(floats[a..b].iter().map(|&v| f64::from(v)).collect()),
                 Some(row_offsets) => {
