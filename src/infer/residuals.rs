@@ -91,8 +91,9 @@ pub struct FittedCutout {
     /// pixel where the map is finite), rather than the recipe's sky and read noise.
     pub noise_map: bool,
     /// chi^2 of the residual's azimuthal means about the fitted deflector's light
-    /// ([`core_profile_chi2`]): about [`CORE_ANNULI`] where the deflector's light and
-    /// the PSF are modelled right.
+    /// ([`core_profile_chi2`]): 4 at the median of the classifier's own lenses (below
+    /// the [`CORE_ANNULI`] of pure noise: the fit absorbs some), far above
+    /// [`CORE_CHI2_TYPICAL`] for most lenses of a PSF the fit does not model.
     pub core_chi2: f64,
 }
 
