@@ -285,20 +285,14 @@ impl ObservationSource {
     }
 }
 
-/// The largest PSF file read whole (a PSF image is at most 255x255 values: a few
-/// hundred kB even as float64 with its header; the cap bounds what a wrong path costs).
-const MAX_PSF_FILE_BYTES: u64 = 16 << 20;
-
 /// A PSF image from a FITS file (its first image HDU, gzipped or not): odd sides,
 /// centred, at the cutouts' pixels.
 pub fn read_psf_image(path: &std::path::Path) -> Result<PsfKernel> {
     let bad = |why: String| Error::config("--psf-image", format!("{}: {why}", path.display()));
-    let bytes = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-    if bytes > MAX_PSF_FILE_BYTES {
-        return Err(bad(format!("{bytes} bytes: a PSF image file is at most {MAX_PSF_FILE_BYTES}")));
-    }
-    let content = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let stamp = crate::data::fits::cutouts::decode_fits_bytes(&content).map_err(bad)?;
+    // cfitsio's own message for a missing file says less than the OS's.
+    std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let max_side = crate::sim::psf::MAX_KERNEL_SIDE;
+    let stamp = crate::data::fits::cutouts::read_fits_image(path, "PSF image", max_side).map_err(bad)?;
     let [h, w] = stamp.shape;
     if h != w {
         return Err(bad(format!("a {h}x{w} image: a PSF image must be square")));

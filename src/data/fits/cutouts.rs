@@ -631,19 +631,26 @@ pub fn decode_fits_bytes(bytes: &[u8]) -> std::result::Result<DecodedStamp, Stri
         .tempfile()
         .map_err(|e| format!("temporary file: {e}"))?;
     std::fs::write(file.path(), bytes).map_err(|e| format!("temporary file: {e}"))?;
-    let mut f = open_fits(file.path()).map_err(|e| format!("not a FITS image: {e}"))?;
+    read_fits_image(file.path(), "cutout", 8192)
+}
+
+/// The first 2-D image of the FITS file at `path` (gzipped or not), refused before
+/// its pixels are read when it holds more pixels than a `max_side` x `max_side`
+/// `what` (a small image such as a PSF model is not read whole because a wrong path
+/// names a large file).
+pub fn read_fits_image(path: &Path, what: &str, max_side: usize) -> std::result::Result<DecodedStamp, String> {
+    let mut f = open_fits(path).map_err(|e| format!("not a FITS image: {e}"))?;
     let ImageHdu { index: hdu, dims, pixel_bytes, available, pixel_scale, wcs, flux_unit, photometry, .. } =
-        image_hdus(&mut f, file.path(), &InputOptions::default(), &[])?.0.remove(0);
+        image_hdus(&mut f, path, &InputOptions::default(), &[])?.0.remove(0);
     let flux = StatedFlux::from_header(flux_unit, &photometry, pixel_scale);
     let shape = match dims.as_slice() {
         [h, w] | [1, h, w] => [*h, *w],
         other => return Err(format!("a {other:?} image, not a single cutout")),
     };
-    let pixels = shape[0]
-        .checked_mul(shape[1])
-        .filter(|&n| n <= MAX_CUTOUT_PIXELS)
-        .ok_or_else(|| format!("a {}x{} image is larger than any cutout (at most 8192x8192)", shape[0], shape[1]))?;
-    // A gzipped stamp's size is only known once inflated: the pixel limit bounds it.
+    let pixels = shape[0].checked_mul(shape[1]).filter(|&n| n <= max_side * max_side).ok_or_else(|| {
+        format!("a {}x{} image is larger than any {what} (at most {max_side}x{max_side})", shape[0], shape[1])
+    })?;
+    // A gzipped image's size is only known once inflated: the pixel limit bounds it.
     if available.is_some_and(|bytes| bytes < (pixels * pixel_bytes) as u64) {
         return Err(format!("truncated: a {}x{} image needs more bytes than the stamp holds", shape[0], shape[1]));
     }
