@@ -7,6 +7,7 @@
 #
 #   PY=/path/to/python bench/lens_model_recovery.sh [N_PER_CLASS] [SEED] [OUT_DIR]
 #
+# LENSMAE=path runs that binary instead of building one.
 # The Python needs numpy and pyarrow. 1,000 a class: ~11 minutes of the 2-core VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +16,8 @@ SEED=${2:-22}
 OUT=${3:-$(mktemp -d)}
 MODEL=${MODEL:-bundled:survey-residual-classifier}
 PY=${PY:-python3}
-cargo build --release --quiet --bin lensmae
-B=./target/release/lensmae
+B=${LENSMAE:-./target/release/lensmae}
+[ -n "${LENSMAE:-}" ] || cargo build --release --quiet --bin lensmae
 mkdir -p "$OUT"
 $B simulate --preset survey --n-per-class "$N" --seed "$SEED" --out "$OUT/lenses" --quiet --overwrite
 start=$(date +%s)

@@ -17,6 +17,7 @@
 #       bundled:survey-residual-classifier 100 survey deeplense-model2
 # A row whose fit fails is counted as flagged, as `predict` answers nothing for it.
 #
+# LENSMAE=path runs that binary instead of building one.
 # The Python needs numpy and pyarrow. Prints JSON (bench/ood_auroc.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +29,8 @@ PY=${PY:-python3}
 OBSERVATION=${OBSERVATION:-}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-cargo build --release --quiet --bin lensmae
-B=./target/release/lensmae
+B=${LENSMAE:-./target/release/lensmae}
+[ -n "${LENSMAE:-}" ] || cargo build --release --quiet --bin lensmae
 $B simulate --preset "$OWN" --n-per-class "$N" --seed 16 --out "$OUT/own" --quiet
 $B simulate --preset "$OTHER" --n-per-class "$N" --seed 17 --out "$OUT/other" --quiet
 "$PY" bench/ood_sets.py "$OUT/own/dataset.parquet" "$OUT" 0 >/dev/null

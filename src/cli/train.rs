@@ -411,7 +411,9 @@ pub enum ModelCommand {
         /// Image column of the data.
         #[arg(long, default_value = "image")]
         image_col: String,
-        /// Quantile of the data's scores that becomes the in-domain threshold.
+        /// Share of the data to admit into the model's domain: the `ood_score`
+        /// threshold is set so that it and the other bounds (a residual's chi^2 and
+        /// noise level, a fit that found no lens) together flag the rest.
         #[arg(long, default_value_t = crate::train::calibrate::DEFAULT_OOD_QUANTILE)]
         ood_quantile: f64,
         /// Images per forward pass.
@@ -738,12 +740,15 @@ pub fn model_cmd(cmd: ModelCommand) -> anyhow::Result<()> {
             )
             .with_context(|| format!("calibrating {}", model.display()))?;
             eprintln!(
-                "temperature {:.4} (ECE {:.4} -> {:.4} on {} images), ood_score threshold {:.3} -> {}",
+                "temperature {:.4} (ECE {:.4} -> {:.4} on {} images), ood_score threshold {:.3}; flagged {:.2}% of \
+                 them ({:.2}% by bounds besides the score) -> {}",
                 summary.temperature,
                 summary.ece_before,
                 summary.ece_after,
                 summary.images,
                 summary.ood_threshold,
+                100.0 * summary.flagged,
+                100.0 * summary.flagged_otherwise,
                 out.display()
             );
             crate::cli::out(format_args!("{}", serde_json::to_string_pretty(&summary)?))?;

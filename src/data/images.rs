@@ -172,6 +172,37 @@ impl LabelledImages {
         }
     }
 
+    /// For smooth-lens residuals, whether each image's fit found a galaxy-scale lens
+    /// ([`crate::data::record::FIT_LENS_FOUND`]; true where a source does not record
+    /// it), or None where no source does. Of the images as read or joined, not of a subset.
+    pub fn fit_lens_found(&self) -> Result<Option<Vec<bool>>> {
+        use crate::data::record::FIT_LENS_FOUND;
+        let parts: Vec<(&Path, usize)> = if self.joined_from.is_empty() {
+            vec![(self.source.as_path(), self.len())]
+        } else {
+            self.joined_from.iter().map(|(p, rows)| (p.as_path(), *rows)).collect()
+        };
+        let (mut found, mut recorded) = (Vec::with_capacity(self.len()), false);
+        for (path, rows) in parts {
+            match read_float_columns(path, &[FIT_LENS_FOUND])?.pop() {
+                Some((_, values)) if values.len() == rows => {
+                    recorded = true;
+                    found.extend(values.iter().map(|v| *v != Some(0.0)));
+                }
+                Some((_, values)) => {
+                    let message = format!("{} rows of `{FIT_LENS_FOUND}` for {rows} images", values.len());
+                    return Err(Error::Mismatch { path: path.to_path_buf(), message });
+                }
+                None => found.extend(std::iter::repeat_n(true, rows)),
+            }
+        }
+        if found.len() != self.len() {
+            let message = format!("{} images, but their sources hold {} rows", self.len(), found.len());
+            return Err(Error::Mismatch { path: self.source.clone(), message });
+        }
+        Ok(recorded.then_some(found))
+    }
+
     /// Which of [`LabelledImages::sources`] row `row` came from (of the images as
     /// joined, not of a subset).
     pub fn part_of_row(&self, row: usize) -> usize {

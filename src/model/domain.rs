@@ -32,11 +32,15 @@ pub struct Calibration {
     pub temperature: f64,
     /// Largest `ood_score` of an in-domain input.
     pub ood_threshold: f64,
-    /// The quantile of the fitting images' scores the threshold is.
+    /// The share of the fitting images the calibration admits: since 2026-12-08 by all
+    /// its bounds together ([`THRESHOLD_FROM_OUT_OF_FOLD_WITH_BOUNDS`]), before that
+    /// the quantile of their scores the threshold is.
     pub ood_quantile: f64,
-    /// Which scores of the fitting images the quantile was taken of: out-of-fold
-    /// ([`THRESHOLD_FROM_OUT_OF_FOLD`]) or, in checkpoints calibrated before
-    /// 2026-12-05, their scores under the domain fitted on them ([`THRESHOLD_FROM_IN_SAMPLE`]).
+    /// Which scores of the fitting images the threshold was taken of: out-of-fold
+    /// with the other bounds counted in ([`THRESHOLD_FROM_OUT_OF_FOLD_WITH_BOUNDS`]),
+    /// out-of-fold alone ([`THRESHOLD_FROM_OUT_OF_FOLD`], 2026-12-05 to 2026-12-07) or,
+    /// in checkpoints calibrated before, their scores under the domain fitted on them
+    /// ([`THRESHOLD_FROM_IN_SAMPLE`]).
     #[serde(default = "in_sample")]
     pub ood_threshold_from: String,
     /// For a classifier of smooth-lens residuals: the range of chi^2 per pixel
@@ -125,8 +129,14 @@ pub fn within_range(range: Option<[f64; 2]>, value: f32) -> bool {
     range.is_none_or(|[low, high]| (low..=high).contains(&(value as f64)))
 }
 
-/// [`Calibration::ood_threshold_from`] of a threshold taken from out-of-fold scores.
+/// [`Calibration::ood_threshold_from`] of a threshold taken from out-of-fold scores
+/// alone: the images the other bounds flag came on top of its quantile (the shipped
+/// residual classifier flagged 2.03% of its held-out lenses at a quantile of 0.99).
 pub const THRESHOLD_FROM_OUT_OF_FOLD: &str = "out-of-fold scores, 10 folds";
+/// [`Calibration::ood_threshold_from`] of a threshold taken from out-of-fold scores
+/// with the other bounds counted in ([`threshold_with_other_bounds`]): the
+/// calibration as a whole admits [`Calibration::ood_quantile`] of its fitting images.
+pub const THRESHOLD_FROM_OUT_OF_FOLD_WITH_BOUNDS: &str = "out-of-fold scores, 10 folds, with the other bounds";
 /// [`Calibration::ood_threshold_from`] of checkpoints calibrated before out-of-fold
 /// scores: the fitting images scored by the domain fitted on them, which flags more
 /// than the quantile asks of new images.
@@ -149,6 +159,22 @@ pub fn residual_chi2(residuals: &[f32], pixels_per_image: usize) -> Vec<f32> {
         .chunks_exact(pixels_per_image)
         .map(|r| (r.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / pixels_per_image as f64) as f32)
         .collect()
+}
+
+/// The `ood_score` threshold at which a calibration admits `admitted_share` of its
+/// fitting images (their out-of-fold `scores`), where `flagged_otherwise` are those
+/// its other bounds already flag (a residual's chi^2 or noise level out of range, a
+/// fit that found no lens): the scores flag only what is left of the share to flag.
+/// Each bound alone at its own quantile would flag its share on top of the others'.
+/// Where the other bounds alone flag the whole share, no fitting image is flagged by
+/// its score (the threshold is their largest).
+pub fn threshold_with_other_bounds(scores: &[f32], flagged_otherwise: &[bool], admitted_share: f64) -> f64 {
+    let rest: Vec<f32> = scores.iter().zip(flagged_otherwise).filter(|(_, &flagged)| !flagged).map(|(&s, _)| s).collect();
+    let to_flag = (1.0 - admitted_share) * scores.len() as f64 - (scores.len() - rest.len()) as f64;
+    if to_flag <= 0.0 || rest.is_empty() {
+        return scores.iter().copied().filter(|s| s.is_finite()).fold(f32::NEG_INFINITY, f32::max) as f64;
+    }
+    quantile(&rest, 1.0 - to_flag / rest.len() as f64)
 }
 
 /// [`Calibration::residual_chi2_range`] of calibration residuals.
@@ -469,6 +495,25 @@ mod tests {
             labels.push(c);
         }
         (features, labels)
+    }
+
+    #[test]
+    fn the_threshold_with_other_bounds_flags_only_what_they_leave_of_the_share() {
+        // 1,000 scores in shuffled order; the other bounds flag every 97th image.
+        let scores: Vec<f32> = (0..1000).map(|i| ((i * 389) % 1000) as f32).collect();
+        let flagged_otherwise: Vec<bool> = (0..1000).map(|i| i % 97 == 0).collect();
+        let flagged_by = |t: f64| {
+            scores.iter().zip(&flagged_otherwise).filter(|&(&s, &other)| other || s as f64 > t).count()
+        };
+        assert_eq!(flagged_otherwise.iter().filter(|&&f| f).count(), 11);
+        // Alone, the scores' quantile flags 1%, and the bounds add their 11 images.
+        assert_eq!(flagged_by(quantile(&scores, 0.99)), 21);
+        let t = threshold_with_other_bounds(&scores, &flagged_otherwise, 0.98);
+        assert_eq!(flagged_by(t), 20, "threshold {t}");
+        // No other bound: the plain quantile.
+        assert_eq!(threshold_with_other_bounds(&scores, &[false; 1000], 0.99), quantile(&scores, 0.99));
+        // Bounds that flag more than the share already: no image is flagged by its score.
+        assert_eq!(threshold_with_other_bounds(&scores, &flagged_otherwise, 0.995), 999.0);
     }
 
     #[test]

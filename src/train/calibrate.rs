@@ -10,8 +10,8 @@ use crate::eval::Reliability;
 use crate::infer::{softmax_probabilities, LoadedClassifier};
 use crate::model::checkpoint::{load_checkpoint, save_checkpoint, CheckpointMeta};
 use crate::model::domain::{
-    distinct_pixels_floor, quantile, residual_chi2_range, residual_noise_range, Calibration, DomainModel,
-    THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD,
+    distinct_pixels_floor, residual_chi2_range, residual_noise_range, threshold_with_other_bounds, Calibration,
+    DomainModel, THRESHOLD_FOLDS, THRESHOLD_FROM_OUT_OF_FOLD_WITH_BOUNDS,
 };
 use crate::model::preprocess::Scaling;
 use crate::{Error, Result};
@@ -19,8 +19,9 @@ use candle_core::Device;
 use serde::Serialize;
 use std::path::Path;
 
-/// The quantile of the fitting images' out-of-fold scores used as the threshold by
-/// default: about 1% of new in-domain images get flagged.
+/// The share of the fitting images a calibration admits by default, by its
+/// `ood_score` threshold and its other bounds together: about 1% of new in-domain
+/// images get flagged.
 pub const DEFAULT_OOD_QUANTILE: f64 = 0.99;
 
 /// Fewest images a calibration is fitted on (`finetune` leaves a checkpoint
@@ -51,6 +52,12 @@ pub struct CalibrationSummary {
     pub ece_after: f64,
     /// The ood_score threshold.
     pub ood_threshold: f64,
+    /// Share of the images the bounds besides the `ood_score` flag (a residual's
+    /// chi^2 or noise level, a fit that found no lens, too few distinct pixel values).
+    pub flagged_otherwise: f64,
+    /// Share of the images flagged in all, their out-of-fold scores included: 1 -
+    /// the quantile asked for, unless the other bounds alone flag more.
+    pub flagged: f64,
 }
 
 /// Which statistics of its inputs a classifier's calibration bounds, besides their features.
@@ -81,13 +88,18 @@ pub struct RawImages<'a> {
     pub pixels_per_image: usize,
     /// What the calibration bounds of them.
     pub bounds: InputBounds,
+    /// For smooth-lens residuals, whether each one's fit found a galaxy-scale lens
+    /// (the dataset's [`crate::data::record::FIT_LENS_FOUND`]), where recorded:
+    /// `predict` flags a cutout whose fit did not, so the share admitted counts them.
+    pub fit_lens_found: Option<&'a [bool]>,
 }
 
 /// Fit temperature and domain from `logits` (`[n * k]`), domain `features`
 /// (`[n * F]`, recorded as `features_name`) and `labels` of `n` images; `raw`, the
 /// same images before the model's scaling, give the bounds of
 /// [`Calibration::residual_chi2_range`] and [`Calibration::distinct_pixels_floor`]
-/// where it says they apply.
+/// where it says they apply. The `ood_score` threshold is set so that these bounds and
+/// it together admit `ood_quantile` of the images (by their out-of-fold scores).
 #[allow(clippy::too_many_arguments)]
 pub fn fit_calibration(
     logits: &[f32],
@@ -110,10 +122,44 @@ pub fn fit_calibration(
         return Err(Error::config("calibration", "the model gives non-finite logits or features on these images"));
     }
     let width = features.len() / n;
+    if let Some(found) = raw.and_then(|r| r.fit_lens_found).filter(|found| found.len() != n) {
+        let message = format!("{} images, but {} records of whether their fit found a lens", n, found.len());
+        return Err(Error::config("calibration", message));
+    }
     let temperature = fit_temperature(logits, labels, k);
     let domain = DomainModel::fit(features, labels, k, width)?;
-    let ood_threshold =
-        quantile(&DomainModel::out_of_fold_scores(features, labels, k, width, THRESHOLD_FOLDS)?, ood_quantile);
+    let mut calibration = Calibration {
+        temperature,
+        ood_threshold: f64::INFINITY,
+        ood_quantile,
+        ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD_WITH_BOUNDS.into(),
+        residual_chi2_range: (raw.filter(|r| r.bounds.residuals))
+            .map(|r| residual_chi2_range(r.pixels, r.pixels_per_image)),
+        residual_noise_range: (raw.filter(|r| r.bounds.residuals))
+            .map(|r| residual_noise_range(r.pixels, r.pixels_per_image)),
+        distinct_pixels_floor: (raw.filter(|r| r.bounds.faint_levels))
+            .map(|r| distinct_pixels_floor(r.pixels, r.pixels_per_image)),
+        features: features_name.into(),
+        fitted_on: n,
+        data: data.into(),
+    };
+    // What the bounds besides the score flag of these images, which the score's
+    // threshold then leaves out of its share.
+    let flagged_otherwise: Vec<bool> = match raw {
+        Some(r) => {
+            let inputs = calibration.input_statistics(r.pixels, r.pixels_per_image);
+            let lens_lost = |i: usize| r.fit_lens_found.is_some_and(|found| !found[i]);
+            inputs.iter().enumerate().map(|(i, &input)| !calibration.admits(0.0, input) || lens_lost(i)).collect()
+        }
+        None => vec![false; n],
+    };
+    let out_of_fold = DomainModel::out_of_fold_scores(features, labels, k, width, THRESHOLD_FOLDS)?;
+    let ood_threshold = threshold_with_other_bounds(&out_of_fold, &flagged_otherwise, ood_quantile);
+    calibration.ood_threshold = ood_threshold;
+    let share = |count: usize| count as f64 / n as f64;
+    let flagged = (out_of_fold.iter().zip(&flagged_otherwise))
+        .filter(|&(&s, &otherwise)| otherwise || s as f64 > ood_threshold)
+        .count();
     // The probabilities `predict` will give, before and after the temperature.
     let ece = |t: Option<f64>| -> Result<f64> {
         let probs = softmax_probabilities(logits.to_vec(), k, t, &Device::Cpu)?;
@@ -125,21 +171,8 @@ pub fn fit_calibration(
         ece_before: ece(None)?,
         ece_after: ece(Some(temperature))?,
         ood_threshold,
-    };
-    let calibration = Calibration {
-        temperature,
-        ood_threshold,
-        ood_quantile,
-        ood_threshold_from: THRESHOLD_FROM_OUT_OF_FOLD.into(),
-        residual_chi2_range: (raw.filter(|r| r.bounds.residuals))
-            .map(|r| residual_chi2_range(r.pixels, r.pixels_per_image)),
-        residual_noise_range: (raw.filter(|r| r.bounds.residuals))
-            .map(|r| residual_noise_range(r.pixels, r.pixels_per_image)),
-        distinct_pixels_floor: (raw.filter(|r| r.bounds.faint_levels))
-            .map(|r| distinct_pixels_floor(r.pixels, r.pixels_per_image)),
-        features: features_name.into(),
-        fitted_on: n,
-        data: data.into(),
+        flagged_otherwise: share(flagged_otherwise.iter().filter(|&&f| f).count()),
+        flagged: share(flagged),
     };
     Ok(FittedCalibration { calibration, domain, summary })
 }
@@ -221,7 +254,8 @@ pub fn calibrate_checkpoint(
     let (logits, features) = clf.logits_and_features(&prepared, batch)?;
     let k = clf.meta.class_names.len();
     let bounds = InputBounds::of(clf.residuals.is_some(), clf.preprocessor.scaling);
-    let raw = RawImages { pixels: &images.pixels, pixels_per_image: s * s, bounds };
+    let fit_lens_found = if clf.residuals.is_some() { images.fit_lens_found()? } else { None };
+    let raw = RawImages { pixels: &images.pixels, pixels_per_image: s * s, bounds, fit_lens_found: fit_lens_found.as_deref() };
     let data = images.source.display().to_string();
     let fitted =
         fit_calibration(&logits, &features, clf.domain_features(), &images.labels, k, ood_quantile, &data, Some(raw))?;
@@ -274,5 +308,41 @@ mod tests {
         let features: Vec<f32> = (0..2000).map(|i| ((i * 7919) % 101) as f32 / 101.0).collect();
         let fitted = fit_calibration(&logits, &features, "test features", &labels, 2, 0.99, "test", None).unwrap();
         assert!(fitted.summary.ece_after < 1e-3 && fitted.summary.ece_before > 0.29, "{:?}", fitted.summary);
+    }
+
+    #[test]
+    fn a_calibration_of_residuals_admits_its_quantile_of_them_with_every_bound_counted() {
+        use rand::{Rng, SeedableRng};
+        use rand_distr::StandardNormal;
+        let (n, k, width, side) = (2000, 2, 8, 8);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let labels: Vec<usize> = (0..n).map(|i| i % k).collect();
+        let logits: Vec<f32> = labels.iter().flat_map(|&l| [l as f32, 1.0 - l as f32]).collect();
+        let features: Vec<f32> = (0..n * width).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+        // Residuals of unit noise, each at its own level (0.9-1.1), as fits leave them.
+        let residuals: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let level = 0.9 + 0.2 * ((i * 389) % n) as f32 / n as f32;
+                (0..side * side).map(|_| level * rng.sample::<f32, _>(StandardNormal)).collect::<Vec<_>>()
+            })
+            .collect();
+        let lens_found: Vec<bool> = (0..n).map(|i| i % 500 != 7).collect();
+        let bounds = InputBounds { residuals: true, faint_levels: false };
+        let fit = |found: Option<&[bool]>| {
+            let raw = RawImages { pixels: &residuals, pixels_per_image: side * side, bounds, fit_lens_found: found };
+            fit_calibration(&logits, &features, "f", &labels, k, 0.99, "test", Some(raw))
+        };
+        let without_lens = fit(None).unwrap().summary;
+        let with_lens = fit(Some(&lens_found)).unwrap().summary;
+        // The chi^2 and noise ranges flag their tails (0.2% and 0.6%), and the four lost
+        // lenses add 0.2%; the score flags what is left of 1%, not 1% on top.
+        assert!((0.005..0.01).contains(&without_lens.flagged_otherwise), "{without_lens:?}");
+        assert!(with_lens.flagged_otherwise > without_lens.flagged_otherwise + 0.0015, "{with_lens:?}");
+        for summary in [&without_lens, &with_lens] {
+            assert!((summary.flagged - 0.01).abs() <= 0.5 / n as f64 + 1e-12, "{summary:?}");
+        }
+        assert!(with_lens.ood_threshold > without_lens.ood_threshold, "{with_lens:?} {without_lens:?}");
+        let refused = fit(Some(&lens_found[..10])).unwrap_err();
+        assert!(refused.to_string().contains("records of whether their fit found a lens"), "{refused}");
     }
 }

@@ -866,7 +866,13 @@ fn calibrate_on_validation(
     };
     let (val_logits, val_features) = logits_and_domain_features(model, data, val, batch)?;
     let val_raw = raw_of(val);
-    let raw_images = calibrate::RawImages { pixels: &val_raw, pixels_per_image: n, bounds };
+    let lens_found = if bounds.residuals { raw.fit_lens_found()? } else { None };
+    let lens_found_of = |indices: &[usize]| -> Vec<bool> {
+        indices.iter().map(|&i| lens_found.as_ref().is_none_or(|found| found[i])).collect()
+    };
+    let val_lens_found = lens_found.as_ref().map(|_| lens_found_of(val));
+    let raw_images =
+        calibrate::RawImages { pixels: &val_raw, pixels_per_image: n, bounds, fit_lens_found: val_lens_found.as_deref() };
     let fitted = calibrate::fit_calibration(
         &val_logits,
         &val_features,
@@ -884,8 +890,8 @@ fn calibrate_on_validation(
         crate::eval::Reliability::compute(&calibrated, &labels(test), k, crate::eval::classification::RELIABILITY_BINS)
             .ece;
     let test_inputs = fitted.calibration.input_statistics(&raw_of(test), n);
-    let in_domain = (fitted.domain.scores(&test_features).iter().zip(&test_inputs))
-        .filter(|&(&s, &input)| fitted.calibration.admits(s, input))
+    let in_domain = (fitted.domain.scores(&test_features).iter().zip(&test_inputs).zip(lens_found_of(test)))
+        .filter(|&((&s, &input), found)| found && fitted.calibration.admits(s, input))
         .count();
     extra["calibration"] = serde_json::to_value(&fitted.summary).expect("a summary serialises");
     extra["test_ece_calibrated"] = test_ece.into();

@@ -1188,7 +1188,7 @@ fn a_calibrated_classifier_flags_inputs_unlike_its_training_data() {
         calibrate_checkpoint(clf, &blobs(200, 21), &calibrated, 0.99, 32, false, &candle_core::Device::Cpu).unwrap();
     assert!(summary.temperature > 0.0 && summary.ood_threshold > 0.0, "{summary:?}");
     let recorded = lensmae::model::checkpoint::read_checkpoint_meta(&calibrated).unwrap().calibration.unwrap();
-    assert_eq!(recorded.ood_threshold_from, lensmae::model::domain::THRESHOLD_FROM_OUT_OF_FOLD);
+    assert_eq!(recorded.ood_threshold_from, lensmae::model::domain::THRESHOLD_FROM_OUT_OF_FOLD_WITH_BOUNDS);
     // A min-max model: how finely its inputs must be stored is recorded (blobs are noisy floats).
     let floor = recorded.distinct_pixels_floor.expect("a floor for a min-max model");
     assert!(floor > 0.85, "{floor}");
