@@ -112,7 +112,8 @@ def _require_identifiers(given: pa.Schema, predicted: pa.Schema, engine: str, mo
     classifier carries because it fits with them (PSF, exposure, zero point) name no
     cutout either: many share a value.
     """
-    observation = {model._args[key] for key in ("psf_fwhm_col", "exposure_time_col", "zero_point_col", "psf_image_col")}
+    observation = {model._args[key] for key in ("psf_fwhm_col", "exposure_time_col", "zero_point_col", "psf_image_col",
+                                                "psf_moffat_beta_col")}
     carried = [name for name in predicted.names
                if name in given.names and name != "row" and name not in PREDICTION_COLUMNS
                and name not in observation]
@@ -159,7 +160,8 @@ class Model:
     def __init__(self, model=None, *, sr_model=None, task="classify", device="cpu", threads=None,
                  batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None,
                  exposure_time=None, fit_refits=2, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time",
-                 zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None):
+                 zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None, psf_moffat_beta=None,
+                 psf_moffat_beta_col=None):
         if psf_image is not None:  # any 2-D array-like, kept as tuples: hashable for the cache, picklable
             psf_image = tuple(tuple(float(v) for v in row) for row in psf_image)
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
@@ -168,7 +170,8 @@ class Model:
                           psf_fwhm=psf_fwhm, exposure_time=exposure_time, fit_refits=fit_refits,
                           psf_fwhm_col=psf_fwhm_col, exposure_time_col=exposure_time_col,
                           zero_point=zero_point, zero_point_col=zero_point_col, psf_image=psf_image,
-                          psf_image_col=psf_image_col)
+                          psf_image_col=psf_image_col, psf_moffat_beta=psf_moffat_beta,
+                          psf_moffat_beta_col=psf_moffat_beta_col)
         self._inner = _loaded(**self._args)
 
     @property
@@ -239,7 +242,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                fit_refits: int = 2, psf_fwhm_col: str = "psf_fwhm",
                exposure_time_col: str = "exposure_time", zero_point: Optional[float] = None,
                zero_point_col: Optional[str] = None, psf_image: Any = None,
-               psf_image_col: Optional[str] = None) -> Model:
+               psf_image_col: Optional[str] = None, psf_moffat_beta: Optional[float] = None,
+               psf_moffat_beta_col: Optional[str] = None) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
     calibrated, see models/README.md), ``"bundled:survey-residual-classifier"`` (the
@@ -281,7 +285,10 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     (a square 2-D array, odd side, centred, at the cutouts' pixels) or ``psf_image_col``
     (a column of such images, one per cutout, as lists of values or of rows): for the
     same classifier, the survey's PSF model in place of a Gaussian of ``psf_fwhm``, as
-    ``lensmae predict --psf-image``, ``--psf-image-col``.
+    ``lensmae predict --psf-image``, ``--psf-image-col``. ``psf_moffat_beta`` or
+    ``psf_moffat_beta_col``: a PSF that is a Moffat profile of the FWHM given and this beta
+    (> 1), for every cutout or per row (``lensmae simulate`` writes ``psf_beta`` for a
+    recipe of Moffat PSFs), as ``lensmae predict --psf-moffat-beta``, ``--psf-moffat-beta-col``.
     """
     if task is None:
         if model in ("bundled:superres", "bundled:survey-superres"):
@@ -292,7 +299,8 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                  nan_policy=nan_policy, pixel_scale=pixel_scale, tta=tta, psf_fwhm=psf_fwhm,
                  exposure_time=exposure_time, fit_refits=fit_refits, psf_fwhm_col=psf_fwhm_col,
                  exposure_time_col=exposure_time_col, zero_point=zero_point, zero_point_col=zero_point_col,
-                 psf_image=psf_image, psf_image_col=psf_image_col)
+                 psf_image=psf_image, psf_image_col=psf_image_col, psf_moffat_beta=psf_moffat_beta,
+                 psf_moffat_beta_col=psf_moffat_beta_col)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

@@ -30,8 +30,11 @@ fn error(e: impl std::fmt::Display) -> PyErr {
 
 /// The library's messages name command-line options; here they are parameters.
 /// Longer flags first, so that `--psf-fwhm-col` is not read as `--psf-fwhm`.
-const PARAMETERS: [(&str, &str); 17] = [
+const PARAMETERS: [(&str, &str); 21] = [
+    ("--psf-moffat-beta-col", "psf_moffat_beta_col"),
     ("--exposure-time-col", "exposure_time_col"),
+    ("--psf-moffat-beta", "psf_moffat_beta"),
+    ("--psf-image-col", "psf_image_col"),
     ("--pixel-scale-col", "pixel_scale_col"),
     ("--noise-col", "noise_col"),
     ("--zero-point-col", "zero_point_col"),
@@ -43,6 +46,7 @@ const PARAMETERS: [(&str, &str); 17] = [
     ("--pixel-scale", "pixel_scale"),
     ("--zero-point", "zero_point"),
     ("--image-col", "image_col"),
+    ("--psf-image", "psf_image"),
     ("--psf-fwhm", "psf_fwhm"),
     ("--sr-model", "sr_model"),
     ("--id-col", "id_col"),
@@ -165,7 +169,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time", zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time", zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None, psf_moffat_beta=None, psf_moffat_beta_col=None))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -186,6 +190,8 @@ impl Model {
         zero_point_col: Option<String>,
         psf_image: Option<Vec<Vec<f64>>>,
         psf_image_col: Option<String>,
+        psf_moffat_beta: Option<f64>,
+        psf_moffat_beta_col: Option<String>,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -228,6 +234,8 @@ impl Model {
                 psf_column: psf_fwhm_col.to_string(),
                 psf_image,
                 psf_image_column: psf_image_col,
+                psf_moffat_beta,
+                psf_moffat_beta_column: psf_moffat_beta_col,
                 exposure_time,
                 exposure_column: exposure_time_col.to_string(),
                 zero_point,

@@ -1,5 +1,6 @@
 """Model.predict against the CLI, on every kind of Arrow input."""
 import _thread
+import pathlib
 import pickle
 import threading
 import time
@@ -241,6 +242,27 @@ def test_the_residual_classifier_fits_each_cutout_as_the_cli_does(lensmae_cli, t
     unmapped = lensmae.load_model(residual).predict(brighter)
     assert unmapped.column("fit_noise_map").to_pylist() == [False] * 3
     assert unmapped.column("status").to_pylist() == ["out_of_domain"] * 3
+
+
+def test_cutouts_through_a_moffat_psf_are_fitted_with_it_as_the_cli_does(lensmae_cli, tmp_path):
+    recipe = pathlib.Path(__file__).resolve().parents[2] / "pipelines" / "recipes" / "survey-moffat.toml"
+    lenses = lensmae.simulate(config=str(recipe), n_per_class=1, seed=5, classes=["no_sub"])
+    betas = lenses.column("psf_beta").to_pylist()
+    assert all(2.5 <= b <= 4.0 for b in betas)
+    source = tmp_path / "moffat.parquet"
+    pq.write_table(lenses, source)
+    residual = "bundled:survey-residual-classifier"
+    want = cli_predictions(lensmae_cli, tmp_path, source, "--model", residual, "--keep", "id",
+                           "--psf-moffat-beta-col", "psf_beta")
+    model = pickle.loads(pickle.dumps(lensmae.load_model(residual, psf_moffat_beta_col="psf_beta")))
+    got = model.predict(lenses, keep=["id"])
+    for name in ["fit_chi2", "fit_core_chi2", "p_axion", "p_cdm", "p_no_sub", "status"]:
+        assert got.column(name).combine_chunks().equals(want.column(name).combine_chunks()), name
+    # Fitted as a Gaussian of the FWHM alone, the wings stay in the residual's core.
+    gaussian = lensmae.load_model(residual).predict(lenses)
+    assert gaussian.column("fit_core_chi2").to_pylist()[0] > got.column("fit_core_chi2").to_pylist()[0]
+    with pytest.raises(lensmae.LensmaeError, match="psf_moffat_beta"):
+        lensmae.load_model(residual, psf_moffat_beta=1.0)
 
 
 def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():

@@ -104,6 +104,15 @@ struct ObservationArgs {
     /// values, or lists of rows), in place of --psf-fwhm.
     #[arg(long)]
     psf_image_col: Option<String>,
+    /// The PSF of every cutout is a Moffat profile, (1 + (r/alpha)^2)^-beta, of the FWHM
+    /// given (--psf-fwhm or its column) and this beta (> 1; 2.5-4.5 for most telescopes):
+    /// the fit renders with its kernel in place of a Gaussian.
+    #[arg(long)]
+    psf_moffat_beta: Option<f64>,
+    /// The column of per-cutout Moffat betas, in place of --psf-moffat-beta (`lensmae
+    /// simulate` writes `psf_beta` for a recipe of Moffat PSFs).
+    #[arg(long)]
+    psf_moffat_beta_col: Option<String>,
     /// The total exposure time of every cutout, s (default: the column --exposure-time-col).
     #[arg(long)]
     exposure_time: Option<f64>,
@@ -158,6 +167,8 @@ impl ObservationArgs {
             psf_column: self.psf_fwhm_col.clone(),
             psf_image,
             psf_image_column: self.psf_image_col.clone(),
+            psf_moffat_beta: self.psf_moffat_beta,
+            psf_moffat_beta_column: self.psf_moffat_beta_col.clone(),
             exposure_time: self.exposure_time,
             exposure_column: self.exposure_time_col.clone(),
             zero_point: self.zero_point,

@@ -116,7 +116,7 @@ impl ParamColumn {
 
 /// The float parameter columns, in file order (`n_subhalos` is written separately
 /// as an integer).
-pub const PARAM_COLUMNS: [ParamColumn; 31] = [
+pub const PARAM_COLUMNS: [ParamColumn; 32] = [
     ParamColumn {
         name: "lens_theta_e",
         description: "main-lens Einstein radius, arcsec",
@@ -212,6 +212,12 @@ pub const PARAM_COLUMNS: [ParamColumn; 31] = [
         description: "PSF FWHM, arcsec (0 = no PSF)",
         nullable: false,
         get: |r| Some(r.params.psf_fwhm),
+    },
+    ParamColumn {
+        name: "psf_beta",
+        description: "Moffat PSF's power-law index beta (null = a Gaussian PSF or none)",
+        nullable: true,
+        get: |r| r.params.psf_beta,
     },
     ParamColumn {
         name: "exposure_time",

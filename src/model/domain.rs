@@ -169,7 +169,8 @@ pub fn residual_chi2(residuals: &[f32], pixels_per_image: usize) -> Vec<f32> {
 /// Where the other bounds alone flag the whole share, no fitting image is flagged by
 /// its score (the threshold is their largest).
 pub fn threshold_with_other_bounds(scores: &[f32], flagged_otherwise: &[bool], admitted_share: f64) -> f64 {
-    let rest: Vec<f32> = scores.iter().zip(flagged_otherwise).filter(|(_, &flagged)| !flagged).map(|(&s, _)| s).collect();
+    let rest: Vec<f32> =
+        scores.iter().zip(flagged_otherwise).filter(|(_, &flagged)| !flagged).map(|(&s, _)| s).collect();
     let to_flag = (1.0 - admitted_share) * scores.len() as f64 - (scores.len() - rest.len()) as f64;
     if to_flag <= 0.0 || rest.is_empty() {
         return scores.iter().copied().filter(|s| s.is_finite()).fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -502,9 +503,8 @@ mod tests {
         // 1,000 scores in shuffled order; the other bounds flag every 97th image.
         let scores: Vec<f32> = (0..1000).map(|i| ((i * 389) % 1000) as f32).collect();
         let flagged_otherwise: Vec<bool> = (0..1000).map(|i| i % 97 == 0).collect();
-        let flagged_by = |t: f64| {
-            scores.iter().zip(&flagged_otherwise).filter(|&(&s, &other)| other || s as f64 > t).count()
-        };
+        let flagged_by =
+            |t: f64| scores.iter().zip(&flagged_otherwise).filter(|&(&s, &other)| other || s as f64 > t).count();
         assert_eq!(flagged_otherwise.iter().filter(|&&f| f).count(), 11);
         // Alone, the scores' quantile flags 1%, and the bounds add their 11 images.
         assert_eq!(flagged_by(quantile(&scores, 0.99)), 21);

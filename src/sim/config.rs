@@ -98,6 +98,21 @@ pub enum PsfConfig {
         #[serde(default = "four")]
         truncation: f64,
     },
+    /// Circular Moffat, (1 + (r/alpha)^2)^-beta: a PSF with wings, as real ones
+    /// have (a Gaussian fitted to one leaves them in every smooth-lens residual).
+    /// Each image draws its FWHM and beta; its kernel is sampled at the image's
+    /// pixels ([`crate::sim::psf::PsfKernel::moffat`]) and convolved as lenstronomy's
+    /// `psf_type = 'PIXEL'`.
+    Moffat {
+        /// FWHM, arcsec.
+        fwhm: Param,
+        /// Power-law index of the wings, > 1 (2.5-4.5 for most telescopes).
+        beta: Param,
+        /// Pixels a side of the kernel (odd); by default as many as hold 99.5% of
+        /// the light ([`crate::sim::psf::moffat_side`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        side: Option<usize>,
+    },
 }
 
 /// How masses become Einstein radii.
@@ -459,9 +474,23 @@ impl SimConfig {
             format!("image.size x image.supersampling must be at most {MAX_SUPERSAMPLED_SIDE} rays a side"),
         )?;
         Error::check(im.output_scale > 0.0 && im.output_scale.is_finite(), "image.output_scale", "must be > 0")?;
-        if let PsfConfig::Gaussian { fwhm, truncation } = &self.psf {
-            fwhm.validate("psf.fwhm", 1e-6, im.extent())?;
-            Error::check(*truncation > 0.0 && *truncation <= 20.0, "psf.truncation", "must be in (0, 20]")?;
+        match &self.psf {
+            PsfConfig::None {} => {}
+            PsfConfig::Gaussian { fwhm, truncation } => {
+                fwhm.validate("psf.fwhm", 1e-6, im.extent())?;
+                Error::check(*truncation > 0.0 && *truncation <= 20.0, "psf.truncation", "must be in (0, 20]")?;
+            }
+            PsfConfig::Moffat { fwhm, beta, side } => {
+                fwhm.validate("psf.fwhm", 1e-6, im.extent())?;
+                beta.validate("psf.beta", 1.01, 100.0)?;
+                if let Some(side) = side {
+                    Error::check(
+                        side % 2 == 1 && *side <= crate::sim::psf::MAX_KERNEL_SIDE,
+                        "psf.side",
+                        format!("must be odd and at most {}", crate::sim::psf::MAX_KERNEL_SIDE),
+                    )?;
+                }
+            }
         }
         let c = &self.cosmology;
         Error::check(c.h0 > 0.0 && (0.0..=1.0).contains(&c.om0), "cosmology", "needs h0 > 0 and 0 <= om0 <= 1")?;

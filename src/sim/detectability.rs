@@ -779,6 +779,7 @@ fn blind_starts(
         source_x: cx,
         source_y: cy,
         psf_fwhm: observed.psf_fwhm,
+        psf_beta: None,
         exposure_time: observed.exposure_time,
         subhalos: Vec::new(),
         vortex: None,

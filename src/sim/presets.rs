@@ -47,7 +47,13 @@ pub fn recipe_from_toml(text: &str) -> Result<SimConfig> {
         .expect("every preset is valid TOML");
     for (key, value) in changes {
         match (recipe.get_mut(&key), value) {
-            (Some(toml::Value::Table(section)), toml::Value::Table(changed)) => section.extend(changed),
+            // A section of another `type` (a Moffat PSF for the preset's Gaussian) has
+            // other keys: it replaces the preset's, whose keys it would refuse.
+            (Some(toml::Value::Table(section)), toml::Value::Table(changed))
+                if changed.get("type").is_none_or(|kind| section.get("type") == Some(kind)) =>
+            {
+                section.extend(changed)
+            }
             (_, value) => {
                 recipe.insert(key, value);
             }
@@ -99,6 +105,13 @@ mod tests {
     fn a_recipe_extending_what_is_not_a_preset_is_refused_by_name() {
         let unknown = recipe_from_toml("extends = \"surveys\"\n").unwrap_err().to_string();
         assert!(unknown.contains("extends") && unknown.contains("unknown preset `surveys`"), "{unknown}");
+        // A section of another type replaces the preset's rather than merging with it.
+        let moffat = "extends = \"survey\"\n[psf]\ntype = \"moffat\"\nfwhm = 0.17\nbeta = 3.0\n";
+        let moffat = recipe_from_toml(moffat).unwrap();
+        assert_eq!(
+            moffat.psf,
+            crate::sim::config::PsfConfig::Moffat { fwhm: 0.17.into(), beta: 3.0.into(), side: None }
+        );
         let not_a_name = recipe_from_toml("extends = 3\n").unwrap_err().to_string();
         assert!(not_a_name.contains("must name a preset"), "{not_a_name}");
         let bad_key = recipe_from_toml("extends = \"survey\"\n[lens]\ntheta = 1.0\n").unwrap_err().to_string();

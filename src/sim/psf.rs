@@ -41,6 +41,26 @@ pub struct PsfKernel {
     weights: Vec<f64>,
 }
 
+/// The share of a Moffat profile's light that [`moffat_side`] keeps within the kernel.
+pub const MOFFAT_ENCLOSED: f64 = 0.995;
+
+/// The Moffat profile's alpha of a FWHM (any unit; alpha in the same).
+fn moffat_alpha(fwhm: f64, beta: f64) -> f64 {
+    fwhm / (2.0 * (2f64.powf(1.0 / beta) - 1.0).sqrt())
+}
+
+/// The odd side, pixels, of a Moffat kernel of `fwhm` pixels that holds
+/// [`MOFFAT_ENCLOSED`] of its light (the light beyond radius r is (1 + (r/alpha)^2)^(1 -
+/// beta)), at least 3 and at most [`MAX_KERNEL_SIDE`] (beta near 1 spreads light
+/// farther than any cutout): 19 for beta 2.5 and Euclid VIS's 1.7 pixels.
+pub fn moffat_side(fwhm: f64, beta: f64) -> usize {
+    let radius = moffat_alpha(fwhm, beta) * ((1.0 - MOFFAT_ENCLOSED).powf(1.0 / (1.0 - beta)) - 1.0).sqrt();
+    if !radius.is_finite() {
+        return MAX_KERNEL_SIDE;
+    }
+    (2 * (radius.ceil().min(MAX_KERNEL_SIDE as f64) as usize) + 1).clamp(3, MAX_KERNEL_SIDE)
+}
+
 /// The widest kernel accepted, pixels per side: a PSF image is a few FWHM across,
 /// and one as wide as this costs 65,000 multiply-adds per pixel of every render.
 pub const MAX_KERNEL_SIDE: usize = 255;
@@ -87,22 +107,44 @@ impl PsfKernel {
         if !(fwhm > 0.0 && fwhm.is_finite() && beta > 1.0 && beta.is_finite()) {
             return Err(format!("a Moffat PSF of FWHM {fwhm} pixels and beta {beta}: needs FWHM > 0 and beta > 1"));
         }
-        let alpha = fwhm / (2.0 * (2f64.powf(1.0 / beta) - 1.0).sqrt());
-        let half = (side / 2) as f64;
-        let values: Vec<f64> = (0..side * side)
-            .map(|i| {
-                let (row, col) = ((i / side) as f64 - half, (i % side) as f64 - half);
-                let mut sum = 0.0;
-                for a in 0..5 {
-                    for b in 0..5 {
-                        let (dy, dx) = (row + (a as f64 - 2.0) / 5.0, col + (b as f64 - 2.0) / 5.0);
-                        sum += (1.0 + (dx * dx + dy * dy) / (alpha * alpha)).powf(-beta);
+        if side % 2 == 0 || side > MAX_KERNEL_SIDE {
+            return Err(format!("a PSF image of {side} pixels a side: needs an odd side of at most {MAX_KERNEL_SIDE}"));
+        }
+        let alpha = moffat_alpha(fwhm, beta);
+        let half = side / 2;
+        // The profile and the samples across a pixel are symmetric about both axes and
+        // the diagonal: an eighth of the pixels is computed (a recipe draws a kernel
+        // an image), the others copied.
+        let pixel_mean = |row: usize, col: usize| {
+            let mut sum = 0.0;
+            for a in 0..5 {
+                for b in 0..5 {
+                    let (dy, dx) = (row as f64 + (a as f64 - 2.0) / 5.0, col as f64 + (b as f64 - 2.0) / 5.0);
+                    sum += (1.0 + (dx * dx + dy * dy) / (alpha * alpha)).powf(-beta);
+                }
+            }
+            sum / 25.0
+        };
+        let mut values = vec![0.0; side * side];
+        for row in 0..=half {
+            for col in 0..=row {
+                let value = pixel_mean(row, col);
+                for (r, c) in [(row, col), (col, row)] {
+                    for (y, x) in
+                        [(half + r, half + c), (half - r, half + c), (half + r, half - c), (half - r, half - c)]
+                    {
+                        values[y * side + x] = value;
                     }
                 }
-                sum / 25.0
-            })
-            .collect();
+            }
+        }
         Self::new(side, &values)
+    }
+
+    /// A Moffat PSF of `fwhm` pixels ([`PsfKernel::moffat`]) cut at
+    /// [`moffat_side`]: where no side is given.
+    pub fn moffat_enclosing(fwhm: f64, beta: f64) -> Result<Self, String> {
+        Self::moffat(fwhm, beta, moffat_side(fwhm, beta))
     }
 
     /// Pixels per side.
@@ -335,5 +377,51 @@ mod tests {
         assert!((kernel.weights().iter().sum::<f64>() - 1.0).abs() < 1e-15, "negative wings are kept, the sum made 1");
         let moffat = PsfKernel::moffat(1.6, 2.5, 41).unwrap();
         assert!(moffat.gaussian_equivalent_fwhm() > 1.6 * 1.3, "wings widen the second moment");
+        assert!(PsfKernel::moffat(1.6, 2.5, 20).unwrap_err().contains("odd side"));
+        assert!(PsfKernel::moffat(1.6, 1.0, 21).unwrap_err().contains("beta > 1"));
+    }
+
+    #[test]
+    fn a_moffat_kernel_is_its_profile_averaged_across_each_pixel_and_holds_its_share_of_light() {
+        let (fwhm, beta, side) = (1.7, 2.5, 15);
+        let kernel = PsfKernel::moffat(fwhm, beta, side).unwrap();
+        let alpha = fwhm / (2.0 * (2f64.powf(1.0 / beta) - 1.0).sqrt());
+        // Half its peak at half the FWHM from the centre, on the profile itself.
+        let profile = |r: f64| (1.0 + (r / alpha).powi(2)).powf(-beta);
+        assert!((profile(fwhm / 2.0) - 0.5).abs() < 1e-12);
+        // Every pixel, asymmetric offsets included, from the definition.
+        let half = (side / 2) as f64;
+        let total: f64 = (0..side * side)
+            .map(|i| {
+                let (row, col) = ((i / side) as f64 - half, (i % side) as f64 - half);
+                let samples = (0..25).map(|s| {
+                    let (dy, dx) = (row + ((s / 5) as f64 - 2.0) / 5.0, col + ((s % 5) as f64 - 2.0) / 5.0);
+                    profile(dx.hypot(dy))
+                });
+                samples.sum::<f64>() / 25.0
+            })
+            .sum();
+        for (row, col) in [(0, 0), (7, 7), (3, 12), (12, 3), (7, 0), (14, 14), (1, 9)] {
+            let (y, x) = (row as f64 - half, col as f64 - half);
+            let samples = (0..25).map(|s| {
+                let (dy, dx) = (y + ((s / 5) as f64 - 2.0) / 5.0, x + ((s % 5) as f64 - 2.0) / 5.0);
+                profile(dx.hypot(dy))
+            });
+            let expected = samples.sum::<f64>() / 25.0 / total;
+            let got = kernel.weights()[row * side + col];
+            assert!((got / expected - 1.0).abs() < 1e-12, "pixel ({row}, {col}): {got} vs {expected}");
+        }
+        // The side chosen holds 99.5% of the light of a far wider kernel.
+        let chosen = moffat_side(fwhm, beta);
+        assert_eq!(chosen, 19);
+        let wide = PsfKernel::moffat(fwhm, beta, 201).unwrap();
+        let skip = (201 - chosen) / 2;
+        let inside: f64 = (skip..skip + chosen)
+            .flat_map(|row| (skip..skip + chosen).map(move |col| row * 201 + col))
+            .map(|i| wide.weights()[i])
+            .sum();
+        assert!((0.995..0.998).contains(&inside), "{inside}");
+        assert_eq!(moffat_side(fwhm, 1.05), MAX_KERNEL_SIDE);
+        assert_eq!(moffat_side(0.01, 4.0), 3);
     }
 }

@@ -137,8 +137,10 @@ pub struct ImageParams {
     pub source_y: f64,
     /// PSF FWHM, arcsec (0 without PSF).
     pub psf_fwhm: f64,
-    /// A PSF image at the pixels, in place of the recipe's profile (a fit to a
-    /// survey's cutout with its own PSF model; None for what the recipe draws).
+    /// The Moffat PSF's beta, for a recipe of Moffat PSFs.
+    pub psf_beta: Option<f64>,
+    /// A PSF image at the pixels, in place of a Gaussian of `psf_fwhm`: a Moffat
+    /// recipe's kernel, or the PSF model a fit to a survey's cutout is given.
     pub psf_kernel: Option<Arc<PsfKernel>>,
     /// Exposure time, s (None when noise-free).
     pub exposure_time: Option<f64>,
@@ -323,7 +325,7 @@ impl Simulator {
         let (source_x, source_y) = (s.center_x.sample(rng), s.center_y.sample(rng));
         let psf_fwhm = match &cfg.psf {
             PsfConfig::None {} => 0.0,
-            PsfConfig::Gaussian { fwhm, .. } => fwhm.sample(rng),
+            PsfConfig::Gaussian { fwhm, .. } | PsfConfig::Moffat { fwhm, .. } => fwhm.sample(rng),
         };
         let exposure_time = match &cfg.noise {
             NoiseConfig::None {} => None,
@@ -380,6 +382,12 @@ impl Simulator {
             }
             Some(draw)
         });
+        // Last of all, so that a Moffat recipe draws the lenses its Gaussian twin draws.
+        let psf_beta = match &cfg.psf {
+            PsfConfig::Moffat { beta, .. } => Some(beta.sample(rng)),
+            PsfConfig::None {} | PsfConfig::Gaussian { .. } => None,
+        };
+        let psf_kernel = psf_beta.map(|beta| self.moffat_kernel(psf_fwhm, beta, cfg.image.pixel_scale));
         ImageParams {
             lens_theta_e,
             lens_e1,
@@ -397,13 +405,30 @@ impl Simulator {
             source_x,
             source_y,
             psf_fwhm,
+            psf_beta,
             exposure_time,
             subhalos,
             vortex,
             lens_light,
             neighbour,
-            psf_kernel: None,
+            psf_kernel,
         }
+    }
+
+    /// The kernel of a Moffat recipe's PSF of `fwhm` arcsec and `beta` at pixels of
+    /// `pixel_scale` arcsec, of the recipe's side (else as many pixels as hold the
+    /// light, [`crate::sim::psf::moffat_side`], for pixels of the recipe's scale).
+    fn moffat_kernel(&self, fwhm: f64, beta: f64, pixel_scale: f64) -> Arc<PsfKernel> {
+        let fixed_side = match &self.config.psf {
+            PsfConfig::Moffat { side, .. } if pixel_scale == self.config.image.pixel_scale => *side,
+            _ => None,
+        };
+        let fwhm = fwhm / pixel_scale;
+        let kernel = match fixed_side {
+            Some(side) => PsfKernel::moffat(fwhm, beta, side),
+            None => PsfKernel::moffat_enclosing(fwhm, beta),
+        };
+        Arc::new(kernel.expect("validated: FWHM > 0, beta > 1, an odd side"))
     }
 
     /// The Sersic amplitude (flux / arcsec^2 at the half-light radius) of a profile
@@ -472,6 +497,9 @@ impl Simulator {
             (None, PsfConfig::Gaussian { truncation, .. }) => {
                 Psf::Gaussian { fwhm: params.psf_fwhm, truncation: *truncation }
             }
+            // A Moffat recipe's images carry their kernel; what has none (a fit told
+            // only a FWHM) is seen through the Gaussian of that FWHM.
+            (None, PsfConfig::Moffat { .. }) => Psf::Gaussian { fwhm: params.psf_fwhm, truncation: 4.0 },
         };
         Camera { grid: PixelGrid { size: im.size, pixel_scale: im.pixel_scale }, supersampling: im.supersampling, psf }
     }
@@ -715,10 +743,18 @@ impl Simulator {
     /// at the same sub-pixel positions.
     fn coarse_camera(&self, params: &ImageParams, factor: usize) -> Camera {
         let fine = self.camera(params);
+        let pixel_scale = fine.grid.pixel_scale * factor as f64;
+        // A kernel is sampled at the pixels it blurs: the Moffat's again at these.
+        let psf = match (&self.config.psf, params.psf_beta) {
+            (PsfConfig::Moffat { .. }, Some(beta)) => {
+                Psf::Pixelated(self.moffat_kernel(params.psf_fwhm, beta, pixel_scale))
+            }
+            _ => fine.psf,
+        };
         Camera {
-            grid: PixelGrid { size: fine.grid.size / factor, pixel_scale: fine.grid.pixel_scale * factor as f64 },
+            grid: PixelGrid { size: fine.grid.size / factor, pixel_scale },
             supersampling: fine.supersampling.max(1) * factor,
-            psf: fine.psf,
+            psf,
         }
     }
 
@@ -816,6 +852,47 @@ mod tests {
         }
         let model2 = Simulator::new(preset("deeplense-model2").unwrap()).unwrap();
         assert_eq!(snr(&model2, "cdm", 0), None);
+    }
+
+    #[test]
+    fn a_moffat_recipe_draws_its_gaussian_twins_lenses_and_blurs_them_with_its_own_kernel() {
+        let gaussian = Simulator::new(preset("survey").unwrap()).unwrap();
+        let moffat_of = |beta: f64| {
+            let mut recipe = preset("survey").unwrap();
+            let PsfConfig::Gaussian { fwhm, .. } = recipe.psf.clone() else { panic!("the survey's PSF is a Gaussian") };
+            recipe.psf = PsfConfig::Moffat { fwhm, beta: Param::Fixed(beta), side: None };
+            Simulator::new(recipe).unwrap()
+        };
+        let moffat = moffat_of(2.5);
+        let cdm = gaussian.class_names().iter().position(|c| c == "cdm").unwrap();
+        let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(8), ChaCha8Rng::seed_from_u64(8));
+        let (p, q) = (gaussian.sample_params(cdm, &mut a), moffat.sample_params(cdm, &mut b));
+        assert_eq!(q.psf_beta, Some(2.5));
+        let kernel = q.psf_kernel.clone().expect("a Moffat recipe's image carries its kernel");
+        assert_eq!(*kernel, PsfKernel::moffat_enclosing(q.psf_fwhm / 0.101, 2.5).unwrap());
+        assert_eq!(ImageParams { psf_beta: Some(2.5), psf_kernel: Some(kernel.clone()), ..p.clone() }, q);
+        let (blurred, through_kernel) = (moffat.render_noise_free(cdm, &q), gaussian.render_noise_free(cdm, &q));
+        assert_eq!(blurred, through_kernel);
+        // The wings: the Moffat of beta 2.5 moves light the Gaussian of its FWHM does
+        // not; as beta grows the Moffat nears that Gaussian (not to the last percent:
+        // the kernel is averaged across each pixel, the Gaussian sampled at its centre).
+        let wide = gaussian.render_noise_free(cdm, &p);
+        let peak = wide.pixels.iter().cloned().fold(0.0, f64::max);
+        let largest_difference = |image: &Image| {
+            image.pixels.iter().zip(&wide.pixels).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / peak
+        };
+        let steep = moffat.sample_params(cdm, &mut ChaCha8Rng::seed_from_u64(8));
+        let steep = ImageParams { psf_kernel: Some(moffat_of(80.0).moffat_kernel(q.psf_fwhm, 80.0, 0.101)), ..steep };
+        let (near_gaussian, winged) =
+            (largest_difference(&moffat.render_noise_free(cdm, &steep)), largest_difference(&blurred));
+        assert!(near_gaussian < 0.1 && winged > 3.0 * near_gaussian, "{near_gaussian} {winged}");
+        // Recipes whose Moffat is none, named by the key at fault.
+        for (beta, side, key) in [(1.0, None, "psf.beta"), (3.0, Some(20), "psf.side")] {
+            let mut recipe = preset("survey").unwrap();
+            recipe.psf = PsfConfig::Moffat { fwhm: Param::Fixed(0.17), beta: Param::Fixed(beta), side };
+            let error = Simulator::new(recipe).unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -26,6 +26,13 @@ pub struct ObservationSource {
     /// The column of per-cutout PSF images (square lists of values, or lists of
     /// rows, at the input's pixels), in place of a FWHM.
     pub psf_image_column: Option<String>,
+    /// The beta of every cutout's PSF, a Moffat profile of the FWHM given (else the
+    /// column `psf_moffat_beta_column`, else the PSF is the Gaussian of that FWHM):
+    /// the fit renders with its kernel at the model's pixels.
+    pub psf_moffat_beta: Option<f64>,
+    /// The column of per-cutout Moffat betas (`lensmae simulate` writes `psf_beta`
+    /// for a Moffat recipe).
+    pub psf_moffat_beta_column: Option<String>,
     /// The exposure time of every cutout, s (else the column `exposure_column`).
     pub exposure_time: Option<f64>,
     /// The column of per-cutout exposure times, s.
@@ -87,6 +94,8 @@ enum RowPsf {
     Fwhm(f64),
     /// An image at the input's pixels.
     Image(Arc<PsfKernel>),
+    /// A Moffat profile of this FWHM, arcsec, and beta.
+    Moffat { fwhm: f64, beta: f64 },
 }
 
 impl RowObservation {
@@ -97,6 +106,11 @@ impl RowObservation {
         let exposure_time = Some(self.exposure_time);
         Ok(match &self.psf {
             RowPsf::Fwhm(psf_fwhm) => Observation { psf_fwhm: *psf_fwhm, psf_kernel: None, exposure_time },
+            RowPsf::Moffat { fwhm, beta } => {
+                let kernel = PsfKernel::moffat_enclosing(fwhm / model_scale, *beta).map_err(|e| format!("PSF: {e}"))?;
+                let psf_fwhm = kernel.gaussian_equivalent_fwhm() * model_scale;
+                Observation { psf_fwhm, psf_kernel: Some(Arc::new(kernel)), exposure_time }
+            }
             RowPsf::Image(kernel) => {
                 let kernel = if scale_ratio == 1.0 {
                     kernel.clone()
@@ -124,6 +138,8 @@ impl Default for ObservationSource {
             psf_column: "psf_fwhm".into(),
             psf_image: None,
             psf_image_column: None,
+            psf_moffat_beta: None,
+            psf_moffat_beta_column: None,
             exposure_time: None,
             exposure_column: "exposure_time".into(),
             zero_point: None,
@@ -141,6 +157,9 @@ impl ObservationSource {
             (Some(_), _, _) | (None, None, Some(_)) => {}
             (None, Some(column), _) => columns.push(column.clone()),
             (None, None, None) => columns.push(self.psf_column.clone()),
+        }
+        if let (None, Some(column)) = (self.psf_moffat_beta, &self.psf_moffat_beta_column) {
+            columns.push(column.clone());
         }
         if self.exposure_time.is_none() {
             columns.push(self.exposure_column.clone());
@@ -160,6 +179,20 @@ impl ObservationSource {
             "--psf-image",
             "give one of --psf-fwhm, --psf-image and --psf-image-col",
         )?;
+        let moffat = self.psf_moffat_beta.is_some() || self.psf_moffat_beta_column.is_some();
+        Error::check(
+            !(moffat && (self.psf_image.is_some() || self.psf_image_column.is_some())),
+            "--psf-moffat-beta",
+            "a Moffat PSF is of a FWHM (--psf-fwhm or its column), not of a PSF image",
+        )?;
+        Error::check(
+            self.psf_moffat_beta.is_none() || self.psf_moffat_beta_column.is_none(),
+            "--psf-moffat-beta",
+            "give --psf-moffat-beta (every cutout) or --psf-moffat-beta-col (a column), not both",
+        )?;
+        if let Some(beta) = self.psf_moffat_beta.filter(|b| !(b.is_finite() && *b > 1.0)) {
+            return Err(Error::config("--psf-moffat-beta", format!("{beta}: a Moffat PSF needs beta > 1")));
+        }
         if let Some(zp) = self.zero_point.filter(|v| !v.is_finite()) {
             return Err(Error::config("--zero-point", format!("{zp}: must be a finite AB magnitude")));
         }
@@ -180,12 +213,17 @@ impl ObservationSource {
             let digest: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
             format!("--psf-image {}x{} sha256:{digest}", kernel.side(), kernel.side())
         });
-        [("--psf-fwhm", self.psf_fwhm), ("--exposure-time", self.exposure_time), ("--zero-point", self.zero_point)]
-            .iter()
-            .filter_map(|(flag, value)| value.map(|v| format!("{flag} {v}")))
-            .chain(psf_image)
-            .collect::<Vec<_>>()
-            .join(" ")
+        [
+            ("--psf-fwhm", self.psf_fwhm),
+            ("--psf-moffat-beta", self.psf_moffat_beta),
+            ("--exposure-time", self.exposure_time),
+            ("--zero-point", self.zero_point),
+        ]
+        .iter()
+        .filter_map(|(flag, value)| value.map(|v| format!("{flag} {v}")))
+        .chain(psf_image)
+        .collect::<Vec<_>>()
+        .join(" ")
     }
 
     /// Each row's observation: `Err` (for the whole batch) when a column it needs
@@ -230,6 +268,24 @@ impl ObservationSource {
                     .map(|v| v.map(RowPsf::Fwhm).ok_or_else(|| format!("no PSF FWHM (`{}` is null)", self.psf_column)))
                     .collect(),
             },
+        };
+        let betas: Option<Vec<Option<f64>>> = match (self.psf_moffat_beta, &self.psf_moffat_beta_column) {
+            (Some(v), _) => Some(vec![Some(v); n]),
+            (None, Some(name)) => Some(column(name, "--psf-moffat-beta", "Moffat PSF beta")?),
+            (None, None) => None,
+        };
+        let beta_name = self.psf_moffat_beta_column.as_deref().unwrap_or("--psf-moffat-beta");
+        let psf: Vec<std::result::Result<RowPsf, String>> = match betas {
+            None => psf,
+            Some(betas) => (psf.into_iter().zip(betas))
+                .map(|(psf, beta)| match (psf?, beta) {
+                    (RowPsf::Fwhm(fwhm), Some(beta)) if beta.is_finite() && beta > 1.0 => {
+                        Ok(RowPsf::Moffat { fwhm, beta })
+                    }
+                    (_, Some(beta)) => Err(format!("Moffat PSF beta {beta} (`{beta_name}`): must be > 1")),
+                    (_, None) => Err(format!("no Moffat PSF beta (`{beta_name}` is null)")),
+                })
+                .collect(),
         };
         let exposure = match self.exposure_time {
             Some(v) => vec![Some(v); n],

@@ -255,7 +255,12 @@ pub fn calibrate_checkpoint(
     let k = clf.meta.class_names.len();
     let bounds = InputBounds::of(clf.residuals.is_some(), clf.preprocessor.scaling);
     let fit_lens_found = if clf.residuals.is_some() { images.fit_lens_found()? } else { None };
-    let raw = RawImages { pixels: &images.pixels, pixels_per_image: s * s, bounds, fit_lens_found: fit_lens_found.as_deref() };
+    let raw = RawImages {
+        pixels: &images.pixels,
+        pixels_per_image: s * s,
+        bounds,
+        fit_lens_found: fit_lens_found.as_deref(),
+    };
     let data = images.source.display().to_string();
     let fitted =
         fit_calibration(&logits, &features, clf.domain_features(), &images.labels, k, ood_quantile, &data, Some(raw))?;

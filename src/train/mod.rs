@@ -871,8 +871,12 @@ fn calibrate_on_validation(
         indices.iter().map(|&i| lens_found.as_ref().is_none_or(|found| found[i])).collect()
     };
     let val_lens_found = lens_found.as_ref().map(|_| lens_found_of(val));
-    let raw_images =
-        calibrate::RawImages { pixels: &val_raw, pixels_per_image: n, bounds, fit_lens_found: val_lens_found.as_deref() };
+    let raw_images = calibrate::RawImages {
+        pixels: &val_raw,
+        pixels_per_image: n,
+        bounds,
+        fit_lens_found: val_lens_found.as_deref(),
+    };
     let fitted = calibrate::fit_calibration(
         &val_logits,
         &val_features,
