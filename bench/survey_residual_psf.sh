@@ -11,6 +11,12 @@
 #   PY=.venv/bin/python LENSTRONOMY_PY=.venv-survey/bin/python [BETA=2.5] \
 #       [MODEL=bundled:survey-residual-classifier] bench/survey_residual_psf.sh [OUT_DIR] [N]
 #
+# SIMULATOR=lensmae takes lensmae's lenses instead (no lenstronomy needed): the `survey`
+# preset of seed 7 and its twin through Moffat PSFs, pipelines/recipes/survey-moffat.toml
+# (the same lenses, beta 2.5-4 drawn per lens, its own noise), the third run fitted with
+# each row's Moffat (`--psf-moffat-beta-col psf_beta`). The third run was called
+# `moffat-fit-psf-image` before 2026-12-08.
+#
 # PY needs numpy and pyarrow; LENSTRONOMY_PY tests/oracle/requirements-survey.txt.
 # About 4 minutes a predict of 1,500 cutouts on 2 cores.
 set -euo pipefail
@@ -23,9 +29,21 @@ B=${LENSMAE:-./target/release/lensmae}
 [ -n "${LENSMAE:-}" ] || cargo build --release --quiet --bin lensmae
 MODEL=${MODEL:-bundled:survey-residual-classifier}
 BETA=${BETA:-2.5}
+SIMULATOR=${SIMULATOR:-lenstronomy}
 mkdir -p "$OUT"
-[ -f "$OUT/gaussian.parquet" ] || "$LENSTRONOMY_PY" bench/lenstronomy_survey.py write "$N" 7 "$OUT/gaussian.parquet"
-[ -f "$OUT/moffat.parquet" ] || "$LENSTRONOMY_PY" bench/lenstronomy_survey.py write "$N" 7 "$OUT/moffat.parquet" "moffat:$BETA"
+if [ "$SIMULATOR" = lensmae ]; then
+    for set in gaussian moffat; do
+        recipe=(--preset survey)
+        [ "$set" = moffat ] && recipe=(--config pipelines/recipes/survey-moffat.toml)
+        [ -f "$OUT/$set.parquet" ] || { $B simulate "${recipe[@]}" --n-per-class "$N" --seed 7 \
+            --out "$OUT/$set" --quiet --overwrite && mv "$OUT/$set/dataset.parquet" "$OUT/$set.parquet"; }
+    done
+    OWN_PSF=(--psf-moffat-beta-col psf_beta)
+else
+    [ -f "$OUT/gaussian.parquet" ] || "$LENSTRONOMY_PY" bench/lenstronomy_survey.py write "$N" 7 "$OUT/gaussian.parquet"
+    [ -f "$OUT/moffat.parquet" ] || "$LENSTRONOMY_PY" bench/lenstronomy_survey.py write "$N" 7 "$OUT/moffat.parquet" "moffat:$BETA"
+    OWN_PSF=(--psf-image-col psf)
+fi
 run() {  # NAME INPUT PREDICT-OPTIONS...
     local name=$1 input=$2; shift 2
     local started rc=0
@@ -54,4 +72,4 @@ PYEOF
 }
 run gaussian "$OUT/gaussian.parquet"
 run moffat-fit-gaussian "$OUT/moffat.parquet"
-run moffat-fit-psf-image "$OUT/moffat.parquet" --psf-image-col psf
+run moffat-fit-own-psf "$OUT/moffat.parquet" "${OWN_PSF[@]}"

@@ -1401,14 +1401,8 @@ fn predict_fits_with_a_psf_image_from_a_fits_file_or_a_column() {
     ];
     write_parquet(&table, columns);
     let read_kernel = lensmae::stage::read_psf_image(&psf_file).unwrap();
-    // Each row's chi^2 per pixel, and how many rows' cores the fit left unexplained.
-    let fitted_chi2 = |observation: ObservationSource, name: &str| -> (Vec<f64>, usize) {
-        let out = dir.path().join(format!("{name}.parquet"));
-        let options = lensmae::stage::PredictorOptions { observation, fit_refits: 0, ..classifier(&model, 2) };
-        let summary = predict(&predict_options(std::slice::from_ref(&table), options, &out)).unwrap();
-        assert_eq!((summary.rows, summary.failed, summary.fitted), (2, 0, 2), "{name}");
-        let chi2 = read(&out).column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().values().to_vec();
-        (chi2, summary.core_unexplained)
+    let fitted_chi2 = |observation, name: &str| {
+        fitted_through_predict(&model, &table, observation, &dir.path().join(format!("{name}.parquet")))
     };
     let (from_column, unexplained) =
         fitted_chi2(ObservationSource { psf_image_column: Some("psf".into()), ..Default::default() }, "column");
@@ -1437,6 +1431,17 @@ fn predict_fits_with_a_psf_image_from_a_fits_file_or_a_column() {
     write_primary_image(&even, 4, &[1f32; 16]);
     let error = lensmae::stage::read_psf_image(&even).unwrap_err().to_string();
     assert!(error.contains("even.fits") && error.contains("odd side"), "{error}");
+}
+
+/// Each row's chi^2 per pixel when `predict` fits every row of `table` (one fit each)
+/// with `observation`, written to `out`, and how many rows' cores the fit left
+/// unexplained (`PredictSummary::core_unexplained`).
+fn fitted_through_predict(model: &Path, table: &Path, observation: ObservationSource, out: &Path) -> (Vec<f64>, usize) {
+    let options = lensmae::stage::PredictorOptions { observation, fit_refits: 0, ..classifier(model, 3) };
+    let summary = predict(&predict_options(&[table.to_path_buf()], options, out)).unwrap();
+    assert_eq!((summary.failed, summary.fitted), (0, summary.rows), "{}", out.display());
+    let chi2 = read(out).column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().values().to_vec();
+    (chi2, summary.core_unexplained)
 }
 
 /// A FITS file whose primary HDU is the `side` x `side` image `pixels`.
@@ -1468,14 +1473,8 @@ fn a_moffat_recipe_records_its_beta_and_predict_fits_each_cutout_with_that_moffa
     let betas: Vec<f64> = columns[0].1.iter().map(|b| b.expect("a Moffat recipe writes each row's beta")).collect();
     let exposure: Vec<f64> = columns[1].1.iter().map(|t| t.unwrap()).collect();
     assert!(betas.iter().all(|b| (2.5..3.5).contains(b)) && betas[0] != betas[1], "{betas:?}");
-    // Each row's chi^2 per pixel, and how many rows' cores the fit left unexplained.
-    let fitted = |observation: ObservationSource, name: &str| -> (Vec<f64>, usize) {
-        let out = dir.path().join(format!("{name}.parquet"));
-        let options = lensmae::stage::PredictorOptions { observation, fit_refits: 0, ..classifier(&model, 3) };
-        let summary = predict(&predict_options(std::slice::from_ref(&table), options, &out)).unwrap();
-        assert_eq!((summary.rows, summary.failed, summary.fitted), (3, 0, 3), "{name}");
-        let chi2 = read(&out).column_by_name("fit_chi2").unwrap().as_primitive::<Float64Type>().values().to_vec();
-        (chi2, summary.core_unexplained)
+    let fitted = |observation, name: &str| {
+        fitted_through_predict(&model, &table, observation, &dir.path().join(format!("{name}.parquet")))
     };
     let beta_column = ObservationSource { psf_moffat_beta_column: Some("psf_beta".into()), ..Default::default() };
     let (chi2, unexplained) = fitted(beta_column, "moffat");
