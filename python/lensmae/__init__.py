@@ -52,7 +52,7 @@ PREDICTION_COLUMNS = {
     "(float64; about 1 when the smooth lens explains the cutout to the noise)",
     "fit_core_chi2": "chi^2 of the residual's azimuthal means in 6 one-pixel annuli about the fitted "
     "deflector's light (float64; about 4 on the classifier's own lenses, 10 or less for nine in ten; a PSF "
-    "with wings fitted as a Gaussian leaves most rows above 10: give psf_image)",
+    "with wings fitted as a Gaussian leaves most rows above 10: give psf_image or psf_moffat_beta)",
     "fit_theta_e": "the fitted Einstein radius, arcsec (float64)",
     "fit_axis_ratio": "minor/major axis ratio of the fitted SIE mass (float64)",
     "fit_position_angle": "orientation of the fitted mass's major axis, degrees counter-clockwise from the "

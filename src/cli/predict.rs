@@ -376,7 +376,7 @@ pub fn predict_cmd(args: PredictArgs) -> anyhow::Result<()> {
             "note: the smooth-lens fit left the deflector's core less explained than nine in ten of the \
              classifier's own lenses on {} of {} cutouts: the PSF is likely not a Gaussian of the FWHM given \
              (a survey's PSF has wings, which the classifier reads as substructure); give the PSF model with \
-             --psf-image or --psf-image-col",
+             --psf-image or --psf-image-col, or a Moffat profile's beta with --psf-moffat-beta(-col)",
             summary.core_unexplained, summary.fitted
         );
     }

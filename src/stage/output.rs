@@ -96,7 +96,7 @@ pub fn predictions_schema(
         ));
         fields.push(described(
             float64("fit_core_chi2"),
-            &format!("chi^2 of the residual's azimuthal means in {CORE_ANNULI} one-pixel annuli about the fitted deflector's light (about 4 on the classifier's own lenses, at most {CORE_CHI2_TYPICAL} for nine in ten; a run in which most rows lie above {CORE_CHI2_TYPICAL} is not of the PSF the fit assumed, as a PSF with wings given as a FWHM: give --psf-image)"),
+            &format!("chi^2 of the residual's azimuthal means in {CORE_ANNULI} one-pixel annuli about the fitted deflector's light (about 4 on the classifier's own lenses, at most {CORE_CHI2_TYPICAL} for nine in ten; a run in which most rows lie above {CORE_CHI2_TYPICAL} is not of the PSF the fit assumed, as a PSF with wings given as a FWHM: give --psf-image or --psf-moffat-beta)"),
             None,
         ));
         fields.push(described(float64("fit_theta_e"), "the fitted Einstein radius", Some("arcsec")));
