@@ -161,7 +161,7 @@ class Model:
                  batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None,
                  exposure_time=None, fit_refits=2, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time",
                  zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None, psf_moffat_beta=None,
-                 psf_moffat_beta_col=None):
+                 psf_moffat_beta_col=None, psf_image_scale=None):
         if psf_image is not None:  # any 2-D array-like, kept as tuples: hashable for the cache, picklable
             psf_image = tuple(tuple(float(v) for v in row) for row in psf_image)
         self._args = dict(model=model, sr_model=sr_model, task=task, device=device, threads=threads,
@@ -171,7 +171,7 @@ class Model:
                           psf_fwhm_col=psf_fwhm_col, exposure_time_col=exposure_time_col,
                           zero_point=zero_point, zero_point_col=zero_point_col, psf_image=psf_image,
                           psf_image_col=psf_image_col, psf_moffat_beta=psf_moffat_beta,
-                          psf_moffat_beta_col=psf_moffat_beta_col)
+                          psf_moffat_beta_col=psf_moffat_beta_col, psf_image_scale=psf_image_scale)
         self._inner = _loaded(**self._args)
 
     @property
@@ -243,7 +243,7 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                exposure_time_col: str = "exposure_time", zero_point: Optional[float] = None,
                zero_point_col: Optional[str] = None, psf_image: Any = None,
                psf_image_col: Optional[str] = None, psf_moffat_beta: Optional[float] = None,
-               psf_moffat_beta_col: Optional[str] = None) -> Model:
+               psf_moffat_beta_col: Optional[str] = None, psf_image_scale: Optional[float] = None) -> Model:
     """Loads a model: ``"bundled:classifier"`` (noise-free DeepLense Model II),
     ``"bundled:survey-classifier"`` (noisy Euclid VIS-like survey cutouts: weak but
     calibrated, see models/README.md), ``"bundled:survey-residual-classifier"`` (the
@@ -285,7 +285,9 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
     (a square 2-D array, odd side, centred, at the cutouts' pixels) or ``psf_image_col``
     (a column of such images, one per cutout, as lists of values or of rows): for the
     same classifier, the survey's PSF model in place of a Gaussian of ``psf_fwhm``, as
-    ``lensmae predict --psf-image``, ``--psf-image-col``. ``psf_moffat_beta`` or
+    ``lensmae predict --psf-image``, ``--psf-image-col``; ``psf_image_scale`` (arcsec per
+    pixel) where those images are not at the cutouts' pixels (an oversampled PSF model), as
+    ``--psf-image-scale``. ``psf_moffat_beta`` or
     ``psf_moffat_beta_col``: a PSF that is a Moffat profile of the FWHM given and this beta
     (> 1), for every cutout or per row (``lensmae simulate`` writes ``psf_beta`` for a
     recipe of Moffat PSFs), as ``lensmae predict --psf-moffat-beta``, ``--psf-moffat-beta-col``.
@@ -300,7 +302,7 @@ def load_model(model: Optional[str] = "bundled:classifier", *, sr_model: Optiona
                  exposure_time=exposure_time, fit_refits=fit_refits, psf_fwhm_col=psf_fwhm_col,
                  exposure_time_col=exposure_time_col, zero_point=zero_point, zero_point_col=zero_point_col,
                  psf_image=psf_image, psf_image_col=psf_image_col, psf_moffat_beta=psf_moffat_beta,
-                 psf_moffat_beta_col=psf_moffat_beta_col)
+                 psf_moffat_beta_col=psf_moffat_beta_col, psf_image_scale=psf_image_scale)
 
 
 def simulate(preset: str = "deeplense-model2", n_per_class: int = 100, seed: int = 1, *, task: str = "classify",

@@ -30,10 +30,11 @@ fn error(e: impl std::fmt::Display) -> PyErr {
 
 /// The library's messages name command-line options; here they are parameters.
 /// Longer flags first, so that `--psf-fwhm-col` is not read as `--psf-fwhm`.
-const PARAMETERS: [(&str, &str); 21] = [
+const PARAMETERS: [(&str, &str); 22] = [
     ("--psf-moffat-beta-col", "psf_moffat_beta_col"),
     ("--exposure-time-col", "exposure_time_col"),
     ("--psf-moffat-beta", "psf_moffat_beta"),
+    ("--psf-image-scale", "psf_image_scale"),
     ("--psf-image-col", "psf_image_col"),
     ("--pixel-scale-col", "pixel_scale_col"),
     ("--noise-col", "noise_col"),
@@ -169,7 +170,7 @@ struct Model {
 impl Model {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time", zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None, psf_moffat_beta=None, psf_moffat_beta_col=None))]
+    #[pyo3(signature = (model=None, sr_model=None, task="classify", device="cpu", threads=None, batch_size=64, nan_policy="fail", pixel_scale=None, tta="none", psf_fwhm=None, exposure_time=None, fit_refits=lensmae::stage::DEFAULT_FIT_REFITS, psf_fwhm_col="psf_fwhm", exposure_time_col="exposure_time", zero_point=None, zero_point_col=None, psf_image=None, psf_image_col=None, psf_moffat_beta=None, psf_moffat_beta_col=None, psf_image_scale=None))]
     fn new(
         py: Python<'_>,
         model: Option<PathBuf>,
@@ -192,6 +193,7 @@ impl Model {
         psf_image_col: Option<String>,
         psf_moffat_beta: Option<f64>,
         psf_moffat_beta_col: Option<String>,
+        psf_image_scale: Option<f64>,
     ) -> PyResult<Model> {
         let task = match task {
             "classify" => StageTask::Classify,
@@ -234,6 +236,7 @@ impl Model {
                 psf_column: psf_fwhm_col.to_string(),
                 psf_image,
                 psf_image_column: psf_image_col,
+                psf_image_scale,
                 psf_moffat_beta,
                 psf_moffat_beta_column: psf_moffat_beta_col,
                 exposure_time,

@@ -263,6 +263,16 @@ def test_cutouts_through_a_moffat_psf_are_fitted_with_it_as_the_cli_does(lensmae
     assert gaussian.column("fit_core_chi2").to_pylist()[0] > got.column("fit_core_chi2").to_pylist()[0]
     with pytest.raises(lensmae.LensmaeError, match="psf_moffat_beta"):
         lensmae.load_model(residual, psf_moffat_beta=1.0)
+    # The same Moffat as an image sampled three times finer than the cutouts, with its scale.
+    fwhm, beta = lenses.column("psf_fwhm")[0].as_py() / 0.101 * 3, betas[0]
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    r2 = (np.arange(63) - 31)[:, None] ** 2 + (np.arange(63) - 31)[None, :] ** 2
+    fine = (1 + r2 / alpha ** 2) ** -beta
+    image = lensmae.load_model(residual, psf_image=fine, psf_image_scale=0.101 / 3).predict(lenses)
+    assert abs(image.column("fit_chi2")[0].as_py() / got.column("fit_chi2")[0].as_py() - 1) < 0.01
+    assert image.column("fit_core_chi2")[0].as_py() < gaussian.column("fit_core_chi2")[0].as_py()
+    with pytest.raises(lensmae.LensmaeError, match="psf_image_scale"):
+        lensmae.load_model(residual, psf_image_scale=0.05)
 
 
 def test_a_keyboard_interrupt_stops_a_residual_classifiers_fits():

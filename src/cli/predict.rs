@@ -100,6 +100,13 @@ struct ObservationArgs {
     /// field): the fit renders with it in place of a Gaussian of --psf-fwhm.
     #[arg(long, value_name = "FITS")]
     psf_image: Option<PathBuf>,
+    /// Arcsec per pixel of the PSF images (--psf-image, --psf-image-col) where they are
+    /// not at the cutouts' pixels (an oversampled PSF model): they are resampled to the
+    /// model's pixels from it (an odd oversampling, 3 or 5, exactly; an even one cuts
+    /// through its pixels and is area-weighted, which blurs the steep core). A
+    /// --psf-image file's WCS (or PIXSCALE keyword) gives it where this is not given.
+    #[arg(long, value_name = "ARCSEC")]
+    psf_image_scale: Option<f64>,
     /// The column of per-cutout PSF images at the cutouts' pixels (square lists of
     /// values, or lists of rows), in place of --psf-fwhm.
     #[arg(long)]
@@ -158,15 +165,19 @@ impl ObservationArgs {
                 bail!("{flag} must be a finite number > 0, got {}", value.unwrap_or_default());
             }
         }
-        let psf_image = match &self.psf_image {
-            Some(path) => Some(std::sync::Arc::new(read_psf_image(path)?)),
-            None => None,
+        let (psf_image, psf_image_scale) = match &self.psf_image {
+            Some(path) => {
+                let (kernel, wcs_scale) = read_psf_image(path)?;
+                (Some(std::sync::Arc::new(kernel)), self.psf_image_scale.or(wcs_scale))
+            }
+            None => (None, self.psf_image_scale),
         };
         Ok(ObservationSource {
             psf_fwhm: self.psf_fwhm,
             psf_column: self.psf_fwhm_col.clone(),
             psf_image,
             psf_image_column: self.psf_image_col.clone(),
+            psf_image_scale,
             psf_moffat_beta: self.psf_moffat_beta,
             psf_moffat_beta_column: self.psf_moffat_beta_col.clone(),
             exposure_time: self.exposure_time,

@@ -26,6 +26,11 @@ pub struct ObservationSource {
     /// The column of per-cutout PSF images (square lists of values, or lists of
     /// rows, at the input's pixels), in place of a FWHM.
     pub psf_image_column: Option<String>,
+    /// Arcsec per pixel of the PSF images, where they are not sampled at the
+    /// cutouts' pixels (PSF models are often finer: PSFEx's, a survey's oversampled
+    /// stamps): they are resampled to the model's pixels from this scale (exactly
+    /// for an odd oversampling, whose pixels sum to whole model pixels).
+    pub psf_image_scale: Option<f64>,
     /// The beta of every cutout's PSF, a Moffat profile of the FWHM given (else the
     /// column `psf_moffat_beta_column`, else the PSF is the Gaussian of that FWHM):
     /// the fit renders with its kernel at the model's pixels.
@@ -92,16 +97,17 @@ struct RowObservation {
 enum RowPsf {
     /// A Gaussian of this FWHM, arcsec.
     Fwhm(f64),
-    /// An image at the input's pixels.
-    Image(Arc<PsfKernel>),
+    /// An image at the input's pixels, or at `scale` arcsec per pixel where given.
+    Image { kernel: Arc<PsfKernel>, scale: Option<f64> },
     /// A Moffat profile of this FWHM, arcsec, and beta.
     Moffat { fwhm: f64, beta: f64 },
 }
 
 impl RowObservation {
     /// How the cutout was observed, on the model's grid: its pixels `model_scale`
-    /// arcsec wide and `scale_ratio` times the input's (a PSF image resampled as
-    /// the cutout was, flux-conserving, and normalised again).
+    /// arcsec wide and `scale_ratio` times the input's (a PSF image resampled from
+    /// its own scale where it has one, else as the cutout was; flux-conserving, and
+    /// normalised again).
     fn on_model_grid(&self, scale_ratio: f64, model_scale: f64) -> std::result::Result<Observation, String> {
         let exposure_time = Some(self.exposure_time);
         Ok(match &self.psf {
@@ -111,18 +117,10 @@ impl RowObservation {
                 let psf_fwhm = kernel.gaussian_equivalent_fwhm() * model_scale;
                 Observation { psf_fwhm, psf_kernel: Some(Arc::new(kernel)), exposure_time }
             }
-            RowPsf::Image(kernel) => {
-                let kernel = if scale_ratio == 1.0 {
-                    kernel.clone()
-                } else {
-                    let side = kernel.side();
-                    let regrid = crate::data::regrid::Regrid::centred([side, side], side, scale_ratio);
-                    let values: Vec<f32> = kernel.weights().iter().map(|&w| w as f32).collect();
-                    let mut resampled = vec![0f32; side * side];
-                    regrid.apply(&values, &mut resampled);
-                    let resampled: Vec<f64> = resampled.iter().map(|&v| f64::from(v)).collect();
-                    Arc::new(PsfKernel::new(side, &resampled).map_err(|e| format!("PSF image resampled: {e}"))?)
-                };
+            RowPsf::Image { kernel, scale } => {
+                // Model pixels per PSF pixel: the cutout's own ratio, or the PSF's scale's.
+                let ratio = scale.map_or(scale_ratio, |psf_scale| model_scale / psf_scale);
+                let kernel = if ratio == 1.0 { kernel.clone() } else { Arc::new(resampled_kernel(kernel, ratio)?) };
                 let psf_fwhm = kernel.gaussian_equivalent_fwhm() * model_scale;
                 Observation { psf_fwhm, psf_kernel: Some(kernel), exposure_time }
             }
@@ -138,6 +136,7 @@ impl Default for ObservationSource {
             psf_column: "psf_fwhm".into(),
             psf_image: None,
             psf_image_column: None,
+            psf_image_scale: None,
             psf_moffat_beta: None,
             psf_moffat_beta_column: None,
             exposure_time: None,
@@ -190,6 +189,18 @@ impl ObservationSource {
             "--psf-moffat-beta",
             "give --psf-moffat-beta (every cutout) or --psf-moffat-beta-col (a column), not both",
         )?;
+        if let Some(scale) = self.psf_image_scale {
+            Error::check(
+                scale.is_finite() && scale > 0.0,
+                "--psf-image-scale",
+                format!("{scale}: must be a finite number of arcsec per pixel > 0"),
+            )?;
+            Error::check(
+                self.psf_image.is_some() || self.psf_image_column.is_some(),
+                "--psf-image-scale",
+                "is the scale of a PSF image: give --psf-image or --psf-image-col",
+            )?;
+        }
         if let Some(beta) = self.psf_moffat_beta.filter(|b| !(b.is_finite() && *b > 1.0)) {
             return Err(Error::config("--psf-moffat-beta", format!("{beta}: a Moffat PSF needs beta > 1")));
         }
@@ -215,6 +226,7 @@ impl ObservationSource {
         });
         [
             ("--psf-fwhm", self.psf_fwhm),
+            ("--psf-image-scale", self.psf_image_scale),
             ("--psf-moffat-beta", self.psf_moffat_beta),
             ("--exposure-time", self.exposure_time),
             ("--zero-point", self.zero_point),
@@ -259,7 +271,7 @@ impl ObservationSource {
         };
         let n = batch.len();
         let psf: Vec<std::result::Result<RowPsf, String>> = match (&self.psf_image, &self.psf_image_column) {
-            (Some(kernel), _) => vec![Ok(RowPsf::Image(kernel.clone())); n],
+            (Some(kernel), _) => vec![Ok(RowPsf::Image { kernel: kernel.clone(), scale: self.psf_image_scale }); n],
             (None, Some(name)) => self.psf_images(batch, name)?,
             (None, None) => match self.psf_fwhm {
                 Some(v) => vec![Ok(RowPsf::Fwhm(v)); n],
@@ -334,7 +346,7 @@ impl ObservationSource {
                 None => Err(format!("no PSF image (`{name}` is null)")),
                 Some(values) => values
                     .and_then(|v| PsfKernel::from_square(&v))
-                    .map(|kernel| RowPsf::Image(Arc::new(kernel)))
+                    .map(|kernel| RowPsf::Image { kernel: Arc::new(kernel), scale: self.psf_image_scale })
                     .map_err(|e| format!("PSF image (`{name}`): {e}")),
             })
             .collect())
@@ -342,8 +354,9 @@ impl ObservationSource {
 }
 
 /// A PSF image from a FITS file (its first image HDU, gzipped or not): odd sides,
-/// centred, at the cutouts' pixels.
-pub fn read_psf_image(path: &std::path::Path) -> Result<PsfKernel> {
+/// centred; with its pixel scale, arcsec, where its header has a WCS (else it is
+/// taken at the cutouts' pixels).
+pub fn read_psf_image(path: &std::path::Path) -> Result<(PsfKernel, Option<f64>)> {
     let bad = |why: String| Error::config("--psf-image", format!("{}: {why}", path.display()));
     // cfitsio's own message for a missing file says less than the OS's.
     std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -354,7 +367,20 @@ pub fn read_psf_image(path: &std::path::Path) -> Result<PsfKernel> {
         return Err(bad(format!("a {h}x{w} image: a PSF image must be square")));
     }
     let values: Vec<f64> = stamp.pixels.iter().map(|&v| f64::from(v)).collect();
-    PsfKernel::new(h, &values).map_err(bad)
+    Ok((PsfKernel::new(h, &values).map_err(bad)?, stamp.pixel_scale))
+}
+
+/// `kernel` on pixels `ratio` times its own (flux-conserving, normalised again), on
+/// the odd side that holds what it covered (at least 3 pixels).
+fn resampled_kernel(kernel: &PsfKernel, ratio: f64) -> std::result::Result<PsfKernel, String> {
+    let side = kernel.side();
+    let out_side = (((side as f64 / ratio).ceil() as usize) | 1).clamp(3, crate::sim::psf::MAX_KERNEL_SIDE);
+    let regrid = crate::data::regrid::Regrid::centred([side, side], out_side, ratio);
+    let values: Vec<f32> = kernel.weights().iter().map(|&w| w as f32).collect();
+    let mut resampled = vec![0f32; out_side * out_side];
+    regrid.apply(&values, &mut resampled);
+    let resampled: Vec<f64> = resampled.iter().map(|&v| f64::from(v)).collect();
+    PsfKernel::new(out_side, &resampled).map_err(|e| format!("PSF image resampled: {e}"))
 }
 
 /// What the fits of a batch's rows found, row by row (None for rows not fitted).
@@ -551,7 +577,7 @@ mod tests {
         };
         assert_eq!(source.columns(), ["psf"], "no FWHM column is needed with PSF images");
         let rows = source.of_rows(&batch(vec![("psf", images)]), false).unwrap();
-        let Ok(RowObservation { psf: RowPsf::Image(kernel), .. }) = &rows[0] else { panic!("{:?}", rows[0]) };
+        let Ok(RowObservation { psf: RowPsf::Image { kernel, .. }, .. }) = &rows[0] else { panic!("{:?}", rows[0]) };
         // Read as float32, as pixels are.
         assert!(kernel.weights().iter().zip(moffat.weights()).all(|(a, b)| (a - b).abs() < 1e-8));
         assert_eq!(rows[1], Err("PSF image (`psf`): 8 PSF values are not a square image".into()));
@@ -574,6 +600,37 @@ mod tests {
         assert!(error.contains("--psf-image-col") && error.contains("lists of numbers"), "{error}");
         let twice = ObservationSource { psf_fwhm: Some(0.16), ..source };
         assert!(twice.check().unwrap_err().to_string().contains("give one of --psf-fwhm, --psf-image"));
+    }
+
+    #[test]
+    fn a_psf_image_finer_than_the_cutouts_is_resampled_from_its_own_scale() {
+        // A Moffat sampled at a third of the model's pixels (whole model pixels are
+        // sums of 3 x 3 of its own), against the same Moffat at the model's pixels,
+        // whose 5 x 5 samples across a pixel are 15 x 15 in the fine one.
+        let fine = Arc::new(PsfKernel::moffat(3.0 * 1.7, 3.0, 63).unwrap());
+        let at_model_pixels = PsfKernel::moffat(1.7, 3.0, 21).unwrap();
+        let at_scale = |scale| {
+            let psf = RowPsf::Image { kernel: fine.clone(), scale };
+            let row = RowObservation { psf, exposure_time: 2264.0, zero_point: None };
+            row.on_model_grid(1.0, 0.101).unwrap()
+        };
+        let resampled = at_scale(Some(0.101 / 3.0));
+        let kernel = resampled.psf_kernel.as_deref().unwrap();
+        assert_eq!(kernel.side(), 21);
+        let peak = at_model_pixels.weights().iter().cloned().fold(0.0, f64::max);
+        let worst =
+            (kernel.weights().iter().zip(at_model_pixels.weights())).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 0.01 * peak, "{worst} of a peak {peak}");
+        assert!((resampled.psf_fwhm / (at_model_pixels.gaussian_equivalent_fwhm() * 0.101) - 1.0).abs() < 0.01);
+        // Taken at the cutout's pixels, the same image is a PSF three times as wide.
+        let unscaled = at_scale(None);
+        assert!((unscaled.psf_fwhm / resampled.psf_fwhm - 3.0).abs() < 0.1, "{}", unscaled.psf_fwhm);
+        // A scale is of a PSF image, and a positive number.
+        let scale_alone = ObservationSource { psf_image_scale: Some(0.05), ..Default::default() };
+        assert!(scale_alone.check().unwrap_err().to_string().contains("give --psf-image"));
+        let zero =
+            ObservationSource { psf_image: Some(fine.clone()), psf_image_scale: Some(0.0), ..Default::default() };
+        assert!(zero.check().unwrap_err().to_string().contains("--psf-image-scale"));
     }
 
     #[test]

@@ -1400,7 +1400,8 @@ fn predict_fits_with_a_psf_image_from_a_fits_file_or_a_column() {
         (Field::new("exposure_time", DataType::Float64, false), Arc::new(Float64Array::from(exposure.clone()))),
     ];
     write_parquet(&table, columns);
-    let read_kernel = lensmae::stage::read_psf_image(&psf_file).unwrap();
+    let (read_kernel, no_wcs) = lensmae::stage::read_psf_image(&psf_file).unwrap();
+    assert_eq!(no_wcs, None);
     let fitted_chi2 = |observation, name: &str| {
         fitted_through_predict(&model, &table, observation, &dir.path().join(format!("{name}.parquet")))
     };
@@ -1426,6 +1427,14 @@ fn predict_fits_with_a_psf_image_from_a_fits_file_or_a_column() {
         assert!((chi2 / from_column[i] - 1.0).abs() < 1e-9, "row {i}: {chi2} vs {}", from_column[i]);
         assert!(chi2 < 1.1, "row {i}: chi^2 per pixel {chi2}");
     }
+    // A PSF file that states its pixel scale gives it.
+    let scaled = dir.path().join("scaled.fits");
+    write_primary_image(&scaled, 21, &kernel_f32);
+    {
+        let mut f = fitsio::FitsFile::edit(&scaled).unwrap();
+        f.primary_hdu().unwrap().write_key(&mut f, "PIXSCALE", 0.0505).unwrap();
+    }
+    assert_eq!(lensmae::stage::read_psf_image(&scaled).unwrap().1, Some(0.0505));
     // A PSF file that is no PSF is refused with its path and reason.
     let even = dir.path().join("even.fits");
     write_primary_image(&even, 4, &[1f32; 16]);
