@@ -1,11 +1,13 @@
 //! In-memory render speed of a preset per class, no I/O — the figure to compare
 //! with other simulators rendering into memory:
-//! `cargo run --release --example render_speed -- [preset] [threads] [images_per_class] [stages]`.
+//! `cargo run --release --example render_speed -- [preset] [threads] [images_per_class] [stages]`
+//! (a recipe file, `pipelines/recipes/survey-moffat.toml`, in place of a preset's name).
 //! Prints one JSON line per class. With `stages`, each line also holds one
 //! thread's microseconds per image for drawing the parameters, the noise-free
 //! render alone (no `sub_snr`) and the noise realisation alone, so a speed goal
 //! can be set against the part it cannot skip.
-use lensmae::sim::{presets::preset, Simulator};
+use lensmae::sim::presets::{load_recipe, preset};
+use lensmae::sim::Simulator;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -44,7 +46,11 @@ fn main() {
     let threads: usize = args.get(2).map_or(1, |s| s.parse().expect("threads"));
     let n: u64 = args.get(3).map_or(4000, |s| s.parse().expect("images per class"));
     let with_stages = args.get(4).is_some_and(|s| s == "stages");
-    let sim = Simulator::new(preset(name).unwrap()).unwrap();
+    let recipe = match name.ends_with(".toml") {
+        true => load_recipe(std::path::Path::new(name)),
+        false => preset(name),
+    };
+    let sim = Simulator::new(recipe.unwrap()).unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     for (class, label) in sim.class_names().iter().enumerate() {
         pool.install(|| (0..64).into_par_iter().for_each(|i| drop(sim.simulate(class, 0, i)))); // warm-up
