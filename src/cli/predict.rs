@@ -102,8 +102,8 @@ struct ObservationArgs {
     psf_image: Option<PathBuf>,
     /// Arcsec per pixel of the PSF images (--psf-image, --psf-image-col) where they are
     /// not at the cutouts' pixels (an oversampled PSF model): they are resampled to the
-    /// model's pixels from it (an odd oversampling, 3 or 5, exactly; an even one cuts
-    /// through its pixels and is area-weighted, which blurs the steep core). A
+    /// model's pixels from it (an odd oversampling, 3 or 5, exactly; an even one, whose
+    /// pixels the model's cut through, to about 2% of the peak at 2x). A
     /// --psf-image file's WCS (or PIXSCALE keyword) gives it where this is not given.
     #[arg(long, value_name = "ARCSEC")]
     psf_image_scale: Option<f64>,

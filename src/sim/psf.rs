@@ -61,6 +61,32 @@ pub fn moffat_side(fwhm: f64, beta: f64) -> usize {
     (2 * (radius.ceil().min(MAX_KERNEL_SIDE as f64) as usize) + 1).clamp(3, MAX_KERNEL_SIDE)
 }
 
+/// The cumulative light of a kernel `side` pixels wide at position `x` (in pixels
+/// from its first edge), as coefficients of the cumulative sums through its edges:
+/// `(k, c)` stands for c times the light of its first k pixels. A Catmull-Rom cubic
+/// through the four nearest edges, linear next to the kernel's own edges, the whole
+/// light beyond them.
+fn cumulative_coefficients(x: f64, side: usize) -> Vec<(usize, f64)> {
+    if x <= 0.0 {
+        return Vec::new();
+    }
+    if x >= side as f64 {
+        return vec![(side, 1.0)];
+    }
+    let m = x.floor() as usize;
+    let t = x - m as f64;
+    if m == 0 || m + 2 > side {
+        return vec![(m, 1.0 - t), (m + 1, t)];
+    }
+    let (t2, t3) = (t * t, t * t * t);
+    vec![
+        (m - 1, 0.5 * (-t + 2.0 * t2 - t3)),
+        (m, 0.5 * (2.0 - 5.0 * t2 + 3.0 * t3)),
+        (m + 1, 0.5 * (t + 4.0 * t2 - 3.0 * t3)),
+        (m + 2, 0.5 * (-t2 + t3)),
+    ]
+}
+
 /// The widest kernel accepted, pixels per side: a PSF image is a few FWHM across,
 /// and one as wide as this costs 65,000 multiply-adds per pixel of every render.
 pub const MAX_KERNEL_SIDE: usize = 255;
@@ -155,6 +181,50 @@ impl PsfKernel {
     /// The normalised values, row-major.
     pub fn weights(&self) -> &[f64] {
         &self.weights
+    }
+
+    /// The kernel on pixels `ratio` times as wide as its own, centred as it is, on
+    /// the odd side that holds what it covers (at least 3): a PSF model sampled finer
+    /// than the cutouts, brought to their pixels. Each new pixel is the kernel's light
+    /// between its edges, read along each axis from the cumulative light through the
+    /// old pixels' edges, interpolated by a cubic (Catmull-Rom) between them: an odd
+    /// whole ratio puts every new edge on an old one and sums old pixels exactly; an
+    /// even one cuts through old pixels, whose light a cubic places better than
+    /// spreading it evenly across each (area weighting, as cutouts are resampled):
+    /// test `a_kernel_sampled_finer_comes_back_at_coarser_pixels`.
+    pub fn resampled(&self, ratio: f64) -> Result<Self, String> {
+        if !(ratio.is_finite() && ratio > 0.0) {
+            return Err(format!("a PSF resampled by {ratio}: needs a finite ratio > 0"));
+        }
+        let side = self.side;
+        let out = (((side as f64 / ratio).ceil() as usize) | 1).clamp(3, MAX_KERNEL_SIDE);
+        let start = side as f64 / 2.0 - out as f64 * ratio / 2.0;
+        // weights[i * side + j]: old pixel j's share of new pixel i along one axis.
+        let mut weights = vec![0.0; out * side];
+        for i in 0..out {
+            let row = &mut weights[i * side..(i + 1) * side];
+            for (x, sign) in [(start + (i + 1) as f64 * ratio, 1.0), (start + i as f64 * ratio, -1.0)] {
+                for (edge, coefficient) in cumulative_coefficients(x, side) {
+                    row[..edge].iter_mut().for_each(|w| *w += sign * coefficient);
+                }
+            }
+        }
+        // new = W K W^T, one axis at a time.
+        let mut half = vec![0.0; out * side];
+        for i in 0..out {
+            for (j, &w) in weights[i * side..(i + 1) * side].iter().enumerate().filter(|(_, w)| **w != 0.0) {
+                for (h, k) in half[i * side..(i + 1) * side].iter_mut().zip(&self.weights[j * side..(j + 1) * side]) {
+                    *h += w * k;
+                }
+            }
+        }
+        let mut values = vec![0.0; out * out];
+        for (i, row) in half.chunks_exact(side).enumerate() {
+            for c in 0..out {
+                values[i * out + c] = row.iter().zip(&weights[c * side..(c + 1) * side]).map(|(h, w)| h * w).sum();
+            }
+        }
+        Self::new(out, &values)
     }
 
     /// The FWHM of the Gaussian with the same second moment about the centre
@@ -379,6 +449,53 @@ mod tests {
         assert!(moffat.gaussian_equivalent_fwhm() > 1.6 * 1.3, "wings widen the second moment");
         assert!(PsfKernel::moffat(1.6, 2.5, 20).unwrap_err().contains("odd side"));
         assert!(PsfKernel::moffat(1.6, 1.0, 21).unwrap_err().contains("beta > 1"));
+    }
+
+    #[test]
+    fn a_kernel_sampled_finer_comes_back_at_coarser_pixels() {
+        // A Moffat sampled 2, 3 and 4 times finer, against the same Moffat sampled at
+        // the coarse pixels with as many samples across each (10, 15, 20 where 5 + 5 in
+        // the fine ones): an odd ratio sums whole pixels; an even one cuts through them.
+        let fine_samples = |n: usize| {
+            let coarse = PsfKernel::moffat(1.7 * n as f64, 3.0, 21 * n - (n + 1) % 2).unwrap();
+            let reference = moffat_with_samples(1.7, 3.0, 21, 5 * n);
+            let back = coarse.resampled(n as f64).unwrap();
+            assert_eq!(back.side(), 21);
+            let peak = reference.iter().cloned().fold(0.0, f64::max);
+            back.weights().iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / peak
+        };
+        let (two, three, four) = (fine_samples(2), fine_samples(3), fine_samples(4));
+        assert!(three < 1e-12, "{three}");
+        // `cargo test --release --lib coarser_pixels -- --nocapture` prints them.
+        eprintln!("largest difference, of the peak: 2x finer {two:.4}, 3x {three:.1e}, 4x {four:.4}");
+        assert!(two < 0.025 && four < 0.003, "{two} {four}");
+        assert!(PsfKernel::moffat(1.7, 3.0, 21).unwrap().resampled(0.0).is_err());
+        // Resampled by one, a kernel is itself.
+        let kernel = PsfKernel::moffat(1.7, 3.0, 21).unwrap();
+        let same = kernel.resampled(1.0).unwrap();
+        assert!(same.weights().iter().zip(kernel.weights()).all(|(a, b)| (a - b).abs() < 1e-15));
+    }
+
+    /// [`PsfKernel::moffat`]'s profile averaged over `samples` x `samples` points across each pixel, normalised.
+    fn moffat_with_samples(fwhm: f64, beta: f64, side: usize, samples: usize) -> Vec<f64> {
+        let alpha = fwhm / (2.0 * (2f64.powf(1.0 / beta) - 1.0).sqrt());
+        let half = (side / 2) as f64;
+        let offset = |s: usize| (s as f64 + 0.5) / samples as f64 - 0.5;
+        let values: Vec<f64> = (0..side * side)
+            .map(|i| {
+                let (row, col) = ((i / side) as f64 - half, (i % side) as f64 - half);
+                let mut sum = 0.0;
+                for a in 0..samples {
+                    for b in 0..samples {
+                        let (dy, dx) = (row + offset(a), col + offset(b));
+                        sum += (1.0 + (dx * dx + dy * dy) / (alpha * alpha)).powf(-beta);
+                    }
+                }
+                sum
+            })
+            .collect();
+        let total: f64 = values.iter().sum();
+        values.iter().map(|v| v / total).collect()
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub struct ObservationSource {
     pub psf_image_column: Option<String>,
     /// Arcsec per pixel of the PSF images, where they are not sampled at the
     /// cutouts' pixels (PSF models are often finer: PSFEx's, a survey's oversampled
-    /// stamps): they are resampled to the model's pixels from this scale (exactly
-    /// for an odd oversampling, whose pixels sum to whole model pixels).
+    /// stamps): they are resampled to the model's pixels from this scale
+    /// ([`PsfKernel::resampled`]: exactly for an odd oversampling, whose pixels sum to
+    /// whole model pixels).
     pub psf_image_scale: Option<f64>,
     /// The beta of every cutout's PSF, a Moffat profile of the FWHM given (else the
     /// column `psf_moffat_beta_column`, else the PSF is the Gaussian of that FWHM):
@@ -118,9 +119,16 @@ impl RowObservation {
                 Observation { psf_fwhm, psf_kernel: Some(Arc::new(kernel)), exposure_time }
             }
             RowPsf::Image { kernel, scale } => {
-                // Model pixels per PSF pixel: the cutout's own ratio, or the PSF's scale's.
-                let ratio = scale.map_or(scale_ratio, |psf_scale| model_scale / psf_scale);
-                let kernel = if ratio == 1.0 { kernel.clone() } else { Arc::new(resampled_kernel(kernel, ratio)?) };
+                // From the PSF's own scale where it has one (a PSF model finer than the
+                // cutouts), else as the cutout was resampled.
+                let kernel = match scale.map(|psf_scale| model_scale / psf_scale) {
+                    Some(ratio) if ratio != 1.0 => {
+                        Arc::new(kernel.resampled(ratio).map_err(|e| format!("PSF image resampled: {e}"))?)
+                    }
+                    Some(_) => kernel.clone(),
+                    None if scale_ratio == 1.0 => kernel.clone(),
+                    None => Arc::new(resampled_as_the_cutout(kernel, scale_ratio)?),
+                };
                 let psf_fwhm = kernel.gaussian_equivalent_fwhm() * model_scale;
                 Observation { psf_fwhm, psf_kernel: Some(kernel), exposure_time }
             }
@@ -370,9 +378,10 @@ pub fn read_psf_image(path: &std::path::Path) -> Result<(PsfKernel, Option<f64>)
     Ok((PsfKernel::new(h, &values).map_err(bad)?, stamp.pixel_scale))
 }
 
-/// `kernel` on pixels `ratio` times its own (flux-conserving, normalised again), on
-/// the odd side that holds what it covered (at least 3 pixels).
-fn resampled_kernel(kernel: &PsfKernel, ratio: f64) -> std::result::Result<PsfKernel, String> {
+/// `kernel` on pixels `ratio` times its own as a cutout is resampled (area-weighted,
+/// flux-conserving; normalised again), on the odd side that holds what it covered
+/// (at least 3 pixels).
+fn resampled_as_the_cutout(kernel: &PsfKernel, ratio: f64) -> std::result::Result<PsfKernel, String> {
     let side = kernel.side();
     let out_side = (((side as f64 / ratio).ceil() as usize) | 1).clamp(3, crate::sim::psf::MAX_KERNEL_SIDE);
     let regrid = crate::data::regrid::Regrid::centred([side, side], out_side, ratio);
