@@ -184,7 +184,9 @@ impl LabelledImages {
         };
         let (mut found, mut recorded) = (Vec::with_capacity(self.len()), false);
         for (path, rows) in parts {
-            match read_float_columns(path, &[FIT_LENS_FOUND])?.pop() {
+            // FITS cubes and .npy trees carry no such column.
+            let column = if is_table(path)? { read_float_columns(path, &[FIT_LENS_FOUND])?.pop() } else { None };
+            match column {
                 Some((_, values)) if values.len() == rows => {
                     recorded = true;
                     found.extend(values.iter().map(|v| *v != Some(0.0)));

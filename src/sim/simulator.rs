@@ -416,8 +416,9 @@ impl Simulator {
     }
 
     /// The kernel of a Moffat recipe's PSF of `fwhm` arcsec and `beta` at pixels of
-    /// `pixel_scale` arcsec, of the recipe's side (else as many pixels as hold the
-    /// light, [`crate::sim::psf::moffat_side`], for pixels of the recipe's scale).
+    /// `pixel_scale` arcsec: the recipe's `side` at its own pixels; at others (a
+    /// super-resolution pair's coarse image), or without a side, as many pixels as
+    /// hold its light ([`crate::sim::psf::moffat_side`]).
     fn moffat_kernel(&self, fwhm: f64, beta: f64, pixel_scale: f64) -> Arc<PsfKernel> {
         let fixed_side = match &self.config.psf {
             PsfConfig::Moffat { side, .. } if pixel_scale == self.config.image.pixel_scale => *side,

@@ -1291,6 +1291,29 @@ fn a_recalibration_adopts_the_fit_its_residuals_were_made_with() {
     assert!(err.contains("holds cutouts"), "{err}");
 }
 
+/// `model calibrate` counts the calibration residuals whose fit found no lens among
+/// those it flags, and its `ood_score` threshold flags only what is left of the share.
+#[test]
+fn a_calibration_counts_the_lenses_its_fits_lost_in_the_share_it_flags() {
+    use lensmae::train::calibrate::calibrate_checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = SmoothLensResiduals { simulator: preset("survey").unwrap(), grid: BlindGrid::default() };
+    let model = residual_classifier(dir.path());
+    let calibrated = |lost: &[usize]| {
+        let path = dir.path().join(format!("calibration-{}.parquet", lost.len()));
+        let images = read_parquet_images(&unit_noise_residuals(&path, 300, &recipe, lost), "image").unwrap();
+        let out = dir.path().join(format!("calibrated-{}.safetensors", lost.len()));
+        calibrate_checkpoint(&model, &images, &out, 0.95, 64, false, &candle_core::Device::Cpu).unwrap()
+    };
+    let (all_found, three_lost) = (calibrated(&[]), calibrated(&[10, 20, 30]));
+    // The same residuals: the lost lenses are flagged besides what the ranges flag.
+    assert!(three_lost.flagged_otherwise >= all_found.flagged_otherwise + 2.0 / 300.0, "{three_lost:?} {all_found:?}");
+    for summary in [&all_found, &three_lost] {
+        assert!((summary.flagged - 0.05).abs() <= 0.5 / 300.0 + 1e-12, "{summary:?}");
+    }
+    assert!(three_lost.ood_threshold >= all_found.ood_threshold, "{three_lost:?} {all_found:?}");
+}
+
 /// `evaluate --model` on residuals flags the rows whose fit found no galaxy-scale
 /// lens, as `predict` does on the cutouts.
 #[test]
