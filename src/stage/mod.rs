@@ -230,7 +230,23 @@ impl Predictor {
             }
         }
         let fits_inputs = classifier.as_ref().is_some_and(|c| c.residuals.is_some());
-        Ok(Predictor { options: options.clone(), classifier, superres, fits_inputs })
+        let mut options = options.clone();
+        // A classifier trained on residuals of Moffat PSFs fits each cutout with its
+        // own Moffat: the beta comes from `psf_beta`, as `simulate` writes it, unless
+        // the PSF is given otherwise (a Gaussian of the FWHM would leave the wings).
+        let moffat_recipe = classifier
+            .as_ref()
+            .and_then(|c| c.residuals.as_ref())
+            .is_some_and(|fitter| matches!(fitter.recipe.simulator.psf, crate::sim::config::PsfConfig::Moffat { .. }));
+        let o = &mut options.observation;
+        let psf_given = o.psf_image.is_some()
+            || o.psf_image_column.is_some()
+            || o.psf_moffat_beta.is_some()
+            || o.psf_moffat_beta_column.is_some();
+        if moffat_recipe && !psf_given {
+            o.psf_moffat_beta_column = Some(MOFFAT_BETA_COLUMN.into());
+        }
+        Ok(Predictor { options, classifier, superres, fits_inputs })
     }
 
     /// The predictor for `inputs`: a table of smooth-lens residuals (written by
@@ -266,16 +282,17 @@ impl Predictor {
     }
 
     /// Opens the input with `open`, trying it first with the columns the models need
-    /// carried too (a residual classifier's PSF, exposure and zero point), then without
-    /// the zero point's column, then as given: an input may lack those columns, and
-    /// the first batch then says which one is missing and how to give it. The error
-    /// is the last try's.
+    /// carried too (a residual classifier's PSF, its Moffat beta, exposure and zero
+    /// point), then without each one of them in turn, then as given: an input may lack
+    /// one, and the first batch then says which one is missing and how to give it
+    /// (not a column it has, read before the missing one). The error is the last try's.
     pub fn open_with<R>(&self, input: &InputOptions, open: impl Fn(&InputOptions) -> Result<R>) -> Result<R> {
-        let observation = &self.options.observation;
+        let columns = self.options.observation.columns();
         let mut tries = vec![self.input_options(input)];
-        if let Some(zero_point) = &observation.zero_point_column {
-            let columns = observation.columns().into_iter().filter(|c| c != zero_point).collect();
-            tries.push(self.with_columns(input, columns));
+        if self.fits_inputs && columns.len() > 1 {
+            for left_out in &columns {
+                tries.push(self.with_columns(input, columns.iter().filter(|c| *c != left_out).cloned().collect()));
+            }
         }
         tries.push(input.clone());
         let mut last = None;
@@ -580,6 +597,10 @@ const FILE_EXTENSIONS: [&str; 9] = ["fz", "gz", "csv", "ecsv", "txt", "json", "n
 
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
+
+/// The column of each cutout's Moffat beta that a classifier of residuals of
+/// Moffat PSFs reads by default (what `simulate` writes for a Moffat recipe).
+pub const MOFFAT_BETA_COLUMN: &str = "psf_beta";
 
 impl Predictor {
     /// Runs one batch through the models (its cutouts first brought to their grid

@@ -874,6 +874,12 @@ fn a_residual_classifier_says_why_it_cannot_fit() {
     options.observation = ObservationSource { psf_column: "seeing".into(), ..Default::default() };
     let err = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).unwrap_err().to_string();
     assert!(err.contains("seeing") && err.contains("--psf-fwhm"), "{err}");
+    // The one column missing is named, not one the input has (the PSF's, read first,
+    // was named whatever was missing).
+    let options = ObservationSource { exposure_column: "exptime".into(), ..Default::default() };
+    let options = lensmae::stage::PredictorOptions { observation: options, ..classifier(&model, 2) };
+    let err = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).unwrap_err().to_string();
+    assert!(err.contains("exptime") && err.contains("--exposure-time") && !err.contains("--psf-fwhm"), "{err}");
     // A value the fit cannot use fails every row, with the reason, and the run says so.
     let mut options = classifier(&model, 2);
     options.observation = ObservationSource { exposure_time: Some(f64::NAN), ..Default::default() };
@@ -1534,4 +1540,22 @@ fn a_moffat_recipe_records_its_beta_and_predict_fits_each_cutout_with_that_moffa
     // A beta that is no Moffat's is refused.
     let bad = ObservationSource { psf_moffat_beta: Some(0.5), ..Default::default() };
     assert!(bad.check().unwrap_err().to_string().contains("beta > 1"));
+    // A classifier of residuals of the Moffat recipe reads each row's `psf_beta` untold,
+    // and says what it needs of an input without one.
+    let (tensors, mut meta) = load_checkpoint(&model, &candle_core::Device::Cpu).unwrap();
+    meta.smooth_lens_residuals.as_mut().unwrap().simulator = moffat.config().clone();
+    let moffat_model = dir.path().join("moffat-classifier.safetensors");
+    save_checkpoint(&moffat_model, &tensors, &meta).unwrap();
+    let untold =
+        fitted_through_predict(&moffat_model, &table, ObservationSource::default(), &dir.path().join("untold.parquet"));
+    assert_eq!(untold.0, chi2);
+    let without = dir.path().join("without-beta.parquet");
+    let batch = read(&table);
+    let keep: Vec<usize> = (0..batch.num_columns()).filter(|&i| batch.schema().field(i).name() != "psf_beta").collect();
+    let columns: Vec<(arrow_schema::Field, arrow_array::ArrayRef)> =
+        keep.iter().map(|&i| (batch.schema().field(i).clone(), batch.column(i).clone())).collect();
+    write_parquet(&without, columns);
+    let options = lensmae::stage::PredictorOptions { fit_refits: 0, ..classifier(&moffat_model, 3) };
+    let error = predict(&predict_options(&[without], options, &dir.path().join("no.parquet"))).unwrap_err().to_string();
+    assert!(error.contains("psf_beta") && error.contains("--psf-moffat-beta"), "{error}");
 }
