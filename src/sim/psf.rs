@@ -41,6 +41,22 @@ pub struct PsfKernel {
     weights: Vec<f64>,
 }
 
+/// Refuses a kernel side that is even (no centre pixel) or above [`MAX_KERNEL_SIDE`].
+fn check_side(side: usize) -> Result<(), String> {
+    if side % 2 == 0 || side > MAX_KERNEL_SIDE {
+        return Err(format!(
+            "a PSF image of {side} pixels per side: needs an odd side (its centre on a pixel), at most {MAX_KERNEL_SIDE}"
+        ));
+    }
+    Ok(())
+}
+
+/// The odd side, at least 3 pixels, of a kernel of `side` pixels brought to pixels
+/// `ratio` times as wide: as many as hold what it covers.
+pub fn resampled_side(side: usize, ratio: f64) -> usize {
+    (((side as f64 / ratio).ceil() as usize) | 1).clamp(3, MAX_KERNEL_SIDE)
+}
+
 /// The share of a Moffat profile's light that [`moffat_side`] keeps within the kernel.
 pub const MOFFAT_ENCLOSED: f64 = 0.995;
 
@@ -97,11 +113,7 @@ impl PsfKernel {
     /// that are not finite, and a sum or centre that is not positive (small negative
     /// wings, as PSF models have, are kept).
     pub fn new(side: usize, values: &[f64]) -> Result<Self, String> {
-        if side % 2 == 0 || side > MAX_KERNEL_SIDE {
-            return Err(format!(
-                "a PSF image of {side} pixels per side: needs an odd side (its centre on a pixel), at most {MAX_KERNEL_SIDE}"
-            ));
-        }
+        check_side(side)?;
         if values.len() != side * side {
             return Err(format!("a PSF image of side {side} needs {} values, got {}", side * side, values.len()));
         }
@@ -133,9 +145,7 @@ impl PsfKernel {
         if !(fwhm > 0.0 && fwhm.is_finite() && beta > 1.0 && beta.is_finite()) {
             return Err(format!("a Moffat PSF of FWHM {fwhm} pixels and beta {beta}: needs FWHM > 0 and beta > 1"));
         }
-        if side % 2 == 0 || side > MAX_KERNEL_SIDE {
-            return Err(format!("a PSF image of {side} pixels a side: needs an odd side of at most {MAX_KERNEL_SIDE}"));
-        }
+        check_side(side)?;
         let alpha = moffat_alpha(fwhm, beta);
         let half = side / 2;
         // The profile and the samples across a pixel are symmetric about both axes and
@@ -197,7 +207,7 @@ impl PsfKernel {
             return Err(format!("a PSF resampled by {ratio}: needs a finite ratio > 0"));
         }
         let side = self.side;
-        let out = (((side as f64 / ratio).ceil() as usize) | 1).clamp(3, MAX_KERNEL_SIDE);
+        let out = resampled_side(side, ratio);
         let start = side as f64 / 2.0 - out as f64 * ratio / 2.0;
         // weights[i * side + j]: old pixel j's share of new pixel i along one axis.
         let mut weights = vec![0.0; out * side];

@@ -29,7 +29,7 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use candle_core::Device;
-pub use observation::{read_psf_image, FitNoise, ObservationSource};
+pub use observation::{read_psf_image, FitNoise, ObservationSource, MOFFAT_BETA_COLUMN};
 use output::{predictions_schema, PREDICTIONS_SCHEMA_VERSION};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -231,20 +231,8 @@ impl Predictor {
         }
         let fits_inputs = classifier.as_ref().is_some_and(|c| c.residuals.is_some());
         let mut options = options.clone();
-        // A classifier trained on residuals of Moffat PSFs fits each cutout with its
-        // own Moffat: the beta comes from `psf_beta`, as `simulate` writes it, unless
-        // the PSF is given otherwise (a Gaussian of the FWHM would leave the wings).
-        let moffat_recipe = classifier
-            .as_ref()
-            .and_then(|c| c.residuals.as_ref())
-            .is_some_and(|fitter| matches!(fitter.recipe.simulator.psf, crate::sim::config::PsfConfig::Moffat { .. }));
-        let o = &mut options.observation;
-        let psf_given = o.psf_image.is_some()
-            || o.psf_image_column.is_some()
-            || o.psf_moffat_beta.is_some()
-            || o.psf_moffat_beta_column.is_some();
-        if moffat_recipe && !psf_given {
-            o.psf_moffat_beta_column = Some(MOFFAT_BETA_COLUMN.into());
+        if let Some(fitter) = classifier.as_ref().and_then(|c| c.residuals.as_ref()) {
+            options.observation = options.observation.for_recipe_psf(&fitter.recipe.simulator.psf);
         }
         Ok(Predictor { options, classifier, superres, fits_inputs })
     }
@@ -597,10 +585,6 @@ const FILE_EXTENSIONS: [&str; 9] = ["fz", "gz", "csv", "ecsv", "txt", "json", "n
 
 /// The status of a predicted row whose image is unlike the classifier's training data.
 pub const OUT_OF_DOMAIN: &str = "out_of_domain";
-
-/// The column of each cutout's Moffat beta that a classifier of residuals of
-/// Moffat PSFs reads by default (what `simulate` writes for a Moffat recipe).
-pub const MOFFAT_BETA_COLUMN: &str = "psf_beta";
 
 impl Predictor {
     /// Runs one batch through the models (its cutouts first brought to their grid

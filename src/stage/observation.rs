@@ -136,6 +136,10 @@ impl RowObservation {
     }
 }
 
+/// The column of each cutout's Moffat beta that a classifier of residuals of
+/// Moffat PSFs reads by default (what `simulate` writes for a Moffat recipe).
+pub const MOFFAT_BETA_COLUMN: &str = "psf_beta";
+
 impl Default for ObservationSource {
     /// The columns `lensmae simulate` writes.
     fn default() -> Self {
@@ -157,6 +161,21 @@ impl Default for ObservationSource {
 }
 
 impl ObservationSource {
+    /// This source for a classifier of residuals of the recipe PSF `psf`: one trained
+    /// on Moffat PSFs fits each cutout with its own Moffat, its beta from the column
+    /// `simulate` writes ([`MOFFAT_BETA_COLUMN`]) unless the PSF is given otherwise (a
+    /// Gaussian of the FWHM would leave the wings).
+    pub fn for_recipe_psf(mut self, psf: &crate::sim::config::PsfConfig) -> ObservationSource {
+        let psf_given = self.psf_image.is_some()
+            || self.psf_image_column.is_some()
+            || self.psf_moffat_beta.is_some()
+            || self.psf_moffat_beta_column.is_some();
+        if matches!(psf, crate::sim::config::PsfConfig::Moffat { .. }) && !psf_given {
+            self.psf_moffat_beta_column = Some(MOFFAT_BETA_COLUMN.into());
+        }
+        self
+    }
+
     /// The input columns it reads (those for which no single value is given).
     pub fn columns(&self) -> Vec<String> {
         let mut columns = Vec::new();
@@ -383,7 +402,7 @@ pub fn read_psf_image(path: &std::path::Path) -> Result<(PsfKernel, Option<f64>)
 /// (at least 3 pixels).
 fn resampled_as_the_cutout(kernel: &PsfKernel, ratio: f64) -> std::result::Result<PsfKernel, String> {
     let side = kernel.side();
-    let out_side = (((side as f64 / ratio).ceil() as usize) | 1).clamp(3, crate::sim::psf::MAX_KERNEL_SIDE);
+    let out_side = crate::sim::psf::resampled_side(side, ratio);
     let regrid = crate::data::regrid::Regrid::centred([side, side], out_side, ratio);
     let values: Vec<f32> = kernel.weights().iter().map(|&w| w as f32).collect();
     let mut resampled = vec![0f32; out_side * out_side];
