@@ -2,7 +2,7 @@
 a `lensmae predict` table is put under the first check it fails, in the order
 `predict` applies none in particular: its `ood_score` above the checkpoint's
 threshold, its `fit_chi2` outside the calibrated chi^2 range, a fit on the edge of the
-galaxy-scale lenses (`sim::detectability::lens_clear_of_envelope`: theta_E within 1%
+galaxy-scale lenses (`sim::fit::lens_clear_of_envelope`: theta_E within 1%
 of one pixel or of the cutout's side, a mass ellipticity within 1% of 0.9, a shear
 within 1% of 0.5), and the rest: the residual's noise level outside its range (the
 table does not carry that level) or the pixel scale.

@@ -2,7 +2,7 @@
 # Would a matched filter for the recipe's vortex find the `axion` lenses the residual
 # classifier misses? For the first N_PER_CLASS lenses a class of the survey pipeline's
 # held-out (seed 22), `examples/vortex_probe.rs` runs `predict`'s blind smooth-lens fit,
-# then `sim::detectability::fit_vortex` (a vortex through the fitted lens centre: 16
+# then `sim::fit::fit_vortex` (a vortex through the fitted lens centre: 16
 # starts of half-length and angle, the best 2 fitted with everything free) and writes
 # delta_chi2, how far a vortex lowers chi^2 below the smooth lens. With TRUTH_START=1
 # (the default here) each `axion` lens also gets the fit started at its drawn vortex:

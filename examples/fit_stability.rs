@@ -5,7 +5,7 @@
 //! POLISH more fits from each best fit, whatever their chi^2.
 //!
 //! `cargo run --release --example fit_stability -- N SEED POLISH`
-use lensmae::sim::detectability::{fit_smooth_lens, fit_smooth_lens_blind, BlindGrid, Fitted};
+use lensmae::sim::fit::{fit_smooth_lens, fit_smooth_lens_blind, BlindGrid, Fitted};
 use lensmae::sim::{presets::preset, Simulator};
 
 mod shared;

@@ -4,7 +4,7 @@
 //! its renders and its time.
 //!
 //! `cargo run --release --example hop_probe -- SEED ID...`
-use lensmae::sim::detectability::{fit_smooth_lens_blind, BlindGrid};
+use lensmae::sim::fit::{fit_smooth_lens_blind, BlindGrid};
 use lensmae::sim::{presets::preset, Simulator};
 
 mod shared;

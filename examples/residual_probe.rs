@@ -31,9 +31,9 @@
 use lensmae::data::parquet::ParquetDatasetWriter;
 use lensmae::data::simulate::{dataset_metadata, SimulateOptions};
 use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
-use lensmae::sim::detectability::{
-    refit_smooth_lens, residual_from, smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals,
-    SMOOTH_LENS_RESIDUALS_KEY,
+use lensmae::sim::detectability::refit_smooth_lens;
+use lensmae::sim::fit::{
+    residual_from, smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY,
 };
 use lensmae::sim::grid::Image;
 use lensmae::sim::noise::Noise;

@@ -11,9 +11,7 @@
 //!
 //! `cargo run --release --example vortex_probe -- N_PER_CLASS SEED OUT.csv [FIRST_ID]`
 //! (rows from FIRST_ID on, appended to OUT.csv: a stopped run goes on where it was).
-use lensmae::sim::detectability::{
-    fit_smooth_lens_blind, fit_vortex, fit_vortex_from, BlindGrid, Observation, VortexGrid,
-};
+use lensmae::sim::fit::{fit_smooth_lens_blind, fit_vortex, fit_vortex_from, BlindGrid, Observation, VortexGrid};
 use lensmae::sim::{presets::preset, Simulator};
 use rayon::prelude::*;
 use std::io::Write;

@@ -1,5 +1,5 @@
 //! What the fit examples share.
-use lensmae::sim::detectability::Observation;
+use lensmae::sim::fit::Observation;
 use lensmae::sim::grid::Image;
 use lensmae::sim::noise::Noise;
 use lensmae::sim::Simulator;

@@ -302,13 +302,17 @@ impl Model {
                             .into(),
                     });
                 }
-                // Without the observation columns, the first batch says what is missing.
+                // The observation columns the table lacks are named, all of them, by the first batch.
                 // A partition without a single image (Spark and Dask hand over empty ones
                 // to learn the output's schema) gives its rows' own failures.
                 let model_shape = Some(self.predictor.input_shape());
-                let mut reader = self.predictor.open_with(&opts, |input| {
-                    ArrowCutouts::new(schema.clone(), batches.clone(), input, "table", model_shape)
-                })?;
+                let mut reader = ArrowCutouts::new(
+                    schema.clone(),
+                    batches.clone(),
+                    &self.predictor.input_options(&opts),
+                    "table",
+                    model_shape,
+                )?;
                 let (schema, batches, _) =
                     self.predictor.predict_reader(&mut reader, &["table".to_string()], cancel)?;
                 Ok((schema, batches))

@@ -80,6 +80,7 @@ impl InputArgs {
             weight_hdu: self.weight_hdu.clone(),
             flag_hdu: self.flag_hdu.clone(),
             noise_column: self.noise_col.clone(),
+            carry_if_present: Vec::new(),
         })
     }
 }

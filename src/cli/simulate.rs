@@ -51,7 +51,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     smooth_lens_residuals: bool,
     /// With --smooth-lens-residuals: fits run from moved copies of a blind fit that
-    /// stalls above the noise (lensmae::sim::detectability::BlindGrid::basin_hops;
+    /// stalls above the noise (lensmae::sim::fit::BlindGrid::basin_hops;
     /// the default 0 is the bundled residual classifier's recipe).
     #[arg(long, default_value_t = 0)]
     basin_hops: usize,

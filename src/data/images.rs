@@ -18,7 +18,7 @@ pub use crate::data::parquet::columns::{read_float_columns, FloatColumns, UNLABE
 use crate::data::parquet::cutouts::ParquetCutouts;
 use crate::data::parquet::dataset::{dataset_of, DatasetFile};
 use crate::data::LabelTable;
-use crate::sim::detectability::SmoothLensResiduals;
+use crate::sim::fit::SmoothLensResiduals;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -86,7 +86,7 @@ impl LabelledImages {
 
     /// How these images were made from cutouts when they are smooth-lens
     /// residuals: the recipe a Parquet table records under
-    /// [`SMOOTH_LENS_RESIDUALS_KEY`](crate::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY); `None` for other images and sources.
+    /// [`SMOOTH_LENS_RESIDUALS_KEY`](crate::sim::fit::SMOOTH_LENS_RESIDUALS_KEY); `None` for other images and sources.
     pub fn recorded_smooth_lens_residuals(&self) -> Result<Option<SmoothLensResiduals>> {
         let source = self.described_by();
         if !super::is_table_name(&source) {

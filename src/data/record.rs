@@ -59,7 +59,7 @@ pub struct Record {
     pub sub_snr_refit: Option<f64>,
     /// For a row of smooth-lens residuals: whether the blind fit found a
     /// galaxy-scale lens, ending clear of the envelope's edge
-    /// ([`crate::sim::detectability::lens_clear_of_envelope`]); None for cutouts.
+    /// ([`crate::sim::fit::lens_clear_of_envelope`]); None for cutouts.
     pub fit_lens_found: Option<bool>,
 }
 

@@ -13,7 +13,7 @@ use super::parquet::ParquetDatasetWriter;
 use super::record::{DatasetInfo, Record, Task};
 use super::{DatasetWriter, Format, WriteSummary};
 use crate::progress::{Progress, SharedProgress};
-use crate::sim::detectability::{
+use crate::sim::fit::{
     lens_clear_of_envelope, smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals,
     SMOOTH_LENS_RESIDUALS_KEY,
 };
@@ -53,7 +53,7 @@ pub struct SimulateOptions {
     /// ~0.1-0.2 s of a core each; classification datasets of noisy recipes).
     pub refit_detectability: bool,
     /// Write each image's smooth-lens residual in place of its pixels
-    /// ([`crate::sim::detectability::smooth_lens_residual`], from the drawn PSF
+    /// ([`crate::sim::fit::smooth_lens_residual`], from the drawn PSF
     /// and exposure; classification datasets of recipes with noise). The dataset
     /// records the recipe, and a classifier trained on it fits cutouts the same way.
     pub smooth_lens_residuals: bool,

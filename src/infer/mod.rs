@@ -13,7 +13,7 @@ use crate::model::mae::Pooling;
 use crate::model::preprocess::{minmax_scale, scaled, Centring, Preprocessor};
 use crate::model::superres::SuperResolver;
 use crate::model::Classifier;
-use crate::sim::detectability::SmoothLensResiduals;
+use crate::sim::fit::SmoothLensResiduals;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;

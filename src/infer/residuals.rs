@@ -20,9 +20,7 @@
 use super::LoadedClassifier;
 use crate::data::images::value_range;
 use crate::model::domain::within_range;
-use crate::sim::detectability::{
-    lens_clear_of_envelope, smooth_lens_residual, FitCovariance, Observation, SmoothLensResiduals,
-};
+use crate::sim::fit::{lens_clear_of_envelope, smooth_lens_residual, FitCovariance, Observation, SmoothLensResiduals};
 use crate::sim::grid::{Image, PixelGrid};
 use crate::sim::noise::NoiseMap;
 use crate::sim::Simulator;
@@ -545,7 +543,7 @@ pub fn mean_over_refits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::detectability::BlindGrid;
+    use crate::sim::fit::BlindGrid;
 
     #[test]
     fn the_core_profile_of_noise_is_chi2_with_one_degree_an_annulus_and_a_ring_stands_out() {

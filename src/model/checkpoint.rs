@@ -100,7 +100,7 @@ pub struct CheckpointMeta {
     /// A classifier of smooth-lens residuals: how every cutout is fitted before
     /// the model sees it (trained on a dataset that records it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub smooth_lens_residuals: Option<crate::sim::detectability::SmoothLensResiduals>,
+    pub smooth_lens_residuals: Option<crate::sim::fit::SmoothLensResiduals>,
     /// How the model was trained: command, data, seed, epochs, metrics, version.
     pub provenance: serde_json::Value,
 }

@@ -2,7 +2,7 @@
 //!
 //! Physics follows lenstronomy's conventions, one file per profile
 //! ([`mass`], [`light`]), with the PSF, noise, instruments and cosmology beside
-//! them. A [`SimConfig`] (a built-in preset or a TOML file) says what to draw; the
+//! them, and the fit of a smooth lens to an image ([`fit`]). A [`SimConfig`] (a built-in preset or a TOML file) says what to draw; the
 //! [`Simulator`] draws per-image parameters, builds a [`Scene`] and renders it.
 //!
 //! Coordinates are arcsec on the sky, x along image columns and y along rows,
@@ -13,6 +13,7 @@ pub mod cosmology;
 pub mod detectability;
 pub mod distribution;
 pub mod ellipticity;
+pub mod fit;
 pub mod grid;
 pub mod instrument;
 pub mod light;

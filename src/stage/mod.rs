@@ -260,45 +260,18 @@ impl Predictor {
         reads_as_residuals(fitter, recorded.as_ref(), source)
     }
 
-    /// `input` with the columns the models need carried too: a classifier of
-    /// smooth-lens residuals reads each cutout's PSF and exposure time (and zero
-    /// point, when a column is named) from its row unless one value is given for all
-    /// (Parquet columns; a FITS file's PARAMS table or header keywords; `.npy` images
-    /// need the values).
-    fn input_options(&self, input: &InputOptions) -> InputOptions {
-        self.with_columns(input, self.options.observation.columns())
-    }
-
-    /// Opens the input with `open`, trying it first with the columns the models need
-    /// carried too (a residual classifier's PSF, its Moffat beta, exposure and zero
-    /// point), then without each one of them in turn, then as given: an input may lack
-    /// one, and the first batch then says which one is missing and how to give it
-    /// (not a column it has, read before the missing one). The error is the last try's.
-    pub fn open_with<R>(&self, input: &InputOptions, open: impl Fn(&InputOptions) -> Result<R>) -> Result<R> {
-        let columns = self.options.observation.columns();
-        let mut tries = vec![self.input_options(input)];
-        if self.fits_inputs && columns.len() > 1 {
-            for left_out in &columns {
-                tries.push(self.with_columns(input, columns.iter().filter(|c| *c != left_out).cloned().collect()));
-            }
-        }
-        tries.push(input.clone());
-        let mut last = None;
-        for options in tries {
-            match open(&options) {
-                Ok(reader) => return Ok(reader),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one try"))
-    }
-
-    fn with_columns(&self, input: &InputOptions, columns: Vec<String>) -> InputOptions {
+    /// `input` with the columns the models need carried too, where the input has
+    /// them: a classifier of smooth-lens residuals reads each cutout's PSF and
+    /// exposure time (and zero point, when a column is named) from its row unless one
+    /// value is given for all (Parquet columns; a FITS file's PARAMS table or header
+    /// keywords; `.npy` images need the values). Those the input lacks are named, all
+    /// of them, by the first batch, with how to give each.
+    pub fn input_options(&self, input: &InputOptions) -> InputOptions {
         let mut input = input.clone();
         if self.fits_inputs {
-            for column in columns {
-                if !input.keep.contains(&column) {
-                    input.keep.push(column);
+            for column in self.options.observation.columns() {
+                if !input.keep.contains(&column) && !input.carry_if_present.contains(&column) {
+                    input.carry_if_present.push(column);
                 }
             }
         }
@@ -895,7 +868,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     }
     let started = Instant::now();
     let predictor = Predictor::load(&opts.predictor)?.for_inputs(&opts.inputs)?;
-    let reader = predictor.open_with(&opts.input, |input| open_input(&opts.inputs, input))?;
+    let reader = open_input(&opts.inputs, &predictor.input_options(&opts.input))?;
     let geometry = predictor.check_input(reader.describe())?;
     let inputs: Vec<String> = opts.inputs.iter().map(|p| p.display().to_string()).collect();
     let metadata = predictor.output_metadata(&inputs)?;

@@ -5,7 +5,7 @@
 
 use super::CutoutBatch;
 use crate::infer::residuals::{FitWatch, FittedCutout, FittedLens, ResidualFitter};
-use crate::sim::detectability::Observation;
+use crate::sim::fit::Observation;
 use crate::sim::psf::PsfKernel;
 use crate::{Error, Result};
 use std::sync::Arc;
@@ -82,6 +82,14 @@ impl FitNoise {
             FitNoise::Recipe => "recipe",
         }
     }
+}
+
+/// An input column an [`ObservationSource`] reads, with the flag that gives one
+/// value for every cutout instead and what the column holds.
+struct ReadColumn {
+    name: String,
+    flag: &'static str,
+    what: &'static str,
 }
 
 /// What one cutout's fit needs to know of how it was observed.
@@ -178,22 +186,52 @@ impl ObservationSource {
 
     /// The input columns it reads (those for which no single value is given).
     pub fn columns(&self) -> Vec<String> {
+        self.read_columns().into_iter().map(|column| column.name).collect()
+    }
+
+    /// The input columns it reads, each with the flag that gives one value instead
+    /// and what it holds.
+    fn read_columns(&self) -> Vec<ReadColumn> {
+        let read = |name: &String, flag, what| ReadColumn { name: name.clone(), flag, what };
         let mut columns = Vec::new();
         match (&self.psf_image, &self.psf_image_column, self.psf_fwhm) {
             (Some(_), _, _) | (None, None, Some(_)) => {}
-            (None, Some(column), _) => columns.push(column.clone()),
-            (None, None, None) => columns.push(self.psf_column.clone()),
+            (None, Some(column), _) => columns.push(read(column, "--psf-image", "PSF image")),
+            (None, None, None) => columns.push(read(&self.psf_column, "--psf-fwhm", "PSF FWHM (arcsec)")),
         }
         if let (None, Some(column)) = (self.psf_moffat_beta, &self.psf_moffat_beta_column) {
-            columns.push(column.clone());
+            columns.push(read(column, "--psf-moffat-beta", "Moffat PSF beta"));
         }
         if self.exposure_time.is_none() {
-            columns.push(self.exposure_column.clone());
+            columns.push(read(&self.exposure_column, "--exposure-time", "exposure time (s)"));
         }
         if let (None, Some(column)) = (self.zero_point, &self.zero_point_column) {
-            columns.push(column.clone());
+            columns.push(read(column, "--zero-point", "photometric zero point (AB mag)"));
         }
         columns
+    }
+
+    /// `Err` naming every column it reads that `batch` lacks, each with its flag and
+    /// keywords, so that a user learns of them all in one run.
+    fn check_columns(&self, batch: &CutoutBatch) -> Result<()> {
+        let missing: Vec<ReadColumn> = (self.read_columns().into_iter())
+            .filter(|column| batch.carried.iter().all(|(field, _)| field.name() != &column.name))
+            .collect();
+        let Some(first) = missing.first() else { return Ok(()) };
+        let each: Vec<String> = (missing.iter())
+            .map(|ReadColumn { name, flag, what }| {
+                let keywords = crate::data::fits::keywords_for(name).join(" or ");
+                format!(
+                    "its {what}: no column `{name}` (FITS files: no PARAMS table column of that name, no header \
+                     keyword {keywords}); give one value with {flag}, or name the column with {flag}-col"
+                )
+            })
+            .collect();
+        let needs = if each.len() == 1 { "needs" } else { "needs, of each cutout," };
+        Err(Error::config(
+            first.flag,
+            format!("the classifier fits a smooth lens to every cutout and {needs} {}", each.join("; and ")),
+        ))
     }
 
     /// Refuses a zero point that is not a number, a zero point or PSF given two
@@ -265,8 +303,8 @@ impl ObservationSource {
         .join(" ")
     }
 
-    /// Each row's observation: `Err` (for the whole batch) when a column it needs
-    /// was not carried or is not numeric, a row's reason when its value is null.
+    /// Each row's observation: `Err` (for the whole batch) when columns it needs
+    /// were not carried (naming all of them) or one is not numeric, a row's reason when its value is null.
     /// With `from_units`, a row with no zero point given takes the one its flux unit
     /// fixes, if any.
     fn of_rows(
@@ -274,20 +312,12 @@ impl ObservationSource {
         batch: &CutoutBatch,
         from_units: bool,
     ) -> Result<Vec<std::result::Result<RowObservation, String>>> {
-        let column = |name: &str, flag: &str, what: &str| -> Result<Vec<Option<f64>>> {
+        self.check_columns(batch)?;
+        let column = |name: &str, flag: &str| -> Result<Vec<Option<f64>>> {
             use arrow_array::cast::AsArray;
             use arrow_array::types::Float64Type;
-            let Some((_, values)) = batch.carried.iter().find(|(f, _)| f.name() == name) else {
-                let keywords = crate::data::fits::keywords_for(name).join(" or ");
-                return Err(Error::config(
-                    flag,
-                    format!(
-                        "the classifier fits a smooth lens to every cutout and needs its {what}: the input has \
-                         no column `{name}` (FITS files: no PARAMS table column of that name, no header keyword \
-                         {keywords}); give one value with {flag}, or name the column with {flag}-col"
-                    ),
-                ));
-            };
+            let (_, values) =
+                batch.carried.iter().find(|(f, _)| f.name() == name).expect("check_columns found every column");
             if !values.data_type().is_numeric() {
                 let other = values.data_type();
                 return Err(Error::config(flag, format!("column `{name}` is {other}, a numeric column is needed")));
@@ -302,7 +332,7 @@ impl ObservationSource {
             (None, Some(name)) => self.psf_images(batch, name)?,
             (None, None) => match self.psf_fwhm {
                 Some(v) => vec![Ok(RowPsf::Fwhm(v)); n],
-                None => column(&self.psf_column, "--psf-fwhm", "PSF FWHM (arcsec)")?
+                None => column(&self.psf_column, "--psf-fwhm")?
                     .into_iter()
                     .map(|v| v.map(RowPsf::Fwhm).ok_or_else(|| format!("no PSF FWHM (`{}` is null)", self.psf_column)))
                     .collect(),
@@ -310,7 +340,7 @@ impl ObservationSource {
         };
         let betas: Option<Vec<Option<f64>>> = match (self.psf_moffat_beta, &self.psf_moffat_beta_column) {
             (Some(v), _) => Some(vec![Some(v); n]),
-            (None, Some(name)) => Some(column(name, "--psf-moffat-beta", "Moffat PSF beta")?),
+            (None, Some(name)) => Some(column(name, "--psf-moffat-beta")?),
             (None, None) => None,
         };
         let beta_name = self.psf_moffat_beta_column.as_deref().unwrap_or("--psf-moffat-beta");
@@ -328,13 +358,13 @@ impl ObservationSource {
         };
         let exposure = match self.exposure_time {
             Some(v) => vec![Some(v); n],
-            None => column(&self.exposure_column, "--exposure-time", "exposure time (s)")?,
+            None => column(&self.exposure_column, "--exposure-time")?,
         };
         // No zero point at all: the pixels are in the recipe's units.
         let zero_points: Vec<std::result::Result<Option<f64>, String>> =
             match (self.zero_point, &self.zero_point_column) {
                 (Some(v), _) => vec![Ok(Some(v)); n],
-                (None, Some(name)) => column(name, "--zero-point", "photometric zero point (AB mag)")?
+                (None, Some(name)) => column(name, "--zero-point")?
                     .into_iter()
                     .map(|value| match value {
                         Some(zp) if zp.is_finite() => Ok(Some(zp)),

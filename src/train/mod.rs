@@ -24,7 +24,7 @@ use crate::model::mae::{init_weights, masking_noise, Pooling};
 use crate::model::preprocess::{standardise_pixel_rows, Preprocessor, Scaling};
 use crate::model::resnet::is_running_statistic;
 use crate::model::{Classifier, Mae, MaeConfig, Network, VitClassifier};
-use crate::sim::detectability::SmoothLensResiduals;
+use crate::sim::fit::SmoothLensResiduals;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};

@@ -12,7 +12,7 @@ use lensmae::data::simulate::{simulate_dataset, SimulateOptions};
 use lensmae::infer::residuals::{core_profile_chi2, FitWatch, FittedLensErrors, CORE_CHI2_TYPICAL};
 use lensmae::infer::LoadedClassifier;
 use lensmae::model::checkpoint::{load_checkpoint, save_checkpoint};
-use lensmae::sim::detectability::{smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals};
+use lensmae::sim::fit::{smooth_lens_residual, BlindGrid, Observation, SmoothLensResiduals};
 use lensmae::sim::{presets::preset, Image, Simulator};
 use lensmae::stage::{predict, FitNoise, ObservationSource, StageTask};
 use rand::{Rng, SeedableRng};
@@ -147,7 +147,7 @@ fn a_residual_classifier_reads_the_residual_of_each_cutouts_smooth_lens_fit() {
 /// found one; a fit held on the envelope's edge is out of the domain.
 #[test]
 fn the_blind_fit_stays_among_galaxy_scale_lenses() {
-    use lensmae::sim::detectability::{lens_clear_of_envelope, lens_within_envelope};
+    use lensmae::sim::fit::{lens_clear_of_envelope, lens_within_envelope};
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::new(preset("survey").unwrap()).unwrap();
     simulate_dataset(&sim, &SimulateOptions::new(13, 22, dir.path())).unwrap();
@@ -880,6 +880,20 @@ fn a_residual_classifier_says_why_it_cannot_fit() {
     let options = lensmae::stage::PredictorOptions { observation: options, ..classifier(&model, 2) };
     let err = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).unwrap_err().to_string();
     assert!(err.contains("exptime") && err.contains("--exposure-time") && !err.contains("--psf-fwhm"), "{err}");
+    // Every missing column is named in one run, each with its way to give it (the
+    // first one read used to be named alone).
+    let options = ObservationSource {
+        psf_column: "seeing".into(),
+        exposure_column: "exptime".into(),
+        zero_point_column: Some("magzp".into()),
+        ..Default::default()
+    };
+    let options = lensmae::stage::PredictorOptions { observation: options, ..classifier(&model, 2) };
+    let err = predict(&predict_options(std::slice::from_ref(&lenses), options, &out)).unwrap_err().to_string();
+    for named in ["`seeing`", "--psf-fwhm-col", "`exptime`", "--exposure-time-col", "`magzp`", "--zero-point-col"] {
+        assert!(err.contains(named), "{named} not in: {err}");
+    }
+    assert!(!out.exists(), "nothing is written when no row can be fitted");
     // A value the fit cannot use fails every row, with the reason, and the run says so.
     let mut options = classifier(&model, 2);
     options.observation = ObservationSource { exposure_time: Some(f64::NAN), ..Default::default() };
@@ -1230,7 +1244,7 @@ fn unit_noise_residuals(path: &Path, n: usize, recipe: &SmoothLensResiduals, los
     use lensmae::data::parquet::ParquetDatasetWriter;
     use lensmae::data::simulate::dataset_metadata;
     use lensmae::data::{DatasetInfo, DatasetWriter, Record, Task};
-    use lensmae::sim::detectability::SMOOTH_LENS_RESIDUALS_KEY;
+    use lensmae::sim::fit::SMOOTH_LENS_RESIDUALS_KEY;
 
     let sim = Simulator::new(preset("survey").unwrap()).unwrap();
     let mut metadata = dataset_metadata(&sim, &SimulateOptions::new(n / 3, 1, path.parent().unwrap()));

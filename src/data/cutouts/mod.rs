@@ -132,6 +132,12 @@ pub struct InputOptions {
     pub id_column: Option<String>,
     /// Parquet: more columns to carry through.
     pub keep: Vec<String>,
+    /// Columns carried through where the input has them, left out without an error
+    /// where it has not: a model's optional inputs (a residual classifier's PSF and
+    /// exposure columns, which can also be given as one value), whose absence the
+    /// model reports for all of them at once (FITS files carry them as `keep`'s,
+    /// null where a file has no such keyword; `.npy` images have none).
+    pub carry_if_present: Vec<String>,
     /// Parquet: the image shape of plain list columns without tensor metadata.
     pub shape: Option<[usize; 2]>,
     /// FITS: the image extension by name (default: the primary HDU if it holds an

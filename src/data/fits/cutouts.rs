@@ -353,7 +353,7 @@ impl FitsCutouts {
     /// Reads every file's headers and plans the cutouts.
     pub fn open(files: &[PathBuf], opts: &InputOptions) -> Result<FitsCutouts> {
         let mut kept_names: Vec<String> = Vec::new();
-        for name in &opts.keep {
+        for name in opts.keep.iter().chain(&opts.carry_if_present) {
             if !IDENTITY_COLUMNS.contains(&name.as_str()) && !kept_names.contains(name) {
                 kept_names.push(name.clone());
             }
@@ -523,8 +523,13 @@ impl FitsCutouts {
             }
         }
         let mut kept = Vec::with_capacity(kept_names.len());
+        let mut absent = Vec::new();
         for (k, name) in kept_names.iter().enumerate() {
             let Some(data_type) = column_type(plan.iter().filter_map(|p| p.kept[k].as_ref())) else {
+                if !opts.keep.contains(name) {
+                    absent.push(k);
+                    continue;
+                }
                 let keywords = keywords_for(name).join(" or ");
                 let message = format!(
                     "no cutout has a column `{name}` (--keep): no PARAMS table column of that name, no header keyword {keywords}"
@@ -536,6 +541,9 @@ impl FitsCutouts {
             };
             carried.push(name.clone());
             kept.push((name.clone(), data_type));
+        }
+        for planned in &mut plan {
+            absent.iter().rev().for_each(|&k| drop(planned.kept.remove(k)));
         }
         let cubes = plan.iter().any(|p| p.planes > 1);
         let mut layout = match (&opts.hdu, cubes) {

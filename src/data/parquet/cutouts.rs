@@ -72,7 +72,8 @@ impl TableLayout {
             None => schema.field_with_name("id").ok().map(|_| "id".to_string()),
         };
         let mut carried: Vec<String> = id.into_iter().collect();
-        for name in AUTO_CARRIED.iter().map(|s| s.to_string()).chain(opts.keep.iter().cloned()) {
+        let wanted = AUTO_CARRIED.iter().map(|s| s.to_string());
+        for name in wanted.chain(opts.keep.iter().cloned()).chain(opts.carry_if_present.iter().cloned()) {
             if carried.contains(&name) || name == image_column {
                 continue;
             }

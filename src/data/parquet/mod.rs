@@ -19,7 +19,7 @@ use crate::data::atomic::AtomicPath;
 use crate::data::record::{DatasetInfo, Record, PARAM_COLUMNS};
 use crate::data::remote::{self, RemoteObject, RemoteReader};
 use crate::data::{DatasetWriter, WriteSummary};
-use crate::sim::detectability::{SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY};
+use crate::sim::fit::{SmoothLensResiduals, SMOOTH_LENS_RESIDUALS_KEY};
 use crate::{Error, Result};
 use arrow_array::{
     ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, Int64Array, Int8Array, RecordBatch,
