@@ -350,7 +350,8 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
             assert_eq!(got.as_primitive::<Float32Type>().values(), expected.as_primitive::<Float32Type>().values());
         }
     }
-    // A file without the keyword: the error names the keyword it looked for.
+    // A file without the keywords: the error names each keyword it looked for (not
+    // as a `--keep` the user never gave).
     let mut plain = fitsio::FitsFile::create(dir.path().join("plain.fits")).open().unwrap();
     let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[64, 64] };
     let flux = plain.create_image("VIS_FLUX", &desc).unwrap();
@@ -360,6 +361,8 @@ fn fits_cutouts_give_the_fit_their_psf_and_exposure_from_their_headers_or_params
     let options = predict_options(&[dir.path().join("plain.fits")], classifier(&model, 2), &out);
     let err = predict(&options).unwrap_err().to_string();
     assert!(err.contains("header keyword PSF_FWHM") && err.contains("--psf-fwhm"), "{err}");
+    assert!(err.contains("EXPTIME") && err.contains("--exposure-time"), "{err}");
+    assert!(!err.contains("--keep"), "{err}");
 }
 
 /// The same lenses stored in microjanskys (Euclid MER's unit, AB zero point 23.9)
