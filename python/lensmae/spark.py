@@ -27,6 +27,7 @@ contend for the same cores.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional, Sequence, Tuple
 
 import pyarrow as pa
@@ -34,6 +35,9 @@ import pyarrow as pa
 from . import Model, _require_identifiers
 
 __all__ = ["predict_dataframe", "spark_arrow_schema"]
+
+# The start of PySpark 4's warning on pandas >= 3 (a regular expression).
+_PANDAS_3_WARNING = "PySpark does not yet fully support pandas"
 
 
 def _spark_type(arrow_type: pa.DataType) -> pa.DataType:
@@ -87,4 +91,9 @@ def predict_dataframe(df: Any, model: Model, *, image_col: Optional[str] = None,
         for batch in batches:
             yield from _as_spark_batch(model.predict(batch, **columns), output_schema)
 
-    return df.mapInArrow(predict_batches, from_arrow_schema(output_schema))
+    with warnings.catch_warnings():
+        # PySpark builds mapInArrow on its pandas UDF machinery and warns that it does not
+        # fully support pandas 3 (which LSDB needs in the same environment); no pandas
+        # passes through this Arrow-only path, so the warning says nothing to act on.
+        warnings.filterwarnings("ignore", message=_PANDAS_3_WARNING, category=FutureWarning)
+        return df.mapInArrow(predict_batches, from_arrow_schema(output_schema))
