@@ -46,6 +46,28 @@ pub fn refuse_output_over_inputs(inputs: &[PathBuf], out: &Path, flag: &str) -> 
     Ok(())
 }
 
+/// Refuses an output of cutout predictions inside a local input folder (of FITS
+/// files, a Parquet dataset, `.npy` images): the folder's next read would take the
+/// predictions for more cutouts, or refuse it for holding two kinds of file.
+pub fn refuse_output_inside_input_folders(inputs: &[PathBuf], out: &Path, flag: &str) -> Result<()> {
+    let Some(out_path) = resolved(out) else { return Ok(()) };
+    for input in inputs.iter().filter(|p| !crate::data::remote::is_remote(p) && p.is_dir()) {
+        let Some(input_path) = resolved(input) else { continue };
+        if out_path.starts_with(&input_path) && out_path != input_path {
+            return Err(Error::config(
+                flag,
+                format!(
+                    "{}: inside the input folder {}, whose next read would take the predictions for cutouts: \
+                     write them beside it",
+                    out.display(),
+                    input.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `path` as the file system resolves it, for a path that need not exist yet (an
 /// output): its nearest existing ancestor resolved, the rest as given.
 fn resolved(path: &Path) -> Option<PathBuf> {

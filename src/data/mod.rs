@@ -134,6 +134,31 @@ pub(crate) fn walk_files(
     Ok(())
 }
 
+/// Compares strings with their runs of digits as numbers: `part.2` < `part.10`.
+pub(crate) fn natural_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut a, mut b) = (a, b);
+    loop {
+        let (Some(x), Some(y)) = (a.chars().next(), b.chars().next()) else { return a.len().cmp(&b.len()) };
+        if x.is_ascii_digit() && y.is_ascii_digit() {
+            let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (n, m) = (digits(a), digits(b));
+            let (p, q) = (a[..n].trim_start_matches('0'), b[..m].trim_start_matches('0'));
+            // More significant digits is the larger number; then digit by digit; then
+            // fewer leading zeros first, so that the order is total.
+            let order = p.len().cmp(&q.len()).then_with(|| p.cmp(q)).then_with(|| n.cmp(&m));
+            if order != std::cmp::Ordering::Equal {
+                return order;
+            }
+            (a, b) = (&a[n..], &b[m..]);
+        } else {
+            if x != y {
+                return x.cmp(&y);
+            }
+            (a, b) = (&a[x.len_utf8()..], &b[y.len_utf8()..]);
+        }
+    }
+}
+
 /// The labels of a training set, read beside its images (a FITS file's binary
 /// table, a Parquet table's label columns).
 #[derive(Debug, Clone, PartialEq)]
@@ -178,4 +203,19 @@ pub enum Format {
     /// `dataset.arrow`: the Parquet table's columns and metadata in an Arrow IPC
     /// (Feather v2) file, uncompressed, for readers that memory-map it.
     Arrow,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn natural_order_reads_numbers_as_numbers() {
+        let mut names = vec!["part.10.parquet", "part.2.parquet", "part.1.parquet", "part.02.parquet", "a"];
+        names.sort_by(|a, b| natural_order(a, b));
+        assert_eq!(names, ["a", "part.1.parquet", "part.2.parquet", "part.02.parquet", "part.10.parquet"]);
+        assert_eq!(natural_order("x", "x"), Ordering::Equal);
+        assert_eq!(natural_order("x", "x1"), Ordering::Less);
+    }
 }

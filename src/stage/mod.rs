@@ -865,6 +865,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     let to_stdout = opts.out == Path::new(STANDARD_STREAM);
     if !to_stdout {
         crate::data::atomic::refuse_output_over_inputs(&opts.inputs, &opts.out, "--out")?;
+        crate::data::atomic::refuse_output_inside_input_folders(&opts.inputs, &opts.out, "--out")?;
     }
     let started = Instant::now();
     let predictor = Predictor::load(&opts.predictor)?.for_inputs(&opts.inputs)?;

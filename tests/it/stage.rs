@@ -77,6 +77,72 @@ fn run(inputs: &[PathBuf], input: InputOptions, task: StageTask, nan: NanPolicy,
     predict(&PredictOptions { input, ..predict_options(inputs, predictor, out) }).map(|_| ())
 }
 
+#[test]
+fn a_folder_of_fits_cutouts_is_read_as_its_files_in_natural_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let stamps = dir.path().join("stamps");
+    let data = blobs(4, 9);
+    // As a cutout service delivers them: one file a stamp, numbered without leading
+    // zeros, in tile folders; hidden files and a README beside them.
+    let write = |path: &Path, i: usize| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut f = fitsio::FitsFile::create(path).open().unwrap();
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] };
+        let hdu = f.create_image("SCI", &desc).unwrap();
+        hdu.write_image(&mut f, data.image(i)).unwrap();
+    };
+    let files = [stamps.join("stamp-2.fits"), stamps.join("stamp-10.fits"), stamps.join("tile=7/stamp-3.fits.gz")];
+    write(&files[0], 0);
+    write(&files[1], 1);
+    write(&stamps.join("tile=7/stamp-3.fits"), 2);
+    let plain = std::fs::read(stamps.join("tile=7/stamp-3.fits")).unwrap();
+    std::fs::remove_file(stamps.join("tile=7/stamp-3.fits")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &plain).unwrap();
+    std::fs::write(&files[2], gz.finish().unwrap()).unwrap();
+    write(&stamps.join(".stamp-1.fits"), 3);
+    write(&stamps.join("_tmp/stamp-1.fits"), 3);
+    std::fs::write(stamps.join("README.txt"), "VIS stamps").unwrap();
+
+    // The folder reads as its files given one by one, in natural order (2, 10, then
+    // the tile's), hidden and bookkeeping files passed over.
+    let classify = |inputs: &[PathBuf], out: &Path| {
+        run(inputs, InputOptions::default(), StageTask::Classify, NanPolicy::Fail, out)
+    };
+    let (from_folder, from_files) = (dir.path().join("folder.parquet"), dir.path().join("files.parquet"));
+    classify(std::slice::from_ref(&stamps), &from_folder).unwrap();
+    classify(&files, &from_files).unwrap();
+    let (got, want) = (read(&from_folder), read(&from_files));
+    assert_eq!(got.num_rows(), 3);
+    let sources: Vec<String> = strings(&got, "source").into_iter().map(Option::unwrap).collect();
+    let expected: Vec<String> = files.iter().map(|f| format!("{}[1]", f.display())).collect();
+    assert_eq!(sources, expected);
+    for column in ["p_left", "p_right", "status"] {
+        assert_eq!(got.column_by_name(column).unwrap(), want.column_by_name(column).unwrap(), "{column}");
+    }
+
+    // Predictions written into the folder would be read as cutouts next time.
+    let err = classify(std::slice::from_ref(&stamps), &stamps.join("predictions.parquet")).unwrap_err().to_string();
+    assert!(err.contains("inside the input folder"), "{err}");
+    // A stamp added to the folder between a run and its resume is another input.
+    let chunks = dir.path().join("chunks");
+    let mut opts = predict_options(std::slice::from_ref(&stamps), classifier(&models().0, 2), &chunks);
+    predict(&opts).unwrap();
+    write(&stamps.join("stamp-11.fits"), 3);
+    (opts.resume, opts.overwrite) = (true, false);
+    let err = predict(&opts).unwrap_err().to_string();
+    assert!(err.contains("stamp-11.fits was not an input before"), "{err}");
+    // A folder holding a table beside its FITS files: which to read would be a guess.
+    std::fs::copy(&from_folder, stamps.join("tile=7/old.parquet")).unwrap();
+    let err = classify(std::slice::from_ref(&stamps), &from_folder).unwrap_err().to_string();
+    assert!(err.contains("both FITS files") && err.contains("old.parquet"), "{err}");
+    // A folder of no cutouts says so.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = classify(std::slice::from_ref(&empty), &from_folder).unwrap_err().to_string();
+    assert!(err.contains("no Parquet, FITS or .npy files"), "{err}");
+}
+
 /// A single run into `out` (replaced), chunks of 4 rows, no shard or resume.
 pub(crate) fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) -> PredictOptions {
     PredictOptions {

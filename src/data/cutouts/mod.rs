@@ -186,8 +186,8 @@ pub(crate) fn take_rows(pending: &mut Option<arrow_array::RecordBatch>, n: usize
 /// Columns carried automatically when a Parquet input has them (survey and HATS conventions).
 pub const AUTO_CARRIED: [&str; 5] = ["ra", "dec", "_healpix_29", "object_id", "objectId"];
 
-/// Opens `inputs` (Parquet files, Arrow IPC files, FITS files, one HATS
-/// catalogue, one folder of Parquet files (a dataset), one folder of `.npy`
+/// Opens `inputs` (Parquet files, Arrow IPC files, FITS files and folders of them,
+/// one HATS catalogue, one folder of Parquet files (a dataset), one folder of `.npy`
 /// images or class folders, or `-`: an Arrow IPC stream on standard input) as one
 /// reader; every path must be of the same kind.
 pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn CutoutReader>> {
@@ -220,6 +220,9 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
             ));
         }
     }
+    let expanded = with_fits_folders_as_files(inputs)?;
+    let inputs = expanded.as_deref().unwrap_or(inputs);
+    let first = &inputs[0];
     // A folder of Parquet files (a dataset as Spark or Dask write them, on disk or
     // under an S3 prefix), else a local folder of .npy images.
     let mut datasets = Vec::with_capacity(inputs.len());
@@ -273,6 +276,48 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
         }
         _ => Box::new(ParquetCutouts::open(inputs, opts)?),
     })
+}
+
+/// `inputs` with each local folder of FITS files in their place (None: no such
+/// folder): a cutout service delivers a folder of stamps, often more than a command
+/// line holds. A folder holding Parquet or `.npy` files beside FITS ones is
+/// refused: which kind to read would be a guess, and a run's output written into
+/// the folder would be read as cutouts the next time.
+fn with_fits_folders_as_files(inputs: &[PathBuf]) -> Result<Option<Vec<PathBuf>>> {
+    let mut expanded: Option<Vec<PathBuf>> = None;
+    for (i, input) in inputs.iter().enumerate() {
+        let mut other_kind: Option<PathBuf> = None;
+        let files = match input.is_dir() && !remote::is_remote(input) {
+            true => crate::data::fits::files_in_folder(input, |path| {
+                let name = path.file_name().unwrap_or_default().to_string_lossy().to_ascii_lowercase();
+                let table_or_npy = [".parquet", ".parq", ".pq", ".npy", ".arrow", ".feather", ".arrows", ".ipc"];
+                if other_kind.is_none() && table_or_npy.iter().any(|ext| name.ends_with(ext)) {
+                    other_kind = Some(path.to_path_buf());
+                }
+            })?,
+            false => None,
+        };
+        match (files, other_kind) {
+            (Some(files), Some(other)) => {
+                return Err(Error::config(
+                    "input",
+                    format!(
+                        "{} holds both FITS files ({}) and {}: give one kind (a folder's FITS files are its cutouts)",
+                        input.display(),
+                        files[0].display(),
+                        other.display()
+                    ),
+                ))
+            }
+            (Some(files), None) => expanded.get_or_insert_with(|| inputs[..i].to_vec()).extend(files),
+            (None, _) => {
+                if let Some(expanded) = expanded.as_mut() {
+                    expanded.push(input.clone());
+                }
+            }
+        }
+    }
+    Ok(expanded)
 }
 
 /// What `input` is read as: `dataset` says whether it is a folder of Parquet

@@ -55,7 +55,7 @@ impl NpyCutouts {
         }
         let first = files.first().ok_or_else(|| crate::Error::Npy {
             path: inputs[0].clone(),
-            message: "no .npy files (nor class folders of them)".into(),
+            message: "holds no cutouts: no Parquet, FITS or .npy files (nor class folders of .npy files)".into(),
         })?;
         let shape = files
             .iter()

@@ -13,7 +13,6 @@ use crate::data::remote;
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -71,7 +70,7 @@ pub fn dataset_of(dir: &Path) -> Result<Option<Vec<DatasetFile>>> {
             format!("{} holds both Parquet files and .npy images ({}): give one kind", dir.display(), npy.display()),
         ));
     }
-    parquet.sort_by(|a, b| natural_order(&a.to_string_lossy(), &b.to_string_lossy()));
+    parquet.sort_by(|a, b| crate::data::natural_order(&a.to_string_lossy(), &b.to_string_lossy()));
     let files: Vec<DatasetFile> = parquet
         .into_iter()
         .map(|path| {
@@ -187,43 +186,9 @@ fn unescape(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Compares strings with their runs of digits as numbers: `part.2` < `part.10`.
-fn natural_order(a: &str, b: &str) -> Ordering {
-    let (mut a, mut b) = (a, b);
-    loop {
-        let (Some(x), Some(y)) = (a.chars().next(), b.chars().next()) else { return a.len().cmp(&b.len()) };
-        if x.is_ascii_digit() && y.is_ascii_digit() {
-            let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-            let (n, m) = (digits(a), digits(b));
-            let (p, q) = (a[..n].trim_start_matches('0'), b[..m].trim_start_matches('0'));
-            // More significant digits is the larger number; then digit by digit; then
-            // fewer leading zeros first, so that the order is total.
-            let order = p.len().cmp(&q.len()).then_with(|| p.cmp(q)).then_with(|| n.cmp(&m));
-            if order != Ordering::Equal {
-                return order;
-            }
-            (a, b) = (&a[n..], &b[m..]);
-        } else {
-            if x != y {
-                return x.cmp(&y);
-            }
-            (a, b) = (&a[x.len_utf8()..], &b[y.len_utf8()..]);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn natural_order_reads_numbers_as_numbers() {
-        let mut names = vec!["part.10.parquet", "part.2.parquet", "part.1.parquet", "part.02.parquet", "a"];
-        names.sort_by(|a, b| natural_order(a, b));
-        assert_eq!(names, ["a", "part.1.parquet", "part.2.parquet", "part.02.parquet", "part.10.parquet"]);
-        assert_eq!(natural_order("x", "x"), Ordering::Equal);
-        assert_eq!(natural_order("x", "x1"), Ordering::Less);
-    }
 
     #[test]
     fn partition_folders_give_unescaped_values_and_nulls() {
