@@ -60,6 +60,11 @@ pub struct InputArgs {
     /// follow --nan-policy (default: FLAG, MASK, DQ, BPM).
     #[arg(long)]
     flag_hdu: Option<String>,
+    /// FITS: only the cutouts of this band: the planes of band cubes whose header
+    /// names them (BAND0, BAND1... or BANDS, as the Legacy Surveys' cutouts), or the
+    /// files whose FILTER says it (default: every band, a row each with its `band`).
+    #[arg(long)]
+    band: Option<String>,
 }
 
 impl InputArgs {
@@ -81,6 +86,7 @@ impl InputArgs {
             flag_hdu: self.flag_hdu.clone(),
             noise_column: self.noise_col.clone(),
             carry_if_present: Vec::new(),
+            band: self.band.clone(),
         })
     }
 }

@@ -143,6 +143,82 @@ fn a_folder_of_fits_cutouts_is_read_as_its_files_in_natural_order() {
     assert!(err.contains("no Parquet, FITS or .npy files"), "{err}");
 }
 
+#[test]
+fn band_cubes_give_a_row_per_band_and_band_picks_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(3, 11);
+    // As the Legacy Surveys' cutout service writes a grz cutout: a cube of the three
+    // bands of one object, the bands named by BANDS and BAND0..2, one celestial WCS.
+    let cube = dir.path().join("legacy.fits");
+    {
+        let mut f = fitsio::FitsFile::create(&cube)
+            .with_custom_primary(&ImageDescription { data_type: ImageType::Float, dimensions: &[3, 16, 16] })
+            .open()
+            .unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        hdu.write_image(&mut f, &data.pixels).unwrap();
+        hdu.write_key(&mut f, "BANDS", "grz").unwrap();
+        for (i, band) in ["g", "r", "z"].iter().enumerate() {
+            hdu.write_key(&mut f, &format!("BAND{i}"), *band).unwrap();
+        }
+        for (key, value) in [("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN")] {
+            hdu.write_key(&mut f, key, value).unwrap();
+        }
+        for (key, value) in [("CRVAL1", 150.0), ("CRVAL2", 2.0), ("CRPIX1", 8.5), ("CRPIX2", 8.5)] {
+            hdu.write_key(&mut f, key, value).unwrap();
+        }
+        for (key, value) in [("CD1_1", -0.262 / 3600.0), ("CD1_2", 0.0), ("CD2_1", 0.0), ("CD2_2", 0.262 / 3600.0)] {
+            hdu.write_key(&mut f, key, value).unwrap();
+        }
+    }
+    // A stamp of one filter (its FILTER keyword), and one that names none.
+    let stamp = |name: &str, filter: Option<&str>| {
+        let path = dir.path().join(name);
+        let mut f = fitsio::FitsFile::create(&path)
+            .with_custom_primary(&ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] })
+            .open()
+            .unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        hdu.write_image(&mut f, data.image(1)).unwrap();
+        if let Some(filter) = filter {
+            hdu.write_key(&mut f, "FILTER", filter).unwrap();
+        }
+        path
+    };
+    let (r_stamp, plain) = (stamp("r.fits", Some("r")), stamp("plain.fits", None));
+    let out = dir.path().join("out.parquet");
+    let with_band = |band: Option<&str>| InputOptions { band: band.map(str::to_string), ..Default::default() };
+    let classify = |inputs: &[PathBuf], input: InputOptions| {
+        run(inputs, input, StageTask::Classify, NanPolicy::Fail, &out).map(|_| read(&out))
+    };
+
+    // Every band is a row of the same object, named: not three cutouts of unknown objects.
+    let all = classify(std::slice::from_ref(&cube), with_band(None)).unwrap();
+    assert_eq!(strings(&all, "band"), [Some("g"), Some("r"), Some("z")].map(|b| b.map(str::to_string)));
+    let ra = all.column_by_name("ra").unwrap().as_primitive::<arrow_array::types::Float64Type>();
+    assert!(ra.iter().all(|v| (v.unwrap() - 150.0).abs() < 1e-9), "{ra:?}");
+    // The band's own pixels: the r row is the cube's second plane, as a stamp of it answers.
+    let r_only = classify(std::slice::from_ref(&cube), with_band(Some("r"))).unwrap();
+    let alone = classify(std::slice::from_ref(&r_stamp), with_band(None)).unwrap();
+    assert_eq!(r_only.num_rows(), 1);
+    assert_eq!(r_only.column_by_name("p_left").unwrap(), alone.column_by_name("p_left").unwrap());
+    assert_eq!(strings(&alone, "band"), [Some("r".to_string())]);
+    // Beside them, a file naming no band is a row saying why it was not read as `r`.
+    let inputs = [cube.clone(), r_stamp.clone(), plain.clone()];
+    let mixed = run(&inputs, with_band(Some("r")), StageTask::Classify, NanPolicy::Fail, &out);
+    assert!(mixed.is_ok(), "{mixed:?}");
+    let status = strings(&read(&out), "status");
+    assert_eq!(status.len(), 3);
+    assert!(status[2].as_deref().unwrap().starts_with("skipped: no band named"), "{status:?}");
+    // A band no file holds, and --band on a table, are refused by name.
+    let err = classify(&inputs, with_band(Some("i"))).unwrap_err().to_string();
+    assert!(err.contains("--band i") && err.contains("g, r, z"), "{err}");
+    let table = dir.path().join("t.parquet");
+    tensor_table(&table, &data);
+    let err = classify(std::slice::from_ref(&table), with_band(Some("r"))).unwrap_err().to_string();
+    assert!(err.contains("--band") && err.contains("FITS"), "{err}");
+}
+
 /// A single run into `out` (replaced), chunks of 4 rows, no shard or resume.
 pub(crate) fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) -> PredictOptions {
     PredictOptions {

@@ -158,6 +158,9 @@ pub struct InputOptions {
     /// Tables: a column of each cutout's noise map, sigma per pixel laid out as the
     /// image (the FITS RMS extension's twin).
     pub noise_column: Option<String>,
+    /// FITS: only the cutouts of this band (a band cube's planes, or the files whose
+    /// `FILTER` names it); None: every band, each a row with its `band`.
+    pub band: Option<String>,
 }
 
 /// Most pixels a reader puts in one batch (256 MiB of f32): batches of large
@@ -245,6 +248,12 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
                 "{}: URLs are read as Parquet files, S3 folders of them or HATS catalogues; copy {k} files to disk",
                 url.display()
             ),
+        ));
+    }
+    if let Some(band) = opts.band.as_ref().filter(|_| k != "fits") {
+        return Err(Error::config(
+            "--band",
+            format!("{band}: picks the band of FITS cubes and files; {} is {k}", first.display()),
         ));
     }
     Ok(match k {

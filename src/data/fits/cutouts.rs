@@ -1,5 +1,7 @@
 //! FITS cutouts: single-image files, cubes whose NAXIS3 is a stack of cutouts,
-//! and multi-extension files (one named extension, or every image extension).
+//! cubes whose NAXIS3 is the bands of one cutout (the header names them, `BAND0`,
+//! `BAND1`... or `BANDS = 'grz'`, as the Legacy Surveys' cutout service writes
+//! them), and multi-extension files (one named extension, or every image extension).
 //!
 //! cfitsio applies BSCALE/BZERO and reads every BITPIX (and `.fits.gz`) as f32;
 //! integer pixels equal to BLANK become NaN, so the NaN policy sees them. A file
@@ -107,6 +109,8 @@ struct Identity {
     ra: Option<f64>,
     dec: Option<f64>,
     object_id: Option<String>,
+    /// The band or filter the cutout was taken in.
+    band: Option<String>,
 }
 
 /// An image HDU's own identity keywords (survey cutout services write these); the
@@ -130,7 +134,55 @@ fn header_identity(
         _ => centre,
     };
     let id = if with_id { integer_id(f, hdu) } else { None };
-    Identity { id, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id }
+    Identity { id, ra: position.map(|p| p.0), dec: position.map(|p| p.1), object_id, band: None }
+}
+
+/// Keeps the cutouts of `band` (the planes of that band in band cubes, the files
+/// of that `FILTER`): a cutout whose file names no band becomes a row saying so
+/// (it may be of that band; it is not dropped unsaid). Refused when no cutout is of
+/// `band`, naming the bands the files hold.
+fn select_band(plan: &mut Vec<Plane>, band: &str, files: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<String> = plan.iter().filter_map(|p| p.identity.band.clone()).collect();
+    seen.sort();
+    seen.dedup();
+    plan.retain(|p| p.identity.band.as_deref().is_none_or(|b| b == band));
+    if !plan.iter().any(|p| p.identity.band.is_some()) {
+        let held = match seen.is_empty() {
+            true => "no file names its bands (keywords BAND0, BAND1... or BANDS; FILTER or BAND)".to_string(),
+            false => format!("the files hold {}", seen.join(", ")),
+        };
+        return Err(fits_error(&files[0], format!("--band {band}: no cutout of that band: {held}")));
+    }
+    for p in plan.iter_mut().filter(|p| p.identity.band.is_none() && p.problem.is_none()) {
+        p.problem = Some(format!(
+            "no band named (keywords BAND0, BAND1... or BANDS; FILTER or BAND): not known to be of --band {band}"
+        ));
+    }
+    Ok(())
+}
+
+/// The bands of the `planes` planes of an image HDU, where its header names one
+/// for each: `BAND0`, `BAND1`... (or from 1), else `BANDS` of one letter a plane
+/// (`'grz'`): the Legacy Surveys' cutout service writes both for its cubes.
+fn band_names(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu, planes: usize) -> Option<Vec<String>> {
+    let text = |f: &mut FitsFile, key: &str| {
+        hdu.read_key::<String>(f, key).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    };
+    for first in [0, 1] {
+        let named: Option<Vec<String>> = (first..first + planes).map(|i| text(f, &format!("BAND{i}"))).collect();
+        if named.is_some() {
+            return named;
+        }
+    }
+    text(f, "BANDS").filter(|b| b.chars().count() == planes).map(|bands| bands.chars().map(String::from).collect())
+}
+
+/// The one band of every plane of an image HDU: its `FILTER` (Euclid, HSC, HST,
+/// JWST) or `BAND` keyword.
+fn common_band(f: &mut FitsFile, hdu: &fitsio::hdu::FitsHdu) -> Option<String> {
+    ["FILTER", "BAND"]
+        .iter()
+        .find_map(|key| hdu.read_key::<String>(f, key).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()))
 }
 
 /// A header's `ID` keyword, where it holds an integer.
@@ -184,6 +236,9 @@ struct ImageHdu {
     /// Its header's photometric keywords.
     photometry: PhotometricKeywords,
     identity: Identity,
+    /// A cube's band of each plane, where its header names them (its planes are then
+    /// one cutout in several bands, not several cutouts).
+    bands: Option<Vec<String>>,
     companions: Companions,
     /// Its header's values of the columns carried by name.
     kept: Vec<Option<KeptValue>>,
@@ -191,7 +246,7 @@ struct ImageHdu {
 
 /// Columns a FITS input always carries when its files say them: where each
 /// cutout comes from, and who it is.
-const IDENTITY_COLUMNS: [&str; 5] = ["source", "id", "ra", "dec", "object_id"];
+const IDENTITY_COLUMNS: [&str; 6] = ["source", "id", "ra", "dec", "object_id", "band"];
 
 /// FITS files read as one stream of cutouts.
 pub struct FitsCutouts {
@@ -256,7 +311,13 @@ fn image_hdus(
         }
         let bitpix: i64 = hdu.read_key(f, "BITPIX").map_err(|e| e.to_string())?;
         let available = data_bytes_in_file(f, path);
-        // A single image's WCS places it on the sky (a cube's planes are other objects).
+        let planes = match shape.as_slice() {
+            [n, _, _] | [1, n, _, _] => *n,
+            _ => 1,
+        };
+        let mut bands = band_names(f, &hdu, planes);
+        // A single image's WCS places it on the sky, a band cube's too (its planes are
+        // one object); a stack's planes are other objects.
         let (wcs, centre) = match shape.as_slice() {
             [rows, columns] | [1, rows, columns] => {
                 let wcs = CelestialWcs::read(f, &hdu);
@@ -265,7 +326,20 @@ fn image_hdus(
                     .and_then(|w| w.sky_position((*columns as f64 + 1.0) / 2.0, (*rows as f64 + 1.0) / 2.0));
                 (wcs, centre)
             }
+            [_, rows, columns] if bands.is_some() => {
+                let wcs = CelestialWcs::read(f, &hdu);
+                let centre = wcs
+                    .as_ref()
+                    .and_then(|w| w.sky_position((*columns as f64 + 1.0) / 2.0, (*rows as f64 + 1.0) / 2.0));
+                (wcs, centre)
+            }
             _ => (None, None),
+        };
+        let mut identity = header_identity(f, &hdu, centre, keeps_id(opts));
+        identity.band = match bands.as_deref() {
+            Some([_]) => bands.take().and_then(|mut b| b.pop()),
+            Some(_) => None,
+            None => common_band(f, &hdu),
         };
         found.push((
             ImageHdu {
@@ -274,7 +348,8 @@ fn image_hdus(
                 pixel_bytes: (bitpix.unsigned_abs() / 8) as usize,
                 available,
                 pixel_scale: wcs_pixel_scale(f, &hdu),
-                identity: header_identity(f, &hdu, centre, keeps_id(opts)),
+                identity,
+                bands,
                 wcs,
                 flux_unit: flux_unit(f, &hdu),
                 photometry: photometric_keywords(f, &hdu),
@@ -362,6 +437,8 @@ impl FitsCutouts {
         let mut shape: Option<[usize; 2]> = None;
         let mut companion_notes: Vec<String> = Vec::new();
         let mut table_notes: Vec<String> = Vec::new();
+        // The bands of each band cube, as `g, r, z` (each set once).
+        let mut band_sets: Vec<String> = Vec::new();
         for (file, path) in files.iter().enumerate() {
             let broken = |problem: String| Plane {
                 file,
@@ -411,6 +488,8 @@ impl FitsCutouts {
                     ),
                     _ => (vec![None; kept_names.len()], None, PhotometricKeywords::default(), None),
                 };
+            let primary_band =
+                super::hdu_at(&mut f, 0).ok().flatten().and_then(|primary| common_band(&mut f, &primary));
             for ImageHdu {
                 index: hdu,
                 dims,
@@ -421,6 +500,7 @@ impl FitsCutouts {
                 flux_unit: unit,
                 photometry,
                 identity,
+                bands,
                 companions,
                 kept,
             } in hdus
@@ -446,6 +526,9 @@ impl FitsCutouts {
                     continue;
                 };
                 shape.get_or_insert(hw);
+                if let Some(bands) = bands.as_ref().map(|b| b.join(", ")).filter(|b| !band_sets.contains(b)) {
+                    band_sets.push(bands);
+                }
                 // Planes the file holds in full; the rest are missing.
                 let complete = match available {
                     Some(bytes) => planes.min((bytes / (pixels * pixel_bytes).max(1) as u64) as usize),
@@ -455,8 +538,13 @@ impl FitsCutouts {
                 // a keyword of the image's header, else of the primary, every plane.
                 let table = params.as_ref().filter(|t| t.rows == planes);
                 // A single image's own `ID` (its header's, else the primary's) names it
-                // where no table does; a cube's planes need a table's.
-                let header_id = if planes == 1 { identity.id.or(primary_id) } else { None };
+                // where no table does, and every band of a band cube; a stack's planes
+                // need a table's.
+                let header_id = if planes == 1 || bands.is_some() { identity.id.or(primary_id) } else { None };
+                let band_of = |plane: usize| {
+                    let named = bands.as_ref().map(|bands| bands[plane].clone());
+                    named.or_else(|| identity.band.clone()).or_else(|| primary_band.clone())
+                };
                 let id_of = |plane: usize| table.and_then(|t| t.ids.as_ref()).map(|ids| ids[plane]).or(header_id);
                 let kept_of = |plane: usize| -> Vec<Option<KeptValue>> {
                     (0..kept_names.len())
@@ -477,7 +565,7 @@ impl FitsCutouts {
                     pixel_scale,
                     wcs: wcs.clone(),
                     flux: flux.clone(),
-                    identity: Identity { id: id_of(plane), ..identity.clone() },
+                    identity: Identity { id: id_of(plane), band: band_of(plane), ..identity.clone() },
                     companions,
                     kept: kept_of(plane),
                     problem,
@@ -498,6 +586,9 @@ impl FitsCutouts {
                 }
             }
         }
+        if let Some(band) = &opts.band {
+            select_band(&mut plan, band, files)?;
+        }
         let image_shape = shape.ok_or_else(|| {
             // Every file was unreadable: say why (the first file's reason), not just that.
             let first = plan.iter().find_map(|p| p.problem.as_ref().map(|problem| (p.file, problem.clone())));
@@ -517,6 +608,7 @@ impl FitsCutouts {
             ("ra", |i| i.ra.is_some()),
             ("dec", |i| i.dec.is_some()),
             ("object_id", |i| i.object_id.is_some()),
+            ("band", |i| i.band.is_some()),
         ] {
             if any(has) {
                 carried.push(name.to_string());
@@ -545,12 +637,23 @@ impl FitsCutouts {
         for planned in &mut plan {
             absent.iter().rev().for_each(|&k| drop(planned.kept.remove(k)));
         }
-        let cubes = plan.iter().any(|p| p.planes > 1);
-        let mut layout = match (&opts.hdu, cubes) {
+        let stacks = plan.iter().any(|p| p.planes > 1) && band_sets.is_empty();
+        let mut layout = match (&opts.hdu, stacks) {
             (Some(name), _) => format!("extension `{name}` of each file"),
             (None, true) => "image cubes (NAXIS3 = cutouts)".to_string(),
-            (None, false) => "one image per HDU".to_string(),
+            (None, false) if band_sets.is_empty() => "one image per HDU".to_string(),
+            (None, false) => "one image or band cube per HDU".to_string(),
         };
+        if !band_sets.is_empty() {
+            let sets: Vec<String> = band_sets.iter().take(3).map(|set| format!("({set})")).collect();
+            let more = band_sets.len().saturating_sub(3);
+            let more = if more > 0 { format!(" and {more} other sets") } else { String::new() };
+            layout.push_str(&format!("; cubes of bands {}{more}: ", sets.join(", ")));
+            layout.push_str(match &opts.band {
+                Some(_) => "a row for the band asked for",
+                None => "a row per band (`band`); --band picks one",
+            });
+        }
         companion_notes.sort();
         companion_notes.dedup();
         if !companion_notes.is_empty() {
@@ -829,6 +932,7 @@ impl CutoutReader for FitsCutouts {
                     "object_id" => {
                         Arc::new(StringArray::from_iter(planned.iter().map(|p| p.identity.object_id.clone())))
                     }
+                    "band" => Arc::new(StringArray::from_iter(planned.iter().map(|p| p.identity.band.clone()))),
                     name => {
                         let k = self.kept.iter().position(|(n, _)| n == name).expect("a kept column");
                         column_array(field.data_type(), planned.iter().map(|p| p.kept[k].as_ref()))
