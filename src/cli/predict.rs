@@ -60,6 +60,12 @@ pub struct InputArgs {
     /// follow --nan-policy (default: FLAG, MASK, DQ, BPM).
     #[arg(long)]
     flag_hdu: Option<String>,
+    /// FITS: the mask planes that flag a pixel, by the names the flags extension
+    /// declares (MP_<NAME> keywords, as Rubin's and HSC's masks do). Default there:
+    /// BAD, SAT, CR, EDGE, NO_DATA, SUSPECT, INTRP, UNMASKEDNAN, CROSSTALK, STREAK (not
+    /// DETECTED, which covers the lens itself); flags declaring no planes: any non-zero.
+    #[arg(long, value_delimiter = ',')]
+    flag_planes: Option<Vec<String>>,
     /// FITS: only the cutouts of this band: the planes of band cubes whose header
     /// names them (BAND0, BAND1... or BANDS, as the Legacy Surveys' cutouts), or the
     /// files whose FILTER says it (default: every band, a row each with its `band`).
@@ -87,6 +93,7 @@ impl InputArgs {
             noise_column: self.noise_col.clone(),
             carry_if_present: Vec::new(),
             band: self.band.clone(),
+            flag_planes: self.flag_planes.clone(),
         })
     }
 }

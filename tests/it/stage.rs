@@ -219,6 +219,52 @@ fn band_cubes_give_a_row_per_band_and_band_picks_one() {
     assert!(err.contains("--band") && err.contains("FITS"), "{err}");
 }
 
+#[test]
+fn rubin_and_hsc_masks_mask_their_defect_planes_not_the_detections() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blobs(1, 13);
+    // As Rubin's and HSC's cutouts come: IMAGE, MASK (int32 bit planes named by MP_*
+    // keywords) and VARIANCE. The detection footprint covers the lens; one cosmic ray,
+    // and one pixel of a streak, whose plane is a high bit.
+    let path = dir.path().join("calexp-cutout.fits");
+    {
+        let mut f = fitsio::FitsFile::create(&path).open().unwrap();
+        let desc = ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] };
+        let image = f.create_image("IMAGE", &desc).unwrap();
+        image.write_image(&mut f, data.image(0)).unwrap();
+        let mut mask = vec![0i32; 256];
+        (64..192).for_each(|i| mask[i] = 1 << 5); // DETECTED
+        mask[100] |= 1 << 3; // CR, inside the footprint
+        mask[7] = 1 << 30; // STREAK
+        let mask_desc = ImageDescription { data_type: ImageType::Long, dimensions: &[16, 16] };
+        let hdu = f.create_image("MASK", &mask_desc).unwrap();
+        hdu.write_image(&mut f, &mask).unwrap();
+        for (plane, bit) in [("BAD", 0i64), ("SAT", 1), ("INTRP", 2), ("CR", 3), ("EDGE", 4), ("DETECTED", 5)] {
+            hdu.write_key(&mut f, &format!("MP_{plane}"), bit).unwrap();
+        }
+        hdu.write_key(&mut f, "MP_DETECTED_NEGATIVE", 6i64).unwrap();
+        hdu.write_key(&mut f, "MP_STREAK", 30i64).unwrap();
+        let variance = f.create_image("VARIANCE", &desc).unwrap();
+        variance.write_image(&mut f, &vec![1e-4f32; 256]).unwrap();
+    }
+    let out = dir.path().join("out.parquet");
+    let status_with = |planes: Option<&[&str]>| {
+        let input = InputOptions {
+            flag_planes: planes.map(|p| p.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        run(std::slice::from_ref(&path), input, StageTask::Classify, NanPolicy::Zero, &out)
+            .map(|_| strings(&read(&out), "status").remove(0).unwrap())
+    };
+    // The cosmic ray and the streak are masked; the 128 detected pixels are the lens.
+    assert_eq!(status_with(None).unwrap(), "ok: 2 non-finite pixels set to 0");
+    // Planes named by the user, from those the mask declares; one it does not is refused.
+    assert_eq!(status_with(Some(&["DETECTED"])).unwrap(), "ok: 128 non-finite pixels set to 0");
+    assert_eq!(status_with(Some(&["CR", "EDGE"])).unwrap(), "ok: 1 non-finite pixels set to 0");
+    let unknown = status_with(Some(&["SPIKE"])).unwrap_err().to_string();
+    assert!(unknown.contains("--flag-planes SPIKE") && unknown.contains("calexp-cutout.fits"), "{unknown}");
+}
+
 /// A single run into `out` (replaced), chunks of 4 rows, no shard or resume.
 pub(crate) fn predict_options(inputs: &[PathBuf], predictor: PredictorOptions, out: &Path) -> PredictOptions {
     PredictOptions {

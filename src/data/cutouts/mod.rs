@@ -150,9 +150,13 @@ pub struct InputOptions {
     /// FITS: the extension of inverse-variance weights (default: WHT, WEIGHT, IVAR);
     /// pixels of weight 0 are masked (NaN, then the NaN policy).
     pub weight_hdu: Option<String>,
-    /// FITS: the extension of data-quality flags; non-zero pixels are masked
+    /// FITS: the extension of data-quality flags; flagged pixels are masked
     /// (NaN, then the NaN policy) (default: FLAG, MASK, DQ, BPM).
     pub flag_hdu: Option<String>,
+    /// FITS: the mask planes that flag a pixel, by the names its flags HDU declares
+    /// (`MP_<NAME>` keywords, Rubin's and HSC's masks); default: the defect planes
+    /// (`DEFECT_MASK_PLANES`) where the HDU declares planes, else any non-zero flag.
+    pub flag_planes: Option<Vec<String>>,
     /// Tables: a column of per-row pixel scales, arcsec per pixel.
     pub pixel_scale_column: Option<String>,
     /// Tables: a column of each cutout's noise map, sigma per pixel laid out as the

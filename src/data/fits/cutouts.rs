@@ -73,7 +73,57 @@ pub enum CompanionKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Companions {
     noise: Option<(usize, CompanionKind)>,
-    flags: Option<usize>,
+    /// The flags' HDU and the bits that mask a pixel (None: any non-zero value).
+    flags: Option<(usize, Option<u64>)>,
+}
+
+/// Mask planes of Rubin's and HSC's pipelines (their mask HDU names each plane's bit
+/// in an `MP_<NAME>` keyword) whose pixels hold no usable value: bad or saturated
+/// pixels, cosmic rays, no data, the edge, interpolated over a defect, crosstalk,
+/// satellite streaks.
+pub const DEFECT_MASK_PLANES: [&str; 10] =
+    ["BAD", "SAT", "CR", "EDGE", "NO_DATA", "SUSPECT", "INTRP", "UNMASKEDNAN", "CROSSTALK", "STREAK"];
+
+/// Planes of the same masks that describe good pixels (a detection footprint covers
+/// the lens itself): masking them would take the cutout's subject away.
+const DESCRIPTIVE_MASK_PLANES: [&str; 8] = [
+    "DETECTED",
+    "DETECTED_NEGATIVE",
+    "INEXACT_PSF",
+    "CLIPPED",
+    "REJECTED",
+    "SENSOR_EDGE",
+    "NOT_DEBLENDED",
+    "BRIGHT_OBJECT",
+];
+
+/// The bits of a flags HDU that mask a pixel: those of `planes` (`--flag-planes`),
+/// each to be declared by the HDU's `MP_<NAME>` keyword; else, when the HDU declares
+/// its planes so, those of [`DEFECT_MASK_PLANES`]; else None: any non-zero value
+/// masks (HST, JWST and Euclid flag maps declare no planes).
+fn masking_bits(
+    f: &mut FitsFile,
+    hdu: &fitsio::hdu::FitsHdu,
+    planes: Option<&[String]>,
+) -> std::result::Result<Option<u64>, String> {
+    let mut bit_of = |name: &str| {
+        hdu.read_key::<i64>(f, &format!("MP_{}", name.to_ascii_uppercase())).ok().filter(|bit| (0..64).contains(bit))
+    };
+    if let Some(planes) = planes {
+        let mut bits = 0u64;
+        for name in planes {
+            let bit = bit_of(name).ok_or_else(|| {
+                format!(
+                    "--flag-planes {name}: the flags HDU declares no such plane (no MP_{name} keyword of a bit 0-63)"
+                )
+            })?;
+            bits |= 1 << bit;
+        }
+        return Ok(Some(bits));
+    }
+    let defect: Vec<i64> = DEFECT_MASK_PLANES.iter().filter_map(|name| bit_of(name)).collect();
+    let declared = !defect.is_empty() || DESCRIPTIVE_MASK_PLANES.iter().any(|name| bit_of(name).is_some());
+    Ok(declared.then(|| defect.iter().fold(0u64, |bits, bit| bits | 1 << bit)))
 }
 
 /// What an extension's name says it holds: a companion of the flux, another
@@ -279,6 +329,8 @@ fn image_hdus(
     let count = f.num_hdus().map_err(|e| e.to_string())?;
     let mut found: Vec<(ImageHdu, i64)> = Vec::new();
     let mut companions: Vec<(usize, CompanionKind, i64, Vec<usize>)> = Vec::new();
+    // The bits that mask a pixel, of each flags HDU.
+    let mut masking: std::collections::HashMap<usize, Option<u64>> = std::collections::HashMap::new();
     let mut notes = Vec::new();
     for i in 0..count {
         let Some(hdu) = super::hdu_at(f, i)? else { continue };
@@ -292,6 +344,9 @@ fn image_hdus(
         if let Some(name) = hdu_name {
             if !extname.trim().eq_ignore_ascii_case(name) {
                 if let Some(Some(kind)) = role {
+                    if kind == CompanionKind::Flags {
+                        masking.insert(i, masking_bits(f, &hdu, opts.flag_planes.as_deref())?);
+                    }
                     companions.push((i, kind, extver, shape.clone()));
                     notes.push(format!("`{}` as {kind:?}", extname.trim()));
                 }
@@ -300,6 +355,9 @@ fn image_hdus(
         } else {
             match role {
                 Some(Some(kind)) => {
+                    if kind == CompanionKind::Flags {
+                        masking.insert(i, masking_bits(f, &hdu, opts.flag_planes.as_deref())?);
+                    }
                     companions.push((i, kind, extver, shape.clone()));
                     notes.push(format!("`{}` as {kind:?}", extname.trim()));
                     continue;
@@ -377,7 +435,7 @@ fn image_hdus(
         .map(|(mut hdu, extver)| {
             hdu.companions = Companions {
                 noise: pick(&sigma_kinds, extver),
-                flags: pick(&[CompanionKind::Flags], extver).map(|c| c.0),
+                flags: pick(&[CompanionKind::Flags], extver).map(|c| (c.0, masking.get(&c.0).copied().flatten())),
             };
             hdu
         })
@@ -413,10 +471,10 @@ fn read_companions(
             }
         }
     }
-    if let Some(hdu) = p.companions.flags {
-        let flags = read_pixels(f, hdu, range).map_err(|e| format!("flags (HDU {hdu}): {e}"))?;
-        for (v, flag) in pixels.iter_mut().zip(flags) {
-            if flag != 0.0 {
+    if let Some((hdu, bits)) = p.companions.flags {
+        let masked = read_flags(f, hdu, range, bits).map_err(|e| format!("flags (HDU {hdu}): {e}"))?;
+        for (v, masked) in pixels.iter_mut().zip(masked) {
+            if masked {
                 *v = f32::NAN;
             }
         }
@@ -712,6 +770,26 @@ impl FitsCutouts {
         let n = p.shape[0] * p.shape[1];
         read_pixels(f, p.hdu, p.plane * n..(p.plane + count) * n)
     }
+}
+
+/// Whether each pixel of `range` (flattened) of the flags HDU `hdu` is masked: an
+/// integer flag with any of `bits` set (any non-zero flag without `bits`), a
+/// floating-point flag that is not 0. Integers are read as such: a mask's high bits
+/// do not survive a trip through f32.
+fn read_flags(
+    f: &mut FitsFile,
+    hdu: usize,
+    range: std::ops::Range<usize>,
+    bits: Option<u64>,
+) -> std::result::Result<Vec<bool>, String> {
+    let hdu = f.hdu(hdu).map_err(|e| e.to_string())?;
+    if hdu.read_key::<i64>(f, "BITPIX").is_ok_and(|b| b > 0) {
+        let flags: Vec<i64> = hdu.read_section(f, range.start, range.end).map_err(|e| fits_message(&e))?;
+        let masks = |flag: i64| bits.map_or(flag != 0, |bits| flag as u64 & bits != 0);
+        return Ok(flags.into_iter().map(masks).collect());
+    }
+    let flags: Vec<f32> = hdu.read_section(f, range.start, range.end).map_err(|e| fits_message(&e))?;
+    Ok(flags.into_iter().map(|flag| flag != 0.0).collect())
 }
 
 /// Pixels `range` (flattened) of image HDU `hdu`, scaled by BSCALE/BZERO, BLANK as NaN.
