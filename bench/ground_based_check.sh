@@ -42,7 +42,7 @@ print(json.dumps({"model": sys.argv[2], "rows": len(t), "not_in_domain": flagged
 PYEOF
     "$LENSMAE" evaluate --predictions "$OUT/$name.parquet" --input "$OUT/lenses/dataset.parquet" \
         --report "$OUT/$name.json" >/dev/null 2>&1 || true
-    "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps({'macro_auc_all_rows': r['report']['metrics']['macro_auc'], 'in_domain_fraction': r['domain']['in_domain_fraction']}))" "$OUT/$name.json"
+    "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); d=r['domain']; print(json.dumps({'macro_auc_all_rows': r['report']['metrics']['macro_auc'], 'in_domain_fraction': d['in_domain_fraction'], 'ood_score_median': d['ood_score_median']}))" "$OUT/$name.json"
     # A bundled model's checkpoint is its file under models/.
     checkpoint=$model
     [[ "$model" == bundled:* ]] && checkpoint=models/${model#bundled:}.safetensors
