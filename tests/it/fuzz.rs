@@ -26,6 +26,25 @@ fn every_reader_survives_mutated_fixtures() {
 }
 
 #[test]
+fn the_band_cube_seed_reads_as_its_bands_with_its_mask_planes() {
+    // The seed must reach the band and mask-plane code, or its mutants fuzz nothing new.
+    use lensmae::stage::{open_input, InputOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grz.fits");
+    std::fs::write(&path, harness::band_cube_with_mask()).unwrap();
+    let mut reader = open_input(std::slice::from_ref(&path), &InputOptions::default()).unwrap();
+    assert!(reader.describe().layout.contains("cubes of bands (g, r, z)"), "{}", reader.describe().layout);
+    let batch = reader.next_batch(8).unwrap().unwrap();
+    assert_eq!(batch.len(), 3);
+    // DETECTED (every fourth pixel from the second) is not a defect; CR and STREAK are.
+    let masked = batch.pixels[..64].iter().filter(|v| v.is_nan()).count();
+    assert_eq!(masked, 32);
+    let only_cr = InputOptions { band: Some("r".into()), flag_planes: Some(vec!["CR".into()]), ..Default::default() };
+    let batch = open_input(std::slice::from_ref(&path), &only_cr).unwrap().next_batch(8).unwrap().unwrap();
+    assert_eq!((batch.len(), batch.pixels.iter().filter(|v| v.is_nan()).count()), (1, 16));
+}
+
+#[test]
 fn inputs_earlier_campaigns_found_are_refused() {
     let scratch = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -86,6 +86,9 @@ fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     // With columns carried from a PARAMS table or the headers, as a residual classifier reads its observations.
     let keep = ["psf_fwhm", "exposure_time", "label"].map(String::from).to_vec();
     let kept = drain(std::slice::from_ref(&path), &InputOptions { keep, ..Default::default() });
+    // One band of a band cube, with the flags' planes named.
+    let band = InputOptions { band: Some("r".into()), flag_planes: Some(vec!["CR".into()]), ..Default::default() };
+    let one_band = drain(std::slice::from_ref(&path), &band);
     // And as training and evaluation read a labelled cube.
     let training = lensmae::data::images::read_labelled_images(&path, "image").map(|_| ()).map_err(|e| e.to_string());
     // And as predictions written as FITS: by `inspect`, `evaluate --predictions` and `sr-fits`.
@@ -93,7 +96,7 @@ fn fits_file(scratch: &Path, bytes: &[u8]) -> Result<(), String> {
     let predictions = lensmae::data::predictions::read_predictions(&path).map(|_| ()).map_err(|e| e.to_string());
     let sr_fits =
         lensmae::stage::sr_fits::write_sr_fits(&path, &scratch.join("sr"), true).map(|_| ()).map_err(|e| e.to_string());
-    by_default.or(by_name).or(kept).or(training).or(predictions).or(sr_fits)
+    by_default.or(by_name).or(kept).or(one_band).or(training).or(predictions).or(sr_fits)
 }
 
 fn fits_stamp(_: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -141,6 +144,62 @@ fn sip_cutout() -> Vec<u8> {
     let pixels: Vec<u8> = (0..256).flat_map(|i| (i as f32 * 0.01).to_be_bytes()).collect();
     bytes.extend(pixels);
     bytes.resize(2 * 2880, 0);
+    bytes
+}
+
+/// A Legacy Surveys-style band cube (3 x 8 x 8, `BANDS = 'grz'`, `BAND0..2`, a TAN WCS)
+/// with a Rubin-style `MASK` extension of int32 bit planes named by `MP_*` keywords.
+pub fn band_cube_with_mask() -> Vec<u8> {
+    let header = |cards: &[&str]| -> Vec<u8> {
+        let mut bytes: Vec<u8> = cards.iter().flat_map(|c| format!("{c:<80}").into_bytes()).collect();
+        bytes.resize(2880, b' ');
+        bytes
+    };
+    let mut bytes = header(&[
+        "SIMPLE  =                    T",
+        "BITPIX  =                  -32",
+        "NAXIS   =                    3",
+        "NAXIS1  =                    8",
+        "NAXIS2  =                    8",
+        "NAXIS3  =                    3",
+        "EXTEND  =                    T",
+        "BANDS   = 'grz     '",
+        "BAND0   = 'g       '",
+        "BAND1   = 'r       '",
+        "BAND2   = 'z       '",
+        "CTYPE1  = 'RA---TAN'",
+        "CTYPE2  = 'DEC--TAN'",
+        "CRVAL1  =                150.0",
+        "CRVAL2  =                  2.0",
+        "CRPIX1  =                  4.5",
+        "CRPIX2  =                  4.5",
+        "CD1_1   =   -7.2777777778E-05",
+        "CD2_2   =    7.2777777778E-05",
+        "BUNIT   = 'nanomaggy'",
+        "END",
+    ]);
+    let image: Vec<u8> = (0..192).flat_map(|i| (i as f32 * 0.01).to_be_bytes()).collect();
+    bytes.extend(image);
+    bytes.resize(2 * 2880, 0);
+    bytes.extend(header(&[
+        "XTENSION= 'IMAGE   '",
+        "BITPIX  =                   32",
+        "NAXIS   =                    3",
+        "NAXIS1  =                    8",
+        "NAXIS2  =                    8",
+        "NAXIS3  =                    3",
+        "PCOUNT  =                    0",
+        "GCOUNT  =                    1",
+        "EXTNAME = 'MASK    '",
+        "MP_BAD  =                    0",
+        "MP_CR   =                    3",
+        "MP_DETECTED=                 5",
+        "MP_STREAK=                  30",
+        "END",
+    ]));
+    let mask: Vec<u8> = (0..192i32).flat_map(|i| [0i32, 32, 8, 1 << 30][i as usize % 4].to_be_bytes()).collect();
+    bytes.extend(mask);
+    bytes.resize(4 * 2880, 0);
     bytes
 }
 
@@ -472,6 +531,7 @@ pub fn targets(root: &Path, checkpoints: Vec<Vec<u8>>) -> Vec<Target> {
         f("stage/survey16_cube.fits"),
         sip_cutout(),
         fits_predictions(scratch.path()),
+        band_cube_with_mask(),
     ];
     let toml_of =
         |dir: &str, names: &[&str]| -> Vec<Vec<u8>> { names.iter().map(|n| read(&root.join(dir).join(n))).collect() };
