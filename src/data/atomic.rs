@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 /// Refuses an output that is one of the inputs or a folder holding one (`flag`
 /// names the option in the error): with `--overwrite` the run would replace what it
 /// reads (`predict --input a.parquet --out a.parquet --overwrite` left only the
-/// predictions). Also an output inside an input HATS catalogue: its partitions
-/// would lie in the catalogue's own tree, where a reader that discovers every
-/// Parquet file under `dataset/` (pyarrow's dataset discovery) takes them for the
-/// catalogue's rows. Paths are compared as the file system resolves them; URLs are
-/// not local files.
+/// predictions). Paths are compared as the file system resolves them; URLs are not
+/// local files.
 pub fn refuse_output_over_inputs(inputs: &[PathBuf], out: &Path, flag: &str) -> Result<()> {
     let Some(out_path) = resolved(out) else { return Ok(()) };
     for input in inputs.iter().filter(|p| !crate::data::remote::is_remote(p)) {
@@ -31,39 +28,31 @@ pub fn refuse_output_over_inputs(inputs: &[PathBuf], out: &Path, flag: &str) -> 
                 ),
             ));
         }
-        if out_path.starts_with(&input_path) && crate::data::hats::is_catalogue(input)? {
-            return Err(Error::config(
-                flag,
-                format!(
-                    "{}: inside the input catalogue {}, whose readers would take the predictions for its rows: \
-                     write them beside it",
-                    out.display(),
-                    input.display()
-                ),
-            ));
-        }
     }
     Ok(())
 }
 
-/// Refuses an output of cutout predictions inside a local input folder (of FITS
-/// files, a Parquet dataset, `.npy` images): the folder's next read would take the
-/// predictions for more cutouts, or refuse it for holding two kinds of file.
+/// Refuses an output of predictions inside a local input folder: inside an input
+/// HATS catalogue, its partitions would lie in the catalogue's own tree, where a
+/// reader that discovers every Parquet file under `dataset/` (pyarrow's dataset
+/// discovery) takes them for the catalogue's rows; inside a folder of FITS files, a
+/// Parquet dataset or `.npy` images, the folder's next read would take them for
+/// cutouts (or refuse it for holding two kinds of file).
 pub fn refuse_output_inside_input_folders(inputs: &[PathBuf], out: &Path, flag: &str) -> Result<()> {
     let Some(out_path) = resolved(out) else { return Ok(()) };
     for input in inputs.iter().filter(|p| !crate::data::remote::is_remote(p) && p.is_dir()) {
         let Some(input_path) = resolved(input) else { continue };
-        if out_path.starts_with(&input_path) && out_path != input_path {
-            return Err(Error::config(
-                flag,
-                format!(
-                    "{}: inside the input folder {}, whose next read would take the predictions for cutouts: \
-                     write them beside it",
-                    out.display(),
-                    input.display()
-                ),
-            ));
+        if !out_path.starts_with(&input_path) || out_path == input_path {
+            continue;
         }
+        let (what, readers) = match crate::data::hats::is_catalogue(input)? {
+            true => ("catalogue", "whose readers would take the predictions for its rows"),
+            false => ("folder", "whose next read would take the predictions for cutouts"),
+        };
+        return Err(Error::config(
+            flag,
+            format!("{}: inside the input {what} {}, {readers}: write them beside it", out.display(), input.display()),
+        ));
     }
     Ok(())
 }

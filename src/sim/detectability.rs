@@ -55,15 +55,8 @@ pub fn refit_smooth_lens(
 mod tests {
     use super::*;
     use crate::sim::presets::preset;
+    use crate::sim::test_lenses::{class, survey};
     use rand::SeedableRng;
-
-    fn survey() -> Simulator {
-        Simulator::new(preset("survey").unwrap()).unwrap()
-    }
-
-    fn class(sim: &Simulator, name: &str) -> usize {
-        sim.class_names().iter().position(|c| c == name).unwrap()
-    }
 
     #[test]
     fn the_refit_never_exceeds_sub_snr_and_a_central_vortex_is_absorbed() {

@@ -29,3 +29,19 @@ pub use config::SimConfig;
 pub use grid::{Image, PixelGrid};
 pub use scene::{Camera, DeflectionField, Scene};
 pub use simulator::{ImageParams, SimulatedImage, Simulator};
+
+/// What the simulator's tests share.
+#[cfg(test)]
+pub(crate) mod test_lenses {
+    use super::{presets::preset, Simulator};
+
+    /// The `survey` preset's simulator.
+    pub fn survey() -> Simulator {
+        Simulator::new(preset("survey").unwrap()).unwrap()
+    }
+
+    /// The index of class `name` of `sim`.
+    pub fn class(sim: &Simulator, name: &str) -> usize {
+        sim.class_names().iter().position(|c| c == name).unwrap()
+    }
+}

@@ -1,12 +1,8 @@
 use super::blind::{light_moments, two_amplitudes};
 use super::*;
 use crate::sim::detectability::refit_smooth_lens;
-use crate::sim::presets::preset;
+use crate::sim::test_lenses::{class, survey};
 use rand::SeedableRng;
-
-fn survey() -> Simulator {
-    Simulator::new(preset("survey").unwrap()).unwrap()
-}
 
 /// Lens `id` of `seed` (class id % 3) as `simulate` stores it (float32), its
 /// observation and the noise variance the blind fit weights it by.
@@ -16,10 +12,6 @@ fn stored_survey_lens(sim: &Simulator, seed: u64, id: u64) -> (Image, Observatio
     let observed = Observation::of_drawn(&drawn.params);
     let variance = sim.noise_at(observed.exposure_time).variance(&data, sim.config().image.pixel_scale).unwrap();
     (data, observed, variance)
-}
-
-fn class(sim: &Simulator, name: &str) -> usize {
-    sim.class_names().iter().position(|c| c == name).unwrap()
 }
 
 /// A `no_sub` lens of `seed` and its noise-free image: (class index, lens, image).
