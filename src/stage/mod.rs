@@ -1032,6 +1032,9 @@ fn inspect_predictions(path: &Path) -> Result<serde_json::Value> {
     }))
 }
 
+/// Files `inspect` lists by name; beyond them it gives their count (`files_total`).
+const INSPECT_FILES_LISTED: usize = 20;
+
 /// What `lensmae inspect` prints: the input, and what `predict` would do with it;
 /// for a table `predict` wrote, what it holds instead.
 pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Value> {
@@ -1056,8 +1059,14 @@ pub fn inspect(inputs: &[PathBuf], opts: &InputOptions) -> Result<serde_json::Va
         }
     }
     let [h, w] = desc.image_shape;
+    // A folder of 100,000 stamps would list them all: the first ones and a count say enough.
+    let mut described = serde_json::to_value(&desc).map_err(|e| Error::config("inspect", e.to_string()))?;
+    if desc.files.len() > INSPECT_FILES_LISTED {
+        described["files"] = serde_json::json!(desc.files[..INSPECT_FILES_LISTED]);
+        described["files_total"] = serde_json::json!(desc.files.len());
+    }
     Ok(serde_json::json!({
-        "input": desc,
+        "input": described,
         "first_rows_checked": sample.as_ref().map_or(0, |b| b.len()),
         "first_rows_usable": usable,
         "first_rows_with_nonfinite_pixels": nonfinite,

@@ -136,6 +136,13 @@ fn a_folder_of_fits_cutouts_is_read_as_its_files_in_natural_order() {
     std::fs::copy(&from_folder, stamps.join("tile=7/old.parquet")).unwrap();
     let err = classify(std::slice::from_ref(&stamps), &from_folder).unwrap_err().to_string();
     assert!(err.contains("both FITS files") && err.contains("old.parquet"), "{err}");
+    // `inspect` names the first 20 files of a large folder and counts them all.
+    let many = dir.path().join("many");
+    (0..22).for_each(|i| write(&many.join(format!("s{i}.fits")), 0));
+    let inspected = lensmae::stage::inspect(std::slice::from_ref(&many), &InputOptions::default()).unwrap();
+    assert_eq!(inspected["input"]["files"].as_array().unwrap().len(), 20);
+    assert_eq!(inspected["input"]["files_total"], 22);
+    assert_eq!(inspected["input"]["rows"], 22);
     // A folder of no cutouts says so.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
