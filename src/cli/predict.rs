@@ -15,9 +15,9 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// Input files of one kind (Parquet, Arrow IPC/Feather, FITS, `.npy`; shell globs
-    /// expand to many), a HATS catalogue folder, a folder of Parquet files, a
-    /// folder of `.npy` images or class folders, or `-`: an Arrow IPC stream piped
-    /// into standard input.
+    /// expand to many), a HATS catalogue folder, a folder of Parquet files, a folder
+    /// of FITS stamps (read in natural order, subfolders too), a folder of `.npy`
+    /// images or class folders, or `-`: an Arrow IPC stream piped into standard input.
     /// Parquet files and HATS catalogues may be `s3://` or `https://` URLs
     /// (credentials and endpoint from AWS_* variables; see the README).
     #[arg(long, required = true, num_args = 1..)]
