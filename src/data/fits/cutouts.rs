@@ -892,6 +892,12 @@ impl CutoutReader for FitsCutouts {
                         ),
                     ]))
                 }
+                "band" => Field::new(name, DataType::Utf8, true).with_metadata(std::collections::HashMap::from([(
+                    DESCRIPTION_KEY.to_string(),
+                    "the cutout's band: its plane's BANDn (or BANDS letter) in a band cube, else the header's FILTER \
+                     or BAND"
+                        .to_string(),
+                )])),
                 _ => Field::new(name, DataType::Utf8, true),
             })
             .collect()
