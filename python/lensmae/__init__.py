@@ -217,6 +217,30 @@ class Model:
         return self._inner.predict(_as_stream(data), image_col=image_col, id_col=id_col, keep=list(keep),
                                    shape=shape, pixel_scale_col=pixel_scale_col, noise_col=noise_col)
 
+    def predict_files(self, paths: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]], *,
+                      image_col: Optional[str] = None, id_col: Optional[str] = None, keep: Sequence[str] = (),
+                      shape: Optional[Tuple[int, int]] = None, hdu: Optional[str] = None,
+                      band: Optional[str] = None, flag_planes: Optional[Sequence[str]] = None,
+                      rms_hdu: Optional[str] = None, weight_hdu: Optional[str] = None,
+                      flag_hdu: Optional[str] = None, pixel_scale_col: Optional[str] = None,
+                      noise_col: Optional[str] = None) -> pa.Table:
+        """Predicts every cutout of the files at ``paths`` and returns a ``pyarrow.Table``.
+
+        ``paths``: one path or a list of paths of one kind, as ``lensmae predict --input``
+        takes them: FITS files and folders of FITS stamps (read in natural order, their
+        noise maps and flags beside the flux), Parquet and Arrow IPC files, a folder of
+        Parquet files, a HATS catalogue, a folder of ``.npy`` images. The options are
+        ``lensmae predict``'s of the same names (``hdu``, ``band`` and ``flag_planes``
+        for FITS files, ``--hdu``, ``--band`` and ``--flag-planes``); the rows and their
+        values are those ``lensmae predict`` writes for the same files and batch size.
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        return self._inner.predict_files(
+            [os.fspath(p) for p in paths], image_col=image_col, id_col=id_col, keep=list(keep), shape=shape,
+            hdu=hdu, band=band, flag_planes=None if flag_planes is None else list(flag_planes), rms_hdu=rms_hdu,
+            weight_hdu=weight_hdu, flag_hdu=flag_hdu, pixel_scale_col=pixel_scale_col, noise_col=noise_col)
+
     def __reduce__(self):
         return (_model_from_args, (self._args,))
 

@@ -42,6 +42,22 @@ class Model:
         pixel_scale_col: Optional[str] = None,
         noise_col: Optional[str] = None,
     ) -> pa.Table: ...
+    def predict_files(
+        self,
+        paths: List[Union[str, Path]],
+        image_col: Optional[str] = None,
+        id_col: Optional[str] = None,
+        keep: Sequence[str] = ...,
+        shape: Optional[Tuple[int, int]] = None,
+        hdu: Optional[str] = None,
+        band: Optional[str] = None,
+        flag_planes: Optional[List[str]] = None,
+        rms_hdu: Optional[str] = None,
+        weight_hdu: Optional[str] = None,
+        flag_hdu: Optional[str] = None,
+        pixel_scale_col: Optional[str] = None,
+        noise_col: Optional[str] = None,
+    ) -> pa.Table: ...
 
 def simulate(
     preset: str = "deeplense-model2",

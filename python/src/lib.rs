@@ -322,6 +322,63 @@ impl Model {
         Table::try_new(batches, schema).map(PyArrowType).map_err(error)
     }
 
+    /// Predicts every cutout of the files at `paths`; see `lensmae.Model.predict_files`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (paths, image_col=None, id_col=None, keep=Vec::new(), shape=None, hdu=None, band=None, flag_planes=None, rms_hdu=None, weight_hdu=None, flag_hdu=None, pixel_scale_col=None, noise_col=None))]
+    fn predict_files(
+        &self,
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+        image_col: Option<String>,
+        id_col: Option<String>,
+        keep: Vec<String>,
+        shape: Option<(usize, usize)>,
+        hdu: Option<String>,
+        band: Option<String>,
+        flag_planes: Option<Vec<String>>,
+        rms_hdu: Option<String>,
+        weight_hdu: Option<String>,
+        flag_hdu: Option<String>,
+        pixel_scale_col: Option<String>,
+        noise_col: Option<String>,
+    ) -> PyResult<PyArrowType<Table>> {
+        let opts = InputOptions {
+            image_column: image_col,
+            id_column: id_col,
+            keep,
+            shape: shape.map(|(h, w)| [h, w]),
+            hdu,
+            band,
+            flag_planes,
+            rms_hdu,
+            weight_hdu,
+            flag_hdu,
+            pixel_scale_column: pixel_scale_col,
+            noise_column: noise_col,
+            ..Default::default()
+        };
+        let (schema, batches) = interruptible(py, |cancel| {
+            in_pool(&self.pool, || -> lensmae::Result<_> {
+                // As for tables: residuals made already would be fitted again.
+                if let Some(first) = paths.first().filter(|p| p.is_file()) {
+                    let table = lensmae::data::images::is_table(first)?;
+                    if table && self.predictor.reads_as_residuals(&*lensmae::data::table_schema(first)?, first)? {
+                        return Err(lensmae::Error::Mismatch {
+                            path: first.clone(),
+                            message: "holds smooth-lens residuals already: read it with `lensmae predict`".into(),
+                        });
+                    }
+                }
+                let mut reader = lensmae::stage::open_input(&paths, &self.predictor.input_options(&opts))?;
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                let (schema, batches, _) = self.predictor.predict_reader(&mut *reader, &names, cancel)?;
+                Ok((schema, batches))
+            })
+        })?
+        .map_err(error)?;
+        Table::try_new(batches, schema).map(PyArrowType).map_err(error)
+    }
+
     fn __repr__(&self) -> String {
         let o = self.predictor.options();
         format!("lensmae.Model({:?}, task={:?}, batch_size={})", self.name, o.task, o.batch_size)
