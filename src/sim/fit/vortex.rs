@@ -58,7 +58,7 @@ impl VortexFit {
 }
 
 /// Look for an axion vortex of class `vortex_class` in `data` on top of the smooth
-/// fit `smooth` (a [`fit_smooth_lens_blind`] of the same cutout with the same
+/// fit `smooth` (a [`fit_smooth_lens_blind`](super::fit_smooth_lens_blind) of the same cutout with the same
 /// `variance`). Every (half-length, angle) of `grid` is scored by the linear
 /// matched filter of the image change a light vortex makes, g: the chi^2 it
 /// removes at its best positive mass, (sum w r g)^2 / sum w g^2 for the smooth
