@@ -270,6 +270,19 @@ fn rubin_and_hsc_masks_mask_their_defect_planes_not_the_detections() {
     assert_eq!(status_with(Some(&["CR", "EDGE"])).unwrap(), "ok: 1 non-finite pixels set to 0");
     let unknown = status_with(Some(&["SPIKE"])).unwrap_err().to_string();
     assert!(unknown.contains("--flag-planes SPIKE") && unknown.contains("calexp-cutout.fits"), "{unknown}");
+    // Planes asked of files without flags would mask nothing, unsaid.
+    let plain = dir.path().join("plain.fits");
+    {
+        let mut f = fitsio::FitsFile::create(&plain)
+            .with_custom_primary(&ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] })
+            .open()
+            .unwrap();
+        let hdu = f.primary_hdu().unwrap();
+        hdu.write_image(&mut f, data.image(0)).unwrap();
+    }
+    let input = InputOptions { flag_planes: Some(vec!["CR".into()]), ..Default::default() };
+    let err = run(&[plain], input, StageTask::Classify, NanPolicy::Zero, &out).unwrap_err().to_string();
+    assert!(err.contains("--flag-planes CR: no input has a flags extension"), "{err}");
 }
 
 /// A single run into `out` (replaced), chunks of 4 rows, no shard or resume.

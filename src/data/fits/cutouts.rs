@@ -647,6 +647,15 @@ impl FitsCutouts {
         if let Some(band) = &opts.band {
             select_band(&mut plan, band, files)?;
         }
+        if let Some(planes) = opts.flag_planes.as_ref().filter(|_| plan.iter().all(|p| p.companions.flags.is_none())) {
+            return Err(fits_error(
+                &files[0],
+                format!(
+                    "--flag-planes {}: no input has a flags extension (FLAG, MASK, DQ, BPM, or --flag-hdu) to read them from",
+                    planes.join(",")
+                ),
+            ));
+        }
         let image_shape = shape.ok_or_else(|| {
             // Every file was unreadable: say why (the first file's reason), not just that.
             let first = plan.iter().find_map(|p| p.problem.as_ref().map(|problem| (p.file, problem.clone())));
