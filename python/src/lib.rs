@@ -8,7 +8,9 @@
 use arrow_pyarrow::{PyArrowType, Table};
 use lensmae::cancel::Cancel;
 use lensmae::data::cutouts::arrow::ArrowCutouts;
-use lensmae::stage::{FitNoise, InputOptions, NanPolicy, ObservationSource, Predictor, PredictorOptions, StageTask};
+use lensmae::stage::{
+    CutoutReader, FitNoise, InputOptions, NanPolicy, ObservationSource, Predictor, PredictorOptions, StageTask,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -291,35 +293,23 @@ impl Model {
             noise_column: noise_col,
             ..Default::default()
         };
-        let (schema, batches) = interruptible(py, |cancel| {
-            in_pool(&self.pool, || -> lensmae::Result<_> {
-                // Residuals made already would be fitted again: the CLI reads such files as they are.
-                if self.predictor.reads_as_residuals(&schema, std::path::Path::new("table"))? {
-                    return Err(lensmae::Error::Mismatch {
-                        path: "table".into(),
-                        message: "holds smooth-lens residuals already: pass the cutouts (the model fits them), \
-                                      or read the residuals with `lensmae predict`"
-                            .into(),
-                    });
-                }
-                // The observation columns the table lacks are named, all of them, by the first batch.
-                // A partition without a single image (Spark and Dask hand over empty ones
-                // to learn the output's schema) gives its rows' own failures.
-                let model_shape = Some(self.predictor.input_shape());
-                let mut reader = ArrowCutouts::new(
-                    schema.clone(),
-                    batches.clone(),
-                    &self.predictor.input_options(&opts),
-                    "table",
-                    model_shape,
-                )?;
-                let (schema, batches, _) =
-                    self.predictor.predict_reader(&mut reader, &["table".to_string()], cancel)?;
-                Ok((schema, batches))
-            })
-        })?
-        .map_err(error)?;
-        Table::try_new(batches, schema).map(PyArrowType).map_err(error)
+        let input = self.predictor.input_options(&opts);
+        self.predict_opened(py, &["table".to_string()], || {
+            // Residuals made already would be fitted again: the CLI reads such files as they are.
+            if self.predictor.reads_as_residuals(&schema, std::path::Path::new("table"))? {
+                return Err(lensmae::Error::Mismatch {
+                    path: "table".into(),
+                    message: "holds smooth-lens residuals already: pass the cutouts (the model fits them), \
+                              or read the residuals with `lensmae predict`"
+                        .into(),
+                });
+            }
+            // The observation columns the table lacks are named, all of them, by the first batch.
+            // A partition without a single image (Spark and Dask hand over empty ones
+            // to learn the output's schema) gives its rows' own failures.
+            let model_shape = Some(self.predictor.input_shape());
+            Ok(Box::new(ArrowCutouts::new(schema.clone(), batches, &input, "table", model_shape)?))
+        })
     }
 
     /// Predicts every cutout of the files at `paths`; see `lensmae.Model.predict_files`.
@@ -357,31 +347,43 @@ impl Model {
             noise_column: noise_col,
             ..Default::default()
         };
-        let (schema, batches) = interruptible(py, |cancel| {
-            in_pool(&self.pool, || -> lensmae::Result<_> {
-                // As for tables: residuals made already would be fitted again.
-                if let Some(first) = paths.first().filter(|p| p.is_file()) {
-                    let table = lensmae::data::images::is_table(first)?;
-                    if table && self.predictor.reads_as_residuals(&*lensmae::data::table_schema(first)?, first)? {
-                        return Err(lensmae::Error::Mismatch {
-                            path: first.clone(),
-                            message: "holds smooth-lens residuals already: read it with `lensmae predict`".into(),
-                        });
-                    }
-                }
-                let mut reader = lensmae::stage::open_input(&paths, &self.predictor.input_options(&opts))?;
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                let (schema, batches, _) = self.predictor.predict_reader(&mut *reader, &names, cancel)?;
-                Ok((schema, batches))
-            })
-        })?
-        .map_err(error)?;
-        Table::try_new(batches, schema).map(PyArrowType).map_err(error)
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        self.predict_opened(py, &names, || {
+            // As for tables: residuals made already would be fitted again.
+            if self.predictor.inputs_hold_residuals(&paths)? {
+                return Err(lensmae::Error::Mismatch {
+                    path: paths[0].clone(),
+                    message: "holds smooth-lens residuals already: read it with `lensmae predict`".into(),
+                });
+            }
+            lensmae::stage::open_input(&paths, &self.predictor.input_options(&opts))
+        })
     }
 
     fn __repr__(&self) -> String {
         let o = self.predictor.options();
         format!("lensmae.Model({:?}, task={:?}, batch_size={})", self.name, o.task, o.batch_size)
+    }
+}
+
+impl Model {
+    /// Every row of the reader `open` makes (in the model's pool, where Ctrl-C reaches
+    /// it), predicted as `lensmae predict` predicts `inputs`.
+    fn predict_opened(
+        &self,
+        py: Python<'_>,
+        inputs: &[String],
+        open: impl FnOnce() -> lensmae::Result<Box<dyn CutoutReader>> + Send,
+    ) -> PyResult<PyArrowType<Table>> {
+        let (schema, batches) = interruptible(py, |cancel| {
+            in_pool(&self.pool, || -> lensmae::Result<_> {
+                let mut reader = open()?;
+                let (schema, batches, _) = self.predictor.predict_reader(&mut *reader, inputs, cancel)?;
+                Ok((schema, batches))
+            })
+        })?
+        .map_err(error)?;
+        Table::try_new(batches, schema).map(PyArrowType).map_err(error)
     }
 }
 

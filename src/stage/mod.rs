@@ -242,13 +242,20 @@ impl Predictor {
     /// classifier of residuals of the same recipe as it is, without a second fit;
     /// residuals for any other classifier, or of another recipe, are refused.
     pub fn for_inputs(mut self, inputs: &[PathBuf]) -> Result<Predictor> {
-        let Some(first) = inputs.first().filter(|p| p.is_file() && crate::data::is_table_name(p)) else {
-            return Ok(self);
-        };
-        if self.reads_as_residuals(&*crate::data::table_schema(first)?, first)? {
+        if self.inputs_hold_residuals(inputs)? {
             self.fits_inputs = false;
         }
         Ok(self)
+    }
+
+    /// Whether the table file `inputs` begin with holds smooth-lens residuals made
+    /// with the classifier's own recipe (an error naming it when it holds residuals
+    /// the models do not read).
+    pub fn inputs_hold_residuals(&self, inputs: &[PathBuf]) -> Result<bool> {
+        match inputs.first().filter(|p| p.is_file() && crate::data::is_table_name(p)) {
+            Some(first) => self.reads_as_residuals(&*crate::data::table_schema(first)?, first),
+            None => Ok(false),
+        }
     }
 
     /// Whether an input of table schema `schema` holds smooth-lens residuals made

@@ -387,13 +387,12 @@ impl ObservationSource {
             .collect())
     }
 
-    /// Each row's PSF image from the list column `name`: `Err` for the batch when
-    /// the column was not carried or holds no lists of numbers, a row's reason when
+    /// Each row's PSF image from the list column `name` (carried: [`Self::check_columns`]):
+    /// `Err` for the batch when it holds no lists of numbers, a row's reason when
     /// its image is null or cannot be a PSF.
     fn psf_images(&self, batch: &CutoutBatch, name: &str) -> Result<Vec<std::result::Result<RowPsf, String>>> {
-        let Some((_, values)) = batch.carried.iter().find(|(f, _)| f.name() == name) else {
-            return Err(Error::config("--psf-image-col", format!("the input has no column `{name}`")));
-        };
+        let (_, values) =
+            batch.carried.iter().find(|(f, _)| f.name() == name).expect("check_columns found every column");
         let most = crate::sim::psf::MAX_KERNEL_SIDE * crate::sim::psf::MAX_KERNEL_SIDE;
         let rows = crate::data::parquet::cutouts::square_image_rows(values, most)
             .map_err(|e| Error::config("--psf-image-col", format!("column `{name}`: {e}")))?;

@@ -150,6 +150,16 @@ fn a_folder_of_fits_cutouts_is_read_as_its_files_in_natural_order() {
     assert!(err.contains("no Parquet, FITS or .npy files"), "{err}");
 }
 
+/// A FITS file at `path` whose primary HDU holds float `pixels` of `dimensions`
+/// (slowest axis first), open for more header keywords.
+fn primary_image(path: &Path, dimensions: &[usize], pixels: &[f32]) -> (fitsio::FitsFile, fitsio::hdu::FitsHdu) {
+    let desc = ImageDescription { data_type: ImageType::Float, dimensions };
+    let mut f = fitsio::FitsFile::create(path).with_custom_primary(&desc).open().unwrap();
+    let hdu = f.primary_hdu().unwrap();
+    hdu.write_image(&mut f, pixels).unwrap();
+    (f, hdu)
+}
+
 #[test]
 fn band_cubes_give_a_row_per_band_and_band_picks_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,12 +168,7 @@ fn band_cubes_give_a_row_per_band_and_band_picks_one() {
     // bands of one object, the bands named by BANDS and BAND0..2, one celestial WCS.
     let cube = dir.path().join("legacy.fits");
     {
-        let mut f = fitsio::FitsFile::create(&cube)
-            .with_custom_primary(&ImageDescription { data_type: ImageType::Float, dimensions: &[3, 16, 16] })
-            .open()
-            .unwrap();
-        let hdu = f.primary_hdu().unwrap();
-        hdu.write_image(&mut f, &data.pixels).unwrap();
+        let (mut f, hdu) = primary_image(&cube, &[3, 16, 16], &data.pixels);
         hdu.write_key(&mut f, "BANDS", "grz").unwrap();
         for (i, band) in ["g", "r", "z"].iter().enumerate() {
             hdu.write_key(&mut f, &format!("BAND{i}"), *band).unwrap();
@@ -181,12 +186,7 @@ fn band_cubes_give_a_row_per_band_and_band_picks_one() {
     // A stamp of one filter (its FILTER keyword), and one that names none.
     let stamp = |name: &str, filter: Option<&str>| {
         let path = dir.path().join(name);
-        let mut f = fitsio::FitsFile::create(&path)
-            .with_custom_primary(&ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] })
-            .open()
-            .unwrap();
-        let hdu = f.primary_hdu().unwrap();
-        hdu.write_image(&mut f, data.image(1)).unwrap();
+        let (mut f, hdu) = primary_image(&path, &[16, 16], data.image(1));
         if let Some(filter) = filter {
             hdu.write_key(&mut f, "FILTER", filter).unwrap();
         }
@@ -272,14 +272,7 @@ fn rubin_and_hsc_masks_mask_their_defect_planes_not_the_detections() {
     assert!(unknown.contains("--flag-planes SPIKE") && unknown.contains("calexp-cutout.fits"), "{unknown}");
     // Planes asked of files without flags would mask nothing, unsaid.
     let plain = dir.path().join("plain.fits");
-    {
-        let mut f = fitsio::FitsFile::create(&plain)
-            .with_custom_primary(&ImageDescription { data_type: ImageType::Float, dimensions: &[16, 16] })
-            .open()
-            .unwrap();
-        let hdu = f.primary_hdu().unwrap();
-        hdu.write_image(&mut f, data.image(0)).unwrap();
-    }
+    drop(primary_image(&plain, &[16, 16], data.image(0)));
     let input = InputOptions { flag_planes: Some(vec!["CR".into()]), ..Default::default() };
     let err = run(&[plain], input, StageTask::Classify, NanPolicy::Zero, &out).unwrap_err().to_string();
     assert!(err.contains("--flag-planes CR: no input has a flags extension"), "{err}");

@@ -9,6 +9,7 @@ use crate::data::fingerprint::{fingerprint_all, FileFingerprint};
 use crate::data::fits::wcs::CelestialWcs;
 use crate::data::flux_unit::StatedFlux;
 use crate::data::ipc::{cutouts::IpcCutouts, IpcFormat};
+use crate::data::parquet::dataset::InputFolder;
 use crate::data::remote;
 use crate::data::{fits::cutouts::FitsCutouts, npy::cutouts::NpyCutouts, parquet::cutouts::ParquetCutouts};
 use crate::{Error, Result};
@@ -227,15 +228,29 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
             ));
         }
     }
-    let expanded = with_fits_folders_as_files(inputs)?;
-    let inputs = expanded.as_deref().unwrap_or(inputs);
-    let first = &inputs[0];
-    // A folder of Parquet files (a dataset as Spark or Dask write them, on disk or
-    // under an S3 prefix), else a local folder of .npy images.
-    let mut datasets = Vec::with_capacity(inputs.len());
+    // A local folder of FITS stamps stands for its files (a cutout service delivers
+    // more than a command line holds); a folder of Parquet files is a dataset (as
+    // Spark or Dask write them, on disk or under an S3 prefix); else a local folder
+    // of .npy images. Each folder is walked once.
+    let (mut expanded, mut datasets) = (Vec::with_capacity(inputs.len()), Vec::with_capacity(inputs.len()));
     for path in inputs {
-        datasets.push(crate::data::parquet::dataset::dataset_of(path)?);
+        match crate::data::parquet::dataset::input_folder(path)? {
+            InputFolder::FitsStamps(files) => {
+                datasets.extend(files.iter().map(|_| None));
+                expanded.extend(files);
+            }
+            InputFolder::Dataset(files) => {
+                expanded.push(path.clone());
+                datasets.push(Some(files));
+            }
+            InputFolder::Other => {
+                expanded.push(path.clone());
+                datasets.push(None);
+            }
+        }
     }
+    let inputs = &expanded[..];
+    let first = &inputs[0];
     let kinds: Vec<&str> =
         inputs.iter().zip(&datasets).map(|(p, files)| input_kind(p, files.is_some())).collect::<Result<_>>()?;
     let k = kinds[0];
@@ -289,48 +304,6 @@ pub fn open_input(inputs: &[PathBuf], opts: &InputOptions) -> Result<Box<dyn Cut
         }
         _ => Box::new(ParquetCutouts::open(inputs, opts)?),
     })
-}
-
-/// `inputs` with each local folder of FITS files in their place (None: no such
-/// folder): a cutout service delivers a folder of stamps, often more than a command
-/// line holds. A folder holding Parquet or `.npy` files beside FITS ones is
-/// refused: which kind to read would be a guess, and a run's output written into
-/// the folder would be read as cutouts the next time.
-fn with_fits_folders_as_files(inputs: &[PathBuf]) -> Result<Option<Vec<PathBuf>>> {
-    let mut expanded: Option<Vec<PathBuf>> = None;
-    for (i, input) in inputs.iter().enumerate() {
-        let mut other_kind: Option<PathBuf> = None;
-        let files = match input.is_dir() && !remote::is_remote(input) {
-            true => crate::data::fits::files_in_folder(input, |path| {
-                let name = path.file_name().unwrap_or_default().to_string_lossy().to_ascii_lowercase();
-                let table_or_npy = [".parquet", ".parq", ".pq", ".npy", ".arrow", ".feather", ".arrows", ".ipc"];
-                if other_kind.is_none() && table_or_npy.iter().any(|ext| name.ends_with(ext)) {
-                    other_kind = Some(path.to_path_buf());
-                }
-            })?,
-            false => None,
-        };
-        match (files, other_kind) {
-            (Some(files), Some(other)) => {
-                return Err(Error::config(
-                    "input",
-                    format!(
-                        "{} holds both FITS files ({}) and {}: give one kind (a folder's FITS files are its cutouts)",
-                        input.display(),
-                        files[0].display(),
-                        other.display()
-                    ),
-                ))
-            }
-            (Some(files), None) => expanded.get_or_insert_with(|| inputs[..i].to_vec()).extend(files),
-            (None, _) => {
-                if let Some(expanded) = expanded.as_mut() {
-                    expanded.push(input.clone());
-                }
-            }
-        }
-    }
-    Ok(expanded)
 }
 
 /// What `input` is read as: `dataset` says whether it is a folder of Parquet

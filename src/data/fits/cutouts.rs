@@ -341,31 +341,21 @@ fn image_hdus(
         let extname: String = hdu.read_key(f, "EXTNAME").unwrap_or_default();
         let extver: i64 = hdu.read_key(f, "EXTVER").unwrap_or(1);
         let role = extension_role(&extname, opts);
-        if let Some(name) = hdu_name {
-            if !extname.trim().eq_ignore_ascii_case(name) {
-                if let Some(Some(kind)) = role {
-                    if kind == CompanionKind::Flags {
-                        masking.insert(i, masking_bits(f, &hdu, opts.flag_planes.as_deref())?);
-                    }
-                    companions.push((i, kind, extver, shape.clone()));
-                    notes.push(format!("`{}` as {kind:?}", extname.trim()));
-                }
-                continue;
+        let asked_for = hdu_name.map(|name| extname.trim().eq_ignore_ascii_case(name));
+        // A companion of the flux (noise, weights, flags) is paired with it below,
+        // never read as a cutout, unless it is the extension asked for.
+        if let (Some(Some(kind)), false) = (role, asked_for == Some(true)) {
+            if kind == CompanionKind::Flags {
+                masking.insert(i, masking_bits(f, &hdu, opts.flag_planes.as_deref())?);
             }
-        } else {
-            match role {
-                Some(Some(kind)) => {
-                    if kind == CompanionKind::Flags {
-                        masking.insert(i, masking_bits(f, &hdu, opts.flag_planes.as_deref())?);
-                    }
-                    companions.push((i, kind, extver, shape.clone()));
-                    notes.push(format!("`{}` as {kind:?}", extname.trim()));
-                    continue;
-                }
-                Some(None) => continue,
-                None if i > 0 && found.first().is_some_and(|(h, _)| h.index == 0) => continue,
-                None => {}
-            }
+            companions.push((i, kind, extver, shape.clone()));
+            notes.push(format!("`{}` as {kind:?}", extname.trim()));
+            continue;
+        }
+        match (asked_for, role) {
+            (Some(false), _) | (None, Some(None)) => continue,
+            (None, None) if i > 0 && found.first().is_some_and(|(h, _)| h.index == 0) => continue,
+            _ => {}
         }
         let bitpix: i64 = hdu.read_key(f, "BITPIX").map_err(|e| e.to_string())?;
         let available = data_bytes_in_file(f, path);
@@ -376,22 +366,19 @@ fn image_hdus(
         let mut bands = band_names(f, &hdu, planes);
         // A single image's WCS places it on the sky, a band cube's too (its planes are
         // one object); a stack's planes are other objects.
-        let (wcs, centre) = match shape.as_slice() {
-            [rows, columns] | [1, rows, columns] => {
+        let one_object = match shape.as_slice() {
+            [rows, columns] | [1, rows, columns] => Some((*rows, *columns)),
+            [_, rows, columns] if bands.is_some() => Some((*rows, *columns)),
+            _ => None,
+        };
+        let (wcs, centre) = match one_object {
+            Some((rows, columns)) => {
                 let wcs = CelestialWcs::read(f, &hdu);
-                let centre = wcs
-                    .as_ref()
-                    .and_then(|w| w.sky_position((*columns as f64 + 1.0) / 2.0, (*rows as f64 + 1.0) / 2.0));
+                let centre =
+                    wcs.as_ref().and_then(|w| w.sky_position((columns as f64 + 1.0) / 2.0, (rows as f64 + 1.0) / 2.0));
                 (wcs, centre)
             }
-            [_, rows, columns] if bands.is_some() => {
-                let wcs = CelestialWcs::read(f, &hdu);
-                let centre = wcs
-                    .as_ref()
-                    .and_then(|w| w.sky_position((*columns as f64 + 1.0) / 2.0, (*rows as f64 + 1.0) / 2.0));
-                (wcs, centre)
-            }
-            _ => (None, None),
+            None => (None, None),
         };
         let mut identity = header_identity(f, &hdu, centre, keeps_id(opts));
         identity.band = match bands.as_deref() {
@@ -536,18 +523,22 @@ impl FitsCutouts {
                     None
                 }
             };
-            let (primary, primary_unit, primary_photometry, primary_id): (Vec<Option<KeptValue>>, _, _, _) =
-                match super::hdu_at(&mut f, 0) {
-                    Ok(Some(primary)) => (
-                        kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
-                        flux_unit(&mut f, &primary),
-                        photometric_keywords(&mut f, &primary),
-                        if keeps_id(opts) { integer_id(&mut f, &primary) } else { None },
-                    ),
-                    _ => (vec![None; kept_names.len()], None, PhotometricKeywords::default(), None),
-                };
-            let primary_band =
-                super::hdu_at(&mut f, 0).ok().flatten().and_then(|primary| common_band(&mut f, &primary));
+            let (primary, primary_unit, primary_photometry, primary_id, primary_band): (
+                Vec<Option<KeptValue>>,
+                _,
+                _,
+                _,
+                _,
+            ) = match super::hdu_at(&mut f, 0) {
+                Ok(Some(primary)) => (
+                    kept_names.iter().map(|name| header_value(&mut f, &primary, name)).collect(),
+                    flux_unit(&mut f, &primary),
+                    photometric_keywords(&mut f, &primary),
+                    if keeps_id(opts) { integer_id(&mut f, &primary) } else { None },
+                    common_band(&mut f, &primary),
+                ),
+                _ => (vec![None; kept_names.len()], None, PhotometricKeywords::default(), None, None),
+            };
             for ImageHdu {
                 index: hdu,
                 dims,

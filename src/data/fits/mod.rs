@@ -364,26 +364,6 @@ pub fn has_fits_name(name: &str) -> bool {
     [".fits", ".fit", ".fts"].iter().any(|ext| bare.ends_with(ext)) || lower.ends_with(".fz")
 }
 
-/// The FITS files under the local folder `dir` (its subfolders too, those of
-/// hidden or bookkeeping names, `.x` or `_x`, passed over), in natural order of
-/// their paths (`cutout-2` before `cutout-10`), as cutout services deliver them;
-/// None when it holds none. Files of other kinds beside them are for the caller to
-/// judge: `others` is told of each (its path).
-pub fn files_in_folder(dir: &Path, mut others: impl FnMut(&Path)) -> Result<Option<Vec<PathBuf>>> {
-    let visible = |name: &str| !name.starts_with('.') && !name.starts_with('_');
-    let mut files = Vec::new();
-    crate::data::walk_files(dir, visible, |path, name| match (visible(name), has_fits_name(name)) {
-        (false, _) => {}
-        (true, true) => files.push(path),
-        (true, false) => others(&path),
-    })?;
-    if files.is_empty() {
-        return Ok(None);
-    }
-    files.sort_by(|a, b| crate::data::natural_order(&a.to_string_lossy(), &b.to_string_lossy()));
-    Ok(Some(files))
-}
-
 /// Whether the local file `path` begins as a FITS file does (its first card `SIMPLE`),
 /// whatever its name.
 pub fn is_fits_file(path: &Path) -> bool {

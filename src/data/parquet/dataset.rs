@@ -38,6 +38,42 @@ impl DatasetFile {
     }
 }
 
+/// What a folder given as input holds, found by one walk of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputFolder {
+    /// Parquet files: a dataset ([`dataset_of`]).
+    Dataset(Vec<DatasetFile>),
+    /// A local folder of FITS stamps, as cutout services deliver them, in natural
+    /// order of their paths (`stamp-2` before `stamp-10`).
+    FitsStamps(Vec<PathBuf>),
+    /// Neither: not a folder, or a folder of `.npy` images or of nothing lensmae reads.
+    Other,
+}
+
+/// What the folder `dir` holds for `predict`: a local folder of FITS files stands
+/// for them; one holding Parquet, `.npy` or Arrow IPC files beside them is refused,
+/// since which kind to read would be a guess and a run's output written into the
+/// folder would be read as cutouts the next time. Else as [`dataset_of`].
+pub fn input_folder(dir: &Path) -> Result<InputFolder> {
+    let Some(mut found) = walk_if_listable(dir)? else { return Ok(InputFolder::Other) };
+    if found.fits.is_empty() || remote::is_remote(dir) {
+        return Ok(dataset_from(dir, found)?.map_or(InputFolder::Other, InputFolder::Dataset));
+    }
+    if let Some(other) = found.parquet.first().or(found.npy.as_ref()).or(found.ipc.as_ref()) {
+        return Err(Error::config(
+            "input",
+            format!(
+                "{} holds both FITS files ({}) and {}: give one kind (a folder's FITS files are its cutouts)",
+                dir.display(),
+                found.fits[0].display(),
+                other.display()
+            ),
+        ));
+    }
+    found.fits.sort_by(|a, b| crate::data::natural_order(&a.to_string_lossy(), &b.to_string_lossy()));
+    Ok(InputFolder::FitsStamps(found.fits))
+}
+
 /// The Parquet files of `dir`, in natural order of their paths, when it is a
 /// dataset: a local folder or an S3 prefix (one that does not name a file) holding
 /// Parquet files, in it or in folders below; none for a file, or a folder of `.npy`
@@ -46,6 +82,15 @@ impl DatasetFile {
 /// rather than read in part. The folder is walked (or listed) once: callers pass
 /// the files on.
 pub fn dataset_of(dir: &Path) -> Result<Option<Vec<DatasetFile>>> {
+    match walk_if_listable(dir)? {
+        Some(found) => dataset_from(dir, found),
+        None => Ok(None),
+    }
+}
+
+/// The files under `dir` by kind, when it is a local folder or an S3 prefix that
+/// does not name a file.
+fn walk_if_listable(dir: &Path) -> Result<Option<Walked>> {
     let listable = match remote::is_remote(dir) {
         true => {
             let named_file = dir.extension().is_some_and(|e| {
@@ -57,10 +102,15 @@ pub fn dataset_of(dir: &Path) -> Result<Option<Vec<DatasetFile>>> {
         }
         false => dir.is_dir(),
     };
-    if !listable {
-        return Ok(None);
+    match listable {
+        true => walk(dir).map(Some),
+        false => Ok(None),
     }
-    let (mut parquet, npy) = walk(dir)?;
+}
+
+/// The dataset of the files `found` under `dir` (see [`dataset_of`]).
+fn dataset_from(dir: &Path, found: Walked) -> Result<Option<Vec<DatasetFile>>> {
+    let Walked { mut parquet, npy, .. } = found;
     if parquet.is_empty() {
         return Ok(None);
     }
@@ -122,18 +172,32 @@ pub(crate) fn with_partition_columns(path: &Path, batch: RecordBatch, partition:
         .map_err(|e| Error::Parquet { path: path.to_path_buf(), message: e.to_string() })
 }
 
-/// The Parquet files under `dir` (a folder, or an S3 prefix), and one `.npy` file if any.
-fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
-    let (mut parquet, mut npy) = (Vec::new(), None);
+/// The data files under a folder, by kind (in the order found).
+struct Walked {
+    parquet: Vec<PathBuf>,
+    fits: Vec<PathBuf>,
+    /// The first `.npy` file, if any.
+    npy: Option<PathBuf>,
+    /// The first Arrow IPC file, if any.
+    ipc: Option<PathBuf>,
+}
+
+/// The data files under `dir` (a folder, or an S3 prefix), by kind.
+fn walk(dir: &Path) -> Result<Walked> {
+    let mut found = Walked { parquet: Vec::new(), fits: Vec::new(), npy: None, ipc: None };
     let mut file_found = |path: PathBuf, name: &str| {
         if !visible(name) {
             return;
         }
         let lower = name.to_ascii_lowercase();
         if lower.ends_with(".parquet") || lower.ends_with(".parq") || lower.ends_with(".pq") {
-            parquet.push(path);
+            found.parquet.push(path);
         } else if lower.ends_with(".npy") {
-            npy.get_or_insert(path);
+            found.npy.get_or_insert(path);
+        } else if crate::data::fits::has_fits_name(name) {
+            found.fits.push(path);
+        } else if crate::data::ipc::IpcFormat::for_name(&path).is_some() {
+            found.ipc.get_or_insert(path);
         }
     };
     if remote::is_remote(dir) {
@@ -147,7 +211,7 @@ fn walk(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     } else {
         crate::data::walk_files(dir, visible, &mut file_found)?;
     }
-    Ok((parquet, npy))
+    Ok(found)
 }
 
 /// Whether a file or folder of a dataset holds data, not a writer's bookkeeping.
